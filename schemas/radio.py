@@ -1,0 +1,117 @@
+"""Radio KPIs per cell, as reported by community-run 4G/5G nodes.
+
+Ranges follow the Android telephony API and 3GPP (see DESIGN.md, "Domain reference").
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from schemas.model import Field, TelemetrySchema
+
+RADIO_KPI_V1 = TelemetrySchema(
+    name="radio_kpi",
+    major=1,
+    minor=0,
+    description="Per-cell radio and traffic KPIs reported periodically by each node.",
+    natural_key=("node_id", "cell_id", "event_time"),
+    fields=(
+        Field("node_id", pa.string(), "Public identifier of the reporting node", required=True),
+        Field(
+            "event_time",
+            pa.timestamp("us", tz="UTC"),
+            "When the node measured the KPIs",
+            unit="UTC microseconds",
+            required=True,
+        ),
+        Field(
+            "cell_id",
+            pa.int64(),
+            "E-UTRAN Cell Identifier (28-bit ECI)",
+            required=True,
+            minimum=0,
+            maximum=(1 << 28) - 1,
+        ),
+        Field("pci", pa.int32(), "Physical Cell Identity", minimum=0, maximum=503),
+        Field(
+            "earfcn",
+            pa.int32(),
+            "E-UTRA Absolute Radio Frequency Channel Number",
+            minimum=0,
+            maximum=262143,
+        ),
+        Field(
+            "rsrp_dbm",
+            pa.float64(),
+            "Reference Signal Received Power",
+            unit="dBm",
+            required=True,
+            minimum=-140,
+            maximum=-43,
+        ),
+        Field(
+            "rsrq_db",
+            pa.float64(),
+            "Reference Signal Received Quality",
+            unit="dB",
+            minimum=-34,
+            maximum=3,
+        ),
+        Field(
+            "sinr_db",
+            pa.float64(),
+            "Signal to Interference plus Noise Ratio",
+            unit="dB",
+            minimum=-20,
+            maximum=30,
+        ),
+        Field(
+            "dl_throughput_mbps",
+            pa.float64(),
+            "Downlink throughput served by the cell",
+            unit="Mbit/s",
+            minimum=0,
+            maximum=2000,
+        ),
+        Field(
+            "ul_throughput_mbps",
+            pa.float64(),
+            "Uplink throughput served by the cell",
+            unit="Mbit/s",
+            minimum=0,
+            maximum=2000,
+        ),
+        Field(
+            "latency_ms",
+            pa.float64(),
+            "Round-trip latency from the node to its core",
+            unit="ms",
+            minimum=0,
+            maximum=10000,
+        ),
+        Field(
+            "connected_ues",
+            pa.int32(),
+            "User equipments connected to the cell",
+            required=True,
+            minimum=0,
+            maximum=10000,
+        ),
+        Field(
+            "latitude",
+            pa.float64(),
+            "Node latitude (WGS 84)",
+            unit="degrees",
+            minimum=-90,
+            maximum=90,
+        ),
+        Field(
+            "longitude",
+            pa.float64(),
+            "Node longitude (WGS 84)",
+            unit="degrees",
+            minimum=-180,
+            maximum=180,
+        ),
+    ),
+)
