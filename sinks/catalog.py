@@ -1,0 +1,180 @@
+"""The DuckDB catalog: what was planned, landed, committed and anchored, and a view per dataset.
+
+The catalog is the pipeline's journal as well as the buyers' entry point. Only the driver writes
+it (DuckDB allows one writer), after the pipeline's workers have landed their files.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from sinks.layout import DataLayout
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS datasets (
+    dataset VARCHAR PRIMARY KEY, schema_name VARCHAR, schema_version VARCHAR,
+    fingerprint VARCHAR, view_name VARCHAR);
+CREATE TABLE IF NOT EXISTS batches (
+    batch_id BIGINT PRIMARY KEY, topic VARCHAR, state VARCHAR, plan JSON,
+    records_read BIGINT, records_published BIGINT, records_quarantined BIGINT,
+    created_at TIMESTAMPTZ DEFAULT now(), updated_at TIMESTAMPTZ DEFAULT now());
+CREATE TABLE IF NOT EXISTS files (
+    path VARCHAR PRIMARY KEY, dataset VARCHAR, sha256 VARCHAR, rows BIGINT, leaf_start BIGINT,
+    topic VARCHAR, kafka_partition INTEGER, start_offset BIGINT, end_offset BIGINT,
+    batch_id BIGINT);
+CREATE TABLE IF NOT EXISTS quarantine_files (
+    path VARCHAR PRIMARY KEY, topic VARCHAR, kafka_partition INTEGER, start_offset BIGINT,
+    end_offset BIGINT, rows BIGINT, reasons JSON, batch_id BIGINT);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    dataset VARCHAR, tree_size BIGINT, root VARCHAR, manifest_path VARCHAR,
+    manifest_sha256 VARCHAR, chain_id BIGINT, contract VARCHAR, anchor_tx VARCHAR,
+    anchor_block BIGINT, gas_used BIGINT, batch_id BIGINT,
+    PRIMARY KEY (dataset, tree_size));
+"""
+
+
+class Catalog:
+    """A DuckDB catalog file under a data directory."""
+
+    def __init__(self, layout: DataLayout) -> None:
+        self.layout = layout
+        layout.root.mkdir(parents=True, exist_ok=True)
+        self.db = duckdb.connect(str(layout.catalog))
+        self.db.execute(_DDL)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- batches: the journal -------------------------------------------------------------
+
+    def next_batch_id(self) -> int:
+        (value,) = self.db.execute("SELECT coalesce(max(batch_id), 0) + 1 FROM batches").fetchone()
+        return int(value)
+
+    def record_plan(self, batch_id: int, topic: str, plan: dict) -> None:
+        self.db.execute(
+            "INSERT INTO batches (batch_id, topic, state, plan) VALUES (?, ?, 'planned', ?)",
+            [batch_id, topic, json.dumps(plan, sort_keys=True)],
+        )
+
+    def set_state(self, batch_id: int, state: str, **counts: int) -> None:
+        assignments = ", ".join(f"{name} = ?" for name in counts)
+        extra = f", {assignments}" if assignments else ""
+        self.db.execute(
+            f"UPDATE batches SET state = ?, updated_at = now(){extra} WHERE batch_id = ?",
+            [state, *counts.values(), batch_id],
+        )
+
+    def unfinished_batch(self, topic: str) -> tuple[int, dict, str] | None:
+        row = self.db.execute(
+            "SELECT batch_id, plan, state FROM batches WHERE topic = ? AND state <> 'done' "
+            "ORDER BY batch_id LIMIT 1",
+            [topic],
+        ).fetchone()
+        return (int(row[0]), json.loads(row[1]), row[2]) if row else None
+
+    # -- datasets and files ---------------------------------------------------------------
+
+    def register_dataset(self, dataset: str, schema: dict, fingerprint: str) -> str:
+        view = dataset.replace(".", "_")
+        self.db.execute(
+            "INSERT OR REPLACE INTO datasets VALUES (?, ?, ?, ?, ?)",
+            [dataset, schema["name"], schema["version"], fingerprint, view],
+        )
+        return view
+
+    def register_files(self, batch_id: int, files: Iterable[dict[str, Any]]) -> None:
+        for f in files:
+            self.db.execute(
+                "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [f["path"], f["dataset"], f["sha256"], f["rows"], f["leaf_start"], f["topic"],
+                 f["partition"], f["start"], f["end"], batch_id],
+            )  # fmt: skip
+
+    def register_quarantine(self, batch_id: int, entries: Iterable[dict[str, Any]]) -> None:
+        for q in entries:
+            self.db.execute(
+                "INSERT OR REPLACE INTO quarantine_files VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [q["path"], q["topic"], q["partition"], q["start"], q["end"], q["rows"],
+                 json.dumps(q["reasons"], sort_keys=True), batch_id],
+            )  # fmt: skip
+
+    def dataset_files(self, dataset: str) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT path, sha256, rows, leaf_start FROM files WHERE dataset = ? "
+            "ORDER BY leaf_start",
+            [dataset],
+        ).fetchall()
+        return [{"path": p, "sha256": s, "rows": n, "leaf_start": ls} for p, s, n, ls in rows]
+
+    def refresh_views(self) -> None:
+        """(Re)create one view per dataset over its files, and one over the quarantine."""
+        datasets = self.db.execute("SELECT dataset, view_name FROM datasets").fetchall()
+        for dataset, view in datasets:
+            paths = [self._absolute(f["path"]) for f in self.dataset_files(dataset)]
+            self._create_view(view, paths)
+        quarantine = [
+            self._absolute(p)
+            for (p,) in self.db.execute(
+                "SELECT path FROM quarantine_files ORDER BY path"
+            ).fetchall()
+        ]
+        self._create_view("quarantine", quarantine)
+
+    def _create_view(self, view: str, paths: list[str]) -> None:
+        if not paths:
+            return
+        listing = ", ".join(_sql_string(p) for p in paths)
+        self.db.execute(
+            f'CREATE OR REPLACE VIEW "{view}" AS SELECT * FROM read_parquet([{listing}])'
+        )
+
+    def _absolute(self, relative: str) -> str:
+        return str((self.layout.root / relative).resolve())
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def record_checkpoint(self, batch_id: int, checkpoint: dict[str, Any]) -> None:
+        c = checkpoint
+        self.db.execute(
+            "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [c["dataset"], c["tree_size"], c["root"], c["manifest_path"], c["manifest_sha256"],
+             c.get("chain_id"), c.get("contract"), c.get("anchor_tx"), c.get("anchor_block"),
+             c.get("gas_used"), batch_id],
+        )  # fmt: skip
+
+    def checkpoints(self, dataset: str | None = None) -> list[dict[str, Any]]:
+        query = "SELECT * FROM checkpoints"
+        params: list[Any] = []
+        if dataset is not None:
+            query += " WHERE dataset = ?"
+            params.append(dataset)
+        cursor = self.db.execute(query + " ORDER BY dataset, tree_size", params)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def totals(self) -> dict[str, int]:
+        row = self.db.execute(
+            "SELECT coalesce(sum(records_read), 0), coalesce(sum(records_published), 0), "
+            "coalesce(sum(records_quarantined), 0) FROM batches WHERE state = 'done'"
+        ).fetchone()
+        return {"read": int(row[0]), "published": int(row[1]), "quarantined": int(row[2])}
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def open_catalog(root: Path) -> Catalog:
+    return Catalog(DataLayout(root))

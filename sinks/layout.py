@@ -1,0 +1,42 @@
+"""Where everything lands under a data directory.
+
+``published/`` is what buyers and auditors may see. ``private/`` is never published: it holds
+the quarantine (raw bytes of rejected records) and the pipeline's own receipts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class DataLayout:
+    root: Path
+
+    @property
+    def catalog(self) -> Path:
+        return self.root / "catalog.duckdb"
+
+    @property
+    def published(self) -> Path:
+        return self.root / "published"
+
+    @property
+    def private(self) -> Path:
+        return self.root / "private"
+
+    def dataset_dir(self, dataset: str) -> Path:
+        return self.published / dataset
+
+    def data_file(self, dataset: str, chunk_name: str) -> Path:
+        return self.dataset_dir(dataset) / "data" / f"{chunk_name}.parquet"
+
+    def quarantine_file(self, topic: str, chunk_name: str) -> Path:
+        return self.private / "quarantine" / topic / f"{chunk_name}.parquet"
+
+    def receipt_file(self, chunk_name: str) -> Path:
+        return self.private / "receipts" / f"{chunk_name}.json"
+
+    def relative(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()

@@ -1,0 +1,69 @@
+"""Row checks derived from schema metadata: required fields, finite numbers, valid ranges.
+
+Vectorized with ``pyarrow.compute``: each check yields a failure mask over the whole batch, and
+every failing row gets the reason of the first check it fails, so no row is rejected without one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from schemas.model import Field, TelemetrySchema
+
+
+@dataclass(frozen=True)
+class RowCheckResult:
+    """``valid[i]`` is True for rows that passed; ``codes``/``reasons`` are null exactly there."""
+
+    valid: pa.BooleanArray
+    codes: pa.StringArray
+    reasons: pa.StringArray
+
+    @property
+    def rejected(self) -> int:
+        return len(self.valid) - pc.sum(self.valid).as_py() if len(self.valid) else 0
+
+
+def check_rows(schema: TelemetrySchema, rows: pa.RecordBatch) -> RowCheckResult:
+    """Check ``rows`` (canonical names) against ``schema``'s required flags and ranges."""
+    codes = pa.nulls(rows.num_rows, pa.string())
+    reasons = pa.nulls(rows.num_rows, pa.string())
+    for field in schema.all_fields:
+        column = rows.column(field.name)
+        for code, failed, reason in _field_checks(field, column):
+            first = pc.and_(pc.fill_null(failed, False), pc.is_null(codes))
+            codes = pc.if_else(first, code, codes)
+            reasons = pc.if_else(first, reason, reasons)
+    return RowCheckResult(valid=pc.is_null(codes), codes=codes, reasons=reasons)
+
+
+def _field_checks(field: Field, column: pa.Array):
+    """Yield (code, failure mask, reason per row) for one field."""
+    if field.required:
+        yield "missing_required", pc.is_null(column), f"{field.name} is required but missing"
+    if pa.types.is_floating(column.type):
+        not_finite = pc.invert(pc.is_finite(column))
+        yield "not_finite", not_finite, _with_value(field, column, " is not a finite number")
+    if field.minimum is None and field.maximum is None:
+        return
+    too_low = pc.less(column, field.minimum) if field.minimum is not None else None
+    too_high = pc.greater(column, field.maximum) if field.maximum is not None else None
+    outside = (
+        too_low if too_high is None else too_high if too_low is None else pc.or_(too_low, too_high)
+    )
+    yield "out_of_range", outside, _with_value(field, column, f" is outside {_bounds(field)}")
+
+
+def _with_value(field: Field, column: pa.Array, suffix: str) -> pa.Array:
+    text = pc.fill_null(pc.cast(column, pa.string()), "null")
+    return pc.binary_join_element_wise(f"{field.name}=", text, suffix, "")
+
+
+def _bounds(field: Field) -> str:
+    low = "-inf" if field.minimum is None else f"{field.minimum:g}"
+    high = "+inf" if field.maximum is None else f"{field.maximum:g}"
+    unit = f" {field.unit}" if field.unit else ""
+    return f"[{low}, {high}]{unit}"
