@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -31,7 +32,7 @@ class ProduceReport:
 
 
 def ensure_topic(bootstrap: str, topic: str, partitions: int) -> int:
-    """Create ``topic`` with ``partitions`` partitions unless it exists; return its partition count."""
+    """Create ``topic`` unless it exists; return its partition count."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
@@ -39,10 +40,8 @@ def ensure_topic(bootstrap: str, topic: str, partitions: int) -> int:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="rda-admin")
     try:
         if topic not in admin.list_topics():
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile
                 admin.create_topics([NewTopic(topic, partitions, 1)])
-            except TopicAlreadyExistsError:
-                pass
         described = admin.describe_topics([topic])
         return len(described[0]["partitions"])
     finally:
@@ -66,7 +65,7 @@ def produce(
         acks="all",
         linger_ms=20,
         batch_size=256 * 1024,
-        compression_type="lz4",
+        compression_type="zstd",
         client_id="rda-simulator",
     )
     started = time.monotonic()

@@ -35,7 +35,8 @@ class ReadAndStandardize(beam.DoFn):
         self.source = KafkaPythonSource(self.bootstrap)
         self.adapter = adapter_for(self.wire_format)
 
-    def process(self, chunk: OffsetRange) -> Iterable[tuple[OffsetRange, Standardized]]:
+    def process(self, work_item: dict) -> Iterable[tuple[OffsetRange, Standardized]]:
+        chunk = OffsetRange(**work_item)
         raw = self.source.read(chunk)
         yield chunk, standardize(raw, self.adapter)
 
@@ -59,7 +60,8 @@ def build(
     """Add the read → standardize → sink stages for ``chunks`` to ``pipeline``."""
     return (
         pipeline
-        | "Chunks" >> beam.Create(chunks)
+        # Plain dicts as work items: Beam would otherwise infer a row schema for the dataclass.
+        | "Chunks" >> beam.Create([chunk.as_dict() for chunk in chunks])
         | "Distribute" >> beam.Reshuffle()
         | "ReadAndStandardize" >> beam.ParDo(ReadAndStandardize(bootstrap, wire_format))
         | "Write" >> beam.ParDo(WriteChunk(sink))

@@ -111,12 +111,14 @@ class Catalog:
             )  # fmt: skip
 
     def dataset_files(self, dataset: str) -> list[dict[str, Any]]:
-        rows = self.db.execute(
-            "SELECT path, sha256, rows, leaf_start FROM files WHERE dataset = ? "
+        cursor = self.db.execute(
+            "SELECT path, sha256, rows, leaf_start, topic, kafka_partition AS partition, "
+            "start_offset AS start, end_offset AS end FROM files WHERE dataset = ? "
             "ORDER BY leaf_start",
             [dataset],
-        ).fetchall()
-        return [{"path": p, "sha256": s, "rows": n, "leaf_start": ls} for p, s, n, ls in rows]
+        )
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     def refresh_views(self) -> None:
         """(Re)create one view per dataset over its files, and one over the quarantine."""

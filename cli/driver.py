@@ -1,0 +1,254 @@
+"""The micro-batch driver: plan → land → commit → anchor → commit Kafka offsets.
+
+The plan (offset ranges, and where each dataset's log stands) is journaled in the catalog before
+any work, and Kafka offsets are committed only after the checkpoint is anchored. A batch found
+unfinished at start is redone from its journaled plan: file names, bytes, leaves and roots are
+functions of the plan alone, so the redo produces the same checkpoint and the anchor is a no-op.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from pipelines import graph
+from pipelines.kafka_source import KafkaSource, OffsetRange
+from proofs.leaves import leaf_hashes_for_batch
+from proofs.log import DatasetLog
+from proofs.manifest import build_manifest, write_manifest
+from schemas.adapters import adapter_for
+from sinks.catalog import Catalog
+from sinks.layout import DataLayout
+from sinks.parquet import ChunkWriter, read_receipt
+
+PIPELINE_VERSION = "0.1.0"
+Anchorer = Callable[[str, int, bytes, bytes], dict[str, Any]]
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    bootstrap: str
+    topic: str
+    group: str
+    data_dir: Path
+    wire_format: str = "rda.node.v1"
+    max_chunk_records: int = 50_000
+    max_batch_records: int = 2_000_000
+    runner: str = "fnapi"
+
+
+@dataclass
+class BatchSummary:
+    batch_id: int
+    ranges: list[dict]
+    read: int = 0
+    published: int = 0
+    quarantined: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    checkpoints: list[dict] = field(default_factory=list)
+    resumed: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "batch_id": self.batch_id,
+            "ranges": self.ranges,
+            "records_read": self.read,
+            "records_published": self.published,
+            "records_quarantined": self.quarantined,
+            "quarantine_reasons": self.reasons,
+            "checkpoints": self.checkpoints,
+            "resumed": self.resumed,
+        }
+
+
+def run_batch(
+    config: RunConfig, source: KafkaSource, anchor: Anchorer, progress: Progress = lambda _: None
+) -> BatchSummary | None:
+    """Process one micro-batch end to end; None when there is nothing new to read."""
+    layout = DataLayout(config.data_dir)
+    with Catalog(layout) as catalog:
+        plan, resumed = _plan(config, source, catalog)
+        if plan is None:
+            return None
+        summary = BatchSummary(plan["batch_id"], plan["ranges"], resumed=resumed)
+        receipts = _land(config, layout, catalog, plan, summary, progress)
+        for dataset, start in plan["log_starts"].items():
+            mine = [r for r in receipts if r["dataset"] == dataset and r["file"]]
+            checkpoint = _commit_dataset(config, layout, catalog, plan, dataset, start, mine)
+            if checkpoint is None:
+                continue  # nothing published for this dataset: its log did not grow
+            progress(f"batch {summary.batch_id}: anchoring {dataset} at {checkpoint['tree_size']}")
+            root, digest = checkpoint["root"], checkpoint["manifest_sha256"]
+            checkpoint.update(
+                anchor(dataset, checkpoint["tree_size"], bytes.fromhex(root), bytes.fromhex(digest))
+            )
+            catalog.record_checkpoint(summary.batch_id, checkpoint)
+            summary.checkpoints.append(checkpoint)
+        catalog.set_state(summary.batch_id, "anchored")
+        ends = {r["partition"]: r["end"] for r in plan["ranges"]}
+        source.commit(config.group, config.topic, ends)
+        catalog.set_state(summary.batch_id, "done")
+        return summary
+
+
+def _land(
+    config: RunConfig,
+    layout: DataLayout,
+    catalog: Catalog,
+    plan: dict,
+    summary: BatchSummary,
+    progress: Progress,
+) -> list[dict]:
+    """Run the Beam pipeline over the plan's chunks and collect every chunk's receipt."""
+    chunks = [OffsetRange(**c) for c in plan["chunks"]]
+    offsets = sum(c.size for c in chunks)
+    progress(f"batch {summary.batch_id}: reading {offsets} offsets in {len(chunks)} chunks")
+    writer = ChunkWriter(str(layout.root))
+    graph.run(chunks, config.bootstrap, config.wire_format, writer, config.runner)
+    receipts = [read_receipt(layout, chunk) for chunk in chunks]
+    _count(summary, receipts)
+    catalog.register_quarantine(plan["batch_id"], _quarantine_entries(receipts))
+    catalog.set_state(
+        summary.batch_id,
+        "landed",
+        records_read=summary.read,
+        records_published=summary.published,
+        records_quarantined=summary.quarantined,
+    )
+    return receipts
+
+
+def _plan(config: RunConfig, source: KafkaSource, catalog: Catalog) -> tuple[dict | None, bool]:
+    """The unfinished batch's journaled plan, or a new plan journaled before it runs."""
+    unfinished = catalog.unfinished_batch(config.topic)
+    if unfinished is not None:
+        return unfinished[1], True
+    committed = source.committed(config.group, config.topic)
+    ends = source.high_watermarks(config.topic)
+    budget = config.max_batch_records
+    ranges = []
+    for partition in sorted(ends):
+        start = committed.get(partition, 0)
+        end = min(ends[partition], start + budget)
+        if end > start:
+            ranges.append(OffsetRange(config.topic, partition, start, end))
+            budget -= end - start
+        if budget <= 0:
+            break
+    if not ranges:
+        return None, False
+    schema = adapter_for(config.wire_format).schema
+    log = DatasetLog(config.data_dir / "published" / schema.dataset / "log")
+    batch_id = catalog.next_batch_id()
+    plan = {
+        "batch_id": batch_id,
+        "planned_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "ranges": [r.as_dict() for r in ranges],
+        "chunks": [c.as_dict() for r in ranges for c in r.split(config.max_chunk_records)],
+        "log_starts": {schema.dataset: log.size},
+    }
+    catalog.record_plan(batch_id, config.topic, plan)
+    return plan, False
+
+
+def _count(summary: BatchSummary, receipts: list[dict]) -> None:
+    for receipt in receipts:
+        summary.read += receipt["read"]
+        summary.published += receipt["published"]
+        summary.quarantined += receipt["quarantined"]
+        for code, count in receipt["reasons"].items():
+            summary.reasons[code] = summary.reasons.get(code, 0) + count
+    if summary.read != summary.published + summary.quarantined:
+        raise AssertionError(f"batch {summary.batch_id} does not reconcile: {summary.as_dict()}")
+    summary.reasons = dict(sorted(summary.reasons.items()))
+
+
+def _commit_dataset(
+    config: RunConfig,
+    layout: DataLayout,
+    catalog: Catalog,
+    plan: dict,
+    dataset: str,
+    start: int,
+    receipts: list[dict],
+) -> dict | None:
+    """Append the batch's rows to the dataset's log and write its checkpoint manifest."""
+    files, hashes = [], []
+    for receipt in receipts:  # receipts follow the plan's chunk order: the leaf order
+        path = layout.root / receipt["file"]["path"]
+        leaves = leaf_hashes_for_batch(pq.read_table(path))
+        source = receipt["range"]
+        files.append(
+            {**receipt["file"], "dataset": dataset, "leaf_start": start + len(hashes), **source}
+        )
+        hashes.extend(leaves)
+    if not hashes:
+        return None
+    schema = adapter_for(config.wire_format).schema
+    catalog.register_dataset(dataset, schema.describe(), schema.fingerprint())
+    catalog.register_files(plan["batch_id"], files)
+    catalog.refresh_views()
+    dataset_dir = layout.dataset_dir(dataset)
+    size, root = DatasetLog(dataset_dir / "log").append_at(start, hashes)
+    previous = catalog.checkpoints(dataset)
+    previous = [c for c in previous if c["tree_size"] < size]
+    manifest = build_manifest(
+        dataset=dataset,
+        tree_size=size,
+        root=root,
+        schema=schema.describe(),
+        fingerprint=schema.fingerprint(),
+        files=[_manifest_file(layout, dataset_dir, f) for f in catalog.dataset_files(dataset)],
+        batch={"id": plan["batch_id"], "planned_at": plan["planned_at"], "ranges": plan["ranges"]},
+        previous=_previous(previous[-1]) if previous else None,
+        pipeline_version=PIPELINE_VERSION,
+    )
+    path, digest = write_manifest(dataset_dir, manifest)
+    catalog.set_state(plan["batch_id"], "committed")
+    return {
+        "dataset": dataset,
+        "tree_size": size,
+        "root": root.hex(),
+        "manifest_path": layout.relative(path),
+        "manifest_sha256": digest.hex(),
+    }
+
+
+def _manifest_file(layout: DataLayout, dataset_dir: Path, entry: dict) -> dict:
+    """A file as the manifest lists it: path relative to the dataset folder, and its source."""
+    path = (layout.root / entry["path"]).relative_to(dataset_dir).as_posix()
+    source = {k: entry[k] for k in ("topic", "partition", "start", "end")}
+    return {
+        "path": path,
+        "sha256": entry["sha256"],
+        "rows": entry["rows"],
+        "leaf_start": entry["leaf_start"],
+        "source": source,
+    }
+
+
+def _previous(checkpoint: dict) -> dict:
+    return {
+        "tree_size": checkpoint["tree_size"],
+        "root": checkpoint["root"],
+        "manifest_sha256": checkpoint["manifest_sha256"],
+    }
+
+
+def _quarantine_entries(receipts: list[dict]) -> list[dict]:
+    return [
+        {
+            **r["range"],
+            "path": r["quarantine_file"],
+            "rows": r["quarantined"],
+            "reasons": r["reasons"],
+        }
+        for r in receipts
+        if r["quarantine_file"]
+    ]
