@@ -10,7 +10,6 @@ through the vectorized path.
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 import pyarrow as pa
@@ -213,29 +212,39 @@ def _check_message(value: bytes) -> None:
         raise _Reject("invalid_json", f"{error.msg} at {where}") from None
     if not isinstance(document, dict):
         raise _Reject("not_an_object", f"message is a JSON {type(document).__name__}")
+    _check_types(document)
+
+
+def _type_table() -> tuple[tuple[str | None, tuple[tuple[str, frozenset[type]], ...]], ...]:
+    """``_WIRE_FIELDS`` regrouped as (object name or None for top level, fields) for a flat loop."""
+    groups: dict[str | None, list[tuple[str, frozenset[type]]]] = {None: []}
     for path, (json_types, _) in _WIRE_FIELDS.items():
-        _check_field(document, path, json_types)
+        group = path[0] if len(path) == 2 else None
+        groups.setdefault(group, []).append((path[-1], frozenset(json_types)))
+    return tuple((group, tuple(fields)) for group, fields in groups.items())
 
 
-def _check_field(document: dict, path: tuple[str, ...], json_types: tuple[type, ...]) -> None:
-    node: Any = document
-    for depth, part in enumerate(path):
-        if node is None:
-            return
-        if not isinstance(node, dict):
-            where = ".".join(path[:depth])
-            raise _Reject("wrong_type", f"{where} must be an object")
-        node = node.get(part)
-    name = ".".join(path)
-    if node is None:
-        return  # missing fields become nulls; required-ness is checked on canonical rows
-    if isinstance(node, bool) or not isinstance(node, json_types):
-        expected = "/".join(t.__name__ for t in json_types)
-        raise _Reject("wrong_type", f"{name} must be {expected}, got {type(node).__name__}")
-    if isinstance(node, float) and not math.isfinite(node):
-        raise _Reject("not_finite", f"{name} is not finite")
-    if isinstance(node, int) and not _INT64_MIN <= node <= _INT64_MAX:
-        raise _Reject("out_of_range", f"{name}={node} does not fit in 64 bits")
+_TYPE_TABLE = _type_table()
+
+
+def _check_types(document: dict) -> None:
+    """Every present wire field has its JSON type (exact types: a bool is not a number)."""
+    for group, fields in _TYPE_TABLE:
+        container = document if group is None else document.get(group)
+        if container is None:
+            continue  # a missing object means missing fields: the row checks name them
+        if type(container) is not dict:
+            raise _Reject("wrong_type", f"{group} must be an object")
+        for name, allowed in fields:
+            value = container.get(name)
+            if value is None or type(value) in allowed:
+                if type(value) is int and not _INT64_MIN <= value <= _INT64_MAX:
+                    where = name if group is None else f"{group}.{name}"
+                    raise _Reject("out_of_range", f"{where}={value} does not fit in 64 bits")
+                continue
+            where = name if group is None else f"{group}.{name}"
+            expected = "/".join(sorted(t.__name__ for t in allowed))
+            raise _Reject("wrong_type", f"{where} must be {expected}, got {type(value).__name__}")
 
 
 def _parse_one_by_one(

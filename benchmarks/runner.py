@@ -1,0 +1,34 @@
+"""``rda bench``: every benchmark, each reporting a ratio against a baseline from the same run."""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Callable
+
+from benchmarks import decode, end_to_end
+
+BENCHMARKS: dict[str, Callable[[bool], dict]] = {
+    "decode_standardize": decode.run,
+    "end_to_end": end_to_end.run,
+}
+
+
+def run_benchmarks(
+    only: list[str] | None = None, quick: bool = False, progress: Callable[[str], None] = print
+) -> dict:
+    unknown = set(only or ()) - set(BENCHMARKS)
+    if unknown:
+        raise ValueError(f"unknown benchmark(s) {sorted(unknown)}; known: {sorted(BENCHMARKS)}")
+    results = []
+    for name, bench in BENCHMARKS.items():
+        if only and name not in only:
+            continue
+        progress(f"running {name}…")
+        results.append(bench(quick))
+    machine = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
+    return {"machine": machine, "quick": quick, "benchmarks": results}

@@ -1,0 +1,320 @@
+"""Handlers for each ``rda`` subcommand: parse options, call the rooms, report."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import signal
+import threading
+import time
+from typing import Any
+
+from cli.output import UserError, emit_json, out, stage, step
+from infra.state import InfraState, state_dir
+from pipelines.kafka_source import KafkaUnavailable
+
+
+def _bootstrap(args: argparse.Namespace) -> str:
+    bootstrap = args.bootstrap or InfraState.load().kafka_bootstrap
+    if not bootstrap:
+        raise UserError("no Kafka broker: run `rda infra up` first, or pass --bootstrap HOST:PORT")
+    return bootstrap
+
+
+# -- infra ------------------------------------------------------------------------------------
+
+
+def infra_up(args: argparse.Namespace) -> int:
+    from infra.chain import start_anvil
+
+    from infra.broker import broker_pid, start_broker
+
+    directory = state_dir()
+    if broker_pid(directory) is not None:
+        raise UserError("the broker is already running: `rda infra status`, or `rda infra down`")
+    state = InfraState()
+    with stage(f"starting the broker on 127.0.0.1:{args.port}", args.json):
+        broker = start_broker(directory, args.port)
+    state.kafka_bootstrap = broker.bootstrap
+    state.chain_kind = args.chain
+    if args.chain == "anvil":
+        with stage(f"starting anvil on 127.0.0.1:{args.chain_port}", args.json):
+            anvil = start_anvil(args.chain_port, directory)
+        state.rpc_url = anvil.rpc_url
+        from cli.chain import open_chain
+
+        state.registry_address = open_chain("anvil", anvil.rpc_url, None).contract
+    state.save(directory)
+    return infra_status(args)
+
+
+def infra_down(args: argparse.Namespace) -> int:
+    from infra.chain import stop_anvil
+
+    from infra.broker import stop_broker
+
+    directory = state_dir()
+    stopped = {"broker": stop_broker(directory), "anvil": stop_anvil(directory)}
+    InfraState.clear(directory)
+    if args.json:
+        emit_json({"stopped": stopped})
+    else:
+        out.print(
+            ", ".join(
+                f"{name} {'stopped' if s else 'was not running'}" for name, s in stopped.items()
+            )
+        )
+    return 0
+
+
+def infra_status(args: argparse.Namespace) -> int:
+    from infra.chain import ChainConfig, chain_status
+
+    from infra.broker import broker_ready
+
+    state = InfraState.load()
+    kafka_up = bool(state.kafka_bootstrap) and broker_ready(state.kafka_bootstrap)
+    chain = chain_status(ChainConfig(kind=state.chain_kind, rpc_url=state.rpc_url))
+    chain["registry"] = state.registry_address
+    report = {"kafka_bootstrap": state.kafka_bootstrap, "kafka_up": kafka_up, "chain": chain}
+    if args.json:
+        emit_json(report)
+    else:
+        out.print(f"kafka  {state.kafka_bootstrap or '-'}  {'up' if kafka_up else 'down'}")
+        where = chain.get("rpc_url") or "in-process"
+        out.print(f"chain  {chain['kind']} ({where})  {'up' if chain.get('up') else 'down'}")
+    return 0
+
+
+# -- simulate ---------------------------------------------------------------------------------
+
+
+def simulate(args: argparse.Namespace) -> int:
+    from infra.fleet import generate
+    from infra.producer import produce
+
+    if args.start:
+        try:
+            start = dt.datetime.fromisoformat(args.start.replace("Z", "+00:00"))
+        except ValueError as error:
+            raise UserError(f"--start: {error}") from None
+        start_ms = int(start.replace(tzinfo=start.tzinfo or dt.timezone.utc).timestamp() * 1000)
+    else:
+        start_ms = (int(time.time()) - int(args.duration)) * 1000
+    try:
+        messages = generate(
+            args.nodes, args.duration, args.rate, start_ms, args.seed, args.bad_fraction
+        )
+        pace = _realtime_pacer() if args.realtime else None
+        with stage(f"{args.nodes} nodes publishing to {args.topic}", args.json):
+            report = produce(_bootstrap(args), args.topic, messages, args.partitions, pace)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    if args.json:
+        emit_json(report.as_dict())
+    else:
+        out.print(
+            f"published {report.messages} messages ({report.bytes} bytes) to "
+            f"{report.topic} in {report.seconds:.2f}s; defects: {dict(report.defects)}"
+        )
+    return 0
+
+
+def _realtime_pacer():
+    first: list[tuple[float, int]] = []
+
+    def pace(message) -> None:
+        if not first:
+            first.append((time.monotonic(), message.timestamp_ms))
+        wall0, event0 = first[0]
+        delay = (message.timestamp_ms - event0) / 1000 - (time.monotonic() - wall0)
+        if delay > 0:
+            time.sleep(delay)
+
+    return pace
+
+
+# -- run --------------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> int:
+    from cli.driver import RunConfig, run_batch
+    from pipelines.kafka_source import KafkaPythonSource
+
+    bootstrap = _bootstrap(args)
+    chain = _chain_for(args.chain, args.rpc_url, args.registry)
+    config = RunConfig(
+        bootstrap, args.topic, args.group, args.data_dir, max_batch_records=args.max_batch_records
+    )
+    source = KafkaPythonSource(bootstrap)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    batches: list[dict[str, Any]] = []
+    while not stop.is_set():
+        try:
+            batch = run_batch(config, source, chain.anchor, lambda m: step(m, args.json))
+        except KafkaUnavailable as error:
+            raise UserError(f"{error}: is the broker up (`rda infra status`)?") from None
+        if batch is not None:
+            batches.append(batch.as_dict())
+            if not args.json:
+                out.print(
+                    f"batch {batch.batch_id}: read {batch.read}, published "
+                    f"{batch.published}, quarantined {batch.quarantined}"
+                )
+        if args.once and batch is None:
+            break
+        if not args.once:
+            stop.wait(args.interval)
+    if args.json:
+        emit_json({"batches": batches, "chain": chain.describe()})
+    return 0
+
+
+def _chain_for(kind: str | None, rpc_url: str | None, registry: str | None):
+    from cli.chain import open_chain
+
+    state = InfraState.load()
+    kind = kind or state.chain_kind
+    if kind != "embedded":
+        rpc_url = rpc_url or state.rpc_url
+        registry = registry or state.registry_address
+        if not rpc_url:
+            raise UserError(f"--chain {kind} needs --rpc-url (or `rda infra up --chain anvil`)")
+    try:
+        return open_chain(kind, rpc_url, registry)
+    except ConnectionError as error:
+        raise UserError(f"the chain at {rpc_url} does not answer: {error}") from None
+
+
+# -- demo -------------------------------------------------------------------------------------
+
+
+def demo(args: argparse.Namespace) -> int:
+    from cli.demo import DemoOptions, run_demo
+
+    if not 0.0 <= args.bad_fraction <= 1.0:
+        raise UserError("--bad-fraction must be between 0 and 1")
+    options = DemoOptions(
+        data_dir=args.data_dir,
+        nodes=args.nodes,
+        duration_s=args.duration,
+        seed=args.seed,
+        bad_fraction=args.bad_fraction,
+        waves=args.waves,
+        chain=args.chain,
+        quiet=args.json,
+    )
+    summary = run_demo(options)
+    if args.json:
+        emit_json(summary)
+    else:
+        _print_demo(summary)
+    return 0 if summary["verified"] else 1
+
+
+def _print_demo(summary: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    out.print()
+    out.print(
+        f"[bold]Real Data Asset demo[/bold] — {summary['wall_seconds']}s, data in "
+        f"{summary['data_dir']}"
+    )
+    out.print(
+        f"records read {summary['records_read']} = published "
+        f"{summary['records_published']} + quarantined {summary['records_quarantined']}"
+    )
+    if summary["quarantine_reasons"]:
+        out.print(
+            "quarantine reasons: "
+            + ", ".join(f"{code} {n}" for code, n in summary["quarantine_reasons"].items())
+        )
+    table = Table("dataset", "tree size", "root", "anchor tx", title="anchored checkpoints")
+    for c in summary["checkpoints"]:
+        table.add_row(
+            c["dataset"], str(c["tree_size"]), c["root"][:16] + "…", str(c["anchor_tx"])[:18] + "…"
+        )
+    out.print(table)
+    chain = summary["chain"]
+    out.print(
+        f"chain: {chain['kind']} (id {chain['chain_id']}), AnchorRegistry {chain['contract']}"
+    )
+    verdict = "[green]VERIFIED[/green]" if summary["verified"] else "[red]FAILED[/red]"
+    out.print(f"verification: {verdict} — every row re-hashed to the anchored root")
+
+
+# -- verify -----------------------------------------------------------------------------------
+
+
+def verify(args: argparse.Namespace) -> int:
+    from proofs.verify import verify_dataset
+    from sinks.layout import DataLayout
+
+    layout = DataLayout(args.data_dir)
+    if not layout.published.is_dir():
+        raise UserError(f"{layout.published} does not exist: nothing to verify")
+    datasets = (
+        [args.dataset]
+        if args.dataset
+        else sorted(p.name for p in layout.published.iterdir() if p.is_dir())
+    )
+    lookup, why_not = _anchor_lookup(args)
+    verdicts = []
+    for dataset in datasets:
+        directory = layout.dataset_dir(dataset)
+        if not directory.is_dir():
+            raise UserError(f"no dataset {dataset!r} under {layout.published}")
+        try:
+            verdict = verify_dataset(directory, args.manifest, lookup, why_not)
+        except FileNotFoundError as error:
+            raise UserError(str(error)) from None
+        verdicts.append(verdict.as_dict())
+    ok = all(v["verified"] for v in verdicts)
+    if args.json:
+        emit_json({"verified": ok, "datasets": verdicts})
+    else:
+        for v in verdicts:
+            _print_verdict(v)
+    return 0 if ok else 1
+
+
+def _anchor_lookup(args: argparse.Namespace):
+    if args.offline:
+        return None, "--offline"
+    state = InfraState.load()
+    rpc_url = args.rpc_url or state.rpc_url
+    registry = args.registry or state.registry_address
+    if not rpc_url or not registry:
+        return None, (
+            "no persistent chain to read: the embedded EVM lives only inside the "
+            "process that anchored (use `rda infra up --chain anvil`, or --rpc-url "
+            "and --registry)"
+        )
+    return _chain_for("rpc", rpc_url, registry).lookup, ""
+
+
+def _print_verdict(verdict: dict[str, Any]) -> None:
+    mark = "[green]VERIFIED[/green]" if verdict["verified"] else "[red]FAILED[/red]"
+    out.print(f"{verdict['dataset']} @ {verdict['tree_size']} rows, root {verdict['root']}: {mark}")
+    for check in verdict["checks"]:
+        symbol = {True: "✓", False: "✗", None: "–"}[check["ok"]]
+        out.print(f"  {symbol} {check['check']}: {check['detail']}")
+
+
+# -- bench ------------------------------------------------------------------------------------
+
+
+def bench(args: argparse.Namespace) -> int:
+    from benchmarks.runner import run_benchmarks
+
+    results = run_benchmarks(
+        only=args.only, quick=args.quick, progress=lambda m: step(m, args.json)
+    )
+    if args.json:
+        emit_json(results)
+    else:
+        for result in results["benchmarks"]:
+            out.print(f"[bold]{result['name']}[/bold]: {result['summary']}")
+    return 0

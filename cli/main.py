@@ -1,0 +1,123 @@
+"""The ``rda`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from cli.output import UserError, err
+
+DEFAULT_TOPIC = "node-telemetry"
+
+
+def _add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def _default_data_dir() -> Path:
+    return Path(os.environ.get("RDA_DATA_DIR", "data"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from cli import commands
+
+    parser = argparse.ArgumentParser(
+        prog="rda", description="Network telemetry to verifiable Real Data Assets."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    infra = sub.add_parser("infra", help="start, stop or inspect the local broker and chain")
+    infra_sub = infra.add_subparsers(dest="action", required=True, metavar="ACTION")
+    up = infra_sub.add_parser("up", help="start the broker (and anvil with --chain anvil)")
+    up.add_argument("--port", type=int, default=19092, help="broker port on 127.0.0.1")
+    up.add_argument("--chain", choices=("embedded", "anvil"), default="embedded")
+    up.add_argument("--chain-port", type=int, default=18545, help="anvil port on 127.0.0.1")
+    _add_json(up)
+    up.set_defaults(handler=commands.infra_up)
+    down = infra_sub.add_parser("down", help="stop what `infra up` started")
+    _add_json(down)
+    down.set_defaults(handler=commands.infra_down)
+    status = infra_sub.add_parser("status", help="what is running")
+    _add_json(status)
+    status.set_defaults(handler=commands.infra_status)
+
+    sim = sub.add_parser("simulate", help="a fleet of nodes publishing telemetry to Kafka")
+    sim.add_argument("--bootstrap", help="Kafka bootstrap servers (default: from `infra up`)")
+    sim.add_argument("--topic", default=DEFAULT_TOPIC)
+    sim.add_argument("--partitions", type=int, default=4)
+    sim.add_argument("--nodes", type=int, default=20)
+    sim.add_argument("--duration", type=float, default=60.0, help="simulated seconds")
+    sim.add_argument("--rate", type=float, default=1.0, help="reports per second per cell")
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--start", help="first event time, ISO 8601 (default: now - duration)")
+    sim.add_argument("--bad-fraction", type=float, default=0.0)
+    sim.add_argument("--realtime", action="store_true", help="pace messages at event time")
+    _add_json(sim)
+    sim.set_defaults(handler=commands.simulate)
+
+    run = sub.add_parser("run", help="the streaming driver: micro-batches until stopped")
+    run.add_argument("--bootstrap", help="Kafka bootstrap servers (default: from `infra up`)")
+    run.add_argument("--topic", default=DEFAULT_TOPIC)
+    run.add_argument("--group", default="rda-pipeline", help="Kafka consumer group")
+    run.add_argument("--data-dir", type=Path, default=_default_data_dir())
+    run.add_argument("--once", action="store_true", help="process what is there, then exit")
+    run.add_argument("--interval", type=float, default=5.0, help="seconds between batches")
+    run.add_argument("--max-batch-records", type=int, default=2_000_000)
+    run.add_argument("--chain", choices=("embedded", "anvil", "rpc"), help="default: `infra up`")
+    run.add_argument("--rpc-url", help="JSON-RPC URL of the chain (with --chain rpc)")
+    run.add_argument("--registry", help="AnchorRegistry address (default: deploy one)")
+    _add_json(run)
+    run.set_defaults(handler=commands.run)
+
+    demo = sub.add_parser("demo", help="everything end to end on embedded defaults")
+    demo.add_argument("--data-dir", type=Path, default=Path("data/demo"))
+    demo.add_argument("--nodes", type=int, default=40)
+    demo.add_argument("--duration", type=float, default=300.0, help="simulated seconds")
+    demo.add_argument("--bad-fraction", type=float, default=0.02)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--waves", type=int, default=2, help="micro-batches (checkpoints)")
+    demo.add_argument("--chain", choices=("embedded", "anvil"), default="embedded")
+    _add_json(demo)
+    demo.set_defaults(handler=commands.demo)
+
+    verify = sub.add_parser("verify", help="auditor: rows → root → manifest → anchor")
+    verify.add_argument("--data-dir", type=Path, default=_default_data_dir())
+    verify.add_argument("--dataset", help="dataset id, e.g. radio_kpi.v1 (default: all)")
+    verify.add_argument("--manifest", type=Path, help="a checkpoint manifest (default: latest)")
+    verify.add_argument("--rpc-url", help="chain to check anchors on (default: `infra up`)")
+    verify.add_argument("--registry", help="AnchorRegistry address")
+    verify.add_argument("--offline", action="store_true", help="do not check the chain")
+    _add_json(verify)
+    verify.set_defaults(handler=commands.verify)
+
+    bench = sub.add_parser("bench", help="benchmarks, as ratios to a baseline in the same run")
+    bench.add_argument("--only", action="append", help="run only this benchmark (repeatable)")
+    bench.add_argument("--quick", action="store_true", help="smaller inputs")
+    _add_json(bench)
+    bench.set_defaults(handler=commands.bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # Beam and kafka-python are chatty at WARNING about things that are not the user's concern.
+    for noisy in ("kafka", "root", "apache_beam"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except UserError as error:
+        err.print(f"[red]rda: error:[/red] {error}")
+        return 2
+    except KeyboardInterrupt:
+        err.print("rda: interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""Console output: human text and progress on stderr, machine-readable JSON on stdout."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+
+class UserError(Exception):
+    """A mistake the user can fix: reported as one clear line, never a traceback."""
+
+
+def emit_json(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+    sys.stdout.flush()
+
+
+@contextmanager
+def stage(message: str, quiet: bool = False) -> Iterator[None]:
+    """A spinner on stderr while a stage runs (none when quiet or not a terminal)."""
+    if quiet:
+        yield
+        return
+    with err.status(message, spinner="dots"):
+        yield
+    err.print(f"[green]✓[/green] {message}")
+
+
+def step(message: str, quiet: bool = False) -> None:
+    if not quiet:
+        err.print(f"  {message}", style="dim")
