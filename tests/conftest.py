@@ -1,0 +1,51 @@
+"""Shared fixtures: a real Kafka-protocol broker on loopback, started once per test session."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infra.broker import Broker, start_broker, stop_broker
+from infra.fleet import generate
+from infra.producer import ProduceReport, produce
+
+START_MS = 1_764_000_000_000  # 2025-11-24T16:00:00Z: fixed, so fixtures are reproducible
+_topic_numbers = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    directory = tmp_path_factory.mktemp("broker")
+    running = start_broker(directory)
+    try:
+        yield running
+    finally:
+        stop_broker(directory)
+
+
+@pytest.fixture
+def topic() -> str:
+    """A fresh topic name per test (memory storage; topics are never reused)."""
+    return f"telemetry-{next(_topic_numbers)}"
+
+
+def publish(
+    broker: Broker,
+    topic: str,
+    nodes: int = 10,
+    duration_s: float = 30,
+    seed: int = 1,
+    bad_fraction: float = 0.0,
+    start_ms: int = START_MS,
+) -> ProduceReport:
+    """Publish a simulated fleet's reports to ``topic``."""
+    messages = generate(nodes, duration_s, 1.0, start_ms, seed, bad_fraction)
+    return produce(broker.bootstrap, topic, messages)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
