@@ -95,6 +95,7 @@ class KafkaPythonSource:
                 max_partition_fetch_bytes=4 << 20,
                 fetch_max_bytes=16 << 20,
                 request_timeout_ms=int(self.timeout_s * 1000) + 1000,
+                bootstrap_timeout_ms=int(self.timeout_s * 1000),
             )
         except KafkaError as error:
             raise KafkaUnavailable(f"no Kafka broker answers at {self.bootstrap}") from error

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -32,7 +32,7 @@ def topic() -> str:
     return f"telemetry-{next(_topic_numbers)}"
 
 
-def publish(
+def _publish(
     broker: Broker,
     topic: str,
     nodes: int = 10,
@@ -49,3 +49,9 @@ def publish(
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
+
+
+@pytest.fixture
+def publish() -> Callable[..., ProduceReport]:
+    """``publish(broker, topic, nodes=…, duration_s=…, bad_fraction=…)`` a simulated fleet."""
+    return _publish
