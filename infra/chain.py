@@ -1,0 +1,138 @@
+"""The chain: the in-process EVM (default, nothing to start) or anvil / any JSON-RPC node.
+
+The embedded chain (eth-tester on py-evm) lives inside the Python process that creates it: it
+needs no setup and is what ``rda demo`` uses. ``anvil`` (npm ``@foundry-rs/anvil``) is a real
+node for integration tests and for anchors that must outlive a process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from infra import processes
+from infra.tools import ensure_npm_package, port_open, wait_until
+
+ANVIL_PACKAGE = "@foundry-rs/anvil@1.7.1"
+ANVIL_CHAIN_ID = 31337
+CHAIN_KINDS = ("embedded", "anvil", "rpc")
+
+
+@dataclass(frozen=True)
+class ChainConfig:
+    kind: str = "embedded"
+    rpc_url: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in CHAIN_KINDS:
+            raise ValueError(f"unknown chain kind {self.kind!r} (known: {', '.join(CHAIN_KINDS)})")
+        if self.kind != "embedded" and not self.rpc_url:
+            raise ValueError(f"a {self.kind} chain needs an RPC URL")
+
+
+def connect(config: ChainConfig) -> Any:
+    """A ``Web3`` connected to the configured chain."""
+    from web3 import Web3
+
+    if config.kind == "embedded":
+        from web3 import EthereumTesterProvider
+
+        return Web3(EthereumTesterProvider())
+    w3 = Web3(Web3.HTTPProvider(config.rpc_url, request_kwargs={"timeout": 10}))
+    if not w3.is_connected():
+        raise ConnectionError(f"no JSON-RPC node answers at {config.rpc_url}")
+    return w3
+
+
+@dataclass(frozen=True)
+class AnvilProcess:
+    pid: int
+    port: int
+    state_dir: Path
+
+    @property
+    def rpc_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> bool:
+        return stop_anvil(self.state_dir)
+
+
+def _paths(state_dir: Path) -> tuple[Path, Path]:
+    return state_dir / "anvil.pid", state_dir / "anvil.log"
+
+
+def start_anvil(port: int, state_dir: Path, timeout: float = 30.0) -> AnvilProcess:
+    """Start anvil on ``127.0.0.1:port`` (installing it from npm on first use)."""
+    binary = ensure_npm_package(ANVIL_PACKAGE, "anvil")
+    pid_path, log_path = _paths(state_dir)
+    if processes.alive(processes.read_pid(pid_path)):
+        raise RuntimeError(f"anvil is already running (pid file {pid_path}); stop it first")
+    if port_open("127.0.0.1", port):
+        raise RuntimeError(f"port {port} on 127.0.0.1 is already in use")
+    pid = processes.spawn(
+        # --prune-history: otherwise anvil keeps every block's state and grows by gigabytes.
+        [
+            str(binary),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--chain-id",
+            str(ANVIL_CHAIN_ID),
+            "--prune-history",
+        ],
+        log_path=log_path,
+        pid_path=pid_path,
+    )
+    anvil = AnvilProcess(pid=pid, port=port, state_dir=state_dir)
+    try:
+        wait_until(
+            lambda: not processes.alive(pid) or _answers(anvil.rpc_url),
+            timeout=timeout,
+            what=f"anvil to answer eth_chainId on {anvil.rpc_url}",
+        )
+    except TimeoutError:
+        processes.stop(pid_path)
+        raise
+    if not processes.alive(pid):
+        pid_path.unlink(missing_ok=True)
+        raise RuntimeError(f"anvil exited at start; see {log_path}")
+    return anvil
+
+
+def stop_anvil(state_dir: Path) -> bool:
+    """Stop the anvil recorded in ``state_dir``; True if one was running."""
+    pid_path, _ = _paths(state_dir)
+    return processes.stop(pid_path)
+
+
+def _answers(rpc_url: str) -> bool:
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(
+        rpc_url,
+        data=json.dumps(
+            {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
+        ).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=1) as response:
+            return "result" in json.loads(response.read())
+    except (OSError, ValueError):
+        return False
+
+
+def chain_status(config: ChainConfig) -> dict[str, Any]:
+    """Kind, RPC URL, whether it answers, chain id and block number."""
+    status: dict[str, Any] = {"kind": config.kind, "rpc_url": config.rpc_url, "up": False}
+    if config.kind == "embedded":
+        status.update(up=True, note="in-process EVM: lives inside each rda process")
+        return status
+    if config.rpc_url and _answers(config.rpc_url):
+        w3 = connect(config)
+        status.update(up=True, chain_id=w3.eth.chain_id, block_number=w3.eth.block_number)
+    return status

@@ -1,0 +1,152 @@
+"""The ``rda`` command as a user runs it: real processes, JSON contracts, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from infra.tools import free_port
+
+
+def rda(*args: str, state: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RDA_STATE_DIR": str(state)}
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def demo(tmp_path: Path, *extra: str) -> dict:
+    result = rda(
+        "demo",
+        "--json",
+        "--nodes",
+        "12",
+        "--duration",
+        "60",
+        "--data-dir",
+        str(tmp_path / "demo"),
+        *extra,
+        state=tmp_path / "state",
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.mark.slow
+def test_demo_json_reports_reconciled_counts_anchored_checkpoints_and_a_verdict(tmp_path):
+    summary = demo(tmp_path)
+    assert summary["records_read"] == summary["records_produced"] > 0
+    assert summary["records_read"] == summary["records_published"] + summary["records_quarantined"]
+    assert summary["data_dir"] == str(tmp_path / "demo")
+    assert [c["dataset"] for c in summary["checkpoints"]] == ["radio_kpi.v1"] * 2
+    for checkpoint in summary["checkpoints"]:
+        assert set(checkpoint) >= {"dataset", "tree_size", "root", "anchor_tx"}
+        assert checkpoint["anchor_tx"].startswith("0x")
+    assert summary["checkpoints"][-1]["tree_size"] == summary["records_published"]
+    assert summary["verified"] is True
+
+
+@pytest.mark.slow
+def test_demo_with_ten_percent_bad_records_still_reconciles(tmp_path):
+    summary = demo(tmp_path, "--bad-fraction", "0.1")
+    assert summary["records_quarantined"] > 0
+    assert summary["records_read"] == summary["records_published"] + summary["records_quarantined"]
+    assert sum(summary["quarantine_reasons"].values()) == summary["records_quarantined"]
+    assert summary["verified"] is True
+
+
+@pytest.mark.slow
+def test_demo_stops_the_broker_it_started(tmp_path):
+    demo(tmp_path)
+    assert not (tmp_path / "state" / "demo" / "broker.pid").exists()
+
+
+@pytest.mark.slow
+def test_infra_up_status_down_round_trip(tmp_path):
+    state = tmp_path / "state"
+    port = str(free_port())
+    up = rda("infra", "up", "--port", port, "--json", state=state)
+    assert up.returncode == 0, up.stderr
+    try:
+        status = json.loads(rda("infra", "status", "--json", state=state).stdout)
+        assert status["kafka_bootstrap"] == f"127.0.0.1:{port}"
+        assert status["kafka_up"] is True
+        assert status["chain"]["kind"] == "embedded"
+        again = rda("infra", "up", "--port", port, state=state)
+        assert again.returncode == 2 and "already running" in again.stderr
+    finally:
+        down = rda("infra", "down", "--json", state=state)
+    assert json.loads(down.stdout)["stopped"]["broker"] is True
+    status = json.loads(rda("infra", "status", "--json", state=state).stdout)
+    assert status["kafka_up"] is False
+
+
+@pytest.mark.slow
+def test_simulate_run_verify_through_the_cli(tmp_path, broker, topic):
+    state, data = tmp_path / "state", str(tmp_path / "data")
+    sim = rda(
+        "simulate",
+        "--bootstrap",
+        broker.bootstrap,
+        "--topic",
+        topic,
+        "--nodes",
+        "5",
+        "--duration",
+        "20",
+        "--seed",
+        "3",
+        "--json",
+        state=state,
+    )
+    assert sim.returncode == 0, sim.stderr
+    produced = json.loads(sim.stdout)["messages"]
+    run = rda(
+        "run",
+        "--once",
+        "--bootstrap",
+        broker.bootstrap,
+        "--topic",
+        topic,
+        "--data-dir",
+        data,
+        "--json",
+        state=state,
+    )
+    assert run.returncode == 0, run.stderr
+    batches = json.loads(run.stdout)["batches"]
+    assert sum(b["records_read"] for b in batches) == produced
+    check = rda("verify", "--data-dir", data, "--json", state=state)
+    verdict = json.loads(check.stdout)
+    assert check.returncode == 0 and verdict["verified"] is True
+    anchor = verdict["datasets"][0]["checks"][-1]
+    assert (anchor["check"], anchor["ok"]) == ("anchor", None)  # embedded chain: said, not hidden
+
+
+def test_run_without_a_broker_is_a_clear_error_not_a_traceback(tmp_path):
+    result = rda("run", "--once", state=tmp_path / "state")
+    assert result.returncode == 2
+    assert "no Kafka broker: run `rda infra up` first" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_verify_of_a_missing_data_dir_is_a_clear_error(tmp_path):
+    result = rda("verify", "--data-dir", str(tmp_path / "nothing"), state=tmp_path / "state")
+    assert result.returncode == 2
+    assert "does not exist: nothing to verify" in result.stderr
+
+
+def test_demo_refuses_an_impossible_bad_fraction(tmp_path):
+    result = rda("demo", "--bad-fraction", "1.5", state=tmp_path / "state")
+    assert result.returncode == 2
+    assert "--bad-fraction must be between 0 and 1" in result.stderr

@@ -1,0 +1,151 @@
+"""One micro-batch end to end: real broker, Beam on FnApiRunner, Parquet, DuckDB, in-process EVM."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from cli.chain import open_chain
+from cli.driver import RunConfig, run_batch
+from pipelines.kafka_source import KafkaPythonSource
+from proofs.manifest import load_manifest
+from proofs.verify import verify_dataset
+from sinks.catalog import Catalog
+from sinks.layout import DataLayout
+
+# Which quarantine reason each injected defect must end up under.
+EXPECTED_REASON = {
+    "truncated_json": "invalid_json",
+    "invalid_utf8": "invalid_utf8",
+    "empty_message": "empty_message",
+    "missing_node": "missing_required",
+    "rsrp_out_of_range": "out_of_range",
+    "negative_ues": "out_of_range",
+    "wrong_type": "wrong_type",
+    "not_a_number": "not_finite",
+}
+DATASET = "radio_kpi.v1"
+
+
+@pytest.fixture
+def chain():
+    """A fresh AnchorRegistry per test: anchors are global per dataset id on one registry."""
+    return open_chain("embedded", None, None)
+
+
+def batch(broker, topic, data_dir, chain, **overrides):
+    config = RunConfig(broker.bootstrap, topic, f"group-{topic}", data_dir, **overrides)
+    return run_batch(config, KafkaPythonSource(broker.bootstrap), chain.anchor)
+
+
+def test_every_record_read_is_published_or_quarantined_under_its_defect(
+    broker, topic, data_dir, chain, publish
+):
+    produced = publish(broker, topic, nodes=20, duration_s=30, bad_fraction=0.1)
+    summary = batch(broker, topic, data_dir, chain, max_chunk_records=300)
+    expected = Counter()
+    for defect, count in produced.defects.items():
+        expected[EXPECTED_REASON[defect]] += count
+    assert summary.read == produced.messages
+    assert summary.read == summary.published + summary.quarantined
+    assert summary.reasons == dict(sorted(expected.items()))
+
+
+def test_published_rows_are_queryable_in_duckdb_and_quarantined_ones_are_not(
+    broker, topic, data_dir, chain, publish
+):
+    publish(broker, topic, nodes=10, duration_s=20, bad_fraction=0.1)
+    summary = batch(broker, topic, data_dir, chain)
+    db = duckdb.connect(str(DataLayout(data_dir).catalog), read_only=True)
+    published = db.execute("SELECT count(*) FROM radio_kpi_v1").fetchone()[0]
+    overlap = db.execute(
+        "SELECT count(*) FROM radio_kpi_v1 p JOIN quarantine q "
+        "ON p.source_partition = q.partition AND p.source_offset = q.offset"
+    ).fetchone()[0]
+    assert (published, overlap) == (summary.published, 0)
+    assert db.execute("SELECT count(*) FROM quarantine").fetchone()[0] == summary.quarantined
+
+
+def test_offsets_are_committed_so_the_next_batch_finds_nothing_new(
+    broker, topic, data_dir, chain, publish
+):
+    publish(broker, topic, nodes=5, duration_s=10)
+    assert batch(broker, topic, data_dir, chain) is not None
+    assert batch(broker, topic, data_dir, chain) is None
+
+
+def test_a_second_batch_appends_to_the_log_and_links_to_the_previous_checkpoint(
+    broker, topic, data_dir, chain, publish
+):
+    publish(broker, topic, nodes=5, duration_s=10, seed=1)
+    first = batch(broker, topic, data_dir, chain).checkpoints[0]
+    publish(broker, topic, nodes=5, duration_s=10, seed=2, start_ms=1_764_000_100_000)
+    second = batch(broker, topic, data_dir, chain).checkpoints[0]
+    manifest, _ = load_manifest(data_dir / second["manifest_path"])
+    assert second["tree_size"] > first["tree_size"]
+    assert manifest["previous"] == {
+        "tree_size": first["tree_size"],
+        "root": first["root"],
+        "manifest_sha256": first["manifest_sha256"],
+    }
+    for checkpoint in (first, second):
+        anchored = chain.registry.get(DATASET, checkpoint["tree_size"])
+        assert anchored.root.hex() == checkpoint["root"]
+
+
+def test_the_verifier_accepts_the_anchored_dataset(broker, topic, data_dir, chain, publish):
+    publish(broker, topic, nodes=5, duration_s=10)
+    batch(broker, topic, data_dir, chain)
+    verdict = verify_dataset(data_dir / "published" / DATASET, anchor_lookup=chain.lookup)
+    assert verdict.ok
+    assert [c.name for c in verdict.checks] == ["files", "root", "anchor"]
+
+
+def test_changing_one_value_after_anchoring_is_caught_and_named(
+    broker, topic, data_dir, chain, publish
+):
+    publish(broker, topic, nodes=5, duration_s=10)
+    batch(broker, topic, data_dir, chain, max_chunk_records=40)
+    files = sorted((data_dir / "published" / DATASET / "data").glob("*.parquet"))
+    victim = files[1]
+    table = pq.read_table(victim)
+    rsrp = table.column("rsrp_dbm").to_pylist()
+    rsrp[3] += 1.0
+    table = table.set_column(table.schema.get_field_index("rsrp_dbm"), "rsrp_dbm", [rsrp])
+    pq.write_table(table, victim, compression="zstd")
+
+    verdict = verify_dataset(data_dir / "published" / DATASET, anchor_lookup=chain.lookup)
+    assert not verdict.ok
+    failure = verdict.first_failure
+    assert failure.name == "files"
+    assert failure.detail.startswith(f"data/{victim.name}: SHA-256 differs from the manifest")
+    assert "row 3 (leaf " in failure.detail
+
+
+def test_a_batch_interrupted_before_its_anchor_is_redone_identically(
+    broker, topic, tmp_path: Path, chain, publish
+):
+    publish(broker, topic, nodes=6, duration_s=15, bad_fraction=0.05)
+    other_registry = open_chain("embedded", None, None)
+    clean = batch(broker, topic, tmp_path / "clean", other_registry, max_chunk_records=100)
+
+    def chain_down(*_):
+        raise ConnectionError("chain unreachable")
+
+    config = RunConfig(
+        broker.bootstrap, topic, f"other-{topic}", tmp_path / "crashed", max_chunk_records=100
+    )
+    source = KafkaPythonSource(broker.bootstrap)
+    with pytest.raises(ConnectionError):
+        run_batch(config, source, chain_down)
+    with Catalog(DataLayout(tmp_path / "crashed")) as catalog:
+        assert catalog.unfinished_batch(topic)[2] == "committed"
+    redone = run_batch(config, source, chain.anchor)
+    assert redone.resumed
+    assert [c["root"] for c in redone.checkpoints] == [c["root"] for c in clean.checkpoints]
+    assert chain.registry.get(DATASET, redone.checkpoints[0]["tree_size"]) is not None
+    assert source.committed(f"other-{topic}", topic) == source.high_watermarks(topic)
