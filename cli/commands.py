@@ -25,9 +25,8 @@ def _bootstrap(args: argparse.Namespace) -> str:
 
 
 def infra_up(args: argparse.Namespace) -> int:
-    from infra.chain import start_anvil
-
     from infra.broker import broker_pid, start_broker
+    from infra.chain import start_anvil
 
     directory = state_dir()
     if broker_pid(directory) is not None:
@@ -49,9 +48,8 @@ def infra_up(args: argparse.Namespace) -> int:
 
 
 def infra_down(args: argparse.Namespace) -> int:
-    from infra.chain import stop_anvil
-
     from infra.broker import stop_broker
+    from infra.chain import stop_anvil
 
     directory = state_dir()
     stopped = {"broker": stop_broker(directory), "anvil": stop_anvil(directory)}
@@ -68,9 +66,8 @@ def infra_down(args: argparse.Namespace) -> int:
 
 
 def infra_status(args: argparse.Namespace) -> int:
-    from infra.chain import ChainConfig, chain_status
-
     from infra.broker import broker_ready
+    from infra.chain import ChainConfig, chain_status
 
     state = InfraState.load()
     kafka_up = bool(state.kafka_bootstrap) and broker_ready(state.kafka_bootstrap)

@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.chain import start_anvil
-
 from cli.chain import ChainContext, open_chain
 from cli.driver import RunConfig, run_batch
 from cli.output import stage, step
 from infra.broker import start_broker, stop_broker
+from infra.chain import start_anvil
 from infra.fleet import generate
 from infra.producer import produce
 from infra.state import state_dir

@@ -150,3 +150,43 @@ def test_demo_refuses_an_impossible_bad_fraction(tmp_path):
     result = rda("demo", "--bad-fraction", "1.5", state=tmp_path / "state")
     assert result.returncode == 2
     assert "--bad-fraction must be between 0 and 1" in result.stderr
+
+
+@pytest.mark.anvil
+@pytest.mark.slow
+def test_with_anvil_a_later_process_verifies_the_anchor_on_chain(tmp_path):
+    state, data = tmp_path / "state", str(tmp_path / "data")
+    up = rda(
+        "infra",
+        "up",
+        "--port",
+        str(free_port()),
+        "--chain",
+        "anvil",
+        "--chain-port",
+        str(free_port()),
+        "--json",
+        state=state,
+    )
+    assert up.returncode == 0, up.stderr
+    try:
+        status = json.loads(up.stdout)
+        assert status["chain"]["kind"] == "anvil" and status["chain"]["up"] is True
+        assert rda("simulate", "--nodes", "4", "--duration", "20", state=state).returncode == 0
+        run = rda("run", "--once", "--data-dir", data, "--json", state=state)
+        assert run.returncode == 0, run.stderr
+        check = rda("verify", "--data-dir", data, "--json", state=state)
+        anchor = json.loads(check.stdout)["datasets"][0]["checks"][-1]
+        assert check.returncode == 0
+        assert (anchor["check"], anchor["ok"]) == ("anchor", True)
+    finally:
+        down = rda("infra", "down", "--json", state=state)
+    assert json.loads(down.stdout)["stopped"] == {"broker": True, "anvil": True}
+
+
+@pytest.mark.anvil
+@pytest.mark.slow
+def test_demo_on_anvil_verifies_against_the_real_node(tmp_path):
+    summary = demo(tmp_path, "--chain", "anvil")
+    assert summary["chain"]["kind"] == "anvil"
+    assert summary["verified"] is True
