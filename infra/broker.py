@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra import processes
-from infra.tools import ensure_tansu, free_port, port_open, wait_until
+from infra.tools import ensure_tansu, free_port, port_open
 
 DEFAULT_PORT = 19092
 
@@ -28,58 +28,40 @@ class Broker:
         return f"127.0.0.1:{self.port}"
 
 
-def _paths(state_dir: Path) -> tuple[Path, Path]:
-    return state_dir / "broker.pid", state_dir / "broker.log"
-
-
 def start_broker(state_dir: Path, port: int | None = None, timeout: float = 20.0) -> Broker:
     """Start Tansu on ``127.0.0.1:port`` and wait until a metadata request succeeds."""
     binary = ensure_tansu()
     port = port or free_port()
-    pid_path, log_path = _paths(state_dir)
-    if processes.alive(processes.read_pid(pid_path)):
-        raise RuntimeError(f"a broker is already running (pid file {pid_path}); stop it first")
     url = f"tcp://127.0.0.1:{port}"
-    pid = processes.spawn(
-        [
-            str(binary),
-            "broker",
-            "--listener-url",
-            url,
-            "--advertised-listener-url",
-            url,
-            "--storage-engine",
-            "memory://tansu/",
-        ],
-        log_path=log_path,
-        pid_path=pid_path,
+    bootstrap = f"127.0.0.1:{port}"
+    command = [
+        str(binary),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        "memory://tansu/",
+    ]
+    pid = processes.start_service(
+        "broker",
+        command,
+        state_dir,
+        ready=lambda: broker_ready(bootstrap),
+        timeout=timeout,
+        what=f"the broker on {bootstrap} to answer a metadata request",
     )
-    broker = Broker(pid=pid, port=port, log_path=log_path)
-    try:
-        wait_until(
-            lambda: not processes.alive(pid) or broker_ready(broker.bootstrap),
-            timeout=timeout,
-            what=f"the broker on {broker.bootstrap} to answer a metadata request",
-        )
-    except TimeoutError:
-        processes.stop(pid_path)
-        raise
-    if not processes.alive(pid):
-        pid_path.unlink(missing_ok=True)
-        raise RuntimeError(f"the broker exited at start; see {log_path}")
-    return broker
+    return Broker(pid=pid, port=port, log_path=processes.service_paths(state_dir, "broker")[1])
 
 
 def stop_broker(state_dir: Path) -> bool:
     """Stop the broker recorded in ``state_dir``; True if one was running."""
-    pid_path, _ = _paths(state_dir)
-    return processes.stop(pid_path)
+    return processes.stop_service(state_dir, "broker")
 
 
 def broker_pid(state_dir: Path) -> int | None:
-    pid_path, _ = _paths(state_dir)
-    pid = processes.read_pid(pid_path)
-    return pid if processes.alive(pid) else None
+    return processes.service_pid(state_dir, "broker")
 
 
 def broker_ready(bootstrap: str, timeout_ms: int = 1000) -> bool:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from infra import processes
-from infra.tools import ensure_npm_package, port_open, wait_until
+from infra.tools import ensure_npm_package, port_open
 
 ANVIL_PACKAGE = "@foundry-rs/anvil@1.7.1"
 ANVIL_CHAIN_ID = 31337
@@ -59,53 +59,37 @@ class AnvilProcess:
         return stop_anvil(self.state_dir)
 
 
-def _paths(state_dir: Path) -> tuple[Path, Path]:
-    return state_dir / "anvil.pid", state_dir / "anvil.log"
-
-
 def start_anvil(port: int, state_dir: Path, timeout: float = 30.0) -> AnvilProcess:
     """Start anvil on ``127.0.0.1:port`` (installing it from npm on first use)."""
     binary = ensure_npm_package(ANVIL_PACKAGE, "anvil")
-    pid_path, log_path = _paths(state_dir)
-    if processes.alive(processes.read_pid(pid_path)):
-        raise RuntimeError(f"anvil is already running (pid file {pid_path}); stop it first")
     if port_open("127.0.0.1", port):
         raise RuntimeError(f"port {port} on 127.0.0.1 is already in use")
-    pid = processes.spawn(
-        # --prune-history: otherwise anvil keeps every block's state and grows by gigabytes.
-        [
-            str(binary),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--chain-id",
-            str(ANVIL_CHAIN_ID),
-            "--prune-history",
-        ],
-        log_path=log_path,
-        pid_path=pid_path,
+    rpc_url = f"http://127.0.0.1:{port}"
+    # --prune-history: otherwise anvil keeps every block's state and grows by gigabytes.
+    command = [
+        str(binary),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--chain-id",
+        str(ANVIL_CHAIN_ID),
+        "--prune-history",
+    ]
+    pid = processes.start_service(
+        "anvil",
+        command,
+        state_dir,
+        ready=lambda: _answers(rpc_url),
+        timeout=timeout,
+        what=f"anvil to answer eth_chainId on {rpc_url}",
     )
-    anvil = AnvilProcess(pid=pid, port=port, state_dir=state_dir)
-    try:
-        wait_until(
-            lambda: not processes.alive(pid) or _answers(anvil.rpc_url),
-            timeout=timeout,
-            what=f"anvil to answer eth_chainId on {anvil.rpc_url}",
-        )
-    except TimeoutError:
-        processes.stop(pid_path)
-        raise
-    if not processes.alive(pid):
-        pid_path.unlink(missing_ok=True)
-        raise RuntimeError(f"anvil exited at start; see {log_path}")
-    return anvil
+    return AnvilProcess(pid=pid, port=port, state_dir=state_dir)
 
 
 def stop_anvil(state_dir: Path) -> bool:
     """Stop the anvil recorded in ``state_dir``; True if one was running."""
-    pid_path, _ = _paths(state_dir)
-    return processes.stop(pid_path)
+    return processes.stop_service(state_dir, "anvil")
 
 
 def _answers(rpc_url: str) -> bool:

@@ -7,7 +7,10 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+from infra.tools import wait_until
 
 
 def spawn(cmd: list[str], log_path: Path, pid_path: Path, env: dict[str, str] | None = None) -> int:
@@ -75,3 +78,44 @@ def stop(pid_path: Path, grace: float = 5.0) -> bool:
                 time.sleep(0.05)
     pid_path.unlink(missing_ok=True)
     return was_alive
+
+
+def start_service(
+    name: str,
+    cmd: list[str],
+    state_dir: Path,
+    ready: Callable[[], bool],
+    timeout: float,
+    what: str,
+) -> int:
+    """Start ``cmd`` as ``name`` (pid and log files in ``state_dir``) and wait until ``ready``.
+
+    Refuses to start a second one; stops the process again if it never becomes ready.
+    """
+    pid_path, log_path = service_paths(state_dir, name)
+    if alive(read_pid(pid_path)):
+        raise RuntimeError(f"{name} is already running (pid file {pid_path}); stop it first")
+    pid = spawn(cmd, log_path=log_path, pid_path=pid_path)
+    try:
+        wait_until(lambda: not alive(pid) or ready(), timeout=timeout, what=what)
+    except TimeoutError:
+        stop(pid_path)
+        raise
+    if not alive(pid):
+        pid_path.unlink(missing_ok=True)
+        raise RuntimeError(f"{name} exited at start; see {log_path}")
+    return pid
+
+
+def stop_service(state_dir: Path, name: str) -> bool:
+    """Stop the service ``name`` recorded in ``state_dir``; True if one was running."""
+    return stop(service_paths(state_dir, name)[0])
+
+
+def service_pid(state_dir: Path, name: str) -> int | None:
+    pid = read_pid(service_paths(state_dir, name)[0])
+    return pid if alive(pid) else None
+
+
+def service_paths(state_dir: Path, name: str) -> tuple[Path, Path]:
+    return state_dir / f"{name}.pid", state_dir / f"{name}.log"

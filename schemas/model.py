@@ -39,11 +39,6 @@ class Field:
     maximum: int | float | None = None
     privacy: Privacy = Privacy.PUBLIC
 
-    def conform(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        """Cast checked rows to exactly this schema (a safe cast: it fails rather than wrap)."""
-        arrays = [batch.column(f.name).cast(f.type, safe=True) for f in self.all_fields]
-        return pa.RecordBatch.from_arrays(arrays, schema=self.arrow_schema())
-
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,

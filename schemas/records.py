@@ -20,13 +20,8 @@ RAW_RECORD_SCHEMA = pa.schema(
 # A record that could not be published, kept whole with the reason. This store is private:
 # the raw bytes may hold anything the producer sent, so it is never published.
 QUARANTINE_SCHEMA = pa.schema(
-    [
-        pa.field("topic", pa.string(), nullable=False),
-        pa.field("partition", pa.int32(), nullable=False),
-        pa.field("offset", pa.int64(), nullable=False),
-        pa.field("timestamp_ms", pa.int64(), nullable=False),
-        pa.field("key", pa.binary()),
-        pa.field("value", pa.binary()),
+    [f for f in RAW_RECORD_SCHEMA if f.name != "format"]
+    + [
         pa.field("reason_code", pa.string(), nullable=False),
         pa.field("reason", pa.string(), nullable=False),
     ]

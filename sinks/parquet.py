@@ -7,7 +7,6 @@ yields the same bytes and the same SHA-256.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections import Counter
@@ -17,6 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from infra.tools import sha256_file
 from pipelines.kafka_source import OffsetRange
 from pipelines.standardize import Standardized
 from sinks.layout import DataLayout
@@ -38,14 +38,6 @@ def write_parquet(batch: pa.RecordBatch, path: Path) -> str:
     digest = sha256_file(partial)
     os.replace(partial, path)
     return digest
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
