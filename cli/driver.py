@@ -21,7 +21,7 @@ from pipelines.kafka_source import KafkaSource, OffsetRange
 from proofs.leaves import leaf_hashes_for_batch
 from proofs.log import DatasetLog
 from proofs.manifest import build_manifest, write_manifest
-from schemas.adapters import adapter_for
+from schemas.registry import all_datasets, schema_for_dataset
 from sinks.catalog import Catalog
 from sinks.layout import DataLayout
 from sinks.parquet import ChunkWriter, read_receipt
@@ -37,7 +37,7 @@ class RunConfig:
     topic: str
     group: str
     data_dir: Path
-    wire_format: str = "rda.node.v1"
+    wire_format: str | None = "rda.node.v1"  # for records without a format header
     max_chunk_records: int = 50_000
     max_batch_records: int = 2_000_000
     runner: str = "fnapi"
@@ -79,8 +79,8 @@ def run_batch(
         summary = BatchSummary(plan["batch_id"], plan["ranges"], resumed=resumed)
         receipts = _land(config, layout, catalog, plan, summary, progress)
         for dataset, start in plan["log_starts"].items():
-            mine = [r for r in receipts if r["dataset"] == dataset and r["file"]]
-            checkpoint = _commit_dataset(config, layout, catalog, plan, dataset, start, mine)
+            files = [(r["range"], r["files"][dataset]) for r in receipts if dataset in r["files"]]
+            checkpoint = _commit_dataset(layout, catalog, plan, dataset, start, files)
             if checkpoint is None:
                 continue  # nothing published for this dataset: its log did not grow
             progress(f"batch {summary.batch_id}: anchoring {dataset} at {checkpoint['tree_size']}")
@@ -143,15 +143,15 @@ def _plan(config: RunConfig, source: KafkaSource, catalog: Catalog) -> tuple[dic
             break
     if not ranges:
         return None, False
-    schema = adapter_for(config.wire_format).schema
-    log = DatasetLog(config.data_dir / "published" / schema.dataset / "log")
+    layout = DataLayout(config.data_dir)
     batch_id = catalog.next_batch_id()
     plan = {
         "batch_id": batch_id,
         "planned_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "ranges": [r.as_dict() for r in ranges],
         "chunks": [c.as_dict() for r in ranges for c in r.split(config.max_chunk_records)],
-        "log_starts": {schema.dataset: log.size},
+        # Any registered format may turn up in a record's header: plan for every dataset.
+        "log_starts": {d: DatasetLog(layout.dataset_dir(d) / "log").size for d in all_datasets()},
     }
     catalog.record_plan(batch_id, config.topic, plan)
     return plan, False
@@ -170,27 +170,22 @@ def _count(summary: BatchSummary, receipts: list[dict]) -> None:
 
 
 def _commit_dataset(
-    config: RunConfig,
     layout: DataLayout,
     catalog: Catalog,
     plan: dict,
     dataset: str,
     start: int,
-    receipts: list[dict],
+    landed: list[tuple[dict, dict]],
 ) -> dict | None:
     """Append the batch's rows to the dataset's log and write its checkpoint manifest."""
     files, hashes = [], []
-    for receipt in receipts:  # receipts follow the plan's chunk order: the leaf order
-        path = layout.root / receipt["file"]["path"]
-        leaves = leaf_hashes_for_batch(pq.read_table(path))
-        source = receipt["range"]
-        files.append(
-            {**receipt["file"], "dataset": dataset, "leaf_start": start + len(hashes), **source}
-        )
+    for source, file in landed:  # in the plan's chunk order: the leaf order
+        leaves = leaf_hashes_for_batch(pq.read_table(layout.root / file["path"]))
+        files.append({**file, "dataset": dataset, "leaf_start": start + len(hashes), **source})
         hashes.extend(leaves)
     if not hashes:
         return None
-    schema = adapter_for(config.wire_format).schema
+    schema = schema_for_dataset(dataset)
     catalog.register_dataset(dataset, schema.describe(), schema.fingerprint())
     catalog.register_files(plan["batch_id"], files)
     catalog.refresh_views()

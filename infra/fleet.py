@@ -1,16 +1,25 @@
 """A simulated fleet of community-run 4G nodes publishing radio telemetry to Kafka.
 
 Each node sits at a fixed site with one to three cells and reports per-cell KPIs at a fixed
-interval. Load follows the time of day; signal quality drifts around a per-cell mean; throughput
-depends on load and SINR. Output is deterministic for a given seed and start time.
+interval, a heartbeat every 10 intervals and a speed test every 30. Load follows the time of
+day; signal quality drifts around a per-cell mean; throughput depends on load and SINR; solar
+sites' batteries follow the sun. Output is deterministic for a given seed and start time.
 
 Wire format (``rda.node.v1``, one JSON object per message, keyed by node id)::
 
     {"format": "rda.node.v1", "kind": "radio_kpi", "node": "an-0007", "ts_ms": 1764032523000,
-     "cell": {"eci": 5378371, "pci": 101, "earfcn": 1850},
+     "cell": {"eci": 5378371, "pci": 101, "earfcn": 1850, "band": "B3"},
      "radio": {"rsrp": -95.5, "rsrq": -10.5, "sinr": 12.3},
-     "traffic": {"dl_kbps": 45000.0, "ul_kbps": 8000.0, "ues": 12},
+     "traffic": {"dl_kbps": 45000.0, "ul_kbps": 8000.0, "ues": 12, "prb_pct": 41.5},
      "latency_ms": 23.4, "loc": {"lat": 52.52, "lon": 13.405}}
+    {"format": "rda.node.v1", "kind": "node_heartbeat", "node": "an-0007", "ts_ms": ...,
+     "status": "online", "uptime_s": 86400, "power": {"source": "solar", "battery_pct": 87.5},
+     "temp_c": 31.2, "fw": "2.4.1", "loc": {"lat": 52.52, "lon": 13.405, "source": "gps"}}
+    {"format": "rda.node.v1", "kind": "speed_test", "node": "an-0007", "ts_ms": ...,
+     "speed": {"down_bps": 6250000, "up_bps": 1250000, "latency_ms": 21.0, "jitter_ms": 2.1,
+               "server": "speed.example.net"}, "loc": {"lat": 52.52, "lon": 13.405}}
+
+Defects (``bad_fraction``) are injected into radio reports only, one defect per bad message.
 """
 
 from __future__ import annotations
@@ -26,7 +35,8 @@ FORMAT_HEADER = "rda-format"
 
 # Cities the fleet is scattered around (lat, lon): sites are jittered within ~20 km.
 _SITES = ((52.52, 13.405), (40.4168, -3.7038), (-1.2921, 36.8219), (19.4326, -99.1332))
-_EARFCNS = (1850, 3050, 6300, 9410)
+_BANDS = {1850: "B3", 3050: "B7", 6300: "B20", 9410: "B28"}  # EARFCN -> E-UTRA band
+HEARTBEAT_EVERY, SPEED_TEST_EVERY = 10, 30
 
 DEFECT_KINDS = (
     "truncated_json",
@@ -63,6 +73,7 @@ class _Node:
     lon: float
     cells: tuple[_Cell, ...]
     base_latency_ms: float
+    solar: bool
 
 
 def _build_fleet(nodes: int, rng: random.Random) -> list[_Node]:
@@ -74,7 +85,7 @@ def _build_fleet(nodes: int, rng: random.Random) -> list[_Node]:
             _Cell(
                 eci=(enb_id << 8) | cell_index,
                 pci=rng.randrange(0, 504),
-                earfcn=rng.choice(_EARFCNS),
+                earfcn=rng.choice(tuple(_BANDS)),
                 rsrp_mean=rng.uniform(-112, -80),
             )
             for cell_index in range(rng.randint(1, 3))
@@ -86,6 +97,7 @@ def _build_fleet(nodes: int, rng: random.Random) -> list[_Node]:
                 lon=round(lon0 + rng.uniform(-0.2, 0.2), 6),
                 cells=cells,
                 base_latency_ms=rng.uniform(8, 40),
+                solar=rng.random() < 0.4,
             )
         )
     return fleet
@@ -105,14 +117,60 @@ def _report(node: _Node, cell: _Cell, ts_ms: int, rng: random.Random) -> dict:
         "kind": "radio_kpi",
         "node": node.node_id,
         "ts_ms": ts_ms,
-        "cell": {"eci": cell.eci, "pci": cell.pci, "earfcn": cell.earfcn},
+        "cell": {
+            "eci": cell.eci,
+            "pci": cell.pci,
+            "earfcn": cell.earfcn,
+            "band": _BANDS[cell.earfcn],
+        },
         "radio": {"rsrp": round(rsrp, 1), "rsrq": round(rsrq, 1), "sinr": round(sinr, 1)},
         "traffic": {
             "dl_kbps": round(dl_kbps, 1),
             "ul_kbps": round(dl_kbps * rng.uniform(0.1, 0.3), 1),
             "ues": ues,
+            "prb_pct": round(min(100.0, 100 * load * rng.uniform(0.5, 1.1)), 1),
         },
         "latency_ms": round(node.base_latency_ms * (1 + load) + rng.expovariate(0.2), 1),
+        "loc": {"lat": node.lat, "lon": node.lon},
+    }
+
+
+def _heartbeat(node: _Node, ts_ms: int, start_ms: int, rng: random.Random) -> dict:
+    hour = (ts_ms // 3_600_000) % 24
+    daylight = max(0.0, math.sin(math.pi * (hour - 6) / 12)) if 6 <= hour <= 18 else 0.0
+    return {
+        "format": WIRE_FORMAT,
+        "kind": "node_heartbeat",
+        "node": node.node_id,
+        "ts_ms": ts_ms,
+        "status": "online" if rng.random() > 0.02 else "degraded",
+        "uptime_s": 86_400 + (ts_ms - start_ms) // 1000,
+        "power": {
+            "source": "solar" if node.solar else "grid",
+            "battery_pct": round(min(100.0, 35 + 60 * daylight + rng.uniform(0, 5)), 1)
+            if node.solar
+            else None,
+        },
+        "temp_c": round(18 + 15 * daylight + rng.gauss(0, 1.5), 1),
+        "fw": "2.4.1",
+        "loc": {"lat": node.lat, "lon": node.lon, "source": "gps"},
+    }
+
+
+def _speed_test(node: _Node, ts_ms: int, rng: random.Random) -> dict:
+    down_mbps = rng.uniform(15, 120)
+    return {
+        "format": WIRE_FORMAT,
+        "kind": "speed_test",
+        "node": node.node_id,
+        "ts_ms": ts_ms,
+        "speed": {
+            "down_bps": round(down_mbps * 125_000),  # bytes/s, as Helium reports them
+            "up_bps": round(down_mbps * rng.uniform(0.1, 0.4) * 125_000),
+            "latency_ms": round(node.base_latency_ms + rng.expovariate(0.3), 1),
+            "jitter_ms": round(rng.uniform(0.5, 6), 1),
+            "server": "speedtest.rda.example",
+        },
         "loc": {"lat": node.lat, "lon": node.lon},
     }
 
@@ -165,6 +223,11 @@ def generate(
                 defect = rng.choice(DEFECT_KINDS) if rng.random() < bad_fraction else None
                 value = _corrupt(report, defect) if defect else _encode(report)
                 yield Message(node.node_id.encode(), value, ts_ms, defect)
+            if tick % HEARTBEAT_EVERY == 0:
+                heartbeat = _heartbeat(node, ts_ms, start_ms, rng)
+                yield Message(node.node_id.encode(), _encode(heartbeat), ts_ms)
+            if tick % SPEED_TEST_EVERY == 0:
+                yield Message(node.node_id.encode(), _encode(_speed_test(node, ts_ms, rng)), ts_ms)
 
 
 def _encode(report: dict) -> bytes:

@@ -17,28 +17,26 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from pipelines.kafka_source import KafkaPythonSource, OffsetRange
-from pipelines.standardize import Standardized, standardize
-from schemas.adapters import adapter_for
+from pipelines.standardize import Standardized, standardize_routed
 
 # Called once per chunk with the chunk and its standardized result; returns a summary.
 ChunkSink = Callable[[OffsetRange, Standardized], Any]
 
 
 class ReadAndStandardize(beam.DoFn):
-    """Reads one offset range and standardizes it with the topic's adapter."""
+    """Reads one offset range and standardizes each record with its format's adapter."""
 
-    def __init__(self, bootstrap: str, wire_format: str) -> None:
+    def __init__(self, bootstrap: str, wire_format: str | None) -> None:
         self.bootstrap = bootstrap
-        self.wire_format = wire_format
+        self.wire_format = wire_format  # the topic's default, for records without a header
 
     def setup(self) -> None:
         self.source = KafkaPythonSource(self.bootstrap)
-        self.adapter = adapter_for(self.wire_format)
 
     def process(self, work_item: dict) -> Iterable[tuple[OffsetRange, Standardized]]:
         chunk = OffsetRange(**work_item)
         raw = self.source.read(chunk)
-        yield chunk, standardize(raw, self.adapter)
+        yield chunk, standardize_routed(raw, self.wire_format)
 
 
 class WriteChunk(beam.DoFn):
@@ -54,7 +52,7 @@ def build(
     pipeline: beam.Pipeline,
     chunks: list[OffsetRange],
     bootstrap: str,
-    wire_format: str,
+    wire_format: str | None,
     sink: ChunkSink,
 ) -> beam.PCollection:
     """Add the read → standardize → sink stages for ``chunks`` to ``pipeline``."""
@@ -71,7 +69,7 @@ def build(
 def run(
     chunks: list[OffsetRange],
     bootstrap: str,
-    wire_format: str,
+    wire_format: str | None,
     sink: ChunkSink,
     runner: str = "fnapi",
 ) -> None:

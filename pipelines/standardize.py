@@ -1,54 +1,176 @@
-"""One raw Kafka batch to published rows and quarantined records, with nothing lost between."""
+"""Raw Kafka batches to published rows per dataset and quarantined records, losing nothing.
+
+A record is published whole or quarantined whole: if any row it produced fails its schema's
+checks, the record goes to quarantine with that row's reason, and none of its rows is published.
+So the counting invariant holds per record: read = published + quarantined.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from schemas.adapters import Adapter
-from schemas.records import quarantine_batch
+from schemas.adapters import Adapter, DecodeResult, adapter_for, sniff, wire_formats
+from schemas.records import QUARANTINE_SCHEMA, quarantine_batch
 from validators.rowchecks import check_rows
 
 
 @dataclass(frozen=True)
 class Standardized:
-    """``published`` rows follow the canonical schema exactly; ``quarantined`` keep raw bytes."""
+    """``published`` maps dataset -> rows in the exact canonical schema, in offset order."""
 
-    dataset: str
     read: int
-    published: pa.RecordBatch
+    published_records: int
+    published: dict[str, pa.RecordBatch]
     quarantined: pa.RecordBatch
 
     def __post_init__(self) -> None:
         # The counting invariant, enforced where the split happens.
-        if self.read != self.published.num_rows + self.quarantined.num_rows:
+        if self.read != self.published_records + self.quarantined.num_rows:
             raise AssertionError(
                 f"counts do not reconcile: read {self.read} != published "
-                f"{self.published.num_rows} + quarantined {self.quarantined.num_rows}"
+                f"{self.published_records} + quarantined {self.quarantined.num_rows}"
             )
 
 
-def standardize(raw: pa.RecordBatch, adapter: Adapter) -> Standardized:
-    """Decode with ``adapter``, run the schema's row checks, and split the batch."""
-    decoded = adapter.decode(raw)
-    checks = check_rows(adapter.schema, decoded.rows)
-    failed = pc.invert(checks.valid)
-    published = adapter.schema.conform(decoded.rows.filter(checks.valid))
+@dataclass
+class _Rejects:
+    positions: list[pa.Array] = field(default_factory=list)
+    codes: list[pa.Array] = field(default_factory=list)
+    reasons: list[pa.Array] = field(default_factory=list)
 
-    rejected_index = pa.concat_arrays(
-        [decoded.rejected_index, pc.filter(decoded.row_index, failed)]
-    )
-    codes = pa.concat_arrays([decoded.reject_codes, pc.filter(checks.codes, failed)])
-    reasons = pa.concat_arrays([decoded.reject_reasons, pc.filter(checks.reasons, failed)])
-    order = pc.sort_indices(rejected_index)
-    quarantined = quarantine_batch(
-        raw.take(pc.take(rejected_index, order)), pc.take(codes, order), pc.take(reasons, order)
-    )
+    def add(self, positions: pa.Array, codes: pa.Array, reasons: pa.Array) -> None:
+        self.positions.append(positions.cast(pa.int64()))
+        self.codes.append(codes.cast(pa.string()))
+        self.reasons.append(reasons.cast(pa.string()))
+
+    def concat(self) -> tuple[pa.Array, pa.Array, pa.Array]:
+        if not self.positions:
+            return pa.array([], pa.int64()), pa.array([], pa.string()), pa.array([], pa.string())
+        return tuple(
+            pa.concat_arrays(arrays) for arrays in (self.positions, self.codes, self.reasons)
+        )
+
+
+def standardize(raw: pa.RecordBatch, adapter: Adapter) -> Standardized:
+    """Decode ``raw`` with one adapter, run the schemas' row checks, and split the batch."""
+    return _split(raw, [(pa.array(range(raw.num_rows), pa.int64()), adapter.decode(raw))])
+
+
+def standardize_routed(raw: pa.RecordBatch, default_format: str | None) -> Standardized:
+    """Pick each record's adapter: its format header, else the topic's default, else a sniff."""
+    formats = _record_formats(raw, default_format)
+    decoded, rejects = [], _Rejects()
+    for wire_format in sorted(set(formats) - {None}):
+        positions = pa.array([i for i, f in enumerate(formats) if f == wire_format], pa.int64())
+        decoded.append((positions, adapter_for(wire_format).decode(raw.take(positions))))
+    unknown = pa.array([i for i, f in enumerate(formats) if f is None], pa.int64())
+    if len(unknown):
+        rejects.add(
+            unknown,
+            pa.array(["unknown_format"] * len(unknown)),
+            pa.array(["no adapter for this record's format header or content"] * len(unknown)),
+        )
+    return _split(raw, decoded, rejects)
+
+
+def _record_formats(raw: pa.RecordBatch, default_format: str | None) -> list[str | None]:
+    known = set(wire_formats())
+    headers = raw.column("format").to_pylist()
+    values = raw.column("value")
+    formats: list[str | None] = []
+    for position, header in enumerate(headers):
+        if header in known:
+            formats.append(header)
+        elif default_format in known:
+            formats.append(default_format)
+        else:
+            formats.append(sniff(values[position].as_py()))
+    return formats
+
+
+def _split(
+    raw: pa.RecordBatch,
+    decoded: list[tuple[pa.Array, DecodeResult]],
+    rejects: _Rejects | None = None,
+) -> Standardized:
+    """Row checks per part, then whole records to quarantine or to their datasets."""
+    rejects = rejects or _Rejects()
+    parts = []
+    for positions, result in decoded:  # positions map adapter-local indices to ``raw``
+        rejects.add(
+            pc.take(positions, result.rejected_index), result.reject_codes, result.reject_reasons
+        )
+        for part in result.parts:
+            checks = check_rows(part.schema, part.rows)
+            failed = pc.invert(checks.valid)
+            index = pc.take(positions, part.row_index)
+            rejects.add(
+                pc.filter(index, failed),
+                pc.filter(checks.codes, failed),
+                pc.filter(checks.reasons, failed),
+            )
+            parts.append((part.schema, part.rows, index))
+    _account_for_silent_records(raw.num_rows, parts, rejects)
+    positions, codes, reasons = _first_reason_per_record(*rejects.concat())
+    published: dict[str, list[pa.RecordBatch]] = {}
+    for schema, rows, index in parts:
+        clean = pc.invert(pc.is_in(index, value_set=positions))
+        conformed = schema.conform(rows.filter(clean))
+        published.setdefault(schema.dataset, []).append(conformed)
+    quarantined = quarantine_batch(raw.take(positions), codes, reasons)
     return Standardized(
-        dataset=adapter.schema.dataset,
         read=raw.num_rows,
-        published=published,
-        quarantined=quarantined,
+        published_records=raw.num_rows - len(positions),
+        published={ds: _in_offset_order(batches) for ds, batches in published.items()},
+        quarantined=quarantined
+        if len(positions)
+        else pa.RecordBatch.from_pylist([], schema=QUARANTINE_SCHEMA),
+    )
+
+
+def _account_for_silent_records(read: int, parts: list, rejects: _Rejects) -> None:
+    """A record that yielded neither rows nor a reject is quarantined, never dropped."""
+    seen = set()
+    for _, _, index in parts:
+        seen.update(index.to_pylist())
+    for array in rejects.positions:
+        seen.update(array.to_pylist())
+    silent = [i for i in range(read) if i not in seen]
+    if silent:
+        rejects.add(
+            pa.array(silent, pa.int64()),
+            pa.array(["no_rows"] * len(silent)),
+            pa.array(["the adapter produced no rows for this record"] * len(silent)),
+        )
+
+
+def _first_reason_per_record(
+    positions: pa.Array, codes: pa.Array, reasons: pa.Array
+) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """One reject per record (its first reason), in record order."""
+    if not len(positions):
+        return positions, codes, reasons
+    table = pa.table(
+        {"p": positions, "c": codes, "r": reasons, "n": pa.array(range(len(positions)))}
+    )
+    table = table.sort_by([("p", "ascending"), ("n", "ascending")])
+    p = table.column("p").combine_chunks()
+    first = pa.concat_arrays([pa.array([True]), pc.not_equal(p.slice(1), p.slice(0, len(p) - 1))])
+    table = table.filter(first)
+    return tuple(table.column(name).combine_chunks() for name in ("p", "c", "r"))
+
+
+def _in_offset_order(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    table = pa.Table.from_batches(batches).combine_chunks()
+    order = pc.sort_indices(
+        table, [("source_partition", "ascending"), ("source_offset", "ascending")]
+    )
+    ordered = table.take(order)
+    return (
+        ordered.to_batches()[0]
+        if ordered.num_rows
+        else pa.RecordBatch.from_pylist([], schema=table.schema)
     )

@@ -38,6 +38,7 @@ class Field:
     minimum: int | float | None = None
     maximum: int | float | None = None
     privacy: Privacy = Privacy.PUBLIC
+    allowed: tuple[str, ...] | None = None  # an enumeration's values
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -49,6 +50,7 @@ class Field:
             "minimum": _integral(self.minimum),
             "maximum": _integral(self.maximum),
             "privacy": self.privacy.value,
+            "allowed": list(self.allowed) if self.allowed is not None else None,
         }
 
     def arrow_field(self) -> pa.Field:

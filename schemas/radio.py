@@ -12,7 +12,7 @@ from schemas.model import Field, TelemetrySchema
 RADIO_KPI_V1 = TelemetrySchema(
     name="radio_kpi",
     major=1,
-    minor=0,
+    minor=1,  # 1.1 added prb_utilization_pct and band (optional: readable beside 1.0)
     description="Per-cell radio and traffic KPIs reported periodically by each node.",
     natural_key=("node_id", "cell_id", "event_time"),
     fields=(
@@ -40,6 +40,7 @@ RADIO_KPI_V1 = TelemetrySchema(
             minimum=0,
             maximum=262143,
         ),
+        Field("band", pa.string(), "E-UTRA/NR operating band, e.g. B3 or n78"),
         Field(
             "rsrp_dbm",
             pa.float64(),
@@ -88,6 +89,14 @@ RADIO_KPI_V1 = TelemetrySchema(
             unit="ms",
             minimum=0,
             maximum=10000,
+        ),
+        Field(
+            "prb_utilization_pct",
+            pa.float64(),
+            "Downlink PRB utilization (RRU.PrbUsedDl / RRU.PrbTotDl)",
+            unit="%",
+            minimum=0,
+            maximum=100,
         ),
         Field(
             "connected_ues",

@@ -48,35 +48,38 @@ class ChunkWriter:
 
     def __call__(self, chunk: OffsetRange, result: Standardized) -> dict:
         layout = DataLayout(Path(self.root))
+        reasons = Counter(result.quarantined.column("reason_code").to_pylist())
         receipt: dict = {
             "range": chunk.as_dict(),
-            "dataset": result.dataset,
             "read": result.read,
-            "published": result.published.num_rows,
+            "published": result.published_records,
             "quarantined": result.quarantined.num_rows,
-            "reasons": dict(
-                sorted(Counter(result.quarantined.column("reason_code").to_pylist()).items())
-            ),
-            "file": None,
+            "reasons": dict(sorted(reasons.items())),
+            "files": {},
             "quarantine_file": None,
         }
-        if result.published.num_rows:
-            path = layout.data_file(result.dataset, chunk.name)
-            receipt["file"] = {
-                "path": layout.relative(path),
-                "sha256": write_parquet(result.published, path),
-                "rows": result.published.num_rows,
-            }
+        for dataset, rows in sorted(result.published.items()):
+            if rows.num_rows:
+                path = layout.data_file(dataset, chunk.name)
+                digest = write_parquet(rows, path)
+                receipt["files"][dataset] = {
+                    "path": layout.relative(path),
+                    "sha256": digest,
+                    "rows": rows.num_rows,
+                }
         if result.quarantined.num_rows:
             path = layout.quarantine_file(chunk.topic, chunk.name)
             write_parquet(result.quarantined, path)
             receipt["quarantine_file"] = layout.relative(path)
-        receipt_path = layout.receipt_file(chunk.name)
-        receipt_path.parent.mkdir(parents=True, exist_ok=True)
-        partial = receipt_path.with_name(receipt_path.name + ".partial")
-        partial.write_text(json.dumps(receipt, sort_keys=True, indent=1) + "\n")
-        os.replace(partial, receipt_path)
+        _write_receipt(layout.receipt_file(chunk.name), receipt)
         return receipt
+
+
+def _write_receipt(path: Path, receipt: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(receipt, sort_keys=True, indent=1) + "\n")
+    os.replace(partial, path)
 
 
 def read_receipt(layout: DataLayout, chunk: OffsetRange) -> dict:

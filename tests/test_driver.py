@@ -37,6 +37,11 @@ def chain():
     return open_chain("embedded", None, None)
 
 
+def radio(checkpoints: list[dict]) -> dict:
+    (checkpoint,) = [c for c in checkpoints if c["dataset"] == DATASET]
+    return checkpoint
+
+
 def batch(broker, topic, data_dir, chain, **overrides):
     config = RunConfig(broker.bootstrap, topic, f"group-{topic}", data_dir, **overrides)
     return run_batch(config, KafkaPythonSource(broker.bootstrap), chain.anchor)
@@ -61,7 +66,8 @@ def test_published_rows_are_queryable_in_duckdb_and_quarantined_ones_are_not(
     publish(broker, topic, nodes=10, duration_s=20, bad_fraction=0.1)
     summary = batch(broker, topic, data_dir, chain)
     db = duckdb.connect(str(DataLayout(data_dir).catalog), read_only=True)
-    published = db.execute("SELECT count(*) FROM radio_kpi_v1").fetchone()[0]
+    views = ("radio_kpi_v1", "node_heartbeat_v1", "speed_test_v1")
+    published = sum(db.execute(f"SELECT count(*) FROM {v}").fetchone()[0] for v in views)
     overlap = db.execute(
         "SELECT count(*) FROM radio_kpi_v1 p JOIN quarantine q "
         "ON p.source_partition = q.partition AND p.source_offset = q.offset"
@@ -82,9 +88,9 @@ def test_a_second_batch_appends_to_the_log_and_links_to_the_previous_checkpoint(
     broker, topic, data_dir, chain, publish
 ):
     publish(broker, topic, nodes=5, duration_s=10, seed=1)
-    first = batch(broker, topic, data_dir, chain).checkpoints[0]
+    first = radio(batch(broker, topic, data_dir, chain).checkpoints)
     publish(broker, topic, nodes=5, duration_s=10, seed=2, start_ms=1_764_000_100_000)
-    second = batch(broker, topic, data_dir, chain).checkpoints[0]
+    second = radio(batch(broker, topic, data_dir, chain).checkpoints)
     manifest, _ = load_manifest(data_dir / second["manifest_path"])
     assert second["tree_size"] > first["tree_size"]
     assert manifest["previous"] == {
@@ -147,5 +153,5 @@ def test_a_batch_interrupted_before_its_anchor_is_redone_identically(
     redone = run_batch(config, source, chain.anchor)
     assert redone.resumed
     assert [c["root"] for c in redone.checkpoints] == [c["root"] for c in clean.checkpoints]
-    assert chain.registry.get(DATASET, redone.checkpoints[0]["tree_size"]) is not None
+    assert chain.registry.get(DATASET, radio(redone.checkpoints)["tree_size"]) is not None
     assert source.committed(f"other-{topic}", topic) == source.high_watermarks(topic)

@@ -23,8 +23,12 @@ def test_another_seed_gives_another_fleet():
     assert first != second
 
 
+def radio_reports(messages):
+    return [m for m in messages if json.loads(m.value)["kind"] == "radio_kpi"]
+
+
 def test_every_node_reports_every_interval_for_each_of_its_cells():
-    messages = list(generate(3, 10, 2, START_MS, seed=1))
+    messages = radio_reports(generate(3, 10, 2, START_MS, seed=1))
     per_node = Counter(m.key for m in messages)
     cells = {m.key: set() for m in messages}
     for m in messages:
@@ -46,7 +50,7 @@ def test_clean_reports_are_within_the_canonical_ranges():
         ("cell", "pci"): RADIO_KPI_V1.field("pci"),
         ("traffic", "ues"): RADIO_KPI_V1.field("connected_ues"),
     }
-    for message in generate(20, 60, 1, START_MS, seed=5):
+    for message in radio_reports(generate(20, 60, 1, START_MS, seed=5)):
         report = json.loads(message.value)
         for (group, name), field in ranges.items():
             assert field.minimum <= report[group][name] <= field.maximum
@@ -57,3 +61,8 @@ def test_bad_fraction_injects_every_defect_kind_and_marks_it():
     defects = Counter(m.defect for m in messages if m.defect)
     assert set(defects) == set(DEFECT_KINDS)
     assert 0.15 < sum(defects.values()) / len(messages) < 0.25
+
+
+def test_nodes_send_a_heartbeat_every_ten_intervals_and_a_speed_test_every_thirty():
+    kinds = Counter(json.loads(m.value)["kind"] for m in generate(4, 60, 1, START_MS, seed=2))
+    assert (kinds["node_heartbeat"], kinds["speed_test"]) == (4 * 6, 4 * 2)

@@ -16,6 +16,7 @@ from schemas.adapters.base import MAX_MESSAGE_BYTES
 from schemas.records import RAW_RECORD_SCHEMA
 
 ADAPTER = NodeJsonAdapter()
+RADIO = "radio_kpi.v1"
 GOOD = {
     "format": "rda.node.v1",
     "kind": "radio_kpi",
@@ -72,19 +73,21 @@ def reasons(*values: bytes | None) -> list[str]:
 
 def test_a_good_report_becomes_one_canonical_row_in_canonical_units():
     result = standardize(raw(encode(GOOD)), ADAPTER)
-    assert result.published.to_pylist() == [
+    assert result.published[RADIO].to_pylist() == [
         {
             "node_id": "an-0007",
             "event_time": dt.datetime(2025, 11, 25, 1, 2, 3, 123000, tzinfo=dt.timezone.utc),
             "cell_id": 5378371,
             "pci": 101,
             "earfcn": 1850,
+            "band": None,
             "rsrp_dbm": -95.5,
             "rsrq_db": -10.5,
             "sinr_db": 12.3,
             "dl_throughput_mbps": 45.0,
             "ul_throughput_mbps": 8.0,
             "latency_ms": 23.4,
+            "prb_utilization_pct": None,
             "connected_ues": 12,
             "latitude": 52.52,
             "longitude": 13.405,
@@ -98,7 +101,7 @@ def test_a_good_report_becomes_one_canonical_row_in_canonical_units():
 
 def test_pretty_printed_json_spanning_lines_is_accepted():
     result = standardize(raw(json.dumps(GOOD, indent=2).encode(), encode(GOOD)), ADAPTER)
-    assert result.published.num_rows == 2
+    assert result.published[RADIO].num_rows == 2
 
 
 def test_truncated_json_is_quarantined_as_invalid_json():
@@ -171,7 +174,7 @@ def test_timestamps_outside_a_plausible_clock_are_refused():
 def test_sql_looking_and_control_characters_in_text_are_kept_verbatim():
     node = "an-1'; DROP TABLE radio_kpi; --\u0007"
     result = standardize(raw(with_change("node", node)), ADAPTER)
-    assert result.published.column("node_id").to_pylist() == [node]
+    assert result.published[RADIO].column("node_id").to_pylist() == [node]
 
 
 def test_quarantine_keeps_the_raw_bytes_and_kafka_coordinates():
@@ -185,7 +188,9 @@ def test_quarantine_keeps_the_raw_bytes_and_kafka_coordinates():
 @given(st.lists(st.one_of(st.none(), st.binary(max_size=300)), max_size=20))
 def test_arbitrary_bytes_never_raise_and_every_record_is_accounted_for(values):
     result = standardize(raw(*values), ADAPTER)
-    assert result.published.num_rows + result.quarantined.num_rows == len(values)
+    published_rows = sum(rows.num_rows for rows in result.published.values())
+    assert result.published_records + result.quarantined.num_rows == len(values)
+    assert published_rows == result.published_records  # one row per node-JSON record
     assert all(result.quarantined.column("reason").to_pylist())
 
 
@@ -203,6 +208,59 @@ json_values = st.recursive(
 def test_arbitrary_json_objects_are_published_only_when_they_satisfy_the_schema(document):
     report = {**GOOD, **document}
     result = standardize(raw(json.dumps(report).encode()), ADAPTER)
-    assert result.published.num_rows + result.quarantined.num_rows == 1
-    if result.published.num_rows:
-        assert result.published.column("node_id")[0].as_py() == report["node"]
+    assert result.published_records + result.quarantined.num_rows == 1
+    if result.published_records:
+        (rows,) = [rows for rows in result.published.values() if rows.num_rows]
+        assert rows.column("node_id")[0].as_py() == report["node"]
+
+
+def test_heartbeats_and_speed_tests_go_to_their_own_datasets_in_canonical_units():
+    heartbeat = {
+        "format": "rda.node.v1",
+        "kind": "node_heartbeat",
+        "node": "an-0007",
+        "ts_ms": 1764032523000,
+        "status": "online",
+        "uptime_s": 3600,
+        "power": {"source": "solar", "battery_pct": 80.5},
+        "temp_c": 30.0,
+        "fw": "2.4.1",
+        "loc": {"lat": 1.5, "lon": 2.5, "source": "gps"},
+    }
+    speed = {
+        "format": "rda.node.v1",
+        "kind": "speed_test",
+        "node": "an-0007",
+        "ts_ms": 1764032523000,
+        "speed": {
+            "down_bps": 12_500_000,
+            "up_bps": 2_500_000,
+            "latency_ms": 20.0,
+            "jitter_ms": 1.5,
+            "server": "s.example",
+        },
+    }
+    result = standardize(raw(encode(GOOD), encode(heartbeat), encode(speed)), ADAPTER)
+    assert {ds: rows.num_rows for ds, rows in result.published.items()} == {
+        "radio_kpi.v1": 1,
+        "node_heartbeat.v1": 1,
+        "speed_test.v1": 1,
+    }
+    test = result.published["speed_test.v1"].to_pylist()[0]
+    assert (test["download_mbps"], test["upload_mbps"]) == (100.0, 20.0)  # bytes/s -> Mbit/s
+    beat = result.published["node_heartbeat.v1"].to_pylist()[0]
+    assert (beat["status"], beat["battery_pct"], beat["source_offset"]) == ("online", 80.5, 101)
+
+
+def test_a_heartbeat_with_an_unknown_status_is_quarantined_naming_the_allowed_values():
+    heartbeat = {
+        "format": "rda.node.v1",
+        "kind": "node_heartbeat",
+        "node": "an-1",
+        "ts_ms": 1764032523000,
+        "status": "on fire",
+    }
+    result = standardize(raw(encode(heartbeat)), ADAPTER)
+    assert result.quarantined.column("reason").to_pylist() == [
+        "status=on fire is not one of: online, degraded, offline, maintenance"
+    ]

@@ -44,6 +44,10 @@ def _field_checks(field: Field, column: pa.Array):
     """Yield (code, failure mask, reason per row) for one field."""
     if field.required:
         yield "missing_required", pc.is_null(column), f"{field.name} is required but missing"
+    if field.allowed is not None:
+        unknown = pc.invert(pc.is_in(column, value_set=pa.array(field.allowed, column.type)))
+        allowed = ", ".join(field.allowed)
+        yield "not_allowed", unknown, _with_value(field, column, f" is not one of: {allowed}")
     if pa.types.is_floating(column.type):
         not_finite = pc.invert(pc.is_finite(column))
         yield "not_finite", not_finite, _with_value(field, column, " is not a finite number")

@@ -1,6 +1,41 @@
-"""Adapters decode vendor wire formats into canonical schemas."""
+"""Adapters decode vendor wire formats into canonical schemas; this is their registry."""
 
-from schemas.adapters.base import Adapter, DecodeResult, adapter_for
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from schemas.adapters import node_json
+from schemas.adapters.base import Adapter, DecodedRows, DecodeResult
 from schemas.adapters.node_json import NodeJsonAdapter
 
-__all__ = ["Adapter", "DecodeResult", "NodeJsonAdapter", "adapter_for"]
+# wire format -> (adapter factory, content sniff). Order matters for sniffing: first match wins.
+_REGISTRY: dict[str, tuple[Callable[[], Adapter], Callable[[bytes], bool]]] = {
+    NodeJsonAdapter.wire_format: (NodeJsonAdapter, node_json.looks_like),
+}
+
+
+def wire_formats() -> list[str]:
+    return list(_REGISTRY)
+
+
+def adapter_for(wire_format: str) -> Adapter:
+    """The adapter registered for ``wire_format``."""
+    try:
+        factory, _ = _REGISTRY[wire_format]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY))
+        raise KeyError(f"no adapter for wire format {wire_format!r} (known: {known})") from None
+    return factory()
+
+
+def sniff(value: bytes | None) -> str | None:
+    """The wire format a message's content looks like, or None."""
+    if not value:
+        return None
+    for wire_format, (_, looks_like) in _REGISTRY.items():
+        if looks_like(value):
+            return wire_format
+    return None
+
+
+__all__ = ["Adapter", "DecodeResult", "DecodedRows", "NodeJsonAdapter", "adapter_for", "sniff"]

@@ -1,0 +1,219 @@
+"""Decoding JSON messages in bulk: Arrow's C++ reader first, a per-message screen when needed.
+
+Clean batches take a vectorized path: the messages are joined into newline-delimited JSON and
+parsed by Arrow's JSON reader against an explicit schema — several times faster than
+``json.loads`` per message. A batch that fails there (one bad message fails the whole block) is
+screened message by message to give each bad record its own reason, and the good ones go back
+through the vectorized path. Adapters describe their wire format as a ``WireTable``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pajson
+
+from schemas.adapters.base import MAX_MESSAGE_BYTES
+
+NUMBER = (int, float)
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+@dataclass(frozen=True)
+class WireTable:
+    """A JSON wire format: field path -> (JSON types accepted, Arrow type to parse as).
+
+    Paths have one element (top level) or two (a member of a top-level object).
+    """
+
+    fields: dict[tuple[str, ...], tuple[tuple[type, ...], pa.DataType]]
+    arrow_schema: pa.Schema = field(init=False)
+    parse_options: pajson.ParseOptions = field(init=False)
+    type_table: tuple = field(init=False)
+
+    def __post_init__(self) -> None:
+        top: list[pa.Field] = []
+        groups: dict[str, list[pa.Field]] = {}
+        checks: dict[str | None, list[tuple[str, frozenset[type]]]] = {None: []}
+        for path, (json_types, arrow_type) in self.fields.items():
+            group = path[0] if len(path) == 2 else None
+            if group is None:
+                top.append(pa.field(path[0], arrow_type))
+            else:
+                groups.setdefault(group, []).append(pa.field(path[1], arrow_type))
+            checks.setdefault(group, []).append((path[-1], frozenset(json_types)))
+        schema = pa.schema(top + [pa.field(g, pa.struct(fs)) for g, fs in groups.items()])
+        options = pajson.ParseOptions(
+            explicit_schema=schema, unexpected_field_behavior="ignore", newlines_in_values=False
+        )
+        object.__setattr__(self, "arrow_schema", schema)
+        object.__setattr__(self, "parse_options", options)
+        object.__setattr__(self, "type_table", tuple((g, tuple(fs)) for g, fs in checks.items()))
+
+    def empty(self) -> pa.RecordBatch:
+        return pa.RecordBatch.from_pylist([], schema=self.arrow_schema)
+
+
+@dataclass
+class Screened:
+    """Parsed wire rows with their raw positions, and the positions rejected on the way."""
+
+    wire: pa.RecordBatch
+    positions: list[int]
+    rejected: list[int] = field(default_factory=list)
+    codes: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+    def reject(self, position: int, code: str, reason: str) -> None:
+        self.rejected.append(position)
+        self.codes.append(code)
+        self.reasons.append(reason)
+
+
+class Reject(Exception):
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
+def decode_json_messages(values: pa.Array, table: WireTable) -> Screened:
+    """Parse every message of ``values``; each one is parsed or rejected with a reason."""
+    result = Screened(table.empty(), [])
+    candidates = _prescreen(values, result)
+    parsed = _parse_block(values, candidates, table)
+    if parsed is None:
+        candidates = _screen_messages(values, candidates, table, result)
+        parsed = _parse_block(values, candidates, table, compact=True)
+        if parsed is None:  # a message our screen passed but Arrow refused: isolate it
+            candidates, parsed = _parse_one_by_one(values, candidates, table, result)
+    result.wire, result.positions = parsed, candidates
+    return result
+
+
+def _prescreen(values: pa.Array, result: Screened) -> list[int]:
+    """Reject tombstones, empty and oversized messages without looking inside them."""
+    candidates = []
+    for position, length in enumerate(pc.binary_length(values).to_pylist()):
+        if length is None:
+            result.reject(position, "tombstone", "record has a null value (Kafka tombstone)")
+        elif length == 0:
+            result.reject(position, "empty_message", "record value is empty")
+        elif length > MAX_MESSAGE_BYTES:
+            limit = f"over the {MAX_MESSAGE_BYTES} byte limit"
+            result.reject(position, "too_large", f"message is {length} bytes, {limit}")
+        else:
+            candidates.append(position)
+    return candidates
+
+
+def _parse_block(
+    values: pa.Array, positions: list[int], table: WireTable, compact: bool = False
+) -> pa.RecordBatch | None:
+    """Parse the messages at ``positions`` as one NDJSON block; None if Arrow refuses it."""
+    if not positions:
+        return table.empty()
+    chosen = values.take(pa.array(positions, pa.int64()))
+    if compact and pc.any(pc.match_substring_regex(chosen, r"[\r\n]")).as_py():
+        # Screened messages may span lines: re-serialize them onto one line each.
+        block = pa.py_buffer(b"".join(_compact_line(v) for v in chosen.to_pylist()))
+    else:
+        block = _ndjson_buffer(chosen)
+    try:
+        parsed = pajson.read_json(pa.BufferReader(block), parse_options=table.parse_options)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if parsed.num_rows != len(positions):
+        return None
+    return parsed.combine_chunks().to_batches()[0]
+
+
+def _ndjson_buffer(chosen: pa.Array) -> pa.Buffer:
+    """All values followed by a newline, as one contiguous buffer, without a Python loop."""
+    lines = pc.binary_join_element_wise(chosen, pa.scalar(b"", pa.binary()), b"\n")
+    _, offsets_buffer, data = lines.buffers()
+    offsets = pa.Array.from_buffers(
+        pa.int32(), len(lines) + 1, [None, offsets_buffer], offset=lines.offset
+    )
+    start, end = offsets[0].as_py(), offsets[-1].as_py()
+    return data.slice(start, end - start)
+
+
+def _compact_line(value: bytes) -> bytes:
+    if b"\n" not in value and b"\r" not in value:
+        return value + b"\n"
+    return json.dumps(json.loads(value), separators=(",", ":")).encode() + b"\n"
+
+
+def _screen_messages(
+    values: pa.Array, positions: list[int], table: WireTable, result: Screened
+) -> list[int]:
+    """Check each message's JSON and wire types; return the good positions."""
+    good = []
+    messages = values.to_pylist()
+    for position in positions:
+        try:
+            check_message(messages[position], table)
+        except Reject as reject:
+            result.reject(position, reject.code, reject.reason)
+        else:
+            good.append(position)
+    return good
+
+
+def _refuse_constant(name: str) -> Any:
+    raise Reject("not_finite", f"{name} is not a valid JSON number")
+
+
+def check_message(value: bytes, table: WireTable) -> dict:
+    """The message as a dict if it is JSON of the right types; ``Reject`` otherwise."""
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise Reject("invalid_utf8", f"invalid UTF-8 at byte {error.start}") from None
+    try:
+        document = json.loads(text, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as error:
+        where = f"line {error.lineno} column {error.colno}"
+        raise Reject("invalid_json", f"{error.msg} at {where}") from None
+    if not isinstance(document, dict):
+        raise Reject("not_an_object", f"message is a JSON {type(document).__name__}")
+    _check_types(document, table)
+    return document
+
+
+def _check_types(document: dict, table: WireTable) -> None:
+    """Every present wire field has its JSON type (exact types: a bool is not a number)."""
+    for group, fields in table.type_table:
+        container = document if group is None else document.get(group)
+        if container is None:
+            continue  # a missing object means missing fields: the row checks name them
+        if type(container) is not dict:
+            raise Reject("wrong_type", f"{group} must be an object")
+        for name, allowed in fields:
+            value = container.get(name)
+            where = name if group is None else f"{group}.{name}"
+            if value is None or type(value) in allowed:
+                if type(value) is int and not INT64_MIN <= value <= INT64_MAX:
+                    raise Reject("out_of_range", f"{where}={value} does not fit in 64 bits")
+                continue
+            expected = "/".join(sorted(t.__name__ for t in allowed))
+            raise Reject("wrong_type", f"{where} must be {expected}, got {type(value).__name__}")
+
+
+def _parse_one_by_one(
+    values: pa.Array, positions: list[int], table: WireTable, result: Screened
+) -> tuple[list[int], pa.RecordBatch]:
+    good, batches = [], []
+    for position in positions:
+        parsed = _parse_block(values, [position], table, compact=True)
+        if parsed is None:
+            result.reject(position, "invalid_json", "the JSON reader refused this message")
+        else:
+            good.append(position)
+            batches.append(parsed)
+    combined = pa.Table.from_batches(batches, schema=table.arrow_schema).combine_chunks()
+    return good, (combined.to_batches() or [table.empty()])[0]

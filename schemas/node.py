@@ -1,0 +1,71 @@
+"""Node heartbeats: is the node up, how is it powered, where is it."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from schemas.model import Field, TelemetrySchema
+
+NODE_STATUS = ("online", "degraded", "offline", "maintenance")
+POWER_SOURCES = ("grid", "solar", "battery", "generator")
+LOCATION_SOURCES = ("gps", "asserted", "skyhook", "unknown")
+
+NODE_HEARTBEAT_V1 = TelemetrySchema(
+    name="node_heartbeat",
+    major=1,
+    minor=0,
+    description="Periodic liveness, power and location report of a node.",
+    natural_key=("node_id", "event_time"),
+    fields=(
+        Field("node_id", pa.string(), "Public identifier of the reporting node", required=True),
+        Field(
+            "event_time",
+            pa.timestamp("us", tz="UTC"),
+            "When the node sent the heartbeat",
+            unit="UTC microseconds",
+            required=True,
+        ),
+        Field("status", pa.string(), "Operational status", required=True, allowed=NODE_STATUS),
+        Field("uptime_s", pa.int64(), "Seconds since the node last booted", unit="s", minimum=0),
+        Field("power_source", pa.string(), "What powers the site", allowed=POWER_SOURCES),
+        Field(
+            "battery_pct",
+            pa.float64(),
+            "Battery state of charge (solar and battery sites)",
+            unit="%",
+            minimum=0,
+            maximum=100,
+        ),
+        Field(
+            "temperature_c",
+            pa.float64(),
+            "Enclosure temperature",
+            unit="°C",
+            minimum=-50,
+            maximum=100,
+        ),
+        Field("firmware", pa.string(), "Firmware version string"),
+        Field(
+            "latitude",
+            pa.float64(),
+            "Node latitude (WGS 84)",
+            unit="degrees",
+            minimum=-90,
+            maximum=90,
+        ),
+        Field(
+            "longitude",
+            pa.float64(),
+            "Node longitude (WGS 84)",
+            unit="degrees",
+            minimum=-180,
+            maximum=180,
+        ),
+        Field(
+            "location_source",
+            pa.string(),
+            "How the location was obtained",
+            allowed=LOCATION_SOURCES,
+        ),
+    ),
+)

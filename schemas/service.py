@@ -1,0 +1,127 @@
+"""What subscribers experience: speed tests and sessions."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from schemas.model import Field, Privacy, TelemetrySchema
+
+SPEED_TEST_V1 = TelemetrySchema(
+    name="speed_test",
+    major=1,
+    minor=0,
+    description="A throughput and latency test run from a node against a test server.",
+    natural_key=("node_id", "event_time"),
+    fields=(
+        Field("node_id", pa.string(), "Node that ran the test", required=True),
+        Field(
+            "event_time",
+            pa.timestamp("us", tz="UTC"),
+            "When the test ran",
+            unit="UTC microseconds",
+            required=True,
+        ),
+        Field(
+            "download_mbps",
+            pa.float64(),
+            "Download throughput",
+            unit="Mbit/s",
+            required=True,
+            minimum=0,
+            maximum=10000,
+        ),
+        Field(
+            "upload_mbps",
+            pa.float64(),
+            "Upload throughput",
+            unit="Mbit/s",
+            required=True,
+            minimum=0,
+            maximum=10000,
+        ),
+        Field(
+            "latency_ms",
+            pa.float64(),
+            "Round-trip latency to the server",
+            unit="ms",
+            required=True,
+            minimum=0,
+            maximum=100000,
+        ),
+        Field("jitter_ms", pa.float64(), "Latency variation", unit="ms", minimum=0, maximum=100000),
+        Field("server", pa.string(), "Test server host name"),
+        Field(
+            "latitude",
+            pa.float64(),
+            "Where the test ran (WGS 84)",
+            unit="degrees",
+            minimum=-90,
+            maximum=90,
+            privacy=Privacy.PRECISE_LOCATION,
+        ),
+        Field(
+            "longitude",
+            pa.float64(),
+            "Where the test ran (WGS 84)",
+            unit="degrees",
+            minimum=-180,
+            maximum=180,
+            privacy=Privacy.PRECISE_LOCATION,
+        ),
+    ),
+)
+
+SUBSCRIBER_SESSION_V1 = TelemetrySchema(
+    name="subscriber_session",
+    major=1,
+    minor=0,
+    description=(
+        "A subscriber's data session on a cell. Holds personal data: published only after the "
+        "privacy policy of each field is applied (pseudonyms, truncation, k-anonymity)."
+    ),
+    natural_key=("imsi", "session_start"),
+    fields=(
+        Field(
+            "imsi",
+            pa.string(),
+            "International Mobile Subscriber Identity",
+            required=True,
+            privacy=Privacy.IDENTIFIER,
+        ),
+        Field("msisdn", pa.string(), "Subscriber phone number", privacy=Privacy.IDENTIFIER),
+        Field(
+            "imei",
+            pa.string(),
+            "Device identity (its first 8 digits are the TAC model)",
+            privacy=Privacy.IDENTIFIER,
+        ),
+        Field(
+            "ue_ip",
+            pa.string(),
+            "IP address assigned to the device",
+            privacy=Privacy.NETWORK_ADDRESS,
+        ),
+        Field("mac", pa.string(), "Device MAC address (Wi-Fi offload)", privacy=Privacy.IDENTIFIER),
+        Field("node_id", pa.string(), "Node serving the session", required=True),
+        Field(
+            "cell_id",
+            pa.int64(),
+            "Serving cell (28-bit ECI)",
+            required=True,
+            minimum=0,
+            maximum=(1 << 28) - 1,
+            privacy=Privacy.QUASI_IDENTIFIER,
+        ),
+        Field(
+            "session_start",
+            pa.timestamp("us", tz="UTC"),
+            "Session start",
+            unit="UTC microseconds",
+            required=True,
+            privacy=Privacy.QUASI_IDENTIFIER,
+        ),
+        Field("session_end", pa.timestamp("us", tz="UTC"), "Session end", unit="UTC microseconds"),
+        Field("bytes_up", pa.int64(), "Bytes sent by the device", unit="bytes", minimum=0),
+        Field("bytes_down", pa.int64(), "Bytes received by the device", unit="bytes", minimum=0),
+    ),
+)
