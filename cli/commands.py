@@ -300,6 +300,57 @@ def _print_verdict(verdict: dict[str, Any]) -> None:
         out.print(f"  {symbol} {check['check']}: {check['detail']}")
 
 
+# -- schemas ------------------------------------------------------------------------------------
+
+
+def schemas_list(args: argparse.Namespace) -> int:
+    from schemas.registry import SCHEMAS
+
+    rows = [
+        {
+            "name": s.name,
+            "version": s.version,
+            "dataset": s.dataset,
+            "fields": len(s.all_fields),
+            "fingerprint": s.fingerprint(),
+            "description": s.description,
+        }
+        for s in SCHEMAS.values()
+    ]
+    if args.json:
+        emit_json({"schemas": rows})
+        return 0
+    from rich.table import Table
+
+    table = Table("schema", "version", "dataset", "fields", "description")
+    for row in rows:
+        table.add_row(
+            row["name"], row["version"], row["dataset"], str(row["fields"]), row["description"]
+        )
+    out.print(table)
+    return 0
+
+
+def schemas_show(args: argparse.Namespace) -> int:
+    from schemas.registry import get_schema
+
+    try:
+        schema = get_schema(args.name)
+    except KeyError as error:
+        raise UserError(str(error.args[0])) from None
+    if args.json:
+        emit_json(
+            {**schema.describe(), "dataset": schema.dataset, "fingerprint": schema.fingerprint()}
+        )
+        return 0
+    from rich.markdown import Markdown
+
+    from schemas.dictionary import render_schema
+
+    out.print(Markdown(render_schema(schema)))
+    return 0
+
+
 # -- bench ------------------------------------------------------------------------------------
 
 

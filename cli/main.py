@@ -94,6 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json(verify)
     verify.set_defaults(handler=commands.verify)
 
+    schemas = sub.add_parser("schemas", help="the canonical schemas (data dictionary)")
+    schemas_sub = schemas.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = schemas_sub.add_parser("list", help="every schema with its version and dataset")
+    _add_json(listing)
+    listing.set_defaults(handler=commands.schemas_list)
+    show = schemas_sub.add_parser("show", help="one schema's fields, units, ranges, privacy")
+    show.add_argument("name", help="schema name, e.g. radio_kpi")
+    _add_json(show)
+    show.set_defaults(handler=commands.schemas_show)
+
     bench = sub.add_parser("bench", help="benchmarks, as ratios to a baseline in the same run")
     bench.add_argument("--only", action="append", help="run only this benchmark (repeatable)")
     bench.add_argument("--quick", action="store_true", help="smaller inputs")

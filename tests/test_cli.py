@@ -192,3 +192,15 @@ def test_demo_on_anvil_verifies_against_the_real_node(tmp_path):
     summary = demo(tmp_path, "--chain", "anvil")
     assert summary["chain"]["kind"] == "anvil"
     assert summary["verified"] is True
+
+
+def test_schemas_list_names_every_dataset(tmp_path):
+    result = rda("schemas", "list", "--json", state=tmp_path)
+    datasets = [s["dataset"] for s in json.loads(result.stdout)["schemas"]]
+    assert "radio_kpi.v1" in datasets and "link_kpi.v1" in datasets
+
+
+def test_schemas_show_of_an_unknown_schema_lists_the_known_ones(tmp_path):
+    result = rda("schemas", "show", "nope", state=tmp_path)
+    assert result.returncode == 2
+    assert "unknown schema 'nope' (known: link_kpi" in result.stderr

@@ -72,3 +72,9 @@ def test_subscriber_identifiers_are_classified_for_the_privacy_policy():
 def test_unknown_schema_names_the_known_ones():
     with pytest.raises(KeyError, match="radio_kpi"):
         get_schema("nope")
+
+
+def test_the_data_dictionary_in_docs_is_generated_from_the_schemas():
+    from schemas.dictionary import DICTIONARY, render
+
+    assert DICTIONARY.read_text() == render(), "run: python -m schemas.dictionary"

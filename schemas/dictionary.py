@@ -1,0 +1,62 @@
+"""The data dictionary: every canonical schema rendered as Markdown (``docs/data-dictionary.md``).
+
+Generated from the schema objects so it can never drift from them; a test regenerates it and
+compares. Rewrite it with ``python -m schemas.dictionary``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from schemas.model import TelemetrySchema
+from schemas.registry import SCHEMAS
+
+DICTIONARY = Path(__file__).resolve().parent.parent / "docs" / "data-dictionary.md"
+
+
+def _bounds(minimum: object, maximum: object) -> str:
+    if minimum is None and maximum is None:
+        return ""
+    low = "" if minimum is None else f"{minimum:g}"
+    high = "" if maximum is None else f"{maximum:g}"
+    return f"{low} … {high}"
+
+
+def render_schema(schema: TelemetrySchema) -> str:
+    lines = [
+        f"## `{schema.name}` v{schema.version} — dataset `{schema.dataset}`",
+        "",
+        schema.description,
+        "",
+        f"Natural key: {', '.join(f'`{k}`' for k in schema.natural_key)}. "
+        f"Fingerprint: `{schema.fingerprint()}`.",
+        "",
+        "| field | type | unit | valid range / values | required | privacy | description |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for f in schema.all_fields:
+        valid = ", ".join(f.allowed) if f.allowed else _bounds(f.minimum, f.maximum)
+        lines.append(
+            f"| `{f.name}` | {f.type} | {f.unit or ''} | {valid} | "
+            f"{'yes' if f.required else ''} | {f.privacy.value} | {f.description} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def render() -> str:
+    head = (
+        "# Data dictionary\n\n"
+        "Generated from `schemas/` by `python -m schemas.dictionary`; do not edit by hand.\n"
+        "Every dataset also carries its schema (with this metadata) in each checkpoint manifest\n"
+        "and in the Parquet files' field metadata. Lineage fields (`source_*`, `ingest_time`)\n"
+        "tie each row to the Kafka record it came from.\n\n"
+        "Privacy classes: `public`; `identifier` (published only as a keyed pseudonym);\n"
+        "`network_address` (truncated); `precise_location` (generalized to H3 cells);\n"
+        "`quasi_identifier` (k-anonymity).\n"
+    )
+    return head + "\n" + "\n".join(render_schema(s) for s in SCHEMAS.values())
+
+
+if __name__ == "__main__":
+    DICTIONARY.write_text(render())
+    print(f"wrote {DICTIONARY}")
