@@ -23,6 +23,7 @@ from proofs.log import DatasetLog
 from proofs.manifest import build_manifest, write_manifest
 from schemas.registry import all_datasets, schema_for_dataset
 from sinks.catalog import Catalog
+from sinks.dedup import drop_records, find_duplicates, quarantine_duplicates
 from sinks.layout import DataLayout
 from sinks.parquet import ChunkWriter, read_receipt
 
@@ -77,7 +78,7 @@ def run_batch(
         if plan is None:
             return None
         summary = BatchSummary(plan["batch_id"], plan["ranges"], resumed=resumed)
-        receipts = _land(config, layout, catalog, plan, summary, progress)
+        receipts = _land(config, layout, catalog, source, plan, summary, progress)
         for dataset, start in plan["log_starts"].items():
             files = [(r["range"], r["files"][dataset]) for r in receipts if dataset in r["files"]]
             checkpoint = _commit_dataset(layout, catalog, plan, dataset, start, files)
@@ -101,6 +102,7 @@ def _land(
     config: RunConfig,
     layout: DataLayout,
     catalog: Catalog,
+    source: KafkaSource,
     plan: dict,
     summary: BatchSummary,
     progress: Progress,
@@ -112,6 +114,7 @@ def _land(
     writer = ChunkWriter(str(layout.root))
     graph.run(chunks, config.bootstrap, config.wire_format, writer, config.runner)
     receipts = [read_receipt(layout, chunk) for chunk in chunks]
+    _drop_duplicates(layout, catalog, source, plan["batch_id"], receipts)
     _count(summary, receipts)
     catalog.register_quarantine(plan["batch_id"], _quarantine_entries(receipts))
     catalog.set_state(
@@ -122,6 +125,22 @@ def _land(
         records_quarantined=summary.quarantined,
     )
     return receipts
+
+
+def _drop_duplicates(
+    layout: DataLayout, catalog: Catalog, source: KafkaSource, batch_id: int, receipts: list[dict]
+) -> None:
+    """Quarantine records repeating a natural key published earlier, in any dataset they touch."""
+    reasons: dict[tuple[int, int], str] = {}
+    for dataset in sorted({d for r in receipts for d in r["files"]}):
+        prior = [f["path"] for f in catalog.dataset_files(dataset) if f["batch_id"] != batch_id]
+        new = [r["files"][dataset]["path"] for r in receipts if dataset in r["files"]]
+        for record, message in find_duplicates(layout, dataset, prior, new).items():
+            reasons.setdefault(record, message)
+    if reasons:
+        for receipt in receipts:
+            drop_records(layout, receipt, set(reasons))
+            quarantine_duplicates(layout, source, receipt, reasons)
 
 
 def _plan(config: RunConfig, source: KafkaSource, catalog: Catalog) -> tuple[dict | None, bool]:
@@ -237,13 +256,28 @@ def _previous(checkpoint: dict) -> dict:
 
 
 def _quarantine_entries(receipts: list[dict]) -> list[dict]:
-    return [
-        {
-            **r["range"],
-            "path": r["quarantine_file"],
-            "rows": r["quarantined"],
-            "reasons": r["reasons"],
-        }
-        for r in receipts
-        if r["quarantine_file"]
-    ]
+    """Catalog entries for each chunk's quarantine file and its cross-chunk duplicates file."""
+    entries = []
+    for r in receipts:
+        duplicates = r.get("duplicates_file")
+        later = duplicates["rows"] if duplicates else 0
+        if r["quarantine_file"]:
+            reasons = {**r["reasons"], "duplicate": r["reasons"].get("duplicate", 0) - later}
+            entries.append(
+                {
+                    **r["range"],
+                    "path": r["quarantine_file"],
+                    "rows": r["quarantined"] - later,
+                    "reasons": {code: n for code, n in reasons.items() if n},
+                }
+            )
+        if duplicates:
+            entries.append(
+                {
+                    **r["range"],
+                    "path": duplicates["path"],
+                    "rows": later,
+                    "reasons": {"duplicate": later},
+                }
+            )
+    return entries

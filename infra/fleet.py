@@ -47,6 +47,7 @@ DEFECT_KINDS = (
     "wrong_type",
     "not_a_number",
     "negative_ues",
+    "duplicate",
 )
 
 
@@ -175,8 +176,10 @@ def _speed_test(node: _Node, ts_ms: int, rng: random.Random) -> dict:
     }
 
 
-def _corrupt(report: dict, kind: str) -> bytes:
+def _corrupt(report: dict, kind: str, previous: dict | None) -> bytes:
     """Turn a good report into one with a defect of the given kind."""
+    if kind == "duplicate":  # the cell's previous report sent again (a retrying node)
+        return _encode(previous or report)
     if kind == "truncated_json":
         text = json.dumps(report)
         return text[: len(text) // 2].encode()
@@ -215,13 +218,20 @@ def generate(
     fleet = _build_fleet(nodes, rng)
     interval_ms = max(1, round(1000 / rate_hz))
     ticks = max(1, int(duration_s * 1000 // interval_ms))
+    last_good: dict[int, dict] = {}
     for tick in range(ticks):
         ts_ms = start_ms + tick * interval_ms
         for node in fleet:
             for cell in node.cells:
                 report = _report(node, cell, ts_ms, rng)
                 defect = rng.choice(DEFECT_KINDS) if rng.random() < bad_fraction else None
-                value = _corrupt(report, defect) if defect else _encode(report)
+                if defect == "duplicate" and cell.eci not in last_good:
+                    defect = "truncated_json"  # nothing to repeat yet
+                value = (
+                    _corrupt(report, defect, last_good.get(cell.eci)) if defect else _encode(report)
+                )
+                if defect is None:
+                    last_good[cell.eci] = report
                 yield Message(node.node_id.encode(), value, ts_ms, defect)
             if tick % HEARTBEAT_EVERY == 0:
                 heartbeat = _heartbeat(node, ts_ms, start_ms, rng)

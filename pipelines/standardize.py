@@ -113,6 +113,7 @@ def _split(
                 pc.filter(checks.reasons, failed),
             )
             parts.append((part.schema, part.rows, index))
+            _reject_duplicates(part.schema, part.rows, index, checks.valid, raw, rejects)
     _account_for_silent_records(raw.num_rows, parts, rejects)
     positions, codes, reasons = _first_reason_per_record(*rejects.concat())
     published: dict[str, list[pa.RecordBatch]] = {}
@@ -128,6 +129,41 @@ def _split(
         quarantined=quarantined
         if len(positions)
         else pa.RecordBatch.from_pylist([], schema=QUARANTINE_SCHEMA),
+    )
+
+
+def _reject_duplicates(
+    schema,
+    rows: pa.RecordBatch,
+    index: pa.Array,
+    valid: pa.Array,
+    raw: pa.RecordBatch,
+    rejects: _Rejects,
+) -> None:
+    """A valid row whose natural key an earlier record already has is a duplicate.
+
+    Rows of the same record may share a key (that is the record's own business); a later record
+    repeating a key already seen in this chunk is quarantined, naming the first one's offset.
+    """
+    if not schema.natural_key or not rows.num_rows:
+        return
+    keyed = pa.table({**{k: rows.column(k) for k in schema.natural_key}, "_position": index})
+    keyed = keyed.filter(valid)
+    first = keyed.group_by(list(schema.natural_key)).aggregate([("_position", "min")])
+    joined = keyed.join(first, list(schema.natural_key))
+    later = pc.not_equal(joined.column("_position"), joined.column("_position_min"))
+    duplicates = joined.filter(later)
+    if not duplicates.num_rows:
+        return
+    firsts = raw.column("offset").take(duplicates.column("_position_min").combine_chunks())
+    key = ", ".join(schema.natural_key)
+    reasons = pc.binary_join_element_wise(
+        f"same natural key ({key}) as offset ", pc.cast(firsts, pa.string()), ""
+    )
+    rejects.add(
+        duplicates.column("_position").combine_chunks(),
+        pa.array(["duplicate"] * duplicates.num_rows),
+        reasons,
     )
 
 

@@ -113,7 +113,7 @@ class Catalog:
     def dataset_files(self, dataset: str) -> list[dict[str, Any]]:
         cursor = self.db.execute(
             "SELECT path, sha256, rows, leaf_start, topic, kafka_partition AS partition, "
-            "start_offset AS start, end_offset AS end FROM files WHERE dataset = ? "
+            "start_offset AS start, end_offset AS end, batch_id FROM files WHERE dataset = ? "
             "ORDER BY leaf_start",
             [dataset],
         )

@@ -27,6 +27,7 @@ EXPECTED_REASON = {
     "negative_ues": "out_of_range",
     "wrong_type": "wrong_type",
     "not_a_number": "not_finite",
+    "duplicate": "duplicate",
 }
 DATASET = "radio_kpi.v1"
 
@@ -155,3 +156,33 @@ def test_a_batch_interrupted_before_its_anchor_is_redone_identically(
     assert [c["root"] for c in redone.checkpoints] == [c["root"] for c in clean.checkpoints]
     assert chain.registry.get(DATASET, radio(redone.checkpoints)["tree_size"]) is not None
     assert source.committed(f"other-{topic}", topic) == source.high_watermarks(topic)
+
+
+def test_records_repeating_published_keys_in_a_later_batch_are_quarantined_as_duplicates(
+    broker, topic, data_dir, chain, publish
+):
+    first = publish(broker, topic, nodes=4, duration_s=10, seed=3)
+    before = batch(broker, topic, data_dir, chain)
+    publish(broker, topic, nodes=4, duration_s=10, seed=3)  # the same reports, sent again
+    again = batch(broker, topic, data_dir, chain)
+    assert again.read == first.messages
+    assert (again.published, again.quarantined) == (0, first.messages)
+    assert again.reasons == {"duplicate": first.messages}
+    assert again.checkpoints == []  # nothing new: no dataset grew
+    assert before.checkpoints
+
+
+def test_a_duplicate_in_another_chunk_of_the_same_batch_is_caught(
+    broker, topic, data_dir, chain, publish
+):
+    from infra.fleet import generate
+    from infra.producer import produce
+
+    one = list(generate(1, 1, 1, 1_764_000_000_000, 4))
+    produce(broker.bootstrap, topic, [*one, *one])  # keyed alike: same partition, in order
+    summary = batch(broker, topic, data_dir, chain, max_chunk_records=1)
+    assert (summary.published, summary.quarantined) == (len(one), len(one))
+    assert summary.reasons == {"duplicate": len(one)}
+    db = duckdb.connect(str(DataLayout(data_dir).catalog), read_only=True)
+    reasons = db.execute("SELECT DISTINCT reason_code FROM quarantine").fetchall()
+    assert reasons == [("duplicate",)]

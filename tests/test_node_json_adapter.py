@@ -100,7 +100,8 @@ def test_a_good_report_becomes_one_canonical_row_in_canonical_units():
 
 
 def test_pretty_printed_json_spanning_lines_is_accepted():
-    result = standardize(raw(json.dumps(GOOD, indent=2).encode(), encode(GOOD)), ADAPTER)
+    later = with_change("ts_ms", GOOD["ts_ms"] + 1000)
+    result = standardize(raw(json.dumps(GOOD, indent=2).encode(), later), ADAPTER)
     assert result.published[RADIO].num_rows == 2
 
 
@@ -263,4 +264,13 @@ def test_a_heartbeat_with_an_unknown_status_is_quarantined_naming_the_allowed_va
     result = standardize(raw(encode(heartbeat)), ADAPTER)
     assert result.quarantined.column("reason").to_pylist() == [
         "status=on fire is not one of: online, degraded, offline, maintenance"
+    ]
+
+
+def test_a_repeated_report_in_the_same_chunk_is_a_duplicate_naming_the_first():
+    result = standardize(raw(encode(GOOD), encode(GOOD)), ADAPTER)
+    assert result.published[RADIO].column("source_offset").to_pylist() == [100]
+    assert result.quarantined.column("reason_code").to_pylist() == ["duplicate"]
+    assert result.quarantined.column("reason").to_pylist() == [
+        "same natural key (node_id, cell_id, event_time) as offset 100"
     ]
