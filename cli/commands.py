@@ -300,6 +300,102 @@ def _print_verdict(verdict: dict[str, Any]) -> None:
         out.print(f"  {symbol} {check['check']}: {check['detail']}")
 
 
+# -- quarantine ---------------------------------------------------------------------------------
+
+
+def _open_catalog(data_dir):
+    from sinks.catalog import Catalog
+    from sinks.layout import DataLayout
+
+    layout = DataLayout(data_dir)
+    if not layout.catalog.exists():
+        raise UserError(f"no catalog at {layout.catalog}: nothing has been landed there")
+    return Catalog(layout)
+
+
+def quarantine_list(args: argparse.Namespace) -> int:
+    from cli.replay import pending_quarantine
+
+    with _open_catalog(args.data_dir) as catalog:
+        pending = pending_quarantine(catalog)
+    counts = pending.group_by(["topic", "reason_code"]).aggregate([("offset", "count")])
+    rows = sorted(
+        (
+            {"topic": r["topic"], "reason_code": r["reason_code"], "records": r["offset_count"]}
+            for r in counts.to_pylist()
+        ),
+        key=lambda r: (r["topic"], r["reason_code"]),
+    )
+    if args.json:
+        emit_json({"total": pending.num_rows, "by_reason": rows})
+        return 0
+    out.print(f"{pending.num_rows} records in quarantine")
+    for row in rows:
+        out.print(f"  {row['topic']}  {row['reason_code']:<18} {row['records']}")
+    return 0
+
+
+def quarantine_show(args: argparse.Namespace) -> int:
+    from cli.replay import pending_quarantine
+
+    with _open_catalog(args.data_dir) as catalog:
+        pending = pending_quarantine(catalog, args.reason, args.topic).slice(0, args.limit)
+    rows = [
+        {
+            "topic": r["topic"],
+            "partition": r["partition"],
+            "offset": r["offset"],
+            "reason_code": r["reason_code"],
+            "reason": r["reason"],
+            "value_preview": _preview(r["value"]),
+        }
+        for r in pending.to_pylist()
+    ]
+    if args.json:
+        emit_json({"records": rows})
+        return 0
+    for row in rows:
+        out.print(
+            f"{row['topic']}/{row['partition']}@{row['offset']}  [bold]{row['reason_code']}[/bold]"
+            f": {row['reason']}",
+            markup=True,
+            highlight=False,
+        )
+        out.print(f"    {row['value_preview']}", markup=False, highlight=False)
+    return 0
+
+
+def _preview(value: bytes | None, limit: int = 120) -> str:
+    if value is None:
+        return "<tombstone>"
+    text = repr(value[:limit])[2:-1]
+    return text + ("…" if len(value) > limit else "")
+
+
+def quarantine_replay(args: argparse.Namespace) -> int:
+    from cli.replay import replay
+
+    if not (args.data_dir / "catalog.duckdb").exists():
+        raise UserError(f"no catalog under {args.data_dir}: nothing has been landed there")
+    chain = _chain_for(args.chain, args.rpc_url, args.registry)
+    summary = replay(
+        args.data_dir,
+        args.format,
+        chain.anchor,
+        args.reason,
+        args.topic,
+        progress=lambda m: step(m, args.json),
+    )
+    if args.json:
+        emit_json(summary.as_dict())
+    else:
+        out.print(
+            f"replayed {summary.considered} records: {summary.published} published, "
+            f"still quarantined {summary.still_quarantined or 'none'}"
+        )
+    return 0
+
+
 # -- schemas ------------------------------------------------------------------------------------
 
 

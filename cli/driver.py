@@ -79,23 +79,37 @@ def run_batch(
             return None
         summary = BatchSummary(plan["batch_id"], plan["ranges"], resumed=resumed)
         receipts = _land(config, layout, catalog, source, plan, summary, progress)
-        for dataset, start in plan["log_starts"].items():
-            files = [(r["range"], r["files"][dataset]) for r in receipts if dataset in r["files"]]
-            checkpoint = _commit_dataset(layout, catalog, plan, dataset, start, files)
-            if checkpoint is None:
-                continue  # nothing published for this dataset: its log did not grow
-            progress(f"batch {summary.batch_id}: anchoring {dataset} at {checkpoint['tree_size']}")
-            root, digest = checkpoint["root"], checkpoint["manifest_sha256"]
-            checkpoint.update(
-                anchor(dataset, checkpoint["tree_size"], bytes.fromhex(root), bytes.fromhex(digest))
-            )
-            catalog.record_checkpoint(summary.batch_id, checkpoint)
-            summary.checkpoints.append(checkpoint)
+        summary.checkpoints = commit_and_anchor(layout, catalog, plan, receipts, anchor, progress)
         catalog.set_state(summary.batch_id, "anchored")
         ends = {r["partition"]: r["end"] for r in plan["ranges"]}
         source.commit(config.group, config.topic, ends)
         catalog.set_state(summary.batch_id, "done")
         return summary
+
+
+def commit_and_anchor(
+    layout: DataLayout,
+    catalog: Catalog,
+    plan: dict,
+    receipts: list[dict],
+    anchor: Anchorer,
+    progress: Progress,
+) -> list[dict]:
+    """Append each dataset's new files to its log, write the checkpoint, anchor it."""
+    checkpoints = []
+    for dataset, start in plan["log_starts"].items():
+        files = [(r["range"], r["files"][dataset]) for r in receipts if dataset in r["files"]]
+        checkpoint = _commit_dataset(layout, catalog, plan, dataset, start, files)
+        if checkpoint is None:
+            continue  # nothing published for this dataset: its log did not grow
+        progress(f"batch {plan['batch_id']}: anchoring {dataset} at {checkpoint['tree_size']}")
+        root, digest = checkpoint["root"], checkpoint["manifest_sha256"]
+        checkpoint.update(
+            anchor(dataset, checkpoint["tree_size"], bytes.fromhex(root), bytes.fromhex(digest))
+        )
+        catalog.record_checkpoint(plan["batch_id"], checkpoint)
+        checkpoints.append(checkpoint)
+    return checkpoints
 
 
 def _land(
@@ -143,6 +157,11 @@ def _drop_duplicates(
             quarantine_duplicates(layout, source, receipt, reasons)
 
 
+def log_starts(layout: DataLayout) -> dict[str, int]:
+    """Where every dataset's log stands: any registered format may turn up in a batch."""
+    return {d: DatasetLog(layout.dataset_dir(d) / "log").size for d in all_datasets()}
+
+
 def _plan(config: RunConfig, source: KafkaSource, catalog: Catalog) -> tuple[dict | None, bool]:
     """The unfinished batch's journaled plan, or a new plan journaled before it runs."""
     unfinished = catalog.unfinished_batch(config.topic)
@@ -169,8 +188,7 @@ def _plan(config: RunConfig, source: KafkaSource, catalog: Catalog) -> tuple[dic
         "planned_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "ranges": [r.as_dict() for r in ranges],
         "chunks": [c.as_dict() for r in ranges for c in r.split(config.max_chunk_records)],
-        # Any registered format may turn up in a record's header: plan for every dataset.
-        "log_starts": {d: DatasetLog(layout.dataset_dir(d) / "log").size for d in all_datasets()},
+        "log_starts": log_starts(layout),
     }
     catalog.record_plan(batch_id, config.topic, plan)
     return plan, False
@@ -219,7 +237,12 @@ def _commit_dataset(
         schema=schema.describe(),
         fingerprint=schema.fingerprint(),
         files=[_manifest_file(layout, dataset_dir, f) for f in catalog.dataset_files(dataset)],
-        batch={"id": plan["batch_id"], "planned_at": plan["planned_at"], "ranges": plan["ranges"]},
+        batch={
+            "id": plan["batch_id"],
+            "planned_at": plan["planned_at"],
+            "ranges": plan.get("ranges", []),
+            "kind": plan.get("kind", "stream"),
+        },
         previous=_previous(previous[-1]) if previous else None,
         pipeline_version=PIPELINE_VERSION,
     )

@@ -67,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--once", action="store_true", help="process what is there, then exit")
     run.add_argument("--interval", type=float, default=5.0, help="seconds between batches")
     run.add_argument("--max-batch-records", type=int, default=2_000_000)
+    run.add_argument(
+        "--format",
+        default="rda.node.v1",
+        help="wire format of records without a format header (topic default)",
+    )
     run.add_argument("--chain", choices=("embedded", "anvil", "rpc"), help="default: `infra up`")
     run.add_argument("--rpc-url", help="JSON-RPC URL of the chain (with --chain rpc)")
     run.add_argument("--registry", help="AnchorRegistry address (default: deploy one)")
@@ -93,6 +98,30 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--offline", action="store_true", help="do not check the chain")
     _add_json(verify)
     verify.set_defaults(handler=commands.verify)
+
+    quarantine = sub.add_parser("quarantine", help="rejected records: list, show, replay")
+    q_sub = quarantine.add_subparsers(dest="action", required=True, metavar="ACTION")
+    q_list = q_sub.add_parser("list", help="quarantined records counted by topic and reason")
+    q_show = q_sub.add_parser("show", help="quarantined records with their reasons")
+    q_show.add_argument("--limit", type=int, default=20)
+    q_replay = q_sub.add_parser("replay", help="standardize quarantined records again after a fix")
+    q_replay.add_argument(
+        "--format", default="rda.node.v1", help="wire format of records without a format header"
+    )
+    q_replay.add_argument("--chain", choices=("embedded", "anvil", "rpc"))
+    q_replay.add_argument("--rpc-url")
+    q_replay.add_argument("--registry")
+    for q_parser, handler in (
+        (q_list, commands.quarantine_list),
+        (q_show, commands.quarantine_show),
+        (q_replay, commands.quarantine_replay),
+    ):
+        q_parser.add_argument("--data-dir", type=Path, default=_default_data_dir())
+        if q_parser is not q_list:
+            q_parser.add_argument("--reason", help="only this reason code")
+            q_parser.add_argument("--topic", help="only this topic")
+        _add_json(q_parser)
+        q_parser.set_defaults(handler=handler)
 
     schemas = sub.add_parser("schemas", help="the canonical schemas (data dictionary)")
     schemas_sub = schemas.add_subparsers(dest="action", required=True, metavar="ACTION")

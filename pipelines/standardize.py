@@ -77,13 +77,14 @@ def standardize_routed(raw: pa.RecordBatch, default_format: str | None) -> Stand
 
 
 def _record_formats(raw: pa.RecordBatch, default_format: str | None) -> list[str | None]:
+    """A declared format is taken at its word (unknown: None); else topic default; else sniff."""
     known = set(wire_formats())
     headers = raw.column("format").to_pylist()
     values = raw.column("value")
     formats: list[str | None] = []
     for position, header in enumerate(headers):
-        if header in known:
-            formats.append(header)
+        if header is not None:
+            formats.append(header if header in known else None)
         elif default_format in known:
             formats.append(default_format)
         else:

@@ -20,8 +20,8 @@ RAW_RECORD_SCHEMA = pa.schema(
 # A record that could not be published, kept whole with the reason. This store is private:
 # the raw bytes may hold anything the producer sent, so it is never published.
 QUARANTINE_SCHEMA = pa.schema(
-    [f for f in RAW_RECORD_SCHEMA if f.name != "format"]
-    + [
+    [
+        *RAW_RECORD_SCHEMA,
         pa.field("reason_code", pa.string(), nullable=False),
         pa.field("reason", pa.string(), nullable=False),
     ]
@@ -30,7 +30,7 @@ QUARANTINE_SCHEMA = pa.schema(
 
 def quarantine_batch(raw: pa.RecordBatch, codes: pa.Array, reasons: pa.Array) -> pa.RecordBatch:
     """Rejects for every row of ``raw``, with one reason code and message per row."""
-    columns = [raw.column(name) for name in QUARANTINE_SCHEMA.names[:6]]
+    columns = [raw.column(name) for name in RAW_RECORD_SCHEMA.names]
     return pa.RecordBatch.from_arrays([*columns, codes, reasons], schema=QUARANTINE_SCHEMA)
 
 

@@ -30,6 +30,9 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE TABLE IF NOT EXISTS quarantine_files (
     path VARCHAR PRIMARY KEY, topic VARCHAR, kafka_partition INTEGER, start_offset BIGINT,
     end_offset BIGINT, rows BIGINT, reasons JSON, batch_id BIGINT);
+CREATE TABLE IF NOT EXISTS quarantine_resolved (
+    topic VARCHAR, kafka_partition INTEGER, kafka_offset BIGINT, batch_id BIGINT,
+    PRIMARY KEY (topic, kafka_partition, kafka_offset));
 CREATE TABLE IF NOT EXISTS checkpoints (
     dataset VARCHAR, tree_size BIGINT, root VARCHAR, manifest_path VARCHAR,
     manifest_sha256 VARCHAR, chain_id BIGINT, contract VARCHAR, anchor_tx VARCHAR,
@@ -126,13 +129,33 @@ class Catalog:
         for dataset, view in datasets:
             paths = [self._absolute(f["path"]) for f in self.dataset_files(dataset)]
             self._create_view(view, paths)
-        quarantine = [
-            self._absolute(p)
-            for (p,) in self.db.execute(
-                "SELECT path FROM quarantine_files ORDER BY path"
-            ).fetchall()
-        ]
-        self._create_view("quarantine", quarantine)
+        self._create_quarantine_view()
+
+    def _create_quarantine_view(self) -> None:
+        """The quarantine as it stands: every rejected record not since replayed and published."""
+        paths = [self._absolute(p) for p in self.quarantine_paths()]
+        if not paths:
+            return
+        listing = ", ".join(_sql_string(p) for p in paths)
+        self.db.execute(
+            "CREATE OR REPLACE VIEW quarantine AS SELECT q.* FROM read_parquet(["
+            + listing
+            + "]) q "
+            "ANTI JOIN quarantine_resolved r ON q.topic = r.topic "
+            "AND q.partition = r.kafka_partition AND q.offset = r.kafka_offset"
+        )
+
+    def quarantine_paths(self) -> list[str]:
+        rows = self.db.execute("SELECT path FROM quarantine_files ORDER BY path").fetchall()
+        return [path for (path,) in rows]
+
+    def resolve_quarantine(self, batch_id: int, records: Iterable[tuple[str, int, int]]) -> None:
+        """Mark quarantined records as published by a replay batch."""
+        for topic, partition, offset in records:
+            self.db.execute(
+                "INSERT OR REPLACE INTO quarantine_resolved VALUES (?, ?, ?, ?)",
+                [topic, partition, offset, batch_id],
+            )
 
     def _create_view(self, view: str, paths: list[str]) -> None:
         if not paths:

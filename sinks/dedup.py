@@ -80,14 +80,12 @@ def drop_records(layout: DataLayout, receipt: dict, drop: set[tuple[int, int]]) 
         path = layout.root / file["path"]
         table = pq.read_table(path)
         keep = pc.invert(pc.is_in(table.column("source_offset"), pa.array(offsets, pa.int64())))
-        table = table.filter(keep)
+        table = table.filter(keep).combine_chunks()
         file["rows"] = table.num_rows
-        file["sha256"] = write_parquet(
-            table.combine_chunks().to_batches()[0]
-            if table.num_rows
-            else pa.RecordBatch.from_pylist([], schema=table.schema),
-            path,
-        )
+        if table.num_rows:
+            file["sha256"] = write_parquet(table.to_batches()[0], path)
+        else:
+            path.unlink()  # nothing of this chunk is left to publish in this dataset
     receipt["files"] = {ds: f for ds, f in receipt["files"].items() if f["rows"]}
     return len(offsets)
 

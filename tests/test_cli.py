@@ -204,3 +204,35 @@ def test_schemas_show_of_an_unknown_schema_lists_the_known_ones(tmp_path):
     result = rda("schemas", "show", "nope", state=tmp_path)
     assert result.returncode == 2
     assert "unknown schema 'nope' (known: link_kpi" in result.stderr
+
+
+@pytest.mark.slow
+def test_quarantine_list_and_show_after_a_demo(tmp_path):
+    summary = demo(tmp_path, "--bad-fraction", "0.1")
+    data = str(tmp_path / "demo")
+    listed = json.loads(
+        rda("quarantine", "list", "--data-dir", data, "--json", state=tmp_path).stdout
+    )
+    assert listed["total"] == summary["records_quarantined"]
+    by_reason = {r["reason_code"]: r["records"] for r in listed["by_reason"]}
+    assert by_reason == summary["quarantine_reasons"]
+    shown = rda(
+        "quarantine",
+        "show",
+        "--data-dir",
+        data,
+        "--reason",
+        "invalid_utf8",
+        "--limit",
+        "2",
+        "--json",
+        state=tmp_path,
+    )
+    records = json.loads(shown.stdout)["records"]
+    assert len(records) == 2 and {r["reason_code"] for r in records} == {"invalid_utf8"}
+
+
+def test_quarantine_commands_on_an_empty_data_dir_are_a_clear_error(tmp_path):
+    result = rda("quarantine", "list", "--data-dir", str(tmp_path / "none"), state=tmp_path)
+    assert result.returncode == 2
+    assert "nothing has been landed there" in result.stderr

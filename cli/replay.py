@@ -1,0 +1,179 @@
+"""``rda quarantine replay``: give quarantined records another chance after a fix.
+
+After a fix — a new adapter, a corrected schema range — the records still in quarantine are
+standardized again. Those that now pass are published as a *replay batch*: written to their
+datasets, appended to the logs, checkpointed and anchored like any batch, and marked resolved so
+they leave the quarantine. Records whose natural key is already published stay in quarantine,
+and so do records that still fail (their new reason is reported). Replaying twice publishes
+nothing twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from cli.driver import Anchorer, Progress, commit_and_anchor, log_starts
+from pipelines.standardize import standardize_routed
+from schemas.records import QUARANTINE_SCHEMA, RAW_RECORD_SCHEMA
+from sinks.catalog import Catalog
+from sinks.dedup import drop_records, find_duplicates
+from sinks.layout import DataLayout
+from sinks.parquet import write_parquet
+
+REPLAY_TOPIC = "(replay)"  # the journal's topic column for replay batches
+
+
+@dataclass
+class ReplaySummary:
+    batch_id: int | None = None
+    considered: int = 0
+    published: int = 0
+    still_quarantined: dict[str, int] = field(default_factory=dict)
+    checkpoints: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "batch_id": self.batch_id,
+            "records_considered": self.considered,
+            "records_published": self.published,
+            "still_quarantined": self.still_quarantined,
+            "checkpoints": self.checkpoints,
+        }
+
+
+def pending_quarantine(
+    catalog: Catalog, reason: str | None = None, topic: str | None = None
+) -> pa.Table:
+    """Quarantined records not yet resolved, optionally of one reason code or topic."""
+    catalog.refresh_views()
+    if not catalog.quarantine_paths():
+        return QUARANTINE_SCHEMA.empty_table()
+    query, params = "SELECT * FROM quarantine WHERE true", []
+    if reason:
+        query, params = query + " AND reason_code = ?", [*params, reason]
+    if topic:
+        query, params = query + " AND topic = ?", [*params, topic]
+    ordered = query + ' ORDER BY topic, partition, "offset"'
+    return catalog.db.sql(ordered, params=params).to_arrow_table()
+
+
+def replay(
+    data_dir: Path,
+    default_format: str | None,
+    anchor: Anchorer,
+    reason: str | None = None,
+    topic: str | None = None,
+    progress: Progress = lambda _: None,
+) -> ReplaySummary:
+    layout = DataLayout(data_dir)
+    summary = ReplaySummary()
+    with Catalog(layout) as catalog:
+        pending = pending_quarantine(catalog, reason, topic)
+        summary.considered = pending.num_rows
+        if not pending.num_rows:
+            return summary
+        batch_id = catalog.next_batch_id()
+        summary.batch_id = batch_id
+        plan = {
+            "batch_id": batch_id,
+            "kind": "replay",
+            "planned_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "log_starts": log_starts(layout),
+            "filter": {"reason": reason, "topic": topic},
+        }
+        catalog.record_plan(batch_id, REPLAY_TOPIC, plan)
+        progress(f"replay batch {batch_id}: standardizing {pending.num_rows} quarantined records")
+        receipts, outcome = _land_replay(layout, batch_id, pending, default_format)
+        _drop_already_published(layout, catalog, batch_id, receipts, outcome)
+        summary.checkpoints = commit_and_anchor(layout, catalog, plan, receipts, anchor, progress)
+        published = [key for key, code in outcome.items() if code is None]
+        catalog.resolve_quarantine(batch_id, published)
+        catalog.refresh_views()
+        catalog.set_state(
+            batch_id,
+            "done",
+            records_read=0,
+            records_published=len(published),
+            records_quarantined=-len(published),
+        )
+        summary.published = len(published)
+        summary.still_quarantined = dict(
+            sorted(Counter(c for c in outcome.values() if c is not None).items())
+        )
+    return summary
+
+
+def _land_replay(
+    layout: DataLayout, batch_id: int, pending: pa.Table, default_format: str | None
+) -> tuple[list[dict], dict[tuple[str, int, int], str | None]]:
+    """Standardize per topic-partition; write what passes. Outcome per record: None or code."""
+    raw = pending.select(RAW_RECORD_SCHEMA.names).cast(RAW_RECORD_SCHEMA)
+    receipts, outcome = [], {}
+    groups = raw.group_by(["topic", "partition"]).aggregate([]).to_pylist()
+    for group in sorted(groups, key=lambda g: (g["topic"], g["partition"])):
+        mask = pc.and_(
+            pc.equal(raw.column("topic"), group["topic"]),
+            pc.equal(raw.column("partition"), group["partition"]),
+        )
+        part = raw.filter(mask).combine_chunks().to_batches()[0]
+        result = standardize_routed(part, default_format)
+        offsets = part.column("offset").to_pylist()
+        key = (group["topic"], group["partition"])
+        for offset in offsets:
+            outcome[(*key, offset)] = None
+        for offset, code in zip(
+            result.quarantined.column("offset").to_pylist(),
+            result.quarantined.column("reason_code").to_pylist(),
+            strict=True,
+        ):
+            outcome[(*key, offset)] = code
+        receipts.append(_write_replay_files(layout, batch_id, group, offsets, result.published))
+    return receipts, outcome
+
+
+def _write_replay_files(
+    layout: DataLayout, batch_id: int, group: dict, offsets: list[int], published: dict
+) -> dict:
+    name = f"replay-b{batch_id:06d}-{group['topic']}-p{group['partition']:04d}"
+    receipt = {
+        "range": {
+            "topic": group["topic"],
+            "partition": group["partition"],
+            "start": min(offsets),
+            "end": max(offsets) + 1,
+        },
+        "files": {},
+    }
+    for dataset, rows in sorted(published.items()):
+        if rows.num_rows:
+            path = layout.data_file(dataset, name)
+            receipt["files"][dataset] = {
+                "path": layout.relative(path),
+                "sha256": write_parquet(rows, path),
+                "rows": rows.num_rows,
+            }
+    return receipt
+
+
+def _drop_already_published(
+    layout: DataLayout, catalog: Catalog, batch_id: int, receipts: list[dict], outcome: dict
+) -> None:
+    """Replayed records whose natural key is already published stay in quarantine."""
+    duplicates: set[tuple[int, int]] = set()
+    for dataset in sorted({d for r in receipts for d in r["files"]}):
+        prior = [f["path"] for f in catalog.dataset_files(dataset) if f["batch_id"] != batch_id]
+        new = [r["files"][dataset]["path"] for r in receipts if dataset in r["files"]]
+        duplicates.update(find_duplicates(layout, dataset, prior, new))
+    for receipt in receipts:
+        drop_records(layout, receipt, duplicates)
+        topic = receipt["range"]["topic"]
+        for partition, offset in duplicates:
+            if (topic, partition, offset) in outcome:
+                outcome[(topic, partition, offset)] = "duplicate"
