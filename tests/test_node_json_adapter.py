@@ -274,3 +274,7 @@ def test_a_repeated_report_in_the_same_chunk_is_a_duplicate_naming_the_first():
     assert result.quarantined.column("reason").to_pylist() == [
         "same natural key (node_id, cell_id, event_time) as offset 100"
     ]
+
+
+def test_an_unknown_version_of_the_wire_format_is_not_guessed_at():
+    assert reasons(with_change("format", "rda.node.v2")) == ["unknown_format"]
