@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from schemas.fields import event_time
 from schemas.model import Field, TelemetrySchema
 
 LINK_TYPES = ("fiber", "microwave", "satellite", "haps", "cellular", "internet_path")
@@ -22,13 +23,7 @@ LINK_KPI_V1 = TelemetrySchema(
         Field(
             "link_id", pa.string(), "Stable identifier of the link or measured path", required=True
         ),
-        Field(
-            "event_time",
-            pa.timestamp("us", tz="UTC"),
-            "When the measurement started",
-            unit="UTC microseconds",
-            required=True,
-        ),
+        event_time("When the measurement started"),
         Field("node_id", pa.string(), "Node or probe at the measuring end", required=True),
         Field("peer", pa.string(), "Far end: peer node, platform, or target host name/address"),
         Field("link_type", pa.string(), "Kind of link", required=True, allowed=LINK_TYPES),
@@ -97,13 +92,7 @@ PATH_TRACE_V1 = TelemetrySchema(
     natural_key=("trace_id", "event_time"),
     fields=(
         Field("trace_id", pa.string(), "Stable identifier of the traced path", required=True),
-        Field(
-            "event_time",
-            pa.timestamp("us", tz="UTC"),
-            "When the trace started",
-            unit="UTC microseconds",
-            required=True,
-        ),
+        event_time("When the trace started"),
         Field("node_id", pa.string(), "Node or probe that ran the trace", required=True),
         Field("target", pa.string(), "Target host name or address"),
         Field("protocol", pa.string(), "Probe protocol", allowed=MEASUREMENT_PROTOCOLS),

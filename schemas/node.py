@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from schemas.fields import NODE_ID, event_time, location
 from schemas.model import Field, TelemetrySchema
 
 NODE_STATUS = ("online", "degraded", "offline", "maintenance")
@@ -17,14 +18,8 @@ NODE_HEARTBEAT_V1 = TelemetrySchema(
     description="Periodic liveness, power and location report of a node.",
     natural_key=("node_id", "event_time"),
     fields=(
-        Field("node_id", pa.string(), "Public identifier of the reporting node", required=True),
-        Field(
-            "event_time",
-            pa.timestamp("us", tz="UTC"),
-            "When the node sent the heartbeat",
-            unit="UTC microseconds",
-            required=True,
-        ),
+        NODE_ID,
+        event_time("When the node sent the heartbeat"),
         Field("status", pa.string(), "Operational status", required=True, allowed=NODE_STATUS),
         Field("uptime_s", pa.int64(), "Seconds since the node last booted", unit="s", minimum=0),
         Field("power_source", pa.string(), "What powers the site", allowed=POWER_SOURCES),
@@ -45,22 +40,7 @@ NODE_HEARTBEAT_V1 = TelemetrySchema(
             maximum=100,
         ),
         Field("firmware", pa.string(), "Firmware version string"),
-        Field(
-            "latitude",
-            pa.float64(),
-            "Node latitude (WGS 84)",
-            unit="degrees",
-            minimum=-90,
-            maximum=90,
-        ),
-        Field(
-            "longitude",
-            pa.float64(),
-            "Node longitude (WGS 84)",
-            unit="degrees",
-            minimum=-180,
-            maximum=180,
-        ),
+        *location("Node"),
         Field(
             "location_source",
             pa.string(),

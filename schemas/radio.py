@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from schemas.fields import NODE_ID, event_time, location
 from schemas.model import Field, TelemetrySchema
 
 RADIO_KPI_V1 = TelemetrySchema(
@@ -16,14 +17,8 @@ RADIO_KPI_V1 = TelemetrySchema(
     description="Per-cell radio and traffic KPIs reported periodically by each node.",
     natural_key=("node_id", "cell_id", "event_time"),
     fields=(
-        Field("node_id", pa.string(), "Public identifier of the reporting node", required=True),
-        Field(
-            "event_time",
-            pa.timestamp("us", tz="UTC"),
-            "When the node measured the KPIs",
-            unit="UTC microseconds",
-            required=True,
-        ),
+        NODE_ID,
+        event_time("When the node measured the KPIs"),
         Field(
             "cell_id",
             pa.int64(),
@@ -106,21 +101,6 @@ RADIO_KPI_V1 = TelemetrySchema(
             minimum=0,
             maximum=10000,
         ),
-        Field(
-            "latitude",
-            pa.float64(),
-            "Node latitude (WGS 84)",
-            unit="degrees",
-            minimum=-90,
-            maximum=90,
-        ),
-        Field(
-            "longitude",
-            pa.float64(),
-            "Node longitude (WGS 84)",
-            unit="degrees",
-            minimum=-180,
-            maximum=180,
-        ),
+        *location("Node"),
     ),
 )

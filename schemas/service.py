@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from schemas.fields import event_time, location
 from schemas.model import Field, Privacy, TelemetrySchema
 
 SPEED_TEST_V1 = TelemetrySchema(
@@ -14,13 +15,7 @@ SPEED_TEST_V1 = TelemetrySchema(
     natural_key=("node_id", "event_time"),
     fields=(
         Field("node_id", pa.string(), "Node that ran the test", required=True),
-        Field(
-            "event_time",
-            pa.timestamp("us", tz="UTC"),
-            "When the test ran",
-            unit="UTC microseconds",
-            required=True,
-        ),
+        event_time("When the test ran"),
         Field(
             "download_mbps",
             pa.float64(),
@@ -50,24 +45,7 @@ SPEED_TEST_V1 = TelemetrySchema(
         ),
         Field("jitter_ms", pa.float64(), "Latency variation", unit="ms", minimum=0, maximum=100000),
         Field("server", pa.string(), "Test server host name"),
-        Field(
-            "latitude",
-            pa.float64(),
-            "Where the test ran (WGS 84)",
-            unit="degrees",
-            minimum=-90,
-            maximum=90,
-            privacy=Privacy.PRECISE_LOCATION,
-        ),
-        Field(
-            "longitude",
-            pa.float64(),
-            "Where the test ran (WGS 84)",
-            unit="degrees",
-            minimum=-180,
-            maximum=180,
-            privacy=Privacy.PRECISE_LOCATION,
-        ),
+        *location("Test site", Privacy.PRECISE_LOCATION),
     ),
 )
 
