@@ -6,6 +6,7 @@ every failing row gets the reason of the first check it fails, so no row is reje
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -33,24 +34,32 @@ def check_rows(schema: TelemetrySchema, rows: pa.RecordBatch) -> RowCheckResult:
     reasons = pa.nulls(rows.num_rows, pa.string())
     for field in schema.all_fields:
         column = rows.column(field.name)
-        for code, failed, reason in _field_checks(field, column):
+        for code, failed, describe in _field_checks(field, column):
             first = pc.and_(pc.fill_null(failed, False), pc.is_null(codes))
-            codes = pc.if_else(first, code, codes)
-            reasons = pc.if_else(first, reason, reasons)
+            count = pc.sum(first).as_py() or 0
+            if not count:
+                continue
+            # Reasons are formatted for the failing rows only: clean batches pay nothing.
+            codes = pc.replace_with_mask(codes, first, pa.array([code] * count, pa.string()))
+            reasons = pc.replace_with_mask(reasons, first, describe(pc.filter(column, first)))
     return RowCheckResult(valid=pc.is_null(codes), codes=codes, reasons=reasons)
 
 
-def _field_checks(field: Field, column: pa.Array):
-    """Yield (code, failure mask, reason per row) for one field."""
+Describe = Callable[[pa.Array], pa.Array]
+
+
+def _field_checks(field: Field, column: pa.Array) -> Iterator[tuple[str, pa.Array, Describe]]:
+    """Yield (code, failure mask, how to describe the failing values) for one field."""
     if field.required:
-        yield "missing_required", pc.is_null(column), f"{field.name} is required but missing"
+        message = f"{field.name} is required but missing"
+        yield "missing_required", pc.is_null(column), lambda v: pa.array([message] * len(v))
     if field.allowed is not None:
-        unknown = pc.invert(pc.is_in(column, value_set=pa.array(field.allowed, column.type)))
         allowed = ", ".join(field.allowed)
-        yield "not_allowed", unknown, _with_value(field, column, f" is not one of: {allowed}")
+        unknown = pc.invert(pc.is_in(column, value_set=pa.array(field.allowed, column.type)))
+        yield "not_allowed", unknown, lambda v: _with_value(field, v, f" is not one of: {allowed}")
     if pa.types.is_floating(column.type):
         not_finite = pc.invert(pc.is_finite(column))
-        yield "not_finite", not_finite, _with_value(field, column, " is not a finite number")
+        yield "not_finite", not_finite, lambda v: _with_value(field, v, " is not a finite number")
     if field.minimum is None and field.maximum is None:
         return
     too_low = pc.less(column, field.minimum) if field.minimum is not None else None
@@ -58,11 +67,12 @@ def _field_checks(field: Field, column: pa.Array):
     outside = (
         too_low if too_high is None else too_high if too_low is None else pc.or_(too_low, too_high)
     )
-    yield "out_of_range", outside, _with_value(field, column, f" is outside {_bounds(field)}")
+    bounds = _bounds(field)
+    yield "out_of_range", outside, lambda v: _with_value(field, v, f" is outside {bounds}")
 
 
-def _with_value(field: Field, column: pa.Array, suffix: str) -> pa.Array:
-    text = pc.fill_null(pc.cast(column, pa.string()), "null")
+def _with_value(field: Field, values: pa.Array, suffix: str) -> pa.Array:
+    text = pc.fill_null(pc.cast(values, pa.string()), "null")
     return pc.binary_join_element_wise(f"{field.name}=", text, suffix, "")
 
 
