@@ -100,7 +100,13 @@ def simulate(args: argparse.Namespace) -> int:
         start_ms = (int(time.time()) - int(args.duration)) * 1000
     try:
         messages = generate(
-            args.nodes, args.duration, args.rate, start_ms, args.seed, args.bad_fraction
+            args.nodes,
+            args.duration,
+            args.rate,
+            start_ms,
+            args.seed,
+            args.bad_fraction,
+            args.format,
         )
         pace = _realtime_pacer() if args.realtime else None
         with stage(f"{args.nodes} nodes publishing to {args.topic}", args.json):

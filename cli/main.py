@@ -56,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--start", help="first event time, ISO 8601 (default: now - duration)")
     sim.add_argument("--bad-fraction", type=float, default=0.0)
     sim.add_argument("--realtime", action="store_true", help="pace messages at event time")
+    sim.add_argument(
+        "--format",
+        default="rda.node.v1",
+        help="wire format: rda.node.v1, gnmi.json, ems.csv or ripe.atlas.result",
+    )
     _add_json(sim)
     sim.set_defaults(handler=commands.simulate)
 

@@ -20,6 +20,8 @@ Wire format (``rda.node.v1``, one JSON object per message, keyed by node id)::
                "server": "speed.example.net"}, "loc": {"lat": 52.52, "lon": 13.405}}
 
 Defects (``bad_fraction``) are injected into radio reports only, one defect per bad message.
+With another ``wire_format`` (see ``infra/formats.py``) the radio reports are rendered in that
+vendor's format and only the byte-level defects apply; heartbeats and speed tests stay native.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class Message:
     value: bytes
     timestamp_ms: int
     defect: str | None = None
+    wire_format: str = WIRE_FORMAT
 
 
 @dataclass(frozen=True)
@@ -201,6 +204,9 @@ def _corrupt(report: dict, kind: str, previous: dict | None) -> bytes:
     return json.dumps(bad).encode()
 
 
+BYTE_DEFECTS = ("truncated_json", "invalid_utf8", "empty_message")
+
+
 def generate(
     nodes: int,
     duration_s: float,
@@ -208,12 +214,16 @@ def generate(
     start_ms: int,
     seed: int,
     bad_fraction: float = 0.0,
+    wire_format: str = WIRE_FORMAT,
 ) -> Iterator[Message]:
     """Yield the fleet's messages in time order: every node reports every ``1/rate_hz`` s."""
     if nodes <= 0 or duration_s <= 0 or rate_hz <= 0:
         raise ValueError("nodes, duration and rate must be positive")
     if not 0.0 <= bad_fraction <= 1.0:
         raise ValueError("bad fraction must be between 0 and 1")
+    if wire_format != WIRE_FORMAT:
+        yield from _in_format(nodes, duration_s, rate_hz, start_ms, seed, bad_fraction, wire_format)
+        return
     rng = random.Random(seed)
     fleet = _build_fleet(nodes, rng)
     interval_ms = max(1, round(1000 / rate_hz))
@@ -242,3 +252,36 @@ def generate(
 
 def _encode(report: dict) -> bytes:
     return json.dumps(report, separators=(",", ":")).encode()
+
+
+def _in_format(
+    nodes: int,
+    duration_s: float,
+    rate_hz: float,
+    start_ms: int,
+    seed: int,
+    bad_fraction: float,
+    wire_format: str,
+) -> Iterator[Message]:
+    """The fleet's radio reports rendered in another vendor's wire format."""
+    from infra.formats import ENCODERS
+
+    try:
+        encode = ENCODERS[wire_format]
+    except KeyError:
+        known = ", ".join([WIRE_FORMAT, *ENCODERS])
+        raise ValueError(f"the simulator cannot emit {wire_format!r} (known: {known})") from None
+    rng = random.Random(seed ^ 0x5EED)
+    for message in generate(nodes, duration_s, rate_hz, start_ms, seed):
+        report = json.loads(message.value)
+        if report["kind"] != "radio_kpi":
+            continue
+        value, defect = encode(report, rng), None
+        if rng.random() < bad_fraction:
+            defect = rng.choice(BYTE_DEFECTS)
+            value = {
+                "truncated_json": value[: len(value) // 2],
+                "empty_message": b"",
+                "invalid_utf8": value[:-2] + b"\xff\xfe",
+            }[defect]
+        yield Message(message.key, value, message.timestamp_ms, defect, wire_format)

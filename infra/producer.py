@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from infra.fleet import FORMAT_HEADER, WIRE_FORMAT, Message
+from infra.fleet import FORMAT_HEADER, Message
 
 
 @dataclass
@@ -69,7 +69,6 @@ def produce(
         client_id="rda-simulator",
     )
     started = time.monotonic()
-    headers = [(FORMAT_HEADER, WIRE_FORMAT.encode())]
     try:
         for message in messages:
             if pace is not None:
@@ -78,7 +77,7 @@ def produce(
                 topic,
                 key=message.key,
                 value=message.value,
-                headers=headers,
+                headers=[(FORMAT_HEADER, message.wire_format.encode())],
                 timestamp_ms=message.timestamp_ms,
             )
             report.messages += 1

@@ -66,3 +66,16 @@ def test_bad_fraction_injects_every_defect_kind_and_marks_it():
 def test_nodes_send_a_heartbeat_every_ten_intervals_and_a_speed_test_every_thirty():
     kinds = Counter(json.loads(m.value)["kind"] for m in generate(4, 60, 1, START_MS, seed=2))
     assert (kinds["node_heartbeat"], kinds["speed_test"]) == (4 * 6, 4 * 2)
+
+
+def test_the_fleet_can_speak_every_vendor_format_with_the_format_on_each_message():
+    for wire_format in ("gnmi.json", "ems.csv", "ripe.atlas.result"):
+        messages = list(generate(3, 10, 1, START_MS, seed=1, wire_format=wire_format))
+        assert messages and {m.wire_format for m in messages} == {wire_format}
+
+
+def test_an_unknown_format_is_refused_naming_the_known_ones():
+    import pytest
+
+    with pytest.raises(ValueError, match="cannot emit 'x.y'.*ems.csv"):
+        list(generate(1, 1, 1, START_MS, seed=1, wire_format="x.y"))
