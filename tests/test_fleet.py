@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+import pytest
+
 from infra.fleet import DEFECT_KINDS, generate
 from schemas.radio import RADIO_KPI_V1
 
@@ -75,7 +77,5 @@ def test_the_fleet_can_speak_every_vendor_format_with_the_format_on_each_message
 
 
 def test_an_unknown_format_is_refused_naming_the_known_ones():
-    import pytest
-
-    with pytest.raises(ValueError, match="cannot emit 'x.y'.*ems.csv"):
+    with pytest.raises(ValueError, match=r"cannot emit 'x\.y'.*ems\.csv"):
         list(generate(1, 1, 1, START_MS, seed=1, wire_format="x.y"))
