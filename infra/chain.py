@@ -10,25 +10,47 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from infra import processes
 from infra.tools import ensure_npm_package, port_open
 
 ANVIL_PACKAGE = "@foundry-rs/anvil@1.7.1"
-ANVIL_CHAIN_ID = 31337
+ANVIL_CHAIN_ID = 31337  # fixed, so proof bundles name the same chain after a restart
+ANVIL_HARDFORK = "prague"  # the EVM version the contract is compiled for (infra.solc)
 CHAIN_KINDS = ("embedded", "anvil", "rpc")
+LOOPBACK = ("127.0.0.1", "localhost")
 
 
 @dataclass(frozen=True)
 class ChainConfig:
+    """Which chain to anchor on.
+
+    ``embedded``: the in-process EVM, nothing to start. ``anvil``: the node this project starts,
+    always on loopback (``port`` alone is enough). ``rpc``: any JSON-RPC node the user names,
+    e.g. their own; its URL is taken as given.
+    """
+
     kind: str = "embedded"
     rpc_url: str | None = None
+    port: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in CHAIN_KINDS:
             raise ValueError(f"unknown chain kind {self.kind!r} (known: {', '.join(CHAIN_KINDS)})")
-        if self.kind != "embedded" and not self.rpc_url:
-            raise ValueError(f"a {self.kind} chain needs an RPC URL")
+        if self.kind == "embedded":
+            return
+        if not self.rpc_url and self.port is not None:
+            object.__setattr__(self, "rpc_url", f"http://127.0.0.1:{self.port}")
+        if not self.rpc_url:
+            raise ValueError(f"a {self.kind} chain needs an RPC URL or a port")
+        url = urlsplit(self.rpc_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"RPC URL must be http(s)://HOST:PORT, not {self.rpc_url!r}")
+        if self.kind == "anvil" and url.hostname not in LOOPBACK:
+            raise ValueError(f"anvil runs on 127.0.0.1 only, not {url.hostname}")
+        if self.port is None and url.port is not None:
+            object.__setattr__(self, "port", url.port)
 
 
 def connect(config: ChainConfig) -> Any:
@@ -74,6 +96,8 @@ def start_anvil(port: int, state_dir: Path, timeout: float = 30.0) -> AnvilProce
         str(port),
         "--chain-id",
         str(ANVIL_CHAIN_ID),
+        "--hardfork",
+        ANVIL_HARDFORK,
         "--prune-history",
     ]
     pid = processes.start_service(

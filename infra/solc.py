@@ -12,6 +12,7 @@ import hashlib
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from infra.tools import REPO_ROOT, ensure_npm_package
 
@@ -20,12 +21,17 @@ CONTRACT = "AnchorRegistry"
 SOURCE = REPO_ROOT / "proofs" / "contracts" / f"{CONTRACT}.sol"
 ARTIFACT = REPO_ROOT / "proofs" / "contracts" / f"{CONTRACT}.json"
 
-# Cancun is the newest EVM version that both the in-process EVM (py-evm 0.12) and anvil run by
-# default; no newer opcode is needed. The metadata hash is left out of the bytecode so that it
-# depends on the code, not on comments or file paths.
+# EVM version: Prague, the newest fork both chains we run execute. eth-tester 0.14 runs py-evm
+# 0.12's PragueVM (py-evm has nothing newer); anvil 1.7.1 runs newer forks by default but is
+# started with ``--hardfork prague`` (infra.chain) so both chains apply the same rules. Prague is
+# also solc 0.8.30's own default. For this contract solc emits the same bytes for every target
+# from shanghai to osaka (PUSH0 is the only newer opcode it uses), so the artifact also runs on
+# chains that stop at Shanghai or Cancun. The CBOR metadata hash is switched off
+# (bytecodeHash "none") so the bytecode depends on the code, not on comments or source paths;
+# only the compiler version stays appended.
 SETTINGS = {
     "optimizer": {"enabled": True, "runs": 200},
-    "evmVersion": "cancun",
+    "evmVersion": "prague",
     "metadata": {"bytecodeHash": "none"},
     "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}},
 }
@@ -35,8 +41,12 @@ class CompileError(RuntimeError):
     """solc reported errors."""
 
 
-def compile_anchor_registry(source_path: Path = SOURCE) -> dict:
-    """Compile the contract; return the artifact (ABI, bytecode, compiler and source hash)."""
+def compile_anchor_registry(source_path: Path = SOURCE) -> dict[str, Any]:
+    """Compile the contract; return the artifact (ABI, bytecode, compiler and source hash).
+
+    solcjs is the npm ``solc`` package at the pinned version: its Emscripten build is the same
+    compiler on every platform, so the artifact can be reproduced anywhere node runs.
+    """
     solcjs = ensure_npm_package(f"solc@{SOLC_VERSION}", "solcjs")
     source = source_path.read_text()
     request = {
@@ -68,11 +78,13 @@ def compile_anchor_registry(source_path: Path = SOURCE) -> dict:
     }
 
 
-def artifact_text(artifact: dict) -> str:
+def artifact_text(artifact: dict[str, Any]) -> str:
+    """The committed form: sorted keys, two-space indent, final newline (stable diffs)."""
     return json.dumps(artifact, indent=2, sort_keys=True) + "\n"
 
 
 def main() -> None:
+    """Rewrite the committed artifact from the source (run after changing the contract)."""
     ARTIFACT.write_text(artifact_text(compile_anchor_registry()))
     print(f"wrote {ARTIFACT.relative_to(REPO_ROOT)}")
 

@@ -7,7 +7,7 @@ import hashlib
 import pytest
 from web3 import EthereumTesterProvider, Web3
 
-from proofs.anchor import AnchorRefused, AnchorRegistry, dataset_key
+from proofs.anchor import MAX_CHECKPOINTS_PER_TX, AnchorRefused, AnchorRegistry, dataset_key
 
 ROOT_A, ROOT_B = b"\xaa" * 32, b"\xbb" * 32
 MANIFEST = b"\x01" * 32
@@ -33,15 +33,17 @@ def test_an_anchor_can_be_read_back_with_its_block_time(w3, registry):
     block = w3.eth.get_block(receipt.block_number)
     assert (anchored.root, anchored.manifest_hash) == (ROOT_A, MANIFEST)
     assert (anchored.anchored_at, anchored.block_number) == (block.timestamp, block.number)
-    assert receipt.created == 1 and receipt.gas_used > 0
+    assert receipt.created is True and receipt.gas_used > 0
+    assert receipt.tx_hash.startswith("0x") and len(receipt.tx_hash) == 66
 
 
 def test_an_identical_retry_sends_nothing_and_changes_nothing(w3, registry):
-    registry.anchor("d", 10, ROOT_A, MANIFEST)
-    block_before = w3.eth.block_number
+    first = registry.anchor("d", 10, ROOT_A, MANIFEST)
+    before = (w3.eth.block_number, registry.get("d", 10), registry.latest("d"))
     retry = registry.anchor("d", 10, ROOT_A, MANIFEST)
-    assert (retry.tx_hash, retry.created, retry.gas_used) == (None, 0, 0)
-    assert w3.eth.block_number == block_before
+    assert (retry.tx_hash, retry.created, retry.gas_used) == (None, False, 0)
+    assert retry.block_number == first.block_number
+    assert (w3.eth.block_number, registry.get("d", 10), registry.latest("d")) == before
 
 
 def test_the_contract_itself_treats_an_identical_retry_as_a_no_op(w3, registry):
@@ -49,7 +51,7 @@ def test_the_contract_itself_treats_an_identical_retry_as_a_no_op(w3, registry):
     call = registry.contract.functions.anchor(dataset_key("d"), 10, ROOT_A, MANIFEST)
     assert call.call({"from": registry.sender}) is False
     call.transact({"from": registry.sender})
-    assert registry.latest("d")[0] == 10
+    assert registry.latest("d").tree_size == 10
 
 
 def test_a_different_root_for_an_anchored_size_is_refused(registry):
@@ -72,12 +74,29 @@ def test_a_tree_that_does_not_grow_is_refused(registry):
         registry.anchor("d", 7, ROOT_B, MANIFEST)
     assert refused.value.error == "TreeSizeNotGrowing"
     assert refused.value.args_by_name["latestTreeSize"] == 10
+    assert registry.get("d", 7) is None
+
+
+def test_an_equal_size_with_a_new_root_is_a_conflict_not_growth(registry):
+    # The latest size is always anchored, so "not larger" with new content at that size is the
+    # conflict; TreeSizeNotGrowing is for a smaller size that was never anchored.
+    registry.anchor("d", 10, ROOT_A, MANIFEST)
+    with pytest.raises(AnchorRefused, match="ConflictingAnchor"):
+        registry.anchor("d", 10, ROOT_B, b"\x02" * 32)
 
 
 def test_datasets_grow_independently(registry):
     registry.anchor("a", 10, ROOT_A, MANIFEST)
     registry.anchor("b", 3, ROOT_B, MANIFEST)
-    assert registry.latest("a")[0] == 10 and registry.latest("b")[0] == 3
+    assert (registry.latest("a").tree_size, registry.latest("b").tree_size) == (10, 3)
+
+
+def test_latest_is_the_largest_anchored_checkpoint(registry):
+    registry.anchor("d", 10, ROOT_A, MANIFEST)
+    registry.anchor("d", 25, ROOT_B, MANIFEST)
+    latest = registry.latest("d")
+    assert (latest.tree_size, latest.root) == (25, ROOT_B)
+    assert latest == registry.get("d", 25)
 
 
 def test_only_the_owner_may_anchor(w3, registry):
@@ -91,9 +110,61 @@ def test_only_the_owner_may_anchor(w3, registry):
 def test_many_checkpoints_in_one_transaction_report_gas_per_checkpoint(registry):
     checkpoints = [(f"ds-{i}", 100 + i, ROOT_A, MANIFEST) for i in range(10)]
     receipt = registry.anchor_many(checkpoints)
-    assert receipt.created == 10
+    assert (receipt.created, receipt.checkpoints_created) == (True, 10)
     assert receipt.gas_per_checkpoint == receipt.gas_used / 10
-    assert all(registry.get(d, n).root == ROOT_A for d, n, _, _ in checkpoints)
+    assert all(
+        registry.get(d, n).block_number == receipt.block_number for d, n, _, _ in checkpoints
+    )
+    single = registry.anchor_many([("alone", 1, ROOT_B, MANIFEST)])
+    assert single.gas_per_checkpoint > receipt.gas_per_checkpoint  # batching amortizes the tx
+
+
+def test_anchor_many_retry_sends_only_what_is_new(w3, registry):
+    registry.anchor_many([("a", 1, ROOT_A, MANIFEST), ("b", 1, ROOT_A, MANIFEST)])
+    block = w3.eth.block_number
+    retry = registry.anchor_many([("a", 1, ROOT_A, MANIFEST), ("b", 1, ROOT_A, MANIFEST)])
+    assert (retry.tx_hash, retry.created, w3.eth.block_number) == (None, False, block)
+    grown = registry.anchor_many([("a", 1, ROOT_A, MANIFEST), ("b", 2, ROOT_B, MANIFEST)])
+    assert grown.checkpoints_created == 1 and registry.latest("b").tree_size == 2
+    assert registry.anchor_many([]).tx_hash is None
+
+
+def test_anchor_many_refuses_more_than_one_transaction_can_carry(registry):
+    too_many = [(f"d{i}", 1, ROOT_A, MANIFEST) for i in range(MAX_CHECKPOINTS_PER_TX + 1)]
+    with pytest.raises(ValueError, match="split them"):
+        registry.anchor_many(too_many)
+
+
+def test_anchor_many_refuses_a_tree_that_shrinks_within_the_batch(registry):
+    with pytest.raises(AnchorRefused, match="TreeSizeNotGrowing"):
+        registry.anchor_many([("d", 5, ROOT_A, MANIFEST), ("d", 4, ROOT_B, MANIFEST)])
+    assert registry.latest("d") is None
+
+
+def test_the_contract_refuses_arrays_of_different_lengths(registry):
+    call = registry.contract.functions.anchorMany([dataset_key("d")], [1, 2], [ROOT_A], [MANIFEST])
+    with pytest.raises(AnchorRefused, match="LengthMismatch"):
+        registry._send(call, checkpoints=1)
+
+
+@pytest.mark.parametrize(
+    ("size", "root", "manifest"),
+    [
+        (0, ROOT_A, MANIFEST),
+        (2**64, ROOT_A, MANIFEST),
+        (1, b"\xaa" * 31, MANIFEST),
+        (1, b"\x00" * 32, MANIFEST),
+        (1, ROOT_A, "0x01"),
+        ("1", ROOT_A, MANIFEST),
+    ],
+)
+def test_malformed_checkpoints_are_refused_before_anything_is_sent(
+    w3, registry, size, root, manifest
+):
+    block = w3.eth.block_number
+    with pytest.raises(ValueError):
+        registry.anchor("d", size, root, manifest)
+    assert w3.eth.block_number == block
 
 
 def test_anchor_many_applies_the_same_rules_to_each_checkpoint(registry):

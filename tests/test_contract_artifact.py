@@ -16,4 +16,4 @@ def test_the_artifact_names_the_source_it_was_compiled_from():
     artifact = json.loads(ARTIFACT.read_text())
     assert artifact["sourceSha256"] == hashlib.sha256(SOURCE.read_bytes()).hexdigest()
     assert artifact["compiler"]["version"] == "0.8.30"
-    assert artifact["compiler"]["settings"]["evmVersion"] == "cancun"
+    assert artifact["compiler"]["settings"]["evmVersion"] == "prague"
