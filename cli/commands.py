@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import signal
-import threading
 import time
 from typing import Any
 
 from cli.output import UserError, emit_json, out, stage, step
 from infra.state import InfraState, state_dir
-from pipelines.kafka_source import KafkaUnavailable
 
 
 def _bootstrap(args: argparse.Namespace) -> str:
@@ -138,41 +135,6 @@ def _realtime_pacer():
 
 
 # -- run --------------------------------------------------------------------------------------
-
-
-def run(args: argparse.Namespace) -> int:
-    from cli.driver import RunConfig, run_batch
-    from pipelines.kafka_source import KafkaPythonSource
-
-    bootstrap = _bootstrap(args)
-    chain = _chain_for(args.chain, args.rpc_url, args.registry)
-    config = RunConfig(
-        bootstrap, args.topic, args.group, args.data_dir, max_batch_records=args.max_batch_records
-    )
-    source = KafkaPythonSource(bootstrap)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    batches: list[dict[str, Any]] = []
-    while not stop.is_set():
-        try:
-            batch = run_batch(config, source, chain.anchor, lambda m: step(m, args.json))
-        except KafkaUnavailable as error:
-            raise UserError(f"{error}: is the broker up (`rda infra status`)?") from None
-        if batch is not None:
-            batches.append(batch.as_dict())
-            if not args.json:
-                out.print(
-                    f"batch {batch.batch_id}: read {batch.read}, published "
-                    f"{batch.published}, quarantined {batch.quarantined}"
-                )
-        if args.once and batch is None:
-            break
-        if not args.once:
-            stop.wait(args.interval)
-    if args.json:
-        emit_json({"batches": batches, "chain": chain.describe()})
-    return 0
 
 
 def _chain_for(kind: str | None, rpc_url: str | None, registry: str | None):

@@ -16,6 +16,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from cli import faults
 from pipelines import graph
 from pipelines.kafka_source import KafkaSource, OffsetRange
 from proofs.leaves import leaf_hashes_for_batch
@@ -80,11 +81,17 @@ def run_batch(
         summary = BatchSummary(plan["batch_id"], plan["ranges"], resumed=resumed)
         receipts = _land(config, layout, catalog, source, plan, summary, progress)
         summary.checkpoints = commit_and_anchor(layout, catalog, plan, receipts, anchor, progress)
-        catalog.set_state(summary.batch_id, "anchored")
+        _journal(catalog, summary.batch_id, "anchored")
         ends = {r["partition"]: r["end"] for r in plan["ranges"]}
         source.commit(config.group, config.topic, ends)
-        catalog.set_state(summary.batch_id, "done")
+        faults.journaled("offsets_committed")
+        _journal(catalog, summary.batch_id, "done")  # done: Kafka offsets committed
         return summary
+
+
+def _journal(catalog: Catalog, batch_id: int, state: str, **counts: int) -> None:
+    catalog.set_state(batch_id, state, **counts)
+    faults.journaled(state)
 
 
 def commit_and_anchor(
@@ -131,7 +138,8 @@ def _land(
     _drop_duplicates(layout, catalog, source, plan["batch_id"], receipts)
     _count(summary, receipts)
     catalog.register_quarantine(plan["batch_id"], _quarantine_entries(receipts))
-    catalog.set_state(
+    _journal(
+        catalog,
         summary.batch_id,
         "landed",
         records_read=summary.read,
@@ -191,6 +199,7 @@ def _plan(config: RunConfig, source: KafkaSource, catalog: Catalog) -> tuple[dic
         "log_starts": log_starts(layout),
     }
     catalog.record_plan(batch_id, config.topic, plan)
+    faults.journaled("planned")
     return plan, False
 
 
@@ -247,7 +256,7 @@ def _commit_dataset(
         pipeline_version=PIPELINE_VERSION,
     )
     path, digest = write_manifest(dataset_dir, manifest)
-    catalog.set_state(plan["batch_id"], "committed")
+    _journal(catalog, plan["batch_id"], "committed")
     return {
         "dataset": dataset,
         "tree_size": size,

@@ -64,24 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json(sim)
     sim.set_defaults(handler=commands.simulate)
 
-    run = sub.add_parser("run", help="the streaming driver: micro-batches until stopped")
-    run.add_argument("--bootstrap", help="Kafka bootstrap servers (default: from `infra up`)")
-    run.add_argument("--topic", default=DEFAULT_TOPIC)
-    run.add_argument("--group", default="rda-pipeline", help="Kafka consumer group")
-    run.add_argument("--data-dir", type=Path, default=_default_data_dir())
-    run.add_argument("--once", action="store_true", help="process what is there, then exit")
-    run.add_argument("--interval", type=float, default=5.0, help="seconds between batches")
-    run.add_argument("--max-batch-records", type=int, default=2_000_000)
-    run.add_argument(
-        "--format",
-        default="rda.node.v1",
-        help="wire format of records without a format header (topic default)",
-    )
-    run.add_argument("--chain", choices=("embedded", "anvil", "rpc"), help="default: `infra up`")
-    run.add_argument("--rpc-url", help="JSON-RPC URL of the chain (with --chain rpc)")
-    run.add_argument("--registry", help="AnchorRegistry address (default: deploy one)")
-    _add_json(run)
-    run.set_defaults(handler=commands.run)
+    from cli import run_commands  # `rda run` and `rda status`
+
+    run_commands.add_parsers(sub)
 
     demo = sub.add_parser("demo", help="everything end to end on embedded defaults")
     demo.add_argument("--data-dir", type=Path, default=Path("data/demo"))

@@ -44,8 +44,11 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 class Catalog:
     """A DuckDB catalog file under a data directory."""
 
-    def __init__(self, layout: DataLayout) -> None:
+    def __init__(self, layout: DataLayout, read_only: bool = False) -> None:
         self.layout = layout
+        if read_only:  # for readers such as `rda status`: no DDL, no writer lock taken
+            self.db = duckdb.connect(str(layout.catalog), read_only=True)
+            return
         layout.root.mkdir(parents=True, exist_ok=True)
         self.db = duckdb.connect(str(layout.catalog))
         self.db.execute(_DDL)
@@ -86,6 +89,24 @@ class Catalog:
             [topic],
         ).fetchone()
         return (int(row[0]), json.loads(row[1]), row[2]) if row else None
+
+    def unfinished_topics(self) -> list[str]:
+        """Topics with an unfinished batch, oldest batch first."""
+        rows = self.db.execute(
+            "SELECT topic FROM batches WHERE state <> 'done' GROUP BY topic ORDER BY min(batch_id)"
+        ).fetchall()
+        return [topic for (topic,) in rows]
+
+    def recent_batches(self, limit: int = 10) -> list[dict[str, Any]]:
+        """The journal's last ``limit`` batches, newest first, without their plans."""
+        cursor = self.db.execute(
+            "SELECT batch_id, topic, state, records_read, records_published, "
+            "records_quarantined, created_at, updated_at FROM batches "
+            "ORDER BY batch_id DESC LIMIT ?",
+            [limit],
+        )
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     # -- datasets and files ---------------------------------------------------------------
 

@@ -1,0 +1,217 @@
+"""``rda run`` settings: flags > ``RDA_*`` environment variables > TOML file > defaults.
+
+The file (``--config`` or ``RDA_CONFIG``) has a ``[run]`` table with the global settings and one
+``[topics.NAME]`` table per topic, whose ``format``, ``max_batch_records`` and
+``max_chunk_records`` override the file's global values for that topic. A flag or an environment
+variable applies to every topic and wins over the file. Example::
+
+    [run]
+    bootstrap = "127.0.0.1:19092"
+    group = "rda-pipeline"
+    interval = 5.0
+    max_batch_records = 200000
+
+    [topics.node-telemetry]
+    format = "rda.node.v1"
+
+    [topics.ems-counters]
+    format = "ems.csv"
+    max_chunk_records = 20000
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from cli.output import UserError
+
+DEFAULT_TOPIC = "node-telemetry"
+RUNNERS = ("fnapi", "dask")
+LOG_FORMATS = ("text", "json")
+CHAINS = ("embedded", "anvil", "rpc")
+
+
+@dataclass(frozen=True)
+class TopicSettings:
+    """What may differ between topics."""
+
+    format: str = "rda.node.v1"  # wire format of records without a format header
+    max_batch_records: int = 2_000_000  # backpressure: offsets per micro-batch, all partitions
+    max_chunk_records: int = 50_000  # offsets per work item: bounds a worker's memory
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    topics: dict[str, TopicSettings] = field(
+        default_factory=lambda: {DEFAULT_TOPIC: TopicSettings()}
+    )
+    bootstrap: str | None = None  # None: the broker `rda infra up` started
+    group: str = "rda-pipeline"
+    data_dir: Path = Path("data")
+    interval: float = 5.0  # seconds between micro-batches when there is nothing to read
+    once: bool = False
+    chain: str | None = None  # None: what `rda infra up` started, else embedded
+    rpc_url: str | None = None
+    registry: str | None = None
+    runner: str = "fnapi"
+    dask_scheduler: str | None = None  # None with --runner dask: a local cluster
+    metrics_port: int | None = None
+    log_format: str = "text"
+    kafka_timeout: float = 30.0  # seconds without an answer before a Kafka call is retried
+    retries: int = 30  # consecutive failed attempts before giving up (0: never give up)
+    backoff_max: float = 30.0  # cap of the exponential backoff, seconds
+
+
+# Settings a flag, a variable or the file's [run] table may set, and how to read a string.
+_GLOBAL: dict[str, Callable[[str], Any]] = {
+    "bootstrap": str,
+    "group": str,
+    "data_dir": Path,
+    "interval": float,
+    "chain": str,
+    "rpc_url": str,
+    "registry": str,
+    "runner": str,
+    "dask_scheduler": str,
+    "metrics_port": int,
+    "log_format": str,
+    "kafka_timeout": float,
+    "retries": int,
+    "backoff_max": float,
+}
+_PER_TOPIC: dict[str, Callable[[str], Any]] = {
+    "format": str,
+    "max_batch_records": int,
+    "max_chunk_records": int,
+}
+
+
+def env_name(setting: str) -> str:
+    return "RDA_" + setting.upper()
+
+
+def load_settings(
+    flags: Mapping[str, Any], environ: Mapping[str, str] | None = None
+) -> RunSettings:
+    """Merge the layers; ``flags`` holds parsed arguments, None for a flag not given."""
+    environ = os.environ if environ is None else environ
+    config_path = flags.get("config") or environ.get("RDA_CONFIG")
+    document = _read_toml(Path(config_path)) if config_path else {}
+    file_run = _table(document, "run", config_path)
+    file_topics = _table(document, "topics", config_path)
+    _reject_unknown(file_run, set(_GLOBAL) | set(_PER_TOPIC), f"{config_path} [run]")
+
+    overrides: dict[str, Any] = {}  # env then flags on top: both apply to every topic
+    for name, parse in {**_GLOBAL, **_PER_TOPIC}.items():
+        if env_name(name) in environ:
+            overrides[name] = _parse(parse, environ[env_name(name)], env_name(name))
+        if flags.get(name) is not None:
+            overrides[name] = flags[name]
+
+    names = _topic_names(flags, environ, file_topics)
+    base = TopicSettings(**_coerced(file_run, _PER_TOPIC, f"{config_path} [run]"))
+    topics = {}
+    for name in names:
+        table = file_topics.get(name, {})
+        if not isinstance(table, dict):
+            raise UserError(f"{config_path}: [topics.{name}] must be a table")
+        _reject_unknown(table, set(_PER_TOPIC), f"{config_path} [topics.{name}]")
+        topic = replace(base, **_coerced(table, _PER_TOPIC, f"{config_path} [topics.{name}]"))
+        per_topic = {k: v for k, v in overrides.items() if k in _PER_TOPIC}
+        topics[name] = replace(topic, **per_topic)
+
+    global_values = _coerced(file_run, _GLOBAL, f"{config_path} [run]")
+    global_values.update({k: v for k, v in overrides.items() if k in _GLOBAL})
+    settings = RunSettings(topics=topics, once=bool(flags.get("once")), **global_values)
+    _validate(settings)
+    return settings
+
+
+def _topic_names(
+    flags: Mapping[str, Any], environ: Mapping[str, str], file_topics: dict
+) -> list[str]:
+    if flags.get("topic"):
+        names = list(flags["topic"])
+    elif environ.get("RDA_TOPIC"):
+        names = [t.strip() for t in environ["RDA_TOPIC"].split(",") if t.strip()]
+    elif file_topics:
+        names = list(file_topics)
+    else:
+        names = [DEFAULT_TOPIC]
+    return list(dict.fromkeys(names))  # in order, once each
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise UserError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as error:
+        raise UserError(f"config file {path} is not valid TOML: {error}") from None
+
+
+def _table(document: dict, name: str, path: str | None) -> dict:
+    value = document.get(name, {})
+    if not isinstance(value, dict):
+        raise UserError(f"{path}: [{name}] must be a table")
+    return value
+
+
+def _reject_unknown(table: dict, known: set[str], where: str) -> None:
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise UserError(f"{where}: unknown setting(s) {', '.join(unknown)}")
+
+
+def _coerced(table: dict, kinds: dict[str, Callable[[str], Any]], where: str) -> dict[str, Any]:
+    return {
+        name: _parse(kinds[name], value, f"{where} {name}")
+        for name, value in table.items()
+        if name in kinds
+    }
+
+
+def _parse(parse: Callable[[Any], Any], value: Any, where: str) -> Any:
+    if parse in (int, float) and isinstance(value, bool):
+        raise UserError(f"{where}: expected a number, got {value!r}")
+    try:
+        return parse(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{where}: expected {parse.__name__}, got {value!r}") from None
+
+
+def _validate(settings: RunSettings) -> None:
+    if settings.runner not in RUNNERS:
+        raise UserError(f"runner must be one of {', '.join(RUNNERS)}, not {settings.runner!r}")
+    if settings.log_format not in LOG_FORMATS:
+        raise UserError(f"log format must be one of {', '.join(LOG_FORMATS)}")
+    if settings.chain is not None and settings.chain not in CHAINS:
+        raise UserError(f"chain must be one of {', '.join(CHAINS)}, not {settings.chain!r}")
+    if settings.interval < 0 or settings.kafka_timeout <= 0 or settings.backoff_max <= 0:
+        raise UserError("interval, kafka timeout and backoff must be positive")
+    if settings.retries < 0:
+        raise UserError("retries must be 0 (never give up) or more")
+    if settings.metrics_port is not None and not 0 <= settings.metrics_port < 65536:
+        raise UserError(f"metrics port {settings.metrics_port} is not a TCP port")
+    for name, topic in settings.topics.items():
+        if topic.max_batch_records <= 0 or topic.max_chunk_records <= 0:
+            raise UserError(f"topic {name}: batch and chunk sizes must be positive")
+
+
+def describe(settings: RunSettings) -> dict[str, Any]:
+    """The effective settings, as `rda run --json` reports them."""
+    values = {f.name: getattr(settings, f.name) for f in fields(settings)}
+    values["data_dir"] = str(settings.data_dir)
+    values["topics"] = {
+        name: {f.name: getattr(t, f.name) for f in fields(t)} for name, t in settings.topics.items()
+    }
+    return values

@@ -1,0 +1,76 @@
+"""Prometheus metrics of ``rda run``, served on 127.0.0.1 when ``--metrics-port`` is given."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from cli.driver import Anchorer, BatchSummary
+
+
+class RunMetrics:
+    """One registry per run, so tests and embedders never collide on the global one."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.read = Counter("rda_records_read", "Kafka records read", ["topic"], registry=r)
+        self.published = Counter(
+            "rda_records_published", "Records published to datasets", ["topic"], registry=r
+        )
+        self.quarantined = Counter(
+            "rda_records_quarantined", "Records quarantined", ["topic", "reason"], registry=r
+        )
+        self.batches = Counter("rda_batches", "Micro-batches finished", ["topic"], registry=r)
+        self.retries = Counter("rda_retries", "Steps retried after an outage", registry=r)
+        self.batch_seconds = Histogram(
+            "rda_batch_duration_seconds",
+            "Wall time of one micro-batch, plan to offsets committed",
+            ["topic"],
+            buckets=(0.5, 1, 2, 5, 10, 20, 40, 80, 160),
+            registry=r,
+        )
+        self.lag = Gauge(
+            "rda_consumer_lag", "High watermark minus committed offset", ["topic", "partition"],
+            registry=r,
+        )  # fmt: skip
+        self.anchor_seconds = Histogram(
+            "rda_anchor_latency_seconds",
+            "Time to anchor one checkpoint (transaction sent and mined)",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
+            registry=r,
+        )
+        self.gas = Counter("rda_anchor_gas", "Gas spent anchoring checkpoints", registry=r)
+        self.checkpoints = Counter(
+            "rda_checkpoints_anchored", "Checkpoints anchored", ["dataset"], registry=r
+        )
+
+    def serve(self, port: int) -> Any:
+        """Serve /metrics on 127.0.0.1:port in a daemon thread."""
+        server, _thread = start_http_server(port, addr="127.0.0.1", registry=self.registry)
+        return server
+
+    def timed_anchor(self, anchor: Anchorer) -> Anchorer:
+        def anchored(dataset: str, tree_size: int, root: bytes, manifest: bytes) -> dict:
+            started = time.perf_counter()
+            result = anchor(dataset, tree_size, root, manifest)
+            self.anchor_seconds.observe(time.perf_counter() - started)
+            self.gas.inc(result.get("gas_used") or 0)
+            self.checkpoints.labels(dataset).inc()
+            return result
+
+        return anchored
+
+    def batch_done(self, topic: str, summary: BatchSummary, seconds: float) -> None:
+        self.read.labels(topic).inc(summary.read)
+        self.published.labels(topic).inc(summary.published)
+        for reason, count in summary.reasons.items():
+            self.quarantined.labels(topic, reason).inc(count)
+        self.batches.labels(topic).inc()
+        self.batch_seconds.labels(topic).observe(seconds)
+
+    def set_lag(self, topic: str, lag: dict[int, int]) -> None:
+        for partition, behind in lag.items():
+            self.lag.labels(topic, str(partition)).set(behind)

@@ -1,0 +1,214 @@
+"""``rda run`` (the streaming driver) and ``rda status`` (lag, journal, checkpoints)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from cli.config import LOG_FORMATS, RUNNERS, describe, load_settings
+from cli.output import UserError, emit_json, err, out
+
+SETTING_FLAGS = (
+    "topic", "bootstrap", "group", "data_dir", "interval", "max_batch_records",
+    "max_chunk_records", "format", "chain", "rpc_url", "registry", "runner", "dask_scheduler",
+    "metrics_port", "log_format", "kafka_timeout", "retries", "backoff_max", "config", "once",
+)  # fmt: skip
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser(
+        "run",
+        help="the streaming driver: micro-batches until stopped",
+        description="Settings come from flags, then RDA_* environment variables (RDA_TOPIC is "
+        "comma-separated), then the --config TOML file, then defaults. SIGTERM/SIGINT stop "
+        "after the current step; a second signal abandons it (the next start redoes it).",
+    )
+    _connection_flags(run)
+    run.add_argument("--config", type=Path, help="TOML file with [run] and [topics.NAME] tables")
+    run.add_argument("--once", action="store_true", help="process what is there, then exit")
+    run.add_argument("--interval", type=float, help="trigger: seconds between batches (5)")
+    run.add_argument("--max-batch-records", type=int, help="offsets per batch (2000000)")
+    run.add_argument("--max-chunk-records", type=int, help="offsets per work item (50000)")
+    run.add_argument("--format", help="wire format of records without a format header")
+    run.add_argument("--chain", choices=("embedded", "anvil", "rpc"), help="default: `infra up`")
+    run.add_argument("--rpc-url", help="JSON-RPC URL of the chain (with --chain rpc)")
+    run.add_argument("--registry", help="AnchorRegistry address (default: deploy one)")
+    run.add_argument("--runner", choices=RUNNERS, help="Beam runner (fnapi)")
+    run.add_argument("--dask-scheduler", help="dask.distributed scheduler (default: local)")
+    run.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1")
+    run.add_argument("--log-format", choices=LOG_FORMATS, help="stderr log lines (text)")
+    run.add_argument("--kafka-timeout", type=float, help="seconds before a Kafka call retries")
+    run.add_argument("--retries", type=int, help="attempts before giving up, 0: never (30)")
+    run.add_argument("--backoff-max", type=float, help="longest wait between retries (30 s)")
+    run.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    run.set_defaults(handler=run_command)
+
+    status = sub.add_parser("status", help="consumer lag, the batch journal, latest checkpoints")
+    _connection_flags(status)
+    status.add_argument("--config", type=Path, help="the TOML file `rda run` uses")
+    status.add_argument("--batches", type=int, default=10, help="journal entries to show")
+    status.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    status.set_defaults(handler=status_command)
+
+
+def _connection_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--topic", action="append", help="topic to read (repeatable)")
+    parser.add_argument("--bootstrap", help="Kafka bootstrap servers (default: `infra up`)")
+    parser.add_argument("--group", help="Kafka consumer group (rda-pipeline)")
+    parser.add_argument("--data-dir", type=Path, help="data directory (RDA_DATA_DIR, data)")
+
+
+def _settings(args: argparse.Namespace):
+    return load_settings({name: getattr(args, name, None) for name in SETTING_FLAGS})
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from cli import logs
+    from cli.retry import GaveUp
+    from cli.run_loop import RunLoop, live_display_wanted
+
+    settings = _settings(args)
+    log = logs.configure(settings.log_format)
+    loop = RunLoop(settings, log, live=live_display_wanted(settings, args.json))
+    try:
+        report = loop.run()
+    except GaveUp as error:
+        err.print(f"[red]rda: error:[/red] {error}")
+        return 1
+    if args.json:
+        chain = loop.chain.describe() if loop.chain else None
+        emit_json(
+            {
+                "batches": report.batches,
+                "totals": report.totals,
+                "stopped_by": report.stopped_by,
+                "chain": chain,
+                "settings": describe(settings),
+            }
+        )
+    else:
+        t = report.totals
+        out.print(
+            f"{t['batches']} batches: read {t['read']}, published {t['published']}, "
+            f"quarantined {t['quarantined']}"
+            + (f" (stopped by {report.stopped_by})" if report.stopped_by else "")
+        )
+    return 0
+
+
+def status_command(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    report = {
+        "data_dir": str(settings.data_dir),
+        "group": settings.group,
+        "lag": _lag_report(settings),
+        **_journal_report(settings.data_dir, args.batches),
+    }
+    if args.json:
+        emit_json(report)
+    else:
+        _print_status(report)
+    return 0
+
+
+def _lag_report(settings) -> dict[str, Any]:
+    """Lag per topic-partition, or why it is unknown (status never fails on an outage)."""
+    from infra.state import InfraState
+    from pipelines.kafka_source import KafkaPythonSource, KafkaUnavailable
+
+    bootstrap = settings.bootstrap or InfraState.load().kafka_bootstrap
+    if not bootstrap:
+        return {"error": "no Kafka broker: run `rda infra up`, or pass --bootstrap"}
+    source = KafkaPythonSource(bootstrap, timeout_s=min(settings.kafka_timeout, 5.0))
+    topics: dict[str, Any] = {}
+    for topic in settings.topics:
+        try:
+            ends = source.high_watermarks(topic)
+            committed = source.committed(settings.group, topic)
+        except KeyError:
+            topics[topic] = {"error": f"topic {topic} does not exist"}
+            continue
+        except KafkaUnavailable as error:
+            return {"error": f"{error}", "bootstrap": bootstrap}
+        topics[topic] = {
+            "partitions": {
+                str(p): {
+                    "high_watermark": ends[p],
+                    "committed": committed.get(p, 0),
+                    "lag": ends[p] - committed.get(p, 0),
+                }
+                for p in sorted(ends)
+            },
+            "total": sum(ends[p] - committed.get(p, 0) for p in ends),
+        }
+    return {"bootstrap": bootstrap, "topics": topics}
+
+
+def _journal_report(data_dir: Path, limit: int) -> dict[str, Any]:
+    """The journal's last batches and each dataset's latest checkpoint."""
+    import duckdb
+
+    from sinks.catalog import Catalog
+    from sinks.layout import DataLayout
+
+    layout = DataLayout(data_dir)
+    if not layout.catalog.exists():
+        raise UserError(f"no catalog in {data_dir}: nothing has run there (`rda run`)")
+    deadline = time.monotonic() + 5
+    while True:  # `rda run` holds the catalog during a batch; it is free between batches
+        try:
+            catalog = Catalog(layout, read_only=True)
+            break
+        except duckdb.IOException:
+            if time.monotonic() > deadline:
+                return {"journal": {"error": "catalog busy: a batch is being written"}}
+            time.sleep(0.2)
+    with catalog:
+        batches = catalog.recent_batches(limit)
+        latest: dict[str, dict] = {}
+        for checkpoint in catalog.checkpoints():
+            latest[checkpoint["dataset"]] = checkpoint  # ordered by tree size
+        totals = catalog.totals()
+    for b in batches:
+        b["created_at"], b["updated_at"] = str(b["created_at"]), str(b["updated_at"])
+    return {"journal": {"batches": batches, "totals": totals}, "checkpoints": latest}
+
+
+def _print_status(report: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    lag = report["lag"]
+    if "error" in lag:
+        out.print(f"lag: unknown ({lag['error']})")
+    for topic, entry in lag.get("topics", {}).items():
+        if "error" in entry:
+            out.print(f"{topic}: {entry['error']}")
+            continue
+        table = Table(title=f"{topic} — group {report['group']}: lag {entry['total']}")
+        for column in ("partition", "committed", "high watermark", "lag"):
+            table.add_column(column, justify="right")
+        for p, v in entry["partitions"].items():
+            table.add_row(p, str(v["committed"]), str(v["high_watermark"]), str(v["lag"]))
+        out.print(table)
+    journal = report["journal"]
+    if "error" in journal:
+        out.print(f"journal: {journal['error']}")
+    else:
+        table = Table(title="journal (newest first)")
+        for column in ("batch", "topic", "state", "read", "published", "quarantined", "updated"):
+            table.add_column(column)
+        for b in journal["batches"]:
+            table.add_row(
+                str(b["batch_id"]), b["topic"], b["state"], str(b["records_read"] or ""),
+                str(b["records_published"] or ""), str(b["records_quarantined"] or ""),
+                b["updated_at"][:19],
+            )  # fmt: skip
+        out.print(table)
+    table = Table(title="latest checkpoints")
+    for column in ("dataset", "tree size", "root", "anchor tx"):
+        table.add_column(column)
+    for dataset, c in report.get("checkpoints", {}).items():
+        table.add_row(dataset, str(c["tree_size"]), c["root"][:16] + "…", str(c["anchor_tx"]))
+    out.print(table)

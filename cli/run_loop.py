@@ -1,0 +1,240 @@
+"""The continuous ``rda run`` loop: one micro-batch per topic per trigger, until stopped.
+
+Each batch is ``cli.driver.run_batch``: journaled, so anything that interrupts it (an outage, a
+signal, ``kill -9``) leaves a plan that the next attempt or the next process redoes identically.
+This module adds what a long-running process needs around it: retries with backoff while the
+broker or the chain is away, a clean stop on SIGTERM/SIGINT, metrics, logs and a live display.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from cli.chain import ChainContext, open_chain
+from cli.config import RunSettings
+from cli.driver import BatchSummary, RunConfig, run_batch
+from cli.metrics import RunMetrics
+from cli.output import UserError, err
+from cli.retry import Backoff
+from infra.state import InfraState
+from pipelines.kafka_source import KafkaPythonSource
+from sinks.catalog import Catalog
+from sinks.layout import DataLayout
+
+KEEP_BATCHES = 100  # summaries kept for the final report; older ones are counted only
+
+
+class Abandon(BaseException):
+    """A second stop signal: leave the current step; the journal lets the next start redo it."""
+
+
+@dataclass
+class RunReport:
+    batches: list[dict[str, Any]] = field(default_factory=list)
+    totals: dict[str, int] = field(
+        default_factory=lambda: {"batches": 0, "read": 0, "published": 0, "quarantined": 0}
+    )
+    stopped_by: str | None = None  # a signal's name, or None when --once ran out of records
+
+    def add(self, summary: BatchSummary) -> None:
+        self.batches = [*self.batches, summary.as_dict()][-KEEP_BATCHES:]
+        self.totals["batches"] += 1
+        self.totals["read"] += summary.read
+        self.totals["published"] += summary.published
+        self.totals["quarantined"] += summary.quarantined
+
+
+class RunLoop:
+    def __init__(self, settings: RunSettings, log: logging.Logger, live: bool = False) -> None:
+        self.settings = settings
+        self.log = log
+        self.live = live  # a status line on a terminal
+        self.stop = threading.Event()
+        self.report = RunReport()
+        self.backoff = Backoff(cap=settings.backoff_max, attempts=settings.retries)
+        self.metrics = RunMetrics()
+        self.chain: ChainContext | None = None
+        state = InfraState.load()
+        self.bootstrap = settings.bootstrap or state.kafka_bootstrap
+        if not self.bootstrap:
+            raise UserError("no Kafka broker: run `rda infra up` first, or pass --bootstrap")
+        self.source = KafkaPythonSource(self.bootstrap, timeout_s=settings.kafka_timeout)
+        self._status: Any = None
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> RunReport:
+        if self.settings.metrics_port is not None:
+            self.metrics.serve(self.settings.metrics_port)
+            self.log.info("metrics on http://127.0.0.1:%d/metrics", self.settings.metrics_port)
+        topics = self._resume_first(list(self.settings.topics))
+        with self._signals(), self._display():
+            try:
+                self._open_chain()
+                while not self.stop.is_set():
+                    started = time.monotonic()
+                    found, backlog = self._one_round(topics)
+                    if self.settings.once and not found:
+                        break
+                    if not backlog:  # caught up: wait for the next trigger
+                        elapsed = time.monotonic() - started
+                        self.stop.wait(max(0.0, self.settings.interval - elapsed))
+            except Abandon:
+                self.log.info("abandoned the current step; the next start redoes its batch")
+        return self.report
+
+    def _one_round(self, topics: list[str]) -> tuple[bool, bool]:
+        """One batch per topic; (any records found, any batch full: a backlog remains)."""
+        found = backlog = False
+        for topic in topics:
+            if self.stop.is_set() or self.chain is None:
+                break
+            config = self._config(topic)
+            started = time.monotonic()
+            summary = self.backoff.call(
+                f"batch on {topic}",
+                lambda c=config: run_batch(c, self.source, self._anchor, self._progress),
+                self.stop,
+            )
+            if summary is None:
+                continue
+            found = True
+            backlog |= sum(r["end"] - r["start"] for r in summary.ranges) >= (
+                config.max_batch_records
+            )
+            self._finished(topic, summary, time.monotonic() - started)
+        return found, backlog
+
+    def _finished(self, topic: str, summary: BatchSummary, seconds: float) -> None:
+        self.report.add(summary)
+        self.metrics.batch_done(topic, summary, seconds)
+        self.log.info(
+            "batch %d on %s: read %d, published %d, quarantined %d in %.1f s%s",
+            summary.batch_id,
+            topic,
+            summary.read,
+            summary.published,
+            summary.quarantined,
+            seconds,
+            " (resumed)" if summary.resumed else "",
+            extra={
+                "event": "batch",
+                "batch_id": summary.batch_id,
+                "topic": topic,
+                "read": summary.read,
+                "published": summary.published,
+                "quarantined": summary.quarantined,
+                "seconds": round(seconds, 3),
+                "resumed": summary.resumed,
+                "checkpoints": [(c["dataset"], c["tree_size"]) for c in summary.checkpoints],
+            },
+        )
+        if self.settings.metrics_port is not None:
+            lag = self.backoff.call(f"lag of {topic}", lambda: self._lag(topic), self.stop)
+            if lag is not None:
+                self.metrics.set_lag(topic, lag)
+
+    def _lag(self, topic: str) -> dict[int, int]:
+        ends = self.source.high_watermarks(topic)
+        committed = self.source.committed(self.settings.group, topic)
+        return {p: ends[p] - committed.get(p, 0) for p in ends}
+
+    def _config(self, topic: str) -> RunConfig:
+        t = self.settings.topics[topic]
+        return RunConfig(
+            self.bootstrap,
+            topic,
+            self.settings.group,
+            self.settings.data_dir,
+            wire_format=t.format,
+            max_chunk_records=t.max_chunk_records,
+            max_batch_records=t.max_batch_records,
+            runner=self.settings.runner,
+        )
+
+    def _resume_first(self, topics: list[str]) -> list[str]:
+        """Topics in the order that finishes an interrupted batch before any new one is planned.
+
+        Dataset logs are shared between topics, so a new plan must never be taken while another
+        topic's batch is half-appended.
+        """
+        with Catalog(DataLayout(self.settings.data_dir)) as catalog:
+            unfinished = catalog.unfinished_topics()
+        stranger = [t for t in unfinished if t not in topics]
+        if stranger:
+            raise UserError(
+                f"topic {stranger[0]} has an unfinished batch in {self.settings.data_dir}; "
+                f"include it (--topic {stranger[0]}) so it is finished first"
+            )
+        return [*unfinished, *(t for t in topics if t not in unfinished)]
+
+    # -- the chain --------------------------------------------------------------------------
+
+    def _open_chain(self) -> None:
+        state = InfraState.load()
+        kind = self.settings.chain or state.chain_kind
+        rpc_url, registry = self.settings.rpc_url, self.settings.registry
+        if kind != "embedded":
+            rpc_url = rpc_url or state.rpc_url
+            registry = registry or state.registry_address
+            if not rpc_url:
+                raise UserError(f"chain {kind} needs --rpc-url (or `rda infra up --chain anvil`)")
+        connect = lambda: open_chain(kind, rpc_url, registry)  # noqa: E731
+        self.chain = self.backoff.call(f"connecting to the {kind} chain", connect, self.stop)
+
+    def _anchor(self, dataset: str, tree_size: int, root: bytes, manifest: bytes) -> dict:
+        assert self.chain is not None
+        return self.metrics.timed_anchor(self.chain.anchor)(dataset, tree_size, root, manifest)
+
+    # -- signals and display ----------------------------------------------------------------
+
+    @contextmanager
+    def _signals(self) -> Iterator[None]:
+        def on_signal(signum: int, _frame: object) -> None:
+            name = signal.Signals(signum).name
+            if self.stop.is_set():
+                raise Abandon(name)
+            self.report.stopped_by = name
+            self.stop.set()
+            self.log.info("%s: stopping after the current step (again to abandon it)", name)
+
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    @contextmanager
+    def _display(self) -> Iterator[None]:
+        if not self.live:
+            yield
+            return
+        with err.status("starting", spinner="dots") as status:
+            self._status = status
+            try:
+                yield
+            finally:
+                self._status = None
+
+    def _progress(self, message: str) -> None:
+        if self._status is not None:
+            t = self.report.totals
+            self._status.update(
+                f"{message}  [dim]({t['batches']} batches: {t['read']:,} read, "
+                f"{t['published']:,} published, {t['quarantined']:,} quarantined)[/dim]"
+            )
+        else:
+            self.log.info(message, extra={"event": "progress"})
+
+
+def live_display_wanted(settings: RunSettings, json_output: bool) -> bool:
+    return sys.stderr.isatty() and settings.log_format == "text" and not json_output
