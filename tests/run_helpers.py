@@ -1,0 +1,184 @@
+"""Helpers for tests that start real ``rda run`` processes and check what they left behind."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+
+from pipelines.kafka_source import KafkaPythonSource
+from proofs.anchor import AnchorRegistry
+from sinks.layout import DataLayout
+
+
+def start_run(
+    *args: str, state: Path, log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """``rda run ARGS`` as a separate process, stderr to ``log`` (read while it runs)."""
+    with log.open("ab") as sink:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "run", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=sink,
+            env={**os.environ, "RDA_STATE_DIR": str(state), **(env or {})},
+        )
+
+
+def run_args(bootstrap: str, topic: str, data: Path, chain_url: str, registry: str) -> list[str]:
+    return [
+        "--bootstrap", bootstrap, "--topic", topic, "--group", f"group-{topic}",
+        "--data-dir", str(data), "--chain", "rpc", "--rpc-url", chain_url,
+        "--registry", registry, "--max-batch-records", "40", "--max-chunk-records", "20",
+        "--interval", "0.2",
+    ]  # fmt: skip
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class Reconciliation:
+    produced: int
+    published: int
+    quarantined: int
+    lost: list[tuple[int, int]]
+    duplicated: list[tuple[int, int]]
+    per_node_differences: dict[str, int]
+    checkpoints: int
+    anchors_on_chain: int
+    anchors_matching: int
+
+
+def reconcile(bootstrap: str, topic: str, data: Path, registry: AnchorRegistry) -> Reconciliation:
+    """Every produced (partition, offset) against every published and quarantined row."""
+    produced_keys = _produced(bootstrap, topic)
+    layout = DataLayout(data)
+    db = duckdb.connect(str(layout.catalog), read_only=True)
+    try:
+        files = db.execute("SELECT path FROM files ORDER BY path").fetchall()
+        quarantine = db.execute("SELECT path FROM quarantine_files").fetchall()
+        checkpoints = db.execute("SELECT dataset, tree_size, root FROM checkpoints").fetchall()
+    finally:
+        db.close()
+    seen: Counter[tuple[int, int]] = Counter()
+    published = quarantined = 0
+    for (path,) in files:
+        table = pq.read_table(layout.root / path, columns=["source_partition", "source_offset"])
+        rows = zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True)
+        seen.update(rows)
+        published += table.num_rows
+    for (path,) in quarantine:
+        table = pq.read_table(layout.root / path, columns=["partition", "offset"])
+        seen.update(zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True))
+        quarantined += table.num_rows
+    produced_nodes = Counter(produced_keys.values())
+    landed_nodes = Counter(produced_keys[po] for po in seen.elements() if po in produced_keys)
+    events = registry.contract.events.Anchored().get_logs(from_block=0)
+    matching = sum(
+        1
+        for dataset, size, root in checkpoints
+        if (anchor := registry.get(dataset, size)) is not None and anchor.root.hex() == root
+    )
+    return Reconciliation(
+        produced=len(produced_keys),
+        published=published,
+        quarantined=quarantined,
+        lost=sorted(set(produced_keys) - set(seen)),
+        duplicated=sorted(po for po, n in seen.items() if n > 1),
+        per_node_differences={
+            node: landed_nodes[node] - n
+            for node, n in produced_nodes.items()
+            if landed_nodes[node] != n
+        },
+        checkpoints=len(checkpoints),
+        anchors_on_chain=len(events),
+        anchors_matching=matching,
+    )
+
+
+def _produced(bootstrap: str, topic: str) -> dict[tuple[int, int], str]:
+    """Each record's (partition, offset) and key (the node id), read back from the broker."""
+    source = KafkaPythonSource(bootstrap)
+    from pipelines.kafka_source import OffsetRange
+
+    keys = {}
+    for partition, end in source.high_watermarks(topic).items():
+        batch = source.read(OffsetRange(topic, partition, 0, end))
+        for offset, key in zip(
+            batch.column("offset").to_pylist(), batch.column("key").to_pylist(), strict=True
+        ):
+            keys[(partition, offset)] = (key or b"").decode()
+    return keys
+
+
+class TcpRelay:
+    """A real TCP relay from a loopback port to a target: close it to make the target unreachable.
+
+    Used to take the chain away from a running process and give it back on the same address,
+    without losing the node's state.
+    """
+
+    def __init__(self, target_port: int, port: int) -> None:
+        self.target_port, self.port = target_port, port
+        self._server: socket.socket | None = None
+        self._connections: list[socket.socket] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def open(self) -> None:
+        server = socket.create_server(("127.0.0.1", self.port))  # SO_REUSEADDR: reopenable
+        server.settimeout(0.2)
+        self._server = server
+        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for connection in self._connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+            connection.close()
+        self._connections = []
+
+    def _accept(self, server: socket.socket) -> None:
+        while self._server is server:
+            try:
+                client, _ = server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            self._connections += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=_pump, args=(a, b), daemon=True).start()
+
+
+def _pump(source: socket.socket, target: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            target.sendall(data)
+    except OSError:
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            target.shutdown(socket.SHUT_WR)

@@ -1,0 +1,90 @@
+"""``kill -9`` of a real ``rda run`` at every journal step and at random moments, then restart.
+
+The chain is anvil, so anchors outlive the killed process. After the restart, every record the
+fleet produced is published or quarantined exactly once (per partition and offset, per node),
+and the chain holds exactly one anchor per checkpoint in the catalog.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from run_helpers import reconcile, run_args, start_run
+
+from cli.faults import STEPS
+from infra.chain import AnvilProcess, ChainConfig, connect, start_anvil
+from infra.tools import free_port
+from proofs.anchor import AnchorRegistry
+
+pytestmark = [pytest.mark.anvil, pytest.mark.slow]
+RANDOM_KILLS = 20
+
+
+@pytest.fixture(scope="module")
+def anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnvilProcess]:
+    node = start_anvil(free_port(), tmp_path_factory.mktemp("anvil"))
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+@pytest.fixture
+def registry(anvil: AnvilProcess) -> AnchorRegistry:
+    """A registry per test: anchors are global per dataset id on one registry."""
+    return AnchorRegistry.deploy(connect(ChainConfig("anvil", port=anvil.port)))
+
+
+def assert_exactly_once(broker, topic: str, data: Path, registry: AnchorRegistry, produced: int):
+    result = reconcile(broker.bootstrap, topic, data, registry)
+    assert result.produced == produced
+    assert (result.lost, result.duplicated, result.per_node_differences) == ([], [], {})
+    assert result.published + result.quarantined == produced
+    assert result.anchors_on_chain == result.checkpoints == result.anchors_matching > 0
+
+
+def finish(args: list[str], tmp_path: Path, log: Path) -> dict:
+    process = start_run(*args, "--once", "--json", state=tmp_path / "state", log=log)
+    stdout, _ = process.communicate(timeout=240)
+    assert process.returncode == 0, log.read_text()[-3000:]
+    return json.loads(stdout)
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_kill_9_right_after_each_journal_step_then_restart_loses_and_repeats_nothing(
+    step, broker, topic, tmp_path, publish, anvil, registry
+):
+    produced = publish(broker, topic, nodes=6, duration_s=12, bad_fraction=0.05).messages
+    data, log = tmp_path / "data", tmp_path / "run.log"
+    args = run_args(broker.bootstrap, topic, data, anvil.rpc_url, registry.address)
+    # The second batch: one batch is already complete, so logs and checkpoints have history.
+    crashed = start_run(*args, "--once", state=tmp_path / "state", log=log,
+                        env={"RDA_CRASH_AT": f"{step}:2"})  # fmt: skip
+    crashed.communicate(timeout=240)
+    assert crashed.returncode == -signal.SIGKILL, log.read_text()[-3000:]
+
+    report = finish(args, tmp_path, log)
+    assert report["batches"][0]["resumed"] is (step != "done")
+    assert_exactly_once(broker, topic, tmp_path / "data", registry, produced)
+
+
+def test_twenty_random_kill_9s_then_restart_lose_and_repeat_nothing(
+    broker, topic, tmp_path, publish, anvil, registry
+):
+    produced = publish(broker, topic, nodes=10, duration_s=30, bad_fraction=0.05).messages
+    data, log = tmp_path / "data", tmp_path / "run.log"
+    args = run_args(broker.bootstrap, topic, data, anvil.rpc_url, registry.address)
+    rng = random.Random(7)
+    for _ in range(RANDOM_KILLS):
+        process = start_run(*args, state=tmp_path / "state", log=log)
+        time.sleep(rng.uniform(1.5, 5.0))  # from mid-import to several batches in
+        process.kill()
+        process.wait(timeout=30)
+    finish(args, tmp_path, log)
+    assert_exactly_once(broker, topic, data, registry, produced)
