@@ -43,6 +43,7 @@ class RunConfig:
     max_chunk_records: int = 50_000
     max_batch_records: int = 2_000_000
     runner: str = "fnapi"
+    kafka_timeout: float = 30.0  # seconds without an answer before a read fails (and is retried)
 
 
 @dataclass
@@ -133,7 +134,9 @@ def _land(
     offsets = sum(c.size for c in chunks)
     progress(f"batch {summary.batch_id}: reading {offsets} offsets in {len(chunks)} chunks")
     writer = ChunkWriter(str(layout.root))
-    graph.run(chunks, config.bootstrap, config.wire_format, writer, config.runner)
+    graph.run(
+        chunks, config.bootstrap, config.wire_format, writer, config.runner, config.kafka_timeout
+    )
     receipts = [read_receipt(layout, chunk) for chunk in chunks]
     _drop_duplicates(layout, catalog, source, plan["batch_id"], receipts)
     _count(summary, receipts)

@@ -40,4 +40,7 @@ def configure(log_format: str) -> logging.Logger:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logger.addHandler(handler)
+    # An outage makes kafka-python and Beam log tracebacks; the retry line already says it once.
+    for noisy in ("kafka", "apache_beam"):
+        logging.getLogger(noisy).setLevel(logging.CRITICAL)
     return logger

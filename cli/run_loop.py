@@ -158,6 +158,7 @@ class RunLoop:
             max_chunk_records=t.max_chunk_records,
             max_batch_records=t.max_batch_records,
             runner=self.settings.runner,
+            kafka_timeout=self.settings.kafka_timeout,
         )
 
     def _resume_first(self, topics: list[str]) -> list[str]:

@@ -26,12 +26,13 @@ ChunkSink = Callable[[OffsetRange, Standardized], Any]
 class ReadAndStandardize(beam.DoFn):
     """Reads one offset range and standardizes each record with its format's adapter."""
 
-    def __init__(self, bootstrap: str, wire_format: str | None) -> None:
+    def __init__(self, bootstrap: str, wire_format: str | None, timeout_s: float = 30.0) -> None:
         self.bootstrap = bootstrap
         self.wire_format = wire_format  # the topic's default, for records without a header
+        self.timeout_s = timeout_s  # without progress: the driver then retries the batch
 
     def setup(self) -> None:
-        self.source = KafkaPythonSource(self.bootstrap)
+        self.source = KafkaPythonSource(self.bootstrap, self.timeout_s)
 
     def process(self, work_item: dict) -> Iterable[tuple[OffsetRange, Standardized]]:
         chunk = OffsetRange(**work_item)
@@ -54,6 +55,7 @@ def build(
     bootstrap: str,
     wire_format: str | None,
     sink: ChunkSink,
+    timeout_s: float = 30.0,
 ) -> beam.PCollection:
     """Add the read → standardize → sink stages for ``chunks`` to ``pipeline``."""
     return (
@@ -61,7 +63,7 @@ def build(
         # Plain dicts as work items: Beam would otherwise infer a row schema for the dataclass.
         | "Chunks" >> beam.Create([chunk.as_dict() for chunk in chunks])
         | "Distribute" >> beam.Reshuffle()
-        | "ReadAndStandardize" >> beam.ParDo(ReadAndStandardize(bootstrap, wire_format))
+        | "ReadAndStandardize" >> beam.ParDo(ReadAndStandardize(bootstrap, wire_format, timeout_s))
         | "Write" >> beam.ParDo(WriteChunk(sink))
     )
 
@@ -72,6 +74,7 @@ def run(
     wire_format: str | None,
     sink: ChunkSink,
     runner: str = "fnapi",
+    timeout_s: float = 30.0,
 ) -> None:
     """Run the pipeline to completion on the chosen runner (FnApiRunner by default).
 
@@ -81,4 +84,4 @@ def run(
         raise ValueError(f"unknown runner {runner!r} (available: fnapi)")
     options = PipelineOptions(["--no_pipeline_type_check"])
     with beam.Pipeline(runner=FnApiRunner(), options=options) as pipeline:
-        build(pipeline, chunks, bootstrap, wire_format, sink)
+        build(pipeline, chunks, bootstrap, wire_format, sink, timeout_s)
