@@ -100,11 +100,12 @@ def run_command(args: argparse.Namespace) -> int:
 
 def status_command(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    journal = _journal_report(settings.data_dir, args.batches)
     report = {
         "data_dir": str(settings.data_dir),
         "group": settings.group,
         "lag": _lag_report(settings),
-        **_journal_report(settings.data_dir, args.batches),
+        **journal,
     }
     if args.json:
         emit_json(report)

@@ -1,0 +1,92 @@
+"""``rda run`` settings: flags > RDA_* environment variables > the TOML file > defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cli.config import RunSettings, TopicSettings, load_settings
+from cli.output import UserError
+
+CONFIG = """
+[run]
+group = "from-file"
+interval = 2.5
+max_batch_records = 1000
+
+[topics.node-telemetry]
+format = "rda.node.v1"
+
+[topics.ems]
+format = "ems.csv"
+max_chunk_records = 200
+"""
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "rda.toml"
+    path.write_text(CONFIG)
+    return path
+
+
+def test_without_file_env_or_flags_the_defaults_apply():
+    assert load_settings({}, environ={}) == RunSettings()
+
+
+def test_the_file_sets_globals_and_each_topic_table_overrides_them_for_its_topic(config):
+    settings = load_settings({"config": config}, environ={})
+    assert (settings.group, settings.interval) == ("from-file", 2.5)
+    assert settings.topics == {
+        "node-telemetry": TopicSettings("rda.node.v1", 1000, 50_000),
+        "ems": TopicSettings("ems.csv", 1000, 200),
+    }
+
+
+def test_environment_variables_override_the_file_for_every_topic(config):
+    env = {"RDA_CONFIG": str(config), "RDA_GROUP": "from-env", "RDA_MAX_CHUNK_RECORDS": "7"}
+    settings = load_settings({}, environ=env)
+    assert settings.group == "from-env"
+    assert [t.max_chunk_records for t in settings.topics.values()] == [7, 7]
+
+
+def test_flags_override_environment_variables(config):
+    env = {"RDA_GROUP": "from-env", "RDA_INTERVAL": "9"}
+    settings = load_settings({"config": config, "group": "from-flag"}, environ=env)
+    assert (settings.group, settings.interval) == ("from-flag", 9.0)
+
+
+def test_topics_come_from_flags_then_the_comma_separated_variable_then_the_file(config):
+    file_only = load_settings({"config": config}, environ={})
+    from_env = load_settings({"config": config}, environ={"RDA_TOPIC": "ems, extra"})
+    from_flags = load_settings({"config": config, "topic": ["x", "x"]}, environ={})
+    assert list(file_only.topics) == ["node-telemetry", "ems"]
+    assert list(from_env.topics) == ["ems", "extra"]
+    assert from_env.topics["extra"] == TopicSettings(max_batch_records=1000)
+    assert list(from_flags.topics) == ["x"]
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "message"),
+    [
+        ("[run]\ninterval = ", {}, "is not valid TOML"),
+        ("[run]\nintervall = 3", {}, "unknown setting(s) intervall"),
+        ("[topics.t]\ngroup = 'g'", {}, "[topics.t]: unknown setting(s) group"),
+        ("[run]\ninterval = 'soon'", {}, "interval: expected float, got 'soon'"),
+        ("", {"RDA_MAX_BATCH_RECORDS": "lots"}, "RDA_MAX_BATCH_RECORDS: expected int"),
+        ("", {"RDA_RUNNER": "spark"}, "runner must be one of fnapi, dask, not 'spark'"),
+        ("[run]\nmax_batch_records = 0", {}, "batch and chunk sizes must be positive"),
+    ],
+)
+def test_a_bad_setting_is_one_clear_error_naming_where_it_came_from(tmp_path, text, env, message):
+    path = tmp_path / "rda.toml"
+    path.write_text(text)
+    with pytest.raises(UserError) as error:
+        load_settings({"config": path}, environ=env)
+    assert message in str(error.value)
+
+
+def test_a_missing_config_file_is_named(tmp_path):
+    with pytest.raises(UserError, match=r"config file .*nothing\.toml does not exist"):
+        load_settings({"config": tmp_path / "nothing.toml"}, environ={})
