@@ -44,6 +44,7 @@ class RunConfig:
     max_batch_records: int = 2_000_000
     runner: str = "fnapi"
     kafka_timeout: float = 30.0  # seconds without an answer before a read fails (and is retried)
+    dask_scheduler: str | None = None  # with runner "dask"; None: a local cluster
 
 
 @dataclass
@@ -135,7 +136,13 @@ def _land(
     progress(f"batch {summary.batch_id}: reading {offsets} offsets in {len(chunks)} chunks")
     writer = ChunkWriter(str(layout.root))
     graph.run(
-        chunks, config.bootstrap, config.wire_format, writer, config.runner, config.kafka_timeout
+        chunks,
+        config.bootstrap,
+        config.wire_format,
+        writer,
+        config.runner,
+        config.kafka_timeout,
+        config.dask_scheduler,
     )
     receipts = [read_receipt(layout, chunk) for chunk in chunks]
     _drop_duplicates(layout, catalog, source, plan["batch_id"], receipts)

@@ -99,6 +99,9 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def status_command(args: argparse.Namespace) -> int:
+    import logging
+
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)  # an unreachable broker: one line
     settings = _settings(args)
     journal = _journal_report(settings.data_dir, args.batches)
     report = {

@@ -159,6 +159,7 @@ class RunLoop:
             max_batch_records=t.max_batch_records,
             runner=self.settings.runner,
             kafka_timeout=self.settings.kafka_timeout,
+            dask_scheduler=self.settings.dask_scheduler,
         )
 
     def _resume_first(self, topics: list[str]) -> list[str]:

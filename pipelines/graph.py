@@ -19,6 +19,7 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from pipelines.kafka_source import KafkaPythonSource, OffsetRange
 from pipelines.standardize import Standardized, standardize_routed
 
+RUNNERS = ("fnapi", "dask")
 # Called once per chunk with the chunk and its standardized result; returns a summary.
 ChunkSink = Callable[[OffsetRange, Standardized], Any]
 
@@ -75,13 +76,31 @@ def run(
     sink: ChunkSink,
     runner: str = "fnapi",
     timeout_s: float = 30.0,
+    dask_scheduler: str | None = None,
 ) -> None:
     """Run the pipeline to completion on the chosen runner (FnApiRunner by default).
 
-    ``DirectRunner`` is never used: it first tries to download another runner from the network.
+    ``dask`` runs the same graph on Beam's Dask runner, on the scheduler at ``dask_scheduler`` or
+    on a local cluster of worker processes. ``DirectRunner`` is never used: it first tries to
+    download another runner from the network.
     """
-    if runner != "fnapi":
-        raise ValueError(f"unknown runner {runner!r} (available: fnapi)")
-    options = PipelineOptions(["--no_pipeline_type_check"])
-    with beam.Pipeline(runner=FnApiRunner(), options=options) as pipeline:
-        build(pipeline, chunks, bootstrap, wire_format, sink, timeout_s)
+    options = ["--no_pipeline_type_check"]
+    if runner == "fnapi":
+        with beam.Pipeline(runner=FnApiRunner(), options=PipelineOptions(options)) as pipeline:
+            build(pipeline, chunks, bootstrap, wire_format, sink, timeout_s)
+        return
+    if runner != "dask":
+        raise ValueError(f"unknown runner {runner!r} (available: {', '.join(RUNNERS)})")
+    from apache_beam.runners.dask.dask_runner import DaskRunner
+
+    from pipelines.dask_cluster import local_scheduler_address
+
+    address = dask_scheduler or local_scheduler_address()
+    options.append(f"--dask_client_address={address}")
+    pipeline = beam.Pipeline(runner=DaskRunner(), options=PipelineOptions(options))
+    build(pipeline, chunks, bootstrap, wire_format, sink, timeout_s)
+    result = pipeline.run()
+    try:
+        result.wait_until_finish()
+    finally:
+        result.client.close()  # Beam opens a client per pipeline and leaves it open
