@@ -1,0 +1,139 @@
+"""``rda run`` as a stream: event-to-anchor latency at a steady rate, peak RSS under a backlog.
+
+Latency: a fleet produces in real time (event time = send time) while the driver loop runs with
+a 1 s trigger; a record's latency is from its event time to the moment its batch's checkpoints
+are anchored and offsets committed. Memory: a real ``rda run --once`` process drains the same
+backlog with small and with large batches; its peak RSS shows what ``--max-batch-records``
+(backpressure) bounds. The ratio compares the small-batch peak with the large-batch one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from infra.broker import start_broker, stop_broker
+from infra.fleet import generate
+from infra.producer import produce
+from sinks.layout import DataLayout
+
+TRIGGER_S = 1.0
+
+
+def run(quick: bool = False) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix="rda-bench-stream-"))
+    broker = start_broker(workdir)
+    try:
+        latency = _latency(broker.bootstrap, workdir, seconds=10 if quick else 30)
+        memory = _peak_rss(broker.bootstrap, workdir, nodes=100 if quick else 400)
+    finally:
+        stop_broker(workdir)
+        shutil.rmtree(workdir, ignore_errors=True)
+    return {
+        "name": "streaming",
+        **latency,
+        **memory,
+        "ratio": memory["peak_rss_ratio_small_to_large_batches"],
+        "summary": f"event-to-anchor p50 {latency['latency_p50_s']:.2f} s, "
+        f"p95 {latency['latency_p95_s']:.2f} s at {latency['produce_rate_per_s']:,.0f} "
+        f"records/s ({TRIGGER_S:.0f} s trigger); peak RSS {memory['peak_rss_mb_small_batches']}"
+        f" MB with batches of {memory['small_batch']} vs {memory['peak_rss_mb_large_batches']}"
+        f" MB with {memory['large_batch']} over a {memory['backlog']}-record backlog",
+    }
+
+
+def _latency(bootstrap: str, workdir: Path, seconds: float) -> dict:
+    from cli.chain import open_chain
+    from cli.driver import RunConfig, run_batch
+    from pipelines.kafka_source import KafkaPythonSource
+
+    start_ms = int(time.time() * 1000) + 500
+    messages = generate(50, seconds, 2.0, start_ms, 11)
+
+    def pace(message) -> None:  # send each record at its event time
+        time.sleep(max(0.0, message.timestamp_ms / 1000 - time.time()))
+
+    produced: list = []
+    producer = threading.Thread(
+        target=lambda: produced.append(produce(bootstrap, "steady", messages, pace=pace))
+    )
+    producer.start()
+    config = RunConfig(bootstrap, "steady", "steady", workdir / "steady")
+    source, chain = KafkaPythonSource(bootstrap), open_chain("embedded", None, None)
+    done_at: dict[int, float] = {}
+    time.sleep(1.0)  # the topic exists once the producer has started
+    while True:
+        started = time.monotonic()
+        summary = run_batch(config, source, chain.anchor)
+        if summary is not None:
+            done_at[summary.batch_id] = time.time()
+        elif not producer.is_alive():
+            break
+        time.sleep(max(0.0, TRIGGER_S - (time.monotonic() - started)))
+    producer.join()
+    latencies = _latencies(workdir / "steady", done_at)
+    q = statistics.quantiles(latencies, n=20)
+    return {
+        "produce_rate_per_s": round(produced[0].messages / produced[0].seconds),
+        "latency_records": len(latencies),
+        "latency_batches": len(done_at),
+        "latency_p50_s": round(statistics.median(latencies), 3),
+        "latency_p95_s": round(q[18], 3),
+    }
+
+
+def _latencies(data_dir: Path, done_at: dict[int, float]) -> list[float]:
+    """Per published row: its batch's completion time minus its event (Kafka) timestamp."""
+    layout = DataLayout(data_dir)
+    db = duckdb.connect(str(layout.catalog), read_only=True)
+    try:
+        files = db.execute("SELECT path, batch_id FROM files").fetchall()
+    finally:
+        db.close()
+    latencies = []
+    for path, batch_id in files:
+        ingest = pq.read_table(layout.root / path, columns=["ingest_time"]).column("ingest_time")
+        seconds = pc.divide(pc.cast(pc.cast(ingest, "timestamp[us]"), "int64"), 1e6)
+        latencies.extend((done_at[batch_id] - t) for t in seconds.to_pylist())
+    return latencies
+
+
+def _peak_rss(bootstrap: str, workdir: Path, nodes: int) -> dict:
+    backlog = produce(bootstrap, "backlog", generate(nodes, 120, 1, 1_764_000_000_000, 5))
+    small, large = max(backlog.messages // 16, 1), backlog.messages
+    peaks = {}
+    for label, size in (("small", small), ("large", large)):
+        command = [
+            sys.executable, "-m", "cli.main", "run", "--once", "--bootstrap", bootstrap,
+            "--topic", "backlog", "--group", f"rss-{label}", "--chain", "embedded",
+            "--data-dir", str(workdir / f"rss-{label}"), "--max-batch-records", str(size),
+            "--max-chunk-records", str(min(size, 50_000)), "--json",
+        ]  # fmt: skip
+        env = {**os.environ, "RDA_STATE_DIR": str(workdir / "state")}
+        process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+        )
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            raise RuntimeError(f"rda run --once exited with {process.returncode}")
+        peaks[label] = usage.ru_maxrss / 1024  # KiB on Linux
+    return {
+        "backlog": backlog.messages,
+        "small_batch": small,
+        "large_batch": large,
+        "peak_rss_mb_small_batches": round(peaks["small"]),
+        "peak_rss_mb_large_batches": round(peaks["large"]),
+        "peak_rss_ratio_small_to_large_batches": round(peaks["small"] / peaks["large"], 3),
+    }
