@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import logging
 import sys
+from typing import Any
 
 # Attributes every LogRecord has; anything else was passed in ``extra=`` and is a field.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -27,17 +28,27 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, sort_keys=True)
 
 
-def configure(log_format: str) -> logging.Logger:
-    """The ``rda.run`` logger, writing to stderr in the chosen format."""
+def configure(log_format: str, console: Any = None) -> logging.Logger:
+    """The ``rda.run`` logger, writing to stderr in the chosen format.
+
+    With a rich ``console`` (a live display on a terminal), text lines go through it so they
+    print above the status line instead of through it.
+    """
     logger = logging.getLogger("rda.run")
     logger.setLevel(logging.INFO)
     logger.propagate = False
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler: logging.Handler
     if log_format == "json":
+        handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter())
+    elif console is not None:
+        from rich.logging import RichHandler
+
+        handler = RichHandler(console=console, show_path=False, markup=False)
     else:
+        handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logger.addHandler(handler)
     # An outage makes kafka-python and Beam log tracebacks; the retry line already says it once.

@@ -68,15 +68,22 @@ def run_command(args: argparse.Namespace) -> int:
     from cli import logs
     from cli.retry import GaveUp
     from cli.run_loop import RunLoop, live_display_wanted
+    from proofs.anchor import AnchorRefused
 
     settings = _settings(args)
-    log = logs.configure(settings.log_format)
-    loop = RunLoop(settings, log, live=live_display_wanted(settings, args.json))
+    live = live_display_wanted(settings, args.json)
+    log = logs.configure(settings.log_format, console=err if live else None)
+    loop = RunLoop(settings, log, live=live)
     try:
         report = loop.run()
     except GaveUp as error:
         err.print(f"[red]rda: error:[/red] {error}")
         return 1
+    except AnchorRefused as error:
+        raise UserError(
+            f"the chain refused an anchor: {error}; is this registry used by another data "
+            "directory? (the batch stays journaled and is redone on the next start)"
+        ) from None
     if args.json:
         chain = loop.chain.describe() if loop.chain else None
         emit_json(

@@ -25,7 +25,7 @@ from cli.metrics import RunMetrics
 from cli.output import UserError, err
 from cli.retry import Backoff
 from infra.state import InfraState
-from pipelines.kafka_source import KafkaPythonSource
+from pipelines.kafka_source import KafkaPythonSource, TopicNotFound
 from sinks.catalog import Catalog
 from sinks.layout import DataLayout
 
@@ -99,11 +99,15 @@ class RunLoop:
                 break
             config = self._config(topic)
             started = time.monotonic()
-            summary = self.backoff.call(
-                f"batch on {topic}",
-                lambda c=config: run_batch(c, self.source, self._anchor, self._progress),
-                self.stop,
-            )
+            try:
+                summary = self.backoff.call(
+                    f"batch on {topic}",
+                    lambda c=config: run_batch(c, self.source, self._anchor, self._progress),
+                    self.stop,
+                )
+            except TopicNotFound:
+                self.log.warning("topic %s does not exist (yet); nothing to read", topic)
+                continue
             if summary is None:
                 continue
             found = True

@@ -75,6 +75,10 @@ class KafkaUnavailable(RuntimeError):
     """The broker did not answer in time."""
 
 
+class TopicNotFound(KeyError):
+    """The broker has no such topic (yet)."""
+
+
 class KafkaPythonSource:
     """``KafkaSource`` on kafka-python (with ``crc32c`` for fast CRC checks)."""
 
@@ -107,7 +111,7 @@ class KafkaPythonSource:
         finally:
             consumer.close()
         if not found:
-            raise KeyError(f"topic {topic!r} does not exist on {self.bootstrap}")
+            raise TopicNotFound(f"topic {topic!r} does not exist on {self.bootstrap}")
         return sorted(found)
 
     def high_watermarks(self, topic: str) -> dict[int, int]:

@@ -100,3 +100,16 @@ def test_status_of_a_directory_nothing_ran_in_is_a_clear_error(tmp_path):
     )  # fmt: skip
     assert result.returncode == 2
     assert "no catalog in" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_topic_that_does_not_exist_yet_is_a_warning_and_nothing_is_read(broker, tmp_path):
+    log = tmp_path / "run.log"
+    process = start_run(
+        "--once", "--json", "--bootstrap", broker.bootstrap, "--topic", "no-such-topic",
+        "--data-dir", str(tmp_path / "data"), "--chain", "embedded",
+        state=tmp_path / "state", log=log,
+    )  # fmt: skip
+    stdout, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, log.read_text()
+    assert json.loads(stdout)["totals"]["batches"] == 0
+    assert "topic no-such-topic does not exist (yet); nothing to read" in log.read_text()
