@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import logging
 import sys
+import warnings
 from typing import Any
 
 # Attributes every LogRecord has; anything else was passed in ``extra=`` and is a field.
@@ -52,6 +53,10 @@ def configure(log_format: str, console: Any = None) -> logging.Logger:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logger.addHandler(handler)
     # An outage makes kafka-python and Beam log tracebacks; the retry line already says it once.
-    for noisy in ("kafka", "apache_beam"):
+    for noisy in ("kafka", "apache_beam", "distributed"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
+    # kafka-python loads its protocol with importlib.resources' legacy API, warning every time.
+    warnings.filterwarnings(
+        "ignore", message=".*Use files\\(\\) instead", category=DeprecationWarning
+    )
     return logger
