@@ -49,7 +49,8 @@ def run(quick: bool = False) -> dict:
         f"p95 {latency['latency_p95_s']:.2f} s at {latency['produce_rate_per_s']:,.0f} "
         f"records/s ({TRIGGER_S:.0f} s trigger); peak RSS {memory['peak_rss_mb_small_batches']}"
         f" MB with batches of {memory['small_batch']} vs {memory['peak_rss_mb_large_batches']}"
-        f" MB with {memory['large_batch']} over a {memory['backlog']}-record backlog",
+        f" MB with {memory['large_batch']} over a {memory['backlog']}-record backlog "
+        f"({memory['peak_rss_mb_idle']} MB with nothing to read)",
     }
 
 
@@ -113,10 +114,13 @@ def _peak_rss(bootstrap: str, workdir: Path, nodes: int) -> dict:
     backlog = produce(bootstrap, "backlog", generate(nodes, 120, 1, 1_764_000_000_000, 5))
     small, large = max(backlog.messages // 16, 1), backlog.messages
     peaks = {}
-    for label, size in (("small", small), ("large", large)):
+    # "idle": the same process with nothing to read (its group starts at the end): the floor.
+    produce(bootstrap, "empty", [])
+    for label, size in (("idle", small), ("small", small), ("large", large)):
+        topic = "empty" if label == "idle" else "backlog"
         command = [
             sys.executable, "-m", "cli.main", "run", "--once", "--bootstrap", bootstrap,
-            "--topic", "backlog", "--group", f"rss-{label}", "--chain", "embedded",
+            "--topic", topic, "--group", f"rss-{label}", "--chain", "embedded",
             "--data-dir", str(workdir / f"rss-{label}"), "--max-batch-records", str(size),
             "--max-chunk-records", str(min(size, 50_000)), "--json",
         ]  # fmt: skip
@@ -133,6 +137,7 @@ def _peak_rss(bootstrap: str, workdir: Path, nodes: int) -> dict:
         "backlog": backlog.messages,
         "small_batch": small,
         "large_batch": large,
+        "peak_rss_mb_idle": round(peaks["idle"]),
         "peak_rss_mb_small_batches": round(peaks["small"]),
         "peak_rss_mb_large_batches": round(peaks["large"]),
         "peak_rss_ratio_small_to_large_batches": round(peaks["small"] / peaks["large"], 3),
