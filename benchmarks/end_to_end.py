@@ -1,8 +1,11 @@
 """End-to-end pipeline rows/s against a plain kafka-python consume loop over the same topic.
 
-One broker, one topic, both measured in this run: the baseline consumes every record with a
-bare ``KafkaConsumer`` loop; the pipeline runs a full micro-batch (read, decode, check, land
-Parquet, hash into the Merkle log, write the manifest, anchor on the in-process EVM).
+One broker, one topic, both measured in this run (best of several: a busy neighbour inflates
+one run): the baseline consumes every record with a bare ``KafkaConsumer`` loop; the pipeline
+runs a full micro-batch (read, decode, check, land Parquet, hash into the Merkle log, write the
+manifest, anchor on the in-process EVM). "Sustained" drains the same backlog in eight bounded
+micro-batches, as ``rda run`` does under a backlog, so it pays every batch's fixed cost (Beam
+start-up, plan, catalog, one anchor per dataset) eight times.
 """
 
 from __future__ import annotations
@@ -58,14 +61,19 @@ def run(quick: bool = False) -> dict:
     try:
         produced = produce(broker.bootstrap, "bench", generate(nodes, 120, 1, 1_764_000_000_000, 5))
         n = produced.messages
-        baseline_s = _raw_consume(broker.bootstrap, "bench", n)
+        # Best of several on both sides: a busy neighbour on a shared machine inflates one run.
+        baseline_s = min(_raw_consume(broker.bootstrap, "bench", n) for _ in range(3))
         source = KafkaPythonSource(broker.bootstrap)
-        chain = open_chain("embedded", None, None)
-        config = RunConfig(broker.bootstrap, "bench", "bench", workdir / "data")
-        started = time.perf_counter()
-        batch = run_batch(config, source, chain.anchor)
-        pipeline_s = time.perf_counter() - started
-        assert batch is not None and batch.read == n
+        pipeline_s = float("inf")
+        for attempt in range(2):  # a fresh group and data directory each time
+            chain = open_chain("embedded", None, None)
+            config = RunConfig(
+                broker.bootstrap, "bench", f"one-{attempt}", workdir / f"one-{attempt}"
+            )
+            started = time.perf_counter()
+            batch = run_batch(config, source, chain.anchor)
+            pipeline_s = min(pipeline_s, time.perf_counter() - started)
+            assert batch is not None and batch.read == n
         # Sustained: the loop `rda run` runs, a bounded batch at a time, over the same backlog.
         per_batch = max(n // 8, 1)
         config = RunConfig(
