@@ -70,6 +70,26 @@ def test_sigterm_stops_after_the_current_step_with_exit_0_and_a_restart_finishes
     assert_exactly_once(broker.bootstrap, topic, data, registry, produced)
 
 
+def test_a_second_sigterm_abandons_the_step_and_the_restart_redoes_it(
+    broker, topic, tmp_path, publish, anvil, registry
+):
+    produced = publish(broker, topic, nodes=8, duration_s=20).messages
+    data, log = tmp_path / "data", tmp_path / "run.log"
+    args = run_args(broker.bootstrap, topic, data, anvil.rpc_url, registry.address)
+    process = start_run(*args, "--max-batch-records", "100000", state=tmp_path / "state", log=log)
+    wait_for(lambda: logged(log, "batch 1: reading"), 120, "the first batch to start")
+    process.send_signal(signal.SIGTERM)
+    wait_for(lambda: logged(log, "stopping after the current step"), 30, "the first signal")
+    process.send_signal(signal.SIGTERM)  # abandons the batch, unless it just finished
+    process.communicate(timeout=120)
+    assert process.returncode == 0, log.read_text()[-3000:]
+
+    again = start_run(*args, "--once", state=tmp_path / "state", log=log)
+    again.communicate(timeout=240)
+    assert again.returncode == 0
+    assert_exactly_once(broker.bootstrap, topic, data, registry, produced)
+
+
 def test_a_paused_broker_is_waited_for_with_retries_and_nothing_is_lost(
     tmp_path, publish, anvil, registry
 ):
