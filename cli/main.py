@@ -9,6 +9,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from rich.markup import escape
+
 from cli.output import UserError, err
 
 DEFAULT_TOPIC = "node-telemetry"
@@ -141,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handler(args)
     except UserError as error:
-        err.print(f"[red]rda: error:[/red] {error}")
+        err.print(f"[red]rda: error:[/red] {escape(str(error))}", soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         err.print("rda: interrupted")

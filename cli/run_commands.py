@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from cli.config import LOG_FORMATS, RUNNERS, describe, load_settings
 from cli.output import UserError, emit_json, err, out
 
@@ -77,7 +79,7 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         report = loop.run()
     except GaveUp as error:
-        err.print(f"[red]rda: error:[/red] {error}")
+        err.print(f"[red]rda: error:[/red] {escape(str(error))}", soft_wrap=True)
         return 1
     except AnchorRefused as error:
         raise UserError(

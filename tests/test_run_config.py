@@ -90,3 +90,19 @@ def test_a_bad_setting_is_one_clear_error_naming_where_it_came_from(tmp_path, te
 def test_a_missing_config_file_is_named(tmp_path):
     with pytest.raises(UserError, match=r"config file .*nothing\.toml does not exist"):
         load_settings({"config": tmp_path / "nothing.toml"}, environ={})
+
+
+def test_rda_run_reports_a_bad_config_file_in_one_line_with_its_table(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "rda.toml"
+    path.write_text("[run]\nintervall = 3\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", "run", "--config", str(path)],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "RDA_STATE_DIR": str(tmp_path / "state")},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"rda: error: {path} [run]: unknown setting(s) intervall"
