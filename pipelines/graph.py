@@ -35,6 +35,9 @@ class ReadAndStandardize(beam.DoFn):
     def setup(self) -> None:
         self.source = KafkaPythonSource(self.bootstrap, self.timeout_s)
 
+    def teardown(self) -> None:
+        self.source.close()
+
     def process(self, work_item: dict) -> Iterable[tuple[OffsetRange, Standardized]]:
         chunk = OffsetRange(**work_item)
         raw = self.source.read(chunk)
