@@ -56,9 +56,13 @@ def _is_zombie(pid: int) -> bool:
             return True
     try:
         with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(")")[-1].split()[0] == "Z"
+            zombie = stat.read().split(")")[-1].split()[0] == "Z"
     except OSError:
         return False
+    if zombie:  # it exited between the waitpid above and the read: reap it now if it is ours
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, os.WNOHANG)
+    return zombie
 
 
 def stop(pid_path: Path, grace: float = 5.0) -> bool:
