@@ -110,6 +110,22 @@ def _latencies(data_dir: Path, done_at: dict[int, float]) -> list[float]:
     return latencies
 
 
+def _high_water_kib(pid: int) -> int:
+    """The process's peak RSS so far (VmHWM), 0 once it has exited.
+
+    Not ``ru_maxrss`` from wait4: on Linux a child's maxrss starts from its parent's at fork,
+    so it would report this (large) benchmark process instead of ``rda run``.
+    """
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def _peak_rss(bootstrap: str, workdir: Path, nodes: int) -> dict:
     backlog = produce(bootstrap, "backlog", generate(nodes, 120, 1, 1_764_000_000_000, 5))
     small, large = max(backlog.messages // 16, 1), backlog.messages
@@ -128,11 +144,13 @@ def _peak_rss(bootstrap: str, workdir: Path, nodes: int) -> dict:
         process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
         )
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
+        peak_kib = 0
+        while process.poll() is None:  # VmHWM only grows; the last reading is the peak
+            peak_kib = max(peak_kib, _high_water_kib(process.pid))
+            time.sleep(0.05)
         if process.returncode != 0:
             raise RuntimeError(f"rda run --once exited with {process.returncode}")
-        peaks[label] = usage.ru_maxrss / 1024  # KiB on Linux
+        peaks[label] = peak_kib / 1024
     return {
         "backlog": backlog.messages,
         "small_batch": small,
