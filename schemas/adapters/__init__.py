@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from schemas.adapters import node_json
+from schemas.adapters import ems_csv, gnmi, node_json
 from schemas.adapters.base import Adapter, DecodedRows, DecodeResult
+from schemas.adapters.ems_csv import EmsCsvAdapter
+from schemas.adapters.gnmi import GnmiJsonAdapter
 from schemas.adapters.node_json import NodeJsonAdapter
 
 # wire format -> (adapter factory, content sniff). Order matters for sniffing: first match wins.
 _REGISTRY: dict[str, tuple[Callable[[], Adapter], Callable[[bytes], bool]]] = {
     NodeJsonAdapter.wire_format: (NodeJsonAdapter, node_json.looks_like),
+    GnmiJsonAdapter.wire_format: (GnmiJsonAdapter, gnmi.looks_like),
+    EmsCsvAdapter.wire_format: (EmsCsvAdapter, ems_csv.looks_like),
 }
 
 
@@ -38,4 +42,13 @@ def sniff(value: bytes | None) -> str | None:
     return None
 
 
-__all__ = ["Adapter", "DecodeResult", "DecodedRows", "NodeJsonAdapter", "adapter_for", "sniff"]
+__all__ = [
+    "Adapter",
+    "DecodeResult",
+    "DecodedRows",
+    "EmsCsvAdapter",
+    "GnmiJsonAdapter",
+    "NodeJsonAdapter",
+    "adapter_for",
+    "sniff",
+]
