@@ -105,22 +105,25 @@ class EmsCsvAdapter:
 
     def decode(self, raw: pa.RecordBatch) -> DecodeResult:
         rejected = Rejections()
-        layouts: dict[bytes, _Layout | Reject | None] = {}
+        slow = _SlowPath(rejected)
+        heads: dict[bytes, _Layout | Reject | None] = {}
         simple: dict[_Layout, _Simple] = {}
-        pieces: list[_Piece] = []
         for position, value in screen(raw.column("value"), rejected):
             split = _simple_split(value)
-            layout = _cached_layout(split[0], layouts) if split else None
-            if isinstance(layout, _Layout):
+            layout = _cached_layout(split[0], heads) if split else None
+            if isinstance(layout, _Layout) and split[1].count(b",") == split[2] * (
+                layout.width - 1
+            ):
                 group = simple.get(layout) or simple.setdefault(layout, _Simple())
                 group.add(position, split[1], split[2])
-                continue
-            try:
-                pieces.append(_read_export(position, value))
-            except Reject as reject:
-                rejected.add(position, reject.code, reject.reason)
-        for layout, group in simple.items():
-            pieces += _parse_block(layout, group, raw.column("value"), rejected)
+            else:
+                slow.read(position, value)
+        pieces = [
+            piece
+            for layout, group in simple.items()
+            for piece in _parse_block(layout, group, raw.column("value"), slow)
+        ]
+        pieces += slow.pieces()
         if not pieces:
             return rejected.result()
         texts, factors, lines, index = _columns(pieces)
@@ -132,6 +135,32 @@ class EmsCsvAdapter:
             keep = pc.invert(pc.is_in(positions, value_set=pa.array(sorted(bad), pa.int64())))
             batch, positions = batch.filter(keep), pc.filter(positions, keep)
         return rejected.result((DecodedRows(RADIO_KPI_V1, batch, positions),))
+
+
+@dataclass
+class _SlowPath:
+    """Exports read one by one with Python's csv module, gathered per layout."""
+
+    rejected: Rejections
+    layouts: dict[tuple[str, ...], _Layout | Reject] = field(default_factory=dict)
+    groups: dict[_Layout, tuple[list, list, list]] = field(default_factory=dict)
+
+    def read(self, position: int, value: bytes) -> None:
+        try:
+            layout, rows, lines = _read_export(value, self.layouts)
+        except Reject as reject:
+            self.rejected.add(position, reject.code, reject.reason)
+            return
+        found_rows, found_lines, index = self.groups.setdefault(layout, ([], [], []))
+        found_rows += rows
+        found_lines += lines
+        index += [position] * len(rows)
+
+    def pieces(self) -> list[_Piece]:
+        return [
+            _Piece(layout, list(zip(*rows, strict=True)), lines, index)
+            for layout, (rows, lines, index) in self.groups.items()
+        ]
 
 
 @dataclass
@@ -160,7 +189,7 @@ class _Simple:
 
 def _simple_split(value: bytes) -> tuple[bytes, bytes, int] | None:
     """(header line, body, data lines) of an export Arrow can parse in bulk, else None."""
-    if b'"' in value:
+    if b'"' in value or not value.isascii():  # ASCII is valid UTF-8: Arrow will not refuse it
         return None
     head, _, body = value.removeprefix(_BOM).partition(b"\n")
     if not body or b"\n\n" in body or b"\n\r\n" in body or body[:1] in (b"\r", b"\n"):
@@ -180,7 +209,7 @@ def _cached_layout(head: bytes, layouts: dict) -> _Layout | Reject | None:
 
 
 def _parse_block(
-    layout: _Layout, group: _Simple, values: pa.Array, rejected: Rejections
+    layout: _Layout, group: _Simple, values: pa.Array, slow: _SlowPath
 ) -> list[_Piece]:
     """Parse a group's bodies with Arrow's CSV reader; message by message if it refuses."""
     names = [f"c{i}" for i in range(layout.width)]
@@ -195,13 +224,9 @@ def _parse_block(
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         table = None
     if table is None or table.num_rows != sum(group.counts):
-        pieces = []
         for position in group.positions:  # one bad line: find it, with its line number
-            try:
-                pieces.append(_read_export(position, values[position].as_py()))
-            except Reject as reject:
-                rejected.add(position, reject.code, reject.reason)
-        return pieces
+            slow.read(position, values[position].as_py())
+        return []
     lines: list[int] = []
     index: list[int] = []
     for position, count in zip(group.positions, group.counts, strict=True):
@@ -235,8 +260,11 @@ def looks_like(value: bytes) -> bool:
     return b"," in first and b"{" not in first and b"time" in first and b"rsrp" in first
 
 
-def _read_export(position: int, value: bytes) -> _Piece:
-    """One export read with Python's csv module; ``Reject`` naming the first bad line."""
+def _read_export(
+    value: bytes, layouts: dict[tuple[str, ...], _Layout | Reject]
+) -> tuple[_Layout, list[list[str]], list[int]]:
+    """One export read with Python's csv module: (layout, rows, line numbers), or ``Reject``
+    naming the first bad line."""
     reader = csv.reader(io.StringIO(decode_text(value), newline=""), strict=True)
     try:
         header = next(reader, None)
@@ -244,7 +272,9 @@ def _read_export(position: int, value: bytes) -> _Piece:
             header = next(reader, None)
         if header is None:
             raise Reject("no_measurement", "the export has no header line")
-        layout = _layout_or_reject(header)
+        layout = layouts.get(tuple(header))
+        if layout is None:
+            layout = layouts[tuple(header)] = _layout_or_reject(header)
         if isinstance(layout, Reject):
             raise layout
         rows, lines = [], []
@@ -263,7 +293,7 @@ def _read_export(position: int, value: bytes) -> _Piece:
         raise Reject("invalid_csv", f"line {reader.line_num}: {error}") from None
     if not rows:
         raise Reject("no_measurement", "the export has a header but no data lines")
-    return _Piece(layout, list(zip(*rows, strict=True)), lines, [position] * len(rows))
+    return layout, rows, lines
 
 
 def _layout_or_reject(header: list[str]) -> _Layout | Reject:

@@ -199,7 +199,10 @@ def _cells_of(notification: dict, number: int, rows: dict[tuple, dict[str, Any]]
     updates = notification.get("update") or []
     if type(updates) is not list:
         raise Reject("wrong_type", "update must be a list")
+    cell = _cell_of(base, "prefix")
     for number_in, update in enumerate(updates):
+        if cell is not None and _set_simple_leaf(update, number_in, rows, (number, cell, node, ns)):
+            continue
         if type(update) is not dict:
             raise Reject("wrong_type", f"update[{number_in}] must be an object")
         where = f"update[{number_in}]"
@@ -213,6 +216,34 @@ def _cells_of(notification: dict, number: int, rows: dict[tuple, dict[str, Any]]
             slot, convert = mapped
             row = rows.setdefault((number, cell), {"node_id": node, "ns": ns, "cell_id": cell})
             row[slot] = convert(value, f"{where} {leaf}")
+
+
+def _set_simple_leaf(update: Any, number: int, rows: dict, target: tuple) -> bool:
+    """The common case, without building paths: one key-less element naming a leaf, under a
+    prefix that names the cell, with a scalar TypedValue. False for anything else."""
+    if type(update) is not dict:
+        return False
+    path, val = update.get("path"), update.get("val")
+    if type(path) is not dict or type(val) is not dict or len(val) != 1:
+        return False
+    elems = path.get("elem")
+    if type(elems) is not list or len(elems) != 1 or type(elems[0]) is not dict:
+        return False
+    name = elems[0].get("name")
+    if type(name) is not str or ":" in name or elems[0].get("key") or len(path) != 1:
+        return False
+    ((kind, value),) = val.items()
+    if kind in ("jsonVal", "jsonIetfVal", "decimalVal"):
+        return False
+    mapped = _LEAVES.get(name.lower())
+    if mapped is not None:
+        slot, convert = mapped
+        notification, cell, node, ns = target
+        row = rows.get((notification, cell))
+        if row is None:
+            row = rows[(notification, cell)] = {"node_id": node, "ns": ns, "cell_id": cell}
+        row[slot] = convert(value, f"update[{number}] {name.lower()}")
+    return True
 
 
 def _leaves(elems: list, val: Any, where: str) -> list[tuple[list, Any]]:
