@@ -34,16 +34,15 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 
 from schemas.adapters.base import DecodedRows, DecodeResult, canonical_rows, lineage_columns
-from schemas.adapters.messages import Reject, Rejections, decode_text, screen
+from schemas.adapters.csv_blocks import SimpleExports, line_numbers, parse_block, split_exports
+from schemas.adapters.messages import Reject, Rejections, decode_text, unreadable
 from schemas.adapters.normalize import canonical_name, text_to_micros, text_to_numbers
 from schemas.model import TelemetrySchema
 from schemas.radio import RADIO_KPI_V1
 
 WIRE_FORMAT = "ems.csv"
-_BOM = b"\xef\xbb\xbf"
 _HEADERS = {
     "node_id": ("ne name", "ne", "node", "node id", "site", "site name"),
     "event_time": ("start time", "time", "timestamp", "event time", "begin time"),
@@ -105,36 +104,55 @@ class EmsCsvAdapter:
 
     def decode(self, raw: pa.RecordBatch) -> DecodeResult:
         rejected = Rejections()
+        values = raw.column("value")
+        exports, others = split_exports(values)
+        pieces, refused = _bulk_pieces(exports)
         slow = _SlowPath(rejected)
-        heads: dict[bytes, _Layout | Reject | None] = {}
-        simple: dict[_Layout, _Simple] = {}
-        for position, value in screen(raw.column("value"), rejected):
-            split = _simple_split(value)
-            layout = _cached_layout(split[0], heads) if split else None
-            if isinstance(layout, _Layout) and split[1].count(b",") == split[2] * (
-                layout.width - 1
-            ):
-                group = simple.get(layout) or simple.setdefault(layout, _Simple())
-                group.add(position, split[1], split[2])
-            else:
-                slow.read(position, value)
-        pieces = [
-            piece
-            for layout, group in simple.items()
-            for piece in _parse_block(layout, group, raw.column("value"), slow)
-        ]
+        for position in sorted(others.to_pylist() + refused):
+            slow.read(position, values[position].as_py())
         pieces += slow.pieces()
         if not pieces:
             return rejected.result()
-        texts, factors, lines, index = _columns(pieces)
-        positions = pa.array(index, pa.int64())
-        columns, bad = _typed(texts, factors, pa.array(lines, pa.int64()), positions, rejected)
+        texts, factors, lines, positions = _columns(pieces)
+        columns, bad = _typed(texts, factors, lines, positions, rejected)
         columns |= lineage_columns(raw, positions)
-        batch = canonical_rows(RADIO_KPI_V1, columns, len(index))
+        batch = canonical_rows(RADIO_KPI_V1, columns, len(positions))
         if bad:  # a record is published whole or not at all
             keep = pc.invert(pc.is_in(positions, value_set=pa.array(sorted(bad), pa.int64())))
             batch, positions = batch.filter(keep), pc.filter(positions, keep)
         return rejected.result((DecodedRows(RADIO_KPI_V1, batch, positions),))
+
+
+def _bulk_pieces(groups: list[SimpleExports]) -> tuple[list[_Piece], list[int]]:
+    """One Arrow parse per header; the positions Arrow's path could not take."""
+    pieces, refused = [], []
+    for group in groups:
+        layout = _header_layout(group.header)
+        if not isinstance(layout, _Layout):
+            refused += group.positions.to_pylist()  # the per-message reader names the problem
+            continue
+        usable = pc.and_(
+            pc.greater(group.counts, 0),
+            pc.equal(group.commas, pc.multiply(group.counts, layout.width - 1)),
+        )
+        refused += pc.filter(group.positions, pc.invert(usable)).to_pylist()
+        positions, counts = pc.filter(group.positions, usable), pc.filter(group.counts, usable)
+        columns = None
+        if len(positions):
+            columns = parse_block(pc.filter(group.bodies, usable), counts, layout.width)
+        if columns is None:
+            refused += positions.to_pylist()
+            continue
+        index, lines = line_numbers(positions, counts)
+        pieces.append(_Piece(layout, columns, lines, index))
+    return pieces, refused
+
+
+def _header_layout(header: str) -> _Layout | Reject | None:
+    try:
+        return _layout_or_reject(next(csv.reader([header])))
+    except (csv.Error, StopIteration):
+        return None
 
 
 @dataclass
@@ -145,8 +163,11 @@ class _SlowPath:
     layouts: dict[tuple[str, ...], _Layout | Reject] = field(default_factory=dict)
     groups: dict[_Layout, tuple[list, list, list]] = field(default_factory=dict)
 
-    def read(self, position: int, value: bytes) -> None:
+    def read(self, position: int, value: bytes | None) -> None:
         try:
+            refusal = unreadable(value)
+            if refusal is not None:
+                raise refusal
             layout, rows, lines = _read_export(value, self.layouts)
         except Reject as reject:
             self.rejected.add(position, reject.code, reject.reason)
@@ -158,7 +179,12 @@ class _SlowPath:
 
     def pieces(self) -> list[_Piece]:
         return [
-            _Piece(layout, list(zip(*rows, strict=True)), lines, index)
+            _Piece(
+                layout,
+                list(zip(*rows, strict=True)),
+                pa.array(lines, pa.int64()),
+                pa.array(index, pa.int64()),
+            )
             for layout, (rows, lines, index) in self.groups.items()
         ]
 
@@ -169,89 +195,29 @@ class _Piece:
 
     layout: _Layout
     columns: Sequence[Sequence[str] | pa.Array]
-    lines: list[int]
-    index: list[int]
+    lines: pa.Array
+    index: pa.Array
 
 
-@dataclass
-class _Simple:
-    """Exports without quotes or blank lines that share a header: parsed as one block by Arrow."""
-
-    positions: list[int] = field(default_factory=list)
-    bodies: list[bytes] = field(default_factory=list)
-    counts: list[int] = field(default_factory=list)
-
-    def add(self, position: int, body: bytes, count: int) -> None:
-        self.positions.append(position)
-        self.bodies.append(body if body.endswith(b"\n") else body + b"\n")
-        self.counts.append(count)
-
-
-def _simple_split(value: bytes) -> tuple[bytes, bytes, int] | None:
-    """(header line, body, data lines) of an export Arrow can parse in bulk, else None."""
-    if b'"' in value or not value.isascii():  # ASCII is valid UTF-8: Arrow will not refuse it
-        return None
-    head, _, body = value.removeprefix(_BOM).partition(b"\n")
-    if not body or b"\n\n" in body or b"\n\r\n" in body or body[:1] in (b"\r", b"\n"):
-        return None
-    return head, body, body.count(b"\n") + (not body.endswith(b"\n"))
-
-
-def _cached_layout(head: bytes, layouts: dict) -> _Layout | Reject | None:
-    if head not in layouts:
-        try:
-            header = next(csv.reader([head.decode("utf-8").rstrip("\r")]))
-        except (UnicodeDecodeError, csv.Error, StopIteration):
-            layouts[head] = None  # the per-message path will name the problem
-        else:
-            layouts[head] = _layout_or_reject(header)
-    return layouts[head]
-
-
-def _parse_block(
-    layout: _Layout, group: _Simple, values: pa.Array, slow: _SlowPath
-) -> list[_Piece]:
-    """Parse a group's bodies with Arrow's CSV reader; message by message if it refuses."""
-    names = [f"c{i}" for i in range(layout.width)]
-    try:
-        table = pacsv.read_csv(
-            pa.py_buffer(b"".join(group.bodies)),
-            read_options=pacsv.ReadOptions(column_names=names, use_threads=False),
-            convert_options=pacsv.ConvertOptions(
-                column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=False
-            ),
-        )
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        table = None
-    if table is None or table.num_rows != sum(group.counts):
-        for position in group.positions:  # one bad line: find it, with its line number
-            slow.read(position, values[position].as_py())
-        return []
-    lines: list[int] = []
-    index: list[int] = []
-    for position, count in zip(group.positions, group.counts, strict=True):
-        lines += range(2, count + 2)
-        index += [position] * count
-    columns = [table.column(i).combine_chunks() for i in range(layout.width)]
-    return [_Piece(layout, columns, lines, index)]
-
-
-def _columns(pieces: list[_Piece]) -> tuple[dict, dict, list[int], list[int]]:
-    """Per slot, the cells' text of all pieces in one array, and the unit factors per row."""
+def _columns(pieces: list[_Piece]) -> tuple[dict, dict, pa.Array, pa.Array]:
+    """Per slot, the cells' text of all pieces in one array; unit factors, lines, positions."""
     texts: dict[str, list[pa.Array]] = {slot: [] for slot in _SLOTS}
-    factors: dict[str, list[tuple[int, int]]] = {slot: [] for slot in _UNITS}
-    lines: list[int] = []
-    index: list[int] = []
+    factors: dict[str, tuple[list[pa.Array], list[pa.Array]]] = {s: ([], []) for s in _UNITS}
     for piece in pieces:
         rows = len(piece.index)
         for slot, pick in zip(_SLOTS, piece.layout.picks, strict=True):
             column = piece.columns[pick] if pick is not None else pa.nulls(rows, pa.string())
             texts[slot].append(pa.array(column, pa.string()))
-        for slot, column in factors.items():
-            column += [piece.layout.factors[slot]] * rows
-        lines += piece.lines
-        index += piece.index
-    return {slot: pa.concat_arrays(arrays) for slot, arrays in texts.items()}, factors, lines, index
+        for slot, (times, over) in factors.items():
+            multiply, divide = piece.layout.factors[slot]
+            times.append(pa.repeat(pa.scalar(float(multiply)), rows))
+            over.append(pa.repeat(pa.scalar(float(divide)), rows))
+    return (
+        {slot: pa.concat_arrays(arrays) for slot, arrays in texts.items()},
+        {slot: tuple(pa.concat_arrays(a) for a in pair) for slot, pair in factors.items()},
+        pa.concat_arrays([piece.lines for piece in pieces]),
+        pa.concat_arrays([piece.index for piece in pieces]),
+    )
 
 
 def looks_like(value: bytes) -> bool:
@@ -326,7 +292,7 @@ def _unit(title: str) -> str | None:
 
 def _typed(
     texts: dict[str, pa.Array],
-    factors: dict[str, list[tuple[int, int]]],
+    factors: dict[str, tuple[pa.Array, pa.Array]],
     lines: pa.Array,
     positions: pa.Array,
     rejected: Rejections,
@@ -365,8 +331,7 @@ def _typed(
         refuse(wrong, "wrong_type", slot, "is not an integer" if slot in _INTEGER else
                "is not a number")  # fmt: skip
         if slot in factors:
-            times, over = zip(*factors[slot], strict=True)
-            values = pc.multiply(values, pa.array(times, pa.float64()))
-            values = pc.divide(values, pa.array(over, pa.float64()))
+            times, over = factors[slot]
+            values = pc.divide(pc.multiply(values, times), over)
         columns[slot] = values
     return columns, bad

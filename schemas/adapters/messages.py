@@ -19,7 +19,16 @@ import pyarrow as pa
 from schemas.adapters.base import MAX_MESSAGE_BYTES, DecodedRows, DecodeResult
 from schemas.adapters.ndjson import INT64_MAX, INT64_MIN, Reject
 
-__all__ = ["Reject", "Rejections", "load_json_object", "screen", "to_float", "to_int", "to_text"]
+__all__ = [
+    "Reject",
+    "Rejections",
+    "load_json_object",
+    "screen",
+    "to_float",
+    "to_int",
+    "to_text",
+    "unreadable",
+]
 
 
 @dataclass
@@ -52,15 +61,23 @@ def screen(values: pa.Array, rejected: Rejections) -> Iterator[tuple[int, bytes]
     """Yield (position, bytes) of each message worth decoding; reject tombstones, empty and
     oversized messages without looking inside them."""
     for position, value in enumerate(values.to_pylist()):
-        if value is None:
-            rejected.add(position, "tombstone", "record has a null value (Kafka tombstone)")
-        elif not value:
-            rejected.add(position, "empty_message", "record value is empty")
-        elif len(value) > MAX_MESSAGE_BYTES:
-            limit = f"over the {MAX_MESSAGE_BYTES} byte limit"
-            rejected.add(position, "too_large", f"message is {len(value)} bytes, {limit}")
-        else:
+        refusal = unreadable(value)
+        if refusal is None:
             yield position, value
+        else:
+            rejected.add(position, refusal.code, refusal.reason)
+
+
+def unreadable(value: bytes | None) -> Reject | None:
+    """Why a message is refused unread (tombstone, empty, over the size limit), or None."""
+    if value is None:
+        return Reject("tombstone", "record has a null value (Kafka tombstone)")
+    if not value:
+        return Reject("empty_message", "record value is empty")
+    if len(value) > MAX_MESSAGE_BYTES:
+        limit = f"over the {MAX_MESSAGE_BYTES} byte limit"
+        return Reject("too_large", f"message is {len(value)} bytes, {limit}")
+    return None
 
 
 def decode_text(value: bytes) -> str:
