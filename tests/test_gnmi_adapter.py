@@ -7,7 +7,15 @@ import copy
 import datetime as dt
 import json
 
-from adapter_inputs import messages, published, reasons
+import pyarrow as pa
+from adapter_inputs import messages, published, raw, reasons
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipelines.standardize import standardize
+from schemas.adapters import GnmiJsonAdapter
+from schemas.adapters.gnmi import _BULK_LEAVES, _SLOTS
+from schemas.adapters.gnmi_bulk import bulk_rows
 
 GNMI = "gnmi.json"
 RADIO = "radio_kpi.v1"
@@ -60,7 +68,8 @@ EXPECTED = {
 
 
 def encode(document: dict) -> bytes:
-    return json.dumps(document).encode()
+    """Compact, as gnmic writes it (the shape the adapter's bulk path takes)."""
+    return json.dumps(document, separators=(",", ":")).encode()
 
 
 def subscribe_response(notification: dict = NOTIFICATION) -> bytes:
@@ -205,3 +214,82 @@ def test_sql_and_control_characters_in_text_are_published_verbatim():
     node = "an-1'; DROP TABLE radio_kpi; --\u0007\u0000"
     notification = changed(prefix={**NOTIFICATION["prefix"], "target": node})
     assert published(GNMI, encode(notification))[RADIO][0]["node_id"] == node
+
+
+def both_paths(*values: bytes | None) -> tuple:
+    """(published rows, reasons) with the Arrow bulk path, and with every message one by one."""
+    outcomes = []
+    for bulk in (True, False):
+        adapter = GnmiJsonAdapter()
+        adapter.bulk = bulk
+        result = standardize(raw(*values, wire_format=GNMI), adapter)
+        rows = {ds: batch.to_pylist() for ds, batch in result.published.items()}
+        quarantined = result.quarantined.select(["offset", "reason_code", "reason"]).to_pylist()
+        outcomes.append((rows, quarantined))
+    return tuple(outcomes)
+
+
+def canonical(**members) -> dict:
+    """NOTIFICATION as proto3 JSON writes it (64-bit integers as strings, no deprecated
+    decimalVal), with ``members``."""
+    notification = changed(**members)
+    for entry in notification["update"]:
+        entry["val"] = {k: str(v) if "int" in k else v for k, v in entry["val"].items()}
+        if "decimalVal" in entry["val"]:
+            entry["val"] = {"doubleVal": 12.3}
+    return notification
+
+
+def test_the_bulk_path_and_the_message_path_agree_on_a_mixed_batch():
+    def at(seconds: int, **members) -> bytes:
+        return subscribe_response(canonical(timestamp=str(NS + seconds * 10**9), **members))
+
+    strong = canonical(timestamp=str(NS + 5 * 10**9))
+    strong["update"].append(update("rsrp", {"stringVal": "strong"}))
+    fractional = canonical(timestamp=str(NS + 6 * 10**9))
+    fractional["update"].append(update("RRC.ConnMean", {"doubleVal": 3.5}))
+    values = (
+        at(0),
+        b"",
+        at(1)[:50],
+        subscribe_response(strong),
+        at(2),
+        encode(canonical(timestamp=str(NS + 7 * 10**9))),
+        subscribe_response(fractional),
+        at(3, update=[]),
+        None,
+        at(4),
+    )
+    found, _ = bulk_rows(pa.array(values, pa.binary()), _BULK_LEAVES, _SLOTS)
+    assert found.positions.to_pylist() == [0, 4, 9]  # the rest go message by message
+    bulk, one_by_one = both_paths(*values)
+    assert bulk == one_by_one
+    assert [q["offset"] for q in bulk[1]] == [101, 102, 103, 106, 107, 108]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([u["path"]["elem"][0]["name"] for u in NOTIFICATION["update"]]),
+            st.sampled_from(["doubleVal", "floatVal", "intVal", "uintVal", "stringVal"]),
+            st.one_of(
+                st.integers(-(2**70), 2**70),
+                st.floats(allow_nan=False),
+                st.text(alphabet="0123456789.-e x", max_size=8),
+            ),
+        ),
+        max_size=6,
+    ),
+    st.integers(0, 3),
+)
+def test_the_bulk_path_agrees_with_the_message_path_on_any_values(updates, seconds):
+    notification = canonical(timestamp=str(NS + seconds * 10**9))
+    for name, kind, value in updates:
+        typed = str(value) if kind in ("intVal", "uintVal", "stringVal") else value
+        if isinstance(typed, float | int) and kind in ("doubleVal", "floatVal"):
+            typed = float(typed)
+        notification["update"].append(update(name, {kind: typed}))
+    value = subscribe_response(notification)
+    bulk, one_by_one = both_paths(subscribe_response(canonical()), value)
+    assert bulk == one_by_one

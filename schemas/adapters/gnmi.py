@@ -46,6 +46,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.adapters.base import DecodedRows, DecodeResult, canonical_rows, lineage_columns
+from schemas.adapters.gnmi_bulk import bulk_rows
 from schemas.adapters.messages import (
     Reject,
     Rejections,
@@ -90,28 +91,50 @@ class GnmiJsonAdapter:
     wire_format = WIRE_FORMAT
     schemas: tuple[TelemetrySchema, ...] = (RADIO_KPI_V1,)
 
+    bulk = True  # the Arrow path for the common shape; off, every message goes one by one
+
     def decode(self, raw: pa.RecordBatch) -> DecodeResult:
         rejected = Rejections()
+        values = raw.column("value")
+        found, rest = bulk_rows(values, _BULK_LEAVES, _SLOTS) if self.bulk else (None, None)
         slots: dict[str, list] = {slot: [] for slot in _SLOTS}
         index: list[int] = []
-        for position, value in screen(raw.column("value"), rejected):
+        chosen = values if rest is None else values.take(rest)
+        where = range(len(values)) if rest is None else rest.to_pylist()
+        for local, value in screen(chosen, rejected):
             try:
                 rows = notification_rows(load_json_object(value))
             except Reject as reject:
-                rejected.add(position, reject.code, reject.reason)
+                rejected.add(local, reject.code, reject.reason)
                 continue
             for row in rows:
                 for slot, column in slots.items():
                     column.append(row.get(slot))
-                index.append(position)
-        if not index:
+                index.append(where[local])
+        rejected.positions = [where[local] for local in rejected.positions]  # to raw positions
+        columns = {slot: pa.array(column, _SLOT_TYPES[slot]) for slot, column in slots.items()}
+        positions = pa.array(index, pa.int64())
+        if found is not None:
+            columns = {
+                slot: pa.concat_arrays(
+                    [
+                        found.columns.get(slot, pa.nulls(len(found.positions), column.type)).cast(
+                            column.type
+                        ),
+                        column,
+                    ]
+                )
+                for slot, column in columns.items()
+            }
+            positions = pa.concat_arrays([found.positions, positions])
+        if not len(positions):
             return rejected.result()
-        return self._rows(raw, slots, pa.array(index, pa.int64()), rejected)
+        return self._rows(raw, columns, positions, rejected)
 
     def _rows(
-        self, raw: pa.RecordBatch, slots: dict[str, list], index: pa.Array, rejected: Rejections
+        self, raw: pa.RecordBatch, slots: dict[str, pa.Array], index: pa.Array, rejected: Rejections
     ) -> DecodeResult:
-        ns = pa.array(slots["ns"], pa.int64())
+        ns = slots["ns"]
         event_time = epoch_to_micros(ns, "ns")
         late = implausible_times(ns, event_time)
         if pc.any(late).as_py():
@@ -120,19 +143,19 @@ class GnmiJsonAdapter:
             ):
                 message = f"timestamp={value} ns is outside 2000-01-01..2100-01-01"
                 rejected.add(position, "bad_timestamp", message)
-        floats = {name: pa.array(slots[name], pa.float64()) for name in _FLOAT_SLOTS}
+        floats = {name: slots[name] for name in _FLOAT_SLOTS}
         used, total = floats.pop("prb_used"), floats.pop("prb_total")
         prb = pc.if_else(
             pc.greater(total, 0), pc.multiply(pc.divide(used, total), 100.0), pa.scalar(None)
         )
         columns = {
-            "node_id": pa.array(slots["node_id"], pa.string()),
+            "node_id": slots["node_id"],
             "event_time": event_time,
-            "cell_id": pa.array(slots["cell_id"], pa.int64()),
-            "pci": pa.array(slots["pci"], pa.int64()),
-            "earfcn": pa.array(slots["earfcn"], pa.int64()),
-            "band": pa.array(slots["band"], pa.string()),
-            "connected_ues": pa.array(slots["connected_ues"], pa.int64()),
+            "cell_id": slots["cell_id"],
+            "pci": slots["pci"],
+            "earfcn": slots["earfcn"],
+            "band": slots["band"],
+            "connected_ues": slots["connected_ues"],
             "dl_throughput_mbps": kbit_to_mbit(floats.pop("dl_kbps")),
             "ul_throughput_mbps": kbit_to_mbit(floats.pop("ul_kbps")),
             "prb_utilization_pct": prb,
@@ -146,6 +169,17 @@ class GnmiJsonAdapter:
         return rejected.result((DecodedRows(RADIO_KPI_V1, rows, index),))
 
 
+_KIND = {to_float: "float", to_int: "int", to_text: "text"}
+_BULK_LEAVES = {leaf: (slot, _KIND[convert]) for leaf, (slot, convert) in _LEAVES.items()}
+_SLOT_TYPES = {
+    "node_id": pa.string(),
+    "ns": pa.int64(),
+    "cell_id": pa.int64(),
+    **{
+        slot: {"float": pa.float64(), "int": pa.int64(), "text": pa.string()}[kind]
+        for slot, kind in _BULK_LEAVES.values()
+    },
+}
 _FLOAT_SLOTS = tuple(
     slot for slot, convert in dict(_LEAVES.values()).items() if convert is to_float
 )
