@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
-from schemas.adapters.base import MAX_MESSAGE_BYTES
+from schemas.adapters.json_blocks import one_line_objects, parse_objects
 
 _ELEMS = pa.list_(pa.struct([("name", pa.string()), ("key", pa.struct([("eci", pa.string())]))]))
 # proto3 JSON: doubles as numbers, 64-bit integers as strings
@@ -61,20 +61,11 @@ def bulk_rows(
     ``leaves`` maps a lower-case leaf name to (slot, kind) with kind "float", "int" or "text".
     """
     everything = pa.array(range(len(values)), pa.int64())
-    text = values.cast(pa.string(), safe=False)  # validated by the JSON reader below
-    length = pc.binary_length(values)
-    shaped = pc.and_(pc.greater(length, 0), pc.less_equal(length, MAX_MESSAGE_BYTES))
-    shaped = pc.and_(shaped, pc.starts_with(text, '{"update":{'))
-    shaped = pc.and_(shaped, pc.ends_with(text, "}"))
-    for refused in ("\n", "\r", "NaN", "Infinity"):  # one line each; NaN named by the slow path
-        shaped = pc.and_(shaped, pc.invert(pc.match_substring(text, refused)))
-    shaped = pc.fill_null(shaped, False)
-    if not pc.any(shaped).as_py():
+    shaped = pc.filter(everything, one_line_objects(values, '{"update":{'))
+    positions, parsed = parse_objects(values, shaped, _OPTIONS)
+    if parsed is None:
         return None, everything
-    positions = pc.filter(everything, shaped)
-    notifications = _parse(pc.filter(values, shaped))
-    if notifications is None:
-        return None, everything
+    notifications = parsed.column("update").combine_chunks()
     taken = _eligible(notifications)
     notifications, positions = pc.filter(notifications, taken), pc.filter(positions, taken)
     pivoted = _pivot(notifications, leaves, slots)
@@ -93,20 +84,6 @@ def bulk_rows(
 
 def _whole(array: pa.Array | pa.ChunkedArray) -> pa.Array:
     return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
-
-
-def _parse(chosen: pa.Array) -> pa.StructArray | None:
-    lines = pc.binary_join_element_wise(chosen, pa.scalar(b"", pa.binary()), b"\n")
-    _, offsets, data = lines.buffers()
-    ends = pa.Array.from_buffers(pa.int32(), len(lines) + 1, [None, offsets], offset=lines.offset)
-    block = data.slice(ends[0].as_py(), ends[-1].as_py() - ends[0].as_py())
-    try:
-        table = pajson.read_json(pa.BufferReader(block), parse_options=_OPTIONS)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return None
-    if table.num_rows != len(chosen):
-        return None
-    return table.column("update").combine_chunks()
 
 
 def _field(array: pa.Array, *names: str) -> pa.Array:
@@ -211,10 +188,13 @@ def _text_number(text: pa.Array, pattern: str, target: pa.DataType) -> pa.Array:
 
 def _last_per_message(owners: pa.Array, value: pa.Array, count: int) -> pa.Array:
     """A message-aligned array of each message's last value (null where it has none)."""
+    messages = pa.array(range(count), pa.int64())
+    if len(owners) and pc.count_distinct(owners).as_py() == len(owners):  # the usual case
+        return pc.take(value, pc.index_in(messages, value_set=owners))
     if len(owners):
         table = pa.table({"owner": owners, "value": value, "order": pa.array(range(len(owners)))})
         last = table.group_by("owner", use_threads=False).aggregate([("order", "max")])
         picked = pc.take(value, last.column("order_max"))
-        slot = pc.index_in(pa.array(range(count), pa.int64()), value_set=last.column("owner"))
+        slot = pc.index_in(messages, value_set=last.column("owner"))
         return pc.take(picked, slot)
     return pa.nulls(count, value.type)

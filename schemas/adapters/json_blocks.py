@@ -1,0 +1,73 @@
+"""JSON messages parsed in bulk by Arrow's JSON reader, for the adapters' fast paths.
+
+Messages are screened with ``pyarrow.compute`` (one line, ASCII, no NaN/Infinity, a given
+opening), joined into one newline-delimited block and parsed against an explicit schema. Arrow
+refuses a whole block for one odd message, so a refused block is halved until the odd ones are
+isolated; whatever is not parsed is left to the adapter's message-by-message path.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pajson
+
+from schemas.adapters.base import MAX_MESSAGE_BYTES
+
+# Below this many messages a refused block is not split further.
+_SMALLEST_SPLIT = 16
+
+
+def one_line_objects(values: pa.Array, opening: str) -> pa.Array:
+    """Mask of messages fit for the bulk path: one ASCII line from ``opening`` to a final "}".
+
+    NaN and Infinity (which Arrow accepts and ``json`` refuses) are left to the per-message
+    path, which names them; non-ASCII messages too, so a block never fails on bad UTF-8.
+    """
+    text = values.cast(pa.string(), safe=False)  # bytes as they are; only ASCII ones are used
+    length = pc.binary_length(values)
+    fit = pc.and_(pc.greater(length, 0), pc.less_equal(length, MAX_MESSAGE_BYTES))
+    fit = pc.and_(fit, pc.string_is_ascii(text))
+    fit = pc.and_(fit, pc.starts_with(text, opening))
+    fit = pc.and_(fit, pc.ends_with(text, "}"))
+    for refused in ("\n", "\r", "NaN", "Infinity"):
+        fit = pc.and_(fit, pc.invert(pc.match_substring(text, refused)))
+    return pc.fill_null(fit, False)
+
+
+def parse_objects(
+    values: pa.Array, positions: pa.Array, options: pajson.ParseOptions
+) -> tuple[pa.Array, pa.Table | None]:
+    """Parse the messages at ``positions``; (the positions parsed, their rows in that order)."""
+    found = _parse_in_halves(values.take(positions), options)
+    if not found:
+        return pa.array([], pa.int64()), None
+    taken = pa.concat_arrays([positions.slice(start, table.num_rows) for start, table in found])
+    return taken, pa.concat_tables([table for _, table in found]).combine_chunks()
+
+
+def _parse_in_halves(chosen: pa.Array, options: pajson.ParseOptions) -> list[tuple[int, pa.Table]]:
+    table = _parse(chosen, options)
+    if table is not None:
+        return [(0, table)]
+    if len(chosen) < _SMALLEST_SPLIT:
+        return []
+    middle = len(chosen) // 2
+    second = _parse_in_halves(chosen.slice(middle), options)
+    return _parse_in_halves(chosen.slice(0, middle), options) + [
+        (middle + start, table) for start, table in second
+    ]
+
+
+def _parse(chosen: pa.Array, options: pajson.ParseOptions) -> pa.Table | None:
+    if not len(chosen):
+        return None
+    lines = pc.binary_join_element_wise(chosen, pa.scalar(b"", pa.binary()), b"\n")
+    _, offsets, data = lines.buffers()
+    ends = pa.Array.from_buffers(pa.int32(), len(lines) + 1, [None, offsets], offset=lines.offset)
+    block = data.slice(ends[0].as_py(), ends[-1].as_py() - ends[0].as_py())
+    try:
+        table = pajson.read_json(pa.BufferReader(block), parse_options=options)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    return table if table.num_rows == len(chosen) else None
