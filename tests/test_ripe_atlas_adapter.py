@@ -10,8 +10,15 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
-from adapter_inputs import messages, published, reasons
+from adapter_inputs import messages, published, raw, reasons
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipelines.standardize import standardize
+from schemas.adapters import RipeAtlasAdapter
+from schemas.adapters.ripe_bulk import bulk_pings
 
 RIPE = "ripe.atlas.result"
 LINK, TRACE = "link_kpi.v1", "path_trace.v1"
@@ -281,3 +288,68 @@ def test_the_real_samples_of_every_firmware_generation_are_all_published():
     values = SAMPLES.read_bytes().splitlines()
     rows = published(RIPE, *values)
     assert {dataset: len(found) for dataset, found in rows.items()} == {LINK: 4, TRACE: 4}
+
+
+def both_paths(*values: bytes | None) -> tuple:
+    """(published rows, quarantine) with the Arrow bulk path, and with every message one by one."""
+    outcomes = []
+    for bulk in (True, False):
+        adapter = RipeAtlasAdapter()
+        adapter.bulk = bulk
+        result = standardize(raw(*values, wire_format=RIPE), adapter)
+        rows = {ds: batch.to_pylist() for ds, batch in result.published.items()}
+        quarantined = result.quarantined.select(["offset", "reason_code", "reason"]).to_pylist()
+        outcomes.append((rows, quarantined))
+    return tuple(outcomes)
+
+
+def test_the_bulk_path_and_the_message_path_agree_on_a_mixed_batch():
+    def at(seconds: int, **members) -> bytes:
+        return changed(PING_5000, timestamp=T0 + seconds, **members)
+
+    values = (
+        at(0),
+        encode(PING_FW1),
+        at(1)[:40],
+        encode(TRACE_4750),
+        at(2, proto="UDP6", result=[{"x": "*"}, {"rtt": 3.0, "dup": 1}, {"rtt": 5.5}]),
+        None,
+        at(3, avg=-1, min=-1, max=-1, rcvd=0, result=[{"x": "*"}] * 3),
+        at(4, type="dns"),
+        at(0),
+        encode(PING_4400),
+    )
+    taken, _ = bulk_pings(pa.array(values, pa.binary()))
+    assert taken.to_pylist() == [0, 4, 6, 8]  # the rest go message by message
+    bulk, one_by_one = both_paths(*values)
+    assert bulk == one_by_one
+    assert [(q["offset"], q["reason_code"]) for q in bulk[1]] == [
+        (101, "duplicate"),  # firmware 1's result of the same probe, measurement and second
+        (102, "invalid_json"),
+        (105, "tombstone"),
+        (107, "unknown_kind"),
+        (108, "duplicate"),
+        (109, "duplicate"),
+    ]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.builds(lambda r: {"rtt": r}, st.floats(0, 1e4, allow_nan=False)),
+            st.just({"x": "*"}),
+            st.builds(lambda r: {"rtt": r, "dup": 1}, st.floats(0, 1e4)),
+            st.just({"error": "sendto failed"}),
+        ),
+        max_size=8,
+    ),
+    st.integers(0, 20),
+    st.integers(0, 20),
+    st.sampled_from(["ICMP", "UDP", "TCP", "icmp6", "SCTP"]),
+    st.sampled_from([4, 6]),
+)
+def test_the_bulk_path_agrees_with_the_message_path_on_any_ping(result, sent, rcvd, proto, af):
+    value = changed(PING_5000, result=result, sent=sent, rcvd=rcvd, proto=proto, af=af)
+    bulk, one_by_one = both_paths(value)
+    assert bulk == one_by_one

@@ -14,8 +14,8 @@ import pyarrow.json as pajson
 
 from schemas.adapters.base import MAX_MESSAGE_BYTES
 
-# Below this many messages a refused block is not split further.
-_SMALLEST_SPLIT = 16
+# Parse attempts per batch: enough to isolate a few odd messages, bounded when most are odd.
+_ATTEMPTS = 64
 
 
 def one_line_objects(values: pa.Array, opening: str) -> pa.Array:
@@ -39,24 +39,28 @@ def parse_objects(
     values: pa.Array, positions: pa.Array, options: pajson.ParseOptions
 ) -> tuple[pa.Array, pa.Table | None]:
     """Parse the messages at ``positions``; (the positions parsed, their rows in that order)."""
-    found = _parse_in_halves(values.take(positions), options)
+    found = _parse_in_halves(values.take(positions), options, [_ATTEMPTS])
     if not found:
         return pa.array([], pa.int64()), None
     taken = pa.concat_arrays([positions.slice(start, table.num_rows) for start, table in found])
     return taken, pa.concat_tables([table for _, table in found]).combine_chunks()
 
 
-def _parse_in_halves(chosen: pa.Array, options: pajson.ParseOptions) -> list[tuple[int, pa.Table]]:
+def _parse_in_halves(
+    chosen: pa.Array, options: pajson.ParseOptions, budget: list[int]
+) -> list[tuple[int, pa.Table]]:
+    if budget[0] <= 0:
+        return []
+    budget[0] -= 1
     table = _parse(chosen, options)
     if table is not None:
         return [(0, table)]
-    if len(chosen) < _SMALLEST_SPLIT:
+    if len(chosen) < 2:
         return []
     middle = len(chosen) // 2
-    second = _parse_in_halves(chosen.slice(middle), options)
-    return _parse_in_halves(chosen.slice(0, middle), options) + [
-        (middle + start, table) for start, table in second
-    ]
+    first = _parse_in_halves(chosen.slice(0, middle), options, budget)
+    second = _parse_in_halves(chosen.slice(middle), options, budget)
+    return first + [(middle + start, table) for start, table in second]
 
 
 def _parse(chosen: pa.Array, options: pajson.ParseOptions) -> pa.Table | None:

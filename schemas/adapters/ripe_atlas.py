@@ -47,6 +47,7 @@ from schemas.adapters.messages import (
     to_text,
 )
 from schemas.adapters.normalize import epoch_to_micros, implausible_times
+from schemas.adapters.ripe_bulk import bulk_pings
 from schemas.adapters.ripe_hops import summarize_hops
 from schemas.model import TelemetrySchema
 from schemas.network import LINK_KPI_V1, MEASUREMENT_PROTOCOLS, PATH_TRACE_V1
@@ -77,40 +78,58 @@ class RipeAtlasAdapter:
     wire_format = WIRE_FORMAT
     schemas: tuple[TelemetrySchema, ...] = (LINK_KPI_V1, PATH_TRACE_V1)
 
+    bulk = True  # the Arrow path for current-firmware pings; off, every message one by one
+
     def decode(self, raw: pa.RecordBatch) -> DecodeResult:
         rejected = Rejections()
+        values = raw.column("value")
+        taken, bulk_columns = bulk_pings(values) if self.bulk else (pa.array([], pa.int64()), {})
+        rest = pc.filter(
+            pa.array(range(len(values)), pa.int64()),
+            pc.invert(pc.is_in(pa.array(range(len(values)), pa.int64()), value_set=taken)),
+        ).to_pylist()
         found: dict[str, tuple[list[tuple], list[int]]] = {"ping": ([], []), "trace": ([], [])}
-        for position, value in screen(raw.column("value"), rejected):
+        for local, value in screen(values.take(pa.array(rest, pa.int64())), rejected):
             try:
                 kind, row = result_row(load_json_object(value))
             except Reject as reject:
-                rejected.add(position, reject.code, reject.reason)
+                rejected.add(local, reject.code, reject.reason)
                 continue
             rows, index = found[kind]
             rows.append(row)
-            index.append(position)
+            index.append(rest[local])
+        rejected.positions = [rest[local] for local in rejected.positions]  # to raw positions
         parts = []
         for kind, schema, slots in (("ping", LINK_KPI_V1, _PING), ("trace", PATH_TRACE_V1, _TRACE)):
             rows, index = found[kind]
-            if rows:
-                part = _part(raw, schema, slots, rows, pa.array(index, pa.int64()), rejected)
+            columns = _columns(slots, rows)
+            positions = pa.array(index, pa.int64())
+            if kind == "ping" and len(taken):
+                columns = {s: pa.concat_arrays([bulk_columns[s], c]) for s, c in columns.items()}
+                positions = pa.concat_arrays([taken, positions])
+            if len(positions):
+                part = _part(raw, schema, columns, positions, rejected)
                 if part is not None:
                     parts.append(part)
         return rejected.result(tuple(parts))
 
 
+def _columns(slots: tuple[str, ...], rows: list[tuple]) -> dict[str, pa.Array]:
+    columns = zip(*rows, strict=True) if rows else ([] for _ in slots)
+    return {
+        slot: pa.array(values, _TYPES.get(slot, pa.int64() if slot in _INTEGERS else pa.float64()))
+        for slot, values in zip(slots, columns, strict=True)
+    }
+
+
 def _part(
     raw: pa.RecordBatch,
     schema: TelemetrySchema,
-    slots: tuple[str, ...],
-    rows: list[tuple],
+    columns: dict[str, Any],
     index: pa.Array,
     rejected: Rejections,
 ) -> DecodedRows | None:
-    columns: dict[str, Any] = {
-        slot: pa.array(values, _TYPES.get(slot, pa.int64() if slot in _INTEGERS else pa.float64()))
-        for slot, values in zip(slots, zip(*rows, strict=True), strict=True)
-    }
+    columns = dict(columns)
     seconds = columns.pop("seconds")
     columns["event_time"] = epoch_to_micros(seconds, "s")
     bad = implausible_times(seconds, columns["event_time"])
