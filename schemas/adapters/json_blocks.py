@@ -19,7 +19,8 @@ _ATTEMPTS = 64
 
 
 def one_line_objects(values: pa.Array, opening: str) -> pa.Array:
-    """Mask of messages fit for the bulk path: one ASCII line from ``opening`` to a final "}".
+    """Mask of messages fit for the bulk path: one ASCII line from ``opening`` to a final "}",
+    with balanced braces and brackets.
 
     NaN and Infinity (which Arrow accepts and ``json`` refuses) are left to the per-message
     path, which names them; non-ASCII messages too, so a block never fails on bad UTF-8.
@@ -32,6 +33,9 @@ def one_line_objects(values: pa.Array, opening: str) -> pa.Array:
     fit = pc.and_(fit, pc.ends_with(text, "}"))
     for refused in ("\n", "\r", "NaN", "Infinity"):
         fit = pc.and_(fit, pc.invert(pc.match_substring(text, refused)))
+    for opening, closing in (("{", "}"), ("[", "]")):  # a truncated message rarely balances
+        balanced = pc.equal(pc.count_substring(text, opening), pc.count_substring(text, closing))
+        fit = pc.and_(fit, balanced)
     return pc.fill_null(fit, False)
 
 
