@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from schemas.adapters.base import MAX_MESSAGE_BYTES
+from schemas.adapters.ndjson import lines_buffer
 
 # Exports of a feed share a header or a few; beyond this many, the rest go message by message.
 MAX_HEADERS = 8
@@ -78,10 +79,7 @@ def parse_block(bodies: pa.Array, counts: pa.Array, width: int) -> list[pa.Array
     """The cells' text of every data line of ``bodies`` (all of one header), per column; None
     if Arrow refuses the block or finds another number of lines than ``counts`` says."""
     names = [f"c{i}" for i in range(width)]
-    lines = pc.binary_join_element_wise(bodies, "", "\n")  # a trailing blank line is skipped
-    _, offsets, data = lines.buffers()
-    start = pa.Array.from_buffers(pa.int32(), len(lines) + 1, [None, offsets], lines.offset)
-    block = data.slice(start[0].as_py(), start[-1].as_py() - start[0].as_py())
+    block = lines_buffer(bodies.cast(pa.binary()))  # a final newline doubled: a blank line, skipped
     try:
         table = pacsv.read_csv(
             pa.BufferReader(block),

@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from schemas.adapters.base import MAX_MESSAGE_BYTES
+from schemas.adapters.ndjson import lines_buffer
 
 # Parse attempts per batch: enough to isolate a few odd messages, bounded when most are odd.
 _ATTEMPTS = 64
@@ -70,12 +71,8 @@ def _parse_in_halves(
 def _parse(chosen: pa.Array, options: pajson.ParseOptions) -> pa.Table | None:
     if not len(chosen):
         return None
-    lines = pc.binary_join_element_wise(chosen, pa.scalar(b"", pa.binary()), b"\n")
-    _, offsets, data = lines.buffers()
-    ends = pa.Array.from_buffers(pa.int32(), len(lines) + 1, [None, offsets], offset=lines.offset)
-    block = data.slice(ends[0].as_py(), ends[-1].as_py() - ends[0].as_py())
     try:
-        table = pajson.read_json(pa.BufferReader(block), parse_options=options)
+        table = pajson.read_json(pa.BufferReader(lines_buffer(chosen)), parse_options=options)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     return table if table.num_rows == len(chosen) else None
