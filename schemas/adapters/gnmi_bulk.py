@@ -2,7 +2,8 @@
 
 The bulk path takes only the common, canonical shape — gnmic's compact
 ``{"update": {"timestamp": "<ns>", "prefix": {"target", "elem": [cell[eci=…]]}, "update": [...]}}``
-with one key-less element per update path and one scalar TypedValue per update — and only when
+ending in its ``update`` (or ``delete``) list, with one key-less element per update path and one
+scalar TypedValue per update, 64-bit integers as strings as proto3 JSON writes them — and only when
 every message of a block parses with one explicit schema. Any message outside that shape (or a
 block Arrow refuses) goes to the adapter's message-by-message path, which gives identical rows
 and names every problem; a test holds the two paths to the same results.
@@ -61,7 +62,7 @@ def bulk_rows(
     ``leaves`` maps a lower-case leaf name to (slot, kind) with kind "float", "int" or "text".
     """
     everything = pa.array(range(len(values)), pa.int64())
-    shaped = pc.filter(everything, one_line_objects(values, '{"update":{'))
+    shaped = pc.filter(everything, one_line_objects(values, '{"update":{', "]}}", balanced=False))
     positions, parsed = parse_objects(values, shaped, _OPTIONS)
     if parsed is None:
         return None, everything
@@ -155,22 +156,29 @@ def _pivot(
         _text_number(text, r"^[+-]?[0-9]{1,18}$", pa.int64()),
     )
     messages = pa.array(range(count), pa.int64())
-    # A message without a single known leaf has no measurement: the slow path says so.
-    failed = pc.invert(pc.is_in(messages, value_set=parent))
     columns: dict[str, pa.Array] = {}
+    unusable: list[pa.Array] = []  # owners of values the slow path would refuse
     kinds = {slot: kind for slot, kind in leaves.values()}
     for slot in slots:
         kind = kinds.get(slot)
         if kind is None:
             continue
         indices = [i for i, n in enumerate(names) if leaves[n][0] == slot]
-        mine = pc.is_in(leaf, value_set=pa.array(indices, pa.int32()))
+        mine = (
+            pc.equal(leaf, indices[0])
+            if len(indices) == 1
+            else pc.is_in(leaf, value_set=pa.array(indices, pa.int32()))
+        )
         source = {"float": as_float, "int": as_int, "text": text}[kind]
         value = pc.filter(source, mine)
         owners = pc.filter(parent, mine)
-        unusable = pc.is_null(value)
-        failed = pc.or_(failed, pc.is_in(messages, value_set=pc.filter(owners, unusable)))
+        unusable.append(pc.filter(owners, pc.is_null(value)))
         columns[slot] = _last_per_message(owners, value, count)
+    # A message without a single known leaf has no measurement: the slow path says so.
+    failed = pc.or_(
+        pc.invert(pc.is_in(messages, value_set=parent)),
+        pc.is_in(messages, value_set=pa.concat_arrays([*unusable, pa.array([], pa.int64())])),
+    )
     return pc.invert(failed), columns
 
 

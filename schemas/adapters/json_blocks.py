@@ -19,9 +19,11 @@ from schemas.adapters.ndjson import lines_buffer
 _ATTEMPTS = 64
 
 
-def one_line_objects(values: pa.Array, opening: str) -> pa.Array:
-    """Mask of messages fit for the bulk path: one ASCII line from ``opening`` to a final "}",
-    with balanced braces and brackets.
+def one_line_objects(
+    values: pa.Array, opening: str, closing: str = "}", balanced: bool = True
+) -> pa.Array:
+    """Mask of messages fit for the bulk path: one ASCII line from ``opening`` to ``closing``,
+    with balanced braces unless the caller's ``closing`` is telling enough.
 
     NaN and Infinity (which Arrow accepts and ``json`` refuses) are left to the per-message
     path, which names them; non-ASCII messages too, so a block never fails on bad UTF-8.
@@ -31,12 +33,11 @@ def one_line_objects(values: pa.Array, opening: str) -> pa.Array:
     fit = pc.and_(pc.greater(length, 0), pc.less_equal(length, MAX_MESSAGE_BYTES))
     fit = pc.and_(fit, pc.string_is_ascii(text))
     fit = pc.and_(fit, pc.starts_with(text, opening))
-    fit = pc.and_(fit, pc.ends_with(text, "}"))
-    for refused in ("\n", "\r", "NaN", "Infinity"):
-        fit = pc.and_(fit, pc.invert(pc.match_substring(text, refused)))
-    for opening, closing in (("{", "}"), ("[", "]")):  # a truncated message rarely balances
-        balanced = pc.equal(pc.count_substring(text, opening), pc.count_substring(text, closing))
-        fit = pc.and_(fit, balanced)
+    fit = pc.and_(fit, pc.ends_with(text, closing))
+    fit = pc.and_(fit, pc.invert(pc.match_substring_regex(text, "[\r\n]|NaN|Infinity")))
+    if balanced:  # a truncated message that happens to end in "}" rarely balances its braces
+        braces = pc.equal(pc.count_substring(text, "{"), pc.count_substring(text, "}"))
+        fit = pc.and_(fit, braces)
     return pc.fill_null(fit, False)
 
 
