@@ -39,6 +39,7 @@ _SECURITY_HEADERS = {
 
 class MarketServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # the default listen backlog (5) resets bursts of new clients
 
     def __init__(self, address: tuple[str, int], market: Marketplace) -> None:
         super().__init__(address, MarketHandler)

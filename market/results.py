@@ -54,8 +54,10 @@ def encode(table: pa.Table, fmt: str, envelope: dict[str, Any]) -> bytes:
 
 
 def _json_value(value: object) -> object:
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    if isinstance(value, dt.datetime):  # as in leaf bytes (docs/proof-format.md section 2)
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.timezone.utc)
+        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     if isinstance(value, (dt.date, dt.time)):
         return value.isoformat()
     if isinstance(value, dt.timedelta):
