@@ -86,7 +86,8 @@ const RDA = (() => {
     if (result.computed_root !== String(root).toLowerCase()) {
       return { ...result, verified: false, reason: "the row and path lead to root " + result.computed_root.slice(0, 16) + "…, not the checkpoint's root" };
     }
-    return { ...result, verified: true, reason: "the row is leaf " + index + " of the tree of size " + size + " with this root" };
+    const anchor = result.anchor_tx ? "; its anchor is tx " + result.anchor_tx : "; check that this size and root are anchored";
+    return { ...result, verified: true, reason: "the row is leaf " + index + " of the tree of size " + size + " with this root" + anchor };
   }
 
   // A bundle, a list of bundles, or {"bundles": [...]}: verified one by one.
