@@ -198,8 +198,8 @@ def test_a_query_that_runs_forever_is_interrupted_while_others_are_served(attack
 
     def run_forever():
         outcome["forever"] = attacker.query_json(
-            "SELECT sum(a.rsrp_dbm * b.sinr_db * c.latency_ms) "
-            "FROM radio_kpi_v1 a, radio_kpi_v1 b, radio_kpi_v1 c"
+            "SELECT sum(a.rsrp_dbm * b.sinr_db * c.latency_ms * d.pci) "
+            "FROM radio_kpi_v1 a, radio_kpi_v1 b, radio_kpi_v1 c, radio_kpi_v1 d"
         )
 
     thread = threading.Thread(target=run_forever)
