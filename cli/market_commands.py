@@ -56,7 +56,12 @@ def add_market_parsers(sub: argparse._SubParsersAction, default_data_dir: Path) 
     query.add_argument("--format", choices=("json", "csv", "arrow", "parquet"), default="json")
     query.add_argument("--output", type=Path, help="file to write (needed for arrow, parquet)")
     query.add_argument("--max-rows", type=int)
-    query.add_argument("--proofs", action="store_true", help="inclusion proofs for the rows")
+    query.add_argument(
+        "--proofs", action="store_true", help="write an inclusion proof bundle per returned row"
+    )
+    query.add_argument(
+        "--bundles-dir", type=Path, default=Path("bundles"), help="where --proofs writes bundles"
+    )
     common(query, buyer_query)
 
     serve = sub.add_parser("serve", help="the marketplace web page and HTTP API")
@@ -214,6 +219,8 @@ def buyer_query(args: argparse.Namespace) -> int:
         )
     finally:
         market.close()
+    if args.proofs:
+        _write_bundles(json.loads(result.body)["proofs"], args.bundles_dir)
     if args.output:
         args.output.write_bytes(result.body)
     else:
@@ -225,6 +232,15 @@ def buyer_query(args: argparse.Namespace) -> int:
             style="dim",
         )
     return 0
+
+
+def _write_bundles(bundles: list[dict], directory: Path) -> None:
+    """One file per bundle, named as ``rda prove`` names them, for ``rda verify --bundle``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for bundle in bundles:
+        name = f"{bundle['dataset']}-leaf-{bundle['leaf_index']:012d}.bundle.json"
+        (directory / name).write_text(json.dumps(bundle, indent=2, sort_keys=True) + "\n")
+    err.print(f"{len(bundles)} proof bundles in {directory} (check: rda verify --bundle)")
 
 
 def serve_market(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ checkpoint: rows landed after it are not on sale until they are anchored too.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,8 +49,13 @@ class Asset:
     schema: dict[str, Any]
     files: tuple[Path, ...]  # absolute, in leaf order
     leaf_starts: tuple[int, ...]
-    quality: dict[str, Any] | None
+    quality: dict[str, Any] | None  # score, report_sha256 and the report itself
     manifest_path: Path
+    log_id: str  # the Merkle log the checkpoint commits (its directory: <dataset>/log)
+
+    @property
+    def dataset_dir(self) -> Path:
+        return self.manifest_path.parent.parent
 
 
 def load_assets(data_dir: Path) -> dict[str, Asset]:
@@ -88,6 +94,16 @@ def _asset(layout: DataLayout, row: tuple) -> Asset:
         schema=manifest["schema"],
         files=tuple((dataset_dir / f["path"]).resolve() for f in files),
         leaf_starts=tuple(int(f["leaf_start"]) for f in files),
-        quality=manifest.get("quality"),
+        quality=read_quality(dataset_dir, manifest.get("quality")),
         manifest_path=path,
+        log_id=manifest.get("log", dataset),
     )
+
+
+def read_quality(dataset_dir: Path, entry: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The manifest's quality entry with its report read from the file it names."""
+    if not entry:
+        return None
+    report_file = dataset_dir / entry["report_path"]
+    report = json.loads(report_file.read_text()) if report_file.is_file() else None
+    return {"score": entry["score"], "report_sha256": entry["report_sha256"], "report": report}

@@ -36,7 +36,7 @@ def build_listing(asset: Asset, terms: Terms) -> dict[str, Any]:
         },
         "rows": asset.checkpoint.tree_size,
         "coverage": coverage(asset),
-        "quality": _quality(asset.quality),
+        "quality": asset.quality,
         "license": terms.license,
         "price_usd": terms.price_usd,
         "checkpoint": asset.checkpoint.as_dict(),
@@ -46,12 +46,6 @@ def build_listing(asset: Asset, terms: Terms) -> dict[str, Any]:
 def _field(field: dict[str, Any]) -> dict[str, Any]:
     keys = ("name", "type", "unit", "minimum", "maximum", "required", "privacy", "description")
     return {key: field.get(key) for key in keys}
-
-
-def _quality(report: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not report:
-        return None
-    return {"score": report.get("score"), "report": report}
 
 
 def coverage(asset: Asset) -> dict[str, Any]:

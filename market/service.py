@@ -16,6 +16,7 @@ from market.assets import Asset, CatalogUnavailable, load_assets
 from market.export import croissant, data_package
 from market.listings import build_listing
 from market.policy import QueryRefused, check_query
+from market.proving import bundles_for, check_provable
 from market.results import FORMATS, encode
 from market.sandbox import LEAF_COLUMN, Limits, Sandbox
 from market.store import Buyer, MarketSnapshot, MarketStore, market_path
@@ -135,27 +136,16 @@ class Marketplace:
         licensed = {a.view: a for a in self.licensed_assets(buyer)}
         checked = check_query(sql, set(licensed))
         used = [licensed[v] for v in checked.views]
-        if proofs:
-            _require_bundle_support()
+        if proofs and fmt != "json":
+            raise QueryRefused("bad_request", "proofs come with format=json")
         table = self.sandbox.run(checked.sql, used, max_rows, leaf_index=proofs)
         envelope: dict[str, Any] = {"checkpoints": [a.checkpoint.as_dict() for a in used]}
-        if proofs and LEAF_COLUMN in table.column_names:
+        if proofs:
+            leaves = check_provable(table, used)
+            envelope["proofs"] = bundles_for(used[0], leaves)
             table = table.drop_columns([LEAF_COLUMN])
         body = encode(table, fmt, envelope)
         return QueryResult(body, FORMATS[fmt], envelope["checkpoints"], table.num_rows)
-
-
-def _require_bundle_support() -> None:
-    """Inclusion proof bundles come from ``proofs.bundle`` (issue 6); until it is part of this
-    build, asking for proofs is refused rather than answered with anything unverifiable."""
-    try:
-        import proofs.bundle  # noqa: F401
-    except ImportError:
-        raise QueryRefused(
-            "proofs_unavailable",
-            "inclusion proof bundles are not available in this build yet (proofs/bundle.py)",
-            501,
-        ) from None
 
 
 def _stamp(path: Path) -> object:

@@ -19,6 +19,7 @@ from market.assets import load_assets
 from market.http import start_server
 from market.service import Marketplace
 from market.store import MarketStore, market_path
+from proofs.bundle import verify_bundle
 
 SQL = "SELECT node_id, count(*) AS reports FROM radio_kpi_v1 GROUP BY node_id ORDER BY node_id"
 ENDPOINTS = [
@@ -200,15 +201,46 @@ def test_a_body_that_is_not_json_is_refused(buyer):
     assert json.loads(response.read())["error"]["code"] == "bad_request"
 
 
-def test_proofs_are_refused_until_bundles_are_part_of_the_build(buyer):
-    try:
-        import proofs.bundle  # noqa: F401
-    except ImportError:
-        _name, client = buyer
-        status, result = client.query_json("SELECT * FROM radio_kpi_v1 LIMIT 2", proofs=True)
-        assert status == 501 and result["error"]["code"] == "proofs_unavailable"
-    else:
-        pytest.skip("proof bundles are available: covered by the proof tests")
+def test_proofs_come_with_one_verifiable_bundle_per_returned_row(buyer, demo_dir):
+    _name, client = buyer
+    status, result = client.query_json(
+        "SELECT * FROM radio_kpi_v1 WHERE pci < 100 ORDER BY source_offset DESC LIMIT 7",
+        proofs=True,
+    )
+    assert status == 200
+    asset = load_assets(demo_dir)["radio_kpi.v1"]
+    assert "rda_leaf_index" not in [c["name"] for c in result["columns"]]
+    assert len(result["proofs"]) == len(result["rows"]) == 7
+    for row, bundle in zip(result["rows"], result["proofs"], strict=True):
+        assert bundle["row"] == row  # the bundle proves exactly the row returned
+        assert bundle["checkpoint"]["root"] == asset.checkpoint.root
+        assert bundle["anchor"]["transaction"] == asset.checkpoint.anchor_tx
+        verdict = verify_bundle(bundle)  # offline: row -> leaf -> path -> checkpoint root
+        assert all(check.ok for check in verdict.checks if check.name != "anchor")
+
+
+@pytest.mark.parametrize(
+    ("sql", "options", "code"),
+    [
+        ("SELECT node_id, count(*) FROM radio_kpi_v1 GROUP BY 1", {}, "proofs_need_whole_rows"),
+        ("SELECT node_id, rsrp_dbm FROM radio_kpi_v1 LIMIT 3", {}, "proofs_need_whole_rows"),
+        ("SELECT * FROM radio_kpi_v1 LIMIT 3", {"format": "csv"}, "bad_request"),
+    ],
+)
+def test_proofs_need_whole_rows_of_one_dataset_in_json(buyer, sql, options, code):
+    _name, client = buyer
+    status, result = client.query_json(sql, proofs=True, **options)
+    assert status == 400 and result["error"]["code"] == code
+
+
+def test_proofs_over_a_join_are_refused(server, demo_dir):
+    _name, key = new_buyer(demo_dir, "radio_kpi.v1", "speed_test.v1")
+    client = Client(server.url, key)
+    status, result = client.query_json(
+        "SELECT r.* FROM radio_kpi_v1 r JOIN speed_test_v1 s USING (node_id) LIMIT 2", proofs=True
+    )
+    client.close()
+    assert status == 400 and result["error"]["code"] == "proofs_need_one_dataset"
 
 
 def test_sixteen_concurrent_clients_are_all_served(server, demo_dir):

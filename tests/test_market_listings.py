@@ -4,6 +4,7 @@ what the pipeline published and anchored."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import duckdb
@@ -12,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from market_support import shared_demo
 
-from market.assets import load_assets
+from market.assets import load_assets, read_quality
 from market.export import croissant, data_package
 from market.listings import H3_RESOLUTION, build_listing
 from market.store import Terms
@@ -84,10 +85,15 @@ def test_coverage_matches_the_published_rows(listing, asset):
         assert h3.get_resolution(cell["cell"]) == H3_RESOLUTION
 
 
-def test_a_quality_report_in_the_manifest_is_shown(asset):
+def test_a_quality_report_named_by_the_manifest_is_read_and_shown(asset, tmp_path):
     report = {"score": 0.97, "expectations": 12, "failed": 0}
-    listing = build_listing(dataclasses.replace(asset, quality=report), TERMS)
-    assert listing["quality"] == {"score": 0.97, "report": report}
+    (tmp_path / "quality").mkdir()
+    (tmp_path / "quality" / "000000000042.json").write_text(json.dumps(report))
+    entry = {"report_path": "quality/000000000042.json", "report_sha256": "ab" * 32, "score": 0.97}
+    quality = read_quality(tmp_path, entry)
+    assert quality == {"score": 0.97, "report_sha256": "ab" * 32, "report": report}
+    listing = build_listing(dataclasses.replace(asset, quality=quality), TERMS)
+    assert listing["quality"]["score"] == 0.97 and listing["quality"]["report"] == report
 
 
 def test_data_package_points_at_the_anchored_files(listing, asset):

@@ -17,11 +17,10 @@ from market_support import new_buyer, shared_demo
 from infra.tools import REPO_ROOT, ensure_chromium
 from market.assets import load_assets
 from market.http import start_server
+from market.proving import bundles_for
 from market.service import Marketplace
 from proofs.jcs import canonicalize
 from proofs.leaves import row_to_jcs_value
-from proofs.log import DatasetLog
-from proofs.merkle import inclusion_proof, root
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 CHROMIUM_ARGS = [
@@ -85,25 +84,10 @@ def shot(page, name: str) -> None:
 
 
 def real_bundle(demo_dir: Path, leaf_index: int) -> dict:
-    """An inclusion proof bundle for one published row, built from the dataset's own log."""
+    """The proof bundle the service returns for one published row (``proofs=true``)."""
     asset = load_assets(demo_dir)["radio_kpi.v1"]
-    size = asset.checkpoint.tree_size
-    hashes = DatasetLog(asset.manifest_path.parent.parent / "log").leaf_hashes(0, size)
-    assert root(hashes).hex() == asset.checkpoint.root
-    file_no = max(i for i, start in enumerate(asset.leaf_starts) if start <= leaf_index)
-    table = pq.read_table(asset.files[file_no])
-    row = table.slice(leaf_index - asset.leaf_starts[file_no], 1).to_pylist()[0]
-    return {
-        "dataset": "radio_kpi.v1",
-        "checkpoint": {
-            "tree_size": size,
-            "root": asset.checkpoint.root,
-            "anchor_tx": asset.checkpoint.anchor_tx,
-        },
-        "leaf_index": leaf_index,
-        "row": row_to_jcs_value(row, table.schema),
-        "inclusion_proof": [h.hex() for h in inclusion_proof(hashes, leaf_index)],
-    }
+    (bundle,) = bundles_for(asset, [leaf_index])
+    return bundle
 
 
 def test_signed_in_buyer_sees_the_catalog_and_can_search_and_filter(page):
@@ -168,13 +152,14 @@ def test_a_real_proof_bundle_is_verified_in_the_browser(page, demo_dir):
     "tamper",
     [
         lambda b: b["row"].update(rsrp_dbm=b["row"]["rsrp_dbm"] + 1),
+        lambda b: b.update(leaf_hash="00" * 32),
         lambda b: b.update(leaf_index=b["leaf_index"] + 1),
-        lambda b: b["inclusion_proof"].pop(),
+        lambda b: b["audit_path"].pop(),
         lambda b: b["checkpoint"].update(root="00" * 32),
     ],
     # Not "another tree size": a path does not authenticate the size (docs/proof-format.md
     # section 5); the verdict names the checkpoint, whose size and root the anchor fixes.
-    ids=["row changed", "other index", "short path", "other root"],
+    ids=["row changed", "leaf hash changed", "other index", "short path", "other root"],
 )
 def test_a_tampered_bundle_is_not_verified(page, demo_dir, tamper):
     bundle = real_bundle(demo_dir, 5)

@@ -76,7 +76,7 @@ const RDA = (() => {
     const leafBytes = utf8.encode(canonicalize(bundle.row));
     const leaf = await leafHash(leafBytes);
     const result = { dataset: bundle.dataset ?? checkpoint.dataset, leaf_index: index, tree_size: size,
-      root, leaf_hash: bytesToHex(leaf), anchor_tx: checkpoint.anchor_tx ?? null };
+      root, leaf_hash: bytesToHex(leaf), anchor_tx: bundle.anchor?.transaction ?? checkpoint.anchor_tx ?? null };
     if (bundle.leaf_hash && bundle.leaf_hash !== result.leaf_hash) {
       return { ...result, verified: false, reason: "the row does not hash to the bundle's leaf hash" };
     }
