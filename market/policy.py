@@ -9,6 +9,7 @@ file access is off, so a gap in one is still closed by the other.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,6 +50,11 @@ _parser = duckdb.connect(":memory:", config={"enable_external_access": False})
 
 def check_query(sql: str, licensed_views: set[str]) -> CheckedQuery:
     """Refuse anything but a single SELECT that reads only ``licensed_views``."""
+    return _check(sql, frozenset(licensed_views))
+
+
+@functools.lru_cache(maxsize=1024)  # dashboards repeat their queries; refusals are not cached
+def _check(sql: str, licensed_views: frozenset[str]) -> CheckedQuery:
     if not sql or not sql.strip():
         raise QueryRefused("empty_query", "the query is empty")
     if len(sql) > MAX_SQL_CHARS:
@@ -84,7 +90,7 @@ def _syntax_tree(sql: str) -> dict:
     return tree
 
 
-def _check_node(node: dict, licensed: set[str], ctes: set[str], views: set[str]) -> None:
+def _check_node(node: dict, licensed: frozenset[str], ctes: set[str], views: set[str]) -> None:
     ref_type = node.get("type")
     if "table_name" in node and ref_type == "BASE_TABLE":
         name, schema, catalog = node["table_name"], node["schema_name"], node["catalog_name"]
@@ -145,7 +151,7 @@ def _nodes(value: object) -> Iterator[dict]:
             stack.extend(item)
 
 
-def _listing(names: set[str]) -> str:
+def _listing(names: frozenset[str]) -> str:
     return ", ".join(sorted(names)) or "you have none"
 
 

@@ -14,7 +14,9 @@ shared by every buyer with the same licences and rebuilt when a new checkpoint i
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,6 +45,7 @@ class Sandbox:
         self.limits = limits or Limits()
         self._databases: OrderedDict[tuple, duckdb.DuckDBPyConnection] = OrderedDict()
         self._lock = threading.Lock()
+        self._watchdog = _Watchdog()
 
     def run(
         self,
@@ -55,8 +58,7 @@ class Sandbox:
         the column ``rda_leaf_index`` (the row's leaf in its dataset's Merkle tree)."""
         limit = min(max_rows or self.limits.max_rows, self.limits.max_rows)
         cursor = self._database(assets, leaf_index).cursor()
-        timer = threading.Timer(self.limits.timeout_s, _interrupt, [cursor])
-        timer.start()
+        watch = self._watchdog.watch(cursor, self.limits.timeout_s)
         try:
             reader = cursor.sql(sql).to_arrow_reader(_BATCH_ROWS)
             batches, rows = [], 0
@@ -85,7 +87,7 @@ class Sandbox:
         except duckdb.Error as error:
             raise QueryRefused("query_failed", _first_line(error)) from None
         finally:
-            timer.cancel()
+            self._watchdog.release(watch)
             cursor.close()
 
     def close(self) -> None:
@@ -144,10 +146,43 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _interrupt(cursor: duckdb.DuckDBPyConnection) -> None:
-    # The query may have finished, and its cursor closed, in the meantime.
-    with contextlib.suppress(duckdb.Error):
-        cursor.interrupt()
+class _Watchdog:
+    """One thread that interrupts cursors past their deadline (a timer thread per query
+    would cost more than a small query itself)."""
+
+    def __init__(self) -> None:
+        self._deadlines: dict[int, tuple[float, duckdb.DuckDBPyConnection]] = {}
+        self._tokens = itertools.count()
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, cursor: duckdb.DuckDBPyConnection, seconds: float) -> int:
+        token = next(self._tokens)
+        with self._wake:
+            self._deadlines[token] = (time.monotonic() + seconds, cursor)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="rda-sql-watchdog")
+                self._thread.daemon = True
+                self._thread.start()
+            self._wake.notify()
+        return token
+
+    def release(self, token: int) -> None:
+        with self._wake:
+            self._deadlines.pop(token, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                now = time.monotonic()
+                due = [t for t, (deadline, _c) in self._deadlines.items() if deadline <= now]
+                for token in due:
+                    _deadline, cursor = self._deadlines.pop(token)
+                    # The query may have finished, and its cursor closed, in the meantime.
+                    with contextlib.suppress(duckdb.Error):
+                        cursor.interrupt()
+                pending = [deadline for deadline, _c in self._deadlines.values()]
+                self._wake.wait(timeout=max(min(pending) - now, 0.01) if pending else None)
 
 
 def _first_line(error: Exception) -> str:
