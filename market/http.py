@@ -133,6 +133,7 @@ class MarketHandler(BaseHTTPRequestHandler):
         except ValueError:
             raise QueryRefused("bad_request", "invalid Content-Length") from None
         if length > MAX_BODY:
+            self.close_connection = True  # the unread body would be taken for the next request
             raise QueryRefused(
                 "request_too_large", f"request bodies are limited to {MAX_BODY} bytes", 413
             )

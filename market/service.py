@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import duckdb
+
 from market.assets import Asset, CatalogUnavailable, load_assets
 from market.export import croissant, data_package
 from market.listings import build_listing
@@ -70,7 +72,7 @@ class Marketplace:
                 try:
                     self._market = self.store.snapshot()
                     self._market_stamp = stamp
-                except Exception:  # locked by a concurrent `rda market` write: retry next time
+                except duckdb.Error:  # locked by a concurrent `rda market` write: retry later
                     pass
             return self._market
 

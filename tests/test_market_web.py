@@ -128,6 +128,20 @@ def test_sql_console_runs_a_query_and_names_the_checkpoint(page, demo_dir):
     shot(page, "console")
 
 
+def test_console_proofs_are_verified_in_the_browser(page):
+    page.click("nav button[data-tab='console']")
+    page.fill("#sql", "SELECT * FROM radio_kpi_v1 WHERE pci < 250 LIMIT 4")
+    page.check("#with-proofs")
+    page.click("#run")
+    page.wait_for_selector("#check-proofs:not([hidden])")
+    assert page.inner_text("#query-status") == "4 rows, 4 proof bundles"
+    page.click("#check-proofs")
+    page.wait_for_selector("#verdict-line")
+    assert page.inner_text("#verdict-line") == "VERIFIED — 4 bundle(s)"
+    assert "its anchor is tx 0x" in page.inner_text("#verdict")
+    shot(page, "console-proofs-verified")
+
+
 def test_sql_console_shows_a_refusal_clearly(page):
     page.click("nav button[data-tab='console']")
     page.fill("#sql", "SELECT * FROM read_csv('/etc/passwd')")

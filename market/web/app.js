@@ -143,11 +143,15 @@ async function runQuery() {
   $("query-status").textContent = "running…";
   $("query-checkpoints").textContent = "";
   $("query-result").replaceChildren();
+  $("check-proofs").hidden = true;
   try {
+    const proofs = $("with-proofs").checked;
     const result = await api("/api/query", { method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ sql: $("sql").value, format: "json" }) });
+      body: JSON.stringify({ sql: $("sql").value, format: "json", proofs }) });
     showError("");
-    $("query-status").textContent = `${result.row_count} rows`;
+    state.bundles = result.proofs || null;
+    $("check-proofs").hidden = !state.bundles;
+    $("query-status").textContent = `${result.row_count} rows` + (state.bundles ? `, ${state.bundles.length} proof bundles` : "");
     $("query-checkpoints").textContent = "Computed on " + result.checkpoints.map((c) =>
       `${c.dataset} at tree size ${c.tree_size}, root ${c.root.slice(0, 16)}…, anchor tx ${c.anchor_tx}`).join("; ");
     $("query-result").replaceChildren(resultTable(result));
@@ -179,4 +183,9 @@ $("search").addEventListener("input", renderListings);
 $("filter").addEventListener("change", renderListings);
 $("run").addEventListener("click", runQuery);
 $("verify").addEventListener("click", verifyPasted);
+$("check-proofs").addEventListener("click", () => {
+  $("bundle").value = JSON.stringify({ bundles: state.bundles }, null, 2);
+  switchTab("proof");
+  verifyPasted();
+});
 if (state.key) signIn(state.key);
