@@ -49,7 +49,7 @@ class Asset:
     schema: dict[str, Any]
     files: tuple[Path, ...]  # absolute, in leaf order
     leaf_starts: tuple[int, ...]
-    quality: dict[str, Any] | None  # score, report_sha256 and the report itself
+    quality: dict[str, Any] | None  # the manifest's section: score, report_path, report_sha256…
     manifest_path: Path
     log_id: str  # the Merkle log the checkpoint commits (its directory: <dataset>/log)
 
@@ -94,16 +94,15 @@ def _asset(layout: DataLayout, row: tuple) -> Asset:
         schema=manifest["schema"],
         files=tuple((dataset_dir / f["path"]).resolve() for f in files),
         leaf_starts=tuple(int(f["leaf_start"]) for f in files),
-        quality=read_quality(dataset_dir, manifest.get("quality")),
+        quality=manifest.get("quality"),
         manifest_path=path,
         log_id=manifest.get("log", dataset),
     )
 
 
-def read_quality(dataset_dir: Path, entry: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The manifest's quality entry with its report read from the file it names."""
-    if not entry:
+def read_quality_report(asset: Asset) -> dict[str, Any] | None:
+    """The quality report (Great Expectations validation JSON) the manifest names, if any."""
+    if not asset.quality or not asset.quality.get("report_path"):
         return None
-    report_file = dataset_dir / entry["report_path"]
-    report = json.loads(report_file.read_text()) if report_file.is_file() else None
-    return {"score": entry["score"], "report_sha256": entry["report_sha256"], "report": report}
+    report_file = asset.dataset_dir / asset.quality["report_path"]
+    return json.loads(report_file.read_text()) if report_file.is_file() else None

@@ -91,7 +91,7 @@ class MarketHandler(BaseHTTPRequestHandler):
         elif method == "GET" and parts == ["listings"]:
             self._send_json(200, {"listings": market.listings(buyer)})
         elif method == "GET" and len(parts) == 2 and parts[0] == "listings":
-            self._send_json(200, market.listing(buyer, parts[1]))
+            self._send_json(200, market.listing(buyer, parts[1], with_report=True))
         elif method == "GET" and len(parts) == 3 and parts[0] == "listings":
             fmt = {"datapackage.json": "datapackage", "croissant.json": "croissant"}.get(parts[2])
             if fmt is None:

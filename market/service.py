@@ -14,7 +14,7 @@ from typing import Any
 
 import duckdb
 
-from market.assets import Asset, CatalogUnavailable, load_assets
+from market.assets import Asset, CatalogUnavailable, load_assets, read_quality_report
 from market.export import croissant, data_package
 from market.listings import build_listing
 from market.policy import QueryRefused, check_query
@@ -97,14 +97,18 @@ class Marketplace:
     def listings(self, buyer: Buyer) -> list[dict[str, Any]]:
         return [self.listing(buyer, dataset) for dataset in self.assets()]
 
-    def listing(self, buyer: Buyer, dataset: str) -> dict[str, Any]:
+    def listing(self, buyer: Buyer, dataset: str, with_report: bool = False) -> dict[str, Any]:
+        """A listing; ``with_report`` adds the quality report the manifest names."""
         asset = self._asset(dataset)
         terms = self.market().terms_for(dataset)
         key = (dataset, asset.checkpoint.tree_size, terms)
         cached = self._listings.get(key)
         if cached is None:
             cached = self._listings[key] = build_listing(asset, terms)
-        return {**cached, "licensed": dataset in buyer.datasets}
+        listing = {**cached, "licensed": dataset in buyer.datasets}
+        if with_report:
+            listing["quality_report"] = read_quality_report(asset)
+        return listing
 
     def export(self, dataset: str, fmt: str) -> dict[str, Any]:
         if fmt not in EXPORT_FORMATS:

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from market_support import shared_demo
 
-from market.assets import load_assets, read_quality
+from market.assets import load_assets, read_quality_report
 from market.export import croissant, data_package
 from market.listings import H3_RESOLUTION, build_listing
 from market.store import Terms
@@ -85,15 +85,23 @@ def test_coverage_matches_the_published_rows(listing, asset):
         assert h3.get_resolution(cell["cell"]) == H3_RESOLUTION
 
 
-def test_a_quality_report_named_by_the_manifest_is_read_and_shown(asset, tmp_path):
-    report = {"score": 0.97, "expectations": 12, "failed": 0}
-    (tmp_path / "quality").mkdir()
-    (tmp_path / "quality" / "000000000042.json").write_text(json.dumps(report))
-    entry = {"report_path": "quality/000000000042.json", "report_sha256": "ab" * 32, "score": 0.97}
-    quality = read_quality(tmp_path, entry)
-    assert quality == {"score": 0.97, "report_sha256": "ab" * 32, "report": report}
-    listing = build_listing(dataclasses.replace(asset, quality=quality), TERMS)
-    assert listing["quality"]["score"] == 0.97 and listing["quality"]["report"] == report
+def test_a_quality_section_and_its_report_are_shown(asset, tmp_path):
+    report = {"success": True, "statistics": {"evaluated_expectations": 12}}
+    dataset_dir = tmp_path / "radio_kpi.v1"
+    (dataset_dir / "quality").mkdir(parents=True)
+    (dataset_dir / "quality" / "000000000042.validation.json").write_text(json.dumps(report))
+    section = {
+        "report_path": "quality/000000000042.validation.json",
+        "report_sha256": "ab" * 32,
+        "score": 0.97,
+        "expectations": {"evaluated": 12, "successful": 12, "success": True},
+    }
+    with_quality = dataclasses.replace(
+        asset, quality=section, manifest_path=dataset_dir / "checkpoints" / "x.manifest.json"
+    )
+    assert build_listing(with_quality, TERMS)["quality"] == section
+    assert read_quality_report(with_quality) == report
+    assert read_quality_report(asset) is None
 
 
 def test_data_package_points_at_the_anchored_files(listing, asset):

@@ -102,9 +102,7 @@ async function showDataset(dataset) {
   try {
     const l = await api("/api/listings/" + encodeURIComponent(dataset));
     const cp = l.checkpoint, cov = l.coverage;
-    const quality = l.quality
-      ? el("div", {}, el("p", {}, "Quality score: ", el("strong", {}, String(l.quality.score ?? "n/a"))),
-          el("pre", {}, JSON.stringify(l.quality.report, null, 2)))
+    const quality = l.quality ? qualitySection(l.quality, l.quality_report)
       : el("p", { class: "hint" }, "No quality report is attached to this checkpoint.");
     const article = el("article", { id: "dataset" },
       el("h2", {}, l.dataset + " — " + l.title),
@@ -132,6 +130,16 @@ async function showDataset(dataset) {
       $("sample").replaceChildren(resultTable(result));
     }
   } catch (e) { showError(e.message); }
+}
+
+function qualitySection(q, report) {
+  const rows = [["score", q.score]];
+  if (q.expectations) rows.push(["expectations", `${q.expectations.successful} of ${q.expectations.evaluated} met`]);
+  for (const [name, value] of Object.entries(q.components || {})) rows.push([name, value]);
+  if (q.report_sha256) rows.push(["report sha256", q.report_sha256]);
+  return el("div", { id: "quality" }, table(["", ""], rows),
+    report ? el("details", {}, el("summary", {}, "Validation report (Great Expectations)"),
+      el("pre", {}, JSON.stringify(report, null, 2))) : "");
 }
 
 function resultTable(result) {
