@@ -211,6 +211,8 @@ def buyer_query(args: argparse.Namespace) -> int:
         raise UserError(f"an API key is needed: --key KEY or ${API_KEY_ENV}")
     if args.format in ("arrow", "parquet") and not args.output:
         raise UserError(f"--format {args.format} is binary: pass --output FILE")
+    if args.json and args.format != "json" and not args.output:
+        raise UserError("--json prints one JSON object: use --format json, or pass --output FILE")
     market = _marketplace(args)
     try:
         buyer = _refused(lambda: market.authenticate(key))
@@ -223,6 +225,11 @@ def buyer_query(args: argparse.Namespace) -> int:
         _write_bundles(json.loads(result.body)["proofs"], args.bundles_dir)
     if args.output:
         args.output.write_bytes(result.body)
+        if args.json:
+            emit_json(
+                {"output": str(args.output), "format": args.format,
+                 "row_count": result.row_count, "checkpoints": result.checkpoints}
+            )  # fmt: skip
     else:
         sys.stdout.write(result.body.decode() + ("\n" if args.format == "json" else ""))
     for c in result.checkpoints:

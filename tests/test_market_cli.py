@@ -9,6 +9,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from market_support import shared_demo
 
@@ -142,3 +143,17 @@ def test_serve_without_a_catalog_is_a_one_line_error(tmp_path):
     result = rda("serve", "--data-dir", str(tmp_path / "empty"), "--port", str(free_port()))
     assert result.returncode == 2
     assert "no catalog" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_query_json_with_an_output_file_reports_what_it_wrote(demo_dir, tmp_path):
+    key = add_buyer(demo_dir, "cli-parquet")
+    rda("market", "grant", "cli-parquet", "radio_kpi.v1", "--data-dir", str(demo_dir))
+    target = tmp_path / "result.parquet"
+    result = rda(
+        "query", "SELECT node_id FROM radio_kpi_v1 LIMIT 3", "--format", "parquet",
+        "--output", str(target), "--key", key, "--data-dir", str(demo_dir), "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["row_count"] == 3 and report["checkpoints"][0]["dataset"] == "radio_kpi.v1"
+    assert pq.read_table(target).num_rows == 3
