@@ -21,8 +21,14 @@ MAX_SQL_CHARS = 20_000
 # Table references a buyer's query may contain; anything else (SHOW, DESCRIBE, table
 # functions, column data…) is refused.
 _ALLOWED_TABLE_REFS = {"BASE_TABLE", "JOIN", "SUBQUERY", "EXPRESSION_LIST", "EMPTY", "PIVOT"}
-# Scalar functions that describe the server rather than the data.
-_FORBIDDEN_FUNCTIONS = {"current_setting", "getenv", "current_schemas", "version", "read_blob"}
+# Functions that describe the server rather than the data, and functions that build a huge
+# value from a small input: DuckDB's memory limit does not bound a single value, so
+# repeat('x', 1500000000) would take gigabytes, uninterruptibly.
+_FORBIDDEN_FUNCTIONS = {
+    "current_setting", "getenv", "current_schemas", "version", "read_blob",
+    "repeat", "lpad", "rpad", "range", "generate_series", "list_resize", "array_resize",
+    "printf", "format", "bar",
+}  # fmt: skip
 _FORBIDDEN_PREFIXES = ("duckdb_", "pragma_", "pg_", "sqlite_")
 
 
@@ -116,6 +122,8 @@ def _check_node(node: dict, licensed: frozenset[str], ctes: set[str], views: set
         )
     elif _is_table_ref(node) and ref_type not in _ALLOWED_TABLE_REFS:
         raise QueryRefused("statement_not_allowed", f"{ref_type} is not allowed in buyer queries")
+    if ref_type == "RECURSIVE_CTE_NODE":  # s || s doubles a string each step, unbounded
+        raise QueryRefused("statement_not_allowed", "recursive queries are not allowed")
     if node.get("class") == "FUNCTION":
         _check_function(node)
 

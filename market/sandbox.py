@@ -86,6 +86,9 @@ class Sandbox:
             ) from None
         except duckdb.Error as error:
             raise QueryRefused("query_failed", _first_line(error)) from None
+        except (OSError, pa.ArrowException) as error:
+            # Errors while streaming arrive through the Arrow reader, as Arrow errors.
+            raise _streaming_refusal(error, self.limits) from None
         finally:
             self._watchdog.release(watch)
             cursor.close()
@@ -183,6 +186,17 @@ class _Watchdog:
                         cursor.interrupt()
                 pending = [deadline for deadline, _c in self._deadlines.values()]
                 self._wake.wait(timeout=max(min(pending) - now, 0.01) if pending else None)
+
+
+def _streaming_refusal(error: Exception, limits: Limits) -> QueryRefused:
+    message = _first_line(error)
+    if "Interrupt" in message:
+        return QueryRefused("timeout", f"the query ran longer than {limits.timeout_s:g} s")
+    if "Out of Memory" in message or "failed to allocate" in message:
+        return QueryRefused(
+            "out_of_memory", f"the query needs more than {limits.memory_limit} of memory"
+        )
+    return QueryRefused("query_failed", message)
 
 
 def _first_line(error: Exception) -> str:
