@@ -65,7 +65,7 @@ def load_assets(data_dir: Path) -> dict[str, Asset]:
         raise CatalogUnavailable(f"no catalog at {layout.catalog}: run the pipeline first")
     try:
         con = duckdb.connect(str(layout.catalog), read_only=True)
-    except duckdb.IOException as error:
+    except duckdb.Error as error:  # most often: the driver holds the write lock
         raise CatalogUnavailable(f"cannot open {layout.catalog}: {error}") from None
     with con:
         rows = con.execute(
@@ -84,7 +84,10 @@ def _asset(layout: DataLayout, row: tuple) -> Asset:
     if not _VIEW_NAME.match(view):  # view names become SQL identifiers
         raise CatalogUnavailable(f"dataset {dataset!r} has an unusable view name {view!r}")
     path = layout.root / manifest_rel
-    manifest, _digest = load_manifest(path)
+    try:
+        manifest, _digest = load_manifest(path)
+    except (OSError, ValueError) as error:
+        raise CatalogUnavailable(f"checkpoint manifest {path} is unreadable: {error}") from None
     dataset_dir = layout.dataset_dir(dataset)
     files = manifest["files"]
     return Asset(

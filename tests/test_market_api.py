@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -262,3 +264,35 @@ def test_sixteen_concurrent_clients_are_all_served(server, demo_dir):
     for t in threads:
         t.join(timeout=120)
     assert statuses == [200] * 80
+
+
+def test_a_locked_catalog_keeps_the_service_on_its_last_good_state(server, demo_dir):
+    _name, key = new_buyer(demo_dir, "radio_kpi.v1")
+    client = Client(server.url, key)
+    assert client.query(SQL)[0] == 200
+    expected = expected_counts(demo_dir)
+    writer = subprocess.Popen(  # another process holds the catalog's write lock, as `rda run` does
+        [sys.executable, "-c", WRITER, str(demo_dir / "catalog.duckdb")],
+        stdout=subprocess.PIPE,
+        stdin=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout.readline().strip() == "locked"
+        status, _h, body = client.query(SQL)
+        assert status == 200 and json.loads(body)["rows"] == expected
+    finally:
+        writer.communicate("done\n", timeout=30)
+        client.close()
+
+
+WRITER = """
+import sys, duckdb
+con = duckdb.connect(sys.argv[1])
+con.execute("CREATE TABLE IF NOT EXISTS market_test_touch (x INTEGER)")
+con.execute("INSERT INTO market_test_touch VALUES (1)")
+print("locked", flush=True)
+sys.stdin.readline()
+con.execute("DROP TABLE market_test_touch")
+con.close()
+"""
