@@ -79,7 +79,9 @@ def test_files_of_both_minors_read_together_with_nulls_for_the_new_fields(tmp_pa
     table = pads.dataset(tmp_path, schema=RADIO_KPI_V1.arrow_schema()).to_table()
     assert table.sort_by("source_offset").column("band").to_pylist() == [None, "B3"]
     listing = str(tmp_path / "*.parquet")
-    found = duckdb.sql(
-        f"SELECT band FROM read_parquet('{listing}', union_by_name = true) ORDER BY source_offset"
-    ).fetchall()
+    with duckdb.connect() as db:  # its own connection, not the process-wide default one
+        found = db.execute(
+            f"SELECT band FROM read_parquet('{listing}', union_by_name = true) "
+            "ORDER BY source_offset"
+        ).fetchall()
     assert found == [(None,), ("B3",)]
