@@ -22,6 +22,7 @@ from pipelines.kafka_source import KafkaSource, OffsetRange
 from proofs.leaves import leaf_hashes_for_batch
 from proofs.log import DatasetLog
 from proofs.manifest import build_manifest, write_manifest
+from proofs.signing import publisher_key
 from schemas.registry import all_datasets, schema_for_dataset
 from sinks.catalog import Catalog
 from sinks.dedup import drop_records, find_duplicates, quarantine_duplicates
@@ -29,7 +30,8 @@ from sinks.layout import DataLayout
 from sinks.parquet import ChunkWriter, read_receipt
 
 PIPELINE_VERSION = "0.1.0"
-Anchorer = Callable[[str, int, bytes, bytes], dict[str, Any]]
+# Anchors a batch's checkpoints (dataset, tree_size, root, manifest_sha256) in one transaction.
+Anchorer = Callable[[list[dict]], list[dict]]
 Progress = Callable[[str], None]
 
 
@@ -104,20 +106,18 @@ def commit_and_anchor(
     anchor: Anchorer,
     progress: Progress,
 ) -> list[dict]:
-    """Append each dataset's new files to its log, write the checkpoint, anchor it."""
+    """Append each dataset's new files to its log, write the checkpoints, anchor them together."""
     checkpoints = []
     for dataset, start in plan["log_starts"].items():
         files = [(r["range"], r["files"][dataset]) for r in receipts if dataset in r["files"]]
         checkpoint = _commit_dataset(layout, catalog, plan, dataset, start, files)
-        if checkpoint is None:
-            continue  # nothing published for this dataset: its log did not grow
-        progress(f"batch {plan['batch_id']}: anchoring {dataset} at {checkpoint['tree_size']}")
-        root, digest = checkpoint["root"], checkpoint["manifest_sha256"]
-        checkpoint.update(
-            anchor(dataset, checkpoint["tree_size"], bytes.fromhex(root), bytes.fromhex(digest))
-        )
-        catalog.record_checkpoint(plan["batch_id"], checkpoint)
-        checkpoints.append(checkpoint)
+        if checkpoint is not None:  # None: nothing published for this dataset
+            checkpoints.append(checkpoint)
+    if checkpoints:
+        progress(f"batch {plan['batch_id']}: anchoring {len(checkpoints)} checkpoints in one tx")
+        for checkpoint, anchored in zip(checkpoints, anchor(checkpoints), strict=True):
+            checkpoint.update(anchored)
+            catalog.record_checkpoint(plan["batch_id"], checkpoint)
     return checkpoints
 
 
@@ -249,6 +249,7 @@ def _commit_dataset(
     size, root = DatasetLog(dataset_dir / "log").append_at(start, hashes)
     previous = catalog.checkpoints(dataset)
     previous = [c for c in previous if c["tree_size"] < size]
+    signer = publisher_key(layout.root)
     manifest = build_manifest(
         dataset=dataset,
         tree_size=size,
@@ -264,8 +265,9 @@ def _commit_dataset(
         },
         previous=_previous(previous[-1]) if previous else None,
         pipeline_version=PIPELINE_VERSION,
+        publisher=signer.describe(),
     )
-    path, digest = write_manifest(dataset_dir, manifest)
+    path, digest = write_manifest(dataset_dir, manifest, signer)
     _journal(catalog, plan["batch_id"], "committed")
     return {
         "dataset": dataset,
@@ -283,6 +285,7 @@ def _manifest_file(layout: DataLayout, dataset_dir: Path, entry: dict) -> dict:
     return {
         "path": path,
         "sha256": entry["sha256"],
+        "bytes": (layout.root / entry["path"]).stat().st_size,
         "rows": entry["rows"],
         "leaf_start": entry["leaf_start"],
         "source": source,

@@ -38,7 +38,7 @@ class RunMetrics:
         )  # fmt: skip
         self.anchor_seconds = Histogram(
             "rda_anchor_latency_seconds",
-            "Time to anchor one checkpoint (transaction sent and mined)",
+            "Time to anchor one batch's checkpoints (transactions sent and mined)",
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
             registry=r,
         )
@@ -53,13 +53,14 @@ class RunMetrics:
         return server
 
     def timed_anchor(self, anchor: Anchorer) -> Anchorer:
-        def anchored(dataset: str, tree_size: int, root: bytes, manifest: bytes) -> dict:
+        def anchored(checkpoints: list[dict]) -> list[dict]:
             started = time.perf_counter()
-            result = anchor(dataset, tree_size, root, manifest)
+            results = anchor(checkpoints)
             self.anchor_seconds.observe(time.perf_counter() - started)
-            self.gas.inc(result.get("gas_used") or 0)
-            self.checkpoints.labels(dataset).inc()
-            return result
+            self.gas.inc(sum(r.get("gas_used") or 0 for r in results))
+            for checkpoint in checkpoints:
+                self.checkpoints.labels(checkpoint["dataset"]).inc()
+            return results
 
         return anchored
 

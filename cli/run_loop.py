@@ -196,9 +196,9 @@ class RunLoop:
         connect = lambda: open_chain(kind, rpc_url, registry)  # noqa: E731
         self.chain = self.backoff.call(f"connecting to the {kind} chain", connect, self.stop)
 
-    def _anchor(self, dataset: str, tree_size: int, root: bytes, manifest: bytes) -> dict:
+    def _anchor(self, checkpoints: list[dict]) -> list[dict]:
         assert self.chain is not None
-        return self.metrics.timed_anchor(self.chain.anchor)(dataset, tree_size, root, manifest)
+        return self.metrics.timed_anchor(self.chain.anchor)(checkpoints)
 
     # -- signals and display ----------------------------------------------------------------
 

@@ -69,8 +69,10 @@ def test_metrics_json_logs_and_status_agree_with_what_was_produced(
     assert seen[("rda_batches_total", (("topic", topic),))] == len(batches)
     assert seen[("rda_batch_duration_seconds_count", (("topic", topic),))] == len(batches)
     assert seen[("rda_anchor_gas_total", ())] > 0
-    anchored = sum(len(e["checkpoints"]) for e in batches)
-    assert seen[("rda_anchor_latency_seconds_count", ())] == anchored
+    assert seen[("rda_anchor_latency_seconds_count", ())] == len(batches)  # one anchor call each
+    for dataset in {c[0] for e in batches for c in e["checkpoints"]}:
+        anchored = sum(1 for e in batches for c in e["checkpoints"] if c[0] == dataset)
+        assert seen[("rda_checkpoints_anchored_total", (("dataset", dataset),))] == anchored
 
     status = subprocess.run(
         [sys.executable, "-m", "cli.main", "status", "--json", "--bootstrap", broker.bootstrap,
