@@ -27,11 +27,21 @@ def build_manifest(
     batch: dict[str, Any],
     previous: dict[str, Any] | None,
     pipeline_version: str,
+    quality: dict[str, Any] | None = None,
+    privacy: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Assemble a manifest; every input must be deterministic for a given batch plan."""
+    """Assemble a manifest; every input must be deterministic for a given batch plan.
+
+    ``quality`` ({report_path, report_sha256, score, …}) commits the checkpoint's quality
+    report; ``privacy`` records the policy applied (key id and epochs, never the key).
+    """
     if sum(f["rows"] for f in files) != tree_size:
         raise ValueError("the files' rows do not add up to the tree size")
+    extras = {"quality": quality} if quality is not None else {}
+    if privacy is not None:
+        extras["privacy"] = privacy
     return {
+        **extras,
         "manifest_version": MANIFEST_VERSION,
         "dataset": dataset,
         "checkpoint": {
