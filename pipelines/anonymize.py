@@ -260,6 +260,8 @@ def _k_anonymous(
 
 def group_sizes(keys: list[pa.Array]) -> pa.Array:
     """For each row, how many rows share all its key values (nulls equal to nulls)."""
+    if not len(keys[0]):
+        return pa.array([], pa.int64())
     table = pa.table({str(i): k for i, k in enumerate(keys)})
     order = pc.sort_indices(table, [(str(i), "ascending") for i in range(len(keys))])
     same = pa.array([False] + [True] * (len(order) - 1), pa.bool_())
