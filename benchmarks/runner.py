@@ -6,11 +6,12 @@ import os
 import platform
 from collections.abc import Callable
 
-from benchmarks import decode, end_to_end
+from benchmarks import decode, end_to_end, quality
 
 BENCHMARKS: dict[str, Callable[[bool], dict]] = {
     "decode_standardize": decode.run,
     "end_to_end": end_to_end.run,
+    "quality_privacy": quality.run,
 }
 
 

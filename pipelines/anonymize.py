@@ -147,7 +147,7 @@ def _transform(
     if f.privacy is Privacy.NETWORK_ADDRESS:
         if f.address == "pseudonym":
             return {f.name: _pseudonyms(values, epochs, key, 0)}
-        return {f.name: _per_distinct(values, _truncate_address)}
+        return {f.name: _truncated_addresses(values)}
     if f.privacy is Privacy.PRECISE_LOCATION:
         if f.name != "latitude":
             return {}
@@ -174,7 +174,7 @@ def _pseudonyms(values: pa.Array, epochs: pa.Array, key: PseudonymKey, keep: int
         epoch_key = key.epoch_key(epoch)
 
         def pseudonym(value: str, k: bytes = epoch_key) -> str:
-            digest = hmac.new(k, value.encode(), "sha256").hexdigest()[:PSEUDONYM_HEX_CHARS]
+            digest = hmac.digest(k, value.encode(), "sha256").hex()[:PSEUDONYM_HEX_CHARS]
             return f"{value[:keep]}-{digest}" if keep else digest
 
         mapped = _per_distinct(pc.filter(values, mine), pseudonym)
@@ -187,6 +187,34 @@ def _per_distinct(values: pa.Array, transform: Callable[[str], str | None]) -> p
     distinct = pc.drop_null(pc.unique(values))
     mapped = pa.array([transform(v) for v in distinct.to_pylist()], pa.string())
     return pc.take(mapped, pc.index_in(values, value_set=distinct))
+
+
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = rf"^{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}$"
+_GROUP = r"0*[1-9a-fA-F][0-9a-fA-F]{0,3}"  # a non-zero IPv6 group of 1-4 hex digits
+_IPV6_HEAD = rf"^(?P<a>{_GROUP}):(?P<b>{_GROUP}):(?P<c>{_GROUP})(?::[0-9a-fA-F]{{0,4}}){{1,5}}$"
+
+
+def _truncated_addresses(values: pa.Array) -> pa.Array:
+    """/24 for IPv4 and /48 for IPv6, rewritten vectorized where the text allows it.
+
+    IPv6 addresses whose first three groups are written out and non-zero are rewritten directly
+    (their /48 prints as ``g1:g2:g3::/48``); other forms (``::`` early, zero groups, invalid)
+    go through ``ipaddress`` once per distinct value.
+    """
+    v4 = pc.fill_null(pc.match_substring_regex(values, _IPV4), False)
+    v6 = pc.fill_null(pc.match_substring_regex(values, _IPV6_HEAD), False)
+    fast = pc.or_(pc.or_(v4, v6), pc.is_null(values))
+    result = pc.replace_substring_regex(values, _IPV4, r"\1.\2.\3.0/24")
+    if pc.any(v6).as_py():
+        head = pc.extract_regex(pc.if_else(v6, values, pa.scalar(None, pa.string())), _IPV6_HEAD)
+        groups = [pc.utf8_lower(pc.utf8_ltrim(pc.struct_field(head, g), "0")) for g in "abc"]
+        as_v6 = pc.binary_join_element_wise(*groups, ":/48", ":")  # g1:g2:g3::/48
+        result = pc.if_else(v6, as_v6, result)
+    if pc.all(fast).as_py():
+        return result
+    others = pc.if_else(fast, pa.scalar(None, pa.string()), values)
+    return pc.if_else(fast, result, _per_distinct(others, _truncate_address))
 
 
 def _truncate_address(address: str) -> str | None:
@@ -230,7 +258,8 @@ def _row_keys(
         mine = pc.equal(epochs, epoch)
         k = key.epoch_key(epoch)
         texts = pc.filter(joined, mine).to_pylist()
-        digests = [hmac.new(k, b"row:" + t.encode(), "sha256").hexdigest()[:32] for t in texts]
+        # Keyed BLAKE2b (a MAC by design) here: one per row, 5x cheaper than HMAC-SHA256.
+        digests = [hashlib.blake2b(t.encode(), key=k, digest_size=16).hexdigest() for t in texts]
         result = pc.replace_with_mask(result, mine, pa.array(digests, pa.string()))
     return result
 

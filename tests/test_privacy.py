@@ -18,6 +18,7 @@ from pipelines.anonymize import (
     KEY_ENV,
     PseudonymKey,
     PseudonymKeyError,
+    _truncated_addresses,
     anonymize,
     group_sizes,
 )
@@ -209,3 +210,19 @@ def test_simulated_identifiers_look_real():
         assert len(subscriber.imsi) == 15 and subscriber.imsi.isdigit()
         assert len(subscriber.imei) == 15 and luhn_valid(subscriber.imei)
     assert luhn_digit("49015420323751") == "8"  # the IMEI example of 3GPP TS 23.003
+
+
+@given(
+    st.one_of(
+        st.ip_addresses(v=4).map(str),
+        st.ip_addresses(v=6).map(str),
+        st.ip_addresses(v=6).map(lambda ip: ip.exploded.upper()),
+    )
+)
+def test_vectorized_truncation_agrees_with_the_ipaddress_module(address):
+    import ipaddress
+
+    ip = ipaddress.ip_address(address)
+    prefix = 24 if ip.version == 4 else 48
+    expected = str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+    assert _truncated_addresses(pa.array([address, None])).to_pylist() == [expected, None]

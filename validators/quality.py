@@ -19,7 +19,7 @@ Duplicates are caught earlier (``pipelines/standardize.py``, ``sinks/dedup.py``)
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -30,6 +30,7 @@ from schemas.model import TelemetrySchema
 HARD_CODES = ("clock_skew", "malformed", "implausible", "teleport")
 FLAGS = ("late", "counter_reset", "flat_line")
 _EARTH_RADIUS_KM = 6371.0088
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 # Identifier and address formats (session fields): checked before anything is pseudonymized.
 _FORMATS = {
     "imsi": (r"^[0-9]{14,15}$", "an IMSI (14-15 digits)"),
@@ -37,7 +38,7 @@ _FORMATS = {
     "imei": (r"^[0-9]{15}$", "an IMEI (15 digits)"),
     "mac": (r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$", "a MAC address (6 colon-separated bytes)"),
     "ue_ip": (
-        r"^([0-9]{1,3}(\.[0-9]{1,3}){3}|[0-9a-fA-F]{0,4}(:[0-9a-fA-F]{0,4}){2,7})$",
+        rf"^({_OCTET}(\.{_OCTET}){{3}}|[0-9a-fA-F]{{0,4}}(:[0-9a-fA-F]{{0,4}}){{2,7}})$",
         "an IPv4 or IPv6 address",
     ),
 }
@@ -74,12 +75,12 @@ def check_quality(
 ) -> QualityResult:
     n = rows.num_rows
     codes, reasons = pa.nulls(n, pa.string()), pa.nulls(n, pa.string())
-    for code, failed, reason in _hard_checks(schema, rows, settings):
+    for code, failed, describe in _hard_checks(schema, rows, settings):
         first = pc.and_(pc.fill_null(failed, False), pc.is_null(codes))
         count = pc.sum(first).as_py() or 0
-        if count:
-            codes = pc.replace_with_mask(codes, first, pa.array([code] * count, pa.string()))
-            reasons = pc.replace_with_mask(reasons, first, pc.filter(reason, first))
+        if count:  # reasons are formatted for the failing rows only
+            codes = pc.replace_with_mask(codes, first, _constant(code, count))
+            reasons = pc.replace_with_mask(reasons, first, describe(first))
     flag_arrays, counts = [], {}
     for flag, raised in _soft_checks(schema, rows, settings):
         raised = pc.fill_null(raised, False)
@@ -111,48 +112,39 @@ def _lag_s(schema: TelemetrySchema, rows: pa.RecordBatch) -> pa.Array:
     return pc.divide(pc.subtract(ingest, event).cast(pa.float64()), 1e6)
 
 
+Describe = Callable[[pa.Array], pa.Array]  # failing-row mask -> their reasons
+
+
 def _hard_checks(
     schema: TelemetrySchema, rows: pa.RecordBatch, settings: QualitySettings
-) -> Iterator[tuple[str, pa.Array, pa.Array]]:
+) -> Iterator[tuple[str, pa.Array, Describe]]:
     names = set(rows.schema.names)
     lag = _lag_s(schema, rows)
+    limit = f" s ahead of ingest (limit {settings.max_ahead_s:g} s)"
     ahead = pc.less(lag, -settings.max_ahead_s)
-    yield (
-        "clock_skew",
-        ahead,
-        _message(
-            "event time is ",
-            pc.negate(lag),
-            f" s ahead of ingest (limit {settings.max_ahead_s:g} s)",
-        ),
-    )
+    yield "clock_skew", ahead, _describe("event time is ", pc.negate(lag), limit)
     if {"rsrp_dbm", "sinr_db"} <= names:
         rsrp, sinr = rows.column("rsrp_dbm"), rows.column("sinr_db")
         implausible = pc.and_(
             pc.less(rsrp, settings.noise_floor_rsrp_dbm),
             pc.greater(sinr, settings.max_sinr_at_noise_floor_db),
         )
-        yield (
-            "implausible",
-            implausible,
-            _message("sinr_db=", sinr, " is impossible at this rsrp_dbm"),
-        )
+        at_floor = f" is impossible with rsrp_dbm below {settings.noise_floor_rsrp_dbm:g}"
+        yield "implausible", implausible, _describe("sinr_db=", sinr, at_floor)
     if {"session_start", "session_end"} <= names:
         start, end = rows.column("session_start"), rows.column("session_end")
         backwards = pc.less(end, start)
-        yield "implausible", backwards, _message("session_end ", end, " is before session_start")
+        yield "implausible", backwards, _describe("session_end ", end, " is before its start")
     for name, (pattern, what) in _FORMATS.items():
         if name in names:
             malformed = pc.invert(pc.match_substring_regex(rows.column(name), pattern))
             # The value is not repeated in the reason: it may be personal data.
-            yield "malformed", malformed, _constant(f"{name} is not {what}", len(malformed))
+            text = f"{name} is not {what}"
+            yield "malformed", malformed, lambda m, t=text: _constant(t, pc.sum(m).as_py())
     if {"latitude", "longitude", "node_id"} <= names:
         jump_km = _teleports(schema, rows, settings)
-        yield (
-            "teleport",
-            pc.is_valid(jump_km),
-            _message("location jumps ", jump_km, " km from the node's neighbouring reports"),
-        )
+        neighbours = " km from the node's neighbouring reports"
+        yield "teleport", pc.is_valid(jump_km), _describe("location jumps ", jump_km, neighbours)
 
 
 def _soft_checks(
@@ -238,7 +230,16 @@ def _sorted(
 ) -> tuple[pa.Array, pa.Array, pa.Array]:
     """Sort order by keys then time, and whether each sorted row shares its keys with the
     previous / next sorted row."""
-    order = pc.sort_indices(rows, [(k, "ascending") for k in [*keys, time]])
+    # Sort on integers: string keys become their dictionary codes (grouping needs no collation).
+    columns = {}
+    for name in [*keys, time]:
+        column = rows.column(name)
+        if pa.types.is_string(column.type):
+            column = pc.dictionary_encode(column).indices
+        elif pa.types.is_timestamp(column.type):
+            column = column.cast(pa.int64())
+        columns[name] = column
+    order = pc.sort_indices(pa.table(columns), [(k, "ascending") for k in columns])
     same_prev = pa.nulls(len(order), pa.bool_()).fill_null(True)
     for key in keys:
         values = rows.column(key).take(order)
@@ -266,9 +267,12 @@ def _unsort(values: pa.Array, order: pa.Array) -> pa.Array:
     return pc.take(values, pc.sort_indices(order))
 
 
-def _message(prefix: str, values: pa.Array, suffix: str) -> pa.Array:
-    text = pc.fill_null(pc.cast(values, pa.string()), "null")
-    return pc.binary_join_element_wise(prefix, text, suffix, "")
+def _describe(prefix: str, values: pa.Array, suffix: str) -> Describe:
+    def describe(mask: pa.Array) -> pa.Array:
+        text = pc.fill_null(pc.cast(pc.filter(values, mask), pa.string()), "null")
+        return pc.binary_join_element_wise(prefix, text, suffix, "")
+
+    return describe
 
 
 def _constant(text: str, n: int) -> pa.Array:
