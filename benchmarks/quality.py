@@ -7,8 +7,8 @@ subscriber sessions from the simulator — three stages are timed best-of-N:
 * anonymization: pseudonyms, truncation, coarsening, k-anonymity (``pipelines/anonymize.py``);
 * Great Expectations' own run of the generated suite (reported apart: it is not a hot path).
 
-The baseline is one plain ``pyarrow.compute`` pass over the same batch: a null count and a
-min/max of every column — the least any per-column validation must do.
+The baseline is one plain ``pyarrow.compute`` pass over the same batch: the min/max of every
+column (strings included) — the least any per-column validation must do.
 """
 
 from __future__ import annotations
@@ -35,10 +35,8 @@ GOAL_ROWS_PER_S = 500_000
 
 
 def _baseline(rows: pa.RecordBatch) -> None:
-    for column in rows.columns:
-        pc.sum(pc.is_null(column))
-        if not pa.types.is_string(column.type):
-            pc.min_max(column)
+    for column in rows.columns:  # every value touched once: strings compared, numbers summed
+        pc.min_max(column)
 
 
 def _checks(schema, rows: pa.RecordBatch) -> None:
