@@ -15,10 +15,17 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipelines import aggregate
 from pipelines.anonymize import PseudonymKey, anonymize
 from pipelines.standardize import Standardized
 from schemas.model import Privacy, TelemetrySchema
-from schemas.published import DEFAULT_PRIVACY, PrivacySettings, has_identifiers, policy_transforms
+from schemas.published import (
+    DEFAULT_PRIVACY,
+    FLAGS_FIELD,
+    PrivacySettings,
+    has_identifiers,
+    policy_transforms,
+)
 from schemas.records import QUARANTINE_SCHEMA, quarantine_batch
 from schemas.registry import schema_for_dataset
 from validators.quality import QualitySettings, check_quality
@@ -59,6 +66,14 @@ class Protection:
                 ],
                 "generalize_to": self.privacy.generalize_to,
             }
+        if canonical.dataset == aggregate.DATASET:
+            section["differential_privacy"] = {
+                "mechanism": "Laplace, scale 1/epsilon, rounded and clamped at 0",
+                "epsilon": self.privacy.dp_epsilon,
+                "delta": 0,
+                "sensitivity": 1,
+                "unit": "one subscriber in one count (cell, hour, chunk); epsilons compose",
+            }
         if has_identifiers(canonical):
             epochs = set((previous or {}).get("pseudonyms", {}).get("epochs", []))
             for s in stats:
@@ -70,6 +85,17 @@ class Protection:
                 "epochs": sorted(epochs),
             }
         return section
+
+    def _add_session_counts(
+        self, checked: tuple, quarantined: pa.Array, published: dict, stats: dict
+    ) -> None:
+        """The differentially private counts of the sessions that passed the quality checks."""
+        _, rows, _ = checked
+        passed = pc.invert(pc.is_in(rows.column("source_offset"), value_set=quarantined))
+        counts = aggregate.session_counts(rows.filter(passed), self.key, self.privacy)
+        if counts.num_rows:
+            published[aggregate.DATASET] = counts
+            stats[aggregate.DATASET] = _counts_stats(counts)
 
     def __call__(self, raw: pa.RecordBatch, result: Standardized) -> Standardized:
         checked, stats = {}, {}
@@ -104,9 +130,12 @@ class Protection:
             withheld = pc.is_in(rows.column("source_offset"), value_set=suppressed)
             published[dataset] = rows.filter(pc.invert(withheld))
             stats[dataset]["published"] = published[dataset].num_rows
-            stats[dataset]["null_cells"] = sum(c.null_count for c in published[dataset].columns)
-            stats[dataset]["cells"] = published[dataset].num_rows * published[dataset].num_columns
+            stats[dataset].update(_cell_counts(published[dataset]))
             stats[dataset]["epochs"] = list(epochs[dataset])
+        if aggregate.SOURCE_DATASET in checked:  # after suppression: derived rows, no records
+            self._add_session_counts(
+                checked[aggregate.SOURCE_DATASET], quarantine[0], published, stats
+            )
         return replace(
             result,
             published_records=result.published_records - len(quarantine[0]) - len(suppressed),
@@ -115,6 +144,27 @@ class Protection:
             suppressed=_suppressed(raw, suppressed, self.privacy.k),
             quality=stats,
         )
+
+
+def _counts_stats(rows: pa.RecordBatch) -> dict:
+    return {
+        "rows": rows.num_rows,
+        "quarantined": {},
+        "flags": {},
+        "suppressed": 0,
+        "published": rows.num_rows,
+        **_cell_counts(rows),
+        "epochs": [],
+    }
+
+
+def _cell_counts(rows: pa.RecordBatch) -> dict[str, int]:
+    """Cells and empty cells, for completeness (a row without quality flags is not empty)."""
+    columns = [rows.column(n) for n in rows.schema.names if n != FLAGS_FIELD]
+    return {
+        "null_cells": sum(c.null_count for c in columns),
+        "cells": rows.num_rows * len(columns),
+    }
 
 
 def _first_per_record(

@@ -25,6 +25,7 @@ class PrivacySettings:
     h3_resolution: int = 8  # ~0.7 km² cells
     epoch_seconds: int = 86_400  # pseudonym keys rotate daily
     generalize_to: str = "1d"  # coarsened timestamps of too-small groups, before suppression
+    dp_epsilon: float = 1.0  # per released count of the differentially private aggregates
 
 
 DEFAULT_PRIVACY = PrivacySettings()

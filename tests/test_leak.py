@@ -193,3 +193,18 @@ def test_session_checkpoints_record_the_key_id_and_epochs_and_verify(landed):
     assert 0 <= quality["score"] <= 100
     verdict = verify_dataset(data_dir / "published" / SESSIONS, anchor_lookup=chain.lookup)
     assert verdict.ok
+
+
+def test_the_noisy_session_counts_are_published_with_epsilon_in_their_manifest(landed):
+    data_dir, _, summaries, _, chain = landed
+    (checkpoint,) = [c for c in summaries[-1].checkpoints if c["dataset"] == "session_counts_dp.v1"]
+    manifest = json.loads((data_dir / checkpoint["manifest_path"]).read_text())
+    assert manifest["privacy"]["differential_privacy"]["epsilon"] == 1.0
+    assert manifest["privacy"]["differential_privacy"]["delta"] == 0
+    db = duckdb.connect(str(DataLayout(data_dir).catalog), read_only=True)
+    negative, rows = db.execute(
+        "SELECT count(*) FILTER (WHERE noisy_subscribers < 0), count(*) FROM session_counts_dp_v1"
+    ).fetchone()
+    assert (negative, rows > 0) == (0, True)
+    dataset_dir = data_dir / "published" / "session_counts_dp.v1"
+    assert verify_dataset(dataset_dir, anchor_lookup=chain.lookup).ok

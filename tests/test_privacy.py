@@ -5,15 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import math
 import stat
 
 import h3
 import pyarrow as pa
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from infra.subscribers import luhn_digit, luhn_valid, make_subscriber
+from pipelines.aggregate import laplace, session_counts
 from pipelines.anonymize import (
     KEY_ENV,
     PseudonymKey,
@@ -136,6 +138,7 @@ def test_small_groups_are_generalized_to_the_day_then_suppressed_and_counted():
     assert len(published_rows) + len(result.suppressed_offsets) == len(rows)
 
 
+@settings(deadline=None)  # timing varies on a shared machine; correctness does not
 @given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 30)), min_size=1, max_size=60))
 def test_every_published_quasi_identifier_group_has_at_least_k_rows(cells_and_minutes):
     base = dt.datetime(2025, 11, 24, 0, 0, tzinfo=UTC)
@@ -212,6 +215,7 @@ def test_simulated_identifiers_look_real():
     assert luhn_digit("49015420323751") == "8"  # the IMEI example of 3GPP TS 23.003
 
 
+@settings(deadline=None)
 @given(
     st.one_of(
         st.ip_addresses(v=4).map(str),
@@ -226,3 +230,26 @@ def test_vectorized_truncation_agrees_with_the_ipaddress_module(address):
     prefix = 24 if ip.version == 4 else 48
     expected = str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
     assert _truncated_addresses(pa.array([address, None])).to_pylist() == [expected, None]
+
+
+def test_laplace_quantiles_are_symmetric_with_the_right_spread():
+    assert laplace(0.5, 2.0) == 0.0
+    assert laplace(0.25, 2.0) == pytest.approx(-2.0 * math.log(2))
+    assert laplace(0.75, 2.0) == -laplace(0.25, 2.0)
+
+
+def test_session_counts_are_distinct_subscribers_per_cell_and_hour_with_reproducible_noise():
+    at = dt.datetime(2025, 11, 24, 10, 5, tzinfo=UTC)
+    rows = sessions(
+        [{"imsi": f"26201000000000{i % 3}", "session_start": at} for i in range(6)]  # 3 people
+        + [{"cell_id": 9, "session_start": at + dt.timedelta(hours=1)}]
+    )
+    exact = session_counts(rows, KEY, PrivacySettings(dp_epsilon=1e9))
+    assert [(r["cell_id"], r["hour"].hour, r["noisy_subscribers"]) for r in exact.to_pylist()] == [
+        (7, 10, 3),
+        (9, 11, 1),
+    ]
+    noisy = session_counts(rows, KEY, PrivacySettings(dp_epsilon=0.1))
+    assert noisy.equals(session_counts(rows, KEY, PrivacySettings(dp_epsilon=0.1)))
+    assert noisy.column("noisy_subscribers").to_pylist() != [3, 1]
+    assert all(n >= 0 for n in noisy.column("noisy_subscribers").to_pylist())
