@@ -182,3 +182,12 @@ def test_the_ge_report_is_deterministic_and_names_the_failing_expectation(tmp_pa
 def test_an_impossible_quality_defect_fraction_is_refused(fraction):
     with pytest.raises(ValueError, match="quality defect fraction"):
         list(generate(1, 1, 1, START_MS, seed=1, quality_fraction=fraction))
+
+
+def test_data_docs_land_in_a_relative_data_directory_too(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    schema = published_schema(RADIO_KPI_V1)
+    messages = [m for m in generate(2, 3, 1, START_MS, seed=2) if b"radio_kpi" in m.value]
+    rows = pa.Table.from_batches([protected(messages, tmp_path).published["radio_kpi.v1"]])
+    validate(schema, rows, Path("data/demo/quality/docs"))
+    assert (tmp_path / "data/demo/quality/docs/index.html").exists()

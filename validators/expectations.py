@@ -78,7 +78,8 @@ def validate(
     """Run the suite on ``rows``; return the deterministic report and GE's run time (s)."""
     import great_expectations as gx
 
-    checkpoint = _checkpoint(schema, str(docs_dir) if docs_dir else None)
+    # GE's file store wants an absolute path (a data dir like ``data/demo`` is relative).
+    checkpoint = _checkpoint(schema, str(docs_dir.resolve()) if docs_dir else None)
     frame = rows.to_pandas()
     started = time.perf_counter()
     outcome = checkpoint.run(batch_parameters={"dataframe": frame})
