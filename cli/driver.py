@@ -22,6 +22,7 @@ from pipelines.protect import Protection
 from proofs.leaves import leaf_hashes_for_batch
 from proofs.log import DatasetLog
 from proofs.manifest import build_manifest, load_manifest, write_manifest
+from proofs.signing import publisher_key
 from schemas.published import published_schema_for_dataset
 from schemas.registry import all_datasets
 from sinks.catalog import Catalog
@@ -32,7 +33,8 @@ from sinks.quality_report import write_quality_report
 from validators.score import components_from_counts, score
 
 PIPELINE_VERSION = "0.1.0"
-Anchorer = Callable[[str, int, bytes, bytes], dict[str, Any]]
+# Anchors a batch's checkpoints (dataset, tree_size, root, manifest_sha256) in one transaction.
+Anchorer = Callable[[list[dict]], list[dict]]
 Progress = Callable[[str], None]
 
 
@@ -109,7 +111,7 @@ def commit_and_anchor(
     progress: Progress,
     protection: Protection | None = None,
 ) -> list[dict]:
-    """Append each dataset's new files to its log, write the checkpoint, anchor it."""
+    """Append each dataset's new files to its log, write the checkpoints, anchor them together."""
     protection = protection or Protection(str(layout.private))
     checkpoints = []
     for dataset, start in plan["log_starts"].items():
@@ -118,15 +120,13 @@ def commit_and_anchor(
         checkpoint = _commit_dataset(
             layout, catalog, plan, dataset, start, files, (stats, protection)
         )
-        if checkpoint is None:
-            continue  # nothing published for this dataset: its log did not grow
-        progress(f"batch {plan['batch_id']}: anchoring {dataset} at {checkpoint['tree_size']}")
-        root, digest = checkpoint["root"], checkpoint["manifest_sha256"]
-        checkpoint.update(
-            anchor(dataset, checkpoint["tree_size"], bytes.fromhex(root), bytes.fromhex(digest))
-        )
-        catalog.record_checkpoint(plan["batch_id"], checkpoint)
-        checkpoints.append(checkpoint)
+        if checkpoint is not None:  # None: nothing published for this dataset
+            checkpoints.append(checkpoint)
+    if checkpoints:
+        progress(f"batch {plan['batch_id']}: anchoring {len(checkpoints)} checkpoints in one tx")
+        for checkpoint, anchored in zip(checkpoints, anchor(checkpoints), strict=True):
+            checkpoint.update(anchored)
+            catalog.record_checkpoint(plan["batch_id"], checkpoint)
     return checkpoints
 
 
@@ -264,6 +264,7 @@ def _commit_dataset(
     new_files = [file["path"] for _, file in landed]
     quality = write_quality_report(layout, schema, size, new_files, stats, before.get("quality"))
     ge_seconds = quality.pop("_ge_seconds")
+    signer = publisher_key(layout.root)
     manifest = build_manifest(
         dataset=dataset,
         tree_size=size,
@@ -279,10 +280,11 @@ def _commit_dataset(
         },
         previous=_previous(previous[-1]) if previous else None,
         pipeline_version=PIPELINE_VERSION,
+        publisher=signer.describe(),
         quality=quality,
         privacy=protection.manifest_section(schema, stats, before.get("privacy")),
     )
-    path, digest = write_manifest(dataset_dir, manifest)
+    path, digest = write_manifest(dataset_dir, manifest, signer)
     catalog.set_state(plan["batch_id"], "committed")
     return {
         "dataset": dataset,
@@ -302,6 +304,7 @@ def _manifest_file(layout: DataLayout, dataset_dir: Path, entry: dict) -> dict:
     return {
         "path": path,
         "sha256": entry["sha256"],
+        "bytes": (layout.root / entry["path"]).stat().st_size,
         "rows": entry["rows"],
         "leaf_start": entry["leaf_start"],
         "source": source,

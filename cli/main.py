@@ -38,7 +38,7 @@ def _default_data_dir() -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cli import commands
+    from cli import audit, commands
 
     parser = argparse.ArgumentParser(
         prog="rda", description="Network telemetry to verifiable Real Data Assets."
@@ -118,8 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--rpc-url", help="chain to check anchors on (default: `infra up`)")
     verify.add_argument("--registry", help="AnchorRegistry address")
     verify.add_argument("--offline", action="store_true", help="do not check the chain")
+    verify.add_argument("--bundle", type=Path, help="verify proof bundles (a file or a folder)")
+    verify.add_argument("--history", action="store_true", help="consistency between checkpoints")
     _add_json(verify)
-    verify.set_defaults(handler=commands.verify)
+    verify.set_defaults(handler=audit.verify)  # whole datasets unless --bundle or --history
 
     quarantine = sub.add_parser("quarantine", help="rejected records: list, show, replay")
     q_sub = quarantine.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -154,6 +156,22 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("name", help="schema name, e.g. radio_kpi")
     _add_json(show)
     show.set_defaults(handler=commands.schemas_show)
+
+    prove = sub.add_parser("prove", help="write proof bundles for the rows a SQL predicate selects")
+    prove.add_argument("--data-dir", type=Path, default=_default_data_dir())
+    prove.add_argument("--dataset", required=True, help="dataset id, e.g. radio_kpi.v1")
+    prove.add_argument("--where", required=True, help='SQL predicate, e.g. "pci = 301"')
+    prove.add_argument(
+        "--manifest", type=Path, help="prove against this checkpoint (default: latest)"
+    )
+    prove.add_argument("--out", type=Path, default=Path("bundles"), help="folder for the bundles")
+    prove.add_argument("--limit", type=int, default=10_000, help="refuse to write more bundles")
+    _add_json(prove)
+    prove.set_defaults(handler=audit.prove)
+
+    from cli.market_commands import add_market_parsers
+
+    add_market_parsers(sub, _default_data_dir())
 
     bench = sub.add_parser("bench", help="benchmarks, as ratios to a baseline in the same run")
     bench.add_argument("--only", action="append", help="run only this benchmark (repeatable)")

@@ -1,7 +1,10 @@
 """Checkpoint manifests: what a dataset contained at one tree size, committed by one hash.
 
 A manifest is stored as its RFC 8785 canonical JSON bytes, so the SHA-256 of the file *is* the
-manifest hash that goes on chain. See docs/proof-format.md for every field.
+manifest hash that goes on chain. It is also a Frictionless Data Package (``datapackage.json``
+shape: ``profile``, ``name``, ``resources`` with ``path``, ``hash``, ``bytes``, ``format`` and a
+Table Schema), and is signed by the publisher's Ed25519 key, the signature stored beside it
+(``<tree size>.manifest.sig.json``). See docs/proof-format.md for every field.
 """
 
 from __future__ import annotations
@@ -9,9 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from proofs.jcs import canonicalize
+
+if TYPE_CHECKING:
+    from proofs.signing import PublisherKey
 
 MANIFEST_VERSION = 1
 
@@ -27,23 +33,30 @@ def build_manifest(
     batch: dict[str, Any],
     previous: dict[str, Any] | None,
     pipeline_version: str,
+    publisher: dict[str, str] | None = None,
     quality: dict[str, Any] | None = None,
+    log: str | None = None,
     privacy: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assemble a manifest; every input must be deterministic for a given batch plan.
 
-    ``quality`` ({report_path, report_sha256, score, …}) commits the checkpoint's quality
-    report; ``privacy`` records the policy applied (key id and epochs, never the key).
+    ``files[]`` entries carry ``path``, ``sha256``, ``bytes``, ``rows``, ``leaf_start`` and
+    ``source``. ``publisher`` is ``PublisherKey.describe()``; ``quality`` is
+    ``{report_path, report_sha256, score}`` (path relative to the dataset folder), possibly with
+    more (``components``, ``counts``, ``expectations``: docs/quality-and-privacy.md); ``log``
+    the id of the Merkle log this checkpoints (default: the dataset's own log, named
+    ``dataset``); ``privacy`` the privacy policy applied (key id and epochs, never the key).
     """
     if sum(f["rows"] for f in files) != tree_size:
         raise ValueError("the files' rows do not add up to the tree size")
-    extras = {"quality": quality} if quality is not None else {}
-    if privacy is not None:
-        extras["privacy"] = privacy
-    return {
-        **extras,
+    if quality is not None and not {"report_path", "report_sha256", "score"} <= set(quality):
+        raise ValueError("quality must have report_path, report_sha256 and score")
+    manifest = {
         "manifest_version": MANIFEST_VERSION,
+        "profile": "data-package",
+        "name": dataset,
         "dataset": dataset,
+        "log": log or dataset,
         "checkpoint": {
             "tree_size": tree_size,
             "root": root.hex(),
@@ -55,6 +68,78 @@ def build_manifest(
         "files": files,
         "batch": batch,
         "pipeline": {"name": "rda-pipeline", "version": pipeline_version},
+        "resources": [_resource(f, schema) for f in files],
+        "publisher": publisher,
+    }
+    if quality is not None:
+        manifest["quality"] = quality
+    if privacy is not None:
+        manifest["privacy"] = privacy
+    return manifest
+
+
+# Arrow type (as schemas describe it) -> Frictionless Table Schema type.
+_TABLE_TYPES = (
+    ("bool", "boolean"),
+    ("int", "integer"),
+    ("uint", "integer"),
+    ("float", "number"),
+    ("double", "number"),
+    ("halffloat", "number"),
+    ("decimal", "number"),
+    ("timestamp", "datetime"),
+    ("date", "date"),
+    ("string", "string"),
+    ("large_string", "string"),
+    ("list", "array"),
+    ("large_list", "array"),
+    ("fixed_size_list", "array"),
+    ("struct", "object"),
+)
+
+
+def table_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """The canonical schema as a Frictionless Table Schema (units and privacy kept as extras)."""
+    fields = []
+    for field in schema["fields"]:
+        constraints = {
+            key: field.get(source)
+            for key, source in (
+                ("required", "required"),
+                ("minimum", "minimum"),
+                ("maximum", "maximum"),
+                ("enum", "allowed"),
+            )
+            if field.get(source) not in (None, False)
+        }
+        entry = {"name": field["name"], "type": _table_type(field["type"])}
+        entry.update({"description": field.get("description"), "constraints": constraints})
+        entry.update({"rda:arrow_type": field["type"], "rda:unit": field.get("unit")})
+        entry["rda:privacy"] = field.get("privacy")
+        fields.append(entry)
+    return {"fields": fields, "primaryKey": list(schema.get("natural_key", []))}
+
+
+def _table_type(arrow_type: str) -> str:
+    base = arrow_type.split("[", 1)[0].split("<", 1)[0].rstrip("0123456789")
+    for prefix, kind in _TABLE_TYPES:
+        if base == prefix:
+            return kind
+    return "binary" if "binary" in base else "any"
+
+
+def _resource(file: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """One Parquet file as a Frictionless Data Resource."""
+    name = file["path"].rsplit("/", 1)[-1].removesuffix(".parquet").lower()
+    return {
+        "name": "".join(c if c.isalnum() or c in "._-" else "-" for c in name),
+        "path": file["path"],
+        "profile": "tabular-data-resource",
+        "format": "parquet",
+        "mediatype": "application/vnd.apache.parquet",
+        "bytes": file["bytes"],
+        "hash": f"sha256:{file['sha256']}",
+        "schema": table_schema(schema),
     }
 
 
@@ -70,15 +155,30 @@ def manifest_path(dataset_dir: Path, tree_size: int) -> Path:
     return dataset_dir / "checkpoints" / f"{tree_size:012d}.manifest.json"
 
 
-def write_manifest(dataset_dir: Path, manifest: dict[str, Any]) -> tuple[Path, bytes]:
-    """Write the manifest's canonical bytes; return its path and hash."""
+def signature_path(manifest_file: Path) -> Path:
+    """Where a manifest's signature is stored: beside it, ``….manifest.sig.json``."""
+    return manifest_file.with_name(manifest_file.name.removesuffix(".json") + ".sig.json")
+
+
+def write_manifest(
+    dataset_dir: Path, manifest: dict[str, Any], signer: PublisherKey | None = None
+) -> tuple[Path, bytes]:
+    """Write the manifest's canonical bytes (and its signature); return its path and hash."""
     path = manifest_path(dataset_dir, manifest["checkpoint"]["tree_size"])
     path.parent.mkdir(parents=True, exist_ok=True)
     data = manifest_bytes(manifest)
+    if signer is not None:
+        if manifest.get("publisher") != signer.describe():
+            raise ValueError("the manifest's publisher is not the signing key")
+        _write_atomically(signature_path(path), canonicalize(signer.sign(data)))
+    _write_atomically(path, data)
+    return path, hashlib.sha256(data).digest()
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
     partial = path.with_name(path.name + ".partial")
     partial.write_bytes(data)
     partial.replace(path)
-    return path, hashlib.sha256(data).digest()
 
 
 def load_manifest(path: Path) -> tuple[dict[str, Any], bytes]:
@@ -87,6 +187,11 @@ def load_manifest(path: Path) -> tuple[dict[str, Any], bytes]:
     return json.loads(data), hashlib.sha256(data).digest()
 
 
+def all_manifests(dataset_dir: Path) -> list[Path]:
+    """Every checkpoint manifest of the dataset, by tree size (names are zero-padded)."""
+    return sorted((dataset_dir / "checkpoints").glob("*.manifest.json"))
+
+
 def latest_manifest(dataset_dir: Path) -> Path | None:
-    found = sorted((dataset_dir / "checkpoints").glob("*.manifest.json"))
+    found = all_manifests(dataset_dir)
     return found[-1] if found else None

@@ -24,13 +24,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
     "MerkleFrontier",
+    "SubtreeRoot",
+    "consistency_path",
     "consistency_proof",
+    "inclusion_path",
     "inclusion_proof",
     "leaf_hash",
     "leaf_hashes",
@@ -223,21 +226,7 @@ def inclusion_proof(leaf_hashes: Sequence[bytes], index: int) -> list[bytes]:
     For a proof against an earlier tree size, pass ``leaf_hashes[:tree_size]``.
     """
     _check_hashes(leaf_hashes)
-    size = len(leaf_hashes)
-    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < size:
-        raise ValueError(f"leaf index {index!r} is not in a tree of size {size}")
-    path = []
-    lo, hi = 0, size  # the subtree D[lo:hi] that contains the leaf
-    while hi - lo > 1:
-        k = _split(hi - lo)
-        if index < lo + k:
-            path.append(_subtree_root(leaf_hashes, lo + k, hi))
-            hi = lo + k
-        else:
-            path.append(_subtree_root(leaf_hashes, lo, lo + k))
-            lo += k
-    path.reverse()  # collected top-down; RFC order is bottom-up
-    return path
+    return inclusion_path(len(leaf_hashes), index, _in_memory(leaf_hashes))
 
 
 def consistency_proof(leaf_hashes: Sequence[bytes], old_size: int) -> list[bytes]:
@@ -257,8 +246,43 @@ def consistency_proof(leaf_hashes: Sequence[bytes], old_size: int) -> list[bytes
     For a proof between two earlier sizes, pass ``leaf_hashes[:new_size]``.
     """
     _check_hashes(leaf_hashes)
-    size = len(leaf_hashes)
-    if isinstance(old_size, bool) or not isinstance(old_size, int) or not 0 <= old_size <= size:
+    return consistency_path(len(leaf_hashes), old_size, _in_memory(leaf_hashes))
+
+
+SubtreeRoot = Callable[[int, int], bytes]
+"""``subtree_root(start, end)`` = MTH(D[start:end]) for ``start < end``: where proofs get hashes."""
+
+
+def inclusion_path(size: int, index: int, subtree_root: SubtreeRoot) -> list[bytes]:
+    """PATH(index, D[size]) with subtree hashes from ``subtree_root``: one call per path entry.
+
+    Every range asked for is a subtree of the RFC 9162 tree: either complete (a power of two
+    aligned on its size) or the right edge ``[lo, size)``; a store of complete nodes (as
+    ``proofs.log`` keeps on disk) answers each in O(log n) reads.
+    """
+    if not _is_size(size) or isinstance(index, bool) or not isinstance(index, int):
+        raise ValueError(f"leaf index {index!r} is not in a tree of size {size!r}")
+    if not 0 <= index < size:
+        raise ValueError(f"leaf index {index!r} is not in a tree of size {size}")
+    path = []
+    lo, hi = 0, size  # the subtree D[lo:hi] that contains the leaf
+    while hi - lo > 1:
+        k = _split(hi - lo)
+        if index < lo + k:
+            path.append(subtree_root(lo + k, hi))
+            hi = lo + k
+        else:
+            path.append(subtree_root(lo, lo + k))
+            lo += k
+    path.reverse()  # collected top-down; RFC order is bottom-up
+    return path
+
+
+def consistency_path(size: int, old_size: int, subtree_root: SubtreeRoot) -> list[bytes]:
+    """PROOF(old_size, D[size]) with subtree hashes from ``subtree_root`` (see inclusion_path)."""
+    if isinstance(old_size, bool) or not isinstance(old_size, int) or not _is_size(size):
+        raise ValueError(f"old size {old_size!r} must be between 0 and the tree size {size!r}")
+    if not 0 <= old_size <= size:
         raise ValueError(f"old size {old_size!r} must be between 0 and the tree size {size}")
     if old_size in (0, size):
         return []
@@ -268,16 +292,20 @@ def consistency_proof(leaf_hashes: Sequence[bytes], old_size: int) -> list[bytes
     while old_size != hi:
         k = _split(hi - lo)
         if old_size - lo <= k:
-            path.append(_subtree_root(leaf_hashes, lo + k, hi))
+            path.append(subtree_root(lo + k, hi))
             hi = lo + k
         else:
-            path.append(_subtree_root(leaf_hashes, lo, lo + k))
+            path.append(subtree_root(lo, lo + k))
             lo += k
             complete = False
     if not complete:
-        path.append(_subtree_root(leaf_hashes, lo, hi))
+        path.append(subtree_root(lo, hi))
     path.reverse()  # collected top-down; RFC order is bottom-up
     return path
+
+
+def _in_memory(leaf_hashes: Sequence[bytes]) -> SubtreeRoot:
+    return lambda start, end: _subtree_root(leaf_hashes, start, end)
 
 
 def _subtree_root(leaf_hashes: Sequence[bytes], start: int, end: int) -> bytes:

@@ -1,21 +1,23 @@
 """Auditor's verification of a whole dataset checkpoint.
 
 From the published folder alone: every file's SHA-256 against the manifest, every row re-encoded
-and re-hashed into the RFC 9162 root, the root and tree size against the manifest, and the
-manifest hash and root against the on-chain anchor. The verdict names the first thing that
-differs: a file, a row, a root, or an anchor.
+and re-hashed into the RFC 9162 root, the root and tree size against the manifest, the
+manifest's Data Package resources and quality report, its Ed25519 signature, and the manifest
+hash and root against the on-chain anchor. The verdict names the first thing that differs: a
+file, a row, a root, a resource, the signature, or an anchor.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from proofs.log import DatasetLog
-from proofs.manifest import latest_manifest, load_manifest
+from proofs.manifest import latest_manifest, load_manifest, signature_path
 from proofs.merkle import MerkleFrontier
 
 # (dataset, tree_size) -> (root, manifest_hash) as anchored, or None when there is no anchor.
@@ -38,6 +40,7 @@ class Verdict:
     tree_size: int
     root: str
     checks: list[Check] = field(default_factory=list)
+    log: str | None = None  # the Merkle log checked, when not the dataset's own
 
     @property
     def ok(self) -> bool:
@@ -51,6 +54,7 @@ class Verdict:
         failure = self.first_failure
         return {
             "dataset": self.dataset,
+            "log": self.log or self.dataset,
             "tree_size": self.tree_size,
             "root": self.root,
             "verified": self.ok,
@@ -74,6 +78,7 @@ def verify_dataset(
     manifest, manifest_digest = load_manifest(manifest_file)
     checkpoint = manifest["checkpoint"]
     verdict = Verdict(manifest["dataset"], checkpoint["tree_size"], checkpoint["root"])
+    verdict.log = manifest.get("log", manifest["dataset"])
     frontier = MerkleFrontier()
     for entry in manifest["files"]:
         path = dataset_dir / entry["path"]
@@ -102,10 +107,56 @@ def verify_dataset(
         Check("files", True, f"{len(manifest['files'])} files match their SHA-256 and row counts")
     )
     verdict.checks.append(_root_check(frontier, checkpoint))
+    verdict.checks.append(_package_check(dataset_dir, manifest))
+    verdict.checks.append(_signature_check(manifest_file, manifest))
     verdict.checks.append(
         _anchor_check(verdict, manifest_digest, anchor_lookup, anchor_unavailable_reason)
     )
     return verdict
+
+
+def _package_check(dataset_dir: Path, manifest: dict[str, Any]) -> Check:
+    """The Data Package view agrees with ``files[]``; the quality report is the one hashed."""
+    resources = manifest.get("resources", [])
+    files = manifest["files"]
+    if [r.get("path") for r in resources] != [f["path"] for f in files]:
+        return Check("manifest", False, "resources[] do not list the files of files[] in order")
+    for resource, entry in zip(resources, files, strict=True):
+        size = (dataset_dir / entry["path"]).stat().st_size
+        if resource.get("hash") != f"sha256:{entry['sha256']}" or resource.get("bytes") != size:
+            return Check(
+                "manifest", False, f"{entry['path']}: resource hash or bytes differ from the file"
+            )
+    quality = manifest.get("quality")
+    if quality is None:
+        return Check("manifest", True, f"{len(resources)} resources match; no quality report")
+    report = dataset_dir / quality["report_path"]
+    if not report.exists():
+        return Check("manifest", False, f"quality report {quality['report_path']} is missing")
+    if _sha256(report) != quality["report_sha256"]:
+        return Check("manifest", False, f"quality report {quality['report_path']}: SHA-256 differs")
+    return Check(
+        "manifest",
+        True,
+        f"{len(resources)} resources match; quality report (score {quality['score']}) matches",
+    )
+
+
+def _signature_check(manifest_file: Path, manifest: dict[str, Any]) -> Check:
+    """The publisher's Ed25519 signature over the manifest bytes, by the key the manifest names."""
+    from proofs.signing import verify_signature  # cryptography: only at this edge
+
+    path = signature_path(manifest_file)
+    if not path.exists():
+        return Check("signature", False, f"no signature beside the manifest ({path.name})")
+    signature = json.loads(path.read_bytes())
+    publisher = manifest.get("publisher") or {}
+    if publisher.get("public_key") != signature.get("public_key"):
+        return Check("signature", False, "signed by a key other than the manifest's publisher")
+    problem = verify_signature(signature, manifest_file.read_bytes())
+    if problem is not None:
+        return Check("signature", False, problem)
+    return Check("signature", True, f"Ed25519 signature by key {signature['key_id'][:16]}… valid")
 
 
 def _root_check(frontier: MerkleFrontier, checkpoint: dict[str, Any]) -> Check:
@@ -127,10 +178,11 @@ def _anchor_check(
 ) -> Check:
     if lookup is None:
         return Check("anchor", None, f"not checked: {why_not}")
-    anchored = lookup(verdict.dataset, verdict.tree_size)
+    log_id = verdict.log or verdict.dataset
+    anchored = lookup(log_id, verdict.tree_size)
     if anchored is None:
         return Check(
-            "anchor", False, f"no anchor on chain for {verdict.dataset} at size {verdict.tree_size}"
+            "anchor", False, f"no anchor on chain for {log_id} at size {verdict.tree_size}"
         )
     root, manifest_hash = anchored
     if root.hex() != verdict.root:

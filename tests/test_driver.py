@@ -109,7 +109,7 @@ def test_the_verifier_accepts_the_anchored_dataset(broker, topic, data_dir, chai
     batch(broker, topic, data_dir, chain)
     verdict = verify_dataset(data_dir / "published" / DATASET, anchor_lookup=chain.lookup)
     assert verdict.ok
-    assert [c.name for c in verdict.checks] == ["files", "root", "anchor"]
+    assert [c.name for c in verdict.checks] == ["files", "root", "manifest", "signature", "anchor"]
 
 
 def test_changing_one_value_after_anchoring_is_caught_and_named(

@@ -1,0 +1,209 @@
+"""Proof bundles: one published row, provable on its own against an anchored checkpoint.
+
+A bundle (JSON, docs/proof-format.md §10) carries the row, its leaf index, the RFC 9162 audit
+path, the checkpoint (log id, tree size, root, manifest hash) and where the checkpoint is
+anchored (chain id, contract, transaction). ``verify_bundle`` needs nothing else: the row is
+re-canonicalized (RFC 8785) and hashed, the path is folded into the root, and, given a chain,
+the root and manifest hash are read back with the view call ``getAnchor``.
+
+Standard library only: the market builds bundles for query results and auditors verify them
+without the pipeline installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from proofs.jcs import canonicalize
+from proofs.log import DatasetLog, LogRef
+from proofs.merkle import HASH_SIZE, leaf_hash, verify_inclusion
+from proofs.verify import AnchorLookup, Check, Verdict
+
+BUNDLE_VERSION = 1
+
+
+def build_bundles(
+    log: DatasetLog | LogRef,
+    leaf_indices: Sequence[int],
+    rows: Sequence[bytes | Mapping[str, Any]],
+    checkpoint: Mapping[str, Any],
+    anchor_info: Mapping[str, Any] | None,
+    dataset: str | None = None,
+) -> list[dict[str, Any]]:
+    """One bundle per row: ``rows[i]`` is leaf ``leaf_indices[i]`` of ``log``.
+
+    ``rows`` are the published rows, either as their leaf bytes (``proofs.leaves``
+    ``leaf_bytes_for_batch``) or as JSON objects (a leaf's bytes parsed back). ``checkpoint``
+    has ``tree_size``, ``root`` and ``manifest_sha256`` (hex), as the driver records it;
+    ``anchor_info`` has ``chain_id``, ``contract``, ``anchor_tx`` and ``anchor_block`` (None
+    when not anchored). Raises ``ValueError`` when a row is not the leaf the log committed, or
+    the checkpoint is not a size and root of this log: a bundle that would not verify is never
+    written.
+    """
+    log = log if isinstance(log, DatasetLog) else DatasetLog(log)
+    tree_size, root_hex = checkpoint["tree_size"], checkpoint["root"]
+    if log.root(tree_size).hex() != root_hex:
+        raise ValueError(f"log {log.log_id} has another root at size {tree_size}")
+    if len(leaf_indices) != len(rows):
+        raise ValueError(f"{len(leaf_indices)} leaf indices for {len(rows)} rows")
+    committed_checkpoint = {
+        "log": log.log_id,
+        "tree_size": tree_size,
+        "root": root_hex,
+        "manifest_sha256": checkpoint["manifest_sha256"],
+    }
+    anchor = _anchor_section(log.log_id, anchor_info)
+    bundles = []
+    for index, row in zip(leaf_indices, rows, strict=True):
+        data = row if isinstance(row, bytes) else canonicalize(dict(row))
+        digest = leaf_hash(data)
+        if not 0 <= index < tree_size or log.leaf_hashes(index, index + 1)[0] != digest:
+            raise ValueError(
+                f"the row given for leaf {index} is not the leaf log {log.log_id} holds"
+            )
+        bundles.append(
+            {
+                "bundle_version": BUNDLE_VERSION,
+                "dataset": dataset or log.log_id.split("/", 1)[0],
+                "log": log.log_id,
+                "row": json.loads(data),
+                "leaf_index": index,
+                "leaf_hash": digest.hex(),
+                "audit_path": [h.hex() for h in log.inclusion_proof(index, tree_size)],
+                "checkpoint": committed_checkpoint,
+                "anchor": anchor,
+            }
+        )
+    return bundles
+
+
+def _anchor_section(log_id: str, info: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if not info or info.get("contract") is None:
+        return None
+    return {
+        "chain_id": info["chain_id"],
+        "contract": info["contract"],
+        "dataset_id": hashlib.sha256(log_id.encode("utf-8")).hexdigest(),
+        "transaction": info.get("anchor_tx"),
+        "block": info.get("anchor_block"),
+    }
+
+
+def verify_bundle(
+    bundle: Mapping[str, Any],
+    anchor_lookup: AnchorLookup | None = None,
+    anchor_unavailable_reason: str = "no chain to check against",
+) -> Verdict:
+    """Verify one bundle: row → leaf hash → audit path → checkpoint root → (anchor)."""
+    problem = _malformed(bundle)
+    if problem is not None:
+        verdict = Verdict(str(_get(bundle, "dataset")), -1, "")
+        verdict.checks.append(Check("bundle", False, problem))
+        return verdict
+    checkpoint = bundle["checkpoint"]
+    verdict = Verdict(bundle["dataset"], checkpoint["tree_size"], checkpoint["root"])
+    verdict.log = checkpoint["log"]
+    index = bundle["leaf_index"]
+    try:
+        digest = leaf_hash(canonicalize(bundle["row"]))
+    except ValueError as error:
+        verdict.checks.append(Check("leaf", False, f"leaf {index}: row is not I-JSON: {error}"))
+        return verdict
+    if digest.hex() != bundle["leaf_hash"]:
+        verdict.checks.append(
+            Check("leaf", False, f"leaf {index}: the row does not hash to leaf_hash")
+        )
+        return verdict
+    verdict.checks.append(Check("leaf", True, f"leaf {index}: the row hashes to leaf_hash"))
+    path = [bytes.fromhex(h) for h in bundle["audit_path"]]
+    root = bytes.fromhex(checkpoint["root"])
+    if not verify_inclusion(digest, index, checkpoint["tree_size"], path, root):
+        verdict.checks.append(
+            Check(
+                "inclusion",
+                False,
+                f"leaf {index}: the audit path does not lead to the root of the tree of size "
+                f"{checkpoint['tree_size']}",
+            )
+        )
+        return verdict
+    verdict.checks.append(
+        Check("inclusion", True, f"leaf {index} is in the tree of size {checkpoint['tree_size']}")
+    )
+    verdict.checks.append(
+        _anchor_check(verdict, checkpoint, anchor_lookup, anchor_unavailable_reason)
+    )
+    return verdict
+
+
+def _anchor_check(
+    verdict: Verdict, checkpoint: Mapping[str, Any], lookup: AnchorLookup | None, why_not: str
+) -> Check:
+    if lookup is None:
+        return Check("anchor", None, f"not checked: {why_not}")
+    anchored = lookup(checkpoint["log"], checkpoint["tree_size"])
+    if anchored is None:
+        return Check(
+            "anchor",
+            False,
+            f"no anchor on chain for {checkpoint['log']} at size {checkpoint['tree_size']}",
+        )
+    root, manifest_hash = anchored
+    if root.hex() != checkpoint["root"]:
+        return Check("anchor", False, f"anchored root {root.hex()} != bundle root")
+    if manifest_hash.hex() != checkpoint["manifest_sha256"]:
+        return Check("anchor", False, f"anchored manifest hash {manifest_hash.hex()} != bundle's")
+    return Check("anchor", True, "root and manifest hash match the on-chain anchor")
+
+
+def _get(data: Any, key: str) -> Any:
+    return data.get(key) if isinstance(data, Mapping) else None
+
+
+def _malformed(bundle: Any) -> str | None:
+    """What makes ``bundle`` unusable, or None: types and hex lengths, nothing cryptographic."""
+    if not isinstance(bundle, Mapping):
+        return "a bundle must be a JSON object"
+    if bundle.get("bundle_version") != BUNDLE_VERSION:
+        return f"bundle_version must be {BUNDLE_VERSION}"
+    checkpoint = bundle.get("checkpoint")
+    if not isinstance(checkpoint, Mapping):
+        return "checkpoint must be an object"
+    for key, value in (
+        ("dataset", bundle.get("dataset")),
+        ("checkpoint.log", checkpoint.get("log")),
+    ):
+        if not isinstance(value, str) or not value:
+            return f"{key} must be a non-empty string"
+    for key, value in (
+        ("leaf_index", bundle.get("leaf_index")),
+        ("checkpoint.tree_size", checkpoint.get("tree_size")),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            return f"{key} must be a non-negative integer"
+    if not isinstance(bundle.get("row"), Mapping):
+        return "row must be a JSON object"
+    hashes = [
+        ("leaf_hash", bundle.get("leaf_hash")),
+        ("checkpoint.root", checkpoint.get("root")),
+        ("checkpoint.manifest_sha256", checkpoint.get("manifest_sha256")),
+    ]
+    path = bundle.get("audit_path")
+    if not isinstance(path, list):
+        return "audit_path must be a list of hashes"
+    hashes += [(f"audit_path[{i}]", h) for i, h in enumerate(path)]
+    for key, value in hashes:
+        if not _is_hex_hash(value):
+            return f"{key} must be {2 * HASH_SIZE} lowercase hex digits"
+    return None
+
+
+def _is_hex_hash(value: Any) -> bool:
+    return (
+        isinstance(value, str)
+        and len(value) == 2 * HASH_SIZE
+        and all(c in "0123456789abcdef" for c in value)
+    )

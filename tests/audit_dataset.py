@@ -1,0 +1,115 @@
+"""A small published dataset built with the real proof pieces, for audit and tamper tests.
+
+Parquet files on disk, the dataset's Merkle log, signed checkpoint manifests and anchors on the
+in-process EVM, exactly as the driver lays them out, without Kafka or Beam in the way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cli.chain import ChainContext
+from proofs.leaves import leaf_hashes_for_batch
+from proofs.log import DatasetLog
+from proofs.manifest import build_manifest, write_manifest
+from proofs.signing import publisher_key
+
+DATASET = "probe.v1"
+SCHEMA = pa.schema(
+    [
+        pa.field("node_id", pa.string(), nullable=False),
+        pa.field("ts", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("rsrp_dbm", pa.float64()),
+    ]
+)
+DESCRIBED = {
+    "name": "probe",
+    "version": "1.0",
+    "description": "test rows",
+    "natural_key": ["node_id", "ts"],
+    "fields": [
+        {"name": "node_id", "type": "string", "required": True},
+        {"name": "ts", "type": "timestamp[us, tz=UTC]", "required": True},
+        {"name": "rsrp_dbm", "type": "double", "unit": "dBm", "minimum": -140, "maximum": -43},
+    ],
+}
+
+
+def rows(first: int, count: int) -> pa.Table:
+    return pa.table(
+        {
+            "node_id": [f"node-{i:05d}" for i in range(first, first + count)],
+            "ts": [1_764_000_000_000_000 + i * 1_000_000 for i in range(first, first + count)],
+            "rsrp_dbm": [-100.0 + (i % 40) / 2 for i in range(first, first + count)],
+        },
+        schema=SCHEMA,
+    )
+
+
+def publish(
+    data_root: Path,
+    batches: list[pa.Table],
+    chain: ChainContext | None,
+    dataset: str = DATASET,
+    quality: dict | None = None,
+) -> list[dict]:
+    """Publish each table as one batch (one file, one checkpoint, one anchor); the checkpoints."""
+    dataset_dir = data_root / "published" / dataset
+    log = DatasetLog(dataset_dir / "log")
+    signer = publisher_key(data_root)
+    files: list[dict] = []
+    checkpoints: list[dict] = []
+    for number, table in enumerate(batches):
+        path = dataset_dir / "data" / f"batch-{number:04d}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, path)
+        data = path.read_bytes()
+        files.append(
+            {
+                "path": f"data/{path.name}",
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "bytes": len(data),
+                "rows": table.num_rows,
+                "leaf_start": log.size,
+                "source": {
+                    "topic": "t",
+                    "partition": 0,
+                    "start": log.size,
+                    "end": log.size + table.num_rows,
+                },
+            }
+        )
+        size, root = log.append_at(log.size, leaf_hashes_for_batch(table))
+        previous = checkpoints[-1] if checkpoints else None
+        manifest = build_manifest(
+            dataset=dataset,
+            tree_size=size,
+            root=root,
+            schema=DESCRIBED,
+            fingerprint="0" * 64,
+            files=list(files),
+            batch={"id": number, "planned_at": "2026-11-25T00:00:00+00:00", "ranges": []},
+            previous=None
+            if previous is None
+            else {k: previous[k] for k in ("tree_size", "root", "manifest_sha256")},
+            pipeline_version="test",
+            publisher=signer.describe(),
+            quality=quality if number == len(batches) - 1 else None,
+        )
+        manifest_file, digest = write_manifest(dataset_dir, manifest, signer)
+        checkpoint = {
+            "dataset": dataset,
+            "tree_size": size,
+            "root": root.hex(),
+            "manifest_sha256": digest.hex(),
+            "manifest_path": str(manifest_file),
+        }
+        if chain is not None:
+            (anchored,) = chain.anchor([checkpoint])
+            checkpoint.update(anchored)
+        checkpoints.append(checkpoint)
+    return checkpoints

@@ -1,0 +1,124 @@
+"""``rda prove`` and ``rda verify --bundle | --history`` as an auditor runs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from audit_dataset import DATASET, publish, rows
+from test_cli import rda
+
+from infra.tools import free_port
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    publish(tmp_path / "data", [rows(0, 12), rows(12, 8)], None)
+    return tmp_path / "data"
+
+
+def test_prove_writes_one_bundle_per_matching_row_and_each_verifies_offline(data_dir, tmp_path):
+    out = tmp_path / "bundles"
+    where = "node_id IN ('node-00003', 'node-00015')"
+    proved = rda(
+        "prove", "--data-dir", str(data_dir), "--dataset", DATASET, "--where", where,
+        "--out", str(out), "--json", state=tmp_path / "state",
+    )  # fmt: skip
+    assert proved.returncode == 0, proved.stderr
+    report = json.loads(proved.stdout)
+    assert report["matched"] == 2 and report["checkpoint"]["tree_size"] == 20
+    assert [json.loads(Path(p).read_text())["leaf_index"] for p in report["bundles"]] == [3, 15]
+    check = rda("verify", "--bundle", str(out), "--json", state=tmp_path / "state")
+    verdict = json.loads(check.stdout)
+    assert check.returncode == 0 and verdict["verified"] is True
+    assert [b["checks"][-1]["detail"] for b in verdict["bundles"]] == [
+        "not checked: the bundle names no anchor"
+    ] * 2
+
+
+def test_verify_names_the_bundle_and_the_check_that_failed(data_dir, tmp_path):
+    out = tmp_path / "bundles"
+    rda(
+        "prove", "--data-dir", str(data_dir), "--dataset", DATASET,
+        "--where", "node_id = 'node-00004'", "--out", str(out), state=tmp_path / "state",
+    )  # fmt: skip
+    (path,) = out.glob("*.bundle.json")
+    bundle = json.loads(path.read_text())
+    bundle["row"]["rsrp_dbm"] = -43.0
+    path.write_text(json.dumps(bundle))
+    check = rda("verify", "--bundle", str(path), state=tmp_path / "state")
+    assert check.returncode == 1
+    assert f"{path.name} (leaf 4): FAILED" in check.stdout
+    assert "✗ leaf: leaf 4: the row does not hash to leaf_hash" in check.stdout
+
+
+def test_history_verifies_offline(data_dir, tmp_path):
+    check = rda("verify", "--history", "--data-dir", str(data_dir), "--json", state=tmp_path / "s")
+    verdict = json.loads(check.stdout)
+    assert check.returncode == 0, check.stderr
+    (history,) = verdict["histories"]
+    assert [c["detail"] for c in history["checks"] if c["check"] == "consistency"] == [
+        "12 → 20: consistency proof of 4 hashes"
+    ]
+
+
+def test_a_predicate_that_is_not_sql_is_a_clear_error(data_dir, tmp_path):
+    proved = rda(
+        "prove", "--data-dir", str(data_dir), "--dataset", DATASET, "--where", "no_such_column = 1",
+        state=tmp_path / "state",
+    )  # fmt: skip
+    assert proved.returncode == 2
+    message = " ".join(proved.stderr.split())
+    assert "--where 'no_such_column = 1' is not a valid predicate" in message
+    assert "Traceback" not in proved.stderr
+
+
+def test_proving_an_unknown_dataset_or_verifying_a_missing_bundle_is_a_clear_error(tmp_path):
+    proved = rda("prove", "--data-dir", str(tmp_path), "--dataset", "nope.v1", "--where", "true",
+                 state=tmp_path / "state")  # fmt: skip
+    assert proved.returncode == 2 and "no checkpoint of 'nope.v1'" in " ".join(
+        proved.stderr.split()
+    )
+    check = rda("verify", "--bundle", str(tmp_path / "missing.json"), state=tmp_path / "state")
+    assert check.returncode == 2 and "does not exist" in " ".join(check.stderr.split())
+
+
+@pytest.mark.anvil
+@pytest.mark.slow
+def test_an_auditor_proves_rows_and_checks_bundles_and_history_on_anvil(tmp_path):
+    state, data = tmp_path / "state", str(tmp_path / "data")
+    up = rda(
+        "infra", "up", "--port", str(free_port()), "--chain", "anvil",
+        "--chain-port", str(free_port()), "--json", state=state,
+    )  # fmt: skip
+    assert up.returncode == 0, up.stderr
+    try:
+        for seed in ("1", "2"):  # two batches: two anchored checkpoints per dataset
+            simulate = ("simulate", "--nodes", "3", "--duration", "10", "--seed", seed)
+            assert rda(*simulate, state=state).returncode == 0
+            run = rda("run", "--once", "--data-dir", data, "--json", state=state)
+            assert run.returncode == 0, run.stderr
+        bundles = tmp_path / "bundles"
+        proved = rda(
+            "prove", "--data-dir", data, "--dataset", "radio_kpi.v1",
+            "--where", "source_offset < 3", "--out", str(bundles), "--json", state=state,
+        )  # fmt: skip
+        assert proved.returncode == 0, proved.stderr
+        assert json.loads(proved.stdout)["anchored"] is True
+        check = rda("verify", "--bundle", str(bundles), "--json", state=state)
+        verdicts = json.loads(check.stdout)["bundles"]
+        assert check.returncode == 0 and verdicts
+        assert {(v["checks"][-1]["check"], v["checks"][-1]["ok"]) for v in verdicts} == {
+            ("anchor", True)
+        }
+        history = rda("verify", "--history", "--data-dir", data, "--json", state=state)
+        histories = json.loads(history.stdout)["histories"]
+        assert history.returncode == 0
+        radio = next(h for h in histories if h["dataset"] == "radio_kpi.v1")
+        assert [c["check"] for c in radio["checks"]] == [
+            "previous", "consistency", "anchor", "anchor",
+        ]  # fmt: skip
+        assert all(c["ok"] for c in radio["checks"])
+    finally:
+        rda("infra", "down", state=state)
