@@ -6,7 +6,7 @@ import os
 import platform
 from collections.abc import Callable
 
-from benchmarks import decode, end_to_end, market, proofs, streaming
+from benchmarks import decode, end_to_end, market, proofs, quality, streaming
 
 BENCHMARKS: dict[str, Callable[[bool], dict]] = {
     "decode_standardize": decode.run,
@@ -14,6 +14,7 @@ BENCHMARKS: dict[str, Callable[[bool], dict]] = {
     "streaming": streaming.run,
     "market_query": market.run,
     "proofs": proofs.run,
+    "quality_privacy": quality.run,
 }
 
 

@@ -23,6 +23,9 @@ class RunMetrics:
         self.quarantined = Counter(
             "rda_records_quarantined", "Records quarantined", ["topic", "reason"], registry=r
         )
+        self.suppressed = Counter(
+            "rda_records_suppressed", "Records withheld for k-anonymity", ["topic"], registry=r
+        )
         self.batches = Counter("rda_batches", "Micro-batches finished", ["topic"], registry=r)
         self.retries = Counter("rda_retries", "Steps retried after an outage", registry=r)
         self.batch_seconds = Histogram(
@@ -67,6 +70,7 @@ class RunMetrics:
     def batch_done(self, topic: str, summary: BatchSummary, seconds: float) -> None:
         self.read.labels(topic).inc(summary.read)
         self.published.labels(topic).inc(summary.published)
+        self.suppressed.labels(topic).inc(summary.suppressed)
         for reason, count in summary.reasons.items():
             self.quarantined.labels(topic, reason).inc(count)
         self.batches.labels(topic).inc()

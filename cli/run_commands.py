@@ -101,7 +101,7 @@ def run_command(args: argparse.Namespace) -> int:
         t = report.totals
         out.print(
             f"{t['batches']} batches: read {t['read']}, published {t['published']}, "
-            f"quarantined {t['quarantined']}"
+            f"quarantined {t['quarantined']}, suppressed {t['suppressed']}"
             + (f" (stopped by {report.stopped_by})" if report.stopped_by else "")
         )
     return 0

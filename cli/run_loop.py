@@ -40,7 +40,9 @@ class Abandon(BaseException):
 class RunReport:
     batches: list[dict[str, Any]] = field(default_factory=list)
     totals: dict[str, int] = field(
-        default_factory=lambda: {"batches": 0, "read": 0, "published": 0, "quarantined": 0}
+        default_factory=lambda: dict.fromkeys(
+            ("batches", "read", "published", "quarantined", "suppressed"), 0
+        )
     )
     stopped_by: str | None = None  # a signal's name, or None when --once ran out of records
 
@@ -50,6 +52,7 @@ class RunReport:
         self.totals["read"] += summary.read
         self.totals["published"] += summary.published
         self.totals["quarantined"] += summary.quarantined
+        self.totals["suppressed"] += summary.suppressed
 
 
 class RunLoop:
@@ -121,12 +124,13 @@ class RunLoop:
         self.report.add(summary)
         self.metrics.batch_done(topic, summary, seconds)
         self.log.info(
-            "batch %d on %s: read %d, published %d, quarantined %d in %.1f s%s",
+            "batch %d on %s: read %d, published %d, quarantined %d, suppressed %d in %.1f s%s",
             summary.batch_id,
             topic,
             summary.read,
             summary.published,
             summary.quarantined,
+            summary.suppressed,
             seconds,
             " (resumed)" if summary.resumed else "",
             extra={
@@ -136,6 +140,8 @@ class RunLoop:
                 "read": summary.read,
                 "published": summary.published,
                 "quarantined": summary.quarantined,
+                "suppressed": summary.suppressed,
+                "quality_score": summary.quality_score,
                 "seconds": round(seconds, 3),
                 "resumed": summary.resumed,
                 "checkpoints": [(c["dataset"], c["tree_size"]) for c in summary.checkpoints],

@@ -17,6 +17,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from pipelines.kafka_source import KafkaPythonSource, OffsetRange
+from pipelines.protect import Protection
 from pipelines.standardize import Standardized, standardize_routed
 
 RUNNERS = ("fnapi", "dask")
@@ -27,9 +28,16 @@ ChunkSink = Callable[[OffsetRange, Standardized], Any]
 class ReadAndStandardize(beam.DoFn):
     """Reads one offset range and standardizes each record with its format's adapter."""
 
-    def __init__(self, bootstrap: str, wire_format: str | None, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        wire_format: str | None,
+        protection: Protection | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
         self.bootstrap = bootstrap
         self.wire_format = wire_format  # the topic's default, for records without a header
+        self.protection = protection  # quality checks and privacy policy, before landing
         self.timeout_s = timeout_s  # without progress: the driver then retries the batch
 
     def setup(self) -> None:
@@ -41,7 +49,10 @@ class ReadAndStandardize(beam.DoFn):
     def process(self, work_item: dict) -> Iterable[tuple[OffsetRange, Standardized]]:
         chunk = OffsetRange(**work_item)
         raw = self.source.read(chunk)
-        yield chunk, standardize_routed(raw, self.wire_format)
+        result = standardize_routed(raw, self.wire_format)
+        if self.protection is not None:
+            result = self.protection(raw, result)
+        yield chunk, result
 
 
 class WriteChunk(beam.DoFn):
@@ -59,6 +70,7 @@ def build(
     bootstrap: str,
     wire_format: str | None,
     sink: ChunkSink,
+    protection: Protection | None = None,
     timeout_s: float = 30.0,
 ) -> beam.PCollection:
     """Add the read → standardize → sink stages for ``chunks`` to ``pipeline``."""
@@ -67,7 +79,8 @@ def build(
         # Plain dicts as work items: Beam would otherwise infer a row schema for the dataclass.
         | "Chunks" >> beam.Create([chunk.as_dict() for chunk in chunks])
         | "Distribute" >> beam.Reshuffle()
-        | "ReadAndStandardize" >> beam.ParDo(ReadAndStandardize(bootstrap, wire_format, timeout_s))
+        | "ReadAndStandardize"
+        >> beam.ParDo(ReadAndStandardize(bootstrap, wire_format, protection, timeout_s))
         | "Write" >> beam.ParDo(WriteChunk(sink))
     )
 
@@ -78,6 +91,7 @@ def run(
     wire_format: str | None,
     sink: ChunkSink,
     runner: str = "fnapi",
+    protection: Protection | None = None,
     timeout_s: float = 30.0,
     dask_scheduler: str | None = None,
 ) -> None:
@@ -90,7 +104,7 @@ def run(
     options = ["--no_pipeline_type_check"]
     if runner == "fnapi":
         with beam.Pipeline(runner=FnApiRunner(), options=PipelineOptions(options)) as pipeline:
-            build(pipeline, chunks, bootstrap, wire_format, sink, timeout_s)
+            build(pipeline, chunks, bootstrap, wire_format, sink, protection, timeout_s)
         return
     if runner != "dask":
         raise ValueError(f"unknown runner {runner!r} (available: {', '.join(RUNNERS)})")
@@ -101,7 +115,7 @@ def run(
     address = dask_scheduler or local_scheduler_address()
     options.append(f"--dask_client_address={address}")
     pipeline = beam.Pipeline(runner=DaskRunner(), options=PipelineOptions(options))
-    build(pipeline, chunks, bootstrap, wire_format, sink, timeout_s)
+    build(pipeline, chunks, bootstrap, wire_format, sink, protection, timeout_s)
     result = pipeline.run()
     try:
         result.wait_until_finish()

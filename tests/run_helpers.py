@@ -56,7 +56,7 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.1) -> Non
 class Reconciliation:
     produced: int
     published: int
-    quarantined: int
+    quarantined: int  # and suppressed
     lost: list[tuple[int, int]]
     duplicated: list[tuple[int, int]]
     per_node_differences: dict[str, int]
@@ -83,8 +83,9 @@ def reconcile(bootstrap: str, topic: str, data: Path, registry: AnchorRegistry) 
         rows = zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True)
         seen.update(rows)
         published += table.num_rows
-    for (path,) in quarantine:
-        table = pq.read_table(layout.root / path, columns=["partition", "offset"])
+    suppressed = sorted((layout.private / "suppressed" / topic).glob("*.parquet"))
+    for path in [layout.root / p for (p,) in quarantine] + suppressed:  # k-anonymity: private
+        table = pq.read_table(path, columns=["partition", "offset"])
         seen.update(zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True))
         quarantined += table.num_rows
     produced_nodes = Counter(produced_keys.values())
