@@ -7,6 +7,7 @@ manifests, signatures) after anchoring, and expects the verdict to name what was
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 
 import pyarrow as pa
@@ -223,6 +224,15 @@ def test_manifests_are_data_packages_with_signed_publisher_and_byte_identical_on
     assert (manifest_file.read_bytes(), signature_file.read_bytes()) == before
 
 
+def test_the_private_key_stays_private_and_is_reused(tmp_path):
+    key = publisher_key(tmp_path)
+    path = tmp_path / "private" / "keys" / "publisher-ed25519.pem"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert publisher_key(tmp_path).key_id == key.key_id
+    assert key.key_id == hashlib.sha256(key.public_key).hexdigest()
+    assert "PRIVATE" not in (tmp_path / "published" / "publisher.json").read_text()
+
+
 def test_build_manifest_refuses_a_malformed_quality_section():
     with pytest.raises(ValueError, match="report_path, report_sha256 and score"):
         build_manifest(
@@ -416,6 +426,4 @@ def test_a_batch_of_checkpoints_goes_in_one_transaction_with_gas_shared(chain):
 
 
 def _sha256(path) -> str:
-    import hashlib
-
     return hashlib.sha256(path.read_bytes()).hexdigest()

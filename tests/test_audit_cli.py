@@ -74,6 +74,16 @@ def test_a_predicate_that_is_not_sql_is_a_clear_error(data_dir, tmp_path):
     assert "Traceback" not in proved.stderr
 
 
+def test_prove_refuses_to_write_more_bundles_than_the_limit(data_dir, tmp_path):
+    proved = rda(
+        "prove", "--data-dir", str(data_dir), "--dataset", DATASET, "--where", "true",
+        "--limit", "5", "--out", str(tmp_path / "bundles"), state=tmp_path / "state",
+    )  # fmt: skip
+    assert proved.returncode == 2
+    assert "20 rows match; at most --limit 5" in " ".join(proved.stderr.split())
+    assert not (tmp_path / "bundles").exists()
+
+
 def test_proving_an_unknown_dataset_or_verifying_a_missing_bundle_is_a_clear_error(tmp_path):
     proved = rda("prove", "--data-dir", str(tmp_path), "--dataset", "nope.v1", "--where", "true",
                  state=tmp_path / "state")  # fmt: skip
