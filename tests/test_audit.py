@@ -20,7 +20,13 @@ from proofs.bundle import build_bundles, verify_bundle
 from proofs.history import verify_history
 from proofs.leaves import leaf_bytes_for_batch, leaf_hashes_for_batch
 from proofs.log import DatasetLog, LogRef
-from proofs.manifest import all_manifests, build_manifest, load_manifest, write_manifest
+from proofs.manifest import (
+    all_manifests,
+    build_manifest,
+    load_manifest,
+    table_schema,
+    write_manifest,
+)
 from proofs.signing import publisher_key
 from proofs.verify import verify_dataset
 
@@ -427,3 +433,25 @@ def test_a_batch_of_checkpoints_goes_in_one_transaction_with_gas_shared(chain):
 
 def _sha256(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("arrow_type", "table_type"),
+    [
+        ("timestamp[us, tz=UTC]", "datetime"),
+        ("int16", "integer"),
+        ("uint64", "integer"),
+        ("float", "number"),
+        ("decimal128(10, 2)", "number"),
+        ("bool", "boolean"),
+        ("date32[day]", "date"),
+        ("large_string", "string"),
+        ("fixed_size_binary[16]", "binary"),
+        ("list<item: string>", "array"),
+        ("struct<a: int8>", "object"),
+        ("duration[s]", "any"),
+    ],
+)
+def test_resource_schemas_give_each_arrow_type_its_table_schema_type(arrow_type, table_type):
+    schema = {"fields": [{"name": "x", "type": arrow_type}], "natural_key": []}
+    assert table_schema(schema)["fields"][0]["type"] == table_type
