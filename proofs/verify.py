@@ -69,8 +69,11 @@ def verify_dataset(
     anchor_lookup: AnchorLookup | None = None,
     anchor_unavailable_reason: str = "no chain to check against",
     log: LogRef | None = None,
+    publisher_key_id: str | None = None,
 ) -> Verdict:
     """Verify the checkpoint described by ``manifest_file`` (default: the latest one).
+
+    ``publisher_key_id``, when the auditor knows it, pins the key that must have signed.
 
     ``log`` is where the committed leaves are, used only to name the first changed row of a
     changed file (default: the dataset's own log); the anchor is looked up under the manifest's
@@ -113,7 +116,7 @@ def verify_dataset(
     )
     verdict.checks.append(_root_check(frontier, checkpoint))
     verdict.checks.append(_package_check(dataset_dir, manifest))
-    verdict.checks.append(_signature_check(manifest_file, manifest))
+    verdict.checks.append(_signature_check(manifest_file, manifest, publisher_key_id))
     verdict.checks.append(
         _anchor_check(verdict, manifest_digest, anchor_lookup, anchor_unavailable_reason)
     )
@@ -147,7 +150,9 @@ def _package_check(dataset_dir: Path, manifest: dict[str, Any]) -> Check:
     )
 
 
-def _signature_check(manifest_file: Path, manifest: dict[str, Any]) -> Check:
+def _signature_check(
+    manifest_file: Path, manifest: dict[str, Any], pinned_key_id: str | None
+) -> Check:
     """The publisher's Ed25519 signature over the manifest bytes, by the key the manifest names."""
     from proofs.signing import verify_signature  # cryptography: only at this edge
 
@@ -161,6 +166,10 @@ def _signature_check(manifest_file: Path, manifest: dict[str, Any]) -> Check:
     problem = verify_signature(signature, manifest_file.read_bytes())
     if problem is not None:
         return Check("signature", False, problem)
+    if pinned_key_id is not None and signature["key_id"] != pinned_key_id.lower():
+        return Check(
+            "signature", False, f"signed by key {signature['key_id']}, not by {pinned_key_id}"
+        )
     return Check("signature", True, f"Ed25519 signature by key {signature['key_id'][:16]}… valid")
 
 

@@ -166,6 +166,17 @@ def test_a_signature_by_another_key_is_caught(published, tmp_path):
     )
 
 
+def test_an_auditor_can_pin_the_publisher_key(published, tmp_path):
+    dataset_dir, _ = published
+    key_id = publisher_key(dataset_dir.parent.parent).key_id
+    assert verify_dataset(dataset_dir, publisher_key_id=key_id).ok
+    other = publisher_key(tmp_path / "other").key_id
+    assert first_failure(verify_dataset(dataset_dir, publisher_key_id=other)) == (
+        "signature",
+        f"signed by key {key_id}, not by {other}",
+    )
+
+
 def test_a_corrupted_signature_is_caught(published):
     dataset_dir, _ = published
     manifest_file = all_manifests(dataset_dir)[-1]

@@ -63,6 +63,17 @@ def test_history_verifies_offline(data_dir, tmp_path):
     ]
 
 
+def test_verify_with_a_pinned_publisher_key_rejects_another_signer(data_dir, tmp_path):
+    published = json.loads((data_dir / "published" / "publisher.json").read_text())
+    state = tmp_path / "state"
+    args = ("verify", "--data-dir", str(data_dir), "--offline", "--json", "--publisher-key-id")
+    assert rda(*args, published["key_id"], state=state).returncode == 0
+    check = rda(*args, "ab" * 32, state=state)
+    assert check.returncode == 1
+    failure = json.loads(check.stdout)["datasets"][0]["first_failure"]
+    assert failure["check"] == "signature" and failure["detail"].endswith("not by " + "ab" * 32)
+
+
 def test_a_predicate_that_is_not_sql_is_a_clear_error(data_dir, tmp_path):
     proved = rda(
         "prove", "--data-dir", str(data_dir), "--dataset", DATASET, "--where", "no_such_column = 1",
