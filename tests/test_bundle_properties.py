@@ -22,11 +22,13 @@ json_values = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False),
     st.text(max_size=8),
 )
+# Rows are distinct, as published rows are (their lineage columns differ): with two equal rows,
+# a bundle moved to the other's index would be a true statement, not a forgery.
 row_lists = st.lists(
     st.dictionaries(st.text(min_size=1, max_size=4), json_values, max_size=4),
     min_size=1,
     max_size=40,
-)
+).map(lambda rows: [{**row, "#": number} for number, row in enumerate(rows)])
 
 
 def bundles_for(rows: list[dict], directory: str) -> list[dict]:
