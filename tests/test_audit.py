@@ -466,3 +466,11 @@ def _sha256(path) -> str:
 def test_resource_schemas_give_each_arrow_type_its_table_schema_type(arrow_type, table_type):
     schema = {"fields": [{"name": "x", "type": arrow_type}], "natural_key": []}
     assert table_schema(schema)["fields"][0]["type"] == table_type
+
+
+def test_batched_anchoring_costs_less_gas_per_checkpoint_than_one_per_transaction():
+    from benchmarks.proofs import _gas
+
+    gas = _gas()
+    assert gas["gas_per_checkpoint_batched_10"] < gas["gas_per_checkpoint_batched"]
+    assert gas["gas_per_checkpoint_batched"] < gas["gas_single"]
