@@ -153,6 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json(prove)
     prove.set_defaults(handler=audit.prove)
 
+    from cli.market_commands import add_market_parsers
+
+    add_market_parsers(sub, _default_data_dir())
+
     bench = sub.add_parser("bench", help="benchmarks, as ratios to a baseline in the same run")
     bench.add_argument("--only", action="append", help="run only this benchmark (repeatable)")
     bench.add_argument("--quick", action="store_true", help="smaller inputs")

@@ -150,3 +150,30 @@ def wait_until(
         if time.monotonic() >= deadline:
             raise TimeoutError(f"timed out after {timeout:.1f}s waiting for {what}")
         time.sleep(interval)
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def ensure_chromium() -> Path:
+    """Debian's ``chromium`` for the web page tests, installed with apt on first use.
+
+    Playwright drives this binary through ``executable_path``; its own browser downloads are
+    never used (they come from a CDN, not a package registry).
+    """
+    if CHROMIUM.exists():
+        return CHROMIUM
+    apt = shutil.which("apt-get")
+    if apt is None:
+        raise ToolInstallError("chromium is missing and apt-get is not available to install it")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in ([apt, "update", "-q"], [apt, "install", "-y", "-q", "chromium"]):
+        result = subprocess.run(
+            cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, env=env
+        )
+        if result.returncode != 0:
+            tail = (result.stderr or result.stdout).strip().splitlines()[-5:]
+            raise ToolInstallError(f"{' '.join(cmd[1:])} failed: " + " | ".join(tail))
+    if not CHROMIUM.exists():
+        raise ToolInstallError("apt-get install chromium did not provide /usr/bin/chromium")
+    return CHROMIUM

@@ -1,0 +1,179 @@
+"""Buyer query latency through ``rda serve`` against plain DuckDB over the same Parquet.
+
+One data directory from the demo pipeline, both sides measured in this run: the baseline runs
+the buyer's SQL on a plain DuckDB connection with a view over the same anchored files; the
+service answers the same SQL over HTTP (a separate ``rda serve`` process, keep-alive client):
+authentication, the parser's checks, the sandbox, encoding and the round trip included. Then
+16 concurrent clients query for a bounded time; every response must be a 200.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+
+from infra.tools import free_port, port_open, wait_until
+
+SQL = (
+    "SELECT node_id, count(*) AS reports, avg(rsrp_dbm) AS rsrp, max(dl_throughput_mbps) AS dl "
+    "FROM radio_kpi_v1 WHERE rsrp_dbm > -110 GROUP BY node_id ORDER BY node_id"
+)
+GOAL_RATIO, GOAL_EXTRA_MS = 1.2, 5.0
+
+
+def _client(port: int, key: str) -> tuple[http.client.HTTPConnection, dict]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    return conn, headers
+
+
+def _post(conn: http.client.HTTPConnection, headers: dict, fmt: str) -> int:
+    conn.request("POST", "/api/query", json.dumps({"sql": SQL, "format": fmt}), headers)
+    response = conn.getresponse()
+    response.read()
+    return response.status
+
+
+def _ok(status: int) -> None:
+    if status != 200:
+        raise RuntimeError(f"the service answered HTTP {status}")
+
+
+def _elapsed_ms(work) -> float:
+    started = time.perf_counter()
+    work()
+    return (time.perf_counter() - started) * 1000
+
+
+def _concurrent(port: int, key: str, clients: int, seconds: float) -> dict:
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def loop() -> None:
+        conn, headers = _client(port, key)
+        mine, failed = [], []
+        try:
+            while time.monotonic() < deadline:
+                started = time.perf_counter()
+                status = _post(conn, headers, "json")
+                mine.append((time.perf_counter() - started) * 1000)
+                if status != 200:
+                    failed.append(f"HTTP {status}")
+        except OSError as error:
+            failed.append(repr(error))
+        finally:
+            conn.close()
+        with lock:
+            latencies.extend(mine)
+            errors.extend(failed)
+
+    threads = [threading.Thread(target=loop) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=seconds + 120)
+    ordered = sorted(latencies)
+    return {
+        "clients": clients,
+        "seconds": seconds,
+        "requests": len(ordered),
+        "errors": len(errors),
+        "p50_ms": round(ordered[len(ordered) // 2], 2) if ordered else None,
+        "p95_ms": round(ordered[int(len(ordered) * 0.95)], 2) if ordered else None,
+        "queries_per_s": round(len(ordered) / seconds, 1),
+    }
+
+
+def run(quick: bool = False) -> dict:
+    from cli.demo import DemoOptions, run_demo
+    from market.assets import load_assets
+    from market.store import MarketStore, market_path
+
+    workdir = Path(tempfile.mkdtemp(prefix="rda-bench-market-"))
+    data_dir = workdir / "data"
+    previous_state = os.environ.get("RDA_STATE_DIR")
+    os.environ["RDA_STATE_DIR"] = str(workdir / "state")
+    server = None
+    try:
+        nodes, duration = (40, 300.0) if quick else (100, 600.0)
+        run_demo(DemoOptions(data_dir=data_dir, nodes=nodes, duration_s=duration, quiet=True))
+        asset = load_assets(data_dir)["radio_kpi.v1"]
+        store = MarketStore(market_path(data_dir))
+        key = store.add_buyer("bench")
+        store.grant("bench", "radio_kpi.v1")
+
+        plain = duckdb.connect(":memory:", config={"threads": 2})
+        plain.read_parquet([str(f) for f in asset.files]).create_view("radio_kpi_v1")
+        runs = 30 if quick else 100
+        plain.execute(SQL).fetchall()  # warm the file cache on both sides alike
+
+        port = free_port()
+        command = [sys.executable, "-m", "cli.main", "serve", "--data-dir", str(data_dir)]
+        server = subprocess.Popen(
+            [*command, "--port", str(port), "--json"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        )
+        wait_until(lambda: port_open("127.0.0.1", port), 60, what="rda serve")
+        conn, headers = _client(port, key)
+        for fmt in ("json", "arrow"):
+            assert _post(conn, headers, fmt) == 200
+        # Interleaved, so drift from the neighbours' load falls on every side alike.
+        samples: dict[str, list[float]] = {"plain": [], "arrow": [], "json": []}
+        work = {
+            "plain": lambda: plain.execute(SQL).fetchall(),
+            "arrow": lambda: _ok(_post(conn, headers, "arrow")),
+            "json": lambda: _ok(_post(conn, headers, "json")),
+        }
+        for _ in range(runs):
+            for side, call in work.items():
+                samples[side].append(_elapsed_ms(call))
+        conn.close()
+        baseline_ms = statistics.median(samples["plain"])
+        service = {fmt: statistics.median(samples[fmt]) for fmt in ("arrow", "json")}
+        load = _concurrent(port, key, 16, 3.0 if quick else 10.0)
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
+        if previous_state is None:
+            os.environ.pop("RDA_STATE_DIR", None)
+        else:
+            os.environ["RDA_STATE_DIR"] = previous_state
+        shutil.rmtree(workdir, ignore_errors=True)
+    if load["errors"]:
+        raise RuntimeError(f"{load['errors']} of {load['requests']} concurrent queries failed")
+    ratio = service["arrow"] / baseline_ms
+    goal_ms = GOAL_RATIO * baseline_ms + GOAL_EXTRA_MS
+    return {
+        "name": "market_query",
+        "rows": asset.checkpoint.tree_size,
+        "plain_duckdb_ms": round(baseline_ms, 3),
+        "service_arrow_ms": round(service["arrow"], 3),
+        "service_json_ms": round(service["json"], 3),
+        "ratio": round(ratio, 3),
+        "goal_ms": round(goal_ms, 3),
+        "within_goal": service["arrow"] <= goal_ms,
+        "concurrent": load,
+        "summary": (
+            f"service {service['arrow']:.2f} ms (Arrow; JSON {service['json']:.2f} ms) = "
+            f"{ratio:.2f}x plain DuckDB {baseline_ms:.2f} ms over {asset.checkpoint.tree_size} "
+            f"rows (goal ≤ {goal_ms:.2f} ms: {'met' if service['arrow'] <= goal_ms else 'missed'})"
+            f"; 16 clients {load['seconds']:g}s: {load['requests']} queries, "
+            f"{load['errors']} errors, p50 {load['p50_ms']} ms, p95 {load['p95_ms']} ms"
+        ),
+    }

@@ -1,0 +1,279 @@
+"""Handlers for ``rda market …``, ``rda query`` and ``rda serve``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from cli.output import UserError, emit_json, err, out
+
+API_KEY_ENV = "RDA_API_KEY"
+
+
+def add_market_parsers(sub: argparse._SubParsersAction, default_data_dir: Path) -> None:
+    """Register ``market``, ``query`` and ``serve`` on the ``rda`` parser."""
+
+    def common(parser: argparse.ArgumentParser, handler) -> None:
+        parser.add_argument("--data-dir", type=Path, default=default_data_dir)
+        parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+        parser.set_defaults(handler=handler)
+
+    market = sub.add_parser("market", help="listings, buyers, API keys and entitlements")
+    m_sub = market.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = m_sub.add_parser("add-buyer", help="create a buyer and print their API key (once)")
+    add.add_argument("name")
+    common(add, market_add_buyer)
+    common(m_sub.add_parser("buyers", help="buyers and their licensed datasets"), market_buyers)
+    for action, handler, text in (
+        ("grant", market_grant, "license a dataset to a buyer"),
+        ("revoke", market_revoke, "withdraw a buyer's license to a dataset"),
+    ):
+        parser = m_sub.add_parser(action, help=text)
+        parser.add_argument("name", help="buyer name")
+        parser.add_argument("dataset", help="dataset id, e.g. radio_kpi.v1")
+        common(parser, handler)
+    terms = m_sub.add_parser("terms", help="set a dataset's license, price or title")
+    terms.add_argument("dataset")
+    terms.add_argument("--license", help="SPDX id or license name, e.g. CC-BY-4.0")
+    terms.add_argument("--price", type=float, help="price in USD")
+    terms.add_argument("--title")
+    common(terms, market_terms)
+    common(m_sub.add_parser("list", help="the listings buyers see"), market_list)
+    export = m_sub.add_parser("export", help="listing metadata as Data Package or Croissant")
+    export.add_argument("dataset")
+    export.add_argument("--format", choices=("datapackage", "croissant"), default="datapackage")
+    export.add_argument("--output", type=Path, help="file to write (default: stdout)")
+    common(export, market_export)
+
+    query = sub.add_parser("query", help="buyer SQL over licensed datasets (sandboxed)")
+    query.add_argument("sql", help="one SELECT statement")
+    query.add_argument("--key", help=f"API key (default: ${API_KEY_ENV})")
+    query.add_argument("--format", choices=("json", "csv", "arrow", "parquet"), default="json")
+    query.add_argument("--output", type=Path, help="file to write (needed for arrow, parquet)")
+    query.add_argument("--max-rows", type=int)
+    query.add_argument(
+        "--proofs", action="store_true", help="write an inclusion proof bundle per returned row"
+    )
+    query.add_argument(
+        "--bundles-dir", type=Path, default=Path("bundles"), help="where --proofs writes bundles"
+    )
+    common(query, buyer_query)
+
+    serve = sub.add_parser("serve", help="the marketplace web page and HTTP API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8787)
+    serve.add_argument("--timeout", type=float, default=10.0, help="seconds per query")
+    serve.add_argument("--memory-limit", default="512MB", help="DuckDB memory per database")
+    serve.add_argument("--max-rows", type=int, default=100_000, help="rows per result")
+    common(serve, serve_market)
+
+
+def _store(args: argparse.Namespace):
+    from market.store import MarketStore, market_path
+
+    return MarketStore(market_path(args.data_dir))
+
+
+def _known_dataset(args: argparse.Namespace, dataset: str) -> None:
+    from market.assets import CatalogUnavailable, load_assets
+
+    try:
+        assets = load_assets(args.data_dir)
+    except CatalogUnavailable as error:
+        raise UserError(str(error)) from None
+    if dataset not in assets:
+        known = ", ".join(assets) or "none yet"
+        raise UserError(f"no anchored dataset {dataset!r} (anchored: {known})")
+
+
+def _market_call(call):
+    from market.store import MarketError
+
+    try:
+        return call()
+    except MarketError as error:
+        raise UserError(str(error)) from None
+
+
+def market_add_buyer(args: argparse.Namespace) -> int:
+    key = _market_call(lambda: _store(args).add_buyer(args.name))
+    if args.json:
+        emit_json({"buyer": args.name, "api_key": key})
+    else:
+        out.print(f"buyer {args.name} created. API key (shown once, store it now):")
+        out.print(key, soft_wrap=True)
+    return 0
+
+
+def market_buyers(args: argparse.Namespace) -> int:
+    buyers = _store(args).buyers()
+    if args.json:
+        emit_json({"buyers": buyers})
+    else:
+        for b in buyers:
+            out.print(f"{b['name']:<20} {b['key_hint']:<12} {', '.join(b['datasets']) or '—'}")
+        if not buyers:
+            out.print("no buyers yet: `rda market add-buyer NAME`")
+    return 0
+
+
+def market_grant(args: argparse.Namespace) -> int:
+    _known_dataset(args, args.dataset)
+    changed = _market_call(lambda: _store(args).grant(args.name, args.dataset))
+    return _report_entitlement(args, "granted", changed)
+
+
+def market_revoke(args: argparse.Namespace) -> int:
+    changed = _market_call(lambda: _store(args).revoke(args.name, args.dataset))
+    return _report_entitlement(args, "revoked", changed)
+
+
+def _report_entitlement(args: argparse.Namespace, verb: str, changed: bool) -> int:
+    if args.json:
+        emit_json({"buyer": args.name, "dataset": args.dataset, verb: True, "changed": changed})
+    else:
+        note = "" if changed else " (no change)"
+        out.print(
+            f"{args.dataset} {verb} {'to' if verb == 'granted' else 'from'} {args.name}{note}"
+        )
+    return 0
+
+
+def market_terms(args: argparse.Namespace) -> int:
+    _known_dataset(args, args.dataset)
+    terms = _market_call(
+        lambda: _store(args).set_terms(args.dataset, args.license, args.price, args.title)
+    )
+    payload = {"dataset": args.dataset, **terms.__dict__}
+    if args.json:
+        emit_json(payload)
+    else:
+        out.print(f"{args.dataset}: {terms.license}, ${terms.price_usd:.2f}")
+    return 0
+
+
+def _marketplace(args: argparse.Namespace, limits=None):
+    from market.service import Marketplace
+
+    return Marketplace(args.data_dir, limits)
+
+
+def _refused(call):
+    from market.policy import QueryRefused
+
+    try:
+        return call()
+    except QueryRefused as refusal:
+        raise UserError(f"{refusal.code}: {refusal.message}") from None
+
+
+def market_list(args: argparse.Namespace) -> int:
+    from market.listings import build_listing
+
+    market = _marketplace(args)
+    assets = _refused(market.assets)
+    listings = [build_listing(a, market.market().terms_for(d)) for d, a in assets.items()]
+    if args.json:
+        emit_json({"listings": listings})
+    else:
+        for item in listings:
+            cp, cov = item["checkpoint"], item["coverage"]
+            out.print(
+                f"[bold]{item['dataset']}[/bold] {item['rows']} rows, {cov['nodes']} nodes, "
+                f"{len(cov['h3_cells'])} H3 cells, {item['license']} ${item['price_usd']:.2f}, "
+                f"root {cp['root'][:16]}… anchor {cp['anchor_tx']}"
+            )
+    return 0
+
+
+def market_export(args: argparse.Namespace) -> int:
+    document = _refused(lambda: _marketplace(args).export(args.dataset, args.format))
+    text = json.dumps(document, indent=2, sort_keys=True) + "\n"
+    if args.output:
+        args.output.write_text(text)
+        if args.json:
+            emit_json({"dataset": args.dataset, "format": args.format, "output": str(args.output)})
+        else:
+            err.print(f"wrote {args.output}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def buyer_query(args: argparse.Namespace) -> int:
+    key = args.key or os.environ.get(API_KEY_ENV)
+    if not key:
+        raise UserError(f"an API key is needed: --key KEY or ${API_KEY_ENV}")
+    if args.format in ("arrow", "parquet") and not args.output:
+        raise UserError(f"--format {args.format} is binary: pass --output FILE")
+    if args.json and args.format != "json" and not args.output:
+        raise UserError("--json prints one JSON object: use --format json, or pass --output FILE")
+    market = _marketplace(args)
+    try:
+        buyer = _refused(lambda: market.authenticate(key))
+        result = _refused(
+            lambda: market.query(buyer, args.sql, args.format, args.proofs, args.max_rows)
+        )
+    finally:
+        market.close()
+    if args.proofs:
+        _write_bundles(json.loads(result.body)["proofs"], args.bundles_dir)
+    if args.output:
+        args.output.write_bytes(result.body)
+        if args.json:
+            emit_json(
+                {"output": str(args.output), "format": args.format,
+                 "row_count": result.row_count, "checkpoints": result.checkpoints}
+            )  # fmt: skip
+    else:
+        sys.stdout.write(result.body.decode() + ("\n" if args.format == "json" else ""))
+    for c in result.checkpoints:
+        err.print(
+            f"computed on {c['dataset']} tree size {c['tree_size']} root {c['root']} "
+            f"anchor tx {c['anchor_tx']}",
+            style="dim",
+        )
+    return 0
+
+
+def _write_bundles(bundles: list[dict], directory: Path) -> None:
+    """One file per bundle, named as ``rda prove`` names them, for ``rda verify --bundle``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for bundle in bundles:
+        name = f"{bundle['dataset']}-leaf-{bundle['leaf_index']:012d}.bundle.json"
+        (directory / name).write_text(json.dumps(bundle, indent=2, sort_keys=True) + "\n")
+    err.print(f"{len(bundles)} proof bundles in {directory} (check: rda verify --bundle)")
+
+
+def serve_market(args: argparse.Namespace) -> int:
+    from market.http import start_server
+    from market.sandbox import Limits
+
+    limits = Limits(args.timeout, args.memory_limit, 2, args.max_rows)
+    market = _marketplace(args, limits)
+    _refused(market.assets)  # fail now, not on the first request, when there is no catalog
+    try:
+        server = start_server(market, args.port, args.host)
+    except OSError as error:
+        raise UserError(f"cannot listen on {args.host}:{args.port}: {error.strerror}") from None
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if args.json:
+        emit_json({"url": server.url, "data_dir": str(args.data_dir)})
+    else:
+        err.print(f"serving the marketplace on {server.url} (Ctrl-C stops)")
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+        server.server_close()
+        market.close()
+    return 0

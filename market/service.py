@@ -1,0 +1,166 @@
+"""The marketplace service: authenticate a buyer, list assets, run entitled SQL.
+
+Shared by ``rda query`` (in-process) and ``rda serve`` (HTTP). It reads the pipeline's catalog
+and the marketplace store once, and reloads either when its file changes, so a grant, a revoke
+or a newly anchored checkpoint takes effect on the next request without a restart.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from market.assets import Asset, CatalogUnavailable, load_assets, read_quality_report
+from market.export import croissant, data_package
+from market.listings import build_listing
+from market.policy import QueryRefused, check_query
+from market.proving import bundles_for, check_provable
+from market.results import FORMATS, encode
+from market.sandbox import LEAF_COLUMN, Limits, Sandbox
+from market.store import Buyer, MarketSnapshot, MarketStore, market_path
+from sinks.layout import DataLayout
+
+EXPORT_FORMATS = ("datapackage", "croissant")
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    body: bytes
+    media_type: str
+    checkpoints: list[dict[str, Any]]
+    row_count: int
+
+
+class Marketplace:
+    def __init__(self, data_dir: Path, limits: Limits | None = None) -> None:
+        self.data_dir = data_dir
+        self.store = MarketStore(market_path(data_dir))
+        self.sandbox = Sandbox(limits)
+        self._catalog_path = DataLayout(data_dir).catalog
+        self._lock = threading.Lock()
+        self._assets: dict[str, Asset] | None = None
+        self._assets_stamp: object = None
+        self._market = MarketSnapshot()
+        self._market_stamp: object = None
+        self._listings: dict[tuple, dict[str, Any]] = {}
+
+    def close(self) -> None:
+        self.sandbox.close()
+
+    # -- state, reloaded when its file changes -------------------------------------------
+
+    def assets(self) -> dict[str, Asset]:
+        stamp = _stamp(self._catalog_path)
+        with self._lock:
+            if self._assets is None or stamp != self._assets_stamp:
+                try:
+                    self._assets = load_assets(self.data_dir)
+                    self._assets_stamp = stamp
+                except CatalogUnavailable as error:
+                    if self._assets is None:  # keep serving the last good state otherwise
+                        raise QueryRefused("catalog_unavailable", str(error), 503) from None
+            return self._assets
+
+    def market(self) -> MarketSnapshot:
+        stamp = _stamp(self.store.path)
+        with self._lock:
+            if stamp != self._market_stamp:
+                try:
+                    self._market = self.store.snapshot()
+                    self._market_stamp = stamp
+                except duckdb.Error:  # locked by a concurrent `rda market` write: retry later
+                    pass
+            return self._market
+
+    # -- buyers --------------------------------------------------------------------------
+
+    def authenticate(self, api_key: str | None) -> Buyer:
+        if not api_key:
+            raise QueryRefused(
+                "unauthorized", "an API key is required (Authorization: Bearer …)", 401
+            )
+        buyer = self.market().buyer_for_key(api_key)
+        if buyer is None:
+            raise QueryRefused("unauthorized", "unknown API key", 401)
+        return buyer
+
+    def licensed_assets(self, buyer: Buyer) -> list[Asset]:
+        assets = self.assets()
+        return [assets[d] for d in sorted(buyer.datasets) if d in assets]
+
+    # -- listings ------------------------------------------------------------------------
+
+    def listings(self, buyer: Buyer) -> list[dict[str, Any]]:
+        return [self.listing(buyer, dataset) for dataset in self.assets()]
+
+    def listing(self, buyer: Buyer, dataset: str, with_report: bool = False) -> dict[str, Any]:
+        """A listing; ``with_report`` adds the quality report the manifest names."""
+        asset = self._asset(dataset)
+        terms = self.market().terms_for(dataset)
+        key = (dataset, asset.checkpoint.tree_size, terms)
+        cached = self._listings.get(key)
+        if cached is None:
+            cached = self._listings[key] = build_listing(asset, terms)
+        listing = {**cached, "licensed": dataset in buyer.datasets}
+        if with_report:
+            listing["quality_report"] = read_quality_report(asset)
+        return listing
+
+    def export(self, dataset: str, fmt: str) -> dict[str, Any]:
+        if fmt not in EXPORT_FORMATS:
+            raise QueryRefused("bad_request", f"export format must be one of {EXPORT_FORMATS}")
+        asset = self._asset(dataset)
+        terms = self.market().terms_for(dataset)
+        listing = build_listing(asset, terms)
+        build = data_package if fmt == "datapackage" else croissant
+        return build(asset, terms, listing)
+
+    def _asset(self, dataset: str) -> Asset:
+        asset = self.assets().get(dataset)
+        if asset is None:
+            raise QueryRefused("not_found", f"no anchored dataset {dataset!r}", 404)
+        return asset
+
+    # -- queries -------------------------------------------------------------------------
+
+    def query(
+        self,
+        buyer: Buyer,
+        sql: str,
+        fmt: str = "json",
+        proofs: bool = False,
+        max_rows: int | None = None,
+    ) -> QueryResult:
+        if fmt not in FORMATS:
+            raise QueryRefused("bad_request", f"format must be one of {', '.join(FORMATS)}")
+        if max_rows is not None and max_rows < 1:
+            raise QueryRefused("bad_request", "max_rows must be a positive integer")
+        licensed = {a.view: a for a in self.licensed_assets(buyer)}
+        checked = check_query(sql, set(licensed))
+        used = [licensed[v] for v in checked.views]
+        if proofs and fmt != "json":
+            raise QueryRefused("bad_request", "proofs come with format=json")
+        table = self.sandbox.run(checked.sql, used, max_rows, leaf_index=proofs)
+        envelope: dict[str, Any] = {"checkpoints": [a.checkpoint.as_dict() for a in used]}
+        if proofs:
+            leaves = check_provable(table, used)
+            envelope["proofs"] = bundles_for(used[0], leaves)
+            table = table.drop_columns([LEAF_COLUMN])
+        body = encode(table, fmt, envelope)
+        return QueryResult(body, FORMATS[fmt], envelope["checkpoints"], table.num_rows)
+
+
+def _stamp(path: Path) -> object:
+    """Changes whenever a DuckDB file or its write-ahead log changes."""
+    stamps = []
+    for candidate in (path, path.with_name(path.name + ".wal")):
+        try:
+            st = candidate.stat()
+            stamps.append((st.st_mtime_ns, st.st_size))
+        except FileNotFoundError:
+            stamps.append(None)
+    return tuple(stamps)

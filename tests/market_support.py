@@ -1,0 +1,86 @@
+"""Shared set-up for the marketplace tests: one real demo data directory per test session.
+
+The demo runs the whole pipeline (real broker, Beam, Parquet, DuckDB catalog, anchors on the
+in-process EVM), so the marketplace is tested on exactly what the pipeline publishes.
+"""
+
+from __future__ import annotations
+
+import http.client
+import itertools
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from market.store import MarketStore, market_path
+
+_demo: dict[str, Path] = {}
+_names = itertools.count(1)
+
+
+def shared_demo(factory: pytest.TempPathFactory) -> Path:
+    """A data directory produced by ``rda demo`` (12 nodes, 60 s, two anchored waves)."""
+    if "data" not in _demo:
+        from cli.demo import DemoOptions, run_demo
+
+        root = factory.mktemp("market-demo")
+        previous = os.environ.get("RDA_STATE_DIR")
+        os.environ["RDA_STATE_DIR"] = str(root / "state")
+        try:
+            summary = run_demo(
+                DemoOptions(data_dir=root / "data", nodes=12, duration_s=60, quiet=True)
+            )
+        finally:
+            if previous is None:
+                os.environ.pop("RDA_STATE_DIR", None)
+            else:
+                os.environ["RDA_STATE_DIR"] = previous
+        assert summary["verified"] is True
+        _demo["data"] = root / "data"
+    return _demo["data"]
+
+
+def new_buyer(data_dir: Path, *datasets: str) -> tuple[str, str]:
+    """A fresh buyer licensed to ``datasets``; returns (name, API key)."""
+    store = MarketStore(market_path(data_dir))
+    name = f"buyer-{next(_names)}"
+    key = store.add_buyer(name)
+    for dataset in datasets:
+        store.grant(name, dataset)
+    return name, key
+
+
+class Client:
+    """A keep-alive HTTP client for the marketplace API."""
+
+    def __init__(self, url: str, key: str | None) -> None:
+        host, port = url.removeprefix("http://").split(":")
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=60)
+        self.key = key
+
+    def request(
+        self, method: str, path: str, body: Any = None, headers: dict | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        sent = dict(headers or {})
+        if self.key is not None:
+            sent.setdefault("Authorization", f"Bearer {self.key}")
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            sent["Content-Type"] = "application/json"
+        self.conn.request(method, path, body=data, headers=sent)
+        response = self.conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+
+    def query(self, sql: str, **options: Any) -> tuple[int, dict[str, str], bytes]:
+        return self.request("POST", "/api/query", {"sql": sql, **options})
+
+    def query_json(self, sql: str, **options: Any) -> tuple[int, dict]:
+        status, _headers, body = self.query(sql, **options)
+        return status, json.loads(body)
+
+    def close(self) -> None:
+        self.conn.close()

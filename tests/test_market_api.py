@@ -1,0 +1,298 @@
+"""The marketplace HTTP API: authentication everywhere, results in four formats, each naming
+the anchored checkpoint it was computed on, entitlements applied on the next request."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+from market_support import Client, new_buyer, shared_demo
+
+from market.assets import load_assets
+from market.http import start_server
+from market.service import Marketplace
+from market.store import MarketStore, market_path
+from proofs.bundle import verify_bundle
+
+SQL = "SELECT node_id, count(*) AS reports FROM radio_kpi_v1 GROUP BY node_id ORDER BY node_id"
+ENDPOINTS = [
+    ("GET", "/api/me"),
+    ("GET", "/api/listings"),
+    ("GET", "/api/listings/radio_kpi.v1"),
+    ("GET", "/api/listings/radio_kpi.v1/datapackage.json"),
+    ("GET", "/api/listings/radio_kpi.v1/croissant.json"),
+    ("POST", "/api/query"),
+    ("GET", "/api/nowhere"),
+]
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return shared_demo(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def server(demo_dir: Path):
+    market = Marketplace(demo_dir)
+    running = start_server(market)
+    yield running
+    running.shutdown()
+    running.server_close()
+    market.close()
+
+
+@pytest.fixture
+def buyer(server, demo_dir):
+    name, key = new_buyer(demo_dir, "radio_kpi.v1")
+    client = Client(server.url, key)
+    yield name, client
+    client.close()
+
+
+def expected_counts(demo_dir: Path) -> list[dict]:
+    files = [str(f) for f in load_assets(demo_dir)["radio_kpi.v1"].files]
+    rows = duckdb.execute(
+        "SELECT node_id, count(*) FROM read_parquet(?) GROUP BY 1 ORDER BY 1", [files]
+    ).fetchall()
+    return [{"node_id": n, "reports": c} for n, c in rows]
+
+
+@pytest.mark.parametrize(("method", "path"), ENDPOINTS)
+@pytest.mark.parametrize("key", [None, "", "rdak_not-a-key", "' OR 1=1 --"])
+def test_every_api_endpoint_needs_a_valid_key(server, method, path, key):
+    client = Client(server.url, None)
+    headers = {} if key is None else {"Authorization": f"Bearer {key}"}
+    body = {"sql": "SELECT 1"} if method == "POST" else None
+    status, _headers, data = client.request(method, path, body, headers)
+    client.close()
+    assert status == 401
+    assert json.loads(data)["error"]["code"] == "unauthorized"
+
+
+def test_the_page_is_public_and_carries_no_data(server):
+    client = Client(server.url, None)
+    status, headers, page = client.request("GET", "/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert b"RDA Marketplace" in page and b"radio_kpi" in page  # the console's example only
+    for script in ("/static/app.js", "/static/verify.js", "/static/style.css"):
+        assert client.request("GET", script)[0] == 200
+    client.close()
+
+
+def test_json_result_names_its_checkpoint(buyer, demo_dir):
+    _name, client = buyer
+    status, headers, body = client.query(SQL)
+    result = json.loads(body)
+    assert status == 200
+    assert result["rows"] == expected_counts(demo_dir)
+    asset = load_assets(demo_dir)["radio_kpi.v1"]
+    (checkpoint,) = result["checkpoints"]
+    assert checkpoint == asset.checkpoint.as_dict()
+    assert checkpoint["anchor_tx"].startswith("0x") and len(checkpoint["root"]) == 64
+    assert json.loads(headers["RDA-Checkpoints"]) == result["checkpoints"]
+    assert result["columns"] == [
+        {"name": "node_id", "type": "string"},
+        {"name": "reports", "type": "int64"},
+    ]
+
+
+def test_timestamps_in_json_are_written_as_in_leaf_bytes(buyer):
+    _name, client = buyer
+    status, result = client.query_json("SELECT event_time FROM radio_kpi_v1 LIMIT 1")
+    assert status == 200
+    (value,) = result["rows"][0].values()
+    assert len(value) == len("2026-11-25T01:02:03.000000Z") and value.endswith("Z")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "arrow", "parquet"])
+def test_other_formats_carry_the_same_rows(buyer, demo_dir, fmt):
+    _name, client = buyer
+    status, headers, body = client.query(SQL, format=fmt)
+    assert status == 200
+    if fmt == "csv":
+        assert headers["Content-Type"].startswith("text/csv")
+        table = pacsv.read_csv(io.BytesIO(body))
+    elif fmt == "arrow":
+        table = pa.ipc.open_stream(body).read_all()
+    else:
+        table = pq.read_table(io.BytesIO(body))
+    assert table.to_pylist() == expected_counts(demo_dir)
+    checkpoints = json.loads(headers["RDA-Checkpoints"])
+    assert checkpoints[0]["dataset"] == "radio_kpi.v1"
+    if fmt != "csv":
+        assert json.loads(table.schema.metadata[b"rda.checkpoints"]) == checkpoints
+
+
+def test_a_query_over_two_licensed_datasets_names_both_checkpoints(server, demo_dir):
+    _name, key = new_buyer(demo_dir, "radio_kpi.v1", "speed_test.v1")
+    client = Client(server.url, key)
+    status, result = client.query_json(
+        "SELECT count(*) AS n FROM radio_kpi_v1 r JOIN speed_test_v1 s USING (node_id)"
+    )
+    client.close()
+    assert status == 200
+    assert [c["dataset"] for c in result["checkpoints"]] == ["radio_kpi.v1", "speed_test.v1"]
+
+
+def test_revoking_takes_effect_on_the_next_request(buyer, demo_dir):
+    name, client = buyer
+    assert client.query(SQL)[0] == 200
+    MarketStore(market_path(demo_dir)).revoke(name, "radio_kpi.v1")
+    status, result = client.query_json(SQL)
+    assert status == 403
+    assert result["error"]["code"] == "table_not_allowed"
+    MarketStore(market_path(demo_dir)).grant(name, "radio_kpi.v1")
+    assert client.query(SQL)[0] == 200
+
+
+def test_listings_flag_what_the_buyer_licensed(buyer):
+    name, client = buyer
+    status, _h, body = client.request("GET", "/api/listings")
+    listings = json.loads(body)["listings"]
+    assert status == 200
+    assert {item["dataset"]: item["licensed"] for item in listings} == {
+        "node_heartbeat.v1": False,
+        "radio_kpi.v1": True,
+        "speed_test.v1": False,
+    }
+    me = json.loads(client.request("GET", "/api/me")[2])
+    assert me == {"buyer": name, "datasets": ["radio_kpi.v1"]}
+
+
+def test_an_unknown_listing_is_a_404(buyer):
+    _name, client = buyer
+    status, _h, body = client.request("GET", "/api/listings/nope.v9")
+    assert status == 404 and json.loads(body)["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"sql": 42}, "bad_request"),
+        ({"sql": SQL, "format": "xml"}, "bad_request"),
+        ({"sql": SQL, "max_rows": "ten"}, "bad_request"),
+        ({"sql": SQL, "max_rows": 0}, "bad_request"),
+    ],
+)
+def test_malformed_requests_get_a_clear_error(buyer, body, code):
+    _name, client = buyer
+    status, _h, data = client.request("POST", "/api/query", body)
+    assert status == 400 and json.loads(data)["error"]["code"] == code
+
+
+def test_a_body_that_is_not_json_is_refused(buyer):
+    _name, client = buyer
+    status, _h, data = client.request(
+        "POST", "/api/query", None, {"Content-Type": "application/json", "Content-Length": "0"}
+    )
+    assert status == 400 and json.loads(data)["error"]["code"] == "bad_request"
+    client.conn.request(
+        "POST", "/api/query", body=b"{not json", headers={"Authorization": f"Bearer {client.key}"}
+    )
+    response = client.conn.getresponse()
+    assert response.status == 400
+    assert json.loads(response.read())["error"]["code"] == "bad_request"
+
+
+def test_proofs_come_with_one_verifiable_bundle_per_returned_row(buyer, demo_dir):
+    _name, client = buyer
+    status, result = client.query_json(
+        "SELECT * FROM radio_kpi_v1 WHERE pci < 100 ORDER BY source_offset DESC LIMIT 7",
+        proofs=True,
+    )
+    assert status == 200
+    asset = load_assets(demo_dir)["radio_kpi.v1"]
+    assert "rda_leaf_index" not in [c["name"] for c in result["columns"]]
+    assert len(result["proofs"]) == len(result["rows"]) == 7
+    for row, bundle in zip(result["rows"], result["proofs"], strict=True):
+        assert bundle["row"] == row  # the bundle proves exactly the row returned
+        assert bundle["checkpoint"]["root"] == asset.checkpoint.root
+        assert bundle["anchor"]["transaction"] == asset.checkpoint.anchor_tx
+        verdict = verify_bundle(bundle)  # offline: row -> leaf -> path -> checkpoint root
+        assert all(check.ok for check in verdict.checks if check.name != "anchor")
+
+
+@pytest.mark.parametrize(
+    ("sql", "options", "code"),
+    [
+        ("SELECT node_id, count(*) FROM radio_kpi_v1 GROUP BY 1", {}, "proofs_need_whole_rows"),
+        ("SELECT node_id, rsrp_dbm FROM radio_kpi_v1 LIMIT 3", {}, "proofs_need_whole_rows"),
+        ("SELECT * FROM radio_kpi_v1 LIMIT 3", {"format": "csv"}, "bad_request"),
+    ],
+)
+def test_proofs_need_whole_rows_of_one_dataset_in_json(buyer, sql, options, code):
+    _name, client = buyer
+    status, result = client.query_json(sql, proofs=True, **options)
+    assert status == 400 and result["error"]["code"] == code
+
+
+def test_proofs_over_a_join_are_refused(server, demo_dir):
+    _name, key = new_buyer(demo_dir, "radio_kpi.v1", "speed_test.v1")
+    client = Client(server.url, key)
+    status, result = client.query_json(
+        "SELECT r.* FROM radio_kpi_v1 r JOIN speed_test_v1 s USING (node_id) LIMIT 2", proofs=True
+    )
+    client.close()
+    assert status == 400 and result["error"]["code"] == "proofs_need_one_dataset"
+
+
+def test_sixteen_concurrent_clients_are_all_served(server, demo_dir):
+    _name, key = new_buyer(demo_dir, "radio_kpi.v1")
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def client_loop():
+        client = Client(server.url, key)
+        for _ in range(5):
+            status = client.query(SQL)[0]
+            with lock:
+                statuses.append(status)
+        client.close()
+
+    threads = [threading.Thread(target=client_loop) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert statuses == [200] * 80
+
+
+def test_a_locked_catalog_keeps_the_service_on_its_last_good_state(server, demo_dir):
+    _name, key = new_buyer(demo_dir, "radio_kpi.v1")
+    client = Client(server.url, key)
+    assert client.query(SQL)[0] == 200
+    expected = expected_counts(demo_dir)
+    writer = subprocess.Popen(  # another process holds the catalog's write lock, as `rda run` does
+        [sys.executable, "-c", WRITER, str(demo_dir / "catalog.duckdb")],
+        stdout=subprocess.PIPE,
+        stdin=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout.readline().strip() == "locked"
+        status, _h, body = client.query(SQL)
+        assert status == 200 and json.loads(body)["rows"] == expected
+    finally:
+        writer.communicate("done\n", timeout=30)
+        client.close()
+
+
+WRITER = """
+import sys, duckdb
+con = duckdb.connect(sys.argv[1])
+con.execute("CREATE TABLE IF NOT EXISTS market_test_touch (x INTEGER)")
+con.execute("INSERT INTO market_test_touch VALUES (1)")
+print("locked", flush=True)
+sys.stdin.readline()
+con.execute("DROP TABLE market_test_touch")
+con.close()
+"""
