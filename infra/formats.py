@@ -7,7 +7,7 @@ renders what another kind of equipment would have sent for the same measurement:
   cell's O-RAN E2SM-KPM / 3GPP TS 28.552 counters under ``/cell[eci=…]``, timestamps in ns;
 - ``ems.csv``: a legacy element manager's CSV export (header line + one line per report);
 - ``ripe.atlas.result``: a RIPE Atlas ping result (firmware 4790 shape) of the node's probe
-  towards a measurement anchor, with the node's latency as RTTs.
+  towards a measurement anchor (one measurement per cell), with the node's latency as RTTs.
 """
 
 from __future__ import annotations
@@ -93,7 +93,8 @@ def to_ripe_ping(report: dict, rng: random.Random) -> bytes:
         "from": f"198.51.100.{probe % 250 + 1}",
         "fw": 4790,
         "lts": 20,
-        "msm_id": 1001,
+        # One measurement per cell's anchor, so a node's cells do not repeat one natural key.
+        "msm_id": 1_000_000 + report["cell"]["eci"] % 1_000_000,
         "msm_name": "Ping",
         "prb_id": probe,
         "proto": "ICMP",

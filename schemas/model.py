@@ -121,6 +121,22 @@ class TelemetrySchema:
             },
         )
 
+    def reads_beside(self, older: TelemetrySchema) -> bool:
+        """Whether rows of ``older`` can share this schema's dataset (the evolution rule).
+
+        Within one major version a newer minor may only add optional fields: every older field
+        stays, with its type, and is not newly required. Anything else is a new major version,
+        which is a new dataset (``dataset`` names the major), so a dataset never mixes majors.
+        """
+        if (self.name, self.major) != (older.name, older.major) or self.minor < older.minor:
+            return False
+        mine = {f.name: f for f in self.all_fields}
+        for old in older.all_fields:
+            kept = mine.pop(old.name, None)
+            if kept is None or kept.type != old.type or (kept.required and not old.required):
+                return False
+        return not any(f.required for f in mine.values())
+
     def conform(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         """Cast checked rows to exactly this schema (a safe cast: it fails rather than wrap)."""
         arrays = [batch.column(f.name).cast(f.type, safe=True) for f in self.all_fields]

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from schemas.adapters import node_json
+from schemas.adapters import ems_csv, gnmi, node_json, ripe_atlas
 from schemas.adapters.base import Adapter, DecodedRows, DecodeResult
+from schemas.adapters.ems_csv import EmsCsvAdapter
+from schemas.adapters.gnmi import GnmiJsonAdapter
 from schemas.adapters.node_json import NodeJsonAdapter
+from schemas.adapters.ripe_atlas import RipeAtlasAdapter
 
 # wire format -> (adapter factory, content sniff). Order matters for sniffing: first match wins.
 _REGISTRY: dict[str, tuple[Callable[[], Adapter], Callable[[bytes], bool]]] = {
     NodeJsonAdapter.wire_format: (NodeJsonAdapter, node_json.looks_like),
+    GnmiJsonAdapter.wire_format: (GnmiJsonAdapter, gnmi.looks_like),
+    EmsCsvAdapter.wire_format: (EmsCsvAdapter, ems_csv.looks_like),
+    RipeAtlasAdapter.wire_format: (RipeAtlasAdapter, ripe_atlas.looks_like),
 }
 
 
@@ -38,4 +44,14 @@ def sniff(value: bytes | None) -> str | None:
     return None
 
 
-__all__ = ["Adapter", "DecodeResult", "DecodedRows", "NodeJsonAdapter", "adapter_for", "sniff"]
+__all__ = [
+    "Adapter",
+    "DecodeResult",
+    "DecodedRows",
+    "EmsCsvAdapter",
+    "GnmiJsonAdapter",
+    "NodeJsonAdapter",
+    "RipeAtlasAdapter",
+    "adapter_for",
+    "sniff",
+]

@@ -121,7 +121,7 @@ def _parse_block(
         # Screened messages may span lines: re-serialize them onto one line each.
         block = pa.py_buffer(b"".join(_compact_line(v) for v in chosen.to_pylist()))
     else:
-        block = _ndjson_buffer(chosen)
+        block = lines_buffer(chosen)
     try:
         parsed = pajson.read_json(pa.BufferReader(block), parse_options=table.parse_options)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -131,7 +131,7 @@ def _parse_block(
     return parsed.combine_chunks().to_batches()[0]
 
 
-def _ndjson_buffer(chosen: pa.Array) -> pa.Buffer:
+def lines_buffer(chosen: pa.Array) -> pa.Buffer:
     """All values followed by a newline, as one contiguous buffer, without a Python loop."""
     lines = pc.binary_join_element_wise(chosen, pa.scalar(b"", pa.binary()), b"\n")
     _, offsets_buffer, data = lines.buffers()

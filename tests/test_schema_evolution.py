@@ -1,0 +1,87 @@
+"""Schema evolution: a new optional field is a minor version readable beside the old; anything
+breaking is a new major, which is a new dataset, so a dataset never mixes majors."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import duckdb
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+import pytest
+
+from schemas.model import Field
+from schemas.radio import RADIO_KPI_V1
+from schemas.registry import schema_for_dataset
+
+ADDED_IN_1_1 = ("band", "prb_utilization_pct")
+RADIO_1_0 = dataclasses.replace(
+    RADIO_KPI_V1,
+    minor=0,
+    fields=tuple(f for f in RADIO_KPI_V1.fields if f.name not in ADDED_IN_1_1),
+)
+
+
+def row(schema, **values) -> pa.Table:
+    base = {
+        "node_id": "an-1",
+        "event_time": 1_764_000_000_000_000,
+        "cell_id": 5,
+        "rsrp_dbm": -90.0,
+        "connected_ues": 3,
+        "source_topic": "t",
+        "source_partition": 0,
+        "source_offset": 1,
+        "ingest_time": 1_764_000_000_000_000,
+    }
+    columns = {f.name: [{**base, **values}.get(f.name)] for f in schema.all_fields}
+    return pa.Table.from_pydict(columns, schema=schema.arrow_schema())
+
+
+def test_radio_1_1_only_added_optional_fields_so_it_reads_beside_1_0():
+    assert RADIO_KPI_V1.reads_beside(RADIO_1_0)
+    assert not RADIO_1_0.reads_beside(RADIO_KPI_V1)  # an older minor cannot hold newer rows
+    assert RADIO_KPI_V1.dataset == RADIO_1_0.dataset == "radio_kpi.v1"
+    assert RADIO_KPI_V1.fingerprint() != RADIO_1_0.fingerprint()
+
+
+@pytest.mark.parametrize(
+    "breaking",
+    [
+        lambda fields: fields[1:],  # a field removed
+        lambda fields: (*fields, Field("azimuth_deg", pa.float64(), "antenna", required=True)),
+        lambda fields: tuple(
+            dataclasses.replace(f, type=pa.int32()) if f.name == "rsrp_dbm" else f for f in fields
+        ),
+        lambda fields: tuple(
+            dataclasses.replace(f, required=True) if f.name == "pci" else f for f in fields
+        ),
+    ],
+    ids=["removed", "new_required", "type_changed", "newly_required"],
+)
+def test_breaking_changes_cannot_be_a_minor_version(breaking):
+    changed = dataclasses.replace(RADIO_KPI_V1, minor=2, fields=breaking(RADIO_KPI_V1.fields))
+    assert not changed.reads_beside(RADIO_KPI_V1)
+
+
+def test_a_new_major_is_a_new_dataset_and_a_dataset_id_names_one_major():
+    v2 = dataclasses.replace(RADIO_KPI_V1, major=2, minor=0)
+    assert v2.dataset == "radio_kpi.v2" != RADIO_KPI_V1.dataset
+    assert not v2.reads_beside(RADIO_KPI_V1)
+    with pytest.raises(KeyError, match="is not of radio_kpi v1"):
+        schema_for_dataset("radio_kpi.v2")
+
+
+def test_files_of_both_minors_read_together_with_nulls_for_the_new_fields(tmp_path):
+    pq.write_table(row(RADIO_1_0), tmp_path / "a-1.0.parquet")
+    pq.write_table(row(RADIO_KPI_V1, band="B3", source_offset=2), tmp_path / "b-1.1.parquet")
+    table = pads.dataset(tmp_path, schema=RADIO_KPI_V1.arrow_schema()).to_table()
+    assert table.sort_by("source_offset").column("band").to_pylist() == [None, "B3"]
+    listing = str(tmp_path / "*.parquet")
+    with duckdb.connect() as db:  # its own connection, not the process-wide default one
+        found = db.execute(
+            f"SELECT band FROM read_parquet('{listing}', union_by_name = true) "
+            "ORDER BY source_offset"
+        ).fetchall()
+    assert found == [(None,), ("B3",)]
