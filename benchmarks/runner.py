@@ -6,13 +6,14 @@ import os
 import platform
 from collections.abc import Callable
 
-from benchmarks import decode, end_to_end, market, proofs
+from benchmarks import decode, end_to_end, market, proofs, quality
 
 BENCHMARKS: dict[str, Callable[[bool], dict]] = {
     "decode_standardize": decode.run,
     "end_to_end": end_to_end.run,
     "market_query": market.run,
     "proofs": proofs.run,
+    "quality_privacy": quality.run,
 }
 
 

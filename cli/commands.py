@@ -107,6 +107,8 @@ def simulate(args: argparse.Namespace) -> int:
             args.seed,
             args.bad_fraction,
             args.format,
+            sessions=args.sessions and args.format == "rda.node.v1",
+            quality_fraction=args.quality_defects,
         )
         pace = _realtime_pacer() if args.realtime else None
         with stage(f"{args.nodes} nodes publishing to {args.topic}", args.json):
@@ -164,7 +166,8 @@ def run(args: argparse.Namespace) -> int:
             if not args.json:
                 out.print(
                     f"batch {batch.batch_id}: read {batch.read}, published "
-                    f"{batch.published}, quarantined {batch.quarantined}"
+                    f"{batch.published}, quarantined {batch.quarantined}, suppressed "
+                    f"{batch.suppressed}; quality score {batch.quality_score}"
                 )
         if args.once and batch is None:
             break
@@ -199,7 +202,11 @@ def demo(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.bad_fraction <= 1.0:
         raise UserError("--bad-fraction must be between 0 and 1")
+    if not 0.0 <= args.quality_defects <= 1.0:
+        raise UserError("--quality-defects must be between 0 and 1")
     options = DemoOptions(
+        sessions=args.sessions,
+        quality_fraction=args.quality_defects,
         data_dir=args.data_dir,
         nodes=args.nodes,
         duration_s=args.duration,
@@ -228,16 +235,28 @@ def _print_demo(summary: dict[str, Any]) -> None:
     out.print(
         f"records read {summary['records_read']} = published "
         f"{summary['records_published']} + quarantined {summary['records_quarantined']}"
+        f" + suppressed {summary.get('records_suppressed', 0)} (k-anonymity)"
     )
     if summary["quarantine_reasons"]:
         out.print(
             "quarantine reasons: "
             + ", ".join(f"{code} {n}" for code, n in summary["quarantine_reasons"].items())
         )
-    table = Table("dataset", "tree size", "root", "anchor tx", title="anchored checkpoints")
+    if summary.get("quality_flags"):
+        out.print(
+            "quality flags: "
+            + ", ".join(f"{flag} {n}" for flag, n in summary["quality_flags"].items())
+        )
+    table = Table(
+        "dataset", "tree size", "root", "quality", "anchor tx", title="anchored checkpoints"
+    )
     for c in summary["checkpoints"]:
         table.add_row(
-            c["dataset"], str(c["tree_size"]), c["root"][:16] + "…", str(c["anchor_tx"])[:18] + "…"
+            c["dataset"],
+            str(c["tree_size"]),
+            c["root"][:16] + "…",
+            str(c.get("quality_score", "")),
+            str(c["anchor_tx"])[:18] + "…",
         )
     out.print(table)
     chain = summary["chain"]

@@ -39,6 +39,8 @@ class DemoOptions:
     chain: str = "embedded"
     topic: str = "node-telemetry"
     quiet: bool = False
+    sessions: bool = True  # subscriber sessions, published under the privacy policy
+    quality_fraction: float = 0.01  # reports with a quality defect (see infra/quality_defects)
 
 
 def run_demo(options: DemoOptions) -> dict[str, Any]:
@@ -83,6 +85,8 @@ def _waves(options: DemoOptions, bootstrap: str, chain: ChainContext) -> dict[st
             start_ms,
             options.seed,
             options.bad_fraction,
+            sessions=options.sessions,
+            quality_fraction=options.quality_fraction,
         )
     )
     config = RunConfig(bootstrap, options.topic, "rda-demo", options.data_dir)
@@ -92,8 +96,10 @@ def _waves(options: DemoOptions, bootstrap: str, chain: ChainContext) -> dict[st
         "records_read": 0,
         "records_published": 0,
         "records_quarantined": 0,
+        "records_suppressed": 0,
     }
     reasons: dict[str, int] = {}
+    flags: dict[str, int] = {}
     checkpoints: list[dict] = []
     size = -(-len(messages) // options.waves)
     for wave in range(options.waves):
@@ -113,12 +119,16 @@ def _waves(options: DemoOptions, bootstrap: str, chain: ChainContext) -> dict[st
         totals["records_read"] += batch.read
         totals["records_published"] += batch.published
         totals["records_quarantined"] += batch.quarantined
+        totals["records_suppressed"] += batch.suppressed
         for code, count in batch.reasons.items():
             reasons[code] = reasons.get(code, 0) + count
+        for flag, count in batch.flags.items():
+            flags[flag] = flags.get(flag, 0) + count
         checkpoints.extend(batch.checkpoints)
     return {
         **totals,
         "quarantine_reasons": dict(sorted(reasons.items())),
+        "quality_flags": dict(sorted(flags.items())),
         "checkpoints": checkpoints,
         "data_dir": str(options.data_dir),
     }

@@ -18,15 +18,19 @@ import pyarrow.parquet as pq
 
 from pipelines import graph
 from pipelines.kafka_source import KafkaSource, OffsetRange
+from pipelines.protect import Protection
 from proofs.leaves import leaf_hashes_for_batch
 from proofs.log import DatasetLog
-from proofs.manifest import build_manifest, write_manifest
+from proofs.manifest import build_manifest, load_manifest, write_manifest
 from proofs.signing import publisher_key
-from schemas.registry import all_datasets, schema_for_dataset
+from schemas.published import published_schema_for_dataset
+from schemas.registry import all_datasets
 from sinks.catalog import Catalog
 from sinks.dedup import drop_records, find_duplicates, quarantine_duplicates
 from sinks.layout import DataLayout
 from sinks.parquet import ChunkWriter, read_receipt
+from sinks.quality_report import write_quality_report
+from validators.score import components_from_counts, score
 
 PIPELINE_VERSION = "0.1.0"
 # Anchors a batch's checkpoints (dataset, tree_size, root, manifest_sha256) in one transaction.
@@ -53,7 +57,10 @@ class BatchSummary:
     read: int = 0
     published: int = 0
     quarantined: int = 0
+    suppressed: int = 0  # withheld for k-anonymity, kept privately
     reasons: dict[str, int] = field(default_factory=dict)
+    flags: dict[str, int] = field(default_factory=dict)
+    quality_score: float | None = None
     checkpoints: list[dict] = field(default_factory=list)
     resumed: bool = False
 
@@ -64,7 +71,10 @@ class BatchSummary:
             "records_read": self.read,
             "records_published": self.published,
             "records_quarantined": self.quarantined,
+            "records_suppressed": self.suppressed,
             "quarantine_reasons": self.reasons,
+            "quality_flags": self.flags,
+            "quality_score": self.quality_score,
             "checkpoints": self.checkpoints,
             "resumed": self.resumed,
         }
@@ -75,13 +85,16 @@ def run_batch(
 ) -> BatchSummary | None:
     """Process one micro-batch end to end; None when there is nothing new to read."""
     layout = DataLayout(config.data_dir)
+    protection = Protection(str(layout.private))
     with Catalog(layout) as catalog:
         plan, resumed = _plan(config, source, catalog)
         if plan is None:
             return None
         summary = BatchSummary(plan["batch_id"], plan["ranges"], resumed=resumed)
-        receipts = _land(config, layout, catalog, source, plan, summary, progress)
-        summary.checkpoints = commit_and_anchor(layout, catalog, plan, receipts, anchor, progress)
+        receipts = _land(config, layout, catalog, source, plan, summary, progress, protection)
+        summary.checkpoints = commit_and_anchor(
+            layout, catalog, plan, receipts, anchor, progress, protection
+        )
         catalog.set_state(summary.batch_id, "anchored")
         ends = {r["partition"]: r["end"] for r in plan["ranges"]}
         source.commit(config.group, config.topic, ends)
@@ -96,12 +109,17 @@ def commit_and_anchor(
     receipts: list[dict],
     anchor: Anchorer,
     progress: Progress,
+    protection: Protection | None = None,
 ) -> list[dict]:
     """Append each dataset's new files to its log, write the checkpoints, anchor them together."""
+    protection = protection or Protection(str(layout.private))
     checkpoints = []
     for dataset, start in plan["log_starts"].items():
         files = [(r["range"], r["files"][dataset]) for r in receipts if dataset in r["files"]]
-        checkpoint = _commit_dataset(layout, catalog, plan, dataset, start, files)
+        stats = [r["quality"][dataset] for r in receipts if dataset in r.get("quality", {})]
+        checkpoint = _commit_dataset(
+            layout, catalog, plan, dataset, start, files, (stats, protection)
+        )
         if checkpoint is not None:  # None: nothing published for this dataset
             checkpoints.append(checkpoint)
     if checkpoints:
@@ -120,13 +138,14 @@ def _land(
     plan: dict,
     summary: BatchSummary,
     progress: Progress,
+    protection: Protection,
 ) -> list[dict]:
     """Run the Beam pipeline over the plan's chunks and collect every chunk's receipt."""
     chunks = [OffsetRange(**c) for c in plan["chunks"]]
     offsets = sum(c.size for c in chunks)
     progress(f"batch {summary.batch_id}: reading {offsets} offsets in {len(chunks)} chunks")
     writer = ChunkWriter(str(layout.root))
-    graph.run(chunks, config.bootstrap, config.wire_format, writer, config.runner)
+    graph.run(chunks, config.bootstrap, config.wire_format, writer, config.runner, protection)
     receipts = [read_receipt(layout, chunk) for chunk in chunks]
     _drop_duplicates(layout, catalog, source, plan["batch_id"], receipts)
     _count(summary, receipts)
@@ -195,15 +214,24 @@ def _plan(config: RunConfig, source: KafkaSource, catalog: Catalog) -> tuple[dic
 
 
 def _count(summary: BatchSummary, receipts: list[dict]) -> None:
+    null_cells = cells = 0
     for receipt in receipts:
         summary.read += receipt["read"]
         summary.published += receipt["published"]
         summary.quarantined += receipt["quarantined"]
+        summary.suppressed += receipt.get("suppressed", 0)
         for code, count in receipt["reasons"].items():
             summary.reasons[code] = summary.reasons.get(code, 0) + count
-    if summary.read != summary.published + summary.quarantined:
+        for stats in receipt.get("quality", {}).values():
+            null_cells, cells = null_cells + stats["null_cells"], cells + stats["cells"]
+            for flag, count in stats["flags"].items():
+                summary.flags[flag] = summary.flags.get(flag, 0) + count
+    if summary.read != summary.published + summary.quarantined + summary.suppressed:
         raise AssertionError(f"batch {summary.batch_id} does not reconcile: {summary.as_dict()}")
     summary.reasons = dict(sorted(summary.reasons.items()))
+    summary.flags = dict(sorted((k, v) for k, v in summary.flags.items() if v))
+    issues = {**summary.reasons, **summary.flags}
+    summary.quality_score = score(components_from_counts(summary.read, issues, null_cells, cells))
 
 
 def _commit_dataset(
@@ -213,6 +241,7 @@ def _commit_dataset(
     dataset: str,
     start: int,
     landed: list[tuple[dict, dict]],
+    quality_inputs: tuple[list[dict], Protection],
 ) -> dict | None:
     """Append the batch's rows to the dataset's log and write its checkpoint manifest."""
     files, hashes = [], []
@@ -222,7 +251,7 @@ def _commit_dataset(
         hashes.extend(leaves)
     if not hashes:
         return None
-    schema = schema_for_dataset(dataset)
+    schema = published_schema_for_dataset(dataset)
     catalog.register_dataset(dataset, schema.describe(), schema.fingerprint())
     catalog.register_files(plan["batch_id"], files)
     catalog.refresh_views()
@@ -230,6 +259,11 @@ def _commit_dataset(
     size, root = DatasetLog(dataset_dir / "log").append_at(start, hashes)
     previous = catalog.checkpoints(dataset)
     previous = [c for c in previous if c["tree_size"] < size]
+    before = load_manifest(layout.root / previous[-1]["manifest_path"])[0] if previous else {}
+    stats, protection = quality_inputs
+    new_files = [file["path"] for _, file in landed]
+    quality = write_quality_report(layout, schema, size, new_files, stats, before.get("quality"))
+    ge_seconds = quality.pop("_ge_seconds")
     signer = publisher_key(layout.root)
     manifest = build_manifest(
         dataset=dataset,
@@ -247,6 +281,8 @@ def _commit_dataset(
         previous=_previous(previous[-1]) if previous else None,
         pipeline_version=PIPELINE_VERSION,
         publisher=signer.describe(),
+        quality=quality,
+        privacy=protection.manifest_section(schema, stats, before.get("privacy")),
     )
     path, digest = write_manifest(dataset_dir, manifest, signer)
     catalog.set_state(plan["batch_id"], "committed")
@@ -256,6 +292,8 @@ def _commit_dataset(
         "root": root.hex(),
         "manifest_path": layout.relative(path),
         "manifest_sha256": digest.hex(),
+        "quality_score": quality["score"],
+        "ge_seconds": ge_seconds,
     }
 
 

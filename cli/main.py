@@ -14,6 +14,21 @@ from cli.output import UserError, err
 DEFAULT_TOPIC = "node-telemetry"
 
 
+def _add_quality_and_sessions(parser: argparse.ArgumentParser, quality_default: float) -> None:
+    parser.add_argument(
+        "--sessions",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="subscriber sessions beside the radio telemetry (rda.node.v1 only)",
+    )
+    parser.add_argument(
+        "--quality-defects",
+        type=float,
+        default=quality_default,
+        help="fraction of reports with a quality defect (teleport, flat line, skew…)",
+    )
+
+
 def _add_json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
@@ -56,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--start", help="first event time, ISO 8601 (default: now - duration)")
     sim.add_argument("--bad-fraction", type=float, default=0.0)
     sim.add_argument("--realtime", action="store_true", help="pace messages at event time")
+    _add_quality_and_sessions(sim, quality_default=0.0)
     sim.add_argument(
         "--format",
         default="rda.node.v1",
@@ -91,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--waves", type=int, default=2, help="micro-batches (checkpoints)")
     demo.add_argument("--chain", choices=("embedded", "anvil"), default="embedded")
+    _add_quality_and_sessions(demo, quality_default=0.01)
     _add_json(demo)
     demo.set_defaults(handler=commands.demo)
 

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from cli.driver import Anchorer, Progress, commit_and_anchor, log_starts
+from pipelines.protect import Protection
 from pipelines.standardize import standardize_routed
 from schemas.records import QUARANTINE_SCHEMA, RAW_RECORD_SCHEMA
 from sinks.catalog import Catalog
@@ -115,6 +116,7 @@ def _land_replay(
 ) -> tuple[list[dict], dict[tuple[str, int, int], str | None]]:
     """Standardize per topic-partition; write what passes. Outcome per record: None or code."""
     raw = pending.select(RAW_RECORD_SCHEMA.names).cast(RAW_RECORD_SCHEMA)
+    protect = Protection(str(layout.private))  # replayed rows are published like any others
     receipts, outcome = [], {}
     groups = raw.group_by(["topic", "partition"]).aggregate([]).to_pylist()
     for group in sorted(groups, key=lambda g: (g["topic"], g["partition"])):
@@ -123,18 +125,20 @@ def _land_replay(
             pc.equal(raw.column("partition"), group["partition"]),
         )
         part = raw.filter(mask).combine_chunks().to_batches()[0]
-        result = standardize_routed(part, default_format)
+        result = protect(part, standardize_routed(part, default_format))
         offsets = part.column("offset").to_pylist()
         key = (group["topic"], group["partition"])
         for offset in offsets:
             outcome[(*key, offset)] = None
-        for offset, code in zip(
-            result.quarantined.column("offset").to_pylist(),
-            result.quarantined.column("reason_code").to_pylist(),
-            strict=True,
-        ):
-            outcome[(*key, offset)] = code
-        receipts.append(_write_replay_files(layout, batch_id, group, offsets, result.published))
+        for rejects in (result.quarantined, result.suppressed):  # suppressed stay quarantined
+            for offset, code in zip(
+                rejects.column("offset").to_pylist(),
+                rejects.column("reason_code").to_pylist(),
+                strict=True,
+            ):
+                outcome[(*key, offset)] = code
+        receipt = _write_replay_files(layout, batch_id, group, offsets, result.published)
+        receipts.append({**receipt, "quality": result.quality})
     return receipts, outcome
 
 

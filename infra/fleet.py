@@ -19,9 +19,20 @@ Wire format (``rda.node.v1``, one JSON object per message, keyed by node id)::
      "speed": {"down_bps": 6250000, "up_bps": 1250000, "latency_ms": 21.0, "jitter_ms": 2.1,
                "server": "speed.example.net"}, "loc": {"lat": 52.52, "lon": 13.405}}
 
+    {"format": "rda.node.v1", "kind": "subscriber_session", "node": "an-0007", "ts_ms": ...,
+     "subscriber": {"imsi": "262011234567890", "msisdn": "4915112345678",
+                    "imei": "353320110123457", "mac": "3c:22:fb:12:34:56"},
+     "session": {"cell": 2560001, "start_ms": ..., "end_ms": ..., "ue_ip": "100.64.12.7",
+                 "bytes_up": 120000, "bytes_down": 4200000}}
+
+Subscriber sessions (``sessions=True``; see ``infra/subscribers.py``) come from a stable
+population, so the same subscriber shows up again and again, as in a real network.
+
 Defects (``bad_fraction``) are injected into radio reports only, one defect per bad message.
 With another ``wire_format`` (see ``infra/formats.py``) the radio reports are rendered in that
 vendor's format and only the byte-level defects apply; heartbeats and speed tests stay native.
+Quality defects (``quality_fraction``, ``QUALITY_DEFECTS``) are well-formed reports that a
+quality check must catch: teleports, flat lines, clock skew, implausible SINR, counter resets.
 """
 
 from __future__ import annotations
@@ -51,6 +62,18 @@ DEFECT_KINDS = (
     "negative_ues",
     "duplicate",
 )
+
+
+# Well-formed but wrong: what the quality checks in validators/quality.py must catch.
+QUALITY_DEFECTS = (
+    "teleport",  # one report from ~5,000 km away
+    "flat_line",  # a cell's radio values stuck for FLAT_LINE_REPORTS reports
+    "clock_skew",  # event time an hour ahead of ingest
+    "late",  # event time two hours behind ingest
+    "implausible_sinr",  # excellent SINR at the noise floor's RSRP
+    "counter_reset",  # the node reboots: its uptime counter restarts
+)
+FLAT_LINE_REPORTS = 8
 
 
 @dataclass(frozen=True)
@@ -215,12 +238,23 @@ def generate(
     seed: int,
     bad_fraction: float = 0.0,
     wire_format: str = WIRE_FORMAT,
+    sessions: bool = False,
+    quality_fraction: float = 0.0,
 ) -> Iterator[Message]:
     """Yield the fleet's messages in time order: every node reports every ``1/rate_hz`` s."""
     if nodes <= 0 or duration_s <= 0 or rate_hz <= 0:
         raise ValueError("nodes, duration and rate must be positive")
     if not 0.0 <= bad_fraction <= 1.0:
         raise ValueError("bad fraction must be between 0 and 1")
+    if not 0.0 <= quality_fraction <= 1.0:
+        raise ValueError("quality defect fraction must be between 0 and 1")
+    if sessions or quality_fraction:
+        if wire_format != WIRE_FORMAT:
+            raise ValueError(f"sessions and quality defects are emitted in {WIRE_FORMAT} only")
+        yield from _with_extras(
+            nodes, duration_s, rate_hz, start_ms, seed, bad_fraction, sessions, quality_fraction
+        )
+        return
     if wire_format != WIRE_FORMAT:
         yield from _in_format(nodes, duration_s, rate_hz, start_ms, seed, bad_fraction, wire_format)
         return
@@ -285,3 +319,36 @@ def _in_format(
                 "invalid_utf8": value[:-2] + b"\xff\xfe",
             }[defect]
         yield Message(message.key, value, message.timestamp_ms, defect, wire_format)
+
+
+def _with_extras(
+    nodes: int,
+    duration_s: float,
+    rate_hz: float,
+    start_ms: int,
+    seed: int,
+    bad_fraction: float,
+    sessions: bool,
+    quality_fraction: float,
+) -> Iterator[Message]:
+    """The plain fleet, with quality defects and subscriber sessions woven in.
+
+    Both draw from their own random streams, so the plain reports stay exactly as without them.
+    """
+    from infra.quality_defects import QualityInjector
+    from infra.subscribers import SessionSource
+
+    fleet = _build_fleet(nodes, random.Random(seed))
+    injector = QualityInjector(random.Random(seed ^ 0xDEFEC7), quality_fraction, start_ms)
+    source = SessionSource(fleet, random.Random(seed ^ 0x5E55)) if sessions else None
+    interval_ms = max(1, round(1000 / rate_hz))
+    for message in generate(nodes, duration_s, rate_hz, start_ms, seed, bad_fraction):
+        if message.defect is None:
+            message = injector.apply(message)
+        yield message
+        if source is not None and message.defect is None and _is_radio(message):
+            yield from source.sessions(message.key.decode(), message.timestamp_ms, interval_ms)
+
+
+def _is_radio(message: Message) -> bool:
+    return b'"kind":"radio_kpi"' in message.value

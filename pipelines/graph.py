@@ -17,6 +17,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from pipelines.kafka_source import KafkaPythonSource, OffsetRange
+from pipelines.protect import Protection
 from pipelines.standardize import Standardized, standardize_routed
 
 # Called once per chunk with the chunk and its standardized result; returns a summary.
@@ -26,9 +27,12 @@ ChunkSink = Callable[[OffsetRange, Standardized], Any]
 class ReadAndStandardize(beam.DoFn):
     """Reads one offset range and standardizes each record with its format's adapter."""
 
-    def __init__(self, bootstrap: str, wire_format: str | None) -> None:
+    def __init__(
+        self, bootstrap: str, wire_format: str | None, protection: Protection | None = None
+    ) -> None:
         self.bootstrap = bootstrap
         self.wire_format = wire_format  # the topic's default, for records without a header
+        self.protection = protection  # quality checks and privacy policy, before landing
 
     def setup(self) -> None:
         self.source = KafkaPythonSource(self.bootstrap)
@@ -36,7 +40,10 @@ class ReadAndStandardize(beam.DoFn):
     def process(self, work_item: dict) -> Iterable[tuple[OffsetRange, Standardized]]:
         chunk = OffsetRange(**work_item)
         raw = self.source.read(chunk)
-        yield chunk, standardize_routed(raw, self.wire_format)
+        result = standardize_routed(raw, self.wire_format)
+        if self.protection is not None:
+            result = self.protection(raw, result)
+        yield chunk, result
 
 
 class WriteChunk(beam.DoFn):
@@ -54,6 +61,7 @@ def build(
     bootstrap: str,
     wire_format: str | None,
     sink: ChunkSink,
+    protection: Protection | None = None,
 ) -> beam.PCollection:
     """Add the read → standardize → sink stages for ``chunks`` to ``pipeline``."""
     return (
@@ -61,7 +69,7 @@ def build(
         # Plain dicts as work items: Beam would otherwise infer a row schema for the dataclass.
         | "Chunks" >> beam.Create([chunk.as_dict() for chunk in chunks])
         | "Distribute" >> beam.Reshuffle()
-        | "ReadAndStandardize" >> beam.ParDo(ReadAndStandardize(bootstrap, wire_format))
+        | "ReadAndStandardize" >> beam.ParDo(ReadAndStandardize(bootstrap, wire_format, protection))
         | "Write" >> beam.ParDo(WriteChunk(sink))
     )
 
@@ -72,6 +80,7 @@ def run(
     wire_format: str | None,
     sink: ChunkSink,
     runner: str = "fnapi",
+    protection: Protection | None = None,
 ) -> None:
     """Run the pipeline to completion on the chosen runner (FnApiRunner by default).
 
@@ -81,4 +90,4 @@ def run(
         raise ValueError(f"unknown runner {runner!r} (available: fnapi)")
     options = PipelineOptions(["--no_pipeline_type_check"])
     with beam.Pipeline(runner=FnApiRunner(), options=options) as pipeline:
-        build(pipeline, chunks, bootstrap, wire_format, sink)
+        build(pipeline, chunks, bootstrap, wire_format, sink, protection)

@@ -19,19 +19,27 @@ from validators.rowchecks import check_rows
 
 @dataclass(frozen=True)
 class Standardized:
-    """``published`` maps dataset -> rows in the exact canonical schema, in offset order."""
+    """``published`` maps dataset -> rows in the exact canonical schema, in offset order.
+
+    After ``pipelines/protect.py``: rows in the published schema, ``suppressed`` holds records
+    withheld for k-anonymity and ``quality`` the quality and privacy counts per dataset.
+    """
 
     read: int
     published_records: int
     published: dict[str, pa.RecordBatch]
     quarantined: pa.RecordBatch
+    suppressed: pa.RecordBatch | None = None
+    quality: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # The counting invariant, enforced where the split happens.
-        if self.read != self.published_records + self.quarantined.num_rows:
+        suppressed = self.suppressed.num_rows if self.suppressed is not None else 0
+        if self.read != self.published_records + self.quarantined.num_rows + suppressed:
             raise AssertionError(
                 f"counts do not reconcile: read {self.read} != published "
                 f"{self.published_records} + quarantined {self.quarantined.num_rows}"
+                f" + suppressed {suppressed}"
             )
 
 

@@ -37,18 +37,21 @@ def build_manifest(
     publisher: dict[str, str] | None = None,
     quality: dict[str, Any] | None = None,
     log: str | None = None,
+    privacy: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assemble a manifest; every input must be deterministic for a given batch plan.
 
     ``files[]`` entries carry ``path``, ``sha256``, ``bytes``, ``rows``, ``leaf_start`` and
     ``source``. ``publisher`` is ``PublisherKey.describe()``; ``quality`` is
-    ``{report_path, report_sha256, score}`` (path relative to the dataset folder); ``log`` the
-    id of the Merkle log this checkpoints (default: the dataset's own log, named ``dataset``).
+    ``{report_path, report_sha256, score}`` (path relative to the dataset folder), possibly with
+    more (``components``, ``counts``, ``expectations``: docs/quality-and-privacy.md); ``log``
+    the id of the Merkle log this checkpoints (default: the dataset's own log, named
+    ``dataset``); ``privacy`` the privacy policy applied (key id and epochs, never the key).
     """
     if sum(f["rows"] for f in files) != tree_size:
         raise ValueError("the files' rows do not add up to the tree size")
-    if quality is not None and set(quality) != {"report_path", "report_sha256", "score"}:
-        raise ValueError("quality must have exactly report_path, report_sha256 and score")
+    if quality is not None and not {"report_path", "report_sha256", "score"} <= set(quality):
+        raise ValueError("quality must have report_path, report_sha256 and score")
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "profile": "data-package",
@@ -71,6 +74,8 @@ def build_manifest(
     }
     if quality is not None:
         manifest["quality"] = quality
+    if privacy is not None:
+        manifest["privacy"] = privacy
     return manifest
 
 

@@ -54,7 +54,24 @@ def render() -> str:
         "`network_address` (truncated); `precise_location` (generalized to H3 cells);\n"
         "`quasi_identifier` (k-anonymity).\n"
     )
-    return head + "\n" + "\n".join(render_schema(s) for s in SCHEMAS.values())
+    return head + "\n" + "\n".join(_with_published(s) for s in SCHEMAS.values())
+
+
+def _with_published(schema: TelemetrySchema) -> str:
+    """The canonical schema, then what is published of it (see docs/quality-and-privacy.md)."""
+    from schemas.published import published_schema
+
+    shown = published_schema(schema)
+    lines = [
+        "",
+        f"Published as (privacy policy applied, quality flags added): natural key "
+        f"{', '.join(f'`{k}`' for k in shown.natural_key)}, fingerprint `{shown.fingerprint()}`.",
+        "",
+        "| published field | type | description |",
+        "|---|---|---|",
+    ]
+    lines += [f"| `{f.name}` | {f.type} | {f.description} |" for f in shown.all_fields]
+    return render_schema(schema) + "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

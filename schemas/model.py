@@ -39,9 +39,13 @@ class Field:
     maximum: int | float | None = None
     privacy: Privacy = Privacy.PUBLIC
     allowed: tuple[str, ...] | None = None  # an enumeration's values
+    # How the privacy class is applied (see docs/quality-and-privacy.md); None: the default.
+    keep_prefix: int | None = None  # identifier: leading characters kept in clear (IMEI TAC)
+    address: str | None = None  # network_address: "truncate" (default) or "pseudonym"
+    coarsen: str | None = None  # timestamp: published floored to this unit, e.g. "1h"
 
     def describe(self) -> dict[str, Any]:
-        return {
+        described = {
             "name": self.name,
             "type": str(self.type),
             "description": self.description,
@@ -52,6 +56,11 @@ class Field:
             "privacy": self.privacy.value,
             "allowed": list(self.allowed) if self.allowed is not None else None,
         }
+        # Listed only when set, so schemas without them keep their fingerprints.
+        for key in ("keep_prefix", "address", "coarsen"):
+            if getattr(self, key) is not None:
+                described[key] = getattr(self, key)
+        return described
 
     def arrow_field(self) -> pa.Field:
         metadata = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from schemas.aggregates import SESSION_COUNTS_DP_V1
 from schemas.model import TelemetrySchema
 from schemas.network import LINK_KPI_V1, PATH_TRACE_V1
 from schemas.node import NODE_HEARTBEAT_V1
@@ -17,6 +18,7 @@ SCHEMAS: dict[str, TelemetrySchema] = {
         PATH_TRACE_V1,
         SPEED_TEST_V1,
         SUBSCRIBER_SESSION_V1,
+        SESSION_COUNTS_DP_V1,  # derived from the sessions (pipelines/aggregate.py)
     )
 }
 

@@ -18,8 +18,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.kafka_source import KafkaSource, OffsetRange
+from schemas.published import published_schema_for_dataset
 from schemas.records import quarantine_batch
-from schemas.registry import schema_for_dataset
 from sinks.layout import DataLayout
 from sinks.parquet import write_parquet
 
@@ -28,7 +28,8 @@ def find_duplicates(
     layout: DataLayout, dataset: str, prior: list[str], new: list[str]
 ) -> dict[tuple[int, int], str]:
     """(partition, offset) of new records repeating a key -> the reason message."""
-    keys = list(schema_for_dataset(dataset).natural_key)
+    # The published natural key: a coarsened key field is replaced by a keyed row key.
+    keys = list(published_schema_for_dataset(dataset).natural_key)
     if not new or not keys:
         return {}
     key_list = ", ".join(f'"{k}"' for k in keys)

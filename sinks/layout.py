@@ -35,6 +35,14 @@ class DataLayout:
     def quarantine_file(self, topic: str, chunk_name: str) -> Path:
         return self.private / "quarantine" / topic / f"{chunk_name}.parquet"
 
+    def suppressed_file(self, topic: str, chunk_name: str) -> Path:
+        """Records withheld for k-anonymity: kept whole, privately, and counted."""
+        return self.private / "suppressed" / topic / f"{chunk_name}.parquet"
+
+    def quality_dir(self, dataset: str) -> Path:
+        """Great Expectations results and Data Docs, published beside the data."""
+        return self.dataset_dir(dataset) / "quality"
+
     def receipt_file(self, chunk_name: str) -> Path:
         return self.private / "receipts" / f"{chunk_name}.json"
 

@@ -57,6 +57,9 @@ class ChunkWriter:
             "reasons": dict(sorted(reasons.items())),
             "files": {},
             "quarantine_file": None,
+            "suppressed": 0,
+            "suppressed_file": None,
+            "quality": result.quality,
         }
         for dataset, rows in sorted(result.published.items()):
             if rows.num_rows:
@@ -71,6 +74,11 @@ class ChunkWriter:
             path = layout.quarantine_file(chunk.topic, chunk.name)
             write_parquet(result.quarantined, path)
             receipt["quarantine_file"] = layout.relative(path)
+        if result.suppressed is not None and result.suppressed.num_rows:
+            path = layout.suppressed_file(chunk.topic, chunk.name)
+            write_parquet(result.suppressed, path)
+            receipt["suppressed"] = result.suppressed.num_rows
+            receipt["suppressed_file"] = layout.relative(path)
         _write_receipt(layout.receipt_file(chunk.name), receipt)
         return receipt
 

@@ -46,14 +46,19 @@ def demo(tmp_path: Path, *extra: str) -> dict:
 def test_demo_json_reports_reconciled_counts_anchored_checkpoints_and_a_verdict(tmp_path):
     summary = demo(tmp_path)
     assert summary["records_read"] == summary["records_produced"] > 0
-    assert summary["records_read"] == summary["records_published"] + summary["records_quarantined"]
+    assert summary["records_read"] == (
+        summary["records_published"]
+        + summary["records_quarantined"]
+        + summary["records_suppressed"]  # withheld for k-anonymity, kept privately
+    )
     assert summary["data_dir"] == str(tmp_path / "demo")
-    datasets = ["node_heartbeat.v1", "radio_kpi.v1", "speed_test.v1"]
+    datasets = ["node_heartbeat.v1", "radio_kpi.v1", "speed_test.v1", "subscriber_session.v1"]
+    datasets.append("session_counts_dp.v1")  # derived from the sessions: rows, not records
     assert [c["dataset"] for c in summary["checkpoints"]] == datasets * 2  # two waves
     for checkpoint in summary["checkpoints"]:
-        assert set(checkpoint) >= {"dataset", "tree_size", "root", "anchor_tx"}
+        assert set(checkpoint) >= {"dataset", "tree_size", "root", "anchor_tx", "quality_score"}
         assert checkpoint["anchor_tx"].startswith("0x")
-    final_sizes = sum(c["tree_size"] for c in summary["checkpoints"][-3:])
+    final_sizes = sum(c["tree_size"] for c in summary["checkpoints"][-5:-1])
     assert final_sizes == summary["records_published"]  # one row per published record
     assert summary["verified"] is True
 
@@ -62,7 +67,11 @@ def test_demo_json_reports_reconciled_counts_anchored_checkpoints_and_a_verdict(
 def test_demo_with_ten_percent_bad_records_still_reconciles(tmp_path):
     summary = demo(tmp_path, "--bad-fraction", "0.1")
     assert summary["records_quarantined"] > 0
-    assert summary["records_read"] == summary["records_published"] + summary["records_quarantined"]
+    assert summary["records_read"] == (
+        summary["records_published"]
+        + summary["records_quarantined"]
+        + summary["records_suppressed"]
+    )
     assert sum(summary["quarantine_reasons"].values()) == summary["records_quarantined"]
     assert summary["verified"] is True
 

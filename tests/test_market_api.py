@@ -163,6 +163,8 @@ def test_listings_flag_what_the_buyer_licensed(buyer):
         "node_heartbeat.v1": False,
         "radio_kpi.v1": True,
         "speed_test.v1": False,
+        "subscriber_session.v1": False,
+        "session_counts_dp.v1": False,
     }
     me = json.loads(client.request("GET", "/api/me")[2])
     assert me == {"buyer": name, "datasets": ["radio_kpi.v1"]}

@@ -66,7 +66,8 @@ def test_listing_has_schema_with_units_rows_terms_and_anchor(listing, asset):
         "Radio KPIs",
     )
     assert listing["checkpoint"]["anchor_tx"] == asset.checkpoint.anchor_tx
-    assert listing["quality"] is None  # no quality report attached by this pipeline run
+    quality = listing["quality"]  # the pipeline's quality section, passed through
+    assert quality["report_path"].startswith("quality/") and 0 <= quality["score"] <= 100
 
 
 def test_coverage_matches_the_published_rows(listing, asset):
@@ -101,7 +102,7 @@ def test_a_quality_section_and_its_report_are_shown(asset, tmp_path):
     )
     assert build_listing(with_quality, TERMS)["quality"] == section
     assert read_quality_report(with_quality) == report
-    assert read_quality_report(asset) is None
+    assert read_quality_report(asset)["suite"] == "radio_kpi.v1"  # the pipeline's GE report
 
 
 def test_data_package_points_at_the_anchored_files(listing, asset):

@@ -92,7 +92,7 @@ def real_bundle(demo_dir: Path, leaf_index: int) -> dict:
 
 def test_signed_in_buyer_sees_the_catalog_and_can_search_and_filter(page):
     cards = page.locator(".card")
-    assert cards.count() == 3
+    assert cards.count() == 5  # radio, heartbeats, speed tests, sessions, noisy session counts
     shot(page, "catalog")
     page.fill("#search", "download")  # a field description of speed_test only
     assert page.locator(".card").count() == 1
@@ -110,7 +110,7 @@ def test_dataset_page_shows_schema_units_coverage_anchor_and_samples(page, demo_
     text = article.inner_text()
     assert "dBm" in text and "rsrp_dbm" in text
     assert asset.checkpoint.root in text and asset.checkpoint.anchor_tx in text
-    assert "No quality report" in text
+    assert "Validation report (Great Expectations)" in text and "completeness" in text
     assert article.locator("svg.map circle").count() >= 1
     assert article.locator("#sample tbody tr").count() == 5
     shot(page, "dataset")

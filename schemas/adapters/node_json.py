@@ -7,6 +7,7 @@ One wire format, three telemetry kinds, told apart by the ``kind`` member:
 | ``radio_kpi`` | radio_kpi | ``dl_kbps``/``ul_kbps`` kbit/s → Mbit/s |
 | ``node_heartbeat`` | node_heartbeat | — |
 | ``speed_test`` | speed_test | ``down_bps``/``up_bps`` bytes/s (as Helium reports) → Mbit/s |
+| ``subscriber_session`` | subscriber_session | ``start_ms``/``end_ms`` → UTC microseconds |
 
 ``ts_ms`` (epoch milliseconds) becomes UTC microseconds for every kind.
 """
@@ -23,7 +24,7 @@ from schemas.adapters.ndjson import NUMBER, WireTable, decode_json_messages
 from schemas.model import TelemetrySchema
 from schemas.node import NODE_HEARTBEAT_V1
 from schemas.radio import RADIO_KPI_V1
-from schemas.service import SPEED_TEST_V1
+from schemas.service import SPEED_TEST_V1, SUBSCRIBER_SESSION_V1
 
 WIRE_FORMAT = "rda.node.v1"
 _S, _I = (str,), (int,)
@@ -59,6 +60,16 @@ _WIRE = WireTable(
         ("loc", "lat"): (NUMBER, pa.float64()),
         ("loc", "lon"): (NUMBER, pa.float64()),
         ("loc", "source"): (_S, pa.string()),
+        ("subscriber", "imsi"): (_S, pa.string()),
+        ("subscriber", "msisdn"): (_S, pa.string()),
+        ("subscriber", "imei"): (_S, pa.string()),
+        ("subscriber", "mac"): (_S, pa.string()),
+        ("session", "cell"): (_I, pa.int64()),
+        ("session", "start_ms"): (_I, pa.int64()),
+        ("session", "end_ms"): (_I, pa.int64()),
+        ("session", "ue_ip"): (_S, pa.string()),
+        ("session", "bytes_up"): (_I, pa.int64()),
+        ("session", "bytes_down"): (_I, pa.int64()),
     }
 )
 # Event times outside [2000-01-01, 2100-01-01) cannot be a node's clock; refuse before casting.
@@ -66,10 +77,15 @@ _TS_MIN_MS, _TS_MAX_MS = 946_684_800_000, 4_102_444_800_000
 
 
 class NodeJsonAdapter:
-    """Decodes ``rda.node.v1`` messages into radio_kpi, node_heartbeat and speed_test rows."""
+    """Decodes ``rda.node.v1`` messages into radio, heartbeat, speed test and session rows."""
 
     wire_format = WIRE_FORMAT
-    schemas: tuple[TelemetrySchema, ...] = (RADIO_KPI_V1, NODE_HEARTBEAT_V1, SPEED_TEST_V1)
+    schemas: tuple[TelemetrySchema, ...] = (
+        RADIO_KPI_V1,
+        NODE_HEARTBEAT_V1,
+        SPEED_TEST_V1,
+        SUBSCRIBER_SESSION_V1,
+    )
 
     def decode(self, raw: pa.RecordBatch) -> DecodeResult:
         screened = decode_json_messages(raw.column("value"), _WIRE)
@@ -117,9 +133,9 @@ def _content_rejects(wire: pa.RecordBatch) -> pa.Array:
     fmt, kind, ts = wire.column("format"), wire.column("kind"), wire.column("ts_ms")
     wrong_format = pc.fill_null(pc.not_equal(fmt, WIRE_FORMAT), True)
     wrong_kind = pc.invert(pc.fill_null(pc.is_in(kind, value_set=pa.array(list(_KINDS))), False))
-    bad_time = pc.fill_null(
-        pc.or_(pc.less(ts, _TS_MIN_MS), pc.greater_equal(ts, _TS_MAX_MS)), False
-    )
+    bad_time = _outside_sane_times(ts)
+    for name in ("start_ms", "end_ms"):  # a session's own times, when present
+        bad_time = pc.or_(bad_time, _outside_sane_times(_sub(wire, "session", name)))
     return pc.case_when(
         pc.make_struct(wrong_format, wrong_kind, bad_time),
         pc.binary_join_element_wise(
@@ -133,6 +149,11 @@ def _content_rejects(wire: pa.RecordBatch) -> pa.Array:
             "",
         ),
     )
+
+
+def _outside_sane_times(ts_ms: pa.Array) -> pa.Array:
+    outside = pc.or_(pc.less(ts_ms, _TS_MIN_MS), pc.greater_equal(ts_ms, _TS_MAX_MS))
+    return pc.fill_null(outside, False)
 
 
 def _micros(ts_ms: pa.Array) -> pa.Array:
@@ -198,13 +219,34 @@ def _speed_test(wire: pa.RecordBatch) -> dict[str, pa.Array]:
     }
 
 
+def _session(wire: pa.RecordBatch) -> dict[str, pa.Array]:
+    def sub(group: str, name: str) -> pa.Array:
+        return _sub(wire, group, name)
+
+    return {
+        "imsi": sub("subscriber", "imsi"),
+        "msisdn": sub("subscriber", "msisdn"),
+        "imei": sub("subscriber", "imei"),
+        "mac": sub("subscriber", "mac"),
+        "ue_ip": sub("session", "ue_ip"),
+        "node_id": wire.column("node"),
+        "cell_id": sub("session", "cell"),
+        "session_start": _micros(sub("session", "start_ms")),
+        "session_end": _micros(sub("session", "end_ms")),
+        "bytes_up": sub("session", "bytes_up"),
+        "bytes_down": sub("session", "bytes_down"),
+    }
+
+
 _KINDS: dict[str, TelemetrySchema] = {
     "radio_kpi": RADIO_KPI_V1,
     "node_heartbeat": NODE_HEARTBEAT_V1,
     "speed_test": SPEED_TEST_V1,
+    "subscriber_session": SUBSCRIBER_SESSION_V1,
 }
 _MAPPERS: dict[str, Callable[[pa.RecordBatch], dict[str, pa.Array]]] = {
     "radio_kpi": _radio,
     "node_heartbeat": _heartbeat,
     "speed_test": _speed_test,
+    "subscriber_session": _session,
 }

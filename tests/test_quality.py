@@ -1,0 +1,193 @@
+"""Quality checks: every injected defect is caught at its level; score and GE report are exact."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from benchmarks.decode import raw_batch
+from infra.fleet import FLAT_LINE_REPORTS, QUALITY_DEFECTS, generate
+from pipelines.protect import Protection
+from pipelines.standardize import standardize
+from schemas.adapters import adapter_for
+from schemas.published import published_schema
+from schemas.radio import RADIO_KPI_V1
+from validators.expectations import report_bytes, validate
+from validators.quality import check_quality
+from validators.score import components_from_counts, score
+
+START_MS = 1_764_000_000_000
+# Where each quality defect must end up: ("quarantine", reason code) or ("flag", flag).
+EXPECTED = {
+    "teleport": ("quarantine", "teleport"),
+    "clock_skew": ("quarantine", "clock_skew"),
+    "implausible_sinr": ("quarantine", "implausible"),
+    "late": ("flag", "late"),
+    "flat_line": ("flag", "flat_line"),
+    "counter_reset": ("flag", "counter_reset"),
+}
+
+
+def protected(messages, private_dir: Path):
+    raw = raw_batch([m.value for m in messages], "rda.node.v1")
+    # Kafka timestamps are ingest times: the producer stamps each message when it is sent.
+    raw = raw.set_column(3, "timestamp_ms", pa.array([m.timestamp_ms for m in messages]))
+    return Protection(str(private_dir))(raw, standardize(raw, adapter_for("rda.node.v1")))
+
+
+def test_every_quality_defect_is_caught_at_its_expected_level(tmp_path):
+    messages = list(generate(12, 120, 1, START_MS, seed=4, quality_fraction=0.04))
+    result = protected(messages, tmp_path)
+    quarantined = dict(
+        zip(
+            result.quarantined.column("offset").to_pylist(),
+            result.quarantined.column("reason_code").to_pylist(),
+            strict=True,
+        )
+    )
+    flags = {}
+    for rows in result.published.values():
+        for offset, row_flags in zip(
+            rows.column("source_offset").to_pylist(),
+            rows.column("quality_flags").to_pylist(),
+            strict=True,
+        ):
+            flags[offset] = set((row_flags or "").split(",")) - {""}
+    caught = Counter()
+    # A flat line the simulation's end cuts short of five reports is no flat line yet.
+    cut_short = START_MS + (120 - FLAT_LINE_REPORTS) * 1000
+    for offset, message in enumerate(messages):
+        if message.defect == "flat_line" and message.timestamp_ms > cut_short:
+            continue
+        if message.defect is None:
+            assert offset not in quarantined and not flags[offset], (offset, message.value)
+            continue
+        level, code = EXPECTED[message.defect]
+        if level == "quarantine":
+            assert quarantined.get(offset) == code, (message.defect, message.value)
+        else:
+            assert code in flags[offset], (message.defect, message.value)
+        caught[message.defect] += 1
+    assert set(caught) == set(QUALITY_DEFECTS)
+    assert result.read == result.published_records + result.quarantined.num_rows
+
+
+def radio_rows(**columns) -> pa.RecordBatch:
+    n = len(next(iter(columns.values())))
+    base = {
+        "node_id": ["an-1"] * n,
+        "event_time": [
+            dt.datetime(2025, 11, 24, 16, 0, i, tzinfo=dt.timezone.utc) for i in range(n)
+        ],
+        "cell_id": [7] * n,
+        "rsrp_dbm": [-90.0 + i for i in range(n)],
+        "sinr_db": [10.0] * n,
+        "latitude": [52.5] * n,
+        "longitude": [13.4] * n,
+        "source_offset": list(range(n)),
+        "ingest_time": [dt.datetime(2025, 11, 24, 16, 0, 30, tzinfo=dt.timezone.utc)] * n,
+    }
+    base.update(columns)
+    return pa.RecordBatch.from_pydict(base)
+
+
+def test_a_location_spike_is_a_teleport_but_a_node_that_moved_is_not():
+    spike = radio_rows(latitude=[52.5, 52.5, 10.0, 52.5, 52.5])
+    moved = radio_rows(latitude=[52.5, 52.5, 10.0, 10.0, 10.0])
+    assert check_quality(RADIO_KPI_V1, spike).codes.to_pylist() == [
+        None,
+        None,
+        "teleport",
+        None,
+        None,
+    ]
+    assert check_quality(RADIO_KPI_V1, moved).codes.null_count == 5
+
+
+def test_five_identical_readings_in_a_row_are_flagged_as_a_flat_line_and_four_are_not():
+    rows = radio_rows(rsrp_dbm=[-90.0] * 5 + [-80.0, -81.0] + [-70.0] * 4)
+    flags = check_quality(RADIO_KPI_V1, rows).flags.to_pylist()
+    assert flags == ["flat_line"] * 5 + [None] * 6
+
+
+def test_the_reason_names_the_skew_and_the_sinr_but_a_malformed_identifier_is_never_repeated(
+    tmp_path,
+):
+    future = dt.datetime(2025, 11, 24, 17, 0, 0, tzinfo=dt.timezone.utc)
+    rows = radio_rows(event_time=[future], sinr_db=[10.0], rsrp_dbm=[-90.0])
+    outcome = check_quality(RADIO_KPI_V1, rows)
+    assert outcome.codes.to_pylist() == ["clock_skew"]
+    assert outcome.reasons.to_pylist() == ["event time is 3570 s ahead of ingest (limit 300 s)"]
+    session = {
+        "format": "rda.node.v1",
+        "kind": "subscriber_session",
+        "node": "an-0001",
+        "ts_ms": START_MS,
+        "subscriber": {"imsi": "26201-12345", "imei": "353320110123457"},
+        "session": {"cell": 5, "start_ms": START_MS - 60_000, "end_ms": START_MS},
+    }
+    (message,) = [json.dumps(session).encode()]
+    raw = raw_batch([message], "rda.node.v1")
+    result = Protection(str(tmp_path))(raw, standardize(raw, adapter_for("rda.node.v1")))
+    assert result.quarantined.column("reason_code").to_pylist() == ["malformed"]
+    assert result.quarantined.column("reason").to_pylist() == ["imsi is not an IMSI (14-15 digits)"]
+
+
+def test_the_score_is_the_mean_of_the_five_components():
+    parts = components_from_counts(
+        total=200,
+        issues={"out_of_range": 10, "late": 4, "duplicate": 2, "flat_line": 20},
+        null_cells=50,
+        cells=1000,
+    )
+    assert parts == {
+        "completeness": 0.95,
+        "validity": 0.95,
+        "timeliness": 0.98,
+        "uniqueness": 0.99,
+        "consistency": 0.9,
+    }
+    assert score(parts) == 95.4
+
+
+def test_the_ge_report_is_deterministic_and_names_the_failing_expectation(tmp_path):
+    schema = published_schema(RADIO_KPI_V1)
+    messages = list(generate(3, 5, 1, START_MS, seed=2))
+    result = protected([m for m in messages if b"radio_kpi" in m.value], tmp_path)
+    rows = pa.Table.from_batches([result.published["radio_kpi.v1"]])
+    first, _ = validate(schema, rows)
+    again, _ = validate(schema, rows, tmp_path / "docs")
+    assert report_bytes(first) == report_bytes(again)
+    assert first["success"] is True
+    assert (tmp_path / "docs" / "index.html").exists()
+    broken = rows.set_column(
+        rows.schema.get_field_index("rsrp_dbm"),
+        "rsrp_dbm",
+        pa.array([-20.0, *rows.column("rsrp_dbm").to_pylist()[1:]]),
+    )
+    report, _ = validate(schema, broken)
+    failed = [r for r in report["results"] if not r["success"]]
+    assert [(r["expectation"], r["kwargs"]["column"]) for r in failed] == [
+        ("expect_column_values_to_be_between", "rsrp_dbm")
+    ]
+    assert failed[0]["result"]["unexpected_count"] == 1
+
+
+@pytest.mark.parametrize("fraction", [-0.1, 1.5])
+def test_an_impossible_quality_defect_fraction_is_refused(fraction):
+    with pytest.raises(ValueError, match="quality defect fraction"):
+        list(generate(1, 1, 1, START_MS, seed=1, quality_fraction=fraction))
+
+
+def test_data_docs_land_in_a_relative_data_directory_too(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    schema = published_schema(RADIO_KPI_V1)
+    messages = [m for m in generate(2, 3, 1, START_MS, seed=2) if b"radio_kpi" in m.value]
+    rows = pa.Table.from_batches([protected(messages, tmp_path).published["radio_kpi.v1"]])
+    validate(schema, rows, Path("data/demo/quality/docs"))
+    assert (tmp_path / "data/demo/quality/docs/index.html").exists()
