@@ -13,6 +13,7 @@ Ratios are against baselines measured in this run, on the same inputs:
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import shutil
 import tempfile
@@ -154,6 +155,9 @@ def _proofs(leaves: int, samples: int) -> dict:
         "verify_inclusion_p50_us": _percentile(verify, 50),
         "verify_consistency_p50_us": _percentile(consistency_verify, 50),
         "proof_hashes": len(proofs[0]),
+        # Tails on a shared machine are mostly preemption: report the load they were taken under.
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "cpus": os.cpu_count(),
     }
 
 

@@ -250,7 +250,9 @@ def verify(args: argparse.Namespace) -> int:
         if not directory.is_dir():
             raise UserError(f"no dataset {dataset!r} under {layout.published}")
         try:
-            verdict = verify_dataset(directory, args.manifest, lookup, why_not)
+            verdict = verify_dataset(
+                directory, args.manifest, lookup, why_not, publisher_key_id=args.publisher_key_id
+            )
         except FileNotFoundError as error:
             raise UserError(str(error)) from None
         verdicts.append(verdict.as_dict())

@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--offline", action="store_true", help="do not check the chain")
     verify.add_argument("--bundle", type=Path, help="verify proof bundles (a file or a folder)")
     verify.add_argument("--history", action="store_true", help="consistency between checkpoints")
+    verify.add_argument("--publisher-key-id", help="require manifests signed by this key id (hex)")
     _add_json(verify)
     verify.set_defaults(handler=audit.verify)  # whole datasets unless --bundle or --history
 

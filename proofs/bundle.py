@@ -108,7 +108,7 @@ def verify_bundle(
     verdict.log = checkpoint["log"]
     index = bundle["leaf_index"]
     try:
-        digest = leaf_hash(canonicalize(bundle["row"]))
+        digest = leaf_hash(canonicalize(_as_doubles(bundle["row"])))
     except ValueError as error:
         verdict.checks.append(Check("leaf", False, f"leaf {index}: row is not I-JSON: {error}"))
         return verdict
@@ -157,6 +157,19 @@ def _anchor_check(
     if manifest_hash.hex() != checkpoint["manifest_sha256"]:
         return Check("anchor", False, f"anchored manifest hash {manifest_hash.hex()} != bundle's")
     return Check("anchor", True, "root and manifest hash match the on-chain anchor")
+
+
+def _as_doubles(value: Any) -> Any:
+    """JSON numbers are IEEE doubles (RFC 8785): a double of 2**53 or more is written in the
+    leaf without a fraction (``36765266496611350``) and parses as a Python int; read it back as
+    the nearest double, as RFC 8785 does (if that is not the leaf's value, the hash says so)."""
+    if isinstance(value, Mapping):
+        return {key: _as_doubles(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_as_doubles(item) for item in value]
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**53:
+        return float(value)
+    return value
 
 
 def _get(data: Any, key: str) -> Any:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from hashlib import sha256
@@ -62,6 +63,12 @@ class DatasetLog:
         self.log_id = log_id or self.directory.parent.name
         self.leaves_path = self.directory / "leaves.bin"
         self.frontier_path = self.directory / "frontier.json"
+        self._nodes = _NodeReader(self)  # level files stay open between proofs
+        weakref.finalize(self, self._nodes.close)
+
+    def close(self) -> None:
+        """Close the level files kept open for proofs (they reopen on demand)."""
+        self._nodes.close()
 
     @property
     def ref(self) -> LogRef:
@@ -80,6 +87,12 @@ class DatasetLog:
     def level_path(self, level: int) -> Path:
         return self.leaves_path if level == 0 else self.directory / "levels" / f"{level:02d}.bin"
 
+    def __enter__(self) -> DatasetLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def leaf_hashes(self, start: int = 0, end: int | None = None) -> list[bytes]:
         end = self.size if end is None else end
         if not 0 <= start <= end <= self.size:
@@ -94,14 +107,12 @@ class DatasetLog:
     def inclusion_proof(self, index: int, tree_size: int | None = None) -> list[bytes]:
         """PATH(index, D[tree_size]) (default: the current size) from the stored nodes."""
         tree_size = self._checked_size(tree_size)
-        with _NodeReader(self) as nodes:
-            return inclusion_path(tree_size, index, nodes.subtree_root)
+        return inclusion_path(tree_size, index, self._nodes.subtree_root)
 
     def consistency_proof(self, old_size: int, tree_size: int | None = None) -> list[bytes]:
         """PROOF(old_size, D[tree_size]) (default: the current size) from the stored nodes."""
         tree_size = self._checked_size(tree_size)
-        with _NodeReader(self) as nodes:
-            return consistency_path(tree_size, old_size, nodes.subtree_root)
+        return consistency_path(tree_size, old_size, self._nodes.subtree_root)
 
     def frontier_at(self, tree_size: int) -> MerkleFrontier:
         """The compact range of the tree's first ``tree_size`` leaves: one node per bit set."""
@@ -109,10 +120,9 @@ class DatasetLog:
 
     def _stored_frontier(self, tree_size: int) -> MerkleFrontier:
         hashes = []
-        with _NodeReader(self) as nodes:
-            for level in reversed(range(tree_size.bit_length())):
-                if tree_size >> level & 1:
-                    hashes.append(nodes.node(level, (tree_size >> level) - 1).hex())
+        for level in reversed(range(tree_size.bit_length())):
+            if tree_size >> level & 1:
+                hashes.append(self._nodes.node(level, (tree_size >> level) - 1).hex())
         return MerkleFrontier.from_dict({"size": tree_size, "hashes": hashes})
 
     # -- appending ---------------------------------------------------------------------------
@@ -131,6 +141,7 @@ class DatasetLog:
         if not (set(map(type, new)) <= {bytes} and set(map(len, new)) <= {HASH_SIZE}):
             raise ValueError(f"every leaf hash must be {HASH_SIZE} bytes")
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._nodes.close()  # a level file may have been recreated (_complete_levels)
         self._complete_levels(start)
         self._write_levels(start, new)
         frontier = self._stored_frontier(start + len(new))
@@ -154,8 +165,7 @@ class DatasetLog:
                     upper += 1
                 return
             if first & 1:  # the first new node's left sibling is already on disk
-                with _NodeReader(self) as nodes:
-                    new = [nodes.node(level, first - 1), *new]
+                new = [self._nodes.node(level, first - 1), *new]
             pairs = zip(new[0::2], new[1::2], strict=False)  # an odd last node waits for its pair
             new = [sha256(b"\x01" + a + b).digest() for a, b in pairs]
             level, first = level + 1, parent_first
@@ -197,34 +207,41 @@ class DatasetLog:
 
 
 class _NodeReader:
-    """Reads complete nodes by (level, index), keeping each level's file open while in use."""
+    """Reads complete nodes by (level, index) with ``pread``, each level's file opened once.
+
+    Files are written in place (never replaced), so an open file sees later appends.
+    """
 
     def __init__(self, log: DatasetLog) -> None:
-        self._log = log
+        self._directory = str(log.directory)
         self._fds: dict[int, int] = {}
 
-    def __enter__(self) -> _NodeReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for fd in self._fds.values():
+    def close(self) -> None:
+        fds, self._fds = self._fds, {}
+        for fd in fds.values():
             os.close(fd)
-        self._fds.clear()
 
     def node(self, level: int, index: int) -> bytes:
         fd = self._fds.get(level)
         if fd is None:
-            fd = self._fds[level] = os.open(self._log.level_path(level), os.O_RDONLY)
+            fd = self._fds[level] = os.open(self._path(level), os.O_RDONLY)
         data = os.pread(fd, HASH_SIZE, index * HASH_SIZE)
         if len(data) != HASH_SIZE:
-            raise ValueError(f"{self._log.level_path(level)} has no node {index}: log damaged")
+            raise ValueError(f"{self._path(level)} has no node {index}: log damaged")
         return data
+
+    def _path(self, level: int) -> str:
+        name = "leaves.bin" if level == 0 else os.path.join("levels", f"{level:02d}.bin")
+        return os.path.join(self._directory, name)
 
     def subtree_root(self, start: int, end: int) -> bytes:
         """MTH(D[start:end]) of an RFC 9162 subtree: the right fold of its complete nodes."""
         width = end - start
         if width < 1 or start % (1 << (width - 1).bit_length()):
             raise ValueError(f"[{start}, {end}) is not a subtree of an RFC 9162 tree")
+        if width & (width - 1) == 0:  # a complete subtree: one stored node
+            level = width.bit_length() - 1
+            return self.node(level, start >> level)
         parts = []
         for level in reversed(range(width.bit_length())):
             if width >> level & 1:

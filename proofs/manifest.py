@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -121,7 +122,7 @@ def table_schema(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _table_type(arrow_type: str) -> str:
-    base = arrow_type.split("[", 1)[0].split("<", 1)[0].rstrip("0123456789")
+    base = re.match(r"[a-z_]*", arrow_type).group().rstrip("0123456789")  # "decimal128(…" …
     for prefix, kind in _TABLE_TYPES:
         if base == prefix:
             return kind

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from proofs.log import DatasetLog
+from proofs.log import DatasetLog, LogRef
 from proofs.manifest import latest_manifest, load_manifest, signature_path
 from proofs.merkle import MerkleFrontier
 
@@ -68,8 +68,18 @@ def verify_dataset(
     manifest_file: Path | None = None,
     anchor_lookup: AnchorLookup | None = None,
     anchor_unavailable_reason: str = "no chain to check against",
+    log: LogRef | None = None,
+    publisher_key_id: str | None = None,
 ) -> Verdict:
-    """Verify the checkpoint described by ``manifest_file`` (default: the latest one)."""
+    """Verify the checkpoint described by ``manifest_file`` (default: the latest one).
+
+    ``publisher_key_id``, when the auditor knows it, pins the key that must have signed.
+
+    ``log`` is where the committed leaves are, used only to name the first changed row of a
+    changed file (default: the dataset's own log); the anchor is looked up under the manifest's
+    ``log`` id.
+    """
+    log = log or LogRef.for_dataset(dataset_dir)
     from proofs.leaves import leaf_hashes_for_batch  # pyarrow: only at this edge
 
     manifest_file = manifest_file or latest_manifest(dataset_dir)
@@ -98,9 +108,7 @@ def verify_dataset(
         hashes = leaf_hashes_for_batch(_read_parquet(path))
         digest = _sha256(path)
         if digest != entry["sha256"] or len(hashes) != entry["rows"]:
-            verdict.checks.append(
-                Check("files", False, _describe_file_change(dataset_dir, entry, hashes))
-            )
+            verdict.checks.append(Check("files", False, _describe_file_change(log, entry, hashes)))
             return verdict
         frontier.extend(hashes)
     verdict.checks.append(
@@ -108,7 +116,7 @@ def verify_dataset(
     )
     verdict.checks.append(_root_check(frontier, checkpoint))
     verdict.checks.append(_package_check(dataset_dir, manifest))
-    verdict.checks.append(_signature_check(manifest_file, manifest))
+    verdict.checks.append(_signature_check(manifest_file, manifest, publisher_key_id))
     verdict.checks.append(
         _anchor_check(verdict, manifest_digest, anchor_lookup, anchor_unavailable_reason)
     )
@@ -142,7 +150,9 @@ def _package_check(dataset_dir: Path, manifest: dict[str, Any]) -> Check:
     )
 
 
-def _signature_check(manifest_file: Path, manifest: dict[str, Any]) -> Check:
+def _signature_check(
+    manifest_file: Path, manifest: dict[str, Any], pinned_key_id: str | None
+) -> Check:
     """The publisher's Ed25519 signature over the manifest bytes, by the key the manifest names."""
     from proofs.signing import verify_signature  # cryptography: only at this edge
 
@@ -156,6 +166,10 @@ def _signature_check(manifest_file: Path, manifest: dict[str, Any]) -> Check:
     problem = verify_signature(signature, manifest_file.read_bytes())
     if problem is not None:
         return Check("signature", False, problem)
+    if pinned_key_id is not None and signature["key_id"] != pinned_key_id.lower():
+        return Check(
+            "signature", False, f"signed by key {signature['key_id']}, not by {pinned_key_id}"
+        )
     return Check("signature", True, f"Ed25519 signature by key {signature['key_id'][:16]}… valid")
 
 
@@ -197,12 +211,12 @@ def _anchor_check(
     return Check("anchor", True, "root and manifest hash match the on-chain anchor")
 
 
-def _describe_file_change(dataset_dir: Path, entry: dict[str, Any], hashes: list[bytes]) -> str:
+def _describe_file_change(ref: LogRef, entry: dict[str, Any], hashes: list[bytes]) -> str:
     """Name the first row whose leaf differs from the committed log, when the log is here."""
     head = f"{entry['path']}: SHA-256 differs from the manifest"
     if len(hashes) != entry["rows"]:
         return f"{head} ({len(hashes)} rows, manifest says {entry['rows']})"
-    log = DatasetLog(dataset_dir / "log")
+    log = DatasetLog(ref)
     start = entry["leaf_start"]
     if not log.leaves_path.exists() or log.size < start + entry["rows"]:
         return head

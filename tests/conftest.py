@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from infra.broker import Broker, start_broker, stop_broker
 from infra.fleet import generate
@@ -55,3 +56,9 @@ def data_dir(tmp_path: Path) -> Path:
 def publish() -> Callable[..., ProduceReport]:
     """``publish(broker, topic, nodes=…, duration_s=…, bad_fraction=…)`` a simulated fleet."""
     return _publish
+
+
+# Tests never assert on wall-clock time: Hypothesis' per-example deadline (200 ms) fails
+# examples on a loaded machine (five suites share two cores here).
+settings.register_profile("rda", deadline=None)
+settings.load_profile("rda")

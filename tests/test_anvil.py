@@ -93,6 +93,16 @@ def test_many_checkpoints_in_one_transaction_on_a_real_node(registry):
     assert registry.latest("many-9").tree_size == 7
 
 
+def test_a_batch_with_one_non_growing_checkpoint_is_refused_whole_by_a_real_node(registry):
+    registry.anchor("batch-grow", 20, ROOT, MANIFEST)
+    with pytest.raises(AnchorRefused, match="TreeSizeNotGrowing"):
+        registry.anchor_many(
+            [("batch-other", 5, ROOT, MANIFEST), ("batch-grow", 20 - 1, ROOT, MANIFEST)]
+        )
+    assert registry.latest("batch-other") is None  # all or none
+    assert registry.latest("batch-grow").tree_size == 20
+
+
 def test_anvil_refuses_to_leave_loopback():
     with pytest.raises(ValueError, match=r"127\.0\.0\.1 only"):
         ChainConfig("anvil", "http://0.0.0.0:8545")

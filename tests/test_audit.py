@@ -7,6 +7,7 @@ manifests, signatures) after anchoring, and expects the verdict to name what was
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 
 import pyarrow as pa
@@ -19,7 +20,13 @@ from proofs.bundle import build_bundles, verify_bundle
 from proofs.history import verify_history
 from proofs.leaves import leaf_bytes_for_batch, leaf_hashes_for_batch
 from proofs.log import DatasetLog, LogRef
-from proofs.manifest import all_manifests, build_manifest, load_manifest, write_manifest
+from proofs.manifest import (
+    all_manifests,
+    build_manifest,
+    load_manifest,
+    table_schema,
+    write_manifest,
+)
 from proofs.signing import publisher_key
 from proofs.verify import verify_dataset
 
@@ -159,6 +166,17 @@ def test_a_signature_by_another_key_is_caught(published, tmp_path):
     )
 
 
+def test_an_auditor_can_pin_the_publisher_key(published, tmp_path):
+    dataset_dir, _ = published
+    key_id = publisher_key(dataset_dir.parent.parent).key_id
+    assert verify_dataset(dataset_dir, publisher_key_id=key_id).ok
+    other = publisher_key(tmp_path / "other").key_id
+    assert first_failure(verify_dataset(dataset_dir, publisher_key_id=other)) == (
+        "signature",
+        f"signed by key {key_id}, not by {other}",
+    )
+
+
 def test_a_corrupted_signature_is_caught(published):
     dataset_dir, _ = published
     manifest_file = all_manifests(dataset_dir)[-1]
@@ -221,6 +239,15 @@ def test_manifests_are_data_packages_with_signed_publisher_and_byte_identical_on
     before = manifest_file.read_bytes(), signature_file.read_bytes()
     write_manifest(dataset_dir, manifest, key)  # a redo after a crash
     assert (manifest_file.read_bytes(), signature_file.read_bytes()) == before
+
+
+def test_the_private_key_stays_private_and_is_reused(tmp_path):
+    key = publisher_key(tmp_path)
+    path = tmp_path / "private" / "keys" / "publisher-ed25519.pem"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert publisher_key(tmp_path).key_id == key.key_id
+    assert key.key_id == hashlib.sha256(key.public_key).hexdigest()
+    assert "PRIVATE" not in (tmp_path / "published" / "publisher.json").read_text()
 
 
 def test_build_manifest_refuses_a_malformed_quality_section():
@@ -416,6 +443,34 @@ def test_a_batch_of_checkpoints_goes_in_one_transaction_with_gas_shared(chain):
 
 
 def _sha256(path) -> str:
-    import hashlib
-
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("arrow_type", "table_type"),
+    [
+        ("timestamp[us, tz=UTC]", "datetime"),
+        ("int16", "integer"),
+        ("uint64", "integer"),
+        ("float", "number"),
+        ("decimal128(10, 2)", "number"),
+        ("bool", "boolean"),
+        ("date32[day]", "date"),
+        ("large_string", "string"),
+        ("fixed_size_binary[16]", "binary"),
+        ("list<item: string>", "array"),
+        ("struct<a: int8>", "object"),
+        ("duration[s]", "any"),
+    ],
+)
+def test_resource_schemas_give_each_arrow_type_its_table_schema_type(arrow_type, table_type):
+    schema = {"fields": [{"name": "x", "type": arrow_type}], "natural_key": []}
+    assert table_schema(schema)["fields"][0]["type"] == table_type
+
+
+def test_batched_anchoring_costs_less_gas_per_checkpoint_than_one_per_transaction():
+    from benchmarks.proofs import _gas
+
+    gas = _gas()
+    assert gas["gas_per_checkpoint_batched_10"] < gas["gas_per_checkpoint_batched"]
+    assert gas["gas_per_checkpoint_batched"] < gas["gas_single"]

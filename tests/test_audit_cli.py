@@ -63,6 +63,17 @@ def test_history_verifies_offline(data_dir, tmp_path):
     ]
 
 
+def test_verify_with_a_pinned_publisher_key_rejects_another_signer(data_dir, tmp_path):
+    published = json.loads((data_dir / "published" / "publisher.json").read_text())
+    state = tmp_path / "state"
+    args = ("verify", "--data-dir", str(data_dir), "--offline", "--json", "--publisher-key-id")
+    assert rda(*args, published["key_id"], state=state).returncode == 0
+    check = rda(*args, "ab" * 32, state=state)
+    assert check.returncode == 1
+    failure = json.loads(check.stdout)["datasets"][0]["first_failure"]
+    assert failure["check"] == "signature" and failure["detail"].endswith("not by " + "ab" * 32)
+
+
 def test_a_predicate_that_is_not_sql_is_a_clear_error(data_dir, tmp_path):
     proved = rda(
         "prove", "--data-dir", str(data_dir), "--dataset", DATASET, "--where", "no_such_column = 1",
@@ -72,6 +83,16 @@ def test_a_predicate_that_is_not_sql_is_a_clear_error(data_dir, tmp_path):
     message = " ".join(proved.stderr.split())
     assert "--where 'no_such_column = 1' is not a valid predicate" in message
     assert "Traceback" not in proved.stderr
+
+
+def test_prove_refuses_to_write_more_bundles_than_the_limit(data_dir, tmp_path):
+    proved = rda(
+        "prove", "--data-dir", str(data_dir), "--dataset", DATASET, "--where", "true",
+        "--limit", "5", "--out", str(tmp_path / "bundles"), state=tmp_path / "state",
+    )  # fmt: skip
+    assert proved.returncode == 2
+    assert "20 rows match; at most --limit 5" in " ".join(proved.stderr.split())
+    assert not (tmp_path / "bundles").exists()
 
 
 def test_proving_an_unknown_dataset_or_verifying_a_missing_bundle_is_a_clear_error(tmp_path):

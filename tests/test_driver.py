@@ -151,8 +151,11 @@ def test_a_batch_interrupted_before_its_anchor_is_redone_identically(
         run_batch(config, source, chain_down)
     with Catalog(DataLayout(tmp_path / "crashed")) as catalog:
         assert catalog.unfinished_batch(topic)[2] == "committed"
+    checkpoints_dir = tmp_path / "crashed" / "published" / DATASET / "checkpoints"
+    before = {p.name: p.read_bytes() for p in checkpoints_dir.iterdir()}
     redone = run_batch(config, source, chain.anchor)
     assert redone.resumed
+    assert {p.name: p.read_bytes() for p in checkpoints_dir.iterdir()} == before  # signed too
     assert [c["root"] for c in redone.checkpoints] == [c["root"] for c in clean.checkpoints]
     assert chain.registry.get(DATASET, radio(redone.checkpoints)["tree_size"]) is not None
     assert source.committed(f"other-{topic}", topic) == source.high_watermarks(topic)
