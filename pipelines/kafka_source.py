@@ -9,6 +9,8 @@ kafka-python later without touching the pipeline.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -111,10 +113,32 @@ class KafkaPythonSource:
         except KafkaError as error:
             raise KafkaUnavailable(f"no Kafka broker answers at {self.bootstrap}") from error
 
+    @property
+    def _timeout_ms(self) -> int:
+        return int(self.timeout_s * 1000)
+
+    @contextmanager
+    def _answered(self, what: str) -> Iterator[None]:
+        """A broker that does not answer within the timeout is ``KafkaUnavailable``.
+
+        kafka-python's blocking calls wait forever by default (a paused broker would hang the
+        driver instead of letting it retry), so every call gets ``timeout_ms`` and its timeout
+        becomes the one error the driver retries.
+        """
+        from kafka.errors import KafkaError
+
+        try:
+            yield
+        except KafkaError as error:
+            raise KafkaUnavailable(
+                f"{what}: no answer from {self.bootstrap} ({type(error).__name__})"
+            ) from error
+
     def partitions(self, topic: str) -> list[int]:
         consumer = self._consumer()
         try:
-            found = consumer.partitions_for_topic(topic)
+            with self._answered(f"partitions of {topic}"):
+                found = consumer.partitions_for_topic(topic)
         finally:
             consumer.close()
         if not found:
@@ -134,7 +158,9 @@ class KafkaPythonSource:
         try:
             tps = [TopicPartition(topic, p) for p in self.partitions(topic)]
             consumer.assign(tps)
-            for tp, near_end in consumer.end_offsets(tps).items():
+            with self._answered(f"end offsets of {topic}"):
+                ends = consumer.end_offsets(tps, timeout_ms=self._timeout_ms)
+            for tp, near_end in ends.items():
                 consumer.seek(tp, near_end)
             deadline = time.monotonic() + self.timeout_s
             while True:
@@ -155,7 +181,10 @@ class KafkaPythonSource:
         try:
             result = {}
             for partition in self.partitions(topic):
-                offset = consumer.committed(TopicPartition(topic, partition))
+                with self._answered(f"committed offsets of {group}"):
+                    offset = consumer.committed(
+                        TopicPartition(topic, partition), timeout_ms=self._timeout_ms
+                    )
                 result[partition] = offset if offset is not None else 0
             return result
         finally:
@@ -171,7 +200,8 @@ class KafkaPythonSource:
                 TopicPartition(topic, p): OffsetAndMetadata(o, "", -1) for p, o in offsets.items()
             }
             consumer.assign(list(tps))
-            consumer.commit(tps)
+            with self._answered(f"committing offsets of {group}"):
+                consumer.commit(tps, timeout_ms=self._timeout_ms)
         finally:
             consumer.close()
 
