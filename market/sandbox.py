@@ -136,13 +136,17 @@ def _view_ddl(asset: Asset, leaf_index: bool) -> str:
     catalog (view names are checked identifiers, paths are quoted literals), never from a buyer."""
     if not leaf_index:
         listing = ", ".join(_literal(str(f)) for f in asset.files)
-        return f"CREATE VIEW {asset.view} AS SELECT * FROM read_parquet([{listing}])"
+        # By name: a later minor version's files carry extra optional columns
+        return (
+            f"CREATE VIEW {asset.view} AS "
+            f"SELECT * FROM read_parquet([{listing}], union_by_name = true)"
+        )
     parts = [
         f"SELECT * EXCLUDE (file_row_number), file_row_number + {int(start)} AS {LEAF_COLUMN} "
         f"FROM read_parquet({_literal(str(path))}, file_row_number = true)"
         for path, start in zip(asset.files, asset.leaf_starts, strict=True)
     ]
-    return f"CREATE VIEW {asset.view} AS " + " UNION ALL ".join(parts)
+    return f"CREATE VIEW {asset.view} AS " + " UNION ALL BY NAME ".join(parts)
 
 
 def _literal(value: str) -> str:

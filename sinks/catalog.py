@@ -182,8 +182,10 @@ class Catalog:
         if not paths:
             return
         listing = ", ".join(_sql_string(p) for p in paths)
+        # By name: files of a later minor version carry extra optional columns (schemas/model.py)
         self.db.execute(
-            f'CREATE OR REPLACE VIEW "{view}" AS SELECT * FROM read_parquet([{listing}])'
+            f'CREATE OR REPLACE VIEW "{view}" AS '
+            f"SELECT * FROM read_parquet([{listing}], union_by_name = true)"
         )
 
     def _absolute(self, relative: str) -> str:

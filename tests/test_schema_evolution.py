@@ -14,6 +14,8 @@ import pytest
 from schemas.model import Field
 from schemas.radio import RADIO_KPI_V1
 from schemas.registry import schema_for_dataset
+from sinks.catalog import Catalog
+from sinks.layout import DataLayout
 
 ADDED_IN_1_1 = ("band", "prb_utilization_pct")
 RADIO_1_0 = dataclasses.replace(
@@ -85,3 +87,27 @@ def test_files_of_both_minors_read_together_with_nulls_for_the_new_fields(tmp_pa
             "ORDER BY source_offset"
         ).fetchall()
     assert found == [(None,), ("B3",)]
+
+
+def test_the_catalog_view_of_a_dataset_reads_both_minors_by_column_name(tmp_path):
+    layout = DataLayout(tmp_path)
+    files = {
+        "a-1.0.parquet": row(RADIO_1_0, source_offset=0),
+        "b-1.1.parquet": row(RADIO_KPI_V1, band="B3", source_offset=1),
+    }
+    with Catalog(layout) as catalog:
+        view = catalog.register_dataset(
+            RADIO_KPI_V1.dataset, RADIO_KPI_V1.describe(), RADIO_KPI_V1.fingerprint()
+        )
+        for offset, (name, table) in enumerate(files.items()):
+            path = layout.dataset_dir(RADIO_KPI_V1.dataset) / "data" / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(table, path)
+            entry = {"path": layout.relative(path), "dataset": RADIO_KPI_V1.dataset, "rows": 1}
+            entry |= {"sha256": "", "leaf_start": offset, "topic": "t", "partition": 0}
+            catalog.register_files(1, [entry | {"start": offset, "end": offset + 1}])
+        catalog.refresh_views()
+        found = catalog.db.execute(
+            f'SELECT band, rsrp_dbm FROM "{view}" ORDER BY source_offset'
+        ).fetchall()
+    assert found == [(None, -90.0), ("B3", -90.0)]
