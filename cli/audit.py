@@ -3,8 +3,8 @@
 ``rda prove`` selects rows with a SQL predicate (DuckDB over the dataset's Parquet files, in the
 manifest's leaf order) and writes one proof bundle per row; ``rda verify --bundle`` checks
 bundles offline and, given a chain, against the anchor; ``rda verify --history`` checks that
-every checkpoint extends the one before it. Whole-dataset verification stays in
-``cli.commands.verify``.
+every checkpoint extends the one before it; plain ``rda verify`` re-hashes whole datasets up to
+their anchored roots.
 """
 
 from __future__ import annotations
@@ -24,9 +24,64 @@ def verify(args: argparse.Namespace) -> int:
         return _verify_bundles(args)
     if args.history:
         return _verify_histories(args)
-    from cli.commands import verify as verify_datasets
+    return _verify_datasets(args)
 
-    return verify_datasets(args)
+
+# -- verify (whole datasets) --------------------------------------------------------------------
+
+
+def _verify_datasets(args: argparse.Namespace) -> int:
+    from proofs.verify import verify_dataset
+
+    layout, datasets = _selected_datasets(args)
+    lookup, why_not = _anchor_lookup(args)
+    verdicts = []
+    for dataset in datasets:
+        directory = layout.dataset_dir(dataset)
+        if not directory.is_dir():
+            raise UserError(f"no dataset {dataset!r} under {layout.published}")
+        try:
+            verdict = verify_dataset(
+                directory, args.manifest, lookup, why_not, publisher_key_id=args.publisher_key_id
+            )
+        except FileNotFoundError as error:
+            raise UserError(str(error)) from None
+        verdicts.append(verdict.as_dict())
+    ok = all(v["verified"] for v in verdicts)
+    if args.json:
+        emit_json({"verified": ok, "datasets": verdicts})
+    else:
+        for v in verdicts:
+            _print(f"{v['dataset']} @ {v['tree_size']} rows, root {v['root']}", v)
+    return 0 if ok else 1
+
+
+def _selected_datasets(args: argparse.Namespace):
+    """The data dir's layout and the datasets to check: ``--dataset``, or every published one."""
+    from sinks.layout import DataLayout
+
+    layout = DataLayout(args.data_dir)
+    if not layout.published.is_dir():
+        raise UserError(f"{layout.published} does not exist: nothing to verify")
+    if args.dataset:
+        return layout, [args.dataset]
+    return layout, sorted(p.name for p in layout.published.iterdir() if p.is_dir())
+
+
+def _anchor_lookup(args: argparse.Namespace):
+    """How to read anchors: the chain of ``--rpc-url``/``--registry`` or of ``rda infra up``."""
+    if args.offline:
+        return None, "--offline"
+    state = InfraState.load()
+    rpc_url = args.rpc_url or state.rpc_url
+    registry = args.registry or state.registry_address
+    if not rpc_url or not registry:
+        return None, (
+            "no persistent chain to read: the embedded EVM lives only inside the "
+            "process that anchored (use `rda infra up --chain anvil`, or --rpc-url "
+            "and --registry)"
+        )
+    return _open_rpc(rpc_url, registry).lookup, ""
 
 
 # -- prove --------------------------------------------------------------------------------------
@@ -213,17 +268,9 @@ def _open_rpc(rpc_url: str, registry: str):
 
 def _verify_histories(args: argparse.Namespace) -> int:
     from proofs.history import verify_history
-    from sinks.layout import DataLayout
 
-    layout = DataLayout(args.data_dir)
-    if not layout.published.is_dir():
-        raise UserError(f"{layout.published} does not exist: nothing to verify")
-    datasets = (
-        [args.dataset]
-        if args.dataset
-        else sorted(p.name for p in layout.published.iterdir() if p.is_dir())
-    )
-    lookup, why_not = _dataset_lookup(args)
+    layout, datasets = _selected_datasets(args)
+    lookup, why_not = _anchor_lookup(args)
     verdicts = []
     for dataset in datasets:
         try:
@@ -237,17 +284,6 @@ def _verify_histories(args: argparse.Namespace) -> int:
         for verdict in verdicts:
             _print(f"history of {verdict['log']} up to {verdict['tree_size']} rows", verdict)
     return 0 if ok else 1
-
-
-def _dataset_lookup(args: argparse.Namespace):
-    if args.offline:
-        return None, "--offline"
-    state = InfraState.load()
-    rpc_url = args.rpc_url or state.rpc_url
-    registry = args.registry or state.registry_address
-    if not rpc_url or not registry:
-        return None, "no persistent chain to read (pass --rpc-url and --registry)"
-    return _open_rpc(rpc_url, registry).lookup, ""
 
 
 def _print(title: str, verdict: dict[str, Any]) -> None:

@@ -228,66 +228,6 @@ def _print_demo(summary: dict[str, Any]) -> None:
     out.print(f"verification: {verdict} — every row re-hashed to the anchored root")
 
 
-# -- verify -----------------------------------------------------------------------------------
-
-
-def verify(args: argparse.Namespace) -> int:
-    from proofs.verify import verify_dataset
-    from sinks.layout import DataLayout
-
-    layout = DataLayout(args.data_dir)
-    if not layout.published.is_dir():
-        raise UserError(f"{layout.published} does not exist: nothing to verify")
-    datasets = (
-        [args.dataset]
-        if args.dataset
-        else sorted(p.name for p in layout.published.iterdir() if p.is_dir())
-    )
-    lookup, why_not = _anchor_lookup(args)
-    verdicts = []
-    for dataset in datasets:
-        directory = layout.dataset_dir(dataset)
-        if not directory.is_dir():
-            raise UserError(f"no dataset {dataset!r} under {layout.published}")
-        try:
-            verdict = verify_dataset(
-                directory, args.manifest, lookup, why_not, publisher_key_id=args.publisher_key_id
-            )
-        except FileNotFoundError as error:
-            raise UserError(str(error)) from None
-        verdicts.append(verdict.as_dict())
-    ok = all(v["verified"] for v in verdicts)
-    if args.json:
-        emit_json({"verified": ok, "datasets": verdicts})
-    else:
-        for v in verdicts:
-            _print_verdict(v)
-    return 0 if ok else 1
-
-
-def _anchor_lookup(args: argparse.Namespace):
-    if args.offline:
-        return None, "--offline"
-    state = InfraState.load()
-    rpc_url = args.rpc_url or state.rpc_url
-    registry = args.registry or state.registry_address
-    if not rpc_url or not registry:
-        return None, (
-            "no persistent chain to read: the embedded EVM lives only inside the "
-            "process that anchored (use `rda infra up --chain anvil`, or --rpc-url "
-            "and --registry)"
-        )
-    return _chain_for("rpc", rpc_url, registry).lookup, ""
-
-
-def _print_verdict(verdict: dict[str, Any]) -> None:
-    mark = "[green]VERIFIED[/green]" if verdict["verified"] else "[red]FAILED[/red]"
-    out.print(f"{verdict['dataset']} @ {verdict['tree_size']} rows, root {verdict['root']}: {mark}")
-    for check in verdict["checks"]:
-        symbol = {True: "✓", False: "✗", None: "–"}[check["ok"]]
-        out.print(f"  {symbol} {check['check']}: {check['detail']}")
-
-
 # -- quarantine ---------------------------------------------------------------------------------
 
 
