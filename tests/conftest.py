@@ -10,8 +10,11 @@ import pytest
 from hypothesis import settings
 
 from infra.broker import Broker, start_broker, stop_broker
+from infra.chain import AnvilProcess, ChainConfig, connect, start_anvil
 from infra.fleet import generate
 from infra.producer import ProduceReport, produce
+from infra.tools import free_port
+from proofs.anchor import AnchorRegistry
 
 START_MS = 1_764_000_000_000  # 2025-11-24T16:00:00Z: fixed, so fixtures are reproducible
 _topic_numbers = itertools.count(1)
@@ -62,3 +65,19 @@ def publish() -> Callable[..., ProduceReport]:
 # examples on a loaded machine (five suites share two cores here).
 settings.register_profile("rda", deadline=None)
 settings.load_profile("rda")
+
+
+@pytest.fixture(scope="session")
+def anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnvilProcess]:
+    """One real anvil node for the whole run (installed from npm on first use)."""
+    node = start_anvil(free_port(), tmp_path_factory.mktemp("anvil"))
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+@pytest.fixture
+def registry(anvil: AnvilProcess) -> AnchorRegistry:
+    """A registry per test: anchors are global per dataset id on one registry."""
+    return AnchorRegistry.deploy(connect(ChainConfig("anvil", port=anvil.port)))

@@ -65,6 +65,17 @@ class Reconciliation:
     anchors_matching: int
 
 
+def assert_exactly_once(
+    bootstrap: str, topic: str, data: Path, registry: AnchorRegistry, produced: int
+) -> None:
+    """Every produced record published or quarantined once, and one anchor per checkpoint."""
+    result = reconcile(bootstrap, topic, data, registry)
+    assert result.produced == produced
+    assert (result.lost, result.duplicated, result.per_node_differences) == ([], [], {})
+    assert result.published + result.quarantined == produced
+    assert result.anchors_on_chain == result.checkpoints == result.anchors_matching > 0
+
+
 def reconcile(bootstrap: str, topic: str, data: Path, registry: AnchorRegistry) -> Reconciliation:
     """Every produced (partition, offset) against every published and quarantined row."""
     produced_keys = _produced(bootstrap, topic)

@@ -7,7 +7,6 @@ the node, and the no-op retry must not add a block to a chain that outlives the 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 import pytest
 
@@ -26,15 +25,6 @@ from proofs.anchor import AnchorRefused, AnchorRegistry
 
 pytestmark = pytest.mark.anvil
 ROOT, MANIFEST = b"\x5a" * 32, b"\x6b" * 32
-
-
-@pytest.fixture(scope="session")
-def anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnvilProcess]:
-    node = start_anvil(free_port(), tmp_path_factory.mktemp("anvil"))
-    try:
-        yield node
-    finally:
-        node.stop()
 
 
 @pytest.fixture(scope="session")

@@ -11,42 +11,15 @@ import json
 import random
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from run_helpers import reconcile, run_args, start_run
+from run_helpers import assert_exactly_once, run_args, start_run
 
 from cli.faults import STEPS
-from infra.chain import AnvilProcess, ChainConfig, connect, start_anvil
-from infra.tools import free_port
-from proofs.anchor import AnchorRegistry
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow]
 RANDOM_KILLS = 20
-
-
-@pytest.fixture(scope="module")
-def anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnvilProcess]:
-    node = start_anvil(free_port(), tmp_path_factory.mktemp("anvil"))
-    try:
-        yield node
-    finally:
-        node.stop()
-
-
-@pytest.fixture
-def registry(anvil: AnvilProcess) -> AnchorRegistry:
-    """A registry per test: anchors are global per dataset id on one registry."""
-    return AnchorRegistry.deploy(connect(ChainConfig("anvil", port=anvil.port)))
-
-
-def assert_exactly_once(broker, topic: str, data: Path, registry: AnchorRegistry, produced: int):
-    result = reconcile(broker.bootstrap, topic, data, registry)
-    assert result.produced == produced
-    assert (result.lost, result.duplicated, result.per_node_differences) == ([], [], {})
-    assert result.published + result.quarantined == produced
-    assert result.anchors_on_chain == result.checkpoints == result.anchors_matching > 0
 
 
 def finish(args: list[str], tmp_path: Path, log: Path) -> dict:
@@ -71,7 +44,7 @@ def test_kill_9_right_after_each_journal_step_then_restart_loses_and_repeats_not
 
     report = finish(args, tmp_path, log)
     assert report["batches"][0]["resumed"] is (step != "done")
-    assert_exactly_once(broker, topic, tmp_path / "data", registry, produced)
+    assert_exactly_once(broker.bootstrap, topic, tmp_path / "data", registry, produced)
 
 
 def test_twenty_random_kill_9s_then_restart_lose_and_repeat_nothing(
@@ -87,4 +60,4 @@ def test_twenty_random_kill_9s_then_restart_lose_and_repeat_nothing(
         process.kill()
         process.wait(timeout=30)
     finish(args, tmp_path, log)
-    assert_exactly_once(broker, topic, data, registry, produced)
+    assert_exactly_once(broker.bootstrap, topic, data, registry, produced)

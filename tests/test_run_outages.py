@@ -9,44 +9,20 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import Iterator
 
 import pytest
-from run_helpers import TcpRelay, reconcile, run_args, start_run, wait_for
+from run_helpers import TcpRelay, assert_exactly_once, run_args, start_run, wait_for
 
 from infra.broker import start_broker, stop_broker
-from infra.chain import AnvilProcess, ChainConfig, connect, start_anvil
 from infra.tools import free_port
 from pipelines.kafka_source import KafkaPythonSource
-from proofs.anchor import AnchorRegistry
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow]
 DATASETS = ("radio_kpi.v1", "node_heartbeat.v1", "speed_test.v1")
 
 
-@pytest.fixture(scope="module")
-def anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnvilProcess]:
-    node = start_anvil(free_port(), tmp_path_factory.mktemp("anvil"))
-    try:
-        yield node
-    finally:
-        node.stop()
-
-
-@pytest.fixture
-def registry(anvil: AnvilProcess) -> AnchorRegistry:
-    return AnchorRegistry.deploy(connect(ChainConfig("anvil", port=anvil.port)))
-
-
 def logged(log, text: str) -> bool:
     return log.exists() and text in log.read_text()
-
-
-def assert_exactly_once(bootstrap, topic, data, registry, produced: int) -> None:
-    result = reconcile(bootstrap, topic, data, registry)
-    assert result.produced == produced
-    assert (result.lost, result.duplicated, result.per_node_differences) == ([], [], {})
-    assert result.anchors_on_chain == result.checkpoints == result.anchors_matching > 0
 
 
 def test_sigterm_stops_after_the_current_step_with_exit_0_and_a_restart_finishes(
