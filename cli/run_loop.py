@@ -69,7 +69,7 @@ class RunLoop:
         self.backoff = Backoff(cap=settings.backoff_max, attempts=settings.retries)
         self.metrics = RunMetrics()
         self.chain: ChainContext | None = None
-        state = InfraState.load()
+        self._state = state = InfraState.load()
         self.bootstrap = settings.bootstrap or state.kafka_bootstrap
         if not self.bootstrap:
             raise UserError("no Kafka broker: run `rda infra up` first, or pass --bootstrap")
@@ -84,6 +84,13 @@ class RunLoop:
         if self.settings.metrics_port is not None:
             self.metrics.serve(self.settings.metrics_port)
             self.log.info("metrics on http://127.0.0.1:%d/metrics", self.settings.metrics_port)
+        if self.settings.join_group and (self.settings.chain or self._state.chain_kind) == (
+            "embedded"
+        ):
+            raise UserError(
+                "--join-group needs a chain the workers share (--chain anvil or rpc): "
+                "the embedded chain lives inside one process"
+            )
         topics = self._resume_first(list(self.settings.topics))
         heartbeat = Heartbeat(workers_dir(self.settings.data_dir), self.worker.id)
         with self._signals(), self._display(), heartbeat, self._membership():
@@ -245,11 +252,6 @@ class RunLoop:
     def _open_chain(self) -> None:
         state = InfraState.load()
         kind = self.settings.chain or state.chain_kind
-        if self.settings.join_group and kind == "embedded":
-            raise UserError(
-                "--join-group needs a chain the workers share (--chain anvil or rpc): "
-                "the embedded chain lives inside one process"
-            )
         rpc_url, registry = self.settings.rpc_url, self.settings.registry
         if kind != "embedded":
             rpc_url = rpc_url or state.rpc_url
