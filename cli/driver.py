@@ -23,7 +23,7 @@ from pathlib import Path
 
 from cli import faults
 from cli.batch import Anchorer, BatchSummary, Progress, RunConfig
-from cli.sequencer import Sequencer, land_chunks, summary_from_journal
+from cli.sequencer import Sequencer, land_chunks, summary_from_journal, validate_landed
 from cli.workers import is_alive, this_worker
 from pipelines.kafka_source import KafkaSource, OffsetRange
 from pipelines.protect import Protection
@@ -67,8 +67,10 @@ def run_batch(
     if entry is None:
         return None
     batch_id, state = entry["batch_id"], entry["state"]
+    validations = None
     if state == "planned":
         land_chunks(config, layout, entry["plan"], progress, protection)
+        validations = validate_landed(layout, entry["plan"])
     if state in ("anchored", "done"):
         with writing_catalog(layout) as catalog:
             summary = summary_from_journal(catalog, catalog.batch(batch_id))
@@ -76,7 +78,7 @@ def run_batch(
         with writing_catalog(layout) as catalog:
             sequencer = Sequencer(config, catalog, source, anchor, progress, protection)
             sequencer.finish_interrupted(except_batch=batch_id)
-            summary = sequencer.sequence(batch_id, landed_here=state == "planned")
+            summary = sequencer.sequence(batch_id, state == "planned", validations)
     summary.resumed = entry["resumed"]
     ends = {r["partition"]: r["end"] for r in entry["plan"]["ranges"]}
     if not _commit_offsets(config, source, worker, ends):
