@@ -38,7 +38,7 @@ def _drain(bootstrap: str, rpc_url: str, registry: str, workdir: Path, workers: 
         sys.executable, "-m", "cli.main", "run", "--join-group", "--topic", TOPIC,
         "--bootstrap", bootstrap, "--group", f"bench-{workers}", "--data-dir", str(data),
         "--chain", "rpc", "--rpc-url", rpc_url, "--registry", registry,
-        "--max-batch-records", str(max(n // 16, 1)), "--interval", "0.5",
+        "--max-batch-records", str(max(n // 4, 1)), "--interval", "0.5",
     ]  # fmt: skip
     env = {**os.environ, "RDA_STATE_DIR": str(workdir / "state")}
     logs = [(workdir / f"worker-{workers}-{i}.log").open("wb") for i in range(workers)]
@@ -82,7 +82,7 @@ def _window(data: Path, n: int) -> tuple[float, int] | None:
 def run(quick: bool = False) -> dict:
     from proofs.anchor import AnchorRegistry
 
-    nodes = 60 if quick else 200
+    nodes = 60 if quick else 400
     workdir = Path(tempfile.mkdtemp(prefix="rda-bench-scale-"))
     broker = start_broker(workdir / "broker")
     anvil = start_anvil(free_port(), workdir / "anvil")

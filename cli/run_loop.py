@@ -30,10 +30,11 @@ from pipelines.kafka_source import KafkaPythonSource, KafkaUnavailable, TopicNot
 from sinks.layout import DataLayout
 from sinks.writer_lock import writing_catalog
 
-KEEP_BATCHES = 100
+KEEP_BATCHES = 100  # summaries kept for the final report; older ones are counted only
 # A member's poll must last a moment: with zero-timeout polls only, Tansu's group joins never
 # settled (every member was elected leader in turn); 100 ms per round is enough.
-MEMBER_POLL_MS = 100  # summaries kept for the final report; older ones are counted only
+MEMBER_POLL_MS = 100
+JOIN_SETTLE_S = 3.0  # at start, an assignment must hold this long: workers started together
 
 
 class Abandon(BaseException):
@@ -213,7 +214,7 @@ class RunLoop:
         self.worker = Worker(self.worker.id, self._owned, self._commit_as_member)
         try:
             if self.member is not None:
-                self.member.wait_for_assignment(timeout_s=30)
+                self.member.wait_for_assignment(timeout_s=30, settle_s=JOIN_SETTLE_S)
             yield
         finally:
             if self.member is not None:

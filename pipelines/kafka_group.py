@@ -12,6 +12,7 @@ instead of silently moving another worker's position.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from contextlib import contextmanager
 
@@ -71,13 +72,21 @@ class GroupMember:
         with self._answered("keeping group membership"):
             self._consumer.poll(timeout_ms=timeout_ms, max_records=1)
 
-    def wait_for_assignment(self, timeout_s: float) -> bool:
-        """Poll until the group has assigned this member something (or the timeout passes)."""
-        import time
+    def wait_for_assignment(self, timeout_s: float, settle_s: float = 0.0) -> bool:
+        """Poll until the group has assigned this member something that held for ``settle_s``.
 
+        Workers started together join one by one; settling lets the group finish the joins
+        before the first member plans a batch over every partition (Kafka brokers delay the
+        first rebalance for the same reason, ``group.initial.rebalance.delay.ms``).
+        """
         deadline = time.monotonic() + timeout_s
-        while not self._owned and time.monotonic() < deadline:
+        stable_since, seen = time.monotonic(), self._owned
+        while time.monotonic() < deadline:
             self.poll(timeout_ms=200)
+            if self._owned != seen:
+                stable_since, seen = time.monotonic(), self._owned
+            if self._owned and time.monotonic() - stable_since >= settle_s:
+                return True
         return bool(self._owned)
 
     def partitions(self, topic: str) -> set[int]:
