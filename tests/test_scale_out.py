@@ -9,9 +9,11 @@ checkpoint.
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -88,6 +90,15 @@ def test_two_workers_split_the_partitions_and_publish_every_record_once(
     for i in range(2):  # at some point each worker owned half of the topic
         halves = [a for a in assignments(tmp_path / f"worker-{i}.log") if a.count(topic) == 2]
         assert halves, assignments(tmp_path / f"worker-{i}.log")
+    status = subprocess.run(
+        [sys.executable, "-m", "cli.main", "status", "--json", "--data-dir", str(data),
+         "--bootstrap", broker.bootstrap, "--topic", topic, "--group", f"group-{topic}"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    report = json.loads(status.stdout)
+    assert report["lag"]["topics"][topic]["total"] == 0  # offsets committed through the group
+    assert {int(w["worker"].split("/")[1]) for w in report["workers"]} == {w.pid for w in workers}
+    assert not any(w["alive"] or w["unfinished_batches"] for w in report["workers"])
 
 
 def test_a_worker_killed_mid_batch_is_replaced_and_the_data_is_exactly_the_produced_records(
