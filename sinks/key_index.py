@@ -164,10 +164,8 @@ def _create_tables(db: duckdb.DuckDBPyConnection, dataset: str) -> None:
     schema = published_schema_for_dataset(dataset).arrow_schema()
     fields = [pa.field("batch_id", pa.int64())] + [schema.field(k) for k in natural_key(dataset)]
     db.register("_rda_key_columns", pa.schema(fields).empty_table())
-    try:
-        db.execute(f"CREATE TABLE {table} AS SELECT * FROM _rda_key_columns")
-    finally:
-        db.unregister("_rda_key_columns")
+    db.execute(f"CREATE TABLE {table} AS SELECT * FROM _rda_key_columns")
+    db.unregister("_rda_key_columns")
 
 
 def _insert(
@@ -210,13 +208,12 @@ def _reading(
     )
     listing = ", ".join(_sql_string(p) for p in absolute)
     db.register(_FILES_VIEW, owners)
-    try:
-        yield (
-            f"(SELECT * FROM read_parquet([{listing}], filename = true, file_row_number = true, "
-            f"union_by_name = true) JOIN {_FILES_VIEW} USING (filename))"
-        )
-    finally:
-        db.unregister(_FILES_VIEW)
+    yield (
+        f"(SELECT * FROM read_parquet([{listing}], filename = true, file_row_number = true, "
+        f"union_by_name = true) JOIN {_FILES_VIEW} USING (filename))"
+    )
+    # Not on failure: an aborted transaction refuses it, and the cursor's end drops it anyway.
+    db.unregister(_FILES_VIEW)
 
 
 def _table_exists(db: duckdb.DuckDBPyConnection, table: str) -> bool:

@@ -4,8 +4,10 @@ published (and against each other, in leaf order), without re-reading the datase
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -100,8 +102,10 @@ class DataDir:
 
 
 @pytest.fixture
-def data(tmp_path: Path) -> DataDir:
-    return DataDir(tmp_path)
+def data(tmp_path: Path) -> Iterator[DataDir]:
+    data = DataDir(tmp_path)
+    yield data
+    data.catalog.close()
 
 
 def node_messages(start_ms: int, first_offset: int) -> pa.RecordBatch:
@@ -187,6 +191,16 @@ def test_a_redo_with_fewer_rows_replaces_what_the_first_attempt_recorded(data):
     assert record_batch_keys(data.catalog, RADIO, 1, [kept]) == 1
     later = data.land(RADIO, "b2", rows(RADIO, keys, 10))
     assert find_batch_duplicates(data.catalog, RADIO, 2, [later]) == {(0, 10): RADIO_KEY}
+
+
+def test_recording_that_fails_half_way_leaves_the_batch_s_earlier_keys_in_place(data):
+    recorded = data.land(RADIO, "b1", rows(RADIO, [("an-1", 7, T0_US)], 0))
+    record_batch_keys(data.catalog, RADIO, 1, [recorded])
+    with pytest.raises(duckdb.IOException):
+        record_batch_keys(data.catalog, RADIO, 1, [recorded, "published/radio_kpi.v1/gone.parquet"])
+    assert data.indexed_rows(RADIO) == 1
+    again = data.land(RADIO, "b2", rows(RADIO, [("an-1", 7, T0_US)], 10))
+    assert find_batch_duplicates(data.catalog, RADIO, 2, [again]) == {(0, 10): RADIO_KEY}
 
 
 def test_an_existing_data_directory_gets_its_index_built_from_the_catalog_once(data):
