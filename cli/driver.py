@@ -16,6 +16,7 @@ still landing it is never planned twice, whichever worker the group gives the pa
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ from sinks.layout import DataLayout
 from sinks.writer_lock import writing_catalog
 
 __all__ = ["BatchSummary", "RunConfig", "Worker", "run_batch"]
+log = logging.getLogger("rda.run")
 
 # Commits {partition: next offset} of a topic for the group; False: not now (e.g. a rebalance).
 OffsetCommitter = Callable[[str, dict[int, int]], bool]
@@ -78,7 +80,7 @@ def run_batch(
     summary.resumed = entry["resumed"]
     ends = {r["partition"]: r["end"] for r in entry["plan"]["ranges"]}
     if not _commit_offsets(config, source, worker, ends):
-        return summary  # stays `anchored`: committed on a later round
+        return None  # stays `anchored`: committed, and reported, on a later round
     faults.journaled("offsets_committed")
     with writing_catalog(layout) as catalog:
         catalog.set_state(batch_id, "done")  # done: Kafka offsets committed
@@ -121,6 +123,14 @@ def _take_or_plan(
             if is_alive(entry["owner"], workers_dir(layout.root)):
                 continue
             catalog.set_owner(entry["batch_id"], worker.id)
+            log.info(
+                "adopting batch %d of %s (%s) from worker %s, which is gone",
+                entry["batch_id"],
+                config.topic,
+                entry["state"],
+                entry["owner"],
+                extra={"event": "adopt", "batch_id": entry["batch_id"], "from": entry["owner"]},
+            )
         return {**entry, "resumed": True}
     plan = _new_plan(config, catalog, owned, positions)
     if plan is None:

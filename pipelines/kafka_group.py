@@ -19,7 +19,7 @@ from kafka import ConsumerRebalanceListener
 
 from pipelines.kafka_source import KafkaUnavailable
 
-log = logging.getLogger("rda.group")
+log = logging.getLogger("rda.run.group")  # printed with the run's own lines
 
 
 class GroupMember:
@@ -70,7 +70,6 @@ class GroupMember:
         """Heartbeat and take part in any rebalance; records are never fetched (all paused)."""
         with self._answered("keeping group membership"):
             self._consumer.poll(timeout_ms=timeout_ms, max_records=1)
-        self._owned = frozenset((tp.topic, tp.partition) for tp in self._consumer.assignment())
 
     def wait_for_assignment(self, timeout_s: float) -> bool:
         """Poll until the group has assigned this member something (or the timeout passes)."""
@@ -82,7 +81,7 @@ class GroupMember:
         return bool(self._owned)
 
     def partitions(self, topic: str) -> set[int]:
-        """The partitions of ``topic`` this member owns since the last ``poll``."""
+        """The partitions of ``topic`` this member owns; none while the group rebalances."""
         return {p for t, p in self._owned if t == topic}
 
     def commit(self, topic: str, offsets: dict[int, int]) -> None:
