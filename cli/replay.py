@@ -25,7 +25,7 @@ from pipelines.protect import Protection
 from pipelines.standardize import standardize_routed
 from schemas.records import QUARANTINE_SCHEMA, RAW_RECORD_SCHEMA
 from sinks.catalog import Catalog
-from sinks.dedup import drop_records, find_duplicates
+from sinks.dedup import drop_records, find_batch_duplicates
 from sinks.layout import DataLayout
 from sinks.parquet import write_parquet
 from sinks.writer_lock import writing_catalog
@@ -174,9 +174,10 @@ def _drop_already_published(
     """Replayed records whose natural key is already published stay in quarantine."""
     duplicates: set[tuple[int, int]] = set()
     for dataset in sorted({d for r in receipts for d in r["files"]}):
-        prior = [f["path"] for f in catalog.dataset_files(dataset) if f["batch_id"] != batch_id]
         new = [r["files"][dataset]["path"] for r in receipts if dataset in r["files"]]
-        duplicates.update(find_duplicates(layout, dataset, prior, new))
+        # No record_batch_keys here: a replay batch is not redone after a crash, so its keys
+        # reach the index from the catalog once committed (at the next lookup).
+        duplicates.update(find_batch_duplicates(catalog, dataset, batch_id, new))
     for receipt in receipts:
         drop_records(layout, receipt, duplicates)
         topic = receipt["range"]["topic"]

@@ -1,10 +1,11 @@
 """Duplicates across chunks and batches: a later record repeating a natural key is quarantined.
 
 Each chunk already drops duplicates within itself. Here the driver checks a batch's new rows
-against everything the dataset published before and against earlier rows of the same batch
-(in leaf order), rewrites the affected chunk files without the duplicate records — in every
-dataset the record had rows in, since a record is published whole or not at all — and
-quarantines them with their raw bytes, read again from Kafka by offset.
+against everything the dataset published before — through the natural-key index
+(``sinks/key_index.py``), so the check does not grow with the dataset's history — and against
+earlier rows of the same batch (in leaf order), rewrites the affected chunk files without the
+duplicate records — in every dataset the record had rows in, since a record is published whole
+or not at all — and quarantines them with their raw bytes, read again from Kafka by offset.
 """
 
 from __future__ import annotations
@@ -20,14 +21,38 @@ import pyarrow.parquet as pq
 from pipelines.kafka_source import KafkaSource, OffsetRange
 from schemas.published import published_schema_for_dataset
 from schemas.records import quarantine_batch
+from sinks import key_index
+from sinks.catalog import Catalog
 from sinks.layout import DataLayout
 from sinks.parquet import write_parquet
+
+
+def find_batch_duplicates(
+    catalog: Catalog, dataset: str, batch_id: int, new_paths: list[str]
+) -> dict[tuple[int, int], str]:
+    """(partition, offset) of new records repeating a key -> the reason message.
+
+    ``new_paths`` are the batch's files of ``dataset`` in leaf order; they are compared with
+    the index of every other batch and with each other. Once the batch's files are final, the
+    driver records their keys with ``record_batch_keys``.
+    """
+    repeats = key_index.repeated_keys(catalog, dataset, batch_id, new_paths)
+    return _reasons(key_index.natural_key(dataset), repeats)
+
+
+def record_batch_keys(catalog: Catalog, dataset: str, batch_id: int, paths: list[str]) -> int:
+    """Index the natural keys of the batch's final files (idempotent); return rows indexed."""
+    return key_index.record_keys(catalog, dataset, batch_id, paths)
 
 
 def find_duplicates(
     layout: DataLayout, dataset: str, prior: list[str], new: list[str]
 ) -> dict[tuple[int, int], str]:
-    """(partition, offset) of new records repeating a key -> the reason message."""
+    """(partition, offset) of new records repeating a key -> the reason message.
+
+    Re-reads every file in ``prior``: the reference ``find_batch_duplicates`` is checked and
+    measured against (a batch's cost grows with the dataset's history).
+    """
     # The published natural key: a coarsened key field is replaced by a keyed row key.
     keys = list(published_schema_for_dataset(dataset).natural_key)
     if not new or not keys:
@@ -52,11 +77,16 @@ def find_duplicates(
         ).fetchall()
     finally:
         db.close()
+    return _reasons(keys, rows)
+
+
+def _reasons(keys: list[str], repeats: list[tuple[int, int, int]]) -> dict[tuple[int, int], str]:
+    """The reason message of each repeat (partition, offset, offset of the key's first row)."""
     key = ", ".join(keys)
     return {
         (partition, offset): f"same natural key ({key}) as an earlier published row"
         + ("" if first == offset else f" (offset {first})")
-        for partition, offset, first in rows
+        for partition, offset, first in repeats
     }
 
 

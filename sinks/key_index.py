@@ -1,0 +1,229 @@
+"""An index of every published natural key, per dataset, in the catalog's DuckDB file.
+
+Duplicate detection checks a batch's new rows against this index instead of re-reading every
+earlier Parquet file of the dataset, so a batch costs what its own rows cost, not what the
+dataset's whole history costs.
+
+One table per dataset (``natural_keys__<dataset>``) holds the published key columns with their
+real types — a match is an exact comparison, never a hash that could wrongly quarantine a good
+record — and the batch that published them. ``natural_key_batches`` lists which batches of which
+dataset the index holds. Any file the catalog lists for a batch the index does not hold yet is
+indexed on first use: an existing data directory gets its index built once, automatically, and
+a batch published by a writer that does not record its keys is picked up at the next lookup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+import duckdb
+import pyarrow as pa
+
+from schemas.published import published_schema_for_dataset
+from sinks.catalog import Catalog
+from sinks.layout import DataLayout
+
+BATCHES_TABLE = "natural_key_batches"
+_FILES_VIEW = "_rda_key_index_files"  # registered for the length of one statement
+# (partition, offset) of a new row repeating a key, and the offset of the key's first row in
+# the batch (its own offset when the earlier row is in another batch).
+Repeat = tuple[int, int, int]
+
+
+def natural_key(dataset: str) -> list[str]:
+    """The published natural key of ``dataset`` (a coarsened key is replaced by a row key)."""
+    return list(published_schema_for_dataset(dataset).natural_key)
+
+
+def index_table(dataset: str) -> str:
+    return "natural_keys__" + dataset.replace(".", "_")
+
+
+def ensure_index(catalog: Catalog, dataset: str) -> int:
+    """Create ``dataset``'s index if missing and index the catalog's files it lacks.
+
+    Returns how many batches were indexed now (0 once the index is up to date).
+    """
+    with _transaction(catalog) as db:
+        return _catch_up(db, catalog, dataset)
+
+
+def record_keys(catalog: Catalog, dataset: str, batch_id: int, paths: list[str]) -> int:
+    """Index the keys of ``batch_id``'s final files of ``dataset``; return the rows indexed.
+
+    Idempotent: a redo of the batch (after a crash) replaces what an earlier attempt recorded.
+    """
+    with _transaction(catalog) as db:
+        _catch_up(db, catalog, dataset)
+        _forget(db, dataset, batch_id)
+        _insert(db, catalog.layout, dataset, [(p, batch_id) for p in paths], also=[batch_id])
+        (rows,) = db.execute(
+            f"SELECT count(*) FROM {index_table(dataset)} WHERE batch_id = ?", [batch_id]
+        ).fetchall()[0]
+    return int(rows)
+
+
+def forget_batch(catalog: Catalog, batch_id: int) -> None:
+    """Drop a batch's keys from every dataset's index (for a batch that will never publish)."""
+    with _transaction(catalog) as db:
+        _create_batches_table(db)
+        datasets = db.execute(
+            f"SELECT DISTINCT dataset FROM {BATCHES_TABLE} WHERE batch_id = ?", [batch_id]
+        ).fetchall()
+        for (dataset,) in datasets:
+            _forget(db, dataset, batch_id)
+
+
+def repeated_keys(
+    catalog: Catalog, dataset: str, batch_id: int, new_paths: list[str]
+) -> list[Repeat]:
+    """New rows (files in leaf order) repeating a key of another batch or an earlier new row."""
+    keys = natural_key(dataset)
+    if not new_paths or not keys:
+        return []
+    columns = ", ".join(f'"{k}"' for k in keys)
+    matches = " AND ".join(f'i."{k}" = n."{k}"' for k in keys)
+    with _transaction(catalog) as db:
+        _catch_up(db, catalog, dataset)
+        with _reading(db, catalog.layout, [(p, batch_id) for p in new_paths]) as rows:
+            # Rows repeating a key within the batch, then first occurrences whose key another
+            # batch published. DuckDB builds the join's hash table on the batch's (smaller)
+            # side and pushes its key ranges into the index scan, skipping old row groups.
+            return db.execute(
+                f"""
+                WITH new_rows AS (
+                    SELECT {columns}, source_partition, source_offset,
+                           row_number() OVER w AS occurrence,
+                           first_value(source_offset) OVER w AS first_offset
+                    FROM {rows}
+                    WINDOW w AS (PARTITION BY {columns} ORDER BY file_index, file_row_number)
+                )
+                SELECT source_partition, source_offset, first_offset
+                FROM new_rows WHERE occurrence > 1
+                UNION ALL
+                SELECT DISTINCT n.source_partition, n.source_offset, n.first_offset
+                FROM new_rows n JOIN {index_table(dataset)} i ON {matches}
+                WHERE n.occurrence = 1 AND i.batch_id <> ?
+                ORDER BY 1, 2
+                """,
+                [batch_id],
+            ).fetchall()
+
+
+@contextmanager
+def _transaction(catalog: Catalog) -> Iterator[duckdb.DuckDBPyConnection]:
+    """One transaction on a cursor of the catalog's connection: all of it happens or none.
+
+    A cursor, because registering an Arrow table is refused while the catalog's own
+    connection holds a partly fetched result.
+    """
+    db = catalog.db.cursor()
+    db.begin()
+    try:
+        yield db
+        db.commit()
+    except BaseException:
+        db.rollback()
+        raise
+    finally:
+        db.close()
+
+
+def _catch_up(db: duckdb.DuckDBPyConnection, catalog: Catalog, dataset: str) -> int:
+    """Index every file the catalog lists for a batch the index lacks; return those batches."""
+    _create_tables(db, dataset)
+    indexed = {
+        batch_id
+        for (batch_id,) in db.execute(
+            f"SELECT batch_id FROM {BATCHES_TABLE} WHERE dataset = ?", [dataset]
+        ).fetchall()
+    }
+    missing = [
+        (f["path"], f["batch_id"])
+        for f in catalog.dataset_files(dataset)
+        if f["batch_id"] not in indexed
+    ]
+    _insert(db, catalog.layout, dataset, missing)
+    return len({batch_id for _, batch_id in missing})
+
+
+def _create_batches_table(db: duckdb.DuckDBPyConnection) -> None:
+    db.execute(
+        f"CREATE TABLE IF NOT EXISTS {BATCHES_TABLE} "
+        "(dataset VARCHAR NOT NULL, batch_id BIGINT NOT NULL)"
+    )
+
+
+def _create_tables(db: duckdb.DuckDBPyConnection, dataset: str) -> None:
+    _create_batches_table(db)
+    table = index_table(dataset)
+    if _table_exists(db, table):
+        return
+    # The key columns' types are those DuckDB reads from the published Parquet files.
+    schema = published_schema_for_dataset(dataset).arrow_schema()
+    fields = [pa.field("batch_id", pa.int64())] + [schema.field(k) for k in natural_key(dataset)]
+    db.register("_rda_key_columns", pa.schema(fields).empty_table())
+    db.execute(f"CREATE TABLE {table} AS SELECT * FROM _rda_key_columns")
+    db.unregister("_rda_key_columns")
+
+
+def _insert(
+    db: duckdb.DuckDBPyConnection,
+    layout: DataLayout,
+    dataset: str,
+    files: list[tuple[str, int]],
+    also: Iterable[int] = (),
+) -> None:
+    """Index the key columns of ``files`` (path, batch_id); mark their batches (and ``also``)."""
+    columns = ", ".join(f'"{k}"' for k in natural_key(dataset))
+    if files:
+        with _reading(db, layout, files) as rows:
+            db.execute(f"INSERT INTO {index_table(dataset)} SELECT batch_id, {columns} FROM {rows}")
+    for batch_id in sorted({b for _, b in files} | set(also)):
+        db.execute(f"INSERT INTO {BATCHES_TABLE} VALUES (?, ?)", [dataset, batch_id])
+
+
+def _forget(db: duckdb.DuckDBPyConnection, dataset: str, batch_id: int) -> None:
+    _create_tables(db, dataset)
+    db.execute(f"DELETE FROM {index_table(dataset)} WHERE batch_id = ?", [batch_id])
+    db.execute(
+        f"DELETE FROM {BATCHES_TABLE} WHERE dataset = ? AND batch_id = ?", [dataset, batch_id]
+    )
+
+
+@contextmanager
+def _reading(
+    db: duckdb.DuckDBPyConnection, layout: DataLayout, files: list[tuple[str, int]]
+) -> Iterator[str]:
+    """A FROM item over the rows of ``files`` (path, batch_id), with each row's ``batch_id``,
+    ``file_index`` (the file's position in ``files``) and ``file_row_number``."""
+    absolute = [str(layout.root / p) for p, _ in files]
+    owners = pa.table(
+        {
+            "filename": pa.array(absolute, pa.string()),
+            "file_index": pa.array(range(len(files)), pa.int64()),
+            "batch_id": pa.array([b for _, b in files], pa.int64()),
+        }
+    )
+    listing = ", ".join(_sql_string(p) for p in absolute)
+    db.register(_FILES_VIEW, owners)
+    yield (
+        f"(SELECT * FROM read_parquet([{listing}], filename = true, file_row_number = true, "
+        f"union_by_name = true) JOIN {_FILES_VIEW} USING (filename))"
+    )
+    # Not on failure: an aborted transaction refuses it, and the cursor's end drops it anyway.
+    db.unregister(_FILES_VIEW)
+
+
+def _table_exists(db: duckdb.DuckDBPyConnection, table: str) -> bool:
+    (count,) = db.execute(
+        "SELECT count(*) FROM duckdb_tables() "
+        "WHERE database_name = current_database() AND table_name = ?",
+        [table],
+    ).fetchall()[0]
+    return count > 0
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"

@@ -1,0 +1,291 @@
+"""The natural-key index: a batch's new rows are checked against the keys other batches
+published (and against each other, in leaf order), without re-reading the dataset's files."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from infra.fleet import generate
+from pipelines.protect import Protection
+from pipelines.standardize import standardize
+from schemas.adapters import adapter_for
+from schemas.published import published_schema_for_dataset
+from schemas.records import RAW_RECORD_SCHEMA
+from sinks import key_index
+from sinks.catalog import Catalog
+from sinks.dedup import find_batch_duplicates, find_duplicates, record_batch_keys
+from sinks.layout import DataLayout
+from sinks.parquet import write_parquet
+
+RADIO, HEARTBEAT, SPEED = "radio_kpi.v1", "node_heartbeat.v1", "speed_test.v1"
+RADIO_KEY = "same natural key (node_id, cell_id, event_time) as an earlier published row"
+T0_US = 1_764_000_000_000_000  # 2025-11-24T16:00:00Z
+REQUIRED = {  # values for the published schemas' required non-key fields
+    "rsrp_dbm": -90.0,
+    "connected_ues": 3,
+    "status": "up",
+    "download_mbps": 50.0,
+    "upload_mbps": 10.0,
+    "latency_ms": 20.0,
+    "source_topic": "telemetry",
+    "source_partition": 0,
+    "ingest_time": T0_US,
+}
+
+
+def rows(dataset: str, keyed: list[tuple], first_offset: int, partition: int = 0) -> pa.Table:
+    """Published rows of ``dataset``: one per natural key in ``keyed``, offsets counting up."""
+    schema = published_schema_for_dataset(dataset)
+    key = schema.natural_key
+    values = [
+        {**REQUIRED, **dict(zip(key, k, strict=True)), "source_partition": partition}
+        | {"source_offset": first_offset + i}
+        for i, k in enumerate(keyed)
+    ]
+    columns = {f.name: [v.get(f.name) for v in values] for f in schema.all_fields}
+    return pa.Table.from_pydict(columns, schema=schema.arrow_schema())
+
+
+class DataDir:
+    """A data directory with a real catalog, where batches land published Parquet files."""
+
+    def __init__(self, root: Path) -> None:
+        self.layout = DataLayout(root)
+        self.catalog = Catalog(self.layout)
+        self.leaves: dict[str, int] = {}
+
+    def land(self, dataset: str, name: str, table: pa.Table) -> str:
+        path = self.layout.data_file(dataset, name)
+        write_parquet(table.combine_chunks().to_batches()[0], path)
+        return self.layout.relative(path)
+
+    def register(self, dataset: str, batch_id: int, paths: list[str]) -> None:
+        """What the driver's commit does: the files join the catalog (and the dataset view)."""
+        files = []
+        for path in paths:
+            table = pq.read_table(self.layout.root / path)
+            offsets = table.column("source_offset")
+            files.append(
+                {
+                    "path": path,
+                    "dataset": dataset,
+                    "sha256": "0" * 64,
+                    "rows": table.num_rows,
+                    "leaf_start": self.leaves.get(dataset, 0),
+                    "topic": "telemetry",
+                    "partition": 0,
+                    "start": pc.min(offsets).as_py(),
+                    "end": pc.max(offsets).as_py() + 1,
+                }
+            )
+            self.leaves[dataset] = self.leaves.get(dataset, 0) + table.num_rows
+        self.catalog.register_files(batch_id, files)
+
+    def publish(self, dataset: str, batch_id: int, paths: list[str]) -> None:
+        """A batch as the rewired driver finishes it: keys recorded, then files registered."""
+        record_batch_keys(self.catalog, dataset, batch_id, paths)
+        self.register(dataset, batch_id, paths)
+
+    def indexed_rows(self, dataset: str) -> int:
+        table = key_index.index_table(dataset)
+        return self.catalog.db.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Iterator[DataDir]:
+    data = DataDir(tmp_path)
+    yield data
+    data.catalog.close()
+
+
+def node_messages(start_ms: int, first_offset: int) -> pa.RecordBatch:
+    """Three nodes' reports over five seconds, as read from Kafka."""
+    messages = list(generate(3, 5, 1.0, start_ms, 3))
+    n = len(messages)
+    return pa.RecordBatch.from_pydict(
+        {
+            "topic": ["telemetry"] * n,
+            "partition": [0] * n,
+            "offset": list(range(first_offset, first_offset + n)),
+            "timestamp_ms": [start_ms] * n,
+            "key": [m.key for m in messages],
+            "value": [m.value for m in messages],
+            "format": ["rda.node.v1"] * n,
+        },
+        schema=RAW_RECORD_SCHEMA,
+    )
+
+
+def fleet_rows(data: DataDir, start_ms: int, first_offset: int = 0) -> pa.Table:
+    """The fleet's radio KPIs as the pipeline publishes them (row checks, quality, privacy)."""
+    raw = node_messages(start_ms, first_offset)
+    standardized = standardize(raw, adapter_for("rda.node.v1"))
+    protected = Protection(str(data.layout.private))(raw, standardized)
+    return pa.Table.from_batches([protected.published[RADIO]])
+
+
+def test_a_fleet_resending_its_reports_in_a_later_batch_repeats_every_published_key(data):
+    first = fleet_rows(data, 1_764_000_000_000)
+    data.publish(RADIO, 1, [data.land(RADIO, "b1", first)])
+    resent = fleet_rows(data, 1_764_000_000_000, first_offset=1000)
+    duplicates = find_batch_duplicates(data.catalog, RADIO, 2, [data.land(RADIO, "b2", resent)])
+    assert len(resent) == len(first) > 0
+    assert duplicates == {(0, o): RADIO_KEY for o in resent.column("source_offset").to_pylist()}
+
+
+def test_new_keys_in_a_later_batch_are_not_duplicates(data):
+    data.publish(RADIO, 1, [data.land(RADIO, "b1", fleet_rows(data, 1_764_000_000_000))])
+    later = data.land(RADIO, "b2", fleet_rows(data, 1_764_000_060_000, first_offset=1000))
+    assert find_batch_duplicates(data.catalog, RADIO, 2, [later]) == {}
+
+
+def test_within_a_batch_the_later_row_is_the_duplicate_and_names_the_earlier_offset(data):
+    one = ("an-1", 7, T0_US)
+    first = data.land(RADIO, "b1-c1", rows(RADIO, [("an-2", 7, T0_US), one], first_offset=10))
+    second = data.land(RADIO, "b1-c2", rows(RADIO, [one], first_offset=20))
+    duplicates = find_batch_duplicates(data.catalog, RADIO, 1, [first, second])
+    assert duplicates == {(0, 20): RADIO_KEY + " (offset 11)"}
+
+
+def test_the_earlier_file_in_leaf_order_wins_whatever_its_offsets(data):
+    one = ("an-1", 7, T0_US)
+    leaf_first = data.land(RADIO, "b1-p1", rows(RADIO, [one], first_offset=90, partition=1))
+    leaf_second = data.land(RADIO, "b1-p0", rows(RADIO, [one], first_offset=5))
+    duplicates = find_batch_duplicates(data.catalog, RADIO, 1, [leaf_first, leaf_second])
+    assert duplicates == {(0, 5): RADIO_KEY + " (offset 90)"}
+
+
+def test_a_key_published_earlier_and_repeated_twice_in_the_batch_quarantines_both(data):
+    one = ("an-1", 7, T0_US)
+    data.publish(RADIO, 1, [data.land(RADIO, "b1", rows(RADIO, [one], first_offset=0))])
+    again = data.land(RADIO, "b2", rows(RADIO, [one, one], first_offset=30))
+    duplicates = find_batch_duplicates(data.catalog, RADIO, 2, [again])
+    assert duplicates == {(0, 30): RADIO_KEY, (0, 31): RADIO_KEY + " (offset 30)"}
+
+
+def test_a_redone_batch_does_not_find_its_own_keys_and_records_them_once(data):
+    data.publish(RADIO, 1, [data.land(RADIO, "b1", rows(RADIO, [("an-1", 7, T0_US)], 0))])
+    batch = [data.land(RADIO, "b2", rows(RADIO, [("an-1", 7, T0_US), ("an-1", 8, T0_US)], 10))]
+    before = find_batch_duplicates(data.catalog, RADIO, 2, batch)
+    assert record_batch_keys(data.catalog, RADIO, 2, batch) == 2
+    # a crash after the keys were recorded: the redo sees the same answer, records the same rows
+    assert find_batch_duplicates(data.catalog, RADIO, 2, batch) == before == {(0, 10): RADIO_KEY}
+    assert record_batch_keys(data.catalog, RADIO, 2, batch) == 2
+    assert data.indexed_rows(RADIO) == 3
+
+
+def test_a_redo_with_fewer_rows_replaces_what_the_first_attempt_recorded(data):
+    keys = [("an-1", 7, T0_US), ("an-1", 8, T0_US)]
+    record_batch_keys(data.catalog, RADIO, 1, [data.land(RADIO, "b1", rows(RADIO, keys, 0))])
+    kept = data.land(RADIO, "b1", rows(RADIO, keys[:1], 0))  # the redo dropped one row
+    assert record_batch_keys(data.catalog, RADIO, 1, [kept]) == 1
+    later = data.land(RADIO, "b2", rows(RADIO, keys, 10))
+    assert find_batch_duplicates(data.catalog, RADIO, 2, [later]) == {(0, 10): RADIO_KEY}
+
+
+def test_recording_that_fails_half_way_leaves_the_batch_s_earlier_keys_in_place(data):
+    recorded = data.land(RADIO, "b1", rows(RADIO, [("an-1", 7, T0_US)], 0))
+    record_batch_keys(data.catalog, RADIO, 1, [recorded])
+    with pytest.raises(duckdb.IOException):
+        record_batch_keys(data.catalog, RADIO, 1, [recorded, "published/radio_kpi.v1/gone.parquet"])
+    assert data.indexed_rows(RADIO) == 1
+    again = data.land(RADIO, "b2", rows(RADIO, [("an-1", 7, T0_US)], 10))
+    assert find_batch_duplicates(data.catalog, RADIO, 2, [again]) == {(0, 10): RADIO_KEY}
+
+
+def test_an_existing_data_directory_gets_its_index_built_from_the_catalog_once(data):
+    for batch_id in (1, 2):  # published before the index existed: files in the catalog only
+        keys = [("an-1", batch_id, T0_US), ("an-2", batch_id, T0_US)]
+        data.register(RADIO, batch_id, [data.land(RADIO, f"b{batch_id}", rows(RADIO, keys, 0))])
+    repeat = data.land(RADIO, "b3", rows(RADIO, [("an-2", 1, T0_US), ("an-3", 1, T0_US)], 50))
+    assert find_batch_duplicates(data.catalog, RADIO, 3, [repeat]) == {(0, 50): RADIO_KEY}
+    assert data.indexed_rows(RADIO) == 4
+    assert key_index.ensure_index(data.catalog, RADIO) == 0  # built once
+
+
+def test_a_batch_published_without_recording_its_keys_is_indexed_at_the_next_lookup(data):
+    data.publish(RADIO, 1, [data.land(RADIO, "b1", rows(RADIO, [("an-1", 1, T0_US)], 0))])
+    data.register(RADIO, 2, [data.land(RADIO, "b2", rows(RADIO, [("an-1", 2, T0_US)], 10))])
+    assert key_index.ensure_index(data.catalog, RADIO) == 1
+    assert data.indexed_rows(RADIO) == 2
+
+
+def test_the_index_survives_closing_and_reopening_the_catalog(data):
+    data.publish(RADIO, 1, [data.land(RADIO, "b1", rows(RADIO, [("an-1", 1, T0_US)], 0))])
+    data.catalog.close()
+    data.catalog = Catalog(data.layout)
+    again = data.land(RADIO, "b2", rows(RADIO, [("an-1", 1, T0_US)], 10))
+    assert find_batch_duplicates(data.catalog, RADIO, 2, [again]) == {(0, 10): RADIO_KEY}
+    assert key_index.ensure_index(data.catalog, RADIO) == 0
+
+
+def test_rows_of_different_datasets_with_the_same_key_values_never_collide(data):
+    same = [("an-1", T0_US)]  # heartbeats and speed tests share the key (node_id, event_time)
+    heartbeats = data.land(HEARTBEAT, "b1", rows(HEARTBEAT, same, 0))
+    data.publish(HEARTBEAT, 1, [heartbeats])
+    speed = data.land(SPEED, "b2", rows(SPEED, same, 10))
+    assert find_batch_duplicates(data.catalog, SPEED, 2, [speed]) == {}
+    assert find_batch_duplicates(data.catalog, HEARTBEAT, 2, [heartbeats]) == {
+        (0, 0): ("same natural key (node_id, event_time) as an earlier published row")
+    }
+
+
+def test_keys_are_compared_exactly_not_by_a_hash(data):
+    data.publish(RADIO, 1, [data.land(RADIO, "b1", rows(RADIO, [("an-1", 7, T0_US)], 0))])
+    near = [("an-1", 7, T0_US + 1), ("an-1 ", 7, T0_US), ("an-1", 7 + (1 << 32), T0_US)]
+    later = data.land(RADIO, "b2", rows(RADIO, near, 10))
+    assert find_batch_duplicates(data.catalog, RADIO, 2, [later]) == {}
+    columns = data.catalog.db.execute(
+        f"SELECT column_name, data_type FROM information_schema.columns "
+        f"WHERE table_name = '{key_index.index_table(RADIO)}' ORDER BY ordinal_position"
+    ).fetchall()
+    assert columns == [
+        ("batch_id", "BIGINT"),
+        ("node_id", "VARCHAR"),
+        ("cell_id", "BIGINT"),
+        ("event_time", "TIMESTAMP WITH TIME ZONE"),
+    ]
+
+
+def test_forgetting_a_batch_removes_its_keys_from_every_dataset(data):
+    data.publish(RADIO, 1, [data.land(RADIO, "b1", rows(RADIO, [("an-1", 7, T0_US)], 0))])
+    data.publish(HEARTBEAT, 1, [data.land(HEARTBEAT, "b1", rows(HEARTBEAT, [("an-1", T0_US)], 0))])
+    key_index.forget_batch(data.catalog, 1)
+    assert (data.indexed_rows(RADIO), data.indexed_rows(HEARTBEAT)) == (0, 0)
+
+
+# -- the index answers exactly what re-reading every earlier file answers --------------------
+
+keys = st.tuples(st.sampled_from(["an-1", "an-2"]), st.integers(0, 2), st.integers(0, 2))
+files = st.lists(st.lists(keys, min_size=1, max_size=6), min_size=1, max_size=3)
+batches = st.lists(st.tuples(files, st.booleans()), min_size=1, max_size=4)
+
+
+@settings(max_examples=30, deadline=None)
+@given(batches=batches)
+def test_the_index_finds_exactly_what_re_reading_the_earlier_files_finds(batches):
+    with tempfile.TemporaryDirectory(prefix="rda-key-index-") as root:
+        data = DataDir(Path(root))
+        offset = 0
+        for batch_id, (batch_files, recorded) in enumerate(batches, start=1):
+            paths = []
+            for i, keyed in enumerate(batch_files):
+                keyed = [(node, cell, T0_US + second * 1_000_000) for node, cell, second in keyed]
+                paths.append(data.land(RADIO, f"b{batch_id}-{i}", rows(RADIO, keyed, offset)))
+                offset += len(keyed)
+            prior = [f["path"] for f in data.catalog.dataset_files(RADIO)]
+            expected = find_duplicates(data.layout, RADIO, prior, paths)
+            assert find_batch_duplicates(data.catalog, RADIO, batch_id, paths) == expected
+            # some batches record their keys, others are only registered (indexed on next use)
+            (data.publish if recorded else data.register)(RADIO, batch_id, paths)
+        data.catalog.close()
