@@ -41,6 +41,7 @@ class BatchSummary:
     quality_score: float | None = None
     checkpoints: list[dict] = field(default_factory=list)
     resumed: bool = False
+    steps: dict[str, float] = field(default_factory=dict)  # seconds spent in each step
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -55,6 +56,7 @@ class BatchSummary:
             "quality_score": self.quality_score,
             "checkpoints": self.checkpoints,
             "resumed": self.resumed,
+            "steps_seconds": {k: round(v, 3) for k, v in self.steps.items()},
         }
 
 

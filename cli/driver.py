@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,24 +62,30 @@ def run_batch(
     owned = worker.owned(config.topic)
     if owned is not None and not owned:
         return None  # the group has given this worker nothing of this topic (yet)
+    clock = _Stopwatch()
     positions = _kafka_positions(config, source)
     with writing_catalog(layout) as catalog:
         entry = _take_or_plan(config, catalog, layout, worker, owned, positions)
+    clock.lap("plan")
     if entry is None:
         return None
     batch_id, state = entry["batch_id"], entry["state"]
     validations = None
     if state == "planned":
         land_chunks(config, layout, entry["plan"], progress, protection)
+        clock.lap("land")
         validations = validate_landed(layout, entry["plan"])
+        clock.lap("validate")
     if state in ("anchored", "done"):
         with writing_catalog(layout) as catalog:
             summary = summary_from_journal(catalog, catalog.batch(batch_id))
     else:
         with writing_catalog(layout) as catalog:
+            clock.lap("lock_wait")
             sequencer = Sequencer(config, catalog, source, anchor, progress, protection)
             sequencer.finish_interrupted(except_batch=batch_id)
             summary = sequencer.sequence(batch_id, state == "planned", validations)
+        clock.lap("sequence")
     summary.resumed = entry["resumed"]
     ends = {r["partition"]: r["end"] for r in entry["plan"]["ranges"]}
     if not _commit_offsets(config, source, worker, ends):
@@ -87,7 +94,20 @@ def run_batch(
     with writing_catalog(layout) as catalog:
         catalog.set_state(batch_id, "done")  # done: Kafka offsets committed
     faults.journaled("done")
+    clock.lap("offsets")
+    summary.steps = {**clock.laps, **summary.steps}
     return summary
+
+
+class _Stopwatch:
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.monotonic()
+
+    def lap(self, step: str) -> None:
+        now = time.monotonic()
+        self.laps[step] = self.laps.get(step, 0.0) + now - self._last
+        self._last = now
 
 
 def _commit_offsets(

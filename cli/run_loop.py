@@ -142,7 +142,7 @@ class RunLoop:
         self.report.add(summary)
         self.metrics.batch_done(topic, summary, seconds)
         self.log.info(
-            "batch %d on %s: read %d, published %d, quarantined %d, suppressed %d in %.1f s%s",
+            "batch %d on %s: read %d, published %d, quarantined %d, suppressed %d in %.1f s%s%s",
             summary.batch_id,
             topic,
             summary.read,
@@ -151,6 +151,9 @@ class RunLoop:
             summary.suppressed,
             seconds,
             " (resumed)" if summary.resumed else "",
+            " (" + ", ".join(f"{k} {v:.2f}" for k, v in summary.steps.items()) + ")"
+            if summary.steps
+            else "",
             extra={
                 "event": "batch",
                 "batch_id": summary.batch_id,
@@ -162,6 +165,7 @@ class RunLoop:
                 "quality_score": summary.quality_score,
                 "seconds": round(seconds, 3),
                 "resumed": summary.resumed,
+                "steps_seconds": {k: round(v, 3) for k, v in summary.steps.items()},
                 "checkpoints": [(c["dataset"], c["tree_size"]) for c in summary.checkpoints],
             },
         )

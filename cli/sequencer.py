@@ -12,6 +12,7 @@ log never holds a half-appended batch under a later one.
 from __future__ import annotations
 
 import logging
+import time
 
 from cli import faults
 from cli.batch import Anchorer, BatchSummary, Progress, RunConfig, count_receipts
@@ -21,7 +22,12 @@ from pipelines.kafka_source import KafkaSource, OffsetRange
 from pipelines.protect import Protection
 from schemas.published import published_schema_for_dataset
 from sinks.catalog import Catalog
-from sinks.dedup import drop_records, find_duplicates, quarantine_duplicates
+from sinks.dedup import (
+    drop_records,
+    find_batch_duplicates,
+    quarantine_duplicates,
+    record_batch_keys,
+)
 from sinks.layout import DataLayout
 from sinks.parquet import ChunkWriter, read_receipt
 from sinks.quality_report import Validation, validate_new_rows
@@ -109,7 +115,9 @@ class Sequencer:
         if not landed_here:
             land_chunks(self.config, self.layout, plan, self.progress, self.protection)
         receipts = [read_receipt(self.layout, OffsetRange(**c)) for c in plan["chunks"]]
+        started = time.monotonic()
         self._drop_duplicates(batch_id, receipts)
+        dedup_s = time.monotonic() - started
         summary = BatchSummary(batch_id, plan["ranges"], resumed=not landed_here)
         count_receipts(summary, receipts)
         self.catalog.register_quarantine(batch_id, quarantine_entries(receipts))
@@ -135,22 +143,25 @@ class Sequencer:
         )
         self.catalog.set_state(batch_id, "anchored")
         faults.journaled("anchored")
+        summary.steps = {"dedup": dedup_s}
         return summary
 
     def _drop_duplicates(self, batch_id: int, receipts: list[dict]) -> None:
         """Quarantine records repeating a natural key published earlier, in every dataset."""
         reasons: dict[tuple[int, int], str] = {}
-        for dataset in sorted({d for r in receipts for d in r["files"]}):
-            prior = [
-                f["path"] for f in self.catalog.dataset_files(dataset) if f["batch_id"] != batch_id
-            ]
+        datasets = sorted({d for r in receipts for d in r["files"]})
+        for dataset in datasets:
             new = [r["files"][dataset]["path"] for r in receipts if dataset in r["files"]]
-            for record, message in find_duplicates(self.layout, dataset, prior, new).items():
+            found = find_batch_duplicates(self.catalog, dataset, batch_id, new)
+            for record, message in found.items():
                 reasons.setdefault(record, message)
         if reasons:
             for receipt in receipts:
                 drop_records(self.layout, receipt, set(reasons))
                 quarantine_duplicates(self.layout, self.source, receipt, reasons)
+        for dataset in datasets:  # the files as published; a redo replaces what it recorded
+            final = [r["files"][dataset]["path"] for r in receipts if dataset in r["files"]]
+            record_batch_keys(self.catalog, dataset, batch_id, final)
 
 
 def summary_from_journal(catalog: Catalog, entry: dict) -> BatchSummary:
