@@ -43,7 +43,7 @@ def _drain(bootstrap: str, rpc_url: str, registry: str, workdir: Path, workers: 
         "--topic", TOPIC, "--log-format", "json",
         "--bootstrap", bootstrap, "--group", f"bench-{workers}", "--data-dir", str(data),
         "--chain", "rpc", "--rpc-url", rpc_url, "--registry", registry,
-        "--max-batch-records", str(max(n // 8, 1)), "--interval", "0.5",
+        "--max-batch-records", str(max(n // 4, 1)), "--interval", "0.5",
     ]  # fmt: skip
     env = {**os.environ, "RDA_STATE_DIR": str(workdir / "state")}
     logs = [(workdir / f"worker-{workers}-{i}.log").open("wb") for i in range(workers)]
