@@ -10,30 +10,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from market_support import Client, new_buyer, shared_demo
+from market_support import Client, new_buyer
 
 from market.assets import load_assets
-from market.http import start_server
 from market.policy import QueryRefused
 from market.sandbox import Limits, Sandbox
-from market.service import Marketplace
 
 LIMITS = Limits(timeout_s=1.5, memory_limit="256MB", threads=2, max_rows=5_000)
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return shared_demo(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def server(demo_dir: Path):
-    market = Marketplace(demo_dir, LIMITS)
-    running = start_server(market)
-    yield running
-    running.shutdown()
-    running.server_close()
-    market.close()
+def market_limits() -> Limits:
+    return LIMITS
 
 
 @pytest.fixture(scope="module")
