@@ -1,4 +1,5 @@
-"""Properties of proofs.merkle, checked against a literal transcription of RFC 9162 2.1.
+"""Properties of proofs.merkle, merkle_proofs and merkle_verify, checked against a literal
+transcription of RFC 9162 2.1.
 
 Decided and tested here: a consistency proof from size 0 is the empty proof, and it verifies
 only with ``old_root == EMPTY_ROOT`` (every tree extends the empty tree; the RFC defines
@@ -19,18 +20,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proofs.merkle import (
-    EMPTY_ROOT,
-    MerkleFrontier,
-    consistency_proof,
-    inclusion_proof,
-    leaf_hash,
-    leaf_hashes,
-    node_hash,
-    root,
-    verify_consistency,
-    verify_inclusion,
-)
+from proofs.merkle import EMPTY_ROOT, MerkleFrontier, leaf_hash, leaf_hashes, node_hash, root
+from proofs.merkle_proofs import consistency_proof, inclusion_proof
+from proofs.merkle_verify import verify_consistency, verify_inclusion
 
 # -- RFC 9162 2.1, transcribed literally (recursive, slices) -----------------------------------
 
