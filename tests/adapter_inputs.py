@@ -39,6 +39,20 @@ def messages(wire_format: str, *values: bytes | None) -> list[str]:
     return result.quarantined.column("reason").to_pylist()
 
 
+def both_paths(wire_format: str, *values: bytes | None) -> tuple:
+    """(published rows, quarantine) with the adapter's Arrow bulk path, and with every message
+    one by one: the two must agree."""
+    outcomes = []
+    for bulk in (True, False):
+        adapter = adapter_for(wire_format)
+        adapter.bulk = bulk
+        result = standardize(raw(*values, wire_format=wire_format), adapter)
+        rows = {ds: batch.to_pylist() for ds, batch in result.published.items()}
+        quarantined = result.quarantined.select(["offset", "reason_code", "reason"]).to_pylist()
+        outcomes.append((rows, quarantined))
+    return tuple(outcomes)
+
+
 def published(wire_format: str, *values: bytes | None) -> dict[str, list[dict]]:
     """Published rows per dataset, without the lineage columns."""
     result = standardize(raw(*values, wire_format=wire_format), adapter_for(wire_format))
