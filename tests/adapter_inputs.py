@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import pyarrow as pa
+from hypothesis import strategies as st
 
 from pipelines.standardize import standardize
 from schemas.adapters import adapter_for
 from schemas.records import RAW_RECORD_SCHEMA
 
 INGEST_MS = 1_764_032_524_000
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+"""Any JSON value (small): what a field of a hostile or broken report may hold."""
 
 
 def raw(*values: bytes | None, wire_format: str | None = None) -> pa.RecordBatch:
