@@ -8,6 +8,7 @@ variable applies to every topic and wins over the file. Example::
     [run]
     bootstrap = "127.0.0.1:19092"
     group = "rda-pipeline"
+    join_group = true          # several workers share the partitions
     interval = 5.0
     max_batch_records = 200000
 
@@ -64,6 +65,18 @@ class RunSettings:
     kafka_timeout: float = 30.0  # seconds without an answer before a Kafka call is retried
     retries: int = 30  # consecutive failed attempts before giving up (0: never give up)
     backoff_max: float = 30.0  # cap of the exponential backoff, seconds
+    join_group: bool = False  # share the topics' partitions with other workers in `group`
+
+
+def boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(value)
 
 
 # Settings a flag, a variable or the file's [run] table may set, and how to read a string.
@@ -82,6 +95,7 @@ _GLOBAL: dict[str, Callable[[str], Any]] = {
     "kafka_timeout": float,
     "retries": int,
     "backoff_max": float,
+    "join_group": boolean,
 }
 _PER_TOPIC: dict[str, Callable[[str], Any]] = {
     "format": str,

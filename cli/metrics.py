@@ -7,7 +7,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from cli.driver import Anchorer, BatchSummary
+from cli.batch import Anchorer, BatchSummary
 
 
 class RunMetrics:

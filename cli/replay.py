@@ -19,7 +19,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cli.driver import Anchorer, Progress, commit_and_anchor, log_starts
+from cli.batch import Anchorer, Progress
+from cli.commit import commit_and_anchor, log_starts
 from pipelines.protect import Protection
 from pipelines.standardize import standardize_routed
 from schemas.records import QUARANTINE_SCHEMA, RAW_RECORD_SCHEMA
@@ -27,6 +28,7 @@ from sinks.catalog import Catalog
 from sinks.dedup import drop_records, find_duplicates
 from sinks.layout import DataLayout
 from sinks.parquet import write_parquet
+from sinks.writer_lock import writing_catalog
 
 REPLAY_TOPIC = "(replay)"  # the journal's topic column for replay batches
 
@@ -75,7 +77,7 @@ def replay(
 ) -> ReplaySummary:
     layout = DataLayout(data_dir)
     summary = ReplaySummary()
-    with Catalog(layout) as catalog:
+    with writing_catalog(layout) as catalog:
         pending = pending_quarantine(catalog, reason, topic)
         summary.considered = pending.num_rows
         if not pending.num_rows:

@@ -16,6 +16,7 @@ SETTING_FLAGS = (
     "topic", "bootstrap", "group", "data_dir", "interval", "max_batch_records",
     "max_chunk_records", "format", "chain", "rpc_url", "registry", "runner", "dask_scheduler",
     "metrics_port", "log_format", "kafka_timeout", "retries", "backoff_max", "config", "once",
+    "join_group",
 )  # fmt: skip
 
 
@@ -30,6 +31,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     _connection_flags(run)
     run.add_argument("--config", type=Path, help="TOML file with [run] and [topics.NAME] tables")
     run.add_argument("--once", action="store_true", help="process what is there, then exit")
+    run.add_argument(
+        "--join-group",
+        action="store_true",
+        default=None,
+        help="share the partitions with other `rda run` workers of --group (scale-out)",
+    )
     run.add_argument("--interval", type=float, help="trigger: seconds between batches (5)")
     run.add_argument("--max-batch-records", type=int, help="offsets per batch (2000000)")
     run.add_argument("--max-chunk-records", type=int, help="offsets per work item (50000)")

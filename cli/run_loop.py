@@ -20,14 +20,15 @@ from typing import Any
 
 from cli.chain import ChainContext, open_chain
 from cli.config import RunSettings
-from cli.driver import BatchSummary, RunConfig, run_batch
+from cli.driver import BatchSummary, RunConfig, Worker, run_batch, workers_dir
 from cli.metrics import RunMetrics
 from cli.output import UserError, err
 from cli.retry import Backoff
+from cli.workers import Heartbeat, this_worker
 from infra.state import InfraState
-from pipelines.kafka_source import KafkaPythonSource, TopicNotFound
-from sinks.catalog import Catalog
+from pipelines.kafka_source import KafkaPythonSource, KafkaUnavailable, TopicNotFound
 from sinks.layout import DataLayout
+from sinks.writer_lock import writing_catalog
 
 KEEP_BATCHES = 100  # summaries kept for the final report; older ones are counted only
 
@@ -71,6 +72,8 @@ class RunLoop:
             raise UserError("no Kafka broker: run `rda infra up` first, or pass --bootstrap")
         self.source = KafkaPythonSource(self.bootstrap, timeout_s=settings.kafka_timeout)
         self._status: Any = None
+        self.member: Any = None  # a pipelines.kafka_group.GroupMember with --join-group
+        self.worker = Worker(this_worker())
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -79,11 +82,13 @@ class RunLoop:
             self.metrics.serve(self.settings.metrics_port)
             self.log.info("metrics on http://127.0.0.1:%d/metrics", self.settings.metrics_port)
         topics = self._resume_first(list(self.settings.topics))
-        with self._signals(), self._display():
+        heartbeat = Heartbeat(workers_dir(self.settings.data_dir), self.worker.id)
+        with self._signals(), self._display(), heartbeat, self._membership():
             try:
                 self._open_chain()
                 while not self.stop.is_set():
                     started = time.monotonic()
+                    self._keep_membership()
                     found, backlog = self._one_round(topics)
                     if self.settings.once and not found:
                         break
@@ -105,7 +110,9 @@ class RunLoop:
             try:
                 summary = self.backoff.call(
                     f"batch on {topic}",
-                    lambda c=config: run_batch(c, self.source, self._anchor, self._progress),
+                    lambda c=config: run_batch(
+                        c, self.source, self._anchor, self._progress, self.worker
+                    ),
                     self.stop,
                 )
             except TopicNotFound:
@@ -173,20 +180,51 @@ class RunLoop:
         )
 
     def _resume_first(self, topics: list[str]) -> list[str]:
-        """Topics in the order that finishes an interrupted batch before any new one is planned.
-
-        Dataset logs are shared between topics, so a new plan must never be taken while another
-        topic's batch is half-appended.
-        """
-        with Catalog(DataLayout(self.settings.data_dir)) as catalog:
+        """Topics with unfinished batches first, so a crashed batch is finished before new ones."""
+        with writing_catalog(DataLayout(self.settings.data_dir)) as catalog:
             unfinished = catalog.unfinished_topics()
-        stranger = [t for t in unfinished if t not in topics]
-        if stranger:
-            raise UserError(
-                f"topic {stranger[0]} has an unfinished batch in {self.settings.data_dir}; "
-                f"include it (--topic {stranger[0]}) so it is finished first"
-            )
-        return [*unfinished, *(t for t in topics if t not in unfinished)]
+        first = [t for t in unfinished if t in topics]
+        return [*first, *(t for t in topics if t not in first)]
+
+    # -- the consumer group -----------------------------------------------------------------
+
+    @contextmanager
+    def _membership(self) -> Iterator[None]:
+        """With --join-group: a member of the group for as long as the loop runs."""
+        if not self.settings.join_group:
+            yield
+            return
+        from pipelines.kafka_group import GroupMember
+
+        join = lambda: GroupMember(  # noqa: E731
+            self.bootstrap, self.settings.group, self.settings.topics, self.settings.kafka_timeout
+        )
+        self.member = self.backoff.call(f"joining group {self.settings.group}", join, self.stop)
+        self.worker = Worker(self.worker.id, self._owned, self._commit_as_member)
+        try:
+            if self.member is not None:
+                self.member.wait_for_assignment(timeout_s=30)
+            yield
+        finally:
+            if self.member is not None:
+                self.member.close()  # leave at once: the partitions move without a timeout
+
+    def _keep_membership(self) -> None:
+        if self.member is not None:
+            self.backoff.call("keeping group membership", self.member.poll, self.stop)
+
+    def _owned(self, topic: str) -> set[int]:
+        return self.member.partitions(topic) if self.member is not None else set()
+
+    def _commit_as_member(self, topic: str, offsets: dict[int, int]) -> bool:
+        """Commit with the member's generation; after a rebalance, leave it for a later round."""
+        try:
+            self.member.poll()
+            self.member.commit(topic, offsets)
+        except KafkaUnavailable as error:
+            self.log.warning("offsets of %s not committed now (%s); retried later", topic, error)
+            return False
+        return True
 
     # -- the chain --------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """The DuckDB catalog: what was planned, landed, committed and anchored, and a view per dataset.
 
 The catalog is the pipeline's journal as well as the buyers' entry point. Only the driver writes
-it (DuckDB allows one writer), after the pipeline's workers have landed their files.
+it (DuckDB allows one writer): with several workers, each opens it briefly under the data
+directory's writer lock (``sinks/writer_lock.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ CREATE TABLE IF NOT EXISTS batches (
     batch_id BIGINT PRIMARY KEY, topic VARCHAR, state VARCHAR, plan JSON,
     records_read BIGINT, records_published BIGINT, records_quarantined BIGINT,
     created_at TIMESTAMPTZ DEFAULT now(), updated_at TIMESTAMPTZ DEFAULT now());
+ALTER TABLE batches ADD COLUMN IF NOT EXISTS owner VARCHAR;
+CREATE TABLE IF NOT EXISTS batch_ranges (
+    batch_id BIGINT, topic VARCHAR, kafka_partition INTEGER, start_offset BIGINT,
+    end_offset BIGINT, PRIMARY KEY (batch_id, kafka_partition));
 CREATE TABLE IF NOT EXISTS files (
     path VARCHAR PRIMARY KEY, dataset VARCHAR, sha256 VARCHAR, rows BIGINT, leaf_start BIGINT,
     topic VARCHAR, kafka_partition INTEGER, start_offset BIGINT, end_offset BIGINT,
@@ -52,6 +57,7 @@ class Catalog:
         layout.root.mkdir(parents=True, exist_ok=True)
         self.db = duckdb.connect(str(layout.catalog))
         self.db.execute(_DDL)
+        self._index_old_plans()
 
     def close(self) -> None:
         self.db.close()
@@ -68,11 +74,13 @@ class Catalog:
         (value,) = self.db.execute("SELECT coalesce(max(batch_id), 0) + 1 FROM batches").fetchone()
         return int(value)
 
-    def record_plan(self, batch_id: int, topic: str, plan: dict) -> None:
+    def record_plan(self, batch_id: int, topic: str, plan: dict, owner: str | None = None) -> None:
         self.db.execute(
-            "INSERT INTO batches (batch_id, topic, state, plan) VALUES (?, ?, 'planned', ?)",
-            [batch_id, topic, json.dumps(plan, sort_keys=True)],
+            "INSERT INTO batches (batch_id, topic, state, plan, owner) "
+            "VALUES (?, ?, 'planned', ?, ?)",
+            [batch_id, topic, json.dumps(plan, sort_keys=True), owner],
         )
+        self._index_ranges(batch_id, topic, plan.get("ranges", []))
 
     def set_state(self, batch_id: int, state: str, **counts: int) -> None:
         assignments = ", ".join(f"{name} = ?" for name in counts)
@@ -82,13 +90,69 @@ class Catalog:
             [state, *counts.values(), batch_id],
         )
 
+    def record_sequencing(self, batch_id: int, plan: dict, **counts: int) -> None:
+        """The batch's place in the logs is fixed (``plan["log_starts"]``): state ``landed``."""
+        self.db.execute(
+            "UPDATE batches SET plan = ? WHERE batch_id = ?",
+            [json.dumps(plan, sort_keys=True), batch_id],
+        )
+        self.set_state(batch_id, "landed", **counts)
+
+    def set_owner(self, batch_id: int, owner: str) -> None:
+        self.db.execute("UPDATE batches SET owner = ? WHERE batch_id = ?", [owner, batch_id])
+
+    def batch(self, batch_id: int) -> dict[str, Any]:
+        """One journal entry, plan decoded."""
+        cursor = self.db.execute(
+            "SELECT batch_id, topic, state, plan, owner, records_read, records_published, "
+            "records_quarantined FROM batches WHERE batch_id = ?",
+            [batch_id],
+        )
+        names = [d[0] for d in cursor.description]
+        entry = dict(zip(names, cursor.fetchone(), strict=True))
+        entry["plan"] = json.loads(entry["plan"])
+        return entry
+
+    def unfinished_batches(self, topic: str | None = None) -> list[dict[str, Any]]:
+        """Journal entries not yet ``done``, oldest first (of one topic, or of all)."""
+        where, params = ("AND topic = ?", [topic]) if topic is not None else ("", [])
+        rows = self.db.execute(
+            f"SELECT batch_id FROM batches WHERE state <> 'done' {where} ORDER BY batch_id",
+            params,
+        ).fetchall()
+        return [self.batch(batch_id) for (batch_id,) in rows]
+
     def unfinished_batch(self, topic: str) -> tuple[int, dict, str] | None:
-        row = self.db.execute(
-            "SELECT batch_id, plan, state FROM batches WHERE topic = ? AND state <> 'done' "
-            "ORDER BY batch_id LIMIT 1",
+        entries = self.unfinished_batches(topic)
+        if not entries:
+            return None
+        return entries[0]["batch_id"], entries[0]["plan"], entries[0]["state"]
+
+    def journal_ends(self, topic: str) -> dict[int, int]:
+        """Per partition, the end of the furthest range any batch of ``topic`` has planned."""
+        rows = self.db.execute(
+            "SELECT kafka_partition, max(end_offset) FROM batch_ranges WHERE topic = ? "
+            "GROUP BY kafka_partition",
             [topic],
-        ).fetchone()
-        return (int(row[0]), json.loads(row[1]), row[2]) if row else None
+        ).fetchall()
+        return {int(p): int(end) for p, end in rows}
+
+    def _index_ranges(self, batch_id: int, topic: str, ranges: list[dict]) -> None:
+        for r in ranges:
+            self.db.execute(
+                "INSERT OR REPLACE INTO batch_ranges VALUES (?, ?, ?, ?, ?)",
+                [batch_id, topic, r["partition"], r["start"], r["end"]],
+            )
+
+    def _index_old_plans(self) -> None:
+        """Catalogs written before ``batch_ranges`` existed: index their plans once."""
+        (indexed,) = self.db.execute("SELECT count(*) FROM batch_ranges").fetchone()
+        if indexed:
+            return
+        for batch_id, topic, plan in self.db.execute(
+            "SELECT batch_id, topic, plan FROM batches"
+        ).fetchall():
+            self._index_ranges(batch_id, topic, json.loads(plan).get("ranges", []))
 
     def unfinished_topics(self) -> list[str]:
         """Topics with an unfinished batch, oldest batch first."""
@@ -201,6 +265,13 @@ class Catalog:
              c.get("chain_id"), c.get("contract"), c.get("anchor_tx"), c.get("anchor_block"),
              c.get("gas_used"), batch_id],
         )  # fmt: skip
+
+    def batch_checkpoints(self, batch_id: int) -> list[dict[str, Any]]:
+        cursor = self.db.execute(
+            "SELECT * FROM checkpoints WHERE batch_id = ? ORDER BY dataset", [batch_id]
+        )
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     def checkpoints(self, dataset: str | None = None) -> list[dict[str, Any]]:
         query = "SELECT * FROM checkpoints"

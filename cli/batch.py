@@ -1,0 +1,79 @@
+"""What one micro-batch is: its settings, its outcome, and the callbacks it reports through."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from validators.score import components_from_counts, score
+
+# Anchors a batch's checkpoints (dataset, tree_size, root, manifest_sha256) in one transaction.
+Anchorer = Callable[[list[dict]], list[dict]]
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    bootstrap: str
+    topic: str
+    group: str
+    data_dir: Path
+    wire_format: str | None = "rda.node.v1"  # for records without a format header
+    max_chunk_records: int = 50_000
+    max_batch_records: int = 2_000_000
+    runner: str = "fnapi"
+    kafka_timeout: float = 30.0  # seconds without an answer before a read fails (and is retried)
+    dask_scheduler: str | None = None  # with runner "dask"; None: a local cluster
+
+
+@dataclass
+class BatchSummary:
+    batch_id: int
+    ranges: list[dict]
+    read: int = 0
+    published: int = 0
+    quarantined: int = 0
+    suppressed: int = 0  # withheld for k-anonymity, kept privately
+    reasons: dict[str, int] = field(default_factory=dict)
+    flags: dict[str, int] = field(default_factory=dict)
+    quality_score: float | None = None
+    checkpoints: list[dict] = field(default_factory=list)
+    resumed: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "batch_id": self.batch_id,
+            "ranges": self.ranges,
+            "records_read": self.read,
+            "records_published": self.published,
+            "records_quarantined": self.quarantined,
+            "records_suppressed": self.suppressed,
+            "quarantine_reasons": self.reasons,
+            "quality_flags": self.flags,
+            "quality_score": self.quality_score,
+            "checkpoints": self.checkpoints,
+            "resumed": self.resumed,
+        }
+
+
+def count_receipts(summary: BatchSummary, receipts: list[dict]) -> None:
+    null_cells = cells = 0
+    for receipt in receipts:
+        summary.read += receipt["read"]
+        summary.published += receipt["published"]
+        summary.quarantined += receipt["quarantined"]
+        summary.suppressed += receipt.get("suppressed", 0)
+        for code, count in receipt["reasons"].items():
+            summary.reasons[code] = summary.reasons.get(code, 0) + count
+        for stats in receipt.get("quality", {}).values():
+            null_cells, cells = null_cells + stats["null_cells"], cells + stats["cells"]
+            for flag, count in stats["flags"].items():
+                summary.flags[flag] = summary.flags.get(flag, 0) + count
+    if summary.read != summary.published + summary.quarantined + summary.suppressed:
+        raise AssertionError(f"batch {summary.batch_id} does not reconcile: {summary.as_dict()}")
+    summary.reasons = dict(sorted(summary.reasons.items()))
+    summary.flags = dict(sorted((k, v) for k, v in summary.flags.items() if v))
+    issues = {**summary.reasons, **summary.flags}
+    summary.quality_score = score(components_from_counts(summary.read, issues, null_cells, cells))

@@ -1,0 +1,172 @@
+"""The sequencer: one batch at a time, under the writer lock, a landed batch joins the logs.
+
+Workers land chunks in parallel, without any lock (``land_chunks``): reading Kafka, the Beam
+pipeline and the Parquet files are where the time goes. What must see everything published
+before it — dropping duplicates of earlier rows, fixing the batch's place in each dataset log,
+appending, the manifests and the anchor — happens here, one batch at a time, as a transparency
+log's sequencer does. A batch whose sequencing was interrupted (its worker died or lost the
+chain half-way) is finished by the next worker that holds the lock, before anything else, so a
+log never holds a half-appended batch under a later one.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from cli import faults
+from cli.batch import Anchorer, BatchSummary, Progress, RunConfig, count_receipts
+from cli.commit import commit_and_anchor, log_starts
+from pipelines import graph
+from pipelines.kafka_source import KafkaSource, OffsetRange
+from pipelines.protect import Protection
+from sinks.catalog import Catalog
+from sinks.dedup import drop_records, find_duplicates, quarantine_duplicates
+from sinks.layout import DataLayout
+from sinks.parquet import ChunkWriter, read_receipt
+
+log = logging.getLogger("rda.run")
+SEQUENCING = ("landed", "committed")  # states of a batch whose place in the logs is fixed
+
+
+def land_chunks(
+    config: RunConfig, layout: DataLayout, plan: dict, progress: Progress, protection: Protection
+) -> None:
+    """Run the Beam pipeline over the plan's chunks: Parquet files and a receipt per chunk."""
+    chunks = [OffsetRange(**c) for c in plan["chunks"]]
+    offsets = sum(c.size for c in chunks)
+    progress(f"batch {plan['batch_id']}: reading {offsets} offsets in {len(chunks)} chunks")
+    graph.run(
+        chunks,
+        config.bootstrap,
+        plan.get("wire_format", config.wire_format),
+        ChunkWriter(str(layout.root)),
+        config.runner,
+        protection,
+        config.kafka_timeout,
+        config.dask_scheduler,
+    )
+
+
+class Sequencer:
+    """Sequences batches into the logs; use it only while holding the writer lock."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        catalog: Catalog,
+        source: KafkaSource,
+        anchor: Anchorer,
+        progress: Progress,
+        protection: Protection,
+    ) -> None:
+        self.config, self.catalog, self.source = config, catalog, source
+        self.anchor, self.progress, self.protection = anchor, progress, protection
+        self.layout = catalog.layout
+
+    def finish_interrupted(self, except_batch: int | None = None) -> list[BatchSummary]:
+        """Finish every batch (of any topic) whose sequencing began and never ended."""
+        finished = []
+        for entry in self.catalog.unfinished_batches():
+            if entry["state"] in SEQUENCING and entry["batch_id"] != except_batch:
+                log.info(
+                    "finishing batch %d of %s, interrupted while it was being sequenced",
+                    entry["batch_id"],
+                    entry["topic"],
+                    extra={"event": "finish_interrupted", "batch_id": entry["batch_id"]},
+                )
+                finished.append(self.sequence(entry["batch_id"], landed_here=False))
+        return finished
+
+    def sequence(self, batch_id: int, landed_here: bool) -> BatchSummary:
+        """Give the batch its place in the logs, commit and anchor it: state ``anchored``.
+
+        ``landed_here``: this process has just landed the batch's chunks. Otherwise they are
+        landed again first, under the lock, so nobody else can be writing them meanwhile.
+        """
+        entry = self.catalog.batch(batch_id)
+        plan, state = entry["plan"], entry["state"]
+        if state in ("anchored", "done"):  # another worker finished it meanwhile
+            return summary_from_journal(self.catalog, entry)
+        if not landed_here:
+            land_chunks(self.config, self.layout, plan, self.progress, self.protection)
+        receipts = [read_receipt(self.layout, OffsetRange(**c)) for c in plan["chunks"]]
+        self._drop_duplicates(batch_id, receipts)
+        summary = BatchSummary(batch_id, plan["ranges"], resumed=not landed_here)
+        count_receipts(summary, receipts)
+        self.catalog.register_quarantine(batch_id, quarantine_entries(receipts))
+        if state not in SEQUENCING:  # its place in each log: fixed now, kept by any redo
+            plan["log_starts"] = log_starts(self.layout)
+        self.catalog.record_sequencing(
+            batch_id,
+            plan,
+            records_read=summary.read,
+            records_published=summary.published,
+            records_quarantined=summary.quarantined,
+        )
+        faults.journaled("landed")
+        summary.checkpoints = commit_and_anchor(
+            self.layout, self.catalog, plan, receipts, self.anchor, self.progress, self.protection
+        )
+        self.catalog.set_state(batch_id, "anchored")
+        faults.journaled("anchored")
+        return summary
+
+    def _drop_duplicates(self, batch_id: int, receipts: list[dict]) -> None:
+        """Quarantine records repeating a natural key published earlier, in every dataset."""
+        reasons: dict[tuple[int, int], str] = {}
+        for dataset in sorted({d for r in receipts for d in r["files"]}):
+            prior = [
+                f["path"] for f in self.catalog.dataset_files(dataset) if f["batch_id"] != batch_id
+            ]
+            new = [r["files"][dataset]["path"] for r in receipts if dataset in r["files"]]
+            for record, message in find_duplicates(self.layout, dataset, prior, new).items():
+                reasons.setdefault(record, message)
+        if reasons:
+            for receipt in receipts:
+                drop_records(self.layout, receipt, set(reasons))
+                quarantine_duplicates(self.layout, self.source, receipt, reasons)
+
+
+def summary_from_journal(catalog: Catalog, entry: dict) -> BatchSummary:
+    """The summary of a batch sequenced earlier (by this worker or another), from the journal."""
+    read = entry["records_read"] or 0
+    published = entry["records_published"] or 0
+    quarantined = entry["records_quarantined"] or 0
+    return BatchSummary(
+        entry["batch_id"],
+        entry["plan"]["ranges"],
+        read=read,
+        published=published,
+        quarantined=quarantined,
+        suppressed=read - published - quarantined,
+        checkpoints=catalog.batch_checkpoints(entry["batch_id"]),
+        resumed=True,
+    )
+
+
+def quarantine_entries(receipts: list[dict]) -> list[dict]:
+    """Catalog entries for each chunk's quarantine file and its cross-chunk duplicates file."""
+    entries = []
+    for r in receipts:
+        duplicates = r.get("duplicates_file")
+        later = duplicates["rows"] if duplicates else 0
+        if r["quarantine_file"]:
+            reasons = {**r["reasons"], "duplicate": r["reasons"].get("duplicate", 0) - later}
+            entries.append(
+                {
+                    **r["range"],
+                    "path": r["quarantine_file"],
+                    "rows": r["quarantined"] - later,
+                    "reasons": {code: n for code, n in reasons.items() if n},
+                }
+            )
+        if duplicates:
+            entries.append(
+                {
+                    **r["range"],
+                    "path": duplicates["path"],
+                    "rows": later,
+                    "reasons": {"duplicate": later},
+                }
+            )
+    return entries

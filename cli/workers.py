@@ -1,0 +1,83 @@
+"""Who is working on a data directory, and whether a batch's owner is still alive.
+
+Every journaled batch names the worker that planned it. When that worker is gone (killed,
+crashed, its machine lost) another worker adopts the batch and redoes it from the journaled plan;
+while it lives, nobody else touches the batch's files. A worker is
+
+- alive on this machine while its process is (same pid *and* same start time, so a recycled pid
+  is not mistaken for it), and
+- alive elsewhere while it keeps touching its heartbeat file under ``<data>/workers/``, which a
+  background thread does every few seconds: a worker silent for ``lease_s`` is presumed dead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+LEASE_S = 60.0  # a worker on another machine silent this long is presumed dead
+
+
+def _start_ticks(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def this_worker() -> str:
+    """This process's worker id: ``host/pid/start-ticks``."""
+    pid = os.getpid()
+    return f"{socket.gethostname()}/{pid}/{_start_ticks(pid) or '0'}"
+
+
+def is_alive(worker: str | None, workers_dir: Path, lease_s: float = LEASE_S) -> bool:
+    """Whether ``worker`` (an id from ``this_worker``; None for an unowned batch) still runs."""
+    if not worker:
+        return False
+    host, _, rest = worker.partition("/")
+    pid_text, _, ticks = rest.partition("/")
+    if host == socket.gethostname():
+        return pid_text.isdigit() and _start_ticks(int(pid_text)) == ticks
+    try:
+        silent = time.time() - (workers_dir / _file_name(worker)).stat().st_mtime
+    except OSError:
+        return False
+    return silent < lease_s
+
+
+def _file_name(worker: str) -> str:
+    return worker.replace("/", "_")
+
+
+class Heartbeat:
+    """Touch this worker's heartbeat file every ``lease_s / 6`` seconds until stopped."""
+
+    def __init__(self, workers_dir: Path, worker: str, lease_s: float = LEASE_S) -> None:
+        self.path = workers_dir / _file_name(worker)
+        self.period = lease_s / 6
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.touch()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.period):
+            with contextlib.suppress(OSError):
+                self.path.touch()
