@@ -6,12 +6,13 @@ import os
 import platform
 from collections.abc import Callable
 
-from benchmarks import decode, end_to_end, market, proofs, quality, streaming
+from benchmarks import decode, end_to_end, market, proofs, quality, scale_out, streaming
 
 BENCHMARKS: dict[str, Callable[[bool], dict]] = {
     "decode_standardize": decode.run,
     "end_to_end": end_to_end.run,
     "streaming": streaming.run,
+    "scale_out": scale_out.run,
     "market_query": market.run,
     "proofs": proofs.run,
     "quality_privacy": quality.run,

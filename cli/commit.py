@@ -23,7 +23,7 @@ from schemas.published import published_schema_for_dataset
 from schemas.registry import all_datasets
 from sinks.catalog import Catalog
 from sinks.layout import DataLayout
-from sinks.quality_report import write_quality_report
+from sinks.quality_report import Validation, write_quality_report
 
 PIPELINE_VERSION = "0.1.0"
 
@@ -41,15 +41,20 @@ def commit_and_anchor(
     anchor: Anchorer,
     progress: Progress,
     protection: Protection | None = None,
+    validations: dict[str, Validation] | None = None,
 ) -> list[dict]:
-    """Append each dataset's new files to its log, write the checkpoints, anchor them together."""
+    """Append each dataset's new files to its log, write the checkpoints, anchor them together.
+
+    ``validations``: GE reports made before the lock was taken, by dataset (used if still valid).
+    """
     protection = protection or Protection(str(layout.private))
     checkpoints = []
     for dataset, start in plan["log_starts"].items():
         files = [(r["range"], r["files"][dataset]) for r in receipts if dataset in r["files"]]
         stats = [r["quality"][dataset] for r in receipts if dataset in r.get("quality", {})]
+        validation = (validations or {}).get(dataset)
         checkpoint = _commit_dataset(
-            layout, catalog, plan, dataset, start, files, (stats, protection)
+            layout, catalog, plan, dataset, start, files, (stats, protection, validation)
         )
         if checkpoint is not None:  # None: nothing published for this dataset
             checkpoints.append(checkpoint)
@@ -68,7 +73,7 @@ def _commit_dataset(
     dataset: str,
     start: int,
     landed: list[tuple[dict, dict]],
-    quality_inputs: tuple[list[dict], Protection],
+    quality_inputs: tuple[list[dict], Protection, Validation | None],
 ) -> dict | None:
     """Append the batch's rows to the dataset's log and write its checkpoint manifest."""
     files, hashes = [], []
@@ -87,9 +92,11 @@ def _commit_dataset(
     previous = catalog.checkpoints(dataset)
     previous = [c for c in previous if c["tree_size"] < size]
     before = load_manifest(layout.root / previous[-1]["manifest_path"])[0] if previous else {}
-    stats, protection = quality_inputs
-    new_files = [file["path"] for _, file in landed]
-    quality = write_quality_report(layout, schema, size, new_files, stats, before.get("quality"))
+    stats, protection, validation = quality_inputs
+    new_files = [file for _, file in landed]
+    quality = write_quality_report(
+        layout, schema, size, new_files, stats, before.get("quality"), validation
+    )
     ge_seconds = quality.pop("_ge_seconds")
     signer = publisher_key(layout.root)
     manifest = build_manifest(

@@ -16,13 +16,14 @@ still landing it is never planned twice, whichever worker the group gives the pa
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cli import faults
 from cli.batch import Anchorer, BatchSummary, Progress, RunConfig
-from cli.sequencer import Sequencer, land_chunks, summary_from_journal
+from cli.sequencer import Sequencer, land_chunks, summary_from_journal, validate_landed
 from cli.workers import is_alive, this_worker
 from pipelines.kafka_source import KafkaSource, OffsetRange
 from pipelines.protect import Protection
@@ -31,6 +32,7 @@ from sinks.layout import DataLayout
 from sinks.writer_lock import writing_catalog
 
 __all__ = ["BatchSummary", "RunConfig", "Worker", "run_batch"]
+log = logging.getLogger("rda.run")
 
 # Commits {partition: next offset} of a topic for the group; False: not now (e.g. a rebalance).
 OffsetCommitter = Callable[[str, dict[int, int]], bool]
@@ -65,8 +67,10 @@ def run_batch(
     if entry is None:
         return None
     batch_id, state = entry["batch_id"], entry["state"]
+    validations = None
     if state == "planned":
         land_chunks(config, layout, entry["plan"], progress, protection)
+        validations = validate_landed(layout, entry["plan"])
     if state in ("anchored", "done"):
         with writing_catalog(layout) as catalog:
             summary = summary_from_journal(catalog, catalog.batch(batch_id))
@@ -74,11 +78,11 @@ def run_batch(
         with writing_catalog(layout) as catalog:
             sequencer = Sequencer(config, catalog, source, anchor, progress, protection)
             sequencer.finish_interrupted(except_batch=batch_id)
-            summary = sequencer.sequence(batch_id, landed_here=state == "planned")
+            summary = sequencer.sequence(batch_id, state == "planned", validations)
     summary.resumed = entry["resumed"]
     ends = {r["partition"]: r["end"] for r in entry["plan"]["ranges"]}
     if not _commit_offsets(config, source, worker, ends):
-        return summary  # stays `anchored`: committed on a later round
+        return None  # stays `anchored`: committed, and reported, on a later round
     faults.journaled("offsets_committed")
     with writing_catalog(layout) as catalog:
         catalog.set_state(batch_id, "done")  # done: Kafka offsets committed
@@ -121,6 +125,14 @@ def _take_or_plan(
             if is_alive(entry["owner"], workers_dir(layout.root)):
                 continue
             catalog.set_owner(entry["batch_id"], worker.id)
+            log.info(
+                "adopting batch %d of %s (%s) from worker %s, which is gone",
+                entry["batch_id"],
+                config.topic,
+                entry["state"],
+                entry["owner"],
+                extra={"event": "adopt", "batch_id": entry["batch_id"], "from": entry["owner"]},
+            )
         return {**entry, "resumed": True}
     plan = _new_plan(config, catalog, owned, positions)
     if plan is None:

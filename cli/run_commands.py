@@ -193,7 +193,30 @@ def _journal_report(data_dir: Path, limit: int) -> dict[str, Any]:
         totals = catalog.totals()
     for b in batches:
         b["created_at"], b["updated_at"] = str(b["created_at"]), str(b["updated_at"])
-    return {"journal": {"batches": batches, "totals": totals}, "checkpoints": latest}
+    return {
+        "journal": {"batches": batches, "totals": totals},
+        "checkpoints": latest,
+        "workers": _workers_report(data_dir, batches),
+    }
+
+
+def _workers_report(data_dir: Path, batches: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Workers seen on this data directory: running ones, and owners of recent batches."""
+    from cli.driver import workers_dir
+    from cli.workers import is_alive, running_workers
+
+    folder = workers_dir(data_dir)
+    seen = {*running_workers(folder), *(b["owner"] for b in batches if b.get("owner"))}
+    return [
+        {
+            "worker": worker,
+            "alive": is_alive(worker, folder),
+            "unfinished_batches": [
+                b["batch_id"] for b in batches if b.get("owner") == worker and b["state"] != "done"
+            ],
+        }
+        for worker in sorted(seen)
+    ]
 
 
 def _print_status(report: dict[str, Any]) -> None:
@@ -225,6 +248,15 @@ def _print_status(report: dict[str, Any]) -> None:
                 str(b["records_published"] or ""), str(b["records_quarantined"] or ""),
                 b["updated_at"][:19],
             )  # fmt: skip
+        out.print(table)
+    workers = report.get("workers", [])
+    if workers:
+        table = Table(title="workers")
+        for column in ("worker", "alive", "unfinished batches"):
+            table.add_column(column)
+        for w in workers:
+            batches = ", ".join(map(str, w["unfinished_batches"]))
+            table.add_row(w["worker"], "yes" if w["alive"] else "no", batches)
         out.print(table)
     table = Table(title="latest checkpoints")
     for column in ("dataset", "tree size", "root", "anchor tx"):

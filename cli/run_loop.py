@@ -31,6 +31,10 @@ from sinks.layout import DataLayout
 from sinks.writer_lock import writing_catalog
 
 KEEP_BATCHES = 100  # summaries kept for the final report; older ones are counted only
+# A member's poll must last a moment: with zero-timeout polls only, Tansu's group joins never
+# settled (every member was elected leader in turn); 100 ms per round is enough.
+MEMBER_POLL_MS = 100
+JOIN_SETTLE_S = 3.0  # at start, an assignment must hold this long: workers started together
 
 
 class Abandon(BaseException):
@@ -66,7 +70,7 @@ class RunLoop:
         self.backoff = Backoff(cap=settings.backoff_max, attempts=settings.retries)
         self.metrics = RunMetrics()
         self.chain: ChainContext | None = None
-        state = InfraState.load()
+        self._state = state = InfraState.load()
         self.bootstrap = settings.bootstrap or state.kafka_bootstrap
         if not self.bootstrap:
             raise UserError("no Kafka broker: run `rda infra up` first, or pass --bootstrap")
@@ -81,6 +85,13 @@ class RunLoop:
         if self.settings.metrics_port is not None:
             self.metrics.serve(self.settings.metrics_port)
             self.log.info("metrics on http://127.0.0.1:%d/metrics", self.settings.metrics_port)
+        if self.settings.join_group and (self.settings.chain or self._state.chain_kind) == (
+            "embedded"
+        ):
+            raise UserError(
+                "--join-group needs a chain the workers share (--chain anvil or rpc): "
+                "the embedded chain lives inside one process"
+            )
         topics = self._resume_first(list(self.settings.topics))
         heartbeat = Heartbeat(workers_dir(self.settings.data_dir), self.worker.id)
         with self._signals(), self._display(), heartbeat, self._membership():
@@ -94,7 +105,7 @@ class RunLoop:
                         break
                     if not backlog:  # caught up: wait for the next trigger
                         elapsed = time.monotonic() - started
-                        self.stop.wait(max(0.0, self.settings.interval - elapsed))
+                        self._idle(max(0.0, self.settings.interval - elapsed))
             except Abandon:
                 self.log.info("abandoned the current step; the next start redoes its batch")
         return self.report
@@ -203,15 +214,25 @@ class RunLoop:
         self.worker = Worker(self.worker.id, self._owned, self._commit_as_member)
         try:
             if self.member is not None:
-                self.member.wait_for_assignment(timeout_s=30)
+                self.member.wait_for_assignment(timeout_s=30, settle_s=JOIN_SETTLE_S)
             yield
         finally:
             if self.member is not None:
                 self.member.close()  # leave at once: the partitions move without a timeout
 
-    def _keep_membership(self) -> None:
+    def _keep_membership(self, timeout_ms: int = MEMBER_POLL_MS) -> None:
         if self.member is not None:
-            self.backoff.call("keeping group membership", self.member.poll, self.stop)
+            poll = lambda: self.member.poll(timeout_ms)  # noqa: E731
+            self.backoff.call("keeping group membership", poll, self.stop)
+
+    def _idle(self, seconds: float) -> None:
+        """Wait for the next trigger; a group member keeps polling, so rebalances go on."""
+        if self.member is None:
+            self.stop.wait(seconds)
+            return
+        deadline = time.monotonic() + seconds
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            self._keep_membership()
 
     def _owned(self, topic: str) -> set[int]:
         return self.member.partitions(topic) if self.member is not None else set()
@@ -219,7 +240,8 @@ class RunLoop:
     def _commit_as_member(self, topic: str, offsets: dict[int, int]) -> bool:
         """Commit with the member's generation; after a rebalance, leave it for a later round."""
         try:
-            self.member.poll()
+            if not self.member.partitions(topic):
+                return False  # rebalancing: a commit now would fail and restart the rebalance
             self.member.commit(topic, offsets)
         except KafkaUnavailable as error:
             self.log.warning("offsets of %s not committed now (%s); retried later", topic, error)

@@ -19,10 +19,12 @@ from cli.commit import commit_and_anchor, log_starts
 from pipelines import graph
 from pipelines.kafka_source import KafkaSource, OffsetRange
 from pipelines.protect import Protection
+from schemas.published import published_schema_for_dataset
 from sinks.catalog import Catalog
 from sinks.dedup import drop_records, find_duplicates, quarantine_duplicates
 from sinks.layout import DataLayout
 from sinks.parquet import ChunkWriter, read_receipt
+from sinks.quality_report import Validation, validate_new_rows
 
 log = logging.getLogger("rda.run")
 SEQUENCING = ("landed", "committed")  # states of a batch whose place in the logs is fixed
@@ -45,6 +47,20 @@ def land_chunks(
         config.kafka_timeout,
         config.dask_scheduler,
     )
+
+
+def validate_landed(layout: DataLayout, plan: dict) -> dict[str, Validation]:
+    """GE reports on the landed rows of every dataset, made before waiting for the lock."""
+    receipts = [read_receipt(layout, OffsetRange(**c)) for c in plan["chunks"]]
+    datasets = sorted({d for r in receipts for d in r["files"]})
+    return {
+        dataset: validate_new_rows(
+            layout,
+            published_schema_for_dataset(dataset),
+            [r["files"][dataset] for r in receipts if dataset in r["files"]],
+        )
+        for dataset in datasets
+    }
 
 
 class Sequencer:
@@ -77,11 +93,14 @@ class Sequencer:
                 finished.append(self.sequence(entry["batch_id"], landed_here=False))
         return finished
 
-    def sequence(self, batch_id: int, landed_here: bool) -> BatchSummary:
+    def sequence(
+        self, batch_id: int, landed_here: bool, validations: dict[str, Validation] | None = None
+    ) -> BatchSummary:
         """Give the batch its place in the logs, commit and anchor it: state ``anchored``.
 
-        ``landed_here``: this process has just landed the batch's chunks. Otherwise they are
-        landed again first, under the lock, so nobody else can be writing them meanwhile.
+        ``landed_here``: this process has just landed the batch's chunks (and made
+        ``validations`` of them). Otherwise they are landed again first, under the lock, so
+        nobody else can be writing them meanwhile.
         """
         entry = self.catalog.batch(batch_id)
         plan, state = entry["plan"], entry["state"]
@@ -105,7 +124,14 @@ class Sequencer:
         )
         faults.journaled("landed")
         summary.checkpoints = commit_and_anchor(
-            self.layout, self.catalog, plan, receipts, self.anchor, self.progress, self.protection
+            self.layout,
+            self.catalog,
+            plan,
+            receipts,
+            self.anchor,
+            self.progress,
+            self.protection,
+            validations if landed_here else None,
         )
         self.catalog.set_state(batch_id, "anchored")
         faults.journaled("anchored")

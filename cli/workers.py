@@ -56,10 +56,18 @@ def _file_name(worker: str) -> str:
     return worker.replace("/", "_")
 
 
+def running_workers(workers_dir: Path) -> list[str]:
+    """The ids of workers with a heartbeat file (running, or killed before they could clean up)."""
+    if not workers_dir.exists():
+        return []
+    return sorted(f.read_text().strip() for f in workers_dir.iterdir() if f.is_file())
+
+
 class Heartbeat:
     """Touch this worker's heartbeat file every ``lease_s / 6`` seconds until stopped."""
 
     def __init__(self, workers_dir: Path, worker: str, lease_s: float = LEASE_S) -> None:
+        self.worker = worker
         self.path = workers_dir / _file_name(worker)
         self.period = lease_s / 6
         self._stop = threading.Event()
@@ -67,7 +75,7 @@ class Heartbeat:
 
     def __enter__(self) -> Heartbeat:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.touch()
+        self.path.write_text(self.worker + "\n")  # its name; the mtime is the heartbeat
         self._thread.start()
         return self
 

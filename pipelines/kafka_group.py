@@ -12,6 +12,7 @@ instead of silently moving another worker's position.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from contextlib import contextmanager
 
@@ -19,7 +20,7 @@ from kafka import ConsumerRebalanceListener
 
 from pipelines.kafka_source import KafkaUnavailable
 
-log = logging.getLogger("rda.group")
+log = logging.getLogger("rda.run.group")  # printed with the run's own lines
 
 
 class GroupMember:
@@ -70,19 +71,26 @@ class GroupMember:
         """Heartbeat and take part in any rebalance; records are never fetched (all paused)."""
         with self._answered("keeping group membership"):
             self._consumer.poll(timeout_ms=timeout_ms, max_records=1)
-        self._owned = frozenset((tp.topic, tp.partition) for tp in self._consumer.assignment())
 
-    def wait_for_assignment(self, timeout_s: float) -> bool:
-        """Poll until the group has assigned this member something (or the timeout passes)."""
-        import time
+    def wait_for_assignment(self, timeout_s: float, settle_s: float = 0.0) -> bool:
+        """Poll until the group has assigned this member something that held for ``settle_s``.
 
+        Workers started together join one by one; settling lets the group finish the joins
+        before the first member plans a batch over every partition (Kafka brokers delay the
+        first rebalance for the same reason, ``group.initial.rebalance.delay.ms``).
+        """
         deadline = time.monotonic() + timeout_s
-        while not self._owned and time.monotonic() < deadline:
+        stable_since, seen = time.monotonic(), self._owned
+        while time.monotonic() < deadline:
             self.poll(timeout_ms=200)
+            if self._owned != seen:
+                stable_since, seen = time.monotonic(), self._owned
+            if self._owned and time.monotonic() - stable_since >= settle_s:
+                return True
         return bool(self._owned)
 
     def partitions(self, topic: str) -> set[int]:
-        """The partitions of ``topic`` this member owns since the last ``poll``."""
+        """The partitions of ``topic`` this member owns; none while the group rebalances."""
         return {p for t, p in self._owned if t == topic}
 
     def commit(self, topic: str, offsets: dict[int, int]) -> None:

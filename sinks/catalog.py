@@ -164,7 +164,7 @@ class Catalog:
     def recent_batches(self, limit: int = 10) -> list[dict[str, Any]]:
         """The journal's last ``limit`` batches, newest first, without their plans."""
         cursor = self.db.execute(
-            "SELECT batch_id, topic, state, records_read, records_published, "
+            "SELECT batch_id, topic, state, owner, records_read, records_published, "
             "records_quarantined, created_at, updated_at FROM batches "
             "ORDER BY batch_id DESC LIMIT ?",
             [limit],

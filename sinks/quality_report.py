@@ -3,12 +3,20 @@
 Written under ``published/<dataset>/quality/`` — ``<tree size>.validation.json`` (what the
 manifest's ``quality.report_sha256`` commits to) and ``docs/`` (GE's HTML Data Docs, for the
 listing; not hashed, GE stamps them with the time of the run).
+
+GE is the largest fixed cost of a batch (about a second per dataset, more on a busy machine), so
+a worker validates its batch's rows right after landing them, before it waits for the writer
+lock (``validate_new_rows``); the sequencer only writes the report, unless dropping duplicates
+changed the files meanwhile. Data Docs re-render every validation the process has kept, so they
+are rebuilt for a dataset at most every ``DOCS_EVERY_S`` seconds (and at its first checkpoint).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,23 +28,49 @@ from sinks.layout import DataLayout
 from validators.expectations import report_bytes, validate
 from validators.score import dataset_counts, dataset_quality
 
+DOCS_EVERY_S = 300.0
+_docs_built_at: dict[tuple[str, str], float] = {}  # (data dir, dataset) -> monotonic time
+
+
+@dataclass(frozen=True)
+class Validation:
+    """GE's report on a set of files, valid only for exactly those file contents."""
+
+    files: tuple[tuple[str, str], ...]  # (path, sha256), in leaf order
+    report: dict[str, Any]
+    seconds: float
+
+
+def validate_new_rows(
+    layout: DataLayout, schema: TelemetrySchema, files: list[dict[str, Any]]
+) -> Validation:
+    """Run the dataset's GE suite on the rows of ``files`` (receipt entries: path, sha256)."""
+    rows = _rows(layout, [f["path"] for f in files])
+    report, seconds = validate(schema, rows)
+    return Validation(_identity(files), report, seconds)
+
 
 def write_quality_report(
     layout: DataLayout,
     schema: TelemetrySchema,
     tree_size: int,
-    new_files: list[str],
+    new_files: list[dict[str, Any]],
     chunk_stats: list[dict[str, Any]],
     previous: dict[str, Any] | None,
+    validation: Validation | None = None,
 ) -> dict[str, Any]:
-    """Validate the checkpoint's new rows with GE; return the manifest's ``quality`` section.
+    """Write the checkpoint's GE report; return the manifest's ``quality`` section.
 
+    ``new_files`` are the checkpoint's new files (path, sha256); ``validation`` their report if
+    it was made beforehand — used only if the files are still exactly those it validated.
     ``previous`` is the previous checkpoint's ``quality`` section, whose cumulative counts this
     checkpoint's extend (so the dataset score covers every row ever published).
     """
-    rows = pa.concat_tables([pq.read_table(layout.root / path) for path in new_files])
+    if validation is None or validation.files != _identity(new_files):
+        validation = validate_new_rows(layout, schema, new_files)
+    report, ge_seconds = validation.report, validation.seconds
     quality_dir = layout.quality_dir(schema.dataset)
-    report, ge_seconds = validate(schema, rows, quality_dir / "docs")
+    _maybe_build_docs(layout, schema, new_files, quality_dir / "docs")
     path = quality_dir / f"{tree_size:012d}.validation.json"
     data = report_bytes(report)
     partial = path.with_name(path.name + ".partial")
@@ -57,6 +91,25 @@ def write_quality_report(
         },
         "_ge_seconds": round(ge_seconds, 4),  # not in the manifest: varies between runs
     }
+
+
+def _maybe_build_docs(
+    layout: DataLayout, schema: TelemetrySchema, files: list[dict[str, Any]], docs_dir: Path
+) -> None:
+    key = (str(layout.root.resolve()), schema.dataset)
+    built = _docs_built_at.get(key)
+    if built is not None and time.monotonic() - built < DOCS_EVERY_S:
+        return
+    validate(schema, _rows(layout, [f["path"] for f in files]), docs_dir)
+    _docs_built_at[key] = time.monotonic()
+
+
+def _rows(layout: DataLayout, paths: list[str]) -> pa.Table:
+    return pa.concat_tables([pq.read_table(layout.root / path) for path in paths])
+
+
+def _identity(files: list[dict[str, Any]]) -> tuple[tuple[str, str], ...]:
+    return tuple((f["path"], f["sha256"]) for f in files)
 
 
 def data_docs_index(layout: DataLayout, dataset: str) -> Path | None:

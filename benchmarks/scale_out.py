@@ -1,0 +1,122 @@
+"""Sustained records/s of 1 and 2 ``rda run --join-group`` processes against a raw consume loop.
+
+One broker, one four-partition topic, one anvil node, all in this run. The baseline is a bare
+kafka-python loop consuming the whole backlog once (best of three). Each pipeline case starts
+N real worker processes in one consumer group on a fresh data directory and lets them drain the
+same backlog in bounded micro-batches; its rate is the backlog over the journal's window, from
+the first batch planned to the last batch done (process start-up and the group join are not
+counted; rebalances while workers join are). The ratio that matters is per process: the
+pipeline rate / N against the raw rate.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.end_to_end import _raw_consume
+from benchmarks.timing import rate
+from infra.broker import start_broker, stop_broker
+from infra.chain import ChainConfig, connect, start_anvil
+from infra.fleet import generate
+from infra.producer import produce
+from infra.tools import free_port
+
+TOPIC = "bench-scale"
+
+
+def _drain(bootstrap: str, rpc_url: str, registry: str, workdir: Path, workers: int, n: int):
+    """(seconds from first plan to last done, batches) for ``workers`` processes."""
+    data = workdir / f"data-{workers}"
+    args = [
+        sys.executable, "-m", "cli.main", "run", "--join-group", "--topic", TOPIC,
+        "--bootstrap", bootstrap, "--group", f"bench-{workers}", "--data-dir", str(data),
+        "--chain", "rpc", "--rpc-url", rpc_url, "--registry", registry,
+        "--max-batch-records", str(max(n // 4, 1)), "--interval", "0.5",
+    ]  # fmt: skip
+    env = {**os.environ, "RDA_STATE_DIR": str(workdir / "state")}
+    logs = [(workdir / f"worker-{workers}-{i}.log").open("wb") for i in range(workers)]
+    quiet = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL}
+    processes = [subprocess.Popen(args, stderr=log, env=env, **quiet) for log in logs]
+    try:
+        deadline = time.monotonic() + 900
+        while (window := _window(data, n)) is None:
+            if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
+                raise RuntimeError(f"{workers} workers did not drain the backlog; see {workdir}")
+            time.sleep(1)
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            process.wait(timeout=120)
+        for log in logs:
+            log.close()
+    return window
+
+
+def _window(data: Path, n: int) -> tuple[float, int] | None:
+    """Once every record is in a done batch: (seconds first plan → last done, batches)."""
+    from sinks.layout import DataLayout
+    from sinks.writer_lock import writing_catalog
+
+    if not DataLayout(data).catalog.exists():
+        return None
+    with writing_catalog(DataLayout(data), wait_s=60) as catalog:
+        row = catalog.db.execute(
+            "SELECT sum(r.end_offset - r.start_offset), count(DISTINCT b.batch_id), "
+            "bool_and(b.state = 'done'), epoch(max(b.updated_at) - min(b.created_at)) "
+            "FROM batches b JOIN batch_ranges r USING (batch_id)"
+        ).fetchone()
+    covered, batches, all_done, seconds = row
+    if covered != n or not all_done:
+        return None
+    return float(seconds), int(batches)
+
+
+def run(quick: bool = False) -> dict:
+    from proofs.anchor import AnchorRegistry
+
+    nodes = 60 if quick else 400
+    workdir = Path(tempfile.mkdtemp(prefix="rda-bench-scale-"))
+    broker = start_broker(workdir / "broker")
+    anvil = start_anvil(free_port(), workdir / "anvil")
+    try:
+        messages = generate(nodes, 120, 1, 1_764_000_000_000, 11)
+        n = produce(broker.bootstrap, TOPIC, messages).messages
+        raw_s = min(_raw_consume(broker.bootstrap, TOPIC, n) for _ in range(3))
+        raw = rate(n, raw_s)
+        cases = {}
+        for workers in (1, 2):
+            registry = AnchorRegistry.deploy(connect(ChainConfig("anvil", port=anvil.port)))
+            seconds, batches = _drain(
+                broker.bootstrap, anvil.rpc_url, registry.address, workdir, workers, n
+            )
+            per_process = rate(n, seconds) / workers
+            cases[workers] = {
+                "rows_per_s": round(rate(n, seconds)),
+                "batches": batches,
+                "per_process_ratio": round(per_process / raw, 3),
+            }
+    finally:
+        anvil.stop()
+        stop_broker(workdir / "broker")
+        shutil.rmtree(workdir, ignore_errors=True)
+    one, two = cases[1], cases[2]
+    return {
+        "name": "scale_out",
+        "records": n,
+        "raw_consume_rows_per_s": round(raw),
+        "one_process": one,
+        "two_processes": two,
+        "speedup_2_over_1": round(two["rows_per_s"] / one["rows_per_s"], 3),
+        "summary": f"{n} records, raw kafka-python loop {raw:,.0f} rows/s; 1 process "
+        f"{one['rows_per_s']:,} rows/s = {one['per_process_ratio']:.2f}x raw; 2 processes "
+        f"{two['rows_per_s']:,} rows/s = {two['per_process_ratio']:.2f}x raw per process "
+        f"({two['rows_per_s'] / one['rows_per_s']:.2f}x one process)",
+    }

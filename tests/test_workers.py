@@ -1,0 +1,159 @@
+"""What several workers on one data directory rely on: the writer lock, liveness, the journal's
+planned ends, and consumer-group membership on the real broker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from run_helpers import wait_for
+
+from cli.workers import Heartbeat, is_alive, this_worker
+from infra.producer import ensure_topic
+from pipelines.kafka_group import GroupMember
+from sinks.catalog import Catalog
+from sinks.layout import DataLayout
+from sinks.writer_lock import WriterBusy, writer_lock
+
+HOLD_LOCK = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def hold_lock_in_another_process(layout: DataLayout) -> subprocess.Popen:
+    layout.root.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(layout.root / "writer.lock")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_the_writer_lock_keeps_a_second_process_out(tmp_path):
+    layout = DataLayout(tmp_path / "data")
+    holder = hold_lock_in_another_process(layout)
+    try:
+        with pytest.raises(WriterBusy, match=r"writer\.lock"), writer_lock(layout, wait_s=0.3):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_the_writer_lock_of_a_killed_process_is_free_at_once(tmp_path):
+    layout = DataLayout(tmp_path / "data")
+    holder = hold_lock_in_another_process(layout)
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    with writer_lock(layout, wait_s=1):  # the kernel released it with the process
+        pass
+
+
+def test_this_worker_is_alive_and_a_finished_process_is_not(tmp_path):
+    assert is_alive(this_worker(), tmp_path)
+    child = subprocess.Popen(
+        [sys.executable, "-c", "from cli.workers import this_worker; print(this_worker())"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    gone = child.communicate()[0].strip()
+    assert gone.split("/")[1] == str(child.pid)
+    assert not is_alive(gone, tmp_path)
+
+
+def test_a_recycled_pid_is_not_mistaken_for_the_worker_that_had_it(tmp_path):
+    host, pid, ticks = this_worker().split("/")
+    assert not is_alive(f"{host}/{pid}/{int(ticks) + 1}", tmp_path)
+
+
+def test_an_unowned_batch_has_no_live_worker(tmp_path):
+    assert not is_alive(None, tmp_path)
+
+
+def test_a_worker_elsewhere_is_alive_while_its_heartbeat_is_fresh(tmp_path):
+    remote = "another-host.example/4242/123"
+    assert socket.gethostname() != "another-host.example"
+    assert not is_alive(remote, tmp_path)  # never seen
+    with Heartbeat(tmp_path, remote, lease_s=60) as beat:
+        assert is_alive(remote, tmp_path, lease_s=60)
+        stale = time.time() - 61
+        os.utime(beat.path, (stale, stale))
+        assert not is_alive(remote, tmp_path, lease_s=60)
+    assert not beat.path.exists()  # a clean stop removes it
+
+
+def test_the_journal_knows_how_far_each_partition_is_planned(tmp_path):
+    layout = DataLayout(tmp_path / "data")
+    with Catalog(layout) as catalog:
+        for batch_id, ranges in ((1, [(0, 0, 40)]), (2, [(1, 0, 25), (0, 40, 55)])):
+            plan = {"ranges": [{"partition": p, "start": s, "end": e} for p, s, e in ranges]}
+            catalog.record_plan(batch_id, "t", plan, owner="w")
+        catalog.record_plan(3, "other", {"ranges": [{"partition": 0, "start": 0, "end": 9}]})
+        assert catalog.journal_ends("t") == {0: 55, 1: 25}
+        assert catalog.batch(2)["owner"] == "w"
+        assert catalog.batch(3)["owner"] is None
+
+
+def test_a_catalog_from_before_the_range_index_is_indexed_when_opened(tmp_path):
+    layout = DataLayout(tmp_path / "data")
+    with Catalog(layout) as catalog:
+        plan = {"ranges": [{"partition": 2, "start": 10, "end": 30}]}
+        catalog.record_plan(1, "t", plan)
+        catalog.db.execute("DELETE FROM batch_ranges")  # as an older version left it
+    with Catalog(layout) as catalog:
+        assert catalog.journal_ends("t") == {2: 30}
+
+
+def test_two_group_members_split_a_topic_and_one_gets_all_when_the_other_leaves(broker, topic):
+    ensure_topic(broker.bootstrap, topic, 4)
+    group = f"members-{topic}"
+    first = GroupMember(broker.bootstrap, group, [topic], session_timeout_ms=6000)
+    second = None
+    try:
+        assert first.wait_for_assignment(timeout_s=30)
+        assert first.partitions(topic) == {0, 1, 2, 3}
+        second = GroupMember(broker.bootstrap, group, [topic], session_timeout_ms=6000)
+
+        def split() -> bool:
+            first.poll(100)
+            second.poll(100)
+            mine, theirs = first.partitions(topic), second.partitions(topic)
+            return len(mine) == len(theirs) == 2 and mine | theirs == {0, 1, 2, 3}
+
+        wait_for(split, 60, "the group to split the partitions", interval=0)
+        first.commit(topic, dict.fromkeys(first.partitions(topic), 7))  # with its generation
+        second.close()
+        second = None
+        wait_for(lambda: first.poll(100) or first.partitions(topic) == {0, 1, 2, 3}, 60, "all")
+    finally:
+        first.close()
+        if second is not None:
+            second.close()
+
+
+def test_rda_run_refuses_to_join_a_group_on_the_embedded_chain(broker, topic, tmp_path):
+    command = [
+        sys.executable, "-m", "cli.main", "run", "--join-group", "--once", "--chain",
+        "embedded", "--bootstrap", broker.bootstrap, "--topic", topic, "--group",
+        f"embedded-{topic}", "--data-dir", str(tmp_path / "data"),
+    ]  # fmt: skip
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "RDA_STATE_DIR": str(tmp_path / "state")},
+    )
+    assert result.returncode == 2
+    assert "needs a chain the workers share" in result.stderr
