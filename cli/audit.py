@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,13 +48,12 @@ def _verify_datasets(args: argparse.Namespace) -> int:
         except FileNotFoundError as error:
             raise UserError(str(error)) from None
         verdicts.append(verdict.as_dict())
-    ok = all(v["verified"] for v in verdicts)
-    if args.json:
-        emit_json({"verified": ok, "datasets": verdicts})
-    else:
-        for v in verdicts:
-            _print(f"{v['dataset']} @ {v['tree_size']} rows, root {v['root']}", v)
-    return 0 if ok else 1
+    return _report(
+        args,
+        "datasets",
+        verdicts,
+        lambda v: f"{v['dataset']} @ {v['tree_size']} rows, root {v['root']}",
+    )
 
 
 def _selected_datasets(args: argparse.Namespace):
@@ -215,13 +215,9 @@ def _verify_bundles(args: argparse.Namespace) -> int:
         verdict["bundle"] = str(path)
         verdict["leaf_index"] = bundle.get("leaf_index") if isinstance(bundle, dict) else None
         verdicts.append(verdict)
-    ok = all(v["verified"] for v in verdicts)
-    if args.json:
-        emit_json({"verified": ok, "bundles": verdicts})
-    else:
-        for verdict in verdicts:
-            _print(f"{Path(verdict['bundle']).name} (leaf {verdict['leaf_index']})", verdict)
-    return 0 if ok else 1
+    return _report(
+        args, "bundles", verdicts, lambda v: f"{Path(v['bundle']).name} (leaf {v['leaf_index']})"
+    )
 
 
 def _bundle_files(target: Path) -> list[Path]:
@@ -277,12 +273,28 @@ def _verify_histories(args: argparse.Namespace) -> int:
             verdicts.append(verify_history(layout.dataset_dir(dataset), lookup, why_not).as_dict())
         except FileNotFoundError as error:
             raise UserError(str(error)) from None
+    return _report(
+        args, "histories", verdicts, lambda v: f"history of {v['log']} up to {v['tree_size']} rows"
+    )
+
+
+# -- verdicts -----------------------------------------------------------------------------------
+
+
+def _report(
+    args: argparse.Namespace,
+    kind: str,
+    verdicts: list[dict[str, Any]],
+    title: Callable[[dict[str, Any]], str],
+) -> int:
+    """Every verdict as one JSON object (``--json``) or printed with its checks; exit 0 only
+    when all verified."""
     ok = all(v["verified"] for v in verdicts)
     if args.json:
-        emit_json({"verified": ok, "histories": verdicts})
+        emit_json({"verified": ok, kind: verdicts})
     else:
         for verdict in verdicts:
-            _print(f"history of {verdict['log']} up to {verdict['tree_size']} rows", verdict)
+            _print(title(verdict), verdict)
     return 0 if ok else 1
 
 

@@ -19,7 +19,8 @@ from typing import Any
 
 from proofs.jcs import canonicalize
 from proofs.log import DatasetLog, LogRef
-from proofs.merkle import HASH_SIZE, leaf_hash, verify_inclusion
+from proofs.merkle import HASH_SIZE, leaf_hash
+from proofs.merkle_verify import verify_inclusion
 from proofs.verify import AnchorLookup, Check, Verdict
 
 BUNDLE_VERSION = 1

@@ -15,7 +15,7 @@ from typing import Any
 
 from proofs.log import DatasetLog, LogRef
 from proofs.manifest import all_manifests, load_manifest
-from proofs.merkle import verify_consistency
+from proofs.merkle_verify import verify_consistency
 from proofs.verify import AnchorLookup, Check, Verdict
 
 

@@ -32,13 +32,8 @@ from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
 
-from proofs.merkle import (
-    HASH_SIZE,
-    MerkleFrontier,
-    consistency_path,
-    inclusion_path,
-    node_hash,
-)
+from proofs.merkle import HASH_SIZE, MerkleFrontier, node_hash
+from proofs.merkle_proofs import consistency_path, inclusion_path
 
 
 @dataclass(frozen=True)

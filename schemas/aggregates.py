@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from schemas.fields import cell_id, event_time
 from schemas.model import Field, TelemetrySchema
 
 SESSION_COUNTS_DP_V1 = TelemetrySchema(
@@ -17,21 +18,8 @@ SESSION_COUNTS_DP_V1 = TelemetrySchema(
     ),
     natural_key=("cell_id", "hour", "source_partition", "source_offset"),
     fields=(
-        Field(
-            "cell_id",
-            pa.int64(),
-            "Serving cell (28-bit ECI)",
-            required=True,
-            minimum=0,
-            maximum=(1 << 28) - 1,
-        ),
-        Field(
-            "hour",
-            pa.timestamp("us", tz="UTC"),
-            "Hour in which the sessions started",
-            unit="UTC microseconds",
-            required=True,
-        ),
+        cell_id("Serving cell (28-bit ECI)"),
+        event_time("Hour in which the sessions started", name="hour"),
         Field(
             "noisy_subscribers",
             pa.int64(),

@@ -15,6 +15,19 @@ def event_time(description: str, name: str = "event_time") -> Field:
     return Field(name, UTC_MICROS, description, unit="UTC microseconds", required=True)
 
 
+def cell_id(description: str, privacy: Privacy = Privacy.PUBLIC) -> Field:
+    """The serving cell, as its 28-bit E-UTRAN Cell Identifier (ECI)."""
+    return Field(
+        "cell_id",
+        pa.int64(),
+        description,
+        required=True,
+        minimum=0,
+        maximum=(1 << 28) - 1,
+        privacy=privacy,
+    )
+
+
 def location(what: str, privacy: Privacy = Privacy.PUBLIC) -> tuple[Field, Field]:
     """Latitude and longitude (WGS 84) of ``what``."""
     return (

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from schemas.fields import NODE_ID, event_time, location
+from schemas.fields import NODE_ID, cell_id, event_time, location
 from schemas.model import Field, TelemetrySchema
 
 RADIO_KPI_V1 = TelemetrySchema(
@@ -19,14 +19,7 @@ RADIO_KPI_V1 = TelemetrySchema(
     fields=(
         NODE_ID,
         event_time("When the node measured the KPIs"),
-        Field(
-            "cell_id",
-            pa.int64(),
-            "E-UTRAN Cell Identifier (28-bit ECI)",
-            required=True,
-            minimum=0,
-            maximum=(1 << 28) - 1,
-        ),
+        cell_id("E-UTRAN Cell Identifier (28-bit ECI)"),
         Field("pci", pa.int32(), "Physical Cell Identity", minimum=0, maximum=503),
         Field(
             "earfcn",

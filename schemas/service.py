@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from schemas.fields import event_time, location
+from schemas.fields import cell_id, event_time, location
 from schemas.model import Field, Privacy, TelemetrySchema
 
 SPEED_TEST_V1 = TelemetrySchema(
@@ -83,15 +83,7 @@ SUBSCRIBER_SESSION_V1 = TelemetrySchema(
         ),
         Field("mac", pa.string(), "Device MAC address (Wi-Fi offload)", privacy=Privacy.IDENTIFIER),
         Field("node_id", pa.string(), "Node serving the session", required=True),
-        Field(
-            "cell_id",
-            pa.int64(),
-            "Serving cell (28-bit ECI)",
-            required=True,
-            minimum=0,
-            maximum=(1 << 28) - 1,
-            privacy=Privacy.QUASI_IDENTIFIER,
-        ),
+        cell_id("Serving cell (28-bit ECI)", Privacy.QUASI_IDENTIFIER),
         Field(
             "session_start",
             pa.timestamp("us", tz="UTC"),

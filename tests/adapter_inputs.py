@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import pyarrow as pa
+from hypothesis import strategies as st
 
 from pipelines.standardize import standardize
 from schemas.adapters import adapter_for
 from schemas.records import RAW_RECORD_SCHEMA
 
 INGEST_MS = 1_764_032_524_000
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+"""Any JSON value (small): what a field of a hostile or broken report may hold."""
 
 
 def raw(*values: bytes | None, wire_format: str | None = None) -> pa.RecordBatch:
@@ -37,6 +47,20 @@ def reasons(wire_format: str, *values: bytes | None) -> list[str]:
 def messages(wire_format: str, *values: bytes | None) -> list[str]:
     result = standardize(raw(*values, wire_format=wire_format), adapter_for(wire_format))
     return result.quarantined.column("reason").to_pylist()
+
+
+def both_paths(wire_format: str, *values: bytes | None) -> tuple:
+    """(published rows, quarantine) with the adapter's Arrow bulk path, and with every message
+    one by one: the two must agree."""
+    outcomes = []
+    for bulk in (True, False):
+        adapter = adapter_for(wire_format)
+        adapter.bulk = bulk
+        result = standardize(raw(*values, wire_format=wire_format), adapter)
+        rows = {ds: batch.to_pylist() for ds, batch in result.published.items()}
+        quarantined = result.quarantined.select(["offset", "reason_code", "reason"]).to_pylist()
+        outcomes.append((rows, quarantined))
+    return tuple(outcomes)
 
 
 def published(wire_format: str, *values: bytes | None) -> dict[str, list[dict]]:

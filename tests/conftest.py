@@ -16,6 +16,8 @@ from infra.producer import ProduceReport, produce
 from infra.tools import free_port
 from proofs.anchor import AnchorRegistry
 
+pytest_plugins = ["market_support"]  # the marketplace tests' demo data and server
+
 START_MS = 1_764_000_000_000  # 2025-11-24T16:00:00Z: fixed, so fixtures are reproducible
 _topic_numbers = itertools.count(1)
 

@@ -1,4 +1,5 @@
-"""Shared set-up for the marketplace tests: one real demo data directory per test session.
+"""Shared set-up for the marketplace tests: one real demo data directory per test session and
+one marketplace server per test module, loaded as a pytest plugin by ``conftest.py``.
 
 The demo runs the whole pipeline (real broker, Beam, Parquet, DuckDB catalog, anchors on the
 in-process EVM), so the marketplace is tested on exactly what the pipeline publishes.
@@ -10,37 +11,54 @@ import http.client
 import itertools
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from market.http import MarketServer, start_server
+from market.sandbox import Limits
+from market.service import Marketplace
 from market.store import MarketStore, market_path
 
-_demo: dict[str, Path] = {}
 _names = itertools.count(1)
 
 
-def shared_demo(factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data directory produced by ``rda demo`` (12 nodes, 60 s, two anchored waves)."""
-    if "data" not in _demo:
-        from cli.demo import DemoOptions, run_demo
+    from cli.demo import DemoOptions, run_demo
 
-        root = factory.mktemp("market-demo")
-        previous = os.environ.get("RDA_STATE_DIR")
-        os.environ["RDA_STATE_DIR"] = str(root / "state")
-        try:
-            summary = run_demo(
-                DemoOptions(data_dir=root / "data", nodes=12, duration_s=60, quiet=True)
-            )
-        finally:
-            if previous is None:
-                os.environ.pop("RDA_STATE_DIR", None)
-            else:
-                os.environ["RDA_STATE_DIR"] = previous
-        assert summary["verified"] is True
-        _demo["data"] = root / "data"
-    return _demo["data"]
+    root = tmp_path_factory.mktemp("market-demo")
+    previous = os.environ.get("RDA_STATE_DIR")
+    os.environ["RDA_STATE_DIR"] = str(root / "state")
+    try:
+        summary = run_demo(DemoOptions(data_dir=root / "data", nodes=12, duration_s=60, quiet=True))
+    finally:
+        if previous is None:
+            os.environ.pop("RDA_STATE_DIR", None)
+        else:
+            os.environ["RDA_STATE_DIR"] = previous
+    assert summary["verified"] is True
+    return root / "data"
+
+
+@pytest.fixture(scope="module")
+def market_limits() -> Limits | None:
+    """The sandbox limits of the module's server (the service's defaults unless overridden)."""
+    return None
+
+
+@pytest.fixture(scope="module")
+def server(demo_dir: Path, market_limits: Limits | None) -> Iterator[MarketServer]:
+    """The marketplace HTTP API and page over the demo data, on a free loopback port."""
+    market = Marketplace(demo_dir, market_limits)
+    running = start_server(market)
+    yield running
+    running.shutdown()
+    running.server_close()
+    market.close()
 
 
 def new_buyer(data_dir: Path, *datasets: str) -> tuple[str, str]:

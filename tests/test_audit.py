@@ -24,6 +24,7 @@ from proofs.manifest import (
     all_manifests,
     build_manifest,
     load_manifest,
+    signature_path,
     table_schema,
     write_manifest,
 )
@@ -53,6 +54,13 @@ def rewrite(path, table):
     pq.write_table(table, path)
 
 
+def tamper_rows(dataset_dir, batch, change, chain):
+    """Rewrite ``data/<batch>.parquet`` as ``change(table)``; return the first failed check."""
+    path = dataset_dir / "data" / f"{batch}.parquet"
+    rewrite(path, change(pq.read_table(path)))
+    return first_failure(verify_dataset(dataset_dir, anchor_lookup=chain.lookup))
+
+
 # -- whole dataset ------------------------------------------------------------------------------
 
 
@@ -70,52 +78,49 @@ def test_an_untouched_dataset_verifies_every_check(published, chain):
 
 
 def test_a_changed_value_is_caught_and_the_row_named(published, chain):
+    def change_row_7(table):
+        values = table.column("rsrp_dbm").to_pylist()
+        values[7] = -60.0
+        return table.set_column(2, "rsrp_dbm", pa.array(values))
+
     dataset_dir, _ = published
-    path = dataset_dir / "data" / "batch-0001.parquet"
-    table = pq.read_table(path)
-    values = table.column("rsrp_dbm").to_pylist()
-    values[7] = -60.0
-    rewrite(path, table.set_column(2, "rsrp_dbm", pa.array(values)))
-    name, detail = first_failure(verify_dataset(dataset_dir, anchor_lookup=chain.lookup))
-    assert name == "files"
-    assert detail == (
+    assert tamper_rows(dataset_dir, "batch-0001", change_row_7, chain) == (
+        "files",
         "data/batch-0001.parquet: SHA-256 differs from the manifest; "
-        "row 7 (leaf 37) differs from the committed leaf"
+        "row 7 (leaf 37) differs from the committed leaf",
     )
 
 
 def test_a_deleted_row_is_caught(published, chain):
+    def delete_row_4(table):
+        return pa.concat_tables([table.slice(0, 4), table.slice(5)])
+
     dataset_dir, _ = published
-    path = dataset_dir / "data" / "batch-0000.parquet"
-    table = pq.read_table(path)
-    rewrite(path, pa.concat_tables([table.slice(0, 4), table.slice(5)]))
-    name, detail = first_failure(verify_dataset(dataset_dir, anchor_lookup=chain.lookup))
-    assert (name, detail) == (
+    assert tamper_rows(dataset_dir, "batch-0000", delete_row_4, chain) == (
         "files",
         "data/batch-0000.parquet: SHA-256 differs from the manifest (29 rows, manifest says 30)",
     )
 
 
 def test_an_inserted_row_is_caught(published, chain):
+    def insert_a_row_at_2(table):
+        return pa.concat_tables([table.slice(0, 2), rows(999, 1), table.slice(2)])
+
     dataset_dir, _ = published
-    path = dataset_dir / "data" / "batch-0001.parquet"
-    table = pq.read_table(path)
-    rewrite(path, pa.concat_tables([table.slice(0, 2), rows(999, 1), table.slice(2)]))
-    name, detail = first_failure(verify_dataset(dataset_dir, anchor_lookup=chain.lookup))
-    assert (name, detail) == (
+    assert tamper_rows(dataset_dir, "batch-0001", insert_a_row_at_2, chain) == (
         "files",
         "data/batch-0001.parquet: SHA-256 differs from the manifest (21 rows, manifest says 20)",
     )
 
 
 def test_reordered_rows_are_caught_at_the_first_moved_row(published, chain):
+    def swap_rows_3_and_4(table):
+        order = list(range(table.num_rows))
+        order[3], order[4] = order[4], order[3]
+        return table.take(order)
+
     dataset_dir, _ = published
-    path = dataset_dir / "data" / "batch-0000.parquet"
-    table = pq.read_table(path)
-    order = list(range(30))
-    order[3], order[4] = order[4], order[3]
-    rewrite(path, table.take(order))
-    name, detail = first_failure(verify_dataset(dataset_dir, anchor_lookup=chain.lookup))
+    name, detail = tamper_rows(dataset_dir, "batch-0000", swap_rows_3_and_4, chain)
     assert name == "files"
     assert detail.endswith("row 3 (leaf 3) differs from the committed leaf")
 
@@ -158,7 +163,7 @@ def test_a_signature_by_another_key_is_caught(published, tmp_path):
     dataset_dir, _ = published
     manifest_file = all_manifests(dataset_dir)[-1]
     stranger = publisher_key(tmp_path / "stranger")
-    signature = manifest_file.with_name(manifest_file.name.replace(".json", ".sig.json"))
+    signature = signature_path(manifest_file)
     signature.write_text(json.dumps(stranger.sign(manifest_file.read_bytes())))
     assert first_failure(verify_dataset(dataset_dir)) == (
         "signature",
@@ -180,7 +185,7 @@ def test_an_auditor_can_pin_the_publisher_key(published, tmp_path):
 def test_a_corrupted_signature_is_caught(published):
     dataset_dir, _ = published
     manifest_file = all_manifests(dataset_dir)[-1]
-    path = manifest_file.with_name(manifest_file.name.replace(".json", ".sig.json"))
+    path = signature_path(manifest_file)
     signature = json.loads(path.read_text())
     signature["signature"] = ("00" if signature["signature"][:2] != "00" else "11") + signature[
         "signature"
@@ -195,7 +200,7 @@ def test_a_corrupted_signature_is_caught(published):
 def test_a_missing_signature_is_caught(published):
     dataset_dir, _ = published
     manifest_file = all_manifests(dataset_dir)[-1]
-    manifest_file.with_name(manifest_file.name.replace(".json", ".sig.json")).unlink()
+    signature_path(manifest_file).unlink()
     name, detail = first_failure(verify_dataset(dataset_dir))
     assert name == "signature" and detail.startswith("no signature beside the manifest")
 
@@ -235,7 +240,7 @@ def test_manifests_are_data_packages_with_signed_publisher_and_byte_identical_on
     assert manifest["publisher"]["key_id"] == key.key_id
     published_key = json.loads((dataset_dir.parent / "publisher.json").read_text())
     assert published_key == key.describe()
-    signature_file = manifest_file.with_name(manifest_file.name.replace(".json", ".sig.json"))
+    signature_file = signature_path(manifest_file)
     before = manifest_file.read_bytes(), signature_file.read_bytes()
     write_manifest(dataset_dir, manifest, key)  # a redo after a crash
     assert (manifest_file.read_bytes(), signature_file.read_bytes()) == before

@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 from proofs.bundle import build_bundles, verify_bundle
 from proofs.jcs import canonicalize
 from proofs.log import DatasetLog
-from proofs.merkle import inclusion_proof, leaf_hash, root, verify_inclusion
+from proofs.merkle import leaf_hash, root
+from proofs.merkle_proofs import inclusion_proof
+from proofs.merkle_verify import verify_inclusion
 
 json_values = st.one_of(
     st.none(),

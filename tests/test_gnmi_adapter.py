@@ -8,12 +8,10 @@ import datetime as dt
 import json
 
 import pyarrow as pa
-from adapter_inputs import messages, published, raw, reasons
+from adapter_inputs import both_paths, messages, published, reasons
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.standardize import standardize
-from schemas.adapters import GnmiJsonAdapter
 from schemas.adapters.gnmi import _BULK_LEAVES, _SLOTS
 from schemas.adapters.gnmi_bulk import bulk_rows
 
@@ -216,19 +214,6 @@ def test_sql_and_control_characters_in_text_are_published_verbatim():
     assert published(GNMI, encode(notification))[RADIO][0]["node_id"] == node
 
 
-def both_paths(*values: bytes | None) -> tuple:
-    """(published rows, reasons) with the Arrow bulk path, and with every message one by one."""
-    outcomes = []
-    for bulk in (True, False):
-        adapter = GnmiJsonAdapter()
-        adapter.bulk = bulk
-        result = standardize(raw(*values, wire_format=GNMI), adapter)
-        rows = {ds: batch.to_pylist() for ds, batch in result.published.items()}
-        quarantined = result.quarantined.select(["offset", "reason_code", "reason"]).to_pylist()
-        outcomes.append((rows, quarantined))
-    return tuple(outcomes)
-
-
 def canonical(**members) -> dict:
     """NOTIFICATION as proto3 JSON writes it (64-bit integers as strings, no deprecated
     decimalVal), with ``members``."""
@@ -262,7 +247,7 @@ def test_the_bulk_path_and_the_message_path_agree_on_a_mixed_batch():
     )
     found, _ = bulk_rows(pa.array(values, pa.binary()), _BULK_LEAVES, _SLOTS)
     assert found.positions.to_pylist() == [0, 4, 9]  # the rest go message by message
-    bulk, one_by_one = both_paths(*values)
+    bulk, one_by_one = both_paths(GNMI, *values)
     assert bulk == one_by_one
     assert [q["offset"] for q in bulk[1]] == [101, 102, 103, 106, 107, 108]
 
@@ -291,5 +276,5 @@ def test_the_bulk_path_agrees_with_the_message_path_on_any_values(updates, secon
             typed = float(typed)
         notification["update"].append(update(name, {kind: typed}))
     value = subscribe_response(notification)
-    bulk, one_by_one = both_paths(subscribe_response(canonical()), value)
+    bulk, one_by_one = both_paths(GNMI, subscribe_response(canonical()), value)
     assert bulk == one_by_one

@@ -13,12 +13,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from proofs.jcs import canonicalize
-from proofs.leaves import (
-    LeafEncodingError,
-    leaf_bytes_for_batch,
-    leaf_hashes_for_batch,
-    row_to_jcs_value,
-)
+from proofs.leaf_rules import LeafEncodingError
+from proofs.leaves import leaf_bytes_for_batch, leaf_hashes_for_batch, row_to_jcs_value
 
 T0 = 1_795_568_523  # 2026-11-25T01:02:03Z
 D0 = 20_782  # 2026-11-25

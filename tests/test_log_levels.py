@@ -1,7 +1,7 @@
 """The on-disk log's stored levels give the same roots and proofs as the in-memory functions.
 
 Proofs are read from the stored complete nodes (O(log n) reads) and must equal
-``proofs.merkle``'s, computed from all leaves, for every tree size the log has had.
+``proofs.merkle_proofs``', computed from all leaves, for every tree size the log has had.
 """
 
 from __future__ import annotations
@@ -14,14 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proofs.log import DatasetLog, LogRef
-from proofs.merkle import (
-    EMPTY_ROOT,
-    consistency_proof,
-    inclusion_proof,
-    leaf_hash,
-    root,
-    verify_inclusion,
-)
+from proofs.merkle import EMPTY_ROOT, leaf_hash, root
+from proofs.merkle_proofs import consistency_proof, inclusion_proof
+from proofs.merkle_verify import verify_inclusion
 
 
 def leaves(count: int, salt: int = 0) -> list[bytes]:

@@ -15,11 +15,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-from market_support import Client, new_buyer, shared_demo
+from market_support import Client, new_buyer
 
 from market.assets import load_assets
-from market.http import start_server
-from market.service import Marketplace
 from market.store import MarketStore, market_path
 from proofs.bundle import verify_bundle
 
@@ -33,21 +31,6 @@ ENDPOINTS = [
     ("POST", "/api/query"),
     ("GET", "/api/nowhere"),
 ]
-
-
-@pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return shared_demo(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def server(demo_dir: Path):
-    market = Marketplace(demo_dir)
-    running = start_server(market)
-    yield running
-    running.shutdown()
-    running.server_close()
-    market.close()
 
 
 @pytest.fixture

@@ -11,14 +11,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from market_support import shared_demo
 
 from infra.tools import free_port, port_open, wait_until
-
-
-@pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return shared_demo(tmp_path_factory)
 
 
 def rda(*args: str, cwd: Path | None = None, env: dict | None = None):

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 
 import duckdb
 import h3
 import pyarrow.parquet as pq
 import pytest
-from market_support import shared_demo
 
 from market.assets import load_assets, read_quality_report
 from market.export import croissant, data_package
@@ -20,11 +18,6 @@ from market.store import Terms
 from sinks.catalog import open_catalog
 
 TERMS = Terms("CC-BY-4.0", 25.0, "Radio KPIs")
-
-
-@pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return shared_demo(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from market_support import new_buyer, shared_demo
+from market_support import new_buyer
 
 from infra.tools import REPO_ROOT, ensure_chromium
 from market.assets import load_assets
-from market.http import start_server
 from market.proving import bundles_for
-from market.service import Marketplace
 from proofs.jcs import canonicalize
 from proofs.leaves import row_to_jcs_value
 
@@ -34,21 +32,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 TIMEOUT_MS = 20_000
-
-
-@pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return shared_demo(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def server(demo_dir: Path):
-    market = Marketplace(demo_dir)
-    running = start_server(market)
-    yield running
-    running.shutdown()
-    running.server_close()
-    market.close()
 
 
 @pytest.fixture(scope="module")

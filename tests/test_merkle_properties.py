@@ -1,4 +1,5 @@
-"""Properties of proofs.merkle, checked against a literal transcription of RFC 9162 2.1.
+"""Properties of proofs.merkle, merkle_proofs and merkle_verify, checked against a literal
+transcription of RFC 9162 2.1.
 
 Decided and tested here: a consistency proof from size 0 is the empty proof, and it verifies
 only with ``old_root == EMPTY_ROOT`` (every tree extends the empty tree; the RFC defines
@@ -19,18 +20,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proofs.merkle import (
-    EMPTY_ROOT,
-    MerkleFrontier,
-    consistency_proof,
-    inclusion_proof,
-    leaf_hash,
-    leaf_hashes,
-    node_hash,
-    root,
-    verify_consistency,
-    verify_inclusion,
-)
+from proofs.merkle import EMPTY_ROOT, MerkleFrontier, leaf_hash, leaf_hashes, node_hash, root
+from proofs.merkle_proofs import consistency_proof, inclusion_proof
+from proofs.merkle_verify import verify_consistency, verify_inclusion
 
 # -- RFC 9162 2.1, transcribed literally (recursive, slices) -----------------------------------
 
@@ -91,6 +83,24 @@ def flip(value: bytes, bit: int) -> bytes:
 sizes = st.integers(min_value=1, max_value=300)
 salts = st.integers(min_value=0, max_value=2**32)
 
+Case = tuple[list[bytes], int, list[bytes]]
+
+
+@st.composite
+def inclusion_cases(draw: st.DrawFn, min_size: int = 1) -> Case:
+    """A tree of distinct leaves, one leaf's index and that leaf's inclusion proof."""
+    leaves = tree(draw(st.integers(min_size, 300)), draw(salts))
+    index = draw(st.integers(0, len(leaves) - 1))
+    return leaves, index, inclusion_proof(leaves, index)
+
+
+@st.composite
+def consistency_cases(draw: st.DrawFn) -> Case:
+    """A tree of at least two distinct leaves, an old size between and the proof from it."""
+    leaves = tree(draw(st.integers(2, 300)), draw(salts))
+    old = draw(st.integers(1, len(leaves) - 1))
+    return leaves, old, consistency_proof(leaves, old)
+
 
 # -- agreement with the RFC text ----------------------------------------------------------------
 
@@ -133,45 +143,35 @@ def test_every_leaf_inclusion_proof_verifies(size: int, salt: int) -> None:
         assert verify_inclusion(leaf, index, size, inclusion_proof(leaves, index), top)
 
 
-@given(size=sizes, salt=salts, data=st.data())
-def test_inclusion_fails_for_another_leaf(size: int, salt: int, data: st.DataObject) -> None:
-    leaves = tree(size, salt)
-    index = data.draw(st.integers(0, size - 1))
-    proof = inclusion_proof(leaves, index)
+@given(inclusion_cases())
+def test_inclusion_fails_for_another_leaf(case: Case) -> None:
+    leaves, index, proof = case
     other = leaf_hash(b"not in the tree")
-    assert not verify_inclusion(other, index, size, proof, root(leaves))
+    assert not verify_inclusion(other, index, len(leaves), proof, root(leaves))
 
 
-@given(size=st.integers(2, 300), salt=salts, data=st.data())
-def test_inclusion_fails_for_any_changed_path_element(
-    size: int, salt: int, data: st.DataObject
-) -> None:
-    leaves = tree(size, salt)
-    index = data.draw(st.integers(0, size - 1))
-    proof = inclusion_proof(leaves, index)
+@given(inclusion_cases(min_size=2), st.data())
+def test_inclusion_fails_for_any_changed_path_element(case: Case, data: st.DataObject) -> None:
+    leaves, index, proof = case
     position = data.draw(st.integers(0, len(proof) - 1))
-    bit = data.draw(st.integers(0, 7))
-    proof[position] = flip(proof[position], bit)
-    assert not verify_inclusion(leaves[index], index, size, proof, root(leaves))
+    proof[position] = flip(proof[position], data.draw(st.integers(0, 7)))
+    assert not verify_inclusion(leaves[index], index, len(leaves), proof, root(leaves))
 
 
-@given(size=st.integers(2, 300), salt=salts, data=st.data())
-def test_inclusion_fails_at_another_index(size: int, salt: int, data: st.DataObject) -> None:
-    leaves = tree(size, salt)
-    index = data.draw(st.integers(0, size - 1))
-    other = data.draw(st.integers(0, size - 1).filter(lambda i: i != index))
-    proof = inclusion_proof(leaves, index)
-    assert not verify_inclusion(leaves[index], other, size, proof, root(leaves))
+@given(inclusion_cases(min_size=2), st.data())
+def test_inclusion_fails_at_another_index(case: Case, data: st.DataObject) -> None:
+    leaves, index, proof = case
+    other = data.draw(st.integers(0, len(leaves) - 1).filter(lambda i: i != index))
+    assert not verify_inclusion(leaves[index], other, len(leaves), proof, root(leaves))
 
 
-@given(size=sizes, salt=salts, data=st.data())
+@given(inclusion_cases(), st.data())
 def test_inclusion_at_another_size_verifies_only_for_the_same_path_shape(
-    size: int, salt: int, data: st.DataObject
+    case: Case, data: st.DataObject
 ) -> None:
-    leaves = tree(size, salt)
-    index = data.draw(st.integers(0, size - 1))
+    leaves, index, proof = case
+    size = len(leaves)
     other_size = data.draw(st.integers(0, 2 * size + 2).filter(lambda n: n != size))
-    proof = inclusion_proof(leaves, index)
     accepted = verify_inclusion(leaves[index], index, other_size, proof, root(leaves))
     same_shape = index < other_size and ref_inclusion_shape(
         index, other_size
@@ -186,25 +186,19 @@ def test_inclusion_proof_does_not_bind_the_tree_size_by_itself() -> None:
     assert accepted == [5, 6, 7, 8]
 
 
-@given(size=sizes, salt=salts, data=st.data())
-def test_inclusion_fails_against_another_root(size: int, salt: int, data: st.DataObject) -> None:
-    leaves = tree(size, salt)
-    index = data.draw(st.integers(0, size - 1))
-    proof = inclusion_proof(leaves, index)
-    bad_root = flip(root(leaves), data.draw(st.integers(0, 7)))
-    assert not verify_inclusion(leaves[index], index, size, proof, bad_root)
+@given(inclusion_cases(), st.integers(0, 7))
+def test_inclusion_fails_against_another_root(case: Case, bit: int) -> None:
+    leaves, index, proof = case
+    bad_root = flip(root(leaves), bit)
+    assert not verify_inclusion(leaves[index], index, len(leaves), proof, bad_root)
 
 
-@given(size=st.integers(2, 300), salt=salts, data=st.data())
-def test_inclusion_fails_with_an_element_added_or_removed(
-    size: int, salt: int, data: st.DataObject
-) -> None:
-    leaves = tree(size, salt)
-    index = data.draw(st.integers(0, size - 1))
-    proof = inclusion_proof(leaves, index)
+@given(inclusion_cases(min_size=2))
+def test_inclusion_fails_with_an_element_added_or_removed(case: Case) -> None:
+    leaves, index, proof = case
     top = root(leaves)
-    assert not verify_inclusion(leaves[index], index, size, proof[:-1], top)
-    assert not verify_inclusion(leaves[index], index, size, [*proof, top], top)
+    assert not verify_inclusion(leaves[index], index, len(leaves), proof[:-1], top)
+    assert not verify_inclusion(leaves[index], index, len(leaves), [*proof, top], top)
 
 
 # -- consistency --------------------------------------------------------------------------------
@@ -237,62 +231,46 @@ def test_consistency_between_equal_sizes_is_empty(size: int, salt: int) -> None:
     assert verify_consistency(size, size, root(leaves), root(leaves), [])
 
 
-@given(size=st.integers(2, 300), salt=salts, data=st.data())
-def test_consistency_fails_for_any_changed_path_element(
-    size: int, salt: int, data: st.DataObject
-) -> None:
-    leaves = tree(size, salt)
-    old = data.draw(st.integers(1, size - 1))
-    proof = consistency_proof(leaves, old)
+@given(consistency_cases(), st.data())
+def test_consistency_fails_for_any_changed_path_element(case: Case, data: st.DataObject) -> None:
+    leaves, old, proof = case
     position = data.draw(st.integers(0, len(proof) - 1))
     proof[position] = flip(proof[position], data.draw(st.integers(0, 7)))
-    assert not verify_consistency(old, size, root(leaves[:old]), root(leaves), proof)
+    assert not verify_consistency(old, len(leaves), root(leaves[:old]), root(leaves), proof)
 
 
-@given(size=st.integers(2, 300), salt=salts, data=st.data())
-def test_consistency_fails_for_a_changed_root(size: int, salt: int, data: st.DataObject) -> None:
-    leaves = tree(size, salt)
-    old = data.draw(st.integers(1, size - 1))
-    proof = consistency_proof(leaves, old)
-    old_root, new_root = root(leaves[:old]), root(leaves)
-    bit = data.draw(st.integers(0, 7))
+@given(consistency_cases(), st.integers(0, 7))
+def test_consistency_fails_for_a_changed_root(case: Case, bit: int) -> None:
+    leaves, old, proof = case
+    size, old_root, new_root = len(leaves), root(leaves[:old]), root(leaves)
     assert not verify_consistency(old, size, flip(old_root, bit), new_root, proof)
     assert not verify_consistency(old, size, old_root, flip(new_root, bit), proof)
 
 
-@given(size=st.integers(2, 300), salt=salts, data=st.data())
-def test_consistency_fails_when_an_old_leaf_changed(
-    size: int, salt: int, data: st.DataObject
-) -> None:
-    leaves = tree(size, salt)
-    old = data.draw(st.integers(1, size - 1))
+@given(consistency_cases(), st.data())
+def test_consistency_fails_when_an_old_leaf_changed(case: Case, data: st.DataObject) -> None:
+    leaves, old, _proof = case
     changed = data.draw(st.integers(0, old - 1))
     rewritten = list(leaves)
     rewritten[changed] = leaf_hash(b"rewritten history")
     proof = consistency_proof(rewritten, old)
-    assert not verify_consistency(old, size, root(leaves[:old]), root(rewritten), proof)
+    assert not verify_consistency(old, len(leaves), root(leaves[:old]), root(rewritten), proof)
 
 
-@given(size=st.integers(2, 300), salt=salts, data=st.data())
-def test_consistency_fails_with_an_element_added_or_removed(
-    size: int, salt: int, data: st.DataObject
-) -> None:
-    leaves = tree(size, salt)
-    old = data.draw(st.integers(1, size - 1))
-    proof = consistency_proof(leaves, old)
-    old_root, new_root = root(leaves[:old]), root(leaves)
+@given(consistency_cases())
+def test_consistency_fails_with_an_element_added_or_removed(case: Case) -> None:
+    leaves, old, proof = case
+    size, old_root, new_root = len(leaves), root(leaves[:old]), root(leaves)
     assert not verify_consistency(old, size, old_root, new_root, proof[:-1])
     assert not verify_consistency(old, size, old_root, new_root, [*proof, new_root])
     assert not verify_consistency(old, size, old_root, new_root, [old_root, *proof])
 
 
-@given(size=st.integers(2, 300), salt=salts, data=st.data())
-def test_consistency_fails_for_another_old_size(size: int, salt: int, data: st.DataObject) -> None:
-    leaves = tree(size, salt)
-    old = data.draw(st.integers(1, size - 1))
-    other = data.draw(st.integers(0, size + 1).filter(lambda m: m != old))
-    proof = consistency_proof(leaves, old)
-    assert not verify_consistency(other, size, root(leaves[:old]), root(leaves), proof)
+@given(consistency_cases(), st.data())
+def test_consistency_fails_for_another_old_size(case: Case, data: st.DataObject) -> None:
+    leaves, old, proof = case
+    other = data.draw(st.integers(0, len(leaves) + 1).filter(lambda m: m != old))
+    assert not verify_consistency(other, len(leaves), root(leaves[:old]), root(leaves), proof)
 
 
 def test_consistency_proof_does_not_bind_the_new_size_by_itself() -> None:

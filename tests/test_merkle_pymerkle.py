@@ -13,7 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pymerkle import InmemoryTree
 
-from proofs.merkle import inclusion_proof, leaf_hash, leaf_hashes, root, verify_inclusion
+from proofs.merkle import leaf_hash, leaf_hashes, root
+from proofs.merkle_proofs import inclusion_proof
+from proofs.merkle_verify import verify_inclusion
 
 
 def pymerkle_tree(entries: list[bytes]) -> InmemoryTree:

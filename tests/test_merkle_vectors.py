@@ -21,17 +21,9 @@ import hashlib
 
 import pytest
 
-from proofs.merkle import (
-    EMPTY_ROOT,
-    MerkleFrontier,
-    consistency_proof,
-    inclusion_proof,
-    leaf_hash,
-    node_hash,
-    root,
-    verify_consistency,
-    verify_inclusion,
-)
+from proofs.merkle import EMPTY_ROOT, MerkleFrontier, leaf_hash, node_hash, root
+from proofs.merkle_proofs import consistency_proof, inclusion_proof
+from proofs.merkle_verify import verify_consistency, verify_inclusion
 
 LEAF_INPUTS = [
     bytes.fromhex(h)

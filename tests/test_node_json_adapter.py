@@ -6,17 +6,19 @@ import datetime as dt
 import json
 import math
 
+import adapter_inputs
 import pyarrow as pa
+from adapter_inputs import json_values
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipelines.standardize import standardize
 from schemas.adapters import NodeJsonAdapter
 from schemas.adapters.base import MAX_MESSAGE_BYTES
-from schemas.records import RAW_RECORD_SCHEMA
 
 ADAPTER = NodeJsonAdapter()
 RADIO = "radio_kpi.v1"
+NODE_JSON = "rda.node.v1"
 GOOD = {
     "format": "rda.node.v1",
     "kind": "radio_kpi",
@@ -31,19 +33,7 @@ GOOD = {
 
 
 def raw(*values: bytes | None) -> pa.RecordBatch:
-    n = len(values)
-    return pa.RecordBatch.from_pydict(
-        {
-            "topic": ["t"] * n,
-            "partition": [2] * n,
-            "offset": list(range(100, 100 + n)),
-            "timestamp_ms": [1764032524000] * n,
-            "key": [b"an-0007"] * n,
-            "value": list(values),
-            "format": ["rda.node.v1"] * n,
-        },
-        schema=RAW_RECORD_SCHEMA,
-    )
+    return adapter_inputs.raw(*values, wire_format=NODE_JSON)
 
 
 def encode(report: dict) -> bytes:
@@ -67,8 +57,7 @@ _DELETE = object()
 
 
 def reasons(*values: bytes | None) -> list[str]:
-    result = standardize(raw(*values), ADAPTER)
-    return result.quarantined.column("reason_code").to_pylist()
+    return adapter_inputs.reasons(NODE_JSON, *values)
 
 
 def test_a_good_report_becomes_one_canonical_row_in_canonical_units():
@@ -193,15 +182,6 @@ def test_arbitrary_bytes_never_raise_and_every_record_is_accounted_for(values):
     assert result.published_records + result.quarantined.num_rows == len(values)
     assert published_rows == result.published_records  # one row per node-JSON record
     assert all(result.quarantined.column("reason").to_pylist())
-
-
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
-    lambda children: (
-        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=4)
-    ),
-    max_leaves=12,
-)
 
 
 @settings(max_examples=200, deadline=None)

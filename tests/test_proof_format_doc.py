@@ -16,14 +16,9 @@ import pyarrow as pa
 from proofs.bundle import verify_bundle
 from proofs.jcs import canonicalize
 from proofs.leaves import leaf_bytes_for_batch
-from proofs.merkle import (
-    consistency_proof,
-    inclusion_proof,
-    leaf_hash,
-    node_hash,
-    root,
-    verify_consistency,
-)
+from proofs.merkle import leaf_hash, node_hash, root
+from proofs.merkle_proofs import consistency_proof, inclusion_proof
+from proofs.merkle_verify import verify_consistency
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "proof-format.md"
 # RFC 8032 section 7.1, test 1: a public test key, so the example signature is reproducible.

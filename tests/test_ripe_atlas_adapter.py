@@ -12,12 +12,10 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from adapter_inputs import messages, published, raw, reasons
+from adapter_inputs import both_paths, messages, published, reasons
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.standardize import standardize
-from schemas.adapters import RipeAtlasAdapter
 from schemas.adapters.ripe_bulk import bulk_pings
 
 RIPE = "ripe.atlas.result"
@@ -290,19 +288,6 @@ def test_the_real_samples_of_every_firmware_generation_are_all_published():
     assert {dataset: len(found) for dataset, found in rows.items()} == {LINK: 4, TRACE: 4}
 
 
-def both_paths(*values: bytes | None) -> tuple:
-    """(published rows, quarantine) with the Arrow bulk path, and with every message one by one."""
-    outcomes = []
-    for bulk in (True, False):
-        adapter = RipeAtlasAdapter()
-        adapter.bulk = bulk
-        result = standardize(raw(*values, wire_format=RIPE), adapter)
-        rows = {ds: batch.to_pylist() for ds, batch in result.published.items()}
-        quarantined = result.quarantined.select(["offset", "reason_code", "reason"]).to_pylist()
-        outcomes.append((rows, quarantined))
-    return tuple(outcomes)
-
-
 def test_the_bulk_path_and_the_message_path_agree_on_a_mixed_batch():
     def at(seconds: int, **members) -> bytes:
         return changed(PING_5000, timestamp=T0 + seconds, **members)
@@ -321,7 +306,7 @@ def test_the_bulk_path_and_the_message_path_agree_on_a_mixed_batch():
     )
     taken, _ = bulk_pings(pa.array(values, pa.binary()))
     assert taken.to_pylist() == [0, 4, 6, 8]  # the rest go message by message
-    bulk, one_by_one = both_paths(*values)
+    bulk, one_by_one = both_paths(RIPE, *values)
     assert bulk == one_by_one
     assert [(q["offset"], q["reason_code"]) for q in bulk[1]] == [
         (101, "duplicate"),  # firmware 1's result of the same probe, measurement and second
@@ -351,5 +336,5 @@ def test_the_bulk_path_and_the_message_path_agree_on_a_mixed_batch():
 )
 def test_the_bulk_path_agrees_with_the_message_path_on_any_ping(result, sent, rcvd, proto, af):
     value = changed(PING_5000, result=result, sent=sent, rcvd=rcvd, proto=proto, af=af)
-    bulk, one_by_one = both_paths(value)
+    bulk, one_by_one = both_paths(RIPE, value)
     assert bulk == one_by_one

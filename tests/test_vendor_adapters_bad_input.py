@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from adapter_inputs import raw, reasons
+from adapter_inputs import json_values, raw, reasons
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_ems_csv_adapter import LINE, export
@@ -95,15 +95,6 @@ def _accounted(wire_format: str, values: list) -> None:
 @given(values=st.lists(st.one_of(st.none(), st.binary(max_size=300)), max_size=12))
 def test_arbitrary_bytes_never_raise_and_every_record_is_accounted_for(wire_format, values):
     _accounted(wire_format, values)
-
-
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
-    lambda children: (
-        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=4)
-    ),
-    max_leaves=12,
-)
 
 
 @settings(max_examples=150, deadline=None)

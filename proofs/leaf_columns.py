@@ -1,0 +1,218 @@
+"""The column-by-column leaf encoder behind ``proofs.leaves.leaf_bytes_for_batch``: the
+publishing hot path.
+
+Every encoder maps an Arrow array to a string array of the JSON text of each slot ("null" for
+null slots), using Arrow compute kernels where their output is exactly the JCS text and
+Python only where it is not. ``first_row`` is the row of slot 0 for a top-level column (to
+name it in errors), None inside nested values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from proofs.jcs import MAX_SAFE_INTEGER, serialize_number, serialize_string, utf16_sort_key
+from proofs.leaf_rules import (
+    MAX_DAYS,
+    MAX_MICROS,
+    MIN_DAYS,
+    MIN_MICROS,
+    LeafEncodingError,
+    base64url,
+    check_unique,
+    check_utc,
+    float_problem,
+    int_problem,
+    is_binary,
+    is_finite_number,
+    is_list,
+    is_string,
+    nanos_problem,
+    out_of_range,
+    row_index,
+)
+
+__all__ = ["encode_column", "join_objects"]
+
+
+def encode_column(arr: pa.Array, column: str, first_row: int | None) -> pa.Array:
+    typ = arr.type
+    if pa.types.is_dictionary(typ):
+        return encode_column(arr.dictionary_decode(), column, first_row)
+    if pa.types.is_null(typ):
+        return pa.array(["null"] * len(arr), pa.string())
+    if pa.types.is_boolean(typ):
+        return _or_null(pc.if_else(arr, "true", "false"))
+    if pa.types.is_integer(typ):
+        return _encode_integers(arr, column, first_row)
+    if pa.types.is_floating(typ):
+        return _encode_floats(arr, column, first_row)
+    if is_string(typ):
+        return _encode_strings(arr)
+    if is_binary(typ):
+        return _python_texts(arr, lambda v: '"' + base64url(v) + '"')
+    if pa.types.is_timestamp(typ):
+        return _encode_timestamps(arr, column, first_row)
+    if pa.types.is_date(typ):
+        return _encode_dates(arr, column, first_row)
+    if pa.types.is_decimal(typ):
+        # Arrow prints some decimals in exponent form ("1E-30"); format(Decimal, "f") never does.
+        return _python_texts(arr, lambda v: '"' + format(v, "f") + '"')
+    if is_list(typ):
+        return _encode_lists(arr, column)
+    if pa.types.is_struct(typ):
+        return _encode_structs(arr, column)
+    raise LeafEncodingError(column, f"Arrow type {typ} has no leaf encoding")
+
+
+def _or_null(texts: pa.Array) -> pa.Array:
+    return pc.fill_null(texts, "null")
+
+
+def _quoted(texts: pa.Array) -> pa.Array:
+    return _or_null(pc.binary_join_element_wise('"', texts, '"', ""))
+
+
+def _python_texts(arr: pa.Array, encode: Callable[[Any], str]) -> pa.Array:
+    return pa.array([encode(v) if v is not None else "null" for v in arr.to_pylist()], pa.string())
+
+
+def _encode_integers(arr: pa.Array, column: str, first_row: int | None) -> pa.Array:
+    low, high = (s.as_py() for s in pc.min_max(arr).values())
+    if low is not None and (low < -MAX_SAFE_INTEGER or high > MAX_SAFE_INTEGER):
+        values = arr.to_pylist()
+        i = next(i for i, v in enumerate(values) if v is not None and abs(v) > MAX_SAFE_INTEGER)
+        raise LeafEncodingError(column, int_problem(values[i]), row_index(first_row, i))
+    return _or_null(arr.cast(pa.string()))  # decimal digits, as ECMAScript prints safe integers
+
+
+def _encode_floats(arr: pa.Array, column: str, first_row: int | None) -> pa.Array:
+    doubles = arr.cast(pa.float64())  # exact for float16 and float32
+    if pc.all(pc.is_finite(doubles)).as_py() is False:  # None when every value is null
+        values = doubles.to_pylist()
+        i = next(i for i, v in enumerate(values) if v is not None and not is_finite_number(v))
+        raise LeafEncodingError(column, float_problem(values[i]), row_index(first_row, i))
+    if not _arrow_float_text_is_ecmascript():
+        return _python_texts(doubles, serialize_number)
+    # Arrow prints the shortest round-trip digits, as ECMAScript does, and agrees with it on the
+    # layout except for "-0" and its exponent form ("1e+20", "1.5e+12"); redo those in Python.
+    texts = doubles.cast(pa.string())
+    redo = pc.or_(pc.match_substring(texts, "e"), pc.equal(texts, "-0"))
+    if pc.any(redo).as_py():
+        values, fixed = doubles.to_pylist(), texts.to_pylist()
+        for i in pc.indices_nonzero(pc.fill_null(redo, False)).to_pylist():
+            fixed[i] = serialize_number(values[i])
+        texts = pa.array(fixed, pa.string())
+    return _or_null(texts)
+
+
+def _encode_strings(arr: pa.Array) -> pa.Array:
+    texts = arr.cast(pa.string())
+    if pc.any(pc.match_substring_regex(texts, _NEEDS_ESCAPE)).as_py():
+        return _python_texts(texts, serialize_string)
+    return _quoted(texts)
+
+
+_NEEDS_ESCAPE = r'["\\\x00-\x1f]'  # the characters RFC 8785 3.2.2.2 escapes
+
+
+def _encode_timestamps(arr: pa.Array, column: str, first_row: int | None) -> pa.Array:
+    check_utc(arr.type, column)
+    try:
+        micros = arr.cast(pa.timestamp("us"))  # drops the (UTC) zone; refuses to lose nanos
+    except pa.ArrowInvalid:
+        nanos = arr.cast(pa.int64()).to_pylist()
+        i = next(i for i, v in enumerate(nanos) if v is not None and v % 1000)
+        raise LeafEncodingError(column, nanos_problem(), row_index(first_row, i)) from None
+    ints = micros.cast(pa.int64())
+    low, high = (s.as_py() for s in pc.min_max(ints).values())
+    if low is not None and (low < MIN_MICROS or high > MAX_MICROS):
+        values = ints.to_pylist()
+        i = next(
+            i
+            for i, v in enumerate(values)
+            if v is not None and out_of_range(v, MIN_MICROS, MAX_MICROS)
+        )
+        raise LeafEncodingError(
+            column, "timestamp outside years 0001..9999", row_index(first_row, i)
+        )
+    # Arrow prints timestamp[us] as "YYYY-MM-DD HH:MM:SS.ffffff".
+    texts = pc.utf8_replace_slice(micros.cast(pa.string()), 10, 11, "T")
+    return _or_null(pc.binary_join_element_wise('"', texts, 'Z"', ""))
+
+
+def _encode_dates(arr: pa.Array, column: str, first_row: int | None) -> pa.Array:
+    days = arr.cast(pa.date32())
+    ints = days.cast(pa.int32())
+    low, high = (s.as_py() for s in pc.min_max(ints).values())
+    if low is not None and (low < MIN_DAYS or high > MAX_DAYS):
+        values = ints.to_pylist()
+        i = next(
+            i for i, v in enumerate(values) if v is not None and out_of_range(v, MIN_DAYS, MAX_DAYS)
+        )
+        raise LeafEncodingError(column, "date outside years 0001..9999", row_index(first_row, i))
+    return _quoted(days.cast(pa.string()))  # "YYYY-MM-DD"
+
+
+def _encode_lists(arr: pa.Array, column: str) -> pa.Array:
+    n = len(arr)
+    if pa.types.is_fixed_size_list(arr.type):
+        size = arr.type.list_size
+        offsets = [(arr.offset + i) * size for i in range(n + 1)]
+    else:
+        offsets = arr.offsets.to_pylist()
+    start = offsets[0]
+    values = arr.values.slice(start, offsets[-1] - start)
+    items = encode_column(values, column + "[]", None).to_pylist()
+    valid = arr.is_valid().to_pylist()
+    texts = [
+        "[" + ",".join(items[offsets[i] - start : offsets[i + 1] - start]) + "]"
+        if valid[i]
+        else "null"
+        for i in range(n)
+    ]
+    return pa.array(texts, pa.string())
+
+
+def _encode_structs(arr: pa.StructArray, column: str) -> pa.Array:
+    typ = arr.type
+    names = [typ.field(i).name for i in range(typ.num_fields)]
+    check_unique(names, f"field names of {column!r}")
+    children = arr.flatten()  # applies the array's offset
+    order = sorted(range(len(names)), key=lambda i: utf16_sort_key(names[i]))
+    fields = [encode_column(children[i], f"{column}.{names[i]}", None) for i in order]
+    objects = join_objects([names[i] for i in order], fields, len(arr))
+    return pc.if_else(arr.is_valid(), objects, "null")
+
+
+def join_objects(sorted_names: list[str], columns: list[pa.Array], n: int) -> pa.Array:
+    """Join member texts into one JSON object text per row (names already in JCS order)."""
+    if not sorted_names:
+        return pa.array(["{}"] * n, pa.string())
+    parts: list[str | pa.Array] = []
+    for j, (name, texts) in enumerate(zip(sorted_names, columns, strict=True)):
+        parts.append(("{" if j == 0 else ",") + serialize_string(name) + ":")
+        parts.append(texts)
+    parts.append("}")
+    return pc.binary_join_element_wise(*parts, "")
+
+
+_float_text_check: bool | None = None
+
+
+def _arrow_float_text_is_ecmascript() -> bool:
+    """Check once that Arrow's float64 -> string cast prints these samples as ECMAScript does
+    (ignoring exponent forms, which are redone in Python); otherwise use Python for floats."""
+    global _float_text_check
+    if _float_text_check is None:
+        samples = [0.1, 0.000001, 4.5, 100.0, -2.5, 333333333.3333333, 1.0000000000000002]
+        samples += [123456.789, 0.30000000000000004, 9007199254740991.0, 0.001953125]
+        texts = pa.array(samples, pa.float64()).cast(pa.string()).to_pylist()
+        _float_text_check = all(
+            "e" in t or t == serialize_number(x) for x, t in zip(samples, texts, strict=True)
+        )
+    return _float_text_check
