@@ -26,6 +26,20 @@ from sinks.writer_lock import writing_catalog
 pytestmark = [pytest.mark.anvil, pytest.mark.slow, pytest.mark.timeout(600)]
 
 
+@pytest.fixture
+def fleet_and_workers(broker, topic, tmp_path, publish, anvil, registry):
+    """``start(count, env)``: publish a fleet's records, start ``count`` workers in one group;
+    returns (records produced, data directory, worker processes)."""
+
+    def start(count: int, env: dict | None = None) -> tuple[int, Path, list]:
+        produced = publish(broker, topic, nodes=8, duration_s=20).messages
+        data = tmp_path / "data"
+        args = run_args(broker.bootstrap, topic, data, anvil.rpc_url, registry.address)
+        return produced, data, start_workers(count, args, tmp_path, env)
+
+    return start
+
+
 def start_workers(count: int, args: list[str], tmp_path: Path, env=None) -> list:
     flags = [*args, "--join-group", "--kafka-timeout", "10"]
     logs = [tmp_path / f"worker-{i}.log" for i in range(count)]
@@ -73,12 +87,9 @@ def assignments(log: Path) -> list[str]:
 
 
 def test_two_workers_split_the_partitions_and_publish_every_record_once(
-    broker, topic, tmp_path, publish, anvil, registry
+    broker, topic, tmp_path, registry, fleet_and_workers
 ):
-    produced = publish(broker, topic, nodes=8, duration_s=20).messages
-    data = tmp_path / "data"
-    args = run_args(broker.bootstrap, topic, data, anvil.rpc_url, registry.address)
-    workers = start_workers(2, args, tmp_path)
+    produced, data, workers = fleet_and_workers(2)
     try:
         wait_for(lambda: everything_done(broker.bootstrap, topic, data), 240, "all batches")
     finally:
@@ -102,12 +113,9 @@ def test_two_workers_split_the_partitions_and_publish_every_record_once(
 
 
 def test_a_worker_killed_mid_batch_is_replaced_and_the_data_is_exactly_the_produced_records(
-    broker, topic, tmp_path, publish, anvil, registry
+    broker, topic, tmp_path, publish, registry, fleet_and_workers
 ):
-    produced = publish(broker, topic, nodes=8, duration_s=20).messages
-    data = tmp_path / "data"
-    args = run_args(broker.bootstrap, topic, data, anvil.rpc_url, registry.address)
-    workers = start_workers(3, args, tmp_path)
+    produced, data, workers = fleet_and_workers(3)
     try:
         busy: dict = {}  # a batch being landed -> its worker
 
@@ -136,13 +144,10 @@ def test_a_worker_killed_mid_batch_is_replaced_and_the_data_is_exactly_the_produ
 
 
 def test_a_worker_killed_while_sequencing_leaves_its_batch_to_be_finished_by_another(
-    broker, topic, tmp_path, publish, anvil, registry
+    broker, topic, tmp_path, registry, fleet_and_workers
 ):
-    produced = publish(broker, topic, nodes=8, duration_s=20).messages
-    data = tmp_path / "data"
-    args = run_args(broker.bootstrap, topic, data, anvil.rpc_url, registry.address)
     # Worker 0 dies holding the writer lock, after fixing its second batch's place in the logs.
-    workers = start_workers(2, args, tmp_path, env={0: {"RDA_CRASH_AT": "landed:2"}})
+    produced, data, workers = fleet_and_workers(2, env={0: {"RDA_CRASH_AT": "landed:2"}})
     try:
         wait_for(lambda: workers[0].poll() is not None, 180, "worker 0 to crash")
         assert workers[0].returncode == -signal.SIGKILL
