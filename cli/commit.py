@@ -19,6 +19,7 @@ from proofs.leaves import leaf_hashes_for_batch
 from proofs.log import DatasetLog
 from proofs.manifest import build_manifest, load_manifest, write_manifest
 from proofs.signing import publisher_key
+from schemas.model import TelemetrySchema
 from schemas.published import published_schema_for_dataset
 from schemas.registry import all_datasets
 from sinks.catalog import Catalog
@@ -76,21 +77,11 @@ def _commit_dataset(
     quality_inputs: tuple[list[dict], Protection, Validation | None],
 ) -> dict | None:
     """Append the batch's rows to the dataset's log and write its checkpoint manifest."""
-    files, hashes = [], []
-    for source, file in landed:  # in the plan's chunk order: the leaf order
-        leaves = leaf_hashes_for_batch(pq.read_table(layout.root / file["path"]))
-        files.append({**file, "dataset": dataset, "leaf_start": start + len(hashes), **source})
-        hashes.extend(leaves)
-    if not hashes:
+    appended = _append_rows(layout, catalog, plan, dataset, start, landed)
+    if appended is None:
         return None
-    schema = published_schema_for_dataset(dataset)
-    catalog.register_dataset(dataset, schema.describe(), schema.fingerprint())
-    catalog.register_files(plan["batch_id"], files)
-    catalog.refresh_views()
-    dataset_dir = layout.dataset_dir(dataset)
-    size, root = DatasetLog(dataset_dir / "log").append_at(start, hashes)
-    previous = catalog.checkpoints(dataset)
-    previous = [c for c in previous if c["tree_size"] < size]
+    schema, size, root = appended
+    previous = [c for c in catalog.checkpoints(dataset) if c["tree_size"] < size]
     before = load_manifest(layout.root / previous[-1]["manifest_path"])[0] if previous else {}
     stats, protection, validation = quality_inputs
     new_files = [file for _, file in landed]
@@ -99,6 +90,7 @@ def _commit_dataset(
     )
     ge_seconds = quality.pop("_ge_seconds")
     signer = publisher_key(layout.root)
+    dataset_dir = layout.dataset_dir(dataset)
     manifest = build_manifest(
         dataset=dataset,
         tree_size=size,
@@ -106,12 +98,7 @@ def _commit_dataset(
         schema=schema.describe(),
         fingerprint=schema.fingerprint(),
         files=[_manifest_file(layout, dataset_dir, f) for f in catalog.dataset_files(dataset)],
-        batch={
-            "id": plan["batch_id"],
-            "planned_at": plan["planned_at"],
-            "ranges": plan.get("ranges", []),
-            "kind": plan.get("kind", "stream"),
-        },
+        batch=_batch_section(plan),
         previous=_previous(previous[-1]) if previous else None,
         pipeline_version=PIPELINE_VERSION,
         publisher=signer.describe(),
@@ -129,6 +116,39 @@ def _commit_dataset(
         "manifest_sha256": digest.hex(),
         "quality_score": quality["score"],
         "ge_seconds": ge_seconds,
+    }
+
+
+def _append_rows(
+    layout: DataLayout,
+    catalog: Catalog,
+    plan: dict,
+    dataset: str,
+    start: int,
+    landed: list[tuple[dict, dict]],
+) -> tuple[TelemetrySchema, int, bytes] | None:
+    """Hash the new files' rows into the log at ``start`` and register them; None if empty."""
+    files, hashes = [], []
+    for source, file in landed:  # in the plan's chunk order: the leaf order
+        leaves = leaf_hashes_for_batch(pq.read_table(layout.root / file["path"]))
+        files.append({**file, "dataset": dataset, "leaf_start": start + len(hashes), **source})
+        hashes.extend(leaves)
+    if not hashes:
+        return None
+    schema = published_schema_for_dataset(dataset)
+    catalog.register_dataset(dataset, schema.describe(), schema.fingerprint())
+    catalog.register_files(plan["batch_id"], files)
+    catalog.refresh_views()
+    size, root = DatasetLog(layout.dataset_dir(dataset) / "log").append_at(start, hashes)
+    return schema, size, root
+
+
+def _batch_section(plan: dict) -> dict:
+    return {
+        "id": plan["batch_id"],
+        "planned_at": plan["planned_at"],
+        "ranges": plan.get("ranges", []),
+        "kind": plan.get("kind", "stream"),
     }
 
 
