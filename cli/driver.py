@@ -113,6 +113,15 @@ class _Stopwatch:
 def _commit_offsets(
     config: RunConfig, source: KafkaSource, worker: Worker, ends: dict[int, int]
 ) -> bool:
+    """Commit the batch's range ends; a partition the group has already passed is left as is.
+
+    A batch adopted late (its worker died after the anchor) may end before what another worker
+    has committed since: committing it would move the group's position backwards.
+    """
+    committed = source.committed(config.group, config.topic)
+    ends = {p: end for p, end in ends.items() if end > committed.get(p, 0)}
+    if not ends:
+        return True
     if worker.commit is not None:
         return worker.commit(config.topic, ends)
     source.commit(config.group, config.topic, ends)

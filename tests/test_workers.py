@@ -183,3 +183,18 @@ def test_rda_run_refuses_to_join_a_group_on_the_embedded_chain(broker, topic, tm
     )
     assert result.returncode == 2
     assert "needs a chain the workers share" in result.stderr
+
+
+def test_a_late_batch_never_moves_the_groups_committed_offset_backwards(broker, topic, tmp_path):
+    from cli.driver import RunConfig, Worker, _commit_offsets
+    from pipelines.kafka_source import KafkaPythonSource
+
+    ensure_topic(broker.bootstrap, topic, 4)
+    source = KafkaPythonSource(broker.bootstrap)
+    group = f"late-{topic}"
+    source.commit(group, topic, {0: 50})  # another worker has already moved partition 0 on
+    config = RunConfig(broker.bootstrap, topic, group, tmp_path / "data")
+
+    assert _commit_offsets(config, source, Worker(), {0: 30, 1: 10})  # an adopted, older batch
+
+    assert source.committed(group, topic) == {0: 50, 1: 10, 2: 0, 3: 0}
