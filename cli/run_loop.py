@@ -218,7 +218,8 @@ class RunLoop:
         self.worker = Worker(self.worker.id, self._owned, self._commit_as_member)
         try:
             if self.member is not None:
-                self.member.wait_for_assignment(timeout_s=30, settle_s=JOIN_SETTLE_S)
+                settle = lambda: self.member.wait_for_assignment(30, JOIN_SETTLE_S)  # noqa: E731
+                self.backoff.call("waiting for the group's assignment", settle, self.stop)
             yield
         finally:
             if self.member is not None:
