@@ -45,6 +45,20 @@ class RunMetrics:
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
             registry=r,
         )
+        self.step_seconds = Histogram(
+            "rda_batch_step_seconds",
+            "Wall time of one step of a batch (plan, land, validate, lock_wait, sequence, "
+            "dedup, offsets)",
+            ["topic", "step"],
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+            registry=r,
+        )
+        self.owned = Gauge(
+            "rda_owned_partitions",
+            "Partitions the consumer group assigns this worker (with --join-group)",
+            ["topic"],
+            registry=r,
+        )
         self.gas = Counter("rda_anchor_gas", "Gas spent anchoring checkpoints", registry=r)
         self.checkpoints = Counter(
             "rda_checkpoints_anchored", "Checkpoints anchored", ["dataset"], registry=r
@@ -75,6 +89,8 @@ class RunMetrics:
             self.quarantined.labels(topic, reason).inc(count)
         self.batches.labels(topic).inc()
         self.batch_seconds.labels(topic).observe(seconds)
+        for step, step_seconds in summary.steps.items():
+            self.step_seconds.labels(topic, step).observe(step_seconds)
 
     def set_lag(self, topic: str, lag: dict[int, int]) -> None:
         for partition, behind in lag.items():

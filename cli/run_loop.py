@@ -229,6 +229,8 @@ class RunLoop:
         if self.member is not None:
             poll = lambda: self.member.poll(timeout_ms)  # noqa: E731
             self.backoff.call("keeping group membership", poll, self.stop)
+            for topic in self.settings.topics:
+                self.metrics.owned.labels(topic).set(len(self.member.partitions(topic)))
 
     def _idle(self, seconds: float) -> None:
         """Wait for the next trigger; a group member keeps polling, so rebalances go on."""

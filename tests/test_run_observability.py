@@ -68,6 +68,9 @@ def test_metrics_json_logs_and_status_agree_with_what_was_produced(
     assert sum(by_reason) == quarantined == sum(produced.defects.values())
     assert seen[("rda_batches_total", (("topic", topic),))] == len(batches)
     assert seen[("rda_batch_duration_seconds_count", (("topic", topic),))] == len(batches)
+    for step in ("plan", "land", "validate", "lock_wait", "sequence", "offsets"):
+        label = (("step", step), ("topic", topic))
+        assert seen[("rda_batch_step_seconds_count", label)] == len(batches), step
     assert seen[("rda_anchor_gas_total", ())] > 0
     assert seen[("rda_anchor_latency_seconds_count", ())] == len(batches)  # one anchor call each
     for dataset in {c[0] for e in batches for c in e["checkpoints"]}:
