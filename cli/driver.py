@@ -20,7 +20,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from cli import faults
 from cli.batch import Anchorer, BatchSummary, Progress, RunConfig
@@ -151,7 +150,7 @@ def _take_or_plan(
             partitions = {r["partition"] for r in entry["plan"]["ranges"]}
             if owned is not None and not partitions & owned:
                 continue
-            if is_alive(entry["owner"], workers_dir(layout.root)):
+            if is_alive(entry["owner"], layout.workers):
                 continue
             catalog.set_owner(entry["batch_id"], worker.id)
             log.info(
@@ -198,8 +197,3 @@ def _new_plan(
         "chunks": [c.as_dict() for r in ranges for c in r.split(config.max_chunk_records)],
         "wire_format": config.wire_format,
     }
-
-
-def workers_dir(data_dir: Path) -> Path:
-    """Where workers on other machines keep their heartbeat files."""
-    return DataLayout(data_dir).root / "workers"

@@ -202,10 +202,10 @@ def _journal_report(data_dir: Path, limit: int) -> dict[str, Any]:
 
 def _workers_report(data_dir: Path, batches: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Workers seen on this data directory: running ones, and owners of recent batches."""
-    from cli.driver import workers_dir
     from cli.workers import is_alive, running_workers
+    from sinks.layout import DataLayout
 
-    folder = workers_dir(data_dir)
+    folder = DataLayout(data_dir).workers
     seen = {*running_workers(folder), *(b["owner"] for b in batches if b.get("owner"))}
     return [
         {

@@ -20,7 +20,7 @@ from typing import Any
 
 from cli.chain import ChainContext, open_chain
 from cli.config import RunSettings
-from cli.driver import BatchSummary, RunConfig, Worker, run_batch, workers_dir
+from cli.driver import BatchSummary, RunConfig, Worker, run_batch
 from cli.metrics import RunMetrics
 from cli.output import UserError, err
 from cli.retry import Backoff
@@ -93,7 +93,7 @@ class RunLoop:
                 "the embedded chain lives inside one process"
             )
         topics = self._resume_first(list(self.settings.topics))
-        heartbeat = Heartbeat(workers_dir(self.settings.data_dir), self.worker.id)
+        heartbeat = Heartbeat(DataLayout(self.settings.data_dir).workers, self.worker.id)
         with self._signals(), self._display(), heartbeat, self._membership():
             try:
                 self._open_chain()

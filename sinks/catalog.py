@@ -122,12 +122,6 @@ class Catalog:
         ).fetchall()
         return [self.batch(batch_id) for (batch_id,) in rows]
 
-    def unfinished_batch(self, topic: str) -> tuple[int, dict, str] | None:
-        entries = self.unfinished_batches(topic)
-        if not entries:
-            return None
-        return entries[0]["batch_id"], entries[0]["plan"], entries[0]["state"]
-
     def journal_ends(self, topic: str) -> dict[int, int]:
         """Per partition, the end of the furthest range any batch of ``topic`` has planned."""
         rows = self.db.execute(

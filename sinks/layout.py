@@ -19,6 +19,16 @@ class DataLayout:
         return self.root / "catalog.duckdb"
 
     @property
+    def writer_lock(self) -> Path:
+        """Held while a batch is sequenced: one writer of the catalog and logs at a time."""
+        return self.root / "writer.lock"
+
+    @property
+    def workers(self) -> Path:
+        """Heartbeat files of the ``rda run`` workers on this directory."""
+        return self.root / "workers"
+
+    @property
     def published(self) -> Path:
         return self.root / "published"
 

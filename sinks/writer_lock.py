@@ -33,7 +33,7 @@ class WriterBusy(TimeoutError):
 def writer_lock(layout: DataLayout, wait_s: float = DEFAULT_WAIT_S) -> Iterator[None]:
     """Hold the data directory's writer lock; wait up to ``wait_s`` seconds for it."""
     layout.root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(layout.root / "writer.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(layout.writer_lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         deadline = time.monotonic() + wait_s
         pause = 0.005
@@ -44,7 +44,7 @@ def writer_lock(layout: DataLayout, wait_s: float = DEFAULT_WAIT_S) -> Iterator[
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     raise WriterBusy(
-                        f"another process has held {layout.root}/writer.lock for {wait_s:.0f} s"
+                        f"another process has held {layout.writer_lock} for {wait_s:.0f} s"
                     ) from None
                 time.sleep(pause)  # polled, so a signal handler still runs promptly
                 pause = min(pause * 2, 0.2)

@@ -150,7 +150,7 @@ def test_a_batch_interrupted_before_its_anchor_is_redone_identically(
     with pytest.raises(ConnectionError):
         run_batch(config, source, chain_down)
     with Catalog(DataLayout(tmp_path / "crashed")) as catalog:
-        assert catalog.unfinished_batch(topic)[2] == "committed"
+        assert catalog.unfinished_batches(topic)[0]["state"] == "committed"
     checkpoints_dir = tmp_path / "crashed" / "published" / DATASET / "checkpoints"
     before = {p.name: p.read_bytes() for p in checkpoints_dir.iterdir()}
     redone = run_batch(config, source, chain.anchor)

@@ -33,7 +33,7 @@ time.sleep(60)
 def hold_lock_in_another_process(layout: DataLayout) -> subprocess.Popen:
     layout.root.mkdir(parents=True, exist_ok=True)
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, str(layout.root / "writer.lock")],
+        [sys.executable, "-c", HOLD_LOCK, str(layout.writer_lock)],
         stdout=subprocess.PIPE,
         text=True,
     )
