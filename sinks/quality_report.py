@@ -42,11 +42,17 @@ class Validation:
 
 
 def validate_new_rows(
-    layout: DataLayout, schema: TelemetrySchema, files: list[dict[str, Any]]
+    layout: DataLayout,
+    schema: TelemetrySchema,
+    files: list[dict[str, Any]],
+    docs_dir: Path | None = None,
 ) -> Validation:
-    """Run the dataset's GE suite on the rows of ``files`` (receipt entries: path, sha256)."""
-    rows = _rows(layout, [f["path"] for f in files])
-    report, seconds = validate(schema, rows)
+    """Run the dataset's GE suite on the rows of ``files`` (receipt entries: path, sha256).
+
+    With ``docs_dir``, the same run also rebuilds the Data Docs there.
+    """
+    rows = pa.concat_tables([pq.read_table(layout.root / f["path"]) for f in files])
+    report, seconds = validate(schema, rows, docs_dir)
     return Validation(_identity(files), report, seconds)
 
 
@@ -66,11 +72,15 @@ def write_quality_report(
     ``previous`` is the previous checkpoint's ``quality`` section, whose cumulative counts this
     checkpoint's extend (so the dataset score covers every row ever published).
     """
-    if validation is None or validation.files != _identity(new_files):
-        validation = validate_new_rows(layout, schema, new_files)
-    report, ge_seconds = validation.report, validation.seconds
     quality_dir = layout.quality_dir(schema.dataset)
-    _maybe_build_docs(layout, schema, new_files, quality_dir / "docs")
+    docs_dir = quality_dir / "docs" if _docs_due(layout, schema) else None
+    if validation is None or validation.files != _identity(new_files):
+        validation = validate_new_rows(layout, schema, new_files, docs_dir)
+    elif docs_dir is not None:  # the report is made; the docs need a run with the docs action
+        validate_new_rows(layout, schema, new_files, docs_dir)
+    if docs_dir is not None:
+        _docs_built_at[(str(layout.root.resolve()), schema.dataset)] = time.monotonic()
+    report, ge_seconds = validation.report, validation.seconds
     path = quality_dir / f"{tree_size:012d}.validation.json"
     data = report_bytes(report)
     partial = path.with_name(path.name + ".partial")
@@ -93,19 +103,9 @@ def write_quality_report(
     }
 
 
-def _maybe_build_docs(
-    layout: DataLayout, schema: TelemetrySchema, files: list[dict[str, Any]], docs_dir: Path
-) -> None:
-    key = (str(layout.root.resolve()), schema.dataset)
-    built = _docs_built_at.get(key)
-    if built is not None and time.monotonic() - built < DOCS_EVERY_S:
-        return
-    validate(schema, _rows(layout, [f["path"] for f in files]), docs_dir)
-    _docs_built_at[key] = time.monotonic()
-
-
-def _rows(layout: DataLayout, paths: list[str]) -> pa.Table:
-    return pa.concat_tables([pq.read_table(layout.root / path) for path in paths])
+def _docs_due(layout: DataLayout, schema: TelemetrySchema) -> bool:
+    built = _docs_built_at.get((str(layout.root.resolve()), schema.dataset))
+    return built is None or time.monotonic() - built >= DOCS_EVERY_S
 
 
 def _identity(files: list[dict[str, Any]]) -> tuple[tuple[str, str], ...]:
