@@ -18,10 +18,10 @@ from collections.abc import Callable
 import pyarrow as pa
 
 from benchmarks.timing import best_seconds, rate
-from infra.fleet import generate
 from pipelines.standardize import standardize
 from schemas.adapters import adapter_for
 from schemas.records import RAW_RECORD_SCHEMA
+from simulator.fleet import generate
 
 
 def raw_batch(values: list[bytes], wire_format: str) -> pa.RecordBatch:

@@ -26,10 +26,10 @@ import pyarrow.compute as pc
 
 from benchmarks.decode import raw_batch
 from benchmarks.timing import best_seconds
-from infra.fleet import generate
 from pipelines.protect import Protection
 from pipelines.standardize import standardize
 from schemas.adapters import adapter_for
+from simulator.fleet import generate
 from sinks import key_index
 from sinks.catalog import Catalog
 from sinks.dedup import find_batch_duplicates, find_duplicates, record_batch_keys

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from benchmarks.timing import rate
 from infra.broker import start_broker, stop_broker
-from infra.fleet import generate
-from infra.producer import produce
+from simulator.fleet import generate
+from simulator.producer import produce
 
 
 def _raw_consume(bootstrap: str, topic: str, expected: int) -> float:
@@ -51,9 +51,9 @@ def consume_poll(consumer) -> list:
 
 def run(quick: bool = False) -> dict:
     """One big batch, then the same backlog as sustained micro-batches of bounded size."""
-    from cli.chain import open_chain
-    from cli.driver import RunConfig, run_batch
     from pipelines.kafka_source import KafkaPythonSource
+    from streaming.chain import open_chain
+    from streaming.driver import RunConfig, run_batch
 
     nodes = 100 if quick else 400
     workdir = Path(tempfile.mkdtemp(prefix="rda-bench-"))

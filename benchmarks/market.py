@@ -98,9 +98,9 @@ def _concurrent(port: int, key: str, clients: int, seconds: float) -> dict:
 
 
 def run(quick: bool = False) -> dict:
-    from cli.demo import DemoOptions, run_demo
     from market.assets import load_assets
     from market.store import MarketStore, market_path
+    from streaming.demo import DemoOptions, run_demo
 
     workdir = Path(tempfile.mkdtemp(prefix="rda-bench-market-"))
     data_dir = workdir / "data"
@@ -109,7 +109,7 @@ def run(quick: bool = False) -> dict:
     server = None
     try:
         nodes, duration = (40, 300.0) if quick else (100, 600.0)
-        run_demo(DemoOptions(data_dir=data_dir, nodes=nodes, duration_s=duration, quiet=True))
+        run_demo(DemoOptions(data_dir=data_dir, nodes=nodes, duration_s=duration))
         asset = load_assets(data_dir)["radio_kpi.v1"]
         store = MarketStore(market_path(data_dir))
         key = store.add_buyer("bench")

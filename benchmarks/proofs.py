@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 
 from benchmarks.timing import best_seconds, rate
-from infra.fleet import generate
 from proofs.log import DatasetLog
 from proofs.merkle import MerkleFrontier, leaf_hashes
 from proofs.merkle_verify import verify_consistency, verify_inclusion
+from simulator.fleet import generate
 
 START_MS = 1_764_000_000_000
 DEMO = {"nodes": 40, "duration_s": 300.0, "rate_hz": 1.0, "seed": 7, "bad": 0.02, "waves": 2}
@@ -177,7 +177,7 @@ def _percentile(seconds: list[float], pct: int) -> float:
 
 
 def _gas() -> dict:
-    from cli.chain import open_chain
+    from streaming.chain import open_chain
 
     chain = open_chain("embedded", None, None)
 

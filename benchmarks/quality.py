@@ -21,12 +21,12 @@ import pyarrow.compute as pc
 
 from benchmarks.decode import raw_batch
 from benchmarks.timing import best_seconds, rate
-from infra.fleet import generate
 from pipelines.anonymize import PseudonymKey, anonymize
 from pipelines.standardize import standardize
 from schemas.adapters import adapter_for
 from schemas.published import DEFAULT_PRIVACY, published_schema
 from schemas.registry import schema_for_dataset
+from simulator.fleet import generate
 from validators.expectations import validate
 from validators.quality import check_quality
 from validators.rowchecks import check_rows

@@ -27,9 +27,9 @@ from benchmarks.end_to_end import _raw_consume
 from benchmarks.timing import rate
 from infra.broker import start_broker, stop_broker
 from infra.chain import ChainConfig, connect, start_anvil
-from infra.fleet import generate
-from infra.producer import produce
 from infra.tools import free_port
+from simulator.fleet import generate
+from simulator.producer import produce
 
 TOPIC = "bench-scale"
 WARM_UP = "bench-warm-up"
@@ -85,12 +85,12 @@ def _median_steps(logs) -> dict[str, float]:
 def _window(data: Path, n: int) -> tuple[float, int] | None:
     """Once every record is in a done batch: (seconds first plan → last done, batches)."""
     from sinks.layout import DataLayout
-    from sinks.writer_lock import writing_catalog
+    from streaming.store import writing
 
     if not DataLayout(data).catalog.exists():
         return None
-    with writing_catalog(DataLayout(data), wait_s=60) as catalog:
-        row = catalog.db.execute(
+    with writing(DataLayout(data), wait_s=60) as store:
+        row = store.journal.db.execute(
             "SELECT sum(r.end_offset - r.start_offset), count(DISTINCT b.batch_id), "
             "bool_and(b.state = 'done'), epoch(max(b.updated_at) - min(b.created_at)) "
             "FROM batches b JOIN batch_ranges r USING (batch_id) WHERE b.topic = ?",

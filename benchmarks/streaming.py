@@ -24,8 +24,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from infra.broker import start_broker, stop_broker
-from infra.fleet import generate
-from infra.producer import produce
+from simulator.fleet import generate
+from simulator.producer import produce
 from sinks.layout import DataLayout
 
 TRIGGER_S = 1.0
@@ -55,9 +55,9 @@ def run(quick: bool = False) -> dict:
 
 
 def _latency(bootstrap: str, workdir: Path, seconds: float) -> dict:
-    from cli.chain import open_chain
-    from cli.driver import RunConfig, run_batch
     from pipelines.kafka_source import KafkaPythonSource
+    from streaming.chain import open_chain
+    from streaming.driver import RunConfig, run_batch
 
     start_ms = int(time.time() * 1000) + 500
     messages = generate(50, seconds, 2.0, start_ms, 11)

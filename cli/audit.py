@@ -88,113 +88,24 @@ def _anchor_lookup(args: argparse.Namespace):
 
 
 def prove(args: argparse.Namespace) -> int:
-    from proofs.bundle import build_bundles
-    from proofs.leaves import leaf_bytes_for_batch
-    from proofs.log import LogRef
-    from proofs.manifest import latest_manifest, load_manifest
-    from sinks.layout import DataLayout
+    from market.prove import ProveError, ProveRequest, prove_rows
 
-    dataset_dir = DataLayout(args.data_dir).dataset_dir(args.dataset)
-    manifest_file = args.manifest or latest_manifest(dataset_dir)
-    if manifest_file is None or not Path(manifest_file).exists():
-        raise UserError(f"no checkpoint of {args.dataset!r} under {dataset_dir}")
-    manifest, digest = load_manifest(Path(manifest_file))
-    matches = _matching_rows(dataset_dir, manifest["files"], args.where)
-    if len(matches) > args.limit:
-        raise UserError(
-            f"{len(matches)} rows match; at most --limit {args.limit} bundles are written: "
-            "narrow --where or raise --limit"
-        )
-    checkpoint = {
-        "tree_size": manifest["checkpoint"]["tree_size"],
-        "root": manifest["checkpoint"]["root"],
-        "manifest_sha256": digest.hex(),
-    }
-    anchor_info = _recorded_anchor(args.data_dir, manifest)
-    log = LogRef(manifest.get("log", args.dataset), dataset_dir / "log")
-    out_dir: Path = args.out
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for file_index, rows in _by_file(matches).items():
-        entry = manifest["files"][file_index]
-        table = _read_rows(dataset_dir / entry["path"], rows)
-        indices = [entry["leaf_start"] + row for row in rows]
-        bundles = build_bundles(
-            log, indices, leaf_bytes_for_batch(table), checkpoint, anchor_info, manifest["dataset"]
-        )
-        for bundle in bundles:
-            path = out_dir / f"{args.dataset}-leaf-{bundle['leaf_index']:012d}.bundle.json"
-            path.write_text(json.dumps(bundle, indent=2, sort_keys=True) + "\n")
-            written.append(str(path))
-        step(f"{entry['path']}: {len(bundles)} bundles", args.json)
-    report = {
-        "dataset": args.dataset,
-        "log": log.log_id,
-        "checkpoint": checkpoint,
-        "anchored": anchor_info is not None,
-        "matched": len(matches),
-        "bundles": written,
-        "out": str(out_dir),
-    }
+    request = ProveRequest(
+        args.data_dir, args.dataset, args.where, args.out, args.manifest, args.limit
+    )
+    try:
+        report = prove_rows(request, progress=lambda m: step(m, args.json))
+    except ProveError as error:
+        raise UserError(str(error)) from None
     if args.json:
         emit_json(report)
     else:
+        checkpoint = report["checkpoint"]
         out.print(
-            f"{len(written)} proof bundles for {args.dataset} @ {checkpoint['tree_size']} rows "
-            f"(root {checkpoint['root'][:16]}…) in {out_dir}"
+            f"{len(report['bundles'])} proof bundles for {args.dataset} @ "
+            f"{checkpoint['tree_size']} rows (root {checkpoint['root'][:16]}…) in {args.out}"
         )
     return 0
-
-
-def _matching_rows(dataset_dir: Path, files: list[dict], where: str) -> list[tuple[int, int]]:
-    """(file index in the manifest, row number in the file) of every row matching ``where``."""
-    import duckdb
-
-    if not files:
-        return []
-    paths = [str(dataset_dir / f["path"]) for f in files]
-    index = {path: i for i, path in enumerate(paths)}
-    sql = (
-        "SELECT filename, file_row_number FROM "
-        "read_parquet(?, filename = true, file_row_number = true) "
-        f"WHERE ({where}) ORDER BY filename, file_row_number"
-    )
-    try:
-        found = duckdb.connect().execute(sql, [paths]).fetchall()
-    except duckdb.Error as error:
-        message = str(error).splitlines()[0]
-        raise UserError(f"--where {where!r} is not a valid predicate: {message}") from None
-    return sorted((index[name], row) for name, row in found)
-
-
-def _by_file(matches: list[tuple[int, int]]) -> dict[int, list[int]]:
-    grouped: dict[int, list[int]] = {}
-    for file_index, row in matches:
-        grouped.setdefault(file_index, []).append(row)
-    return grouped
-
-
-def _read_rows(path: Path, rows: list[int]):
-    """The rows exactly as published: Parquet read with its own Arrow schema, no SQL types."""
-    import pyarrow.parquet as pq
-
-    return pq.read_table(path).take(rows)
-
-
-def _recorded_anchor(data_dir: Path, manifest: dict) -> dict | None:
-    """Where the driver anchored this checkpoint, from the catalog (None if not anchored)."""
-    from sinks.catalog import Catalog
-    from sinks.layout import DataLayout
-
-    layout = DataLayout(data_dir)
-    if not layout.catalog.exists():
-        return None
-    log_id = manifest.get("log", manifest["dataset"])
-    with Catalog(layout) as catalog:
-        for checkpoint in catalog.checkpoints(log_id):
-            if checkpoint["tree_size"] == manifest["checkpoint"]["tree_size"]:
-                return checkpoint if checkpoint.get("contract") else None
-    return None
 
 
 # -- verify --bundle ----------------------------------------------------------------------------
@@ -251,7 +162,7 @@ def _bundle_lookup(args: argparse.Namespace, bundle: Any):
 
 
 def _open_rpc(rpc_url: str, registry: str):
-    from cli.chain import open_chain
+    from streaming.chain import open_chain
 
     try:
         return open_chain("rpc", rpc_url, registry)

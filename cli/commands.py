@@ -37,7 +37,7 @@ def infra_up(args: argparse.Namespace) -> int:
         with stage(f"starting anvil on 127.0.0.1:{args.chain_port}", args.json):
             anvil = start_anvil(args.chain_port, directory)
         state.rpc_url = anvil.rpc_url
-        from cli.chain import open_chain
+        from streaming.chain import open_chain
 
         state.registry_address = open_chain("anvil", anvil.rpc_url, None).contract
     state.save(directory)
@@ -84,8 +84,8 @@ def infra_status(args: argparse.Namespace) -> int:
 
 
 def simulate(args: argparse.Namespace) -> int:
-    from infra.fleet import generate
-    from infra.producer import produce
+    from simulator.fleet import generate
+    from simulator.producer import produce
 
     if args.start:
         try:
@@ -140,7 +140,7 @@ def _realtime_pacer():
 
 
 def _chain_for(kind: str | None, rpc_url: str | None, registry: str | None):
-    from cli.chain import open_chain
+    from streaming.chain import open_chain
 
     state = InfraState.load()
     kind = kind or state.chain_kind
@@ -159,7 +159,7 @@ def _chain_for(kind: str | None, rpc_url: str | None, registry: str | None):
 
 
 def demo(args: argparse.Namespace) -> int:
-    from cli.demo import DemoOptions, run_demo
+    from streaming.demo import DemoOptions, Reporter, run_demo
 
     if not 0.0 <= args.bad_fraction <= 1.0:
         raise UserError("--bad-fraction must be between 0 and 1")
@@ -175,9 +175,10 @@ def demo(args: argparse.Namespace) -> int:
         bad_fraction=args.bad_fraction,
         waves=args.waves,
         chain=args.chain,
-        quiet=args.json,
     )
-    summary = run_demo(options)
+    quiet = args.json  # --json: stdout carries one JSON object, and no progress is shown
+    report = Reporter(stage=lambda m: stage(m, quiet), step=lambda m: step(m, quiet))
+    summary = run_demo(options, report)
     if args.json:
         emit_json(summary)
     else:
@@ -242,10 +243,8 @@ def _open_catalog(data_dir):
 
 
 def quarantine_list(args: argparse.Namespace) -> int:
-    from cli.replay import pending_quarantine
-
     with _open_catalog(args.data_dir) as catalog:
-        pending = pending_quarantine(catalog)
+        pending = catalog.quarantine.pending()
     counts = pending.group_by(["topic", "reason_code"]).aggregate([("offset", "count")])
     rows = sorted(
         (
@@ -264,10 +263,8 @@ def quarantine_list(args: argparse.Namespace) -> int:
 
 
 def quarantine_show(args: argparse.Namespace) -> int:
-    from cli.replay import pending_quarantine
-
     with _open_catalog(args.data_dir) as catalog:
-        pending = pending_quarantine(catalog, args.reason, args.topic).slice(0, args.limit)
+        pending = catalog.quarantine.pending(args.reason, args.topic).slice(0, args.limit)
     rows = [
         {
             "topic": r["topic"],
@@ -301,7 +298,7 @@ def _preview(value: bytes | None, limit: int = 120) -> str:
 
 
 def quarantine_replay(args: argparse.Namespace) -> int:
-    from cli.replay import replay
+    from streaming.replay import replay
 
     if not (args.data_dir / "catalog.duckdb").exists():
         raise UserError(f"no catalog under {args.data_dir}: nothing has been landed there")

@@ -12,6 +12,7 @@ from pathlib import Path
 from rich.markup import escape
 
 from cli.output import UserError, err
+from streaming.errors import SettingsError
 
 DEFAULT_TOPIC = "node-telemetry"
 
@@ -40,12 +41,29 @@ def _default_data_dir() -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cli import audit, commands
+    from cli import run_commands
+    from cli.market_commands import add_market_parsers
 
     parser = argparse.ArgumentParser(
         prog="rda", description="Network telemetry to verifiable Real Data Assets."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _infra_parsers(sub)
+    _simulate_parser(sub)
+    run_commands.add_parsers(sub)  # `rda run` and `rda status`
+    _demo_parser(sub)
+    _verify_parser(sub)
+    _quarantine_parsers(sub)
+    _schemas_parsers(sub)
+    _prove_parser(sub)
+    add_market_parsers(sub, _default_data_dir())
+    _bench_parser(sub)
+    return parser
+
+
+def _infra_parsers(sub: argparse._SubParsersAction) -> None:
+    """``rda infra up|down|status``."""
+    from cli import commands
 
     infra = sub.add_parser("infra", help="start, stop or inspect the local broker and chain")
     infra_sub = infra.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -61,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     status = infra_sub.add_parser("status", help="what is running")
     _add_json(status)
     status.set_defaults(handler=commands.infra_status)
+
+
+def _simulate_parser(sub: argparse._SubParsersAction) -> None:
+    """``rda simulate``."""
+    from cli import commands
 
     sim = sub.add_parser("simulate", help="a fleet of nodes publishing telemetry to Kafka")
     sim.add_argument("--bootstrap", help="Kafka bootstrap servers (default: from `infra up`)")
@@ -82,9 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json(sim)
     sim.set_defaults(handler=commands.simulate)
 
-    from cli import run_commands  # `rda run` and `rda status`
 
-    run_commands.add_parsers(sub)
+def _demo_parser(sub: argparse._SubParsersAction) -> None:
+    """``rda demo``."""
+    from cli import commands
 
     demo = sub.add_parser("demo", help="everything end to end on embedded defaults")
     demo.add_argument("--data-dir", type=Path, default=Path("data/demo"))
@@ -98,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json(demo)
     demo.set_defaults(handler=commands.demo)
 
+
+def _verify_parser(sub: argparse._SubParsersAction) -> None:
+    """``rda verify`` (datasets, ``--bundle``, ``--history``)."""
+    from cli import audit
+
     verify = sub.add_parser("verify", help="auditor: rows → root → manifest → anchor")
     verify.add_argument("--data-dir", type=Path, default=_default_data_dir())
     verify.add_argument("--dataset", help="dataset id, e.g. radio_kpi.v1 (default: all)")
@@ -110,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--publisher-key-id", help="require manifests signed by this key id (hex)")
     _add_json(verify)
     verify.set_defaults(handler=audit.verify)  # whole datasets unless --bundle or --history
+
+
+def _quarantine_parsers(sub: argparse._SubParsersAction) -> None:
+    """``rda quarantine list|show|replay``."""
+    from cli import commands
 
     quarantine = sub.add_parser("quarantine", help="rejected records: list, show, replay")
     q_sub = quarantine.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -135,6 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
         _add_json(q_parser)
         q_parser.set_defaults(handler=handler)
 
+
+def _schemas_parsers(sub: argparse._SubParsersAction) -> None:
+    """``rda schemas list|show``."""
+    from cli import commands
+
     schemas = sub.add_parser("schemas", help="the canonical schemas (data dictionary)")
     schemas_sub = schemas.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = schemas_sub.add_parser("list", help="every schema with its version and dataset")
@@ -144,6 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("name", help="schema name, e.g. radio_kpi")
     _add_json(show)
     show.set_defaults(handler=commands.schemas_show)
+
+
+def _prove_parser(sub: argparse._SubParsersAction) -> None:
+    """``rda prove``."""
+    from cli import audit
 
     prove = sub.add_parser("prove", help="write proof bundles for the rows a SQL predicate selects")
     prove.add_argument("--data-dir", type=Path, default=_default_data_dir())
@@ -157,16 +201,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json(prove)
     prove.set_defaults(handler=audit.prove)
 
-    from cli.market_commands import add_market_parsers
 
-    add_market_parsers(sub, _default_data_dir())
+def _bench_parser(sub: argparse._SubParsersAction) -> None:
+    """``rda bench``."""
+    from cli import commands
 
     bench = sub.add_parser("bench", help="benchmarks, as ratios to a baseline in the same run")
     bench.add_argument("--only", action="append", help="run only this benchmark (repeatable)")
     bench.add_argument("--quick", action="store_true", help="smaller inputs")
     _add_json(bench)
     bench.set_defaults(handler=commands.bench)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
-    except UserError as error:
+    except (UserError, SettingsError) as error:
         err.print(f"[red]rda: error:[/red] {escape(str(error))}", soft_wrap=True)
         return 2
     except KeyboardInterrupt:

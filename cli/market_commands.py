@@ -25,6 +25,20 @@ def add_market_parsers(sub: argparse._SubParsersAction, default_data_dir: Path) 
 
     market = sub.add_parser("market", help="listings, buyers, API keys and entitlements")
     m_sub = market.add_subparsers(dest="action", required=True, metavar="ACTION")
+    _buyer_parsers(m_sub, common)
+    _listing_parsers(m_sub, common)
+    _query_parser(sub, common)
+    serve = sub.add_parser("serve", help="the marketplace web page and HTTP API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8787)
+    serve.add_argument("--timeout", type=float, default=10.0, help="seconds per query")
+    serve.add_argument("--memory-limit", default="512MB", help="DuckDB memory per database")
+    serve.add_argument("--max-rows", type=int, default=100_000, help="rows per result")
+    common(serve, serve_market)
+
+
+def _buyer_parsers(m_sub: argparse._SubParsersAction, common) -> None:
+    """``rda market add-buyer|buyers|grant|revoke``."""
     add = m_sub.add_parser("add-buyer", help="create a buyer and print their API key (once)")
     add.add_argument("name")
     common(add, market_add_buyer)
@@ -37,6 +51,10 @@ def add_market_parsers(sub: argparse._SubParsersAction, default_data_dir: Path) 
         parser.add_argument("name", help="buyer name")
         parser.add_argument("dataset", help="dataset id, e.g. radio_kpi.v1")
         common(parser, handler)
+
+
+def _listing_parsers(m_sub: argparse._SubParsersAction, common) -> None:
+    """``rda market terms|list|export``."""
     terms = m_sub.add_parser("terms", help="set a dataset's license, price or title")
     terms.add_argument("dataset")
     terms.add_argument("--license", help="SPDX id or license name, e.g. CC-BY-4.0")
@@ -50,6 +68,9 @@ def add_market_parsers(sub: argparse._SubParsersAction, default_data_dir: Path) 
     export.add_argument("--output", type=Path, help="file to write (default: stdout)")
     common(export, market_export)
 
+
+def _query_parser(sub: argparse._SubParsersAction, common) -> None:
+    """``rda query``."""
     query = sub.add_parser("query", help="buyer SQL over licensed datasets (sandboxed)")
     query.add_argument("sql", help="one SELECT statement")
     query.add_argument("--key", help=f"API key (default: ${API_KEY_ENV})")
@@ -63,14 +84,6 @@ def add_market_parsers(sub: argparse._SubParsersAction, default_data_dir: Path) 
         "--bundles-dir", type=Path, default=Path("bundles"), help="where --proofs writes bundles"
     )
     common(query, buyer_query)
-
-    serve = sub.add_parser("serve", help="the marketplace web page and HTTP API")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8787)
-    serve.add_argument("--timeout", type=float, default=10.0, help="seconds per query")
-    serve.add_argument("--memory-limit", default="512MB", help="DuckDB memory per database")
-    serve.add_argument("--max-rows", type=int, default=100_000, help="rows per result")
-    common(serve, serve_market)
 
 
 def _store(args: argparse.Namespace):

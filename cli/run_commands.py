@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import time
+import sys
 from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
 
-from cli.config import LOG_FORMATS, RUNNERS, describe, load_settings
 from cli.output import UserError, emit_json, err, out
+from streaming.config import LOG_FORMATS, RUNNERS, describe, load_settings
 
 SETTING_FLAGS = (
     "topic", "bootstrap", "group", "data_dir", "interval", "max_batch_records",
@@ -75,14 +75,16 @@ def _settings(args: argparse.Namespace):
 
 def run_command(args: argparse.Namespace) -> int:
     from cli import logs
-    from cli.retry import GaveUp
-    from cli.run_loop import RunLoop, live_display_wanted
     from proofs.anchor import AnchorRefused
+    from streaming.retry import GaveUp
+    from streaming.run_loop import RunLoop
 
     settings = _settings(args)
-    live = live_display_wanted(settings, args.json)
+    # A live status line only for a person at a terminal reading text, never for machines.
+    live = sys.stderr.isatty() and settings.log_format == "text" and not args.json
     log = logs.configure(settings.log_format, console=err if live else None)
-    loop = RunLoop(settings, log, live=live)
+    status_line = (lambda: err.status("starting", spinner="dots")) if live else None
+    loop = RunLoop(settings, log, status_line)
     try:
         report = loop.run()
     except GaveUp as error:
@@ -117,106 +119,19 @@ def run_command(args: argparse.Namespace) -> int:
 def status_command(args: argparse.Namespace) -> int:
     import logging
 
+    from streaming.status import status_report
+
     logging.getLogger("kafka").setLevel(logging.CRITICAL)  # an unreachable broker: one line
     settings = _settings(args)
-    journal = _journal_report(settings.data_dir, args.batches)
-    report = {
-        "data_dir": str(settings.data_dir),
-        "group": settings.group,
-        "lag": _lag_report(settings),
-        **journal,
-    }
+    try:
+        report = status_report(settings, args.batches)
+    except FileNotFoundError as error:
+        raise UserError(str(error)) from None
     if args.json:
         emit_json(report)
     else:
         _print_status(report)
     return 0
-
-
-def _lag_report(settings) -> dict[str, Any]:
-    """Lag per topic-partition, or why it is unknown (status never fails on an outage)."""
-    from infra.state import InfraState
-    from pipelines.kafka_source import KafkaPythonSource, KafkaUnavailable
-
-    bootstrap = settings.bootstrap or InfraState.load().kafka_bootstrap
-    if not bootstrap:
-        return {"error": "no Kafka broker: run `rda infra up`, or pass --bootstrap"}
-    source = KafkaPythonSource(bootstrap, timeout_s=min(settings.kafka_timeout, 5.0))
-    topics: dict[str, Any] = {}
-    for topic in settings.topics:
-        try:
-            ends = source.high_watermarks(topic)
-            committed = source.committed(settings.group, topic)
-        except KeyError:
-            topics[topic] = {"error": f"topic {topic} does not exist"}
-            continue
-        except KafkaUnavailable as error:
-            return {"error": f"{error}", "bootstrap": bootstrap}
-        topics[topic] = {
-            "partitions": {
-                str(p): {
-                    "high_watermark": ends[p],
-                    "committed": committed.get(p, 0),
-                    "lag": ends[p] - committed.get(p, 0),
-                }
-                for p in sorted(ends)
-            },
-            "total": sum(ends[p] - committed.get(p, 0) for p in ends),
-        }
-    return {"bootstrap": bootstrap, "topics": topics}
-
-
-def _journal_report(data_dir: Path, limit: int) -> dict[str, Any]:
-    """The journal's last batches and each dataset's latest checkpoint."""
-    import duckdb
-
-    from sinks.catalog import Catalog
-    from sinks.layout import DataLayout
-
-    layout = DataLayout(data_dir)
-    if not layout.catalog.exists():
-        raise UserError(f"no catalog in {data_dir}: nothing has run there (`rda run`)")
-    deadline = time.monotonic() + 5
-    while True:  # `rda run` holds the catalog during a batch; it is free between batches
-        try:
-            catalog = Catalog(layout, read_only=True)
-            break
-        except duckdb.IOException:
-            if time.monotonic() > deadline:
-                return {"journal": {"error": "catalog busy: a batch is being written"}}
-            time.sleep(0.2)
-    with catalog:
-        batches = catalog.recent_batches(limit)
-        latest: dict[str, dict] = {}
-        for checkpoint in catalog.checkpoints():
-            latest[checkpoint["dataset"]] = checkpoint  # ordered by tree size
-        totals = catalog.totals()
-    for b in batches:
-        b["created_at"], b["updated_at"] = str(b["created_at"]), str(b["updated_at"])
-    return {
-        "journal": {"batches": batches, "totals": totals},
-        "checkpoints": latest,
-        "workers": _workers_report(data_dir, batches),
-    }
-
-
-def _workers_report(data_dir: Path, batches: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Workers seen on this data directory: running ones, and owners of recent batches."""
-    from cli.workers import is_alive, running_workers
-    from sinks.layout import DataLayout
-
-    folder = DataLayout(data_dir).workers
-    seen = {*running_workers(folder), *(b["owner"] for b in batches if b.get("owner"))}
-    return [
-        {
-            "worker": worker,
-            "alive": is_alive(worker, folder),
-            "unfinished_batches": [
-                b["batch_id"] for b in batches if b.get("owner") == worker and b["state"] != "done"
-            ],
-        }
-        for worker in sorted(seen)
-    ]
 
 
 def _print_status(report: dict[str, Any]) -> None:

@@ -55,7 +55,47 @@ class ReadAndStandardize(beam.DoFn):
         yield chunk, result
 
 
+class ReadStandardizeProtect(beam.PTransform):
+    """Offset ranges in; per range, its records standardized and protected, out.
+
+    The input is a PCollection of work items, ``OffsetRange.as_dict()`` dicts (topic,
+    partition, start, end), each small enough to hold in memory; the output holds one
+    ``(OffsetRange, Standardized)`` per work item: the rows of each canonical dataset, the
+    quarantined records with their reasons, and those withheld by the privacy policy. The
+    transform has no windowing and no GroupByKey, so it runs unchanged on any Beam runner::
+
+        chunks = [r.as_dict() for r in OffsetRange("t", 0, 0, 10_000).split(2_000)]
+        with beam.Pipeline(runner=FnApiRunner()) as p:
+            (p | beam.Create(chunks)
+               | ReadStandardizeProtect("127.0.0.1:9092", "rda.node.v1", Protection(keys_dir))
+               | beam.MapTuple(lambda chunk, result: ...))
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        wire_format: str | None,
+        protection: Protection | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        super().__init__()
+        self.bootstrap = bootstrap
+        self.wire_format = wire_format
+        self.protection = protection
+        self.timeout_s = timeout_s
+
+    def expand(self, work_items: beam.PCollection) -> beam.PCollection:
+        read = ReadAndStandardize(self.bootstrap, self.wire_format, self.protection, self.timeout_s)
+        return (
+            work_items
+            | "Distribute" >> beam.Reshuffle()  # spread the chunks over the runner's workers
+            | "ReadAndStandardize" >> beam.ParDo(read)
+        )
+
+
 class WriteChunk(beam.DoFn):
+    """Hands each chunk's result to the sink (e.g. ``sinks.parquet.ChunkWriter``)."""
+
     def __init__(self, sink: ChunkSink) -> None:
         self.sink = sink
 
@@ -73,14 +113,13 @@ def build(
     protection: Protection | None = None,
     timeout_s: float = 30.0,
 ) -> beam.PCollection:
-    """Add the read → standardize → sink stages for ``chunks`` to ``pipeline``."""
+    """Add the read → standardize → protect → sink stages for ``chunks`` to ``pipeline``."""
     return (
         pipeline
         # Plain dicts as work items: Beam would otherwise infer a row schema for the dataclass.
         | "Chunks" >> beam.Create([chunk.as_dict() for chunk in chunks])
-        | "Distribute" >> beam.Reshuffle()
-        | "ReadAndStandardize"
-        >> beam.ParDo(ReadAndStandardize(bootstrap, wire_format, protection, timeout_s))
+        | "ReadStandardizeProtect"
+        >> ReadStandardizeProtect(bootstrap, wire_format, protection, timeout_s)
         | "Write" >> beam.ParDo(WriteChunk(sink))
     )
 

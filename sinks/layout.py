@@ -19,6 +19,11 @@ class DataLayout:
         return self.root / "catalog.duckdb"
 
     @property
+    def journal(self) -> Path:
+        """The runtime's batch journal (``streaming/journal.py``), beside the catalog."""
+        return self.root / "journal.duckdb"
+
+    @property
     def writer_lock(self) -> Path:
         """Held while a batch is sequenced: one writer of the catalog and logs at a time."""
         return self.root / "writer.lock"

@@ -12,11 +12,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cli.chain import ChainContext
 from proofs.leaves import leaf_hashes_for_batch
 from proofs.log import DatasetLog
 from proofs.manifest import build_manifest, write_manifest
 from proofs.signing import publisher_key
+from streaming.chain import ChainContext
 
 DATASET = "probe.v1"
 SCHEMA = pa.schema(

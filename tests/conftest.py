@@ -11,10 +11,10 @@ from hypothesis import settings
 
 from infra.broker import Broker, start_broker, stop_broker
 from infra.chain import AnvilProcess, ChainConfig, connect, start_anvil
-from infra.fleet import generate
-from infra.producer import ProduceReport, produce
 from infra.tools import free_port
 from proofs.anchor import AnchorRegistry
+from simulator.fleet import generate
+from simulator.producer import ProduceReport, produce
 
 pytest_plugins = ["market_support"]  # the marketplace tests' demo data and server
 

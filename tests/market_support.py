@@ -28,13 +28,13 @@ _names = itertools.count(1)
 @pytest.fixture(scope="session")
 def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data directory produced by ``rda demo`` (12 nodes, 60 s, two anchored waves)."""
-    from cli.demo import DemoOptions, run_demo
+    from streaming.demo import DemoOptions, run_demo
 
     root = tmp_path_factory.mktemp("market-demo")
     previous = os.environ.get("RDA_STATE_DIR")
     os.environ["RDA_STATE_DIR"] = str(root / "state")
     try:
-        summary = run_demo(DemoOptions(data_dir=root / "data", nodes=12, duration_s=60, quiet=True))
+        summary = run_demo(DemoOptions(data_dir=root / "data", nodes=12, duration_s=60))
     finally:
         if previous is None:
             os.environ.pop("RDA_STATE_DIR", None)

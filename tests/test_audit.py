@@ -15,7 +15,6 @@ import pyarrow.parquet as pq
 import pytest
 from audit_dataset import DATASET, publish, rows
 
-from cli.chain import open_chain
 from proofs.bundle import build_bundles, verify_bundle
 from proofs.history import verify_history
 from proofs.leaves import leaf_bytes_for_batch, leaf_hashes_for_batch
@@ -30,6 +29,7 @@ from proofs.manifest import (
 )
 from proofs.signing import publisher_key
 from proofs.verify import verify_dataset
+from streaming.chain import open_chain
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from run_helpers import assert_exactly_once, run_args, start_run
 
-from cli.faults import STEPS
+from streaming.faults import STEPS
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow]
 RANDOM_KILLS = 20

@@ -6,10 +6,10 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from cli.chain import open_chain
-from cli.driver import RunConfig, run_batch
 from pipelines.kafka_source import KafkaPythonSource
 from sinks.layout import DataLayout
+from streaming.chain import open_chain
+from streaming.driver import RunConfig, run_batch
 
 pytestmark = pytest.mark.slow
 

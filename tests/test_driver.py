@@ -9,13 +9,13 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from cli.chain import open_chain
-from cli.driver import RunConfig, run_batch
 from pipelines.kafka_source import KafkaPythonSource
 from proofs.manifest import load_manifest
 from proofs.verify import verify_dataset
-from sinks.catalog import Catalog
 from sinks.layout import DataLayout
+from streaming.chain import open_chain
+from streaming.driver import RunConfig, run_batch
+from streaming.journal import BatchJournal
 
 # Which quarantine reason each injected defect must end up under.
 EXPECTED_REASON = {
@@ -149,8 +149,8 @@ def test_a_batch_interrupted_before_its_anchor_is_redone_identically(
     source = KafkaPythonSource(broker.bootstrap)
     with pytest.raises(ConnectionError):
         run_batch(config, source, chain_down)
-    with Catalog(DataLayout(tmp_path / "crashed")) as catalog:
-        assert catalog.unfinished_batches(topic)[0]["state"] == "committed"
+    with BatchJournal(DataLayout(tmp_path / "crashed").journal) as journal:
+        assert journal.unfinished_batches(topic)[0]["state"] == "committed"
     checkpoints_dir = tmp_path / "crashed" / "published" / DATASET / "checkpoints"
     before = {p.name: p.read_bytes() for p in checkpoints_dir.iterdir()}
     redone = run_batch(config, source, chain.anchor)
@@ -178,8 +178,8 @@ def test_records_repeating_published_keys_in_a_later_batch_are_quarantined_as_du
 def test_a_duplicate_in_another_chunk_of_the_same_batch_is_caught(
     broker, topic, data_dir, chain, publish
 ):
-    from infra.fleet import generate
-    from infra.producer import produce
+    from simulator.fleet import generate
+    from simulator.producer import produce
 
     one = list(generate(1, 1, 1, 1_764_000_000_000, 4))
     produce(broker.bootstrap, topic, [*one, *one])  # keyed alike: same partition, in order

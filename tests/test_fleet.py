@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from infra.fleet import DEFECT_KINDS, generate
 from schemas.radio import RADIO_KPI_V1
+from simulator.fleet import DEFECT_KINDS, generate
 
 START_MS = 1_764_000_000_000
 

@@ -15,12 +15,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infra.fleet import generate
 from pipelines.protect import Protection
 from pipelines.standardize import standardize
 from schemas.adapters import adapter_for
 from schemas.published import published_schema_for_dataset
 from schemas.records import RAW_RECORD_SCHEMA
+from simulator.fleet import generate
 from sinks import key_index
 from sinks.catalog import Catalog
 from sinks.dedup import find_batch_duplicates, find_duplicates, record_batch_keys

@@ -18,14 +18,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from cli.chain import open_chain
-from cli.driver import RunConfig, run_batch
-from infra.fleet import generate
-from infra.producer import produce
 from pipelines.kafka_source import KafkaPythonSource
 from proofs.verify import verify_dataset
 from schemas.service import SUBSCRIBER_SESSION_V1
+from simulator.fleet import generate
+from simulator.producer import produce
 from sinks.layout import DataLayout
+from streaming.chain import open_chain
+from streaming.driver import RunConfig, run_batch
 
 START_MS = 1_764_000_000_000
 SESSIONS = "subscriber_session.v1"

@@ -14,7 +14,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infra.subscribers import luhn_digit, luhn_valid, make_subscriber
 from pipelines.aggregate import laplace, session_counts
 from pipelines.anonymize import (
     KEY_ENV,
@@ -26,6 +25,7 @@ from pipelines.anonymize import (
 )
 from schemas.published import DEFAULT_PRIVACY, PrivacySettings, published_schema
 from schemas.service import SPEED_TEST_V1, SUBSCRIBER_SESSION_V1
+from simulator.subscribers import luhn_digit, luhn_valid, make_subscriber
 
 KEY = PseudonymKey(bytes(range(32)))
 UTC = dt.timezone.utc

@@ -11,12 +11,13 @@ import pyarrow as pa
 import pytest
 
 from benchmarks.decode import raw_batch
-from infra.fleet import FLAT_LINE_REPORTS, QUALITY_DEFECTS, generate
 from pipelines.protect import Protection
 from pipelines.standardize import standardize
 from schemas.adapters import adapter_for
 from schemas.published import published_schema
 from schemas.radio import RADIO_KPI_V1
+from simulator.fleet import generate
+from simulator.quality_defects import FLAT_LINE_REPORTS, QUALITY_DEFECTS
 from validators.expectations import report_bytes, validate
 from validators.quality import check_quality
 from validators.score import components_from_counts, score

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cli.config import RunSettings, TopicSettings, load_settings
-from cli.output import UserError
+from streaming.config import RunSettings, TopicSettings, load_settings
+from streaming.errors import SettingsError
 
 CONFIG = """
 [run]
@@ -82,13 +82,13 @@ def test_topics_come_from_flags_then_the_comma_separated_variable_then_the_file(
 def test_a_bad_setting_is_one_clear_error_naming_where_it_came_from(tmp_path, text, env, message):
     path = tmp_path / "rda.toml"
     path.write_text(text)
-    with pytest.raises(UserError) as error:
+    with pytest.raises(SettingsError) as error:
         load_settings({"config": path}, environ=env)
     assert message in str(error.value)
 
 
 def test_a_missing_config_file_is_named(tmp_path):
-    with pytest.raises(UserError, match=r"config file .*nothing\.toml does not exist"):
+    with pytest.raises(SettingsError, match=r"config file .*nothing\.toml does not exist"):
         load_settings({"config": tmp_path / "nothing.toml"}, environ={})
 
 

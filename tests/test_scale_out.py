@@ -21,7 +21,7 @@ from run_helpers import assert_exactly_once, run_args, start_run, wait_for
 
 from pipelines.kafka_source import KafkaPythonSource
 from sinks.layout import DataLayout
-from sinks.writer_lock import writing_catalog
+from streaming.store import writing
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -50,9 +50,9 @@ def start_workers(count: int, args: list[str], tmp_path: Path, env=None) -> list
 
 
 def journal(data: Path) -> list[dict]:
-    with writing_catalog(DataLayout(data), wait_s=60) as catalog:
-        rows = catalog.db.execute("SELECT batch_id FROM batches ORDER BY batch_id").fetchall()
-        return [catalog.batch(batch_id) for (batch_id,) in rows]
+    with writing(DataLayout(data), wait_s=60) as store:
+        rows = store.journal.db.execute("SELECT batch_id FROM batches ORDER BY batch_id")
+        return [store.journal.batch(batch_id) for (batch_id,) in rows.fetchall()]
 
 
 def everything_done(bootstrap: str, topic: str, data: Path) -> bool:

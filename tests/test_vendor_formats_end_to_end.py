@@ -7,14 +7,14 @@ import pyarrow.parquet as pq
 import pytest
 
 import schemas.adapters as adapters
-from cli.chain import open_chain
-from cli.driver import RunConfig, run_batch
-from cli.replay import replay
-from infra.fleet import generate
-from infra.producer import produce
 from pipelines.kafka_source import KafkaPythonSource
-from sinks.catalog import Catalog
+from simulator.fleet import generate
+from simulator.producer import produce
 from sinks.layout import DataLayout
+from streaming.chain import open_chain
+from streaming.driver import RunConfig, run_batch
+from streaming.journal import BatchJournal
+from streaming.replay import replay
 
 START_MS = 1_764_000_000_000
 DATASET = {
@@ -75,6 +75,6 @@ def test_records_quarantined_before_their_adapter_existed_are_published_by_repla
     )
     assert (again.considered, again.published) == (0, 0)
     assert published_rows(data_dir, "radio_kpi.v1") == produced.messages
-    with Catalog(DataLayout(data_dir)) as catalog:
-        totals = catalog.totals()
+    with BatchJournal(DataLayout(data_dir).journal) as journal:
+        totals = journal.totals()
     assert totals["read"] == totals["published"] + totals["quarantined"] == produced.messages

@@ -14,12 +14,12 @@ import time
 import pytest
 from run_helpers import wait_for
 
-from cli.workers import Heartbeat, is_alive, this_worker
-from infra.producer import ensure_topic
 from pipelines.kafka_group import GroupMember
-from sinks.catalog import Catalog
+from simulator.producer import ensure_topic
 from sinks.layout import DataLayout
 from sinks.writer_lock import WriterBusy, writer_lock
+from streaming.journal import BatchJournal
+from streaming.workers import Heartbeat, is_alive, this_worker
 
 HOLD_LOCK = """
 import fcntl, os, sys, time
@@ -64,7 +64,7 @@ def test_the_writer_lock_of_a_killed_process_is_free_at_once(tmp_path):
 def test_this_worker_is_alive_and_a_finished_process_is_not(tmp_path):
     assert is_alive(this_worker(), tmp_path)
     child = subprocess.Popen(
-        [sys.executable, "-c", "from cli.workers import this_worker; print(this_worker())"],
+        [sys.executable, "-c", "from streaming.workers import this_worker; print(this_worker())"],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -96,24 +96,24 @@ def test_a_worker_elsewhere_is_alive_while_its_heartbeat_is_fresh(tmp_path):
 
 def test_the_journal_knows_how_far_each_partition_is_planned(tmp_path):
     layout = DataLayout(tmp_path / "data")
-    with Catalog(layout) as catalog:
+    with BatchJournal(layout.journal) as journal:
         for batch_id, ranges in ((1, [(0, 0, 40)]), (2, [(1, 0, 25), (0, 40, 55)])):
             plan = {"ranges": [{"partition": p, "start": s, "end": e} for p, s, e in ranges]}
-            catalog.record_plan(batch_id, "t", plan, owner="w")
-        catalog.record_plan(3, "other", {"ranges": [{"partition": 0, "start": 0, "end": 9}]})
-        assert catalog.journal_ends("t") == {0: 55, 1: 25}
-        assert catalog.batch(2)["owner"] == "w"
-        assert catalog.batch(3)["owner"] is None
+            journal.record_plan(batch_id, "t", plan, owner="w")
+        journal.record_plan(3, "other", {"ranges": [{"partition": 0, "start": 0, "end": 9}]})
+        assert journal.journal_ends("t") == {0: 55, 1: 25}
+        assert journal.batch(2)["owner"] == "w"
+        assert journal.batch(3)["owner"] is None
 
 
-def test_a_catalog_from_before_the_range_index_is_indexed_when_opened(tmp_path):
+def test_a_journal_from_before_the_range_index_is_indexed_when_opened(tmp_path):
     layout = DataLayout(tmp_path / "data")
-    with Catalog(layout) as catalog:
+    with BatchJournal(layout.journal) as journal:
         plan = {"ranges": [{"partition": 2, "start": 10, "end": 30}]}
-        catalog.record_plan(1, "t", plan)
-        catalog.db.execute("DELETE FROM batch_ranges")  # as an older version left it
-    with Catalog(layout) as catalog:
-        assert catalog.journal_ends("t") == {2: 30}
+        journal.record_plan(1, "t", plan)
+        journal.db.execute("DELETE FROM batch_ranges")  # as an older version left it
+    with BatchJournal(layout.journal) as journal:
+        assert journal.journal_ends("t") == {2: 30}
 
 
 class PolledMember:
@@ -186,8 +186,8 @@ def test_rda_run_refuses_to_join_a_group_on_the_embedded_chain(broker, topic, tm
 
 
 def test_a_late_batch_never_moves_the_groups_committed_offset_backwards(broker, topic, tmp_path):
-    from cli.driver import RunConfig, Worker, _commit_offsets
     from pipelines.kafka_source import KafkaPythonSource
+    from streaming.driver import RunConfig, Worker, _commit_offsets
 
     ensure_topic(broker.bootstrap, topic, 4)
     source = KafkaPythonSource(broker.bootstrap)

@@ -1,4 +1,4 @@
-"""Adapter for the nodes' native JSON (``rda.node.v1``, see ``infra/fleet.py``).
+"""Adapter for the nodes' native JSON (``rda.node.v1``, see ``simulator/fleet.py``).
 
 One wire format, three telemetry kinds, told apart by the ``kind`` member:
 

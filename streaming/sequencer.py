@@ -14,18 +14,23 @@ from __future__ import annotations
 import logging
 import time
 
-from cli import faults
-from cli.batch import Anchorer, BatchSummary, Progress, RunConfig, count_receipts
-from cli.commit import commit_and_anchor, log_starts
 from pipelines import graph
 from pipelines.kafka_source import KafkaSource, OffsetRange
 from pipelines.protect import Protection
 from schemas.published import published_schema_for_dataset
-from sinks.catalog import Catalog
-from sinks.dedup import drop_records, find_duplicates, quarantine_duplicates
+from sinks.dedup import (
+    drop_records,
+    find_batch_duplicates,
+    quarantine_duplicates,
+    record_batch_keys,
+)
 from sinks.layout import DataLayout
 from sinks.parquet import ChunkWriter, read_receipt
 from sinks.quality_report import Validation, validate_new_rows
+from streaming import faults
+from streaming.batch import Anchorer, BatchSummary, Progress, RunConfig, count_receipts
+from streaming.commit import commit_and_anchor, log_starts
+from streaming.store import RunStore
 
 log = logging.getLogger("rda.run")
 SEQUENCING = ("landed", "committed")  # states of a batch whose place in the logs is fixed
@@ -70,20 +75,21 @@ class Sequencer:
     def __init__(
         self,
         config: RunConfig,
-        catalog: Catalog,
+        store: RunStore,
         source: KafkaSource,
         anchor: Anchorer,
         progress: Progress,
         protection: Protection,
     ) -> None:
-        self.config, self.catalog, self.source = config, catalog, source
+        self.config, self.store, self.source = config, store, source
+        self.journal, self.catalog = store.journal, store.catalog
         self.anchor, self.progress, self.protection = anchor, progress, protection
-        self.layout = catalog.layout
+        self.layout = store.layout
 
     def finish_interrupted(self, except_batch: int | None = None) -> list[BatchSummary]:
         """Finish every batch (of any topic) whose sequencing began and never ended."""
         finished = []
-        for entry in self.catalog.unfinished_batches():
+        for entry in self.journal.unfinished_batches():
             if entry["state"] in SEQUENCING and entry["batch_id"] != except_batch:
                 log.info(
                     "finishing batch %d of %s, interrupted while it was being sequenced",
@@ -103,10 +109,10 @@ class Sequencer:
         ``validations`` of them). Otherwise they are landed again first, under the lock, so
         nobody else can be writing them meanwhile.
         """
-        entry = self.catalog.batch(batch_id)
+        entry = self.journal.batch(batch_id)
         plan, state = entry["plan"], entry["state"]
         if state in ("anchored", "done"):  # another worker finished it meanwhile
-            return summary_from_journal(self.catalog, entry)
+            return summary_from_journal(self.store, entry)
         if not landed_here:
             land_chunks(self.config, self.layout, plan, self.progress, self.protection)
         receipts = [read_receipt(self.layout, OffsetRange(**c)) for c in plan["chunks"]]
@@ -115,10 +121,10 @@ class Sequencer:
         dedup_s = time.monotonic() - started
         summary = BatchSummary(batch_id, plan["ranges"], resumed=not landed_here)
         count_receipts(summary, receipts)
-        self.catalog.register_quarantine(batch_id, quarantine_entries(receipts))
+        self.catalog.quarantine.register(batch_id, quarantine_entries(receipts))
         if state not in SEQUENCING:  # its place in each log: fixed now, kept by any redo
             plan["log_starts"] = log_starts(self.layout)
-        self.catalog.record_sequencing(
+        self.journal.record_sequencing(
             batch_id,
             plan,
             records_read=summary.read,
@@ -127,8 +133,7 @@ class Sequencer:
         )
         faults.journaled("landed")
         summary.checkpoints = commit_and_anchor(
-            self.layout,
-            self.catalog,
+            self.store,
             plan,
             receipts,
             self.anchor,
@@ -136,7 +141,7 @@ class Sequencer:
             self.protection,
             validations if landed_here else None,
         )
-        self.catalog.set_state(batch_id, "anchored")
+        self.journal.set_state(batch_id, "anchored")
         faults.journaled("anchored")
         summary.steps = {"dedup": dedup_s}
         return summary
@@ -144,20 +149,22 @@ class Sequencer:
     def _drop_duplicates(self, batch_id: int, receipts: list[dict]) -> None:
         """Quarantine records repeating a natural key published earlier, in every dataset."""
         reasons: dict[tuple[int, int], str] = {}
-        for dataset in sorted({d for r in receipts for d in r["files"]}):
-            prior = [
-                f["path"] for f in self.catalog.dataset_files(dataset) if f["batch_id"] != batch_id
-            ]
+        datasets = sorted({d for r in receipts for d in r["files"]})
+        for dataset in datasets:
             new = [r["files"][dataset]["path"] for r in receipts if dataset in r["files"]]
-            for record, message in find_duplicates(self.layout, dataset, prior, new).items():
+            found = find_batch_duplicates(self.catalog, dataset, batch_id, new)
+            for record, message in found.items():
                 reasons.setdefault(record, message)
         if reasons:
             for receipt in receipts:
                 drop_records(self.layout, receipt, set(reasons))
                 quarantine_duplicates(self.layout, self.source, receipt, reasons)
+        for dataset in datasets:  # the files as published; a redo replaces what it recorded
+            final = [r["files"][dataset]["path"] for r in receipts if dataset in r["files"]]
+            record_batch_keys(self.catalog, dataset, batch_id, final)
 
 
-def summary_from_journal(catalog: Catalog, entry: dict) -> BatchSummary:
+def summary_from_journal(store: RunStore, entry: dict) -> BatchSummary:
     """The summary of a batch sequenced earlier (by this worker or another), from the journal."""
     read = entry["records_read"] or 0
     published = entry["records_published"] or 0
@@ -169,7 +176,7 @@ def summary_from_journal(catalog: Catalog, entry: dict) -> BatchSummary:
         published=published,
         quarantined=quarantined,
         suppressed=read - published - quarantined,
-        checkpoints=catalog.batch_checkpoints(entry["batch_id"]),
+        checkpoints=store.catalog.batch_checkpoints(entry["batch_id"]),
         resumed=True,
     )
 

@@ -25,11 +25,11 @@ Wire format (``rda.node.v1``, one JSON object per message, keyed by node id)::
      "session": {"cell": 2560001, "start_ms": ..., "end_ms": ..., "ue_ip": "100.64.12.7",
                  "bytes_up": 120000, "bytes_down": 4200000}}
 
-Subscriber sessions (``sessions=True``; see ``infra/subscribers.py``) come from a stable
+Subscriber sessions (``sessions=True``; see ``simulator/subscribers.py``) come from a stable
 population, so the same subscriber shows up again and again, as in a real network.
 
 Defects (``bad_fraction``) are injected into radio reports only, one defect per bad message.
-With another ``wire_format`` (see ``infra/formats.py``) the radio reports are rendered in that
+With another ``wire_format`` (see ``simulator/formats.py``) the radio reports are rendered in that
 vendor's format and only the byte-level defects apply; heartbeats and speed tests stay native.
 Quality defects (``quality_fraction``, ``QUALITY_DEFECTS``) are well-formed reports that a
 quality check must catch: teleports, flat lines, clock skew, implausible SINR, counter resets.
@@ -43,8 +43,10 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-WIRE_FORMAT = "rda.node.v1"
-FORMAT_HEADER = "rda-format"
+from simulator.formats import ENCODERS
+from simulator.messages import WIRE_FORMAT, Message, encode_report
+from simulator.quality_defects import QualityInjector
+from simulator.subscribers import SessionSource
 
 # Cities the fleet is scattered around (lat, lon): sites are jittered within ~20 km.
 _SITES = ((52.52, 13.405), (40.4168, -3.7038), (-1.2921, 36.8219), (19.4326, -99.1332))
@@ -62,27 +64,6 @@ DEFECT_KINDS = (
     "negative_ues",
     "duplicate",
 )
-
-
-# Well-formed but wrong: what the quality checks in validators/quality.py must catch.
-QUALITY_DEFECTS = (
-    "teleport",  # one report from ~5,000 km away
-    "flat_line",  # a cell's radio values stuck for FLAT_LINE_REPORTS reports
-    "clock_skew",  # event time an hour ahead of ingest
-    "late",  # event time two hours behind ingest
-    "implausible_sinr",  # excellent SINR at the noise floor's RSRP
-    "counter_reset",  # the node reboots: its uptime counter restarts
-)
-FLAT_LINE_REPORTS = 8
-
-
-@dataclass(frozen=True)
-class Message:
-    key: bytes
-    value: bytes
-    timestamp_ms: int
-    defect: str | None = None
-    wire_format: str = WIRE_FORMAT
 
 
 @dataclass(frozen=True)
@@ -205,7 +186,7 @@ def _speed_test(node: _Node, ts_ms: int, rng: random.Random) -> dict:
 def _corrupt(report: dict, kind: str, previous: dict | None) -> bytes:
     """Turn a good report into one with a defect of the given kind."""
     if kind == "duplicate":  # the cell's previous report sent again (a retrying node)
-        return _encode(previous or report)
+        return encode_report(previous or report)
     if kind == "truncated_json":
         text = json.dumps(report)
         return text[: len(text) // 2].encode()
@@ -258,6 +239,13 @@ def generate(
     if wire_format != WIRE_FORMAT:
         yield from _in_format(nodes, duration_s, rate_hz, start_ms, seed, bad_fraction, wire_format)
         return
+    yield from _plain(nodes, duration_s, rate_hz, start_ms, seed, bad_fraction)
+
+
+def _plain(
+    nodes: int, duration_s: float, rate_hz: float, start_ms: int, seed: int, bad_fraction: float
+) -> Iterator[Message]:
+    """Radio reports of every cell each tick, heartbeats and speed tests, some made defective."""
     rng = random.Random(seed)
     fleet = _build_fleet(nodes, rng)
     interval_ms = max(1, round(1000 / rate_hz))
@@ -272,20 +260,20 @@ def generate(
                 if defect == "duplicate" and cell.eci not in last_good:
                     defect = "truncated_json"  # nothing to repeat yet
                 value = (
-                    _corrupt(report, defect, last_good.get(cell.eci)) if defect else _encode(report)
+                    _corrupt(report, defect, last_good.get(cell.eci))
+                    if defect
+                    else encode_report(report)
                 )
                 if defect is None:
                     last_good[cell.eci] = report
                 yield Message(node.node_id.encode(), value, ts_ms, defect)
             if tick % HEARTBEAT_EVERY == 0:
                 heartbeat = _heartbeat(node, ts_ms, start_ms, rng)
-                yield Message(node.node_id.encode(), _encode(heartbeat), ts_ms)
+                yield Message(node.node_id.encode(), encode_report(heartbeat), ts_ms)
             if tick % SPEED_TEST_EVERY == 0:
-                yield Message(node.node_id.encode(), _encode(_speed_test(node, ts_ms, rng)), ts_ms)
-
-
-def _encode(report: dict) -> bytes:
-    return json.dumps(report, separators=(",", ":")).encode()
+                yield Message(
+                    node.node_id.encode(), encode_report(_speed_test(node, ts_ms, rng)), ts_ms
+                )
 
 
 def _in_format(
@@ -298,8 +286,6 @@ def _in_format(
     wire_format: str,
 ) -> Iterator[Message]:
     """The fleet's radio reports rendered in another vendor's wire format."""
-    from infra.formats import ENCODERS
-
     try:
         encode = ENCODERS[wire_format]
     except KeyError:
@@ -335,9 +321,6 @@ def _with_extras(
 
     Both draw from their own random streams, so the plain reports stay exactly as without them.
     """
-    from infra.quality_defects import QualityInjector
-    from infra.subscribers import SessionSource
-
     fleet = _build_fleet(nodes, random.Random(seed))
     injector = QualityInjector(random.Random(seed ^ 0xDEFEC7), quality_fraction, start_ms)
     source = SessionSource(fleet, random.Random(seed ^ 0x5E55)) if sessions else None

@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from infra.fleet import FORMAT_HEADER, Message
+from simulator.messages import FORMAT_HEADER, Message
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The fleet's telemetry in other vendors' wire formats, so every adapter can be exercised.
 
-Each encoder takes the fleet's native radio report (``rda.node.v1``, see ``infra/fleet.py``) and
+Each encoder takes the fleet's native radio report (``rda.node.v1``, see ``simulator/fleet.py``) and
 renders what another kind of equipment would have sent for the same measurement:
 
 - ``gnmi.json``: an OpenConfig/gNMI ``SubscribeResponse`` as JSON (gnmic's output shape), the

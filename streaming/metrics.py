@@ -7,7 +7,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from cli.batch import Anchorer, BatchSummary
+from streaming.batch import Anchorer, BatchSummary
 
 
 class RunMetrics:

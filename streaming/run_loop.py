@@ -1,7 +1,8 @@
 """The continuous ``rda run`` loop: one micro-batch per topic per trigger, until stopped.
 
-Each batch is ``cli.driver.run_batch``: journaled, so anything that interrupts it (an outage, a
-signal, ``kill -9``) leaves a plan that the next attempt or the next process redoes identically.
+Each batch is ``streaming.driver.run_batch``: journaled, so anything that interrupts it (an
+outage, a signal, ``kill -9``) leaves a plan that the next attempt or the next process redoes
+identically.
 This module adds what a long-running process needs around it: retries with backoff while the
 broker or the chain is away, a clean stop on SIGTERM/SIGINT, metrics, logs and a live display.
 """
@@ -10,31 +11,36 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from cli.chain import ChainContext, open_chain
-from cli.config import RunSettings
-from cli.driver import BatchSummary, RunConfig, Worker, run_batch
-from cli.metrics import RunMetrics
-from cli.output import UserError, err
-from cli.retry import Backoff
-from cli.workers import Heartbeat, this_worker
 from infra.state import InfraState
 from pipelines.kafka_source import KafkaPythonSource, KafkaUnavailable, TopicNotFound
 from sinks.layout import DataLayout
-from sinks.writer_lock import writing_catalog
+from streaming.chain import ChainContext, open_chain
+from streaming.config import RunSettings
+from streaming.driver import BatchSummary, RunConfig, Worker, run_batch
+from streaming.errors import SettingsError
+from streaming.metrics import RunMetrics
+from streaming.retry import Backoff
+from streaming.store import writing
+from streaming.workers import Heartbeat, this_worker
 
 KEEP_BATCHES = 100  # summaries kept for the final report; older ones are counted only
 # A member's poll must last a moment: with zero-timeout polls only, Tansu's group joins never
 # settled (every member was elected leader in turn); 100 ms per round is enough.
 MEMBER_POLL_MS = 100
 JOIN_SETTLE_S = 3.0  # at start, an assignment must hold this long: workers started together
+
+
+class StatusLine(Protocol):
+    """A line on the terminal that the loop rewrites with its progress (e.g. rich's status)."""
+
+    def update(self, message: str) -> None: ...
 
 
 class Abandon(BaseException):
@@ -61,10 +67,15 @@ class RunReport:
 
 
 class RunLoop:
-    def __init__(self, settings: RunSettings, log: logging.Logger, live: bool = False) -> None:
+    def __init__(
+        self,
+        settings: RunSettings,
+        log: logging.Logger,
+        status_line: Callable[[], AbstractContextManager[StatusLine]] | None = None,
+    ) -> None:
         self.settings = settings
         self.log = log
-        self.live = live  # a status line on a terminal
+        self.status_line = status_line  # a live line on a terminal, kept up to date
         self.stop = threading.Event()
         self.report = RunReport()
         self.backoff = Backoff(cap=settings.backoff_max, attempts=settings.retries)
@@ -73,9 +84,9 @@ class RunLoop:
         self._state = state = InfraState.load()
         self.bootstrap = settings.bootstrap or state.kafka_bootstrap
         if not self.bootstrap:
-            raise UserError("no Kafka broker: run `rda infra up` first, or pass --bootstrap")
+            raise SettingsError("no Kafka broker: run `rda infra up` first, or pass --bootstrap")
         self.source = KafkaPythonSource(self.bootstrap, timeout_s=settings.kafka_timeout)
-        self._status: Any = None
+        self._status: StatusLine | None = None
         self.member: Any = None  # a pipelines.kafka_group.GroupMember with --join-group
         self.worker = Worker(this_worker())
 
@@ -88,7 +99,7 @@ class RunLoop:
         if self.settings.join_group and (self.settings.chain or self._state.chain_kind) == (
             "embedded"
         ):
-            raise UserError(
+            raise SettingsError(
                 "--join-group needs a chain the workers share (--chain anvil or rpc): "
                 "the embedded chain lives inside one process"
             )
@@ -196,8 +207,8 @@ class RunLoop:
 
     def _resume_first(self, topics: list[str]) -> list[str]:
         """Topics with unfinished batches first, so a crashed batch is finished before new ones."""
-        with writing_catalog(DataLayout(self.settings.data_dir)) as catalog:
-            unfinished = catalog.unfinished_topics()
+        with writing(DataLayout(self.settings.data_dir)) as store:
+            unfinished = store.journal.unfinished_topics()
         first = [t for t in unfinished if t in topics]
         return [*first, *(t for t in topics if t not in first)]
 
@@ -265,7 +276,9 @@ class RunLoop:
             rpc_url = rpc_url or state.rpc_url
             registry = registry or state.registry_address
             if not rpc_url:
-                raise UserError(f"chain {kind} needs --rpc-url (or `rda infra up --chain anvil`)")
+                raise SettingsError(
+                    f"chain {kind} needs --rpc-url (or `rda infra up --chain anvil`)"
+                )
         connect = lambda: open_chain(kind, rpc_url, registry)  # noqa: E731
         self.chain = self.backoff.call(f"connecting to the {kind} chain", connect, self.stop)
 
@@ -294,10 +307,10 @@ class RunLoop:
 
     @contextmanager
     def _display(self) -> Iterator[None]:
-        if not self.live:
+        if self.status_line is None:
             yield
             return
-        with err.status("starting", spinner="dots") as status:
+        with self.status_line() as status:
             self._status = status
             try:
                 yield
@@ -313,7 +326,3 @@ class RunLoop:
             )
         else:
             self.log.info(message, extra={"event": "progress"})
-
-
-def live_display_wanted(settings: RunSettings, json_output: bool) -> bool:
-    return sys.stderr.isatty() and settings.log_format == "text" and not json_output

@@ -3,7 +3,7 @@
 The batch's place in each log (``plan["log_starts"]``) was fixed before the first append, so
 the step is a function of the plan and the landed files: a redo after a crash writes the same
 leaves at the same positions, the same manifest bytes, and finds its anchor already on chain.
-Callers hold the data directory's writer lock (``sinks/writer_lock.py``).
+Callers hold the data directory's writer lock (``streaming/store.py``).
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from cli import faults
-from cli.batch import Anchorer, Progress
 from pipelines.protect import Protection
 from proofs.leaves import leaf_hashes_for_batch
 from proofs.log import DatasetLog
@@ -25,6 +23,9 @@ from schemas.registry import all_datasets
 from sinks.catalog import Catalog
 from sinks.layout import DataLayout
 from sinks.quality_report import Validation, write_quality_report
+from streaming import faults
+from streaming.batch import Anchorer, Progress
+from streaming.store import RunStore
 
 PIPELINE_VERSION = "0.1.0"
 
@@ -35,8 +36,7 @@ def log_starts(layout: DataLayout) -> dict[str, int]:
 
 
 def commit_and_anchor(
-    layout: DataLayout,
-    catalog: Catalog,
+    store: RunStore,
     plan: dict,
     receipts: list[dict],
     anchor: Anchorer,
@@ -48,6 +48,7 @@ def commit_and_anchor(
 
     ``validations``: GE reports made before the lock was taken, by dataset (used if still valid).
     """
+    layout, catalog = store.layout, store.catalog
     protection = protection or Protection(str(layout.private))
     checkpoints = []
     for dataset, start in plan["log_starts"].items():
@@ -55,7 +56,7 @@ def commit_and_anchor(
         stats = [r["quality"][dataset] for r in receipts if dataset in r.get("quality", {})]
         validation = (validations or {}).get(dataset)
         checkpoint = _commit_dataset(
-            layout, catalog, plan, dataset, start, files, (stats, protection, validation)
+            store, plan, dataset, start, files, (stats, protection, validation)
         )
         if checkpoint is not None:  # None: nothing published for this dataset
             checkpoints.append(checkpoint)
@@ -68,8 +69,7 @@ def commit_and_anchor(
 
 
 def _commit_dataset(
-    layout: DataLayout,
-    catalog: Catalog,
+    store: RunStore,
     plan: dict,
     dataset: str,
     start: int,
@@ -77,6 +77,7 @@ def _commit_dataset(
     quality_inputs: tuple[list[dict], Protection, Validation | None],
 ) -> dict | None:
     """Append the batch's rows to the dataset's log and write its checkpoint manifest."""
+    layout, catalog = store.layout, store.catalog
     appended = _append_rows(layout, catalog, plan, dataset, start, landed)
     if appended is None:
         return None
@@ -106,7 +107,7 @@ def _commit_dataset(
         privacy=protection.manifest_section(schema, stats, before.get("privacy")),
     )
     path, digest = write_manifest(dataset_dir, manifest, signer)
-    catalog.set_state(plan["batch_id"], "committed")
+    store.journal.set_state(plan["batch_id"], "committed")
     faults.journaled("committed")
     return {
         "dataset": dataset,

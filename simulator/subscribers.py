@@ -1,4 +1,4 @@
-"""Simulated subscribers and their data sessions, for the fleet in ``infra/fleet.py``.
+"""Simulated subscribers and their data sessions, for the fleet in ``simulator/fleet.py``.
 
 A stable population per fleet: each node has its own home subscribers (plus a few roamers from
 other nodes), each with a fixed IMSI, MSISDN, IMEI, Wi-Fi MAC and IP address, so the same person
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from infra.fleet import WIRE_FORMAT, Message
+from simulator.messages import WIRE_FORMAT, Message
 
 # Per site of the fleet (same order as fleet._SITES): MCC, MNC, country code, mobile prefix.
 _NETWORKS = (("262", "01", "49", "151"), ("214", "07", "34", "6"), ("639", "02", "254", "7"))

@@ -1,6 +1,6 @@
 """Quality defects for the simulated fleet: well-formed reports that are wrong.
 
-Unlike the byte and schema defects in ``infra/fleet.py`` these decode fine; only the quality
+Unlike the byte and schema defects in ``simulator/fleet.py`` these decode fine; only the quality
 checks in ``validators/quality.py`` can catch them. Each defective message is marked with its
 kind (``Message.defect``), so tests can check every one is caught at its expected level.
 """
@@ -11,7 +11,18 @@ import json
 import random
 from dataclasses import dataclass, replace
 
-from infra.fleet import FLAT_LINE_REPORTS, QUALITY_DEFECTS, Message
+from simulator.messages import Message
+
+# Well-formed but wrong: what the quality checks in validators/quality.py must catch.
+QUALITY_DEFECTS = (
+    "teleport",  # one report from ~5,000 km away
+    "flat_line",  # a cell's radio values stuck for FLAT_LINE_REPORTS reports
+    "clock_skew",  # event time an hour ahead of ingest
+    "late",  # event time two hours behind ingest
+    "implausible_sinr",  # excellent SINR at the noise floor's RSRP
+    "counter_reset",  # the node reboots: its uptime counter restarts
+)
+FLAT_LINE_REPORTS = 8
 
 _RADIO_DEFECTS = tuple(d for d in QUALITY_DEFECTS if d != "counter_reset")
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from cli.output import UserError
+from streaming.errors import SettingsError
 
 DEFAULT_TOPIC = "node-telemetry"
 RUNNERS = ("fnapi", "dask")
@@ -132,7 +132,7 @@ def load_settings(
     for name in names:
         table = file_topics.get(name, {})
         if not isinstance(table, dict):
-            raise UserError(f"{config_path}: [topics.{name}] must be a table")
+            raise SettingsError(f"{config_path}: [topics.{name}] must be a table")
         _reject_unknown(table, set(_PER_TOPIC), f"{config_path} [topics.{name}]")
         topic = replace(base, **_coerced(table, _PER_TOPIC, f"{config_path} [topics.{name}]"))
         per_topic = {k: v for k, v in overrides.items() if k in _PER_TOPIC}
@@ -168,22 +168,22 @@ def _read_toml(path: Path) -> dict:
         with path.open("rb") as handle:
             return tomllib.load(handle)
     except FileNotFoundError:
-        raise UserError(f"config file {path} does not exist") from None
+        raise SettingsError(f"config file {path} does not exist") from None
     except tomllib.TOMLDecodeError as error:
-        raise UserError(f"config file {path} is not valid TOML: {error}") from None
+        raise SettingsError(f"config file {path} is not valid TOML: {error}") from None
 
 
 def _table(document: dict, name: str, path: str | None) -> dict:
     value = document.get(name, {})
     if not isinstance(value, dict):
-        raise UserError(f"{path}: [{name}] must be a table")
+        raise SettingsError(f"{path}: [{name}] must be a table")
     return value
 
 
 def _reject_unknown(table: dict, known: set[str], where: str) -> None:
     unknown = sorted(set(table) - known)
     if unknown:
-        raise UserError(f"{where}: unknown setting(s) {', '.join(unknown)}")
+        raise SettingsError(f"{where}: unknown setting(s) {', '.join(unknown)}")
 
 
 def _coerced(table: dict, kinds: dict[str, Callable[[str], Any]], where: str) -> dict[str, Any]:
@@ -196,29 +196,29 @@ def _coerced(table: dict, kinds: dict[str, Callable[[str], Any]], where: str) ->
 
 def _parse(parse: Callable[[Any], Any], value: Any, where: str) -> Any:
     if parse in (int, float) and isinstance(value, bool):
-        raise UserError(f"{where}: expected a number, got {value!r}")
+        raise SettingsError(f"{where}: expected a number, got {value!r}")
     try:
         return parse(value)
     except (TypeError, ValueError):
-        raise UserError(f"{where}: expected {parse.__name__}, got {value!r}") from None
+        raise SettingsError(f"{where}: expected {parse.__name__}, got {value!r}") from None
 
 
 def _validate(settings: RunSettings) -> None:
     if settings.runner not in RUNNERS:
-        raise UserError(f"runner must be one of {', '.join(RUNNERS)}, not {settings.runner!r}")
+        raise SettingsError(f"runner must be one of {', '.join(RUNNERS)}, not {settings.runner!r}")
     if settings.log_format not in LOG_FORMATS:
-        raise UserError(f"log format must be one of {', '.join(LOG_FORMATS)}")
+        raise SettingsError(f"log format must be one of {', '.join(LOG_FORMATS)}")
     if settings.chain is not None and settings.chain not in CHAINS:
-        raise UserError(f"chain must be one of {', '.join(CHAINS)}, not {settings.chain!r}")
+        raise SettingsError(f"chain must be one of {', '.join(CHAINS)}, not {settings.chain!r}")
     if settings.interval < 0 or settings.kafka_timeout <= 0 or settings.backoff_max <= 0:
-        raise UserError("interval, kafka timeout and backoff must be positive")
+        raise SettingsError("interval, kafka timeout and backoff must be positive")
     if settings.retries < 0:
-        raise UserError("retries must be 0 (never give up) or more")
+        raise SettingsError("retries must be 0 (never give up) or more")
     if settings.metrics_port is not None and not 0 <= settings.metrics_port < 65536:
-        raise UserError(f"metrics port {settings.metrics_port} is not a TCP port")
+        raise SettingsError(f"metrics port {settings.metrics_port} is not a TCP port")
     for name, topic in settings.topics.items():
         if topic.max_batch_records <= 0 or topic.max_chunk_records <= 0:
-            raise UserError(f"topic {name}: batch and chunk sizes must be positive")
+            raise SettingsError(f"topic {name}: batch and chunk sizes must be positive")
 
 
 def describe(settings: RunSettings) -> dict[str, Any]:

@@ -19,16 +19,16 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cli.batch import Anchorer, Progress
-from cli.commit import commit_and_anchor, log_starts
 from pipelines.protect import Protection
 from pipelines.standardize import standardize_routed
-from schemas.records import QUARANTINE_SCHEMA, RAW_RECORD_SCHEMA
+from schemas.records import RAW_RECORD_SCHEMA
 from sinks.catalog import Catalog
 from sinks.dedup import drop_records, find_batch_duplicates
 from sinks.layout import DataLayout
 from sinks.parquet import write_parquet
-from sinks.writer_lock import writing_catalog
+from streaming.batch import Anchorer, Progress
+from streaming.commit import commit_and_anchor, log_starts
+from streaming.store import writing
 
 REPLAY_TOPIC = "(replay)"  # the journal's topic column for replay batches
 
@@ -51,22 +51,6 @@ class ReplaySummary:
         }
 
 
-def pending_quarantine(
-    catalog: Catalog, reason: str | None = None, topic: str | None = None
-) -> pa.Table:
-    """Quarantined records not yet resolved, optionally of one reason code or topic."""
-    catalog.refresh_views()
-    if not catalog.quarantine_paths():
-        return QUARANTINE_SCHEMA.empty_table()
-    query, params = "SELECT * FROM quarantine WHERE true", []
-    if reason:
-        query, params = query + " AND reason_code = ?", [*params, reason]
-    if topic:
-        query, params = query + " AND topic = ?", [*params, topic]
-    ordered = query + ' ORDER BY topic, partition, "offset"'
-    return catalog.db.sql(ordered, params=params).to_arrow_table()
-
-
 def replay(
     data_dir: Path,
     default_format: str | None,
@@ -77,12 +61,13 @@ def replay(
 ) -> ReplaySummary:
     layout = DataLayout(data_dir)
     summary = ReplaySummary()
-    with writing_catalog(layout) as catalog:
-        pending = pending_quarantine(catalog, reason, topic)
+    with writing(layout) as store:
+        catalog, journal = store.catalog, store.journal
+        pending = catalog.quarantine.pending(reason, topic)
         summary.considered = pending.num_rows
         if not pending.num_rows:
             return summary
-        batch_id = catalog.next_batch_id()
+        batch_id = journal.next_batch_id()
         summary.batch_id = batch_id
         plan = {
             "batch_id": batch_id,
@@ -91,15 +76,15 @@ def replay(
             "log_starts": log_starts(layout),
             "filter": {"reason": reason, "topic": topic},
         }
-        catalog.record_plan(batch_id, REPLAY_TOPIC, plan)
+        journal.record_plan(batch_id, REPLAY_TOPIC, plan)
         progress(f"replay batch {batch_id}: standardizing {pending.num_rows} quarantined records")
         receipts, outcome = _land_replay(layout, batch_id, pending, default_format)
         _drop_already_published(layout, catalog, batch_id, receipts, outcome)
-        summary.checkpoints = commit_and_anchor(layout, catalog, plan, receipts, anchor, progress)
+        summary.checkpoints = commit_and_anchor(store, plan, receipts, anchor, progress)
         published = [key for key, code in outcome.items() if code is None]
-        catalog.resolve_quarantine(batch_id, published)
+        catalog.quarantine.resolve(batch_id, published)
         catalog.refresh_views()
-        catalog.set_state(
+        journal.set_state(
             batch_id,
             "done",
             records_read=0,

@@ -1,9 +1,10 @@
 """The micro-batch driver: plan → land → sequence (commit, anchor) → commit Kafka offsets.
 
-A batch's plan (its offset ranges, and the worker that owns it) is journaled in the catalog
-before any work. Its chunks are landed without any lock, in parallel with other workers; its
-place in the dataset logs is fixed under the writer lock by the sequencer (``cli/sequencer.py``),
-and Kafka offsets are committed only after its checkpoints are anchored. A batch whose worker
+A batch's plan (its offset ranges, and the worker that owns it) is journaled
+(``streaming/journal.py``) before any work. Its chunks are landed without any lock, in parallel
+with other workers; its place in the dataset logs is fixed under the writer lock by the
+sequencer (``streaming/sequencer.py``), and Kafka offsets are committed only after its
+checkpoints are anchored. A batch whose worker
 died is adopted by another and redone from its journaled plan: file names, bytes, leaves and
 roots are functions of the plan, so the redo produces the same checkpoint and the anchor is a
 no-op.
@@ -21,15 +22,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from cli import faults
-from cli.batch import Anchorer, BatchSummary, Progress, RunConfig
-from cli.sequencer import Sequencer, land_chunks, summary_from_journal, validate_landed
-from cli.workers import is_alive, this_worker
 from pipelines.kafka_source import KafkaSource, OffsetRange
 from pipelines.protect import Protection
-from sinks.catalog import Catalog
 from sinks.layout import DataLayout
-from sinks.writer_lock import writing_catalog
+from streaming import faults
+from streaming.batch import Anchorer, BatchSummary, Progress, RunConfig
+from streaming.journal import BatchJournal
+from streaming.sequencer import Sequencer, land_chunks, summary_from_journal, validate_landed
+from streaming.store import writing
+from streaming.workers import is_alive, this_worker
 
 __all__ = ["BatchSummary", "RunConfig", "Worker", "run_batch"]
 log = logging.getLogger("rda.run")
@@ -63,8 +64,8 @@ def run_batch(
         return None  # the group has given this worker nothing of this topic (yet)
     clock = _Stopwatch()
     positions = _kafka_positions(config, source)
-    with writing_catalog(layout) as catalog:
-        entry = _take_or_plan(config, catalog, layout, worker, owned, positions)
+    with writing(layout) as store:
+        entry = _take_or_plan(config, store.journal, layout, worker, owned, positions)
     clock.lap("plan")
     if entry is None:
         return None
@@ -76,12 +77,12 @@ def run_batch(
         validations = validate_landed(layout, entry["plan"])
         clock.lap("validate")
     if state in ("anchored", "done"):
-        with writing_catalog(layout) as catalog:
-            summary = summary_from_journal(catalog, catalog.batch(batch_id))
+        with writing(layout) as store:
+            summary = summary_from_journal(store, store.journal.batch(batch_id))
     else:
-        with writing_catalog(layout) as catalog:
+        with writing(layout) as store:
             clock.lap("lock_wait")
-            sequencer = Sequencer(config, catalog, source, anchor, progress, protection)
+            sequencer = Sequencer(config, store, source, anchor, progress, protection)
             sequencer.finish_interrupted(except_batch=batch_id)
             summary = sequencer.sequence(batch_id, state == "planned", validations)
         clock.lap("sequence")
@@ -90,8 +91,8 @@ def run_batch(
     if not _commit_offsets(config, source, worker, ends):
         return None  # stays `anchored`: committed, and reported, on a later round
     faults.journaled("offsets_committed")
-    with writing_catalog(layout) as catalog:
-        catalog.set_state(batch_id, "done")  # done: Kafka offsets committed
+    with writing(layout) as store:
+        store.journal.set_state(batch_id, "done")  # done: Kafka offsets committed
     faults.journaled("done")
     clock.lap("offsets")
     summary.steps = {**clock.laps, **summary.steps}
@@ -134,7 +135,7 @@ def _kafka_positions(config: RunConfig, source: KafkaSource) -> tuple[dict, dict
 
 def _take_or_plan(
     config: RunConfig,
-    catalog: Catalog,
+    journal: BatchJournal,
     layout: DataLayout,
     worker: Worker,
     owned: set[int] | None,
@@ -145,14 +146,14 @@ def _take_or_plan(
     A batch is this worker's to finish when it planned it, or when its worker is gone and it
     reads a partition this worker owns (it is adopted). A batch of a live worker is left alone.
     """
-    for entry in catalog.unfinished_batches(config.topic):
+    for entry in journal.unfinished_batches(config.topic):
         if entry["owner"] != worker.id:
             partitions = {r["partition"] for r in entry["plan"]["ranges"]}
             if owned is not None and not partitions & owned:
                 continue
             if is_alive(entry["owner"], layout.workers):
                 continue
-            catalog.set_owner(entry["batch_id"], worker.id)
+            journal.set_owner(entry["batch_id"], worker.id)
             log.info(
                 "adopting batch %d of %s (%s) from worker %s, which is gone",
                 entry["batch_id"],
@@ -162,20 +163,20 @@ def _take_or_plan(
                 extra={"event": "adopt", "batch_id": entry["batch_id"], "from": entry["owner"]},
             )
         return {**entry, "resumed": True}
-    plan = _new_plan(config, catalog, owned, positions)
+    plan = _new_plan(config, journal, owned, positions)
     if plan is None:
         return None
-    catalog.record_plan(plan["batch_id"], config.topic, plan, owner=worker.id)
+    journal.record_plan(plan["batch_id"], config.topic, plan, owner=worker.id)
     faults.journaled("planned")
     return {"batch_id": plan["batch_id"], "plan": plan, "state": "planned", "resumed": False}
 
 
 def _new_plan(
-    config: RunConfig, catalog: Catalog, owned: set[int] | None, positions: tuple[dict, dict]
+    config: RunConfig, journal: BatchJournal, owned: set[int] | None, positions: tuple[dict, dict]
 ) -> dict | None:
     """Offset ranges from where each owned partition stands to (at most) its high watermark."""
     committed, ends = positions
-    planned = catalog.journal_ends(config.topic)
+    planned = journal.journal_ends(config.topic)
     budget = config.max_batch_records
     ranges = []
     for partition in sorted(ends):
@@ -191,7 +192,7 @@ def _new_plan(
     if not ranges:
         return None
     return {
-        "batch_id": catalog.next_batch_id(),
+        "batch_id": journal.next_batch_id(),
         "planned_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "ranges": [r.as_dict() for r in ranges],
         "chunks": [c.as_dict() for r in ranges for c in r.split(config.max_chunk_records)],

@@ -1,0 +1,7 @@
+"""Errors of the streaming runtime that the user must fix: shown as one line, never a traceback."""
+
+from __future__ import annotations
+
+
+class SettingsError(ValueError):
+    """A run setting, or what it points at (broker, chain, config file), is wrong or missing."""
