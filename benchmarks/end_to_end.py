@@ -49,12 +49,38 @@ def consume_poll(consumer) -> list:
     return list(consumer.poll(timeout_ms=500, max_records=10_000).values())
 
 
-def run(quick: bool = False) -> dict:
-    """One big batch, then the same backlog as sustained micro-batches of bounded size."""
+def _one_batch(bootstrap: str, data_dir: Path, n: int) -> float:
+    """Seconds for ``run_batch`` to take the whole backlog in one batch (a fresh group)."""
     from pipelines.kafka_source import KafkaPythonSource
     from streaming.chain import open_chain
     from streaming.driver import RunConfig, run_batch
 
+    chain = open_chain("embedded", None, None)
+    config = RunConfig(bootstrap, "bench", f"one-{data_dir.name}", data_dir)
+    started = time.perf_counter()
+    batch = run_batch(config, KafkaPythonSource(bootstrap), chain.anchor)
+    seconds = time.perf_counter() - started
+    assert batch is not None and batch.read == n
+    return seconds
+
+
+def _sustained(bootstrap: str, data_dir: Path, n: int, per_batch: int) -> tuple[float, int]:
+    """The loop `rda run` runs, a bounded batch at a time, over the same backlog."""
+    from pipelines.kafka_source import KafkaPythonSource
+    from streaming.chain import open_chain
+    from streaming.driver import RunConfig, run_batch
+
+    config = RunConfig(bootstrap, "bench", "sustained", data_dir, max_batch_records=per_batch)
+    chain, source = open_chain("embedded", None, None), KafkaPythonSource(bootstrap)
+    started, batches, read = time.perf_counter(), 0, 0
+    while (summary := run_batch(config, source, chain.anchor)) is not None:
+        batches, read = batches + 1, read + summary.read
+    assert read == n
+    return time.perf_counter() - started, batches
+
+
+def run(quick: bool = False) -> dict:
+    """One big batch, then the same backlog as sustained micro-batches of bounded size."""
     nodes = 100 if quick else 400
     workdir = Path(tempfile.mkdtemp(prefix="rda-bench-"))
     broker = start_broker(workdir)
@@ -63,29 +89,9 @@ def run(quick: bool = False) -> dict:
         n = produced.messages
         # Best of several on both sides: a busy neighbour on a shared machine inflates one run.
         baseline_s = min(_raw_consume(broker.bootstrap, "bench", n) for _ in range(3))
-        source = KafkaPythonSource(broker.bootstrap)
-        pipeline_s = float("inf")
-        for attempt in range(2):  # a fresh group and data directory each time
-            chain = open_chain("embedded", None, None)
-            config = RunConfig(
-                broker.bootstrap, "bench", f"one-{attempt}", workdir / f"one-{attempt}"
-            )
-            started = time.perf_counter()
-            batch = run_batch(config, source, chain.anchor)
-            pipeline_s = min(pipeline_s, time.perf_counter() - started)
-            assert batch is not None and batch.read == n
-        # Sustained: the loop `rda run` runs, a bounded batch at a time, over the same backlog.
+        pipeline_s = min(_one_batch(broker.bootstrap, workdir / f"one-{i}", n) for i in range(2))
         per_batch = max(n // 8, 1)
-        config = RunConfig(
-            broker.bootstrap, "bench", "sustained", workdir / "sustained",
-            max_batch_records=per_batch,
-        )  # fmt: skip
-        chain = open_chain("embedded", None, None)
-        started, batches, read = time.perf_counter(), 0, 0
-        while (summary := run_batch(config, source, chain.anchor)) is not None:
-            batches, read = batches + 1, read + summary.read
-        sustained_s = time.perf_counter() - started
-        assert read == n
+        sustained_s, batches = _sustained(broker.bootstrap, workdir / "sustained", n, per_batch)
     finally:
         stop_broker(workdir)
         shutil.rmtree(workdir, ignore_errors=True)

@@ -9,6 +9,7 @@ authentication, the parser's checks, the sandbox, encoding and the round trip in
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -19,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -102,77 +104,101 @@ def run(quick: bool = False) -> dict:
     from market.store import MarketStore, market_path
     from streaming.demo import DemoOptions, run_demo
 
-    workdir = Path(tempfile.mkdtemp(prefix="rda-bench-market-"))
-    data_dir = workdir / "data"
-    previous_state = os.environ.get("RDA_STATE_DIR")
-    os.environ["RDA_STATE_DIR"] = str(workdir / "state")
-    server = None
-    try:
-        nodes, duration = (40, 300.0) if quick else (100, 600.0)
+    nodes, duration = (40, 300.0) if quick else (100, 600.0)
+    with _private_state() as workdir:
+        data_dir = workdir / "data"
         run_demo(DemoOptions(data_dir=data_dir, nodes=nodes, duration_s=duration))
         asset = load_assets(data_dir)["radio_kpi.v1"]
         store = MarketStore(market_path(data_dir))
         key = store.add_buyer("bench")
         store.grant("bench", "radio_kpi.v1")
-
         plain = duckdb.connect(":memory:", config={"threads": 2})
         plain.read_parquet([str(f) for f in asset.files]).create_view("radio_kpi_v1")
-        runs = 30 if quick else 100
         plain.execute(SQL).fetchall()  # warm the file cache on both sides alike
+        with _serving(data_dir) as port:
+            samples = _interleaved(plain, port, key, runs=30 if quick else 100)
+            load = _concurrent(port, key, 16, 3.0 if quick else 10.0)
+    if load["errors"]:
+        raise RuntimeError(f"{load['errors']} of {load['requests']} concurrent queries failed")
+    return _result(asset.checkpoint.tree_size, samples, load)
 
-        port = free_port()
-        command = [sys.executable, "-m", "cli.main", "serve", "--data-dir", str(data_dir)]
-        server = subprocess.Popen(
-            [*command, "--port", str(port), "--json"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-        )
-        wait_until(lambda: port_open("127.0.0.1", port), 60, what="rda serve")
-        conn, headers = _client(port, key)
-        for fmt in ("json", "arrow"):
-            assert _post(conn, headers, fmt) == 200
-        # Interleaved, so drift from the neighbours' load falls on every side alike.
-        samples: dict[str, list[float]] = {"plain": [], "arrow": [], "json": []}
-        work = {
-            "plain": lambda: plain.execute(SQL).fetchall(),
-            "arrow": lambda: _ok(_post(conn, headers, "arrow")),
-            "json": lambda: _ok(_post(conn, headers, "json")),
-        }
-        for _ in range(runs):
-            for side, call in work.items():
-                samples[side].append(_elapsed_ms(call))
-        conn.close()
-        baseline_ms = statistics.median(samples["plain"])
-        service = {fmt: statistics.median(samples[fmt]) for fmt in ("arrow", "json")}
-        load = _concurrent(port, key, 16, 3.0 if quick else 10.0)
+
+@contextlib.contextmanager
+def _private_state() -> Iterator[Path]:
+    """A scratch folder, also used as ``RDA_STATE_DIR`` for as long as the benchmark runs."""
+    workdir = Path(tempfile.mkdtemp(prefix="rda-bench-market-"))
+    previous_state = os.environ.get("RDA_STATE_DIR")
+    os.environ["RDA_STATE_DIR"] = str(workdir / "state")
+    try:
+        yield workdir
     finally:
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=30)
         if previous_state is None:
             os.environ.pop("RDA_STATE_DIR", None)
         else:
             os.environ["RDA_STATE_DIR"] = previous_state
         shutil.rmtree(workdir, ignore_errors=True)
-    if load["errors"]:
-        raise RuntimeError(f"{load['errors']} of {load['requests']} concurrent queries failed")
+
+
+@contextlib.contextmanager
+def _serving(data_dir: Path) -> Iterator[int]:
+    """``rda serve`` on a free port, in its own process, stopped afterwards."""
+    port = free_port()
+    command = [sys.executable, "-m", "cli.main", "serve", "--data-dir", str(data_dir)]
+    server = subprocess.Popen(
+        [*command, "--port", str(port), "--json"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: port_open("127.0.0.1", port), 60, what="rda serve")
+        yield port
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _interleaved(
+    plain: duckdb.DuckDBPyConnection, port: int, key: str, runs: int
+) -> dict[str, list[float]]:
+    """Milliseconds per query: plain DuckDB, and the service in Arrow and JSON, interleaved so
+    drift from the neighbours' load falls on every side alike."""
+    conn, headers = _client(port, key)
+    for fmt in ("json", "arrow"):
+        assert _post(conn, headers, fmt) == 200
+    samples: dict[str, list[float]] = {"plain": [], "arrow": [], "json": []}
+    work = {
+        "plain": lambda: plain.execute(SQL).fetchall(),
+        "arrow": lambda: _ok(_post(conn, headers, "arrow")),
+        "json": lambda: _ok(_post(conn, headers, "json")),
+    }
+    for _ in range(runs):
+        for side, call in work.items():
+            samples[side].append(_elapsed_ms(call))
+    conn.close()
+    return samples
+
+
+def _result(rows: int, samples: dict[str, list[float]], load: dict) -> dict:
+    baseline_ms = statistics.median(samples["plain"])
+    service = {fmt: statistics.median(samples[fmt]) for fmt in ("arrow", "json")}
     ratio = service["arrow"] / baseline_ms
     goal_ms = GOAL_RATIO * baseline_ms + GOAL_EXTRA_MS
+    met = service["arrow"] <= goal_ms
     return {
         "name": "market_query",
-        "rows": asset.checkpoint.tree_size,
+        "rows": rows,
         "plain_duckdb_ms": round(baseline_ms, 3),
         "service_arrow_ms": round(service["arrow"], 3),
         "service_json_ms": round(service["json"], 3),
         "ratio": round(ratio, 3),
         "goal_ms": round(goal_ms, 3),
-        "within_goal": service["arrow"] <= goal_ms,
+        "within_goal": met,
         "concurrent": load,
         "summary": (
             f"service {service['arrow']:.2f} ms (Arrow; JSON {service['json']:.2f} ms) = "
-            f"{ratio:.2f}x plain DuckDB {baseline_ms:.2f} ms over {asset.checkpoint.tree_size} "
-            f"rows (goal ≤ {goal_ms:.2f} ms: {'met' if service['arrow'] <= goal_ms else 'missed'})"
+            f"{ratio:.2f}x plain DuckDB {baseline_ms:.2f} ms over {rows} "
+            f"rows (goal ≤ {goal_ms:.2f} ms: {'met' if met else 'missed'})"
             f"; 16 clients {load['seconds']:g}s: {load['requests']} queries, "
             f"{load['errors']} errors, p50 {load['p50_ms']} ms, p95 {load['p95_ms']} ms"
         ),

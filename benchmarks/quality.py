@@ -50,45 +50,44 @@ def canonical_batches(nodes: int, duration_s: float) -> dict[str, pa.RecordBatch
     return standardize(batch, adapter_for("rda.node.v1")).published
 
 
+def _measure(dataset: str, rows: pa.RecordBatch, key: PseudonymKey) -> dict:
+    """Rows/s of the row checks, anonymization and GE on one dataset, beside the baseline."""
+    schema = schema_for_dataset(dataset)
+    flags = pa.nulls(rows.num_rows, pa.string())
+    base_s = best_seconds(lambda: _baseline(rows))
+    check_s = best_seconds(lambda: _checks(schema, rows))
+    anon_s = best_seconds(lambda: anonymize(schema, rows, flags, key, DEFAULT_PRIVACY))
+    published = anonymize(schema, rows, flags, key, DEFAULT_PRIVACY).rows
+    table = pa.Table.from_batches([published])
+    with tempfile.TemporaryDirectory() as docs:
+        validate(published_schema(schema), table, Path(docs))  # warm-up: import, suite
+        ge_s = min(validate(published_schema(schema), table, Path(docs))[1] for _ in range(2))
+    n = rows.num_rows
+    return {
+        "dataset": dataset,
+        "rows": n,
+        "baseline_rows_per_s": round(rate(n, base_s)),
+        "checks_rows_per_s": round(rate(n, check_s)),
+        "checks_ratio": round(base_s / check_s, 3),
+        "anonymize_rows_per_s": round(rate(n, anon_s)),
+        "anonymize_ratio": round(base_s / anon_s, 3),
+        "checks_and_anonymize_rows_per_s": round(rate(n, check_s + anon_s)),
+        "great_expectations_rows_per_s": round(rate(n, ge_s)),
+        "great_expectations_seconds": round(ge_s, 3),
+    }
+
+
 def run(quick: bool = False) -> dict:
     nodes, duration = (60, 120) if quick else (200, 300)
     batches = canonical_batches(nodes, duration)
     key = PseudonymKey(bytes(32))
     threads = pa.cpu_count()
     pa.set_cpu_count(1)  # per core
-    results = []
     try:
-        for dataset in ("radio_kpi.v1", "subscriber_session.v1"):
-            rows = batches[dataset]
-            schema = schema_for_dataset(dataset)
-            flags = pa.nulls(rows.num_rows, pa.string())
-            base_s = best_seconds(lambda r=rows: _baseline(r))
-            check_s = best_seconds(lambda s=schema, r=rows: _checks(s, r))
-            anon_s = best_seconds(
-                lambda s=schema, r=rows, f=flags: anonymize(s, r, f, key, DEFAULT_PRIVACY)
-            )
-            published = anonymize(schema, rows, flags, key, DEFAULT_PRIVACY).rows
-            table = pa.Table.from_batches([published])
-            with tempfile.TemporaryDirectory() as docs:
-                validate(published_schema(schema), table, Path(docs))  # warm-up: import, suite
-                ge_s = min(
-                    validate(published_schema(schema), table, Path(docs))[1] for _ in range(2)
-                )
-            n = rows.num_rows
-            results.append(
-                {
-                    "dataset": dataset,
-                    "rows": n,
-                    "baseline_rows_per_s": round(rate(n, base_s)),
-                    "checks_rows_per_s": round(rate(n, check_s)),
-                    "checks_ratio": round(base_s / check_s, 3),
-                    "anonymize_rows_per_s": round(rate(n, anon_s)),
-                    "anonymize_ratio": round(base_s / anon_s, 3),
-                    "checks_and_anonymize_rows_per_s": round(rate(n, check_s + anon_s)),
-                    "great_expectations_rows_per_s": round(rate(n, ge_s)),
-                    "great_expectations_seconds": round(ge_s, 3),
-                }
-            )
+        results = [
+            _measure(dataset, batches[dataset], key)
+            for dataset in ("radio_kpi.v1", "subscriber_session.v1")
+        ]
     finally:
         pa.set_cpu_count(threads)
     summary = "; ".join(

@@ -40,6 +40,26 @@ def session_counts(
     target = published_schema(SESSION_COUNTS_DP_V1, settings)
     if not sessions.num_rows:
         return pa.RecordBatch.from_pylist([], schema=target.arrow_schema())
+    groups = _distinct_subscribers_per_cell_hour(sessions)
+    noisy = _noisy_counts(groups, key, settings)
+    n = groups.num_rows
+    columns = {
+        "cell_id": groups.column("cell_id"),
+        "hour": groups.column("hour"),
+        "noisy_subscribers": pa.array(noisy, pa.int64()),
+        "quality_flags": pa.nulls(n, pa.string()),
+        "source_topic": groups.column("source_topic_min"),
+        "source_partition": groups.column("source_partition_min"),
+        "source_offset": groups.column("source_offset_min"),
+        # Floored like the sessions' own ingest times: an arrival time would date the sessions.
+        "ingest_time": pc.floor_temporal(groups.column("ingest_time_max"), unit="hour"),
+    }
+    arrays = [_array(columns[f.name]).cast(f.type) for f in target.all_fields]
+    return pa.RecordBatch.from_arrays(arrays, schema=target.arrow_schema())
+
+
+def _distinct_subscribers_per_cell_hour(sessions: pa.RecordBatch) -> pa.Table:
+    """Per (cell, hour): distinct subscribers, and the first source and latest ingest time."""
     hours = pc.floor_temporal(sessions.column("session_start"), unit="hour")
     table = pa.table(
         {
@@ -62,6 +82,11 @@ def session_counts(
         ]
     )
     groups = groups.sort_by([("cell_id", "ascending"), ("hour", "ascending")])
+    return groups
+
+
+def _noisy_counts(groups: pa.Table, key: PseudonymKey, settings: PrivacySettings) -> list[int]:
+    """Each group's count plus Laplace noise drawn from a keyed hash of the group (repeatable)."""
     scale = 1.0 / settings.dp_epsilon
     noisy = []
     for cell, hour, count, topic, partition, offset in zip(
@@ -78,20 +103,7 @@ def session_counts(
         draw = int.from_bytes(hmac.digest(epoch_key, label, "sha256")[:8], "big")
         uniform = (draw + 0.5) / 2**64  # strictly inside (0, 1)
         noisy.append(max(0, round(count + laplace(uniform, scale))))
-    n = groups.num_rows
-    columns = {
-        "cell_id": groups.column("cell_id"),
-        "hour": groups.column("hour"),
-        "noisy_subscribers": pa.array(noisy, pa.int64()),
-        "quality_flags": pa.nulls(n, pa.string()),
-        "source_topic": groups.column("source_topic_min"),
-        "source_partition": groups.column("source_partition_min"),
-        "source_offset": groups.column("source_offset_min"),
-        # Floored like the sessions' own ingest times: an arrival time would date the sessions.
-        "ingest_time": pc.floor_temporal(groups.column("ingest_time_max"), unit="hour"),
-    }
-    arrays = [_array(columns[f.name]).cast(f.type) for f in target.all_fields]
-    return pa.RecordBatch.from_arrays(arrays, schema=target.arrow_schema())
+    return noisy
 
 
 def _array(values: pa.Array | pa.ChunkedArray) -> pa.Array:

@@ -57,28 +57,37 @@ def build_bundles(
         "manifest_sha256": checkpoint["manifest_sha256"],
     }
     anchor = _anchor_section(log.log_id, anchor_info)
-    bundles = []
-    for index, row in zip(leaf_indices, rows, strict=True):
-        data = row if isinstance(row, bytes) else canonicalize(dict(row))
-        digest = leaf_hash(data)
-        if not 0 <= index < tree_size or log.leaf_hashes(index, index + 1)[0] != digest:
-            raise ValueError(
-                f"the row given for leaf {index} is not the leaf log {log.log_id} holds"
-            )
-        bundles.append(
-            {
-                "bundle_version": BUNDLE_VERSION,
-                "dataset": dataset or log.log_id.split("/", 1)[0],
-                "log": log.log_id,
-                "row": json.loads(data),
-                "leaf_index": index,
-                "leaf_hash": digest.hex(),
-                "audit_path": [h.hex() for h in log.inclusion_proof(index, tree_size)],
-                "checkpoint": committed_checkpoint,
-                "anchor": anchor,
-            }
-        )
-    return bundles
+    dataset = dataset or log.log_id.split("/", 1)[0]
+    return [
+        _bundle(log, dataset, index, row, committed_checkpoint, anchor)
+        for index, row in zip(leaf_indices, rows, strict=True)
+    ]
+
+
+def _bundle(
+    log: DatasetLog,
+    dataset: str,
+    index: int,
+    row: bytes | Mapping[str, Any],
+    checkpoint: dict[str, Any],
+    anchor: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The bundle of one row, after checking it is the leaf the log committed at ``index``."""
+    data = row if isinstance(row, bytes) else canonicalize(dict(row))
+    digest = leaf_hash(data)
+    if not 0 <= index < checkpoint["tree_size"] or log.leaf_hashes(index, index + 1)[0] != digest:
+        raise ValueError(f"the row given for leaf {index} is not the leaf log {log.log_id} holds")
+    return {
+        "bundle_version": BUNDLE_VERSION,
+        "dataset": dataset,
+        "log": log.log_id,
+        "row": json.loads(data),
+        "leaf_index": index,
+        "leaf_hash": digest.hex(),
+        "audit_path": [h.hex() for h in log.inclusion_proof(index, checkpoint["tree_size"])],
+        "checkpoint": checkpoint,
+        "anchor": anchor,
+    }
 
 
 def _anchor_section(log_id: str, info: Mapping[str, Any] | None) -> dict[str, Any] | None:

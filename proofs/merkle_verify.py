@@ -101,6 +101,19 @@ def verify_consistency(
         return not proof and hmac.compare_digest(old_root, new_root)
     if not proof:
         return False
+    computed = _consistency_roots(old_size, new_size, old_root, proof)
+    if computed is None:
+        return False
+    fr, sr = computed
+    return hmac.compare_digest(fr, old_root) and hmac.compare_digest(sr, new_root)
+
+
+def _consistency_roots(
+    old_size: int, new_size: int, old_root: bytes, proof: Sequence[bytes]
+) -> tuple[bytes, bytes] | None:
+    """Steps 2-7 of RFC 9162 2.1.4.2 for ``0 < old_size < new_size`` and a non-empty proof:
+    the old and new roots the proof leads to, or None when it does not end at the new root's
+    level (``sn != 0``)."""
     path = list(proof)
     if old_size & (old_size - 1) == 0:
         path.insert(0, old_root)
@@ -111,7 +124,7 @@ def verify_consistency(
     fr = sr = path[0]
     for c in path[1:]:
         if sn == 0:
-            return False
+            return None
         if fn & 1 or fn == sn:
             fr = node_hash(c, fr)
             sr = node_hash(c, sr)
@@ -122,4 +135,4 @@ def verify_consistency(
             sr = node_hash(sr, c)
         fn >>= 1
         sn >>= 1
-    return sn == 0 and hmac.compare_digest(fr, old_root) and hmac.compare_digest(sr, new_root)
+    return (fr, sr) if sn == 0 else None

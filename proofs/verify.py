@@ -80,8 +80,6 @@ def verify_dataset(
     ``log`` id.
     """
     log = log or LogRef.for_dataset(dataset_dir)
-    from proofs.leaves import leaf_hashes_for_batch  # pyarrow: only at this edge
-
     manifest_file = manifest_file or latest_manifest(dataset_dir)
     if manifest_file is None:
         raise FileNotFoundError(f"no checkpoint manifest under {dataset_dir / 'checkpoints'}")
@@ -90,30 +88,10 @@ def verify_dataset(
     verdict = Verdict(manifest["dataset"], checkpoint["tree_size"], checkpoint["root"])
     verdict.log = manifest.get("log", manifest["dataset"])
     frontier = MerkleFrontier()
-    for entry in manifest["files"]:
-        path = dataset_dir / entry["path"]
-        if frontier.size != entry["leaf_start"]:
-            verdict.checks.append(
-                Check(
-                    "files",
-                    False,
-                    f"{entry['path']}: starts at leaf {entry['leaf_start']}, "
-                    f"but the files before it hold {frontier.size} rows",
-                )
-            )
-            return verdict
-        if not path.exists():
-            verdict.checks.append(Check("files", False, f"{entry['path']}: missing"))
-            return verdict
-        hashes = leaf_hashes_for_batch(_read_parquet(path))
-        digest = _sha256(path)
-        if digest != entry["sha256"] or len(hashes) != entry["rows"]:
-            verdict.checks.append(Check("files", False, _describe_file_change(log, entry, hashes)))
-            return verdict
-        frontier.extend(hashes)
-    verdict.checks.append(
-        Check("files", True, f"{len(manifest['files'])} files match their SHA-256 and row counts")
-    )
+    files_check = _rehash_files(dataset_dir, manifest["files"], log, frontier)
+    verdict.checks.append(files_check)
+    if not files_check.ok:
+        return verdict
     verdict.checks.append(_root_check(frontier, checkpoint))
     verdict.checks.append(_package_check(dataset_dir, manifest))
     verdict.checks.append(_signature_check(manifest_file, manifest, publisher_key_id))
@@ -121,6 +99,31 @@ def verify_dataset(
         _anchor_check(verdict, manifest_digest, anchor_lookup, anchor_unavailable_reason)
     )
     return verdict
+
+
+def _rehash_files(
+    dataset_dir: Path, files: list[dict[str, Any]], log: LogRef, frontier: MerkleFrontier
+) -> Check:
+    """Re-hash every listed file's rows into ``frontier``, in leaf order; stop at the first
+    file that is missing, out of place, or not what the manifest says."""
+    from proofs.leaves import leaf_hashes_for_batch  # pyarrow: only at this edge
+
+    for entry in files:
+        path = dataset_dir / entry["path"]
+        if frontier.size != entry["leaf_start"]:
+            return Check(
+                "files",
+                False,
+                f"{entry['path']}: starts at leaf {entry['leaf_start']}, "
+                f"but the files before it hold {frontier.size} rows",
+            )
+        if not path.exists():
+            return Check("files", False, f"{entry['path']}: missing")
+        hashes = leaf_hashes_for_batch(_read_parquet(path))
+        if _sha256(path) != entry["sha256"] or len(hashes) != entry["rows"]:
+            return Check("files", False, _describe_file_change(log, entry, hashes))
+        frontier.extend(hashes)
+    return Check("files", True, f"{len(files)} files match their SHA-256 and row counts")
 
 
 def _package_check(dataset_dir: Path, manifest: dict[str, Any]) -> Check:

@@ -50,6 +50,23 @@ def rows(first: int, count: int) -> pa.Table:
     )
 
 
+def _write_file(dataset_dir: Path, number: int, table: pa.Table, leaf_start: int) -> dict:
+    """Write one batch's Parquet file; its entry as a manifest's ``files[]`` lists it."""
+    path = dataset_dir / "data" / f"batch-{number:04d}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+    data = path.read_bytes()
+    end = leaf_start + table.num_rows
+    return {
+        "path": f"data/{path.name}",
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "bytes": len(data),
+        "rows": table.num_rows,
+        "leaf_start": leaf_start,
+        "source": {"topic": "t", "partition": 0, "start": leaf_start, "end": end},
+    }
+
+
 def publish(
     data_root: Path,
     batches: list[pa.Table],
@@ -64,25 +81,7 @@ def publish(
     files: list[dict] = []
     checkpoints: list[dict] = []
     for number, table in enumerate(batches):
-        path = dataset_dir / "data" / f"batch-{number:04d}.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, path)
-        data = path.read_bytes()
-        files.append(
-            {
-                "path": f"data/{path.name}",
-                "sha256": hashlib.sha256(data).hexdigest(),
-                "bytes": len(data),
-                "rows": table.num_rows,
-                "leaf_start": log.size,
-                "source": {
-                    "topic": "t",
-                    "partition": 0,
-                    "start": log.size,
-                    "end": log.size + table.num_rows,
-                },
-            }
-        )
+        files.append(_write_file(dataset_dir, number, table, log.size))
         size, root = log.append_at(log.size, leaf_hashes_for_batch(table))
         previous = checkpoints[-1] if checkpoints else None
         manifest = build_manifest(
@@ -113,3 +112,10 @@ def publish(
             checkpoint.update(anchored)
         checkpoints.append(checkpoint)
     return checkpoints
+
+
+def first_failure(verdict) -> tuple[str, str]:
+    """The name and detail of the first check a verdict failed (it must have failed one)."""
+    failure = verdict.first_failure
+    assert failure is not None, verdict.as_dict()
+    return failure.name, failure.detail

@@ -6,6 +6,7 @@ import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import audit_dataset
 import pytest
 from hypothesis import settings
 
@@ -15,6 +16,7 @@ from infra.tools import free_port
 from proofs.anchor import AnchorRegistry
 from simulator.fleet import generate
 from simulator.producer import ProduceReport, produce
+from streaming.chain import ChainContext, open_chain
 
 pytest_plugins = ["market_support"]  # the marketplace tests' demo data and server
 
@@ -83,3 +85,18 @@ def anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnvilProcess]:
 def registry(anvil: AnvilProcess) -> AnchorRegistry:
     """A registry per test: anchors are global per dataset id on one registry."""
     return AnchorRegistry.deploy(connect(ChainConfig("anvil", port=anvil.port)))
+
+
+@pytest.fixture
+def chain() -> ChainContext:
+    """A fresh in-process EVM with an AnchorRegistry deployed."""
+    return open_chain("embedded", None, None)
+
+
+@pytest.fixture
+def published(tmp_path: Path, chain: ChainContext) -> tuple[Path, list[dict]]:
+    """Two anchored checkpoints: 30 rows, then 50."""
+    checkpoints = audit_dataset.publish(
+        tmp_path, [audit_dataset.rows(0, 30), audit_dataset.rows(30, 20)], chain
+    )
+    return tmp_path / "published" / audit_dataset.DATASET, checkpoints

@@ -60,6 +60,21 @@ def test_metrics_json_logs_and_status_agree_with_what_was_produced(
 
     batches = [e for e in json_lines(log) if e.get("event") == "batch"]
     assert all(e["level"] == "info" and e["logger"] == "rda.run" for e in batches)
+    published, quarantined = assert_metrics_match(seen, batches, topic, produced)
+    report = status(broker.bootstrap, topic, data, tmp_path / "state")
+    lag = report["lag"]["topics"][topic]
+    assert lag["total"] == 0 and len(lag["partitions"]) == 4
+    assert report["journal"]["totals"] == {
+        "read": produced.messages,
+        "published": published,
+        "quarantined": quarantined,
+    }
+    assert [b["state"] for b in report["journal"]["batches"]] == ["done"] * min(len(batches), 10)
+    assert sum(c["tree_size"] for c in report["checkpoints"].values()) == published
+
+
+def assert_metrics_match(seen: dict, batches: list[dict], topic: str, produced) -> tuple[int, int]:
+    """Every counter agrees with the batch log lines; returns (published, quarantined)."""
     published = sum(e["published"] for e in batches)
     quarantined = sum(e["quarantined"] for e in batches)
     assert seen[("rda_records_read_total", (("topic", topic),))] == produced.messages
@@ -76,24 +91,19 @@ def test_metrics_json_logs_and_status_agree_with_what_was_produced(
     for dataset in {c[0] for e in batches for c in e["checkpoints"]}:
         anchored = sum(1 for e in batches for c in e["checkpoints"] if c[0] == dataset)
         assert seen[("rda_checkpoints_anchored_total", (("dataset", dataset),))] == anchored
+    return published, quarantined
 
-    status = subprocess.run(
-        [sys.executable, "-m", "cli.main", "status", "--json", "--bootstrap", broker.bootstrap,
+
+def status(bootstrap: str, topic: str, data, state) -> dict:
+    """``rda status --json`` as a separate process sees it."""
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", "status", "--json", "--bootstrap", bootstrap,
          "--topic", topic, "--group", f"g-{topic}", "--data-dir", str(data)],
         capture_output=True, text=True, timeout=120,
-        env={**os.environ, "RDA_STATE_DIR": str(tmp_path / "state")},
+        env={**os.environ, "RDA_STATE_DIR": str(state)},
     )  # fmt: skip
-    assert status.returncode == 0, status.stderr
-    report = json.loads(status.stdout)
-    lag = report["lag"]["topics"][topic]
-    assert lag["total"] == 0 and len(lag["partitions"]) == 4
-    assert report["journal"]["totals"] == {
-        "read": produced.messages,
-        "published": published,
-        "quarantined": quarantined,
-    }
-    assert [b["state"] for b in report["journal"]["batches"]] == ["done"] * min(len(batches), 10)
-    assert sum(c["tree_size"] for c in report["checkpoints"].values()) == published
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
 
 
 def test_status_of_a_directory_nothing_ran_in_is_a_clear_error(tmp_path):

@@ -142,19 +142,7 @@ def _pivot(
     leaf = pc.index_in(name, value_set=pa.array(names, pa.string()))
     known = pc.is_valid(leaf)
     flat, parent, leaf = pc.filter(flat, known), pc.filter(parent, known), pc.filter(leaf, known)
-    val = _field(flat, "val")
-    number = pc.coalesce(_field(val, "doubleVal"), _field(val, "floatVal"))
-    text = pc.coalesce(_field(val, "intVal"), _field(val, "uintVal"), _field(val, "stringVal"))
-    as_float = pc.coalesce(
-        number, _text_number(text, r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$", pa.float64())
-    )
-    integral = pc.and_(pc.equal(number, pc.floor(number)), pc.less(pc.abs(number), 2.0**62))
-    as_int = pc.coalesce(
-        pc.if_else(pc.fill_null(integral, False), number, pa.scalar(None, pa.float64())).cast(
-            pa.int64(), safe=False
-        ),
-        _text_number(text, r"^[+-]?[0-9]{1,18}$", pa.int64()),
-    )
+    by_kind = _typed_values(_field(flat, "val"))
     messages = pa.array(range(count), pa.int64())
     columns: dict[str, pa.Array] = {}
     unusable: list[pa.Array] = []  # owners of values the slow path would refuse
@@ -169,7 +157,7 @@ def _pivot(
             if len(indices) == 1
             else pc.is_in(leaf, value_set=pa.array(indices, pa.int32()))
         )
-        source = {"float": as_float, "int": as_int, "text": text}[kind]
+        source = by_kind[kind]
         value = pc.filter(source, mine)
         owners = pc.filter(parent, mine)
         unusable.append(pc.filter(owners, pc.is_null(value)))
@@ -180,6 +168,23 @@ def _pivot(
         pc.is_in(messages, value_set=pa.concat_arrays([*unusable, pa.array([], pa.int64())])),
     )
     return pc.invert(failed), columns
+
+
+def _typed_values(val: pa.StructArray) -> dict[str, pa.Array]:
+    """Each update's value read as a float, an integer and text (null where it is not one)."""
+    number = pc.coalesce(_field(val, "doubleVal"), _field(val, "floatVal"))
+    text = pc.coalesce(_field(val, "intVal"), _field(val, "uintVal"), _field(val, "stringVal"))
+    as_float = pc.coalesce(
+        number, _text_number(text, r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$", pa.float64())
+    )
+    integral = pc.and_(pc.equal(number, pc.floor(number)), pc.less(pc.abs(number), 2.0**62))
+    as_int = pc.coalesce(
+        pc.if_else(pc.fill_null(integral, False), number, pa.scalar(None, pa.float64())).cast(
+            pa.int64(), safe=False
+        ),
+        _text_number(text, r"^[+-]?[0-9]{1,18}$", pa.int64()),
+    )
+    return {"float": as_float, "int": as_int, "text": text}
 
 
 def _text_number(text: pa.Array, pattern: str, target: pa.DataType) -> pa.Array:
