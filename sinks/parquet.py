@@ -1,5 +1,8 @@
-"""Landing standardized chunks: Parquet for published rows, a private store for rejects.
+"""Landing standardized chunks: staged rows and rejects, privately, in Parquet.
 
+The pipeline's sink writes each chunk's *staged* rows (checked and transformed row by row,
+``pipelines/staged.py``) under ``private/staging/`` and its rejects under ``private/quarantine/``;
+the driver's event-time step then writes the published files (``streaming/event_time.py``).
 Files are named after their offset range and written byte-for-byte deterministically (fixed
 writer options, rows in offset order), then renamed into place, so redoing a chunk after a crash
 yields the same bytes and the same SHA-256.
@@ -42,7 +45,10 @@ def write_parquet(batch: pa.RecordBatch, path: Path) -> str:
 
 @dataclass(frozen=True)
 class ChunkWriter:
-    """The pipeline's sink: lands one chunk and leaves a receipt the driver can collect."""
+    """The pipeline's sink: lands one chunk and leaves a receipt the driver can collect.
+
+    The receipt's ``files`` are the chunk's staged files, by dataset (private: the event-time
+    step reads them and writes what is published)."""
 
     root: str
 
@@ -63,7 +69,7 @@ class ChunkWriter:
         }
         for dataset, rows in sorted(result.published.items()):
             if rows.num_rows:
-                path = layout.data_file(dataset, chunk.name)
+                path = layout.staging_file(dataset, chunk.name)
                 digest = write_parquet(rows, path)
                 receipt["files"][dataset] = {
                     "path": layout.relative(path),

@@ -26,6 +26,9 @@ class RunConfig:
     runner: str = "fnapi"
     kafka_timeout: float = 30.0  # seconds without an answer before a read fails (and is retried)
     dask_scheduler: str | None = None  # with runner "dask"; None: a local cluster
+    # End of input: once the batch has read everything there is, close every event-time window
+    # (sessions held for an open window are then released; streaming/event_time.py).
+    flush_windows: bool = False
 
 
 @dataclass
@@ -36,12 +39,16 @@ class BatchSummary:
     published: int = 0
     quarantined: int = 0
     suppressed: int = 0  # withheld for k-anonymity, kept privately
+    held: int = 0  # change in records held for their event-time window (negative: released)
+    held_total: int = 0  # records held after the batch
+    held_until: str | None = None  # the watermark (event time) that releases all of them
     reasons: dict[str, int] = field(default_factory=dict)
     flags: dict[str, int] = field(default_factory=dict)
     quality_score: float | None = None
     checkpoints: list[dict] = field(default_factory=list)
     resumed: bool = False
     steps: dict[str, float] = field(default_factory=dict)  # seconds spent in each step
+    windows_closed: list[dict] = field(default_factory=list)  # their quality figures
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +58,10 @@ class BatchSummary:
             "records_published": self.published,
             "records_quarantined": self.quarantined,
             "records_suppressed": self.suppressed,
+            "records_held": self.held,
+            "held_total": self.held_total,
+            "held_until": self.held_until,
+            "windows_closed": self.windows_closed,
             "quarantine_reasons": self.reasons,
             "quality_flags": self.flags,
             "quality_score": self.quality_score,
