@@ -294,7 +294,8 @@ def _judge(
     code = pc.if_else(pc.is_valid(jump), pa.scalar("teleport"), none)
     code = pc.if_else(closed, pa.scalar(WINDOW_CLOSED), code)
     reason = pc.if_else(pc.is_valid(jump), teleport_reasons(pc.fill_null(jump, 0.0)), none)
-    reason = pc.if_else(closed, _closed_reasons(times, settings.window), reason)
+    if pc.any(closed).as_py():
+        reason = pc.if_else(closed, _closed_reasons(times, settings.window), reason)
     flags = sequence_flags(
         pa.array(late & (not windowed)),
         _scatter(result.counter_reset, passed, False),

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from validators.event_time import WindowSettings
 from validators.score import components_from_counts, score
 
 # Anchors a batch's checkpoints (dataset, tree_size, root, manifest_sha256) in one transaction.
@@ -29,6 +30,7 @@ class RunConfig:
     # End of input: once the batch has read everything there is, close every event-time window
     # (sessions held for an open window are then released; streaming/event_time.py).
     flush_windows: bool = False
+    windows: WindowSettings = field(default_factory=WindowSettings)
 
 
 @dataclass

@@ -66,6 +66,9 @@ class RunSettings:
     retries: int = 30  # consecutive failed attempts before giving up (0: never give up)
     backoff_max: float = 30.0  # cap of the exponential backoff, seconds
     join_group: bool = False  # share the topics' partitions with other workers in `group`
+    window: int = 3600  # event-time windows (s): k-anonymity and DP counts per closed window
+    allowed_lateness: int = 300  # s a window waits after its end, watermark-wise
+    flush_windows: bool = False  # end of input: once caught up, close every window
 
 
 def boolean(value: Any) -> bool:
@@ -96,6 +99,9 @@ _GLOBAL: dict[str, Callable[[str], Any]] = {
     "retries": int,
     "backoff_max": float,
     "join_group": boolean,
+    "window": int,
+    "allowed_lateness": int,
+    "flush_windows": boolean,
 }
 _PER_TOPIC: dict[str, Callable[[str], Any]] = {
     "format": str,

@@ -58,7 +58,7 @@ def run_batch(
     """Process one micro-batch end to end; None when there is nothing new to read."""
     worker = worker or Worker()
     layout = DataLayout(config.data_dir)
-    protection = Protection(str(layout.private), staged_only=True)
+    protection = Protection(str(layout.private), windows=config.windows, staged_only=True)
     owned = worker.owned(config.topic)
     if owned is not None and not owned:
         return None  # the group has given this worker nothing of this topic (yet)

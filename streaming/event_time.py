@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -34,11 +35,14 @@ from pipelines import aggregate, staged, windows
 from pipelines.kafka_source import OffsetRange
 from pipelines.protect import Protection, suppressed_records
 from schemas.records import RAW_RECORD_SCHEMA, quarantine_batch
+from sinks.catalog import Catalog
 from sinks.layout import DataLayout
 from sinks.parquet import write_parquet
 from sinks.state_store import StateStore
 from streaming.batch import BatchSummary
+from streaming.errors import SettingsError
 from streaming.journal import BatchJournal
+from validators.event_time import WindowSettings
 from validators.score import components_from_counts, score
 from validators.sequence import SequenceState
 
@@ -61,6 +65,15 @@ class Outcome:
     state: dict[str, Any] = field(default_factory=dict)  # journaled: base, position, partitions
     held_total: int = 0
     held_until: str | None = None
+
+
+def event_time_config(settings: Any) -> dict[str, Any]:
+    """``RunConfig`` fields from ``rda run``'s settings (``streaming/config.py``)."""
+    try:
+        windows = WindowSettings(settings.window, settings.allowed_lateness)
+    except ValueError as error:
+        raise SettingsError(f"window / allowed lateness: {error}") from None
+    return {"windows": windows, "flush_windows": settings.flush_windows}
 
 
 def state_plan(journal: BatchJournal, topic: str, plan: dict, partitions: list[int]) -> dict:
@@ -195,6 +208,14 @@ def held_report(layout: DataLayout, journal: BatchJournal, topics: list[str]) ->
     return report
 
 
+def windows_history(catalog: Catalog, limit: int) -> list[dict[str, Any]]:
+    """The last closed windows' quality scores (none in a catalog older than windows)."""
+    try:
+        return catalog.windows.latest(limit)
+    except duckdb.CatalogException:
+        return []
+
+
 # -- the step ----------------------------------------------------------------------------------
 
 
@@ -234,6 +255,14 @@ class _Step:
             self.doc = {"held_files": [], "pending": {}, "ledger": None}
             return
         doc, tables = self.store.read_snapshot(base)
+        window = self.settings.window
+        kept = (doc["settings"]["window_s"], doc["settings"]["allowed_lateness_s"])
+        if kept != (window.window_s, window.allowed_lateness_s):
+            raise SettingsError(
+                f"the event-time state of {self.topic} was built with {kept[0]} s windows and "
+                f"{kept[1]} s allowed lateness; this run asks for {window.window_s} s and "
+                f"{window.allowed_lateness_s} s (a new data directory is needed to change them)"
+            )
         self.doc = doc
         self.state.watermarks = {int(p): int(v) for p, v in doc["watermarks"].items()}
         self.state.closed_through = doc["closed_through"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from typing import Any
 
@@ -25,6 +26,21 @@ class RunMetrics:
         )
         self.suppressed = Counter(
             "rda_records_suppressed", "Records withheld for k-anonymity", ["topic"], registry=r
+        )
+        self.held = Gauge(
+            "rda_records_held",
+            "Records held, privately, for an event-time window to close (after the last batch)",
+            ["topic"],
+            registry=r,
+        )
+        self.held_until = Gauge(
+            "rda_held_until_seconds",
+            "Event time (Unix seconds) the watermark must pass to release every held record",
+            ["topic"],
+            registry=r,
+        )
+        self.windows_closed = Counter(
+            "rda_windows_closed", "Event-time windows closed (released)", ["topic"], registry=r
         )
         self.batches = Counter("rda_batches", "Micro-batches finished", ["topic"], registry=r)
         self.retries = Counter("rda_retries", "Steps retried after an outage", registry=r)
@@ -85,12 +101,23 @@ class RunMetrics:
         self.read.labels(topic).inc(summary.read)
         self.published.labels(topic).inc(summary.published)
         self.suppressed.labels(topic).inc(summary.suppressed)
+        self.event_time(topic, summary)
         for reason, count in summary.reasons.items():
             self.quarantined.labels(topic, reason).inc(count)
         self.batches.labels(topic).inc()
         self.batch_seconds.labels(topic).observe(seconds)
         for step, step_seconds in summary.steps.items():
             self.step_seconds.labels(topic, step).observe(step_seconds)
+
+    def event_time(self, topic: str, summary: BatchSummary) -> None:
+        """What the batch left on hold, until when, and the windows it closed."""
+        self.held.labels(topic).set(summary.held_total)
+        until = summary.held_until
+        self.held_until.labels(topic).set(
+            dt.datetime.fromisoformat(until.replace("Z", "+00:00")).timestamp() if until else 0
+        )
+        closed = {(w["topic"], w["window_start"]) for w in summary.windows_closed}
+        self.windows_closed.labels(topic).inc(len(closed))
 
     def set_lag(self, topic: str, lag: dict[int, int]) -> None:
         for partition, behind in lag.items():

@@ -25,6 +25,7 @@ from streaming.chain import ChainContext, open_chain
 from streaming.config import RunSettings
 from streaming.driver import BatchSummary, RunConfig, Worker, run_batch
 from streaming.errors import SettingsError
+from streaming.event_time import event_time_config
 from streaming.metrics import RunMetrics
 from streaming.retry import Backoff
 from streaming.store import writing
@@ -52,7 +53,7 @@ class RunReport:
     batches: list[dict[str, Any]] = field(default_factory=list)
     totals: dict[str, int] = field(
         default_factory=lambda: dict.fromkeys(
-            ("batches", "read", "published", "quarantined", "suppressed"), 0
+            ("batches", "read", "published", "quarantined", "suppressed", "held"), 0
         )
     )
     stopped_by: str | None = None  # a signal's name, or None when --once ran out of records
@@ -64,6 +65,7 @@ class RunReport:
         self.totals["published"] += summary.published
         self.totals["quarantined"] += summary.quarantined
         self.totals["suppressed"] += summary.suppressed
+        self.totals["held"] += summary.held
 
 
 class RunLoop:
@@ -153,13 +155,16 @@ class RunLoop:
         self.report.add(summary)
         self.metrics.batch_done(topic, summary, seconds)
         self.log.info(
-            "batch %d on %s: read %d, published %d, quarantined %d, suppressed %d in %.1f s%s%s",
+            "batch %d on %s: read %d, published %d, quarantined %d, suppressed %d, held %+d "
+            "(%d on hold) in %.1f s%s%s",
             summary.batch_id,
             topic,
             summary.read,
             summary.published,
             summary.quarantined,
             summary.suppressed,
+            summary.held,
+            summary.held_total,
             seconds,
             " (resumed)" if summary.resumed else "",
             " (" + ", ".join(f"{k} {v:.2f}" for k, v in summary.steps.items()) + ")"
@@ -173,6 +178,9 @@ class RunLoop:
                 "published": summary.published,
                 "quarantined": summary.quarantined,
                 "suppressed": summary.suppressed,
+                "held": summary.held,
+                "held_total": summary.held_total,
+                "held_until": summary.held_until,
                 "quality_score": summary.quality_score,
                 "seconds": round(seconds, 3),
                 "resumed": summary.resumed,
@@ -203,6 +211,7 @@ class RunLoop:
             runner=self.settings.runner,
             kafka_timeout=self.settings.kafka_timeout,
             dask_scheduler=self.settings.dask_scheduler,
+            **event_time_config(self.settings),
         )
 
     def _resume_first(self, topics: list[str]) -> list[str]:

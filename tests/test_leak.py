@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -103,7 +104,9 @@ def landed(broker, tmp_path_factory):
             )
             produce(broker.bootstrap, topic, wave_messages)
             messages.extend(wave_messages)
-            summaries.append(run_batch(config, source, chain.anchor, handler.progress))
+            # The second wave is the end of input: its batch closes every event-time window.
+            last = replace(config, flush_windows=wave == 1)
+            summaries.append(run_batch(last, source, chain.anchor, handler.progress))
     finally:
         logging.getLogger().removeHandler(handler)
         logging.getLogger().setLevel(previous_level)
@@ -167,7 +170,8 @@ def test_counts_reconcile_with_suppressed_records_kept_privately(landed):
     layout = DataLayout(data_dir)
     read = sum(s.read for s in summaries)
     assert read == len(messages)
-    assert read == sum(s.published + s.quarantined + s.suppressed for s in summaries)
+    assert read == sum(s.published + s.quarantined + s.suppressed + s.held for s in summaries)
+    assert summaries[0].held > 0 and summaries[-1].held_total == 0  # held, then all released
     suppressed_files = list((layout.private / "suppressed").rglob("*.parquet"))
     stored = sum(pq.read_metadata(p).num_rows for p in suppressed_files)
     assert stored == sum(s.suppressed for s in summaries) > 0
