@@ -305,7 +305,8 @@ def _judge(
 
 
 def _closed_reasons(times: np.ndarray, settings: WindowSettings) -> pa.Array:
-    starts = pa.array(settings.window_of(times), pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+    seconds = settings.window_of(times) // 1_000_000
+    starts = pa.array(seconds, pa.int64()).cast(pa.timestamp("s", tz="UTC"))
     return pc.binary_join_element_wise(
         "its event-time window starting ",
         pc.strftime(starts, format="%Y-%m-%dT%H:%M:%SZ"),

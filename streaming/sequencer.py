@@ -122,6 +122,7 @@ class Sequencer:
         self._record_keys(batch_id, receipts, outcome)
         entries = quarantine_entries(receipts) + outcome.quarantine_entries
         self.catalog.quarantine.register(batch_id, entries)
+        self.catalog.quarantine.refresh_view()  # a batch may quarantine and publish nothing
         self.catalog.windows.record(batch_id, outcome.closed)
         if state not in SEQUENCING:  # its place in each log: fixed now, kept by any redo
             plan["log_starts"] = log_starts(self.layout)
