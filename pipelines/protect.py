@@ -143,7 +143,7 @@ class Protection:
         offsets, codes, reasons = _first_per_record(bad)
         record_code = dict(zip(offsets.to_pylist(), codes.to_pylist(), strict=True))
         staged_rows = {
-            dataset: self._staged(schema, rows, record_code)
+            dataset: self._staged(schema, rows, record_code, raw)
             for dataset, (schema, rows) in checked.items()
         }
         return replace(
@@ -155,7 +155,11 @@ class Protection:
         )
 
     def _staged(
-        self, schema: TelemetrySchema, rows: pa.RecordBatch, record_code: dict[int, str]
+        self,
+        schema: TelemetrySchema,
+        rows: pa.RecordBatch,
+        record_code: dict[int, str],
+        raw: pa.RecordBatch,
     ) -> pa.RecordBatch:
         """Published columns (flags empty, no group decision yet), then the private ones."""
         flags = pa.nulls(rows.num_rows, pa.string())
@@ -170,6 +174,10 @@ class Protection:
             extra[staged.LONGITUDE] = rows.column("longitude")
         if schema.dataset == aggregate.SOURCE_DATASET:
             extra[staged.SUBSCRIBER] = subscriber_keys(rows.column("imsi"), self.key)
+        if staged.is_windowed(schema.dataset):  # held for hours: the record travels along
+            records = raw.take(pc.index_in(rows.column("source_offset"), raw.column("offset")))
+            for private, column in staged.RECORD.items():
+                extra[private] = records.column(column)
         arrays = [*done.rows.columns, *extra.values()]
         names = [*done.rows.schema.names, *extra]
         return pa.RecordBatch.from_arrays(arrays, names=names)
@@ -270,20 +278,20 @@ def _append_rejects(
     return table.to_batches()[0]
 
 
-def suppressed_records(raw: pa.RecordBatch | pa.Table, offsets: pa.Array, k: int) -> pa.RecordBatch:
-    """Suppressed records, whole, with the reason: for the private store only."""
+def suppressed_records(raw: pa.RecordBatch, offsets: pa.Array, k: int) -> pa.RecordBatch:
+    """Suppressed records of one partition's ``raw`` batch, whole, with the reason."""
     offsets = pc.take(offsets, pc.sort_indices(offsets))
     positions = pc.index_in(offsets, value_set=raw.column("offset"))
-    n = len(offsets)
-    taken = raw.take(positions)
-    if isinstance(taken, pa.Table):
-        taken = (
-            taken.combine_chunks().to_batches()[0]
-            if taken.num_rows
-            else pa.RecordBatch.from_pylist([], schema=taken.schema)
-        )
+    return suppression_batch(pa.Table.from_batches([raw.take(positions)], schema=raw.schema), k)
+
+
+def suppression_batch(records: pa.Table, k: int) -> pa.RecordBatch:
+    """``records`` (raw, whole) with the k-anonymity reason: for the private store only."""
+    batch = records.combine_chunks().to_batches()
+    raw = batch[0] if batch else pa.RecordBatch.from_pylist([], schema=records.schema)
+    n = raw.num_rows
     return quarantine_batch(
-        taken,
+        raw,
         pa.repeat(pa.scalar(SUPPRESSED_CODE), n),
         pa.repeat(pa.scalar(f"quasi-identifier group below k={k} even when generalized"), n),
     )

@@ -6,8 +6,8 @@ Under ``private/state/<topic>/``:
 snapshots/b<batch>/state.json            watermarks, closed point, open windows and their
                                          tallies, the live held files, pending figures
 snapshots/b<batch>/<name>.parquet        per-node sequence state (one table per dataset and check)
-held/b<batch>.<dataset>.parquet          rows a batch put on hold (staged columns, ``_window``)
-held/b<batch>.records.parquet            their records, whole (raw bytes: private), ``_window``
+held/b<batch>.<dataset>.parquet          rows a batch put on hold: staged columns with their
+                                         records (raw bytes: private), ``_window``
 ledger/b<batch>.parquet                  the DP budget ledger as of that batch
 ```
 
@@ -103,9 +103,8 @@ class StateStore:
             batch = _batch_of(folder.name)
             if batch in keep and folder.suffix != ".partial":
                 doc = json.loads((folder / "state.json").read_text())
-                for held in doc.get("held_files", []):  # {"rows": {dataset: path}, "records"}
+                for held in doc.get("held_files", []):  # {"rows": {dataset: path}, ...}
                     referred.update(held["rows"].values())
-                    referred.add(held["records"])
                 if doc.get("ledger"):
                     referred.add(doc["ledger"])
         for folder in sorted(snapshots.iterdir()):

@@ -33,8 +33,8 @@ import pyarrow.parquet as pq
 
 from pipelines import aggregate, staged, windows
 from pipelines.kafka_source import OffsetRange
-from pipelines.protect import Protection, suppressed_records
-from schemas.records import RAW_RECORD_SCHEMA, quarantine_batch
+from pipelines.protect import Protection, suppression_batch
+from schemas.records import quarantine_batch
 from sinks.catalog import Catalog
 from sinks.layout import DataLayout
 from sinks.parquet import write_parquet
@@ -242,7 +242,6 @@ class _Step:
         self.figures: dict[str, list[dict]] = {}
         self.closed: list[dict] = []
         self.held: dict[str, list[pa.Table]] = {}
-        self.held_raw: list[pa.Table] = []
         self.key_files: dict[str, list[str]] = {}
         self.ledger: pa.Table | None = None
         self.ledger_changed = False
@@ -316,13 +315,8 @@ class _Step:
             self.held.setdefault(dataset, []).append(table)
         self.records.update(decision.records)
         self.records["staged"] += sum(decision.records.values())
-        raw = None
-        if decision.held or decision.quarantined.num_rows:
-            raw = self.read_raw(chunk)
-        if decision.held:
-            self._keep_records(raw, decision.held)
         if decision.quarantined.num_rows:
-            self._quarantine(chunk, raw, decision.quarantined)
+            self._quarantine(chunk, self.read_raw(chunk), decision.quarantined)
 
     def _write(self, dataset: str, table: pa.Table, path: Path, new_keys: bool = True) -> dict:
         """A published file; ``new_keys``: its natural keys are new to the index."""
@@ -331,25 +325,6 @@ class _Step:
         if new_keys:
             self.key_files.setdefault(dataset, []).append(relative)
         return {"path": relative, "sha256": digest, "rows": table.num_rows}
-
-    def _keep_records(self, raw: pa.RecordBatch, held: dict[str, pa.Table]) -> None:
-        """The held rows' records, whole, for the private store (to suppress them later)."""
-        window_of: dict[int, int] = {}
-        for table in held.values():
-            for offset, window in zip(
-                table.column("source_offset").to_pylist(),
-                table.column(staged.WINDOW).to_pylist(),
-                strict=True,
-            ):
-                window_of[offset] = window
-        offsets = pa.array(sorted(window_of), pa.int64())
-        records = pa.Table.from_batches([raw]).take(
-            pc.index_in(offsets, value_set=raw.column("offset"))
-        )
-        records = records.append_column(
-            staged.WINDOW, pa.array([window_of[o] for o in offsets.to_pylist()], pa.int64())
-        )
-        self.held_raw.append(records)
 
     def _quarantine(self, chunk: OffsetRange, raw: pa.RecordBatch, rejects: pa.Table) -> None:
         offsets = rejects.column("source_offset").combine_chunks()
@@ -371,7 +346,7 @@ class _Step:
     # -- holding and releasing ---------------------------------------------------------------
 
     def put_on_hold(self) -> None:
-        """Write the rows this batch holds, and their records, to the held store."""
+        """Write the rows this batch holds (their records travel with them) to the held store."""
         if not self.held:
             return
         entry: dict[str, Any] = {"batch": self.batch_id, "rows": {}, "windows": []}
@@ -382,16 +357,12 @@ class _Step:
             entry["rows"][dataset] = self.store.write_table(path, table)
             self.key_files.setdefault(dataset, []).append(entry["rows"][dataset])
             found |= set(pc.unique(table.column(staged.WINDOW)).to_pylist())
-        records = pa.concat_tables(self.held_raw)
-        entry["records"] = self.store.write_table(
-            self.store.held_file(self.batch_id, "records"), records
-        )
         entry["windows"] = sorted(found)
         self.doc["held_files"] = [*self.doc.get("held_files", []), entry]
 
     def release(self, window: int) -> None:
         """Close ``window``: publish what k-anonymity keeps, store what it withholds."""
-        held, records = self._held_for(window)
+        held = self._held_for(window)
         ledger = self._ledger()
         release = windows.release(
             self.state, window, held, self.settings, self.protection.key, self.topic, ledger
@@ -412,7 +383,7 @@ class _Step:
         for dataset, stats in release.stats.items():
             self.stats.setdefault(dataset, []).append(stats)
         if release.suppressed:
-            self._suppress(name, records, release.suppressed)
+            self._suppress(name, held, release.suppressed)
         self.records.update(
             published=release.records["published"], suppressed=release.records["suppressed"]
         )
@@ -429,19 +400,14 @@ class _Step:
             self.closed.append({"dataset": dataset, **figure})
         self._forget(window)
 
-    def _held_for(self, window: int) -> tuple[dict[str, pa.Table], pa.Table]:
+    def _held_for(self, window: int) -> dict[str, pa.Table]:
         rows: dict[str, list[pa.Table]] = {}
-        records = [RAW_RECORD_SCHEMA.empty_table()]
         for entry in self.doc.get("held_files", []):
-            if window not in entry["windows"]:
-                continue
-            for dataset, path in entry["rows"].items():
-                rows.setdefault(dataset, []).append(
-                    windows.held_in(self.store.read_table(path), window)
-                )
-            mine = windows.held_in(self.store.read_table(entry["records"]), window)
-            records.append(mine.drop_columns([staged.WINDOW]).cast(RAW_RECORD_SCHEMA))
-        return {d: pa.concat_tables(t) for d, t in rows.items()}, pa.concat_tables(records)
+            if window in entry["windows"]:
+                for dataset, path in entry["rows"].items():
+                    table = windows.held_in(self.store.read_table(path), window)
+                    rows.setdefault(dataset, []).append(table)
+        return {d: pa.concat_tables(t) for d, t in rows.items()}
 
     def _forget(self, window: int) -> None:
         """The window's rows are released: held files keep only the windows still open."""
@@ -458,21 +424,22 @@ class _Step:
             self.ledger = self.store.read_table(path) if path else aggregate.empty_ledger()
         return self.ledger
 
-    def _suppress(self, name: str, records: pa.Table, suppressed: list[tuple[int, int]]) -> None:
+    def _suppress(
+        self, name: str, held: dict[str, pa.Table], suppressed: list[tuple[int, int]]
+    ) -> None:
+        """The records k-anonymity withholds, whole (from their held rows), stored privately."""
+        records = pa.concat_tables(
+            [staged.records_of(rows) for d, rows in sorted(held.items()) if staged.is_windowed(d)]
+        )
         keys = {(p, o) for p, o in suppressed}
-        mask = [
-            (p, o) in keys
-            for p, o in zip(
-                records.column("partition").to_pylist(),
-                records.column("offset").to_pylist(),
-                strict=True,
-            )
-        ]
-        withheld = records.filter(pa.array(mask, pa.bool_()))
-        withheld = withheld.sort_by([("partition", "ascending"), ("offset", "ascending")])
-        batch = suppressed_records(withheld, withheld.column("offset"), self.settings.privacy.k)
-        path = self.layout.suppressed_file(self.topic, f"{self.topic}-{name}")
-        write_parquet(batch, path)
+        pairs = zip(
+            records.column("partition").to_pylist(),
+            records.column("offset").to_pylist(),
+            strict=True,
+        )
+        withheld = records.filter(pa.array([pair in keys for pair in pairs], pa.bool_()))
+        batch = suppression_batch(withheld, self.settings.privacy.k)
+        write_parquet(batch, self.layout.suppressed_file(self.topic, f"{self.topic}-{name}"))
 
     # -- the outcome -------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import functools
 import tempfile
 from pathlib import Path
 
+import numpy as np
 from event_time_harness import CrashPlan, Harness, crashing_writes, partitioned
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,7 +22,7 @@ from pipelines.anonymize import PseudonymKey
 from pipelines.protect import Protection
 from schemas.published import PrivacySettings
 from simulator.fleet import generate
-from validators.event_time import WindowSettings
+from validators.event_time import NO_TIME, WindowSettings, closed_through, late, watermarks
 
 START_MS = 1_764_000_000_000
 PARTITIONS = 2
@@ -104,3 +105,63 @@ def test_any_cut_into_batches_with_crashes_anywhere_publishes_what_one_batch_doe
             harness.run(cuts, chunk=chunk)
         assert harness.held[-1] == 0
         assert outcome(harness) == one_batch()
+
+
+# -- the watermark model, on its own ---------------------------------------------------------
+
+HOUR_US = 3_600_000_000
+HOURLY = WindowSettings()  # an hour, 300 s allowed lateness
+
+
+def test_an_orderly_backfill_of_old_data_is_not_late_however_old():
+    # A week-old hour replayed in order: the watermark is as old as the data.
+    times = np.arange(0, HOUR_US, 60_000_000) - 7 * 24 * HOUR_US
+    marks = watermarks(
+        np.zeros(len(times), np.int64), np.arange(len(times)), times, np.ones(len(times), bool), {}
+    )
+    assert not late(times, marks.before, None, HOURLY).any()
+
+
+def test_a_row_is_late_once_its_partition_passed_its_window_end_plus_the_allowed_lateness():
+    hour = 10 * HOUR_US
+    times = np.array(
+        [hour + 1, hour + HOUR_US + 299_000_000, hour + 2, hour + HOUR_US + 301_000_000, hour + 3]
+    )
+    marks = watermarks(np.zeros(5, np.int64), np.arange(5), times, np.ones(5, bool), {})
+    # 10:00 closes at 11:05: the straggler after 11:04:59 is on time, the one after 11:05:01 late.
+    assert late(times, marks.before, None, HOURLY).tolist() == [False, False, False, False, True]
+
+
+def test_another_partitions_progress_never_makes_a_row_late():
+    hour = 10 * HOUR_US
+    partitions = np.array([1, 0])  # partition 1 far ahead, then partition 0's straggler
+    times = np.array([hour + 5 * HOUR_US, hour + 1])
+    marks = watermarks(partitions, np.array([0, 0]), times, np.ones(2, bool), {})
+    assert late(times, marks.before, None, HOURLY).tolist() == [False, False]
+    # The topic closes through the slowest partition only.
+    assert closed_through(None, marks.after, [0, 1], HOURLY) == hour + 1
+
+
+def test_a_quarantined_records_time_does_not_move_the_watermark():
+    times = np.array([10 * HOUR_US, 99 * HOUR_US, 10 * HOUR_US + 5])
+    marks = watermarks(
+        np.zeros(3, np.int64), np.arange(3), times, np.array([True, False, True]), {}
+    )
+    assert marks.before.tolist() == [NO_TIME, 10 * HOUR_US, 10 * HOUR_US]
+
+
+@given(
+    times=st.lists(st.integers(0, 10 * HOUR_US), min_size=1, max_size=60),
+    cut=st.integers(0, 60),
+)
+def test_watermarks_continued_from_a_cut_equal_those_of_the_whole(times, cut):
+    times = np.array(times, np.int64)
+    partitions = np.array([t % 3 for t in range(len(times))], np.int64)
+    offsets = np.arange(len(times)) // 3
+    passed = times % 7 != 0
+    whole = watermarks(partitions, offsets, times, passed, {})
+    cut = min(cut, len(times))
+    first = watermarks(partitions[:cut], offsets[:cut], times[:cut], passed[:cut], {})
+    rest = watermarks(partitions[cut:], offsets[cut:], times[cut:], passed[cut:], first.after)
+    assert np.concatenate([first.before, rest.before]).tolist() == whole.before.tolist()
+    assert rest.after == whole.after
