@@ -68,7 +68,8 @@ def run(quick: bool = False) -> dict:
         summary += (
             f"; window close latency median {statistics.median(close):.2f} s (allowed lateness "
             f"{lateness} s, trigger {TRIGGER_S:.0f} s, batch median "
-            f"{windowed['batch_s_median']:.2f} s), wait beyond the lateness before the closing batch started: max {max(wait):.2f} s"
+            f"{windowed['batch_s_median']:.2f} s); beyond the lateness, the closing batch "
+            f"started at most {max(wait):.2f} s after the window's end"
         )
     return {
         "name": "event_time",
