@@ -48,8 +48,14 @@ def run(quick: bool = False) -> dict:
     try:
         suppression = _suppression(broker.bootstrap, workdir, quick)
         seconds = 12 if quick else 30
-        plain = _live(broker.bootstrap, workdir / "plain", seconds, sessions=False)
-        windowed = _live(broker.bootstrap, workdir / "windowed", seconds, sessions=True)
+        # Alternated, best of two each: the first run in a process also pays Great
+        # Expectations' start-up, and a busy neighbour slows one run, not both of a pair.
+        runs: dict[bool, list[dict]] = {False: [], True: []}
+        for attempt in range(2):
+            for sessions in (False, True):
+                name = f"{'windowed' if sessions else 'plain'}-{attempt}"
+                runs[sessions].append(_live(broker.bootstrap, workdir / name, seconds, sessions))
+        plain, windowed = (min(runs[s], key=lambda r: r["p50_s"]) for s in (False, True))
     finally:
         stop_broker(workdir)
         shutil.rmtree(workdir, ignore_errors=True)

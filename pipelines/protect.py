@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 
 from pipelines import aggregate, staged, windows
 from pipelines.anonymize import PseudonymKey, anonymize, subscriber_keys
+from pipelines.release import release as release_window
 from pipelines.standardize import Standardized
 from schemas.model import Privacy, TelemetrySchema
 from schemas.published import DEFAULT_PRIVACY, PrivacySettings, has_identifiers, policy_transforms
@@ -202,7 +203,7 @@ class Protection:
         ledger = aggregate.empty_ledger()
         for window in windows.windows_to_close(state, partitions, self.settings, flush=True):
             held = {d: windows.held_in(t, window) for d, t in decision.held.items()}
-            release = windows.release(state, window, held, self.settings, self.key, topic, ledger)
+            release = release_window(state, window, held, self.settings, self.key, topic, ledger)
             ledger = release.ledger
             suppressed += release.suppressed
             for dataset, rows in release.published.items():

@@ -29,14 +29,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines import aggregate, staged
-from pipelines.anonymize import PseudonymKey, k_anonymize
+from pipelines import staged
 from schemas.published import EPOCH_FIELD, FLAGS_FIELD, PrivacySettings
 from schemas.registry import schema_for_dataset
 from validators import event_time
 from validators.event_time import WindowSettings
 from validators.quality import FLAGS, QualitySettings, sequence_flags, teleport_reasons
-from validators.score import dataset_quality
 from validators.sequence import SequenceState, check_sequences, sequence_inputs
 
 WINDOW_CLOSED = "window_closed"
@@ -103,7 +101,7 @@ class Decision:
 def advance(state: TopicState, rows: dict[str, pa.Table], settings: Settings) -> Decision:
     """Decide the rows of one stretch of stream (a partition's range, or a whole input)."""
     datasets = sorted(d for d, t in rows.items() if t.num_rows)
-    rows = {d: _stream_order(rows[d]) for d in datasets}
+    rows = {d: stream_order(rows[d]) for d in datasets}
     before = _watermarks(state, rows)
     judged = {d: _judge(state, d, rows[d], before[d], settings) for d in datasets}
     rejects = _record_rejects(judged)
@@ -142,66 +140,6 @@ def held_in(rows: pa.Table, window: int) -> pa.Table:
     return rows.filter(pc.equal(rows.column(staged.WINDOW), window))
 
 
-@dataclass
-class Release:
-    published: dict[str, pa.Table]
-    suppressed: list[tuple[int, int]]  # (partition, offset) of records k-anonymity withholds
-    records: dict[str, int]  # published, suppressed (records)
-    stats: dict[str, dict]
-    figures: dict[str, dict]  # per dataset: the closed window's quality score and counts
-    ledger: pa.Table
-
-
-def release(
-    state: TopicState,
-    window: int,
-    held: dict[str, pa.Table],
-    settings: Settings,
-    key: PseudonymKey,
-    topic: str,
-    ledger: pa.Table,
-) -> Release:
-    """Close ``window``: k-anonymity over its held rows, its DP counts, its final figures."""
-    held = {d: _stream_order(t) for d, t in sorted(held.items()) if t.num_rows}
-    public, suppressed = _k_anonymous(held, settings.privacy)
-    out = Release({}, [_record(k) for k in sorted(suppressed)], {}, {}, {}, ledger)
-    records: set[int] = set()
-    for dataset, rows in held.items():
-        keys = _record_keys(rows)
-        records |= set(keys.tolist())
-        out_rows = public[dataset].filter(pa.array(~np.isin(keys, list(suppressed)), pa.bool_()))
-        withheld = rows.num_rows - out_rows.num_rows
-        if out_rows.num_rows:
-            out.published[dataset] = out_rows
-        null_cells, cells = _cells(out_rows)
-        stats = {"suppressed": withheld, "null_cells": null_cells, "cells": cells}
-        state.add(window, dataset, stats)
-        out.stats[dataset] = _stats(out_rows, **stats)
-    sessions = held.get(aggregate.SOURCE_DATASET)
-    if sessions is not None:
-        counts, out.ledger = aggregate.window_counts(
-            sessions, window, topic, key, settings.privacy, ledger
-        )
-        if counts.num_rows:
-            out.published[aggregate.DATASET] = counts
-            null_cells, cells = _cells(counts)
-            state.add(
-                window,
-                aggregate.DATASET,
-                {"rows": counts.num_rows, "null_cells": null_cells, "cells": cells},
-            )
-            epoch = window // (settings.privacy.epoch_seconds * 1_000_000)
-            out.stats[aggregate.DATASET] = {
-                **_stats(counts, null_cells=null_cells, cells=cells, rows=counts.num_rows),
-                "windows": 1,
-                "epochs": [epoch],
-            }
-    out.records = {"published": len(records - suppressed), "suppressed": len(suppressed)}
-    tallies = state.windows.pop(window, {})
-    out.figures = {d: figures(c) for d, c in sorted(tallies.items()) if d != HELD_RECORDS}
-    return out
-
-
 def sum_stats(stats: list[dict]) -> dict:
     """Several quality-count dicts (``_stats``) as one."""
     total: dict = {"quarantined": Counter(), "flags": Counter(), "epochs": set()}
@@ -219,26 +157,20 @@ def sum_stats(stats: list[dict]) -> dict:
     return total
 
 
-def figures(counts: dict[str, int]) -> dict:
-    """A window's quality figures from its counts (as the dataset score is computed)."""
-    score, components = dataset_quality(counts)
-    return {"score": score, "components": components, "counts": dict(sorted(counts.items()))}
-
-
 # -- advancing -------------------------------------------------------------------------------
 
 
-def _stream_order(rows: pa.Table) -> pa.Table:
+def stream_order(rows: pa.Table) -> pa.Table:
     keys = [("source_partition", "ascending"), ("source_offset", "ascending")]
     return rows.take(pc.sort_indices(rows, keys)).combine_chunks()
 
 
-def _record_keys(rows: pa.Table) -> np.ndarray:
+def record_keys(rows: pa.Table) -> np.ndarray:
     partitions = np.asarray(rows.column("source_partition"), np.int64)
     return (partitions << _OFFSET_BITS) | np.asarray(rows.column("source_offset"), np.int64)
 
 
-def _record(key: int) -> tuple[int, int]:
+def record_of(key: int) -> tuple[int, int]:
     return key >> _OFFSET_BITS, key & ((1 << _OFFSET_BITS) - 1)
 
 
@@ -247,7 +179,7 @@ def _watermarks(state: TopicState, rows: dict[str, pa.Table]) -> dict[str, np.nd
     names = list(rows)
     if not names:
         return {}
-    keys = np.concatenate([_record_keys(rows[d]) for d in names])
+    keys = np.concatenate([record_keys(rows[d]) for d in names])
     times = np.concatenate([event_time.micros(rows[d].column(staged.EVENT_TIME)) for d in names])
     passed = np.concatenate(
         [np.asarray(pc.is_null(rows[d].column(staged.QUARANTINE)), bool) for d in names]
@@ -301,7 +233,7 @@ def _judge(
         _scatter(result.counter_reset, passed, False),
         _scatter(result.flat_line, passed, False),
     ).flags
-    return _Judged(_record_keys(rows), times, before, late, staged_code, code, reason, flags)
+    return _Judged(record_keys(rows), times, before, late, staged_code, code, reason, flags)
 
 
 def _closed_reasons(times: np.ndarray, settings: WindowSettings) -> pa.Array:
@@ -380,8 +312,8 @@ def _split(
         )
     codes = _record_codes(j, rejected, decision.quarantined)
     _tally(state, dataset, j, codes, now | waiting, now, flagged, settings)
-    null_cells, cells = _cells(published)
-    decision.stats[dataset] = _stats(
+    null_cells, cells = cell_counts(published)
+    decision.stats[dataset] = stats_of(
         published,
         rows=rows.num_rows,
         quarantined=Counter(c for c in codes.to_pylist() if c is not None),
@@ -397,7 +329,7 @@ def _record_codes(j: _Judged, rejected: set[int], rejects: pa.Table) -> pa.Array
     if not rejected:
         return j.staged_code
     by_record = dict(
-        zip(_record_keys(rejects).tolist(), rejects.column("reason_code").to_pylist(), strict=True)
+        zip(record_keys(rejects).tolist(), rejects.column("reason_code").to_pylist(), strict=True)
     )
     now = pa.array([by_record.get(k) for k in j.keys.tolist()], pa.string())
     return pc.coalesce(j.staged_code, now)
@@ -443,7 +375,7 @@ def _row_nulls(rows: pa.Table) -> np.ndarray:
     return total
 
 
-def _cells(rows: pa.Table) -> tuple[int, int]:
+def cell_counts(rows: pa.Table) -> tuple[int, int]:
     """Empty cells and cells, for completeness (a row without quality flags is not empty)."""
     columns = [rows.column(n) for n in rows.column_names if n != FLAGS_FIELD]
     return sum(c.null_count for c in columns), rows.num_rows * len(columns)
@@ -456,7 +388,7 @@ def _flag_counts(flags: pa.Array) -> dict[str, int]:
     }
 
 
-def _stats(published: pa.Table, **counts) -> dict:
+def stats_of(published: pa.Table, **counts) -> dict:
     """A dataset's quality counts for the manifest (``validators/score.dataset_counts``)."""
     epochs = []
     if EPOCH_FIELD in published.column_names and published.num_rows:
@@ -479,22 +411,3 @@ def _scatter(values: pa.Array, where: np.ndarray, default: object) -> pa.Array:
     if not len(values):
         return full
     return pc.replace_with_mask(full, pa.array(where, pa.bool_()), values)
-
-
-# -- releasing -------------------------------------------------------------------------------
-
-
-def _k_anonymous(
-    held: dict[str, pa.Table], privacy: PrivacySettings
-) -> tuple[dict[str, pa.Table], set[int]]:
-    """Each dataset's held rows as published (windowed ones generalized), and the records
-    k-anonymity withholds."""
-    public, suppressed = {}, set()
-    for dataset, rows in held.items():
-        table = staged.published_part(rows, dataset)
-        if staged.is_windowed(dataset):
-            table, keep = k_anonymize(schema_for_dataset(dataset), table, privacy)
-            withheld = _record_keys(rows)[~np.asarray(keep, bool)]
-            suppressed |= set(withheld.tolist())
-        public[dataset] = table
-    return public, suppressed

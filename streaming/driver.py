@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pipelines.kafka_source import KafkaSource, OffsetRange
 from pipelines.protect import Protection
 from sinks.layout import DataLayout
-from streaming import event_time, faults
+from streaming import event_state, faults
 from streaming.batch import Anchorer, BatchSummary, Progress, RunConfig
 from streaming.journal import BatchJournal
 from streaming.sequencer import Sequencer, land_chunks, summary_from_journal, validate_landed
@@ -165,7 +165,7 @@ def _take_or_plan(
         return {**entry, "resumed": True}
     plan = _new_plan(config, journal, owned, positions)
     if config.flush_windows:  # end of input: the batch that catches up closes every window
-        plan = event_time.flush_plan(plan, config.topic, journal, layout, positions)
+        plan = event_state.flush_plan(plan, config.topic, journal, layout, positions)
     if plan is None:
         return None
     journal.record_plan(plan["batch_id"], config.topic, plan, owner=worker.id)

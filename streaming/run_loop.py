@@ -25,7 +25,7 @@ from streaming.chain import ChainContext, open_chain
 from streaming.config import RunSettings
 from streaming.driver import BatchSummary, RunConfig, Worker, run_batch
 from streaming.errors import SettingsError
-from streaming.event_time import event_time_config
+from streaming.event_state import event_time_config
 from streaming.metrics import RunMetrics
 from streaming.retry import Backoff
 from streaming.store import writing

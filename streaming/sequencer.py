@@ -26,7 +26,7 @@ from sinks.dedup import (
 from sinks.layout import DataLayout
 from sinks.parquet import ChunkWriter, read_receipt
 from sinks.quality_report import Validation
-from streaming import event_time, faults
+from streaming import event_state, event_time, faults
 from streaming.batch import Anchorer, BatchSummary, Progress, RunConfig, count_receipts
 from streaming.commit import commit_and_anchor, log_starts
 from streaming.store import RunStore
@@ -116,14 +116,7 @@ class Sequencer:
         self._drop_duplicates(batch_id, receipts)
         dedup_s = time.monotonic() - started
         summary = BatchSummary(batch_id, plan["ranges"], resumed=not landed_here)
-        count_receipts(summary, receipts)
-        outcome = self._event_time(entry["topic"], plan, receipts)
-        event_time.account(summary, outcome)
-        self._record_keys(batch_id, receipts, outcome)
-        entries = quarantine_entries(receipts) + outcome.quarantine_entries
-        self.catalog.quarantine.register(batch_id, entries)
-        self.catalog.quarantine.refresh_view()  # a batch may quarantine and publish nothing
-        self.catalog.windows.record(batch_id, outcome.closed)
+        outcome = self._decide(entry, receipts, summary)
         if state not in SEQUENCING:  # its place in each log: fixed now, kept by any redo
             plan["log_starts"] = log_starts(self.layout)
             plan["state"] = outcome.state
@@ -150,6 +143,22 @@ class Sequencer:
         summary.steps = {"dedup": dedup_s}
         return summary
 
+    def _decide(
+        self, entry: dict, receipts: list[dict], summary: BatchSummary
+    ) -> event_time.Outcome:
+        """The event-time step over the landed chunks; the batch's counts, keys, rejects and
+        closed windows recorded."""
+        batch_id = entry["batch_id"]
+        count_receipts(summary, receipts)
+        outcome = self._event_time(entry["topic"], entry["plan"], receipts)
+        event_state.account(summary, outcome)
+        self._record_keys(batch_id, receipts, outcome)
+        entries = quarantine_entries(receipts) + outcome.quarantine_entries
+        self.catalog.quarantine.register(batch_id, entries)
+        self.catalog.quarantine.refresh_view()  # a batch may quarantine and publish nothing
+        self.catalog.windows.record(batch_id, outcome.closed)
+        return outcome
+
     def _sequence_earlier(self, entry: dict) -> None:
         """Batches of the topic planned earlier over the same partitions go first, so that
         each partition's event-time state advances in stream order (after a rebalance the
@@ -167,8 +176,8 @@ class Sequencer:
         if partitions is None:  # every partition with records holds the windows open
             ends = self.source.high_watermarks(topic)
             partitions = sorted(p for p, end in ends.items() if end > 0)
-        info = event_time.state_plan(self.journal, topic, plan, partitions)
-        event_time.collect(self.layout, self.journal, topic, keep_also=info.get("base"))
+        info = event_state.state_plan(self.journal, topic, plan, partitions)
+        event_state.collect(self.layout, self.journal, topic, keep_also=info.get("base"))
         return event_time.decide(
             self.layout, {**plan, "topic": topic}, receipts, self.source.read, self.protection, info
         )
@@ -201,6 +210,8 @@ def summary_from_journal(store: RunStore, entry: dict) -> BatchSummary:
     published = entry["records_published"] or 0
     quarantined = entry["records_quarantined"] or 0
     held = entry.get("records_held") or 0
+    now = event_state.held_report(store.layout, store.journal, [entry["topic"]])
+    held_now = now.get(entry["topic"], {})
     return BatchSummary(
         entry["batch_id"],
         entry["plan"]["ranges"],
@@ -209,6 +220,8 @@ def summary_from_journal(store: RunStore, entry: dict) -> BatchSummary:
         quarantined=quarantined,
         suppressed=read - published - quarantined - held,
         held=held,
+        held_total=held_now.get("held_records", 0),  # on hold now (the topic's latest state)
+        held_until=held_now.get("held_until"),
         checkpoints=store.catalog.batch_checkpoints(entry["batch_id"]),
         resumed=True,
     )

@@ -19,7 +19,7 @@ from sinks.catalog import Catalog
 from sinks.layout import DataLayout
 from sinks.state_store import topics_with_state
 from streaming.config import RunSettings
-from streaming.event_time import held_report, windows_history
+from streaming.event_state import held_report, windows_history
 from streaming.journal import BatchJournal
 from streaming.workers import is_alive, running_workers
 

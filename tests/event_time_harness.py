@@ -31,7 +31,7 @@ from simulator.messages import Message
 from sinks.layout import DataLayout
 from sinks.parquet import ChunkWriter
 from sinks.state_store import StateStore
-from streaming import event_time
+from streaming import event_state, event_time
 from streaming.journal import BatchJournal
 
 TOPIC = "stream"
@@ -138,8 +138,8 @@ class Harness:
         plan = entry["plan"]
         receipts = [self._land(OffsetRange(**c)) for c in plan["chunks"]]
         self.crash.tick()
-        info = event_time.state_plan(journal, TOPIC, plan, sorted(self.raw))
-        event_time.collect(self.layout, journal, TOPIC, keep_also=info["base"])
+        info = event_state.state_plan(journal, TOPIC, plan, sorted(self.raw))
+        event_state.collect(self.layout, journal, TOPIC, keep_also=info["base"])
         outcome = event_time.decide(
             self.layout, {**plan, "topic": TOPIC}, receipts, self._read, self.protection, info
         )
