@@ -19,6 +19,8 @@ published:
 
 from __future__ import annotations
 
+import functools
+
 import pyarrow as pa
 
 from schemas.model import Privacy, TelemetrySchema
@@ -40,6 +42,7 @@ RECORD = {  # private column -> the raw record's column (schemas/records.py)
 PRIVATE_PREFIX = "_"
 
 
+@functools.cache
 def is_windowed(dataset: str) -> bool:
     """A dataset whose quasi-identifiers are decided per closed event-time window (k-anonymity)."""
     return any(f.privacy is Privacy.QUASI_IDENTIFIER for f in schema_for_dataset(dataset).fields)
@@ -49,9 +52,14 @@ def precise_location(schema: TelemetrySchema) -> bool:
     return any(f.privacy is Privacy.PRECISE_LOCATION for f in schema.fields)
 
 
+@functools.cache
+def _published_arrow(dataset: str) -> pa.Schema:
+    return published_schema(schema_for_dataset(dataset)).arrow_schema()
+
+
 def published_part(rows: pa.Table | pa.RecordBatch, dataset: str) -> pa.Table:
     """The published columns of staged rows, exactly in the published schema."""
-    schema = published_schema(schema_for_dataset(dataset)).arrow_schema()
+    schema = _published_arrow(dataset)
     table = rows if isinstance(rows, pa.Table) else pa.Table.from_batches([rows])
     return table.select(schema.names).cast(schema)
 
