@@ -26,9 +26,8 @@ import time
 from pathlib import Path
 
 import duckdb
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from benchmarks.streaming import row_latencies
 from infra.broker import start_broker, stop_broker
 from simulator.fleet import generate
 from simulator.producer import produce
@@ -182,7 +181,7 @@ def _live(bootstrap: str, data: Path, seconds: float, sessions: bool) -> dict:
             break
         time.sleep(max(0.0, TRIGGER_S - (time.monotonic() - started)))
     producer.join()
-    latencies = _latencies(data, done_at)
+    latencies = row_latencies(data, done_at, skip=WINDOWED)  # rows published at once
     return {
         "records": len(messages),
         "rows": len(latencies),
@@ -200,24 +199,6 @@ def _nodes_for_the_same_rate(seconds: float) -> int:
     with_sessions = sum(1 for _ in generate(LIVE_NODES, seconds, 2.0, 0, 11, sessions=True))
     per_node = sum(1 for _ in generate(10, seconds, 2.0, 0, 11)) / 10
     return max(1, round(with_sessions / per_node))
-
-
-def _latencies(data: Path, done_at: dict[int, float]) -> list[float]:
-    """Per published non-windowed row: its batch's end minus its ingest (= event) time."""
-    layout = DataLayout(data)
-    db = duckdb.connect(str(layout.catalog), read_only=True)
-    try:
-        files = db.execute("SELECT path, batch_id, dataset FROM files").fetchall()
-    finally:
-        db.close()
-    latencies = []
-    for path, batch_id, dataset in files:
-        if dataset in WINDOWED:
-            continue
-        ingest = pq.read_table(layout.root / path, columns=["ingest_time"]).column("ingest_time")
-        seconds = pc.divide(pc.cast(pc.cast(ingest, "timestamp[us]"), "int64"), 1e6)
-        latencies.extend(done_at[batch_id] - t for t in seconds.to_pylist())
-    return latencies
 
 
 def _epoch(iso: str) -> float:

@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from infra.tools import sha256_file
 from pipelines.kafka_source import OffsetRange
+from pipelines.staged import QUARANTINE
 from pipelines.standardize import Standardized
 from sinks.layout import DataLayout
 
@@ -68,14 +70,19 @@ class ChunkWriter:
             "quality": result.quality,
         }
         for dataset, rows in sorted(result.published.items()):
-            if rows.num_rows:
+            passed, rejected = _split_staged(rows)
+            if passed.num_rows:
                 path = layout.staging_file(dataset, chunk.name)
-                digest = write_parquet(rows, path)
+                digest = write_parquet(passed, path)
                 receipt["files"][dataset] = {
                     "path": layout.relative(path),
                     "sha256": digest,
-                    "rows": rows.num_rows,
+                    "rows": passed.num_rows,
                 }
+            if rejected.num_rows:  # only for the quality figures: never deduplicated, published
+                path = layout.staging_file(dataset, chunk.name + ".rejected")
+                write_parquet(rejected, path)
+                receipt.setdefault("staged_rejects", {})[dataset] = layout.relative(path)
         if result.quarantined.num_rows:
             path = layout.quarantine_file(chunk.topic, chunk.name)
             write_parquet(result.quarantined, path)
@@ -87,6 +94,14 @@ class ChunkWriter:
             receipt["suppressed_file"] = layout.relative(path)
         _write_receipt(layout.receipt_file(chunk.name), receipt)
         return receipt
+
+
+def _split_staged(rows: pa.RecordBatch) -> tuple[pa.RecordBatch, pa.RecordBatch]:
+    """Staged rows of records that passed the stage, and those of records it quarantined."""
+    if QUARANTINE not in rows.schema.names:
+        return rows, rows.slice(0, 0)
+    rejected = pc.is_valid(rows.column(QUARANTINE))
+    return rows.filter(pc.invert(rejected)), rows.filter(rejected)
 
 
 def _write_receipt(path: Path, receipt: dict) -> None:

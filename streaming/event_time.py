@@ -173,7 +173,12 @@ class _Step:
     def chunk(self, receipt: dict) -> None:
         """One chunk's staged rows through the core: published files, held rows, rejects."""
         chunk = OffsetRange(**receipt["range"])
-        rows = {d: pq.read_table(self.layout.root / f["path"]) for d, f in receipt["files"].items()}
+        parts: dict[str, list[pa.Table]] = {}
+        for dataset, file in receipt["files"].items():
+            parts.setdefault(dataset, []).append(pq.read_table(self.layout.root / file["path"]))
+        for dataset, path in receipt.get("staged_rejects", {}).items():
+            parts.setdefault(dataset, []).append(pq.read_table(self.layout.root / path))
+        rows = {d: pa.concat_tables(tables) for d, tables in parts.items()}
         decision = windows.advance(self.state, rows, self.settings)
         published = {}
         for dataset, table in sorted(decision.published.items()):

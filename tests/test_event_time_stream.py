@@ -196,3 +196,20 @@ def test_a_session_after_its_window_closed_is_quarantined_and_the_window_stays(
     finally:
         db.close()
     assert reason.startswith("its event-time window starting 2025-11-24T16:00:00Z had closed")
+
+
+def test_a_record_the_stage_rejects_is_never_also_a_duplicate(broker, topic, tmp_path):
+    """Rows of records the stage quarantined are kept for the quality figures only: the
+    duplicate check never sees them, so such a record is quarantined once."""
+    (report,) = [m for m in generate(1, 1, 1, START_MS, 3) if b'"radio_kpi"' in m.value][:1]
+    source, chain = KafkaPythonSource(broker.bootstrap), open_chain("embedded", None, None)
+    config = RunConfig(broker.bootstrap, topic, f"g-{topic}", tmp_path / "data")
+    produce(broker.bootstrap, topic, [report], partitions=1)
+    first = run_batch(config, source, chain.anchor)
+    # The same report again, stamped by the broker two hours before its event time.
+    again = replace(report, timestamp_ms=report.timestamp_ms - 7_200_000)
+    produce(broker.bootstrap, topic, [again], partitions=1)
+    second = run_batch(config, source, chain.anchor)
+    assert (first.published, first.quarantined) == (1, 0)
+    assert (second.read, second.published, second.quarantined) == (1, 0, 1)
+    assert second.reasons == {"clock_skew": 1}
