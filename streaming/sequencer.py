@@ -140,7 +140,7 @@ class Sequencer:
         )
         self.journal.set_state(batch_id, "anchored")
         faults.journaled("anchored")
-        summary.steps = {"dedup": dedup_s}
+        summary.steps["dedup"] = dedup_s
         return summary
 
     def _decide(
@@ -150,7 +150,9 @@ class Sequencer:
         closed windows recorded."""
         batch_id = entry["batch_id"]
         count_receipts(summary, receipts)
+        started = time.monotonic()
         outcome = self._event_time(entry["topic"], entry["plan"], receipts)
+        summary.steps["event_time"] = time.monotonic() - started
         event_state.account(summary, outcome)
         self._record_keys(batch_id, receipts, outcome)
         entries = quarantine_entries(receipts) + outcome.quarantine_entries

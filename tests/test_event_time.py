@@ -14,12 +14,14 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 from event_time_harness import CrashPlan, Harness, crashing_writes, partitioned
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipelines.anonymize import PseudonymKey
 from pipelines.protect import Protection
+from pipelines.standardize import standardize_routed
 from schemas.published import PrivacySettings
 from simulator.fleet import generate
 from validators.event_time import NO_TIME, WindowSettings, closed_through, late, watermarks
@@ -165,3 +167,16 @@ def test_watermarks_continued_from_a_cut_equal_those_of_the_whole(times, cut):
     rest = watermarks(partitions[cut:], offsets[cut:], times[cut:], passed[cut:], first.after)
     assert np.concatenate([first.before, rest.before]).tolist() == whole.before.tolist()
     assert rest.after == whole.after
+
+
+def test_a_week_old_backfill_read_today_is_not_flagged_late(tmp_path):
+    week_ago = START_MS - 7 * 24 * 3_600_000
+    messages = list(generate(4, 60, 1, week_ago, 2))  # orderly, no defects
+    raw = partitioned(messages, 1)[0]
+    today = pa.array([START_MS] * raw.num_rows, pa.int64())  # all ingested now
+    raw = raw.set_column(raw.schema.get_field_index("timestamp_ms"), "timestamp_ms", today)
+    result = Protection(str(tmp_path), _key=KEY)(raw, standardize_routed(raw, "rda.node.v1"))
+    flags = [
+        f for rows in result.published.values() for f in rows.column("quality_flags").to_pylist()
+    ]
+    assert len(flags) == raw.num_rows and set(flags) == {None}
