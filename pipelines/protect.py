@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 
 from pipelines import aggregate, staged, windows
 from pipelines.anonymize import PseudonymKey, anonymize, subscriber_keys
+from pipelines.quality_counts import sum_stats
 from pipelines.release import release as release_window
 from pipelines.standardize import Standardized
 from schemas.model import Privacy, TelemetrySchema
@@ -227,7 +228,7 @@ class Protection:
             published={d: _one_batch(tables) for d, tables in published.items()},
             quarantined=quarantine,
             suppressed=suppressed_records(raw, withheld, self.privacy.k),
-            quality={d: windows.sum_stats(s) for d, s in stats.items()},
+            quality={d: sum_stats(s) for d, s in stats.items()},
         )
 
 

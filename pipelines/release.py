@@ -15,14 +15,13 @@ import pyarrow as pa
 
 from pipelines import aggregate, staged
 from pipelines.anonymize import PseudonymKey, k_anonymize
+from pipelines.quality_counts import cell_counts, stats_of
 from pipelines.windows import (
     HELD_RECORDS,
     Settings,
     TopicState,
-    cell_counts,
     record_keys,
     record_of,
-    stats_of,
     stream_order,
 )
 from schemas.published import PrivacySettings

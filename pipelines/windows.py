@@ -30,11 +30,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines import staged
-from schemas.published import EPOCH_FIELD, FLAGS_FIELD, PrivacySettings
+from pipelines.quality_counts import cell_counts, flag_counts, row_nulls, stats_of
+from schemas.published import FLAGS_FIELD, PrivacySettings
 from schemas.registry import schema_for_dataset
 from validators import event_time
 from validators.event_time import WindowSettings
-from validators.quality import FLAGS, QualitySettings, sequence_flags, teleport_reasons
+from validators.quality import QualitySettings, sequence_flags, teleport_reasons
 from validators.sequence import SequenceState, check_sequences, sequence_inputs
 
 WINDOW_CLOSED = "window_closed"
@@ -138,26 +139,6 @@ def windows_to_close(
 def held_in(rows: pa.Table, window: int) -> pa.Table:
     """The held rows waiting for ``window``."""
     return rows.filter(pc.equal(rows.column(staged.WINDOW), window))
-
-
-def sum_stats(stats: list[dict]) -> dict:
-    """Several quality-count dicts (``_stats``) as one."""
-    total: dict = {"quarantined": Counter(), "flags": Counter(), "epochs": set()}
-    for s in stats:
-        for key, value in s.items():
-            if key in ("quarantined", "flags"):
-                total[key].update(value)
-            elif key == "epochs":
-                total["epochs"].update(value)
-            else:
-                total[key] = total.get(key, 0) + value
-    total["quarantined"] = dict(sorted(total["quarantined"].items()))
-    total["flags"] = {k: v for k, v in sorted(total["flags"].items()) if v}
-    total["epochs"] = sorted(total["epochs"])
-    return total
-
-
-# -- advancing -------------------------------------------------------------------------------
 
 
 def stream_order(rows: pa.Table) -> pa.Table:
@@ -317,7 +298,7 @@ def _split(
         published,
         rows=rows.num_rows,
         quarantined=Counter(c for c in codes.to_pylist() if c is not None),
-        flags=_flag_counts(pc.filter(j.flags, pa.array(now | waiting))),
+        flags=flag_counts(pc.filter(j.flags, pa.array(now | waiting))),
         null_cells=null_cells,
         cells=cells,
     )
@@ -351,12 +332,12 @@ def _tally(
     window = event_time.attributed_window(
         j.times, j.before, on_time, state.closed_through, settings.window
     )
-    nulls = _row_nulls(staged.published_part(rows, dataset))
+    nulls = row_nulls(staged.published_part(rows, dataset))
     columns = staged.published_part(rows.slice(0, 0), dataset).num_columns - 1
     for w in np.unique(window).tolist():
         mine = window == w
         counts = Counter(c for c in pc.filter(codes, pa.array(mine)).to_pylist() if c)
-        counts.update(_flag_counts(pc.filter(j.flags, pa.array(mine & kept))))
+        counts.update(flag_counts(pc.filter(j.flags, pa.array(mine & kept))))
         published_here = mine & now
         counts.update(
             rows=int(mine.sum()),
@@ -364,45 +345,6 @@ def _tally(
             cells=int(published_here.sum()) * columns,
         )
         state.add(int(w), dataset, counts)
-
-
-def _row_nulls(rows: pa.Table) -> np.ndarray:
-    """Per row, its empty cells (the quality flags column aside)."""
-    total = np.zeros(rows.num_rows, np.int64)
-    for name in rows.column_names:
-        if name != FLAGS_FIELD:
-            total += np.asarray(pc.is_null(rows.column(name)), np.int64)
-    return total
-
-
-def cell_counts(rows: pa.Table) -> tuple[int, int]:
-    """Empty cells and cells, for completeness (a row without quality flags is not empty)."""
-    columns = [rows.column(n) for n in rows.column_names if n != FLAGS_FIELD]
-    return sum(c.null_count for c in columns), rows.num_rows * len(columns)
-
-
-def _flag_counts(flags: pa.Array) -> dict[str, int]:
-    return {
-        flag: int(pc.sum(pc.fill_null(pc.match_substring(flags, flag), False)).as_py() or 0)
-        for flag in FLAGS
-    }
-
-
-def stats_of(published: pa.Table, **counts) -> dict:
-    """A dataset's quality counts for the manifest (``validators/score.dataset_counts``)."""
-    epochs = []
-    if EPOCH_FIELD in published.column_names and published.num_rows:
-        epochs = sorted(pc.unique(published.column(EPOCH_FIELD)).to_pylist())
-    return {
-        "rows": counts.get("rows", 0),
-        "quarantined": dict(sorted(counts.get("quarantined", {}).items())),
-        "flags": {k: v for k, v in sorted(counts.get("flags", {}).items()) if v},
-        "suppressed": counts.get("suppressed", 0),
-        "published": published.num_rows,
-        "null_cells": counts.get("null_cells", 0),
-        "cells": counts.get("cells", 0),
-        "epochs": epochs,
-    }
 
 
 def _scatter(values: pa.Array, where: np.ndarray, default: object) -> pa.Array:

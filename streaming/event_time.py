@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 from pipelines import aggregate, staged, windows
 from pipelines.kafka_source import OffsetRange
 from pipelines.protect import Protection, suppression_batch
+from pipelines.quality_counts import sum_stats
 from pipelines.release import release as release_window
 from schemas.records import quarantine_batch
 from sinks.layout import DataLayout
@@ -336,10 +337,10 @@ class _Step:
                 flags.update(s["flags"])
                 null_cells, cells = null_cells + s["null_cells"], cells + s["cells"]
             if dataset in first_file:
-                first_file[dataset].setdefault("quality", {})[dataset] = windows.sum_stats(stats)
+                first_file[dataset].setdefault("quality", {})[dataset] = sum_stats(stats)
                 first_file[dataset].setdefault("windows", {})[dataset] = figures
             else:
-                pending[dataset] = {"stats": [windows.sum_stats(stats)], "windows": figures}
+                pending[dataset] = {"stats": [sum_stats(stats)], "windows": figures}
         held = self.state.held_windows()
         until = None
         if held:

@@ -26,6 +26,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from validators.node_groups import (
+    Groups,
+    bools,
+    floats,
+    group_rows,
+    ints,
+    last_where,
+    merge,
+    new_state,
+    state_of_rows,
+    value_before,
+)
+
 _EARTH_RADIUS_KM = 6371.0088
 FLAT_LINE_COLUMNS = {"radio_kpi": ("rsrp_dbm", "sinr_db"), "node_heartbeat": ("temperature_c",)}
 _NODE = [("source_partition", pa.int32()), ("node_id", pa.string())]
@@ -133,105 +146,6 @@ def check_sequences(
     return result, SequenceState(teleport, counter, flat_state)
 
 
-# -- rows grouped by node, in stream order ---------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Groups:
-    rows: np.ndarray  # row positions, grouped by key, in stream order within a group
-    first: np.ndarray  # per sorted row: it starts its group
-    last: np.ndarray  # per sorted row: it ends its group
-    keys: pa.Table  # the key columns of the sorted rows
-
-    @property
-    def ids(self) -> np.ndarray:
-        return np.cumsum(self.first) - 1
-
-    def group_keys(self) -> pa.Table:
-        return self.keys.take(pa.array(np.flatnonzero(self.first)))
-
-
-def _group(columns: dict[str, pa.Array], mask: np.ndarray) -> _Groups:
-    """The rows where ``mask`` holds, stably sorted by the key columns."""
-    positions = np.flatnonzero(mask)
-    taken = pa.array(positions, pa.int64())
-    keys = pa.table({name: pc.take(values, taken) for name, values in columns.items()})
-    # Sort on integers: string keys become dictionary codes (grouping needs no collation).
-    sortable = {
-        name: pc.dictionary_encode(keys.column(name)).combine_chunks().indices
-        if pa.types.is_string(keys.column(name).type)
-        else keys.column(name)
-        for name in columns
-    }
-    sortable["_row"] = pa.array(np.arange(len(positions)), pa.int64())
-    order = pc.sort_indices(pa.table(sortable), [(k, "ascending") for k in sortable])
-    keys = keys.take(order).combine_chunks()
-    order = np.asarray(order, np.int64)
-    first = np.ones(len(order), bool)
-    if len(order) > 1:
-        first[1:] = False
-        for name in columns:  # a row starts a group when any key differs from the row before
-            values = keys.column(name).combine_chunks()
-            same = pc.fill_null(pc.equal(values.slice(1), values.slice(0, len(values) - 1)), False)
-            first[1:] |= ~np.asarray(same, bool)
-    last = np.append(first[1:], True) if len(first) else first
-    return _Groups(positions[order], first, last, keys)
-
-
-def _state_of_rows(groups: _Groups, state: pa.Table) -> pa.Table:
-    """For each sorted row, its group's state row (nulls when the group has none)."""
-    names = groups.keys.column_names
-    rows = groups.keys.append_column("_row", pa.array(np.arange(groups.keys.num_rows), pa.int64()))
-    values = [n for n in state.schema.names if n not in names]
-    joined = rows.join(state, names, join_type="left outer").sort_by("_row")
-    return joined.select(values).combine_chunks()
-
-
-def _new_state(groups: _Groups, schema: pa.Schema, columns: dict[str, np.ndarray]) -> pa.Table:
-    """One state row per group: ``columns`` hold the values per group, in group order."""
-    keys = groups.group_keys()
-    arrays = [keys.column(f.name) for f in schema if f.name in keys.column_names]
-    arrays += [pa.array(columns[f.name], f.type) for f in schema if f.name not in keys.column_names]
-    return pa.Table.from_arrays(arrays, schema=schema)
-
-
-def _merge(old: pa.Table, new: pa.Table, keys: list[str]) -> pa.Table:
-    """``old`` with the rows of ``new`` replacing those of the same key; sorted by key."""
-    if not new.num_rows:
-        return old
-    kept = old.join(new.select(keys), keys, join_type="left anti") if old.num_rows else old
-    merged = pa.concat_tables(
-        [kept.select(old.schema.names).cast(old.schema), new.cast(old.schema)]
-    )
-    return merged.sort_by([(k, "ascending") for k in keys]).combine_chunks()
-
-
-def _last_where(groups: _Groups, where: np.ndarray) -> np.ndarray:
-    """Per group, the sorted index of its last row where ``where`` holds (-1: none)."""
-    result = np.full(int(groups.first.sum()), -1, np.int64)
-    chosen = np.flatnonzero(where)
-    np.maximum.at(result, groups.ids[chosen], chosen)
-    return result
-
-
-def _floats(values: pa.Array) -> np.ndarray:
-    return np.asarray(pc.fill_null(values.cast(pa.float64()), float("nan")), np.float64)
-
-
-def _ints(values: pa.Array, default: int = 0) -> np.ndarray:
-    return np.asarray(pc.fill_null(values.cast(pa.int64()), default), np.int64)
-
-
-def _bools(values: pa.Array, default: bool) -> np.ndarray:
-    return np.asarray(pc.fill_null(values, default), bool)
-
-
-def _previous(values: np.ndarray, first: np.ndarray, from_state: np.ndarray) -> np.ndarray:
-    """Each sorted row's previous value in its group; the state's for a group's first row."""
-    shifted = np.roll(values, 1) if len(values) else values
-    return np.where(first, from_state, shifted)
-
-
 # -- teleports -------------------------------------------------------------------------------
 
 
@@ -239,15 +153,15 @@ def _teleports(
     inputs: SequenceInputs, state: pa.Table, settings: SequenceSettings
 ) -> tuple[pa.Array, pa.Table]:
     located = np.asarray(pc.and_(pc.is_valid(inputs.lat), pc.is_valid(inputs.lon)), bool)
-    groups = _group({"source_partition": inputs.partition, "node_id": inputs.node}, located)
+    groups = group_rows({"source_partition": inputs.partition, "node_id": inputs.node}, located)
     at = groups.rows
-    place = (_floats(inputs.lat)[at], _floats(inputs.lon)[at], _ints(inputs.time_us)[at])
-    known = _state_of_rows(groups, state)
-    st = {n: _floats(known.column(n)) for n in ("anchor_lat", "anchor_lon", "last_lat", "last_lon")}
-    st |= {n: _ints(known.column(n)) for n in ("anchor_us", "last_us")}
-    st["last_accepted"] = _bools(known.column("last_accepted"), True)
+    place = (floats(inputs.lat)[at], floats(inputs.lon)[at], ints(inputs.time_us)[at])
+    known = state_of_rows(groups, state)
+    st = {n: floats(known.column(n)) for n in ("anchor_lat", "anchor_lon", "last_lat", "last_lon")}
+    st |= {n: ints(known.column(n)) for n in ("anchor_us", "last_us")}
+    st["last_accepted"] = bools(known.column("last_accepted"), True)
     previous = [
-        _previous(values, groups.first, st[f"last_{name}"])
+        value_before(values, groups.first, st[f"last_{name}"])
         for values, name in zip(place, ("lat", "lon", "us"), strict=True)
     ]
     bad_previous = _infeasible(*previous, *place, settings)
@@ -258,18 +172,18 @@ def _teleports(
     km = np.full(len(inputs.time_us), np.nan)
     km[at] = jump
     result = pc.round(pa.array(km, pa.float64(), mask=np.isnan(km)), 1)
-    return result, _merge(
+    return result, merge(
         state, _teleport_state(groups, place, st, accepted), ["source_partition", "node_id"]
     )
 
 
 def _teleport_state(
-    groups: _Groups, place: tuple, st: dict[str, np.ndarray], accepted: np.ndarray
+    groups: Groups, place: tuple, st: dict[str, np.ndarray], accepted: np.ndarray
 ) -> pa.Table:
     """Each group's last report, and its last accepted one (else the anchor it had)."""
     lat, lon, us = place
     last = np.flatnonzero(groups.last)
-    anchor = _last_where(groups, accepted)
+    anchor = last_where(groups, accepted)
     first = np.flatnonzero(groups.first)
     had = anchor >= 0
     columns = {
@@ -281,12 +195,12 @@ def _teleport_state(
         "anchor_lon": np.where(had, lon[anchor], st["anchor_lon"][first]),
         "anchor_us": np.where(had, us[anchor], st["anchor_us"][first]),
     }
-    return _new_state(groups, TELEPORT_STATE, columns)
+    return new_state(groups, TELEPORT_STATE, columns)
 
 
 def _walk_trouble(
     trouble: np.ndarray,
-    groups: _Groups,
+    groups: Groups,
     place: tuple[np.ndarray, np.ndarray, np.ndarray],
     st: dict[str, np.ndarray],
     settings: SequenceSettings,
@@ -370,15 +284,15 @@ def _counter_resets(
     inputs: SequenceInputs, accepted: np.ndarray, state: pa.Table
 ) -> tuple[np.ndarray, pa.Table]:
     counted = accepted & np.asarray(pc.is_valid(inputs.uptime), bool)
-    groups = _group({"source_partition": inputs.partition, "node_id": inputs.node}, counted)
-    uptime = _ints(inputs.uptime)[groups.rows]
-    known = _state_of_rows(groups, state).column("uptime_s")
-    before = _previous(uptime, groups.first, _ints(known, -1))
+    groups = group_rows({"source_partition": inputs.partition, "node_id": inputs.node}, counted)
+    uptime = ints(inputs.uptime)[groups.rows]
+    known = state_of_rows(groups, state).column("uptime_s")
+    before = value_before(uptime, groups.first, ints(known, -1))
     has_before = np.where(groups.first, np.asarray(pc.is_valid(known), bool), True)
     reset = np.zeros(len(inputs.time_us), bool)
     reset[groups.rows] = has_before & (uptime < before)
-    new = _new_state(groups, COUNTER_STATE, {"uptime_s": uptime[groups.last]})
-    return reset, _merge(state, new, ["source_partition", "node_id"])
+    new = new_state(groups, COUNTER_STATE, {"uptime_s": uptime[groups.last]})
+    return reset, merge(state, new, ["source_partition", "node_id"])
 
 
 def _flat_lines(
@@ -387,22 +301,22 @@ def _flat_lines(
     keys = {"source_partition": inputs.partition, "node_id": inputs.node}
     cell = inputs.cell if inputs.cell is not None else pa.nulls(len(inputs.time_us), pa.int64())
     keys["cell_id"] = pc.fill_null(cell.cast(pa.int64()), -1)  # joins never match nulls
-    groups = _group(keys, accepted)
-    values = [_floats(column)[groups.rows] for column in inputs.sensors]
-    known = _state_of_rows(groups, state)
+    groups = group_rows(keys, accepted)
+    values = [floats(column)[groups.rows] for column in inputs.sensors]
+    known = state_of_rows(groups, state)
     names = state.schema.names[3:-1]
     repeats = np.ones(len(groups.rows), bool)
     for column, name in zip(values, names, strict=True):
-        before = _previous(column, groups.first, _floats(known.column(name)))
+        before = value_before(column, groups.first, floats(known.column(name)))
         repeats &= column == before  # NaN (a missing value) never repeats
-    carried = _ints(known.column("run"), 0)
+    carried = ints(known.column("run"), 0)
     run = _run_lengths(repeats, groups.first, carried)
     flat = np.zeros(len(inputs.time_us), bool)
     flat[groups.rows] = run >= settings.flat_line_reports
     last = groups.last
     columns = {name: column[last] for column, name in zip(values, names, strict=True)}
-    new = _new_state(groups, state.schema, {**columns, "run": run[last]})
-    return flat, _merge(state, new, ["source_partition", "node_id", "cell_id"])
+    new = new_state(groups, state.schema, {**columns, "run": run[last]})
+    return flat, merge(state, new, ["source_partition", "node_id", "cell_id"])
 
 
 def _run_lengths(repeats: np.ndarray, first: np.ndarray, carried: np.ndarray) -> np.ndarray:
