@@ -64,13 +64,15 @@ def write_quality_report(
     chunk_stats: list[dict[str, Any]],
     previous: dict[str, Any] | None,
     validation: Validation | None = None,
+    windows: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Write the checkpoint's GE report; return the manifest's ``quality`` section.
 
     ``new_files`` are the checkpoint's new files (path, sha256); ``validation`` their report if
     it was made beforehand — used only if the files are still exactly those it validated.
     ``previous`` is the previous checkpoint's ``quality`` section, whose cumulative counts this
-    checkpoint's extend (so the dataset score covers every row ever published).
+    checkpoint's extend (so the dataset score covers every row ever published). ``windows``:
+    the figures of the event-time windows closed since then (``quality.windows``).
     """
     quality_dir = layout.quality_dir(schema.dataset)
     docs_dir = quality_dir / "docs" if _docs_due(layout, schema) else None
@@ -99,6 +101,7 @@ def write_quality_report(
             "successful": report["statistics"]["successful_expectations"],
             "success": report["success"],
         },
+        **({"windows": windows} if windows else {}),
         "_ge_seconds": round(ge_seconds, 4),  # not in the manifest: varies between runs
     }
 

@@ -87,11 +87,10 @@ def _commit_dataset(
     before = load_manifest(layout.root / previous[-1]["manifest_path"])[0] if previous else {}
     stats, protection, validation, closed = quality_inputs
     new_files = [file for _, file in landed]
+    # With the event-time windows closed since the previous checkpoint, their final figures.
     quality = write_quality_report(
-        layout, schema, size, new_files, stats, before.get("quality"), validation
+        layout, schema, size, new_files, stats, before.get("quality"), validation, closed
     )
-    if closed:  # event-time windows closed since the previous checkpoint: their final figures
-        quality["windows"] = closed
     ge_seconds = quality.pop("_ge_seconds")
     signer = publisher_key(layout.root)
     dataset_dir = layout.dataset_dir(dataset)

@@ -27,21 +27,7 @@ class RunMetrics:
         self.suppressed = Counter(
             "rda_records_suppressed", "Records withheld for k-anonymity", ["topic"], registry=r
         )
-        self.held = Gauge(
-            "rda_records_held",
-            "Records held, privately, for an event-time window to close (after the last batch)",
-            ["topic"],
-            registry=r,
-        )
-        self.held_until = Gauge(
-            "rda_held_until_seconds",
-            "Event time (Unix seconds) the watermark must pass to release every held record",
-            ["topic"],
-            registry=r,
-        )
-        self.windows_closed = Counter(
-            "rda_windows_closed", "Event-time windows closed (released)", ["topic"], registry=r
-        )
+        self._event_time_metrics(r)
         self.batches = Counter("rda_batches", "Micro-batches finished", ["topic"], registry=r)
         self.retries = Counter("rda_retries", "Steps retried after an outage", registry=r)
         self.batch_seconds = Histogram(
@@ -78,6 +64,23 @@ class RunMetrics:
         self.gas = Counter("rda_anchor_gas", "Gas spent anchoring checkpoints", registry=r)
         self.checkpoints = Counter(
             "rda_checkpoints_anchored", "Checkpoints anchored", ["dataset"], registry=r
+        )
+
+    def _event_time_metrics(self, r: CollectorRegistry) -> None:
+        self.held = Gauge(
+            "rda_records_held",
+            "Records held, privately, for an event-time window to close (after the last batch)",
+            ["topic"],
+            registry=r,
+        )
+        self.held_until = Gauge(
+            "rda_held_until_seconds",
+            "Event time (Unix seconds) the watermark must pass to release every held record",
+            ["topic"],
+            registry=r,
+        )
+        self.windows_closed = Counter(
+            "rda_windows_closed", "Event-time windows closed (released)", ["topic"], registry=r
         )
 
     def serve(self, port: int) -> Any:

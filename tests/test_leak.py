@@ -203,8 +203,17 @@ def test_the_noisy_session_counts_are_published_with_epsilon_in_their_manifest(l
     data_dir, _, summaries, _, chain = landed
     (checkpoint,) = [c for c in summaries[-1].checkpoints if c["dataset"] == "session_counts_dp.v1"]
     manifest = json.loads((data_dir / checkpoint["manifest_path"]).read_text())
-    assert manifest["privacy"]["differential_privacy"]["epsilon"] == 1.0
-    assert manifest["privacy"]["differential_privacy"]["delta"] == 0
+    dp = manifest["privacy"]["differential_privacy"]
+    assert (dp["epsilon"], dp["delta"]) == (1.0, 0)
+    # Released when their hours closed: 15:00 (sessions ending in the first second) and 16:00.
+    assert dp["budget"]["max_epsilon_per_subscriber_per_epoch"] == 8.0
+    assert dp["composition"]["windows_released"] == 2
+    assert dp["composition"]["max_epsilon_per_subscriber"] == 2.0
+    windows = [(w["window_start"], w["window_end"]) for w in manifest["quality"]["windows"]]
+    assert windows == [
+        ("2025-11-24T15:00:00Z", "2025-11-24T16:00:00Z"),
+        ("2025-11-24T16:00:00Z", "2025-11-24T17:00:00Z"),
+    ]
     db = duckdb.connect(str(DataLayout(data_dir).catalog), read_only=True)
     negative, rows = db.execute(
         "SELECT count(*) FILTER (WHERE noisy_subscribers < 0), count(*) FROM session_counts_dp_v1"
