@@ -26,6 +26,8 @@ class RunConfig:
     runner: str = "fnapi"
     kafka_timeout: float = 30.0  # seconds without an answer before a read fails (and is retried)
     dask_scheduler: str | None = None  # with runner "dask"; None: a local cluster
+    crash_limit: int = 3  # worker crashes on one batch before it is bisected (streaming/poison)
+    isolate: bool = True  # land in a forked child, so a crashing record cannot stop the run
 
 
 @dataclass
@@ -42,6 +44,7 @@ class BatchSummary:
     checkpoints: list[dict] = field(default_factory=list)
     resumed: bool = False
     steps: dict[str, float] = field(default_factory=dict)  # seconds spent in each step
+    crashes: int = 0  # worker processes that died landing this batch (this attempt)
 
     def as_dict(self) -> dict[str, Any]:
         return {

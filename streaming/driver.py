@@ -28,7 +28,8 @@ from sinks.layout import DataLayout
 from streaming import faults
 from streaming.batch import Anchorer, BatchSummary, Progress, RunConfig
 from streaming.journal import BatchJournal
-from streaming.sequencer import Sequencer, land_chunks, summary_from_journal, validate_landed
+from streaming.poison import land_contained
+from streaming.sequencer import Sequencer, summary_from_journal, validate_landed
 from streaming.store import writing
 from streaming.workers import is_alive, this_worker
 
@@ -70,9 +71,9 @@ def run_batch(
     if entry is None:
         return None
     batch_id, state = entry["batch_id"], entry["state"]
-    validations = None
+    validations, crashes = None, 0
     if state == "planned":
-        land_chunks(config, layout, entry["plan"], progress, protection)
+        crashes = land_contained(config, layout, entry, source, protection, progress)
         clock.lap("land")
         validations = validate_landed(layout, entry["plan"])
         clock.lap("validate")
@@ -86,7 +87,7 @@ def run_batch(
             sequencer.finish_interrupted(except_batch=batch_id)
             summary = sequencer.sequence(batch_id, state == "planned", validations)
         clock.lap("sequence")
-    summary.resumed = entry["resumed"]
+    summary.resumed, summary.crashes = entry["resumed"], crashes
     ends = {r["partition"]: r["end"] for r in entry["plan"]["ranges"]}
     if not _commit_offsets(config, source, worker, ends):
         return None  # stays `anchored`: committed, and reported, on a later round

@@ -82,6 +82,13 @@ class BatchJournal:
         )
         self.set_state(batch_id, "landed", **counts)
 
+    def update_plan(self, batch_id: int, plan: dict) -> None:
+        """Rewrite a batch's plan (its ranges never change; crashes and poison offsets do)."""
+        self.db.execute(
+            "UPDATE batches SET plan = ?, updated_at = now() WHERE batch_id = ?",
+            [json.dumps(plan, sort_keys=True), batch_id],
+        )
+
     def set_owner(self, batch_id: int, owner: str) -> None:
         self.db.execute("UPDATE batches SET owner = ? WHERE batch_id = ?", [owner, batch_id])
 

@@ -36,13 +36,26 @@ log = logging.getLogger("rda.run")
 SEQUENCING = ("landed", "committed")  # states of a batch whose place in the logs is fixed
 
 
+def landing_message(plan: dict) -> str:
+    chunks = [OffsetRange(**c) for c in plan["chunks"]]
+    offsets = sum(c.size for c in chunks)
+    return f"batch {plan['batch_id']}: reading {offsets} offsets in {len(chunks)} chunks"
+
+
+def refused_of(plan: dict) -> graph.Refused:
+    """The plan's poison records (streaming/poison.py): (partition, offset) -> (code, reason)."""
+    return {(p["partition"], p["offset"]): (p["code"], p["reason"]) for p in plan.get("poison", [])}
+
+
 def land_chunks(
     config: RunConfig, layout: DataLayout, plan: dict, progress: Progress, protection: Protection
 ) -> None:
-    """Run the Beam pipeline over the plan's chunks: Parquet files and a receipt per chunk."""
+    """Run the Beam pipeline over the plan's chunks: Parquet files and a receipt per chunk.
+
+    Records the plan names as poison are quarantined unread (``crashed_worker``).
+    """
     chunks = [OffsetRange(**c) for c in plan["chunks"]]
-    offsets = sum(c.size for c in chunks)
-    progress(f"batch {plan['batch_id']}: reading {offsets} offsets in {len(chunks)} chunks")
+    progress(landing_message(plan))
     graph.run(
         chunks,
         config.bootstrap,
@@ -52,6 +65,7 @@ def land_chunks(
         protection,
         config.kafka_timeout,
         config.dask_scheduler,
+        refused_of(plan),
     )
 
 

@@ -120,12 +120,8 @@ class NodeJsonAdapter:
 
 
 def looks_like(value: bytes) -> bool:
-    """Cheap content sniff for records that arrive without a format header."""
-    return (
-        value.lstrip()[:1] == b"{"
-        and b'"format"' in value[:200]
-        and WIRE_FORMAT.encode() in value[:200]
-    )
+    """Content sniff over the whole message, for records that arrive without a format header."""
+    return value.lstrip()[:1] == b"{" and b'"format"' in value and WIRE_FORMAT.encode() in value
 
 
 def _content_rejects(wire: pa.RecordBatch) -> pa.Array:

@@ -148,9 +148,9 @@ def _part(
 
 
 def looks_like(value: bytes) -> bool:
-    """Cheap content sniff: a JSON object with RIPE Atlas's probe and measurement ids."""
-    head = value[:1024]
-    return value.lstrip()[:1] == b"{" and b'"prb_id"' in head and b'"msm_id"' in head
+    """Content sniff over the whole message (a traceroute may name its measurement after a long
+    hop list): a JSON object with RIPE Atlas's probe and measurement ids."""
+    return value.lstrip()[:1] == b"{" and b'"prb_id"' in value and b'"msm_id"' in value
 
 
 def result_row(document: dict) -> tuple[str, tuple]:
