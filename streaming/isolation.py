@@ -20,6 +20,7 @@ import itertools
 import os
 import pickle
 import signal
+import traceback
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -78,6 +79,8 @@ def _child(work: Callable[[], object], write_end: int, parent: int) -> None:  # 
         _die_with_parent(parent)
         payload: tuple = ("ok", work())
     except BaseException as error:  # every failure goes back to the parent
+        if hasattr(error, "add_note"):  # the child's traceback, for whoever debugs it
+            error.add_note("in the worker process:\n" + traceback.format_exc().rstrip())
         payload, code = ("error", _portable_chain(error)), 1
     try:
         data = pickle.dumps(payload)

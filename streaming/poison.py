@@ -21,10 +21,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipelines.graph import standardize_chunk
+from pipelines.graph import Refused, standardize_chunk
 from pipelines.kafka_source import KafkaSource, OffsetRange
 from pipelines.poison import crashed_worker_reason
 from pipelines.protect import Protection
+from pipelines.standardize import Standardized
 from sinks.layout import DataLayout
 from streaming.batch import Progress, RunConfig
 from streaming.errors import CrashLoop
@@ -194,3 +195,36 @@ def _ranges(plan: dict[str, Any]) -> str:
     return ", ".join(
         f"{r['topic']}/{r['partition']} [{r['start']}, {r['end']})" for r in plan["ranges"]
     )
+
+
+def standardize_contained(
+    raw: pa.RecordBatch,
+    decode: Callable[[pa.RecordBatch, Refused], Standardized],
+    crash_limit: int,
+    what: str,
+) -> Standardized:
+    """``decode(raw, refused)`` in a child; a batch that kills it ``crash_limit`` times is
+    bisected and decoded again with the records that do it refused (``crashed_worker``).
+
+    For ``rda quarantine replay``: it holds its records in memory, so no journal is needed.
+    """
+    offsets = raw.column("offset").to_pylist()
+    partitions = raw.column("partition").to_pylist()
+    for attempt in range(1, crash_limit + 1):
+        try:
+            return run_isolated(lambda: decode(raw, {}), what)
+        except WorkerCrashed as crash:
+            how = crash.how
+            log.warning("%s: the worker died (%s), crash %d of %d", what, how, attempt, crash_limit)
+    crashing = bisect(0, raw.num_rows, lambda a, b: _survives(raw, a, b, lambda p: decode(p, {})))
+    if not crashing:
+        raise CrashLoop(f"{what} killed the worker {crash_limit} times, but no single record does")
+    reason = crashed_worker_reason(crash_limit, how)
+    refused = {(partitions[i], offsets[i]): reason for i in crashing}
+    for i in crashing:
+        log.error(
+            "%s: offset %d of partition %d killed the worker %d times (%s); kept in quarantine "
+            "as crashed_worker", what, offsets[i], partitions[i], crash_limit, how,
+            extra={"event": "crashed_worker", "partition": partitions[i], "offset": offsets[i]},
+        )  # fmt: skip
+    return run_isolated(lambda: decode(raw, refused), what)

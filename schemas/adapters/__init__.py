@@ -13,13 +13,12 @@ from schemas.adapters.node_json import NodeJsonAdapter
 from schemas.adapters.ripe_atlas import RipeAtlasAdapter
 
 AUTO = "auto"  # not a format: "no default, sniff the content"
-# wire format -> (adapter factory, content sniff, JSON: nesting is bounded too). Order matters
-# for sniffing: first match wins.
-_REGISTRY: dict[str, tuple[Callable[[], Adapter], Callable[[bytes], bool], bool]] = {
-    NodeJsonAdapter.wire_format: (NodeJsonAdapter, node_json.looks_like, True),
-    GnmiJsonAdapter.wire_format: (GnmiJsonAdapter, gnmi.looks_like, True),
-    EmsCsvAdapter.wire_format: (EmsCsvAdapter, ems_csv.looks_like, False),
-    RipeAtlasAdapter.wire_format: (RipeAtlasAdapter, ripe_atlas.looks_like, True),
+# wire format -> (adapter factory, content sniff). Order matters for sniffing: first match wins.
+_REGISTRY: dict[str, tuple[Callable[[], Adapter], Callable[[bytes], bool]]] = {
+    NodeJsonAdapter.wire_format: (NodeJsonAdapter, node_json.looks_like),
+    GnmiJsonAdapter.wire_format: (GnmiJsonAdapter, gnmi.looks_like),
+    EmsCsvAdapter.wire_format: (EmsCsvAdapter, ems_csv.looks_like),
+    RipeAtlasAdapter.wire_format: (RipeAtlasAdapter, ripe_atlas.looks_like),
 }
 
 
@@ -44,18 +43,20 @@ def check_format(name: str) -> str:
 def adapter_for(wire_format: str) -> GuardedAdapter:
     """The adapter registered for ``wire_format``, behind the guard (bounded input, no raise)."""
     try:
-        factory, _, nested = _REGISTRY[wire_format]
+        factory, _ = _REGISTRY[wire_format]
     except KeyError:
         known = ", ".join(sorted(_REGISTRY))
         raise KeyError(f"no adapter for wire format {wire_format!r} (known: {known})") from None
-    return GuardedAdapter(factory(), nested)
+    adapter = factory()
+    # Nesting is bounded unless the adapter says its format has none (CSV).
+    return GuardedAdapter(adapter, nested=getattr(adapter, "nested", True))
 
 
 def sniff(value: bytes | None) -> str | None:
     """The wire format a whole message's content looks like, or None."""
     if not value:
         return None
-    for wire_format, (_, looks_like, _) in _REGISTRY.items():
+    for wire_format, (_, looks_like) in _REGISTRY.items():
         if looks_like(value):
             return wire_format
     return None

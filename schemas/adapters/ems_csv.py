@@ -100,6 +100,7 @@ class EmsCsvAdapter:
     """Decodes element-manager CSV exports into radio_kpi rows, one per data line."""
 
     wire_format = WIRE_FORMAT
+    nested = False  # CSV has no nesting to bound (schemas/adapters/bounds.py)
     schemas: tuple[TelemetrySchema, ...] = (RADIO_KPI_V1,)
 
     def decode(self, raw: pa.RecordBatch) -> DecodeResult:
