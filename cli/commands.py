@@ -7,6 +7,8 @@ import datetime as dt
 import time
 from typing import Any
 
+from rich.markup import escape
+
 from cli.output import UserError, emit_json, out, stage, step
 from infra.state import InfraState, state_dir
 
@@ -270,8 +272,11 @@ def quarantine_show(args: argparse.Namespace) -> int:
             "topic": r["topic"],
             "partition": r["partition"],
             "offset": r["offset"],
+            "key": _preview(r["key"], 60, missing="<no key>"),
+            "format_header": r["format"],
             "reason_code": r["reason_code"],
             "reason": r["reason"],
+            "value_bytes": None if r["value"] is None else len(r["value"]),
             "value_preview": _preview(r["value"]),
         }
         for r in pending.to_pylist()
@@ -281,18 +286,28 @@ def quarantine_show(args: argparse.Namespace) -> int:
         return 0
     for row in rows:
         out.print(
-            f"{row['topic']}/{row['partition']}@{row['offset']}  [bold]{row['reason_code']}[/bold]"
-            f": {row['reason']}",
+            f"[bold]{escape(row['topic'])}[/bold] partition {row['partition']} offset "
+            f"{row['offset']}  [bold]{row['reason_code']}[/bold]: {escape(row['reason'])}",
             markup=True,
             highlight=False,
+            soft_wrap=True,
         )
-        out.print(f"    {row['value_preview']}", markup=False, highlight=False)
+        header = row["format_header"] if row["format_header"] is not None else "<none>"
+        size = "tombstone" if row["value_bytes"] is None else f"{row['value_bytes']:,} bytes"
+        out.print(
+            f"    key {row['key']}  rda-format header {header}  value ({size}): "
+            f"{row['value_preview']}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     return 0
 
 
-def _preview(value: bytes | None, limit: int = 120) -> str:
+def _preview(value: bytes | None, limit: int = 120, missing: str = "<tombstone>") -> str:
+    """Bytes as printable text: escapes for what is not printable ASCII, cut at ``limit``."""
     if value is None:
-        return "<tombstone>"
+        return missing
     text = repr(value[:limit])[2:-1]
     return text + ("…" if len(value) > limit else "")
 
@@ -302,6 +317,8 @@ def quarantine_replay(args: argparse.Namespace) -> int:
 
     if not (args.data_dir / "catalog.duckdb").exists():
         raise UserError(f"no catalog under {args.data_dir}: nothing has been landed there")
+    if args.override_header and args.format == "auto":
+        raise UserError("--override-header needs --format naming the records' real wire format")
     chain = _chain_for(args.chain, args.rpc_url, args.registry)
     summary = replay(
         args.data_dir,
@@ -310,6 +327,7 @@ def quarantine_replay(args: argparse.Namespace) -> int:
         args.reason,
         args.topic,
         progress=lambda m: step(m, args.json),
+        override=args.override_header,
     )
     if args.json:
         emit_json(summary.as_dict())

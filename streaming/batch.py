@@ -20,7 +20,7 @@ class RunConfig:
     topic: str
     group: str
     data_dir: Path
-    wire_format: str | None = "rda.node.v1"  # for records without a format header
+    wire_format: str | None = "auto"  # for records without a format header; auto: sniff
     max_chunk_records: int = 50_000
     max_batch_records: int = 2_000_000
     runner: str = "fnapi"

@@ -115,6 +115,13 @@ class BatchJournal:
         ).fetchall()
         return [self.batch(batch_id) for (batch_id,) in rows]
 
+    def unfinished_counts(self) -> dict[str, int]:
+        """Per topic, the batches not yet ``done``."""
+        rows = self.db.execute(
+            "SELECT topic, count(*) FROM batches WHERE state <> 'done' GROUP BY topic"
+        ).fetchall()
+        return {topic: int(n) for topic, n in rows}
+
     def unfinished_topics(self) -> list[str]:
         """Topics with an unfinished batch, oldest batch first."""
         rows = self.db.execute(
@@ -143,12 +150,21 @@ class BatchJournal:
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     def totals(self) -> dict[str, int]:
-        """Records read, published and quarantined by every ``done`` batch."""
+        """Records read, published, quarantined and suppressed by every ``done`` batch.
+
+        Suppressed is what the counting invariant leaves: read − published − quarantined.
+        """
         row = self.db.execute(
             "SELECT coalesce(sum(records_read), 0), coalesce(sum(records_published), 0), "
             "coalesce(sum(records_quarantined), 0) FROM batches WHERE state = 'done'"
         ).fetchone()
-        return {"read": int(row[0]), "published": int(row[1]), "quarantined": int(row[2])}
+        read, published, quarantined = (int(v) for v in row)
+        return {
+            "read": read,
+            "published": published,
+            "quarantined": quarantined,
+            "suppressed": read - published - quarantined,
+        }
 
     # -- ranges index -----------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from streaming.chain import ChainContext, open_chain
 from streaming.config import RunSettings
 from streaming.driver import BatchSummary, RunConfig, Worker, run_batch
 from streaming.errors import SettingsError
+from streaming.lag import LagWatcher
 from streaming.metrics import RunMetrics
 from streaming.retry import Backoff
 from streaming.store import writing
@@ -78,8 +79,11 @@ class RunLoop:
         self.status_line = status_line  # a live line on a terminal, kept up to date
         self.stop = threading.Event()
         self.report = RunReport()
-        self.backoff = Backoff(cap=settings.backoff_max, attempts=settings.retries)
         self.metrics = RunMetrics()
+        self.backoff = Backoff(
+            cap=settings.backoff_max, attempts=settings.retries, on_failure=self.metrics.failed
+        )
+        self.lag: LagWatcher | None = None  # with --metrics-port
         self.chain: ChainContext | None = None
         self._state = state = InfraState.load()
         self.bootstrap = settings.bootstrap or state.kafka_bootstrap
@@ -89,6 +93,7 @@ class RunLoop:
         self._status: StatusLine | None = None
         self.member: Any = None  # a pipelines.kafka_group.GroupMember with --join-group
         self.worker = Worker(this_worker())
+        self._unfinished_at = float("-inf")  # when the unfinished-batches gauge was last set
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -105,13 +110,14 @@ class RunLoop:
             )
         topics = self._resume_first(list(self.settings.topics))
         heartbeat = Heartbeat(DataLayout(self.settings.data_dir).workers, self.worker.id)
-        with self._signals(), self._display(), heartbeat, self._membership():
+        with self._signals(), self._display(), heartbeat, self._lag_gauge(), self._membership():
             try:
                 self._open_chain()
                 while not self.stop.is_set():
                     started = time.monotonic()
                     self._keep_membership()
                     found, backlog = self._one_round(topics)
+                    self._round_metrics(found)
                     if self.settings.once and not found:
                         break
                     if not backlog:  # caught up: wait for the next trigger
@@ -180,15 +186,40 @@ class RunLoop:
                 "checkpoints": [(c["dataset"], c["tree_size"]) for c in summary.checkpoints],
             },
         )
-        if self.settings.metrics_port is not None:
-            lag = self.backoff.call(f"lag of {topic}", lambda: self._lag(topic), self.stop)
-            if lag is not None:
-                self.metrics.set_lag(topic, lag)
+        if self.lag is not None:
+            self.lag.refresh()
 
-    def _lag(self, topic: str) -> dict[int, int]:
-        ends = self.source.high_watermarks(topic)
-        committed = self.source.committed(self.settings.group, topic)
-        return {p: ends[p] - committed.get(p, 0) for p in ends}
+    @contextmanager
+    def _lag_gauge(self) -> Iterator[None]:
+        """With metrics served: the consumer lag, refreshed on a timer and after each batch."""
+        if self.settings.metrics_port is None:
+            yield
+            return
+        self.lag = LagWatcher(
+            self.bootstrap, self.settings.group, self.settings.topics, self.metrics,
+            self.settings.lag_interval, min(self.settings.kafka_timeout, 10.0),
+        )  # fmt: skip
+        with self.lag:
+            yield
+
+    def _round_metrics(self, found: bool) -> None:
+        """After a round: a drained topic's lag at once; the unfinished batches, now and then."""
+        if self.settings.metrics_port is None:
+            return
+        if not found and self.lag is not None:
+            self.lag.refresh()
+        now = time.monotonic()
+        if now - self._unfinished_at < self.settings.lag_interval:
+            return
+        self._unfinished_at = now
+        try:
+            with writing(DataLayout(self.settings.data_dir)) as store:
+                counts = store.journal.unfinished_counts()
+        except Exception as error:  # a gauge never stops the run; the next round tries again
+            self.log.debug("unfinished batches not counted: %s", error)
+            return
+        for topic in self.settings.topics:
+            self.metrics.unfinished.labels(topic).set(counts.get(topic, 0))
 
     def _config(self, topic: str) -> RunConfig:
         t = self.settings.topics[topic]
@@ -201,6 +232,7 @@ class RunLoop:
             max_chunk_records=t.max_chunk_records,
             max_batch_records=t.max_batch_records,
             runner=self.settings.runner,
+            crash_limit=self.settings.crash_limit,
             kafka_timeout=self.settings.kafka_timeout,
             dask_scheduler=self.settings.dask_scheduler,
         )

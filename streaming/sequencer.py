@@ -179,7 +179,8 @@ class Sequencer:
 
 
 def summary_from_journal(store: RunStore, entry: dict) -> BatchSummary:
-    """The summary of a batch sequenced earlier (by this worker or another), from the journal."""
+    """The summary of a batch sequenced earlier (by this worker or another), from the journal
+    and the catalog (its quarantine reasons, so metrics count a resumed batch's rejects too)."""
     read = entry["records_read"] or 0
     published = entry["records_published"] or 0
     quarantined = entry["records_quarantined"] or 0
@@ -190,6 +191,7 @@ def summary_from_journal(store: RunStore, entry: dict) -> BatchSummary:
         published=published,
         quarantined=quarantined,
         suppressed=read - published - quarantined,
+        reasons=store.catalog.quarantine.batch_reasons(entry["batch_id"]),
         checkpoints=store.catalog.batch_checkpoints(entry["batch_id"]),
         resumed=True,
     )
