@@ -70,6 +70,13 @@ def _infra_parsers(sub: argparse._SubParsersAction) -> None:
     infra_sub = infra.add_subparsers(dest="action", required=True, metavar="ACTION")
     up = infra_sub.add_parser("up", help="start the broker (and anvil with --chain anvil)")
     up.add_argument("--port", type=int, default=19092, help="broker port on 127.0.0.1")
+    up.add_argument(
+        "--storage",
+        choices=("persistent", "memory"),
+        default="persistent",
+        help="broker storage: persistent (a local S3 store under the state directory: records "
+        "and offsets survive a restart; default) or memory (lost when the broker stops)",
+    )
     up.add_argument("--chain", choices=("embedded", "anvil"), default="embedded")
     up.add_argument("--chain-port", type=int, default=18545, help="anvil port on 127.0.0.1")
     _add_json(up)

@@ -192,7 +192,11 @@ def test_with_anvil_a_later_process_verifies_the_anchor_on_chain(tmp_path):
         assert (anchor["check"], anchor["ok"]) == ("anchor", True)
     finally:
         down = rda("infra", "down", "--json", state=state)
-    assert json.loads(down.stdout)["stopped"] == {"broker": True, "anvil": True}
+    assert json.loads(down.stdout)["stopped"] == {
+        "broker": True,
+        "anvil": True,
+        "object_store": True,
+    }
 
 
 @pytest.mark.anvil
