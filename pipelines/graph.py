@@ -61,6 +61,11 @@ class ReadAndStandardize(beam.DoFn):
     def setup(self) -> None:
         self.source = KafkaPythonSource(self.bootstrap, self.timeout_s)
 
+    def finish_bundle(self) -> None:
+        # Runners do not always call teardown: a consumer left open would log connection errors
+        # once the broker is gone. One connection per bundle still spares one per chunk.
+        self.source.close()
+
     def teardown(self) -> None:
         self.source.close()
 

@@ -39,6 +39,7 @@ def demo(tmp_path: Path, *extra: str) -> dict:
         state=tmp_path / "state",
     )
     assert result.returncode == 0, result.stderr
+    assert "ERROR" not in result.stderr and "Traceback" not in result.stderr  # a quiet shutdown
     return json.loads(result.stdout)
 
 
