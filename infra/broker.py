@@ -104,9 +104,7 @@ def recover_partition_ends(bootstrap: str, timeout: float = 20.0) -> None:
         consumer.assign(partitions)
         for tp in partitions:
             consumer.seek(tp, 0)
-        wait_until(
-            lambda: _fetched_all(consumer, partitions), timeout, 0, "every partition's end"
-        )
+        wait_until(lambda: _fetched_all(consumer, partitions), timeout, 0, "every partition's end")
     finally:
         consumer.close()
 
