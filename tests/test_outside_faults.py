@@ -120,3 +120,13 @@ def test_an_unknown_format_is_refused_naming_the_known_ones(tmp_path):
     assert "unknown wire format 'rda.node.v2' (known: auto, rda.node.v1, gnmi.json" in (
         result.stderr
     )
+
+
+def test_run_help_lists_the_formats_and_the_default():
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", "run", "--help"], capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    text = " ".join(result.stdout.split())
+    assert "auto, rda.node.v1, gnmi.json, ems.csv, ripe.atlas.result" in text
+    assert "(default auto: sniff each record's content)" in text

@@ -7,6 +7,10 @@ process, so the crash costs the child only; after ``crash_limit`` crashes the ba
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pyarrow.parquet as pq
 
 from pipelines.kafka_source import KafkaPythonSource
@@ -86,3 +90,18 @@ def test_replay_overrides_a_wrong_header_and_survives_a_record_that_kills_it(
     with Catalog(DataLayout(data_dir)) as catalog:
         (left,) = catalog.quarantine.pending().to_pylist()
     assert MARKER.encode() in left["value"]
+
+    shown = subprocess.run(
+        [sys.executable, "-m", "cli.main", "quarantine", "show", "--json", "--data-dir",
+         str(data_dir)], capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    (record,) = json.loads(shown.stdout)["records"]
+    assert (record["offset"], record["key"], record["format_header"]) == (
+        left["offset"],
+        left["key"].decode(),
+        "gnmi.json",
+    )
+    assert (record["reason_code"], record["reason"]) == (
+        "not_a_notification",
+        "no update, delete or notification member",
+    )  # its reason at first: replay changes nothing of a record it leaves in quarantine
