@@ -27,12 +27,17 @@ def test_anvil_is_recorded_as_the_node_itself_not_npm_s_launcher(anvil):
     assert processes.group_members(anvil.pid) == [anvil.pid]  # no launcher, no stray child
 
 
-def test_stop_signals_the_whole_group_and_kills_what_ignores_sigterm(tmp_path):
-    pid = processes.start_service(
-        "stubborn", ["sh", "-c", STUBBORN], tmp_path,
-        ready=lambda: "started" in (tmp_path / "stubborn.log").read_text(),
+def start_stubborn(folder: Path) -> int:
+    """A shell (and its sleep) that ignore SIGTERM, started as a service: its pid."""
+    return processes.start_service(
+        "stubborn", ["sh", "-c", STUBBORN], folder,
+        ready=lambda: "started" in (folder / "stubborn.log").read_text(),
         timeout=10, what="the stubborn shell",
     )  # fmt: skip
+
+
+def test_stop_signals_the_whole_group_and_kills_what_ignores_sigterm(tmp_path):
+    pid = start_stubborn(tmp_path)
     members = processes.group_members(pid)
     assert len(members) == 2  # the shell and its sleep
     assert processes.stop(tmp_path / "stubborn.pid", grace=0.5) is True
@@ -41,15 +46,11 @@ def test_stop_signals_the_whole_group_and_kills_what_ignores_sigterm(tmp_path):
 
 
 def test_a_launcher_killed_alone_leaves_nothing_behind_after_stop(tmp_path):
-    pid = processes.start_service(
-        "launcher", ["sh", "-c", STUBBORN], tmp_path,
-        ready=lambda: "started" in (tmp_path / "launcher.log").read_text(),
-        timeout=10, what="the launcher",
-    )  # fmt: skip
+    pid = start_stubborn(tmp_path)
     os.kill(pid, signal.SIGKILL)  # the leader dies; its child keeps the group alive
     wait_for(lambda: not processes.alive(pid), 10, "the leader to die")
     assert processes.group_alive(pid)
-    assert processes.stop(tmp_path / "launcher.pid", grace=0.5) is True
+    assert processes.stop(tmp_path / "stubborn.pid", grace=0.5) is True
     assert processes.group_members(pid) == []
 
 
