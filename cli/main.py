@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _infra_parsers(sub: argparse._SubParsersAction) -> None:
     """``rda infra up|down|status``."""
-    from cli import commands
+    from cli import infra_commands as commands
 
     infra = sub.add_parser("infra", help="start, stop or inspect the local broker and chain")
     infra_sub = infra.add_subparsers(dest="action", required=True, metavar="ACTION")

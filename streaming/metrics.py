@@ -27,32 +27,6 @@ class RunMetrics:
             "rda_records_suppressed", "Records withheld for k-anonymity", ["topic"], registry=r
         )
         self.batches = Counter("rda_batches", "Micro-batches finished", ["topic"], registry=r)
-        self.retries = Counter(
-            "rda_retries", "Steps retried after a transient failure", ["kind"], registry=r
-        )
-        self.failures = Counter(
-            "rda_failures",
-            "Failed attempts of a step, by what failed (broker, chain, disk, network, "
-            "worker_crash, other), retried or not",
-            ["kind"],
-            registry=r,
-        )
-        self.worker_crashes = Counter(
-            "rda_worker_crashes", "Worker processes that died landing a batch", ["topic"],
-            registry=r,
-        )  # fmt: skip
-        self.last_success = Gauge(
-            "rda_last_batch_success_timestamp_seconds",
-            "Unix time the last batch of the topic finished (offsets committed)",
-            ["topic"],
-            registry=r,
-        )
-        self.unfinished = Gauge(
-            "rda_unfinished_batches",
-            "Journaled batches of the topic not yet done (planned, landing, sequencing)",
-            ["topic"],
-            registry=r,
-        )
         self.batch_seconds = Histogram(
             "rda_batch_duration_seconds",
             "Wall time of one micro-batch, plan to offsets committed",
@@ -87,6 +61,36 @@ class RunMetrics:
         self.gas = Counter("rda_anchor_gas", "Gas spent anchoring checkpoints", registry=r)
         self.checkpoints = Counter(
             "rda_checkpoints_anchored", "Checkpoints anchored", ["dataset"], registry=r
+        )
+        self._health(r)
+
+    def _health(self, r: CollectorRegistry) -> None:
+        """What tells an operator the run is healthy: failures, crashes, progress, backlog."""
+        self.retries = Counter(
+            "rda_retries", "Steps retried after a transient failure", ["kind"], registry=r
+        )
+        self.failures = Counter(
+            "rda_failures",
+            "Failed attempts of a step, by what failed (broker, chain, disk, network, "
+            "worker_crash, other), retried or not",
+            ["kind"],
+            registry=r,
+        )
+        self.worker_crashes = Counter(
+            "rda_worker_crashes", "Worker processes that died landing a batch", ["topic"],
+            registry=r,
+        )  # fmt: skip
+        self.last_success = Gauge(
+            "rda_last_batch_success_timestamp_seconds",
+            "Unix time the last batch of the topic finished (offsets committed)",
+            ["topic"],
+            registry=r,
+        )
+        self.unfinished = Gauge(
+            "rda_unfinished_batches",
+            "Journaled batches of the topic not yet done (planned, landing, sequencing)",
+            ["topic"],
+            registry=r,
         )
 
     def serve(self, port: int) -> Any:

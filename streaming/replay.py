@@ -63,12 +63,10 @@ def replay(
     override: bool = False,
     crash_limit: int = 3,
 ) -> ReplaySummary:
-    """Standardize the pending quarantine again; publish what passes as one anchored batch.
+    """Publish what of the pending quarantine now passes, as one anchored batch.
 
-    ``default_format`` applies to records without a format header, or with ``override`` to every
-    record, whatever its header says (for records quarantined under a wrong header). Records are
-    decoded in a child process: one that kills it stays quarantined as ``crashed_worker``.
-    """
+    ``default_format``: for records without a header, or with ``override`` for all (wrong
+    headers). Decoding runs in a child: a record that kills it stays, as ``crashed_worker``."""
     layout = DataLayout(data_dir)
     summary = ReplaySummary()
     with writing(layout) as store:
