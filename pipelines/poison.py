@@ -28,9 +28,13 @@ CRASH_ENV = "RDA_CRASH_ON_RECORD"
 def crashed_worker_reason(crashes: int, how: str) -> tuple[str, str]:
     """The quarantine (code, reason) of a record found to kill the worker."""
     return CRASHED_WORKER, (
-        f"decoding this record killed the worker process {crashes} times ({how}); "
+        f"decoding this record killed the worker process {_times(crashes)} ({how}); "
         "it was isolated by bisecting its batch and is kept unread"
     )
+
+
+def _times(count: int) -> str:
+    return "once" if count == 1 else f"{count} times"
 
 
 def crash_on_marker(values: pa.Array, formats: Sequence[str | None], skipped: str) -> None:

@@ -179,9 +179,9 @@ def _record_poison(
                 {"partition": partition, "offset": offset, "code": code, "reason": reason}
             )
             log.error(
-                "batch %d: offset %d of %s partition %d killed the worker %d times (%s); "
+                "batch %d: offset %d of %s partition %d killed the worker (%s, %d crash(es)); "
                 "quarantined unread as crashed_worker, raw bytes kept privately",
-                batch_id, offset, topic, partition, plan["crashes"], how,
+                batch_id, offset, topic, partition, how, plan["crashes"],
                 extra={"event": "crashed_worker", "batch_id": batch_id, "topic": topic,
                        "partition": partition, "offset": offset},
             )  # fmt: skip
@@ -223,8 +223,8 @@ def standardize_contained(
     refused = {(partitions[i], offsets[i]): reason for i in crashing}
     for i in crashing:
         log.error(
-            "%s: offset %d of partition %d killed the worker %d times (%s); kept in quarantine "
-            "as crashed_worker", what, offsets[i], partitions[i], crash_limit, how,
+            "%s: offset %d of partition %d killed the worker (%s, %d crash(es)); kept in "
+            "quarantine as crashed_worker", what, offsets[i], partitions[i], how, crash_limit,
             extra={"event": "crashed_worker", "partition": partitions[i], "offset": offsets[i]},
         )  # fmt: skip
     return run_isolated(lambda: decode(raw, refused), what)

@@ -83,7 +83,7 @@ def test_replay_overrides_a_wrong_header_and_survives_a_record_that_kills_it(
     assert first.reasons == {"not_a_notification": 2}
 
     monkeypatch.setenv("RDA_CRASH_ON_RECORD", MARKER)
-    summary = replay(data_dir, "rda.node.v1", chain.anchor, override=True, crash_limit=2)
+    summary = replay(data_dir, "rda.node.v1", chain.anchor, override=True, crash_limit=1)
 
     assert summary.published == 1
     assert summary.still_quarantined == {"crashed_worker": 1}
