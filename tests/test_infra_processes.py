@@ -63,21 +63,28 @@ def logged(log: Path, text: str) -> bool:
 def test_a_broker_killed_mid_stream_restarts_with_its_records_and_offsets(
     tmp_path, publish, anvil, registry
 ):
-    infra, topic = tmp_path / "infra", "persisted"
+    infra = tmp_path / "infra"
     store = start_object_store(infra, infra / "broker-data")
-    broker = start_broker(infra, store=store)
-    data, log = tmp_path / "data", tmp_path / "run.log"
-    args = run_args(broker.bootstrap, topic, data, anvil.rpc_url, registry.address)
-    process = None
     try:
-        first = publish(broker, topic, nodes=4, duration_s=10).messages
-        process = start_run(*args, "--kafka-timeout", "2", "--backoff-max", "0.5",
-                            "--max-batch-records", "100000",
-                            state=tmp_path / "state", log=log)  # fmt: skip
+        broker = start_broker(infra, store=store)
+        kill_restart_and_catch_up(tmp_path, broker, store, publish, anvil, registry)
+    finally:
+        stop_broker(infra)
+        stop_object_store(infra)
+
+
+def kill_restart_and_catch_up(tmp_path, broker, store, publish, anvil, registry) -> None:
+    """Under a running ``rda run``: kill -9 the broker, restart it, produce more, catch up."""
+    topic, data, log = "persisted", tmp_path / "data", tmp_path / "run.log"
+    args = run_args(broker.bootstrap, topic, data, anvil.rpc_url, registry.address)
+    first = publish(broker, topic, nodes=4, duration_s=10).messages
+    flags = ("--kafka-timeout", "2", "--backoff-max", "0.5", "--max-batch-records", "100000")
+    process = start_run(*args, *flags, state=tmp_path / "state", log=log)
+    try:
         wait_for(lambda: logged(log, "batch 1 on"), 180, "a first batch")
         os.kill(broker.pid, signal.SIGKILL)
         wait_for(lambda: logged(log, "failed (attempt 1)"), 60, "the run to miss the broker")
-        broker = start_broker(infra, port=broker.port, store=store)
+        broker = start_broker(tmp_path / "infra", port=broker.port, store=store)
         second = publish(broker, topic, nodes=4, duration_s=10, seed=2, start_ms=1_764_000_100_000)
         source = KafkaPythonSource(broker.bootstrap)
         ends = source.high_watermarks(topic)
@@ -85,12 +92,7 @@ def test_a_broker_killed_mid_stream_restarts_with_its_records_and_offsets(
         group = f"group-{topic}"
         wait_for(lambda: source.committed(group, topic) == ends, 240, "catching up", 0.5)
     finally:
-        if process is not None:
-            process.send_signal(signal.SIGTERM)
-            process.communicate(timeout=120)
-    try:
-        assert process.returncode == 0, log.read_text()[-3000:]
-        assert_exactly_once(broker.bootstrap, topic, data, registry, first + second.messages)
-    finally:
-        stop_broker(infra)
-        stop_object_store(infra)
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=120)
+    assert process.returncode == 0, log.read_text()[-3000:]
+    assert_exactly_once(broker.bootstrap, topic, data, registry, first + second.messages)
