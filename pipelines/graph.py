@@ -16,7 +16,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-from pipelines.kafka_source import KafkaPythonSource, OffsetRange
+from pipelines.kafka_source import KafkaSpec, OffsetRange
 from pipelines.protect import Protection
 from pipelines.standardize import Standardized, standardize_routed
 
@@ -29,19 +29,14 @@ class ReadAndStandardize(beam.DoFn):
     """Reads one offset range and standardizes each record with its format's adapter."""
 
     def __init__(
-        self,
-        bootstrap: str,
-        wire_format: str | None,
-        protection: Protection | None = None,
-        timeout_s: float = 30.0,
+        self, kafka: KafkaSpec, wire_format: str | None, protection: Protection | None = None
     ) -> None:
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         self.wire_format = wire_format  # the topic's default, for records without a header
         self.protection = protection  # quality checks and privacy policy, before landing
-        self.timeout_s = timeout_s  # without progress: the driver then retries the batch
 
     def setup(self) -> None:
-        self.source = KafkaPythonSource(self.bootstrap, self.timeout_s)
+        self.source = self.kafka.open()
 
     def teardown(self) -> None:
         self.source.close()
@@ -73,19 +68,17 @@ class ReadStandardizeProtect(beam.PTransform):
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaSpec | str,
         wire_format: str | None,
         protection: Protection | None = None,
-        timeout_s: float = 30.0,
     ) -> None:
         super().__init__()
-        self.bootstrap = bootstrap
+        self.kafka = kafka if isinstance(kafka, KafkaSpec) else KafkaSpec(kafka)
         self.wire_format = wire_format
         self.protection = protection
-        self.timeout_s = timeout_s
 
     def expand(self, work_items: beam.PCollection) -> beam.PCollection:
-        read = ReadAndStandardize(self.bootstrap, self.wire_format, self.protection, self.timeout_s)
+        read = ReadAndStandardize(self.kafka, self.wire_format, self.protection)
         return (
             work_items
             | "Distribute" >> beam.Reshuffle()  # spread the chunks over the runner's workers
@@ -107,31 +100,28 @@ class WriteChunk(beam.DoFn):
 def build(
     pipeline: beam.Pipeline,
     chunks: list[OffsetRange],
-    bootstrap: str,
+    kafka: KafkaSpec,
     wire_format: str | None,
     sink: ChunkSink,
     protection: Protection | None = None,
-    timeout_s: float = 30.0,
 ) -> beam.PCollection:
     """Add the read → standardize → protect → sink stages for ``chunks`` to ``pipeline``."""
     return (
         pipeline
         # Plain dicts as work items: Beam would otherwise infer a row schema for the dataclass.
         | "Chunks" >> beam.Create([chunk.as_dict() for chunk in chunks])
-        | "ReadStandardizeProtect"
-        >> ReadStandardizeProtect(bootstrap, wire_format, protection, timeout_s)
+        | "ReadStandardizeProtect" >> ReadStandardizeProtect(kafka, wire_format, protection)
         | "Write" >> beam.ParDo(WriteChunk(sink))
     )
 
 
 def run(
     chunks: list[OffsetRange],
-    bootstrap: str,
+    kafka: KafkaSpec,
     wire_format: str | None,
     sink: ChunkSink,
     runner: str = "fnapi",
     protection: Protection | None = None,
-    timeout_s: float = 30.0,
     dask_scheduler: str | None = None,
 ) -> None:
     """Run the pipeline to completion on the chosen runner (FnApiRunner by default).
@@ -143,7 +133,7 @@ def run(
     options = ["--no_pipeline_type_check"]
     if runner == "fnapi":
         with beam.Pipeline(runner=FnApiRunner(), options=PipelineOptions(options)) as pipeline:
-            build(pipeline, chunks, bootstrap, wire_format, sink, protection, timeout_s)
+            build(pipeline, chunks, kafka, wire_format, sink, protection)
         return
     if runner != "dask":
         raise ValueError(f"unknown runner {runner!r} (available: {', '.join(RUNNERS)})")
@@ -154,7 +144,7 @@ def run(
     address = dask_scheduler or local_scheduler_address()
     options.append(f"--dask_client_address={address}")
     pipeline = beam.Pipeline(runner=DaskRunner(), options=PipelineOptions(options))
-    build(pipeline, chunks, bootstrap, wire_format, sink, protection, timeout_s)
+    build(pipeline, chunks, kafka, wire_format, sink, protection)
     result = pipeline.run()
     try:
         result.wait_until_finish()

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from infra.state import InfraState
-from pipelines.kafka_source import KafkaPythonSource, KafkaUnavailable, TopicNotFound
+from pipelines.kafka_source import KafkaUnavailable, TopicNotFound, open_source
 from sinks.layout import DataLayout
 from streaming.chain import ChainContext, open_chain
 from streaming.config import RunSettings
@@ -85,7 +85,7 @@ class RunLoop:
         self.bootstrap = settings.bootstrap or state.kafka_bootstrap
         if not self.bootstrap:
             raise SettingsError("no Kafka broker: run `rda infra up` first, or pass --bootstrap")
-        self.source = KafkaPythonSource(self.bootstrap, timeout_s=settings.kafka_timeout)
+        self.source = open_source(self.bootstrap, settings.kafka_timeout, settings.kafka_client)
         self._status: StatusLine | None = None
         self.member: Any = None  # a pipelines.kafka_group.GroupMember with --join-group
         self.worker = Worker(this_worker())
@@ -202,6 +202,7 @@ class RunLoop:
             max_batch_records=t.max_batch_records,
             runner=self.settings.runner,
             kafka_timeout=self.settings.kafka_timeout,
+            kafka_client=self.settings.kafka_client,
             dask_scheduler=self.settings.dask_scheduler,
         )
 
@@ -220,10 +221,14 @@ class RunLoop:
         if not self.settings.join_group:
             yield
             return
-        from pipelines.kafka_group import GroupMember
+        from pipelines.kafka_group import join_group
 
-        join = lambda: GroupMember(  # noqa: E731
-            self.bootstrap, self.settings.group, self.settings.topics, self.settings.kafka_timeout
+        join = lambda: join_group(  # noqa: E731
+            self.bootstrap,
+            self.settings.group,
+            self.settings.topics,
+            self.settings.kafka_timeout,
+            self.settings.kafka_client,
         )
         self.member = self.backoff.call(f"joining group {self.settings.group}", join, self.stop)
         self.worker = Worker(self.worker.id, self._owned, self._commit_as_member)

@@ -15,7 +15,7 @@ import logging
 import time
 
 from pipelines import graph
-from pipelines.kafka_source import KafkaSource, OffsetRange
+from pipelines.kafka_source import KafkaSource, KafkaSpec, OffsetRange
 from pipelines.protect import Protection
 from schemas.published import published_schema_for_dataset
 from sinks.dedup import (
@@ -45,12 +45,11 @@ def land_chunks(
     progress(f"batch {plan['batch_id']}: reading {offsets} offsets in {len(chunks)} chunks")
     graph.run(
         chunks,
-        config.bootstrap,
+        KafkaSpec(config.bootstrap, config.kafka_client, config.kafka_timeout),
         plan.get("wire_format", config.wire_format),
         ChunkWriter(str(layout.root)),
         config.runner,
         protection,
-        config.kafka_timeout,
         config.dask_scheduler,
     )
 
