@@ -26,7 +26,7 @@ from sinks.dedup import (
 )
 from sinks.layout import DataLayout
 from sinks.parquet import ChunkWriter, read_receipt
-from sinks.quality_report import Validation, validate_new_rows
+from sinks.quality_report import Validation, docs_dir_if_due, validate_new_rows
 from streaming import faults
 from streaming.batch import Anchorer, BatchSummary, Progress, RunConfig, count_receipts
 from streaming.commit import commit_and_anchor, log_starts
@@ -58,14 +58,14 @@ def validate_landed(layout: DataLayout, plan: dict) -> dict[str, Validation]:
     """GE reports on the landed rows of every dataset, made before waiting for the lock."""
     receipts = [read_receipt(layout, OffsetRange(**c)) for c in plan["chunks"]]
     datasets = sorted({d for r in receipts for d in r["files"]})
-    return {
-        dataset: validate_new_rows(
-            layout,
-            published_schema_for_dataset(dataset),
-            [r["files"][dataset] for r in receipts if dataset in r["files"]],
-        )
-        for dataset in datasets
-    }
+    validations = {}
+    for dataset in datasets:
+        schema = published_schema_for_dataset(dataset)
+        files = [r["files"][dataset] for r in receipts if dataset in r["files"]]
+        # Docs too when due, so the sequencer does not run GE again for them under the lock.
+        docs_dir = docs_dir_if_due(layout, schema)
+        validations[dataset] = validate_new_rows(layout, schema, files, docs_dir)
+    return validations
 
 
 class Sequencer:
