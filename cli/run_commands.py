@@ -10,6 +10,7 @@ from typing import Any
 from rich.markup import escape
 
 from cli.output import UserError, emit_json, err, out
+from pipelines.kafka_source import CLIENTS
 from schemas.adapters import format_choices
 from streaming.config import LOG_FORMATS, RUNNERS, describe, load_settings
 
@@ -17,8 +18,8 @@ EXIT_CRASH_LOOP = 4  # a batch keeps killing its worker and no single record doe
 SETTING_FLAGS = (
     "topic", "bootstrap", "group", "data_dir", "interval", "max_batch_records",
     "max_chunk_records", "format", "chain", "rpc_url", "registry", "runner", "dask_scheduler",
-    "metrics_port", "log_format", "kafka_timeout", "retries", "backoff_max", "config", "once",
-    "join_group", "crash_limit", "lag_interval",
+    "metrics_port", "log_format", "kafka_timeout", "kafka_client", "retries", "backoff_max",
+    "config", "once", "join_group", "crash_limit", "lag_interval",
 )  # fmt: skip
 
 
@@ -57,6 +58,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1")
     run.add_argument("--log-format", choices=LOG_FORMATS, help="stderr log lines (text)")
     run.add_argument("--kafka-timeout", type=float, help="seconds before a Kafka call retries")
+    run.add_argument(
+        "--kafka-client",
+        choices=CLIENTS,
+        help="confluent (librdkafka, default) or kafka-python (pure Python fallback)",
+    )
     run.add_argument("--retries", type=int, help="attempts before giving up, 0: never (30)")
     run.add_argument("--backoff-max", type=float, help="longest wait between retries (30 s)")
     run.add_argument(

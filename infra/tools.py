@@ -113,6 +113,33 @@ def ensure_npm_package(spec: str, binary: str) -> Path:
     return exe
 
 
+def ensure_python_venv(name: str, requirements: list[str]) -> Path:
+    """A separate virtual environment under ``.tools/venvs/NAME`` with pinned ``requirements``;
+    returns its Python. For programs that must not share the project's environment (a peer
+    benchmarked beside the project, whose pins would conflict with ours)."""
+    venv = tools_dir() / "venvs" / name
+    python = venv / "bin" / "python"
+    marker = venv / ".installed"
+    wanted = "\n".join(sorted(requirements)) + "\n"
+    if python.exists() and marker.exists() and marker.read_text() == wanted:
+        return python
+    _run_installer([sys.executable, "-m", "venv", "--clear", str(venv)], what=f"venv {name}")
+    _run_installer(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            *requirements,
+        ],
+        what=f"pip install {' '.join(requirements)}",
+    )
+    marker.write_text(wanted)
+    return python
+
+
 def _safe_name(spec: str) -> str:
     return spec.replace("/", "_").replace("@", "_")
 

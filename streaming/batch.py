@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipelines.kafka_source import DEFAULT_CLIENT
 from validators.score import components_from_counts, score
 
 # Anchors a batch's checkpoints (dataset, tree_size, root, manifest_sha256) in one transaction.
@@ -25,6 +26,7 @@ class RunConfig:
     max_batch_records: int = 2_000_000
     runner: str = "fnapi"
     kafka_timeout: float = 30.0  # seconds without an answer before a read fails (and is retried)
+    kafka_client: str = DEFAULT_CLIENT  # confluent (librdkafka) or kafka-python
     dask_scheduler: str | None = None  # with runner "dask"; None: a local cluster
     crash_limit: int = 3  # worker crashes on one batch before it is bisected (streaming/poison)
     isolate: bool = True  # land in a forked child, so a crashing record cannot stop the run

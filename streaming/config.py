@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from pipelines.kafka_source import CLIENTS, DEFAULT_CLIENT
 from schemas.adapters import AUTO, check_format
 from streaming.errors import SettingsError
 
@@ -64,6 +65,7 @@ class RunSettings:
     metrics_port: int | None = None
     log_format: str = "text"
     kafka_timeout: float = 30.0  # seconds without an answer before a Kafka call is retried
+    kafka_client: str = DEFAULT_CLIENT  # confluent (librdkafka) or kafka-python (pure Python)
     retries: int = 30  # consecutive failed attempts before giving up (0: never give up)
     backoff_max: float = 30.0  # cap of the exponential backoff, seconds
     join_group: bool = False  # share the topics' partitions with other workers in `group`
@@ -96,6 +98,7 @@ _GLOBAL: dict[str, Callable[[str], Any]] = {
     "metrics_port": int,
     "log_format": str,
     "kafka_timeout": float,
+    "kafka_client": str,
     "retries": int,
     "backoff_max": float,
     "join_group": boolean,
@@ -213,6 +216,10 @@ def _validate(settings: RunSettings) -> None:
         raise SettingsError(f"runner must be one of {', '.join(RUNNERS)}, not {settings.runner!r}")
     if settings.log_format not in LOG_FORMATS:
         raise SettingsError(f"log format must be one of {', '.join(LOG_FORMATS)}")
+    if settings.kafka_client not in CLIENTS:
+        raise SettingsError(
+            f"kafka client must be one of {', '.join(CLIENTS)}, not {settings.kafka_client!r}"
+        )
     if settings.chain is not None and settings.chain not in CHAINS:
         raise SettingsError(f"chain must be one of {', '.join(CHAINS)}, not {settings.chain!r}")
     if settings.interval < 0 or settings.kafka_timeout <= 0 or settings.backoff_max <= 0:

@@ -21,7 +21,7 @@ from infra.broker import start_broker, stop_broker
 from infra.chain import start_anvil
 from infra.state import state_dir
 from infra.tools import free_port
-from pipelines.kafka_source import KafkaPythonSource
+from pipelines.kafka_source import open_source
 from proofs.verify import verify_dataset
 from simulator.fleet import generate
 from simulator.messages import Message
@@ -110,7 +110,7 @@ def _waves(
     """Publish the messages in ``options.waves`` parts, one micro-batch after each."""
     messages = _fleet_messages(options)
     config = RunConfig(bootstrap, options.topic, "rda-demo", options.data_dir)
-    source = KafkaPythonSource(bootstrap)  # no connection kept between calls: nothing to close
+    source = open_source(bootstrap)  # keeps no connection between calls: nothing to close
     totals = _Totals()
     size = -(-len(messages) // options.waves)
     for wave in range(options.waves):

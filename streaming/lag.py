@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Iterable
 
-from pipelines.kafka_source import KafkaPythonSource, KafkaSource
+from pipelines.kafka_source import DEFAULT_CLIENT, KafkaSource, open_source
 from streaming.metrics import RunMetrics
 
 log = logging.getLogger("rda.run")
@@ -37,8 +37,9 @@ class LagWatcher:
         metrics: RunMetrics,
         interval: float,
         timeout_s: float = 10.0,
+        client: str = DEFAULT_CLIENT,
     ) -> None:
-        self.source = KafkaPythonSource(bootstrap, timeout_s=timeout_s)
+        self.source = open_source(bootstrap, timeout_s, client)
         self.group, self.topics, self.metrics = group, list(topics), metrics
         self.interval = interval
         self._wake = threading.Event()

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from infra.state import InfraState
-from pipelines.kafka_source import KafkaPythonSource, KafkaUnavailable, TopicNotFound
+from pipelines.kafka_source import KafkaUnavailable, TopicNotFound, open_source
 from sinks.layout import DataLayout
 from streaming.chain import ChainContext, open_chain
 from streaming.config import RunSettings
@@ -89,7 +89,7 @@ class RunLoop:
         self.bootstrap = settings.bootstrap or state.kafka_bootstrap
         if not self.bootstrap:
             raise SettingsError("no Kafka broker: run `rda infra up` first, or pass --bootstrap")
-        self.source = KafkaPythonSource(self.bootstrap, timeout_s=settings.kafka_timeout)
+        self.source = open_source(self.bootstrap, settings.kafka_timeout, settings.kafka_client)
         self._status: StatusLine | None = None
         self.member: Any = None  # a pipelines.kafka_group.GroupMember with --join-group
         self.worker = Worker(this_worker())
@@ -198,6 +198,7 @@ class RunLoop:
         self.lag = LagWatcher(
             self.bootstrap, self.settings.group, self.settings.topics, self.metrics,
             self.settings.lag_interval, min(self.settings.kafka_timeout, 10.0),
+            self.settings.kafka_client,
         )  # fmt: skip
         with self.lag:
             yield
@@ -234,6 +235,7 @@ class RunLoop:
             runner=self.settings.runner,
             crash_limit=self.settings.crash_limit,
             kafka_timeout=self.settings.kafka_timeout,
+            kafka_client=self.settings.kafka_client,
             dask_scheduler=self.settings.dask_scheduler,
         )
 
@@ -252,10 +254,14 @@ class RunLoop:
         if not self.settings.join_group:
             yield
             return
-        from pipelines.kafka_group import GroupMember
+        from pipelines.kafka_group import join_group
 
-        join = lambda: GroupMember(  # noqa: E731
-            self.bootstrap, self.settings.group, self.settings.topics, self.settings.kafka_timeout
+        join = lambda: join_group(  # noqa: E731
+            self.bootstrap,
+            self.settings.group,
+            self.settings.topics,
+            self.settings.kafka_timeout,
+            self.settings.kafka_client,
         )
         self.member = self.backoff.call(f"joining group {self.settings.group}", join, self.stop)
         self.worker = Worker(self.worker.id, self._owned, self._commit_as_member)

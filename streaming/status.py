@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import duckdb
 
 from infra.state import InfraState
-from pipelines.kafka_source import KafkaPythonSource, KafkaUnavailable
+from pipelines.kafka_source import KafkaUnavailable, open_source
 from sinks.catalog import Catalog
 from sinks.layout import DataLayout
 from streaming.config import RunSettings
@@ -52,7 +52,7 @@ def _lag_report(settings: RunSettings) -> dict[str, Any]:
     bootstrap = settings.bootstrap or InfraState.load().kafka_bootstrap
     if not bootstrap:
         return {"error": "no Kafka broker: run `rda infra up`, or pass --bootstrap"}
-    source = KafkaPythonSource(bootstrap, timeout_s=min(settings.kafka_timeout, 5.0))
+    source = open_source(bootstrap, min(settings.kafka_timeout, 5.0), settings.kafka_client)
     topics: dict[str, Any] = {}
     for topic in settings.topics:
         try:

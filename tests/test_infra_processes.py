@@ -14,7 +14,7 @@ from run_helpers import assert_exactly_once, run_args, start_run, wait_for
 from infra import processes
 from infra.broker import start_broker, stop_broker
 from infra.object_store import start_object_store, stop_object_store
-from pipelines.kafka_source import KafkaPythonSource
+from pipelines.kafka_source import open_source
 
 STUBBORN = "trap '' TERM; sleep 120 & echo started; wait"  # ignores SIGTERM, and so does sleep
 
@@ -86,7 +86,7 @@ def kill_restart_and_catch_up(tmp_path, broker, store, publish, anvil, registry)
         wait_for(lambda: logged(log, "failed (attempt 1)"), 60, "the run to miss the broker")
         broker = start_broker(tmp_path / "infra", port=broker.port, store=store)
         second = publish(broker, topic, nodes=4, duration_s=10, seed=2, start_ms=1_764_000_100_000)
-        source = KafkaPythonSource(broker.bootstrap)
+        source = open_source(broker.bootstrap)
         ends = source.high_watermarks(topic)
         assert sum(ends.values()) == first + second.messages  # nothing lost by the broker
         group = f"group-{topic}"

@@ -13,7 +13,7 @@ import sys
 
 import pyarrow.parquet as pq
 
-from pipelines.kafka_source import KafkaPythonSource
+from pipelines.kafka_source import open_source
 from simulator.fleet import generate
 from simulator.messages import Message
 from simulator.producer import produce
@@ -45,7 +45,7 @@ def test_a_record_that_kills_the_worker_is_quarantined_as_crashed_worker_and_the
     monkeypatch.setenv("RDA_CRASH_ON_RECORD", MARKER)
     config = RunConfig(broker.bootstrap, topic, f"g-{topic}", data_dir, crash_limit=2)
 
-    summary = run_batch(config, KafkaPythonSource(broker.bootstrap), chain.anchor)
+    summary = run_batch(config, open_source(broker.bootstrap), chain.anchor)
 
     assert summary.crashes == 2
     assert summary.reasons == {"crashed_worker": 1}
@@ -77,7 +77,7 @@ def test_replay_overrides_a_wrong_header_and_survives_a_record_that_kills_it(
         for m in (fleet[0], marked(fleet[1].key))
     )
     produce(broker.bootstrap, topic, [fixed, poisoned, *fleet[1:]])
-    source = KafkaPythonSource(broker.bootstrap)
+    source = open_source(broker.bootstrap)
     config = RunConfig(broker.bootstrap, topic, f"g-{topic}", data_dir)
     first = run_batch(config, source, chain.anchor)
     assert first.reasons == {"not_a_notification": 2}

@@ -15,7 +15,7 @@ import time
 import pytest
 from run_helpers import wait_for
 
-from pipelines.kafka_source import KafkaPythonSource
+from pipelines.kafka_source import open_source
 from sinks.layout import DataLayout
 from streaming.driver import RunConfig, _kafka_positions, _new_plan
 from streaming.journal import BatchJournal
@@ -67,7 +67,7 @@ def test_under_a_backlog_every_partition_gets_its_share_of_a_batch(
 ):
     publish(broker, topic, nodes=12, duration_s=20)
     config = RunConfig(broker.bootstrap, topic, f"g-{topic}", data_dir, max_batch_records=40)
-    positions = _kafka_positions(config, KafkaPythonSource(broker.bootstrap))
+    positions = _kafka_positions(config, open_source(broker.bootstrap))
     with BatchJournal(DataLayout(data_dir).journal) as journal:
         plan = _new_plan(config, journal, None, positions)
     shares = {r["partition"]: r["end"] - r["start"] for r in plan["ranges"]}
@@ -77,7 +77,7 @@ def test_under_a_backlog_every_partition_gets_its_share_of_a_batch(
 def test_retries_and_failures_are_counted_by_what_failed():
     run_metrics = RunMetrics()
     backoff = Backoff(base=0.01, cap=0.01, attempts=3, on_failure=run_metrics.failed)
-    unreachable = KafkaPythonSource("127.0.0.1:1", timeout_s=0.5)  # nothing listens there
+    unreachable = open_source("127.0.0.1:1", 0.5)  # nothing listens there
     with pytest.raises(GaveUp) as gave_up:
         backoff.call("partitions", lambda: unreachable.partitions("t"), threading.Event())
     assert gave_up.value.kind == "broker"
