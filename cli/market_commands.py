@@ -31,10 +31,23 @@ def add_market_parsers(sub: argparse._SubParsersAction, default_data_dir: Path) 
     serve = sub.add_parser("serve", help="the marketplace web page and HTTP API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8787)
-    serve.add_argument("--timeout", type=float, default=10.0, help="seconds per query")
-    serve.add_argument("--memory-limit", default="512MB", help="DuckDB memory per database")
-    serve.add_argument("--max-rows", type=int, default=100_000, help="rows per result")
+    _serve_limit_arguments(serve)
     common(serve, serve_market)
+
+
+def _serve_limit_arguments(serve: argparse.ArgumentParser) -> None:
+    """What one query, one buyer and one connection may spend (docs/marketplace.md)."""
+    add = serve.add_argument
+    add("--timeout", type=float, default=10.0, help="seconds per query, encoding included")
+    add("--memory-limit", default="512MB", help="DuckDB buffer memory per query database")
+    add("--max-rows", type=int, default=100_000, help="rows per result")
+    add("--max-result-mb", type=float, default=128, help="encoded bytes per result (MiB)")
+    add("--workers", type=int, default=4, help="query worker processes")
+    add("--worker-memory-mb", type=int, default=1536, help="memory cap of each worker (MiB)")
+    add("--per-buyer", type=int, default=2, help="queries one API key runs at once")
+    add("--queued-per-buyer", type=int, default=32, help="queries one API key may queue")
+    add("--max-connections", type=int, default=128, help="open connections")
+    add("--receive-timeout", type=float, default=15.0, help="seconds for a request to arrive")
 
 
 def _buyer_parsers(m_sub: argparse._SubParsersAction, common) -> None:
@@ -170,10 +183,10 @@ def market_terms(args: argparse.Namespace) -> int:
     return 0
 
 
-def _marketplace(args: argparse.Namespace, limits=None):
+def _marketplace(args: argparse.Namespace, limits=None, pool=None):
     from market.service import Marketplace
 
-    return Marketplace(args.data_dir, limits)
+    return Marketplace(args.data_dir, limits, pool)
 
 
 def _refused(call):
@@ -234,17 +247,18 @@ def buyer_query(args: argparse.Namespace) -> int:
         )
     finally:
         market.close()
+    body = result.read_body()
     if args.proofs:
-        _write_bundles(json.loads(result.body)["proofs"], args.bundles_dir)
+        _write_bundles(json.loads(body)["proofs"], args.bundles_dir)
     if args.output:
-        args.output.write_bytes(result.body)
+        args.output.write_bytes(body)
         if args.json:
             emit_json(
                 {"output": str(args.output), "format": args.format,
                  "row_count": result.row_count, "checkpoints": result.checkpoints}
             )  # fmt: skip
     else:
-        sys.stdout.write(result.body.decode() + ("\n" if args.format == "json" else ""))
+        sys.stdout.write(body.decode() + ("\n" if args.format == "json" else ""))
     for c in result.checkpoints:
         err.print(
             f"computed on {c['dataset']} tree size {c['tree_size']} root {c['root']} "
@@ -252,6 +266,30 @@ def buyer_query(args: argparse.Namespace) -> int:
             style="dim",
         )
     return 0
+
+
+def _serve_limits(args: argparse.Namespace):
+    from market.pool import PoolLimits
+    from market.sandbox import Limits
+
+    positive = ("timeout", "max_rows", "max_result_mb", "workers", "worker_memory_mb",
+                "per_buyer", "queued_per_buyer", "max_connections", "receive_timeout")  # fmt: skip
+    for name in positive:
+        if getattr(args, name) <= 0:
+            raise UserError(f"--{name.replace('_', '-')} must be positive")
+    limits = Limits(
+        timeout_s=args.timeout,
+        memory_limit=args.memory_limit,
+        max_rows=args.max_rows,
+        max_result_bytes=int(args.max_result_mb * 1024 * 1024),
+    )
+    pool = PoolLimits(
+        workers=args.workers,
+        per_buyer=args.per_buyer,
+        queued_per_buyer=args.queued_per_buyer,
+        worker_memory_mb=args.worker_memory_mb,
+    )
+    return limits, pool
 
 
 def _write_bundles(bundles: list[dict], directory: Path) -> None:
@@ -264,16 +302,20 @@ def _write_bundles(bundles: list[dict], directory: Path) -> None:
 
 
 def serve_market(args: argparse.Namespace) -> int:
-    from market.http import start_server
-    from market.sandbox import Limits
+    from market.http import ServerLimits, start_server
 
-    limits = Limits(args.timeout, args.memory_limit, 2, args.max_rows)
-    market = _marketplace(args, limits)
-    _refused(market.assets)  # fail now, not on the first request, when there is no catalog
+    limits, pool = _serve_limits(args)
+    market = _marketplace(args, limits, pool)
     try:
-        server = start_server(market, args.port, args.host)
+        _refused(market.assets)  # fail now, not on the first request, when there is no catalog
+        server_limits = ServerLimits(args.max_connections, args.receive_timeout)
+        server = start_server(market, args.port, args.host, server_limits)
     except OSError as error:
+        market.close()
         raise UserError(f"cannot listen on {args.host}:{args.port}: {error.strerror}") from None
+    except UserError:
+        market.close()
+        raise
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     if args.json:

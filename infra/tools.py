@@ -113,6 +113,27 @@ def ensure_npm_package(spec: str, binary: str) -> Path:
     return exe
 
 
+def ensure_npm_file(spec: str, member: str, sha256: str) -> Path:
+    """A data file of an npm package (e.g. ``world-atlas@2.0.2``, ``land-50m.json``), installed
+    on first use into its own prefix under ``.tools/npm-data`` and checked against ``sha256``
+    every time (a data package never shares a tree with the tools' packages)."""
+    name = spec.rsplit("@", 1)[0]
+    prefix = tools_dir() / "npm-data" / _safe_name(spec)
+    target = prefix / "node_modules" / name / member
+    if not (target.exists() and sha256_file(target) == sha256):
+        npm = shutil.which("npm")
+        if npm is None:
+            raise ToolInstallError(f"npm is needed to install {spec} but is not on PATH")
+        prefix.mkdir(parents=True, exist_ok=True)
+        _run_installer(
+            [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--silent", spec],
+            what=f"npm install {spec}",
+        )
+    if not target.exists() or sha256_file(target) != sha256:
+        raise ToolInstallError(f"{spec} did not provide {member} with SHA-256 {sha256}")
+    return target
+
+
 def _safe_name(spec: str) -> str:
     return spec.replace("/", "_").replace("@", "_")
 

@@ -8,38 +8,37 @@ or a newly anchored checkpoint takes effect on the next request without a restar
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from market.assets import Asset, CatalogUnavailable, load_assets, read_quality_report
+from market.execution import QueryJob, QueryOutput, execute
 from market.export import croissant, data_package
 from market.listings import build_listing
 from market.policy import QueryRefused, check_query
-from market.proving import bundles_for, check_provable
-from market.results import FORMATS, encode
-from market.sandbox import LEAF_COLUMN, Limits, Sandbox
+from market.pool import PoolLimits, QueryPool
+from market.results import FORMATS
+from market.sandbox import Limits, Sandbox
 from market.store import Buyer, MarketSnapshot, MarketStore, market_path
 from sinks.layout import DataLayout
 
 EXPORT_FORMATS = ("datapackage", "croissant")
 
 
-@dataclass(frozen=True)
-class QueryResult:
-    body: bytes
-    media_type: str
-    checkpoints: list[dict[str, Any]]
-    row_count: int
-
-
 class Marketplace:
-    def __init__(self, data_dir: Path, limits: Limits | None = None) -> None:
+    """With ``pool`` (``rda serve``), queries run in worker processes shared fairly between
+    buyers (``market.pool``); without (``rda query``), in this process."""
+
+    def __init__(
+        self, data_dir: Path, limits: Limits | None = None, pool: PoolLimits | None = None
+    ) -> None:
         self.data_dir = data_dir
+        self.limits = limits or Limits()
         self.store = MarketStore(market_path(data_dir))
-        self.sandbox = Sandbox(limits)
+        self.sandbox = Sandbox(self.limits)
+        self.pool = QueryPool(self.limits, pool) if pool is not None else None
         self._catalog_path = DataLayout(data_dir).catalog
         self._lock = threading.Lock()
         self._assets: dict[str, Asset] | None = None
@@ -49,6 +48,8 @@ class Marketplace:
         self._listings: dict[tuple, dict[str, Any]] = {}
 
     def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
         self.sandbox.close()
 
     # -- state, reloaded when its file changes -------------------------------------------
@@ -134,24 +135,21 @@ class Marketplace:
         fmt: str = "json",
         proofs: bool = False,
         max_rows: int | None = None,
-    ) -> QueryResult:
+    ) -> QueryOutput:
         if fmt not in FORMATS:
             raise QueryRefused("bad_request", f"format must be one of {', '.join(FORMATS)}")
         if max_rows is not None and max_rows < 1:
             raise QueryRefused("bad_request", "max_rows must be a positive integer")
-        licensed = {a.view: a for a in self.licensed_assets(buyer)}
-        checked = check_query(sql, set(licensed))
-        used = [licensed[v] for v in checked.views]
         if proofs and fmt != "json":
             raise QueryRefused("bad_request", "proofs come with format=json")
-        table = self.sandbox.run(checked.sql, used, max_rows, leaf_index=proofs)
-        envelope: dict[str, Any] = {"checkpoints": [a.checkpoint.as_dict() for a in used]}
-        if proofs:
-            leaves = check_provable(table, used)
-            envelope["proofs"] = bundles_for(used[0], leaves)
-            table = table.drop_columns([LEAF_COLUMN])
-        body = encode(table, fmt, envelope)
-        return QueryResult(body, FORMATS[fmt], envelope["checkpoints"], table.num_rows)
+        licensed = {a.view: a for a in self.licensed_assets(buyer)}
+        checked = check_query(sql, set(licensed))
+        job = QueryJob(
+            checked.sql, tuple(licensed[v] for v in checked.views), fmt, max_rows, proofs
+        )
+        if self.pool is not None:
+            return self.pool.run(buyer.name, job)
+        return execute(job, self.sandbox)
 
 
 def _stamp(path: Path) -> object:

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from market.http import MarketServer, start_server
+from market.http import MarketServer, ServerLimits, start_server
+from market.pool import PoolLimits
 from market.sandbox import Limits
 from market.service import Marketplace
 from market.store import MarketStore, market_path
@@ -51,10 +52,27 @@ def market_limits() -> Limits | None:
 
 
 @pytest.fixture(scope="module")
-def server(demo_dir: Path, market_limits: Limits | None) -> Iterator[MarketServer]:
-    """The marketplace HTTP API and page over the demo data, on a free loopback port."""
-    market = Marketplace(demo_dir, market_limits)
-    running = start_server(market)
+def pool_limits() -> PoolLimits:
+    """The module's worker pool: two workers (the machine has two cores)."""
+    return PoolLimits(workers=2, worker_memory_mb=1024)
+
+
+@pytest.fixture(scope="module")
+def server_limits() -> ServerLimits | None:
+    return None
+
+
+@pytest.fixture(scope="module")
+def server(
+    demo_dir: Path,
+    market_limits: Limits | None,
+    pool_limits: PoolLimits,
+    server_limits: ServerLimits | None,
+) -> Iterator[MarketServer]:
+    """The marketplace HTTP API and page over the demo data, on a free loopback port, with
+    queries in worker processes as ``rda serve`` runs them."""
+    market = Marketplace(demo_dir, market_limits, pool_limits)
+    running = start_server(market, limits=server_limits)
     yield running
     running.shutdown()
     running.server_close()
