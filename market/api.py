@@ -68,7 +68,7 @@ def run_query(market: Marketplace, buyer: Buyer, request: dict[str, Any]) -> Que
             "bad_request",
             f"unknown field {', '.join(unknown)}: a query request has {', '.join(_QUERY_FIELDS)}",
         )
-    if "sql" not in request:
+    if not isinstance(request.get("sql"), str):
         raise QueryRefused("bad_request", 'send {"sql": "SELECT …"} as JSON')
     for field, (kind, words) in _QUERY_FIELDS.items():
         value = request.get(field)

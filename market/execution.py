@@ -9,7 +9,7 @@ A ``QueryJob`` holds plain data only, so it crosses a process boundary as a pick
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ class QueryOutput:
     body: bytes | None  # a small result, in memory
     path: str | None  # a larger one, in a spool file the receiver streams and deletes
     checkpoints: list[dict[str, Any]]
+    timings: dict[str, float] = field(default_factory=dict)  # ms: queue, run, execute
 
     def read_body(self) -> bytes:
         """The whole result as bytes (removes the spool file)."""
@@ -51,7 +52,8 @@ class QueryOutput:
 def execute(job: QueryJob, sandbox: Sandbox, spool_dir: Path | None = None) -> QueryOutput:
     """Run ``job`` in ``sandbox`` under its limits; refusals raise ``QueryRefused``."""
     limits = sandbox.limits
-    deadline = time.monotonic() + limits.timeout_s
+    started = time.monotonic()
+    deadline = started + limits.timeout_s
     assets = list(job.assets)
     envelope: dict[str, Any] = {"checkpoints": [a.checkpoint.as_dict() for a in assets]}
     sink = ResultSink(limits.max_result_bytes, spool_dir)
@@ -70,4 +72,7 @@ def execute(job: QueryJob, sandbox: Sandbox, spool_dir: Path | None = None) -> Q
     except BaseException:
         sink.discard()
         raise
-    return QueryOutput(FORMATS[job.fmt], rows, sink.size, body, path, envelope["checkpoints"])
+    elapsed = {"execute": round((time.monotonic() - started) * 1000, 3)}
+    return QueryOutput(
+        FORMATS[job.fmt], rows, sink.size, body, path, envelope["checkpoints"], elapsed
+    )

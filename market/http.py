@@ -230,7 +230,11 @@ class MarketHandler(BaseHTTPRequestHandler):
         self._received()
         status, payload = route(market, buyer, method, path, query, body)
         if isinstance(payload, QueryOutput):
-            headers = {"RDA-Checkpoints": json.dumps(payload.checkpoints, separators=(",", ":"))}
+            headers = {
+                "RDA-Checkpoints": json.dumps(payload.checkpoints, separators=(",", ":")),
+                # W3C Server Timing: where a query's time went (queue, worker, engine)
+                "Server-Timing": ", ".join(f"{k};dur={v}" for k, v in payload.timings.items()),
+            }
             self._send_output(payload, headers)
         else:
             self._send_json(status, payload)

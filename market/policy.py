@@ -80,7 +80,8 @@ def _check(sql: str, licensed_views: frozenset[str]) -> CheckedQuery:
 
 def _check_statement(sql: str) -> None:
     try:
-        statements = duckdb.extract_statements(sql)
+        with _parser.cursor() as cursor:  # a connection serves one thread at a time
+            statements = cursor.extract_statements(sql)
     except duckdb.Error as error:
         raise QueryRefused("syntax_error", _first_line(error)) from None
     if len(statements) != 1:
@@ -126,15 +127,19 @@ def _keywords(sql: str) -> list[str]:
 
 
 def _syntax_tree(sql: str) -> dict:
-    with _parser.cursor() as cursor:
-        (text,) = cursor.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
-    tree = json.loads(text)
+    tree = _serialized(sql)
     if tree.get("error"):
         word = first_keyword(sql) or "this"
         raise QueryRefused(
             "statement_not_allowed", f"{word} statements are not allowed: only SELECT queries run"
         )
     return tree
+
+
+def _serialized(sql: str) -> dict:
+    with _parser.cursor() as cursor:
+        (text,) = cursor.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
+    return json.loads(text)
 
 
 def _check_node(
@@ -196,10 +201,11 @@ def _forbidden_macros() -> frozenset[str]:
     """Built-in macros whose bodies reach, directly or through other macros, a function the
     check refuses by name or any table function (``generate_subscripts`` calls
     ``generate_series``, ``get_block_size`` reads ``pragma_database_size()``…)."""
-    rows = _parser.execute(
-        "SELECT function_name, function_type, macro_definition FROM duckdb_functions() "
-        "WHERE function_type = 'macro' AND macro_definition IS NOT NULL"
-    ).fetchall()  # table macros are table functions, refused wherever they appear
+    with _parser.cursor() as cursor:
+        rows = cursor.execute(
+            "SELECT function_name, function_type, macro_definition FROM duckdb_functions() "
+            "WHERE function_type = 'macro' AND macro_definition IS NOT NULL"
+        ).fetchall()  # table macros are table functions, refused wherever they appear
     calls: dict[str, set[str]] = {}
     for name, _kind, definition in rows:
         calls.setdefault(name.lower(), set()).update(_calls(f"SELECT {definition}"))
@@ -214,8 +220,7 @@ def _forbidden_macros() -> frozenset[str]:
 
 def _calls(sql: str) -> Iterable[str]:
     """The functions ``sql`` calls; a table function counts as a forbidden call."""
-    (text,) = _parser.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
-    tree = json.loads(text)
+    tree = _serialized(sql)
     if tree.get("error"):
         return {"duckdb_unparsable"}
     found = set()

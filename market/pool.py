@@ -9,9 +9,12 @@ inside the time limit and off the server's CPU.
 Fairness: each API key runs at most ``per_buyer`` queries at once; the others wait in its own
 queue (at most ``queued_per_buyer``, beyond that ``429 too_many_queries``). A free worker goes
 to the next key in round-robin order, so a buyer with a burst of heavy queries waits behind
-itself, not in front of others. A query that runs longer than ``demote_after_s`` gets the
+itself, not in front of others. A query that runs longer than ``demote_after_s`` (20 ms) gets the
 lowest CPU priority (nice 19) for the rest of its run: long queries share the cores among
-themselves while short ones keep answering in milliseconds.
+themselves while short ones keep answering in milliseconds. A query stopped by a wall (out of
+memory, out of time, result too large) costs its buyer a wait before their next query runs,
+``penalty_s`` doubling with each further hit up to ``max_penalty_s``: a buyer who keeps
+throwing bombs throws them slowly, and the workers they wreck are replaced less often.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from market.policy import QueryRefused
 from market.sandbox import Limits, out_of_memory_refusal, timeout_refusal
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
+_WALLS = {"out_of_memory", "timeout", "result_too_large"}  # refusals that cost a buyer a wait
 
 
 @dataclass(frozen=True)
@@ -42,8 +46,10 @@ class PoolLimits:
     queued_per_buyer: int = 32  # waiting behind them; more is 429
     worker_memory_mb: int = 1536  # each worker's data segment (RLIMIT_DATA)
     queue_timeout_s: float = 30.0  # a query waits at most this long for a worker (then 503)
-    demote_after_s: float = 0.25  # then the worker runs at nice 19
+    demote_after_s: float = 0.02  # then the worker runs at nice 19
     kill_grace_s: float = 1.0  # past its time limit by this much, a worker is killed
+    penalty_s: float = 0.25  # a buyer's wait after a query hit a wall, doubling per hit…
+    max_penalty_s: float = 5.0  # …up to this; a query that completes clears it
 
     @property
     def memory_cap_bytes(self) -> int:
@@ -55,6 +61,7 @@ class PoolLimits:
 class _Worker:
     process: multiprocessing.process.BaseProcess
     conn: multiprocessing.connection.Connection
+    last_buyer: str | None = None  # its sandbox databases are built for this buyer's licences
 
     @property
     def pid(self) -> int:
@@ -91,11 +98,13 @@ class QueryPool:
         self.pool = pool or PoolLimits()
         self.spool_dir = Path(tempfile.mkdtemp(prefix="rda-serve-"))
         self._context = multiprocessing.get_context("forkserver")
-        self._context.set_forkserver_preload(["market.worker"])
+        self._context.set_forkserver_preload(["__main__", "market.worker"])
         self._cond = threading.Condition()
         self._waiting: dict[str, deque[_Ticket]] = {}
         self._running: Counter[str] = Counter()
         self._turns: deque[str] = deque()
+        self._strikes: Counter[str] = Counter()
+        self._cool_until: dict[str, float] = {}
         self._closed = False
         self._all: set[_Worker] = set()
         self._idle: list[_Worker] = [self._spawn() for _ in range(self.pool.workers)]
@@ -104,16 +113,32 @@ class QueryPool:
 
     def run(self, buyer: str, job: QueryJob) -> QueryOutput:
         """Run ``job`` for ``buyer`` when its turn comes; refusals raise ``QueryRefused``."""
+        queued = time.monotonic()
         worker = self._acquire(buyer)
+        started = time.monotonic()
         healthy = False
         try:
             reply, healthy = self._supervise(worker, job)
         finally:
             self._release(buyer, worker, healthy)
+        self._account(buyer, reply)
         if reply[0] == "ok":
-            return reply[1]
+            output: QueryOutput = reply[1]
+            output.timings["queue"] = round((started - queued) * 1000, 3)
+            output.timings["run"] = round((time.monotonic() - started) * 1000, 3)
+            return output
         _kind, code, message, status = reply
         raise QueryRefused(code, message, status)
+
+    def _account(self, buyer: str, reply: tuple) -> None:
+        with self._cond:
+            if reply[0] == "ok":
+                self._strikes.pop(buyer, None)
+                self._cool_until.pop(buyer, None)
+            elif reply[1] in _WALLS:
+                self._strikes[buyer] += 1
+                wait = self.pool.penalty_s * 2 ** (self._strikes[buyer] - 1)
+                self._cool_until[buyer] = time.monotonic() + min(wait, self.pool.max_penalty_s)
 
     def worker_pids(self) -> list[int]:
         with self._cond:
@@ -152,7 +177,8 @@ class QueryPool:
             self._schedule()
             deadline = ticket.queued_at + pool.queue_timeout_s
             while ticket.worker is None:
-                remaining = deadline - time.monotonic()
+                now = time.monotonic()
+                remaining = deadline - now
                 if remaining <= 0 or self._closed:
                     self._withdraw(ticket)
                     raise QueryRefused(
@@ -161,7 +187,9 @@ class QueryPool:
                         "try again shortly",
                         503,
                     )
-                self._cond.wait(remaining)
+                cooling = self._cool_until.get(buyer, now) - now
+                self._cond.wait(min(remaining, cooling) if cooling > 0 else remaining)
+                self._schedule()  # a cool-down may be over
             return ticket.worker
 
     def _schedule(self) -> None:
@@ -171,9 +199,10 @@ class QueryPool:
                 buyer = self._turns[0]
                 self._turns.rotate(-1)  # whoever is served goes to the back
                 queue = self._waiting.get(buyer)
-                if queue and self._running[buyer] < self.pool.per_buyer:
+                cooled = self._cool_until.get(buyer, 0.0) <= time.monotonic()
+                if queue and cooled and self._running[buyer] < self.pool.per_buyer:
                     ticket = queue.popleft()
-                    ticket.worker = self._idle.pop()
+                    ticket.worker = self._warmest(buyer)
                     self._running[buyer] += 1
                     if not queue:
                         self._turns.remove(buyer)
@@ -182,6 +211,17 @@ class QueryPool:
             else:
                 break  # nobody eligible: the rest wait for their own queries to finish
         self._cond.notify_all()
+
+    def _warmest(self, buyer: str) -> _Worker:
+        """The idle worker that served ``buyer`` last (its databases are built); else one
+        nobody has claimed yet; else the one idle longest: a buyer's warm worker is not
+        taken by another while it sits idle between that buyer's queries."""
+        claimed = [index for index, w in enumerate(self._idle) if w.last_buyer == buyer]
+        unclaimed = [index for index, w in enumerate(self._idle) if w.last_buyer is None]
+        index = (claimed or unclaimed or [0])[-1]
+        worker = self._idle.pop(index)
+        worker.last_buyer = buyer
+        return worker
 
     def _withdraw(self, ticket: _Ticket) -> None:
         queue = self._waiting.get(ticket.buyer)
@@ -231,8 +271,12 @@ class QueryPool:
         except (EOFError, OSError):
             return self._crash_reply(worker), False
         healthy = not demoted or worker.renice(0)  # an unprivileged server cannot go back
-        if worker.rss_bytes() > self.pool.worker_memory_mb * 1024 * 1024 // 2:
-            healthy = False  # what a bomb left in the allocator is returned by a new worker
+        # What a bomb left in the allocators would fail the next query, maybe another
+        # buyer's: a worker that ran out of memory, or holds a third of its cap, is replaced.
+        if reply[0] != "ok" and reply[1] == "out_of_memory":
+            healthy = False
+        if worker.rss_bytes() > self.pool.worker_memory_mb * 1024 * 1024 // 3:
+            healthy = False
         return reply, healthy
 
     def _crash_reply(self, worker: _Worker) -> tuple:

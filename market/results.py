@@ -47,6 +47,7 @@ class ResultSink(io.RawIOBase):
         self.size = 0
         self._memory = bytearray()
         self._file: Any = None
+        self._path: str | None = None
 
     def writable(self) -> bool:
         return True
@@ -57,7 +58,7 @@ class ResultSink(io.RawIOBase):
         if self.size > self.max_bytes:
             return size  # counted, not kept: the encoder checks ``over`` after each batch
         if self._file is None and self.spool_dir is not None and self.size > INLINE_BYTES:
-            fd, _name = tempfile.mkstemp(prefix=f"result-{os.getpid()}-", dir=self.spool_dir)
+            fd, self._path = tempfile.mkstemp(prefix=f"result-{os.getpid()}-", dir=self.spool_dir)
             self._file = os.fdopen(fd, "wb")
             self._file.write(self._memory)
             self._memory = bytearray()
@@ -87,13 +88,13 @@ class ResultSink(io.RawIOBase):
         if self._file is None:
             return bytes(self._memory), None
         self._file.close()
-        return None, self._file.name
+        return None, self._path
 
     def discard(self) -> None:
         self._memory = bytearray()
         if self._file is not None:
             self._file.close()
-            Path(self._file.name).unlink(missing_ok=True)
+            Path(str(self._path)).unlink(missing_ok=True)
             self._file = None
 
 

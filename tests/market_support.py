@@ -107,9 +107,17 @@ class Client:
         if body is not None:
             data = json.dumps(body).encode()
             sent["Content-Type"] = "application/json"
-        self.conn.request(method, path, body=data, headers=sent)
-        response = self.conn.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
+        for attempt in (1, 2):
+            try:
+                self.conn.request(method, path, body=data, headers=sent)
+                response = self.conn.getresponse()
+                return response.status, dict(response.getheaders()), response.read()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                # The server closed an idle keep-alive connection: reconnect once, as browsers do
+                self.conn.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def query(self, sql: str, **options: Any) -> tuple[int, dict[str, str], bytes]:
         return self.request("POST", "/api/query", {"sql": sql, **options})
