@@ -188,7 +188,7 @@ def _check_function(node: dict) -> None:
     name = str(node.get("function_name", "")).lower()
     if node.get("schema") or node.get("catalog"):
         raise QueryRefused("function_not_allowed", f"qualified function {name}() is not allowed")
-    if _forbidden(name) or name in _forbidden_macros():
+    if _forbidden(name) or name in _FORBIDDEN_MACROS:
         raise QueryRefused("function_not_allowed", f"function {name}() is not allowed")
 
 
@@ -196,7 +196,6 @@ def _forbidden(name: str) -> bool:
     return name in _FORBIDDEN_FUNCTIONS or name.startswith(_FORBIDDEN_PREFIXES)
 
 
-@functools.cache
 def _forbidden_macros() -> frozenset[str]:
     """Built-in macros whose bodies reach, directly or through other macros, a function the
     check refuses by name or any table function (``generate_subscripts`` calls
@@ -255,6 +254,10 @@ def _scoped_nodes(tree: object) -> Iterator[tuple[dict, frozenset[str]]]:
             stack.extend((value, inner) for key, value in item.items() if key != "cte_map")
         elif isinstance(item, list):
             stack.extend((value, scope) for value in item)
+
+
+# Computed once at import, before any request thread could race to compute it.
+_FORBIDDEN_MACROS = _forbidden_macros()
 
 
 def _listing(names: frozenset[str]) -> str:

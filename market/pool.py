@@ -193,7 +193,9 @@ class QueryPool:
             return ticket.worker
 
     def _schedule(self) -> None:
-        """Hand idle workers to waiting tickets, one buyer after another (lock held)."""
+        """Hand idle workers to waiting tickets, one buyer after another (lock held); wake the
+        waiters only when a ticket got a worker (a wake-up for nothing would wake them all)."""
+        assigned = False
         while self._idle:
             for _ in range(len(self._turns)):
                 buyer = self._turns[0]
@@ -204,13 +206,15 @@ class QueryPool:
                     ticket = queue.popleft()
                     ticket.worker = self._warmest(buyer)
                     self._running[buyer] += 1
+                    assigned = True
                     if not queue:
                         self._turns.remove(buyer)
                         del self._waiting[buyer]
                     break
             else:
                 break  # nobody eligible: the rest wait for their own queries to finish
-        self._cond.notify_all()
+        if assigned:
+            self._cond.notify_all()
 
     def _warmest(self, buyer: str) -> _Worker:
         """The idle worker that served ``buyer`` last (its databases are built); else one
