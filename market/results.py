@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -145,13 +146,27 @@ def _write_json(
     rows = 0
     for batch in batches:
         if batch.num_rows:
-            sink.write((b"," if rows else b"") + dump(batch.to_pylist())[1:-1])
+            sink.write((b"," if rows else b"") + dump(_leaf_timestamps(batch).to_pylist())[1:-1])
         rows += batch.num_rows
         sink.check()
     tail = {"row_count": rows, **({"proofs": envelope["proofs"]} if "proofs" in envelope else {})}
     sink.write(b"]," + dump(tail)[1:])
     sink.check()
     return rows
+
+
+def _leaf_timestamps(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Timestamps as text the way leaf bytes write them (``2026-11-25T01:02:03.000000Z``),
+    formatted by Arrow in C++: a Python callback per value was half the encoding time."""
+    if not any(pa.types.is_timestamp(f.type) for f in batch.schema):
+        return batch
+    columns = []
+    for field, column in zip(batch.schema, batch.columns, strict=True):
+        if pa.types.is_timestamp(field.type):
+            micros = pa.timestamp("us", "UTC" if field.type.tz else None)
+            column = pc.strftime(column.cast(micros, safe=False), format="%Y-%m-%dT%H:%M:%SZ")
+        columns.append(column)
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
 
 
 def encode(table: pa.Table, fmt: str, envelope: dict[str, Any]) -> bytes:

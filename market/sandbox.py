@@ -21,9 +21,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from market.assets import Asset
 from market.deadlines import Deadlines
@@ -153,17 +155,21 @@ def _view_ddl(asset: Asset, leaf_index: bool) -> str:
     catalog (view names are checked identifiers, paths are quoted literals), never from a buyer."""
     if not leaf_index:
         listing = ", ".join(_literal(str(f)) for f in asset.files)
-        # By name: a later minor version's files carry extra optional columns
-        return (
-            f"CREATE VIEW {asset.view} AS "
-            f"SELECT * FROM read_parquet([{listing}], union_by_name = true)"
-        )
+        # By name when a later minor version's files carry extra optional columns; only then:
+        # union_by_name reads every file's footer at each query (measured 2.5x slower)
+        by_name = ", union_by_name = true" if _schemas_differ(asset.files) else ""
+        return f"CREATE VIEW {asset.view} AS SELECT * FROM read_parquet([{listing}]{by_name})"
     parts = [
         f"SELECT * EXCLUDE (file_row_number), file_row_number + {int(start)} AS {LEAF_COLUMN} "
         f"FROM read_parquet({_literal(str(path))}, file_row_number = true)"
         for path, start in zip(asset.files, asset.leaf_starts, strict=True)
     ]
     return f"CREATE VIEW {asset.view} AS " + " UNION ALL BY NAME ".join(parts)
+
+
+def _schemas_differ(files: Sequence[Path]) -> bool:
+    first = pq.read_schema(files[0]) if files else None
+    return any(not pq.read_schema(f).equals(first) for f in files[1:])
 
 
 def _interrupt(cursor: duckdb.DuckDBPyConnection) -> None:
