@@ -72,8 +72,17 @@ def _listing_parsers(m_sub: argparse._SubParsersAction, common) -> None:
     terms.add_argument("dataset")
     terms.add_argument("--license", help="SPDX id or license name, e.g. CC-BY-4.0")
     terms.add_argument("--price", type=float, help="price in USD")
+    terms.add_argument("--price-unit", help='what the price buys, e.g. "per month"')
+    terms.add_argument("--license-file", type=Path, help="the licence's full text (UTF-8)")
     terms.add_argument("--title")
     common(terms, market_terms)
+    requests = m_sub.add_parser("requests", help="buyers' requests for access")
+    requests.add_argument("--status", choices=("pending", "granted", "declined"))
+    common(requests, market_requests)
+    decline = m_sub.add_parser("decline", help="decline a buyer's pending access request")
+    decline.add_argument("name", help="buyer name")
+    decline.add_argument("dataset")
+    common(decline, market_decline)
     common(m_sub.add_parser("list", help="the listings buyers see"), market_list)
     export = m_sub.add_parser("export", help="listing metadata as Data Package or Croissant")
     export.add_argument("dataset")
@@ -172,14 +181,54 @@ def _report_entitlement(args: argparse.Namespace, verb: str, changed: bool) -> i
 
 def market_terms(args: argparse.Namespace) -> int:
     _known_dataset(args, args.dataset)
+    text = None
+    if args.license_file is not None:
+        try:
+            text = args.license_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise UserError(f"cannot read {args.license_file}: {error}") from None
     terms = _market_call(
-        lambda: _store(args).set_terms(args.dataset, args.license, args.price, args.title)
+        lambda: _store(args).set_terms(
+            args.dataset, args.license, args.price, args.title, args.price_unit, text
+        )
     )
     payload = {"dataset": args.dataset, **terms.__dict__}
     if args.json:
         emit_json(payload)
     else:
-        out.print(f"{args.dataset}: {terms.license}, ${terms.price_usd:.2f}")
+        unit = f" {terms.price_unit}" if terms.price_unit else ""
+        out.print(f"{args.dataset}: {terms.license}, ${terms.price_usd:.2f}{unit}")
+    return 0
+
+
+def market_requests(args: argparse.Namespace) -> int:
+    requests = _store(args).access_requests(args.status)
+    if args.json:
+        emit_json({"requests": requests})
+        return 0
+    for r in requests:
+        out.print(
+            f"#{r['id']:<4} {r['requested_at'][:19]} {r['buyer']:<20} {r['dataset']:<24} "
+            f"{r['status']:<8} {r['message'] or ''}",
+            markup=False,
+        )
+    if not requests:
+        out.print("no access requests")
+    else:
+        out.print(
+            "answer with `rda market grant NAME DATASET` or `rda market decline NAME DATASET`"
+        )
+    return 0
+
+
+def market_decline(args: argparse.Namespace) -> int:
+    closed = _market_call(lambda: _store(args).decide(args.name, args.dataset, "declined"))
+    if args.json:
+        emit_json({"buyer": args.name, "dataset": args.dataset, "declined": closed})
+    elif closed:
+        out.print(f"declined {args.name}'s request for {args.dataset}")
+    else:
+        raise UserError(f"{args.name} has no pending request for {args.dataset}")
     return 0
 
 

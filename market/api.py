@@ -47,8 +47,13 @@ def route(
         return 200, market.export(parts[1], _EXPORTS[parts[2]])
     if method == "POST" and parts == ["query"]:
         return 200, run_query(market, buyer, body or {})
+    if method == "POST" and parts == ["access-requests"]:
+        return 201, request_access(market, buyer, body or {})
+    if get and parts == ["access-requests"]:
+        mine = [r for r in market.store.access_requests() if r["buyer"] == buyer.name]
+        return 200, {"requests": mine}
     if name in _RESOURCES and len(parts) <= 3 and _known_shape(parts):
-        allowed = "POST" if name == "query" else "GET"
+        allowed = {"query": "POST", "access-requests": "GET or POST"}.get(name, "GET")
         raise QueryRefused(
             "method_not_allowed", f"{method} is not allowed on {path}: use {allowed}", 405
         )
@@ -59,6 +64,23 @@ def _known_shape(parts: list[str]) -> bool:
     if parts[0] == "listings":
         return len(parts) <= 2 or parts[2] in _EXPORTS
     return len(parts) == 1
+
+
+def request_access(market: Marketplace, buyer: Buyer, request: dict[str, Any]) -> dict:
+    dataset, message = request.get("dataset"), request.get("message", "")
+    if (
+        not isinstance(dataset, str)
+        or not isinstance(message, str)
+        or set(request)
+        - {
+            "dataset",
+            "message",
+        }
+    ):
+        raise QueryRefused(
+            "bad_request", 'send {"dataset": "radio_kpi.v1", "message": "what you need it for"}'
+        )
+    return {"request": market.request_access(buyer, dataset, message)}
 
 
 def run_query(market: Marketplace, buyer: Buyer, request: dict[str, Any]) -> QueryOutput:

@@ -66,11 +66,13 @@ def catalog_facts(data_dir: Path) -> CatalogFacts:
 def checkpoint_history(asset: Asset, facts: CatalogFacts) -> list[dict[str, Any]]:
     """Every anchored checkpoint, oldest first, with what its manifest says of its batch."""
     history = []
+    suppressed_before = 0
     for record in facts.checkpoints.get(asset.dataset, []):
         path = asset.manifest_path.parents[3] / record["manifest_path"]  # the data root
         manifest = _manifest(path)
         quality = manifest.get("quality") or {}
         privacy = manifest.get("privacy") or {}
+        suppressed = privacy.get("suppressed") or 0  # cumulative in the manifests
         history.append({
             "tree_size": record["tree_size"],
             "root": record["root"],
@@ -84,9 +86,11 @@ def checkpoint_history(asset: Asset, facts: CatalogFacts) -> list[dict[str, Any]
             "quality_score": quality.get("score"),
             "expectations": quality.get("expectations"),
             "counts": quality.get("counts"),
-            "suppressed": privacy.get("suppressed"),
+            "suppressed_total": suppressed,
+            "suppressed_added": suppressed - suppressed_before,
             "signature": signature_status(path, manifest)["status"],
         })  # fmt: skip
+        suppressed_before = suppressed
     return history
 
 
@@ -150,7 +154,7 @@ def data_card(
             "note": "Records quarantined from the topic(s) this dataset is read from; a record "
             "that cannot be parsed cannot be told apart by dataset.",
         },
-        "suppressed": sum(h.get("suppressed") or 0 for h in history),
+        "suppressed": history[-1]["suppressed_total"] if history else 0,
         "known_limits": _known_limits(asset, privacy, coverage),
     }
 

@@ -14,11 +14,21 @@ from typing import Any
 import duckdb
 
 from market.assets import Asset, CatalogUnavailable, load_assets, read_quality_report
+from market.datacard import (
+    CatalogFacts,
+    catalog_facts,
+    checkpoint_history,
+    data_card,
+    publisher,
+    summarize_report,
+)
 from market.execution import QueryJob, QueryOutput, execute
 from market.export import croissant, data_package
-from market.listings import build_listing
+from market.licenses import license_terms
+from market.listings import build_listing, time_column
 from market.policy import QueryRefused, check_query
 from market.pool import PoolLimits, QueryPool
+from market.profiles import column_profiles, example_queries, sample_rows
 from market.results import FORMATS
 from market.sandbox import Limits, Sandbox
 from market.store import Buyer, MarketSnapshot, MarketStore, market_path
@@ -46,6 +56,8 @@ class Marketplace:
         self._market = MarketSnapshot()
         self._market_stamp: object = None
         self._listings: dict[tuple, dict[str, Any]] = {}
+        self._details: dict[tuple, dict[str, Any]] = {}
+        self._facts = CatalogFacts()
 
     def close(self) -> None:
         if self.pool is not None:
@@ -60,6 +72,7 @@ class Marketplace:
             if self._assets is None or stamp != self._assets_stamp:
                 try:
                     self._assets = load_assets(self.data_dir)
+                    self._facts = catalog_facts(self.data_dir)
                     self._assets_stamp = stamp
                 except CatalogUnavailable as error:
                     if self._assets is None:  # keep serving the last good state otherwise
@@ -99,7 +112,8 @@ class Marketplace:
         return [self.listing(buyer, dataset) for dataset in self.assets()]
 
     def listing(self, buyer: Buyer, dataset: str, with_report: bool = False) -> dict[str, Any]:
-        """A listing; ``with_report`` adds the quality report the manifest names."""
+        """A listing; ``with_report`` (the dataset page) adds the data card, profiles, sample
+        rows, example queries, licence, publisher, checkpoint history and quality report."""
         asset = self._asset(dataset)
         terms = self.market().terms_for(dataset)
         key = (dataset, asset.checkpoint.tree_size, terms)
@@ -108,8 +122,35 @@ class Marketplace:
             cached = self._listings[key] = build_listing(asset, terms)
         listing = {**cached, "licensed": dataset in buyer.datasets}
         if with_report:
-            listing["quality_report"] = read_quality_report(asset)
+            detail = self._details.get(key)
+            if detail is None:
+                detail = self._details[key] = self._detail(asset, cached, terms)
+            request = self.market().requests.get((buyer.name, dataset))
+            listing.update(detail, access_request=request)
         return listing
+
+    def _detail(self, asset: Asset, listing: dict[str, Any], terms: Any) -> dict[str, Any]:
+        history = checkpoint_history(asset, self._facts)
+        report = read_quality_report(asset)
+        return {
+            "license_terms": license_terms(terms),
+            "data_card": data_card(asset, self._facts, listing["coverage"], history),
+            "checkpoints": history,
+            "publisher": publisher(asset),
+            "profiles": column_profiles(asset),
+            "sample": sample_rows(asset),
+            "examples": example_queries(asset, time_column(asset.schema)),
+            "quality_report": summarize_report(report, asset.checkpoint.tree_size),
+        }
+
+    def request_access(self, buyer: Buyer, dataset: str, message: str) -> dict[str, Any]:
+        self._asset(dataset)
+        if dataset in buyer.datasets:
+            raise QueryRefused("already_licensed", f"you already hold a licence to {dataset}", 409)
+        try:
+            return self.store.request_access(buyer.name, dataset, message)
+        except duckdb.Error:  # the seller's `rda market` holds the store's write lock
+            raise QueryRefused("busy", "the marketplace is busy: try again shortly", 503) from None
 
     def export(self, dataset: str, fmt: str) -> dict[str, Any]:
         if fmt not in EXPORT_FORMATS:
