@@ -53,8 +53,8 @@ def catalog_facts(data_dir: Path) -> CatalogFacts:
             checkpoints.setdefault(record["dataset"], []).append(record)
         quarantine: dict[str, dict[str, int]] = {}
         try:
-            counted = con.execute(
-                "SELECT topic, reason, count(*) FROM quarantine GROUP BY ALL ORDER BY ALL"
+            counted = con.execute(  # the reason's code only: its text may quote the record
+                "SELECT topic, reason_code, count(*) FROM quarantine GROUP BY ALL ORDER BY ALL"
             ).fetchall()
         except duckdb.Error:  # a catalog from before the quarantine register
             counted = []

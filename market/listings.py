@@ -24,7 +24,7 @@ def build_listing(asset: Asset, terms: Terms) -> dict[str, Any]:
     schema = asset.schema
     return {
         "dataset": asset.dataset,
-        "title": terms.title or schema.get("description") or asset.dataset,
+        "title": terms.title or default_title(asset),
         "view": asset.view,
         "description": schema.get("description", ""),
         "schema": {
@@ -42,6 +42,17 @@ def build_listing(asset: Asset, terms: Terms) -> dict[str, Any]:
         "price": price(terms),
         "checkpoint": asset.checkpoint.as_dict(),
     }
+
+
+_ACRONYMS = {"kpi": "KPI", "dp": "(DP)", "h3": "H3", "ip": "IP", "ue": "UE"}
+
+
+def default_title(asset: Asset) -> str:
+    """``radio_kpi`` version 1.1 → "Radio KPI v1.1", when the seller set no title."""
+    words = str(asset.schema.get("name") or asset.view).split("_")
+    named = " ".join(_ACRONYMS.get(w, w) for w in words)
+    version = asset.schema.get("version")
+    return (named[:1].upper() + named[1:]) + (f" v{version}" if version else "")
 
 
 def price(terms: Terms) -> dict[str, Any]:
