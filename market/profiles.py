@@ -17,7 +17,7 @@ import duckdb
 from market.assets import Asset
 
 MASKED_CLASSES = {"identifier", "network_address"}
-MASK = "•••• hidden before licensing"
+MASK = "•••• hidden"
 SAMPLE_ROWS = 5
 _TOP_VALUES = 5
 _NUMERIC = ("int", "uint", "float", "double", "decimal")

@@ -12,7 +12,7 @@
   App.showDataset = async function showDataset(dataset) {
     try {
       const l = await api("/api/listings/" + encodeURIComponent(dataset));
-      const article = el("article", { id: "dataset", "aria-labelledby": "dataset-title" },
+      const article = el("article", { id: "dataset", "aria-labelledby": "dataset-title", "data-dataset": l.dataset },
         el("p", {}, el("a", { href: "#/", id: "back" }, "← All datasets")),
         header(l),
         el("div", { class: "grid2" },
