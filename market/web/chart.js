@@ -31,7 +31,7 @@
     if (!rows.length) { svg.append(svgEl("text", { x: W / 2, y: H / 2, "text-anchor": "middle" }, "no numeric values to draw")); return; }
     const plotW = W - PAD.left - PAD.right, plotH = H - PAD.top - PAD.bottom;
     const values = rows.map((r) => r[y]);
-    let lo = Math.min(0, ...values), hi = Math.max(0, ...values);
+    let lo = kind === "line" ? Math.min(...values) : Math.min(0, ...values), hi = kind === "line" ? Math.max(...values) : Math.max(0, ...values);
     if (lo === hi) hi = lo + 1;
     const sy = (v) => PAD.top + ((hi - v) / (hi - lo)) * plotH;
     const band = plotW / rows.length, sx = (i) => PAD.left + band * (i + 0.5);
