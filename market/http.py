@@ -146,6 +146,7 @@ class MarketHandler(BaseHTTPRequestHandler):
         self.rfile = _BudgetReader(self.rfile)  # type: ignore[assignment]
         self._receiving: int | None = None
         self._head_only = False
+        self._body_read = True
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # one line per request would drown the console; errors are in the responses
@@ -154,6 +155,7 @@ class MarketHandler(BaseHTTPRequestHandler):
         limits = self.server.limits
         self.rfile.budget = limits.max_header_bytes  # type: ignore[attr-defined]
         self._head_only = False
+        self._body_read = True  # until a request with a body is dispatched
         self._receiving = self.server.receiving.watch(self.connection, limits.receive_timeout_s)
         try:
             super().handle_one_request()
@@ -202,6 +204,7 @@ class MarketHandler(BaseHTTPRequestHandler):
         self._dispatch("OPTIONS")
 
     def _dispatch(self, method: str) -> None:
+        self._body_read = False
         try:
             path = _clean_path(urlsplit(self.path).path)
             if not path.startswith("/api/"):
@@ -239,6 +242,12 @@ class MarketHandler(BaseHTTPRequestHandler):
         else:
             self._send_json(status, payload)
 
+    def _has_body(self) -> bool:
+        headers = getattr(self, "headers", None)
+        if headers is None:
+            return False
+        return "Transfer-Encoding" in headers or headers.get("Content-Length", "0").strip() != "0"
+
     def _api_key(self) -> str | None:
         auth = self.headers.get("Authorization", "")
         if auth.lower().startswith("bearer "):
@@ -264,6 +273,7 @@ class MarketHandler(BaseHTTPRequestHandler):
                 "request_too_large", f"request bodies are limited to {limits.max_body} bytes", 413
             )
         data = self.rfile.read(length) if length else b""
+        self._body_read = True
         if len(data) != length:
             self.close_connection = True
             raise QueryRefused("bad_request", "the body ended before its Content-Length")
@@ -299,6 +309,8 @@ class MarketHandler(BaseHTTPRequestHandler):
             self.close_connection = True  # the client went away
 
     def _send_headers(self, status: int, media_type: str, size: int, headers: dict | None) -> None:
+        if not self._body_read and self._has_body():
+            self.close_connection = True  # a body left unread would be taken for a request
         self.send_response(status, HTTPStatus(status).phrase)
         self.send_header("Content-Type", media_type)
         self.send_header("Content-Length", str(size))

@@ -24,6 +24,8 @@ from hostile_support import (
     timed,
     tree_rss,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from market_support import Client, new_buyer
 
 WORKERS, WORKER_MB = 3, 512
@@ -434,3 +436,38 @@ def test_cte_names_hide_views_only_in_their_scope(attacker, sql):
 def test_built_in_macros_that_reach_refused_functions_are_refused(attacker, sql):
     status, body = attacker.query_json(sql)
     assert (status, body["error"]["code"]) == (400, "function_not_allowed")
+
+
+# -- no input gives a 500 --------------------------------------------------------------------
+
+_PATH_PIECES = st.sampled_from(
+    ["api", "listings", "query", "me", "access-requests", "radio_kpi.v1", "..", ".", "%2e%2e",
+     "", "static", "app.js", "croissant.json", "x" * 300, "%00", "ü", "?a=1", "#f"]
+)  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    method=st.sampled_from(["GET", "POST", "PUT", "HEAD", "DELETE", "PATCH", "FOO"]),
+    pieces=st.lists(_PATH_PIECES, max_size=5),
+    body=st.one_of(st.binary(max_size=300), st.just(b'{"sql": "SELECT 1"}')),
+)
+def test_no_request_gets_a_500(served, attacker, method, pieces, body):
+    path = "/" + "/".join(pieces)
+    request = (
+        f"{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {attacker.key}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    status, headers, answer = served.raw(request)
+    assert 200 <= status < 500 or status == 503, (status, answer[:200])
+    if status >= 400 and method != "HEAD":
+        assert headers["Content-Type"] == "application/json" and error_code(answer)
+
+
+@settings(max_examples=80, deadline=None)
+@given(sql=st.text(max_size=120) | st.sampled_from(["SELECT", "WITH", "PIVOT", "FROM"]).map(
+    lambda k: k + " radio_kpi_v1 ON node_id USING count(*)"))  # fmt: skip
+def test_no_sql_gets_a_500(attacker, sql):
+    status, body = attacker.query_json(sql)
+    assert status in (200, 400, 403, 413), body
+    assert status == 200 or body["error"]["code"]
