@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -296,28 +298,43 @@ def _ok(answer: tuple[int, dict]) -> None:
 
 
 class _Load:
-    """A buyer sending ``queries`` in a loop from its own thread until stopped."""
+    """A buyer sending ``queries`` in a loop, from its own process (a thread here would share
+    this process's interpreter lock with the buyer being measured), until stopped."""
 
     def __init__(self, url: str, key: str, queries: list[str]) -> None:
-        self.client = Client(url, key)
-        self.queries = queries
-        self.answers: set[int] = set()
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stopped.is_set():
-            for sql in self.queries:
-                if not self._stopped.is_set():
-                    self.answers.add(self.client.query(sql)[0])
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _LOAD_SCRIPT, url, key, json.dumps(queries)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
 
     def stop(self) -> set[int]:
         """Stop after the query in flight; the statuses it got."""
-        self._stopped.set()
-        self._thread.join(timeout=60)
-        self.client.close()
-        return self.answers
+        out, _err = self.process.communicate("stop\n", timeout=60)
+        return set(json.loads(out))
+
+
+_LOAD_SCRIPT = """
+import http.client, json, sys, threading
+url, key, queries = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+host, port = url.removeprefix("http://").split(":")
+stop = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
+statuses = set()
+while not stop.is_set():
+    for sql in queries:
+        if stop.is_set():
+            break
+        conn = http.client.HTTPConnection(host, int(port), timeout=60)
+        conn.request("POST", "/api/query", json.dumps({"sql": sql}),
+                     {"Authorization": "Bearer " + key, "Content-Type": "application/json"})
+        response = conn.getresponse()
+        response.read()
+        statuses.add(response.status)
+        conn.close()
+print(json.dumps(sorted(statuses)))
+"""
 
 
 def test_a_buyer_over_its_queue_gets_429_while_others_are_served(served, demo_dir, bystander):
