@@ -16,6 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+from market_support import Client, new_buyer
+
 from infra.tools import free_port, port_open, wait_until
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -152,3 +155,73 @@ def timed(call) -> float:
     started = time.perf_counter()
     call()
     return (time.perf_counter() - started) * 1000
+
+
+# -- the server the hostile modules attack, with low limits -----------------------------
+
+WORKERS, WORKER_MB = 3, 512
+OPTIONS = {
+    "timeout": "3",
+    "memory-limit": "128MB",
+    "workers": str(WORKERS),
+    "worker-memory-mb": str(WORKER_MB),
+    "per-buyer": "1",
+    "queued-per-buyer": "4",
+    "max-connections": "48",
+    "receive-timeout": "1",
+    "max-rows": "50000",
+    "max-result-mb": "16",
+}
+# docs/marketplace.md: the server process, plus the forkserver and each worker at its cap.
+MAIN_MB = 512
+MEMORY_CAP = (MAIN_MB + (WORKERS + 1) * WORKER_MB) * 1024 * 1024
+
+BOMBS = {
+    "a string doubled 31 times by list_reduce": (
+        "SELECT length(list_reduce([" + ", ".join(["'x'"] * 31) + "], lambda a, b: a || a))"
+    ),
+    "nested replace(), 10^10 characters": (
+        "SELECT length(" + "replace(" * 9 + "'xxxxxxxxxx'" + ", 'x', 'xxxxxxxxxx')" * 9 + ")"
+    ),
+    "nested regexp_replace(…, 'g')": (
+        "SELECT length("
+        + "regexp_replace(" * 9
+        + "'xxxxxxxxxx'"
+        + ", 'x', 'xxxxxxxxxx', 'g')" * 9
+        + ")"
+    ),
+    "a list of lists by list_reduce": (
+        "SELECT len(flatten(list_reduce(["
+        + ", ".join(["[[1, 2, 3]]"] * 30)
+        + "], lambda a, b: list_concat(a, a))))"
+    ),
+}
+FAST_BOMBS = [
+    BOMBS["a string doubled 31 times by list_reduce"],
+    BOMBS["a list of lists by list_reduce"],
+]
+SMALL = "SELECT max(rsrp_dbm) AS m FROM radio_kpi_v1"
+LARGE = "SELECT a.*, b.node_id AS other FROM radio_kpi_v1 a, radio_kpi_v1 b LIMIT 25000"
+
+
+@pytest.fixture(scope="module")
+def served(demo_dir: Path):
+    """A real `rda serve` process with the low limits of OPTIONS, for one test module."""
+    with serving(demo_dir, **OPTIONS) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def attacker(served, demo_dir):
+    _name, key = new_buyer(demo_dir, "radio_kpi.v1")
+    client = Client(served.url, key)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def bystander(served, demo_dir):
+    _name, key = new_buyer(demo_dir, "radio_kpi.v1")
+    client = Client(served.url, key)
+    yield client
+    client.close()
