@@ -9,7 +9,7 @@ inside the time limit and off the server's CPU.
 Fairness: each API key runs at most ``per_buyer`` queries at once; the others wait in its own
 queue (at most ``queued_per_buyer``, beyond that ``429 too_many_queries``). A free worker goes
 to the next key in round-robin order, so a buyer with a burst of heavy queries waits behind
-itself, not in front of others. A query that runs longer than ``demote_after_s`` (20 ms) gets the
+itself, not in front of others. A query that runs longer than ``demote_after_s`` (100 ms) gets the
 lowest CPU priority (nice 19) for the rest of its run: long queries share the cores among
 themselves while short ones keep answering in milliseconds. A query stopped by a wall (out of
 memory, out of time, result too large) costs its buyer a wait before their next query runs,
@@ -46,7 +46,7 @@ class PoolLimits:
     queued_per_buyer: int = 32  # waiting behind them; more is 429
     worker_memory_mb: int = 1536  # each worker's data segment (RLIMIT_DATA)
     queue_timeout_s: float = 30.0  # a query waits at most this long for a worker (then 503)
-    demote_after_s: float = 0.02  # then the worker runs at nice 19
+    demote_after_s: float = 0.1  # then the worker runs at nice 19
     kill_grace_s: float = 1.0  # past its time limit by this much, a worker is killed
     penalty_s: float = 0.25  # a buyer's wait after a query hit a wall, doubling per hit…
     max_penalty_s: float = 5.0  # …up to this; a query that completes clears it
