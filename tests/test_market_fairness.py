@@ -54,7 +54,7 @@ def test_another_buyer_is_served_within_twice_its_latency_during_bombs_and_large
     loaded: list[float] = []
     answers: set[int] = set()
     large_key = new_buyer(demo_dir, "radio_kpi.v1")[1]
-    for _round in range(4):  # alternate, so the neighbours' load falls on both alike
+    for _round in range(6):  # alternate, so the neighbours' load falls on both alike
         quiet += latencies(30)
         # a fresh bomber each round: one who keeps bombing is made to wait (market.pool)
         load = [_Load(served.url, new_buyer(demo_dir, "radio_kpi.v1")[1], FAST_BOMBS),
