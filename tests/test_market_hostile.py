@@ -68,6 +68,7 @@ def test_bombs_running_together_stay_under_the_cap(served, demo_dir, bystander):
             t.join(timeout=60)
     assert sorted(set(outcomes)) <= [(400, "out_of_memory"), (400, "timeout")]
     assert len(outcomes) == len(BOMBS)
+    print(f"server tree RSS peak {rss.peak >> 20} MiB, cap {MEMORY_CAP >> 20} MiB")
     assert rss.peak < MEMORY_CAP, f"peak {rss.peak >> 20} MiB"
     assert tree_rss(served.pid) < MEMORY_CAP
     assert bystander.query_json(SMALL)[0] == 200
