@@ -115,14 +115,14 @@ def _suppression(bootstrap: str, workdir: Path, quick: bool) -> dict:
 
 
 def _drain(bootstrap: str, topic: str, data: Path, size: int) -> dict:
-    from pipelines.kafka_source import KafkaPythonSource
+    from pipelines.kafka_source import open_source
     from streaming.chain import open_chain
     from streaming.driver import RunConfig, run_batch
 
     config = RunConfig(
         bootstrap, topic, data.name, data, max_batch_records=size, flush_windows=True
     )
-    source, chain = KafkaPythonSource(bootstrap), open_chain("embedded", None, None)
+    source, chain = open_source(bootstrap), open_chain("embedded", None, None)
     totals = dict.fromkeys(("batches", "read", "published", "quarantined", "suppressed"), 0)
     while (summary := run_batch(config, source, chain.anchor)) is not None:
         totals["batches"] += 1
@@ -149,7 +149,7 @@ def _live(bootstrap: str, data: Path, seconds: float, sessions: bool) -> dict:
     Without sessions the fleet has more nodes, so both streams carry about as many records per
     second and their batches about as much work: only the holding differs.
     """
-    from pipelines.kafka_source import KafkaPythonSource
+    from pipelines.kafka_source import open_source
     from streaming.chain import open_chain
     from streaming.driver import RunConfig, run_batch
 
@@ -164,7 +164,7 @@ def _live(bootstrap: str, data: Path, seconds: float, sessions: bool) -> dict:
     producer = threading.Thread(target=lambda: produce(bootstrap, topic, messages, pace=pace))
     producer.start()
     config = RunConfig(bootstrap, topic, topic, data, windows=LIVE_WINDOWS)
-    source, chain = KafkaPythonSource(bootstrap), open_chain("embedded", None, None)
+    source, chain = open_source(bootstrap), open_chain("embedded", None, None)
     done_at: dict[int, float] = {}
     durations, closes, waits = [], [], []
     time.sleep(1.0)  # the topic exists once the producer has started

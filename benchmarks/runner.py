@@ -12,6 +12,7 @@ from benchmarks import (
     end_to_end,
     event_time,
     market,
+    peers,
     proofs,
     quality,
     scale_out,
@@ -21,6 +22,7 @@ from benchmarks import (
 BENCHMARKS: dict[str, Callable[[bool], dict]] = {
     "decode_standardize": decode.run,
     "end_to_end": end_to_end.run,
+    "peers": peers.run,
     "streaming": streaming.run,
     "event_time": event_time.run,
     "scale_out": scale_out.run,

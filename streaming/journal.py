@@ -83,6 +83,13 @@ class BatchJournal:
         )
         self.set_state(batch_id, "landed", **counts)
 
+    def update_plan(self, batch_id: int, plan: dict) -> None:
+        """Rewrite a batch's plan (its ranges never change; crashes and poison offsets do)."""
+        self.db.execute(
+            "UPDATE batches SET plan = ?, updated_at = now() WHERE batch_id = ?",
+            [json.dumps(plan, sort_keys=True), batch_id],
+        )
+
     def set_owner(self, batch_id: int, owner: str) -> None:
         self.db.execute("UPDATE batches SET owner = ? WHERE batch_id = ?", [owner, batch_id])
 
@@ -108,6 +115,13 @@ class BatchJournal:
             params,
         ).fetchall()
         return [self.batch(batch_id) for (batch_id,) in rows]
+
+    def unfinished_counts(self) -> dict[str, int]:
+        """Per topic, the batches not yet ``done``."""
+        rows = self.db.execute(
+            "SELECT topic, count(*) FROM batches WHERE state <> 'done' GROUP BY topic"
+        ).fetchall()
+        return {topic: int(n) for topic, n in rows}
 
     def unfinished_topics(self) -> list[str]:
         """Topics with an unfinished batch, oldest batch first."""

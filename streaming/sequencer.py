@@ -15,7 +15,7 @@ import logging
 import time
 
 from pipelines import graph
-from pipelines.kafka_source import KafkaSource, OffsetRange
+from pipelines.kafka_source import KafkaSource, KafkaSpec, OffsetRange
 from pipelines.protect import Protection
 from sinks.dedup import (
     drop_records,
@@ -35,22 +35,35 @@ log = logging.getLogger("rda.run")
 SEQUENCING = ("landed", "committed")  # states of a batch whose place in the logs is fixed
 
 
+def landing_message(plan: dict) -> str:
+    chunks = [OffsetRange(**c) for c in plan["chunks"]]
+    offsets = sum(c.size for c in chunks)
+    return f"batch {plan['batch_id']}: reading {offsets} offsets in {len(chunks)} chunks"
+
+
+def refused_of(plan: dict) -> graph.Refused:
+    """The plan's poison records (streaming/poison.py): (partition, offset) -> (code, reason)."""
+    return {(p["partition"], p["offset"]): (p["code"], p["reason"]) for p in plan.get("poison", [])}
+
+
 def land_chunks(
     config: RunConfig, layout: DataLayout, plan: dict, progress: Progress, protection: Protection
 ) -> None:
-    """Run the Beam pipeline over the plan's chunks: Parquet files and a receipt per chunk."""
+    """Run the Beam pipeline over the plan's chunks: Parquet files and a receipt per chunk.
+
+    Records the plan names as poison are quarantined unread (``crashed_worker``).
+    """
     chunks = [OffsetRange(**c) for c in plan["chunks"]]
-    offsets = sum(c.size for c in chunks)
-    progress(f"batch {plan['batch_id']}: reading {offsets} offsets in {len(chunks)} chunks")
+    progress(landing_message(plan))
     graph.run(
         chunks,
-        config.bootstrap,
+        KafkaSpec(config.bootstrap, config.kafka_client, config.kafka_timeout),
         plan.get("wire_format", config.wire_format),
         ChunkWriter(str(layout.root)),
         config.runner,
         protection,
-        config.kafka_timeout,
         config.dask_scheduler,
+        refused_of(plan),
     )
 
 
@@ -155,6 +168,12 @@ class Sequencer:
         summary.steps["event_time"] = time.monotonic() - started
         event_state.account(summary, outcome)
         self._record_keys(batch_id, receipts, outcome)
+        # Records the step quarantined were read here, in the driver: close that connection, so
+        # no Kafka client of this process is open when it next forks (a forked librdkafka
+        # handle aborts the child when the child's garbage collector frees it).
+        close = getattr(self.source, "close", None)
+        if close is not None:
+            close()
         entries = quarantine_entries(receipts) + outcome.quarantine_entries
         self.catalog.quarantine.register(batch_id, entries)
         self.catalog.quarantine.refresh_view()  # a batch may quarantine and publish nothing
@@ -207,7 +226,8 @@ class Sequencer:
 
 
 def summary_from_journal(store: RunStore, entry: dict) -> BatchSummary:
-    """The summary of a batch sequenced earlier (by this worker or another), from the journal."""
+    """The summary of a batch sequenced earlier (by this worker or another), from the journal
+    and the catalog (its quarantine reasons, so metrics count a resumed batch's rejects too)."""
     read = entry["records_read"] or 0
     published = entry["records_published"] or 0
     quarantined = entry["records_quarantined"] or 0
@@ -224,6 +244,7 @@ def summary_from_journal(store: RunStore, entry: dict) -> BatchSummary:
         held=held,
         held_total=held_now.get("held_records", 0),  # on hold now (the topic's latest state)
         held_until=held_now.get("held_until"),
+        reasons=store.catalog.quarantine.batch_reasons(entry["batch_id"]),
         checkpoints=store.catalog.batch_checkpoints(entry["batch_id"]),
         resumed=True,
     )

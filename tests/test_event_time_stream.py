@@ -17,7 +17,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.kafka_source import KafkaPythonSource
+from pipelines.kafka_source import open_source
 from simulator.fleet import generate
 from simulator.messages import Message
 from simulator.producer import produce
@@ -82,7 +82,7 @@ def drain(config: RunConfig, sizes: list[int], kill_after: set[int], monkeypatch
             raise Killed(step)
 
     monkeypatch.setattr(faults, "journaled", journaled)
-    source, chain = KafkaPythonSource(config.bootstrap), open_chain("embedded", None, None)
+    source, chain = open_source(config.bootstrap), open_chain("embedded", None, None)
     summaries = []
     for size in [*sizes, 10**9]:
         sized = replace(config, max_batch_records=size)
@@ -141,7 +141,7 @@ def test_status_and_metrics_show_the_held_sessions_and_until_when(broker, topic,
     produce(broker.bootstrap, topic, messages, partitions=1)
     config = RunConfig(broker.bootstrap, topic, f"g-{topic}", tmp_path / "data")
     summary = run_batch(
-        config, KafkaPythonSource(broker.bootstrap), open_chain("embedded", None, None).anchor
+        config, open_source(broker.bootstrap), open_chain("embedded", None, None).anchor
     )
     assert (summary.read, summary.published, summary.held, summary.held_total) == (6, 0, 6, 6)
     # The hour 16:00 closes once the watermark passes 17:00 plus the 300 s allowed lateness.
@@ -175,7 +175,7 @@ def test_a_session_after_its_window_closed_is_quarantined_and_the_window_stays(
     # A report an hour and six minutes later moves the watermark past 17:05: 16:00 closes.
     later = [session_at(START_MS + hour + 360_000, cell + 1, "262010000000099")]
     straggler = [session_at(START_MS + 30_000, cell, "262010000000050")]  # ended at 16:00:30
-    source, chain = KafkaPythonSource(broker.bootstrap), open_chain("embedded", None, None)
+    source, chain = open_source(broker.bootstrap), open_chain("embedded", None, None)
     config = RunConfig(broker.bootstrap, topic, f"g-{topic}", tmp_path / "data")
     produce(broker.bootstrap, topic, on_time + later, partitions=1)
     first = run_batch(config, source, chain.anchor)
@@ -202,7 +202,7 @@ def test_a_record_the_stage_rejects_is_never_also_a_duplicate(broker, topic, tmp
     """Rows of records the stage quarantined are kept for the quality figures only: the
     duplicate check never sees them, so such a record is quarantined once."""
     (report,) = [m for m in generate(1, 1, 1, START_MS, 3) if b'"radio_kpi"' in m.value][:1]
-    source, chain = KafkaPythonSource(broker.bootstrap), open_chain("embedded", None, None)
+    source, chain = open_source(broker.bootstrap), open_chain("embedded", None, None)
     config = RunConfig(broker.bootstrap, topic, f"g-{topic}", tmp_path / "data")
     produce(broker.bootstrap, topic, [report], partitions=1)
     first = run_batch(config, source, chain.anchor)

@@ -281,3 +281,57 @@ sys.stdin.readline()
 con.execute("DROP TABLE market_test_touch")
 con.close()
 """
+
+
+def test_a_dataset_page_holds_what_a_buyer_decides_from(buyer):
+    _name, client = buyer
+    status, _h, body = client.request("GET", "/api/listings/subscriber_session.v1")
+    page = json.loads(body)
+    assert status == 200
+    assert {"data_card", "checkpoints", "publisher", "profiles", "sample", "examples",
+            "license_terms", "price", "quality_report", "access_request"} <= set(page)  # fmt: skip
+    assert page["publisher"]["signature"]["status"] == "valid"
+    assert page["price"]["label"] == "Free"
+    assert page["coverage"]["time_column"] == "session_start"  # not "? → ?"
+    imsi = next(p for p in page["profiles"] if p["name"] == "imsi")
+    assert imsi["masked"] and "top" not in imsi and "min" not in imsi
+    column = page["sample"]["columns"].index("imsi")
+    assert {row[column] for row in page["sample"]["rows"]} == {"•••• hidden"}
+    assert page["data_card"]["privacy"]["k_anonymity"]["k"] == 5
+
+
+def test_a_speed_test_listing_covers_its_published_h3_cells(buyer):
+    _name, client = buyer
+    listing = json.loads(client.request("GET", "/api/listings/speed_test.v1")[2])
+    assert listing["coverage"]["h3_cells"]
+    assert all(len(c["boundary"]) == 6 for c in listing["coverage"]["h3_cells"])
+
+
+def test_an_access_request_is_recorded_once_and_seen_by_the_seller(buyer, demo_dir):
+    name, client = buyer
+    for message in ("first", "second thoughts"):
+        status, _h, body = client.request(
+            "POST", "/api/access-requests", {"dataset": "speed_test.v1", "message": message}
+        )
+        assert status == 201 and json.loads(body)["request"]["status"] == "pending"
+    pending = MarketStore(market_path(demo_dir)).access_requests("pending")
+    assert [(r["dataset"], r["message"]) for r in pending if r["buyer"] == name] == [
+        ("speed_test.v1", "second thoughts")
+    ]
+    mine = json.loads(client.request("GET", "/api/access-requests")[2])["requests"]
+    assert [r["message"] for r in mine] == ["second thoughts"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"dataset": "radio_kpi.v1"}, 409, "already_licensed"),
+        ({"dataset": "nope.v1"}, 404, "not_found"),
+        ({"dataset": 3}, 400, "bad_request"),
+        ({"dataset": "speed_test.v1", "extra": 1}, 400, "bad_request"),
+    ],
+)
+def test_a_wrong_access_request_is_refused(buyer, body, status, code):
+    _name, client = buyer
+    answer = client.request("POST", "/api/access-requests", body)
+    assert (answer[0], json.loads(answer[2])["error"]["code"]) == (status, code)
