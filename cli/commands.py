@@ -225,8 +225,11 @@ def _print_demo(summary: dict[str, Any]) -> None:
     out.print(
         f"chain: {chain['kind']} (id {chain['chain_id']}), AnchorRegistry {chain['contract']}"
     )
-    verdict = "[green]VERIFIED[/green]" if summary["verified"] else "[red]FAILED[/red]"
-    out.print(f"verification: {verdict} — every row re-hashed to the anchored root")
+    color = "green" if summary["verified"] else "red"
+    out.print(
+        f"verification: [{color}]{summary['verdict']}[/{color}] — every row re-hashed to the "
+        "anchored root, every checkpoint's history and anchor checked against the registry"
+    )
 
 
 # -- quarantine ---------------------------------------------------------------------------------

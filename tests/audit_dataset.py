@@ -16,7 +16,9 @@ from proofs.leaves import leaf_hashes_for_batch
 from proofs.log import DatasetLog
 from proofs.manifest import build_manifest, write_manifest
 from proofs.signing import publisher_key
+from sinks.layout import DataLayout
 from streaming.chain import ChainContext
+from streaming.chain_binding import publish_identity
 
 DATASET = "probe.v1"
 SCHEMA = pa.schema(
@@ -74,8 +76,14 @@ def publish(
     dataset: str = DATASET,
     quality: dict | None = None,
 ) -> list[dict]:
-    """Publish each table as one batch (one file, one checkpoint, one anchor); the checkpoints."""
+    """Publish each table as one batch (one file, one checkpoint, one anchor); the checkpoints.
+
+    With a chain, the data directory's publisher identity is published in its registry first
+    (once), as ``rda run`` does at start: ``chain.trust_root()`` then pins it.
+    """
     dataset_dir = data_root / "published" / dataset
+    if chain is not None and chain.identity is None:
+        publish_identity(chain, DataLayout(data_root))
     log = DatasetLog(dataset_dir / "log")
     signer = publisher_key(data_root)
     files: list[dict] = []
@@ -106,6 +114,7 @@ def publish(
             "root": root.hex(),
             "manifest_sha256": digest.hex(),
             "manifest_path": str(manifest_file),
+            "previous_tree_size": previous["tree_size"] if previous else 0,
         }
         if chain is not None:
             (anchored,) = chain.anchor([checkpoint])
