@@ -301,11 +301,13 @@ def _preview(value: bytes | None, limit: int = 120) -> str:
 
 
 def quarantine_replay(args: argparse.Namespace) -> int:
+    from streaming.chain_binding import bind as bind_chain
     from streaming.replay import replay
 
     if not (args.data_dir / "catalog.duckdb").exists():
         raise UserError(f"no catalog under {args.data_dir}: nothing has been landed there")
     chain = _chain_for(args.chain, args.rpc_url, args.registry)
+    bind_chain(chain, args.data_dir)  # the chain its checkpoints are anchored on, or stop
     summary = replay(
         args.data_dir,
         args.format,

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from proofs.anchor import AnchorRegistry
 from proofs.history import log_checkpoints
 from proofs.identity import FILE_NAME, IdentityError, build_identity, key_entry, parse_identity
 from proofs.log import DatasetLog
@@ -285,3 +286,42 @@ def _write_identity(layout: DataLayout, raw: bytes) -> None:
     partial = path.with_name(path.name + ".partial")
     partial.write_bytes(raw)
     os.replace(partial, path)
+
+
+def check_data_dir(chain: ChainContext, data_dir: Path) -> str | None:
+    """Why ``chain`` does not hold the data directory's anchors, or None (``rda anchor``)."""
+    layout = DataLayout(data_dir)
+    with writing(layout) as store:
+        return _chain_problem(chain, layout, _latest_anchored(store.catalog))
+
+
+def reanchor_data_dir(
+    chain: ChainContext, data_dir: Path, progress: Callable[[str], None] = lambda _m: None
+) -> dict:
+    """``rda anchor --reanchor``: every checkpoint of ``data_dir`` anchored on ``chain``."""
+    layout = DataLayout(data_dir)
+    with writing(layout) as store:
+        problem = _chain_problem(chain, layout, _latest_anchored(store.catalog))
+        checkpoints = reanchor(chain, layout, store.catalog, progress)
+    fresh = [c for c in checkpoints if c.get("anchor_tx") and c.get("gas_used")]
+    return {
+        "chain": chain.describe(),
+        "identity_sha256": hashlib.sha256(chain.identity or b"").hexdigest(),
+        "checkpoints": len(checkpoints),
+        "newly_anchored": len(fresh),
+        "before": problem or "the chain already held every anchor",
+        "datasets": sorted({c["dataset"] for c in checkpoints}),
+    }
+
+
+def registry_for_reanchor(w3, address: str | None) -> AnchorRegistry:
+    """The given registry when this publisher can use it (version 2, owned by the node's first
+    account); otherwise (none given, no code any more, another owner) a new one is deployed."""
+    if address:
+        try:
+            registry = AnchorRegistry.at(w3, address)
+        except ValueError:  # no code at the address: the chain was reset
+            registry = None
+        if registry is not None and registry.version >= 2 and registry.owner() == registry.sender:
+            return registry
+    return AnchorRegistry.deploy(w3)
