@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from infra.chain import ChainConfig, connect
@@ -88,9 +89,15 @@ class ChainContext:
             )
         return results
 
-    def trust_root(self) -> TrustRoot:
+    def trust_root(self, data_dir: Path | None = None) -> TrustRoot:
         """A verifier's trust root pinned to the identity this chain context published (for the
-        publisher's own checks, e.g. the demo's; auditors pin the identity themselves)."""
+        publisher's own checks, e.g. the demo's; auditors pin the identity themselves). Given
+        ``data_dir``, its identity is published first if it is not yet."""
+        if self.identity is None and data_dir is not None:
+            from sinks.layout import DataLayout
+            from streaming.chain_binding import publish_identity
+
+            publish_identity(self, DataLayout(data_dir))
         if self.identity is None:
             raise ValueError("no publisher identity published on this chain yet")
         return TrustRoot(Pin(identity=self.identity), self.registry.w3)
