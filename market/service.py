@@ -18,9 +18,9 @@ from market.assets import Asset, CatalogUnavailable, load_assets, read_quality_r
 from market.export import croissant, data_package
 from market.listings import build_listing
 from market.policy import QueryRefused, check_query
-from market.proving import bundles_for, check_provable
+from market.proving import prove_returned_rows
 from market.results import FORMATS, encode
-from market.sandbox import LEAF_COLUMN, Limits, Sandbox
+from market.sandbox import Limits, Sandbox
 from market.store import Buyer, MarketSnapshot, MarketStore, market_path
 from sinks.layout import DataLayout
 
@@ -146,10 +146,8 @@ class Marketplace:
             raise QueryRefused("bad_request", "proofs come with format=json")
         table = self.sandbox.run(checked.sql, used, max_rows, leaf_index=proofs)
         envelope: dict[str, Any] = {"checkpoints": [a.checkpoint.as_dict() for a in used]}
-        if proofs:
-            leaves = check_provable(table, used)
-            envelope["proofs"] = bundles_for(used[0], leaves)
-            table = table.drop_columns([LEAF_COLUMN])
+        if proofs:  # each bundle proves exactly the row shown beside it, or the query is refused
+            table, envelope["proofs"] = prove_returned_rows(table, used)
         body = encode(table, fmt, envelope)
         return QueryResult(body, FORMATS[fmt], envelope["checkpoints"], table.num_rows)
 
