@@ -33,7 +33,9 @@ _STATIC = {
 _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+    # connect-src: the page's verifier reads anchors from the chain node the user names.
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+    "connect-src 'self' http: https:; frame-ancestors 'none'",
 }
 
 
@@ -99,7 +101,9 @@ class MarketHandler(BaseHTTPRequestHandler):
             self._send_json(200, market.export(parts[1], fmt))
         elif method == "POST" and parts == ["query"]:
             self._query(buyer, body or {})
-        elif parts and parts[0] in {"me", "listings", "query"}:
+        elif method == "GET" and parts == ["publisher"]:
+            self._send_json(200, market.publisher_identity())
+        elif parts and parts[0] in {"me", "listings", "query", "publisher"}:
             raise QueryRefused("method_not_allowed", f"{method} is not allowed on {path}", 405)
         else:
             raise QueryRefused("not_found", f"no endpoint {path}", 404)

@@ -170,12 +170,15 @@ async function runQuery() {
 }
 
 async function verifyPasted() {
-  const verdicts = await RDA.verifyText($("bundle").value);
-  const ok = verdicts.length > 0 && verdicts.every((v) => v.verified);
+  // Checked against what the user pinned (RDATrust, verify.js) and the listings' anchored
+  // checkpoints; the anchor itself is read from the user's RPC URL, never from this server.
+  const listings = Object.fromEntries(state.listings.map((l) => [l.dataset, l.checkpoint]));
+  const verdicts = await RDA.verifyText($("bundle").value, { ...RDATrust.load(), listings });
+  const status = RDA.overall(verdicts);
   const box = $("verdict");
-  box.className = "verdict " + (ok ? "ok" : "bad");
-  box.replaceChildren(el("div", { id: "verdict-line" }, ok ? `VERIFIED — ${verdicts.length} bundle(s)` : "NOT VERIFIED"),
-    ...verdicts.map((v) => el("div", { class: "mono" }, (v.verified ? "✓ " : "✗ ") + v.reason +
+  box.className = "verdict " + (status === RDA.VERIFIED ? "ok" : status === RDA.INCOMPLETE ? "incomplete" : "bad");
+  box.replaceChildren(el("div", { id: "verdict-line" }, status + (status === RDA.VERIFIED ? ` — ${verdicts.length} bundle(s)` : "")),
+    ...verdicts.map((v) => el("div", { class: "mono" }, ({ VERIFIED: "✓ ", INCOMPLETE: "– " }[v.status] || "✗ ") + v.reason +
       (v.leaf_hash ? ` (leaf hash ${v.leaf_hash.slice(0, 16)}…)` : ""))));
   box.hidden = false;
 }
@@ -191,6 +194,15 @@ $("search").addEventListener("input", renderListings);
 $("filter").addEventListener("change", renderListings);
 $("run").addEventListener("click", runQuery);
 $("verify").addEventListener("click", verifyPasted);
+$("pin-save").addEventListener("click", RDATrust.save);
+$("pin-offered").addEventListener("click", async () => {
+  try {
+    const offered = await api("/api/publisher");
+    $("pin-identity").value = offered.identity;
+    $("pin-status").textContent = "Offered by this site, SHA-256 " + offered.sha256 + ": compare it with what the publisher announces, then Pin.";
+  } catch (e) { showError(e.message); }
+});
+RDATrust.show();
 $("check-proofs").addEventListener("click", () => {
   $("bundle").value = JSON.stringify({ bundles: state.bundles }, null, 2);
   switchTab("proof");
