@@ -105,8 +105,10 @@ def test_query_proofs_are_verified_by_rda_verify(demo_dir, tmp_path):
     assert len(json.loads(result.stdout)["proofs"]) == 3
     assert len(list(bundles.glob("*.bundle.json"))) == 3
     verified = rda("verify", "--bundle", str(bundles), "--offline", "--json")
-    assert verified.returncode == 0, verified.stdout + verified.stderr
-    assert json.loads(verified.stdout)["verified"] is True
+    assert verified.returncode == 3, verified.stdout + verified.stderr  # offline: INCOMPLETE
+    report = json.loads(verified.stdout)
+    assert report["verdict"] == "INCOMPLETE"
+    assert [b["first_failure"] for b in report["bundles"]] == [None] * 3
 
 
 def test_serve_answers_until_terminated(demo_dir):

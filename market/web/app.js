@@ -179,7 +179,8 @@ async function verifyPasted() {
   box.className = "verdict " + (status === RDA.VERIFIED ? "ok" : status === RDA.INCOMPLETE ? "incomplete" : "bad");
   box.replaceChildren(el("div", { id: "verdict-line" }, status + (status === RDA.VERIFIED ? ` — ${verdicts.length} bundle(s)` : "")),
     ...verdicts.map((v) => el("div", { class: "mono" }, ({ VERIFIED: "✓ ", INCOMPLETE: "– " }[v.status] || "✗ ") + v.reason +
-      (v.leaf_hash ? ` (leaf hash ${v.leaf_hash.slice(0, 16)}…)` : ""))));
+      (v.leaf_hash ? ` (leaf hash ${v.leaf_hash.slice(0, 16)}…)` : ""),
+      el("ul", { class: "checks" }, (v.checks || []).map((c) => el("li", {}, `${c.ok === true ? "✓" : c.ok === false ? "✗" : "–"} ${c.check}: ${c.detail}`))))));
   box.hidden = false;
 }
 
