@@ -112,9 +112,7 @@ def test_many_checkpoints_in_one_transaction_report_gas_per_checkpoint(registry)
     receipt = registry.anchor_many(checkpoints)
     assert (receipt.created, receipt.checkpoints_created) == (True, 10)
     assert receipt.gas_per_checkpoint == receipt.gas_used / 10
-    assert all(
-        registry.get(d, n).block_number == receipt.block_number for d, n, *_ in checkpoints
-    )
+    assert all(registry.get(d, n).block_number == receipt.block_number for d, n, *_ in checkpoints)
     single = registry.anchor_many([("alone", 1, ROOT_B, MANIFEST, 0)])
     assert single.gas_per_checkpoint > receipt.gas_per_checkpoint  # batching amortizes the tx
 
