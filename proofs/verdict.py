@@ -23,7 +23,7 @@ EXIT_CODES = {VERIFIED: 0, NOT_VERIFIED: 1, INCOMPLETE: 3}
 # The checks without which a verdict cannot be VERIFIED, by what is verified.
 BUNDLE_CHECKS = ("bundle", "leaf", "inclusion", "identity", "anchor")
 CHECKPOINT_CHECKS = ("files", "root", "manifest", "signature", "identity", "anchor")
-HISTORY_CHECKS = ("previous", "consistency", "anchored", "links", "latest")
+HISTORY_CHECKS = ("previous", "consistency", "anchored", "latest", "links")
 
 
 @dataclass
