@@ -70,6 +70,7 @@ class TrustRoot:
         self.registry: AnchorRegistry | None = None  # set once the pinned registry is readable
         self._check: Check | None = None
         self._transactions: dict[str, tuple[str | None, int, int] | Check] = {}
+        self._anchors: dict[tuple[str, int], Anchor] = {}
 
     @classmethod
     def over_rpc(
@@ -226,7 +227,7 @@ class TrustRoot:
             return registry, None
         where = f"registry {registry.address}"
         try:
-            anchor = _read(lambda: registry.get(log, tree_size))
+            anchor = self._anchor(registry, log, tree_size)
         except ChainUnreadable as error:
             return Check("anchor", None, f"not checked: {error}"), None
         if anchor is None:
@@ -248,6 +249,16 @@ class TrustRoot:
             f"root and manifest hash anchored in {where}, block {anchor.block_number} "
             f"(time {anchor.anchored_at})",
         ), anchor
+
+    def _anchor(self, registry: AnchorRegistry, log: str, tree_size: int) -> Anchor | None:
+        """``getAnchor``, read once per (log, size): an anchor never changes once written."""
+        key = (log, tree_size)
+        if key not in self._anchors:
+            found = _read(lambda: registry.get(log, tree_size))
+            if found is None:
+                return None  # not cached: it may be anchored by the next look
+            self._anchors[key] = found
+        return self._anchors[key]
 
     def latest(self, log: str) -> Anchor | Check | None:
         """The log's latest anchor on the pinned registry, or why it could not be read."""
