@@ -185,7 +185,8 @@ def _check_signatures(signatures: Any, body: bytes, identity: tuple) -> tuple[st
             raise IdentityError("a signature is by a key the identity does not list")
         problem = verify_signature(signature, body)
         if problem is not None:
-            raise IdentityError(f"signature by {key_id[:16]}…: {problem}")
+            problem = problem.replace("does not match the manifest bytes", "does not verify")
+            raise IdentityError(f"signature by {key_id[:16]}…: {problem} over the identity")
     return tuple(signature["key_id"] for signature in signatures)
 
 

@@ -66,6 +66,12 @@ def bind_data_dir(chain: ChainContext, layout: DataLayout, catalog: Catalog) -> 
 
     Returns what was done: ``{"identity": sha256 hex, "published": bool, "reanchored": n}``.
     """
+    if chain.registry.version < 2:
+        raise ChainChanged(
+            f"registry {chain.contract} is a version-1 AnchorRegistry: it cannot hold the "
+            "publisher identity nor link anchors; run `rda anchor --reanchor --data-dir "
+            f"{layout.root}` to anchor every checkpoint in a new registry"
+        )
     latest = _latest_anchored(catalog)
     problem = _chain_problem(chain, layout, latest)
     reanchored = 0
