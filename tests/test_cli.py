@@ -139,9 +139,11 @@ def test_simulate_run_verify_through_the_cli(tmp_path, broker, topic):
     assert sum(b["records_read"] for b in batches) == produced
     check = rda("verify", "--data-dir", data, "--json", state=state)
     verdict = json.loads(check.stdout)
-    assert check.returncode == 0 and verdict["verified"] is True
-    anchor = verdict["datasets"][0]["checks"][-1]
-    assert (anchor["check"], anchor["ok"]) == ("anchor", None)  # embedded chain: said, not hidden
+    # the embedded chain died with `rda run`: every row checks out, the anchors cannot be read
+    assert check.returncode == 3 and verdict["verdict"] == "INCOMPLETE"
+    assert verdict["datasets"][0]["first_failure"] is None
+    anchor = next(c for c in verdict["datasets"][0]["checks"] if c["check"] == "anchor")
+    assert anchor["ok"] is None  # said, not hidden
 
 
 def test_run_without_a_broker_is_a_clear_error_not_a_traceback(tmp_path):
@@ -186,10 +188,14 @@ def test_with_anvil_a_later_process_verifies_the_anchor_on_chain(tmp_path):
         assert rda("simulate", "--nodes", "4", "--duration", "20", state=state).returncode == 0
         run = rda("run", "--once", "--data-dir", data, "--json", state=state)
         assert run.returncode == 0, run.stderr
-        check = rda("verify", "--data-dir", data, "--json", state=state)
-        anchor = json.loads(check.stdout)["datasets"][0]["checks"][-1]
-        assert check.returncode == 0
-        assert (anchor["check"], anchor["ok"]) == ("anchor", True)
+        pinned = tmp_path / "pinned-identity.json"  # the auditor's copy, pinned once
+        pinned.write_bytes(
+            (tmp_path / "data" / "published" / "publisher-identity.json").read_bytes()
+        )
+        check = rda("verify", "--data-dir", data, "--publisher", str(pinned), "--json", state=state)
+        checks = json.loads(check.stdout)["datasets"][0]["checks"]
+        assert check.returncode == 0, check.stdout
+        assert {c["check"]: c["ok"] for c in checks}["anchor"] is True
     finally:
         down = rda("infra", "down", "--json", state=state)
     assert json.loads(down.stdout)["stopped"] == {"broker": True, "anvil": True}
