@@ -128,3 +128,19 @@ def first_failure(verdict) -> tuple[str, str]:
     failure = verdict.first_failure
     assert failure is not None, verdict.as_dict()
     return failure.name, failure.detail
+
+
+def fabricated_bundle(dataset: str = DATASET, anchor: dict | None = None) -> dict:
+    """A row nobody published, "proven" in a tree of size 1 whose root is its own leaf hash,
+    with an all-zero manifest hash (issue 14, attacks 1 and 6)."""
+    from proofs.jcs import canonicalize
+    from proofs.merkle import leaf_hash
+
+    row = {"node_id": "node-fabricated", "rsrp_dbm": -40.0}
+    leaf = leaf_hash(canonicalize(row)).hex()
+    return {
+        "bundle_version": 1, "dataset": dataset, "log": dataset, "row": row, "leaf_index": 0,
+        "leaf_hash": leaf, "audit_path": [],
+        "checkpoint": {"log": dataset, "tree_size": 1, "root": leaf, "manifest_sha256": "00" * 32},
+        "anchor": anchor,
+    }  # fmt: skip

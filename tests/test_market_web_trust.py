@@ -15,6 +15,7 @@ import shutil
 from types import SimpleNamespace
 
 import pytest
+from audit_dataset import fabricated_bundle
 from market_support import new_buyer
 from test_market_web import TIMEOUT_MS, browser, shot  # noqa: F401  (browser: a fixture)
 
@@ -24,8 +25,6 @@ from market.http import start_server
 from market.proving import bundles_for
 from market.service import Marketplace
 from proofs.anchor import AnchorRegistry
-from proofs.jcs import canonicalize
-from proofs.merkle import leaf_hash
 from streaming.chain import ChainContext
 from streaming.chain_binding import reanchor_data_dir
 
@@ -91,18 +90,6 @@ def real_bundles(anchored, *leaves: int) -> list[dict]:
     return bundles_for(load_assets(anchored.data)[DATASET], list(leaves))
 
 
-def made_up_bundle(anchor: dict | None) -> dict:
-    """Attack 6: a row nobody published, in a tree of size 1 whose root is its own leaf."""
-    row = {"node_id": "node-made-up", "rsrp_dbm": -50.0}
-    leaf = leaf_hash(canonicalize(row)).hex()
-    return {
-        "bundle_version": 1, "dataset": DATASET, "log": DATASET, "row": row, "leaf_index": 0,
-        "leaf_hash": leaf, "audit_path": [],
-        "checkpoint": {"log": DATASET, "tree_size": 1, "root": leaf, "manifest_sha256": "00" * 32},
-        "anchor": anchor,
-    }  # fmt: skip
-
-
 def test_query_proofs_are_verified_against_the_anchor_the_page_reads(page, anchored):
     pin(page, identity=anchored.identity, rpc_url=anchored.rpc_url)
     assert "Identity document pinned. Anchors are read from" in page.inner_text("#pin-status")
@@ -139,7 +126,7 @@ def test_nothing_pinned_or_no_rpc_url_is_incomplete_never_verified(page, anchore
 def test_attack_6_a_made_up_row_with_a_real_anchor_tx_is_not_verified(page, anchored, rpc):
     (real,) = real_bundles(anchored, 0)
     pin(page, identity=anchored.identity, rpc_url=anchored.rpc_url if rpc else "")
-    line, text = verdict_of(page, [made_up_bundle(real["anchor"])])
+    line, text = verdict_of(page, [fabricated_bundle(DATASET, real["anchor"])])
     assert line == "NOT VERIFIED"
     if rpc:
         assert f"no anchor of {DATASET} at size 1 in registry {anchored.chain.contract}" in text
@@ -150,7 +137,7 @@ def test_attack_6_a_made_up_row_with_a_real_anchor_tx_is_not_verified(page, anch
 
 def test_attack_1_a_fabricated_unanchored_bundle_is_not_verified(page, anchored):
     pin(page, identity=anchored.identity, rpc_url=anchored.rpc_url)
-    line, text = verdict_of(page, [made_up_bundle(None)])
+    line, text = verdict_of(page, [fabricated_bundle(DATASET)])
     assert line == "NOT VERIFIED" and "no anchor of radio_kpi.v1 at size 1" in text
 
 
@@ -158,7 +145,7 @@ def test_attack_2_a_bundle_naming_another_registry_is_not_verified(page, anchore
     """Someone's own AnchorRegistry holds a fabricated root; the bundle names it."""
     w3 = anchored.chain.registry.w3
     rogue = AnchorRegistry.deploy(w3, sender=w3.eth.accounts[1])
-    bundle = made_up_bundle(None)
+    bundle = fabricated_bundle(DATASET)
     rogue.anchor(DATASET, 1, bytes.fromhex(bundle["checkpoint"]["root"]), b"\x00" * 32)
     bundle["anchor"] = {
         "chain_id": 31337, "contract": rogue.address, "transaction": None, "block": None,

@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from audit_dataset import DATASET, publish, rows
+from audit_dataset import DATASET, fabricated_bundle, publish, rows
 from test_cli import rda
 
 from cli.main import main
@@ -29,11 +29,9 @@ from infra.tools import free_port
 from proofs.anchor import AnchorRegistry
 from proofs.bundle import build_bundles
 from proofs.identity import FILE_NAME
-from proofs.jcs import canonicalize
 from proofs.leaves import leaf_bytes_for_batch, leaf_hashes_for_batch
 from proofs.log import DatasetLog, LogRef
 from proofs.manifest import all_manifests, load_manifest, signature_path, write_manifest
-from proofs.merkle import leaf_hash
 from proofs.signing import publisher_key
 from streaming.chain import ChainContext
 
@@ -83,18 +81,6 @@ def audit(world, *args: str, **kwargs) -> tuple[int, dict]:
     return code, dataset
 
 
-def fabricated_bundle(anchor: dict | None) -> dict:
-    """A row nobody published: tree size 1, the root its own leaf, manifest hash all zero."""
-    row = {"node_id": "node-fabricated", "rsrp_dbm": -40.0}
-    leaf = leaf_hash(canonicalize(row)).hex()
-    return {
-        "bundle_version": 1, "dataset": DATASET, "log": DATASET, "row": row, "leaf_index": 0,
-        "leaf_hash": leaf, "audit_path": [],
-        "checkpoint": {"log": DATASET, "tree_size": 1, "root": leaf, "manifest_sha256": "00" * 32},
-        "anchor": anchor,
-    }  # fmt: skip
-
-
 def write_bundle(world, bundle: dict, name: str = "forged.bundle.json") -> Path:
     path = world.tmp / name
     path.write_text(json.dumps(bundle))
@@ -128,7 +114,7 @@ def test_the_untouched_data_is_verified_with_every_check(world):
 
 
 def test_attack_1_a_fabricated_unanchored_bundle_is_not_verified(world):
-    path = write_bundle(world, fabricated_bundle(None))
+    path = write_bundle(world, fabricated_bundle())
     code, report = verify(world, "--bundle", str(path))
     assert (code, report["verdict"]) == (1, "NOT VERIFIED")
     assert report["bundles"][0]["first_failure"] == {
@@ -146,7 +132,7 @@ def test_attack_1_a_fabricated_unanchored_bundle_is_not_verified(world):
 def test_attack_2_a_registry_of_ones_own_named_in_the_bundle_is_not_verified(world):
     w3 = world.chain.registry.w3
     rogue = AnchorRegistry.deploy(w3, sender=w3.eth.accounts[1])
-    bundle = fabricated_bundle(None)
+    bundle = fabricated_bundle()
     rogue.anchor(DATASET, 1, bytes.fromhex(bundle["checkpoint"]["root"]), b"\x00" * 32)
     bundle["anchor"] = {
         "chain_id": 31337, "contract": rogue.address, "transaction": None, "block": None,
