@@ -119,7 +119,14 @@ def open_chain(kind: str, rpc_url: str | None, registry_address: str | None) -> 
     """Connect, and deploy the registry unless one is given (always, for the embedded EVM)."""
     w3 = connect(ChainConfig(kind=kind, rpc_url=rpc_url))
     if registry_address and kind != "embedded":
-        registry = AnchorRegistry.at(w3, registry_address)
+        try:
+            registry = AnchorRegistry.at(w3, registry_address)
+        except ValueError as error:  # no code there (any more), or not an address
+            raise ChainChanged(
+                f"{error}: the chain at {rpc_url} was reset, or is not the one meant; point "
+                "--rpc-url/--registry at the registry, or run `rda anchor --reanchor` to anchor "
+                "the data directory's checkpoints in a new one"
+            ) from None
     else:
         registry = AnchorRegistry.deploy(w3)
     return ChainContext(kind=kind, rpc_url=rpc_url, chain_id=w3.eth.chain_id, registry=registry)

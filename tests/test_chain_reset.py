@@ -109,6 +109,20 @@ def test_a_reset_while_running_stops_the_next_anchor(tmp_path, anvil):
         node.stop()
 
 
+def test_a_reset_chain_without_the_registry_is_one_clear_error(tmp_path):
+    from streaming.chain import open_chain
+
+    port = free_port()
+    node, _w3, registry = fresh_anvil(port, tmp_path / "anvil-1")
+    node.stop()
+    node = start_anvil(port, tmp_path / "anvil-2")  # reset, and nothing deployed again
+    try:
+        with pytest.raises(ChainChanged, match=f"no contract at {registry.address} on chain"):
+            open_chain("rpc", node.rpc_url, registry.address)
+    finally:
+        node.stop()
+
+
 def test_another_registry_stops_rda_run_and_names_both(tmp_path, anvil):
     from audit_dataset import publish as publish_rows
     from audit_dataset import rows
