@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+import random
 import shutil
 import tempfile
 from pathlib import Path
@@ -76,29 +77,29 @@ def scalar_paths(value, path=()):
         yield path
 
 
-def changed(value, data):
+def changed(value, rng: random.Random):
     """A different value of the same kind (never null: a removed hint is not a forgery)."""
     if isinstance(value, bool):
         return not value
     if isinstance(value, int):
-        return value + data.draw(st.sampled_from([1, -1, 7, 2**20]))
+        return value + rng.choice([1, -1, 7, 2**20])
     if isinstance(value, float):
-        return value + data.draw(st.sampled_from([0.5, -1.0, 1e-3]))
+        return value + rng.choice([0.5, -1.0, 1e-3])
     if isinstance(value, str) and value:
-        at = data.draw(st.integers(0, len(value) - 1))
-        other = data.draw(st.sampled_from([c for c in HEX + "xz-" if c != value[at].lower()]))
+        at = rng.randrange(len(value))
+        other = rng.choice([c for c in HEX + "xz-" if c != value[at].lower()])
         return value[:at] + other + value[at + 1 :]
-    return data.draw(st.sampled_from(["x", 0, True]))
+    return rng.choice(["x", 0, True])
 
 
-def mutate(document, data):
+def mutate(document, rng: random.Random):
     """``document`` with one scalar changed; the path changed."""
     paths = list(scalar_paths(document))
-    path = data.draw(st.sampled_from(paths))
+    path = rng.choice(paths)
     target = document
     for key in path[:-1]:
         target = target[key]
-    target[path[-1]] = changed(target[path[-1]], data)
+    target[path[-1]] = changed(target[path[-1]], rng)
     return document, path
 
 
@@ -106,9 +107,12 @@ def mutate(document, data):
 @given(
     sizes=st.lists(st.integers(min_value=1, max_value=9), min_size=1, max_size=3),
     kind=st.sampled_from(KINDS),
-    data=st.data(),
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
 )
-def test_a_single_changed_field_is_never_verified(publisher, sizes, kind, data):
+def test_a_single_changed_field_is_never_verified(publisher, sizes, kind, seed):
+    # Which field, and how, is chosen from ``seed``: the choices depend on the example's bytes
+    # (transaction hashes, paths), which Hypothesis must not see vary between its replays.
+    data = random.Random(seed)
     chain, publisher_root = publisher
     root = new_data_root(publisher_root)
     dataset = f"prop{next(_names)}.v1"
@@ -138,7 +142,7 @@ def test_a_single_changed_field_is_never_verified(publisher, sizes, kind, data):
 
 def assert_changed_bundle_fails(chain, trust, dataset_dir, checkpoints, data):
     last = checkpoints[-1]
-    leaf = data.draw(st.integers(0, last["tree_size"] - 1))
+    leaf = data.randrange(last["tree_size"])
     table = pq.read_table([f for f in sorted((dataset_dir / "data").glob("*.parquet"))])
     (bundle,) = build_bundles(
         LogRef.for_dataset(dataset_dir),
@@ -149,11 +153,12 @@ def assert_changed_bundle_fails(chain, trust, dataset_dir, checkpoints, data):
     )
     assert verify_bundle(bundle, trust).status == VERIFIED
     forged, path = mutate(json.loads(json.dumps(bundle)), data)
-    assert verify_bundle(forged, trust).status != VERIFIED, path
+    verdict = verify_bundle(forged, trust)
+    assert verdict.status != VERIFIED, (path, verdict.as_dict())
 
 
 def assert_changed_manifest_fails(chain, trust, dataset_dir, checkpoints, data):
-    manifest_file = data.draw(st.sampled_from(all_manifests(dataset_dir)))
+    manifest_file = data.choice(all_manifests(dataset_dir))
     manifest, _ = load_manifest(manifest_file)
     forged, path = mutate(manifest, data)
     try:
@@ -165,13 +170,14 @@ def assert_changed_manifest_fails(chain, trust, dataset_dir, checkpoints, data):
         write_manifest(dataset_dir, forged, signer)  # re-signed by the publisher's own key
     else:
         manifest_file.write_bytes(bytes_)
-    assert audit_log(dataset_dir, trust).status != VERIFIED, path
+    verdict = audit_log(dataset_dir, trust)
+    assert verdict.status != VERIFIED, (path, verdict.as_dict())
 
 
 def assert_changed_identity_fails(chain, trust, dataset_dir, checkpoints, data):
     envelope = json.loads(chain.identity)
     forged, path = mutate(envelope, data)
-    if path[0] == "identity" and data.draw(st.booleans()):  # re-signed with the real key
+    if path[0] == "identity" and data.random() < 0.5:  # re-signed with the real key
         signer = publisher_key(dataset_dir.parent.parent)
         forged["signatures"] = [signer.sign(canonicalize(forged["identity"]))]
     try:
@@ -187,11 +193,11 @@ def assert_forged_anchor_fails(chain, trust, dataset_dir, checkpoints, data):
     *honest, last = checkpoints
     if honest:
         chain.anchor(honest)
-    field = data.draw(st.sampled_from(["root", "manifest_sha256", "tree_size", "none"]))
+    field = data.choice(["root", "manifest_sha256", "tree_size", "none"])
     if field == "tree_size":
-        last = {**last, "tree_size": last["tree_size"] + data.draw(st.integers(1, 5))}
-    elif field != "none":
-        last = {**last, field: changed(last[field], data)}
+        last = {**last, "tree_size": last["tree_size"] + data.randint(1, 5)}
+    elif field != "none":  # another 32-byte value (the contract takes nothing else)
+        last = {**last, field: f"{data.getrandbits(256) | 1:064x}"}
     if field != "none":
         chain.anchor([last])
     assert audit_log(dataset_dir, trust).status != VERIFIED, field
@@ -225,8 +231,8 @@ def assert_changed_row_is_refused(chain, trust, dataset_dir, checkpoints, data):
     table = table.append_column(LEAF_COLUMN, pa.array(range(table.num_rows), pa.int64()))
     shown, bundles = prove_returned_rows(table, [asset])
     assert len(bundles) == shown.num_rows  # the honest result is proven
-    row = data.draw(st.integers(0, table.num_rows - 1))
-    column = data.draw(st.sampled_from(table.column_names))
+    row = data.randrange(table.num_rows)
+    column = data.choice(table.column_names)
     values = table.column(column).to_pylist()
     values[row] = _changed_cell(values[row], data)
     forged = table.set_column(
@@ -241,7 +247,7 @@ def assert_changed_row_is_refused(chain, trust, dataset_dir, checkpoints, data):
 
 def _changed_cell(value, data):
     if isinstance(value, dt.datetime):
-        return value + dt.timedelta(seconds=data.draw(st.integers(1, 10**6)))
+        return value + dt.timedelta(seconds=data.randint(1, 10**6))
     if value is None:
         return -71.5
     return changed(value, data)
