@@ -183,6 +183,15 @@ def test_rda_run_refuses_a_version_1_registry_and_says_how_to_move(v1_world, tmp
 # -- hostile inputs get verdicts -------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """One published dataset and its chain, for the tests that only read them."""
+    chain = open_chain("embedded", None, None)
+    root = tmp_path_factory.mktemp("shared")
+    checkpoints = publish(root, [rows(0, 30), rows(30, 20)], chain)
+    return chain, (root / "published" / DATASET, checkpoints)
+
+
 def _bundle(published) -> dict:
     dataset_dir, checkpoints = published
     table = pq.read_table(dataset_dir / "data" / "batch-0000.parquet").slice(2, 1)
@@ -221,7 +230,8 @@ HOSTILE_BUNDLES = [
 @pytest.mark.parametrize(
     "change", HOSTILE_BUNDLES, ids=[str(i) for i in range(len(HOSTILE_BUNDLES))]
 )
-def test_any_malformed_bundle_gets_a_verdict_never_an_exception(published, chain, change):
+def test_any_malformed_bundle_gets_a_verdict_never_an_exception(shared, change):
+    chain, published = shared
     bundle = copy.deepcopy(_bundle(published))
     changed = change(bundle)
     verdict = verify_bundle(changed if changed is not None else bundle, chain.trust_root())

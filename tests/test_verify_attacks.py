@@ -38,8 +38,7 @@ from streaming.chain import ChainContext
 pytestmark = pytest.mark.anvil
 
 
-@pytest.fixture
-def world(tmp_path, anvil, monkeypatch):
+def _world(tmp_path: Path, anvil) -> SimpleNamespace:
     """Three anchored checkpoints (12, 20, 25 rows) on a registry of their own, and the
     auditor's pinned copy of the publisher's identity document."""
     w3 = connect(ChainConfig("anvil", port=anvil.port))
@@ -48,8 +47,6 @@ def world(tmp_path, anvil, monkeypatch):
     checkpoints = publish(data, [rows(0, 12), rows(12, 8), rows(20, 5)], chain)
     pinned = tmp_path / "pinned-identity.json"
     pinned.write_bytes((data / "published" / FILE_NAME).read_bytes())
-    monkeypatch.setenv("RDA_STATE_DIR", str(tmp_path / "state"))  # no `infra up` chain
-    monkeypatch.delenv("RDA_PUBLISHER", raising=False)
     return SimpleNamespace(
         data=data,
         dataset_dir=data / "published" / DATASET,
@@ -60,6 +57,24 @@ def world(tmp_path, anvil, monkeypatch):
         state=tmp_path / "state",
         tmp=tmp_path,
     )
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, anvil):
+    """The published data, shared by the tests that only read it."""
+    with pytest.MonkeyPatch.context() as patch:
+        root = tmp_path_factory.mktemp("attacks")
+        patch.setenv("RDA_STATE_DIR", str(root / "state"))  # no `infra up` chain
+        patch.delenv("RDA_PUBLISHER", raising=False)
+        yield _world(root, anvil)
+
+
+@pytest.fixture
+def own_world(tmp_path, anvil, monkeypatch):
+    """The same, for a test that changes the data (its own registry too)."""
+    monkeypatch.setenv("RDA_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("RDA_PUBLISHER", raising=False)
+    return _world(tmp_path, anvil)
 
 
 def verify(world, *args: str, pin: bool = True, rpc: bool = True) -> tuple[int, dict]:
@@ -190,9 +205,9 @@ def _rewrite_history(world, keep_old_manifests: bool) -> None:
     world.chain.registry.anchor(DATASET, size, root, digest, previous=25)
 
 
-def test_attack_3_a_rewritten_history_kept_beside_the_old_one_is_not_verified(world):
-    _rewrite_history(world, keep_old_manifests=True)
-    code, dataset = audit(world)
+def test_attack_3_a_rewritten_history_kept_beside_the_old_one_is_not_verified(own_world):
+    _rewrite_history(own_world, keep_old_manifests=True)
+    code, dataset = audit(own_world)
     assert (code, dataset["verdict"]) == (1, "NOT VERIFIED")
     failed = {c["check"]: c["detail"] for c in dataset["checks"] if c["ok"] is False}
     assert failed["consistency"] == (  # the first pair whose later tree holds the new row 3
@@ -201,9 +216,9 @@ def test_attack_3_a_rewritten_history_kept_beside_the_old_one_is_not_verified(wo
     )
 
 
-def test_attack_3_a_rewritten_history_with_the_old_one_deleted_is_not_verified(world):
-    _rewrite_history(world, keep_old_manifests=False)
-    code, dataset = audit(world)
+def test_attack_3_a_rewritten_history_with_the_old_one_deleted_is_not_verified(own_world):
+    _rewrite_history(own_world, keep_old_manifests=False)
+    code, dataset = audit(own_world)
     assert (code, dataset["verdict"]) == (1, "NOT VERIFIED")
     assert dataset["first_failure"] == {
         "check": "links",
@@ -216,23 +231,23 @@ def test_attack_3_a_rewritten_history_with_the_old_one_deleted_is_not_verified(w
 # -- attack 4: a withheld newest checkpoint ------------------------------------------------------
 
 
-def test_attack_4_a_withheld_newest_checkpoint_is_not_verified(world):
-    newest = all_manifests(world.dataset_dir)[-1]
+def test_attack_4_a_withheld_newest_checkpoint_is_not_verified(own_world):
+    newest = all_manifests(own_world.dataset_dir)[-1]
     signature_path(newest).unlink()
     newest.unlink()
-    (world.dataset_dir / "data" / "batch-0002.parquet").unlink()
-    DatasetLog(world.dataset_dir / "log").append_at(20, [])  # the leaves, cut back to 20
+    (own_world.dataset_dir / "data" / "batch-0002.parquet").unlink()
+    DatasetLog(own_world.dataset_dir / "log").append_at(20, [])  # the leaves, cut back to 20
     expected = (
         f"the registry's latest checkpoint of {DATASET} has size 25 (block "
-        f"{world.checkpoints[-1]['anchor_block']}); the data's newest has 20: a newer "
+        f"{own_world.checkpoints[-1]['anchor_block']}); the data's newest has 20: a newer "
         "checkpoint is withheld, or the data was rolled back"
     )
-    code, dataset = audit(world)
+    code, dataset = audit(own_world)
     assert (code, dataset["first_failure"]) == (
         1,
         {"check": "latest", "ok": False, "detail": expected},
     )
-    code, report = verify(world, "--history", "--data-dir", str(world.data))
+    code, report = verify(own_world, "--history", "--data-dir", str(own_world.data))
     assert code == 1 and report["histories"][0]["first_failure"]["detail"] == expected
 
 
@@ -307,10 +322,10 @@ def test_a_key_id_pin_accepts_only_the_identity_that_key_signed(world):
     )
 
 
-def test_a_tampered_pinned_identity_is_not_verified(world):
-    text = world.pinned.read_text().replace('"valid_from":0', '"valid_from":1')
-    world.pinned.write_text(text)
-    code, dataset = audit(world)
+def test_a_tampered_pinned_identity_is_not_verified(own_world):
+    text = own_world.pinned.read_text().replace('"valid_from":0', '"valid_from":1')
+    own_world.pinned.write_text(text)
+    code, dataset = audit(own_world)
     assert code == 1
     assert dataset["first_failure"]["check"] == "identity"
     assert dataset["first_failure"]["detail"].startswith("pinned identity document: signature by")
