@@ -51,14 +51,14 @@ def consume_poll(consumer) -> list:
 
 def _one_batch(bootstrap: str, data_dir: Path, n: int) -> float:
     """Seconds for ``run_batch`` to take the whole backlog in one batch (a fresh group)."""
-    from pipelines.kafka_source import KafkaPythonSource
+    from pipelines.kafka_source import open_source
     from streaming.chain import open_chain
     from streaming.driver import RunConfig, run_batch
 
     chain = open_chain("embedded", None, None)
     config = RunConfig(bootstrap, "bench", f"one-{data_dir.name}", data_dir)
     started = time.perf_counter()
-    batch = run_batch(config, KafkaPythonSource(bootstrap), chain.anchor)
+    batch = run_batch(config, open_source(bootstrap), chain.anchor)
     seconds = time.perf_counter() - started
     assert batch is not None and batch.read == n
     return seconds
@@ -66,12 +66,12 @@ def _one_batch(bootstrap: str, data_dir: Path, n: int) -> float:
 
 def _sustained(bootstrap: str, data_dir: Path, n: int, per_batch: int) -> tuple[float, int]:
     """The loop `rda run` runs, a bounded batch at a time, over the same backlog."""
-    from pipelines.kafka_source import KafkaPythonSource
+    from pipelines.kafka_source import open_source
     from streaming.chain import open_chain
     from streaming.driver import RunConfig, run_batch
 
     config = RunConfig(bootstrap, "bench", "sustained", data_dir, max_batch_records=per_batch)
-    chain, source = open_chain("embedded", None, None), KafkaPythonSource(bootstrap)
+    chain, source = open_chain("embedded", None, None), open_source(bootstrap)
     started, batches, read = time.perf_counter(), 0, 0
     while (summary := run_batch(config, source, chain.anchor)) is not None:
         batches, read = batches + 1, read + summary.read

@@ -11,6 +11,7 @@ from benchmarks import (
     dedup,
     end_to_end,
     market,
+    peers,
     proofs,
     quality,
     scale_out,
@@ -21,6 +22,7 @@ from benchmarks import (
 BENCHMARKS: dict[str, Callable[[bool], dict]] = {
     "decode_standardize": decode.run,
     "end_to_end": end_to_end.run,
+    "peers": peers.run,
     "streaming": streaming.run,
     "scale_out": scale_out.run,
     "dedup": dedup.run,

@@ -55,7 +55,7 @@ def run(quick: bool = False) -> dict:
 
 
 def _latency(bootstrap: str, workdir: Path, seconds: float) -> dict:
-    from pipelines.kafka_source import KafkaPythonSource
+    from pipelines.kafka_source import open_source
     from streaming.chain import open_chain
     from streaming.driver import RunConfig, run_batch
 
@@ -71,7 +71,7 @@ def _latency(bootstrap: str, workdir: Path, seconds: float) -> dict:
     )
     producer.start()
     config = RunConfig(bootstrap, "steady", "steady", workdir / "steady")
-    source, chain = KafkaPythonSource(bootstrap), open_chain("embedded", None, None)
+    source, chain = open_source(bootstrap), open_chain("embedded", None, None)
     done_at: dict[int, float] = {}
     time.sleep(1.0)  # the topic exists once the producer has started
     while True:

@@ -16,5 +16,18 @@ def best_seconds(work: Callable[[], object], repeat: int = 5) -> float:
     return best
 
 
+def best_pair_seconds(
+    first: Callable[[], object], second: Callable[[], object], repeat: int = 7
+) -> tuple[float, float]:
+    """Best-of-``repeat`` of two workloads run in turns, so a burst of load hits both alike."""
+    best = [float("inf"), float("inf")]
+    for _ in range(repeat):
+        for side, work in enumerate((first, second)):
+            started = time.perf_counter()
+            work()
+            best[side] = min(best[side], time.perf_counter() - started)
+    return best[0], best[1]
+
+
 def rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else float("inf")

@@ -7,8 +7,10 @@ import datetime as dt
 import time
 from typing import Any
 
+from rich.markup import escape
+
 from cli.output import UserError, emit_json, out, stage, step
-from infra.state import InfraState, state_dir
+from infra.state import InfraState
 
 
 def _bootstrap(args: argparse.Namespace) -> str:
@@ -16,68 +18,6 @@ def _bootstrap(args: argparse.Namespace) -> str:
     if not bootstrap:
         raise UserError("no Kafka broker: run `rda infra up` first, or pass --bootstrap HOST:PORT")
     return bootstrap
-
-
-# -- infra ------------------------------------------------------------------------------------
-
-
-def infra_up(args: argparse.Namespace) -> int:
-    from infra.broker import broker_pid, start_broker
-    from infra.chain import start_anvil
-
-    directory = state_dir()
-    if broker_pid(directory) is not None:
-        raise UserError("the broker is already running: `rda infra status`, or `rda infra down`")
-    state = InfraState()
-    with stage(f"starting the broker on 127.0.0.1:{args.port}", args.json):
-        broker = start_broker(directory, args.port)
-    state.kafka_bootstrap = broker.bootstrap
-    state.chain_kind = args.chain
-    if args.chain == "anvil":
-        with stage(f"starting anvil on 127.0.0.1:{args.chain_port}", args.json):
-            anvil = start_anvil(args.chain_port, directory)
-        state.rpc_url = anvil.rpc_url
-        from streaming.chain import open_chain
-
-        state.registry_address = open_chain("anvil", anvil.rpc_url, None).contract
-    state.save(directory)
-    return infra_status(args)
-
-
-def infra_down(args: argparse.Namespace) -> int:
-    from infra.broker import stop_broker
-    from infra.chain import stop_anvil
-
-    directory = state_dir()
-    stopped = {"broker": stop_broker(directory), "anvil": stop_anvil(directory)}
-    InfraState.clear(directory)
-    if args.json:
-        emit_json({"stopped": stopped})
-    else:
-        out.print(
-            ", ".join(
-                f"{name} {'stopped' if s else 'was not running'}" for name, s in stopped.items()
-            )
-        )
-    return 0
-
-
-def infra_status(args: argparse.Namespace) -> int:
-    from infra.broker import broker_ready
-    from infra.chain import ChainConfig, chain_status
-
-    state = InfraState.load()
-    kafka_up = bool(state.kafka_bootstrap) and broker_ready(state.kafka_bootstrap)
-    chain = chain_status(ChainConfig(kind=state.chain_kind, rpc_url=state.rpc_url))
-    chain["registry"] = state.registry_address
-    report = {"kafka_bootstrap": state.kafka_bootstrap, "kafka_up": kafka_up, "chain": chain}
-    if args.json:
-        emit_json(report)
-    else:
-        out.print(f"kafka  {state.kafka_bootstrap or '-'}  {'up' if kafka_up else 'down'}")
-        where = chain.get("rpc_url") or "in-process"
-        out.print(f"chain  {chain['kind']} ({where})  {'up' if chain.get('up') else 'down'}")
-    return 0
 
 
 # -- simulate ---------------------------------------------------------------------------------
@@ -273,8 +213,11 @@ def quarantine_show(args: argparse.Namespace) -> int:
             "topic": r["topic"],
             "partition": r["partition"],
             "offset": r["offset"],
+            "key": _preview(r["key"], 60, missing="<no key>"),
+            "format_header": r["format"],
             "reason_code": r["reason_code"],
             "reason": r["reason"],
+            "value_bytes": None if r["value"] is None else len(r["value"]),
             "value_preview": _preview(r["value"]),
         }
         for r in pending.to_pylist()
@@ -284,18 +227,28 @@ def quarantine_show(args: argparse.Namespace) -> int:
         return 0
     for row in rows:
         out.print(
-            f"{row['topic']}/{row['partition']}@{row['offset']}  [bold]{row['reason_code']}[/bold]"
-            f": {row['reason']}",
+            f"[bold]{escape(row['topic'])}[/bold] partition {row['partition']} offset "
+            f"{row['offset']}  [bold]{row['reason_code']}[/bold]: {escape(row['reason'])}",
             markup=True,
             highlight=False,
+            soft_wrap=True,
         )
-        out.print(f"    {row['value_preview']}", markup=False, highlight=False)
+        header = row["format_header"] if row["format_header"] is not None else "<none>"
+        size = "tombstone" if row["value_bytes"] is None else f"{row['value_bytes']:,} bytes"
+        out.print(
+            f"    key {row['key']}  rda-format header {header}  value ({size}): "
+            f"{row['value_preview']}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     return 0
 
 
-def _preview(value: bytes | None, limit: int = 120) -> str:
+def _preview(value: bytes | None, limit: int = 120, missing: str = "<tombstone>") -> str:
+    """Bytes as printable text: escapes for what is not printable ASCII, cut at ``limit``."""
     if value is None:
-        return "<tombstone>"
+        return missing
     text = repr(value[:limit])[2:-1]
     return text + ("…" if len(value) > limit else "")
 
@@ -306,6 +259,8 @@ def quarantine_replay(args: argparse.Namespace) -> int:
 
     if not (args.data_dir / "catalog.duckdb").exists():
         raise UserError(f"no catalog under {args.data_dir}: nothing has been landed there")
+    if args.override_header and args.format == "auto":
+        raise UserError("--override-header needs --format naming the records' real wire format")
     chain = _chain_for(args.chain, args.rpc_url, args.registry)
     bind_chain(chain, args.data_dir)  # the chain its checkpoints are anchored on, or stop
     summary = replay(
@@ -315,6 +270,7 @@ def quarantine_replay(args: argparse.Namespace) -> int:
         args.reason,
         args.topic,
         progress=lambda m: step(m, args.json),
+        override=args.override_header,
     )
     if args.json:
         emit_json(summary.as_dict())

@@ -12,6 +12,7 @@ from pathlib import Path
 from rich.markup import escape
 
 from cli.output import UserError, err
+from schemas.adapters import format_choices, wire_formats
 from streaming.errors import SettingsError
 
 DEFAULT_TOPIC = "node-telemetry"
@@ -64,12 +65,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _infra_parsers(sub: argparse._SubParsersAction) -> None:
     """``rda infra up|down|status``."""
-    from cli import commands
+    from cli import infra_commands as commands
 
     infra = sub.add_parser("infra", help="start, stop or inspect the local broker and chain")
     infra_sub = infra.add_subparsers(dest="action", required=True, metavar="ACTION")
     up = infra_sub.add_parser("up", help="start the broker (and anvil with --chain anvil)")
     up.add_argument("--port", type=int, default=19092, help="broker port on 127.0.0.1")
+    up.add_argument(
+        "--storage",
+        choices=("persistent", "memory"),
+        default="persistent",
+        help="broker storage: persistent (a local S3 store under the state directory: records "
+        "and offsets survive a restart; default) or memory (lost when the broker stops)",
+    )
     up.add_argument("--chain", choices=("embedded", "anvil"), default="embedded")
     up.add_argument("--chain-port", type=int, default=18545, help="anvil port on 127.0.0.1")
     _add_json(up)
@@ -101,7 +109,8 @@ def _simulate_parser(sub: argparse._SubParsersAction) -> None:
     sim.add_argument(
         "--format",
         default="rda.node.v1",
-        help="wire format: rda.node.v1, gnmi.json, ems.csv or ripe.atlas.result",
+        choices=wire_formats(),
+        help="wire format (default rda.node.v1)",
     )
     _add_json(sim)
     sim.set_defaults(handler=commands.simulate)
@@ -169,7 +178,15 @@ def _quarantine_parsers(sub: argparse._SubParsersAction) -> None:
     q_show.add_argument("--limit", type=int, default=20)
     q_replay = q_sub.add_parser("replay", help="standardize quarantined records again after a fix")
     q_replay.add_argument(
-        "--format", default="rda.node.v1", help="wire format of records without a format header"
+        "--format",
+        default="auto",
+        choices=format_choices(),
+        help="wire format of records without an rda-format header (default auto: sniff)",
+    )
+    q_replay.add_argument(
+        "--override-header",
+        action="store_true",
+        help="use --format for every record, whatever its header says (a header was wrong)",
     )
     q_replay.add_argument("--chain", choices=("embedded", "anvil", "rpc"))
     q_replay.add_argument("--rpc-url")
@@ -240,11 +257,28 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handler(args)
     except (UserError, SettingsError) as error:
-        err.print(f"[red]rda: error:[/red] {escape(str(error))}", soft_wrap=True)
-        return 2
+        return _error_line(str(error), EXIT_USAGE)
     except KeyboardInterrupt:
         err.print("rda: interrupted")
         return 130
+    except Exception as error:
+        from streaming.retry import failure_kind, short
+
+        kind = failure_kind(error)
+        if kind == "other":
+            raise  # a bug: its traceback is what whoever fixes it needs
+        return _error_line(f"{kind}: {short(error)}", EXIT_OUTSIDE_FAULT)
+
+
+# Exit codes (README, "Exit codes"): 1 is a command's own "no" (verification failed, retries
+# exhausted), 4 a batch that keeps killing its worker (streaming.errors.CrashLoop).
+EXIT_USAGE = 2  # a mistake in the command, its settings or its inputs
+EXIT_OUTSIDE_FAULT = 3  # the broker, the chain, the disk or the network failed, not retried
+
+
+def _error_line(message: str, code: int) -> int:
+    err.print(f"[red]rda: error:[/red] {escape(message)}", soft_wrap=True)
+    return code
 
 
 if __name__ == "__main__":

@@ -31,10 +31,23 @@ def add_market_parsers(sub: argparse._SubParsersAction, default_data_dir: Path) 
     serve = sub.add_parser("serve", help="the marketplace web page and HTTP API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8787)
-    serve.add_argument("--timeout", type=float, default=10.0, help="seconds per query")
-    serve.add_argument("--memory-limit", default="512MB", help="DuckDB memory per database")
-    serve.add_argument("--max-rows", type=int, default=100_000, help="rows per result")
+    _serve_limit_arguments(serve)
     common(serve, serve_market)
+
+
+def _serve_limit_arguments(serve: argparse.ArgumentParser) -> None:
+    """What one query, one buyer and one connection may spend (docs/marketplace.md)."""
+    add = serve.add_argument
+    add("--timeout", type=float, default=10.0, help="seconds per query, encoding included")
+    add("--memory-limit", default="512MB", help="DuckDB buffer memory per query database")
+    add("--max-rows", type=int, default=100_000, help="rows per result")
+    add("--max-result-mb", type=float, default=128, help="encoded bytes per result (MiB)")
+    add("--workers", type=int, default=4, help="query worker processes")
+    add("--worker-memory-mb", type=int, default=1536, help="memory cap of each worker (MiB)")
+    add("--per-buyer", type=int, default=2, help="queries one API key runs at once")
+    add("--queued-per-buyer", type=int, default=32, help="queries one API key may queue")
+    add("--max-connections", type=int, default=128, help="open connections")
+    add("--receive-timeout", type=float, default=15.0, help="seconds for a request to arrive")
 
 
 def _buyer_parsers(m_sub: argparse._SubParsersAction, common) -> None:
@@ -59,8 +72,17 @@ def _listing_parsers(m_sub: argparse._SubParsersAction, common) -> None:
     terms.add_argument("dataset")
     terms.add_argument("--license", help="SPDX id or license name, e.g. CC-BY-4.0")
     terms.add_argument("--price", type=float, help="price in USD")
+    terms.add_argument("--price-unit", help='what the price buys, e.g. "per month"')
+    terms.add_argument("--license-file", type=Path, help="the licence's full text (UTF-8)")
     terms.add_argument("--title")
     common(terms, market_terms)
+    requests = m_sub.add_parser("requests", help="buyers' requests for access")
+    requests.add_argument("--status", choices=("pending", "granted", "declined"))
+    common(requests, market_requests)
+    decline = m_sub.add_parser("decline", help="decline a buyer's pending access request")
+    decline.add_argument("name", help="buyer name")
+    decline.add_argument("dataset")
+    common(decline, market_decline)
     common(m_sub.add_parser("list", help="the listings buyers see"), market_list)
     export = m_sub.add_parser("export", help="listing metadata as Data Package or Croissant")
     export.add_argument("dataset")
@@ -159,21 +181,61 @@ def _report_entitlement(args: argparse.Namespace, verb: str, changed: bool) -> i
 
 def market_terms(args: argparse.Namespace) -> int:
     _known_dataset(args, args.dataset)
+    text = None
+    if args.license_file is not None:
+        try:
+            text = args.license_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise UserError(f"cannot read {args.license_file}: {error}") from None
     terms = _market_call(
-        lambda: _store(args).set_terms(args.dataset, args.license, args.price, args.title)
+        lambda: _store(args).set_terms(
+            args.dataset, args.license, args.price, args.title, args.price_unit, text
+        )
     )
     payload = {"dataset": args.dataset, **terms.__dict__}
     if args.json:
         emit_json(payload)
     else:
-        out.print(f"{args.dataset}: {terms.license}, ${terms.price_usd:.2f}")
+        unit = f" {terms.price_unit}" if terms.price_unit else ""
+        out.print(f"{args.dataset}: {terms.license}, ${terms.price_usd:.2f}{unit}")
     return 0
 
 
-def _marketplace(args: argparse.Namespace, limits=None):
+def market_requests(args: argparse.Namespace) -> int:
+    requests = _store(args).access_requests(args.status)
+    if args.json:
+        emit_json({"requests": requests})
+        return 0
+    for r in requests:
+        out.print(
+            f"#{r['id']:<4} {r['requested_at'][:19]} {r['buyer']:<20} {r['dataset']:<24} "
+            f"{r['status']:<8} {r['message'] or ''}",
+            markup=False,
+        )
+    if not requests:
+        out.print("no access requests")
+    else:
+        out.print(
+            "answer with `rda market grant NAME DATASET` or `rda market decline NAME DATASET`"
+        )
+    return 0
+
+
+def market_decline(args: argparse.Namespace) -> int:
+    closed = _market_call(lambda: _store(args).decide(args.name, args.dataset, "declined"))
+    if args.json:
+        emit_json({"buyer": args.name, "dataset": args.dataset, "declined": closed})
+    elif closed:
+        out.print(f"declined {args.name}'s request for {args.dataset}")
+    else:
+        raise UserError(f"{args.name} has no pending request for {args.dataset}")
+    return 0
+
+
+def _marketplace(args: argparse.Namespace, limits=None, pool=None):
     from market.service import Marketplace
 
-    return Marketplace(args.data_dir, limits)
+    return Marketplace(args.data_dir, limits, pool)
 
 
 def _refused(call):
@@ -234,17 +296,18 @@ def buyer_query(args: argparse.Namespace) -> int:
         )
     finally:
         market.close()
+    body = result.read_body()
     if args.proofs:
-        _write_bundles(json.loads(result.body)["proofs"], args.bundles_dir)
+        _write_bundles(json.loads(body)["proofs"], args.bundles_dir)
     if args.output:
-        args.output.write_bytes(result.body)
+        args.output.write_bytes(body)
         if args.json:
             emit_json(
                 {"output": str(args.output), "format": args.format,
                  "row_count": result.row_count, "checkpoints": result.checkpoints}
             )  # fmt: skip
     else:
-        sys.stdout.write(result.body.decode() + ("\n" if args.format == "json" else ""))
+        sys.stdout.write(body.decode() + ("\n" if args.format == "json" else ""))
     for c in result.checkpoints:
         err.print(
             f"computed on {c['dataset']} tree size {c['tree_size']} root {c['root']} "
@@ -252,6 +315,30 @@ def buyer_query(args: argparse.Namespace) -> int:
             style="dim",
         )
     return 0
+
+
+def _serve_limits(args: argparse.Namespace):
+    from market.pool import PoolLimits
+    from market.sandbox import Limits
+
+    positive = ("timeout", "max_rows", "max_result_mb", "workers", "worker_memory_mb",
+                "per_buyer", "queued_per_buyer", "max_connections", "receive_timeout")  # fmt: skip
+    for name in positive:
+        if getattr(args, name) <= 0:
+            raise UserError(f"--{name.replace('_', '-')} must be positive")
+    limits = Limits(
+        timeout_s=args.timeout,
+        memory_limit=args.memory_limit,
+        max_rows=args.max_rows,
+        max_result_bytes=int(args.max_result_mb * 1024 * 1024),
+    )
+    pool = PoolLimits(
+        workers=args.workers,
+        per_buyer=args.per_buyer,
+        queued_per_buyer=args.queued_per_buyer,
+        worker_memory_mb=args.worker_memory_mb,
+    )
+    return limits, pool
 
 
 def _write_bundles(bundles: list[dict], directory: Path) -> None:
@@ -264,16 +351,20 @@ def _write_bundles(bundles: list[dict], directory: Path) -> None:
 
 
 def serve_market(args: argparse.Namespace) -> int:
-    from market.http import start_server
-    from market.sandbox import Limits
+    from market.http import ServerLimits, start_server
 
-    limits = Limits(args.timeout, args.memory_limit, 2, args.max_rows)
-    market = _marketplace(args, limits)
-    _refused(market.assets)  # fail now, not on the first request, when there is no catalog
+    limits, pool = _serve_limits(args)
+    market = _marketplace(args, limits, pool)
     try:
-        server = start_server(market, args.port, args.host)
+        _refused(market.assets)  # fail now, not on the first request, when there is no catalog
+        server_limits = ServerLimits(args.max_connections, args.receive_timeout)
+        server = start_server(market, args.port, args.host, server_limits)
     except OSError as error:
+        market.close()
         raise UserError(f"cannot listen on {args.host}:{args.port}: {error.strerror}") from None
+    except UserError:
+        market.close()
+        raise
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     if args.json:

@@ -10,13 +10,16 @@ from typing import Any
 from rich.markup import escape
 
 from cli.output import UserError, emit_json, err, out
+from pipelines.kafka_source import CLIENTS
+from schemas.adapters import format_choices
 from streaming.config import LOG_FORMATS, RUNNERS, describe, load_settings
 
+EXIT_CRASH_LOOP = 4  # a batch keeps killing its worker and no single record does
 SETTING_FLAGS = (
     "topic", "bootstrap", "group", "data_dir", "interval", "max_batch_records",
     "max_chunk_records", "format", "chain", "rpc_url", "registry", "runner", "dask_scheduler",
-    "metrics_port", "log_format", "kafka_timeout", "retries", "backoff_max", "config", "once",
-    "join_group",
+    "metrics_port", "log_format", "kafka_timeout", "kafka_client", "retries", "backoff_max",
+    "config", "once", "join_group", "crash_limit", "lag_interval",
 )  # fmt: skip
 
 
@@ -40,7 +43,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--interval", type=float, help="trigger: seconds between batches (5)")
     run.add_argument("--max-batch-records", type=int, help="offsets per batch (2000000)")
     run.add_argument("--max-chunk-records", type=int, help="offsets per work item (50000)")
-    run.add_argument("--format", help="wire format of records without a format header")
+    run.add_argument(
+        "--format",
+        metavar="FORMAT",
+        help="wire format of records without an rda-format header: "
+        + ", ".join(format_choices())
+        + " (default auto: sniff each record's content)",
+    )
     run.add_argument("--chain", choices=("embedded", "anvil", "rpc"), help="default: `infra up`")
     run.add_argument("--rpc-url", help="JSON-RPC URL of the chain (with --chain rpc)")
     run.add_argument("--registry", help="AnchorRegistry address (default: deploy one)")
@@ -49,8 +58,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1")
     run.add_argument("--log-format", choices=LOG_FORMATS, help="stderr log lines (text)")
     run.add_argument("--kafka-timeout", type=float, help="seconds before a Kafka call retries")
+    run.add_argument(
+        "--kafka-client",
+        choices=CLIENTS,
+        help="confluent (librdkafka, default) or kafka-python (pure Python fallback)",
+    )
     run.add_argument("--retries", type=int, help="attempts before giving up, 0: never (30)")
     run.add_argument("--backoff-max", type=float, help="longest wait between retries (30 s)")
+    run.add_argument(
+        "--crash-limit", type=int, help="worker crashes on one batch before it is bisected (3)"
+    )
+    run.add_argument("--lag-interval", type=float, help="seconds between lag refreshes (15)")
     run.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     run.set_defaults(handler=run_command)
 
@@ -76,6 +94,7 @@ def _settings(args: argparse.Namespace):
 def run_command(args: argparse.Namespace) -> int:
     from cli import logs
     from proofs.anchor import AnchorRefused
+    from streaming.errors import CrashLoop
     from streaming.retry import GaveUp
     from streaming.run_loop import RunLoop
 
@@ -88,8 +107,11 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         report = loop.run()
     except GaveUp as error:
-        err.print(f"[red]rda: error:[/red] {escape(str(error))}", soft_wrap=True)
+        err.print(f"[red]rda: error:[/red] {error.kind}: {escape(str(error))}", soft_wrap=True)
         return 1
+    except CrashLoop as error:
+        err.print(f"[red]rda: error:[/red] {escape(str(error))}", soft_wrap=True)
+        return EXIT_CRASH_LOOP
     except AnchorRefused as error:
         raise UserError(
             f"the chain refused an anchor: {error}; is this registry used by another data "
@@ -164,6 +186,11 @@ def _print_status(report: dict[str, Any]) -> None:
                 b["updated_at"][:19],
             )  # fmt: skip
         out.print(table)
+        t = journal["totals"]
+        out.print(
+            f"done batches: read {t['read']} = published {t['published']} + quarantined "
+            f"{t['quarantined']} + suppressed {t['suppressed']}"
+        )
     workers = report.get("workers", [])
     if workers:
         table = Table(title="workers")

@@ -7,6 +7,9 @@ node for integration tests and for anchors that must outlive a process.
 
 from __future__ import annotations
 
+import os
+import platform
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,9 +84,26 @@ class AnvilProcess:
         return stop_anvil(self.state_dir)
 
 
+def anvil_binary() -> Path:
+    """anvil's native executable (installed from npm on first use).
+
+    npm's ``.bin/anvil`` is a Node launcher that starts the platform package's binary as its
+    child: recording the launcher's pid would leave anvil serving when the launcher is killed.
+    The binary is started directly; the launcher only where no platform package is found.
+    """
+    launcher = ensure_npm_package(ANVIL_PACKAGE, "anvil")
+    arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(
+        platform.machine().lower(), platform.machine().lower()
+    )
+    native = (
+        launcher.parent.parent / "@foundry-rs" / f"anvil-{sys.platform}-{arch}" / "bin" / "anvil"
+    )
+    return native if native.is_file() and os.access(native, os.X_OK) else launcher
+
+
 def start_anvil(port: int, state_dir: Path, timeout: float = 30.0) -> AnvilProcess:
     """Start anvil on ``127.0.0.1:port`` (installing it from npm on first use)."""
-    binary = ensure_npm_package(ANVIL_PACKAGE, "anvil")
+    binary = anvil_binary()
     if port_open("127.0.0.1", port):
         raise RuntimeError(f"port {port} on 127.0.0.1 is already in use")
     rpc_url = f"http://127.0.0.1:{port}"

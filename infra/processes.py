@@ -1,4 +1,8 @@
-"""Background processes owned by the project: started detached, tracked by pid files."""
+"""Background processes owned by the project: started detached, tracked by pid files.
+
+Each runs in its own session, so its pid is also its process group's id: stopping it signals
+the whole group, and nothing it started (a launcher's child, a helper) outlives it.
+"""
 
 from __future__ import annotations
 
@@ -66,22 +70,56 @@ def _is_zombie(pid: int) -> bool:
 
 
 def stop(pid_path: Path, grace: float = 5.0) -> bool:
-    """SIGTERM the recorded process, SIGKILL it after ``grace`` seconds; True if one was running."""
+    """SIGTERM the recorded process and its group, SIGKILL what is left after ``grace``
+    seconds; True if the process was running."""
     pid = read_pid(pid_path)
-    was_alive = alive(pid)
-    if was_alive and pid is not None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
+    was_alive = pid is not None and (alive(pid) or group_alive(pid))
+    if pid is not None and was_alive:
+        _signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
-        while alive(pid) and time.monotonic() < deadline:
+        while (alive(pid) or group_alive(pid)) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            while alive(pid) and time.monotonic() < deadline + grace:
+        if alive(pid) or group_alive(pid):
+            _signal_group(pid, signal.SIGKILL)
+            while (alive(pid) or group_alive(pid)) and time.monotonic() < deadline + grace:
                 time.sleep(0.05)
     pid_path.unlink(missing_ok=True)
     return was_alive
+
+
+def group_members(group: int) -> list[int]:
+    """Live processes (not zombies) whose process group is ``group``."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] not in ("Z", "X") and int(fields[2]) == group:
+            members.append(int(entry.name))
+    return members
+
+
+def group_alive(group: int) -> bool:
+    return bool(group_members(group))
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    """Signal ``pid``'s process group if it leads one (``spawn`` makes it so), else ``pid``."""
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signum)
+            return
+    except ProcessLookupError:
+        # The leader is gone (or a zombie's group is left): signal the members still there.
+        for member in group_members(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(member, signum)
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
 
 
 def start_service(
@@ -91,6 +129,7 @@ def start_service(
     ready: Callable[[], bool],
     timeout: float,
     what: str,
+    env: dict[str, str] | None = None,
 ) -> int:
     """Start ``cmd`` as ``name`` (pid and log files in ``state_dir``) and wait until ``ready``.
 
@@ -99,7 +138,7 @@ def start_service(
     pid_path, log_path = service_paths(state_dir, name)
     if alive(read_pid(pid_path)):
         raise RuntimeError(f"{name} is already running (pid file {pid_path}); stop it first")
-    pid = spawn(cmd, log_path=log_path, pid_path=pid_path)
+    pid = spawn(cmd, log_path=log_path, pid_path=pid_path, env=env)
     try:
         wait_until(lambda: not alive(pid) or ready(), timeout=timeout, what=what)
     except TimeoutError:

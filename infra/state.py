@@ -20,6 +20,7 @@ def state_dir() -> Path:
 @dataclass
 class InfraState:
     kafka_bootstrap: str | None = None
+    broker_storage: str = "memory"  # or "persistent": an s3rver under the state directory
     chain_kind: str = "embedded"
     rpc_url: str | None = None
     registry_address: str | None = None

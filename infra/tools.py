@@ -99,6 +99,28 @@ def ensure_npm_package(spec: str, binary: str) -> Path:
     marker = prefix / f".installed-{_safe_name(spec)}"
     if exe.exists() and marker.exists():
         return exe
+    _npm_install(prefix, spec)
+    if not exe.exists():
+        raise ToolInstallError(f"npm install {spec} did not provide the {binary!r} executable")
+    marker.write_text(spec + "\n")
+    return exe
+
+
+def ensure_npm_file(spec: str, member: str, sha256: str) -> Path:
+    """A data file of an npm package (e.g. ``world-atlas@2.0.2``, ``land-50m.json``), installed
+    on first use into its own prefix under ``.tools/npm-data`` and checked against ``sha256``
+    every time (a data package never shares a tree with the tools' packages)."""
+    name = spec.rsplit("@", 1)[0]
+    prefix = tools_dir() / "npm-data" / _safe_name(spec)
+    target = prefix / "node_modules" / name / member
+    if not (target.exists() and sha256_file(target) == sha256):
+        _npm_install(prefix, spec)
+    if not target.exists() or sha256_file(target) != sha256:
+        raise ToolInstallError(f"{spec} did not provide {member} with SHA-256 {sha256}")
+    return target
+
+
+def _npm_install(prefix: Path, spec: str) -> None:
     npm = shutil.which("npm")
     if npm is None:
         raise ToolInstallError(f"npm is needed to install {spec} but is not on PATH")
@@ -107,10 +129,33 @@ def ensure_npm_package(spec: str, binary: str) -> Path:
         [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--silent", spec],
         what=f"npm install {spec}",
     )
-    if not exe.exists():
-        raise ToolInstallError(f"npm install {spec} did not provide the {binary!r} executable")
-    marker.write_text(spec + "\n")
-    return exe
+
+
+def ensure_python_venv(name: str, requirements: list[str]) -> Path:
+    """A separate virtual environment under ``.tools/venvs/NAME`` with pinned ``requirements``;
+    returns its Python. For programs that must not share the project's environment (a peer
+    benchmarked beside the project, whose pins would conflict with ours)."""
+    venv = tools_dir() / "venvs" / name
+    python = venv / "bin" / "python"
+    marker = venv / ".installed"
+    wanted = "\n".join(sorted(requirements)) + "\n"
+    if python.exists() and marker.exists() and marker.read_text() == wanted:
+        return python
+    _run_installer([sys.executable, "-m", "venv", "--clear", str(venv)], what=f"venv {name}")
+    _run_installer(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            *requirements,
+        ],
+        what=f"pip install {' '.join(requirements)}",
+    )
+    marker.write_text(wanted)
+    return python
 
 
 def _safe_name(spec: str) -> str:

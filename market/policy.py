@@ -1,17 +1,20 @@
 """Which buyer SQL may run: one SELECT over the buyer's licensed views, nothing else.
 
 The check uses DuckDB's own parser, never regular expressions: ``extract_statements`` gives
-the statement count and types, and ``json_serialize_sql`` the syntax tree, which is walked for
-every table reference and function call. This is the first of two walls; the second is the
-sandboxed connection itself (``market.sandbox``), where only the licensed views exist and
-file access is off, so a gap in one is still closed by the other.
+the statement count and types, ``tokenize`` the keyword the buyer wrote first (refusals name
+what the buyer wrote, not DuckDB's internal statement type: ``INSTALL`` is a ``LOAD`` inside),
+and ``json_serialize_sql`` the syntax tree, which is walked for every table reference and
+function call. Names compare case-insensitively, as SQL identifiers do, and a CTE name only
+hides a view inside the scope where SQL makes it visible. This is the first of two walls; the
+second is the sandboxed connection itself (``market.sandbox``), where only the licensed views
+exist and file access is off, so a gap in one is still closed by the other.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import duckdb
@@ -21,9 +24,11 @@ MAX_SQL_CHARS = 20_000
 # Table references a buyer's query may contain; anything else (SHOW, DESCRIBE, table
 # functions, column data…) is refused.
 _ALLOWED_TABLE_REFS = {"BASE_TABLE", "JOIN", "SUBQUERY", "EXPRESSION_LIST", "EMPTY", "PIVOT"}
+# What the buyer wrote, for table references that are statements in disguise.
+_TABLE_REF_WORDS = {"SHOW_REF": "DESCRIBE", "COLUMN_DATA": "a table of column data"}
 # Functions that describe the server rather than the data, and functions that build a huge
-# value from a small input: DuckDB's memory limit does not bound a single value, so
-# repeat('x', 1500000000) would take gigabytes, uninterruptibly.
+# value from a small input. The worker process's memory cap (``market.pool``) stops any value
+# that grows too large; refusing these up front just answers sooner and more clearly.
 _FORBIDDEN_FUNCTIONS = {
     "current_setting", "getenv", "current_schemas", "version", "read_blob",
     "repeat", "lpad", "rpad", "range", "generate_series", "list_resize", "array_resize",
@@ -56,7 +61,7 @@ _parser = duckdb.connect(":memory:", config={"enable_external_access": False})
 
 def check_query(sql: str, licensed_views: set[str]) -> CheckedQuery:
     """Refuse anything but a single SELECT that reads only ``licensed_views``."""
-    return _check(sql, frozenset(licensed_views))
+    return _check(sql, frozenset(v.lower() for v in licensed_views))
 
 
 @functools.lru_cache(maxsize=1024)  # dashboards repeat their queries; refusals are not cached
@@ -65,38 +70,81 @@ def _check(sql: str, licensed_views: frozenset[str]) -> CheckedQuery:
         raise QueryRefused("empty_query", "the query is empty")
     if len(sql) > MAX_SQL_CHARS:
         raise QueryRefused("query_too_long", f"the query is longer than {MAX_SQL_CHARS} characters")
+    _check_statement(sql)
+    tree = _syntax_tree(sql)
+    views: set[str] = set()
+    for node, ctes in _scoped_nodes(tree):
+        _check_node(node, sql, licensed_views, ctes, views)
+    return CheckedQuery(sql, tuple(sorted(views)))
+
+
+def _check_statement(sql: str) -> None:
     try:
-        statements = duckdb.extract_statements(sql)
+        with _parser.cursor() as cursor:  # a connection serves one thread at a time
+            statements = cursor.extract_statements(sql)
     except duckdb.Error as error:
         raise QueryRefused("syntax_error", _first_line(error)) from None
     if len(statements) != 1:
         raise QueryRefused(
             "multiple_statements", f"send exactly one statement (got {len(statements)})"
         )
-    kind = statements[0].type.name
+    try:
+        kind = statements[0].type.name
+    except ValueError:  # a statement type newer than the Python enum (UPDATE EXTENSIONS…)
+        kind = "UNKNOWN"
+    if kind == "MULTI" and "PIVOT" in _keywords(sql):
+        raise QueryRefused(
+            "pivot_values_required",
+            "PIVOT needs the values it turns into columns, e.g. "
+            "PIVOT radio_kpi_v1 ON band IN ('B3', 'B7') USING count(*)",
+        )
     if kind != "SELECT":
         raise QueryRefused(
-            "statement_not_allowed", f"{kind} statements are not allowed: only SELECT"
+            "statement_not_allowed",
+            f"{first_keyword(sql) or kind} statements are not allowed: only SELECT queries run",
         )
-    tree = _syntax_tree(sql)
-    views: set[str] = set()
-    ctes = set(_cte_names(tree))
-    for node in _nodes(tree):
-        _check_node(node, licensed_views, ctes, views)
-    return CheckedQuery(sql, tuple(sorted(views)))
+
+
+def first_keyword(sql: str) -> str | None:
+    """The first keyword of ``sql`` as written (upper case), comments and brackets skipped."""
+    return next(iter(_keywords(sql)), None)
+
+
+def _keywords(sql: str) -> list[str]:
+    """The keywords of ``sql`` in order, upper case."""
+    try:
+        tokens = duckdb.tokenize(sql)
+    except duckdb.Error:
+        return []
+    found = []
+    for position, kind in tokens:
+        if kind == duckdb.token_type.keyword:
+            end = position
+            while end < len(sql) and (sql[end].isalpha() or sql[end] == "_"):
+                end += 1
+            found.append(sql[position:end].upper())
+    return found
 
 
 def _syntax_tree(sql: str) -> dict:
-    with _parser.cursor() as cursor:
-        (text,) = cursor.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
-    tree = json.loads(text)
+    tree = _serialized(sql)
     if tree.get("error"):
-        message = tree.get("error_message", "the statement cannot be analysed")
-        raise QueryRefused("statement_not_allowed", f"only plain SELECT queries run: {message}")
+        word = first_keyword(sql) or "this"
+        raise QueryRefused(
+            "statement_not_allowed", f"{word} statements are not allowed: only SELECT queries run"
+        )
     return tree
 
 
-def _check_node(node: dict, licensed: frozenset[str], ctes: set[str], views: set[str]) -> None:
+def _serialized(sql: str) -> dict:
+    with _parser.cursor() as cursor:
+        (text,) = cursor.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
+    return json.loads(text)
+
+
+def _check_node(
+    node: dict, sql: str, licensed: frozenset[str], ctes: frozenset[str], views: set[str]
+) -> None:
     ref_type = node.get("type")
     if "table_name" in node and ref_type == "BASE_TABLE":
         name, schema, catalog = node["table_name"], node["schema_name"], node["catalog_name"]
@@ -105,15 +153,16 @@ def _check_node(node: dict, licensed: frozenset[str], ctes: set[str], views: set
             raise QueryRefused(
                 "table_not_allowed", f"{qualified}: only your licensed datasets can be queried"
             )
-        if name in ctes:
+        key = name.lower()  # identifiers are case-insensitive in SQL, quoted or not
+        if key in ctes:
             return
-        if name not in licensed:
+        if key not in licensed:
             raise QueryRefused(
                 "table_not_allowed",
                 f"{name} is not one of your licensed datasets ({_listing(licensed)})",
                 status=403,
             )
-        views.add(name)
+        views.add(key)
     elif ref_type == "TABLE_FUNCTION":
         function = node.get("function", {}).get("function_name", "?")
         raise QueryRefused(
@@ -121,9 +170,16 @@ def _check_node(node: dict, licensed: frozenset[str], ctes: set[str], views: set
             f"table function {function}() is not allowed: query your licensed datasets by name",
         )
     elif _is_table_ref(node) and ref_type not in _ALLOWED_TABLE_REFS:
-        raise QueryRefused("statement_not_allowed", f"{ref_type} is not allowed in buyer queries")
+        word = first_keyword(sql)
+        if word in (None, "SELECT", "WITH", "FROM"):
+            word = _TABLE_REF_WORDS.get(str(ref_type), str(ref_type))
+        raise QueryRefused(
+            "statement_not_allowed", f"{word} is not allowed in buyer queries: only SELECT"
+        )
     if ref_type == "RECURSIVE_CTE_NODE":  # s || s doubles a string each step, unbounded
-        raise QueryRefused("statement_not_allowed", "recursive queries are not allowed")
+        raise QueryRefused(
+            "statement_not_allowed", "recursive queries (WITH RECURSIVE) are not allowed"
+        )
     if node.get("class") == "FUNCTION":
         _check_function(node)
 
@@ -132,8 +188,47 @@ def _check_function(node: dict) -> None:
     name = str(node.get("function_name", "")).lower()
     if node.get("schema") or node.get("catalog"):
         raise QueryRefused("function_not_allowed", f"qualified function {name}() is not allowed")
-    if name in _FORBIDDEN_FUNCTIONS or name.startswith(_FORBIDDEN_PREFIXES):
+    if _forbidden(name) or name in _FORBIDDEN_MACROS:
         raise QueryRefused("function_not_allowed", f"function {name}() is not allowed")
+
+
+def _forbidden(name: str) -> bool:
+    return name in _FORBIDDEN_FUNCTIONS or name.startswith(_FORBIDDEN_PREFIXES)
+
+
+def _forbidden_macros() -> frozenset[str]:
+    """Built-in macros whose bodies reach, directly or through other macros, a function the
+    check refuses by name or any table function (``generate_subscripts`` calls
+    ``generate_series``, ``get_block_size`` reads ``pragma_database_size()``…)."""
+    with _parser.cursor() as cursor:
+        rows = cursor.execute(
+            "SELECT function_name, function_type, macro_definition FROM duckdb_functions() "
+            "WHERE function_type = 'macro' AND macro_definition IS NOT NULL"
+        ).fetchall()  # table macros are table functions, refused wherever they appear
+    calls: dict[str, set[str]] = {}
+    for name, _kind, definition in rows:
+        calls.setdefault(name.lower(), set()).update(_calls(f"SELECT {definition}"))
+    forbidden = {m for m, called in calls.items() if any(_forbidden(c) for c in called)}
+    changed = True
+    while changed:  # a macro calling a forbidden macro is forbidden too
+        grown = {m for m, called in calls.items() if called & forbidden} - forbidden
+        forbidden |= grown
+        changed = bool(grown)
+    return frozenset(forbidden)
+
+
+def _calls(sql: str) -> Iterable[str]:
+    """The functions ``sql`` calls; a table function counts as a forbidden call."""
+    tree = _serialized(sql)
+    if tree.get("error"):
+        return {"duckdb_unparsable"}
+    found = set()
+    for node, _scope in _scoped_nodes(tree):
+        if node.get("class") == "FUNCTION":
+            found.add(str(node.get("function_name", "")).lower())
+        elif node.get("type") == "TABLE_FUNCTION":
+            found.add("duckdb_table_function")
+    return found
 
 
 def _is_table_ref(node: dict) -> bool:
@@ -141,22 +236,28 @@ def _is_table_ref(node: dict) -> bool:
     return "sample" in node and "alias" in node and "class" not in node and "type" in node
 
 
-def _cte_names(tree: object) -> Iterator[str]:
-    for node in _nodes(tree):
-        for entry in node.get("cte_map", {}).get("map", []) if "cte_map" in node else []:
-            yield entry["key"]
-
-
-def _nodes(value: object) -> Iterator[dict]:
-    """Every JSON object in the tree, depth first (iterative: deep trees do not recurse)."""
-    stack = [value]
+def _scoped_nodes(tree: object) -> Iterator[tuple[dict, frozenset[str]]]:
+    """Every JSON object in the tree with the CTE names visible where it stands, depth first
+    (iterative: deep trees do not recurse). As in DuckDB, the body of a CTE sees the CTEs
+    defined before it in the same WITH (not itself, nor later ones); the query sees them all;
+    a WITH inside a subquery is invisible outside it."""
+    stack: list[tuple[object, frozenset[str]]] = [(tree, frozenset())]
     while stack:
-        item = stack.pop()
+        item, scope = stack.pop()
         if isinstance(item, dict):
-            yield item
-            stack.extend(item.values())
+            yield item, scope
+            entries = item.get("cte_map", {}).get("map", []) if "cte_map" in item else []
+            names = [str(entry["key"]).lower() for entry in entries]
+            for index, entry in enumerate(entries):
+                stack.append((entry["value"], scope | frozenset(names[:index])))
+            inner = scope | frozenset(names)
+            stack.extend((value, inner) for key, value in item.items() if key != "cte_map")
         elif isinstance(item, list):
-            stack.extend(item)
+            stack.extend((value, scope) for value in item)
+
+
+# Computed once at import, before any request thread could race to compute it.
+_FORBIDDEN_MACROS = _forbidden_macros()
 
 
 def _listing(names: frozenset[str]) -> str:

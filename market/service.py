@@ -9,18 +9,28 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from market.assets import Asset, CatalogUnavailable, load_assets, read_quality_report
+from market.datacard import (
+    CatalogFacts,
+    catalog_facts,
+    checkpoint_history,
+    data_card,
+    publisher,
+    summarize_report,
+)
+from market.execution import QueryJob, QueryOutput, execute
 from market.export import croissant, data_package
-from market.listings import build_listing
+from market.licenses import license_terms
+from market.listings import build_listing, time_column
 from market.policy import QueryRefused, check_query
-from market.proving import prove_returned_rows
-from market.results import FORMATS, encode
+from market.pool import PoolLimits, QueryPool
+from market.profiles import column_profiles, example_queries, sample_rows
+from market.results import FORMATS
 from market.sandbox import Limits, Sandbox
 from market.store import Buyer, MarketSnapshot, MarketStore, market_path
 from proofs.identity import FILE_NAME as IDENTITY_FILE
@@ -29,19 +39,18 @@ from sinks.layout import DataLayout
 EXPORT_FORMATS = ("datapackage", "croissant")
 
 
-@dataclass(frozen=True)
-class QueryResult:
-    body: bytes
-    media_type: str
-    checkpoints: list[dict[str, Any]]
-    row_count: int
-
-
 class Marketplace:
-    def __init__(self, data_dir: Path, limits: Limits | None = None) -> None:
+    """With ``pool`` (``rda serve``), queries run in worker processes shared fairly between
+    buyers (``market.pool``); without (``rda query``), in this process."""
+
+    def __init__(
+        self, data_dir: Path, limits: Limits | None = None, pool: PoolLimits | None = None
+    ) -> None:
         self.data_dir = data_dir
+        self.limits = limits or Limits()
         self.store = MarketStore(market_path(data_dir))
-        self.sandbox = Sandbox(limits)
+        self.sandbox = Sandbox(self.limits)
+        self.pool = QueryPool(self.limits, pool) if pool is not None else None
         self._catalog_path = DataLayout(data_dir).catalog
         self._lock = threading.Lock()
         self._assets: dict[str, Asset] | None = None
@@ -49,8 +58,12 @@ class Marketplace:
         self._market = MarketSnapshot()
         self._market_stamp: object = None
         self._listings: dict[tuple, dict[str, Any]] = {}
+        self._details: dict[tuple, dict[str, Any]] = {}
+        self._facts = CatalogFacts()
 
     def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
         self.sandbox.close()
 
     # -- state, reloaded when its file changes -------------------------------------------
@@ -61,6 +74,7 @@ class Marketplace:
             if self._assets is None or stamp != self._assets_stamp:
                 try:
                     self._assets = load_assets(self.data_dir)
+                    self._facts = catalog_facts(self.data_dir)
                     self._assets_stamp = stamp
                 except CatalogUnavailable as error:
                     if self._assets is None:  # keep serving the last good state otherwise
@@ -100,7 +114,8 @@ class Marketplace:
         return [self.listing(buyer, dataset) for dataset in self.assets()]
 
     def listing(self, buyer: Buyer, dataset: str, with_report: bool = False) -> dict[str, Any]:
-        """A listing; ``with_report`` adds the quality report the manifest names."""
+        """A listing; ``with_report`` (the dataset page) adds the data card, profiles, sample
+        rows, example queries, licence, publisher, checkpoint history and quality report."""
         asset = self._asset(dataset)
         terms = self.market().terms_for(dataset)
         key = (dataset, asset.checkpoint.tree_size, terms)
@@ -109,8 +124,35 @@ class Marketplace:
             cached = self._listings[key] = build_listing(asset, terms)
         listing = {**cached, "licensed": dataset in buyer.datasets}
         if with_report:
-            listing["quality_report"] = read_quality_report(asset)
+            detail = self._details.get(key)
+            if detail is None:
+                detail = self._details[key] = self._detail(asset, cached, terms)
+            request = self.market().requests.get((buyer.name, dataset))
+            listing.update(detail, access_request=request)
         return listing
+
+    def _detail(self, asset: Asset, listing: dict[str, Any], terms: Any) -> dict[str, Any]:
+        history = checkpoint_history(asset, self._facts)
+        report = read_quality_report(asset)
+        return {
+            "license_terms": license_terms(terms),
+            "data_card": data_card(asset, self._facts, listing["coverage"], history),
+            "checkpoints": history,
+            "publisher": publisher(asset),
+            "profiles": column_profiles(asset),
+            "sample": sample_rows(asset),
+            "examples": example_queries(asset, time_column(asset.schema)),
+            "quality_report": summarize_report(report, asset.checkpoint.tree_size),
+        }
+
+    def request_access(self, buyer: Buyer, dataset: str, message: str) -> dict[str, Any]:
+        self._asset(dataset)
+        if dataset in buyer.datasets:
+            raise QueryRefused("already_licensed", f"you already hold a licence to {dataset}", 409)
+        try:
+            return self.store.request_access(buyer.name, dataset, message)
+        except duckdb.Error:  # the seller's `rda market` holds the store's write lock
+            raise QueryRefused("busy", "the marketplace is busy: try again shortly", 503) from None
 
     def export(self, dataset: str, fmt: str) -> dict[str, Any]:
         if fmt not in EXPORT_FORMATS:
@@ -145,22 +187,21 @@ class Marketplace:
         fmt: str = "json",
         proofs: bool = False,
         max_rows: int | None = None,
-    ) -> QueryResult:
+    ) -> QueryOutput:
         if fmt not in FORMATS:
             raise QueryRefused("bad_request", f"format must be one of {', '.join(FORMATS)}")
         if max_rows is not None and max_rows < 1:
             raise QueryRefused("bad_request", "max_rows must be a positive integer")
-        licensed = {a.view: a for a in self.licensed_assets(buyer)}
-        checked = check_query(sql, set(licensed))
-        used = [licensed[v] for v in checked.views]
         if proofs and fmt != "json":
             raise QueryRefused("bad_request", "proofs come with format=json")
-        table = self.sandbox.run(checked.sql, used, max_rows, leaf_index=proofs)
-        envelope: dict[str, Any] = {"checkpoints": [a.checkpoint.as_dict() for a in used]}
-        if proofs:  # each bundle proves exactly the row shown beside it, or the query is refused
-            table, envelope["proofs"] = prove_returned_rows(table, used)
-        body = encode(table, fmt, envelope)
-        return QueryResult(body, FORMATS[fmt], envelope["checkpoints"], table.num_rows)
+        licensed = {a.view: a for a in self.licensed_assets(buyer)}
+        checked = check_query(sql, set(licensed))
+        job = QueryJob(
+            checked.sql, tuple(licensed[v] for v in checked.views), fmt, max_rows, proofs
+        )
+        if self.pool is not None:
+            return self.pool.run(buyer.name, job)
+        return execute(job, self.sandbox)
 
 
 def _stamp(path: Path) -> object:

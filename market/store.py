@@ -31,7 +31,15 @@ CREATE TABLE IF NOT EXISTS entitlements (
     buyer VARCHAR, dataset VARCHAR, granted_at TIMESTAMPTZ, PRIMARY KEY (buyer, dataset));
 CREATE TABLE IF NOT EXISTS terms (
     dataset VARCHAR PRIMARY KEY, license VARCHAR, price_usd DECIMAL(12, 2), title VARCHAR);
+ALTER TABLE terms ADD COLUMN IF NOT EXISTS price_unit VARCHAR;
+ALTER TABLE terms ADD COLUMN IF NOT EXISTS license_text VARCHAR;
+CREATE SEQUENCE IF NOT EXISTS access_request_ids;
+CREATE TABLE IF NOT EXISTS access_requests (
+    id BIGINT PRIMARY KEY DEFAULT nextval('access_request_ids'), buyer VARCHAR, dataset VARCHAR,
+    message VARCHAR, requested_at TIMESTAMPTZ, status VARCHAR, decided_at TIMESTAMPTZ);
 """
+MAX_REQUEST_MESSAGE = 2000
+_TERMS_COLUMNS = ("license", "price_usd", "title", "price_unit", "license_text")
 
 
 class MarketError(ValueError):
@@ -57,6 +65,8 @@ class Terms:
     license: str = DEFAULT_LICENSE
     price_usd: float = 0.0
     title: str | None = None
+    price_unit: str | None = None  # "per month", "per 1,000 rows"…; None: a one-time licence
+    license_text: str | None = None  # the seller's own text, when not only an SPDX id
 
 
 @dataclass
@@ -65,6 +75,7 @@ class MarketSnapshot:
 
     buyers_by_key_hash: dict[str, Buyer] = field(default_factory=dict)
     terms: dict[str, Terms] = field(default_factory=dict)
+    requests: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # latest
 
     def buyer_for_key(self, api_key: str) -> Buyer | None:
         return self.buyers_by_key_hash.get(hash_key(api_key))
@@ -114,7 +125,8 @@ class MarketStore:
             if exists:
                 return False
             con.execute("INSERT INTO entitlements VALUES (?, ?, ?)", [name, dataset, _now()])
-            return True
+        self.decide(name, dataset, "granted")
+        return True
 
     def revoke(self, name: str, dataset: str) -> bool:
         """Withdraw an entitlement; False when there was none."""
@@ -127,25 +139,71 @@ class MarketStore:
             return bool(found)
 
     def set_terms(
-        self, dataset: str, license: str | None, price_usd: float | None, title: str | None
+        self,
+        dataset: str,
+        license: str | None,
+        price_usd: float | None,
+        title: str | None,
+        price_unit: str | None = None,
+        license_text: str | None = None,
     ) -> Terms:
         if price_usd is not None and price_usd < 0:
             raise MarketError("a price cannot be negative")
         with self._connect() as con:
-            row = con.execute(
-                "SELECT license, price_usd, title FROM terms WHERE dataset = ?", [dataset]
-            ).fetchone()
-            current = Terms(row[0], float(row[1]), row[2]) if row else Terms()
+            current = _terms(con, dataset) or Terms()
             terms = Terms(
                 license or current.license,
                 current.price_usd if price_usd is None else float(price_usd),
                 title or current.title,
+                price_unit or current.price_unit,
+                license_text or current.license_text,
             )
             con.execute(
-                "INSERT OR REPLACE INTO terms VALUES (?, ?, ?, ?)",
-                [dataset, terms.license, terms.price_usd, terms.title],
+                "INSERT OR REPLACE INTO terms (dataset, license, price_usd, title, price_unit, "
+                "license_text) VALUES (?, ?, ?, ?, ?, ?)",
+                [dataset, *(getattr(terms, c) for c in _TERMS_COLUMNS)],
             )
         return terms
+
+    def request_access(self, name: str, dataset: str, message: str) -> dict[str, Any]:
+        """A buyer asks for a licence; the seller sees it in ``rda market requests``. A pending
+        request for the same dataset is updated, not repeated."""
+        message = message.strip()[:MAX_REQUEST_MESSAGE]
+        with self._connect() as con:
+            self._require_buyer(con, name)
+            con.execute(
+                "DELETE FROM access_requests "
+                "WHERE buyer = ? AND dataset = ? AND status = 'pending'",
+                [name, dataset],
+            )
+            (request_id,) = con.execute(
+                "INSERT INTO access_requests (buyer, dataset, message, requested_at, status) "
+                "VALUES (?, ?, ?, ?, 'pending') RETURNING id",
+                [name, dataset, message, _now()],
+            ).fetchone()
+            return _request(con, request_id)
+
+    def access_requests(self, status: str | None = None) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        with self._connect(read_only=True) as con:
+            if not _has_table(con, "access_requests"):
+                return []
+            where, params = ("WHERE status = ?", [status]) if status else ("", [])
+            ids = con.execute(
+                f"SELECT id FROM access_requests {where} ORDER BY requested_at", params
+            ).fetchall()
+            return [_request(con, request_id) for (request_id,) in ids]
+
+    def decide(self, name: str, dataset: str, status: str) -> int:
+        """Close ``name``'s pending requests for ``dataset`` as ``granted`` or ``declined``."""
+        with self._connect() as con:
+            found = con.execute(
+                "UPDATE access_requests SET status = ?, decided_at = ? WHERE buyer = ? "
+                "AND dataset = ? AND status = 'pending' RETURNING id",
+                [status, _now(), name, dataset],
+            ).fetchall()
+            return len(found)
 
     def buyers(self) -> list[dict[str, Any]]:
         if not self.path.exists():
@@ -168,19 +226,61 @@ class MarketStore:
         with self._connect(read_only=True) as con:
             keys = con.execute("SELECT name, key_sha256 FROM buyers").fetchall()
             grants = con.execute("SELECT buyer, dataset FROM entitlements").fetchall()
-            terms = con.execute("SELECT dataset, license, price_usd, title FROM terms").fetchall()
+            datasets = [d for (d,) in con.execute("SELECT dataset FROM terms").fetchall()]
+            terms = {d: _terms(con, d) or Terms() for d in datasets}
+            requests = {}
+            if _has_table(con, "access_requests"):
+                latest = con.execute(
+                    "SELECT id FROM access_requests QUALIFY row_number() OVER "
+                    "(PARTITION BY buyer, dataset ORDER BY requested_at DESC) = 1"
+                ).fetchall()
+                for (request_id,) in latest:
+                    request = _request(con, request_id)
+                    requests[(request["buyer"], request["dataset"])] = request
         licensed: dict[str, set[str]] = {}
         for buyer, dataset in grants:
             licensed.setdefault(buyer, set()).add(dataset)
         return MarketSnapshot(
             {digest: Buyer(name, frozenset(licensed.get(name, ()))) for name, digest in keys},
-            {d: Terms(lic, float(price), title) for d, lic, price, title in terms},
+            terms,
+            requests,
         )
 
     @staticmethod
     def _require_buyer(con: duckdb.DuckDBPyConnection, name: str) -> None:
         if not con.execute("SELECT 1 FROM buyers WHERE name = ?", [name]).fetchone():
             raise MarketError(f"no buyer named {name!r}: add one with `rda market add-buyer`")
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return bool(
+        con.execute("SELECT 1 FROM duckdb_tables() WHERE table_name = ?", [name]).fetchone()
+    )
+
+
+def _terms(con: duckdb.DuckDBPyConnection, dataset: str) -> Terms | None:
+    """A dataset's terms, from a store of any version (older ones lack the newer columns)."""
+    cursor = con.execute("SELECT * FROM terms WHERE dataset = ?", [dataset])
+    row = cursor.fetchone()
+    if row is None:
+        return None
+    values = dict(zip([d[0] for d in cursor.description], row, strict=True))
+    price = values.get("price_usd")
+    return Terms(
+        values.get("license") or DEFAULT_LICENSE,
+        float(price) if price is not None else 0.0,
+        values.get("title"),
+        values.get("price_unit"),
+        values.get("license_text"),
+    )
+
+
+def _request(con: duckdb.DuckDBPyConnection, request_id: int) -> dict[str, Any]:
+    cursor = con.execute("SELECT * FROM access_requests WHERE id = ?", [request_id])
+    values = dict(zip([d[0] for d in cursor.description], cursor.fetchone(), strict=True))
+    for key in ("requested_at", "decided_at"):
+        values[key] = values[key].isoformat() if values.get(key) else None
+    return values
 
 
 def _now() -> dt.datetime:

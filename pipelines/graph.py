@@ -9,20 +9,36 @@ output is identical whichever worker handled it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import apache_beam as beam
+import pyarrow as pa
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-from pipelines.kafka_source import KafkaPythonSource, OffsetRange
+from pipelines.kafka_source import KafkaSpec, OffsetRange
 from pipelines.protect import Protection
 from pipelines.standardize import Standardized, standardize_routed
 
 RUNNERS = ("fnapi", "dask")
 # Called once per chunk with the chunk and its standardized result; returns a summary.
 ChunkSink = Callable[[OffsetRange, Standardized], Any]
+# (partition, offset) -> (code, reason): records to quarantine unread (pipelines/poison.py).
+Refused = Mapping[tuple[int, int], tuple[str, str]]
+
+
+def standardize_chunk(
+    raw: pa.RecordBatch,
+    wire_format: str | None,
+    protection: Protection | None = None,
+    refused: Refused | None = None,
+) -> Standardized:
+    """One chunk's raw records standardized and protected: what the DoFn does after reading."""
+    partition = raw.column("partition")[0].as_py() if raw.num_rows else None
+    unread = {o: r for (p, o), r in (refused or {}).items() if p == partition}
+    result = standardize_routed(raw, wire_format, refused=unread)
+    return protection(raw, result) if protection is not None else result
 
 
 class ReadAndStandardize(beam.DoFn):
@@ -30,18 +46,23 @@ class ReadAndStandardize(beam.DoFn):
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaSpec,
         wire_format: str | None,
         protection: Protection | None = None,
-        timeout_s: float = 30.0,
+        refused: Refused | None = None,
     ) -> None:
-        self.bootstrap = bootstrap
+        self.kafka = kafka  # broker, client, and the timeout after which the batch is retried
         self.wire_format = wire_format  # the topic's default, for records without a header
         self.protection = protection  # quality checks and privacy policy, before landing
-        self.timeout_s = timeout_s  # without progress: the driver then retries the batch
+        self.refused = dict(refused or {})  # records the driver found to kill the worker
 
     def setup(self) -> None:
-        self.source = KafkaPythonSource(self.bootstrap, self.timeout_s)
+        self.source = self.kafka.open()
+
+    def finish_bundle(self) -> None:
+        # Runners do not always call teardown: a consumer left open would log connection errors
+        # once the broker is gone. One connection per bundle still spares one per chunk.
+        self.source.close()
 
     def teardown(self) -> None:
         self.source.close()
@@ -49,10 +70,7 @@ class ReadAndStandardize(beam.DoFn):
     def process(self, work_item: dict) -> Iterable[tuple[OffsetRange, Standardized]]:
         chunk = OffsetRange(**work_item)
         raw = self.source.read(chunk)
-        result = standardize_routed(raw, self.wire_format)
-        if self.protection is not None:
-            result = self.protection(raw, result)
-        yield chunk, result
+        yield chunk, standardize_chunk(raw, self.wire_format, self.protection, self.refused)
 
 
 class ReadStandardizeProtect(beam.PTransform):
@@ -73,19 +91,19 @@ class ReadStandardizeProtect(beam.PTransform):
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaSpec | str,
         wire_format: str | None,
         protection: Protection | None = None,
-        timeout_s: float = 30.0,
+        refused: Refused | None = None,
     ) -> None:
         super().__init__()
-        self.bootstrap = bootstrap
+        self.kafka = kafka if isinstance(kafka, KafkaSpec) else KafkaSpec(kafka)
         self.wire_format = wire_format
         self.protection = protection
-        self.timeout_s = timeout_s
+        self.refused = refused
 
     def expand(self, work_items: beam.PCollection) -> beam.PCollection:
-        read = ReadAndStandardize(self.bootstrap, self.wire_format, self.protection, self.timeout_s)
+        read = ReadAndStandardize(self.kafka, self.wire_format, self.protection, self.refused)
         return (
             work_items
             | "Distribute" >> beam.Reshuffle()  # spread the chunks over the runner's workers
@@ -107,11 +125,11 @@ class WriteChunk(beam.DoFn):
 def build(
     pipeline: beam.Pipeline,
     chunks: list[OffsetRange],
-    bootstrap: str,
+    kafka: KafkaSpec,
     wire_format: str | None,
     sink: ChunkSink,
     protection: Protection | None = None,
-    timeout_s: float = 30.0,
+    refused: Refused | None = None,
 ) -> beam.PCollection:
     """Add the read → standardize → protect → sink stages for ``chunks`` to ``pipeline``."""
     return (
@@ -119,20 +137,20 @@ def build(
         # Plain dicts as work items: Beam would otherwise infer a row schema for the dataclass.
         | "Chunks" >> beam.Create([chunk.as_dict() for chunk in chunks])
         | "ReadStandardizeProtect"
-        >> ReadStandardizeProtect(bootstrap, wire_format, protection, timeout_s)
+        >> ReadStandardizeProtect(kafka, wire_format, protection, refused)
         | "Write" >> beam.ParDo(WriteChunk(sink))
     )
 
 
 def run(
     chunks: list[OffsetRange],
-    bootstrap: str,
+    kafka: KafkaSpec,
     wire_format: str | None,
     sink: ChunkSink,
     runner: str = "fnapi",
     protection: Protection | None = None,
-    timeout_s: float = 30.0,
     dask_scheduler: str | None = None,
+    refused: Refused | None = None,
 ) -> None:
     """Run the pipeline to completion on the chosen runner (FnApiRunner by default).
 
@@ -143,7 +161,7 @@ def run(
     options = ["--no_pipeline_type_check"]
     if runner == "fnapi":
         with beam.Pipeline(runner=FnApiRunner(), options=PipelineOptions(options)) as pipeline:
-            build(pipeline, chunks, bootstrap, wire_format, sink, protection, timeout_s)
+            build(pipeline, chunks, kafka, wire_format, sink, protection, refused)
         return
     if runner != "dask":
         raise ValueError(f"unknown runner {runner!r} (available: {', '.join(RUNNERS)})")
@@ -154,7 +172,7 @@ def run(
     address = dask_scheduler or local_scheduler_address()
     options.append(f"--dask_client_address={address}")
     pipeline = beam.Pipeline(runner=DaskRunner(), options=PipelineOptions(options))
-    build(pipeline, chunks, bootstrap, wire_format, sink, protection, timeout_s)
+    build(pipeline, chunks, kafka, wire_format, sink, protection, refused)
     result = pipeline.run()
     try:
         result.wait_until_finish()

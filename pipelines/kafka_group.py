@@ -14,63 +14,36 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from contextlib import contextmanager
 
-from kafka import ConsumerRebalanceListener
-
-from pipelines.kafka_source import KafkaUnavailable
+from pipelines.kafka_source import DEFAULT_CLIENT
 
 log = logging.getLogger("rda.run.group")  # printed with the run's own lines
 
+SESSION_TIMEOUT_MS = 10_000  # a killed worker's partitions move within ~10 s, not 45
+MAX_POLL_INTERVAL_MS = 600_000  # a batch may hold the worker for minutes between two polls
+
 
 class GroupMember:
-    """One process's membership of ``group`` for ``topics``."""
+    """What every client's member shares: the owned partitions and waiting for them."""
 
-    def __init__(
-        self,
-        bootstrap: str,
-        group: str,
-        topics: Iterable[str],
-        timeout_s: float = 30.0,
-        session_timeout_ms: int = 10_000,
-        max_poll_interval_ms: int = 600_000,
-    ) -> None:
-        from kafka import KafkaConsumer
-        from kafka.coordinator.assignors.range import RangePartitionAssignor
-        from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
-        from kafka.errors import KafkaError
-
-        self.group = group
-        self.timeout_ms = int(timeout_s * 1000)
-        try:
-            self._consumer = KafkaConsumer(
-                bootstrap_servers=bootstrap,
-                group_id=group,
-                client_id="rda-pipeline-member",
-                enable_auto_commit=False,
-                # Short sessions: a killed worker's partitions move within ~10 s, not 45.
-                session_timeout_ms=session_timeout_ms,
-                heartbeat_interval_ms=max(session_timeout_ms // 6, 500),
-                # A batch may hold the worker for minutes between two polls.
-                max_poll_interval_ms=max_poll_interval_ms,
-                partition_assignment_strategy=(
-                    RoundRobinPartitionAssignor,
-                    RangePartitionAssignor,
-                ),
-                request_timeout_ms=max(self.timeout_ms, session_timeout_ms) + 5000,
-                bootstrap_timeout_ms=self.timeout_ms,
-            )
-        except KafkaError as error:
-            raise KafkaUnavailable(f"no Kafka broker answers at {bootstrap}") from error
-        self._consumer.subscribe(list(topics), listener=_PauseAssigned(self))
-        self._owned: frozenset[tuple[str, int]] = frozenset()
-
-    # -- membership -----------------------------------------------------------------------
+    group: str
+    _owned: frozenset[tuple[str, int]] = frozenset()
 
     def poll(self, timeout_ms: int = 0) -> None:
         """Heartbeat and take part in any rebalance; records are never fetched (all paused)."""
-        with self._answered("keeping group membership"):
-            self._consumer.poll(timeout_ms=timeout_ms, max_records=1)
+        raise NotImplementedError
+
+    def commit(self, topic: str, offsets: dict[int, int]) -> None:
+        """Commit ``{partition: next offset}`` with this member's generation."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Leave the group at once, so the partitions move without waiting for a timeout."""
+        raise NotImplementedError
+
+    def partitions(self, topic: str) -> set[int]:
+        """The partitions of ``topic`` this member owns; none while the group rebalances."""
+        return {p for t, p in self._owned if t == topic}
 
     def wait_for_assignment(self, timeout_s: float, settle_s: float = 0.0) -> bool:
         """Poll until the group has assigned this member something that held for ``settle_s``.
@@ -89,53 +62,34 @@ class GroupMember:
                 return True
         return bool(self._owned)
 
-    def partitions(self, topic: str) -> set[int]:
-        """The partitions of ``topic`` this member owns; none while the group rebalances."""
-        return {p for t, p in self._owned if t == topic}
-
-    def commit(self, topic: str, offsets: dict[int, int]) -> None:
-        """Commit ``{partition: next offset}`` with this member's generation."""
-        from kafka import TopicPartition
-        from kafka.structs import OffsetAndMetadata
-
-        positions = {
-            TopicPartition(topic, p): OffsetAndMetadata(o, "", -1) for p, o in offsets.items()
-        }
-        with self._answered(f"committing offsets of {self.group}"):
-            self._consumer.commit(positions, timeout_ms=self.timeout_ms)
-
-    def close(self) -> None:
-        """Leave the group at once, so the partitions move without waiting for a timeout."""
-        self._consumer.close(autocommit=False)
-
-    @contextmanager
-    def _answered(self, what: str):
-        from kafka.errors import KafkaError
-
-        try:
-            yield
-        except KafkaError as error:
-            raise KafkaUnavailable(f"{what}: {type(error).__name__}: {error}") from error
-
-    def _assigned(self, assigned: set) -> None:
-        self._consumer.pause(*assigned)
-        self._owned = frozenset((tp.topic, tp.partition) for tp in assigned)
+    def _set_owned(self, owned: Iterable[tuple[str, int]]) -> None:
+        """The group's latest assignment to this member (empty: revoked, rebalancing)."""
+        self._owned = frozenset(owned)
+        if not self._owned:
+            return
         log.info(
             "group %s assigned %s",
             self.group,
-            ", ".join(f"{t}/{p}" for t, p in sorted(self._owned)) or "nothing",
+            ", ".join(f"{t}/{p}" for t, p in sorted(self._owned)),
             extra={"event": "assignment", "partitions": sorted(self._owned)},
         )
 
 
-class _PauseAssigned(ConsumerRebalanceListener):
-    """Pause what the group assigns, before any fetch could start on it."""
+def join_group(
+    bootstrap: str,
+    group: str,
+    topics: Iterable[str],
+    timeout_s: float = 30.0,
+    client: str = DEFAULT_CLIENT,
+    session_timeout_ms: int = SESSION_TIMEOUT_MS,
+) -> GroupMember:
+    """Join ``group`` for ``topics`` with the named client (``pipelines.kafka_source.CLIENTS``)."""
+    if client == "confluent":
+        from pipelines.confluent_group import ConfluentMember
 
-    def __init__(self, member: GroupMember) -> None:
-        self.member = member
+        return ConfluentMember(bootstrap, group, topics, timeout_s, session_timeout_ms)
+    if client == "kafka-python":
+        from pipelines.kafka_python_group import KafkaPythonMember
 
-    def on_partitions_revoked(self, revoked) -> None:
-        self.member._owned = frozenset()
-
-    def on_partitions_assigned(self, assigned) -> None:
-        self.member._assigned(set(assigned))
+        return KafkaPythonMember(bootstrap, group, topics, timeout_s, session_timeout_ms)
+    raise ValueError(f"unknown Kafka client {client!r}")

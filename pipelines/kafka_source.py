@@ -2,21 +2,22 @@
 
 The pipeline only needs four things from Kafka: the partitions of a topic, where each partition
 ends *now* (the high watermark), a group's committed offsets, and the records of one
-``[start, end)`` range. Keeping them behind ``KafkaSource`` lets a faster client replace
-kafka-python later without touching the pipeline.
+``[start, end)`` range. ``KafkaSource`` is that interface; two clients implement it:
+
+- ``confluent`` (default): confluent-kafka, on librdkafka (``pipelines/confluent_source.py``);
+- ``kafka-python``: the pure-Python fallback (``pipelines/kafka_python_source.py``), for
+  platforms without a librdkafka wheel.
+
+Both take range ends from a fetch's high watermark, never from ListOffsets "latest" (some
+brokers, Tansu among them, answer it with the base offset of the last record batch).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
 import pyarrow as pa
-
-from schemas.records import RAW_RECORD_SCHEMA
 
 FORMAT_HEADER = "rda-format"
 
@@ -72,6 +73,8 @@ class KafkaSource(Protocol):
 
     def commit(self, group: str, topic: str, offsets: dict[int, int]) -> None: ...
 
+    def close(self) -> None: ...
+
 
 class KafkaUnavailable(RuntimeError):
     """The broker did not answer in time."""
@@ -81,169 +84,32 @@ class TopicNotFound(KeyError):
     """The broker has no such topic (yet)."""
 
 
-class KafkaPythonSource:
-    """``KafkaSource`` on kafka-python (with ``crc32c`` for fast CRC checks)."""
-
-    def __init__(self, bootstrap: str, timeout_s: float = 30.0) -> None:
-        self.bootstrap = bootstrap
-        self.timeout_s = timeout_s
-        self._reader = None  # one consumer reused by read(): connecting costs ~0.1 s a chunk
-
-    def close(self) -> None:
-        """Close the consumer ``read`` keeps open between calls."""
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
-
-    def _consumer(self, group: str | None = None):
-        from kafka import KafkaConsumer
-        from kafka.errors import KafkaError
-
-        try:
-            return KafkaConsumer(
-                bootstrap_servers=self.bootstrap,
-                group_id=group,
-                enable_auto_commit=False,
-                client_id="rda-pipeline",
-                max_partition_fetch_bytes=4 << 20,
-                fetch_max_bytes=16 << 20,
-                request_timeout_ms=int(self.timeout_s * 1000) + 1000,
-                bootstrap_timeout_ms=int(self.timeout_s * 1000),
-            )
-        except KafkaError as error:
-            raise KafkaUnavailable(f"no Kafka broker answers at {self.bootstrap}") from error
-
-    @property
-    def _timeout_ms(self) -> int:
-        return int(self.timeout_s * 1000)
-
-    @contextmanager
-    def _answered(self, what: str) -> Iterator[None]:
-        """A broker that does not answer within the timeout is ``KafkaUnavailable``.
-
-        kafka-python's blocking calls wait forever by default (a paused broker would hang the
-        driver instead of letting it retry), so every call gets ``timeout_ms`` and its timeout
-        becomes the one error the driver retries.
-        """
-        from kafka.errors import KafkaError
-
-        try:
-            yield
-        except KafkaError as error:
-            raise KafkaUnavailable(
-                f"{what}: no answer from {self.bootstrap} ({type(error).__name__})"
-            ) from error
-
-    def partitions(self, topic: str) -> list[int]:
-        consumer = self._consumer()
-        try:
-            with self._answered(f"partitions of {topic}"):
-                found = consumer.partitions_for_topic(topic)
-        finally:
-            consumer.close()
-        if not found:
-            raise TopicNotFound(f"topic {topic!r} does not exist on {self.bootstrap}")
-        return sorted(found)
-
-    def high_watermarks(self, topic: str) -> dict[int, int]:
-        """Each partition's high watermark, taken from fetch responses.
-
-        ListOffsets "latest" is not used: some brokers (Tansu) answer it with the base offset of
-        the last record batch, which would cut a range short. A fetch always reports the high
-        watermark, so we seek near the end, fetch once per partition, and read it from there.
-        """
-        from kafka import TopicPartition
-
-        consumer = self._consumer()
-        try:
-            tps = [TopicPartition(topic, p) for p in self.partitions(topic)]
-            consumer.assign(tps)
-            with self._answered(f"end offsets of {topic}"):
-                ends = consumer.end_offsets(tps, timeout_ms=self._timeout_ms)
-            for tp, near_end in ends.items():
-                consumer.seek(tp, near_end)
-            deadline = time.monotonic() + self.timeout_s
-            while True:
-                consumer.poll(timeout_ms=200)
-                known = [tp for tp in tps if consumer.highwater(tp) is not None]
-                consumer.pause(*known)
-                if len(known) == len(tps):
-                    return {tp.partition: consumer.highwater(tp) for tp in tps}
-                if time.monotonic() > deadline:
-                    raise KafkaUnavailable(f"no high watermark for {topic} within the timeout")
-        finally:
-            consumer.close()
-
-    def committed(self, group: str, topic: str) -> dict[int, int]:
-        from kafka import TopicPartition
-
-        consumer = self._consumer(group)
-        try:
-            result = {}
-            for partition in self.partitions(topic):
-                with self._answered(f"committed offsets of {group}"):
-                    offset = consumer.committed(
-                        TopicPartition(topic, partition), timeout_ms=self._timeout_ms
-                    )
-                result[partition] = offset if offset is not None else 0
-            return result
-        finally:
-            consumer.close()
-
-    def commit(self, group: str, topic: str, offsets: dict[int, int]) -> None:
-        from kafka import TopicPartition
-        from kafka.structs import OffsetAndMetadata
-
-        consumer = self._consumer(group)
-        try:
-            tps = {
-                TopicPartition(topic, p): OffsetAndMetadata(o, "", -1) for p, o in offsets.items()
-            }
-            consumer.assign(list(tps))
-            with self._answered(f"committing offsets of {group}"):
-                consumer.commit(tps, timeout_ms=self._timeout_ms)
-        finally:
-            consumer.close()
-
-    def read(self, offsets: OffsetRange) -> pa.RecordBatch:
-        """All records of ``offsets``, in offset order, as one raw Arrow batch."""
-        from kafka import TopicPartition
-
-        columns: dict[str, list] = {name: [] for name in RAW_RECORD_SCHEMA.names}
-        if offsets.size == 0:
-            return pa.RecordBatch.from_pydict(columns, schema=RAW_RECORD_SCHEMA)
-        tp = TopicPartition(offsets.topic, offsets.partition)
-        if self._reader is None:
-            self._reader = self._consumer()
-        consumer = self._reader
-        try:
-            consumer.assign([tp])  # a seek drops records prefetched for an earlier range
-            consumer.seek(tp, offsets.start)
-            deadline = time.monotonic() + self.timeout_s
-            while consumer.position(tp) < offsets.end:
-                records = consumer.poll(timeout_ms=500, max_records=10_000).get(tp, [])
-                if records:
-                    deadline = time.monotonic() + self.timeout_s
-                elif time.monotonic() > deadline:
-                    raise KafkaUnavailable(
-                        f"no progress reading {offsets.name} at offset {consumer.position(tp)}"
-                    )
-                for record in records:
-                    if record.offset >= offsets.end:
-                        break
-                    _append(columns, record)
-        except BaseException:
-            self.close()  # after a failure, start the next read on a fresh connection
-            raise
-        return pa.RecordBatch.from_pydict(columns, schema=RAW_RECORD_SCHEMA)
+CLIENTS = ("confluent", "kafka-python")
+DEFAULT_CLIENT = "confluent"
 
 
-def _append(columns: dict[str, list], record) -> None:
-    columns["topic"].append(record.topic)
-    columns["partition"].append(record.partition)
-    columns["offset"].append(record.offset)
-    columns["timestamp_ms"].append(record.timestamp)
-    columns["key"].append(record.key)
-    columns["value"].append(record.value)
-    header = next((v for k, v in record.headers or () if k == FORMAT_HEADER), None)
-    columns["format"].append(header.decode("utf-8", "replace") if header is not None else None)
+@dataclass(frozen=True)
+class KafkaSpec:
+    """Where and how to read: the broker, the client library, and how long to wait for it."""
+
+    bootstrap: str
+    client: str = DEFAULT_CLIENT
+    timeout_s: float = 30.0  # without an answer or progress: the driver then retries the batch
+
+    def open(self) -> KafkaSource:
+        return open_source(self.bootstrap, self.timeout_s, self.client)
+
+
+def open_source(
+    bootstrap: str, timeout_s: float = 30.0, client: str = DEFAULT_CLIENT
+) -> KafkaSource:
+    """A ``KafkaSource`` on the named client (``CLIENTS``)."""
+    if client == "confluent":
+        from pipelines.confluent_source import ConfluentSource
+
+        return ConfluentSource(bootstrap, timeout_s)
+    if client == "kafka-python":
+        from pipelines.kafka_python_source import KafkaPythonSource
+
+        return KafkaPythonSource(bootstrap, timeout_s)
+    raise ValueError(f"unknown Kafka client {client!r} (known: {', '.join(CLIENTS)})")

@@ -7,11 +7,13 @@ So the counting invariant holds per record: read = published + quarantined.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipelines.poison import crash_on_marker
 from schemas.adapters import Adapter, DecodeResult, adapter_for, sniff, wire_formats
 from schemas.records import QUARANTINE_SCHEMA, quarantine_batch
 from validators.rowchecks import check_rows
@@ -67,26 +69,57 @@ def standardize(raw: pa.RecordBatch, adapter: Adapter) -> Standardized:
     return _split(raw, [(pa.array(range(raw.num_rows), pa.int64()), adapter.decode(raw))])
 
 
-def standardize_routed(raw: pa.RecordBatch, default_format: str | None) -> Standardized:
-    """Pick each record's adapter: its format header, else the topic's default, else a sniff."""
-    formats = _record_formats(raw, default_format)
+def standardize_routed(
+    raw: pa.RecordBatch,
+    default_format: str | None,
+    override: bool = False,
+    refused: Mapping[int, tuple[str, str]] | None = None,
+) -> Standardized:
+    """Pick each record's adapter: its format header, else the topic's default, else a sniff.
+
+    ``default_format`` ``auto`` (or None) sniffs; with ``override`` it is used for every record,
+    whatever its header says (``rda quarantine replay --format F --override-header``).
+    ``refused`` maps offsets to (code, reason): records quarantined unread, never parsed (those
+    the driver found to kill the worker, ``pipelines/poison.py``).
+    """
+    refused = refused or {}
+    offsets = raw.column("offset").to_pylist()
+    skipped = [i for i, offset in enumerate(offsets) if offset in refused]
+    formats = _record_formats(raw, default_format, override)
+    for position in skipped:
+        formats[position] = _REFUSED
+    crash_on_marker(raw.column("value"), formats, _REFUSED)
     decoded, rejects = [], _Rejects()
-    for wire_format in sorted(set(formats) - {None}):
+    for wire_format in sorted(set(formats) - {None, _REFUSED}):
         positions = pa.array([i for i, f in enumerate(formats) if f == wire_format], pa.int64())
         decoded.append((positions, adapter_for(wire_format).decode(raw.take(positions))))
-    unknown = pa.array([i for i, f in enumerate(formats) if f is None], pa.int64())
-    if len(unknown):
+    unknown = [i for i, f in enumerate(formats) if f is None]
+    if unknown:
+        headers = raw.column("format").to_pylist()
+        reasons = [_unknown_format_reason(headers[i]) for i in unknown]
         rejects.add(
-            unknown,
-            pa.array(["unknown_format"] * len(unknown)),
-            pa.array(["no adapter for this record's format header or content"] * len(unknown)),
+            pa.array(unknown, pa.int64()), pa.array(["unknown_format"] * len(unknown)),
+            pa.array(reasons, pa.string()),
+        )  # fmt: skip
+    if skipped:
+        rejects.add(
+            pa.array(skipped, pa.int64()),
+            pa.array([refused[offsets[i]][0] for i in skipped], pa.string()),
+            pa.array([refused[offsets[i]][1] for i in skipped], pa.string()),
         )
     return _split(raw, decoded, rejects)
 
 
-def _record_formats(raw: pa.RecordBatch, default_format: str | None) -> list[str | None]:
+_REFUSED = "(refused)"  # a record quarantined unread
+
+
+def _record_formats(
+    raw: pa.RecordBatch, default_format: str | None, override: bool = False
+) -> list[str | None]:
     """A declared format is taken at its word (unknown: None); else topic default; else sniff."""
     known = set(wire_formats())
+    if override and default_format in known:
+        return [default_format] * raw.num_rows
     headers = raw.column("format").to_pylist()
     values = raw.column("value")
     formats: list[str | None] = []
@@ -98,6 +131,14 @@ def _record_formats(raw: pa.RecordBatch, default_format: str | None) -> list[str
         else:
             formats.append(sniff(values[position].as_py()))
     return formats
+
+
+def _unknown_format_reason(header: str | None) -> str:
+    known = ", ".join(wire_formats())
+    if header is not None:
+        shown = header if len(header) <= 60 else header[:60] + "…"
+        return f"the rda-format header says {shown!r}, a format no adapter reads (known: {known})"
+    return f"no rda-format header, and the content looks like none of: {known}"
 
 
 def _split(

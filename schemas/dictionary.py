@@ -52,7 +52,13 @@ def render() -> str:
         "tie each row to the Kafka record it came from.\n\n"
         "Privacy classes: `public`; `identifier` (published only as a keyed pseudonym);\n"
         "`network_address` (truncated); `precise_location` (generalized to H3 cells);\n"
-        "`quasi_identifier` (k-anonymity).\n"
+        "`quasi_identifier` (k-anonymity).\n\n"
+        "Probe networks: a RIPE Atlas measurement target inside the probe's own network — the\n"
+        "same IPv4 /24 or IPv6 /48 as one of the probe's addresses (`from`, `src_addr`,\n"
+        "`srcaddr`) — is published in `path_trace.target` and `link_kpi.peer` as that network\n"
+        "(`192.0.2.0/24`, `2001:db8:1::/48`), in place of its address or its host name when\n"
+        "the result gives the address the name resolved to. Other targets are published as\n"
+        "measured.\n"
     )
     return head + "\n" + "\n".join(_with_published(s) for s in SCHEMAS.values())
 

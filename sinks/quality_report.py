@@ -39,6 +39,7 @@ class Validation:
     files: tuple[tuple[str, str], ...]  # (path, sha256), in leaf order
     report: dict[str, Any]
     seconds: float
+    with_docs: bool = False  # the same run rebuilt the Data Docs
 
 
 def validate_new_rows(
@@ -53,7 +54,7 @@ def validate_new_rows(
     """
     rows = pa.concat_tables([pq.read_table(layout.root / f["path"]) for f in files])
     report, seconds = validate(schema, rows, docs_dir)
-    return Validation(_identity(files), report, seconds)
+    return Validation(_identity(files), report, seconds, with_docs=docs_dir is not None)
 
 
 def write_quality_report(
@@ -73,10 +74,10 @@ def write_quality_report(
     checkpoint's extend (so the dataset score covers every row ever published).
     """
     quality_dir = layout.quality_dir(schema.dataset)
-    docs_dir = quality_dir / "docs" if _docs_due(layout, schema) else None
+    docs_dir = docs_dir_if_due(layout, schema)
     if validation is None or validation.files != _identity(new_files):
         validation = validate_new_rows(layout, schema, new_files, docs_dir)
-    elif docs_dir is not None:  # the report is made; the docs need a run with the docs action
+    elif docs_dir is not None and not validation.with_docs:  # docs need a run with their action
         validate_new_rows(layout, schema, new_files, docs_dir)
     if docs_dir is not None:
         _docs_built_at[(str(layout.root.resolve()), schema.dataset)] = time.monotonic()
@@ -103,9 +104,12 @@ def write_quality_report(
     }
 
 
-def _docs_due(layout: DataLayout, schema: TelemetrySchema) -> bool:
+def docs_dir_if_due(layout: DataLayout, schema: TelemetrySchema) -> Path | None:
+    """Where to rebuild the dataset's Data Docs now, or None if they were rebuilt recently."""
     built = _docs_built_at.get((str(layout.root.resolve()), schema.dataset))
-    return built is None or time.monotonic() - built >= DOCS_EVERY_S
+    if built is None or time.monotonic() - built >= DOCS_EVERY_S:
+        return layout.quality_dir(schema.dataset) / "docs"
+    return None
 
 
 def _identity(files: list[dict[str, Any]]) -> tuple[tuple[str, str], ...]:

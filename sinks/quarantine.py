@@ -43,6 +43,17 @@ class QuarantineRegister:
                  json.dumps(q["reasons"], sort_keys=True), batch_id],
             )  # fmt: skip
 
+    def batch_reasons(self, batch_id: int) -> dict[str, int]:
+        """Records quarantined by one batch, per reason code (from its registered files)."""
+        counts: dict[str, int] = {}
+        rows = self.db.execute(
+            "SELECT reasons FROM quarantine_files WHERE batch_id = ?", [batch_id]
+        ).fetchall()
+        for (reasons,) in rows:
+            for code, n in json.loads(reasons).items():
+                counts[code] = counts.get(code, 0) + n
+        return dict(sorted(counts.items()))
+
     def paths(self) -> list[str]:
         rows = self.db.execute("SELECT path FROM quarantine_files ORDER BY path").fetchall()
         return [path for (path,) in rows]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipelines.kafka_source import DEFAULT_CLIENT
 from validators.score import components_from_counts, score
 
 # Anchors a batch's checkpoints (dataset, tree_size, root, manifest_sha256) in one transaction.
@@ -20,12 +21,15 @@ class RunConfig:
     topic: str
     group: str
     data_dir: Path
-    wire_format: str | None = "rda.node.v1"  # for records without a format header
+    wire_format: str | None = "auto"  # for records without a format header; auto: sniff
     max_chunk_records: int = 50_000
     max_batch_records: int = 2_000_000
     runner: str = "fnapi"
     kafka_timeout: float = 30.0  # seconds without an answer before a read fails (and is retried)
+    kafka_client: str = DEFAULT_CLIENT  # confluent (librdkafka) or kafka-python
     dask_scheduler: str | None = None  # with runner "dask"; None: a local cluster
+    crash_limit: int = 3  # worker crashes on one batch before it is bisected (streaming/poison)
+    isolate: bool = True  # land in a forked child, so a crashing record cannot stop the run
 
 
 @dataclass
@@ -42,6 +46,7 @@ class BatchSummary:
     checkpoints: list[dict] = field(default_factory=list)
     resumed: bool = False
     steps: dict[str, float] = field(default_factory=dict)  # seconds spent in each step
+    crashes: int = 0  # worker processes that died landing this batch (this attempt)
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from pipelines.kafka_source import CLIENTS, DEFAULT_CLIENT
+from schemas.adapters import AUTO, check_format
 from streaming.errors import SettingsError
 
 DEFAULT_TOPIC = "node-telemetry"
@@ -40,7 +42,7 @@ CHAINS = ("embedded", "anvil", "rpc")
 class TopicSettings:
     """What may differ between topics."""
 
-    format: str = "rda.node.v1"  # wire format of records without a format header
+    format: str = AUTO  # wire format of records without a format header; auto: sniff each
     max_batch_records: int = 2_000_000  # backpressure: offsets per micro-batch, all partitions
     max_chunk_records: int = 50_000  # offsets per work item: bounds a worker's memory
 
@@ -63,9 +65,12 @@ class RunSettings:
     metrics_port: int | None = None
     log_format: str = "text"
     kafka_timeout: float = 30.0  # seconds without an answer before a Kafka call is retried
+    kafka_client: str = DEFAULT_CLIENT  # confluent (librdkafka) or kafka-python (pure Python)
     retries: int = 30  # consecutive failed attempts before giving up (0: never give up)
     backoff_max: float = 30.0  # cap of the exponential backoff, seconds
     join_group: bool = False  # share the topics' partitions with other workers in `group`
+    crash_limit: int = 3  # worker crashes on one batch before it is bisected (streaming/poison)
+    lag_interval: float = 15.0  # seconds between refreshes of the consumer-lag gauge
 
 
 def boolean(value: Any) -> bool:
@@ -93,9 +98,12 @@ _GLOBAL: dict[str, Callable[[str], Any]] = {
     "metrics_port": int,
     "log_format": str,
     "kafka_timeout": float,
+    "kafka_client": str,
     "retries": int,
     "backoff_max": float,
     "join_group": boolean,
+    "crash_limit": int,
+    "lag_interval": float,
 }
 _PER_TOPIC: dict[str, Callable[[str], Any]] = {
     "format": str,
@@ -208,6 +216,10 @@ def _validate(settings: RunSettings) -> None:
         raise SettingsError(f"runner must be one of {', '.join(RUNNERS)}, not {settings.runner!r}")
     if settings.log_format not in LOG_FORMATS:
         raise SettingsError(f"log format must be one of {', '.join(LOG_FORMATS)}")
+    if settings.kafka_client not in CLIENTS:
+        raise SettingsError(
+            f"kafka client must be one of {', '.join(CLIENTS)}, not {settings.kafka_client!r}"
+        )
     if settings.chain is not None and settings.chain not in CHAINS:
         raise SettingsError(f"chain must be one of {', '.join(CHAINS)}, not {settings.chain!r}")
     if settings.interval < 0 or settings.kafka_timeout <= 0 or settings.backoff_max <= 0:
@@ -219,6 +231,12 @@ def _validate(settings: RunSettings) -> None:
     for name, topic in settings.topics.items():
         if topic.max_batch_records <= 0 or topic.max_chunk_records <= 0:
             raise SettingsError(f"topic {name}: batch and chunk sizes must be positive")
+        try:
+            check_format(topic.format)
+        except ValueError as error:
+            raise SettingsError(f"topic {name}: {error}") from None
+    if settings.crash_limit < 1:
+        raise SettingsError("crash limit must be 1 or more")
 
 
 def describe(settings: RunSettings) -> dict[str, Any]:

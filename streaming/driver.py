@@ -28,7 +28,9 @@ from sinks.layout import DataLayout
 from streaming import faults
 from streaming.batch import Anchorer, BatchSummary, Progress, RunConfig
 from streaming.journal import BatchJournal
-from streaming.sequencer import Sequencer, land_chunks, summary_from_journal, validate_landed
+from streaming.poison import land_contained
+from streaming.schedule import fair_shares
+from streaming.sequencer import Sequencer, summary_from_journal, validate_landed
 from streaming.store import writing
 from streaming.workers import is_alive, this_worker
 
@@ -70,9 +72,9 @@ def run_batch(
     if entry is None:
         return None
     batch_id, state = entry["batch_id"], entry["state"]
-    validations = None
+    validations, crashes = None, 0
     if state == "planned":
-        land_chunks(config, layout, entry["plan"], progress, protection)
+        crashes = land_contained(config, layout, entry, source, protection, progress)
         clock.lap("land")
         validations = validate_landed(layout, entry["plan"])
         clock.lap("validate")
@@ -86,7 +88,7 @@ def run_batch(
             sequencer.finish_interrupted(except_batch=batch_id)
             summary = sequencer.sequence(batch_id, state == "planned", validations)
         clock.lap("sequence")
-    summary.resumed = entry["resumed"]
+    summary.resumed, summary.crashes = entry["resumed"], crashes
     ends = {r["partition"]: r["end"] for r in entry["plan"]["ranges"]}
     if not _commit_offsets(config, source, worker, ends):
         return None  # stays `anchored`: committed, and reported, on a later round
@@ -174,25 +176,25 @@ def _take_or_plan(
 def _new_plan(
     config: RunConfig, journal: BatchJournal, owned: set[int] | None, positions: tuple[dict, dict]
 ) -> dict | None:
-    """Offset ranges from where each owned partition stands to (at most) its high watermark."""
+    """Offset ranges from where each owned partition stands to (at most) its high watermark,
+    the batch's budget shared fairly between the partitions (``streaming/schedule.py``)."""
     committed, ends = positions
     planned = journal.journal_ends(config.topic)
-    budget = config.max_batch_records
-    ranges = []
-    for partition in sorted(ends):
-        if owned is not None and partition not in owned:
-            continue
-        start = max(committed.get(partition, 0), planned.get(partition, 0))
-        end = min(ends[partition], start + budget)
-        if end > start:
-            ranges.append(OffsetRange(config.topic, partition, start, end))
-            budget -= end - start
-        if budget <= 0:
-            break
+    starts = {
+        p: max(committed.get(p, 0), planned.get(p, 0)) for p in ends if owned is None or p in owned
+    }
+    batch_id = journal.next_batch_id()
+    backlogs = {p: max(0, ends[p] - start) for p, start in starts.items()}
+    shares = fair_shares(backlogs, config.max_batch_records, turn=batch_id)
+    ranges = [
+        OffsetRange(config.topic, p, starts[p], starts[p] + shares[p])
+        for p in sorted(shares)
+        if shares[p]
+    ]
     if not ranges:
         return None
     return {
-        "batch_id": journal.next_batch_id(),
+        "batch_id": batch_id,
         "planned_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "ranges": [r.as_dict() for r in ranges],
         "chunks": [c.as_dict() for r in ranges for c in r.split(config.max_chunk_records)],

@@ -5,3 +5,7 @@ from __future__ import annotations
 
 class SettingsError(ValueError):
     """A run setting, or what it points at (broker, chain, config file), is wrong or missing."""
+
+
+class CrashLoop(RuntimeError):
+    """A batch keeps killing the worker and bisecting it finds no record that does."""

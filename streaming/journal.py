@@ -82,6 +82,13 @@ class BatchJournal:
         )
         self.set_state(batch_id, "landed", **counts)
 
+    def update_plan(self, batch_id: int, plan: dict) -> None:
+        """Rewrite a batch's plan (its ranges never change; crashes and poison offsets do)."""
+        self.db.execute(
+            "UPDATE batches SET plan = ?, updated_at = now() WHERE batch_id = ?",
+            [json.dumps(plan, sort_keys=True), batch_id],
+        )
+
     def set_owner(self, batch_id: int, owner: str) -> None:
         self.db.execute("UPDATE batches SET owner = ? WHERE batch_id = ?", [owner, batch_id])
 
@@ -107,6 +114,13 @@ class BatchJournal:
             params,
         ).fetchall()
         return [self.batch(batch_id) for (batch_id,) in rows]
+
+    def unfinished_counts(self) -> dict[str, int]:
+        """Per topic, the batches not yet ``done``."""
+        rows = self.db.execute(
+            "SELECT topic, count(*) FROM batches WHERE state <> 'done' GROUP BY topic"
+        ).fetchall()
+        return {topic: int(n) for topic, n in rows}
 
     def unfinished_topics(self) -> list[str]:
         """Topics with an unfinished batch, oldest batch first."""
@@ -136,12 +150,21 @@ class BatchJournal:
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     def totals(self) -> dict[str, int]:
-        """Records read, published and quarantined by every ``done`` batch."""
+        """Records read, published, quarantined and suppressed by every ``done`` batch.
+
+        Suppressed is what the counting invariant leaves: read − published − quarantined.
+        """
         row = self.db.execute(
             "SELECT coalesce(sum(records_read), 0), coalesce(sum(records_published), 0), "
             "coalesce(sum(records_quarantined), 0) FROM batches WHERE state = 'done'"
         ).fetchone()
-        return {"read": int(row[0]), "published": int(row[1]), "quarantined": int(row[2])}
+        read, published, quarantined = (int(v) for v in row)
+        return {
+            "read": read,
+            "published": published,
+            "quarantined": quarantined,
+            "suppressed": read - published - quarantined,
+        }
 
     # -- ranges index -----------------------------------------------------------------------
 

@@ -27,7 +27,6 @@ class RunMetrics:
             "rda_records_suppressed", "Records withheld for k-anonymity", ["topic"], registry=r
         )
         self.batches = Counter("rda_batches", "Micro-batches finished", ["topic"], registry=r)
-        self.retries = Counter("rda_retries", "Steps retried after an outage", registry=r)
         self.batch_seconds = Histogram(
             "rda_batch_duration_seconds",
             "Wall time of one micro-batch, plan to offsets committed",
@@ -63,6 +62,36 @@ class RunMetrics:
         self.checkpoints = Counter(
             "rda_checkpoints_anchored", "Checkpoints anchored", ["dataset"], registry=r
         )
+        self._health(r)
+
+    def _health(self, r: CollectorRegistry) -> None:
+        """What tells an operator the run is healthy: failures, crashes, progress, backlog."""
+        self.retries = Counter(
+            "rda_retries", "Steps retried after a transient failure", ["kind"], registry=r
+        )
+        self.failures = Counter(
+            "rda_failures",
+            "Failed attempts of a step, by what failed (broker, chain, disk, network, "
+            "worker_crash, other), retried or not",
+            ["kind"],
+            registry=r,
+        )
+        self.worker_crashes = Counter(
+            "rda_worker_crashes", "Worker processes that died landing a batch", ["topic"],
+            registry=r,
+        )  # fmt: skip
+        self.last_success = Gauge(
+            "rda_last_batch_success_timestamp_seconds",
+            "Unix time the last batch of the topic finished (offsets committed)",
+            ["topic"],
+            registry=r,
+        )
+        self.unfinished = Gauge(
+            "rda_unfinished_batches",
+            "Journaled batches of the topic not yet done (planned, landing, sequencing)",
+            ["topic"],
+            registry=r,
+        )
 
     def serve(self, port: int) -> Any:
         """Serve /metrics on 127.0.0.1:port in a daemon thread."""
@@ -81,6 +110,12 @@ class RunMetrics:
 
         return anchored
 
+    def failed(self, kind: str, retried: bool) -> None:
+        """One failed attempt of a step (``streaming.retry.Backoff``'s hook)."""
+        self.failures.labels(kind).inc()
+        if retried:
+            self.retries.labels(kind).inc()
+
     def batch_done(self, topic: str, summary: BatchSummary, seconds: float) -> None:
         self.read.labels(topic).inc(summary.read)
         self.published.labels(topic).inc(summary.published)
@@ -89,6 +124,10 @@ class RunMetrics:
             self.quarantined.labels(topic, reason).inc(count)
         self.batches.labels(topic).inc()
         self.batch_seconds.labels(topic).observe(seconds)
+        self.last_success.labels(topic).set(time.time())
+        if summary.crashes:
+            self.worker_crashes.labels(topic).inc(summary.crashes)
+            self.failures.labels("worker_crash").inc(summary.crashes)
         for step, step_seconds in summary.steps.items():
             self.step_seconds.labels(topic, step).observe(step_seconds)
 

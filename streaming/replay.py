@@ -19,8 +19,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipelines.graph import Refused
 from pipelines.protect import Protection
-from pipelines.standardize import standardize_routed
+from pipelines.standardize import Standardized, standardize_routed
 from schemas.records import RAW_RECORD_SCHEMA
 from sinks.catalog import Catalog
 from sinks.dedup import drop_records, find_batch_duplicates
@@ -28,6 +29,7 @@ from sinks.layout import DataLayout
 from sinks.parquet import write_parquet
 from streaming.batch import Anchorer, Progress
 from streaming.commit import commit_and_anchor, log_starts
+from streaming.poison import standardize_contained
 from streaming.store import writing
 
 REPLAY_TOPIC = "(replay)"  # the journal's topic column for replay batches
@@ -58,7 +60,13 @@ def replay(
     reason: str | None = None,
     topic: str | None = None,
     progress: Progress = lambda _: None,
+    override: bool = False,
+    crash_limit: int = 3,
 ) -> ReplaySummary:
+    """Publish what of the pending quarantine now passes, as one anchored batch.
+
+    ``default_format``: for records without a header, or with ``override`` for all (wrong
+    headers). Decoding runs in a child: a record that kills it stays, as ``crashed_worker``."""
     layout = DataLayout(data_dir)
     summary = ReplaySummary()
     with writing(layout) as store:
@@ -78,7 +86,8 @@ def replay(
         }
         journal.record_plan(batch_id, REPLAY_TOPIC, plan)
         progress(f"replay batch {batch_id}: standardizing {pending.num_rows} quarantined records")
-        receipts, outcome = _land_replay(layout, batch_id, pending, default_format)
+        decode = _Decoder(default_format, override, crash_limit)
+        receipts, outcome = _land_replay(layout, batch_id, pending, decode)
         _drop_already_published(layout, catalog, batch_id, receipts, outcome)
         summary.checkpoints = commit_and_anchor(store, plan, receipts, anchor, progress)
         published = [key for key, code in outcome.items() if code is None]
@@ -98,8 +107,25 @@ def replay(
     return summary
 
 
+@dataclass(frozen=True)
+class _Decoder:
+    """How replayed records are standardized: format, header override, crash containment."""
+
+    default_format: str | None
+    override: bool
+    crash_limit: int
+
+    def __call__(self, part: pa.RecordBatch, protect: Protection, what: str) -> Standardized:
+        def decode(raw: pa.RecordBatch, refused: Refused) -> Standardized:
+            unread = {offset: r for (_, offset), r in refused.items()}
+            result = standardize_routed(raw, self.default_format, self.override, unread)
+            return protect(raw, result)
+
+        return standardize_contained(part, decode, self.crash_limit, what)
+
+
 def _land_replay(
-    layout: DataLayout, batch_id: int, pending: pa.Table, default_format: str | None
+    layout: DataLayout, batch_id: int, pending: pa.Table, decode: _Decoder
 ) -> tuple[list[dict], dict[tuple[str, int, int], str | None]]:
     """Standardize per topic-partition; write what passes. Outcome per record: None or code."""
     raw = pending.select(RAW_RECORD_SCHEMA.names).cast(RAW_RECORD_SCHEMA)
@@ -112,7 +138,7 @@ def _land_replay(
             pc.equal(raw.column("partition"), group["partition"]),
         )
         part = raw.filter(mask).combine_chunks().to_batches()[0]
-        result = protect(part, standardize_routed(part, default_format))
+        result = decode(part, protect, f"replaying {group['topic']}/{group['partition']}")
         offsets = part.column("offset").to_pylist()
         key = (group["topic"], group["partition"])
         for offset in offsets:

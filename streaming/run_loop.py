@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from infra.state import InfraState
-from pipelines.kafka_source import KafkaPythonSource, KafkaUnavailable, TopicNotFound
+from pipelines.kafka_source import KafkaUnavailable, TopicNotFound, open_source
 from sinks.layout import DataLayout
 from streaming.chain import ChainContext, open_chain
 from streaming.chain_binding import bind
 from streaming.config import RunSettings
 from streaming.driver import BatchSummary, RunConfig, Worker, run_batch
 from streaming.errors import SettingsError
+from streaming.lag import LagWatcher
 from streaming.metrics import RunMetrics
 from streaming.retry import Backoff
 from streaming.store import writing
@@ -79,17 +80,21 @@ class RunLoop:
         self.status_line = status_line  # a live line on a terminal, kept up to date
         self.stop = threading.Event()
         self.report = RunReport()
-        self.backoff = Backoff(cap=settings.backoff_max, attempts=settings.retries)
         self.metrics = RunMetrics()
+        self.backoff = Backoff(
+            cap=settings.backoff_max, attempts=settings.retries, on_failure=self.metrics.failed
+        )
+        self.lag: LagWatcher | None = None  # with --metrics-port
         self.chain: ChainContext | None = None
         self._state = state = InfraState.load()
         self.bootstrap = settings.bootstrap or state.kafka_bootstrap
         if not self.bootstrap:
             raise SettingsError("no Kafka broker: run `rda infra up` first, or pass --bootstrap")
-        self.source = KafkaPythonSource(self.bootstrap, timeout_s=settings.kafka_timeout)
+        self.source = open_source(self.bootstrap, settings.kafka_timeout, settings.kafka_client)
         self._status: StatusLine | None = None
         self.member: Any = None  # a pipelines.kafka_group.GroupMember with --join-group
         self.worker = Worker(this_worker())
+        self._unfinished_at = float("-inf")  # when the unfinished-batches gauge was last set
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -106,13 +111,14 @@ class RunLoop:
             )
         topics = self._resume_first(list(self.settings.topics))
         heartbeat = Heartbeat(DataLayout(self.settings.data_dir).workers, self.worker.id)
-        with self._signals(), self._display(), heartbeat, self._membership():
+        with self._signals(), self._display(), heartbeat, self._lag_gauge(), self._membership():
             try:
                 self._open_chain()
                 while not self.stop.is_set():
                     started = time.monotonic()
                     self._keep_membership()
                     found, backlog = self._one_round(topics)
+                    self._round_metrics(found)
                     if self.settings.once and not found:
                         break
                     if not backlog:  # caught up: wait for the next trigger
@@ -181,15 +187,41 @@ class RunLoop:
                 "checkpoints": [(c["dataset"], c["tree_size"]) for c in summary.checkpoints],
             },
         )
-        if self.settings.metrics_port is not None:
-            lag = self.backoff.call(f"lag of {topic}", lambda: self._lag(topic), self.stop)
-            if lag is not None:
-                self.metrics.set_lag(topic, lag)
+        if self.lag is not None:
+            self.lag.refresh()
 
-    def _lag(self, topic: str) -> dict[int, int]:
-        ends = self.source.high_watermarks(topic)
-        committed = self.source.committed(self.settings.group, topic)
-        return {p: ends[p] - committed.get(p, 0) for p in ends}
+    @contextmanager
+    def _lag_gauge(self) -> Iterator[None]:
+        """With metrics served: the consumer lag, refreshed on a timer and after each batch."""
+        if self.settings.metrics_port is None:
+            yield
+            return
+        self.lag = LagWatcher(
+            self.bootstrap, self.settings.group, self.settings.topics, self.metrics,
+            self.settings.lag_interval, min(self.settings.kafka_timeout, 10.0),
+            self.settings.kafka_client,
+        )  # fmt: skip
+        with self.lag:
+            yield
+
+    def _round_metrics(self, found: bool) -> None:
+        """After a round: a drained topic's lag at once; the unfinished batches, now and then."""
+        if self.settings.metrics_port is None:
+            return
+        if not found and self.lag is not None:
+            self.lag.refresh()
+        now = time.monotonic()
+        if now - self._unfinished_at < self.settings.lag_interval:
+            return
+        self._unfinished_at = now
+        try:
+            with writing(DataLayout(self.settings.data_dir)) as store:
+                counts = store.journal.unfinished_counts()
+        except Exception as error:  # a gauge never stops the run; the next round tries again
+            self.log.debug("unfinished batches not counted: %s", error)
+            return
+        for topic in self.settings.topics:
+            self.metrics.unfinished.labels(topic).set(counts.get(topic, 0))
 
     def _config(self, topic: str) -> RunConfig:
         t = self.settings.topics[topic]
@@ -202,7 +234,9 @@ class RunLoop:
             max_chunk_records=t.max_chunk_records,
             max_batch_records=t.max_batch_records,
             runner=self.settings.runner,
+            crash_limit=self.settings.crash_limit,
             kafka_timeout=self.settings.kafka_timeout,
+            kafka_client=self.settings.kafka_client,
             dask_scheduler=self.settings.dask_scheduler,
         )
 
@@ -221,10 +255,14 @@ class RunLoop:
         if not self.settings.join_group:
             yield
             return
-        from pipelines.kafka_group import GroupMember
+        from pipelines.kafka_group import join_group
 
-        join = lambda: GroupMember(  # noqa: E731
-            self.bootstrap, self.settings.group, self.settings.topics, self.settings.kafka_timeout
+        join = lambda: join_group(  # noqa: E731
+            self.bootstrap,
+            self.settings.group,
+            self.settings.topics,
+            self.settings.kafka_timeout,
+            self.settings.kafka_client,
         )
         self.member = self.backoff.call(f"joining group {self.settings.group}", join, self.stop)
         self.worker = Worker(self.worker.id, self._owned, self._commit_as_member)

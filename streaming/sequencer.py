@@ -15,7 +15,7 @@ import logging
 import time
 
 from pipelines import graph
-from pipelines.kafka_source import KafkaSource, OffsetRange
+from pipelines.kafka_source import KafkaSource, KafkaSpec, OffsetRange
 from pipelines.protect import Protection
 from schemas.published import published_schema_for_dataset
 from sinks.dedup import (
@@ -26,7 +26,7 @@ from sinks.dedup import (
 )
 from sinks.layout import DataLayout
 from sinks.parquet import ChunkWriter, read_receipt
-from sinks.quality_report import Validation, validate_new_rows
+from sinks.quality_report import Validation, docs_dir_if_due, validate_new_rows
 from streaming import faults
 from streaming.batch import Anchorer, BatchSummary, Progress, RunConfig, count_receipts
 from streaming.commit import commit_and_anchor, log_starts
@@ -36,22 +36,35 @@ log = logging.getLogger("rda.run")
 SEQUENCING = ("landed", "committed")  # states of a batch whose place in the logs is fixed
 
 
+def landing_message(plan: dict) -> str:
+    chunks = [OffsetRange(**c) for c in plan["chunks"]]
+    offsets = sum(c.size for c in chunks)
+    return f"batch {plan['batch_id']}: reading {offsets} offsets in {len(chunks)} chunks"
+
+
+def refused_of(plan: dict) -> graph.Refused:
+    """The plan's poison records (streaming/poison.py): (partition, offset) -> (code, reason)."""
+    return {(p["partition"], p["offset"]): (p["code"], p["reason"]) for p in plan.get("poison", [])}
+
+
 def land_chunks(
     config: RunConfig, layout: DataLayout, plan: dict, progress: Progress, protection: Protection
 ) -> None:
-    """Run the Beam pipeline over the plan's chunks: Parquet files and a receipt per chunk."""
+    """Run the Beam pipeline over the plan's chunks: Parquet files and a receipt per chunk.
+
+    Records the plan names as poison are quarantined unread (``crashed_worker``).
+    """
     chunks = [OffsetRange(**c) for c in plan["chunks"]]
-    offsets = sum(c.size for c in chunks)
-    progress(f"batch {plan['batch_id']}: reading {offsets} offsets in {len(chunks)} chunks")
+    progress(landing_message(plan))
     graph.run(
         chunks,
-        config.bootstrap,
+        KafkaSpec(config.bootstrap, config.kafka_client, config.kafka_timeout),
         plan.get("wire_format", config.wire_format),
         ChunkWriter(str(layout.root)),
         config.runner,
         protection,
-        config.kafka_timeout,
         config.dask_scheduler,
+        refused_of(plan),
     )
 
 
@@ -59,14 +72,14 @@ def validate_landed(layout: DataLayout, plan: dict) -> dict[str, Validation]:
     """GE reports on the landed rows of every dataset, made before waiting for the lock."""
     receipts = [read_receipt(layout, OffsetRange(**c)) for c in plan["chunks"]]
     datasets = sorted({d for r in receipts for d in r["files"]})
-    return {
-        dataset: validate_new_rows(
-            layout,
-            published_schema_for_dataset(dataset),
-            [r["files"][dataset] for r in receipts if dataset in r["files"]],
-        )
-        for dataset in datasets
-    }
+    validations = {}
+    for dataset in datasets:
+        schema = published_schema_for_dataset(dataset)
+        files = [r["files"][dataset] for r in receipts if dataset in r["files"]]
+        # Docs too when due, so the sequencer does not run GE again for them under the lock.
+        docs_dir = docs_dir_if_due(layout, schema)
+        validations[dataset] = validate_new_rows(layout, schema, files, docs_dir)
+    return validations
 
 
 class Sequencer:
@@ -165,7 +178,8 @@ class Sequencer:
 
 
 def summary_from_journal(store: RunStore, entry: dict) -> BatchSummary:
-    """The summary of a batch sequenced earlier (by this worker or another), from the journal."""
+    """The summary of a batch sequenced earlier (by this worker or another), from the journal
+    and the catalog (its quarantine reasons, so metrics count a resumed batch's rejects too)."""
     read = entry["records_read"] or 0
     published = entry["records_published"] or 0
     quarantined = entry["records_quarantined"] or 0
@@ -176,6 +190,7 @@ def summary_from_journal(store: RunStore, entry: dict) -> BatchSummary:
         published=published,
         quarantined=quarantined,
         suppressed=read - published - quarantined,
+        reasons=store.catalog.quarantine.batch_reasons(entry["batch_id"]),
         checkpoints=store.catalog.batch_checkpoints(entry["batch_id"]),
         resumed=True,
     )

@@ -14,12 +14,12 @@ from typing import Any, TypeVar
 import duckdb
 
 from infra.state import InfraState
-from pipelines.kafka_source import KafkaPythonSource, KafkaUnavailable
+from pipelines.kafka_source import KafkaUnavailable, open_source
 from sinks.catalog import Catalog
 from sinks.layout import DataLayout
 from streaming.config import RunSettings
 from streaming.journal import BatchJournal
-from streaming.workers import is_alive, running_workers
+from streaming.workers import is_alive, prune_dead, running_workers
 
 T = TypeVar("T")
 BUSY_WAIT_S = 5.0  # `rda run` holds the files during a batch; they are free between batches
@@ -52,7 +52,7 @@ def _lag_report(settings: RunSettings) -> dict[str, Any]:
     bootstrap = settings.bootstrap or InfraState.load().kafka_bootstrap
     if not bootstrap:
         return {"error": "no Kafka broker: run `rda infra up`, or pass --bootstrap"}
-    source = KafkaPythonSource(bootstrap, timeout_s=min(settings.kafka_timeout, 5.0))
+    source = open_source(bootstrap, min(settings.kafka_timeout, 5.0), settings.kafka_client)
     topics: dict[str, Any] = {}
     for topic in settings.topics:
         try:
@@ -106,6 +106,7 @@ def _journal_report(data_dir: Path, limit: int) -> dict[str, Any]:
 def _workers_report(data_dir: Path, batches: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Workers seen on this data directory: running ones, and owners of recent batches."""
     folder = DataLayout(data_dir).workers
+    prune_dead(folder)
     seen = {*running_workers(folder), *(b["owner"] for b in batches if b.get("owner"))}
     return [
         {

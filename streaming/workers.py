@@ -5,9 +5,13 @@ crashed, its machine lost) another worker adopts the batch and redoes it from th
 while it lives, nobody else touches the batch's files. A worker is
 
 - alive on this machine while its process is (same pid *and* same start time, so a recycled pid
-  is not mistaken for it), and
+  is not mistaken for it; a process killed but not yet reaped by its parent, a zombie, is dead),
+  and
 - alive elsewhere while it keeps touching its heartbeat file under ``<data>/workers/``, which a
   background thread does every few seconds: a worker silent for ``lease_s`` is presumed dead.
+
+The heartbeat files of dead workers are removed by the next worker that starts and by
+``rda status`` (``prune_dead``): a file there names a worker that may still be running.
 """
 
 from __future__ import annotations
@@ -22,13 +26,18 @@ from pathlib import Path
 LEASE_S = 60.0  # a worker on another machine silent this long is presumed dead
 
 
+_DEAD_STATES = ("Z", "X", "x")  # zombie, dead: killed, waiting for its parent to reap it
+
+
 def _start_ticks(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat)."""
+    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat), or None
+    if no process runs under ``pid`` (none at all, or only a zombie)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] in _DEAD_STATES else fields[19]
 
 
 def this_worker() -> str:
@@ -60,7 +69,30 @@ def running_workers(workers_dir: Path) -> list[str]:
     """The ids of workers with a heartbeat file (running, or killed before they could clean up)."""
     if not workers_dir.exists():
         return []
-    return sorted(f.read_text().strip() for f in workers_dir.iterdir() if f.is_file())
+    found = []
+    for path in workers_dir.iterdir():
+        with contextlib.suppress(OSError):  # removed meanwhile by a pruning worker
+            if path.is_file():
+                found.append(path.read_text().strip())
+    return sorted(w for w in found if w)
+
+
+def prune_dead(workers_dir: Path, lease_s: float = LEASE_S) -> list[str]:
+    """Remove the heartbeat files of workers that are gone; the ids removed.
+
+    A worker of this host is gone when its process is; one elsewhere, when its file has been
+    silent for two leases (one lease makes it dead for adoption; the second is slack for clocks).
+    """
+    removed = []
+    for worker in running_workers(workers_dir):
+        host = worker.partition("/")[0]
+        here = host == socket.gethostname()
+        if is_alive(worker, workers_dir, lease_s if here else 2 * lease_s):
+            continue
+        with contextlib.suppress(OSError):
+            (workers_dir / _file_name(worker)).unlink()
+            removed.append(worker)
+    return removed
 
 
 class Heartbeat:
@@ -75,6 +107,7 @@ class Heartbeat:
 
     def __enter__(self) -> Heartbeat:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        prune_dead(self.path.parent)
         self.path.write_text(self.worker + "\n")  # its name; the mtime is the heartbeat
         self._thread.start()
         return self

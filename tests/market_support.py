@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from market.http import MarketServer, start_server
+from market.http import MarketServer, ServerLimits, start_server
+from market.pool import PoolLimits
 from market.sandbox import Limits
 from market.service import Marketplace
 from market.store import MarketStore, market_path
@@ -51,10 +52,27 @@ def market_limits() -> Limits | None:
 
 
 @pytest.fixture(scope="module")
-def server(demo_dir: Path, market_limits: Limits | None) -> Iterator[MarketServer]:
-    """The marketplace HTTP API and page over the demo data, on a free loopback port."""
-    market = Marketplace(demo_dir, market_limits)
-    running = start_server(market)
+def pool_limits() -> PoolLimits:
+    """The module's worker pool: two workers (the machine has two cores)."""
+    return PoolLimits(workers=2, worker_memory_mb=1024)
+
+
+@pytest.fixture(scope="module")
+def server_limits() -> ServerLimits | None:
+    return None
+
+
+@pytest.fixture(scope="module")
+def server(
+    demo_dir: Path,
+    market_limits: Limits | None,
+    pool_limits: PoolLimits,
+    server_limits: ServerLimits | None,
+) -> Iterator[MarketServer]:
+    """The marketplace HTTP API and page over the demo data, on a free loopback port, with
+    queries in worker processes as ``rda serve`` runs them."""
+    market = Marketplace(demo_dir, market_limits, pool_limits)
+    running = start_server(market, limits=server_limits)
     yield running
     running.shutdown()
     running.server_close()
@@ -89,9 +107,17 @@ class Client:
         if body is not None:
             data = json.dumps(body).encode()
             sent["Content-Type"] = "application/json"
-        self.conn.request(method, path, body=data, headers=sent)
-        response = self.conn.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
+        for attempt in (1, 2):
+            try:
+                self.conn.request(method, path, body=data, headers=sent)
+                response = self.conn.getresponse()
+                return response.status, dict(response.getheaders()), response.read()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                # The server closed an idle keep-alive connection: reconnect once, as browsers do
+                self.conn.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def query(self, sql: str, **options: Any) -> tuple[int, dict[str, str], bytes]:
         return self.request("POST", "/api/query", {"sql": sql, **options})

@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
-from pipelines.kafka_source import KafkaPythonSource
+from pipelines.kafka_source import open_source
 from proofs.anchor import AnchorRegistry
 from sinks.layout import DataLayout
 
@@ -126,7 +126,7 @@ def reconcile(bootstrap: str, topic: str, data: Path, registry: AnchorRegistry) 
 
 def _produced(bootstrap: str, topic: str) -> dict[tuple[int, int], str]:
     """Each record's (partition, offset) and key (the node id), read back from the broker."""
-    source = KafkaPythonSource(bootstrap)
+    source = open_source(bootstrap)
     from pipelines.kafka_source import OffsetRange
 
     keys = {}

@@ -39,6 +39,7 @@ def demo(tmp_path: Path, *extra: str) -> dict:
         state=tmp_path / "state",
     )
     assert result.returncode == 0, result.stderr
+    assert "ERROR" not in result.stderr and "Traceback" not in result.stderr  # a quiet shutdown
     return json.loads(result.stdout)
 
 
@@ -198,7 +199,11 @@ def test_with_anvil_a_later_process_verifies_the_anchor_on_chain(tmp_path):
         assert {c["check"]: c["ok"] for c in checks}["anchor"] is True
     finally:
         down = rda("infra", "down", "--json", state=state)
-    assert json.loads(down.stdout)["stopped"] == {"broker": True, "anvil": True}
+    assert json.loads(down.stdout)["stopped"] == {
+        "broker": True,
+        "anvil": True,
+        "object_store": True,
+    }
 
 
 @pytest.mark.anvil

@@ -6,7 +6,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from pipelines.kafka_source import KafkaPythonSource
+from pipelines.kafka_source import open_source
 from sinks.layout import DataLayout
 from streaming.chain import open_chain
 from streaming.driver import RunConfig, run_batch
@@ -28,7 +28,7 @@ def landed(data_dir) -> tuple[list, list, list]:
 
 def test_dask_and_fnapi_runners_land_identical_bytes_and_roots(broker, topic, tmp_path, publish):
     publish(broker, topic, nodes=6, duration_s=15, bad_fraction=0.1)
-    source = KafkaPythonSource(broker.bootstrap)
+    source = open_source(broker.bootstrap)
     summaries = {}
     for runner in ("fnapi", "dask"):
         config = RunConfig(

@@ -9,7 +9,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.kafka_source import KafkaPythonSource
+from pipelines.kafka_source import open_source
 from proofs.manifest import load_manifest
 from proofs.verify import verify_dataset
 from sinks.layout import DataLayout
@@ -45,7 +45,7 @@ def radio(checkpoints: list[dict]) -> dict:
 
 def batch(broker, topic, data_dir, chain, **overrides):
     config = RunConfig(broker.bootstrap, topic, f"group-{topic}", data_dir, **overrides)
-    return run_batch(config, KafkaPythonSource(broker.bootstrap), chain.anchor)
+    return run_batch(config, open_source(broker.bootstrap), chain.anchor)
 
 
 def test_every_record_read_is_published_or_quarantined_under_its_defect(
@@ -148,7 +148,7 @@ def test_a_batch_interrupted_before_its_anchor_is_redone_identically(
     config = RunConfig(
         broker.bootstrap, topic, f"other-{topic}", tmp_path / "crashed", max_chunk_records=100
     )
-    source = KafkaPythonSource(broker.bootstrap)
+    source = open_source(broker.bootstrap)
     with pytest.raises(ConnectionError):
         run_batch(config, source, chain_down)
     with BatchJournal(DataLayout(tmp_path / "crashed").journal) as journal:

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.kafka_source import KafkaPythonSource
+from pipelines.kafka_source import open_source
 from proofs.verify import verify_dataset
 from schemas.service import SUBSCRIBER_SESSION_V1
 from simulator.fleet import generate
@@ -80,7 +80,7 @@ def landed(broker, tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("leak") / "data"
     topic = "leak-telemetry"
     chain = open_chain("embedded", None, None)
-    source = KafkaPythonSource(broker.bootstrap)
+    source = open_source(broker.bootstrap)
     config = RunConfig(broker.bootstrap, topic, "leak-group", data_dir, max_chunk_records=800)
     handler = _Capture()
     logging.getLogger().addHandler(handler)

@@ -3,6 +3,7 @@ the anchored checkpoint it was computed on, entitlements applied on the next req
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import subprocess
@@ -29,6 +30,7 @@ ENDPOINTS = [
     ("GET", "/api/listings/radio_kpi.v1/datapackage.json"),
     ("GET", "/api/listings/radio_kpi.v1/croissant.json"),
     ("POST", "/api/query"),
+    ("GET", "/api/publisher"),
     ("GET", "/api/nowhere"),
 ]
 
@@ -69,6 +71,39 @@ def test_the_page_is_public_and_carries_no_data(server):
     for script in ("/static/app.js", "/static/verify.js", "/static/style.css"):
         assert client.request("GET", script)[0] == 200
     client.close()
+
+
+def test_the_pages_policy_allows_its_own_images_and_the_users_chain_node(server):
+    client = Client(server.url, None)
+    _status, headers, _page = client.request("GET", "/")
+    client.close()
+    policy = [part.strip() for part in headers["Content-Security-Policy"].split(";")]
+    assert policy == [
+        "default-src 'self'",
+        "img-src 'self' data: blob:",  # the map's and downloads' own URLs
+        "connect-src 'self' http: https:",  # the proof tab reads anchors from the user's RPC URL
+        "frame-ancestors 'none'",
+    ]
+
+
+def test_the_publisher_identity_is_offered_with_its_hash(buyer, demo_dir):
+    _name, client = buyer
+    status, headers, data = client.request("GET", "/api/publisher")
+    raw = (demo_dir / "published" / "publisher-identity.json").read_bytes()
+    assert (status, headers["Content-Type"]) == (200, "application/json")
+    assert json.loads(data) == {"identity": raw.decode(), "sha256": hashlib.sha256(raw).hexdigest()}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [("POST", "/api/publisher", 405, "method_not_allowed"),
+     ("GET", "/api/publisher/key", 404, "not_found")],
+)  # fmt: skip
+def test_the_publisher_route_answers_like_the_others(buyer, method, path, status, code):
+    _name, client = buyer
+    answer = client.request(method, path, {} if method == "POST" else None)
+    assert (answer[0], answer[1]["Content-Type"]) == (status, "application/json")
+    assert json.loads(answer[2])["error"]["code"] == code
 
 
 def test_json_result_names_its_checkpoint(buyer, demo_dir):
@@ -281,3 +316,57 @@ sys.stdin.readline()
 con.execute("DROP TABLE market_test_touch")
 con.close()
 """
+
+
+def test_a_dataset_page_holds_what_a_buyer_decides_from(buyer):
+    _name, client = buyer
+    status, _h, body = client.request("GET", "/api/listings/subscriber_session.v1")
+    page = json.loads(body)
+    assert status == 200
+    assert {"data_card", "checkpoints", "publisher", "profiles", "sample", "examples",
+            "license_terms", "price", "quality_report", "access_request"} <= set(page)  # fmt: skip
+    assert page["publisher"]["signature"]["status"] == "valid"
+    assert page["price"]["label"] == "Free"
+    assert page["coverage"]["time_column"] == "session_start"  # not "? → ?"
+    imsi = next(p for p in page["profiles"] if p["name"] == "imsi")
+    assert imsi["masked"] and "top" not in imsi and "min" not in imsi
+    column = page["sample"]["columns"].index("imsi")
+    assert {row[column] for row in page["sample"]["rows"]} == {"•••• hidden"}
+    assert page["data_card"]["privacy"]["k_anonymity"]["k"] == 5
+
+
+def test_a_speed_test_listing_covers_its_published_h3_cells(buyer):
+    _name, client = buyer
+    listing = json.loads(client.request("GET", "/api/listings/speed_test.v1")[2])
+    assert listing["coverage"]["h3_cells"]
+    assert all(len(c["boundary"]) == 6 for c in listing["coverage"]["h3_cells"])
+
+
+def test_an_access_request_is_recorded_once_and_seen_by_the_seller(buyer, demo_dir):
+    name, client = buyer
+    for message in ("first", "second thoughts"):
+        status, _h, body = client.request(
+            "POST", "/api/access-requests", {"dataset": "speed_test.v1", "message": message}
+        )
+        assert status == 201 and json.loads(body)["request"]["status"] == "pending"
+    pending = MarketStore(market_path(demo_dir)).access_requests("pending")
+    assert [(r["dataset"], r["message"]) for r in pending if r["buyer"] == name] == [
+        ("speed_test.v1", "second thoughts")
+    ]
+    mine = json.loads(client.request("GET", "/api/access-requests")[2])["requests"]
+    assert [r["message"] for r in mine] == ["second thoughts"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"dataset": "radio_kpi.v1"}, 409, "already_licensed"),
+        ({"dataset": "nope.v1"}, 404, "not_found"),
+        ({"dataset": 3}, 400, "bad_request"),
+        ({"dataset": "speed_test.v1", "extra": 1}, 400, "bad_request"),
+    ],
+)
+def test_a_wrong_access_request_is_refused(buyer, body, status, code):
+    _name, client = buyer
+    answer = client.request("POST", "/api/access-requests", body)
+    assert (answer[0], json.loads(answer[2])["error"]["code"]) == (status, code)

@@ -153,3 +153,35 @@ def test_query_json_with_an_output_file_reports_what_it_wrote(demo_dir, tmp_path
     report = json.loads(result.stdout)
     assert report["row_count"] == 3 and report["checkpoints"][0]["dataset"] == "radio_kpi.v1"
     assert pq.read_table(target).num_rows == 3
+
+
+def test_seller_answers_access_requests(demo_dir):
+    from market.store import MarketStore, market_path
+
+    add_buyer(demo_dir, "cli-asker")
+    MarketStore(market_path(demo_dir)).request_access("cli-asker", "speed_test.v1", "a study")
+    listed = rda("market", "requests", "--data-dir", str(demo_dir))
+    assert listed.returncode == 0 and "cli-asker" in listed.stdout and "a study" in listed.stdout
+    declined = rda("market", "decline", "cli-asker", "speed_test.v1", "--data-dir", str(demo_dir))
+    assert declined.returncode == 0, declined.stderr
+    again = rda("market", "decline", "cli-asker", "speed_test.v1", "--data-dir", str(demo_dir))
+    assert again.returncode == 2 and "no pending request" in again.stderr
+    report = rda(
+        "market", "requests", "--status", "declined", "--json", "--data-dir", str(demo_dir)
+    )
+    assert [r["buyer"] for r in json.loads(report.stdout)["requests"]] == ["cli-asker"]
+
+
+def test_terms_take_a_price_unit_and_a_licence_text(demo_dir, tmp_path):
+    text = tmp_path / "terms.txt"
+    text.write_text("Fleet data licence: research use only.\n")
+    result = rda(
+        "market", "terms", "session_counts_dp.v1", "--price", "9.5", "--price-unit", "per month",
+        "--license-file", str(text), "--data-dir", str(demo_dir), "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    terms = json.loads(result.stdout)
+    assert (terms["price_unit"], terms["license_text"]) == ("per month", text.read_text())
+    missing = rda("market", "terms", "session_counts_dp.v1", "--license-file",
+                  str(tmp_path / "nope.txt"), "--data-dir", str(demo_dir))  # fmt: skip
+    assert missing.returncode == 2 and "cannot read" in missing.stderr

@@ -132,3 +132,14 @@ def test_croissant_describes_every_column_of_the_files(listing, asset):
         "extract": {"column": "rsrp_dbm"},
     }
     assert doc["rda:checkpoint"]["anchor_tx"] == asset.checkpoint.anchor_tx
+
+
+def test_the_map_reference_layer_is_natural_earth_from_its_pinned_package():
+    from market.reference import PACKAGE, land_layer
+
+    layer = json.loads(land_layer())
+    assert layer["source"].startswith("Natural Earth") and PACKAGE in layer["source"]
+    assert len(layer["land"]) > 1000 and len(layer["borders"]) > 100
+    points = [p for ring in layer["land"] for p in ring]
+    assert all(-180 <= lon <= 180 and -90 <= lat <= 90 for lon, lat in points)
+    assert all(ring[0] == ring[-1] for ring in layer["land"])  # closed rings

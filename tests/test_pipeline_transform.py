@@ -7,7 +7,7 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines.graph import ReadStandardizeProtect
-from pipelines.kafka_source import KafkaPythonSource, OffsetRange
+from pipelines.kafka_source import OffsetRange, open_source
 from pipelines.protect import Protection
 
 
@@ -15,7 +15,7 @@ def test_a_users_own_pipeline_reads_standardizes_and_protects_every_record(
     broker, topic, tmp_path, publish
 ):
     produced = publish(broker, topic, nodes=4, duration_s=10, bad_fraction=0.1)
-    ends = KafkaPythonSource(broker.bootstrap).high_watermarks(topic)
+    ends = open_source(broker.bootstrap).high_watermarks(topic)
     chunks = [
         chunk.as_dict()
         for partition, end in ends.items()

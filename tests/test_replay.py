@@ -7,7 +7,7 @@ import pytest
 from kafka import KafkaProducer
 
 import schemas.adapters as adapters
-from pipelines.kafka_source import KafkaPythonSource
+from pipelines.kafka_source import open_source
 from proofs.verify import verify_dataset
 from schemas.adapters.base import DecodedRows, DecodeResult, canonical_rows, lineage_columns
 from schemas.service import SPEED_TEST_V1
@@ -63,7 +63,7 @@ def stream(broker, topic, data_dir, publish):
     publish(broker, topic, nodes=3, duration_s=10)
     send_kv(broker.bootstrap, topic, 5)
     config = RunConfig(broker.bootstrap, topic, f"g-{topic}", data_dir)
-    summary = run_batch(config, KafkaPythonSource(broker.bootstrap), chain.anchor)
+    summary = run_batch(config, open_source(broker.bootstrap), chain.anchor)
     assert summary.reasons == {"unknown_format": 5}
     return chain
 

@@ -40,8 +40,8 @@ def test_metrics_json_logs_and_status_agree_with_what_was_produced(
     process = start_run(
         "--bootstrap", broker.bootstrap, "--topic", topic, "--group", f"g-{topic}",
         "--data-dir", str(data), "--chain", "embedded", "--max-batch-records", "50",
-        "--interval", "0.2", "--metrics-port", str(port), "--log-format", "json",
-        state=tmp_path / "state", log=log,
+        "--interval", "600", "--lag-interval", "0.5", "--metrics-port", str(port),
+        "--log-format", "json", state=tmp_path / "state", log=log,
     )  # fmt: skip
     try:
 
@@ -50,9 +50,12 @@ def test_metrics_json_logs_and_status_agree_with_what_was_produced(
             return sum(e["read"] for e in batches) == produced.messages
 
         lag = [("rda_consumer_lag", (("partition", str(p)), ("topic", topic))) for p in range(4)]
-        wait_for(all_read, 180, "every record to be read")
-        wait_for(lambda: [metrics(port).get(k) for k in lag] == [0] * 4, 30, "lag 0")
+        wait_for(all_read, 180, "every record to be read")  # a backlog: batches back to back
+        wait_for(lambda: [metrics(port).get(k) for k in lag] == [0] * 4, 30, "lag 0 at once")
         seen = metrics(port)
+        # Drained, the next trigger is 10 minutes away: only the timer can show new records.
+        waiting = publish(broker, topic, nodes=2, duration_s=5, seed=9).messages
+        wait_for(lambda: sum(metrics(port)[k] for k in lag) == waiting, 30, "the new lag")
     finally:
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=120)
@@ -61,13 +64,16 @@ def test_metrics_json_logs_and_status_agree_with_what_was_produced(
     batches = [e for e in json_lines(log) if e.get("event") == "batch"]
     assert all(e["level"] == "info" and e["logger"] == "rda.run" for e in batches)
     published, quarantined = assert_metrics_match(seen, batches, topic, produced)
+    # No batch ran for the second wave (the metrics were read before it was produced).
+    assert seen[("rda_batches_total", (("topic", topic),))] == len(batches)
     report = status(broker.bootstrap, topic, data, tmp_path / "state")
     lag = report["lag"]["topics"][topic]
-    assert lag["total"] == 0 and len(lag["partitions"]) == 4
+    assert lag["total"] == waiting and len(lag["partitions"]) == 4
     assert report["journal"]["totals"] == {
         "read": produced.messages,
         "published": published,
         "quarantined": quarantined,
+        "suppressed": sum(e["suppressed"] for e in batches),
     }
     assert [b["state"] for b in report["journal"]["batches"]] == ["done"] * min(len(batches), 10)
     assert sum(c["tree_size"] for c in report["checkpoints"].values()) == published
@@ -83,6 +89,8 @@ def assert_metrics_match(seen: dict, batches: list[dict], topic: str, produced) 
     assert sum(by_reason) == quarantined == sum(produced.defects.values())
     assert seen[("rda_batches_total", (("topic", topic),))] == len(batches)
     assert seen[("rda_batch_duration_seconds_count", (("topic", topic),))] == len(batches)
+    assert seen[("rda_last_batch_success_timestamp_seconds", (("topic", topic),))] > 0
+    assert seen[("rda_unfinished_batches", (("topic", topic),))] == 0
     for step in ("plan", "land", "validate", "lock_wait", "sequence", "offsets"):
         label = (("step", step), ("topic", topic))
         assert seen[("rda_batch_step_seconds_count", label)] == len(batches), step

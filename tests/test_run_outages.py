@@ -15,7 +15,7 @@ from run_helpers import TcpRelay, assert_exactly_once, run_args, start_run, wait
 
 from infra.broker import start_broker, stop_broker
 from infra.tools import free_port
-from pipelines.kafka_source import KafkaPythonSource
+from pipelines.kafka_source import open_source
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow]
 DATASETS = ("radio_kpi.v1", "node_heartbeat.v1", "speed_test.v1")
@@ -101,7 +101,7 @@ def test_while_the_chain_is_unreachable_no_offset_is_committed_past_an_anchor(
     data, log = tmp_path / "data", tmp_path / "run.log"
     args = run_args(broker.bootstrap, topic, data, relay.url, registry.address)
     process = start_run(*args, "--backoff-max", "1", state=tmp_path / "state", log=log)
-    source = KafkaPythonSource(broker.bootstrap)
+    source = open_source(broker.bootstrap)
     group = f"group-{topic}"
     try:
         wait_for(lambda: logged(log, "batch 1 on"), 120, "the first batch")

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from run_helpers import assert_exactly_once, run_args, start_run, wait_for
 
-from pipelines.kafka_source import KafkaPythonSource
+from pipelines.kafka_source import open_source
 from sinks.layout import DataLayout
 from streaming.store import writing
 
@@ -60,7 +60,7 @@ def everything_done(bootstrap: str, topic: str, data: Path) -> bool:
     if not DataLayout(data).catalog.exists():
         return False
     entries = journal(data)
-    ends = KafkaPythonSource(bootstrap).high_watermarks(topic)
+    ends = open_source(bootstrap).high_watermarks(topic)
     covered = {p: 0 for p in ends}
     for entry in entries:
         for r in entry["plan"]["ranges"]:

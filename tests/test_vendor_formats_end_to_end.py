@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import schemas.adapters as adapters
-from pipelines.kafka_source import KafkaPythonSource
+from pipelines.kafka_source import open_source
 from simulator.fleet import generate
 from simulator.producer import produce
 from sinks.layout import DataLayout
@@ -37,7 +37,7 @@ def test_each_simulator_format_is_published_with_reconciled_counts(
     produced = produce(broker.bootstrap, topic, messages)
     config = RunConfig(broker.bootstrap, topic, f"g-{topic}", data_dir, wire_format=None)
     summary = run_batch(
-        config, KafkaPythonSource(broker.bootstrap), open_chain("embedded", None, None).anchor
+        config, open_source(broker.bootstrap), open_chain("embedded", None, None).anchor
     )
     defects = sum(produced.defects.values())
     assert defects > 0
@@ -64,7 +64,7 @@ def test_records_quarantined_before_their_adapter_existed_are_published_by_repla
     config = RunConfig(broker.bootstrap, topic, f"g-{topic}", data_dir)
     with monkeypatch.context() as before_the_adapter:
         before_the_adapter.delitem(adapters._REGISTRY, "gnmi.json")
-        summary = run_batch(config, KafkaPythonSource(broker.bootstrap), chain.anchor)
+        summary = run_batch(config, open_source(broker.bootstrap), chain.anchor)
     assert summary.reasons == {"unknown_format": produced.messages}
     first = replay(data_dir, "rda.node.v1", chain.anchor)
     again = replay(data_dir, "rda.node.v1", chain.anchor)

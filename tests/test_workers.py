@@ -14,7 +14,8 @@ import time
 import pytest
 from run_helpers import wait_for
 
-from pipelines.kafka_group import GroupMember
+from pipelines.kafka_group import join_group
+from pipelines.kafka_source import CLIENTS
 from simulator.producer import ensure_topic
 from sinks.layout import DataLayout
 from sinks.writer_lock import WriterBusy, writer_lock
@@ -119,8 +120,8 @@ def test_a_journal_from_before_the_range_index_is_indexed_when_opened(tmp_path):
 class PolledMember:
     """A group member polled by its own thread, as each ``rda run`` process polls its own."""
 
-    def __init__(self, bootstrap: str, group: str, topic: str) -> None:
-        self.member = GroupMember(bootstrap, group, [topic], session_timeout_ms=6000)
+    def __init__(self, bootstrap: str, group: str, topic: str, client: str) -> None:
+        self.member = join_group(bootstrap, group, [topic], client=client, session_timeout_ms=6000)
         self.topic = topic
         self.owned: set[int] = set()
         self._lock = threading.Lock()
@@ -144,14 +145,17 @@ class PolledMember:
         self.member.close()
 
 
-def test_two_group_members_split_a_topic_and_one_gets_all_when_the_other_leaves(broker, topic):
+@pytest.mark.parametrize("client", CLIENTS)
+def test_two_group_members_split_a_topic_and_one_gets_all_when_the_other_leaves(
+    broker, topic, client
+):
     ensure_topic(broker.bootstrap, topic, 4)
     group = f"members-{topic}"
-    first = PolledMember(broker.bootstrap, group, topic)
+    first = PolledMember(broker.bootstrap, group, topic, client)
     second = None
     try:
         wait_for(lambda: first.owned == {0, 1, 2, 3}, 60, "the first member's assignment")
-        second = PolledMember(broker.bootstrap, group, topic)
+        second = PolledMember(broker.bootstrap, group, topic, client)
 
         def split() -> bool:
             mine, theirs = first.owned, second.owned
@@ -186,11 +190,11 @@ def test_rda_run_refuses_to_join_a_group_on_the_embedded_chain(broker, topic, tm
 
 
 def test_a_late_batch_never_moves_the_groups_committed_offset_backwards(broker, topic, tmp_path):
-    from pipelines.kafka_source import KafkaPythonSource
+    from pipelines.kafka_source import open_source
     from streaming.driver import RunConfig, Worker, _commit_offsets
 
     ensure_topic(broker.bootstrap, topic, 4)
-    source = KafkaPythonSource(broker.bootstrap)
+    source = open_source(broker.bootstrap)
     group = f"late-{topic}"
     source.commit(group, topic, {0: 50})  # another worker has already moved partition 0 on
     config = RunConfig(broker.bootstrap, topic, group, tmp_path / "data")

@@ -123,9 +123,8 @@ def _checkpoint(schema: TelemetrySchema, docs_dir: str | None) -> Any:
         .add_dataframe_asset(name)
         .add_batch_definition_whole_dataframe("published rows")
     )
-    suite = context.suites.add(gx.ExpectationSuite(name=name))
-    for expectation in expectations(schema):
-        suite.add_expectation(expectation)
+    # The whole suite at once: adding expectations one by one re-serializes the suite each time.
+    suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations(schema)))
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(name=name, data=batch_definition, suite=suite)
     )

@@ -14,10 +14,10 @@ from typing import Protocol
 
 import pyarrow as pa
 
+from schemas.adapters.bounds import MAX_MESSAGE_BYTES
 from schemas.model import TelemetrySchema
 
-# Messages above this size are refused before parsing (Kafka's default max message size).
-MAX_MESSAGE_BYTES = 1_000_000
+__all__ = ["MAX_MESSAGE_BYTES", "Adapter", "DecodeResult", "DecodedRows"]
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,7 @@ class EmsCsvAdapter:
     """Decodes element-manager CSV exports into radio_kpi rows, one per data line."""
 
     wire_format = WIRE_FORMAT
+    nested = False  # CSV has no nesting to bound (schemas/adapters/bounds.py)
     schemas: tuple[TelemetrySchema, ...] = (RADIO_KPI_V1,)
 
     def decode(self, raw: pa.RecordBatch) -> DecodeResult:
@@ -222,7 +223,8 @@ def _columns(pieces: list[_Piece]) -> tuple[dict, dict, pa.Array, pa.Array]:
 
 def looks_like(value: bytes) -> bool:
     """Cheap content sniff: a first line of comma-separated names with a time and a cell."""
-    first = value[:512].split(b"\n", 1)[0].lower()
+    end = value.find(b"\n")
+    first = (value if end < 0 else value[:end]).lower()  # the header line, however long
     return b"," in first and b"{" not in first and b"time" in first and b"rsrp" in first
 
 

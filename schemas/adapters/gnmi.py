@@ -46,6 +46,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.adapters.base import DecodedRows, DecodeResult, canonical_rows, lineage_columns
+from schemas.adapters.bounds import refusal
 from schemas.adapters.gnmi_bulk import bulk_rows
 from schemas.adapters.messages import (
     Reject,
@@ -186,12 +187,12 @@ _FLOAT_SLOTS = tuple(
 
 
 def looks_like(value: bytes) -> bool:
-    """Cheap content sniff: a JSON object with gNMI's ``update``/``prefix`` or ``path`` members."""
-    head = value[:512]
+    """Content sniff over the whole message: a JSON object with gNMI's ``update`` or
+    ``notification`` and ``path``, ``prefix`` or ``timestamp`` members."""
     return (
         value.lstrip()[:1] == b"{"
-        and (b'"update"' in head or b'"notification"' in head)
-        and (b'"path"' in head or b'"prefix"' in head or b'"timestamp"' in head)
+        and (b'"update"' in value or b'"notification"' in value)
+        and (b'"path"' in value or b'"prefix"' in value or b'"timestamp"' in value)
     )
 
 
@@ -308,12 +309,22 @@ def _typed(val: Any, where: str) -> Any:
 
 
 def _json_value(value: Any) -> Any:
-    """jsonVal is bytes in gnmi.proto (base64 in proto3 JSON); gnmic prints it decoded."""
+    """jsonVal is bytes in gnmi.proto (base64 in proto3 JSON); gnmic prints it decoded.
+
+    The decoded JSON is bounded like any message before it is parsed.
+    """
     if type(value) is not str:
         return value
     try:
-        return json.loads(base64.b64decode(value, validate=True))
+        decoded = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
+        return value
+    refused = refusal(decoded)
+    if refused is not None:
+        raise Reject(refused[0], f"jsonVal (base64): {refused[1]}")
+    try:
+        return json.loads(decoded)
+    except ValueError:
         return value
 
 

@@ -8,7 +8,6 @@ lists; typing, unit conversion and checks then run on whole Arrow columns. Every
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 from schemas.adapters.base import MAX_MESSAGE_BYTES, DecodedRows, DecodeResult
-from schemas.adapters.ndjson import INT64_MAX, INT64_MIN, Reject
+from schemas.adapters.ndjson import INT64_MAX, INT64_MIN, Reject, parse_json
 
 __all__ = [
     "Reject",
@@ -89,20 +88,9 @@ def decode_text(value: bytes) -> str:
     return text[1:] if text.startswith("\ufeff") else text
 
 
-def _refuse_constant(name: str) -> Any:
-    raise Reject("not_finite", f"{name} is not a valid JSON number")
-
-
 def load_json_object(value: bytes) -> dict:
     """The message as a JSON object; ``Reject`` for bad UTF-8, bad JSON, NaN or a non-object."""
-    text = decode_text(value)
-    try:
-        document = json.loads(text, parse_constant=_refuse_constant)
-    except json.JSONDecodeError as error:
-        where = f"line {error.lineno} column {error.colno}"
-        raise Reject("invalid_json", f"{error.msg} at {where}") from None
-    except (RecursionError, ValueError) as error:  # too deep; an integer of > 4300 digits
-        raise Reject("invalid_json", str(error) or "JSON nested too deeply") from None
+    document = parse_json(decode_text(value))
     if type(document) is not dict:
         raise Reject("not_an_object", f"message is a JSON {type(document).__name__}")
     return document

@@ -168,17 +168,47 @@ def _refuse_constant(name: str) -> Any:
     raise Reject("not_finite", f"{name} is not a valid JSON number")
 
 
+# json's messages, as a person reads them ("Unterminated string starting at" reads badly).
+_JSON_ERRORS = {
+    "Unterminated string starting at": "a string is never closed",
+    "Expecting value": "a value is missing or is not JSON",
+    "Expecting ',' delimiter": "a comma is missing between two items",
+    "Expecting ':' delimiter": "a colon is missing after an object key",
+    "Expecting property name enclosed in double quotes": "an object key is not a quoted string",
+    "Extra data": "more follows the end of the JSON value",
+    "Invalid control character at": "a string holds a raw control character",
+    "Invalid \\escape": "a string holds an invalid backslash escape",
+    "Invalid \\uXXXX escape": "a string holds an invalid \\u escape",
+    "Illegal trailing comma before end of object": "a trailing comma ends an object",
+    "Illegal trailing comma before end of array": "a trailing comma ends an array",
+}
+
+
+def parse_json(text: str) -> Any:
+    """``json.loads`` with NaN/Infinity refused and every failure a ``Reject`` a person reads.
+
+    Call it on bounded input only (``schemas/adapters/bounds.py``): depth and number length are
+    checked before, so ``RecursionError`` and ``ValueError`` here are a last line of defence.
+    """
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as error:
+        what = _JSON_ERRORS.get(error.msg, error.msg[:1].lower() + error.msg[1:])
+        where = f"line {error.lineno}, column {error.colno}"
+        raise Reject("invalid_json", f"not valid JSON: {what} ({where})") from None
+    except RecursionError:
+        raise Reject("too_deep", "arrays and objects nest too deeply to parse") from None
+    except ValueError as error:  # an integer literal past Python's digit limit
+        raise Reject("number_too_long", f"a number is too long to read ({error})"[:200]) from None
+
+
 def check_message(value: bytes, table: WireTable) -> dict:
     """The message as a dict if it is JSON of the right types; ``Reject`` otherwise."""
     try:
         text = value.decode("utf-8")
     except UnicodeDecodeError as error:
         raise Reject("invalid_utf8", f"invalid UTF-8 at byte {error.start}") from None
-    try:
-        document = json.loads(text, parse_constant=_refuse_constant)
-    except json.JSONDecodeError as error:
-        where = f"line {error.lineno} column {error.colno}"
-        raise Reject("invalid_json", f"{error.msg} at {where}") from None
+    document = parse_json(text)
     if not isinstance(document, dict):
         raise Reject("not_an_object", f"message is a JSON {type(document).__name__}")
     _check_types(document, table)

@@ -120,12 +120,8 @@ class NodeJsonAdapter:
 
 
 def looks_like(value: bytes) -> bool:
-    """Cheap content sniff for records that arrive without a format header."""
-    return (
-        value.lstrip()[:1] == b"{"
-        and b'"format"' in value[:200]
-        and WIRE_FORMAT.encode() in value[:200]
-    )
+    """Content sniff over the whole message, for records that arrive without a format header."""
+    return value.lstrip()[:1] == b"{" and b'"format"' in value and WIRE_FORMAT.encode() in value
 
 
 def _content_rejects(wire: pa.RecordBatch) -> pa.Array:
@@ -136,12 +132,24 @@ def _content_rejects(wire: pa.RecordBatch) -> pa.Array:
     bad_time = _outside_sane_times(ts)
     for name in ("start_ms", "end_ms"):  # a session's own times, when present
         bad_time = pc.or_(bad_time, _outside_sane_times(_sub(wire, "session", name)))
+    known_kinds = ", ".join(_KINDS)
     return pc.case_when(
         pc.make_struct(wrong_format, wrong_kind, bad_time),
-        pc.binary_join_element_wise(
-            "unknown_format: format is ", pc.fill_null(fmt, "<missing>"), ""
+        pc.if_else(
+            pc.is_null(fmt),
+            f'unknown_format: the message has no "format" member ({WIRE_FORMAT} messages carry '
+            f'"format": "{WIRE_FORMAT}")',
+            pc.binary_join_element_wise(
+                'unknown_format: "format" is "', fmt, f'", not "{WIRE_FORMAT}"', ""
+            ),
         ),
-        pc.binary_join_element_wise("unknown_kind: kind is ", pc.fill_null(kind, "<missing>"), ""),
+        pc.if_else(
+            pc.is_null(kind),
+            f'unknown_kind: the message has no "kind" member (one of {known_kinds})',
+            pc.binary_join_element_wise(
+                'unknown_kind: "kind" is "', kind, f'", not one of {known_kinds}', ""
+            ),
+        ),
         pc.binary_join_element_wise(
             "bad_timestamp: ts_ms=",
             pc.cast(ts, pa.string()),

@@ -23,9 +23,10 @@ successive RTTs in ``result`` (timeouts ``{"x": "*"}``, errors and ``dup`` repli
 Traceroute (path_trace): ``trace_id`` as ``link_id``; hops summarized by ``ripe_hops``.
 
 Probe addresses (``from``, ``src_addr``, ``srcaddr``) and hop addresses are personal data and
-are dropped; ``lts``, ``group_id``, ``bundle``, ``size``, ``ttl``, ``paris_id``, ``step`` carry
-no canonical field and are ignored. A result of any other type (dns, http, sslcert, ntp…) is
-quarantined as ``unknown_kind``.
+are dropped; a target inside the probe's own /24 or /48 is published as that network
+(``ripe_targets``). ``lts``, ``group_id``, ``bundle``, ``size``, ``ttl``, ``paris_id``,
+``step`` carry no canonical field and are ignored. A result of any other type (dns, http,
+sslcert, ntp…) is quarantined as ``unknown_kind``.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from schemas.adapters.messages import (
 from schemas.adapters.normalize import epoch_to_micros, implausible_times
 from schemas.adapters.ripe_bulk import bulk_pings
 from schemas.adapters.ripe_hops import summarize_hops
+from schemas.adapters.ripe_targets import published_target
 from schemas.model import TelemetrySchema
 from schemas.network import LINK_KPI_V1, MEASUREMENT_PROTOCOLS, PATH_TRACE_V1
 
@@ -148,9 +150,9 @@ def _part(
 
 
 def looks_like(value: bytes) -> bool:
-    """Cheap content sniff: a JSON object with RIPE Atlas's probe and measurement ids."""
-    head = value[:1024]
-    return value.lstrip()[:1] == b"{" and b'"prb_id"' in head and b'"msm_id"' in head
+    """Content sniff over the whole message (a traceroute may name its measurement after a long
+    hop list): a JSON object with RIPE Atlas's probe and measurement ids."""
+    return value.lstrip()[:1] == b"{" and b'"prb_id"' in value and b'"msm_id"' in value
 
 
 def result_row(document: dict) -> tuple[str, tuple]:
@@ -164,7 +166,8 @@ def result_row(document: dict) -> tuple[str, tuple]:
     node = f"ripe-probe-{probe}" if probe is not None else None
     seconds = to_float(_first(document, "timestamp", "endtime"), "timestamp")
     address = to_text(_first(document, "dst_addr", "addr", "address"), "dst_addr")
-    target = to_text(_first(document, "dst_name", "name"), "dst_name") or address
+    named = to_text(_first(document, "dst_name", "name"), "dst_name") or address
+    target = published_target(document, named, address)  # the probe's own network: generalized
     family = _address_family(document, address)
     protocol = _protocol(document, "icmp" if kind == "ping" else "udp")
     if kind == "ping":

@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from schemas.adapters.json_blocks import one_line_objects, parse_objects
+from schemas.adapters.ripe_targets import PROBE_ADDRESSES, own_network_mask
 from schemas.network import MEASUREMENT_PROTOCOLS
 
 _REPLY = pa.struct(
@@ -34,6 +35,10 @@ _OPTIONS = pajson.ParseOptions(
             ("min", pa.float64()),
             ("max", pa.float64()),
             ("result", pa.list_(_REPLY)),
+            ("dst_addr", pa.string()),
+            ("from", pa.string()),
+            ("src_addr", pa.string()),
+            ("srcaddr", pa.string()),
         ]
     ),
     unexpected_field_behavior="ignore",
@@ -54,6 +59,10 @@ def bulk_pings(values: pa.Array) -> tuple[pa.Array, dict[str, pa.Array]]:
         ok = pc.and_(ok, pc.is_valid(table.column(name)))
     ok = pc.and_(ok, pc.not_equal(table.column("dst_name"), ""))
     ok = pc.and_(ok, pc.not_equal(table.column("proto"), ""))
+    # A target in the probe's own network is generalized, message by message (ripe_targets).
+    targets = [_whole(table.column(name)) for name in ("dst_name", "dst_addr")]
+    probes = [_whole(table.column(name)) for name in PROBE_ADDRESSES]
+    ok = pc.and_(ok, pc.invert(own_network_mask(targets, probes)))
     ok = _whole(pc.fill_null(ok, False))
     table, positions = table.filter(ok), pc.filter(positions, ok)
     probe = table.column("prb_id").cast(pa.string())

@@ -1,0 +1,153 @@
+"""``rda bench --only peers``: the whole ``rda run --once`` process beside what a Python data
+engineer would write instead, over the same topic and messages, in the same run.
+
+- **raw**: a bare confluent-kafka consume loop (reads, decodes nothing): the ceiling.
+- **quix**: a Quix Streams 3.28 application, Kafka → JSON → Parquet with its ``LocalFileSink``
+  (``benchmarks/peer_apps/quix_app.py``), in its own virtual environment and process.
+- **rda**: ``rda run --once`` as its own process on the embedded chain: decode, validate,
+  anonymize, land Parquet, Merkle logs, signed manifests, anchor, Great Expectations.
+
+Both applications are timed as whole processes, start-up included, as an operator runs them.
+The fleet's messages (radio reports, heartbeats, speed tests, subscriber sessions) are clean
+JSON, so the Quix app's deserializer never fails on them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.timing import rate
+from infra.broker import start_broker, stop_broker
+from infra.tools import ensure_python_venv
+from simulator.fleet import generate
+from simulator.producer import produce
+
+QUIX = ["quixstreams==3.28.1", "pyarrow==25.0.1"]
+TOPIC = "peers"
+GOALS = {"quix": 2.0, "raw": 0.25}  # rda run ≥ 2× the Quix app and ≥ 0.25× the raw loop
+
+
+def run(quick: bool = False) -> dict:
+    nodes = 60 if quick else 240  # ≥ 200k records in the full run
+    quix_python = ensure_python_venv("quix", QUIX)
+    workdir = Path(tempfile.mkdtemp(prefix="rda-bench-peers-"))
+    broker = start_broker(workdir)
+    try:
+        messages = generate(nodes, 300, 1.0, 1_764_000_000_000, 5, sessions=True)
+        n = produce(broker.bootstrap, TOPIC, messages).messages
+        raw_s = min(_raw_loop(broker.bootstrap, n, f"raw-{i}") for i in range(2))
+        quix_s = _quix(quix_python, broker.bootstrap, n, workdir / "quix")
+        rda_s, rda_rss_mb = _rda_run(broker.bootstrap, n, workdir / "rda")
+    finally:
+        stop_broker(workdir)
+        shutil.rmtree(workdir, ignore_errors=True)
+    rda_rate = rate(n, rda_s)
+    ratios = {"quix": round(quix_s / rda_s, 3), "raw": round(raw_s / rda_s, 3)}
+    met = {name: ratios[name] >= goal for name, goal in GOALS.items()}
+    return {
+        "name": "peers",
+        "records": n,
+        "raw_confluent_rows_per_s": round(rate(n, raw_s)),
+        "quix_rows_per_s": round(rate(n, quix_s)),
+        "rda_run_rows_per_s": round(rda_rate),
+        "rda_run_peak_rss_mb": rda_rss_mb,
+        "ratio_to_quix": ratios["quix"],
+        "ratio_to_raw": ratios["raw"],
+        "goals_met": met,
+        "summary": (
+            f"rda run --once {rda_rate:,.0f} rows/s (peak RSS {rda_rss_mb} MB) = "
+            f"{ratios['quix']:.2f}x the Quix Streams app ({rate(n, quix_s):,.0f} rows/s; goal "
+            f"≥ 2: {'met' if met['quix'] else 'missed'}) and {ratios['raw']:.3f}x a raw "
+            f"confluent-kafka loop ({rate(n, raw_s):,.0f} rows/s; goal ≥ 0.25: "
+            f"{'met' if met['raw'] else 'missed'}), {n} records, whole processes"
+        ),
+    }
+
+
+def _raw_loop(bootstrap: str, n: int, group: str) -> float:
+    """Seconds for a bare confluent-kafka consumer, assigned every partition from offset 0 (no
+    group join to wait for), to receive all ``n`` records."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    started = time.perf_counter()
+    try:
+        partitions = consumer.list_topics(TOPIC, timeout=30).topics[TOPIC].partitions
+        consumer.assign([TopicPartition(TOPIC, p, 0) for p in partitions])
+        seen, deadline = 0, time.monotonic() + 300
+        while seen < n and time.monotonic() < deadline:
+            seen += sum(1 for m in consumer.consume(10_000, timeout=1.0) if m.error() is None)
+        if seen < n:
+            raise RuntimeError(f"the raw loop read {seen} of {n} records")
+        return time.perf_counter() - started
+    finally:
+        consumer.close()
+
+
+def _quix(python: Path, bootstrap: str, n: int, workdir: Path) -> float:
+    """Seconds for the Quix app, as a process, to land all ``n`` records in Parquet."""
+    workdir.mkdir(parents=True)
+    app = Path(__file__).parent / "peer_apps" / "quix_app.py"
+    started = time.perf_counter()
+    result = subprocess.run(
+        [str(python), str(app), bootstrap, TOPIC, "quix-peer", str(n)],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        raise RuntimeError(f"the Quix app failed: {result.stderr[-2000:]}")
+    landed = _parquet_rows(workdir / "out")
+    if landed != n:
+        raise RuntimeError(f"the Quix app landed {landed} of {n} records")
+    return seconds
+
+
+def _parquet_rows(directory: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in directory.rglob("*.parquet"))
+
+
+def _rda_run(bootstrap: str, n: int, workdir: Path) -> tuple[float, float]:
+    """Seconds for ``rda run --once`` to read, publish and anchor everything; its peak RSS."""
+    command = [
+        sys.executable, "-m", "cli.main", "run", "--once", "--json", "--bootstrap", bootstrap,
+        "--topic", TOPIC, "--group", "rda-peer", "--data-dir", str(workdir / "data"),
+        "--chain", "embedded",
+    ]  # fmt: skip
+    env = {**os.environ, "RDA_STATE_DIR": str(workdir / "state")}
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        env=env,
+    )
+    stdout = process.stdout.read() if process.stdout else b""
+    _, status, usage = os.wait4(process.pid, 0)  # this child's own peak RSS
+    seconds = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"rda run exited {process.returncode}")
+    totals = json.loads(stdout)["totals"]
+    if totals["read"] != n:
+        raise RuntimeError(f"rda run read {totals['read']} of {n} records")
+    return seconds, round(usage.ru_maxrss / 1024, 1)

@@ -1,0 +1,78 @@
+"""One buyer query from checked SQL to encoded bytes: the sandbox, proofs, the encoder.
+
+The same function runs in ``rda query`` (in the buyer's own process) and in the worker
+processes of ``rda serve`` (``market.pool``), so a query is bounded the same way in both: one
+deadline covers the query, the proofs and the encoding; rows and encoded bytes have limits.
+A ``QueryJob`` holds plain data only, so it crosses a process boundary as a pickle.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from market.assets import Asset
+from market.proving import prove_returned_rows
+from market.results import FORMATS, ResultSink, write_result
+from market.sandbox import Sandbox, timeout_refusal
+
+
+@dataclass(frozen=True)
+class QueryJob:
+    sql: str  # already checked by ``market.policy``
+    assets: tuple[Asset, ...]  # the licensed datasets the query reads
+    fmt: str = "json"
+    max_rows: int | None = None
+    proofs: bool = False
+
+
+@dataclass(frozen=True)
+class QueryOutput:
+    media_type: str
+    row_count: int
+    size: int
+    body: bytes | None  # a small result, in memory
+    path: str | None  # a larger one, in a spool file the receiver streams and deletes
+    checkpoints: list[dict[str, Any]]
+    timings: dict[str, float] = field(default_factory=dict)  # ms: queue, run, execute
+
+    def read_body(self) -> bytes:
+        """The whole result as bytes (removes the spool file)."""
+        if self.body is not None:
+            return self.body
+        spooled = Path(str(self.path))
+        try:
+            return spooled.read_bytes()
+        finally:
+            spooled.unlink(missing_ok=True)
+
+
+def execute(job: QueryJob, sandbox: Sandbox, spool_dir: Path | None = None) -> QueryOutput:
+    """Run ``job`` in ``sandbox`` under its limits; refusals raise ``QueryRefused``."""
+    limits = sandbox.limits
+    started = time.monotonic()
+    deadline = started + limits.timeout_s
+    assets = list(job.assets)
+    envelope: dict[str, Any] = {"checkpoints": [a.checkpoint.as_dict() for a in assets]}
+    sink = ResultSink(limits.max_result_bytes, spool_dir)
+    try:
+        if job.proofs:
+            table = sandbox.run(job.sql, assets, job.max_rows, leaf_index=True)
+            # each bundle proves exactly the row shown beside it, or the query is refused
+            table, envelope["proofs"] = prove_returned_rows(table, assets)
+            if time.monotonic() > deadline:
+                raise timeout_refusal(limits)
+            rows = write_result(table.schema, table.to_batches(), job.fmt, envelope, sink)
+        else:
+            with sandbox.stream(job.sql, assets, job.max_rows, deadline=deadline) as streamed:
+                rows = write_result(*streamed, job.fmt, envelope, sink)
+        body, path = sink.finish()
+    except BaseException:
+        sink.discard()
+        raise
+    elapsed = {"execute": round((time.monotonic() - started) * 1000, 3)}
+    return QueryOutput(
+        FORMATS[job.fmt], rows, sink.size, body, path, envelope["checkpoints"], elapsed
+    )

@@ -1,0 +1,244 @@
+"""``KafkaSource`` on confluent-kafka (librdkafka): the default client.
+
+librdkafka decodes, decompresses and checks record batches in C, on its own threads; reading a
+range here costs one Python call per 10,000 records plus building the Arrow columns. Range ends
+come from the high watermark that fetch responses carry (librdkafka caches it per partition),
+never from ListOffsets "latest".
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pyarrow as pa
+
+from pipelines.kafka_source import FORMAT_HEADER, KafkaUnavailable, OffsetRange, TopicNotFound
+from schemas.records import RAW_RECORD_SCHEMA
+
+READ_BATCH = 10_000  # records per consume() call
+_BASE_CONFIG = {
+    "enable.auto.commit": False,
+    "enable.auto.offset.store": False,
+    "enable.partition.eof": False,
+    "allow.auto.create.topics": False,
+    "client.id": "rda-pipeline",
+    "fetch.max.bytes": 16 << 20,
+    "max.partition.fetch.bytes": 4 << 20,
+    "log_level": 0,  # librdkafka's own stderr lines: errors reach us as exceptions instead
+}
+READER_GROUP = "rda-pipeline-reader"  # librdkafka wants a group id; readers never commit
+
+
+class ConfluentSource:
+    """``KafkaSource`` on confluent-kafka."""
+
+    def __init__(self, bootstrap: str, timeout_s: float = 30.0) -> None:
+        self.bootstrap = bootstrap
+        self.timeout_s = timeout_s
+        self._reader: Any = None  # one consumer reused by read(): connecting costs per chunk
+
+    # -- connections --------------------------------------------------------------------------
+
+    def _consumer(self, group: str = READER_GROUP) -> Any:
+        from confluent_kafka import Consumer, KafkaException
+
+        timeout_ms = int(self.timeout_s * 1000)
+        try:
+            return Consumer(
+                {
+                    **_BASE_CONFIG,
+                    "bootstrap.servers": self.bootstrap,
+                    "group.id": group,
+                    "socket.timeout.ms": max(timeout_ms, 1000),
+                    "session.timeout.ms": 6000,  # Tansu: joins take about half of it
+                    "heartbeat.interval.ms": 1000,
+                }
+            )
+        except KafkaException as error:
+            raise KafkaUnavailable(f"no Kafka broker answers at {self.bootstrap}") from error
+
+    def close(self) -> None:
+        """Close the consumer ``read`` keeps open between calls."""
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    @contextmanager
+    def _answered(self, what: str) -> Iterator[None]:
+        """librdkafka's errors (transport, timeouts) become the one error the driver retries."""
+        from confluent_kafka import KafkaException
+
+        try:
+            yield
+        except KafkaException as error:
+            raise KafkaUnavailable(f"{what}: no answer from {self.bootstrap} ({error})") from error
+
+    # -- the KafkaSource interface ------------------------------------------------------------
+
+    def partitions(self, topic: str) -> list[int]:
+        consumer = self._consumer()
+        try:
+            return self._partitions(consumer, topic)
+        finally:
+            consumer.close()
+
+    def _partitions(self, consumer: Any, topic: str) -> list[int]:
+        from confluent_kafka import KafkaError
+
+        try:
+            metadata = consumer.list_topics(topic, timeout=self.timeout_s)
+        except Exception as error:  # KafkaException: no broker within the timeout
+            raise KafkaUnavailable(f"no Kafka broker answers at {self.bootstrap}") from error
+        found = metadata.topics.get(topic)
+        if found is None or found.error is not None:
+            code = found.error.code() if found is not None and found.error else None
+            if code not in (None, KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC):
+                raise KafkaUnavailable(f"partitions of {topic}: {found.error}")
+            raise TopicNotFound(f"topic {topic!r} does not exist on {self.bootstrap}")
+        if not found.partitions:
+            raise TopicNotFound(f"topic {topic!r} does not exist on {self.bootstrap}")
+        return sorted(found.partitions)
+
+    def high_watermarks(self, topic: str) -> dict[int, int]:
+        """Each partition's high watermark, as the fetch responses report it.
+
+        The consumer is assigned at the listed "latest" offset (which may fall short, see the
+        module docstring) and polled until librdkafka has a fetched high watermark for every
+        partition; ``get_watermark_offsets(cached=True)`` returns exactly that.
+        """
+        from confluent_kafka import TopicPartition
+
+        consumer = self._consumer()
+        try:
+            partitions = self._partitions(consumer, topic)
+            with self._answered(f"end offsets of {topic}"):
+                listed = {
+                    p: consumer.get_watermark_offsets(
+                        TopicPartition(topic, p), timeout=self.timeout_s
+                    )[1]
+                    for p in partitions
+                }
+                consumer.assign(
+                    [TopicPartition(topic, p, max(end, 0)) for p, end in listed.items()]
+                )
+                return self._fetched_highs(consumer, topic, partitions)
+        finally:
+            consumer.close()
+
+    def _fetched_highs(self, consumer: Any, topic: str, partitions: list[int]) -> dict[int, int]:
+        from confluent_kafka import TopicPartition
+
+        deadline = time.monotonic() + self.timeout_s
+        highs: dict[int, int] = {}
+        while True:
+            consumer.consume(num_messages=1, timeout=0.1)  # fetches; what it returns is unused
+            for p in partitions:
+                if p not in highs:
+                    _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), cached=True)
+                    if high >= 0:
+                        highs[p] = high
+            if len(highs) == len(partitions):
+                return highs
+            if time.monotonic() > deadline:
+                raise KafkaUnavailable(f"no high watermark for {topic} within the timeout")
+
+    def committed(self, group: str, topic: str) -> dict[int, int]:
+        from confluent_kafka import TopicPartition
+
+        consumer = self._consumer(group)
+        try:
+            partitions = self._partitions(consumer, topic)
+            with self._answered(f"committed offsets of {group}"):
+                found = consumer.committed(
+                    [TopicPartition(topic, p) for p in partitions], timeout=self.timeout_s
+                )
+            return {tp.partition: max(tp.offset, 0) for tp in found}  # none yet: -1001
+        finally:
+            consumer.close()
+
+    def commit(self, group: str, topic: str, offsets: dict[int, int]) -> None:
+        from confluent_kafka import TopicPartition
+
+        consumer = self._consumer(group)
+        try:
+            with self._answered(f"committing offsets of {group}"):
+                results = consumer.commit(
+                    offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()],
+                    asynchronous=False,
+                )
+            failed = [tp for tp in results or () if tp.error is not None]
+            if failed:
+                raise KafkaUnavailable(f"committing offsets of {group}: {failed[0].error}")
+        finally:
+            consumer.close()
+
+    def read(self, offsets: OffsetRange) -> pa.RecordBatch:
+        """All records of ``offsets``, in offset order, as one raw Arrow batch."""
+        from confluent_kafka import TopicPartition
+
+        columns: dict[str, list] = {name: [] for name in RAW_RECORD_SCHEMA.names}
+        if offsets.size == 0:
+            return pa.RecordBatch.from_pydict(columns, schema=RAW_RECORD_SCHEMA)
+        if self._reader is None:
+            self._reader = self._consumer()
+        consumer = self._reader
+        try:
+            # assign() replaces any earlier assignment and drops what was prefetched for it.
+            consumer.assign([TopicPartition(offsets.topic, offsets.partition, offsets.start)])
+            self._read_into(consumer, offsets, columns)
+        except BaseException:
+            self.close()  # after a failure, start the next read on a fresh connection
+            raise
+        return pa.RecordBatch.from_pydict(columns, schema=RAW_RECORD_SCHEMA)
+
+    def _read_into(self, consumer: Any, offsets: OffsetRange, columns: dict[str, list]) -> None:
+        position = offsets.start
+        deadline = time.monotonic() + self.timeout_s
+        while position < offsets.end:
+            with self._answered(f"reading {offsets.name}"):
+                messages = consumer.consume(num_messages=READ_BATCH, timeout=0.5)
+            if messages:
+                deadline = time.monotonic() + self.timeout_s
+            elif self._position(consumer, offsets) >= offsets.end:
+                return  # the rest of the range holds no records (control records, compaction)
+            elif time.monotonic() > deadline:
+                raise KafkaUnavailable(f"no progress reading {offsets.name} at offset {position}")
+            for message in messages:
+                error = message.error()
+                if error is not None:
+                    if error.retriable() or not error.fatal():
+                        continue  # e.g. a transient fetch error: librdkafka fetches again
+                    raise KafkaUnavailable(f"reading {offsets.name}: {error}")
+                offset = message.offset()
+                if offset < position:
+                    continue  # an older prefetch
+                if offset >= offsets.end:
+                    position = offsets.end
+                    break
+                _append(columns, message)
+                position = offset + 1
+
+    def _position(self, consumer: Any, offsets: OffsetRange) -> int:
+        from confluent_kafka import TopicPartition
+
+        with self._answered(f"reading {offsets.name}"):
+            (tp,) = consumer.position([TopicPartition(offsets.topic, offsets.partition)])
+        return tp.offset
+
+
+def _append(columns: dict[str, list], message: Any) -> None:
+    columns["topic"].append(message.topic())
+    columns["partition"].append(message.partition())
+    columns["offset"].append(message.offset())
+    columns["timestamp_ms"].append(message.timestamp()[1])
+    columns["key"].append(message.key())
+    columns["value"].append(message.value())
+    header = None
+    for name, value in message.headers() or ():
+        if name == FORMAT_HEADER:
+            header = value
+            break
+    columns["format"].append(header.decode("utf-8", "replace") if header is not None else None)

@@ -1,0 +1,86 @@
+"""What an operator relies on to trust a running ``rda run``: liveness that sees zombies and
+silent hosts, fair shares of a backlog, a lag gauge that is true between batches, retries and
+failures counted by kind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from run_helpers import wait_for
+
+from pipelines.kafka_source import open_source
+from sinks.layout import DataLayout
+from streaming.driver import RunConfig, _kafka_positions, _new_plan
+from streaming.journal import BatchJournal
+from streaming.metrics import RunMetrics
+from streaming.retry import Backoff, GaveUp
+from streaming.schedule import fair_shares
+from streaming.workers import Heartbeat, is_alive, prune_dead, running_workers
+
+
+def test_a_killed_worker_not_yet_reaped_is_dead(tmp_path):
+    child = subprocess.Popen(
+        [sys.executable, "-c",
+         "import time; from streaming.workers import this_worker; print(this_worker(), "
+         "flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    worker = child.stdout.readline().strip()
+    assert is_alive(worker, tmp_path)
+    os.kill(child.pid, signal.SIGKILL)
+    wait_for(lambda: not is_alive(worker, tmp_path), 10, "the zombie to count as dead")
+    assert child.poll() is not None  # reaped only now: it was a zombie while judged dead
+
+
+def test_heartbeat_files_of_dead_workers_are_pruned_and_live_ones_kept(tmp_path):
+    here = socket.gethostname()
+    dead_here = f"{here}/999999999/1"  # no such pid
+    silent = "another-host.example/17/5"
+    with Heartbeat(tmp_path, silent, lease_s=60) as beat:
+        stale = time.time() - 121  # two leases: the slack for clocks is gone too
+        os.utime(beat.path, (stale, stale))
+        (tmp_path / dead_here.replace("/", "_")).write_text(dead_here + "\n")
+        fresh = "third-host.example/1/1"
+        (tmp_path / fresh.replace("/", "_")).write_text(fresh + "\n")
+        assert sorted(prune_dead(tmp_path)) == sorted([dead_here, silent])
+        assert running_workers(tmp_path) == [fresh]
+
+
+def test_a_backlog_is_shared_fairly_between_partitions():
+    assert fair_shares({0: 1000, 1: 1000, 2: 1000, 3: 1000}, 100) == dict.fromkeys(range(4), 25)
+    assert fair_shares({0: 1000, 1: 5, 2: 1000, 3: 0}, 100) == {0: 48, 1: 5, 2: 47, 3: 0}
+    assert fair_shares({0: 3, 1: 4}, 100) == {0: 3, 1: 4}
+    turned = [fair_shares(dict.fromkeys(range(4), 9), 2, turn=t) for t in range(4)]
+    assert [sorted(p for p, n in s.items() if n) for s in turned] == [[0, 1], [1, 2], [2, 3],
+                                                                       [0, 3]]  # fmt: skip
+
+
+def test_under_a_backlog_every_partition_gets_its_share_of_a_batch(
+    broker, topic, data_dir, publish
+):
+    publish(broker, topic, nodes=12, duration_s=20)
+    config = RunConfig(broker.bootstrap, topic, f"g-{topic}", data_dir, max_batch_records=40)
+    positions = _kafka_positions(config, open_source(broker.bootstrap))
+    with BatchJournal(DataLayout(data_dir).journal) as journal:
+        plan = _new_plan(config, journal, None, positions)
+    shares = {r["partition"]: r["end"] - r["start"] for r in plan["ranges"]}
+    assert shares == dict.fromkeys(range(4), 10)  # not 40 from partition 0
+
+
+def test_retries_and_failures_are_counted_by_what_failed():
+    run_metrics = RunMetrics()
+    backoff = Backoff(base=0.01, cap=0.01, attempts=3, on_failure=run_metrics.failed)
+    unreachable = open_source("127.0.0.1:1", 0.5)  # nothing listens there
+    with pytest.raises(GaveUp) as gave_up:
+        backoff.call("partitions", lambda: unreachable.partitions("t"), threading.Event())
+    assert gave_up.value.kind == "broker"
+    registry = run_metrics.registry
+    assert registry.get_sample_value("rda_retries_total", {"kind": "broker"}) == 2
+    assert registry.get_sample_value("rda_failures_total", {"kind": "broker"}) == 3
