@@ -88,6 +88,11 @@ def _infra_parsers(sub: argparse._SubParsersAction) -> None:
     status = infra_sub.add_parser("status", help="what is running")
     _add_json(status)
     status.set_defaults(handler=commands.infra_status)
+    tools = infra_sub.add_parser(
+        "tools", help="install every tool the project runs (broker, chain, compiler, browser…)"
+    )
+    _add_json(tools)
+    tools.set_defaults(handler=commands.infra_tools)
 
 
 def _simulate_parser(sub: argparse._SubParsersAction) -> None:

@@ -26,6 +26,7 @@ def rda(*args: str, state: Path, timeout: float = 300) -> subprocess.CompletedPr
 
 
 def demo(tmp_path: Path, *extra: str) -> dict:
+    """``rda demo --json`` on a small fleet, in its own state and data directory."""
     result = rda(
         "demo",
         "--json",
@@ -43,16 +44,23 @@ def demo(tmp_path: Path, *extra: str) -> dict:
     return json.loads(result.stdout)
 
 
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """One demo with 10 % broken records, shared by the tests that read what a demo leaves."""
+    root = tmp_path_factory.mktemp("demo")
+    return root, demo(root, "--bad-fraction", "0.1")
+
+
 @pytest.mark.slow
-def test_demo_json_reports_reconciled_counts_anchored_checkpoints_and_a_verdict(tmp_path):
-    summary = demo(tmp_path)
+def test_demo_json_reports_reconciled_counts_anchored_checkpoints_and_a_verdict(demo_run):
+    root, summary = demo_run
     assert summary["records_read"] == summary["records_produced"] > 0
     assert summary["records_read"] == (
         summary["records_published"]
         + summary["records_quarantined"]
         + summary["records_suppressed"]  # withheld for k-anonymity, kept privately
     )
-    assert summary["data_dir"] == str(tmp_path / "demo")
+    assert summary["data_dir"] == str(root / "demo")
     datasets = ["node_heartbeat.v1", "radio_kpi.v1", "speed_test.v1", "subscriber_session.v1"]
     datasets.append("session_counts_dp.v1")  # derived from the sessions: rows, not records
     assert [c["dataset"] for c in summary["checkpoints"]] == datasets * 2  # two waves
@@ -65,8 +73,8 @@ def test_demo_json_reports_reconciled_counts_anchored_checkpoints_and_a_verdict(
 
 
 @pytest.mark.slow
-def test_demo_with_ten_percent_bad_records_still_reconciles(tmp_path):
-    summary = demo(tmp_path, "--bad-fraction", "0.1")
+def test_demo_with_ten_percent_bad_records_still_reconciles(demo_run):
+    _, summary = demo_run
     assert summary["records_quarantined"] > 0
     assert summary["records_read"] == (
         summary["records_published"]
@@ -78,9 +86,9 @@ def test_demo_with_ten_percent_bad_records_still_reconciles(tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_stops_the_broker_it_started(tmp_path):
-    demo(tmp_path)
-    assert not (tmp_path / "state" / "demo" / "broker.pid").exists()
+def test_demo_stops_the_broker_it_started(demo_run):
+    root, _ = demo_run
+    assert not (root / "state" / "demo" / "broker.pid").exists()
 
 
 @pytest.mark.slow
@@ -227,9 +235,9 @@ def test_schemas_show_of_an_unknown_schema_lists_the_known_ones(tmp_path):
 
 
 @pytest.mark.slow
-def test_quarantine_list_and_show_after_a_demo(tmp_path):
-    summary = demo(tmp_path, "--bad-fraction", "0.1")
-    data = str(tmp_path / "demo")
+def test_quarantine_list_and_show_after_a_demo(demo_run, tmp_path):
+    root, summary = demo_run
+    data = str(root / "demo")
     listed = json.loads(
         rda("quarantine", "list", "--data-dir", data, "--json", state=tmp_path).stdout
     )
