@@ -193,11 +193,16 @@ def _schemas_parsers(sub: argparse._SubParsersAction) -> None:
 
     schemas = sub.add_parser("schemas", help="the canonical schemas (data dictionary)")
     schemas_sub = schemas.add_subparsers(dest="action", required=True, metavar="ACTION")
-    listing = schemas_sub.add_parser("list", help="every schema with its version and dataset")
+    listing = schemas_sub.add_parser(
+        "list", help="every schema version, its dataset and the adapters that feed it"
+    )
     _add_json(listing)
     listing.set_defaults(handler=commands.schemas_list)
     show = schemas_sub.add_parser("show", help="one schema's fields, units, ranges, privacy")
-    show.add_argument("name", help="schema name, e.g. radio_kpi")
+    show.add_argument(
+        "name",
+        help="schema name (its current version), or a version: speed_test.v1, speed_test.v1.0",
+    )
     _add_json(show)
     show.set_defaults(handler=commands.schemas_show)
 
