@@ -12,7 +12,8 @@ from pathlib import Path
 from rich.markup import escape
 
 from cli.output import UserError, err
-from schemas.adapters import format_choices, wire_formats
+from schemas.adapters import format_choices
+from simulator.fleet import SIMULATED_FORMATS
 from streaming.errors import SettingsError
 
 DEFAULT_TOPIC = "node-telemetry"
@@ -108,7 +109,7 @@ def _simulate_parser(sub: argparse._SubParsersAction) -> None:
     sim.add_argument(
         "--format",
         default="rda.node.v1",
-        choices=wire_formats(),
+        choices=SIMULATED_FORMATS,
         help="wire format (default rda.node.v1)",
     )
     _add_json(sim)

@@ -40,7 +40,7 @@ _IDENTIFYING = re.compile(r"@|[0-9A-Fa-f]{8}|[0-9]{5}")
 # An M-Lab machine name holds its site: mlab1-lga03.mlab-oti.measurement-lab.org,
 # mlab1.lga03.measurement-lab.org, ndt-iupui-mlab2-tun01...; the site is 3 letters (IATA),
 # a digit, and a digit or "t" (test sites).
-_SITE = re.compile(r"(?:^|[.-])mlab\d[.-]([a-z]{3}[0-9][0-9t])(?:[.-]|$)")
+_SITE = re.compile(r"(?:^|[^a-z0-9])mlab\d[.-]([a-z]{3}[0-9][0-9t])(?:[^a-z0-9]|$)")
 _MAX_TOKEN = 4096  # the ndt7 query string, which carries the token, is at most 4,096 bytes
 INT32_UNSET = 4_294_967_295  # the kernel's "no sample yet" for 32-bit RTT fields
 
