@@ -84,6 +84,7 @@ def decode_json_messages(values: pa.Array, table: WireTable) -> Screened:
     """Parse every message of ``values``; each one is parsed or rejected with a reason."""
     result = Screened(table.empty(), [])
     candidates = _prescreen(values, result)
+    candidates = _objects_for_arrow(values, candidates, table, result)
     parsed = _parse_block(values, candidates, table)
     if parsed is None:
         candidates = _screen_messages(values, candidates, table, result)
@@ -108,6 +109,29 @@ def _prescreen(values: pa.Array, result: Screened) -> list[int]:
         else:
             candidates.append(position)
     return candidates
+
+
+def _objects_for_arrow(
+    values: pa.Array, candidates: list[int], table: WireTable, result: Screened
+) -> list[int]:
+    """The candidates Arrow's reader may see; the others are screened one by one at once.
+
+    Only objects: a block holding nothing but ``null`` crashes the reader (SIGSEGV, pyarrow 25).
+    And nothing spelling NaN or Infinity, which the reader takes as numbers and ``json``
+    refuses: a message must decode the same whatever else is in its batch.
+    """
+    if not candidates:
+        return candidates
+    chosen = values.take(pa.array(candidates, pa.int64()))
+    fit = pc.and_(
+        pc.match_substring_regex(chosen, r"^\s*\{"),
+        pc.invert(pc.match_substring_regex(chosen, "NaN|Infinity")),
+    ).to_pylist()
+    others = [p for p, ok in zip(candidates, fit, strict=True) if not ok]
+    if not others:
+        return candidates
+    good = set(_screen_messages(values, others, table, result))
+    return sorted(good | {p for p, ok in zip(candidates, fit, strict=True) if ok})
 
 
 def _parse_block(
@@ -227,7 +251,9 @@ def _check_types(document: dict, table: WireTable) -> None:
             value = container.get(name)
             where = name if group is None else f"{group}.{name}"
             if value is None or type(value) in allowed:
-                if type(value) is int and not INT64_MIN <= value <= INT64_MAX:
+                # An integer field holds 64 bits (a number field takes any integer as a float).
+                big = type(value) is int and not INT64_MIN <= value <= INT64_MAX
+                if big and float not in allowed:
                     raise Reject("out_of_range", f"{where}={value} does not fit in 64 bits")
                 continue
             expected = "/".join(sorted(t.__name__ for t in allowed))
