@@ -68,6 +68,12 @@ def result_row(document: dict) -> tuple:
     client = snapshots(test, where, "ClientMeasurements")
     uuid = to_text(test.get("UUID"), f"{where}.UUID") or _connection_uuid(server, where)
     mbps = throughput(direction, server, client, where)
+    if mbps is None:
+        raise Reject(
+            "no_measurement",
+            f"no {where} snapshot holds a byte count with its elapsed time "
+            "(TCPInfo, AppInfo, or the client's app_info)",
+        )
     metadata = client_metadata(test.get("ClientMetadata"))
     return (
         uuid.replace("_unsafe", "") if uuid else None,  # as M-Lab's own ETL does
