@@ -116,14 +116,14 @@ def test_other_formats_carry_the_same_rows(buyer, demo_dir, fmt):
 
 
 def test_a_query_over_two_licensed_datasets_names_both_checkpoints(server, demo_dir):
-    _name, key = new_buyer(demo_dir, "radio_kpi.v1", "speed_test.v1")
+    _name, key = new_buyer(demo_dir, "radio_kpi.v1", "speed_test.v2")
     client = Client(server.url, key)
     status, result = client.query_json(
-        "SELECT count(*) AS n FROM radio_kpi_v1 r JOIN speed_test_v1 s USING (node_id)"
+        "SELECT count(*) AS n FROM radio_kpi_v1 r JOIN speed_test_v2 s USING (node_id)"
     )
     client.close()
     assert status == 200
-    assert [c["dataset"] for c in result["checkpoints"]] == ["radio_kpi.v1", "speed_test.v1"]
+    assert [c["dataset"] for c in result["checkpoints"]] == ["radio_kpi.v1", "speed_test.v2"]
 
 
 def test_revoking_takes_effect_on_the_next_request(buyer, demo_dir):
@@ -145,7 +145,7 @@ def test_listings_flag_what_the_buyer_licensed(buyer):
     assert {item["dataset"]: item["licensed"] for item in listings} == {
         "node_heartbeat.v1": False,
         "radio_kpi.v1": True,
-        "speed_test.v1": False,
+        "speed_test.v2": False,
         "subscriber_session.v1": False,
         "session_counts_dp.v1": False,
     }
@@ -221,10 +221,10 @@ def test_proofs_need_whole_rows_of_one_dataset_in_json(buyer, sql, options, code
 
 
 def test_proofs_over_a_join_are_refused(server, demo_dir):
-    _name, key = new_buyer(demo_dir, "radio_kpi.v1", "speed_test.v1")
+    _name, key = new_buyer(demo_dir, "radio_kpi.v1", "speed_test.v2")
     client = Client(server.url, key)
     status, result = client.query_json(
-        "SELECT r.* FROM radio_kpi_v1 r JOIN speed_test_v1 s USING (node_id) LIMIT 2", proofs=True
+        "SELECT r.* FROM radio_kpi_v1 r JOIN speed_test_v2 s USING (node_id) LIMIT 2", proofs=True
     )
     client.close()
     assert status == 400 and result["error"]["code"] == "proofs_need_one_dataset"

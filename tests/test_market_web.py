@@ -79,7 +79,7 @@ def test_signed_in_buyer_sees_the_catalog_and_can_search_and_filter(page):
     shot(page, "catalog")
     page.fill("#search", "download")  # a field description of speed_test only
     assert page.locator(".card").count() == 1
-    assert page.locator(".card h3").inner_text() == "speed_test.v1"
+    assert page.locator(".card h3").inner_text() == "speed_test.v2"
     page.fill("#search", "")
     page.select_option("#filter", "licensed")
     assert page.locator(".card h3").all_inner_texts() == ["radio_kpi.v1"]

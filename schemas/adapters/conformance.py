@@ -186,7 +186,7 @@ def _sample(adapter: Adapter, sample: bytes) -> list[str]:
     result = _guarded(lambda: adapter).decode(raw_records([sample], adapter.wire_format))
     problems = [f"rejected: {c}: {r}" for c, r in zip(*_texts(result), strict=True)]
     if not any(part.rows.num_rows for part in result.parts) and not problems:
-        problems.append("gave no rows")
+        problems.append("neither rows nor a reject: the record would be lost")
     for part in result.parts:
         if part.schema not in adapter.schemas:
             problems.append(f"gave rows of {part.schema.dataset}, not one of its schemas")
