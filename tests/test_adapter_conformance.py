@@ -3,6 +3,8 @@ adapter's author runs (``schemas/adapters/conformance.py``, ``docs/adapters.md``
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow as pa
 import pytest
 
@@ -12,6 +14,7 @@ from simulator import ndt7
 from simulator.fleet import generate
 
 START_MS = 1_764_000_000_000
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "rda-iperf3"
 
 
 def samples(wire_format: str) -> list[bytes]:
@@ -64,3 +67,12 @@ def test_hostile_inputs_replace_each_member_with_other_kinds_of_value_in_turn():
         "sample 0 with a/b/0 = 'NaN'", "sample 0 with a/b/1 = None", "sample 0 with a/b/1 = True",
         "sample 0 with a/b/1 = 'x'",
     ]  # fmt: skip
+
+
+def test_the_example_adapter_package_keeps_it_too(monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLE / "src"))
+    from rda_iperf3.adapter import Iperf3Adapter
+    from rda_iperf3.samples import iperf3_result
+
+    found = [iperf3_result(), iperf3_result(0, pretty=True), iperf3_result(protocol="UDP")]
+    assert check_adapter(Iperf3Adapter, found) == []

@@ -7,7 +7,12 @@ import json
 CLIENT = "192.0.2.77"  # the tester's own address: it must not be published
 
 
-def iperf3_result(reverse: int = 1, protocol: str = "TCP", pretty: bool = False) -> bytes:
+def iperf3_result(
+    reverse: int = 1,
+    protocol: str = "TCP",
+    pretty: bool = False,
+    cookie: str = "wdfifvb7sh435efbnv53mi2ingad5fb2xzm3",
+) -> bytes:
     """What ``iperf3 --json`` prints (trimmed to what the adapter reads, and a little more)."""
     summary = {"start": 0, "end": 10.04, "seconds": 10.04, "bytes": 117_500_000}
     summary |= {"bits_per_second": 93_625_498.0, "sender": True}
@@ -22,7 +27,7 @@ def iperf3_result(reverse: int = 1, protocol: str = "TCP", pretty: bool = False)
             "version": "iperf 3.9",
             "timestamp": {"time": "Mon, 24 Nov 2025 16:00:00 UTC", "timesecs": 1_764_000_000},
             "connecting_to": {"host": "iperf.example.net", "port": 5201},
-            "cookie": "wdfifvb7sh435efbnv53mi2ingad5fb2xzm3",
+            "cookie": cookie,
             "test_start": {"protocol": protocol, "num_streams": 1, "duration": 10,
                            "reverse": reverse},
         },
