@@ -187,6 +187,9 @@ def _bulk(values: pa.Array) -> tuple[pa.Array, dict[str, pa.Array] | None]:
     ok = pc.and_(ok, pc.greater(pc.list_value_length(pc.struct_field(end, "streams")), 0))
     ok = pc.fill_null(ok, False)  # the others go message by message
     start, end, positions = pc.filter(start, ok), pc.filter(end, ok), pc.filter(positions, ok)
+    first = pc.list_element(pc.struct_field(end, "streams"), 0)
+    ok = pc.is_valid(first)  # a null stream is refused by the message path, with its reason
+    start, end, positions = pc.filter(start, ok), pc.filter(end, ok), pc.filter(positions, ok)
     test, received = pc.struct_field(start, "test_start"), pc.struct_field(end, "sum_received")
     mbps = pc.divide(pc.struct_field(received, "bits_per_second"), 1e6)
     download = pc.not_equal(pc.struct_field(test, "reverse"), 0)
