@@ -86,7 +86,9 @@ def decode_json_messages(values: pa.Array, table: WireTable) -> Screened:
     candidates = _prescreen(values, result)
     candidates = _objects_for_arrow(values, candidates, table, result)
     parsed = _parse_block(values, candidates, table)
-    if parsed is None:
+    if parsed is not None:
+        parsed, candidates = _without_constants(values, parsed, candidates, table, result)
+    else:
         candidates = _screen_messages(values, candidates, table, result)
         parsed = _parse_block(values, candidates, table, compact=True)
         if parsed is None:  # a message our screen passed but Arrow refused: isolate it
@@ -114,24 +116,41 @@ def _prescreen(values: pa.Array, result: Screened) -> list[int]:
 def _objects_for_arrow(
     values: pa.Array, candidates: list[int], table: WireTable, result: Screened
 ) -> list[int]:
-    """The candidates Arrow's reader may see; the others are screened one by one at once.
-
-    Only objects: a block holding nothing but ``null`` crashes the reader (SIGSEGV, pyarrow 25).
-    And nothing spelling NaN or Infinity, which the reader takes as numbers and ``json``
-    refuses: a message must decode the same whatever else is in its batch.
-    """
+    """Only objects go to Arrow's reader (a block holding nothing but ``null`` crashes it,
+    SIGSEGV, pyarrow 25); the others are screened, so refused, one by one at once."""
     if not candidates:
         return candidates
     chosen = values.take(pa.array(candidates, pa.int64()))
-    fit = pc.and_(
-        pc.match_substring_regex(chosen, r"^\s*\{"),
-        pc.invert(pc.match_substring_regex(chosen, "NaN|Infinity")),
-    ).to_pylist()
-    others = [p for p, ok in zip(candidates, fit, strict=True) if not ok]
-    if not others:
+    opens = pc.starts_with(chosen, "{")
+    if pc.all(opens).as_py():
         return candidates
-    good = set(_screen_messages(values, others, table, result))
-    return sorted(good | {p for p, ok in zip(candidates, fit, strict=True) if ok})
+    opens = pc.or_(opens, pc.match_substring_regex(chosen, r"^\s*\{")).to_pylist()
+    _screen_messages(values, [p for p, ok in zip(candidates, opens, strict=True) if not ok],
+                     table, result)  # fmt: skip
+    return [p for p, ok in zip(candidates, opens, strict=True) if ok]
+
+
+def _without_constants(
+    values: pa.Array, parsed: pa.RecordBatch, positions: list[int], table: WireTable,
+    result: Screened,
+) -> tuple[pa.RecordBatch, list[int]]:  # fmt: skip
+    """Arrow's reader takes ``NaN`` and ``Infinity`` for numbers, ``json`` refuses them: a
+    message holding one in a number field is screened (refused, naming it) as it would be in
+    any other batch, so it decodes the same whatever else is in its batch."""
+    found = None
+    for path, (_, arrow_type) in table.fields.items():
+        if pa.types.is_floating(arrow_type):
+            column = parsed.column(path[0])
+            column = pc.struct_field(column, path[1]) if len(path) == 2 else column
+            odd = pc.invert(pc.is_finite(column))
+            found = odd if found is None else pc.or_kleene(found, odd)
+    if found is None or not pc.any(pc.fill_null(found, False)).as_py():
+        return parsed, positions
+    odd = pc.fill_null(found, False).to_pylist()
+    suspects = [p for p, flag in zip(positions, odd, strict=True) if flag]
+    refused = set(suspects) - set(_screen_messages(values, suspects, table, result))
+    keep = [p not in refused for p in positions]  # an overflowing 1e999 stays: the checks name it
+    return parsed.filter(pa.array(keep)), [p for p in positions if p not in refused]
 
 
 def _parse_block(
