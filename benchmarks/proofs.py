@@ -188,6 +188,7 @@ def _gas() -> dict:
                 "tree_size": 1000,
                 "root": hashlib.sha256(f"{prefix}{i}".encode()).hexdigest(),
                 "manifest_sha256": hashlib.sha256(f"m{prefix}{i}".encode()).hexdigest(),
+                "previous_tree_size": 0,
             }
             for i in range(count)
         ]

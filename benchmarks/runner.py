@@ -17,6 +17,7 @@ from benchmarks import (
     quality,
     scale_out,
     streaming,
+    verify,
 )
 
 BENCHMARKS: dict[str, Callable[[bool], dict]] = {
@@ -29,6 +30,7 @@ BENCHMARKS: dict[str, Callable[[bool], dict]] = {
     "dedup": dedup.run,
     "market_query": market.run,
     "proofs": proofs.run,
+    "verify": verify.run,
     "quality_privacy": quality.run,
 }
 

@@ -1,16 +1,18 @@
-"""``rda prove`` and the auditor's ``rda verify --bundle | --history``.
+"""``rda prove`` and the auditor's ``rda verify``.
 
 ``rda prove`` selects rows with a SQL predicate (DuckDB over the dataset's Parquet files, in the
-manifest's leaf order) and writes one proof bundle per row; ``rda verify --bundle`` checks
-bundles offline and, given a chain, against the anchor; ``rda verify --history`` checks that
-every checkpoint extends the one before it; plain ``rda verify`` re-hashes whole datasets up to
-their anchored roots.
+manifest's leaf order) and writes one proof bundle per row. ``rda verify`` pins the publisher
+(``--publisher FILE``, ``--registry``, ``--publisher-key-id``: never the data's own word) and
+gives a verdict, VERIFIED (exit 0), NOT VERIFIED (1) or INCOMPLETE (3): by default on each log
+(every row re-hashed to the newest checkpoint, its history, every anchor and the registry's
+``latest()``), with ``--bundle`` on proof bundles, with ``--history`` on the history only.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from infra.state import InfraState
 
 
 def verify(args: argparse.Namespace) -> int:
-    """``rda verify``: a bundle, a dataset's history, or (default) whole datasets."""
+    """``rda verify``: bundles, a dataset's history only, or (default) whole logs."""
     if args.bundle:
         return _verify_bundles(args)
     if args.history:
@@ -28,28 +30,87 @@ def verify(args: argparse.Namespace) -> int:
     return _verify_datasets(args)
 
 
-# -- verify (whole datasets) --------------------------------------------------------------------
+# -- the trust root -----------------------------------------------------------------------------
+
+
+def _trust(args: argparse.Namespace, published_identity: bytes | None = None):
+    """The auditor's pins (``--publisher``/``RDA_PUBLISHER``, ``--registry``, ``--chain-id``,
+    ``--publisher-key-id``) and the chain to read them on (``--rpc-url``, else `infra up`'s)."""
+    from proofs.trust import Pin, TrustRoot
+
+    pin = Pin(
+        identity=_pinned_document(args),
+        registry=_pinned_registry(args.registry),
+        chain_id=args.chain_id,
+        key_id=_pinned_key_id(args.publisher_key_id),
+    )
+    if args.offline:
+        return TrustRoot(pin, None, "--offline", published_identity)
+    rpc_url = args.rpc_url or InfraState.load().rpc_url
+    try:
+        return TrustRoot.over_rpc(pin, rpc_url, published_identity)
+    except ValueError as error:  # a URL web3 cannot use
+        raise UserError(f"--rpc-url {rpc_url!r}: {error}") from None
+
+
+def _pinned_document(args: argparse.Namespace) -> bytes | None:
+    path = args.publisher or os.environ.get("RDA_PUBLISHER")
+    if not path:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise UserError(f"--publisher {path}: {error.strerror or error}") from None
+
+
+def _pinned_registry(value: str | None) -> str | None:
+    from proofs.anchor import checksum_address
+
+    if value is None:
+        return None
+    try:
+        return checksum_address(value)
+    except ValueError as error:
+        raise UserError(f"--registry: {error}") from None
+
+
+def _pinned_key_id(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if len(value) != 64 or any(c not in "0123456789abcdefABCDEF" for c in value):
+        raise UserError(f"--publisher-key-id must be 64 hex digits (SHA-256), not {value!r}")
+    return value.lower()
+
+
+def _published_identity(layout) -> bytes | None:
+    """The data directory's copy of the identity: trusted only if a pinned key signed it."""
+    from proofs.identity import FILE_NAME
+
+    path = layout.published / FILE_NAME
+    return path.read_bytes() if path.is_file() else None
+
+
+# -- verify (whole logs) ------------------------------------------------------------------------
 
 
 def _verify_datasets(args: argparse.Namespace) -> int:
-    from proofs.verify import verify_dataset
+    from proofs.audit import audit_log
 
     layout, datasets = _selected_datasets(args)
-    lookup, why_not = _anchor_lookup(args)
+    trust = _trust(args, _published_identity(layout))
     verdicts = []
     for dataset in datasets:
         directory = layout.dataset_dir(dataset)
         if not directory.is_dir():
             raise UserError(f"no dataset {dataset!r} under {layout.published}")
         try:
-            verdict = verify_dataset(
-                directory, args.manifest, lookup, why_not, publisher_key_id=args.publisher_key_id
-            )
+            verdict = audit_log(directory, trust, args.manifest)
         except FileNotFoundError as error:
             raise UserError(str(error)) from None
         verdicts.append(verdict.as_dict())
     return _report(
         args,
+        trust,
         "datasets",
         verdicts,
         lambda v: f"{v['dataset']} @ {v['tree_size']} rows, root {v['root']}",
@@ -66,22 +127,6 @@ def _selected_datasets(args: argparse.Namespace):
     if args.dataset:
         return layout, [args.dataset]
     return layout, sorted(p.name for p in layout.published.iterdir() if p.is_dir())
-
-
-def _anchor_lookup(args: argparse.Namespace):
-    """How to read anchors: the chain of ``--rpc-url``/``--registry`` or of ``rda infra up``."""
-    if args.offline:
-        return None, "--offline"
-    state = InfraState.load()
-    rpc_url = args.rpc_url or state.rpc_url
-    registry = args.registry or state.registry_address
-    if not rpc_url or not registry:
-        return None, (
-            "no persistent chain to read: the embedded EVM lives only inside the "
-            "process that anchored (use `rda infra up --chain anvil`, or --rpc-url "
-            "and --registry)"
-        )
-    return _open_rpc(rpc_url, registry).lookup, ""
 
 
 # -- prove --------------------------------------------------------------------------------------
@@ -115,19 +160,23 @@ def _verify_bundles(args: argparse.Namespace) -> int:
     from proofs.bundle import verify_bundle
 
     paths = _bundle_files(args.bundle)
+    trust = _trust(args)
     verdicts = []
     for path in paths:
         try:
             bundle = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             raise UserError(f"{path}: not a JSON proof bundle ({error})") from None
-        lookup, why_not = _bundle_lookup(args, bundle)
-        verdict = verify_bundle(bundle, lookup, why_not).as_dict()
+        verdict = verify_bundle(bundle, trust).as_dict()
         verdict["bundle"] = str(path)
         verdict["leaf_index"] = bundle.get("leaf_index") if isinstance(bundle, dict) else None
         verdicts.append(verdict)
     return _report(
-        args, "bundles", verdicts, lambda v: f"{Path(v['bundle']).name} (leaf {v['leaf_index']})"
+        args,
+        trust,
+        "bundles",
+        verdicts,
+        lambda v: f"{Path(v['bundle']).name} (leaf {v['leaf_index']})",
     )
 
 
@@ -142,50 +191,30 @@ def _bundle_files(target: Path) -> list[Path]:
     return [target]
 
 
-def _bundle_lookup(args: argparse.Namespace, bundle: Any):
-    """A view-call lookup on the chain the bundle names, or None and why not."""
-    anchor = bundle.get("anchor") if isinstance(bundle, dict) else None
-    if args.offline:
-        return None, "--offline"
-    rpc_url = args.rpc_url or InfraState.load().rpc_url
-    if not anchor:
-        return None, "the bundle names no anchor"
-    if not rpc_url:
-        return None, "no chain to read: pass --rpc-url (the embedded EVM does not outlive its run)"
-    chain = _open_rpc(rpc_url, args.registry or anchor["contract"])
-    if chain.chain_id != anchor["chain_id"]:
-        raise UserError(
-            f"the chain at {rpc_url} has id {chain.chain_id}; "
-            f"the bundle was anchored on chain {anchor['chain_id']}"
-        )
-    return chain.lookup, ""
-
-
-def _open_rpc(rpc_url: str, registry: str):
-    from streaming.chain import open_chain
-
-    try:
-        return open_chain("rpc", rpc_url, registry)
-    except ConnectionError as error:
-        raise UserError(f"the chain at {rpc_url} does not answer: {error}") from None
-
-
 # -- verify --history ---------------------------------------------------------------------------
 
 
 def _verify_histories(args: argparse.Namespace) -> int:
+    """``--history``: only the history of each log (no re-hash of the rows): the links between
+    checkpoints, their consistency proofs, their anchors and the registry's ``latest()``."""
     from proofs.history import verify_history
 
     layout, datasets = _selected_datasets(args)
-    lookup, why_not = _anchor_lookup(args)
+    trust = _trust(args, _published_identity(layout))
     verdicts = []
     for dataset in datasets:
         try:
-            verdicts.append(verify_history(layout.dataset_dir(dataset), lookup, why_not).as_dict())
+            verdict = verify_history(layout.dataset_dir(dataset), trust)
         except FileNotFoundError as error:
             raise UserError(str(error)) from None
+        verdict.checks.insert(0, trust.identity_check())
+        verdicts.append(verdict.as_dict())
     return _report(
-        args, "histories", verdicts, lambda v: f"history of {v['log']} up to {v['tree_size']} rows"
+        args,
+        trust,
+        "histories",
+        verdicts,
+        lambda v: f"history of {v['log']} up to {v['tree_size']} rows",
     )
 
 
@@ -194,24 +223,42 @@ def _verify_histories(args: argparse.Namespace) -> int:
 
 def _report(
     args: argparse.Namespace,
+    trust: Any,
     kind: str,
     verdicts: list[dict[str, Any]],
     title: Callable[[dict[str, Any]], str],
 ) -> int:
-    """Every verdict as one JSON object (``--json``) or printed with its checks; exit 0 only
-    when all verified."""
-    ok = all(v["verified"] for v in verdicts)
+    """Every verdict as one JSON object (``--json``) or printed with its checks; the exit code
+    says VERIFIED (0), NOT VERIFIED (1) or INCOMPLETE (3)."""
+    from proofs.verdict import EXIT_CODES, VERIFIED, overall
+
+    verdict = overall(v["verdict"] for v in verdicts)
     if args.json:
-        emit_json({"verified": ok, kind: verdicts})
+        emit_json(
+            {
+                "verdict": verdict,
+                "verified": verdict == VERIFIED,
+                "publisher": trust.describe(),
+                kind: verdicts,
+            }
+        )
     else:
-        for verdict in verdicts:
-            _print(title(verdict), verdict)
-    return 0 if ok else 1
+        for entry in verdicts:
+            _print(title(entry), entry)
+        out.print(f"verdict: {_marked(verdict)}", soft_wrap=True)
+    return EXIT_CODES[verdict]
+
+
+def _marked(verdict: str) -> str:
+    color = {"VERIFIED": "green", "NOT VERIFIED": "red"}.get(verdict, "yellow")
+    return f"[{color}]{verdict}[/{color}]"
 
 
 def _print(title: str, verdict: dict[str, Any]) -> None:
-    mark = "[green]VERIFIED[/green]" if verdict["verified"] else "[red]FAILED[/red]"
-    out.print(f"{title}: {mark}", soft_wrap=True)
+    out.print(f"{title}: {_marked(verdict['verdict'])}", soft_wrap=True)
     for check in verdict["checks"]:
         symbol = {True: "✓", False: "✗", None: "–"}[check["ok"]]
         out.print(f"  {symbol} {check['check']}: {check['detail']}", soft_wrap=True)
+    for missing in verdict["not_checked"]:
+        if missing["detail"] == "not reached":
+            out.print(f"  – {missing['check']}: not reached", soft_wrap=True)

@@ -166,8 +166,11 @@ def _print_demo(summary: dict[str, Any]) -> None:
     out.print(
         f"chain: {chain['kind']} (id {chain['chain_id']}), AnchorRegistry {chain['contract']}"
     )
-    verdict = "[green]VERIFIED[/green]" if summary["verified"] else "[red]FAILED[/red]"
-    out.print(f"verification: {verdict} — every row re-hashed to the anchored root")
+    color = "green" if summary["verified"] else "red"
+    out.print(
+        f"verification: [{color}]{summary['verdict']}[/{color}] — every row re-hashed to the "
+        "anchored root, every checkpoint's history and anchor checked against the registry"
+    )
 
 
 # -- quarantine ---------------------------------------------------------------------------------
@@ -252,6 +255,7 @@ def _preview(value: bytes | None, limit: int = 120, missing: str = "<tombstone>"
 
 
 def quarantine_replay(args: argparse.Namespace) -> int:
+    from streaming.chain_binding import bind as bind_chain
     from streaming.replay import replay
 
     if not (args.data_dir / "catalog.duckdb").exists():
@@ -259,6 +263,7 @@ def quarantine_replay(args: argparse.Namespace) -> int:
     if args.override_header and args.format == "auto":
         raise UserError("--override-header needs --format naming the records' real wire format")
     chain = _chain_for(args.chain, args.rpc_url, args.registry)
+    bind_chain(chain, args.data_dir)  # the chain its checkpoints are anchored on, or stop
     summary = replay(
         args.data_dir,
         args.format,
@@ -282,30 +287,50 @@ def quarantine_replay(args: argparse.Namespace) -> int:
 
 
 def schemas_list(args: argparse.Namespace) -> int:
-    from schemas.registry import SCHEMAS
+    from schemas import adapters
+    from schemas.registry import ALL_SCHEMAS, DERIVED, SCHEMAS, is_current
 
+    feeding = adapters.registered()
     rows = [
         {
             "name": s.name,
             "version": s.version,
             "dataset": s.dataset,
+            "current": is_current(s),
+            "superseded_by": None if is_current(s) else SCHEMAS[s.name].dataset,
+            "adapters": [a["wire_format"] for a in feeding if s.dataset in a["datasets"]],
+            "derived_from": DERIVED.get(s.dataset),
             "fields": len(s.all_fields),
             "fingerprint": s.fingerprint(),
             "description": s.description,
         }
-        for s in SCHEMAS.values()
+        for s in ALL_SCHEMAS
     ]
     if args.json:
-        emit_json({"schemas": rows})
+        emit_json({"schemas": rows, "adapters": feeding, "refused": adapters.refused()})
         return 0
     from rich.table import Table
 
-    table = Table("schema", "version", "dataset", "fields", "description")
+    table = Table("schema", "version", "dataset", "fed by", "fields")
     for row in rows:
-        table.add_row(
-            row["name"], row["version"], row["dataset"], str(row["fields"]), row["description"]
-        )
+        fed_by = ", ".join(row["adapters"]) or "—"
+        if row["derived_from"]:
+            fed_by = f"derived from {row['derived_from']}"
+        if not row["current"]:
+            fed_by = f"— superseded by {row['superseded_by']} (its data stays readable)"
+        table.add_row(row["name"], row["version"], row["dataset"], fed_by, str(row["fields"]))
     out.print(table)
+    origins = Table("wire format", "from", "feeds", "sniffed (--format auto)")
+    for adapter in feeding:
+        origins.add_row(
+            adapter["wire_format"], adapter["origin"], ", ".join(adapter["datasets"]),
+            "yes" if adapter["sniffed"] else "no (needs its rda-format header or --format)",
+        )  # fmt: skip
+    out.print(origins)
+    for refusal in adapters.refused():
+        out.print(
+            f"refused: {refusal['wire_format']} from {refusal['origin']}: {refusal['reason']}"
+        )
     return 0
 
 

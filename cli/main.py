@@ -12,7 +12,8 @@ from pathlib import Path
 from rich.markup import escape
 
 from cli.output import UserError, err
-from schemas.adapters import format_choices, wire_formats
+from schemas.adapters import format_choices
+from simulator.fleet import SIMULATED_FORMATS
 from streaming.errors import SettingsError
 
 DEFAULT_TOPIC = "node-telemetry"
@@ -42,7 +43,7 @@ def _default_data_dir() -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cli import run_commands
+    from cli import anchor_commands, run_commands
     from cli.market_commands import add_market_parsers
 
     parser = argparse.ArgumentParser(
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_commands.add_parsers(sub)  # `rda run` and `rda status`
     _demo_parser(sub)
     _verify_parser(sub)
+    anchor_commands.add_parser(sub, _default_data_dir())
     _quarantine_parsers(sub)
     _schemas_parsers(sub)
     _prove_parser(sub)
@@ -87,6 +89,11 @@ def _infra_parsers(sub: argparse._SubParsersAction) -> None:
     status = infra_sub.add_parser("status", help="what is running")
     _add_json(status)
     status.set_defaults(handler=commands.infra_status)
+    tools = infra_sub.add_parser(
+        "tools", help="install every tool the project runs (broker, chain, compiler, browser…)"
+    )
+    _add_json(tools)
+    tools.set_defaults(handler=commands.infra_tools)
 
 
 def _simulate_parser(sub: argparse._SubParsersAction) -> None:
@@ -108,7 +115,7 @@ def _simulate_parser(sub: argparse._SubParsersAction) -> None:
     sim.add_argument(
         "--format",
         default="rda.node.v1",
-        choices=wire_formats(),
+        choices=SIMULATED_FORMATS,
         help="wire format (default rda.node.v1)",
     )
     _add_json(sim)
@@ -133,21 +140,37 @@ def _demo_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _verify_parser(sub: argparse._SubParsersAction) -> None:
-    """``rda verify`` (datasets, ``--bundle``, ``--history``)."""
+    """``rda verify`` (whole logs by default, ``--bundle``, ``--history``)."""
     from cli import audit
 
-    verify = sub.add_parser("verify", help="auditor: rows → root → manifest → anchor")
+    verify = sub.add_parser(
+        "verify",
+        help="auditor: rows → root → manifest → anchor, on the publisher you pin",
+        description="Pin the publisher once (--publisher FILE, or --registry ADDRESS with "
+        "--rpc-url, or --publisher-key-id); nothing is trusted because the data or a bundle "
+        "says so. Verdicts: VERIFIED (exit 0), NOT VERIFIED (exit 1, the failed link named), "
+        "INCOMPLETE (exit 3, what could not be checked named); 2 is a usage error. By default "
+        "each log's newest checkpoint is re-hashed row by row and its whole history checked "
+        "against the registry, latest() included.",
+    )
     verify.add_argument("--data-dir", type=Path, default=_default_data_dir())
     verify.add_argument("--dataset", help="dataset id, e.g. radio_kpi.v1 (default: all)")
-    verify.add_argument("--manifest", type=Path, help="a checkpoint manifest (default: latest)")
-    verify.add_argument("--rpc-url", help="chain to check anchors on (default: `infra up`)")
-    verify.add_argument("--registry", help="AnchorRegistry address")
-    verify.add_argument("--offline", action="store_true", help="do not check the chain")
+    verify.add_argument("--manifest", type=Path, help="a checkpoint manifest (default: newest)")
+    verify.add_argument(
+        "--publisher",
+        help="the publisher identity document to pin (default: $RDA_PUBLISHER)",
+    )
+    verify.add_argument("--publisher-key-id", help="pin a publisher signing key id (hex)")
+    verify.add_argument("--registry", help="pin an AnchorRegistry: its identity is read from it")
+    verify.add_argument("--chain-id", type=int, help="pin the chain id the registry is on")
+    verify.add_argument("--rpc-url", help="the chain node to read (default: `infra up`'s)")
+    verify.add_argument("--offline", action="store_true", help="read no chain (INCOMPLETE)")
     verify.add_argument("--bundle", type=Path, help="verify proof bundles (a file or a folder)")
-    verify.add_argument("--history", action="store_true", help="consistency between checkpoints")
-    verify.add_argument("--publisher-key-id", help="require manifests signed by this key id (hex)")
+    verify.add_argument(
+        "--history", action="store_true", help="only the history of each log (no row re-hash)"
+    )
     _add_json(verify)
-    verify.set_defaults(handler=audit.verify)  # whole datasets unless --bundle or --history
+    verify.set_defaults(handler=audit.verify)  # whole logs unless --bundle or --history
 
 
 def _quarantine_parsers(sub: argparse._SubParsersAction) -> None:
@@ -193,11 +216,16 @@ def _schemas_parsers(sub: argparse._SubParsersAction) -> None:
 
     schemas = sub.add_parser("schemas", help="the canonical schemas (data dictionary)")
     schemas_sub = schemas.add_subparsers(dest="action", required=True, metavar="ACTION")
-    listing = schemas_sub.add_parser("list", help="every schema with its version and dataset")
+    listing = schemas_sub.add_parser(
+        "list", help="every schema version, its dataset and the adapters that feed it"
+    )
     _add_json(listing)
     listing.set_defaults(handler=commands.schemas_list)
     show = schemas_sub.add_parser("show", help="one schema's fields, units, ranges, privacy")
-    show.add_argument("name", help="schema name, e.g. radio_kpi")
+    show.add_argument(
+        "name",
+        help="schema name (its current version), or a version: speed_test.v1, speed_test.v1.0",
+    )
     _add_json(show)
     show.set_defaults(handler=commands.schemas_show)
 

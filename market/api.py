@@ -21,7 +21,7 @@ _QUERY_FIELDS: dict[str, tuple[type, str]] = {
     "proofs": (bool, "true or false"),
     "max_rows": (int, "a positive integer"),
 }
-_RESOURCES = {"me", "listings", "query", "access-requests"}
+_RESOURCES = {"me", "listings", "query", "access-requests", "publisher"}
 
 Response = tuple[int, "dict[str, Any] | QueryOutput"]
 
@@ -45,6 +45,8 @@ def route(
         return 200, market.listing(buyer, parts[1], with_report=True)
     if get and len(parts) == 3 and name == "listings" and parts[2] in _EXPORTS:
         return 200, market.export(parts[1], _EXPORTS[parts[2]])
+    if get and parts == ["publisher"]:
+        return 200, market.publisher_identity()
     if method == "POST" and parts == ["query"]:
         return 200, run_query(market, buyer, body or {})
     if method == "POST" and parts == ["access-requests"]:

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from market.assets import Asset
-from market.proving import bundles_for, check_provable
+from market.proving import prove_returned_rows
 from market.results import FORMATS, ResultSink, write_result
-from market.sandbox import LEAF_COLUMN, Sandbox, timeout_refusal
+from market.sandbox import Sandbox, timeout_refusal
 
 
 @dataclass(frozen=True)
@@ -60,10 +60,10 @@ def execute(job: QueryJob, sandbox: Sandbox, spool_dir: Path | None = None) -> Q
     try:
         if job.proofs:
             table = sandbox.run(job.sql, assets, job.max_rows, leaf_index=True)
-            envelope["proofs"] = bundles_for(assets[0], check_provable(table, assets))
+            # each bundle proves exactly the row shown beside it, or the query is refused
+            table, envelope["proofs"] = prove_returned_rows(table, assets)
             if time.monotonic() > deadline:
                 raise timeout_refusal(limits)
-            table = table.drop_columns([LEAF_COLUMN])
             rows = write_result(table.schema, table.to_batches(), job.fmt, envelope, sink)
         else:
             with sandbox.stream(job.sql, assets, job.max_rows, deadline=deadline) as streamed:

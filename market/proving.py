@@ -2,9 +2,13 @@
 
 The query runs over views that carry each row's leaf index (``rda_leaf_index``); the bundles
 are built by ``proofs.bundle.build_bundles`` from the published rows as stored in the
-checkpoint's Parquet files, so a bundle always proves the row as it was committed, and the
-buyer can check it against the row the query returned. ``rda verify --bundle`` and the web
-page's proof tab verify them.
+checkpoint's Parquet files. A bundle proves the row as it was committed, so it may only go with
+a row that *is* that row: every returned row is hashed as shown (RFC 8785 of its values, the
+leaf encoding) and must equal its bundle's leaf hash. A computed or replaced column
+(``SELECT * REPLACE (rsrp_dbm + 10 AS rsrp_dbm)``), a renamed or shifted leaf index, an extra
+column: the rows are not the published ones, and the query is refused with
+``proofs_need_unmodified_rows`` — never a bundle that proves another value than the one shown.
+``rda verify --bundle`` and the web page's proof tab verify the bundles.
 """
 
 from __future__ import annotations
@@ -19,14 +23,46 @@ from market.assets import Asset
 from market.policy import QueryRefused
 from market.sandbox import LEAF_COLUMN
 from proofs.bundle import build_bundles
-from proofs.leaves import leaf_bytes_for_batch
+from proofs.leaves import leaf_bytes_for_batch, leaf_hashes_for_batch
 from proofs.log import LogRef
 
 MAX_PROVEN_ROWS = 1_000
+UNMODIFIED = "proofs_need_unmodified_rows"
 
 
-def check_provable(table: pa.Table, assets: list[Asset]) -> list[int]:
-    """The leaf indices of a result that is whole rows of one dataset, else a refusal."""
+def prove_returned_rows(table: pa.Table, assets: list[Asset]) -> tuple[pa.Table, list[dict]]:
+    """The rows as shown (without the leaf index) and one bundle per row, each proving exactly
+    the row beside it; a refusal when any row is not an unmodified published row."""
+    leaves = check_provable(table, assets)
+    asset = assets[0]
+    size = asset.checkpoint.tree_size
+    for number, leaf in enumerate(leaves):
+        if isinstance(leaf, bool) or not isinstance(leaf, int) or not 0 <= leaf < size:
+            raise QueryRefused(
+                UNMODIFIED,
+                f"with proofs, {LEAF_COLUMN} must be the row's own leaf index; row {number} has "
+                f"{leaf!r} (the checkpoint has leaves 0…{size - 1})",
+            )
+    shown = table.drop_columns([LEAF_COLUMN])
+    bundles = bundles_for(asset, leaves)
+    try:
+        hashes = leaf_hashes_for_batch(_utc(shown))
+    except (ValueError, TypeError, pa.ArrowException) as error:  # a type no leaf can have
+        refusal = f"with proofs, rows must be published rows ({error})"
+        raise QueryRefused(UNMODIFIED, refusal) from None
+    for number, (digest, bundle) in enumerate(zip(hashes, bundles, strict=True)):
+        if digest.hex() != bundle["leaf_hash"]:
+            raise QueryRefused(
+                UNMODIFIED,
+                f"with proofs, every returned row must be a published row, unchanged: row "
+                f"{number} differs from leaf {bundle['leaf_index']} (a computed, replaced or "
+                f"renamed column?). Use SELECT * FROM {asset.view} WHERE …, or drop proofs",
+            )
+    return shown, bundles
+
+
+def check_provable(table: pa.Table, assets: list[Asset]) -> list[Any]:
+    """The leaf index column of a result that is whole rows of one dataset, else a refusal."""
     if len(assets) != 1:
         raise QueryRefused(
             "proofs_need_one_dataset", "with proofs, query exactly one dataset (no joins)"
@@ -74,3 +110,13 @@ def bundles_for(asset: Asset, leaf_indices: list[int]) -> list[dict[str, Any]]:
         )
         built.update(zip(leaves, bundles, strict=True))
     return [built[leaf] for leaf in leaf_indices]
+
+
+def _utc(table: pa.Table) -> pa.Table:
+    """Timestamps with any time zone as the same instants in UTC (DuckDB labels them with its
+    session time zone); every other value as returned."""
+    for index, field in enumerate(table.schema):
+        if pa.types.is_timestamp(field.type) and field.type.tz not in (None, "UTC"):
+            utc = pa.timestamp(field.type.unit, tz="UTC")
+            table = table.set_column(index, field.with_type(utc), table.column(index).cast(utc))
+    return table

@@ -7,6 +7,7 @@ or a newly anchored checkpoint takes effect on the next request without a restar
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from market.profiles import column_profiles, example_queries, sample_rows
 from market.results import FORMATS
 from market.sandbox import Limits, Sandbox
 from market.store import Buyer, MarketSnapshot, MarketStore, market_path
+from proofs.identity import FILE_NAME as IDENTITY_FILE
 from sinks.layout import DataLayout
 
 EXPORT_FORMATS = ("datapackage", "croissant")
@@ -160,6 +162,15 @@ class Marketplace:
         listing = build_listing(asset, terms)
         build = data_package if fmt == "datapackage" else croissant
         return build(asset, terms, listing)
+
+    def publisher_identity(self) -> dict[str, Any]:
+        """The publisher identity document published with the data, offered for pinning: a
+        buyer compares its SHA-256 with what the publisher announces before trusting it."""
+        path = DataLayout(self.data_dir).published / IDENTITY_FILE
+        if not path.is_file():
+            raise QueryRefused("not_found", "no publisher identity is published here", 404)
+        raw = path.read_bytes()
+        return {"identity": raw.decode(), "sha256": hashlib.sha256(raw).hexdigest()}
 
     def _asset(self, dataset: str) -> Asset:
         asset = self.assets().get(dataset)

@@ -1,41 +1,42 @@
 """Anchoring checkpoints in the AnchorRegistry contract (the web3 edge of ``proofs``).
 
-Reads use view calls (``getAnchor``, ``latest``), never a scan of event logs, so they stay fast
-however long the chain grows. The contract's custom errors come back as ``AnchorRefused`` naming
-the error, e.g. ``ConflictingAnchor`` or ``TreeSizeNotGrowing``.
+Reads use view calls (``getAnchor``, ``latest``, ``previousTreeSize``, ``identityHash``…),
+never a scan of event logs, so they stay fast however long the chain grows. The contract's
+custom errors come back as ``AnchorRefused`` naming the error, e.g. ``ConflictingAnchor``,
+``TreeSizeNotGrowing`` or ``PreviousMismatch`` (``proofs.anchor_errors``).
 
-On chain a dataset is keyed by ``datasetId = SHA-256(UTF-8 bytes of the dataset name)``
-(``dataset_key``): a fixed-size key that anyone can recompute from the name alone, with no
-registry of names to trust. The ABI and bytecode come from the committed, reproducibly compiled
-artifact ``contracts/AnchorRegistry.json`` (see ``infra.solc``), never from a compiler at run time.
+On chain a log is keyed by ``datasetId = SHA-256(UTF-8 bytes of the log id)`` (``dataset_key``):
+a fixed-size key that anyone can recompute from the name alone, with no registry of names to
+trust. The ABI and bytecode come from the committed, reproducibly compiled artifact
+``contracts/AnchorRegistry.json`` (see ``infra.solc``), never from a compiler at run time.
+
+Version 2 of the contract (this artifact) adds the publisher identity document and the link from
+each anchor to the one before it. A version-1 registry (deployed before) is still readable:
+``getAnchor`` and ``latest`` have not changed; ``version`` says 1 and the version-2 reads return
+None.
 """
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import operator
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from proofs.anchor_errors import AnchorRefused, error_selectors, refusal
+
+__all__ = ["Anchor", "AnchorReceipt", "AnchorRefused", "AnchorRegistry", "dataset_key"]
+
 ARTIFACT = Path(__file__).parent / "contracts" / "AnchorRegistry.json"
 ZERO = b"\x00" * 32
-# ~94k gas per new checkpoint: 100 stay under EIP-7825's per-transaction cap (2**24 gas, in force
+# ~100k gas per new checkpoint: 100 stay under EIP-7825's per-transaction cap (2**24 gas, in force
 # on Ethereum since Osaka) and well under the 30M block gas limit of both local chains.
 MAX_CHECKPOINTS_PER_TX = 100
-
-
-class AnchorRefused(RuntimeError):
-    """The contract refused an anchor; ``error`` is the Solidity custom error's name."""
-
-    def __init__(self, error: str, args: dict[str, Any]) -> None:
-        shown = ", ".join(f"{k}={_show(v)}" for k, v in args.items())
-        super().__init__(f"{error}({shown})")
-        self.error = error
-        self.args_by_name = args
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
 
 @dataclass(frozen=True)
@@ -67,12 +68,22 @@ class AnchorReceipt:
     gas_per_checkpoint: float = 0.0
 
 
-Checkpoint = tuple[str, int, bytes, bytes]  # (dataset, tree size, root, manifest hash)
+# (log id, tree size, root, manifest hash, previous anchored tree size of that log: 0 if none)
+Checkpoint = tuple[str, int, bytes, bytes, int]
 
 
 def dataset_key(dataset: str) -> bytes:
-    """The on-chain dataset id: SHA-256 of the UTF-8 dataset name."""
+    """The on-chain dataset id: SHA-256 of the UTF-8 log id."""
     return hashlib.sha256(dataset.encode("utf-8")).digest()
+
+
+def checksum_address(address: Any) -> str:
+    """``0x`` and 40 hex digits in any case, as its EIP-55 checksum form; ValueError otherwise."""
+    if not isinstance(address, str) or not _ADDRESS.match(address):
+        raise ValueError(f"{address!r} is not an address (0x and 40 hex digits)")
+    from eth_utils import to_checksum_address
+
+    return to_checksum_address(address)
 
 
 @cache
@@ -87,10 +98,18 @@ class AnchorRegistry:
     def __init__(self, w3: Any, address: str, sender: str | None = None) -> None:
         artifact = load_artifact()
         self.w3 = w3
-        self.address = address
-        self.sender = sender or w3.eth.accounts[0]
-        self.contract = w3.eth.contract(address=address, abi=artifact["abi"])
-        self._errors = _error_selectors(artifact["abi"])
+        self.address = checksum_address(address)
+        self._sender = sender
+        self.contract = w3.eth.contract(address=self.address, abi=artifact["abi"])
+        self._errors = error_selectors(artifact["abi"])
+        self._version: int | None = None
+
+    @property
+    def sender(self) -> str:
+        """The account that sends anchors (a node's first account unless given)."""
+        if self._sender is None:
+            self._sender = self.w3.eth.accounts[0]
+        return self._sender
 
     @classmethod
     def deploy(cls, w3: Any, sender: str | None = None) -> AnchorRegistry:
@@ -105,51 +124,97 @@ class AnchorRegistry:
     @classmethod
     def at(cls, w3: Any, address: str, sender: str | None = None) -> AnchorRegistry:
         """An existing registry; refuses an address without code rather than fail later."""
+        address = checksum_address(address)
         if not w3.eth.get_code(address):
             raise ValueError(f"no contract at {address} on chain {w3.eth.chain_id}")
-        return cls(w3, w3.to_checksum_address(address), sender)
+        return cls(w3, address, sender)
+
+    # -- what the registry says about itself (version 2) -------------------------------------
+
+    @property
+    def version(self) -> int:
+        """2 for this contract; 1 for a registry deployed before identities and links."""
+        if self._version is None:
+            try:
+                self._version = int(self.contract.functions.registryVersion().call())
+            except (OSError, TimeoutError):  # the node did not answer: no verdict on the version
+                raise
+            except Exception:  # a version-1 registry has no such function: the call reverts
+                self._version = 1
+        return self._version
+
+    def owner(self) -> str:
+        return self.contract.functions.owner().call()
+
+    def identity_hash(self) -> bytes | None:
+        """SHA-256 of the current identity document; None if none (or version 1)."""
+        if self.version < 2:
+            return None
+        value = bytes(self.contract.functions.identityHash().call())
+        return None if value == ZERO else value
+
+    def identity_document(self) -> bytes | None:
+        """The exact bytes of the current identity document; None if none (or version 1)."""
+        if self.version < 2:
+            return None
+        return bytes(self.contract.functions.identityDocument().call()) or None
+
+    def identity_published_at(self, identity_hash: bytes) -> int | None:
+        """The block in which this identity was (first) published here, or None."""
+        if self.version < 2:
+            return None
+        block = self.contract.functions.identityPublishedAt(identity_hash).call()
+        return int(block) or None
+
+    def publish_identity(self, document: bytes) -> AnchorReceipt:
+        """Publish the signed identity document (exact bytes), unless it is already current."""
+        if self.identity_hash() == hashlib.sha256(document).digest():
+            return AnchorReceipt(None, None, 0, created=False)
+        return self._send(self.contract.functions.publishIdentity(document), checkpoints=1)
+
+    # -- anchors -----------------------------------------------------------------------------
 
     def anchor(
-        self, dataset: str, tree_size: int, root: bytes, manifest_hash: bytes
+        self, dataset: str, tree_size: int, root: bytes, manifest_hash: bytes, previous: int = 0
     ) -> AnchorReceipt:
-        """Anchor one checkpoint.
+        """Anchor one checkpoint that follows the anchored checkpoint of size ``previous``.
 
         An identical existing anchor is found with a view call first and no transaction is
         sent, so a retried batch costs no gas and adds no block.
         """
-        checkpoint = _checked((dataset, tree_size, root, manifest_hash))
-        existing = self._existing(checkpoint)
-        if existing is not None:
-            return AnchorReceipt(None, existing.block_number, 0, created=False)
-        call = self.contract.functions.anchor(dataset_key(dataset), *checkpoint[1:])
-        return self._send(call, checkpoints=1)
+        return self.anchor_many([(dataset, tree_size, root, manifest_hash, previous)])
 
     def anchor_many(self, checkpoints: list[Checkpoint]) -> AnchorReceipt:
         """Anchor several checkpoints in one transaction (all or none, same rules as anchor).
 
         Checkpoints already anchored identically are left out; when none is left nothing is
-        sent. A conflict or a shrinking tree anywhere reverts the whole transaction. At most
-        ``MAX_CHECKPOINTS_PER_TX`` may be sent at once; split larger lists.
+        sent. A conflict, a shrinking tree or a wrong ``previous`` anywhere reverts the whole
+        transaction. At most ``MAX_CHECKPOINTS_PER_TX`` may be sent at once; split larger lists.
         """
         if len(checkpoints) > MAX_CHECKPOINTS_PER_TX:
             raise ValueError(
                 f"{len(checkpoints)} checkpoints in one transaction; the limit is "
                 f"{MAX_CHECKPOINTS_PER_TX} (gas per transaction), split them"
             )
-        pending = []
+        pending, existing = [], None
         for checkpoint in map(_checked, checkpoints):
-            if self._existing(checkpoint) is None:
+            existing = self._existing(checkpoint)
+            if existing is None:
                 pending.append(checkpoint)
         if not pending:
-            return AnchorReceipt(None, None, 0, created=False)
-        datasets, sizes, roots, hashes = zip(*pending, strict=True)
+            block = existing.block_number if len(checkpoints) == 1 and existing else None
+            return AnchorReceipt(None, block, 0, created=False)
+        datasets, sizes, roots, hashes, previous = zip(*pending, strict=True)
+        ids = [dataset_key(d) for d in datasets]
         call = self.contract.functions.anchorMany(
-            [dataset_key(d) for d in datasets], list(sizes), list(roots), list(hashes)
+            ids, list(sizes), list(roots), list(hashes), list(previous)
         )
         return self._send(call, checkpoints=len(pending))
 
     def get(self, dataset: str, tree_size: int) -> Anchor | None:
         """The anchor of ``dataset`` at ``tree_size``, or None (a view call, no log scan)."""
+        if not 0 < tree_size < 2**64:
+            return None
         root, manifest_hash, at, block = self.contract.functions.getAnchor(
             dataset_key(dataset), tree_size
         ).call()
@@ -162,9 +227,15 @@ class AnchorRegistry:
         ).call()
         return None if root == ZERO else Anchor(size, root, manifest_hash, at, block)
 
+    def previous(self, dataset: str, tree_size: int) -> int | None:
+        """The anchored size before ``tree_size`` (0: the first); None on a version-1 registry."""
+        if self.version < 2:
+            return None
+        return int(self.contract.functions.previousTreeSize(dataset_key(dataset), tree_size).call())
+
     def _existing(self, checkpoint: Checkpoint) -> Anchor | None:
         """The identical anchor already on chain, if any (a differing one: the contract refuses)."""
-        dataset, tree_size, root, manifest_hash = checkpoint
+        dataset, tree_size, root, manifest_hash, _previous = checkpoint
         anchor = self.get(dataset, tree_size)
         if anchor is not None and (anchor.root, anchor.manifest_hash) == (root, manifest_hash):
             return anchor
@@ -175,9 +246,10 @@ class AnchorRegistry:
             created = call.call({"from": self.sender})  # surfaces a revert with its reason
             tx = call.transact({"from": self.sender})
         except Exception as error:  # web3 raises several types; decode the custom error if any
-            raise self._refusal(error) from error
+            raise refusal(error, self._errors) from error
         receipt = self.w3.eth.wait_for_transaction_receipt(tx)
         gas = int(receipt["gasUsed"])
+        created = created if isinstance(created, (bool, int)) else True  # publishIdentity: None
         return AnchorReceipt(
             tx_hash="0x" + bytes(receipt["transactionHash"]).hex().removeprefix("0x"),
             block_number=int(receipt["blockNumber"]),
@@ -187,84 +259,31 @@ class AnchorRegistry:
             gas_per_checkpoint=gas / checkpoints,
         )
 
-    def _refusal(self, error: Exception) -> Exception:
-        data = _revert_data(error)
-        if data is None or data[:4] not in self._errors:
-            return error
-        name, types, names = self._errors[data[:4]]
-        from eth_abi import decode
-
-        values = decode(types, data[4:])
-        return AnchorRefused(name, dict(zip(names, values, strict=True)))
-
 
 def _checked(checkpoint: Checkpoint) -> Checkpoint:
     """Refuse malformed input here with a clear message, not as an ABI encoding error."""
-    dataset, tree_size, root, manifest_hash = checkpoint
+    if len(checkpoint) != 5:
+        raise ValueError("a checkpoint is (log id, tree size, root, manifest hash, previous size)")
+    dataset, tree_size, root, manifest_hash, previous = checkpoint
     if not isinstance(dataset, str) or not dataset:
         raise ValueError(f"dataset must be a non-empty string, not {dataset!r}")
-    try:
-        if isinstance(tree_size, bool):
-            raise TypeError
-        tree_size = operator.index(tree_size)  # numpy and Arrow integers too
-    except TypeError:
-        raise ValueError(f"tree size must be an integer, not {tree_size!r}") from None
+    tree_size, previous = _size(tree_size, "tree size"), _size(previous, "previous tree size")
     if not 0 < tree_size < 2**64:
         raise ValueError(f"tree size must be in 1..2**64-1, not {tree_size}")
+    if not 0 <= previous < tree_size:
+        raise ValueError(f"previous tree size {previous} must be below the tree size {tree_size}")
     for name, value in (("root", root), ("manifest hash", manifest_hash)):
         if not isinstance(value, bytes) or len(value) != 32:
             raise ValueError(f"{name} must be 32 bytes, not {value!r}")
     if root == ZERO:
         raise ValueError("root must not be all zero (the contract reads it as 'no anchor')")
-    return dataset, tree_size, root, manifest_hash
+    return dataset, tree_size, root, manifest_hash, previous
 
 
-def _error_selectors(abi: list[dict]) -> dict[bytes, tuple[str, list[str], list[str]]]:
-    from eth_utils import keccak
-
-    selectors = {}
-    for item in abi:
-        if item["type"] == "error":
-            types = [i["type"] for i in item["inputs"]]
-            signature = f"{item['name']}({','.join(types)})"
-            selectors[keccak(text=signature)[:4]] = (
-                item["name"],
-                types,
-                [i["name"] for i in item["inputs"]],
-            )
-    return selectors
-
-
-def _revert_data(error: Exception) -> bytes | None:
-    """The ABI-encoded revert data carried by a web3 exception, whatever its shape."""
-    for candidate in (getattr(error, "data", None), *getattr(error, "args", ())):
-        if isinstance(candidate, dict):
-            candidate = candidate.get("data")
-        if isinstance(candidate, bytes) and len(candidate) >= 4:
-            return candidate
-        if isinstance(candidate, str):
-            decoded = _revert_bytes_from_text(candidate)
-            if decoded is not None:
-                return decoded
-    return None
-
-
-def _revert_bytes_from_text(text: str) -> bytes | None:
-    """Hex revert data (JSON-RPC nodes) or a bytes literal in the message (eth-tester)."""
-    if text.startswith("0x") and len(text) >= 10:
-        try:
-            return bytes.fromhex(text[2:])
-        except ValueError:
-            return None
-    marker = "execution reverted: b"
-    if marker in text:
-        try:
-            value = ast.literal_eval(text[text.index(marker) + len(marker) - 1 :])
-        except (SyntaxError, ValueError):
-            return None
-        return value if isinstance(value, bytes) and len(value) >= 4 else None
-    return None
-
-
-def _show(value: Any) -> str:
-    return "0x" + value.hex() if isinstance(value, bytes) else str(value)
+def _size(value: Any, what: str) -> int:
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        return operator.index(value)  # numpy and Arrow integers too
+    except TypeError:
+        raise ValueError(f"{what} must be an integer, not {value!r}") from None

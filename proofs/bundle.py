@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,9 +22,12 @@ from proofs.jcs import canonicalize
 from proofs.log import DatasetLog, LogRef
 from proofs.merkle import HASH_SIZE, leaf_hash
 from proofs.merkle_verify import verify_inclusion
-from proofs.verify import AnchorLookup, Check, Verdict
+from proofs.trust import Pin, TrustRoot
+from proofs.verdict import BUNDLE_CHECKS, Check, Verdict
 
 BUNDLE_VERSION = 1
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_TX = re.compile(r"^0x[0-9a-fA-F]{64}$")
 
 
 def build_bundles(
@@ -102,20 +106,23 @@ def _anchor_section(log_id: str, info: Mapping[str, Any] | None) -> dict[str, An
     }
 
 
-def verify_bundle(
-    bundle: Mapping[str, Any],
-    anchor_lookup: AnchorLookup | None = None,
-    anchor_unavailable_reason: str = "no chain to check against",
-) -> Verdict:
-    """Verify one bundle: row → leaf hash → audit path → checkpoint root → (anchor)."""
+def verify_bundle(bundle: Mapping[str, Any], trust: TrustRoot | None = None) -> Verdict:
+    """Verify one bundle: row → leaf hash → audit path → checkpoint root → anchor on the registry
+    of the pinned publisher identity (``trust``; without it the verdict is at best INCOMPLETE).
+
+    The registry and chain the bundle names are never used to look the anchor up: they must be
+    the pinned identity's, or the bundle is NOT VERIFIED.
+    """
+    trust = trust or TrustRoot(Pin())
     problem = _malformed(bundle)
     if problem is not None:
-        verdict = Verdict(str(_get(bundle, "dataset")), -1, "")
+        verdict = Verdict(str(_get(bundle, "dataset")), -1, "", required=BUNDLE_CHECKS)
         verdict.checks.append(Check("bundle", False, problem))
         return verdict
     checkpoint = bundle["checkpoint"]
     verdict = Verdict(bundle["dataset"], checkpoint["tree_size"], checkpoint["root"])
-    verdict.log = checkpoint["log"]
+    verdict.log, verdict.required = checkpoint["log"], BUNDLE_CHECKS
+    verdict.checks.append(Check("bundle", True, "well-formed (version 1)"))
     index = bundle["leaf_index"]
     try:
         digest = leaf_hash(canonicalize(_as_doubles(bundle["row"])))
@@ -143,30 +150,44 @@ def verify_bundle(
     verdict.checks.append(
         Check("inclusion", True, f"leaf {index} is in the tree of size {checkpoint['tree_size']}")
     )
-    verdict.checks.append(
-        _anchor_check(verdict, checkpoint, anchor_lookup, anchor_unavailable_reason)
-    )
+    identity = trust.identity_check()
+    verdict.checks.append(identity)
+    verdict.checks.append(_anchor_check(bundle, trust))
     return verdict
 
 
-def _anchor_check(
-    verdict: Verdict, checkpoint: Mapping[str, Any], lookup: AnchorLookup | None, why_not: str
-) -> Check:
-    if lookup is None:
-        return Check("anchor", None, f"not checked: {why_not}")
-    anchored = lookup(checkpoint["log"], checkpoint["tree_size"])
-    if anchored is None:
+def _anchor_check(bundle: Mapping[str, Any], trust: TrustRoot) -> Check:
+    """The checkpoint, as anchored on the pinned registry; the bundle's own anchor section may
+    only name that registry and chain."""
+    checkpoint, named = bundle["checkpoint"], bundle["anchor"]
+    identity = trust.identity
+    if named is not None and identity is not None:
+        contract = named["contract"].lower()
+        if (named["chain_id"], contract) != (identity.chain_id, identity.registry.lower()):
+            return Check(
+                "anchor",
+                False,
+                f"the bundle names registry {named['contract']} on chain {named['chain_id']}; "
+                f"the pinned publisher's registry is {identity.registry} on chain "
+                f"{identity.chain_id}",
+            )
+    check, anchor = trust.anchor_check(
+        checkpoint["log"],
+        checkpoint["tree_size"],
+        checkpoint["root"],
+        checkpoint["manifest_sha256"],
+    )
+    if not check.ok or named is None or anchor is None:
+        return check
+    if named["block"] is not None and named["block"] != anchor.block_number:
         return Check(
-            "anchor",
-            False,
-            f"no anchor on chain for {checkpoint['log']} at size {checkpoint['tree_size']}",
+            "anchor", False, f"anchored in block {anchor.block_number}, not {named['block']}"
         )
-    root, manifest_hash = anchored
-    if root.hex() != checkpoint["root"]:
-        return Check("anchor", False, f"anchored root {root.hex()} != bundle root")
-    if manifest_hash.hex() != checkpoint["manifest_sha256"]:
-        return Check("anchor", False, f"anchored manifest hash {manifest_hash.hex()} != bundle's")
-    return Check("anchor", True, "root and manifest hash match the on-chain anchor")
+    if named["transaction"] is not None:
+        problem = trust.transaction_problem(named["transaction"], anchor.block_number)
+        if problem is not None:
+            return problem
+    return check
 
 
 def _as_doubles(value: Any) -> Any:
@@ -201,6 +222,11 @@ def _malformed(bundle: Any) -> str | None:
     ):
         if not isinstance(value, str) or not value:
             return f"{key} must be a non-empty string"
+    log = checkpoint["log"]
+    if bundle.get("log", log) != log:
+        return "log must be checkpoint.log"
+    if log != bundle["dataset"] and not log.startswith(bundle["dataset"] + "/"):
+        return "checkpoint.log must be the dataset id, or a shard of it (dataset/shard)"
     for key, value in (
         ("leaf_index", bundle.get("leaf_index")),
         ("checkpoint.tree_size", checkpoint.get("tree_size")),
@@ -221,6 +247,27 @@ def _malformed(bundle: Any) -> str | None:
     for key, value in hashes:
         if not _is_hex_hash(value):
             return f"{key} must be {2 * HASH_SIZE} lowercase hex digits"
+    return _malformed_anchor(bundle.get("anchor"), checkpoint["log"])
+
+
+def _malformed_anchor(anchor: Any, log: str) -> str | None:
+    """What is wrong with the bundle's ``anchor`` section (null, or where it was anchored)."""
+    if anchor is None:
+        return None
+    if not isinstance(anchor, Mapping):
+        return "anchor must be null or an object"
+    chain_id, block = anchor.get("chain_id"), anchor.get("block")
+    if isinstance(chain_id, bool) or not isinstance(chain_id, int) or chain_id <= 0:
+        return "anchor.chain_id must be a positive integer"
+    if not isinstance(anchor.get("contract"), str) or not _ADDRESS.match(anchor["contract"]):
+        return "anchor.contract must be an address: 0x and 40 hex digits"
+    if anchor.get("dataset_id") != hashlib.sha256(log.encode("utf-8")).hexdigest():
+        return "anchor.dataset_id must be SHA-256 of checkpoint.log, in lowercase hex"
+    transaction = anchor.get("transaction")
+    if transaction is not None and (not isinstance(transaction, str) or not _TX.match(transaction)):
+        return "anchor.transaction must be null or 0x and 64 hex digits"
+    if block is not None and (isinstance(block, bool) or not isinstance(block, int) or block < 0):
+        return "anchor.block must be null or a block number"
     return None
 
 

@@ -189,8 +189,58 @@ def load_manifest(path: Path) -> tuple[dict[str, Any], bytes]:
 
 
 def all_manifests(dataset_dir: Path) -> list[Path]:
-    """Every checkpoint manifest of the dataset, by tree size (names are zero-padded)."""
-    return sorted((dataset_dir / "checkpoints").glob("*.manifest.json"))
+    """Every checkpoint manifest of the dataset, by tree size.
+
+    Names are the tree size zero-padded to at least 12 digits: from 10**12 leaves on they are
+    longer, so they are ordered by their number, not as text.
+    """
+    found = []
+    for path in (dataset_dir / "checkpoints").glob("*.manifest.json"):
+        size = path.name.removesuffix(".manifest.json")
+        if size.isdigit() and size.isascii():
+            found.append((int(size), path))
+    return [path for _size, path in sorted(found)]
+
+
+def manifest_problem(manifest: Any) -> str | None:
+    """What makes ``manifest`` unusable for verification (types and shapes), or None."""
+    if not isinstance(manifest, dict):
+        return "a manifest must be a JSON object"
+    checkpoint = manifest.get("checkpoint")
+    if not isinstance(manifest.get("dataset"), str) or not isinstance(checkpoint, dict):
+        return "dataset and checkpoint are missing"
+    if not isinstance(manifest.get("log", ""), str):
+        return "log must be a string"
+    if not _count(checkpoint.get("tree_size")) or not _hex64(checkpoint.get("root")):
+        return "checkpoint.tree_size must be a count and checkpoint.root 64 lowercase hex digits"
+    files = manifest.get("files")
+    if not isinstance(files, list):
+        return "files must be a list"
+    for entry in files:
+        if not (
+            isinstance(entry, dict)
+            and _relative(entry.get("path"))
+            and _hex64(entry.get("sha256"))
+            and _count(entry.get("rows"))
+            and _count(entry.get("leaf_start"))
+        ):
+            return "every files[] entry needs a relative path, sha256, rows and leaf_start"
+    return None
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _hex64(value: Any) -> bool:
+    return isinstance(value, str) and re.fullmatch(r"[0-9a-f]{64}", value) is not None
+
+
+def _relative(value: Any) -> bool:
+    """A path inside the dataset folder: relative, no ``..``."""
+    if not isinstance(value, str) or not value or value.startswith("/") or "\\" in value:
+        return False
+    return ".." not in value.split("/")
 
 
 def latest_manifest(dataset_dir: Path) -> Path | None:

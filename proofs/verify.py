@@ -1,92 +1,63 @@
-"""Auditor's verification of a whole dataset checkpoint.
+"""Auditor's verification of one dataset checkpoint.
 
-From the published folder alone: every file's SHA-256 against the manifest, every row re-encoded
-and re-hashed into the RFC 9162 root, the root and tree size against the manifest, the
-manifest's Data Package resources and quality report, its Ed25519 signature, and the manifest
-hash and root against the on-chain anchor. The verdict names the first thing that differs: a
-file, a row, a root, a resource, the signature, or an anchor.
+From the published folder: every file's SHA-256 against the manifest, every row re-encoded and
+re-hashed into the RFC 9162 root, the root and tree size against the manifest, the manifest's
+Data Package resources and quality report, its Ed25519 signature by a key of the pinned
+publisher identity, and the manifest hash and root against the anchor on the pinned registry.
+The verdict names the first thing that differs: a file, a row, a root, a resource, the
+signature, the identity or an anchor. ``proofs.audit`` adds the log's history and the
+registry's ``latest()`` (what plain ``rda verify`` checks).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from proofs.log import DatasetLog, LogRef
-from proofs.manifest import latest_manifest, load_manifest, signature_path
+from proofs.manifest import latest_manifest, load_manifest, manifest_problem, signature_path
 from proofs.merkle import MerkleFrontier
+from proofs.trust import Pin, TrustRoot
+from proofs.verdict import CHECKPOINT_CHECKS, Check, Verdict
 
-# (dataset, tree_size) -> (root, manifest_hash) as anchored, or None when there is no anchor.
-AnchorLookup = Callable[[str, int], "tuple[bytes, bytes] | None"]
-
-
-@dataclass
-class Check:
-    name: str
-    ok: bool | None  # None: not checked (and why is in detail)
-    detail: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"check": self.name, "ok": self.ok, "detail": self.detail}
-
-
-@dataclass
-class Verdict:
-    dataset: str
-    tree_size: int
-    root: str
-    checks: list[Check] = field(default_factory=list)
-    log: str | None = None  # the Merkle log checked, when not the dataset's own
-
-    @property
-    def ok(self) -> bool:
-        return all(check.ok is not False for check in self.checks)
-
-    @property
-    def first_failure(self) -> Check | None:
-        return next((check for check in self.checks if check.ok is False), None)
-
-    def as_dict(self) -> dict[str, Any]:
-        failure = self.first_failure
-        return {
-            "dataset": self.dataset,
-            "log": self.log or self.dataset,
-            "tree_size": self.tree_size,
-            "root": self.root,
-            "verified": self.ok,
-            "first_failure": failure.as_dict() if failure else None,
-            "checks": [check.as_dict() for check in self.checks],
-        }
+__all__ = ["Check", "Verdict", "verify_dataset"]
 
 
 def verify_dataset(
     dataset_dir: Path,
     manifest_file: Path | None = None,
-    anchor_lookup: AnchorLookup | None = None,
-    anchor_unavailable_reason: str = "no chain to check against",
+    trust: TrustRoot | None = None,
     log: LogRef | None = None,
-    publisher_key_id: str | None = None,
 ) -> Verdict:
     """Verify the checkpoint described by ``manifest_file`` (default: the latest one).
 
-    ``publisher_key_id``, when the auditor knows it, pins the key that must have signed.
-
-    ``log`` is where the committed leaves are, used only to name the first changed row of a
-    changed file (default: the dataset's own log); the anchor is looked up under the manifest's
-    ``log`` id.
+    ``trust`` is the auditor's pinned publisher identity and the chain to read (default:
+    nothing pinned, offline: the verdict can then be at best INCOMPLETE). ``log`` is where the
+    committed leaves are, used only to name the first changed row of a changed file (default:
+    the dataset's own log); the anchor is looked up under the manifest's ``log`` id.
     """
+    trust = trust or TrustRoot(Pin())
     log = log or LogRef.for_dataset(dataset_dir)
     manifest_file = manifest_file or latest_manifest(dataset_dir)
     if manifest_file is None:
         raise FileNotFoundError(f"no checkpoint manifest under {dataset_dir / 'checkpoints'}")
-    manifest, manifest_digest = load_manifest(manifest_file)
+    try:
+        manifest, manifest_digest = load_manifest(manifest_file)
+    except ValueError as error:
+        manifest, manifest_digest = None, b""
+        problem = f"not JSON ({error})"
+    else:
+        problem = manifest_problem(manifest)
+    if problem is not None:
+        verdict = Verdict(str(manifest_file.name), -1, "", required=CHECKPOINT_CHECKS)
+        verdict.checks.append(Check("manifest", False, f"{manifest_file.name}: {problem}"))
+        return verdict
     checkpoint = manifest["checkpoint"]
     verdict = Verdict(manifest["dataset"], checkpoint["tree_size"], checkpoint["root"])
     verdict.log = manifest.get("log", manifest["dataset"])
+    verdict.required = CHECKPOINT_CHECKS
     frontier = MerkleFrontier()
     files_check = _rehash_files(dataset_dir, manifest["files"], log, frontier)
     verdict.checks.append(files_check)
@@ -94,10 +65,13 @@ def verify_dataset(
         return verdict
     verdict.checks.append(_root_check(frontier, checkpoint))
     verdict.checks.append(_package_check(dataset_dir, manifest))
-    verdict.checks.append(_signature_check(manifest_file, manifest, publisher_key_id))
-    verdict.checks.append(
-        _anchor_check(verdict, manifest_digest, anchor_lookup, anchor_unavailable_reason)
+    identity = trust.identity_check()
+    anchor, anchored = trust.anchor_check(
+        verdict.log, verdict.tree_size, verdict.root, manifest_digest.hex()
     )
+    anchored_at = anchored.anchored_at if anchored is not None and anchor.ok else None
+    verdict.checks.append(_signature_check(manifest_file, manifest, trust, anchored_at))
+    verdict.checks += [identity, anchor]
     return verdict
 
 
@@ -119,7 +93,10 @@ def _rehash_files(
             )
         if not path.exists():
             return Check("files", False, f"{entry['path']}: missing")
-        hashes = leaf_hashes_for_batch(_read_parquet(path))
+        try:
+            hashes = leaf_hashes_for_batch(_read_parquet(path))
+        except Exception as error:  # pyarrow's many error types: a damaged or hostile file
+            return Check("files", False, f"{entry['path']}: unreadable ({_first_line(error)})")
         if _sha256(path) != entry["sha256"] or len(hashes) != entry["rows"]:
             return Check("files", False, _describe_file_change(log, entry, hashes))
         frontier.extend(hashes)
@@ -130,6 +107,8 @@ def _package_check(dataset_dir: Path, manifest: dict[str, Any]) -> Check:
     """The Data Package view agrees with ``files[]``; the quality report is the one hashed."""
     resources = manifest.get("resources", [])
     files = manifest["files"]
+    if not isinstance(resources, list) or not all(isinstance(r, dict) for r in resources):
+        return Check("manifest", False, "resources[] must be a list of objects")
     if [r.get("path") for r in resources] != [f["path"] for f in files]:
         return Check("manifest", False, "resources[] do not list the files of files[] in order")
     for resource, entry in zip(resources, files, strict=True):
@@ -141,6 +120,8 @@ def _package_check(dataset_dir: Path, manifest: dict[str, Any]) -> Check:
     quality = manifest.get("quality")
     if quality is None:
         return Check("manifest", True, f"{len(resources)} resources match; no quality report")
+    if not isinstance(quality, dict) or not _inside(quality.get("report_path")):
+        return Check("manifest", False, "quality must name a report_path inside the dataset")
     report = dataset_dir / quality["report_path"]
     if not report.exists():
         return Check("manifest", False, f"quality report {quality['report_path']} is missing")
@@ -154,26 +135,45 @@ def _package_check(dataset_dir: Path, manifest: dict[str, Any]) -> Check:
 
 
 def _signature_check(
-    manifest_file: Path, manifest: dict[str, Any], pinned_key_id: str | None
+    manifest_file: Path, manifest: dict[str, Any], trust: TrustRoot, anchored_at: int | None
 ) -> Check:
-    """The publisher's Ed25519 signature over the manifest bytes, by the key the manifest names."""
+    """The publisher's Ed25519 signature over the manifest bytes, by the key the manifest names,
+    which the pinned identity lists and lets sign at the anchor's time."""
     from proofs.signing import verify_signature  # cryptography: only at this edge
 
     path = signature_path(manifest_file)
     if not path.exists():
         return Check("signature", False, f"no signature beside the manifest ({path.name})")
-    signature = json.loads(path.read_bytes())
+    try:
+        signature = json.loads(path.read_bytes())
+    except ValueError:
+        return Check("signature", False, f"{path.name} is not JSON")
     publisher = manifest.get("publisher") or {}
-    if publisher.get("public_key") != signature.get("public_key"):
+    if not isinstance(signature, dict) or publisher.get("public_key") != signature.get(
+        "public_key"
+    ):
         return Check("signature", False, "signed by a key other than the manifest's publisher")
     problem = verify_signature(signature, manifest_file.read_bytes())
     if problem is not None:
         return Check("signature", False, problem)
-    if pinned_key_id is not None and signature["key_id"] != pinned_key_id.lower():
+    key_id, pinned = signature["key_id"], trust.pin.key_id
+    if pinned is not None and key_id != pinned.lower():
+        return Check("signature", False, f"signed by key {key_id}, not by {pinned}")
+    problem = trust.signer_problem(key_id, anchored_at)
+    if problem is not None:
+        return Check("signature", False, problem)
+    if trust.identity is None:
         return Check(
-            "signature", False, f"signed by key {signature['key_id']}, not by {pinned_key_id}"
+            "signature", True, f"Ed25519 signature by key {key_id[:16]}… valid (key not pinned)"
         )
-    return Check("signature", True, f"Ed25519 signature by key {signature['key_id'][:16]}… valid")
+    when = (
+        "at the anchor's time" if anchored_at is not None else "(validity not checked: no anchor)"
+    )
+    return Check(
+        "signature",
+        True,
+        f"Ed25519 signature by key {key_id[:16]}… valid; the publisher identity lists it {when}",
+    )
 
 
 def _root_check(frontier: MerkleFrontier, checkpoint: dict[str, Any]) -> Check:
@@ -188,30 +188,6 @@ def _root_check(frontier: MerkleFrontier, checkpoint: dict[str, Any]) -> Check:
             f"recomputed root {frontier.root().hex()} != manifest root {checkpoint['root']}",
         )
     return Check("root", True, f"recomputed RFC 9162 root over {frontier.size} rows matches")
-
-
-def _anchor_check(
-    verdict: Verdict, manifest_digest: bytes, lookup: AnchorLookup | None, why_not: str
-) -> Check:
-    if lookup is None:
-        return Check("anchor", None, f"not checked: {why_not}")
-    log_id = verdict.log or verdict.dataset
-    anchored = lookup(log_id, verdict.tree_size)
-    if anchored is None:
-        return Check(
-            "anchor", False, f"no anchor on chain for {log_id} at size {verdict.tree_size}"
-        )
-    root, manifest_hash = anchored
-    if root.hex() != verdict.root:
-        return Check("anchor", False, f"anchored root {root.hex()} != manifest root {verdict.root}")
-    if manifest_hash != manifest_digest:
-        return Check(
-            "anchor",
-            False,
-            f"anchored manifest hash {manifest_hash.hex()} != SHA-256 "
-            f"of the manifest file {manifest_digest.hex()}",
-        )
-    return Check("anchor", True, "root and manifest hash match the on-chain anchor")
 
 
 def _describe_file_change(ref: LogRef, entry: dict[str, Any], hashes: list[bytes]) -> str:
@@ -242,3 +218,12 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _inside(path: Any) -> bool:
+    return isinstance(path, str) and bool(path) and not path.startswith("/") and ".." not in path
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:200]

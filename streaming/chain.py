@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from infra.chain import ChainConfig, connect
-from proofs.anchor import MAX_CHECKPOINTS_PER_TX, Anchor, AnchorRegistry
+from proofs.anchor import MAX_CHECKPOINTS_PER_TX, Anchor, AnchorRefused, AnchorRegistry
+from proofs.trust import Pin, TrustRoot
+from streaming.errors import SettingsError
+
+
+class ChainChanged(SettingsError):
+    """The chain is not the one the data directory's checkpoints are anchored on."""
 
 
 @dataclass
@@ -15,6 +23,10 @@ class ChainContext:
     rpc_url: str | None
     chain_id: int
     registry: AnchorRegistry
+    # The signed publisher identity published in the registry (streaming/chain_binding.py).
+    identity: bytes | None = None
+    # Called with a batch's checkpoints before they are anchored: raises if the chain changed.
+    before_anchor: Callable[[list[dict]], None] | None = None
 
     @property
     def contract(self) -> str:
@@ -26,7 +38,12 @@ class ChainContext:
 
         Returns, per checkpoint, its transaction, block and share of the transaction's gas
         (``gas_used``; 0 for a checkpoint already anchored identically, e.g. by a crashed run).
+        Each checkpoint names the anchored size it follows (``previous_tree_size``, 0 for a
+        log's first), which the registry requires to be its latest: a chain that lost earlier
+        anchors refuses the batch instead of silently starting a new history.
         """
+        if self.before_anchor is not None:
+            self.before_anchor(checkpoints)
         results: list[dict] = []
         for start in range(0, len(checkpoints), MAX_CHECKPOINTS_PER_TX):
             results.extend(
@@ -41,12 +58,22 @@ class ChainContext:
                 c["tree_size"],
                 bytes.fromhex(c["root"]),
                 bytes.fromhex(c["manifest_sha256"]),
+                c["previous_tree_size"],
             )
             for c in checkpoints
         ]
-        existing = [self.registry.get(dataset, size) for dataset, size, _, _ in wanted]
+        existing = [self.registry.get(dataset, size) for dataset, size, *_ in wanted]
         pending = [w for w, e in zip(wanted, existing, strict=True) if not _same(w, e)]
-        receipt = self.registry.anchor_many(pending) if pending else None
+        try:
+            receipt = self.registry.anchor_many(pending) if pending else None
+        except AnchorRefused as refused:
+            if refused.error != "PreviousMismatch":
+                raise
+            raise ChainChanged(
+                f"registry {self.contract} on chain {self.chain_id} does not hold the checkpoint "
+                f"this batch follows ({refused}): the chain was reset or replaced; run "
+                "`rda anchor --reanchor` to anchor the existing checkpoints on it"
+            ) from None
         results = []
         for checkpoint, anchored in zip(wanted, existing, strict=True):
             fresh = receipt is not None and not _same(checkpoint, anchored)
@@ -62,10 +89,18 @@ class ChainContext:
             )
         return results
 
-    def lookup(self, dataset: str, tree_size: int) -> tuple[bytes, bytes] | None:
-        """The verifier's ``AnchorLookup``."""
-        anchor = self.registry.get(dataset, tree_size)
-        return None if anchor is None else (anchor.root, anchor.manifest_hash)
+    def trust_root(self, data_dir: Path | None = None) -> TrustRoot:
+        """A verifier's trust root pinned to the identity this chain context published (for the
+        publisher's own checks, e.g. the demo's; auditors pin the identity themselves). Given
+        ``data_dir``, its identity is published first if it is not yet."""
+        if self.identity is None and data_dir is not None:
+            from sinks.layout import DataLayout
+            from streaming.chain_binding import publish_identity
+
+            publish_identity(self, DataLayout(data_dir))
+        if self.identity is None:
+            raise ValueError("no publisher identity published on this chain yet")
+        return TrustRoot(Pin(identity=self.identity), self.registry.w3)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -76,15 +111,22 @@ class ChainContext:
         }
 
 
-def _same(checkpoint: tuple[str, int, bytes, bytes], anchored: Anchor | None) -> bool:
-    return anchored is not None and (anchored.root, anchored.manifest_hash) == checkpoint[2:]
+def _same(checkpoint: tuple, anchored: Anchor | None) -> bool:
+    return anchored is not None and (anchored.root, anchored.manifest_hash) == checkpoint[2:4]
 
 
 def open_chain(kind: str, rpc_url: str | None, registry_address: str | None) -> ChainContext:
     """Connect, and deploy the registry unless one is given (always, for the embedded EVM)."""
     w3 = connect(ChainConfig(kind=kind, rpc_url=rpc_url))
     if registry_address and kind != "embedded":
-        registry = AnchorRegistry.at(w3, registry_address)
+        try:
+            registry = AnchorRegistry.at(w3, registry_address)
+        except ValueError as error:  # no code there (any more), or not an address
+            raise ChainChanged(
+                f"{error}: the chain at {rpc_url} was reset, or is not the one meant; point "
+                "--rpc-url/--registry at the registry, or run `rda anchor --reanchor` to anchor "
+                "the data directory's checkpoints in a new one"
+            ) from None
     else:
         registry = AnchorRegistry.deploy(w3)
     return ChainContext(kind=kind, rpc_url=rpc_url, chain_id=w3.eth.chain_id, registry=registry)

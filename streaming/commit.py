@@ -117,6 +117,7 @@ def _commit_dataset(
         "root": root.hex(),
         "manifest_path": layout.relative(path),
         "manifest_sha256": digest.hex(),
+        "previous_tree_size": previous[-1]["tree_size"] if previous else 0,
         "quality_score": quality["score"],
         "ge_seconds": ge_seconds,
     }

@@ -22,12 +22,14 @@ from infra.chain import start_anvil
 from infra.state import state_dir
 from infra.tools import free_port
 from pipelines.kafka_source import open_source
-from proofs.verify import verify_dataset
+from proofs.audit import audit_log
+from proofs.verdict import VERIFIED, overall
 from simulator.fleet import generate
 from simulator.messages import Message
 from simulator.producer import produce
 from sinks.layout import DataLayout
 from streaming.chain import ChainContext, open_chain
+from streaming.chain_binding import bind
 from streaming.driver import BatchSummary, RunConfig, run_batch
 
 
@@ -70,8 +72,9 @@ def run_demo(options: DemoOptions, report: Reporter | None = None) -> dict[str, 
             if options.chain == "anvil":
                 anvil = start_anvil(free_port(), runtime)
             chain = open_chain(options.chain, anvil.rpc_url if anvil else None, None)
+            bind(chain, options.data_dir)  # the publisher identity, published in the registry
         summary = _waves(options, broker.bootstrap, chain, report)
-        with report.stage("verifying every row against the manifest and the on-chain anchor"):
+        with report.stage("verifying every row, the history and the anchors on chain"):
             verdicts = _verify_all(options.data_dir, chain)
     finally:
         # Stopping the broker is the demo's own doing: a client still connected (kafka-python
@@ -80,7 +83,8 @@ def run_demo(options: DemoOptions, report: Reporter | None = None) -> dict[str, 
         if anvil is not None:
             anvil.stop()
         stop_broker(runtime)
-    summary["verified"] = all(v["verified"] for v in verdicts)
+    summary["verdict"] = overall(v["verdict"] for v in verdicts)
+    summary["verified"] = summary["verdict"] == VERIFIED
     summary["verdicts"] = verdicts
     summary["chain"] = chain.describe()
     summary["wall_seconds"] = round(time.monotonic() - started, 2)
@@ -167,9 +171,10 @@ class _Totals:
 
 
 def _verify_all(data_dir: Path, chain: ChainContext) -> list[dict[str, Any]]:
+    """What ``rda verify`` checks, pinned to the identity this run published."""
     layout = DataLayout(data_dir)
+    trust = chain.trust_root()
     verdicts = []
     for dataset_dir in sorted(p for p in layout.published.iterdir() if p.is_dir()):
-        verdict = verify_dataset(dataset_dir, anchor_lookup=chain.lookup)
-        verdicts.append(verdict.as_dict())
+        verdicts.append(audit_log(dataset_dir, trust).as_dict())
     return verdicts

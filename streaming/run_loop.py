@@ -22,6 +22,7 @@ from infra.state import InfraState
 from pipelines.kafka_source import KafkaUnavailable, TopicNotFound, open_source
 from sinks.layout import DataLayout
 from streaming.chain import ChainContext, open_chain
+from streaming.chain_binding import bind
 from streaming.config import RunSettings
 from streaming.driver import BatchSummary, RunConfig, Worker, run_batch
 from streaming.errors import SettingsError
@@ -328,6 +329,9 @@ class RunLoop:
                 )
         connect = lambda: open_chain(kind, rpc_url, registry)  # noqa: E731
         self.chain = self.backoff.call(f"connecting to the {kind} chain", connect, self.stop)
+        if self.chain is not None:  # the chain this data directory is anchored on, or stop
+            check = lambda: bind(self.chain, self.settings.data_dir)  # noqa: E731
+            self.backoff.call("checking the chain against the data directory", check, self.stop)
 
     def _anchor(self, checkpoints: list[dict]) -> list[dict]:
         assert self.chain is not None

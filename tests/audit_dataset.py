@@ -16,7 +16,9 @@ from proofs.leaves import leaf_hashes_for_batch
 from proofs.log import DatasetLog
 from proofs.manifest import build_manifest, write_manifest
 from proofs.signing import publisher_key
+from sinks.layout import DataLayout
 from streaming.chain import ChainContext
+from streaming.chain_binding import publish_identity
 
 DATASET = "probe.v1"
 SCHEMA = pa.schema(
@@ -74,8 +76,14 @@ def publish(
     dataset: str = DATASET,
     quality: dict | None = None,
 ) -> list[dict]:
-    """Publish each table as one batch (one file, one checkpoint, one anchor); the checkpoints."""
+    """Publish each table as one batch (one file, one checkpoint, one anchor); the checkpoints.
+
+    With a chain, the data directory's publisher identity is published in its registry first
+    (once), as ``rda run`` does at start: ``chain.trust_root()`` then pins it.
+    """
     dataset_dir = data_root / "published" / dataset
+    if chain is not None and chain.identity is None:
+        publish_identity(chain, DataLayout(data_root))
     log = DatasetLog(dataset_dir / "log")
     signer = publisher_key(data_root)
     files: list[dict] = []
@@ -106,6 +114,7 @@ def publish(
             "root": root.hex(),
             "manifest_sha256": digest.hex(),
             "manifest_path": str(manifest_file),
+            "previous_tree_size": previous["tree_size"] if previous else 0,
         }
         if chain is not None:
             (anchored,) = chain.anchor([checkpoint])
@@ -119,3 +128,19 @@ def first_failure(verdict) -> tuple[str, str]:
     failure = verdict.first_failure
     assert failure is not None, verdict.as_dict()
     return failure.name, failure.detail
+
+
+def fabricated_bundle(dataset: str = DATASET, anchor: dict | None = None) -> dict:
+    """A row nobody published, "proven" in a tree of size 1 whose root is its own leaf hash,
+    with an all-zero manifest hash (issue 14, attacks 1 and 6)."""
+    from proofs.jcs import canonicalize
+    from proofs.merkle import leaf_hash
+
+    row = {"node_id": "node-fabricated", "rsrp_dbm": -40.0}
+    leaf = leaf_hash(canonicalize(row)).hex()
+    return {
+        "bundle_version": 1, "dataset": dataset, "log": dataset, "row": row, "leaf_index": 0,
+        "leaf_hash": leaf, "audit_path": [],
+        "checkpoint": {"log": dataset, "tree_size": 1, "root": leaf, "manifest_sha256": "00" * 32},
+        "anchor": anchor,
+    }  # fmt: skip

@@ -48,7 +48,7 @@ def test_an_identical_retry_sends_nothing_and_changes_nothing(w3, registry):
 
 def test_the_contract_itself_treats_an_identical_retry_as_a_no_op(w3, registry):
     registry.anchor("d", 10, ROOT_A, MANIFEST)
-    call = registry.contract.functions.anchor(dataset_key("d"), 10, ROOT_A, MANIFEST)
+    call = registry.contract.functions.anchor(dataset_key("d"), 10, ROOT_A, MANIFEST, 0)
     assert call.call({"from": registry.sender}) is False
     call.transact({"from": registry.sender})
     assert registry.latest("d").tree_size == 10
@@ -93,7 +93,7 @@ def test_datasets_grow_independently(registry):
 
 def test_latest_is_the_largest_anchored_checkpoint(registry):
     registry.anchor("d", 10, ROOT_A, MANIFEST)
-    registry.anchor("d", 25, ROOT_B, MANIFEST)
+    registry.anchor("d", 25, ROOT_B, MANIFEST, previous=10)
     latest = registry.latest("d")
     assert (latest.tree_size, latest.root) == (25, ROOT_B)
     assert latest == registry.get("d", 25)
@@ -108,41 +108,41 @@ def test_only_the_owner_may_anchor(w3, registry):
 
 
 def test_many_checkpoints_in_one_transaction_report_gas_per_checkpoint(registry):
-    checkpoints = [(f"ds-{i}", 100 + i, ROOT_A, MANIFEST) for i in range(10)]
+    checkpoints = [(f"ds-{i}", 100 + i, ROOT_A, MANIFEST, 0) for i in range(10)]
     receipt = registry.anchor_many(checkpoints)
     assert (receipt.created, receipt.checkpoints_created) == (True, 10)
     assert receipt.gas_per_checkpoint == receipt.gas_used / 10
-    assert all(
-        registry.get(d, n).block_number == receipt.block_number for d, n, _, _ in checkpoints
-    )
-    single = registry.anchor_many([("alone", 1, ROOT_B, MANIFEST)])
+    assert all(registry.get(d, n).block_number == receipt.block_number for d, n, *_ in checkpoints)
+    single = registry.anchor_many([("alone", 1, ROOT_B, MANIFEST, 0)])
     assert single.gas_per_checkpoint > receipt.gas_per_checkpoint  # batching amortizes the tx
 
 
 def test_anchor_many_retry_sends_only_what_is_new(w3, registry):
-    registry.anchor_many([("a", 1, ROOT_A, MANIFEST), ("b", 1, ROOT_A, MANIFEST)])
+    registry.anchor_many([("a", 1, ROOT_A, MANIFEST, 0), ("b", 1, ROOT_A, MANIFEST, 0)])
     block = w3.eth.block_number
-    retry = registry.anchor_many([("a", 1, ROOT_A, MANIFEST), ("b", 1, ROOT_A, MANIFEST)])
+    retry = registry.anchor_many([("a", 1, ROOT_A, MANIFEST, 0), ("b", 1, ROOT_A, MANIFEST, 0)])
     assert (retry.tx_hash, retry.created, w3.eth.block_number) == (None, False, block)
-    grown = registry.anchor_many([("a", 1, ROOT_A, MANIFEST), ("b", 2, ROOT_B, MANIFEST)])
+    grown = registry.anchor_many([("a", 1, ROOT_A, MANIFEST, 0), ("b", 2, ROOT_B, MANIFEST, 1)])
     assert grown.checkpoints_created == 1 and registry.latest("b").tree_size == 2
     assert registry.anchor_many([]).tx_hash is None
 
 
 def test_anchor_many_refuses_more_than_one_transaction_can_carry(registry):
-    too_many = [(f"d{i}", 1, ROOT_A, MANIFEST) for i in range(MAX_CHECKPOINTS_PER_TX + 1)]
+    too_many = [(f"d{i}", 1, ROOT_A, MANIFEST, 0) for i in range(MAX_CHECKPOINTS_PER_TX + 1)]
     with pytest.raises(ValueError, match="split them"):
         registry.anchor_many(too_many)
 
 
 def test_anchor_many_refuses_a_tree_that_shrinks_within_the_batch(registry):
     with pytest.raises(AnchorRefused, match="TreeSizeNotGrowing"):
-        registry.anchor_many([("d", 5, ROOT_A, MANIFEST), ("d", 4, ROOT_B, MANIFEST)])
+        registry.anchor_many([("d", 5, ROOT_A, MANIFEST, 0), ("d", 4, ROOT_B, MANIFEST, 0)])
     assert registry.latest("d") is None
 
 
 def test_the_contract_refuses_arrays_of_different_lengths(registry):
-    call = registry.contract.functions.anchorMany([dataset_key("d")], [1, 2], [ROOT_A], [MANIFEST])
+    call = registry.contract.functions.anchorMany(
+        [dataset_key("d")], [1, 2], [ROOT_A], [MANIFEST], [0]
+    )
     with pytest.raises(AnchorRefused, match="LengthMismatch"):
         registry._send(call, checkpoints=1)
 
@@ -170,7 +170,7 @@ def test_malformed_checkpoints_are_refused_before_anything_is_sent(
 def test_anchor_many_applies_the_same_rules_to_each_checkpoint(registry):
     registry.anchor("d", 10, ROOT_A, MANIFEST)
     with pytest.raises(AnchorRefused, match="ConflictingAnchor"):
-        registry.anchor_many([("e", 1, ROOT_A, MANIFEST), ("d", 10, ROOT_B, MANIFEST)])
+        registry.anchor_many([("e", 1, ROOT_A, MANIFEST, 0), ("d", 10, ROOT_B, MANIFEST, 0)])
     assert registry.get("e", 1) is None  # the whole transaction reverted
 
 

@@ -78,7 +78,7 @@ def test_shrinking_tree_and_stranger_are_refused_by_a_real_node(w3, registry):
 
 
 def test_many_checkpoints_in_one_transaction_on_a_real_node(registry):
-    receipt = registry.anchor_many([(f"many-{i}", 7, ROOT, MANIFEST) for i in range(10)])
+    receipt = registry.anchor_many([(f"many-{i}", 7, ROOT, MANIFEST, 0) for i in range(10)])
     assert receipt.checkpoints_created == 10
     assert registry.latest("many-9").tree_size == 7
 
@@ -87,7 +87,7 @@ def test_a_batch_with_one_non_growing_checkpoint_is_refused_whole_by_a_real_node
     registry.anchor("batch-grow", 20, ROOT, MANIFEST)
     with pytest.raises(AnchorRefused, match="TreeSizeNotGrowing"):
         registry.anchor_many(
-            [("batch-other", 5, ROOT, MANIFEST), ("batch-grow", 20 - 1, ROOT, MANIFEST)]
+            [("batch-other", 5, ROOT, MANIFEST, 0), ("batch-grow", 20 - 1, ROOT, MANIFEST, 0)]
         )
     assert registry.latest("batch-other") is None  # all or none
     assert registry.latest("batch-grow").tree_size == 20

@@ -26,6 +26,8 @@ from proofs.manifest import (
     write_manifest,
 )
 from proofs.signing import publisher_key
+from proofs.trust import Pin, TrustRoot
+from proofs.verdict import VERIFIED
 from proofs.verify import verify_dataset
 
 
@@ -37,7 +39,7 @@ def tamper_rows(dataset_dir, batch, change, chain):
     """Rewrite ``data/<batch>.parquet`` as ``change(table)``; return the first failed check."""
     path = dataset_dir / "data" / f"{batch}.parquet"
     rewrite(path, change(pq.read_table(path)))
-    return first_failure(verify_dataset(dataset_dir, anchor_lookup=chain.lookup))
+    return first_failure(verify_dataset(dataset_dir, trust=chain.trust_root()))
 
 
 # -- whole dataset ------------------------------------------------------------------------------
@@ -45,13 +47,14 @@ def tamper_rows(dataset_dir, batch, change, chain):
 
 def test_an_untouched_dataset_verifies_every_check(published, chain):
     dataset_dir, _ = published
-    verdict = verify_dataset(dataset_dir, anchor_lookup=chain.lookup)
+    verdict = verify_dataset(dataset_dir, trust=chain.trust_root())
     assert verdict.ok
     assert [(c.name, c.ok) for c in verdict.checks] == [
         ("files", True),
         ("root", True),
         ("manifest", True),
         ("signature", True),
+        ("identity", True),
         ("anchor", True),
     ]
 
@@ -130,11 +133,13 @@ def test_a_manifest_rewritten_to_match_changed_rows_fails_its_anchor(published, 
     entry["bytes"] = path.stat().st_size
     forged["resources"][1].update(hash=f"sha256:{entry['sha256']}", bytes=entry["bytes"])
     write_manifest(dataset_dir, forged, publisher_key(dataset_dir.parent.parent))
-    verdict = verify_dataset(dataset_dir, anchor_lookup=chain.lookup)
-    assert [c.name for c in verdict.checks if c.ok] == ["files", "root", "manifest", "signature"]
+    verdict = verify_dataset(dataset_dir, trust=chain.trust_root())
+    assert [c.name for c in verdict.checks if c.ok] == [
+        "files", "root", "manifest", "signature", "identity",
+    ]  # fmt: skip
     assert first_failure(verdict) == (
         "anchor",
-        f"anchored root {checkpoints[-1]['root']} != manifest root {log.root().hex()}",
+        f"anchored root {checkpoints[-1]['root']} != checkpoint root {log.root().hex()}",
     )
 
 
@@ -150,14 +155,22 @@ def test_a_signature_by_another_key_is_caught(published, tmp_path):
     )
 
 
-def test_an_auditor_can_pin_the_publisher_key(published, tmp_path):
+def test_an_auditor_can_pin_the_publisher_key(published, chain, tmp_path):
+    """Pinned by key id: the data's copy of the identity document is used only because that
+    key signed it; the registry it names is then checked on the chain."""
     dataset_dir, _ = published
     key_id = publisher_key(dataset_dir.parent.parent).key_id
-    assert verify_dataset(dataset_dir, publisher_key_id=key_id).ok
+    copy_of_identity = (dataset_dir.parent / "publisher-identity.json").read_bytes()
+
+    def pinned(key: str) -> TrustRoot:
+        return TrustRoot(Pin(key_id=key), chain.registry.w3, published_identity=copy_of_identity)
+
+    assert verify_dataset(dataset_dir, trust=pinned(key_id)).status == VERIFIED
     other = publisher_key(tmp_path / "other").key_id
-    assert first_failure(verify_dataset(dataset_dir, publisher_key_id=other)) == (
-        "signature",
-        f"signed by key {key_id}, not by {other}",
+    verdict = verify_dataset(dataset_dir, trust=pinned(other))
+    assert first_failure(verdict) == ("signature", f"signed by key {key_id}, not by {other}")
+    assert verdict.checks[-2].detail == (
+        f"the published identity document is not signed by the pinned key {other}"
     )
 
 
@@ -195,7 +208,7 @@ def test_the_quality_report_is_verified_when_the_manifest_names_it(tmp_path):
     }
     publish(tmp_path, [rows(0, 5)], None, quality=quality)
     dataset_dir = tmp_path / "published" / DATASET
-    assert verify_dataset(dataset_dir).ok
+    assert verify_dataset(dataset_dir).first_failure is None  # offline: INCOMPLETE at best
     report.write_text('{"score": 1.0}')
     assert first_failure(verify_dataset(dataset_dir)) == (
         "manifest",

@@ -23,6 +23,7 @@ from proofs.manifest import (
     write_manifest,
 )
 from proofs.signing import publisher_key
+from proofs.verdict import INCOMPLETE, VERIFIED
 from streaming.chain import open_chain
 
 # -- proof bundles ------------------------------------------------------------------------------
@@ -38,16 +39,18 @@ def bundles(published):
     )
 
 
-def test_every_bundle_verifies_offline_and_against_the_chain(bundles, chain):
+def test_every_bundle_is_incomplete_offline_and_verified_against_the_pinned_chain(bundles, chain):
     for bundle in bundles:
         offline = verify_bundle(bundle)
-        assert offline.ok
+        assert offline.status == INCOMPLETE
         assert [(c.name, c.ok) for c in offline.checks] == [
+            ("bundle", True),
             ("leaf", True),
             ("inclusion", True),
+            ("identity", None),
             ("anchor", None),
         ]
-        assert verify_bundle(bundle, chain.lookup).checks[-1].ok is True
+        assert verify_bundle(bundle, chain.trust_root()).status == VERIFIED
 
 
 def test_a_bundle_carries_row_path_checkpoint_and_anchor(bundles, published, chain):
@@ -93,14 +96,15 @@ def test_a_bundle_against_a_checkpoint_the_chain_does_not_hold_fails_its_anchor(
 ):
     dataset_dir, checkpoints = published
     other_chain = open_chain("embedded", None, None)
+    trust = other_chain.trust_root(dataset_dir.parent.parent)  # same publisher, nothing anchored
     table = pq.read_table(dataset_dir / "data" / "batch-0000.parquet").slice(0, 1)
     (bundle,) = build_bundles(
         LogRef.for_dataset(dataset_dir), [0], leaf_bytes_for_batch(table), checkpoints[0], None
     )
     assert bundle["anchor"] is None
-    assert first_failure(verify_bundle(bundle, other_chain.lookup)) == (
+    assert first_failure(verify_bundle(bundle, trust)) == (
         "anchor",
-        f"no anchor on chain for {DATASET} at size 30",
+        f"no anchor of {DATASET} at size 30 in registry {other_chain.contract}",
     )
 
 
@@ -121,11 +125,11 @@ def test_build_bundles_refuses_a_row_that_is_not_the_committed_leaf(published):
 
 def test_successive_checkpoints_are_consistent_and_anchored(tmp_path, chain):
     publish(tmp_path, [rows(0, 7), rows(7, 9), rows(16, 1), rows(17, 40)], chain)
-    verdict = verify_history(tmp_path / "published" / DATASET, chain.lookup)
+    verdict = verify_history(tmp_path / "published" / DATASET, chain.trust_root())
     assert verdict.ok
     consistency = [c.detail for c in verdict.checks if c.name == "consistency"]
     assert [d.split(":")[0] for d in consistency] == ["7 → 16", "16 → 17", "17 → 57"]
-    assert [c.name for c in verdict.checks].count("anchor") == 4
+    assert [c.name for c in verdict.checks].count("anchored") == 4
 
 
 def test_history_rewritten_after_an_anchor_is_caught_and_the_pair_named(tmp_path, chain):
@@ -149,10 +153,11 @@ def test_history_rewritten_after_an_anchor_is_caught_and_the_pair_named(tmp_path
                 "tree_size": 15,
                 "root": log.root().hex(),
                 "manifest_sha256": digest.hex(),
+                "previous_tree_size": 10,
             }
         ]
     )
-    verdict = verify_history(dataset_dir, chain.lookup)
+    verdict = verify_history(dataset_dir, chain.trust_root())
     assert first_failure(verdict) == (
         "consistency",
         "10 → 15: the tree of size 15 does not extend the tree of size 10 "
@@ -190,6 +195,7 @@ def test_a_batch_of_checkpoints_goes_in_one_transaction_with_gas_shared(chain):
             "tree_size": 10,
             "root": f"{i + 1:064x}",
             "manifest_sha256": "cd" * 32,
+            "previous_tree_size": 0,
         }
         for i in range(3)
     ]

@@ -18,7 +18,9 @@ def data_dir(tmp_path):
     return tmp_path / "data"
 
 
-def test_prove_writes_one_bundle_per_matching_row_and_each_verifies_offline(data_dir, tmp_path):
+def test_prove_writes_one_bundle_per_matching_row_and_each_is_incomplete_offline(
+    data_dir, tmp_path
+):
     out = tmp_path / "bundles"
     where = "node_id IN ('node-00003', 'node-00015')"
     proved = rda(
@@ -31,9 +33,11 @@ def test_prove_writes_one_bundle_per_matching_row_and_each_verifies_offline(data
     assert [json.loads(Path(p).read_text())["leaf_index"] for p in report["bundles"]] == [3, 15]
     check = rda("verify", "--bundle", str(out), "--json", state=tmp_path / "state")
     verdict = json.loads(check.stdout)
-    assert check.returncode == 0 and verdict["verified"] is True
+    assert check.returncode == 3 and verdict["verdict"] == "INCOMPLETE"
+    assert [b["first_failure"] for b in verdict["bundles"]] == [None, None]
     assert [b["checks"][-1]["detail"] for b in verdict["bundles"]] == [
-        "not checked: the bundle names no anchor"
+        "not checked: no pinned publisher identity: pass --publisher FILE (the publisher's "
+        "identity document), --registry ADDRESS with --rpc-url, or --publisher-key-id"
     ] * 2
 
 
@@ -49,14 +53,16 @@ def test_verify_names_the_bundle_and_the_check_that_failed(data_dir, tmp_path):
     path.write_text(json.dumps(bundle))
     check = rda("verify", "--bundle", str(path), state=tmp_path / "state")
     assert check.returncode == 1
-    assert f"{path.name} (leaf 4): FAILED" in check.stdout
+    assert f"{path.name} (leaf 4): NOT VERIFIED" in check.stdout
     assert "✗ leaf: leaf 4: the row does not hash to leaf_hash" in check.stdout
+    assert check.stdout.endswith("verdict: NOT VERIFIED\n")
 
 
-def test_history_verifies_offline(data_dir, tmp_path):
+def test_history_checks_consistency_offline_and_is_incomplete_without_the_chain(data_dir, tmp_path):
     check = rda("verify", "--history", "--data-dir", str(data_dir), "--json", state=tmp_path / "s")
     verdict = json.loads(check.stdout)
-    assert check.returncode == 0, check.stderr
+    assert check.returncode == 3, check.stderr
+    assert verdict["verdict"] == "INCOMPLETE"
     (history,) = verdict["histories"]
     assert [c["detail"] for c in history["checks"] if c["check"] == "consistency"] == [
         "12 → 20: consistency proof of 4 hashes"
@@ -67,7 +73,7 @@ def test_verify_with_a_pinned_publisher_key_rejects_another_signer(data_dir, tmp
     published = json.loads((data_dir / "published" / "publisher.json").read_text())
     state = tmp_path / "state"
     args = ("verify", "--data-dir", str(data_dir), "--offline", "--json", "--publisher-key-id")
-    assert rda(*args, published["key_id"], state=state).returncode == 0
+    assert rda(*args, published["key_id"], state=state).returncode == 3  # offline: INCOMPLETE
     check = rda(*args, "ab" * 32, state=state)
     assert check.returncode == 1
     failure = json.loads(check.stdout)["datasets"][0]["first_failure"]
@@ -120,6 +126,10 @@ def test_an_auditor_proves_rows_and_checks_bundles_and_history_on_anvil(tmp_path
             assert rda(*simulate, state=state).returncode == 0
             run = rda("run", "--once", "--data-dir", data, "--json", state=state)
             assert run.returncode == 0, run.stderr
+        pinned = tmp_path / "publisher-identity.json"  # what the auditor got from the publisher
+        pinned.write_bytes(
+            (tmp_path / "data" / "published" / "publisher-identity.json").read_bytes()
+        )
         bundles = tmp_path / "bundles"
         proved = rda(
             "prove", "--data-dir", data, "--dataset", "radio_kpi.v1",
@@ -127,19 +137,22 @@ def test_an_auditor_proves_rows_and_checks_bundles_and_history_on_anvil(tmp_path
         )  # fmt: skip
         assert proved.returncode == 0, proved.stderr
         assert json.loads(proved.stdout)["anchored"] is True
-        check = rda("verify", "--bundle", str(bundles), "--json", state=state)
+        check = rda(
+            "verify", "--bundle", str(bundles), "--publisher", str(pinned), "--json", state=state
+        )
         verdicts = json.loads(check.stdout)["bundles"]
         assert check.returncode == 0 and verdicts
         assert {(v["checks"][-1]["check"], v["checks"][-1]["ok"]) for v in verdicts} == {
             ("anchor", True)
         }
-        history = rda("verify", "--history", "--data-dir", data, "--json", state=state)
-        histories = json.loads(history.stdout)["histories"]
-        assert history.returncode == 0
-        radio = next(h for h in histories if h["dataset"] == "radio_kpi.v1")
+        audit = rda("verify", "--data-dir", data, "--publisher", str(pinned), "--json", state=state)
+        datasets = json.loads(audit.stdout)["datasets"]
+        assert audit.returncode == 0, audit.stdout
+        radio = next(d for d in datasets if d["dataset"] == "radio_kpi.v1")
         assert [c["check"] for c in radio["checks"]] == [
-            "previous", "consistency", "anchor", "anchor",
+            "files", "root", "manifest", "signature", "identity", "anchor",
+            "previous", "consistency", "anchored", "latest", "links",
         ]  # fmt: skip
-        assert all(c["ok"] for c in radio["checks"])
+        assert all(c["ok"] for c in radio["checks"]) and radio["verdict"] == "VERIFIED"
     finally:
         rda("infra", "down", state=state)

@@ -17,3 +17,16 @@ def test_the_artifact_names_the_source_it_was_compiled_from():
     assert artifact["sourceSha256"] == hashlib.sha256(SOURCE.read_bytes()).hexdigest()
     assert artifact["compiler"]["version"] == "0.8.30"
     assert artifact["compiler"]["settings"]["evmVersion"] == "prague"
+
+
+def test_the_artifact_is_version_2_with_identity_and_links_and_v1_reads_unchanged():
+    artifact = json.loads(ARTIFACT.read_text())
+    functions = {f["name"]: f for f in artifact["abi"] if f["type"] == "function"}
+    assert {"publishIdentity", "identityDocument", "identityHash", "previousTreeSize"} <= set(
+        functions
+    )
+    assert [i["name"] for i in functions["anchor"]["inputs"]][-1] == "previousTreeSize"
+    v1 = json.loads((ARTIFACT.parents[2] / "tests" / "data" / "AnchorRegistry.v1.json").read_text())
+    v1_functions = {f["name"]: f for f in v1["abi"] if f["type"] == "function"}
+    for read in ("getAnchor", "latest"):  # what a verifier reads on a registry of either version
+        assert functions[read] == v1_functions[read]

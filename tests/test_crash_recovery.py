@@ -25,7 +25,7 @@ from streaming.faults import STEPS
 START_MS = 1_764_000_000_000
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow]
-RANDOM_KILLS = 20
+RANDOM_KILLS = 10  # each journal step also has its own deterministic kill above
 
 
 def finish(args: list[str], tmp_path: Path, log: Path) -> dict:
@@ -56,7 +56,7 @@ def test_kill_9_right_after_each_journal_step_then_restart_loses_and_repeats_not
     assert_exactly_once(broker.bootstrap, topic, tmp_path / "data", registry, produced)
 
 
-def test_twenty_random_kill_9s_then_restart_lose_and_repeat_nothing(
+def test_ten_random_kill_9s_then_restart_lose_and_repeat_nothing(
     broker, topic, tmp_path, anvil, registry
 ):
     # Sessions too: held in the state store across the kills, released by the final flush.

@@ -67,7 +67,7 @@ def test_published_rows_are_queryable_in_duckdb_and_quarantined_ones_are_not(
     publish(broker, topic, nodes=10, duration_s=20, bad_fraction=0.1)
     summary = batch(broker, topic, data_dir, chain)
     db = duckdb.connect(str(DataLayout(data_dir).catalog), read_only=True)
-    views = ("radio_kpi_v1", "node_heartbeat_v1", "speed_test_v1")
+    views = ("radio_kpi_v1", "node_heartbeat_v1", "speed_test_v2")
     published = sum(db.execute(f"SELECT count(*) FROM {v}").fetchone()[0] for v in views)
     overlap = db.execute(
         "SELECT count(*) FROM radio_kpi_v1 p JOIN quarantine q "
@@ -107,9 +107,11 @@ def test_a_second_batch_appends_to_the_log_and_links_to_the_previous_checkpoint(
 def test_the_verifier_accepts_the_anchored_dataset(broker, topic, data_dir, chain, publish):
     publish(broker, topic, nodes=5, duration_s=10)
     batch(broker, topic, data_dir, chain)
-    verdict = verify_dataset(data_dir / "published" / DATASET, anchor_lookup=chain.lookup)
+    verdict = verify_dataset(data_dir / "published" / DATASET, trust=chain.trust_root(data_dir))
     assert verdict.ok
-    assert [c.name for c in verdict.checks] == ["files", "root", "manifest", "signature", "anchor"]
+    assert [c.name for c in verdict.checks] == [
+        "files", "root", "manifest", "signature", "identity", "anchor",
+    ]  # fmt: skip
 
 
 def test_changing_one_value_after_anchoring_is_caught_and_named(
@@ -125,7 +127,7 @@ def test_changing_one_value_after_anchoring_is_caught_and_named(
     table = table.set_column(table.schema.get_field_index("rsrp_dbm"), "rsrp_dbm", [rsrp])
     pq.write_table(table, victim, compression="zstd")
 
-    verdict = verify_dataset(data_dir / "published" / DATASET, anchor_lookup=chain.lookup)
+    verdict = verify_dataset(data_dir / "published" / DATASET, trust=chain.trust_root(data_dir))
     assert not verdict.ok
     failure = verdict.first_failure
     assert failure.name == "files"

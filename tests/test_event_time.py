@@ -25,6 +25,7 @@ from pipelines.standardize import standardize_routed
 from schemas.published import PrivacySettings
 from simulator.fleet import generate
 from validators.event_time import NO_TIME, WindowSettings, closed_through, late, watermarks
+from validators.sequence import SequenceInputs, SequenceSettings, SequenceState, check_sequences
 
 START_MS = 1_764_000_000_000
 PARTITIONS = 2
@@ -180,3 +181,18 @@ def test_a_week_old_backfill_read_today_is_not_flagged_late(tmp_path):
         f for rows in result.published.values() for f in rows.column("quality_flags").to_pylist()
     ]
     assert len(flags) == raw.num_rows and set(flags) == {None}
+
+
+def test_reports_without_a_node_have_no_sequence_and_leave_no_state():
+    far_apart = SequenceInputs(
+        partition=pa.array([0, 0], pa.int32()),
+        node=pa.array([None, None], pa.string()),  # outside speed tests (M-Lab) name no node
+        time_us=pa.array([0, 1_000_000], pa.int64()),
+        lat=pa.array([52.5, -33.9]),
+        lon=pa.array([13.4, 151.2]),
+    )
+    result, state = check_sequences(
+        far_apart, SequenceState.empty("speed_test"), SequenceSettings()
+    )
+    assert result.teleport_km.null_count == 2
+    assert state.teleport.num_rows == 0

@@ -195,7 +195,7 @@ def test_session_checkpoints_record_the_key_id_and_epochs_and_verify(landed):
     report = data_dir / "published" / SESSIONS / quality["report_path"]
     assert hashlib.sha256(report.read_bytes()).hexdigest() == quality["report_sha256"]
     assert 0 <= quality["score"] <= 100
-    verdict = verify_dataset(data_dir / "published" / SESSIONS, anchor_lookup=chain.lookup)
+    verdict = verify_dataset(data_dir / "published" / SESSIONS, trust=chain.trust_root(data_dir))
     assert verdict.ok
 
 
@@ -220,4 +220,4 @@ def test_the_noisy_session_counts_are_published_with_epsilon_in_their_manifest(l
     ).fetchone()
     assert (negative, rows > 0) == (0, True)
     dataset_dir = data_dir / "published" / "session_counts_dp.v1"
-    assert verify_dataset(dataset_dir, anchor_lookup=chain.lookup).ok
+    assert verify_dataset(dataset_dir, trust=chain.trust_root(data_dir)).ok

@@ -62,12 +62,13 @@ def worked_example() -> dict[str, str]:
         },
         "anchor": None,
     }
-    assert verify_bundle(bundle).ok
+    assert verify_bundle(bundle).first_failure is None  # INCOMPLETE: no anchor, nothing pinned
     consistency = consistency_proof(hashes, 2)
     assert verify_consistency(2, 3, root(hashes[:2]), tree_root, consistency)
     dataset_id = hashlib.sha256(b"radio_kpi.v1").digest()
     calldata = _selector("getAnchor(bytes32,uint64)") + dataset_id + (3).to_bytes(32, "big")
     secret, public, signature = _signature(manifest_bytes)
+    identity = _identity_document()
     return {
         "leaf_0": data[0].decode(),
         "leaf_1": data[1].decode(),
@@ -89,7 +90,33 @@ def worked_example() -> dict[str, str]:
         "public_key": public.hex(),
         "key_id": hashlib.sha256(public).hexdigest(),
         "signature": signature.hex(),
+        "identity_document": identity.decode(),
+        "identity_sha256": hashlib.sha256(identity).hexdigest(),
+        "latest_calldata": (_selector("latest(bytes32)") + dataset_id).hex(),
+        "previous_calldata": (
+            _selector("previousTreeSize(bytes32,uint64)") + dataset_id + (3).to_bytes(32, "big")
+        ).hex(),
     }
+
+
+def _identity_document() -> bytes:
+    """The example publisher identity (§14): anvil's first registry and account, signed by the
+    RFC 8032 test key; ``parse_identity`` must accept it as a verifier would."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from proofs.identity import build_identity, key_entry, parse_identity
+    from proofs.signing import PublisherKey
+
+    signer = PublisherKey(Ed25519PrivateKey.from_private_bytes(bytes.fromhex(RFC8032_SECRET)))
+    raw = build_identity(
+        31337,
+        "0x5fbdb2315678afecb367f032d93f642f64180aa3",
+        "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266",
+        [key_entry(signer)],
+        [signer],
+    )
+    assert parse_identity(raw).registry == "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+    return raw
 
 
 def _selector(signature: str) -> bytes:
@@ -130,6 +157,19 @@ def test_the_example_key_is_rfc_8032_test_1():
     assert worked_example()["public_key"] == (
         "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
     )
+
+
+def test_every_documented_selector_is_the_keccak_of_its_signature():
+    import re
+
+    rows = re.findall(r"\| `(\w+\([^`]*\))` \| `([0-9a-f]{8})` \|", DOC.read_text())
+    assert len(rows) == 8
+    for signature, selector in rows:
+        types = ",".join(
+            part.split()[0] for part in signature[signature.index("(") + 1 : -1].split(", ") if part
+        )
+        canonical = signature[: signature.index("(")] + f"({types})"
+        assert _selector(canonical).hex() == selector, signature
 
 
 if __name__ == "__main__":

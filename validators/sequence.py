@@ -14,7 +14,8 @@ a published row never has to change.
   one after it.
 
 Rows come in stream order (partition, offset). The counter and flat-line checks see the rows the
-teleport check accepted. A row without a location is never a teleport and moves nothing.
+teleport check accepted. A row without a location is never a teleport and moves nothing; a row
+without a node (an outside speed test) has no sequence.
 """
 
 from __future__ import annotations
@@ -146,6 +147,11 @@ def check_sequences(
     return result, SequenceState(teleport, counter, flat_state)
 
 
+def _has_node(inputs: SequenceInputs) -> np.ndarray:
+    """Rows with a node: a report without one (an outside speed test) has no sequence."""
+    return np.asarray(pc.is_valid(inputs.node), bool)
+
+
 # -- teleports -------------------------------------------------------------------------------
 
 
@@ -153,6 +159,7 @@ def _teleports(
     inputs: SequenceInputs, state: pa.Table, settings: SequenceSettings
 ) -> tuple[pa.Array, pa.Table]:
     located = np.asarray(pc.and_(pc.is_valid(inputs.lat), pc.is_valid(inputs.lon)), bool)
+    located &= _has_node(inputs)
     groups = group_rows({"source_partition": inputs.partition, "node_id": inputs.node}, located)
     at = groups.rows
     place = (floats(inputs.lat)[at], floats(inputs.lon)[at], ints(inputs.time_us)[at])
@@ -284,6 +291,7 @@ def _counter_resets(
     inputs: SequenceInputs, accepted: np.ndarray, state: pa.Table
 ) -> tuple[np.ndarray, pa.Table]:
     counted = accepted & np.asarray(pc.is_valid(inputs.uptime), bool)
+    counted &= _has_node(inputs)
     groups = group_rows({"source_partition": inputs.partition, "node_id": inputs.node}, counted)
     uptime = ints(inputs.uptime)[groups.rows]
     known = state_of_rows(groups, state).column("uptime_s")
@@ -301,7 +309,7 @@ def _flat_lines(
     keys = {"source_partition": inputs.partition, "node_id": inputs.node}
     cell = inputs.cell if inputs.cell is not None else pa.nulls(len(inputs.time_us), pa.int64())
     keys["cell_id"] = pc.fill_null(cell.cast(pa.int64()), -1)  # joins never match nulls
-    groups = group_rows(keys, accepted)
+    groups = group_rows(keys, accepted & _has_node(inputs))
     values = [floats(column)[groups.rows] for column in inputs.sensors]
     known = state_of_rows(groups, state)
     names = state.schema.names[3:-1]
