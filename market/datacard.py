@@ -84,7 +84,7 @@ def checkpoint_history(asset: Asset, facts: CatalogFacts) -> list[dict[str, Any]
             "batch": (manifest.get("batch") or {}).get("id"),
             "planned_at": (manifest.get("batch") or {}).get("planned_at"),
             "quality_score": quality.get("score"),
-            "expectations": quality.get("expectations"),
+            "expectations": attested_expectations(asset.dataset_dir, quality),
             "counts": quality.get("counts"),
             "suppressed_total": suppressed,
             "suppressed_added": suppressed - suppressed_before,
@@ -92,6 +92,20 @@ def checkpoint_history(asset: Asset, facts: CatalogFacts) -> list[dict[str, Any]
         })  # fmt: skip
         suppressed_before = suppressed
     return history
+
+
+def attested_expectations(dataset_dir: Path, quality: dict[str, Any]) -> Any:
+    """What GE found at a checkpoint: from its attestation, ``"pending"`` until the quality
+    worker has written it (it runs after the anchor), or from a version-1 manifest's section."""
+    if "attestation_path" not in quality:
+        return quality.get("expectations")
+    try:
+        document = json.loads((dataset_dir / quality["attestation_path"]).read_bytes())
+        return document["statement"]["expectations"]
+    except FileNotFoundError:
+        return "pending"
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def signature_status(manifest_file: Path, manifest: dict[str, Any]) -> dict[str, str]:

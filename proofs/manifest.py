@@ -43,15 +43,20 @@ def build_manifest(
 
     ``files[]`` entries carry ``path``, ``sha256``, ``bytes``, ``rows``, ``leaf_start`` and
     ``source``. ``publisher`` is ``PublisherKey.describe()``; ``quality`` is
-    ``{report_path, report_sha256, score}`` (path relative to the dataset folder), possibly with
+    ``{report_path, attestation_path, score}`` (paths relative to the dataset folder: GE's report
+    and its signed attestation, written after the anchor; version-1 checkpoints made before had
+    ``report_sha256`` instead of ``attestation_path``), possibly with
     more (``components``, ``counts``, ``expectations``: docs/quality-and-privacy.md); ``log``
     the id of the Merkle log this checkpoints (default: the dataset's own log, named
     ``dataset``); ``privacy`` the privacy policy applied (key id and epochs, never the key).
     """
     if sum(f["rows"] for f in files) != tree_size:
         raise ValueError("the files' rows do not add up to the tree size")
-    if quality is not None and not {"report_path", "report_sha256", "score"} <= set(quality):
-        raise ValueError("quality must have report_path, report_sha256 and score")
+    if quality is not None and not (
+        {"report_path", "score"} <= set(quality)
+        and ("report_sha256" in quality or "attestation_path" in quality)
+    ):
+        raise ValueError("quality must have report_path, score and report_sha256 or attestation")
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "profile": "data-package",

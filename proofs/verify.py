@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from proofs import quality_attestation
 from proofs.log import DatasetLog, LogRef
 from proofs.manifest import latest_manifest, load_manifest, manifest_problem, signature_path
 from proofs.merkle import MerkleFrontier
@@ -72,6 +73,9 @@ def verify_dataset(
     anchored_at = anchored.anchored_at if anchored is not None and anchor.ok else None
     verdict.checks.append(_signature_check(manifest_file, manifest, trust, anchored_at))
     verdict.checks += [identity, anchor]
+    quality = _attestation_check(dataset_dir, manifest, manifest_digest.hex())
+    if quality is not None:
+        verdict.checks.append(quality)
     return verdict
 
 
@@ -122,6 +126,16 @@ def _package_check(dataset_dir: Path, manifest: dict[str, Any]) -> Check:
         return Check("manifest", True, f"{len(resources)} resources match; no quality report")
     if not isinstance(quality, dict) or not _inside(quality.get("report_path")):
         return Check("manifest", False, "quality must name a report_path inside the dataset")
+    if "report_sha256" not in quality:  # GE's report comes later, with a signed attestation
+        if not _inside(quality.get("attestation_path")):
+            return Check("manifest", False, "quality must name an attestation_path inside it")
+        pending = not (dataset_dir / quality["attestation_path"]).exists()
+        return Check(
+            "manifest",
+            True,
+            f"{len(resources)} resources match; quality score {quality['score']}"
+            + ("; GE report pending (it runs after the anchor)" if pending else ""),
+        )
     report = dataset_dir / quality["report_path"]
     if not report.exists():
         return Check("manifest", False, f"quality report {quality['report_path']} is missing")
@@ -131,6 +145,42 @@ def _package_check(dataset_dir: Path, manifest: dict[str, Any]) -> Check:
         "manifest",
         True,
         f"{len(resources)} resources match; quality report (score {quality['score']}) matches",
+    )
+
+
+def _attestation_check(
+    dataset_dir: Path, manifest: dict[str, Any], manifest_sha256: str
+) -> Check | None:
+    """GE's report, attested by the manifest's (verified) publisher key for exactly the files
+    this checkpoint added; None when there is no attestation (yet) to check."""
+    quality = manifest.get("quality") or {}
+    if "attestation_path" not in quality:
+        return None
+    path = dataset_dir / quality["attestation_path"]
+    if not path.exists():
+        return None
+    previous = (manifest.get("previous") or {}).get("tree_size", 0)
+    added = {f["path"]: f["sha256"] for f in manifest["files"] if f["leaf_start"] >= previous}
+    report_file = dataset_dir / quality["report_path"]
+    try:
+        document = json.loads(path.read_bytes())
+    except ValueError:
+        return Check("quality", False, f"{path.name} is not JSON")
+    problem = quality_attestation.check(
+        document,
+        dataset=manifest["dataset"],
+        tree_size=manifest["checkpoint"]["tree_size"],
+        manifest_sha256=manifest_sha256,
+        added_files=added,
+        report=report_file.read_bytes() if report_file.exists() else None,
+        trusted_key_id=(manifest.get("publisher") or {}).get("key_id"),
+    )
+    if problem is not None:
+        return Check("quality", False, f"{path.name}: {problem}")
+    return Check(
+        "quality",
+        True,
+        f"GE report on the {len(added)} added files attested by the publisher key",
     )
 
 

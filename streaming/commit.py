@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from pipelines.protect import Protection
+from proofs import quality_attestation
 from proofs.leaves import leaf_hashes_for_batch
 from proofs.log import DatasetLog
 from proofs.manifest import build_manifest, load_manifest, write_manifest
@@ -22,8 +23,8 @@ from schemas.published import published_schema_for_dataset
 from schemas.registry import all_datasets
 from sinks.catalog import Catalog
 from sinks.layout import DataLayout
-from sinks.quality_report import Validation, write_quality_report
-from streaming import faults
+from sinks.quality_report import checkpoint_quality
+from streaming import faults, quality_worker
 from streaming.batch import Anchorer, Progress
 from streaming.store import RunStore
 
@@ -42,11 +43,11 @@ def commit_and_anchor(
     anchor: Anchorer,
     progress: Progress,
     protection: Protection | None = None,
-    validations: dict[str, Validation] | None = None,
 ) -> list[dict]:
     """Append each dataset's new files to its log, write the checkpoints, anchor them together.
 
-    ``validations``: GE reports made before the lock was taken, by dataset (used if still valid).
+    Great Expectations does not run here: each checkpoint is queued for the quality worker,
+    whose report and attestation come after the anchor (``streaming/quality_worker.py``).
     """
     layout, catalog = store.layout, store.catalog
     protection = protection or Protection(str(layout.private))
@@ -55,9 +56,8 @@ def commit_and_anchor(
         files = [(r["range"], r["files"][dataset]) for r in receipts if dataset in r["files"]]
         stats = [r["quality"][dataset] for r in receipts if dataset in r.get("quality", {})]
         closed = [w for r in receipts for w in r.get("windows", {}).get(dataset, [])]
-        validation = (validations or {}).get(dataset)
         checkpoint = _commit_dataset(
-            store, plan, dataset, start, files, (stats, protection, validation, closed)
+            store, plan, dataset, start, files, (stats, protection, closed)
         )
         if checkpoint is not None:  # None: nothing published for this dataset
             checkpoints.append(checkpoint)
@@ -75,7 +75,7 @@ def _commit_dataset(
     dataset: str,
     start: int,
     landed: list[tuple[dict, dict]],
-    quality_inputs: tuple[list[dict], Protection, Validation | None, list[dict]],
+    quality_inputs: tuple[list[dict], Protection, list[dict]],
 ) -> dict | None:
     """Append the batch's rows to the dataset's log and write its checkpoint manifest."""
     layout, catalog = store.layout, store.catalog
@@ -85,13 +85,14 @@ def _commit_dataset(
     schema, size, root = appended
     previous = [c for c in catalog.checkpoints(dataset) if c["tree_size"] < size]
     before = load_manifest(layout.root / previous[-1]["manifest_path"])[0] if previous else {}
-    stats, protection, validation, closed = quality_inputs
-    new_files = [file for _, file in landed]
-    # With the event-time windows closed since the previous checkpoint, their final figures.
-    quality = write_quality_report(
-        layout, schema, size, new_files, stats, before.get("quality"), validation, closed
-    )
-    ge_seconds = quality.pop("_ge_seconds")
+    stats, protection, closed = quality_inputs
+    # With the event-time windows closed since the previous checkpoint, their final figures;
+    # GE's report and its attestation will be where the section says, once the worker is done.
+    quality = {
+        "report_path": quality_attestation.report_name(size),
+        "attestation_path": quality_attestation.attestation_name(size),
+        **checkpoint_quality(stats, before.get("quality"), closed),
+    }
     signer = publisher_key(layout.root)
     dataset_dir = layout.dataset_dir(dataset)
     manifest = build_manifest(
@@ -109,9 +110,7 @@ def _commit_dataset(
         privacy=protection.manifest_section(schema, stats, before.get("privacy")),
     )
     path, digest = write_manifest(dataset_dir, manifest, signer)
-    store.journal.set_state(plan["batch_id"], "committed")
-    faults.journaled("committed")
-    return {
+    checkpoint = {
         "dataset": dataset,
         "tree_size": size,
         "root": root.hex(),
@@ -119,8 +118,11 @@ def _commit_dataset(
         "manifest_sha256": digest.hex(),
         "previous_tree_size": previous[-1]["tree_size"] if previous else 0,
         "quality_score": quality["score"],
-        "ge_seconds": ge_seconds,
     }
+    quality_worker.enqueue(layout, checkpoint, [file for _, file in landed])
+    store.journal.set_state(plan["batch_id"], "committed")
+    faults.journaled("committed")
+    return checkpoint
 
 
 def _append_rows(

@@ -31,6 +31,7 @@ from sinks.layout import DataLayout
 from streaming.chain import ChainContext, open_chain
 from streaming.chain_binding import bind
 from streaming.driver import BatchSummary, RunConfig, run_batch
+from streaming.quality_worker import QualityWorker
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ def _waves(
     config = RunConfig(bootstrap, options.topic, "rda-demo", options.data_dir)
     source = open_source(bootstrap)  # keeps no connection between calls: nothing to close
     totals = _Totals()
+    quality = QualityWorker(options.data_dir)  # GE on each anchored checkpoint, in a child
     size = -(-len(messages) // options.waves)
     for wave in range(options.waves):
         part = messages[wave * size : (wave + 1) * size]
@@ -129,6 +131,9 @@ def _waves(
             batch = run_batch(last, source, chain.anchor, report.step)
         if batch is not None:
             totals.add(batch)
+        quality.nudge()
+    with report.stage("Great Expectations reports on every checkpoint, attested by the publisher"):
+        quality.stop(drain_queue=True)
     return {**totals.as_dict(), "data_dir": str(options.data_dir)}
 
 

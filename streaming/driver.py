@@ -30,7 +30,7 @@ from streaming.batch import Anchorer, BatchSummary, Progress, RunConfig
 from streaming.journal import BatchJournal
 from streaming.poison import land_contained
 from streaming.schedule import fair_shares
-from streaming.sequencer import Sequencer, summary_from_journal, validate_landed
+from streaming.sequencer import Sequencer, summary_from_journal
 from streaming.store import writing
 from streaming.workers import is_alive, this_worker
 
@@ -72,12 +72,10 @@ def run_batch(
     if entry is None:
         return None
     batch_id, state = entry["batch_id"], entry["state"]
-    validations, crashes = None, 0
+    crashes = 0
     if state == "planned":
         crashes = land_contained(config, layout, entry, source, protection, progress)
         clock.lap("land")
-        validations = validate_landed(layout, entry["plan"])
-        clock.lap("validate")
     if state in ("anchored", "done"):
         with writing(layout) as store:
             summary = summary_from_journal(store, store.journal.batch(batch_id))
@@ -86,7 +84,7 @@ def run_batch(
             clock.lap("lock_wait")
             sequencer = Sequencer(config, store, source, anchor, progress, protection)
             sequencer.finish_interrupted(except_batch=batch_id)
-            summary = sequencer.sequence(batch_id, state == "planned", validations)
+            summary = sequencer.sequence(batch_id, state == "planned")
         clock.lap("sequence")
     summary.resumed, summary.crashes = entry["resumed"], crashes
     ends = {r["partition"]: r["end"] for r in entry["plan"]["ranges"]}

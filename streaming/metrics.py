@@ -95,6 +95,12 @@ class RunMetrics:
             registry=r,
         )
 
+        self.quality_pending = Gauge(
+            "rda_quality_reports_pending",
+            "Anchored checkpoints whose Great Expectations report is not attested yet",
+            registry=r,
+        )
+
     def _event_time_metrics(self, r: CollectorRegistry) -> None:
         self.held = Gauge(
             "rda_records_held",

@@ -29,6 +29,7 @@ from streaming.errors import SettingsError
 from streaming.event_state import event_time_config
 from streaming.lag import LagWatcher
 from streaming.metrics import RunMetrics
+from streaming.quality_worker import QualityWorker, pending
 from streaming.retry import Backoff
 from streaming.store import writing
 from streaming.workers import Heartbeat, this_worker
@@ -96,6 +97,7 @@ class RunLoop:
         self._status: StatusLine | None = None
         self.member: Any = None  # a pipelines.kafka_group.GroupMember with --join-group
         self.worker = Worker(this_worker())
+        self.quality = QualityWorker(settings.data_dir)  # Great Expectations, after the anchor
         self._unfinished_at = float("-inf")  # when the unfinished-batches gauge was last set
 
     # -- the loop ---------------------------------------------------------------------------
@@ -113,7 +115,14 @@ class RunLoop:
             )
         topics = self._resume_first(list(self.settings.topics))
         heartbeat = Heartbeat(DataLayout(self.settings.data_dir).workers, self.worker.id)
-        with self._signals(), self._display(), heartbeat, self._lag_gauge(), self._membership():
+        with (
+            self._signals(),
+            self._display(),
+            heartbeat,
+            self._lag_gauge(),
+            self._membership(),
+            self._quality_worker(),
+        ):
             try:
                 self._open_chain()
                 while not self.stop.is_set():
@@ -197,6 +206,18 @@ class RunLoop:
         )
         if self.lag is not None:
             self.lag.refresh()
+        self.quality.nudge()
+        self.metrics.quality_pending.set(len(pending(self.quality.layout)))
+
+    @contextmanager
+    def _quality_worker(self) -> Iterator[None]:
+        """GE's reports in a child process; at the end of --once, the whole queue is done
+        (a stopped run leaves what is queued to the next start)."""
+        self.quality.nudge()  # what an earlier run left queued
+        try:
+            yield
+        finally:
+            self.quality.stop(drain_queue=self.settings.once and not self.stop.is_set())
 
     @contextmanager
     def _lag_gauge(self) -> Iterator[None]:

@@ -25,7 +25,6 @@ from sinks.dedup import (
 )
 from sinks.layout import DataLayout
 from sinks.parquet import ChunkWriter, read_receipt
-from sinks.quality_report import Validation
 from streaming import event_state, event_time, faults
 from streaming.batch import Anchorer, BatchSummary, Progress, RunConfig, count_receipts
 from streaming.commit import commit_and_anchor, log_starts
@@ -67,16 +66,6 @@ def land_chunks(
     )
 
 
-def validate_landed(layout: DataLayout, plan: dict) -> dict[str, Validation]:
-    """GE reports made before waiting for the lock: none any more.
-
-    What a batch publishes is decided under the lock by the event-time step (flags from the
-    nodes' earlier reports, sessions held for their window), so Great Expectations validates
-    the published files when the sequencer writes each checkpoint's report.
-    """
-    return {}
-
-
 class Sequencer:
     """Sequences batches into the logs; use it only while holding the writer lock."""
 
@@ -108,14 +97,11 @@ class Sequencer:
                 finished.append(self.sequence(entry["batch_id"], landed_here=False))
         return finished
 
-    def sequence(
-        self, batch_id: int, landed_here: bool, validations: dict[str, Validation] | None = None
-    ) -> BatchSummary:
+    def sequence(self, batch_id: int, landed_here: bool) -> BatchSummary:
         """Give the batch its place in the logs, commit and anchor it: state ``anchored``.
 
-        ``landed_here``: this process has just landed the batch's chunks (and made
-        ``validations`` of them). Otherwise they are landed again first, under the lock, so
-        nobody else can be writing them meanwhile.
+        ``landed_here``: this process has just landed the batch's chunks. Otherwise they are
+        landed again first, under the lock, so nobody else can be writing them meanwhile.
         """
         entry = self.journal.batch(batch_id)
         plan, state = entry["plan"], entry["state"]
@@ -149,7 +135,6 @@ class Sequencer:
             self.anchor,
             self.progress,
             self.protection,
-            validations if landed_here else None,
         )
         self.journal.set_state(batch_id, "anchored")
         faults.journaled("anchored")

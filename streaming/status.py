@@ -21,6 +21,7 @@ from sinks.state_store import topics_with_state
 from streaming.config import RunSettings
 from streaming.event_state import held_report, windows_history
 from streaming.journal import BatchJournal
+from streaming.quality_worker import pending
 from streaming.workers import is_alive, prune_dead, running_workers
 
 T = TypeVar("T")
@@ -105,6 +106,8 @@ def _journal_report(data_dir: Path, limit: int) -> dict[str, Any]:
         "checkpoints": latest,
         "workers": _workers_report(data_dir, batches),
         "event_time": {"held": held, "closed_windows": closed},
+        # Anchored checkpoints whose GE report the quality worker has not attested yet.
+        "quality": {"reports_pending": len(pending(layout))},
     }
 
 

@@ -248,7 +248,7 @@ def test_the_private_key_stays_private_and_is_reused(tmp_path):
 
 
 def test_build_manifest_refuses_a_malformed_quality_section():
-    with pytest.raises(ValueError, match="report_path, report_sha256 and score"):
+    with pytest.raises(ValueError, match="report_path, score and report_sha256 or attestation"):
         build_manifest(
             dataset="d",
             tree_size=0,

@@ -92,7 +92,7 @@ def assert_metrics_match(seen: dict, batches: list[dict], topic: str, produced) 
     assert seen[("rda_batch_duration_seconds_count", (("topic", topic),))] == len(batches)
     assert seen[("rda_last_batch_success_timestamp_seconds", (("topic", topic),))] > 0
     assert seen[("rda_unfinished_batches", (("topic", topic),))] == 0
-    for step in ("plan", "land", "validate", "lock_wait", "sequence", "offsets"):
+    for step in ("plan", "land", "lock_wait", "sequence", "offsets"):
         label = (("step", step), ("topic", topic))
         assert seen[("rda_batch_step_seconds_count", label)] == len(batches), step
     assert seen[("rda_anchor_gas_total", ())] > 0

@@ -117,7 +117,7 @@
     const comps = Object.entries(q.components || {}).map(([k, v]) => `${k} ${fmt(v)}`).join(" · ");
     const history = table(["tree size", "batch", "score", "expectations met", "suppressed (added)", "signature"],
       l.checkpoints.map((h) => [h.tree_size, h.batch ?? "—", h.quality_score ?? "—",
-        h.expectations ? `${h.expectations.successful} of ${h.expectations.evaluated}` : "—",
+        h.expectations === "pending" ? "pending" : h.expectations ? `${h.expectations.successful} of ${h.expectations.evaluated}` : "—",
         h.suppressed_added ?? 0, h.signature]), "Quality per anchored checkpoint");
     history.id = "quality-history";
     return el("div", {},
@@ -125,7 +125,8 @@
       history,
       r ? el("details", { id: "quality-report" }, el("summary", {}, `Validation report (Great Expectations) of the latest checkpoint: ${r.statistics.successful_expectations} of ${r.statistics.evaluated_expectations} expectations met`),
         el("p", { class: "hint" }, "Covers " + r.scope + "."),
-        table(["expectation", "column", "met", "detail"], r.expectations.map((e) => [e.expectation, e.column ?? "(table)", e.success ? "yes" : "NO", e.detail]))) : "");
+        table(["expectation", "column", "met", "detail"], r.expectations.map((e) => [e.expectation, e.column ?? "(table)", e.success ? "yes" : "NO", e.detail])))
+        : el("p", { class: "hint", id: "quality-report-pending" }, "The Great Expectations validation of the latest checkpoint is pending: it runs after the anchor, and its report appears here, attested by the publisher's key, when it is done."));
   }
 
   function columns(l) {

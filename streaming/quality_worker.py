@@ -1,0 +1,232 @@
+"""Great Expectations off the critical path: a queue of anchored checkpoints and a worker process.
+
+Committing a checkpoint enqueues it (``enqueue``: one small JSON file per checkpoint under
+``private/quality-queue/``) and moves on to the anchor. A separate process (``QualityWorker``,
+``python -m streaming.quality_worker DATA_DIR``) takes the queue oldest first: it runs the
+dataset's GE suite on exactly the files the checkpoint added, writes the report beside the
+checkpoint's other quality files and signs an attestation binding the report's SHA-256 to the
+manifest's (``proofs/quality_attestation.py``), then deletes the job. Until then the checkpoint's
+report is *pending*: the manifest already names where report and attestation will be.
+
+Every step is idempotent (GE's report is deterministic, Ed25519 signatures are too), so a job
+redone after a crash writes the same bytes; a job is removed only after its attestation is on
+disk. The parent talks to the worker through its stdin: ``stop`` — finish the current job and
+exit (the rest waits for the next start); ``finish`` — do the whole queue, then exit (``rda run
+--once``, the demo). End of input (the parent is gone, even killed) means ``stop``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from proofs import quality_attestation
+from proofs.signing import publisher_key
+from schemas.published import published_schema_for_dataset
+from sinks.layout import DataLayout
+
+log = logging.getLogger("rda.quality")
+POLL_S = 0.5
+
+
+def queue_dir(layout: DataLayout) -> Path:
+    return layout.private / "quality-queue"
+
+
+def enqueue(layout: DataLayout, checkpoint: dict[str, Any], files: list[dict[str, Any]]) -> None:
+    """Queue GE's validation of the ``files`` (path from the data root, sha256) a checkpoint
+    added; nothing to do if the checkpoint is attested already (a redone commit)."""
+    dataset, size = checkpoint["dataset"], checkpoint["tree_size"]
+    dataset_dir = layout.dataset_dir(dataset)
+    if (dataset_dir / quality_attestation.attestation_name(size)).exists():
+        return
+    job = {
+        "dataset": dataset,
+        "tree_size": size,
+        "manifest_sha256": checkpoint["manifest_sha256"],
+        "files": [{"path": f["path"], "sha256": f["sha256"]} for f in files],
+    }
+    _write_atomically(queue_dir(layout) / f"{dataset}.{size:012d}.json", _json_bytes(job))
+
+
+def pending(layout: DataLayout) -> list[Path]:
+    """Queued jobs, oldest checkpoint first."""
+    jobs = queue_dir(layout).glob("*.json")
+    return sorted(jobs, key=lambda p: (p.name.rsplit(".", 2)[-2], p.name))
+
+
+def attest(layout: DataLayout, job_file: Path, docs: bool = False) -> dict[str, Any]:
+    """Validate one queued checkpoint, write its report and attestation, remove the job.
+
+    ``docs``: also rebuild the dataset's Data Docs in the same GE run.
+    """
+    from sinks.quality_report import mark_docs_built, validate_new_rows
+    from validators.expectations import report_bytes
+
+    job = json.loads(job_file.read_bytes())
+    dataset, size = job["dataset"], job["tree_size"]
+    schema = published_schema_for_dataset(dataset)
+    docs_dir = layout.quality_dir(dataset) / "docs" if docs else None
+    validation = validate_new_rows(layout, schema, job["files"], docs_dir)
+    if docs:
+        mark_docs_built(layout, schema)
+    report = report_bytes(validation.report)
+    dataset_dir = layout.dataset_dir(dataset)
+    _write_atomically(dataset_dir / quality_attestation.report_name(size), report)
+    claim = quality_attestation.statement(
+        dataset=dataset,
+        tree_size=size,
+        manifest_sha256=job["manifest_sha256"],
+        files=[{**f, "path": _in_dataset(layout, dataset, f["path"])} for f in job["files"]],
+        report=report,
+        expectations=expectations_summary(validation.report),
+    )
+    document = quality_attestation.sign(publisher_key(layout.root), claim)
+    attestation = dataset_dir / quality_attestation.attestation_name(size)
+    _write_atomically(attestation, _json_bytes(document))
+    job_file.unlink(missing_ok=True)
+    log.info(
+        "attested GE report of %s at tree size %d (%.2f s)",
+        dataset,
+        size,
+        validation.seconds,
+        extra={"event": "quality_attested", "dataset": dataset, "tree_size": size},
+    )
+    return {"dataset": dataset, "tree_size": size, "seconds": validation.seconds}
+
+
+def drain(layout: DataLayout, stop: threading.Event | None = None, final: bool = True) -> int:
+    """Attest queued checkpoints until the queue is empty (or ``stop`` is set); how many.
+
+    Data Docs are rebuilt when due and, with ``final``, for each dataset's last queued job.
+    """
+    from sinks.quality_report import docs_due
+
+    done = 0
+    while not (stop is not None and stop.is_set()):
+        jobs = pending(layout)
+        if not jobs:
+            break
+        job, dataset = jobs[0], jobs[0].name.rsplit(".", 2)[0]
+        last_of_dataset = not any(j.name.rsplit(".", 2)[0] == dataset for j in jobs[1:])
+        try:
+            attest(layout, job, docs=docs_due(layout, dataset) or (final and last_of_dataset))
+        except Exception as error:  # one bad job must not stop the others: set it aside
+            _set_aside(job, error)
+        done += 1
+    return done
+
+
+def _set_aside(job: Path, error: Exception) -> None:
+    """Move a job that failed to ``failed/``, with the reason, for an operator to look at."""
+    log.error("GE report of %s failed: %s", job.name, error, extra={"event": "quality_failed"})
+    failed = job.parent / "failed" / job.name
+    failed.parent.mkdir(exist_ok=True)
+    record = {"job": json.loads(job.read_bytes()), "error": f"{type(error).__name__}: {error}"}
+    _write_atomically(failed, _json_bytes(record))
+    job.unlink()
+
+
+def expectations_summary(report: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "evaluated": report["statistics"]["evaluated_expectations"],
+        "successful": report["statistics"]["successful_expectations"],
+        "success": report["success"],
+    }
+
+
+class QualityWorker:
+    """The child process that drains the queue while ``rda run`` goes on with the next batch."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.layout = DataLayout(data_dir)
+        self.process: subprocess.Popen | None = None
+
+    def nudge(self) -> None:
+        """Make sure a worker is running when jobs are queued (started, or restarted if it died)."""
+        if self.process is not None and self.process.poll() is None:
+            return
+        if not pending(self.layout):
+            return
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "streaming.quality_worker", str(self.layout.root)],
+            stdin=subprocess.PIPE,
+        )
+
+    def stop(self, drain_queue: bool, timeout_s: float = 900.0) -> None:
+        """Stop the worker: after the whole queue (``drain_queue``) or after its current job."""
+        if self.process is None or self.process.poll() is not None:
+            if drain_queue:
+                drain(self.layout)  # it died or never started: finish here
+            return
+        assert self.process.stdin is not None
+        try:
+            self.process.stdin.write(b"finish\n" if drain_queue else b"stop\n")
+            self.process.stdin.close()
+        except BrokenPipeError:  # it has just exited
+            pass
+        try:
+            self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        if self.process.returncode != 0:
+            log.warning(
+                "the quality worker exited with %s; %d reports still queued",
+                self.process.returncode,
+                len(pending(self.layout)),
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The worker process: drain, wait for more, until told to stop or orphaned."""
+    args = sys.argv[1:] if argv is None else argv
+    layout = DataLayout(Path(args[0]))
+    stop, finish = threading.Event(), threading.Event()
+    threading.Thread(target=_listen, args=(stop, finish), daemon=True).start()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    while not stop.is_set():
+        drained = drain(layout, stop, final=False)
+        if finish.is_set():
+            drain(layout, stop)  # the last docs, and anything queued meanwhile
+            break
+        if not drained:
+            finish.wait(POLL_S)
+    return 0
+
+
+def _listen(stop: threading.Event, finish: threading.Event) -> None:
+    """The parent's word on stdin; its end (the parent is gone) means stop."""
+    for line in sys.stdin:
+        if line.strip() == "finish":
+            finish.set()
+            return
+        if line.strip() == "stop":
+            break
+    stop.set()
+
+
+def _in_dataset(layout: DataLayout, dataset: str, path: str) -> str:
+    return (layout.root / path).relative_to(layout.dataset_dir(dataset)).as_posix()
+
+
+def _json_bytes(value: Any) -> bytes:
+    return (json.dumps(value, indent=1, sort_keys=True) + "\n").encode()
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

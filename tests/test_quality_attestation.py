@@ -1,0 +1,249 @@
+"""Great Expectations after the anchor: a checkpoint's report, attested and verified.
+
+A batch anchors its checkpoints without running GE; the quality worker then validates exactly
+the files each checkpoint added and signs an attestation binding the report to the manifest.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import shutil
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipelines.kafka_source import open_source
+from proofs import quality_attestation
+from proofs.signing import publisher_key
+from proofs.verdict import NOT_VERIFIED, VERIFIED
+from proofs.verify import verify_dataset
+from simulator.fleet import generate
+from simulator.producer import produce
+from sinks.layout import DataLayout
+from streaming.chain import open_chain
+from streaming.driver import RunConfig, run_batch
+from streaming.quality_worker import QualityWorker, drain, pending
+from validators.expectations import report_bytes, validate
+
+START_MS = 1_764_000_000_000
+RADIO = "radio_kpi.v1"
+
+
+@pytest.fixture(scope="module")
+def anchored(broker, tmp_path_factory):
+    """One anchored batch of a small fleet whose GE reports have not run yet."""
+    data_dir = tmp_path_factory.mktemp("attest") / "data"
+    topic = "attest-telemetry"
+    produce(broker.bootstrap, topic, list(generate(6, 30, 1, START_MS, 5)))
+    chain = open_chain("embedded", None, None)
+    config = RunConfig(broker.bootstrap, topic, "attest-group", data_dir)
+    summary = run_batch(config, open_source(broker.bootstrap), chain.anchor, lambda _m: None)
+    return data_dir, summary, chain
+
+
+@pytest.fixture
+def copy_of(anchored, tmp_path):
+    """A private copy of the anchored data directory (tests below change it)."""
+    data_dir, summary, chain = anchored
+    copied = tmp_path / "data"
+    shutil.copytree(data_dir, copied)
+    return copied, summary, chain
+
+
+def _radio(summary) -> dict:
+    (checkpoint,) = [c for c in summary.checkpoints if c["dataset"] == RADIO]
+    return checkpoint
+
+
+def _verify(data_dir, chain):
+    return verify_dataset(data_dir / "published" / RADIO, trust=chain.trust_root(data_dir))
+
+
+def test_the_anchored_manifest_names_the_report_to_come_and_no_hash(anchored):
+    data_dir, summary, _ = anchored
+    checkpoint = _radio(summary)
+    quality = json.loads((data_dir / checkpoint["manifest_path"]).read_text())["quality"]
+    size = checkpoint["tree_size"]
+    assert quality["report_path"] == f"quality/{size:012d}.validation.json"
+    assert quality["attestation_path"] == f"quality/{size:012d}.attestation.json"
+    assert "report_sha256" not in quality and "expectations" not in quality
+    assert not (data_dir / "published" / RADIO / quality["report_path"]).exists()
+    queued = [p.name for p in pending(DataLayout(data_dir))]
+    assert f"{RADIO}.{size:012d}.json" in queued
+
+
+def test_before_its_report_a_checkpoint_verifies_and_says_the_report_is_pending(anchored):
+    data_dir, _, chain = anchored
+    verdict = _verify(data_dir, chain)
+    assert verdict.status == VERIFIED
+    (manifest,) = [c for c in verdict.checks if c.name == "manifest"]
+    assert manifest.detail.endswith("GE report pending (it runs after the anchor)")
+    assert "quality" not in [c.name for c in verdict.checks]
+
+
+def test_the_worker_writes_the_report_of_exactly_the_added_rows_and_signs_it(copy_of):
+    data_dir, summary, chain = copy_of
+    layout = DataLayout(data_dir)
+    assert drain(layout) == len(summary.checkpoints)
+    assert pending(layout) == []
+    checkpoint = _radio(summary)
+    dataset_dir = layout.dataset_dir(RADIO)
+    size = checkpoint["tree_size"]
+    report = (dataset_dir / quality_attestation.report_name(size)).read_bytes()
+    document = json.loads((dataset_dir / quality_attestation.attestation_name(size)).read_bytes())
+    claim = document["statement"]
+    assert claim["manifest_sha256"] == checkpoint["manifest_sha256"]
+    assert claim["report_sha256"] == hashlib.sha256(report).hexdigest()
+    assert json.loads(report)["rows_validated"] == size
+    assert document["signature"]["key_id"] == publisher_key(data_dir).key_id
+    assert (dataset_dir / "quality" / "docs" / "index.html").exists()
+    verdict = _verify(data_dir, chain)
+    assert verdict.status == VERIFIED
+    assert [c.ok for c in verdict.checks if c.name == "quality"] == [True]
+
+
+def test_the_report_is_what_great_expectations_says_of_those_rows_and_a_redo_is_identical(
+    copy_of,
+):
+    data_dir, summary, _ = copy_of
+    layout = DataLayout(data_dir)
+    size = _radio(summary)["tree_size"]
+    job = layout.private / "quality-queue" / f"{RADIO}.{size:012d}.json"
+    saved = job.read_bytes()
+    drain(layout)
+    dataset_dir = layout.dataset_dir(RADIO)
+    files = [dataset_dir / quality_attestation.report_name(size)]
+    files.append(dataset_dir / quality_attestation.attestation_name(size))
+    first = [f.read_bytes() for f in files]
+    job.write_bytes(saved)  # as if the worker had died before removing the job
+    drain(layout)
+    assert [f.read_bytes() for f in files] == first
+    import pyarrow.parquet as pq
+
+    from schemas.published import published_schema_for_dataset
+
+    rows = pq.read_table(sorted((dataset_dir / "data").glob("*.parquet")))
+    expected, _ = validate(published_schema_for_dataset(RADIO), rows)
+    assert report_bytes(expected) == first[0]
+
+
+def test_a_changed_report_is_refused(copy_of):
+    data_dir, summary, chain = copy_of
+    drain(DataLayout(data_dir))
+    report = (
+        data_dir
+        / "published"
+        / RADIO
+        / quality_attestation.report_name(_radio(summary)["tree_size"])
+    )
+    report.write_bytes(report.read_bytes().replace(b'"success": true', b'"success": false', 1))
+    verdict = _verify(data_dir, chain)
+    assert verdict.status == NOT_VERIFIED
+    assert verdict.first_failure.name == "quality"
+    assert verdict.first_failure.detail.endswith("SHA-256 differs")
+
+
+def test_an_attestation_signed_by_another_key_is_refused(copy_of, tmp_path):
+    data_dir, summary, chain = copy_of
+    drain(DataLayout(data_dir))
+    path = (
+        data_dir
+        / "published"
+        / RADIO
+        / quality_attestation.attestation_name(_radio(summary)["tree_size"])
+    )
+    document = json.loads(path.read_bytes())
+    forged = quality_attestation.sign(publisher_key(tmp_path / "other"), document["statement"])
+    path.write_text(json.dumps(forged))
+    verdict = _verify(data_dir, chain)
+    assert verdict.first_failure.name == "quality"
+    assert "not by the manifests' publisher" in verdict.first_failure.detail
+
+
+def test_the_worker_process_drains_the_queue_when_asked_to_finish(copy_of):
+    data_dir, _, _ = copy_of
+    worker = QualityWorker(data_dir)
+    worker.nudge()
+    assert worker.process is not None
+    worker.stop(drain_queue=True, timeout_s=300)
+    assert worker.process.returncode == 0
+    assert pending(DataLayout(data_dir)) == []
+
+
+# -- the attestation alone -----------------------------------------------------------------------
+
+_KEY = None
+
+
+def _key():
+    global _KEY
+    if _KEY is None:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        from proofs.signing import PublisherKey
+
+        _KEY = PublisherKey(Ed25519PrivateKey.from_private_bytes(b"\x07" * 32))
+    return _KEY
+
+
+def _claim(report: bytes) -> dict:
+    summary = json.loads(report)
+    return quality_attestation.statement(
+        dataset="d.v1",
+        tree_size=12,
+        manifest_sha256="ab" * 32,
+        files=[{"path": "data/b1.parquet", "sha256": "cd" * 32}],
+        report=report,
+        expectations={
+            "evaluated": summary["statistics"]["evaluated_expectations"],
+            "successful": summary["statistics"]["successful_expectations"],
+            "success": summary["success"],
+        },
+    )
+
+
+def _check(document, report: bytes) -> str | None:
+    return quality_attestation.check(
+        document,
+        dataset="d.v1",
+        tree_size=12,
+        manifest_sha256="ab" * 32,
+        added_files={"data/b1.parquet": "cd" * 32},
+        report=report,
+        trusted_key_id=_key().key_id,
+    )
+
+
+def _report(evaluated: int, successful: int) -> bytes:
+    statistics = {"evaluated_expectations": evaluated, "successful_expectations": successful}
+    return json.dumps({"statistics": statistics, "success": evaluated == successful}).encode()
+
+
+@given(evaluated=st.integers(0, 99), failed=st.integers(0, 99))
+def test_a_signed_statement_verifies(evaluated, failed):
+    report = _report(evaluated, max(0, evaluated - failed))
+    assert _check(quality_attestation.sign(_key(), _claim(report)), report) is None
+
+
+_CHANGES = {
+    "dataset": "e.v1",
+    "tree_size": 13,
+    "manifest_sha256": "ac" * 32,
+    "files": [{"path": "data/b2.parquet", "sha256": "cd" * 32}],
+    "report_path": "quality/x.json",
+    "report_sha256": "00" * 32,
+    "expectations": {"evaluated": 3, "successful": 2, "success": False},
+}
+
+
+@given(field=st.sampled_from(sorted(_CHANGES)), resign=st.booleans())
+def test_any_changed_field_is_refused_signed_again_or_not(field, resign):
+    report = _report(3, 3)
+    changed = quality_attestation.sign(_key(), _claim(report))
+    changed["statement"][field] = copy.deepcopy(_CHANGES[field])
+    if resign:  # the publisher's own key, signing what is not so
+        changed = quality_attestation.sign(_key(), changed["statement"])
+    assert _check(changed, report) is not None
