@@ -108,6 +108,7 @@ def landed(broker, tmp_path_factory):
             # The second wave is the end of input: its batch closes every event-time window.
             last = replace(config, flush_windows=wave == 1)
             summaries.append(run_batch(last, source, chain.anchor, handler.progress))
+        drain(DataLayout(data_dir))  # Great Expectations' reports and docs, after the anchors
     finally:
         logging.getLogger().removeHandler(handler)
         logging.getLogger().setLevel(previous_level)
@@ -194,7 +195,6 @@ def test_session_checkpoints_record_the_key_id_and_epochs_and_verify(landed):
     assert manifest["privacy"]["k_anonymity"]["k"] == 5
     quality = manifest["quality"]
     assert 0 <= quality["score"] <= 100
-    drain(DataLayout(data_dir))  # Great Expectations' reports, attested after the anchors
     report = data_dir / "published" / SESSIONS / quality["report_path"]
     attestation = json.loads(
         (data_dir / "published" / SESSIONS / quality["attestation_path"]).read_text()
