@@ -48,7 +48,7 @@ class RunMetrics:
         )
         self.step_seconds = Histogram(
             "rda_batch_step_seconds",
-            "Wall time of one step of a batch (plan, land, validate, lock_wait, sequence, "
+            "Wall time of one step of a batch (plan, land, lock_wait, sequence, "
             "dedup, event_time, offsets)",
             ["topic", "step"],
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
