@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.30;
+
+import {ERC20} from "@openzeppelin/contracts/token/ERC20/ERC20.sol";
+import {ERC721} from "@openzeppelin/contracts/token/ERC721/ERC721.sol";
+
+/// Attackers and odd tokens for the contract security tests (never deployed outside tests).
+
+interface ILicences {
+    function buy(uint256 offerId) external payable returns (uint64);
+    function withdraw(address currency) external returns (uint256);
+    function claim(
+        uint256 assetId,
+        uint64 treeSize,
+        address currency,
+        uint256 nodeTokenId,
+        uint64 rows,
+        bytes32[] calldata siblings,
+        uint64[] calldata siblingSums,
+        uint256 leftMask
+    ) external returns (uint256);
+}
+
+/// Re-enters the licence contract from every callback it gets: the native coin's receive()
+/// and ERC-1155's onERC1155Received. ``reentered`` records whether a nested call succeeded.
+contract Reenterer {
+    ILicences public target;
+    bytes public again; // the call to repeat from inside a callback
+    bool public reentered;
+    uint256 public attempts;
+
+    function setTarget(ILicences target_) external {
+        target = target_;
+    }
+
+    function call(bytes calldata data, bytes calldata repeat) external payable {
+        again = repeat;
+        (bool ok, bytes memory reason) = address(target).call{value: msg.value}(data);
+        if (!ok) {
+            assembly {
+                revert(add(reason, 32), mload(reason))
+            }
+        }
+    }
+
+    function _reenter() private {
+        if (again.length == 0 || attempts > 0) return;
+        attempts++;
+        (bool ok,) = address(target).call{value: address(this).balance > 0 ? 0 : 0}(again);
+        if (ok) reentered = true;
+    }
+
+    receive() external payable {
+        _reenter();
+    }
+
+    function onERC1155Received(address, address, uint256, uint256, bytes calldata)
+        external
+        returns (bytes4)
+    {
+        _reenter();
+        return this.onERC1155Received.selector;
+    }
+}
+
+/// An ERC-20 that keeps 1% of every transfer: a licence paid with it must be refused.
+contract FeeToken is ERC20 {
+    constructor() ERC20("Fee Token", "FEE") {
+        _mint(msg.sender, 1e30);
+    }
+
+    function _update(address from, address to, uint256 value) internal override {
+        if (from != address(0) && to != address(0)) {
+            uint256 fee = value / 100;
+            super._update(from, address(0xdead), fee);
+            value -= fee;
+        }
+        super._update(from, to, value);
+    }
+}
+
+/// A plain ERC-721 with open minting, standing in for the node registry in unit tests.
+contract OpenNodes is ERC721 {
+    constructor() ERC721("Nodes", "NODE") {}
+
+    function mint(address to, string calldata nodeId) external returns (uint256 tokenId) {
+        tokenId = uint256(keccak256(bytes(nodeId)));
+        _mint(to, tokenId);
+    }
+}
