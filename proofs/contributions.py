@@ -24,6 +24,7 @@ import json
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +102,7 @@ class ContributionTable:
     def leaves(self) -> list[tuple[int, str, int]]:
         """(token id, node id, rows), in tree order (by token id)."""
         entries = sorted((node_token_id(n), n, r) for n, r in self.rows_by_node.items())
-        for (a, node_a, _), (b, node_b, _) in zip(entries, entries[1:], strict=False):
+        for (a, node_a, _), (b, node_b, _) in pairwise(entries):
             if a == b:
                 raise ContributionError(f"nodes {node_a!r} and {node_b!r} share a token id")
         return entries

@@ -24,6 +24,7 @@ from sinks.catalog import Catalog
 from sinks.layout import DataLayout
 from sinks.quality_report import Validation, write_quality_report
 from streaming import faults
+from streaming.assets import manifest_sections
 from streaming.batch import Anchorer, Progress
 from streaming.store import RunStore
 
@@ -106,6 +107,8 @@ def _commit_dataset(
         quality=quality,
         privacy=protection.manifest_section(schema, stats, before.get("privacy")),
     )
+    previous_size = previous[-1]["tree_size"] if previous else 0
+    manifest.update(manifest_sections(layout, catalog, dataset, size, previous_size))  # issue 21
     path, digest = write_manifest(dataset_dir, manifest, signer)
     store.journal.set_state(plan["batch_id"], "committed")
     faults.journaled("committed")
