@@ -93,7 +93,7 @@ class ChainMarket:
     def sign_in_nonce(self, address: Any) -> dict[str, Any]:
         if not isinstance(address, str):
             raise QueryRefused("bad_request", 'send {"address": "0x…"}')
-        with self.store._connect(read_only=True) as con:
+        with self.store._connect() as con:
             (open_nonces,) = con.execute(
                 "SELECT count(*) FROM siwe_nonces WHERE used_at IS NULL"
             ).fetchone()

@@ -265,11 +265,12 @@ class MarketStore:
                 for (request_id,) in latest:
                     request = _request(con, request_id)
                     requests[(request["buyer"], request["dataset"])] = request
+            from market.entitlements import read_chain_licences
+
+            chain_licences, chain_time = read_chain_licences(con)
         licensed: dict[str, set[str]] = {}
         for buyer, dataset in grants:
             licensed.setdefault(buyer, set()).add(dataset)
-        from market.entitlements import read_chain_licences
-
         return MarketSnapshot(
             {
                 digest: Buyer(name, frozenset(licensed.get(name, ())), wallet)
@@ -277,7 +278,8 @@ class MarketStore:
             },
             terms,
             requests,
-            *read_chain_licences(con),
+            chain_licences,
+            chain_time,
         )
 
     @staticmethod
