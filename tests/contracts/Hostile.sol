@@ -6,36 +6,26 @@ import {ERC721} from "@openzeppelin/contracts/token/ERC721/ERC721.sol";
 
 /// Attackers and odd tokens for the contract security tests (never deployed outside tests).
 
-interface ILicences {
-    function buy(uint256 offerId) external payable returns (uint64);
-    function withdraw(address currency) external returns (uint256);
-    function claim(
-        uint256 assetId,
-        uint64 treeSize,
-        address currency,
-        uint256 nodeTokenId,
-        uint64 rows,
-        bytes32[] calldata siblings,
-        uint64[] calldata siblingSums,
-        uint256 leftMask
-    ) external returns (uint256);
-}
-
 /// Re-enters the licence contract from every callback it gets: the native coin's receive()
 /// and ERC-1155's onERC1155Received. ``reentered`` records whether a nested call succeeded.
 contract Reenterer {
-    ILicences public target;
+    address public target;
     bytes public again; // the call to repeat from inside a callback
+    uint256 public againValue;
     bool public reentered;
     uint256 public attempts;
 
-    function setTarget(ILicences target_) external {
+    /// Call ``target`` with ``data`` (and this call's value); from the first callback that
+    /// reaches this contract, call it again with ``repeat`` and ``repeatValue``.
+    function call(address target_, bytes calldata data, bytes calldata repeat, uint256 repeatValue)
+        external
+        payable
+    {
         target = target_;
-    }
-
-    function call(bytes calldata data, bytes calldata repeat) external payable {
         again = repeat;
-        (bool ok, bytes memory reason) = address(target).call{value: msg.value}(data);
+        againValue = repeatValue;
+        attempts = 0;
+        (bool ok, bytes memory reason) = target_.call{value: msg.value - repeatValue}(data);
         if (!ok) {
             assembly {
                 revert(add(reason, 32), mload(reason))
@@ -46,7 +36,7 @@ contract Reenterer {
     function _reenter() private {
         if (again.length == 0 || attempts > 0) return;
         attempts++;
-        (bool ok,) = address(target).call{value: address(this).balance > 0 ? 0 : 0}(again);
+        (bool ok,) = target.call{value: againValue}(again);
         if (ok) reentered = true;
     }
 
@@ -60,6 +50,10 @@ contract Reenterer {
     {
         _reenter();
         return this.onERC1155Received.selector;
+    }
+
+    function onERC721Received(address, address, uint256, bytes calldata) external pure returns (bytes4) {
+        return this.onERC721Received.selector;
     }
 }
 
