@@ -103,43 +103,54 @@ class LicenceSync:
         self._assets: dict[int, str | None] = {}
 
     def sync(self) -> SyncResult:
-        """Read new blocks (after undoing a reorg); record their licences. Idempotent."""
+        """Read new blocks (after undoing a reorg); record their licences. Idempotent.
+
+        The store is held only to read the cursor and to write the result, never while the
+        node is asked (requests read the store meanwhile)."""
         head = self.w3.eth.get_block("latest")
         with self.store._connect() as con:
-            synced, dropped = self._after_reorg(con)
-            first = max(synced + 1, self.start_block)
-            events = []
-            for start in range(first, head["number"] + 1, MAX_BLOCKS_PER_READ):
-                end = min(start + MAX_BLOCKS_PER_READ - 1, head["number"])
-                events += self.licences.purchases(start, end)
-            added = sum(self._record(con, event) for event in events)
+            row = con.execute(
+                "SELECT synced_block FROM chain_sync WHERE contract = ?", [self.licences.address]
+            ).fetchone()
+            kept = con.execute(
+                "SELECT number, hash FROM chain_blocks ORDER BY number DESC"
+            ).fetchall()
+        synced = self.start_block - 1 if row is None else self._fork_point(kept)
+        events = []
+        for start in range(
+            max(synced + 1, self.start_block), head["number"] + 1, MAX_BLOCKS_PER_READ
+        ):
+            end = min(start + MAX_BLOCKS_PER_READ - 1, head["number"])
+            events += [
+                (e, self._dataset_of(int(e["args"]["assetId"])))
+                for e in self.licences.purchases(start, end)
+            ]
+        with self.store._connect() as con:
+            dropped = 0
+            if row is not None and synced != row[0]:
+                dropped = len(
+                    con.execute(
+                        "DELETE FROM chain_licences WHERE block_number > ? RETURNING tx_hash",
+                        [synced],
+                    ).fetchall()
+                )
+                con.execute("DELETE FROM chain_blocks WHERE number > ?", [synced])
+                log.warning(
+                    "chain reorganized below block %d: read again from %d", row[0], synced + 1
+                )
+            added = sum(self._record(con, event, dataset) for event, dataset in events if dataset)
             self._remember(con, head["number"], _hex(head["hash"]), int(head["timestamp"]))
         if added or dropped:
             log.info("licences: %d added, %d dropped by a reorg", added, dropped)
         return SyncResult(head["number"], added, dropped, int(head["timestamp"]))
 
-    def _after_reorg(self, con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
-        """The last block still on the chain (-1: none), after dropping what a reorg undid."""
-        row = con.execute(
-            "SELECT synced_block FROM chain_sync WHERE contract = ?", [self.licences.address]
-        ).fetchone()
-        if row is None:
-            return self.start_block - 1, 0
-        kept = con.execute("SELECT number, hash FROM chain_blocks ORDER BY number DESC").fetchall()
-        fork = -1
+    def _fork_point(self, kept: list[tuple[int, str]]) -> int:
+        """The newest recorded block the chain still has (-1: none): nothing above it holds."""
         for number, recorded in kept:
             block = self._block(number)
             if block is not None and _hex(block["hash"]) == recorded:
-                fork = number
-                break
-        if fork == row[0]:
-            return fork, 0
-        dropped = con.execute(
-            "DELETE FROM chain_licences WHERE block_number > ? RETURNING tx_hash", [fork]
-        ).fetchall()
-        con.execute("DELETE FROM chain_blocks WHERE number > ?", [fork])
-        log.warning("chain reorganized below block %d: reading again from %d", row[0], fork + 1)
-        return max(fork, self.start_block - 1), len(dropped)
+                return number
+        return self.start_block - 1
 
     def _block(self, number: int) -> Any:
         try:
@@ -147,11 +158,8 @@ class LicenceSync:
         except Exception:  # the chain is shorter now (web3 raises BlockNotFound)
             return None
 
-    def _record(self, con: duckdb.DuckDBPyConnection, event: Any) -> int:
+    def _record(self, con: duckdb.DuckDBPyConnection, event: Any, dataset: str) -> int:
         args = event["args"]
-        dataset = self._dataset_of(int(args["assetId"]))
-        if dataset is None:
-            return 0
         found = con.execute(
             "INSERT INTO chain_licences VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT DO NOTHING RETURNING tx_hash",

@@ -9,11 +9,14 @@ Every statement here is parameterized.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import re
 import secrets
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +53,7 @@ CREATE TABLE IF NOT EXISTS chain_sync (
     contract VARCHAR PRIMARY KEY, chain_id BIGINT, synced_block BIGINT, chain_time BIGINT);
 """
 MAX_REQUEST_MESSAGE = 2000
+_PROCESS_LOCK = threading.RLock()
 _TERMS_COLUMNS = ("license", "price_usd", "title", "price_unit", "license_text")
 
 
@@ -113,13 +117,22 @@ class MarketStore:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def _connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-        if read_only:
-            return duckdb.connect(str(self.path), read_only=True)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(self.path))
-        con.execute(_DDL)
-        return con
+    @contextlib.contextmanager
+    def _connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One connection at a time in this process: DuckDB refuses a read-only and a
+        read-write connection to one file at once, and ``rda serve`` writes from its licence
+        sync and sign-in threads while requests read."""
+        with _PROCESS_LOCK:
+            if read_only:
+                con = duckdb.connect(str(self.path), read_only=True)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                con = duckdb.connect(str(self.path))
+                con.execute(_DDL)
+            try:
+                yield con
+            finally:
+                con.close()
 
     def add_buyer(self, name: str) -> str:
         """Create a buyer; return the API key, which is never stored nor shown again."""
@@ -133,7 +146,7 @@ class MarketStore:
             if con.execute("SELECT 1 FROM buyers WHERE name = ?", [name]).fetchone():
                 raise MarketError(f"buyer {name!r} already exists")
             con.execute(
-                "INSERT INTO buyers VALUES (?, ?, ?, ?)",
+                "INSERT INTO buyers (name, key_sha256, key_hint, created_at) VALUES (?, ?, ?, ?)",
                 [name, hash_key(api_key), api_key[:9] + "…", _now()],
             )
         return api_key
