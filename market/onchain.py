@@ -28,6 +28,18 @@ log = logging.getLogger("rda.market")
 MAX_OPEN_NONCES = 10_000
 
 
+def every(interval_s: float, stop: threading.Event, work) -> None:
+    """Run ``work`` at a fixed rate (a start every ``interval_s``, however long it took) until
+    ``stop``: a purchase is seen at most one interval plus one sync after its block."""
+    next_start = time.monotonic()
+    while True:
+        next_start += interval_s
+        if stop.wait(max(0.0, next_start - time.monotonic())):
+            return
+        work()
+        next_start = max(next_start, time.monotonic() - interval_s)  # no burst after a stall
+
+
 class ChainUnavailable(RuntimeError):
     """No asset record for this chain, or the chain does not answer."""
 
@@ -82,11 +94,13 @@ class ChainMarket:
             self._thread.join(timeout=5)
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.sync.sync()
-            except Exception as error:  # the node or the store is away: try at the next tick
-                log.warning("licence sync failed: %s", error)
+        every(self.interval_s, self._stop, self._sync_once)
+
+    def _sync_once(self) -> None:
+        try:
+            self.sync.sync()
+        except Exception as error:  # the node or the store is away: try at the next tick
+            log.warning("licence sync failed: %s", error)
 
     # -- what the service asks -------------------------------------------------------------
 
