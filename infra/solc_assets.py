@@ -54,6 +54,12 @@ def compile_hostile() -> dict[str, dict[str, Any]]:
     return compile_sources(dict.fromkeys(HOSTILE_CONTRACTS, HOSTILE_SOURCE))
 
 
+def compile_all() -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """(the data-asset artifacts, the hostile ones), from a single compiler run."""
+    both = compile_sources({**CONTRACTS, **dict.fromkeys(HOSTILE_CONTRACTS, HOSTILE_SOURCE)})
+    return {n: both[n] for n in CONTRACTS}, {n: both[n] for n in HOSTILE_CONTRACTS}
+
+
 def compile_sources(contracts: dict[str, Path]) -> dict[str, dict[str, Any]]:
     """Compile ``contracts`` (name -> source file; several may share a file) in one request."""
     package = openzeppelin_dir()
@@ -122,10 +128,11 @@ def hostile_artifact_path() -> Path:
 
 def main() -> None:
     """Rewrite the committed artifacts from the sources."""
-    for name, artifact in compile_assets().items():
+    assets, hostile = compile_all()
+    for name, artifact in assets.items():
         artifact_path(name).write_text(artifact_text(artifact))
         print(f"wrote {artifact_path(name).relative_to(REPO_ROOT)}")
-    hostile_artifact_path().write_text(artifact_text(compile_hostile()))
+    hostile_artifact_path().write_text(artifact_text(hostile))
     print(f"wrote {hostile_artifact_path().relative_to(REPO_ROOT)}")
 
 

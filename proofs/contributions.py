@@ -7,7 +7,7 @@ minted asset, on chain (``DataAsset.commitContributions``). A node owner claims 
 this tree (``DataLicences.claim``), and anyone can recount the table from the published rows
 (``recount``) and name every node whose count differs (``differences``).
 
-The tree (docs/proof-format.md §16): leaves are the table's entries sorted by node token id
+The tree (docs/data-assets.md): leaves are the table's entries sorted by node token id
 (``uint256(keccak256(UTF-8 node id))``, the node registry's token id), each
 ``leaf = SHA-256(0x00 ‖ token id (32 bytes) ‖ rows (8 bytes, big-endian))`` with sum ``rows``;
 ``node = SHA-256(0x01 ‖ left ‖ left sum (8) ‖ right ‖ right sum (8))`` with sum
@@ -136,7 +136,7 @@ class ContributionTable:
             "tree_size": self.tree_size,
             "node_rows": self.node_rows,
             "root": self.root().hex(),
-            "tree": "Merkle sum tree, SHA-256 (docs/proof-format.md §16)",
+            "tree": "Merkle sum tree, SHA-256 (docs/data-assets.md)",
             "nodes": nodes,
         }
 
