@@ -13,9 +13,9 @@ import time
 import urllib.request
 
 import pytest
+from asset_support import DATASET, advance_time, build_world, offer_in_dollars
 from test_market_web import CHROMIUM_ARGS, TIMEOUT_MS, shot
 
-from asset_support import DATASET, advance_time, build_world, offer_in_dollars
 from cli.main import main as rda
 from infra.tools import ensure_chromium
 from market.http import start_server
@@ -172,7 +172,9 @@ def test_a_buyer_signs_in_and_buys_in_the_page_with_an_eip1193_wallet(world, ser
     provider = """
       window.ethereum = { isTestWallet: true, request: async ({ method, params }) => {
         const answer = JSON.parse(await window.rdaWalletRpc(method, JSON.stringify(params || [])));
-        if (answer.error) throw Object.assign(new Error(answer.error.message), { code: answer.error.code });
+        if (answer.error) {
+          throw Object.assign(new Error(answer.error.message), { code: answer.error.code });
+        }
         return answer.result;
       } };"""
     with sync_playwright() as playwright:
