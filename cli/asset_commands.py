@@ -28,7 +28,10 @@ def add_asset_parsers(m_sub: argparse._SubParsersAction, common) -> None:
     mint = m_sub.add_parser("mint", help="make a dataset a DataAsset token (ERC-721)")
     mint.add_argument("dataset")
     mint.add_argument("--node-share", type=float, default=30.0, help="%% of each sale to nodes")
-    mint.add_argument("--node-registry", help="node registry (ERC-721) whose owners are paid")
+    mint.add_argument(
+        "--node-registry",
+        help="node registry (ERC-721) whose owners are paid (default: the publisher identity's)",
+    )
     mint.add_argument("--license", default="CC-BY-4.0", help="the asset's licence id")
     chain_options(mint, market_mint)
     offer = m_sub.add_parser("offer", help="offer licences to a minted dataset")
@@ -46,7 +49,7 @@ def add_asset_parsers(m_sub: argparse._SubParsersAction, common) -> None:
     claim.add_argument("--node", required=True, help="node id, e.g. an-0007")
     claim.add_argument("--tree-size", type=int, help="checkpoint (default: the minted latest)")
     claim.add_argument("--currency", default="tusd", help="tusd, native, or an ERC-20 address")
-    chain_options(claim, market_claim)
+    chain_options(claim, market_claim)  # --from: default the node's owner in the node registry
     withdraw = m_sub.add_parser("withdraw", help="the asset owner's share of sales")
     withdraw.add_argument("--currency", default="tusd", help="tusd, native, or an ERC-20 address")
     chain_options(withdraw, market_withdraw)
@@ -80,6 +83,13 @@ class _Context:
                 f"no data assets of {args.data_dir} on chain {self.w3.eth.chain_id}: "
                 "`rda market mint DATASET` first"
             )
+        if need_record:
+            from market.onchain import ChainUnavailable, check_contracts
+
+            try:
+                check_contracts(self.w3, self.record)
+            except ChainUnavailable as error:
+                raise UserError(f"{AssetRecord.path(self.layout)}: {error}") from None
 
     def licences(self):
         from market.licence_chain import DataLicences
@@ -129,6 +139,7 @@ def _show(args: argparse.Namespace, payload: dict[str, Any], line: str) -> int:
 
 def market_mint(args: argparse.Namespace) -> int:
     from market.minting import deploy_contracts, mint
+    from proofs.node_owners import node_registry_of
     from sinks.catalog import Catalog
 
     ctx = _Context(args, need_record=False)
@@ -139,10 +150,9 @@ def market_mint(args: argparse.Namespace) -> int:
         if not anchored:
             raise UserError(f"{args.dataset} has no anchored checkpoint in {args.data_dir}")
         registry = anchored[-1]["contract"]
-        recorded = ctx.record is not None and ctx.record.chain_id == ctx.w3.eth.chain_id
-        if not recorded and not args.node_registry:
-            raise UserError("--node-registry ADDRESS: the node registry whose owners are paid")
-        node_registry = args.node_registry or ""
+        node_registry = args.node_registry or node_registry_of(ctx.layout.published)
+        if node_registry is None and ctx.record is not None:
+            node_registry = ctx.record.node_registry
         record = _refused(
             lambda: deploy_contracts(ctx.w3, ctx.layout, registry, node_registry, ctx.sender)
         )
@@ -209,23 +219,41 @@ def market_buy(args: argparse.Namespace) -> int:
 
 
 def market_claim(args: argparse.Namespace) -> int:
+    from market.licence_chain import DataLicences
+    from proofs.data_asset import DataAsset
     from streaming.assets import read_table
 
     ctx = _Context(args)
     token, currency = ctx.token(args.dataset), ctx.currency(args.currency)
-    from proofs.data_asset import DataAsset
-
     size = args.tree_size or DataAsset(ctx.w3, ctx.record.data_asset).info(token).latest_tree_size
     table = read_table(ctx.layout, args.dataset, size)
     if table is None:
         raise UserError(f"no contribution table for {args.dataset} at {size} rows")
     if args.node not in table.rows_by_node:
         raise UserError(f"node {args.node} has no rows in {args.dataset} at {size}")
-    sent = _refused(lambda: ctx.licences().claim(token, table, args.node, currency))
-    payload = {"dataset": args.dataset, "node": args.node, "tree_size": size,
+    owner = node_owner(ctx, args.node)
+    if args.sender and args.sender.lower() != owner.lower():
+        raise UserError(f"node {args.node} is owned by {owner}, not {args.sender}")
+    licences = DataLicences(ctx.w3, ctx.record.data_licences, owner)
+    sent = _refused(lambda: licences.claim(token, table, args.node, currency))
+    payload = {"dataset": args.dataset, "node": args.node, "owner": owner, "tree_size": size,
                "rows": table.rows_by_node[args.node], "amount_units": str(sent.value),
                "tx": sent.tx_hash, "gas_used": sent.gas_used}  # fmt: skip
     return _show(args, payload, f"claimed {sent.value} units for {args.node} ({size} rows)")
+
+
+def node_owner(ctx: _Context, node: str) -> str:
+    """Who a claim for ``node`` pays: its owner in the node registry DataLicences pays from."""
+    from proofs.node_owners import RegistryNodeOwners
+
+    registry = _refused(lambda: ctx.licences().node_registry())
+    try:
+        owner = RegistryNodeOwners(ctx.w3, registry).owner_of(node)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    if owner is None:
+        raise UserError(f"node {node} is not registered in node registry {registry}")
+    return owner
 
 
 def market_withdraw(args: argparse.Namespace) -> int:

@@ -38,7 +38,7 @@ CONTRACTS = {
     "TestStablecoin": REPO_ROOT / "market" / "contracts" / "TestStablecoin.sol",
 }
 HOSTILE_SOURCE = REPO_ROOT / "tests" / "contracts" / "Hostile.sol"
-HOSTILE_CONTRACTS = ("Reenterer", "FeeToken", "OpenNodes")
+HOSTILE_CONTRACTS = ("Reenterer", "FeeToken", "OpenNodes", "ForgedLicences", "NamedToken")
 
 
 def artifact_path(name: str) -> Path:

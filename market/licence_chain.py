@@ -19,6 +19,7 @@ CONTRACTS = Path(__file__).parent / "contracts"
 NATIVE = "0x" + "00" * 20
 NATIVE_DECIMALS = 18
 MAX_UINT = 2**256 - 1
+MAX_SYMBOL = 16
 
 
 class PriceError(ValueError):
@@ -105,6 +106,10 @@ class DataLicences(Contract):
             token.send("approve", self.address, offer.price)
         return self.send("buy", offer_id)
 
+    def node_registry(self) -> str:
+        """The node registry this contract pays node owners from (fixed at deployment)."""
+        return str(self.view("nodes"))
+
     def expires_at(self, holder: str, asset_id: int) -> int:
         return int(self.view("expiresAt", holder, asset_id))
 
@@ -149,6 +154,16 @@ class DataLicences(Contract):
             return NATIVE_DECIMALS
         return int(ERC20(self.w3, currency).view("decimals"))
 
+    def currency_symbol(self, currency: str) -> str:
+        """The token's ``symbol()`` as shown to buyers: printable characters, at most
+        ``MAX_SYMBOL`` of them, "?" when it has none (the offer's maker chose the token)."""
+        try:
+            raw = ERC20(self.w3, currency).view("symbol")
+        except Exception:  # no symbol(): the address is still the currency
+            return "?"
+        shown = "".join(c for c in str(raw) if c.isprintable())[:MAX_SYMBOL]
+        return shown or "?"
+
     def purchases(self, from_block: int, to_block: int) -> list[Any]:
         """``LicencePurchased`` events in ``[from_block, to_block]`` (decoded, with their block
         hash, transaction hash and log index)."""
@@ -156,8 +171,8 @@ class DataLicences(Contract):
         return list(event.get_logs(from_block=from_block, to_block=to_block))
 
     def describe_offer(self, offer: Offer) -> dict[str, Any]:
-        decimals = self.currency_decimals(offer.currency)
-        symbol = "native" if offer.native else ERC20(self.w3, offer.currency).view("symbol")
+        decimals = self.currency_decimals(offer.currency)  # unreadable: no price to show
+        symbol = "native" if offer.native else self.currency_symbol(offer.currency)
         return {
             "offer_id": offer.offer_id,
             "asset_id": offer.asset_id,

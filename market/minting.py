@@ -23,6 +23,7 @@ from market.licence_chain import DataLicences, TestStablecoin
 from proofs.contributions import ContributionTable
 from proofs.data_asset import DataAsset, Sent
 from proofs.jcs import canonicalize
+from proofs.node_owners import RegistryNodeOwners
 from sinks.catalog import Catalog
 from sinks.layout import DataLayout
 from streaming.assets import AssetRecord, contribution_table, read_table
@@ -63,17 +64,29 @@ def terms_document(dataset: str, license_id: str, node_share_bps: int) -> bytes:
 
 
 def deploy_contracts(
-    w3: Any, layout: DataLayout, registry: str, node_registry: str, sender: str | None = None
+    w3: Any, layout: DataLayout, registry: str, node_registry: str | None, sender: str | None = None
 ) -> AssetRecord:
-    """The recorded contracts on this chain, or new ones (with a test stablecoin)."""
+    """The recorded contracts on this chain, or new ones (with a test stablecoin) whose licences
+    pay the owners of ``node_registry``'s nodes (``proofs.node_owners``)."""
     record = AssetRecord.load(layout)
     chain_id = w3.eth.chain_id
     if record is not None and record.chain_id == chain_id and w3.eth.get_code(record.data_asset):
         return record
+    if not node_registry:
+        raise MintError(
+            "--node-registry ADDRESS: the node registry (ERC-721) whose owners are paid; "
+            "the publisher identity names none"
+        )
+    try:
+        nodes = RegistryNodeOwners(w3, node_registry)
+    except ValueError as error:
+        raise MintError(f"--node-registry: {error}") from None
     asset = DataAsset.deploy(w3, sender=sender)
-    licences = DataLicences.deploy(w3, asset.address, node_registry, sender=sender)
+    licences = DataLicences.deploy(w3, asset.address, nodes.address, sender=sender)
     coin = TestStablecoin.deploy(w3, sender=sender)
-    record = AssetRecord(chain_id, registry, asset.address, licences.address, coin.address)
+    record = AssetRecord(
+        chain_id, registry, asset.address, licences.address, coin.address, {}, nodes.address
+    )
     record.save(layout)
     return record
 

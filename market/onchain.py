@@ -18,7 +18,7 @@ from typing import Any
 from market.entitlements import LicenceSync, licences_of
 from market.licence_chain import DataLicences, buy_transactions
 from market.policy import QueryRefused
-from market.siwe import SignInPolicy, SignInRefused, message_for, new_nonce, sign_in
+from market.siwe import SignInPolicy, SignInRefused, issue, sign_in
 from market.store import Buyer, MarketStore
 from proofs.data_asset import DataAsset
 from sinks.layout import DataLayout
@@ -44,6 +44,40 @@ class ChainUnavailable(RuntimeError):
     """No asset record for this chain, or the chain does not answer."""
 
 
+def check_contracts(w3: Any, record: AssetRecord) -> None:
+    """The record's chain is the node's, and its addresses hold the contracts it says, wired
+    together: DataLicences sells the recorded DataAsset's tokens and pays the recorded node
+    registry. A record edited to point elsewhere (or a node on another chain) is refused
+    before any event is read from it."""
+    if record.chain_id != w3.eth.chain_id:
+        raise ChainUnavailable(
+            f"the assets are on chain {record.chain_id}, the node answers chain {w3.eth.chain_id}"
+        )
+    if record.data_licences is None:
+        raise ChainUnavailable("no DataLicences contract recorded: run `rda market mint`")
+    for name, address in (("DataAsset", record.data_asset), ("DataLicences", record.data_licences)):
+        if not w3.eth.get_code(address):
+            raise ChainUnavailable(f"no {name} contract at {address} on chain {record.chain_id}")
+    licences = DataLicences(w3, record.data_licences)
+    try:
+        sells, version = licences.view("assets"), licences.view("licencesVersion")
+        asset_version = DataAsset(w3, record.data_asset).view("assetVersion")
+        pays = licences.node_registry()
+    except Exception:  # not the contracts the record names: no such functions
+        raise ChainUnavailable(
+            f"{record.data_licences} and {record.data_asset} are not DataLicences and DataAsset"
+        ) from None
+    if (version, asset_version) != (1, 1) or sells.lower() != record.data_asset.lower():
+        raise ChainUnavailable(
+            f"DataLicences {record.data_licences} sells {sells}'s tokens, not {record.data_asset}"
+        )
+    if record.node_registry and pays.lower() != record.node_registry.lower():
+        raise ChainUnavailable(
+            f"DataLicences {record.data_licences} pays node registry {pays}, "
+            f"not {record.node_registry}"
+        )
+
+
 @dataclass
 class ChainMarket:
     w3: Any
@@ -58,8 +92,7 @@ class ChainMarket:
     _thread: threading.Thread | None = None
 
     def __post_init__(self) -> None:
-        if self.record.data_licences is None:
-            raise ChainUnavailable("no DataLicences contract recorded: run `rda market mint`")
+        check_contracts(self.w3, self.record)
         self.asset = DataAsset(self.w3, self.record.data_asset)
         self.licences = DataLicences(self.w3, self.record.data_licences)
         self.sync = LicenceSync(
@@ -73,11 +106,6 @@ class ChainMarket:
         record = AssetRecord.load(DataLayout(data_dir))
         if record is None:
             raise ChainUnavailable(f"{data_dir} has no minted assets (published/data-assets.json)")
-        if record.chain_id != w3.eth.chain_id:
-            raise ChainUnavailable(
-                f"the assets are on chain {record.chain_id}, the node answers "
-                f"chain {w3.eth.chain_id}"
-            )
         domain = origin.split("://", 1)[1]
         return cls(w3, record, store, SignInPolicy(domain, origin, record.chain_id), interval_s)
 
@@ -114,7 +142,7 @@ class ChainMarket:
         if open_nonces >= MAX_OPEN_NONCES:
             raise QueryRefused("busy", "too many sign-ins in progress: try again shortly", 503)
         try:
-            message = message_for(self.policy, address, new_nonce(self.store))
+            message = issue(self.store, self.policy, address)
         except ValueError as error:
             raise QueryRefused("bad_request", str(error)) from None
         return {"message": message, "chain_id": self.policy.chain_id}
@@ -131,11 +159,14 @@ class ChainMarket:
         if token is None:
             return None
         info = self.asset.info(token)
-        offers = [
-            self.licences.describe_offer(o)
-            for o in self.licences.offers(token)
-            if o.active and o.seller == info.owner
-        ]
+        offers = []
+        for offer in self.licences.offers(token):
+            if not offer.active or offer.seller != info.owner:
+                continue
+            try:
+                offers.append(self.licences.describe_offer(offer))
+            except Exception as error:  # a currency without decimals(): no price to show
+                log.warning("offer %d not shown: %s", offer.offer_id, error)
         expiry = self.licences.expires_at(buyer.wallet, token) if buyer.wallet else 0
         return {
             "chain_id": self.record.chain_id,
@@ -164,9 +195,14 @@ class ChainMarket:
             offer = None
         if offer is None or offer.asset_id != token or not offer.active:
             raise QueryRefused("not_found", f"no open offer {offer_id} for {dataset}", 404)
+        try:
+            described = self.licences.describe_offer(offer)
+        except Exception:  # its currency has no decimals(): not an offer anyone can read
+            refused = f"offer {offer_id} has no readable price"
+            raise QueryRefused("not_found", refused, 404) from None
         return {
             "transactions": buy_transactions(self.licences, offer, buyer.wallet),
-            "offer": self.licences.describe_offer(offer),
+            "offer": described,
         }
 
     def licences_of(self, buyer: Buyer) -> list[dict[str, Any]]:

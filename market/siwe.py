@@ -1,17 +1,20 @@
 """Sign-In with Ethereum (EIP-4361): a wallet proves itself and gets an API key bound to it.
 
 The server hands out a nonce (random, single use, valid ``NONCE_TTL_S``, kept in the store so a
-restart or a second server process honours it) and the message to sign for an address; the
-wallet signs it with ``personal_sign`` (EIP-191). ``verify`` parses the message strictly (the
-EIP-4361 layout, every field we issue, nothing else), recovers the signer with eth-account,
-and refuses a message for another domain, URI or chain, an expired or not-yet-valid one, an
-unknown nonce and a nonce already used (replay). The PyPI ``siwe`` package was not used: its
+restart or a second server process honours it) with the message to sign for an address, and
+binds the nonce to that exact message's SHA-256; the wallet signs it with ``personal_sign``
+(EIP-191). ``verify`` parses the message strictly (the EIP-4361 layout, every field we issue,
+nothing else), recovers the signer with eth-account, and refuses a message for another domain,
+URI or chain, an expired or not-yet-valid one, one changed after it was issued (a page that
+rewrites the statement or extends the expiry before the wallet signs), an unknown nonce and a
+nonce already used (replay). The PyPI ``siwe`` package was not used: its
 releases pin web3 < 8 and eth-account < 0.14, older than the project's.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 import secrets
 from dataclasses import dataclass
@@ -49,16 +52,21 @@ class SignInPolicy:
     chain_id: int
 
 
-def new_nonce(store: MarketStore) -> str:
+def issue(store: MarketStore, policy: SignInPolicy, address: str) -> str:
+    """A new nonce and the EIP-4361 message ``address`` signs with it. The nonce is bound to
+    the SHA-256 of that exact message: whatever a page or wallet changes in it before signing
+    (statement, expiry, URI, an added line) makes it a message this server never issued."""
     nonce = secrets.token_hex(16)
+    message = message_for(policy, address, nonce)
     now = _now()
     with store._connect() as con:
         con.execute("DELETE FROM siwe_nonces WHERE expires_at < ?", [now])
         con.execute(
-            "INSERT INTO siwe_nonces VALUES (?, ?, ?, NULL)",
-            [nonce, now, now + dt.timedelta(seconds=NONCE_TTL_S)],
+            "INSERT INTO siwe_nonces (nonce, issued_at, expires_at, used_at, message_sha256) "
+            "VALUES (?, ?, ?, NULL, ?)",
+            [nonce, now, now + dt.timedelta(seconds=NONCE_TTL_S), _digest(message)],
         )
-    return nonce
+    return message
 
 
 def message_for(policy: SignInPolicy, address: str, nonce: str) -> str:
@@ -96,12 +104,17 @@ def verify(store: MarketStore, policy: SignInPolicy, message: str, signature: st
     with store._connect() as con:
         used = con.execute(
             "UPDATE siwe_nonces SET used_at = ? WHERE nonce = ? AND used_at IS NULL "
-            "AND expires_at > ? RETURNING nonce",
-            [now, fields["nonce"], now],
+            "AND expires_at > ? AND message_sha256 = ? RETURNING nonce",
+            [now, fields["nonce"], now, _digest(message)],
         ).fetchall()
-    if not used:
-        raise SignInRefused("unknown, expired or already used nonce: ask for a new one")
-    return wallet
+        issued = con.execute(
+            "SELECT message_sha256 FROM siwe_nonces WHERE nonce = ?", [fields["nonce"]]
+        ).fetchone()
+    if used:
+        return wallet
+    if issued is not None and issued[0] != _digest(message):
+        raise SignInRefused("the message is not the one issued with its nonce: sign in again")
+    raise SignInRefused("unknown, expired or already used nonce: ask for a new one")
 
 
 def sign_in(store: MarketStore, policy: SignInPolicy, message: str, signature: str) -> dict:
@@ -120,6 +133,10 @@ def _signer(message: str, signature: str) -> str | None:
         return Account.recover_message(encode_defunct(text=message), signature=signature)
     except Exception:  # an invalid point or recovery id: no signer
         return None
+
+
+def _digest(message: str) -> str:
+    return hashlib.sha256(message.encode("utf-8")).hexdigest()
 
 
 def _now() -> dt.datetime:

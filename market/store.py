@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS access_requests (
 ALTER TABLE buyers ADD COLUMN IF NOT EXISTS wallet VARCHAR;
 CREATE TABLE IF NOT EXISTS siwe_nonces (
     nonce VARCHAR PRIMARY KEY, issued_at TIMESTAMPTZ, expires_at TIMESTAMPTZ, used_at TIMESTAMPTZ);
+ALTER TABLE siwe_nonces ADD COLUMN IF NOT EXISTS message_sha256 VARCHAR;
 CREATE TABLE IF NOT EXISTS chain_licences (
     tx_hash VARCHAR, log_index INTEGER, block_number BIGINT, block_hash VARCHAR,
     wallet VARCHAR, asset_id BIGINT, dataset VARCHAR, offer_id BIGINT, expires_at BIGINT,

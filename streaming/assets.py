@@ -9,7 +9,8 @@ datasets are committed on chain in one ``DataAsset.commitContributions`` transac
 
 Which datasets are minted, and where, is ``published/data-assets.json`` (``AssetRecord``),
 written by ``rda market mint``: chain id, the DataAsset and DataLicences contracts, the
-registry, and each dataset's token id.
+registry, the node registry whose owners are paid (``proofs.node_owners``), and each dataset's
+token id.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class AssetRecord:
     data_licences: str | None = None
     stablecoin: str | None = None
     tokens: dict[str, int] = field(default_factory=dict)  # dataset -> DataAsset token id
+    node_registry: str | None = None  # the ERC-721 whose node owners DataLicences pays
 
     @staticmethod
     def path(layout: DataLayout) -> Path:

@@ -82,3 +82,29 @@ contract OpenNodes is ERC721 {
         _mint(to, tokenId);
     }
 }
+
+/// Emits events shaped exactly like DataLicences' LicencePurchased, with no sale behind them: a
+/// marketplace must read only the DataLicences contract it recorded.
+contract ForgedLicences {
+    event LicencePurchased(
+        uint256 indexed assetId,
+        uint256 indexed offerId,
+        address indexed buyer,
+        uint64 expiresAt,
+        uint64 treeSize,
+        address currency,
+        uint256 price,
+        uint256 nodeShare
+    );
+
+    function forge(uint256 assetId, address buyer, uint64 expiresAt, uint64 treeSize) external {
+        emit LicencePurchased(assetId, 1, buyer, expiresAt, treeSize, address(0), 1, 0);
+    }
+}
+
+/// An ERC-20 with any name and symbol (a hostile one: markup, control characters, megabytes).
+contract NamedToken is ERC20 {
+    constructor(string memory name_, string memory symbol_) ERC20(name_, symbol_) {
+        _mint(msg.sender, 1e30);
+    }
+}
