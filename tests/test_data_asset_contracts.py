@@ -25,6 +25,7 @@ from market.licence_chain import (
 from proofs.anchor import AnchorRegistry
 from proofs.contributions import ContributionTable, node_token_id, verify_path
 from proofs.data_asset import ContractRefused, DataAsset
+from proofs.node_owners import RegistryNodeOwners, node_registry_of
 
 _datasets = itertools.count(1)
 HOUR = 3600
@@ -113,6 +114,34 @@ def test_only_the_asset_owner_makes_offers_and_only_node_owners_claim(chain):
         chain.asset.as_sender(chain.accounts[1]).commit_contributions(
             [(token, table.tree_size + 1, table.root(), table.node_rows)]
         )
+
+
+def test_a_node_is_paid_to_whoever_owns_its_token_in_the_registry_at_claim_time(chain):
+    token, table, owners = mint_named(chain, {"a": 1, "b": 1})
+    node = sorted(owners)[0]
+    seller, newcomer = owners[node], chain.accounts[9]
+    registry = RegistryNodeOwners(chain.w3, chain.licences.node_registry())
+    assert registry.address == chain.nodes.address  # the registry DataLicences pays from
+    assert registry.owner_of(node) == seller
+    assert registry.owner_of("never-registered") is None
+    offer = int(chain.licences.create_offer(token, NATIVE, 1000, HOUR, TERMS).value)
+    chain.licences.as_sender(chain.accounts[2]).buy(offer)
+    chain.nodes.as_sender(seller).send("transferFrom", seller, newcomer, node_token_id(node))
+    assert registry.owner_of(node) == newcomer
+    with pytest.raises(ContractRefused, match="NotNodeOwner"):
+        chain.licences.as_sender(seller).claim(token, table, node)
+    assert int(chain.licences.as_sender(newcomer).claim(token, table, node).value) == 150
+
+
+def test_a_node_registry_must_be_a_contract(chain):
+    with pytest.raises(ValueError, match="no node registry at"):
+        RegistryNodeOwners(chain.w3, chain.accounts[1])
+
+
+def test_the_node_registry_comes_from_the_publisher_identity(tmp_path):
+    assert node_registry_of(tmp_path) is None  # no identity document
+    (tmp_path / "publisher-identity.json").write_text("{}")
+    assert node_registry_of(tmp_path) is None  # a document a verifier refuses names nothing
 
 
 # -- reentrancy -------------------------------------------------------------------------------

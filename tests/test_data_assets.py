@@ -7,11 +7,15 @@ is anchored on a fresh in-process chain; the contracts, transactions and events 
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import replace
 
 import pytest
 from asset_support import (
     DATASET,
+    HOSTILE,
     NODE_SHARE_BPS,
+    OpenNodes,
     account_key,
     advance_time,
     build_world,
@@ -19,10 +23,14 @@ from asset_support import (
     sign_in,
 )
 
+from market.entitlements import licences_of
+from market.licence_chain import NATIVE
+from market.onchain import ChainUnavailable, check_contracts
 from market.policy import QueryRefused
+from proofs.anchor import AnchorRegistry
 from proofs.contribution_audit import verify_contribution
 from proofs.contributions import ContributionTable, parse_table
-from proofs.data_asset import ContractRefused, DataAsset
+from proofs.data_asset import Contract, ContractRefused, DataAsset
 from sinks.layout import DataLayout
 from streaming.chain import open_chain
 
@@ -202,3 +210,89 @@ def test_a_raised_count_cannot_be_claimed_and_is_named_by_verify(world):
         counts.detail
     )
     assert f"node {other}: table says {raised[other]}" in counts.detail
+
+
+# -- attacks on the marketplace's reading of the chain -------------------------------------------
+
+
+class ForgedLicences(Contract):
+    artifact_path = HOSTILE
+    artifact_name = "ForgedLicences"
+
+
+class NamedToken(Contract):
+    artifact_path = HOSTILE
+    artifact_name = "NamedToken"
+
+
+def test_a_licence_event_forged_by_another_contract_grants_nothing(world):
+    market = world.marketplace()
+    wallet = world.w3.eth.accounts[8]
+    key = sign_in(market, account_key(8))["api_key"]
+    forged = ForgedLicences.deploy(world.w3, sender=wallet)
+    sent = forged.send("forge", world.minted.token_id, wallet, 2**63, world.minted.tree_size)
+    assert len(sent.logs) == 1  # an event shaped exactly like DataLicences' LicencePurchased
+    market.chain.sync.sync()
+    assert market.authenticate(key).datasets == frozenset()
+    assert licences_of(market.store, wallet) == []
+    market.close()
+
+
+def test_a_token_for_the_same_dataset_under_another_registry_grants_nothing(world):
+    """Anyone may anchor a dataset of the same name in a registry of their own, mint it on the
+    same DataAsset and sell it on the same DataLicences: its buyers get nothing here."""
+    w3, attacker, buyer = world.w3, world.w3.eth.accounts[4], world.w3.eth.accounts[9]
+    rogue = AnchorRegistry.deploy(w3, sender=attacker)
+    rogue.anchor(DATASET, 10, b"\x11" * 32, b"\x22" * 32)
+    asset = DataAsset(w3, world.record.data_asset, attacker)
+    token = int(asset.mint(rogue.address, DATASET, 10, b"\x05" * 32, 0, b"\x00" * 32, 0).value)
+    offer = int(
+        world.licences.as_sender(attacker).create_offer(token, NATIVE, 1, DAY, b"\x00" * 32).value
+    )
+    market = world.marketplace()
+    key = sign_in(market, account_key(9))["api_key"]
+    world.licences.as_sender(buyer).buy(offer)
+    assert world.licences.expires_at(buyer, token) > 0  # a real licence, to the rogue token
+    market.chain.sync.sync()
+    assert market.authenticate(key).datasets == frozenset()
+    market.close()
+
+
+def test_an_asset_record_naming_other_contracts_or_another_chain_is_refused(world):
+    record, w3 = world.record, world.w3
+    other_asset = DataAsset.deploy(w3)
+    cases = {
+        "chain 1": replace(record, chain_id=1),
+        "no DataLicences contract at": replace(record, data_licences=w3.eth.accounts[3]),
+        "are not DataLicences and DataAsset": replace(record, data_licences=record.stablecoin),
+        "not DataLicences and DataAsset": replace(record, data_asset=record.stablecoin),
+        f"sells {record.data_asset}'s tokens": replace(record, data_asset=other_asset.address),
+        "pays node registry": replace(record, node_registry=record.stablecoin),
+    }
+    check_contracts(w3, record)  # the record as minted
+    for refusal, edited in cases.items():
+        with pytest.raises(ChainUnavailable, match=re.escape(refusal)):
+            check_contracts(w3, edited)
+
+
+def test_offers_in_a_hostile_or_unreadable_currency_do_not_break_the_page(world):
+    hostile = NamedToken.deploy(world.w3, "Evil", '<img src=x onerror="alert(1)">\n\x00' + "A" * 99)
+    unreadable = OpenNodes.deploy(world.w3)  # has code, has no decimals()
+    licences, token = world.licences, world.minted.token_id
+    marked = int(licences.create_offer(token, hostile.address, 10**18, DAY, b"\x00" * 32).value)
+    broken = int(licences.create_offer(token, unreadable.address, 1, DAY, b"\x00" * 32).value)
+    market = world.marketplace()
+    buyer = market.authenticate(sign_in(market, account_key(2))["api_key"])
+    try:
+        shown = {
+            o["offer_id"]: o
+            for o in market.listing(buyer, DATASET, with_report=True)["asset"]["offers"]
+        }
+        assert shown[marked]["symbol"] == "<img src=x onerr"  # printable, 16 at most
+        assert broken not in shown
+        with pytest.raises(QueryRefused, match="no readable price"):
+            market.chain.buy(DATASET, buyer, broken)
+    finally:
+        for offer in (marked, broken):
+            licences.set_active(offer, False)
+        market.close()
