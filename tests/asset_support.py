@@ -136,6 +136,45 @@ def advance_time(w3: Any, seconds: int) -> None:
     w3.provider.make_request("evm_mine", [])
 
 
+@dataclass(frozen=True)
+class Settlement:
+    """Where every unit paid for licences in one currency went, read from the chain."""
+
+    paid_in: int  # the prices of every LicencePurchased on the canonical chain
+    claims: int  # claimed by node owners, over every node of the minted table
+    owner_share: int  # withdrawn by the asset's owner
+    dust: int  # what stays in the contract once everyone has been paid
+
+
+def settle(world: AssetWorld) -> Settlement:
+    """Every node owner claims what is due in tUSD, the asset's owner withdraws; then the
+    accounts of everything paid in tUSD, from the chain's events and balances."""
+    from proofs.data_asset import ContractRefused
+
+    licences, token, table = world.licences, world.minted.token_id, world.minted.table
+    coin = world.coin.address
+    for node, owner in world.node_owners.items():
+        try:
+            licences.as_sender(owner).claim(token, table, node, coin)
+        except ContractRefused as refused:  # a node claimed all it was due already
+            assert refused.error == "NothingToClaim", refused
+    if licences.owed(world.publisher, coin):
+        licences.as_sender(world.publisher).withdraw(coin)
+    head = world.w3.eth.block_number
+    withdrawn = licences.contract.events.Withdrawn.get_logs(from_block=0, to_block=head)
+    sales = [e["args"] for e in licences.purchases(0, head)]
+    return Settlement(
+        sum(sale["price"] for sale in sales if sale["currency"] == coin),
+        sum(licences.claimed(token, table.tree_size, n, coin) for n in world.node_owners),
+        sum(
+            e["args"]["amount"]
+            for e in withdrawn
+            if (e["args"]["currency"], e["args"]["account"]) == (coin, world.publisher)
+        ),
+        int(world.coin.view("balanceOf", licences.address)),
+    )
+
+
 def account_key(index: int) -> bytes:
     """eth-tester's account ``index`` has private key ``index + 1``."""
     return (index + 1).to_bytes(32, "big")

@@ -20,6 +20,7 @@ from asset_support import (
     advance_time,
     build_world,
     offer_in_dollars,
+    settle,
     sign_in,
 )
 
@@ -148,20 +149,10 @@ def test_node_owners_claim_and_claims_plus_owner_share_plus_dust_equal_proceeds(
     assert node_share == proceeds * NODE_SHARE_BPS // 10_000
     assert licences.owed(publisher, coin.address) - owed_before + node_share == proceeds
 
-    for node, owner in world.node_owners.items():
-        licences.as_sender(owner).claim(token, world.minted.table, node, coin.address)
-    pool = licences.pool(token, size, coin.address)
-    claims = sum(licences.claimed(token, size, n, coin.address) for n in world.node_owners)
-    owner_share = licences.owed(publisher, coin.address)
-    licences.withdraw(coin.address)
-    dust = coin.view("balanceOf", licences.address)  # all that is left after every payment
-    assert claims + dust == pool and 0 <= dust < len(world.node_owners)
-    assert (
-        claims + owner_share + dust
-        == coin.view("balanceOf", licences.address) + claims + owner_share
-    )
-    paid_in = sum(e["args"]["price"] for e in licences.purchases(0, w3.eth.block_number))
-    assert claims + owner_share + dust == paid_in  # every sale in tUSD, to the last unit
+    settled = settle(world)
+    assert settled.claims + settled.owner_share + settled.dust == settled.paid_in
+    assert settled.claims + settled.dust == licences.pool(token, size, coin.address)
+    assert 0 <= settled.dust < len(world.node_owners)  # less than a unit per node
     node, owner = next(iter(world.node_owners.items()))
     with pytest.raises(ContractRefused, match="NothingToClaim"):  # claim once
         licences.as_sender(owner).claim(token, world.minted.table, node, coin.address)
