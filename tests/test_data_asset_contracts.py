@@ -22,10 +22,13 @@ from market.licence_chain import (
     from_units,
     to_units,
 )
+from market.minting import MintError, deploy_contracts
 from proofs.anchor import AnchorRegistry
 from proofs.contributions import ContributionTable, node_token_id, verify_path
 from proofs.data_asset import ContractRefused, DataAsset
 from proofs.node_owners import RegistryNodeOwners, node_registry_of
+from sinks.layout import DataLayout
+from streaming.assets import AssetRecord
 
 _datasets = itertools.count(1)
 HOUR = 3600
@@ -136,6 +139,15 @@ def test_a_node_is_paid_to_whoever_owns_its_token_in_the_registry_at_claim_time(
 def test_a_node_registry_must_be_a_contract(chain):
     with pytest.raises(ValueError, match="no node registry at"):
         RegistryNodeOwners(chain.w3, chain.accounts[1])
+
+
+def test_contracts_are_not_deployed_without_a_node_registry_to_pay(chain, tmp_path):
+    layout = DataLayout(tmp_path)
+    with pytest.raises(MintError, match="--node-registry ADDRESS"):
+        deploy_contracts(chain.w3, layout, chain.registry.address, None)
+    with pytest.raises(MintError, match="no node registry at"):
+        deploy_contracts(chain.w3, layout, chain.registry.address, chain.accounts[1])
+    assert not AssetRecord.path(layout).exists()
 
 
 def test_the_node_registry_comes_from_the_publisher_identity(tmp_path):

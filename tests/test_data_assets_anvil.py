@@ -21,6 +21,8 @@ from infra.tools import ensure_chromium
 from market.http import start_server
 from market.onchain import ChainMarket
 from market.service import Marketplace
+from proofs.contributions import ContributionTable
+from proofs.contributions import table_path as contribution_path
 from proofs.data_asset import Contract
 from streaming.chain import open_chain
 
@@ -95,6 +97,11 @@ def wait_for(condition, timeout_s=30.0):
 
 def test_offer_buy_licences_claim_and_verify_with_the_cli(world, anvil, capsys):
     common = ["--data-dir", str(world.data_dir), "--rpc-url", anvil.rpc_url]
+    minted = rda_json(capsys, "market", "mint", "node_heartbeat.v1", "--node-share", "20", *common)
+    assert (minted["token_id"], minted["data_asset"]) == (2, world.record.data_asset)
+    assert minted["nodes"] > 0 and minted["gas_used"] > 0
+    again = rda_json(capsys, "market", "mint", "node_heartbeat.v1", *common)
+    assert (again["token_id"], again["gas_used"]) == (2, 0)  # minted once
     offer = rda_json(
         capsys, "market", "offer", DATASET, "--price", "12.50", "--duration", "1h", *common
     )
@@ -122,8 +129,32 @@ def test_offer_buy_licences_claim_and_verify_with_the_cli(world, anvil, capsys):
         world.chain.contract, *common,
     )  # fmt: skip
     assert verdict["verdict"] == "VERIFIED", verdict
+    assert_a_raised_count_is_named(world, node, common, capsys)
     assert rda(["market", "claim", DATASET, "--node", node, *common]) == 2
     assert "NothingToClaim" in capsys.readouterr().err  # one line, no traceback
+
+
+def assert_a_raised_count_is_named(world, node, common, capsys) -> None:
+    """``rda verify --contribution`` on a table whose count for ``node`` was raised."""
+    table = world.minted.table
+    path = contribution_path(world.data_dir / "published" / DATASET, table.tree_size)
+    original = path.read_bytes()
+    other = next(n for n in sorted(table.rows_by_node) if n != node)
+    raised = {**table.rows_by_node, node: table.rows_by_node[node] + 7}
+    raised[other] -= 7
+    path.write_bytes(ContributionTable(DATASET, table.tree_size, raised).to_bytes())
+    try:
+        capsys.readouterr()
+        code = rda(["verify", "--contribution", node, "--dataset", DATASET, "--registry",
+                    world.chain.contract, "--json", *common])  # fmt: skip
+    finally:
+        path.write_bytes(original)
+    verdict = json.loads(capsys.readouterr().out)
+    assert (code, verdict["verdict"]) == (1, "NOT VERIFIED")
+    shown = json.dumps(verdict)
+    assert f"node {node}: table says {raised[node]}, the rows say {table.rows_by_node[node]}" in (
+        shown
+    )
 
 
 def test_the_cli_refuses_an_asset_record_for_another_chain_in_one_line(world, anvil, capsys):
