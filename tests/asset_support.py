@@ -34,21 +34,17 @@ ORIGIN = "http://127.0.0.1:8787"
 NODE_SHARE_BPS = 3_000  # 30 % of every sale to the nodes' owners
 
 
-class OpenNodes(Contract):
-    """An ERC-721 with open minting, in place of the node registry in these tests."""
-
-    artifact_path = HOSTILE
-    artifact_name = "OpenNodes"
-
-
-class Reenterer(Contract):
-    artifact_path = HOSTILE
-    artifact_name = "Reenterer"
+def _hostile(name: str, doc: str) -> type[Contract]:
+    """A client class for one contract of ``tests/contracts/Hostile.sol``."""
+    members = {"artifact_path": HOSTILE, "artifact_name": name, "__doc__": doc}
+    return type(name, (Contract,), members)
 
 
-class FeeToken(Contract):
-    artifact_path = HOSTILE
-    artifact_name = "FeeToken"
+OpenNodes = _hostile("OpenNodes", "An ERC-721 with open minting, in place of the node registry.")
+Reenterer = _hostile("Reenterer", "Calls its target again from every callback it gets.")
+FeeToken = _hostile("FeeToken", "An ERC-20 that keeps 1 % of every transfer.")
+ForgedLicences = _hostile("ForgedLicences", "Emits LicencePurchased with no sale behind it.")
+NamedToken = _hostile("NamedToken", "An ERC-20 with any name and symbol (markup, controls…).")
 
 
 @dataclass
@@ -60,7 +56,7 @@ class AssetWorld:
     minted: Minted
     licences: DataLicences
     coin: TestStablecoin
-    nodes: OpenNodes
+    nodes: Contract  # OpenNodes
     node_owners: dict[str, str]  # node id -> owner address
 
     @property

@@ -25,7 +25,7 @@ from market.licence_chain import (
 from market.minting import MintError, deploy_contracts
 from proofs.anchor import AnchorRegistry
 from proofs.contributions import ContributionTable, node_token_id, verify_path
-from proofs.data_asset import ContractRefused, DataAsset
+from proofs.data_asset import Contract, ContractRefused, DataAsset
 from proofs.node_owners import RegistryNodeOwners, node_registry_of
 from sinks.layout import DataLayout
 from streaming.assets import AssetRecord
@@ -42,7 +42,7 @@ class Chain:
     asset: DataAsset
     licences: DataLicences
     coin: TestStablecoin
-    nodes: OpenNodes
+    nodes: Contract  # OpenNodes
 
     @property
     def accounts(self) -> list[str]:

@@ -13,8 +13,9 @@ from dataclasses import replace
 import pytest
 from asset_support import (
     DATASET,
-    HOSTILE,
     NODE_SHARE_BPS,
+    ForgedLicences,
+    NamedToken,
     OpenNodes,
     account_key,
     advance_time,
@@ -31,7 +32,7 @@ from market.policy import QueryRefused
 from proofs.anchor import AnchorRegistry
 from proofs.contribution_audit import verify_contribution
 from proofs.contributions import ContributionTable, parse_table
-from proofs.data_asset import Contract, ContractRefused, DataAsset
+from proofs.data_asset import ContractRefused, DataAsset
 from sinks.layout import DataLayout
 from streaming.chain import open_chain
 
@@ -204,16 +205,6 @@ def test_a_raised_count_cannot_be_claimed_and_is_named_by_verify(world):
 
 
 # -- attacks on the marketplace's reading of the chain -------------------------------------------
-
-
-class ForgedLicences(Contract):
-    artifact_path = HOSTILE
-    artifact_name = "ForgedLicences"
-
-
-class NamedToken(Contract):
-    artifact_path = HOSTILE
-    artifact_name = "NamedToken"
 
 
 def test_a_licence_event_forged_by_another_contract_grants_nothing(world):

@@ -13,7 +13,14 @@ import time
 import urllib.request
 
 import pytest
-from asset_support import DATASET, HOSTILE, advance_time, build_world, offer_in_dollars, settle
+from asset_support import (
+    DATASET,
+    NamedToken,
+    advance_time,
+    build_world,
+    offer_in_dollars,
+    settle,
+)
 from test_market_web import CHROMIUM_ARGS, TIMEOUT_MS, shot
 
 from cli.main import main as rda
@@ -23,16 +30,10 @@ from market.onchain import ChainMarket
 from market.service import Marketplace
 from proofs.contributions import ContributionTable
 from proofs.contributions import table_path as contribution_path
-from proofs.data_asset import Contract
 from streaming.chain import open_chain
 
 pytestmark = pytest.mark.anvil
 HOUR = 3600
-
-
-class NamedToken(Contract):
-    artifact_path = HOSTILE
-    artifact_name = "NamedToken"
 
 
 @pytest.fixture(scope="module")
