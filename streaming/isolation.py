@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import itertools
 import os
 import pickle
@@ -51,10 +52,15 @@ def run_isolated(work: Callable[[], T], what: str) -> T:
     """``work()`` in a forked child; its result, its exception re-raised, or ``WorkerCrashed``."""
     parent = os.getpid()
     read_end, write_end = os.pipe()
+    # The child never collects what it inherited: garbage of the parent (a DuckDB connection,
+    # a librdkafka handle in a reference cycle) finalized in a fork, without the threads its
+    # library started, can crash it (SIGSEGV while "Garbage-collecting"). Freezing is O(1).
+    gc.freeze()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child: measured by its effects
         os.close(read_end)
         _child(work, write_end, parent)
+    gc.unfreeze()  # the parent collects its own garbage, as before
     os.close(write_end)
     try:
         with os.fdopen(read_end, "rb") as pipe:
