@@ -7,6 +7,7 @@ import platform
 from collections.abc import Callable
 
 from benchmarks import (
+    data_assets,
     decode,
     dedup,
     end_to_end,
@@ -32,6 +33,7 @@ BENCHMARKS: dict[str, Callable[[bool], dict]] = {
     "proofs": proofs.run,
     "verify": verify.run,
     "quality_privacy": quality.run,
+    "data_assets": data_assets.run,
 }
 
 

@@ -27,7 +27,48 @@ def verify(args: argparse.Namespace) -> int:
         return _verify_bundles(args)
     if args.history:
         return _verify_histories(args)
+    if args.contribution:
+        return _verify_contribution(args)
     return _verify_datasets(args)
+
+
+def _verify_contribution(args: argparse.Namespace) -> int:
+    """``--contribution NODE``: the checkpoint, then NODE's count and the contribution table."""
+    from proofs.contribution_audit import verify_contribution
+
+    layout, _datasets = _selected_datasets(args)
+    if not args.dataset:
+        raise UserError("--contribution needs --dataset: the dataset the node is paid for")
+    trust = _trust(args, _published_identity(layout))
+    directory = layout.dataset_dir(args.dataset)
+    if not directory.is_dir():
+        raise UserError(f"no dataset {args.dataset!r} under {layout.published}")
+    try:
+        verdict = verify_contribution(
+            directory, args.contribution, trust, args.manifest, _asset(layout, args, trust)
+        )
+    except FileNotFoundError as error:
+        raise UserError(str(error)) from None
+    return _report(
+        args,
+        trust,
+        "datasets",
+        [verdict.as_dict()],
+        lambda v: f"{v['dataset']} @ {v['tree_size']} rows: node {args.contribution}",
+    )
+
+
+def _asset(layout, args: argparse.Namespace, trust):
+    """The DataAsset token of the dataset, as the data directory records it (its claims are
+    checked against the pinned registry), or None."""
+    from proofs.data_asset import DataAsset
+
+    try:
+        record = json.loads((layout.published / "data-assets.json").read_text())
+        token = record["tokens"][args.dataset]
+        return DataAsset(trust.w3, record["data_asset"]), token
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 # -- the trust root -----------------------------------------------------------------------------

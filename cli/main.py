@@ -169,6 +169,12 @@ def _verify_parser(sub: argparse._SubParsersAction) -> None:
     verify.add_argument(
         "--history", action="store_true", help="only the history of each log (no row re-hash)"
     )
+    verify.add_argument(
+        "--contribution",
+        metavar="NODE",
+        help="a node owner's check: NODE's row count in the contribution table, recounted "
+        "from the published rows, and the root on the DataAsset (with --dataset)",
+    )
     _add_json(verify)
     verify.set_defaults(handler=audit.verify)  # whole logs unless --bundle or --history
 

@@ -10,6 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
+from cli.asset_commands import add_asset_parsers
 from cli.output import UserError, emit_json, err, out
 
 API_KEY_ENV = "RDA_API_KEY"
@@ -27,6 +28,7 @@ def add_market_parsers(sub: argparse._SubParsersAction, default_data_dir: Path) 
     m_sub = market.add_subparsers(dest="action", required=True, metavar="ACTION")
     _buyer_parsers(m_sub, common)
     _listing_parsers(m_sub, common)
+    add_asset_parsers(m_sub, common)  # mint, offer, buy, claim, withdraw, licences (on chain)
     _query_parser(sub, common)
     serve = sub.add_parser("serve", help="the marketplace web page and HTTP API")
     serve.add_argument("--host", default="127.0.0.1")
@@ -48,6 +50,8 @@ def _serve_limit_arguments(serve: argparse.ArgumentParser) -> None:
     add("--queued-per-buyer", type=int, default=32, help="queries one API key may queue")
     add("--max-connections", type=int, default=128, help="open connections")
     add("--receive-timeout", type=float, default=15.0, help="seconds for a request to arrive")
+    add("--rpc-url", help="sell licences on chain: the node of the minted assets")
+    add("--chain-interval", type=float, default=1.0, help="seconds between licence syncs")
 
 
 def _buyer_parsers(m_sub: argparse._SubParsersAction, common) -> None:
@@ -359,6 +363,7 @@ def serve_market(args: argparse.Namespace) -> int:
         _refused(market.assets)  # fail now, not on the first request, when there is no catalog
         server_limits = ServerLimits(args.max_connections, args.receive_timeout)
         server = start_server(market, args.port, args.host, server_limits)
+        _sell_on_chain(args, market, server.url)
     except OSError as error:
         market.close()
         raise UserError(f"cannot listen on {args.host}:{args.port}: {error.strerror}") from None
@@ -377,7 +382,29 @@ def serve_market(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        if market.chain is not None:
+            market.chain.stop()
         server.shutdown()
         server.server_close()
         market.close()
     return 0
+
+
+def _sell_on_chain(args: argparse.Namespace, market, origin: str) -> None:
+    """With ``--rpc-url``: offers, wallet sign-in and the licence sync (every
+    ``--chain-interval`` s) for the data directory's minted assets."""
+    if not args.rpc_url:
+        return
+    from infra.chain import ChainConfig, connect
+    from market.onchain import ChainMarket, ChainUnavailable
+
+    if args.chain_interval <= 0:
+        raise UserError("--chain-interval must be positive")
+    try:
+        w3 = connect(ChainConfig("rpc", args.rpc_url))
+        market.chain = ChainMarket.open(
+            w3, args.data_dir, market.store, origin, args.chain_interval
+        )
+        market.chain.start()
+    except (ValueError, ConnectionError, ChainUnavailable) as error:
+        raise UserError(str(error)) from None

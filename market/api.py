@@ -21,7 +21,7 @@ _QUERY_FIELDS: dict[str, tuple[type, str]] = {
     "proofs": (bool, "true or false"),
     "max_rows": (int, "a positive integer"),
 }
-_RESOURCES = {"me", "listings", "query", "access-requests", "publisher"}
+_RESOURCES = {"me", "listings", "query", "access-requests", "publisher", "licences"}
 
 Response = tuple[int, "dict[str, Any] | QueryOutput"]
 
@@ -38,7 +38,8 @@ def route(
     name = parts[0] if parts else ""
     get = method in ("GET", "HEAD")
     if get and parts == ["me"]:
-        return 200, {"buyer": buyer.name, "datasets": sorted(buyer.datasets)}
+        me = {"buyer": buyer.name, "datasets": sorted(buyer.datasets)}
+        return 200, {**me, "wallet": buyer.wallet} if buyer.wallet else me
     if get and parts == ["listings"]:
         return 200, {"listings": market.listings(buyer)}
     if get and len(parts) == 2 and name == "listings":
@@ -47,6 +48,11 @@ def route(
         return 200, market.export(parts[1], _EXPORTS[parts[2]])
     if get and parts == ["publisher"]:
         return 200, market.publisher_identity()
+    if method == "POST" and len(parts) == 3 and name == "listings" and parts[2] == "buy":
+        market.listing(buyer, parts[1])  # 404 for a dataset not on sale
+        return 200, _chain(market).buy(parts[1], buyer, (body or {}).get("offer_id"))
+    if get and parts == ["licences"]:
+        return 200, {"wallet": buyer.wallet, "licences": _chain(market).licences_of(buyer)}
     if method == "POST" and parts == ["query"]:
         return 200, run_query(market, buyer, body or {})
     if method == "POST" and parts == ["access-requests"]:
@@ -60,6 +66,29 @@ def route(
             "method_not_allowed", f"{method} is not allowed on {path}: use {allowed}", 405
         )
     raise QueryRefused("not_found", f"no endpoint {path}", 404)
+
+
+def public_route(market: Marketplace, method: str, path: str, body: dict | None) -> Response:
+    """Wallet sign-in (EIP-4361), the only endpoints without an API key: a nonce and the
+    message to sign for an address, then the signed message for an API key."""
+    request = body or {}
+    if method == "POST" and path == "/api/siwe/nonce":
+        return 200, _chain(market).sign_in_nonce(request.get("address"))
+    if method == "POST" and path == "/api/siwe/verify":
+        return 200, _chain(market).sign_in(request.get("message"), request.get("signature"))
+    if path in ("/api/siwe/nonce", "/api/siwe/verify"):
+        raise QueryRefused(
+            "method_not_allowed", f"{method} is not allowed on {path}: use POST", 405
+        )
+    raise QueryRefused("not_found", f"no endpoint {path}", 404)
+
+
+def _chain(market: Marketplace) -> Any:
+    if market.chain is None:
+        raise QueryRefused(
+            "not_found", "this marketplace sells no licences on chain (rda serve --rpc-url)", 404
+        )
+    return market.chain
 
 
 def _known_shape(parts: list[str]) -> bool:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from market.api import route
+from market.api import public_route, route
 from market.deadlines import Deadlines
 from market.execution import QueryOutput
 from market.policy import QueryRefused
@@ -224,6 +224,11 @@ class MarketHandler(BaseHTTPRequestHandler):
     def _api(self, method: str, path: str, query: dict[str, list[str]]) -> None:
         market = self.server.market
         has_body = method in ("POST", "PUT", "PATCH") or "Content-Length" in self.headers
+        if path.startswith("/api/siwe/"):  # wallet sign-in: before there is a key
+            body = self._read_body() if has_body else None
+            self._received()
+            self._send_json(*public_route(market, method, path, body))
+            return
         try:
             buyer = market.authenticate(self._api_key())
         except QueryRefused:

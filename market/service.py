@@ -60,6 +60,7 @@ class Marketplace:
         self._listings: dict[tuple, dict[str, Any]] = {}
         self._details: dict[tuple, dict[str, Any]] = {}
         self._facts = CatalogFacts()
+        self.chain: Any = None  # market.onchain.ChainMarket: assets, offers, wallet sign-in
 
     def close(self) -> None:
         if self.pool is not None:
@@ -129,6 +130,8 @@ class Marketplace:
                 detail = self._details[key] = self._detail(asset, cached, terms)
             request = self.market().requests.get((buyer.name, dataset))
             listing.update(detail, access_request=request)
+            if self.chain is not None:
+                listing["asset"] = self.chain.asset_view(dataset, buyer)
         return listing
 
     def _detail(self, asset: Asset, listing: dict[str, Any], terms: Any) -> dict[str, Any]:

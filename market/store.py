@@ -9,10 +9,14 @@ Every statement here is parameterized.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import re
 import secrets
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,8 +41,20 @@ CREATE SEQUENCE IF NOT EXISTS access_request_ids;
 CREATE TABLE IF NOT EXISTS access_requests (
     id BIGINT PRIMARY KEY DEFAULT nextval('access_request_ids'), buyer VARCHAR, dataset VARCHAR,
     message VARCHAR, requested_at TIMESTAMPTZ, status VARCHAR, decided_at TIMESTAMPTZ);
+ALTER TABLE buyers ADD COLUMN IF NOT EXISTS wallet VARCHAR;
+CREATE TABLE IF NOT EXISTS siwe_nonces (
+    nonce VARCHAR PRIMARY KEY, issued_at TIMESTAMPTZ, expires_at TIMESTAMPTZ, used_at TIMESTAMPTZ);
+ALTER TABLE siwe_nonces ADD COLUMN IF NOT EXISTS message_sha256 VARCHAR;
+CREATE TABLE IF NOT EXISTS chain_licences (
+    tx_hash VARCHAR, log_index INTEGER, block_number BIGINT, block_hash VARCHAR,
+    wallet VARCHAR, asset_id BIGINT, dataset VARCHAR, offer_id BIGINT, expires_at BIGINT,
+    tree_size BIGINT, PRIMARY KEY (tx_hash, log_index));
+CREATE TABLE IF NOT EXISTS chain_blocks (number BIGINT PRIMARY KEY, hash VARCHAR);
+CREATE TABLE IF NOT EXISTS chain_sync (
+    contract VARCHAR PRIMARY KEY, chain_id BIGINT, synced_block BIGINT, chain_time BIGINT);
 """
 MAX_REQUEST_MESSAGE = 2000
+_PROCESS_LOCK = threading.RLock()
 _TERMS_COLUMNS = ("license", "price_usd", "title", "price_unit", "license_text")
 
 
@@ -58,6 +74,7 @@ def hash_key(api_key: str) -> str:
 class Buyer:
     name: str
     datasets: frozenset[str]
+    wallet: str | None = None  # a buyer who signed in with a wallet (EIP-4361)
 
 
 @dataclass(frozen=True)
@@ -76,9 +93,20 @@ class MarketSnapshot:
     buyers_by_key_hash: dict[str, Buyer] = field(default_factory=dict)
     terms: dict[str, Terms] = field(default_factory=dict)
     requests: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # latest
+    # Licences bought on chain (market/entitlements.py): wallet -> dataset -> expiry (unix s),
+    # and the chain's time at the last sync; a licence counts while its expiry is ahead of
+    # both the chain's time and this machine's clock.
+    chain_licences: dict[str, dict[str, int]] = field(default_factory=dict)
+    chain_time: int = 0
 
     def buyer_for_key(self, api_key: str) -> Buyer | None:
-        return self.buyers_by_key_hash.get(hash_key(api_key))
+        buyer = self.buyers_by_key_hash.get(hash_key(api_key))
+        if buyer is None or buyer.wallet is None:
+            return buyer
+        now = max(time.time(), self.chain_time)
+        held = self.chain_licences.get(buyer.wallet.lower(), {})
+        bought = {dataset for dataset, expiry in held.items() if expiry > now}
+        return Buyer(buyer.name, buyer.datasets | bought, buyer.wallet)
 
     def terms_for(self, dataset: str) -> Terms:
         return self.terms.get(dataset, Terms())
@@ -90,13 +118,22 @@ class MarketStore:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def _connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-        if read_only:
-            return duckdb.connect(str(self.path), read_only=True)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(self.path))
-        con.execute(_DDL)
-        return con
+    @contextlib.contextmanager
+    def _connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One connection at a time in this process: DuckDB refuses a read-only and a
+        read-write connection to one file at once, and ``rda serve`` writes from its licence
+        sync and sign-in threads while requests read."""
+        with _PROCESS_LOCK:
+            if read_only:
+                con = duckdb.connect(str(self.path), read_only=True)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                con = duckdb.connect(str(self.path))
+                con.execute(_DDL)
+            try:
+                yield con
+            finally:
+                con.close()
 
     def add_buyer(self, name: str) -> str:
         """Create a buyer; return the API key, which is never stored nor shown again."""
@@ -110,7 +147,7 @@ class MarketStore:
             if con.execute("SELECT 1 FROM buyers WHERE name = ?", [name]).fetchone():
                 raise MarketError(f"buyer {name!r} already exists")
             con.execute(
-                "INSERT INTO buyers VALUES (?, ?, ?, ?)",
+                "INSERT INTO buyers (name, key_sha256, key_hint, created_at) VALUES (?, ?, ?, ?)",
                 [name, hash_key(api_key), api_key[:9] + "…", _now()],
             )
         return api_key
@@ -224,7 +261,12 @@ class MarketStore:
         if not self.path.exists():
             return MarketSnapshot()
         with self._connect(read_only=True) as con:
-            keys = con.execute("SELECT name, key_sha256 FROM buyers").fetchall()
+            cursor = con.execute("SELECT * FROM buyers")  # a store of any version
+            names = [d[0] for d in cursor.description]
+            keys = [
+                (row["name"], row["key_sha256"], row.get("wallet"))
+                for row in (dict(zip(names, r, strict=True)) for r in cursor.fetchall())
+            ]
             grants = con.execute("SELECT buyer, dataset FROM entitlements").fetchall()
             datasets = [d for (d,) in con.execute("SELECT dataset FROM terms").fetchall()]
             terms = {d: _terms(con, d) or Terms() for d in datasets}
@@ -237,13 +279,21 @@ class MarketStore:
                 for (request_id,) in latest:
                     request = _request(con, request_id)
                     requests[(request["buyer"], request["dataset"])] = request
+            from market.entitlements import read_chain_licences
+
+            chain_licences, chain_time = read_chain_licences(con)
         licensed: dict[str, set[str]] = {}
         for buyer, dataset in grants:
             licensed.setdefault(buyer, set()).add(dataset)
         return MarketSnapshot(
-            {digest: Buyer(name, frozenset(licensed.get(name, ()))) for name, digest in keys},
+            {
+                digest: Buyer(name, frozenset(licensed.get(name, ())), wallet)
+                for name, digest, wallet in keys
+            },
             terms,
             requests,
+            chain_licences,
+            chain_time,
         )
 
     @staticmethod

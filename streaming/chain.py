@@ -27,6 +27,9 @@ class ChainContext:
     identity: bytes | None = None
     # Called with a batch's checkpoints before they are anchored: raises if the chain changed.
     before_anchor: Callable[[list[dict]], None] | None = None
+    # Called with a batch's checkpoints once anchored: commits minted datasets' contribution
+    # roots (streaming/assets.py).
+    after_anchor: Callable[[list[dict]], None] | None = None
 
     @property
     def contract(self) -> str:
@@ -49,6 +52,8 @@ class ChainContext:
             results.extend(
                 self._anchor_together(checkpoints[start : start + MAX_CHECKPOINTS_PER_TX])
             )
+        if self.after_anchor is not None:
+            self.after_anchor(checkpoints)
         return results
 
     def _anchor_together(self, checkpoints: list[dict]) -> list[dict]:

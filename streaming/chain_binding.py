@@ -31,6 +31,7 @@ from proofs.log import DatasetLog
 from proofs.signing import PublisherKey, publisher_key
 from sinks.catalog import Catalog
 from sinks.layout import DataLayout
+from streaming.assets import committer
 from streaming.chain import ChainChanged, ChainContext
 from streaming.store import writing
 
@@ -87,6 +88,7 @@ def bind_data_dir(chain: ChainContext, layout: DataLayout, catalog: Catalog) -> 
             extra={"event": "reanchor", "checkpoints": reanchored},
         )
     published = publish_identity(chain, layout)
+    chain.after_anchor = committer(chain, layout)
     if chain.kind != "embedded":
         chain.before_anchor = _guard(chain, layout)
     digest = hashlib.sha256(chain.identity or b"").hexdigest()

@@ -25,6 +25,7 @@ from sinks.catalog import Catalog
 from sinks.layout import DataLayout
 from sinks.quality_report import checkpoint_quality
 from streaming import faults, quality_worker
+from streaming.assets import manifest_sections
 from streaming.batch import Anchorer, Progress
 from streaming.store import RunStore
 
@@ -109,6 +110,8 @@ def _commit_dataset(
         quality=quality,
         privacy=protection.manifest_section(schema, stats, before.get("privacy")),
     )
+    previous_size = previous[-1]["tree_size"] if previous else 0
+    manifest.update(manifest_sections(layout, catalog, dataset, size, previous_size))
     path, digest = write_manifest(dataset_dir, manifest, signer)
     checkpoint = {
         "dataset": dataset,

@@ -30,3 +30,19 @@ def test_the_artifact_is_version_2_with_identity_and_links_and_v1_reads_unchange
     v1_functions = {f["name"]: f for f in v1["abi"] if f["type"] == "function"}
     for read in ("getAnchor", "latest"):  # what a verifier reads on a registry of either version
         assert functions[read] == v1_functions[read]
+
+
+def test_recompiling_the_data_asset_contracts_reproduces_their_artifacts():
+    """One solcjs run builds DataAsset, DataLicences, TestStablecoin (and the security tests'
+    hostile contracts); each committed artifact is exactly what it makes."""
+    from infra.solc_assets import (
+        artifact_path,
+        compile_assets,
+        compile_hostile,
+        hostile_artifact_path,
+    )
+
+    for name, artifact in compile_assets().items():
+        assert artifact_text(artifact) == artifact_path(name).read_text(), name
+        assert artifact["libraries"]["@openzeppelin/contracts"]["version"] == "5.7.0"
+    assert artifact_text(compile_hostile()) == hostile_artifact_path().read_text()

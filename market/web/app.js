@@ -79,7 +79,7 @@ const App = (() => {
     try {
       state.me = await api("/api/me");
       sessionStorage.setItem("rda-key", key);
-      $("whoami").textContent = "Signed in as " + state.me.buyer;
+      $("whoami").textContent = "Signed in as " + state.me.buyer + (state.me.wallet ? " (wallet)" : "");
       showError("");
       await loadListings();
       document.dispatchEvent(new CustomEvent("rda:signed-in"));
@@ -157,6 +157,6 @@ const App = (() => {
   }
 
   document.addEventListener("DOMContentLoaded", boot);
-  return { state, $, el, api, request, download, fmt, table, showError, switchTab, route, loadListings,
+  return { state, $, el, api, request, download, fmt, table, showError, switchTab, route, loadListings, signIn,
     onBoot: (f) => boots.push(f) };
 })();

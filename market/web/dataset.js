@@ -17,7 +17,7 @@
         header(l),
         el("div", { class: "grid2" },
           section("data-card", "Data card", dataCard(l)),
-          el("div", {}, section("coverage", "Coverage", App.coverageMap(l.coverage)), access(l))),
+          el("div", {}, section("coverage", "Coverage", App.coverageMap(l.coverage)), access(l), App.assetPanel ? App.assetPanel(l) : "")),
         section("quality", "Quality", quality(l)),
         section("columns", "Columns and their profiles", columns(l)),
         section("sample", "Sample rows (published rows, before licensing)", sample(l)),
@@ -72,7 +72,7 @@
     });
     box.append(el("h3", { id: "access-h" }, "Buy access"),
       el("p", {}, `Licence ${l.license}, ${l.price.label}. Send a request: the seller sees it with `, el("code", {}, "rda market requests"),
-        " and grants it; this page then shows the data as licensed. (On-chain purchase comes with the data-asset token.)"),
+        " and grants it; this page then shows the data as licensed." + (l.asset ? " Or buy a licence on chain below." : "")),
       form, status);
     return box;
   }

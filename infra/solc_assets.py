@@ -1,0 +1,140 @@
+"""Compiling the data-asset contracts (DataAsset, DataLicences, TestStablecoin) in one solcjs run.
+
+The same pinned compiler, settings and OpenZeppelin release as ``infra.solc``; the three
+contracts (and the security tests' hostile contracts, kept apart in ``tests/contracts``) go into
+one standard-JSON request, so one compiler start builds them all (about 4 s). Each artifact
+names the OpenZeppelin release and the SHA-256 of every library file compiled into it; a test
+recompiles and compares them byte for byte.
+
+Run ``python -m infra.solc_assets`` after changing one of them to rewrite the artifacts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from infra.solc import (
+    OPENZEPPELIN,
+    OPENZEPPELIN_UNITS,
+    OPENZEPPELIN_VERSION,
+    SETTINGS,
+    SOLC_VERSION,
+    CompileError,
+    _library_sources,
+    artifact_text,
+    openzeppelin_dir,
+)
+from infra.tools import REPO_ROOT, ensure_npm_package
+
+# contract name -> its source file; each artifact is written beside its source.
+CONTRACTS = {
+    "DataAsset": REPO_ROOT / "proofs" / "contracts" / "DataAsset.sol",
+    "DataLicences": REPO_ROOT / "market" / "contracts" / "DataLicences.sol",
+    "TestStablecoin": REPO_ROOT / "market" / "contracts" / "TestStablecoin.sol",
+}
+HOSTILE_SOURCE = REPO_ROOT / "tests" / "contracts" / "Hostile.sol"
+HOSTILE_CONTRACTS = ("Reenterer", "FeeToken", "OpenNodes", "ForgedLicences", "NamedToken")
+
+
+def artifact_path(name: str) -> Path:
+    return CONTRACTS[name].with_suffix(".json")
+
+
+def compile_assets() -> dict[str, dict[str, Any]]:
+    """Every data-asset contract's artifact, by name, from one compiler run."""
+    return compile_sources({name: path for name, path in CONTRACTS.items()})
+
+
+def compile_hostile() -> dict[str, dict[str, Any]]:
+    return compile_sources(dict.fromkeys(HOSTILE_CONTRACTS, HOSTILE_SOURCE))
+
+
+def compile_all() -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """(the data-asset artifacts, the hostile ones), from a single compiler run."""
+    both = compile_sources({**CONTRACTS, **dict.fromkeys(HOSTILE_CONTRACTS, HOSTILE_SOURCE)})
+    return {n: both[n] for n in CONTRACTS}, {n: both[n] for n in HOSTILE_CONTRACTS}
+
+
+def compile_sources(contracts: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    """Compile ``contracts`` (name -> source file; several may share a file) in one request."""
+    package = openzeppelin_dir()
+    sources = {path.name: path.read_text() for path in set(contracts.values())}
+    library: dict[str, str] = {}
+    for source in sources.values():
+        library.update(_library_sources(source, package))
+    settings = {**SETTINGS, "remappings": [f"{OPENZEPPELIN}/={OPENZEPPELIN_UNITS}"]}
+    request = {
+        "language": "Solidity",
+        "sources": {
+            k: {"content": v} for k, v in {**sources, **dict(sorted(library.items()))}.items()
+        },
+        "settings": settings,
+    }
+    output = _standard_json(request)
+    artifacts = {}
+    for name, path in contracts.items():
+        compiled = output["contracts"][path.name][name]
+        used = _library_sources(sources[path.name], package)
+        artifacts[name] = {
+            "contractName": name,
+            "abi": compiled["abi"],
+            "bytecode": "0x" + compiled["evm"]["bytecode"]["object"],
+            "deployedBytecode": "0x" + compiled["evm"]["deployedBytecode"]["object"],
+            "compiler": {"name": "solc", "version": SOLC_VERSION, "settings": settings},
+            "sourceSha256": hashlib.sha256(sources[path.name].encode()).hexdigest(),
+            "libraries": {
+                OPENZEPPELIN: {
+                    "version": OPENZEPPELIN_VERSION,
+                    "sources": {k: hashlib.sha256(v.encode()).hexdigest() for k, v in used.items()},
+                }
+            },
+        }
+    return artifacts
+
+
+def _standard_json(request: dict[str, Any]) -> dict[str, Any]:
+    """solcjs over files, not pipes (it truncates answers over 64 KiB written to a pipe)."""
+    solcjs = ensure_npm_package(f"solc@{SOLC_VERSION}", "solcjs")
+    with tempfile.TemporaryFile("w+") as stdin, tempfile.TemporaryFile("w+") as stdout:
+        stdin.write(json.dumps(request))
+        stdin.seek(0)
+        result = subprocess.run(
+            [str(solcjs), "--standard-json"],
+            stdin=stdin,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+        stdout.seek(0)
+        answer = stdout.read()
+    if result.returncode != 0:
+        raise CompileError(f"solcjs failed (exit {result.returncode}): {result.stderr.strip()}")
+    output = json.loads(answer[answer.index("{") :])
+    errors = [e for e in output.get("errors", []) if e.get("severity") == "error"]
+    if errors:
+        raise CompileError("; ".join(e["formattedMessage"].strip() for e in errors))
+    return output
+
+
+def hostile_artifact_path() -> Path:
+    return HOSTILE_SOURCE.with_suffix(".json")
+
+
+def main() -> None:
+    """Rewrite the committed artifacts from the sources."""
+    assets, hostile = compile_all()
+    for name, artifact in assets.items():
+        artifact_path(name).write_text(artifact_text(artifact))
+        print(f"wrote {artifact_path(name).relative_to(REPO_ROOT)}")
+    hostile_artifact_path().write_text(artifact_text(hostile))
+    print(f"wrote {hostile_artifact_path().relative_to(REPO_ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""``rda verify --contribution NODE``: a node owner checks the rows their node is paid for.
+
+On top of the checkpoint's own verification (every row re-hashed to the root, manifest,
+signature, identity, anchor on the pinned registry: ``proofs.verify``), it checks:
+
+- ``contributions``: the published table is the one the (signed, anchored) manifest commits to
+  (its SHA-256 and root) and is well formed;
+- ``counts``: recounted from the published rows, which the root covers, every node's count is the
+  table's; a node whose count differs is named with both numbers;
+- ``node``: NODE's count, and its sum-tree path to the table's root (what a claim sends);
+- ``asset``: when the dataset is a DataAsset token, the contract holds this checkpoint with the
+  same root and total, bound to this manifest's hash, for the pinned registry's dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from proofs.anchor import dataset_key
+from proofs.contributions import (
+    ContributionError,
+    ContributionTable,
+    differences,
+    node_token_id,
+    parse_table,
+    recount,
+    verify_path,
+)
+from proofs.manifest import latest_manifest, load_manifest
+from proofs.trust import TrustRoot
+from proofs.verdict import Check, Verdict
+from proofs.verify import verify_dataset
+
+CONTRIBUTION_CHECKS = ("contributions", "counts", "node", "asset")
+
+
+def verify_contribution(
+    dataset_dir: Path,
+    node_id: str,
+    trust: TrustRoot,
+    manifest_file: Path | None = None,
+    asset: tuple[Any, int] | None = None,
+) -> Verdict:
+    """``asset``: (a ``proofs.data_asset.DataAsset``, token id) to check on chain, if minted."""
+    manifest_file = manifest_file or latest_manifest(dataset_dir)
+    verdict = verify_dataset(dataset_dir, manifest_file, trust)
+    verdict.required = (*verdict.required, *CONTRIBUTION_CHECKS)
+    if manifest_file is None or verdict.first_failure is not None:
+        return verdict
+    manifest, digest = load_manifest(manifest_file)
+    table, check = _published_table(dataset_dir, manifest)
+    verdict.checks.append(check)
+    if table is None:
+        return verdict
+    files = [dataset_dir / entry["path"] for entry in manifest["files"]]
+    counted = recount(manifest["dataset"], manifest["checkpoint"]["tree_size"], files)
+    verdict.checks.append(_counts_check(table, counted))
+    verdict.checks.append(_node_check(table, counted, node_id))
+    verdict.checks.append(_asset_check(asset, trust, manifest, table, digest))
+    return verdict
+
+
+def _published_table(
+    dataset_dir: Path, manifest: dict[str, Any]
+) -> tuple[ContributionTable | None, Check]:
+    section = manifest.get("contributions")
+    if not isinstance(section, dict) or not isinstance(section.get("path"), str):
+        return None, Check("contributions", None, "the manifest commits to no contribution table")
+    path = dataset_dir / section["path"]
+    if ".." in section["path"].split("/") or not path.is_file():
+        return None, Check("contributions", False, f"{section['path']}: missing")
+    raw = path.read_bytes()
+    try:
+        table = parse_table(raw)
+    except ContributionError as error:
+        return None, Check("contributions", False, f"{section['path']}: {error}")
+    # A changed table is still recounted, so the verdict also names the nodes it changed.
+    if hashlib.sha256(raw).hexdigest() != section.get("sha256"):
+        changed = f"{section['path']} is not the table the manifest commits to"
+        return table, Check("contributions", False, changed)
+    if table.root().hex() != section.get("root"):
+        return table, Check("contributions", False, "the table's root is not the manifest's")
+    detail = f"{len(table.rows_by_node)} nodes, {table.node_rows} rows, root {section['root']}"
+    return table, Check("contributions", True, detail)
+
+
+def _counts_check(table: ContributionTable, counted: ContributionTable) -> Check:
+    wrong = differences(table, counted)
+    if not wrong:
+        return Check("counts", True, "every node's count is the published rows' count")
+    shown = "; ".join(
+        f"node {d['node_id']}: table says {d['published']}, the rows say {d['counted']}"
+        for d in wrong[:10]
+    )
+    more = f" (and {len(wrong) - 10} more)" if len(wrong) > 10 else ""
+    return Check("counts", False, f"tampered contribution table: {shown}{more}")
+
+
+def _node_check(table: ContributionTable, counted: ContributionTable, node_id: str) -> Check:
+    rows = counted.rows_by_node.get(node_id, 0)
+    if node_id not in table.rows_by_node:
+        return Check("node", rows == 0, f"node {node_id} is not in the table; rows say {rows}")
+    listed, path = table.path(node_id)
+    proven = verify_path(table.root(), table.node_rows, node_token_id(node_id), listed, path)
+    if not proven or listed != rows:
+        return Check("node", False, f"node {node_id}: table {listed}, rows {rows}")
+    detail = f"node {node_id}: {rows} of {table.node_rows} rows, path of {len(path.siblings)}"
+    return Check("node", True, detail)
+
+
+def _asset_check(
+    asset: tuple[Any, int] | None,
+    trust: TrustRoot,
+    manifest: dict[str, Any],
+    table: ContributionTable,
+    digest: bytes,
+) -> Check:
+    if asset is None:
+        return Check("asset", None, "no DataAsset named: the on-chain root was not read")
+    contract, token = asset
+    info = contract.info(token)
+    pinned = trust.registry.address if trust.registry is not None else None
+    if info.dataset_id != dataset_key(manifest.get("log", manifest["dataset"])):
+        return Check("asset", False, f"asset {token} is another dataset's token")
+    if pinned is None or info.registry.lower() != pinned.lower():
+        return Check("asset", False, f"asset {token} points at registry {info.registry}")
+    committed = contract.checkpoint(token, table.tree_size)
+    if committed is None:
+        return Check("asset", None, f"asset {token} has no table committed at {table.tree_size}")
+    if (committed.contribution_root, committed.node_rows) != (table.root(), table.node_rows):
+        return Check("asset", False, f"asset {token} holds another root at {table.tree_size}")
+    if committed.manifest_hash != digest:
+        return Check("asset", False, f"asset {token} binds another manifest at {table.tree_size}")
+    return Check("asset", True, f"asset {token} holds this root, bound to this manifest")

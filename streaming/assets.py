@@ -1,0 +1,175 @@
+"""Data assets in the pipeline: the contribution table of every checkpoint, and its commitment.
+
+For each checkpoint the commit step writes the dataset's contribution table (node id -> rows in
+the checkpoint, ``proofs.contributions``) beside its manifest, and the manifest carries its root
+(``contributions``) and, once the dataset is minted as a DataAsset, the token (``asset``), so the
+anchor of the checkpoint commits to both. After the batch is anchored, the roots of minted
+datasets are committed on chain in one ``DataAsset.commitContributions`` transaction
+(``committer``); the licences sold from then on share their node part by that table.
+
+Which datasets are minted, and where, is ``published/data-assets.json`` (``AssetRecord``),
+written by ``rda market mint``: chain id, the DataAsset and DataLicences contracts, the
+registry, the node registry whose owners are paid (``proofs.node_owners``), and each dataset's
+token id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from proofs.contributions import ContributionError, ContributionTable, parse_table, recount
+from proofs.contributions import table_path as contribution_path
+from proofs.data_asset import ContractRefused, DataAsset
+from sinks.catalog import Catalog
+from sinks.layout import DataLayout
+
+log = logging.getLogger("rda.run")
+RECORD_FILE = "data-assets.json"
+
+
+@dataclass
+class AssetRecord:
+    """``published/data-assets.json``: where the data directory's datasets are tokens."""
+
+    chain_id: int
+    registry: str
+    data_asset: str
+    data_licences: str | None = None
+    stablecoin: str | None = None
+    tokens: dict[str, int] = field(default_factory=dict)  # dataset -> DataAsset token id
+    node_registry: str | None = None  # the ERC-721 whose node owners DataLicences pays
+
+    @staticmethod
+    def path(layout: DataLayout) -> Path:
+        return layout.published / RECORD_FILE
+
+    @classmethod
+    def load(cls, layout: DataLayout) -> AssetRecord | None:
+        try:
+            doc = json.loads(cls.path(layout).read_text())
+            return cls(**doc)
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def save(self, layout: DataLayout) -> None:
+        path = self.path(layout)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text(json.dumps(self.__dict__, indent=2, sort_keys=True) + "\n")
+        os.replace(partial, path)
+
+
+def contribution_table(
+    layout: DataLayout, catalog: Catalog, dataset: str, tree_size: int, previous_size: int
+) -> ContributionTable:
+    """The table at ``tree_size``: the previous checkpoint's plus the rows after it (or all
+    rows counted, when the previous table is missing)."""
+    files = [f for f in catalog.dataset_files(dataset) if f["leaf_start"] < tree_size]
+    previous = _read_table(contribution_path(layout.dataset_dir(dataset), previous_size))
+    if previous_size and previous is not None:
+        added = recount(
+            dataset,
+            tree_size,
+            [layout.root / f["path"] for f in files if f["leaf_start"] >= previous_size],
+        )
+        counts = Counter(previous.rows_by_node) + Counter(added.rows_by_node)
+        return ContributionTable(dataset, tree_size, dict(counts))
+    return recount(dataset, tree_size, [layout.root / f["path"] for f in files])
+
+
+def manifest_sections(
+    layout: DataLayout, catalog: Catalog, dataset: str, tree_size: int, previous_size: int
+) -> dict[str, Any]:
+    """Write the checkpoint's table; the manifest sections naming it (and the asset, if any)."""
+    table = contribution_table(layout, catalog, dataset, tree_size, previous_size)
+    path = contribution_path(layout.dataset_dir(dataset), tree_size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = table.to_bytes()
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(raw)
+    os.replace(partial, path)
+    import hashlib
+
+    sections: dict[str, Any] = {
+        "contributions": {
+            "path": path.relative_to(layout.dataset_dir(dataset)).as_posix(),
+            "sha256": hashlib.sha256(raw).hexdigest(),
+            "root": table.root().hex(),
+            "node_rows": table.node_rows,
+            "nodes": len(table.rows_by_node),
+        }
+    }
+    record = AssetRecord.load(layout)
+    if record is not None and dataset in record.tokens:
+        sections["asset"] = {
+            "chain_id": record.chain_id,
+            "contract": record.data_asset,
+            "token_id": record.tokens[dataset],
+        }
+    return sections
+
+
+def read_table(layout: DataLayout, dataset: str, tree_size: int) -> ContributionTable | None:
+    return _read_table(contribution_path(layout.dataset_dir(dataset), tree_size))
+
+
+def _read_table(path: Path) -> ContributionTable | None:
+    try:
+        return parse_table(path.read_bytes())
+    except (OSError, ContributionError):
+        return None
+
+
+def committer(chain: Any, layout: DataLayout) -> Callable[[list[dict]], None]:
+    """After a batch is anchored: commit the contribution roots of its minted datasets."""
+
+    def after_anchor(checkpoints: list[dict]) -> None:
+        record = AssetRecord.load(layout)
+        if record is None or record.chain_id != chain.chain_id:
+            return
+        entries = commit_entries(
+            layout, record, checkpoints, DataAsset(chain.registry.w3, record.data_asset)
+        )
+        if not entries:
+            return
+        asset = DataAsset(chain.registry.w3, record.data_asset, chain.registry.sender)
+        try:
+            sent = asset.commit_contributions(entries)
+        except (ContractRefused, ValueError) as error:  # the anchors stand; say why not
+            log.warning("contribution roots not committed: %s", error)
+            return
+        log.info(
+            "committed %d contribution roots",
+            len(entries),
+            extra={"event": "contributions", "tx": sent.tx_hash, "gas_used": sent.gas_used},
+        )
+
+    return after_anchor
+
+
+def commit_entries(
+    layout: DataLayout, record: AssetRecord, checkpoints: list[dict], asset: DataAsset
+) -> list[tuple[int, int, bytes, int]]:
+    """(token id, tree size, root, node rows) for each checkpoint newer than its asset's."""
+    entries = []
+    for checkpoint in sorted(checkpoints, key=lambda c: (c["dataset"], c["tree_size"])):
+        token = record.tokens.get(checkpoint["dataset"])
+        if token is None:
+            continue
+        if asset.info(token).latest_tree_size >= checkpoint["tree_size"]:
+            continue
+        table = read_table(layout, checkpoint["dataset"], checkpoint["tree_size"])
+        if table is None:
+            log.warning(
+                "no contribution table for %s at %d", checkpoint["dataset"], checkpoint["tree_size"]
+            )
+            continue
+        entries.append((token, table.tree_size, table.root(), table.node_rows))
+    return entries
