@@ -95,6 +95,17 @@ def _chain_for(kind: str | None, rpc_url: str | None, registry: str | None):
         raise UserError(f"the chain at {rpc_url} does not answer: {error}") from None
 
 
+def _node_cache(chain, address: str | None):
+    """The NodeRegistry on ``chain`` (``address``, else `rda infra up`'s on that chain), if any."""
+    state = InfraState.load()
+    if address is None and chain.kind != "embedded" and chain.rpc_url == state.rpc_url:
+        address = state.node_registry_address
+    if address is None:
+        return None
+    chain.use_node_registry(address)
+    return chain.nodes
+
+
 # -- demo -------------------------------------------------------------------------------------
 
 
@@ -271,6 +282,8 @@ def quarantine_replay(args: argparse.Namespace) -> int:
         args.topic,
         progress=lambda m: step(m, args.json),
         override=args.override_header,
+        signatures=args.signatures,
+        nodes=_node_cache(chain, args.node_registry),
     )
     if args.json:
         emit_json(summary.as_dict())

@@ -191,6 +191,13 @@ def _quarantine_parsers(sub: argparse._SubParsersAction) -> None:
     q_replay.add_argument("--chain", choices=("embedded", "anvil", "rpc"))
     q_replay.add_argument("--rpc-url")
     q_replay.add_argument("--registry")
+    q_replay.add_argument("--node-registry", help="NodeRegistry to check device signatures against")
+    q_replay.add_argument(
+        "--signatures",
+        choices=("auto", "required", "unsigned"),
+        default="auto",
+        help="device signatures of the replayed records (auto: required with a node registry)",
+    )
     for q_parser, handler in (
         (q_list, commands.quarantine_list),
         (q_show, commands.quarantine_show),

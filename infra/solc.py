@@ -1,31 +1,50 @@
-"""Compiling the AnchorRegistry contract with a pinned solc (npm ``solc``, i.e. solcjs).
+"""Compiling the project's contracts with a pinned solc (npm ``solc``, i.e. solcjs).
 
-Standard-JSON input with every setting pinned, so the output is a function of the source alone;
-the compiled artifact is committed and a test recompiles and compares it byte for byte.
+Standard-JSON input with every setting pinned, so the output is a function of the sources alone;
+the compiled artifacts are committed and a test recompiles and compares them byte for byte.
 
-Run ``python -m infra.solc`` after changing the contract to rewrite the artifact.
+``AnchorRegistry`` stands alone. ``NodeRegistry`` builds on OpenZeppelin Contracts (npm
+``@openzeppelin/contracts``, pinned below, installed like solc under ``.tools/``): its imports are
+resolved here, every source goes into the standard-JSON input under a versioned name
+(``openzeppelin-contracts@5.7.0/…``), and a remapping sends the contract's
+``@openzeppelin/contracts/`` imports there, so the artifact names the exact library release and
+records the SHA-256 of each of its files.
+
+Run ``python -m infra.solc`` after changing a contract to rewrite the artifacts.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
-from infra.tools import REPO_ROOT, ensure_npm_package
+from infra.tools import REPO_ROOT, ensure_npm_file, ensure_npm_package
 
 SOLC_VERSION = "0.8.30"
+CONTRACTS_DIR = REPO_ROOT / "proofs" / "contracts"
 CONTRACT = "AnchorRegistry"
-SOURCE = REPO_ROOT / "proofs" / "contracts" / f"{CONTRACT}.sol"
-ARTIFACT = REPO_ROOT / "proofs" / "contracts" / f"{CONTRACT}.json"
+SOURCE = CONTRACTS_DIR / f"{CONTRACT}.sol"
+ARTIFACT = CONTRACTS_DIR / f"{CONTRACT}.json"
+NODE_REGISTRY = "NodeRegistry"
+NODE_REGISTRY_SOURCE = CONTRACTS_DIR / f"{NODE_REGISTRY}.sol"
+NODE_REGISTRY_ARTIFACT = CONTRACTS_DIR / f"{NODE_REGISTRY}.json"
+
+OPENZEPPELIN = "@openzeppelin/contracts"
+OPENZEPPELIN_VERSION = "5.7.0"
+# SHA-256 of the release's package.json: a substituted or different release is refused.
+OPENZEPPELIN_PACKAGE_SHA256 = "e3e0121956d938f085920cc0ffe0d8ceebafa95dc39b58ec0c219d902de37294"
+OPENZEPPELIN_UNITS = f"openzeppelin-contracts@{OPENZEPPELIN_VERSION}/"
 
 # EVM version: Prague, the newest fork both chains we run execute. eth-tester 0.14 runs py-evm
 # 0.12's PragueVM (py-evm has nothing newer); anvil 1.7.1 runs newer forks by default but is
 # started with ``--hardfork prague`` (infra.chain) so both chains apply the same rules. Prague is
-# also solc 0.8.30's own default. For this contract solc emits the same bytes for every target
-# from shanghai to osaka (PUSH0 is the only newer opcode it uses), so the artifact also runs on
+# also solc 0.8.30's own default. For AnchorRegistry solc emits the same bytes for every target
+# from shanghai to osaka (PUSH0 is the only newer opcode it uses), so that artifact also runs on
 # chains that stop at Shanghai or Cancun. The CBOR metadata hash is switched off
 # (bytecodeHash "none") so the bytecode depends on the code, not on comments or source paths;
 # only the compiler version stays appended.
@@ -35,6 +54,7 @@ SETTINGS = {
     "metadata": {"bytecodeHash": "none"},
     "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}},
 }
+_IMPORT = re.compile(r'^\s*import\s+(?:[^"\';]*\s+from\s+)?["\']([^"\']+)["\']\s*;', re.MULTILINE)
 
 
 class CompileError(RuntimeError):
@@ -42,17 +62,42 @@ class CompileError(RuntimeError):
 
 
 def compile_anchor_registry(source_path: Path = SOURCE) -> dict[str, Any]:
-    """Compile the contract; return the artifact (ABI, bytecode, compiler and source hash).
+    """Compile AnchorRegistry; return the artifact (ABI, bytecode, compiler and source hash)."""
+    return compile_contract(CONTRACT, source_path)
 
-    solcjs is the npm ``solc`` package at the pinned version: its Emscripten build is the same
-    compiler on every platform, so the artifact can be reproduced anywhere node runs.
-    """
+
+def compile_node_registry(source_path: Path = NODE_REGISTRY_SOURCE) -> dict[str, Any]:
+    """Compile NodeRegistry with the pinned OpenZeppelin release; the artifact also lists the
+    release and the SHA-256 of every library file compiled into it."""
+    return compile_contract(NODE_REGISTRY, source_path, openzeppelin_dir())
+
+
+def openzeppelin_dir() -> Path:
+    """The pinned OpenZeppelin Contracts release (npm), installed on first use."""
+    package = ensure_npm_file(
+        f"{OPENZEPPELIN}@{OPENZEPPELIN_VERSION}", "package.json", OPENZEPPELIN_PACKAGE_SHA256
+    )
+    return package.parent
+
+
+def compile_contract(
+    name: str, source_path: Path, openzeppelin: Path | None = None
+) -> dict[str, Any]:
+    """Compile ``name`` from ``source_path`` (imports of ``@openzeppelin/contracts/`` resolved in
+    ``openzeppelin``). solcjs is the npm ``solc`` package at the pinned version: its Emscripten
+    build is the same compiler on every platform, so artifacts can be reproduced anywhere node
+    runs."""
     solcjs = ensure_npm_package(f"solc@{SOLC_VERSION}", "solcjs")
     source = source_path.read_text()
+    unit = f"{name}.sol"
+    library = _library_sources(source, openzeppelin) if openzeppelin is not None else {}
+    settings = dict(SETTINGS)
+    if library:
+        settings["remappings"] = [f"{OPENZEPPELIN}/={OPENZEPPELIN_UNITS}"]
     request = {
         "language": "Solidity",
-        "sources": {f"{CONTRACT}.sol": {"content": source}},
-        "settings": SETTINGS,
+        "sources": {unit: {"content": source}, **{k: {"content": v} for k, v in library.items()}},
+        "settings": settings,
     }
     result = subprocess.run(
         [str(solcjs), "--standard-json"],
@@ -67,15 +112,51 @@ def compile_anchor_registry(source_path: Path = SOURCE) -> dict[str, Any]:
     errors = [e for e in output.get("errors", []) if e.get("severity") == "error"]
     if errors:
         raise CompileError("; ".join(e["formattedMessage"].strip() for e in errors))
-    contract = output["contracts"][f"{CONTRACT}.sol"][CONTRACT]
-    return {
-        "contractName": CONTRACT,
+    contract = output["contracts"][unit][name]
+    artifact = {
+        "contractName": name,
         "abi": contract["abi"],
         "bytecode": "0x" + contract["evm"]["bytecode"]["object"],
         "deployedBytecode": "0x" + contract["evm"]["deployedBytecode"]["object"],
-        "compiler": {"name": "solc", "version": SOLC_VERSION, "settings": SETTINGS},
+        "compiler": {"name": "solc", "version": SOLC_VERSION, "settings": settings},
         "sourceSha256": hashlib.sha256(source.encode()).hexdigest(),
     }
+    if library:
+        artifact["libraries"] = {
+            OPENZEPPELIN: {
+                "version": OPENZEPPELIN_VERSION,
+                "sources": {k: hashlib.sha256(v.encode()).hexdigest() for k, v in library.items()},
+            }
+        }
+    return artifact
+
+
+def _library_sources(source: str, package: Path) -> dict[str, str]:
+    """Every OpenZeppelin file ``source`` needs, transitively, by its versioned unit name."""
+    found: dict[str, str] = {}
+    pending = [_unit_of(path, None) for path in _IMPORT.findall(source)]
+    while pending:
+        unit = pending.pop()
+        if unit in found:
+            continue
+        relative = unit.removeprefix(OPENZEPPELIN_UNITS)
+        path = (package / relative).resolve()
+        if not unit.startswith(OPENZEPPELIN_UNITS) or not path.is_relative_to(package.resolve()):
+            raise CompileError(f"import {unit!r} is not a file of {OPENZEPPELIN}")
+        found[unit] = path.read_text()
+        pending.extend(_unit_of(p, unit) for p in _IMPORT.findall(found[unit]))
+    return dict(sorted(found.items()))
+
+
+def _unit_of(imported: str, importer: str | None) -> str:
+    """The source unit an import names: relative to its importer, or the remapped package."""
+    if imported.startswith("."):
+        if importer is None:
+            raise CompileError(f"the contract imports {imported!r}: only {OPENZEPPELIN} is allowed")
+        return posixpath.normpath(posixpath.join(posixpath.dirname(importer), imported))
+    if imported.startswith(OPENZEPPELIN + "/"):
+        return OPENZEPPELIN_UNITS + imported.removeprefix(OPENZEPPELIN + "/")
+    raise CompileError(f"import {imported!r}: only {OPENZEPPELIN} is available")
 
 
 def artifact_text(artifact: dict[str, Any]) -> str:
@@ -84,9 +165,13 @@ def artifact_text(artifact: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    """Rewrite the committed artifact from the source (run after changing the contract)."""
-    ARTIFACT.write_text(artifact_text(compile_anchor_registry()))
-    print(f"wrote {ARTIFACT.relative_to(REPO_ROOT)}")
+    """Rewrite the committed artifacts from the sources (run after changing a contract)."""
+    for path, compile_ in (
+        (ARTIFACT, compile_anchor_registry),
+        (NODE_REGISTRY_ARTIFACT, compile_node_registry),
+    ):
+        path.write_text(artifact_text(compile_()))
+        print(f"wrote {path.relative_to(REPO_ROOT)}")
 
 
 if __name__ == "__main__":

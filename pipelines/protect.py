@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 from pipelines import aggregate
 from pipelines.anonymize import PseudonymKey, anonymize
 from pipelines.standardize import Standardized
+from schemas.fields import DEVICE_FIELD_NAMES
 from schemas.model import Privacy, TelemetrySchema
 from schemas.published import (
     DEFAULT_PRIVACY,
@@ -160,7 +161,9 @@ def _counts_stats(rows: pa.RecordBatch) -> dict:
 
 def _cell_counts(rows: pa.RecordBatch) -> dict[str, int]:
     """Cells and empty cells, for completeness (a row without quality flags is not empty)."""
-    columns = [rows.column(n) for n in rows.schema.names if n != FLAGS_FIELD]
+    # Quality flags and device proofs are about the row, not measurements it could lack.
+    skip = {FLAGS_FIELD, *DEVICE_FIELD_NAMES}
+    columns = [rows.column(n) for n in rows.schema.names if n not in skip]
     return {
         "null_cells": sum(c.null_count for c in columns),
         "cells": rows.num_rows * len(columns),

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from schemas.fields import cell_id, event_time, location
+from schemas.fields import DEVICE_FIELDS, DEVICE_SIGNED, cell_id, event_time, location
 from schemas.model import Field, Privacy, TelemetrySchema
 
 SPEED_TEST_V1 = TelemetrySchema(
     name="speed_test",
     major=1,
-    minor=0,
+    minor=1,  # 1.1 added the device signature fields
     description="A throughput and latency test run from a node against a test server.",
     natural_key=("node_id", "event_time"),
     fields=(
@@ -46,13 +46,14 @@ SPEED_TEST_V1 = TelemetrySchema(
         Field("jitter_ms", pa.float64(), "Latency variation", unit="ms", minimum=0, maximum=100000),
         Field("server", pa.string(), "Test server host name"),
         *location("Test site", Privacy.PRECISE_LOCATION),
+        *DEVICE_FIELDS,
     ),
 )
 
 SUBSCRIBER_SESSION_V1 = TelemetrySchema(
     name="subscriber_session",
     major=1,
-    minor=0,
+    minor=1,  # 1.1 added device_signed (no per-report proof: see docs)
     description=(
         "A subscriber's data session on a cell. Holds personal data: published only after the "
         "privacy policy of each field is applied (pseudonyms, truncation, k-anonymity)."
@@ -103,5 +104,6 @@ SUBSCRIBER_SESSION_V1 = TelemetrySchema(
         ),
         Field("bytes_up", pa.int64(), "Bytes sent by the device", unit="bytes", minimum=0),
         Field("bytes_down", pa.int64(), "Bytes received by the device", unit="bytes", minimum=0),
+        *(DEVICE_SIGNED,),
     ),
 )

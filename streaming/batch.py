@@ -30,6 +30,10 @@ class RunConfig:
     dask_scheduler: str | None = None  # with runner "dask"; None: a local cluster
     crash_limit: int = 3  # worker crashes on one batch before it is bisected (streaming/poison)
     isolate: bool = True  # land in a forked child, so a crashing record cannot stop the run
+    signatures: str = (
+        "auto"  # device signatures: required, unsigned, or auto (streaming/node_cache)
+    )
+    nodes: Any = None  # the node registry's ingest cache (streaming.node_cache.NodeRegistryCache)
 
 
 @dataclass

@@ -30,6 +30,7 @@ from sinks.quality_report import Validation, docs_dir_if_due, validate_new_rows
 from streaming import faults
 from streaming.batch import Anchorer, BatchSummary, Progress, RunConfig, count_receipts
 from streaming.commit import commit_and_anchor, log_starts
+from streaming.node_cache import device_check
 from streaming.store import RunStore
 
 log = logging.getLogger("rda.run")
@@ -65,6 +66,7 @@ def land_chunks(
         protection,
         config.dask_scheduler,
         refused_of(plan),
+        device_check(config.signatures, config.nodes, plan, config.topic),
     )
 
 
