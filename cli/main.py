@@ -42,7 +42,7 @@ def _default_data_dir() -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cli import anchor_commands, run_commands
+    from cli import anchor_commands, nodes_commands, run_commands
     from cli.market_commands import add_market_parsers
 
     parser = argparse.ArgumentParser(
@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _infra_parsers(sub)
     _simulate_parser(sub)
+    nodes_commands.add_parser(sub)
     run_commands.add_parsers(sub)  # `rda run` and `rda status`
     _demo_parser(sub)
     _verify_parser(sub)
@@ -112,6 +113,27 @@ def _simulate_parser(sub: argparse._SubParsersAction) -> None:
         choices=wire_formats(),
         help="wire format (default rda.node.v1)",
     )
+    sim.add_argument(
+        "--hybrid",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the backhaul network too: relay platforms, gateways, link_kpi reports, fades "
+        "and outages (rda.node.v1 only)",
+    )
+    sim.add_argument(
+        "--sign",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="every node signs its reports (rda-sig header, Ed25519 per signed batch)",
+    )
+    sim.add_argument(
+        "--sign-window", type=float, default=10.0, help="seconds of event time per signed batch"
+    )
+    sim.add_argument(
+        "--node-registry",
+        help="register the fleet's keys in this NodeRegistry (default: `infra up`'s, if any)",
+    )
+    sim.add_argument("--rpc-url", help="the node registry's chain (default: `infra up`'s)")
     _add_json(sim)
     sim.set_defaults(handler=commands.simulate)
 

@@ -43,9 +43,11 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from simulator.backhaul import LINK_EVERY, HybridNetwork
 from simulator.formats import ENCODERS
 from simulator.messages import WIRE_FORMAT, Message, encode_report
 from simulator.quality_defects import QualityInjector
+from simulator.signing import FleetSigning
 from simulator.subscribers import SessionSource
 
 # Cities the fleet is scattered around (lat, lon): sites are jittered within ~20 km.
@@ -183,6 +185,32 @@ def _speed_test(node: _Node, ts_ms: int, rng: random.Random) -> dict:
     }
 
 
+def hybrid_network(fleet: list[_Node], seed: int) -> HybridNetwork:
+    """The backhaul network (fiber, microwave, HAPS relays) behind ``fleet``."""
+    ground = [(n.node_id, i % len(_SITES), n.lat, n.lon) for i, n in enumerate(fleet)]
+    return HybridNetwork.build(ground, seed)
+
+
+def fleet_nodes(nodes: int, seed: int, hybrid: bool = True) -> list[FleetNode]:
+    """Every node of the simulated fleet, as the node registry lists it (class, location)."""
+    fleet = _build_fleet(nodes, random.Random(seed))
+    found = [FleetNode(n.node_id, "ground_airnode", n.lat, n.lon) for n in fleet]
+    if hybrid:
+        network = hybrid_network(fleet, seed)
+        classes = network.node_classes()
+        for node_id, (lat, lon) in network.locations(0).items():
+            found.append(FleetNode(node_id, classes[node_id], lat, lon))
+    return found
+
+
+@dataclass(frozen=True)
+class FleetNode:
+    node_id: str
+    node_class: str  # ground_airnode, high_altitude_relay or backhaul (NodeRegistry classes)
+    lat: float
+    lon: float
+
+
 def _corrupt(report: dict, kind: str, previous: dict | None) -> bytes:
     """Turn a good report into one with a defect of the given kind."""
     if kind == "duplicate":  # the cell's previous report sent again (a retrying node)
@@ -221,8 +249,37 @@ def generate(
     wire_format: str = WIRE_FORMAT,
     sessions: bool = False,
     quality_fraction: float = 0.0,
+    hybrid: bool = False,
+    signing: FleetSigning | None = None,
 ) -> Iterator[Message]:
-    """Yield the fleet's messages in time order: every node reports every ``1/rate_hz`` s."""
+    """Yield the fleet's messages in time order: every node reports every ``1/rate_hz`` s.
+
+    ``hybrid``: the backhaul network too (``simulator/backhaul.py``: relay platforms and
+    gateways as nodes, ``link_kpi`` reports, outages and fades in the radio KPIs). ``signing``:
+    every node signs its reports (``simulator/signing.py``).
+    """
+    messages = _messages(
+        nodes, duration_s, rate_hz, start_ms, seed, bad_fraction, wire_format, sessions,
+        quality_fraction, hybrid,
+    )  # fmt: skip
+    if signing is None:
+        yield from messages
+    else:
+        yield from signing.sign(messages)
+
+
+def _messages(
+    nodes: int,
+    duration_s: float,
+    rate_hz: float,
+    start_ms: int,
+    seed: int,
+    bad_fraction: float,
+    wire_format: str,
+    sessions: bool,
+    quality_fraction: float,
+    hybrid: bool,
+) -> Iterator[Message]:
     if nodes <= 0 or duration_s <= 0 or rate_hz <= 0:
         raise ValueError("nodes, duration and rate must be positive")
     if not 0.0 <= bad_fraction <= 1.0:
@@ -233,29 +290,44 @@ def generate(
         if wire_format != WIRE_FORMAT:
             raise ValueError(f"sessions and quality defects are emitted in {WIRE_FORMAT} only")
         yield from _with_extras(
-            nodes, duration_s, rate_hz, start_ms, seed, bad_fraction, sessions, quality_fraction
-        )
+            nodes, duration_s, rate_hz, start_ms, seed, bad_fraction, sessions, quality_fraction,
+            hybrid,
+        )  # fmt: skip
         return
     if wire_format != WIRE_FORMAT:
+        if hybrid:
+            raise ValueError(f"the hybrid network's link reports are emitted in {WIRE_FORMAT} only")
         yield from _in_format(nodes, duration_s, rate_hz, start_ms, seed, bad_fraction, wire_format)
         return
-    yield from _plain(nodes, duration_s, rate_hz, start_ms, seed, bad_fraction)
+    yield from _plain(nodes, duration_s, rate_hz, start_ms, seed, bad_fraction, hybrid)
 
 
 def _plain(
-    nodes: int, duration_s: float, rate_hz: float, start_ms: int, seed: int, bad_fraction: float
+    nodes: int,
+    duration_s: float,
+    rate_hz: float,
+    start_ms: int,
+    seed: int,
+    bad_fraction: float,
+    hybrid: bool = False,
 ) -> Iterator[Message]:
-    """Radio reports of every cell each tick, heartbeats and speed tests, some made defective."""
+    """Radio reports of every cell each tick, heartbeats and speed tests, some made defective;
+    with ``hybrid``, the backhaul network's link reports and its effects too."""
     rng = random.Random(seed)
     fleet = _build_fleet(nodes, rng)
+    network = hybrid_network(fleet, seed) if hybrid else None
     interval_ms = max(1, round(1000 / rate_hz))
     ticks = max(1, int(duration_s * 1000 // interval_ms))
     last_good: dict[int, dict] = {}
     for tick in range(ticks):
         ts_ms = start_ms + tick * interval_ms
+        if network is not None:
+            network.step(ts_ms, interval_ms)
         for node in fleet:
             for cell in node.cells:
                 report = _report(node, cell, ts_ms, rng)
+                if network is not None:
+                    report = network.degrade(report, ts_ms)
                 defect = rng.choice(DEFECT_KINDS) if rng.random() < bad_fraction else None
                 if defect == "duplicate" and cell.eci not in last_good:
                     defect = "truncated_json"  # nothing to repeat yet
@@ -269,11 +341,19 @@ def _plain(
                 yield Message(node.node_id.encode(), value, ts_ms, defect)
             if tick % HEARTBEAT_EVERY == 0:
                 heartbeat = _heartbeat(node, ts_ms, start_ms, rng)
+                if network is not None and network.backhaul_down(node.node_id, ts_ms):
+                    heartbeat["status"] = "degraded"
                 yield Message(node.node_id.encode(), encode_report(heartbeat), ts_ms)
             if tick % SPEED_TEST_EVERY == 0:
                 yield Message(
                     node.node_id.encode(), encode_report(_speed_test(node, ts_ms, rng)), ts_ms
                 )
+            if network is not None and tick % LINK_EVERY == 0:
+                link = network.link_report(node.node_id, ts_ms)
+                yield Message(node.node_id.encode(), encode_report(link), ts_ms)
+        if network is not None:
+            for node_id, report in network.own_reports(ts_ms, tick, HEARTBEAT_EVERY):
+                yield Message(node_id.encode(), encode_report(report), ts_ms)
 
 
 def _in_format(
@@ -316,6 +396,7 @@ def _with_extras(
     bad_fraction: float,
     sessions: bool,
     quality_fraction: float,
+    hybrid: bool = False,
 ) -> Iterator[Message]:
     """The plain fleet, with quality defects and subscriber sessions woven in.
 
@@ -325,7 +406,8 @@ def _with_extras(
     injector = QualityInjector(random.Random(seed ^ 0xDEFEC7), quality_fraction, start_ms)
     source = SessionSource(fleet, random.Random(seed ^ 0x5E55)) if sessions else None
     interval_ms = max(1, round(1000 / rate_hz))
-    for message in generate(nodes, duration_s, rate_hz, start_ms, seed, bad_fraction):
+    plain = _plain(nodes, duration_s, rate_hz, start_ms, seed, bad_fraction, hybrid)
+    for message in plain:
         if message.defect is None:
             message = injector.apply(message)
         yield message
