@@ -208,11 +208,45 @@ def _print_demo(summary: dict[str, Any]) -> None:
     out.print(
         f"chain: {chain['kind']} (id {chain['chain_id']}), AnchorRegistry {chain['contract']}"
     )
+    _print_demo_devices(summary)
     color = "green" if summary["verified"] else "red"
     out.print(
         f"verification: [{color}]{summary['verdict']}[/{color}] — every row re-hashed to the "
-        "anchored root, every checkpoint's history and anchor checked against the registry"
+        "anchored root, every checkpoint's history and anchor checked against the registry, "
+        "and the device signatures of the proven rows against the NodeRegistry"
     )
+
+
+def _print_demo_devices(summary: dict[str, Any]) -> None:
+    """Nodes on chain, what the device signatures refused, the unsigned source, proven rows."""
+    nodes = summary.get("nodes")
+    if not nodes:
+        return
+    classes = ", ".join(f"{n} {c}" for c, n in sorted(nodes["classes"].items()))
+    out.print(
+        f"nodes: {classes} registered in NodeRegistry {nodes['address']} "
+        f"(gas per registration {nodes['gas_per_registration']})"
+    )
+    reasons = summary["quarantine_reasons"]
+    refused = ("bad_signature", "revoked_key", "unsigned", "unknown_node")
+    revoked = nodes.get("revoked") or {}
+    out.print(
+        "device signatures refused: "
+        + ", ".join(f"{code} {reasons.get(code, 0)}" for code in refused)
+        + (f" ({revoked['node']} revoked from {revoked['from_ms']} ms)" if revoked else "")
+    )
+    for topic, counts in summary.get("topics", {}).items():
+        out.print(
+            f"  topic {topic}: read {counts['read']}, published {counts['published']}, "
+            f"quarantined {counts['quarantined']}"
+        )
+    for proven in summary.get("proven_rows", []):
+        device = proven["device"] or {"detail": "no device check"}
+        out.print(
+            f"  proven {proven['dataset']} leaf {proven['leaf_index']}: {proven['verdict']} — "
+            f"{device['detail']}",
+            soft_wrap=True,
+        )
 
 
 # -- quarantine ---------------------------------------------------------------------------------
