@@ -9,6 +9,7 @@ from collections.abc import Callable
 from benchmarks import (
     decode,
     dedup,
+    device_signatures,
     end_to_end,
     market,
     peers,
@@ -30,6 +31,7 @@ BENCHMARKS: dict[str, Callable[[bool], dict]] = {
     "proofs": proofs.run,
     "verify": verify.run,
     "quality_privacy": quality.run,
+    "device_signatures": device_signatures.run,
 }
 
 

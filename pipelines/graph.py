@@ -48,7 +48,7 @@ def standardize_chunk(
     if checked is not None:
         unread = {**checked.refused, **unread}  # a poison record stays poison
     result = standardize_routed(raw, wire_format, override, refused=unread)
-    if checked is not None:
+    if devices is not None:
         result = devices.bind(raw, checked, result)
     return protection(raw, result) if protection is not None else result
 

@@ -33,6 +33,7 @@ def raw(*values: bytes | None, wire_format: str | None = None) -> pa.RecordBatch
             "key": [b"k"] * n,
             "value": list(values),
             "format": [wire_format] * n,
+            "signature": [None] * n,
         },
         schema=RAW_RECORD_SCHEMA,
     )
