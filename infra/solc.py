@@ -20,6 +20,7 @@ import json
 import posixpath
 import re
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -99,16 +100,25 @@ def compile_contract(
         "sources": {unit: {"content": source}, **{k: {"content": v} for k, v in library.items()}},
         "settings": settings,
     }
-    result = subprocess.run(
-        [str(solcjs), "--standard-json"],
-        input=json.dumps(request),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    # Request and answer go through files, not pipes: solcjs reads stdin with one read (node
+    # gets EAGAIN while a large request is still arriving in a pipe) and exits right after
+    # writing, which cuts an answer of more than 64 KiB written to a pipe short.
+    with tempfile.TemporaryFile("w+") as stdin, tempfile.TemporaryFile("w+") as stdout:
+        stdin.write(json.dumps(request))
+        stdin.seek(0)
+        result = subprocess.run(
+            [str(solcjs), "--standard-json"],
+            stdin=stdin,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+        stdout.seek(0)
+        answer = stdout.read()
     if result.returncode != 0:
         raise CompileError(f"solcjs failed (exit {result.returncode}): {result.stderr.strip()}")
-    output = json.loads(result.stdout[result.stdout.index("{") :])
+    output = json.loads(answer[answer.index("{") :])
     errors = [e for e in output.get("errors", []) if e.get("severity") == "error"]
     if errors:
         raise CompileError("; ".join(e["formattedMessage"].strip() for e in errors))

@@ -24,10 +24,12 @@ import pyarrow.compute as pc
 MAX_ENVELOPE_CHARS = 4096  # a batch of 65,535 reports has a 16-hash path: ~1.4 KB
 MAX_BATCH = 65_535
 LEAF_DOMAIN, BATCH_DOMAIN = b"rda.report.v1", b"rda.batch.v1"
+# Everything but the audit path, which is only ever compared with (or folded into) the path
+# the batch's leaves give: a path that is not that one is refused, whatever characters it holds.
 ENVELOPE_PATTERN = (
     r"^v1;[A-Za-z0-9._:-]{1,64};[0-9a-f]{64};[0-9]{1,18};[0-9a-f]{32};[0-9]{1,5};[0-9]{1,5};"
-    r"(?:[0-9a-f]{64})*;[0-9a-f]{128}$"
 )
+SIGNATURE_PATTERN = r"^[0-9a-f]{128}$"
 _FIELDS = ("node", "key", "ms", "nonce", "index", "size", "path", "sig")
 Problem = tuple[str, str]
 # (public key of the claimed node's key, or a problem) for (node id, key id)
@@ -58,11 +60,7 @@ def verify_envelopes(
     refused: dict[int, Problem] = {}
     for i in pc.indices_nonzero(pc.is_null(header)).to_pylist():
         refused[offsets[i]] = ("unsigned", f"no rda-sig header: topic {topic} requires signatures")
-    form = pc.and_(
-        pc.less_equal(pc.utf8_length(header), MAX_ENVELOPE_CHARS),
-        pc.match_substring_regex(header, ENVELOPE_PATTERN),
-    )
-    well_formed = pc.fill_null(form, False)
+    well_formed = _well_formed(header)
     for i in pc.indices_nonzero(pc.and_(pc.is_valid(header), pc.invert(well_formed))).to_pylist():
         refused[offsets[i]] = (
             "bad_signature",
@@ -103,6 +101,20 @@ def verify_envelopes(
     return Envelopes(refused, columns)
 
 
+def _well_formed(header: pa.Array) -> pa.Array:
+    """Per record: the envelope has the documented form (its path aside, see above)."""
+    short = pc.less_equal(pc.utf8_length(header), MAX_ENVELOPE_CHARS)
+    safe = pc.if_else(short, header, "")  # a huge header is not split
+    parts = pc.split_pattern(safe, ";")
+    nine = pc.equal(pc.list_value_length(parts), 9)
+    last = pc.list_element(pc.if_else(nine, parts, pa.scalar([""] * 9, parts.type)), 8)
+    form = pc.and_(
+        pc.and_(nine, pc.match_substring_regex(safe, ENVELOPE_PATTERN)),
+        pc.match_substring_regex(last, SIGNATURE_PATTERN),
+    )
+    return pc.fill_null(pc.and_(short, form), False)
+
+
 @dataclass
 class _BatchChecker:
     fields: dict[str, list]
@@ -129,12 +141,10 @@ class _BatchChecker:
         fitting = []
         for j in members:
             index = f["index"][j]
-            if not 0 <= index < size <= MAX_BATCH or len(f["path"][j]) != 64 * path_length(
-                index, size
-            ):
-                problems[j] = ("bad_signature", f"malformed rda-sig header: leaf {index} of {size}")
-            else:
+            if 0 <= index < size <= MAX_BATCH:
                 fitting.append(j)
+            else:
+                problems[j] = ("bad_signature", f"malformed rda-sig header: leaf {index} of {size}")
         prefix = leaf_prefix(node, key)
         leaves = {j: leaf_hash(prefix, f["ms"][j], f["commitment"][j]) for j in fitting}
         signed = self._complete(node, key, size, sig, fitting, leaves, looked_up)
@@ -175,7 +185,11 @@ class _BatchChecker:
         f = self.fields
         signed = {}
         for j in members:
-            root = root_from_path(leaves[j], f["index"][j], size, bytes.fromhex(f["path"][j]))
+            path, index = f["path"][j], f["index"][j]
+            if len(path) != 64 * path_length(index, size) or not _is_hex(path):
+                signed[j] = False
+                continue
+            root = root_from_path(leaves[j], index, size, bytes.fromhex(path))
             signed[j] = root is not None and self._signature(node, key, size, sig, root, public_key)
         return signed
 
@@ -264,6 +278,10 @@ def _path_hex(levels: list[list[bytes]], index: int) -> str:
             path.append(level[sibling])
         index >>= 1
     return b"".join(path).hex()
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)
 
 
 def verify_ed25519(public_key: bytes, signature: bytes, message: bytes) -> bool:
