@@ -80,7 +80,7 @@ def _fleet_signing(args: argparse.Namespace, hybrid: bool, start_ms: int):
         raise UserError("--sign-window must be positive")
     nodes = fleet_nodes(args.nodes, args.seed, hybrid)
     window_ms = round(args.sign_window * 1000)
-    signing = FleetSigning.for_nodes([n.node_id for n in nodes], args.seed, window_ms)
+    signing = FleetSigning.for_nodes([n.node_id for n in nodes], args.key_seed, window_ms)
     state = InfraState.load()
     rpc_url = args.rpc_url or state.rpc_url
     address = args.node_registry or (

@@ -130,6 +130,12 @@ def _simulate_parser(sub: argparse._SubParsersAction) -> None:
         "--sign-window", type=float, default=10.0, help="seconds of event time per signed batch"
     )
     sim.add_argument(
+        "--key-seed",
+        type=int,
+        default=0,
+        help="the simulated nodes' keys derive from it (keep it: the registry holds them)",
+    )
+    sim.add_argument(
         "--node-registry",
         help="register the fleet's keys in this NodeRegistry (default: `infra up`'s, if any)",
     )

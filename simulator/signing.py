@@ -11,8 +11,8 @@ then carries its own envelope in the Kafka header ``rda-sig``:
 
 The salt (``nonce``, 16 bytes, secret) keeps the published commitment from confirming a guessed
 report — a subscriber's IMSI, a node's exact position. A real node keeps its key in a secure
-element; the simulated ones derive theirs from the simulation seed, so a run is reproducible and
-``rda simulate`` can register the same public keys the fleet signs with.
+element; the simulated ones derive theirs from a key seed, so a run is reproducible and
+``rda simulate`` can register the public keys the fleet signs with, once for every later run.
 """
 
 from __future__ import annotations
@@ -63,9 +63,14 @@ class NodeSigner:
         return hmac.new(self.secret, b"nonce" + data, hashlib.sha256).digest()[:16]
 
 
-def simulated_signer(node_id: str, seed: int, key_number: int = 0) -> NodeSigner:
-    """The simulated node's key number ``key_number``, derived from the simulation seed."""
-    material = b"rda-simulator-node-key\x00%d\x00%s\x00%d" % (seed, node_id.encode(), key_number)
+def simulated_signer(node_id: str, key_seed: int = 0, key_number: int = 0) -> NodeSigner:
+    """The simulated node's key number ``key_number``, derived from ``key_seed`` (not the
+    telemetry's seed: runs with other telemetry keep the keys the registry holds)."""
+    material = b"rda-simulator-node-key\x00%d\x00%s\x00%d" % (
+        key_seed,
+        node_id.encode(),
+        key_number,
+    )
     return NodeSigner(node_id, hashlib.sha256(material).digest())
 
 
@@ -174,9 +179,9 @@ class FleetSigning:
 
     @classmethod
     def for_nodes(
-        cls, node_ids: Iterable[str], seed: int, window_ms: int = DEFAULT_WINDOW_MS
+        cls, node_ids: Iterable[str], key_seed: int = 0, window_ms: int = DEFAULT_WINDOW_MS
     ) -> FleetSigning:
-        return cls({n: simulated_signer(n, seed) for n in node_ids}, window_ms)
+        return cls({n: simulated_signer(n, key_seed) for n in node_ids}, window_ms)
 
     def sign(self, messages: Iterable[Message]) -> Iterator[Message]:
         """The messages in their order, each node's signed once per window of event time."""
