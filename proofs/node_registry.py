@@ -213,6 +213,24 @@ class NodeRegistry:
         )
         return self._send(call)
 
+    def register_many(
+        self, entries: list[tuple[str, str, int, bytes, str | None]], valid_from_ms: int
+    ) -> Sent:
+        """Several nodes in one transaction: (node id, class, H3 cell, public key, owner or
+        None) each, their first keys all valid from ``valid_from_ms``."""
+        for node_id, node_class, *_ in entries:
+            if not NODE_ID.match(node_id) or node_class not in NODE_CLASSES:
+                raise ValueError(f"node {node_id!r} of class {node_class!r} cannot be registered")
+        call = self.contract.functions.registerMany(
+            [checksum_address(owner or self.sender) for *_, owner in entries],
+            [e[0] for e in entries],
+            [NODE_CLASSES.index(e[1]) for e in entries],
+            [_uint64(e[2], "H3 cell") for e in entries],
+            [_public_key(e[3]) for e in entries],
+            _uint64(valid_from_ms, "valid from"),
+        )
+        return self._send(call)
+
     def rotate(self, node_id: str, public_key: bytes, from_ms: int) -> Sent:
         """A new key from ``from_ms``; the current key ends there."""
         call = self.contract.functions.rotateKey(

@@ -172,7 +172,10 @@ def _waves(
     for wave in range(options.waves):
         title = f"wave {wave + 1}/{options.waves}"
         for topic, messages, config in streams:
-            size = -(-len(messages) // options.waves)
+            waves = options.waves if topic == options.topic else 1  # the probes: one batch
+            if wave >= waves:
+                continue
+            size = -(-len(messages) // waves)
             part = messages[wave * size : (wave + 1) * size]
             with report.stage(f"{title}: {len(part)} reports to {topic}"):
                 totals.produced += produce(bootstrap, topic, part).messages

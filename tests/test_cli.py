@@ -53,14 +53,25 @@ def test_demo_json_reports_reconciled_counts_anchored_checkpoints_and_a_verdict(
         + summary["records_suppressed"]  # withheld for k-anonymity, kept privately
     )
     assert summary["data_dir"] == str(tmp_path / "demo")
-    datasets = ["node_heartbeat.v1", "radio_kpi.v1", "speed_test.v1", "subscriber_session.v1"]
-    datasets.append("session_counts_dp.v1")  # derived from the sessions: rows, not records
-    assert [c["dataset"] for c in summary["checkpoints"]] == datasets * 2  # two waves
+    fleet = {"node_heartbeat.v1", "radio_kpi.v1", "link_kpi.v1", "speed_test.v1"}
+    fleet |= {"subscriber_session.v1", "session_counts_dp.v1"}  # rows derived from sessions
+    checkpointed = [c["dataset"] for c in summary["checkpoints"]]
+    assert set(checkpointed) == fleet and len(checkpointed) == 2 * len(fleet) + 1
+    assert checkpointed.count("link_kpi.v1") == 3  # the fleet's links twice, the RIPE pings once
+    latest: dict[str, int] = {}
     for checkpoint in summary["checkpoints"]:
         assert set(checkpoint) >= {"dataset", "tree_size", "root", "anchor_tx", "quality_score"}
         assert checkpoint["anchor_tx"].startswith("0x")
-    final_sizes = sum(c["tree_size"] for c in summary["checkpoints"][-5:-1])
-    assert final_sizes == summary["records_published"]  # one row per published record
+        latest[checkpoint["dataset"]] = max(
+            latest.get(checkpoint["dataset"], 0), checkpoint["tree_size"]
+        )
+    rows = sum(size for dataset, size in latest.items() if dataset != "session_counts_dp.v1")
+    assert rows == summary["records_published"]  # one row per published record
+    reasons = summary["quarantine_reasons"]
+    assert {reasons[r] for r in ("bad_signature", "unsigned", "unknown_node")} == {1}
+    assert reasons["revoked_key"] > 0  # the node revoked three quarters of the way through
+    assert summary["topics"]["ripe-atlas"]["quarantined"] == 0  # a source that cannot sign
+    assert {p["device"]["ok"] for p in summary["proven_rows"]} == {True}
     assert summary["verified"] is True
 
 

@@ -16,7 +16,7 @@ T0 = 1_764_000_000_000
 
 
 def key(node: str, number: int = 0) -> bytes:
-    return simulated_signer(node, seed=5, key_number=number).public_key
+    return simulated_signer(node, key_seed=5, key_number=number).public_key
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +126,24 @@ def test_the_event_fold_is_the_registry_as_of_any_block(w3, registry):
     assert fold_events(events) == {n.node_id: n for n in registry.nodes()}
     then = fold_events(events, at_block=registered)
     assert set(then) == {"an-0001"} and len(then["an-0001"].keys) == 1
+
+
+def test_a_fleet_registers_in_one_transaction_all_or_nothing(w3, registry):
+    fleet = [(f"an-{i:04d}", "ground_airnode", i, key(f"an-{i:04d}"), None) for i in range(2, 6)]
+    block = w3.eth.block_number
+    registry.register_many(fleet, T0)
+    assert w3.eth.block_number == block + 1
+    assert {n.node_id for n in registry.nodes()} == {
+        "an-0001",
+        "an-0002",
+        "an-0003",
+        "an-0004",
+        "an-0005",
+    }
+    clash = [("an-0100", "backhaul", 1, key("an-0100"), None), fleet[0]]
+    with pytest.raises(NodeRegistryRefused, match="ERC721InvalidSender"):
+        registry.register_many(clash, T0)
+    assert registry.node("an-0100") is None
 
 
 def test_registration_gas_is_that_of_a_mint_with_one_key(registry):

@@ -67,6 +67,7 @@ contract NodeRegistry is ERC721, AccessControl {
     error RotationNotAfterCurrentKey(uint64 fromMs, uint64 currentValidFromMs);
     error NoSuchKey(uint256 tokenId, uint256 keyIndex);
     error NotShortening(uint64 fromMs, uint64 validFromMs, uint64 validUntilMs);
+    error LengthMismatch();
 
     constructor(address admin) ERC721("RDA Network Node", "RDANODE") {
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
@@ -82,13 +83,26 @@ contract NodeRegistry is ERC721, AccessControl {
         bytes32 publicKey,
         uint64 validFromMs
     ) external onlyRole(REGISTRAR_ROLE) returns (uint256 tokenId) {
-        _checkNodeId(nodeId);
-        tokenId = tokenIdOf(nodeId);
-        _mint(owner, tokenId); // reverts for a node id already registered
-        nodes[tokenId] = Node(nodeId, nodeClass, h3Cell, OPEN, uint64(block.timestamp));
-        tokenIds.push(tokenId);
-        emit NodeRegistered(tokenId, nodeId, nodeClass, h3Cell);
-        _addKey(tokenId, publicKey, validFromMs);
+        return _register(owner, nodeId, nodeClass, h3Cell, publicKey, validFromMs);
+    }
+
+    /// @notice Several nodes in one transaction (a fleet onboarded at once), each as register().
+    function registerMany(
+        address[] calldata owners,
+        string[] calldata nodeIds,
+        NodeClass[] calldata nodeClasses,
+        uint64[] calldata h3Cells,
+        bytes32[] calldata publicKeys,
+        uint64 validFromMs
+    ) external onlyRole(REGISTRAR_ROLE) {
+        uint256 n = nodeIds.length;
+        if (
+            owners.length != n || nodeClasses.length != n || h3Cells.length != n
+                || publicKeys.length != n
+        ) revert LengthMismatch();
+        for (uint256 i = 0; i < n; i++) {
+            _register(owners[i], nodeIds[i], nodeClasses[i], h3Cells[i], publicKeys[i], validFromMs);
+        }
     }
 
     /// @notice A new signing key from ``fromMs`` on; the current key ends there.
@@ -173,6 +187,23 @@ contract NodeRegistry is ERC721, AccessControl {
         returns (bool)
     {
         return super.supportsInterface(interfaceId);
+    }
+
+    function _register(
+        address owner,
+        string calldata nodeId,
+        NodeClass nodeClass,
+        uint64 h3Cell,
+        bytes32 publicKey,
+        uint64 validFromMs
+    ) private returns (uint256 tokenId) {
+        _checkNodeId(nodeId);
+        tokenId = tokenIdOf(nodeId);
+        _mint(owner, tokenId); // reverts for a node id already registered
+        nodes[tokenId] = Node(nodeId, nodeClass, h3Cell, OPEN, uint64(block.timestamp));
+        tokenIds.push(tokenId);
+        emit NodeRegistered(tokenId, nodeId, nodeClass, h3Cell);
+        _addKey(tokenId, publicKey, validFromMs);
     }
 
     function _addKey(uint256 tokenId, bytes32 publicKey, uint64 validFromMs) private {
