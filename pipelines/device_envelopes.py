@@ -150,14 +150,21 @@ class _BatchChecker:
         signed = self._complete(node, key, size, sig, fitting, leaves, looked_up)
         if signed is None:  # not all there, or something does not fit: record by record
             signed = self._each(node, key, size, sig, fitting, leaves, looked_up)
+        good = []
         for j in fitting:
-            if not signed.get(j, False):
+            if signed.get(j, False):
+                good.append(j)
+            else:
                 problems[j] = (
                     "bad_signature",
                     f"the signature does not verify for node {node}, key {key[:16]}…: the report, "
                     "its envelope or its batch was altered",
                 )
-            else:
+        times = [f["ms"][j] for j in good]
+        # A key (and a node) is valid over one interval of event time: when the earliest and
+        # the latest report fit, every report between them does.
+        if times and (self.validity(node, key, min(times)) or self.validity(node, key, max(times))):
+            for j in good:
                 problem = self.validity(node, key, f["ms"][j])
                 if problem is not None:
                     problems[j] = problem
@@ -174,9 +181,9 @@ class _BatchChecker:
         levels = _levels([leaves[indices[i]] for i in range(size)])
         if not self._signature(node, key, size, sig, levels[-1][0], public_key):
             return None
-        return {
-            j: _path_hex(levels, self.fields["index"][j]) == self.fields["path"][j] for j in members
-        }
+        paths = _paths_hex(levels)
+        index, path = self.fields["index"], self.fields["path"]
+        return {j: paths[index[j]] == path[j] for j in members}
 
     def _each(
         self, node: str, key: str, size: int, sig: str, members: list[int], leaves: dict,
@@ -269,15 +276,15 @@ def _levels(leaves: list[bytes]) -> list[list[bytes]]:
     return levels
 
 
-def _path_hex(levels: list[list[bytes]], index: int) -> str:
-    """Leaf ``index``'s audit path (siblings from the leaf up; a carried node has none)."""
-    path = []
-    for level in levels[:-1]:
-        sibling = index ^ 1
-        if sibling < len(level):
-            path.append(level[sibling])
-        index >>= 1
-    return b"".join(path).hex()
+def _paths_hex(levels: list[list[bytes]]) -> list[str]:
+    """Every leaf's audit path in hex (the siblings from the leaf up; a node carried up has none
+    on its level), built from the root down: a node's path is its sibling, then its parent's."""
+    above = [""]  # the root's path
+    for level in reversed(levels[:-1]):
+        texts = [node.hex() for node in level]
+        count = len(level)
+        above = [(texts[i ^ 1] if i ^ 1 < count else "") + above[i >> 1] for i in range(count)]
+    return above
 
 
 def _is_hex(text: str) -> bool:
