@@ -29,19 +29,13 @@ import pyarrow.compute as pc
 
 from pipelines.device_envelopes import Envelopes, verify_envelopes
 from pipelines.standardize import Standardized
+from schemas.fields import DEVICE_PROOF_FIELDS
 from schemas.records import QUARANTINE_SCHEMA, quarantine_batch
 
 REQUIRED, UNSIGNED = "required", "unsigned"
 POLICIES = (REQUIRED, UNSIGNED)
 REASONS = ("unsigned", "unknown_node", "bad_signature", "revoked_key")
-_PROOF_COLUMNS = (
-    "device_key_id",
-    "device_payload_sha256",
-    "device_batch_index",
-    "device_batch_size",
-    "device_batch_path",
-    "device_signature",
-)
+_PROOF_COLUMNS = tuple(f.name for f in DEVICE_PROOF_FIELDS)
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from proofs.anchor import checksum_address
-from proofs.anchor_errors import ContractRefused, error_selectors, refusal
+from proofs.anchor import DeployedContract, checksum_address
+from proofs.anchor_errors import ContractRefused, refusal
 
 ARTIFACT = Path(__file__).parent / "contracts" / "NodeRegistry.json"
 # The contract's NodeClass enum, in order.
@@ -140,22 +140,11 @@ class Sent:
     gas_used: int
 
 
-class NodeRegistry:
+class NodeRegistry(DeployedContract):
     """A deployed NodeRegistry; transactions come from ``sender`` (default: the first account)."""
 
     def __init__(self, w3: Any, address: str, sender: str | None = None) -> None:
-        artifact = load_artifact()
-        self.w3 = w3
-        self.address = checksum_address(address)
-        self._sender = sender
-        self.contract = w3.eth.contract(address=self.address, abi=artifact["abi"])
-        self._errors = error_selectors(artifact["abi"])
-
-    @property
-    def sender(self) -> str:
-        if self._sender is None:
-            self._sender = self.w3.eth.accounts[0]
-        return self._sender
+        super().__init__(w3, address, load_artifact(), sender)
 
     def as_sender(self, sender: str) -> NodeRegistry:
         """The same registry, used from another account (a node owner's wallet)."""
