@@ -225,7 +225,7 @@ def _print_demo_devices(summary: dict[str, Any]) -> None:
     classes = ", ".join(f"{n} {c}" for c, n in sorted(nodes["classes"].items()))
     out.print(
         f"nodes: {classes} registered in NodeRegistry {nodes['address']} "
-        f"(gas per registration {nodes['gas_per_registration']})"
+        f"(gas per registration {nodes['gas_per_registration']:,})"
     )
     reasons = summary["quarantine_reasons"]
     refused = ("bad_signature", "revoked_key", "unsigned", "unknown_node")
@@ -242,10 +242,10 @@ def _print_demo_devices(summary: dict[str, Any]) -> None:
         )
     for proven in summary.get("proven_rows", []):
         device = proven["device"] or {"detail": "no device check"}
+        detail = device["detail"].split("; NodeRegistry")[0]  # the registry is named above
         out.print(
             f"  proven {proven['dataset']} leaf {proven['leaf_index']}: {proven['verdict']} — "
-            f"{device['detail']}",
-            soft_wrap=True,
+            f"{detail}"
         )
 
 
