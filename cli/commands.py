@@ -158,6 +158,7 @@ def demo(args: argparse.Namespace) -> int:
         bad_fraction=args.bad_fraction,
         waves=args.waves,
         chain=args.chain,
+        ripe_topic="ripe-atlas" if args.ripe else None,
     )
     quiet = args.json  # --json: stdout carries one JSON object, and no progress is shown
     report = Reporter(stage=lambda m: stage(m, quiet), step=lambda m: step(m, quiet))

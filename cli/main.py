@@ -156,6 +156,12 @@ def _demo_parser(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--waves", type=int, default=2, help="micro-batches (checkpoints)")
     demo.add_argument("--chain", choices=("embedded", "anvil"), default="embedded")
+    demo.add_argument(
+        "--ripe",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="public RIPE Atlas pings on a second topic, configured unsigned",
+    )
     _add_quality_and_sessions(demo, quality_default=0.01)
     _add_json(demo)
     demo.set_defaults(handler=commands.demo)
