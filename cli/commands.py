@@ -24,7 +24,7 @@ def _bootstrap(args: argparse.Namespace) -> str:
 
 
 def simulate(args: argparse.Namespace) -> int:
-    from simulator.fleet import generate
+    from simulator.fleet import THIRD_PARTY_FORMATS, generate
     from simulator.producer import produce
 
     if args.start:
@@ -37,7 +37,9 @@ def simulate(args: argparse.Namespace) -> int:
         start_ms = (int(time.time()) - int(args.duration)) * 1000
     native = args.format == "rda.node.v1"
     hybrid = args.hybrid and native
-    signing = _fleet_signing(args, hybrid, start_ms) if args.sign else None
+    # M-Lab's servers write NDT7 results: a node cannot sign them (their topic is unsigned).
+    signable = args.format not in THIRD_PARTY_FORMATS
+    signing = _fleet_signing(args, hybrid, start_ms) if args.sign and signable else None
     try:
         messages = generate(
             args.nodes,
@@ -182,6 +184,7 @@ def _print_demo(summary: dict[str, Any]) -> None:
         f"records read {summary['records_read']} = published "
         f"{summary['records_published']} + quarantined {summary['records_quarantined']}"
         f" + suppressed {summary.get('records_suppressed', 0)} (k-anonymity)"
+        f" + held {summary.get('records_held', 0)} (for an event-time window)"
     )
     if summary["quarantine_reasons"]:
         out.print(
@@ -366,30 +369,50 @@ def quarantine_replay(args: argparse.Namespace) -> int:
 
 
 def schemas_list(args: argparse.Namespace) -> int:
-    from schemas.registry import SCHEMAS
+    from schemas import adapters
+    from schemas.registry import ALL_SCHEMAS, DERIVED, SCHEMAS, is_current
 
+    feeding = adapters.registered()
     rows = [
         {
             "name": s.name,
             "version": s.version,
             "dataset": s.dataset,
+            "current": is_current(s),
+            "superseded_by": None if is_current(s) else SCHEMAS[s.name].dataset,
+            "adapters": [a["wire_format"] for a in feeding if s.dataset in a["datasets"]],
+            "derived_from": DERIVED.get(s.dataset),
             "fields": len(s.all_fields),
             "fingerprint": s.fingerprint(),
             "description": s.description,
         }
-        for s in SCHEMAS.values()
+        for s in ALL_SCHEMAS
     ]
     if args.json:
-        emit_json({"schemas": rows})
+        emit_json({"schemas": rows, "adapters": feeding, "refused": adapters.refused()})
         return 0
     from rich.table import Table
 
-    table = Table("schema", "version", "dataset", "fields", "description")
+    table = Table("schema", "version", "dataset", "fed by", "fields")
     for row in rows:
-        table.add_row(
-            row["name"], row["version"], row["dataset"], str(row["fields"]), row["description"]
-        )
+        fed_by = ", ".join(row["adapters"]) or "—"
+        if row["derived_from"]:
+            fed_by = f"derived from {row['derived_from']}"
+        if not row["current"]:
+            fed_by = f"— superseded by {row['superseded_by']} (its data stays readable)"
+        table.add_row(row["name"], row["version"], row["dataset"], fed_by, str(row["fields"]))
     out.print(table)
+    origins = Table("wire format", "from", "feeds", "sniffed (--format auto)")
+    for adapter in feeding:
+        origins.add_row(
+            adapter["wire_format"], adapter["origin"], ", ".join(adapter["datasets"]),
+            "yes" if adapter["sniffed"] else "no (needs its rda-format header or --format)",
+        )  # fmt: skip
+    out.print(origins)
+    for refusal in adapters.refused():
+        out.print(
+            f"refused: {refusal['wire_format']} from {refusal['origin']}: {refusal['reason']}"
+        )
     return 0
 
 

@@ -94,3 +94,28 @@ def infra_status(args: argparse.Namespace) -> int:
         where = chain.get("rpc_url") or "in-process"
         out.print(f"chain  {chain['kind']} ({where})  {'up' if chain.get('up') else 'down'}")
     return 0
+
+
+def infra_tools(args: argparse.Namespace) -> int:
+    """Install, once, every tool that is not a Python package: the tests run them in parallel
+    workers, which must find them installed rather than race to install them."""
+    from infra.chain import ANVIL_PACKAGE
+    from infra.object_store import S3RVER_PACKAGE
+    from infra.solc import SOLC_VERSION
+    from infra.tools import ensure_chromium, ensure_npm_package, ensure_tansu
+    from market.reference import ensure_reference_layer
+
+    installed = {
+        "tansu": str(ensure_tansu()),
+        "anvil": str(ensure_npm_package(ANVIL_PACKAGE, "anvil")),
+        "solcjs": str(ensure_npm_package(f"solc@{SOLC_VERSION}", "solcjs")),
+        "s3rver": str(ensure_npm_package(S3RVER_PACKAGE, "s3rver")),
+        "reference_layer": str(ensure_reference_layer()),
+        "chromium": str(ensure_chromium()),
+    }
+    if args.json:
+        emit_json({"tools": installed})
+    else:
+        for name, path in installed.items():
+            out.print(f"{name:16} {path}")
+    return 0

@@ -25,6 +25,12 @@ COUNTRIES = (
 SOURCE = f"Natural Earth 1:50m land and 1:110m country borders (public domain), from npm {PACKAGE}"
 
 
+def ensure_reference_layer() -> Path:
+    """Install the layer's package files (first use only); the land file's path."""
+    ensure_npm_file(PACKAGE, *COUNTRIES)
+    return ensure_npm_file(PACKAGE, *LAND)
+
+
 @functools.cache
 def land_layer() -> bytes:
     """The layer as JSON bytes: ``{source, land: [ring…], borders: [line…]}``, or

@@ -26,6 +26,8 @@ class PrivacySettings:
     epoch_seconds: int = 86_400  # pseudonym keys rotate daily
     generalize_to: str = "1d"  # coarsened timestamps of too-small groups, before suppression
     dp_epsilon: float = 1.0  # per released count of the differentially private aggregates
+    dp_max_counts_per_window: int = 1  # counts one subscriber may be in, per event-time window
+    dp_budget_per_epoch: float = 8.0  # epsilon one subscriber may spend per key epoch (a day)
 
 
 DEFAULT_PRIVACY = PrivacySettings()
@@ -127,7 +129,13 @@ def published_schema_for_dataset(dataset: str) -> TelemetrySchema:
 
 
 def has_identifiers(schema: TelemetrySchema) -> bool:
-    return any(f.privacy is Privacy.IDENTIFIER for f in schema.fields)
+    """Whether rows carry keyed pseudonyms (identifiers, or addresses published as pseudonyms),
+    and so a pseudonym epoch."""
+    return any(
+        f.privacy is Privacy.IDENTIFIER
+        or (f.privacy is Privacy.NETWORK_ADDRESS and f.address == "pseudonym")
+        for f in schema.fields
+    )
 
 
 def needs_row_key(schema: TelemetrySchema) -> bool:

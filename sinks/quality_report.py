@@ -4,11 +4,12 @@ Written under ``published/<dataset>/quality/`` — ``<tree size>.validation.json
 manifest's ``quality.report_sha256`` commits to) and ``docs/`` (GE's HTML Data Docs, for the
 listing; not hashed, GE stamps them with the time of the run).
 
-GE is the largest fixed cost of a batch (about a second per dataset, more on a busy machine), so
-a worker validates its batch's rows right after landing them, before it waits for the writer
-lock (``validate_new_rows``); the sequencer only writes the report, unless dropping duplicates
-changed the files meanwhile. Data Docs re-render every validation the process has kept, so they
-are rebuilt for a dataset at most every ``DOCS_EVERY_S`` seconds (and at its first checkpoint).
+GE is the largest fixed cost of a batch (about a second per dataset, more on a busy machine).
+The published files are written by the event-time step, under the writer lock, so the
+sequencer validates them there, in one run that also builds the Data Docs when they are due
+(``write_quality_report``); a ``Validation`` made beforehand is used only if it covers exactly
+the files published. Data Docs re-render every validation the process has kept, so they are
+rebuilt for a dataset at most every ``DOCS_EVERY_S`` seconds (and at its first checkpoint).
 """
 
 from __future__ import annotations
@@ -65,13 +66,15 @@ def write_quality_report(
     chunk_stats: list[dict[str, Any]],
     previous: dict[str, Any] | None,
     validation: Validation | None = None,
+    windows: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Write the checkpoint's GE report; return the manifest's ``quality`` section.
 
     ``new_files`` are the checkpoint's new files (path, sha256); ``validation`` their report if
     it was made beforehand — used only if the files are still exactly those it validated.
     ``previous`` is the previous checkpoint's ``quality`` section, whose cumulative counts this
-    checkpoint's extend (so the dataset score covers every row ever published).
+    checkpoint's extend (so the dataset score covers every row ever published). ``windows``:
+    the figures of the event-time windows closed since then (``quality.windows``).
     """
     quality_dir = layout.quality_dir(schema.dataset)
     docs_dir = docs_dir_if_due(layout, schema)
@@ -100,6 +103,7 @@ def write_quality_report(
             "successful": report["statistics"]["successful_expectations"],
             "success": report["success"],
         },
+        **({"windows": windows} if windows else {}),
         "_ge_seconds": round(ge_seconds, 4),  # not in the manifest: varies between runs
     }
 

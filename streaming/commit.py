@@ -54,9 +54,10 @@ def commit_and_anchor(
     for dataset, start in plan["log_starts"].items():
         files = [(r["range"], r["files"][dataset]) for r in receipts if dataset in r["files"]]
         stats = [r["quality"][dataset] for r in receipts if dataset in r.get("quality", {})]
+        closed = [w for r in receipts for w in r.get("windows", {}).get(dataset, [])]
         validation = (validations or {}).get(dataset)
         checkpoint = _commit_dataset(
-            store, plan, dataset, start, files, (stats, protection, validation)
+            store, plan, dataset, start, files, (stats, protection, validation, closed)
         )
         if checkpoint is not None:  # None: nothing published for this dataset
             checkpoints.append(checkpoint)
@@ -74,7 +75,7 @@ def _commit_dataset(
     dataset: str,
     start: int,
     landed: list[tuple[dict, dict]],
-    quality_inputs: tuple[list[dict], Protection, Validation | None],
+    quality_inputs: tuple[list[dict], Protection, Validation | None, list[dict]],
 ) -> dict | None:
     """Append the batch's rows to the dataset's log and write its checkpoint manifest."""
     layout, catalog = store.layout, store.catalog
@@ -84,10 +85,11 @@ def _commit_dataset(
     schema, size, root = appended
     previous = [c for c in catalog.checkpoints(dataset) if c["tree_size"] < size]
     before = load_manifest(layout.root / previous[-1]["manifest_path"])[0] if previous else {}
-    stats, protection, validation = quality_inputs
+    stats, protection, validation, closed = quality_inputs
     new_files = [file for _, file in landed]
+    # With the event-time windows closed since the previous checkpoint, their final figures.
     quality = write_quality_report(
-        layout, schema, size, new_files, stats, before.get("quality"), validation
+        layout, schema, size, new_files, stats, before.get("quality"), validation, closed
     )
     ge_seconds = quality.pop("_ge_seconds")
     signer = publisher_key(layout.root)

@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -179,8 +179,11 @@ def _waves(
             part = messages[wave * size : (wave + 1) * size]
             with report.stage(f"{title}: {len(part)} reports to {topic}"):
                 totals.produced += produce(bootstrap, topic, part).messages
+            # A topic's last wave is the end of its input: that batch closes every event-time
+            # window, so every session held for an open window is released (or suppressed).
+            last = replace(config, flush_windows=wave == waves - 1)
             with report.stage(f"{title}: pipeline lands, commits and anchors {topic}"):
-                batch = run_batch(config, source, chain.anchor, report.step)
+                batch = run_batch(last, source, chain.anchor, report.step)
             if batch is not None:
                 totals.add(batch, topic)
     return {**totals.as_dict(), "data_dir": str(options.data_dir)}
@@ -195,6 +198,7 @@ class _Totals:
     published: int = 0
     quarantined: int = 0
     suppressed: int = 0
+    held: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     flags: Counter[str] = field(default_factory=Counter)
     checkpoints: list[dict] = field(default_factory=list)
@@ -209,6 +213,7 @@ class _Totals:
         self.published += batch.published
         self.quarantined += batch.quarantined
         self.suppressed += batch.suppressed
+        self.held += batch.held
         self.reasons.update(batch.reasons)
         self.flags.update(batch.flags)
         self.checkpoints.extend(batch.checkpoints)
@@ -220,6 +225,7 @@ class _Totals:
             "records_published": self.published,
             "records_quarantined": self.quarantined,
             "records_suppressed": self.suppressed,
+            "records_held": self.held,
             "quarantine_reasons": dict(sorted(self.reasons.items())),
             "quality_flags": dict(sorted(self.flags.items())),
             "checkpoints": self.checkpoints,

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pipelines.kafka_source import KafkaSource, OffsetRange
 from pipelines.protect import Protection
 from sinks.layout import DataLayout
-from streaming import faults
+from streaming import event_state, faults
 from streaming.batch import Anchorer, BatchSummary, Progress, RunConfig
 from streaming.journal import BatchJournal
 from streaming.node_cache import PLAN_KEY
@@ -61,7 +61,7 @@ def run_batch(
     """Process one micro-batch end to end; None when there is nothing new to read."""
     worker = worker or Worker()
     layout = DataLayout(config.data_dir)
-    protection = Protection(str(layout.private))
+    protection = Protection(str(layout.private), windows=config.windows, staged_only=True)
     owned = worker.owned(config.topic)
     if owned is not None and not owned:
         return None  # the group has given this worker nothing of this topic (yet)
@@ -173,6 +173,8 @@ def _take_or_plan(
             )
         return {**entry, "resumed": True}
     plan = _new_plan(config, journal, owned, positions)
+    if config.flush_windows:  # end of input: the batch that catches up closes every window
+        plan = event_state.flush_plan(plan, config.topic, journal, layout, positions)
     if plan is None:
         return None
     if registry_block is not None:

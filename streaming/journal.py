@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS batches (
     records_read BIGINT, records_published BIGINT, records_quarantined BIGINT,
     created_at TIMESTAMPTZ DEFAULT now(), updated_at TIMESTAMPTZ DEFAULT now());
 ALTER TABLE batches ADD COLUMN IF NOT EXISTS owner VARCHAR;
+ALTER TABLE batches ADD COLUMN IF NOT EXISTS records_held BIGINT;
 CREATE TABLE IF NOT EXISTS batch_ranges (
     batch_id BIGINT, topic VARCHAR, kafka_partition INTEGER, start_offset BIGINT,
     end_offset BIGINT, PRIMARY KEY (batch_id, kafka_partition));
@@ -98,7 +99,7 @@ class BatchJournal:
         """One journal entry, plan decoded."""
         cursor = self.db.execute(
             "SELECT batch_id, topic, state, plan, owner, records_read, records_published, "
-            "records_quarantined FROM batches WHERE batch_id = ?",
+            "records_quarantined, records_held FROM batches WHERE batch_id = ?",
             [batch_id],
         )
         names = [d[0] for d in cursor.description]
@@ -138,11 +139,32 @@ class BatchJournal:
         ).fetchall()
         return {int(p): int(end) for p, end in rows}
 
+    def state_head(self, topic: str) -> int | None:
+        """The batch of ``topic`` whose event-time state is the latest (``streaming/event_time``):
+        of the batches sequenced (``landed`` or later), the one whose state came last."""
+        row = self.db.execute(
+            "SELECT batch_id FROM batches WHERE topic = ? AND state <> 'planned' "
+            "AND json_extract(plan, '$.state.position') IS NOT NULL "
+            "ORDER BY CAST(json_extract(plan, '$.state.position') AS BIGINT) DESC LIMIT 1",
+            [topic],
+        ).fetchone()
+        return int(row[0]) if row else None
+
+    def state_bases(self, topic: str) -> set[int]:
+        """The state snapshots unfinished batches of ``topic`` started from (a redo needs them)."""
+        rows = self.db.execute(
+            "SELECT CAST(json_extract(plan, '$.state.base') AS BIGINT) FROM batches "
+            "WHERE topic = ? AND state NOT IN ('planned', 'done') "
+            "AND json_extract(plan, '$.state.base') IS NOT NULL",
+            [topic],
+        ).fetchall()
+        return {int(base) for (base,) in rows if base is not None}
+
     def recent_batches(self, limit: int = 10) -> list[dict[str, Any]]:
         """The journal's last ``limit`` batches, newest first, without their plans."""
         cursor = self.db.execute(
             "SELECT batch_id, topic, state, owner, records_read, records_published, "
-            "records_quarantined, created_at, updated_at FROM batches "
+            "records_quarantined, records_held, created_at, updated_at FROM batches "
             "ORDER BY batch_id DESC LIMIT ?",
             [limit],
         )
@@ -150,20 +172,23 @@ class BatchJournal:
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     def totals(self) -> dict[str, int]:
-        """Records read, published, quarantined and suppressed by every ``done`` batch.
+        """Records read, published, quarantined, suppressed and held by every ``done`` batch.
 
-        Suppressed is what the counting invariant leaves: read − published − quarantined.
-        """
+        A batch's ``records_held`` is the change it made to the records on hold (negative when
+        it released more than it held), so the totals reconcile:
+        read = published + quarantined + suppressed + held."""
         row = self.db.execute(
             "SELECT coalesce(sum(records_read), 0), coalesce(sum(records_published), 0), "
-            "coalesce(sum(records_quarantined), 0) FROM batches WHERE state = 'done'"
+            "coalesce(sum(records_quarantined), 0), coalesce(sum(records_held), 0) "
+            "FROM batches WHERE state = 'done'"
         ).fetchone()
-        read, published, quarantined = (int(v) for v in row)
+        read, published, quarantined, held = (int(v) for v in row)
         return {
             "read": read,
             "published": published,
             "quarantined": quarantined,
-            "suppressed": read - published - quarantined,
+            "suppressed": read - published - quarantined - held,
+            "held": held,
         }
 
     # -- ranges index -----------------------------------------------------------------------

@@ -131,9 +131,11 @@ class _Decoder:
         devices = self.devices(topic)
 
         def decode(raw: pa.RecordBatch, refused: Refused) -> Standardized:
-            return standardize_chunk(
-                raw, self.default_format, protect, refused, devices, self.override
+            result = standardize_chunk(
+                raw, self.default_format, None, refused, devices, self.override
             )
+            # Replayed records are judged on their own: a closed window's counts are never redone.
+            return protect(raw, result, aggregates=False)
 
         return standardize_contained(part, decode, self.crash_limit, what)
 

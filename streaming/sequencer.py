@@ -17,7 +17,6 @@ import time
 from pipelines import graph
 from pipelines.kafka_source import KafkaSource, KafkaSpec, OffsetRange
 from pipelines.protect import Protection
-from schemas.published import published_schema_for_dataset
 from sinks.dedup import (
     drop_records,
     find_batch_duplicates,
@@ -26,8 +25,8 @@ from sinks.dedup import (
 )
 from sinks.layout import DataLayout
 from sinks.parquet import ChunkWriter, read_receipt
-from sinks.quality_report import Validation, docs_dir_if_due, validate_new_rows
-from streaming import faults
+from sinks.quality_report import Validation
+from streaming import event_state, event_time, faults
 from streaming.batch import Anchorer, BatchSummary, Progress, RunConfig, count_receipts
 from streaming.commit import commit_and_anchor, log_starts
 from streaming.node_cache import device_check
@@ -71,17 +70,13 @@ def land_chunks(
 
 
 def validate_landed(layout: DataLayout, plan: dict) -> dict[str, Validation]:
-    """GE reports on the landed rows of every dataset, made before waiting for the lock."""
-    receipts = [read_receipt(layout, OffsetRange(**c)) for c in plan["chunks"]]
-    datasets = sorted({d for r in receipts for d in r["files"]})
-    validations = {}
-    for dataset in datasets:
-        schema = published_schema_for_dataset(dataset)
-        files = [r["files"][dataset] for r in receipts if dataset in r["files"]]
-        # Docs too when due, so the sequencer does not run GE again for them under the lock.
-        docs_dir = docs_dir_if_due(layout, schema)
-        validations[dataset] = validate_new_rows(layout, schema, files, docs_dir)
-    return validations
+    """GE reports made before waiting for the lock: none any more.
+
+    What a batch publishes is decided under the lock by the event-time step (flags from the
+    nodes' earlier reports, sessions held for their window), so Great Expectations validates
+    the published files when the sequencer writes each checkpoint's report.
+    """
+    return {}
 
 
 class Sequencer:
@@ -128,6 +123,7 @@ class Sequencer:
         plan, state = entry["plan"], entry["state"]
         if state in ("anchored", "done"):  # another worker finished it meanwhile
             return summary_from_journal(self.store, entry)
+        self._sequence_earlier(entry)
         if not landed_here:
             land_chunks(self.config, self.layout, plan, self.progress, self.protection)
         receipts = [read_receipt(self.layout, OffsetRange(**c)) for c in plan["chunks"]]
@@ -135,22 +131,23 @@ class Sequencer:
         self._drop_duplicates(batch_id, receipts)
         dedup_s = time.monotonic() - started
         summary = BatchSummary(batch_id, plan["ranges"], resumed=not landed_here)
-        count_receipts(summary, receipts)
-        self.catalog.quarantine.register(batch_id, quarantine_entries(receipts))
+        outcome = self._decide(entry, receipts, summary)
         if state not in SEQUENCING:  # its place in each log: fixed now, kept by any redo
             plan["log_starts"] = log_starts(self.layout)
+            plan["state"] = outcome.state
         self.journal.record_sequencing(
             batch_id,
             plan,
             records_read=summary.read,
             records_published=summary.published,
             records_quarantined=summary.quarantined,
+            records_held=summary.held,
         )
         faults.journaled("landed")
         summary.checkpoints = commit_and_anchor(
             self.store,
             plan,
-            receipts,
+            outcome.receipts,
             self.anchor,
             self.progress,
             self.protection,
@@ -158,8 +155,62 @@ class Sequencer:
         )
         self.journal.set_state(batch_id, "anchored")
         faults.journaled("anchored")
-        summary.steps = {"dedup": dedup_s}
+        summary.steps["dedup"] = dedup_s
         return summary
+
+    def _decide(
+        self, entry: dict, receipts: list[dict], summary: BatchSummary
+    ) -> event_time.Outcome:
+        """The event-time step over the landed chunks; the batch's counts, keys, rejects and
+        closed windows recorded."""
+        batch_id = entry["batch_id"]
+        count_receipts(summary, receipts)
+        started = time.monotonic()
+        outcome = self._event_time(entry["topic"], entry["plan"], receipts)
+        summary.steps["event_time"] = time.monotonic() - started
+        event_state.account(summary, outcome)
+        self._record_keys(batch_id, receipts, outcome)
+        # Records the step quarantined were read here, in the driver: close that connection, so
+        # no Kafka client of this process is open when it next forks (a forked librdkafka
+        # handle aborts the child when the child's garbage collector frees it).
+        close = getattr(self.source, "close", None)
+        if close is not None:
+            close()
+        entries = quarantine_entries(receipts) + outcome.quarantine_entries
+        self.catalog.quarantine.register(batch_id, entries)
+        self.catalog.quarantine.refresh_view()  # a batch may quarantine and publish nothing
+        self.catalog.windows.record(batch_id, outcome.closed)
+        return outcome
+
+    def _sequence_earlier(self, entry: dict) -> None:
+        """Batches of the topic planned earlier over the same partitions go first, so that
+        each partition's event-time state advances in stream order (after a rebalance the
+        new owner of a partition may land its batch before the old owner)."""
+        mine = {r["partition"] for r in entry["plan"]["ranges"]}
+        for other in self.journal.unfinished_batches(entry["topic"]):
+            if other["batch_id"] >= entry["batch_id"] or other["state"] != "planned":
+                continue
+            if mine & {r["partition"] for r in other["plan"]["ranges"]}:
+                self.sequence(other["batch_id"], landed_here=False)
+
+    def _event_time(self, topic: str, plan: dict, receipts: list[dict]) -> event_time.Outcome:
+        """Decide, with the topic's state, what the batch publishes, holds and releases."""
+        partitions = plan.get("state", {}).get("partitions")
+        if partitions is None:  # every partition with records holds the windows open
+            ends = self.source.high_watermarks(topic)
+            partitions = sorted(p for p, end in ends.items() if end > 0)
+        info = event_state.state_plan(self.journal, topic, plan, partitions)
+        event_state.collect(self.layout, self.journal, topic, keep_also=info.get("base"))
+        return event_time.decide(
+            self.layout, {**plan, "topic": topic}, receipts, self.source.read, self.protection, info
+        )
+
+    def _record_keys(self, batch_id: int, receipts: list[dict], outcome) -> None:
+        """Index the natural keys the batch adds: rows published now and rows put on hold (a
+        redo replaces what it recorded)."""
+        datasets = {d for r in receipts for d in r["files"]} | set(outcome.key_files)
+        for dataset in sorted(datasets):
+            record_batch_keys(self.catalog, dataset, batch_id, outcome.key_files.get(dataset, []))
 
     def _drop_duplicates(self, batch_id: int, receipts: list[dict]) -> None:
         """Quarantine records repeating a natural key published earlier, in every dataset."""
@@ -174,9 +225,6 @@ class Sequencer:
             for receipt in receipts:
                 drop_records(self.layout, receipt, set(reasons))
                 quarantine_duplicates(self.layout, self.source, receipt, reasons)
-        for dataset in datasets:  # the files as published; a redo replaces what it recorded
-            final = [r["files"][dataset]["path"] for r in receipts if dataset in r["files"]]
-            record_batch_keys(self.catalog, dataset, batch_id, final)
 
 
 def summary_from_journal(store: RunStore, entry: dict) -> BatchSummary:
@@ -185,13 +233,19 @@ def summary_from_journal(store: RunStore, entry: dict) -> BatchSummary:
     read = entry["records_read"] or 0
     published = entry["records_published"] or 0
     quarantined = entry["records_quarantined"] or 0
+    held = entry.get("records_held") or 0
+    now = event_state.held_report(store.layout, store.journal, [entry["topic"]])
+    held_now = now.get(entry["topic"], {})
     return BatchSummary(
         entry["batch_id"],
         entry["plan"]["ranges"],
         read=read,
         published=published,
         quarantined=quarantined,
-        suppressed=read - published - quarantined,
+        suppressed=read - published - quarantined - held,
+        held=held,
+        held_total=held_now.get("held_records", 0),  # on hold now (the topic's latest state)
+        held_until=held_now.get("held_until"),
         reasons=store.catalog.quarantine.batch_reasons(entry["batch_id"]),
         checkpoints=store.catalog.batch_checkpoints(entry["batch_id"]),
         resumed=True,

@@ -17,7 +17,9 @@ from infra.state import InfraState
 from pipelines.kafka_source import KafkaUnavailable, open_source
 from sinks.catalog import Catalog
 from sinks.layout import DataLayout
+from sinks.state_store import topics_with_state
 from streaming.config import RunSettings
+from streaming.event_state import held_report, windows_history
 from streaming.journal import BatchJournal
 from streaming.workers import is_alive, prune_dead, running_workers
 
@@ -89,9 +91,11 @@ def _journal_report(data_dir: Path, limit: int) -> dict[str, Any]:
             latest: dict[str, dict] = {}
             for checkpoint in catalog.checkpoints():
                 latest[checkpoint["dataset"]] = checkpoint  # ordered by tree size
+            closed = windows_history(catalog, limit)
         with _open_read_only(lambda: BatchJournal(layout.journal, read_only=True)) as journal:
             batches = journal.recent_batches(limit)
             totals = journal.totals()
+            held = held_report(layout, journal, topics_with_state(layout))
     except TimeoutError:
         return {"journal": {"error": "catalog busy: a batch is being written"}}
     for b in batches:
@@ -100,6 +104,7 @@ def _journal_report(data_dir: Path, limit: int) -> dict[str, Any]:
         "journal": {"batches": batches, "totals": totals},
         "checkpoints": latest,
         "workers": _workers_report(data_dir, batches),
+        "event_time": {"held": held, "closed_windows": closed},
     }
 
 

@@ -82,7 +82,10 @@ def reconcile(bootstrap: str, topic: str, data: Path, registry: AnchorRegistry) 
     layout = DataLayout(data)
     db = duckdb.connect(str(layout.catalog), read_only=True)
     try:
-        files = db.execute("SELECT path FROM files ORDER BY path").fetchall()
+        # Derived datasets (the DP counts) hold rows, not records.
+        files = db.execute(
+            "SELECT path FROM files WHERE dataset <> 'session_counts_dp.v1' ORDER BY path"
+        ).fetchall()
         quarantine = db.execute("SELECT path FROM quarantine_files").fetchall()
         checkpoints = db.execute("SELECT dataset, tree_size, root FROM checkpoints").fetchall()
     finally:

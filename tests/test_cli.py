@@ -27,7 +27,8 @@ def rda(*args: str, state: Path, timeout: float = 300) -> subprocess.CompletedPr
 
 
 def demo(tmp_path: Path, *extra: str, ripe: bool = False) -> dict:
-    """A small demo (the RIPE topic, a batch more, only where a test looks at it)."""
+    """``rda demo --json`` on a small fleet, in its own state and data directory (the RIPE
+    topic, a batch more, only where a test looks at it)."""
     result = rda(
         "demo",
         "--json",
@@ -46,21 +47,31 @@ def demo(tmp_path: Path, *extra: str, ripe: bool = False) -> dict:
     return json.loads(result.stdout)
 
 
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """One demo with 10 % broken records and the RIPE topic, shared by the tests that read
+    what a demo leaves."""
+    root = tmp_path_factory.mktemp("demo")
+    return root, demo(root, "--bad-fraction", "0.1", ripe=True)
+
+
 @pytest.mark.slow
-def test_demo_json_reports_reconciled_counts_anchored_checkpoints_and_a_verdict(tmp_path):
-    summary = demo(tmp_path, ripe=True)
+def test_demo_json_reports_reconciled_counts_anchored_checkpoints_and_a_verdict(demo_run):
+    root, summary = demo_run
     assert summary["records_read"] == summary["records_produced"] > 0
     assert summary["records_read"] == (
         summary["records_published"]
         + summary["records_quarantined"]
         + summary["records_suppressed"]  # withheld for k-anonymity, kept privately
     )
-    assert summary["data_dir"] == str(tmp_path / "demo")
-    fleet = {"node_heartbeat.v1", "radio_kpi.v1", "link_kpi.v1", "speed_test.v1"}
-    fleet |= {"subscriber_session.v1", "session_counts_dp.v1"}  # rows derived from sessions
+    assert summary["records_held"] == 0  # the last wave closed every event-time window
+    assert summary["data_dir"] == str(root / "demo")
+    fleet = ["node_heartbeat.v1", "radio_kpi.v1", "link_kpi.v1", "speed_test.v2"]
+    # Sessions wait for their hour to close, and their DP counts with them: the first wave
+    # holds them, the last (the end of input) releases them. The RIPE pings: one batch.
+    released = [*fleet, "subscriber_session.v1", "session_counts_dp.v1"]
     checkpointed = [c["dataset"] for c in summary["checkpoints"]]
-    assert set(checkpointed) == fleet and len(checkpointed) == 2 * len(fleet) + 1
-    assert checkpointed.count("link_kpi.v1") == 3  # the fleet's links twice, the RIPE pings once
+    assert checkpointed == [*fleet, "link_kpi.v1", *released]
     latest: dict[str, int] = {}
     for checkpoint in summary["checkpoints"]:
         assert set(checkpoint) >= {"dataset", "tree_size", "root", "anchor_tx", "quality_score"}
@@ -76,15 +87,15 @@ def test_demo_json_reports_reconciled_counts_anchored_checkpoints_and_a_verdict(
     assert summary["topics"]["ripe-atlas"]["quarantined"] == 0  # a source that cannot sign
     assert {p["device"]["ok"] for p in summary["proven_rows"]} == {True}
     assert summary["verified"] is True
-    with BatchJournal(tmp_path / "demo" / "journal.duckdb", read_only=True) as journal:
+    with BatchJournal(root / "demo" / "journal.duckdb", read_only=True) as journal:
         plans = {b["topic"]: b["plan"] for b in (journal.batch(i) for i in (1, 2, 3))}
     assert isinstance(plans["node-telemetry"]["node_registry_block"], int)  # what it checked
     assert "node_registry_block" not in plans["ripe-atlas"]  # a topic that does not sign
 
 
 @pytest.mark.slow
-def test_demo_with_ten_percent_bad_records_still_reconciles(tmp_path):
-    summary = demo(tmp_path, "--bad-fraction", "0.1")
+def test_demo_with_ten_percent_bad_records_still_reconciles(demo_run):
+    _, summary = demo_run
     assert summary["records_quarantined"] > 0
     assert summary["records_read"] == (
         summary["records_published"]
@@ -96,9 +107,9 @@ def test_demo_with_ten_percent_bad_records_still_reconciles(tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_stops_the_broker_it_started(tmp_path):
-    demo(tmp_path)
-    assert not (tmp_path / "state" / "demo" / "broker.pid").exists()
+def test_demo_stops_the_broker_it_started(demo_run):
+    root, _ = demo_run
+    assert not (root / "state" / "demo" / "broker.pid").exists()
 
 
 @pytest.mark.slow
@@ -232,10 +243,26 @@ def test_demo_on_anvil_verifies_against_the_real_node(tmp_path):
     assert summary["verified"] is True
 
 
-def test_schemas_list_names_every_dataset(tmp_path):
+def test_schemas_list_names_every_version_and_the_adapters_feeding_it(tmp_path):
     result = rda("schemas", "list", "--json", state=tmp_path)
-    datasets = [s["dataset"] for s in json.loads(result.stdout)["schemas"]]
-    assert "radio_kpi.v1" in datasets and "link_kpi.v1" in datasets
+    listed = json.loads(result.stdout)
+    schemas = {s["dataset"]: s for s in listed["schemas"]}
+    assert "radio_kpi.v1" in schemas and "link_kpi.v1" in schemas
+    old, new = schemas["speed_test.v1"], schemas["speed_test.v2"]
+    assert (old["version"], old["superseded_by"], old["adapters"]) == ("1.0", "speed_test.v2", [])
+    assert (new["version"], new["current"]) == ("2.1", True)  # 2.1: device signatures
+    assert {"rda.node.v1", "mlab.ndt7"} <= set(new["adapters"])
+    ndt7 = next(a for a in listed["adapters"] if a["wire_format"] == "mlab.ndt7")
+    assert ndt7 == {
+        "wire_format": "mlab.ndt7", "origin": "built-in", "datasets": ["speed_test.v2"],
+        "sniffed": True,
+    }  # fmt: skip
+
+
+def test_schemas_show_takes_a_versioned_name(tmp_path):
+    result = rda("schemas", "show", "speed_test.v1", "--json", state=tmp_path)
+    shown = json.loads(result.stdout)
+    assert (shown["dataset"], shown["version"]) == ("speed_test.v1", "1.0")
 
 
 def test_schemas_show_of_an_unknown_schema_lists_the_known_ones(tmp_path):
@@ -245,9 +272,9 @@ def test_schemas_show_of_an_unknown_schema_lists_the_known_ones(tmp_path):
 
 
 @pytest.mark.slow
-def test_quarantine_list_and_show_after_a_demo(tmp_path):
-    summary = demo(tmp_path, "--bad-fraction", "0.1")
-    data = str(tmp_path / "demo")
+def test_quarantine_list_and_show_after_a_demo(demo_run, tmp_path):
+    root, summary = demo_run
+    data = str(root / "demo")
     listed = json.loads(
         rda("quarantine", "list", "--data-dir", data, "--json", state=tmp_path).stdout
     )

@@ -19,6 +19,7 @@ from hostile_records import (
     CRASHER,
     KINDS,
     LONG_DIGITS_IN_A_FLOAT,
+    NDT7_WITHOUT_A_HEADER,
     NODE,
     RIPE,
 )
@@ -55,6 +56,7 @@ def valid_records() -> list[tuple[str | None, bytes, bytes]]:
     records += [(NODE, b"edge", BRACKETS_IN_A_STRING), (NODE, b"edge", LONG_DIGITS_IN_A_FLOAT)]
     records += [(None, b"ripe", json.dumps(RIPE_PING).encode())]
     records += [(RIPE, b"ripe", json.dumps(OWN_NETWORK_TRACE).encode())]
+    records += [(None, b"ndt7", NDT7_WITHOUT_A_HEADER)]  # an M-Lab result, sniffed
     return records
 
 
@@ -117,6 +119,7 @@ def test_every_hostile_kind_is_quarantined_once_and_rda_run_never_stops(broker, 
         "--bootstrap", broker.bootstrap, "--topic", topic, "--group", f"g-{topic}",
         "--data-dir", str(data), "--chain", "embedded", "--interval", "0.2",
         "--crash-limit", "1", "--metrics-port", str(port), "--log-format", "json",
+        "--flush-windows",  # the whole input is there: sessions are not left waiting for 17:05
         state=tmp_path / "state", log=log, env={"RDA_CRASH_ON_RECORD": CRASH_MARKER},
     )  # fmt: skip
     try:

@@ -68,4 +68,5 @@ def test_a_move_interrupted_before_its_rename_is_redone(tmp_path):
             "published": 0,
             "quarantined": 0,
             "suppressed": 40,
+            "held": 0,
         }
