@@ -22,6 +22,7 @@ and its rows say ``device_signed = false``: marked, never silently mixed with si
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -31,6 +32,7 @@ from pipelines.device_envelopes import Envelopes, verify_envelopes
 from pipelines.standardize import Standardized
 from schemas.fields import DEVICE_PROOF_FIELDS
 from schemas.records import QUARANTINE_SCHEMA, quarantine_batch
+from schemas.registry import schema_for_dataset
 
 REQUIRED, UNSIGNED = "required", "unsigned"
 POLICIES = (REQUIRED, UNSIGNED)
@@ -132,9 +134,9 @@ class DeviceCheck:
         offsets = raw.column("offset")
         columns = _provenance_columns(checked, raw.num_rows)
         mismatched: dict[int, str] = {}
-        for rows in result.published.values():
-            if rows.num_rows:
-                mismatched.update(_mismatches(rows, offsets, columns))
+        for dataset, rows in result.published.items():
+            if rows.num_rows and checked is not None:
+                mismatched.update(_mismatches(rows, offsets, columns, _node_optional(dataset)))
         published = {
             dataset: _with_provenance(rows, offsets, columns, set(mismatched))
             for dataset, rows in result.published.items()
@@ -179,13 +181,28 @@ def _provenance_columns(checked: Envelopes | None, n: int) -> dict[str, pa.Array
     return columns
 
 
+@functools.cache
+def _node_optional(dataset: str) -> bool:
+    """Whether ``dataset``'s rows may lack a node (speed_test v2: third-party tests)."""
+    schema = schema_for_dataset(dataset)
+    return not any(f.name == "node_id" and f.required for f in schema.fields)
+
+
 def _mismatches(
-    rows: pa.RecordBatch, offsets: pa.Array, columns: dict[str, pa.Array]
+    rows: pa.RecordBatch, offsets: pa.Array, columns: dict[str, pa.Array], node_optional: bool
 ) -> dict[int, str]:
-    """Offsets of signed records whose rows name another node or event time than the envelope."""
+    """Offsets of signed records whose rows name another node or event time than the envelope.
+
+    A row without a node is refused too where its schema lets it lack one: published, it would
+    carry a device proof that binds it to no node. (Where a node is required, the quality check
+    names the defect: ``missing_required``.)"""
     at = pc.index_in(rows.column("source_offset"), offsets)
     node = columns["_node"].take(at)
-    wrong = pc.fill_null(pc.not_equal(rows.column("node_id"), node), False)
+    if "node_id" not in rows.schema.names:
+        named = pa.nulls(rows.num_rows, pa.string())
+    else:
+        named = rows.column("node_id")
+    wrong = pc.fill_null(pc.not_equal(named, node), node_optional)
     if "event_time" in rows.schema.names:
         micros = pc.multiply(columns["_ms"].take(at), 1000)
         times = rows.column("event_time").cast(pa.int64())
@@ -193,10 +210,11 @@ def _mismatches(
     found = {}
     for i in pc.indices_nonzero(wrong).to_pylist():
         offset = rows.column("source_offset")[i].as_py()
+        whose = "no node" if named[i].as_py() is None else f"node {named[i].as_py()}"
         found.setdefault(
             offset,
             f"signed by node {node[i].as_py()} for {columns['_ms'].take(at)[i].as_py()} ms, but "
-            f"the report is of node {rows.column('node_id')[i].as_py()} at "
+            f"the report is of {whose} at "
             f"{_ms_of(rows, i)}: a node signs only its own reports, at their own time",
         )
     return found

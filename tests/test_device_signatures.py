@@ -1,6 +1,7 @@
 """Device signatures at ingest: the fleet signs, ingest verifies against the NodeRegistry (on
-the in-process EVM, through the ingest cache), and every attack on a report is refused with its
-reason while the genuine reports around it are published with their proofs."""
+the in-process EVM and on anvil over JSON-RPC, through the ingest cache), and every attack on a
+report is refused with its reason while the genuine reports around it are published with their
+proofs."""
 
 from __future__ import annotations
 
@@ -8,108 +9,56 @@ import dataclasses
 import json
 from collections import Counter
 
-import pyarrow as pa
 import pytest
+from device_inputs import (
+    EVMS,
+    NODES,
+    SEED,
+    T0,
+    deployed,
+    edited,
+    evm_of,
+    header,
+    ingest,
+    make_fleet,
+    make_messages,
+    make_signing,
+    published_offsets,
+    radio,
+    reasons,
+    with_header,
+)
 from hypothesis import given
 from hypothesis import strategies as st
-from web3 import EthereumTesterProvider, Web3
 
-from pipelines.device_signatures import REQUIRED, UNSIGNED, DeviceCheck
-from pipelines.graph import standardize_chunk
-from proofs.node_registry import NodeRegistry
-from schemas.records import RAW_RECORD_SCHEMA, SIGNATURE_HEADER
-from simulator.fleet import fleet_nodes, generate
-from simulator.messages import Message
+from simulator.fleet import generate
 from simulator.signing import FleetSigning, sign_batch, simulated_signer
-from streaming.node_cache import NodeRegistryCache
-from streaming.nodes import register_fleet
-
-T0 = 1_764_000_000_000
-SEED = 11
-NODES = 3
 
 
 @pytest.fixture(scope="module")
 def fleet():
-    return fleet_nodes(NODES, SEED, hybrid=False)
+    return make_fleet()
 
 
 @pytest.fixture(scope="module")
 def signing(fleet):
-    return FleetSigning.for_nodes([n.node_id for n in fleet], SEED)
+    return make_signing(fleet)
 
 
 @pytest.fixture(scope="module")
-def messages(signing) -> list[Message]:
-    return list(generate(NODES, 30, 1, T0, SEED, sessions=True, signing=signing))
+def messages(signing):
+    return make_messages(signing)
 
 
-def deployed(fleet, signing) -> NodeRegistryCache:
-    registry = NodeRegistry.deploy(Web3(EthereumTesterProvider()))
-    register_fleet(registry, fleet, signing, valid_from_ms=T0 - 86_400_000)
-    return NodeRegistryCache(registry)
+@pytest.fixture(scope="module", params=EVMS)
+def evm(request):
+    return evm_of(request)
 
 
 @pytest.fixture(scope="module")
-def cache(fleet, signing) -> NodeRegistryCache:
+def cache(fleet, signing, evm):
     """A registry nobody changes (tests that revoke or rotate deploy their own)."""
-    return deployed(fleet, signing)
-
-
-def raw_batch(messages: list[Message], first_offset: int = 0) -> pa.RecordBatch:
-    rows = [
-        {
-            "topic": "t",
-            "partition": 0,
-            "offset": first_offset + i,
-            "timestamp_ms": m.timestamp_ms,
-            "key": m.key,
-            "value": m.value,
-            "format": m.wire_format,
-            "signature": (dict(m.headers).get(SIGNATURE_HEADER) or b"").decode() or None,
-        }
-        for i, m in enumerate(messages)
-    ]
-    return pa.RecordBatch.from_pylist(rows, schema=RAW_RECORD_SCHEMA)
-
-
-def ingest(messages: list[Message], cache: NodeRegistryCache | None, at_block=None, **kw):
-    policy = REQUIRED if cache is not None else UNSIGNED
-    snapshot = cache.snapshot(at_block) if cache is not None else None
-    return standardize_chunk(
-        raw_batch(messages, **kw), "rda.node.v1", None, None, DeviceCheck(policy, snapshot, "t")
-    )
-
-
-def reasons(result) -> dict[int, str]:
-    q = result.quarantined
-    return dict(
-        zip(q.column("offset").to_pylist(), q.column("reason_code").to_pylist(), strict=True)
-    )
-
-
-def published_offsets(result) -> set[int]:
-    return {
-        o for rows in result.published.values() for o in rows.column("source_offset").to_pylist()
-    }
-
-
-def header(message: Message) -> str:
-    return dict(message.headers)[SIGNATURE_HEADER].decode()
-
-
-def with_header(message: Message, text: str) -> Message:
-    return dataclasses.replace(message, headers=((SIGNATURE_HEADER, text.encode()),))
-
-
-def edited(message: Message, change) -> Message:
-    report = json.loads(message.value)
-    change(report)
-    return dataclasses.replace(message, value=json.dumps(report).encode())
-
-
-def radio(messages, node: str) -> list[int]:
-    return [i for i, m in enumerate(messages) if m.key == node.encode() and b"radio_kpi" in m.value]
+    return deployed(fleet, signing, evm)
 
 
 # -- genuine reports ----------------------------------------------------------------------------
@@ -236,9 +185,9 @@ def test_no_changed_character_of_an_envelope_verifies(messages, cache, position,
 
 
 def test_a_revoked_keys_later_reports_are_refused_and_its_earlier_ones_still_verify(
-    messages, fleet, signing
+    messages, fleet, signing, evm
 ):
-    cache = deployed(fleet, signing)
+    cache = deployed(fleet, signing, evm)
     before = cache.refresh()
     cutoff = T0 + 15_000
     cache.registry.revoke_key("an-0001", 0, cutoff)
@@ -252,8 +201,8 @@ def test_a_revoked_keys_later_reports_are_refused_and_its_earlier_ones_still_ver
     assert reasons(ingest(messages, cache, at_block=before)) == {}
 
 
-def test_after_a_rotation_the_new_key_signs_and_the_old_one_is_refused(fleet, signing):
-    cache = deployed(fleet, signing)
+def test_after_a_rotation_the_new_key_signs_and_the_old_one_is_refused(fleet, signing, evm):
+    cache = deployed(fleet, signing, evm)
     switch = T0 + 20_000
     new_key = simulated_signer("an-0002", SEED, key_number=1)
     cache.registry.rotate("an-0002", new_key.public_key, switch)
@@ -273,8 +222,8 @@ def test_after_a_rotation_the_new_key_signs_and_the_old_one_is_refused(fleet, si
     assert Counter(m.key for m in signed_late)[b"an-0002"] > 0
 
 
-def test_the_ingest_cache_folds_the_registrys_events_into_what_it_holds(fleet, signing):
-    cache = deployed(fleet, signing)
+def test_the_ingest_cache_folds_the_registrys_events_into_what_it_holds(fleet, signing, evm):
+    cache = deployed(fleet, signing, evm)
     cache.registry.revoke_node("an-0000", T0 + 1)
     snapshot = cache.snapshot()
     held = {n.node_id: n for n in cache.registry.nodes()}
