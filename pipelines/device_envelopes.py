@@ -145,6 +145,8 @@ class _BatchChecker:
                 fitting.append(j)
             else:
                 problems[j] = ("bad_signature", f"malformed rda-sig header: leaf {index} of {size}")
+        if not fitting:  # e.g. a claimed batch of none: no tree to rebuild
+            return problems
         prefix = leaf_prefix(node, key)
         leaves = {j: leaf_hash(prefix, f["ms"][j], f["commitment"][j]) for j in fitting}
         signed = self._complete(node, key, size, sig, fitting, leaves, looked_up)

@@ -153,7 +153,9 @@ def _event_ms(value: Any) -> int | None:
 def _registry(trust: Any) -> NodeRegistry | Check:
     """The NodeRegistry the pinned identity names, on the pinned chain."""
     identity = trust.identity_check()
-    if trust.identity is None:
+    if identity.ok is not True or trust.identity is None:
+        # Never read a node registry on a chain the pinned identity does not name: there, any
+        # contract can hold the address and any key.
         reason = "the publisher identity did not check out" if identity.ok is False else None
         return Check("device", None, f"not checked: {reason or identity.detail}")
     address = trust.identity.node_registry

@@ -69,11 +69,17 @@ def raw_batch(messages: list[Message], first_offset: int = 0) -> pa.RecordBatch:
             "key": m.key,
             "value": m.value,
             "format": m.wire_format,
-            "signature": (dict(m.headers).get(SIGNATURE_HEADER) or b"").decode() or None,
+            "signature": _header_text(m),
         }
         for i, m in enumerate(messages)
     ]
     return pa.RecordBatch.from_pylist(rows, schema=RAW_RECORD_SCHEMA)
+
+
+def _header_text(message: Message) -> str | None:
+    """The rda-sig header as the Kafka sources decode it (None: no header; b"": empty)."""
+    value = dict(message.headers).get(SIGNATURE_HEADER)
+    return None if value is None else value.decode("utf-8", "replace")
 
 
 def ingest(messages: list[Message], cache: NodeRegistryCache | None, at_block=None, **kw):

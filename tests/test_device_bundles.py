@@ -14,6 +14,7 @@ from proofs.bundle import build_bundles, verify_bundle
 from proofs.leaves import leaf_bytes_for_batch
 from proofs.log import LogRef
 from proofs.node_registry import NodeRegistry
+from proofs.trust import TrustRoot
 from proofs.verdict import INCOMPLETE, NOT_VERIFIED, VERIFIED
 from schemas.records import RAW_RECORD_SCHEMA, SIGNATURE_HEADER
 from simulator.fleet import fleet_nodes, generate
@@ -105,8 +106,10 @@ def test_a_publisher_that_moves_a_signed_row_in_time_is_caught(tmp_path):
     assert "does not verify" in verdict.first_failure.detail
 
 
-def test_a_revocation_after_a_row_keeps_it_verified_one_before_it_does_not(tmp_path):
-    chain = open_chain("embedded", None, None)
+@pytest.mark.parametrize("kind", ["embedded", pytest.param("anvil", marks=pytest.mark.anvil)])
+def test_a_revocation_after_a_row_keeps_it_verified_one_before_it_does_not(tmp_path, request, kind):
+    rpc_url = request.getfixturevalue("anvil").rpc_url if kind == "anvil" else None
+    chain = open_chain(kind, rpc_url, None)
     table = published_rows(tmp_path, chain)
     (bundle,) = bundles_of(tmp_path, table, chain, indices=(4,))
     node, at = bundle["row"]["node_id"], bundle["row"]["event_time"]
@@ -119,6 +122,22 @@ def test_a_revocation_after_a_row_keeps_it_verified_one_before_it_does_not(tmp_p
     assert verdict.status == NOT_VERIFIED, at
     assert device(verdict) == (False, f"node {node} is revoked from {row_ms} ms; the report "
                                       f"is of {row_ms}")  # fmt: skip
+
+
+def test_a_bundle_read_on_another_chain_is_never_reported_signed(signed):
+    """Another chain with the same registries at the same addresses (deployed in the same
+    order) and the same nodes and keys: the pinned identity is not bound there, so nothing read
+    from that chain's node registry counts."""
+    chain, _, (bundle, *_) = signed
+    other = open_chain("embedded", None, None)
+    copy = NodeRegistry.deploy(other.registry.w3)
+    assert copy.address == chain.nodes.address
+    fleet = fleet_nodes(2, SEED, hybrid=False)
+    signing = FleetSigning.for_nodes([n.node_id for n in fleet], SEED)
+    register_fleet(copy, fleet, signing, valid_from_ms=T0 - 1)
+    verdict = verify_bundle(bundle, TrustRoot(chain.trust_root().pin, other.registry.w3))
+    assert verdict.status == NOT_VERIFIED and verdict.first_failure.name == "identity"
+    assert device(verdict) == (None, "not checked: the publisher identity did not check out")
 
 
 def test_rows_from_an_unsigned_source_are_never_reported_as_signed(tmp_path):
