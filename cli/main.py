@@ -99,7 +99,7 @@ def _infra_parsers(sub: argparse._SubParsersAction) -> None:
 
 def _simulate_parser(sub: argparse._SubParsersAction) -> None:
     """``rda simulate``."""
-    from cli import commands
+    from cli import simulate_commands
 
     sim = sub.add_parser("simulate", help="a fleet of nodes publishing telemetry to Kafka")
     sim.add_argument("--bootstrap", help="Kafka bootstrap servers (default: from `infra up`)")
@@ -147,7 +147,7 @@ def _simulate_parser(sub: argparse._SubParsersAction) -> None:
     )
     sim.add_argument("--rpc-url", help="the node registry's chain (default: `infra up`'s)")
     _add_json(sim)
-    sim.set_defaults(handler=commands.simulate)
+    sim.set_defaults(handler=simulate_commands.simulate)
 
 
 def _demo_parser(sub: argparse._SubParsersAction) -> None:

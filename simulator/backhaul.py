@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from simulator.messages import WIRE_FORMAT
 
-CITY_CODES = ("ber", "mad", "nbo", "mex")  # the fleet's sites, in fleet._SITES order
+CITY_CODES = ("ber", "mad", "nbo", "mex")  # the fleet's sites, in simulator.ground.SITES order
 BACKHAUL_MIX = (("fiber", 0.4), ("microwave", 0.35), ("haps", 0.25))
 HAPS_ALTITUDE_KM = 20.0
 LINK_EVERY = 5  # ticks between link measurements
