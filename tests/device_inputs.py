@@ -1,5 +1,5 @@
 """A signed fleet, its NodeRegistry (in-process EVM or anvil) and ingest of its reports: what
-the device signature tests share."""
+the device signature tests share (the test modules import its fixtures by name)."""
 
 from __future__ import annotations
 
@@ -50,6 +50,32 @@ def evm_of(request: pytest.FixtureRequest) -> Callable[[], Web3]:
         return lambda: Web3(EthereumTesterProvider())
     node = request.getfixturevalue("anvil")
     return lambda: connect(ChainConfig("anvil", port=node.port))
+
+
+@pytest.fixture(scope="module")
+def fleet() -> list[FleetNode]:
+    return make_fleet()
+
+
+@pytest.fixture(scope="module")
+def signing(fleet: list[FleetNode]) -> FleetSigning:
+    return make_signing(fleet)
+
+
+@pytest.fixture(scope="module")
+def messages(signing: FleetSigning) -> list[Message]:
+    return make_messages(signing)
+
+
+@pytest.fixture(scope="module", params=EVMS)
+def evm(request: pytest.FixtureRequest) -> Callable[[], Web3]:
+    return evm_of(request)
+
+
+@pytest.fixture(scope="module")
+def cache(fleet: list[FleetNode], signing: FleetSigning, evm) -> NodeRegistryCache:
+    """A registry nobody changes (tests that revoke, rotate or transfer deploy their own)."""
+    return deployed(fleet, signing, evm)
 
 
 def deployed(fleet: list[FleetNode], signing: FleetSigning, evm) -> NodeRegistryCache:

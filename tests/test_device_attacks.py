@@ -7,17 +7,18 @@ import random
 
 import pytest
 from device_inputs import (
-    EVMS,
     T0,
+    cache,
     deployed,
+    evm,
+    fleet,
     header,
     ingest,
-    make_fleet,
-    make_messages,
-    make_signing,
+    messages,
     published_offsets,
     radio,
     reasons,
+    signing,
     with_header,
 )
 
@@ -26,33 +27,6 @@ from simulator.messages import Message
 from simulator.signing import sign_batch
 from streaming.chain import open_chain
 from streaming.errors import SettingsError
-
-
-@pytest.fixture(scope="module")
-def fleet():
-    return make_fleet()
-
-
-@pytest.fixture(scope="module")
-def signing(fleet):
-    return make_signing(fleet)
-
-
-@pytest.fixture(scope="module")
-def messages(signing):
-    return make_messages(signing)
-
-
-@pytest.fixture(scope="module", params=EVMS)
-def evm(request):
-    from device_inputs import evm_of
-
-    return evm_of(request)
-
-
-@pytest.fixture(scope="module")
-def cache(fleet, signing, evm):
-    return deployed(fleet, signing, evm)
 
 
 def genuine(messages) -> tuple[Message, list[str]]:

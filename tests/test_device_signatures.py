@@ -9,23 +9,22 @@ import dataclasses
 import json
 from collections import Counter
 
-import pytest
 from device_inputs import (
-    EVMS,
     NODES,
     SEED,
     T0,
+    cache,
     deployed,
     edited,
-    evm_of,
+    evm,
+    fleet,
     header,
     ingest,
-    make_fleet,
-    make_messages,
-    make_signing,
+    messages,
     published_offsets,
     radio,
     reasons,
+    signing,
     with_header,
 )
 from hypothesis import given
@@ -33,33 +32,6 @@ from hypothesis import strategies as st
 
 from simulator.fleet import generate
 from simulator.signing import FleetSigning, sign_batch, simulated_signer
-
-
-@pytest.fixture(scope="module")
-def fleet():
-    return make_fleet()
-
-
-@pytest.fixture(scope="module")
-def signing(fleet):
-    return make_signing(fleet)
-
-
-@pytest.fixture(scope="module")
-def messages(signing):
-    return make_messages(signing)
-
-
-@pytest.fixture(scope="module", params=EVMS)
-def evm(request):
-    return evm_of(request)
-
-
-@pytest.fixture(scope="module")
-def cache(fleet, signing, evm):
-    """A registry nobody changes (tests that revoke or rotate deploy their own)."""
-    return deployed(fleet, signing, evm)
-
 
 # -- genuine reports ----------------------------------------------------------------------------
 
