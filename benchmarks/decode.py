@@ -41,6 +41,7 @@ def raw_batch(values: list[bytes], wire_format: str) -> pa.RecordBatch:
             "key": [b"k"] * n,
             "value": values,
             "format": [wire_format] * n,
+            "signature": [None] * n,
         },
         schema=RAW_RECORD_SCHEMA,
     )

@@ -10,6 +10,7 @@ from benchmarks import (
     data_assets,
     decode,
     dedup,
+    device_signatures,
     end_to_end,
     event_time,
     market,
@@ -34,6 +35,7 @@ BENCHMARKS: dict[str, Callable[[bool], dict]] = {
     "verify": verify.run,
     "quality_privacy": quality.run,
     "data_assets": data_assets.run,
+    "device_signatures": device_signatures.run,
 }
 
 

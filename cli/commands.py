@@ -3,78 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import time
 from typing import Any
 
 from rich.markup import escape
 
 from cli.output import UserError, emit_json, out, stage, step
 from infra.state import InfraState
-
-
-def _bootstrap(args: argparse.Namespace) -> str:
-    bootstrap = args.bootstrap or InfraState.load().kafka_bootstrap
-    if not bootstrap:
-        raise UserError("no Kafka broker: run `rda infra up` first, or pass --bootstrap HOST:PORT")
-    return bootstrap
-
-
-# -- simulate ---------------------------------------------------------------------------------
-
-
-def simulate(args: argparse.Namespace) -> int:
-    from simulator.fleet import generate
-    from simulator.producer import produce
-
-    if args.start:
-        try:
-            start = dt.datetime.fromisoformat(args.start.replace("Z", "+00:00"))
-        except ValueError as error:
-            raise UserError(f"--start: {error}") from None
-        start_ms = int(start.replace(tzinfo=start.tzinfo or dt.timezone.utc).timestamp() * 1000)
-    else:
-        start_ms = (int(time.time()) - int(args.duration)) * 1000
-    try:
-        messages = generate(
-            args.nodes,
-            args.duration,
-            args.rate,
-            start_ms,
-            args.seed,
-            args.bad_fraction,
-            args.format,
-            sessions=args.sessions and args.format == "rda.node.v1",
-            quality_fraction=args.quality_defects,
-        )
-        pace = _realtime_pacer() if args.realtime else None
-        with stage(f"{args.nodes} nodes publishing to {args.topic}", args.json):
-            report = produce(_bootstrap(args), args.topic, messages, args.partitions, pace)
-    except ValueError as error:
-        raise UserError(str(error)) from None
-    if args.json:
-        emit_json(report.as_dict())
-    else:
-        out.print(
-            f"published {report.messages} messages ({report.bytes} bytes) to "
-            f"{report.topic} in {report.seconds:.2f}s; defects: {dict(report.defects)}"
-        )
-    return 0
-
-
-def _realtime_pacer():
-    first: list[tuple[float, int]] = []
-
-    def pace(message) -> None:
-        if not first:
-            first.append((time.monotonic(), message.timestamp_ms))
-        wall0, event0 = first[0]
-        delay = (message.timestamp_ms - event0) / 1000 - (time.monotonic() - wall0)
-        if delay > 0:
-            time.sleep(delay)
-
-    return pace
-
 
 # -- run --------------------------------------------------------------------------------------
 
@@ -93,6 +27,17 @@ def _chain_for(kind: str | None, rpc_url: str | None, registry: str | None):
         return open_chain(kind, rpc_url, registry)
     except ConnectionError as error:
         raise UserError(f"the chain at {rpc_url} does not answer: {error}") from None
+
+
+def _node_cache(chain, address: str | None):
+    """The NodeRegistry on ``chain`` (``address``, else `rda infra up`'s on that chain), if any."""
+    state = InfraState.load()
+    if address is None and chain.kind != "embedded" and chain.rpc_url == state.rpc_url:
+        address = state.node_registry_address
+    if address is None:
+        return None
+    chain.use_node_registry(address)
+    return chain.nodes
 
 
 # -- demo -------------------------------------------------------------------------------------
@@ -115,6 +60,7 @@ def demo(args: argparse.Namespace) -> int:
         bad_fraction=args.bad_fraction,
         waves=args.waves,
         chain=args.chain,
+        ripe_topic="ripe-atlas" if args.ripe else None,
     )
     quiet = args.json  # --json: stdout carries one JSON object, and no progress is shown
     report = Reporter(stage=lambda m: stage(m, quiet), step=lambda m: step(m, quiet))
@@ -166,11 +112,45 @@ def _print_demo(summary: dict[str, Any]) -> None:
     out.print(
         f"chain: {chain['kind']} (id {chain['chain_id']}), AnchorRegistry {chain['contract']}"
     )
+    _print_demo_devices(summary)
     color = "green" if summary["verified"] else "red"
     out.print(
         f"verification: [{color}]{summary['verdict']}[/{color}] — every row re-hashed to the "
-        "anchored root, every checkpoint's history and anchor checked against the registry"
+        "anchored root, every checkpoint's history and anchor checked against the registry, "
+        "and the device signatures of the proven rows against the NodeRegistry"
     )
+
+
+def _print_demo_devices(summary: dict[str, Any]) -> None:
+    """Nodes on chain, what the device signatures refused, the unsigned source, proven rows."""
+    nodes = summary.get("nodes")
+    if not nodes:
+        return
+    classes = ", ".join(f"{n} {c}" for c, n in sorted(nodes["classes"].items()))
+    out.print(
+        f"nodes: {classes} registered in NodeRegistry {nodes['address']} "
+        f"(gas per registration {nodes['gas_per_registration']:,})"
+    )
+    reasons = summary["quarantine_reasons"]
+    refused = ("bad_signature", "revoked_key", "unsigned", "unknown_node")
+    revoked = nodes.get("revoked") or {}
+    out.print(
+        "device signatures refused: "
+        + ", ".join(f"{code} {reasons.get(code, 0)}" for code in refused)
+        + (f" ({revoked['node']} revoked from {revoked['from_ms']} ms)" if revoked else "")
+    )
+    for topic, counts in summary.get("topics", {}).items():
+        out.print(
+            f"  topic {topic}: read {counts['read']}, published {counts['published']}, "
+            f"quarantined {counts['quarantined']}"
+        )
+    for proven in summary.get("proven_rows", []):
+        device = proven["device"] or {"detail": "no device check"}
+        detail = device["detail"].split("; NodeRegistry")[0]  # the registry is named above
+        out.print(
+            f"  proven {proven['dataset']} leaf {proven['leaf_index']}: {proven['verdict']} — "
+            f"{detail}"
+        )
 
 
 # -- quarantine ---------------------------------------------------------------------------------
@@ -272,6 +252,8 @@ def quarantine_replay(args: argparse.Namespace) -> int:
         args.topic,
         progress=lambda m: step(m, args.json),
         override=args.override_header,
+        signatures=args.signatures,
+        nodes=_node_cache(chain, args.node_registry),
     )
     if args.json:
         emit_json(summary.as_dict())

@@ -37,7 +37,11 @@ def infra_up(args: argparse.Namespace) -> int:
         state.rpc_url = anvil.rpc_url
         from streaming.chain import open_chain
 
-        state.registry_address = open_chain("anvil", anvil.rpc_url, None).contract
+        chain = open_chain("anvil", anvil.rpc_url, None)
+        state.registry_address = chain.contract
+        from proofs.node_registry import NodeRegistry
+
+        state.node_registry_address = NodeRegistry.deploy(chain.registry.w3).address
     state.save(directory)
     return infra_status(args)
 
@@ -73,6 +77,7 @@ def infra_status(args: argparse.Namespace) -> int:
     kafka_up = bool(state.kafka_bootstrap) and broker_ready(state.kafka_bootstrap)
     chain = chain_status(ChainConfig(kind=state.chain_kind, rpc_url=state.rpc_url))
     chain["registry"] = state.registry_address
+    chain["node_registry"] = state.node_registry_address
     report = {
         "kafka_bootstrap": state.kafka_bootstrap,
         "kafka_up": kafka_up,

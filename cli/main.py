@@ -43,7 +43,7 @@ def _default_data_dir() -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cli import anchor_commands, run_commands
+    from cli import anchor_commands, nodes_commands, run_commands
     from cli.market_commands import add_market_parsers
 
     parser = argparse.ArgumentParser(
@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _infra_parsers(sub)
     _simulate_parser(sub)
+    nodes_commands.add_parser(sub)
     run_commands.add_parsers(sub)  # `rda run` and `rda status`
     _demo_parser(sub)
     _verify_parser(sub)
@@ -98,7 +99,7 @@ def _infra_parsers(sub: argparse._SubParsersAction) -> None:
 
 def _simulate_parser(sub: argparse._SubParsersAction) -> None:
     """``rda simulate``."""
-    from cli import commands
+    from cli import simulate_commands
 
     sim = sub.add_parser("simulate", help="a fleet of nodes publishing telemetry to Kafka")
     sim.add_argument("--bootstrap", help="Kafka bootstrap servers (default: from `infra up`)")
@@ -118,8 +119,35 @@ def _simulate_parser(sub: argparse._SubParsersAction) -> None:
         choices=SIMULATED_FORMATS,
         help="wire format (default rda.node.v1)",
     )
+    sim.add_argument(
+        "--hybrid",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the backhaul network too: relay platforms, gateways, link_kpi reports, fades "
+        "and outages (rda.node.v1 only)",
+    )
+    sim.add_argument(
+        "--sign",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="every node signs its reports (rda-sig header, Ed25519 per signed batch)",
+    )
+    sim.add_argument(
+        "--sign-window", type=float, default=10.0, help="seconds of event time per signed batch"
+    )
+    sim.add_argument(
+        "--key-seed",
+        type=int,
+        default=0,
+        help="the simulated nodes' keys derive from it (keep it: the registry holds them)",
+    )
+    sim.add_argument(
+        "--node-registry",
+        help="register the fleet's keys in this NodeRegistry (default: `infra up`'s, if any)",
+    )
+    sim.add_argument("--rpc-url", help="the node registry's chain (default: `infra up`'s)")
     _add_json(sim)
-    sim.set_defaults(handler=commands.simulate)
+    sim.set_defaults(handler=simulate_commands.simulate)
 
 
 def _demo_parser(sub: argparse._SubParsersAction) -> None:
@@ -134,6 +162,12 @@ def _demo_parser(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--waves", type=int, default=2, help="micro-batches (checkpoints)")
     demo.add_argument("--chain", choices=("embedded", "anvil"), default="embedded")
+    demo.add_argument(
+        "--ripe",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="public RIPE Atlas pings on a second topic, configured unsigned",
+    )
     _add_quality_and_sessions(demo, quality_default=0.01)
     _add_json(demo)
     demo.set_defaults(handler=commands.demo)
@@ -203,6 +237,13 @@ def _quarantine_parsers(sub: argparse._SubParsersAction) -> None:
     q_replay.add_argument("--chain", choices=("embedded", "anvil", "rpc"))
     q_replay.add_argument("--rpc-url")
     q_replay.add_argument("--registry")
+    q_replay.add_argument("--node-registry", help="NodeRegistry to check device signatures against")
+    q_replay.add_argument(
+        "--signatures",
+        choices=("auto", "required", "unsigned"),
+        default="auto",
+        help="device signatures of the replayed records (auto: required with a node registry)",
+    )
     for q_parser, handler in (
         (q_list, commands.quarantine_list),
         (q_show, commands.quarantine_show),

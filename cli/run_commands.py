@@ -13,6 +13,7 @@ from cli.output import UserError, emit_json, err, out
 from pipelines.kafka_source import CLIENTS
 from schemas.adapters import format_choices
 from streaming.config import LOG_FORMATS, RUNNERS, describe, load_settings
+from streaming.node_cache import SIGNATURE_POLICIES
 
 EXIT_CRASH_LOOP = 4  # a batch keeps killing its worker and no single record does
 SETTING_FLAGS = (
@@ -20,7 +21,7 @@ SETTING_FLAGS = (
     "max_chunk_records", "format", "chain", "rpc_url", "registry", "runner", "dask_scheduler",
     "metrics_port", "log_format", "kafka_timeout", "kafka_client", "retries", "backoff_max",
     "config", "once", "join_group", "crash_limit", "lag_interval", "window", "allowed_lateness",
-    "flush_windows",
+    "flush_windows", "node_registry", "signatures",
 )  # fmt: skip
 
 
@@ -54,6 +55,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--chain", choices=("embedded", "anvil", "rpc"), help="default: `infra up`")
     run.add_argument("--rpc-url", help="JSON-RPC URL of the chain (with --chain rpc)")
     run.add_argument("--registry", help="AnchorRegistry address (default: deploy one)")
+    run.add_argument(
+        "--node-registry",
+        help="NodeRegistry the device signatures are checked against (default: `infra up`'s)",
+    )
+    run.add_argument(
+        "--signatures",
+        choices=SIGNATURE_POLICIES,
+        help="device signatures: required, unsigned (a source that cannot sign), or auto "
+        "(default: required when a node registry is known)",
+    )
     run.add_argument("--runner", choices=RUNNERS, help="Beam runner (fnapi)")
     run.add_argument("--dask-scheduler", help="dask.distributed scheduler (default: local)")
     run.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1")

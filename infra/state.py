@@ -24,6 +24,7 @@ class InfraState:
     chain_kind: str = "embedded"
     rpc_url: str | None = None
     registry_address: str | None = None
+    node_registry_address: str | None = None  # the NodeRegistry deployed beside it
 
     @classmethod
     def load(cls, directory: Path | None = None) -> InfraState:

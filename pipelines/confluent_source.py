@@ -15,8 +15,14 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipelines.kafka_source import FORMAT_HEADER, KafkaUnavailable, OffsetRange, TopicNotFound
-from schemas.records import RAW_RECORD_SCHEMA
+from pipelines.kafka_source import (
+    FORMAT_HEADER,
+    KafkaUnavailable,
+    OffsetRange,
+    TopicNotFound,
+    first_headers,
+)
+from schemas.records import RAW_RECORD_SCHEMA, SIGNATURE_HEADER
 
 READ_BATCH = 10_000  # records per consume() call
 _BASE_CONFIG = {
@@ -242,9 +248,7 @@ def _append(columns: dict[str, list], message: Any) -> None:
     columns["timestamp_ms"].append(message.timestamp()[1])
     columns["key"].append(message.key())
     columns["value"].append(message.value())
-    header = None
-    for name, value in message.headers() or ():
-        if name == FORMAT_HEADER:
-            header = value
-            break
-    columns["format"].append(header.decode("utf-8", "replace") if header is not None else None)
+    headers = first_headers(message.headers() or ())
+    for column, name in (("format", FORMAT_HEADER), ("signature", SIGNATURE_HEADER)):
+        header = headers.get(name)
+        columns[column].append(header.decode("utf-8", "replace") if header is not None else None)

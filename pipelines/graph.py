@@ -17,6 +17,7 @@ import pyarrow as pa
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
+from pipelines.device_signatures import DeviceCheck
 from pipelines.kafka_source import KafkaSpec, OffsetRange
 from pipelines.protect import Protection
 from pipelines.standardize import Standardized, standardize_routed
@@ -33,11 +34,22 @@ def standardize_chunk(
     wire_format: str | None,
     protection: Protection | None = None,
     refused: Refused | None = None,
+    devices: DeviceCheck | None = None,
+    override: bool = False,
 ) -> Standardized:
-    """One chunk's raw records standardized and protected: what the DoFn does after reading."""
+    """One chunk's raw records standardized and protected: what the DoFn does after reading.
+
+    With ``devices``, each record's device signature is checked before any parser sees it and
+    its rows are bound to the signing node afterwards (``pipelines/device_signatures.py``).
+    """
     partition = raw.column("partition")[0].as_py() if raw.num_rows else None
     unread = {o: r for (p, o), r in (refused or {}).items() if p == partition}
-    result = standardize_routed(raw, wire_format, refused=unread)
+    checked = devices.check_records(raw) if devices is not None else None
+    if checked is not None:
+        unread = {**checked.refused, **unread}  # a poison record stays poison
+    result = standardize_routed(raw, wire_format, override, refused=unread)
+    if devices is not None:
+        result = devices.bind(raw, checked, result)
     return protection(raw, result) if protection is not None else result
 
 
@@ -50,11 +62,13 @@ class ReadAndStandardize(beam.DoFn):
         wire_format: str | None,
         protection: Protection | None = None,
         refused: Refused | None = None,
+        devices: DeviceCheck | None = None,
     ) -> None:
         self.kafka = kafka  # broker, client, and the timeout after which the batch is retried
         self.wire_format = wire_format  # the topic's default, for records without a header
         self.protection = protection  # quality checks and privacy policy, before landing
         self.refused = dict(refused or {})  # records the driver found to kill the worker
+        self.devices = devices  # device signatures against the node registry
 
     def setup(self) -> None:
         self.source = self.kafka.open()
@@ -70,7 +84,10 @@ class ReadAndStandardize(beam.DoFn):
     def process(self, work_item: dict) -> Iterable[tuple[OffsetRange, Standardized]]:
         chunk = OffsetRange(**work_item)
         raw = self.source.read(chunk)
-        yield chunk, standardize_chunk(raw, self.wire_format, self.protection, self.refused)
+        yield (
+            chunk,
+            standardize_chunk(raw, self.wire_format, self.protection, self.refused, self.devices),
+        )
 
 
 class ReadStandardizeProtect(beam.PTransform):
@@ -95,15 +112,19 @@ class ReadStandardizeProtect(beam.PTransform):
         wire_format: str | None,
         protection: Protection | None = None,
         refused: Refused | None = None,
+        devices: DeviceCheck | None = None,
     ) -> None:
         super().__init__()
         self.kafka = kafka if isinstance(kafka, KafkaSpec) else KafkaSpec(kafka)
         self.wire_format = wire_format
         self.protection = protection
         self.refused = refused
+        self.devices = devices
 
     def expand(self, work_items: beam.PCollection) -> beam.PCollection:
-        read = ReadAndStandardize(self.kafka, self.wire_format, self.protection, self.refused)
+        read = ReadAndStandardize(
+            self.kafka, self.wire_format, self.protection, self.refused, self.devices
+        )
         return (
             work_items
             | "Distribute" >> beam.Reshuffle()  # spread the chunks over the runner's workers
@@ -130,6 +151,7 @@ def build(
     sink: ChunkSink,
     protection: Protection | None = None,
     refused: Refused | None = None,
+    devices: DeviceCheck | None = None,
 ) -> beam.PCollection:
     """Add the read → standardize → protect → sink stages for ``chunks`` to ``pipeline``."""
     return (
@@ -137,7 +159,7 @@ def build(
         # Plain dicts as work items: Beam would otherwise infer a row schema for the dataclass.
         | "Chunks" >> beam.Create([chunk.as_dict() for chunk in chunks])
         | "ReadStandardizeProtect"
-        >> ReadStandardizeProtect(kafka, wire_format, protection, refused)
+        >> ReadStandardizeProtect(kafka, wire_format, protection, refused, devices)
         | "Write" >> beam.ParDo(WriteChunk(sink))
     )
 
@@ -151,6 +173,7 @@ def run(
     protection: Protection | None = None,
     dask_scheduler: str | None = None,
     refused: Refused | None = None,
+    devices: DeviceCheck | None = None,
 ) -> None:
     """Run the pipeline to completion on the chosen runner (FnApiRunner by default).
 
@@ -161,7 +184,7 @@ def run(
     options = ["--no_pipeline_type_check"]
     if runner == "fnapi":
         with beam.Pipeline(runner=FnApiRunner(), options=PipelineOptions(options)) as pipeline:
-            build(pipeline, chunks, kafka, wire_format, sink, protection, refused)
+            build(pipeline, chunks, kafka, wire_format, sink, protection, refused, devices)
         return
     if runner != "dask":
         raise ValueError(f"unknown runner {runner!r} (available: {', '.join(RUNNERS)})")
@@ -172,7 +195,7 @@ def run(
     address = dask_scheduler or local_scheduler_address()
     options.append(f"--dask_client_address={address}")
     pipeline = beam.Pipeline(runner=DaskRunner(), options=PipelineOptions(options))
-    build(pipeline, chunks, kafka, wire_format, sink, protection, refused)
+    build(pipeline, chunks, kafka, wire_format, sink, protection, refused, devices)
     result = pipeline.run()
     try:
         result.wait_until_finish()

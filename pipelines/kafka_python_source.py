@@ -8,8 +8,14 @@ from contextlib import contextmanager
 
 import pyarrow as pa
 
-from pipelines.kafka_source import FORMAT_HEADER, KafkaUnavailable, OffsetRange, TopicNotFound
-from schemas.records import RAW_RECORD_SCHEMA
+from pipelines.kafka_source import (
+    FORMAT_HEADER,
+    KafkaUnavailable,
+    OffsetRange,
+    TopicNotFound,
+    first_headers,
+)
+from schemas.records import RAW_RECORD_SCHEMA, SIGNATURE_HEADER
 
 
 class KafkaPythonSource:
@@ -176,5 +182,7 @@ def _append(columns: dict[str, list], record) -> None:
     columns["timestamp_ms"].append(record.timestamp)
     columns["key"].append(record.key)
     columns["value"].append(record.value)
-    header = next((v for k, v in record.headers or () if k == FORMAT_HEADER), None)
-    columns["format"].append(header.decode("utf-8", "replace") if header is not None else None)
+    headers = first_headers(record.headers or ())
+    for column, name in (("format", FORMAT_HEADER), ("signature", SIGNATURE_HEADER)):
+        header = headers.get(name)
+        columns[column].append(header.decode("utf-8", "replace") if header is not None else None)

@@ -14,12 +14,21 @@ brokers, Tansu among them, answer it with the base offset of the last record bat
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
 import pyarrow as pa
 
 FORMAT_HEADER = "rda-format"
+
+
+def first_headers(headers: Iterable[tuple[str, bytes | None]]) -> dict[str, bytes | None]:
+    """Kafka headers by name; a repeated header counts with its first value."""
+    found: dict[str, bytes | None] = {}
+    for name, value in headers:
+        found.setdefault(name, value)
+    return found
 
 
 @dataclass(frozen=True, order=True)

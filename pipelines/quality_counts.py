@@ -9,8 +9,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from schemas.fields import DEVICE_FIELD_NAMES
 from schemas.published import EPOCH_FIELD, FLAGS_FIELD
 from validators.quality import FLAGS
+
+# Quality flags and device proofs are about the row, not measurements it could lack.
+NOT_MEASURED = frozenset({FLAGS_FIELD, *DEVICE_FIELD_NAMES})
 
 
 def sum_stats(stats: list[dict]) -> dict:
@@ -34,18 +38,22 @@ def sum_stats(stats: list[dict]) -> dict:
 
 
 def row_nulls(rows: pa.Table) -> np.ndarray:
-    """Per row, its empty cells (the quality flags column aside)."""
+    """Per row, its empty cells (quality flags and device proofs aside)."""
     total = np.zeros(rows.num_rows, np.int64)
-    for name in rows.column_names:
-        if name != FLAGS_FIELD:
-            total += np.asarray(pc.is_null(rows.column(name)), np.int64)
+    for name in measured(rows.column_names):
+        total += np.asarray(pc.is_null(rows.column(name)), np.int64)
     return total
 
 
 def cell_counts(rows: pa.Table) -> tuple[int, int]:
     """Empty cells and cells, for completeness (a row without quality flags is not empty)."""
-    columns = [rows.column(n) for n in rows.column_names if n != FLAGS_FIELD]
+    columns = [rows.column(n) for n in measured(rows.column_names)]
     return sum(c.null_count for c in columns), rows.num_rows * len(columns)
+
+
+def measured(names: list[str]) -> list[str]:
+    """The columns completeness counts: measurements a row could lack."""
+    return [n for n in names if n not in NOT_MEASURED]
 
 
 def flag_counts(flags: pa.Array) -> dict[str, int]:

@@ -11,9 +11,9 @@ published:
 * ``_latitude``, ``_longitude``: the exact location, where the published schema has an H3 cell;
 * ``_subscriber``: a keyed hash of the subscriber, the same in every key epoch (the DP budget
   ledger's key);
-* ``_record_key``, ``_record_value``, ``_record_timestamp_ms``, ``_record_format`` (windowed
-  datasets only): the row's Kafka record, whole, so that a record k-anonymity withholds hours
-  later is stored whole without reading Kafka again;
+* ``_record_key``, ``_record_value``, ``_record_timestamp_ms``, ``_record_format``,
+  ``_record_signature`` (windowed datasets only): the row's Kafka record, whole, so that a
+  record k-anonymity withholds hours later is stored whole without reading Kafka again;
 * ``_window`` (held rows only): the start of the event-time window the row waits for, in µs.
 """
 
@@ -38,6 +38,7 @@ RECORD = {  # private column -> the raw record's column (schemas/records.py)
     "_record_value": "value",
     "_record_timestamp_ms": "timestamp_ms",
     "_record_format": "format",
+    "_record_signature": "signature",
 }
 PRIVATE_PREFIX = "_"
 

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines import staged
-from pipelines.quality_counts import cell_counts, flag_counts, row_nulls, stats_of
+from pipelines.quality_counts import cell_counts, flag_counts, measured, row_nulls, stats_of
 from schemas.published import FLAGS_FIELD, PrivacySettings
 from schemas.registry import schema_for_dataset
 from validators import event_time
@@ -333,7 +333,7 @@ def _tally(
         j.times, j.before, on_time, state.closed_through, settings.window
     )
     nulls = row_nulls(staged.published_part(rows, dataset))
-    columns = staged.published_part(rows.slice(0, 0), dataset).num_columns - 1
+    columns = len(measured(staged.published_part(rows.slice(0, 0), dataset).column_names))
     for w in np.unique(window).tolist():
         mine = window == w
         counts = Counter(c for c in pc.filter(codes, pa.array(mine)).to_pylist() if c)

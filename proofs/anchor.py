@@ -92,24 +92,30 @@ def load_artifact() -> dict[str, Any]:
     return json.loads(ARTIFACT.read_text())
 
 
-class AnchorRegistry:
-    """A deployed AnchorRegistry, used from the owner's (first) account by default."""
+class DeployedContract:
+    """A contract at ``address`` with the committed artifact's ABI, used from ``sender``."""
 
-    def __init__(self, w3: Any, address: str, sender: str | None = None) -> None:
-        artifact = load_artifact()
+    def __init__(self, w3: Any, address: str, artifact: dict, sender: str | None = None) -> None:
         self.w3 = w3
         self.address = checksum_address(address)
         self._sender = sender
         self.contract = w3.eth.contract(address=self.address, abi=artifact["abi"])
         self._errors = error_selectors(artifact["abi"])
-        self._version: int | None = None
 
     @property
     def sender(self) -> str:
-        """The account that sends anchors (a node's first account unless given)."""
+        """The account that sends transactions (the node's first account unless given)."""
         if self._sender is None:
             self._sender = self.w3.eth.accounts[0]
         return self._sender
+
+
+class AnchorRegistry(DeployedContract):
+    """A deployed AnchorRegistry, used from the owner's (first) account by default."""
+
+    def __init__(self, w3: Any, address: str, sender: str | None = None) -> None:
+        super().__init__(w3, address, load_artifact(), sender)
+        self._version: int | None = None
 
     @classmethod
     def deploy(cls, w3: Any, sender: str | None = None) -> AnchorRegistry:

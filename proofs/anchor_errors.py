@@ -1,4 +1,4 @@
-"""The AnchorRegistry's custom errors, decoded from whatever shape web3 raises them in.
+"""The contracts' custom errors, decoded from whatever shape web3 raises them in.
 
 eth-tester puts the revert data in a bytes literal inside the message; a JSON-RPC node (anvil)
 sends it as hex. Either way ``AnchorRefused`` names the Solidity error and its arguments, e.g.
@@ -11,14 +11,18 @@ import ast
 from typing import Any
 
 
-class AnchorRefused(RuntimeError):
-    """The contract refused an anchor; ``error`` is the Solidity custom error's name."""
+class ContractRefused(RuntimeError):
+    """A contract refused a call; ``error`` is the Solidity custom error's name."""
 
     def __init__(self, error: str, args: dict[str, Any]) -> None:
         shown = ", ".join(f"{k}={_show(v)}" for k, v in args.items())
         super().__init__(f"{error}({shown})")
         self.error = error
         self.args_by_name = args
+
+
+class AnchorRefused(ContractRefused):
+    """The AnchorRegistry refused an anchor (or an identity)."""
 
 
 def error_selectors(abi: list[dict]) -> dict[bytes, tuple[str, list[str], list[str]]]:
@@ -38,8 +42,12 @@ def error_selectors(abi: list[dict]) -> dict[bytes, tuple[str, list[str], list[s
     return selectors
 
 
-def refusal(error: Exception, selectors: dict[bytes, tuple[str, list[str], list[str]]]):
-    """``AnchorRefused`` for a revert with one of the contract's errors, else ``error`` itself."""
+def refusal(
+    error: Exception,
+    selectors: dict[bytes, tuple[str, list[str], list[str]]],
+    kind: type[ContractRefused] = AnchorRefused,
+):
+    """``kind`` for a revert with one of the contract's errors, else ``error`` itself."""
     data = revert_data(error)
     if data is None or data[:4] not in selectors:
         return error
@@ -47,7 +55,7 @@ def refusal(error: Exception, selectors: dict[bytes, tuple[str, list[str], list[
     from eth_abi import decode
 
     values = decode(types, data[4:])
-    return AnchorRefused(name, dict(zip(names, values, strict=True)))
+    return kind(name, dict(zip(names, values, strict=True)))
 
 
 def revert_data(error: Exception) -> bytes | None:

@@ -18,6 +18,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from proofs.device import device_check
 from proofs.jcs import canonicalize
 from proofs.log import DatasetLog, LogRef
 from proofs.merkle import HASH_SIZE, leaf_hash
@@ -153,6 +154,9 @@ def verify_bundle(bundle: Mapping[str, Any], trust: TrustRoot | None = None) -> 
     identity = trust.identity_check()
     verdict.checks.append(identity)
     verdict.checks.append(_anchor_check(bundle, trust))
+    device = device_check(bundle["row"], trust)  # the node's signature of the row (§16)
+    if device is not None:
+        verdict.checks.append(device)
     return verdict
 
 

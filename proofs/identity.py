@@ -2,7 +2,9 @@
 
 It names the chain (EVM chain id), the ``AnchorRegistry`` that holds the publisher's anchors,
 the registry's owner (the only account that can anchor there), and the publisher's Ed25519
-signing keys with the interval of chain time in which each may sign. It is signed by the keys it
+signing keys with the interval of chain time in which each may sign. Version 2 also names the
+``NodeRegistry`` whose nodes signed the published reports (``node_registry``): what an auditor
+checks each row's device signature against. It is signed by the keys it
 lists, and its exact bytes are published *in* the registry (``publishIdentity``), so the
 registry binds itself to it: a verifier that pins the document (or the registry, or a key id)
 checks the chain against it, never a registry named by the data or a bundle being verified.
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from proofs.signing import PublisherKey
 
 IDENTITY_VERSION = 1
+IDENTITY_VERSION_NODES = 2  # version 1 and a node_registry
 FILE_NAME = "publisher-identity.json"
 MAX_BYTES = 64 * 1024  # a document is well under 2 KB; refuse to parse anything huge
 _HEX64 = frozenset("0123456789abcdef")
@@ -58,6 +61,7 @@ class PublisherIdentity:
     registry_owner: str
     keys: tuple[SigningKey, ...]
     signed_by: tuple[str, ...]  # key ids of the document's (valid) signatures
+    node_registry: str | None = None  # version 2: the NodeRegistry of the signing nodes
 
     @property
     def sha256(self) -> bytes:
@@ -67,13 +71,16 @@ class PublisherIdentity:
         return next((k for k in self.keys if k.key_id == key_id), None)
 
     def describe(self) -> dict[str, Any]:
-        return {
+        described = {
             "identity_sha256": self.sha256.hex(),
             "chain_id": self.chain_id,
             "registry": self.registry,
             "registry_owner": self.registry_owner,
             "key_ids": [k.key_id for k in self.keys],
         }
+        if self.node_registry is not None:
+            described["node_registry"] = self.node_registry
+        return described
 
 
 def build_identity(
@@ -82,9 +89,11 @@ def build_identity(
     registry_owner: str,
     keys: list[dict[str, Any]],
     signers: list[PublisherKey],
+    node_registry: str | None = None,
 ) -> bytes:
     """The signed document's bytes. ``keys``: ``{algorithm, public_key, key_id, valid_from,
-    valid_until}`` each; every key in ``signers`` signs (at least one, and only listed keys)."""
+    valid_until}`` each; every key in ``signers`` signs (at least one, and only listed keys).
+    With ``node_registry`` the document is version 2."""
     from proofs.anchor import checksum_address
 
     identity = {
@@ -94,6 +103,9 @@ def build_identity(
         "registry_owner": checksum_address(registry_owner),
         "keys": keys,
     }
+    if node_registry is not None:
+        identity["identity_version"] = IDENTITY_VERSION_NODES
+        identity["node_registry"] = checksum_address(node_registry)
     body = canonicalize(identity)
     signatures = [signer.sign(body) for signer in signers]
     raw = canonicalize({"identity": identity, "signatures": signatures})
@@ -126,7 +138,18 @@ def parse_identity(raw: bytes) -> PublisherIdentity:
     signed_by = _check_signatures(
         envelope["signatures"], canonicalize(envelope["identity"]), identity
     )
-    return PublisherIdentity(raw, *identity, signed_by)
+    return PublisherIdentity(raw, *identity, signed_by, _node_registry(envelope["identity"]))
+
+
+def _node_registry(doc: dict) -> str | None:
+    from proofs.anchor import checksum_address
+
+    if doc["identity_version"] == IDENTITY_VERSION:
+        return None
+    try:
+        return checksum_address(doc["node_registry"])
+    except ValueError as error:
+        raise IdentityError(f"node_registry: {error}") from None
 
 
 def _identity(doc: Any) -> tuple[int, str, str, tuple[SigningKey, ...]]:
@@ -135,10 +158,16 @@ def _identity(doc: Any) -> tuple[int, str, str, tuple[SigningKey, ...]]:
     if not isinstance(doc, dict):
         raise IdentityError("identity must be an object")
     expected = {"identity_version", "chain_id", "registry", "registry_owner", "keys"}
+    version = doc.get("identity_version")
+    if version == IDENTITY_VERSION_NODES and not isinstance(version, bool):
+        expected.add("node_registry")
+    elif version != IDENTITY_VERSION or isinstance(version, bool):
+        raise IdentityError(
+            f"identity_version must be {IDENTITY_VERSION} or {IDENTITY_VERSION_NODES} "
+            "(with node_registry)"
+        )
     if set(doc) != expected:
         raise IdentityError(f"identity must have exactly {', '.join(sorted(expected))}")
-    if doc["identity_version"] != IDENTITY_VERSION:
-        raise IdentityError(f"identity_version must be {IDENTITY_VERSION}")
     chain_id = doc["chain_id"]
     if isinstance(chain_id, bool) or not isinstance(chain_id, int) or chain_id <= 0:
         raise IdentityError("chain_id must be a positive integer")

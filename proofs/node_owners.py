@@ -9,9 +9,9 @@ node's owner and says who it is). Any ERC-721 whose token id is the keccak-256 o
 fits: issue 20's ``NodeRegistry`` does, and so does the open ``OpenNodes`` that stands in for it
 in tests and in ``rda bench``.
 
-Where the registry comes from (``node_registry_of``): the publisher identity document. Issue 20
-adds ``node_registry`` to it (identity version 2, ``PublisherIdentity.node_registry``); until
-that lands the attribute does not exist and ``rda market mint`` needs ``--node-registry``.
+Where the registry comes from (``node_registry_of``): the publisher identity document
+(identity version 2, ``PublisherIdentity.node_registry``); with a version-1 identity, ``rda
+market mint`` needs ``--node-registry``.
 """
 
 from __future__ import annotations
@@ -62,9 +62,7 @@ class RegistryNodeOwners:
 def node_registry_of(published: Path) -> str | None:
     """The node registry the publisher identity in ``published`` names, or None.
 
-    When issue 20 lands, this is its one line of wiring: ``getattr(identity, "node_registry",
-    None)`` becomes ``identity.node_registry``. The document is parsed (and its signatures
-    checked) by ``proofs.identity``; the address only chooses which registry a new DataLicences
+    The document is parsed (and its signatures checked) by ``proofs.identity``; the address only chooses which registry a new DataLicences
     pays, so the publisher reading their own document is enough."""
     from proofs.identity import FILE_NAME, IdentityError, parse_identity
 
@@ -73,4 +71,4 @@ def node_registry_of(published: Path) -> str | None:
         identity = parse_identity(path.read_bytes())
     except (OSError, IdentityError):
         return None
-    return getattr(identity, "node_registry", None)
+    return identity.node_registry

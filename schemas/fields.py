@@ -50,3 +50,53 @@ def location(what: str, privacy: Privacy = Privacy.PUBLIC) -> tuple[Field, Field
             privacy=privacy,
         ),
     )
+
+
+# Device signatures (docs/pipeline.md, "Device signatures"): added in each schema's next minor
+# version, so they are optional and older rows read beside newer ones.
+DEVICE_SIGNED = Field(
+    "device_signed",
+    pa.bool_(),
+    "True: the node's Ed25519 signature over this report was verified at ingest against the "
+    "NodeRegistry; false: the report came from a topic configured unsigned (a source that "
+    "cannot sign)",
+)
+DEVICE_PROOF_FIELDS = (
+    Field(
+        "device_key_id",
+        pa.string(),
+        "SHA-256 (hex) of the node's Ed25519 public key that signed the report (NodeRegistry)",
+    ),
+    Field(
+        "device_payload_sha256",
+        pa.string(),
+        "Salted commitment to the report's exact bytes: SHA-256(the node's secret 16-byte nonce "
+        "‖ Kafka record value), hex; confirms nothing about a guessed report without the nonce",
+    ),
+    Field(
+        "device_batch_index",
+        pa.int32(),
+        "Position of the report's leaf in the node's signed batch",
+        minimum=0,
+    ),
+    Field(
+        "device_batch_size",
+        pa.int32(),
+        "Reports in the node's signed batch",
+        minimum=1,
+        maximum=65535,
+    ),
+    Field(
+        "device_batch_path",
+        pa.string(),
+        "RFC 9162 audit path of the report's leaf to the batch root: 64 hex digits per hash, "
+        "from the leaf up",
+    ),
+    Field(
+        "device_signature",
+        pa.string(),
+        "The node's Ed25519 signature (hex) of its batch: node id, key id, size and root",
+    ),
+)
+DEVICE_FIELDS = (DEVICE_SIGNED, *DEVICE_PROOF_FIELDS)
+DEVICE_FIELD_NAMES = frozenset(f.name for f in DEVICE_FIELDS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from schemas.fields import event_time
+from schemas.fields import DEVICE_FIELDS, event_time
 from schemas.model import Field, TelemetrySchema
 
 LINK_TYPES = ("fiber", "microwave", "satellite", "haps", "cellular", "internet_path")
@@ -13,7 +13,7 @@ MEASUREMENT_PROTOCOLS = ("icmp", "udp", "tcp", "twamp", "other")
 LINK_KPI_V1 = TelemetrySchema(
     name="link_kpi",
     major=1,
-    minor=0,
+    minor=1,  # 1.1 added the device signature fields
     description=(
         "Latency, jitter, loss and capacity of a backhaul link or a measured network path "
         "(a node's uplink, a link to a high-altitude platform, or a probe-to-target path)."
@@ -81,13 +81,14 @@ LINK_KPI_V1 = TelemetrySchema(
             minimum=0,
             maximum=1000000,
         ),
+        *DEVICE_FIELDS,
     ),
 )
 
 PATH_TRACE_V1 = TelemetrySchema(
     name="path_trace",
     major=1,
-    minor=0,
+    minor=1,  # 1.1 added the device signature fields
     description="A traceroute: how many hops a path has, whether it reached its target, how fast.",
     natural_key=("trace_id", "event_time"),
     fields=(
@@ -114,5 +115,6 @@ PATH_TRACE_V1 = TelemetrySchema(
             unit="ms",
         ),
         Field("timeouts", pa.int32(), "Probe packets without an answer", minimum=0),
+        *DEVICE_FIELDS,
     ),
 )

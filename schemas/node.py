@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from schemas.fields import NODE_ID, event_time, location
+from schemas.fields import DEVICE_FIELDS, NODE_ID, event_time, location
 from schemas.model import Field, TelemetrySchema
 
 NODE_STATUS = ("online", "degraded", "offline", "maintenance")
@@ -14,7 +14,7 @@ LOCATION_SOURCES = ("gps", "asserted", "skyhook", "unknown")
 NODE_HEARTBEAT_V1 = TelemetrySchema(
     name="node_heartbeat",
     major=1,
-    minor=0,
+    minor=1,  # 1.1 added the device signature fields
     description="Periodic liveness, power and location report of a node.",
     natural_key=("node_id", "event_time"),
     fields=(
@@ -47,5 +47,6 @@ NODE_HEARTBEAT_V1 = TelemetrySchema(
             "How the location was obtained",
             allowed=LOCATION_SOURCES,
         ),
+        *DEVICE_FIELDS,
     ),
 )

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from schemas.fields import NODE_ID, cell_id, event_time, location
+from schemas.fields import DEVICE_FIELDS, NODE_ID, cell_id, event_time, location
 from schemas.model import Field, TelemetrySchema
 
 RADIO_KPI_V1 = TelemetrySchema(
     name="radio_kpi",
     major=1,
-    minor=1,  # 1.1 added prb_utilization_pct and band (optional: readable beside 1.0)
+    minor=2,  # 1.1 added prb_utilization_pct and band, 1.2 the device signature fields
     description="Per-cell radio and traffic KPIs reported periodically by each node.",
     natural_key=("node_id", "cell_id", "event_time"),
     fields=(
@@ -95,5 +95,6 @@ RADIO_KPI_V1 = TelemetrySchema(
             maximum=10000,
         ),
         *location("Node"),
+        *DEVICE_FIELDS,
     ),
 )

@@ -14,8 +14,10 @@ RAW_RECORD_SCHEMA = pa.schema(
         pa.field("key", pa.binary()),
         pa.field("value", pa.binary()),
         pa.field("format", pa.string()),  # the producer's format header, if any
+        pa.field("signature", pa.string()),  # the node's rda-sig header (device signature), if any
     ]
 )
+SIGNATURE_HEADER = "rda-sig"
 
 # A record that could not be published, kept whole with the reason. This store is private:
 # the raw bytes may hold anything the producer sent, so it is never published.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from schemas.fields import cell_id, event_time, location
+from schemas.fields import DEVICE_FIELDS, DEVICE_SIGNED, cell_id, event_time, location
 from schemas.model import Field, Privacy, TelemetrySchema
 
 SPEED_TEST_V1 = TelemetrySchema(
@@ -67,7 +67,7 @@ def _throughput(direction: str) -> Field:
 SPEED_TEST_V2 = TelemetrySchema(
     name="speed_test",
     major=2,
-    minor=0,
+    minor=1,  # 2.1 added the device signature fields
     description=(
         "A throughput and latency test, from a node of this network or a third-party source "
         "(M-Lab NDT7, an installed adapter): download, upload or both."
@@ -144,13 +144,14 @@ SPEED_TEST_V2 = TelemetrySchema(
             "Version of the software that produced the result (M-Lab: the ndt-server version)",
         ),
         *location("Test site", Privacy.PRECISE_LOCATION),
+        *DEVICE_FIELDS,
     ),
 )
 
 SUBSCRIBER_SESSION_V1 = TelemetrySchema(
     name="subscriber_session",
     major=1,
-    minor=0,
+    minor=1,  # 1.1 added device_signed (no per-report proof: see docs)
     description=(
         "A subscriber's data session on a cell. Holds personal data: published only after the "
         "privacy policy of each field is applied (pseudonyms, truncation, k-anonymity)."
@@ -201,5 +202,6 @@ SUBSCRIBER_SESSION_V1 = TelemetrySchema(
         ),
         Field("bytes_up", pa.int64(), "Bytes sent by the device", unit="bytes", minimum=0),
         Field("bytes_down", pa.int64(), "Bytes received by the device", unit="bytes", minimum=0),
+        DEVICE_SIGNED,
     ),
 )

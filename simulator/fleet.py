@@ -39,24 +39,32 @@ quality check must catch: teleports, flat lines, clock skew, implausible SINR, c
 from __future__ import annotations
 
 import json
-import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from simulator import ndt7
+from simulator.backhaul import LINK_EVERY, HybridNetwork
 from simulator.formats import ENCODERS
+from simulator.ground import (
+    SITES,
+    GroundNode,
+    build_fleet,
+    heartbeat_report,
+    radio_report,
+    speed_test_report,
+)
 from simulator.messages import WIRE_FORMAT, Message, encode_report
 from simulator.quality_defects import QualityInjector
+from simulator.signing import FleetSigning
 from simulator.subscribers import SessionSource
 
-# Cities the fleet is scattered around (lat, lon): sites are jittered within ~20 km.
-_SITES = ((52.52, 13.405), (40.4168, -3.7038), (-1.2921, 36.8219), (19.4326, -99.1332))
-_BANDS = {1850: "B3", 3050: "B7", 6300: "B20", 9410: "B28"}  # EARFCN -> E-UTRA band
 HEARTBEAT_EVERY, SPEED_TEST_EVERY = 10, 30
 # What ``generate`` can emit: the native format, the vendors' (radio reports) and NDT7 (each
 # speed test as the download and upload results M-Lab's server would have archived).
 SIMULATED_FORMATS = (WIRE_FORMAT, *ENCODERS, ndt7.WIRE_FORMAT)
+# Formats a third party writes (M-Lab's servers archive the NDT7 results): no node signs them.
+THIRD_PARTY_FORMATS = (ndt7.WIRE_FORMAT,)
 
 DEFECT_KINDS = (
     "truncated_json",
@@ -71,121 +79,30 @@ DEFECT_KINDS = (
 )
 
 
-@dataclass(frozen=True)
-class _Cell:
-    eci: int
-    pci: int
-    earfcn: int
-    rsrp_mean: float
+def hybrid_network(fleet: list[GroundNode], seed: int) -> HybridNetwork:
+    """The backhaul network (fiber, microwave, HAPS relays) behind ``fleet``."""
+    ground = [(n.node_id, i % len(SITES), n.lat, n.lon) for i, n in enumerate(fleet)]
+    return HybridNetwork.build(ground, seed)
+
+
+def fleet_nodes(nodes: int, seed: int, hybrid: bool = True) -> list[FleetNode]:
+    """Every node of the simulated fleet, as the node registry lists it (class, location)."""
+    fleet = build_fleet(nodes, random.Random(seed))
+    found = [FleetNode(n.node_id, "ground_airnode", n.lat, n.lon) for n in fleet]
+    if hybrid:
+        network = hybrid_network(fleet, seed)
+        classes = network.node_classes()
+        for node_id, (lat, lon) in network.locations(0).items():
+            found.append(FleetNode(node_id, classes[node_id], lat, lon))
+    return found
 
 
 @dataclass(frozen=True)
-class _Node:
+class FleetNode:
     node_id: str
+    node_class: str  # ground_airnode, high_altitude_relay or backhaul (NodeRegistry classes)
     lat: float
     lon: float
-    cells: tuple[_Cell, ...]
-    base_latency_ms: float
-    solar: bool
-
-
-def _build_fleet(nodes: int, rng: random.Random) -> list[_Node]:
-    fleet = []
-    for index in range(nodes):
-        lat0, lon0 = _SITES[index % len(_SITES)]
-        enb_id = 10_000 + index  # 20-bit eNB id; ECI = eNB id << 8 | cell index
-        cells = tuple(
-            _Cell(
-                eci=(enb_id << 8) | cell_index,
-                pci=rng.randrange(0, 504),
-                earfcn=rng.choice(tuple(_BANDS)),
-                rsrp_mean=rng.uniform(-112, -80),
-            )
-            for cell_index in range(rng.randint(1, 3))
-        )
-        fleet.append(
-            _Node(
-                node_id=f"an-{index:04d}",
-                lat=round(lat0 + rng.uniform(-0.2, 0.2), 6),
-                lon=round(lon0 + rng.uniform(-0.2, 0.2), 6),
-                cells=cells,
-                base_latency_ms=rng.uniform(8, 40),
-                solar=rng.random() < 0.4,
-            )
-        )
-    return fleet
-
-
-def _report(node: _Node, cell: _Cell, ts_ms: int, rng: random.Random) -> dict:
-    hour = (ts_ms // 3_600_000) % 24
-    load = 0.25 + 0.75 * math.sin(math.pi * max(0.0, hour - 6) / 18) ** 2
-    rsrp = min(-44.0, max(-139.0, rng.gauss(cell.rsrp_mean, 4)))
-    sinr = min(29.0, max(-19.0, (rsrp + 120) * 0.45 + rng.gauss(0, 3)))
-    rsrq = min(-3.0, max(-19.5, -19.5 + (sinr + 20) * 0.33 + rng.gauss(0, 1)))
-    ues = max(0, round(rng.gauss(40 * load, 5)))
-    spectral_efficiency = max(0.1, math.log2(1 + 10 ** (sinr / 10)))
-    dl_kbps = ues * rng.uniform(300, 900) * spectral_efficiency / 4
-    return {
-        "format": WIRE_FORMAT,
-        "kind": "radio_kpi",
-        "node": node.node_id,
-        "ts_ms": ts_ms,
-        "cell": {
-            "eci": cell.eci,
-            "pci": cell.pci,
-            "earfcn": cell.earfcn,
-            "band": _BANDS[cell.earfcn],
-        },
-        "radio": {"rsrp": round(rsrp, 1), "rsrq": round(rsrq, 1), "sinr": round(sinr, 1)},
-        "traffic": {
-            "dl_kbps": round(dl_kbps, 1),
-            "ul_kbps": round(dl_kbps * rng.uniform(0.1, 0.3), 1),
-            "ues": ues,
-            "prb_pct": round(min(100.0, 100 * load * rng.uniform(0.5, 1.1)), 1),
-        },
-        "latency_ms": round(node.base_latency_ms * (1 + load) + rng.expovariate(0.2), 1),
-        "loc": {"lat": node.lat, "lon": node.lon},
-    }
-
-
-def _heartbeat(node: _Node, ts_ms: int, start_ms: int, rng: random.Random) -> dict:
-    hour = (ts_ms // 3_600_000) % 24
-    daylight = max(0.0, math.sin(math.pi * (hour - 6) / 12)) if 6 <= hour <= 18 else 0.0
-    return {
-        "format": WIRE_FORMAT,
-        "kind": "node_heartbeat",
-        "node": node.node_id,
-        "ts_ms": ts_ms,
-        "status": "online" if rng.random() > 0.02 else "degraded",
-        "uptime_s": 86_400 + (ts_ms - start_ms) // 1000,
-        "power": {
-            "source": "solar" if node.solar else "grid",
-            "battery_pct": round(min(100.0, 35 + 60 * daylight + rng.uniform(0, 5)), 1)
-            if node.solar
-            else None,
-        },
-        "temp_c": round(18 + 15 * daylight + rng.gauss(0, 1.5), 1),
-        "fw": "2.4.1",
-        "loc": {"lat": node.lat, "lon": node.lon, "source": "gps"},
-    }
-
-
-def _speed_test(node: _Node, ts_ms: int, rng: random.Random) -> dict:
-    down_mbps = rng.uniform(15, 120)
-    return {
-        "format": WIRE_FORMAT,
-        "kind": "speed_test",
-        "node": node.node_id,
-        "ts_ms": ts_ms,
-        "speed": {
-            "down_bps": round(down_mbps * 125_000),  # bytes/s, as Helium reports them
-            "up_bps": round(down_mbps * rng.uniform(0.1, 0.4) * 125_000),
-            "latency_ms": round(node.base_latency_ms + rng.expovariate(0.3), 1),
-            "jitter_ms": round(rng.uniform(0.5, 6), 1),
-            "server": "speedtest.rda.example",
-        },
-        "loc": {"lat": node.lat, "lon": node.lon},
-    }
 
 
 def _corrupt(report: dict, kind: str, previous: dict | None) -> bytes:
@@ -226,8 +143,37 @@ def generate(
     wire_format: str = WIRE_FORMAT,
     sessions: bool = False,
     quality_fraction: float = 0.0,
+    hybrid: bool = False,
+    signing: FleetSigning | None = None,
 ) -> Iterator[Message]:
-    """Yield the fleet's messages in time order: every node reports every ``1/rate_hz`` s."""
+    """Yield the fleet's messages in time order: every node reports every ``1/rate_hz`` s.
+
+    ``hybrid``: the backhaul network too (``simulator/backhaul.py``: relay platforms and
+    gateways as nodes, ``link_kpi`` reports, outages and fades in the radio KPIs). ``signing``:
+    every node signs its reports (``simulator/signing.py``).
+    """
+    messages = _messages(
+        nodes, duration_s, rate_hz, start_ms, seed, bad_fraction, wire_format, sessions,
+        quality_fraction, hybrid,
+    )  # fmt: skip
+    if signing is None:
+        yield from messages
+    else:
+        yield from signing.sign(messages)
+
+
+def _messages(
+    nodes: int,
+    duration_s: float,
+    rate_hz: float,
+    start_ms: int,
+    seed: int,
+    bad_fraction: float,
+    wire_format: str,
+    sessions: bool,
+    quality_fraction: float,
+    hybrid: bool,
+) -> Iterator[Message]:
     if nodes <= 0 or duration_s <= 0 or rate_hz <= 0:
         raise ValueError("nodes, duration and rate must be positive")
     if not 0.0 <= bad_fraction <= 1.0:
@@ -238,29 +184,44 @@ def generate(
         if wire_format != WIRE_FORMAT:
             raise ValueError(f"sessions and quality defects are emitted in {WIRE_FORMAT} only")
         yield from _with_extras(
-            nodes, duration_s, rate_hz, start_ms, seed, bad_fraction, sessions, quality_fraction
-        )
+            nodes, duration_s, rate_hz, start_ms, seed, bad_fraction, sessions, quality_fraction,
+            hybrid,
+        )  # fmt: skip
         return
     if wire_format != WIRE_FORMAT:
+        if hybrid:
+            raise ValueError(f"the hybrid network's link reports are emitted in {WIRE_FORMAT} only")
         yield from _in_format(nodes, duration_s, rate_hz, start_ms, seed, bad_fraction, wire_format)
         return
-    yield from _plain(nodes, duration_s, rate_hz, start_ms, seed, bad_fraction)
+    yield from _plain(nodes, duration_s, rate_hz, start_ms, seed, bad_fraction, hybrid)
 
 
 def _plain(
-    nodes: int, duration_s: float, rate_hz: float, start_ms: int, seed: int, bad_fraction: float
+    nodes: int,
+    duration_s: float,
+    rate_hz: float,
+    start_ms: int,
+    seed: int,
+    bad_fraction: float,
+    hybrid: bool = False,
 ) -> Iterator[Message]:
-    """Radio reports of every cell each tick, heartbeats and speed tests, some made defective."""
+    """Radio reports of every cell each tick, heartbeats and speed tests, some made defective;
+    with ``hybrid``, the backhaul network's link reports and its effects too."""
     rng = random.Random(seed)
-    fleet = _build_fleet(nodes, rng)
+    fleet = build_fleet(nodes, rng)
+    network = hybrid_network(fleet, seed) if hybrid else None
     interval_ms = max(1, round(1000 / rate_hz))
     ticks = max(1, int(duration_s * 1000 // interval_ms))
     last_good: dict[int, dict] = {}
     for tick in range(ticks):
         ts_ms = start_ms + tick * interval_ms
+        if network is not None:
+            network.step(ts_ms, interval_ms)
         for node in fleet:
             for cell in node.cells:
-                report = _report(node, cell, ts_ms, rng)
+                report = radio_report(node, cell, ts_ms, rng)
+                if network is not None:
+                    report = network.degrade(report, ts_ms)
                 defect = rng.choice(DEFECT_KINDS) if rng.random() < bad_fraction else None
                 if defect == "duplicate" and cell.eci not in last_good:
                     defect = "truncated_json"  # nothing to repeat yet
@@ -273,12 +234,20 @@ def _plain(
                     last_good[cell.eci] = report
                 yield Message(node.node_id.encode(), value, ts_ms, defect)
             if tick % HEARTBEAT_EVERY == 0:
-                heartbeat = _heartbeat(node, ts_ms, start_ms, rng)
+                heartbeat = heartbeat_report(node, ts_ms, start_ms, rng)
+                if network is not None and network.backhaul_down(node.node_id, ts_ms):
+                    heartbeat["status"] = "degraded"
                 yield Message(node.node_id.encode(), encode_report(heartbeat), ts_ms)
             if tick % SPEED_TEST_EVERY == 0:
                 yield Message(
-                    node.node_id.encode(), encode_report(_speed_test(node, ts_ms, rng)), ts_ms
+                    node.node_id.encode(), encode_report(speed_test_report(node, ts_ms, rng)), ts_ms
                 )
+            if network is not None and tick % LINK_EVERY == 0:
+                link = network.link_report(node.node_id, ts_ms)
+                yield Message(node.node_id.encode(), encode_report(link), ts_ms)
+        if network is not None:
+            for node_id, report in network.own_reports(ts_ms, tick, HEARTBEAT_EVERY):
+                yield Message(node_id.encode(), encode_report(report), ts_ms)
 
 
 def _in_format(
@@ -325,16 +294,18 @@ def _with_extras(
     bad_fraction: float,
     sessions: bool,
     quality_fraction: float,
+    hybrid: bool = False,
 ) -> Iterator[Message]:
     """The plain fleet, with quality defects and subscriber sessions woven in.
 
     Both draw from their own random streams, so the plain reports stay exactly as without them.
     """
-    fleet = _build_fleet(nodes, random.Random(seed))
+    fleet = build_fleet(nodes, random.Random(seed))
     injector = QualityInjector(random.Random(seed ^ 0xDEFEC7), quality_fraction, start_ms)
     source = SessionSource(fleet, random.Random(seed ^ 0x5E55)) if sessions else None
     interval_ms = max(1, round(1000 / rate_hz))
-    for message in generate(nodes, duration_s, rate_hz, start_ms, seed, bad_fraction):
+    plain = _plain(nodes, duration_s, rate_hz, start_ms, seed, bad_fraction, hybrid)
+    for message in plain:
         if message.defect is None:
             message = injector.apply(message)
         yield message

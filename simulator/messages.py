@@ -16,6 +16,7 @@ class Message:
     timestamp_ms: int
     defect: str | None = None  # the injected defect, for tests to check what catches it
     wire_format: str = WIRE_FORMAT
+    headers: tuple[tuple[str, bytes], ...] = ()  # more Kafka headers, e.g. the node's rda-sig
 
 
 def encode_report(report: dict) -> bytes:

@@ -77,7 +77,7 @@ def produce(
                 topic,
                 key=message.key,
                 value=message.value,
-                headers=[(FORMAT_HEADER, message.wire_format.encode())],
+                headers=[(FORMAT_HEADER, message.wire_format.encode()), *message.headers],
                 timestamp_ms=message.timestamp_ms,
             )
             report.messages += 1

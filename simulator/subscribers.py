@@ -17,7 +17,7 @@ from typing import Any
 
 from simulator.messages import WIRE_FORMAT, Message
 
-# Per site of the fleet (same order as fleet._SITES): MCC, MNC, country code, mobile prefix.
+# Per site of the fleet (in simulator.ground.SITES order): MCC, MNC, country code, mobile prefix.
 _NETWORKS = (("262", "01", "49", "151"), ("214", "07", "34", "6"), ("639", "02", "254", "7"))
 _NETWORKS += (("334", "020", "52", "55"),)
 # Type Allocation Codes of common handsets (8 digits: reporting body + model).

@@ -88,7 +88,7 @@ class QuarantineRegister:
         self.db.execute(
             "CREATE OR REPLACE VIEW quarantine AS SELECT q.* FROM read_parquet(["
             + listing
-            + "]) q "
+            + "], union_by_name = true) q "  # files from before a column was added read on
             "ANTI JOIN quarantine_resolved r ON q.topic = r.topic "
             "AND q.partition = r.kafka_partition AND q.offset = r.kafka_offset"
         )

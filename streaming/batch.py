@@ -35,6 +35,8 @@ class RunConfig:
     # (sessions held for an open window are then released; streaming/event_time.py).
     flush_windows: bool = False
     windows: WindowSettings = field(default_factory=WindowSettings)
+    signatures: str = "auto"  # device signatures: required, unsigned or auto (streaming/node_cache)
+    nodes: Any = None  # the node registry's ingest cache (streaming.node_cache.NodeRegistryCache)
 
 
 @dataclass

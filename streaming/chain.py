@@ -9,8 +9,10 @@ from typing import Any
 
 from infra.chain import ChainConfig, connect
 from proofs.anchor import MAX_CHECKPOINTS_PER_TX, Anchor, AnchorRefused, AnchorRegistry
+from proofs.node_registry import NodeRegistry
 from proofs.trust import Pin, TrustRoot
 from streaming.errors import SettingsError
+from streaming.node_cache import NodeRegistryCache
 
 
 class ChainChanged(SettingsError):
@@ -30,6 +32,8 @@ class ChainContext:
     # Called with a batch's checkpoints once anchored: commits minted datasets' contribution
     # roots (streaming/assets.py).
     after_anchor: Callable[[list[dict]], None] | None = None
+    # The NodeRegistry the ingest checks device signatures against, through its local cache.
+    nodes: NodeRegistryCache | None = None
 
     @property
     def contract(self) -> str:
@@ -107,21 +111,41 @@ class ChainContext:
             raise ValueError("no publisher identity published on this chain yet")
         return TrustRoot(Pin(identity=self.identity), self.registry.w3)
 
+    def use_node_registry(self, address: str | None) -> None:
+        """Check device signatures against the NodeRegistry at ``address`` on this chain."""
+        if address is None:
+            self.nodes = None
+            return
+        try:
+            registry = NodeRegistry.at(self.registry.w3, address)
+        except ValueError as error:
+            raise SettingsError(f"--node-registry: {error}") from None
+        self.nodes = NodeRegistryCache(registry)
+
     def describe(self) -> dict[str, Any]:
-        return {
+        described = {
             "kind": self.kind,
             "rpc_url": self.rpc_url,
             "chain_id": self.chain_id,
             "contract": self.contract,
         }
+        if self.nodes is not None:
+            described["node_registry"] = self.nodes.address
+        return described
 
 
 def _same(checkpoint: tuple, anchored: Anchor | None) -> bool:
     return anchored is not None and (anchored.root, anchored.manifest_hash) == checkpoint[2:4]
 
 
-def open_chain(kind: str, rpc_url: str | None, registry_address: str | None) -> ChainContext:
-    """Connect, and deploy the registry unless one is given (always, for the embedded EVM)."""
+def open_chain(
+    kind: str,
+    rpc_url: str | None,
+    registry_address: str | None,
+    node_registry: str | None = None,
+) -> ChainContext:
+    """Connect, and deploy the registry unless one is given (always, for the embedded EVM);
+    ``node_registry``: the NodeRegistry device signatures are checked against, if any."""
     w3 = connect(ChainConfig(kind=kind, rpc_url=rpc_url))
     if registry_address and kind != "embedded":
         try:
@@ -134,4 +158,6 @@ def open_chain(kind: str, rpc_url: str | None, registry_address: str | None) -> 
             ) from None
     else:
         registry = AnchorRegistry.deploy(w3)
-    return ChainContext(kind=kind, rpc_url=rpc_url, chain_id=w3.eth.chain_id, registry=registry)
+    context = ChainContext(kind=kind, rpc_url=rpc_url, chain_id=w3.eth.chain_id, registry=registry)
+    context.use_node_registry(node_registry)
+    return context

@@ -99,7 +99,9 @@ def publish_identity(chain: ChainContext, layout: DataLayout) -> bool:
     """Publish the data directory's identity in the registry unless it is there; True if sent.
 
     A registry bound to another identity that lists this directory's key (another worker of
-    the same publisher) is adopted; one bound to another publisher stops the run.
+    the same publisher) is adopted, unless it names another node registry than this run checks
+    device signatures against (then this run's replaces it); one bound to another publisher
+    stops the run.
     """
     signer = publisher_key(layout.root)
     raw = identity_document(chain, layout, signer)
@@ -109,7 +111,13 @@ def publish_identity(chain: ChainContext, layout: DataLayout) -> bool:
         chain.registry.publish_identity(raw)
         sent = True
     elif bound != hashlib.sha256(raw).digest():
-        raw = _adoptable(chain, signer)
+        adopted = _adoptable(chain, signer)
+        nodes = parse_identity(raw).node_registry
+        if nodes is not None and parse_identity(adopted).node_registry != nodes:
+            chain.registry.publish_identity(raw)
+            sent = True
+        else:
+            raw = adopted
     _write_identity(layout, raw)
     chain.identity = raw
     return sent
@@ -120,17 +128,19 @@ def identity_document(chain: ChainContext, layout: DataLayout, signer: Publisher
     already names this chain, registry and owner (so its bytes, and hash, stay the same)."""
     owner = chain.registry.owner()
     keys = [key_entry(signer)]
+    nodes = chain.nodes.address if chain.nodes is not None else None
     existing = _read_identity(layout)
     if existing is not None and existing.key(signer.key_id) is not None:
-        same = (existing.chain_id, existing.registry, existing.registry_owner) == (
-            chain.chain_id,
-            chain.contract,
-            owner,
-        )
+        same = (
+            existing.chain_id,
+            existing.registry,
+            existing.registry_owner,
+            existing.node_registry,
+        ) == (chain.chain_id, chain.contract, owner, nodes)
         if same:
             return existing.raw
         keys = [dataclasses.asdict(k) for k in existing.keys]  # every key, with its validity
-    return build_identity(chain.chain_id, chain.contract, owner, keys, [signer])
+    return build_identity(chain.chain_id, chain.contract, owner, keys, [signer], nodes)
 
 
 def reanchor(

@@ -18,6 +18,14 @@ variable applies to every topic and wins over the file. Example::
     [topics.ems-counters]
     format = "ems.csv"
     max_chunk_records = 20000
+
+    [topics.ripe-atlas]
+    format = "ripe.atlas.result"
+    signatures = "unsigned"    # a public source that cannot sign: rows say device_signed = false
+
+``signatures`` (per topic): ``required`` (every record must carry a valid device signature),
+``unsigned`` (a source that cannot sign) or ``auto`` (the default: required when a node
+registry is configured with ``node_registry``/``--node-registry`` or by `rda infra up`).
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from typing import Any
 from pipelines.kafka_source import CLIENTS, DEFAULT_CLIENT
 from schemas.adapters import AUTO, check_format
 from streaming.errors import SettingsError
+from streaming.node_cache import SIGNATURE_POLICIES
 
 DEFAULT_TOPIC = "node-telemetry"
 RUNNERS = ("fnapi", "dask")
@@ -45,6 +54,7 @@ class TopicSettings:
     format: str = AUTO  # wire format of records without a format header; auto: sniff each
     max_batch_records: int = 2_000_000  # backpressure: offsets per micro-batch, all partitions
     max_chunk_records: int = 50_000  # offsets per work item: bounds a worker's memory
+    signatures: str = "auto"  # device signatures: required, unsigned, auto (streaming/node_cache)
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,7 @@ class RunSettings:
     chain: str | None = None  # None: what `rda infra up` started, else embedded
     rpc_url: str | None = None
     registry: str | None = None
+    node_registry: str | None = None  # NodeRegistry address; None: `rda infra up`'s, if any
     runner: str = "fnapi"
     dask_scheduler: str | None = None  # None with --runner dask: a local cluster
     metrics_port: int | None = None
@@ -96,6 +107,7 @@ _GLOBAL: dict[str, Callable[[str], Any]] = {
     "chain": str,
     "rpc_url": str,
     "registry": str,
+    "node_registry": str,
     "runner": str,
     "dask_scheduler": str,
     "metrics_port": int,
@@ -115,6 +127,7 @@ _PER_TOPIC: dict[str, Callable[[str], Any]] = {
     "format": str,
     "max_batch_records": int,
     "max_chunk_records": int,
+    "signatures": str,
 }
 
 
@@ -241,6 +254,11 @@ def _validate(settings: RunSettings) -> None:
             check_format(topic.format)
         except ValueError as error:
             raise SettingsError(f"topic {name}: {error}") from None
+        if topic.signatures not in SIGNATURE_POLICIES:
+            raise SettingsError(
+                f"topic {name}: signatures must be one of {', '.join(SIGNATURE_POLICIES)}, "
+                f"not {topic.signatures!r}"
+            )
     if settings.crash_limit < 1:
         raise SettingsError("crash limit must be 1 or more")
 

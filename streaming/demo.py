@@ -1,8 +1,11 @@
 """``rda demo``: a simulated fleet through the whole system, on embedded defaults.
 
-Starts a local broker (and anvil if asked), publishes the fleet's telemetry in waves, runs one
-micro-batch per wave (so the dataset log grows through several anchored checkpoints), verifies
-the latest checkpoint against the chain, stops what it started, and summarizes.
+Starts a local broker (and anvil if asked), deploys the AnchorRegistry and a NodeRegistry with
+the fleet's nodes in it (``streaming/demo_devices.py``), publishes the hybrid fleet's signed
+telemetry in waves — and, on a second topic configured unsigned, public RIPE Atlas pings — runs
+one micro-batch per wave and topic (so the dataset logs grow through several anchored
+checkpoints), verifies every log against the chain and the device signatures of a few proven
+rows, stops what it started, and summarizes.
 """
 
 from __future__ import annotations
@@ -21,15 +24,18 @@ from infra.broker import start_broker, stop_broker
 from infra.chain import start_anvil
 from infra.state import state_dir
 from infra.tools import free_port
+from pipelines.device_signatures import REQUIRED, UNSIGNED
 from pipelines.kafka_source import open_source
 from proofs.audit import audit_log
 from proofs.verdict import VERIFIED, overall
 from simulator.fleet import generate
+from simulator.formats import RIPE
 from simulator.messages import Message
 from simulator.producer import produce
 from sinks.layout import DataLayout
 from streaming.chain import ChainContext, open_chain
 from streaming.chain_binding import bind
+from streaming.demo_devices import DemoNodes, attacks, prove_and_check, register_demo_fleet
 from streaming.driver import BatchSummary, RunConfig, run_batch
 from streaming.quality_worker import QualityWorker
 
@@ -47,6 +53,8 @@ class DemoOptions:
     topic: str = "node-telemetry"
     sessions: bool = True  # subscriber sessions, published under the privacy policy
     quality_fraction: float = 0.01  # reports with a quality defect (see infra/quality_defects)
+    ripe_topic: str | None = "ripe-atlas"  # public probes' pings, a source that cannot sign
+    ripe_probes: int = 10
 
 
 @dataclass(frozen=True)
@@ -73,10 +81,17 @@ def run_demo(options: DemoOptions, report: Reporter | None = None) -> dict[str, 
             if options.chain == "anvil":
                 anvil = start_anvil(free_port(), runtime)
             chain = open_chain(options.chain, anvil.rpc_url if anvil else None, None)
+        start_ms = _start_ms(options)
+        with report.stage("deploying the NodeRegistry and registering the fleet's nodes"):
+            nodes = register_demo_fleet(
+                chain, options.nodes, options.seed, start_ms, int(options.duration_s * 1000)
+            )
             bind(chain, options.data_dir)  # the publisher identity, published in the registry
-        summary = _waves(options, broker.bootstrap, chain, report)
+        summary = _waves(options, broker.bootstrap, chain, report, nodes, start_ms)
         with report.stage("verifying every row, the history and the anchors on chain"):
             verdicts = _verify_all(options.data_dir, chain)
+        with report.stage("proving rows and checking their device signatures"):
+            proven = prove_and_check(options.data_dir, chain.trust_root())
     finally:
         # Stopping the broker is the demo's own doing: a client still connected (kafka-python
         # closes lazily) must not report it as an error.
@@ -84,18 +99,26 @@ def run_demo(options: DemoOptions, report: Reporter | None = None) -> dict[str, 
         if anvil is not None:
             anvil.stop()
         stop_broker(runtime)
-    summary["verdict"] = overall(v["verdict"] for v in verdicts)
+    summary["verdict"] = overall(
+        [*(v["verdict"] for v in verdicts), *(p["verdict"] for p in proven)]
+    )
     summary["verified"] = summary["verdict"] == VERIFIED
     summary["verdicts"] = verdicts
+    summary["nodes"] = {**nodes.registered, "revoked": nodes.revoked}
+    summary["proven_rows"] = proven
     summary["chain"] = chain.describe()
     summary["wall_seconds"] = round(time.monotonic() - started, 2)
     return summary
 
 
-def _fleet_messages(options: DemoOptions) -> list[Message]:
-    """The whole fleet's telemetry over the demo's duration, ending at the current minute."""
-    start_ms = (int(time.time()) // 60) * 60_000 - int(options.duration_s * 1000)
-    return list(
+def _start_ms(options: DemoOptions) -> int:
+    """The demo's telemetry ends at the current minute."""
+    return (int(time.time()) // 60) * 60_000 - int(options.duration_s * 1000)
+
+
+def _fleet_messages(options: DemoOptions, nodes: DemoNodes, start_ms: int) -> list[Message]:
+    """The whole hybrid fleet's signed telemetry over the demo's duration, and three attacks."""
+    messages = list(
         generate(
             options.nodes,
             options.duration_s,
@@ -105,33 +128,67 @@ def _fleet_messages(options: DemoOptions) -> list[Message]:
             options.bad_fraction,
             sessions=options.sessions,
             quality_fraction=options.quality_fraction,
+            hybrid=True,
+            signing=nodes.signing,
         )
     )
+    middle = len(messages) // (2 * options.waves)  # in the first wave
+    return messages[:middle] + attacks(messages, options.seed) + messages[middle:]
+
+
+def _ripe_messages(options: DemoOptions, start_ms: int) -> list[Message]:
+    """Public RIPE Atlas probes' pings: unsigned, as such sources are."""
+    return list(
+        generate(
+            min(options.ripe_probes, options.nodes), options.duration_s, options.rate_hz / 5,
+            start_ms, options.seed + 1, wire_format=RIPE,
+        )
+    )  # fmt: skip
 
 
 def _waves(
-    options: DemoOptions, bootstrap: str, chain: ChainContext, report: Reporter
+    options: DemoOptions,
+    bootstrap: str,
+    chain: ChainContext,
+    report: Reporter,
+    nodes: DemoNodes,
+    start_ms: int,
 ) -> dict[str, Any]:
-    """Publish the messages in ``options.waves`` parts, one micro-batch after each."""
-    messages = _fleet_messages(options)
-    config = RunConfig(bootstrap, options.topic, "rda-demo", options.data_dir)
+    """Publish the messages in ``options.waves`` parts, one micro-batch per topic after each."""
+    streams = [
+        (
+            options.topic,
+            _fleet_messages(options, nodes, start_ms),
+            RunConfig(bootstrap, options.topic, "rda-demo", options.data_dir,
+                      signatures=REQUIRED, nodes=chain.nodes),
+        )
+    ]  # fmt: skip
+    if options.ripe_topic:
+        config = RunConfig(
+            bootstrap, options.ripe_topic, "rda-demo", options.data_dir, signatures=UNSIGNED
+        )
+        streams.append((options.ripe_topic, _ripe_messages(options, start_ms), config))
     source = open_source(bootstrap)  # keeps no connection between calls: nothing to close
     totals = _Totals()
     quality = QualityWorker(options.data_dir)  # GE on each anchored checkpoint, in a child
-    size = -(-len(messages) // options.waves)
     for wave in range(options.waves):
-        part = messages[wave * size : (wave + 1) * size]
         title = f"wave {wave + 1}/{options.waves}"
-        with report.stage(f"{title}: {options.nodes} nodes publish {len(part)} reports"):
-            totals.produced += produce(bootstrap, options.topic, part).messages
-        # The last wave is the end of input: its batch closes every event-time window, so every
-        # session held for an open window is released (or suppressed) before the demo ends.
-        last = replace(config, flush_windows=wave == options.waves - 1)
-        with report.stage(f"{title}: pipeline lands, commits and anchors"):
-            batch = run_batch(last, source, chain.anchor, report.step)
-        if batch is not None:
-            totals.add(batch)
-        quality.nudge()
+        for topic, messages, config in streams:
+            waves = options.waves if topic == options.topic else 1  # the probes: one batch
+            if wave >= waves:
+                continue
+            size = -(-len(messages) // waves)
+            part = messages[wave * size : (wave + 1) * size]
+            with report.stage(f"{title}: {len(part)} reports to {topic}"):
+                totals.produced += produce(bootstrap, topic, part).messages
+            # A topic's last wave is the end of its input: that batch closes every event-time
+            # window, so every session held for an open window is released (or suppressed).
+            last = replace(config, flush_windows=wave == waves - 1)
+            with report.stage(f"{title}: pipeline lands, commits and anchors {topic}"):
+                batch = run_batch(last, source, chain.anchor, report.step)
+            if batch is not None:
+                totals.add(batch, topic)
+            quality.nudge()
     with report.stage("Great Expectations reports on every checkpoint, attested by the publisher"):
         quality.stop(drain_queue=True)
     return {**totals.as_dict(), "data_dir": str(options.data_dir)}
@@ -150,8 +207,13 @@ class _Totals:
     reasons: Counter[str] = field(default_factory=Counter)
     flags: Counter[str] = field(default_factory=Counter)
     checkpoints: list[dict] = field(default_factory=list)
+    topics: dict[str, dict[str, int]] = field(default_factory=dict)
 
-    def add(self, batch: BatchSummary) -> None:
+    def add(self, batch: BatchSummary, topic: str) -> None:
+        counts = self.topics.setdefault(topic, {"read": 0, "published": 0, "quarantined": 0})
+        counts["read"] += batch.read
+        counts["published"] += batch.published
+        counts["quarantined"] += batch.quarantined
         self.read += batch.read
         self.published += batch.published
         self.quarantined += batch.quarantined
@@ -172,6 +234,7 @@ class _Totals:
             "quarantine_reasons": dict(sorted(self.reasons.items())),
             "quality_flags": dict(sorted(self.flags.items())),
             "checkpoints": self.checkpoints,
+            "topics": self.topics,
         }
 
 

@@ -28,6 +28,7 @@ from sinks.layout import DataLayout
 from streaming import event_state, faults
 from streaming.batch import Anchorer, BatchSummary, Progress, RunConfig
 from streaming.journal import BatchJournal
+from streaming.node_cache import PLAN_KEY
 from streaming.poison import land_contained
 from streaming.schedule import fair_shares
 from streaming.sequencer import Sequencer, summary_from_journal
@@ -66,8 +67,13 @@ def run_batch(
         return None  # the group has given this worker nothing of this topic (yet)
     clock = _Stopwatch()
     positions = _kafka_positions(config, source)
+    # Read before the lock, like the positions: the registry as of now is what a new plan checks
+    # device signatures against (its block is journaled with the plan).
+    registry_block = config.nodes.refresh() if config.nodes is not None else None
     with writing(layout) as store:
-        entry = _take_or_plan(config, store.journal, layout, worker, owned, positions)
+        entry = _take_or_plan(
+            config, store.journal, layout, worker, owned, positions, registry_block
+        )
     clock.lap("plan")
     if entry is None:
         return None
@@ -140,6 +146,7 @@ def _take_or_plan(
     worker: Worker,
     owned: set[int] | None,
     positions: tuple[dict, dict],
+    registry_block: int | None = None,
 ) -> dict | None:
     """An unfinished batch this worker should finish, or a new plan journaled before it runs.
 
@@ -168,6 +175,8 @@ def _take_or_plan(
         plan = event_state.flush_plan(plan, config.topic, journal, layout, positions)
     if plan is None:
         return None
+    if registry_block is not None:
+        plan[PLAN_KEY] = registry_block
     journal.record_plan(plan["batch_id"], config.topic, plan, owner=worker.id)
     faults.journaled("planned")
     return {"batch_id": plan["batch_id"], "plan": plan, "state": "planned", "resumed": False}

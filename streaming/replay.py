@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.graph import Refused
+from pipelines.device_signatures import DeviceCheck
+from pipelines.graph import Refused, standardize_chunk
 from pipelines.protect import Protection
-from pipelines.standardize import Standardized, standardize_routed
+from pipelines.standardize import Standardized
 from schemas.records import RAW_RECORD_SCHEMA
 from sinks.catalog import Catalog
 from sinks.dedup import drop_records, find_batch_duplicates
@@ -29,6 +31,7 @@ from sinks.layout import DataLayout
 from sinks.parquet import write_parquet
 from streaming.batch import Anchorer, Progress
 from streaming.commit import commit_and_anchor, log_starts
+from streaming.node_cache import PLAN_KEY, NodeRegistryCache, device_check
 from streaming.poison import standardize_contained
 from streaming.store import writing
 
@@ -62,11 +65,15 @@ def replay(
     progress: Progress = lambda _: None,
     override: bool = False,
     crash_limit: int = 3,
+    signatures: str = "auto",
+    nodes: NodeRegistryCache | None = None,
 ) -> ReplaySummary:
     """Publish what of the pending quarantine now passes, as one anchored batch.
 
     ``default_format``: for records without a header, or with ``override`` for all (wrong
-    headers). Decoding runs in a child: a record that kills it stays, as ``crashed_worker``."""
+    headers). Decoding runs in a child: a record that kills it stays, as ``crashed_worker``.
+    Device signatures are checked as in any batch (``signatures``, against ``nodes`` as of the
+    replay's plan): a replay never publishes what ingest would refuse."""
     layout = DataLayout(data_dir)
     summary = ReplaySummary()
     with writing(layout) as store:
@@ -84,9 +91,12 @@ def replay(
             "log_starts": log_starts(layout),
             "filter": {"reason": reason, "topic": topic},
         }
+        if nodes is not None:
+            plan[PLAN_KEY] = nodes.refresh()
         journal.record_plan(batch_id, REPLAY_TOPIC, plan)
         progress(f"replay batch {batch_id}: standardizing {pending.num_rows} quarantined records")
-        decode = _Decoder(default_format, override, crash_limit)
+        checks = lambda t: device_check(signatures, nodes, plan, t)  # noqa: E731
+        decode = _Decoder(default_format, override, crash_limit, checks)
         receipts, outcome = _land_replay(layout, batch_id, pending, decode)
         _drop_already_published(layout, catalog, batch_id, receipts, outcome)
         summary.checkpoints = commit_and_anchor(store, plan, receipts, anchor, progress)
@@ -114,11 +124,16 @@ class _Decoder:
     default_format: str | None
     override: bool
     crash_limit: int
+    devices: Callable[[str], DeviceCheck]  # a topic's device signature checks
 
     def __call__(self, part: pa.RecordBatch, protect: Protection, what: str) -> Standardized:
+        topic = part.column("topic")[0].as_py() if part.num_rows else ""
+        devices = self.devices(topic)
+
         def decode(raw: pa.RecordBatch, refused: Refused) -> Standardized:
-            unread = {offset: r for (_, offset), r in refused.items()}
-            result = standardize_routed(raw, self.default_format, self.override, unread)
+            result = standardize_chunk(
+                raw, self.default_format, None, refused, devices, self.override
+            )
             # Replayed records are judged on their own: a closed window's counts are never redone.
             return protect(raw, result, aggregates=False)
 
@@ -129,6 +144,8 @@ def _land_replay(
     layout: DataLayout, batch_id: int, pending: pa.Table, decode: _Decoder
 ) -> tuple[list[dict], dict[tuple[str, int, int], str | None]]:
     """Standardize per topic-partition; write what passes. Outcome per record: None or code."""
+    if "signature" not in pending.schema.names:  # quarantined before device signatures
+        pending = pending.append_column("signature", pa.nulls(pending.num_rows, pa.string()))
     raw = pending.select(RAW_RECORD_SCHEMA.names).cast(RAW_RECORD_SCHEMA)
     protect = Protection(str(layout.private))  # replayed rows are published like any others
     receipts, outcome = [], {}

@@ -267,6 +267,8 @@ class RunLoop:
             kafka_timeout=self.settings.kafka_timeout,
             kafka_client=self.settings.kafka_client,
             dask_scheduler=self.settings.dask_scheduler,
+            signatures=t.signatures,
+            nodes=self.chain.nodes if self.chain is not None else None,
             **event_time_config(self.settings),
         )
 
@@ -348,7 +350,10 @@ class RunLoop:
                 raise SettingsError(
                     f"chain {kind} needs --rpc-url (or `rda infra up --chain anvil`)"
                 )
-        connect = lambda: open_chain(kind, rpc_url, registry)  # noqa: E731
+        nodes = self.settings.node_registry
+        if kind != "embedded" and nodes is None and rpc_url == state.rpc_url:
+            nodes = state.node_registry_address
+        connect = lambda: open_chain(kind, rpc_url, registry, nodes)  # noqa: E731
         self.chain = self.backoff.call(f"connecting to the {kind} chain", connect, self.stop)
         if self.chain is not None:  # the chain this data directory is anchored on, or stop
             check = lambda: bind(self.chain, self.settings.data_dir)  # noqa: E731

@@ -28,6 +28,7 @@ from sinks.parquet import ChunkWriter, read_receipt
 from streaming import event_state, event_time, faults
 from streaming.batch import Anchorer, BatchSummary, Progress, RunConfig, count_receipts
 from streaming.commit import commit_and_anchor, log_starts
+from streaming.node_cache import device_check
 from streaming.store import RunStore
 
 log = logging.getLogger("rda.run")
@@ -63,6 +64,7 @@ def land_chunks(
         protection,
         config.dask_scheduler,
         refused_of(plan),
+        device_check(config.signatures, config.nodes, plan, config.topic),
     )
 
 

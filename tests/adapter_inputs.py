@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from pipelines.standardize import standardize
 from schemas.adapters import adapter_for
+from schemas.fields import DEVICE_FIELD_NAMES
 from schemas.records import RAW_RECORD_SCHEMA
 
 INGEST_MS = 1_764_032_524_000
@@ -33,6 +34,7 @@ def raw(*values: bytes | None, wire_format: str | None = None) -> pa.RecordBatch
             "key": [b"k"] * n,
             "value": list(values),
             "format": [wire_format] * n,
+            "signature": [None] * n,
         },
         schema=RAW_RECORD_SCHEMA,
     )
@@ -64,9 +66,11 @@ def both_paths(wire_format: str, *values: bytes | None) -> tuple:
 
 
 def published(wire_format: str, *values: bytes | None) -> dict[str, list[dict]]:
-    """Published rows per dataset, without the lineage columns."""
+    """Published rows per dataset, without the lineage and device signature columns (ingest,
+    not the adapter, fills those)."""
     result = standardize(raw(*values, wire_format=wire_format), adapter_for(wire_format))
     lineage = {"source_topic", "source_partition", "source_offset", "ingest_time"}
+    lineage |= DEVICE_FIELD_NAMES
     return {
         dataset: [{k: v for k, v in row.items() if k not in lineage} for row in rows.to_pylist()]
         for dataset, rows in result.published.items()

@@ -58,6 +58,7 @@ def partitioned(messages: list[Message], partitions: int) -> dict[int, pa.Record
                 "key": [m.key for m in mine],
                 "value": [m.value for m in mine],
                 "format": [None] * n,
+                "signature": [None] * n,
             },
             schema=RAW_RECORD_SCHEMA,
         )

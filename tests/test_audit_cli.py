@@ -142,8 +142,11 @@ def test_an_auditor_proves_rows_and_checks_bundles_and_history_on_anvil(tmp_path
         )
         verdicts = json.loads(check.stdout)["bundles"]
         assert check.returncode == 0 and verdicts
-        assert {(v["checks"][-1]["check"], v["checks"][-1]["ok"]) for v in verdicts} == {
-            ("anchor", True)
+        # The row's device signature too: the fleet signs, `infra up` deployed a NodeRegistry,
+        # `simulate` registered the nodes once (the second run found them) and the pinned
+        # identity names that registry.
+        assert {tuple((c["check"], c["ok"]) for c in v["checks"][-2:]) for v in verdicts} == {
+            (("anchor", True), ("device", True))
         }
         audit = rda("verify", "--data-dir", data, "--publisher", str(pinned), "--json", state=state)
         datasets = json.loads(audit.stdout)["datasets"]

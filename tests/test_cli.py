@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from infra.tools import free_port
+from streaming.journal import BatchJournal
 
 
 def rda(*args: str, state: Path, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -25,8 +26,9 @@ def rda(*args: str, state: Path, timeout: float = 300) -> subprocess.CompletedPr
     )
 
 
-def demo(tmp_path: Path, *extra: str) -> dict:
-    """``rda demo --json`` on a small fleet, in its own state and data directory."""
+def demo(tmp_path: Path, *extra: str, ripe: bool = False) -> dict:
+    """``rda demo --json`` on a small fleet, in its own state and data directory (the RIPE
+    topic, a batch more, only where a test looks at it)."""
     result = rda(
         "demo",
         "--json",
@@ -36,6 +38,7 @@ def demo(tmp_path: Path, *extra: str) -> dict:
         "60",
         "--data-dir",
         str(tmp_path / "demo"),
+        "--ripe" if ripe else "--no-ripe",
         *extra,
         state=tmp_path / "state",
     )
@@ -46,9 +49,10 @@ def demo(tmp_path: Path, *extra: str) -> dict:
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """One demo with 10 % broken records, shared by the tests that read what a demo leaves."""
+    """One demo with 10 % broken records and the RIPE topic, shared by the tests that read
+    what a demo leaves."""
     root = tmp_path_factory.mktemp("demo")
-    return root, demo(root, "--bad-fraction", "0.1")
+    return root, demo(root, "--bad-fraction", "0.1", ripe=True)
 
 
 @pytest.mark.slow
@@ -62,17 +66,31 @@ def test_demo_json_reports_reconciled_counts_anchored_checkpoints_and_a_verdict(
     )
     assert summary["records_held"] == 0  # the last wave closed every event-time window
     assert summary["data_dir"] == str(root / "demo")
-    datasets = ["node_heartbeat.v1", "radio_kpi.v1", "speed_test.v2"]
+    fleet = ["node_heartbeat.v1", "radio_kpi.v1", "link_kpi.v1", "speed_test.v2"]
     # Sessions wait for their hour to close, and their DP counts with them: the first wave
-    # holds them, the last (the end of input) releases them.
-    released = [*datasets, "subscriber_session.v1", "session_counts_dp.v1"]
-    assert [c["dataset"] for c in summary["checkpoints"]] == datasets + released
+    # holds them, the last (the end of input) releases them. The RIPE pings: one batch.
+    released = [*fleet, "subscriber_session.v1", "session_counts_dp.v1"]
+    checkpointed = [c["dataset"] for c in summary["checkpoints"]]
+    assert checkpointed == [*fleet, "link_kpi.v1", *released]
+    latest: dict[str, int] = {}
     for checkpoint in summary["checkpoints"]:
         assert set(checkpoint) >= {"dataset", "tree_size", "root", "anchor_tx", "quality_score"}
         assert checkpoint["anchor_tx"].startswith("0x")
-    final_sizes = sum(c["tree_size"] for c in summary["checkpoints"][-5:-1])
-    assert final_sizes == summary["records_published"]  # one row per published record
+        latest[checkpoint["dataset"]] = max(
+            latest.get(checkpoint["dataset"], 0), checkpoint["tree_size"]
+        )
+    rows = sum(size for dataset, size in latest.items() if dataset != "session_counts_dp.v1")
+    assert rows == summary["records_published"]  # one row per published record
+    reasons = summary["quarantine_reasons"]
+    assert {reasons[r] for r in ("bad_signature", "unsigned", "unknown_node")} == {1}
+    assert reasons["revoked_key"] > 0  # the node revoked three quarters of the way through
+    assert summary["topics"]["ripe-atlas"]["quarantined"] == 0  # a source that cannot sign
+    assert {p["device"]["ok"] for p in summary["proven_rows"]} == {True}
     assert summary["verified"] is True
+    with BatchJournal(root / "demo" / "journal.duckdb", read_only=True) as journal:
+        plans = {b["topic"]: b["plan"] for b in (journal.batch(i) for i in (1, 2, 3))}
+    assert isinstance(plans["node-telemetry"]["node_registry_block"], int)  # what it checked
+    assert "node_registry_block" not in plans["ripe-atlas"]  # a topic that does not sign
 
 
 @pytest.mark.slow
@@ -232,7 +250,7 @@ def test_schemas_list_names_every_version_and_the_adapters_feeding_it(tmp_path):
     assert "radio_kpi.v1" in schemas and "link_kpi.v1" in schemas
     old, new = schemas["speed_test.v1"], schemas["speed_test.v2"]
     assert (old["version"], old["superseded_by"], old["adapters"]) == ("1.0", "speed_test.v2", [])
-    assert (new["version"], new["current"]) == ("2.0", True)
+    assert (new["version"], new["current"]) == ("2.1", True)  # 2.1: device signatures
     assert {"rda.node.v1", "mlab.ndt7"} <= set(new["adapters"])
     ndt7 = next(a for a in listed["adapters"] if a["wire_format"] == "mlab.ndt7")
     assert ndt7 == {

@@ -5,11 +5,22 @@ from __future__ import annotations
 import hashlib
 import json
 
-from infra.solc import ARTIFACT, SOURCE, artifact_text, compile_anchor_registry
+from infra.solc import (
+    ARTIFACT,
+    NODE_REGISTRY_ARTIFACT,
+    SOURCE,
+    artifact_text,
+    compile_anchor_registry,
+    compile_node_registry,
+)
 
 
 def test_recompiling_the_source_reproduces_the_committed_artifact_byte_for_byte():
     assert artifact_text(compile_anchor_registry()) == ARTIFACT.read_text()
+
+
+def test_recompiling_the_node_registry_with_the_pinned_openzeppelin_reproduces_its_artifact():
+    assert artifact_text(compile_node_registry()) == NODE_REGISTRY_ARTIFACT.read_text()
 
 
 def test_the_artifact_names_the_source_it_was_compiled_from():

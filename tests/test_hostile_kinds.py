@@ -26,6 +26,7 @@ def batch(*records: tuple[str | None, bytes | None]) -> pa.RecordBatch:
             "topic": ["t"] * n, "partition": [0] * n, "offset": list(range(n)),
             "timestamp_ms": [1_764_000_000_000] * n, "key": [b"k"] * n,
             "value": [v for _, v in records], "format": [h for h, _ in records],
+            "signature": [None] * len(records),
         },
         schema=RAW_RECORD_SCHEMA,
     )  # fmt: skip

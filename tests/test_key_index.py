@@ -121,6 +121,7 @@ def node_messages(start_ms: int, first_offset: int) -> pa.RecordBatch:
             "key": [m.key for m in messages],
             "value": [m.value for m in messages],
             "format": ["rda.node.v1"] * n,
+            "signature": [None] * n,
         },
         schema=RAW_RECORD_SCHEMA,
     )

@@ -179,6 +179,7 @@ def test_listings_flag_what_the_buyer_licensed(buyer):
     assert status == 200
     assert {item["dataset"]: item["licensed"] for item in listings} == {
         "node_heartbeat.v1": False,
+        "link_kpi.v1": False,  # the hybrid fleet's links
         "radio_kpi.v1": True,
         "speed_test.v2": False,
         "subscriber_session.v1": False,

@@ -112,7 +112,7 @@ def real_bundle(demo_dir: Path, leaf_index: int) -> dict:
 
 def test_signed_in_buyer_sees_the_catalog_and_can_search_and_filter(page):
     cards = page.locator(".card")
-    assert cards.count() == 5  # radio, heartbeats, speed tests, sessions, noisy session counts
+    assert cards.count() == 6  # radio, heartbeats, links, speed tests, sessions, noisy counts
     assert page.locator(".card[data-dataset='radio_kpi.v1'] .price").inner_text() == "Free"
     shot(page, "catalog")
     page.fill("#search", "download")  # a field description of speed_test only
@@ -130,7 +130,7 @@ def test_a_dataset_page_opens_from_the_keyboard_at_the_top_of_the_page(page):
     page.keyboard.press("Enter")
     title = page.locator("#dataset-title")
     title.wait_for()
-    assert title.inner_text() == "Radio KPI v1.1"  # a title, not the description again
+    assert title.inner_text() == "Radio KPI v1.2"  # a title, not the description again
     assert page.evaluate("document.activeElement.id") == "dataset-title"
     box = title.bounding_box()
     assert box["y"] < 250  # no scrolling to find the dataset page

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from pipelines.standardize import standardize
 from schemas.adapters import NodeJsonAdapter
 from schemas.adapters.base import MAX_MESSAGE_BYTES
+from schemas.fields import DEVICE_FIELDS
 
 ADAPTER = NodeJsonAdapter()
 RADIO = "radio_kpi.v1"
@@ -80,6 +81,7 @@ def test_a_good_report_becomes_one_canonical_row_in_canonical_units():
             "connected_ues": 12,
             "latitude": 52.52,
             "longitude": 13.405,
+            **dict.fromkeys(f.name for f in DEVICE_FIELDS),  # filled in by the signature check
             "source_topic": "t",
             "source_partition": 2,
             "source_offset": 100,

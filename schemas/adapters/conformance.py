@@ -56,6 +56,7 @@ def raw_records(values: list[bytes | None], wire_format: str | None = None) -> p
             "key": [b"k"] * n,
             "value": values,
             "format": [wire_format] * n,
+            "signature": [None] * n,
         },
         schema=RAW_RECORD_SCHEMA,
     )

@@ -1,6 +1,6 @@
 """Adapter for the nodes' native JSON (``rda.node.v1``, see ``simulator/fleet.py``).
 
-One wire format, three telemetry kinds, told apart by the ``kind`` member:
+One wire format, five telemetry kinds, told apart by the ``kind`` member:
 
 | kind | canonical schema | unit conversions |
 |---|---|---|
@@ -8,6 +8,7 @@ One wire format, three telemetry kinds, told apart by the ``kind`` member:
 | ``node_heartbeat`` | node_heartbeat | — |
 | ``speed_test`` | speed_test v2 | ``down_bps``/``up_bps`` bytes/s (as Helium reports) → Mbit/s |
 | ``subscriber_session`` | subscriber_session | ``start_ms``/``end_ms`` → UTC microseconds |
+| ``link_kpi`` | link_kpi | ``rtt_avg_ms``/``rtt_min_ms``/``rtt_max_ms`` → latency_ms, _min, _max |
 
 ``ts_ms`` (epoch milliseconds) becomes UTC microseconds for every kind. A speed test's source is
 ``rda.node`` and its test id ``<node>/<ts_ms>``.
@@ -23,6 +24,7 @@ import pyarrow.compute as pc
 from schemas.adapters.base import DecodedRows, DecodeResult, canonical_rows, lineage_columns
 from schemas.adapters.ndjson import NUMBER, WireTable, decode_json_messages
 from schemas.model import TelemetrySchema
+from schemas.network import LINK_KPI_V1
 from schemas.node import NODE_HEARTBEAT_V1
 from schemas.radio import RADIO_KPI_V1
 from schemas.service import SPEED_TEST_V2, SUBSCRIBER_SESSION_V1
@@ -72,6 +74,19 @@ _WIRE = WireTable(
         ("session", "ue_ip"): (_S, pa.string()),
         ("session", "bytes_up"): (_I, pa.int64()),
         ("session", "bytes_down"): (_I, pa.int64()),
+        ("link", "id"): (_S, pa.string()),
+        ("link", "type"): (_S, pa.string()),
+        ("link", "peer"): (_S, pa.string()),
+        ("link", "protocol"): (_S, pa.string()),
+        ("link", "elevation_deg"): (NUMBER, pa.float64()),
+        ("link", "sent"): (_I, pa.int64()),
+        ("link", "received"): (_I, pa.int64()),
+        ("link", "rtt_avg_ms"): (NUMBER, pa.float64()),
+        ("link", "rtt_min_ms"): (NUMBER, pa.float64()),
+        ("link", "rtt_max_ms"): (NUMBER, pa.float64()),
+        ("link", "jitter_ms"): (NUMBER, pa.float64()),
+        ("link", "loss_pct"): (NUMBER, pa.float64()),
+        ("link", "capacity_mbps"): (NUMBER, pa.float64()),
     }
 )
 # Event times outside [2000-01-01, 2100-01-01) cannot be a node's clock; refuse before casting.
@@ -87,6 +102,7 @@ class NodeJsonAdapter:
         NODE_HEARTBEAT_V1,
         SPEED_TEST_V2,
         SUBSCRIBER_SESSION_V1,
+        LINK_KPI_V1,
     )
 
     def decode(self, raw: pa.RecordBatch) -> DecodeResult:
@@ -258,15 +274,40 @@ def _session(wire: pa.RecordBatch) -> dict[str, pa.Array]:
     }
 
 
+def _link(wire: pa.RecordBatch) -> dict[str, pa.Array]:
+    def sub(name: str) -> pa.Array:
+        return _sub(wire, "link", name)
+
+    return {
+        "link_id": sub("id"),
+        "event_time": _micros(wire.column("ts_ms")),
+        "node_id": wire.column("node"),
+        "peer": sub("peer"),
+        "link_type": sub("type"),
+        "protocol": sub("protocol"),
+        "elevation_deg": sub("elevation_deg"),
+        "packets_sent": sub("sent"),
+        "packets_received": sub("received"),
+        "latency_ms": sub("rtt_avg_ms"),
+        "latency_min_ms": sub("rtt_min_ms"),
+        "latency_max_ms": sub("rtt_max_ms"),
+        "jitter_ms": sub("jitter_ms"),
+        "loss_pct": sub("loss_pct"),
+        "capacity_mbps": sub("capacity_mbps"),
+    }
+
+
 _KINDS: dict[str, TelemetrySchema] = {
     "radio_kpi": RADIO_KPI_V1,
     "node_heartbeat": NODE_HEARTBEAT_V1,
     "speed_test": SPEED_TEST_V2,
     "subscriber_session": SUBSCRIBER_SESSION_V1,
+    "link_kpi": LINK_KPI_V1,
 }
 _MAPPERS: dict[str, Callable[[pa.RecordBatch], dict[str, pa.Array]]] = {
     "radio_kpi": _radio,
     "node_heartbeat": _heartbeat,
     "speed_test": _speed_test,
     "subscriber_session": _session,
+    "link_kpi": _link,
 }
