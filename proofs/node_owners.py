@@ -62,8 +62,9 @@ class RegistryNodeOwners:
 def node_registry_of(published: Path) -> str | None:
     """The node registry the publisher identity in ``published`` names, or None.
 
-    The document is parsed (and its signatures checked) by ``proofs.identity``; the address only chooses which registry a new DataLicences
-    pays, so the publisher reading their own document is enough."""
+    The document is parsed (and its signatures checked) by ``proofs.identity``; the address
+    only chooses which registry a new DataLicences pays, so the publisher reading their own
+    document is enough."""
     from proofs.identity import FILE_NAME, IdentityError, parse_identity
 
     path = published / FILE_NAME
