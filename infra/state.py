@@ -24,6 +24,7 @@ class InfraState:
     chain_kind: str = "embedded"
     rpc_url: str | None = None
     registry_address: str | None = None
+    object_store: str | None = None  # the s3rver's endpoint: data directories s3://BUCKET/…
 
     @classmethod
     def load(cls, directory: Path | None = None) -> InfraState:

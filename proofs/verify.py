@@ -19,6 +19,7 @@ from typing import Any
 from proofs.log import DatasetLog, LogRef
 from proofs.manifest import latest_manifest, load_manifest, manifest_problem, signature_path
 from proofs.merkle import MerkleFrontier
+from proofs.shard_log import leaves_path
 from proofs.trust import Pin, TrustRoot
 from proofs.verdict import CHECKPOINT_CHECKS, Check, Verdict
 
@@ -54,6 +55,10 @@ def verify_dataset(
         verdict = Verdict(str(manifest_file.name), -1, "", required=CHECKPOINT_CHECKS)
         verdict.checks.append(Check("manifest", False, f"{manifest_file.name}: {problem}"))
         return verdict
+    if manifest.get("kind") == "dataset":  # version 2: a checkpoint over shard heads
+        from proofs.verify_v2 import verify_sharded
+
+        return verify_sharded(dataset_dir, manifest_file, manifest, manifest_digest, trust)
     checkpoint = manifest["checkpoint"]
     verdict = Verdict(manifest["dataset"], checkpoint["tree_size"], checkpoint["root"])
     verdict.log = manifest.get("log", manifest["dataset"])
@@ -98,7 +103,7 @@ def _rehash_files(
         except Exception as error:  # pyarrow's many error types: a damaged or hostile file
             return Check("files", False, f"{entry['path']}: unreadable ({_first_line(error)})")
         if _sha256(path) != entry["sha256"] or len(hashes) != entry["rows"]:
-            return Check("files", False, _describe_file_change(log, entry, hashes))
+            return Check("files", False, _describe_file_change(dataset_dir, log, entry, hashes))
         frontier.extend(hashes)
     return Check("files", True, f"{len(files)} files match their SHA-256 and row counts")
 
@@ -190,16 +195,24 @@ def _root_check(frontier: MerkleFrontier, checkpoint: dict[str, Any]) -> Check:
     return Check("root", True, f"recomputed RFC 9162 root over {frontier.size} rows matches")
 
 
-def _describe_file_change(ref: LogRef, entry: dict[str, Any], hashes: list[bytes]) -> str:
-    """Name the first row whose leaf differs from the committed log, when the log is here."""
+def _describe_file_change(
+    dataset_dir: Path, ref: LogRef, entry: dict[str, Any], hashes: list[bytes]
+) -> str:
+    """Name the first row whose leaf differs from the committed one, when the log (or, for a
+    shard, the file's leaf hashes) is here."""
     head = f"{entry['path']}: SHA-256 differs from the manifest"
     if len(hashes) != entry["rows"]:
         return f"{head} ({len(hashes)} rows, manifest says {entry['rows']})"
     log = DatasetLog(ref)
     start = entry["leaf_start"]
-    if not log.leaves_path.exists() or log.size < start + entry["rows"]:
-        return head
-    committed = log.leaf_hashes(start, start + entry["rows"])
+    if log.leaves_path.exists() and log.size >= start + entry["rows"]:
+        committed = log.leaf_hashes(start, start + entry["rows"])
+    else:
+        stored = dataset_dir / leaves_path(entry["path"])
+        data = stored.read_bytes() if stored.is_file() else b""
+        if len(data) != 32 * entry["rows"]:
+            return head
+        committed = [data[i : i + 32] for i in range(0, len(data), 32)]
     for row, (mine, theirs) in enumerate(zip(hashes, committed, strict=True)):
         if mine != theirs:
             return f"{head}; row {row} (leaf {start + row}) differs from the committed leaf"

@@ -63,7 +63,7 @@ class ChunkWriter:
         }
         for dataset, rows in sorted(result.published.items()):
             if rows.num_rows:
-                path = layout.data_file(dataset, chunk.name)
+                path = layout.data_file(dataset, chunk.name, chunk.topic, chunk.partition)
                 digest = write_parquet(rows, path)
                 receipt["files"][dataset] = {
                     "path": layout.relative(path),

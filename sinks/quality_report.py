@@ -57,21 +57,28 @@ def validate_new_rows(
     return Validation(_identity(files), report, seconds, with_docs=docs_dir is not None)
 
 
-def write_quality_report(
+@dataclass(frozen=True)
+class QualityReport:
+    """A GE report written for a set of new rows: where (relative to the dataset folder), its
+    hash, and what the manifest's ``quality`` section says of its expectations."""
+
+    path: str
+    sha256: str
+    expectations: dict[str, Any]
+    ge_seconds: float
+
+
+def write_report(
     layout: DataLayout,
     schema: TelemetrySchema,
-    tree_size: int,
+    name: str,
     new_files: list[dict[str, Any]],
-    chunk_stats: list[dict[str, Any]],
-    previous: dict[str, Any] | None,
     validation: Validation | None = None,
-) -> dict[str, Any]:
-    """Write the checkpoint's GE report; return the manifest's ``quality`` section.
+) -> QualityReport:
+    """Write GE's report on ``new_files`` as ``quality/<name>.validation.json``.
 
-    ``new_files`` are the checkpoint's new files (path, sha256); ``validation`` their report if
-    it was made beforehand — used only if the files are still exactly those it validated.
-    ``previous`` is the previous checkpoint's ``quality`` section, whose cumulative counts this
-    checkpoint's extend (so the dataset score covers every row ever published).
+    ``validation``: their report if it was made beforehand — used only if the files are still
+    exactly those it validated.
     """
     quality_dir = layout.quality_dir(schema.dataset)
     docs_dir = docs_dir_if_due(layout, schema)
@@ -81,27 +88,55 @@ def write_quality_report(
         validate_new_rows(layout, schema, new_files, docs_dir)
     if docs_dir is not None:
         _docs_built_at[(str(layout.root.resolve()), schema.dataset)] = time.monotonic()
-    report, ge_seconds = validation.report, validation.seconds
-    path = quality_dir / f"{tree_size:012d}.validation.json"
+    report = validation.report
+    path = quality_dir / f"{name}.validation.json"
     data = report_bytes(report)
     partial = path.with_name(path.name + ".partial")
+    partial.parent.mkdir(parents=True, exist_ok=True)
     partial.write_bytes(data)
     os.replace(partial, path)
-    counts = dataset_counts(chunk_stats, (previous or {}).get("counts"))
-    score, components = dataset_quality(counts)
-    return {
-        "report_path": path.relative_to(layout.dataset_dir(schema.dataset)).as_posix(),
-        "report_sha256": hashlib.sha256(data).hexdigest(),
-        "score": score,
-        "components": components,
-        "counts": counts,
-        "expectations": {
+    return QualityReport(
+        path.relative_to(layout.dataset_dir(schema.dataset)).as_posix(),
+        hashlib.sha256(data).hexdigest(),
+        {
             "evaluated": report["statistics"]["evaluated_expectations"],
             "successful": report["statistics"]["successful_expectations"],
             "success": report["success"],
         },
-        "_ge_seconds": round(ge_seconds, 4),  # not in the manifest: varies between runs
+        round(validation.seconds, 4),
+    )
+
+
+def quality_section(report: QualityReport, counts: dict[str, int]) -> dict[str, Any]:
+    """A manifest's ``quality``: the report's path and hash, and the score of ``counts``."""
+    score, components = dataset_quality(counts)
+    return {
+        "report_path": report.path,
+        "report_sha256": report.sha256,
+        "score": score,
+        "components": components,
+        "counts": counts,
+        "expectations": report.expectations,
     }
+
+
+def write_quality_report(
+    layout: DataLayout,
+    schema: TelemetrySchema,
+    tree_size: int,
+    new_files: list[dict[str, Any]],
+    chunk_stats: list[dict[str, Any]],
+    previous: dict[str, Any] | None,
+    validation: Validation | None = None,
+) -> dict[str, Any]:
+    """Write a checkpoint's GE report; return the manifest's ``quality`` section (version 1).
+
+    ``previous`` is the previous checkpoint's ``quality`` section, whose cumulative counts this
+    checkpoint's extend (so the dataset score covers every row ever published).
+    """
+    report = write_report(layout, schema, f"{tree_size:012d}", new_files, validation)
+    counts = dataset_counts(chunk_stats, (previous or {}).get("counts"))
+    return {**quality_section(report, counts), "_ge_seconds": report.ge_seconds}
 
 
 def docs_dir_if_due(layout: DataLayout, schema: TelemetrySchema) -> Path | None:

@@ -1,12 +1,13 @@
-"""The sequencer: one batch at a time, under the writer lock, a landed batch joins the logs.
+"""The sequencer: a landed batch's rows join their shards' logs and are anchored, with no lock.
 
-Workers land chunks in parallel, without any lock (``land_chunks``): reading Kafka, the Beam
-pipeline and the Parquet files are where the time goes. What must see everything published
-before it — dropping duplicates of earlier rows, fixing the batch's place in each dataset log,
-appending, the manifests and the anchor — happens here, one batch at a time, as a transparency
-log's sequencer does. A batch whose sequencing was interrupted (its worker died or lost the
-chain half-way) is finished by the next worker that holds the lock, before anything else, so a
-log never holds a half-appended batch under a later one.
+Workers land chunks in parallel (``land_chunks``): reading Kafka, the Beam pipeline, the
+Parquet files and each file's leaf hashes are where the time goes. Sequencing a batch is then
+short: drop records repeating a natural key already published in the same shard (the index of
+the shard's keys is kept in the worker's own catalog, and caught up from the shard's head when
+the shard comes from another worker), publish the batch's files to the store, and commit and
+anchor (``streaming/commit.py``: the registry's compare-and-swap decides between workers). Each
+worker sequences only the shards of the partitions it owns; nothing is shared but the store
+and the chain.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ import time
 from pipelines import graph
 from pipelines.kafka_source import KafkaSource, KafkaSpec, OffsetRange
 from pipelines.protect import Protection
+from proofs.shard_log import leaves_path
+from proofs.shards import shard_id
+from proofs.signing import PublisherKey
 from schemas.published import published_schema_for_dataset
 from sinks.dedup import (
     drop_records,
@@ -28,12 +32,13 @@ from sinks.layout import DataLayout
 from sinks.parquet import ChunkWriter, read_receipt
 from sinks.quality_report import Validation, docs_dir_if_due, validate_new_rows
 from streaming import faults
-from streaming.batch import Anchorer, BatchSummary, Progress, RunConfig, count_receipts
-from streaming.commit import commit_and_anchor, log_starts
-from streaming.store import RunStore
+from streaming.batch import BatchSummary, Progress, RunConfig, count_receipts
+from streaming.checkpoints import ChainView, Checkpoints, dataset_path
+from streaming.commit import CommitContext, commit_and_anchor, publish_batch_files
+from streaming.store import RunStore, Workspace, writing
 
 log = logging.getLogger("rda.run")
-SEQUENCING = ("landed", "committed")  # states of a batch whose place in the logs is fixed
+SEQUENCING = ("landed", "committed")  # states of a batch whose duplicates were dropped
 
 
 def landing_message(plan: dict) -> str:
@@ -50,10 +55,8 @@ def refused_of(plan: dict) -> graph.Refused:
 def land_chunks(
     config: RunConfig, layout: DataLayout, plan: dict, progress: Progress, protection: Protection
 ) -> None:
-    """Run the Beam pipeline over the plan's chunks: Parquet files and a receipt per chunk.
-
-    Records the plan names as poison are quarantined unread (``crashed_worker``).
-    """
+    """Run the Beam pipeline over the plan's chunks: Parquet files, their leaf hashes and a
+    receipt per chunk. Records the plan names as poison are quarantined unread."""
     chunks = [OffsetRange(**c) for c in plan["chunks"]]
     progress(landing_message(plan))
     graph.run(
@@ -66,115 +69,206 @@ def land_chunks(
         config.dask_scheduler,
         refused_of(plan),
     )
+    for chunk in chunks:
+        write_leaves(layout, read_receipt(layout, chunk))
+
+
+def write_leaves(layout: DataLayout, receipt: dict) -> None:
+    """Beside each landed Parquet file, its rows' leaf hashes (``<name>.leaves``, 32 bytes per
+    row): a shard's log is rebuilt from them, and hashing is done here, in parallel, not while
+    the batch is being anchored."""
+    import pyarrow.parquet as pq
+
+    from proofs.leaves import leaf_hashes_for_batch
+
+    for file in receipt["files"].values():
+        leaves = leaf_hashes_for_batch(pq.read_table(layout.root / file["path"]))
+        target = layout.root / leaves_path(file["path"])
+        partial = target.with_name(target.name + ".partial")
+        partial.write_bytes(b"".join(leaves))
+        partial.replace(target)
 
 
 def validate_landed(layout: DataLayout, plan: dict) -> dict[str, Validation]:
-    """GE reports on the landed rows of every dataset, made before waiting for the lock."""
+    """GE reports on the landed rows of every dataset, made before sequencing."""
     receipts = [read_receipt(layout, OffsetRange(**c)) for c in plan["chunks"]]
     datasets = sorted({d for r in receipts for d in r["files"]})
     validations = {}
     for dataset in datasets:
         schema = published_schema_for_dataset(dataset)
         files = [r["files"][dataset] for r in receipts if dataset in r["files"]]
-        # Docs too when due, so the sequencer does not run GE again for them under the lock.
+        # Docs too when due, so the sequencer does not run GE again for them.
         docs_dir = docs_dir_if_due(layout, schema)
         validations[dataset] = validate_new_rows(layout, schema, files, docs_dir)
     return validations
 
 
 class Sequencer:
-    """Sequences batches into the logs; use it only while holding the writer lock."""
+    """Sequences the batches of one worker into their shards and the dataset checkpoints."""
 
     def __init__(
         self,
         config: RunConfig,
-        store: RunStore,
+        space: Workspace,
         source: KafkaSource,
-        anchor: Anchorer,
+        chain: ChainView,
         progress: Progress,
         protection: Protection,
+        signer: PublisherKey,
     ) -> None:
-        self.config, self.store, self.source = config, store, source
-        self.journal, self.catalog = store.journal, store.catalog
-        self.anchor, self.progress, self.protection = anchor, progress, protection
-        self.layout = store.layout
-
-    def finish_interrupted(self, except_batch: int | None = None) -> list[BatchSummary]:
-        """Finish every batch (of any topic) whose sequencing began and never ended."""
-        finished = []
-        for entry in self.journal.unfinished_batches():
-            if entry["state"] in SEQUENCING and entry["batch_id"] != except_batch:
-                log.info(
-                    "finishing batch %d of %s, interrupted while it was being sequenced",
-                    entry["batch_id"],
-                    entry["topic"],
-                    extra={"event": "finish_interrupted", "batch_id": entry["batch_id"]},
-                )
-                finished.append(self.sequence(entry["batch_id"], landed_here=False))
-        return finished
+        self.config, self.space, self.source = config, space, source
+        self.chain, self.progress, self.protection = chain, progress, protection
+        self.signer = signer
+        self.layout = space.work
 
     def sequence(
-        self, batch_id: int, landed_here: bool, validations: dict[str, Validation] | None = None
+        self, entry: dict, landed_here: bool, validations: dict[str, Validation] | None = None
     ) -> BatchSummary:
-        """Give the batch its place in the logs, commit and anchor it: state ``anchored``.
+        """Drop the batch's duplicates, publish its files, commit and anchor it: ``anchored``.
 
         ``landed_here``: this process has just landed the batch's chunks (and made
-        ``validations`` of them). Otherwise they are landed again first, under the lock, so
-        nobody else can be writing them meanwhile.
+        ``validations`` of them). Otherwise they are landed again first, identically.
         """
-        entry = self.journal.batch(batch_id)
-        plan, state = entry["plan"], entry["state"]
-        if state in ("anchored", "done"):  # another worker finished it meanwhile
-            return summary_from_journal(self.store, entry)
+        batch_id, plan, state = entry["batch_id"], entry["plan"], entry["state"]
+        if state in ("anchored", "done"):  # finished meanwhile (by its worker, or an adopter)
+            with writing(self.space) as store:
+                return summary_from_journal(store, store.journal.batch(batch_id))
         if not landed_here:
             land_chunks(self.config, self.layout, plan, self.progress, self.protection)
         receipts = [read_receipt(self.layout, OffsetRange(**c)) for c in plan["chunks"]]
+        for receipt in receipts:
+            receipt["batch_id"] = batch_id
+        checkpoints = Checkpoints(self.space.store, self.chain)
         started = time.monotonic()
-        self._drop_duplicates(batch_id, receipts)
+        with writing(self.space) as store:
+            self._drop_duplicates(store, checkpoints, batch_id, receipts)
+            summary = BatchSummary(batch_id, plan["ranges"], resumed=not landed_here)
+            count_receipts(summary, receipts)
+            store.catalog.quarantine.register(batch_id, quarantine_entries(receipts))
+            store.journal.record_sequencing(
+                batch_id,
+                plan,
+                records_read=summary.read,
+                records_published=summary.published,
+                records_quarantined=summary.quarantined,
+            )
         dedup_s = time.monotonic() - started
-        summary = BatchSummary(batch_id, plan["ranges"], resumed=not landed_here)
-        count_receipts(summary, receipts)
-        self.catalog.quarantine.register(batch_id, quarantine_entries(receipts))
-        if state not in SEQUENCING:  # its place in each log: fixed now, kept by any redo
-            plan["log_starts"] = log_starts(self.layout)
-        self.journal.record_sequencing(
-            batch_id,
-            plan,
-            records_read=summary.read,
-            records_published=summary.published,
-            records_quarantined=summary.quarantined,
-        )
         faults.journaled("landed")
-        summary.checkpoints = commit_and_anchor(
-            self.store,
-            plan,
-            receipts,
-            self.anchor,
-            self.progress,
+        publish_batch_files(self.space.store, self.layout, receipts)
+        context = CommitContext(
+            self.space.store,
+            self.layout,
+            self.chain,
+            self.signer,
             self.protection,
-            validations if landed_here else None,
+            self.progress,
+            lambda pending: self._committed(batch_id, plan, pending),
+            checkpoints,
         )
-        self.journal.set_state(batch_id, "anchored")
+        summary.checkpoints = commit_and_anchor(
+            context, plan, receipts, validations if landed_here else None
+        )
+        with writing(self.space) as store:
+            shards = {shard for _, shard in batch_shards(receipts)}
+            record_anchored(store, checkpoints, batch_id, summary.checkpoints, shards)
+            store.journal.set_state(batch_id, "anchored")
         faults.journaled("anchored")
         summary.steps = {"dedup": dedup_s}
         return summary
 
-    def _drop_duplicates(self, batch_id: int, receipts: list[dict]) -> None:
-        """Quarantine records repeating a natural key published earlier, in every dataset."""
+    def _committed(self, batch_id: int, plan: dict, pending: list[dict]) -> None:
+        """Before the anchor: the checkpoints about to be anchored, journaled (a redo after a
+        crash past the anchor finds them on chain and only records them)."""
+        plan["checkpoints"] = pending
+        with writing(self.space) as store:
+            store.journal.update_plan(batch_id, plan)
+            store.journal.set_state(batch_id, "committed")
+        faults.journaled("committed")
+
+    def _drop_duplicates(
+        self, store: RunStore, checkpoints: Checkpoints, batch_id: int, receipts: list[dict]
+    ) -> None:
+        """Quarantine records repeating a natural key published earlier in the same shard."""
+        catalog = store.catalog
         reasons: dict[tuple[int, int], str] = {}
-        datasets = sorted({d for r in receipts for d in r["files"]})
-        for dataset in datasets:
-            new = [r["files"][dataset]["path"] for r in receipts if dataset in r["files"]]
-            found = find_batch_duplicates(self.catalog, dataset, batch_id, new)
-            for record, message in found.items():
-                reasons.setdefault(record, message)
+        shards = batch_shards(receipts)
+        for dataset in sorted({d for d, _ in shards}):
+            base = checkpoints.base(dataset)
+            for shard in sorted(s for d, s in shards if d == dataset):
+                if shard in base.heads:
+                    self._hydrate(store, checkpoints, dataset, base.heads[shard])
+                new = shards[(dataset, shard)]
+                found = find_batch_duplicates(catalog, shard, batch_id, new)
+                for record, message in found.items():
+                    reasons.setdefault(record, message)
         if reasons:
             for receipt in receipts:
                 drop_records(self.layout, receipt, set(reasons))
                 quarantine_duplicates(self.layout, self.source, receipt, reasons)
-        for dataset in datasets:  # the files as published; a redo replaces what it recorded
-            final = [r["files"][dataset]["path"] for r in receipts if dataset in r["files"]]
-            record_batch_keys(self.catalog, dataset, batch_id, final)
+                write_leaves(self.layout, receipt)  # the files that lost records
+        for (_dataset, shard), paths in batch_shards(receipts).items():
+            record_batch_keys(catalog, shard, batch_id, paths)
+
+    def _hydrate(self, store: RunStore, checkpoints: Checkpoints, dataset: str, head: dict) -> None:
+        """Register the shard's published files (written by whichever worker had the shard)
+        in this worker's catalog, and fetch those it lacks, so its keys can be indexed."""
+        manifest = checkpoints.manifest(dataset, head["manifest_path"], head["manifest_sha256"])
+        catalog = store.catalog
+        known = {f["path"] for f in catalog.dataset_files(dataset)}
+        missing = []
+        for entry in manifest["files"]:
+            path = dataset_path(dataset, entry["path"])
+            if path in known or "batch_id" not in entry:
+                continue
+            local = self.layout.root / path
+            if not local.exists():
+                self.space.store.get_file(path, local)
+            missing.append({**entry, **entry["source"], "path": path, "dataset": dataset})
+        for batch_id in sorted({f["batch_id"] for f in missing}):
+            catalog.register_files(batch_id, [f for f in missing if f["batch_id"] == batch_id])
+
+
+def batch_shards(receipts: list[dict]) -> dict[tuple[str, str], list[str]]:
+    """(dataset, shard) -> the batch's file paths in it, in leaf order."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for receipt in receipts:
+        source = receipt["range"]
+        for dataset, file in receipt["files"].items():
+            shard = shard_id(dataset, source["topic"], source["partition"])
+            found.setdefault((dataset, shard), []).append(file["path"])
+    return found
+
+
+def record_anchored(
+    store: RunStore,
+    checkpoints: Checkpoints,
+    batch_id: int,
+    anchored: list[dict],
+    shards: set[str],
+) -> None:
+    """The worker's catalog: the batch's files (with their place in their shard) and the
+    anchored checkpoints, and the views over them."""
+    catalog = store.catalog
+    files = {}
+    for checkpoint in anchored:
+        dataset = checkpoint["dataset"]
+        manifest = checkpoints.manifest(
+            dataset, checkpoint["manifest_path"].split("/", 2)[2], checkpoint["manifest_sha256"]
+        )
+        for head in (h for h in manifest["shards"] if h["shard"] in shards):
+            shard_manifest = checkpoints.manifest(
+                dataset, head["manifest_path"], head["manifest_sha256"]
+            )
+            for entry in shard_manifest["files"]:
+                if entry.get("batch_id") == batch_id:
+                    path = dataset_path(dataset, entry["path"])
+                    files[path] = {**entry, **entry["source"], "path": path, "dataset": dataset}
+        schema = published_schema_for_dataset(dataset)
+        catalog.register_dataset(dataset, schema.describe(), schema.fingerprint())
+    catalog.register_files(batch_id, list(files.values()))
+    for checkpoint in anchored:
+        catalog.record_checkpoint(batch_id, checkpoint)
+    catalog.refresh_views()
 
 
 def summary_from_journal(store: RunStore, entry: dict) -> BatchSummary:
