@@ -59,7 +59,7 @@ def verify_history(
     last = checkpoints[-1][1]
     verdict = Verdict(last["dataset"], _size(last), last["checkpoint"]["root"])
     verdict.log, verdict.required = log.log_id, HISTORY_CHECKS
-    shard_logs = ShardLogs(dataset_dir, last)
+    shard_logs = ShardLogs(dataset_dir, [manifest for _, manifest, _ in checkpoints])
     try:
         verdict.checks += _links_in_the_data(DatasetLog(log), checkpoints, shard_logs)
     finally:

@@ -24,11 +24,17 @@ from proofs.verdict import Check
 
 
 class ShardLogs:
-    """Each shard's log, rebuilt once at its newest head, in a temporary directory."""
+    """Each shard's log, rebuilt once at its largest head, in a temporary directory (every
+    smaller head of an honest history is a prefix of it; one that is not fails its proof)."""
 
-    def __init__(self, dataset_dir: Path, newest: dict[str, Any]) -> None:
+    def __init__(self, dataset_dir: Path, manifests: list[dict[str, Any]]) -> None:
         self.dataset_dir = dataset_dir
-        self._heads = {h["shard"]: h for h in newest.get("shards", [])}
+        self._heads: dict[str, dict[str, Any]] = {}
+        for manifest in manifests:
+            for entry in manifest.get("shards", []):
+                known = self._heads.get(entry["shard"])
+                if known is None or entry["tree_size"] >= known["tree_size"]:
+                    self._heads[entry["shard"]] = entry
         self._logs: dict[str, DatasetLog] = {}
         self._tmp: tempfile.TemporaryDirectory | None = None
 
