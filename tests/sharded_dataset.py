@@ -135,7 +135,8 @@ class Sharded:
         relative = shard_manifest_path(shard, frontier.size, digest)
         self._write(relative, data)
         self.shard_manifests[shard] = manifest
-        return {**head(shard, frontier.size, frontier.root().hex(), digest), "manifest_path": relative}
+        grown = head(shard, frontier.size, frontier.root().hex(), digest)
+        return {**grown, "manifest_path": relative}
 
     def _write(self, relative: str, data: bytes) -> None:
         target = self.dataset_dir / relative

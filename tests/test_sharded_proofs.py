@@ -95,8 +95,9 @@ def test_data_rolled_back_behind_the_registrys_latest_is_refused(sharded, chain)
     newest.unlink()
     verdict = verify_history(sharded.dataset_dir, chain.trust_root())
     assert verdict.status == NOT_VERIFIED
-    assert first_failure(verdict)[0] == "latest"
-    assert "a newer checkpoint is withheld, or the data was rolled back" in first_failure(verdict)[1]
+    name, detail = first_failure(verdict)
+    assert name == "latest"
+    assert "a newer checkpoint is withheld, or the data was rolled back" in detail
 
 
 def _bundles(sharded: Sharded, shard: str, leaves: list[int], tmp_path) -> list[dict]:
