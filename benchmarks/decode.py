@@ -3,7 +3,8 @@ what the guard (bounded parsing, ``schemas/adapters/bounds.py``) costs on clean 
 the same adapter unguarded in the same run.
 
 The bare parse is ``json.loads`` per message for the JSON formats and Python's ``csv`` module
-per message for CSV exports: what any consumer of these messages would pay at the least.
+per message for CSV exports: what any consumer of these messages would pay at the least. M-Lab
+NDT7 results are measured on results of every server generation (``simulator/ndt7.py``).
 
 Both sides run in this process on the same bytes, alternately and best-of-N, so the ratio holds
 on a noisy machine. "Standardize" is the adapter's decode plus the schema's row checks and the
@@ -15,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import random
 from collections.abc import Callable
 
 import pyarrow as pa
@@ -24,7 +26,8 @@ from pipelines.standardize import standardize
 from schemas.adapters import adapter_for
 from schemas.adapters.bounds import out_of_bounds
 from schemas.records import RAW_RECORD_SCHEMA
-from simulator.fleet import generate
+from simulator import ndt7
+from simulator.fleet import BYTE_DEFECTS, generate
 
 
 def raw_batch(values: list[bytes], wire_format: str) -> pa.RecordBatch:
@@ -72,7 +75,27 @@ BASELINES: dict[str, tuple[Callable[[bytes], object], str]] = {
     "gnmi.json": (_parse, "json.loads"),
     "ems.csv": (_parse_csv, "csv.reader"),
     "ripe.atlas.result": (_parse, "json.loads"),
+    "mlab.ndt7": (_parse, "json.loads"),
 }
+
+
+def bench_messages(wire_format: str, nodes: int, bad: float, seed: int = 3) -> list[bytes]:
+    """The benchmark's input: the fleet's messages in ``wire_format``; for M-Lab NDT7, results
+    of every server generation (5–40 KB each, as M-Lab archives them), ``bad`` of them broken
+    as the simulator breaks messages."""
+    if wire_format != ndt7.WIRE_FORMAT:
+        generated = generate(nodes, 60, 1, 1_764_000_000_000, seed, bad, wire_format)
+        return [m.value for m in generated]
+    rng = random.Random(seed)
+    values = [m.value for m in ndt7.messages(nodes * 2, 1_764_000_000_000, seed)]
+    for i, value in enumerate(values):
+        if rng.random() < bad:
+            values[i] = {
+                "truncated_json": value[: len(value) // 2],
+                "empty_message": b"",
+                "invalid_utf8": value[:-2] + b"\xff\xfe",
+            }[rng.choice(BYTE_DEFECTS)]
+    return values
 
 
 def run(quick: bool = False) -> dict:
@@ -80,8 +103,7 @@ def run(quick: bool = False) -> dict:
     results = []
     for label, bad in (("clean", 0.0), ("10% defects", 0.1)):
         for wire_format, (parse, baseline) in BASELINES.items():
-            generated = generate(nodes, 60, 1, 1_764_000_000_000, 3, bad, wire_format)
-            messages = [m.value for m in generated]
+            messages = bench_messages(wire_format, nodes, bad)
             adapter = adapter_for(wire_format)
             batch = raw_batch(messages, wire_format)
             parse_s = best_seconds(lambda ms=messages, p=parse: _each(p, ms))
@@ -121,8 +143,7 @@ def run(quick: bool = False) -> dict:
 
 def _guard_cost(wire_format: str, nodes: int) -> dict:
     """Standardize with the guarded adapter and with the bare one, in turns, on clean input."""
-    generated = generate(nodes, 60, 1, 1_764_000_000_000, 3, 0.0, wire_format)
-    batch = raw_batch([m.value for m in generated], wire_format)
+    batch = raw_batch(bench_messages(wire_format, nodes, 0.0), wire_format)
     guarded = adapter_for(wire_format)
     bare = guarded.adapter
     guarded_s, bare_s = best_pair_seconds(

@@ -286,30 +286,50 @@ def quarantine_replay(args: argparse.Namespace) -> int:
 
 
 def schemas_list(args: argparse.Namespace) -> int:
-    from schemas.registry import SCHEMAS
+    from schemas import adapters
+    from schemas.registry import ALL_SCHEMAS, DERIVED, SCHEMAS, is_current
 
+    feeding = adapters.registered()
     rows = [
         {
             "name": s.name,
             "version": s.version,
             "dataset": s.dataset,
+            "current": is_current(s),
+            "superseded_by": None if is_current(s) else SCHEMAS[s.name].dataset,
+            "adapters": [a["wire_format"] for a in feeding if s.dataset in a["datasets"]],
+            "derived_from": DERIVED.get(s.dataset),
             "fields": len(s.all_fields),
             "fingerprint": s.fingerprint(),
             "description": s.description,
         }
-        for s in SCHEMAS.values()
+        for s in ALL_SCHEMAS
     ]
     if args.json:
-        emit_json({"schemas": rows})
+        emit_json({"schemas": rows, "adapters": feeding, "refused": adapters.refused()})
         return 0
     from rich.table import Table
 
-    table = Table("schema", "version", "dataset", "fields", "description")
+    table = Table("schema", "version", "dataset", "fed by", "fields")
     for row in rows:
-        table.add_row(
-            row["name"], row["version"], row["dataset"], str(row["fields"]), row["description"]
-        )
+        fed_by = ", ".join(row["adapters"]) or "—"
+        if row["derived_from"]:
+            fed_by = f"derived from {row['derived_from']}"
+        if not row["current"]:
+            fed_by = f"— superseded by {row['superseded_by']} (its data stays readable)"
+        table.add_row(row["name"], row["version"], row["dataset"], fed_by, str(row["fields"]))
     out.print(table)
+    origins = Table("wire format", "from", "feeds", "sniffed (--format auto)")
+    for adapter in feeding:
+        origins.add_row(
+            adapter["wire_format"], adapter["origin"], ", ".join(adapter["datasets"]),
+            "yes" if adapter["sniffed"] else "no (needs its rda-format header or --format)",
+        )  # fmt: skip
+    out.print(origins)
+    for refusal in adapters.refused():
+        out.print(
+            f"refused: {refusal['wire_format']} from {refusal['origin']}: {refusal['reason']}"
+        )
     return 0
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 from rich.markup import escape
 
 from cli.output import UserError, err
-from schemas.adapters import format_choices, wire_formats
+from schemas.adapters import format_choices
+from simulator.fleet import SIMULATED_FORMATS
 from streaming.errors import SettingsError
 
 DEFAULT_TOPIC = "node-telemetry"
@@ -114,7 +115,7 @@ def _simulate_parser(sub: argparse._SubParsersAction) -> None:
     sim.add_argument(
         "--format",
         default="rda.node.v1",
-        choices=wire_formats(),
+        choices=SIMULATED_FORMATS,
         help="wire format (default rda.node.v1)",
     )
     _add_json(sim)
@@ -215,11 +216,16 @@ def _schemas_parsers(sub: argparse._SubParsersAction) -> None:
 
     schemas = sub.add_parser("schemas", help="the canonical schemas (data dictionary)")
     schemas_sub = schemas.add_subparsers(dest="action", required=True, metavar="ACTION")
-    listing = schemas_sub.add_parser("list", help="every schema with its version and dataset")
+    listing = schemas_sub.add_parser(
+        "list", help="every schema version, its dataset and the adapters that feed it"
+    )
     _add_json(listing)
     listing.set_defaults(handler=commands.schemas_list)
     show = schemas_sub.add_parser("show", help="one schema's fields, units, ranges, privacy")
-    show.add_argument("name", help="schema name, e.g. radio_kpi")
+    show.add_argument(
+        "name",
+        help="schema name (its current version), or a version: speed_test.v1, speed_test.v1.0",
+    )
     _add_json(show)
     show.set_defaults(handler=commands.schemas_show)
 

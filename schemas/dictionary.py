@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from schemas.model import TelemetrySchema
-from schemas.registry import SCHEMAS
+from schemas.registry import ALL_SCHEMAS, SCHEMAS, is_current
 
 DICTIONARY = Path(__file__).resolve().parent.parent / "docs" / "data-dictionary.md"
 
@@ -31,6 +31,17 @@ def render_schema(schema: TelemetrySchema) -> str:
         f"Natural key: {', '.join(f'`{k}`' for k in schema.natural_key)}. "
         f"Fingerprint: `{schema.fingerprint()}`.",
         "",
+    ]
+    if not is_current(schema):
+        current = SCHEMAS[schema.name]
+        lines += [
+            f"Superseded by v{current.version} (dataset `{current.dataset}`): no adapter feeds "
+            "it any more; its published data stays readable, listed and verifiable.",
+            "",
+        ]
+    for group in schema.at_least_one:
+        lines += [f"Every row holds at least one of {', '.join(f'`{n}`' for n in group)}.", ""]
+    lines += [
         "| field | type | unit | valid range / values | required | privacy | description |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -58,9 +69,11 @@ def render() -> str:
         "`srcaddr`) — is published in `path_trace.target` and `link_kpi.peer` as that network\n"
         "(`192.0.2.0/24`, `2001:db8:1::/48`), in place of its address or its host name when\n"
         "the result gives the address the name resolved to. Other targets are published as\n"
-        "measured.\n"
+        "measured.\n\n"
+        "Versions: a schema's superseded major versions are listed with the current one; each\n"
+        'major is its own dataset (see docs/pipeline.md, "Schema evolution").\n'
     )
-    return head + "\n" + "\n".join(_with_published(s) for s in SCHEMAS.values())
+    return head + "\n" + "\n".join(_with_published(s) for s in ALL_SCHEMAS)
 
 
 def _with_published(schema: TelemetrySchema) -> str:

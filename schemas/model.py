@@ -100,6 +100,9 @@ class TelemetrySchema:
     fields: tuple[Field, ...]
     natural_key: tuple[str, ...]
     lineage: tuple[Field, ...] = field(default=LINEAGE_FIELDS)
+    # Groups of optional fields of which every row holds at least one (a speed test measured
+    # the download, the upload or both). The row checks enforce it.
+    at_least_one: tuple[tuple[str, ...], ...] = ()
 
     @property
     def version(self) -> str:
@@ -139,6 +142,8 @@ class TelemetrySchema:
         """
         if (self.name, self.major) != (older.name, older.major) or self.minor < older.minor:
             return False
+        if not set(self.at_least_one) <= set(older.at_least_one):
+            return False  # a new "at least one of" rule makes older rows invalid
         mine = {f.name: f for f in self.all_fields}
         for old in older.all_fields:
             kept = mine.pop(old.name, None)
@@ -152,13 +157,16 @@ class TelemetrySchema:
         return pa.RecordBatch.from_arrays(arrays, schema=self.arrow_schema())
 
     def describe(self) -> dict[str, Any]:
-        return {
+        described = {
             "name": self.name,
             "version": self.version,
             "description": self.description,
             "natural_key": list(self.natural_key),
             "fields": [f.describe() for f in self.all_fields],
         }
+        if self.at_least_one:  # listed only when set, so other schemas keep their fingerprints
+            described["at_least_one"] = [list(group) for group in self.at_least_one]
+        return described
 
     def fingerprint(self) -> str:
         """SHA-256 (hex) of the RFC 8785 canonical JSON of ``describe()``.

@@ -127,7 +127,13 @@ def published_schema_for_dataset(dataset: str) -> TelemetrySchema:
 
 
 def has_identifiers(schema: TelemetrySchema) -> bool:
-    return any(f.privacy is Privacy.IDENTIFIER for f in schema.fields)
+    """Whether rows carry keyed pseudonyms (identifiers, or addresses published as pseudonyms),
+    and so a pseudonym epoch."""
+    return any(
+        f.privacy is Privacy.IDENTIFIER
+        or (f.privacy is Privacy.NETWORK_ADDRESS and f.address == "pseudonym")
+        for f in schema.fields
+    )
 
 
 def needs_row_key(schema: TelemetrySchema) -> bool:

@@ -11,6 +11,7 @@ SPEED_TEST_V1 = TelemetrySchema(
     name="speed_test",
     major=1,
     minor=0,
+    # Superseded by v2; kept as it was (its fingerprint is in every manifest of its data).
     description="A throughput and latency test run from a node against a test server.",
     natural_key=("node_id", "event_time"),
     fields=(
@@ -45,6 +46,103 @@ SPEED_TEST_V1 = TelemetrySchema(
         ),
         Field("jitter_ms", pa.float64(), "Latency variation", unit="ms", minimum=0, maximum=100000),
         Field("server", pa.string(), "Test server host name"),
+        *location("Test site", Privacy.PRECISE_LOCATION),
+    ),
+)
+
+
+def _throughput(direction: str) -> Field:
+    return Field(
+        f"{direction}_mbps",
+        pa.float64(),
+        f"{direction.capitalize()} throughput (null when the test did not measure this direction)",
+        unit="Mbit/s",
+        minimum=0,
+        maximum=10000,
+    )
+
+
+# v2 is a new major (a new dataset): throughputs and latency became optional and the natural
+# key changed, which no minor version may do (docs/pipeline.md, "Schema evolution").
+SPEED_TEST_V2 = TelemetrySchema(
+    name="speed_test",
+    major=2,
+    minor=0,
+    description=(
+        "A throughput and latency test, from a node of this network or a third-party source "
+        "(M-Lab NDT7, an installed adapter): download, upload or both."
+    ),
+    natural_key=("source", "test_id"),
+    at_least_one=(("download_mbps", "upload_mbps"),),
+    fields=(
+        Field(
+            "source",
+            pa.string(),
+            "Who ran the test: rda.node (a node of this network), mlab.ndt7 (an M-Lab NDT7 "
+            "test), or the source an installed adapter names",
+            required=True,
+        ),
+        Field(
+            "test_id",
+            pa.string(),
+            "The test's identifier within its source (M-Lab: the NDT7 test UUID; rda.node: "
+            "the node id and the event time in epoch ms, as an-0007/1764000000000)",
+            required=True,
+        ),
+        Field("node_id", pa.string(), "Node that ran the test (null for third-party sources)"),
+        event_time("When the test started"),
+        Field(
+            "duration_s",
+            pa.float64(),
+            "How long the test ran",
+            unit="s",
+            minimum=0,
+            maximum=3600,
+        ),
+        _throughput("download"),
+        _throughput("upload"),
+        Field(
+            "latency_ms",
+            pa.float64(),
+            "Round-trip latency to the server (M-Lab: the kernel's minimum RTT)",
+            unit="ms",
+            minimum=0,
+            maximum=100000,
+        ),
+        Field("jitter_ms", pa.float64(), "Latency variation", unit="ms", minimum=0, maximum=100000),
+        Field(
+            "retransmit_pct",
+            pa.float64(),
+            "Share of the bytes the sender sent that were retransmitted (a first-order loss "
+            "estimate; M-Lab: downloads only, where the server is the sender)",
+            unit="%",
+            minimum=0,
+            maximum=100,
+        ),
+        Field("server", pa.string(), "Test server: host name or address"),
+        Field(
+            "server_site",
+            pa.string(),
+            "Site of the test server (M-Lab: the site code, e.g. lga03, when the result names "
+            "its machine)",
+        ),
+        Field(
+            "client_network",
+            pa.string(),
+            "The testing client's network: the IPv4 /24 or IPv6 /48 holding its address",
+            privacy=Privacy.NETWORK_ADDRESS,
+            address="pseudonym",
+        ),
+        Field(
+            "client_name",
+            pa.string(),
+            "Client software that ran the test, as it named itself (M-Lab: client_name metadata)",
+        ),
+        Field(
+            "source_version",
+            pa.string(),
+            "Version of the software that produced the result (M-Lab: the ndt-server version)",
+        ),
         *location("Test site", Privacy.PRECISE_LOCATION),
     ),
 )

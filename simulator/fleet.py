@@ -31,6 +31,7 @@ population, so the same subscriber shows up again and again, as in a real networ
 Defects (``bad_fraction``) are injected into radio reports only, one defect per bad message.
 With another ``wire_format`` (see ``simulator/formats.py``) the radio reports are rendered in that
 vendor's format and only the byte-level defects apply; heartbeats and speed tests stay native.
+With ``mlab.ndt7`` the speed tests are rendered as M-Lab NDT7 results (``simulator/ndt7.py``).
 Quality defects (``quality_fraction``, ``QUALITY_DEFECTS``) are well-formed reports that a
 quality check must catch: teleports, flat lines, clock skew, implausible SINR, counter resets.
 """
@@ -43,6 +44,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from simulator import ndt7
 from simulator.formats import ENCODERS
 from simulator.messages import WIRE_FORMAT, Message, encode_report
 from simulator.quality_defects import QualityInjector
@@ -52,6 +54,9 @@ from simulator.subscribers import SessionSource
 _SITES = ((52.52, 13.405), (40.4168, -3.7038), (-1.2921, 36.8219), (19.4326, -99.1332))
 _BANDS = {1850: "B3", 3050: "B7", 6300: "B20", 9410: "B28"}  # EARFCN -> E-UTRA band
 HEARTBEAT_EVERY, SPEED_TEST_EVERY = 10, 30
+# What ``generate`` can emit: the native format, the vendors' (radio reports) and NDT7 (each
+# speed test as the download and upload results M-Lab's server would have archived).
+SIMULATED_FORMATS = (WIRE_FORMAT, *ENCODERS, ndt7.WIRE_FORMAT)
 
 DEFECT_KINDS = (
     "truncated_json",
@@ -285,26 +290,30 @@ def _in_format(
     bad_fraction: float,
     wire_format: str,
 ) -> Iterator[Message]:
-    """The fleet's radio reports rendered in another vendor's wire format."""
-    try:
-        encode = ENCODERS[wire_format]
-    except KeyError:
-        known = ", ".join([WIRE_FORMAT, *ENCODERS])
-        raise ValueError(f"the simulator cannot emit {wire_format!r} (known: {known})") from None
+    """The fleet's radio reports (speed tests, for NDT7) rendered in another wire format."""
+    if wire_format not in SIMULATED_FORMATS:
+        known = ", ".join(SIMULATED_FORMATS)
+        raise ValueError(f"the simulator cannot emit {wire_format!r} (known: {known})")
+    kind = "speed_test" if wire_format == ndt7.WIRE_FORMAT else "radio_kpi"
     rng = random.Random(seed ^ 0x5EED)
     for message in generate(nodes, duration_s, rate_hz, start_ms, seed):
         report = json.loads(message.value)
-        if report["kind"] != "radio_kpi":
+        if report["kind"] != kind:
             continue
-        value, defect = encode(report, rng), None
-        if rng.random() < bad_fraction:
-            defect = rng.choice(BYTE_DEFECTS)
-            value = {
-                "truncated_json": value[: len(value) // 2],
-                "empty_message": b"",
-                "invalid_utf8": value[:-2] + b"\xff\xfe",
-            }[defect]
-        yield Message(message.key, value, message.timestamp_ms, defect, wire_format)
+        if kind == "speed_test":
+            values = ndt7.from_speed_test(report, rng)
+        else:
+            values = [ENCODERS[wire_format](report, rng)]
+        for value in values:
+            defect = None
+            if rng.random() < bad_fraction:
+                defect = rng.choice(BYTE_DEFECTS)
+                value = {
+                    "truncated_json": value[: len(value) // 2],
+                    "empty_message": b"",
+                    "invalid_utf8": value[:-2] + b"\xff\xfe",
+                }[defect]
+            yield Message(message.key, value, message.timestamp_ms, defect, wire_format)
 
 
 def _with_extras(

@@ -12,7 +12,10 @@ import base64
 import json
 from dataclasses import dataclass
 
+from simulator import ndt7
+
 NODE, GNMI, CSV, RIPE = "rda.node.v1", "gnmi.json", "ems.csv", "ripe.atlas.result"
+NDT7 = "mlab.ndt7"
 TS_MS = 1_764_000_000_000
 DEEP = 100_000  # the nesting that overflowed the C stack (SIGSEGV) before bounded parsing
 
@@ -23,6 +26,15 @@ class Kind:
     header: str | None
     value: bytes | None
     code: str
+
+
+def _ndt7(**members: object) -> dict:
+    """A small NDT7 download result (two snapshots), members of the subtest replaced."""
+    test = ndt7.Ndt7Test("download", "ndt-hostile_1_01", TS_MS, 10.0, 50.0, 20.0, 1.0,
+                         "198.51.100.9", 40000, snapshots=2)  # fmt: skip
+    document = ndt7.result(test)
+    document["Download"].update(members)
+    return document
 
 
 def _json(document: object) -> bytes:
@@ -72,6 +84,8 @@ def _ripe(**members: object) -> bytes:
 
 
 _DEEP_ARRAYS = b"[" * DEEP + b"]" * DEEP
+_NDT7_COUNTER_AS_TEXT = _ndt7()
+_NDT7_COUNTER_AS_TEXT["Download"]["ServerMeasurements"][-1]["TCPInfo"]["BytesAcked"] = "many"
 _DEEP_OBJECTS = b'{"a":' * DEEP + b"1" + b"}" * DEEP
 _HUGE = b"9" * 5_000  # over Python's 4,300-digit int() limit
 _CSV_HEAD = b"NE Name,Start Time,ECI,RSRP (dBm),Active UEs\r\n"
@@ -184,6 +198,38 @@ KINDS: tuple[Kind, ...] = (
         _ripe().replace(b"k.root", b"k.\xffroot"),
         "invalid_utf8",
     ),
+    Kind("a bare null (node)", NODE, b"null", "not_an_object"),
+    Kind(
+        "100,000 nested arrays inside an NDT7 result",
+        NDT7,
+        _json(_ndt7()).replace(b'"UUID"', b'"x":' + _DEEP_ARRAYS + b',"UUID"', 1),
+        "too_deep",
+    ),
+    Kind(
+        "an NDT7 result holding both subtests",
+        NDT7,
+        _json({**_ndt7(), "Upload": _ndt7()["Download"]}),
+        "unknown_kind",
+    ),
+    Kind("an NDT7 byte counter as text", NDT7, _json(_NDT7_COUNTER_AS_TEXT), "wrong_type"),
+    Kind(
+        "an NDT7 result at Go's zero time",
+        NDT7,
+        _json(_ndt7(StartTime="0001-01-01T00:00:00Z")),
+        "bad_timestamp",
+    ),
+    Kind(
+        "an NDT7 result without snapshots",
+        NDT7,
+        _json(_ndt7(ServerMeasurements=None)),
+        "no_measurement",
+    ),
+    Kind(
+        "an NDT5 result sent as NDT7",
+        NDT7,
+        _json({"ServerIP": "192.0.2.1", "ClientIP": "198.51.100.9", "S2C": {"UUID": "u"}}),
+        "unknown_kind",
+    ),
 )
 CRASH_MARKER = "HOSTILE-CRASH-MARKER-9931"
 # The record that kills the worker (with RDA_CRASH_ON_RECORD set): bisected out, crashed_worker.
@@ -196,3 +242,4 @@ CRASHER = Kind(
 # Valid records that look hostile to a naive guard: published.
 BRACKETS_IN_A_STRING = _json(_radio(node="[" * 200 + "]" * 100))  # deep only inside a string
 LONG_DIGITS_IN_A_FLOAT = _json(_radio(radio={"rsrp": -95.000000000000000000000000000001}))
+NDT7_WITHOUT_A_HEADER = _json(_ndt7())  # over 64 openers, so its depth is measured: sniffed

@@ -61,7 +61,7 @@ def test_demo_json_reports_reconciled_counts_anchored_checkpoints_and_a_verdict(
         + summary["records_suppressed"]  # withheld for k-anonymity, kept privately
     )
     assert summary["data_dir"] == str(root / "demo")
-    datasets = ["node_heartbeat.v1", "radio_kpi.v1", "speed_test.v1", "subscriber_session.v1"]
+    datasets = ["node_heartbeat.v1", "radio_kpi.v1", "speed_test.v2", "subscriber_session.v1"]
     datasets.append("session_counts_dp.v1")  # derived from the sessions: rows, not records
     assert [c["dataset"] for c in summary["checkpoints"]] == datasets * 2  # two waves
     for checkpoint in summary["checkpoints"]:
@@ -222,10 +222,26 @@ def test_demo_on_anvil_verifies_against_the_real_node(tmp_path):
     assert summary["verified"] is True
 
 
-def test_schemas_list_names_every_dataset(tmp_path):
+def test_schemas_list_names_every_version_and_the_adapters_feeding_it(tmp_path):
     result = rda("schemas", "list", "--json", state=tmp_path)
-    datasets = [s["dataset"] for s in json.loads(result.stdout)["schemas"]]
-    assert "radio_kpi.v1" in datasets and "link_kpi.v1" in datasets
+    listed = json.loads(result.stdout)
+    schemas = {s["dataset"]: s for s in listed["schemas"]}
+    assert "radio_kpi.v1" in schemas and "link_kpi.v1" in schemas
+    old, new = schemas["speed_test.v1"], schemas["speed_test.v2"]
+    assert (old["version"], old["superseded_by"], old["adapters"]) == ("1.0", "speed_test.v2", [])
+    assert (new["version"], new["current"]) == ("2.0", True)
+    assert {"rda.node.v1", "mlab.ndt7"} <= set(new["adapters"])
+    ndt7 = next(a for a in listed["adapters"] if a["wire_format"] == "mlab.ndt7")
+    assert ndt7 == {
+        "wire_format": "mlab.ndt7", "origin": "built-in", "datasets": ["speed_test.v2"],
+        "sniffed": True,
+    }  # fmt: skip
+
+
+def test_schemas_show_takes_a_versioned_name(tmp_path):
+    result = rda("schemas", "show", "speed_test.v1", "--json", state=tmp_path)
+    shown = json.loads(result.stdout)
+    assert (shown["dataset"], shown["version"]) == ("speed_test.v1", "1.0")
 
 
 def test_schemas_show_of_an_unknown_schema_lists_the_known_ones(tmp_path):

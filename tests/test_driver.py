@@ -67,7 +67,7 @@ def test_published_rows_are_queryable_in_duckdb_and_quarantined_ones_are_not(
     publish(broker, topic, nodes=10, duration_s=20, bad_fraction=0.1)
     summary = batch(broker, topic, data_dir, chain)
     db = duckdb.connect(str(DataLayout(data_dir).catalog), read_only=True)
-    views = ("radio_kpi_v1", "node_heartbeat_v1", "speed_test_v1")
+    views = ("radio_kpi_v1", "node_heartbeat_v1", "speed_test_v2")
     published = sum(db.execute(f"SELECT count(*) FROM {v}").fetchone()[0] for v in views)
     overlap = db.execute(
         "SELECT count(*) FROM radio_kpi_v1 p JOIN quarantine q "

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
-from hostile_records import BRACKETS_IN_A_STRING, KINDS, LONG_DIGITS_IN_A_FLOAT, NODE, Kind
+from hostile_records import (
+    BRACKETS_IN_A_STRING,
+    KINDS,
+    LONG_DIGITS_IN_A_FLOAT,
+    NDT7_WITHOUT_A_HEADER,
+    NODE,
+    Kind,
+)
 
 from pipelines.standardize import standardize_routed
 from schemas.records import RAW_RECORD_SCHEMA
@@ -44,9 +51,10 @@ def test_each_hostile_kind_is_quarantined_under_its_reason(kind: Kind):
 
 def test_all_kinds_in_one_batch_between_valid_records_are_quarantined_once_each():
     records = [(NODE, BRACKETS_IN_A_STRING), (NODE, LONG_DIGITS_IN_A_FLOAT)]
+    records += [(None, NDT7_WITHOUT_A_HEADER)]
     records += [(k.header, k.value) for k in KINDS]
     result = standardize_routed(batch(*records), "auto")
     codes = result.quarantined.column("reason_code").to_pylist()
     assert codes == [k.code for k in KINDS]
-    assert result.quarantined.column("offset").to_pylist() == list(range(2, len(records)))
-    assert result.published_records == 2  # brackets inside a string are not nesting
+    assert result.quarantined.column("offset").to_pylist() == list(range(3, len(records)))
+    assert result.published_records == 3  # brackets inside a string are not nesting

@@ -19,6 +19,7 @@ from hostile_records import (
     CRASHER,
     KINDS,
     LONG_DIGITS_IN_A_FLOAT,
+    NDT7_WITHOUT_A_HEADER,
     NODE,
     RIPE,
 )
@@ -55,6 +56,7 @@ def valid_records() -> list[tuple[str | None, bytes, bytes]]:
     records += [(NODE, b"edge", BRACKETS_IN_A_STRING), (NODE, b"edge", LONG_DIGITS_IN_A_FLOAT)]
     records += [(None, b"ripe", json.dumps(RIPE_PING).encode())]
     records += [(RIPE, b"ripe", json.dumps(OWN_NETWORK_TRACE).encode())]
+    records += [(None, b"ndt7", NDT7_WITHOUT_A_HEADER)]  # an M-Lab result, sniffed
     return records
 
 

@@ -151,14 +151,14 @@ def test_other_formats_carry_the_same_rows(buyer, demo_dir, fmt):
 
 
 def test_a_query_over_two_licensed_datasets_names_both_checkpoints(server, demo_dir):
-    _name, key = new_buyer(demo_dir, "radio_kpi.v1", "speed_test.v1")
+    _name, key = new_buyer(demo_dir, "radio_kpi.v1", "speed_test.v2")
     client = Client(server.url, key)
     status, result = client.query_json(
-        "SELECT count(*) AS n FROM radio_kpi_v1 r JOIN speed_test_v1 s USING (node_id)"
+        "SELECT count(*) AS n FROM radio_kpi_v1 r JOIN speed_test_v2 s USING (node_id)"
     )
     client.close()
     assert status == 200
-    assert [c["dataset"] for c in result["checkpoints"]] == ["radio_kpi.v1", "speed_test.v1"]
+    assert [c["dataset"] for c in result["checkpoints"]] == ["radio_kpi.v1", "speed_test.v2"]
 
 
 def test_revoking_takes_effect_on_the_next_request(buyer, demo_dir):
@@ -180,7 +180,7 @@ def test_listings_flag_what_the_buyer_licensed(buyer):
     assert {item["dataset"]: item["licensed"] for item in listings} == {
         "node_heartbeat.v1": False,
         "radio_kpi.v1": True,
-        "speed_test.v1": False,
+        "speed_test.v2": False,
         "subscriber_session.v1": False,
         "session_counts_dp.v1": False,
     }
@@ -256,10 +256,10 @@ def test_proofs_need_whole_rows_of_one_dataset_in_json(buyer, sql, options, code
 
 
 def test_proofs_over_a_join_are_refused(server, demo_dir):
-    _name, key = new_buyer(demo_dir, "radio_kpi.v1", "speed_test.v1")
+    _name, key = new_buyer(demo_dir, "radio_kpi.v1", "speed_test.v2")
     client = Client(server.url, key)
     status, result = client.query_json(
-        "SELECT r.* FROM radio_kpi_v1 r JOIN speed_test_v1 s USING (node_id) LIMIT 2", proofs=True
+        "SELECT r.* FROM radio_kpi_v1 r JOIN speed_test_v2 s USING (node_id) LIMIT 2", proofs=True
     )
     client.close()
     assert status == 400 and result["error"]["code"] == "proofs_need_one_dataset"
@@ -337,7 +337,7 @@ def test_a_dataset_page_holds_what_a_buyer_decides_from(buyer):
 
 def test_a_speed_test_listing_covers_its_published_h3_cells(buyer):
     _name, client = buyer
-    listing = json.loads(client.request("GET", "/api/listings/speed_test.v1")[2])
+    listing = json.loads(client.request("GET", "/api/listings/speed_test.v2")[2])
     assert listing["coverage"]["h3_cells"]
     assert all(len(c["boundary"]) == 6 for c in listing["coverage"]["h3_cells"])
 
@@ -346,12 +346,12 @@ def test_an_access_request_is_recorded_once_and_seen_by_the_seller(buyer, demo_d
     name, client = buyer
     for message in ("first", "second thoughts"):
         status, _h, body = client.request(
-            "POST", "/api/access-requests", {"dataset": "speed_test.v1", "message": message}
+            "POST", "/api/access-requests", {"dataset": "speed_test.v2", "message": message}
         )
         assert status == 201 and json.loads(body)["request"]["status"] == "pending"
     pending = MarketStore(market_path(demo_dir)).access_requests("pending")
     assert [(r["dataset"], r["message"]) for r in pending if r["buyer"] == name] == [
-        ("speed_test.v1", "second thoughts")
+        ("speed_test.v2", "second thoughts")
     ]
     mine = json.loads(client.request("GET", "/api/access-requests")[2])["requests"]
     assert [r["message"] for r in mine] == ["second thoughts"]
@@ -363,7 +363,7 @@ def test_an_access_request_is_recorded_once_and_seen_by_the_seller(buyer, demo_d
         ({"dataset": "radio_kpi.v1"}, 409, "already_licensed"),
         ({"dataset": "nope.v1"}, 404, "not_found"),
         ({"dataset": 3}, 400, "bad_request"),
-        ({"dataset": "speed_test.v1", "extra": 1}, 400, "bad_request"),
+        ({"dataset": "speed_test.v2", "extra": 1}, 400, "bad_request"),
     ],
 )
 def test_a_wrong_access_request_is_refused(buyer, body, status, code):

@@ -53,29 +53,29 @@ def test_grant_of_an_unknown_dataset_is_a_one_line_error(demo_dir):
 
 def test_terms_show_in_listings_and_exports(demo_dir):
     terms = rda(
-        "market", "terms", "speed_test.v1", "--license", "CC-BY-NC-4.0", "--price", "12.5",
+        "market", "terms", "speed_test.v2", "--license", "CC-BY-NC-4.0", "--price", "12.5",
         "--data-dir", str(demo_dir), "--json",
     )  # fmt: skip
     assert terms.returncode == 0, terms.stderr
     listings = json.loads(rda("market", "list", "--data-dir", str(demo_dir), "--json").stdout)
-    speed = next(item for item in listings["listings"] if item["dataset"] == "speed_test.v1")
+    speed = next(item for item in listings["listings"] if item["dataset"] == "speed_test.v2")
     assert (speed["license"], speed["price_usd"]) == ("CC-BY-NC-4.0", 12.5)
     exported = rda(
-        "market", "export", "speed_test.v1", "--format", "croissant", "--data-dir", str(demo_dir)
+        "market", "export", "speed_test.v2", "--format", "croissant", "--data-dir", str(demo_dir)
     )
     assert json.loads(exported.stdout)["license"] == "CC-BY-NC-4.0"
 
 
 def test_buyer_queries_as_csv_with_the_checkpoint_on_stderr(demo_dir):
     key = add_buyer(demo_dir, "cli-csv")
-    rda("market", "grant", "cli-csv", "speed_test.v1", "--data-dir", str(demo_dir))
+    rda("market", "grant", "cli-csv", "speed_test.v2", "--data-dir", str(demo_dir))
     result = rda(
-        "query", "SELECT count(*) AS n FROM speed_test_v1", "--format", "csv",
+        "query", "SELECT count(*) AS n FROM speed_test_v2", "--format", "csv",
         "--data-dir", str(demo_dir), env={"RDA_API_KEY": key},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == '"n"'
-    assert "computed on speed_test.v1 tree size" in " ".join(result.stderr.split())
+    assert "computed on speed_test.v2 tree size" in " ".join(result.stderr.split())
 
 
 @pytest.mark.parametrize(
@@ -159,12 +159,12 @@ def test_seller_answers_access_requests(demo_dir):
     from market.store import MarketStore, market_path
 
     add_buyer(demo_dir, "cli-asker")
-    MarketStore(market_path(demo_dir)).request_access("cli-asker", "speed_test.v1", "a study")
+    MarketStore(market_path(demo_dir)).request_access("cli-asker", "speed_test.v2", "a study")
     listed = rda("market", "requests", "--data-dir", str(demo_dir))
     assert listed.returncode == 0 and "cli-asker" in listed.stdout and "a study" in listed.stdout
-    declined = rda("market", "decline", "cli-asker", "speed_test.v1", "--data-dir", str(demo_dir))
+    declined = rda("market", "decline", "cli-asker", "speed_test.v2", "--data-dir", str(demo_dir))
     assert declined.returncode == 0, declined.stderr
-    again = rda("market", "decline", "cli-asker", "speed_test.v1", "--data-dir", str(demo_dir))
+    again = rda("market", "decline", "cli-asker", "speed_test.v2", "--data-dir", str(demo_dir))
     assert again.returncode == 2 and "no pending request" in again.stderr
     report = rda(
         "market", "requests", "--status", "declined", "--json", "--data-dir", str(demo_dir)

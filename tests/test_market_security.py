@@ -1,7 +1,7 @@
 """Buyer SQL escape attempts, each refused with a clear error while the service keeps serving.
 
 The buyer here is licensed to ``radio_kpi.v1`` only; ``node_heartbeat.v1`` and
-``speed_test.v1`` exist in the same catalog and must stay out of reach, as must files, the
+``speed_test.v2`` exist in the same catalog and must stay out of reach, as must files, the
 network, settings and the catalog's internals.
 """
 
@@ -34,7 +34,7 @@ def attacker(server, demo_dir: Path) -> Client:
 
 @pytest.fixture(scope="module")
 def bystander(server, demo_dir: Path) -> Client:
-    _name, key = new_buyer(demo_dir, "radio_kpi.v1", "speed_test.v1")
+    _name, key = new_buyer(demo_dir, "radio_kpi.v1", "speed_test.v2")
     client = Client(server.url, key)
     yield client
     client.close()
@@ -77,7 +77,7 @@ REFUSALS: dict[str, dict[str, str]] = {
             "WITH h AS (SELECT * FROM node_heartbeat_v1) SELECT * FROM h"
         ),
         "an unlicensed view in a subquery": (
-            "SELECT count(*) FROM radio_kpi_v1 WHERE node_id IN (SELECT node_id FROM speed_test_v1)"
+            "SELECT count(*) FROM radio_kpi_v1 WHERE node_id IN (SELECT node_id FROM speed_test_v2)"
         ),
         "an unlicensed view in a UNION": (
             "SELECT node_id FROM radio_kpi_v1 UNION ALL SELECT node_id FROM node_heartbeat_v1"
@@ -156,9 +156,9 @@ def test_escape_attempt_is_refused_and_the_service_keeps_serving(
     assert status in (400, 403)
     assert body["error"]["code"] == code
     assert body["error"]["message"]
-    status, result = bystander.query_json("SELECT count(*) AS n FROM speed_test_v1")
+    status, result = bystander.query_json("SELECT count(*) AS n FROM speed_test_v2")
     assert status == 200
-    assert result["rows"] == [{"n": load_assets(demo_dir)["speed_test.v1"].checkpoint.tree_size}]
+    assert result["rows"] == [{"n": load_assets(demo_dir)["speed_test.v2"].checkpoint.tree_size}]
 
 
 def test_nothing_was_written_by_the_attempts():

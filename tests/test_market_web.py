@@ -117,7 +117,7 @@ def test_signed_in_buyer_sees_the_catalog_and_can_search_and_filter(page):
     shot(page, "catalog")
     page.fill("#search", "download")  # a field description of speed_test only
     assert page.locator(".card").count() == 1
-    assert page.locator(".card").get_attribute("data-dataset") == "speed_test.v1"
+    assert page.locator(".card").get_attribute("data-dataset") == "speed_test.v2"
     page.fill("#search", "")
     page.select_option("#filter", "licensed")
     assert [c.get_attribute("data-dataset") for c in page.locator(".card").all()] == [
@@ -220,13 +220,13 @@ def test_the_dp_dataset_states_its_epsilon(page):
 
 
 def test_speed_tests_cover_the_cells_they_publish(page):
-    open_dataset(page, "speed_test.v1")
+    open_dataset(page, "speed_test.v2")
     page.wait_for_selector("#coverage svg.map .cells polygon")
     assert page.locator("#coverage .cells polygon").count() > 0
 
 
 def test_a_buyer_requests_access_and_the_seller_sees_it(page, demo_dir):
-    open_dataset(page, "speed_test.v1")
+    open_dataset(page, "speed_test.v2")
     assert page.inner_text("#request-access").startswith("Request access")
     page.fill("#request-message", "coverage study of the Madrid nodes")
     page.click("#request-access")
@@ -236,9 +236,9 @@ def test_a_buyer_requests_access_and_the_seller_sees_it(page, demo_dir):
     listed = rda_json("market", "requests", "--status", "pending", "--data-dir", str(demo_dir))
     mine = [r for r in listed["requests"] if r["buyer"] == buyer]
     assert [(r["dataset"], r["message"]) for r in mine] == [
-        ("speed_test.v1", "coverage study of the Madrid nodes")
+        ("speed_test.v2", "coverage study of the Madrid nodes")
     ]
-    MarketStore(market_path(demo_dir)).grant(buyer, "speed_test.v1")
+    MarketStore(market_path(demo_dir)).grant(buyer, "speed_test.v2")
     page.reload()
     page.wait_for_selector("#downloads")
     assert "licensed to you" in page.inner_text(".dataset-head")

@@ -225,10 +225,11 @@ def test_heartbeats_and_speed_tests_go_to_their_own_datasets_in_canonical_units(
     assert {ds: rows.num_rows for ds, rows in result.published.items()} == {
         "radio_kpi.v1": 1,
         "node_heartbeat.v1": 1,
-        "speed_test.v1": 1,
+        "speed_test.v2": 1,
     }
-    test = result.published["speed_test.v1"].to_pylist()[0]
+    test = result.published["speed_test.v2"].to_pylist()[0]
     assert (test["download_mbps"], test["upload_mbps"]) == (100.0, 20.0)  # bytes/s -> Mbit/s
+    assert (test["source"], test["test_id"]) == ("rda.node", "an-0007/1764032523000")
     beat = result.published["node_heartbeat.v1"].to_pylist()[0]
     assert (beat["status"], beat["battery_pct"], beat["source_offset"]) == ("online", 80.5, 101)
 
@@ -258,3 +259,11 @@ def test_a_repeated_report_in_the_same_chunk_is_a_duplicate_naming_the_first():
 
 def test_an_unknown_version_of_the_wire_format_is_not_guessed_at():
     assert reasons(with_change("format", "rda.node.v2")) == ["unknown_format"]
+
+
+def test_a_speed_test_without_its_node_is_refused_naming_the_node():
+    speed = {"format": "rda.node.v1", "kind": "speed_test", "ts_ms": 1764032523000}
+    speed["speed"] = {"down_bps": 12_500_000, "latency_ms": 20.0}
+    assert adapter_inputs.messages(NODE_JSON, encode(speed)) == [
+        "node is required (a speed test's id is its node and time)"
+    ]

@@ -18,7 +18,7 @@ from infra.tools import free_port
 from pipelines.kafka_source import open_source
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow]
-DATASETS = ("radio_kpi.v1", "node_heartbeat.v1", "speed_test.v1")
+DATASETS = ("radio_kpi.v1", "node_heartbeat.v1", "speed_test.v2")
 
 
 def logged(log, text: str) -> bool:

@@ -12,10 +12,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from schemas.model import Field
+from schemas.published import published_schema_for_dataset
 from schemas.radio import RADIO_KPI_V1
-from schemas.registry import schema_for_dataset
+from schemas.registry import all_datasets, get_schema, schema_for_dataset
+from schemas.service import SPEED_TEST_V1, SPEED_TEST_V2
 from sinks.catalog import Catalog
 from sinks.layout import DataLayout
+from validators.rowchecks import check_rows
 
 ADDED_IN_1_1 = ("band", "prb_utilization_pct")
 RADIO_1_0 = dataclasses.replace(
@@ -111,3 +114,56 @@ def test_the_catalog_view_of_a_dataset_reads_both_minors_by_column_name(tmp_path
             f'SELECT band, rsrp_dbm FROM "{view}" ORDER BY source_offset'
         ).fetchall()
     assert found == [(None, -90.0), ("B3", -90.0)]
+
+
+def speed_rows(schema, **values) -> pa.Table:
+    base = {"node_id": "an-1", "source": "rda.node", "test_id": "an-1/1", "download_mbps": 50.0}
+    base |= {"upload_mbps": 10.0, "latency_ms": 20.0, "event_time": 1_764_000_000_000_000}
+    base |= {"source_topic": "t", "source_partition": 0, "source_offset": 0}
+    base |= {"ingest_time": 1_764_000_000_000_000}
+    columns = {f.name: [{**base, **values}.get(f.name)] for f in schema.all_fields}
+    return pa.Table.from_pydict(columns, schema=schema.arrow_schema())
+
+
+def test_speed_test_2_is_a_new_major_and_1_stays_registered_beside_it():
+    assert not SPEED_TEST_V2.reads_beside(SPEED_TEST_V1)  # a new key, optional throughputs
+    assert (get_schema("speed_test"), get_schema("speed_test.v1")) == (SPEED_TEST_V2, SPEED_TEST_V1)
+    assert {"speed_test.v1", "speed_test.v2"} <= set(all_datasets())  # both logs are resumed
+    assert published_schema_for_dataset("speed_test.v1").natural_key == ("node_id", "event_time")
+
+
+def test_a_new_at_least_one_rule_cannot_be_a_minor_version():
+    stricter = dataclasses.replace(
+        SPEED_TEST_V2, minor=1, at_least_one=(("latency_ms", "jitter_ms"),)
+    )
+    assert not stricter.reads_beside(SPEED_TEST_V2)
+
+
+def test_a_one_direction_test_passes_and_one_with_neither_is_refused():
+    one_way = speed_rows(SPEED_TEST_V2, upload_mbps=None)
+    neither = speed_rows(SPEED_TEST_V2, download_mbps=None, upload_mbps=None)
+    rows = pa.concat_tables([one_way, neither]).combine_chunks().to_batches()[0]
+    checked = check_rows(SPEED_TEST_V2, rows)
+    assert checked.valid.to_pylist() == [True, False]
+    assert checked.reasons.to_pylist()[1] == (
+        "one of download_mbps, upload_mbps is required, but none is present"
+    )
+
+
+def test_existing_speed_test_1_data_is_still_read_and_listed_beside_2(tmp_path):
+    layout = DataLayout(tmp_path)
+    with Catalog(layout) as catalog:
+        for offset, (schema, table) in enumerate(
+            [(SPEED_TEST_V1, speed_rows(SPEED_TEST_V1)), (SPEED_TEST_V2, speed_rows(SPEED_TEST_V2))]
+        ):
+            catalog.register_dataset(schema.dataset, schema.describe(), schema.fingerprint())
+            path = layout.dataset_dir(schema.dataset) / "data" / "b1.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(table, path)
+            entry = {"path": layout.relative(path), "dataset": schema.dataset, "rows": 1}
+            entry |= {"sha256": "", "leaf_start": 0, "topic": "t", "partition": 0}
+            catalog.register_files(offset + 1, [entry | {"start": offset, "end": offset + 1}])
+        catalog.refresh_views()
+        old = catalog.db.execute("SELECT node_id, download_mbps FROM speed_test_v1").fetchall()
+        new = catalog.db.execute("SELECT source, test_id FROM speed_test_v2").fetchall()
+    assert (old, new) == ([("an-1", 50.0)], [("rda.node", "an-1/1")])

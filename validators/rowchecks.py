@@ -1,4 +1,5 @@
-"""Row checks derived from schema metadata: required fields, finite numbers, valid ranges.
+"""Row checks derived from schema metadata: required fields, finite numbers, valid ranges, and
+groups of fields of which a row holds at least one.
 
 Vectorized with ``pyarrow.compute``: each check yields a failure mask over the whole batch, and
 every failing row gets the reason of the first check it fails, so no row is rejected without one.
@@ -6,6 +7,8 @@ every failing row gets the reason of the first check it fails, so no row is reje
 
 from __future__ import annotations
 
+import functools
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -29,20 +32,34 @@ class RowCheckResult:
 
 
 def check_rows(schema: TelemetrySchema, rows: pa.RecordBatch) -> RowCheckResult:
-    """Check ``rows`` (canonical names) against ``schema``'s required flags and ranges."""
+    """Check ``rows`` (canonical names) against ``schema``'s required flags, ranges and
+    "at least one of" groups."""
+    checks = (
+        (code, failed, rows.column(field.name), describe)
+        for field in schema.all_fields
+        for code, failed, describe in _field_checks(field, rows.column(field.name))
+    )
     codes = pa.nulls(rows.num_rows, pa.string())
     reasons = pa.nulls(rows.num_rows, pa.string())
-    for field in schema.all_fields:
-        column = rows.column(field.name)
-        for code, failed, describe in _field_checks(field, column):
-            first = pc.and_(pc.fill_null(failed, False), pc.is_null(codes))
-            count = pc.sum(first).as_py() or 0
-            if not count:
-                continue
-            # Reasons are formatted for the failing rows only: clean batches pay nothing.
-            codes = pc.replace_with_mask(codes, first, pa.array([code] * count, pa.string()))
-            reasons = pc.replace_with_mask(reasons, first, describe(pc.filter(column, first)))
+    for code, failed, column, describe in itertools.chain(checks, _group_checks(schema, rows)):
+        first = pc.and_(pc.fill_null(failed, False), pc.is_null(codes))
+        count = pc.sum(first).as_py() or 0
+        if not count:
+            continue
+        # Reasons are formatted for the failing rows only: clean batches pay nothing.
+        codes = pc.replace_with_mask(codes, first, pa.array([code] * count, pa.string()))
+        reasons = pc.replace_with_mask(reasons, first, describe(pc.filter(column, first)))
     return RowCheckResult(valid=pc.is_null(codes), codes=codes, reasons=reasons)
+
+
+def _group_checks(
+    schema: TelemetrySchema, rows: pa.RecordBatch
+) -> Iterator[tuple[str, pa.Array, pa.Array, Describe]]:
+    """Rows holding none of a group's fields (``TelemetrySchema.at_least_one``)."""
+    for group in schema.at_least_one:
+        none = functools.reduce(pc.and_, [pc.is_null(rows.column(name)) for name in group])
+        message = f"one of {', '.join(group)} is required, but none is present"
+        yield "missing_required", none, none, lambda v, m=message: pa.array([m] * len(v))
 
 
 Describe = Callable[[pa.Array], pa.Array]

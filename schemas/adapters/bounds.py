@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 MAX_MESSAGE_BYTES = 1_000_000
 MAX_DEPTH = 64
 MAX_DIGITS = 400
+_SAMPLES = 16  # digits sampled in a row to suspect a long number (divides MAX_DIGITS)
 # py-evm raises the limit to 12,288 so the EVM can reach its 1,024 call frames; py_ecc then
 # raises it to 100,000, deep enough to overflow the C stack. Parsing restores this bound.
 SAFE_RECURSION_LIMIT = 12_288
@@ -40,6 +41,7 @@ _LONG_NUMBER_BYTES = re.compile(rb"[0-9]{%d}" % (MAX_DIGITS + 1))
 _ESCAPE = re.compile(rb"\\.", re.S)
 _STRING = re.compile(rb'"[^"]*"')  # after escapes are gone: linear, no backtracking blow-up
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"[]{}')
 
 
 def contain_recursion() -> None:
@@ -95,18 +97,23 @@ def _opener_counts(offsets: np.ndarray, data: np.ndarray) -> np.ndarray:
 def _maybe_long_numbers(offsets: np.ndarray, data: np.ndarray) -> list[int]:
     """Messages that may hold a run of more than ``MAX_DIGITS`` digits (a superset).
 
-    Such a run covers at least four consecutive bytes sampled every ``MAX_DIGITS // 4``: only
-    those samples are read, so the check costs a hundredth of a pass over the bytes.
+    Such a run covers at least ``_SAMPLES`` consecutive bytes sampled every ``MAX_DIGITS //
+    _SAMPLES``: only those samples are read (a 25th of the bytes). Sixteen samples in a row all
+    digits almost never happens by chance, even in digit-dense JSON (kernel counters), so few
+    messages are left for the exact search.
     """
-    step = MAX_DIGITS // 4
+    step = MAX_DIGITS // _SAMPLES
     sample = data[::step]
     digit = (sample - np.uint8(ord("0"))) < 10  # uint8 arithmetic wraps: one compare
-    if len(digit) < 4:
+    if len(digit) < _SAMPLES:
         return []
-    four = np.flatnonzero(digit[:-3] & digit[1:-2] & digit[2:-1] & digit[3:]) * step
-    owner = np.searchsorted(offsets[1:], four, side="right")
-    last = np.searchsorted(offsets[1:], four + 3 * step, side="right")
-    return np.unique(owner[owner == last]).tolist()  # all four samples in one message
+    run = digit[: len(digit) - _SAMPLES + 1].copy()
+    for shift in range(1, _SAMPLES):
+        run &= digit[shift : len(digit) - _SAMPLES + 1 + shift]
+    found = np.flatnonzero(run) * step
+    owner = np.searchsorted(offsets[1:], found, side="right")
+    last = np.searchsorted(offsets[1:], found + (_SAMPLES - 1) * step, side="right")
+    return np.unique(owner[owner == last]).tolist()  # all samples in one message
 
 
 def refusal(value: bytes, nested: bool = True) -> tuple[str, str] | None:
@@ -118,11 +125,17 @@ def refusal(value: bytes, nested: bool = True) -> tuple[str, str] | None:
 def nesting_depth(value: bytes) -> int:
     """The deepest nesting of JSON arrays and objects, brackets inside strings not counted.
 
-    Linear time, in C but for the final count: escapes go first, then strings (which then hold
-    no quote), then everything but brackets; the running depth's peak is the answer (up to the
-    first syntax error, which is as far as a parser would go, it is the parser's own depth).
+    Linear time, in C but for the final count. Only quotes and brackets decide it, so the rest
+    goes first; then adjacent quote pairs (a string with no bracket in it, or the end of one
+    string and the start of the next: dropping them keeps every bracket inside or outside a
+    string as it was), then what strings remain, with the brackets they hold. The running
+    depth's peak is the answer (up to the first syntax error, which is as far as a parser would
+    go, it is the parser's own depth). A message with a backslash has its escapes dropped first.
     """
-    brackets = _STRING.sub(b"", _ESCAPE.sub(b"", value)).translate(None, _NOT_BRACKETS)
+    if b"\\" in value:
+        value = _ESCAPE.sub(b"", value)
+    structure = value.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
+    brackets = _STRING.sub(b"", structure).translate(None, _NOT_BRACKETS)
     codes = np.frombuffer(brackets, np.uint8)
     steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1)
     return int(np.cumsum(steps).max(initial=0))

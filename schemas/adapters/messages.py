@@ -138,6 +138,8 @@ def to_int(value: Any, where: str) -> int | None:
         except ValueError:
             raise Reject("wrong_type", f"{where} must be an integer, got {value!r}") from None
     elif kind is float and value.is_integer():
+        if not INT64_MIN <= value <= INT64_MAX:  # said as it was written: 1e+308, not 309 digits
+            raise Reject("out_of_range", f"{where}={value!r} does not fit in 64 bits")
         number = int(value)
     elif kind is float and not math.isfinite(value):
         raise Reject("not_finite", f"{where} is not a finite number")

@@ -84,8 +84,11 @@ def decode_json_messages(values: pa.Array, table: WireTable) -> Screened:
     """Parse every message of ``values``; each one is parsed or rejected with a reason."""
     result = Screened(table.empty(), [])
     candidates = _prescreen(values, result)
+    candidates = _objects_for_arrow(values, candidates, table, result)
     parsed = _parse_block(values, candidates, table)
-    if parsed is None:
+    if parsed is not None:
+        parsed, candidates = _without_constants(values, parsed, candidates, table, result)
+    else:
         candidates = _screen_messages(values, candidates, table, result)
         parsed = _parse_block(values, candidates, table, compact=True)
         if parsed is None:  # a message our screen passed but Arrow refused: isolate it
@@ -108,6 +111,46 @@ def _prescreen(values: pa.Array, result: Screened) -> list[int]:
         else:
             candidates.append(position)
     return candidates
+
+
+def _objects_for_arrow(
+    values: pa.Array, candidates: list[int], table: WireTable, result: Screened
+) -> list[int]:
+    """Only objects go to Arrow's reader (a block holding nothing but ``null`` crashes it,
+    SIGSEGV, pyarrow 25); the others are screened, so refused, one by one at once."""
+    if not candidates:
+        return candidates
+    chosen = values.take(pa.array(candidates, pa.int64()))
+    opens = pc.starts_with(chosen, "{")
+    if pc.all(opens).as_py():
+        return candidates
+    opens = pc.or_(opens, pc.match_substring_regex(chosen, r"^\s*\{")).to_pylist()
+    _screen_messages(values, [p for p, ok in zip(candidates, opens, strict=True) if not ok],
+                     table, result)  # fmt: skip
+    return [p for p, ok in zip(candidates, opens, strict=True) if ok]
+
+
+def _without_constants(
+    values: pa.Array, parsed: pa.RecordBatch, positions: list[int], table: WireTable,
+    result: Screened,
+) -> tuple[pa.RecordBatch, list[int]]:  # fmt: skip
+    """Arrow's reader takes ``NaN`` and ``Infinity`` for numbers, ``json`` refuses them: a
+    message holding one in a number field is screened (refused, naming it) as it would be in
+    any other batch, so it decodes the same whatever else is in its batch."""
+    found = None
+    for path, (_, arrow_type) in table.fields.items():
+        if pa.types.is_floating(arrow_type):
+            column = parsed.column(path[0])
+            column = pc.struct_field(column, path[1]) if len(path) == 2 else column
+            odd = pc.invert(pc.is_finite(column))
+            found = odd if found is None else pc.or_kleene(found, odd)
+    if found is None or not pc.any(pc.fill_null(found, False)).as_py():
+        return parsed, positions
+    odd = pc.fill_null(found, False).to_pylist()
+    suspects = [p for p, flag in zip(positions, odd, strict=True) if flag]
+    refused = set(suspects) - set(_screen_messages(values, suspects, table, result))
+    keep = [p not in refused for p in positions]  # an overflowing 1e999 stays: the checks name it
+    return parsed.filter(pa.array(keep)), [p for p in positions if p not in refused]
 
 
 def _parse_block(
@@ -227,7 +270,9 @@ def _check_types(document: dict, table: WireTable) -> None:
             value = container.get(name)
             where = name if group is None else f"{group}.{name}"
             if value is None or type(value) in allowed:
-                if type(value) is int and not INT64_MIN <= value <= INT64_MAX:
+                # An integer field holds 64 bits (a number field takes any integer as a float).
+                big = type(value) is int and not INT64_MIN <= value <= INT64_MAX
+                if big and float not in allowed:
                     raise Reject("out_of_range", f"{where}={value} does not fit in 64 bits")
                 continue
             expected = "/".join(sorted(t.__name__ for t in allowed))

@@ -6,10 +6,11 @@ One wire format, three telemetry kinds, told apart by the ``kind`` member:
 |---|---|---|
 | ``radio_kpi`` | radio_kpi | ``dl_kbps``/``ul_kbps`` kbit/s → Mbit/s |
 | ``node_heartbeat`` | node_heartbeat | — |
-| ``speed_test`` | speed_test | ``down_bps``/``up_bps`` bytes/s (as Helium reports) → Mbit/s |
+| ``speed_test`` | speed_test v2 | ``down_bps``/``up_bps`` bytes/s (as Helium reports) → Mbit/s |
 | ``subscriber_session`` | subscriber_session | ``start_ms``/``end_ms`` → UTC microseconds |
 
-``ts_ms`` (epoch milliseconds) becomes UTC microseconds for every kind.
+``ts_ms`` (epoch milliseconds) becomes UTC microseconds for every kind. A speed test's source is
+``rda.node`` and its test id ``<node>/<ts_ms>``.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from schemas.adapters.ndjson import NUMBER, WireTable, decode_json_messages
 from schemas.model import TelemetrySchema
 from schemas.node import NODE_HEARTBEAT_V1
 from schemas.radio import RADIO_KPI_V1
-from schemas.service import SPEED_TEST_V1, SUBSCRIBER_SESSION_V1
+from schemas.service import SPEED_TEST_V2, SUBSCRIBER_SESSION_V1
 
 WIRE_FORMAT = "rda.node.v1"
+SPEED_TEST_SOURCE = "rda.node"  # speed_test v2's source of the nodes' own tests
 _S, _I = (str,), (int,)
 _WIRE = WireTable(
     {
@@ -83,7 +85,7 @@ class NodeJsonAdapter:
     schemas: tuple[TelemetrySchema, ...] = (
         RADIO_KPI_V1,
         NODE_HEARTBEAT_V1,
-        SPEED_TEST_V1,
+        SPEED_TEST_V2,
         SUBSCRIBER_SESSION_V1,
     )
 
@@ -132,9 +134,13 @@ def _content_rejects(wire: pa.RecordBatch) -> pa.Array:
     bad_time = _outside_sane_times(ts)
     for name in ("start_ms", "end_ms"):  # a session's own times, when present
         bad_time = pc.or_(bad_time, _outside_sane_times(_sub(wire, "session", name)))
+    # A speed test's id is made of its node and time (other kinds' row checks name the node).
+    nameless = pc.and_(
+        pc.fill_null(pc.equal(kind, "speed_test"), False), pc.is_null(wire.column("node"))
+    )
     known_kinds = ", ".join(_KINDS)
     return pc.case_when(
-        pc.make_struct(wrong_format, wrong_kind, bad_time),
+        pc.make_struct(wrong_format, wrong_kind, bad_time, nameless),
         pc.if_else(
             pc.is_null(fmt),
             f'unknown_format: the message has no "format" member ({WIRE_FORMAT} messages carry '
@@ -156,6 +162,7 @@ def _content_rejects(wire: pa.RecordBatch) -> pa.Array:
             " is outside 2000-01-01..2100-01-01",
             "",
         ),
+        "missing_required: node is required (a speed test's id is its node and time)",
     )
 
 
@@ -214,8 +221,13 @@ def _heartbeat(wire: pa.RecordBatch) -> dict[str, pa.Array]:
 
 def _speed_test(wire: pa.RecordBatch) -> dict[str, pa.Array]:
     bytes_to_mbit = 8 / 1_000_000
+    node = wire.column("node")
     return {
-        "node_id": wire.column("node"),
+        "source": pa.repeat(pa.scalar(SPEED_TEST_SOURCE), wire.num_rows),
+        "test_id": pc.binary_join_element_wise(
+            node, pc.cast(wire.column("ts_ms"), pa.string()), "/"
+        ),
+        "node_id": node,
         "event_time": _micros(wire.column("ts_ms")),
         "download_mbps": pc.multiply(_sub(wire, "speed", "down_bps"), bytes_to_mbit),
         "upload_mbps": pc.multiply(_sub(wire, "speed", "up_bps"), bytes_to_mbit),
@@ -249,7 +261,7 @@ def _session(wire: pa.RecordBatch) -> dict[str, pa.Array]:
 _KINDS: dict[str, TelemetrySchema] = {
     "radio_kpi": RADIO_KPI_V1,
     "node_heartbeat": NODE_HEARTBEAT_V1,
-    "speed_test": SPEED_TEST_V1,
+    "speed_test": SPEED_TEST_V2,
     "subscriber_session": SUBSCRIBER_SESSION_V1,
 }
 _MAPPERS: dict[str, Callable[[pa.RecordBatch], dict[str, pa.Array]]] = {

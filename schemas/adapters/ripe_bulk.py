@@ -58,6 +58,7 @@ def bulk_pings(values: pa.Array) -> tuple[pa.Array, dict[str, pa.Array]]:
     for name in _REQUIRED[1:]:
         ok = pc.and_(ok, pc.is_valid(table.column(name)))
     ok = pc.and_(ok, pc.not_equal(table.column("dst_name"), ""))
+    ok = pc.and_(ok, _no_null_replies(table.column("result").combine_chunks()))
     ok = pc.and_(ok, pc.not_equal(table.column("proto"), ""))
     # A target in the probe's own network is generalized, message by message (ripe_targets).
     targets = [_whole(table.column(name)) for name in ("dst_name", "dst_addr")]
@@ -88,6 +89,13 @@ def bulk_pings(values: pa.Array) -> tuple[pa.Array, dict[str, pa.Array]]:
         "loss_pct": pc.if_else(pc.fill_null(losable, False), pc.multiply(lost, 100), None),
     }
     return positions, {name: _whole(column) for name, column in columns.items()}
+
+
+def _no_null_replies(results: pa.ListArray) -> pa.Array:
+    """False for a result list holding a null reply: Arrow reads it, the message path refuses
+    it (a reply is an object), so such results go message by message."""
+    owners = pc.filter(pc.list_parent_indices(results), pc.is_null(pc.list_flatten(results)))
+    return pc.invert(pc.is_in(pa.array(range(len(results)), pa.int64()), value_set=owners))
 
 
 def _whole(array: pa.Array | pa.ChunkedArray) -> pa.Array:
