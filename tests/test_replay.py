@@ -79,10 +79,10 @@ def test_replay_after_a_fix_publishes_the_records_and_anchors_a_checkpoint(
 ):
     summary = replay(data_dir, "rda.node.v1", stream.anchor)
     assert (summary.considered, summary.published, summary.still_quarantined) == (5, 5, {})
-    (checkpoint,) = [c for c in summary.checkpoints if c["dataset"] == "speed_test.v2"]
-    assert stream.registry.get("speed_test.v2", checkpoint["tree_size"]) is not None
+    (checkpoint,) = [c for c in summary.checkpoints if c["dataset"] == "speed_test.v1"]
+    assert stream.registry.get("speed_test.v1", checkpoint["tree_size"]) is not None
     verdict = verify_dataset(
-        data_dir / "published" / "speed_test.v2", trust=stream.trust_root(data_dir)
+        data_dir / "published" / "speed_test.v1", trust=stream.trust_root(data_dir)
     )
     assert verdict.ok
 
