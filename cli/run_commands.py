@@ -12,6 +12,7 @@ from rich.markup import escape
 from cli.output import UserError, emit_json, err, out
 from pipelines.kafka_source import CLIENTS
 from schemas.adapters import format_choices
+from sinks.storage import data_location
 from streaming.config import LOG_FORMATS, RUNNERS, describe, load_settings
 
 EXIT_CRASH_LOOP = 4  # a batch keeps killing its worker and no single record does
@@ -19,7 +20,7 @@ SETTING_FLAGS = (
     "topic", "bootstrap", "group", "data_dir", "interval", "max_batch_records",
     "max_chunk_records", "format", "chain", "rpc_url", "registry", "runner", "dask_scheduler",
     "metrics_port", "log_format", "kafka_timeout", "kafka_client", "retries", "backoff_max",
-    "config", "once", "join_group", "crash_limit", "lag_interval",
+    "config", "once", "join_group", "crash_limit", "lag_interval", "work_dir",
 )  # fmt: skip
 
 
@@ -69,6 +70,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--crash-limit", type=int, help="worker crashes on one batch before it is bisected (3)"
     )
     run.add_argument("--lag-interval", type=float, help="seconds between lag refreshes (15)")
+    run.add_argument(
+        "--work-dir",
+        type=Path,
+        help="this worker's local state (RDA_WORK_DIR; default: the data directory alone, "
+        "else a folder of its own)",
+    )
     run.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     run.set_defaults(handler=run_command)
 
@@ -84,7 +91,11 @@ def _connection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topic", action="append", help="topic to read (repeatable)")
     parser.add_argument("--bootstrap", help="Kafka bootstrap servers (default: `infra up`)")
     parser.add_argument("--group", help="Kafka consumer group (rda-pipeline)")
-    parser.add_argument("--data-dir", type=Path, help="data directory (RDA_DATA_DIR, data)")
+    parser.add_argument(
+        "--data-dir",
+        type=data_location,
+        help="data directory: a folder, or s3://BUCKET/PREFIX (RDA_DATA_DIR, data)",
+    )
 
 
 def _settings(args: argparse.Namespace):

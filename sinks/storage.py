@@ -123,6 +123,28 @@ class Store:
                 os.fsync(handle.fileno())
         os.replace(partial, path)
 
+    def create(self, relative: str, data: bytes) -> bool:
+        """Write the object only if there is none yet; whether this call wrote it.
+
+        Atomic on a local disk (a hard link fails if the name exists). S3 has no such
+        operation (s3rver has no conditional PUT): there, a check then a write."""
+        if self.local is None:
+            if self.exists(relative):
+                return False
+            self.write_bytes(relative, data)
+            return True
+        path = self.local / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{path.name}.partial-{os.getpid()}")
+        partial.write_bytes(data)
+        try:
+            os.link(partial, path)
+        except FileExistsError:
+            return False
+        finally:
+            partial.unlink()
+        return True
+
     def write_json(self, relative: str, value: Any, durable: bool = False) -> None:
         self.write_bytes(relative, (json.dumps(value, sort_keys=True) + "\n").encode(), durable)
 

@@ -80,6 +80,7 @@ class CommitContext:
     progress: Progress = lambda _m: None
     on_committed: Callable[[list[dict]], None] = lambda _c: None  # journal, before the anchor
     checkpoints: Checkpoints | None = None  # what is anchored, read once per batch
+    seconds: dict[str, float] = field(default_factory=dict)  # anchor: time in the chain's call
 
 
 @dataclass
@@ -146,9 +147,11 @@ def commit_and_anchor(
         ctx.progress(
             f"batch {plan['batch_id']}: anchoring {len(built)} dataset checkpoints in one tx"
         )
+        started = time.monotonic()
         try:
             anchored = ctx.chain([b.checkpoint for b in built])
         except AnchorContention as refused:
+            ctx.seconds["anchor"] = ctx.seconds.get("anchor", 0.0) + time.monotonic() - started
             lost = refused
             if not _moved(ctx.chain, built):
                 raise ChainChanged(str(lost)) from None
@@ -159,7 +162,11 @@ def commit_and_anchor(
             )  # fmt: skip
             time.sleep(random.uniform(0, min(0.05 * attempt, 1.0)))
             continue
-        return [finish(ctx.store, b.checkpoint, r) for b, r in zip(built, anchored, strict=True)]
+        ctx.seconds["anchor"] = ctx.seconds.get("anchor", 0.0) + time.monotonic() - started
+        return [
+            finish(ctx.store, {**b.checkpoint, "anchor_attempts": attempt}, r)
+            for b, r in zip(built, anchored, strict=True)
+        ]
     assert lost is not None
     raise AnchorContention(
         f"batch {plan['batch_id']}: other workers anchored first {MAX_ATTEMPTS} times in a row",

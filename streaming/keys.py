@@ -2,10 +2,11 @@
 pseudonym master key live on the store's private side and are copied to each work directory.
 
 The first worker of a new data directory makes them (``proofs.signing``, ``pipelines.anonymize``)
-and uploads them; a later worker downloads them. Two workers starting at the very same moment on
-an empty S3 data directory could each upload their own: each then re-reads what the store holds
-and uses that, so they converge unless their uploads cross within that moment. Start one worker
-first on a new S3 data directory (or set ``RDA_PSEUDONYM_KEY`` and place the keys yourself).
+and stores them only if none are there yet; every worker then uses what the store holds. On a
+local (or shared) file system that "only if none" is atomic, so workers started together agree.
+S3 has no conditional write here: two workers starting in the same instant on an empty S3 data
+directory could each store their own, and the second one's wins. Start one worker first on a new
+S3 data directory (or set ``RDA_PSEUDONYM_KEY`` and place the keys yourself).
 """
 
 from __future__ import annotations
@@ -35,10 +36,9 @@ def shared_keys(space: Workspace) -> PublisherKey:
             store.get_file(name, work / name)
     publisher_key(work)
     PseudonymKey.load(work / "private")
-    made = [name for name in SHARED if (work / name).exists() and not store.exists(name)]
-    for name in made:
-        store.put_file(work / name, name)
-    for name in made:  # another worker may have uploaded its own meanwhile: the store wins
-        store.get_file(name, work / name)
+    for name in SHARED:
+        if (work / name).exists():
+            store.create(name, (work / name).read_bytes())  # unless another worker was first
+            store.get_file(name, work / name)  # the store's wins
     key = _shared[store.uri + str(work)] = publisher_key(work)
     return key

@@ -154,7 +154,9 @@ class Sequencer:
             )
         dedup_s = time.monotonic() - started
         faults.journaled("landed")
+        started = time.monotonic()
         publish_batch_files(self.space.store, self.layout, receipts)
+        publish_s = time.monotonic() - started
         context = CommitContext(
             self.space.store,
             self.layout,
@@ -173,7 +175,7 @@ class Sequencer:
             record_anchored(store, checkpoints, batch_id, summary.checkpoints, shards)
             store.journal.set_state(batch_id, "anchored")
         faults.journaled("anchored")
-        summary.steps = {"dedup": dedup_s}
+        summary.steps = {"dedup": dedup_s, "publish": publish_s, **context.seconds}
         return summary
 
     def _committed(self, batch_id: int, plan: dict, pending: list[dict]) -> None:
