@@ -129,10 +129,12 @@ class Sequencer:
         ``landed_here``: this process has just landed the batch's chunks (and made
         ``validations`` of them). Otherwise they are landed again first, identically.
         """
-        batch_id, plan, state = entry["batch_id"], entry["plan"], entry["state"]
-        if state in ("anchored", "done"):  # finished meanwhile (by its worker, or an adopter)
-            with writing(self.space) as store:
-                return summary_from_journal(store, store.journal.batch(batch_id))
+        batch_id = entry["batch_id"]
+        with writing(self.space) as store:  # as journaled now: with its poison records, if any
+            entry = store.journal.batch(batch_id)
+            if entry["state"] in ("anchored", "done"):  # finished meanwhile (by an adopter)
+                return summary_from_journal(store, entry)
+        plan = entry["plan"]
         if not landed_here:
             land_chunks(self.config, self.layout, plan, self.progress, self.protection)
         receipts = [read_receipt(self.layout, OffsetRange(**c)) for c in plan["chunks"]]

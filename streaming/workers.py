@@ -27,11 +27,13 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Union
 
-from sinks.storage import Store
+if TYPE_CHECKING:  # imported when used: `this_worker` stays a light import (no pyarrow threads)
+    from sinks.storage import Store
 
 LEASE_S = float(os.environ.get("RDA_WORKER_LEASE_S", "60"))  # silent this long elsewhere: dead
-Workers = Store | Path  # the data directory's store, or a folder of heartbeat files
+Workers = Union["Store", Path]  # the data directory's store, or a folder of heartbeat files
 
 
 _DEAD_STATES = ("Z", "X", "x")  # zombie, dead: killed, waiting for its parent to reap it
@@ -60,6 +62,8 @@ def this_worker() -> str:
 
 def _place(workers: Workers) -> tuple[Store, str]:
     """The store and prefix of the heartbeat objects."""
+    from sinks.storage import Store
+
     if isinstance(workers, Store):
         return workers, "workers"
     return Store.open(workers), ""
