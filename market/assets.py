@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 
 from proofs.manifest import load_manifest
+from proofs.shard_log import dataset_files
 from sinks.layout import DataLayout
 
 _VIEW_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -52,6 +53,9 @@ class Asset:
     quality: dict[str, Any] | None  # the manifest's section: score, report_path, report_sha256…
     manifest_path: Path
     log_id: str  # the Merkle log the checkpoint commits (its directory: <dataset>/log)
+    # A checkpoint over shards (manifest version 2): its shard heads, in its order, each with
+    # ``manifest_path``; a row's position (``leaf_starts``) counts the shards before it.
+    shards: tuple[dict[str, Any], ...] = ()
 
     @property
     def dataset_dir(self) -> Path:
@@ -89,17 +93,21 @@ def _asset(layout: DataLayout, row: tuple) -> Asset:
     except (OSError, ValueError) as error:
         raise CatalogUnavailable(f"checkpoint manifest {path} is unreadable: {error}") from None
     dataset_dir = layout.dataset_dir(dataset)
-    files = manifest["files"]
+    try:
+        files = dataset_files(dataset_dir, manifest)
+    except (OSError, ValueError) as error:
+        raise CatalogUnavailable(f"checkpoint {path} lists unreadable shards: {error}") from None
     return Asset(
         dataset=dataset,
         view=view,
         checkpoint=Checkpoint(dataset, size, root, tx, block, chain_id, contract, manifest_sha),
         schema=manifest["schema"],
-        files=tuple((dataset_dir / f["path"]).resolve() for f in files),
-        leaf_starts=tuple(int(f["leaf_start"]) for f in files),
+        files=tuple((dataset_dir / f.entry["path"]).resolve() for f in files),
+        leaf_starts=tuple(f.position for f in files),
         quality=manifest.get("quality"),
         manifest_path=path,
         log_id=manifest.get("log", dataset),
+        shards=tuple(manifest.get("shards", ())),
     )
 
 

@@ -14,6 +14,9 @@ The legacy shard (the dataset's own version-1 log) keeps its stored log, ``<data
 
 from __future__ import annotations
 
+import hashlib
+import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,3 +70,38 @@ def shard_log(dataset_dir: Path, shard_manifest: dict[str, Any], directory: Path
     if log.size != size or log.root().hex() != root:
         raise ValueError(f"the leaves of {shard} do not give its root at size {size}")
     return log
+
+
+def dataset_files(dataset_dir: Path, manifest: dict[str, Any]) -> list[DatasetFile]:
+    """Every file of a dataset checkpoint in its order — the shards in the checkpoint's order,
+    each shard's files in leaf order — with each file's first row's position in that order.
+
+    A version-1 manifest's own files; a version-2 one's shard manifests, read from the dataset
+    folder and checked against the heads' hashes (``ValueError`` if one is not the head's)."""
+    if manifest.get("kind") != "dataset":
+        log = manifest.get("log", manifest["dataset"])
+        return [DatasetFile(log, None, f, f["leaf_start"]) for f in manifest["files"]]
+    found, offset = [], 0
+    for head in manifest["shards"]:
+        data = (dataset_dir / head["manifest_path"]).read_bytes()
+        if hashlib.sha256(data).hexdigest() != head["manifest_sha256"]:
+            raise ValueError(
+                f"{head['manifest_path']} is not the manifest of {head['shard']}'s head"
+            )
+        shard_manifest = json.loads(data)
+        for entry in shard_manifest["files"]:
+            found.append(
+                DatasetFile(head["shard"], shard_manifest, entry, offset + entry["leaf_start"])
+            )
+        offset += head["tree_size"]
+    return found
+
+
+@dataclass(frozen=True)
+class DatasetFile:
+    """A published file as a dataset checkpoint orders it."""
+
+    log: str  # the log its rows are leaves of: a shard id, or the dataset's own log
+    shard_manifest: dict[str, Any] | None  # None for a version-1 checkpoint
+    entry: dict[str, Any]  # its ``files[]`` entry in its log's manifest
+    position: int  # its first row's position in the checkpoint's order
