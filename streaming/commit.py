@@ -47,6 +47,7 @@ from proofs.shard_log import leaves_path
 from proofs.shards import head, shard_id
 from proofs.signing import PublisherKey
 from schemas.published import published_schema_for_dataset
+from schemas.registry import all_datasets
 from sinks.layout import DataLayout
 from sinks.quality_report import QualityReport, Validation, quality_section, write_report
 from sinks.storage import Store
@@ -111,7 +112,9 @@ def shard_rows(work: DataLayout, receipts: list[dict]) -> dict[str, list[ShardRo
             )
             if dataset in receipt.get("quality", {}):
                 rows.stats.append(receipt["quality"][dataset])
-    return {d: [shards[s] for s in sorted(shards)] for d, shards in sorted(found.items())}
+    order = {d: i for i, d in enumerate(all_datasets())}  # the registry's order, as before
+    ranked = sorted(found.items(), key=lambda item: (order.get(item[0], len(order)), item[0]))
+    return {d: [shards[s] for s in sorted(shards)] for d, shards in ranked}
 
 
 def commit_and_anchor(
