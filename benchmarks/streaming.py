@@ -83,7 +83,7 @@ def _latency(bootstrap: str, workdir: Path, seconds: float) -> dict:
             break
         time.sleep(max(0.0, TRIGGER_S - (time.monotonic() - started)))
     producer.join()
-    latencies = _latencies(workdir / "steady", done_at)
+    latencies = row_latencies(workdir / "steady", done_at)
     q = statistics.quantiles(latencies, n=20)
     return {
         "produce_rate_per_s": round(produced[0].messages / produced[0].seconds),
@@ -94,16 +94,21 @@ def _latency(bootstrap: str, workdir: Path, seconds: float) -> dict:
     }
 
 
-def _latencies(data_dir: Path, done_at: dict[int, float]) -> list[float]:
-    """Per published row: its batch's completion time minus its event (Kafka) timestamp."""
+def row_latencies(
+    data_dir: Path, done_at: dict[int, float], skip: tuple[str, ...] = ()
+) -> list[float]:
+    """Per published row (of datasets not in ``skip``): its batch's completion time minus its
+    event (Kafka) timestamp."""
     layout = DataLayout(data_dir)
     db = duckdb.connect(str(layout.catalog), read_only=True)
     try:
-        files = db.execute("SELECT path, batch_id FROM files").fetchall()
+        files = db.execute("SELECT path, batch_id, dataset FROM files").fetchall()
     finally:
         db.close()
     latencies = []
-    for path, batch_id in files:
+    for path, batch_id, dataset in files:
+        if dataset in skip:
+            continue
         ingest = pq.read_table(layout.root / path, columns=["ingest_time"]).column("ingest_time")
         seconds = pc.divide(pc.cast(pc.cast(ingest, "timestamp[us]"), "int64"), 1e6)
         latencies.extend((done_at[batch_id] - t) for t in seconds.to_pylist())

@@ -138,6 +138,7 @@ def _print_demo(summary: dict[str, Any]) -> None:
         f"records read {summary['records_read']} = published "
         f"{summary['records_published']} + quarantined {summary['records_quarantined']}"
         f" + suppressed {summary.get('records_suppressed', 0)} (k-anonymity)"
+        f" + held {summary.get('records_held', 0)} (for an event-time window)"
     )
     if summary["quarantine_reasons"]:
         out.print(

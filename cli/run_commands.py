@@ -20,7 +20,8 @@ SETTING_FLAGS = (
     "topic", "bootstrap", "group", "data_dir", "interval", "max_batch_records",
     "max_chunk_records", "format", "chain", "rpc_url", "registry", "runner", "dask_scheduler",
     "metrics_port", "log_format", "kafka_timeout", "kafka_client", "retries", "backoff_max",
-    "config", "once", "join_group", "crash_limit", "lag_interval", "work_dir",
+    "config", "once", "join_group", "crash_limit", "lag_interval", "work_dir", "window",
+    "allowed_lateness", "flush_windows",
 )  # fmt: skip
 
 
@@ -76,6 +77,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="this worker's local state (RDA_WORK_DIR; default: the data directory alone, "
         "else a folder of its own)",
     )
+    _event_time_flags(run)
     run.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     run.set_defaults(handler=run_command)
 
@@ -100,6 +102,19 @@ def _connection_flags(parser: argparse.ArgumentParser) -> None:
 
 def _settings(args: argparse.Namespace):
     return load_settings({name: getattr(args, name, None) for name in SETTING_FLAGS})
+
+
+def _event_time_flags(run: argparse.ArgumentParser) -> None:
+    run.add_argument("--window", type=int, help="event-time window, seconds (3600)")
+    run.add_argument(
+        "--allowed-lateness", type=int, help="seconds a window waits after its end (300)"
+    )
+    run.add_argument(
+        "--flush-windows",
+        action="store_true",
+        default=None,
+        help="end of input: once every partition is read, close every event-time window",
+    )
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -143,7 +158,7 @@ def run_command(args: argparse.Namespace) -> int:
         t = report.totals
         out.print(
             f"{t['batches']} batches: read {t['read']}, published {t['published']}, "
-            f"quarantined {t['quarantined']}, suppressed {t['suppressed']}"
+            f"quarantined {t['quarantined']}, suppressed {t['suppressed']}, held {t['held']}"
             + (f" (stopped by {report.stopped_by})" if report.stopped_by else "")
         )
     return 0
@@ -211,9 +226,36 @@ def _print_status(report: dict[str, Any]) -> None:
             batches = ", ".join(map(str, w["unfinished_batches"]))
             table.add_row(w["worker"], "yes" if w["alive"] else "no", batches)
         out.print(table)
+    _print_event_time(report.get("event_time", {}))
     table = Table(title="latest checkpoints")
     for column in ("dataset", "tree size", "root", "anchor tx"):
         table.add_column(column)
     for dataset, c in report.get("checkpoints", {}).items():
         table.add_row(dataset, str(c["tree_size"]), c["root"][:16] + "…", str(c["anchor_tx"]))
     out.print(table)
+
+
+def _print_event_time(event_time: dict[str, Any]) -> None:
+    """Records held for their event-time window, until when; the last windows' scores."""
+    from rich.table import Table
+
+    for topic, held in event_time.get("held", {}).items():
+        out.print(
+            f"{topic}: {held['held_records']} records held"
+            + (f" until the watermark passes {held['held_until']}" if held["held_until"] else "")
+            + f"; closed through {held['closed_through']} ({held['window_s']} s windows, "
+            f"{held['allowed_lateness_s']} s allowed lateness)"
+        )
+        for w in held["windows"]:
+            out.print(
+                f"  window {w['window_start']}: {w['records']} held, closes when the watermark "
+                f"passes {w['closes_at_watermark']}"
+            )
+    closed = event_time.get("closed_windows", [])
+    if closed:
+        table = Table("source", "window", "quality scores", title="closed windows (newest first)")
+        for w in closed:
+            scores = ", ".join(f"{d} {s}" for d, s in sorted(w["scores"].items()))
+            source = w["topic"] if w.get("partition") is None else f"{w['topic']} p{w['partition']}"
+            table.add_row(source, f"{w['window_start']} – {w['window_end']}", scores)
+        out.print(table)

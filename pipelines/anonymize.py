@@ -64,6 +64,10 @@ class PseudonymKey:
     def epoch_key(self, epoch: int) -> bytes:
         return hmac.new(self.secret, f"rda-pseudonym-epoch:{epoch}".encode(), "sha256").digest()
 
+    def ledger_key(self) -> bytes:
+        """Keys the private DP budget ledger: one subscriber, one entry across epochs."""
+        return hmac.new(self.secret, b"rda-dp-ledger", "sha256").digest()
+
     @classmethod
     def load(cls, private_dir: Path) -> PseudonymKey:
         """From ``$RDA_PSEUDONYM_KEY`` (hex), else ``<private>/keys/pseudonym.key``, made once."""
@@ -111,8 +115,13 @@ def anonymize(
     flags: pa.Array,
     key: PseudonymKey,
     settings: PrivacySettings,
+    k_anonymity: bool = True,
 ) -> Anonymized:
-    """Apply ``schema``'s privacy policy to canonical ``rows`` (with their quality flags)."""
+    """Apply ``schema``'s privacy policy to canonical ``rows`` (with their quality flags).
+
+    ``k_anonymity=False``: every per-row transform, but no group decision (the streaming driver
+    takes it per closed event-time window, ``k_anonymize``).
+    """
     target = published_schema(schema, settings)
     epochs = _epochs(schema, rows, settings)
     columns: dict[str, pa.Array] = {}
@@ -126,7 +135,8 @@ def anonymize(
     unit = lineage_coarsening(schema)
     if unit:  # a precise ingest time would give the coarsened event times away
         columns["ingest_time"] = _floor(columns["ingest_time"], unit)
-    keep = _k_anonymous(schema, columns, settings)
+    n = rows.num_rows
+    keep = _k_anonymous(schema, columns, settings) if k_anonymity else pa.repeat(pa.scalar(True), n)
     published = pa.RecordBatch.from_arrays(
         [columns[f.name].cast(f.type) for f in target.all_fields], schema=target.arrow_schema()
     )
@@ -264,13 +274,30 @@ def _row_keys(
     return result
 
 
+def k_anonymize(
+    schema: TelemetrySchema, rows: pa.Table, settings: PrivacySettings
+) -> tuple[pa.Table, pa.Array]:
+    """Published rows of one release, small quasi-identifier groups generalized; and per row
+    whether it may be published (False: still in a group below k, to be withheld)."""
+    columns = {name: rows.column(name).combine_chunks() for name in rows.column_names}
+    keep = _k_anonymous(schema, columns, settings)
+    generalized = pa.Table.from_arrays([columns[n] for n in rows.column_names], schema=rows.schema)
+    return generalized, keep
+
+
+def subscriber_keys(values: pa.Array, key: PseudonymKey) -> pa.Array:
+    """A keyed hash of each subscriber identifier, the same in every epoch (private only)."""
+    ledger = key.ledger_key()
+    return _per_distinct(values, lambda v: hmac.digest(ledger, v.encode(), "sha256")[:16].hex())
+
+
 def _k_anonymous(
     schema: TelemetrySchema, columns: dict[str, pa.Array], settings: PrivacySettings
 ) -> pa.Array:
     """Rows to publish: quasi-identifier groups of at least k, generalizing before suppressing.
 
-    Groups are formed on the *published* values, per chunk: a chunk's groups only grow when
-    chunks are combined, so k-anonymity per chunk holds for the whole dataset.
+    Groups are formed on the *published* values, per release (an event-time window): releases
+    only add rows to a group when combined, so k-anonymity per release holds for the dataset.
     """
     quasi = [f for f in schema.fields if f.privacy is Privacy.QUASI_IDENTIFIER]
     n = len(columns[FLAGS_FIELD])

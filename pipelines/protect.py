@@ -1,34 +1,37 @@
-"""After the row checks, before landing: quality checks, then the privacy policy, per chunk.
+"""After the row checks, before landing: quality checks, then the privacy policy.
 
-Hard quality failures quarantine their whole record (reason code and message, like any
-reject); soft ones become the row's ``quality_flags``. Then each dataset's rows are anonymized
-by its schema's privacy classes; records whose rows k-anonymity withholds are *suppressed*:
-kept whole in the private store and counted, so read = published + quarantined + suppressed.
+Two ways to apply them:
+
+* ``Protection.stage`` — per chunk, in the Beam pipeline of the streaming driver: the checks that
+  judge a row on its own (hard failures quarantine the whole record, with a reason), then every
+  per-row privacy transform. The result is *staged* rows (``pipelines/staged.py``): what depends
+  on the rest of the stream — sequence checks, lateness, k-anonymity, the DP aggregate — is
+  decided by the driver's event-time step, with state carried from batch to batch
+  (``pipelines/windows.py``, ``streaming/event_time.py``).
+* ``Protection(raw, result)`` — all of it at once over one input taken as a whole stream, with
+  every window closed at its end (replay, users' own pipelines, tests): published rows, flags,
+  quarantined and suppressed records, so read = published + quarantined + suppressed.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines import aggregate
-from pipelines.anonymize import PseudonymKey, anonymize
+from pipelines import aggregate, staged, windows
+from pipelines.anonymize import PseudonymKey, anonymize, subscriber_keys
+from pipelines.quality_counts import sum_stats
+from pipelines.release import release as release_window
 from pipelines.standardize import Standardized
 from schemas.model import Privacy, TelemetrySchema
-from schemas.published import (
-    DEFAULT_PRIVACY,
-    FLAGS_FIELD,
-    PrivacySettings,
-    has_identifiers,
-    policy_transforms,
-)
+from schemas.published import DEFAULT_PRIVACY, PrivacySettings, has_identifiers, policy_transforms
 from schemas.records import QUARANTINE_SCHEMA, quarantine_batch
 from schemas.registry import schema_for_dataset
-from validators.quality import QualitySettings, check_quality
+from validators.event_time import WindowSettings
+from validators.quality import QualitySettings, check_stateless, event_time_field
 
 SUPPRESSED_CODE = "k_anonymity"
 
@@ -40,6 +43,10 @@ class Protection:
     private_dir: str
     privacy: PrivacySettings = DEFAULT_PRIVACY
     quality: QualitySettings = field(default_factory=QualitySettings)
+    windows: WindowSettings = field(default_factory=WindowSettings)
+    # True in the streaming driver's pipeline: calling it only stages (``stage``); the driver's
+    # event-time step decides the rest with the state it carries from batch to batch.
+    staged_only: bool = False
     _key: PseudonymKey | None = None
 
     @property
@@ -47,6 +54,10 @@ class Protection:
         if self._key is None:
             self._key = PseudonymKey.load(Path(self.private_dir))
         return self._key
+
+    @property
+    def settings(self) -> windows.Settings:
+        return windows.Settings(self.windows, self.quality, self.privacy)
 
     def manifest_section(
         self, schema: TelemetrySchema, stats: list[dict], previous: dict | None
@@ -65,15 +76,10 @@ class Protection:
                     f.name for f in canonical.fields if f.privacy is Privacy.QUASI_IDENTIFIER
                 ],
                 "generalize_to": self.privacy.generalize_to,
+                "decided": f"per closed event-time window of {self.windows.window_s} s",
             }
         if canonical.dataset == aggregate.DATASET:
-            section["differential_privacy"] = {
-                "mechanism": "Laplace, scale 1/epsilon, rounded and clamped at 0",
-                "epsilon": self.privacy.dp_epsilon,
-                "delta": 0,
-                "sensitivity": 1,
-                "unit": "one subscriber in one count (cell, hour, chunk); epsilons compose",
-            }
+            section["differential_privacy"] = self._dp_section(stats, previous)
         if has_identifiers(canonical):
             epochs = set((previous or {}).get("pseudonyms", {}).get("epochs", []))
             for s in stats:
@@ -86,98 +92,167 @@ class Protection:
             }
         return section
 
-    def _add_session_counts(
-        self, checked: tuple, quarantined: pa.Array, published: dict, stats: dict
-    ) -> None:
-        """The differentially private counts of the sessions that passed the quality checks."""
-        _, rows, _ = checked
-        passed = pc.invert(pc.is_in(rows.column("source_offset"), value_set=quarantined))
-        counts = aggregate.session_counts(rows.filter(passed), self.key, self.privacy)
-        if counts.num_rows:
-            published[aggregate.DATASET] = counts
-            stats[aggregate.DATASET] = _counts_stats(counts)
+    def _dp_section(self, stats: list[dict], previous: dict | None) -> dict:
+        """The mechanism, and the per-subscriber budget composed over the windows released."""
+        p = self.privacy
+        before = (previous or {}).get("differential_privacy", {}).get("composition", {})
+        windows_released = before.get("windows_released", 0) + sum(
+            s.get("windows", 0) for s in stats
+        )
+        epochs = set(before.get("epochs", []))
+        for s in stats:
+            epochs.update(s.get("epochs", []))
+        per_window = p.dp_epsilon * p.dp_max_counts_per_window
+        return {
+            "mechanism": "Laplace, scale 1/epsilon, rounded and clamped at 0",
+            "epsilon": p.dp_epsilon,
+            "delta": 0,
+            "sensitivity": 1,
+            "unit": "one subscriber in one count (cell, event-time window)",
+            "budget": {
+                "max_counts_per_subscriber_per_window": p.dp_max_counts_per_window,
+                "max_epsilon_per_subscriber_per_window": per_window,
+                "max_epsilon_per_subscriber_per_epoch": p.dp_budget_per_epoch,
+                "epoch_seconds": p.epoch_seconds,
+            },
+            "composition": {
+                "rule": "basic sequential composition: a subscriber's epsilons add up",
+                "windows_released": windows_released,
+                "epochs": sorted(epochs),
+                "max_epsilon_per_subscriber": min(
+                    windows_released * per_window, len(epochs) * p.dp_budget_per_epoch
+                ),
+            },
+        }
 
-    def __call__(self, raw: pa.RecordBatch, result: Standardized) -> Standardized:
-        checked, stats = {}, {}
-        bad_offsets, bad_codes, bad_reasons = [], [], []
+    # -- the Beam stage ---------------------------------------------------------------------
+
+    def stage(self, raw: pa.RecordBatch, result: Standardized) -> Standardized:
+        """Stateless checks and per-row transforms of one chunk: staged rows, rejects."""
+        checked, bad = {}, []
         for dataset, rows in sorted(result.published.items()):
             schema = schema_for_dataset(dataset)
-            outcome = check_quality(schema, rows, self.quality)
+            outcome = check_stateless(schema, rows, self.quality)
             failed = pc.invert(outcome.passed)
-            bad_offsets.append(pc.filter(rows.column("source_offset"), failed))
-            bad_codes.append(pc.filter(outcome.codes, failed))
-            bad_reasons.append(pc.filter(outcome.reasons, failed))
-            checked[dataset] = (schema, rows, outcome)
-            codes = Counter(pc.filter(outcome.codes, failed).to_pylist())
-            stats[dataset] = {
-                "rows": rows.num_rows,
-                "quarantined": dict(sorted(codes.items())),
-                "flags": outcome.flag_counts,
-            }
-        quarantine = _first_per_record(bad_offsets, bad_codes, bad_reasons)
-        published, suppressed_offsets, epochs = {}, [], {}
-        for dataset, (schema, rows, outcome) in checked.items():
-            keep = pc.invert(pc.is_in(rows.column("source_offset"), value_set=quarantine[0]))
-            done = anonymize(
-                schema, rows.filter(keep), pc.filter(outcome.flags, keep), self.key, self.privacy
+            bad.append(
+                (
+                    pc.filter(rows.column("source_offset"), failed),
+                    pc.filter(outcome.codes, failed),
+                    pc.filter(outcome.reasons, failed),
+                )
             )
-            published[dataset] = done.rows
-            suppressed_offsets.append(done.suppressed_offsets)
-            stats[dataset]["suppressed"] = len(done.suppressed_offsets)
-            epochs[dataset] = done.epochs
-        suppressed = pc.unique(pa.concat_arrays([pa.array([], pa.int64()), *suppressed_offsets]))
-        for dataset, rows in published.items():  # a record is published whole or not at all
-            withheld = pc.is_in(rows.column("source_offset"), value_set=suppressed)
-            published[dataset] = rows.filter(pc.invert(withheld))
-            stats[dataset]["published"] = published[dataset].num_rows
-            stats[dataset].update(_cell_counts(published[dataset]))
-            stats[dataset]["epochs"] = list(epochs[dataset])
-        if aggregate.SOURCE_DATASET in checked:  # after suppression: derived rows, no records
-            self._add_session_counts(
-                checked[aggregate.SOURCE_DATASET], quarantine[0], published, stats
-            )
+            checked[dataset] = (schema, rows)
+        offsets, codes, reasons = _first_per_record(bad)
+        record_code = dict(zip(offsets.to_pylist(), codes.to_pylist(), strict=True))
+        staged_rows = {
+            dataset: self._staged(schema, rows, record_code, raw)
+            for dataset, (schema, rows) in checked.items()
+        }
         return replace(
             result,
-            published_records=result.published_records - len(quarantine[0]) - len(suppressed),
-            published=published,
-            quarantined=_append_rejects(raw, result.quarantined, *quarantine),
-            suppressed=_suppressed(raw, suppressed, self.privacy.k),
-            quality=stats,
+            published_records=result.published_records - len(offsets),
+            published=staged_rows,
+            quarantined=_append_rejects(raw, result.quarantined, offsets, codes, reasons),
+            quality={},
+        )
+
+    def _staged(
+        self,
+        schema: TelemetrySchema,
+        rows: pa.RecordBatch,
+        record_code: dict[int, str],
+        raw: pa.RecordBatch,
+    ) -> pa.RecordBatch:
+        """Published columns (flags empty, no group decision yet), then the private ones."""
+        flags = pa.nulls(rows.num_rows, pa.string())
+        done = anonymize(schema, rows, flags, self.key, self.privacy, k_anonymity=False)
+        offsets = rows.column("source_offset").to_pylist()
+        extra = {
+            staged.EVENT_TIME: rows.column(event_time_field(schema)),
+            staged.QUARANTINE: pa.array([record_code.get(o) for o in offsets], pa.string()),
+        }
+        if staged.precise_location(schema):
+            extra[staged.LATITUDE] = rows.column("latitude")
+            extra[staged.LONGITUDE] = rows.column("longitude")
+        if schema.dataset == aggregate.SOURCE_DATASET:
+            extra[staged.SUBSCRIBER] = subscriber_keys(rows.column("imsi"), self.key)
+        if staged.is_windowed(schema.dataset):  # held for hours: the record travels along
+            records = raw.take(pc.index_in(rows.column("source_offset"), raw.column("offset")))
+            for private, column in staged.RECORD.items():
+                extra[private] = records.column(column)
+        arrays = [*done.rows.columns, *extra.values()]
+        names = [*done.rows.schema.names, *extra]
+        return pa.RecordBatch.from_arrays(arrays, names=names)
+
+    # -- everything at once -----------------------------------------------------------------
+
+    def __call__(
+        self, raw: pa.RecordBatch, result: Standardized, aggregates: bool = True
+    ) -> Standardized:
+        """Every check and transform over ``raw`` as one whole stream, all windows closed."""
+        if self.staged_only:
+            return self.stage(raw, result)
+        stage = self.stage(raw, result)
+        state = windows.TopicState()
+        staged_tables = {d: pa.Table.from_batches([r]) for d, r in stage.published.items()}
+        decision = windows.advance(state, staged_tables, self.settings)
+        partitions = sorted(set(raw.column("partition").to_pylist()))
+        published = {d: [t] for d, t in decision.published.items()}
+        stats = {d: [s] for d, s in decision.stats.items()}
+        suppressed: list[tuple[int, int]] = []
+        topic = raw.column("topic")[0].as_py() if raw.num_rows else ""
+        ledger = aggregate.empty_ledger()
+        for window in windows.windows_to_close(state, partitions, self.settings, flush=True):
+            held = {d: windows.held_in(t, window) for d, t in decision.held.items()}
+            release = release_window(state, window, held, self.settings, self.key, topic, ledger)
+            ledger = release.ledger
+            suppressed += release.suppressed
+            for dataset, rows in release.published.items():
+                if dataset == aggregate.DATASET and not aggregates:
+                    continue
+                published.setdefault(dataset, []).append(rows)
+            for dataset, s in release.stats.items():
+                stats.setdefault(dataset, []).append(s)
+        now = decision.quarantined
+        quarantine = _append_rejects(
+            raw,
+            stage.quarantined,
+            now.column("source_offset").combine_chunks(),
+            now.column("reason_code").combine_chunks(),
+            now.column("reason").combine_chunks(),
+        )
+        withheld = pa.array(sorted(o for _, o in suppressed), pa.int64())
+        return replace(
+            stage,
+            published_records=stage.published_records - now.num_rows - len(withheld),
+            published={d: _one_batch(tables) for d, tables in published.items()},
+            quarantined=quarantine,
+            suppressed=suppressed_records(raw, withheld, self.privacy.k),
+            quality={d: sum_stats(s) for d, s in stats.items()},
         )
 
 
-def _counts_stats(rows: pa.RecordBatch) -> dict:
-    return {
-        "rows": rows.num_rows,
-        "quarantined": {},
-        "flags": {},
-        "suppressed": 0,
-        "published": rows.num_rows,
-        **_cell_counts(rows),
-        "epochs": [],
-    }
-
-
-def _cell_counts(rows: pa.RecordBatch) -> dict[str, int]:
-    """Cells and empty cells, for completeness (a row without quality flags is not empty)."""
-    columns = [rows.column(n) for n in rows.schema.names if n != FLAGS_FIELD]
-    return {
-        "null_cells": sum(c.null_count for c in columns),
-        "cells": rows.num_rows * len(columns),
-    }
+def _one_batch(tables: list[pa.Table]) -> pa.RecordBatch:
+    table = pa.concat_tables(tables).combine_chunks()
+    order = pc.sort_indices(
+        table, [("source_partition", "ascending"), ("source_offset", "ascending")]
+    )
+    table = table.take(order)
+    batches = table.to_batches()
+    return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)
 
 
 def _first_per_record(
-    offsets: list[pa.Array], codes: list[pa.Array], reasons: list[pa.Array]
+    parts: list[tuple[pa.Array, pa.Array, pa.Array]],
 ) -> tuple[pa.Array, pa.Array, pa.Array]:
     """One reject per record offset (its first reason, datasets in name order)."""
     table = pa.table(
         {
             "o": pa.concat_arrays(
-                [pa.array([], pa.int64()), *[o.cast(pa.int64()) for o in offsets]]
+                [pa.array([], pa.int64()), *[p[0].cast(pa.int64()) for p in parts]]
             ),
-            "c": pa.concat_arrays([pa.array([], pa.string()), *codes]),
-            "r": pa.concat_arrays([pa.array([], pa.string()), *reasons]),
+            "c": pa.concat_arrays([pa.array([], pa.string()), *[p[1] for p in parts]]),
+            "r": pa.concat_arrays([pa.array([], pa.string()), *[p[2] for p in parts]]),
         }
     )
     table = table.group_by("o", use_threads=False).aggregate([("c", "first"), ("r", "first")])
@@ -198,20 +273,27 @@ def _append_rejects(
 ) -> pa.RecordBatch:
     if not len(offsets):
         return existing
-    positions = pc.index_in(offsets, value_set=raw.column("offset"))
+    positions = pc.index_in(offsets.cast(pa.int64()), value_set=raw.column("offset"))
     new = quarantine_batch(raw.take(positions), codes, reasons)
     table = pa.Table.from_batches([existing, new], schema=QUARANTINE_SCHEMA)
     table = table.sort_by([("partition", "ascending"), ("offset", "ascending")]).combine_chunks()
     return table.to_batches()[0]
 
 
-def _suppressed(raw: pa.RecordBatch, offsets: pa.Array, k: int) -> pa.RecordBatch:
-    """Suppressed records, whole, with the reason: for the private store only."""
+def suppressed_records(raw: pa.RecordBatch, offsets: pa.Array, k: int) -> pa.RecordBatch:
+    """Suppressed records of one partition's ``raw`` batch, whole, with the reason."""
     offsets = pc.take(offsets, pc.sort_indices(offsets))
     positions = pc.index_in(offsets, value_set=raw.column("offset"))
-    n = len(offsets)
+    return suppression_batch(pa.Table.from_batches([raw.take(positions)], schema=raw.schema), k)
+
+
+def suppression_batch(records: pa.Table, k: int) -> pa.RecordBatch:
+    """``records`` (raw, whole) with the k-anonymity reason: for the private store only."""
+    batch = records.combine_chunks().to_batches()
+    raw = batch[0] if batch else pa.RecordBatch.from_pylist([], schema=records.schema)
+    n = raw.num_rows
     return quarantine_batch(
-        raw.take(positions),
+        raw,
         pa.repeat(pa.scalar(SUPPRESSED_CODE), n),
         pa.repeat(pa.scalar(f"quasi-identifier group below k={k} even when generalized"), n),
     )

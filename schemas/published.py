@@ -26,6 +26,8 @@ class PrivacySettings:
     epoch_seconds: int = 86_400  # pseudonym keys rotate daily
     generalize_to: str = "1d"  # coarsened timestamps of too-small groups, before suppression
     dp_epsilon: float = 1.0  # per released count of the differentially private aggregates
+    dp_max_counts_per_window: int = 1  # counts one subscriber may be in, per event-time window
+    dp_budget_per_epoch: float = 8.0  # epsilon one subscriber may spend per key epoch (a day)
 
 
 DEFAULT_PRIVACY = PrivacySettings()

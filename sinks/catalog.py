@@ -10,6 +10,7 @@ it briefly under the data directory's writer lock (``sinks/writer_lock.py``).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,9 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     manifest_sha256 VARCHAR, chain_id BIGINT, contract VARCHAR, anchor_tx VARCHAR,
     anchor_block BIGINT, gas_used BIGINT, batch_id BIGINT,
     PRIMARY KEY (dataset, tree_size));
+CREATE TABLE IF NOT EXISTS window_quality (
+    dataset VARCHAR, topic VARCHAR, window_start VARCHAR, window_end VARCHAR, score DOUBLE,
+    components JSON, counts JSON, batch_id BIGINT, PRIMARY KEY (dataset, topic, window_start));
 """
     + QUARANTINE_DDL
 )
@@ -51,6 +55,7 @@ class Catalog:
             self.db = duckdb.connect(str(layout.catalog))
             self.db.execute(_DDL)
         self.quarantine = QuarantineRegister(self.db, self._absolute)
+        self.windows = WindowHistory(self.db)
 
     def close(self) -> None:
         self.db.close()
@@ -137,6 +142,45 @@ class Catalog:
         cursor = self.db.execute(query + " ORDER BY dataset, tree_size", params)
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+class WindowHistory:
+    """Each closed event-time window's quality figures, per dataset: the score's history."""
+
+    def __init__(self, db: duckdb.DuckDBPyConnection) -> None:
+        self.db = db
+
+    def record(self, batch_id: int, closed: Iterable[dict[str, Any]]) -> None:
+        for w in closed:
+            self.db.execute(
+                "INSERT OR REPLACE INTO window_quality VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [w["dataset"], _window_source(w), w["window_start"], w["window_end"], w["score"],
+                 json.dumps(w["components"], sort_keys=True),
+                 json.dumps(w["counts"], sort_keys=True), batch_id],
+            )  # fmt: skip
+
+    def latest(self, limit: int = 10) -> list[dict[str, Any]]:
+        """The last ``limit`` closed windows, newest first, each with every dataset's score."""
+        cursor = self.db.execute(
+            "SELECT topic, window_start, window_end, dataset, score FROM window_quality "
+            "WHERE (topic, window_start) IN (SELECT DISTINCT topic, window_start "
+            "FROM window_quality ORDER BY window_start DESC LIMIT ?) "
+            "ORDER BY window_start DESC, topic, dataset",
+            [limit],
+        )
+        windows: dict[tuple[str, str], dict[str, Any]] = {}
+        for topic, start, end, dataset, score in cursor.fetchall():
+            entry = windows.setdefault(
+                (topic, start), {"topic": topic, "window_start": start, "window_end": end}
+            )
+            entry.setdefault("scores", {})[dataset] = score
+        return list(windows.values())
+
+
+def _window_source(window: dict[str, Any]) -> str:
+    """A closed window's source: its topic, and its partition when each has its own windows."""
+    partition = window.get("partition")
+    return window["topic"] if partition is None else f"{window['topic']}.p{partition}"
 
 
 def open_catalog(root: Path) -> Catalog:

@@ -69,6 +69,14 @@ class DataLayout:
         """Records withheld for k-anonymity: kept whole, privately, and counted."""
         return self.private / "suppressed" / topic / f"{chunk_name}.parquet"
 
+    def staging_file(self, dataset: str, chunk_name: str) -> Path:
+        """A chunk's staged rows: checked and transformed, awaiting the event-time step."""
+        return self.private / "staging" / dataset / f"{chunk_name}.parquet"
+
+    def state_dir(self, topic: str, partition: int) -> Path:
+        """A partition's event-time state: watermark, held rows, the DP ledger (private)."""
+        return self.private / "state" / topic / f"p{partition}"
+
     def quality_dir(self, dataset: str) -> Path:
         """Great Expectations results and Data Docs, published beside the data."""
         return self.dataset_dir(dataset) / "quality"

@@ -1,5 +1,8 @@
-"""Landing standardized chunks: Parquet for published rows, a private store for rejects.
+"""Landing standardized chunks: staged rows and rejects, privately, in Parquet.
 
+The pipeline's sink writes each chunk's *staged* rows (checked and transformed row by row,
+``pipelines/staged.py``) under ``private/staging/`` and its rejects under ``private/quarantine/``;
+the driver's event-time step then writes the published files (``streaming/event_time.py``).
 Files are named after their offset range and written byte-for-byte deterministically (fixed
 writer options, rows in offset order), then renamed into place, so redoing a chunk after a crash
 yields the same bytes and the same SHA-256.
@@ -14,10 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from infra.tools import sha256_file
 from pipelines.kafka_source import OffsetRange
+from pipelines.staged import QUARANTINE
 from pipelines.standardize import Standardized
 from sinks.layout import DataLayout
 
@@ -42,7 +47,10 @@ def write_parquet(batch: pa.RecordBatch, path: Path) -> str:
 
 @dataclass(frozen=True)
 class ChunkWriter:
-    """The pipeline's sink: lands one chunk and leaves a receipt the driver can collect."""
+    """The pipeline's sink: lands one chunk and leaves a receipt the driver can collect.
+
+    The receipt's ``files`` are the chunk's staged files, by dataset (private: the event-time
+    step reads them and writes what is published)."""
 
     root: str
 
@@ -62,14 +70,19 @@ class ChunkWriter:
             "quality": result.quality,
         }
         for dataset, rows in sorted(result.published.items()):
-            if rows.num_rows:
-                path = layout.data_file(dataset, chunk.name, chunk.topic, chunk.partition)
-                digest = write_parquet(rows, path)
+            passed, rejected = _split_staged(rows)
+            if passed.num_rows:
+                path = layout.staging_file(dataset, chunk.name)
+                digest = write_parquet(passed, path)
                 receipt["files"][dataset] = {
                     "path": layout.relative(path),
                     "sha256": digest,
-                    "rows": rows.num_rows,
+                    "rows": passed.num_rows,
                 }
+            if rejected.num_rows:  # only for the quality figures: never deduplicated, published
+                path = layout.staging_file(dataset, chunk.name + ".rejected")
+                write_parquet(rejected, path)
+                receipt.setdefault("staged_rejects", {})[dataset] = layout.relative(path)
         if result.quarantined.num_rows:
             path = layout.quarantine_file(chunk.topic, chunk.name)
             write_parquet(result.quarantined, path)
@@ -81,6 +94,14 @@ class ChunkWriter:
             receipt["suppressed_file"] = layout.relative(path)
         _write_receipt(layout.receipt_file(chunk.name), receipt)
         return receipt
+
+
+def _split_staged(rows: pa.RecordBatch) -> tuple[pa.RecordBatch, pa.RecordBatch]:
+    """Staged rows of records that passed the stage, and those of records it quarantined."""
+    if QUARANTINE not in rows.schema.names:
+        return rows, rows.slice(0, 0)
+    rejected = pc.is_valid(rows.column(QUARANTINE))
+    return rows.filter(pc.invert(rejected)), rows.filter(rejected)
 
 
 def _write_receipt(path: Path, receipt: dict) -> None:

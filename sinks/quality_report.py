@@ -4,11 +4,12 @@ Written under ``published/<dataset>/quality/`` — ``<tree size>.validation.json
 manifest's ``quality.report_sha256`` commits to) and ``docs/`` (GE's HTML Data Docs, for the
 listing; not hashed, GE stamps them with the time of the run).
 
-GE is the largest fixed cost of a batch (about a second per dataset, more on a busy machine), so
-a worker validates its batch's rows right after landing them, before it waits for the writer
-lock (``validate_new_rows``); the sequencer only writes the report, unless dropping duplicates
-changed the files meanwhile. Data Docs re-render every validation the process has kept, so they
-are rebuilt for a dataset at most every ``DOCS_EVERY_S`` seconds (and at its first checkpoint).
+GE is the largest fixed cost of a batch (about a second per dataset, more on a busy machine).
+The published files are written by the event-time step, while the batch is sequenced, so the
+sequencer validates them there, in one run that also builds the Data Docs when they are due
+(``write_report``); a ``Validation`` made beforehand is used only if it covers exactly the
+files published. Data Docs re-render every validation the process has kept, so they are
+rebuilt for a dataset at most every ``DOCS_EVERY_S`` seconds (and at its first checkpoint).
 """
 
 from __future__ import annotations
@@ -107,8 +108,11 @@ def write_report(
     )
 
 
-def quality_section(report: QualityReport, counts: dict[str, int]) -> dict[str, Any]:
-    """A manifest's ``quality``: the report's path and hash, and the score of ``counts``."""
+def quality_section(
+    report: QualityReport, counts: dict[str, int], windows: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """A manifest's ``quality``: the report's path and hash, the score of ``counts``, and the
+    figures of the event-time windows closed since the previous checkpoint (``windows``)."""
     score, components = dataset_quality(counts)
     return {
         "report_path": report.path,
@@ -117,6 +121,7 @@ def quality_section(report: QualityReport, counts: dict[str, int]) -> dict[str, 
         "components": components,
         "counts": counts,
         "expectations": report.expectations,
+        **({"windows": windows} if windows else {}),
     }
 
 
@@ -128,15 +133,17 @@ def write_quality_report(
     chunk_stats: list[dict[str, Any]],
     previous: dict[str, Any] | None,
     validation: Validation | None = None,
+    windows: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Write a checkpoint's GE report; return the manifest's ``quality`` section (version 1).
 
     ``previous`` is the previous checkpoint's ``quality`` section, whose cumulative counts this
-    checkpoint's extend (so the dataset score covers every row ever published).
+    checkpoint's extend (so the dataset score covers every row ever published). ``windows``:
+    the figures of the event-time windows closed since then (``quality.windows``).
     """
     report = write_report(layout, schema, f"{tree_size:012d}", new_files, validation)
     counts = dataset_counts(chunk_stats, (previous or {}).get("counts"))
-    return {**quality_section(report, counts), "_ge_seconds": report.ge_seconds}
+    return {**quality_section(report, counts, windows), "_ge_seconds": report.ge_seconds}
 
 
 def docs_dir_if_due(layout: DataLayout, schema: TelemetrySchema) -> Path | None:

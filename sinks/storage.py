@@ -18,6 +18,7 @@ store the chunk framing as part of the object.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -197,6 +198,21 @@ class Store:
             self.get_file(relative, target)
             copied += 1
         return copied
+
+
+def readable_copy(location: str | Path, prefix: str = "published") -> Path:
+    """A local folder holding the data directory's ``prefix`` side, for readers (auditors,
+    buyers): the folder itself when the data directory is local; for S3, a copy under
+    ``RDA_STATE_DIR/mirror/`` brought up to date with the store (objects are written once and
+    never changed; every reader checks what it reads against manifests and anchors anyway)."""
+    if not is_remote(location):
+        return Path(location)
+    from infra.state import state_dir
+
+    store = Store.open(location)
+    local = state_dir() / "mirror" / hashlib.sha256(store.uri.encode()).hexdigest()[:16]
+    store.mirror(prefix, local)
+    return local
 
 
 def _s3_store(uri: str) -> Store:

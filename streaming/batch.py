@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.kafka_source import DEFAULT_CLIENT
+from validators.event_time import WindowSettings
 from validators.score import components_from_counts, score
 
 # Anchors a batch's checkpoints (dataset, tree_size, root, manifest_sha256) in one transaction;
@@ -32,6 +33,10 @@ class RunConfig:
     crash_limit: int = 3  # worker crashes on one batch before it is bisected (streaming/poison)
     isolate: bool = True  # land in a forked child, so a crashing record cannot stop the run
     work_dir: Path | None = None  # this worker's local state; None: see streaming/store.py
+    # End of input: once the batch has read everything there is, close every event-time window
+    # (sessions held for an open window are then released; streaming/event_time.py).
+    flush_windows: bool = False
+    windows: WindowSettings = field(default_factory=WindowSettings)
 
 
 @dataclass
@@ -42,6 +47,9 @@ class BatchSummary:
     published: int = 0
     quarantined: int = 0
     suppressed: int = 0  # withheld for k-anonymity, kept privately
+    held: int = 0  # change in records held for their event-time window (negative: released)
+    held_total: int = 0  # records held after the batch
+    held_until: str | None = None  # the watermark (event time) that releases all of them
     reasons: dict[str, int] = field(default_factory=dict)
     flags: dict[str, int] = field(default_factory=dict)
     quality_score: float | None = None
@@ -49,6 +57,7 @@ class BatchSummary:
     resumed: bool = False
     steps: dict[str, float] = field(default_factory=dict)  # seconds spent in each step
     crashes: int = 0  # worker processes that died landing this batch (this attempt)
+    windows_closed: list[dict] = field(default_factory=list)  # their quality figures
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -58,6 +67,10 @@ class BatchSummary:
             "records_published": self.published,
             "records_quarantined": self.quarantined,
             "records_suppressed": self.suppressed,
+            "records_held": self.held,
+            "held_total": self.held_total,
+            "held_until": self.held_until,
+            "windows_closed": self.windows_closed,
             "quarantine_reasons": self.reasons,
             "quality_flags": self.flags,
             "quality_score": self.quality_score,

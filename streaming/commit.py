@@ -69,6 +69,7 @@ class ShardRows:
     shard: str
     files: list[dict[str, Any]] = field(default_factory=list)
     stats: list[dict[str, Any]] = field(default_factory=list)  # quality stats of their chunks
+    windows: list[dict[str, Any]] = field(default_factory=list)  # event-time windows it closed
 
 
 @dataclass
@@ -112,6 +113,7 @@ def shard_rows(work: DataLayout, receipts: list[dict]) -> dict[str, list[ShardRo
             )
             if dataset in receipt.get("quality", {}):
                 rows.stats.append(receipt["quality"][dataset])
+            rows.windows += receipt.get("windows", {}).get(dataset, [])
     order = {d: i for i, d in enumerate(all_datasets())}  # the registry's order, as before
     ranked = sorted(found.items(), key=lambda item: (order.get(item[0], len(order)), item[0]))
     return {d: [shards[s] for s in sorted(shards)] for d, shards in ranked}
@@ -253,7 +255,7 @@ def _build(
         batch=_batch_section(plan),
         pipeline_version=PIPELINE_VERSION,
         publisher=ctx.signer.describe(),
-        quality=_dataset_quality(report, manifests),
+        quality=_dataset_quality(report, manifests, [w for r in shards for w in r.windows]),
     )
     privacy = _merged_privacy(ctx.protection, schema, manifests)
     if privacy is not None:
@@ -316,7 +318,7 @@ def _shard_manifest(
         previous=_link(previous, current),
         pipeline_version=PIPELINE_VERSION,
         publisher=ctx.signer.describe(),
-        quality=quality_section(report, counts),
+        quality=quality_section(report, counts, rows.windows),
         privacy=ctx.protection.manifest_section(
             schema, rows.stats, (previous or {}).get("privacy")
         ),
@@ -336,13 +338,16 @@ def _link(previous: dict[str, Any] | None, current: dict[str, Any] | None) -> di
     return {k: current[k] for k in ("tree_size", "root", "manifest_sha256")}
 
 
-def _dataset_quality(report: QualityReport, manifests: list[dict[str, Any]]) -> dict[str, Any]:
-    """The dataset's score over every shard's rows: the shards' cumulative counts, summed."""
+def _dataset_quality(
+    report: QualityReport, manifests: list[dict[str, Any]], windows: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The dataset's score over every shard's rows: the shards' cumulative counts, summed; the
+    event-time windows the batch closed in its shards."""
     total: dict[str, int] = {}
     for manifest in manifests:
         for code, n in ((manifest.get("quality") or {}).get("counts") or {}).items():
             total[code] = total.get(code, 0) + n
-    return quality_section(report, dict(sorted(total.items())))
+    return quality_section(report, dict(sorted(total.items())), windows)
 
 
 def _merged_privacy(
@@ -407,18 +412,22 @@ def _batch_section(plan: dict) -> dict:
     }
 
 
-def publish_batch_files(store: Store, work: DataLayout, receipts: list[dict]) -> int:
+def publish_batch_files(
+    store: Store, work: DataLayout, receipts: list[dict], extra: list[str] = ()
+) -> int:
     """Copy the batch's landed objects to the store: Parquet files and their leaves, the
-    private quarantine and suppressed files; the number copied (none when they are there)."""
+    private quarantine and suppressed files, and ``extra`` paths; the number copied (none when
+    the work directory is the data directory)."""
     copied = 0
+    paths = list(extra)
     for receipt in receipts:
-        paths = [f["path"] for f in receipt["files"].values()]
-        paths += [leaves_path(p) for p in paths]
+        files = [f["path"] for f in receipt["files"].values()]
+        paths += files + [leaves_path(p) for p in files]
         paths += [receipt.get(k) for k in ("quarantine_file", "suppressed_file")]
         paths.append((receipt.get("duplicates_file") or {}).get("path"))
-        for path in filter(None, paths):
-            local = work.root / path
-            if local.exists():
-                store.put_file(local, path)
-                copied += 1
+    for path in filter(None, paths):
+        local = work.root / path
+        if local.exists():
+            store.put_file(local, path)
+            copied += 1
     return copied

@@ -73,6 +73,9 @@ class RunSettings:
     join_group: bool = False  # share the topics' partitions with other workers in `group`
     crash_limit: int = 3  # worker crashes on one batch before it is bisected (streaming/poison)
     lag_interval: float = 15.0  # seconds between refreshes of the consumer-lag gauge
+    window: int = 3600  # event-time windows (s): k-anonymity and DP counts per closed window
+    allowed_lateness: int = 300  # s a window waits after its end, watermark-wise
+    flush_windows: bool = False  # end of input: once caught up, close every window
 
 
 def boolean(value: Any) -> bool:
@@ -107,6 +110,9 @@ _GLOBAL: dict[str, Callable[[str], Any]] = {
     "join_group": boolean,
     "crash_limit": int,
     "lag_interval": float,
+    "window": int,
+    "allowed_lateness": int,
+    "flush_windows": boolean,
 }
 _PER_TOPIC: dict[str, Callable[[str], Any]] = {
     "format": str,

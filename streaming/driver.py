@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from pipelines.kafka_source import KafkaSource, OffsetRange
 from pipelines.protect import Protection
-from streaming import faults
+from streaming import event_state, faults
 from streaming.batch import Anchorer, BatchSummary, Progress, RunConfig
 from streaming.checkpoints import ChainView
 from streaming.journal import BatchJournal
@@ -71,7 +71,7 @@ def run_batch(
     if entry is None:
         return None
     signer = shared_keys(space)
-    protection = Protection(str(space.work.private))
+    protection = Protection(str(space.work.private), windows=config.windows, staged_only=True)
     batch_id, state = entry["batch_id"], entry["state"]
     validations, crashes = None, 0
     if state == "planned":
@@ -180,11 +180,27 @@ def _take_or_plan(
             )
         return {**entry, "resumed": True}
     plan = _new_plan(config, journal, owned, positions, worker.id)
+    if config.flush_windows:  # end of input: the batch that catches up closes every window
+        plan = event_state.flush_plan(
+            plan, config.topic, journal, space, positions, (owned, worker.id)
+        )
     if plan is None:
         return None
     journal.record_plan(plan["batch_id"], config.topic, plan, owner=worker.id)
     faults.journaled("planned")
     return {"batch_id": plan["batch_id"], "plan": plan, "state": "planned", "resumed": False}
+
+
+def _undecided_elsewhere(journal: BatchJournal, topic: str, worker_id: str) -> set[int]:
+    """Partitions of batches another worker planned and has not sequenced yet: their event-time
+    state is decided in stream order, so this worker plans nothing more of them until then
+    (after a rebalance, the old owner may still be landing its last batch of a partition)."""
+    return {
+        r["partition"]
+        for entry in journal.unfinished_batches(topic)
+        if entry["owner"] != worker_id and entry["state"] == "planned"
+        for r in entry["plan"]["ranges"]
+    }
 
 
 def _new_plan(
@@ -198,8 +214,11 @@ def _new_plan(
     the batch's budget shared fairly between the partitions (``streaming/schedule.py``)."""
     committed, ends = positions
     planned = journal.journal_ends(config.topic)
+    waiting = _undecided_elsewhere(journal, config.topic, worker_id)
     starts = {
-        p: max(committed.get(p, 0), planned.get(p, 0)) for p in ends if owned is None or p in owned
+        p: max(committed.get(p, 0), planned.get(p, 0))
+        for p in ends
+        if (owned is None or p in owned) and p not in waiting
     }
     batch_id = journal.next_batch_id(worker_id)
     backlogs = {p: max(0, ends[p] - start) for p, start in starts.items()}

@@ -80,6 +80,7 @@ class BatchJournal:
                 "records_read": None,
                 "records_published": None,
                 "records_quarantined": None,
+                "records_held": None,
                 "created_at": now,
                 "updated_at": now,
             }
@@ -177,25 +178,61 @@ class BatchJournal:
                 ends[r["partition"]] = max(ends.get(r["partition"], 0), r["end"])
         return ends
 
+    def state_head(self, topic: str, partition: int) -> int | None:
+        """The batch whose event-time state of the partition is the latest
+        (``streaming/event_time.py``): of the batches sequenced (``landed`` or later), the one
+        whose state of it came last."""
+        head, newest = None, 0
+        for entry in self.entries(topic):
+            info = _state_of(entry, partition)
+            if entry["state"] != "planned" and info is not None and info["position"] > newest:
+                head, newest = entry["batch_id"], info["position"]
+        return head
+
+    def state_bases(self, topic: str, partition: int) -> set[int]:
+        """The partition's state snapshots unfinished batches started from (a redo needs them)."""
+        bases = set()
+        for entry in self.entries(topic):
+            info = _state_of(entry, partition)
+            if entry["state"] not in ("planned", "done") and info and info["base"] is not None:
+                bases.add(info["base"])
+        return bases
+
     def recent_batches(self, limit: int = 10) -> list[dict[str, Any]]:
         """The journal's last ``limit`` batches, newest first, without their plans."""
         newest = self.entries()[::-1][:limit]
-        return [{k: v for k, v in e.items() if k != "plan"} for e in newest]
+        return [{k: v for k, v in e.items() if k not in ("plan", "windows")} for e in newest]
+
+    def closed_windows(self, limit: int = 10) -> list[dict[str, Any]]:
+        """The last ``limit`` event-time windows closed, newest first: per topic, partition
+        and window, every dataset's quality score (as the batches that closed them recorded)."""
+        found: dict[tuple, dict[str, Any]] = {}
+        for entry in self.entries():
+            for w in entry.get("windows") or []:
+                key = (w["topic"], w.get("partition"), w["window_start"])
+                one = found.setdefault(key, {k: w.get(k) for k in ("topic", "partition")})
+                one.update(window_start=w["window_start"], window_end=w["window_end"])
+                one.setdefault("scores", {})[w["dataset"]] = w["score"]
+        newest = sorted(found.values(), key=lambda w: (w["window_start"], w["topic"]))
+        return newest[::-1][:limit]
 
     def totals(self) -> dict[str, int]:
-        """Records read, published, quarantined and suppressed by every ``done`` batch.
+        """Records read, published, quarantined, suppressed and held by every ``done`` batch.
 
-        Suppressed is what the counting invariant leaves: read − published − quarantined.
-        """
+        A batch's ``records_held`` is the change it made to the records on hold (negative when
+        it released more than it held), so the totals reconcile:
+        read = published + quarantined + suppressed + held."""
         done = [e for e in self.entries() if e["state"] == "done"]
         read = sum(e["records_read"] or 0 for e in done)
         published = sum(e["records_published"] or 0 for e in done)
         quarantined = sum(e["records_quarantined"] or 0 for e in done)
+        held = sum(e.get("records_held") or 0 for e in done)
         return {
             "read": read,
             "published": published,
             "quarantined": quarantined,
-            "suppressed": read - published - quarantined,
+            "suppressed": read - published - quarantined - held,
+            "held": held,
         }
 
     def window_seconds(self, topic: str) -> float:
@@ -206,6 +243,12 @@ class BatchJournal:
         first = min(_parse(e["created_at"]) for e in entries)
         last = max(_parse(e["updated_at"]) for e in entries)
         return last - first
+
+
+def _state_of(entry: dict[str, Any], partition: int) -> dict[str, Any] | None:
+    """The batch's event-time state info of ``partition`` (base, position), if it has one."""
+    state = entry["plan"].get("state")
+    return state.get(str(partition)) if isinstance(state, dict) else None
 
 
 def _now() -> str:

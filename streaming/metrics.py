@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from typing import Any
 
@@ -26,6 +27,7 @@ class RunMetrics:
         self.suppressed = Counter(
             "rda_records_suppressed", "Records withheld for k-anonymity", ["topic"], registry=r
         )
+        self._event_time_metrics(r)
         self.batches = Counter("rda_batches", "Micro-batches finished", ["topic"], registry=r)
         self.batch_seconds = Histogram(
             "rda_batch_duration_seconds",
@@ -47,7 +49,7 @@ class RunMetrics:
         self.step_seconds = Histogram(
             "rda_batch_step_seconds",
             "Wall time of one step of a batch (plan, land, validate, sequence, and within "
-            "sequence dedup, publish, anchor; offsets)",
+            "sequence dedup, event_time, publish, anchor; offsets)",
             ["topic", "step"],
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
             registry=r,
@@ -93,6 +95,26 @@ class RunMetrics:
             registry=r,
         )
 
+    def _event_time_metrics(self, r: CollectorRegistry) -> None:
+        self.held = Gauge(
+            "rda_records_held",
+            "Records held, privately, for an event-time window to close (after the last batch)",
+            ["topic"],
+            registry=r,
+        )
+        self.held_until = Gauge(
+            "rda_held_until_seconds",
+            "Event time (Unix seconds) the watermark must pass to release every held record",
+            ["topic"],
+            registry=r,
+        )
+        self.windows_closed = Counter(
+            "rda_windows_closed",
+            "Event-time windows closed (released), one per partition",
+            ["topic"],
+            registry=r,
+        )
+
     def serve(self, port: int) -> Any:
         """Serve /metrics on 127.0.0.1:port in a daemon thread."""
         server, _thread = start_http_server(port, addr="127.0.0.1", registry=self.registry)
@@ -120,6 +142,7 @@ class RunMetrics:
         self.read.labels(topic).inc(summary.read)
         self.published.labels(topic).inc(summary.published)
         self.suppressed.labels(topic).inc(summary.suppressed)
+        self.event_time(topic, summary)
         for reason, count in summary.reasons.items():
             self.quarantined.labels(topic, reason).inc(count)
         self.batches.labels(topic).inc()
@@ -130,6 +153,18 @@ class RunMetrics:
             self.failures.labels("worker_crash").inc(summary.crashes)
         for step, step_seconds in summary.steps.items():
             self.step_seconds.labels(topic, step).observe(step_seconds)
+
+    def event_time(self, topic: str, summary: BatchSummary) -> None:
+        """What the batch left on hold, until when, and the windows it closed."""
+        self.held.labels(topic).set(summary.held_total)
+        until = summary.held_until
+        self.held_until.labels(topic).set(
+            dt.datetime.fromisoformat(until.replace("Z", "+00:00")).timestamp() if until else 0
+        )
+        closed = {
+            (w["topic"], w.get("partition"), w["window_start"]) for w in summary.windows_closed
+        }
+        self.windows_closed.labels(topic).inc(len(closed))
 
     def set_lag(self, topic: str, lag: dict[int, int]) -> None:
         for partition, behind in lag.items():

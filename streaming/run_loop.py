@@ -28,6 +28,7 @@ from streaming.chain_binding import bind
 from streaming.config import RunSettings
 from streaming.driver import BatchSummary, RunConfig, Worker, run_batch
 from streaming.errors import SettingsError
+from streaming.event_state import event_time_config
 from streaming.lag import LagWatcher
 from streaming.metrics import RunMetrics
 from streaming.retry import Backoff
@@ -56,7 +57,7 @@ class RunReport:
     batches: list[dict[str, Any]] = field(default_factory=list)
     totals: dict[str, int] = field(
         default_factory=lambda: dict.fromkeys(
-            ("batches", "read", "published", "quarantined", "suppressed"), 0
+            ("batches", "read", "published", "quarantined", "suppressed", "held"), 0
         )
     )
     stopped_by: str | None = None  # a signal's name, or None when --once ran out of records
@@ -68,6 +69,7 @@ class RunReport:
         self.totals["published"] += summary.published
         self.totals["quarantined"] += summary.quarantined
         self.totals["suppressed"] += summary.suppressed
+        self.totals["held"] += summary.held
 
 
 def run_workspace(settings: RunSettings, worker: str) -> Workspace:
@@ -195,13 +197,16 @@ class RunLoop:
         self.report.add(summary)
         self.metrics.batch_done(topic, summary, seconds)
         self.log.info(
-            "batch %d on %s: read %d, published %d, quarantined %d, suppressed %d in %.1f s%s%s",
+            "batch %d on %s: read %d, published %d, quarantined %d, suppressed %d, held %+d "
+            "(%d on hold) in %.1f s%s%s",
             summary.batch_id,
             topic,
             summary.read,
             summary.published,
             summary.quarantined,
             summary.suppressed,
+            summary.held,
+            summary.held_total,
             seconds,
             " (resumed)" if summary.resumed else "",
             " (" + ", ".join(f"{k} {v:.2f}" for k, v in summary.steps.items()) + ")"
@@ -215,6 +220,9 @@ class RunLoop:
                 "published": summary.published,
                 "quarantined": summary.quarantined,
                 "suppressed": summary.suppressed,
+                "held": summary.held,
+                "held_total": summary.held_total,
+                "held_until": summary.held_until,
                 "quality_score": summary.quality_score,
                 "seconds": round(seconds, 3),
                 "resumed": summary.resumed,
@@ -274,6 +282,7 @@ class RunLoop:
             kafka_client=self.settings.kafka_client,
             dask_scheduler=self.settings.dask_scheduler,
             work_dir=self.space.work.root,
+            **event_time_config(self.settings),
         )
 
     def _resume_first(self, topics: list[str]) -> list[str]:

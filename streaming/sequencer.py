@@ -1,13 +1,14 @@
 """The sequencer: a landed batch's rows join their shards' logs and are anchored, with no lock.
 
-Workers land chunks in parallel (``land_chunks``): reading Kafka, the Beam pipeline, the
-Parquet files and each file's leaf hashes are where the time goes. Sequencing a batch is then
-short: drop records repeating a natural key already published in the same shard (the index of
-the shard's keys is kept in the worker's own catalog, and caught up from the shard's head when
-the shard comes from another worker), publish the batch's files to the store, and commit and
-anchor (``streaming/commit.py``: the registry's compare-and-swap decides between workers). Each
-worker sequences only the shards of the partitions it owns; nothing is shared but the store
-and the chain.
+Workers land chunks in parallel (``land_chunks``): reading Kafka, the Beam pipeline and the
+staged Parquet files are where the time goes. Sequencing a batch is then: drop records
+repeating a natural key already published (or held) in the same shard (the index of the shard's
+keys is kept in the worker's own catalog, and caught up from the shard's head when the shard
+comes from another worker); the event-time step, partition by partition (each partition's state
+is its own: ``streaming/event_state.py``), which writes the published files; their leaf hashes;
+publish the batch's files and state to the store; commit and anchor (``streaming/commit.py``:
+the registry's compare-and-swap decides between workers). Each worker sequences only the shards
+and states of the partitions it owns; nothing is shared but the store and the chain.
 """
 
 from __future__ import annotations
@@ -30,11 +31,13 @@ from sinks.dedup import (
 )
 from sinks.layout import DataLayout
 from sinks.parquet import ChunkWriter, read_receipt
-from sinks.quality_report import Validation, docs_dir_if_due, validate_new_rows
-from streaming import faults
+from sinks.quality_report import Validation
+from streaming import event_state, faults
 from streaming.batch import BatchSummary, Progress, RunConfig, count_receipts
 from streaming.checkpoints import ChainView, Checkpoints, dataset_path
 from streaming.commit import CommitContext, commit_and_anchor, publish_batch_files
+from streaming.event_time import Outcome
+from streaming.journal import BatchJournal
 from streaming.store import RunStore, Workspace, writing
 
 log = logging.getLogger("rda.run")
@@ -55,8 +58,8 @@ def refused_of(plan: dict) -> graph.Refused:
 def land_chunks(
     config: RunConfig, layout: DataLayout, plan: dict, progress: Progress, protection: Protection
 ) -> None:
-    """Run the Beam pipeline over the plan's chunks: Parquet files, their leaf hashes and a
-    receipt per chunk. Records the plan names as poison are quarantined unread."""
+    """Run the Beam pipeline over the plan's chunks: staged Parquet files and a receipt per
+    chunk. Records the plan names as poison are quarantined unread."""
     chunks = [OffsetRange(**c) for c in plan["chunks"]]
     progress(landing_message(plan))
     graph.run(
@@ -69,14 +72,12 @@ def land_chunks(
         config.dask_scheduler,
         refused_of(plan),
     )
-    for chunk in chunks:
-        write_leaves(layout, read_receipt(layout, chunk))
 
 
 def write_leaves(layout: DataLayout, receipt: dict) -> None:
-    """Beside each landed Parquet file, its rows' leaf hashes (``<name>.leaves``, 32 bytes per
-    row): a shard's log is rebuilt from them, and hashing is done here, in parallel, not while
-    the batch is being anchored."""
+    """Beside each published Parquet file, its rows' leaf hashes (``<name>.leaves``, 32 bytes
+    per row): a shard's log is rebuilt from them, and hashing is done once, here, not while the
+    batch is being anchored."""
     import pyarrow.parquet as pq
 
     from proofs.leaves import leaf_hashes_for_batch
@@ -90,17 +91,13 @@ def write_leaves(layout: DataLayout, receipt: dict) -> None:
 
 
 def validate_landed(layout: DataLayout, plan: dict) -> dict[str, Validation]:
-    """GE reports on the landed rows of every dataset, made before sequencing."""
-    receipts = [read_receipt(layout, OffsetRange(**c)) for c in plan["chunks"]]
-    datasets = sorted({d for r in receipts for d in r["files"]})
-    validations = {}
-    for dataset in datasets:
-        schema = published_schema_for_dataset(dataset)
-        files = [r["files"][dataset] for r in receipts if dataset in r["files"]]
-        # Docs too when due, so the sequencer does not run GE again for them.
-        docs_dir = docs_dir_if_due(layout, schema)
-        validations[dataset] = validate_new_rows(layout, schema, files, docs_dir)
-    return validations
+    """GE reports made before sequencing: none any more.
+
+    What a batch publishes is decided while it is sequenced, by the event-time step (flags from
+    the nodes' earlier reports, sessions held for their window), so Great Expectations validates
+    the published files when the sequencer writes each checkpoint's report.
+    """
+    return {}
 
 
 class Sequencer:
@@ -124,7 +121,8 @@ class Sequencer:
     def sequence(
         self, entry: dict, landed_here: bool, validations: dict[str, Validation] | None = None
     ) -> BatchSummary:
-        """Drop the batch's duplicates, publish its files, commit and anchor it: ``anchored``.
+        """Drop the batch's duplicates, decide its event time, publish its files, commit and
+        anchor it: ``anchored``.
 
         ``landed_here``: this process has just landed the batch's chunks (and made
         ``validations`` of them). Otherwise they are landed again first, identically.
@@ -138,27 +136,19 @@ class Sequencer:
         if not landed_here:
             land_chunks(self.config, self.layout, plan, self.progress, self.protection)
         receipts = [read_receipt(self.layout, OffsetRange(**c)) for c in plan["chunks"]]
-        for receipt in receipts:
-            receipt["batch_id"] = batch_id
         checkpoints = Checkpoints(self.space.store, self.chain)
         started = time.monotonic()
         with writing(self.space) as store:
             self._drop_duplicates(store, checkpoints, batch_id, receipts)
-            summary = BatchSummary(batch_id, plan["ranges"], resumed=not landed_here)
-            count_receipts(summary, receipts)
-            store.catalog.quarantine.register(batch_id, quarantine_entries(receipts))
-            store.journal.record_sequencing(
-                batch_id,
-                plan,
-                records_read=summary.read,
-                records_published=summary.published,
-                records_quarantined=summary.quarantined,
-            )
-        dedup_s = time.monotonic() - started
+        summary = BatchSummary(batch_id, plan["ranges"], resumed=not landed_here)
+        summary.steps["dedup"] = time.monotonic() - started
+        outcome = self._decide(entry, receipts, summary)
         faults.journaled("landed")
         started = time.monotonic()
-        publish_batch_files(self.space.store, self.layout, receipts)
-        publish_s = time.monotonic() - started
+        staged = [{**r, "files": {}} for r in receipts]  # staged files stay in the work directory
+        extra = outcome.private_files + [e["path"] for e in outcome.quarantine_entries]
+        publish_batch_files(self.space.store, self.layout, staged + outcome.receipts, extra)
+        summary.steps["publish"] = time.monotonic() - started
         context = CommitContext(
             self.space.store,
             self.layout,
@@ -170,15 +160,64 @@ class Sequencer:
             checkpoints,
         )
         summary.checkpoints = commit_and_anchor(
-            context, plan, receipts, validations if landed_here else None
+            context, plan, outcome.receipts, validations if landed_here else None
         )
         with writing(self.space) as store:
-            shards = {shard for _, shard in batch_shards(receipts)}
+            shards = {shard for _, shard in batch_shards(outcome.receipts)}
             record_anchored(store, checkpoints, batch_id, summary.checkpoints, shards)
             store.journal.set_state(batch_id, "anchored")
         faults.journaled("anchored")
-        summary.steps = {"dedup": dedup_s, "publish": publish_s, **context.seconds}
+        summary.steps.update(context.seconds)
         return summary
+
+    def _decide(self, entry: dict, receipts: list[dict], summary: BatchSummary) -> Outcome:
+        """The event-time step over the batch's staged chunks, partition by partition, and
+        their published files' leaves; the batch's counts, keys, rejects, closed windows and
+        state journaled (``landed``)."""
+        batch_id, plan = entry["batch_id"], entry["plan"]
+        count_receipts(summary, receipts)
+        started = time.monotonic()
+        step = (self.source.read, self.protection, self.space.store)
+        journal = BatchJournal(self.space.store)
+        outcome = event_state.decide_batch(
+            self.layout, entry["topic"], plan, receipts, step, journal
+        )
+        for receipt in outcome.receipts:
+            write_leaves(self.layout, receipt)
+        summary.steps["event_time"] = time.monotonic() - started
+        event_state.account(summary, outcome)
+        # Records the step quarantined were read here, in the driver: close that connection, so
+        # no Kafka client of this process is open when it next forks (a forked librdkafka
+        # handle aborts the child when the child's garbage collector frees it).
+        close = getattr(self.source, "close", None)
+        if close is not None:
+            close()
+        plan.setdefault("state", outcome.state)  # where each partition's state started: kept
+        with writing(self.space) as store:
+            self._record_keys(store, batch_id, receipts, outcome)
+            entries = quarantine_entries(receipts) + outcome.quarantine_entries
+            store.catalog.quarantine.register(batch_id, entries)
+            store.catalog.quarantine.refresh_view()  # a batch may quarantine and publish nothing
+            store.catalog.windows.record(batch_id, outcome.closed)
+            store.journal.record_sequencing(
+                batch_id,
+                plan,
+                records_read=summary.read,
+                records_published=summary.published,
+                records_quarantined=summary.quarantined,
+                records_held=summary.held,
+                windows=[_window_score(w) for w in outcome.closed],
+            )
+        return outcome
+
+    def _record_keys(
+        self, store: RunStore, batch_id: int, receipts: list[dict], outcome: Outcome
+    ) -> None:
+        """Index the natural keys the batch adds to each shard: rows published now and rows
+        put on hold (a redo replaces what it recorded)."""
+        shards = {shard for _, shard in batch_shards(receipts)} | set(outcome.key_files)
+        for shard in sorted(shards):
+            record_batch_keys(store.catalog, shard, batch_id, outcome.key_files.get(shard, []))
 
     def _committed(self, batch_id: int, plan: dict, pending: list[dict]) -> None:
         """Before the anchor: the checkpoints about to be anchored, journaled (a redo after a
@@ -192,7 +231,8 @@ class Sequencer:
     def _drop_duplicates(
         self, store: RunStore, checkpoints: Checkpoints, batch_id: int, receipts: list[dict]
     ) -> None:
-        """Quarantine records repeating a natural key published earlier in the same shard."""
+        """Quarantine records repeating a natural key published (or held) earlier in the same
+        shard: the batch's staged rows, before the event-time step sees them."""
         catalog = store.catalog
         reasons: dict[tuple[int, int], str] = {}
         shards = batch_shards(receipts)
@@ -209,9 +249,6 @@ class Sequencer:
             for receipt in receipts:
                 drop_records(self.layout, receipt, set(reasons))
                 quarantine_duplicates(self.layout, self.source, receipt, reasons)
-                write_leaves(self.layout, receipt)  # the files that lost records
-        for (_dataset, shard), paths in batch_shards(receipts).items():
-            record_batch_keys(catalog, shard, batch_id, paths)
 
     def _hydrate(self, store: RunStore, checkpoints: Checkpoints, dataset: str, head: dict) -> None:
         """Register the shard's published files (written by whichever worker had the shard)
@@ -230,6 +267,12 @@ class Sequencer:
             missing.append({**entry, **entry["source"], "path": path, "dataset": dataset})
         for batch_id in sorted({f["batch_id"] for f in missing}):
             catalog.register_files(batch_id, [f for f in missing if f["batch_id"] == batch_id])
+
+
+def _window_score(window: dict) -> dict:
+    """What the journal keeps of a closed window (``rda status`` lists the last ones)."""
+    keys = ("dataset", "topic", "partition", "window_start", "window_end", "score")
+    return {k: window.get(k) for k in keys}
 
 
 def batch_shards(receipts: list[dict]) -> dict[tuple[str, str], list[str]]:
@@ -281,13 +324,21 @@ def summary_from_journal(store: RunStore, entry: dict) -> BatchSummary:
     read = entry["records_read"] or 0
     published = entry["records_published"] or 0
     quarantined = entry["records_quarantined"] or 0
+    held = entry.get("records_held") or 0
+    topic = entry["topic"]
+    partitions = {topic: event_state.batch_partitions(entry["plan"])}
+    now = event_state.held_report(store.layout, store.journal, partitions, store.store)
+    held_now = now.get(topic, {})  # on hold now in the batch's partitions (their latest state)
     return BatchSummary(
         entry["batch_id"],
         entry["plan"]["ranges"],
         read=read,
         published=published,
         quarantined=quarantined,
-        suppressed=read - published - quarantined,
+        suppressed=read - published - quarantined - held,
+        held=held,
+        held_total=held_now.get("held_records", 0),
+        held_until=held_now.get("held_until"),
         reasons=store.catalog.quarantine.batch_reasons(entry["batch_id"]),
         checkpoints=store.catalog.batch_checkpoints(entry["batch_id"]),
         resumed=True,

@@ -14,8 +14,11 @@ from typing import Any
 
 from infra.state import InfraState
 from pipelines.kafka_source import KafkaUnavailable, open_source
+from sinks.layout import DataLayout
+from sinks.state_store import partitions_with_state
 from sinks.storage import Store
 from streaming.config import RunSettings
+from streaming.event_state import held_report
 from streaming.journal import BatchJournal
 from streaming.workers import is_alive, prune_dead, running_workers
 
@@ -61,18 +64,32 @@ def _lag_report(settings: RunSettings) -> dict[str, Any]:
 
 
 def _journal_report(data_dir: Path | str, limit: int) -> dict[str, Any]:
-    """The journal's last batches, each dataset's latest checkpoint, the workers: all read from
-    the data directory's store (every worker's, whatever machine it runs on)."""
+    """The journal's last batches, each dataset's latest checkpoint, the workers, what is held
+    for event-time windows: all read from the data directory's store (every worker's, whatever
+    machine it runs on)."""
     store = Store.open(data_dir)
     journal = BatchJournal(store, read_only=True)
     batches = journal.recent_batches(limit)
     if not batches and not store.list("published", ".manifest.json"):
         raise FileNotFoundError(f"nothing has run in {data_dir} (`rda run`)")
+    scratch = DataLayout(_scratch_dir(store))  # where the store's state files are read
+    held = held_report(scratch, journal, partitions_with_state(scratch, store), store)
     return {
         "journal": {"batches": batches, "totals": journal.totals()},
         "checkpoints": latest_checkpoints(store),
         "workers": _workers_report(store, batches),
+        "event_time": {"held": held, "closed_windows": journal.closed_windows(limit)},
     }
+
+
+def _scratch_dir(store: Store) -> Path:
+    """A local folder to read the store's state snapshots in: the data directory itself when
+    it is local, else a cache under RDA_STATE_DIR (snapshots never change once written)."""
+    if store.local is not None:
+        return store.local
+    from infra.state import state_dir
+
+    return state_dir() / "status" / hashlib.sha256(store.uri.encode()).hexdigest()[:16]
 
 
 def latest_checkpoints(store: Store) -> dict[str, dict[str, Any]]:

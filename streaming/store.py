@@ -124,5 +124,6 @@ def _import_rows(db: duckdb.DuckDBPyConnection, journal: BatchJournal) -> None:
         journal.record_plan(
             old["batch_id"], old["topic"], json.loads(old["plan"]), old.get("owner")
         )
-        counts = {k: old[k] for k in ("records_read", "records_published", "records_quarantined")}
+        counted = ("records_read", "records_published", "records_quarantined", "records_held")
+        counts = {k: old[k] for k in counted if k in old}
         journal.set_state(old["batch_id"], old["state"], **counts)

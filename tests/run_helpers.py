@@ -17,6 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipelines.aggregate import DATASET as DP_COUNTS
 from pipelines.kafka_source import open_source
 from proofs.anchor import AnchorRegistry
 from sinks.storage import Store
@@ -98,6 +99,8 @@ def reconcile(
         if checkpoint["tree_size"] > newest.get(dataset, (0, None))[0]:
             newest[dataset] = (checkpoint["tree_size"], dataset)
     for dataset in newest:
+        if dataset == DP_COUNTS:  # derived: it holds rows, not records
+            continue
         for file in _files_of(store, dataset, newest[dataset][0]):
             table = _table(
                 store, f"published/{dataset}/{file}", ["source_partition", "source_offset"]

@@ -1,8 +1,10 @@
 """``kill -9`` of a real ``rda run`` at every journal step and at random moments, then restart.
 
-The chain is anvil, so anchors outlive the killed process. After the restart, every record the
-fleet produced is published or quarantined exactly once (per partition and offset, per node),
-and the chain holds exactly one anchor per checkpoint in the catalog.
+The chain is anvil, so anchors outlive the killed process. After the restart (the last one
+flushes the event-time windows: the end of input), every record the fleet produced is
+published, quarantined or suppressed exactly once (per partition and offset, per node) — the
+subscriber sessions held in the state store across the kills included — and the chain holds
+exactly one anchor per checkpoint in the catalog.
 """
 
 from __future__ import annotations
@@ -16,14 +18,21 @@ from pathlib import Path
 import pytest
 from run_helpers import assert_exactly_once, run_args, start_run
 
+from simulator.fleet import generate
+from simulator.producer import produce
 from streaming.faults import STEPS
+
+START_MS = 1_764_000_000_000
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow]
 RANDOM_KILLS = 10  # each journal step also has its own deterministic kill above
 
 
 def finish(args: list[str], tmp_path: Path, log: Path) -> dict:
-    process = start_run(*args, "--once", "--json", state=tmp_path / "state", log=log)
+    # The end of input: every event-time window closes, held sessions are released.
+    process = start_run(
+        *args, "--once", "--flush-windows", "--json", state=tmp_path / "state", log=log
+    )
     stdout, _ = process.communicate(timeout=240)
     assert process.returncode == 0, log.read_text()[-3000:]
     return json.loads(stdout)
@@ -48,9 +57,11 @@ def test_kill_9_right_after_each_journal_step_then_restart_loses_and_repeats_not
 
 
 def test_ten_random_kill_9s_then_restart_lose_and_repeat_nothing(
-    broker, topic, tmp_path, publish, anvil, registry
+    broker, topic, tmp_path, anvil, registry
 ):
-    produced = publish(broker, topic, nodes=10, duration_s=30, bad_fraction=0.05).messages
+    # Sessions too: held in the state store across the kills, released by the final flush.
+    messages = generate(8, 30, 1, START_MS, 1, 0.05, sessions=True, quality_fraction=0.02)
+    produced = produce(broker.bootstrap, topic, messages).messages
     data, log = tmp_path / "data", tmp_path / "run.log"
     args = run_args(broker.bootstrap, topic, data, anvil.rpc_url, registry.address)
     rng = random.Random(7)

@@ -64,6 +64,7 @@ def test_an_old_journal_file_is_imported_and_kept_beside(tmp_path):
             "published": 0,
             "quarantined": 0,
             "suppressed": 40,
+            "held": 0,
         }
     assert (layout.root / "journal.duckdb.imported").is_file()
     assert not (layout.root / "journal.duckdb").exists()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -103,7 +104,9 @@ def landed(broker, tmp_path_factory):
             )
             produce(broker.bootstrap, topic, wave_messages)
             messages.extend(wave_messages)
-            summaries.append(run_batch(config, source, chain.anchor, handler.progress))
+            # The second wave is the end of input: its batch closes every event-time window.
+            last = replace(config, flush_windows=wave == 1)
+            summaries.append(run_batch(last, source, chain.anchor, handler.progress))
     finally:
         logging.getLogger().removeHandler(handler)
         logging.getLogger().setLevel(previous_level)
@@ -167,7 +170,8 @@ def test_counts_reconcile_with_suppressed_records_kept_privately(landed):
     layout = DataLayout(data_dir)
     read = sum(s.read for s in summaries)
     assert read == len(messages)
-    assert read == sum(s.published + s.quarantined + s.suppressed for s in summaries)
+    assert read == sum(s.published + s.quarantined + s.suppressed + s.held for s in summaries)
+    assert summaries[0].held > 0 and summaries[-1].held_total == 0  # held, then all released
     suppressed_files = list((layout.private / "suppressed").rglob("*.parquet"))
     stored = sum(pq.read_metadata(p).num_rows for p in suppressed_files)
     assert stored == sum(s.suppressed for s in summaries) > 0
@@ -199,8 +203,17 @@ def test_the_noisy_session_counts_are_published_with_epsilon_in_their_manifest(l
     data_dir, _, summaries, _, chain = landed
     (checkpoint,) = [c for c in summaries[-1].checkpoints if c["dataset"] == "session_counts_dp.v1"]
     manifest = json.loads((data_dir / checkpoint["manifest_path"]).read_text())
-    assert manifest["privacy"]["differential_privacy"]["epsilon"] == 1.0
-    assert manifest["privacy"]["differential_privacy"]["delta"] == 0
+    dp = manifest["privacy"]["differential_privacy"]
+    assert (dp["epsilon"], dp["delta"]) == (1.0, 0)
+    # Released when their hours closed: 15:00 (sessions ending in the first second) and 16:00.
+    assert dp["budget"]["max_epsilon_per_subscriber_per_epoch"] == 8.0
+    assert dp["composition"]["windows_released"] == 2
+    assert dp["composition"]["max_epsilon_per_subscriber"] == 2.0
+    windows = [(w["window_start"], w["window_end"]) for w in manifest["quality"]["windows"]]
+    assert windows == [
+        ("2025-11-24T15:00:00Z", "2025-11-24T16:00:00Z"),
+        ("2025-11-24T16:00:00Z", "2025-11-24T17:00:00Z"),
+    ]
     db = duckdb.connect(str(DataLayout(data_dir).catalog), read_only=True)
     negative, rows = db.execute(
         "SELECT count(*) FILTER (WHERE noisy_subscribers < 0), count(*) FROM session_counts_dp_v1"

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.aggregate import laplace, session_counts
+from pipelines.aggregate import empty_ledger, laplace, window_counts
 from pipelines.anonymize import (
     KEY_ENV,
     PseudonymKey,
@@ -23,6 +23,7 @@ from pipelines.anonymize import (
     anonymize,
     group_sizes,
 )
+from pipelines.staged import SUBSCRIBER
 from schemas.published import DEFAULT_PRIVACY, PrivacySettings, published_schema
 from schemas.service import SPEED_TEST_V1, SUBSCRIBER_SESSION_V1
 from simulator.subscribers import luhn_digit, luhn_valid, make_subscriber
@@ -238,18 +239,56 @@ def test_laplace_quantiles_are_symmetric_with_the_right_spread():
     assert laplace(0.75, 2.0) == -laplace(0.25, 2.0)
 
 
-def test_session_counts_are_distinct_subscribers_per_cell_and_hour_with_reproducible_noise():
-    at = dt.datetime(2025, 11, 24, 10, 5, tzinfo=UTC)
-    rows = sessions(
-        [{"imsi": f"26201000000000{i % 3}", "session_start": at} for i in range(6)]  # 3 people
-        + [{"cell_id": 9, "session_start": at + dt.timedelta(hours=1)}]
+def window_sessions(people_and_cells: list[tuple[str, int]]) -> pa.Table:
+    """Staged session rows of one window, in stream order: (subscriber key, cell) each."""
+    n = len(people_and_cells)
+    hour = dt.datetime(2025, 11, 24, 10, tzinfo=UTC)
+    return pa.table(
+        {
+            "cell_id": [cell for _, cell in people_and_cells],
+            SUBSCRIBER: [who for who, _ in people_and_cells],
+            "source_partition": pa.array([0] * n, pa.int32()),
+            "source_offset": list(range(n)),
+            "ingest_time": pa.array([hour] * n, pa.timestamp("us", tz="UTC")),
+        }
     )
-    exact = session_counts(rows, KEY, PrivacySettings(dp_epsilon=1e9))
+
+
+WINDOW_US = int(dt.datetime(2025, 11, 24, 10, tzinfo=UTC).timestamp()) * 1_000_000
+EXACT = PrivacySettings(dp_epsilon=1e9, dp_budget_per_epoch=1e10)  # noise negligible
+
+
+def test_window_counts_are_distinct_subscribers_per_cell_with_reproducible_noise():
+    rows = window_sessions([("a", 7), ("b", 7), ("a", 7), ("c", 7), ("d", 9)])
+    exact, _ = window_counts(rows, WINDOW_US, "t", KEY, EXACT, empty_ledger())
     assert [(r["cell_id"], r["hour"].hour, r["noisy_subscribers"]) for r in exact.to_pylist()] == [
         (7, 10, 3),
-        (9, 11, 1),
+        (9, 10, 1),
     ]
-    noisy = session_counts(rows, KEY, PrivacySettings(dp_epsilon=0.1))
-    assert noisy.equals(session_counts(rows, KEY, PrivacySettings(dp_epsilon=0.1)))
+    settings = PrivacySettings(dp_epsilon=0.1)
+    noisy, _ = window_counts(rows, WINDOW_US, "t", KEY, settings, empty_ledger())
+    again, _ = window_counts(rows, WINDOW_US, "t", KEY, settings, empty_ledger())
+    assert noisy.equals(again)
     assert noisy.column("noisy_subscribers").to_pylist() != [3, 1]
     assert all(n >= 0 for n in noisy.column("noisy_subscribers").to_pylist())
+
+
+def test_a_subscriber_counts_in_one_cell_per_window_the_cell_of_their_first_session():
+    rows = window_sessions([("a", 9), ("a", 7), ("b", 7)])
+    counts, ledger = window_counts(rows, WINDOW_US, "t", KEY, EXACT, empty_ledger())
+    assert [(r["cell_id"], r["noisy_subscribers"]) for r in counts.to_pylist()] == [(7, 1), (9, 1)]
+    assert sorted(ledger.column("subscriber").to_pylist()) == ["a", "b"]
+    assert ledger.column("spent").to_pylist() == [1e9, 1e9]
+
+
+def test_a_subscriber_whose_daily_budget_is_spent_is_left_out_of_later_windows():
+    settings = PrivacySettings(dp_epsilon=1e9, dp_budget_per_epoch=2e9)  # two windows a day
+    ledger = empty_ledger()
+    seen = []
+    for hour in range(3):
+        rows = window_sessions([("a", 7), ("b", 7)])
+        start = WINDOW_US + hour * 3_600_000_000
+        counts, ledger = window_counts(rows, start, "t", KEY, settings, ledger)
+        seen.append(counts.column("noisy_subscribers").to_pylist())
+    assert seen == [[2], [2], [0]]  # the third hour: both budgets are spent
+    assert ledger.column("spent").to_pylist() == [2e9, 2e9]

@@ -74,6 +74,7 @@ def test_metrics_json_logs_and_status_agree_with_what_was_produced(
         "published": published,
         "quarantined": quarantined,
         "suppressed": sum(e["suppressed"] for e in batches),
+        "held": 0,  # no sessions: nothing waits for an event-time window
     }
     assert [b["state"] for b in report["journal"]["batches"]] == ["done"] * min(len(batches), 10)
     assert sum(c["tree_size"] for c in report["checkpoints"].values()) == published

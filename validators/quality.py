@@ -1,35 +1,40 @@
 """Quality checks Great Expectations lacks, vectorized with ``pyarrow.compute``.
 
-They run on rows that passed the schema's row checks, per chunk (a chunk is one partition's
-offset range, and records are keyed by node, so a node's reports arrive together, in order).
+The *stateless* checks judge a row on its own and run per chunk, in the Beam pipeline; the
+*sequence* checks (``validators/sequence.py``) and lateness (``validators/event_time.py``) judge a
+row against what came before it in its partition, with state carried across chunks and batches,
+and run in the driver (``streaming/event_time.py``).
 
 | check | level | code |
 |---|---|---|
 | event time ahead of ingest time by more than ``max_ahead_s`` | quarantine | ``clock_skew`` |
 | a malformed IMSI, MSISDN, IMEI, MAC or IP address | quarantine | ``malformed`` |
 | great SINR at noise-floor RSRP; a session ending before it starts | quarantine | ``implausible`` |
-| a location no node could reach from its neighbours in time (a spike) | quarantine | ``teleport`` |
-| event time behind ingest time by more than ``max_late_s`` | flag | ``late`` |
-| a counter (uptime) lower than the node's previous report | flag | ``counter_reset`` |
-| a sensor repeating exactly the same values ``flat_line_reports`` times | flag | ``flat_line`` |
+| a location no node could reach from its last accepted one (sequence) | quarantine | ``teleport`` |
+| its event-time window closed before it arrived (watermark) | flag | ``late`` |
+| a counter (uptime) lower than the node's previous report (sequence) | flag | ``counter_reset`` |
+| the same sensor values ``flat_line_reports`` times in a row (sequence) | flag | ``flat_line`` |
 
 Duplicates are caught earlier (``pipelines/standardize.py``, ``sinks/dedup.py``).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.model import TelemetrySchema
+from validators import event_time
+from validators.sequence import SequenceSettings, SequenceState, check_sequences, sequence_inputs
 
-HARD_CODES = ("clock_skew", "malformed", "implausible", "teleport")
+DEFAULT_WINDOWS = event_time.WindowSettings()
+STATELESS_CODES = ("clock_skew", "malformed", "implausible")
+HARD_CODES = (*STATELESS_CODES, "teleport")
 FLAGS = ("late", "counter_reset", "flat_line")
-_EARTH_RADIUS_KM = 6371.0088
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 # Identifier and address formats (session fields): checked before anything is pseudonymized.
 _FORMATS = {
@@ -42,18 +47,20 @@ _FORMATS = {
         "an IPv4 or IPv6 address",
     ),
 }
-_FLAT_LINE_COLUMNS = {"radio_kpi": ("rsrp_dbm", "sinr_db"), "node_heartbeat": ("temperature_c",)}
 
 
 @dataclass(frozen=True)
 class QualitySettings:
     max_ahead_s: float = 300.0  # a clock this far ahead of the broker's is wrong
-    max_late_s: float = 3600.0  # reports older than this on arrival are flagged late
     max_speed_kmh: float = 1000.0  # faster than an airliner: no node moves like that
     min_jump_km: float = 1.0  # GPS jitter below this is not a jump
     flat_line_reports: int = 5
     noise_floor_rsrp_dbm: float = -120.0
     max_sinr_at_noise_floor_db: float = 20.0
+
+    @property
+    def sequence(self) -> SequenceSettings:
+        return SequenceSettings(self.max_speed_kmh, self.min_jump_km, self.flat_line_reports)
 
 
 @dataclass(frozen=True)
@@ -70,9 +77,10 @@ class QualityResult:
         return pc.is_null(self.codes)
 
 
-def check_quality(
+def check_stateless(
     schema: TelemetrySchema, rows: pa.RecordBatch, settings: QualitySettings = QualitySettings()
 ) -> QualityResult:
+    """The checks that judge each row on its own (per chunk): codes and reasons, no flags."""
     n = rows.num_rows
     codes, reasons = pa.nulls(n, pa.string()), pa.nulls(n, pa.string())
     for code, failed, describe in _hard_checks(schema, rows, settings):
@@ -81,12 +89,86 @@ def check_quality(
         if count:  # reasons are formatted for the failing rows only
             codes = pc.replace_with_mask(codes, first, _constant(code, count))
             reasons = pc.replace_with_mask(reasons, first, describe(first))
-    flag_arrays, counts = [], {}
-    for flag, raised in _soft_checks(schema, rows, settings):
+    return QualityResult(codes, reasons, pa.nulls(n, pa.string()))
+
+
+def check_quality(
+    schema: TelemetrySchema,
+    rows: pa.RecordBatch,
+    settings: QualitySettings = QualitySettings(),
+    windows: event_time.WindowSettings = DEFAULT_WINDOWS,
+) -> QualityResult:
+    """Every check over ``rows`` alone, as one stretch of stream (no earlier state).
+
+    Rows are judged in stream order (``source_partition``, ``source_offset``); the streaming
+    driver runs the same checks with state carried from batch to batch instead.
+    """
+    outcome = check_stateless(schema, rows, settings)
+    order = pc.sort_indices(
+        pa.table({"p": rows.column("source_partition"), "o": rows.column("source_offset")}),
+        [("p", "ascending"), ("o", "ascending")],
+    )
+    ordered = rows.take(order)
+    passed = np.asarray(pc.is_null(outcome.codes.take(order)), bool)
+    times = event_time.micros(ordered.column(event_time_field(schema)))
+    marks = event_time.watermarks(
+        np.asarray(ordered.column("source_partition"), np.int64),
+        np.asarray(ordered.column("source_offset"), np.int64),
+        times,
+        passed,
+        {},
+    )
+    late = event_time.late(times, marks.before, None, windows)
+    # The sequence checks see the rows that passed every other check, as in the stream.
+    kept = pa.array(np.flatnonzero(passed), pa.int64())
+    columns = {name: ordered.column(name).take(kept) for name in ordered.schema.names}
+    inputs = sequence_inputs(schema.name, columns, pa.array(times[passed], pa.int64()))
+    result, _ = check_sequences(inputs, SequenceState.empty(schema.name), settings.sequence)
+    unsort = pc.sort_indices(order)
+    flags = sequence_flags(
+        pa.array(late, pa.bool_()).take(unsort),
+        _scatter(result.counter_reset, passed, False).take(unsort),
+        _scatter(result.flat_line, passed, False).take(unsort),
+    )
+    jump = _scatter(result.teleport_km, passed, None).take(unsort)
+    teleport = pc.and_(pc.is_valid(jump), pc.is_null(outcome.codes))
+    count = pc.sum(teleport).as_py() or 0
+    codes, reasons = outcome.codes, outcome.reasons
+    if count:
+        codes = pc.replace_with_mask(codes, teleport, _constant("teleport", count))
+        reasons = pc.replace_with_mask(
+            reasons, teleport, teleport_reasons(pc.filter(jump, teleport))
+        )
+    return QualityResult(codes, reasons, flags.flags, flags.flag_counts)
+
+
+@dataclass(frozen=True)
+class Flags:
+    flags: pa.StringArray
+    flag_counts: dict[str, int]
+
+
+def sequence_flags(late: pa.Array, counter_reset: pa.Array, flat_line: pa.Array) -> Flags:
+    """The ``quality_flags`` column from each flag's mask, in the documented order."""
+    arrays, counts = [], {}
+    for flag, raised in zip(FLAGS, (late, counter_reset, flat_line), strict=True):
         raised = pc.fill_null(raised, False)
         counts[flag] = pc.sum(raised).as_py() or 0
-        flag_arrays.append(pc.if_else(raised, pa.scalar(flag), pa.scalar(None, pa.string())))
-    return QualityResult(codes, reasons, _joined_flags(flag_arrays, n), counts)
+        arrays.append(pc.if_else(raised, pa.scalar(flag), pa.scalar(None, pa.string())))
+    return Flags(_joined_flags(arrays, len(late)), counts)
+
+
+def _scatter(values: pa.Array, where: np.ndarray, default: object) -> pa.Array:
+    """``values`` at the positions where ``where`` holds, ``default`` elsewhere."""
+    full = pa.array([default] * len(where), values.type)
+    return pc.replace_with_mask(full, pa.array(where, pa.bool_()), values) if len(values) else full
+
+
+def teleport_reasons(jump_km: pa.Array) -> pa.Array:
+    text = pc.cast(jump_km, pa.string())
+    return pc.binary_join_element_wise(
+        "location jumps ", text, " km from the node's last accepted report", ""
+    )
 
 
 def _joined_flags(arrays: list[pa.Array], n: int) -> pa.Array:
@@ -141,130 +223,6 @@ def _hard_checks(
             # The value is not repeated in the reason: it may be personal data.
             text = f"{name} is not {what}"
             yield "malformed", malformed, lambda m, t=text: _constant(t, pc.sum(m).as_py())
-    if {"latitude", "longitude", "node_id"} <= names:
-        jump_km = _teleports(schema, rows, settings)
-        neighbours = " km from the node's neighbouring reports"
-        yield "teleport", pc.is_valid(jump_km), _describe("location jumps ", jump_km, neighbours)
-
-
-def _soft_checks(
-    schema: TelemetrySchema, rows: pa.RecordBatch, settings: QualitySettings
-) -> Iterator[tuple[str, pa.Array]]:
-    names = set(rows.schema.names)
-    yield "late", pc.greater(_lag_s(schema, rows), settings.max_late_s)
-    if {"uptime_s", "node_id"} <= names:
-        order, same_prev, _ = _sorted(rows, ["node_id"], event_time_field(schema))
-        uptime = rows.column("uptime_s").take(order)
-        dropped = pc.and_(same_prev, pc.less(uptime, _shift_prev(uptime)))
-        yield "counter_reset", _unsort(dropped, order)
-    columns = _FLAT_LINE_COLUMNS.get(schema.name)
-    if columns and set(columns) <= names:
-        yield "flat_line", _flat_lines(schema, rows, columns, settings.flat_line_reports)
-
-
-def _teleports(
-    schema: TelemetrySchema, rows: pa.RecordBatch, settings: QualitySettings
-) -> pa.Array:
-    """Per row, the jump in km if the row is a spike no node could make, else null.
-
-    A spike is a location unreachable both from the node's previous report and to its next one
-    (so a node that really moved is not punished twice; the first and last report of a node in a
-    chunk have one neighbour only and are never called teleports).
-    """
-    time = event_time_field(schema)
-    order, same_prev, same_next = _sorted(rows, ["node_id"], time)
-    lat = rows.column("latitude").take(order)
-    lon = rows.column("longitude").take(order)
-    micros = rows.column(time).take(order).cast(pa.int64())
-    hours = pc.divide(micros.cast(pa.float64()), 3.6e9)
-    from_prev = _distance_km(_shift_prev(lat), _shift_prev(lon), lat, lon)
-    to_next = _distance_km(lat, lon, _shift_next(lat), _shift_next(lon))
-    bad_prev = _infeasible(from_prev, pc.subtract(hours, _shift_prev(hours)), settings)
-    bad_next = _infeasible(to_next, pc.subtract(_shift_next(hours), hours), settings)
-    spike = pc.and_(pc.and_(same_prev, same_next), pc.and_(bad_prev, bad_next))
-    spike = pc.fill_null(spike, False)
-    jump = pc.round(from_prev, 1)
-    return _unsort(pc.if_else(spike, jump, pa.scalar(None, pa.float64())), order)
-
-
-def _infeasible(km: pa.Array, hours: pa.Array, settings: QualitySettings) -> pa.Array:
-    hours = pc.max_element_wise(pc.abs(hours), 1 / 3600)  # reports in the same second
-    too_fast = pc.greater(pc.divide(km, hours), settings.max_speed_kmh)
-    return pc.and_(pc.greater(km, settings.min_jump_km), too_fast)
-
-
-def _distance_km(lat1: pa.Array, lon1: pa.Array, lat2: pa.Array, lon2: pa.Array) -> pa.Array:
-    """Great-circle distance (haversine), vectorized."""
-    rad = math.pi / 180
-    phi1, phi2 = pc.multiply(lat1, rad), pc.multiply(lat2, rad)
-    dphi = pc.subtract(phi2, phi1)
-    dlmb = pc.multiply(pc.subtract(lon2, lon1), rad)
-    a = pc.add(
-        pc.power(pc.sin(pc.divide(dphi, 2)), 2),
-        pc.multiply(
-            pc.multiply(pc.cos(phi1), pc.cos(phi2)), pc.power(pc.sin(pc.divide(dlmb, 2)), 2)
-        ),
-    )
-    a = pc.min_element_wise(pc.max_element_wise(a, 0.0), 1.0)
-    return pc.multiply(pc.asin(pc.sqrt(a)), 2 * _EARTH_RADIUS_KM)
-
-
-def _flat_lines(
-    schema: TelemetrySchema, rows: pa.RecordBatch, columns: tuple[str, ...], run: int
-) -> pa.Array:
-    """Rows in a run of at least ``run`` reports with exactly the same sensor values."""
-    keys = ["node_id", "cell_id"] if "cell_id" in rows.schema.names else ["node_id"]
-    order, same_prev, _ = _sorted(rows, keys, event_time_field(schema))
-    repeats = same_prev
-    for name in columns:
-        values = rows.column(name).take(order)
-        repeats = pc.and_(repeats, pc.fill_null(pc.equal(values, _shift_prev(values)), False))
-    run_id = pc.cumulative_sum(pc.invert(repeats).cast(pa.int64()))
-    lengths = pc.value_counts(run_id).field("counts")  # run ids ascend: counts in run order
-    length = pc.take(lengths, pc.subtract(run_id, 1))
-    return _unsort(pc.greater_equal(length, run), order)
-
-
-def _sorted(
-    rows: pa.RecordBatch, keys: list[str], time: str
-) -> tuple[pa.Array, pa.Array, pa.Array]:
-    """Sort order by keys then time, and whether each sorted row shares its keys with the
-    previous / next sorted row."""
-    # Sort on integers: string keys become their dictionary codes (grouping needs no collation).
-    columns = {}
-    for name in [*keys, time]:
-        column = rows.column(name)
-        if pa.types.is_string(column.type):
-            column = pc.dictionary_encode(column).indices
-        elif pa.types.is_timestamp(column.type):
-            column = column.cast(pa.int64())
-        columns[name] = column
-    order = pc.sort_indices(pa.table(columns), [(k, "ascending") for k in columns])
-    same_prev = pa.nulls(len(order), pa.bool_()).fill_null(True)
-    for key in keys:
-        values = rows.column(key).take(order)
-        same_prev = pc.and_(same_prev, pc.fill_null(pc.equal(values, _shift_prev(values)), False))
-    same_next = _shift_next(same_prev).fill_null(False) if len(order) else same_prev
-    same_prev = pc.fill_null(same_prev, False)
-    return order, same_prev, same_next
-
-
-def _shift_prev(values: pa.Array) -> pa.Array:
-    """values[i - 1] at i (null at 0)."""
-    if not len(values):
-        return values
-    return pa.concat_arrays([pa.nulls(1, values.type), values.slice(0, len(values) - 1)])
-
-
-def _shift_next(values: pa.Array) -> pa.Array:
-    """values[i + 1] at i (null at the end)."""
-    if not len(values):
-        return values
-    return pa.concat_arrays([values.slice(1), pa.nulls(1, values.type)])
-
-
-def _unsort(values: pa.Array, order: pa.Array) -> pa.Array:
-    return pc.take(values, pc.sort_indices(order))
 
 
 def _describe(prefix: str, values: pa.Array, suffix: str) -> Describe:

@@ -20,7 +20,7 @@ from collections import Counter
 from typing import Any
 
 COMPONENTS = ("completeness", "validity", "timeliness", "uniqueness", "consistency")
-TIMELINESS = ("clock_skew", "late")
+TIMELINESS = ("clock_skew", "late", "window_closed")
 UNIQUENESS = ("duplicate",)
 CONSISTENCY = ("implausible", "teleport", "flat_line", "counter_reset")
 NOT_QUALITY = ("k_anonymity",)  # withheld for privacy: says nothing about the data

@@ -1,0 +1,113 @@
+"""Closing an event-time window: what its held rows become (``pipelines/windows.py`` holds them).
+
+Over every held row of the window — of the state's partitions (one, in ``rda run``: each
+partition keeps its own state, streaming/event_time.py) — k-anonymity decides which sessions are
+published (small quasi-identifier groups generalized first) and which records are withheld;
+the window's DP counts are computed, the subscriber budget ledger charged; and the window's
+quality figures, complete now, are final.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from pipelines import aggregate, staged
+from pipelines.anonymize import PseudonymKey, k_anonymize
+from pipelines.quality_counts import cell_counts, stats_of
+from pipelines.windows import (
+    HELD_RECORDS,
+    Settings,
+    TopicState,
+    record_keys,
+    record_of,
+    stream_order,
+)
+from schemas.published import PrivacySettings
+from schemas.registry import schema_for_dataset
+from validators.score import dataset_quality
+
+
+@dataclass
+class Release:
+    published: dict[str, pa.Table]
+    suppressed: list[tuple[int, int]]  # (partition, offset) of records k-anonymity withholds
+    records: dict[str, int]  # published, suppressed (records)
+    stats: dict[str, dict]
+    figures: dict[str, dict]  # per dataset: the closed window's quality score and counts
+    ledger: pa.Table
+
+
+def release(
+    state: TopicState,
+    window: int,
+    held: dict[str, pa.Table],
+    settings: Settings,
+    key: PseudonymKey,
+    topic: str,
+    ledger: pa.Table,
+    scope: str | None = None,
+) -> Release:
+    """Close ``window``: k-anonymity over its held rows, its DP counts, its final figures."""
+    held = {d: stream_order(t) for d, t in sorted(held.items()) if t.num_rows}
+    public, suppressed = _k_anonymous(held, settings.privacy)
+    out = Release({}, [record_of(k) for k in sorted(suppressed)], {}, {}, {}, ledger)
+    records: set[int] = set()
+    for dataset, rows in held.items():
+        keys = record_keys(rows)
+        records |= set(keys.tolist())
+        out_rows = public[dataset].filter(pa.array(~np.isin(keys, list(suppressed)), pa.bool_()))
+        withheld = rows.num_rows - out_rows.num_rows
+        if out_rows.num_rows:
+            out.published[dataset] = out_rows
+        null_cells, cells = cell_counts(out_rows)
+        stats = {"suppressed": withheld, "null_cells": null_cells, "cells": cells}
+        state.add(window, dataset, stats)
+        out.stats[dataset] = stats_of(out_rows, **stats)
+    sessions = held.get(aggregate.SOURCE_DATASET)
+    if sessions is not None:
+        counts, out.ledger = aggregate.window_counts(
+            sessions, window, topic, key, settings.privacy, ledger, scope
+        )
+        if counts.num_rows:
+            out.published[aggregate.DATASET] = counts
+            null_cells, cells = cell_counts(counts)
+            state.add(
+                window,
+                aggregate.DATASET,
+                {"rows": counts.num_rows, "null_cells": null_cells, "cells": cells},
+            )
+            epoch = window // (settings.privacy.epoch_seconds * 1_000_000)
+            out.stats[aggregate.DATASET] = {
+                **stats_of(counts, null_cells=null_cells, cells=cells, rows=counts.num_rows),
+                "windows": 1,
+                "epochs": [epoch],
+            }
+    out.records = {"published": len(records - suppressed), "suppressed": len(suppressed)}
+    tallies = state.windows.pop(window, {})
+    out.figures = {d: figures(c) for d, c in sorted(tallies.items()) if d != HELD_RECORDS}
+    return out
+
+
+def figures(counts: dict[str, int]) -> dict:
+    """A window's quality figures from its counts (as the dataset score is computed)."""
+    score, components = dataset_quality(counts)
+    return {"score": score, "components": components, "counts": dict(sorted(counts.items()))}
+
+
+def _k_anonymous(
+    held: dict[str, pa.Table], privacy: PrivacySettings
+) -> tuple[dict[str, pa.Table], set[int]]:
+    """Each dataset's held rows as published (windowed ones generalized), and the records
+    k-anonymity withholds."""
+    public, suppressed = {}, set()
+    for dataset, rows in held.items():
+        table = staged.published_part(rows, dataset)
+        if staged.is_windowed(dataset):
+            table, keep = k_anonymize(schema_for_dataset(dataset), table, privacy)
+            withheld = record_keys(rows)[~np.asarray(keep, bool)]
+            suppressed |= set(withheld.tolist())
+        public[dataset] = table
+    return public, suppressed
