@@ -66,7 +66,10 @@ def load_assets(data_dir: Path) -> dict[str, Asset]:
     """Every dataset with an anchored checkpoint, keyed by dataset id."""
     layout = DataLayout(data_dir)
     if not layout.catalog.exists():
-        raise CatalogUnavailable(f"no catalog at {layout.catalog}: run the pipeline first")
+        rows = _published_rows(layout)  # a data directory shared by workers: no catalog of its own
+        if not rows:
+            raise CatalogUnavailable(f"no catalog at {layout.catalog}: run the pipeline first")
+        return {row[0]: _asset(layout, row) for row in rows}
     try:
         con = duckdb.connect(str(layout.catalog), read_only=True)
     except duckdb.Error as error:  # most often: the driver holds the write lock
@@ -81,6 +84,31 @@ def load_assets(data_dir: Path) -> dict[str, Asset]:
             "ORDER BY d.dataset"
         ).fetchall()
     return {row[0]: _asset(layout, row) for row in rows}
+
+
+def _published_rows(layout: DataLayout) -> list[tuple]:
+    """The catalog's rows, read from the published side instead: each dataset's newest anchored
+    checkpoint (``checkpoints/<size>.manifest.json`` with its ``<size>.anchor.json``). Every
+    value is checked against the chain before anything is shown as verified."""
+    rows = []
+    for dataset_dir in sorted(p for p in layout.published.glob("*") if p.is_dir()):
+        anchored = sorted(dataset_dir.glob("checkpoints/[0-9]*.anchor.json"))
+        if not anchored:
+            continue
+        sidecar, size = anchored[-1], int(anchored[-1].name.split(".")[0])
+        manifest_path = sidecar.with_name(f"{size:012d}.manifest.json")
+        try:
+            anchor = json.loads(sidecar.read_text())
+            manifest, digest = load_manifest(manifest_path)
+        except (OSError, ValueError) as error:
+            raise CatalogUnavailable(f"checkpoint {manifest_path} is unreadable: {error}") from None
+        dataset = dataset_dir.name
+        rows.append(
+            (dataset, dataset.replace(".", "_"), size, manifest["checkpoint"]["root"],
+             anchor.get("anchor_tx"), anchor.get("anchor_block"), anchor.get("chain_id"),
+             anchor.get("contract"), digest.hex(), layout.relative(manifest_path))
+        )  # fmt: skip
+    return rows
 
 
 def _asset(layout: DataLayout, row: tuple) -> Asset:
