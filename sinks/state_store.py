@@ -68,7 +68,7 @@ class StateStore:
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
         for name, table in sorted(tables.items()):
-            write_parquet(_one_batch(table), partial / f"{name}.parquet")
+            write_parquet(one_batch(table), partial / f"{name}.parquet")
         (partial / "state.json").write_text(
             json.dumps({"format": FORMAT, **doc}, sort_keys=True, indent=1) + "\n"
         )
@@ -102,7 +102,7 @@ class StateStore:
 
     def write_table(self, path: Path, table: pa.Table) -> str:
         """Write a held or ledger file; return its path relative to the data directory."""
-        write_parquet(_one_batch(table), path)
+        write_parquet(one_batch(table), path)
         relative = self.layout.relative(path)
         if self.store is not None:
             self.store.put_file(path, relative)
@@ -176,7 +176,8 @@ def _batch_of(name: str) -> int:
     return int(digits) if name.startswith("b") and digits.isdigit() else -1
 
 
-def _one_batch(table: pa.Table) -> pa.RecordBatch:
+def one_batch(table: pa.Table) -> pa.RecordBatch:
+    """The table as one record batch (an empty one keeps its schema)."""
     table = table.combine_chunks()
     batches = table.to_batches()
     return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)

@@ -41,7 +41,7 @@ from pipelines.release import release as release_window
 from schemas.records import quarantine_batch
 from sinks.layout import DataLayout
 from sinks.parquet import write_parquet
-from sinks.state_store import StateStore
+from sinks.state_store import StateStore, one_batch
 from sinks.storage import Store
 from streaming.errors import SettingsError
 from validators.sequence import SequenceState
@@ -207,7 +207,7 @@ class _Step:
 
     def _write(self, dataset: str, table: pa.Table, path: Path, new_keys: bool = True) -> dict:
         """A published file; ``new_keys``: its natural keys are new to the index."""
-        digest = write_parquet(_one_batch(table), path)
+        digest = write_parquet(one_batch(table), path)
         relative = self.layout.relative(path)
         if new_keys:
             self.key_files.setdefault(dataset, []).append(relative)
@@ -391,12 +391,6 @@ def _source(topic: str, partition: int, rows: pa.Table) -> dict:
         "start": pc.min(offsets).as_py(),
         "end": pc.max(offsets).as_py() + 1,
     }
-
-
-def _one_batch(table: pa.Table) -> pa.RecordBatch:
-    table = table.combine_chunks()
-    batches = table.to_batches()
-    return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)
 
 
 def iso(micros: int | None) -> str | None:

@@ -159,9 +159,8 @@ class Sequencer:
             lambda pending: self._committed(batch_id, plan, pending),
             checkpoints,
         )
-        summary.checkpoints = commit_and_anchor(
-            context, plan, outcome.receipts, validations if landed_here else None
-        )
+        validations = validations if landed_here else None
+        summary.checkpoints = commit_and_anchor(context, plan, outcome.receipts, validations)
         with writing(self.space) as store:
             shards = {shard for _, shard in batch_shards(outcome.receipts)}
             record_anchored(store, checkpoints, batch_id, summary.checkpoints, shards)
