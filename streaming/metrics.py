@@ -49,7 +49,7 @@ class RunMetrics:
         self.step_seconds = Histogram(
             "rda_batch_step_seconds",
             "Wall time of one step of a batch (plan, land, validate, sequence, and within "
-            "sequence dedup, event_time, publish, anchor; offsets)",
+            "sequence dedup, event_time, publish, ge, anchor; offsets)",
             ["topic", "step"],
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
             registry=r,
