@@ -365,7 +365,22 @@ def _merged_privacy(
     if "pseudonyms" in merged:
         epochs = {e for s in sections for e in (s.get("pseudonyms") or {}).get("epochs", [])}
         merged["pseudonyms"]["epochs"] = sorted(epochs)
+    if "differential_privacy" in merged:
+        merged["differential_privacy"]["composition"] = _composed(sections)
     return merged
+
+
+def _composed(sections: list[dict[str, Any]]) -> dict[str, Any]:
+    """The shards' DP compositions over the dataset: each partition keeps its own budget
+    ledger, so a subscriber seen in several partitions may spend in each — the bound adds up."""
+    found = [(s.get("differential_privacy") or {}).get("composition") or {} for s in sections]
+    return {
+        "rule": "basic sequential composition: a subscriber's epsilons add up, over the "
+        "windows of every partition",
+        "windows_released": sum(c.get("windows_released", 0) for c in found),
+        "epochs": sorted({e for c in found for e in c.get("epochs", [])}),
+        "max_epsilon_per_subscriber": sum(c.get("max_epsilon_per_subscriber", 0) for c in found),
+    }
 
 
 def _report(
