@@ -85,7 +85,7 @@ def kill_restart_and_catch_up(tmp_path, broker, store, publish, anvil, registry)
     try:
         wait_for(lambda: logged(log, r"batch \d+ on"), 180, "a first batch")
         os.kill(broker.pid, signal.SIGKILL)
-        wait_for(lambda: logged(log, "failed (attempt 1)"), 60, "the run to miss the broker")
+        wait_for(lambda: logged(log, r"failed \(attempt 1\)"), 60, "the run to miss the broker")
         broker = start_broker(tmp_path / "infra", port=broker.port, store=store)
         second = publish(broker, topic, nodes=4, duration_s=10, seed=2, start_ms=1_764_000_100_000)
         source = open_source(broker.bootstrap)

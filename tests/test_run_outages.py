@@ -83,7 +83,7 @@ def test_a_paused_broker_is_waited_for_with_retries_and_nothing_is_lost(
         wait_for(lambda: logged(log, r"batch \d+ on"), 120, "the first batch")
         os.kill(broker.pid, signal.SIGSTOP)
         try:
-            wait_for(lambda: logged(log, "(attempt 3)"), 60, "retries while the broker sleeps")
+            wait_for(lambda: logged(log, r"\(attempt 3\)"), 60, "retries while the broker sleeps")
         finally:
             os.kill(broker.pid, signal.SIGCONT)
         process.communicate(timeout=240)
@@ -109,7 +109,7 @@ def test_while_the_chain_is_unreachable_no_offset_is_committed_past_an_anchor(
         wait_for(lambda: logged(log, r"batch \d+ on"), 120, "the first batch")
         relay.close()
         second = publish(broker, topic, nodes=4, duration_s=10, seed=2, start_ms=1_764_000_100_000)
-        wait_for(lambda: logged(log, "(attempt 3)"), 60, "retries while the chain is away")
+        wait_for(lambda: logged(log, r"\(attempt 3\)"), 60, "retries while the chain is away")
 
         committed = sum(source.committed(group, topic).values())
         anchored = sum(a.tree_size for d in DATASETS if (a := registry.latest(d)) is not None)
