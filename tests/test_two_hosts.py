@@ -54,6 +54,7 @@ def host(tmp_path: Path, name: str, args: list[str], s3: dict) -> subprocess.Pop
     home.mkdir()
     env = {**s3, "RDA_WORKER_HOST": name, "RDA_WORKER_LEASE_S": LEASE_S}
     flags = [*args, "--join-group", "--kafka-timeout", "10", "--work-dir", str(home / "work")]
+    flags += ["--max-batch-records", "100"]  # fewer, larger batches: S3 adds a cost per batch
     return start_run(*flags, state=home / "state", log=tmp_path / f"{name}.log", env=env)
 
 
