@@ -23,6 +23,7 @@ from infra.state import InfraState
 
 def verify(args: argparse.Namespace) -> int:
     """``rda verify``: bundles, a dataset's history only, or (default) whole logs."""
+    args.data_dir = _readable(args.data_dir)
     if args.bundle:
         return _verify_bundles(args)
     if args.history:
@@ -69,6 +70,19 @@ def _asset(layout, args: argparse.Namespace, trust):
         return DataAsset(trust.w3, record["data_asset"]), token
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
+
+
+def _readable(data_dir):
+    """The data directory as a local folder: an ``s3://`` one through a local copy of its
+    published side (everything read there is checked against manifests and anchors)."""
+    from sinks.storage import is_remote, readable_copy
+
+    if not is_remote(data_dir):
+        return data_dir
+    try:
+        return readable_copy(data_dir)
+    except OSError as error:
+        raise UserError(f"{data_dir}: the object store cannot be read ({error})") from None
 
 
 # -- the trust root -----------------------------------------------------------------------------
@@ -176,6 +190,7 @@ def _selected_datasets(args: argparse.Namespace):
 def prove(args: argparse.Namespace) -> int:
     from market.prove import ProveError, ProveRequest, prove_rows
 
+    args.data_dir = _readable(args.data_dir)
     request = ProveRequest(
         args.data_dir, args.dataset, args.where, args.out, args.manifest, args.limit
     )

@@ -23,6 +23,7 @@ def infra_up(args: argparse.Namespace) -> int:
     if args.storage == "persistent":
         with stage(f"starting the broker's object store (data in {BROKER_DATA}/)", args.json):
             store = start_object_store(directory, directory / BROKER_DATA)
+        state.object_store = store.endpoint  # data directories may live there too: s3://rda/…
     try:
         with stage(f"starting the broker on 127.0.0.1:{args.port} ({args.storage})", args.json):
             broker = start_broker(directory, args.port, store=store)

@@ -176,6 +176,7 @@ def _demo_parser(sub: argparse._SubParsersAction) -> None:
 def _verify_parser(sub: argparse._SubParsersAction) -> None:
     """``rda verify`` (whole logs by default, ``--bundle``, ``--history``)."""
     from cli import audit
+    from sinks.storage import data_location
 
     verify = sub.add_parser(
         "verify",
@@ -187,7 +188,12 @@ def _verify_parser(sub: argparse._SubParsersAction) -> None:
         "each log's newest checkpoint is re-hashed row by row and its whole history checked "
         "against the registry, latest() included.",
     )
-    verify.add_argument("--data-dir", type=Path, default=_default_data_dir())
+    verify.add_argument(
+        "--data-dir",
+        type=data_location,
+        default=_default_data_dir(),
+        help="data directory: a folder, or s3://BUCKET/PREFIX (read through a local copy)",
+    )
     verify.add_argument("--dataset", help="dataset id, e.g. radio_kpi.v1 (default: all)")
     verify.add_argument("--manifest", type=Path, help="a checkpoint manifest (default: newest)")
     verify.add_argument(
@@ -280,9 +286,15 @@ def _schemas_parsers(sub: argparse._SubParsersAction) -> None:
 def _prove_parser(sub: argparse._SubParsersAction) -> None:
     """``rda prove``."""
     from cli import audit
+    from sinks.storage import data_location
 
     prove = sub.add_parser("prove", help="write proof bundles for the rows a SQL predicate selects")
-    prove.add_argument("--data-dir", type=Path, default=_default_data_dir())
+    prove.add_argument(
+        "--data-dir",
+        type=data_location,
+        default=_default_data_dir(),
+        help="data directory: a folder, or s3://BUCKET/PREFIX (read through a local copy)",
+    )
     prove.add_argument("--dataset", required=True, help="dataset id, e.g. radio_kpi.v1")
     prove.add_argument("--where", required=True, help='SQL predicate, e.g. "pci = 301"')
     prove.add_argument(

@@ -20,7 +20,12 @@ def add_market_parsers(sub: argparse._SubParsersAction, default_data_dir: Path) 
     """Register ``market``, ``query`` and ``serve`` on the ``rda`` parser."""
 
     def common(parser: argparse.ArgumentParser, handler) -> None:
-        parser.add_argument("--data-dir", type=Path, default=default_data_dir)
+        parser.add_argument(
+            "--data-dir",
+            type=_readers_data_dir,
+            default=default_data_dir,
+            help="data directory: a folder, or s3://BUCKET/PREFIX (read through a local copy)",
+        )
         parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
         parser.set_defaults(handler=handler)
 
@@ -35,6 +40,19 @@ def add_market_parsers(sub: argparse._SubParsersAction, default_data_dir: Path) 
     serve.add_argument("--port", type=int, default=8787)
     _serve_limit_arguments(serve)
     common(serve, serve_market)
+
+
+def _readers_data_dir(value: str) -> Path:
+    """A folder as given; an ``s3://`` data directory through a local copy of its published
+    side (buyers read it as they read a local one: every row is checked against its anchor)."""
+    from sinks.storage import is_remote, readable_copy
+
+    if not is_remote(value):
+        return Path(value)
+    try:
+        return readable_copy(value)
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"the object store cannot be read ({error})") from None
 
 
 def _serve_limit_arguments(serve: argparse.ArgumentParser) -> None:

@@ -12,6 +12,7 @@ from rich.markup import escape
 from cli.output import UserError, emit_json, err, out
 from pipelines.kafka_source import CLIENTS
 from schemas.adapters import format_choices
+from sinks.storage import data_location
 from streaming.config import LOG_FORMATS, RUNNERS, describe, load_settings
 from streaming.node_cache import SIGNATURE_POLICIES
 
@@ -20,8 +21,8 @@ SETTING_FLAGS = (
     "topic", "bootstrap", "group", "data_dir", "interval", "max_batch_records",
     "max_chunk_records", "format", "chain", "rpc_url", "registry", "runner", "dask_scheduler",
     "metrics_port", "log_format", "kafka_timeout", "kafka_client", "retries", "backoff_max",
-    "config", "once", "join_group", "crash_limit", "lag_interval", "window", "allowed_lateness",
-    "flush_windows", "node_registry", "signatures",
+    "config", "once", "join_group", "crash_limit", "lag_interval", "work_dir", "window",
+    "allowed_lateness", "flush_windows", "node_registry", "signatures",
 )  # fmt: skip
 
 
@@ -81,6 +82,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--crash-limit", type=int, help="worker crashes on one batch before it is bisected (3)"
     )
     run.add_argument("--lag-interval", type=float, help="seconds between lag refreshes (15)")
+    run.add_argument(
+        "--work-dir",
+        type=Path,
+        help="this worker's local state (RDA_WORK_DIR; default: the data directory alone, "
+        "else a folder of its own)",
+    )
     _event_time_flags(run)
     run.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     run.set_defaults(handler=run_command)
@@ -97,7 +104,11 @@ def _connection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topic", action="append", help="topic to read (repeatable)")
     parser.add_argument("--bootstrap", help="Kafka bootstrap servers (default: `infra up`)")
     parser.add_argument("--group", help="Kafka consumer group (rda-pipeline)")
-    parser.add_argument("--data-dir", type=Path, help="data directory (RDA_DATA_DIR, data)")
+    parser.add_argument(
+        "--data-dir",
+        type=data_location,
+        help="data directory: a folder, or s3://BUCKET/PREFIX (RDA_DATA_DIR, data)",
+    )
 
 
 def _settings(args: argparse.Namespace):
@@ -253,8 +264,9 @@ def _print_event_time(event_time: dict[str, Any]) -> None:
             )
     closed = event_time.get("closed_windows", [])
     if closed:
-        table = Table("topic", "window", "quality scores", title="closed windows (newest first)")
+        table = Table("source", "window", "quality scores", title="closed windows (newest first)")
         for w in closed:
             scores = ", ".join(f"{d} {s}" for d, s in sorted(w["scores"].items()))
-            table.add_row(w["topic"], f"{w['window_start']} – {w['window_end']}", scores)
+            source = w["topic"] if w.get("partition") is None else f"{w['topic']} p{w['partition']}"
+            table.add_row(source, f"{w['window_start']} – {w['window_end']}", scores)
         out.print(table)

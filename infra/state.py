@@ -25,6 +25,7 @@ class InfraState:
     rpc_url: str | None = None
     registry_address: str | None = None
     node_registry_address: str | None = None  # the NodeRegistry deployed beside it
+    object_store: str | None = None  # the s3rver's endpoint: data directories s3://BUCKET/…
 
     @classmethod
     def load(cls, directory: Path | None = None) -> InfraState:

@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 
 from proofs.manifest import load_manifest
+from proofs.shard_log import dataset_files
 from sinks.layout import DataLayout
 
 _VIEW_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -52,6 +53,9 @@ class Asset:
     quality: dict[str, Any] | None  # the manifest's section: score, report_path, report_sha256…
     manifest_path: Path
     log_id: str  # the Merkle log the checkpoint commits (its directory: <dataset>/log)
+    # A checkpoint over shards (manifest version 2): its shard heads, in its order, each with
+    # ``manifest_path``; a row's position (``leaf_starts``) counts the shards before it.
+    shards: tuple[dict[str, Any], ...] = ()
 
     @property
     def dataset_dir(self) -> Path:
@@ -62,7 +66,10 @@ def load_assets(data_dir: Path) -> dict[str, Asset]:
     """Every dataset with an anchored checkpoint, keyed by dataset id."""
     layout = DataLayout(data_dir)
     if not layout.catalog.exists():
-        raise CatalogUnavailable(f"no catalog at {layout.catalog}: run the pipeline first")
+        rows = _published_rows(layout)  # a data directory shared by workers: no catalog of its own
+        if not rows:
+            raise CatalogUnavailable(f"no catalog at {layout.catalog}: run the pipeline first")
+        return {row[0]: _asset(layout, row) for row in rows}
     try:
         con = duckdb.connect(str(layout.catalog), read_only=True)
     except duckdb.Error as error:  # most often: the driver holds the write lock
@@ -79,6 +86,31 @@ def load_assets(data_dir: Path) -> dict[str, Asset]:
     return {row[0]: _asset(layout, row) for row in rows}
 
 
+def _published_rows(layout: DataLayout) -> list[tuple]:
+    """The catalog's rows, read from the published side instead: each dataset's newest anchored
+    checkpoint (``checkpoints/<size>.manifest.json`` with its ``<size>.anchor.json``). Every
+    value is checked against the chain before anything is shown as verified."""
+    rows = []
+    for dataset_dir in sorted(p for p in layout.published.glob("*") if p.is_dir()):
+        anchored = sorted(dataset_dir.glob("checkpoints/[0-9]*.anchor.json"))
+        if not anchored:
+            continue
+        sidecar, size = anchored[-1], int(anchored[-1].name.split(".")[0])
+        manifest_path = sidecar.with_name(f"{size:012d}.manifest.json")
+        try:
+            anchor = json.loads(sidecar.read_text())
+            manifest, digest = load_manifest(manifest_path)
+        except (OSError, ValueError) as error:
+            raise CatalogUnavailable(f"checkpoint {manifest_path} is unreadable: {error}") from None
+        dataset = dataset_dir.name
+        rows.append(
+            (dataset, dataset.replace(".", "_"), size, manifest["checkpoint"]["root"],
+             anchor.get("anchor_tx"), anchor.get("anchor_block"), anchor.get("chain_id"),
+             anchor.get("contract"), digest.hex(), layout.relative(manifest_path))
+        )  # fmt: skip
+    return rows
+
+
 def _asset(layout: DataLayout, row: tuple) -> Asset:
     dataset, view, size, root, tx, block, chain_id, contract, manifest_sha, manifest_rel = row
     if not _VIEW_NAME.match(view):  # view names become SQL identifiers
@@ -89,17 +121,21 @@ def _asset(layout: DataLayout, row: tuple) -> Asset:
     except (OSError, ValueError) as error:
         raise CatalogUnavailable(f"checkpoint manifest {path} is unreadable: {error}") from None
     dataset_dir = layout.dataset_dir(dataset)
-    files = manifest["files"]
+    try:
+        files = dataset_files(dataset_dir, manifest)
+    except (OSError, ValueError) as error:
+        raise CatalogUnavailable(f"checkpoint {path} lists unreadable shards: {error}") from None
     return Asset(
         dataset=dataset,
         view=view,
         checkpoint=Checkpoint(dataset, size, root, tx, block, chain_id, contract, manifest_sha),
         schema=manifest["schema"],
-        files=tuple((dataset_dir / f["path"]).resolve() for f in files),
-        leaf_starts=tuple(int(f["leaf_start"]) for f in files),
+        files=tuple((dataset_dir / f.entry["path"]).resolve() for f in files),
+        leaf_starts=tuple(f.position for f in files),
         quality=manifest.get("quality"),
         manifest_path=path,
         log_id=manifest.get("log", dataset),
+        shards=tuple(manifest.get("shards", ())),
     )
 
 

@@ -124,6 +124,21 @@ def signature_status(manifest_file: Path, manifest: dict[str, Any]) -> dict[str,
     return {"status": "valid", "detail": f"Ed25519 signature by key {signature['key_id']}"}
 
 
+def _sources(asset: Asset, manifest: dict[str, Any]) -> set[tuple[str, int]]:
+    """The Kafka (topic, partition) pairs a checkpoint's rows come from: its files' sources, or
+    for a checkpoint over shards, its shards' (a legacy shard: its own manifest's files)."""
+    files = list(manifest.get("files", []))
+    found = set()
+    for head in manifest.get("shards", []):
+        topic, dot_p, partition = head["shard"].partition("/")[2].rpartition(".p")
+        if dot_p:
+            found.add((topic, int(partition)))
+        else:  # the legacy shard: the dataset's own version-1 log
+            files += _manifest(asset.dataset_dir / head["manifest_path"]).get("files", [])
+    found |= {(f["source"]["topic"], f["source"]["partition"]) for f in files if f.get("source")}
+    return found
+
+
 def publisher(asset: Asset) -> dict[str, Any]:
     manifest = _manifest(asset.manifest_path)
     key = manifest.get("publisher") or {}
@@ -134,9 +149,9 @@ def data_card(
     asset: Asset, facts: CatalogFacts, coverage: dict[str, Any], history: list[dict[str, Any]]
 ) -> dict[str, Any]:
     manifest = _manifest(asset.manifest_path)
-    topics = sorted({f["source"]["topic"] for f in manifest.get("files", []) if f.get("source")})
-    partitions = sorted({f["source"]["partition"] for f in manifest.get("files", [])
-                         if f.get("source")})  # fmt: skip
+    sources = _sources(asset, manifest)
+    topics = sorted({topic for topic, _ in sources})
+    partitions = sorted({partition for _, partition in sources})
     privacy = manifest.get("privacy") or {}
     quarantined = {t: facts.quarantine.get(t, {}) for t in topics}
     return {

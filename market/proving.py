@@ -14,6 +14,11 @@ column: the rows are not the published ones, and the query is refused with
 from __future__ import annotations
 
 import bisect
+import hashlib
+import itertools
+import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -22,9 +27,12 @@ import pyarrow.parquet as pq
 from market.assets import Asset
 from market.policy import QueryRefused
 from market.sandbox import LEAF_COLUMN
-from proofs.bundle import build_bundles
+from proofs.bundle import anchor_section, build_bundles
+from proofs.bundle_v2 import build_shard_bundles
 from proofs.leaves import leaf_bytes_for_batch, leaf_hashes_for_batch
 from proofs.log import LogRef
+from proofs.manifest import load_manifest
+from proofs.shard_log import shard_log
 
 MAX_PROVEN_ROWS = 1_000
 UNMODIFIED = "proofs_need_unmodified_rows"
@@ -83,7 +91,9 @@ def check_provable(table: pa.Table, assets: list[Asset]) -> list[Any]:
 
 
 def bundles_for(asset: Asset, leaf_indices: list[int]) -> list[dict[str, Any]]:
-    """One bundle per leaf index, in the given order."""
+    """One bundle per leaf index (a row's position in the checkpoint), in the given order."""
+    if asset.shards:
+        return _shard_bundles(asset, leaf_indices)
     by_file: dict[int, list[int]] = {}
     for leaf in leaf_indices:
         file_no = bisect.bisect_right(asset.leaf_starts, leaf) - 1
@@ -110,6 +120,62 @@ def bundles_for(asset: Asset, leaf_indices: list[int]) -> list[dict[str, Any]]:
         )
         built.update(zip(leaves, bundles, strict=True))
     return [built[leaf] for leaf in leaf_indices]
+
+
+def _shard_bundles(asset: Asset, positions: list[int]) -> list[dict[str, Any]]:
+    """Version-2 bundles: each position is a leaf of one shard (the shards in the checkpoint's
+    order); the shard's log is rebuilt from its leaf files once per checkpoint and process."""
+    offsets = list(itertools.accumulate((h["tree_size"] for h in asset.shards), initial=0))
+    checkpoint = asset.checkpoint
+    committed = {
+        "tree_size": checkpoint.tree_size,
+        "root": checkpoint.root,
+        "manifest_sha256": checkpoint.manifest_sha256,
+    }
+    anchor = anchor_section(
+        asset.dataset,
+        {
+            "chain_id": checkpoint.chain_id,
+            "contract": checkpoint.contract,
+            "anchor_tx": checkpoint.anchor_tx,
+            "anchor_block": checkpoint.anchor_block,
+        },
+    )
+    by_shard: dict[int, list[int]] = {}
+    for position in positions:
+        by_shard.setdefault(bisect.bisect_right(offsets, position) - 1, []).append(position)
+    built: dict[int, dict[str, Any]] = {}
+    for number, wanted in by_shard.items():
+        head = asset.shards[number]
+        manifest, _ = load_manifest(asset.dataset_dir / head["manifest_path"])
+        log = shard_log(asset.dataset_dir, manifest, _log_cache(asset, head))
+        local = [p - offsets[number] for p in wanted]
+        rows = _rows(asset.dataset_dir, manifest["files"], local)
+        bundles = build_shard_bundles(
+            log, local, rows, list(asset.shards), committed, anchor, asset.dataset
+        )
+        built.update(zip(wanted, bundles, strict=True))
+    return [built[p] for p in positions]
+
+
+def _rows(dataset_dir: Path, files: list[dict], leaves: list[int]) -> list[bytes]:
+    """The leaf bytes of the given leaves of a log, read from its files as published."""
+    starts = [f["leaf_start"] for f in files]
+    by_file: dict[int, list[int]] = {}
+    for leaf in leaves:
+        by_file.setdefault(bisect.bisect_right(starts, leaf) - 1, []).append(leaf)
+    found: dict[int, bytes] = {}
+    for number, wanted in by_file.items():
+        table = pq.read_table(dataset_dir / files[number]["path"])
+        rows = table.take([leaf - starts[number] for leaf in wanted])
+        found.update(zip(wanted, leaf_bytes_for_batch(rows), strict=True))
+    return [found[leaf] for leaf in leaves]
+
+
+def _log_cache(asset: Asset, head: dict[str, Any]) -> Path:
+    """Where this process keeps the shard's rebuilt log (reused while the head is the same)."""
+    key = hashlib.sha256(f"{asset.dataset_dir}\n{head['shard']}".encode()).hexdigest()[:24]
+    return Path(tempfile.gettempdir()) / f"rda-shard-logs-{os.getuid()}" / key
 
 
 def _utc(table: pa.Table) -> pa.Table:

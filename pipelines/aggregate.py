@@ -15,7 +15,7 @@ The privacy budget is accounted per subscriber over time, in a private ledger:
   epochs it covers). The manifest states both bounds.
 
 The noise is secret yet reproducible (a redone batch must give the same bytes): each count's
-uniform draw is an HMAC under the epoch key of (topic, cell, window).
+uniform draw is an HMAC under the epoch key of (topic or topic/partition, cell, window).
 """
 
 from __future__ import annotations
@@ -56,11 +56,14 @@ def window_counts(
     key: PseudonymKey,
     settings: PrivacySettings,
     ledger: pa.Table,
+    scope: str | None = None,
 ) -> tuple[pa.Table, pa.Table]:
     """The noisy per-cell subscriber counts of one closed window, and the ledger after them.
 
     ``sessions``: the window's staged session rows that passed the quality checks (those that
     k-anonymity withholds included: the noise protects them), with their ``_subscriber``.
+    ``scope``: what the noise is drawn for (default the topic; one partition's counts are drawn
+    for ``<topic>/p<partition>``, so two partitions' counts of a cell never share their noise).
     """
     target = published_schema(SESSION_COUNTS_DP_V1, settings).arrow_schema()
     if not sessions.num_rows:
@@ -68,7 +71,7 @@ def window_counts(
     epoch = window_us // (settings.epoch_seconds * 1_000_000)
     counted, ledger = _bounded_contributions(sessions, epoch, settings, ledger)
     cells = _cells(sessions, counted)
-    noisy = _noisy(cells, window_us, epoch, topic, key, settings)
+    noisy = _noisy(cells, window_us, epoch, scope or topic, key, settings)
     n = cells.num_rows
     columns = {
         "cell_id": cells.column("cell_id"),

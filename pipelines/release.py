@@ -1,6 +1,7 @@
 """Closing an event-time window: what its held rows become (``pipelines/windows.py`` holds them).
 
-Over every held row of the window — all partitions — k-anonymity decides which sessions are
+Over every held row of the window — of the state's partitions (one, in ``rda run``: each
+partition keeps its own state, streaming/event_time.py) — k-anonymity decides which sessions are
 published (small quasi-identifier groups generalized first) and which records are withheld;
 the window's DP counts are computed, the subscriber budget ledger charged; and the window's
 quality figures, complete now, are final.
@@ -47,6 +48,7 @@ def release(
     key: PseudonymKey,
     topic: str,
     ledger: pa.Table,
+    scope: str | None = None,
 ) -> Release:
     """Close ``window``: k-anonymity over its held rows, its DP counts, its final figures."""
     held = {d: stream_order(t) for d, t in sorted(held.items()) if t.num_rows}
@@ -67,7 +69,7 @@ def release(
     sessions = held.get(aggregate.SOURCE_DATASET)
     if sessions is not None:
         counts, out.ledger = aggregate.window_counts(
-            sessions, window, topic, key, settings.privacy, ledger
+            sessions, window, topic, key, settings.privacy, ledger, scope
         )
         if counts.num_rows:
             out.published[aggregate.DATASET] = counts

@@ -254,6 +254,8 @@ class AnchorRegistry(DeployedContract):
         except Exception as error:  # web3 raises several types; decode the custom error if any
             raise refusal(error, self._errors) from error
         receipt = self.w3.eth.wait_for_transaction_receipt(tx)
+        if int(receipt.get("status", 1)) != 1:  # passed the dry run, then lost a race on chain
+            raise AnchorRefused("Reverted", {"transaction": bytes(receipt["transactionHash"])})
         gas = int(receipt["gasUsed"])
         created = created if isinstance(created, (bool, int)) else True  # publishIdentity: None
         return AnchorReceipt(

@@ -26,7 +26,7 @@ def audit_log(
     """The checkpoint of ``manifest_file`` (default: the newest) and the history of its log."""
     trust = trust or TrustRoot(Pin())
     verdict = verify_dataset(dataset_dir, manifest_file, trust, log)
-    verdict.required = CHECKPOINT_CHECKS + HISTORY_CHECKS
+    verdict.required = (*(verdict.required or CHECKPOINT_CHECKS), *HISTORY_CHECKS)
     if verdict.tree_size < 0:  # the manifest itself is unusable: nothing more to check
         return verdict
     history = verify_history(dataset_dir, trust, log or LogRef(verdict.log, dataset_dir / "log"))

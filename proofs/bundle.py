@@ -18,6 +18,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from proofs.bundle_v2 import BUNDLE_V2_CHECKS, malformed_v2, shard_checks
+from proofs.bundle_v2 import BUNDLE_VERSION as SHARDED_BUNDLE_VERSION
 from proofs.device import device_check
 from proofs.jcs import canonicalize
 from proofs.log import DatasetLog, LogRef
@@ -61,15 +63,15 @@ def build_bundles(
         "root": root_hex,
         "manifest_sha256": checkpoint["manifest_sha256"],
     }
-    anchor = _anchor_section(log.log_id, anchor_info)
+    anchor = anchor_section(log.log_id, anchor_info)
     dataset = dataset or log.log_id.split("/", 1)[0]
     return [
-        _bundle(log, dataset, index, row, committed_checkpoint, anchor)
+        row_bundle(log, dataset, index, row, committed_checkpoint, anchor)
         for index, row in zip(leaf_indices, rows, strict=True)
     ]
 
 
-def _bundle(
+def row_bundle(
     log: DatasetLog,
     dataset: str,
     index: int,
@@ -95,7 +97,7 @@ def _bundle(
     }
 
 
-def _anchor_section(log_id: str, info: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def anchor_section(log_id: str, info: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if not info or info.get("contract") is None:
         return None
     return {
@@ -120,10 +122,11 @@ def verify_bundle(bundle: Mapping[str, Any], trust: TrustRoot | None = None) -> 
         verdict = Verdict(str(_get(bundle, "dataset")), -1, "", required=BUNDLE_CHECKS)
         verdict.checks.append(Check("bundle", False, problem))
         return verdict
-    checkpoint = bundle["checkpoint"]
+    checkpoint, version = bundle["checkpoint"], bundle["bundle_version"]
     verdict = Verdict(bundle["dataset"], checkpoint["tree_size"], checkpoint["root"])
-    verdict.log, verdict.required = checkpoint["log"], BUNDLE_CHECKS
-    verdict.checks.append(Check("bundle", True, "well-formed (version 1)"))
+    verdict.log = checkpoint["log"]
+    verdict.required = BUNDLE_CHECKS if version == 1 else BUNDLE_V2_CHECKS
+    verdict.checks.append(Check("bundle", True, f"well-formed (version {version})"))
     index = bundle["leaf_index"]
     try:
         digest = leaf_hash(canonicalize(_as_doubles(bundle["row"])))
@@ -136,6 +139,12 @@ def verify_bundle(bundle: Mapping[str, Any], trust: TrustRoot | None = None) -> 
         )
         return verdict
     verdict.checks.append(Check("leaf", True, f"leaf {index}: the row hashes to leaf_hash"))
+    if version == 2:  # row -> shard root -> shard head -> dataset root
+        verdict.checks += shard_checks(bundle, digest)
+        if verdict.first_failure is not None:
+            return verdict
+        verdict.checks += [trust.identity_check(), _anchor_check(bundle, trust)]
+        return verdict
     path = [bytes.fromhex(h) for h in bundle["audit_path"]]
     root = bytes.fromhex(checkpoint["root"])
     if not verify_inclusion(digest, index, checkpoint["tree_size"], path, root):
@@ -215,8 +224,9 @@ def _malformed(bundle: Any) -> str | None:
     """What makes ``bundle`` unusable, or None: types and hex lengths, nothing cryptographic."""
     if not isinstance(bundle, Mapping):
         return "a bundle must be a JSON object"
-    if bundle.get("bundle_version") != BUNDLE_VERSION:
-        return f"bundle_version must be {BUNDLE_VERSION}"
+    version = bundle.get("bundle_version")
+    if version not in (BUNDLE_VERSION, SHARDED_BUNDLE_VERSION) or isinstance(version, bool):
+        return f"bundle_version must be {BUNDLE_VERSION} or {SHARDED_BUNDLE_VERSION}"
     checkpoint = bundle.get("checkpoint")
     if not isinstance(checkpoint, Mapping):
         return "checkpoint must be an object"
@@ -227,9 +237,13 @@ def _malformed(bundle: Any) -> str | None:
         if not isinstance(value, str) or not value:
             return f"{key} must be a non-empty string"
     log = checkpoint["log"]
-    if bundle.get("log", log) != log:
+    if version == SHARDED_BUNDLE_VERSION:
+        problem = malformed_v2(bundle)
+        if problem is not None:
+            return problem
+    elif bundle.get("log", log) != log:
         return "log must be checkpoint.log"
-    if log != bundle["dataset"] and not log.startswith(bundle["dataset"] + "/"):
+    elif log != bundle["dataset"] and not log.startswith(bundle["dataset"] + "/"):
         return "checkpoint.log must be the dataset id, or a shard of it (dataset/shard)"
     for key, value in (
         ("leaf_index", bundle.get("leaf_index")),

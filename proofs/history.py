@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from proofs.anchor import Anchor
+from proofs.history_v2 import ShardLogs, sharded_consistency
 from proofs.log import DatasetLog, LogRef
 from proofs.manifest import all_manifests, load_manifest, manifest_problem
 from proofs.merkle_verify import verify_consistency
@@ -58,12 +59,18 @@ def verify_history(
     last = checkpoints[-1][1]
     verdict = Verdict(last["dataset"], _size(last), last["checkpoint"]["root"])
     verdict.log, verdict.required = log.log_id, HISTORY_CHECKS
-    verdict.checks += _links_in_the_data(DatasetLog(log), checkpoints)
+    shard_logs = ShardLogs(dataset_dir, [manifest for _, manifest, _ in checkpoints])
+    try:
+        verdict.checks += _links_in_the_data(DatasetLog(log), checkpoints, shard_logs)
+    finally:
+        shard_logs.close()
     verdict.checks += _on_chain(trust, log.log_id, checkpoints)
     return verdict
 
 
-def _links_in_the_data(stored: DatasetLog, checkpoints: list[Entry]) -> list[Check]:
+def _links_in_the_data(
+    stored: DatasetLog, checkpoints: list[Entry], shard_logs: ShardLogs
+) -> list[Check]:
     first = checkpoints[0][1]
     checks = []
     if first.get("previous") is not None:
@@ -76,7 +83,20 @@ def _links_in_the_data(stored: DatasetLog, checkpoints: list[Entry]) -> list[Che
         )
     for (_, older, older_digest), (_, newer, _) in pairwise(checkpoints):
         checks.append(_link_check(older, older_digest, newer))
-        checks.append(_consistency_check(stored, older, newer))
+        if newer.get("kind") == "dataset":  # version 2: shard by shard
+            checks.append(sharded_consistency(shard_logs, older, older_digest, newer))
+        elif older.get("kind") == "dataset":
+            after = _size(newer)
+            checks.append(
+                Check(
+                    "consistency",
+                    False,
+                    f"{_size(older)} → {after}: a version-1 checkpoint "
+                    "cannot follow a checkpoint over shards",
+                )
+            )
+        else:
+            checks.append(_consistency_check(stored, older, newer))
     if len(checkpoints) == 1:
         only = f"one checkpoint ({_size(first)}): nothing before it"
         checks += [Check("previous", True, only), Check("consistency", True, only)]

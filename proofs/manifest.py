@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from proofs.signing import PublisherKey
 
 MANIFEST_VERSION = 1
+SHARDED_VERSION = 2  # shard manifests and dataset checkpoints over shard heads (proofs/shards.py)
 
 
 def build_manifest(
@@ -53,8 +54,9 @@ def build_manifest(
     if sum(f["rows"] for f in files) != tree_size:
         raise ValueError("the files' rows do not add up to the tree size")
     if quality is not None and not (
-        {"report_path", "score"} <= set(quality)
-        and ("report_sha256" in quality or "attestation_path" in quality)
+        "score" in quality
+        and ("report_path" not in quality)
+        == ("report_sha256" not in quality and "attestation_path" not in quality)
     ):
         raise ValueError("quality must have report_path, score and report_sha256 or attestation")
     manifest = {
@@ -211,6 +213,15 @@ def manifest_problem(manifest: Any) -> str | None:
     """What makes ``manifest`` unusable for verification (types and shapes), or None."""
     if not isinstance(manifest, dict):
         return "a manifest must be a JSON object"
+    if manifest.get("manifest_version", MANIFEST_VERSION) not in (
+        MANIFEST_VERSION,
+        SHARDED_VERSION,
+    ):
+        return f"manifest_version must be {MANIFEST_VERSION} or {SHARDED_VERSION}"
+    if manifest.get("kind") == "dataset":  # version 2: a checkpoint over shard heads
+        from proofs.manifest_v2 import dataset_manifest_problem
+
+        return dataset_manifest_problem(manifest)
     checkpoint = manifest.get("checkpoint")
     if not isinstance(manifest.get("dataset"), str) or not isinstance(checkpoint, dict):
         return "dataset and checkpoint are missing"

@@ -20,6 +20,7 @@ from proofs import quality_attestation
 from proofs.log import DatasetLog, LogRef
 from proofs.manifest import latest_manifest, load_manifest, manifest_problem, signature_path
 from proofs.merkle import MerkleFrontier
+from proofs.shard_log import leaves_path
 from proofs.trust import Pin, TrustRoot
 from proofs.verdict import CHECKPOINT_CHECKS, Check, Verdict
 
@@ -55,6 +56,10 @@ def verify_dataset(
         verdict = Verdict(str(manifest_file.name), -1, "", required=CHECKPOINT_CHECKS)
         verdict.checks.append(Check("manifest", False, f"{manifest_file.name}: {problem}"))
         return verdict
+    if manifest.get("kind") == "dataset":  # version 2: a checkpoint over shard heads
+        from proofs.verify_v2 import verify_sharded
+
+        return verify_sharded(dataset_dir, manifest_file, manifest, manifest_digest, trust)
     checkpoint = manifest["checkpoint"]
     verdict = Verdict(manifest["dataset"], checkpoint["tree_size"], checkpoint["root"])
     verdict.log = manifest.get("log", manifest["dataset"])
@@ -73,7 +78,9 @@ def verify_dataset(
     anchored_at = anchored.anchored_at if anchored is not None and anchor.ok else None
     verdict.checks.append(_signature_check(manifest_file, manifest, trust, anchored_at))
     verdict.checks += [identity, anchor]
-    quality = _attestation_check(dataset_dir, manifest, manifest_digest.hex())
+    previous = (manifest.get("previous") or {}).get("tree_size", 0)
+    added = {f["path"]: f["sha256"] for f in manifest["files"] if f["leaf_start"] >= previous}
+    quality = attestation_check(dataset_dir, manifest, manifest_digest.hex(), added)
     if quality is not None:
         verdict.checks.append(quality)
     return verdict
@@ -102,7 +109,7 @@ def _rehash_files(
         except Exception as error:  # pyarrow's many error types: a damaged or hostile file
             return Check("files", False, f"{entry['path']}: unreadable ({_first_line(error)})")
         if _sha256(path) != entry["sha256"] or len(hashes) != entry["rows"]:
-            return Check("files", False, _describe_file_change(log, entry, hashes))
+            return Check("files", False, _describe_file_change(dataset_dir, log, entry, hashes))
         frontier.extend(hashes)
     return Check("files", True, f"{len(files)} files match their SHA-256 and row counts")
 
@@ -124,6 +131,10 @@ def _package_check(dataset_dir: Path, manifest: dict[str, Any]) -> Check:
     quality = manifest.get("quality")
     if quality is None:
         return Check("manifest", True, f"{len(resources)} resources match; no quality report")
+    if isinstance(quality, dict) and not ({"report_path", "report_sha256"} & set(quality)):
+        return Check(  # a shard's: GE's report is its dataset checkpoint's
+            "manifest", True, f"{len(resources)} resources match; quality score {quality.get('score')}"
+        )
     if not isinstance(quality, dict) or not _inside(quality.get("report_path")):
         return Check("manifest", False, "quality must name a report_path inside the dataset")
     if "report_sha256" not in quality:  # GE's report comes later, with a signed attestation
@@ -148,19 +159,17 @@ def _package_check(dataset_dir: Path, manifest: dict[str, Any]) -> Check:
     )
 
 
-def _attestation_check(
-    dataset_dir: Path, manifest: dict[str, Any], manifest_sha256: str
+def attestation_check(
+    dataset_dir: Path, manifest: dict[str, Any], manifest_sha256: str, added: dict[str, str]
 ) -> Check | None:
     """GE's report, attested by the manifest's (verified) publisher key for exactly the files
-    this checkpoint added; None when there is no attestation (yet) to check."""
+    this checkpoint ``added`` (path → SHA-256); None when there is no attestation (yet)."""
     quality = manifest.get("quality") or {}
     if "attestation_path" not in quality:
         return None
     path = dataset_dir / quality["attestation_path"]
     if not path.exists():
         return None
-    previous = (manifest.get("previous") or {}).get("tree_size", 0)
-    added = {f["path"]: f["sha256"] for f in manifest["files"] if f["leaf_start"] >= previous}
     report_file = dataset_dir / quality["report_path"]
     try:
         document = json.loads(path.read_bytes())
@@ -240,16 +249,24 @@ def _root_check(frontier: MerkleFrontier, checkpoint: dict[str, Any]) -> Check:
     return Check("root", True, f"recomputed RFC 9162 root over {frontier.size} rows matches")
 
 
-def _describe_file_change(ref: LogRef, entry: dict[str, Any], hashes: list[bytes]) -> str:
-    """Name the first row whose leaf differs from the committed log, when the log is here."""
+def _describe_file_change(
+    dataset_dir: Path, ref: LogRef, entry: dict[str, Any], hashes: list[bytes]
+) -> str:
+    """Name the first row whose leaf differs from the committed one, when the log (or, for a
+    shard, the file's leaf hashes) is here."""
     head = f"{entry['path']}: SHA-256 differs from the manifest"
     if len(hashes) != entry["rows"]:
         return f"{head} ({len(hashes)} rows, manifest says {entry['rows']})"
     log = DatasetLog(ref)
     start = entry["leaf_start"]
-    if not log.leaves_path.exists() or log.size < start + entry["rows"]:
-        return head
-    committed = log.leaf_hashes(start, start + entry["rows"])
+    if log.leaves_path.exists() and log.size >= start + entry["rows"]:
+        committed = log.leaf_hashes(start, start + entry["rows"])
+    else:
+        stored = dataset_dir / leaves_path(entry["path"])
+        data = stored.read_bytes() if stored.is_file() else b""
+        if len(data) != 32 * entry["rows"]:
+            return head
+        committed = [data[i : i + 32] for i in range(0, len(data), 32)]
     for row, (mine, theirs) in enumerate(zip(hashes, committed, strict=True)):
         if mine != theirs:
             return f"{head}; row {row} (leaf {start + row}) differs from the committed leaf"

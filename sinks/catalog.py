@@ -154,7 +154,7 @@ class WindowHistory:
         for w in closed:
             self.db.execute(
                 "INSERT OR REPLACE INTO window_quality VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [w["dataset"], w["topic"], w["window_start"], w["window_end"], w["score"],
+                [w["dataset"], _window_source(w), w["window_start"], w["window_end"], w["score"],
                  json.dumps(w["components"], sort_keys=True),
                  json.dumps(w["counts"], sort_keys=True), batch_id],
             )  # fmt: skip
@@ -175,6 +175,12 @@ class WindowHistory:
             )
             entry.setdefault("scores", {})[dataset] = score
         return list(windows.values())
+
+
+def _window_source(window: dict[str, Any]) -> str:
+    """A closed window's source: its topic, and its partition when each has its own windows."""
+    partition = window.get("partition")
+    return window["topic"] if partition is None else f"{window['topic']}.p{partition}"
 
 
 def open_catalog(root: Path) -> Catalog:

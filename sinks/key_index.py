@@ -14,6 +14,8 @@ a batch published by a writer that does not record its keys is picked up at the 
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
@@ -32,12 +34,29 @@ Repeat = tuple[int, int, int]
 
 
 def natural_key(dataset: str) -> list[str]:
-    """The published natural key of ``dataset`` (a coarsened key is replaced by a row key)."""
-    return list(published_schema_for_dataset(dataset).natural_key)
+    """The published natural key of ``dataset`` (a coarsened key is replaced by a row key).
+
+    ``dataset`` may also name a shard of it (``<dataset>/<topic>.p<partition>``): every function
+    here takes a dataset id or a shard id, and a shard's index holds that shard's keys only.
+    """
+    return list(published_schema_for_dataset(dataset.split("/", 1)[0]).natural_key)
 
 
 def index_table(dataset: str) -> str:
-    return "natural_keys__" + dataset.replace(".", "_")
+    if "/" not in dataset:
+        return "natural_keys__" + dataset.replace(".", "_")
+    digest = hashlib.sha256(dataset.encode()).hexdigest()[:12]
+    return "shard_keys__" + re.sub(r"[^A-Za-z0-9]", "_", dataset)[:40] + "_" + digest
+
+
+def _files_of(catalog: Catalog, log: str) -> list[dict]:
+    """The catalog's files of a dataset, or of one shard of it."""
+    dataset, _, shard = log.partition("/")
+    files = catalog.dataset_files(dataset)
+    if not shard:
+        return files
+    topic, _, partition = shard.rpartition(".p")
+    return [f for f in files if (f["topic"], str(f["partition"])) == (topic, partition)]
 
 
 def ensure_index(catalog: Catalog, dataset: str) -> int:
@@ -141,7 +160,7 @@ def _catch_up(db: duckdb.DuckDBPyConnection, catalog: Catalog, dataset: str) -> 
     }
     missing = [
         (f["path"], f["batch_id"])
-        for f in catalog.dataset_files(dataset)
+        for f in _files_of(catalog, dataset)
         if f["batch_id"] not in indexed
     ]
     _insert(db, catalog.layout, dataset, missing)
@@ -161,7 +180,7 @@ def _create_tables(db: duckdb.DuckDBPyConnection, dataset: str) -> None:
     if _table_exists(db, table):
         return
     # The key columns' types are those DuckDB reads from the published Parquet files.
-    schema = published_schema_for_dataset(dataset).arrow_schema()
+    schema = published_schema_for_dataset(dataset.split("/", 1)[0]).arrow_schema()
     fields = [pa.field("batch_id", pa.int64())] + [schema.field(k) for k in natural_key(dataset)]
     db.register("_rda_key_columns", pa.schema(fields).empty_table())
     db.execute(f"CREATE TABLE {table} AS SELECT * FROM _rda_key_columns")

@@ -20,13 +20,18 @@ class DataLayout:
 
     @property
     def journal(self) -> Path:
-        """The runtime's batch journal (``streaming/journal.py``), beside the catalog."""
-        return self.root / "journal.duckdb"
+        """The runtime's batch journal (``streaming/journal.py``): one object per batch."""
+        return self.root / "journal"
 
     @property
     def writer_lock(self) -> Path:
-        """Held while a batch is sequenced: one writer of the catalog and logs at a time."""
+        """Held while a process writes this directory's catalog (DuckDB has one writer)."""
         return self.root / "writer.lock"
+
+    @property
+    def work(self) -> Path:
+        """Where the ``rda run`` workers of a shared data directory keep their local state."""
+        return self.root / "work"
 
     @property
     def workers(self) -> Path:
@@ -44,8 +49,18 @@ class DataLayout:
     def dataset_dir(self, dataset: str) -> Path:
         return self.published / dataset
 
-    def data_file(self, dataset: str, chunk_name: str) -> Path:
-        return self.dataset_dir(dataset) / "data" / f"{chunk_name}.parquet"
+    def shard_dir(self, dataset: str, topic: str, partition: int) -> Path:
+        """A shard's folder: the files and checkpoints of one partition's rows of a dataset."""
+        return self.dataset_dir(dataset) / "shards" / f"{topic}.p{partition}"
+
+    def data_file(
+        self, dataset: str, chunk_name: str, topic: str | None = None, partition: int = 0
+    ) -> Path:
+        """A chunk's published rows: in its shard's folder (a dataset's own folder without a
+        topic, as unsharded data directories had them)."""
+        if topic is None:
+            return self.dataset_dir(dataset) / "data" / f"{chunk_name}.parquet"
+        return self.shard_dir(dataset, topic, partition) / "data" / f"{chunk_name}.parquet"
 
     def quarantine_file(self, topic: str, chunk_name: str) -> Path:
         return self.private / "quarantine" / topic / f"{chunk_name}.parquet"
@@ -58,9 +73,9 @@ class DataLayout:
         """A chunk's staged rows: checked and transformed, awaiting the event-time step."""
         return self.private / "staging" / dataset / f"{chunk_name}.parquet"
 
-    def state_dir(self, topic: str) -> Path:
-        """A topic's event-time state: watermarks, held rows, the DP ledger (private)."""
-        return self.private / "state" / topic
+    def state_dir(self, topic: str, partition: int) -> Path:
+        """A partition's event-time state: watermark, held rows, the DP ledger (private)."""
+        return self.private / "state" / topic / f"p{partition}"
 
     def quality_dir(self, dataset: str) -> Path:
         """Great Expectations results and Data Docs, published beside the data."""

@@ -1,6 +1,8 @@
 """The private, crash-safe store of the event-time state: snapshots, held rows, the DP ledger.
 
-Under ``private/state/<topic>/``:
+One state per partition of a topic (the source of the shards it publishes to: a worker holds
+the state of the partitions the group gives it, and nothing else), under
+``private/state/<topic>/p<partition>/``:
 
 ```
 snapshots/b<batch>/state.json            watermarks, closed point, open windows and their
@@ -16,6 +18,10 @@ by its id, and its own held and ledger files; the journal records which snapshot
 from (its *base*), so redoing a batch after a crash — at any step — reloads the same base and
 writes the same bytes. Files are written whole under a temporary name and renamed into place.
 Snapshots no batch can need any more are removed (``collect``).
+
+The state is written in the worker's work directory and copied, whole files, to the data
+directory's store (``sinks/storage.py``) before the batch that wrote it is journaled, so the
+worker the group gives the partition next — on this machine or another — reads it there.
 """
 
 from __future__ import annotations
@@ -31,17 +37,22 @@ import pyarrow.parquet as pq
 
 from sinks.layout import DataLayout
 from sinks.parquet import write_parquet
+from sinks.storage import Store
 
 FORMAT = 1
 
 
 class StateStore:
-    """One topic's event-time state under a data directory."""
+    """One partition's event-time state in a work directory, shared through ``store`` (None:
+    the work directory is the data directory)."""
 
-    def __init__(self, layout: DataLayout, topic: str) -> None:
+    def __init__(
+        self, layout: DataLayout, topic: str, partition: int, store: Store | None = None
+    ) -> None:
         self.layout = layout
-        self.topic = topic
-        self.root = layout.state_dir(topic)
+        self.topic, self.partition = topic, partition
+        self.root = layout.state_dir(topic, partition)
+        self.store = store if store is not None and store.local != layout.root.absolute() else None
 
     # -- snapshots -----------------------------------------------------------------------------
 
@@ -57,15 +68,21 @@ class StateStore:
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
         for name, table in sorted(tables.items()):
-            write_parquet(_one_batch(table), partial / f"{name}.parquet")
+            write_parquet(one_batch(table), partial / f"{name}.parquet")
         (partial / "state.json").write_text(
             json.dumps({"format": FORMAT, **doc}, sort_keys=True, indent=1) + "\n"
         )
         shutil.rmtree(target, ignore_errors=True)  # a redo: the same content again
         os.replace(partial, target)
+        if self.store is not None:  # state.json last: a snapshot is there once it is
+            names = [*sorted(f"{n}.parquet" for n in tables), "state.json"]
+            for name in names:
+                self.store.put_file(target / name, self.layout.relative(target / name))
 
     def read_snapshot(self, batch_id: int) -> tuple[dict[str, Any], dict[str, pa.Table]]:
         folder = self.snapshot_dir(batch_id)
+        if not (folder / "state.json").exists() and self.store is not None:
+            self.store.mirror(self.layout.relative(folder), self.layout.root)
         doc = json.loads((folder / "state.json").read_text())
         if doc.get("format") != FORMAT:
             raise ValueError(f"{folder}: unknown state format {doc.get('format')!r}")
@@ -73,7 +90,10 @@ class StateStore:
         return doc, tables
 
     def has_snapshot(self, batch_id: int) -> bool:
-        return (self.snapshot_dir(batch_id) / "state.json").exists()
+        state = self.snapshot_dir(batch_id) / "state.json"
+        if state.exists():
+            return True
+        return self.store is not None and self.store.exists(self.layout.relative(state))
 
     # -- held rows and the ledger ----------------------------------------------------------
 
@@ -82,11 +102,17 @@ class StateStore:
 
     def write_table(self, path: Path, table: pa.Table) -> str:
         """Write a held or ledger file; return its path relative to the data directory."""
-        write_parquet(_one_batch(table), path)
-        return self.layout.relative(path)
+        write_parquet(one_batch(table), path)
+        relative = self.layout.relative(path)
+        if self.store is not None:
+            self.store.put_file(path, relative)
+        return relative
 
     def read_table(self, relative: str) -> pa.Table:
-        return pq.read_table(self.layout.root / relative)
+        local = self.layout.root / relative
+        if not local.exists() and self.store is not None:
+            self.store.get_file(relative, local)
+        return pq.read_table(local)
 
     def ledger_file(self, batch_id: int) -> Path:
         return self.root / "ledger" / f"b{batch_id:012d}.parquet"
@@ -121,16 +147,37 @@ class StateStore:
                     path.unlink(missing_ok=True)
 
 
-def topics_with_state(layout: DataLayout) -> list[str]:
-    root = layout.private / "state"
-    return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.exists() else []
+def partitions_with_state(layout: DataLayout, store: Store | None = None) -> dict[str, list[int]]:
+    """Topic -> the partitions with an event-time state (in ``store`` if given, else locally)."""
+    if store is not None:
+        found: set[tuple[str, int]] = set()
+        for path in store.list("private/state", "state.json"):
+            parts = path.split("/")  # private/state/<topic>/p<n>/snapshots/b<id>/state.json
+            if len(parts) == 7 and parts[3][1:].isdigit():
+                found.add((parts[2], int(parts[3][1:])))
+    else:
+        root = layout.private / "state"
+        found = {
+            (t.name, int(p.name[1:]))
+            for t in (root.iterdir() if root.exists() else [])
+            if t.is_dir()
+            for p in t.iterdir()
+            if p.is_dir() and p.name[1:].isdigit()
+        }
+    topics: dict[str, list[int]] = {}
+    for topic, partition in sorted(found):
+        topics.setdefault(topic, []).append(partition)
+    return topics
 
 
 def _batch_of(name: str) -> int:
-    return int(name[1:13]) if name.startswith("b") and name[1:13].isdigit() else -1
+    """The batch id in ``b<id>`` or ``b<id>.<rest>`` (ids are longer than 12 digits now)."""
+    digits = name[1:].split(".", 1)[0]
+    return int(digits) if name.startswith("b") and digits.isdigit() else -1
 
 
-def _one_batch(table: pa.Table) -> pa.RecordBatch:
+def one_batch(table: pa.Table) -> pa.RecordBatch:
+    """The table as one record batch (an empty one keeps its schema)."""
     table = table.combine_chunks()
     batches = table.to_batches()
     return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)

@@ -116,6 +116,64 @@ def manifest_sections(
     return sections
 
 
+def checkpoint_sections(
+    store: Any,
+    work: DataLayout,
+    dataset: str,
+    tree_size: int,
+    previous_size: int,
+    added: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """For a dataset checkpoint over shards: its table (the previous checkpoint's plus the rows
+    of ``added``, the files it adds, paths from the work root) written and published to
+    ``store``; the manifest sections naming it (and the asset, if any)."""
+    relative = contribution_path(Path(""), tree_size).as_posix()
+    previous = None
+    if previous_size:
+        try:  # another worker may have written it: read it from the shared store
+            previous = parse_table(store.read_bytes(f"published/{dataset}/" + (
+                contribution_path(Path(""), previous_size).as_posix()
+            )))  # fmt: skip
+        except (OSError, ContributionError, KeyError):
+            previous = None
+    if previous_size and previous is None:  # a table is never made up from part of the rows
+        log.warning(
+            "%s: no contribution table at checkpoint %d; none at %d either",
+            dataset, previous_size, tree_size,
+        )  # fmt: skip
+        return {}
+    counted = recount(dataset, tree_size, [work.root / f["path"] for f in added])
+    counts = Counter(previous.rows_by_node if previous else {}) + Counter(counted.rows_by_node)
+    table = ContributionTable(dataset, tree_size, dict(counts))
+    raw = table.to_bytes()
+    path = work.dataset_dir(dataset) / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(raw)
+    os.replace(partial, path)
+    if store.local is None or Path(store.local).absolute() != work.root:
+        store.put_file(path, f"published/{dataset}/{relative}")
+    import hashlib
+
+    sections: dict[str, Any] = {
+        "contributions": {
+            "path": relative,
+            "sha256": hashlib.sha256(raw).hexdigest(),
+            "root": table.root().hex(),
+            "node_rows": table.node_rows,
+            "nodes": len(table.rows_by_node),
+        }
+    }
+    record = AssetRecord.load(work)
+    if record is not None and dataset in record.tokens:
+        sections["asset"] = {
+            "chain_id": record.chain_id,
+            "contract": record.data_asset,
+            "token_id": record.tokens[dataset],
+        }
+    return sections
+
+
 def read_table(layout: DataLayout, dataset: str, tree_size: int) -> ContributionTable | None:
     return _read_table(contribution_path(layout.dataset_dir(dataset), tree_size))
 

@@ -11,7 +11,8 @@ from pipelines.kafka_source import DEFAULT_CLIENT
 from validators.event_time import WindowSettings
 from validators.score import components_from_counts, score
 
-# Anchors a batch's checkpoints (dataset, tree_size, root, manifest_sha256) in one transaction.
+# Anchors a batch's checkpoints (dataset, tree_size, root, manifest_sha256) in one transaction;
+# a ChainContext's ``anchor`` (whose context also answers ``latest``: streaming/checkpoints.py).
 Anchorer = Callable[[list[dict]], list[dict]]
 Progress = Callable[[str], None]
 
@@ -21,7 +22,7 @@ class RunConfig:
     bootstrap: str
     topic: str
     group: str
-    data_dir: Path
+    data_dir: Path | str  # a local folder, or s3://BUCKET/PREFIX
     wire_format: str | None = "auto"  # for records without a format header; auto: sniff
     max_chunk_records: int = 50_000
     max_batch_records: int = 2_000_000
@@ -31,6 +32,7 @@ class RunConfig:
     dask_scheduler: str | None = None  # with runner "dask"; None: a local cluster
     crash_limit: int = 3  # worker crashes on one batch before it is bisected (streaming/poison)
     isolate: bool = True  # land in a forked child, so a crashing record cannot stop the run
+    work_dir: Path | None = None  # this worker's local state; None: see streaming/store.py
     # End of input: once the batch has read everything there is, close every event-time window
     # (sessions held for an open window are then released; streaming/event_time.py).
     flush_windows: bool = False

@@ -19,6 +19,21 @@ class ChainChanged(SettingsError):
     """The chain is not the one the data directory's checkpoints are anchored on."""
 
 
+class AnchorContention(ChainChanged):
+    """The registry refused a checkpoint that does not follow its latest one.
+
+    For a worker building on the latest checkpoint it read, that is the compare-and-swap
+    losing to another worker (it reads the latest again and retries: streaming/commit.py);
+    for anyone else, a chain that lost or never had the earlier anchors."""
+
+    def __init__(self, message: str, refused: AnchorRefused) -> None:
+        super().__init__(message)
+        self.refused = refused
+
+
+CONTENTION = ("PreviousMismatch", "ConflictingAnchor", "TreeSizeNotGrowing", "Reverted")
+
+
 @dataclass
 class ChainContext:
     kind: str
@@ -76,12 +91,13 @@ class ChainContext:
         try:
             receipt = self.registry.anchor_many(pending) if pending else None
         except AnchorRefused as refused:
-            if refused.error != "PreviousMismatch":
+            if refused.error not in CONTENTION:
                 raise
-            raise ChainChanged(
+            raise AnchorContention(
                 f"registry {self.contract} on chain {self.chain_id} does not hold the checkpoint "
                 f"this batch follows ({refused}): the chain was reset or replaced; run "
-                "`rda anchor --reanchor` to anchor the existing checkpoints on it"
+                "`rda anchor --reanchor` to anchor the existing checkpoints on it",
+                refused,
             ) from None
         results = []
         for checkpoint, anchored in zip(wanted, existing, strict=True):
@@ -97,6 +113,10 @@ class ChainContext:
                 }
             )
         return results
+
+    def latest(self, log: str) -> Anchor | None:
+        """The log's latest anchored checkpoint on this registry (a view call), or None."""
+        return self.registry.latest(log)
 
     def trust_root(self, data_dir: Path | None = None) -> TrustRoot:
         """A verifier's trust root pinned to the identity this chain context published (for the

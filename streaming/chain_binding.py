@@ -28,12 +28,14 @@ from proofs.anchor import AnchorRegistry
 from proofs.history import log_checkpoints
 from proofs.identity import FILE_NAME, IdentityError, build_identity, key_entry, parse_identity
 from proofs.log import DatasetLog
+from proofs.shards import heads_root
 from proofs.signing import PublisherKey, publisher_key
 from sinks.catalog import Catalog
 from sinks.layout import DataLayout
 from streaming.assets import committer
 from streaming.chain import ChainChanged, ChainContext
-from streaming.store import writing
+from streaming.keys import shared_keys
+from streaming.store import Workspace, as_workspace, writing
 
 log = logging.getLogger("rda.run")
 REANCHOR_HINT = (
@@ -55,11 +57,17 @@ class Anchored:
     contract: str | None
 
 
-def bind(chain: ChainContext, data_dir: Path) -> dict:
-    """``bind_data_dir`` under the data directory's writer lock (what ``rda run`` calls)."""
-    layout = DataLayout(data_dir)
-    with writing(layout) as store:
-        return bind_data_dir(chain, layout, store.catalog)
+def bind(chain: ChainContext, place: Workspace | Path) -> dict:
+    """``bind_data_dir`` for a worker's workspace (what ``rda run`` calls): the data directory's
+    keys first (shared by its workers), and the identity document published in the store."""
+    space = as_workspace(place)
+    shared_keys(space)
+    with writing(space) as store:
+        done = bind_data_dir(chain, space.work, store.catalog)
+    identity = f"published/{FILE_NAME}"
+    if space.separate and (space.work.root / identity).exists():
+        space.store.put_file(space.work.root / identity, identity)
+    return done
 
 
 def bind_data_dir(chain: ChainContext, layout: DataLayout, catalog: Catalog) -> dict:
@@ -187,7 +195,11 @@ def _dataset_checkpoints(layout: DataLayout, dataset_dir: Path) -> list[dict]:
     result, previous = [], 0
     for path, manifest, digest in log_checkpoints(dataset_dir, dataset_dir.name):
         size, root = manifest["checkpoint"]["tree_size"], manifest["checkpoint"]["root"]
-        if size > stored.size or stored.root(size).hex() != root:
+        if manifest.get("kind") == "dataset":  # over shard heads: the heads give the root
+            mine = heads_root(manifest["shards"]).hex() == root
+        else:
+            mine = size <= stored.size and stored.root(size).hex() == root
+        if not mine:
             raise ChainChanged(
                 f"{layout.relative(path)}: its root is not the log's at size {size}; "
                 "refusing to anchor it"

@@ -1,155 +1,418 @@
-"""Appending a batch to the dataset logs: files → leaves → log → signed manifest → anchor.
+"""A batch joins its shards' logs and the dataset checkpoints, and is anchored: with no lock.
 
-The batch's place in each log (``plan["log_starts"]``) was fixed before the first append, so
-the step is a function of the plan and the landed files: a redo after a crash writes the same
-leaves at the same positions, the same manifest bytes, and finds its anchor already on chain.
-Callers hold the data directory's writer lock (``streaming/store.py``).
+Each Kafka partition of a dataset is a shard with its own RFC 9162 log (proofs/shards.py), and
+only the worker the consumer group gives the partition to appends to it. For every dataset the
+batch published rows in, the worker reads the dataset's newest anchored checkpoint
+(``streaming/checkpoints.py``), appends its rows to its shards from the heads listed there (the
+frontier in each shard's head manifest is all it needs), writes the new shard manifests and a
+dataset checkpoint listing every shard head, and anchors all of the batch's dataset checkpoints
+in one ``anchorMany`` transaction, each naming the checkpoint it follows.
+
+That transaction is the only point where workers meet, and the registry decides: it accepts a
+checkpoint only if it follows the dataset's latest one (``PreviousMismatch`` otherwise), so of
+two workers that built on the same checkpoint one wins, and the other reads the new latest
+checkpoint, rebuilds its own on it (its shards' heads there are unchanged: they are its
+shards) and sends again. Every checkpoint thus lists every shard head, no shard ever goes back,
+and ``latest()`` is the whole dataset's newest state. A worker that finds one of its shards moved
+past the head it appended to has lost that partition (a rebalance): its batch is built again on
+the new head, a redo of the same ranges is recognised by its files, and nothing is appended
+twice.
+
+The manifests are written before the anchor under names that cannot collide (a shard
+manifest's name carries its hash; a dataset manifest waits in ``checkpoints/pending/``) and an
+anchored dataset manifest gets its final name, ``checkpoints/<size>.manifest.json``, after.
 """
 
 from __future__ import annotations
 
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-
-import pyarrow.parquet as pq
+from typing import Any
 
 from pipelines.protect import Protection
 from proofs import quality_attestation
-from proofs.leaves import leaf_hashes_for_batch
-from proofs.log import DatasetLog
-from proofs.manifest import build_manifest, load_manifest, write_manifest
-from proofs.signing import publisher_key
-from schemas.model import TelemetrySchema
+from proofs.jcs import canonicalize
+from proofs.manifest_v2 import (
+    build_dataset_manifest,
+    build_shard_manifest,
+    checkpoint_manifest_path,
+    manifest_digest,
+    pending_manifest_path,
+    shard_manifest_path,
+)
+from proofs.merkle import MerkleFrontier
+from proofs.shard_log import leaves_path
+from proofs.shards import head, shard_id
+from proofs.signing import PublisherKey
 from schemas.published import published_schema_for_dataset
 from schemas.registry import all_datasets
-from sinks.catalog import Catalog
 from sinks.layout import DataLayout
 from sinks.quality_report import checkpoint_quality
-from streaming import faults, quality_worker
-from streaming.assets import manifest_sections
-from streaming.batch import Anchorer, Progress
-from streaming.store import RunStore
+from sinks.storage import Store
+from streaming import quality_worker
+from streaming.assets import checkpoint_sections
+from streaming.batch import Progress
+from streaming.chain import AnchorContention, ChainChanged
+from streaming.checkpoints import Base, ChainView, Checkpoints, dataset_path, promote
 
-PIPELINE_VERSION = "0.1.0"
+PIPELINE_VERSION = "0.2.0"
+MAX_ATTEMPTS = 40  # compare-and-swap rounds lost in a row before the batch fails (and is retried)
+log = logging.getLogger("rda.run")
 
 
-def log_starts(layout: DataLayout) -> dict[str, int]:
-    """Where every dataset's log stands: any registered format may turn up in a batch."""
-    return {d: DatasetLog(layout.dataset_dir(d) / "log").size for d in all_datasets()}
+@dataclass
+class ShardRows:
+    """One shard's new files in a batch (their ``files[]`` entries, leaf starts still to come)."""
+
+    dataset: str
+    shard: str
+    files: list[dict[str, Any]] = field(default_factory=list)
+    stats: list[dict[str, Any]] = field(default_factory=list)  # quality stats of their chunks
+    windows: list[dict[str, Any]] = field(default_factory=list)  # event-time windows it closed
+
+
+@dataclass
+class CommitContext:
+    store: Store
+    work: DataLayout  # where the batch's files were landed
+    chain: ChainView
+    signer: PublisherKey
+    protection: Protection
+    progress: Progress = lambda _m: None
+    on_committed: Callable[[list[dict]], None] = lambda _c: None  # journal, before the anchor
+    checkpoints: Checkpoints | None = None  # what is anchored, read once per batch
+    seconds: dict[str, float] = field(default_factory=dict)  # anchor: seconds in it
+
+
+@dataclass
+class _Built:
+    checkpoint: dict[str, Any]  # dataset, tree_size, root, manifest_sha256, previous_tree_size
+    data: bytes
+    signature: bytes
+    base: Base
+    files: list[dict[str, Any]]  # the rows it added: path from the work root, sha256
+
+
+def shard_rows(work: DataLayout, receipts: list[dict]) -> dict[str, list[ShardRows]]:
+    """The batch's files by dataset, then shard (in the plan's chunk order: the leaf order)."""
+    found: dict[str, dict[str, ShardRows]] = {}
+    for receipt in receipts:
+        source = receipt["range"]
+        for dataset, file in sorted(receipt["files"].items()):
+            shard = shard_id(dataset, source["topic"], source["partition"])
+            rows = found.setdefault(dataset, {}).setdefault(shard, ShardRows(dataset, shard))
+            rows.files.append(
+                {
+                    "path": _in_dataset(work, dataset, file["path"]),
+                    "sha256": file["sha256"],
+                    "bytes": (work.root / file["path"]).stat().st_size,
+                    "rows": file["rows"],
+                    "source": dict(source),
+                    "batch_id": receipt.get("batch_id"),
+                }
+            )
+            if dataset in receipt.get("quality", {}):
+                rows.stats.append(receipt["quality"][dataset])
+            rows.windows += receipt.get("windows", {}).get(dataset, [])
+    order = {d: i for i, d in enumerate(all_datasets())}  # the registry's order, as before
+    ranked = sorted(found.items(), key=lambda item: (order.get(item[0], len(order)), item[0]))
+    return {d: [shards[s] for s in sorted(shards)] for d, shards in ranked}
 
 
 def commit_and_anchor(
-    store: RunStore,
+    ctx: CommitContext,
     plan: dict,
     receipts: list[dict],
-    anchor: Anchorer,
-    progress: Progress,
-    protection: Protection | None = None,
 ) -> list[dict]:
-    """Append each dataset's new files to its log, write the checkpoints, anchor them together.
+    """Append the batch's rows to its shards, write and anchor the dataset checkpoints; the
+    anchored checkpoints (empty when the batch published nothing, or was anchored before).
 
-    Great Expectations does not run here: each checkpoint is queued for the quality worker,
-    whose report and attestation come after the anchor (``streaming/quality_worker.py``).
+    Great Expectations does not run here: each anchored dataset checkpoint is queued for the
+    quality worker, whose report and attestation come after (``streaming/quality_worker.py``).
     """
-    layout, catalog = store.layout, store.catalog
-    protection = protection or Protection(str(layout.private))
-    checkpoints = []
-    for dataset, start in plan["log_starts"].items():
-        files = [(r["range"], r["files"][dataset]) for r in receipts if dataset in r["files"]]
-        stats = [r["quality"][dataset] for r in receipts if dataset in r.get("quality", {})]
-        closed = [w for r in receipts for w in r.get("windows", {}).get(dataset, [])]
-        checkpoint = _commit_dataset(
-            store, plan, dataset, start, files, (stats, protection, closed)
+    by_dataset = shard_rows(ctx.work, receipts)
+    for rows in (r for shards in by_dataset.values() for r in shards):
+        for entry in rows.files:
+            entry["batch_id"] = plan["batch_id"]
+    checkpoints = ctx.checkpoints or Checkpoints(ctx.store, ctx.chain)
+    lost: AnchorContention | None = None
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        built = []
+        for dataset, shards in by_dataset.items():
+            base = checkpoints.base(dataset)
+            one = _build(ctx, checkpoints, plan, base, shards)
+            if one is not None:
+                built.append(one)
+        if not built:  # every row is in already: anchored before a crash (or by an adopter)
+            recorded = plan.get("checkpoints") or []
+            anchored = ctx.chain(recorded) if recorded else []
+            return [finish(ctx.store, c, r) for c, r in zip(recorded, anchored, strict=True)]
+        ctx.on_committed([b.checkpoint for b in built])
+        ctx.progress(
+            f"batch {plan['batch_id']}: anchoring {len(built)} dataset checkpoints in one tx"
         )
-        if checkpoint is not None:  # None: nothing published for this dataset
-            checkpoints.append(checkpoint)
-    if checkpoints:
-        progress(f"batch {plan['batch_id']}: anchoring {len(checkpoints)} checkpoints in one tx")
-        for checkpoint, anchored in zip(checkpoints, anchor(checkpoints), strict=True):
-            checkpoint.update(anchored)
-            catalog.record_checkpoint(plan["batch_id"], checkpoint)
-    return checkpoints
-
-
-def _commit_dataset(
-    store: RunStore,
-    plan: dict,
-    dataset: str,
-    start: int,
-    landed: list[tuple[dict, dict]],
-    quality_inputs: tuple[list[dict], Protection, list[dict]],
-) -> dict | None:
-    """Append the batch's rows to the dataset's log and write its checkpoint manifest."""
-    layout, catalog = store.layout, store.catalog
-    appended = _append_rows(layout, catalog, plan, dataset, start, landed)
-    if appended is None:
-        return None
-    schema, size, root = appended
-    previous = [c for c in catalog.checkpoints(dataset) if c["tree_size"] < size]
-    before = load_manifest(layout.root / previous[-1]["manifest_path"])[0] if previous else {}
-    stats, protection, closed = quality_inputs
-    # With the event-time windows closed since the previous checkpoint, their final figures;
-    # GE's report and its attestation will be where the section says, once the worker is done.
-    quality = {
-        "report_path": quality_attestation.report_name(size),
-        "attestation_path": quality_attestation.attestation_name(size),
-        **checkpoint_quality(stats, before.get("quality"), closed),
-    }
-    signer = publisher_key(layout.root)
-    dataset_dir = layout.dataset_dir(dataset)
-    manifest = build_manifest(
-        dataset=dataset,
-        tree_size=size,
-        root=root,
-        schema=schema.describe(),
-        fingerprint=schema.fingerprint(),
-        files=[_manifest_file(layout, dataset_dir, f) for f in catalog.dataset_files(dataset)],
-        batch=_batch_section(plan),
-        previous=_previous(previous[-1]) if previous else None,
-        pipeline_version=PIPELINE_VERSION,
-        publisher=signer.describe(),
-        quality=quality,
-        privacy=protection.manifest_section(schema, stats, before.get("privacy")),
+        started = time.monotonic()
+        try:
+            anchored = ctx.chain([b.checkpoint for b in built])
+        except AnchorContention as refused:
+            ctx.seconds["anchor"] = ctx.seconds.get("anchor", 0.0) + time.monotonic() - started
+            lost = refused
+            if not _moved(ctx.chain, built):
+                raise ChainChanged(str(lost)) from None
+            log.info(
+                "batch %d: another worker anchored first (%s); building on its checkpoint "
+                "(attempt %d)", plan["batch_id"], lost.refused.error, attempt,
+                extra={"event": "anchor_contention", "batch_id": plan["batch_id"]},
+            )  # fmt: skip
+            time.sleep(random.uniform(0, min(0.05 * attempt, 1.0)))
+            continue
+        ctx.seconds["anchor"] = ctx.seconds.get("anchor", 0.0) + time.monotonic() - started
+        local = ctx.store.local is not None and Path(ctx.store.local).absolute() == ctx.work.root
+        shared = None if local else ctx.store.uri
+        for one in built:  # GE's reports, after the anchor
+            quality_worker.enqueue(ctx.work, one.checkpoint, one.files, shared)
+        return [
+            finish(ctx.store, {**b.checkpoint, "anchor_attempts": attempt}, r)
+            for b, r in zip(built, anchored, strict=True)
+        ]
+    assert lost is not None
+    raise AnchorContention(
+        f"batch {plan['batch_id']}: other workers anchored first {MAX_ATTEMPTS} times in a row",
+        lost.refused,
     )
-    previous_size = previous[-1]["tree_size"] if previous else 0
-    manifest.update(manifest_sections(layout, catalog, dataset, size, previous_size))
-    path, digest = write_manifest(dataset_dir, manifest, signer)
-    checkpoint = {
-        "dataset": dataset,
-        "tree_size": size,
-        "root": root.hex(),
-        "manifest_path": layout.relative(path),
-        "manifest_sha256": digest.hex(),
-        "previous_tree_size": previous[-1]["tree_size"] if previous else 0,
-        "quality_score": quality["score"],
-    }
-    quality_worker.enqueue(layout, checkpoint, [file for _, file in landed])
-    store.journal.set_state(plan["batch_id"], "committed")
-    faults.journaled("committed")
+
+
+def finish(store: Store, checkpoint: dict, anchored: dict) -> dict:
+    """After the anchor: the dataset manifest's final name, and where it was anchored (a
+    convenience for readers, never trusted: verifiers read the chain)."""
+    dataset, size = checkpoint["dataset"], checkpoint["tree_size"]
+    final = checkpoint_manifest_path(size)
+    promote(store, dataset, pending_manifest_path(checkpoint["manifest_sha256"]), final)
+    checkpoint = {**checkpoint, **anchored, "manifest_path": dataset_path(dataset, final)}
+    sidecar = {k: checkpoint.get(k) for k in ("chain_id", "contract", "anchor_tx", "anchor_block")}
+    sidecar.update(gas_used=checkpoint.get("gas_used"), batch_id=checkpoint.get("batch_id"))
+    store.write_json(dataset_path(dataset, f"checkpoints/{size:012d}.anchor.json"), sidecar)
     return checkpoint
 
 
-def _append_rows(
-    layout: DataLayout,
-    catalog: Catalog,
+def _moved(chain: ChainView, built: list[_Built]) -> bool:
+    """Whether some dataset's latest checkpoint is no longer the one the batch built on."""
+    for one in built:
+        latest = chain.latest(one.checkpoint["dataset"])
+        now = latest.manifest_hash.hex() if latest is not None else None
+        if now != one.base.digest:
+            return True
+    return False
+
+
+def _build(
+    ctx: CommitContext,
+    checkpoints: Checkpoints,
     plan: dict,
-    dataset: str,
-    start: int,
-    landed: list[tuple[dict, dict]],
-) -> tuple[TelemetrySchema, int, bytes] | None:
-    """Hash the new files' rows into the log at ``start`` and register them; None if empty."""
-    files, hashes = [], []
-    for source, file in landed:  # in the plan's chunk order: the leaf order
-        leaves = leaf_hashes_for_batch(pq.read_table(layout.root / file["path"]))
-        files.append({**file, "dataset": dataset, "leaf_start": start + len(hashes), **source})
-        hashes.extend(leaves)
-    if not hashes:
-        return None
+    base: Base,
+    shards: list[ShardRows],
+) -> _Built | None:
+    """The dataset's next checkpoint on ``base`` with the batch's shards grown; None when every
+    shard already holds the batch's files (anchored before a crash)."""
+    dataset = base.dataset
     schema = published_schema_for_dataset(dataset)
-    catalog.register_dataset(dataset, schema.describe(), schema.fingerprint())
-    catalog.register_files(plan["batch_id"], files)
-    catalog.refresh_views()
-    size, root = DatasetLog(layout.dataset_dir(dataset) / "log").append_at(start, hashes)
-    return schema, size, root
+    heads = dict(base.heads)
+    grown = False
+    for rows in shards:
+        current = heads.get(rows.shard)
+        previous = None
+        if current is not None:
+            previous = checkpoints.manifest(
+                dataset, current["manifest_path"], current["manifest_sha256"]
+            )
+            if _holds(previous, rows):
+                continue
+        manifest = _shard_manifest(ctx, plan, schema, rows, previous, current)
+        data, digest = manifest_digest(manifest)
+        path = shard_manifest_path(rows.shard, manifest["checkpoint"]["tree_size"], digest)
+        _write_signed(ctx, dataset, path, data)
+        checkpoints.remember(digest, manifest)
+        heads[rows.shard] = {
+            **head(
+                rows.shard,
+                manifest["checkpoint"]["tree_size"],
+                manifest["checkpoint"]["root"],
+                digest,
+            ),
+            "manifest_path": path,
+        }
+        grown = True
+    if not grown:
+        return None
+    manifests = [
+        checkpoints.manifest(dataset, h["manifest_path"], h["manifest_sha256"])
+        for h in heads.values()
+    ]
+    size = sum(h["tree_size"] for h in heads.values())
+    added = [
+        {"path": f"published/{dataset}/{f['path']}", "sha256": f["sha256"]}
+        for rows in shards
+        for f in rows.files
+    ]
+    manifest = build_dataset_manifest(
+        dataset=dataset,
+        heads=list(heads.values()),
+        previous=base.link,
+        schema=schema.describe(),
+        fingerprint=schema.fingerprint(),
+        batch=_batch_section(plan),
+        pipeline_version=PIPELINE_VERSION,
+        publisher=ctx.signer.describe(),
+        quality=_dataset_quality(size, manifests, [w for r in shards for w in r.windows]),
+    )
+    manifest.update(checkpoint_sections(ctx.store, ctx.work, dataset, size, base.size, added))
+    privacy = _merged_privacy(ctx.protection, schema, manifests)
+    if privacy is not None:
+        manifest["privacy"] = privacy
+    data, digest = manifest_digest(manifest)
+    signature = _write_signed(ctx, dataset, pending_manifest_path(digest), data)
+    checkpoints.remember(digest, manifest)
+    checkpoint = {
+        "dataset": dataset,
+        "tree_size": manifest["checkpoint"]["tree_size"],
+        "root": manifest["checkpoint"]["root"],
+        "manifest_sha256": digest,
+        "previous_tree_size": base.size,
+        "shards": len(heads),
+        "batch_id": plan["batch_id"],
+        "quality_score": manifest["quality"]["score"],
+    }
+    return _Built(checkpoint, data, signature, base, added)
+
+
+def _holds(manifest: dict[str, Any], rows: ShardRows) -> bool:
+    """Whether a shard manifest already lists the batch's files of that shard."""
+    listed = {f["path"]: f["sha256"] for f in manifest["files"]}
+    return all(listed.get(f["path"]) == f["sha256"] for f in rows.files)
+
+
+def _shard_manifest(
+    ctx: CommitContext,
+    plan: dict,
+    schema: Any,
+    rows: ShardRows,
+    previous: dict[str, Any] | None,
+    current: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The shard's next checkpoint: its files so far and the batch's, its log grown by them."""
+    frontier = MerkleFrontier()
+    files = list(previous["files"]) if previous else []
+    if previous is not None:
+        frontier = MerkleFrontier.from_dict(
+            {
+                "size": previous["checkpoint"]["tree_size"],
+                "hashes": previous["checkpoint"]["frontier"],
+            }
+        )
+    for entry in rows.files:
+        leaves = _leaves(ctx.work, rows.dataset, entry)
+        files.append({**entry, "leaf_start": frontier.size})
+        frontier.extend(leaves)
+    return build_shard_manifest(
+        shard=rows.shard,
+        frontier=frontier,
+        dataset=rows.dataset,
+        schema=schema.describe(),
+        fingerprint=schema.fingerprint(),
+        files=files,
+        batch=_batch_section(plan),
+        previous=_link(previous, current),
+        pipeline_version=PIPELINE_VERSION,
+        publisher=ctx.signer.describe(),
+        # The shard's score; GE's report is the dataset checkpoint's (quality_attestation).
+        quality=checkpoint_quality(
+            rows.stats, (previous or {}).get("quality"), rows.windows
+        ),
+        privacy=ctx.protection.manifest_section(
+            schema, rows.stats, (previous or {}).get("privacy")
+        ),
+    )
+
+
+def _leaves(work: DataLayout, dataset: str, entry: dict[str, Any]) -> list[bytes]:
+    """The file's leaf hashes, from the ``.leaves`` landed beside it (else from its rows)."""
+    from proofs.shard_log import file_leaves
+
+    return file_leaves(work.dataset_dir(dataset), entry)
+
+
+def _link(previous: dict[str, Any] | None, current: dict[str, Any] | None) -> dict | None:
+    if previous is None or current is None:
+        return None
+    return {k: current[k] for k in ("tree_size", "root", "manifest_sha256")}
+
+
+def _dataset_quality(
+    tree_size: int, manifests: list[dict[str, Any]], windows: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The dataset's score over every shard's rows (the shards' cumulative counts, summed), the
+    event-time windows the batch closed in its shards, and where GE's report on the rows the
+    checkpoint adds and its attestation will be once the quality worker is done."""
+    total: dict[str, int] = {}
+    for manifest in manifests:
+        for code, n in ((manifest.get("quality") or {}).get("counts") or {}).items():
+            total[code] = total.get(code, 0) + n
+    return {
+        "report_path": quality_attestation.report_name(tree_size),
+        "attestation_path": quality_attestation.attestation_name(tree_size),
+        **checkpoint_quality([], {"counts": dict(sorted(total.items()))}, windows),
+    }
+
+
+def _merged_privacy(
+    protection: Protection, schema: Any, manifests: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """The policy as every shard applied it: suppressed records summed, pseudonym epochs
+    merged (the transforms, k and the key id are the data directory's, the same in each)."""
+    sections = [m["privacy"] for m in manifests if m.get("privacy")]
+    if not sections:
+        return None
+    merged = protection.manifest_section(schema, [], None)
+    merged["suppressed"] = sum(s.get("suppressed", 0) for s in sections)
+    if "pseudonyms" in merged:
+        epochs = {e for s in sections for e in (s.get("pseudonyms") or {}).get("epochs", [])}
+        merged["pseudonyms"]["epochs"] = sorted(epochs)
+    if "differential_privacy" in merged:
+        merged["differential_privacy"]["composition"] = _composed(sections)
+    return merged
+
+
+def _composed(sections: list[dict[str, Any]]) -> dict[str, Any]:
+    """The shards' DP compositions over the dataset: each partition keeps its own budget
+    ledger, so a subscriber seen in several partitions may spend in each — the bound adds up."""
+    found = [(s.get("differential_privacy") or {}).get("composition") or {} for s in sections]
+    return {
+        "rule": "basic sequential composition: a subscriber's epsilons add up, over the "
+        "windows of every partition",
+        "windows_released": sum(c.get("windows_released", 0) for c in found),
+        "epochs": sorted({e for c in found for e in c.get("epochs", [])}),
+        "max_epsilon_per_subscriber": sum(c.get("max_epsilon_per_subscriber", 0) for c in found),
+    }
+
+
+def _write_signed(ctx: CommitContext, dataset: str, relative: str, data: bytes) -> bytes:
+    """A manifest's bytes and, beside them, its signature (signature first: a manifest never
+    stands without one)."""
+    signature = canonicalize(ctx.signer.sign(data))
+    ctx.store.write_bytes(
+        dataset_path(dataset, relative.removesuffix(".json") + ".sig.json"), signature
+    )
+    ctx.store.write_bytes(dataset_path(dataset, relative), data)
+    return signature
+
+
+def _in_dataset(work: DataLayout, dataset: str, path: str) -> str:
+    """A path relative to the work directory, as the dataset folder names it."""
+    return (work.root / path).relative_to(work.dataset_dir(dataset)).as_posix()
 
 
 def _batch_section(plan: dict) -> dict:
@@ -161,23 +424,22 @@ def _batch_section(plan: dict) -> dict:
     }
 
 
-def _manifest_file(layout: DataLayout, dataset_dir: Path, entry: dict) -> dict:
-    """A file as the manifest lists it: path relative to the dataset folder, and its source."""
-    path = (layout.root / entry["path"]).relative_to(dataset_dir).as_posix()
-    source = {k: entry[k] for k in ("topic", "partition", "start", "end")}
-    return {
-        "path": path,
-        "sha256": entry["sha256"],
-        "bytes": (layout.root / entry["path"]).stat().st_size,
-        "rows": entry["rows"],
-        "leaf_start": entry["leaf_start"],
-        "source": source,
-    }
-
-
-def _previous(checkpoint: dict) -> dict:
-    return {
-        "tree_size": checkpoint["tree_size"],
-        "root": checkpoint["root"],
-        "manifest_sha256": checkpoint["manifest_sha256"],
-    }
+def publish_batch_files(
+    store: Store, work: DataLayout, receipts: list[dict], extra: list[str] = ()
+) -> int:
+    """Copy the batch's landed objects to the store: Parquet files and their leaves, the
+    private quarantine and suppressed files, and ``extra`` paths; the number copied (none when
+    the work directory is the data directory)."""
+    copied = 0
+    paths = list(extra)
+    for receipt in receipts:
+        files = [f["path"] for f in receipt["files"].values()]
+        paths += files + [leaves_path(p) for p in files]
+        paths += [receipt.get(k) for k in ("quarantine_file", "suppressed_file")]
+        paths.append((receipt.get("duplicates_file") or {}).get("path"))
+    for path in filter(None, paths):
+        local = work.root / path
+        if local.exists():
+            store.put_file(local, path)
+            copied += 1
+    return copied

@@ -38,6 +38,7 @@ from typing import Any
 
 from pipelines.kafka_source import CLIENTS, DEFAULT_CLIENT
 from schemas.adapters import AUTO, check_format
+from sinks.storage import data_location
 from streaming.errors import SettingsError
 from streaming.node_cache import SIGNATURE_POLICIES
 
@@ -64,7 +65,8 @@ class RunSettings:
     )
     bootstrap: str | None = None  # None: the broker `rda infra up` started
     group: str = "rda-pipeline"
-    data_dir: Path = Path("data")
+    data_dir: Path | str = Path("data")  # a local folder, or s3://BUCKET/PREFIX
+    work_dir: Path | None = None  # this worker's local state (streaming/store.py)
     interval: float = 5.0  # seconds between micro-batches when there is nothing to read
     once: bool = False
     chain: str | None = None  # None: what `rda infra up` started, else embedded
@@ -102,7 +104,8 @@ def boolean(value: Any) -> bool:
 _GLOBAL: dict[str, Callable[[str], Any]] = {
     "bootstrap": str,
     "group": str,
-    "data_dir": Path,
+    "data_dir": data_location,
+    "work_dir": Path,
     "interval": float,
     "chain": str,
     "rpc_url": str,
@@ -267,6 +270,7 @@ def describe(settings: RunSettings) -> dict[str, Any]:
     """The effective settings, as `rda run --json` reports them."""
     values = {f.name: getattr(settings, f.name) for f in fields(settings)}
     values["data_dir"] = str(settings.data_dir)
+    values["work_dir"] = str(settings.work_dir) if settings.work_dir else None
     values["topics"] = {
         name: {f.name: getattr(t, f.name) for f in fields(t)} for name, t in settings.topics.items()
     }

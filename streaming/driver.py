@@ -1,13 +1,12 @@
 """The micro-batch driver: plan → land → sequence (commit, anchor) → commit Kafka offsets.
 
 A batch's plan (its offset ranges, and the worker that owns it) is journaled
-(``streaming/journal.py``) before any work. Its chunks are landed without any lock, in parallel
-with other workers; its place in the dataset logs is fixed under the writer lock by the
-sequencer (``streaming/sequencer.py``), and Kafka offsets are committed only after its
-checkpoints are anchored. A batch whose worker
-died is adopted by another and redone from its journaled plan: file names, bytes, leaves and
-roots are functions of the plan, so the redo produces the same checkpoint and the anchor is a
-no-op.
+(``streaming/journal.py``) before any work. Its chunks are landed in parallel with other
+workers; its rows join their shards' logs and the dataset checkpoints are anchored by the
+sequencer (``streaming/sequencer.py``), with no lock shared between workers, and Kafka offsets
+are committed only after its checkpoints are anchored. A batch whose worker died is adopted by
+another and redone from its journaled plan: file names and bytes are functions of the plan, so
+the redo lands the same files, and a batch already anchored is only recorded.
 
 Where the next batch of a partition starts is read from the journal (the furthest range any
 worker has planned), not only from Kafka's committed offset: a range planned by a worker that is
@@ -24,15 +23,16 @@ from dataclasses import dataclass, field
 
 from pipelines.kafka_source import KafkaSource, OffsetRange
 from pipelines.protect import Protection
-from sinks.layout import DataLayout
 from streaming import event_state, faults
 from streaming.batch import Anchorer, BatchSummary, Progress, RunConfig
+from streaming.checkpoints import ChainView
 from streaming.journal import BatchJournal
+from streaming.keys import shared_keys
 from streaming.node_cache import PLAN_KEY
 from streaming.poison import land_contained
 from streaming.schedule import fair_shares
-from streaming.sequencer import Sequencer, summary_from_journal
-from streaming.store import writing
+from streaming.sequencer import Sequencer
+from streaming.store import Workspace, workspace, writing
 from streaming.workers import is_alive, this_worker
 
 __all__ = ["BatchSummary", "RunConfig", "Worker", "run_batch"]
@@ -60,49 +60,62 @@ def run_batch(
 ) -> BatchSummary | None:
     """Process one micro-batch end to end; None when there is nothing new to read."""
     worker = worker or Worker()
-    layout = DataLayout(config.data_dir)
-    protection = Protection(str(layout.private), windows=config.windows, staged_only=True)
+    space = workspace(config.data_dir, config.work_dir)
     owned = worker.owned(config.topic)
     if owned is not None and not owned:
         return None  # the group has given this worker nothing of this topic (yet)
     clock = _Stopwatch()
     positions = _kafka_positions(config, source)
-    # Read before the lock, like the positions: the registry as of now is what a new plan checks
-    # device signatures against (its block is journaled with the plan).
+    # Read before planning, like the positions: the registry as of now is what a new plan
+    # checks device signatures against (its block is journaled with the plan).
     registry_block = config.nodes.refresh() if config.nodes is not None else None
-    with writing(layout) as store:
+    with writing(space) as store:
         entry = _take_or_plan(
-            config, store.journal, layout, worker, owned, positions, registry_block
+            config, store.journal, space, worker, owned, positions, registry_block
         )
     clock.lap("plan")
     if entry is None:
         return None
+    signer = shared_keys(space)
+    protection = Protection(str(space.work.private), windows=config.windows, staged_only=True)
     batch_id, state = entry["batch_id"], entry["state"]
     crashes = 0
     if state == "planned":
-        crashes = land_contained(config, layout, entry, source, protection, progress)
+        crashes = land_contained(config, space, entry, source, protection, progress)
         clock.lap("land")
-    if state in ("anchored", "done"):
-        with writing(layout) as store:
-            summary = summary_from_journal(store, store.journal.batch(batch_id))
-    else:
-        with writing(layout) as store:
-            clock.lap("lock_wait")
-            sequencer = Sequencer(config, store, source, anchor, progress, protection)
-            sequencer.finish_interrupted(except_batch=batch_id)
-            summary = sequencer.sequence(batch_id, state == "planned")
-        clock.lap("sequence")
+    chain = chain_view(anchor)
+    sequencer = Sequencer(config, space, source, chain, progress, protection, signer)
+    summary = sequencer.sequence(entry, state == "planned")
+    clock.lap("sequence")
     summary.resumed, summary.crashes = entry["resumed"], crashes
     ends = {r["partition"]: r["end"] for r in entry["plan"]["ranges"]}
     if not _commit_offsets(config, source, worker, ends):
         return None  # stays `anchored`: committed, and reported, on a later round
     faults.journaled("offsets_committed")
-    with writing(layout) as store:
+    with writing(space) as store:
         store.journal.set_state(batch_id, "done")  # done: Kafka offsets committed
     faults.journaled("done")
     clock.lap("offsets")
     summary.steps = {**clock.laps, **summary.steps}
     return summary
+
+
+def chain_view(anchor: Anchorer) -> ChainView:
+    """The anchorer, with the ``latest`` reads of the chain it anchors on."""
+    if hasattr(anchor, "latest"):
+        return anchor  # type: ignore[return-value]
+    context = getattr(anchor, "__self__", None)
+    if context is None or not hasattr(context, "latest"):
+        raise TypeError("the anchorer must be a ChainContext's anchor (or have `latest`)")
+
+    class _View:
+        def __call__(self, checkpoints: list[dict]) -> list[dict]:
+            return anchor(checkpoints)
+
+        def latest(self, log: str):
+            return context.latest(log)
+
+    return _View()
 
 
 class _Stopwatch:
@@ -142,7 +155,7 @@ def _kafka_positions(config: RunConfig, source: KafkaSource) -> tuple[dict, dict
 def _take_or_plan(
     config: RunConfig,
     journal: BatchJournal,
-    layout: DataLayout,
+    space: Workspace,
     worker: Worker,
     owned: set[int] | None,
     positions: tuple[dict, dict],
@@ -150,15 +163,16 @@ def _take_or_plan(
 ) -> dict | None:
     """An unfinished batch this worker should finish, or a new plan journaled before it runs.
 
-    A batch is this worker's to finish when it planned it, or when its worker is gone and it
-    reads a partition this worker owns (it is adopted). A batch of a live worker is left alone.
+    A batch is this worker's to finish when it planned it, or when its worker is gone and this
+    worker owns the batch's first partition (it is adopted: by one worker, however the group
+    shared the dead worker's partitions). A batch of a live worker is left alone.
     """
     for entry in journal.unfinished_batches(config.topic):
         if entry["owner"] != worker.id:
-            partitions = {r["partition"] for r in entry["plan"]["ranges"]}
-            if owned is not None and not partitions & owned:
+            first = min(r["partition"] for r in entry["plan"]["ranges"])
+            if owned is not None and first not in owned:
                 continue
-            if is_alive(entry["owner"], layout.workers):
+            if is_alive(entry["owner"], space.store):
                 continue
             journal.set_owner(entry["batch_id"], worker.id)
             log.info(
@@ -170,9 +184,11 @@ def _take_or_plan(
                 extra={"event": "adopt", "batch_id": entry["batch_id"], "from": entry["owner"]},
             )
         return {**entry, "resumed": True}
-    plan = _new_plan(config, journal, owned, positions)
+    plan = _new_plan(config, journal, owned, positions, worker.id)
     if config.flush_windows:  # end of input: the batch that catches up closes every window
-        plan = event_state.flush_plan(plan, config.topic, journal, layout, positions)
+        plan = event_state.flush_plan(
+            plan, config.topic, journal, space, positions, (owned, worker.id)
+        )
     if plan is None:
         return None
     if registry_block is not None:
@@ -182,17 +198,36 @@ def _take_or_plan(
     return {"batch_id": plan["batch_id"], "plan": plan, "state": "planned", "resumed": False}
 
 
+def _undecided_elsewhere(journal: BatchJournal, topic: str, worker_id: str) -> set[int]:
+    """Partitions of batches another worker planned and has not sequenced yet: their event-time
+    state is decided in stream order, so this worker plans nothing more of them until then
+    (after a rebalance, the old owner may still be landing its last batch of a partition)."""
+    return {
+        r["partition"]
+        for entry in journal.unfinished_batches(topic)
+        if entry["owner"] != worker_id and entry["state"] == "planned"
+        for r in entry["plan"]["ranges"]
+    }
+
+
 def _new_plan(
-    config: RunConfig, journal: BatchJournal, owned: set[int] | None, positions: tuple[dict, dict]
+    config: RunConfig,
+    journal: BatchJournal,
+    owned: set[int] | None,
+    positions: tuple[dict, dict],
+    worker_id: str,
 ) -> dict | None:
     """Offset ranges from where each owned partition stands to (at most) its high watermark,
     the batch's budget shared fairly between the partitions (``streaming/schedule.py``)."""
     committed, ends = positions
     planned = journal.journal_ends(config.topic)
+    waiting = _undecided_elsewhere(journal, config.topic, worker_id)
     starts = {
-        p: max(committed.get(p, 0), planned.get(p, 0)) for p in ends if owned is None or p in owned
+        p: max(committed.get(p, 0), planned.get(p, 0))
+        for p in ends
+        if (owned is None or p in owned) and p not in waiting
     }
-    batch_id = journal.next_batch_id()
+    batch_id = journal.next_batch_id(worker_id)
     backlogs = {p: max(0, ends[p] - start) for p, start in starts.items()}
     shares = fair_shares(backlogs, config.max_batch_records, turn=batch_id)
     ranges = [

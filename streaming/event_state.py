@@ -1,7 +1,8 @@
 """Around the event-time step: where a batch's state starts, the end-of-input flush, clean-up,
 what is held (for ``rda status``) and a batch's counts once the step has decided.
 
-The step itself is ``streaming/event_time.py``; the state lives in ``sinks/state_store.py``.
+The step itself is ``streaming/event_time.py``, run once per partition of a batch (each partition
+has its own state); the state lives in ``sinks/state_store.py``.
 """
 
 from __future__ import annotations
@@ -10,15 +11,15 @@ import datetime as dt
 from collections import Counter
 from typing import Any
 
-import duckdb
-
 from pipelines import windows
-from sinks.catalog import Catalog
+from pipelines.protect import Protection
+from proofs.shards import shard_id
 from sinks.layout import DataLayout
 from sinks.state_store import StateStore
+from sinks.storage import Store
 from streaming.batch import BatchSummary
 from streaming.errors import SettingsError
-from streaming.event_time import Outcome, iso
+from streaming.event_time import Outcome, ReadRaw, decide, iso
 from streaming.journal import BatchJournal
 from validators.event_time import WindowSettings
 from validators.score import components_from_counts, score
@@ -33,15 +34,71 @@ def event_time_config(settings: Any) -> dict[str, Any]:
     return {"windows": windows, "flush_windows": settings.flush_windows}
 
 
-def state_plan(journal: BatchJournal, topic: str, plan: dict, partitions: list[int]) -> dict:
-    """Where the batch's state starts: journaled already (a redo), else after the latest one."""
+def state_plans(journal: BatchJournal, topic: str, plan: dict) -> dict[str, dict]:
+    """Per partition of the batch (``str`` keys), where its state starts: journaled already
+    (a redo), else after the partition's latest state."""
     if "state" in plan:
         return plan["state"]
-    head = journal.state_head(topic)
-    position = 0
-    if head is not None:
-        position = journal.batch(head)["plan"]["state"]["position"]
-    return {"base": head, "position": position + 1, "partitions": sorted(partitions)}
+    infos = {}
+    for partition in batch_partitions(plan):
+        head = journal.state_head(topic, partition)
+        position = 0
+        if head is not None:
+            position = journal.batch(head)["plan"]["state"][str(partition)]["position"]
+        infos[str(partition)] = {"base": head, "position": position + 1, "partitions": [partition]}
+    return infos
+
+
+def batch_partitions(plan: dict) -> list[int]:
+    """The partitions a batch decides: those it reads, and those a flush closes."""
+    read = {r["partition"] for r in plan.get("ranges", [])}
+    return sorted(read | set(plan.get("flush_partitions", [])))
+
+
+def decide_batch(
+    layout: DataLayout,
+    topic: str,
+    plan: dict,
+    receipts: list[dict],
+    step: tuple[ReadRaw, Protection, Store | None],
+    journal: BatchJournal,
+) -> Outcome:
+    """The event-time step of every partition of the batch, in partition order; one outcome."""
+    read_raw, protection, store = step
+    infos = state_plans(journal, topic, plan)
+    outcomes = []
+    for key, info in sorted(infos.items(), key=lambda kv: int(kv[0])):
+        partition = int(key)
+        collect(layout, journal, topic, partition, keep_also=info.get("base"))
+        mine = [r for r in receipts if r["range"]["partition"] == partition]
+        one = decide(layout, {**plan, "topic": topic}, mine, read_raw, protection, info, store)
+        # The keys it indexes are its shards' (a partition's rows are in its own shards).
+        one.key_files = {shard_id(d, topic, partition): f for d, f in one.key_files.items()}
+        outcomes.append(one)
+    merged = merge(outcomes)
+    merged.state = infos
+    return merged
+
+
+def merge(outcomes: list[Outcome]) -> Outcome:
+    """The outcomes of a batch's partitions as one (receipts in partition order; key files by
+    shard)."""
+    merged = Outcome(receipts=[])
+    for one in outcomes:
+        merged.receipts += one.receipts
+        merged.records.update(one.records)
+        merged.reasons.update(one.reasons)
+        merged.flags.update(one.flags)
+        merged.cells = (merged.cells[0] + one.cells[0], merged.cells[1] + one.cells[1])
+        merged.quarantine_entries += one.quarantine_entries
+        merged.private_files += one.private_files
+        for shard, files in one.key_files.items():
+            merged.key_files.setdefault(shard, []).extend(files)
+        merged.closed += one.closed
+        merged.held_total += one.held_total
+        if one.held_until is not None:
+            merged.held_until = max(merged.held_until or one.held_until, one.held_until)
+    return merged
 
 
 def account(summary: BatchSummary, outcome: Outcome) -> None:
@@ -68,81 +125,107 @@ def account(summary: BatchSummary, outcome: Outcome) -> None:
     summary.quality_score = score(components_from_counts(summary.read, issues, null_cells, cells))
 
 
-def collect(layout: DataLayout, journal: BatchJournal, topic: str, keep_also: int | None) -> None:
-    """Remove the state no batch can need: keep the latest, and those redos start from."""
-    keep = journal.state_bases(topic) | {journal.state_head(topic), keep_also}
-    StateStore(layout, topic).collect({b for b in keep if b is not None})
+def collect(
+    layout: DataLayout, journal: BatchJournal, topic: str, partition: int, keep_also: int | None
+) -> None:
+    """Remove the (local) state no batch can need: keep the latest, and those redos start from."""
+    keep = journal.state_bases(topic, partition) | {
+        journal.state_head(topic, partition),
+        keep_also,
+    }
+    StateStore(layout, topic, partition).collect({b for b in keep if b is not None})
 
 
 def flush_plan(
     plan: dict | None,
     topic: str,
     journal: BatchJournal,
-    layout: DataLayout,
+    space: Any,
     positions: tuple[dict[int, int], dict[int, int]],
+    owner: tuple[set[int] | None, str] = (None, ""),
 ) -> dict | None:
-    """End of input: a plan that reads every partition to its end closes every window
-    (``plan["flush"]``); with nothing left to read but records held, a plan of no ranges does."""
+    """End of input: a plan that reads every owned partition to its end closes every window of
+    those partitions (``plan["flush"]``, ``plan["flush_partitions"]``); with nothing left to
+    read but records held, a plan of no ranges does. ``space``: the worker's Workspace;
+    ``owner``: the partitions it owns (None: all) and its id."""
     committed, ends = positions
+    owned, worker_id = owner
+    mine = {p: end for p, end in ends.items() if owned is None or p in owned}
     reached = dict(journal.journal_ends(topic))
     for r in (plan or {}).get("ranges", []):
         reached[r["partition"]] = max(reached.get(r["partition"], 0), r["end"])
-    caught_up = all(max(committed.get(p, 0), reached.get(p, 0)) >= end for p, end in ends.items())
+    caught_up = all(max(committed.get(p, 0), reached.get(p, 0)) >= end for p, end in mine.items())
     if not caught_up:
         return plan
+    store = space.store
+    open_ = [p for p in sorted(mine) if has_open_windows(space.work, journal, topic, p, store)]
     if plan is None:
-        if not has_open_windows(layout, journal, topic):
+        if not open_:
             return None
         now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-        plan = {"batch_id": journal.next_batch_id(), "planned_at": now, "ranges": [], "chunks": []}
-    return {**plan, "flush": True}
+        batch_id = journal.next_batch_id(worker_id)
+        plan = {"batch_id": batch_id, "planned_at": now, "ranges": [], "chunks": []}
+    return {**plan, "flush": True, "flush_partitions": open_}
 
 
-def has_open_windows(layout: DataLayout, journal: BatchJournal, topic: str) -> bool:
-    """Whether the topic holds records, or open windows, that a flush would close."""
-    head = journal.state_head(topic)
-    if head is None or not StateStore(layout, topic).has_snapshot(head):
+def has_open_windows(
+    layout: DataLayout, journal: BatchJournal, topic: str, partition: int, store: Store | None
+) -> bool:
+    """Whether the partition holds records, or open windows, that a flush would close."""
+    head = journal.state_head(topic, partition)
+    state = StateStore(layout, topic, partition, store)
+    if head is None or not state.has_snapshot(head):
         return False
-    doc, _ = StateStore(layout, topic).read_snapshot(head)
+    doc, _ = state.read_snapshot(head)
     return bool(doc.get("windows"))
 
 
-def held_report(layout: DataLayout, journal: BatchJournal, topics: list[str]) -> dict[str, Any]:
-    """Per topic: records on hold, by window and until when; watermarks; the closed point."""
+def held_report(
+    layout: DataLayout,
+    journal: BatchJournal,
+    topics: dict[str, list[int]],
+    store: Store | None = None,
+) -> dict[str, Any]:
+    """Per topic (over its partitions' states): records on hold, by window and until when;
+    watermarks; the point through which every partition has closed its windows."""
     report = {}
-    for topic in topics:
-        head = journal.state_head(topic)
-        store = StateStore(layout, topic)
-        if head is None or not store.has_snapshot(head):
-            continue
-        doc, _ = store.read_snapshot(head)
-        settings = doc["settings"]
-        window_us = settings["window_s"] * 1_000_000
-        lateness_us = settings["allowed_lateness_s"] * 1_000_000
-        open_windows = [
-            {
-                "window_start": iso(int(w)),
-                "records": tally.get(windows.HELD_RECORDS, 0),
-                "closes_at_watermark": iso(int(w) + window_us + lateness_us),
-            }
-            for w, tally in sorted(doc["windows"].items(), key=lambda kv: int(kv[0]))
-        ]
-        held = [w for w in open_windows if w["records"]]
-        report[topic] = {
-            "held_records": sum(w["records"] for w in held),
-            "held_until": held[-1]["closes_at_watermark"] if held else None,
-            "windows": open_windows,
-            "watermarks": {p: iso(v) for p, v in sorted(doc["watermarks"].items())},
-            "closed_through": iso(doc["closed_through"]),
-            "window_s": settings["window_s"],
-            "allowed_lateness_s": settings["allowed_lateness_s"],
-        }
+    for topic, partitions in topics.items():
+        docs = []
+        for partition in partitions:
+            head = journal.state_head(topic, partition)
+            state = StateStore(layout, topic, partition, store)
+            if head is not None and state.has_snapshot(head):
+                docs.append(state.read_snapshot(head)[0])
+        if docs:
+            report[topic] = _held_of(docs)
     return report
 
 
-def windows_history(catalog: Catalog, limit: int) -> list[dict[str, Any]]:
-    """The last closed windows' quality scores (none in a catalog older than windows)."""
-    try:
-        return catalog.windows.latest(limit)
-    except duckdb.CatalogException:
-        return []
+def _held_of(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    settings = docs[0]["settings"]
+    window_us = settings["window_s"] * 1_000_000
+    lateness_us = settings["allowed_lateness_s"] * 1_000_000
+    held: Counter = Counter()
+    for doc in docs:
+        for w, tally in doc["windows"].items():
+            held[int(w)] += tally.get(windows.HELD_RECORDS, 0)
+    open_windows = [
+        {
+            "window_start": iso(w),
+            "records": n,
+            "closes_at_watermark": iso(w + window_us + lateness_us),
+        }
+        for w, n in sorted(held.items())
+    ]
+    waiting = [w for w in open_windows if w["records"]]
+    marks = {p: v for doc in docs for p, v in doc["watermarks"].items()}
+    closed = [doc["closed_through"] for doc in docs]
+    return {
+        "held_records": sum(w["records"] for w in waiting),
+        "held_until": waiting[-1]["closes_at_watermark"] if waiting else None,
+        "windows": open_windows,
+        "watermarks": {p: iso(v) for p, v in sorted(marks.items(), key=lambda kv: int(kv[0]))},
+        "closed_through": iso(min(closed)) if None not in closed else None,
+        "window_s": settings["window_s"],
+        "allowed_lateness_s": settings["allowed_lateness_s"],
+    }

@@ -1,9 +1,12 @@
 """The event-time step of a batch: from staged chunks to what is published, held, released.
 
-Runs in the sequencer, under the writer lock, after duplicates are dropped and before the batch's
-place in the logs is fixed. It loads the topic's state as it was before the batch (the *base*
-snapshot, ``sinks/state_store.py``), runs the event-time core (``pipelines/windows.py``) over the
-batch's chunks in plan order, then closes the windows the watermarks have passed, and writes:
+Runs in the sequencer, after duplicates are dropped and before the batch's rows join their
+shards, once per partition of the batch: each partition has its own state, as it has its own
+shards, so the worker the consumer group gives a partition decides its windows alone, with no
+lock shared with other workers. The step loads the partition's state as it was before the batch
+(the *base* snapshot, ``sinks/state_store.py``), runs the event-time core (``pipelines/windows.py``)
+over the partition's chunks in plan order, then closes the windows its watermark has passed
+(k-anonymity and DP counts are therefore decided per partition and window), and writes:
 
 * each chunk's published files (rows of non-windowed datasets, with their quality flags);
 * the rows it puts on hold, and their records, to the private held store;
@@ -13,8 +16,8 @@ batch's chunks in plan order, then closes the windows the watermarks have passed
 * the state after the batch, as a new snapshot.
 
 Everything is a function of the base snapshot and the staged files, so a redo after a crash at
-any step writes the same bytes; the base is journaled with the batch's place in the logs
-(``plan["state"]``), so a redo after that point starts from the same state.
+any step writes the same bytes; the base is journaled before the batch's rows join their shards
+(``plan["state"][<partition>]``), so a redo after that point starts from the same state.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ from pipelines.release import release as release_window
 from schemas.records import quarantine_batch
 from sinks.layout import DataLayout
 from sinks.parquet import write_parquet
-from sinks.state_store import StateStore
+from sinks.state_store import StateStore, one_batch
+from sinks.storage import Store
 from streaming.errors import SettingsError
 from validators.sequence import SequenceState
 
@@ -56,6 +60,7 @@ class Outcome:
     flags: Counter = field(default_factory=Counter)
     cells: tuple[int, int] = (0, 0)  # empty cells and cells published
     quarantine_entries: list[dict] = field(default_factory=list)
+    private_files: list[str] = field(default_factory=list)  # suppressed records' files
     key_files: dict[str, list[str]] = field(default_factory=dict)  # keys this batch indexes
     closed: list[dict] = field(default_factory=list)  # figures of every window it closed
     state: dict[str, Any] = field(default_factory=dict)  # journaled: base, position, partitions
@@ -70,10 +75,14 @@ def decide(
     read_raw: ReadRaw,
     protection: Protection,
     state_info: dict,
+    store: Store | None = None,
 ) -> Outcome:
-    """Run the event-time step of a batch (see the module's description)."""
+    """Run the event-time step of a batch over one partition's chunks (``state_info``: that
+    partition's base and position; ``store``: where the state is shared, see StateStore)."""
     topic = _topic(plan, receipts)
-    step = _Step(layout, topic, plan["batch_id"], read_raw, protection)
+    (partition,) = state_info["partitions"]
+    state_store = StateStore(layout, topic, partition, store)
+    step = _Step(layout, state_store, plan["batch_id"], read_raw, protection)
     step.load(state_info.get("base"))
     for receipt in receipts:  # in plan order: each partition's chunks in stream order
         step.chunk(receipt)
@@ -95,16 +104,16 @@ class _Step:
     def __init__(
         self,
         layout: DataLayout,
-        topic: str,
+        store: StateStore,
         batch_id: int,
         read_raw: ReadRaw,
         protection: Protection,
     ) -> None:
-        self.layout, self.topic, self.batch_id = layout, topic, batch_id
+        self.layout, self.topic, self.batch_id = layout, store.topic, batch_id
         self.read_raw = read_raw
         self.protection = protection
         self.settings = protection.settings
-        self.store = StateStore(layout, topic)
+        self.store = store
         self.state = windows.TopicState()
         self.doc: dict[str, Any] = {}
         self.receipts: list[dict] = []
@@ -118,6 +127,7 @@ class _Step:
         self.ledger: pa.Table | None = None
         self.ledger_changed = False
         self.quarantine_entries: list[dict] = []
+        self.private_files: list[str] = []
 
     # -- loading and saving ------------------------------------------------------------------
 
@@ -183,7 +193,7 @@ class _Step:
         decision = windows.advance(self.state, rows, self.settings)
         published = {}
         for dataset, table in sorted(decision.published.items()):
-            path = self.layout.data_file(dataset, chunk.name)
+            path = self.layout.data_file(dataset, chunk.name, chunk.topic, chunk.partition)
             published[dataset] = self._write(dataset, table, path)
         self.receipts.append({"range": chunk.as_dict(), "files": published})
         for dataset, stats in decision.stats.items():
@@ -197,7 +207,7 @@ class _Step:
 
     def _write(self, dataset: str, table: pa.Table, path: Path, new_keys: bool = True) -> dict:
         """A published file; ``new_keys``: its natural keys are new to the index."""
-        digest = write_parquet(_one_batch(table), path)
+        digest = write_parquet(one_batch(table), path)
         relative = self.layout.relative(path)
         if new_keys:
             self.key_files.setdefault(dataset, []).append(relative)
@@ -241,8 +251,9 @@ class _Step:
         """Close ``window``: publish what k-anonymity keeps, store what it withholds."""
         held = self._held_for(window)
         ledger = self._ledger()
+        scope = f"{self.topic}/p{self.store.partition}"  # the DP noise's own draw
         release = release_window(
-            self.state, window, held, self.settings, self.protection.key, self.topic, ledger
+            self.state, window, held, self.settings, self.protection.key, self.topic, ledger, scope
         )
         if release.ledger is not ledger:
             self.ledger, self.ledger_changed = release.ledger, True
@@ -251,7 +262,7 @@ class _Step:
             for partition in sorted(set(table.column("source_partition").to_pylist())):
                 part = table.filter(pc.equal(table.column("source_partition"), partition))
                 chunk = f"{self.topic}-p{partition:04d}-{name}"
-                path = self.layout.data_file(dataset, chunk)
+                path = self.layout.data_file(dataset, chunk, self.topic, partition)
                 # Released rows' keys were indexed when they were put on hold.
                 entry = self._write(dataset, part, path, new_keys=dataset == aggregate.DATASET)
                 self.receipts.append(
@@ -269,6 +280,7 @@ class _Step:
         for dataset, figures in release.figures.items():
             figure = {
                 "topic": self.topic,
+                "partition": self.store.partition,
                 "window_start": iso(window),
                 "window_end": iso(end),
                 **figures,
@@ -316,7 +328,11 @@ class _Step:
         )
         withheld = records.filter(pa.array([pair in keys for pair in pairs], pa.bool_()))
         batch = suppression_batch(withheld, self.settings.privacy.k)
-        write_parquet(batch, self.layout.suppressed_file(self.topic, f"{self.topic}-{name}"))
+        path = self.layout.suppressed_file(
+            self.topic, f"{self.topic}-p{self.store.partition:04d}-{name}"
+        )
+        write_parquet(batch, path)
+        self.private_files.append(self.layout.relative(path))
 
     # -- the outcome -------------------------------------------------------------------------
 
@@ -352,6 +368,7 @@ class _Step:
             flags=flags,
             cells=(null_cells, cells),
             quarantine_entries=self.quarantine_entries,
+            private_files=self.private_files,
             key_files=self.key_files,
             closed=self.closed,
             state=state_info,
@@ -374,12 +391,6 @@ def _source(topic: str, partition: int, rows: pa.Table) -> dict:
         "start": pc.min(offsets).as_py(),
         "end": pc.max(offsets).as_py() + 1,
     }
-
-
-def _one_batch(table: pa.Table) -> pa.RecordBatch:
-    table = table.combine_chunks()
-    batches = table.to_batches()
-    return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)
 
 
 def iso(micros: int | None) -> str | None:

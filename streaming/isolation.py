@@ -52,11 +52,15 @@ def run_isolated(work: Callable[[], T], what: str) -> T:
     """``work()`` in a forked child; its result, its exception re-raised, or ``WorkerCrashed``."""
     parent = os.getpid()
     read_end, write_end = os.pipe()
-    # The child never collects what it inherited: garbage of the parent (a DuckDB connection,
-    # a librdkafka handle in a reference cycle) finalized in a fork, without the threads its
-    # library started, can crash it (SIGSEGV while "Garbage-collecting"). Freezing is O(1).
+    # The child never collects the parent's objects: a finalizer of one bound to the parent's
+    # threads (a client, a connection pool) would run in the child, where those threads are
+    # gone, and crash it (seen: SIGSEGV while "Garbage-collecting"). CPython's advice for fork.
     gc.freeze()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    finally:
+        if os.getpid() == parent:
+            gc.unfreeze()
     if pid == 0:  # pragma: no cover - the child: measured by its effects
         os.close(read_end)
         _child(work, write_end, parent)

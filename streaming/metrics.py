@@ -48,8 +48,8 @@ class RunMetrics:
         )
         self.step_seconds = Histogram(
             "rda_batch_step_seconds",
-            "Wall time of one step of a batch (plan, land, lock_wait, sequence, "
-            "dedup, event_time, offsets)",
+            "Wall time of one step of a batch (plan, land, sequence, and within sequence "
+            "dedup, event_time, publish, anchor; offsets)",
             ["topic", "step"],
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
             registry=r,
@@ -115,7 +115,10 @@ class RunMetrics:
             registry=r,
         )
         self.windows_closed = Counter(
-            "rda_windows_closed", "Event-time windows closed (released)", ["topic"], registry=r
+            "rda_windows_closed",
+            "Event-time windows closed (released), one per partition",
+            ["topic"],
+            registry=r,
         )
 
     def serve(self, port: int) -> Any:
@@ -164,7 +167,9 @@ class RunMetrics:
         self.held_until.labels(topic).set(
             dt.datetime.fromisoformat(until.replace("Z", "+00:00")).timestamp() if until else 0
         )
-        closed = {(w["topic"], w["window_start"]) for w in summary.windows_closed}
+        closed = {
+            (w["topic"], w.get("partition"), w["window_start"]) for w in summary.windows_closed
+        }
         self.windows_closed.labels(topic).inc(len(closed))
 
     def set_lag(self, topic: str, lag: dict[int, int]) -> None:

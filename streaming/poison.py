@@ -31,14 +31,14 @@ from streaming.batch import Progress, RunConfig
 from streaming.errors import CrashLoop
 from streaming.isolation import WorkerCrashed, run_isolated
 from streaming.sequencer import land_chunks, landing_message, refused_of
-from streaming.store import writing
+from streaming.store import Workspace, writing
 
 log = logging.getLogger("rda.run")
 
 
 def land_contained(
     config: RunConfig,
-    layout: DataLayout,
+    space: Workspace,
     entry: dict,
     source: KafkaSource,
     protection: Protection,
@@ -51,14 +51,14 @@ def land_contained(
     while True:
         progress(landing_message(plan))
         try:
-            _land_once(config, layout, plan, protection)
+            _land_once(config, space.work, plan, protection)
             return crashes
         except Exception as error:
             crash = crash_of(error)
             if crash is None:
                 raise
             crashes += 1
-            plan = _count_crash(layout, batch_id, crash)
+            plan = _count_crash(space, batch_id, crash)
         log.warning(
             "batch %d: the worker died while landing %s (%s), crash %d of %d before the batch "
             "is bisected",
@@ -74,7 +74,7 @@ def land_contained(
                     "running out of memory (see the kernel log); try a smaller "
                     "--max-chunk-records"
                 )
-            plan = _record_poison(layout, batch_id, config.topic, found, crash.how)
+            plan = _record_poison(space, batch_id, config.topic, found, crash.how)
 
 
 def _land_once(config: RunConfig, layout: DataLayout, plan: dict, protection: Protection) -> None:
@@ -158,8 +158,8 @@ def _survives(
     return True
 
 
-def _count_crash(layout: DataLayout, batch_id: int, crash: WorkerCrashed) -> dict:
-    with writing(layout) as store:
+def _count_crash(space: Workspace, batch_id: int, crash: WorkerCrashed) -> dict:
+    with writing(space) as store:
         plan = store.journal.batch(batch_id)["plan"]
         plan["crashes"] = plan.get("crashes", 0) + 1
         plan["last_crash"] = crash.how
@@ -168,9 +168,9 @@ def _count_crash(layout: DataLayout, batch_id: int, crash: WorkerCrashed) -> dic
 
 
 def _record_poison(
-    layout: DataLayout, batch_id: int, topic: str, found: list[tuple[int, int]], how: str
+    space: Workspace, batch_id: int, topic: str, found: list[tuple[int, int]], how: str
 ) -> dict:
-    with writing(layout) as store:
+    with writing(space) as store:
         plan = store.journal.batch(batch_id)["plan"]
         code, reason = crashed_worker_reason(plan["crashes"], how)
         poison = plan.get("poison", [])

@@ -40,9 +40,16 @@ def queue_dir(layout: DataLayout) -> Path:
     return layout.private / "quality-queue"
 
 
-def enqueue(layout: DataLayout, checkpoint: dict[str, Any], files: list[dict[str, Any]]) -> None:
-    """Queue GE's validation of the ``files`` (path from the data root, sha256) a checkpoint
-    added; nothing to do if the checkpoint is attested already (a redone commit)."""
+def enqueue(
+    layout: DataLayout,
+    checkpoint: dict[str, Any],
+    files: list[dict[str, Any]],
+    store: str | None = None,
+) -> None:
+    """Queue GE's validation of the ``files`` (path from the work root, sha256) a checkpoint
+    added; nothing to do if the checkpoint is attested already (a redone commit). ``store``:
+    the data directory the report and attestation are published to, when it is not the work
+    directory itself (an ``s3://`` one)."""
     dataset, size = checkpoint["dataset"], checkpoint["tree_size"]
     dataset_dir = layout.dataset_dir(dataset)
     if (dataset_dir / quality_attestation.attestation_name(size)).exists():
@@ -52,6 +59,7 @@ def enqueue(layout: DataLayout, checkpoint: dict[str, Any], files: list[dict[str
         "tree_size": size,
         "manifest_sha256": checkpoint["manifest_sha256"],
         "files": [{"path": f["path"], "sha256": f["sha256"]} for f in files],
+        "store": store,
     }
     _write_atomically(queue_dir(layout) / f"{dataset}.{size:012d}.json", _json_bytes(job))
 
@@ -91,6 +99,12 @@ def attest(layout: DataLayout, job_file: Path, docs: bool = False) -> dict[str, 
     document = quality_attestation.sign(publisher_key(layout.root), claim)
     attestation = dataset_dir / quality_attestation.attestation_name(size)
     _write_atomically(attestation, _json_bytes(document))
+    if job.get("store"):  # published where buyers and auditors read
+        from sinks.storage import Store
+
+        shared = Store.open(job["store"])
+        for name in (quality_attestation.report_name(size), quality_attestation.attestation_name(size)):
+            shared.put_file(dataset_dir / name, f"published/{dataset}/{name}")
     job_file.unlink(missing_ok=True)
     log.info(
         "attested GE report of %s at tree size %d (%.2f s)",
@@ -145,8 +159,14 @@ def expectations_summary(report: dict[str, Any]) -> dict[str, Any]:
 class QualityWorker:
     """The child process that drains the queue while ``rda run`` goes on with the next batch."""
 
-    def __init__(self, data_dir: Path) -> None:
-        self.layout = DataLayout(data_dir)
+    def __init__(self, data_dir: Path | str, work_dir: Path | None = None) -> None:
+        """``work_dir``: where the batches are landed and the queue is (default: the data
+        directory, when it is local)."""
+        if work_dir is None:
+            from streaming.store import workspace
+
+            work_dir = workspace(data_dir).work.root
+        self.layout = DataLayout(Path(work_dir))
         self.process: subprocess.Popen | None = None
 
     def nudge(self) -> None:

@@ -30,10 +30,15 @@ from sinks.dedup import drop_records, find_batch_duplicates
 from sinks.layout import DataLayout
 from sinks.parquet import write_parquet
 from streaming.batch import Anchorer, Progress
-from streaming.commit import commit_and_anchor, log_starts
+from streaming.checkpoints import Checkpoints
+from streaming.commit import CommitContext, commit_and_anchor, publish_batch_files
+from streaming.driver import chain_view
+from streaming.keys import shared_keys
+from streaming import quality_worker
 from streaming.node_cache import PLAN_KEY, NodeRegistryCache, device_check
 from streaming.poison import standardize_contained
-from streaming.store import writing
+from streaming.sequencer import batch_shards, record_anchored, write_leaves
+from streaming.store import workspace, writing
 
 REPLAY_TOPIC = "(replay)"  # the journal's topic column for replay batches
 
@@ -74,21 +79,22 @@ def replay(
     headers). Decoding runs in a child: a record that kills it stays, as ``crashed_worker``.
     Device signatures are checked as in any batch (``signatures``, against ``nodes`` as of the
     replay's plan): a replay never publishes what ingest would refuse."""
-    layout = DataLayout(data_dir)
+    space = workspace(data_dir)
+    layout = space.work
     summary = ReplaySummary()
-    with writing(layout) as store:
+    with writing(space) as store:
         catalog, journal = store.catalog, store.journal
         pending = catalog.quarantine.pending(reason, topic)
         summary.considered = pending.num_rows
         if not pending.num_rows:
             return summary
-        batch_id = journal.next_batch_id()
+        batch_id = journal.next_batch_id("replay")
         summary.batch_id = batch_id
         plan = {
             "batch_id": batch_id,
             "kind": "replay",
             "planned_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "log_starts": log_starts(layout),
+            "ranges": [],
             "filter": {"reason": reason, "topic": topic},
         }
         if nodes is not None:
@@ -98,8 +104,19 @@ def replay(
         checks = lambda t: device_check(signatures, nodes, plan, t)  # noqa: E731
         decode = _Decoder(default_format, override, crash_limit, checks)
         receipts, outcome = _land_replay(layout, batch_id, pending, decode)
+        chain = chain_view(anchor)
+        checkpoints = Checkpoints(space.store, chain)
         _drop_already_published(layout, catalog, batch_id, receipts, outcome)
-        summary.checkpoints = commit_and_anchor(store, plan, receipts, anchor, progress)
+        for receipt in receipts:
+            write_leaves(layout, receipt)
+        publish_batch_files(space.store, layout, receipts)
+        context = CommitContext(
+            space.store, layout, chain, shared_keys(space), Protection(str(layout.private)),
+            progress, checkpoints=checkpoints,
+        )  # fmt: skip
+        summary.checkpoints = commit_and_anchor(context, plan, receipts)
+        shards = {shard for _, shard in batch_shards(receipts)}
+        record_anchored(store, checkpoints, batch_id, summary.checkpoints, shards)
         published = [key for key, code in outcome.items() if code is None]
         catalog.quarantine.resolve(batch_id, published)
         catalog.refresh_views()
@@ -114,6 +131,7 @@ def replay(
         summary.still_quarantined = dict(
             sorted(Counter(c for c in outcome.values() if c is not None).items())
         )
+    quality_worker.drain(layout)  # GE's report of the replay's checkpoints, after their anchor
     return summary
 
 
@@ -188,7 +206,7 @@ def _write_replay_files(
     }
     for dataset, rows in sorted(published.items()):
         if rows.num_rows:
-            path = layout.data_file(dataset, name)
+            path = layout.data_file(dataset, name, group["topic"], group["partition"])
             receipt["files"][dataset] = {
                 "path": layout.relative(path),
                 "sha256": write_parquet(rows, path),
@@ -202,11 +220,10 @@ def _drop_already_published(
 ) -> None:
     """Replayed records whose natural key is already published stay in quarantine."""
     duplicates: set[tuple[int, int]] = set()
-    for dataset in sorted({d for r in receipts for d in r["files"]}):
-        new = [r["files"][dataset]["path"] for r in receipts if dataset in r["files"]]
+    for (_dataset, shard), new in batch_shards(receipts).items():
         # No record_batch_keys here: a replay batch is not redone after a crash, so its keys
         # reach the index from the catalog once committed (at the next lookup).
-        duplicates.update(find_batch_duplicates(catalog, dataset, batch_id, new))
+        duplicates.update(find_batch_duplicates(catalog, shard, batch_id, new))
     for receipt in receipts:
         drop_records(layout, receipt, duplicates)
         topic = receipt["range"]["topic"]

@@ -16,11 +16,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from infra.state import InfraState
 from pipelines.kafka_source import KafkaUnavailable, TopicNotFound, open_source
 from sinks.layout import DataLayout
+from sinks.storage import is_remote
 from streaming.chain import ChainContext, open_chain
 from streaming.chain_binding import bind
 from streaming.config import RunSettings
@@ -31,7 +33,7 @@ from streaming.lag import LagWatcher
 from streaming.metrics import RunMetrics
 from streaming.quality_worker import QualityWorker, pending
 from streaming.retry import Backoff
-from streaming.store import writing
+from streaming.store import Workspace, workspace, writing
 from streaming.workers import Heartbeat, this_worker
 
 KEEP_BATCHES = 100  # summaries kept for the final report; older ones are counted only
@@ -71,6 +73,38 @@ class RunReport:
         self.totals["held"] += summary.held
 
 
+def run_workspace(settings: RunSettings, worker: str) -> Workspace:
+    """The data directory's store and this worker's work directory: ``--work-dir``; else the
+    data directory itself for a single local worker; else one of its own (streaming/store.py)."""
+    work_dir = settings.work_dir
+    if work_dir is None and (settings.join_group or is_remote(settings.data_dir)):
+        name = worker.replace("/", "-")
+        if is_remote(settings.data_dir):
+            from infra.state import state_dir
+
+            work_dir = state_dir() / "work" / name
+        else:
+            work_dir = DataLayout(Path(settings.data_dir)).work / name
+    return workspace(settings.data_dir, work_dir)
+
+
+class _Anchoring:
+    """The run's anchorer: the chain's ``anchor``, timed, and its ``latest`` reads."""
+
+    def __init__(self, loop: RunLoop) -> None:
+        self.loop = loop
+
+    def __call__(self, checkpoints: list[dict]) -> list[dict]:
+        chain = self.loop.chain
+        assert chain is not None
+        return self.loop.metrics.timed_anchor(chain.anchor)(checkpoints)
+
+    def latest(self, log: str):
+        chain = self.loop.chain
+        assert chain is not None
+        return chain.latest(log)
+
+
 class RunLoop:
     def __init__(
         self,
@@ -97,7 +131,9 @@ class RunLoop:
         self._status: StatusLine | None = None
         self.member: Any = None  # a pipelines.kafka_group.GroupMember with --join-group
         self.worker = Worker(this_worker())
-        self.quality = QualityWorker(settings.data_dir)  # Great Expectations, after the anchor
+        self.space = run_workspace(settings, self.worker.id)
+        # Great Expectations, after the anchor, in a child working in the same work directory.
+        self.quality = QualityWorker(settings.data_dir, self.space.work.root)
         self._unfinished_at = float("-inf")  # when the unfinished-batches gauge was last set
 
     # -- the loop ---------------------------------------------------------------------------
@@ -114,7 +150,7 @@ class RunLoop:
                 "the embedded chain lives inside one process"
             )
         topics = self._resume_first(list(self.settings.topics))
-        heartbeat = Heartbeat(DataLayout(self.settings.data_dir).workers, self.worker.id)
+        heartbeat = Heartbeat(self.space.store, self.worker.id)
         with (
             self._signals(),
             self._display(),
@@ -151,7 +187,7 @@ class RunLoop:
                 summary = self.backoff.call(
                     f"batch on {topic}",
                     lambda c=config: run_batch(
-                        c, self.source, self._anchor, self._progress, self.worker
+                        c, self.source, _Anchoring(self), self._progress, self.worker
                     ),
                     self.stop,
                 )
@@ -244,7 +280,7 @@ class RunLoop:
             return
         self._unfinished_at = now
         try:
-            with writing(DataLayout(self.settings.data_dir)) as store:
+            with writing(self.space) as store:
                 counts = store.journal.unfinished_counts()
         except Exception as error:  # a gauge never stops the run; the next round tries again
             self.log.debug("unfinished batches not counted: %s", error)
@@ -269,12 +305,13 @@ class RunLoop:
             dask_scheduler=self.settings.dask_scheduler,
             signatures=t.signatures,
             nodes=self.chain.nodes if self.chain is not None else None,
+            work_dir=self.space.work.root,
             **event_time_config(self.settings),
         )
 
     def _resume_first(self, topics: list[str]) -> list[str]:
         """Topics with unfinished batches first, so a crashed batch is finished before new ones."""
-        with writing(DataLayout(self.settings.data_dir)) as store:
+        with writing(self.space) as store:
             unfinished = store.journal.unfinished_topics()
         first = [t for t in unfinished if t in topics]
         return [*first, *(t for t in topics if t not in first)]
@@ -356,12 +393,8 @@ class RunLoop:
         connect = lambda: open_chain(kind, rpc_url, registry, nodes)  # noqa: E731
         self.chain = self.backoff.call(f"connecting to the {kind} chain", connect, self.stop)
         if self.chain is not None:  # the chain this data directory is anchored on, or stop
-            check = lambda: bind(self.chain, self.settings.data_dir)  # noqa: E731
+            check = lambda: bind(self.chain, self.space)  # noqa: E731
             self.backoff.call("checking the chain against the data directory", check, self.stop)
-
-    def _anchor(self, checkpoints: list[dict]) -> list[dict]:
-        assert self.chain is not None
-        return self.metrics.timed_anchor(self.chain.anchor)(checkpoints)
 
     # -- signals and display ----------------------------------------------------------------
 

@@ -1,12 +1,14 @@
-"""The sequencer: one batch at a time, under the writer lock, a landed batch joins the logs.
+"""The sequencer: a landed batch's rows join their shards' logs and are anchored, with no lock.
 
-Workers land chunks in parallel, without any lock (``land_chunks``): reading Kafka, the Beam
-pipeline and the Parquet files are where the time goes. What must see everything published
-before it — dropping duplicates of earlier rows, fixing the batch's place in each dataset log,
-appending, the manifests and the anchor — happens here, one batch at a time, as a transparency
-log's sequencer does. A batch whose sequencing was interrupted (its worker died or lost the
-chain half-way) is finished by the next worker that holds the lock, before anything else, so a
-log never holds a half-appended batch under a later one.
+Workers land chunks in parallel (``land_chunks``): reading Kafka, the Beam pipeline and the
+staged Parquet files are where the time goes. Sequencing a batch is then: drop records
+repeating a natural key already published (or held) in the same shard (the index of the shard's
+keys is kept in the worker's own catalog, and caught up from the shard's head when the shard
+comes from another worker); the event-time step, partition by partition (each partition's state
+is its own: ``streaming/event_state.py``), which writes the published files; their leaf hashes;
+publish the batch's files and state to the store; commit and anchor (``streaming/commit.py``:
+the registry's compare-and-swap decides between workers). Each worker sequences only the shards
+and states of the partitions it owns; nothing is shared but the store and the chain.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ import time
 from pipelines import graph
 from pipelines.kafka_source import KafkaSource, KafkaSpec, OffsetRange
 from pipelines.protect import Protection
+from proofs.shard_log import leaves_path
+from proofs.shards import shard_id
+from proofs.signing import PublisherKey
+from schemas.published import published_schema_for_dataset
 from sinks.dedup import (
     drop_records,
     find_batch_duplicates,
@@ -25,14 +31,17 @@ from sinks.dedup import (
 )
 from sinks.layout import DataLayout
 from sinks.parquet import ChunkWriter, read_receipt
-from streaming import event_state, event_time, faults
-from streaming.batch import Anchorer, BatchSummary, Progress, RunConfig, count_receipts
-from streaming.commit import commit_and_anchor, log_starts
+from streaming import event_state, faults
+from streaming.batch import BatchSummary, Progress, RunConfig, count_receipts
+from streaming.checkpoints import ChainView, Checkpoints, dataset_path
+from streaming.commit import CommitContext, commit_and_anchor, publish_batch_files
+from streaming.event_time import Outcome
+from streaming.journal import BatchJournal
 from streaming.node_cache import device_check
-from streaming.store import RunStore
+from streaming.store import RunStore, Workspace, writing
 
 log = logging.getLogger("rda.run")
-SEQUENCING = ("landed", "committed")  # states of a batch whose place in the logs is fixed
+SEQUENCING = ("landed", "committed")  # states of a batch whose duplicates were dropped
 
 
 def landing_message(plan: dict) -> str:
@@ -49,10 +58,8 @@ def refused_of(plan: dict) -> graph.Refused:
 def land_chunks(
     config: RunConfig, layout: DataLayout, plan: dict, progress: Progress, protection: Protection
 ) -> None:
-    """Run the Beam pipeline over the plan's chunks: Parquet files and a receipt per chunk.
-
-    Records the plan names as poison are quarantined unread (``crashed_worker``).
-    """
+    """Run the Beam pipeline over the plan's chunks: staged Parquet files and a receipt per
+    chunk. Records the plan names as poison are quarantined unread."""
     chunks = [OffsetRange(**c) for c in plan["chunks"]]
     progress(landing_message(plan))
     graph.run(
@@ -68,148 +75,234 @@ def land_chunks(
     )
 
 
+def write_leaves(layout: DataLayout, receipt: dict) -> None:
+    """Beside each published Parquet file, its rows' leaf hashes (``<name>.leaves``, 32 bytes
+    per row): a shard's log is rebuilt from them, and hashing is done once, here, not while the
+    batch is being anchored."""
+    import pyarrow.parquet as pq
+
+    from proofs.leaves import leaf_hashes_for_batch
+
+    for file in receipt["files"].values():
+        leaves = leaf_hashes_for_batch(pq.read_table(layout.root / file["path"]))
+        target = layout.root / leaves_path(file["path"])
+        partial = target.with_name(target.name + ".partial")
+        partial.write_bytes(b"".join(leaves))
+        partial.replace(target)
+
+
 class Sequencer:
-    """Sequences batches into the logs; use it only while holding the writer lock."""
+    """Sequences the batches of one worker into their shards and the dataset checkpoints."""
 
     def __init__(
         self,
         config: RunConfig,
-        store: RunStore,
+        space: Workspace,
         source: KafkaSource,
-        anchor: Anchorer,
+        chain: ChainView,
         progress: Progress,
         protection: Protection,
+        signer: PublisherKey,
     ) -> None:
-        self.config, self.store, self.source = config, store, source
-        self.journal, self.catalog = store.journal, store.catalog
-        self.anchor, self.progress, self.protection = anchor, progress, protection
-        self.layout = store.layout
+        self.config, self.space, self.source = config, space, source
+        self.chain, self.progress, self.protection = chain, progress, protection
+        self.signer = signer
+        self.layout = space.work
 
-    def finish_interrupted(self, except_batch: int | None = None) -> list[BatchSummary]:
-        """Finish every batch (of any topic) whose sequencing began and never ended."""
-        finished = []
-        for entry in self.journal.unfinished_batches():
-            if entry["state"] in SEQUENCING and entry["batch_id"] != except_batch:
-                log.info(
-                    "finishing batch %d of %s, interrupted while it was being sequenced",
-                    entry["batch_id"],
-                    entry["topic"],
-                    extra={"event": "finish_interrupted", "batch_id": entry["batch_id"]},
-                )
-                finished.append(self.sequence(entry["batch_id"], landed_here=False))
-        return finished
-
-    def sequence(self, batch_id: int, landed_here: bool) -> BatchSummary:
-        """Give the batch its place in the logs, commit and anchor it: state ``anchored``.
+    def sequence(self, entry: dict, landed_here: bool) -> BatchSummary:
+        """Drop the batch's duplicates, decide its event time, publish its files, commit and
+        anchor it: ``anchored``.
 
         ``landed_here``: this process has just landed the batch's chunks. Otherwise they are
-        landed again first, under the lock, so nobody else can be writing them meanwhile.
+        landed again first, identically.
         """
-        entry = self.journal.batch(batch_id)
-        plan, state = entry["plan"], entry["state"]
-        if state in ("anchored", "done"):  # another worker finished it meanwhile
-            return summary_from_journal(self.store, entry)
-        self._sequence_earlier(entry)
+        batch_id = entry["batch_id"]
+        with writing(self.space) as store:  # as journaled now: with its poison records, if any
+            entry = store.journal.batch(batch_id)
+            if entry["state"] in ("anchored", "done"):  # finished meanwhile (by an adopter)
+                return summary_from_journal(store, entry)
+        plan = entry["plan"]
         if not landed_here:
             land_chunks(self.config, self.layout, plan, self.progress, self.protection)
         receipts = [read_receipt(self.layout, OffsetRange(**c)) for c in plan["chunks"]]
+        checkpoints = Checkpoints(self.space.store, self.chain)
         started = time.monotonic()
-        self._drop_duplicates(batch_id, receipts)
-        dedup_s = time.monotonic() - started
+        with writing(self.space) as store:
+            self._drop_duplicates(store, checkpoints, batch_id, receipts)
         summary = BatchSummary(batch_id, plan["ranges"], resumed=not landed_here)
+        summary.steps["dedup"] = time.monotonic() - started
         outcome = self._decide(entry, receipts, summary)
-        if state not in SEQUENCING:  # its place in each log: fixed now, kept by any redo
-            plan["log_starts"] = log_starts(self.layout)
-            plan["state"] = outcome.state
-        self.journal.record_sequencing(
-            batch_id,
-            plan,
-            records_read=summary.read,
-            records_published=summary.published,
-            records_quarantined=summary.quarantined,
-            records_held=summary.held,
-        )
         faults.journaled("landed")
-        summary.checkpoints = commit_and_anchor(
-            self.store,
-            plan,
-            outcome.receipts,
-            self.anchor,
-            self.progress,
+        started = time.monotonic()
+        staged = [{**r, "files": {}} for r in receipts]  # staged files stay in the work directory
+        extra = outcome.private_files + [e["path"] for e in outcome.quarantine_entries]
+        publish_batch_files(self.space.store, self.layout, staged + outcome.receipts, extra)
+        summary.steps["publish"] = time.monotonic() - started
+        context = CommitContext(
+            self.space.store,
+            self.layout,
+            self.chain,
+            self.signer,
             self.protection,
+            self.progress,
+            lambda pending: self._committed(batch_id, plan, pending),
+            checkpoints,
         )
-        self.journal.set_state(batch_id, "anchored")
+        summary.checkpoints = commit_and_anchor(context, plan, outcome.receipts)
+        with writing(self.space) as store:
+            shards = {shard for _, shard in batch_shards(outcome.receipts)}
+            record_anchored(store, checkpoints, batch_id, summary.checkpoints, shards)
+            store.journal.set_state(batch_id, "anchored")
         faults.journaled("anchored")
-        summary.steps["dedup"] = dedup_s
+        summary.steps.update(context.seconds)
         return summary
 
-    def _decide(
-        self, entry: dict, receipts: list[dict], summary: BatchSummary
-    ) -> event_time.Outcome:
-        """The event-time step over the landed chunks; the batch's counts, keys, rejects and
-        closed windows recorded."""
-        batch_id = entry["batch_id"]
+    def _decide(self, entry: dict, receipts: list[dict], summary: BatchSummary) -> Outcome:
+        """The event-time step over the batch's staged chunks, partition by partition, and
+        their published files' leaves; the batch's counts, keys, rejects, closed windows and
+        state journaled (``landed``)."""
+        batch_id, plan = entry["batch_id"], entry["plan"]
         count_receipts(summary, receipts)
         started = time.monotonic()
-        outcome = self._event_time(entry["topic"], entry["plan"], receipts)
+        step = (self.source.read, self.protection, self.space.store)
+        journal = BatchJournal(self.space.store)
+        outcome = event_state.decide_batch(
+            self.layout, entry["topic"], plan, receipts, step, journal
+        )
+        for receipt in outcome.receipts:
+            write_leaves(self.layout, receipt)
         summary.steps["event_time"] = time.monotonic() - started
         event_state.account(summary, outcome)
-        self._record_keys(batch_id, receipts, outcome)
         # Records the step quarantined were read here, in the driver: close that connection, so
         # no Kafka client of this process is open when it next forks (a forked librdkafka
         # handle aborts the child when the child's garbage collector frees it).
         close = getattr(self.source, "close", None)
         if close is not None:
             close()
-        entries = quarantine_entries(receipts) + outcome.quarantine_entries
-        self.catalog.quarantine.register(batch_id, entries)
-        self.catalog.quarantine.refresh_view()  # a batch may quarantine and publish nothing
-        self.catalog.windows.record(batch_id, outcome.closed)
+        plan.setdefault("state", outcome.state)  # where each partition's state started: kept
+        with writing(self.space) as store:
+            self._record_keys(store, batch_id, receipts, outcome)
+            entries = quarantine_entries(receipts) + outcome.quarantine_entries
+            store.catalog.quarantine.register(batch_id, entries)
+            store.catalog.quarantine.refresh_view()  # a batch may quarantine and publish nothing
+            store.catalog.windows.record(batch_id, outcome.closed)
+            store.journal.record_sequencing(
+                batch_id,
+                plan,
+                records_read=summary.read,
+                records_published=summary.published,
+                records_quarantined=summary.quarantined,
+                records_held=summary.held,
+                windows=[_window_score(w) for w in outcome.closed],
+            )
         return outcome
 
-    def _sequence_earlier(self, entry: dict) -> None:
-        """Batches of the topic planned earlier over the same partitions go first, so that
-        each partition's event-time state advances in stream order (after a rebalance the
-        new owner of a partition may land its batch before the old owner)."""
-        mine = {r["partition"] for r in entry["plan"]["ranges"]}
-        for other in self.journal.unfinished_batches(entry["topic"]):
-            if other["batch_id"] >= entry["batch_id"] or other["state"] != "planned":
-                continue
-            if mine & {r["partition"] for r in other["plan"]["ranges"]}:
-                self.sequence(other["batch_id"], landed_here=False)
+    def _record_keys(
+        self, store: RunStore, batch_id: int, receipts: list[dict], outcome: Outcome
+    ) -> None:
+        """Index the natural keys the batch adds to each shard: rows published now and rows
+        put on hold (a redo replaces what it recorded)."""
+        shards = {shard for _, shard in batch_shards(receipts)} | set(outcome.key_files)
+        for shard in sorted(shards):
+            record_batch_keys(store.catalog, shard, batch_id, outcome.key_files.get(shard, []))
 
-    def _event_time(self, topic: str, plan: dict, receipts: list[dict]) -> event_time.Outcome:
-        """Decide, with the topic's state, what the batch publishes, holds and releases."""
-        partitions = plan.get("state", {}).get("partitions")
-        if partitions is None:  # every partition with records holds the windows open
-            ends = self.source.high_watermarks(topic)
-            partitions = sorted(p for p, end in ends.items() if end > 0)
-        info = event_state.state_plan(self.journal, topic, plan, partitions)
-        event_state.collect(self.layout, self.journal, topic, keep_also=info.get("base"))
-        return event_time.decide(
-            self.layout, {**plan, "topic": topic}, receipts, self.source.read, self.protection, info
-        )
+    def _committed(self, batch_id: int, plan: dict, pending: list[dict]) -> None:
+        """Before the anchor: the checkpoints about to be anchored, journaled (a redo after a
+        crash past the anchor finds them on chain and only records them)."""
+        plan["checkpoints"] = pending
+        with writing(self.space) as store:
+            store.journal.update_plan(batch_id, plan)
+            store.journal.set_state(batch_id, "committed")
+        faults.journaled("committed")
 
-    def _record_keys(self, batch_id: int, receipts: list[dict], outcome) -> None:
-        """Index the natural keys the batch adds: rows published now and rows put on hold (a
-        redo replaces what it recorded)."""
-        datasets = {d for r in receipts for d in r["files"]} | set(outcome.key_files)
-        for dataset in sorted(datasets):
-            record_batch_keys(self.catalog, dataset, batch_id, outcome.key_files.get(dataset, []))
-
-    def _drop_duplicates(self, batch_id: int, receipts: list[dict]) -> None:
-        """Quarantine records repeating a natural key published earlier, in every dataset."""
+    def _drop_duplicates(
+        self, store: RunStore, checkpoints: Checkpoints, batch_id: int, receipts: list[dict]
+    ) -> None:
+        """Quarantine records repeating a natural key published (or held) earlier in the same
+        shard: the batch's staged rows, before the event-time step sees them."""
+        catalog = store.catalog
         reasons: dict[tuple[int, int], str] = {}
-        datasets = sorted({d for r in receipts for d in r["files"]})
-        for dataset in datasets:
-            new = [r["files"][dataset]["path"] for r in receipts if dataset in r["files"]]
-            found = find_batch_duplicates(self.catalog, dataset, batch_id, new)
-            for record, message in found.items():
-                reasons.setdefault(record, message)
+        shards = batch_shards(receipts)
+        for dataset in sorted({d for d, _ in shards}):
+            base = checkpoints.base(dataset)
+            for shard in sorted(s for d, s in shards if d == dataset):
+                if shard in base.heads:
+                    self._hydrate(store, checkpoints, dataset, base.heads[shard])
+                new = shards[(dataset, shard)]
+                found = find_batch_duplicates(catalog, shard, batch_id, new)
+                for record, message in found.items():
+                    reasons.setdefault(record, message)
         if reasons:
             for receipt in receipts:
                 drop_records(self.layout, receipt, set(reasons))
                 quarantine_duplicates(self.layout, self.source, receipt, reasons)
+
+    def _hydrate(self, store: RunStore, checkpoints: Checkpoints, dataset: str, head: dict) -> None:
+        """Register the shard's published files (written by whichever worker had the shard)
+        in this worker's catalog, and fetch those it lacks, so its keys can be indexed."""
+        manifest = checkpoints.manifest(dataset, head["manifest_path"], head["manifest_sha256"])
+        catalog = store.catalog
+        known = {f["path"] for f in catalog.dataset_files(dataset)}
+        missing = []
+        for entry in manifest["files"]:
+            path = dataset_path(dataset, entry["path"])
+            if path in known or "batch_id" not in entry:
+                continue
+            local = self.layout.root / path
+            if not local.exists():
+                self.space.store.get_file(path, local)
+            missing.append({**entry, **entry["source"], "path": path, "dataset": dataset})
+        for batch_id in sorted({f["batch_id"] for f in missing}):
+            catalog.register_files(batch_id, [f for f in missing if f["batch_id"] == batch_id])
+
+
+def _window_score(window: dict) -> dict:
+    """What the journal keeps of a closed window (``rda status`` lists the last ones)."""
+    keys = ("dataset", "topic", "partition", "window_start", "window_end", "score")
+    return {k: window.get(k) for k in keys}
+
+
+def batch_shards(receipts: list[dict]) -> dict[tuple[str, str], list[str]]:
+    """(dataset, shard) -> the batch's file paths in it, in leaf order."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for receipt in receipts:
+        source = receipt["range"]
+        for dataset, file in receipt["files"].items():
+            shard = shard_id(dataset, source["topic"], source["partition"])
+            found.setdefault((dataset, shard), []).append(file["path"])
+    return found
+
+
+def record_anchored(
+    store: RunStore,
+    checkpoints: Checkpoints,
+    batch_id: int,
+    anchored: list[dict],
+    shards: set[str],
+) -> None:
+    """The worker's catalog: the batch's files (with their place in their shard) and the
+    anchored checkpoints, and the views over them."""
+    catalog = store.catalog
+    files = {}
+    for checkpoint in anchored:
+        dataset = checkpoint["dataset"]
+        manifest = checkpoints.manifest(
+            dataset, checkpoint["manifest_path"].split("/", 2)[2], checkpoint["manifest_sha256"]
+        )
+        for head in (h for h in manifest["shards"] if h["shard"] in shards):
+            shard_manifest = checkpoints.manifest(
+                dataset, head["manifest_path"], head["manifest_sha256"]
+            )
+            for entry in shard_manifest["files"]:
+                if entry.get("batch_id") == batch_id:
+                    path = dataset_path(dataset, entry["path"])
+                    files[path] = {**entry, **entry["source"], "path": path, "dataset": dataset}
+        schema = published_schema_for_dataset(dataset)
+        catalog.register_dataset(dataset, schema.describe(), schema.fingerprint())
+    catalog.register_files(batch_id, list(files.values()))
+    for checkpoint in anchored:
+        catalog.record_checkpoint(batch_id, checkpoint)
+    catalog.refresh_views()
 
 
 def summary_from_journal(store: RunStore, entry: dict) -> BatchSummary:
@@ -219,8 +312,10 @@ def summary_from_journal(store: RunStore, entry: dict) -> BatchSummary:
     published = entry["records_published"] or 0
     quarantined = entry["records_quarantined"] or 0
     held = entry.get("records_held") or 0
-    now = event_state.held_report(store.layout, store.journal, [entry["topic"]])
-    held_now = now.get(entry["topic"], {})
+    topic = entry["topic"]
+    partitions = {topic: event_state.batch_partitions(entry["plan"])}
+    now = event_state.held_report(store.layout, store.journal, partitions, store.store)
+    held_now = now.get(topic, {})  # on hold now in the batch's partitions (their latest state)
     return BatchSummary(
         entry["batch_id"],
         entry["plan"]["ranges"],
@@ -229,7 +324,7 @@ def summary_from_journal(store: RunStore, entry: dict) -> BatchSummary:
         quarantined=quarantined,
         suppressed=read - published - quarantined - held,
         held=held,
-        held_total=held_now.get("held_records", 0),  # on hold now (the topic's latest state)
+        held_total=held_now.get("held_records", 0),
         held_until=held_now.get("held_until"),
         reasons=store.catalog.quarantine.batch_reasons(entry["batch_id"]),
         checkpoints=store.catalog.batch_checkpoints(entry["batch_id"]),

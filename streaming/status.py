@@ -6,26 +6,22 @@ reported as such, beside what can.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+import contextlib
+import hashlib
+import json
 from pathlib import Path
-from typing import Any, TypeVar
-
-import duckdb
+from typing import Any
 
 from infra.state import InfraState
 from pipelines.kafka_source import KafkaUnavailable, open_source
-from sinks.catalog import Catalog
 from sinks.layout import DataLayout
-from sinks.state_store import topics_with_state
+from sinks.state_store import partitions_with_state
+from sinks.storage import Store
 from streaming.config import RunSettings
-from streaming.event_state import held_report, windows_history
+from streaming.event_state import held_report
 from streaming.journal import BatchJournal
 from streaming.quality_worker import pending
 from streaming.workers import is_alive, prune_dead, running_workers
-
-T = TypeVar("T")
-BUSY_WAIT_S = 5.0  # `rda run` holds the files during a batch; they are free between batches
 
 
 def status_report(settings: RunSettings, limit: int = 10) -> dict[str, Any]:
@@ -36,18 +32,6 @@ def status_report(settings: RunSettings, limit: int = 10) -> dict[str, Any]:
         "lag": _lag_report(settings),
         **_journal_report(settings.data_dir, limit),
     }
-
-
-def _open_read_only(open_file: Callable[[], T]) -> T:
-    """Open a DuckDB file read-only, waiting while a writer holds it."""
-    deadline = time.monotonic() + BUSY_WAIT_S
-    while True:
-        try:
-            return open_file()
-        except duckdb.IOException:
-            if time.monotonic() > deadline:
-                raise TimeoutError from None
-            time.sleep(0.2)
 
 
 def _lag_report(settings: RunSettings) -> dict[str, Any]:
@@ -80,40 +64,72 @@ def _lag_report(settings: RunSettings) -> dict[str, Any]:
     return {"bootstrap": bootstrap, "topics": topics}
 
 
-def _journal_report(data_dir: Path, limit: int) -> dict[str, Any]:
-    """The journal's last batches and each dataset's latest checkpoint."""
-    layout = DataLayout(data_dir)
-    if not layout.catalog.exists():
-        raise FileNotFoundError(f"no catalog in {data_dir}: nothing has run there (`rda run`)")
-    if not layout.journal.exists():
-        return {"journal": {"error": f"no batch journal in {data_dir} yet"}}
-    try:
-        with _open_read_only(lambda: Catalog(layout, read_only=True)) as catalog:
-            latest: dict[str, dict] = {}
-            for checkpoint in catalog.checkpoints():
-                latest[checkpoint["dataset"]] = checkpoint  # ordered by tree size
-            closed = windows_history(catalog, limit)
-        with _open_read_only(lambda: BatchJournal(layout.journal, read_only=True)) as journal:
-            batches = journal.recent_batches(limit)
-            totals = journal.totals()
-            held = held_report(layout, journal, topics_with_state(layout))
-    except TimeoutError:
-        return {"journal": {"error": "catalog busy: a batch is being written"}}
-    for b in batches:
-        b["created_at"], b["updated_at"] = str(b["created_at"]), str(b["updated_at"])
+def _journal_report(data_dir: Path | str, limit: int) -> dict[str, Any]:
+    """The journal's last batches, each dataset's latest checkpoint, the workers, what is held
+    for event-time windows: all read from the data directory's store (every worker's, whatever
+    machine it runs on)."""
+    store = Store.open(data_dir)
+    journal = BatchJournal(store, read_only=True)
+    batches = journal.recent_batches(limit)
+    if not batches and not store.list("published", ".manifest.json"):
+        raise FileNotFoundError(f"nothing has run in {data_dir} (`rda run`)")
+    scratch = DataLayout(_scratch_dir(store))  # where the store's state files are read
+    held = held_report(scratch, journal, partitions_with_state(scratch, store), store)
     return {
-        "journal": {"batches": batches, "totals": totals},
-        "checkpoints": latest,
-        "workers": _workers_report(data_dir, batches),
-        "event_time": {"held": held, "closed_windows": closed},
-        # Anchored checkpoints whose GE report the quality worker has not attested yet.
-        "quality": {"reports_pending": len(pending(layout))},
+        "journal": {"batches": batches, "totals": journal.totals()},
+        "checkpoints": latest_checkpoints(store),
+        "workers": _workers_report(store, batches),
+        "event_time": {"held": held, "closed_windows": journal.closed_windows(limit)},
+        # Anchored checkpoints whose GE report this machine's quality worker has not attested
+        # yet (queued in the work directory: a local data directory's own).
+        "quality": {
+            "reports_pending": len(pending(DataLayout(store.local))) if store.local else None
+        },
     }
 
 
-def _workers_report(data_dir: Path, batches: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _scratch_dir(store: Store) -> Path:
+    """A local folder to read the store's state snapshots in: the data directory itself when
+    it is local, else a cache under RDA_STATE_DIR (snapshots never change once written)."""
+    if store.local is not None:
+        return store.local
+    from infra.state import state_dir
+
+    return state_dir() / "status" / hashlib.sha256(store.uri.encode()).hexdigest()[:16]
+
+
+def latest_checkpoints(store: Store) -> dict[str, dict[str, Any]]:
+    """Each dataset's newest anchored checkpoint, as its manifest and anchor record say."""
+    newest: dict[str, tuple[int, str]] = {}
+    for path in store.list("published", ".manifest.json"):
+        parts = path.split("/")
+        if len(parts) == 4 and parts[2] == "checkpoints" and parts[3][:12].isdigit():
+            size = int(parts[3].split(".")[0])
+            if size > newest.get(parts[1], (-1, ""))[0]:
+                newest[parts[1]] = (size, path)
+    latest = {}
+    for dataset, (size, path) in sorted(newest.items()):
+        data = store.read_bytes(path)
+        manifest = json.loads(data)
+        entry = {
+            "dataset": dataset,
+            "tree_size": size,
+            "root": manifest["checkpoint"]["root"],
+            "manifest_path": path,
+            "manifest_sha256": hashlib.sha256(data).hexdigest(),
+            "shards": len(manifest.get("shards", [])) or None,
+            "quality_score": (manifest.get("quality") or {}).get("score"),
+        }
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            entry.update(
+                store.read_json(f"published/{dataset}/checkpoints/{size:012d}.anchor.json")
+            )
+        latest[dataset] = entry
+    return latest
+
+
+def _workers_report(folder: Store, batches: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Workers seen on this data directory: running ones, and owners of recent batches."""
-    folder = DataLayout(data_dir).workers
     prune_dead(folder)
     seen = {*running_workers(folder), *(b["owner"] for b in batches if b.get("owner"))}
     return [

@@ -1,60 +1,129 @@
-"""What the runtime writes under the writer lock: the batch journal and the buyers' catalog."""
+"""A worker's view of a data directory: the shared store, and its own local work directory.
+
+The **store** (``sinks/storage.py``) is the data directory: a local folder or an S3 bucket
+prefix, shared by every worker, written only with whole objects that are immutable or owned by
+one worker (docs/pipeline.md, "Scale-out"). The **work directory** is the worker's own: its
+catalog (``catalog.duckdb``: the files, checkpoints and quarantine it recorded, the natural-key
+index of its shards), chunk receipts, and the files it lands before publishing them. A single
+``rda run`` on a local data directory works in the data directory itself, which then looks as it
+always did; a worker of a group gets ``<data>/work/<worker>`` unless ``--work-dir`` says
+otherwise (on S3, ``--work-dir`` or a folder under ``RDA_STATE_DIR``).
+
+Nothing here is locked across workers. The catalog is a DuckDB file (one writer at a time), so a
+process holds its work directory's ``writer.lock`` while it has the catalog open: between two
+processes using the *same* work directory (``rda run`` and ``rda quarantine replay``), never
+between workers.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
 
 from sinks.catalog import Catalog
 from sinks.layout import DataLayout
+from sinks.storage import Store
 from sinks.writer_lock import DEFAULT_WAIT_S, writer_lock
-from streaming.journal import TABLES, BatchJournal
+from streaming.journal import BatchJournal
+
+OLD_TABLES = ("batches", "batch_ranges")
+
+
+@dataclass(frozen=True)
+class Workspace:
+    store: Store  # the data directory, shared
+    work: DataLayout  # this worker's local directory
+
+    @property
+    def separate(self) -> bool:
+        """Whether the work directory is not the data directory itself."""
+        return self.store.local is None or self.store.local != self.work.root.absolute()
+
+
+def workspace(data_dir: str | Path, work_dir: Path | None = None) -> Workspace:
+    """The workspace of ``data_dir``; the work directory defaults to the data directory when it
+    is local, else to a folder of ``RDA_STATE_DIR`` named after it."""
+    store = Store.open(data_dir)
+    if work_dir is None:
+        if store.local is not None:
+            work_dir = store.local
+        else:
+            from infra.state import state_dir
+
+            work_dir = state_dir() / "work" / hashlib.sha256(store.uri.encode()).hexdigest()[:16]
+    return Workspace(store, DataLayout(Path(work_dir).absolute()))
+
+
+def as_workspace(place: Workspace | DataLayout | str | Path) -> Workspace:
+    if isinstance(place, Workspace):
+        return place
+    if isinstance(place, DataLayout):
+        return workspace(place.root)
+    return workspace(place)
 
 
 @dataclass(frozen=True)
 class RunStore:
     journal: BatchJournal
     catalog: Catalog
+    space: Workspace
 
     @property
     def layout(self) -> DataLayout:
+        """The work directory's layout (where the catalog, receipts and landed files are)."""
         return self.catalog.layout
+
+    @property
+    def store(self) -> Store:
+        return self.space.store
 
 
 @contextmanager
-def writing(layout: DataLayout, wait_s: float = DEFAULT_WAIT_S) -> Iterator[RunStore]:
-    """Journal and catalog, opened for writing while holding the writer lock (closed before)."""
-    with writer_lock(layout, wait_s), Catalog(layout) as catalog:
-        _move_old_journal(catalog, layout)
-        with BatchJournal(layout.journal) as journal:
-            yield RunStore(journal, catalog)
+def writing(
+    place: Workspace | DataLayout | str | Path, wait_s: float = DEFAULT_WAIT_S
+) -> Iterator[RunStore]:
+    """The journal, and the work directory's catalog opened for writing (closed on exit)."""
+    space = as_workspace(place)
+    with writer_lock(space.work, wait_s), Catalog(space.work) as catalog:
+        journal = BatchJournal(space.store)
+        _import_old_journal(catalog, space.work, journal)
+        yield RunStore(journal, catalog, space)
 
 
-def _move_old_journal(catalog: Catalog, layout: DataLayout) -> None:
-    """Data directories of versions that kept the journal in the catalog: move it out, once.
+def _import_old_journal(catalog: Catalog, layout: DataLayout, journal: BatchJournal) -> None:
+    """Data directories of earlier versions kept the journal in DuckDB: ``journal.duckdb``, or
+    before that tables of the catalog. Their batches become journal objects, once; the old file
+    is kept renamed (``journal.duckdb.imported``), the old tables dropped."""
+    old_file = layout.root / "journal.duckdb"
+    tables = {n for (n,) in catalog.db.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    if set(OLD_TABLES) <= tables:
+        _import_rows(catalog.db, journal)
+        for table in OLD_TABLES:
+            catalog.db.execute(f"DROP TABLE {table}")
+    if old_file.is_file():
+        with duckdb.connect(str(old_file), read_only=True) as db:
+            _import_rows(db, journal)
+        os.replace(old_file, old_file.with_name("journal.duckdb.imported"))
 
-    The copy is made under another name and renamed into place, so a crash half-way leaves
-    either no journal file (the move is redone) or a whole one (only the old tables are left).
-    """
-    tables = catalog.db.execute("SELECT table_name FROM duckdb_tables()").fetchall()
-    if not set(TABLES) <= {name for (name,) in tables}:
-        return
-    if not layout.journal.exists():
-        partial = layout.journal.with_name(layout.journal.name + ".partial")
-        partial.unlink(missing_ok=True)
-        BatchJournal(partial).close()  # the journal's tables, empty
-        target = str(partial).replace("'", "''")
-        catalog.db.execute(f"ATTACH '{target}' AS moved_journal")
-        try:
-            for table in TABLES:
-                catalog.db.execute(
-                    f"INSERT INTO moved_journal.{table} BY NAME SELECT * FROM {table}"
-                )
-            catalog.db.execute("CHECKPOINT moved_journal")
-        finally:
-            catalog.db.execute("DETACH moved_journal")
-        os.replace(partial, layout.journal)
-    for table in TABLES:
-        catalog.db.execute(f"DROP TABLE {table}")
+
+def _import_rows(db: duckdb.DuckDBPyConnection, journal: BatchJournal) -> None:
+    cursor = db.execute("SELECT * FROM batches ORDER BY batch_id")
+    names = [d[0] for d in cursor.description]
+    have = {e["batch_id"] for e in journal.entries()}
+    for row in cursor.fetchall():
+        old = dict(zip(names, row, strict=True))
+        if old["batch_id"] in have:
+            continue
+        journal.record_plan(
+            old["batch_id"], old["topic"], json.loads(old["plan"]), old.get("owner")
+        )
+        counted = ("records_read", "records_published", "records_quarantined", "records_held")
+        counts = {k: old[k] for k in counted if k in old}
+        journal.set_state(old["batch_id"], old["state"], **counts)

@@ -7,8 +7,13 @@ while it lives, nobody else touches the batch's files. A worker is
 - alive on this machine while its process is (same pid *and* same start time, so a recycled pid
   is not mistaken for it; a process killed but not yet reaped by its parent, a zombie, is dead),
   and
-- alive elsewhere while it keeps touching its heartbeat file under ``<data>/workers/``, which a
+- alive elsewhere while it keeps rewriting its heartbeat object, ``workers/<worker>`` in the
+  data directory's store (a file, or an S3 object whose modification time is the beat), which a
   background thread does every few seconds: a worker silent for ``lease_s`` is presumed dead.
+
+A worker's host is the machine's name, or ``RDA_WORKER_HOST`` (two workers on one machine that
+must behave as on two, e.g. each with its own local state). ``RDA_WORKER_LEASE_S`` shortens the
+lease (tests).
 
 The heartbeat files of dead workers are removed by the next worker that starts and by
 ``rda status`` (``prune_dead``): a file there names a worker that may still be running.
@@ -22,8 +27,13 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Union
 
-LEASE_S = 60.0  # a worker on another machine silent this long is presumed dead
+if TYPE_CHECKING:  # imported when used: `this_worker` stays a light import (no pyarrow threads)
+    from sinks.storage import Store
+
+LEASE_S = float(os.environ.get("RDA_WORKER_LEASE_S", "60"))  # silent this long elsewhere: dead
+Workers = Union["Store", Path]  # the data directory's store, or a folder of heartbeat files
 
 
 _DEAD_STATES = ("Z", "X", "x")  # zombie, dead: killed, waiting for its parent to reap it
@@ -40,85 +50,107 @@ def _start_ticks(pid: int) -> str | None:
     return None if fields[0] in _DEAD_STATES else fields[19]
 
 
+def host_name() -> str:
+    return os.environ.get("RDA_WORKER_HOST") or socket.gethostname()
+
+
 def this_worker() -> str:
     """This process's worker id: ``host/pid/start-ticks``."""
     pid = os.getpid()
-    return f"{socket.gethostname()}/{pid}/{_start_ticks(pid) or '0'}"
+    return f"{host_name()}/{pid}/{_start_ticks(pid) or '0'}"
 
 
-def is_alive(worker: str | None, workers_dir: Path, lease_s: float = LEASE_S) -> bool:
+def _place(workers: Workers) -> tuple[Store, str]:
+    """The store and prefix of the heartbeat objects."""
+    from sinks.storage import Store
+
+    if isinstance(workers, Store):
+        return workers, "workers"
+    return Store.open(workers), ""
+
+
+def _object(prefix: str, worker: str) -> str:
+    name = worker.replace("/", "_")
+    return f"{prefix}/{name}" if prefix else name
+
+
+def is_alive(worker: str | None, workers: Workers, lease_s: float | None = None) -> bool:
     """Whether ``worker`` (an id from ``this_worker``; None for an unowned batch) still runs."""
     if not worker:
         return False
     host, _, rest = worker.partition("/")
     pid_text, _, ticks = rest.partition("/")
-    if host == socket.gethostname():
+    if host == host_name():
         return pid_text.isdigit() and _start_ticks(int(pid_text)) == ticks
+    store, prefix = _place(workers)
     try:
-        silent = time.time() - (workers_dir / _file_name(worker)).stat().st_mtime
+        beat = store.mtime(_object(prefix, worker))
     except OSError:
         return False
-    return silent < lease_s
+    return beat is not None and time.time() - beat < (LEASE_S if lease_s is None else lease_s)
 
 
-def _file_name(worker: str) -> str:
-    return worker.replace("/", "_")
-
-
-def running_workers(workers_dir: Path) -> list[str]:
-    """The ids of workers with a heartbeat file (running, or killed before they could clean up)."""
-    if not workers_dir.exists():
-        return []
+def running_workers(workers: Workers) -> list[str]:
+    """The ids of workers with a heartbeat (running, or killed before they could clean up)."""
+    store, prefix = _place(workers)
     found = []
-    for path in workers_dir.iterdir():
-        with contextlib.suppress(OSError):  # removed meanwhile by a pruning worker
-            if path.is_file():
-                found.append(path.read_text().strip())
+    for name in store.list(prefix):
+        with contextlib.suppress(OSError, ValueError):  # removed meanwhile by a pruning worker
+            found.append(store.read_bytes(name).decode().strip())
     return sorted(w for w in found if w)
 
 
-def prune_dead(workers_dir: Path, lease_s: float = LEASE_S) -> list[str]:
-    """Remove the heartbeat files of workers that are gone; the ids removed.
+def prune_dead(workers: Workers, lease_s: float | None = None) -> list[str]:
+    """Remove the heartbeats of workers that are gone; the ids removed.
 
-    A worker of this host is gone when its process is; one elsewhere, when its file has been
-    silent for two leases (one lease makes it dead for adoption; the second is slack for clocks).
+    A worker of this host is gone when its process is; one elsewhere, when its heartbeat has
+    been silent for two leases (one lease makes it dead for adoption; the second is slack for
+    clocks).
     """
+    lease = LEASE_S if lease_s is None else lease_s
+    store, prefix = _place(workers)
     removed = []
-    for worker in running_workers(workers_dir):
-        host = worker.partition("/")[0]
-        here = host == socket.gethostname()
-        if is_alive(worker, workers_dir, lease_s if here else 2 * lease_s):
+    for worker in running_workers(workers):
+        here = worker.partition("/")[0] == host_name()
+        if is_alive(worker, workers, lease if here else 2 * lease):
             continue
-        with contextlib.suppress(OSError):
-            (workers_dir / _file_name(worker)).unlink()
-            removed.append(worker)
+        store.delete(_object(prefix, worker))
+        removed.append(worker)
     return removed
 
 
 class Heartbeat:
-    """Touch this worker's heartbeat file every ``lease_s / 6`` seconds until stopped."""
+    """Rewrite this worker's heartbeat every ``lease_s / 6`` seconds until stopped."""
 
-    def __init__(self, workers_dir: Path, worker: str, lease_s: float = LEASE_S) -> None:
-        self.worker = worker
-        self.path = workers_dir / _file_name(worker)
-        self.period = lease_s / 6
+    def __init__(self, workers: Workers, worker: str, lease_s: float | None = None) -> None:
+        self.worker, self.workers = worker, workers
+        self.store, prefix = _place(workers)
+        self.name = _object(prefix, worker)
+        self.period = (LEASE_S if lease_s is None else lease_s) / 6
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
 
+    @property
+    def path(self) -> Path:
+        """The heartbeat file, for a local store."""
+        assert self.store.local is not None
+        return self.store.local / self.name
+
     def __enter__(self) -> Heartbeat:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        prune_dead(self.path.parent)
-        self.path.write_text(self.worker + "\n")  # its name; the mtime is the heartbeat
+        prune_dead(self.workers)
+        self._write()
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
-        with contextlib.suppress(OSError):
-            self.path.unlink()
+        self.store.delete(self.name)
+
+    def _write(self) -> None:
+        self.store.write_bytes(self.name, (self.worker + "\n").encode())  # its time: the beat
 
     def _beat(self) -> None:
         while not self._stop.wait(self.period):
             with contextlib.suppress(OSError):
-                self.path.touch()
+                self._write()

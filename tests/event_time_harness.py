@@ -3,11 +3,12 @@
 The stream is the simulated fleet's records, split over partitions by node as the producer does.
 Each batch is journaled in a real ``BatchJournal``, its chunks are staged (``Protection.stage``)
 and landed by the pipeline's own sink (``ChunkWriter``), then the event-time step
-(``streaming.event_time.decide``) runs against the real state store, and the batch's state is
-journaled as the sequencer does. A crash is an exception raised between two file writes or two
-journal steps; the "restart" redoes the unfinished batch from its journaled plan. Kafka and the
-chain are left out (the broker-backed test covers them); records repeating a key across batches
-are the sequencer's business, so the streams here have none.
+(``streaming.event_state.decide_batch``: one state per partition) runs against the real state
+store, and the batch's state is journaled as the sequencer does. A crash is an exception raised
+between two file writes or two journal steps; the "restart" redoes the unfinished batch from
+its journaled plan. Kafka and the chain are left out (the broker-backed test covers them);
+records repeating a key across batches are the sequencer's business, so the streams here have
+none.
 """
 
 from __future__ import annotations
@@ -127,6 +128,7 @@ class Harness:
             "ranges": [r.as_dict() for r in ranges],
             "chunks": [c.as_dict() for r in ranges for c in r.split(chunk)],
             "flush": flush,
+            "flush_partitions": sorted(self.raw) if flush else [],
         }
         self.journal.record_plan(batch_id, TOPIC, plan)
 
@@ -139,11 +141,8 @@ class Harness:
         plan = entry["plan"]
         receipts = [self._land(OffsetRange(**c)) for c in plan["chunks"]]
         self.crash.tick()
-        info = event_state.state_plan(journal, TOPIC, plan, sorted(self.raw))
-        event_state.collect(self.layout, journal, TOPIC, keep_also=info["base"])
-        outcome = event_time.decide(
-            self.layout, {**plan, "topic": TOPIC}, receipts, self._read, self.protection, info
-        )
+        step = (self._read, self.protection, None)
+        outcome = event_state.decide_batch(self.layout, TOPIC, plan, receipts, step, journal)
         self.crash.tick()
         if entry["state"] == "planned":
             plan["state"] = outcome.state
@@ -167,8 +166,8 @@ class Harness:
     def published(self) -> dict[str, list[dict]]:
         """Every published row, by dataset, in a canonical order."""
         rows: dict[str, list[dict]] = {}
-        for path in sorted(self.layout.published.glob("*/data/*.parquet")):
-            dataset = path.parent.parent.name
+        for path in sorted(self.layout.published.glob("*/shards/*/data/*.parquet")):
+            dataset = path.parents[3].name
             rows.setdefault(dataset, []).extend(pq.read_table(path).to_pylist())
         return {d: sorted(r, key=_row_order) for d, r in sorted(rows.items())}
 
@@ -190,12 +189,15 @@ class Harness:
             for quality in receipts:
                 for dataset, stats in quality.items():
                     _add(totals.setdefault(dataset, Counter()), stats)
-        with BatchJournal(self.layout.journal, read_only=True) as journal:
-            head = journal.state_head(TOPIC)
-        doc, _ = StateStore(self.layout, TOPIC).read_snapshot(head)
-        for dataset, pending in doc.get("pending", {}).items():
-            for stats in pending["stats"]:
-                _add(totals.setdefault(dataset, Counter()), stats)
+        journal = BatchJournal(self.layout.journal, read_only=True)
+        for partition in sorted(self.raw):  # each partition's state carries its own pending
+            head = journal.state_head(TOPIC, partition)
+            if head is None:
+                continue
+            doc, _ = StateStore(self.layout, TOPIC, partition).read_snapshot(head)
+            for dataset, pending in doc.get("pending", {}).items():
+                for stats in pending["stats"]:
+                    _add(totals.setdefault(dataset, Counter()), stats)
         return dict(sorted(totals.items()))
 
 
@@ -211,7 +213,7 @@ def _row_order(row: dict) -> tuple:
 
 
 def _window_order(window: dict) -> tuple:
-    return (window["window_start"], window["dataset"])
+    return (window["window_start"], window["dataset"], window.get("partition", -1))
 
 
 @contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -13,12 +14,13 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipelines.aggregate import DATASET as DP_COUNTS
 from pipelines.kafka_source import open_source
 from proofs.anchor import AnchorRegistry
-from sinks.layout import DataLayout
+from sinks.storage import Store
 
 
 def start_run(
@@ -66,7 +68,7 @@ class Reconciliation:
 
 
 def assert_exactly_once(
-    bootstrap: str, topic: str, data: Path, registry: AnchorRegistry, produced: int
+    bootstrap: str, topic: str, data: Path | str, registry: AnchorRegistry, produced: int
 ) -> None:
     """Every produced record published or quarantined once, and one anchor per checkpoint."""
     result = reconcile(bootstrap, topic, data, registry)
@@ -76,30 +78,41 @@ def assert_exactly_once(
     assert result.anchors_on_chain == result.checkpoints == result.anchors_matching > 0
 
 
-def reconcile(bootstrap: str, topic: str, data: Path, registry: AnchorRegistry) -> Reconciliation:
-    """Every produced (partition, offset) against every published and quarantined row."""
+def reconcile(
+    bootstrap: str, topic: str, data: Path | str, registry: AnchorRegistry
+) -> Reconciliation:
+    """Every produced (partition, offset) against every row the data directory's store holds:
+    the rows of each dataset's newest checkpoint (its shards' files) and the private quarantine
+    and suppressed files; and the store's anchored checkpoints against the chain."""
     produced_keys = _produced(bootstrap, topic)
-    layout = DataLayout(data)
-    db = duckdb.connect(str(layout.catalog), read_only=True)
-    try:
-        # Derived datasets (the DP counts) hold rows, not records.
-        files = db.execute(
-            "SELECT path FROM files WHERE dataset <> 'session_counts_dp.v1' ORDER BY path"
-        ).fetchall()
-        quarantine = db.execute("SELECT path FROM quarantine_files").fetchall()
-        checkpoints = db.execute("SELECT dataset, tree_size, root FROM checkpoints").fetchall()
-    finally:
-        db.close()
+    store = Store.open(data)
     seen: Counter[tuple[int, int]] = Counter()
     published = quarantined = 0
-    for (path,) in files:
-        table = pq.read_table(layout.root / path, columns=["source_partition", "source_offset"])
-        rows = zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True)
-        seen.update(rows)
-        published += table.num_rows
-    suppressed = sorted((layout.private / "suppressed" / topic).glob("*.parquet"))
-    for path in [layout.root / p for (p,) in quarantine] + suppressed:  # k-anonymity: private
-        table = pq.read_table(path, columns=["partition", "offset"])
+    checkpoints = []
+    for path in store.list("published", ".manifest.json"):
+        parts = path.split("/")
+        if len(parts) == 4 and parts[2] == "checkpoints":  # published/<dataset>/checkpoints/…
+            manifest = json.loads(store.read_bytes(path))
+            checkpoints.append((manifest["dataset"], manifest["checkpoint"]))
+    newest = {}
+    for dataset, checkpoint in checkpoints:
+        if checkpoint["tree_size"] > newest.get(dataset, (0, None))[0]:
+            newest[dataset] = (checkpoint["tree_size"], dataset)
+    for dataset in newest:
+        if dataset == DP_COUNTS:  # derived: it holds rows, not records
+            continue
+        for file in _files_of(store, dataset, newest[dataset][0]):
+            table = _table(
+                store, f"published/{dataset}/{file}", ["source_partition", "source_offset"]
+            )
+            seen.update(
+                zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True)
+            )
+            published += table.num_rows
+    private = [p for p in store.list(f"private/quarantine/{topic}", ".parquet")]
+    private += store.list(f"private/suppressed/{topic}", ".parquet")  # k-anonymity: private
+    for path in private:
+        table = _table(store, path, ["partition", "offset"])
         seen.update(zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True))
         quarantined += table.num_rows
     produced_nodes = Counter(produced_keys.values())
@@ -107,8 +120,9 @@ def reconcile(bootstrap: str, topic: str, data: Path, registry: AnchorRegistry) 
     events = registry.contract.events.Anchored().get_logs(from_block=0)
     matching = sum(
         1
-        for dataset, size, root in checkpoints
-        if (anchor := registry.get(dataset, size)) is not None and anchor.root.hex() == root
+        for dataset, checkpoint in checkpoints
+        if (anchor := registry.get(dataset, checkpoint["tree_size"])) is not None
+        and anchor.root.hex() == checkpoint["root"]
     )
     return Reconciliation(
         produced=len(produced_keys),
@@ -125,6 +139,24 @@ def reconcile(bootstrap: str, topic: str, data: Path, registry: AnchorRegistry) 
         anchors_on_chain=len(events),
         anchors_matching=matching,
     )
+
+
+def _files_of(store: Store, dataset: str, size: int) -> list[str]:
+    """The files (paths in the dataset folder) of a dataset checkpoint, every shard's."""
+    manifest = json.loads(
+        store.read_bytes(f"published/{dataset}/checkpoints/{size:012d}.manifest.json")
+    )
+    if manifest.get("kind") != "dataset":
+        return [f["path"] for f in manifest["files"]]
+    files = []
+    for head in manifest["shards"]:
+        shard = json.loads(store.read_bytes(f"published/{dataset}/{head['manifest_path']}"))
+        files += [f["path"] for f in shard["files"]]
+    return files
+
+
+def _table(store: Store, path: str, columns: list[str]):
+    return pq.read_table(pa.BufferReader(store.read_bytes(path)), columns=columns)
 
 
 def _produced(bootstrap: str, topic: str) -> dict[tuple[int, int], str]:

@@ -153,7 +153,7 @@ def test_an_auditor_proves_rows_and_checks_bundles_and_history_on_anvil(tmp_path
         assert audit.returncode == 0, audit.stdout
         radio = next(d for d in datasets if d["dataset"] == "radio_kpi.v1")
         assert [c["check"] for c in radio["checks"]] == [
-            "files", "root", "manifest", "signature", "identity", "anchor", "quality",
+            "files", "root", "manifest", "shards", "signature", "identity", "anchor", "quality",
             "previous", "consistency", "anchored", "latest", "links",
         ]  # fmt: skip
         assert all(c["ok"] for c in radio["checks"]) and radio["verdict"] == "VERIFIED"

@@ -110,7 +110,7 @@ def test_the_verifier_accepts_the_anchored_dataset(broker, topic, data_dir, chai
     verdict = verify_dataset(data_dir / "published" / DATASET, trust=chain.trust_root(data_dir))
     assert verdict.ok
     assert [c.name for c in verdict.checks] == [
-        "files", "root", "manifest", "signature", "identity", "anchor",
+        "files", "root", "manifest", "shards", "signature", "identity", "anchor",
     ]  # fmt: skip
 
 
@@ -119,7 +119,7 @@ def test_changing_one_value_after_anchoring_is_caught_and_named(
 ):
     publish(broker, topic, nodes=5, duration_s=10)
     batch(broker, topic, data_dir, chain, max_chunk_records=40)
-    files = sorted((data_dir / "published" / DATASET / "data").glob("*.parquet"))
+    files = sorted((data_dir / "published" / DATASET).glob("shards/*/data/*.parquet"))
     victim = files[1]
     table = pq.read_table(victim)
     rsrp = table.column("rsrp_dbm").to_pylist()
@@ -130,8 +130,11 @@ def test_changing_one_value_after_anchoring_is_caught_and_named(
     verdict = verify_dataset(data_dir / "published" / DATASET, trust=chain.trust_root(data_dir))
     assert not verdict.ok
     failure = verdict.first_failure
+    shard = victim.parent.parent.name
     assert failure.name == "files"
-    assert failure.detail.startswith(f"data/{victim.name}: SHA-256 differs from the manifest")
+    assert failure.detail.startswith(
+        f"{DATASET}/{shard}: shards/{shard}/data/{victim.name}: SHA-256 differs from the manifest"
+    )
     assert "row 3 (leaf " in failure.detail
 
 
@@ -142,8 +145,13 @@ def test_a_batch_interrupted_before_its_anchor_is_redone_identically(
     other_registry = open_chain("embedded", None, None)
     clean = batch(broker, topic, tmp_path / "clean", other_registry, max_chunk_records=100)
 
-    def chain_down(*_):
-        raise ConnectionError("chain unreachable")
+    class ChainDown:  # reads still answer; the anchor does not
+        def __call__(self, _checkpoints):
+            raise ConnectionError("chain unreachable")
+
+        latest = staticmethod(chain.latest)
+
+    chain_down = ChainDown()
 
     config = RunConfig(
         broker.bootstrap, topic, f"other-{topic}", tmp_path / "crashed", max_chunk_records=100
@@ -154,10 +162,12 @@ def test_a_batch_interrupted_before_its_anchor_is_redone_identically(
     with BatchJournal(DataLayout(tmp_path / "crashed").journal) as journal:
         assert journal.unfinished_batches(topic)[0]["state"] == "committed"
     checkpoints_dir = tmp_path / "crashed" / "published" / DATASET / "checkpoints"
-    before = {p.name: p.read_bytes() for p in checkpoints_dir.iterdir()}
+    pending = sorted(p.read_bytes() for p in (checkpoints_dir / "pending").iterdir())
     redone = run_batch(config, source, chain.anchor)
     assert redone.resumed
-    assert {p.name: p.read_bytes() for p in checkpoints_dir.iterdir()} == before  # signed too
+    final = sorted(p.read_bytes() for p in checkpoints_dir.glob("*.manifest*.json"))
+    assert final == pending  # the manifest (and its signature) written before the anchor
+    assert not list((checkpoints_dir / "pending").iterdir())
     assert [c["root"] for c in redone.checkpoints] == [c["root"] for c in clean.checkpoints]
     assert chain.registry.get(DATASET, radio(redone.checkpoints)["tree_size"]) is not None
     assert source.committed(f"other-{topic}", topic) == source.high_watermarks(topic)

@@ -58,7 +58,8 @@ def published(data: Path) -> dict[str, list]:
             'SELECT partition, "offset", reason_code FROM quarantine ORDER BY 1, 2'
         ).fetchall()
         rows["windows"] = db.execute(
-            "SELECT dataset, window_start, score, counts FROM window_quality ORDER BY 1, 2"
+            "SELECT dataset, window_start, topic, score, counts FROM window_quality "
+            "ORDER BY 1, 2, 3"
         ).fetchall()
     finally:
         db.close()
@@ -112,7 +113,9 @@ def test_uneven_batches_killed_between_steps_publish_what_one_batch_does(
     sizes = [rng.choice([1, 7, 40, 90, 150]) for _ in range(6)]
     cut = replace(config, group=f"cut-{topic}", data_dir=tmp_path / "cut")
     pieces = drain(cut, sizes, {3, 9, 14, 22}, monkeypatch)
-    assert len(whole) == 1 and len(pieces) > len(sizes)
+    assert len(whole) == 1 and pieces  # a batch killed once done has no summary: count them
+    with BatchJournal(DataLayout(tmp_path / "cut").journal, read_only=True) as journal:
+        assert len(journal.entries()) >= 5  # the input runs out before the last sizes
     for data in (tmp_path / "one", tmp_path / "cut"):  # a batch killed once done has no summary
         with BatchJournal(DataLayout(data).journal, read_only=True) as journal:
             totals = journal.totals()
@@ -181,14 +184,14 @@ def test_a_session_after_its_window_closed_is_quarantined_and_the_window_stays(
     first = run_batch(config, source, chain.anchor)
     window = [c for c in first.windows_closed if c["dataset"] == SESSIONS]
     assert [w["window_start"] for w in window] == ["2025-11-24T16:00:00Z"]
-    files = sorted((tmp_path / "data" / "published" / SESSIONS / "data").glob("*.parquet"))
+    files = sorted((tmp_path / "data" / "published" / SESSIONS).glob("shards/*/data/*.parquet"))
     before = {p.name: p.read_bytes() for p in files}
     assert sum(pq.read_metadata(p).num_rows for p in files) == 5  # k = 5: published
 
     produce(broker.bootstrap, topic, straggler, partitions=1)
     second = run_batch(config, source, chain.anchor)
     assert (second.read, second.quarantined, second.reasons) == (1, 1, {"window_closed": 1})
-    after = sorted((tmp_path / "data" / "published" / SESSIONS / "data").glob("*.parquet"))
+    after = sorted((tmp_path / "data" / "published" / SESSIONS).glob("shards/*/data/*.parquet"))
     assert {p.name: p.read_bytes() for p in after} == before
     db = duckdb.connect(str(DataLayout(tmp_path / "data").catalog), read_only=True)
     try:

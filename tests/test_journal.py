@@ -24,21 +24,18 @@ INSERT INTO batch_ranges VALUES (1, 't', 0, 0, 40), (2, 't', 1, 0, 25);
 """
 
 
-def test_the_journal_is_its_own_file_beside_the_catalog(tmp_path):
+def test_the_journal_is_one_object_per_batch_in_the_data_directory(tmp_path):
     layout = DataLayout(tmp_path / "data")
     with writing(layout) as store:
         store.journal.record_plan(1, "t", {"ranges": [{"partition": 0, "start": 0, "end": 9}]})
-    catalog = duckdb.connect(str(layout.catalog), read_only=True)
-    tables = {
-        name for (name,) in catalog.execute("SELECT table_name FROM duckdb_tables()").fetchall()
-    }
-    catalog.close()
-    assert "batches" not in tables and {"files", "checkpoints", "quarantine_files"} <= tables
-    with BatchJournal(layout.journal, read_only=True) as journal:
+        tables = store.catalog.db.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+    assert "batches" not in {name for (name,) in tables}
+    assert (layout.journal / "t" / "0000000000000001.json").is_file()
+    with BatchJournal(layout.journal, read_only=True) as journal:  # another reader, elsewhere
         assert journal.batch(1)["state"] == "planned"
 
 
-def test_an_old_catalogs_journal_moves_to_its_own_file_once_and_whole(tmp_path):
+def test_an_old_catalogs_journal_is_imported_once_and_whole(tmp_path):
     layout = DataLayout(tmp_path / "data")
     layout.root.mkdir(parents=True)
     old = duckdb.connect(str(layout.catalog))
@@ -51,17 +48,16 @@ def test_an_old_catalogs_journal_moves_to_its_own_file_once_and_whole(tmp_path):
         tables = store.catalog.db.execute("SELECT table_name FROM duckdb_tables()").fetchall()
         assert not {"batches", "batch_ranges"} & {name for (name,) in tables}
     with writing(layout) as store:  # a second open finds the journal where it is now
-        assert store.journal.next_batch_id() == 3
-    assert not layout.journal.with_name("journal.duckdb.partial").exists()
+        assert len(store.journal.entries()) == 2
+        assert store.journal.next_batch_id() > 2
 
 
-def test_a_move_interrupted_before_its_rename_is_redone(tmp_path):
+def test_an_old_journal_file_is_imported_and_kept_beside(tmp_path):
     layout = DataLayout(tmp_path / "data")
     layout.root.mkdir(parents=True)
-    old = duckdb.connect(str(layout.catalog))
+    old = duckdb.connect(str(layout.root / "journal.duckdb"))
     old.execute(OLD_CATALOG)
     old.close()
-    BatchJournal(layout.journal.with_name("journal.duckdb.partial")).close()  # half a move
     with writing(layout) as store:
         assert store.journal.totals() == {
             "read": 40,
@@ -70,3 +66,5 @@ def test_a_move_interrupted_before_its_rename_is_redone(tmp_path):
             "suppressed": 40,
             "held": 0,
         }
+    assert (layout.root / "journal.duckdb.imported").is_file()
+    assert not (layout.root / "journal.duckdb").exists()

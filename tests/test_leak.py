@@ -134,7 +134,7 @@ def test_no_raw_identifier_appears_in_any_published_byte_or_log_line(landed):
     layout = DataLayout(data_dir)
     published_files = [p for p in layout.published.rglob("*") if p.is_file()]
     kinds = {p.suffix for p in published_files}
-    assert {".parquet", ".json", ".html", ".bin"} <= kinds  # data, manifests, reports, docs, log
+    assert {".parquet", ".json", ".html", ".leaves"} <= kinds  # data, manifests, docs, leaves
     texts = [t for path in published_files for t in texts_of(path)]
     texts += catalog_texts(layout.catalog)
     texts += ["\n".join(log_lines), json.dumps([s.as_dict() for s in summaries], default=str)]
@@ -213,15 +213,17 @@ def test_the_noisy_session_counts_are_published_with_epsilon_in_their_manifest(l
     manifest = json.loads((data_dir / checkpoint["manifest_path"]).read_text())
     dp = manifest["privacy"]["differential_privacy"]
     assert (dp["epsilon"], dp["delta"]) == (1.0, 0)
-    # Released when their hours closed: 15:00 (sessions ending in the first second) and 16:00.
+    # Released when their hours closed: 15:00 (sessions ending in the first second) and 16:00,
+    # in each partition (each keeps its own windows and budget ledger: the bound adds up).
+    partitions = len(manifest["shards"])
     assert dp["budget"]["max_epsilon_per_subscriber_per_epoch"] == 8.0
-    assert dp["composition"]["windows_released"] == 2
-    assert dp["composition"]["max_epsilon_per_subscriber"] == 2.0
-    windows = [(w["window_start"], w["window_end"]) for w in manifest["quality"]["windows"]]
-    assert windows == [
+    assert dp["composition"]["windows_released"] == 2 * partitions
+    assert dp["composition"]["max_epsilon_per_subscriber"] == 2.0 * partitions
+    windows = {(w["window_start"], w["window_end"]) for w in manifest["quality"]["windows"]}
+    assert windows == {
         ("2025-11-24T15:00:00Z", "2025-11-24T16:00:00Z"),
         ("2025-11-24T16:00:00Z", "2025-11-24T17:00:00Z"),
-    ]
+    }
     db = duckdb.connect(str(DataLayout(data_dir).catalog), read_only=True)
     negative, rows = db.execute(
         "SELECT count(*) FILTER (WHERE noisy_subscribers < 0), count(*) FROM session_counts_dp_v1"

@@ -75,7 +75,7 @@ def test_a_full_disk_is_retried_then_one_error_line_and_a_restart_after_freeing_
     produced = publish(broker, topic, nodes=4, duration_s=10).messages
     data, log = tmp_path / "data", tmp_path / "run.log"
     (data / "published" / "radio_kpi.v1").mkdir(parents=True)
-    os.symlink(small_disk, data / "published" / "radio_kpi.v1" / "data")
+    os.symlink(small_disk, data / "published" / "radio_kpi.v1" / "shards")  # its shards' files
     fill(small_disk)
     args = run_args(broker.bootstrap, topic, data, anvil.rpc_url, registry.address)
     full = start_run(*args, "--once", "--retries", "3", "--backoff-max", "0.2",

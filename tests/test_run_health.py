@@ -69,7 +69,7 @@ def test_under_a_backlog_every_partition_gets_its_share_of_a_batch(
     config = RunConfig(broker.bootstrap, topic, f"g-{topic}", data_dir, max_batch_records=40)
     positions = _kafka_positions(config, open_source(broker.bootstrap))
     with BatchJournal(DataLayout(data_dir).journal) as journal:
-        plan = _new_plan(config, journal, None, positions)
+        plan = _new_plan(config, journal, None, positions, "w")
     shares = {r["partition"]: r["end"] - r["start"] for r in plan["ranges"]}
     assert shares == dict.fromkeys(range(4), 10)  # not 40 from partition 0
 

@@ -92,7 +92,7 @@ def assert_metrics_match(seen: dict, batches: list[dict], topic: str, produced) 
     assert seen[("rda_batch_duration_seconds_count", (("topic", topic),))] == len(batches)
     assert seen[("rda_last_batch_success_timestamp_seconds", (("topic", topic),))] > 0
     assert seen[("rda_unfinished_batches", (("topic", topic),))] == 0
-    for step in ("plan", "land", "lock_wait", "sequence", "offsets"):
+    for step in ("plan", "land", "sequence", "dedup", "anchor", "offsets"):
         label = (("step", step), ("topic", topic))
         assert seen[("rda_batch_step_seconds_count", label)] == len(batches), step
     assert seen[("rda_anchor_gas_total", ())] > 0
@@ -123,7 +123,7 @@ def test_status_of_a_directory_nothing_ran_in_is_a_clear_error(tmp_path):
         env={**os.environ, "RDA_STATE_DIR": str(tmp_path / "state")},
     )  # fmt: skip
     assert result.returncode == 2
-    assert "no catalog in" in result.stderr and "Traceback" not in result.stderr
+    assert "nothing has run in" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_a_topic_that_does_not_exist_yet_is_a_warning_and_nothing_is_read(broker, tmp_path):

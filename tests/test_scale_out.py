@@ -20,8 +20,8 @@ import pytest
 from run_helpers import assert_exactly_once, run_args, start_run, wait_for
 
 from pipelines.kafka_source import open_source
-from sinks.layout import DataLayout
-from streaming.store import writing
+from sinks.storage import Store
+from streaming.journal import BatchJournal
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -49,17 +49,16 @@ def start_workers(count: int, args: list[str], tmp_path: Path, env=None) -> list
     ]
 
 
-def journal(data: Path) -> list[dict]:
-    with writing(DataLayout(data), wait_s=60) as store:
-        rows = store.journal.db.execute("SELECT batch_id FROM batches ORDER BY batch_id")
-        return [store.journal.batch(batch_id) for (batch_id,) in rows.fetchall()]
+def journal(data: Path | str) -> list[dict]:
+    """Every batch of the data directory's journal, oldest first."""
+    return BatchJournal(Store.open(data)).entries()
 
 
-def everything_done(bootstrap: str, topic: str, data: Path) -> bool:
+def everything_done(bootstrap: str, topic: str, data: Path | str) -> bool:
     """Every offset of the topic is in a batch, and every batch is done."""
-    if not DataLayout(data).catalog.exists():
-        return False
     entries = journal(data)
+    if not entries:
+        return False
     ends = open_source(bootstrap).high_watermarks(topic)
     covered = {p: 0 for p in ends}
     for entry in entries:
@@ -120,12 +119,11 @@ def test_a_worker_killed_mid_batch_is_replaced_and_the_data_is_exactly_the_produ
         busy: dict = {}  # a batch being landed -> its worker
 
         def a_worker_is_mid_batch() -> bool:
-            if DataLayout(data).catalog.exists():
-                pids = {w.pid: w for w in workers}
-                for e in journal(data):
-                    if e["state"] == "planned" and owner_pid(e) in pids:
-                        busy[e["batch_id"]] = pids[owner_pid(e)]
-                        return True
+            pids = {w.pid: w for w in workers}
+            for e in journal(data):
+                if e["state"] == "planned" and owner_pid(e) in pids:
+                    busy[e["batch_id"]] = pids[owner_pid(e)]
+                    return True
             return False
 
         wait_for(a_worker_is_mid_batch, 180, "a worker landing a batch", interval=0.02)

@@ -25,7 +25,7 @@ DATASET = {
 
 
 def published_rows(data_dir, dataset: str) -> int:
-    files = sorted((data_dir / "published" / dataset / "data").glob("*.parquet"))
+    files = sorted((data_dir / "published" / dataset).glob("shards/*/data/*.parquet"))
     return sum(pq.read_metadata(f).num_rows for f in files)
 
 

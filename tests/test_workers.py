@@ -107,14 +107,17 @@ def test_the_journal_knows_how_far_each_partition_is_planned(tmp_path):
         assert journal.batch(3)["owner"] is None
 
 
-def test_a_journal_from_before_the_range_index_is_indexed_when_opened(tmp_path):
+def test_two_workers_journals_are_one_journal_with_ids_that_never_collide(tmp_path):
     layout = DataLayout(tmp_path / "data")
-    with BatchJournal(layout.journal) as journal:
-        plan = {"ranges": [{"partition": 2, "start": 10, "end": 30}]}
-        journal.record_plan(1, "t", plan)
-        journal.db.execute("DELETE FROM batch_ranges")  # as an older version left it
-    with BatchJournal(layout.journal) as journal:
-        assert journal.journal_ends("t") == {2: 30}
+    first, second = BatchJournal(layout.journal), BatchJournal(layout.journal)
+    ids = {first.next_batch_id("host-a/1/1") for _ in range(50)}
+    ids |= {second.next_batch_id("host-b/2/2") for _ in range(50)}
+    assert len(ids) == 100
+    a, b = sorted(ids)[:2]
+    first.record_plan(a, "t", {"ranges": [{"partition": 2, "start": 10, "end": 30}]}, "host-a")
+    second.record_plan(b, "t", {"ranges": [{"partition": 2, "start": 30, "end": 45}]}, "host-b")
+    assert first.journal_ends("t") == second.journal_ends("t") == {2: 45}
+    assert [e["owner"] for e in first.unfinished_batches("t")] == ["host-a", "host-b"]
 
 
 class PolledMember:

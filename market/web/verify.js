@@ -87,12 +87,17 @@ const RDA = (() => {
 
   async function shapeProblem(b) {
     if (!b || typeof b !== "object" || Array.isArray(b)) return "a bundle must be a JSON object";
-    if (b.bundle_version !== 1) return "bundle_version must be 1";
+    if (b.bundle_version !== 1 && b.bundle_version !== 2) return "bundle_version must be 1 or 2";
     const cp = b.checkpoint;
     if (!cp || typeof cp !== "object") return "checkpoint must be an object";
     if (typeof b.dataset !== "string" || !b.dataset || typeof cp.log !== "string" || !cp.log) return "dataset and checkpoint.log must be non-empty strings";
-    if (b.log !== undefined && b.log !== cp.log) return "log must be checkpoint.log";
-    if (cp.log !== b.dataset && !cp.log.startsWith(b.dataset + "/")) return "checkpoint.log must be the dataset id, or a shard of it";
+    if (b.bundle_version === 2) {
+      const problem = shardShapeProblem(b);
+      if (problem) return problem;
+    } else {
+      if (b.log !== undefined && b.log !== cp.log) return "log must be checkpoint.log";
+      if (cp.log !== b.dataset && !cp.log.startsWith(b.dataset + "/")) return "checkpoint.log must be the dataset id, or a shard of it";
+    }
     if (!isCount(b.leaf_index) || !isCount(cp.tree_size)) return "leaf_index and checkpoint.tree_size must be non-negative integers";
     if (!b.row || typeof b.row !== "object" || Array.isArray(b.row)) return "row must be a JSON object";
     if (!Array.isArray(b.audit_path)) return "audit_path must be a list of hashes";
@@ -110,17 +115,51 @@ const RDA = (() => {
     return null;
   }
 
+  // Version 2 (§10): the row is a leaf of a shard; the shard's head is a leaf of the checkpoint.
+  function shardShapeProblem(b) {
+    const s = b.shard, cp = b.checkpoint;
+    if (!s || typeof s !== "object" || Object.keys(s).sort().join() !== "root,shard,tree_size") return "shard must be the shard head: root, shard, tree_size";
+    const name = typeof s.shard === "string" ? s.shard.slice(b.dataset.length + 1) : "";
+    if (s.shard !== b.log || !s.shard.startsWith(b.dataset + "/") || !/^[A-Za-z0-9._-]+\.p[0-9]+$/.test(name)) return "shard.shard must be the bundle's log, a shard of the dataset";
+    if (cp.log !== b.dataset) return "checkpoint.log must be the dataset id";
+    if (!isCount(s.tree_size) || !isCount(b.head_index) || !isCount(cp.shards)) return "shard.tree_size, head_index and checkpoint.shards must be non-negative integers";
+    if (!isHash(s.root)) return "shard.root must be 64 lowercase hex digits";
+    if (!Array.isArray(b.head_path) || !b.head_path.every(isHash)) return "head_path must be a list of 64-digit hex hashes";
+    return null;
+  }
+
+  async function shardChecks(b, leaf) {
+    const s = b.shard, cp = b.checkpoint;
+    const shardRoot = await rootFromInclusion(leaf, b.leaf_index, s.tree_size, b.audit_path.map(hexToBytes));
+    if (shardRoot === null || bytesToHex(shardRoot) !== s.root) {
+      return [check("inclusion", false, "leaf " + b.leaf_index + ": the audit path does not lead to the root of shard " + s.shard + " at size " + s.tree_size)];
+    }
+    const checks = [check("inclusion", true, "leaf " + b.leaf_index + " is in shard " + s.shard + " at size " + s.tree_size)];
+    const head = await leafHash(utf8.encode(canonicalize({ root: s.root, shard: s.shard, tree_size: s.tree_size })));
+    const root = await rootFromInclusion(head, b.head_index, cp.shards, b.head_path.map(hexToBytes));
+    if (root === null || bytesToHex(root) !== cp.root) {
+      checks.push(check("shard", false, "the head of " + s.shard + " is not head " + b.head_index + " of the checkpoint of size " + cp.tree_size));
+    } else {
+      checks.push(check("shard", true, "the head of " + s.shard + " is in the dataset checkpoint of size " + cp.tree_size + " (" + cp.shards + " shards)"));
+    }
+    return checks;
+  }
+
   async function proofChecks(b) {
     const checks = [];
     const problem = await shapeProblem(b);
     if (problem) return { checks: [check("bundle", false, problem)] };
-    checks.push(check("bundle", true, "well-formed (version 1)"));
+    checks.push(check("bundle", true, "well-formed (version " + b.bundle_version + ")"));
     const leaf = await leafHash(utf8.encode(canonicalize(b.row)));
     if (bytesToHex(leaf) !== b.leaf_hash) {
       checks.push(check("leaf", false, "leaf " + b.leaf_index + ": the row does not hash to leaf_hash"));
       return { checks };
     }
     checks.push(check("leaf", true, "leaf " + b.leaf_index + ": the row hashes to leaf_hash"));
+    if (b.bundle_version === 2) {
+      checks.push(...await shardChecks(b, leaf));
+      return checks.some((c) => c.ok === false) ? { checks } : { checks, leafHash: bytesToHex(leaf) };
+    }
     const computed = await rootFromInclusion(leaf, b.leaf_index, b.checkpoint.tree_size, b.audit_path.map(hexToBytes));
     if (computed === null || bytesToHex(computed) !== b.checkpoint.root) {
       checks.push(check("inclusion", false, "leaf " + b.leaf_index + ": the audit path does not lead to the root of the tree of size " + b.checkpoint.tree_size));
@@ -264,12 +303,14 @@ const RDA = (() => {
   async function verifyBundle(bundle, trust, listings) {
     trust = trust || (await resolveTrust(null, null));
     const { checks, leafHash: leaf } = await proofChecks(bundle);
-    if (checks.length === 3) {
+    if (leaf !== undefined) {
       checks.push(trust.check);
       const listed = listings && listings[bundle.dataset];
       checks.push(await anchorCheck(bundle, trust, listed));
     }
-    const status = statusOf(checks, ["bundle", "leaf", "inclusion", "identity", "anchor"]);
+    const required = ["bundle", "leaf", "inclusion", "identity", "anchor"];
+    if (bundle && bundle.bundle_version === 2) required.splice(3, 0, "shard");
+    const status = statusOf(checks, required);
     const reason = (checks.find((c) => c.ok === false) || checks.find((c) => c.ok === null) || checks[checks.length - 1]).detail;
     return { status, verified: status === VERIFIED, reason, checks, leaf_hash: leaf ?? null,
       dataset: bundle && bundle.dataset, leaf_index: bundle && bundle.leaf_index };

@@ -1,0 +1,107 @@
+"""A shard's Merkle log, rebuilt where proofs are needed, from what the shard manifest lists.
+
+Writers keep no mutable log on shared storage: a shard grows by immutable objects only (its
+Parquet files, a leaf file beside each, its manifests), and a worker continues a shard from the
+frontier in its head manifest. Whoever needs inclusion or consistency proofs (an auditor's
+history check, ``rda prove``, a buyer's query proofs) rebuilds the stored log of
+``proofs.log`` in a directory of its own: the leaf hashes come from each file's ``.leaves``
+(32 bytes per row, in row order; written by the pipeline), or, when one is missing or does not
+hold that many hashes, from the rows themselves. The result is checked against the head's root:
+nothing in a leaf file is trusted.
+
+The legacy shard (the dataset's own version-1 log) keeps its stored log, ``<dataset>/log``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from proofs.log import DatasetLog
+from proofs.merkle import HASH_SIZE
+from proofs.shards import shard_folder
+
+LEAVES_SUFFIX = ".leaves"
+
+
+def leaves_path(parquet_path: str) -> str:
+    """Where a file's leaf hashes are stored: beside it, ``<name>.leaves``."""
+    return parquet_path.removesuffix(".parquet") + LEAVES_SUFFIX
+
+
+def file_leaves(dataset_dir: Path, entry: dict[str, Any]) -> list[bytes]:
+    """The leaf hashes of one ``files[]`` entry: from its leaf file, else from its rows."""
+    stored = dataset_dir / leaves_path(entry["path"])
+    try:
+        data = stored.read_bytes()
+    except OSError:
+        data = b""
+    if len(data) == entry["rows"] * HASH_SIZE:
+        return [data[i : i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]
+    import pyarrow.parquet as pq
+
+    from proofs.leaves import leaf_hashes_for_batch
+
+    return leaf_hashes_for_batch(pq.read_table(dataset_dir / entry["path"]))
+
+
+def shard_log(dataset_dir: Path, shard_manifest: dict[str, Any], directory: Path) -> DatasetLog:
+    """The shard's log at its manifest's checkpoint, in ``directory`` (reused when it already
+    holds this checkpoint, or a later one). ``ValueError`` when the leaves do not give the
+    manifest's root."""
+    shard = shard_manifest.get("log", shard_manifest["dataset"])
+    size = shard_manifest["checkpoint"]["tree_size"]
+    root = shard_manifest["checkpoint"]["root"]
+    if not shard_folder(shard):  # the legacy shard: the dataset's own stored log
+        log = DatasetLog(dataset_dir / "log", shard)
+        if log.size < size or log.root(size).hex() != root:
+            raise ValueError(f"the stored log of {shard} does not hold its checkpoint {size}")
+        return log
+    log = DatasetLog(directory, shard)
+    if log.size >= size and log.root(size).hex() == root:
+        return log
+    hashes: list[bytes] = []
+    for entry in shard_manifest["files"]:
+        hashes.extend(file_leaves(dataset_dir, entry))
+    log.append_at(0, hashes)
+    if log.size != size or log.root().hex() != root:
+        raise ValueError(f"the leaves of {shard} do not give its root at size {size}")
+    return log
+
+
+def dataset_files(dataset_dir: Path, manifest: dict[str, Any]) -> list[DatasetFile]:
+    """Every file of a dataset checkpoint in its order — the shards in the checkpoint's order,
+    each shard's files in leaf order — with each file's first row's position in that order.
+
+    A version-1 manifest's own files; a version-2 one's shard manifests, read from the dataset
+    folder and checked against the heads' hashes (``ValueError`` if one is not the head's)."""
+    if manifest.get("kind") != "dataset":
+        log = manifest.get("log", manifest["dataset"])
+        return [DatasetFile(log, None, f, f["leaf_start"]) for f in manifest["files"]]
+    found, offset = [], 0
+    for head in manifest["shards"]:
+        data = (dataset_dir / head["manifest_path"]).read_bytes()
+        if hashlib.sha256(data).hexdigest() != head["manifest_sha256"]:
+            raise ValueError(
+                f"{head['manifest_path']} is not the manifest of {head['shard']}'s head"
+            )
+        shard_manifest = json.loads(data)
+        for entry in shard_manifest["files"]:
+            found.append(
+                DatasetFile(head["shard"], shard_manifest, entry, offset + entry["leaf_start"])
+            )
+        offset += head["tree_size"]
+    return found
+
+
+@dataclass(frozen=True)
+class DatasetFile:
+    """A published file as a dataset checkpoint orders it."""
+
+    log: str  # the log its rows are leaves of: a shard id, or the dataset's own log
+    shard_manifest: dict[str, Any] | None  # None for a version-1 checkpoint
+    entry: dict[str, Any]  # its ``files[]`` entry in its log's manifest
+    position: int  # its first row's position in the checkpoint's order

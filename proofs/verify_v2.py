@@ -1,0 +1,155 @@
+"""Verifying a dataset checkpoint over shard heads (manifest version 2).
+
+Every shard the checkpoint lists is verified as a version-1 checkpoint is (files, rows, root,
+Data Package, signature: ``proofs.verify``), against its shard manifest, which must be the one
+the head names by hash and describe the head's size and root; the heads must hash to the
+checkpoint's root (``proofs.shards``) and add up to its size; the dataset manifest's signature,
+the publisher identity and the anchor on the pinned registry are checked as for version 1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from proofs.log import LogRef
+from proofs.manifest import load_manifest, manifest_problem
+from proofs.merkle import MerkleFrontier
+from proofs.shards import heads_root, shard_folder
+from proofs.trust import TrustRoot
+from proofs.verdict import CHECKPOINT_CHECKS, Check, Verdict
+
+SHARDED_CHECKS = (*CHECKPOINT_CHECKS, "shards")
+_PER_SHARD = ("files", "root", "manifest")
+
+
+def verify_sharded(
+    dataset_dir: Path,
+    manifest_file: Path,
+    manifest: dict[str, Any],
+    digest: bytes,
+    trust: TrustRoot,
+) -> Verdict:
+    """The verdict on the dataset checkpoint ``manifest`` (already shape-checked)."""
+    from proofs.verify import _signature_check, attestation_check
+
+    checkpoint = manifest["checkpoint"]
+    verdict = Verdict(manifest["dataset"], checkpoint["tree_size"], checkpoint["root"])
+    verdict.log, verdict.required = manifest["dataset"], SHARDED_CHECKS
+    identity = trust.identity_check()
+    anchor, anchored = trust.anchor_check(
+        verdict.log, verdict.tree_size, verdict.root, digest.hex()
+    )
+    anchored_at = anchored.anchored_at if anchored is not None and anchor.ok else None
+    per_shard: dict[str, list[Check]] = {name: [] for name in (*_PER_SHARD, "signature")}
+    binding = []
+    for head in manifest["shards"]:
+        checks = _verify_shard(dataset_dir, manifest["dataset"], head, trust, anchored_at)
+        for check in checks:
+            per_shard.get(check.name, binding).append(check)
+    verdict.checks += [_summary(name, per_shard[name]) for name in _PER_SHARD if per_shard[name]]
+    verdict.checks.append(_binding_check(manifest, binding))
+    signature = _signature_check(manifest_file, manifest, trust, anchored_at)
+    verdict.checks.append(_signatures(signature, per_shard["signature"]))
+    verdict.checks += [identity, anchor]
+    quality = attestation_check(dataset_dir, manifest, digest.hex(), _added(dataset_dir, manifest))
+    if quality is not None:
+        verdict.checks.append(quality)
+    return verdict
+
+
+def _added(dataset_dir: Path, manifest: dict[str, Any]) -> dict[str, str]:
+    """The files the checkpoint's batch added to its shards (path → SHA-256): its GE report's."""
+    batch = (manifest.get("batch") or {}).get("id")
+    added = {}
+    for head in manifest["shards"]:
+        try:
+            shard_manifest, _ = load_manifest(dataset_dir / head["manifest_path"])
+        except (OSError, ValueError):
+            continue  # refused by the shard checks already
+        for entry in shard_manifest.get("files", []):
+            if entry.get("batch_id") == batch:
+                added[entry["path"]] = entry["sha256"]
+    return added
+
+
+def _verify_shard(
+    dataset_dir: Path, dataset: str, head: dict[str, Any], trust: TrustRoot, at: int | None
+) -> list[Check]:
+    """The checks of one shard: its manifest is the head's, and holds as a checkpoint."""
+    from proofs.verify import _package_check, _rehash_files, _root_check, _signature_check
+
+    shard = head["shard"]
+    path = dataset_dir / head["manifest_path"]
+    try:
+        shard_manifest, shard_digest = load_manifest(path)
+    except (OSError, ValueError) as error:
+        return [Check("shards", False, f"{shard}: manifest {head['manifest_path']}: {error}")]
+    if shard_digest.hex() != head["manifest_sha256"]:
+        return [Check("shards", False, f"{shard}: {head['manifest_path']} is not the head's")]
+    problem = manifest_problem(shard_manifest)
+    named = (shard_manifest.get("dataset"), shard_manifest.get("log", dataset))
+    if problem is None and named != (dataset, shard):
+        problem = f"it describes log {named[1]} of {named[0]}"
+    if problem is None and (
+        shard_manifest["checkpoint"]["tree_size"],
+        shard_manifest["checkpoint"]["root"],
+    ) != (head["tree_size"], head["root"]):
+        problem = "its size and root are not the head's"
+    if problem is not None:
+        return [Check("shards", False, f"{shard}: {problem}")]
+    frontier = MerkleFrontier()
+    log = LogRef(shard, dataset_dir / shard_folder(shard) / "log")
+    files = _rehash_files(dataset_dir, shard_manifest["files"], log, frontier)
+    checks = [_named(files, shard)]
+    if not files.ok:
+        return checks
+    checks.append(_named(_root_check(frontier, shard_manifest["checkpoint"]), shard))
+    stored = shard_manifest["checkpoint"].get("frontier")
+    if stored is not None and stored != frontier.to_dict()["hashes"]:
+        checks.append(Check("root", False, f"{shard}: checkpoint.frontier is not the tree's"))
+    checks.append(_named(_package_check(dataset_dir, shard_manifest), shard))
+    checks.append(_named(_signature_check(path, shard_manifest, trust, at), shard))
+    return checks
+
+
+def _binding_check(manifest: dict[str, Any], failures: list[Check]) -> Check:
+    if failures:
+        return failures[0]
+    heads, checkpoint = manifest["shards"], manifest["checkpoint"]
+    computed = heads_root(heads).hex()
+    if computed != checkpoint["root"]:
+        return Check(
+            "shards", False, f"the shard heads hash to {computed}, not to {checkpoint['root']}"
+        )
+    return Check(
+        "shards",
+        True,
+        f"{len(heads)} shard heads are their shard manifests and hash to the checkpoint's root",
+    )
+
+
+def _signatures(dataset: Check, shards: list[Check]) -> Check:
+    """The dataset manifest's signature and its shard manifests', as one check."""
+    failed = next((c for c in shards if c.ok is not True), None)
+    if dataset.ok is not True or failed is None:
+        if dataset.ok and shards:
+            return Check(
+                "signature", True, f"{dataset.detail}; so are the {len(shards)} shard manifests"
+            )
+        return dataset
+    return failed
+
+
+def _named(check: Check, shard: str) -> Check:
+    return Check(check.name, check.ok, f"{shard}: {check.detail}")
+
+
+def _summary(name: str, checks: list[Check]) -> Check:
+    failed = next((c for c in checks if c.ok is False), None)
+    unchecked = next((c for c in checks if c.ok is None), None)
+    if failed or unchecked:
+        return failed or unchecked
+    if len(checks) == 1:
+        return checks[0]
+    return Check(name, True, f"{len(checks)} shards; last: {checks[-1].detail}")

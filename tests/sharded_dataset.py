@@ -1,0 +1,146 @@
+"""A small sharded dataset (manifest version 2) built with the real proof pieces, for tests.
+
+Shard Parquet files with their leaf files, signed shard manifests, signed dataset checkpoints
+over the shard heads, anchored on the in-process EVM and named as the pipeline names them —
+without Kafka or Beam. ``anchor_dataset`` writes and anchors any dataset manifest (a forged one
+too: the attacker in these tests is the publisher, who can anchor what it likes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from audit_dataset import DESCRIBED
+
+from proofs.jcs import canonicalize
+from proofs.leaves import leaf_hashes_for_batch
+from proofs.manifest_v2 import (
+    build_dataset_manifest,
+    build_shard_manifest,
+    checkpoint_manifest_path,
+    manifest_digest,
+    shard_manifest_path,
+)
+from proofs.merkle import MerkleFrontier
+from proofs.shard_log import leaves_path
+from proofs.shards import head, shard_folder
+from proofs.signing import publisher_key
+from sinks.layout import DataLayout
+from streaming.chain import ChainContext
+from streaming.chain_binding import publish_identity
+
+DATASET = "probe.v1"
+
+
+class Sharded:
+    """A dataset's shards as published so far; ``publish`` adds one anchored checkpoint."""
+
+    def __init__(self, root: Path, chain: ChainContext, dataset: str = DATASET) -> None:
+        self.root, self.chain, self.dataset = root, chain, dataset
+        self.dataset_dir = root / "published" / dataset
+        self.signer = publisher_key(root)
+        if chain.identity is None:
+            publish_identity(chain, DataLayout(root))
+        self.heads: dict[str, dict] = {}  # shard -> head with manifest_path
+        self.shard_manifests: dict[str, dict] = {}
+        self.checkpoints: list[dict] = []
+        self._files = 0
+
+    def publish(self, batch: dict[str, pa.Table]) -> dict:
+        """``batch``: partition shard name (``t.p0``) -> its new rows. The anchored checkpoint."""
+        for name, table in sorted(batch.items()):
+            shard = f"{self.dataset}/{name}"
+            self.heads[shard] = self._grow(shard, table)
+        return self.anchor_dataset([dict(h) for h in self.heads.values()])
+
+    def anchor_dataset(self, heads: list[dict]) -> dict:
+        """Write, sign and anchor a dataset checkpoint over ``heads``; the checkpoint."""
+        previous = self.checkpoints[-1] if self.checkpoints else None
+        manifest = build_dataset_manifest(
+            dataset=self.dataset,
+            heads=heads,
+            previous=None
+            if previous is None
+            else {k: previous[k] for k in ("tree_size", "root", "manifest_sha256")},
+            schema=DESCRIBED,
+            fingerprint="0" * 64,
+            batch={"id": len(self.checkpoints), "planned_at": "2026-11-25T00:00:00+00:00"},
+            pipeline_version="test",
+            publisher=self.signer.describe(),
+        )
+        data, digest = manifest_digest(manifest)
+        self._write(checkpoint_manifest_path(manifest["checkpoint"]["tree_size"]), data)
+        checkpoint = {
+            "dataset": self.dataset,
+            "tree_size": manifest["checkpoint"]["tree_size"],
+            "root": manifest["checkpoint"]["root"],
+            "manifest_sha256": digest,
+            "previous_tree_size": previous["tree_size"] if previous else 0,
+            "manifest": manifest,
+        }
+        (anchored,) = self.chain.anchor([checkpoint])
+        checkpoint.update(anchored)
+        self.checkpoints.append(checkpoint)
+        return checkpoint
+
+    def _grow(self, shard: str, table: pa.Table) -> dict:
+        previous = self.shard_manifests.get(shard)
+        frontier, files = MerkleFrontier(), []
+        if previous is not None:
+            frontier = MerkleFrontier.from_dict(
+                {
+                    "size": previous["checkpoint"]["tree_size"],
+                    "hashes": previous["checkpoint"]["frontier"],
+                }
+            )
+            files = list(previous["files"])
+        path = f"{shard_folder(shard)}/data/batch-{self._files:04d}.parquet"
+        self._files += 1
+        target = self.dataset_dir / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, target)
+        leaves = leaf_hashes_for_batch(table)
+        (self.dataset_dir / leaves_path(path)).write_bytes(b"".join(leaves))
+        data = target.read_bytes()
+        files.append(
+            {
+                "path": path,
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "bytes": len(data),
+                "rows": table.num_rows,
+                "leaf_start": frontier.size,
+                "source": {"topic": "t", "partition": 0, "start": 0, "end": 0},
+            }
+        )
+        frontier.extend(leaves)
+        current = self.heads.get(shard)
+        manifest = build_shard_manifest(
+            shard=shard,
+            frontier=frontier,
+            dataset=self.dataset,
+            schema=DESCRIBED,
+            fingerprint="0" * 64,
+            files=files,
+            batch={"id": self._files, "planned_at": "2026-11-25T00:00:00+00:00"},
+            previous=None
+            if current is None
+            else {k: current[k] for k in ("tree_size", "root", "manifest_sha256")},
+            pipeline_version="test",
+            publisher=self.signer.describe(),
+        )
+        data, digest = manifest_digest(manifest)
+        relative = shard_manifest_path(shard, frontier.size, digest)
+        self._write(relative, data)
+        self.shard_manifests[shard] = manifest
+        grown = head(shard, frontier.size, frontier.root().hex(), digest)
+        return {**grown, "manifest_path": relative}
+
+    def _write(self, relative: str, data: bytes) -> None:
+        target = self.dataset_dir / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        signature = canonicalize(self.signer.sign(data))
+        target.with_name(target.name.removesuffix(".json") + ".sig.json").write_bytes(signature)
