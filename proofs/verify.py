@@ -132,9 +132,8 @@ def _package_check(dataset_dir: Path, manifest: dict[str, Any]) -> Check:
     if quality is None:
         return Check("manifest", True, f"{len(resources)} resources match; no quality report")
     if isinstance(quality, dict) and not ({"report_path", "report_sha256"} & set(quality)):
-        return Check(  # a shard's: GE's report is its dataset checkpoint's
-            "manifest", True, f"{len(resources)} resources match; quality score {quality.get('score')}"
-        )
+        score = quality.get("score")  # a shard's: GE's report is its dataset checkpoint's
+        return Check("manifest", True, f"{len(resources)} resources match; quality score {score}")
     if not isinstance(quality, dict) or not _inside(quality.get("report_path")):
         return Check("manifest", False, "quality must name a report_path inside the dataset")
     if "report_sha256" not in quality:  # GE's report comes later, with a signed attestation

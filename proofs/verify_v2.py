@@ -48,6 +48,13 @@ def verify_sharded(
         for check in checks:
             per_shard.get(check.name, binding).append(check)
     verdict.checks += [_summary(name, per_shard[name]) for name in _PER_SHARD if per_shard[name]]
+    quality = manifest.get("quality") or {}
+    pending = "attestation_path" in quality and not (
+        dataset_dir / quality["attestation_path"]
+    ).exists()
+    for check in verdict.checks:
+        if check.name == "manifest" and check.ok and pending:
+            check.detail += "; GE report pending (it runs after the anchor)"
     verdict.checks.append(_binding_check(manifest, binding))
     signature = _signature_check(manifest_file, manifest, trust, anchored_at)
     verdict.checks.append(_signatures(signature, per_shard["signature"]))

@@ -329,9 +329,7 @@ def _shard_manifest(
         pipeline_version=PIPELINE_VERSION,
         publisher=ctx.signer.describe(),
         # The shard's score; GE's report is the dataset checkpoint's (quality_attestation).
-        quality=checkpoint_quality(
-            rows.stats, (previous or {}).get("quality"), rows.windows
-        ),
+        quality=checkpoint_quality(rows.stats, (previous or {}).get("quality"), rows.windows),
         privacy=ctx.protection.manifest_section(
             schema, rows.stats, (previous or {}).get("privacy")
         ),

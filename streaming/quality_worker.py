@@ -103,7 +103,8 @@ def attest(layout: DataLayout, job_file: Path, docs: bool = False) -> dict[str, 
         from sinks.storage import Store
 
         shared = Store.open(job["store"])
-        for name in (quality_attestation.report_name(size), quality_attestation.attestation_name(size)):
+        names = quality_attestation.report_name(size), quality_attestation.attestation_name(size)
+        for name in names:
             shared.put_file(dataset_dir / name, f"published/{dataset}/{name}")
     job_file.unlink(missing_ok=True)
     log.info(

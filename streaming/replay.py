@@ -29,12 +29,12 @@ from sinks.catalog import Catalog
 from sinks.dedup import drop_records, find_batch_duplicates
 from sinks.layout import DataLayout
 from sinks.parquet import write_parquet
+from streaming import quality_worker
 from streaming.batch import Anchorer, Progress
 from streaming.checkpoints import Checkpoints
 from streaming.commit import CommitContext, commit_and_anchor, publish_batch_files
 from streaming.driver import chain_view
 from streaming.keys import shared_keys
-from streaming import quality_worker
 from streaming.node_cache import PLAN_KEY, NodeRegistryCache, device_check
 from streaming.poison import standardize_contained
 from streaming.sequencer import batch_shards, record_anchored, write_leaves
