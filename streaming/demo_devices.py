@@ -14,22 +14,24 @@ way ``rda verify --bundle`` does.
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 
-from proofs.bundle import build_bundles, verify_bundle
+from proofs.bundle import anchor_section, build_bundles, verify_bundle
+from proofs.bundle_v2 import build_shard_bundles
 from proofs.leaves import leaf_bytes_for_batch
 from proofs.log import LogRef
 from proofs.manifest import latest_manifest, load_manifest
 from proofs.node_registry import NodeRegistry
+from proofs.shard_log import dataset_files, shard_log
 from proofs.trust import TrustRoot
 from simulator.fleet import fleet_nodes
 from simulator.messages import Message
 from simulator.signing import FleetSigning, sign_batch, simulated_signer
-from sinks.catalog import Catalog
 from sinks.layout import DataLayout
 from streaming.chain import ChainContext
 from streaming.nodes import register_fleet
@@ -105,8 +107,8 @@ def prove_and_check(data_dir: Path, trust: TrustRoot, per_dataset: int = 2) -> l
         if manifest_path is None:
             continue
         manifest, digest = load_manifest(manifest_path)
-        entry = manifest["files"][0]
-        table = pq.read_table(dataset_dir / entry["path"])
+        file = dataset_files(dataset_dir, manifest)[0]
+        table = pq.read_table(dataset_dir / file.entry["path"])
         signed = [i for i, s in enumerate(table.column("device_signed").to_pylist()) if s]
         rows = signed[:per_dataset]
         checkpoint = {
@@ -114,15 +116,19 @@ def prove_and_check(data_dir: Path, trust: TrustRoot, per_dataset: int = 2) -> l
             "root": manifest["checkpoint"]["root"],
             "manifest_sha256": digest.hex(),
         }
-        log = LogRef(manifest.get("log", dataset), dataset_dir / "log")
-        bundles = build_bundles(
-            log,
-            [entry["leaf_start"] + r for r in rows],
-            leaf_bytes_for_batch(table.take(rows)),
-            checkpoint,
-            _anchor_of(layout, log.log_id, checkpoint["tree_size"]),
-            dataset,
-        )
+        indices = [file.entry["leaf_start"] + r for r in rows]
+        leaves = leaf_bytes_for_batch(table.take(rows))
+        anchor = _anchor_of(dataset_dir, checkpoint["tree_size"])
+        if file.shard_manifest is None:  # version 1: the dataset's own log
+            log = LogRef(file.log, dataset_dir / "log")
+            bundles = build_bundles(log, indices, leaves, checkpoint, anchor, dataset)
+        else:
+            with tempfile.TemporaryDirectory(prefix="rda-demo-prove-") as logs:
+                shard = shard_log(dataset_dir, file.shard_manifest, Path(logs))
+                section = anchor_section(dataset, anchor)
+                bundles = build_shard_bundles(
+                    shard, indices, leaves, manifest["shards"], checkpoint, section, dataset
+                )
         for bundle in bundles:
             verdict = verify_bundle(bundle, trust).as_dict()
             device = next((c for c in verdict["checks"] if c["check"] == "device"), None)
@@ -137,9 +143,12 @@ def prove_and_check(data_dir: Path, trust: TrustRoot, per_dataset: int = 2) -> l
     return verdicts
 
 
-def _anchor_of(layout: DataLayout, log_id: str, tree_size: int) -> dict | None:
-    with Catalog(layout) as catalog:
-        for checkpoint in catalog.checkpoints(log_id):
-            if checkpoint["tree_size"] == tree_size and checkpoint.get("contract"):
-                return checkpoint
-    return None
+def _anchor_of(dataset_dir: Path, tree_size: int) -> dict | None:
+    """Where the checkpoint was anchored, as the runtime recorded it beside its manifest (a
+    claim the bundle carries; the verifier reads the chain)."""
+    record = dataset_dir / "checkpoints" / f"{tree_size:012d}.anchor.json"
+    try:
+        found = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return None
+    return found if found.get("contract") else None
