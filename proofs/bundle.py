@@ -144,6 +144,9 @@ def verify_bundle(bundle: Mapping[str, Any], trust: TrustRoot | None = None) -> 
         if verdict.first_failure is not None:
             return verdict
         verdict.checks += [trust.identity_check(), _anchor_check(bundle, trust)]
+        device = device_check(bundle["row"], trust)  # the node's signature of the row (§17)
+        if device is not None:
+            verdict.checks.append(device)
         return verdict
     path = [bytes.fromhex(h) for h in bundle["audit_path"]]
     root = bytes.fromhex(checkpoint["root"])

@@ -58,7 +58,10 @@ def build_manifest(
         and ("report_path" not in quality)
         == ("report_sha256" not in quality and "attestation_path" not in quality)
     ):
-        raise ValueError("quality must have report_path, score and report_sha256 or attestation")
+        raise ValueError(
+            "quality must have a score, and a report_path only with its report_sha256 or "
+            "attestation_path"
+        )
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "profile": "data-package",

@@ -49,9 +49,9 @@ def verify_sharded(
             per_shard.get(check.name, binding).append(check)
     verdict.checks += [_summary(name, per_shard[name]) for name in _PER_SHARD if per_shard[name]]
     quality = manifest.get("quality") or {}
-    pending = "attestation_path" in quality and not (
-        dataset_dir / quality["attestation_path"]
-    ).exists()
+    pending = (
+        "attestation_path" in quality and not (dataset_dir / quality["attestation_path"]).exists()
+    )
     for check in verdict.checks:
         if check.name == "manifest" and check.ok and pending:
             check.detail += "; GE report pending (it runs after the anchor)"
