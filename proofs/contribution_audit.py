@@ -29,6 +29,7 @@ from proofs.contributions import (
     verify_path,
 )
 from proofs.manifest import latest_manifest, load_manifest
+from proofs.shard_log import dataset_files
 from proofs.trust import TrustRoot
 from proofs.verdict import Check, Verdict
 from proofs.verify import verify_dataset
@@ -54,7 +55,7 @@ def verify_contribution(
     verdict.checks.append(check)
     if table is None:
         return verdict
-    files = [dataset_dir / entry["path"] for entry in manifest["files"]]
+    files = [dataset_dir / f.entry["path"] for f in dataset_files(dataset_dir, manifest)]
     counted = recount(manifest["dataset"], manifest["checkpoint"]["tree_size"], files)
     verdict.checks.append(_counts_check(table, counted))
     verdict.checks.append(_node_check(table, counted, node_id))

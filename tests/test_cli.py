@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from infra.tools import free_port
+from sinks.layout import DataLayout
 from streaming.journal import BatchJournal
 
 
@@ -87,8 +88,8 @@ def test_demo_json_reports_reconciled_counts_anchored_checkpoints_and_a_verdict(
     assert summary["topics"]["ripe-atlas"]["quarantined"] == 0  # a source that cannot sign
     assert {p["device"]["ok"] for p in summary["proven_rows"]} == {True}
     assert summary["verified"] is True
-    with BatchJournal(root / "demo" / "journal.duckdb", read_only=True) as journal:
-        plans = {b["topic"]: b["plan"] for b in (journal.batch(i) for i in (1, 2, 3))}
+    with BatchJournal(DataLayout(root / "demo").journal, read_only=True) as journal:
+        plans = {b["topic"]: b["plan"] for b in journal.entries()}
     assert isinstance(plans["node-telemetry"]["node_registry_block"], int)  # what it checked
     assert "node_registry_block" not in plans["ripe-atlas"]  # a topic that does not sign
 
