@@ -84,38 +84,6 @@ def contribution_table(
     return recount(dataset, tree_size, [layout.root / f["path"] for f in files])
 
 
-def manifest_sections(
-    layout: DataLayout, catalog: Catalog, dataset: str, tree_size: int, previous_size: int
-) -> dict[str, Any]:
-    """Write the checkpoint's table; the manifest sections naming it (and the asset, if any)."""
-    table = contribution_table(layout, catalog, dataset, tree_size, previous_size)
-    path = contribution_path(layout.dataset_dir(dataset), tree_size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    raw = table.to_bytes()
-    partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(raw)
-    os.replace(partial, path)
-    import hashlib
-
-    sections: dict[str, Any] = {
-        "contributions": {
-            "path": path.relative_to(layout.dataset_dir(dataset)).as_posix(),
-            "sha256": hashlib.sha256(raw).hexdigest(),
-            "root": table.root().hex(),
-            "node_rows": table.node_rows,
-            "nodes": len(table.rows_by_node),
-        }
-    }
-    record = AssetRecord.load(layout)
-    if record is not None and dataset in record.tokens:
-        sections["asset"] = {
-            "chain_id": record.chain_id,
-            "contract": record.data_asset,
-            "token_id": record.tokens[dataset],
-        }
-    return sections
-
-
 def checkpoint_sections(
     store: Any,
     work: DataLayout,
