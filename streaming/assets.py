@@ -15,6 +15,7 @@ token id.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -95,15 +96,7 @@ def checkpoint_sections(
     """For a dataset checkpoint over shards: its table (the previous checkpoint's plus the rows
     of ``added``, the files it adds, paths from the work root) written and published to
     ``store``; the manifest sections naming it (and the asset, if any)."""
-    relative = contribution_path(Path(""), tree_size).as_posix()
-    previous = None
-    if previous_size:
-        try:  # another worker may have written it: read it from the shared store
-            previous = parse_table(store.read_bytes(f"published/{dataset}/" + (
-                contribution_path(Path(""), previous_size).as_posix()
-            )))  # fmt: skip
-        except (OSError, ContributionError, KeyError):
-            previous = None
+    previous = _shared_table(store, dataset, previous_size) if previous_size else None
     if previous_size and previous is None:  # a table is never made up from part of the rows
         log.warning(
             "%s: no contribution table at checkpoint %d; none at %d either",
@@ -113,6 +106,7 @@ def checkpoint_sections(
     counted = recount(dataset, tree_size, [work.root / f["path"] for f in added])
     counts = Counter(previous.rows_by_node if previous else {}) + Counter(counted.rows_by_node)
     table = ContributionTable(dataset, tree_size, dict(counts))
+    relative = contribution_path(Path(""), tree_size).as_posix()
     raw = table.to_bytes()
     path = work.dataset_dir(dataset) / relative
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -121,8 +115,6 @@ def checkpoint_sections(
     os.replace(partial, path)
     if store.local is None or Path(store.local).absolute() != work.root:
         store.put_file(path, f"published/{dataset}/{relative}")
-    import hashlib
-
     sections: dict[str, Any] = {
         "contributions": {
             "path": relative,
@@ -132,14 +124,26 @@ def checkpoint_sections(
             "nodes": len(table.rows_by_node),
         }
     }
+    return {**sections, **_asset_section(work, dataset)}
+
+
+def _shared_table(store: Any, dataset: str, tree_size: int) -> ContributionTable | None:
+    """The table at ``tree_size`` as published in the shared store (another worker may have
+    written it), or None."""
+    relative = contribution_path(Path(""), tree_size).as_posix()
+    try:
+        return parse_table(store.read_bytes(f"published/{dataset}/{relative}"))
+    except (OSError, ContributionError, KeyError):
+        return None
+
+
+def _asset_section(work: DataLayout, dataset: str) -> dict[str, Any]:
+    """``{"asset": …}`` once the dataset is minted as a DataAsset, else nothing."""
     record = AssetRecord.load(work)
-    if record is not None and dataset in record.tokens:
-        sections["asset"] = {
-            "chain_id": record.chain_id,
-            "contract": record.data_asset,
-            "token_id": record.tokens[dataset],
-        }
-    return sections
+    if record is None or dataset not in record.tokens:
+        return {}
+    token = {"chain_id": record.chain_id, "contract": record.data_asset}
+    return {"asset": {**token, "token_id": record.tokens[dataset]}}
 
 
 def read_table(layout: DataLayout, dataset: str, tree_size: int) -> ContributionTable | None:

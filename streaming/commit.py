@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.protect import Protection
-from proofs import quality_attestation
 from proofs.jcs import canonicalize
 from proofs.manifest_v2 import (
     build_dataset_manifest,
@@ -58,6 +57,7 @@ from streaming.assets import checkpoint_sections
 from streaming.batch import Progress
 from streaming.chain import AnchorContention, ChainChanged
 from streaming.checkpoints import Base, ChainView, Checkpoints, dataset_path, promote
+from streaming.dataset_sections import dataset_quality, merged_privacy
 
 PIPELINE_VERSION = "0.2.0"
 MAX_ATTEMPTS = 40  # compare-and-swap rounds lost in a row before the batch fails (and is retried)
@@ -218,36 +218,10 @@ def _build(
 ) -> _Built | None:
     """The dataset's next checkpoint on ``base`` with the batch's shards grown; None when every
     shard already holds the batch's files (anchored before a crash)."""
-    dataset = base.dataset
-    schema = published_schema_for_dataset(dataset)
-    heads = dict(base.heads)
-    grown = False
-    for rows in shards:
-        current = heads.get(rows.shard)
-        previous = None
-        if current is not None:
-            previous = checkpoints.manifest(
-                dataset, current["manifest_path"], current["manifest_sha256"]
-            )
-            if _holds(previous, rows):
-                continue
-        manifest = _shard_manifest(ctx, plan, schema, rows, previous, current)
-        data, digest = manifest_digest(manifest)
-        path = shard_manifest_path(rows.shard, manifest["checkpoint"]["tree_size"], digest)
-        _write_signed(ctx, dataset, path, data)
-        checkpoints.remember(digest, manifest)
-        heads[rows.shard] = {
-            **head(
-                rows.shard,
-                manifest["checkpoint"]["tree_size"],
-                manifest["checkpoint"]["root"],
-                digest,
-            ),
-            "manifest_path": path,
-        }
-        grown = True
-    if not grown:
+    heads = _grow_shards(ctx, checkpoints, plan, base, shards)
+    if heads is None:
         return None
+    dataset, schema = base.dataset, published_schema_for_dataset(base.dataset)
     manifests = [
         checkpoints.manifest(dataset, h["manifest_path"], h["manifest_sha256"])
         for h in heads.values()
@@ -267,10 +241,10 @@ def _build(
         batch=_batch_section(plan),
         pipeline_version=PIPELINE_VERSION,
         publisher=ctx.signer.describe(),
-        quality=_dataset_quality(size, manifests, [w for r in shards for w in r.windows]),
+        quality=dataset_quality(size, manifests, [w for r in shards for w in r.windows]),
     )
     manifest.update(checkpoint_sections(ctx.store, ctx.work, dataset, size, base.size, added))
-    privacy = _merged_privacy(ctx.protection, schema, manifests)
+    privacy = merged_privacy(ctx.protection, schema, manifests)
     if privacy is not None:
         manifest["privacy"] = privacy
     data, digest = manifest_digest(manifest)
@@ -278,7 +252,7 @@ def _build(
     checkpoints.remember(digest, manifest)
     checkpoint = {
         "dataset": dataset,
-        "tree_size": manifest["checkpoint"]["tree_size"],
+        "tree_size": size,
         "root": manifest["checkpoint"]["root"],
         "manifest_sha256": digest,
         "previous_tree_size": base.size,
@@ -287,6 +261,39 @@ def _build(
         "quality_score": manifest["quality"]["score"],
     }
     return _Built(checkpoint, data, signature, base, added)
+
+
+def _grow_shards(
+    ctx: CommitContext,
+    checkpoints: Checkpoints,
+    plan: dict,
+    base: Base,
+    shards: list[ShardRows],
+) -> dict[str, dict[str, Any]] | None:
+    """Every shard head of the dataset once the batch's shards have grown (their signed shard
+    manifests written); None when every shard already holds the batch's files."""
+    dataset = base.dataset
+    schema = published_schema_for_dataset(dataset)
+    heads = dict(base.heads)
+    grown = False
+    for rows in shards:
+        current = heads.get(rows.shard)
+        previous = None
+        if current is not None:
+            previous = checkpoints.manifest(
+                dataset, current["manifest_path"], current["manifest_sha256"]
+            )
+            if _holds(previous, rows):
+                continue
+        manifest = _shard_manifest(ctx, plan, schema, rows, previous, current)
+        data, digest = manifest_digest(manifest)
+        size, root = manifest["checkpoint"]["tree_size"], manifest["checkpoint"]["root"]
+        path = shard_manifest_path(rows.shard, size, digest)
+        _write_signed(ctx, dataset, path, data)
+        checkpoints.remember(digest, manifest)
+        heads[rows.shard] = {**head(rows.shard, size, root, digest), "manifest_path": path}
+        grown = True
+    return heads if grown else None
 
 
 def _holds(manifest: dict[str, Any], rows: ShardRows) -> bool:
@@ -347,54 +354,6 @@ def _link(previous: dict[str, Any] | None, current: dict[str, Any] | None) -> di
     if previous is None or current is None:
         return None
     return {k: current[k] for k in ("tree_size", "root", "manifest_sha256")}
-
-
-def _dataset_quality(
-    tree_size: int, manifests: list[dict[str, Any]], windows: list[dict[str, Any]]
-) -> dict[str, Any]:
-    """The dataset's score over every shard's rows (the shards' cumulative counts, summed), the
-    event-time windows the batch closed in its shards, and where GE's report on the rows the
-    checkpoint adds and its attestation will be once the quality worker is done."""
-    total: dict[str, int] = {}
-    for manifest in manifests:
-        for code, n in ((manifest.get("quality") or {}).get("counts") or {}).items():
-            total[code] = total.get(code, 0) + n
-    return {
-        "report_path": quality_attestation.report_name(tree_size),
-        "attestation_path": quality_attestation.attestation_name(tree_size),
-        **checkpoint_quality([], {"counts": dict(sorted(total.items()))}, windows),
-    }
-
-
-def _merged_privacy(
-    protection: Protection, schema: Any, manifests: list[dict[str, Any]]
-) -> dict[str, Any] | None:
-    """The policy as every shard applied it: suppressed records summed, pseudonym epochs
-    merged (the transforms, k and the key id are the data directory's, the same in each)."""
-    sections = [m["privacy"] for m in manifests if m.get("privacy")]
-    if not sections:
-        return None
-    merged = protection.manifest_section(schema, [], None)
-    merged["suppressed"] = sum(s.get("suppressed", 0) for s in sections)
-    if "pseudonyms" in merged:
-        epochs = {e for s in sections for e in (s.get("pseudonyms") or {}).get("epochs", [])}
-        merged["pseudonyms"]["epochs"] = sorted(epochs)
-    if "differential_privacy" in merged:
-        merged["differential_privacy"]["composition"] = _composed(sections)
-    return merged
-
-
-def _composed(sections: list[dict[str, Any]]) -> dict[str, Any]:
-    """The shards' DP compositions over the dataset: each partition keeps its own budget
-    ledger, so a subscriber seen in several partitions may spend in each — the bound adds up."""
-    found = [(s.get("differential_privacy") or {}).get("composition") or {} for s in sections]
-    return {
-        "rule": "basic sequential composition: a subscriber's epsilons add up, over the "
-        "windows of every partition",
-        "windows_released": sum(c.get("windows_released", 0) for c in found),
-        "epochs": sorted({e for c in found for e in c.get("epochs", [])}),
-        "max_epsilon_per_subscriber": sum(c.get("max_epsilon_per_subscriber", 0) for c in found),
-    }
 
 
 def _write_signed(ctx: CommitContext, dataset: str, relative: str, data: bytes) -> bytes:
