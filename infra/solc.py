@@ -88,7 +88,6 @@ def compile_contract(
     ``openzeppelin``). solcjs is the npm ``solc`` package at the pinned version: its Emscripten
     build is the same compiler on every platform, so artifacts can be reproduced anywhere node
     runs."""
-    solcjs = ensure_npm_package(f"solc@{SOLC_VERSION}", "solcjs")
     source = source_path.read_text()
     unit = f"{name}.sol"
     library = _library_sources(source, openzeppelin) if openzeppelin is not None else {}
@@ -100,9 +99,18 @@ def compile_contract(
         "sources": {unit: {"content": source}, **{k: {"content": v} for k, v in library.items()}},
         "settings": settings,
     }
-    # Request and answer go through files, not pipes: solcjs reads stdin with one read (node
-    # gets EAGAIN while a large request is still arriving in a pipe) and exits right after
-    # writing, which cuts an answer of more than 64 KiB written to a pipe short.
+    output = standard_json(request)
+    return contract_artifact(name, output["contracts"][unit][name], source, settings, library)
+
+
+def standard_json(request: dict[str, Any]) -> dict[str, Any]:
+    """solcjs's answer to a standard-JSON ``request``; ``CompileError`` on any error.
+
+    Request and answer go through files, not pipes: solcjs reads stdin with one read (node
+    gets EAGAIN while a large request is still arriving in a pipe) and exits right after
+    writing, which cuts an answer of more than 64 KiB written to a pipe short.
+    """
+    solcjs = ensure_npm_package(f"solc@{SOLC_VERSION}", "solcjs")
     with tempfile.TemporaryFile("w+") as stdin, tempfile.TemporaryFile("w+") as stdout:
         stdin.write(json.dumps(request))
         stdin.seek(0)
@@ -122,12 +130,23 @@ def compile_contract(
     errors = [e for e in output.get("errors", []) if e.get("severity") == "error"]
     if errors:
         raise CompileError("; ".join(e["formattedMessage"].strip() for e in errors))
-    contract = output["contracts"][unit][name]
+    return output
+
+
+def contract_artifact(
+    name: str,
+    compiled: dict[str, Any],
+    source: str,
+    settings: dict[str, Any],
+    library: dict[str, str],
+) -> dict[str, Any]:
+    """The committed artifact of one compiled contract: ABI, bytecodes, compiler, the SHA-256
+    of its source and of every OpenZeppelin file compiled into it (``library``)."""
     artifact = {
         "contractName": name,
-        "abi": contract["abi"],
-        "bytecode": "0x" + contract["evm"]["bytecode"]["object"],
-        "deployedBytecode": "0x" + contract["evm"]["deployedBytecode"]["object"],
+        "abi": compiled["abi"],
+        "bytecode": "0x" + compiled["evm"]["bytecode"]["object"],
+        "deployedBytecode": "0x" + compiled["evm"]["deployedBytecode"]["object"],
         "compiler": {"name": "solc", "version": SOLC_VERSION, "settings": settings},
         "sourceSha256": hashlib.sha256(source.encode()).hexdigest(),
     }

@@ -11,25 +11,20 @@ Run ``python -m infra.solc_assets`` after changing one of them to rewrite the ar
 
 from __future__ import annotations
 
-import hashlib
-import json
-import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from infra.solc import (
     OPENZEPPELIN,
     OPENZEPPELIN_UNITS,
-    OPENZEPPELIN_VERSION,
     SETTINGS,
-    SOLC_VERSION,
-    CompileError,
     _library_sources,
     artifact_text,
+    contract_artifact,
     openzeppelin_dir,
+    standard_json,
 )
-from infra.tools import REPO_ROOT, ensure_npm_package
+from infra.tools import REPO_ROOT
 
 # contract name -> its source file; each artifact is written beside its source.
 CONTRACTS = {
@@ -75,51 +70,17 @@ def compile_sources(contracts: dict[str, Path]) -> dict[str, dict[str, Any]]:
         },
         "settings": settings,
     }
-    output = _standard_json(request)
-    artifacts = {}
-    for name, path in contracts.items():
-        compiled = output["contracts"][path.name][name]
-        used = _library_sources(sources[path.name], package)
-        artifacts[name] = {
-            "contractName": name,
-            "abi": compiled["abi"],
-            "bytecode": "0x" + compiled["evm"]["bytecode"]["object"],
-            "deployedBytecode": "0x" + compiled["evm"]["deployedBytecode"]["object"],
-            "compiler": {"name": "solc", "version": SOLC_VERSION, "settings": settings},
-            "sourceSha256": hashlib.sha256(sources[path.name].encode()).hexdigest(),
-            "libraries": {
-                OPENZEPPELIN: {
-                    "version": OPENZEPPELIN_VERSION,
-                    "sources": {k: hashlib.sha256(v.encode()).hexdigest() for k, v in used.items()},
-                }
-            },
-        }
-    return artifacts
-
-
-def _standard_json(request: dict[str, Any]) -> dict[str, Any]:
-    """solcjs over files, not pipes (it truncates answers over 64 KiB written to a pipe)."""
-    solcjs = ensure_npm_package(f"solc@{SOLC_VERSION}", "solcjs")
-    with tempfile.TemporaryFile("w+") as stdin, tempfile.TemporaryFile("w+") as stdout:
-        stdin.write(json.dumps(request))
-        stdin.seek(0)
-        result = subprocess.run(
-            [str(solcjs), "--standard-json"],
-            stdin=stdin,
-            stdout=stdout,
-            stderr=subprocess.PIPE,
-            text=True,
-            check=False,
+    output = standard_json(request)
+    return {
+        name: contract_artifact(
+            name,
+            output["contracts"][path.name][name],
+            sources[path.name],
+            settings,
+            _library_sources(sources[path.name], package),
         )
-        stdout.seek(0)
-        answer = stdout.read()
-    if result.returncode != 0:
-        raise CompileError(f"solcjs failed (exit {result.returncode}): {result.stderr.strip()}")
-    output = json.loads(answer[answer.index("{") :])
-    errors = [e for e in output.get("errors", []) if e.get("severity") == "error"]
-    if errors:
-        raise CompileError("; ".join(e["formattedMessage"].strip() for e in errors))
-    return output
+        for name, path in contracts.items()
+    }
 
 
 def hostile_artifact_path() -> Path:
