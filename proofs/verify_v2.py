@@ -59,9 +59,11 @@ def verify_sharded(
     signature = _signature_check(manifest_file, manifest, trust, anchored_at)
     verdict.checks.append(_signatures(signature, per_shard["signature"]))
     verdict.checks += [identity, anchor]
-    quality = attestation_check(dataset_dir, manifest, digest.hex(), _added(dataset_dir, manifest))
-    if quality is not None:
-        verdict.checks.append(quality)
+    if "attestation_path" in quality and not pending:  # the shard manifests read only then
+        added = _added(dataset_dir, manifest)
+        attested = attestation_check(dataset_dir, manifest, digest.hex(), added)
+        if attested is not None:
+            verdict.checks.append(attested)
     return verdict
 
 

@@ -86,3 +86,7 @@ class DataLayout:
 
     def relative(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
+
+    def in_dataset(self, dataset: str, path: str) -> str:
+        """A path relative to the data (or work) directory, as the dataset folder names it."""
+        return (self.root / path).relative_to(self.dataset_dir(dataset)).as_posix()

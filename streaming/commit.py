@@ -107,7 +107,7 @@ def shard_rows(work: DataLayout, receipts: list[dict]) -> dict[str, list[ShardRo
             rows = found.setdefault(dataset, {}).setdefault(shard, ShardRows(dataset, shard))
             rows.files.append(
                 {
-                    "path": _in_dataset(work, dataset, file["path"]),
+                    "path": work.in_dataset(dataset, file["path"]),
                     "sha256": file["sha256"],
                     "bytes": (work.root / file["path"]).stat().st_size,
                     "rows": file["rows"],
@@ -365,11 +365,6 @@ def _write_signed(ctx: CommitContext, dataset: str, relative: str, data: bytes) 
     )
     ctx.store.write_bytes(dataset_path(dataset, relative), data)
     return signature
-
-
-def _in_dataset(work: DataLayout, dataset: str, path: str) -> str:
-    """A path relative to the work directory, as the dataset folder names it."""
-    return (work.root / path).relative_to(work.dataset_dir(dataset)).as_posix()
 
 
 def _batch_section(plan: dict) -> dict:

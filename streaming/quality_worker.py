@@ -92,7 +92,7 @@ def attest(layout: DataLayout, job_file: Path, docs: bool = False) -> dict[str, 
         dataset=dataset,
         tree_size=size,
         manifest_sha256=job["manifest_sha256"],
-        files=[{**f, "path": _in_dataset(layout, dataset, f["path"])} for f in job["files"]],
+        files=[{**f, "path": layout.in_dataset(dataset, f["path"])} for f in job["files"]],
         report=report,
         expectations=expectations_summary(validation.report),
     )
@@ -232,10 +232,6 @@ def _listen(stop: threading.Event, finish: threading.Event) -> None:
         if line.strip() == "stop":
             break
     stop.set()
-
-
-def _in_dataset(layout: DataLayout, dataset: str, path: str) -> str:
-    return (layout.root / path).relative_to(layout.dataset_dir(dataset)).as_posix()
 
 
 def _json_bytes(value: Any) -> bytes:
