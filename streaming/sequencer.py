@@ -173,12 +173,6 @@ class Sequencer:
             write_leaves(self.layout, receipt)
         summary.steps["event_time"] = time.monotonic() - started
         event_state.account(summary, outcome)
-        # Records the step quarantined were read here, in the driver: close that connection, so
-        # no Kafka client of this process is open when it next forks (a forked librdkafka
-        # handle aborts the child when the child's garbage collector frees it).
-        close = getattr(self.source, "close", None)
-        if close is not None:
-            close()
         plan.setdefault("state", outcome.state)  # where each partition's state started: kept
         with writing(self.space) as store:
             self._record_keys(store, batch_id, receipts, outcome)

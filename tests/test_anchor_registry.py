@@ -7,7 +7,14 @@ import hashlib
 import pytest
 from web3 import EthereumTesterProvider, Web3
 
-from proofs.anchor import MAX_CHECKPOINTS_PER_TX, AnchorRefused, AnchorRegistry, dataset_key
+from proofs.anchor import (
+    ANCHOR_GAS_BASE,
+    ANCHOR_GAS_PER_CHECKPOINT,
+    MAX_CHECKPOINTS_PER_TX,
+    AnchorRefused,
+    AnchorRegistry,
+    dataset_key,
+)
 
 ROOT_A, ROOT_B = b"\xaa" * 32, b"\xbb" * 32
 MANIFEST = b"\x01" * 32
@@ -115,6 +122,17 @@ def test_many_checkpoints_in_one_transaction_report_gas_per_checkpoint(registry)
     assert all(registry.get(d, n).block_number == receipt.block_number for d, n, *_ in checkpoints)
     single = registry.anchor_many([("alone", 1, ROOT_B, MANIFEST, 0)])
     assert single.gas_per_checkpoint > receipt.gas_per_checkpoint  # batching amortizes the tx
+
+
+def test_the_given_gas_limit_covers_the_largest_transaction_of_new_checkpoints(registry):
+    """anchorMany is sent with a computed gas limit, not an estimate: the most checkpoints one
+    transaction may carry, each the first of its dataset (the dearest case), fit under it."""
+    n = MAX_CHECKPOINTS_PER_TX
+    receipt = registry.anchor_many([(f"big-{i}", 7 + i, ROOT_A, MANIFEST, 0) for i in range(n)])
+    assert receipt.checkpoints_created == n
+    assert receipt.gas_used < ANCHOR_GAS_BASE + ANCHOR_GAS_PER_CHECKPOINT * n < 2**24
+    single = registry.anchor_many([("first-of-its-kind", 1, ROOT_B, MANIFEST, 0)])
+    assert single.gas_used < ANCHOR_GAS_BASE + ANCHOR_GAS_PER_CHECKPOINT
 
 
 def test_anchor_many_retry_sends_only_what_is_new(w3, registry):

@@ -26,6 +26,24 @@ def test_high_watermarks_count_every_record_even_where_list_offsets_falls_short(
     assert sum(ends.values()) == report.messages
 
 
+def test_a_source_kept_open_sees_records_published_since_its_last_answer(
+    broker, topic, publish, client
+):
+    """The confluent source keeps its consumers between calls: a watermark it fetched earlier
+    must not end the next batch short of what has been published since."""
+    first = publish(broker, topic, nodes=8, duration_s=10)
+    source = open_source(broker.bootstrap, client=client)
+    assert sum(source.high_watermarks(topic).values()) == first.messages
+    second = publish(broker, topic, nodes=8, duration_s=10)
+    ends = source.high_watermarks(topic)
+    assert sum(ends.values()) == first.messages + second.messages
+    partition = max(ends, key=ends.get)
+    assert source.read(OffsetRange(topic, partition, 0, ends[partition])).num_rows == ends[
+        partition
+    ]
+    source.close()
+
+
 def test_an_empty_partition_has_high_watermark_zero(broker, topic, publish, client):
     publish(broker, topic, nodes=1, duration_s=3)  # one node: one partition gets everything
     ends = open_source(broker.bootstrap, client=client).high_watermarks(topic)
