@@ -19,6 +19,7 @@ which the contract holds, changing too.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections import Counter
@@ -39,6 +40,7 @@ class ContributionError(ValueError):
     """A contribution table or proof that is malformed or does not verify."""
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a table is rebuilt per checkpoint over the same nodes
 def node_token_id(node_id: str) -> int:
     """The node registry's token id of ``node_id``: keccak-256 of its UTF-8 bytes."""
     from eth_utils import keccak

@@ -32,7 +32,7 @@ from streaming.node_cache import PLAN_KEY
 from streaming.poison import land_contained
 from streaming.schedule import fair_shares
 from streaming.sequencer import Sequencer
-from streaming.store import Workspace, workspace, writing
+from streaming.store import Workspace, journaling, workspace
 from streaming.workers import is_alive, this_worker
 
 __all__ = ["BatchSummary", "RunConfig", "Worker", "run_batch"]
@@ -69,10 +69,8 @@ def run_batch(
     # Read before planning, like the positions: the registry as of now is what a new plan
     # checks device signatures against (its block is journaled with the plan).
     registry_block = config.nodes.refresh() if config.nodes is not None else None
-    with writing(space) as store:
-        entry = _take_or_plan(
-            config, store.journal, space, worker, owned, positions, registry_block
-        )
+    with journaling(space) as journal:
+        entry = _take_or_plan(config, journal, space, worker, owned, positions, registry_block)
     clock.lap("plan")
     if entry is None:
         return None
@@ -92,8 +90,8 @@ def run_batch(
     if not _commit_offsets(config, source, worker, ends):
         return None  # stays `anchored`: committed, and reported, on a later round
     faults.journaled("offsets_committed")
-    with writing(space) as store:
-        store.journal.set_state(batch_id, "done")  # done: Kafka offsets committed
+    with journaling(space) as journal:
+        journal.set_state(batch_id, "done")  # done: Kafka offsets committed
     faults.journaled("done")
     clock.lap("offsets")
     summary.steps = {**clock.laps, **summary.steps}

@@ -38,7 +38,7 @@ from streaming.commit import CommitContext, commit_and_anchor, publish_batch_fil
 from streaming.event_time import Outcome
 from streaming.journal import BatchJournal
 from streaming.node_cache import device_check
-from streaming.store import RunStore, Workspace, writing
+from streaming.store import RunStore, Workspace, journaling, writing
 
 log = logging.getLogger("rda.run")
 SEQUENCING = ("landed", "committed")  # states of a batch whose duplicates were dropped
@@ -117,9 +117,10 @@ class Sequencer:
         landed again first, identically.
         """
         batch_id = entry["batch_id"]
-        with writing(self.space) as store:  # as journaled now: with its poison records, if any
-            entry = store.journal.batch(batch_id)
-            if entry["state"] in ("anchored", "done"):  # finished meanwhile (by an adopter)
+        with journaling(self.space) as journal:  # as journaled now: with its poison records
+            entry = journal.batch(batch_id)
+        if entry["state"] in ("anchored", "done"):  # finished meanwhile (by an adopter)
+            with writing(self.space) as store:
                 return summary_from_journal(store, entry)
         plan = entry["plan"]
         if not landed_here:
@@ -204,9 +205,9 @@ class Sequencer:
         """Before the anchor: the checkpoints about to be anchored, journaled (a redo after a
         crash past the anchor finds them on chain and only records them)."""
         plan["checkpoints"] = pending
-        with writing(self.space) as store:
-            store.journal.update_plan(batch_id, plan)
-            store.journal.set_state(batch_id, "committed")
+        with journaling(self.space) as journal:
+            journal.update_plan(batch_id, plan)
+            journal.set_state(batch_id, "committed")
         faults.journaled("committed")
 
     def _drop_duplicates(
