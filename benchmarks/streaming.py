@@ -78,6 +78,7 @@ def _latency(bootstrap: str, workdir: Path, seconds: float, rate_goal: bool = Tr
     done_at: dict[int, float] = {}
     steps: dict[str, list[float]] = {}
     quality = QualityWorker(config.data_dir)  # GE beside the loop, as in `rda run`
+    quality.start()
     time.sleep(1.0)  # the topic exists once the producer has started
     while True:
         started = time.monotonic()

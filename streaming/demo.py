@@ -25,7 +25,7 @@ from infra.chain import start_anvil
 from infra.state import state_dir
 from infra.tools import free_port
 from pipelines.device_signatures import REQUIRED, UNSIGNED
-from pipelines.kafka_source import open_source
+from pipelines.kafka_source import KafkaSource, open_source
 from proofs.audit import audit_log
 from proofs.verdict import VERIFIED, overall
 from simulator.fleet import generate
@@ -33,6 +33,7 @@ from simulator.formats import RIPE
 from simulator.messages import Message
 from simulator.producer import produce
 from sinks.layout import DataLayout
+from streaming.batch import Anchorer
 from streaming.chain import ChainContext, open_chain
 from streaming.chain_binding import bind
 from streaming.demo_devices import DemoNodes, attacks, prove_and_check, register_demo_fleet
@@ -168,9 +169,30 @@ def _waves(
             bootstrap, options.ripe_topic, "rda-demo", options.data_dir, signatures=UNSIGNED
         )
         streams.append((options.ripe_topic, _ripe_messages(options, start_ms), config))
-    source = open_source(bootstrap)  # keeps no connection between calls: nothing to close
+    source = open_source(bootstrap)
     totals = _Totals()
     quality = QualityWorker(options.data_dir)  # GE on each anchored checkpoint, in a child
+    quality.start()  # GE warms up while the first batch lands
+    try:
+        _run_waves(options, report, streams, source, chain.anchor, quality, totals)
+    finally:
+        source.close()
+    with report.stage("Great Expectations reports on every checkpoint, attested by the publisher"):
+        quality.stop(drain_queue=True)
+    return {**totals.as_dict(), "data_dir": str(options.data_dir)}
+
+
+def _run_waves(
+    options: DemoOptions,
+    report: Reporter,
+    streams: list[tuple[str, list[Message], RunConfig]],
+    source: KafkaSource,
+    anchor: Anchorer,
+    quality: QualityWorker,
+    totals: _Totals,
+) -> None:
+    """Produce each wave of each stream, then run a batch over it."""
+    bootstrap = streams[0][2].bootstrap
     for wave in range(options.waves):
         title = f"wave {wave + 1}/{options.waves}"
         for topic, messages, config in streams:
@@ -185,13 +207,10 @@ def _waves(
             # window, so every session held for an open window is released (or suppressed).
             last = replace(config, flush_windows=wave == waves - 1)
             with report.stage(f"{title}: pipeline lands, commits and anchors {topic}"):
-                batch = run_batch(last, source, chain.anchor, report.step)
+                batch = run_batch(last, source, anchor, report.step)
             if batch is not None:
                 totals.add(batch, topic)
             quality.nudge()
-    with report.stage("Great Expectations reports on every checkpoint, attested by the publisher"):
-        quality.stop(drain_queue=True)
-    return {**totals.as_dict(), "data_dir": str(options.data_dir)}
 
 
 @dataclass

@@ -249,7 +249,7 @@ class RunLoop:
     def _quality_worker(self) -> Iterator[None]:
         """GE's reports in a child process; at the end of --once, the whole queue is done
         (a stopped run leaves what is queued to the next start)."""
-        self.quality.nudge()  # what an earlier run left queued
+        self.quality.start()  # warms GE up meanwhile; then what an earlier run left queued
         try:
             yield
         finally:

@@ -38,9 +38,9 @@ def test_a_source_kept_open_sees_records_published_since_its_last_answer(
     ends = source.high_watermarks(topic)
     assert sum(ends.values()) == first.messages + second.messages
     partition = max(ends, key=ends.get)
-    assert source.read(OffsetRange(topic, partition, 0, ends[partition])).num_rows == ends[
-        partition
-    ]
+    assert (
+        source.read(OffsetRange(topic, partition, 0, ends[partition])).num_rows == ends[partition]
+    )
     source.close()
 
 

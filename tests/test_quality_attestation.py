@@ -25,7 +25,7 @@ from simulator.producer import produce
 from sinks.layout import DataLayout
 from streaming.chain import open_chain
 from streaming.driver import RunConfig, run_batch
-from streaming.quality_worker import QualityWorker, drain, pending
+from streaming.quality_worker import QualityWorker, drain, pending, queue_dir
 from validators.expectations import report_bytes, validate
 
 START_MS = 1_764_000_000_000
@@ -172,6 +172,22 @@ def test_the_worker_process_drains_the_queue_when_asked_to_finish(copy_of):
     worker.stop(drain_queue=True, timeout_s=300)
     assert worker.process.returncode == 0
     assert pending(DataLayout(data_dir)) == []
+
+
+def test_a_worker_started_before_anything_is_queued_takes_what_is_queued_later(copy_of):
+    data_dir, _, _ = copy_of
+    layout = DataLayout(data_dir)
+    jobs = {job.name: job.read_bytes() for job in pending(layout)}
+    for job in pending(layout):
+        job.unlink()
+    worker = QualityWorker(data_dir)
+    worker.start()  # warms GE up with nothing to do yet
+    for name, data in jobs.items():  # checkpoints committed meanwhile
+        (queue_dir(layout) / name).write_bytes(data)
+    worker.stop(drain_queue=True, timeout_s=300)
+    assert worker.process is not None and worker.process.returncode == 0
+    assert jobs and pending(layout) == []
+    assert not (queue_dir(layout) / "failed").exists()  # attested, not set aside
 
 
 # -- the attestation alone -----------------------------------------------------------------------
