@@ -35,8 +35,10 @@ _BASE_CONFIG = {
     "enable.partition.eof": False,
     "allow.auto.create.topics": False,
     "client.id": "rda-pipeline",
-    "fetch.max.bytes": 16 << 20,
-    "max.partition.fetch.bytes": 4 << 20,
+    # Tansu answers a fetch with up to fetch.max.bytes whatever the range asked for: 1 MiB
+    # reads a 250-record range in ~22 ms (16 MiB: ~40 ms) and a 45,000-record one as fast.
+    "fetch.max.bytes": 1 << 20,
+    "max.partition.fetch.bytes": 1 << 20,
     "log_level": 0,  # librdkafka's own stderr lines: errors reach us as exceptions instead
 }
 READER_GROUP = "rda-pipeline-reader"  # librdkafka wants a group id; readers never commit
