@@ -49,14 +49,23 @@ def index_table(dataset: str) -> str:
     return "shard_keys__" + re.sub(r"[^A-Za-z0-9]", "_", dataset)[:40] + "_" + digest
 
 
-def _files_of(catalog: Catalog, log: str) -> list[dict]:
-    """The catalog's files of a dataset, or of one shard of it."""
+def _unindexed_files(db: duckdb.DuckDBPyConnection, log: str) -> list[tuple[str, int]]:
+    """(path, batch_id) of the catalog's files of a dataset, or of one shard of it, whose batch
+    the index does not hold: asked in SQL, so a lookup costs what is new, not the history."""
     dataset, _, shard = log.partition("/")
-    files = catalog.dataset_files(dataset)
-    if not shard:
-        return files
-    topic, _, partition = shard.rpartition(".p")
-    return [f for f in files if (f["topic"], str(f["partition"])) == (topic, partition)]
+    query = (
+        f"SELECT path, batch_id FROM files WHERE dataset = ? AND batch_id NOT IN "
+        f"(SELECT batch_id FROM {BATCHES_TABLE} WHERE dataset = ?)"
+    )
+    params: list = [dataset, log]
+    if shard:
+        topic, _, partition = shard.rpartition(".p")
+        query += " AND topic = ? AND CAST(kafka_partition AS VARCHAR) = ?"
+        params += [topic, partition]
+    return [
+        (path, batch_id)
+        for path, batch_id in db.execute(query + " ORDER BY leaf_start", params).fetchall()
+    ]
 
 
 def ensure_index(catalog: Catalog, dataset: str) -> int:
@@ -152,17 +161,7 @@ def _transaction(catalog: Catalog) -> Iterator[duckdb.DuckDBPyConnection]:
 def _catch_up(db: duckdb.DuckDBPyConnection, catalog: Catalog, dataset: str) -> int:
     """Index every file the catalog lists for a batch the index lacks; return those batches."""
     _create_tables(db, dataset)
-    indexed = {
-        batch_id
-        for (batch_id,) in db.execute(
-            f"SELECT batch_id FROM {BATCHES_TABLE} WHERE dataset = ?", [dataset]
-        ).fetchall()
-    }
-    missing = [
-        (f["path"], f["batch_id"])
-        for f in _files_of(catalog, dataset)
-        if f["batch_id"] not in indexed
-    ]
+    missing = _unindexed_files(db, dataset)
     _insert(db, catalog.layout, dataset, missing)
     return len({batch_id for _, batch_id in missing})
 
