@@ -36,7 +36,6 @@ from streaming.batch import BatchSummary, Progress, RunConfig, count_receipts
 from streaming.checkpoints import ChainView, Checkpoints, dataset_path
 from streaming.commit import CommitContext, commit_and_anchor, publish_batch_files
 from streaming.event_time import Outcome
-from streaming.journal import BatchJournal
 from streaming.node_cache import device_check
 from streaming.store import RunStore, Workspace, journaling, writing
 
@@ -128,11 +127,11 @@ class Sequencer:
         receipts = [read_receipt(self.layout, OffsetRange(**c)) for c in plan["chunks"]]
         checkpoints = Checkpoints(self.space.store, self.chain)
         started = time.monotonic()
-        with writing(self.space) as store:
-            self._drop_duplicates(store, checkpoints, batch_id, receipts)
         summary = BatchSummary(batch_id, plan["ranges"], resumed=not landed_here)
-        summary.steps["dedup"] = time.monotonic() - started
-        outcome = self._decide(entry, receipts, summary)
+        with writing(self.space) as store:  # one opening of the catalog for both steps
+            self._drop_duplicates(store, checkpoints, batch_id, receipts)
+            summary.steps["dedup"] = time.monotonic() - started
+            outcome = self._decide(store, entry, receipts, summary)
         faults.journaled("landed")
         started = time.monotonic()
         staged = [{**r, "files": {}} for r in receipts]  # staged files stay in the work directory
@@ -158,7 +157,9 @@ class Sequencer:
         summary.steps.update(context.seconds)
         return summary
 
-    def _decide(self, entry: dict, receipts: list[dict], summary: BatchSummary) -> Outcome:
+    def _decide(
+        self, store: RunStore, entry: dict, receipts: list[dict], summary: BatchSummary
+    ) -> Outcome:
         """The event-time step over the batch's staged chunks, partition by partition, and
         their published files' leaves; the batch's counts, keys, rejects, closed windows and
         state journaled (``landed``)."""
@@ -166,30 +167,28 @@ class Sequencer:
         count_receipts(summary, receipts)
         started = time.monotonic()
         step = (self.source.read, self.protection, self.space.store)
-        journal = BatchJournal(self.space.store)
         outcome = event_state.decide_batch(
-            self.layout, entry["topic"], plan, receipts, step, journal
+            self.layout, entry["topic"], plan, receipts, step, store.journal
         )
         for receipt in outcome.receipts:
             write_leaves(self.layout, receipt)
         summary.steps["event_time"] = time.monotonic() - started
         event_state.account(summary, outcome)
         plan.setdefault("state", outcome.state)  # where each partition's state started: kept
-        with writing(self.space) as store:
-            self._record_keys(store, batch_id, receipts, outcome)
-            entries = quarantine_entries(receipts) + outcome.quarantine_entries
-            store.catalog.quarantine.register(batch_id, entries)
-            store.catalog.quarantine.refresh_view()  # a batch may quarantine and publish nothing
-            store.catalog.windows.record(batch_id, outcome.closed)
-            store.journal.record_sequencing(
-                batch_id,
-                plan,
-                records_read=summary.read,
-                records_published=summary.published,
-                records_quarantined=summary.quarantined,
-                records_held=summary.held,
-                windows=[_window_score(w) for w in outcome.closed],
-            )
+        self._record_keys(store, batch_id, receipts, outcome)
+        entries = quarantine_entries(receipts) + outcome.quarantine_entries
+        store.catalog.quarantine.register(batch_id, entries)
+        store.catalog.quarantine.refresh_view()  # a batch may quarantine and publish nothing
+        store.catalog.windows.record(batch_id, outcome.closed)
+        store.journal.record_sequencing(
+            batch_id,
+            plan,
+            records_read=summary.read,
+            records_published=summary.published,
+            records_quarantined=summary.quarantined,
+            records_held=summary.held,
+            windows=[_window_score(w) for w in outcome.closed],
+        )
         return outcome
 
     def _record_keys(
