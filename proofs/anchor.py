@@ -196,12 +196,14 @@ class AnchorRegistry(DeployedContract):
         """
         return self.anchor_many([(dataset, tree_size, root, manifest_hash, previous)])
 
-    def anchor_many(self, checkpoints: list[Checkpoint]) -> AnchorReceipt:
+    def anchor_many(self, checkpoints: list[Checkpoint], unanchored: bool = False) -> AnchorReceipt:
         """Anchor several checkpoints in one transaction (all or none, same rules as anchor).
 
         Checkpoints already anchored identically are left out; when none is left nothing is
         sent. A conflict, a shrinking tree or a wrong ``previous`` anywhere reverts the whole
         transaction. At most ``MAX_CHECKPOINTS_PER_TX`` may be sent at once; split larger lists.
+        ``unanchored``: the caller has just read that none of them is anchored (a view call per
+        checkpoint spared; the contract skips an identical anchor anyway).
         """
         if len(checkpoints) > MAX_CHECKPOINTS_PER_TX:
             raise ValueError(
@@ -210,7 +212,7 @@ class AnchorRegistry(DeployedContract):
             )
         pending, existing = [], None
         for checkpoint in map(_checked, checkpoints):
-            existing = self._existing(checkpoint)
+            existing = None if unanchored else self._existing(checkpoint)
             if existing is None:
                 pending.append(checkpoint)
         if not pending:

@@ -89,7 +89,7 @@ class ChainContext:
         existing = [self.registry.get(dataset, size) for dataset, size, *_ in wanted]
         pending = [w for w, e in zip(wanted, existing, strict=True) if not _same(w, e)]
         try:
-            receipt = self.registry.anchor_many(pending) if pending else None
+            receipt = self.registry.anchor_many(pending, unanchored=True) if pending else None
         except AnchorRefused as refused:
             if refused.error not in CONTENTION:
                 raise

@@ -60,9 +60,16 @@ class Checkpoints:
     def __init__(self, store: Store, chain: ChainView) -> None:
         self.store, self.chain = store, chain
         self._manifests: dict[str, dict[str, Any]] = {}  # sha256 -> manifest
+        self._latest: dict[str, Anchor | None] = {}  # dataset -> the last `latest` read
 
-    def base(self, dataset: str) -> Base:
-        latest = self.chain.latest(dataset)
+    def base(self, dataset: str, fresh: bool = True) -> Base:
+        """The dataset's newest anchored checkpoint. ``fresh=False`` may answer with what this
+        object read last (a batch's duplicate check and its first commit attempt share one view
+        call per dataset: if another worker anchored in between, the registry refuses the
+        commit and its next attempt reads afresh)."""
+        if fresh or dataset not in self._latest:
+            self._latest[dataset] = self.chain.latest(dataset)
+        latest = self._latest[dataset]
         if latest is None:
             return Base(dataset)
         digest = latest.manifest_hash.hex()

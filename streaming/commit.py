@@ -143,7 +143,7 @@ def commit_and_anchor(
     for attempt in range(1, MAX_ATTEMPTS + 1):
         built = []
         for dataset, shards in by_dataset.items():
-            base = checkpoints.base(dataset)
+            base = checkpoints.base(dataset, fresh=attempt > 1)
             one = _build(ctx, checkpoints, plan, base, shards)
             if one is not None:
                 built.append(one)
