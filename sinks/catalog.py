@@ -94,12 +94,15 @@ class Catalog:
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
-    def refresh_views(self) -> None:
-        """(Re)create one view per dataset over its files, and one over the quarantine."""
+    def refresh_views(self, only: Iterable[str] | None = None) -> None:
+        """(Re)create one view per dataset over its files (``only``: of these datasets, the ones
+        a batch changed), and the one over the quarantine."""
         datasets = self.db.execute("SELECT dataset, view_name FROM datasets").fetchall()
+        wanted = None if only is None else set(only)
         for dataset, view in datasets:
-            paths = [self._absolute(f["path"]) for f in self.dataset_files(dataset)]
-            self._create_view(view, paths)
+            if wanted is None or dataset in wanted:
+                paths = [self._absolute(f["path"]) for f in self.dataset_files(dataset)]
+                self._create_view(view, paths)
         self.quarantine.refresh_view()
 
     def _create_view(self, view: str, paths: list[str]) -> None:

@@ -178,7 +178,6 @@ class Sequencer:
         self._record_keys(store, batch_id, receipts, outcome)
         entries = quarantine_entries(receipts) + outcome.quarantine_entries
         store.catalog.quarantine.register(batch_id, entries)
-        store.catalog.quarantine.refresh_view()  # a batch may quarantine and publish nothing
         store.catalog.windows.record(batch_id, outcome.closed)
         store.journal.record_sequencing(
             batch_id,
@@ -296,7 +295,7 @@ def record_anchored(
     catalog.register_files(batch_id, list(files.values()))
     for checkpoint in anchored:
         catalog.record_checkpoint(batch_id, checkpoint)
-    catalog.refresh_views()
+    catalog.refresh_views({c["dataset"] for c in anchored})
 
 
 def summary_from_journal(store: RunStore, entry: dict) -> BatchSummary:
