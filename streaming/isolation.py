@@ -79,30 +79,33 @@ def run_isolated(work: Callable[[], T], what: str) -> T:
         raise WorkerCrashed.from_status(what, status)
     kind, value = pickle.loads(answer)
     if kind == "error":
-        raise _rebuilt(value)
+        raise rebuilt(value)
     return value
 
 
 def _child(work: Callable[[], object], write_end: int, parent: int) -> None:  # pragma: no cover
-    code = 0
+    die_with_parent(parent)
+    data, failed = child_answer(work)
+    with os.fdopen(write_end, "wb") as pipe:
+        pipe.write(data)
+    os._exit(1 if failed else 0)  # no atexit handlers, no joining of the parent's inherited state
+
+
+def child_answer(work: Callable[[], object]) -> tuple[bytes, bool]:  # pragma: no cover
+    """In a child: ``work()``'s result or exception, pickled for the parent; whether it failed."""
     try:
-        _die_with_parent(parent)
         payload: tuple = ("ok", work())
     except BaseException as error:  # every failure goes back to the parent
         if hasattr(error, "add_note"):  # the child's traceback, for whoever debugs it
             error.add_note("in the worker process:\n" + traceback.format_exc().rstrip())
-        payload, code = ("error", _portable_chain(error)), 1
+        payload = ("error", _portable_chain(error))
     try:
-        data = pickle.dumps(payload)
+        return pickle.dumps(payload), payload[0] == "error"
     except Exception as error:  # an unpicklable result
-        data = pickle.dumps(("error", _portable_chain(error)))
-        code = 1
-    with os.fdopen(write_end, "wb") as pipe:
-        pipe.write(data)
-    os._exit(code)  # no atexit handlers, no joining of the parent's inherited state
+        return pickle.dumps(("error", _portable_chain(error))), True
 
 
-def _die_with_parent(parent: int) -> None:
+def die_with_parent(parent: int) -> None:
     """Linux: the kernel SIGKILLs this child when its parent dies."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -124,7 +127,8 @@ def _portable_chain(error: BaseException) -> list[BaseException]:
     return chain
 
 
-def _rebuilt(chain: list[BaseException]) -> BaseException:
+def rebuilt(chain: list[BaseException]) -> BaseException:
+    """The exception a child sent back, with its causes chained again."""
     for error, cause in itertools.pairwise(chain):
         error.__cause__ = cause
     return chain[0]

@@ -15,12 +15,14 @@ The plan is what a redo reads, so any redo, by any worker, lands the same files.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import pyarrow as pa
 
+from pipelines.device_signatures import DeviceCheck
 from pipelines.graph import Refused, standardize_chunk
 from pipelines.kafka_source import KafkaSource, OffsetRange
 from pipelines.poison import crashed_worker_reason
@@ -30,6 +32,8 @@ from sinks.layout import DataLayout
 from streaming.batch import Progress, RunConfig
 from streaming.errors import CrashLoop
 from streaming.isolation import WorkerCrashed, run_isolated
+from streaming.lander import Lander
+from streaming.node_cache import device_check
 from streaming.sequencer import land_chunks, landing_message, refused_of
 from streaming.store import Workspace, writing
 
@@ -78,13 +82,26 @@ def land_contained(
 
 
 def _land_once(config: RunConfig, layout: DataLayout, plan: dict, protection: Protection) -> None:
-    def land() -> None:
+    if config.isolate and config.runner == "fnapi":
+        # In the lander, a child kept across batches: only picklable arguments travel, so the
+        # node registry (a chain connection) stays here and its check goes instead.
+        devices = device_check(config.signatures, config.nodes, plan, config.topic)
+        job = (replace(config, nodes=None), layout, plan, protection, devices)
+        _lander().run(job, f"landing batch {plan['batch_id']}")
+    else:  # Dask's workers are processes already: a crash there comes back as KilledWorker
         land_chunks(config, layout, plan, lambda _message: None, protection)
 
-    if config.isolate and config.runner == "fnapi":
-        run_isolated(land, f"landing batch {plan['batch_id']}")
-    else:  # Dask's workers are processes already: a crash there comes back as KilledWorker
-        land()
+
+_LANDERS: dict[int, Lander] = {}  # per process (a forked child must not use its parent's)
+
+
+def _lander() -> Lander:
+    return _LANDERS.setdefault(os.getpid(), Lander(_land_job))
+
+
+def _land_job(job: tuple[RunConfig, DataLayout, dict, Protection, DeviceCheck]) -> None:
+    config, layout, plan, protection, devices = job
+    land_chunks(config, layout, plan, lambda _message: None, protection, devices)
 
 
 def _shared_cluster(config: RunConfig) -> RunConfig:

@@ -17,6 +17,7 @@ import logging
 import time
 
 from pipelines import graph
+from pipelines.device_signatures import DeviceCheck
 from pipelines.kafka_source import KafkaSource, KafkaSpec, OffsetRange
 from pipelines.protect import Protection
 from proofs.shard_log import leaves_path
@@ -55,12 +56,20 @@ def refused_of(plan: dict) -> graph.Refused:
 
 
 def land_chunks(
-    config: RunConfig, layout: DataLayout, plan: dict, progress: Progress, protection: Protection
+    config: RunConfig,
+    layout: DataLayout,
+    plan: dict,
+    progress: Progress,
+    protection: Protection,
+    devices: DeviceCheck | None = None,
 ) -> None:
     """Run the Beam pipeline over the plan's chunks: staged Parquet files and a receipt per
-    chunk. Records the plan names as poison are quarantined unread."""
+    chunk. Records the plan names as poison are quarantined unread. ``devices``: the plan's
+    device-signature check (by default made here from ``config``'s node registry)."""
     chunks = [OffsetRange(**c) for c in plan["chunks"]]
     progress(landing_message(plan))
+    if devices is None:
+        devices = device_check(config.signatures, config.nodes, plan, config.topic)
     graph.run(
         chunks,
         KafkaSpec(config.bootstrap, config.kafka_client, config.kafka_timeout),
@@ -70,7 +79,7 @@ def land_chunks(
         protection,
         config.dask_scheduler,
         refused_of(plan),
-        device_check(config.signatures, config.nodes, plan, config.topic),
+        devices,
     )
 
 

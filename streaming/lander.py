@@ -1,0 +1,152 @@
+"""A landing process that outlives one batch: forked once, it lands batch after batch.
+
+``run_isolated`` forks a child per step. For landing, that costs each batch a fork of the whole
+driver (~25–50 ms at its size) and a new Kafka connection in the child (~50 ms): most of what a
+small batch's landing costs besides Beam itself. A ``Lander`` forks one child the first time and
+sends it each batch's work (pickled arguments over a pipe); the child keeps its modules, its
+Kafka connections and Beam's caches from one batch to the next.
+
+It isolates exactly as ``run_isolated`` does: a crash kills only the child, and the batch gets
+``WorkerCrashed`` (counted, then bisected: ``streaming/poison.py``); the next batch forks a new
+child. The child dies with its parent (``PR_SET_PDEATHSIG``) or when its pipe closes, and is
+replaced once it has grown past ``max_rss_mb`` (Arrow keeps freed memory for reuse).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import functools
+import gc
+import os
+import pickle
+import signal
+import struct
+from collections.abc import Callable
+from typing import IO, Generic, TypeVar
+
+from streaming.isolation import WorkerCrashed, child_answer, die_with_parent, rebuilt
+
+A = TypeVar("A")
+T = TypeVar("T")
+_LENGTH = struct.Struct("!Q")
+
+
+class Lander(Generic[A, T]):
+    """Runs ``work(args)`` in a long-lived forked child; the result, or its exception."""
+
+    def __init__(self, work: Callable[[A], T], max_rss_mb: float = 1024.0) -> None:
+        self.work = work  # the child has it by fork: only the arguments travel
+        self.max_rss_mb = max_rss_mb
+        self.pid: int | None = None
+        self._requests: IO[bytes] | None = None
+        self._answers: IO[bytes] | None = None
+        atexit.register(self.close)
+
+    def run(self, args: A, what: str) -> T:
+        if self.pid is None:
+            self._start()
+        assert self._requests is not None and self._answers is not None
+        try:
+            _send(self._requests, pickle.dumps(args))
+            answer = _receive(self._answers)
+        except (BrokenPipeError, EOFError):  # it died: how is in its exit status
+            raise WorkerCrashed.from_status(what, self._reap()) from None
+        except BaseException:  # a second stop signal: the child goes with the step it was doing
+            self._kill()
+            raise
+        kind, value = pickle.loads(answer)
+        if self._rss_mb() > self.max_rss_mb:
+            self.close()
+        if kind == "error":
+            raise rebuilt(value)
+        return value
+
+    def close(self) -> None:
+        """Let the child finish (end of its input) and collect it."""
+        self._reap()
+
+    def _start(self) -> None:
+        parent = os.getpid()
+        request_read, request_write = os.pipe()
+        answer_read, answer_write = os.pipe()
+        gc.freeze()  # the child never collects the parent's objects (see streaming/isolation)
+        try:
+            pid = os.fork()
+        finally:
+            if os.getpid() == parent:
+                gc.unfreeze()
+        if pid == 0:  # pragma: no cover - the child: measured by its effects
+            os.close(request_write)
+            os.close(answer_read)
+            self._serve(os.fdopen(request_read, "rb"), os.fdopen(answer_write, "wb"), parent)
+        os.close(request_read)
+        os.close(answer_write)
+        self.pid = pid
+        self._requests = os.fdopen(request_write, "wb")
+        self._answers = os.fdopen(answer_read, "rb")
+
+    def _serve(self, requests: IO[bytes], answers: IO[bytes], parent: int) -> None:
+        """The child's loop (never returns): each request's answer, until the pipe closes."""
+        die_with_parent(parent)
+        code = 0
+        try:
+            while True:
+                try:
+                    args = pickle.loads(_receive(requests))
+                except EOFError:
+                    break
+                data, failed = child_answer(functools.partial(self.work, args))
+                _send(answers, data)
+                code = 1 if failed else code
+        finally:
+            os._exit(code)  # no atexit handlers, no joining of the parent's inherited state
+
+    def _rss_mb(self) -> float:
+        try:
+            with open(f"/proc/{self.pid}/status") as status:
+                for line in status:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return 0.0
+
+    def _kill(self) -> None:
+        if self.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            self.close()
+
+    def _reap(self) -> int:
+        """Close the pipes (the child, if alive, sees the end of its input), collect the child;
+        its wait status."""
+        pid, self.pid = self.pid, None
+        for pipe in (self._requests, self._answers):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+        self._requests = self._answers = None
+        if pid is None:
+            return 0
+        try:
+            return os.waitpid(pid, 0)[1]
+        except ChildProcessError:
+            return 0
+
+
+def _send(pipe: IO[bytes], data: bytes) -> None:
+    pipe.write(_LENGTH.pack(len(data)))
+    pipe.write(data)
+    pipe.flush()
+
+
+def _receive(pipe: IO[bytes]) -> bytes:
+    header = pipe.read(_LENGTH.size)
+    if len(header) < _LENGTH.size:
+        raise EOFError("the other end closed the pipe")
+    (size,) = _LENGTH.unpack(header)
+    data = pipe.read(size)
+    if len(data) < size:
+        raise EOFError("the other end closed the pipe mid-message")
+    return data

@@ -1,0 +1,80 @@
+"""The lander: one forked child that runs step after step, isolated as a child per step is."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from streaming.isolation import WorkerCrashed
+from streaming.lander import Lander
+
+
+def _pid_of_child(_args: object) -> int:
+    return os.getpid()
+
+
+def _kill_self(signal_number: int) -> None:
+    os.kill(os.getpid(), signal_number)
+
+
+def _raise(message: str) -> None:
+    try:
+        raise OSError(28, "No space left on device")
+    except OSError as error:
+        raise RuntimeError(message) from error
+
+
+def _grow(megabytes: int) -> int:
+    global _BALLAST
+    _BALLAST = bytearray(megabytes << 20)  # kept: the child's resident set stays grown
+    return os.getpid()
+
+
+_BALLAST = b""
+
+
+def test_every_step_runs_in_the_same_child_not_in_this_process():
+    lander = Lander(_pid_of_child)
+    try:
+        first, second = lander.run(None, "one"), lander.run(None, "two")
+        assert first == second == lander.pid
+        assert first != os.getpid()
+    finally:
+        lander.close()
+    assert lander.pid is None
+
+
+def test_a_child_killed_by_a_signal_is_a_worker_crash_and_the_next_step_gets_a_new_one():
+    lander = Lander(_kill_self)
+    try:
+        with pytest.raises(WorkerCrashed, match=r"landing batch 7.*killed by SIGSEGV"):
+            lander.run(signal.SIGSEGV, "landing batch 7")
+        assert lander.pid is None
+        assert lander.run(0, "the next batch") is None  # signal 0 only checks: a new child
+        assert lander.pid is not None
+    finally:
+        lander.close()
+
+
+def test_an_exception_comes_back_with_its_cause_and_the_child_stays():
+    lander = Lander(_raise)
+    try:
+        with pytest.raises(RuntimeError, match="the disk is full") as raised:
+            lander.run("the disk is full", "landing")
+        assert isinstance(raised.value.__cause__, OSError)
+        assert raised.value.__cause__.errno == 28
+        assert lander.pid is not None  # a failure, not a crash: the child goes on
+    finally:
+        lander.close()
+
+
+def test_a_child_grown_past_its_memory_bound_is_replaced_after_its_step():
+    lander = Lander(_grow, max_rss_mb=1.0)  # every child is past 1 MB
+    try:
+        first = lander.run(64, "big step")
+        assert lander.pid is None  # closed after answering
+        assert lander.run(1, "next step") != first
+    finally:
+        lander.close()
