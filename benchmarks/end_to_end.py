@@ -68,13 +68,17 @@ def _sustained(bootstrap: str, data_dir: Path, n: int, per_batch: int) -> tuple[
     """The loop `rda run` runs, a bounded batch at a time, over the same backlog."""
     from pipelines.kafka_source import open_source
     from streaming.chain import open_chain
-    from streaming.driver import RunConfig, run_batch
+    from streaming.driver import RunConfig, Worker, run_batch
+    from streaming.poison import landing_process
 
     config = RunConfig(bootstrap, "bench", "sustained", data_dir, max_batch_records=per_batch)
     chain, source = open_chain("embedded", None, None), open_source(bootstrap)
+    worker = Worker(lander=landing_process())  # as `rda run` lands its batches
     started, batches, read = time.perf_counter(), 0, 0
-    while (summary := run_batch(config, source, chain.anchor)) is not None:
+    while (summary := run_batch(config, source, chain.anchor, worker=worker)) is not None:
         batches, read = batches + 1, read + summary.read
+    if worker.lander is not None:
+        worker.lander.close()
     assert read == n
     return time.perf_counter() - started, batches
 

@@ -58,7 +58,8 @@ def run(quick: bool = False) -> dict:
 def _latency(bootstrap: str, workdir: Path, seconds: float, rate_goal: bool = True) -> dict:
     from pipelines.kafka_source import open_source
     from streaming.chain import open_chain
-    from streaming.driver import RunConfig, run_batch
+    from streaming.driver import RunConfig, Worker, run_batch
+    from streaming.poison import landing_process
     from streaming.quality_worker import QualityWorker
 
     start_ms = int(time.time() * 1000) + 500
@@ -79,10 +80,11 @@ def _latency(bootstrap: str, workdir: Path, seconds: float, rate_goal: bool = Tr
     steps: dict[str, list[float]] = {}
     quality = QualityWorker(config.data_dir)  # GE beside the loop, as in `rda run`
     quality.start()
+    worker = Worker(lander=landing_process())  # as `rda run` lands
     time.sleep(1.0)  # the topic exists once the producer has started
     while True:
         started = time.monotonic()
-        summary = run_batch(config, source, chain.anchor)
+        summary = run_batch(config, source, chain.anchor, worker=worker)
         if summary is not None:
             done_at[summary.batch_id] = time.time()
             for step, spent in summary.steps.items():
@@ -93,6 +95,8 @@ def _latency(bootstrap: str, workdir: Path, seconds: float, rate_goal: bool = Tr
         time.sleep(max(0.0, TRIGGER_S - (time.monotonic() - started)))
     producer.join()
     quality.stop(drain_queue=False)
+    if worker.lander is not None:
+        worker.lander.close()
     latencies = row_latencies(workdir / "steady", done_at)
     q = statistics.quantiles(latencies, n=20)
     return {

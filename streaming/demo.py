@@ -37,7 +37,8 @@ from streaming.batch import Anchorer
 from streaming.chain import ChainContext, open_chain
 from streaming.chain_binding import bind
 from streaming.demo_devices import DemoNodes, attacks, prove_and_check, register_demo_fleet
-from streaming.driver import BatchSummary, RunConfig, run_batch
+from streaming.driver import BatchSummary, RunConfig, Worker, run_batch
+from streaming.poison import landing_process
 from streaming.quality_worker import QualityWorker
 
 
@@ -173,10 +174,13 @@ def _waves(
     totals = _Totals()
     quality = QualityWorker(options.data_dir)  # GE on each anchored checkpoint, in a child
     quality.start()  # GE warms up while the first batch lands
+    worker = Worker(lander=landing_process())  # lands every batch, as in `rda run`
     try:
-        _run_waves(options, report, streams, source, chain.anchor, quality, totals)
+        _run_waves(options, report, streams, source, chain.anchor, quality, totals, worker)
     finally:
         source.close()
+        if worker.lander is not None:
+            worker.lander.close()
     with report.stage("Great Expectations reports on every checkpoint, attested by the publisher"):
         quality.stop(drain_queue=True)
     return {**totals.as_dict(), "data_dir": str(options.data_dir)}
@@ -190,6 +194,7 @@ def _run_waves(
     anchor: Anchorer,
     quality: QualityWorker,
     totals: _Totals,
+    worker: Worker,
 ) -> None:
     """Produce each wave of each stream, then run a batch over it."""
     bootstrap = streams[0][2].bootstrap
@@ -207,7 +212,7 @@ def _run_waves(
             # window, so every session held for an open window is released (or suppressed).
             last = replace(config, flush_windows=wave == waves - 1)
             with report.stage(f"{title}: pipeline lands, commits and anchors {topic}"):
-                batch = run_batch(last, source, anchor, report.step)
+                batch = run_batch(last, source, anchor, report.step, worker)
             if batch is not None:
                 totals.add(batch, topic)
             quality.nudge()

@@ -28,6 +28,7 @@ from streaming.batch import Anchorer, BatchSummary, Progress, RunConfig
 from streaming.checkpoints import ChainView
 from streaming.journal import BatchJournal
 from streaming.keys import shared_keys
+from streaming.lander import Lander
 from streaming.node_cache import PLAN_KEY
 from streaming.poison import land_contained
 from streaming.schedule import fair_shares
@@ -49,6 +50,7 @@ class Worker:
     id: str = field(default_factory=this_worker)
     owned: Callable[[str], set[int] | None] = lambda topic: None  # None: every partition
     commit: OffsetCommitter | None = None  # None: a plain commit for the configured group
+    lander: Lander | None = None  # the run's kept landing child (None: a child per batch)
 
 
 def run_batch(
@@ -79,7 +81,7 @@ def run_batch(
     batch_id, state = entry["batch_id"], entry["state"]
     crashes = 0
     if state == "planned":
-        crashes = land_contained(config, space, entry, source, protection, progress)
+        crashes = land_contained(config, space, entry, source, protection, progress, worker.lander)
         clock.lap("land")
     chain = chain_view(anchor)
     sequencer = Sequencer(config, space, source, chain, progress, protection, signer)

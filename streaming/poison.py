@@ -15,7 +15,6 @@ The plan is what a redo reads, so any redo, by any worker, lands the same files.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -47,15 +46,17 @@ def land_contained(
     source: KafkaSource,
     protection: Protection,
     progress: Progress,
+    lander: Lander | None = None,
 ) -> int:
-    """Land the batch's chunks so that no record can stop it; the number of worker crashes."""
+    """Land the batch's chunks so that no record can stop it; the number of worker crashes.
+    ``lander``: the run's kept landing child (None: a child for this batch alone)."""
     batch_id, plan = entry["batch_id"], entry["plan"]
     config = _shared_cluster(config)
     crashes = 0
     while True:
         progress(landing_message(plan))
         try:
-            _land_once(config, space.work, plan, protection)
+            _land_once(config, space.work, plan, protection, lander)
             return crashes
         except Exception as error:
             crash = crash_of(error)
@@ -81,22 +82,31 @@ def land_contained(
             plan = _record_poison(space, batch_id, config.topic, found, crash.how)
 
 
-def _land_once(config: RunConfig, layout: DataLayout, plan: dict, protection: Protection) -> None:
-    if config.isolate and config.runner == "fnapi":
-        # In the lander, a child kept across batches: only picklable arguments travel, so the
-        # node registry (a chain connection) stays here and its check goes instead.
-        devices = device_check(config.signatures, config.nodes, plan, config.topic)
-        job = (replace(config, nodes=None), layout, plan, protection, devices)
-        _lander().run(job, f"landing batch {plan['batch_id']}")
-    else:  # Dask's workers are processes already: a crash there comes back as KilledWorker
+def _land_once(
+    config: RunConfig,
+    layout: DataLayout,
+    plan: dict,
+    protection: Protection,
+    lander: Lander | None = None,
+) -> None:
+    what = f"landing batch {plan['batch_id']}"
+    if not (config.isolate and config.runner == "fnapi"):
+        # Dask's workers are processes already: a crash there comes back as KilledWorker
         land_chunks(config, layout, plan, lambda _message: None, protection)
+    elif lander is not None:
+        # A child kept across batches: only picklable arguments travel, so the node registry
+        # (a chain connection) stays here and the batch's check of it goes instead.
+        devices = device_check(config.signatures, config.nodes, plan, config.topic)
+        lander.run((replace(config, nodes=None), layout, plan, protection, devices), what)
+    else:
+        run_isolated(lambda: land_chunks(config, layout, plan, lambda _m: None, protection), what)
 
 
-_LANDERS: dict[int, Lander] = {}  # per process (a forked child must not use its parent's)
-
-
-def _lander() -> Lander:
-    return _LANDERS.setdefault(os.getpid(), Lander(_land_job))
+def landing_process() -> Lander:
+    """A lander for the batches of one run (``streaming/lander.py``). Only for the length of a
+    run: the child keeps the process's state as it was when forked (its environment, adapters,
+    caches), which a run does not change but tests and callers between runs may."""
+    return Lander(_land_job)
 
 
 def _land_job(job: tuple[RunConfig, DataLayout, dict, Protection, DeviceCheck]) -> None:

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,6 +31,7 @@ from streaming.errors import SettingsError
 from streaming.event_state import event_time_config
 from streaming.lag import LagWatcher
 from streaming.metrics import RunMetrics
+from streaming.poison import landing_process
 from streaming.quality_worker import QualityWorker, pending
 from streaming.retry import Backoff
 from streaming.store import Workspace, workspace, writing
@@ -130,7 +131,7 @@ class RunLoop:
         self.source = open_source(self.bootstrap, settings.kafka_timeout, settings.kafka_client)
         self._status: StatusLine | None = None
         self.member: Any = None  # a pipelines.kafka_group.GroupMember with --join-group
-        self.worker = Worker(this_worker())
+        self.worker = Worker(this_worker(), lander=landing_process())  # forked at first use
         self.space = run_workspace(settings, self.worker.id)
         # Great Expectations, after the anchor, in a child working in the same work directory.
         self.quality = QualityWorker(settings.data_dir, self.space.work.root)
@@ -158,6 +159,7 @@ class RunLoop:
             self._lag_gauge(),
             self._membership(),
             self._quality_worker(),
+            self._landing(),
         ):
             try:
                 self._open_chain()
@@ -244,6 +246,15 @@ class RunLoop:
             self.lag.refresh()
         self.quality.nudge()
         self.metrics.quality_pending.set(len(pending(self.quality.layout)))
+
+    @contextmanager
+    def _landing(self) -> Iterator[None]:
+        """The run's landing child lives as long as the run."""
+        try:
+            yield
+        finally:
+            if self.worker.lander is not None:
+                self.worker.lander.close()
 
     @contextmanager
     def _quality_worker(self) -> Iterator[None]:
@@ -334,7 +345,7 @@ class RunLoop:
             self.settings.kafka_client,
         )
         self.member = self.backoff.call(f"joining group {self.settings.group}", join, self.stop)
-        self.worker = Worker(self.worker.id, self._owned, self._commit_as_member)
+        self.worker = replace(self.worker, owned=self._owned, commit=self._commit_as_member)
         try:
             if self.member is not None:
                 settle = lambda: self.member.wait_for_assignment(30, JOIN_SETTLE_S)  # noqa: E731

@@ -78,3 +78,33 @@ def test_a_child_grown_past_its_memory_bound_is_replaced_after_its_step():
         assert lander.run(1, "next step") != first
     finally:
         lander.close()
+
+
+def test_batches_landed_by_one_kept_child_publish_what_a_child_per_batch_does(
+    broker, topic, publish, tmp_path
+):
+    from pipelines.kafka_source import open_source
+    from streaming.chain import open_chain
+    from streaming.driver import RunConfig, Worker, run_batch
+    from streaming.poison import landing_process
+
+    publish(broker, topic, nodes=6, duration_s=20, bad_fraction=0.1)
+    source = open_source(broker.bootstrap)
+
+    def drain(name: str, worker: Worker) -> tuple[dict, int]:
+        config = RunConfig(broker.bootstrap, topic, name, tmp_path / name, max_batch_records=40)
+        chain, roots, batches = open_chain("embedded", None, None), {}, 0
+        while (summary := run_batch(config, source, chain.anchor, worker=worker)) is not None:
+            batches += 1
+            roots.update({c["dataset"]: (c["tree_size"], c["root"]) for c in summary.checkpoints})
+        return roots, batches
+
+    lander = landing_process()
+    try:
+        kept, batches = drain("kept", Worker(lander=lander))
+        assert lander.pid is not None  # one child, still there for the next batch
+    finally:
+        lander.close()
+    per_batch, _ = drain("forked", Worker())
+    assert batches > 3
+    assert kept == per_batch
