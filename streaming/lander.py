@@ -1,15 +1,16 @@
 """A landing process that outlives one batch: forked once, it lands batch after batch.
 
 ``run_isolated`` forks a child per step. For landing, that costs each batch a fork of the whole
-driver (~25–50 ms at its size) and a new Kafka connection in the child (~50 ms): most of what a
-small batch's landing costs besides Beam itself. A ``Lander`` forks one child the first time and
-sends it each batch's work (pickled arguments over a pipe); the child keeps its modules, its
-Kafka connections and Beam's caches from one batch to the next.
+driver (~25–50 ms at its size) and a child that starts cold (Beam's caches, first-use imports):
+measured on 1,000-record batches, landing took 0.30 s in a child per batch and 0.15 s in a kept
+one. A ``Lander`` forks one child the first time and sends it each batch's work (pickled
+arguments over a pipe); the child keeps its state from one batch to the next.
 
 It isolates exactly as ``run_isolated`` does: a crash kills only the child, and the batch gets
 ``WorkerCrashed`` (counted, then bisected: ``streaming/poison.py``); the next batch forks a new
 child. The child dies with its parent (``PR_SET_PDEATHSIG``) or when its pipe closes, and is
-replaced once it has grown past ``max_rss_mb`` (Arrow keeps freed memory for reuse).
+replaced once it has grown past ``max_rss_mb`` (Arrow keeps freed memory for reuse). Because
+the child keeps the process's state as it was when forked, a lander lives as long as one run.
 """
 
 from __future__ import annotations
