@@ -52,19 +52,10 @@ def run_isolated(work: Callable[[], T], what: str) -> T:
     """``work()`` in a forked child; its result, its exception re-raised, or ``WorkerCrashed``."""
     parent = os.getpid()
     read_end, write_end = os.pipe()
-    # The child never collects the parent's objects: a finalizer of one bound to the parent's
-    # threads (a client, a connection pool) would run in the child, where those threads are
-    # gone, and crash it (seen: SIGSEGV while "Garbage-collecting"). CPython's advice for fork.
-    gc.freeze()
-    try:
-        pid = os.fork()
-    finally:
-        if os.getpid() == parent:
-            gc.unfreeze()
+    pid = fork_frozen()
     if pid == 0:  # pragma: no cover - the child: measured by its effects
         os.close(read_end)
         _child(work, write_end, parent)
-    gc.unfreeze()  # the parent collects its own garbage, as before
     os.close(write_end)
     try:
         with os.fdopen(read_end, "rb") as pipe:
@@ -81,6 +72,20 @@ def run_isolated(work: Callable[[], T], what: str) -> T:
     if kind == "error":
         raise rebuilt(value)
     return value
+
+
+def fork_frozen() -> int:
+    """``os.fork()`` (0 in the child) where the child never collects the parent's objects: a
+    finalizer of one bound to the parent's threads (a client, a connection pool) would run in the
+    child, where those threads are gone, and crash it (seen: SIGSEGV while "Garbage-collecting").
+    CPython's advice for fork; the parent collects its own garbage as before."""
+    parent = os.getpid()
+    gc.freeze()
+    try:
+        return os.fork()
+    finally:
+        if os.getpid() == parent:
+            gc.unfreeze()
 
 
 def _child(work: Callable[[], object], write_end: int, parent: int) -> None:  # pragma: no cover

@@ -18,7 +18,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
-import gc
 import os
 import pickle
 import signal
@@ -26,7 +25,13 @@ import struct
 from collections.abc import Callable
 from typing import IO, Generic, TypeVar
 
-from streaming.isolation import WorkerCrashed, child_answer, die_with_parent, rebuilt
+from streaming.isolation import (
+    WorkerCrashed,
+    child_answer,
+    die_with_parent,
+    fork_frozen,
+    rebuilt,
+)
 
 A = TypeVar("A")
 T = TypeVar("T")
@@ -71,12 +76,7 @@ class Lander(Generic[A, T]):
         parent = os.getpid()
         request_read, request_write = os.pipe()
         answer_read, answer_write = os.pipe()
-        gc.freeze()  # the child never collects the parent's objects (see streaming/isolation)
-        try:
-            pid = os.fork()
-        finally:
-            if os.getpid() == parent:
-                gc.unfreeze()
+        pid = fork_frozen()
         if pid == 0:  # pragma: no cover - the child: measured by its effects
             os.close(request_write)
             os.close(answer_read)
