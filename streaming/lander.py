@@ -50,11 +50,14 @@ class Lander(Generic[A, T]):
         atexit.register(self.close)
 
     def run(self, args: A, what: str) -> T:
+        """``work(args)`` in the child (forked now if there is none); ``what`` names the step in
+        a ``WorkerCrashed``."""
+        request = pickle.dumps(args)  # before anything is sent: unpicklable is the caller's error
         if self.pid is None:
             self._start()
         assert self._requests is not None and self._answers is not None
         try:
-            _send(self._requests, pickle.dumps(args))
+            _send(self._requests, request)
             answer = _receive(self._answers)
         except (BrokenPipeError, EOFError):  # it died: how is in its exit status
             raise WorkerCrashed.from_status(what, self._reap()) from None
