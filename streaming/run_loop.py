@@ -249,12 +249,13 @@ class RunLoop:
 
     @contextmanager
     def _landing(self) -> Iterator[None]:
-        """The run's landing child lives as long as the run."""
+        """The run's landing child and Kafka connections live as long as the run."""
         try:
             yield
         finally:
             if self.worker.lander is not None:
                 self.worker.lander.close()
+            self.source.close()
 
     @contextmanager
     def _quality_worker(self) -> Iterator[None]:
