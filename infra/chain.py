@@ -21,6 +21,7 @@ from infra.tools import ensure_npm_package, port_open
 ANVIL_PACKAGE = "@foundry-rs/anvil@1.7.1"
 ANVIL_CHAIN_ID = 31337  # fixed, so proof bundles name the same chain after a restart
 ANVIL_HARDFORK = "prague"  # the EVM version the contract is compiled for (infra.solc)
+RECENT_STATES = 64  # block states anvil keeps in memory (see start_anvil)
 CHAIN_KINDS = ("embedded", "anvil", "rpc")
 LOOPBACK = ("127.0.0.1", "localhost")
 
@@ -107,7 +108,10 @@ def start_anvil(port: int, state_dir: Path, timeout: float = 30.0) -> AnvilProce
     if port_open("127.0.0.1", port):
         raise RuntimeError(f"port {port} on 127.0.0.1 is already in use")
     rpc_url = f"http://127.0.0.1:{port}"
-    # --prune-history: otherwise anvil keeps every block's state and grows by gigabytes.
+    # --prune-history: otherwise anvil keeps every block's state and grows by gigabytes. Bare, it
+    # keeps only the newest state: a view call of one worker resolved to block N while another
+    # worker's anchor mines N+1 then fails ("BlockOutOfRangeError") or reads an empty state (a
+    # false "the chain was reset"). The last RECENT_STATES states are kept instead.
     command = [
         str(binary),
         "--host",
@@ -119,6 +123,7 @@ def start_anvil(port: int, state_dir: Path, timeout: float = 30.0) -> AnvilProce
         "--hardfork",
         ANVIL_HARDFORK,
         "--prune-history",
+        str(RECENT_STATES),
     ]
     pid = processes.start_service(
         "anvil",

@@ -106,3 +106,16 @@ def test_a_stopped_node_is_gone(tmp_path):
     assert not (tmp_path / "anvil.pid").exists()
     assert chain_status(ChainConfig("anvil", node.rpc_url))["up"] is False
     assert stop_anvil(tmp_path) is False  # stopping twice is harmless
+
+
+def test_a_view_call_racing_a_new_block_still_reads_the_block_it_was_resolved_to(w3):
+    """Workers share one anvil: one's view call resolved to block N may be served after
+    another's anchor mined N+1. anvil keeps the recent states for that (bare --prune-history
+    kept only the newest: "BlockOutOfRangeError", or an empty state read as a reset chain)."""
+    sender, other = w3.eth.accounts[0], w3.eth.accounts[1]
+    resolved = w3.eth.block_number
+    before = w3.eth.get_balance(other, block_identifier=resolved)
+    for _ in range(3):  # other workers' anchors
+        w3.eth.send_transaction({"from": sender, "to": other, "value": 1})
+    assert w3.eth.get_balance(other, block_identifier=resolved) == before
+    assert w3.eth.get_balance(other) == before + 3
