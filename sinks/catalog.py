@@ -56,6 +56,11 @@ class Catalog:
             self.db.execute(_DDL)
         self.quarantine = QuarantineRegister(self.db, self._absolute)
         self.windows = WindowHistory(self.db)
+        # The tables committed when this connection opened: modules that create a table on first
+        # use (the key index) need not ask again, several times a batch, whether it exists.
+        self.tables_at_open = frozenset(
+            name for (name,) in self.db.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+        )
 
     def close(self) -> None:
         self.db.close()

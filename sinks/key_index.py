@@ -84,7 +84,7 @@ def record_keys(catalog: Catalog, dataset: str, batch_id: int, paths: list[str])
     """
     with _transaction(catalog) as db:
         _catch_up(db, catalog, dataset)
-        _forget(db, dataset, batch_id)
+        _forget(db, catalog, dataset, batch_id)
         _insert(db, catalog.layout, dataset, [(p, batch_id) for p in paths], also=[batch_id])
         (rows,) = db.execute(
             f"SELECT count(*) FROM {index_table(dataset)} WHERE batch_id = ?", [batch_id]
@@ -95,12 +95,12 @@ def record_keys(catalog: Catalog, dataset: str, batch_id: int, paths: list[str])
 def forget_batch(catalog: Catalog, batch_id: int) -> None:
     """Drop a batch's keys from every dataset's index (for a batch that will never publish)."""
     with _transaction(catalog) as db:
-        _create_batches_table(db)
+        _create_batches_table(db, catalog)
         datasets = db.execute(
             f"SELECT DISTINCT dataset FROM {BATCHES_TABLE} WHERE batch_id = ?", [batch_id]
         ).fetchall()
         for (dataset,) in datasets:
-            _forget(db, dataset, batch_id)
+            _forget(db, catalog, dataset, batch_id)
 
 
 def repeated_keys(
@@ -160,23 +160,25 @@ def _transaction(catalog: Catalog) -> Iterator[duckdb.DuckDBPyConnection]:
 
 def _catch_up(db: duckdb.DuckDBPyConnection, catalog: Catalog, dataset: str) -> int:
     """Index every file the catalog lists for a batch the index lacks; return those batches."""
-    _create_tables(db, dataset)
+    _create_tables(db, catalog, dataset)
     missing = _unindexed_files(db, dataset)
     _insert(db, catalog.layout, dataset, missing)
     return len({batch_id for _, batch_id in missing})
 
 
-def _create_batches_table(db: duckdb.DuckDBPyConnection) -> None:
+def _create_batches_table(db: duckdb.DuckDBPyConnection, catalog: Catalog) -> None:
+    if BATCHES_TABLE in catalog.tables_at_open:
+        return
     db.execute(
         f"CREATE TABLE IF NOT EXISTS {BATCHES_TABLE} "
         "(dataset VARCHAR NOT NULL, batch_id BIGINT NOT NULL)"
     )
 
 
-def _create_tables(db: duckdb.DuckDBPyConnection, dataset: str) -> None:
-    _create_batches_table(db)
+def _create_tables(db: duckdb.DuckDBPyConnection, catalog: Catalog, dataset: str) -> None:
+    _create_batches_table(db, catalog)
     table = index_table(dataset)
-    if _table_exists(db, table):
+    if table in catalog.tables_at_open or _table_exists(db, table):
         return
     # The key columns' types are those DuckDB reads from the published Parquet files.
     schema = published_schema_for_dataset(dataset.split("/", 1)[0]).arrow_schema()
@@ -202,8 +204,8 @@ def _insert(
         db.execute(f"INSERT INTO {BATCHES_TABLE} VALUES (?, ?)", [dataset, batch_id])
 
 
-def _forget(db: duckdb.DuckDBPyConnection, dataset: str, batch_id: int) -> None:
-    _create_tables(db, dataset)
+def _forget(db: duckdb.DuckDBPyConnection, catalog: Catalog, dataset: str, batch_id: int) -> None:
+    _create_tables(db, catalog, dataset)
     db.execute(f"DELETE FROM {index_table(dataset)} WHERE batch_id = ?", [batch_id])
     db.execute(
         f"DELETE FROM {BATCHES_TABLE} WHERE dataset = ? AND batch_id = ?", [dataset, batch_id]
