@@ -52,6 +52,14 @@ def alive(pid: int | None) -> bool:
     return not _is_zombie(pid)
 
 
+def resident_bytes(pid: int) -> int:
+    """The process's resident set now (Linux ``/proc/<pid>/statm``); 0 once it is gone."""
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 def _is_zombie(pid: int) -> bool:
     # A child we started but have not reaped still answers kill(0); reap it if we can.
     with contextlib.suppress(ChildProcessError, OSError):

@@ -31,11 +31,11 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from infra.processes import resident_bytes
 from market.execution import QueryJob, QueryOutput
 from market.policy import QueryRefused
 from market.sandbox import Limits, out_of_memory_refusal, timeout_refusal
 
-_PAGE = os.sysconf("SC_PAGE_SIZE")
 _WALLS = {"out_of_memory", "timeout", "result_too_large"}  # refusals that cost a buyer a wait
 
 
@@ -68,10 +68,7 @@ class _Worker:
         return int(self.process.pid or 0)
 
     def rss_bytes(self) -> int:
-        try:
-            return int(Path(f"/proc/{self.pid}/statm").read_text().split()[1]) * _PAGE
-        except (OSError, IndexError, ValueError):
-            return 0
+        return resident_bytes(self.pid)
 
     def renice(self, value: int) -> bool:
         """Every thread of the worker to ``value`` (Linux applies nice per thread)."""

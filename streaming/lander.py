@@ -25,6 +25,7 @@ import struct
 from collections.abc import Callable
 from typing import IO, Generic, TypeVar
 
+from infra.processes import resident_bytes
 from streaming.isolation import (
     WorkerCrashed,
     child_answer,
@@ -65,7 +66,7 @@ class Lander(Generic[A, T]):
             self._kill()
             raise
         kind, value = pickle.loads(answer)
-        if self._rss_mb() > self.max_rss_mb:
+        if self.pid is not None and resident_bytes(self.pid) > self.max_rss_mb * 2**20:
             self.close()
         if kind == "error":
             raise rebuilt(value)
@@ -105,16 +106,6 @@ class Lander(Generic[A, T]):
                 code = 1 if failed else code
         finally:
             os._exit(code)  # no atexit handlers, no joining of the parent's inherited state
-
-    def _rss_mb(self) -> float:
-        try:
-            with open(f"/proc/{self.pid}/status") as status:
-                for line in status:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return 0.0
 
     def _kill(self) -> None:
         if self.pid is not None:
