@@ -99,13 +99,14 @@ def _latency(bootstrap: str, workdir: Path, seconds: float, rate_goal: bool = Tr
     quality.stop(drain_queue=False)
     if worker.lander is not None:
         worker.lander.close()
-    latencies = row_latencies(workdir / "steady", done_at)
+    by_batch = latencies_by_batch(workdir / "steady", done_at)
+    latencies = [seconds for batch in by_batch.values() for seconds in batch]
     q = statistics.quantiles(latencies, n=20)
     # Steady state: without the first batch, which holds what arrived while the process was
     # starting (the loop waits 1 s for the topic) and pays the first landing fork.
     first = min(done_at, key=done_at.get)
     steady = statistics.quantiles(
-        row_latencies(workdir / "steady", {b: t for b, t in done_at.items() if b != first}), n=20
+        [seconds for b, batch in by_batch.items() if b != first for seconds in batch], n=20
     )
     return {
         "produce_rate_per_s": round(produced[0].messages / produced[0].seconds),
@@ -122,21 +123,30 @@ def _latency(bootstrap: str, workdir: Path, seconds: float, rate_goal: bool = Tr
 def row_latencies(
     data_dir: Path, done_at: dict[int, float], skip: tuple[str, ...] = ()
 ) -> list[float]:
-    """Per published row (of datasets not in ``skip``, of the batches in ``done_at``): its
-    batch's completion time minus its event (Kafka) timestamp."""
+    """Per published row (of datasets not in ``skip``): its batch's completion time minus its
+    event (Kafka) timestamp."""
+    by_batch = latencies_by_batch(data_dir, done_at, skip)
+    return [seconds for batch in by_batch.values() for seconds in batch]
+
+
+def latencies_by_batch(
+    data_dir: Path, done_at: dict[int, float], skip: tuple[str, ...] = ()
+) -> dict[int, list[float]]:
+    """``row_latencies``, by the batch that published each row."""
     layout = DataLayout(data_dir)
     db = duckdb.connect(str(layout.catalog), read_only=True)
     try:
         files = db.execute("SELECT path, batch_id, dataset FROM files").fetchall()
     finally:
         db.close()
-    latencies = []
+    latencies: dict[int, list[float]] = {}
     for path, batch_id, dataset in files:
-        if dataset in skip or batch_id not in done_at:
+        if dataset in skip:
             continue
         ingest = pq.read_table(layout.root / path, columns=["ingest_time"]).column("ingest_time")
         seconds = pc.divide(pc.cast(pc.cast(ingest, "timestamp[us]"), "int64"), 1e6)
-        latencies.extend((done_at[batch_id] - t) for t in seconds.to_pylist())
+        done = done_at[batch_id]
+        latencies.setdefault(batch_id, []).extend(done - t for t in seconds.to_pylist())
     return latencies
 
 
