@@ -30,7 +30,7 @@ from streaming.journal import BatchJournal
 from streaming.keys import shared_keys
 from streaming.lander import Lander
 from streaming.node_cache import PLAN_KEY
-from streaming.poison import land_contained
+from streaming.poison import land_ahead, land_contained, landing_ahead
 from streaming.schedule import fair_shares
 from streaming.sequencer import Sequencer
 from streaming.store import Workspace, journaling, workspace
@@ -51,6 +51,10 @@ class Worker:
     owned: Callable[[str], set[int] | None] = lambda topic: None  # None: every partition
     commit: OffsetCommitter | None = None  # None: a plain commit for the configured group
     lander: Lander | None = None  # the run's kept landing child (None: a child per batch)
+    # Waits until the run's chain is open (`rda run` opens it beside the first landing). Called
+    # before sequencing, which reads the chain while it holds the writer lock that the chain's
+    # binding to the data directory takes too.
+    chain_ready: Callable[[], object] = lambda: None
 
 
 def run_batch(
@@ -80,14 +84,19 @@ def run_batch(
     protection = Protection(str(space.work.private), windows=config.windows, staged_only=True)
     batch_id, state = entry["batch_id"], entry["state"]
     crashes = 0
+    ahead = landing_ahead(config, entry["plan"], worker.lander)  # planned by this process
     if state == "planned":
         crashes = land_contained(config, space, entry, source, protection, progress, worker.lander)
         clock.lap("land")
+    if _lands_ahead(config, worker) and _full(config, entry["plan"]):
+        _land_next(config, space, worker, owned, source, protection, batch_id)
+        clock.lap("plan")
+    worker.chain_ready()
     chain = chain_view(anchor)
     sequencer = Sequencer(config, space, source, chain, progress, protection, signer)
     summary = sequencer.sequence(entry, state == "planned")
     clock.lap("sequence")
-    summary.resumed, summary.crashes = entry["resumed"], crashes
+    summary.resumed, summary.crashes = entry["resumed"] and not ahead, crashes
     ends = {r["partition"]: r["end"] for r in entry["plan"]["ranges"]}
     if not _commit_offsets(config, source, worker, ends):
         return None  # stays `anchored`: committed, and reported, on a later round
@@ -184,6 +193,23 @@ def _take_or_plan(
                 extra={"event": "adopt", "batch_id": entry["batch_id"], "from": entry["owner"]},
             )
         return {**entry, "resumed": True}
+    plan = _journal_new_plan(config, journal, space, worker, owned, positions, registry_block)
+    if plan is None:
+        return None
+    return {"batch_id": plan["batch_id"], "plan": plan, "state": "planned", "resumed": False}
+
+
+def _journal_new_plan(
+    config: RunConfig,
+    journal: BatchJournal,
+    space: Workspace,
+    worker: Worker,
+    owned: set[int] | None,
+    positions: tuple[dict, dict],
+    registry_block: int | None,
+) -> dict | None:
+    """The next batch's plan, journaled (``planned``) before anything of it runs; None when
+    there is nothing to read."""
     plan = _new_plan(config, journal, owned, positions, worker.id)
     if config.flush_windows:  # end of input: the batch that catches up closes every window
         plan = event_state.flush_plan(
@@ -195,7 +221,47 @@ def _take_or_plan(
         plan[PLAN_KEY] = registry_block
     journal.record_plan(plan["batch_id"], config.topic, plan, owner=worker.id)
     faults.journaled("planned")
-    return {"batch_id": plan["batch_id"], "plan": plan, "state": "planned", "resumed": False}
+    return plan
+
+
+def _lands_ahead(config: RunConfig, worker: Worker) -> bool:
+    """Batches are landed by the run's kept child, so the next one can land beside this one's
+    sequencing (not at the end of input: that batch's plan closes every window)."""
+    isolated = config.isolate and config.runner == "fnapi"
+    return isolated and worker.lander is not None and not config.flush_windows
+
+
+def _full(config: RunConfig, plan: dict) -> bool:
+    """The batch took its whole budget: a backlog remains."""
+    return sum(r["end"] - r["start"] for r in plan["ranges"]) >= config.max_batch_records
+
+
+def _land_next(
+    config: RunConfig,
+    space: Workspace,
+    worker: Worker,
+    owned: set[int] | None,
+    source: KafkaSource,
+    protection: Protection,
+    batch_id: int,
+) -> None:
+    """Under a backlog: plan the next batch and start landing it in the lander, which would
+    otherwise wait while this process sequences batch ``batch_id`` (two processes, two cores).
+
+    The plan is journaled as any other: if this process dies, the next start lands it again.
+    Its event time is decided when it is sequenced, after this batch, as ever. Only when this
+    batch is the worker's one unfinished batch of the topic, so batches are still taken in
+    order."""
+    assert worker.lander is not None
+    positions = _kafka_positions(config, source)
+    registry_block = config.nodes.refresh() if config.nodes is not None else None
+    with journaling(space) as journal:
+        unfinished = [e["batch_id"] for e in journal.unfinished_batches(config.topic)]
+        if unfinished != [batch_id]:
+            return
+        plan = _journal_new_plan(config, journal, space, worker, owned, positions, registry_block)
+    if plan is not None:
+        land_ahead(config, space.work, plan, protection, worker.lander)
 
 
 def _undecided_elsewhere(journal: BatchJournal, topic: str, worker_id: str) -> set[int]:

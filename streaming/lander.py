@@ -22,8 +22,8 @@ import os
 import pickle
 import signal
 import struct
-from collections.abc import Callable
-from typing import IO, Generic, TypeVar
+from collections.abc import Callable, Hashable
+from typing import IO, Generic, NoReturn, TypeVar
 
 from infra.processes import resident_bytes
 from streaming.isolation import (
@@ -40,7 +40,13 @@ _LENGTH = struct.Struct("!Q")
 
 
 class Lander(Generic[A, T]):
-    """Runs ``work(args)`` in a long-lived forked child; the result, or its exception."""
+    """Runs ``work(args)`` in a long-lived forked child; the result, or its exception.
+
+    ``run`` waits for the answer. ``submit`` returns at once and ``collect`` waits for it later
+    (the parent sequences one batch while the child lands the next): one step is in flight at a
+    time, and a ``submit`` or ``run`` while one is takes its answer first and keeps it for
+    ``collect``.
+    """
 
     def __init__(self, work: Callable[[A], T], max_rss_mb: float = 1024.0) -> None:
         self.work = work  # the child has it by fork: only the arguments travel
@@ -48,33 +54,85 @@ class Lander(Generic[A, T]):
         self.pid: int | None = None
         self._requests: IO[bytes] | None = None
         self._answers: IO[bytes] | None = None
+        self._in_flight: tuple[Hashable, str] | None = None  # (key, what) sent, not answered
+        self._answered: dict[Hashable, Callable[[], T]] = {}  # key: returns or raises
         atexit.register(self.close)
 
     def run(self, args: A, what: str) -> T:
         """``work(args)`` in the child (forked now if there is none); ``what`` names the step in
         a ``WorkerCrashed``."""
+        key = object()
+        self.submit(key, args, what)
+        return self.collect(key)
+
+    def submit(self, key: Hashable, args: A, what: str) -> None:
+        """Send ``work(args)`` to the child and return; ``collect(key)`` has its outcome."""
         request = pickle.dumps(args)  # before anything is sent: unpicklable is the caller's error
-        if self.pid is None:
-            self._start()
-        assert self._requests is not None and self._answers is not None
+        self._settle()
+        self.start()
+        assert self._requests is not None
+        self._in_flight = (key, what)
         try:
             _send(self._requests, request)
-            answer = _receive(self._answers)
-        except (BrokenPipeError, EOFError):  # it died: how is in its exit status
-            raise WorkerCrashed.from_status(what, self._reap()) from None
-        except BaseException:  # a second stop signal: the child goes with the step it was doing
+        except BrokenPipeError:  # it died since its last answer: how is in its exit status
+            self._in_flight = None
+            crash = WorkerCrashed.from_status(what, self._reap())
+            self._answered[key] = functools.partial(_raise, crash)
+        except BaseException:  # a second stop signal mid-request: the child goes with it
+            self._in_flight = None
             self._kill()
             raise
-        kind, value = pickle.loads(answer)
-        if self.pid is not None and resident_bytes(self.pid) > self.max_rss_mb * 2**20:
-            self.close()
-        if kind == "error":
-            raise rebuilt(value)
-        return value
+
+    def submitted(self, key: Hashable) -> bool:
+        """A step was submitted under ``key`` and not collected yet."""
+        return key in self._answered or (self._in_flight is not None and self._in_flight[0] == key)
+
+    def collect(self, key: Hashable) -> T:
+        """The outcome of the step submitted under ``key``: waits for it, raises its error."""
+        if self._in_flight is not None and self._in_flight[0] == key:
+            self._settle()
+        return self._answered.pop(key)()
+
+    def start(self) -> None:
+        """Fork the child now (a step forks it if there is none)."""
+        if self.pid is None:
+            self._start()
 
     def close(self) -> None:
-        """Let the child finish (end of its input) and collect it."""
+        """Let the child finish (end of its input) and collect it; a step in flight, whose
+        answer nobody waits for now, is killed with it (it is journaled: the next start redoes
+        it)."""
+        self._answered.clear()
+        if self._in_flight is not None:
+            self._in_flight = None
+            self._kill()
         self._reap()
+
+    def _settle(self) -> None:
+        """Wait for the step in flight, if any, and keep its outcome for ``collect``."""
+        if self._in_flight is None:
+            return
+        key, what = self._in_flight
+        assert self._answers is not None
+        try:
+            answer = _receive(self._answers)
+        except EOFError:  # it died: how is in its exit status
+            self._in_flight = None
+            crash = WorkerCrashed.from_status(what, self._reap())
+            self._answered[key] = functools.partial(_raise, crash)
+            return
+        except BaseException:  # a second stop signal: the child goes with the step it was doing
+            self._in_flight = None
+            self._kill()
+            raise
+        self._in_flight = None
+        kind, value = pickle.loads(answer)
+        if self.pid is not None and resident_bytes(self.pid) > self.max_rss_mb * 2**20:
+            self._reap()
+        if kind == "error":
+            self._answered[key] = functools.partial(_raise, rebuilt(value))
+        else:
+            self._answered[key] = functools.partial(_identity, value)
 
     def _start(self) -> None:
         parent = os.getpid()
@@ -111,7 +169,7 @@ class Lander(Generic[A, T]):
         if self.pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
-            self.close()
+            self._reap()
 
     def _reap(self) -> int:
         """Close the pipes (the child, if alive, sees the end of its input), collect the child;
@@ -128,6 +186,14 @@ class Lander(Generic[A, T]):
             return os.waitpid(pid, 0)[1]
         except ChildProcessError:
             return 0
+
+
+def _raise(error: BaseException) -> NoReturn:
+    raise error
+
+
+def _identity(value: T) -> T:
+    return value
 
 
 def _send(pipe: IO[bytes], data: bytes) -> None:

@@ -56,7 +56,10 @@ def land_contained(
     while True:
         progress(landing_message(plan))
         try:
-            _land_once(config, space.work, plan, protection, lander)
+            if lander is not None and landing_ahead(config, plan, lander):
+                lander.collect(_landing_key(config, plan))
+            else:
+                _land_once(config, space.work, plan, protection, lander)
             return crashes
         except Exception as error:
             crash = crash_of(error)
@@ -94,10 +97,7 @@ def _land_once(
         # Dask's workers are processes already: a crash there comes back as KilledWorker
         land_chunks(config, layout, plan, lambda _message: None, protection)
     elif lander is not None:
-        # A child kept across batches: only picklable arguments travel, so the node registry
-        # (a chain connection) stays here and the batch's check of it goes instead.
-        devices = device_check(config.signatures, config.nodes, plan, config.topic)
-        lander.run((replace(config, nodes=None), layout, plan, protection, devices), what)
+        lander.run(_landing_job(config, layout, plan, protection), what)
     else:
         run_isolated(lambda: land_chunks(config, layout, plan, lambda _m: None, protection), what)
 
@@ -107,6 +107,33 @@ def landing_process() -> Lander:
     run: the child keeps the process's state as it was when forked (its environment, adapters,
     caches), which a run does not change but tests and callers between runs may."""
     return Lander(_land_job)
+
+
+def land_ahead(
+    config: RunConfig, layout: DataLayout, plan: dict, protection: Protection, lander: Lander
+) -> None:
+    """Start landing a planned batch in the lander and return: the parent sequences the batch
+    before it meanwhile; ``land_contained`` takes the outcome (a crash counted as any other)."""
+    what = f"landing batch {plan['batch_id']}"
+    lander.submit(_landing_key(config, plan), _landing_job(config, layout, plan, protection), what)
+
+
+def landing_ahead(config: RunConfig, plan: dict, lander: Lander | None) -> bool:
+    """The batch's landing was started ahead (``land_ahead``) and not collected yet."""
+    return lander is not None and lander.submitted(_landing_key(config, plan))
+
+
+def _landing_key(config: RunConfig, plan: dict) -> tuple[str, int]:
+    return config.topic, plan["batch_id"]
+
+
+def _landing_job(
+    config: RunConfig, layout: DataLayout, plan: dict, protection: Protection
+) -> tuple[RunConfig, DataLayout, dict, Protection, DeviceCheck]:
+    """A landing's arguments for the kept child. Only picklable ones travel, so the node
+    registry (a chain connection) stays here and the batch's check of it goes instead."""
+    devices = device_check(config.signatures, config.nodes, plan, config.topic)
+    return replace(config, nodes=None), layout, plan, protection, devices
 
 
 def _land_job(job: tuple[RunConfig, DataLayout, dict, Protection, DeviceCheck]) -> None:

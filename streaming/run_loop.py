@@ -25,10 +25,12 @@ from sinks.layout import DataLayout
 from sinks.storage import is_remote
 from streaming.chain import ChainContext, open_chain
 from streaming.chain_binding import bind
+from streaming.chain_opening import ChainOpening
 from streaming.config import RunSettings
 from streaming.driver import BatchSummary, RunConfig, Worker, run_batch
 from streaming.errors import SettingsError
 from streaming.event_state import event_time_config
+from streaming.keys import shared_keys
 from streaming.lag import LagWatcher
 from streaming.metrics import RunMetrics
 from streaming.poison import landing_process
@@ -96,14 +98,10 @@ class _Anchoring:
         self.loop = loop
 
     def __call__(self, checkpoints: list[dict]) -> list[dict]:
-        chain = self.loop.chain
-        assert chain is not None
-        return self.loop.metrics.timed_anchor(chain.anchor)(checkpoints)
+        return self.loop.metrics.timed_anchor(self.loop.ready_chain().anchor)(checkpoints)
 
     def latest(self, log: str):
-        chain = self.loop.chain
-        assert chain is not None
-        return chain.latest(log)
+        return self.loop.ready_chain().latest(log)
 
 
 class RunLoop:
@@ -123,7 +121,8 @@ class RunLoop:
             cap=settings.backoff_max, attempts=settings.retries, on_failure=self.metrics.failed
         )
         self.lag: LagWatcher | None = None  # with --metrics-port
-        self.chain: ChainContext | None = None
+        self.chain: ChainContext | None = None  # once opened (``ready_chain``)
+        self._chain_opening: ChainOpening[ChainContext] | None = None
         self._state = state = InfraState.load()
         self.bootstrap = settings.bootstrap or state.kafka_bootstrap
         if not self.bootstrap:
@@ -131,7 +130,9 @@ class RunLoop:
         self.source = open_source(self.bootstrap, settings.kafka_timeout, settings.kafka_client)
         self._status: StatusLine | None = None
         self.member: Any = None  # a pipelines.kafka_group.GroupMember with --join-group
-        self.worker = Worker(this_worker(), lander=landing_process())  # forked at first use
+        self.worker = Worker(
+            this_worker(), lander=landing_process(), chain_ready=self.ready_chain
+        )  # the lander's child is forked at the start
         self.space = run_workspace(settings, self.worker.id)
         # Great Expectations, after the anchor, in a child working in the same work directory.
         self.quality = QualityWorker(settings.data_dir, self.space.work.root)
@@ -167,12 +168,13 @@ class RunLoop:
                     started = time.monotonic()
                     self._keep_membership()
                     found, backlog = self._one_round(topics)
-                    self._round_metrics(found)
+                    self._round_metrics(found, backlog)
                     if self.settings.once and not found:
                         break
                     if not backlog:  # caught up: wait for the next trigger
                         elapsed = time.monotonic() - started
                         self._idle(max(0.0, self.settings.interval - elapsed))
+                self._chain_opening.ready()  # opened even if no batch needed it; or its error
             except Abandon:
                 self.log.info("abandoned the current step; the next start redoes its batch")
         return self.report
@@ -181,7 +183,7 @@ class RunLoop:
         """One batch per topic; (any records found, any batch full: a backlog remains)."""
         found = backlog = False
         for topic in topics:
-            if self.stop.is_set() or self.chain is None:
+            if self.stop.is_set():
                 break
             config = self._config(topic)
             started = time.monotonic()
@@ -281,14 +283,15 @@ class RunLoop:
         with self.lag:
             yield
 
-    def _round_metrics(self, found: bool) -> None:
-        """After a round: a drained topic's lag at once; the unfinished batches, now and then."""
+    def _round_metrics(self, found: bool, backlog: bool) -> None:
+        """After a round: a drained topic's lag at once; the unfinished batches now and then,
+        and at once when caught up (under a backlog, the batch landed ahead is unfinished)."""
         if self.settings.metrics_port is None:
             return
         if not found and self.lag is not None:
             self.lag.refresh()
         now = time.monotonic()
-        if now - self._unfinished_at < self.settings.lag_interval:
+        if backlog and now - self._unfinished_at < self.settings.lag_interval:
             return
         self._unfinished_at = now
         try:
@@ -389,6 +392,8 @@ class RunLoop:
     # -- the chain --------------------------------------------------------------------------
 
     def _open_chain(self) -> None:
+        """Start opening the chain: beside the first landing, unless plans need it (a node
+        registry's block is journaled with each plan): ``streaming/chain_opening.py``."""
         state = InfraState.load()
         kind = self.settings.chain or state.chain_kind
         rpc_url, registry = self.settings.rpc_url, self.settings.registry
@@ -402,11 +407,31 @@ class RunLoop:
         nodes = self.settings.node_registry
         if kind != "embedded" and nodes is None and rpc_url == state.rpc_url:
             nodes = state.node_registry_address
-        connect = lambda: open_chain(kind, rpc_url, registry, nodes)  # noqa: E731
-        self.chain = self.backoff.call(f"connecting to the {kind} chain", connect, self.stop)
-        if self.chain is not None:  # the chain this data directory is anchored on, or stop
-            check = lambda: bind(self.chain, self.space)  # noqa: E731
-            self.backoff.call("checking the chain against the data directory", check, self.stop)
+        shared_keys(self.space)  # made here, not raced by the binding's thread
+        if self.worker.lander is not None:
+            self.worker.lander.start()  # forked before the thread: see chain_opening
+
+        def connect_and_bind() -> ChainContext | None:
+            connect = lambda: open_chain(kind, rpc_url, registry, nodes)  # noqa: E731
+            chain = self.backoff.call(f"connecting to the {kind} chain", connect, self.stop)
+            if chain is not None:  # the chain this data directory is anchored on, or stop
+                check = lambda: bind(chain, self.space)  # noqa: E731
+                self.backoff.call("checking the chain against the data directory", check, self.stop)
+            self.chain = chain
+            return chain
+
+        self._chain_opening = ChainOpening(connect_and_bind)
+        self._chain_opening.start(background=nodes is None)
+        if nodes is not None:
+            self.ready_chain()
+
+    def ready_chain(self) -> ChainContext:
+        """The run's chain, once opened and bound to the data directory (waits for it)."""
+        assert self._chain_opening is not None, "the run has not started"
+        chain = self._chain_opening.ready()
+        if chain is None:  # stopped while connecting: the batch stays journaled for the next start
+            raise Abandon("stopped while opening the chain")
+        return chain
 
     # -- signals and display ----------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import pytest
 
@@ -33,6 +34,14 @@ def _grow(megabytes: int) -> int:
 
 
 _BALLAST = b""
+
+
+def _after(path: str) -> str:
+    """Returns once ``path`` exists (bounded: 60 s): a step that needs the caller to go on."""
+    deadline = time.monotonic() + 60
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return "went on" if os.path.exists(path) else "waited in vain"
 
 
 def test_every_step_runs_in_the_same_child_not_in_this_process():
@@ -78,6 +87,65 @@ def test_a_child_grown_past_its_memory_bound_is_replaced_after_its_step():
         assert lander.run(1, "next step") != first
     finally:
         lander.close()
+
+
+def test_a_submitted_step_runs_while_the_caller_goes_on_and_is_collected_later(tmp_path):
+    lander = Lander(_after)
+    go_on = tmp_path / "go-on"
+    try:
+        lander.submit("step", str(go_on), "a step that waits for its caller")
+        assert lander.submitted("step")
+        go_on.touch()  # only reachable if submit returned before the step ended
+        assert lander.collect("step") == "went on"
+        assert not lander.submitted("step")
+    finally:
+        lander.close()
+
+
+def test_a_step_run_while_another_is_in_flight_keeps_the_first_outcome_for_its_collect():
+    lander = Lander(_kill_self)
+    try:
+        lander.submit("first", signal.SIGKILL, "landing batch 1")
+        assert lander.run(0, "landing batch 2") is None  # in a new child: the first one died
+        with pytest.raises(WorkerCrashed, match=r"landing batch 1.*killed by SIGKILL"):
+            lander.collect("first")
+    finally:
+        lander.close()
+
+
+def test_closing_kills_a_step_in_flight_whose_answer_nobody_waits_for(tmp_path):
+    lander = Lander(_after)
+    lander.submit("step", str(tmp_path / "never"), "a step that would wait 60 s")
+    started = time.monotonic()
+    lander.close()
+    assert time.monotonic() - started < 10
+    assert lander.pid is None and not lander.submitted("step")
+
+
+def test_under_a_backlog_the_next_batch_is_planned_and_landed_while_this_one_is_sequenced(
+    broker, topic, publish, tmp_path
+):
+    from pipelines.kafka_source import open_source
+    from streaming.chain import open_chain
+    from streaming.driver import RunConfig, Worker, run_batch
+    from streaming.poison import landing_ahead, landing_process
+    from streaming.store import journaling, workspace
+
+    publish(broker, topic, nodes=4, duration_s=10)
+    config = RunConfig(broker.bootstrap, topic, "ahead", tmp_path / "data", max_batch_records=40)
+    chain, worker = open_chain("embedded", None, None), Worker(lander=landing_process())
+    try:
+        first = run_batch(config, open_source(broker.bootstrap), chain.anchor, worker=worker)
+        with journaling(workspace(config.data_dir)) as journal:
+            (ahead,) = journal.unfinished_batches(topic)
+        assert ahead["state"] == "planned" and ahead["batch_id"] > first.batch_id
+        assert ahead["plan"]["ranges"][0]["start"] == first.ranges[0]["end"]
+        assert landing_ahead(config, ahead["plan"], worker.lander)
+        second = run_batch(config, open_source(broker.bootstrap), chain.anchor, worker=worker)
+        assert second.batch_id == ahead["batch_id"] and not second.resumed
+        assert not landing_ahead(config, ahead["plan"], worker.lander)  # collected
+    finally:
+        worker.lander.close()
 
 
 def test_batches_landed_by_one_kept_child_publish_what_a_child_per_batch_does(
