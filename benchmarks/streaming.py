@@ -82,7 +82,8 @@ def _latency(bootstrap: str, workdir: Path, seconds: float, rate_goal: bool = Tr
     steps: dict[str, list[float]] = {}
     quality = QualityWorker(config.data_dir)  # GE beside the loop, as in `rda run`
     quality.start()
-    worker = Worker(lander=landing_process())  # as `rda run` lands
+    worker = Worker(lander=landing_process())  # as `rda run` lands: forked at its start
+    worker.lander.start()
     time.sleep(1.0)  # the topic exists once the producer has started
     while True:
         started = time.monotonic()

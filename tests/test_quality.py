@@ -196,3 +196,23 @@ def test_data_docs_land_in_a_relative_data_directory_too(tmp_path, monkeypatch):
     rows = pa.Table.from_batches([protected(messages, tmp_path).published["radio_kpi.v1"]])
     validate(schema, rows, Path("data/demo/quality/docs"))
     assert (tmp_path / "data/demo/quality/docs/index.html").exists()
+
+
+def test_a_second_data_docs_site_renders_the_same_pages_without_compiling_a_template(tmp_path):
+    from validators import data_docs_views
+
+    schema = published_schema(RADIO_KPI_V1)
+    messages = [m for m in generate(2, 3, 1, START_MS, seed=2) if b"radio_kpi" in m.value]
+    rows = pa.Table.from_batches([protected(messages, tmp_path).published["radio_kpi.v1"]])
+    validate(schema, rows, tmp_path / "first")
+    compiled = dict(data_docs_views._COMPILED._code)
+    assert compiled  # the first site compiled GE's templates into the process-wide cache
+    validate(schema, rows, tmp_path / "second")
+    assert data_docs_views._COMPILED._code == compiled  # nothing compiled again
+
+    def pages(site: Path) -> list[str]:
+        names = (p.relative_to(site).parts for p in site.rglob("*.html"))
+        return sorted("/".join(part for part in parts if not part[:8].isdigit()) for parts in names)
+
+    assert pages(tmp_path / "first") == pages(tmp_path / "second")
+    assert "expectations/radio_kpi/v1.html" in pages(tmp_path / "second")

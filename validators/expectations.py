@@ -98,6 +98,8 @@ def _checkpoint(schema: TelemetrySchema, docs_dir: str | None) -> Any:
         ProgressBarsConfig,
     )
 
+    from validators.data_docs_views import site_views
+
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     config = DataContextConfig(
         store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
@@ -115,7 +117,7 @@ def _checkpoint(schema: TelemetrySchema, docs_dir: str | None) -> Any:
                     "class_name": "TupleFilesystemStoreBackend",
                     "base_directory": docs_dir,
                 },
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                **site_views(),  # GE's views, templates compiled once per process
             },
         )
     batch_definition = (
