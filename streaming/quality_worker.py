@@ -17,6 +17,7 @@ exit (the rest waits for the next start); ``finish`` — do the whole queue, the
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -273,4 +274,8 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    code = main()
+    # The parent waits for this exit: skip the interpreter's last full collection over GE's
+    # and pandas' objects (as ``cli.main.entry`` does).
+    gc.freeze()
+    raise SystemExit(code)
