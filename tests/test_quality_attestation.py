@@ -9,7 +9,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import shutil
+import signal
 
 import pytest
 from hypothesis import given
@@ -188,6 +190,48 @@ def test_a_worker_started_before_anything_is_queued_takes_what_is_queued_later(c
     assert worker.process is not None and worker.process.returncode == 0
     assert jobs and pending(layout) == []
     assert not (queue_dir(layout) / "failed").exists()  # attested, not set aside
+
+
+def test_checkpoints_validated_at_once_in_children_are_attested_as_one_at_a_time(
+    anchored, tmp_path
+):
+    data_dir = anchored[0]
+    one, many = tmp_path / "one", tmp_path / "many"
+    shutil.copytree(data_dir, one)
+    shutil.copytree(data_dir, many)
+    queued = len(pending(DataLayout(one)))
+    assert queued >= 2  # a batch queues one checkpoint per dataset
+    assert drain(DataLayout(one)) == drain(DataLayout(many), parallel=2) == queued
+
+    def written(root) -> dict:
+        files = (root / "published").glob("*/quality/*.json")
+        return {f.relative_to(root).as_posix(): f.read_bytes() for f in files}
+
+    assert written(one) == written(many) and len(written(one)) == 2 * queued
+    assert pending(DataLayout(many)) == []
+
+
+def test_a_child_that_dies_validating_sets_its_checkpoint_aside_and_the_others_go_on(
+    copy_of, monkeypatch
+):
+    from streaming import quality_worker
+
+    data_dir, _, _ = copy_of
+    layout = DataLayout(data_dir)
+    queued = pending(layout)
+    attest = quality_worker.attest
+
+    def dies_on_radio(layout, job, docs=False):
+        if job.name.startswith(RADIO):
+            os.kill(os.getpid(), signal.SIGKILL)  # as a segfault in a native library would
+        return attest(layout, job, docs)
+
+    monkeypatch.setattr(quality_worker, "attest", dies_on_radio)
+    assert drain(layout, parallel=2) == len(queued)
+    (failed,) = (queue_dir(layout) / "failed").glob("*.json")
+    assert failed.name.startswith(RADIO)
+    assert "killed by SIGKILL" in json.loads(failed.read_text())["error"]
+    assert pending(layout) == []
 
 
 # -- the attestation alone -----------------------------------------------------------------------
