@@ -40,9 +40,9 @@ POLL_S = 0.5
 # shared by every suite; any dataset will do).
 WARM_UP_DATASET = "radio_kpi.v1"
 NICENESS = 10
-# Checkpoints of different datasets validated at once, each in a child forked from the warmed
-# worker: a batch queues one per dataset, and after the anchor of `rda run --once` both cores
-# are free (measured: 2.2 s for three datasets one at a time).
+# At the end of a run (`rda run --once`, the demo), checkpoints of different datasets are
+# validated at once, each in a child forked from the warmed worker: a batch queues one per
+# dataset, and both cores are free then (three datasets: 2.2-3.4 s one at a time, 1.7-2.1 s).
 PARALLEL_JOBS = 2
 
 
@@ -129,7 +129,7 @@ def attest(layout: DataLayout, job_file: Path, docs: bool = False) -> dict[str, 
 
 def drain(
     layout: DataLayout,
-    stop: threading.Event | None = None,
+    stop: threading.Event | _Either | None = None,
     final: bool = True,
     parallel: int = 1,
 ) -> int:
@@ -147,9 +147,20 @@ def drain(
         jobs = pending(layout)
         if not jobs:
             break
-        _attest_or_set_aside(layout, jobs[0], _docs_with(layout, jobs[0], jobs, final))
+        (job,) = _next_jobs(layout, jobs, busy=set(), count=1)
+        _attest_or_set_aside(layout, job, _docs_with(layout, job, jobs, final))
         done += 1
     return done
+
+
+def _next_jobs(layout: DataLayout, jobs: list[Path], busy: set[str], count: int) -> list[Path]:
+    """Up to ``count`` jobs to start: the oldest of each dataset not ``busy``, the largest
+    first (it sets how long the others run beside it, or wait after it)."""
+    oldest: dict[str, Path] = {}
+    for job in jobs:
+        if _dataset_of(job) not in busy:
+            oldest.setdefault(_dataset_of(job), job)
+    return sorted(oldest.values(), key=lambda job: -_weight(layout, job))[:count]
 
 
 def _dataset_of(job: Path) -> str:
@@ -173,14 +184,14 @@ def _attest_or_set_aside(layout: DataLayout, job: Path, docs: bool) -> None:
 
 
 class _Pool:
-    """Checkpoints validated in forked children, up to ``size`` at once, the largest first (it
-    sets how long the others run beside it); a new one starts as soon as a child ends."""
+    """Checkpoints validated in forked children, up to ``size`` at once; a new one starts as
+    soon as a child ends."""
 
     def __init__(self, layout: DataLayout, size: int, final: bool) -> None:
         self.layout, self.size, self.final = layout, size, final
         self.running: dict[int, tuple[Path, bool]] = {}  # pid: (job, docs built with it)
 
-    def drain(self, stop: threading.Event | None) -> int:
+    def drain(self, stop: threading.Event | _Either | None) -> int:
         done = 0
         while True:
             if not (stop is not None and stop.is_set()):
@@ -192,12 +203,7 @@ class _Pool:
     def _start_more(self) -> None:
         jobs = pending(self.layout)
         busy = {_dataset_of(job) for job, _ in self.running.values()}
-        oldest: dict[str, Path] = {}
-        for job in jobs:
-            if _dataset_of(job) not in busy:
-                oldest.setdefault(_dataset_of(job), job)
-        by_size = sorted(oldest.values(), key=lambda job: -_weight(self.layout, job))
-        for job in by_size[: self.size - len(self.running)]:
+        for job in _next_jobs(self.layout, jobs, busy, self.size - len(self.running)):
             self._start(job, _docs_with(self.layout, job, jobs, self.final))
 
     def _start(self, job: Path, docs: bool) -> None:
@@ -325,13 +331,24 @@ def main(argv: list[str] | None = None) -> int:
     if not pending(layout):
         warm_up()
     while not stop.is_set():
-        drained = drain(layout, stop, final=False, parallel=PARALLEL_JOBS)
-        if finish.is_set():
+        if finish.is_set():  # the run is over: its cores are free for GE
             drain(layout, stop, parallel=PARALLEL_JOBS)  # the last docs, and anything since
             break
-        if not drained:
+        # While the run goes on, one job at a time, leaving it a core (between jobs, a finish
+        # switches to the pool).
+        if not drain(layout, _Either(stop, finish), final=False):
             finish.wait(POLL_S)
     return 0
+
+
+class _Either:
+    """Set when any of its events is (``drain``'s ``stop``)."""
+
+    def __init__(self, *events: threading.Event) -> None:
+        self.events = events
+
+    def is_set(self) -> bool:
+        return any(event.is_set() for event in self.events)
 
 
 def warm_up() -> None:
