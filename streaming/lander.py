@@ -37,6 +37,7 @@ from streaming.isolation import (
 A = TypeVar("A")
 T = TypeVar("T")
 _LENGTH = struct.Struct("!Q")
+_PARENT_ENDS: set[int] = set()  # this process's ends of its landers' pipes (no child's)
 
 
 class Lander(Generic[A, T]):
@@ -140,11 +141,14 @@ class Lander(Generic[A, T]):
         answer_read, answer_write = os.pipe()
         pid = fork_frozen()
         if pid == 0:  # pragma: no cover - the child: measured by its effects
-            os.close(request_write)
-            os.close(answer_read)
+            # Another lander's ends, inherited, would keep its child from seeing end of input.
+            for fd in (request_write, answer_read, *_PARENT_ENDS):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
             self._serve(os.fdopen(request_read, "rb"), os.fdopen(answer_write, "wb"), parent)
         os.close(request_read)
         os.close(answer_write)
+        _PARENT_ENDS.update((request_write, answer_read))
         self.pid = pid
         self._requests = os.fdopen(request_write, "wb")
         self._answers = os.fdopen(answer_read, "rb")
@@ -177,6 +181,7 @@ class Lander(Generic[A, T]):
         pid, self.pid = self.pid, None
         for pipe in (self._requests, self._answers):
             if pipe is not None:
+                _PARENT_ENDS.discard(pipe.fileno())
                 with contextlib.suppress(OSError):
                     pipe.close()
         self._requests = self._answers = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 
 import pytest
@@ -120,6 +121,19 @@ def test_closing_kills_a_step_in_flight_whose_answer_nobody_waits_for(tmp_path):
     lander.close()
     assert time.monotonic() - started < 10
     assert lander.pid is None and not lander.submitted("step")
+
+
+def test_a_lander_closed_ends_its_child_though_another_lander_was_forked_after_it():
+    first, second = Lander(_pid_of_child), Lander(_pid_of_child)
+    try:
+        first.start()
+        second.start()  # its child inherits nothing of the first lander's pipes
+        closing = threading.Thread(target=first.close, daemon=True)
+        closing.start()
+        closing.join(timeout=10)
+        assert not closing.is_alive() and first.pid is None
+    finally:
+        second.close()
 
 
 def test_under_a_backlog_the_next_batch_is_planned_and_landed_while_this_one_is_sequenced(
