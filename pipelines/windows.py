@@ -193,8 +193,10 @@ def _judge(
     late = event_time.late(times, before, state.closed_through, settings.window)
     staged_code = rows.column(staged.QUARANTINE).combine_chunks()
     passed = np.asarray(pc.is_null(staged_code), bool)
-    kept = pa.array(np.flatnonzero(passed), pa.int64())
-    columns = {k: v.take(kept) for k, v in staged.canonical_view(rows, dataset).items()}
+    columns = staged.canonical_view(rows, dataset)
+    if not passed.all():  # the rows the stage quarantined take no part (a copy of the others)
+        kept = pa.array(np.flatnonzero(passed), pa.int64())
+        columns = {k: v.take(kept) for k, v in columns.items()}
     name = schema_for_dataset(dataset).name
     inputs = sequence_inputs(name, columns, pa.array(times[passed], pa.int64()))
     result, state.sequences[dataset] = check_sequences(
