@@ -20,7 +20,16 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Generic, TypeVar
+
+from infra.state import InfraState
+from streaming.chain import ChainContext, open_chain
+from streaming.chain_binding import bind
+from streaming.config import RunSettings
+from streaming.errors import SettingsError
+from streaming.retry import Backoff
+from streaming.store import Workspace
 
 T = TypeVar("T")
 _in_progress: set[threading.Thread] = set()
@@ -72,3 +81,45 @@ class ChainOpening(Generic[T]):
         finally:
             self._done = True
             _in_progress.discard(threading.current_thread())
+
+
+@dataclass(frozen=True)
+class ChainTarget:
+    """The chain a run anchors on: its kind, node, registry and node registry (if any)."""
+
+    kind: str
+    rpc_url: str | None
+    registry: str | None
+    nodes: str | None  # the NodeRegistry device signatures are checked against
+
+
+def chain_target(settings: RunSettings, state: InfraState) -> ChainTarget:
+    """The run's chain from its settings, else from what ``rda infra up`` started."""
+    kind = settings.chain or state.chain_kind
+    rpc_url, registry = settings.rpc_url, settings.registry
+    if kind != "embedded":
+        rpc_url = rpc_url or state.rpc_url
+        registry = registry or state.registry_address
+        if not rpc_url:
+            raise SettingsError(f"chain {kind} needs --rpc-url (or `rda infra up --chain anvil`)")
+    nodes = settings.node_registry
+    if kind != "embedded" and nodes is None and rpc_url == state.rpc_url:
+        nodes = state.node_registry_address
+    return ChainTarget(kind, rpc_url, registry, nodes)
+
+
+def open_and_bind(
+    target: ChainTarget, space: Workspace, backoff: Backoff, stop: threading.Event
+) -> ChainContext | None:
+    """Connect (retried while the node is away), then check the chain against the data
+    directory (``bind``); None if ``stop`` was set meanwhile."""
+
+    def connect() -> ChainContext:
+        return open_chain(target.kind, target.rpc_url, target.registry, target.nodes)
+
+    chain = backoff.call(f"connecting to the {target.kind} chain", connect, stop)
+    if chain is not None:  # the chain this data directory is anchored on, or stop
+        backoff.call(
+            "checking the chain against the data directory", lambda: bind(chain, space), stop
+        )
+    return chain

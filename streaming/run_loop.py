@@ -23,9 +23,8 @@ from infra.state import InfraState
 from pipelines.kafka_source import KafkaUnavailable, TopicNotFound, open_source
 from sinks.layout import DataLayout
 from sinks.storage import is_remote
-from streaming.chain import ChainContext, open_chain
-from streaming.chain_binding import bind
-from streaming.chain_opening import ChainOpening
+from streaming.chain import ChainContext
+from streaming.chain_opening import ChainOpening, chain_target, open_and_bind
 from streaming.config import RunSettings
 from streaming.driver import BatchSummary, RunConfig, Worker, run_batch
 from streaming.errors import SettingsError
@@ -174,7 +173,7 @@ class RunLoop:
                     if not backlog:  # caught up: wait for the next trigger
                         elapsed = time.monotonic() - started
                         self._idle(max(0.0, self.settings.interval - elapsed))
-                self._chain_opening.ready()  # opened even if no batch needed it; or its error
+                self.chain = self._chain_opening.ready()  # even if no batch needed it; or its error
             except Abandon:
                 self.log.info("abandoned the current step; the next start redoes its batch")
         return self.report
@@ -394,44 +393,23 @@ class RunLoop:
     def _open_chain(self) -> None:
         """Start opening the chain: beside the first landing, unless plans need it (a node
         registry's block is journaled with each plan): ``streaming/chain_opening.py``."""
-        state = InfraState.load()
-        kind = self.settings.chain or state.chain_kind
-        rpc_url, registry = self.settings.rpc_url, self.settings.registry
-        if kind != "embedded":
-            rpc_url = rpc_url or state.rpc_url
-            registry = registry or state.registry_address
-            if not rpc_url:
-                raise SettingsError(
-                    f"chain {kind} needs --rpc-url (or `rda infra up --chain anvil`)"
-                )
-        nodes = self.settings.node_registry
-        if kind != "embedded" and nodes is None and rpc_url == state.rpc_url:
-            nodes = state.node_registry_address
+        target = chain_target(self.settings, InfraState.load())
         shared_keys(self.space)  # made here, not raced by the binding's thread
         if self.worker.lander is not None:
             self.worker.lander.start()  # forked before the thread: see chain_opening
-
-        def connect_and_bind() -> ChainContext | None:
-            connect = lambda: open_chain(kind, rpc_url, registry, nodes)  # noqa: E731
-            chain = self.backoff.call(f"connecting to the {kind} chain", connect, self.stop)
-            if chain is not None:  # the chain this data directory is anchored on, or stop
-                check = lambda: bind(chain, self.space)  # noqa: E731
-                self.backoff.call("checking the chain against the data directory", check, self.stop)
-            self.chain = chain
-            return chain
-
-        self._chain_opening = ChainOpening(connect_and_bind)
-        self._chain_opening.start(background=nodes is None)
-        if nodes is not None:
+        opening = lambda: open_and_bind(target, self.space, self.backoff, self.stop)  # noqa: E731
+        self._chain_opening = ChainOpening(opening)
+        self._chain_opening.start(background=target.nodes is None)
+        if target.nodes is not None:
             self.ready_chain()
 
     def ready_chain(self) -> ChainContext:
         """The run's chain, once opened and bound to the data directory (waits for it)."""
         assert self._chain_opening is not None, "the run has not started"
-        chain = self._chain_opening.ready()
-        if chain is None:  # stopped while connecting: the batch stays journaled for the next start
+        self.chain = self._chain_opening.ready()
+        if self.chain is None:  # stopped while connecting: the next start redoes the batch
             raise Abandon("stopped while opening the chain")
-        return chain
+        return self.chain
 
     # -- signals and display ----------------------------------------------------------------
 
