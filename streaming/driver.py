@@ -89,7 +89,10 @@ def run_batch(
         crashes = land_contained(config, space, entry, source, protection, progress, worker.lander)
         clock.lap("land")
     if _lands_ahead(config, worker) and _full(config, entry["plan"]):
-        _land_next(config, space, worker, owned, source, protection, batch_id)
+        try:
+            _land_next(config, space, worker, owned, source, protection, batch_id)
+        except Exception as error:  # a head start only: this batch goes on without it
+            log.warning("batch %d: the next batch is not landed ahead: %s", batch_id, error)
         clock.lap("plan")
     worker.chain_ready()
     chain = chain_view(anchor)

@@ -162,6 +162,41 @@ def test_under_a_backlog_the_next_batch_is_planned_and_landed_while_this_one_is_
         worker.lander.close()
 
 
+def test_a_batch_whose_successor_cannot_be_planned_ahead_still_finishes(
+    broker, topic, publish, tmp_path
+):
+    from pipelines.kafka_source import KafkaUnavailable, open_source
+    from streaming.chain import open_chain
+    from streaming.driver import RunConfig, Worker, run_batch
+    from streaming.poison import landing_process
+    from streaming.store import journaling, workspace
+
+    class LosesOneAnswer:  # the real broker, its second high-watermark answer lost
+        def __init__(self, source) -> None:
+            self.source, self.asked = source, 0
+
+        def __getattr__(self, name: str):
+            return getattr(self.source, name)
+
+        def high_watermarks(self, topic: str) -> dict:
+            self.asked += 1
+            if self.asked == 2:  # the look-ahead's: after this batch's plan, before its landing
+                raise KafkaUnavailable("the broker did not answer in time")
+            return self.source.high_watermarks(topic)
+
+    publish(broker, topic, nodes=4, duration_s=10)
+    config = RunConfig(broker.bootstrap, topic, "no-ahead", tmp_path / "data", max_batch_records=40)
+    chain, worker = open_chain("embedded", None, None), Worker(lander=landing_process())
+    try:
+        source = LosesOneAnswer(open_source(broker.bootstrap))
+        summary = run_batch(config, source, chain.anchor, worker=worker)
+        assert summary is not None and summary.read == 40 and summary.checkpoints
+        with journaling(workspace(config.data_dir)) as journal:
+            assert journal.unfinished_batches(topic) == []  # done, and nothing planned ahead
+    finally:
+        worker.lander.close()
+
+
 def test_batches_landed_by_one_kept_child_publish_what_a_child_per_batch_does(
     broker, topic, publish, tmp_path
 ):
