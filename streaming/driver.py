@@ -30,7 +30,7 @@ from streaming.journal import BatchJournal
 from streaming.keys import shared_keys
 from streaming.lander import Lander
 from streaming.node_cache import PLAN_KEY
-from streaming.poison import land_ahead, land_contained, landing_ahead
+from streaming.poison import land_ahead, land_contained, landing_ahead, lands_in_lander
 from streaming.schedule import fair_shares
 from streaming.sequencer import Sequencer
 from streaming.store import Workspace, journaling, workspace
@@ -230,8 +230,7 @@ def _journal_new_plan(
 def _lands_ahead(config: RunConfig, worker: Worker) -> bool:
     """Batches are landed by the run's kept child, so the next one can land beside this one's
     sequencing (not at the end of input: that batch's plan closes every window)."""
-    isolated = config.isolate and config.runner == "fnapi"
-    return isolated and worker.lander is not None and not config.flush_windows
+    return lands_in_lander(config, worker.lander) and not config.flush_windows
 
 
 def _full(config: RunConfig, plan: dict) -> bool:

@@ -23,7 +23,7 @@ import pickle
 import signal
 import struct
 from collections.abc import Callable, Hashable
-from typing import IO, Generic, NoReturn, TypeVar
+from typing import IO, Any, Generic, TypeVar
 
 from infra.processes import resident_bytes
 from streaming.isolation import (
@@ -56,7 +56,7 @@ class Lander(Generic[A, T]):
         self._requests: IO[bytes] | None = None
         self._answers: IO[bytes] | None = None
         self._in_flight: tuple[Hashable, str] | None = None  # (key, what) sent, not answered
-        self._answered: dict[Hashable, Callable[[], T]] = {}  # key: returns or raises
+        self._answered: dict[Hashable, tuple[bool, Any]] = {}  # key: (failed, result or error)
         atexit.register(self.close)
 
     def run(self, args: A, what: str) -> T:
@@ -72,17 +72,15 @@ class Lander(Generic[A, T]):
         self._settle()
         self.start()
         assert self._requests is not None
-        self._in_flight = (key, what)
         try:
             _send(self._requests, request)
-        except BrokenPipeError:  # it died since its last answer: how is in its exit status
-            self._in_flight = None
-            crash = WorkerCrashed.from_status(what, self._reap())
-            self._answered[key] = functools.partial(_raise, crash)
+        except BrokenPipeError:  # it died since its last answer
+            self._crashed(key, what)
+            return
         except BaseException:  # a second stop signal mid-request: the child goes with it
-            self._in_flight = None
             self._kill()
             raise
+        self._in_flight = (key, what)
 
     def submitted(self, key: Hashable) -> bool:
         """A step was submitted under ``key`` and not collected yet."""
@@ -92,7 +90,10 @@ class Lander(Generic[A, T]):
         """The outcome of the step submitted under ``key``: waits for it, raises its error."""
         if self._in_flight is not None and self._in_flight[0] == key:
             self._settle()
-        return self._answered.pop(key)()
+        failed, outcome = self._answered.pop(key)
+        if failed:
+            raise outcome
+        return outcome
 
     def start(self) -> None:
         """Fork the child now (a step forks it if there is none)."""
@@ -113,27 +114,25 @@ class Lander(Generic[A, T]):
         """Wait for the step in flight, if any, and keep its outcome for ``collect``."""
         if self._in_flight is None:
             return
-        key, what = self._in_flight
+        (key, what), self._in_flight = self._in_flight, None
         assert self._answers is not None
         try:
             answer = _receive(self._answers)
-        except EOFError:  # it died: how is in its exit status
-            self._in_flight = None
-            crash = WorkerCrashed.from_status(what, self._reap())
-            self._answered[key] = functools.partial(_raise, crash)
+        except EOFError:  # it died
+            self._crashed(key, what)
             return
         except BaseException:  # a second stop signal: the child goes with the step it was doing
-            self._in_flight = None
             self._kill()
             raise
-        self._in_flight = None
         kind, value = pickle.loads(answer)
         if self.pid is not None and resident_bytes(self.pid) > self.max_rss_mb * 2**20:
             self._reap()
-        if kind == "error":
-            self._answered[key] = functools.partial(_raise, rebuilt(value))
-        else:
-            self._answered[key] = functools.partial(_identity, value)
+        self._answered[key] = (True, rebuilt(value)) if kind == "error" else (False, value)
+
+    def _crashed(self, key: Hashable, what: str) -> None:
+        """The child died: the step's outcome is ``WorkerCrashed``, how it died from its exit
+        status."""
+        self._answered[key] = (True, WorkerCrashed.from_status(what, self._reap()))
 
     def _start(self) -> None:
         parent = os.getpid()
@@ -191,14 +190,6 @@ class Lander(Generic[A, T]):
             return os.waitpid(pid, 0)[1]
         except ChildProcessError:
             return 0
-
-
-def _raise(error: BaseException) -> NoReturn:
-    raise error
-
-
-def _identity(value: T) -> T:
-    return value
 
 
 def _send(pipe: IO[bytes], data: bytes) -> None:

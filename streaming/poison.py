@@ -93,13 +93,22 @@ def _land_once(
     lander: Lander | None = None,
 ) -> None:
     what = f"landing batch {plan['batch_id']}"
-    if not (config.isolate and config.runner == "fnapi"):
-        # Dask's workers are processes already: a crash there comes back as KilledWorker
-        land_chunks(config, layout, plan, lambda _message: None, protection)
-    elif lander is not None:
+    if lander is not None and _isolated(config):
         lander.run(_landing_job(config, layout, plan, protection), what)
-    else:
+    elif _isolated(config):
         run_isolated(lambda: land_chunks(config, layout, plan, lambda _m: None, protection), what)
+    else:  # Dask's workers are processes already: a crash there comes back as KilledWorker
+        land_chunks(config, layout, plan, lambda _message: None, protection)
+
+
+def lands_in_lander(config: RunConfig, lander: Lander | None) -> bool:
+    """Whether ``config``'s batches land in the run's kept child (``lander``)."""
+    return lander is not None and _isolated(config)
+
+
+def _isolated(config: RunConfig) -> bool:
+    """Landing runs in a child of this process (FnApiRunner works in-process)."""
+    return config.isolate and config.runner == "fnapi"
 
 
 def landing_process() -> Lander:
