@@ -30,6 +30,17 @@ _PR_SET_PDEATHSIG = 1
 _CHAIN_LIMIT = 8
 
 
+def _libc_prctl() -> Callable[..., int] | None:
+    with contextlib.suppress(OSError, AttributeError):
+        return ctypes.CDLL(None, use_errno=True).prctl
+    return None
+
+
+# Looked up once, in the parent: a child that called dlopen() could wait forever for the
+# dynamic loader's lock if a thread of the parent held it at the fork.
+_PRCTL = _libc_prctl()
+
+
 class WorkerCrashed(RuntimeError):
     """A worker process died without an answer (killed by a signal, or exited)."""
 
@@ -112,8 +123,8 @@ def child_answer(work: Callable[[], object]) -> tuple[bytes, bool]:  # pragma: n
 
 def die_with_parent(parent: int) -> None:
     """Linux: the kernel SIGKILLs this child when its parent dies."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # the parent died before the line above
         os._exit(1)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from pipelines.kafka_source import CLIENTS, KafkaUnavailable, OffsetRange, open_source
+from streaming.isolation import run_isolated
 
 
 @pytest.fixture(params=CLIENTS)
@@ -41,6 +42,27 @@ def test_a_source_kept_open_sees_records_published_since_its_last_answer(
     assert (
         source.read(OffsetRange(topic, partition, 0, ends[partition])).num_rows == ends[partition]
     )
+    source.close()
+
+
+def test_a_fork_closes_the_kept_consumers_and_both_processes_read_with_their_own(
+    broker, topic, publish
+):
+    """librdkafka's threads do not survive a fork: a landing child reads with a client of its
+    own, and the parent's kept consumers are closed before the fork and reopened on next use."""
+    report = publish(broker, topic, nodes=8, duration_s=10)
+    source = open_source(broker.bootstrap, client="confluent")
+    ends = source.high_watermarks(topic)
+    partition = max(ends, key=ends.get)
+    chunk = OffsetRange(topic, partition, 0, ends[partition])
+    kept = dict(source._clients)
+    assert kept
+    answer = run_isolated(lambda: source.read(chunk).num_rows, "reading in a child")
+    assert answer == ends[partition]
+    assert source._clients == {}
+    assert sum(source.high_watermarks(topic).values()) == report.messages
+    assert source.read(chunk).num_rows == ends[partition]
+    assert all(source._clients[group] is not old for group, old in kept.items())
     source.close()
 
 
