@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from infra.chain import ChainConfig, connect
-from proofs.anchor import MAX_CHECKPOINTS_PER_TX, Anchor, AnchorRefused, AnchorRegistry
+from proofs.anchor import (
+    MAX_CHECKPOINTS_PER_TX,
+    Anchor,
+    AnchorReceipt,
+    AnchorRefused,
+    AnchorRegistry,
+)
 from proofs.node_registry import NodeRegistry
 from proofs.trust import Pin, TrustRoot
 from streaming.errors import SettingsError
@@ -49,6 +55,8 @@ class ChainContext:
     after_anchor: Callable[[list[dict]], None] | None = None
     # The NodeRegistry the ingest checks device signatures against, through its local cache.
     nodes: NodeRegistryCache | None = None
+    # Each log's latest anchored size as this context last read or anchored it.
+    _latest_sizes: dict[str, int] = field(default_factory=dict, repr=False)
 
     @property
     def contract(self) -> str:
@@ -86,7 +94,7 @@ class ChainContext:
             )
             for c in checkpoints
         ]
-        existing = [self.registry.get(dataset, size) for dataset, size, *_ in wanted]
+        existing = [None if self._follows_latest(w) else self.registry.get(*w[:2]) for w in wanted]
         pending = [w for w, e in zip(wanted, existing, strict=True) if not _same(w, e)]
         try:
             receipt = self.registry.anchor_many(pending, unanchored=True) if pending else None
@@ -99,9 +107,17 @@ class ChainContext:
                 "`rda anchor --reanchor` to anchor the existing checkpoints on it",
                 refused,
             ) from None
+        if receipt is not None and receipt.checkpoints_created < len(pending):
+            # The contract skipped some as identical: anchored since the latest this context
+            # read (another worker finishing the same batch). Report them as found.
+            existing = [
+                self._anchored_before(w, e, receipt) for w, e in zip(wanted, existing, strict=True)
+            ]
         results = []
         for checkpoint, anchored in zip(wanted, existing, strict=True):
             fresh = receipt is not None and not _same(checkpoint, anchored)
+            if fresh:
+                self._latest_sizes[checkpoint[0]] = checkpoint[1]
             results.append(
                 {
                     "anchor_tx": receipt.tx_hash if fresh else None,
@@ -114,9 +130,29 @@ class ChainContext:
             )
         return results
 
+    def _follows_latest(self, checkpoint: tuple) -> bool:
+        """Whether the checkpoint builds on the latest anchor this context read of its log, so
+        that no anchor of its size existed then (``latest`` is the largest): the view call
+        that looks for an identical anchor (a redo's) is spared. The contract skips an
+        identical anchor anyway, and the transaction's events say if it did."""
+        dataset, tree_size, *_, previous = checkpoint
+        seen = self._latest_sizes.get(dataset)
+        return seen is not None and seen == previous < tree_size
+
+    def _anchored_before(
+        self, checkpoint: tuple, known: Anchor | None, receipt: AnchorReceipt
+    ) -> Anchor | None:
+        """The checkpoint's anchor if it was there before ``receipt``'s transaction."""
+        if known is not None:
+            return known
+        anchored = self.registry.get(*checkpoint[:2])
+        return anchored if anchored and anchored.block_number != receipt.block_number else None
+
     def latest(self, log: str) -> Anchor | None:
         """The log's latest anchored checkpoint on this registry (a view call), or None."""
-        return self.registry.latest(log)
+        anchor = self.registry.latest(log)
+        self._latest_sizes[log] = 0 if anchor is None else anchor.tree_size
+        return anchor
 
     def trust_root(self, data_dir: Path | None = None) -> TrustRoot:
         """A verifier's trust root pinned to the identity this chain context published (for the

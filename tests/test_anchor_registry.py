@@ -61,6 +61,27 @@ def test_the_contract_itself_treats_an_identical_retry_as_a_no_op(w3, registry):
     assert registry.latest("d").tree_size == 10
 
 
+def test_the_in_process_chain_sends_at_once_and_reads_a_revert_reason_after_the_fact(w3, registry):
+    """No dry run where gas is free: a refused anchorMany is a mined, reverted transaction
+    (one block, no anchor), and its reason is read by running the call again."""
+    registry.anchor_many([("d", 10, ROOT_A, MANIFEST, 0)])
+    block = w3.eth.block_number
+    with pytest.raises(AnchorRefused) as refused:
+        registry.anchor_many([("d", 12, ROOT_B, MANIFEST, 9)], unanchored=True)
+    assert refused.value.error == "PreviousMismatch"
+    assert w3.eth.block_number == block + 1
+    assert w3.eth.get_transaction_receipt(w3.eth.get_block(block + 1).transactions[0]).status == 0
+    assert (registry.get("d", 12), registry.latest("d").tree_size) == (None, 10)
+
+
+def test_a_checkpoint_the_contract_skips_as_identical_is_not_counted_as_created(registry):
+    registry.anchor_many([("d", 10, ROOT_A, MANIFEST, 0)])
+    again = registry.anchor_many(
+        [("d", 10, ROOT_A, MANIFEST, 0), ("e", 5, ROOT_B, MANIFEST, 0)], unanchored=True
+    )
+    assert (again.created, again.checkpoints_created) == (True, 1)
+
+
 def test_a_different_root_for_an_anchored_size_is_refused(registry):
     registry.anchor("d", 10, ROOT_A, MANIFEST)
     with pytest.raises(AnchorRefused) as refused:
