@@ -36,13 +36,29 @@ def find_batch_duplicates(
     the index of every other batch and with each other. Once the batch's files are final, the
     driver records their keys with ``record_batch_keys``.
     """
-    repeats = key_index.repeated_keys(catalog, dataset, batch_id, new_paths)
-    return _reasons(key_index.natural_key(dataset), repeats)
+    return find_shard_duplicates(catalog, batch_id, {dataset: new_paths})
+
+
+def find_shard_duplicates(
+    catalog: Catalog, batch_id: int, new_paths: dict[str, list[str]]
+) -> dict[tuple[int, int], str]:
+    """``find_batch_duplicates`` for several shards of one dataset at once (shard -> the batch's
+    files in it, in leaf order): each shard is checked against its own keys."""
+    if not new_paths:
+        return {}
+    repeats = key_index.repeated_keys_of_logs(catalog, batch_id, new_paths)
+    return _reasons(key_index.natural_key(next(iter(new_paths))), repeats)
 
 
 def record_batch_keys(catalog: Catalog, dataset: str, batch_id: int, paths: list[str]) -> int:
     """Index the natural keys of the batch's final files (idempotent); return rows indexed."""
     return key_index.record_keys(catalog, dataset, batch_id, paths)
+
+
+def record_shard_keys(catalog: Catalog, batch_id: int, paths: dict[str, list[str]]) -> int:
+    """``record_batch_keys`` for every shard the batch wrote (shard -> its final files), in
+    one transaction; returns rows indexed."""
+    return key_index.record_keys_of_logs(catalog, batch_id, paths)
 
 
 def find_duplicates(

@@ -82,14 +82,18 @@ def record_keys(catalog: Catalog, dataset: str, batch_id: int, paths: list[str])
 
     Idempotent: a redo of the batch (after a crash) replaces what an earlier attempt recorded.
     """
+    return record_keys_of_logs(catalog, batch_id, {dataset: paths})
+
+
+def record_keys_of_logs(catalog: Catalog, batch_id: int, paths: dict[str, list[str]]) -> int:
+    """``record_keys`` for several logs (the shards a batch wrote) in one transaction."""
+    rows = 0
     with _transaction(catalog) as db:
-        _catch_up(db, catalog, dataset)
-        _forget(db, catalog, dataset, batch_id)
-        _insert(db, catalog.layout, dataset, [(p, batch_id) for p in paths], also=[batch_id])
-        (rows,) = db.execute(
-            f"SELECT count(*) FROM {index_table(dataset)} WHERE batch_id = ?", [batch_id]
-        ).fetchall()[0]
-    return int(rows)
+        for log, files in sorted(paths.items()):
+            _catch_up(db, catalog, log)
+            _forget(db, catalog, log, batch_id)
+            rows += _insert(db, catalog.layout, log, [(p, batch_id) for p in files], [batch_id])
+    return rows
 
 
 def forget_batch(catalog: Catalog, batch_id: int) -> None:
@@ -107,35 +111,52 @@ def repeated_keys(
     catalog: Catalog, dataset: str, batch_id: int, new_paths: list[str]
 ) -> list[Repeat]:
     """New rows (files in leaf order) repeating a key of another batch or an earlier new row."""
-    keys = natural_key(dataset)
-    if not new_paths or not keys:
+    return repeated_keys_of_logs(catalog, batch_id, {dataset: new_paths})
+
+
+def repeated_keys_of_logs(
+    catalog: Catalog, batch_id: int, new_paths: dict[str, list[str]]
+) -> list[Repeat]:
+    """``repeated_keys`` for several logs of one dataset (the shards a batch writes), each
+    checked against its own index, in one query: its cost is mostly per statement."""
+    logs = [log for log in sorted(new_paths) if new_paths[log]]
+    keys = natural_key(logs[0]) if logs else []
+    if not keys:
         return []
     columns = ", ".join(f'"{k}"' for k in keys)
     matches = " AND ".join(f'i."{k}" = n."{k}"' for k in keys)
+    # Rows repeating a key within their log in the batch, then first occurrences whose key
+    # another batch published in that log. DuckDB builds each join's hash table on the batch's
+    # (smaller) side and pushes its key ranges into the index scan, skipping old row groups.
+    published_before = " UNION ALL ".join(
+        f"SELECT DISTINCT n.source_partition, n.source_offset, n.first_offset "
+        f"FROM new_rows n JOIN {index_table(log)} i ON {matches} "
+        f"WHERE n.log_index = {position} AND n.occurrence = 1 AND i.batch_id <> $batch"
+        for position, log in enumerate(logs)
+    )
+    files = [(path, batch_id) for log in logs for path in new_paths[log]]
+    log_of_file = [position for position, log in enumerate(logs) for _ in new_paths[log]]
     with _transaction(catalog) as db:
-        _catch_up(db, catalog, dataset)
-        with _reading(db, catalog.layout, [(p, batch_id) for p in new_paths]) as rows:
-            # Rows repeating a key within the batch, then first occurrences whose key another
-            # batch published. DuckDB builds the join's hash table on the batch's (smaller)
-            # side and pushes its key ranges into the index scan, skipping old row groups.
+        for log in logs:
+            _catch_up(db, catalog, log)
+        with _reading(db, catalog.layout, files, log_of_file) as rows:
             return db.execute(
                 f"""
-                WITH new_rows AS (
-                    SELECT {columns}, source_partition, source_offset,
+                WITH new_rows AS MATERIALIZED (
+                    SELECT log_index, {columns}, source_partition, source_offset,
                            row_number() OVER w AS occurrence,
                            first_value(source_offset) OVER w AS first_offset
                     FROM {rows}
-                    WINDOW w AS (PARTITION BY {columns} ORDER BY file_index, file_row_number)
+                    WINDOW w AS (
+                        PARTITION BY log_index, {columns} ORDER BY file_index, file_row_number
+                    )
                 )
                 SELECT source_partition, source_offset, first_offset
                 FROM new_rows WHERE occurrence > 1
-                UNION ALL
-                SELECT DISTINCT n.source_partition, n.source_offset, n.first_offset
-                FROM new_rows n JOIN {index_table(dataset)} i ON {matches}
-                WHERE n.occurrence = 1 AND i.batch_id <> ?
+                UNION ALL {published_before}
                 ORDER BY 1, 2
                 """,
-                [batch_id],
+                {"batch": batch_id},
             ).fetchall()
 
 
@@ -194,14 +215,20 @@ def _insert(
     dataset: str,
     files: list[tuple[str, int]],
     also: Iterable[int] = (),
-) -> None:
-    """Index the key columns of ``files`` (path, batch_id); mark their batches (and ``also``)."""
+) -> int:
+    """Index the key columns of ``files`` (path, batch_id); mark their batches (and ``also``).
+    Returns the rows indexed."""
     columns = ", ".join(f'"{k}"' for k in natural_key(dataset))
+    rows = 0
     if files:
-        with _reading(db, layout, files) as rows:
-            db.execute(f"INSERT INTO {index_table(dataset)} SELECT batch_id, {columns} FROM {rows}")
+        with _reading(db, layout, files) as found:
+            table = index_table(dataset)
+            (rows,) = db.execute(
+                f"INSERT INTO {table} SELECT batch_id, {columns} FROM {found}"
+            ).fetchone()
     for batch_id in sorted({b for _, b in files} | set(also)):
         db.execute(f"INSERT INTO {BATCHES_TABLE} VALUES (?, ?)", [dataset, batch_id])
+    return int(rows)
 
 
 def _forget(db: duckdb.DuckDBPyConnection, catalog: Catalog, dataset: str, batch_id: int) -> None:
@@ -214,20 +241,24 @@ def _forget(db: duckdb.DuckDBPyConnection, catalog: Catalog, dataset: str, batch
 
 @contextmanager
 def _reading(
-    db: duckdb.DuckDBPyConnection, layout: DataLayout, files: list[tuple[str, int]]
+    db: duckdb.DuckDBPyConnection,
+    layout: DataLayout,
+    files: list[tuple[str, int]],
+    log_of_file: list[int] | None = None,
 ) -> Iterator[str]:
     """A FROM item over the rows of ``files`` (path, batch_id), with each row's ``batch_id``,
-    ``file_index`` (the file's position in ``files``) and ``file_row_number``."""
+    ``file_index`` (the file's position in ``files``), ``file_row_number`` and, given
+    ``log_of_file``, its file's ``log_index``."""
     absolute = [str(layout.root / p) for p, _ in files]
-    owners = pa.table(
-        {
-            "filename": pa.array(absolute, pa.string()),
-            "file_index": pa.array(range(len(files)), pa.int64()),
-            "batch_id": pa.array([b for _, b in files], pa.int64()),
-        }
-    )
+    owners = {
+        "filename": pa.array(absolute, pa.string()),
+        "file_index": pa.array(range(len(files)), pa.int64()),
+        "batch_id": pa.array([b for _, b in files], pa.int64()),
+    }
+    if log_of_file is not None:
+        owners["log_index"] = pa.array(log_of_file, pa.int64())
     listing = ", ".join(_sql_string(p) for p in absolute)
-    db.register(_FILES_VIEW, owners)
+    db.register(_FILES_VIEW, pa.table(owners))
     yield (
         f"(SELECT * FROM read_parquet([{listing}], filename = true, file_row_number = true, "
         f"union_by_name = true) JOIN {_FILES_VIEW} USING (filename))"

@@ -20,15 +20,15 @@ from pipelines import graph
 from pipelines.device_signatures import DeviceCheck
 from pipelines.kafka_source import KafkaSource, KafkaSpec, OffsetRange
 from pipelines.protect import Protection
-from proofs.shard_log import leaves_path
+from proofs.shard_log import write_leaf_file
 from proofs.shards import shard_id
 from proofs.signing import PublisherKey
 from schemas.published import published_schema_for_dataset
 from sinks.dedup import (
     drop_records,
-    find_batch_duplicates,
+    find_shard_duplicates,
     quarantine_duplicates,
-    record_batch_keys,
+    record_shard_keys,
 )
 from sinks.layout import DataLayout
 from sinks.parquet import ChunkWriter, read_receipt
@@ -84,19 +84,13 @@ def land_chunks(
 
 
 def write_leaves(layout: DataLayout, receipt: dict) -> None:
-    """Beside each published Parquet file, its rows' leaf hashes (``<name>.leaves``, 32 bytes
-    per row): a shard's log is rebuilt from them, and hashing is done once, here, not while the
-    batch is being anchored."""
+    """Each of the receipt's published files' leaf file, from the file's rows (the event-time
+    step writes its files' leaves as it writes them; a replay's landing does not)."""
     import pyarrow.parquet as pq
 
-    from proofs.leaves import leaf_hashes_for_batch
-
     for file in receipt["files"].values():
-        leaves = leaf_hashes_for_batch(pq.read_table(layout.root / file["path"]))
-        target = layout.root / leaves_path(file["path"])
-        partial = target.with_name(target.name + ".partial")
-        partial.write_bytes(b"".join(leaves))
-        partial.replace(target)
+        path = layout.root / file["path"]
+        write_leaf_file(path, pq.read_table(path))
 
 
 class Sequencer:
@@ -179,8 +173,6 @@ class Sequencer:
         outcome = event_state.decide_batch(
             self.layout, entry["topic"], plan, receipts, step, store.journal
         )
-        for receipt in outcome.receipts:
-            write_leaves(self.layout, receipt)
         summary.steps["event_time"] = time.monotonic() - started
         event_state.account(summary, outcome)
         plan.setdefault("state", outcome.state)  # where each partition's state started: kept
@@ -205,8 +197,8 @@ class Sequencer:
         """Index the natural keys the batch adds to each shard: rows published now and rows
         put on hold (a redo replaces what it recorded)."""
         shards = {shard for _, shard in batch_shards(receipts)} | set(outcome.key_files)
-        for shard in sorted(shards):
-            record_batch_keys(store.catalog, shard, batch_id, outcome.key_files.get(shard, []))
+        paths = {shard: outcome.key_files.get(shard, []) for shard in shards}
+        record_shard_keys(store.catalog, batch_id, paths)
 
     def _committed(self, batch_id: int, plan: dict, pending: list[dict]) -> None:
         """Before the anchor: the checkpoints about to be anchored, journaled (a redo after a
@@ -227,33 +219,38 @@ class Sequencer:
         shards = batch_shards(receipts)
         for dataset in sorted({d for d, _ in shards}):
             base = checkpoints.base(dataset)
-            for shard in sorted(s for d, s in shards if d == dataset):
-                if shard in base.heads:
-                    self._hydrate(store, checkpoints, dataset, base.heads[shard])
-                new = shards[(dataset, shard)]
-                found = find_batch_duplicates(catalog, shard, batch_id, new)
-                for record, message in found.items():
-                    reasons.setdefault(record, message)
+            new = {s: paths for (d, s), paths in sorted(shards.items()) if d == dataset}
+            self._hydrate(
+                store, checkpoints, dataset, [base.heads[s] for s in new if s in base.heads]
+            )
+            found = find_shard_duplicates(catalog, batch_id, new)
+            for record, message in found.items():
+                reasons.setdefault(record, message)
         if reasons:
             for receipt in receipts:
                 drop_records(self.layout, receipt, set(reasons))
                 quarantine_duplicates(self.layout, self.source, receipt, reasons)
 
-    def _hydrate(self, store: RunStore, checkpoints: Checkpoints, dataset: str, head: dict) -> None:
-        """Register the shard's published files (written by whichever worker had the shard)
-        in this worker's catalog, and fetch those it lacks, so its keys can be indexed."""
-        manifest = checkpoints.manifest(dataset, head["manifest_path"], head["manifest_sha256"])
+    def _hydrate(
+        self, store: RunStore, checkpoints: Checkpoints, dataset: str, heads: list[dict]
+    ) -> None:
+        """Register the shards' published files (written by whichever worker had each shard)
+        in this worker's catalog, and fetch those it lacks, so their keys can be indexed."""
+        if not heads:
+            return
         catalog = store.catalog
         known = {f["path"] for f in catalog.dataset_files(dataset)}
         missing = []
-        for entry in manifest["files"]:
-            path = dataset_path(dataset, entry["path"])
-            if path in known or "batch_id" not in entry:
-                continue
-            local = self.layout.root / path
-            if not local.exists():
-                self.space.store.get_file(path, local)
-            missing.append({**entry, **entry["source"], "path": path, "dataset": dataset})
+        for head in heads:
+            manifest = checkpoints.manifest(dataset, head["manifest_path"], head["manifest_sha256"])
+            for entry in manifest["files"]:
+                path = dataset_path(dataset, entry["path"])
+                if path in known or "batch_id" not in entry:
+                    continue
+                local = self.layout.root / path
+                if not local.exists():
+                    self.space.store.get_file(path, local)
+                missing.append({**entry, **entry["source"], "path": path, "dataset": dataset})
         for batch_id in sorted({f["batch_id"] for f in missing}):
             catalog.register_files(batch_id, [f for f in missing if f["batch_id"] == batch_id])
 
