@@ -1,0 +1,43 @@
+"""The event-time state store: a partition's next batch starts from the snapshot its last one
+wrote, the same whether it is read back from disk or kept by the process that wrote it."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines.kafka_source import open_source
+from sinks import state_store
+from sinks.layout import DataLayout
+from sinks.state_store import StateStore
+from streaming.chain import open_chain
+from streaming.driver import RunConfig, run_batch
+
+
+def test_a_snapshot_kept_by_its_writer_is_the_one_on_disk(broker, topic, publish, tmp_path):
+    publish(broker, topic, nodes=12, duration_s=10)
+    data = tmp_path / "data"
+    config = RunConfig(broker.bootstrap, topic, "g", data, isolate=False)
+    chain = open_chain("embedded", None, None)
+    summary = run_batch(config, open_source(broker.bootstrap), chain.anchor)
+    layout = DataLayout(data)
+    folders = sorted(layout.state_dir(topic, 0).parent.glob("p*/snapshots/b*"))
+    assert len(folders) == 4  # one per partition, written by this batch
+    for folder in folders:
+        partition = int(folder.parent.parent.name.removeprefix("p"))
+        store = StateStore(layout, topic, partition)
+        kept = store.read_snapshot(summary.batch_id)
+        state_store._LAST_WRITTEN.clear()
+        doc, tables = store.read_snapshot(summary.batch_id)
+        assert kept[0] == doc
+        assert sorted(kept[1]) == sorted(tables) != []
+        for name, table in tables.items():
+            assert kept[1][name].schema.equals(table.schema)
+            assert kept[1][name].equals(table)
+
+
+def test_a_snapshot_removed_from_disk_is_not_answered_from_memory(tmp_path):
+    store = StateStore(DataLayout(tmp_path), "t", 0)
+    store.write_snapshot(7, {"watermarks": {}}, {})
+    store.collect(keep=set())
+    with pytest.raises(FileNotFoundError):
+        store.read_snapshot(7)
