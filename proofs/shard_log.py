@@ -18,11 +18,14 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from proofs.log import DatasetLog
 from proofs.merkle import HASH_SIZE
 from proofs.shards import shard_folder
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 LEAVES_SUFFIX = ".leaves"
 
@@ -30,6 +33,17 @@ LEAVES_SUFFIX = ".leaves"
 def leaves_path(parquet_path: str) -> str:
     """Where a file's leaf hashes are stored: beside it, ``<name>.leaves``."""
     return parquet_path.removesuffix(".parquet") + LEAVES_SUFFIX
+
+
+def write_leaf_file(parquet_file: Path, rows: pa.RecordBatch | pa.Table) -> None:
+    """Beside a published Parquet file, its rows' leaf hashes (``<name>.leaves``, 32 bytes per
+    row, in row order): a shard's log is rebuilt from them, and each row is hashed once."""
+    from proofs.leaves import leaf_hashes_for_batch
+
+    target = parquet_file.with_name(leaves_path(parquet_file.name))
+    partial = target.with_name(target.name + ".partial")
+    partial.write_bytes(b"".join(leaf_hashes_for_batch(rows)))
+    partial.replace(target)
 
 
 def file_leaves(dataset_dir: Path, entry: dict[str, Any]) -> list[bytes]:

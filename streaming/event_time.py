@@ -8,7 +8,8 @@ lock shared with other workers. The step loads the partition's state as it was b
 over the partition's chunks in plan order, then closes the windows its watermark has passed
 (k-anonymity and DP counts are therefore decided per partition and window), and writes:
 
-* each chunk's published files (rows of non-windowed datasets, with their quality flags);
+* each chunk's published files (rows of non-windowed datasets, with their quality flags), and
+  beside each its rows' leaf hashes (hashed from the rows as written, not read back);
 * the rows it puts on hold, and their records, to the private held store;
 * for each closed window, its released files (k-anonymous sessions, DP counts), the records
   k-anonymity withholds (``private/suppressed/``), its quality figures;
@@ -38,6 +39,7 @@ from pipelines.kafka_source import OffsetRange
 from pipelines.protect import Protection, suppression_batch
 from pipelines.quality_counts import sum_stats
 from pipelines.release import release as release_window
+from proofs.shard_log import write_leaf_file
 from schemas.records import quarantine_batch
 from sinks.layout import DataLayout
 from sinks.parquet import write_parquet
@@ -206,8 +208,11 @@ class _Step:
             self._quarantine(chunk, self.read_raw(chunk), decision.quarantined)
 
     def _write(self, dataset: str, table: pa.Table, path: Path, new_keys: bool = True) -> dict:
-        """A published file; ``new_keys``: its natural keys are new to the index."""
-        digest = write_parquet(one_batch(table), path)
+        """A published file and its leaf file; ``new_keys``: its natural keys are new to the
+        index."""
+        rows = one_batch(table)
+        digest = write_parquet(rows, path)
+        write_leaf_file(path, rows)
         relative = self.layout.relative(path)
         if new_keys:
             self.key_files.setdefault(dataset, []).append(relative)
