@@ -162,7 +162,8 @@ def build(
     return (
         pipeline
         # Plain dicts as work items: Beam would otherwise infer a row schema for the dataclass.
-        | "Chunks" >> beam.Create([chunk.as_dict() for chunk in chunks])
+        # Create's own reshuffle is not needed: ``read`` distributes the items when asked to.
+        | "Chunks" >> beam.Create([chunk.as_dict() for chunk in chunks], reshuffle=False)
         | "ReadStandardizeProtect" >> read
         | "Write" >> beam.ParDo(WriteChunk(sink))
     )
