@@ -12,9 +12,7 @@ committed offsets and commits several times) until ``close()`` or a failure.
 
 from __future__ import annotations
 
-import os
 import time
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -44,19 +42,6 @@ _BASE_CONFIG = {
     "log_level": 0,  # librdkafka's own stderr lines: errors reach us as exceptions instead
 }
 READER_GROUP = "rda-pipeline-reader"  # librdkafka wants a group id; readers never commit
-_KEEPING: weakref.WeakSet[ConfluentSource] = weakref.WeakSet()  # sources with open consumers
-
-
-def _close_before_fork() -> None:
-    """librdkafka's threads do not survive a fork, and its maintainers' rule is that a client
-    is created in the process that uses it, after any fork: a forked child (a landing, a poison
-    bisection) creates its own, and the parent's kept consumers are closed first, so no client
-    thread is in the middle of anything when the process is copied (the next call reconnects)."""
-    for source in list(_KEEPING):
-        source.close()
-
-
-os.register_at_fork(before=_close_before_fork)
 
 
 class ConfluentSource:
@@ -97,7 +82,6 @@ class ConfluentSource:
         client = self._clients.get(group)
         if client is None:
             client = self._clients[group] = self._consumer(group)
-            _KEEPING.add(self)
         return client
 
     def close(self) -> None:
