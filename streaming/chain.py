@@ -56,7 +56,7 @@ class ChainContext:
     # The NodeRegistry the ingest checks device signatures against, through its local cache.
     nodes: NodeRegistryCache | None = None
     # Each log's latest anchored size as this context last read or anchored it.
-    _latest_sizes: dict[str, int] = field(default_factory=dict, repr=False)
+    _latest_sizes: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def contract(self) -> str:
