@@ -141,7 +141,9 @@ def _rda_run(bootstrap: str, n: int, workdir: Path) -> tuple[float, float]:
         stdin=subprocess.DEVNULL,
         env=env,
     )
-    stdout = process.stdout.read() if process.stdout else b""
+    assert process.stdout is not None  # stdout=PIPE
+    with process.stdout:  # closed once read: no unclosed pipe left to the garbage collector
+        stdout = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)  # this child's own peak RSS
     seconds = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
