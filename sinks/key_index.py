@@ -120,6 +120,8 @@ def repeated_keys_of_logs(
     """``repeated_keys`` for several logs of one dataset (the shards a batch writes), each
     checked against its own index, in one query: its cost is mostly per statement."""
     logs = [log for log in sorted(new_paths) if new_paths[log]]
+    if len({log.split("/", 1)[0] for log in logs}) > 1:
+        raise ValueError(f"logs of several datasets in one duplicate check: {logs}")
     keys = natural_key(logs[0]) if logs else []
     if not keys:
         return []

@@ -290,3 +290,10 @@ def test_the_index_finds_exactly_what_re_reading_the_earlier_files_finds(batches
             # some batches record their keys, others are only registered (indexed on next use)
             (data.publish if recorded else data.register)(RADIO, batch_id, paths)
         data.catalog.close()
+
+
+def test_one_duplicate_check_takes_the_shards_of_one_dataset_only():
+    # Each dataset has its own natural key: shards of two datasets cannot share one query.
+    shards = {f"{RADIO}/t.p0": ["a.parquet"], f"{HEARTBEAT}/t.p0": ["b.parquet"]}
+    with pytest.raises(ValueError, match="several datasets"):
+        key_index.repeated_keys_of_logs(None, 1, shards)  # type: ignore[arg-type]
