@@ -93,7 +93,7 @@ def _land_once(
     lander: Lander | None = None,
 ) -> None:
     what = f"landing batch {plan['batch_id']}"
-    if lander is not None and _isolated(config):
+    if lands_in_lander(config, lander):
         lander.run(_landing_job(config, layout, plan, protection), what)
     elif _isolated(config):
         run_isolated(lambda: land_chunks(config, layout, plan, lambda _m: None, protection), what)
