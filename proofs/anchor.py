@@ -57,6 +57,16 @@ class Anchor:
 
 
 @dataclass(frozen=True)
+class Block:
+    """What a block says of itself: where it is, and how many transactions it holds."""
+
+    number: int
+    hash: bytes
+    timestamp: int
+    transactions: int
+
+
+@dataclass(frozen=True)
 class AnchorReceipt:
     """What one ``anchor``/``anchor_many`` call did.
 
@@ -235,12 +245,25 @@ class AnchorRegistry(DeployedContract):
         ).call()
         return None if root == ZERO else Anchor(tree_size, root, manifest_hash, at, block)
 
-    def latest(self, dataset: str) -> Anchor | None:
-        """The dataset's largest anchored checkpoint, or None if it has none."""
-        size, root, manifest_hash, at, block = self.contract.functions.latest(
+    def latest(self, dataset: str, block: int | str = "latest") -> Anchor | None:
+        """The dataset's largest anchored checkpoint (as of ``block``), or None if it has none."""
+        size, root, manifest_hash, at, anchored_in = self.contract.functions.latest(
             dataset_key(dataset)
-        ).call()
-        return None if root == ZERO else Anchor(size, root, manifest_hash, at, block)
+        ).call(block_identifier=block)
+        return None if root == ZERO else Anchor(size, root, manifest_hash, at, anchored_in)
+
+    def head(self) -> Block:
+        """The chain's newest block (a block read: no EVM run)."""
+        return self.block("latest")
+
+    def block(self, number: int | str) -> Block:
+        found = self.w3.eth.get_block(number)
+        return Block(
+            int(found["number"]),
+            bytes(found["hash"]),
+            int(found["timestamp"]),
+            len(found["transactions"]),
+        )
 
     def previous(self, dataset: str, tree_size: int) -> int | None:
         """The anchored size before ``tree_size`` (0: the first); None on a version-1 registry."""
