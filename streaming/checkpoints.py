@@ -30,6 +30,12 @@ class ChainView(Protocol):
     def latest(self, log: str) -> Anchor | None: ...
 
 
+def answers_at_once(chain: ChainView) -> bool:
+    """Whether the chain anchors without waiting for a block: the in-process EVM, whose blocks
+    are mined by the call itself (``in_process``; an anchorer without it is taken for a node)."""
+    return bool(getattr(chain, "in_process", False))
+
+
 def dataset_path(dataset: str, relative: str) -> str:
     """A path of the dataset folder, relative to the data directory."""
     return f"published/{dataset}/{relative}"

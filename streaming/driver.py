@@ -127,6 +127,10 @@ def chain_view(anchor: Anchorer) -> ChainView:
         def latest(self, log: str):
             return context.latest(log)
 
+        @property
+        def in_process(self) -> bool:
+            return bool(getattr(context, "in_process", False))
+
     return _View()
 
 

@@ -102,6 +102,10 @@ class _Anchoring:
     def latest(self, log: str):
         return self.loop.ready_chain().latest(log)
 
+    @property
+    def in_process(self) -> bool:
+        return self.loop.ready_chain().in_process
+
 
 class RunLoop:
     def __init__(

@@ -34,11 +34,11 @@ from sinks.layout import DataLayout
 from sinks.parquet import ChunkWriter, read_receipt
 from streaming import event_state, faults
 from streaming.batch import BatchSummary, Progress, RunConfig, count_receipts
-from streaming.checkpoints import ChainView, Checkpoints, dataset_path
+from streaming.checkpoints import ChainView, Checkpoints, answers_at_once, dataset_path
 from streaming.commit import CommitContext, commit_and_anchor, publish_batch_files
 from streaming.event_time import Outcome
 from streaming.node_cache import device_check
-from streaming.store import RunStore, Workspace, journaling, writing
+from streaming.store import HeldStore, RunStore, Workspace, journaling, writing
 
 log = logging.getLogger("rda.run")
 SEQUENCING = ("landed", "committed")  # states of a batch whose duplicates were dropped
@@ -131,28 +131,29 @@ class Sequencer:
         checkpoints = Checkpoints(self.space.store, self.chain)
         started = time.monotonic()
         summary = BatchSummary(batch_id, plan["ranges"], resumed=not landed_here)
-        with writing(self.space) as store:  # one opening of the catalog for both steps
+        with HeldStore(self.space) as held:  # one opening of the catalog for the whole batch
+            store = held.open()
             self._drop_duplicates(store, checkpoints, batch_id, receipts)
             summary.steps["dedup"] = time.monotonic() - started
             outcome = self._decide(store, entry, receipts, summary)
-        faults.journaled("landed")
-        started = time.monotonic()
-        staged = [{**r, "files": {}} for r in receipts]  # staged files stay in the work directory
-        extra = outcome.private_files + [e["path"] for e in outcome.quarantine_entries]
-        publish_batch_files(self.space.store, self.layout, staged + outcome.receipts, extra)
-        summary.steps["publish"] = time.monotonic() - started
-        context = CommitContext(
-            self.space.store,
-            self.layout,
-            self.chain,
-            self.signer,
-            self.protection,
-            self.progress,
-            lambda pending: self._committed(batch_id, plan, pending),
-            checkpoints,
-        )
-        summary.checkpoints = commit_and_anchor(context, plan, outcome.receipts)
-        with writing(self.space) as store:
+            faults.journaled("landed")
+            started = time.monotonic()
+            staged = [{**r, "files": {}} for r in receipts]  # staged files stay in the work dir
+            extra = outcome.private_files + [e["path"] for e in outcome.quarantine_entries]
+            publish_batch_files(self.space.store, self.layout, staged + outcome.receipts, extra)
+            summary.steps["publish"] = time.monotonic() - started
+            context = CommitContext(
+                self.space.store,
+                self.layout,
+                self.chain,
+                self.signer,
+                self.protection,
+                self.progress,
+                lambda pending: self._committed(held, batch_id, plan, pending),
+                checkpoints,
+            )
+            summary.checkpoints = commit_and_anchor(context, plan, outcome.receipts)
+            store = held.open()  # again, after a node's anchor
             shards = {shard for _, shard in batch_shards(outcome.receipts)}
             record_anchored(store, checkpoints, batch_id, summary.checkpoints, shards)
             store.journal.set_state(batch_id, "anchored")
@@ -200,13 +201,16 @@ class Sequencer:
         paths = {shard: outcome.key_files.get(shard, []) for shard in shards}
         record_shard_keys(store.catalog, batch_id, paths)
 
-    def _committed(self, batch_id: int, plan: dict, pending: list[dict]) -> None:
+    def _committed(self, held: HeldStore, batch_id: int, plan: dict, pending: list[dict]) -> None:
         """Before the anchor: the checkpoints about to be anchored, journaled (a redo after a
-        crash past the anchor finds them on chain and only records them)."""
+        crash past the anchor finds them on chain and only records them). The catalog is let go
+        while a node mines the anchor; the in-process chain answers at once."""
         plan["checkpoints"] = pending
-        with journaling(self.space) as journal:
-            journal.update_plan(batch_id, plan)
-            journal.set_state(batch_id, "committed")
+        journal = held.open().journal
+        journal.update_plan(batch_id, plan)
+        journal.set_state(batch_id, "committed")
+        if not answers_at_once(self.chain):
+            held.release()
         faults.journaled("committed")
 
     def _drop_duplicates(

@@ -21,7 +21,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,6 +109,38 @@ def journaling(
             with Catalog(space.work) as catalog:
                 _import_old_journal(catalog, space.work, BatchJournal(space.store))
         yield BatchJournal(space.store)
+
+
+class HeldStore:
+    """``writing`` held across the steps of one piece of work, let go and taken again in between
+    when asked: the sequencer holds the catalog from a batch's duplicate check to its record (one
+    opening, ~20-40 ms each with its close), and lets it go while a node mines its anchor, so
+    that readers of the catalog are not shut out for a block time. Let go on exit."""
+
+    def __init__(self, place: Workspace | DataLayout | str | Path) -> None:
+        self._place = place
+        self._stack: ExitStack | None = None
+        self._store: RunStore | None = None
+
+    def open(self) -> RunStore:
+        """The journal and the catalog, opened now unless already held."""
+        if self._store is None:
+            stack = ExitStack()
+            self._store = stack.enter_context(writing(self._place))
+            self._stack = stack
+        return self._store
+
+    def release(self) -> None:
+        """Close the catalog and let the writer lock go (taken again by the next ``open``)."""
+        stack, self._stack, self._store = self._stack, None, None
+        if stack is not None:
+            stack.close()
+
+    def __enter__(self) -> HeldStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 _imported: set[Path] = set()  # work directories whose old journal this process has imported
