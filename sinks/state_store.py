@@ -58,6 +58,7 @@ class StateStore:
         self.topic, self.partition = topic, partition
         self.root = layout.state_dir(topic, partition)
         self.store = store if store is not None and store.local != layout.root.absolute() else None
+        self._read: tuple[int, dict[str, pa.Table]] | None = None  # the snapshot read last
 
     # -- snapshots -----------------------------------------------------------------------------
 
@@ -74,6 +75,9 @@ class StateStore:
         partial.mkdir(parents=True)
         written = {}
         for name, table in sorted(tables.items()):
+            if self._link_unchanged(name, table, partial / f"{name}.parquet"):
+                written[name] = table
+                continue
             batch = one_batch(table)
             write_parquet(batch, partial / f"{name}.parquet")
             written[name] = pa.Table.from_batches([batch])
@@ -88,17 +92,31 @@ class StateStore:
             for name in names:
                 self.store.put_file(target / name, self.layout.relative(target / name))
 
+    def _link_unchanged(self, name: str, table: pa.Table, target: Path) -> bool:
+        """A table the batch left exactly as it read it (the same object) is the same file:
+        hard-linked from the snapshot it was read from, not encoded and written again (about
+        half of a partition's tables: checks a dataset has no columns for keep their state)."""
+        if self._read is None or self._read[1].get(name) is not table:
+            return False
+        try:
+            os.link(self.snapshot_dir(self._read[0]) / f"{name}.parquet", target)
+        except OSError:  # gone meanwhile, or a file system without hard links: written anew
+            return False
+        return True
+
     def read_snapshot(self, batch_id: int) -> tuple[dict[str, Any], dict[str, pa.Table]]:
         folder = self.snapshot_dir(batch_id)
         last = _LAST_WRITTEN.get(self.root)
         if last is not None and last[0] == batch_id and (folder / "state.json").exists():
-            return json.loads(last[1]), dict(last[2])
-        if not (folder / "state.json").exists() and self.store is not None:
-            self.store.mirror(self.layout.relative(folder), self.layout.root)
-        doc = json.loads((folder / "state.json").read_text())
-        if doc.get("format") != FORMAT:
-            raise ValueError(f"{folder}: unknown state format {doc.get('format')!r}")
-        tables = {p.stem: pq.read_table(p) for p in sorted(folder.glob("*.parquet"))}
+            doc, tables = json.loads(last[1]), dict(last[2])
+        else:
+            if not (folder / "state.json").exists() and self.store is not None:
+                self.store.mirror(self.layout.relative(folder), self.layout.root)
+            doc = json.loads((folder / "state.json").read_text())
+            if doc.get("format") != FORMAT:
+                raise ValueError(f"{folder}: unknown state format {doc.get('format')!r}")
+            tables = {p.stem: pq.read_table(p) for p in sorted(folder.glob("*.parquet"))}
+        self._read = (batch_id, dict(tables))
         return doc, tables
 
     def has_snapshot(self, batch_id: int) -> bool:

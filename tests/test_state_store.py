@@ -3,6 +3,7 @@ wrote, the same whether it is read back from disk or kept by the process that wr
 
 from __future__ import annotations
 
+import pyarrow as pa
 import pytest
 
 from pipelines.kafka_source import open_source
@@ -41,3 +42,28 @@ def test_a_snapshot_removed_from_disk_is_not_answered_from_memory(tmp_path):
     store.collect(keep=set())
     with pytest.raises(FileNotFoundError):
         store.read_snapshot(7)
+
+
+def test_a_table_left_as_it_was_read_is_the_same_file_and_the_others_are_new(tmp_path):
+    store = StateStore(DataLayout(tmp_path), "t", 0)
+    first = {"kept": pa.table({"node": ["a", "b"]}), "moved": pa.table({"n": [1]})}
+    store.write_snapshot(1, {"watermarks": {}}, first)
+    state_store._LAST_WRITTEN.clear()  # read back from the files, as another process would
+    _doc, read = store.read_snapshot(1)
+    store.write_snapshot(2, {"watermarks": {}}, {**read, "moved": pa.table({"n": [2]})})
+    kept = [store.snapshot_dir(b) / "kept.parquet" for b in (1, 2)]
+    moved = [store.snapshot_dir(b) / "moved.parquet" for b in (1, 2)]
+    assert kept[0].stat().st_ino == kept[1].stat().st_ino
+    assert moved[0].stat().st_ino != moved[1].stat().st_ino
+    state_store._LAST_WRITTEN.clear()
+    _doc, second = StateStore(DataLayout(tmp_path), "t", 0).read_snapshot(2)
+    assert second["kept"].equals(first["kept"])
+    assert second["moved"].to_pydict() == {"n": [2]}
+
+
+def test_an_equal_table_that_was_not_read_is_written_not_linked(tmp_path):
+    store = StateStore(DataLayout(tmp_path), "t", 0)
+    store.write_snapshot(1, {"watermarks": {}}, {"kept": pa.table({"node": ["a"]})})
+    store.write_snapshot(2, {"watermarks": {}}, {"kept": pa.table({"node": ["a"]})})
+    inodes = {(store.snapshot_dir(b) / "kept.parquet").stat().st_ino for b in (1, 2)}
+    assert len(inodes) == 2
