@@ -56,6 +56,7 @@ class Catalog:
             self.db = duckdb.connect(str(layout.catalog))
             self.db.execute(_DDL)
         self.quarantine = QuarantineRegister(self.db, self._absolute)
+        self.files_version = 0  # bumped by every `register_files` (the key index asks again then)
         self.windows = WindowHistory(self.db)
         # The tables committed when this connection opened: modules that create a table on first
         # use (the key index) need not ask again, several times a batch, whether it exists.
@@ -108,6 +109,7 @@ class Catalog:
             db.execute("INSERT OR REPLACE INTO files SELECT * FROM _rda_new_files")
         finally:
             db.close()
+            self.files_version += 1
 
     def dataset_files(self, dataset: str) -> list[dict[str, Any]]:
         cursor = self.db.execute(

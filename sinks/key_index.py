@@ -18,6 +18,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from weakref import WeakKeyDictionary
 
 import duckdb
 import pyarrow as pa
@@ -31,6 +32,10 @@ _FILES_VIEW = "_rda_key_index_files"  # registered for the length of one stateme
 # (partition, offset) of a new row repeating a key, and the offset of the key's first row in
 # the batch (its own offset when the earlier row is in another batch).
 Repeat = tuple[int, int, int]
+# Per open catalog, the logs whose index was caught up with the catalog's files, and the
+# catalog's ``files_version`` then: a batch's duplicate check and its key recording catch up
+# the same shards, and nothing is listed in between (~2 ms a query per shard spared).
+_CAUGHT_UP: WeakKeyDictionary[Catalog, dict[str, int]] = WeakKeyDictionary()
 
 
 def natural_key(dataset: str) -> list[str]:
@@ -105,6 +110,7 @@ def forget_batch(catalog: Catalog, batch_id: int) -> None:
         ).fetchall()
         for (dataset,) in datasets:
             _forget(db, catalog, dataset, batch_id)
+    _CAUGHT_UP.pop(catalog, None)  # a listed file of the batch would be indexed again
 
 
 def repeated_keys(
@@ -176,6 +182,7 @@ def _transaction(catalog: Catalog) -> Iterator[duckdb.DuckDBPyConnection]:
         db.commit()
     except BaseException:
         db.rollback()
+        _CAUGHT_UP.pop(catalog, None)  # what it caught up is undone
         raise
     finally:
         db.close()
@@ -184,8 +191,12 @@ def _transaction(catalog: Catalog) -> Iterator[duckdb.DuckDBPyConnection]:
 def _catch_up(db: duckdb.DuckDBPyConnection, catalog: Catalog, dataset: str) -> int:
     """Index every file the catalog lists for a batch the index lacks; return those batches."""
     _create_tables(db, catalog, dataset)
+    caught_up = _CAUGHT_UP.setdefault(catalog, {})
+    if caught_up.get(dataset) == catalog.files_version:
+        return 0
     missing = _unindexed_files(db, dataset)
     _insert(db, catalog.layout, dataset, missing)
+    caught_up[dataset] = catalog.files_version
     return len({batch_id for _, batch_id in missing})
 
 
