@@ -230,6 +230,32 @@ def test_the_index_survives_closing_and_reopening_the_catalog(data):
     assert key_index.ensure_index(data.catalog, RADIO) == 0
 
 
+def test_a_log_caught_up_in_this_opening_is_asked_again_only_after_a_file_is_listed(
+    data, monkeypatch
+):
+    asked = []
+    unindexed = key_index._unindexed_files
+    monkeypatch.setattr(
+        key_index, "_unindexed_files", lambda db, log: asked.append(log) or unindexed(db, log)
+    )
+    data.publish(RADIO, 1, [data.land(RADIO, "b1", rows(RADIO, [("an-1", 1, T0_US)], 0))])
+    asked.clear()  # the batch's files were listed after its keys were recorded
+    assert key_index.ensure_index(data.catalog, RADIO) == 0
+    assert key_index.ensure_index(data.catalog, RADIO) == 0
+    assert asked == [RADIO]
+    data.register(RADIO, 2, [data.land(RADIO, "b2", rows(RADIO, [("an-1", 2, T0_US)], 10))])
+    assert key_index.ensure_index(data.catalog, RADIO) == 1
+    assert asked == [RADIO, RADIO]
+
+
+def test_a_catch_up_undone_with_its_failed_transaction_is_done_again(data):
+    data.register(RADIO, 1, [data.land(RADIO, "b1", rows(RADIO, [("an-1", 1, T0_US)], 0))])
+    with pytest.raises(duckdb.IOException):  # caught up batch 1, then failed: all rolled back
+        record_batch_keys(data.catalog, RADIO, 2, ["published/radio_kpi.v1/gone.parquet"])
+    again = data.land(RADIO, "b2", rows(RADIO, [("an-1", 1, T0_US)], 10))
+    assert find_batch_duplicates(data.catalog, RADIO, 2, [again]) == {(0, 10): RADIO_KEY}
+
+
 def test_rows_of_different_datasets_with_the_same_key_values_never_collide(data):
     same = [("an-1", T0_US)]  # heartbeats and speed tests share the key (node_id, event_time)
     heartbeats = data.land(HEARTBEAT, "b1", rows(HEARTBEAT, same, 0))
