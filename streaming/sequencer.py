@@ -303,8 +303,7 @@ def record_anchored(
         schema = published_schema_for_dataset(dataset)
         catalog.register_dataset(dataset, schema.describe(), schema.fingerprint())
     catalog.register_files(batch_id, list(files.values()))
-    for checkpoint in anchored:
-        catalog.record_checkpoint(batch_id, checkpoint)
+    catalog.record_checkpoints(batch_id, anchored)
     catalog.refresh_views({c["dataset"] for c in anchored})
 
 

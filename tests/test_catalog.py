@@ -1,0 +1,48 @@
+"""The catalog's datasets and checkpoints: registered every batch, replaced only when changed."""
+
+from __future__ import annotations
+
+from sinks.catalog import Catalog
+from sinks.layout import DataLayout
+
+SCHEMA = {"name": "radio_kpi", "version": "1.0"}
+
+
+def checkpoint(dataset: str, size: int, tx: str) -> dict:
+    return {
+        "dataset": dataset,
+        "tree_size": size,
+        "root": "aa" * 32,
+        "manifest_path": f"published/{dataset}/checkpoints/{size:012d}.manifest.json",
+        "manifest_sha256": "01" * 32,
+        "chain_id": 31337,
+        "contract": "0x" + "11" * 20,
+        "anchor_tx": tx,
+        "anchor_block": 7,
+        "gas_used": 21_000,
+    }
+
+
+def test_a_dataset_registered_again_keeps_its_row_and_a_new_fingerprint_replaces_it(tmp_path):
+    with Catalog(DataLayout(tmp_path)) as catalog:
+        assert catalog.register_dataset("radio_kpi.v1", SCHEMA, "f1") == "radio_kpi_v1"
+        assert catalog.register_dataset("radio_kpi.v1", SCHEMA, "f1") == "radio_kpi_v1"
+        rows = catalog.db.execute("SELECT * FROM datasets").fetchall()
+        assert rows == [("radio_kpi.v1", "radio_kpi", "1.0", "f1", "radio_kpi_v1")]
+        catalog.register_dataset("radio_kpi.v1", {**SCHEMA, "version": "1.1"}, "f2")
+        rows = catalog.db.execute("SELECT * FROM datasets").fetchall()
+        assert rows == [("radio_kpi.v1", "radio_kpi", "1.1", "f2", "radio_kpi_v1")]
+
+
+def test_a_batch_s_checkpoints_are_recorded_together_and_a_redo_replaces_them(tmp_path):
+    with Catalog(DataLayout(tmp_path)) as catalog:
+        catalog.record_checkpoints(
+            4, [checkpoint("a.v1", 10, "0x01"), checkpoint("b.v1", 3, "0x01")]
+        )
+        catalog.record_checkpoints(4, [checkpoint("a.v1", 10, "0x02")])  # a redo, anchored again
+        recorded = catalog.batch_checkpoints(4)
+    assert [(c["dataset"], c["tree_size"], c["anchor_tx"]) for c in recorded] == [
+        ("a.v1", 10, "0x02"),
+        ("b.v1", 3, "0x01"),
+    ]
+    assert recorded[0] == {**checkpoint("a.v1", 10, "0x02"), "batch_id": 4}
