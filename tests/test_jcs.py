@@ -292,6 +292,28 @@ def test_matches_rfc8785_package(value: object) -> None:
     assert canonicalize(value) == rfc8785.dumps(value)
 
 
+ascii_named_values = st.recursive(  # manifests' shape: the serializer's fast path
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: (
+        st.lists(children)
+        | st.tuples(children, children)
+        | st.dictionaries(st.text(st.characters(max_codepoint=127)), children)
+    ),
+    max_leaves=40,
+)
+
+
+@given(value=ascii_named_values)
+def test_objects_with_ascii_names_match_rfc8785_package_or_are_refused_alike(value: object) -> None:
+    try:
+        expected = rfc8785.dumps(value)
+    except (TypeError, ValueError, rfc8785.CanonicalizationError):
+        with pytest.raises((TypeError, ValueError)):
+            canonicalize(value)
+        return
+    assert canonicalize(value) == expected
+
+
 @given(value=st.floats(allow_nan=False, allow_infinity=False))
 def test_numbers_match_rfc8785_package(value: float) -> None:
     assert serialize_number(value).encode() == rfc8785.dumps(value)
