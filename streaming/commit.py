@@ -249,7 +249,7 @@ def _build(
         manifest["privacy"] = privacy
     data, digest = manifest_digest(manifest)
     signature = _write_signed(ctx, dataset, pending_manifest_path(digest), data)
-    checkpoints.remember(digest, manifest)
+    checkpoints.remember(digest, manifest, len(data))
     checkpoint = {
         "dataset": dataset,
         "tree_size": size,
@@ -290,7 +290,7 @@ def _grow_shards(
         size, root = manifest["checkpoint"]["tree_size"], manifest["checkpoint"]["root"]
         path = shard_manifest_path(rows.shard, size, digest)
         _write_signed(ctx, dataset, path, data)
-        checkpoints.remember(digest, manifest)
+        checkpoints.remember(digest, manifest, len(data))
         heads[rows.shard] = {**head(rows.shard, size, root, digest), "manifest_path": path}
         grown = True
     return heads if grown else None
