@@ -62,6 +62,7 @@ class Block:
 
     number: int
     hash: bytes
+    parent_hash: bytes
     timestamp: int
     transactions: int
 
@@ -261,6 +262,7 @@ class AnchorRegistry(DeployedContract):
         return Block(
             int(found["number"]),
             bytes(found["hash"]),
+            bytes(found["parentHash"]),
             int(found["timestamp"]),
             len(found["transactions"]),
         )

@@ -176,15 +176,20 @@ class ChainContext:
         return anchor
 
     def _remember_anchored(self, receipt: AnchorReceipt, fresh: list[tuple]) -> None:
-        """The logs this context's transaction anchored: their latest anchor, at its block, when
-        the block holds that transaction alone (another one could have anchored after it)."""
+        """After this context's transaction: the logs it anchored have it as their latest, at
+        its block, and the others what they had at the block before, when the block holds that
+        transaction alone (another one could have anchored too)."""
         block = self.registry.block(receipt.block_number)
-        for dataset, tree_size, root, manifest_hash, _previous in fresh:
-            if block.transactions == 1:
-                anchor = Anchor(tree_size, root, manifest_hash, block.timestamp, block.number)
-                self._latest_at_head[dataset] = (block.hash, anchor)
-            else:
+        if block.transactions != 1:
+            for dataset, *_ in fresh:
                 self._latest_at_head.pop(dataset, None)
+            return
+        for log, (at, anchor) in list(self._latest_at_head.items()):
+            if at == block.parent_hash:  # not changed by a transaction that did not name it
+                self._latest_at_head[log] = (block.hash, anchor)
+        for dataset, tree_size, root, manifest_hash, _previous in fresh:
+            anchor = Anchor(tree_size, root, manifest_hash, block.timestamp, block.number)
+            self._latest_at_head[dataset] = (block.hash, anchor)
 
     def trust_root(self, data_dir: Path | None = None) -> TrustRoot:
         """A verifier's trust root pinned to the identity this chain context published (for the

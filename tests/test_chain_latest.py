@@ -78,3 +78,14 @@ def test_any_new_block_makes_the_context_read_again(registry):
     w3.eth.send_transaction({"from": w3.eth.accounts[1], "to": w3.eth.accounts[2], "value": 1})
     assert chain.latest("d.v1").tree_size == 10
     assert reads.calls == 1
+
+
+def test_a_log_the_context_s_transaction_did_not_name_is_not_read_again(registry):
+    chain = context(registry)
+    chain.anchor([checkpoint("d.v1", 10, 0), checkpoint("e.v1", 4, 0)])
+    e_before = registry.latest("e.v1")
+    reads = CountingReads(registry)
+    chain.anchor([checkpoint("d.v1", 12, 10)])  # e.v1 is not in this block's transaction
+    assert chain.latest("e.v1") == e_before
+    assert chain.latest("d.v1").tree_size == 12
+    assert reads.calls == 0
