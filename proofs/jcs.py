@@ -42,9 +42,13 @@ MAX_SAFE_INTEGER = 2**53 - 1
 _quote: Callable[[str], str] = json.encoder.encode_basestring
 
 
-def canonicalize(value: object) -> bytes:
-    """Return the RFC 8785 canonical UTF-8 encoding of a JSON-compatible Python value."""
-    parts: list[str] = []
+def canonicalize(value: object, shares_objects: bool = False) -> bytes:
+    """Return the RFC 8785 canonical UTF-8 encoding of a JSON-compatible Python value.
+
+    ``shares_objects``: the value holds the same object in several places (a manifest built
+    here: one Table Schema in every resource), whose output is then copied, not made again.
+    """
+    parts = _Parts({} if shares_objects else None)
     _serialize(value, parts)
     text = "".join(parts)
     try:
@@ -137,7 +141,19 @@ def _serialize_float(value: float) -> str:
     return sign + digits[0] + "." + digits[1:] + exp_text
 
 
-def _serialize(value: object, out: list[str]) -> None:
+class _Parts(list):
+    """The output's pieces and, when asked to keep them, where the objects already serialized
+    lie among them: the same object met again is copied from there. Objects are told apart by
+    ``id``: all of them are alive, and not changed, for the length of one ``canonicalize``."""
+
+    __slots__ = ("spans",)
+
+    def __init__(self, spans: dict[int, tuple[int, int]] | None) -> None:
+        super().__init__()
+        self.spans = spans
+
+
+def _serialize(value: object, out: _Parts) -> None:
     """The common shapes by exact type: strings, objects with ASCII names (sorted by code point,
     which is UTF-16 order for them), arrays and safe integers; the rest (floats, literals,
     subclasses, other names) by ``_serialize_any``. A manifest's hundreds of file entries are
@@ -146,6 +162,13 @@ def _serialize(value: object, out: list[str]) -> None:
     if kind is str:
         out.append(_quote(value))
     elif kind is dict and _ascii_names(value):  # type: ignore[arg-type]
+        spans = out.spans
+        if spans is not None:
+            if id(value) in spans:
+                first_at, end = spans[id(value)]
+                out.extend(out[first_at:end])
+                return
+            start = len(out)
         out.append("{")
         first = True
         for name in sorted(value):  # type: ignore[call-overload]
@@ -156,6 +179,8 @@ def _serialize(value: object, out: list[str]) -> None:
             out.append(":")
             _serialize(value[name], out)  # type: ignore[index]
         out.append("}")
+        if spans is not None:
+            spans[id(value)] = (start, len(out))
     elif kind is list or kind is tuple:
         out.append("[")
         first = True
@@ -178,7 +203,7 @@ def _ascii_names(value: dict) -> bool:
         return False
 
 
-def _serialize_any(value: object, out: list[str]) -> None:
+def _serialize_any(value: object, out: _Parts) -> None:
     if value is None:
         out.append("null")
     elif value is True:

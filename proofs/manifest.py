@@ -79,7 +79,7 @@ def build_manifest(
         "files": files,
         "batch": batch,
         "pipeline": {"name": "rda-pipeline", "version": pipeline_version},
-        "resources": [_resource(f, schema) for f in files],
+        "resources": _resources(files, schema),
         "publisher": publisher,
     }
     if quality is not None:
@@ -139,8 +139,16 @@ def _table_type(arrow_type: str) -> str:
     return "binary" if "binary" in base else "any"
 
 
-def _resource(file: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
-    """One Parquet file as a Frictionless Data Resource."""
+def _resources(files: list[dict[str, Any]], schema: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each Parquet file as a Frictionless Data Resource. Every file has the same Table Schema:
+    one object, built once, which the serializer writes out again for each resource (its
+    bytes are the same as if each had its own)."""
+    described = table_schema(schema)
+    return [_resource(f, described) for f in files]
+
+
+def _resource(file: dict[str, Any], described: dict[str, Any]) -> dict[str, Any]:
+    """One Parquet file as a Frictionless Data Resource (``described``: its Table Schema)."""
     name = file["path"].rsplit("/", 1)[-1].removesuffix(".parquet").lower()
     return {
         "name": "".join(c if c.isalnum() or c in "._-" else "-" for c in name),
@@ -150,7 +158,7 @@ def _resource(file: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
         "mediatype": "application/vnd.apache.parquet",
         "bytes": file["bytes"],
         "hash": f"sha256:{file['sha256']}",
-        "schema": table_schema(schema),
+        "schema": described,
     }
 
 

@@ -111,7 +111,7 @@ def checkpoint_manifest_path(tree_size: int) -> str:
 
 def manifest_digest(manifest: dict[str, Any]) -> tuple[bytes, str]:
     """The manifest's stored bytes (RFC 8785) and their SHA-256 in hex."""
-    data = canonicalize(manifest)
+    data = canonicalize(manifest, shares_objects=True)  # one Table Schema in every resource
     return data, hashlib.sha256(data).hexdigest()
 
 

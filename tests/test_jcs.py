@@ -314,6 +314,29 @@ def test_objects_with_ascii_names_match_rfc8785_package_or_are_refused_alike(val
     assert canonicalize(value) == expected
 
 
+@given(shared=ascii_named_values, others=st.lists(ascii_named_values, max_size=4))
+def test_an_object_shared_in_several_places_is_written_the_same_each_time(shared, others):
+    value = {"a": [shared, *others, shared], "b": {"again": shared}, "c": shared}
+    try:
+        expected = canonicalize(value)
+    except (TypeError, ValueError):
+        with pytest.raises((TypeError, ValueError)):
+            canonicalize(value, shares_objects=True)
+        return
+    assert canonicalize(value, shares_objects=True) == expected
+
+
+def test_a_manifest_s_resources_share_one_table_schema_and_serialize_as_separate_ones():
+    from proofs.manifest import _resources
+
+    schema = {"fields": [{"name": "node_id", "type": "string", "required": True}]}
+    files = [{"path": f"d/f{i}.parquet", "bytes": 10, "sha256": "00" * 32} for i in range(3)]
+    shared = _resources(files, schema)
+    assert shared[0]["schema"] is shared[2]["schema"]
+    separate = json.loads(json.dumps(shared))
+    assert canonicalize(shared, shares_objects=True) == canonicalize(separate)
+
+
 @given(value=st.floats(allow_nan=False, allow_infinity=False))
 def test_numbers_match_rfc8785_package(value: float) -> None:
     assert serialize_number(value).encode() == rfc8785.dumps(value)
