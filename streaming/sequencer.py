@@ -137,29 +137,42 @@ class Sequencer:
             summary.steps["dedup"] = time.monotonic() - started
             outcome = self._decide(store, entry, receipts, summary)
             faults.journaled("landed")
-            started = time.monotonic()
-            staged = [{**r, "files": {}} for r in receipts]  # staged files stay in the work dir
-            extra = outcome.private_files + [e["path"] for e in outcome.quarantine_entries]
-            publish_batch_files(self.space.store, self.layout, staged + outcome.receipts, extra)
-            summary.steps["publish"] = time.monotonic() - started
-            context = CommitContext(
-                self.space.store,
-                self.layout,
-                self.chain,
-                self.signer,
-                self.protection,
-                self.progress,
-                lambda pending: self._committed(held, batch_id, plan, pending),
-                checkpoints,
-            )
-            summary.checkpoints = commit_and_anchor(context, plan, outcome.receipts)
+            self._anchor(held, plan, receipts, outcome, checkpoints, summary)
             store = held.open()  # again, after a node's anchor
             shards = {shard for _, shard in batch_shards(outcome.receipts)}
             record_anchored(store, checkpoints, batch_id, summary.checkpoints, shards)
             store.journal.set_state(batch_id, "anchored")
         faults.journaled("anchored")
-        summary.steps.update(context.seconds)
         return summary
+
+    def _anchor(
+        self,
+        held: HeldStore,
+        plan: dict,
+        receipts: list[dict],
+        outcome: Outcome,
+        checkpoints: Checkpoints,
+        summary: BatchSummary,
+    ) -> None:
+        """Publish the batch's files to the store, commit its shards and dataset checkpoints,
+        anchor them: ``summary.checkpoints``, and the steps' seconds."""
+        started = time.monotonic()
+        staged = [{**r, "files": {}} for r in receipts]  # staged files stay in the work dir
+        extra = outcome.private_files + [e["path"] for e in outcome.quarantine_entries]
+        publish_batch_files(self.space.store, self.layout, staged + outcome.receipts, extra)
+        summary.steps["publish"] = time.monotonic() - started
+        context = CommitContext(
+            self.space.store,
+            self.layout,
+            self.chain,
+            self.signer,
+            self.protection,
+            self.progress,
+            lambda pending: self._committed(held, plan["batch_id"], plan, pending),
+            checkpoints,
+        )
+        summary.checkpoints = commit_and_anchor(context, plan, outcome.receipts)
+        summary.steps.update(context.seconds)
 
     def _decide(
         self, store: RunStore, entry: dict, receipts: list[dict], summary: BatchSummary
