@@ -103,15 +103,25 @@ class ContributionTable:
 
     def leaves(self) -> list[tuple[int, str, int]]:
         """(token id, node id, rows), in tree order (by token id)."""
+        return list(self._leaves)
+
+    def root(self) -> bytes:
+        """The root hash; 32 zero bytes for a table without rows (the contract's "none")."""
+        return self._root_hash
+
+    # Worked out once per table (its document, bytes and sections each ask): the table is not
+    # changed after it is made.
+    @functools.cached_property
+    def _leaves(self) -> tuple[tuple[int, str, int], ...]:
         entries = sorted((node_token_id(n), n, r) for n, r in self.rows_by_node.items())
         for (a, node_a, _), (b, node_b, _) in pairwise(entries):
             if a == b:
                 raise ContributionError(f"nodes {node_a!r} and {node_b!r} share a token id")
-        return entries
+        return tuple(entries)
 
-    def root(self) -> bytes:
-        """The root hash; 32 zero bytes for a table without rows (the contract's "none")."""
-        leaves = [(leaf_hash(t, r), r) for t, _, r in self.leaves()]
+    @functools.cached_property
+    def _root_hash(self) -> bytes:
+        leaves = [(leaf_hash(t, r), r) for t, _, r in self._leaves]
         return _root(leaves)[0] if leaves else b"\x00" * 32
 
     def path(self, node_id: str) -> tuple[int, SumPath]:

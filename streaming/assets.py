@@ -33,6 +33,9 @@ from sinks.layout import DataLayout
 
 log = logging.getLogger("rda.run")
 RECORD_FILE = "data-assets.json"
+# Contribution tables this process made, by the SHA-256 of their bytes: the next checkpoint of
+# the dataset starts from its previous one's, named by hash in that checkpoint's manifest.
+_KNOWN_TABLES: dict[str, ContributionTable] = {}
 
 
 @dataclass
@@ -92,11 +95,17 @@ def checkpoint_sections(
     tree_size: int,
     previous_size: int,
     added: list[dict[str, Any]],
+    previous_sha256: str | None = None,
 ) -> dict[str, Any]:
     """For a dataset checkpoint over shards: its table (the previous checkpoint's plus the rows
     of ``added``, the files it adds, paths from the work root) written and published to
-    ``store``; the manifest sections naming it (and the asset, if any)."""
-    previous = _shared_table(store, dataset, previous_size) if previous_size else None
+    ``store``; the manifest sections naming it (and the asset, if any). ``previous_sha256``:
+    the previous table's hash as its manifest names it (a table this process made is then not
+    read back)."""
+    previous = None
+    if previous_size:
+        previous = _KNOWN_TABLES.get(previous_sha256 or "")
+        previous = previous or _shared_table(store, dataset, previous_size)
     if previous_size and previous is None:  # a table is never made up from part of the rows
         log.warning(
             "%s: no contribution table at checkpoint %d; none at %d either",
@@ -115,10 +124,14 @@ def checkpoint_sections(
     os.replace(partial, path)
     if store.local is None or Path(store.local).absolute() != work.root:
         store.put_file(path, f"published/{dataset}/{relative}")
+    digest = hashlib.sha256(raw).hexdigest()
+    _KNOWN_TABLES[digest] = table
+    while len(_KNOWN_TABLES) > 64:  # a few per dataset: the previous checkpoint's is the one used
+        _KNOWN_TABLES.pop(next(iter(_KNOWN_TABLES)))
     sections: dict[str, Any] = {
         "contributions": {
             "path": relative,
-            "sha256": hashlib.sha256(raw).hexdigest(),
+            "sha256": digest,
             "root": table.root().hex(),
             "node_rows": table.node_rows,
             "nodes": len(table.rows_by_node),

@@ -54,6 +54,11 @@ class Base:
     heads: dict[str, dict[str, Any]] = field(default_factory=dict)  # shard -> head + path
 
     @property
+    def contributions_sha256(self) -> str | None:
+        """The hash of the checkpoint's contribution table, as its manifest names it."""
+        return ((self.manifest or {}).get("contributions") or {}).get("sha256")
+
+    @property
     def link(self) -> dict[str, Any] | None:
         """The ``previous`` of a checkpoint built on this one."""
         if self.digest is None:

@@ -243,7 +243,10 @@ def _build(
         publisher=ctx.signer.describe(),
         quality=dataset_quality(size, manifests, [w for r in shards for w in r.windows]),
     )
-    manifest.update(checkpoint_sections(ctx.store, ctx.work, dataset, size, base.size, added))
+    table = base.contributions_sha256
+    manifest.update(
+        checkpoint_sections(ctx.store, ctx.work, dataset, size, base.size, added, table)
+    )
     privacy = merged_privacy(ctx.protection, schema, manifests)
     if privacy is not None:
         manifest["privacy"] = privacy
