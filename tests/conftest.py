@@ -16,6 +16,7 @@ from infra.tools import free_port
 from proofs.anchor import AnchorRegistry
 from simulator.fleet import generate
 from simulator.producer import ProduceReport, produce
+from sinks.storage import Store
 from streaming.chain import ChainContext, open_chain
 
 pytest_plugins = ["market_support"]  # the marketplace tests' demo data and server
@@ -57,6 +58,20 @@ def _publish(
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
+
+
+@pytest.fixture
+def counting_store(tmp_path: Path) -> Store:
+    """A local store at ``tmp_path`` counting the objects read from it (``store.reads``)."""
+
+    class CountingStore(Store):
+        reads = 0
+
+        def read_bytes(self, relative: str) -> bytes:
+            CountingStore.reads += 1
+            return super().read_bytes(relative)
+
+    return CountingStore.open(tmp_path)
 
 
 @pytest.fixture

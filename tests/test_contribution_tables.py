@@ -8,18 +8,9 @@ import pyarrow.parquet as pq
 
 from proofs.contributions import parse_table, table_path
 from sinks.layout import DataLayout
-from sinks.storage import Store
 from streaming.assets import checkpoint_sections
 
 DATASET = "radio_kpi.v1"
-
-
-class CountingStore(Store):
-    reads = 0
-
-    def read_bytes(self, relative: str) -> bytes:
-        CountingStore.reads += 1
-        return super().read_bytes(relative)
 
 
 def published(layout: DataLayout, name: str, nodes: list[str | None]) -> dict:
@@ -29,23 +20,23 @@ def published(layout: DataLayout, name: str, nodes: list[str | None]) -> dict:
     return {"path": relative, "sha256": "00" * 32}
 
 
-def test_a_table_made_here_is_not_read_back_and_the_next_one_adds_to_it(tmp_path):
-    layout, store = DataLayout(tmp_path), CountingStore.open(tmp_path)
+def test_a_table_made_here_is_not_read_back_and_the_next_one_adds_to_it(tmp_path, counting_store):
+    layout, store = DataLayout(tmp_path), counting_store
     first = published(layout, "a", ["n1", "n2", None])
     made = checkpoint_sections(store, layout, DATASET, 3, 0, [first])
-    CountingStore.reads = 0
+    type(store).reads = 0
     second = published(layout, "b", ["n2", "n3"])
     sha256 = made["contributions"]["sha256"]
     then = checkpoint_sections(store, layout, DATASET, 5, 3, [second], sha256)
-    assert CountingStore.reads == 0
+    assert store.reads == 0
     table = parse_table(table_path(layout.dataset_dir(DATASET), 5).read_bytes())
     assert table.rows_by_node == {"n1": 1, "n2": 2, "n3": 1}
     assert then["contributions"]["root"] == table.root().hex()
 
 
-def test_without_the_hash_the_previous_table_is_read_from_the_store(tmp_path):
-    layout, store = DataLayout(tmp_path), CountingStore.open(tmp_path)
+def test_without_the_hash_the_previous_table_is_read_from_the_store(tmp_path, counting_store):
+    layout, store = DataLayout(tmp_path), counting_store
     checkpoint_sections(store, layout, DATASET, 1, 0, [published(layout, "a", ["n1"])])
-    CountingStore.reads = 0
+    type(store).reads = 0
     checkpoint_sections(store, layout, DATASET, 2, 1, [published(layout, "b", ["n1"])])
-    assert CountingStore.reads == 1
+    assert store.reads == 1
