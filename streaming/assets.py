@@ -105,7 +105,7 @@ def checkpoint_sections(
     previous = None
     if previous_size:
         previous = _KNOWN_TABLES.get(previous_sha256 or "")
-        previous = previous or _shared_table(store, dataset, previous_size)
+        previous = previous or _shared_table(store, dataset, previous_size, previous_sha256)
     if previous_size and previous is None:  # a table is never made up from part of the rows
         log.warning(
             "%s: no contribution table at checkpoint %d; none at %d either",
@@ -140,12 +140,24 @@ def checkpoint_sections(
     return {**sections, **_asset_section(work, dataset)}
 
 
-def _shared_table(store: Any, dataset: str, tree_size: int) -> ContributionTable | None:
+def _shared_table(
+    store: Any, dataset: str, tree_size: int, sha256: str | None = None
+) -> ContributionTable | None:
     """The table at ``tree_size`` as published in the shared store (another worker may have
-    written it), or None."""
+    written it), or None; given ``sha256`` (its checkpoint's manifest names it), only that one.
+    Two workers whose checkpoints of one size race for the anchor both write a table under that
+    size's name, and the loser's may be the one left there: its counts are not the anchored
+    checkpoint's, and are never built on."""
     relative = contribution_path(Path(""), tree_size).as_posix()
     try:
-        return parse_table(store.read_bytes(f"published/{dataset}/{relative}"))
+        raw = store.read_bytes(f"published/{dataset}/{relative}")
+        if sha256 is not None and hashlib.sha256(raw).hexdigest() != sha256:
+            log.warning(
+                "%s: the contribution table at checkpoint %d is not the one its manifest names",
+                dataset, tree_size,
+            )  # fmt: skip
+            return None
+        return parse_table(raw)
     except (OSError, ContributionError, KeyError):
         return None
 

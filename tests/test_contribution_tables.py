@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 
 from proofs.contributions import parse_table, table_path
 from sinks.layout import DataLayout
+from streaming import assets
 from streaming.assets import checkpoint_sections
 
 DATASET = "radio_kpi.v1"
@@ -40,3 +41,21 @@ def test_without_the_hash_the_previous_table_is_read_from_the_store(tmp_path, co
     type(store).reads = 0
     checkpoint_sections(store, layout, DATASET, 2, 1, [published(layout, "b", ["n1"])])
     assert store.reads == 1
+
+
+def test_a_previous_table_that_is_not_the_one_its_manifest_names_is_not_built_on(
+    tmp_path, counting_store
+):
+    layout = DataLayout(tmp_path)
+    made = checkpoint_sections(
+        counting_store, layout, DATASET, 1, 0, [published(layout, "a", ["n1"])]
+    )
+    # another worker's checkpoint of the same size, which lost the anchor, wrote its table last
+    loser = checkpoint_sections(
+        counting_store, layout, DATASET, 1, 0, [published(layout, "x", ["n9"])]
+    )
+    assert loser["contributions"]["sha256"] != made["contributions"]["sha256"]
+    assets._KNOWN_TABLES.clear()  # a process that made neither
+    next_one = published(layout, "b", ["n1"])
+    sha256 = made["contributions"]["sha256"]
+    assert checkpoint_sections(counting_store, layout, DATASET, 2, 1, [next_one], sha256) == {}
