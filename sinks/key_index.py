@@ -190,10 +190,10 @@ def _transaction(catalog: Catalog) -> Iterator[duckdb.DuckDBPyConnection]:
 
 def _catch_up(db: duckdb.DuckDBPyConnection, catalog: Catalog, dataset: str) -> int:
     """Index every file the catalog lists for a batch the index lacks; return those batches."""
-    _create_tables(db, catalog, dataset)
     caught_up = _CAUGHT_UP.setdefault(catalog, {})
-    if caught_up.get(dataset) == catalog.files_version:
+    if caught_up.get(dataset) == catalog.files_version:  # its tables were made then, too
         return 0
+    _create_tables(db, catalog, dataset)
     missing = _unindexed_files(db, dataset)
     _insert(db, catalog.layout, dataset, missing)
     caught_up[dataset] = catalog.files_version
