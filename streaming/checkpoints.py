@@ -67,27 +67,27 @@ class Base:
 
 
 class _KnownManifests:
-    """Manifests this process read or wrote, by the SHA-256 of their bytes: they never change,
-    so a batch need not read and parse again the heads the batch before it wrote (~1-2 ms a
-    manifest, several per dataset and batch). The least recently used go first once their
+    """Manifests this process read or wrote, by store and the SHA-256 of their bytes: they never
+    change, so a batch need not read and parse again the heads the batch before it wrote (~1-2
+    ms a manifest, several per dataset and batch). The least recently used go first once their
     bytes pass ``limit`` (a shard manifest lists all of the shard's files)."""
 
     def __init__(self, limit: int = 32 * 2**20) -> None:
         self.limit = limit
-        self._entries: OrderedDict[str, tuple[dict[str, Any], int]] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str], tuple[dict[str, Any], int]] = OrderedDict()
         self._size = 0
 
-    def get(self, digest: str) -> dict[str, Any] | None:
-        entry = self._entries.get(digest)
+    def get(self, key: tuple[str, str]) -> dict[str, Any] | None:
+        entry = self._entries.get(key)
         if entry is None:
             return None
-        self._entries.move_to_end(digest)
+        self._entries.move_to_end(key)
         return entry[0]
 
-    def put(self, digest: str, manifest: dict[str, Any], size: int) -> None:
-        if digest in self._entries or size > self.limit:
+    def put(self, key: tuple[str, str], manifest: dict[str, Any], size: int) -> None:
+        if key in self._entries or size > self.limit:
             return
-        self._entries[digest] = (manifest, size)
+        self._entries[key] = (manifest, size)
         self._size += size
         while self._size > self.limit:
             _, (_, dropped) = self._entries.popitem(last=False)
@@ -131,7 +131,7 @@ class Checkpoints:
         (``FileNotFoundError`` when there is none there)."""
         if digest not in self._manifests:
             path = dataset_path(dataset, relative)
-            known = _KNOWN.get(digest)
+            known = _KNOWN.get((self.store.uri, digest))
             if known is not None and self.store.exists(path):
                 self._manifests[digest] = known
                 return known
@@ -146,7 +146,7 @@ class Checkpoints:
     def remember(self, digest: str, manifest: dict[str, Any], size: int) -> None:
         """A manifest as written (``size``: its bytes), or read: never changed afterwards."""
         self._manifests[digest] = manifest
-        _KNOWN.put(digest, manifest, size)
+        _KNOWN.put((self.store.uri, digest), manifest, size)
 
     def _anchored_manifest(self, dataset: str, size: int, digest: str) -> dict[str, Any]:
         final = checkpoint_manifest_path(size)

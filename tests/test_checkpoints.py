@@ -10,6 +10,7 @@ import pytest
 
 from sinks.storage import Store
 from streaming import checkpoints as checkpoints_module
+from streaming.chain import ChainChanged
 from streaming.checkpoints import Checkpoints, _KnownManifests
 
 DATASET = "radio_kpi.v1"
@@ -42,12 +43,21 @@ def test_a_known_manifest_is_not_answered_where_the_store_has_none(store):
         Checkpoints(store, chain=None).manifest(DATASET, "checkpoints/a.manifest.json", digest)
 
 
+def test_a_manifest_known_in_one_store_is_read_in_another(store, tmp_path):
+    digest = write_manifest(store, "checkpoints/a.manifest.json", {"files": [1]})
+    Checkpoints(store, chain=None).manifest(DATASET, "checkpoints/a.manifest.json", digest)
+    other = Store.open(tmp_path / "other")
+    other.write_bytes(f"published/{DATASET}/checkpoints/a.manifest.json", b'{"files": [2]}')
+    with pytest.raises(ChainChanged):  # the other store's file is not the manifest named
+        Checkpoints(other, chain=None).manifest(DATASET, "checkpoints/a.manifest.json", digest)
+
+
 def test_the_least_recently_used_go_first_past_the_limit():
     known = _KnownManifests(limit=10)
-    known.put("a", {"n": "a"}, 4)
-    known.put("b", {"n": "b"}, 4)
-    assert known.get("a") == {"n": "a"}  # now the most recent
-    known.put("c", {"n": "c"}, 4)
-    assert (known.get("a"), known.get("b"), known.get("c")) == ({"n": "a"}, None, {"n": "c"})
-    known.put("huge", {}, 11)
-    assert known.get("huge") is None
+    known.put(("s", "a"), {"n": "a"}, 4)
+    known.put(("s", "b"), {"n": "b"}, 4)
+    assert known.get(("s", "a")) == {"n": "a"}  # now the most recent
+    known.put(("s", "c"), {"n": "c"}, 4)
+    assert [known.get(("s", k)) for k in "abc"] == [{"n": "a"}, None, {"n": "c"}]
+    known.put(("s", "huge"), {}, 11)
+    assert known.get(("s", "huge")) is None
