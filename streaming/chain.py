@@ -55,12 +55,11 @@ class ChainContext:
     after_anchor: Callable[[list[dict]], None] | None = None
     # The NodeRegistry the ingest checks device signatures against, through its local cache.
     nodes: NodeRegistryCache | None = None
-    # Each log's latest anchored size as this context last read or anchored it.
-    _latest_sizes: dict[str, int] = field(default_factory=dict, init=False, repr=False)
-    # Each log's latest anchor as this context read or anchored it, with the hash of the head
-    # block then: while the head is that block nothing can have been anchored since, and a
+    # Each log's latest anchor as this context last read or anchored it, with the hash of the
+    # head block at which it is known to be the latest (None: not known, its block held other
+    # transactions). While the head is that block nothing can have been anchored since, and a
     # block read (~0.6 ms on py-evm) spares the view call through the EVM (~8 ms).
-    _latest_at_head: dict[str, tuple[bytes, Anchor | None]] = field(
+    _latest_seen: dict[str, tuple[bytes | None, Anchor | None]] = field(
         default_factory=dict, init=False, repr=False
     )
 
@@ -124,14 +123,12 @@ class ChainContext:
             existing = [
                 self._anchored_before(w, e, receipt) for w, e in zip(wanted, existing, strict=True)
             ]
-        results = []
         created = [w for w, e in zip(wanted, existing, strict=True) if not _same(w, e)]
         if receipt is not None and created:
             self._remember_anchored(receipt, created)
+        results = []
         for checkpoint, anchored in zip(wanted, existing, strict=True):
             fresh = receipt is not None and not _same(checkpoint, anchored)
-            if fresh:
-                self._latest_sizes[checkpoint[0]] = checkpoint[1]
             results.append(
                 {
                     "anchor_tx": receipt.tx_hash if fresh else None,
@@ -150,8 +147,10 @@ class ChainContext:
         that looks for an identical anchor (a redo's) is spared. The contract skips an
         identical anchor anyway, and the transaction's events say if it did."""
         dataset, tree_size, *_, previous = checkpoint
-        seen = self._latest_sizes.get(dataset)
-        return seen is not None and seen == previous < tree_size
+        if dataset not in self._latest_seen:
+            return False
+        seen = self._latest_seen[dataset][1]
+        return (0 if seen is None else seen.tree_size) == previous < tree_size
 
     def _anchored_before(
         self, checkpoint: tuple, known: Anchor | None, receipt: AnchorReceipt
@@ -166,30 +165,26 @@ class ChainContext:
         """The log's latest anchored checkpoint on this registry, or None: a view call, unless
         the chain's head is still the block this context last read it at (or anchored it in)."""
         head = self.registry.head()
-        known = self._latest_at_head.get(log)
-        if known is not None and known[0] == head.hash:
-            anchor = known[1]
-        else:
+        at, anchor = self._latest_seen.get(log, (None, None))
+        if at != head.hash:
             anchor = self.registry.latest(log, block=head.number)
-            self._latest_at_head[log] = (head.hash, anchor)
-        self._latest_sizes[log] = 0 if anchor is None else anchor.tree_size
+            self._latest_seen[log] = (head.hash, anchor)
         return anchor
 
     def _remember_anchored(self, receipt: AnchorReceipt, fresh: list[tuple]) -> None:
-        """After this context's transaction: the logs it anchored have it as their latest, at
-        its block, and the others what they had at the block before, when the block holds that
-        transaction alone (another one could have anchored too)."""
+        """After this context's transaction: the logs it anchored have it as their latest at its
+        block, and the others what they had at the block before, when the block holds that
+        transaction alone; else another one could have anchored too, and the anchors it made are
+        kept as anchored, not as known to be the latest."""
         block = self.registry.block(receipt.block_number)
-        if block.transactions != 1:
-            for dataset, *_ in fresh:
-                self._latest_at_head.pop(dataset, None)
-            return
-        for log, (at, anchor) in list(self._latest_at_head.items()):
-            if at == block.parent_hash:  # not changed by a transaction that did not name it
-                self._latest_at_head[log] = (block.hash, anchor)
+        alone = block.transactions == 1
+        if alone:
+            for log, (at, anchor) in list(self._latest_seen.items()):
+                if at == block.parent_hash:  # not changed by a transaction that did not name it
+                    self._latest_seen[log] = (block.hash, anchor)
         for dataset, tree_size, root, manifest_hash, _previous in fresh:
             anchor = Anchor(tree_size, root, manifest_hash, block.timestamp, block.number)
-            self._latest_at_head[dataset] = (block.hash, anchor)
+            self._latest_seen[dataset] = (block.hash if alone else None, anchor)
 
     def trust_root(self, data_dir: Path | None = None) -> TrustRoot:
         """A verifier's trust root pinned to the identity this chain context published (for the
