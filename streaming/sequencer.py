@@ -168,7 +168,7 @@ class Sequencer:
             self.signer,
             self.protection,
             self.progress,
-            lambda pending: self._committed(held, plan["batch_id"], plan, pending),
+            lambda pending: self._committed(held, plan, pending),
             checkpoints,
         )
         summary.checkpoints = commit_and_anchor(context, plan, outcome.receipts)
@@ -214,14 +214,14 @@ class Sequencer:
         paths = {shard: outcome.key_files.get(shard, []) for shard in shards}
         record_shard_keys(store.catalog, batch_id, paths)
 
-    def _committed(self, held: HeldStore, batch_id: int, plan: dict, pending: list[dict]) -> None:
+    def _committed(self, held: HeldStore, plan: dict, pending: list[dict]) -> None:
         """Before the anchor: the checkpoints about to be anchored, journaled (a redo after a
         crash past the anchor finds them on chain and only records them). The catalog is let go
         while a node mines the anchor; the in-process chain answers at once."""
         plan["checkpoints"] = pending
         journal = held.open().journal
-        journal.update_plan(batch_id, plan)
-        journal.set_state(batch_id, "committed")
+        journal.update_plan(plan["batch_id"], plan)
+        journal.set_state(plan["batch_id"], "committed")
         if not answers_at_once(self.chain):
             held.release()
         faults.journaled("committed")
