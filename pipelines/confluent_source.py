@@ -201,21 +201,22 @@ class ConfluentSource:
         """All records of ``offsets``, in offset order, as one raw Arrow batch."""
         from confluent_kafka import TopicPartition
 
-        columns: dict[str, list] = {name: [] for name in RAW_RECORD_SCHEMA.names}
         if offsets.size == 0:
-            return pa.RecordBatch.from_pydict(columns, schema=RAW_RECORD_SCHEMA)
+            return _raw_batch(offsets, [])
         consumer = self._client()
         try:
             # assign() replaces any earlier assignment and drops what was prefetched for it.
             consumer.assign([TopicPartition(offsets.topic, offsets.partition, offsets.start)])
-            self._read_into(consumer, offsets, columns)
+            messages = self._read_messages(consumer, offsets)
             consumer.unassign()  # no prefetching past the range while the consumer is kept
         except BaseException:
             self.close()  # after a failure, start the next read on a fresh connection
             raise
-        return pa.RecordBatch.from_pydict(columns, schema=RAW_RECORD_SCHEMA)
+        return _raw_batch(offsets, messages)
 
-    def _read_into(self, consumer: Any, offsets: OffsetRange, columns: dict[str, list]) -> None:
+    def _read_messages(self, consumer: Any, offsets: OffsetRange) -> list[Any]:
+        """The range's messages, in offset order; the columns are built from them at once."""
+        kept: list[Any] = []
         position = offsets.start
         deadline = time.monotonic() + self.timeout_s
         while position < offsets.end:
@@ -227,23 +228,11 @@ class ConfluentSource:
             if messages:
                 deadline = time.monotonic() + self.timeout_s
             elif self._position(consumer, offsets) >= offsets.end:
-                return  # the rest of the range holds no records (control records, compaction)
+                break  # the rest of the range holds no records (control records, compaction)
             elif time.monotonic() > deadline:
                 raise KafkaUnavailable(f"no progress reading {offsets.name} at offset {position}")
-            for message in messages:
-                error = message.error()
-                if error is not None:
-                    if error.retriable() or not error.fatal():
-                        continue  # e.g. a transient fetch error: librdkafka fetches again
-                    raise KafkaUnavailable(f"reading {offsets.name}: {error}")
-                offset = message.offset()
-                if offset < position:
-                    continue  # an older prefetch
-                if offset >= offsets.end:
-                    position = offsets.end
-                    break
-                _append(columns, message)
-                position = offset + 1
+            position = _keep_in_range(messages, position, offsets, kept)
+        return kept
 
     def _position(self, consumer: Any, offsets: OffsetRange) -> int:
         from confluent_kafka import TopicPartition
@@ -253,14 +242,43 @@ class ConfluentSource:
         return tp.offset
 
 
-def _append(columns: dict[str, list], message: Any) -> None:
-    columns["topic"].append(message.topic())
-    columns["partition"].append(message.partition())
-    columns["offset"].append(message.offset())
-    columns["timestamp_ms"].append(message.timestamp()[1])
-    columns["key"].append(message.key())
-    columns["value"].append(message.value())
-    headers = first_headers(message.headers() or ())
-    for column, name in (("format", FORMAT_HEADER), ("signature", SIGNATURE_HEADER)):
-        header = headers.get(name)
-        columns[column].append(header.decode("utf-8", "replace") if header is not None else None)
+def _keep_in_range(messages: list[Any], position: int, offsets: OffsetRange, kept: list) -> int:
+    """Append to ``kept`` the messages at or after ``position`` and before the range's end, in
+    order; the position after them (the range's end once a message past it is seen)."""
+    for message in messages:
+        error = message.error()
+        if error is not None:
+            if error.retriable() or not error.fatal():
+                continue  # e.g. a transient fetch error: librdkafka fetches again
+            raise KafkaUnavailable(f"reading {offsets.name}: {error}")
+        offset = message.offset()
+        if offset < position:
+            continue  # an older prefetch
+        if offset >= offsets.end:
+            return offsets.end
+        kept.append(message)
+        position = offset + 1
+    return position
+
+
+def _raw_batch(offsets: OffsetRange, messages: list[Any]) -> pa.RecordBatch:
+    """The messages of one range as a raw Arrow batch, a column at a time (a Python call per
+    message and column, not a row of appends: this is the hot path of every landing)."""
+    headers = [message.headers() for message in messages]
+    columns = {
+        "topic": pa.repeat(offsets.topic, len(messages)).cast(pa.string()),
+        "partition": pa.repeat(offsets.partition, len(messages)).cast(pa.int32()),
+        "offset": [message.offset() for message in messages],
+        "timestamp_ms": [message.timestamp()[1] for message in messages],
+        "key": [message.key() for message in messages],
+        "value": [message.value() for message in messages],
+        "format": _header_column(headers, FORMAT_HEADER),
+        "signature": _header_column(headers, SIGNATURE_HEADER),
+    }
+    return pa.RecordBatch.from_pydict(columns, schema=RAW_RECORD_SCHEMA)
+
+
+def _header_column(headers: list[list[tuple[str, bytes]] | None], name: str) -> list[str | None]:
+    """Each message's first ``name`` header as text (``None`` without one)."""
+    values = [first_headers(h).get(name) if h else None for h in headers]
+    return [v.decode("utf-8", "replace") if v is not None else None for v in values]

@@ -112,3 +112,34 @@ def test_unknown_topic_is_a_clear_error(broker, client):
 def test_no_broker_is_reported_as_unavailable(client):
     with pytest.raises(KafkaUnavailable, match=r"no Kafka broker answers at 127\.0\.0\.1:1"):
         open_source("127.0.0.1:1", 2, client).partitions("t")
+
+
+def test_each_record_keeps_its_key_value_timestamp_and_first_format_and_signature_headers(
+    broker, topic, client
+):
+    """The raw columns, built a column at a time from a range's messages: a repeated header
+    counts with its first value, a record without headers has neither, a tombstone's value is
+    null."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    sent = [
+        (b"k0", b'{"a":1}', [("rda-format", b"rda.node.v1"), ("rda-sig", b"c2ln")], 1_000),
+        (None, b"x", [("rda-format", b"ems.csv"), ("rda-format", b"other"), ("n", b"1")], 2_000),
+        (b"k2", b"y", None, 3_000),
+        (b"k3", None, [("rda-sig", b"\xff")], 4_000),
+    ]
+    for key, value, headers, timestamp in sent:
+        producer.produce(topic, value, key, partition=0, headers=headers, timestamp=timestamp)
+    producer.flush(30)
+    batch = open_source(broker.bootstrap, client=client).read(OffsetRange(topic, 0, 0, 4))
+    assert batch.to_pydict() == {
+        "topic": [topic] * 4,
+        "partition": [0] * 4,
+        "offset": [0, 1, 2, 3],
+        "timestamp_ms": [1_000, 2_000, 3_000, 4_000],
+        "key": [b"k0", None, b"k2", b"k3"],
+        "value": [b'{"a":1}', b"x", b"y", None],
+        "format": ["rda.node.v1", "ems.csv", None, None],
+        "signature": ["c2ln", None, None, "\ufffd"],
+    }
