@@ -11,6 +11,7 @@ or not at all — and quarantines them with their raw bytes, read again from Kaf
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 
 import duckdb
@@ -55,10 +56,15 @@ def record_batch_keys(catalog: Catalog, dataset: str, batch_id: int, paths: list
     return key_index.record_keys(catalog, dataset, batch_id, paths)
 
 
-def record_shard_keys(catalog: Catalog, batch_id: int, paths: dict[str, list[str]]) -> int:
+def record_shard_keys(
+    catalog: Catalog,
+    batch_id: int,
+    paths: dict[str, list[str]],
+    rows: Mapping[str, pa.Table] | None = None,
+) -> int:
     """``record_batch_keys`` for every shard the batch wrote (shard -> its final files), in
-    one transaction; returns rows indexed."""
-    return key_index.record_keys_of_logs(catalog, batch_id, paths)
+    one transaction; returns rows indexed. ``rows``: the files' rows as written, by path."""
+    return key_index.record_keys_of_logs(catalog, batch_id, paths, rows)
 
 
 def find_duplicates(

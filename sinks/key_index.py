@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from weakref import WeakKeyDictionary
 
@@ -29,6 +29,7 @@ from sinks.layout import DataLayout
 
 BATCHES_TABLE = "natural_key_batches"
 _FILES_VIEW = "_rda_key_index_files"  # registered for the length of one statement
+_KEYS_VIEW = "_rda_key_index_rows"  # likewise
 # (partition, offset) of a new row repeating a key, and the offset of the key's first row in
 # the batch (its own offset when the earlier row is in another batch).
 Repeat = tuple[int, int, int]
@@ -90,14 +91,23 @@ def record_keys(catalog: Catalog, dataset: str, batch_id: int, paths: list[str])
     return record_keys_of_logs(catalog, batch_id, {dataset: paths})
 
 
-def record_keys_of_logs(catalog: Catalog, batch_id: int, paths: dict[str, list[str]]) -> int:
-    """``record_keys`` for several logs (the shards a batch wrote) in one transaction."""
+def record_keys_of_logs(
+    catalog: Catalog,
+    batch_id: int,
+    paths: dict[str, list[str]],
+    written: Mapping[str, pa.Table] | None = None,
+) -> int:
+    """``record_keys`` for several logs (the shards a batch wrote) in one transaction.
+
+    ``written``: the files' rows as the batch wrote them (their key columns suffice), by path:
+    their keys are taken from there (a file not in it is read)."""
     rows = 0
     with _transaction(catalog) as db:
         for log, files in sorted(paths.items()):
             _catch_up(db, catalog, log)
             _forget(db, catalog, log, batch_id)
-            rows += _insert(db, catalog.layout, log, [(p, batch_id) for p in files], [batch_id])
+            listed = [(p, batch_id) for p in files]
+            rows += _insert(db, catalog.layout, log, listed, [batch_id], written or {})
     return rows
 
 
@@ -228,20 +238,45 @@ def _insert(
     dataset: str,
     files: list[tuple[str, int]],
     also: Iterable[int] = (),
+    written: Mapping[str, pa.Table] | None = None,
 ) -> int:
     """Index the key columns of ``files`` (path, batch_id); mark their batches (and ``also``).
-    Returns the rows indexed."""
+    ``written``: rows of some of the files, by path, taken instead of reading them (when every
+    file's are there: ~3 ms a statement less than DuckDB reading the Parquet). Returns the rows
+    indexed."""
     columns = ", ".join(f'"{k}"' for k in natural_key(dataset))
     rows = 0
-    if files:
+    table = index_table(dataset)
+    if files and written and all(path in written for path, _ in files):
+        db.register(_KEYS_VIEW, _key_rows(dataset, files, written))
+        (rows,) = db.execute(
+            f"INSERT INTO {table} SELECT batch_id, {columns} FROM {_KEYS_VIEW}"
+        ).fetchone()
+        db.unregister(_KEYS_VIEW)
+    elif files:
         with _reading(db, layout, files) as found:
-            table = index_table(dataset)
             (rows,) = db.execute(
                 f"INSERT INTO {table} SELECT batch_id, {columns} FROM {found}"
             ).fetchone()
     for batch_id in sorted({b for _, b in files} | set(also)):
         db.execute(f"INSERT INTO {BATCHES_TABLE} VALUES (?, ?)", [dataset, batch_id])
     return int(rows)
+
+
+def _key_rows(
+    dataset: str, files: list[tuple[str, int]], written: Mapping[str, pa.Table]
+) -> pa.Table:
+    """The index's rows (batch_id, then the key columns as the index types them) of ``files``,
+    from their rows as written."""
+    schema = published_schema_for_dataset(dataset.split("/", 1)[0]).arrow_schema()
+    keys = pa.schema([schema.field(k) for k in natural_key(dataset)])
+    parts = []
+    for path, batch_id in files:
+        rows = written[path].select(keys.names).cast(keys)
+        parts.append(
+            rows.add_column(0, "batch_id", pa.repeat(batch_id, rows.num_rows).cast(pa.int64()))
+        )
+    return pa.concat_tables(parts)
 
 
 def _forget(db: duckdb.DuckDBPyConnection, catalog: Catalog, dataset: str, batch_id: int) -> None:

@@ -94,6 +94,7 @@ def merge(outcomes: list[Outcome]) -> Outcome:
         merged.private_files += one.private_files
         for shard, files in one.key_files.items():
             merged.key_files.setdefault(shard, []).extend(files)
+        merged.key_rows.update(one.key_rows)
         merged.closed += one.closed
         merged.held_total += one.held_total
         if one.held_until is not None:

@@ -41,6 +41,7 @@ from pipelines.quality_counts import sum_stats
 from pipelines.release import release as release_window
 from proofs.shard_log import write_leaf_file
 from schemas.records import quarantine_batch
+from sinks.key_index import natural_key
 from sinks.layout import DataLayout
 from sinks.parquet import write_parquet
 from sinks.state_store import StateStore, one_batch
@@ -64,6 +65,9 @@ class Outcome:
     quarantine_entries: list[dict] = field(default_factory=list)
     private_files: list[str] = field(default_factory=list)  # suppressed records' files
     key_files: dict[str, list[str]] = field(default_factory=dict)  # keys this batch indexes
+    # Those files' key columns as written (path -> rows): the key index takes them from here
+    # rather than reading the files back.
+    key_rows: dict[str, pa.Table] = field(default_factory=dict)
     closed: list[dict] = field(default_factory=list)  # figures of every window it closed
     state: dict[str, Any] = field(default_factory=dict)  # journaled: base, position, partitions
     held_total: int = 0
@@ -126,6 +130,7 @@ class _Step:
         self.closed: list[dict] = []
         self.held: dict[str, list[pa.Table]] = {}
         self.key_files: dict[str, list[str]] = {}
+        self.key_rows: dict[str, pa.Table] = {}
         self.ledger: pa.Table | None = None
         self.ledger_changed = False
         self.quarantine_entries: list[dict] = []
@@ -215,8 +220,14 @@ class _Step:
         write_leaf_file(path, rows)
         relative = self.layout.relative(path)
         if new_keys:
-            self.key_files.setdefault(dataset, []).append(relative)
+            self._new_keys(dataset, relative, pa.Table.from_batches([rows]))
         return {"path": relative, "sha256": digest, "rows": table.num_rows}
+
+    def _new_keys(self, dataset: str, relative: str, rows: pa.Table) -> None:
+        """A file whose natural keys the batch adds to the index, and those keys (their columns
+        alone: the rest of the rows is not kept until the batch records its keys)."""
+        self.key_files.setdefault(dataset, []).append(relative)
+        self.key_rows[relative] = rows.select(natural_key(dataset))
 
     def _quarantine(self, chunk: OffsetRange, raw: pa.RecordBatch, rejects: pa.Table) -> None:
         offsets = rejects.column("source_offset").combine_chunks()
@@ -247,7 +258,7 @@ class _Step:
             table = pa.concat_tables(tables)
             path = self.store.held_file(self.batch_id, dataset)
             entry["rows"][dataset] = self.store.write_table(path, table)
-            self.key_files.setdefault(dataset, []).append(entry["rows"][dataset])
+            self._new_keys(dataset, entry["rows"][dataset], table)
             found |= set(pc.unique(table.column(staged.WINDOW)).to_pylist())
         entry["windows"] = sorted(found)
         self.doc["held_files"] = [*self.doc.get("held_files", []), entry]
@@ -375,6 +386,7 @@ class _Step:
             quarantine_entries=self.quarantine_entries,
             private_files=self.private_files,
             key_files=self.key_files,
+            key_rows=self.key_rows,
             closed=self.closed,
             state=state_info,
             held_total=self.state.held_records,

@@ -212,7 +212,7 @@ class Sequencer:
         put on hold (a redo replaces what it recorded)."""
         shards = {shard for _, shard in batch_shards(receipts)} | set(outcome.key_files)
         paths = {shard: outcome.key_files.get(shard, []) for shard in shards}
-        record_shard_keys(store.catalog, batch_id, paths)
+        record_shard_keys(store.catalog, batch_id, paths, outcome.key_rows)
 
     def _committed(self, held: HeldStore, plan: dict, pending: list[dict]) -> None:
         """Before the anchor: the checkpoints about to be anchored, journaled (a redo after a

@@ -174,6 +174,38 @@ def test_a_key_published_earlier_and_repeated_twice_in_the_batch_quarantines_bot
     assert duplicates == {(0, 30): RADIO_KEY, (0, 31): RADIO_KEY + " (offset 30)"}
 
 
+def index_content(data: DataDir, dataset: str) -> list[tuple]:
+    table = key_index.index_table(dataset)
+    return data.catalog.db.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall()
+
+
+def test_keys_taken_from_the_rows_as_written_are_those_read_from_the_files(tmp_path):
+    """The event-time step hands the index each file's rows as it wrote them: the index holds
+    the same keys, typed alike, as when it reads the files (the fleet's rows: strings, cell ids,
+    UTC microsecond timestamps)."""
+    read, given = DataDir(tmp_path / "read"), DataDir(tmp_path / "given")
+    tables = [fleet_rows(read, T0_US // 1000), fleet_rows(read, T0_US // 1000 + 5_000, 100)]
+    for data in (read, given):
+        paths = [data.land(RADIO, f"b{i}", t) for i, t in enumerate(tables)]
+        written = dict(zip(paths, tables, strict=True)) if data is given else None
+        assert key_index.record_keys_of_logs(data.catalog, 7, {RADIO: paths}, written) == sum(
+            t.num_rows for t in tables
+        )
+    assert index_content(given, RADIO) == index_content(read, RADIO)
+    assert index_content(read, RADIO)
+    for data in (read, given):
+        data.catalog.close()
+
+
+def test_a_file_whose_rows_are_given_is_not_read_again(data):
+    path = data.land(RADIO, "b1", rows(RADIO, [("an-1", 7, T0_US)], 0))
+    written = {path: pq.read_table(data.layout.root / path)}
+    (data.layout.root / path).unlink()  # were it read, recording would fail
+    assert key_index.record_keys_of_logs(data.catalog, 1, {RADIO: [path]}, written) == 1
+    later = data.land(RADIO, "b2", rows(RADIO, [("an-1", 7, T0_US)], 10))
+    assert find_batch_duplicates(data.catalog, RADIO, 2, [later]) == {(0, 10): RADIO_KEY}
+
+
 def test_a_redone_batch_does_not_find_its_own_keys_and_records_them_once(data):
     data.publish(RADIO, 1, [data.land(RADIO, "b1", rows(RADIO, [("an-1", 7, T0_US)], 0))])
     batch = [data.land(RADIO, "b2", rows(RADIO, [("an-1", 7, T0_US), ("an-1", 8, T0_US)], 10))]
