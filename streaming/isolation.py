@@ -9,18 +9,25 @@ dies without answering — a signal (SIGSEGV, SIGKILL from the OOM killer) or an
 ``kill -9`` of ``rda run`` never leaves a worker behind.
 
 Fork only where no other thread of the parent is in the middle of something the child needs:
-the driver forks between steps, from its main thread.
+the driver forks between steps, from its main thread. Even so, a lock some other thread held at
+the fork (a library's own threads: librdkafka's, Arrow's) can leave a child stuck for good: the
+parent waits for an answer only while the child's main thread uses CPU or for ``stall_s`` after
+it stopped (``await_answer``), then has it dump its threads' stacks (``faulthandler``, to the
+inherited stderr) and kills it — ``WorkerCrashed``, counted and retried like any crash.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import faulthandler
 import gc
 import itertools
 import os
 import pickle
+import select
 import signal
+import time
 import traceback
 from collections.abc import Callable
 from typing import TypeVar
@@ -28,6 +35,11 @@ from typing import TypeVar
 T = TypeVar("T")
 _PR_SET_PDEATHSIG = 1
 _CHAIN_LIMIT = 8
+# A child whose main thread has used no CPU for this long without answering is stuck (seen twice
+# in a few thousand forks of the test suite: a landing child that never answered). Waiting on
+# Kafka costs no CPU either: callers whose child may wait on a broker pass more than its timeout.
+STALL_S = 120.0
+_DUMP_S = 1.0  # for the stuck child's stack dump, before it is killed
 
 
 def _libc_prctl() -> Callable[..., int] | None:
@@ -59,8 +71,9 @@ class ChildError(RuntimeError):
     """An exception of the child that could not be pickled, by type name and message."""
 
 
-def run_isolated(work: Callable[[], T], what: str) -> T:
-    """``work()`` in a forked child; its result, its exception re-raised, or ``WorkerCrashed``."""
+def run_isolated(work: Callable[[], T], what: str, stall_s: float = STALL_S) -> T:
+    """``work()`` in a forked child; its result, its exception re-raised, or ``WorkerCrashed``
+    (also when the child is stuck: see ``await_answer``)."""
     parent = os.getpid()
     read_end, write_end = os.pipe()
     pid = fork_frozen()
@@ -70,9 +83,11 @@ def run_isolated(work: Callable[[], T], what: str) -> T:
     os.close(write_end)
     try:
         with os.fdopen(read_end, "rb") as pipe:
+            if not await_answer(read_end, pid, stall_s):
+                raise stuck(pid, what, stall_s)
             answer = pipe.read()
         _, status = os.waitpid(pid, 0)
-    except BaseException:  # a second stop signal: the child goes with the step it was doing
+    except BaseException:  # a second stop signal, or stuck: the child goes with its step
         with contextlib.suppress(ProcessLookupError, ChildProcessError):
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
@@ -83,6 +98,41 @@ def run_isolated(work: Callable[[], T], what: str) -> T:
     if kind == "error":
         raise rebuilt(value)
     return value
+
+
+def await_answer(fd: int, pid: int, stall_s: float = STALL_S) -> bool:
+    """Wait until ``fd``, the child ``pid``'s answer pipe, can be read (an answer, or its end):
+    True. False once the child's main thread has used no CPU for ``stall_s`` meanwhile: it is
+    stuck. Without ``/proc`` (not Linux) it waits as long as it takes."""
+    ticks, still_since = main_thread_ticks(pid), time.monotonic()
+    while True:
+        readable, _, _ = select.select([fd], [], [], min(1.0, stall_s / 4))
+        now, current = time.monotonic(), main_thread_ticks(pid)
+        if readable or current is None:  # gone, or no /proc: the read sees the rest
+            return True
+        if current != ticks:
+            ticks, still_since = current, now
+        elif now - still_since >= stall_s:
+            return False
+
+
+def main_thread_ticks(pid: int) -> int | None:
+    """CPU time (user + system, clock ticks) of process ``pid``'s main thread; None if gone."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of stat(5)
+
+
+def stuck(pid: int, what: str, stall_s: float) -> WorkerCrashed:
+    """Have the stuck child ``pid`` dump its threads' stacks, kill it; the crash to raise."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGUSR1)  # faulthandler, registered in every child
+        time.sleep(_DUMP_S)
+        os.kill(pid, signal.SIGKILL)
+    return WorkerCrashed(what, f"stuck: its main thread used no CPU for {stall_s:.0f} s")
 
 
 def fork_frozen() -> int:
@@ -122,7 +172,10 @@ def child_answer(work: Callable[[], object]) -> tuple[bytes, bool]:  # pragma: n
 
 
 def die_with_parent(parent: int) -> None:
-    """Linux: the kernel SIGKILLs this child when its parent dies."""
+    """Linux: the kernel SIGKILLs this child when its parent dies. Also, as every child calls it
+    first: SIGUSR1 dumps the child's stacks to stderr (``stuck``)."""
+    with contextlib.suppress(ValueError, OSError, RuntimeError):  # stderr closed or not a file
+        faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
     if _PRCTL is not None:
         _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # the parent died before the line above

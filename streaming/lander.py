@@ -27,11 +27,14 @@ from typing import IO, Any, Generic, TypeVar
 
 from infra.processes import resident_bytes
 from streaming.isolation import (
+    STALL_S,
     WorkerCrashed,
+    await_answer,
     child_answer,
     die_with_parent,
     fork_frozen,
     rebuilt,
+    stuck,
 )
 
 A = TypeVar("A")
@@ -55,18 +58,20 @@ class Lander(Generic[A, T]):
         self.pid: int | None = None
         self._requests: IO[bytes] | None = None
         self._answers: IO[bytes] | None = None
-        self._in_flight: tuple[Hashable, str] | None = None  # (key, what) sent, not answered
+        # (key, what, stall_s) of the step sent and not answered yet
+        self._in_flight: tuple[Hashable, str, float] | None = None
         self._answered: dict[Hashable, tuple[bool, Any]] = {}  # key: (failed, result or error)
         atexit.register(self.close)
 
-    def run(self, args: A, what: str) -> T:
+    def run(self, args: A, what: str, stall_s: float = STALL_S) -> T:
         """``work(args)`` in the child (forked now if there is none); ``what`` names the step in
-        a ``WorkerCrashed``."""
+        a ``WorkerCrashed``; ``stall_s``: how long the child may go without CPU time before it
+        is taken for stuck (``streaming/isolation.py``)."""
         key = object()
-        self.submit(key, args, what)
+        self.submit(key, args, what, stall_s)
         return self.collect(key)
 
-    def submit(self, key: Hashable, args: A, what: str) -> None:
+    def submit(self, key: Hashable, args: A, what: str, stall_s: float = STALL_S) -> None:
         """Send ``work(args)`` to the child and return; ``collect(key)`` has its outcome."""
         request = pickle.dumps(args)  # before anything is sent: unpicklable is the caller's error
         self._settle()
@@ -80,7 +85,7 @@ class Lander(Generic[A, T]):
         except BaseException:  # a second stop signal mid-request: the child goes with it
             self._kill()
             raise
-        self._in_flight = (key, what)
+        self._in_flight = (key, what, stall_s)
 
     def submitted(self, key: Hashable) -> bool:
         """A step was submitted under ``key`` and not collected yet."""
@@ -114,9 +119,13 @@ class Lander(Generic[A, T]):
         """Wait for the step in flight, if any, and keep its outcome for ``collect``."""
         if self._in_flight is None:
             return
-        (key, what), self._in_flight = self._in_flight, None
-        assert self._answers is not None
+        (key, what, stall_s), self._in_flight = self._in_flight, None
+        assert self._answers is not None and self.pid is not None
         try:
+            if not await_answer(self._answers.fileno(), self.pid, stall_s):
+                self._answered[key] = (True, stuck(self.pid, what, stall_s))
+                self._reap()
+                return
             answer = _receive(self._answers)
         except EOFError:  # it died
             self._crashed(key, what)

@@ -14,6 +14,7 @@ The plan is what a redo reads, so any redo, by any worker, lands the same files.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -30,7 +31,7 @@ from pipelines.standardize import Standardized
 from sinks.layout import DataLayout
 from streaming.batch import Progress, RunConfig
 from streaming.errors import CrashLoop
-from streaming.isolation import WorkerCrashed, run_isolated
+from streaming.isolation import STALL_S, WorkerCrashed, run_isolated
 from streaming.lander import Lander
 from streaming.node_cache import device_check
 from streaming.sequencer import land_chunks, landing_message, refused_of
@@ -94,16 +95,27 @@ def _land_once(
 ) -> None:
     what = f"landing batch {plan['batch_id']}"
     if lands_in_lander(config, lander):
-        lander.run(_landing_job(config, layout, plan, protection), what)
+        lander.run(_landing_job(config, layout, plan, protection), what, stall_s(config))
     elif _isolated(config):
-        run_isolated(lambda: land_chunks(config, layout, plan, lambda _m: None, protection), what)
+        land = functools.partial(land_chunks, config, layout, plan, _no_progress, protection)
+        run_isolated(land, what, stall_s(config))
     else:  # Dask's workers are processes already: a crash there comes back as KilledWorker
-        land_chunks(config, layout, plan, lambda _message: None, protection)
+        land_chunks(config, layout, plan, _no_progress, protection)
+
+
+def _no_progress(_message: str) -> None:
+    """A landing's progress lines: the driver has reported the batch already."""
 
 
 def lands_in_lander(config: RunConfig, lander: Lander | None) -> bool:
     """Whether ``config``'s batches land in the run's kept child (``lander``)."""
     return lander is not None and _isolated(config)
+
+
+def stall_s(config: RunConfig) -> float:
+    """How long a landing child may use no CPU before it is taken for stuck: a read waits up to
+    ``kafka_timeout`` for the broker without any (``streaming/isolation.py``)."""
+    return max(STALL_S, 3 * config.kafka_timeout)
 
 
 def _isolated(config: RunConfig) -> bool:
@@ -124,7 +136,8 @@ def land_ahead(
     """Start landing a planned batch in the lander and return: the parent sequences the batch
     before it meanwhile; ``land_contained`` takes the outcome (a crash counted as any other)."""
     what = f"landing batch {plan['batch_id']}"
-    lander.submit(_landing_key(config, plan), _landing_job(config, layout, plan, protection), what)
+    job = _landing_job(config, layout, plan, protection)
+    lander.submit(_landing_key(config, plan), job, what, stall_s(config))
 
 
 def landing_ahead(config: RunConfig, plan: dict, lander: Lander | None) -> bool:
@@ -147,7 +160,7 @@ def _landing_job(
 
 def _land_job(job: tuple[RunConfig, DataLayout, dict, Protection, DeviceCheck]) -> None:
     config, layout, plan, protection, devices = job
-    land_chunks(config, layout, plan, lambda _message: None, protection, devices)
+    land_chunks(config, layout, plan, _no_progress, protection, devices)
 
 
 def _shared_cluster(config: RunConfig) -> RunConfig:

@@ -80,6 +80,41 @@ def test_an_exception_comes_back_with_its_cause_and_the_child_stays():
         lander.close()
 
 
+def _stuck(seconds: float) -> str:
+    """A step whose main thread waits without CPU time, as one blocked on a lock for good."""
+    threading.Event().wait(seconds)
+    return "woke up"
+
+
+def _busy(seconds: float) -> str:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        pass
+    return "done"
+
+
+def test_a_stuck_child_dumps_its_stacks_and_is_killed_as_a_crash(capfd):
+    lander = Lander(_stuck)
+    try:
+        started = time.monotonic()
+        with pytest.raises(WorkerCrashed, match=r"landing batch 9 \(stuck: its main thread"):
+            lander.run(60, "landing batch 9", stall_s=1.0)
+        assert time.monotonic() - started < 30
+        assert lander.pid is None
+        assert "in _stuck" in capfd.readouterr().err  # where it was stuck, for whoever debugs it
+        assert lander.run(0, "the next batch") == "woke up"  # a new child
+    finally:
+        lander.close()
+
+
+def test_a_child_busy_for_longer_than_the_stall_bound_is_waited_for():
+    lander = Lander(_busy)
+    try:
+        assert lander.run(2.0, "a long step", stall_s=0.5) == "done"
+    finally:
+        lander.close()
+
+
 def test_a_child_grown_past_its_memory_bound_is_replaced_after_its_step():
     lander = Lander(_grow, max_rss_mb=1.0)  # every child is past 1 MB
     try:
