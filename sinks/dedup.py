@@ -60,11 +60,12 @@ def record_shard_keys(
     catalog: Catalog,
     batch_id: int,
     paths: dict[str, list[str]],
-    rows: Mapping[str, pa.Table] | None = None,
+    written: Mapping[str, pa.Table] | None = None,
 ) -> int:
     """``record_batch_keys`` for every shard the batch wrote (shard -> its final files), in
-    one transaction; returns rows indexed. ``rows``: the files' rows as written, by path."""
-    return key_index.record_keys_of_logs(catalog, batch_id, paths, rows)
+    one transaction; returns rows indexed. ``written``: some files' key columns as the batch
+    wrote them, by path (``key_index.record_keys_of_logs``)."""
+    return key_index.record_keys_of_logs(catalog, batch_id, paths, written)
 
 
 def find_duplicates(

@@ -273,9 +273,8 @@ def _key_rows(
     parts = []
     for path, batch_id in files:
         rows = written[path].select(keys.names).cast(keys)
-        parts.append(
-            rows.add_column(0, "batch_id", pa.repeat(batch_id, rows.num_rows).cast(pa.int64()))
-        )
+        batch_ids = pa.repeat(pa.scalar(batch_id, pa.int64()), rows.num_rows)
+        parts.append(rows.add_column(0, "batch_id", batch_ids))
     return pa.concat_tables(parts)
 
 
