@@ -264,7 +264,7 @@ def _keep_in_range(messages: list[Any], position: int, offsets: OffsetRange, kep
 def _raw_batch(offsets: OffsetRange, messages: list[Any]) -> pa.RecordBatch:
     """The messages of one range as a raw Arrow batch, a column at a time (a Python call per
     message and column, not a row of appends: this is the hot path of every landing)."""
-    headers = [message.headers() for message in messages]
+    headers = [first_headers(h) if h else {} for h in (m.headers() for m in messages)]
     columns = {
         "topic": pa.repeat(offsets.topic, len(messages)).cast(pa.string()),
         "partition": pa.repeat(offsets.partition, len(messages)).cast(pa.int32()),
@@ -278,7 +278,7 @@ def _raw_batch(offsets: OffsetRange, messages: list[Any]) -> pa.RecordBatch:
     return pa.RecordBatch.from_pydict(columns, schema=RAW_RECORD_SCHEMA)
 
 
-def _header_column(headers: list[list[tuple[str, bytes]] | None], name: str) -> list[str | None]:
-    """Each message's first ``name`` header as text (``None`` without one)."""
-    values = [first_headers(h).get(name) if h else None for h in headers]
+def _header_column(headers: list[dict[str, bytes | None]], name: str) -> list[str | None]:
+    """Each message's ``name`` header (its first, from ``first_headers``) as text, or None."""
+    values = [h.get(name) for h in headers]
     return [v.decode("utf-8", "replace") if v is not None else None for v in values]
