@@ -107,8 +107,10 @@ def await_answer(fd: int, pid: int, stall_s: float = STALL_S) -> bool:
     ticks, still_since = main_thread_ticks(pid), time.monotonic()
     while True:
         readable, _, _ = select.select([fd], [], [], min(1.0, stall_s / 4))
+        if readable:
+            return True
         now, current = time.monotonic(), main_thread_ticks(pid)
-        if readable or current is None:  # gone, or no /proc: the read sees the rest
+        if current is None:  # gone, or no /proc: the read sees the rest
             return True
         if current != ticks:
             ticks, still_since = current, now
