@@ -51,6 +51,12 @@ def find_shard_duplicates(
     return _reasons(key_index.natural_key(next(iter(new_paths))), repeats)
 
 
+def catch_up_shards(catalog: Catalog, shards: list[str]) -> None:
+    """Index what the catalog lists for ``shards`` and their indexes lack, in one lookup (the
+    duplicate checks and key recording of a batch then find them up to date)."""
+    key_index.catch_up(catalog, shards)
+
+
 def record_batch_keys(catalog: Catalog, dataset: str, batch_id: int, paths: list[str]) -> int:
     """Index the natural keys of the batch's final files (idempotent); return rows indexed."""
     return key_index.record_keys(catalog, dataset, batch_id, paths)

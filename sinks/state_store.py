@@ -33,10 +33,9 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from sinks.layout import DataLayout
-from sinks.parquet import write_parquet
+from sinks.parquet import read_parquet, write_parquet
 from sinks.storage import Store
 
 FORMAT = 1
@@ -115,7 +114,7 @@ class StateStore:
             doc = json.loads((folder / "state.json").read_text())
             if doc.get("format") != FORMAT:
                 raise ValueError(f"{folder}: unknown state format {doc.get('format')!r}")
-            tables = {p.stem: pq.read_table(p) for p in sorted(folder.glob("*.parquet"))}
+            tables = {p.stem: read_parquet(p) for p in sorted(folder.glob("*.parquet"))}
         self._read = (batch_id, dict(tables))
         return doc, tables
 
@@ -142,7 +141,7 @@ class StateStore:
         local = self.layout.root / relative
         if not local.exists() and self.store is not None:
             self.store.get_file(relative, local)
-        return pq.read_table(local)
+        return read_parquet(local)
 
     def ledger_file(self, batch_id: int) -> Path:
         return self.root / "ledger" / f"b{batch_id:012d}.parquet"

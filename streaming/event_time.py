@@ -32,7 +32,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from pipelines import aggregate, staged, windows
 from pipelines.kafka_source import OffsetRange
@@ -43,7 +42,7 @@ from proofs.shard_log import write_leaf_file
 from schemas.records import quarantine_batch
 from sinks.key_index import natural_key
 from sinks.layout import DataLayout
-from sinks.parquet import write_parquet
+from sinks.parquet import read_parquet, write_parquet
 from sinks.state_store import StateStore, one_batch
 from sinks.storage import Store
 from streaming.errors import SettingsError
@@ -198,9 +197,9 @@ class _Step:
         chunk = OffsetRange(**receipt["range"])
         parts: dict[str, list[pa.Table]] = {}
         for dataset, file in receipt["files"].items():
-            parts.setdefault(dataset, []).append(pq.read_table(self.layout.root / file["path"]))
+            parts.setdefault(dataset, []).append(read_parquet(self.layout.root / file["path"]))
         for dataset, path in receipt.get("staged_rejects", {}).items():
-            parts.setdefault(dataset, []).append(pq.read_table(self.layout.root / path))
+            parts.setdefault(dataset, []).append(read_parquet(self.layout.root / path))
         rows = {d: pa.concat_tables(tables) for d, tables in parts.items()}
         decision = windows.advance(self.state, rows, self.settings)
         published = {}

@@ -25,6 +25,7 @@ from proofs.shards import shard_id
 from proofs.signing import PublisherKey
 from schemas.published import published_schema_for_dataset
 from sinks.dedup import (
+    catch_up_shards,
     drop_records,
     find_shard_duplicates,
     quarantine_duplicates,
@@ -234,12 +235,18 @@ class Sequencer:
         catalog = store.catalog
         reasons: dict[tuple[int, int], str] = {}
         shards = batch_shards(receipts)
-        for dataset in sorted({d for d, _ in shards}):
-            base = checkpoints.base(dataset)
-            new = {s: paths for (d, s), paths in sorted(shards.items()) if d == dataset}
+        datasets = sorted({d for d, _ in shards})
+        for dataset in datasets:
+            heads = checkpoints.base(dataset).heads
             self._hydrate(
-                store, checkpoints, dataset, [base.heads[s] for s in new if s in base.heads]
+                store,
+                checkpoints,
+                dataset,
+                [heads[s] for d, s in shards if d == dataset and s in heads],
             )
+        catch_up_shards(catalog, sorted(s for _, s in shards))  # after hydrating: one lookup
+        for dataset in datasets:
+            new = {s: paths for (d, s), paths in sorted(shards.items()) if d == dataset}
             found = find_shard_duplicates(catalog, batch_id, new)
             for record, message in found.items():
                 reasons.setdefault(record, message)

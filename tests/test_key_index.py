@@ -69,7 +69,7 @@ class DataDir:
         write_parquet(table.combine_chunks().to_batches()[0], path)
         return self.layout.relative(path)
 
-    def register(self, dataset: str, batch_id: int, paths: list[str]) -> None:
+    def register(self, dataset: str, batch_id: int, paths: list[str], partition: int = 0) -> None:
         """What the driver's commit does: the files join the catalog (and the dataset view)."""
         files = []
         for path in paths:
@@ -83,7 +83,7 @@ class DataDir:
                     "rows": table.num_rows,
                     "leaf_start": self.leaves.get(dataset, 0),
                     "topic": "telemetry",
-                    "partition": 0,
+                    "partition": partition,
                     "start": pc.min(offsets).as_py(),
                     "end": pc.max(offsets).as_py() + 1,
                 }
@@ -268,7 +268,7 @@ def test_a_log_caught_up_in_this_opening_is_asked_again_only_after_a_file_is_lis
     asked = []
     unindexed = key_index._unindexed_files
     monkeypatch.setattr(
-        key_index, "_unindexed_files", lambda db, log: asked.append(log) or unindexed(db, log)
+        key_index, "_unindexed_files", lambda db, logs: asked.extend(logs) or unindexed(db, logs)
     )
     data.publish(RADIO, 1, [data.land(RADIO, "b1", rows(RADIO, [("an-1", 1, T0_US)], 0))])
     asked.clear()  # the batch's files were listed after its keys were recorded
@@ -278,6 +278,23 @@ def test_a_log_caught_up_in_this_opening_is_asked_again_only_after_a_file_is_lis
     data.register(RADIO, 2, [data.land(RADIO, "b2", rows(RADIO, [("an-1", 2, T0_US)], 10))])
     assert key_index.ensure_index(data.catalog, RADIO) == 1
     assert asked == [RADIO, RADIO]
+
+
+def test_a_batch_s_shards_are_caught_up_in_one_lookup_each_from_its_own_files(data, monkeypatch):
+    asked = []
+    unindexed = key_index._unindexed_files
+    monkeypatch.setattr(
+        key_index, "_unindexed_files", lambda db, logs: asked.append(logs) or unindexed(db, logs)
+    )
+    for partition, keys in ((0, [("an-1", 1, T0_US)]), (1, [("an-2", 1, T0_US), ("an-3", 1, 0)])):
+        table = rows(RADIO, keys, 0, partition)
+        data.register(RADIO, 1, [data.land(RADIO, f"p{partition}", table)], partition)
+    data.register(HEARTBEAT, 1, [data.land(HEARTBEAT, "h", rows(HEARTBEAT, [("an-1", 0)], 0))])
+    logs = [f"{RADIO}/telemetry.p0", f"{RADIO}/telemetry.p1", HEARTBEAT]
+    assert key_index.catch_up(data.catalog, logs) == 3  # (log, batch) pairs indexed
+    assert [data.indexed_rows(log) for log in logs] == [1, 2, 1]
+    assert key_index.catch_up(data.catalog, logs) == 0
+    assert asked == [sorted(logs)]
 
 
 def test_a_catch_up_undone_with_its_failed_transaction_is_done_again(data):
