@@ -227,12 +227,17 @@ def crashing_writes(crash: CrashPlan) -> Iterator[None]:
 
         return write
 
-    targets = [sinks.parquet, sinks.state_store, event_time]
-    originals = [t.write_parquet for t in targets]
-    for target, original in zip(targets, originals, strict=True):
-        target.write_parquet = writes(original)
+    targets = [
+        (sinks.parquet, "write_parquet"),
+        (sinks.parquet, "write_state_parquet"),
+        (sinks.state_store, "write_state_parquet"),
+        (event_time, "write_parquet"),
+    ]
+    originals = [getattr(module, name) for module, name in targets]
+    for (module, name), original in zip(targets, originals, strict=True):
+        setattr(module, name, writes(original))
     try:
         yield
     finally:
-        for target, original in zip(targets, originals, strict=True):
-            target.write_parquet = original
+        for (module, name), original in zip(targets, originals, strict=True):
+            setattr(module, name, original)

@@ -4,11 +4,13 @@ wrote, the same whether it is read back from disk or kept by the process that wr
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from pipelines.kafka_source import open_source
 from sinks import state_store
 from sinks.layout import DataLayout
+from sinks.parquet import read_parquet, write_state_parquet
 from sinks.state_store import StateStore
 from streaming.chain import open_chain
 from streaming.driver import RunConfig, run_batch
@@ -67,3 +69,17 @@ def test_an_equal_table_that_was_not_read_is_written_not_linked(tmp_path):
     store.write_snapshot(2, {"watermarks": {}}, {"kept": pa.table({"node": ["a"]})})
     inodes = {(store.snapshot_dir(b) / "kept.parquet").stat().st_ino for b in (1, 2)}
     assert len(inodes) == 2
+
+
+def test_a_state_file_is_written_the_same_every_time_and_read_back_whole(tmp_path):
+    rows = pa.record_batch(
+        {"node_id": ["an-1", "an-2", None], "last_us": pa.array([1, 2, 3], pa.int64())}
+    )
+    first, again = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    write_state_parquet(rows, first)
+    write_state_parquet(rows, again)
+    assert first.read_bytes() == again.read_bytes()
+    assert read_parquet(first).equals(pa.Table.from_batches([rows]))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.parquet", "b.parquet"]
+    column = pq.ParquetFile(first).metadata.row_group(0).column(0)
+    assert (column.compression, column.is_stats_set) == ("LZ4", False)  # the cheap encoding
