@@ -11,6 +11,8 @@ it briefly under the data directory's writer lock (``sinks/writer_lock.py``).
 from __future__ import annotations
 
 import json
+import os
+import weakref
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from sinks import attached
 from sinks.layout import DataLayout
 from sinks.quarantine import DDL as QUARANTINE_DDL
 from sinks.quarantine import QuarantineRegister, sql_string
@@ -51,21 +54,39 @@ class Catalog:
         self.layout = layout
         if read_only:  # for readers such as `rda status`: no DDL, no writer lock taken
             self.db = duckdb.connect(str(layout.catalog), read_only=True)
-        else:
+        else:  # the runtime, once a batch: attached to the process's DuckDB (sinks/attached.py)
             layout.root.mkdir(parents=True, exist_ok=True)
-            self.db = duckdb.connect(str(layout.catalog))
-            self.db.execute(_DDL)
+            self.db = attached.attach(layout.catalog)
+        # Closed once: by `close`, or when the catalog is collected unclosed (the file attached
+        # to the process's DuckDB would otherwise stay locked until the process ends).
+        path = None if read_only else layout.catalog
+        self._finalizer = weakref.finalize(self, _close, self.db, path, os.getpid())
+        if not read_only:
+            try:
+                self.db.execute(_DDL)
+            except BaseException:
+                self.close()
+                raise
+        (self._database,) = self.db.execute("SELECT current_database()").fetchone()
         self.quarantine = QuarantineRegister(self.db, self._absolute)
         self.files_version = 0  # bumped by every `register_files` (the key index asks again then)
         self.windows = WindowHistory(self.db)
         # The tables committed when this connection opened: modules that create a table on first
         # use (the key index) need not ask again, several times a batch, whether it exists.
-        self.tables_at_open = frozenset(
-            name for (name,) in self.db.execute("SELECT table_name FROM duckdb_tables()").fetchall()
-        )
+        tables = self.db.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+        ).fetchall()
+        self.tables_at_open = frozenset(name for (name,) in tables)
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """Another connection to this catalog (registering Arrow data is refused on one that
+        holds a partly fetched result); the caller closes it."""
+        cursor = self.db.cursor()
+        cursor.execute(f'USE "{self._database}"')
+        return cursor
 
     def close(self) -> None:
-        self.db.close()
+        self._finalizer()
 
     def __enter__(self) -> Catalog:
         return self
@@ -105,7 +126,7 @@ class Catalog:
                 "batch_id": pa.array([batch_id] * len(files), pa.int64()),
             }
         )
-        db = self.db.cursor()  # registering is refused while the connection holds a result
+        db = self.cursor()  # registering is refused while the connection holds a result
         try:
             db.register("_rda_new_files", rows)
             db.execute("INSERT OR REPLACE INTO files SELECT * FROM _rda_new_files")
@@ -220,6 +241,14 @@ def _window_source(window: dict[str, Any]) -> str:
     """A closed window's source: its topic, and its partition when each has its own windows."""
     partition = window.get("partition")
     return window["topic"] if partition is None else f"{window['topic']}.p{partition}"
+
+
+def _close(db: duckdb.DuckDBPyConnection, attached_file: Path | None, opener: int) -> None:
+    if os.getpid() != opener:  # a forked child's copy of its parent's catalog: not its own
+        return
+    db.close()
+    if attached_file is not None:
+        attached.detach(attached_file)
 
 
 def open_catalog(root: Path) -> Catalog:

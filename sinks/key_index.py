@@ -205,7 +205,7 @@ def _transaction(catalog: Catalog) -> Iterator[duckdb.DuckDBPyConnection]:
     A cursor, because registering an Arrow table is refused while the catalog's own
     connection holds a partly fetched result.
     """
-    db = catalog.db.cursor()
+    db = catalog.cursor()
     db.begin()
     try:
         yield db

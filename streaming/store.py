@@ -102,7 +102,7 @@ def journaling(
     place: Workspace | DataLayout | str | Path, wait_s: float = DEFAULT_WAIT_S
 ) -> Iterator[BatchJournal]:
     """The journal alone, under the same writer lock as ``writing``: for steps that do not touch
-    the catalog (opening DuckDB costs ~13 ms, several times a batch)."""
+    the catalog (attaching it costs ~1.5-5 ms, several times a batch)."""
     space = as_workspace(place)
     with writer_lock(space.work, wait_s):
         if space.work.root.absolute() not in _imported:
@@ -114,8 +114,8 @@ def journaling(
 class HeldStore:
     """``writing`` held across the steps of one piece of work, let go and taken again in between
     when asked: the sequencer holds the catalog from a batch's duplicate check to its record (one
-    opening, ~20-40 ms each with its close), and lets it go while a node mines its anchor, so
-    that readers of the catalog are not shut out for a block time. Let go on exit."""
+    opening), and lets it go while a node mines its anchor, so that readers of the catalog are
+    not shut out for a block time. Let go on exit."""
 
     def __init__(self, place: Workspace | DataLayout | str | Path) -> None:
         self._place = place
@@ -160,7 +160,7 @@ def _import_old_journal(catalog: Catalog, layout: DataLayout, journal: BatchJour
 
 def _import_from(catalog: Catalog, layout: DataLayout, journal: BatchJournal) -> None:
     old_file = layout.root / "journal.duckdb"
-    tables = {n for (n,) in catalog.db.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    tables = set(catalog.tables_at_open)
     if set(OLD_TABLES) <= tables:
         _import_rows(catalog.db, journal)
         for table in OLD_TABLES:
