@@ -225,10 +225,10 @@ def recount(dataset: str, tree_size: int, files: Iterable[Path]) -> Contribution
 
     counts: Counter[str] = Counter()
     for path in files:
-        names = pq.read_schema(path).names
-        if NODE_COLUMN not in names:
-            continue
-        column = pq.read_table(path, columns=[NODE_COLUMN]).column(NODE_COLUMN)
+        with pq.ParquetFile(path) as file:  # one opening for the schema and the column
+            if NODE_COLUMN not in file.schema_arrow.names:
+                continue
+            column = file.read(columns=[NODE_COLUMN]).column(NODE_COLUMN)
         for entry in pc.value_counts(column.drop_null()).to_pylist():
             counts[entry["values"]] += entry["counts"]
     return ContributionTable(dataset, tree_size, dict(counts))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from proofs.contributions import parse_table, table_path
+from proofs.contributions import parse_table, recount, table_path
 from sinks.layout import DataLayout
 from streaming import assets
 from streaming.assets import checkpoint_sections
@@ -59,3 +59,12 @@ def test_a_previous_table_that_is_not_the_one_its_manifest_names_is_not_built_on
     next_one = published(layout, "b", ["n1"])
     sha256 = made["contributions"]["sha256"]
     assert checkpoint_sections(counting_store, layout, DATASET, 2, 1, [next_one], sha256) == {}
+
+
+def test_a_recount_counts_each_node_s_rows_over_files_with_and_without_the_node_column(tmp_path):
+    layout = DataLayout(tmp_path)
+    with_nodes = published(layout, "a", ["n1", "n2", None, "n1"])
+    without = layout.root / f"published/{DATASET}/data/b.parquet"
+    pq.write_table(pa.table({"cell_id": pa.array([7, 8], pa.int64())}), without)
+    counted = recount(DATASET, 6, [layout.root / with_nodes["path"], without])
+    assert (counted.tree_size, counted.rows_by_node) == (6, {"n1": 2, "n2": 1})
