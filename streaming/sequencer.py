@@ -242,7 +242,7 @@ class Sequencer:
                 store,
                 checkpoints,
                 dataset,
-                [heads[s] for d, s in shards if d == dataset and s in heads],
+                [heads[s] for d, s in sorted(shards) if d == dataset and s in heads],
             )
         catch_up_shards(catalog, sorted(s for _, s in shards))  # after hydrating: one lookup
         for dataset in datasets:
