@@ -8,6 +8,9 @@ import os
 import subprocess
 import sys
 
+import duckdb
+import pytest
+
 from sinks import attached
 from sinks.catalog import Catalog
 from sinks.layout import DataLayout
@@ -93,3 +96,15 @@ def test_a_catalog_collected_unclosed_lets_its_file_go(tmp_path):
     assert attached._attached == {}
     read = [sys.executable, "-c", READ_ELSEWHERE, str(layout.catalog)]
     assert subprocess.run(read, capture_output=True, text=True, check=True).stdout == "1\n"
+
+
+def test_a_file_that_is_not_a_catalog_is_refused_and_leaves_nothing_attached(tmp_path):
+    layout = DataLayout(tmp_path / "bad")
+    layout.root.mkdir()
+    layout.catalog.write_bytes(b"not a duckdb file" * 512)
+    with pytest.raises(duckdb.Error):
+        Catalog(layout)
+    assert attached._attached == {}
+    assert attached._host.execute("SELECT current_setting('threads')").fetchone() == (1,)
+    with Catalog(DataLayout(tmp_path / "good")) as good:  # the next opening is unaffected
+        _register_one(good, "a.parquet")
