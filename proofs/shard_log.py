@@ -40,9 +40,14 @@ def write_leaf_file(parquet_file: Path, rows: pa.RecordBatch | pa.Table) -> None
     row, in row order): a shard's log is rebuilt from them, and each row is hashed once."""
     from proofs.leaves import leaf_hashes_for_batch
 
+    write_leaf_hashes(parquet_file, leaf_hashes_for_batch(rows))
+
+
+def write_leaf_hashes(parquet_file: Path, hashes: list[bytes]) -> None:
+    """``write_leaf_file`` with the rows' leaf hashes already computed."""
     target = parquet_file.with_name(leaves_path(parquet_file.name))
     partial = target.with_name(target.name + ".partial")
-    partial.write_bytes(b"".join(leaf_hashes_for_batch(rows)))
+    partial.write_bytes(b"".join(hashes))
     partial.replace(target)
 
 

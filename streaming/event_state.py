@@ -21,6 +21,7 @@ from streaming.batch import BatchSummary
 from streaming.errors import SettingsError
 from streaming.event_time import Outcome, ReadRaw, decide, iso
 from streaming.journal import BatchJournal
+from streaming.leaf_files import PendingLeaves
 from validators.event_time import WindowSettings
 from validators.score import components_from_counts, score
 
@@ -67,14 +68,18 @@ def decide_batch(
     read_raw, protection, store = step
     infos = state_plans(journal, topic, plan)
     outcomes = []
+    leaves = PendingLeaves()  # the partitions' leaf files, hashed together
     for key, info in sorted(infos.items(), key=lambda kv: int(kv[0])):
         partition = int(key)
         collect(layout, journal, topic, partition, keep_also=info.get("base"))
         mine = [r for r in receipts if r["range"]["partition"] == partition]
-        one = decide(layout, {**plan, "topic": topic}, mine, read_raw, protection, info, store)
+        one = decide(
+            layout, {**plan, "topic": topic}, mine, read_raw, protection, info, store, leaves
+        )
         # The keys it indexes are its shards' (a partition's rows are in its own shards).
         one.key_files = {shard_id(d, topic, partition): f for d, f in one.key_files.items()}
         outcomes.append(one)
+    leaves.write()
     merged = merge(outcomes)
     merged.state = infos
     return merged

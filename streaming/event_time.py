@@ -38,7 +38,6 @@ from pipelines.kafka_source import OffsetRange
 from pipelines.protect import Protection, suppression_batch
 from pipelines.quality_counts import sum_stats
 from pipelines.release import release as release_window
-from proofs.shard_log import write_leaf_file
 from schemas.records import quarantine_batch
 from sinks.key_index import natural_key
 from sinks.layout import DataLayout
@@ -46,6 +45,7 @@ from sinks.parquet import read_parquet, write_parquet
 from sinks.state_store import StateStore, one_batch
 from sinks.storage import Store
 from streaming.errors import SettingsError
+from streaming.leaf_files import PendingLeaves
 from validators.sequence import SequenceState
 
 ReadRaw = Callable[[OffsetRange], pa.RecordBatch]  # a chunk's records, as read from Kafka
@@ -85,13 +85,17 @@ def decide(
     protection: Protection,
     state_info: dict,
     store: Store | None = None,
+    leaves: PendingLeaves | None = None,
 ) -> Outcome:
     """Run the event-time step of a batch over one partition's chunks (``state_info``: that
-    partition's base and position; ``store``: where the state is shared, see StateStore)."""
+    partition's base and position; ``store``: where the state is shared, see StateStore).
+    ``leaves``: where the published files' leaf files wait to be written with those of the
+    batch's other partitions (the caller writes them); written here without it."""
     topic = _topic(plan, receipts)
     (partition,) = state_info["partitions"]
     state_store = StateStore(layout, topic, partition, store)
-    step = _Step(layout, state_store, plan["batch_id"], read_raw, protection)
+    pending = leaves if leaves is not None else PendingLeaves()
+    step = _Step(layout, state_store, plan["batch_id"], read_raw, protection, pending)
     step.load(state_info.get("base"))
     for receipt in receipts:  # in plan order: each partition's chunks in stream order
         step.chunk(receipt)
@@ -103,6 +107,8 @@ def decide(
         step.release(window)
     outcome = step.outcome(state_info)  # settles what stays pending: saved with the state
     step.save(state_info)
+    if leaves is None:
+        pending.write()
     return outcome
 
 
@@ -117,8 +123,10 @@ class _Step:
         batch_id: int,
         read_raw: ReadRaw,
         protection: Protection,
+        leaves: PendingLeaves,
     ) -> None:
         self.layout, self.topic, self.batch_id = layout, store.topic, batch_id
+        self.leaves = leaves
         self.read_raw = read_raw
         self.protection = protection
         self.settings = protection.settings
@@ -221,7 +229,7 @@ class _Step:
         index."""
         rows = one_batch(table)
         digest = write_parquet(rows, path)
-        write_leaf_file(path, rows)
+        self.leaves.add(path, rows)
         relative = self.layout.relative(path)
         if new_keys:
             self._new_keys(dataset, relative, pa.Table.from_batches([rows]))
