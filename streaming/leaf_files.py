@@ -44,7 +44,10 @@ class PendingLeaves:
         files, self._files, self._rows = self._files, [], 0
         groups: list[list[tuple[Path, pa.Table]]] = []
         for file in files:
-            group = next((g for g in groups if g[0][1].schema.equals(file[1].schema)), None)
+            group = next(
+                (g for g in groups if g[0][1].schema.equals(file[1].schema, check_metadata=True)),
+                None,
+            )
             if group is None:
                 groups.append([file])
             else:
