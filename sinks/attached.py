@@ -19,6 +19,8 @@ from pathlib import Path
 
 import duckdb
 
+from sinks.quarantine import sql_string
+
 _lock = threading.Lock()
 _host: duckdb.DuckDBPyConnection | None = None
 _attached: dict[Path, tuple[str, int]] = {}  # file -> (alias, openings)
@@ -40,7 +42,7 @@ def attach(path: Path) -> duckdb.DuckDBPyConnection:
             _next_alias += 1
             alias = f"rda_file_{_next_alias}"
             try:
-                _host.execute(f"ATTACH {_literal(str(key))} AS {alias}")
+                _host.execute(f"ATTACH {sql_string(str(key))} AS {alias}")
             except BaseException:
                 if not _attached:
                     _host.execute("SET threads = 1")
@@ -67,10 +69,6 @@ def detach(path: Path) -> None:
         del _attached[key]
         if not _attached:
             _host.execute("SET threads = 1")
-
-
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 _inherited: list[duckdb.DuckDBPyConnection] = []

@@ -17,7 +17,6 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from pipelines.kafka_source import KafkaSource, OffsetRange
 from schemas.published import published_schema_for_dataset
@@ -25,7 +24,7 @@ from schemas.records import quarantine_batch
 from sinks import key_index
 from sinks.catalog import Catalog
 from sinks.layout import DataLayout
-from sinks.parquet import write_parquet
+from sinks.parquet import read_parquet, write_parquet
 
 
 def find_batch_duplicates(
@@ -138,7 +137,7 @@ def drop_records(layout: DataLayout, receipt: dict, drop: set[tuple[int, int]]) 
         return 0
     for file in receipt["files"].values():
         path = layout.root / file["path"]
-        table = pq.read_table(path)
+        table = read_parquet(path)
         keep = pc.invert(pc.is_in(table.column("source_offset"), pa.array(offsets, pa.int64())))
         table = table.filter(keep).combine_chunks()
         file["rows"] = table.num_rows

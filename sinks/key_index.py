@@ -26,6 +26,7 @@ import pyarrow as pa
 from schemas.published import published_schema_for_dataset
 from sinks.catalog import Catalog
 from sinks.layout import DataLayout
+from sinks.quarantine import sql_string
 
 BATCHES_TABLE = "natural_key_batches"
 _FILES_VIEW = "_rda_key_index_files"  # registered for the length of one statement
@@ -347,7 +348,7 @@ def _reading(
     }
     if log_of_file is not None:
         owners["log_index"] = pa.array(log_of_file, pa.int64())
-    listing = ", ".join(_sql_string(p) for p in absolute)
+    listing = ", ".join(sql_string(p) for p in absolute)
     db.register(_FILES_VIEW, pa.table(owners))
     yield (
         f"(SELECT * FROM read_parquet([{listing}], filename = true, file_row_number = true, "
@@ -364,7 +365,3 @@ def _table_exists(db: duckdb.DuckDBPyConnection, table: str) -> bool:
         [table],
     ).fetchall()[0]
     return count > 0
-
-
-def _sql_string(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"

@@ -229,10 +229,11 @@ class _Step:
         index."""
         rows = one_batch(table)
         digest = write_parquet(rows, path)
-        self.leaves.add(path, rows)
+        written = pa.Table.from_batches([rows])  # for the leaves and the keys, made once
+        self.leaves.add(path, written)
         relative = self.layout.relative(path)
         if new_keys:
-            self._new_keys(dataset, relative, pa.Table.from_batches([rows]))
+            self._new_keys(dataset, relative, written)
         return {"path": relative, "sha256": digest, "rows": table.num_rows}
 
     def _new_keys(self, dataset: str, relative: str, rows: pa.Table) -> None:

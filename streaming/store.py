@@ -160,8 +160,7 @@ def _import_old_journal(catalog: Catalog, layout: DataLayout, journal: BatchJour
 
 def _import_from(catalog: Catalog, layout: DataLayout, journal: BatchJournal) -> None:
     old_file = layout.root / "journal.duckdb"
-    tables = set(catalog.tables_at_open)
-    if set(OLD_TABLES) <= tables:
+    if set(OLD_TABLES) <= catalog.tables_at_open:
         _import_rows(catalog.db, journal)
         for table in OLD_TABLES:
             catalog.db.execute(f"DROP TABLE {table}")
