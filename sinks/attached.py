@@ -19,7 +19,7 @@ from pathlib import Path
 
 import duckdb
 
-from sinks.quarantine import sql_string
+from sinks.sql import sql_string
 
 _lock = threading.Lock()
 _host: duckdb.DuckDBPyConnection | None = None

@@ -23,7 +23,10 @@ import pyarrow as pa
 from sinks import attached
 from sinks.layout import DataLayout
 from sinks.quarantine import DDL as QUARANTINE_DDL
-from sinks.quarantine import QuarantineRegister, sql_string
+from sinks.quarantine import QuarantineRegister
+from sinks.sql import sql_string
+from sinks.views import DDL as VIEWS_DDL
+from sinks.views import FILE_COLUMN, add_folders, made_views, refresh_view
 
 _DDL = (
     """
@@ -44,6 +47,7 @@ CREATE TABLE IF NOT EXISTS window_quality (
     components JSON, counts JSON, batch_id BIGINT, PRIMARY KEY (dataset, topic, window_start));
 """
     + QUARANTINE_DDL
+    + VIEWS_DDL
 )
 
 
@@ -68,7 +72,7 @@ class Catalog:
                 self.close()
                 raise
         (self._database,) = self.db.execute("SELECT current_database()").fetchone()
-        self.quarantine = QuarantineRegister(self.db, self._absolute)
+        self.quarantine = QuarantineRegister(self.db, layout.root)
         self.files_version = 0  # bumped by every `register_files` (the key index asks again then)
         self.windows = WindowHistory(self.db)
         # The tables committed when this connection opened: modules that create a table on first
@@ -130,6 +134,8 @@ class Catalog:
         try:
             db.register("_rda_new_files", rows)
             db.execute("INSERT OR REPLACE INTO files SELECT * FROM _rda_new_files")
+            for dataset in {f["dataset"] for f in files}:
+                add_folders(db, dataset, (f["path"] for f in files if f["dataset"] == dataset))
         finally:
             db.close()
             self.files_version += 1
@@ -145,28 +151,24 @@ class Catalog:
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     def refresh_views(self, only: Iterable[str] | None = None) -> None:
-        """(Re)create one view per dataset over its files (``only``: of these datasets, the ones
-        a batch changed), and the one over the quarantine."""
+        """Make one view per dataset over its listed files (``only``: of these datasets, the ones
+        a batch changed), and the one over the quarantine, unless made already: a view shows
+        files as they are listed (``sinks/views.py``)."""
         datasets = self.db.execute("SELECT dataset, view_name FROM datasets").fetchall()
         wanted = None if only is None else set(only)
+        made = made_views(self.db)
         for dataset, view in datasets:
             if wanted is None or dataset in wanted:
-                paths = [self._absolute(f["path"]) for f in self.dataset_files(dataset)]
-                self._create_view(view, paths)
-        self.quarantine.refresh_view()
-
-    def _create_view(self, view: str, paths: list[str]) -> None:
-        if not paths:
-            return
-        listing = ", ".join(sql_string(p) for p in paths)
-        # By name: files of a later minor version carry extra optional columns (schemas/model.py)
-        self.db.execute(
-            f'CREATE OR REPLACE VIEW "{view}" AS '
-            f"SELECT * FROM read_parquet([{listing}], union_by_name = true)"
-        )
-
-    def _absolute(self, relative: str) -> str:
-        return str((self.layout.root / relative).resolve())
+                refresh_view(
+                    self.db,
+                    view,
+                    self.layout.root,
+                    (dataset, f"SELECT path FROM files WHERE dataset = {sql_string(dataset)}"),
+                    # By name: files of a later minor version carry extra optional columns
+                    "SELECT * EXCLUDE (" + FILE_COLUMN + ") FROM {files} WHERE {listed}",
+                    made,
+                )
+        self.quarantine.refresh_view(made)
 
     # -- checkpoints ----------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ import pyarrow as pa
 from schemas.published import published_schema_for_dataset
 from sinks.catalog import Catalog
 from sinks.layout import DataLayout
-from sinks.quarantine import sql_string
+from sinks.sql import sql_string
 
 BATCHES_TABLE = "natural_key_batches"
 _FILES_VIEW = "_rda_key_index_files"  # registered for the length of one statement

@@ -9,13 +9,15 @@ replayed and published (``rda quarantine list|show|replay``).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
 from schemas.records import QUARANTINE_SCHEMA
+from sinks.views import FILE_COLUMN, add_folders, refresh_view
 
 DDL = """
 CREATE TABLE IF NOT EXISTS quarantine_files (
@@ -28,20 +30,22 @@ CREATE TABLE IF NOT EXISTS quarantine_resolved (
 
 
 class QuarantineRegister:
-    """The register's tables on a catalog connection; ``absolute`` maps a stored path to a file."""
+    """The register's tables on a catalog connection; stored paths are relative to ``root``."""
 
-    def __init__(self, db: duckdb.DuckDBPyConnection, absolute: Callable[[str], str]) -> None:
+    def __init__(self, db: duckdb.DuckDBPyConnection, root: Path) -> None:
         self.db = db
-        self._absolute = absolute
+        self._root = root
 
     def register(self, batch_id: int, entries: Iterable[dict[str, Any]]) -> None:
         """A batch's quarantine files: path, source range, row count and reasons of each."""
+        entries = list(entries)
         for q in entries:
             self.db.execute(
                 "INSERT OR REPLACE INTO quarantine_files VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [q["path"], q["topic"], q["partition"], q["start"], q["end"], q["rows"],
                  json.dumps(q["reasons"], sort_keys=True), batch_id],
             )  # fmt: skip
+        add_folders(self.db, "quarantine", (q["path"] for q in entries))
 
     def batch_reasons(self, batch_id: int) -> dict[str, int]:
         """Records quarantined by one batch, per reason code (from its registered files)."""
@@ -79,21 +83,17 @@ class QuarantineRegister:
         ordered = query + ' ORDER BY topic, partition, "offset"'
         return self.db.sql(ordered, params=params).to_arrow_table()
 
-    def refresh_view(self) -> None:
-        """The ``quarantine`` view: every rejected record not since replayed and published."""
-        paths = [self._absolute(p) for p in self.paths()]
-        if not paths:
-            return
-        listing = ", ".join(sql_string(p) for p in paths)
-        self.db.execute(
-            "CREATE OR REPLACE VIEW quarantine AS SELECT q.* FROM read_parquet(["
-            + listing
-            + "], union_by_name = true) q "  # files from before a column was added read on
+    def refresh_view(self, made: dict[str, str] | None = None) -> None:
+        """The ``quarantine`` view: every rejected record not since replayed and published (by
+        column name: files from before a column was added read on). ``made``: as
+        ``sinks.views.refresh_view``'s."""
+        refresh_view(
+            self.db,
+            "quarantine",
+            self._root,
+            ("quarantine", "SELECT path FROM quarantine_files"),
+            "SELECT q.* EXCLUDE (" + FILE_COLUMN + ") FROM {files} q "
             "ANTI JOIN quarantine_resolved r ON q.topic = r.topic "
-            "AND q.partition = r.kafka_partition AND q.offset = r.kafka_offset"
+            "AND q.partition = r.kafka_partition AND q.offset = r.kafka_offset WHERE {listed}",
+            made,
         )
-
-
-def sql_string(value: str) -> str:
-    """A SQL string literal."""
-    return "'" + value.replace("'", "''") + "'"
