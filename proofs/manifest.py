@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from proofs.jcs import canonicalize
+from proofs.jcs import CanonicalList, canonicalize
 
 if TYPE_CHECKING:
     from proofs.signing import PublisherKey
@@ -39,6 +39,7 @@ def build_manifest(
     quality: dict[str, Any] | None = None,
     log: str | None = None,
     privacy: dict[str, Any] | None = None,
+    resources_before: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Assemble a manifest; every input must be deterministic for a given batch plan.
 
@@ -50,6 +51,9 @@ def build_manifest(
     more (``components``, ``counts``, ``expectations``: docs/quality-and-privacy.md); ``log``
     the id of the Merkle log this checkpoints (default: the dataset's own log, named
     ``dataset``); ``privacy`` the privacy policy applied (key id and epochs, never the key).
+    ``resources_before``: the previous checkpoint's ``resources[]``, made for the first of
+    ``files`` (a shard's files so far): only the others' are made, and the list carries its
+    canonical text on (``CanonicalList``).
     """
     if sum(f["rows"] for f in files) != tree_size:
         raise ValueError("the files' rows do not add up to the tree size")
@@ -79,7 +83,7 @@ def build_manifest(
         "files": files,
         "batch": batch,
         "pipeline": {"name": "rda-pipeline", "version": pipeline_version},
-        "resources": _resources(files, schema),
+        "resources": _resources(files, schema, resources_before),
         "publisher": publisher,
     }
     if quality is not None:
@@ -139,12 +143,21 @@ def _table_type(arrow_type: str) -> str:
     return "binary" if "binary" in base else "any"
 
 
-def _resources(files: list[dict[str, Any]], schema: dict[str, Any]) -> list[dict[str, Any]]:
+def _resources(
+    files: list[dict[str, Any]],
+    schema: dict[str, Any],
+    before: list[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
     """Each Parquet file as a Frictionless Data Resource. Every file has the same Table Schema:
     one object, built once, which the serializer writes out again for each resource (its
-    bytes are the same as if each had its own)."""
+    bytes are the same as if each had its own). ``before``: the resources of the first files,
+    made already (kept only if they have this Table Schema)."""
     described = table_schema(schema)
-    return [_resource(f, described) for f in files]
+    if not before or before[0]["schema"] != described:  # a new minor: every file described anew
+        return [_resource(f, described) for f in files]
+    if [r["path"] for r in before] != [f["path"] for f in files[: len(before)]]:
+        raise ValueError("the earlier resources are not those of the first files")
+    return CanonicalList.extended(before, [_resource(f, described) for f in files[len(before) :]])
 
 
 def _resource(file: dict[str, Any], described: dict[str, Any]) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.protect import Protection
-from proofs.jcs import canonicalize
+from proofs.jcs import CanonicalList, canonicalize
 from proofs.manifest_v2 import (
     build_dataset_manifest,
     build_shard_manifest,
@@ -315,7 +315,6 @@ def _shard_manifest(
 ) -> dict[str, Any]:
     """The shard's next checkpoint: its files so far and the batch's, its log grown by them."""
     frontier = MerkleFrontier()
-    files = list(previous["files"]) if previous else []
     if previous is not None:
         frontier = MerkleFrontier.from_dict(
             {
@@ -323,10 +322,13 @@ def _shard_manifest(
                 "hashes": previous["checkpoint"]["frontier"],
             }
         )
+    added = []
     for entry in rows.files:
         leaves = _leaves(ctx.work, rows.dataset, entry)
-        files.append({**entry, "leaf_start": frontier.size})
+        added.append({**entry, "leaf_start": frontier.size})
         frontier.extend(leaves)
+    # Every file of the shard so far: its text grows by the batch's entries, not made again
+    files = CanonicalList.extended(previous["files"] if previous else [], added)
     return build_shard_manifest(
         shard=rows.shard,
         frontier=frontier,
@@ -343,6 +345,7 @@ def _shard_manifest(
         privacy=ctx.protection.manifest_section(
             schema, rows.stats, (previous or {}).get("privacy")
         ),
+        resources_before=previous["resources"] if previous else [],
     )
 
 
