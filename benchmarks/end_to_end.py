@@ -5,7 +5,7 @@ one run): the baseline consumes every record with a bare ``KafkaConsumer`` loop;
 runs a full micro-batch (read, decode, check, land Parquet, hash into the Merkle log, write the
 manifest, anchor on the in-process EVM). "Sustained" drains the same backlog in eight bounded
 micro-batches, as ``rda run`` does under a backlog, so it pays every batch's fixed cost (Beam
-start-up, plan, catalog, one anchor per dataset) eight times.
+start-up, plan, catalog, one anchor per dataset) eight times; it too is the best of two runs.
 """
 
 from __future__ import annotations
@@ -65,13 +65,15 @@ def _one_batch(bootstrap: str, data_dir: Path, n: int) -> float:
 
 
 def _sustained(bootstrap: str, data_dir: Path, n: int, per_batch: int) -> tuple[float, int]:
-    """The loop `rda run` runs, a bounded batch at a time, over the same backlog."""
+    """The loop `rda run` runs, a bounded batch at a time, over the same backlog (a fresh group
+    and data directory each time)."""
     from pipelines.kafka_source import open_source
     from streaming.chain import open_chain
     from streaming.driver import RunConfig, Worker, run_batch
     from streaming.poison import landing_process
 
-    config = RunConfig(bootstrap, "bench", "sustained", data_dir, max_batch_records=per_batch)
+    group = f"sustained-{data_dir.name}"
+    config = RunConfig(bootstrap, "bench", group, data_dir, max_batch_records=per_batch)
     chain, source = open_chain("embedded", None, None), open_source(bootstrap)
     worker = Worker(lander=landing_process())  # as `rda run` lands its batches
     started, batches, read = time.perf_counter(), 0, 0
@@ -95,7 +97,9 @@ def run(quick: bool = False) -> dict:
         baseline_s = min(_raw_consume(broker.bootstrap, "bench", n) for _ in range(3))
         pipeline_s = min(_one_batch(broker.bootstrap, workdir / f"one-{i}", n) for i in range(2))
         per_batch = max(n // 8, 1)
-        sustained_s, batches = _sustained(broker.bootstrap, workdir / "sustained", n, per_batch)
+        sustained_s, batches = min(
+            _sustained(broker.bootstrap, workdir / f"sustained-{i}", n, per_batch) for i in range(2)
+        )
     finally:
         stop_broker(workdir)
         shutil.rmtree(workdir, ignore_errors=True)
