@@ -83,8 +83,9 @@ def refresh_view(
     if not folders:  # nothing to read yet: read_parquet refuses an empty list
         return
     base = str(root.resolve())
-    patterns = [posixpath.join(base, folder, "*.parquet") for (folder,) in folders]
-    if any(not _GLOB_CHARACTERS.isdisjoint(p[:-9]) for p in patterns):
+    if _GLOB_CHARACTERS.isdisjoint(base + "".join(folder for (folder,) in folders)):
+        patterns = [posixpath.join(base, folder, "*.parquet") for (folder,) in folders]
+    else:
         patterns = [f"{base}/{path}" for (path,) in db.execute(query).fetchall()]
     source = "[" + ", ".join(sql_string(p) for p in patterns) + "]"
     files = f"read_parquet({source}, union_by_name = true, filename = '{FILE_COLUMN}')"
