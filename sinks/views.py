@@ -11,6 +11,11 @@ partition's shard, a new data directory path, a catalog from before these views)
 their folder before they are listed (published, anchored, then registered), so the view never
 shows rows the catalog does not list.
 
+The folders are the pipeline's: a Parquet file put there by hand that the catalog does not
+list shows no rows, but its columns join the view's (as nulls), and one that is not Parquet
+makes the view unreadable until it is removed (DuckDB reads every footer to join the columns
+by name).
+
 Definitions are kept in ``catalog_views``, the folders of each listing in ``listed_folders``. A
 path a glob would misread (``*?[]{}``) gets the old kind of view, over the listed files
 themselves, made again each time. A view that cannot be made is logged and left as it was: it
