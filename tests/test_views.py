@@ -8,6 +8,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from schemas.records import QUARANTINE_SCHEMA
 from sinks.catalog import Catalog
 from sinks.layout import DataLayout
 
@@ -137,8 +138,6 @@ def test_a_data_directory_a_glob_would_misread_lists_its_files_and_keeps_them_cu
 
 
 def test_the_quarantine_view_shows_files_as_they_are_listed(tmp_path):
-    from schemas.records import QUARANTINE_SCHEMA
-
     layout = DataLayout(tmp_path)
 
     def quarantined(name: str, offset: int) -> dict:
