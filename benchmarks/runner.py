@@ -7,6 +7,7 @@ import platform
 from collections.abc import Callable
 
 from benchmarks import (
+    aging,
     data_assets,
     decode,
     dedup,
@@ -27,6 +28,7 @@ BENCHMARKS: dict[str, Callable[[bool], dict]] = {
     "end_to_end": end_to_end.run,
     "peers": peers.run,
     "streaming": streaming.run,
+    "aging": aging.run,
     "event_time": event_time.run,
     "scale_out": scale_out.run,
     "dedup": dedup.run,
