@@ -4,8 +4,9 @@ A stream at a 1 s trigger runs 3,600 batches an hour; the other figures here are
 few dozen. This one drains a backlog in many small batches (``rda run``'s loop, its kept
 lander) and compares the sequencing of the last batches with that of the first ones: the
 baseline is the same process, younger. It also weighs what the stream published: the data's
-Parquet against its manifests (each batch writes a shard manifest per shard that lists every
-file of the shard so far, so their bytes grow with the square of the batch count).
+Parquet against its manifests (each batch writes a signed shard manifest per shard it grows —
+chained, listing the files the batch adds, since version 3; version 2 listed every file of the
+shard so far, and their bytes grew with the square of the batch count).
 """
 
 from __future__ import annotations

@@ -26,7 +26,6 @@ from collections.abc import Callable
 
 __all__ = [
     "MAX_SAFE_INTEGER",
-    "CanonicalList",
     "canonicalize",
     "serialize_number",
     "serialize_string",
@@ -59,35 +58,6 @@ def canonicalize(value: object, shares_objects: bool = False) -> bytes:
             f"string contains an unpaired surrogate {text[exc.start : exc.end]!r}, "
             "which is not valid I-JSON (RFC 7493 2.1) and has no UTF-8 encoding"
         ) from None
-
-
-class CanonicalList(list):
-    """A JSON array that carries its canonical text: canonicalizing a value that holds it copies
-    the text instead of serializing each item again. A shard manifest's file list grows by a
-    batch's few entries every batch and would otherwise be serialized whole each time (~5 ms at
-    500 entries, growing with the shard's age). Made by ``extended``; never changed afterwards
-    (an item added or removed since is caught: ``ValueError``)."""
-
-    __slots__ = ("length", "text")
-
-    @classmethod
-    def extended(cls, items: list, more: list) -> CanonicalList:
-        """``items + more``, its text from ``items``' own (if it carries one) and ``more``'s."""
-        head = items.text if isinstance(items, CanonicalList) and items.current() else None
-        if head is None:
-            head = canonicalize(items).decode("utf-8")
-        added = ",".join(canonicalize(item).decode("utf-8") for item in more)
-        result = cls(items)
-        result.extend(more)
-        result.length = len(result)
-        if not added:
-            result.text = head
-        else:
-            result.text = ("[" if head == "[]" else head[:-1] + ",") + added + "]"
-        return result
-
-    def current(self) -> bool:
-        return getattr(self, "length", None) == len(self)
 
 
 def serialize_string(value: str) -> str:
@@ -201,11 +171,7 @@ def _serialize(value: object, out: _Parts) -> None:
 
 
 def _serialize_any(value: object, out: _Parts) -> None:
-    if isinstance(value, CanonicalList):
-        if not value.current():
-            raise ValueError("a CanonicalList was changed after its text was made")
-        out.append(value.text)
-    elif value is None:
+    if value is None:
         out.append("null")
     elif value is True:
         out.append("true")

@@ -15,13 +15,14 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from proofs.jcs import CanonicalList, canonicalize
+from proofs.jcs import canonicalize
 
 if TYPE_CHECKING:
     from proofs.signing import PublisherKey
 
 MANIFEST_VERSION = 1
 SHARDED_VERSION = 2  # shard manifests and dataset checkpoints over shard heads (proofs/shards.py)
+CHAINED_SHARD_VERSION = 3  # shard manifests of the files their checkpoint adds (shard_chain.py)
 
 
 def build_manifest(
@@ -39,7 +40,6 @@ def build_manifest(
     quality: dict[str, Any] | None = None,
     log: str | None = None,
     privacy: dict[str, Any] | None = None,
-    resources_before: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Assemble a manifest; every input must be deterministic for a given batch plan.
 
@@ -51,11 +51,9 @@ def build_manifest(
     more (``components``, ``counts``, ``expectations``: docs/quality-and-privacy.md); ``log``
     the id of the Merkle log this checkpoints (default: the dataset's own log, named
     ``dataset``); ``privacy`` the privacy policy applied (key id and epochs, never the key).
-    ``resources_before``: the previous checkpoint's ``resources[]``, made for the first of
-    ``files`` (a shard's files so far): only the others' are made, and the list carries its
-    canonical text on (``CanonicalList``).
     """
-    if sum(f["rows"] for f in files) != tree_size:
+    listed_from = files[0]["leaf_start"] if files else 0  # a chained shard's: its added files
+    if listed_from + sum(f["rows"] for f in files) != tree_size:
         raise ValueError("the files' rows do not add up to the tree size")
     if quality is not None and not (
         "score" in quality
@@ -83,7 +81,7 @@ def build_manifest(
         "files": files,
         "batch": batch,
         "pipeline": {"name": "rda-pipeline", "version": pipeline_version},
-        "resources": _resources(files, schema, resources_before),
+        "resources": _resources(files, schema),
         "publisher": publisher,
     }
     if quality is not None:
@@ -143,21 +141,12 @@ def _table_type(arrow_type: str) -> str:
     return "binary" if "binary" in base else "any"
 
 
-def _resources(
-    files: list[dict[str, Any]],
-    schema: dict[str, Any],
-    before: list[dict[str, Any]] | None = None,
-) -> list[dict[str, Any]]:
+def _resources(files: list[dict[str, Any]], schema: dict[str, Any]) -> list[dict[str, Any]]:
     """Each Parquet file as a Frictionless Data Resource. Every file has the same Table Schema:
     one object, built once, which the serializer writes out again for each resource (its
-    bytes are the same as if each had its own). ``before``: the resources of the first files,
-    made already (kept only if they have this Table Schema)."""
+    bytes are the same as if each had its own)."""
     described = table_schema(schema)
-    if not before or before[0]["schema"] != described:  # a new minor: every file described anew
-        return [_resource(f, described) for f in files]
-    if [r["path"] for r in before] != [f["path"] for f in files[: len(before)]]:
-        raise ValueError("the earlier resources are not those of the first files")
-    return CanonicalList.extended(before, [_resource(f, described) for f in files[len(before) :]])
+    return [_resource(f, described) for f in files]
 
 
 def _resource(file: dict[str, Any], described: dict[str, Any]) -> dict[str, Any]:
@@ -237,11 +226,12 @@ def manifest_problem(manifest: Any) -> str | None:
     """What makes ``manifest`` unusable for verification (types and shapes), or None."""
     if not isinstance(manifest, dict):
         return "a manifest must be a JSON object"
-    if manifest.get("manifest_version", MANIFEST_VERSION) not in (
-        MANIFEST_VERSION,
-        SHARDED_VERSION,
-    ):
-        return f"manifest_version must be {MANIFEST_VERSION} or {SHARDED_VERSION}"
+    version = manifest.get("manifest_version", MANIFEST_VERSION)
+    if version not in (MANIFEST_VERSION, SHARDED_VERSION, CHAINED_SHARD_VERSION):
+        known = f"{MANIFEST_VERSION}, {SHARDED_VERSION} or {CHAINED_SHARD_VERSION}"
+        return f"manifest_version must be {known}"
+    if version == CHAINED_SHARD_VERSION and manifest.get("kind") != "shard":
+        return f"manifest_version {CHAINED_SHARD_VERSION} is a shard manifest's (kind shard)"
     if manifest.get("kind") == "dataset":  # version 2: a checkpoint over shard heads
         from proofs.manifest_v2 import dataset_manifest_problem
 
@@ -265,6 +255,10 @@ def manifest_problem(manifest: Any) -> str | None:
             and _count(entry.get("leaf_start"))
         ):
             return "every files[] entry needs a relative path, sha256, rows and leaf_start"
+    if version == CHAINED_SHARD_VERSION:
+        from proofs.shard_chain import chain_shape_problem
+
+        return chain_shape_problem(manifest)
     return None
 
 

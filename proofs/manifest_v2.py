@@ -1,9 +1,12 @@
 """Manifests of version 2: a shard's checkpoint, and a dataset checkpoint over shard heads.
 
 A **shard manifest** is a version-1 manifest (every field of docs/proof-format.md §7) about one
-shard log (``log`` = the shard id), with ``manifest_version`` 2, ``kind`` ``"shard"`` and the
-shard's compact range in ``checkpoint.frontier`` (so a worker that takes a shard over continues
-its log from the manifest alone). Paths stay relative to the dataset folder. It is stored under
+shard log (``log`` = the shard id), with ``kind`` ``"shard"`` and the shard's compact range in
+``checkpoint.frontier`` (so a worker that takes a shard over continues its log from the manifest
+alone). Paths stay relative to the dataset folder. Written now with ``manifest_version`` 3: its
+``files[]`` and ``resources[]`` are only the files its checkpoint adds, the earlier ones its
+``previous`` chain's (proofs/shard_chain.py); version 2, written before, listed every file of
+the shard so far. It is stored under
 a name that carries its hash, ``shards/<topic>.p<partition>/checkpoints/<size>.<sha256>
 .manifest.json``: two workers racing on one shard (one of them about to lose the
 compare-and-swap at the anchor) can never overwrite each other's manifest.
@@ -21,7 +24,7 @@ import hashlib
 from typing import Any
 
 from proofs.jcs import canonicalize
-from proofs.manifest import SHARDED_VERSION, build_manifest
+from proofs.manifest import CHAINED_SHARD_VERSION, SHARDED_VERSION, build_manifest
 from proofs.merkle import MerkleFrontier
 from proofs.shards import heads_problem, heads_root, shard_folder, total_size
 
@@ -30,9 +33,10 @@ _HEX = "0123456789abcdef"
 
 
 def build_shard_manifest(*, shard: str, frontier: MerkleFrontier, **fields: Any) -> dict[str, Any]:
-    """A shard's checkpoint: ``build_manifest``'s fields, about the log ``shard``."""
+    """A shard's checkpoint: ``build_manifest``'s fields, about the log ``shard``; ``files``
+    are those the checkpoint adds to its ``previous`` one (version 3)."""
     manifest = build_manifest(tree_size=frontier.size, root=frontier.root(), log=shard, **fields)
-    manifest["manifest_version"] = SHARDED_VERSION
+    manifest["manifest_version"] = CHAINED_SHARD_VERSION
     manifest["kind"] = "shard"
     manifest["checkpoint"]["frontier"] = frontier.to_dict()["hashes"]
     return manifest

@@ -1,4 +1,4 @@
-"""A shard's Merkle log, rebuilt where proofs are needed, from what the shard manifest lists.
+"""A shard's Merkle log, rebuilt where proofs are needed, from what its manifests list.
 
 Writers keep no mutable log on shared storage: a shard grows by immutable objects only (its
 Parquet files, a leaf file beside each, its manifests), and a worker continues a shard from the
@@ -7,7 +7,8 @@ history check, ``rda prove``, a buyer's query proofs) rebuilds the stored log of
 ``proofs.log`` in a directory of its own: the leaf hashes come from each file's ``.leaves``
 (32 bytes per row, in row order; written by the pipeline), or, when one is missing or does not
 hold that many hashes, from the rows themselves. The result is checked against the head's root:
-nothing in a leaf file is trusted.
+nothing in a leaf file is trusted. A chained shard manifest (version 3) lists only the files its
+checkpoint adds: the earlier ones are read through its ``previous`` chain (proofs/shard_chain.py).
 
 The legacy shard (the dataset's own version-1 log) keeps its stored log, ``<dataset>/log``.
 """
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from proofs.log import DatasetLog
 from proofs.merkle import HASH_SIZE
+from proofs.shard_chain import LoadManifest, chain, chain_files, listed_from, shard_files
 from proofs.shards import shard_folder
 
 if TYPE_CHECKING:
@@ -67,10 +69,23 @@ def file_leaves(dataset_dir: Path, entry: dict[str, Any]) -> list[bytes]:
     return leaf_hashes_for_batch(pq.read_table(dataset_dir / entry["path"]))
 
 
+def manifest_loader(dataset_dir: Path) -> LoadManifest:
+    """Reads a manifest of the dataset folder that must hash to a given SHA-256 (a link of a
+    shard's chain): ``ValueError`` when its bytes are not those."""
+
+    def load(relative: str, digest: str) -> dict[str, Any]:
+        data = (dataset_dir / relative).read_bytes()
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise ValueError(f"{relative} is not the manifest {digest[:16]}… its successor names")
+        return json.loads(data)
+
+    return load
+
+
 def shard_log(dataset_dir: Path, shard_manifest: dict[str, Any], directory: Path) -> DatasetLog:
     """The shard's log at its manifest's checkpoint, in ``directory`` (reused when it already
-    holds this checkpoint, or a later one). ``ValueError`` when the leaves do not give the
-    manifest's root."""
+    holds this checkpoint, or a later one; grown when it holds an earlier one of the chain).
+    ``ValueError`` when the leaves do not give the manifest's root."""
     shard = shard_manifest.get("log", shard_manifest["dataset"])
     size = shard_manifest["checkpoint"]["tree_size"]
     root = shard_manifest["checkpoint"]["root"]
@@ -82,10 +97,15 @@ def shard_log(dataset_dir: Path, shard_manifest: dict[str, Any], directory: Path
     log = DatasetLog(directory, shard)
     if log.size >= size and log.root(size).hex() == root:
         return log
+    load = manifest_loader(dataset_dir)
+    links = chain(shard, shard_manifest, load, since=log.size if log.size < size else 0)
+    start = listed_from(links[0])  # 0, or the stored log's size if it holds an earlier link
+    if start and not (start == log.size and log.root(start).hex() == links[0]["previous"]["root"]):
+        links, start = chain(shard, shard_manifest, load), 0
     hashes: list[bytes] = []
-    for entry in shard_manifest["files"]:
+    for entry in chain_files(links):
         hashes.extend(file_leaves(dataset_dir, entry))
-    log.append_at(0, hashes)
+    log.append_at(start, hashes)
     if log.size != size or log.root().hex() != root:
         raise ValueError(f"the leaves of {shard} do not give its root at size {size}")
     return log
@@ -95,8 +115,9 @@ def dataset_files(dataset_dir: Path, manifest: dict[str, Any]) -> list[DatasetFi
     """Every file of a dataset checkpoint in its order — the shards in the checkpoint's order,
     each shard's files in leaf order — with each file's first row's position in that order.
 
-    A version-1 manifest's own files; a version-2 one's shard manifests, read from the dataset
-    folder and checked against the heads' hashes (``ValueError`` if one is not the head's)."""
+    A version-1 manifest's own files; a version-2 one's shard manifests (and their chains),
+    read from the dataset folder and checked against the heads' hashes (``ValueError`` if one
+    is not the head's)."""
     if manifest.get("kind") != "dataset":
         log = manifest.get("log", manifest["dataset"])
         return [DatasetFile(log, None, f, f["leaf_start"]) for f in manifest["files"]]
@@ -108,7 +129,8 @@ def dataset_files(dataset_dir: Path, manifest: dict[str, Any]) -> list[DatasetFi
                 f"{head['manifest_path']} is not the manifest of {head['shard']}'s head"
             )
         shard_manifest = json.loads(data)
-        for entry in shard_manifest["files"]:
+        load = manifest_loader(dataset_dir)
+        for entry in shard_files(head["shard"], shard_manifest, load):
             found.append(
                 DatasetFile(head["shard"], shard_manifest, entry, offset + entry["leaf_start"])
             )

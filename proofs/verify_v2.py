@@ -2,9 +2,12 @@
 
 Every shard the checkpoint lists is verified as a version-1 checkpoint is (files, rows, root,
 Data Package, signature: ``proofs.verify``), against its shard manifest, which must be the one
-the head names by hash and describe the head's size and root; the heads must hash to the
-checkpoint's root (``proofs.shards``) and add up to its size; the dataset manifest's signature,
-the publisher identity and the anchor on the pinned registry are checked as for version 1.
+the head names by hash and describe the head's size and root — a chained one (version 3) with
+the earlier manifests its ``previous`` links name by hash, each checked as a checkpoint of the
+rows before it (its files, root and Data Package; the head's signature binds them all); the
+heads must hash to the checkpoint's root (``proofs.shards``) and add up to its size; the dataset
+manifest's signature, the publisher identity and the anchor on the pinned registry are checked
+as for version 1.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from typing import Any
 from proofs.log import LogRef
 from proofs.manifest import load_manifest, manifest_problem
 from proofs.merkle import MerkleFrontier
+from proofs.shard_chain import chain
+from proofs.shard_log import manifest_loader
 from proofs.shards import heads_root, shard_folder
 from proofs.trust import TrustRoot
 from proofs.verdict import CHECKPOINT_CHECKS, Check, Verdict
@@ -86,7 +91,7 @@ def _verify_shard(
     dataset_dir: Path, dataset: str, head: dict[str, Any], trust: TrustRoot, at: int | None
 ) -> list[Check]:
     """The checks of one shard: its manifest is the head's, and holds as a checkpoint."""
-    from proofs.verify import _package_check, _rehash_files, _root_check, _signature_check
+    from proofs.verify import _signature_check
 
     shard = head["shard"]
     path = dataset_dir / head["manifest_path"]
@@ -107,19 +112,48 @@ def _verify_shard(
         problem = "its size and root are not the head's"
     if problem is not None:
         return [Check("shards", False, f"{shard}: {problem}")]
-    frontier = MerkleFrontier()
-    log = LogRef(shard, dataset_dir / shard_folder(shard) / "log")
-    files = _rehash_files(dataset_dir, shard_manifest["files"], log, frontier)
-    checks = [_named(files, shard)]
-    if not files.ok:
-        return checks
-    checks.append(_named(_root_check(frontier, shard_manifest["checkpoint"]), shard))
-    stored = shard_manifest["checkpoint"].get("frontier")
-    if stored is not None and stored != frontier.to_dict()["hashes"]:
-        checks.append(Check("root", False, f"{shard}: checkpoint.frontier is not the tree's"))
-    checks.append(_named(_package_check(dataset_dir, shard_manifest), shard))
-    checks.append(_named(_signature_check(path, shard_manifest, trust, at), shard))
-    return checks
+    try:
+        links = chain(shard, shard_manifest, manifest_loader(dataset_dir))
+    except (OSError, ValueError) as error:
+        return [Check("shards", False, f"{shard}: an earlier manifest of its chain: {error}")]
+    checks = _verify_links(
+        dataset_dir, LogRef(shard, dataset_dir / shard_folder(shard) / "log"), links
+    )
+    if checks[0].ok:
+        checks.append(_signature_check(path, shard_manifest, trust, at))
+    return [_named(check, shard) for check in checks]
+
+
+def _verify_links(dataset_dir: Path, log: LogRef, links: list[dict[str, Any]]) -> list[Check]:
+    """A shard's manifests, oldest first (one, or a chain: each lists the files it adds), each
+    checked as a checkpoint of the log its files re-hash into: files, root, Data Package."""
+    from proofs.verify import _package_check, _rehash_files, _root_check
+
+    frontier, files = MerkleFrontier(), 0
+    for link in links:
+        listed = _rehash_files(dataset_dir, link["files"], log, frontier)
+        if not listed.ok:
+            return [listed]
+        files += len(link["files"])
+        root = _root_check(frontier, link["checkpoint"])
+        stored = link["checkpoint"].get("frontier")
+        if root.ok and stored is not None and stored != frontier.to_dict()["hashes"]:
+            root = Check("root", False, "checkpoint.frontier is not the tree's")
+        package = _package_check(dataset_dir, link)
+        if not (root.ok and package.ok):
+            size = link["checkpoint"]["tree_size"]
+            where = "" if link is links[-1] else f" (its checkpoint of size {size})"
+            failed = root if not root.ok else package
+            return [_files_matched(files), Check(failed.name, False, failed.detail + where)]
+    if len(links) == 1:
+        return [_files_matched(files), root, package]
+    chained = f" in a chain of {len(links)} manifests"
+    package = Check("manifest", True, f"{files} resources{chained} match; last: {package.detail}")
+    return [_files_matched(files, chained), root, package]
+
+
+def _files_matched(count: int, where: str = "") -> Check:
+    return Check("files", True, f"{count} files{where} match their SHA-256 and row counts")
 
 
 def _binding_check(manifest: dict[str, Any], failures: list[Check]) -> Check:

@@ -140,6 +140,15 @@ class Catalog:
             db.close()
             self.files_version += 1
 
+    def listed_paths(self, paths: list[str]) -> set[str]:
+        """Which of ``paths`` the ``files`` table lists."""
+        if not paths:
+            return set()
+        found = self.db.execute(
+            "SELECT path FROM files WHERE path IN (SELECT UNNEST(?::VARCHAR[]))", [paths]
+        ).fetchall()
+        return {path for (path,) in found}
+
     def dataset_files(self, dataset: str) -> list[dict[str, Any]]:
         cursor = self.db.execute(
             "SELECT path, sha256, rows, leaf_start, topic, kafka_partition AS partition, "

@@ -70,7 +70,8 @@ class _KnownManifests:
     """Manifests this process read or wrote, by store and the SHA-256 of their bytes: they never
     change, so a batch need not read and parse again the heads the batch before it wrote (~1-2
     ms a manifest, several per dataset and batch). The least recently used go first once their
-    bytes pass ``limit`` (a shard manifest lists all of the shard's files)."""
+    bytes pass ``limit`` (a dataset manifest lists every shard head; a version-2 shard manifest,
+    read back from an older data directory, every file of its shard)."""
 
     def __init__(self, limit: int = 32 * 2**20) -> None:
         self.limit = limit

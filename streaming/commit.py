@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.protect import Protection
-from proofs.jcs import CanonicalList, canonicalize
+from proofs.jcs import canonicalize
 from proofs.manifest_v2 import (
     build_dataset_manifest,
     build_shard_manifest,
@@ -300,7 +300,8 @@ def _grow_shards(
 
 
 def _holds(manifest: dict[str, Any], rows: ShardRows) -> bool:
-    """Whether a shard manifest already lists the batch's files of that shard."""
+    """Whether a shard manifest already lists the batch's files of that shard (a redo of a
+    batch whose checkpoint was made: the files it added are the head's own)."""
     listed = {f["path"]: f["sha256"] for f in manifest["files"]}
     return all(listed.get(f["path"]) == f["sha256"] for f in rows.files)
 
@@ -313,7 +314,8 @@ def _shard_manifest(
     previous: dict[str, Any] | None,
     current: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    """The shard's next checkpoint: its files so far and the batch's, its log grown by them."""
+    """The shard's next checkpoint: the batch's files, its log grown by them, linked to the
+    previous one (a chained shard manifest lists only what its checkpoint adds)."""
     frontier = MerkleFrontier()
     if previous is not None:
         frontier = MerkleFrontier.from_dict(
@@ -327,15 +329,13 @@ def _shard_manifest(
         leaves = _leaves(ctx.work, rows.dataset, entry)
         added.append({**entry, "leaf_start": frontier.size})
         frontier.extend(leaves)
-    # Every file of the shard so far: its text grows by the batch's entries, not made again
-    files = CanonicalList.extended(previous["files"] if previous else [], added)
     return build_shard_manifest(
         shard=rows.shard,
         frontier=frontier,
         dataset=rows.dataset,
         schema=schema.describe(),
         fingerprint=schema.fingerprint(),
-        files=files,
+        files=added,
         batch=_batch_section(plan),
         previous=_link(previous, current),
         pipeline_version=PIPELINE_VERSION,
@@ -345,7 +345,6 @@ def _shard_manifest(
         privacy=ctx.protection.manifest_section(
             schema, rows.stats, (previous or {}).get("privacy")
         ),
-        resources_before=previous["resources"] if previous else [],
     )
 
 

@@ -20,6 +20,7 @@ from pipelines import graph
 from pipelines.device_signatures import DeviceCheck
 from pipelines.kafka_source import KafkaSource, KafkaSpec, OffsetRange
 from pipelines.protect import Protection
+from proofs.shard_chain import earlier, listed_from
 from proofs.shard_log import write_leaf_file
 from proofs.shards import shard_id
 from proofs.signing import PublisherKey
@@ -111,6 +112,7 @@ class Sequencer:
         self.chain, self.progress, self.protection = chain, progress, protection
         self.signer = signer
         self.layout = space.work
+        self._hydrated: dict[str, str] = {}  # shard -> the anchored head whose files are listed
 
     def sequence(self, entry: dict, landed_here: bool) -> BatchSummary:
         """Drop the batch's duplicates, decide its event time, publish its files, commit and
@@ -259,24 +261,44 @@ class Sequencer:
         self, store: RunStore, checkpoints: Checkpoints, dataset: str, heads: list[dict]
     ) -> None:
         """Register the shards' published files (written by whichever worker had each shard)
-        in this worker's catalog, and fetch those it lacks, so their keys can be indexed."""
-        if not heads:
-            return
+        in this worker's catalog, and fetch those it lacks, so their keys can be indexed. Each
+        shard's chain of manifests is read back to the head hydrated last (the whole chain
+        once a process), not the shard's whole history every batch."""
         catalog = store.catalog
-        known = {f["path"] for f in catalog.dataset_files(dataset)}
-        missing = []
+        found: dict[str, dict] = {}
         for head in heads:
-            manifest = checkpoints.manifest(dataset, head["manifest_path"], head["manifest_sha256"])
-            for entry in manifest["files"]:
-                path = dataset_path(dataset, entry["path"])
-                if path in known or "batch_id" not in entry:
-                    continue
-                local = self.layout.root / path
-                if not local.exists():
-                    self.space.store.get_file(path, local)
-                missing.append({**entry, **entry["source"], "path": path, "dataset": dataset})
+            if self._hydrated.get(head["shard"]) != head["manifest_sha256"]:
+                for entry in self._files_since_hydrated(checkpoints, dataset, head):
+                    found[dataset_path(dataset, entry["path"])] = entry
+        listed = catalog.listed_paths(list(found))
+        missing = []
+        for path, entry in found.items():
+            if path in listed or "batch_id" not in entry:
+                continue
+            local = self.layout.root / path
+            if not local.exists():
+                self.space.store.get_file(path, local)
+            missing.append({**entry, **entry["source"], "path": path, "dataset": dataset})
         for batch_id in sorted({f["batch_id"] for f in missing}):
             catalog.register_files(batch_id, [f for f in missing if f["batch_id"] == batch_id])
+        self._hydrated.update({h["shard"]: h["manifest_sha256"] for h in heads})
+
+    def _files_since_hydrated(
+        self, checkpoints: Checkpoints, dataset: str, head: dict
+    ) -> list[dict]:
+        """The ``files[]`` entries of a shard's anchored manifests since the head this process
+        hydrated last (anchored heads of a shard form one chain), newest first."""
+
+        def load(relative: str, digest: str) -> dict:
+            return checkpoints.manifest(dataset, relative, digest)
+
+        shard, stop = head["shard"], self._hydrated.get(head["shard"])
+        manifest = load(head["manifest_path"], head["manifest_sha256"])
+        files = list(reversed(manifest["files"]))
+        while listed_from(manifest) > 0 and manifest["previous"]["manifest_sha256"] != stop:
+            manifest = earlier(shard, manifest, load)
+            files += reversed(manifest["files"])
+        return files
 
 
 def _window_score(window: dict) -> dict:

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from pipelines.aggregate import DATASET as DP_COUNTS
 from pipelines.kafka_source import open_source
 from proofs.anchor import AnchorRegistry
+from proofs.shard_chain import shard_files
 from sinks.storage import Store
 
 
@@ -149,9 +150,13 @@ def _files_of(store: Store, dataset: str, size: int) -> list[str]:
     if manifest.get("kind") != "dataset":
         return [f["path"] for f in manifest["files"]]
     files = []
+
+    def load(relative: str, _digest: str) -> dict:
+        return json.loads(store.read_bytes(f"published/{dataset}/{relative}"))
+
     for head in manifest["shards"]:
-        shard = json.loads(store.read_bytes(f"published/{dataset}/{head['manifest_path']}"))
-        files += [f["path"] for f in shard["files"]]
+        shard = load(head["manifest_path"], head["manifest_sha256"])
+        files += [f["path"] for f in shard_files(head["shard"], shard, load)]
     return files
 
 

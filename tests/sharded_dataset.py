@@ -17,6 +17,7 @@ from audit_dataset import DESCRIBED
 
 from proofs.jcs import canonicalize
 from proofs.leaves import leaf_hashes_for_batch
+from proofs.manifest import SHARDED_VERSION
 from proofs.manifest_v2 import (
     build_dataset_manifest,
     build_shard_manifest,
@@ -36,10 +37,16 @@ DATASET = "probe.v1"
 
 
 class Sharded:
-    """A dataset's shards as published so far; ``publish`` adds one anchored checkpoint."""
+    """A dataset's shards as published so far; ``publish`` adds one anchored checkpoint.
 
-    def __init__(self, root: Path, chain: ChainContext, dataset: str = DATASET) -> None:
+    Shard manifests are chained (version 3: each lists the files its checkpoint adds), as the
+    pipeline writes them; ``chained=False`` writes them as version 2 did (every file so far)."""
+
+    def __init__(
+        self, root: Path, chain: ChainContext, dataset: str = DATASET, chained: bool = True
+    ) -> None:
         self.root, self.chain, self.dataset = root, chain, dataset
+        self.chained = chained
         self.dataset_dir = root / "published" / dataset
         self.signer = publisher_key(root)
         if chain.identity is None:
@@ -96,7 +103,7 @@ class Sharded:
                     "hashes": previous["checkpoint"]["frontier"],
                 }
             )
-            files = list(previous["files"])
+            files = [] if self.chained else list(previous["files"])
         path = f"{shard_folder(shard)}/data/batch-{self._files:04d}.parquet"
         self._files += 1
         target = self.dataset_dir / path
@@ -131,6 +138,8 @@ class Sharded:
             pipeline_version="test",
             publisher=self.signer.describe(),
         )
+        if not self.chained:
+            manifest["manifest_version"] = SHARDED_VERSION
         data, digest = manifest_digest(manifest)
         relative = shard_manifest_path(shard, frontier.size, digest)
         self._write(relative, data)

@@ -20,7 +20,8 @@ from proofs.bundle import verify_bundle
 from proofs.bundle_v2 import build_shard_bundles
 from proofs.history import verify_history
 from proofs.leaves import leaf_bytes_for_batch
-from proofs.shard_log import shard_log
+from proofs.shard_chain import shard_files
+from proofs.shard_log import manifest_loader, shard_log
 from proofs.verdict import INCOMPLETE, NOT_VERIFIED, VERIFIED
 from streaming.chain import open_chain
 
@@ -107,9 +108,8 @@ def _bundles(sharded: Sharded, shard: str, leaves: list[int], tmp_path) -> list[
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.concat_tables(
-        [pq.read_table(sharded.dataset_dir / f["path"]) for f in manifest["files"]]
-    )
+    files = shard_files(shard, manifest, manifest_loader(sharded.dataset_dir))
+    table = pa.concat_tables([pq.read_table(sharded.dataset_dir / f["path"]) for f in files])
     row_bytes = leaf_bytes_for_batch(table.take(leaves))
     anchor = {
         "chain_id": checkpoint["chain_id"],
