@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 
 from proofs.manifest import load_manifest
+from proofs.shard_chain import ChainMemo
 from proofs.shard_log import dataset_files
 from sinks.layout import DataLayout
 
@@ -25,6 +26,10 @@ _VIEW_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 class CatalogUnavailable(RuntimeError):
     """The pipeline's catalog is missing or locked by a writer."""
+
+
+# The shards' files as last loaded: a reload after a batch reads only the manifests it added
+_CHAINS = ChainMemo()
 
 
 @dataclass(frozen=True)
@@ -122,7 +127,7 @@ def _asset(layout: DataLayout, row: tuple) -> Asset:
         raise CatalogUnavailable(f"checkpoint manifest {path} is unreadable: {error}") from None
     dataset_dir = layout.dataset_dir(dataset)
     try:
-        files = dataset_files(dataset_dir, manifest)
+        files = dataset_files(dataset_dir, manifest, _CHAINS)
     except (OSError, ValueError) as error:
         raise CatalogUnavailable(f"checkpoint {path} lists unreadable shards: {error}") from None
     return Asset(

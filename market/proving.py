@@ -32,8 +32,7 @@ from proofs.bundle_v2 import build_shard_bundles
 from proofs.leaves import leaf_bytes_for_batch, leaf_hashes_for_batch
 from proofs.log import LogRef
 from proofs.manifest import load_manifest
-from proofs.shard_chain import shard_files
-from proofs.shard_log import manifest_loader, shard_log
+from proofs.shard_log import shard_log
 
 MAX_PROVEN_ROWS = 1_000
 UNMODIFIED = "proofs_need_unmodified_rows"
@@ -151,8 +150,12 @@ def _shard_bundles(asset: Asset, positions: list[int]) -> list[dict[str, Any]]:
         manifest, _ = load_manifest(asset.dataset_dir / head["manifest_path"])
         log = shard_log(asset.dataset_dir, manifest, _log_cache(asset, head))
         local = [p - offsets[number] for p in wanted]
-        load = manifest_loader(asset.dataset_dir)
-        files = shard_files(head["shard"], manifest, load, since=min(local))
+        start, end = offsets[number], offsets[number + 1]
+        files = [  # the shard's files, as the asset lists them (its chain read once)
+            {"path": path, "leaf_start": position - start}
+            for path, position in zip(asset.files, asset.leaf_starts, strict=True)
+            if start <= position < end
+        ]
         rows = _rows(asset.dataset_dir, files, local)
         bundles = build_shard_bundles(
             log, local, rows, list(asset.shards), committed, anchor, asset.dataset

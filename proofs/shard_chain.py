@@ -111,6 +111,34 @@ def shard_files(
     return [f for f in files if f["leaf_start"] >= since or f["leaf_start"] + f["rows"] > since]
 
 
+class ChainMemo:
+    """Each shard's files at the head last read through it, so that reading a later head of the
+    same shard walks only the links added since (manifests are named by their hash and never
+    change). For readers that read a growing shard again and again — the market reloads its
+    assets after every batch; a verifier reads every link itself."""
+
+    def __init__(self) -> None:
+        self._latest: dict[tuple[str, str], tuple[str, list[dict[str, Any]]]] = {}
+
+    def shard_files(
+        self, where: str, shard: str, digest: str, manifest: dict[str, Any], load: LoadManifest
+    ) -> list[dict[str, Any]]:
+        """``shard_files(shard, manifest, load)`` for the manifest whose SHA-256 is ``digest``,
+        of the dataset folder ``where``."""
+        known, known_files = self._latest.get((where, shard), (None, []))
+        if digest == known:
+            return known_files
+        links, before = [manifest], []
+        while listed_from(links[-1]) > 0:
+            if links[-1]["previous"]["manifest_sha256"] == known:
+                before = known_files
+                break
+            links.append(earlier(shard, links[-1], load))
+        files = before + chain_files(links[::-1])
+        self._latest[(where, shard)] = (digest, files)
+        return files
+
+
 def _link_shape(link: Any) -> bool:
     if not isinstance(link, dict) or not {"tree_size", "root", "manifest_sha256"} <= set(link):
         return False

@@ -23,7 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 from proofs.log import DatasetLog
 from proofs.merkle import HASH_SIZE
-from proofs.shard_chain import LoadManifest, chain, chain_files, listed_from, shard_files
+from proofs.shard_chain import (
+    ChainMemo,
+    LoadManifest,
+    chain,
+    chain_files,
+    listed_from,
+    shard_files,
+)
 from proofs.shards import shard_folder
 
 if TYPE_CHECKING:
@@ -111,13 +118,16 @@ def shard_log(dataset_dir: Path, shard_manifest: dict[str, Any], directory: Path
     return log
 
 
-def dataset_files(dataset_dir: Path, manifest: dict[str, Any]) -> list[DatasetFile]:
+def dataset_files(
+    dataset_dir: Path, manifest: dict[str, Any], memo: ChainMemo | None = None
+) -> list[DatasetFile]:
     """Every file of a dataset checkpoint in its order — the shards in the checkpoint's order,
     each shard's files in leaf order — with each file's first row's position in that order.
 
     A version-1 manifest's own files; a version-2 one's shard manifests (and their chains),
     read from the dataset folder and checked against the heads' hashes (``ValueError`` if one
-    is not the head's)."""
+    is not the head's). ``memo``: the shards' files read before, for a reader that reads the same
+    growing dataset again and again."""
     if manifest.get("kind") != "dataset":
         log = manifest.get("log", manifest["dataset"])
         return [DatasetFile(log, None, f, f["leaf_start"]) for f in manifest["files"]]
@@ -129,8 +139,12 @@ def dataset_files(dataset_dir: Path, manifest: dict[str, Any]) -> list[DatasetFi
                 f"{head['manifest_path']} is not the manifest of {head['shard']}'s head"
             )
         shard_manifest = json.loads(data)
-        load = manifest_loader(dataset_dir)
-        for entry in shard_files(head["shard"], shard_manifest, load):
+        load, shard, digest = manifest_loader(dataset_dir), head["shard"], head["manifest_sha256"]
+        if memo is None:
+            entries = shard_files(shard, shard_manifest, load)
+        else:
+            entries = memo.shard_files(str(dataset_dir), shard, digest, shard_manifest, load)
+        for entry in entries:
             found.append(
                 DatasetFile(head["shard"], shard_manifest, entry, offset + entry["leaf_start"])
             )

@@ -19,11 +19,12 @@ from sharded_dataset import DATASET, Sharded
 from proofs.audit import audit_log
 from proofs.manifest import manifest_problem
 from proofs.manifest_v2 import manifest_digest, shard_manifest_path
+from proofs.shard_chain import ChainMemo, shard_files
 from proofs.shard_chain import chain as shard_chain
-from proofs.shard_chain import shard_files
 from proofs.shard_log import manifest_loader, shard_log
 from proofs.shards import head
 from proofs.verdict import NOT_VERIFIED, VERIFIED
+from streaming.chain import open_chain
 
 P0 = f"{DATASET}/t.p0"
 
@@ -268,3 +269,53 @@ def test_a_chains_files_from_any_leaf_are_those_holding_that_leaf_and_after(size
     ]
     assert found == expected
     assert found[0]["leaf_start"] <= since < found[0]["leaf_start"] + found[0]["rows"]
+
+
+def test_a_memo_reads_only_the_links_added_since_the_head_it_read_last(tmp_path, chain):
+    data = Sharded(tmp_path, chain)
+    for first in range(0, 12, 3):
+        data.publish({"t.p0": rows(first, 3)})
+    memo, reads = ChainMemo(), []
+    load = manifest_loader(data.dataset_dir)
+
+    def counting(relative, digest):
+        reads.append(relative)
+        return load(relative, digest)
+
+    def through_memo():
+        head = data.heads[P0]
+        manifest = data.shard_manifests[P0]
+        where = str(data.dataset_dir)
+        return memo.shard_files(where, P0, head["manifest_sha256"], manifest, counting)
+
+    assert [f["leaf_start"] for f in through_memo()] == [0, 3, 6, 9]
+    assert len(reads) == 3  # the whole chain once
+    data.publish({"t.p0": rows(12, 3)})
+    data.publish({"t.p0": rows(15, 3)})
+    reads.clear()
+    files = through_memo()
+    assert files == shard_files(P0, data.shard_manifests[P0], load)
+    assert [f["leaf_start"] for f in files] == [0, 3, 6, 9, 12, 15]
+    assert len(reads) == 1  # the link between the two new heads; the rest was known
+
+
+def test_a_memo_given_a_head_off_its_known_chain_reads_that_chain_whole(tmp_path, chain):
+    memo = ChainMemo()
+    shards = []
+    for name, first in (("a", 0), ("b", 500)):  # two data directories, same folder name
+        data = Sharded(
+            tmp_path / name, chain if name == "a" else open_chain("embedded", None, None)
+        )
+        for start in range(first, first + 9, 3):
+            data.publish({"t.p0": rows(start, 3)})
+        shards.append(data)
+    for data in shards:
+        head = data.heads[P0]
+        found = memo.shard_files(
+            "same",
+            P0,
+            head["manifest_sha256"],
+            data.shard_manifests[P0],
+            manifest_loader(data.dataset_dir),
+        )
+        assert found == shard_files(P0, data.shard_manifests[P0], manifest_loader(data.dataset_dir))
