@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     manifest_sha256 VARCHAR, chain_id BIGINT, contract VARCHAR, anchor_tx VARCHAR,
     anchor_block BIGINT, gas_used BIGINT, batch_id BIGINT,
     PRIMARY KEY (dataset, tree_size));
+CREATE TABLE IF NOT EXISTS hydrated_shards (shard VARCHAR PRIMARY KEY, manifest_sha256 VARCHAR);
 CREATE TABLE IF NOT EXISTS window_quality (
     dataset VARCHAR, topic VARCHAR, window_start VARCHAR, window_end VARCHAR, score DOUBLE,
     components JSON, counts JSON, batch_id BIGINT, PRIMARY KEY (dataset, topic, window_start));
@@ -139,6 +140,24 @@ class Catalog:
         finally:
             db.close()
             self.files_version += 1
+
+    def hydrated_heads(self, shards: list[str]) -> dict[str, str]:
+        """Shard -> the hash of its anchored head manifest up to which this catalog lists every
+        file of the shard (``mark_hydrated``)."""
+        if not shards:
+            return {}
+        found = self.db.execute(
+            "SELECT shard, manifest_sha256 FROM hydrated_shards "
+            "WHERE shard IN (SELECT UNNEST(?::VARCHAR[]))",
+            [shards],
+        ).fetchall()
+        return dict(found)
+
+    def mark_hydrated(self, heads: dict[str, str]) -> None:
+        """Note that every file of each shard up to its head manifest (shard -> its hash) is
+        listed: kept in the catalog beside the files, so a catalog made anew starts unmarked."""
+        for shard, digest in sorted(heads.items()):
+            self.db.execute("INSERT OR REPLACE INTO hydrated_shards VALUES (?, ?)", [shard, digest])
 
     def listed_paths(self, paths: list[str]) -> set[str]:
         """Which of ``paths`` the ``files`` table lists."""

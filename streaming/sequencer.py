@@ -112,7 +112,6 @@ class Sequencer:
         self.chain, self.progress, self.protection = chain, progress, protection
         self.signer = signer
         self.layout = space.work
-        self._hydrated: dict[str, str] = {}  # shard -> the anchored head whose files are listed
 
     def sequence(self, entry: dict, landed_here: bool) -> BatchSummary:
         """Drop the batch's duplicates, decide its event time, publish its files, commit and
@@ -262,13 +261,15 @@ class Sequencer:
     ) -> None:
         """Register the shards' published files (written by whichever worker had each shard)
         in this worker's catalog, and fetch those it lacks, so their keys can be indexed. Each
-        shard's chain of manifests is read back to the head hydrated last (the whole chain
-        once a process), not the shard's whole history every batch."""
+        shard's chain of manifests is read back to the head the catalog was hydrated to last,
+        not the shard's whole history every batch."""
         catalog = store.catalog
+        marks = catalog.hydrated_heads([h["shard"] for h in heads])
         found: dict[str, dict] = {}
         for head in heads:
-            if self._hydrated.get(head["shard"]) != head["manifest_sha256"]:
-                for entry in self._files_since_hydrated(checkpoints, dataset, head):
+            mark = marks.get(head["shard"])
+            if mark != head["manifest_sha256"]:
+                for entry in _files_since(checkpoints, dataset, head, mark):
                     found[dataset_path(dataset, entry["path"])] = entry
         listed = catalog.listed_paths(list(found))
         missing = []
@@ -281,24 +282,25 @@ class Sequencer:
             missing.append({**entry, **entry["source"], "path": path, "dataset": dataset})
         for batch_id in sorted({f["batch_id"] for f in missing}):
             catalog.register_files(batch_id, [f for f in missing if f["batch_id"] == batch_id])
-        self._hydrated.update({h["shard"]: h["manifest_sha256"] for h in heads})
+        catalog.mark_hydrated({h["shard"]: h["manifest_sha256"] for h in heads})
 
-    def _files_since_hydrated(
-        self, checkpoints: Checkpoints, dataset: str, head: dict
-    ) -> list[dict]:
-        """The ``files[]`` entries of a shard's anchored manifests since the head this process
-        hydrated last (anchored heads of a shard form one chain), newest first."""
 
-        def load(relative: str, digest: str) -> dict:
-            return checkpoints.manifest(dataset, relative, digest)
+def _files_since(
+    checkpoints: Checkpoints, dataset: str, head: dict, mark: str | None
+) -> list[dict]:
+    """The ``files[]`` entries of a shard's chain from its anchored ``head`` back to the manifest
+    whose hash is ``mark`` (excluded; the whole chain without one). A shard's anchored heads
+    form one chain, so an earlier mark is on it."""
 
-        shard, stop = head["shard"], self._hydrated.get(head["shard"])
-        manifest = load(head["manifest_path"], head["manifest_sha256"])
-        files = list(reversed(manifest["files"]))
-        while listed_from(manifest) > 0 and manifest["previous"]["manifest_sha256"] != stop:
-            manifest = earlier(shard, manifest, load)
-            files += reversed(manifest["files"])
-        return files
+    def load(relative: str, digest: str) -> dict:
+        return checkpoints.manifest(dataset, relative, digest)
+
+    manifest = load(head["manifest_path"], head["manifest_sha256"])
+    files = list(manifest["files"])
+    while listed_from(manifest) > 0 and manifest["previous"]["manifest_sha256"] != mark:
+        manifest = earlier(head["shard"], manifest, load)
+        files += manifest["files"]
+    return files
 
 
 def _window_score(window: dict) -> dict:
