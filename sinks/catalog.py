@@ -156,8 +156,14 @@ class Catalog:
     def mark_hydrated(self, heads: dict[str, str]) -> None:
         """Note that every file of each shard up to its head manifest (shard -> its hash) is
         listed: kept in the catalog beside the files, so a catalog made anew starts unmarked."""
-        for shard, digest in sorted(heads.items()):
-            self.db.execute("INSERT OR REPLACE INTO hydrated_shards VALUES (?, ?)", [shard, digest])
+        if not heads:
+            return
+        shards = sorted(heads)
+        self.db.execute(
+            "INSERT OR REPLACE INTO hydrated_shards "
+            "SELECT UNNEST(?::VARCHAR[]), UNNEST(?::VARCHAR[])",
+            [shards, [heads[s] for s in shards]],
+        )
 
     def listed_paths(self, paths: list[str]) -> set[str]:
         """Which of ``paths`` the ``files`` table lists."""

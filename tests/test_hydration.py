@@ -11,9 +11,13 @@ from sinks.catalog import Catalog
 from sinks.layout import DataLayout
 from sinks.storage import Store
 from streaming.checkpoints import Checkpoints
-from streaming.sequencer import _files_since
+from streaming.sequencer import _links_since
 
 P0 = f"{DATASET}/t.p0"
+
+
+def _files_since(checkpoints, dataset, head, mark) -> list[dict]:
+    return [f for link in _links_since(checkpoints, dataset, head, mark) for f in link["files"]]
 
 
 def _grown(tmp_path, chain) -> Sharded:
