@@ -20,7 +20,7 @@ from sinks.storage import Store
 from streaming.batch import BatchSummary
 from streaming.errors import SettingsError
 from streaming.event_time import Outcome, ReadRaw, decide, iso
-from streaming.journal import BatchJournal
+from streaming.journal import BatchJournal, StateView
 from streaming.leaf_files import PendingLeaves
 from validators.event_time import WindowSettings
 from validators.score import components_from_counts, score
@@ -40,12 +40,9 @@ def state_plans(journal: BatchJournal, topic: str, plan: dict) -> dict[str, dict
     (a redo), else after the partition's latest state."""
     if "state" in plan:
         return plan["state"]
-    infos = {}
+    infos, view = {}, journal.state_view(topic)
     for partition in batch_partitions(plan):
-        head = journal.state_head(topic, partition)
-        position = 0
-        if head is not None:
-            position = journal.batch(head)["plan"]["state"][str(partition)]["position"]
+        head, position = view.latest(partition)
         infos[str(partition)] = {"base": head, "position": position + 1, "partitions": [partition]}
     return infos
 
@@ -67,11 +64,12 @@ def decide_batch(
     """The event-time step of every partition of the batch, in partition order; one outcome."""
     read_raw, protection, store = step
     infos = state_plans(journal, topic, plan)
+    view = journal.state_view(topic)  # the states no partition of the batch needs any more
     outcomes = []
     leaves = PendingLeaves()  # the partitions' leaf files, hashed together
     for key, info in sorted(infos.items(), key=lambda kv: int(kv[0])):
         partition = int(key)
-        collect(layout, journal, topic, partition, keep_also=info.get("base"))
+        collect(layout, view, topic, partition, keep_also=info.get("base"))
         mine = [r for r in receipts if r["range"]["partition"] == partition]
         one = decide(
             layout, {**plan, "topic": topic}, mine, read_raw, protection, info, store, leaves
@@ -132,13 +130,11 @@ def account(summary: BatchSummary, outcome: Outcome) -> None:
 
 
 def collect(
-    layout: DataLayout, journal: BatchJournal, topic: str, partition: int, keep_also: int | None
+    layout: DataLayout, view: StateView, topic: str, partition: int, keep_also: int | None
 ) -> None:
-    """Remove the (local) state no batch can need: keep the latest, and those redos start from."""
-    keep = journal.state_bases(topic, partition) | {
-        journal.state_head(topic, partition),
-        keep_also,
-    }
+    """Remove the (local) state no batch can need: keep the latest, and those redos start from
+    (``view``: the journal's states of the topic)."""
+    keep = view.bases(partition) | {view.latest(partition)[0], keep_also}
     StateStore(layout, topic, partition).collect({b for b in keep if b is not None})
 
 

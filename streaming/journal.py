@@ -21,6 +21,7 @@ import hashlib
 import json
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -125,12 +126,19 @@ class BatchJournal:
         """One journal entry (a copy), plan decoded; ``KeyError`` when there is none."""
         path = self._paths.get(batch_id)
         if path is None:
-            self.entries()  # indexes every batch's path
+            self._index_paths()
             path = self._paths.get(batch_id)
             if path is None:
                 raise KeyError(f"no batch {batch_id} in the journal")
         cached = self._done.get(path)
         return json.loads(json.dumps(cached)) if cached else self._read(path)
+
+    def _index_paths(self) -> None:
+        """Every batch's object path, from the objects' names (``<batch id>.json``): none read."""
+        for path in self.store.list(PREFIX, ".json"):
+            name = path.rsplit("/", 1)[-1].removesuffix(".json")
+            if name.isdigit():
+                self._paths.setdefault(int(name), path)
 
     def entries(self, topic: str | None = None) -> list[dict[str, Any]]:
         """Every journal entry (of one topic, or of all), oldest first."""
@@ -149,6 +157,39 @@ class BatchJournal:
             found.append(entry)
         return sorted(found, key=lambda e: e["batch_id"])
 
+    def _unfinished(self, topic: str | None) -> tuple[dict[str, _DoneFold], list[dict[str, Any]]]:
+        """Per topic, what its ``done`` entries tell the per-batch questions (each read once in
+        the process: a done entry never changes), and the entries not done, read now.
+
+        A stream's journal grows by one entry a batch: reading every entry again for each
+        question made a batch's planning and event-time step grow with the stream's age."""
+        prefix = f"{PREFIX}/{topic}" if topic is not None else PREFIX
+        listed = self.store.list(prefix, ".json")
+        by_topic: dict[str, list[str]] = {}
+        for path in listed:
+            by_topic.setdefault(path.split("/")[1], []).append(path)
+        folds, unfinished = {}, []
+        with _folds_lock:
+            for name, paths in by_topic.items():
+                key = (self.store.uri, name)
+                fold = _folds.get(key)
+                if fold is None or not fold.seen.issubset(paths):  # entries gone: made anew
+                    fold = _folds[key] = _DoneFold()
+                for path in paths:
+                    if path in fold.seen:
+                        continue
+                    try:
+                        entry = self._done.get(path) or self._read(path)
+                    except (FileNotFoundError, ValueError):
+                        continue  # being replaced, or not a journal entry
+                    self._paths[entry["batch_id"]] = path
+                    if entry["state"] == "done":
+                        fold.add(path, entry)
+                    else:
+                        unfinished.append(entry)
+                folds[name] = fold
+        return folds, sorted(unfinished, key=lambda e: e["batch_id"])
+
     def _read(self, path: str) -> dict[str, Any]:
         entry = json.loads(self.store.read_bytes(path))
         if not isinstance(entry, dict) or "batch_id" not in entry:
@@ -157,7 +198,7 @@ class BatchJournal:
 
     def unfinished_batches(self, topic: str | None = None) -> list[dict[str, Any]]:
         """Journal entries not yet ``done``, oldest first (of one topic, or of all)."""
-        return [e for e in self.entries(topic) if e["state"] != "done"]
+        return self._unfinished(topic)[1]
 
     def unfinished_counts(self) -> dict[str, int]:
         """Per topic, the batches not yet ``done``."""
@@ -172,8 +213,9 @@ class BatchJournal:
 
     def journal_ends(self, topic: str) -> dict[int, int]:
         """Per partition, the end of the furthest range any batch of ``topic`` has planned."""
-        ends: dict[int, int] = {}
-        for entry in self.entries(topic):
+        folds, unfinished = self._unfinished(topic)
+        ends = dict(folds[topic].ends) if topic in folds else {}
+        for entry in unfinished:
             for r in entry["plan"].get("ranges", []):
                 ends[r["partition"]] = max(ends.get(r["partition"], 0), r["end"])
         return ends
@@ -182,21 +224,17 @@ class BatchJournal:
         """The batch whose event-time state of the partition is the latest
         (``streaming/event_time.py``): of the batches sequenced (``landed`` or later), the one
         whose state of it came last."""
-        head, newest = None, 0
-        for entry in self.entries(topic):
-            info = _state_of(entry, partition)
-            if entry["state"] != "planned" and info is not None and info["position"] > newest:
-                head, newest = entry["batch_id"], info["position"]
-        return head
+        return self.state_view(topic).latest(partition)[0]
 
     def state_bases(self, topic: str, partition: int) -> set[int]:
         """The partition's state snapshots unfinished batches started from (a redo needs them)."""
-        bases = set()
-        for entry in self.entries(topic):
-            info = _state_of(entry, partition)
-            if entry["state"] not in ("planned", "done") and info and info["base"] is not None:
-                bases.add(info["base"])
-        return bases
+        return self.state_view(topic).bases(partition)
+
+    def state_view(self, topic: str) -> StateView:
+        """The event-time states of the topic's partitions as the journal is now (one reading
+        of it for several partitions' questions)."""
+        folds, unfinished = self._unfinished(topic)
+        return StateView(folds.get(topic), unfinished)
 
     def recent_batches(self, limit: int = 10) -> list[dict[str, Any]]:
         """The journal's last ``limit`` batches, newest first, without their plans."""
@@ -243,6 +281,65 @@ class BatchJournal:
         first = min(_parse(e["created_at"]) for e in entries)
         last = max(_parse(e["updated_at"]) for e in entries)
         return last - first
+
+
+class _DoneFold:
+    """A topic's ``done`` entries as the per-batch questions need them, each folded in once:
+    per partition the furthest planned offset and the newest event-time state."""
+
+    __slots__ = ("ends", "heads", "seen")
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()  # the entries' object paths
+        self.ends: dict[int, int] = {}  # partition -> the end of its furthest range
+        self.heads: dict[int, tuple[int, int]] = {}  # partition -> (position, batch id)
+
+    def add(self, path: str, entry: dict[str, Any]) -> None:
+        self.seen.add(path)
+        for r in entry["plan"].get("ranges", []):
+            self.ends[r["partition"]] = max(self.ends.get(r["partition"], 0), r["end"])
+        state = entry["plan"].get("state")
+        for key, info in (state or {}).items() if isinstance(state, dict) else ():
+            newest = self.heads.get(int(key))
+            mine = (info["position"], entry["batch_id"])
+            if mine[0] <= 0:
+                continue
+            # The newest position; of equal ones the first batch, as a scan in id order finds
+            if newest is None or (mine[0], -mine[1]) > (newest[0], -newest[1]):
+                self.heads[int(key)] = mine
+
+
+@dataclass(frozen=True)
+class StateView:
+    """A topic's event-time states per partition, from one reading of the journal."""
+
+    done: _DoneFold | None
+    unfinished: list[dict[str, Any]]  # oldest first
+
+    def latest(self, partition: int) -> tuple[int | None, int]:
+        """The batch whose state of the partition came last and that state's position (None
+        and 0 when it has none): of equal positions the first batch."""
+        newest, head = self.done.heads.get(partition, (0, None)) if self.done else (0, None)
+        for entry in self.unfinished:
+            info = _state_of(entry, partition)
+            if entry["state"] == "planned" or info is None or info["position"] <= 0:
+                continue
+            if (info["position"], -entry["batch_id"]) > (newest, -(head or 0)):
+                head, newest = entry["batch_id"], info["position"]
+        return head, newest
+
+    def bases(self, partition: int) -> set[int]:
+        """The states unfinished batches (landed or later) of the partition started from."""
+        bases = set()
+        for entry in self.unfinished:
+            info = _state_of(entry, partition)
+            if entry["state"] != "planned" and info and info["base"] is not None:
+                bases.add(info["base"])
+        return bases
+
+
+_folds: dict[tuple[str, str], _DoneFold] = {}  # (store, topic) -> its done entries, folded
+_folds_lock = threading.Lock()
 
 
 def _state_of(entry: dict[str, Any], partition: int) -> dict[str, Any] | None:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
+
 import duckdb
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sinks.layout import DataLayout
 from streaming.journal import BatchJournal
@@ -68,3 +74,94 @@ def test_an_old_journal_file_is_imported_and_kept_beside(tmp_path):
         }
     assert (layout.root / "journal.duckdb.imported").is_file()
     assert not (layout.root / "journal.duckdb").exists()
+
+
+# -- the per-batch questions, answered from done entries read once ------------------------------
+
+STATES = ("planned", "landed", "committed", "anchored", "done")
+
+
+def _reference(entries: list[dict], partition: int) -> tuple[int | None, set[int], int]:
+    """What a scan of every entry says (the journal's answers before done entries were kept):
+    the state head, the bases of unfinished batches and the furthest planned end."""
+    head, newest, bases, end = None, 0, set(), 0
+    for entry in entries:
+        info = (entry["plan"].get("state") or {}).get(str(partition))
+        if entry["state"] != "planned" and info and info["position"] > newest:
+            head, newest = entry["batch_id"], info["position"]
+        if entry["state"] not in ("planned", "done") and info and info["base"] is not None:
+            bases.add(info["base"])
+        for r in entry["plan"].get("ranges", []):
+            if r["partition"] == partition:
+                end = max(end, r["end"])
+    return head, bases, end
+
+
+batches = st.lists(
+    st.tuples(
+        st.integers(0, 2),  # partition
+        st.integers(1, 6),  # its state's position
+        st.sampled_from(STATES),
+        st.integers(1, 500),  # its range's end
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(batches, batches)
+def test_the_journals_answers_are_those_of_a_scan_of_every_entry(first, later):
+    with tempfile.TemporaryDirectory() as folder:
+        journal = BatchJournal(Path(folder))
+        for number, rows in enumerate((first, later)):
+            for i, (partition, position, state, end) in enumerate(rows):
+                batch_id = number * 100 + i + 1
+                plan = {
+                    "ranges": [{"partition": partition, "start": 0, "end": end}],
+                    "state": {str(partition): {"base": batch_id - 1 or None, "position": position}},
+                }
+                journal.record_plan(batch_id, "t", plan)
+                journal.set_state(batch_id, state)
+            if number == 1 and first:  # a batch of the first round finishes meanwhile
+                journal.set_state(1, "done")
+            fresh = BatchJournal(Path(folder))  # another reader, as a later batch opens it
+            entries = fresh.entries("t")
+            for partition in range(3):
+                head, bases, end = _reference(entries, partition)
+                view = fresh.state_view("t")
+                assert view.latest(partition)[0] == journal.state_head("t", partition) == head
+                assert view.bases(partition) == fresh.state_bases("t", partition) == bases
+                assert fresh.journal_ends("t").get(partition, 0) == end
+            unfinished = [e for e in entries if e["state"] != "done"]
+            assert fresh.unfinished_batches("t") == fresh.unfinished_batches() == unfinished
+
+
+def test_a_done_entry_is_read_once_by_the_process_whichever_journal_asks(tmp_path, monkeypatch):
+    journal = BatchJournal(tmp_path)
+    for batch_id in range(1, 6):
+        journal.record_plan(batch_id, "t", {"ranges": [{"partition": 0, "start": 0, "end": 9}]})
+        journal.set_state(batch_id, "done")
+    journal.record_plan(6, "t", {"ranges": [{"partition": 0, "start": 9, "end": 12}]})
+    reads = []
+    real = BatchJournal._read
+    monkeypatch.setattr(BatchJournal, "_read", lambda self, p: reads.append(p) or real(self, p))
+    for _ in range(3):  # three batches, each with its own journal object
+        assert BatchJournal(tmp_path).journal_ends("t") == {0: 12}
+    assert reads.count("journal/t/0000000000000001.json") == 1
+    assert reads.count("journal/t/0000000000000006.json") == 3  # not done: read each time
+
+
+def test_a_journal_whose_entries_are_gone_answers_from_what_is_there_now(tmp_path):
+    journal = BatchJournal(tmp_path)
+    plan = {
+        "ranges": [{"partition": 0, "start": 0, "end": 9}],
+        "state": {"0": {"base": None, "position": 1}},
+    }
+    journal.record_plan(1, "t", plan)
+    journal.set_state(1, "done")
+    assert journal.state_head("t", 0) == 1
+    shutil.rmtree(tmp_path / "journal")  # the data directory made anew, in the same process
+    journal = BatchJournal(tmp_path)
+    journal.record_plan(7, "t", {"ranges": [{"partition": 0, "start": 0, "end": 3}]})
+    assert (journal.state_head("t", 0), journal.journal_ends("t")) == (None, {0: 3})
