@@ -12,6 +12,8 @@ committed offsets and commits several times) until ``close()`` or a failure.
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +29,8 @@ from pipelines.kafka_source import (
     first_headers,
 )
 from schemas.records import RAW_RECORD_SCHEMA, SIGNATURE_HEADER
+
+log = logging.getLogger("rda.kafka")
 
 READ_BATCH = 10_000  # records per consume() call
 _BASE_CONFIG = {
@@ -85,10 +89,17 @@ class ConfluentSource:
         return client
 
     def close(self) -> None:
-        """Close every consumer kept open between calls."""
+        """Close every consumer kept open between calls, each within the source's timeout:
+        librdkafka's close can block for good (seen after a failed read, in a landing child:
+        confluent-kafka-python#1667), and a stuck close must not stop the work that called it.
+        A consumer that does not close in time is left to its thread."""
         clients, self._clients = self._clients, {}
         for client in clients.values():
-            client.close()
+            closing = threading.Thread(target=client.close, name="rda-kafka-close", daemon=True)
+            closing.start()
+            closing.join(self.timeout_s)
+            if closing.is_alive():
+                log.warning("a Kafka consumer did not close within %.1f s: left", self.timeout_s)
 
     @contextmanager
     def _answered(self, what: str) -> Iterator[None]:

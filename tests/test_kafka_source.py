@@ -6,6 +6,10 @@ behave the same against the broker's quirks (DESIGN.md: Tansu's ListOffsets "lat
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+
 import pytest
 
 from pipelines.kafka_source import CLIENTS, KafkaUnavailable, OffsetRange, open_source
@@ -143,3 +147,25 @@ def test_each_record_keeps_its_key_value_timestamp_and_first_format_and_signatur
         "format": ["rda.node.v1", "ems.csv", None, None],
         "signature": ["c2ln", None, None, "\ufffd"],
     }
+
+
+def test_a_consumer_whose_close_blocks_is_left_and_the_source_goes_on(caplog):
+    """librdkafka's close can block for good (confluent-kafka-python#1667): the source waits
+    its timeout for it, then goes on without it."""
+    from pipelines.confluent_source import ConfluentSource
+
+    caplog.set_level(logging.WARNING, logger="rda.kafka")
+    source = ConfluentSource("127.0.0.1:9", timeout_s=0.2)
+    released = threading.Event()
+
+    class BlockingClose:  # the one behaviour of a stuck consumer that matters here
+        def close(self) -> None:
+            released.wait(30)
+
+    source._clients = {"reader": BlockingClose()}
+    started = time.monotonic()
+    source.close()
+    assert time.monotonic() - started < 5
+    assert source._clients == {}
+    assert "a Kafka consumer did not close within 0.2 s: left" in caplog.text
+    released.set()
