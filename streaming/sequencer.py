@@ -20,7 +20,6 @@ from pipelines import graph
 from pipelines.device_signatures import DeviceCheck
 from pipelines.kafka_source import KafkaSource, KafkaSpec, OffsetRange
 from pipelines.protect import Protection
-from proofs.shard_chain import earlier, listed_from
 from proofs.shard_log import write_leaf_file
 from proofs.shards import shard_id
 from proofs.signing import PublisherKey
@@ -39,10 +38,10 @@ from streaming.batch import BatchSummary, Progress, RunConfig, count_receipts
 from streaming.checkpoints import ChainView, Checkpoints, answers_at_once, dataset_path
 from streaming.commit import CommitContext, commit_and_anchor, publish_batch_files
 from streaming.event_time import Outcome
+from streaming.hydration import hydrate
 from streaming.node_cache import device_check
 from streaming.store import HeldStore, RunStore, Workspace, journaling, writing
 
-MARK_AFTER_LINKS = 16  # a shard's hydration mark moves once a batch reads this many manifests
 log = logging.getLogger("rda.run")
 SEQUENCING = ("landed", "committed")  # states of a batch whose duplicates were dropped
 
@@ -229,6 +228,12 @@ class Sequencer:
             held.release()
         faults.journaled("committed")
 
+    def _fetch(self, path: str) -> None:
+        """A published object, from the store to the work directory unless there already."""
+        local = self.layout.root / path
+        if not local.exists():
+            self.space.store.get_file(path, local)
+
     def _drop_duplicates(
         self, store: RunStore, checkpoints: Checkpoints, batch_id: int, receipts: list[dict]
     ) -> None:
@@ -239,9 +244,8 @@ class Sequencer:
         shards = batch_shards(receipts)
         datasets = sorted({d for d, _ in shards})
         anchored = {d: checkpoints.base(d).heads for d in datasets}
-        self._hydrate(
-            store, checkpoints, [(d, anchored[d][s]) for d, s in sorted(shards) if s in anchored[d]]
-        )
+        heads = [(d, anchored[d][s]) for d, s in sorted(shards) if s in anchored[d]]
+        hydrate(catalog, checkpoints, heads, self._fetch)
         catch_up_shards(catalog, sorted(s for _, s in shards))  # after hydrating: one lookup
         for dataset in datasets:
             new = {s: paths for (d, s), paths in sorted(shards.items()) if d == dataset}
@@ -252,56 +256,6 @@ class Sequencer:
             for receipt in receipts:
                 drop_records(self.layout, receipt, set(reasons))
                 quarantine_duplicates(self.layout, self.source, receipt, reasons)
-
-    def _hydrate(
-        self, store: RunStore, checkpoints: Checkpoints, heads: list[tuple[str, dict]]
-    ) -> None:
-        """Register the shards' published files (written by whichever worker had each shard)
-        in this worker's catalog, and fetch those it lacks, so their keys can be indexed.
-        ``heads``: (dataset, anchored shard head) pairs. Each shard's chain of manifests is read
-        back to the head the catalog was hydrated to last, not the shard's whole history."""
-        catalog = store.catalog
-        marks = catalog.hydrated_heads([h["shard"] for _, h in heads])
-        found: dict[str, tuple[str, dict]] = {}
-        walked = {}  # shard -> the manifests read back to its mark
-        for dataset, head in heads:
-            mark = marks.get(head["shard"])
-            if mark != head["manifest_sha256"]:
-                links = _links_since(checkpoints, dataset, head, mark)
-                walked[head["shard"]] = len(links)
-                for entry in (e for link in links for e in link["files"]):
-                    found[dataset_path(dataset, entry["path"])] = (dataset, entry)
-        listed = catalog.listed_paths(list(found))
-        missing = []
-        for path, (dataset, entry) in found.items():
-            if path in listed or "batch_id" not in entry:
-                continue
-            local = self.layout.root / path
-            if not local.exists():
-                self.space.store.get_file(path, local)
-            missing.append({**entry, **entry["source"], "path": path, "dataset": dataset})
-        for batch_id in sorted({f["batch_id"] for f in missing}):
-            catalog.register_files(batch_id, [f for f in missing if f["batch_id"] == batch_id])
-        # A catalog write costs ~2-9 ms: a mark is moved once its shard's walk is long, or
-        # when files were registered, not for the one link a worker's own last batch added.
-        if missing or max(walked.values(), default=0) >= MARK_AFTER_LINKS:
-            catalog.mark_hydrated({h["shard"]: h["manifest_sha256"] for _, h in heads})
-
-
-def _links_since(
-    checkpoints: Checkpoints, dataset: str, head: dict, mark: str | None
-) -> list[dict]:
-    """A shard's manifests from its anchored ``head`` back to the one whose hash is ``mark``
-    (excluded; the whole chain without one), newest first. A shard's anchored heads form one
-    chain, so an earlier mark is on it."""
-
-    def load(relative: str, digest: str) -> dict:
-        return checkpoints.manifest(dataset, relative, digest)
-
-    links = [load(head["manifest_path"], head["manifest_sha256"])]
-    while listed_from(links[-1]) > 0 and links[-1]["previous"]["manifest_sha256"] != mark:
-        links.append(earlier(head["shard"], links[-1], load))
-    return links
 
 
 def _window_score(window: dict) -> dict:

@@ -1,6 +1,6 @@
 """A worker's catalog learns the files other workers added to a shard by reading the shard's
 chain of manifests back to the head it was hydrated to last: a batch reads what was added
-since, not the shard's whole history (streaming/sequencer.py)."""
+since, not the shard's whole history (streaming/hydration.py)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from sinks.catalog import Catalog
 from sinks.layout import DataLayout
 from sinks.storage import Store
 from streaming.checkpoints import Checkpoints
-from streaming.sequencer import _links_since
+from streaming.hydration import links_since
 
 P0 = f"{DATASET}/t.p0"
 
 
 def _files_since(checkpoints, dataset, head, mark) -> list[dict]:
-    return [f for link in _links_since(checkpoints, dataset, head, mark) for f in link["files"]]
+    return [f for link in links_since(checkpoints, dataset, head, mark) for f in link["files"]]
 
 
 def _grown(tmp_path, chain) -> Sharded:
