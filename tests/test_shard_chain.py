@@ -54,7 +54,7 @@ def _forge_head(data: Sharded, shard: str, change) -> dict:
     return data.anchor_dataset(list(data.heads.values()))
 
 
-def _link_path(data: Sharded, manifest: dict) -> str:
+def _link_path(manifest: dict) -> str:
     link = manifest["previous"]
     return shard_manifest_path(P0, link["tree_size"], link["manifest_sha256"])
 
@@ -113,7 +113,7 @@ def _links(data: Sharded) -> list[dict]:
 
 
 def test_a_missing_link_is_refused_by_name(grown, chain):
-    path = _link_path(grown, grown.shard_manifests[P0])
+    path = _link_path(grown.shard_manifests[P0])
     (grown.dataset_dir / path).unlink()
     name, detail = first_failure(audit_log(grown.dataset_dir, chain.trust_root()))
     assert name == "shards"
@@ -122,7 +122,7 @@ def test_a_missing_link_is_refused_by_name(grown, chain):
 
 
 def test_a_link_swapped_for_other_bytes_is_refused(grown, chain):
-    target = grown.dataset_dir / _link_path(grown, grown.shard_manifests[P0])
+    target = grown.dataset_dir / _link_path(grown.shard_manifests[P0])
     target.write_bytes(target.read_bytes().replace(b'"rows":5', b'"rows":6'))
     name, detail = first_failure(audit_log(grown.dataset_dir, chain.trust_root()))
     assert name == "shards"
@@ -231,7 +231,7 @@ def test_a_stored_log_of_an_earlier_link_is_grown_by_the_later_links_only(grown,
     log = shard_log(grown.dataset_dir, links[1], tmp_path / "log")  # size 7
     assert log.size == 7
     assert shard_chain(P0, links[-1], counting, since=log.size) == links[2:]
-    assert reads == [_link_path(grown, links[-1])]
+    assert reads == [_link_path(links[-1])]
     grown_log = shard_log(grown.dataset_dir, links[-1], tmp_path / "log")
     fresh = shard_log(grown.dataset_dir, links[-1], tmp_path / "fresh")
     assert (grown_log.size, grown_log.root()) == (fresh.size, fresh.root()) == (14, fresh.root())
