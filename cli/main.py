@@ -318,11 +318,20 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     bench.set_defaults(handler=commands.bench)
 
 
-def main(argv: list[str] | None = None) -> int:
+def configure_warnings() -> None:
+    """Warnings on stderr: the project's, not its libraries' chatter."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    # Beam and kafka-python are chatty at WARNING about things that are not the user's concern.
+    # Beam (which warns on the root logger itself) and kafka-python are chatty at WARNING about
+    # things that are not the user's concern; `getLogger("root")` is the root logger.
     for noisy in ("kafka", "root", "apache_beam"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    # The project's own loggers keep WARNING (they would inherit the root's ERROR otherwise):
+    # a catalog view not made again, a Kafka consumer left unclosed are the user's concern.
+    logging.getLogger("rda").setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    configure_warnings()
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -302,3 +303,20 @@ def test_quarantine_commands_on_an_empty_data_dir_are_a_clear_error(tmp_path):
     result = rda("quarantine", "list", "--data-dir", str(tmp_path / "none"), state=tmp_path)
     assert result.returncode == 2
     assert "nothing has been landed there" in result.stderr
+
+
+def test_the_projects_warnings_are_shown_and_its_libraries_chatter_is_not():
+    from cli.main import configure_warnings
+
+    root, project = logging.getLogger(), logging.getLogger("rda")
+    levels = root.level, project.level
+    try:
+        configure_warnings()
+        assert logging.getLogger("rda.catalog").isEnabledFor(logging.WARNING)
+        assert logging.getLogger("rda.kafka").isEnabledFor(logging.WARNING)
+        assert not root.isEnabledFor(logging.WARNING)  # Beam warns on the root logger itself
+        assert not logging.getLogger("apache_beam.io").isEnabledFor(logging.WARNING)
+        assert not logging.getLogger("kafka.conn").isEnabledFor(logging.WARNING)
+    finally:
+        root.setLevel(levels[0])
+        project.setLevel(levels[1])
