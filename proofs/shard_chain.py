@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from proofs.manifest import CHAINED_SHARD_VERSION
+from proofs.manifest import CHAINED_SHARD_VERSION, _count, _hex64
 from proofs.manifest_v2 import shard_manifest_path
 
 # (path relative to the dataset folder, SHA-256 hex it must have) -> the manifest there.
@@ -80,6 +80,18 @@ def earlier(shard: str, manifest: dict[str, Any], load: LoadManifest) -> dict[st
     return older
 
 
+def back_to(
+    shard: str, manifest: dict[str, Any], load: LoadManifest, digest: str | None
+) -> list[dict[str, Any]]:
+    """The shard's manifests from ``manifest`` back to the one whose SHA-256 is ``digest``
+    (excluded), or to the chain's start when that one is not on it, newest first: the last one
+    lists from leaf 0 (``listed_from``) unless the walk stopped at ``digest``."""
+    links = [manifest]
+    while listed_from(links[-1]) > 0 and links[-1]["previous"]["manifest_sha256"] != digest:
+        links.append(earlier(shard, links[-1], load))
+    return links
+
+
 def link_problem(shard: str, newer: dict[str, Any], older: dict[str, Any]) -> str | None:
     """Why ``older`` cannot be the checkpoint ``newer``'s ``previous`` names, or None."""
     from proofs.manifest import manifest_problem
@@ -128,12 +140,8 @@ class ChainMemo:
         known, known_files = self._latest.get((where, shard), (None, []))
         if digest == known:
             return known_files
-        links, before = [manifest], []
-        while listed_from(links[-1]) > 0:
-            if links[-1]["previous"]["manifest_sha256"] == known:
-                before = known_files
-                break
-            links.append(earlier(shard, links[-1], load))
+        links = back_to(shard, manifest, load, known)
+        before = known_files if listed_from(links[-1]) > 0 else []  # stopped at the known one
         files = before + chain_files(links[::-1])
         self._latest[(where, shard)] = (digest, files)
         return files
@@ -142,14 +150,4 @@ class ChainMemo:
 def _link_shape(link: Any) -> bool:
     if not isinstance(link, dict) or not {"tree_size", "root", "manifest_sha256"} <= set(link):
         return False
-    size, root, digest = link["tree_size"], link["root"], link["manifest_sha256"]
-    return (
-        isinstance(size, int)
-        and not isinstance(size, bool)
-        and size >= 0
-        and all(_hex64(v) for v in (root, digest))
-    )
-
-
-def _hex64(value: Any) -> bool:
-    return isinstance(value, str) and len(value) == 64 and not set(value) - set("0123456789abcdef")
+    return _count(link["tree_size"]) and _hex64(link["root"]) and _hex64(link["manifest_sha256"])

@@ -108,7 +108,7 @@ def shard_log(dataset_dir: Path, shard_manifest: dict[str, Any], directory: Path
     links = chain(shard, shard_manifest, load, since=log.size if log.size < size else 0)
     start = listed_from(links[0])  # 0, or the stored log's size if it holds an earlier link
     if start and not (start == log.size and log.root(start).hex() == links[0]["previous"]["root"]):
-        links, start = chain(shard, shard_manifest, load), 0
+        links, start = chain(shard, links[0], load) + links[1:], 0  # the links before, too
     hashes: list[bytes] = []
     for entry in chain_files(links):
         hashes.extend(file_leaves(dataset_dir, entry))
@@ -131,7 +131,7 @@ def dataset_files(
     if manifest.get("kind") != "dataset":
         log = manifest.get("log", manifest["dataset"])
         return [DatasetFile(log, None, f, f["leaf_start"]) for f in manifest["files"]]
-    found, offset = [], 0
+    found, offset, load = [], 0, manifest_loader(dataset_dir)
     for head in manifest["shards"]:
         data = (dataset_dir / head["manifest_path"]).read_bytes()
         if hashlib.sha256(data).hexdigest() != head["manifest_sha256"]:
@@ -139,7 +139,7 @@ def dataset_files(
                 f"{head['manifest_path']} is not the manifest of {head['shard']}'s head"
             )
         shard_manifest = json.loads(data)
-        load, shard, digest = manifest_loader(dataset_dir), head["shard"], head["manifest_sha256"]
+        shard, digest = head["shard"], head["manifest_sha256"]
         if memo is None:
             entries = shard_files(shard, shard_manifest, load)
         else:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from proofs.shard_chain import earlier, listed_from
+from proofs.shard_chain import back_to
 from sinks.catalog import Catalog
 from streaming.checkpoints import Checkpoints, dataset_path
 
@@ -60,7 +60,5 @@ def links_since(checkpoints: Checkpoints, dataset: str, head: dict, mark: str | 
     def load(relative: str, digest: str) -> dict:
         return checkpoints.manifest(dataset, relative, digest)
 
-    links = [load(head["manifest_path"], head["manifest_sha256"])]
-    while listed_from(links[-1]) > 0 and links[-1]["previous"]["manifest_sha256"] != mark:
-        links.append(earlier(head["shard"], links[-1], load))
-    return links
+    manifest = load(head["manifest_path"], head["manifest_sha256"])
+    return back_to(head["shard"], manifest, load, mark)
