@@ -35,12 +35,12 @@ def event_time_config(settings: Any) -> dict[str, Any]:
     return {"windows": windows, "flush_windows": settings.flush_windows}
 
 
-def state_plans(journal: BatchJournal, topic: str, plan: dict) -> dict[str, dict]:
+def state_plans(view: StateView, plan: dict) -> dict[str, dict]:
     """Per partition of the batch (``str`` keys), where its state starts: journaled already
-    (a redo), else after the partition's latest state."""
+    (a redo), else after the partition's latest state (``view``: the journal's states)."""
     if "state" in plan:
         return plan["state"]
-    infos, view = {}, journal.state_view(topic)
+    infos = {}
     for partition in batch_partitions(plan):
         head, position = view.latest(partition)
         infos[str(partition)] = {"base": head, "position": position + 1, "partitions": [partition]}
@@ -63,8 +63,8 @@ def decide_batch(
 ) -> Outcome:
     """The event-time step of every partition of the batch, in partition order; one outcome."""
     read_raw, protection, store = step
-    infos = state_plans(journal, topic, plan)
-    view = journal.state_view(topic)  # the states no partition of the batch needs any more
+    view = journal.state_view(topic)  # one reading of the journal for every partition
+    infos = state_plans(view, plan)
     outcomes = []
     leaves = PendingLeaves()  # the partitions' leaf files, hashed together
     for key, info in sorted(infos.items(), key=lambda kv: int(kv[0])):
