@@ -16,6 +16,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
+from benchmarks.end_to_end import drain
 from infra.broker import start_broker, stop_broker
 from simulator.fleet import generate
 from simulator.producer import produce
@@ -30,7 +31,8 @@ def run(quick: bool = False) -> dict:
     broker = start_broker(workdir)
     try:
         produced = produce(broker.bootstrap, "aging", generate(nodes, 120, 1, 1_764_000_000_000, 5))
-        seconds = _drain(broker.bootstrap, workdir / "data")
+        summaries, _ = drain(broker.bootstrap, "aging", "aging", workdir / "data", PER_BATCH)
+        seconds = [s.steps["sequence"] for s in summaries]
         weights = _published_bytes(workdir / "data")
     finally:
         stop_broker(workdir)
@@ -54,26 +56,6 @@ def run(quick: bool = False) -> dict:
         f"({late / early:.2f}x); published {weights['data'] / 1e6:.1f} MB of Parquet and "
         f"{weights['manifests'] / 1e6:.1f} MB of manifests ({growth:.1f}x)",
     }
-
-
-def _drain(bootstrap: str, data_dir: Path) -> list[float]:
-    """Each batch's sequencing seconds, in order, draining the topic a bounded batch at a time."""
-    from pipelines.kafka_source import open_source
-    from streaming.chain import open_chain
-    from streaming.driver import RunConfig, Worker, run_batch
-    from streaming.poison import landing_process
-
-    config = RunConfig(bootstrap, "aging", "aging", data_dir, max_batch_records=PER_BATCH)
-    chain, source = open_chain("embedded", None, None), open_source(bootstrap)
-    worker = Worker(lander=landing_process())
-    seconds = []
-    try:
-        while (summary := run_batch(config, source, chain.anchor, worker=worker)) is not None:
-            seconds.append(summary.steps["sequence"])
-    finally:
-        if worker.lander is not None:
-            worker.lander.close()
-    return seconds
 
 
 def _published_bytes(data_dir: Path) -> dict[str, int]:

@@ -14,11 +14,15 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from benchmarks.timing import rate
 from infra.broker import start_broker, stop_broker
 from simulator.fleet import generate
 from simulator.producer import produce
+
+if TYPE_CHECKING:
+    from streaming.batch import BatchSummary
 
 
 def _raw_consume(bootstrap: str, topic: str, expected: int) -> float:
@@ -64,25 +68,38 @@ def _one_batch(bootstrap: str, data_dir: Path, n: int) -> float:
     return seconds
 
 
-def _sustained(bootstrap: str, data_dir: Path, n: int, per_batch: int) -> tuple[float, int]:
-    """The loop `rda run` runs, a bounded batch at a time, over the same backlog (a fresh group
-    and data directory each time)."""
+def drain(
+    bootstrap: str, topic: str, group: str, data_dir: Path, per_batch: int
+) -> tuple[list[BatchSummary], float]:
+    """The loop `rda run` runs over a backlog, a bounded batch at a time, with its kept lander
+    (as `rda run` lands its batches): each batch's summary, and the loop's seconds with the
+    lander's closing (the chain opened and the lander forked before)."""
     from pipelines.kafka_source import open_source
     from streaming.chain import open_chain
     from streaming.driver import RunConfig, Worker, run_batch
     from streaming.poison import landing_process
 
-    group = f"sustained-{data_dir.name}"
-    config = RunConfig(bootstrap, "bench", group, data_dir, max_batch_records=per_batch)
+    config = RunConfig(bootstrap, topic, group, data_dir, max_batch_records=per_batch)
     chain, source = open_chain("embedded", None, None), open_source(bootstrap)
-    worker = Worker(lander=landing_process())  # as `rda run` lands its batches
-    started, batches, read = time.perf_counter(), 0, 0
-    while (summary := run_batch(config, source, chain.anchor, worker=worker)) is not None:
-        batches, read = batches + 1, read + summary.read
-    if worker.lander is not None:
-        worker.lander.close()
-    assert read == n
-    return time.perf_counter() - started, batches
+    worker = Worker(lander=landing_process())
+    summaries, started = [], time.perf_counter()
+    try:
+        while (summary := run_batch(config, source, chain.anchor, worker=worker)) is not None:
+            summaries.append(summary)
+    finally:
+        if worker.lander is not None:
+            worker.lander.close()
+    return summaries, time.perf_counter() - started
+
+
+def _sustained(bootstrap: str, data_dir: Path, n: int, per_batch: int) -> tuple[float, int]:
+    """The loop `rda run` runs, a bounded batch at a time, over the same backlog (a fresh group
+    and data directory each time)."""
+    summaries, seconds = drain(
+        bootstrap, "bench", f"sustained-{data_dir.name}", data_dir, per_batch
+    )
+    assert sum(s.read for s in summaries) == n
+    return seconds, len(summaries)
 
 
 def run(quick: bool = False) -> dict:
