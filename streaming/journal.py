@@ -228,10 +228,6 @@ class BatchJournal:
         whose state of it came last."""
         return self.state_view(topic).latest(partition)[0]
 
-    def state_bases(self, topic: str, partition: int) -> set[int]:
-        """The partition's state snapshots unfinished batches started from (a redo needs them)."""
-        return self.state_view(topic).bases(partition)
-
     def state_view(self, topic: str) -> StateView:
         """The event-time states of the topic's partitions as the journal is now (one reading
         of it for several partitions' questions)."""
@@ -331,7 +327,8 @@ class StateView:
         return head, newest
 
     def bases(self, partition: int) -> set[int]:
-        """The states unfinished batches (landed or later) of the partition started from."""
+        """The states unfinished batches (landed or later) of the partition started from: a
+        redo needs them."""
         bases = set()
         for entry in self.unfinished:
             info = _state_of(entry, partition)

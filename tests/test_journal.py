@@ -132,7 +132,7 @@ def test_the_journals_answers_are_those_of_a_scan_of_every_entry(first, later):
                 head, bases, end = _reference(entries, partition)
                 view = fresh.state_view("t")
                 assert view.latest(partition)[0] == journal.state_head("t", partition) == head
-                assert view.bases(partition) == fresh.state_bases("t", partition) == bases
+                assert view.bases(partition) == journal.state_view("t").bases(partition) == bases
                 assert fresh.journal_ends("t").get(partition, 0) == end
             unfinished = [e for e in entries if e["state"] != "done"]
             assert fresh.unfinished_batches("t") == fresh.unfinished_batches() == unfinished
