@@ -106,6 +106,7 @@ def run_batch(
     faults.journaled("offsets_committed")
     with journaling(space) as journal:
         journal.set_state(batch_id, "done")  # done: Kafka offsets committed
+        journal.compact(config.topic)  # its done entries into a segment, every so many
     faults.journaled("done")
     clock.lap("offsets")
     summary.steps = {**clock.laps, **summary.steps}

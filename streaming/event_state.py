@@ -20,7 +20,8 @@ from sinks.storage import Store
 from streaming.batch import BatchSummary
 from streaming.errors import SettingsError
 from streaming.event_time import Outcome, ReadRaw, decide, iso
-from streaming.journal import BatchJournal, StateView
+from streaming.journal import BatchJournal
+from streaming.journal_fold import StateView
 from streaming.leaf_files import PendingLeaves
 from validators.event_time import WindowSettings
 from validators.score import components_from_counts, score

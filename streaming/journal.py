@@ -19,17 +19,22 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sinks.storage import Store
+from streaming import journal_segments
+from streaming.journal_fold import DoneFold, StateView
+
+log = logging.getLogger("rda.journal")
 
 STATES = ("planned", "landed", "committed", "anchored", "done")
 PREFIX = "journal"
 _EPOCH_MS = 1_577_836_800_000  # 2020-01-01T00:00:00Z
+LISTINGS = 3  # a listing that contradicts what was folded is taken again, this many times
 _issued: dict[str, int] = {}  # per worker tag: the last batch id this process issued
 _issue_lock = threading.Lock()
 
@@ -46,7 +51,7 @@ class BatchJournal:
         self.store = location
         self.read_only = read_only
         self._done: dict[str, dict[str, Any]] = {}  # object path -> a done entry (immutable)
-        self._paths: dict[int, str] = {}  # batch id -> object path
+        self._paths = _located.setdefault(location.uri, {})  # batch id -> its loose object
 
     def close(self) -> None:
         pass
@@ -120,77 +125,203 @@ class BatchJournal:
         if entry["state"] == "done":
             self._done[path] = entry
 
+    def compact(self, topic: str, at_least: int | None = None) -> int:
+        """Once ``at_least`` (``SEGMENT_ENTRIES``) of the topic's done entries are loose, as
+        this process folded them in, write them into one segment, then delete them; how many.
+        Cheap otherwise: no listing (``streaming/journal_segments.py``)."""
+        at_least = at_least or journal_segments.SEGMENT_ENTRIES
+        fold = _folds.get((self.store.uri, topic))
+        if self.read_only or fold is None or len(fold.loose) < at_least:
+            return 0
+        with _folds_lock:
+            taken = []
+            for path in sorted(fold.loose):
+                try:
+                    taken.append((path, self._done.get(path) or self._read(path)))
+                except FileNotFoundError:
+                    continue  # compacted by another worker: its segment holds it
+            if not taken:
+                return 0
+            path, data = journal_segments.segment(f"{PREFIX}/{topic}", [e for _, e in taken])
+            self.store.write_bytes(path, data, durable=True)  # before any loose one goes
+            fold.segments.add(path)
+            for loose, entry in taken:
+                self.store.delete(loose)
+                fold.loose.discard(loose)
+                self._done.pop(loose, None)
+                if self._paths.get(entry["batch_id"]) == loose:
+                    del self._paths[entry["batch_id"]]
+        log.info("journal of %s: %d done entries compacted into %s", topic, len(taken), path)
+        return len(taken)
+
     # -- reading ----------------------------------------------------------------------------
 
     def batch(self, batch_id: int) -> dict[str, Any]:
         """One journal entry (a copy), plan decoded; ``KeyError`` when there is none."""
-        path = self._paths.get(batch_id)
-        if path is None:
-            self._index_paths()
-            path = self._paths.get(batch_id)
-            if path is None:
-                raise KeyError(f"no batch {batch_id} in the journal")
-        cached = self._done.get(path)
-        return json.loads(json.dumps(cached)) if cached else self._read(path)
+        entry = self._find(batch_id)
+        if entry is None:
+            raise KeyError(f"no batch {batch_id} in the journal")
+        return json.loads(json.dumps(entry))
 
-    def _index_paths(self) -> None:
-        """Every batch's object path, from the objects' names (``<batch id>.json``): none read."""
+    def _find(self, batch_id: int) -> dict[str, Any] | None:
+        """The entry where this process last saw it, else found by the objects' names (a loose
+        object's is its batch id, a segment's its range of ids): only what holds it is read."""
+        path = self._paths.get(batch_id)
+        if path is not None:
+            try:
+                return self._done.get(path) or self._read(path)
+            except FileNotFoundError:
+                pass  # compacted into a segment since
+        holding = []
         for path in self.store.list(PREFIX, ".json"):
-            name = path.rsplit("/", 1)[-1].removesuffix(".json")
-            if name.isdigit():
-                self._paths.setdefault(int(name), path)
+            if journal_segments.is_segment(path):
+                first, last = journal_segments.id_range(path)
+                if first <= batch_id <= last:
+                    holding.append(path)
+            elif path.rsplit("/", 1)[-1] == f"{batch_id:016d}.json":
+                holding.insert(0, path)  # loose: read first
+        for path in holding:
+            try:
+                if not journal_segments.is_segment(path):
+                    self._paths[batch_id] = path
+                    return self._read(path)
+                for entry in journal_segments.entries_of(path, self.store.read_bytes(path)):
+                    if entry["batch_id"] == batch_id:
+                        return entry
+            except (FileNotFoundError, ValueError):
+                continue
+        return None
 
     def entries(self, topic: str | None = None) -> list[dict[str, Any]]:
         """Every journal entry (of one topic, or of all), oldest first."""
         prefix = f"{PREFIX}/{topic}" if topic is not None else PREFIX
-        found = []
-        for path in self.store.list(prefix, ".json"):
-            entry = self._done.get(path)
-            if entry is None:
-                try:
-                    entry = self._read(path)
-                except (FileNotFoundError, ValueError):
-                    continue  # being replaced, or not a journal entry
-                if entry["state"] == "done":
-                    self._done[path] = entry
-            self._paths[entry["batch_id"]] = path
-            found.append(entry)
-        return sorted(found, key=lambda e: e["batch_id"])
+        for _ in range(LISTINGS):
+            found: dict[int, dict[str, Any]] = {}
+            try:
+                for path in self.store.list(prefix, ".json"):
+                    for entry in self._entries_at(path):
+                        found[entry["batch_id"]] = entry  # twice: the same done entry
+                break
+            except FileNotFoundError:
+                continue  # compacted while listed: its segment is there now
+        return sorted(found.values(), key=lambda e: e["batch_id"])
 
-    def _unfinished(self, topic: str | None) -> tuple[dict[str, _DoneFold], list[dict[str, Any]]]:
+    def _entries_at(self, path: str) -> list[dict[str, Any]]:
+        """The entries an object holds (none if it is not the journal's)."""
+        if journal_segments.is_segment(path):
+            try:
+                return journal_segments.entries_of(path, self.store.read_bytes(path))
+            except ValueError:
+                return []
+        entry = self._done.get(path)
+        if entry is None:
+            try:
+                entry = self._read(path)
+            except ValueError:
+                return []  # not a journal entry
+            if entry["state"] == "done":
+                self._done[path] = entry
+        self._paths[entry["batch_id"]] = path
+        return [entry]
+
+    def _unfinished(self, topic: str | None) -> tuple[dict[str, DoneFold], list[dict[str, Any]]]:
         """Per topic, what its ``done`` entries tell the per-batch questions (each read once in
         the process: a done entry never changes), and the entries not done, read now.
 
         A stream's journal grows by one entry a batch: reading every entry again for each
-        question made a batch's planning and event-time step grow with the stream's age."""
-        if topic is None:
-            listed = self.store.list(PREFIX, ".json")
-        else:  # the topic's folder: flat, one object per batch
-            listed = self.store.list_folder(f"{PREFIX}/{topic}", ".json")
-        by_topic: dict[str, list[str]] = {}
-        for path in listed:
-            by_topic.setdefault(path.split("/")[1], []).append(path)
-        folds, unfinished = {}, []
+        question made a batch's planning and event-time step grow with the stream's age. A
+        listing that contradicts what was folded (a loose entry gone, and no segment holding
+        it) is taken again: a compaction was under way. If it still does, the topic's journal
+        was made anew (a data directory made again in the same process): folded anew."""
         with _folds_lock:
-            for name, paths in by_topic.items():
-                key = (self.store.uri, name)
-                fold = _folds.get(key)
-                if fold is None or not fold.seen.issubset(paths):  # entries gone: made anew
-                    fold = _folds[key] = _DoneFold()
-                for path in paths:
-                    if path in fold.seen:
-                        continue
-                    try:
-                        entry = self._done.get(path) or self._read(path)
-                    except (FileNotFoundError, ValueError):
-                        continue  # being replaced, or not a journal entry
-                    self._paths[entry["batch_id"]] = path
-                    if entry["state"] == "done":
-                        fold.add(path, entry)
-                    else:
-                        unfinished.append(entry)
-                folds[name] = fold
+            for attempt in range(1, LISTINGS + 1):
+                if topic is None:
+                    listed = self.store.list(PREFIX, ".json")
+                else:  # the topic's folder: flat, loose entries and segments
+                    listed = self.store.list_folder(f"{PREFIX}/{topic}", ".json")
+                # Topics folded before are checked even when nothing of theirs is listed now.
+                known = [name for uri, name in _folds if uri == self.store.uri]
+                by_topic: dict[str, list[str]] = {
+                    name: [] for name in ([topic] if topic is not None else known)
+                }
+                for path in listed:
+                    by_topic.setdefault(path.split("/")[1], []).append(path)
+                try:
+                    return self._fold_listing(by_topic, last_try=attempt == LISTINGS)
+                except _Contradiction:
+                    continue
+        raise AssertionError("the last listing is folded anew")  # pragma: no cover
+
+    def _fold_listing(
+        self, by_topic: dict[str, list[str]], last_try: bool
+    ) -> tuple[dict[str, DoneFold], list[dict[str, Any]]]:
+        folds, unfinished = {}, []
+        for name, paths in by_topic.items():
+            key = (self.store.uri, name)
+            fold = _folds.setdefault(key, DoneFold())
+            try:
+                unfinished += self._fold_topic(fold, f"{PREFIX}/{name}", paths, strict=True)
+            except _Contradiction:
+                if not last_try:
+                    raise
+                fold = _folds[key] = DoneFold()
+                unfinished += self._fold_topic(fold, f"{PREFIX}/{name}", paths, strict=False)
+            folds[name] = fold
         return folds, sorted(unfinished, key=lambda e: e["batch_id"])
+
+    def _fold_topic(
+        self, fold: DoneFold, prefix: str, paths: list[str], strict: bool
+    ) -> list[dict[str, Any]]:
+        """Fold in the topic's new segments and loose done entries; its entries not done.
+        ``strict``: raise ``_Contradiction`` where the listing contradicts the fold."""
+        segments = {p for p in paths if journal_segments.is_segment(p)}
+        loose = [p for p in paths if p not in segments]
+        if strict and not fold.segments <= segments:
+            raise _Contradiction  # segments are never deleted
+        for path in sorted(segments - fold.segments):
+            self._fold_segment(fold, prefix, path, strict)
+        listed = set(loose)
+        fold.compacted &= listed  # the loose copies of segments' entries, while still listed
+        if strict and not fold.loose <= listed:
+            raise _Contradiction
+        unfinished = []
+        for path in loose:
+            if path in fold.loose or path in fold.compacted:
+                continue
+            try:
+                entry = self._done.get(path) or self._read(path)
+            except FileNotFoundError:
+                if strict:
+                    raise _Contradiction from None
+                continue
+            except ValueError:
+                continue  # not a journal entry
+            self._paths[entry["batch_id"]] = path
+            if entry["state"] == "done":
+                fold.add(entry)
+                fold.loose.add(path)
+            else:
+                unfinished.append(entry)
+        return unfinished
+
+    def _fold_segment(self, fold: DoneFold, prefix: str, path: str, strict: bool) -> None:
+        """Fold a segment in from its header; its entries' loose objects are compacted."""
+        try:
+            header = journal_segments.header_of(path, self.store.read_bytes(path))
+        except FileNotFoundError:
+            if strict:
+                raise _Contradiction from None
+            return
+        except ValueError as error:  # the batches it holds are unknown: stop, say where
+            raise ValueError(f"the journal segment {path} cannot be read: {error}") from None
+        fold.merge(header)
+        for batch_id in header["batch_ids"]:
+            compacted = f"{prefix}/{batch_id:016d}.json"
+            fold.loose.discard(compacted)
+            fold.compacted.add(compacted)
+            if self._paths.get(batch_id) == compacted:
+                del self._paths[batch_id]
+        fold.segments.add(path)
 
     def _read(self, path: str) -> dict[str, Any]:
         entry = json.loads(self.store.read_bytes(path))
@@ -234,125 +365,45 @@ class BatchJournal:
         folds, unfinished = self._unfinished(topic)
         return StateView(folds.get(topic), unfinished)
 
-    def recent_batches(self, limit: int = 10) -> list[dict[str, Any]]:
-        """The journal's last ``limit`` batches, newest first, without their plans."""
-        newest = self.entries()[::-1][:limit]
-        return [{k: v for k, v in e.items() if k not in ("plan", "windows")} for e in newest]
-
-    def closed_windows(self, limit: int = 10) -> list[dict[str, Any]]:
-        """The last ``limit`` event-time windows closed, newest first: per topic, partition
-        and window, every dataset's quality score (as the batches that closed them recorded)."""
-        found: dict[tuple, dict[str, Any]] = {}
-        for entry in self.entries():
-            for w in entry.get("windows") or []:
-                key = (w["topic"], w.get("partition"), w["window_start"])
-                one = found.setdefault(key, {k: w.get(k) for k in ("topic", "partition")})
-                one.update(window_start=w["window_start"], window_end=w["window_end"])
-                one.setdefault("scores", {})[w["dataset"]] = w["score"]
-        newest = sorted(found.values(), key=lambda w: (w["window_start"], w["topic"]))
-        return newest[::-1][:limit]
-
     def totals(self) -> dict[str, int]:
-        """Records read, published, quarantined, suppressed and held by every ``done`` batch.
-
-        A batch's ``records_held`` is the change it made to the records on hold (negative when
-        it released more than it held), so the totals reconcile:
-        read = published + quarantined + suppressed + held."""
-        done = [e for e in self.entries() if e["state"] == "done"]
-        read = sum(e["records_read"] or 0 for e in done)
-        published = sum(e["records_published"] or 0 for e in done)
-        quarantined = sum(e["records_quarantined"] or 0 for e in done)
-        held = sum(e.get("records_held") or 0 for e in done)
-        return {
-            "read": read,
-            "published": published,
-            "quarantined": quarantined,
-            "suppressed": read - published - quarantined - held,
-            "held": held,
-        }
-
-    def window_seconds(self, topic: str) -> float:
-        """Seconds from the topic's first batch planned to its last batch updated."""
-        entries = self.entries(topic)
-        if not entries:
-            return 0.0
-        first = min(_parse(e["created_at"]) for e in entries)
-        last = max(_parse(e["updated_at"]) for e in entries)
-        return last - first
+        """Records read, published, quarantined, suppressed and held by every ``done`` batch
+        (``totals_of``)."""
+        return totals_of(self.entries())
 
 
-class _DoneFold:
-    """A topic's ``done`` entries as the per-batch questions need them, each folded in once:
-    per partition the furthest planned offset and the newest event-time state."""
+def totals_of(entries: list[dict[str, Any]]) -> dict[str, int]:
+    """Records read, published, quarantined, suppressed and held by the ``done`` entries.
 
-    __slots__ = ("ends", "heads", "seen")
-
-    def __init__(self) -> None:
-        self.seen: set[str] = set()  # the entries' object paths
-        self.ends: dict[int, int] = {}  # partition -> the end of its furthest range
-        self.heads: dict[int, tuple[int, int]] = {}  # partition -> (position, batch id)
-
-    def add(self, path: str, entry: dict[str, Any]) -> None:
-        self.seen.add(path)
-        for r in entry["plan"].get("ranges", []):
-            self.ends[r["partition"]] = max(self.ends.get(r["partition"], 0), r["end"])
-        state = entry["plan"].get("state")
-        for key, info in (state or {}).items() if isinstance(state, dict) else ():
-            newest = self.heads.get(int(key))
-            mine = (info["position"], entry["batch_id"])
-            if mine[0] <= 0:
-                continue
-            # The newest position; of equal ones the first batch, as a scan in id order finds
-            if newest is None or (mine[0], -mine[1]) > (newest[0], -newest[1]):
-                self.heads[int(key)] = mine
+    A batch's ``records_held`` is the change it made to the records on hold (negative when it
+    released more than it held), so the totals reconcile:
+    read = published + quarantined + suppressed + held."""
+    done = [e for e in entries if e["state"] == "done"]
+    read = sum(e["records_read"] or 0 for e in done)
+    published = sum(e["records_published"] or 0 for e in done)
+    quarantined = sum(e["records_quarantined"] or 0 for e in done)
+    held = sum(e.get("records_held") or 0 for e in done)
+    return {
+        "read": read,
+        "published": published,
+        "quarantined": quarantined,
+        "suppressed": read - published - quarantined - held,
+        "held": held,
+    }
 
 
-@dataclass(frozen=True)
-class StateView:
-    """A topic's event-time states per partition, from one reading of the journal."""
-
-    done: _DoneFold | None
-    unfinished: list[dict[str, Any]]  # oldest first
-
-    def latest(self, partition: int) -> tuple[int | None, int]:
-        """The batch whose state of the partition came last and that state's position (None
-        and 0 when it has none): of equal positions the first batch."""
-        newest, head = self.done.heads.get(partition, (0, None)) if self.done else (0, None)
-        for entry in self.unfinished:
-            info = _state_of(entry, partition)
-            if entry["state"] == "planned" or info is None or info["position"] <= 0:
-                continue
-            if (info["position"], -entry["batch_id"]) > (newest, -(head or 0)):
-                head, newest = entry["batch_id"], info["position"]
-        return head, newest
-
-    def bases(self, partition: int) -> set[int]:
-        """The states unfinished batches (landed or later) of the partition started from: a
-        redo needs them."""
-        bases = set()
-        for entry in self.unfinished:
-            info = _state_of(entry, partition)
-            if entry["state"] != "planned" and info and info["base"] is not None:
-                bases.add(info["base"])
-        return bases
+class _Contradiction(Exception):
+    """A listing shows neither a loose entry already folded in nor a segment holding it."""
 
 
-_folds: dict[tuple[str, str], _DoneFold] = {}  # (store, topic) -> its done entries, folded
+# Per store (its uri): what this process folded of each topic's done entries, and where it saw
+# each batch's object (a loose one's path; dropped once compacted).
+_folds: dict[tuple[str, str], DoneFold] = {}  # (store, topic) -> its done entries, folded
 _folds_lock = threading.Lock()
-
-
-def _state_of(entry: dict[str, Any], partition: int) -> dict[str, Any] | None:
-    """The batch's event-time state info of ``partition`` (base, position), if it has one."""
-    state = entry["plan"].get("state")
-    return state.get(str(partition)) if isinstance(state, dict) else None
+_located: dict[str, dict[int, str]] = {}
 
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
-
-
-def _parse(text: str) -> float:
-    return dt.datetime.fromisoformat(text).timestamp()
 
 
 def _encode(entry: dict[str, Any]) -> bytes:

@@ -22,7 +22,7 @@ from simulator.fleet import generate
 from simulator.messages import Message
 from simulator.producer import produce
 from sinks.layout import DataLayout
-from streaming import faults
+from streaming import faults, journal_segments
 from streaming.chain import open_chain
 from streaming.config import RunSettings, TopicSettings
 from streaming.driver import RunConfig, run_batch
@@ -112,10 +112,12 @@ def test_uneven_batches_killed_between_steps_publish_what_one_batch_does(
     rng = random.Random(19)
     sizes = [rng.choice([1, 7, 40, 90, 150]) for _ in range(6)]
     cut = replace(config, group=f"cut-{topic}", data_dir=tmp_path / "cut")
+    monkeypatch.setattr(journal_segments, "SEGMENT_ENTRIES", 2)  # compacted as it goes
     pieces = drain(cut, sizes, {3, 9, 14, 22}, monkeypatch)
     assert len(whole) == 1 and pieces  # a batch killed once done has no summary: count them
     with BatchJournal(DataLayout(tmp_path / "cut").journal, read_only=True) as journal:
         assert len(journal.entries()) >= 5  # the input runs out before the last sizes
+    assert list((tmp_path / "cut" / "journal" / topic).glob("*" + journal_segments.SUFFIX))
     for data in (tmp_path / "one", tmp_path / "cut"):  # a batch killed once done has no summary
         with BatchJournal(DataLayout(data).journal, read_only=True) as journal:
             totals = journal.totals()
