@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from proofs.jcs import canonicalize
+from proofs.schema_docs import references
 
 if TYPE_CHECKING:
     from proofs.signing import PublisherKey
@@ -40,6 +41,7 @@ def build_manifest(
     quality: dict[str, Any] | None = None,
     log: str | None = None,
     privacy: dict[str, Any] | None = None,
+    schema_by_reference: bool = False,
 ) -> dict[str, Any]:
     """Assemble a manifest; every input must be deterministic for a given batch plan.
 
@@ -51,6 +53,8 @@ def build_manifest(
     more (``components``, ``counts``, ``expectations``: docs/quality-and-privacy.md); ``log``
     the id of the Merkle log this checkpoints (default: the dataset's own log, named
     ``dataset``); ``privacy`` the privacy policy applied (key id and epochs, never the key).
+    ``schema_by_reference``: name the schema and its Table Schema by their documents' paths
+    instead of carrying them (``proofs/schema_docs.py``; a chained shard manifest's).
     """
     listed_from = files[0]["leaf_start"] if files else 0  # a chained shard's: its added files
     if listed_from + sum(f["rows"] for f in files) != tree_size:
@@ -81,9 +85,14 @@ def build_manifest(
         "files": files,
         "batch": batch,
         "pipeline": {"name": "rda-pipeline", "version": pipeline_version},
-        "resources": _resources(files, schema),
+        "resources": [],
         "publisher": publisher,
     }
+    if schema_by_reference:
+        manifest["schema"], table = references(schema, fingerprint)
+        manifest["resources"] = [_resource(f, table) for f in files]
+    else:
+        manifest["resources"] = _resources(files, schema)
     if quality is not None:
         manifest["quality"] = quality
     if privacy is not None:
@@ -149,8 +158,9 @@ def _resources(files: list[dict[str, Any]], schema: dict[str, Any]) -> list[dict
     return [_resource(f, described) for f in files]
 
 
-def _resource(file: dict[str, Any], described: dict[str, Any]) -> dict[str, Any]:
-    """One Parquet file as a Frictionless Data Resource (``described``: its Table Schema)."""
+def _resource(file: dict[str, Any], described: dict[str, Any] | str) -> dict[str, Any]:
+    """One Parquet file as a Frictionless Data Resource (``described``: its Table Schema, or
+    the path of its document)."""
     name = file["path"].rsplit("/", 1)[-1].removesuffix(".parquet").lower()
     return {
         "name": "".join(c if c.isalnum() or c in "._-" else "-" for c in name),

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from proofs import quality_attestation
+from proofs import quality_attestation, schema_docs
 from proofs.log import DatasetLog, LogRef
 from proofs.manifest import latest_manifest, load_manifest, manifest_problem, signature_path
 from proofs.merkle import MerkleFrontier
@@ -114,8 +114,11 @@ def _rehash_files(
     return Check("files", True, f"{len(files)} files match their SHA-256 and row counts")
 
 
-def _package_check(dataset_dir: Path, manifest: dict[str, Any]) -> Check:
-    """The Data Package view agrees with ``files[]``; the quality report is the one hashed."""
+def _package_check(
+    dataset_dir: Path, manifest: dict[str, Any], schemas: dict[str, bytes | None] | None = None
+) -> Check:
+    """The Data Package view agrees with ``files[]``; the schema documents it names are those
+    (``schemas``: the documents read already); the quality report is the one hashed."""
     resources = manifest.get("resources", [])
     files = manifest["files"]
     if not isinstance(resources, list) or not all(isinstance(r, dict) for r in resources):
@@ -128,6 +131,10 @@ def _package_check(dataset_dir: Path, manifest: dict[str, Any]) -> Check:
             return Check(
                 "manifest", False, f"{entry['path']}: resource hash or bytes differ from the file"
             )
+    if schema_docs.by_reference(manifest):
+        problem = schema_docs.reference_problem(dataset_dir, manifest, schemas)
+        if problem is not None:
+            return Check("manifest", False, problem)
     quality = manifest.get("quality")
     if quality is None:
         return Check("manifest", True, f"{len(resources)} resources match; no quality report")

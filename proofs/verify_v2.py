@@ -129,7 +129,7 @@ def _verify_links(dataset_dir: Path, log: LogRef, links: list[dict[str, Any]]) -
     checked as a checkpoint of the log its files re-hash into: files, root, Data Package."""
     from proofs.verify import _package_check, _rehash_files, _root_check
 
-    frontier, files = MerkleFrontier(), 0
+    frontier, files, schemas = MerkleFrontier(), 0, {}
     for link in links:
         listed = _rehash_files(dataset_dir, link["files"], log, frontier)
         if not listed.ok:
@@ -139,7 +139,7 @@ def _verify_links(dataset_dir: Path, log: LogRef, links: list[dict[str, Any]]) -
         stored = link["checkpoint"].get("frontier")
         if root.ok and stored is not None and stored != frontier.to_dict()["hashes"]:
             root = Check("root", False, "checkpoint.frontier is not the tree's")
-        package = _package_check(dataset_dir, link)
+        package = _package_check(dataset_dir, link, schemas)
         if not (root.ok and package.ok):
             size = link["checkpoint"]["tree_size"]
             where = "" if link is links[-1] else f" (its checkpoint of size {size})"

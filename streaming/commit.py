@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.protect import Protection
+from proofs import schema_docs
 from proofs.jcs import canonicalize
 from proofs.manifest_v2 import (
     build_dataset_manifest,
@@ -277,6 +278,7 @@ def _grow_shards(
     manifests written); None when every shard already holds the batch's files."""
     dataset = base.dataset
     schema = published_schema_for_dataset(dataset)
+    _publish_schema(ctx.store, dataset, schema)
     heads = dict(base.heads)
     grown = False
     for rows in shards:
@@ -345,7 +347,17 @@ def _shard_manifest(
         privacy=ctx.protection.manifest_section(
             schema, rows.stats, (previous or {}).get("privacy")
         ),
+        schema_by_reference=True,  # its documents: _publish_schema
     )
+
+
+def _publish_schema(store: Store, dataset: str, schema: Any) -> None:
+    """The schema documents the shard manifests name, in the dataset folder before any of
+    them (each written once: its name is its content's hash)."""
+    for path, data in schema_docs.documents(schema.describe(), schema.fingerprint()).items():
+        where = dataset_path(dataset, path)
+        if not store.exists(where):
+            store.create(where, data)
 
 
 def _leaves(work: DataLayout, dataset: str, entry: dict[str, Any]) -> list[bytes]:

@@ -9,12 +9,15 @@ too: the attacker in these tests is the publisher, who can anchor what it likes)
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from audit_dataset import DESCRIBED
+from audit_dataset import DESCRIBED, rows
 
+from proofs import schema_docs
 from proofs.jcs import canonicalize
 from proofs.leaves import leaf_hashes_for_batch
 from proofs.manifest import SHARDED_VERSION
@@ -34,19 +37,28 @@ from streaming.chain import ChainContext
 from streaming.chain_binding import publish_identity
 
 DATASET = "probe.v1"
+FINGERPRINT = hashlib.sha256(canonicalize(DESCRIBED)).hexdigest()
 
 
 class Sharded:
     """A dataset's shards as published so far; ``publish`` adds one anchored checkpoint.
 
-    Shard manifests are chained (version 3: each lists the files its checkpoint adds), as the
-    pipeline writes them; ``chained=False`` writes them as version 2 did (every file so far)."""
+    Shard manifests are chained (version 3: each lists the files its checkpoint adds) and name
+    their schema by its documents, as the pipeline writes them; ``chained=False`` writes them as
+    version 2 did (every file so far), ``schema_by_reference=False`` with the schema inline, as
+    the first chained links were."""
 
     def __init__(
-        self, root: Path, chain: ChainContext, dataset: str = DATASET, chained: bool = True
+        self,
+        root: Path,
+        chain: ChainContext,
+        dataset: str = DATASET,
+        chained: bool = True,
+        schema_by_reference: bool = True,
     ) -> None:
         self.root, self.chain, self.dataset = root, chain, dataset
         self.chained = chained
+        self.schema_by_reference = schema_by_reference
         self.dataset_dir = root / "published" / dataset
         self.signer = publisher_key(root)
         if chain.identity is None:
@@ -93,6 +105,20 @@ class Sharded:
         self.checkpoints.append(checkpoint)
         return checkpoint
 
+    def forge_head(self, shard: str, change: Callable[[dict], None]) -> dict:
+        """The publisher rewrites the shard's head manifest (``change`` edits it), signs it and
+        anchors a dataset checkpoint naming it: the anchored checkpoint."""
+        manifest = json.loads(json.dumps(self.shard_manifests[shard]))
+        change(manifest)
+        payload, digest = manifest_digest(manifest)
+        size, root = manifest["checkpoint"]["tree_size"], manifest["checkpoint"]["root"]
+        relative = shard_manifest_path(shard, size, digest)
+        self._write(relative, payload)
+        self.heads[shard] = {**head(shard, size, root, digest), "manifest_path": relative}
+        p1 = f"{self.dataset}/t.p1"  # grown too: the registry takes only a checkpoint that grows
+        self.heads[p1] = self._grow(p1, rows(900, 1))
+        return self.anchor_dataset(list(self.heads.values()))
+
     def _grow(self, shard: str, table: pa.Table) -> dict:
         previous = self.shard_manifests.get(shard)
         frontier, files = MerkleFrontier(), []
@@ -124,12 +150,19 @@ class Sharded:
         )
         frontier.extend(leaves)
         current = self.heads.get(shard)
+        by_reference = self.chained and self.schema_by_reference
+        fingerprint = FINGERPRINT if by_reference else "0" * 64
+        if by_reference:
+            for relative, document in schema_docs.documents(DESCRIBED, fingerprint).items():
+                (self.dataset_dir / relative).parent.mkdir(parents=True, exist_ok=True)
+                (self.dataset_dir / relative).write_bytes(document)
         manifest = build_shard_manifest(
             shard=shard,
             frontier=frontier,
             dataset=self.dataset,
             schema=DESCRIBED,
-            fingerprint="0" * 64,
+            fingerprint=fingerprint,
+            schema_by_reference=by_reference,
             files=files,
             batch={"id": self._files, "planned_at": "2026-11-25T00:00:00+00:00"},
             previous=None

@@ -22,7 +22,6 @@ from proofs.manifest_v2 import manifest_digest, shard_manifest_path
 from proofs.shard_chain import ChainMemo, shard_files
 from proofs.shard_chain import chain as shard_chain
 from proofs.shard_log import manifest_loader, shard_log
-from proofs.shards import head
 from proofs.verdict import NOT_VERIFIED, VERIFIED
 from streaming.chain import open_chain
 
@@ -37,21 +36,6 @@ def grown(tmp_path, chain) -> Sharded:
     for first, count in ((4, 3), (7, 5), (12, 2)):
         data.publish({"t.p0": rows(first, count)})
     return data
-
-
-def _forge_head(data: Sharded, shard: str, change) -> dict:
-    """The publisher rewrites the shard's head manifest (``change`` edits it), signs it and
-    anchors a dataset checkpoint naming it: the anchored checkpoint."""
-    manifest = json.loads(json.dumps(data.shard_manifests[shard]))
-    change(manifest)
-    payload, digest = manifest_digest(manifest)
-    size, root = manifest["checkpoint"]["tree_size"], manifest["checkpoint"]["root"]
-    relative = shard_manifest_path(shard, size, digest)
-    data._write(relative, payload)
-    data.heads[shard] = {**head(shard, size, root, digest), "manifest_path": relative}
-    p1 = f"{DATASET}/t.p1"  # grown too: the registry takes only a checkpoint that grows
-    data.heads[p1] = data._grow(p1, rows(900, 1))
-    return data.anchor_dataset(list(data.heads.values()))
 
 
 def _link_path(manifest: dict) -> str:
@@ -137,7 +121,7 @@ def test_a_link_to_another_shards_manifest_is_refused(grown, chain):
         manifest["files"][0]["leaf_start"] = 6
         manifest["resources"][0]["path"] = manifest["files"][0]["path"]
 
-    _forge_head(grown, P0, to_p1)
+    grown.forge_head(P0, to_p1)
     name, detail = first_failure(audit_log(grown.dataset_dir, chain.trust_root()))
     assert name == "shards"
     assert f"{P0}: an earlier manifest of its chain:" in detail  # not found in p0's folder
@@ -151,7 +135,7 @@ def test_a_link_naming_another_root_for_its_previous_checkpoint_is_refused(grown
     def other_root(manifest):
         manifest["previous"]["root"] = "0" * 64
 
-    _forge_head(grown, P0, other_root)
+    grown.forge_head(P0, other_root)
     name, detail = first_failure(audit_log(grown.dataset_dir, chain.trust_root()))
     assert (name, detail.rsplit(": ", 1)[-1]) == (
         "shards",
@@ -212,7 +196,7 @@ def test_a_forged_head_listing_from_leaf_zero_again_is_not_verified(grown, chain
     def restart(manifest):
         manifest["files"][0]["leaf_start"] = 0
 
-    _forge_head(grown, P0, restart)
+    grown.forge_head(P0, restart)
     verdict = audit_log(grown.dataset_dir, chain.trust_root())
     assert verdict.status == NOT_VERIFIED
     name, detail = first_failure(verdict)
