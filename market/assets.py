@@ -16,6 +16,7 @@ from typing import Any
 
 import duckdb
 
+from proofs import schema_docs
 from proofs.manifest import load_manifest
 from proofs.shard_chain import ChainMemo
 from proofs.shard_log import dataset_files
@@ -130,11 +131,15 @@ def _asset(layout: DataLayout, row: tuple) -> Asset:
         files = dataset_files(dataset_dir, manifest, _CHAINS)
     except (OSError, ValueError) as error:
         raise CatalogUnavailable(f"checkpoint {path} lists unreadable shards: {error}") from None
+    try:
+        schema = schema_docs.resolved(dataset_dir, manifest)
+    except (OSError, ValueError) as error:
+        raise CatalogUnavailable(f"checkpoint {path} names an unusable schema: {error}") from None
     return Asset(
         dataset=dataset,
         view=view,
         checkpoint=Checkpoint(dataset, size, root, tx, block, chain_id, contract, manifest_sha),
-        schema=manifest["schema"],
+        schema=schema,
         files=tuple((dataset_dir / f.entry["path"]).resolve() for f in files),
         leaf_starts=tuple(f.position for f in files),
         quality=manifest.get("quality"),

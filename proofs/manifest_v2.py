@@ -26,6 +26,7 @@ from typing import Any
 from proofs.jcs import canonicalize
 from proofs.manifest import CHAINED_SHARD_VERSION, SHARDED_VERSION, build_manifest
 from proofs.merkle import MerkleFrontier
+from proofs.schema_docs import references
 from proofs.shards import heads_problem, heads_root, shard_folder, total_size
 
 HEAD_LEAF = "RFC 8785 canonical JSON of the shard head: shard, tree_size, root"
@@ -53,8 +54,10 @@ def build_dataset_manifest(
     pipeline_version: str,
     publisher: dict[str, str] | None,
     quality: dict[str, Any] | None = None,
+    schema_by_reference: bool = False,
 ) -> dict[str, Any]:
-    """A dataset checkpoint over ``heads`` (each with ``manifest_path``), ordered by shard id."""
+    """A dataset checkpoint over ``heads`` (each with ``manifest_path``), ordered by shard id;
+    ``schema_by_reference``: its schema named by its document (``proofs/schema_docs.py``)."""
     ordered = sorted(heads, key=lambda h: h["shard"].encode("utf-8"))
     problem = heads_problem([_head_only(h) for h in ordered], dataset)
     if problem is not None:
@@ -79,6 +82,8 @@ def build_dataset_manifest(
         "pipeline": {"name": "rda-pipeline", "version": pipeline_version},
         "publisher": publisher,
     }
+    if schema_by_reference:
+        manifest["schema"] = references(schema, fingerprint)[0]
     if quality is not None:
         manifest["quality"] = quality
     return manifest

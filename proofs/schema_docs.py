@@ -88,7 +88,8 @@ def reference_problem(
     without = _schema_of(schema, fingerprint)
     if without is None:
         return f"schema document {section['path']} is not the schema of that fingerprint"
-    named = [r.get("schema") if isinstance(r, dict) else None for r in manifest["resources"]]
+    resources = manifest.get("resources", [])  # a dataset manifest has none
+    named = [r.get("schema") if isinstance(r, dict) else None for r in resources]
     if not all(isinstance(path, str) and _TABLE.fullmatch(path) for path in named):
         return "resources[].schema must name schemas/<sha256>.table-schema.json"
     for path in dict.fromkeys(named):
@@ -100,6 +101,17 @@ def reference_problem(
         if not _describes(table, without):
             return f"Table Schema document {path} does not describe the schema's fields"
     return None
+
+
+def resolved(dataset_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's ``schema`` section as carried inline: its own, or its document's;
+    ``ValueError`` when the document is missing or not the schema of its fingerprint."""
+    if not by_reference(manifest):
+        return manifest["schema"]
+    problem = reference_problem(dataset_dir, {"schema": manifest["schema"]})
+    if problem is not None:
+        raise ValueError(problem)
+    return json.loads((dataset_dir / manifest["schema"]["path"]).read_bytes())
 
 
 def _schema_of(document: bytes, fingerprint: str) -> dict[str, Any] | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from proofs import schema_docs
 from proofs.log import LogRef
 from proofs.manifest import load_manifest, manifest_problem
 from proofs.merkle import MerkleFrontier
@@ -48,6 +49,10 @@ def verify_sharded(
     anchored_at = anchored.anchored_at if anchored is not None and anchor.ok else None
     per_shard: dict[str, list[Check]] = {name: [] for name in (*_PER_SHARD, "signature")}
     binding = []
+    if schema_docs.by_reference(manifest):  # the dataset manifest's own schema document
+        problem = schema_docs.reference_problem(dataset_dir, manifest)
+        if problem is not None:
+            per_shard["manifest"].append(Check("manifest", False, f"{verdict.log}: {problem}"))
     for head in manifest["shards"]:
         checks = _verify_shard(dataset_dir, manifest["dataset"], head, trust, anchored_at)
         for check in checks:

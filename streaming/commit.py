@@ -243,6 +243,7 @@ def _build(
         pipeline_version=PIPELINE_VERSION,
         publisher=ctx.signer.describe(),
         quality=dataset_quality(size, manifests, [w for r in shards for w in r.windows]),
+        schema_by_reference=True,  # its document published with the shards' (_grow_shards)
     )
     table = base.contributions_sha256
     manifest.update(

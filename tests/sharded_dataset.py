@@ -85,10 +85,11 @@ class Sharded:
             if previous is None
             else {k: previous[k] for k in ("tree_size", "root", "manifest_sha256")},
             schema=DESCRIBED,
-            fingerprint="0" * 64,
+            fingerprint=FINGERPRINT if self.schema_by_reference else "0" * 64,
             batch={"id": len(self.checkpoints), "planned_at": "2026-11-25T00:00:00+00:00"},
             pipeline_version="test",
             publisher=self.signer.describe(),
+            schema_by_reference=self.schema_by_reference,
         )
         data, digest = manifest_digest(manifest)
         self._write(checkpoint_manifest_path(manifest["checkpoint"]["tree_size"]), data)

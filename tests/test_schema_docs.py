@@ -65,6 +65,15 @@ def test_a_link_naming_its_schema_is_a_fraction_of_one_carrying_it(tmp_path, cha
     assert sizes[False] - sizes[True] > carried - 300  # both copies gone, a reference each left
 
 
+def test_the_dataset_manifest_names_the_same_schema_document(grown):
+    (checkpoint,) = grown.checkpoints[-1:]
+    assert checkpoint["manifest"]["schema"] == {"fingerprint": FINGERPRINT, "path": SCHEMA_DOC}
+    assert schema_docs.resolved(grown.dataset_dir, checkpoint["manifest"]) == {
+        "fingerprint": FINGERPRINT,
+        **DESCRIBED,
+    }
+
+
 def test_a_chain_of_links_naming_their_schema_is_verified(grown, chain):
     verdict = audit_log(grown.dataset_dir, chain.trust_root())
     assert verdict.status == VERIFIED, verdict.as_dict()
@@ -85,8 +94,8 @@ def test_a_missing_schema_document_is_refused_by_name(grown, chain):
     (grown.dataset_dir / SCHEMA_DOC).unlink()
     name, detail = first_failure(audit_log(grown.dataset_dir, chain.trust_root()))
     assert name == "manifest"
-    # The oldest link that names it, the first a verifier walks
-    assert detail == f"{P0}: schema document {SCHEMA_DOC} is missing (its checkpoint of size 4)"
+    # The dataset manifest names it too: the first a verifier reads
+    assert detail == f"{DATASET}: schema document {SCHEMA_DOC} is missing"
 
 
 def test_a_changed_schema_document_is_refused(grown, chain):
@@ -96,9 +105,8 @@ def test_a_changed_schema_document_is_refused(grown, chain):
     document.write_bytes(canonicalize(described))
     name, detail = first_failure(audit_log(grown.dataset_dir, chain.trust_root()))
     assert name == "manifest"
-    assert detail == (
-        f"{P0}: schema document {SCHEMA_DOC} is not the schema of that fingerprint "
-        "(its checkpoint of size 4)"
+    assert (
+        detail == f"{DATASET}: schema document {SCHEMA_DOC} is not the schema of that fingerprint"
     )
 
 
@@ -160,3 +168,9 @@ def test_a_schema_reference_of_another_shape_is_refused(grown, chain, change, pr
     name, detail = first_failure(audit_log(grown.dataset_dir, chain.trust_root()))
     assert name == "manifest"
     assert detail.endswith(problem)
+
+
+def test_a_reader_of_a_checkpoint_whose_schema_document_is_gone_is_told_which(grown):
+    (grown.dataset_dir / SCHEMA_DOC).unlink()
+    with pytest.raises(ValueError, match=f"schema document {SCHEMA_DOC} is missing"):
+        schema_docs.resolved(grown.dataset_dir, grown.checkpoints[-1]["manifest"])
