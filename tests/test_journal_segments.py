@@ -16,6 +16,7 @@ import streaming.journal as journal_module
 from sinks.storage import Store
 from streaming import journal_segments
 from streaming.journal import BatchJournal
+from streaming.journal_fold import DoneFold
 
 
 @contextmanager
@@ -226,3 +227,42 @@ def test_compacting_between_rounds_changes_no_answer(first, later, bound):
             assert answers(journal) == expected
             with a_new_process():
                 assert answers(BatchJournal(root)) == expected
+
+
+done_entries = st.lists(
+    st.builds(
+        lambda batch_id, partition, end, position: {
+            "batch_id": batch_id,
+            "topic": "t",
+            "state": "done",
+            "plan": {
+                "ranges": [{"partition": partition, "start": 0, "end": end}],
+                "state": {str(partition): {"base": None, "position": position}},
+            },
+        },
+        st.integers(1, 2**62),
+        st.integers(0, 3),
+        st.integers(0, 10**9),
+        st.integers(0, 50),
+    ),
+    min_size=1,
+    max_size=12,
+    unique_by=lambda e: e["batch_id"],
+)
+
+
+@settings(max_examples=50, deadline=None)
+@given(done_entries)
+def test_a_segment_reads_back_its_entries_and_its_header_folds_as_they_do(entries):
+    path, data = journal_segments.segment("journal/t", entries)
+    ordered = sorted(entries, key=lambda e: e["batch_id"])
+    assert journal_segments.is_segment(path)
+    assert journal_segments.id_range(path) == (ordered[0]["batch_id"], ordered[-1]["batch_id"])
+    assert journal_segments.entries_of(path, data) == ordered
+    header = journal_segments.header_of(path, data)
+    assert header["batch_ids"] == [e["batch_id"] for e in ordered]
+    one_by_one, merged = DoneFold(), DoneFold()
+    for entry in reversed(entries):  # in any order: a fold is a maximum
+        one_by_one.add(entry)
+    merged.merge(header)
+    assert (merged.ends, merged.heads) == (one_by_one.ends, one_by_one.heads)
