@@ -8,7 +8,7 @@ from pathlib import Path
 
 import duckdb
 from hypothesis import given, settings
-from hypothesis import strategies as st
+from journal_rounds import journal_round, rounds
 
 from sinks.layout import DataLayout
 from sinks.storage import Store
@@ -79,8 +79,6 @@ def test_an_old_journal_file_is_imported_and_kept_beside(tmp_path):
 
 # -- the per-batch questions, answered from done entries read once ------------------------------
 
-STATES = ("planned", "landed", "committed", "anchored", "done")
-
 
 def _reference(entries: list[dict], partition: int) -> tuple[int | None, set[int], int]:
     """What a scan of every entry says (the journal's answers before done entries were kept):
@@ -98,32 +96,13 @@ def _reference(entries: list[dict], partition: int) -> tuple[int | None, set[int
     return head, bases, end
 
 
-batches = st.lists(
-    st.tuples(
-        st.integers(0, 2),  # partition
-        st.integers(1, 6),  # its state's position
-        st.sampled_from(STATES),
-        st.integers(1, 500),  # its range's end
-    ),
-    min_size=1,
-    max_size=8,
-)
-
-
 @settings(max_examples=25, deadline=None)
-@given(batches, batches)
+@given(rounds, rounds)
 def test_the_journals_answers_are_those_of_a_scan_of_every_entry(first, later):
     with tempfile.TemporaryDirectory() as folder:
         journal = BatchJournal(Path(folder))
         for number, rows in enumerate((first, later)):
-            for i, (partition, position, state, end) in enumerate(rows):
-                batch_id = number * 100 + i + 1
-                plan = {
-                    "ranges": [{"partition": partition, "start": 0, "end": end}],
-                    "state": {str(partition): {"base": batch_id - 1 or None, "position": position}},
-                }
-                journal.record_plan(batch_id, "t", plan)
-                journal.set_state(batch_id, state)
+            journal_round(journal, number, rows)
             if number == 1 and first:  # a batch of the first round finishes meanwhile
                 journal.set_state(1, "done")
             fresh = BatchJournal(Path(folder))  # another reader, as a later batch opens it

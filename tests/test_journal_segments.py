@@ -11,6 +11,7 @@ from unittest import mock
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from journal_rounds import journal_round, rounds
 
 import streaming.journal as journal_module
 from sinks.storage import Store
@@ -195,33 +196,14 @@ def test_a_read_only_journal_never_compacts(tmp_path):
     assert len(objects(tmp_path)) == 3
 
 
-batches = st.lists(
-    st.tuples(
-        st.integers(0, 2),  # partition
-        st.integers(1, 6),  # its state's position
-        st.sampled_from(("planned", "landed", "anchored", "done")),
-        st.integers(1, 500),  # its range's end
-    ),
-    min_size=1,
-    max_size=8,
-)
-
-
 @settings(max_examples=25, deadline=None)
-@given(batches, batches, st.integers(1, 4))
+@given(rounds, rounds, st.integers(1, 4))
 def test_compacting_between_rounds_changes_no_answer(first, later, bound):
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         journal = BatchJournal(root)
         for number, rows in enumerate((first, later)):
-            for i, (partition, position, state, end) in enumerate(rows):
-                batch_id = number * 100 + i + 1
-                plan = {
-                    "ranges": [{"partition": partition, "start": 0, "end": end}],
-                    "state": {str(partition): {"base": batch_id - 1 or None, "position": position}},
-                }
-                journal.record_plan(batch_id, "t", plan)
-                journal.set_state(batch_id, state)
+            journal_round(journal, number, rows)
             expected = answers(journal)
             journal.compact("t", at_least=bound)
             assert answers(journal) == expected
