@@ -3,7 +3,8 @@
 A shard manifest is written every batch for every shard the batch grows; carrying the dataset's
 schema twice (its ``schema`` section and each resource's Table Schema, ~13 KB of a ~14.5 KB
 chained link), its bytes were mostly the same schema over and over. A chained shard manifest
-(version 3) now names them instead (docs/proof-format.md §12):
+(version 3) now names them instead, and a dataset manifest its schema (docs/proof-format.md
+§12):
 
 - ``schema`` is ``{"fingerprint": F, "path": "schemas/F.schema.json"}``: the document at that
   path (in the dataset folder) is the RFC 8785 form of the schema section a manifest would
@@ -29,6 +30,7 @@ from typing import Any
 from proofs.jcs import canonicalize
 
 FOLDER = "schemas"
+MAX_DOCUMENT_BYTES = 1 << 20  # a schema's documents are a few KB: a larger file is refused unread
 _SCHEMA = re.compile(rf"{FOLDER}/([0-9a-f]{{64}})\.schema\.json")
 _TABLE = re.compile(rf"{FOLDER}/([0-9a-f]{{64}})\.table-schema\.json")
 
@@ -142,9 +144,12 @@ def _describes(table: bytes, schema: dict[str, Any]) -> bool:
 
 
 def _document(dataset_dir: Path, path: str, read: dict[str, bytes | None]) -> bytes | None:
+    """A document's bytes (None when missing; ``b""`` when too large to be one)."""
     if path not in read:
         try:
-            read[path] = (dataset_dir / path).read_bytes()
+            with (dataset_dir / path).open("rb") as handle:
+                data = handle.read(MAX_DOCUMENT_BYTES + 1)
+            read[path] = data if len(data) <= MAX_DOCUMENT_BYTES else b""
         except OSError:
             read[path] = None
     return read[path]

@@ -174,3 +174,13 @@ def test_a_reader_of_a_checkpoint_whose_schema_document_is_gone_is_told_which(gr
     (grown.dataset_dir / SCHEMA_DOC).unlink()
     with pytest.raises(ValueError, match=f"schema document {SCHEMA_DOC} is missing"):
         schema_docs.resolved(grown.dataset_dir, grown.checkpoints[-1]["manifest"])
+
+
+def test_a_schema_document_too_large_to_be_one_is_refused_unread(grown, chain):
+    with (grown.dataset_dir / SCHEMA_DOC).open("wb") as bomb:
+        bomb.truncate(schema_docs.MAX_DOCUMENT_BYTES * 64)  # 64 MiB, sparse: never read whole
+    name, detail = first_failure(audit_log(grown.dataset_dir, chain.trust_root()))
+    assert name == "manifest"
+    assert (
+        detail == f"{DATASET}: schema document {SCHEMA_DOC} is not the schema of that fingerprint"
+    )
