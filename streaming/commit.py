@@ -353,8 +353,8 @@ def _shard_manifest(
 
 
 def _publish_schema(store: Store, dataset: str, schema: Any) -> None:
-    """The schema documents the shard manifests name, in the dataset folder before any of
-    them (each written once: its name is its content's hash)."""
+    """The schema documents the shard and dataset manifests name, in the dataset folder before
+    any of them (each written once: its name is its content's hash)."""
     for path, data in schema_docs.documents(schema.describe(), schema.fingerprint()).items():
         where = dataset_path(dataset, path)
         if not store.exists(where):
