@@ -15,7 +15,10 @@ a line (JSON Lines, each as its loose object held it), oldest first. The name's 
 makes two workers compacting at once write two segments rather than one over the other; an
 entry found twice (in two segments, or loose again beside its segment) is one entry, identical
 in both. The segment is durable before any loose object goes, so an entry is always in one or
-the other; a reader whose listing shows neither lists again (``streaming/journal.py``).
+the other; a reader whose listing shows neither lists again (``streaming/journal.py``). One case
+is left: a process's very first listing of a topic, taken while a compaction deletes, could miss
+both an entry's loose object and its new segment (a directory listing is not atomic); it has
+nothing folded yet to see the contradiction with, and sees the segment at its next listing.
 """
 
 from __future__ import annotations
