@@ -2,10 +2,11 @@
 
 A stream at a 1 s trigger journals 86,400 batches a day, and every batch asks the journal seven
 questions (its unfinished batches three times, the planned ends, the event-time states, its
-own entry twice), each listing the topic's folder. The baseline is the same day's journal with
-every entry loose, as before segments (``streaming/journal_segments.py``); beside it the
-journal as ``rda run`` leaves it, its done entries compacted as it goes. Both are built here
-from one real entry (written through ``BatchJournal``), copied with new ids and ranges.
+own entry twice), each listing the topic's folder; ``rda status`` reports on all of it. The
+baseline is the same day's journal with every entry loose, as before segments
+(``streaming/journal_segments.py``); beside it the journal as ``rda run`` leaves it, its done
+entries compacted as it goes. Both are built here from one real entry (written through
+``BatchJournal``), copied with new ids and ranges.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from benchmarks.timing import best_pair_seconds
 from streaming import journal_segments
 from streaming.journal import BatchJournal
+from streaming.journal_report import journal_report
 
 TOPIC = "day"
 PARTITIONS = 4
@@ -38,6 +40,11 @@ def run(quick: bool = False) -> dict:
             lambda: _a_batch_asks(loose, newest), lambda: _a_batch_asks(segmented, newest), 5
         )
         start_loose, start_segmented = _process_start(loose), _process_start(segmented)
+        status_loose, status_segmented = best_pair_seconds(
+            lambda: journal_report(BatchJournal(loose, read_only=True), 10),
+            lambda: journal_report(BatchJournal(segmented, read_only=True), 10),
+            3,
+        )
         objects = {name: len(list((workdir / name / "journal" / TOPIC).iterdir())) for name in
                    ("loose", "segmented")}  # fmt: skip
     finally:
@@ -45,18 +52,21 @@ def run(quick: bool = False) -> dict:
     ratio = round(segmented_s / loose_s, 4)
     asks = {"loose": round(loose_s * 1e3, 1), "segmented": round(segmented_s * 1e3, 1)}
     start = {"loose": round(start_loose * 1e3), "segmented": round(start_segmented * 1e3)}
+    status = {"loose": round(status_loose * 1e3), "segmented": round(status_segmented * 1e3)}
     return {
         "name": "journal",
         "entries": entries,
         "objects": objects,
         "a_batch_asks_ms": asks,
         "process_start_ms": start,
+        "status_report_ms": status,
         "ratio_to_loose": ratio,
         "summary": (
             f"a batch's seven journal questions over {entries:,} entries: "
             f"{asks['segmented']} ms with segments ({objects['segmented']} objects) against "
             f"{asks['loose']} ms loose ({objects['loose']} objects): {ratio:.4f}x; a process "
-            f"starting folds it in {start['segmented']} ms ({start['loose']} ms loose)"
+            f"starting folds it in {start['segmented']} ms ({start['loose']} ms loose); `rda "
+            f"status` reads it in {status['segmented']} ms ({status['loose']} ms loose)"
         ),
     }
 

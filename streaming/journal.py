@@ -27,7 +27,7 @@ from typing import Any
 
 from sinks.storage import Store
 from streaming import journal_segments
-from streaming.journal_fold import DoneFold, StateView
+from streaming.journal_fold import DoneFold, StateView, counts, with_suppressed
 
 log = logging.getLogger("rda.journal")
 
@@ -199,14 +199,14 @@ class BatchJournal:
             found: dict[int, dict[str, Any]] = {}
             try:
                 for path in self.store.list(prefix, ".json"):
-                    for entry in self._entries_at(path):
+                    for entry in self.entries_at(path):
                         found[entry["batch_id"]] = entry  # twice: the same done entry
                 break
             except FileNotFoundError:
                 continue  # compacted while listed: its segment is there now
         return sorted(found.values(), key=lambda e: e["batch_id"])
 
-    def _entries_at(self, path: str) -> list[dict[str, Any]]:
+    def entries_at(self, path: str) -> list[dict[str, Any]]:
         """The entries an object holds (none if it is not the journal's)."""
         if journal_segments.is_segment(path):
             try:
@@ -367,28 +367,8 @@ class BatchJournal:
 
     def totals(self) -> dict[str, int]:
         """Records read, published, quarantined, suppressed and held by every ``done`` batch
-        (``totals_of``)."""
-        return totals_of(self.entries())
-
-
-def totals_of(entries: list[dict[str, Any]]) -> dict[str, int]:
-    """Records read, published, quarantined, suppressed and held by the ``done`` entries.
-
-    A batch's ``records_held`` is the change it made to the records on hold (negative when it
-    released more than it held), so the totals reconcile:
-    read = published + quarantined + suppressed + held."""
-    done = [e for e in entries if e["state"] == "done"]
-    read = sum(e["records_read"] or 0 for e in done)
-    published = sum(e["records_published"] or 0 for e in done)
-    quarantined = sum(e["records_quarantined"] or 0 for e in done)
-    held = sum(e.get("records_held") or 0 for e in done)
-    return {
-        "read": read,
-        "published": published,
-        "quarantined": quarantined,
-        "suppressed": read - published - quarantined - held,
-        "held": held,
-    }
+        (``with_suppressed``)."""
+        return with_suppressed(counts(self.entries()))
 
 
 class _Contradiction(Exception):

@@ -3,7 +3,8 @@
 A ``done`` entry never changes, so a process reads it once (loose, or in a segment:
 ``streaming/journal_segments.py``) and keeps only what the questions a batch asks need: per
 partition the furthest planned offset and the newest event-time state. ``StateView`` answers
-the event-time questions from a fold and the entries not done yet.
+the event-time questions from a fold and the entries not done yet. ``counts`` and the windows
+functions are what ``rda status`` reports of done entries (``streaming/journal_report.py``).
 """
 
 from __future__ import annotations
@@ -96,3 +97,66 @@ def state_of(entry: dict[str, Any], partition: int) -> dict[str, Any] | None:
     """The batch's event-time state info of ``partition`` (base, position), if it has one."""
     state = entry["plan"].get("state")
     return state.get(str(partition)) if isinstance(state, dict) else None
+
+
+COUNTED = ("read", "published", "quarantined", "held")  # each a journal entry's records_<name>
+WINDOWS_KEPT = 32  # a segment's header keeps the windows of its newest this many window keys
+
+
+def counts(entries: list[dict[str, Any]]) -> dict[str, int]:
+    """Records read, published, quarantined and held by the ``done`` entries, summed."""
+    done = [e for e in entries if e["state"] == "done"]
+    return {name: sum(e.get(f"records_{name}") or 0 for e in done) for name in COUNTED}
+
+
+def with_suppressed(counted: dict[str, int]) -> dict[str, int]:
+    """The totals of ``counts``, with the records suppressed. A batch's ``records_held`` is the
+    change it made to the records on hold (negative when it released more than it held), so
+    the totals reconcile: read = published + quarantined + suppressed + held."""
+    read, published, quarantined, held = (counted[name] for name in COUNTED)
+    return {
+        "read": read,
+        "published": published,
+        "quarantined": quarantined,
+        "suppressed": read - published - quarantined - held,
+        "held": held,
+    }
+
+
+def window_records(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The event-time windows the entries closed, one record per dataset, each with the id of
+    the batch that recorded it."""
+    return [{**w, "batch_id": e["batch_id"]} for e in entries for w in e.get("windows") or []]
+
+
+def newest_windows(records: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """The last ``limit`` windows closed, newest first: per topic, partition and window, every
+    dataset's quality score (as the batches that closed them recorded)."""
+    found: dict[tuple, dict[str, Any]] = {}
+    for w in sorted(records, key=lambda w: w["batch_id"]):  # a later batch's record wins
+        one = found.setdefault(_window_key(w), {k: w.get(k) for k in ("topic", "partition")})
+        one.update(window_start=w["window_start"], window_end=w["window_end"])
+        one.setdefault("scores", {})[w["dataset"]] = w["score"]
+    newest = sorted(found.values(), key=_window_order, reverse=True)
+    return newest[:limit]
+
+
+def kept_windows(records: list[dict[str, Any]], kept: int = WINDOWS_KEPT) -> list[dict[str, Any]]:
+    """The records of the newest ``kept`` windows (and of those tied with the last of them):
+    every window ``newest_windows`` could report, for any ``limit`` up to ``kept``, from these
+    records and any others."""
+    order = sorted({(w["window_start"], w["topic"]) for w in records}, reverse=True)
+    if len(order) <= kept:
+        return list(records)
+    boundary = order[kept - 1]
+    return [w for w in records if (w["window_start"], w["topic"]) >= boundary]
+
+
+def _window_key(w: dict[str, Any]) -> tuple:
+    return (w["topic"], w.get("partition"), w["window_start"])
+
+
+def _window_order(w: dict[str, Any]) -> tuple:
+    """Newest start first; then by topic and partition, whatever order the records came in."""
+    partition = w.get("partition")
+    return (w["window_start"], w["topic"], -1 if partition is None else partition)

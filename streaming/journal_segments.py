@@ -8,9 +8,10 @@ last batch writes them into one segment and then deletes the loose objects:
 
     journal/<topic>/<first batch id>-<last batch id>-<sha256 of the bytes, 16 hex>.segment.json
 
-a header line first — the batch ids it holds and what a fold of its entries holds (per partition
+a header line first — the batch ids it holds, what a fold of its entries holds (per partition
 the furthest planned offset and the newest event-time state, ``streaming/journal_fold.py``), so
-a process starting on a long journal folds a segment in from its header alone —, then one entry
+a process starting on a long journal folds a segment in from its header alone, and what ``rda
+status`` reports of them (their records counted, the windows they closed last) —, then one entry
 a line (JSON Lines, each as its loose object held it), oldest first. The name's hash
 makes two workers compacting at once write two segments rather than one over the other; an
 entry found twice (in two segments, or loose again beside its segment) is one entry, identical
@@ -28,7 +29,7 @@ import json
 import re
 from typing import Any
 
-from streaming.journal_fold import summary_of
+from streaming.journal_fold import counts, kept_windows, summary_of, window_records
 
 SUFFIX = ".segment.json"
 SEGMENT_ENTRIES = 1024  # loose done entries of a topic that make a segment
@@ -53,8 +54,14 @@ def segment(prefix: str, entries: list[dict[str, Any]]) -> tuple[str, bytes]:
     ordered = sorted(entries, key=lambda e: e["batch_id"])
     if not ordered or any(e["state"] != "done" for e in ordered):
         raise ValueError("a journal segment holds done entries, at least one")
-    header = {"journal_segment": 1, "batch_ids": [e["batch_id"] for e in ordered]}
-    lines = [{**header, **summary_of(ordered)}, *ordered]
+    header = {
+        "journal_segment": 1,
+        "batch_ids": [e["batch_id"] for e in ordered],
+        **summary_of(ordered),
+        "totals": counts(ordered),  # what `rda status` reports of them (journal_report.py)
+        "windows": kept_windows(window_records(ordered)),
+    }
+    lines = [header, *ordered]
     data = b"".join(json.dumps(line, sort_keys=True).encode() + b"\n" for line in lines)
     digest = hashlib.sha256(data).hexdigest()[:16]
     first, last = ordered[0]["batch_id"], ordered[-1]["batch_id"]

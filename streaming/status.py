@@ -19,7 +19,8 @@ from sinks.state_store import partitions_with_state
 from sinks.storage import Store
 from streaming.config import RunSettings
 from streaming.event_state import held_report
-from streaming.journal import BatchJournal, totals_of
+from streaming.journal import BatchJournal
+from streaming.journal_report import journal_report
 from streaming.quality_worker import pending
 from streaming.workers import is_alive, prune_dead, running_workers
 
@@ -70,43 +71,23 @@ def _journal_report(data_dir: Path | str, limit: int) -> dict[str, Any]:
     machine it runs on)."""
     store = Store.open(data_dir)
     journal = BatchJournal(store, read_only=True)
-    entries = journal.entries()  # one reading for every figure below
-    batches = _recent_batches(entries, limit)
+    report = journal_report(journal, limit)
+    batches = report["batches"]
     if not batches and not store.list("published", ".manifest.json"):
         raise FileNotFoundError(f"nothing has run in {data_dir} (`rda run`)")
     scratch = DataLayout(_scratch_dir(store))  # where the store's state files are read
     held = held_report(scratch, journal, partitions_with_state(scratch, store), store)
     return {
-        "journal": {"batches": batches, "totals": totals_of(entries)},
+        "journal": {"batches": batches, "totals": report["totals"]},
         "checkpoints": latest_checkpoints(store),
         "workers": _workers_report(store, batches),
-        "event_time": {"held": held, "closed_windows": _closed_windows(entries, limit)},
+        "event_time": {"held": held, "closed_windows": report["closed_windows"]},
         # Anchored checkpoints whose GE report this machine's quality worker has not attested
         # yet (queued in the work directory: a local data directory's own).
         "quality": {
             "reports_pending": len(pending(DataLayout(store.local))) if store.local else None
         },
     }
-
-
-def _recent_batches(entries: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
-    """The journal's last ``limit`` batches, newest first, without their plans."""
-    newest = entries[::-1][:limit]
-    return [{k: v for k, v in e.items() if k not in ("plan", "windows")} for e in newest]
-
-
-def _closed_windows(entries: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
-    """The last ``limit`` event-time windows closed, newest first: per topic, partition and
-    window, every dataset's quality score (as the batches that closed them recorded)."""
-    found: dict[tuple, dict[str, Any]] = {}
-    for entry in entries:
-        for w in entry.get("windows") or []:
-            key = (w["topic"], w.get("partition"), w["window_start"])
-            one = found.setdefault(key, {k: w.get(k) for k in ("topic", "partition")})
-            one.update(window_start=w["window_start"], window_end=w["window_end"])
-            one.setdefault("scores", {})[w["dataset"]] = w["score"]
-    newest = sorted(found.values(), key=lambda w: (w["window_start"], w["topic"]))
-    return newest[::-1][:limit]
 
 
 def _scratch_dir(store: Store) -> Path:

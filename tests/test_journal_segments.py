@@ -93,6 +93,8 @@ def test_a_segment_is_its_header_then_its_entries_as_their_objects_held_them(tmp
         "batch_ids": [1, 2, 3],
         "ends": {"0": 30},
         "heads": {"0": [3, 3]},
+        "totals": {"read": 30, "published": 30, "quarantined": 0, "held": 0},
+        "windows": [],
     }
 
 
