@@ -110,10 +110,11 @@ def resolved(dataset_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     ``ValueError`` when the document is missing or not the schema of its fingerprint."""
     if not by_reference(manifest):
         return manifest["schema"]
-    problem = reference_problem(dataset_dir, {"schema": manifest["schema"]})
+    read: dict[str, bytes | None] = {}
+    problem = reference_problem(dataset_dir, {"schema": manifest["schema"]}, read)
     if problem is not None:
         raise ValueError(problem)
-    return json.loads((dataset_dir / manifest["schema"]["path"]).read_bytes())
+    return json.loads(read[manifest["schema"]["path"]])  # the bytes checked, not read again
 
 
 def _schema_of(document: bytes, fingerprint: str) -> dict[str, Any] | None:

@@ -51,7 +51,8 @@ def _from_headers(journal: BatchJournal, limit: int) -> dict[str, Any]:
         header = journal_segments.header_of(path, data)
         ids = set(header["batch_ids"])
         if ids & seen or "totals" not in header or "windows" not in header:
-            held = [e for e in journal.entries_at(path) if e["batch_id"] not in seen]
+            entries = journal_segments.entries_of(path, data)  # the bytes read for its header
+            held = [e for e in entries if e["batch_id"] not in seen]
             header = {"totals": counts(held), "windows": window_records(held)}
         _add(counted, header["totals"])
         windows += header["windows"]
