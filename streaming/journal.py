@@ -182,14 +182,12 @@ class BatchJournal:
                 holding.insert(0, path)  # loose: read first
         for path in holding:
             try:
-                if not journal_segments.is_segment(path):
-                    self._paths[batch_id] = path
-                    return self._read(path)
-                for entry in journal_segments.entries_of(path, self.store.read_bytes(path)):
-                    if entry["batch_id"] == batch_id:
-                        return entry
-            except (FileNotFoundError, ValueError):
-                continue
+                held = self.entries_at(path)
+            except FileNotFoundError:
+                continue  # a loose object compacted since the listing
+            entry = next((e for e in held if e["batch_id"] == batch_id), None)
+            if entry is not None:
+                return entry
         return None
 
     def entries(self, topic: str | None = None) -> list[dict[str, Any]]:
