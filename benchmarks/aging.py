@@ -6,21 +6,31 @@ lander) and compares the sequencing of the last batches with that of the first o
 baseline is the same process, younger. It also weighs what the stream published: the data's
 Parquet against its manifests (each batch writes a signed shard manifest per shard it grows —
 chained, listing the files the batch adds, since version 3; version 2 listed every file of the
-shard so far, and their bytes grew with the square of the batch count).
+shard so far, and their bytes grew with the square of the batch count). And what a buyer's
+query costs over what it published: a count through the market's sandbox (``rda query``'s
+path) over the stream's files of its largest dataset, against the same rows in one file (the
+baseline, in the same run): a small batch publishes a few small files, and every query opens
+each of them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import statistics
 import tempfile
+import time
 from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from benchmarks.end_to_end import drain
 from infra.broker import start_broker, stop_broker
 from simulator.fleet import generate
 from simulator.producer import produce
 from sinks.layout import DataLayout
+from sinks.parquet import read_parquet
 
 PER_BATCH = 200  # records: a ~1 s trigger's worth for a small fleet
 
@@ -34,6 +44,7 @@ def run(quick: bool = False) -> dict:
         summaries, _ = drain(broker.bootstrap, "aging", "aging", workdir / "data", PER_BATCH)
         seconds = [s.steps["sequence"] for s in summaries]
         weights = _published_bytes(workdir / "data")
+        query = _buyer_query(workdir / "data", workdir / "one-file")
     finally:
         stop_broker(workdir)
         shutil.rmtree(workdir, ignore_errors=True)
@@ -51,10 +62,53 @@ def run(quick: bool = False) -> dict:
         "data_mb": round(weights["data"] / 1e6, 2),
         "manifests_mb": round(weights["manifests"] / 1e6, 2),
         "manifests_to_data": round(growth, 2),
+        **query,
         "summary": f"sequencing a {PER_BATCH}-record batch: {early * 1000:.0f} ms in the second "
         f"tenth of {len(seconds)} batches, {late * 1000:.0f} ms in the last "
         f"({late / early:.2f}x); published {weights['data'] / 1e6:.1f} MB of Parquet and "
-        f"{weights['manifests'] / 1e6:.1f} MB of manifests ({growth:.1f}x)",
+        f"{weights['manifests'] / 1e6:.1f} MB of manifests ({growth:.1f}x); a buyer's count "
+        f"over {query['query_dataset']}'s {query['query_files']} files: "
+        f"{query['query_ms']:.0f} ms ({query['query_first_ms']:.0f} ms the first time), "
+        f"{query['query_one_file_ms']:.0f} ms ({query['query_one_file_first_ms']:.0f} ms) over "
+        f"its rows in one file ({query['query_ratio']:.1f}x)",
+    }
+
+
+def _buyer_query(data_dir: Path, scratch: Path) -> dict:
+    """A buyer's ``count(*)`` through the market's sandbox over the largest dataset's files as
+    published, and over the same rows in one Parquet file: first (the sandbox builds its
+    database) and warm (best of 3), in ms."""
+    from market.assets import load_assets
+    from market.execution import QueryJob, execute
+    from market.sandbox import Limits, Sandbox
+
+    asset = max(load_assets(data_dir).values(), key=lambda a: len(a.files))
+    scratch.mkdir(parents=True, exist_ok=True)
+    one_file = scratch / "rows.parquet"
+    rows = pa.concat_tables([read_parquet(f) for f in asset.files], promote_options="default")
+    pq.write_table(rows, one_file)
+    compacted = dataclasses.replace(asset, files=(one_file,), leaf_starts=(0,))
+    sql = f"SELECT count(*) AS n FROM {asset.view}"
+    figures = {}
+    for name, over in (("query", asset), ("query_one_file", compacted)):
+        sandbox = Sandbox(Limits())
+        try:
+            timings = []
+            for _ in range(4):
+                started = time.perf_counter()
+                output = execute(QueryJob(sql, (over,)), sandbox)
+                timings.append((time.perf_counter() - started) * 1000)
+                assert output.row_count == 1
+        finally:
+            sandbox.close()
+        figures[f"{name}_first_ms"] = round(timings[0], 1)
+        figures[f"{name}_ms"] = round(min(timings[1:]), 1)
+    return {
+        "query_dataset": asset.dataset,
+        "query_files": len(asset.files),
+        "query_rows": rows.num_rows,
+        **figures,
+        "query_ratio": round(figures["query_ms"] / figures["query_one_file_ms"], 1),
     }
 
 
