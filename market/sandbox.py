@@ -32,6 +32,7 @@ from market.deadlines import Deadlines
 from market.policy import QueryRefused
 
 LEAF_COLUMN = "rda_leaf_index"
+_FILE = "_rda_file"  # each row's file, inside a view's query only (never one of its columns)
 _BATCH_ROWS = 8192
 _CACHED_DATABASES = 32
 
@@ -152,19 +153,27 @@ class Sandbox:
 
 def _view_ddl(asset: Asset, leaf_index: bool) -> str:
     """The view over an asset's files. DDL takes no parameters; every part comes from the
-    catalog (view names are checked identifiers, paths are quoted literals), never from a buyer."""
+    catalog (view names are checked identifiers, paths are quoted literals), never from a buyer.
+
+    With ``leaf_index``, one scan of every file joined with each file's first leaf: a view
+    that united a scan per file cost DuckDB a plan the size of the file list (a stream's
+    1,967 files: 0.79 s to make, 1.3 s a count, against 0.04 s and 0.28 s this way)."""
+    listing = ", ".join(_literal(str(f)) for f in asset.files)
+    # By name when a later minor version's files carry extra optional columns; only then:
+    # union_by_name reads every file's footer at each query (measured 2.5x slower)
+    by_name = ", union_by_name = true" if _schemas_differ(asset.files) else ""
     if not leaf_index:
-        listing = ", ".join(_literal(str(f)) for f in asset.files)
-        # By name when a later minor version's files carry extra optional columns; only then:
-        # union_by_name reads every file's footer at each query (measured 2.5x slower)
-        by_name = ", union_by_name = true" if _schemas_differ(asset.files) else ""
         return f"CREATE VIEW {asset.view} AS SELECT * FROM read_parquet([{listing}]{by_name})"
-    parts = [
-        f"SELECT * EXCLUDE (file_row_number), file_row_number + {int(start)} AS {LEAF_COLUMN} "
-        f"FROM read_parquet({_literal(str(path))}, file_row_number = true)"
+    starts = ", ".join(
+        f"({_literal(str(path))}, {int(start)})"
         for path, start in zip(asset.files, asset.leaf_starts, strict=True)
-    ]
-    return f"CREATE VIEW {asset.view} AS " + " UNION ALL BY NAME ".join(parts)
+    )
+    return (
+        f"CREATE VIEW {asset.view} AS SELECT rows.* EXCLUDE (file_row_number, {_FILE}), "
+        f"rows.file_row_number + CAST(starts.leaf_start AS BIGINT) AS {LEAF_COLUMN} "
+        f"FROM read_parquet([{listing}], file_row_number = true, filename = '{_FILE}'{by_name})"
+        f" AS rows JOIN (VALUES {starts}) AS starts({_FILE}, leaf_start) USING ({_FILE})"
+    )
 
 
 def _schemas_differ(files: Sequence[Path]) -> bool:
