@@ -27,14 +27,22 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from market import compaction
 from market.assets import Asset
+from market.compaction import Member, Parts
 from market.deadlines import Deadlines
 from market.policy import QueryRefused
+from sinks.layout import DataLayout
 
 LEAF_COLUMN = "rda_leaf_index"
 _FILE = "_rda_file"  # each row's file, inside a view's query only (never one of its columns)
 _BATCH_ROWS = 8192
 _CACHED_DATABASES = 32
+# How long a database (its views) is kept: then made again, so that no view reads a compacted
+# file longer than ``compaction.UNUSED_S`` after it was last used; sooner when its compaction
+# was left for later (``compaction.MAX_FILES_PER_VIEW``).
+_VIEW_S = compaction.UNUSED_S / 2
+_PENDING_VIEW_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -52,7 +60,7 @@ class Limits:
 class Sandbox:
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
-        self._databases: OrderedDict[tuple, duckdb.DuckDBPyConnection] = OrderedDict()
+        self._databases: OrderedDict[tuple, tuple[duckdb.DuckDBPyConnection, float]] = OrderedDict()
         self._lock = threading.Lock()
         self._watchdog = Deadlines(_interrupt, "rda-sql-watchdog")
 
@@ -115,25 +123,31 @@ class Sandbox:
 
     def close(self) -> None:
         with self._lock:
-            for con in self._databases.values():
+            for con, _until in self._databases.values():
                 con.close()
             self._databases.clear()
 
     def _database(self, assets: Sequence[Asset], leaf_index: bool) -> duckdb.DuckDBPyConnection:
         key = (leaf_index, *sorted((a.view, a.checkpoint.tree_size, a.files) for a in assets))
         with self._lock:
-            con = self._databases.get(key)
-            if con is not None:
+            cached = self._databases.get(key)
+            if cached is not None and time.monotonic() < cached[1]:
                 self._databases.move_to_end(key)
-                return con
-            con = self._build(assets, leaf_index)
-            self._databases[key] = con
+                return cached[0]
+            # An expired database is not closed here: a query may still be reading it (it closes
+            # once no cursor holds it).
+            con, pending = self._build(assets, leaf_index)
+            kept = _PENDING_VIEW_S if pending else _VIEW_S
+            self._databases[key] = (con, time.monotonic() + kept)
             while len(self._databases) > _CACHED_DATABASES:
-                _key, old = self._databases.popitem(last=False)
+                _key, (old, _until) = self._databases.popitem(last=False)
                 old.close()
             return con
 
-    def _build(self, assets: Sequence[Asset], leaf_index: bool) -> duckdb.DuckDBPyConnection:
+    def _build(
+        self, assets: Sequence[Asset], leaf_index: bool
+    ) -> tuple[duckdb.DuckDBPyConnection, bool]:
+        """A database with the assets' views; whether compaction left runs for a later one."""
         con = duckdb.connect(
             ":memory:",
             config={
@@ -143,36 +157,86 @@ class Sandbox:
                 "autoload_known_extensions": False,
             },
         )
+        allowed, pending = [], False
         for asset in assets:
-            con.execute(_view_ddl(asset, leaf_index))
-        con.execute("SET allowed_paths = ?", [[str(f) for a in assets for f in a.files]])
+            parts = _parts(asset)
+            pending |= parts.pending
+            con.execute(_view_ddl(asset, leaf_index, parts))
+            allowed += [str(path) for path, _ in parts.compacted]
+            allowed += [str(member.path) for member in parts.loose]
+        con.execute("SET allowed_paths = ?", [allowed])
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
-        return con
+        return con, pending
 
 
-def _view_ddl(asset: Asset, leaf_index: bool) -> str:
+def _parts(asset: Asset) -> Parts:
+    """The files a view of ``asset`` reads: runs of small files from their compacted copies
+    (``market/compaction.py``), the others as published."""
+    members = [
+        Member(path, file_id[1], file_id[2], start)
+        for path, start, file_id in zip(
+            asset.files, asset.leaf_starts, asset.file_ids or [("", "", "")] * len(asset.files),
+            strict=True,
+        )
+    ]  # fmt: skip
+    if not asset.file_ids or len(members) < compaction.RUN_FILES:
+        return Parts(loose=members)
+    logs: dict[str, list[Member]] = {}
+    for member, (log, _key, _sha256) in zip(members, asset.file_ids, strict=True):
+        logs.setdefault(log, []).append(member)
+    root = asset.dataset_dir.parent.parent  # the data directory: published/<dataset>/..
+    cache = DataLayout(root).private / "market" / "compacted" / asset.dataset
+    return compaction.view_parts(cache, list(logs.values()))
+
+
+def _view_ddl(asset: Asset, leaf_index: bool, parts: Parts | None = None) -> str:
     """The view over an asset's files. DDL takes no parameters; every part comes from the
     catalog (view names are checked identifiers, paths are quoted literals), never from a buyer.
 
-    With ``leaf_index``, one scan of every file joined with each file's first leaf: a view
-    that united a scan per file cost DuckDB a plan the size of the file list (a stream's
-    1,967 files: 0.79 s to make, 1.3 s a count, against 0.04 s and 0.28 s this way)."""
-    listing = ", ".join(_literal(str(f)) for f in asset.files)
+    With ``leaf_index``, each row's leaf: its file's first leaf joined to its row number in the
+    file, over one scan of every file (a view that united a scan per file cost DuckDB a plan the
+    size of the file list: a stream's 1,967 files took 0.79 s to make and 1.3 s a count, against
+    0.04 s and 0.28 s). Compacted files (``parts``) hold each row's file and row number."""
+    parts = parts or _parts(asset)
+    selects = []
+    if parts.compacted:
+        members = [m for _, held in parts.compacted for m in held]
+        selects.append(
+            _select(
+                [path for path, _ in parts.compacted], members, leaf_index,
+                compaction.MEMBER_COLUMN, compaction.ROW_COLUMN,
+            )
+        )  # fmt: skip
+    if parts.loose:
+        files = [m.path for m in parts.loose]
+        selects.append(_select(files, parts.loose, leaf_index, _FILE, "file_row_number"))
+    return f"CREATE VIEW {asset.view} AS " + " UNION ALL BY NAME ".join(selects)
+
+
+def _select(
+    files: Sequence[Path], members: Sequence[Member], leaf_index: bool, file: str, row: str
+) -> str:
+    """One scan of ``files``: their rows (with each one's leaf, numbered from its ``file``
+    column's first leaf, with ``leaf_index``). Loose files get ``file`` and ``row`` from
+    DuckDB; compacted ones hold them."""
+    listing = ", ".join(_literal(str(f)) for f in files)
     # By name when a later minor version's files carry extra optional columns; only then:
     # union_by_name reads every file's footer at each query (measured 2.5x slower)
-    by_name = ", union_by_name = true" if _schemas_differ(asset.files) else ""
+    by_name = ", union_by_name = true" if _schemas_differ(files) else ""
+    loose = file == _FILE
+    virtual = f", file_row_number = true, filename = '{_FILE}'" if loose else ""
+    scan = f"read_parquet([{listing}]{by_name}{virtual if leaf_index else ''})"
     if not leaf_index:
-        return f"CREATE VIEW {asset.view} AS SELECT * FROM read_parquet([{listing}]{by_name})"
+        return f"SELECT * FROM {scan}" if loose else f"SELECT * EXCLUDE ({file}, {row}) FROM {scan}"
+    keys = [str(m.path) if loose else m.key for m in members]
     starts = ", ".join(
-        f"({_literal(str(path))}, {int(start)})"
-        for path, start in zip(asset.files, asset.leaf_starts, strict=True)
+        f"({_literal(key)}, {int(m.leaf_start)})" for key, m in zip(keys, members, strict=True)
     )
     return (
-        f"CREATE VIEW {asset.view} AS SELECT rows.* EXCLUDE (file_row_number, {_FILE}), "
-        f"rows.file_row_number + CAST(starts.leaf_start AS BIGINT) AS {LEAF_COLUMN} "
-        f"FROM read_parquet([{listing}], file_row_number = true, filename = '{_FILE}'{by_name})"
-        f" AS rows JOIN (VALUES {starts}) AS starts({_FILE}, leaf_start) USING ({_FILE})"
+        f"SELECT rows.* EXCLUDE ({row}, {file}), "
+        f"rows.{row} + CAST(starts.leaf_start AS BIGINT) AS {LEAF_COLUMN} "
+        f"FROM {scan} AS rows JOIN (VALUES {starts}) AS starts({file}, leaf_start) USING ({file})"
     )
 
 
