@@ -182,6 +182,8 @@ def _parts(asset: Asset) -> Parts:
     ]  # fmt: skip
     if not asset.file_ids or len(members) < compaction.RUN_FILES:
         return Parts(loose=members)
+    if len(set(asset.files)) < len(asset.files):  # a file listed twice: read as published
+        return Parts(loose=members)
     logs: dict[str, list[Member]] = {}
     for member, (log, _key, _sha256) in zip(members, asset.file_ids, strict=True):
         logs.setdefault(log, []).append(member)
@@ -220,6 +222,8 @@ def _select(
     """One scan of ``files``: their rows (with each one's leaf, numbered from its ``file``
     column's first leaf, with ``leaf_index``). Loose files get ``file`` and ``row`` from
     DuckDB; compacted ones hold them."""
+    if leaf_index:  # each file scanned once, numbered from each of its places in the listing
+        files = list(dict.fromkeys(files))
     listing = ", ".join(_literal(str(f)) for f in files)
     # By name when a later minor version's files carry extra optional columns; only then:
     # union_by_name reads every file's footer at each query (measured 2.5x slower)

@@ -150,6 +150,19 @@ def test_a_compacted_file_unused_for_longer_than_its_keep_is_removed(tmp_path, r
     assert sorted(_cache(tmp_path).glob("*.parquet")) == [parts.compacted[0][0]]
 
 
+def test_a_checkpoint_listing_a_file_twice_is_read_as_published(tmp_path, runs_of_two):
+    asset = _published(tmp_path, {"p0": [2, 1, 3]})
+    twice = dataclasses.replace(
+        asset,
+        files=asset.files + asset.files[:1],
+        leaf_starts=(*asset.leaf_starts, 6),
+        file_ids=asset.file_ids + asset.file_ids[:1],
+    )
+    leaves = [row[LEAF_COLUMN] for row in _answer(twice, True)]
+    assert leaves == list(range(8))
+    assert not _cache(tmp_path).exists()
+
+
 def test_runs_of_large_files_are_read_as_published(tmp_path, monkeypatch, runs_of_two):
     monkeypatch.setattr(compaction, "MAX_RUN_BYTES", 1)
     members = [_members(_published(tmp_path, {"p0": [1, 1]}))]

@@ -78,3 +78,13 @@ def test_a_path_with_a_quote_is_read_as_a_literal(tmp_path):
     path = _write(folder, "x'); DROP TABLE t; --.parquet", pa.table({"v": [5, 6]}))
     result = _leaves(_asset([path], [10], folder))
     assert result.to_pylist() == [{"v": 5, LEAF_COLUMN: 10}, {"v": 6, LEAF_COLUMN: 11}]
+
+
+def test_a_file_listed_twice_is_numbered_from_both_of_its_places(tmp_path):
+    twice = _write(tmp_path, "a.parquet", pa.table({"v": [1, 2]}))
+    once = _write(tmp_path, "b.parquet", pa.table({"v": [3]}))
+    result = _leaves(_asset([twice, once, twice], [0, 2, 3], tmp_path))
+    assert result.to_pylist() == [
+        {"v": 1, LEAF_COLUMN: 0}, {"v": 2, LEAF_COLUMN: 1}, {"v": 3, LEAF_COLUMN: 2},
+        {"v": 1, LEAF_COLUMN: 3}, {"v": 2, LEAF_COLUMN: 4},
+    ]  # fmt: skip
