@@ -71,7 +71,7 @@ class Parts:
 def view_parts(cache: Path, logs: list[list[Member]], budget: int | None = None) -> Parts:
     """The parts a view of the files of ``logs`` (each log's files in leaf order) reads, making
     the compacted files it lacks while ``budget`` (files read; ``MAX_FILES_PER_VIEW``) lasts."""
-    parts, left = Parts(), [MAX_FILES_PER_VIEW if budget is None else budget, 0]
+    parts, left = Parts(), _Budget(MAX_FILES_PER_VIEW if budget is None else budget)
     for files in logs:
         start = 0
         while start < len(files):
@@ -81,7 +81,7 @@ def view_parts(cache: Path, logs: list[list[Member]], budget: int | None = None)
                 break
             _cover(cache, files[start : start + size], parts, left)
             start += size
-    parts.pending = bool(left[1])
+    parts.pending = left.short
     used = {path for path, _ in parts.compacted}
     for path in used:
         os.utime(path)  # used now: kept for UNUSED_S at least
@@ -100,6 +100,22 @@ def _collect(cache: Path, used: set[Path]) -> None:
             continue
 
 
+@dataclass
+class _Budget:
+    """Files a view may still read to make compacted ones (its members' files, or the runs a
+    run of a level above is made from)."""
+
+    files: int
+    short: bool = False  # a run was left for want of it
+
+    def spend(self, files: int) -> bool:
+        if files > self.files:
+            self.short = True
+            return False
+        self.files -= files
+        return True
+
+
 def _largest_run(available: int) -> int:
     size = 0
     while (size or 1) * RUN_FILES <= available:
@@ -107,7 +123,7 @@ def _largest_run(available: int) -> int:
     return size
 
 
-def _cover(cache: Path, members: list[Member], parts: Parts, left: list[int]) -> None:
+def _cover(cache: Path, members: list[Member], parts: Parts, left: _Budget) -> None:
     """``members`` (a whole run) as one compacted file, else as the runs of the level below."""
     made = _compacted(cache, members, left)
     if made is not None:
@@ -120,7 +136,7 @@ def _cover(cache: Path, members: list[Member], parts: Parts, left: list[int]) ->
             _cover(cache, members[first : first + step], parts, left)
 
 
-def _compacted(cache: Path, members: list[Member], left: list[int]) -> Path | None:
+def _compacted(cache: Path, members: list[Member], budget: _Budget) -> Path | None:
     """The run's compacted file: found, or made now from its members' files (first level) or
     from the compacted files of its runs (above); None when the budget is spent, the run's files
     are large, or a member's bytes are not the ones its manifest states."""
@@ -130,18 +146,16 @@ def _compacted(cache: Path, members: list[Member], left: list[int]) -> Path | No
     if sum(m.path.stat().st_size for m in members) > MAX_RUN_BYTES:
         return None
     if len(members) == RUN_FILES:
-        if left[0] < len(members):
-            left[1] = 1
+        if not budget.spend(len(members)):
             return None
-        left[0] -= len(members)
         tables = [_member_rows(m) for m in members]
         if any(t is None for t in tables):
             return None
         rows = pa.concat_tables(tables, promote_options="default")  # one row group: small files
         return _write(target, [rows.schema], [rows])
     step = len(members) // RUN_FILES
-    runs = [_compacted(cache, members[i : i + step], left) for i in range(0, len(members), step)]
-    if any(run is None for run in runs):
+    runs = [_compacted(cache, members[i : i + step], budget) for i in range(0, len(members), step)]
+    if any(run is None for run in runs) or not budget.spend(len(runs)):
         return None
     schemas = [pq.read_schema(run) for run in runs]  # type: ignore[arg-type]
     return _write(target, schemas, (read_parquet(run) for run in runs))  # type: ignore[arg-type]

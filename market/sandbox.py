@@ -159,7 +159,7 @@ class Sandbox:
         )
         allowed, pending = [], False
         for asset in assets:
-            parts = _parts(asset)
+            parts = asset_parts(asset)
             pending |= parts.pending
             con.execute(_view_ddl(asset, leaf_index, parts))
             allowed += [str(path) for path, _ in parts.compacted]
@@ -170,9 +170,10 @@ class Sandbox:
         return con, pending
 
 
-def _parts(asset: Asset) -> Parts:
+def asset_parts(asset: Asset, budget: int | None = None) -> Parts:
     """The files a view of ``asset`` reads: runs of small files from their compacted copies
-    (``market/compaction.py``), the others as published."""
+    (``market/compaction.py``, which copies at most ``budget`` files now), the others as
+    published."""
     members = [
         Member(path, file_id[1], file_id[2], start)
         for path, start, file_id in zip(
@@ -189,7 +190,7 @@ def _parts(asset: Asset) -> Parts:
         logs.setdefault(log, []).append(member)
     root = asset.dataset_dir.parent.parent  # the data directory: published/<dataset>/..
     cache = DataLayout(root).private / "market" / "compacted" / asset.dataset
-    return compaction.view_parts(cache, list(logs.values()))
+    return compaction.view_parts(cache, list(logs.values()), budget)
 
 
 def _view_ddl(asset: Asset, leaf_index: bool, parts: Parts | None = None) -> str:
@@ -200,7 +201,7 @@ def _view_ddl(asset: Asset, leaf_index: bool, parts: Parts | None = None) -> str
     file, over one scan of every file (a view that united a scan per file cost DuckDB a plan the
     size of the file list: a stream's 1,967 files took 0.79 s to make and 1.3 s a count, against
     0.04 s and 0.28 s). Compacted files (``parts``) hold each row's file and row number."""
-    parts = parts or _parts(asset)
+    parts = parts or asset_parts(asset)
     selects = []
     if parts.compacted:
         members = [m for _, held in parts.compacted for m in held]

@@ -126,17 +126,21 @@ def test_a_file_whose_bytes_are_not_the_ones_its_manifest_states_is_never_copied
         assert 999 not in pq.read_table(path).column("row").to_pylist()
 
 
-def test_a_view_copies_no_more_files_than_its_budget_and_the_next_one_goes_on(
+def test_a_view_reads_no_more_than_its_budget_and_the_next_one_goes_on(
     tmp_path, monkeypatch, runs_of_two
 ):
-    monkeypatch.setattr(compaction, "MAX_FILES_PER_VIEW", 2)
+    monkeypatch.setattr(compaction, "MAX_FILES_PER_VIEW", 2)  # a run's two files, or two runs
     members = [_members(_published(tmp_path, {"p0": [1] * 8}))]
-    compacted = []
-    for _view in range(5):
+    made, held = [], []
+    for _view in range(10):
         parts = compaction.view_parts(_cache(tmp_path), members)
-        compacted.append(sum(len(held) for _, held in parts.compacted))
-        assert parts.pending == (compacted[-1] < 8)
-    assert compacted == [2, 4, 6, 8, 8]
+        made.append(len(list(_cache(tmp_path).glob("*.parquet"))))
+        held.append(sum(len(files) for _, files in parts.compacted))
+        if not parts.pending:
+            break
+    # four runs of 2, two runs of 2 runs, one of those: one compacted file a view
+    assert made == [1, 2, 3, 4, 5, 6, 7]
+    assert held == [2, 4, 4, 6, 8, 8, 8] and len(parts.compacted) == 1
 
 
 def test_a_compacted_file_unused_for_longer_than_its_keep_is_removed(tmp_path, runs_of_two):
