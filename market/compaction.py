@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
 import uuid
@@ -38,6 +39,7 @@ import pyarrow.parquet as pq
 
 from sinks.parquet import read_parquet
 
+log = logging.getLogger("rda.market")
 MEMBER_COLUMN = "_rda_member"
 ROW_COLUMN = "_rda_row"
 RUN_FILES = 16
@@ -82,10 +84,7 @@ def view_parts(cache: Path, logs: list[list[Member]], budget: int | None = None)
             _cover(cache, files[start : start + size], parts, left)
             start += size
     parts.pending = left.short
-    used = {path for path, _ in parts.compacted}
-    for path in used:
-        os.utime(path)  # used now: kept for UNUSED_S at least
-    _collect(cache, used)
+    _collect(cache, {path for path, _ in parts.compacted})
     return parts
 
 
@@ -137,12 +136,26 @@ def _cover(cache: Path, members: list[Member], parts: Parts, left: _Budget) -> N
 
 
 def _compacted(cache: Path, members: list[Member], budget: _Budget) -> Path | None:
-    """The run's compacted file: found, or made now from its members' files (first level) or
-    from the compacted files of its runs (above); None when the budget is spent, the run's files
-    are large, or a member's bytes are not the ones its manifest states."""
+    """The run's compacted file: found (and marked used now), or made now; None when it cannot
+    be made now (see ``_make``; a file gone or unreadable, a full disk: read as published)."""
     target = cache / f"{_run_name(members)}.parquet"
-    if target.exists():
+    try:
+        os.utime(target)  # used now: kept for UNUSED_S at least
         return target
+    except FileNotFoundError:
+        pass
+    try:
+        return _make(cache, target, members, budget)
+    except (OSError, pa.ArrowException) as error:
+        log.warning("a run of %d files from %s is read as published: %s",
+                    len(members), members[0].key, error)  # fmt: skip
+        return None
+
+
+def _make(cache: Path, target: Path, members: list[Member], budget: _Budget) -> Path | None:
+    """Make the run's compacted file from its members' files (first level) or from the
+    compacted files of its runs (above); None when the budget is spent, the run's files are
+    large, or a member's bytes are not the ones its manifest states."""
     if sum(m.path.stat().st_size for m in members) > MAX_RUN_BYTES:
         return None
     if len(members) == RUN_FILES:

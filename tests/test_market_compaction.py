@@ -167,6 +167,14 @@ def test_a_checkpoint_listing_a_file_twice_is_read_as_published(tmp_path, runs_o
     assert not _cache(tmp_path).exists()
 
 
+def test_a_run_whose_file_is_gone_is_left_to_be_read_as_published(tmp_path, runs_of_two):
+    asset = _published(tmp_path, {"p0": [1, 1, 1, 1]})
+    asset.files[3].unlink()
+    parts = compaction.view_parts(_cache(tmp_path), [_members(asset)])
+    assert [m.path for _, held in parts.compacted for m in held] == list(asset.files[:2])
+    assert [m.path for m in parts.loose] == list(asset.files[2:])
+
+
 def test_runs_of_large_files_are_read_as_published(tmp_path, monkeypatch, runs_of_two):
     monkeypatch.setattr(compaction, "MAX_RUN_BYTES", 1)
     members = [_members(_published(tmp_path, {"p0": [1, 1]}))]
