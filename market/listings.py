@@ -14,6 +14,7 @@ import duckdb
 import h3
 
 from market.assets import Asset
+from market.sandbox import view_query
 from market.store import Terms
 
 H3_RESOLUTION = 5  # cells of ~250 km²: a region, not a site
@@ -84,13 +85,12 @@ def time_column(schema: dict[str, Any]) -> str | None:
 def coverage(asset: Asset) -> dict[str, Any]:
     """Event-time range, distinct nodes and H3 cells covered by the asset's rows."""
     names = {f["name"] for f in asset.schema.get("fields", [])}
-    files = [str(f) for f in asset.files]
     when = time_column(asset.schema)
     summary: dict[str, Any] = {"time_start": None, "time_end": None, "nodes": None}
     summary["time_column"] = when
     cells: dict[str, int] = {}
     with duckdb.connect(":memory:") as con:
-        con.read_parquet(files, union_by_name=True).create_view("t")
+        con.execute(f"CREATE VIEW t AS {view_query(asset)}")  # compacted runs: sandbox.py
         if when:
             start, end = con.execute(f'SELECT min("{when}"), max("{when}") FROM t').fetchone()
             summary["time_start"] = start.isoformat() if start else None

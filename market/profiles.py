@@ -10,11 +10,13 @@ else was published as it is shown.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import duckdb
 
 from market.assets import Asset
+from market.sandbox import LEAF_COLUMN, view_query
 
 MASKED_CLASSES = {"identifier", "network_address"}
 MASK = "•••• hidden"
@@ -33,31 +35,55 @@ def masked_columns(asset: Asset) -> list[str]:
 
 def column_profiles(asset: Asset) -> list[dict[str, Any]]:
     """Per column: nulls, distinct values; range and mean of numbers and times; the most
-    frequent values of low-cardinality text. One scan over the files, then one per text column."""
+    frequent values of low-cardinality text. One scan for every column's figures, then one per
+    low-cardinality text column (a query per column and figure scanned every file again: 34 s
+    over a 510-batch stream's 1,967 files)."""
     fields = asset.schema.get("fields", [])
     masked = set(masked_columns(asset))
-    files = [str(f) for f in asset.files]
-    profiles = []
     with duckdb.connect(":memory:", config={"threads": 2}) as con:
-        con.read_parquet(files, union_by_name=True).create_view("t")
+        con.execute(f"CREATE VIEW t AS {view_query(asset)}")
         present = {row[0] for row in con.execute("DESCRIBE t").fetchall()}
-        (rows,) = con.execute("SELECT count(*) FROM t").fetchone()
-        for field in fields:
-            name, kind = field["name"], str(field.get("type", ""))
-            if name not in present:
-                continue
-            profile = _profile(con, name, kind, rows, name in masked)
-            profiles.append(
-                {"name": name, "type": kind, "privacy": field.get("privacy"), **profile}
-            )
-    return profiles
+        shown = [
+            (f["name"], str(f.get("type", "")), f.get("privacy"))
+            for f in fields
+            if f["name"] in present
+        ]
+        figures = ["count(*)"] + [
+            figure for name, kind, _ in shown for figure in _figures(name, kind, name in masked)
+        ]
+        values = iter(con.execute(f"SELECT {', '.join(figures)} FROM t").fetchone())
+        rows = next(values)
+        return [
+            {"name": name, "type": kind, "privacy": privacy,
+             **_profile(con, name, kind, rows, name in masked, values)}
+            for name, kind, privacy in shown
+        ]  # fmt: skip
 
 
-def _profile(con: duckdb.DuckDBPyConnection, name: str, kind: str, rows: int, masked: bool):
+def _figures(name: str, kind: str, masked: bool) -> list[str]:
+    """The aggregates of one column's profile, in the order ``_profile`` takes them."""
     column = _quote(name)
-    nulls, distinct = con.execute(
-        f"SELECT count(*) - count({column}), approx_count_distinct({column}) FROM t"
-    ).fetchone()
+    figures = [f"count(*) - count({column})", f"approx_count_distinct({column})"]
+    if masked:
+        return figures
+    if kind.startswith(_NUMERIC):
+        # Kahan's sum for floating point: the same mean whatever order the threads add it in
+        mean = "favg" if kind.startswith(("float", "double")) else "avg"
+        return [*figures, f"min({column})", f"max({column})", f"{mean}({column})"]
+    if kind.startswith(("timestamp", "date")):
+        return [*figures, f"min({column})", f"max({column})"]
+    return figures
+
+
+def _profile(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    kind: str,
+    rows: int,
+    masked: bool,
+    values: Iterator[Any],
+) -> dict[str, Any]:
+    nulls, distinct = next(values), next(values)
     profile: dict[str, Any] = {
         "null_fraction": round(nulls / rows, 4) if rows else None,
         "distinct": int(distinct),
@@ -66,14 +92,13 @@ def _profile(con: duckdb.DuckDBPyConnection, name: str, kind: str, rows: int, ma
     if masked:
         return profile
     if kind.startswith(_NUMERIC):
-        low, high, mean = con.execute(
-            f"SELECT min({column}), max({column}), avg({column}) FROM t"
-        ).fetchone()
+        low, high, mean = next(values), next(values), next(values)
         profile.update(min=_number(low), max=_number(high), mean=_number(mean))
     elif kind.startswith(("timestamp", "date")):
-        low, high = con.execute(f"SELECT min({column}), max({column}) FROM t").fetchone()
+        low, high = next(values), next(values)
         profile.update(min=_text(low), max=_text(high))
     elif kind.startswith(("string", "large_string")) and distinct <= 50:
+        column = _quote(name)
         top = con.execute(
             f"SELECT {column}, count(*) AS n FROM t WHERE {column} IS NOT NULL "
             f"GROUP BY 1 ORDER BY n DESC, 1 LIMIT {_TOP_VALUES}"
@@ -85,22 +110,19 @@ def _profile(con: duckdb.DuckDBPyConnection, name: str, kind: str, rows: int, ma
 def sample_rows(asset: Asset, count: int = SAMPLE_ROWS) -> dict[str, Any]:
     """``count`` published rows spread over the dataset (every n-th leaf), masked columns
     masked; timestamps as text, numbers rounded to what the schema publishes."""
-    files = [str(f) for f in asset.files]
     masked = set(masked_columns(asset))
     step = max(asset.checkpoint.tree_size // count, 1)
     with duckdb.connect(":memory:") as con:
         relation = con.sql(
-            "SELECT * EXCLUDE (file_row_number, filename) FROM ("
-            "SELECT *, row_number() OVER () - 1 AS leaf FROM read_parquet(?, union_by_name = true,"
-            " file_row_number = true, filename = true)) WHERE leaf % ? = 0 ORDER BY leaf LIMIT ?",
-            params=[files, step, count],
+            f"SELECT * EXCLUDE ({LEAF_COLUMN}) FROM ({view_query(asset, leaf_index=True)}) "
+            f"WHERE {LEAF_COLUMN} % ? = 0 ORDER BY {LEAF_COLUMN} LIMIT ?",
+            params=[step, count],
         )
-        index = {c: i for i, c in enumerate(relation.columns)}
-        columns = [c for c in relation.columns if c != "leaf"]
+        columns = list(relation.columns)
         rows = relation.fetchall()
     shown = [
-        [MASK if c in masked and row[index[c]] is not None else _text(row[index[c]])
-         for c in columns]
+        [MASK if c in masked and value is not None else _text(value)
+         for c, value in zip(columns, row, strict=True)]
         for row in rows
     ]  # fmt: skip
     return {"columns": columns, "rows": shown, "masked": sorted(masked & set(columns))}

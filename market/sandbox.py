@@ -195,7 +195,13 @@ def asset_parts(asset: Asset, budget: int | None = None) -> Parts:
 
 def _view_ddl(asset: Asset, leaf_index: bool, parts: Parts | None = None) -> str:
     """The view over an asset's files. DDL takes no parameters; every part comes from the
-    catalog (view names are checked identifiers, paths are quoted literals), never from a buyer.
+    catalog (view names are checked identifiers, paths are quoted literals), never from a buyer."""
+    return f"CREATE VIEW {asset.view} AS {view_query(asset, leaf_index, parts)}"
+
+
+def view_query(asset: Asset, leaf_index: bool = False, parts: Parts | None = None) -> str:
+    """The query of an asset's rows as published (a view's body; ``parts``: its files, by
+    default ``asset_parts(asset)``).
 
     With ``leaf_index``, each row's leaf: its file's first leaf joined to its row number in the
     file, over one scan of every file (a view that united a scan per file cost DuckDB a plan the
@@ -214,7 +220,7 @@ def _view_ddl(asset: Asset, leaf_index: bool, parts: Parts | None = None) -> str
     if parts.loose:
         files = [m.path for m in parts.loose]
         selects.append(_select(files, parts.loose, leaf_index, _FILE, "file_row_number"))
-    return f"CREATE VIEW {asset.view} AS " + " UNION ALL BY NAME ".join(selects)
+    return " UNION ALL BY NAME ".join(selects)
 
 
 def _select(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -120,14 +121,10 @@ class Marketplace:
         asset = self._asset(dataset)
         terms = self.market().terms_for(dataset)
         key = (dataset, asset.checkpoint.tree_size, terms)
-        cached = self._listings.get(key)
-        if cached is None:
-            cached = self._listings[key] = build_listing(asset, terms)
+        cached = latest_only(self._listings, key, lambda: build_listing(asset, terms))
         listing = {**cached, "licensed": dataset in buyer.datasets}
         if with_report:
-            detail = self._details.get(key)
-            if detail is None:
-                detail = self._details[key] = self._detail(asset, cached, terms)
+            detail = latest_only(self._details, key, lambda: self._detail(asset, cached, terms))
             request = self.market().requests.get((buyer.name, dataset))
             listing.update(detail, access_request=request)
             if self.chain is not None:
@@ -205,6 +202,18 @@ class Marketplace:
         if self.pool is not None:
             return self.pool.run(buyer.name, job)
         return execute(job, self.sandbox)
+
+
+def latest_only(cache: dict[tuple, Any], key: tuple, make: Callable[[], Any]) -> Any:
+    """``cache[key]`` (``key[0]``: a dataset), made now if missing; the dataset's entries for
+    other keys (earlier checkpoints, other terms) are dropped then: a stream makes a checkpoint
+    a second, and an entry for each one grew the cache for as long as the market ran."""
+    found = cache.get(key)
+    if found is None:
+        for other in [k for k in list(cache) if k[0] == key[0]]:  # list(): a snapshot
+            cache.pop(other, None)
+        found = cache[key] = make()
+    return found
 
 
 def _stamp(path: Path) -> object:

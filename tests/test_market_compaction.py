@@ -21,7 +21,10 @@ from hypothesis import strategies as st
 from market import compaction
 from market.assets import Asset, Checkpoint, load_assets
 from market.execution import QueryJob, execute
+from market.listings import coverage
+from market.profiles import column_profiles, sample_rows
 from market.sandbox import LEAF_COLUMN, Limits, Sandbox
+from market.service import latest_only
 from proofs.jcs import canonicalize
 
 DATASET = "t.v1"
@@ -214,3 +217,24 @@ def _members(asset: Asset) -> list[compaction.Member]:
 
 def _cache_of(data: Path, asset: Asset) -> Path:
     return data / "private" / "market" / "compacted" / asset.dataset
+
+
+def test_listings_and_profiles_read_compacted_runs_and_say_the_same(
+    demo_dir, tmp_path, runs_of_two
+):
+    data = tmp_path / "data"
+    shutil.copytree(demo_dir, data)
+    asset = load_assets(data)["radio_kpi.v1"]
+    published = _uncompacted(asset)
+    assert coverage(asset) == coverage(published)
+    assert sample_rows(asset) == sample_rows(published)
+    assert column_profiles(asset) == column_profiles(published)
+    assert list(_cache_of(data, asset).glob("*.parquet"))
+
+
+def test_a_market_keeps_one_listing_per_dataset_as_checkpoints_come():
+    cache: dict[tuple, object] = {}
+    for size in (10, 20, 30):
+        assert latest_only(cache, ("radio_kpi.v1", size, None), lambda s=size: s) == size
+        latest_only(cache, ("node_heartbeat.v1", 5, None), lambda: 5)
+    assert cache == {("radio_kpi.v1", 30, None): 30, ("node_heartbeat.v1", 5, None): 5}
