@@ -107,12 +107,14 @@ class _Budget:
     files: int
     short: bool = False  # a run was left for want of it
 
-    def spend(self, files: int) -> bool:
+    def affords(self, files: int) -> bool:
         if files > self.files:
             self.short = True
             return False
-        self.files -= files
         return True
+
+    def spend(self, files: int) -> None:
+        self.files -= files
 
 
 def _largest_run(available: int) -> int:
@@ -156,11 +158,12 @@ def _make(cache: Path, target: Path, members: list[Member], budget: _Budget) -> 
     """Make the run's compacted file from its members' files (first level) or from the
     compacted files of its runs (above); None when the budget is spent, the run's files are
     large, or a member's bytes are not the ones its manifest states."""
-    if sum(m.path.stat().st_size for m in members) > MAX_RUN_BYTES:
-        return None
     if len(members) == RUN_FILES:
-        if not budget.spend(len(members)):
+        if not budget.affords(len(members)):  # first: a view past its budget stats nothing
             return None
+        if sum(m.path.stat().st_size for m in members) > MAX_RUN_BYTES:
+            return None
+        budget.spend(len(members))
         tables = [_member_rows(m) for m in members]
         if any(t is None for t in tables):
             return None
@@ -168,8 +171,11 @@ def _make(cache: Path, target: Path, members: list[Member], budget: _Budget) -> 
         return _write(target, [rows.schema], [rows])
     step = len(members) // RUN_FILES
     runs = [_compacted(cache, members[i : i + step], budget) for i in range(0, len(members), step)]
-    if any(run is None for run in runs) or not budget.spend(len(runs)):
+    if any(run is None for run in runs) or not budget.affords(len(runs)):
         return None
+    if sum(run.stat().st_size for run in runs) > MAX_RUN_BYTES:  # type: ignore[union-attr]
+        return None
+    budget.spend(len(runs))
     schemas = [pq.read_schema(run) for run in runs]  # type: ignore[arg-type]
     return _write(target, schemas, (read_parquet(run) for run in runs))  # type: ignore[arg-type]
 
