@@ -16,6 +16,7 @@ shared by every buyer with the same licences and rebuilt when a new checkpoint i
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -60,7 +61,7 @@ class Limits:
 class Sandbox:
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
-        self._databases: OrderedDict[tuple, tuple[duckdb.DuckDBPyConnection, float]] = OrderedDict()
+        self._databases: OrderedDict[tuple, _Database] = OrderedDict()
         self._lock = threading.Lock()
         self._watchdog = Deadlines(_interrupt, "rda-sql-watchdog")
 
@@ -97,9 +98,12 @@ class Sandbox:
             reader = cursor.sql(sql).to_arrow_reader(_BATCH_ROWS)
             yield reader.schema, self._batches(reader, limit, deadline)
         except duckdb.Error as error:
+            if isinstance(error, (duckdb.IOException, duckdb.PermissionException)):
+                self._forget_if_gone(assets, leaf_index)
             raise _duckdb_refusal(error, self.limits) from None
         except (OSError, pa.ArrowException) as error:
             # Errors while streaming arrive through the Arrow reader, as Arrow errors.
+            self._forget_if_gone(assets, leaf_index)
             raise _streaming_refusal(error, self.limits) from None
         finally:
             self._watchdog.release(watch)
@@ -123,31 +127,42 @@ class Sandbox:
 
     def close(self) -> None:
         with self._lock:
-            for con, _until in self._databases.values():
-                con.close()
+            for database in self._databases.values():
+                database.con.close()
             self._databases.clear()
 
+    def _forget_if_gone(self, assets: Sequence[Asset], leaf_index: bool) -> None:
+        """Drop the assets' database if a file it reads is gone (by hand, or a compacted copy
+        removed under it): the next query makes it again rather than fail for as long as it is
+        kept. A file there still: the error was the query's own."""
+        key = _key(assets, leaf_index)
+        with self._lock:
+            database = self._databases.get(key)
+            if database is not None and not all(map(os.path.exists, database.files)):
+                self._databases.pop(key)
+
     def _database(self, assets: Sequence[Asset], leaf_index: bool) -> duckdb.DuckDBPyConnection:
-        key = (leaf_index, *sorted((a.view, a.checkpoint.tree_size, a.files) for a in assets))
+        key = _key(assets, leaf_index)
         with self._lock:
             cached = self._databases.get(key)
-            if cached is not None and time.monotonic() < cached[1]:
+            if cached is not None and time.monotonic() < cached.until:
                 self._databases.move_to_end(key)
-                return cached[0]
+                return cached.con
             # An expired database is not closed here: a query may still be reading it (it closes
             # once no cursor holds it).
-            con, pending = self._build(assets, leaf_index)
+            con, pending, files = self._build(assets, leaf_index)
             kept = _PENDING_VIEW_S if pending else _VIEW_S
-            self._databases[key] = (con, time.monotonic() + kept)
+            self._databases[key] = _Database(con, time.monotonic() + kept, files)
             while len(self._databases) > _CACHED_DATABASES:
-                _key, (old, _until) = self._databases.popitem(last=False)
-                old.close()
+                _evicted, old = self._databases.popitem(last=False)
+                old.con.close()
             return con
 
     def _build(
         self, assets: Sequence[Asset], leaf_index: bool
-    ) -> tuple[duckdb.DuckDBPyConnection, bool]:
-        """A database with the assets' views; whether compaction left runs for a later one."""
+    ) -> tuple[duckdb.DuckDBPyConnection, bool, list[str]]:
+        """A database with the assets' views; whether compaction left runs for a later one;
+        the files it reads."""
         con = duckdb.connect(
             ":memory:",
             config={
@@ -167,7 +182,20 @@ class Sandbox:
         con.execute("SET allowed_paths = ?", [allowed])
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
-        return con, pending
+        return con, pending, allowed
+
+
+@dataclass(frozen=True)
+class _Database:
+    """A database with views, kept until ``until`` (``time.monotonic()``)."""
+
+    con: duckdb.DuckDBPyConnection
+    until: float
+    files: list[str]  # what its views read
+
+
+def _key(assets: Sequence[Asset], leaf_index: bool) -> tuple:
+    return (leaf_index, *sorted((a.view, a.checkpoint.tree_size, a.files) for a in assets))
 
 
 def asset_parts(asset: Asset, budget: int | None = None) -> Parts:

@@ -22,6 +22,7 @@ from market import compaction
 from market.assets import Asset, Checkpoint, load_assets
 from market.execution import QueryJob, execute
 from market.listings import coverage
+from market.policy import QueryRefused
 from market.profiles import column_profiles, sample_rows
 from market.sandbox import LEAF_COLUMN, Limits, Sandbox
 from market.service import latest_only
@@ -238,3 +239,18 @@ def test_a_market_keeps_one_listing_per_dataset_as_checkpoints_come():
         assert latest_only(cache, ("radio_kpi.v1", size, None), lambda s=size: s) == size
         latest_only(cache, ("node_heartbeat.v1", 5, None), lambda: 5)
     assert cache == {("radio_kpi.v1", 30, None): 30, ("node_heartbeat.v1", 5, None): 5}
+
+
+def test_a_view_whose_file_is_gone_is_made_again_at_the_next_query(tmp_path, runs_of_two):
+    asset = _published(tmp_path, {"p0": [1, 1, 1, 1, 2]})
+    sandbox = Sandbox(Limits())
+    try:
+        sql = f"SELECT count(*) AS n FROM {asset.view}"
+        assert sandbox.run(sql, [asset]).to_pylist() == [{"n": 6}]
+        for copy in _cache(tmp_path).glob("*.parquet"):
+            copy.unlink()  # removed under the view (by hand, or a collection racing it)
+        with pytest.raises(QueryRefused):
+            sandbox.run(sql, [asset])
+        assert sandbox.run(sql, [asset]).to_pylist() == [{"n": 6}]  # copies made again
+    finally:
+        sandbox.close()
