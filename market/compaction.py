@@ -74,6 +74,8 @@ def view_parts(cache: Path, logs: list[list[Member]], budget: int | None = None)
     """The parts a view of the files of ``logs`` (each log's files in leaf order) reads, making
     the compacted files it lacks while ``budget`` (files read; ``MAX_FILES_PER_VIEW``) lasts."""
     parts, left = Parts(), _Budget(MAX_FILES_PER_VIEW if budget is None else budget)
+    if not _writable(cache):  # e.g. a data directory mounted read-only: read as published
+        left = _Budget(0)
     for files in logs:
         start = 0
         while start < len(files):
@@ -86,6 +88,14 @@ def view_parts(cache: Path, logs: list[list[Member]], budget: int | None = None)
     parts.pending = left.short
     _collect(cache, {path for path, _ in parts.compacted})
     return parts
+
+
+def _writable(cache: Path) -> bool:
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(cache, os.W_OK)
 
 
 def _collect(cache: Path, used: set[Path]) -> None:
@@ -144,7 +154,7 @@ def _compacted(cache: Path, members: list[Member], budget: _Budget) -> Path | No
     try:
         os.utime(target)  # used now: kept for UNUSED_S at least
         return target
-    except FileNotFoundError:
+    except OSError:  # not made yet (or no cache folder at all)
         pass
     try:
         return _make(cache, target, members, budget)

@@ -254,3 +254,10 @@ def test_a_view_whose_file_is_gone_is_made_again_at_the_next_query(tmp_path, run
         assert sandbox.run(sql, [asset]).to_pylist() == [{"n": 6}]  # copies made again
     finally:
         sandbox.close()
+
+
+def test_a_data_directory_that_cannot_be_written_is_read_as_published(tmp_path, runs_of_two):
+    members = [_members(_published(tmp_path, {"p0": [1, 1, 1, 1]}))]
+    (tmp_path / "private").write_text("not a folder")  # no cache folder can be made there
+    parts = compaction.view_parts(_cache(tmp_path), members)
+    assert parts.compacted == [] and len(parts.loose) == 4
