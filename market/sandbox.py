@@ -1,7 +1,8 @@
 """The second wall around buyer SQL: a locked, in-memory DuckDB holding only licensed views.
 
 For each set of licensed datasets the sandbox builds one in-memory database whose only objects
-are one view per dataset over that dataset's anchored Parquet files. Before any buyer SQL runs,
+are one view per dataset over that dataset's anchored Parquet files (runs of a stream's small
+files read from compacted copies of them, ``market/compaction.py``). Before any buyer SQL runs,
 file access is limited to exactly those files (``allowed_paths``), external access is switched
 off, extension auto-loading is off, and the configuration is locked, so no statement can turn
 any of it back on. Each query runs on its own cursor, interrupted when it overruns its time,
@@ -10,7 +11,8 @@ DuckDB's memory limit bounds its buffers, not a single value (a string doubled t
 one value): the process around the sandbox bounds that (``market.pool``).
 
 Buyers cannot change these databases (only SELECT gets past ``market.policy``), so one is
-shared by every buyer with the same licences and rebuilt when a new checkpoint is anchored.
+shared by every buyer with the same licences and rebuilt when a new checkpoint is anchored, and
+at least every half hour (sooner while compaction has runs left to copy).
 """
 
 from __future__ import annotations
