@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
@@ -261,3 +262,12 @@ def test_a_data_directory_that_cannot_be_written_is_read_as_published(tmp_path, 
     (tmp_path / "private").write_text("not a folder")  # no cache folder can be made there
     parts = compaction.view_parts(_cache(tmp_path), members)
     assert parts.compacted == [] and len(parts.loose) == 4
+
+
+def test_views_made_at_once_by_several_workers_read_the_same_rows(tmp_path, runs_of_two):
+    asset = _published(tmp_path, {"p0": [3, 1, 2, 2, 1, 4, 1, 1], "p1": [2, 2, 2]})
+    expected = _answer(_uncompacted(asset), True)
+    with ThreadPoolExecutor(4) as pool:  # as workers of `rda serve` each making its view
+        answers = list(pool.map(lambda _: _answer(asset, True), range(8)))
+    assert all(answer == expected for answer in answers)
+    assert not list(_cache(tmp_path).glob("*.partial"))
