@@ -62,9 +62,10 @@ class Asset:
     # A checkpoint over shards (manifest version 2): its shard heads, in its order, each with
     # ``manifest_path``; a row's position (``leaf_starts``) counts the shards before it.
     shards: tuple[dict[str, Any], ...] = ()
-    # Per file (in ``files``' order): its log, its path in the dataset folder, its SHA-256 as
-    # the checkpoint lists it (what ``market/compaction.py`` needs to copy files it may trust).
-    file_ids: tuple[tuple[str, str, str], ...] = ()
+    # Per file (in ``files``' order): its log, its path in the dataset folder, its SHA-256 and
+    # its first row's leaf in its log, as the checkpoint lists them (what
+    # ``market/compaction.py`` needs to copy files it may trust).
+    file_ids: tuple[tuple[str, str, str, int], ...] = ()
 
     @property
     def dataset_dir(self) -> Path:
@@ -149,7 +150,9 @@ def _asset(layout: DataLayout, row: tuple) -> Asset:
         manifest_path=path,
         log_id=manifest.get("log", dataset),
         shards=tuple(manifest.get("shards", ())),
-        file_ids=tuple((f.log, f.entry["path"], f.entry["sha256"]) for f in files),
+        file_ids=tuple(
+            (f.log, f.entry["path"], f.entry["sha256"], int(f.entry["leaf_start"])) for f in files
+        ),
     )
 
 

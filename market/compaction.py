@@ -5,8 +5,9 @@ every file of the dataset: DuckDB reads each file's footer and column chunks, ~0
 (`rda bench --only aging`: a count over 1,967 files took 325 ms, over the same rows in one file
 3 ms; a day at a 1 s trigger adds ~86,400 files a shard). The market therefore reads runs of
 consecutive files of a shard's log from one compacted file holding their rows in order, with
-each row's file (``_rda_member``: its path in the dataset folder) and row number in that file
-(``_rda_row``), so a view still numbers each row from its own file's first leaf.
+each row's log (``_rda_log``) and leaf in that log (``_rda_log_leaf``): fixed once published, as
+a log only grows, so a view numbers the rows of every copy from one offset per log (the leaves
+of the shards before it), however many files the copies hold.
 
 Runs are aligned in a log's file order, which only grows: a first-level run is ``RUN_FILES``
 files, a run of the next level ``RUN_FILES`` runs of the level below, built from their
@@ -31,7 +32,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -40,8 +41,8 @@ import pyarrow.parquet as pq
 from sinks.parquet import read_parquet
 
 log = logging.getLogger("rda.market")
-MEMBER_COLUMN = "_rda_member"
-ROW_COLUMN = "_rda_row"
+LOG_COLUMN = "_rda_log"
+LOG_LEAF_COLUMN = "_rda_log_leaf"
 RUN_FILES = 16
 MAX_FILES_PER_VIEW = 256  # ~0.6 s of copying at most before a view is made (~2.2 ms a file)
 # A compacted file no view has used for this long is removed (the runs above it hold its rows):
@@ -58,7 +59,9 @@ class Member(NamedTuple):
     path: Path  # absolute
     key: str  # its path in the dataset folder
     sha256: str
-    leaf_start: int
+    leaf_start: int  # its first row's leaf in the checkpoint
+    log: str = ""  # the log its rows are leaves of (a shard)
+    log_leaf: int = 0  # its first row's leaf in that log
 
 
 @dataclass
@@ -191,21 +194,22 @@ def _make(cache: Path, target: Path, members: list[Member], budget: _Budget) -> 
 
 
 def _run_name(members: list[Member]) -> str:
-    listed = json.dumps([[m.key, m.sha256] for m in members], separators=(",", ":"))
+    listed: Any = [[m.log, m.log_leaf, m.key, m.sha256] for m in members]
+    listed = json.dumps(listed, separators=(",", ":"))
     return hashlib.sha256(listed.encode()).hexdigest()
 
 
 def _member_rows(member: Member) -> pa.Table | None:
-    """The file's rows with their member and row columns; None if its bytes are not the ones
+    """The file's rows with their log and leaf columns; None if its bytes are not the ones
     its manifest states (changed since: never copied into a compacted file)."""
     data = member.path.read_bytes()
     if hashlib.sha256(data).hexdigest() != member.sha256:
         return None
     with pq.ParquetFile(pa.BufferReader(data)) as file:  # not read_table: its dataset layer
         rows = file.read()  # costs as much as the read for a small file
-    keys = pa.repeat(pa.scalar(member.key, pa.string()), rows.num_rows)
-    rows = rows.append_column(MEMBER_COLUMN, keys)
-    return rows.append_column(ROW_COLUMN, pa.array(np.arange(rows.num_rows, dtype=np.int64)))
+    logs = pa.repeat(pa.scalar(member.log, pa.string()), rows.num_rows)
+    leaves = np.arange(member.log_leaf, member.log_leaf + rows.num_rows, dtype=np.int64)
+    return rows.append_column(LOG_COLUMN, logs).append_column(LOG_LEAF_COLUMN, pa.array(leaves))
 
 
 def _write(target: Path, schemas: list[pa.Schema], tables: Iterable[pa.Table]) -> Path:

@@ -204,20 +204,21 @@ def asset_parts(asset: Asset, budget: int | None = None) -> Parts:
     """The files a view of ``asset`` reads: runs of small files from their compacted copies
     (``market/compaction.py``, which copies at most ``budget`` files now), the others as
     published."""
+    if not asset.file_ids:
+        members = [Member(path, "", "", start) for path, start in zip(
+            asset.files, asset.leaf_starts, strict=True)]  # fmt: skip
+        return Parts(loose=members)
     members = [
-        Member(path, file_id[1], file_id[2], start)
-        for path, start, file_id in zip(
-            asset.files, asset.leaf_starts, asset.file_ids or [("", "", "")] * len(asset.files),
-            strict=True,
+        Member(path, key, sha256, start, log, log_leaf)
+        for path, start, (log, key, sha256, log_leaf) in zip(
+            asset.files, asset.leaf_starts, asset.file_ids, strict=True
         )
-    ]  # fmt: skip
-    if not asset.file_ids or len(members) < compaction.RUN_FILES:
-        return Parts(loose=members)
-    if len(set(asset.files)) < len(asset.files):  # a file listed twice: read as published
-        return Parts(loose=members)
+    ]
+    if len(members) < compaction.RUN_FILES or len(set(asset.files)) < len(asset.files):
+        return Parts(loose=members)  # few files, or a file listed twice: read as published
     logs: dict[str, list[Member]] = {}
-    for member, (log, _key, _sha256) in zip(members, asset.file_ids, strict=True):
-        logs.setdefault(log, []).append(member)
+    for member in members:
+        logs.setdefault(member.log, []).append(member)
     root = asset.dataset_dir.parent.parent  # the data directory: published/<dataset>/..
     cache = DataLayout(root).private / "market" / "compacted" / asset.dataset
     return compaction.view_parts(cache, list(logs.values()), budget)
@@ -236,49 +237,57 @@ def view_query(asset: Asset, leaf_index: bool = False, parts: Parts | None = Non
     With ``leaf_index``, each row's leaf: its file's first leaf joined to its row number in the
     file, over one scan of every file (a view that united a scan per file cost DuckDB a plan the
     size of the file list: a stream's 1,967 files took 0.79 s to make and 1.3 s a count, against
-    0.04 s and 0.28 s). Compacted files (``parts``) hold each row's file and row number."""
+    0.04 s and 0.28 s). Compacted files (``parts``) hold each row's log and its leaf there."""
     parts = parts or asset_parts(asset)
     selects = []
     if parts.compacted:
         members = [m for _, held in parts.compacted for m in held]
         selects.append(
-            _select(
-                [path for path, _ in parts.compacted], members, leaf_index,
-                compaction.MEMBER_COLUMN, compaction.ROW_COLUMN,
-            )
-        )  # fmt: skip
+            _compacted_select([path for path, _ in parts.compacted], members, leaf_index)
+        )
     if parts.loose:
-        files = [m.path for m in parts.loose]
-        selects.append(_select(files, parts.loose, leaf_index, _FILE, "file_row_number"))
+        selects.append(_select([m.path for m in parts.loose], parts.loose, leaf_index))
     return " UNION ALL BY NAME ".join(selects)
 
 
-def _select(
-    files: Sequence[Path], members: Sequence[Member], leaf_index: bool, file: str, row: str
-) -> str:
-    """One scan of ``files``: their rows (with each one's leaf, numbered from its ``file``
-    column's first leaf, with ``leaf_index``). Loose files get ``file`` and ``row`` from
-    DuckDB; compacted ones hold them."""
+def _select(files: Sequence[Path], members: Sequence[Member], leaf_index: bool) -> str:
+    """One scan of loose ``files``: their rows (with each one's leaf, numbered from its file's
+    first leaf, with ``leaf_index``)."""
     if leaf_index:  # each file scanned once, numbered from each of its places in the listing
         files = list(dict.fromkeys(files))
+    scan = _scan(files, f", file_row_number = true, filename = '{_FILE}'" if leaf_index else "")
+    if not leaf_index:
+        return f"SELECT * FROM {scan}"
+    starts = ", ".join(f"({_literal(str(m.path))}, {int(m.leaf_start)})" for m in members)
+    return (
+        f"SELECT rows.* EXCLUDE (file_row_number, {_FILE}), "
+        f"rows.file_row_number + CAST(starts.leaf_start AS BIGINT) AS {LEAF_COLUMN} "
+        f"FROM {scan} AS rows JOIN (VALUES {starts}) AS starts({_FILE}, leaf_start) USING ({_FILE})"
+    )
+
+
+def _compacted_select(files: Sequence[Path], members: Sequence[Member], leaf_index: bool) -> str:
+    """One scan of compacted ``files``: their rows (with each one's leaf, its leaf in its log
+    plus the log's first leaf in the checkpoint, with ``leaf_index``: one value per log)."""
+    log, log_leaf = compaction.LOG_COLUMN, compaction.LOG_LEAF_COLUMN
+    scan = _scan(files, "")
+    if not leaf_index:
+        return f"SELECT * EXCLUDE ({log}, {log_leaf}) FROM {scan}"
+    offsets = {m.log: m.leaf_start - m.log_leaf for m in members}
+    listed = ", ".join(f"({_literal(name)}, {int(offset)})" for name, offset in offsets.items())
+    return (
+        f"SELECT rows.* EXCLUDE ({log}, {log_leaf}), "
+        f"rows.{log_leaf} + CAST(logs.leaf_offset AS BIGINT) AS {LEAF_COLUMN} "
+        f"FROM {scan} AS rows JOIN (VALUES {listed}) AS logs({log}, leaf_offset) USING ({log})"
+    )
+
+
+def _scan(files: Sequence[Path], options: str) -> str:
     listing = ", ".join(_literal(str(f)) for f in files)
     # By name when a later minor version's files carry extra optional columns; only then:
     # union_by_name reads every file's footer at each query (measured 2.5x slower)
     by_name = ", union_by_name = true" if _schemas_differ(files) else ""
-    loose = file == _FILE
-    virtual = f", file_row_number = true, filename = '{_FILE}'" if loose else ""
-    scan = f"read_parquet([{listing}]{by_name}{virtual if leaf_index else ''})"
-    if not leaf_index:
-        return f"SELECT * FROM {scan}" if loose else f"SELECT * EXCLUDE ({file}, {row}) FROM {scan}"
-    keys = [str(m.path) if loose else m.key for m in members]
-    starts = ", ".join(
-        f"({_literal(key)}, {int(m.leaf_start)})" for key, m in zip(keys, members, strict=True)
-    )
-    return (
-        f"SELECT rows.* EXCLUDE ({row}, {file}), "
-        f"rows.{row} + CAST(starts.leaf_start AS BIGINT) AS {LEAF_COLUMN} "
-        f"FROM {scan} AS rows JOIN (VALUES {starts}) AS starts({file}, leaf_start) USING ({file})"
-    )
+    return f"read_parquet([{listing}]{by_name}{options})"
 
 
 def _schemas_differ(files: Sequence[Path]) -> bool:

@@ -43,6 +43,7 @@ def _published(root: Path, logs: dict[str, list[int]], extra_column_from: int = 
     dataset_dir = root / "published" / DATASET
     files, starts, ids, first, number = [], [], [], 0, 0
     for log, sizes in logs.items():
+        in_log = 0
         for index, size in enumerate(sizes):
             columns = {"log": [log] * size, "file": [index] * size, "row": list(range(size))}
             if 0 <= extra_column_from <= number:
@@ -53,8 +54,8 @@ def _published(root: Path, logs: dict[str, list[int]], extra_column_from: int = 
             pq.write_table(pa.table(columns), path)
             files.append(path)
             starts.append(first)
-            ids.append((log, key, hashlib.sha256(path.read_bytes()).hexdigest()))
-            first, number = first + size, number + 1
+            ids.append((log, key, hashlib.sha256(path.read_bytes()).hexdigest(), in_log))
+            first, number, in_log = first + size, number + 1, in_log + size
     checkpoint = Checkpoint(DATASET, first, "00" * 32, None, None, None, None, "00" * 32)
     return Asset(
         DATASET, "t_v1", checkpoint, {}, tuple(files), tuple(starts), None,
@@ -112,8 +113,9 @@ def test_runs_of_runs_are_compacted_from_the_runs_below(tmp_path, runs_of_two):
     assert [m.key for m in parts.loose] == ["shards/p0/data/0004.parquet"]
     assert len(list(_cache(tmp_path).glob("*.parquet"))) == 3
     held = pq.read_table(parts.compacted[0][0])
-    assert held.column(compaction.ROW_COLUMN).to_pylist() == [0, 1, 2, 0, 0, 1, 0, 1]
-    assert held.column(compaction.MEMBER_COLUMN).to_pylist()[3] == "shards/p0/data/0001.parquet"
+    assert held.column(compaction.LOG_LEAF_COLUMN).to_pylist() == list(range(8))
+    assert set(held.column(compaction.LOG_COLUMN).to_pylist()) == {"p0"}
+    assert held.column("row").to_pylist() == [0, 1, 2, 0, 0, 1, 0, 1]
 
 
 def test_a_file_whose_bytes_are_not_the_ones_its_manifest_states_is_never_copied(
@@ -210,8 +212,8 @@ def test_queries_with_proofs_over_compacted_runs_of_a_pipelines_data(
 
 def _members(asset: Asset) -> list[compaction.Member]:
     return [
-        compaction.Member(path, key, sha256, start)
-        for path, start, (_log, key, sha256) in zip(
+        compaction.Member(path, key, sha256, start, log, log_leaf)
+        for path, start, (log, key, sha256, log_leaf) in zip(
             asset.files, asset.leaf_starts, asset.file_ids, strict=True
         )
     ]
