@@ -14,12 +14,12 @@ files, a run of the next level ``RUN_FILES`` runs of the level below, built from
 compacted files. A compacted file is derived data, never published nor anchored, kept under
 ``private/market/compacted/<dataset>/``: it is made only from files whose bytes hash to the
 SHA-256 their manifest states, named by the hash of its members (their logs, leaves, paths and
-SHA-256), written
-whole then renamed (workers of ``rda serve`` making the same run write the same content), and
-read only for a checkpoint that lists every one of its members. A view compacts at most
-``MAX_FILES_PER_VIEW`` files it has not compacted before; the rest stay loose until a later
-view. A compacted file is touched by every view that reads it, and removed once none has for
-``UNUSED_S`` (the runs of a level are replaced by the run above them as a log grows).
+SHA-256), written whole then renamed (workers of ``rda serve`` making the same run write the
+same content), and read only for a checkpoint that lists every one of its members. A view
+compacts at most ``MAX_FILES_PER_VIEW`` files it has not compacted before; the rest stay loose
+until a later view. A compacted file is touched by every view that reads it, and removed once
+none has for ``UNUSED_S`` (the runs of a level are replaced by the run above them as a log
+grows).
 """
 
 from __future__ import annotations
