@@ -25,7 +25,7 @@ from market.execution import QueryJob, execute
 from market.listings import coverage
 from market.policy import QueryRefused
 from market.profiles import column_profiles, sample_rows
-from market.sandbox import LEAF_COLUMN, Limits, Sandbox
+from market.sandbox import LEAF_COLUMN, Limits, Sandbox, asset_parts
 from market.service import latest_only
 from proofs.jcs import canonicalize
 
@@ -107,7 +107,7 @@ def test_a_view_over_compacted_runs_answers_as_the_files_do(
 
 def test_runs_of_runs_are_compacted_from_the_runs_below(tmp_path, runs_of_two):
     asset = _published(tmp_path, {"p0": [3, 1, 2, 2, 1]})
-    parts = compaction.view_parts(_cache(tmp_path), [_members(asset)])
+    parts = asset_parts(asset)
     # 5 files: a run of 4 (two runs of 2 compacted first), then the fifth as published
     assert [len(held) for _, held in parts.compacted] == [4]
     assert [m.key for m in parts.loose] == ["shards/p0/data/0004.parquet"]
@@ -124,7 +124,7 @@ def test_a_file_whose_bytes_are_not_the_ones_its_manifest_states_is_never_copied
     asset = _published(tmp_path, {"p0": [2, 2, 2, 2]})
     changed = asset.files[1]
     pq.write_table(pa.table({"log": ["p0"], "file": [1], "row": [999]}), changed)
-    parts = compaction.view_parts(_cache(tmp_path), [_members(asset)])
+    parts = asset_parts(asset)
     assert [m.key for _, held in parts.compacted for m in held] == [
         "shards/p0/data/0002.parquet", "shards/p0/data/0003.parquet",
     ]  # fmt: skip
@@ -137,10 +137,10 @@ def test_a_view_reads_no_more_than_its_budget_and_the_next_one_goes_on(
     tmp_path, monkeypatch, runs_of_two
 ):
     monkeypatch.setattr(compaction, "MAX_FILES_PER_VIEW", 2)  # a run's two files, or two runs
-    members = [_members(_published(tmp_path, {"p0": [1] * 8}))]
+    asset = _published(tmp_path, {"p0": [1] * 8})
     made, held = [], []
     for _view in range(10):
-        parts = compaction.view_parts(_cache(tmp_path), members)
+        parts = asset_parts(asset)
         made.append(len(list(_cache(tmp_path).glob("*.parquet"))))
         held.append(sum(len(files) for _, files in parts.compacted))
         if not parts.pending:
@@ -151,12 +151,12 @@ def test_a_view_reads_no_more_than_its_budget_and_the_next_one_goes_on(
 
 
 def test_a_compacted_file_unused_for_longer_than_its_keep_is_removed(tmp_path, runs_of_two):
-    members = [_members(_published(tmp_path, {"p0": [1, 1, 1, 1]}))]
-    compaction.view_parts(_cache(tmp_path), members)  # the two runs of 2, then their run of 4
+    asset = _published(tmp_path, {"p0": [1, 1, 1, 1]})
+    asset_parts(asset)  # the two runs of 2, then their run of 4
     old = time.time() - compaction.UNUSED_S - 1
     for path in _cache(tmp_path).glob("*.parquet"):
         os.utime(path, (old, old))
-    parts = compaction.view_parts(_cache(tmp_path), members)
+    parts = asset_parts(asset)
     # the run of 4 is read (touched, kept); the runs of 2 it was made from are removed
     assert sorted(_cache(tmp_path).glob("*.parquet")) == [parts.compacted[0][0]]
 
@@ -177,15 +177,14 @@ def test_a_checkpoint_listing_a_file_twice_is_read_as_published(tmp_path, runs_o
 def test_a_run_whose_file_is_gone_is_left_to_be_read_as_published(tmp_path, runs_of_two):
     asset = _published(tmp_path, {"p0": [1, 1, 1, 1]})
     asset.files[3].unlink()
-    parts = compaction.view_parts(_cache(tmp_path), [_members(asset)])
+    parts = asset_parts(asset)
     assert [m.path for _, held in parts.compacted for m in held] == list(asset.files[:2])
     assert [m.path for m in parts.loose] == list(asset.files[2:])
 
 
 def test_runs_of_large_files_are_read_as_published(tmp_path, monkeypatch, runs_of_two):
     monkeypatch.setattr(compaction, "MAX_RUN_BYTES", 1)
-    members = [_members(_published(tmp_path, {"p0": [1, 1]}))]
-    parts = compaction.view_parts(_cache(tmp_path), members)
+    parts = asset_parts(_published(tmp_path, {"p0": [1, 1]}))
     assert parts.compacted == [] and len(parts.loose) == 2
 
 
@@ -208,15 +207,6 @@ def test_queries_with_proofs_over_compacted_runs_of_a_pipelines_data(
     assert len(result["rows"]) == len(result["proofs"]) == 7
     for row, bundle in zip(result["rows"], result["proofs"], strict=True):
         assert canonicalize(row) == canonicalize(bundle["row"])
-
-
-def _members(asset: Asset) -> list[compaction.Member]:
-    return [
-        compaction.Member(path, key, sha256, start, log, log_leaf)
-        for path, start, (log, key, sha256, log_leaf) in zip(
-            asset.files, asset.leaf_starts, asset.file_ids, strict=True
-        )
-    ]
 
 
 def _cache_of(data: Path, asset: Asset) -> Path:
@@ -260,9 +250,9 @@ def test_a_view_whose_file_is_gone_is_made_again_at_the_next_query(tmp_path, run
 
 
 def test_a_data_directory_that_cannot_be_written_is_read_as_published(tmp_path, runs_of_two):
-    members = [_members(_published(tmp_path, {"p0": [1, 1, 1, 1]}))]
+    asset = _published(tmp_path, {"p0": [1, 1, 1, 1]})
     (tmp_path / "private").write_text("not a folder")  # no cache folder can be made there
-    parts = compaction.view_parts(_cache(tmp_path), members)
+    parts = asset_parts(asset)
     assert parts.compacted == [] and len(parts.loose) == 4
 
 
