@@ -16,6 +16,7 @@ from typing import Any
 import duckdb
 
 from market.assets import Asset
+from market.compaction import Parts
 from market.sandbox import LEAF_COLUMN, view_query
 
 MASKED_CLASSES = {"identifier", "network_address"}
@@ -33,15 +34,15 @@ def masked_columns(asset: Asset) -> list[str]:
     ]
 
 
-def column_profiles(asset: Asset) -> list[dict[str, Any]]:
+def column_profiles(asset: Asset, parts: Parts | None = None) -> list[dict[str, Any]]:
     """Per column: nulls, distinct values; range and mean of numbers and times; the most
     frequent values of low-cardinality text. One scan for every column's figures, then one per
     low-cardinality text column (a query per column and figure scanned every file again: 34 s
-    over a 510-batch stream's 1,967 files)."""
+    over a 510-batch stream's 1,967 files). ``parts``: the files to read (``asset_parts``)."""
     fields = asset.schema.get("fields", [])
     masked = set(masked_columns(asset))
     with duckdb.connect(":memory:", config={"threads": 2}) as con:
-        con.execute(f"CREATE VIEW t AS {view_query(asset)}")
+        con.execute(f"CREATE VIEW t AS {view_query(asset, parts=parts)}")
         present = {row[0] for row in con.execute("DESCRIBE t").fetchall()}
         shown = [
             (f["name"], str(f.get("type", "")), f.get("privacy"))
@@ -107,14 +108,17 @@ def _profile(
     return profile
 
 
-def sample_rows(asset: Asset, count: int = SAMPLE_ROWS) -> dict[str, Any]:
+def sample_rows(
+    asset: Asset, count: int = SAMPLE_ROWS, parts: Parts | None = None
+) -> dict[str, Any]:
     """``count`` published rows spread over the dataset (every n-th leaf), masked columns
-    masked; timestamps as text, numbers rounded to what the schema publishes."""
+    masked; timestamps as text, numbers rounded to what the schema publishes. ``parts``: the
+    files to read (``asset_parts``)."""
     masked = set(masked_columns(asset))
     step = max(asset.checkpoint.tree_size // count, 1)
     with duckdb.connect(":memory:") as con:
         relation = con.sql(
-            f"SELECT * EXCLUDE ({LEAF_COLUMN}) FROM ({view_query(asset, leaf_index=True)}) "
+            f"SELECT * EXCLUDE ({LEAF_COLUMN}) FROM ({view_query(asset, True, parts)}) "
             f"WHERE {LEAF_COLUMN} % ? = 0 ORDER BY {LEAF_COLUMN} LIMIT ?",
             params=[step, count],
         )

@@ -32,7 +32,7 @@ from market.policy import QueryRefused, check_query
 from market.pool import PoolLimits, QueryPool
 from market.profiles import column_profiles, example_queries, sample_rows
 from market.results import FORMATS
-from market.sandbox import Limits, Sandbox
+from market.sandbox import Limits, Sandbox, asset_parts
 from market.store import Buyer, MarketSnapshot, MarketStore, market_path
 from proofs.identity import FILE_NAME as IDENTITY_FILE
 from sinks.layout import DataLayout
@@ -133,14 +133,15 @@ class Marketplace:
 
     def _detail(self, asset: Asset, listing: dict[str, Any], terms: Any) -> dict[str, Any]:
         history = checkpoint_history(asset, self._facts)
+        parts = asset_parts(asset)  # once for both readers: one compaction budget, not two
         report = read_quality_report(asset)
         return {
             "license_terms": license_terms(terms),
             "data_card": data_card(asset, self._facts, listing["coverage"], history),
             "checkpoints": history,
             "publisher": publisher(asset),
-            "profiles": column_profiles(asset),
-            "sample": sample_rows(asset),
+            "profiles": column_profiles(asset, parts),
+            "sample": sample_rows(asset, parts=parts),
             "examples": example_queries(asset, time_column(asset.schema)),
             "quality_report": summarize_report(report, asset.checkpoint.tree_size),
         }
