@@ -82,6 +82,7 @@ def drain(
     config = RunConfig(bootstrap, topic, group, data_dir, max_batch_records=per_batch)
     chain, source = open_chain("embedded", None, None), open_source(bootstrap)
     worker = Worker(lander=landing_process())
+    worker.lander.start()  # as `rda run`: forked first, with no Kafka client in this process
     summaries, started = [], time.perf_counter()
     try:
         while (summary := run_batch(config, source, chain.anchor, worker=worker)) is not None:

@@ -170,11 +170,14 @@ def _waves(
             bootstrap, options.ripe_topic, "rda-demo", options.data_dir, signatures=UNSIGNED
         )
         streams.append((options.ripe_topic, _ripe_messages(options, start_ms), config))
+    # Lands every batch, as in `rda run`: forked first, before any Kafka client or thread of
+    # this process (``RunLoop._landing``).
+    worker = Worker(lander=landing_process())
+    worker.lander.start()
     source = open_source(bootstrap)
     totals = _Totals()
     quality = QualityWorker(options.data_dir)  # GE on each anchored checkpoint, in a child
     quality.start()  # GE warms up while the first batch lands
-    worker = Worker(lander=landing_process())  # lands every batch, as in `rda run`
     try:
         _run_waves(options, report, streams, source, chain.anchor, quality, totals, worker)
     finally:

@@ -27,6 +27,7 @@ import os
 import pickle
 import select
 import signal
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -40,6 +41,7 @@ _CHAIN_LIMIT = 8
 # Kafka costs no CPU either: callers whose child may wait on a broker pass more than its timeout.
 STALL_S = 120.0
 _DUMP_S = 1.0  # for the stuck child's stack dump, before it is killed
+IMPORT_WAIT_S = 2.0  # at most, for another thread's import to end before a fork
 
 
 def _libc_prctl() -> Callable[..., int] | None:
@@ -141,7 +143,9 @@ def fork_frozen() -> int:
     """``os.fork()`` (0 in the child) where the child never collects the parent's objects: a
     finalizer of one bound to the parent's threads (a client, a connection pool) would run in the
     child, where those threads are gone, and crash it (seen: SIGSEGV while "Garbage-collecting").
-    CPython's advice for fork; the parent collects its own garbage as before."""
+    CPython's advice for fork; the parent collects its own garbage as before. Not while another
+    thread is importing a module (``imports_settled``)."""
+    imports_settled()
     parent = os.getpid()
     gc.freeze()
     try:
@@ -149,6 +153,29 @@ def fork_frozen() -> int:
     finally:
         if os.getpid() == parent:
             gc.unfreeze()
+
+
+def imports_settled(limit_s: float = IMPORT_WAIT_S) -> bool:
+    """Wait, at most ``limit_s``, until no module of this process is being imported; whether
+    none is. A module's import holds its lock until its body has run: a child forked meanwhile
+    has the lock, not the thread that would release it, and its first use of the module waits
+    for good (seen: a landing child forked beside the lag watcher's first ``import
+    confluent_kafka``). A module the forking thread itself is importing would never settle:
+    hence the limit."""
+    deadline = time.monotonic() + limit_s
+    while _being_imported():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.002)
+    return True
+
+
+def _being_imported() -> bool:
+    """Some module's body is running (importlib marks its spec ``_initializing`` meanwhile)."""
+    return any(
+        getattr(getattr(module, "__spec__", None), "_initializing", False)
+        for module in list(sys.modules.values())
+    )
 
 
 def _child(work: Callable[[], object], write_end: int, parent: int) -> None:  # pragma: no cover

@@ -144,9 +144,6 @@ class RunLoop:
     # -- the loop ---------------------------------------------------------------------------
 
     def run(self) -> RunReport:
-        if self.settings.metrics_port is not None:
-            self.metrics.serve(self.settings.metrics_port)
-            self.log.info("metrics on http://127.0.0.1:%d/metrics", self.settings.metrics_port)
         if self.settings.join_group and (self.settings.chain or self._state.chain_kind) == (
             "embedded"
         ):
@@ -158,12 +155,13 @@ class RunLoop:
         heartbeat = Heartbeat(self.space.store, self.worker.id)
         with (
             self._signals(),
+            self._landing(),  # first: the landing child is forked before any other thread
+            self._metrics_server(),
             self._display(),
             heartbeat,
             self._lag_gauge(),
             self._membership(),
             self._quality_worker(),
-            self._landing(),
         ):
             try:
                 self._open_chain()
@@ -254,13 +252,28 @@ class RunLoop:
 
     @contextmanager
     def _landing(self) -> Iterator[None]:
-        """The run's landing child and Kafka connections live as long as the run."""
+        """The run's landing child and Kafka connections live as long as the run.
+
+        The child is forked while this process has one thread and no Kafka client: a fork
+        copies the locks other threads hold, not the threads. Forked beside the lag watcher's
+        first refresh, a child found confluent_kafka's import lock held for good, or
+        librdkafka's state half made, and landed nothing until the stall check killed it."""
+        if self.worker.lander is not None:
+            self.worker.lander.start()
         try:
             yield
         finally:
             if self.worker.lander is not None:
                 self.worker.lander.close()
             self.source.close()
+
+    @contextmanager
+    def _metrics_server(self) -> Iterator[None]:
+        """/metrics served in a daemon thread for as long as the process lives."""
+        if self.settings.metrics_port is not None:
+            self.metrics.serve(self.settings.metrics_port)
+            self.log.info("metrics on http://127.0.0.1:%d/metrics", self.settings.metrics_port)
+        yield
 
     @contextmanager
     def _quality_worker(self) -> Iterator[None]:
@@ -399,8 +412,6 @@ class RunLoop:
         registry's block is journaled with each plan): ``streaming/chain_opening.py``."""
         target = chain_target(self.settings, InfraState.load())
         shared_keys(self.space)  # made here, not raced by the binding's thread
-        if self.worker.lander is not None:
-            self.worker.lander.start()  # forked before the thread: see chain_opening
         opening = lambda: open_and_bind(target, self.space, self.backoff, self.stop)  # noqa: E731
         self._chain_opening = ChainOpening(opening)
         self._chain_opening.start(background=target.nodes is None)

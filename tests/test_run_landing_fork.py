@@ -1,0 +1,57 @@
+"""``rda run`` forks its landing child while it is one thread with no Kafka client.
+
+A fork copies the locks other threads hold, not the threads that would release them. Forked
+beside the lag watcher's first refresh (``--metrics-port``), the child found confluent_kafka's
+import lock held, or librdkafka's state half made, and landed nothing until the stall check
+killed it two minutes later (a CI run's metrics test timed out on it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from infra.tools import free_port
+
+# `rda run`, with the landing child's fork recorded: the process's threads at that moment, as
+# Python names them and as the kernel does (librdkafka's are not Python threads: "rdk:…").
+RUN_RECORDING_THE_FORK = """
+import json, os, sys, threading
+from streaming.lander import Lander
+fork = Lander._start
+def recording(self):
+    print(json.dumps({
+        "os_threads": sorted(
+            open(f"/proc/self/task/{task}/comm").read().strip()
+            for task in os.listdir("/proc/self/task")
+        ),
+        "python_threads": sorted(t.name for t in threading.enumerate()),
+    }), flush=True)
+    fork(self)
+Lander._start = recording
+from cli.main import main
+sys.exit(main(["run", *sys.argv[1:]]))
+"""
+
+
+def test_the_landing_child_is_forked_before_any_other_thread_starts(
+    broker, topic, tmp_path, publish
+):
+    produced = publish(broker, topic, nodes=3, duration_s=4)
+    result = subprocess.run(
+        [sys.executable, "-c", RUN_RECORDING_THE_FORK,
+         "--bootstrap", broker.bootstrap, "--topic", topic, "--group", f"g-{topic}",
+         "--data-dir", str(tmp_path / "data"), "--chain", "embedded", "--once", "--json",
+         "--metrics-port", str(free_port()), "--lag-interval", "0.1"],
+        capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL,
+        env={**os.environ, "RDA_STATE_DIR": str(tmp_path / "state")},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    first, *rest = result.stdout.splitlines()
+    at_fork = json.loads(first)
+    assert at_fork["python_threads"] == ["MainThread"]
+    # Idle pools of native libraries (Arrow's, jemalloc's) are there from their import on, and
+    # made fork-safe by those libraries; a Kafka client's threads are not.
+    assert not [name for name in at_fork["os_threads"] if name.startswith("rdk:")]
+    assert json.loads("\n".join(rest))["totals"]["read"] == produced.messages
