@@ -98,9 +98,11 @@ def _checkpoint(schema: TelemetrySchema, docs_dir: str | None) -> Any:
         ProgressBarsConfig,
     )
 
+    from validators import ge_between
     from validators.data_docs_views import site_views
 
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    ge_between.register()  # numeric bounds checked in one step whatever the column's width
     config = DataContextConfig(
         store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
         analytics_enabled=False,  # offline
