@@ -8,6 +8,7 @@ same bytes and the same SHA-256 in the manifest. GE's HTML Data Docs are built b
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -82,10 +83,21 @@ def validate(
     checkpoint = _checkpoint(schema, str(docs_dir.resolve()) if docs_dir else None)
     frame = rows.to_pandas()
     started = time.perf_counter()
-    outcome = checkpoint.run(batch_parameters={"dataframe": frame})
+    with _pandas_options():
+        outcome = checkpoint.run(batch_parameters={"dataframe": frame})
     seconds = time.perf_counter() - started
     (result,) = outcome.run_results.values()
     return _report(schema, rows.num_rows, result.to_json_dict(), gx.__version__), seconds
+
+
+def _pandas_options() -> contextlib.AbstractContextManager:
+    """pandas' copy-on-write while GE runs: GE selects each metric's rows with a boolean mask
+    (``df[df[column].notnull()]``), which without it copies the whole frame even when every
+    row is kept — about 40 % of a large checkpoint's validation. GE only reads the frames: the
+    report is the same."""
+    import pandas as pd
+
+    return pd.option_context("mode.copy_on_write", True)
 
 
 @functools.lru_cache(maxsize=32)
