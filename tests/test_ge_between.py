@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from great_expectations.expectations.metrics.column_map_metrics.column_values_between import (
     ColumnValuesBetween,
 )
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -31,7 +31,19 @@ from validators import ge_between
 from validators.expectations import report_bytes, validate
 
 START_MS = 1_764_000_000_000
-DTYPES = ["int8", "int16", "int32", "int64", "uint16", "uint32", "float32", "float64"]
+DTYPES = [
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float16",
+    "float32",
+    "float64",
+]
 
 
 def verdicts(provider: type, column: pd.Series, **bounds) -> list[bool]:
@@ -42,7 +54,9 @@ def verdicts(provider: type, column: pd.Series, **bounds) -> list[bool]:
 def columns_and_bounds(draw):
     dtype = np.dtype(draw(st.sampled_from(DTYPES)))
     values = draw(arrays(dtype, st.integers(0, 40), elements={"allow_nan": False}))
-    edges = [*values.tolist()[:3], 0, -1, 0.5, 1e6, -(2**31)]
+    # Bounds at and beside the values (where a narrow float rounds), and decimal ones.
+    near = [np.nextafter(float(v), d) for v in values.tolist()[:3] for d in (-np.inf, np.inf)]
+    edges = [*values.tolist()[:3], *near, 0, -1, 0.1, 1 / 3, 0.5, 1e6, -(2**31), 2**63]
     bound = st.one_of(
         st.none(), st.sampled_from(edges), st.integers(-300, 300), st.floats(-1e9, 1e9)
     )
@@ -55,12 +69,20 @@ def columns_and_bounds(draw):
     return pd.Series(values, dtype=dtype), {"min_value": low, "max_value": high, **strict}
 
 
+@settings(max_examples=400)
 @given(columns_and_bounds())
 def test_every_value_is_judged_as_ge_judges_it_whatever_the_column_s_width(case):
     column, bounds = case
     assert verdicts(ge_between.register(), column, **bounds) == verdicts(
         ColumnValuesBetween, column, **bounds
     )
+
+
+def test_a_float32_value_is_compared_exactly_not_with_the_bound_rounded_to_float32():
+    column = pd.Series([0.1, 0.25], dtype="float32")  # float32(0.1) = 0.10000000149…
+    for provider in (ge_between.register(), ColumnValuesBetween):
+        assert verdicts(provider, column, min_value=0.0, max_value=0.1) == [False, False]
+        assert verdicts(provider, column, min_value=0.0, max_value=0.25) == [True, True]
 
 
 def test_a_text_column_keeps_ge_s_own_handling():
