@@ -7,10 +7,12 @@ one. A ``Lander`` forks one child the first time and sends it each batch's work 
 arguments over a pipe); the child keeps its state from one batch to the next.
 
 It isolates exactly as ``run_isolated`` does: a crash kills only the child, and the batch gets
-``WorkerCrashed`` (counted, then bisected: ``streaming/poison.py``); the next batch forks a new
-child. The child dies with its parent (``PR_SET_PDEATHSIG``) or when its pipe closes, and is
-replaced once it has grown past ``max_rss_mb`` (Arrow keeps freed memory for reuse). Because
-the child keeps the process's state as it was when forked, a lander lives as long as one run.
+``WorkerCrashed`` (counted, then bisected: ``streaming/poison.py``); the next batch gets a new
+child, forked by the lander's spawner (``streaming/spawner.py``) as a copy of the process as
+it was at the first fork. The child dies with the spawner, the spawner with this process
+(``PR_SET_PDEATHSIG``); a child also ends when its pipe closes, and is replaced once it has
+grown past ``max_rss_mb`` (Arrow keeps freed memory for reuse). Because the children keep the
+process's state as it was at the first fork, a lander lives as long as one run.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
+import logging
 import os
 import pickle
 import signal
 import struct
 from collections.abc import Callable, Hashable
-from typing import IO, Any, Generic, TypeVar
+from typing import IO, Any, Generic, NoReturn, TypeVar
 
 from infra.processes import resident_bytes
 from streaming.isolation import (
@@ -32,11 +35,12 @@ from streaming.isolation import (
     await_answer,
     child_answer,
     die_with_parent,
-    fork_frozen,
     rebuilt,
     stuck,
 )
+from streaming.spawner import Spawner, SpawnerGone
 
+log = logging.getLogger("rda.run")
 A = TypeVar("A")
 T = TypeVar("T")
 _LENGTH = struct.Struct("!Q")
@@ -56,6 +60,7 @@ class Lander(Generic[A, T]):
         self.work = work  # the child has it by fork: only the arguments travel
         self.max_rss_mb = max_rss_mb
         self.pid: int | None = None
+        self._spawner = Spawner(self._serve_pipes)  # forks the children (streaming/spawner.py)
         self._requests: IO[bytes] | None = None
         self._answers: IO[bytes] | None = None
         # (key, what, stall_s) of the step sent and not answered yet
@@ -114,6 +119,7 @@ class Lander(Generic[A, T]):
             self._in_flight = None
             self._kill()
         self._reap()
+        self._close_spawner()
 
     def _settle(self) -> None:
         """Wait for the step in flight, if any, and keep its outcome for ``collect``."""
@@ -144,24 +150,37 @@ class Lander(Generic[A, T]):
         self._answered[key] = (True, WorkerCrashed.from_status(what, self._reap()))
 
     def _start(self) -> None:
-        parent = os.getpid()
-        request_read, request_write = os.pipe()
-        answer_read, answer_write = os.pipe()
-        pid = fork_frozen()
-        if pid == 0:  # pragma: no cover - the child: measured by its effects
-            # Another lander's ends, inherited, would keep its child from seeing end of input.
-            for fd in (request_write, answer_read, *_PARENT_ENDS):
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-            self._serve(os.fdopen(request_read, "rb"), os.fdopen(answer_write, "wb"), parent)
-        os.close(request_read)
-        os.close(answer_write)
+        """A new child, from the spawner (forked now if it is not running: the first time,
+        or if it was killed — then from this process as it is now, logged)."""
+        if self._spawner.pid is None:
+            self._start_spawner()
+        try:
+            pid, request_write, answer_read = self._spawner.spawn()
+        except SpawnerGone as error:
+            log.warning("the landing children's spawner is gone (%s): forking another", error)
+            self._close_spawner()
+            self._start_spawner()
+            pid, request_write, answer_read = self._spawner.spawn()
         _PARENT_ENDS.update((request_write, answer_read))
         self.pid = pid
         self._requests = os.fdopen(request_write, "wb")
         self._answers = os.fdopen(answer_read, "rb")
 
-    def _serve(self, requests: IO[bytes], answers: IO[bytes], parent: int) -> None:
+    def _start_spawner(self) -> None:
+        # Another lander's ends, inherited, would keep its child (or spawner) from seeing the
+        # end of its input.
+        self._spawner.start(close_in_child=set(_PARENT_ENDS))
+        _PARENT_ENDS.add(self._spawner.fileno())
+
+    def _close_spawner(self) -> None:
+        _PARENT_ENDS.discard(self._spawner.fileno())
+        self._spawner.close()
+
+    def _serve_pipes(self, request_read: int, answer_write: int, spawner: int) -> NoReturn:
+        """In a child of the spawner: ``_serve`` on its two pipes."""
+        self._serve(os.fdopen(request_read, "rb"), os.fdopen(answer_write, "wb"), spawner)
+
+    def _serve(self, requests: IO[bytes], answers: IO[bytes], parent: int) -> NoReturn:
         """The child's loop (never returns): each request's answer, until the pipe closes."""
         die_with_parent(parent)
         code = 0
@@ -196,8 +215,8 @@ class Lander(Generic[A, T]):
         if pid is None:
             return 0
         try:
-            return os.waitpid(pid, 0)[1]
-        except ChildProcessError:
+            return self._spawner.wait_status(pid)
+        except SpawnerGone:  # the child died with it
             return 0
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -260,3 +262,75 @@ def test_batches_landed_by_one_kept_child_publish_what_a_child_per_batch_does(
     per_batch, _ = drain("forked", Worker())
     assert batches > 3
     assert kept == per_batch
+
+
+_HELD_BY_A_THREAD = threading.Lock()
+
+
+def _lock_state(_args: object) -> str:
+    """In the child: whether the lock is free there (bounded: 5 s)."""
+    if not _HELD_BY_A_THREAD.acquire(timeout=5):
+        return "held"
+    _HELD_BY_A_THREAD.release()
+    return "free"
+
+
+def test_a_replacement_child_is_a_copy_of_the_run_as_it_started_not_as_it_is_now():
+    # A lock one of the run's threads holds when a crashed child is replaced: forked from the
+    # run then, the new child held it for good; forked by the spawner, it never had it.
+    lander = Lander(_lock_state)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with _HELD_BY_A_THREAD:
+            holding.set()
+            release.wait(60)
+
+    try:
+        lander.start()  # as `rda run` does: the spawner and the first child, before any thread
+        first = lander.pid
+        thread = threading.Thread(target=hold, daemon=True)
+        thread.start()
+        holding.wait(10)
+        os.kill(first, signal.SIGKILL)
+        with pytest.raises(WorkerCrashed, match="killed by SIGKILL"):
+            lander.run(None, "a step the killed child cannot take")
+        assert lander.run(None, "a step in the replacement") == "free"
+        assert lander.pid not in (None, first)
+    finally:
+        release.set()
+        lander.close()
+
+
+HOLD_A_LANDER = """
+import os, sys, time
+from streaming.lander import Lander
+lander = Lander(os.getpid)
+lander.start()
+print(lander._spawner.pid, lander.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_the_spawner_and_its_child_die_with_a_killed_run():
+    run = subprocess.Popen([sys.executable, "-c", HOLD_A_LANDER], stdout=subprocess.PIPE, text=True)
+    try:
+        spawner, child = (int(pid) for pid in run.stdout.readline().split())
+        os.kill(run.pid, signal.SIGKILL)
+        run.wait(10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_exists(p) for p in (spawner, child)):
+            time.sleep(0.05)
+        assert not _exists(spawner) and not _exists(child)
+    finally:
+        run.kill()
+        run.wait(10)
+
+
+def _exists(pid: int) -> bool:
+    """A process that has not exited (a zombie, exited and not yet collected, has not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
