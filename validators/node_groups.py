@@ -56,7 +56,9 @@ def state_of_rows(groups: Groups, state: pa.Table) -> pa.Table:
     """For each sorted row, its group's state row (nulls when the group has none)."""
     names = groups.keys.column_names
     values = [n for n in state.schema.names if n not in names]
-    found = pc.index_in(row_keys(groups.keys, names), value_set=row_keys(state, names))
+    # A null key matches nothing, as in a join (the checks group only rows with a node).
+    keys, known = row_keys(groups.keys, names), row_keys(state, names)
+    found = pc.index_in(keys, value_set=known, skip_nulls=True)
     return state.select(values).take(found).combine_chunks()
 
 
@@ -72,7 +74,7 @@ def merge(old: pa.Table, new: pa.Table, keys: list[str]) -> pa.Table:
     """``old`` with the rows of ``new`` replacing those of the same key; sorted by key."""
     if not new.num_rows:
         return old
-    replaced = pc.is_in(row_keys(old, keys), value_set=row_keys(new, keys))
+    replaced = pc.is_in(row_keys(old, keys), value_set=row_keys(new, keys), skip_nulls=True)
     kept = old.filter(pc.invert(replaced)) if old.num_rows else old
     merged = pa.concat_tables(
         [kept.select(old.schema.names).cast(old.schema), new.cast(old.schema)]
