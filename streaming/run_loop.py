@@ -254,10 +254,11 @@ class RunLoop:
     def _landing(self) -> Iterator[None]:
         """The run's landing child and Kafka connections live as long as the run.
 
-        The child is forked while this process has one thread and no Kafka client: a fork
-        copies the locks other threads hold, not the threads. Forked beside the lag watcher's
-        first refresh, a child found confluent_kafka's import lock held for good, or
-        librdkafka's state half made, and landed nothing until the stall check killed it."""
+        The child, and the spawner that forks its replacements (``streaming/spawner.py``), are
+        forked while this process has one thread and no Kafka client: a fork copies the locks
+        other threads hold, not the threads. Forked beside the lag watcher's first refresh, a
+        child found confluent_kafka's import lock held for good, or librdkafka's state half
+        made, and landed nothing until the stall check killed it."""
         if self.worker.lander is not None:
             self.worker.lander.start()
         try:
