@@ -92,23 +92,27 @@ def stop(pid_path: Path, grace: float = 5.0) -> bool:
             while (alive(pid) or group_alive(pid)) and time.monotonic() < deadline + grace:
                 time.sleep(0.05)
         if not alive(pid):
-            _collect(pid, grace)
+            reap(pid, grace)
     pid_path.unlink(missing_ok=True)
     return was_alive
 
 
-def _collect(pid: int, within_s: float) -> None:
-    """Reap ``pid`` if it is an exited child of this process. A multi-threaded process (anvil)
-    shows as a zombie once its main thread has exited, but can be reaped only after its other
-    threads: until then ``waitpid`` says it is still running (a CI run saw it left a zombie)."""
+def reap(pid: int, within_s: float) -> bool:
+    """Wait, at most ``within_s``, for this process's child ``pid`` to exit and collect it;
+    whether it is gone (True too when it is not a child of this process, or was collected).
+    A multi-threaded process (anvil) shows as a zombie once its main thread has exited, but can
+    be reaped only after its other threads: until then ``waitpid`` says it is still running (a
+    CI run saw it left a zombie)."""
     deadline = time.monotonic() + within_s
     while True:
         try:
             reaped, _ = os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:  # not ours, or reaped already
-            return
-        if reaped == pid or time.monotonic() >= deadline:
-            return
+            return True
+        if reaped == pid:
+            return True
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.01)
 
 

@@ -24,10 +24,10 @@ import os
 import signal
 import socket
 import struct
-import time
 from collections.abc import Callable, Iterable
 from typing import NoReturn
 
+from infra.processes import reap
 from streaming.isolation import die_with_parent, fork_frozen
 
 _SPAWN, _STATUS = b"S", b"W"
@@ -155,14 +155,9 @@ def _spawn(requests: socket.socket, serve: Serve) -> None:
 def _collect(pid: int, within_s: float) -> None:
     """Reap the spawner, which exits at the end of its socket; killed if it has not within
     ``within_s`` (a copy of the socket left in some other process would keep it waiting)."""
-    deadline = time.monotonic() + within_s
-    with contextlib.suppress(ChildProcessError):
-        while os.waitpid(pid, os.WNOHANG)[0] == 0:
-            if time.monotonic() >= deadline:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                return
-            time.sleep(0.01)
+    if not reap(pid, within_s):
+        os.kill(pid, signal.SIGKILL)
+        reap(pid, within_s)
 
 
 def _status(pid: int) -> int:

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from infra.processes import alive
 from streaming.isolation import WorkerCrashed
 from streaming.lander import Lander
 
@@ -319,18 +320,9 @@ def test_the_spawner_and_its_child_die_with_a_killed_run():
         os.kill(run.pid, signal.SIGKILL)
         run.wait(10)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(_exists(p) for p in (spawner, child)):
+        while time.monotonic() < deadline and any(alive(p) for p in (spawner, child)):
             time.sleep(0.05)
-        assert not _exists(spawner) and not _exists(child)
+        assert not alive(spawner) and not alive(child)
     finally:
         run.kill()
         run.wait(10)
-
-
-def _exists(pid: int) -> bool:
-    """A process that has not exited (a zombie, exited and not yet collected, has not)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
