@@ -42,12 +42,14 @@ def find_batch_duplicates(
 def find_shard_duplicates(
     catalog: Catalog, batch_id: int, new_paths: dict[str, list[str]]
 ) -> dict[tuple[int, int], str]:
-    """``find_batch_duplicates`` for several shards of one dataset at once (shard -> the batch's
-    files in it, in leaf order): each shard is checked against its own keys."""
-    if not new_paths:
-        return {}
-    repeats = key_index.repeated_keys_of_logs(catalog, batch_id, new_paths)
-    return _reasons(key_index.natural_key(next(iter(new_paths))), repeats)
+    """``find_batch_duplicates`` for several shards, of any datasets, at once (shard -> the
+    batch's files in it, in leaf order): each shard is checked against its own keys. A record
+    repeating a key in several datasets gets the first dataset's reason (datasets in order)."""
+    reasons: dict[tuple[int, int], str] = {}
+    for dataset, repeats in key_index.repeated_keys_of_logs(catalog, batch_id, new_paths).items():
+        for record, message in _reasons(key_index.natural_key(dataset), repeats).items():
+            reasons.setdefault(record, message)
+    return reasons
 
 
 def catch_up_shards(catalog: Catalog, shards: list[str]) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from weakref import WeakKeyDictionary
 
@@ -149,54 +149,79 @@ def repeated_keys(
     catalog: Catalog, dataset: str, batch_id: int, new_paths: list[str]
 ) -> list[Repeat]:
     """New rows (files in leaf order) repeating a key of another batch or an earlier new row."""
-    return repeated_keys_of_logs(catalog, batch_id, {dataset: new_paths})
+    return repeated_keys_of_logs(catalog, batch_id, {dataset: new_paths}).get(dataset, [])
 
 
 def repeated_keys_of_logs(
     catalog: Catalog, batch_id: int, new_paths: dict[str, list[str]]
-) -> list[Repeat]:
-    """``repeated_keys`` for several logs of one dataset (the shards a batch writes), each
-    checked against its own index, in one query: its cost is mostly per statement."""
-    logs = [log for log in sorted(new_paths) if new_paths[log]]
-    if len({log.split("/", 1)[0] for log in logs}) > 1:
-        raise ValueError(f"logs of several datasets in one duplicate check: {logs}")
-    keys = natural_key(logs[0]) if logs else []
-    if not keys:
-        return []
+) -> dict[str, list[Repeat]]:
+    """``repeated_keys`` for several logs (the shards a batch writes, of any datasets), each
+    checked against its own index, in one statement: its cost is mostly per statement (~10 ms
+    a dataset when each had its own). Repeats by dataset, for the datasets with a key."""
+    logs = [log for log in sorted(new_paths) if new_paths[log] and natural_key(log)]
+    if not logs:
+        return {}
+    of_dataset: dict[str, list[int]] = {}  # each dataset's logs, by their log_index
+    for log_index, log in enumerate(logs):
+        of_dataset.setdefault(_dataset_of(log), []).append(log_index)
+    datasets = sorted(of_dataset)
+    files = [(path, batch_id) for log in logs for path in new_paths[log]]
+    log_of_file = [log_index for log_index, log in enumerate(logs) for _ in new_paths[log]]
+    with _transaction(catalog) as db:
+        _catch_up(db, catalog, logs)
+        with _reading(db, catalog.layout, files, log_of_file) as rows_of:
+            ctes, selects = [], []
+            for position, dataset in enumerate(datasets):
+                its_logs = of_dataset[dataset]
+                cte, select = _repeats_of_dataset(
+                    position,
+                    [(i, logs[i]) for i in its_logs],
+                    rows_of([path for i in its_logs for path in new_paths[logs[i]]]),
+                )
+                ctes.append(cte)
+                selects.append(select)
+            found = db.execute(
+                f"WITH {', '.join(ctes)} {' UNION ALL '.join(selects)} ORDER BY 1, 2, 3",
+                {"batch": batch_id},
+            ).fetchall()
+    repeats: dict[str, list[Repeat]] = {dataset: [] for dataset in datasets}
+    for position, partition, offset, first in found:
+        repeats[datasets[position]].append((partition, offset, first))
+    return repeats
+
+
+def _repeats_of_dataset(position: int, logs: list[tuple[int, str]], rows: str) -> tuple[str, str]:
+    """One dataset's part of ``repeated_keys_of_logs``: a CTE of its new rows (``rows``, a FROM
+    item over its files) and the SELECT of its repeats, tagged with ``position``. ``logs``: its
+    logs, each with its ``log_index``."""
+    keys = natural_key(logs[0][1])
     columns = ", ".join(f'"{k}"' for k in keys)
     matches = " AND ".join(f'i."{k}" = n."{k}"' for k in keys)
+    new_rows = f"new_rows_{position}"
+    cte = f"""{new_rows} AS MATERIALIZED (
+        SELECT log_index, {columns}, source_partition, source_offset,
+               row_number() OVER w AS occurrence,
+               first_value(source_offset) OVER w AS first_offset
+        FROM {rows}
+        WINDOW w AS (PARTITION BY log_index, {columns} ORDER BY file_index, file_row_number)
+    )"""
     # Rows repeating a key within their log in the batch, then first occurrences whose key
     # another batch published in that log. DuckDB builds each join's hash table on the batch's
     # (smaller) side and pushes its key ranges into the index scan, skipping old row groups.
-    published_before = " UNION ALL ".join(
-        f"SELECT DISTINCT n.source_partition, n.source_offset, n.first_offset "
-        f"FROM new_rows n JOIN {index_table(log)} i ON {matches} "
-        f"WHERE n.log_index = {position} AND n.occurrence = 1 AND i.batch_id <> $batch"
-        for position, log in enumerate(logs)
-    )
-    files = [(path, batch_id) for log in logs for path in new_paths[log]]
-    log_of_file = [position for position, log in enumerate(logs) for _ in new_paths[log]]
-    with _transaction(catalog) as db:
-        _catch_up(db, catalog, logs)
-        with _reading(db, catalog.layout, files, log_of_file) as rows:
-            return db.execute(
-                f"""
-                WITH new_rows AS MATERIALIZED (
-                    SELECT log_index, {columns}, source_partition, source_offset,
-                           row_number() OVER w AS occurrence,
-                           first_value(source_offset) OVER w AS first_offset
-                    FROM {rows}
-                    WINDOW w AS (
-                        PARTITION BY log_index, {columns} ORDER BY file_index, file_row_number
-                    )
-                )
-                SELECT source_partition, source_offset, first_offset
-                FROM new_rows WHERE occurrence > 1
-                UNION ALL {published_before}
-                ORDER BY 1, 2
-                """,
-                {"batch": batch_id},
-            ).fetchall()
+    selects = [
+        f"SELECT {position}, source_partition, source_offset, first_offset "
+        f"FROM {new_rows} WHERE occurrence > 1"
+    ] + [
+        f"SELECT DISTINCT {position}, n.source_partition, n.source_offset, n.first_offset "
+        f"FROM {new_rows} n JOIN {index_table(log)} i ON {matches} "
+        f"WHERE n.log_index = {log_index} AND n.occurrence = 1 AND i.batch_id <> $batch"
+        for log_index, log in logs
+    ]
+    return cte, " UNION ALL ".join(selects)
+
+
+def _dataset_of(log: str) -> str:
+    return log.split("/", 1)[0]
 
 
 @contextmanager
@@ -283,7 +308,8 @@ def _insert(
         ).fetchone()
         db.unregister(_KEYS_VIEW)
     elif files:
-        with _reading(db, layout, files) as found:
+        with _reading(db, layout, files) as rows_of:
+            found = rows_of([path for path, _ in files])
             (rows,) = db.execute(
                 f"INSERT INTO {table} SELECT batch_id, {columns} FROM {found}"
             ).fetchone()
@@ -336,24 +362,28 @@ def _reading(
     layout: DataLayout,
     files: list[tuple[str, int]],
     log_of_file: list[int] | None = None,
-) -> Iterator[str]:
-    """A FROM item over the rows of ``files`` (path, batch_id), with each row's ``batch_id``,
-    ``file_index`` (the file's position in ``files``), ``file_row_number`` and, given
-    ``log_of_file``, its file's ``log_index``."""
-    absolute = [str(layout.root / p) for p, _ in files]
+) -> Iterator[Callable[[list[str]], str]]:
+    """For any of ``files`` (path, batch_id), a FROM item over their rows, with each row's
+    ``batch_id``, ``file_index`` (its file's position in ``files``), ``file_row_number`` and,
+    given ``log_of_file``, its file's ``log_index``: the files' table is registered once for
+    however many FROM items one statement reads (one per dataset, whose columns differ)."""
     owners = {
-        "filename": pa.array(absolute, pa.string()),
+        "filename": pa.array([str(layout.root / p) for p, _ in files], pa.string()),
         "file_index": pa.array(range(len(files)), pa.int64()),
         "batch_id": pa.array([b for _, b in files], pa.int64()),
     }
     if log_of_file is not None:
         owners["log_index"] = pa.array(log_of_file, pa.int64())
-    listing = ", ".join(sql_string(p) for p in absolute)
     db.register(_FILES_VIEW, pa.table(owners))
-    yield (
-        f"(SELECT * FROM read_parquet([{listing}], filename = true, file_row_number = true, "
-        f"union_by_name = true) JOIN {_FILES_VIEW} USING (filename))"
-    )
+
+    def rows_of(paths: list[str]) -> str:
+        listing = ", ".join(sql_string(str(layout.root / p)) for p in paths)
+        return (
+            f"(SELECT * FROM read_parquet([{listing}], filename = true, file_row_number = true, "
+            f"union_by_name = true) JOIN {_FILES_VIEW} USING (filename))"
+        )
+
+    yield rows_of
     # Not on failure: an aborted transaction refuses it, and the cursor's end drops it anyway.
     db.unregister(_FILES_VIEW)
 

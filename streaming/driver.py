@@ -71,12 +71,15 @@ def run_batch(
     if owned is not None and not owned:
         return None  # the group has given this worker nothing of this topic (yet)
     clock = _Stopwatch()
-    positions = _kafka_positions(config, source)
-    # Read before planning, like the positions: the registry as of now is what a new plan
-    # checks device signatures against (its block is journaled with the plan).
-    registry_block = config.nodes.refresh() if config.nodes is not None else None
-    with journaling(space) as journal:
-        entry = _take_or_plan(config, journal, space, worker, owned, positions, registry_block)
+    with journaling(space) as journal:  # a batch of this worker's to finish needs no position
+        entry = _unfinished(config, journal, space, worker, owned)
+    if entry is None:
+        positions = _kafka_positions(config, source)
+        # Read before planning, like the positions: the registry as of now is what a new plan
+        # checks device signatures against (its block is journaled with the plan).
+        registry_block = config.nodes.refresh() if config.nodes is not None else None
+        with journaling(space) as journal:
+            entry = _take_or_plan(config, journal, space, worker, owned, positions, registry_block)
     clock.lap("plan")
     if entry is None:
         return None
@@ -178,7 +181,26 @@ def _take_or_plan(
     positions: tuple[dict, dict],
     registry_block: int | None = None,
 ) -> dict | None:
-    """An unfinished batch this worker should finish, or a new plan journaled before it runs.
+    """An unfinished batch this worker should finish, or a new plan journaled before it runs
+    (the positions, read before the journal's lock was taken, may be older than an unfinished
+    batch found now: they are used only for a new plan)."""
+    entry = _unfinished(config, journal, space, worker, owned)
+    if entry is not None:
+        return entry
+    plan = _journal_new_plan(config, journal, space, worker, owned, positions, registry_block)
+    if plan is None:
+        return None
+    return {"batch_id": plan["batch_id"], "plan": plan, "state": "planned", "resumed": False}
+
+
+def _unfinished(
+    config: RunConfig,
+    journal: BatchJournal,
+    space: Workspace,
+    worker: Worker,
+    owned: set[int] | None,
+) -> dict | None:
+    """An unfinished batch this worker should finish, adopted if need be, or None.
 
     A batch is this worker's to finish when it planned it, or when its worker is gone and this
     worker owns the batch's first partition (it is adopted: by one worker, however the group
@@ -201,10 +223,7 @@ def _take_or_plan(
                 extra={"event": "adopt", "batch_id": entry["batch_id"], "from": entry["owner"]},
             )
         return {**entry, "resumed": True}
-    plan = _journal_new_plan(config, journal, space, worker, owned, positions, registry_block)
-    if plan is None:
-        return None
-    return {"batch_id": plan["batch_id"], "plan": plan, "state": "planned", "resumed": False}
+    return None
 
 
 def _journal_new_plan(

@@ -240,18 +240,14 @@ class Sequencer:
         """Quarantine records repeating a natural key published (or held) earlier in the same
         shard: the batch's staged rows, before the event-time step sees them."""
         catalog = store.catalog
-        reasons: dict[tuple[int, int], str] = {}
         shards = batch_shards(receipts)
         datasets = sorted({d for d, _ in shards})
         anchored = {d: checkpoints.base(d).heads for d in datasets}
         heads = [(d, anchored[d][s]) for d, s in sorted(shards) if s in anchored[d]]
         hydrate(catalog, checkpoints, heads, self._fetch)
         catch_up_shards(catalog, sorted(s for _, s in shards))  # after hydrating: one lookup
-        for dataset in datasets:
-            new = {s: paths for (d, s), paths in sorted(shards.items()) if d == dataset}
-            found = find_shard_duplicates(catalog, batch_id, new)
-            for record, message in found.items():
-                reasons.setdefault(record, message)
+        new = {shard: paths for (_, shard), paths in sorted(shards.items())}
+        reasons = find_shard_duplicates(catalog, batch_id, new)  # one statement for the batch
         if reasons:
             for receipt in receipts:
                 drop_records(self.layout, receipt, set(reasons))

@@ -367,8 +367,15 @@ def test_the_index_finds_exactly_what_re_reading_the_earlier_files_finds(batches
         data.catalog.close()
 
 
-def test_one_duplicate_check_takes_the_shards_of_one_dataset_only():
-    # Each dataset has its own natural key: shards of two datasets cannot share one query.
-    shards = {f"{RADIO}/t.p0": ["a.parquet"], f"{HEARTBEAT}/t.p0": ["b.parquet"]}
-    with pytest.raises(ValueError, match="several datasets"):
-        key_index.repeated_keys_of_logs(None, 1, shards)  # type: ignore[arg-type]
+def test_one_duplicate_check_takes_logs_of_several_datasets_each_with_its_own_key(data):
+    data.publish(RADIO, 1, [data.land(RADIO, "b1", rows(RADIO, [("an-1", 1, T0_US)], 0))])
+    data.publish(HEARTBEAT, 1, [data.land(HEARTBEAT, "b1", rows(HEARTBEAT, [("an-1", T0_US)], 0))])
+    new = {
+        RADIO: [data.land(RADIO, "b2", rows(RADIO, [("an-1", 1, T0_US), ("an-2", 1, T0_US)], 10))],
+        HEARTBEAT: [data.land(HEARTBEAT, "b2", rows(HEARTBEAT, [("an-2", T0_US)] * 2, 20))],
+        SPEED: [data.land(SPEED, "b2", rows(SPEED, [("an-1", T0_US)], 30))],  # heartbeat's values
+    }
+    together = key_index.repeated_keys_of_logs(data.catalog, 2, new)
+    assert together == {RADIO: [(0, 10, 10)], HEARTBEAT: [(0, 21, 20)], SPEED: []}
+    alone = {d: key_index.repeated_keys(data.catalog, d, 2, paths) for d, paths in new.items()}
+    assert alone == together
