@@ -61,9 +61,9 @@ def test_catalogs_of_two_data_directories_see_their_own_tables(tmp_path):
     two.close()
 
 
-def test_between_openings_the_process_runs_no_duckdb_thread(tmp_path):
-    with Catalog(DataLayout(tmp_path)):
-        pass
+def test_the_process_runs_no_duckdb_thread_with_a_catalog_open_or_not(tmp_path):
+    with Catalog(DataLayout(tmp_path)) as catalog:
+        assert catalog.db.execute("SELECT current_setting('threads')").fetchone() == (1,)
     assert attached._host is not None
     assert attached._host.execute("SELECT current_setting('threads')").fetchone() == (1,)
 
