@@ -57,6 +57,8 @@ def measured(names: list[str]) -> list[str]:
 
 
 def flag_counts(flags: pa.Array) -> dict[str, int]:
+    if flags.null_count == len(flags):  # most rows raise no flag: no search to run
+        return dict.fromkeys(FLAGS, 0)
     return {
         flag: int(pc.sum(pc.fill_null(pc.match_substring(flags, flag), False)).as_py() or 0)
         for flag in FLAGS

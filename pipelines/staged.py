@@ -58,6 +58,11 @@ def _published_arrow(dataset: str) -> pa.Schema:
     return published_schema(schema_for_dataset(dataset)).arrow_schema()
 
 
+def published_names(dataset: str) -> list[str]:
+    """The published columns of ``dataset``, in order."""
+    return _published_arrow(dataset).names
+
+
 def published_part(rows: pa.Table | pa.RecordBatch, dataset: str) -> pa.Table:
     """The published columns of staged rows, exactly in the published schema."""
     schema = _published_arrow(dataset)

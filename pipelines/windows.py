@@ -334,8 +334,8 @@ def _tally(
     window = event_time.attributed_window(
         j.times, j.before, on_time, state.closed_through, settings.window
     )
-    nulls = row_nulls(staged.published_part(rows, dataset))
-    columns = len(measured(staged.published_part(rows.slice(0, 0), dataset).column_names))
+    published = staged.published_names(dataset)  # a cast to their types changes no null
+    nulls, columns = row_nulls(rows.select(published)), len(measured(published))
     for w in np.unique(window).tolist():
         mine = window == w
         counts = Counter(c for c in pc.filter(codes, pa.array(mine)).to_pylist() if c)
