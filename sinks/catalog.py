@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import weakref
 from collections.abc import Iterable
 from pathlib import Path
@@ -51,6 +52,8 @@ CREATE TABLE IF NOT EXISTS window_quality (
     + VIEWS_DDL
 )
 
+_DDL_TABLES = frozenset(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", _DDL))
+
 
 class Catalog:
     """A DuckDB catalog file under a data directory."""
@@ -66,22 +69,26 @@ class Catalog:
         # to the process's DuckDB would otherwise stay locked until the process ends).
         path = None if read_only else layout.catalog
         self._finalizer = weakref.finalize(self, _close, self.db, path, os.getpid())
-        if not read_only:
-            try:
-                self.db.execute(_DDL)
-            except BaseException:
-                self.close()
-                raise
+        # The tables committed when this connection opened: modules that create a table on first
+        # use (the key index) need not ask again, several times a batch, whether it exists.
+        try:
+            self.tables_at_open = self._tables()
+            if not read_only and not self.tables_at_open >= _DDL_TABLES:
+                self.db.execute(_DDL)  # a new catalog, or an older one (~4 ms a batch if always)
+                self.tables_at_open = self._tables()
+        except BaseException:
+            self.close()
+            raise
         (self._database,) = self.db.execute("SELECT current_database()").fetchone()
         self.quarantine = QuarantineRegister(self.db, layout.root)
         self.files_version = 0  # bumped by every `register_files` (the key index asks again then)
         self.windows = WindowHistory(self.db)
-        # The tables committed when this connection opened: modules that create a table on first
-        # use (the key index) need not ask again, several times a batch, whether it exists.
+
+    def _tables(self) -> frozenset[str]:
         tables = self.db.execute(
             "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
         ).fetchall()
-        self.tables_at_open = frozenset(name for (name,) in tables)
+        return frozenset(name for (name,) in tables)
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """Another connection to this catalog (registering Arrow data is refused on one that

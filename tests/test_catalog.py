@@ -46,3 +46,15 @@ def test_a_batch_s_checkpoints_are_recorded_together_and_a_redo_replaces_them(tm
         ("b.v1", 3, "0x01"),
     ]
     assert recorded[0] == {**checkpoint("a.v1", 10, "0x02"), "batch_id": 4}
+
+
+def test_a_catalog_missing_a_table_of_this_version_gets_it_at_its_next_opening(tmp_path):
+    layout = DataLayout(tmp_path)
+    with Catalog(layout) as catalog:  # as a catalog made before the table existed
+        catalog.record_checkpoints(4, [checkpoint("a.v1", 10, "0x01")])
+        catalog.db.execute("DROP TABLE hydrated_shards")
+    with Catalog(layout) as catalog:
+        assert "hydrated_shards" in catalog.tables_at_open
+        catalog.mark_hydrated({"a.v1/t.p0": "ab" * 32})
+        assert catalog.hydrated_heads(["a.v1/t.p0"]) == {"a.v1/t.p0": "ab" * 32}
+        assert [c["tree_size"] for c in catalog.checkpoints("a.v1")] == [10]  # kept as it was
