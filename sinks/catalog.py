@@ -25,7 +25,7 @@ from sinks import attached
 from sinks.layout import DataLayout
 from sinks.quarantine import DDL as QUARANTINE_DDL
 from sinks.quarantine import QuarantineRegister
-from sinks.sql import sql_string
+from sinks.sql import sql_string, transaction
 from sinks.views import DDL as VIEWS_DDL
 from sinks.views import FILE_COLUMN, add_folders, made_views, refresh_view
 
@@ -140,10 +140,11 @@ class Catalog:
         )
         db = self.cursor()  # registering is refused while the connection holds a result
         try:
-            db.register("_rda_new_files", rows)
-            db.execute("INSERT OR REPLACE INTO files SELECT * FROM _rda_new_files")
-            for dataset in {f["dataset"] for f in files}:
-                add_folders(db, dataset, (f["path"] for f in files if f["dataset"] == dataset))
+            with transaction(db):  # the files with their folders, in one commit
+                db.register("_rda_new_files", rows)
+                db.execute("INSERT OR REPLACE INTO files SELECT * FROM _rda_new_files")
+                for dataset in sorted({f["dataset"] for f in files}):
+                    add_folders(db, dataset, (f["path"] for f in files if f["dataset"] == dataset))
         finally:
             db.close()
             self.files_version += 1
@@ -254,13 +255,20 @@ class WindowHistory:
         self.db = db
 
     def record(self, batch_id: int, closed: Iterable[dict[str, Any]]) -> None:
-        for w in closed:
+        rows = {  # by key: a window listed twice is recorded as listed last
+            (w["dataset"], _window_source(w), w["window_start"]): [
+                w["dataset"], _window_source(w), w["window_start"], w["window_end"], w["score"],
+                json.dumps(w["components"], sort_keys=True),
+                json.dumps(w["counts"], sort_keys=True), batch_id,
+            ]
+            for w in closed
+        }  # fmt: skip
+        if rows:  # in one statement: one commit
+            values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(rows))
             self.db.execute(
-                "INSERT OR REPLACE INTO window_quality VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [w["dataset"], _window_source(w), w["window_start"], w["window_end"], w["score"],
-                 json.dumps(w["components"], sort_keys=True),
-                 json.dumps(w["counts"], sort_keys=True), batch_id],
-            )  # fmt: skip
+                f"INSERT OR REPLACE INTO window_quality VALUES {values}",
+                [v for row in rows.values() for v in row],
+            )
 
     def latest(self, limit: int = 10) -> list[dict[str, Any]]:
         """The last ``limit`` closed windows, newest first, each with every dataset's score."""

@@ -17,6 +17,7 @@ import duckdb
 import pyarrow as pa
 
 from schemas.records import QUARANTINE_SCHEMA
+from sinks.sql import transaction
 from sinks.views import FILE_COLUMN, add_folders, refresh_view
 
 DDL = """
@@ -38,14 +39,20 @@ class QuarantineRegister:
 
     def register(self, batch_id: int, entries: Iterable[dict[str, Any]]) -> None:
         """A batch's quarantine files: path, source range, row count and reasons of each."""
-        entries = list(entries)
-        for q in entries:
+        rows = {  # by path: a file listed twice is registered as listed last
+            q["path"]: [q["path"], q["topic"], q["partition"], q["start"], q["end"], q["rows"],
+                        json.dumps(q["reasons"], sort_keys=True), batch_id]
+            for q in entries
+        }  # fmt: skip
+        if not rows:
+            return
+        values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(rows))
+        with transaction(self.db):
             self.db.execute(
-                "INSERT OR REPLACE INTO quarantine_files VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [q["path"], q["topic"], q["partition"], q["start"], q["end"], q["rows"],
-                 json.dumps(q["reasons"], sort_keys=True), batch_id],
-            )  # fmt: skip
-        add_folders(self.db, "quarantine", (q["path"] for q in entries))
+                f"INSERT OR REPLACE INTO quarantine_files VALUES {values}",
+                [v for row in rows.values() for v in row],
+            )
+            add_folders(self.db, "quarantine", rows)
 
     def batch_reasons(self, batch_id: int) -> dict[str, int]:
         """Records quarantined by one batch, per reason code (from its registered files)."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import duckdb
+import pytest
+
 from sinks.catalog import Catalog
 from sinks.layout import DataLayout
 
@@ -58,3 +61,29 @@ def test_a_catalog_missing_a_table_of_this_version_gets_it_at_its_next_opening(t
         catalog.mark_hydrated({"a.v1/t.p0": "ab" * 32})
         assert catalog.hydrated_heads(["a.v1/t.p0"]) == {"a.v1/t.p0": "ab" * 32}
         assert [c["tree_size"] for c in catalog.checkpoints("a.v1")] == [10]  # kept as it was
+
+
+def quarantine_entry(name: str, rows: int, reasons: dict[str, int]) -> dict:
+    path = f"private/quarantine/t/{name}.parquet"
+    return {"path": path, "topic": "t", "partition": 0, "start": 0, "end": rows, "rows": rows,
+            "reasons": reasons}  # fmt: skip
+
+
+def test_a_batch_s_quarantine_files_are_registered_together_and_a_redo_replaces_them(tmp_path):
+    with Catalog(DataLayout(tmp_path)) as catalog:
+        first = [quarantine_entry("a", 2, {"bad_json": 2}), quarantine_entry("b", 1, {"x": 1})]
+        catalog.quarantine.register(7, first)
+        redo = [quarantine_entry("a", 3, {"bad_json": 3}), quarantine_entry("a", 1, {"y": 1})]
+        catalog.quarantine.register(7, redo)  # a file listed twice: as listed last
+        assert catalog.quarantine.paths() == [e["path"] for e in first]
+        assert catalog.quarantine.batch_reasons(7) == {"x": 1, "y": 1}
+
+
+def test_a_quarantine_registration_that_fails_registers_none_of_its_files(tmp_path):
+    with Catalog(DataLayout(tmp_path)) as catalog:
+        bad = {**quarantine_entry("b", 1, {"x": 1}), "rows": "one"}  # not a count
+        with pytest.raises(duckdb.Error):
+            catalog.quarantine.register(7, [quarantine_entry("a", 1, {"x": 1}), bad])
+        assert catalog.quarantine.paths() == []
+        catalog.quarantine.register(8, [quarantine_entry("c", 1, {"x": 1})])  # usable after
+        assert catalog.quarantine.paths() == ["private/quarantine/t/c.parquet"]
