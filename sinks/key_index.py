@@ -156,8 +156,8 @@ def repeated_keys_of_logs(
     catalog: Catalog, batch_id: int, new_paths: dict[str, list[str]]
 ) -> dict[str, list[Repeat]]:
     """``repeated_keys`` for several logs (the shards a batch writes, of any datasets), each
-    checked against its own index, in one statement: its cost is mostly per statement (~10 ms
-    a dataset when each had its own). Repeats by dataset, for the datasets with a key."""
+    checked against its own index, in one statement and transaction. Repeats by dataset, for
+    the datasets with a key."""
     logs = [log for log in sorted(new_paths) if new_paths[log] and natural_key(log)]
     if not logs:
         return {}
