@@ -74,7 +74,7 @@ class Catalog:
         try:
             self.tables_at_open = self._tables()
             if not read_only and not self.tables_at_open >= _DDL_TABLES:
-                self.db.execute(_DDL)  # a new catalog, or an older one (~4 ms a batch if always)
+                self.db.execute(_DDL)  # a new catalog, or an older one (~2 ms an opening if always)
                 self.tables_at_open = self._tables()
         except BaseException:
             self.close()
