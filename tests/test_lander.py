@@ -200,6 +200,38 @@ def test_under_a_backlog_the_next_batch_is_planned_and_landed_while_this_one_is_
         worker.lander.close()
 
 
+def test_a_batch_landed_ahead_is_taken_without_asking_where_the_partitions_end(
+    broker, topic, publish, tmp_path
+):
+    from pipelines.kafka_source import open_source
+    from streaming.chain import open_chain
+    from streaming.driver import RunConfig, Worker, run_batch
+    from streaming.poison import landing_process
+
+    class CountsEndsAsked:  # the real broker; how often the high watermarks are asked
+        def __init__(self, source) -> None:
+            self.source, self.asked = source, 0
+
+        def __getattr__(self, name: str):
+            return getattr(self.source, name)
+
+        def high_watermarks(self, topic: str) -> dict:
+            self.asked += 1
+            return self.source.high_watermarks(topic)
+
+    publish(broker, topic, nodes=4, duration_s=30)  # three full batches at least
+    config = RunConfig(broker.bootstrap, topic, "taken", tmp_path / "data", max_batch_records=40)
+    chain, worker = open_chain("embedded", None, None), Worker(lander=landing_process())
+    try:
+        first = run_batch(config, open_source(broker.bootstrap), chain.anchor, worker=worker)
+        source = CountsEndsAsked(open_source(broker.bootstrap))
+        second = run_batch(config, source, chain.anchor, worker=worker)
+        assert second.batch_id > first.batch_id and second.read == 40
+        assert source.asked == 1  # for the batch after it, planned ahead; none for its own
+    finally:
+        worker.lander.close()
+
+
 def test_a_batch_whose_successor_cannot_be_planned_ahead_still_finishes(
     broker, topic, publish, tmp_path
 ):
