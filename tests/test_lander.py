@@ -174,6 +174,25 @@ def test_a_lander_closed_ends_its_child_though_another_lander_was_forked_after_i
         second.close()
 
 
+class EndsAsked:
+    """The real broker's source, counting its high-watermark reads; the ``lost``-th answer is
+    lost (``KafkaUnavailable``)."""
+
+    def __init__(self, source: object, lost: int | None = None) -> None:
+        self.source, self.lost, self.asked = source, lost, 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.source, name)
+
+    def high_watermarks(self, topic: str) -> dict:
+        from pipelines.kafka_source import KafkaUnavailable
+
+        self.asked += 1
+        if self.asked == self.lost:
+            raise KafkaUnavailable("the broker did not answer in time")
+        return self.source.high_watermarks(topic)
+
+
 def test_under_a_backlog_the_next_batch_is_planned_and_landed_while_this_one_is_sequenced(
     broker, topic, publish, tmp_path
 ):
@@ -208,23 +227,12 @@ def test_a_batch_landed_ahead_is_taken_without_asking_where_the_partitions_end(
     from streaming.driver import RunConfig, Worker, run_batch
     from streaming.poison import landing_process
 
-    class CountsEndsAsked:  # the real broker; how often the high watermarks are asked
-        def __init__(self, source) -> None:
-            self.source, self.asked = source, 0
-
-        def __getattr__(self, name: str):
-            return getattr(self.source, name)
-
-        def high_watermarks(self, topic: str) -> dict:
-            self.asked += 1
-            return self.source.high_watermarks(topic)
-
     publish(broker, topic, nodes=4, duration_s=30)  # three full batches at least
     config = RunConfig(broker.bootstrap, topic, "taken", tmp_path / "data", max_batch_records=40)
     chain, worker = open_chain("embedded", None, None), Worker(lander=landing_process())
     try:
         first = run_batch(config, open_source(broker.bootstrap), chain.anchor, worker=worker)
-        source = CountsEndsAsked(open_source(broker.bootstrap))
+        source = EndsAsked(open_source(broker.bootstrap))
         second = run_batch(config, source, chain.anchor, worker=worker)
         assert second.batch_id > first.batch_id and second.read == 40
         assert source.asked == 1  # for the batch after it, planned ahead; none for its own
@@ -235,30 +243,18 @@ def test_a_batch_landed_ahead_is_taken_without_asking_where_the_partitions_end(
 def test_a_batch_whose_successor_cannot_be_planned_ahead_still_finishes(
     broker, topic, publish, tmp_path
 ):
-    from pipelines.kafka_source import KafkaUnavailable, open_source
+    from pipelines.kafka_source import open_source
     from streaming.chain import open_chain
     from streaming.driver import RunConfig, Worker, run_batch
     from streaming.poison import landing_process
     from streaming.store import journaling, workspace
 
-    class LosesOneAnswer:  # the real broker, its second high-watermark answer lost
-        def __init__(self, source) -> None:
-            self.source, self.asked = source, 0
-
-        def __getattr__(self, name: str):
-            return getattr(self.source, name)
-
-        def high_watermarks(self, topic: str) -> dict:
-            self.asked += 1
-            if self.asked == 2:  # the look-ahead's: after this batch's plan, before its landing
-                raise KafkaUnavailable("the broker did not answer in time")
-            return self.source.high_watermarks(topic)
-
     publish(broker, topic, nodes=4, duration_s=10)
     config = RunConfig(broker.bootstrap, topic, "no-ahead", tmp_path / "data", max_batch_records=40)
     chain, worker = open_chain("embedded", None, None), Worker(lander=landing_process())
     try:
-        source = LosesOneAnswer(open_source(broker.bootstrap))
+        # the look-ahead's answer lost: after this batch's plan, before its landing
+        source = EndsAsked(open_source(broker.bootstrap), lost=2)
         summary = run_batch(config, source, chain.anchor, worker=worker)
         assert summary is not None and summary.read == 40 and summary.checkpoints
         with journaling(workspace(config.data_dir)) as journal:
