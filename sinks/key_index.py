@@ -26,7 +26,7 @@ import pyarrow as pa
 from schemas.published import published_schema_for_dataset
 from sinks.catalog import Catalog
 from sinks.layout import DataLayout
-from sinks.sql import sql_string
+from sinks.sql import sql_string, transaction
 
 BATCHES_TABLE = "natural_key_batches"
 _FILES_VIEW = "_rda_key_index_files"  # registered for the length of one statement
@@ -232,12 +232,10 @@ def _transaction(catalog: Catalog) -> Iterator[duckdb.DuckDBPyConnection]:
     connection holds a partly fetched result.
     """
     db = catalog.cursor()
-    db.begin()
     try:
-        yield db
-        db.commit()
+        with transaction(db):
+            yield db
     except BaseException:
-        db.rollback()
         _CAUGHT_UP.pop(catalog, None)  # what it caught up is undone
         raise
     finally:

@@ -26,7 +26,7 @@ def transaction(db: duckdb.DuckDBPyConnection) -> Iterator[None]:
     db.begin()
     try:
         yield
+        db.commit()
     except BaseException:
         db.rollback()
         raise
-    db.commit()
