@@ -25,7 +25,7 @@ from sinks import attached
 from sinks.layout import DataLayout
 from sinks.quarantine import DDL as QUARANTINE_DDL
 from sinks.quarantine import QuarantineRegister
-from sinks.sql import sql_string, transaction
+from sinks.sql import insert_rows, sql_string, transaction
 from sinks.views import DDL as VIEWS_DDL
 from sinks.views import FILE_COLUMN, add_folders, made_views, refresh_view
 
@@ -219,16 +219,13 @@ class Catalog:
 
     def record_checkpoints(self, batch_id: int, checkpoints: list[dict[str, Any]]) -> None:
         """Record anchored checkpoints (a redo replaces their rows), in one statement."""
-        if not checkpoints:
-            return
-        values = []
-        for c in checkpoints:
-            values += [c["dataset"], c["tree_size"], c["root"], c["manifest_path"],
-                       c["manifest_sha256"], c.get("chain_id"), c.get("contract"),
-                       c.get("anchor_tx"), c.get("anchor_block"), c.get("gas_used"),
-                       batch_id]  # fmt: skip
-        rows = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(checkpoints))
-        self.db.execute(f"INSERT OR REPLACE INTO checkpoints VALUES {rows}", values)
+        rows = [
+            [c["dataset"], c["tree_size"], c["root"], c["manifest_path"], c["manifest_sha256"],
+             c.get("chain_id"), c.get("contract"), c.get("anchor_tx"), c.get("anchor_block"),
+             c.get("gas_used"), batch_id]
+            for c in checkpoints
+        ]  # fmt: skip
+        insert_rows(self.db, "INSERT OR REPLACE INTO checkpoints", rows)
 
     def batch_checkpoints(self, batch_id: int) -> list[dict[str, Any]]:
         cursor = self.db.execute(
@@ -263,12 +260,7 @@ class WindowHistory:
             ]
             for w in closed
         }  # fmt: skip
-        if rows:  # in one statement: one commit
-            values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(rows))
-            self.db.execute(
-                f"INSERT OR REPLACE INTO window_quality VALUES {values}",
-                [v for row in rows.values() for v in row],
-            )
+        insert_rows(self.db, "INSERT OR REPLACE INTO window_quality", list(rows.values()))
 
     def latest(self, limit: int = 10) -> list[dict[str, Any]]:
         """The last ``limit`` closed windows, newest first, each with every dataset's score."""

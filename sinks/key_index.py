@@ -26,7 +26,7 @@ import pyarrow as pa
 from schemas.published import published_schema_for_dataset
 from sinks.catalog import Catalog
 from sinks.layout import DataLayout
-from sinks.sql import sql_string, transaction
+from sinks.sql import insert_rows, sql_string, transaction
 
 BATCHES_TABLE = "natural_key_batches"
 _FILES_VIEW = "_rda_key_index_files"  # registered for the length of one statement
@@ -316,11 +316,7 @@ def _insert(
 
 def _mark(db: duckdb.DuckDBPyConnection, marks: list[tuple[str, int]]) -> None:
     """List (log, batch_id) pairs as indexed, in one statement."""
-    if marks:
-        values = ", ".join(["(?, ?)"] * len(marks))
-        db.execute(
-            f"INSERT INTO {BATCHES_TABLE} VALUES {values}", [v for mark in marks for v in mark]
-        )
+    insert_rows(db, f"INSERT INTO {BATCHES_TABLE}", marks)
 
 
 def _logs_holding(db: duckdb.DuckDBPyConnection, batch_id: int) -> set[str]:

@@ -17,7 +17,7 @@ import duckdb
 import pyarrow as pa
 
 from schemas.records import QUARANTINE_SCHEMA
-from sinks.sql import transaction
+from sinks.sql import insert_rows, transaction
 from sinks.views import FILE_COLUMN, add_folders, refresh_view
 
 DDL = """
@@ -46,12 +46,8 @@ class QuarantineRegister:
         }  # fmt: skip
         if not rows:
             return
-        values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(rows))
         with transaction(self.db):
-            self.db.execute(
-                f"INSERT OR REPLACE INTO quarantine_files VALUES {values}",
-                [v for row in rows.values() for v in row],
-            )
+            insert_rows(self.db, "INSERT OR REPLACE INTO quarantine_files", list(rows.values()))
             add_folders(self.db, "quarantine", rows)
 
     def batch_reasons(self, batch_id: int) -> dict[str, int]:

@@ -3,7 +3,7 @@ statements made one transaction."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import duckdb
@@ -17,6 +17,14 @@ def sql_string(value: str) -> str:
 def sql_identifier(name: str) -> str:
     """A quoted SQL identifier (a view's name)."""
     return '"' + name.replace('"', '""') + '"'
+
+
+def insert_rows(db: duckdb.DuckDBPyConnection, into: str, rows: Sequence[Sequence[object]]) -> None:
+    """``into`` (``INSERT [OR REPLACE | OR IGNORE] INTO <table>``) the ``rows``, in one
+    statement: outside a transaction, one commit for them all. Nothing when there are none."""
+    if rows:
+        row = "(" + ", ".join(["?"] * len(rows[0])) + ")"
+        db.execute(f"{into} VALUES {', '.join([row] * len(rows))}", [v for r in rows for v in r])
 
 
 @contextmanager

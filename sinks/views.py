@@ -31,7 +31,7 @@ from pathlib import Path
 
 import duckdb
 
-from sinks.sql import sql_identifier, sql_string
+from sinks.sql import insert_rows, sql_identifier, sql_string
 
 DDL = """
 CREATE TABLE IF NOT EXISTS catalog_views (view_name VARCHAR PRIMARY KEY, definition VARCHAR);
@@ -47,10 +47,7 @@ def add_folders(db: duckdb.DuckDBPyConnection, listing: str, paths: Iterable[str
     """Note the folders of files ``listing`` (a dataset, the quarantine) now lists (``paths``
     relative to the data directory)."""
     folders = sorted({posixpath.dirname(p) for p in paths})
-    if folders:
-        values = ", ".join(["(?, ?)"] * len(folders))
-        parameters = [v for folder in folders for v in (listing, folder)]
-        db.execute(f"INSERT OR IGNORE INTO listed_folders VALUES {values}", parameters)
+    insert_rows(db, "INSERT OR IGNORE INTO listed_folders", [(listing, f) for f in folders])
 
 
 def made_views(db: duckdb.DuckDBPyConnection) -> dict[str, str]:

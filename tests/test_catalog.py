@@ -87,3 +87,14 @@ def test_a_quarantine_registration_that_fails_registers_none_of_its_files(tmp_pa
         assert catalog.quarantine.paths() == []
         catalog.quarantine.register(8, [quarantine_entry("c", 1, {"x": 1})])  # usable after
         assert catalog.quarantine.paths() == ["private/quarantine/t/c.parquet"]
+
+
+def test_a_batch_with_nothing_to_record_records_nothing(tmp_path):
+    with Catalog(DataLayout(tmp_path)) as catalog:
+        catalog.record_checkpoints(4, [])
+        catalog.quarantine.register(4, [])
+        catalog.windows.record(4, [])
+        catalog.register_files(4, [])
+        tables = ("checkpoints", "quarantine_files", "window_quality", "files", "listed_folders")
+        counts = [catalog.db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables]
+        assert counts == [0, 0, 0, 0, 0]
