@@ -4,16 +4,22 @@ Duplicate detection checks a batch's new rows against this index instead of re-r
 earlier Parquet file of the dataset, so a batch costs what its own rows cost, not what the
 dataset's whole history costs.
 
-One table per dataset (``natural_keys__<dataset>``) holds the published key columns with their
-real types — a match is an exact comparison, never a hash that could wrongly quarantine a good
-record — and the batch that published them. ``natural_key_batches`` lists which batches of which
-dataset the index holds. Any file the catalog lists for a batch the index does not hold yet is
-indexed on first use: an existing data directory gets its index built once, automatically, and
-a batch published by a writer that does not record its keys is picked up at the next lookup.
+Keys are indexed per *log*: a dataset, or one shard of it (``<dataset>/<topic>.p<partition>``),
+whose keys are compared with that log's only. One table per dataset (``dataset_keys__<dataset>``)
+holds the keys of all its logs: the log, the batch that published the row, and the published key
+columns with their real types — a match is an exact comparison, never a hash that could wrongly
+quarantine a good record. (One table per shard cost each batch a statement and a checkpoint per
+shard it wrote: 12 for 3 datasets over 4 partitions.) ``key_index_batches`` lists which batches
+of which log the index holds. Any file the catalog lists for a batch the index does not hold yet
+is indexed on first use: an existing data directory gets its index built once, automatically
+(a catalog with the index's earlier tables, one per shard, has them dropped and built again
+once), and a batch published by a writer that does not record its keys is picked up at the next
+lookup.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -26,9 +32,11 @@ import pyarrow as pa
 from schemas.published import published_schema_for_dataset
 from sinks.catalog import Catalog
 from sinks.layout import DataLayout
-from sinks.sql import insert_rows, sql_string, transaction
+from sinks.sql import insert_rows, sql_identifier, sql_string, transaction
 
-BATCHES_TABLE = "natural_key_batches"
+BATCHES_TABLE = "key_index_batches"
+# The index as it was, one table per log, listed in ``natural_key_batches``: dropped, built again.
+_LEGACY_TABLES = ("natural_key_batches", "natural_keys__", "shard_keys__")
 _FILES_VIEW = "_rda_key_index_files"  # registered for the length of one statement
 _KEYS_VIEW = "_rda_key_index_rows"  # likewise
 # (partition, offset) of a new row repeating a key, and the offset of the key's first row in
@@ -46,14 +54,23 @@ def natural_key(dataset: str) -> list[str]:
     ``dataset`` may also name a shard of it (``<dataset>/<topic>.p<partition>``): every function
     here takes a dataset id or a shard id, and a shard's index holds that shard's keys only.
     """
-    return list(published_schema_for_dataset(dataset.split("/", 1)[0]).natural_key)
+    return list(_key_schema(_dataset_of(dataset)).names)
 
 
-def index_table(dataset: str) -> str:
-    if "/" not in dataset:
-        return "natural_keys__" + dataset.replace(".", "_")
-    digest = hashlib.sha256(dataset.encode()).hexdigest()[:12]
-    return "shard_keys__" + re.sub(r"[^A-Za-z0-9]", "_", dataset)[:40] + "_" + digest
+@functools.cache
+def _key_schema(dataset: str) -> pa.Schema:
+    """The key columns of ``dataset`` as published, typed as DuckDB reads them from its files
+    (made once: the schema registry does not change while a process runs)."""
+    schema = published_schema_for_dataset(dataset)
+    published = schema.arrow_schema()
+    return pa.schema([published.field(k) for k in schema.natural_key])
+
+
+def index_table(log: str) -> str:
+    """The table of the keys of ``log``'s dataset: every log of the dataset shares it."""
+    dataset = _dataset_of(log)
+    digest = hashlib.sha256(dataset.encode()).hexdigest()[:8]
+    return "dataset_keys__" + re.sub(r"[^A-Za-z0-9]", "_", dataset)[:40] + "_" + digest
 
 
 def _unindexed_files(
@@ -75,7 +92,7 @@ def _unindexed_files(
         JOIN files f ON f.dataset = l.dataset AND (l.topic IS NULL OR (
             f.topic = l.topic AND CAST(f.kafka_partition AS VARCHAR) = l.kafka_partition))
         WHERE NOT EXISTS (
-            SELECT 1 FROM {BATCHES_TABLE} b WHERE b.dataset = l.log AND b.batch_id = f.batch_id)
+            SELECT 1 FROM {BATCHES_TABLE} b WHERE b.log = l.log AND b.batch_id = f.batch_id)
         ORDER BY l.log, f.leaf_start
         """,
         listed,
@@ -116,22 +133,21 @@ def record_keys_of_logs(
     paths: dict[str, list[str]],
     written: Mapping[str, pa.Table] | None = None,
 ) -> int:
-    """``record_keys`` for several logs (the shards a batch wrote) in one transaction.
+    """``record_keys`` for several logs (the shards a batch wrote) in one transaction, one
+    statement a dataset.
 
     ``written``: the files' rows as the batch wrote them (their key columns suffice), by path:
     their keys are taken from there (a file not in it is read)."""
     logs = sorted(paths)
     if not logs:
         return 0
-    rows = 0
     with _transaction(catalog) as db:
         _catch_up(db, catalog, logs)
-        redone = _logs_holding(db, batch_id)  # none unless the batch is being redone
-        for log in logs:
-            if log in redone:
-                _forget(db, catalog, log, batch_id)
-            listed = [(p, batch_id) for p in paths[log]]
-            rows += _insert(db, catalog.layout, log, listed, written or {})
+        redone = sorted(set(logs) & _logs_holding(db, batch_id))  # unless the batch is redone
+        if redone:
+            _forget(db, catalog, redone, batch_id)
+        files = [(path, batch_id, log) for log in logs for path in paths[log]]
+        rows = _insert(db, catalog.layout, files, written)
         _mark(db, [(log, batch_id) for log in logs])
     return rows
 
@@ -140,8 +156,7 @@ def forget_batch(catalog: Catalog, batch_id: int) -> None:
     """Drop a batch's keys from every dataset's index (for a batch that will never publish)."""
     with _transaction(catalog) as db:
         _create_batches_table(db, catalog)
-        for log in sorted(_logs_holding(db, batch_id)):
-            _forget(db, catalog, log, batch_id)
+        _forget(db, catalog, sorted(_logs_holding(db, batch_id)), batch_id)
     _CAUGHT_UP.pop(catalog, None)  # a listed file of the batch would be indexed again
 
 
@@ -156,28 +171,20 @@ def repeated_keys_of_logs(
     catalog: Catalog, batch_id: int, new_paths: dict[str, list[str]]
 ) -> dict[str, list[Repeat]]:
     """``repeated_keys`` for several logs (the shards a batch writes, of any datasets), each
-    checked against its own index, in one statement and transaction. Repeats by dataset, for
+    checked against its own keys, in one statement and transaction. Repeats by dataset, for
     the datasets with a key."""
     logs = [log for log in sorted(new_paths) if new_paths[log] and natural_key(log)]
     if not logs:
         return {}
-    of_dataset: dict[str, list[int]] = {}  # each dataset's logs, by their log_index
-    for log_index, log in enumerate(logs):
-        of_dataset.setdefault(_dataset_of(log), []).append(log_index)
-    datasets = sorted(of_dataset)
-    files = [(path, batch_id) for log in logs for path in new_paths[log]]
-    log_of_file = [log_index for log_index, log in enumerate(logs) for _ in new_paths[log]]
+    files = [(path, batch_id, log) for log in logs for path in new_paths[log]]
+    datasets = sorted({_dataset_of(log) for log in logs})
     with _transaction(catalog) as db:
         _catch_up(db, catalog, logs)
-        with _reading(db, catalog.layout, files, log_of_file) as rows_of:
+        with _reading(db, catalog.layout, files) as rows_of:
             ctes, selects = [], []
             for position, dataset in enumerate(datasets):
-                its_logs = of_dataset[dataset]
-                cte, select = _repeats_of_dataset(
-                    position,
-                    [(i, logs[i]) for i in its_logs],
-                    rows_of([path for i in its_logs for path in new_paths[logs[i]]]),
-                )
+                its_files = [path for path, _, log in files if _dataset_of(log) == dataset]
+                cte, select = _repeats_of_dataset(position, dataset, rows_of(its_files))
                 ctes.append(cte)
                 selects.append(select)
             found = db.execute(
@@ -190,34 +197,32 @@ def repeated_keys_of_logs(
     return repeats
 
 
-def _repeats_of_dataset(position: int, logs: list[tuple[int, str]], rows: str) -> tuple[str, str]:
+def _repeats_of_dataset(position: int, dataset: str, rows: str) -> tuple[str, str]:
     """One dataset's part of ``repeated_keys_of_logs``: a CTE of its new rows (``rows``, a FROM
-    item over its files) and the SELECT of its repeats, tagged with ``position``. ``logs``: its
-    logs, each with its ``log_index``."""
-    keys = natural_key(logs[0][1])
+    item over its files, each row with its ``log``) and the SELECT of its repeats, tagged with
+    ``position``."""
+    keys = natural_key(dataset)
     columns = ", ".join(f'"{k}"' for k in keys)
     matches = " AND ".join(f'i."{k}" = n."{k}"' for k in keys)
     new_rows = f"new_rows_{position}"
     cte = f"""{new_rows} AS MATERIALIZED (
-        SELECT log_index, {columns}, source_partition, source_offset,
+        SELECT log, {columns}, source_partition, source_offset,
                row_number() OVER w AS occurrence,
                first_value(source_offset) OVER w AS first_offset
         FROM {rows}
-        WINDOW w AS (PARTITION BY log_index, {columns} ORDER BY file_index, file_row_number)
+        WINDOW w AS (PARTITION BY log, {columns} ORDER BY file_index, file_row_number)
     )"""
     # Rows repeating a key within their log in the batch, then first occurrences whose key
-    # another batch published in that log. DuckDB builds each join's hash table on the batch's
+    # another batch published in that log. DuckDB builds the join's hash table on the batch's
     # (smaller) side and pushes its key ranges into the index scan, skipping old row groups.
-    selects = [
+    select = (
         f"SELECT {position}, source_partition, source_offset, first_offset "
-        f"FROM {new_rows} WHERE occurrence > 1"
-    ] + [
+        f"FROM {new_rows} WHERE occurrence > 1 UNION ALL "
         f"SELECT DISTINCT {position}, n.source_partition, n.source_offset, n.first_offset "
-        f"FROM {new_rows} n JOIN {index_table(log)} i ON {matches} "
-        f"WHERE n.log_index = {log_index} AND n.occurrence = 1 AND i.batch_id <> $batch"
-        for log_index, log in logs
-    ]
-    return cte, " UNION ALL ".join(selects)
+        f"FROM {new_rows} n JOIN {index_table(dataset)} i ON i.log = n.log AND {matches} "
+        f"WHERE n.occurrence = 1 AND i.batch_id <> $batch"
+    )
+    return cte, select
 
 
 def _dataset_of(log: str) -> str:
@@ -250,67 +255,81 @@ def _catch_up(db: duckdb.DuckDBPyConnection, catalog: Catalog, logs: Iterable[st
     stale = sorted({log for log in logs if caught_up.get(log) != version})
     if not stale:
         return 0
-    for log in stale:  # an up-to-date log's tables were made when it was caught up
-        _create_tables(db, catalog, log)
+    _create_tables(db, catalog, stale)  # an up-to-date log's were made when it was caught up
     missing = _unindexed_files(db, stale)
-    marks = []
-    for log in stale:
-        files = missing.get(log, [])
-        _insert(db, catalog.layout, log, files)
-        marks += [(log, batch_id) for batch_id in sorted({b for _, b in files})]
+    files = [(path, batch_id, log) for log in stale for path, batch_id in missing.get(log, [])]
+    _insert(db, catalog.layout, files)
+    marks = sorted({(log, batch_id) for _, batch_id, log in files})
     _mark(db, marks)
     caught_up.update(dict.fromkeys(stale, version))
     return len(marks)
 
 
 def _create_batches_table(db: duckdb.DuckDBPyConnection, catalog: Catalog) -> None:
-    if BATCHES_TABLE in catalog.tables_at_open:
+    """The marks table, made with the index; the earlier index's tables go then (their marks
+    name tables no longer read: every log is indexed again from the catalog's files)."""
+    if BATCHES_TABLE in catalog.tables_at_open or _table_exists(db, BATCHES_TABLE):
         return
-    db.execute(
-        f"CREATE TABLE IF NOT EXISTS {BATCHES_TABLE} "
-        "(dataset VARCHAR NOT NULL, batch_id BIGINT NOT NULL)"
-    )
+    db.execute(f"CREATE TABLE {BATCHES_TABLE} (log VARCHAR NOT NULL, batch_id BIGINT NOT NULL)")
+    legacy = db.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND ("
+        + " OR ".join(["starts_with(table_name, ?)"] * len(_LEGACY_TABLES))
+        + ")",
+        list(_LEGACY_TABLES),
+    ).fetchall()
+    for (table,) in legacy:
+        db.execute(f"DROP TABLE {sql_identifier(table)}")
 
 
-def _create_tables(db: duckdb.DuckDBPyConnection, catalog: Catalog, dataset: str) -> None:
+def _create_tables(db: duckdb.DuckDBPyConnection, catalog: Catalog, logs: list[str]) -> None:
     _create_batches_table(db, catalog)
-    table = index_table(dataset)
-    if table in catalog.tables_at_open or _table_exists(db, table):
-        return
-    # The key columns' types are those DuckDB reads from the published Parquet files.
-    schema = published_schema_for_dataset(dataset.split("/", 1)[0]).arrow_schema()
-    fields = [pa.field("batch_id", pa.int64())] + [schema.field(k) for k in natural_key(dataset)]
-    db.register("_rda_key_columns", pa.schema(fields).empty_table())
-    db.execute(f"CREATE TABLE {table} AS SELECT * FROM _rda_key_columns")
-    db.unregister("_rda_key_columns")
+    for dataset in sorted({_dataset_of(log) for log in logs}):
+        table = index_table(dataset)
+        if table in catalog.tables_at_open or _table_exists(db, table):
+            continue
+        fields = [pa.field("log", pa.string()), pa.field("batch_id", pa.int64())]
+        db.register("_rda_key_columns", pa.schema([*fields, *_key_schema(dataset)]).empty_table())
+        db.execute(f"CREATE TABLE {table} AS SELECT * FROM _rda_key_columns")
+        db.unregister("_rda_key_columns")
 
 
 def _insert(
     db: duckdb.DuckDBPyConnection,
     layout: DataLayout,
-    dataset: str,
-    files: list[tuple[str, int]],
+    files: list[tuple[str, int, str]],
     written: Mapping[str, pa.Table] | None = None,
 ) -> int:
-    """Index the key columns of ``files`` (path, batch_id); the caller marks their batches
-    (``_mark``). ``written``: rows of some of the files, by path, taken instead of reading them
-    (when every file's are there: ~3 ms a statement less than DuckDB reading the Parquet).
-    Returns the rows indexed."""
-    columns = ", ".join(f'"{k}"' for k in natural_key(dataset))
+    """Index the key columns of ``files`` (path, batch_id, log), one statement a dataset; the
+    caller marks their batches (``_mark``). ``written``: rows of some of the files, by path,
+    taken instead of reading them when a dataset's files are all there (~3 ms a statement less
+    than DuckDB reading the Parquet). Returns the rows indexed."""
+    of_dataset: dict[str, list[tuple[str, int, str]]] = {}
+    for file in files:
+        of_dataset.setdefault(_dataset_of(file[2]), []).append(file)
+    given = written or {}
     rows = 0
-    table = index_table(dataset)
-    if files and written and all(path in written for path, _ in files):
-        db.register(_KEYS_VIEW, _key_rows(dataset, files, written))
-        (rows,) = db.execute(
-            f"INSERT INTO {table} SELECT batch_id, {columns} FROM {_KEYS_VIEW}"
+    to_read = {}
+    for dataset, its_files in of_dataset.items():
+        columns = ", ".join(f'"{k}"' for k in natural_key(dataset))
+        if not all(path in given for path, _, _ in its_files):
+            to_read[dataset] = its_files
+            continue
+        db.register(_KEYS_VIEW, _key_rows(dataset, its_files, given))
+        (count,) = db.execute(
+            f"INSERT INTO {index_table(dataset)} SELECT log, batch_id, {columns} FROM {_KEYS_VIEW}"
         ).fetchone()
         db.unregister(_KEYS_VIEW)
-    elif files:
-        with _reading(db, layout, files) as rows_of:
-            found = rows_of([path for path, _ in files])
-            (rows,) = db.execute(
-                f"INSERT INTO {table} SELECT batch_id, {columns} FROM {found}"
-            ).fetchone()
+        rows += count
+    if to_read:
+        with _reading(db, layout, [f for fs in to_read.values() for f in fs]) as rows_of:
+            for dataset, its_files in to_read.items():
+                columns = ", ".join(f'"{k}"' for k in natural_key(dataset))
+                found = rows_of([path for path, _, _ in its_files])
+                (count,) = db.execute(
+                    f"INSERT INTO {index_table(dataset)} "
+                    f"SELECT log, batch_id, {columns} FROM {found}"
+                ).fetchone()
+                rows += count
     return int(rows)
 
 
@@ -322,52 +341,58 @@ def _mark(db: duckdb.DuckDBPyConnection, marks: list[tuple[str, int]]) -> None:
 def _logs_holding(db: duckdb.DuckDBPyConnection, batch_id: int) -> set[str]:
     """The logs whose index holds ``batch_id``'s keys."""
     found = db.execute(
-        f"SELECT DISTINCT dataset FROM {BATCHES_TABLE} WHERE batch_id = ?", [batch_id]
+        f"SELECT DISTINCT log FROM {BATCHES_TABLE} WHERE batch_id = ?", [batch_id]
     ).fetchall()
     return {log for (log,) in found}
 
 
 def _key_rows(
-    dataset: str, files: list[tuple[str, int]], written: Mapping[str, pa.Table]
+    dataset: str, files: list[tuple[str, int, str]], written: Mapping[str, pa.Table]
 ) -> pa.Table:
-    """The index's rows (batch_id, then the key columns as the index types them) of ``files``,
-    from their rows as written."""
-    schema = published_schema_for_dataset(dataset.split("/", 1)[0]).arrow_schema()
-    keys = pa.schema([schema.field(k) for k in natural_key(dataset)])
+    """The index's rows (log, batch_id, then the key columns as the index types them) of
+    ``files`` (path, batch_id, log), from their rows as written."""
+    keys = _key_schema(dataset)
     parts = []
-    for path, batch_id in files:
+    for path, batch_id, log in files:
         rows = written[path].select(keys.names).cast(keys)
-        batch_ids = pa.repeat(pa.scalar(batch_id, pa.int64()), rows.num_rows)
-        parts.append(rows.add_column(0, "batch_id", batch_ids))
+        rows = rows.add_column(0, "batch_id", pa.repeat(pa.scalar(batch_id, pa.int64()), len(rows)))
+        parts.append(rows.add_column(0, "log", pa.repeat(pa.scalar(log, pa.string()), len(rows))))
     return pa.concat_tables(parts)
 
 
-def _forget(db: duckdb.DuckDBPyConnection, catalog: Catalog, dataset: str, batch_id: int) -> None:
-    _create_tables(db, catalog, dataset)
-    db.execute(f"DELETE FROM {index_table(dataset)} WHERE batch_id = ?", [batch_id])
+def _forget(
+    db: duckdb.DuckDBPyConnection, catalog: Catalog, logs: list[str], batch_id: int
+) -> None:
+    """Drop ``batch_id``'s keys from the index of each of ``logs``, one statement a dataset."""
+    if not logs:
+        return
+    _create_tables(db, catalog, logs)
+    for dataset in sorted({_dataset_of(log) for log in logs}):
+        its_logs = [log for log in logs if _dataset_of(log) == dataset]
+        db.execute(
+            f"DELETE FROM {index_table(dataset)} WHERE batch_id = ? AND list_contains(?, log)",
+            [batch_id, its_logs],
+        )
     db.execute(
-        f"DELETE FROM {BATCHES_TABLE} WHERE dataset = ? AND batch_id = ?", [dataset, batch_id]
+        f"DELETE FROM {BATCHES_TABLE} WHERE batch_id = ? AND list_contains(?, log)",
+        [batch_id, logs],
     )
 
 
 @contextmanager
 def _reading(
-    db: duckdb.DuckDBPyConnection,
-    layout: DataLayout,
-    files: list[tuple[str, int]],
-    log_of_file: list[int] | None = None,
+    db: duckdb.DuckDBPyConnection, layout: DataLayout, files: list[tuple[str, int, str]]
 ) -> Iterator[Callable[[list[str]], str]]:
-    """For any of ``files`` (path, batch_id), a FROM item over their rows, with each row's
-    ``batch_id``, ``file_index`` (its file's position in ``files``), ``file_row_number`` and,
-    given ``log_of_file``, its file's ``log_index``: the files' table is registered once for
-    however many FROM items one statement reads (one per dataset, whose columns differ)."""
+    """For any of ``files`` (path, batch_id, log), a FROM item over their rows, with each row's
+    ``log``, ``batch_id``, ``file_index`` (its file's position in ``files``) and
+    ``file_row_number``: the files' table is registered once for however many FROM items one
+    statement reads (one per dataset, whose columns differ)."""
     owners = {
-        "filename": pa.array([str(layout.root / p) for p, _ in files], pa.string()),
+        "filename": pa.array([str(layout.root / p) for p, _, _ in files], pa.string()),
         "file_index": pa.array(range(len(files)), pa.int64()),
-        "batch_id": pa.array([b for _, b in files], pa.int64()),
+        "batch_id": pa.array([b for _, b, _ in files], pa.int64()),
+        "log": pa.array([log for _, _, log in files], pa.string()),
     }
-    if log_of_file is not None:
-        owners["log_index"] = pa.array(log_of_file, pa.int64())
     db.register(_FILES_VIEW, pa.table(owners))
 
     def rows_of(paths: list[str]) -> str:

@@ -96,9 +96,10 @@ class DataDir:
         record_batch_keys(self.catalog, dataset, batch_id, paths)
         self.register(dataset, batch_id, paths)
 
-    def indexed_rows(self, dataset: str) -> int:
-        table = key_index.index_table(dataset)
-        return self.catalog.db.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+    def indexed_rows(self, log: str) -> int:
+        table = key_index.index_table(log)
+        query = f"SELECT count(*) FROM {table} WHERE log = ?"
+        return self.catalog.db.execute(query, [log]).fetchall()[0][0]
 
 
 @pytest.fixture
@@ -174,9 +175,10 @@ def test_a_key_published_earlier_and_repeated_twice_in_the_batch_quarantines_bot
     assert duplicates == {(0, 30): RADIO_KEY, (0, 31): RADIO_KEY + " (offset 30)"}
 
 
-def index_content(data: DataDir, dataset: str) -> list[tuple]:
-    table = key_index.index_table(dataset)
-    return data.catalog.db.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall()
+def index_content(data: DataDir, log: str) -> list[tuple]:
+    table = key_index.index_table(log)
+    query = f"SELECT * FROM {table} WHERE log = ? ORDER BY ALL"
+    return data.catalog.db.execute(query, [log]).fetchall()
 
 
 def test_keys_taken_from_the_rows_as_written_are_those_read_from_the_files(tmp_path):
@@ -297,6 +299,41 @@ def test_a_batch_s_shards_are_caught_up_in_one_lookup_each_from_its_own_files(da
     assert asked == [sorted(logs)]
 
 
+def test_the_shards_of_a_dataset_share_its_table_and_each_is_checked_against_its_own_keys(data):
+    one = ("an-1", 1, T0_US)
+    p0, p1 = f"{RADIO}/telemetry.p0", f"{RADIO}/telemetry.p1"
+    first = {p0: [data.land(RADIO, "b1-p0", rows(RADIO, [one], 0))]}
+    key_index.record_keys_of_logs(data.catalog, 1, first)
+    again = {
+        p0: [data.land(RADIO, "b2-p0", rows(RADIO, [one], 10))],
+        p1: [data.land(RADIO, "b2-p1", rows(RADIO, [one], 20, partition=1))],
+    }
+    assert key_index.repeated_keys_of_logs(data.catalog, 2, again) == {RADIO: [(0, 10, 10)]}
+    key_index.record_keys_of_logs(data.catalog, 2, again)
+    assert (data.indexed_rows(p0), data.indexed_rows(p1)) == (2, 1)
+    tables = data.catalog.db.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE starts_with(table_name, 'dataset_keys__')"
+    ).fetchall()
+    assert tables == [(key_index.index_table(RADIO),)]
+
+
+def test_a_catalog_with_the_index_s_earlier_tables_drops_them_and_indexes_its_files_again(data):
+    published = data.land(RADIO, "b1", rows(RADIO, [("an-1", 1, T0_US)], 0))
+    data.register(RADIO, 1, [published])
+    legacy = ["natural_key_batches", "natural_keys__radio_kpi_v1", "shard_keys__radio_kpi_v1_x"]
+    data.catalog.db.execute(f"CREATE TABLE {legacy[0]} (dataset VARCHAR, batch_id BIGINT)")
+    data.catalog.db.execute(f"INSERT INTO {legacy[0]} VALUES ('{RADIO}', 1)")  # said indexed
+    for table in legacy[1:]:
+        data.catalog.db.execute(f"CREATE TABLE {table} (batch_id BIGINT, node_id VARCHAR)")
+    data.catalog.close()
+    data.catalog = Catalog(data.layout)  # as a catalog of the earlier version opens
+    again = data.land(RADIO, "b2", rows(RADIO, [("an-1", 1, T0_US)], 10))
+    assert find_batch_duplicates(data.catalog, RADIO, 2, [again]) == {(0, 10): RADIO_KEY}
+    left = data.catalog.db.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+    assert not {table for (table,) in left} & set(legacy)
+    assert data.indexed_rows(RADIO) == 1
+
+
 def test_a_catch_up_undone_with_its_failed_transaction_is_done_again(data):
     data.register(RADIO, 1, [data.land(RADIO, "b1", rows(RADIO, [("an-1", 1, T0_US)], 0))])
     with pytest.raises(duckdb.IOException):  # caught up batch 1, then failed: all rolled back
@@ -326,6 +363,7 @@ def test_keys_are_compared_exactly_not_by_a_hash(data):
         f"WHERE table_name = '{key_index.index_table(RADIO)}' ORDER BY ordinal_position"
     ).fetchall()
     assert columns == [
+        ("log", "VARCHAR"),
         ("batch_id", "BIGINT"),
         ("node_id", "VARCHAR"),
         ("cell_id", "BIGINT"),

@@ -15,9 +15,11 @@ from streaming.driver import RunConfig, run_batch
 
 
 def _indexed_keys(data_dir) -> dict[str, list[tuple]]:
-    """Every shard's indexed keys (batch ids differ between data directories: left out)."""
+    """Every dataset's indexed keys, by shard (batch ids differ between data directories)."""
     with duckdb.connect(str(DataLayout(data_dir).catalog), read_only=True) as db:
-        tables = [t for (t,) in db.execute("SHOW TABLES").fetchall() if t.startswith("shard_keys")]
+        tables = [
+            t for (t,) in db.execute("SHOW TABLES").fetchall() if t.startswith("dataset_keys")
+        ]
         return {t: db.execute(f"SELECT * EXCLUDE (batch_id) FROM {t} ORDER BY ALL").fetchall()
                 for t in tables}  # fmt: skip
 
@@ -26,7 +28,7 @@ _KEY_ROWS = key_index._key_rows
 
 
 def _batch_counting_kept_keys(broker, topic, data_dir, monkeypatch) -> int:
-    """Run one batch into ``data_dir``; how many shards recorded their keys from kept ones."""
+    """Run one batch into ``data_dir``; how many datasets recorded their keys from kept ones."""
     taken = []
     monkeypatch.setattr(key_index, "_key_rows", lambda *a: taken.append(1) or _KEY_ROWS(*a))
     config = RunConfig(broker.bootstrap, topic, f"group-{data_dir.name}", data_dir)
@@ -41,7 +43,7 @@ def test_past_the_kept_key_rows_a_batch_reads_its_files_and_indexes_the_same_key
     kept = _batch_counting_kept_keys(broker, topic, tmp_path / "kept", monkeypatch)
     monkeypatch.setattr(event_time, "KEPT_KEY_ROWS", 0)
     read = _batch_counting_kept_keys(broker, topic, tmp_path / "read", monkeypatch)
-    assert kept > 0 and read == 0  # every shard from its kept keys, then none
+    assert kept > 0 and read == 0  # every dataset from its kept keys, then none
     indexed = _indexed_keys(tmp_path / "kept")
     assert indexed == _indexed_keys(tmp_path / "read")
     assert len(indexed) >= 3 and all(indexed.values())
