@@ -16,6 +16,7 @@ import apache_beam as beam
 import pyarrow as pa
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+from apache_beam.runners.worker import statesampler
 
 from pipelines.device_signatures import DeviceCheck
 from pipelines.kafka_source import KafkaSpec, OffsetRange
@@ -23,6 +24,13 @@ from pipelines.protect import Protection
 from pipelines.standardize import Standardized, standardize_routed
 
 RUNNERS = ("fnapi", "dask")
+# How often a bundle's state sampler looks at what the bundle does. Beam times each step with it
+# (metrics nothing here reads) and stops it by joining its thread, which sleeps up to the period
+# between looks: with Beam's 200 ms, a landing ended up to 200 ms after its last chunk (measured
+# in the landing child: one batch of 101,920 records 1.43 s with 10 ms against 1.63 s; 8 batches
+# of 12,740 records 3.00 against 3.19 s in all). Beam has no option for it: the period is its
+# StateSampler's default argument, set in ``_sample_states_every``.
+STATE_SAMPLING_PERIOD_MS = 10
 # Called once per chunk with the chunk and its standardized result; returns a summary.
 ChunkSink = Callable[[OffsetRange, Standardized], Any]
 # (partition, offset) -> (code, reason): records to quarantine unread (pipelines/poison.py).
@@ -167,6 +175,16 @@ def build(
         | "ReadStandardizeProtect" >> read
         | "Write" >> beam.ParDo(WriteChunk(sink))
     )
+
+
+def _sample_states_every(period_ms: int) -> None:
+    """Make ``period_ms`` the sampling period of the state samplers Beam makes from now on."""
+    init = statesampler.StateSampler.__init__
+    if init.__defaults__ is not None and len(init.__defaults__) == 1:  # (sampling_period_ms,)
+        init.__defaults__ = (period_ms,)
+
+
+_sample_states_every(STATE_SAMPLING_PERIOD_MS)
 
 
 def run(

@@ -9,6 +9,7 @@ really published. The transforms themselves are in ``pipelines/anonymize.py``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 
 import pyarrow as pa
@@ -45,6 +46,7 @@ QUALITY_FLAGS = Field(
 )
 
 
+@functools.lru_cache(maxsize=256)  # a few schemas and settings; each landed chunk asks
 def published_schema(
     schema: TelemetrySchema, settings: PrivacySettings = DEFAULT_PRIVACY
 ) -> TelemetrySchema:

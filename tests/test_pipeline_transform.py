@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import apache_beam as beam
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+from apache_beam.runners.worker import statesampler
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines.graph import ReadStandardizeProtect
+from pipelines.graph import STATE_SAMPLING_PERIOD_MS, ReadStandardizeProtect
 from pipelines.kafka_source import OffsetRange, open_source
 from pipelines.protect import Protection
 
@@ -38,3 +41,24 @@ def test_a_users_own_pipeline_reads_standardizes_and_protects_every_record(
         )
         # Every record read is published, quarantined or suppressed (no sessions here: none).
         assert_that(totals, equal_to([(produced.messages, produced.messages, 0)]))
+
+
+class _SamplingPeriod(beam.DoFn):
+    """Notes, in a file (the runner works on a copy of the DoFn), the sampling period of the
+    state sampler that times the bundle it runs in."""
+
+    def __init__(self, notes: str) -> None:
+        self.notes = notes
+
+    def process(self, element: int) -> Iterator[int]:
+        with open(self.notes, "a") as notes:
+            notes.write(f"{statesampler.get_current_tracker().sampling_period_ms}\n")
+        yield element
+
+
+def test_a_bundle_s_state_sampler_looks_every_ten_ms_so_its_stop_waits_no_longer(tmp_path):
+    notes = tmp_path / "periods"
+    with beam.Pipeline(runner=FnApiRunner()) as pipeline:
+        pipeline | beam.Create([1, 2]) | beam.ParDo(_SamplingPeriod(str(notes)))
+    assert notes.read_text().split() == [str(STATE_SAMPLING_PERIOD_MS)] * 2
+    assert STATE_SAMPLING_PERIOD_MS == 10
