@@ -24,7 +24,7 @@ from schemas.records import quarantine_batch
 from sinks import key_index
 from sinks.catalog import Catalog
 from sinks.layout import DataLayout
-from sinks.parquet import read_parquet, write_parquet
+from sinks.parquet import read_parquet, write_parquet, write_private_parquet
 
 
 def find_batch_duplicates(
@@ -144,7 +144,7 @@ def drop_records(layout: DataLayout, receipt: dict, drop: set[tuple[int, int]]) 
         table = table.filter(keep).combine_chunks()
         file["rows"] = table.num_rows
         if table.num_rows:
-            file["sha256"] = write_parquet(table.to_batches()[0], path)
+            file["sha256"] = write_private_parquet(table.to_batches()[0], path)
         else:
             path.unlink()  # nothing of this chunk is left to publish in this dataset
     receipt["files"] = {ds: f for ds, f in receipt["files"].items() if f["rows"]}

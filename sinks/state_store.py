@@ -35,7 +35,7 @@ from typing import Any
 import pyarrow as pa
 
 from sinks.layout import DataLayout
-from sinks.parquet import read_parquet, write_state_parquet
+from sinks.parquet import read_parquet, write_private_parquet
 from sinks.storage import Store
 
 FORMAT = 1
@@ -78,7 +78,7 @@ class StateStore:
                 written[name] = table
                 continue
             batch = one_batch(table)
-            write_state_parquet(batch, partial / f"{name}.parquet")
+            write_private_parquet(batch, partial / f"{name}.parquet")
             written[name] = pa.Table.from_batches([batch])
         text = json.dumps({"format": FORMAT, **doc}, sort_keys=True, indent=1) + "\n"
         (partial / "state.json").write_text(text)
@@ -131,7 +131,7 @@ class StateStore:
 
     def write_table(self, path: Path, table: pa.Table) -> str:
         """Write a held or ledger file; return its path relative to the data directory."""
-        write_state_parquet(one_batch(table), path)
+        write_private_parquet(one_batch(table), path)
         relative = self.layout.relative(path)
         if self.store is not None:
             self.store.put_file(path, relative)

@@ -229,8 +229,8 @@ def crashing_writes(crash: CrashPlan) -> Iterator[None]:
 
     targets = [
         (sinks.parquet, "write_parquet"),
-        (sinks.parquet, "write_state_parquet"),
-        (sinks.state_store, "write_state_parquet"),
+        (sinks.parquet, "write_private_parquet"),
+        (sinks.state_store, "write_private_parquet"),
         (event_time, "write_parquet"),
     ]
     originals = [getattr(module, name) for module, name in targets]

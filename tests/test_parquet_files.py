@@ -1,4 +1,4 @@
-"""Published and state Parquet files: written whole, renamed into place, hashed as written."""
+"""Published and private Parquet files: written whole, renamed into place, hashed as written."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import hashlib
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sinks.parquet import _STATE_OPTIONS, _WRITER_OPTIONS, write_parquet, write_state_parquet
+from sinks.parquet import _PRIVATE_OPTIONS, _WRITER_OPTIONS, write_parquet, write_private_parquet
 
 ROWS = pa.RecordBatch.from_pydict(
     {
@@ -28,14 +28,15 @@ def test_a_published_file_s_digest_is_that_of_the_bytes_at_its_path(tmp_path):
 
 def test_files_are_byte_for_byte_what_pyarrow_writes_to_a_path_with_their_options(tmp_path):
     write_parquet(ROWS, tmp_path / "published.parquet")
-    write_state_parquet(ROWS, tmp_path / "state.parquet")
+    private_digest = write_private_parquet(ROWS, tmp_path / "state.parquet")
     pq.write_table(pa.Table.from_batches([ROWS]), tmp_path / "direct.parquet", **_WRITER_OPTIONS)
     pq.write_table(
-        pa.Table.from_batches([ROWS]), tmp_path / "direct-state.parquet", **_STATE_OPTIONS
+        pa.Table.from_batches([ROWS]), tmp_path / "direct-state.parquet", **_PRIVATE_OPTIONS
     )
     published, state = (tmp_path / "published.parquet"), (tmp_path / "state.parquet")
     assert published.read_bytes() == (tmp_path / "direct.parquet").read_bytes()
     assert state.read_bytes() == (tmp_path / "direct-state.parquet").read_bytes()
+    assert private_digest == hashlib.sha256(state.read_bytes()).hexdigest()
 
 
 def test_writing_a_file_again_replaces_it_with_the_same_bytes(tmp_path):

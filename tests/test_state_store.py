@@ -10,7 +10,7 @@ import pytest
 from pipelines.kafka_source import open_source
 from sinks import state_store
 from sinks.layout import DataLayout
-from sinks.parquet import read_parquet, write_state_parquet
+from sinks.parquet import read_parquet, write_private_parquet
 from sinks.state_store import StateStore
 from streaming.chain import open_chain
 from streaming.driver import RunConfig, run_batch
@@ -76,8 +76,8 @@ def test_a_state_file_is_written_the_same_every_time_and_read_back_whole(tmp_pat
         {"node_id": ["an-1", "an-2", None], "last_us": pa.array([1, 2, 3], pa.int64())}
     )
     first, again = tmp_path / "a.parquet", tmp_path / "b.parquet"
-    write_state_parquet(rows, first)
-    write_state_parquet(rows, again)
+    write_private_parquet(rows, first)
+    write_private_parquet(rows, again)
     assert first.read_bytes() == again.read_bytes()
     assert read_parquet(first).equals(pa.Table.from_batches([rows]))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.parquet", "b.parquet"]
