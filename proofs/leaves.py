@@ -54,7 +54,7 @@ from typing import Any
 import pyarrow as pa
 
 from proofs.jcs import MAX_SAFE_INTEGER, utf16_sort_key
-from proofs.leaf_columns import encode_column, join_objects
+from proofs.leaf_columns import encode_member, join_objects
 from proofs.leaf_rules import (
     LeafEncodingError,
     base64url,
@@ -88,8 +88,8 @@ def leaf_bytes_for_batch(batch: pa.RecordBatch | pa.Table) -> list[bytes]:
     leaves: list[bytes] = []
     for first_row in range(0, table.num_rows, _SLICE_ROWS):
         part = table.slice(first_row, _SLICE_ROWS).combine_chunks()
-        columns = [encode_column(part.column(i).chunk(0), names[i], first_row) for i in order]
-        objects = join_objects(sorted_names, columns, part.num_rows)
+        members = [encode_member(part.column(i).chunk(0), names[i], first_row) for i in order]
+        objects = join_objects(sorted_names, members, part.num_rows)
         leaves.extend(objects.cast(pa.binary()).to_pylist())
     return leaves
 

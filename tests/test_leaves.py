@@ -293,6 +293,57 @@ def test_fast_path_matches_reference(data: dict[str, list]) -> None:
     assert leaf_bytes_for_batch(batch) == reference
 
 
+# Columns without a null leave their quotes to the literal parts between members.
+complete_columns = st.integers(1, 6).flatmap(
+    lambda n: st.fixed_dictionaries(
+        {
+            "s": st.lists(st.text(), min_size=n, max_size=n),
+            "ts": st.lists(st.integers(0, 253_402_300_799_999_999), min_size=n, max_size=n),
+            "d": st.lists(st.integers(-719_162, 2_932_896), min_size=n, max_size=n),
+            "f": st.lists(finite_floats, min_size=n, max_size=n),
+            "st": st.lists(st.tuples(st.text(), st.dates()), min_size=n, max_size=n),
+        }
+    )
+)
+
+
+@settings(max_examples=200)
+@given(data=complete_columns)
+def test_columns_without_nulls_match_reference(data: dict[str, list]) -> None:
+    batch = pa.record_batch(
+        {
+            "s": pa.array(data["s"], pa.string()),
+            "ts": pa.array(data["ts"], pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+            "d": pa.array(data["d"], pa.int32()).cast(pa.date32()),
+            "f": pa.array(data["f"], pa.float64()),
+            "st": pa.array(
+                [{"name": t, "on": d} for t, d in data["st"]],
+                pa.struct([("name", pa.string()), ("on", pa.date32())]),
+            ),
+        }
+    )
+    reference = [canonicalize(row_to_jcs_value(r, batch.schema)) for r in batch.to_pylist()]
+    assert leaf_bytes_for_batch(batch) == reference
+
+
+@pytest.mark.parametrize(
+    "texts, rows",
+    [
+        (['needs "escaping"', "plain", "also plain"], slice(1, 3)),  # hidden bytes escape
+        (["plain", 'a \\ and a "quote"', "tab\there"], slice(1, 3)),  # its own bytes escape
+        (["plain", "", "\u0001"], slice(1, 2)),  # an empty text, its neighbour a control
+    ],
+)
+def test_a_sliced_text_column_encodes_its_own_rows_as_the_reference(
+    texts: list[str], rows: slice
+) -> None:
+    batch = pa.record_batch({"s": pa.array(texts, pa.string())}).slice(
+        rows.start, rows.stop - rows.start
+    )
+    expected = [canonicalize({"s": t}) for t in texts[rows]]
+    assert leaf_bytes_for_batch(batch) == expected
+
+
 @given(values=st.lists(finite_floats, min_size=1, max_size=50))
 def test_float_column_matches_jcs_of_python_floats(values: list[float]) -> None:
     batch = pa.record_batch({"x": pa.array(values, pa.float64())})
