@@ -78,7 +78,7 @@ class StateStore:
                 written[name] = table
                 continue
             batch = one_batch(table)
-            write_private_parquet(batch, partial / f"{name}.parquet")
+            write_private_parquet(batch, partial / f"{name}.parquet", atomic=False)
             written[name] = pa.Table.from_batches([batch])
         text = json.dumps({"format": FORMAT, **doc}, sort_keys=True, indent=1) + "\n"
         (partial / "state.json").write_text(text)

@@ -83,3 +83,29 @@ def test_a_state_file_is_written_the_same_every_time_and_read_back_whole(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.parquet", "b.parquet"]
     column = pq.ParquetFile(first).metadata.row_group(0).column(0)
     assert (column.compression, column.is_stats_set) == ("LZ4", False)  # the cheap encoding
+
+
+def test_a_snapshot_whose_writing_fails_half_way_is_not_there_and_is_written_whole_again(
+    tmp_path, monkeypatch
+):
+    """Its tables are written in place inside a partial folder: the folder's rename is what
+    makes a snapshot appear, whole or not at all."""
+    store = StateStore(DataLayout(tmp_path), "t", 0)
+    tables = {"a": pa.table({"n": [1]}), "b": pa.table({"n": [2]})}
+    written = []
+
+    def fail_on_the_second(batch, path, atomic=True):
+        if written:
+            raise OSError("disk full")
+        written.append(path)
+        return write_private_parquet(batch, path, atomic)
+
+    monkeypatch.setattr(state_store, "write_private_parquet", fail_on_the_second)
+    with pytest.raises(OSError, match="disk full"):
+        store.write_snapshot(3, {"watermarks": {}}, tables)
+    assert not store.has_snapshot(3) and not store.snapshot_dir(3).exists()
+    monkeypatch.setattr(state_store, "write_private_parquet", write_private_parquet)
+    store.write_snapshot(3, {"watermarks": {}}, tables)
+    state_store._LAST_WRITTEN.clear()
+    _doc, read = store.read_snapshot(3)
+    assert {name: t.to_pydict() for name, t in read.items()} == {"a": {"n": [1]}, "b": {"n": [2]}}
