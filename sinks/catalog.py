@@ -143,8 +143,10 @@ class Catalog:
             with transaction(db):  # the files with their folders, in one commit
                 db.register("_rda_new_files", rows)
                 db.execute("INSERT OR REPLACE INTO files SELECT * FROM _rda_new_files")
-                for dataset in sorted({f["dataset"] for f in files}):
-                    add_folders(db, dataset, (f["path"] for f in files if f["dataset"] == dataset))
+                listed: dict[str, list[str]] = {}
+                for file in files:
+                    listed.setdefault(file["dataset"], []).append(file["path"])
+                add_folders(db, listed)
         finally:
             db.close()
             self.files_version += 1

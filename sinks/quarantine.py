@@ -48,7 +48,7 @@ class QuarantineRegister:
             return
         with transaction(self.db):
             insert_rows(self.db, "INSERT OR REPLACE INTO quarantine_files", list(rows.values()))
-            add_folders(self.db, "quarantine", rows)
+            add_folders(self.db, {"quarantine": list(rows)})
 
     def batch_reasons(self, batch_id: int) -> dict[str, int]:
         """Records quarantined by one batch, per reason code (from its registered files)."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import posixpath
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import duckdb
@@ -43,11 +43,19 @@ _GLOB_CHARACTERS = frozenset("*?[]{}")
 log = logging.getLogger("rda.catalog")
 
 
-def add_folders(db: duckdb.DuckDBPyConnection, listing: str, paths: Iterable[str]) -> None:
-    """Note the folders of files ``listing`` (a dataset, the quarantine) now lists (``paths``
-    relative to the data directory)."""
-    folders = sorted({posixpath.dirname(p) for p in paths})
-    insert_rows(db, "INSERT OR IGNORE INTO listed_folders", [(listing, f) for f in folders])
+def add_folders(db: duckdb.DuckDBPyConnection, listed: Mapping[str, Iterable[str]]) -> None:
+    """Note the folders of the files each listing (a dataset, the quarantine) now lists
+    (listing -> paths relative to the data directory). Only folders not noted yet are
+    inserted, in one statement: a batch's files are mostly in folders noted already, and an
+    ``INSERT OR IGNORE`` that inserts nothing still cost ~1.3 ms a listing."""
+    wanted = {(name, posixpath.dirname(p)) for name, paths in listed.items() for p in paths}
+    if not wanted:
+        return
+    noted = db.execute(
+        "SELECT listing, folder FROM listed_folders WHERE listing IN (SELECT UNNEST(?::VARCHAR[]))",
+        [sorted({name for name, _ in wanted})],
+    ).fetchall()
+    insert_rows(db, "INSERT OR IGNORE INTO listed_folders", sorted(wanted - set(noted)))
 
 
 def made_views(db: duckdb.DuckDBPyConnection) -> dict[str, str]:
@@ -78,7 +86,7 @@ def refresh_view(
     made = made_views(db) if made is None else made
     name, query = listing
     if view not in made:  # first made here (or by an older catalog): every folder noted
-        add_folders(db, name, (path for (path,) in db.execute(query).fetchall()))
+        add_folders(db, {name: [path for (path,) in db.execute(query).fetchall()]})
     folders = db.execute(
         "SELECT folder FROM listed_folders WHERE listing = ? ORDER BY folder", [name]
     ).fetchall()

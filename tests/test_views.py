@@ -159,3 +159,16 @@ def test_the_quarantine_view_shows_files_as_they_are_listed(tmp_path):
         quarantined("c", 2)  # written, not registered
         found = catalog.db.execute('SELECT "offset" FROM quarantine ORDER BY 1').fetchall()
     assert found == [(0,), (1,)]
+
+
+def test_each_listing_notes_a_folder_once_and_a_new_folder_when_a_file_is_there(tmp_path):
+    layout = DataLayout(tmp_path)
+    with Catalog(layout) as catalog:
+        registered(catalog, 1, publish(layout, "a", [0]), publish(layout, "b", [1]))
+        registered(catalog, 2, publish(layout, "c", [2]), publish(layout, "d", [3], partition=1))
+        folders = catalog.db.execute(
+            "SELECT listing, folder FROM listed_folders ORDER BY ALL"
+        ).fetchall()
+        shards = [layout.relative(layout.shard_dir(DATASET, "t", p) / "data") for p in (0, 1)]
+        assert folders == [(DATASET, shards[0]), (DATASET, shards[1])]
+        assert offsets(catalog) == [0, 1, 2, 3]
