@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -105,18 +104,17 @@ def _quoted(texts: pa.Array, after: str = '"') -> Member:
     return _or_null(pc.binary_join_element_wise('"', texts, after, "")), "", ""
 
 
-def _holds_any_byte(texts: pa.Array, wanted: Callable[[np.ndarray], np.ndarray]) -> bool:
-    """Whether ``wanted`` holds for a byte of the slots' texts (a string array), scanned in its
-    data buffer at once: a null slot's bytes count too (a false alarm only costs a slower
-    path)."""
+def _text_bytes(texts: pa.Array) -> bytes:
+    """The UTF-8 bytes of the slots' texts (a string array), back to back, as its data buffer
+    holds them: a null slot's bytes come too (a false alarm only costs a slower path)."""
     if not len(texts):
-        return False
-    offsets = np.frombuffer(texts.buffers()[1], np.int32)
-    start, end = offsets[texts.offset], offsets[texts.offset + len(texts)]
-    if start == end:
-        return False
-    data = np.frombuffer(texts.buffers()[2], np.uint8)[start:end]
-    return bool(wanted(data).any())
+        return b""
+    _validity, offsets, data = texts.buffers()
+    start, end = (
+        int.from_bytes(offsets.slice(4 * slot, 4).to_pybytes(), "little", signed=True)
+        for slot in (texts.offset, texts.offset + len(texts))
+    )
+    return data.slice(start, end - start).to_pybytes() if end > start else b""
 
 
 def _python_texts(arr: pa.Array, encode: Callable[[Any], str]) -> pa.Array:
@@ -143,7 +141,8 @@ def _encode_floats(arr: pa.Array, column: str, first_row: int | None) -> pa.Arra
     # Arrow prints the shortest round-trip digits, as ECMAScript does, and agrees with it on the
     # layout except for "-0" and its exponent form ("1e+20", "1.5e+12"); redo those in Python.
     texts = doubles.cast(pa.string())
-    if _holds_any_byte(texts, lambda b: b == ord("e")) or _has_negative_zero(doubles):
+    printed = _text_bytes(texts)
+    if b"e" in printed or b"-0" in printed:  # found at C speed; the rows are then picked
         redo = pc.or_(pc.match_substring(texts, "e"), pc.equal(texts, "-0"))
         values, fixed = doubles.to_pylist(), texts.to_pylist()
         for i in pc.indices_nonzero(pc.fill_null(redo, False)).to_pylist():
@@ -152,22 +151,16 @@ def _encode_floats(arr: pa.Array, column: str, first_row: int | None) -> pa.Arra
     return _or_null(texts)
 
 
-def _has_negative_zero(doubles: pa.Array) -> bool:
-    values = np.asarray(doubles.fill_null(1.0), np.float64)
-    return bool(((values == 0) & np.signbit(values)).any())
-
-
 def _encode_strings(arr: pa.Array) -> Member:
     texts = arr.cast(pa.string())
-    if _holds_any_byte(texts, _needs_escape):
+    if _text_bytes(texts).translate(None, _NEEDS_NO_ESCAPE):  # some byte is left: escape
         return _python_texts(texts, serialize_string), "", ""
     return _quoted(texts)
 
 
-def _needs_escape(utf8: np.ndarray) -> np.ndarray:
-    """The bytes RFC 8785 3.2.2.2 escapes: ``"``, ``\\`` and the controls (UTF-8 encodes
-    no other character with a byte below 0x80)."""
-    return (utf8 < 0x20) | (utf8 == ord('"')) | (utf8 == ord("\\"))
+# Every byte but those RFC 8785 3.2.2.2 escapes: ``"``, ``\\`` and the controls (UTF-8 encodes
+# no other character with a byte below 0x80). Deleting these from a text leaves the others.
+_NEEDS_NO_ESCAPE = bytes(b for b in range(256) if b >= 0x20 and b not in b'"\\')
 
 
 def _encode_timestamps(arr: pa.Array, column: str, first_row: int | None) -> Member:
