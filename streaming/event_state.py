@@ -11,6 +11,8 @@ import datetime as dt
 from collections import Counter
 from typing import Any
 
+import pyarrow as pa
+
 from pipelines import windows
 from pipelines.protect import Protection
 from proofs.shards import shard_id
@@ -19,7 +21,7 @@ from sinks.state_store import StateStore
 from sinks.storage import Store
 from streaming.batch import BatchSummary
 from streaming.errors import SettingsError
-from streaming.event_time import Outcome, ReadRaw, decide, iso
+from streaming.event_time import KEPT_KEY_ROWS, Outcome, ReadRaw, decide, iso
 from streaming.journal import BatchJournal
 from streaming.journal_fold import StateView
 from streaming.leaf_files import PendingLeaves
@@ -78,6 +80,12 @@ def decide_batch(
         # The keys it indexes are its shards' (a partition's rows are in its own shards).
         one.key_files = {shard_id(d, topic, partition): f for d, f in one.key_files.items()}
         outcomes.append(one)
+        if sum(r.get("read", 0) for r in mine) > KEPT_KEY_ROWS:
+            # A backlog's partition: what its step freed goes back to the system before the
+            # next partition's is built (the allocator keeps it otherwise, and the process's
+            # peak grows partition after partition: `rda run --once` over 221,567 records
+            # peaked at 543 against 561 MB, and held 451 against 561 MB after the step).
+            pa.default_memory_pool().release_unused()
     leaves.write()
     merged = merge(outcomes)
     merged.state = infos
