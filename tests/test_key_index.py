@@ -175,6 +175,22 @@ def test_a_key_published_earlier_and_repeated_twice_in_the_batch_quarantines_bot
     assert duplicates == {(0, 30): RADIO_KEY, (0, 31): RADIO_KEY + " (offset 30)"}
 
 
+def test_a_record_whose_rows_repeat_a_key_of_the_batch_and_one_of_another_is_both(data):
+    """A record may have several rows: each row is judged, the batch's repeats by their place
+    in leaf order, the others against the index."""
+    a, b = ("an-1", 1, T0_US), ("an-2", 2, T0_US)
+    published = data.land(RADIO, "b1", rows(RADIO, [a], 0))
+    data.publish(RADIO, 1, [published])
+    first = data.land(RADIO, "b2-c1", rows(RADIO, [b], 10))
+    both = rows(RADIO, [b, a], 20)
+    both = both.set_column(
+        both.schema.get_field_index("source_offset"), "source_offset", pa.array([20, 20])
+    )
+    second = data.land(RADIO, "b2-c2", both)
+    found = key_index.repeated_keys(data.catalog, RADIO, 2, [first, second])
+    assert found == [(0, 20, 10), (0, 20, 20)]  # b as the batch's offset 10, a as batch 1's
+
+
 def index_content(data: DataDir, log: str) -> list[tuple]:
     table = key_index.index_table(log)
     query = f"SELECT * FROM {table} WHERE log = ? ORDER BY ALL"
