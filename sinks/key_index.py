@@ -24,6 +24,7 @@ import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import TypeVar
 from weakref import WeakKeyDictionary
 
 import duckdb
@@ -31,6 +32,7 @@ import pyarrow as pa
 
 from schemas.published import published_schema_for_dataset
 from sinks.catalog import Catalog
+from sinks.key_repeats import repeats_query
 from sinks.layout import DataLayout
 from sinks.sql import insert_rows, sql_identifier, sql_string, transaction
 
@@ -39,6 +41,7 @@ BATCHES_TABLE = "key_index_batches"
 _LEGACY_TABLES = ("natural_key_batches", "natural_keys__", "shard_keys__")
 _FILES_VIEW = "_rda_key_index_files"  # registered for the length of one statement
 _KEYS_VIEW = "_rda_key_index_rows"  # likewise
+T = TypeVar("T")
 # (partition, offset) of a new row repeating a key, and the offset of the key's first row in
 # the batch (its own offset when the earlier row is in another batch).
 Repeat = tuple[int, int, int]
@@ -177,14 +180,17 @@ def repeated_keys_of_logs(
     if not logs:
         return {}
     files = [(path, batch_id, log) for log in logs for path in new_paths[log]]
-    datasets = sorted({_dataset_of(log) for log in logs})
+    of_dataset = _by_dataset(files, lambda file: file[2])
+    datasets = list(of_dataset)
     with _transaction(catalog) as db:
         _catch_up(db, catalog, logs)
         with _reading(db, catalog.layout, files) as rows_of:
             ctes, selects = [], []
-            for position, dataset in enumerate(datasets):
-                its_files = [path for path, _, log in files if _dataset_of(log) == dataset]
-                cte, select = _repeats_of_dataset(position, dataset, rows_of(its_files))
+            for position, (dataset, its_files) in enumerate(of_dataset.items()):
+                paths = [path for path, _, _ in its_files]
+                cte, select = repeats_query(
+                    position, natural_key(dataset), rows_of(paths), index_table(dataset)
+                )
                 ctes.append(cte)
                 selects.append(select)
             found = db.execute(
@@ -197,52 +203,22 @@ def repeated_keys_of_logs(
     return repeats
 
 
-def _repeats_of_dataset(position: int, dataset: str, rows: str) -> tuple[str, str]:
-    """One dataset's part of ``repeated_keys_of_logs``: CTEs over its new rows (``rows``, a FROM
-    item over its files, each row with its ``log``) and the SELECT of its repeats, tagged with
-    ``position``."""
-    keys = natural_key(dataset)
-    columns = ", ".join(f'"{k}"' for k in keys)
-    matches = " AND ".join(f'i."{k}" = n."{k}"' for k in keys)
-    # Within the batch a null key equals a null key, as the rows' window partitions have it.
-    same = " AND ".join(f'r."{k}" IS NOT DISTINCT FROM n."{k}"' for k in keys)
-    ordered = ", ".join(f'n."{k}"' for k in keys)
-    new, repeated, ranked = (f"{name}_{position}" for name in ("new_rows", "repeated", "ranked"))
-    # The keys a log repeats within the batch first (a hash aggregate), and the rows of those
-    # only ranked in leaf order: a window over every new row sorted them all (a third less
-    # time a batch of the bench, where each row repeats an indexed key).
-    ctes = f"""{new} AS MATERIALIZED (
-        SELECT log, {columns}, source_partition, source_offset, file_index, file_row_number
-        FROM {rows}
-    ),
-    {repeated} AS MATERIALIZED (
-        SELECT log, {columns} FROM {new} GROUP BY ALL HAVING count(*) > 1
-    ),
-    {ranked} AS MATERIALIZED (
-        SELECT n.file_index, n.file_row_number, n.source_partition, n.source_offset,
-               row_number() OVER w AS occurrence,
-               first_value(n.source_offset) OVER w AS first_offset
-        FROM {new} n SEMI JOIN {repeated} r ON r.log = n.log AND {same}
-        WINDOW w AS (PARTITION BY n.log, {ordered} ORDER BY n.file_index, n.file_row_number)
-    )"""
-    # Rows repeating a key within their log in the batch, then the other rows (a key's first
-    # in the batch: told apart by their place, as a record may have several rows) whose key
-    # another batch published in that log. DuckDB builds the join's hash table on the batch's
-    # (smaller) side and pushes its key ranges into the index scan, skipping old row groups.
-    select = (
-        f"SELECT {position}, source_partition, source_offset, first_offset "
-        f"FROM {ranked} WHERE occurrence > 1 UNION ALL "
-        f"SELECT DISTINCT {position}, n.source_partition, n.source_offset, n.source_offset "
-        f"FROM {new} n JOIN {index_table(dataset)} i ON i.log = n.log AND {matches} "
-        f"WHERE i.batch_id <> $batch AND NOT EXISTS (SELECT 1 FROM {ranked} r "
-        f"WHERE r.occurrence > 1 AND r.file_index = n.file_index "
-        f"AND r.file_row_number = n.file_row_number)"
-    )
-    return ctes, select
-
-
 def _dataset_of(log: str) -> str:
     return log.split("/", 1)[0]
+
+
+def _by_dataset(items: Iterable[T], log_of: Callable[[T], str]) -> dict[str, list[T]]:
+    """``items`` by the dataset of their log (``log_of``), datasets in order, items as given:
+    a dataset's logs share its table, so its statements take them all at once."""
+    grouped: dict[str, list[T]] = {}
+    for item in items:
+        grouped.setdefault(_dataset_of(log_of(item)), []).append(item)
+    return dict(sorted(grouped.items()))
+
+
+def _key_columns(dataset: str) -> str:
+    """The key columns of ``dataset``, quoted, for a select list."""
+    return ", ".join(f'"{k}"' for k in natural_key(dataset))
 
 
 @contextmanager
@@ -299,7 +275,7 @@ def _create_batches_table(db: duckdb.DuckDBPyConnection, catalog: Catalog) -> No
 
 def _create_tables(db: duckdb.DuckDBPyConnection, catalog: Catalog, logs: list[str]) -> None:
     _create_batches_table(db, catalog)
-    for dataset in sorted({_dataset_of(log) for log in logs}):
+    for dataset in _by_dataset(logs, str):
         table = index_table(dataset)
         if table in catalog.tables_at_open or _table_exists(db, table):
             continue
@@ -319,34 +295,31 @@ def _insert(
     caller marks their batches (``_mark``). ``written``: rows of some of the files, by path,
     taken instead of reading them when a dataset's files are all there (~3 ms a statement less
     than DuckDB reading the Parquet). Returns the rows indexed."""
-    of_dataset: dict[str, list[tuple[str, int, str]]] = {}
-    for file in files:
-        of_dataset.setdefault(_dataset_of(file[2]), []).append(file)
     given = written or {}
     rows = 0
     to_read = {}
-    for dataset, its_files in of_dataset.items():
-        columns = ", ".join(f'"{k}"' for k in natural_key(dataset))
+    for dataset, its_files in _by_dataset(files, lambda file: file[2]).items():
         if not all(path in given for path, _, _ in its_files):
             to_read[dataset] = its_files
             continue
         db.register(_KEYS_VIEW, _key_rows(dataset, its_files, given))
-        (count,) = db.execute(
-            f"INSERT INTO {index_table(dataset)} SELECT log, batch_id, {columns} FROM {_KEYS_VIEW}"
-        ).fetchone()
+        rows += _insert_from(db, dataset, _KEYS_VIEW)
         db.unregister(_KEYS_VIEW)
-        rows += count
     if to_read:
         with _reading(db, layout, [f for fs in to_read.values() for f in fs]) as rows_of:
             for dataset, its_files in to_read.items():
-                columns = ", ".join(f'"{k}"' for k in natural_key(dataset))
-                found = rows_of([path for path, _, _ in its_files])
-                (count,) = db.execute(
-                    f"INSERT INTO {index_table(dataset)} "
-                    f"SELECT log, batch_id, {columns} FROM {found}"
-                ).fetchone()
-                rows += count
-    return int(rows)
+                rows += _insert_from(db, dataset, rows_of([path for path, _, _ in its_files]))
+    return rows
+
+
+def _insert_from(db: duckdb.DuckDBPyConnection, dataset: str, rows: str) -> int:
+    """Index ``rows`` (a FROM item with ``log``, ``batch_id`` and the key columns) in
+    ``dataset``'s table; return how many."""
+    (count,) = db.execute(
+        f"INSERT INTO {index_table(dataset)} "
+        f"SELECT log, batch_id, {_key_columns(dataset)} FROM {rows}"
+    ).fetchone()
+    return int(count)
 
 
 def _mark(db: duckdb.DuckDBPyConnection, marks: list[tuple[str, int]]) -> None:
@@ -383,8 +356,7 @@ def _forget(
     if not logs:
         return
     _create_tables(db, catalog, logs)
-    for dataset in sorted({_dataset_of(log) for log in logs}):
-        its_logs = [log for log in logs if _dataset_of(log) == dataset]
+    for dataset, its_logs in _by_dataset(logs, str).items():
         db.execute(
             f"DELETE FROM {index_table(dataset)} WHERE batch_id = ? AND list_contains(?, log)",
             [batch_id, its_logs],
