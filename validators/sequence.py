@@ -28,15 +28,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from validators.node_groups import (
+    NO_NODE,
     Groups,
     bools,
     floats,
     group_rows,
     ints,
     last_where,
+    looked_up,
     merge,
     new_state,
-    state_of_rows,
+    node_codes,
+    paired,
+    state_rows,
+    valid,
     value_before,
 )
 
@@ -133,40 +138,54 @@ def check_sequences(
 ) -> tuple[SequenceResult, SequenceState]:
     """Judge each row against its node's state and the rows before it; return the new state."""
     n = len(inputs.time_us)
+    tables = (state.teleport, state.counter, state.flat_line)
+    codes = node_codes(inputs.partition, inputs.node, tables)
+    keyed = [
+        _Keyed(table, table_codes) for table, table_codes in zip(tables, codes.states, strict=True)
+    ]
     km, teleport = pa.nulls(n, pa.float64()), state.teleport
     if inputs.lat is not None and inputs.lon is not None:
-        km, teleport = _teleports(inputs, state.teleport, settings)
+        km, teleport = _teleports(inputs, codes.rows, keyed[0], settings)
     accepted = np.asarray(pc.is_null(km), bool)
     reset, counter = np.zeros(n, bool), state.counter
     if inputs.uptime is not None:
-        reset, counter = _counter_resets(inputs, accepted, state.counter)
+        reset, counter = _counter_resets(inputs, codes.rows, accepted, keyed[1])
     flat, flat_state = np.zeros(n, bool), state.flat_line
     if inputs.sensors:
-        flat, flat_state = _flat_lines(inputs, accepted, state.flat_line, settings)
+        flat, flat_state = _flat_lines(inputs, codes.rows, accepted, keyed[2], settings)
     result = SequenceResult(km, pa.array(reset, pa.bool_()), pa.array(flat, pa.bool_()))
     return result, SequenceState(teleport, counter, flat_state)
 
 
-def _has_node(inputs: SequenceInputs) -> np.ndarray:
-    """Rows with a node: a report without one (an outside speed test) has no sequence."""
-    return np.asarray(pc.is_valid(inputs.node), bool)
+@dataclass(frozen=True)
+class _Keyed:
+    """A check's state table and each of its rows' key code (``validators/node_groups.py``)."""
+
+    table: pa.Table
+    codes: np.ndarray
+
+    def merged(self, groups: Groups, new: pa.Table) -> pa.Table:
+        return merge(self.table, self.codes, new, groups.group_codes)
 
 
 # -- teleports -------------------------------------------------------------------------------
 
 
 def _teleports(
-    inputs: SequenceInputs, state: pa.Table, settings: SequenceSettings
+    inputs: SequenceInputs, codes: np.ndarray, state: _Keyed, settings: SequenceSettings
 ) -> tuple[pa.Array, pa.Table]:
-    located = np.asarray(pc.and_(pc.is_valid(inputs.lat), pc.is_valid(inputs.lon)), bool)
-    located &= _has_node(inputs)
-    groups = group_rows({"source_partition": inputs.partition, "node_id": inputs.node}, located)
+    located = valid(inputs.lat) & valid(inputs.lon) & (codes != NO_NODE)
+    groups = group_rows(codes, located)
     at = groups.rows
     place = (floats(inputs.lat)[at], floats(inputs.lon)[at], ints(inputs.time_us)[at])
-    known = state_of_rows(groups, state)
-    st = {n: floats(known.column(n)) for n in ("anchor_lat", "anchor_lon", "last_lat", "last_lon")}
-    st |= {n: ints(known.column(n)) for n in ("anchor_us", "last_us")}
-    st["last_accepted"] = bools(known.column("last_accepted"), True)
+    known = state_rows(groups, state.codes)
+    table = state.table
+    st = {
+        n: looked_up(floats(table.column(n)), known, np.nan)
+        for n in ("anchor_lat", "anchor_lon", "last_lat", "last_lon")
+    }
+    st |= {n: looked_up(ints(table.column(n)), known, 0) for n in ("anchor_us", "last_us")}
+    st["last_accepted"] = looked_up(bools(table.column("last_accepted"), True), known, True)
     previous = [
         value_before(values, groups.first, st[f"last_{name}"])
         for values, name in zip(place, ("lat", "lon", "us"), strict=True)
@@ -179,13 +198,16 @@ def _teleports(
     km = np.full(len(inputs.time_us), np.nan)
     km[at] = jump
     result = pc.round(pa.array(km, pa.float64(), mask=np.isnan(km)), 1)
-    return result, merge(
-        state, _teleport_state(groups, place, st, accepted), ["source_partition", "node_id"]
-    )
+    new = _teleport_state(groups, _node_keys(inputs), place, st, accepted)
+    return result, state.merged(groups, new)
 
 
 def _teleport_state(
-    groups: Groups, place: tuple, st: dict[str, np.ndarray], accepted: np.ndarray
+    groups: Groups,
+    keys: dict[str, pa.Array],
+    place: tuple,
+    st: dict[str, np.ndarray],
+    accepted: np.ndarray,
 ) -> pa.Table:
     """Each group's last report, and its last accepted one (else the anchor it had)."""
     lat, lon, us = place
@@ -202,7 +224,7 @@ def _teleport_state(
         "anchor_lon": np.where(had, lon[anchor], st["anchor_lon"][first]),
         "anchor_us": np.where(had, us[anchor], st["anchor_us"][first]),
     }
-    return new_state(groups, TELEPORT_STATE, columns)
+    return new_state(groups, TELEPORT_STATE, keys, columns)
 
 
 def _walk_trouble(
@@ -288,43 +310,54 @@ def _infeasible(lat1, lon1, us1, lat2, lon2, us2, settings: SequenceSettings) ->
 
 
 def _counter_resets(
-    inputs: SequenceInputs, accepted: np.ndarray, state: pa.Table
+    inputs: SequenceInputs, codes: np.ndarray, accepted: np.ndarray, state: _Keyed
 ) -> tuple[np.ndarray, pa.Table]:
-    counted = accepted & np.asarray(pc.is_valid(inputs.uptime), bool)
-    counted &= _has_node(inputs)
-    groups = group_rows({"source_partition": inputs.partition, "node_id": inputs.node}, counted)
+    counted = accepted & valid(inputs.uptime) & (codes != NO_NODE)
+    groups = group_rows(codes, counted)
     uptime = ints(inputs.uptime)[groups.rows]
-    known = state_of_rows(groups, state).column("uptime_s")
-    before = value_before(uptime, groups.first, ints(known, -1))
-    has_before = np.where(groups.first, np.asarray(pc.is_valid(known), bool), True)
+    known = state_rows(groups, state.codes)
+    column = state.table.column("uptime_s")
+    before = value_before(uptime, groups.first, looked_up(ints(column, -1), known, -1))
+    has_before = np.where(groups.first, looked_up(valid(column), known, False), True)
     reset = np.zeros(len(inputs.time_us), bool)
     reset[groups.rows] = has_before & (uptime < before)
-    new = new_state(groups, COUNTER_STATE, {"uptime_s": uptime[groups.last]})
-    return reset, merge(state, new, ["source_partition", "node_id"])
+    columns = {"uptime_s": uptime[groups.last]}
+    new = new_state(groups, COUNTER_STATE, _node_keys(inputs), columns)
+    return reset, state.merged(groups, new)
 
 
 def _flat_lines(
-    inputs: SequenceInputs, accepted: np.ndarray, state: pa.Table, settings: SequenceSettings
+    inputs: SequenceInputs,
+    codes: np.ndarray,
+    accepted: np.ndarray,
+    state: _Keyed,
+    settings: SequenceSettings,
 ) -> tuple[np.ndarray, pa.Table]:
-    keys = {"source_partition": inputs.partition, "node_id": inputs.node}
-    cell = inputs.cell if inputs.cell is not None else pa.nulls(len(inputs.time_us), pa.int64())
-    keys["cell_id"] = pc.fill_null(cell.cast(pa.int64()), -1)  # joins never match nulls
-    groups = group_rows(keys, accepted & _has_node(inputs))
+    n = len(inputs.time_us)
+    cells = ints(inputs.cell, -1) if inputs.cell is not None else np.full(n, -1, np.int64)
+    table = state.table
+    row_codes, state_codes = paired([codes, state.codes], [cells, ints(table.column("cell_id"))])
+    groups = group_rows(row_codes, accepted & (codes != NO_NODE))
     values = [floats(column)[groups.rows] for column in inputs.sensors]
-    known = state_of_rows(groups, state)
-    names = state.schema.names[3:-1]
+    known = state_rows(groups, state_codes)
+    names = table.schema.names[3:-1]
     repeats = np.ones(len(groups.rows), bool)
     for column, name in zip(values, names, strict=True):
-        before = value_before(column, groups.first, floats(known.column(name)))
-        repeats &= column == before  # NaN (a missing value) never repeats
-    carried = ints(known.column("run"), 0)
+        from_state = looked_up(floats(table.column(name)), known, np.nan)
+        repeats &= column == value_before(column, groups.first, from_state)  # NaN never repeats
+    carried = looked_up(ints(table.column("run")), known, 0)
     run = _run_lengths(repeats, groups.first, carried)
-    flat = np.zeros(len(inputs.time_us), bool)
+    flat = np.zeros(n, bool)
     flat[groups.rows] = run >= settings.flat_line_reports
     last = groups.last
     columns = {name: column[last] for column, name in zip(values, names, strict=True)}
-    new = new_state(groups, state.schema, {**columns, "run": run[last]})
-    return flat, merge(state, new, ["source_partition", "node_id", "cell_id"])
+    keys = {**_node_keys(inputs), "cell_id": cells}
+    new = new_state(groups, table.schema, keys, {**columns, "run": run[last]})
+    return flat, merge(table, state_codes, new, groups.group_codes)
+
+
+def _node_keys(inputs: SequenceInputs) -> dict[str, pa.Array]:
+    return {"source_partition": inputs.partition, "node_id": inputs.node}
 
 
 def _run_lengths(repeats: np.ndarray, first: np.ndarray, carried: np.ndarray) -> np.ndarray:
