@@ -20,6 +20,7 @@ published:
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 
 import pyarrow as pa
 
@@ -88,9 +89,14 @@ def records_of(rows: pa.Table) -> pa.Table:
     return table.select(RAW_RECORD_SCHEMA.names).sort_by(order).cast(RAW_RECORD_SCHEMA)
 
 
-def canonical_view(rows: pa.Table, dataset: str) -> dict[str, pa.Array]:
-    """The columns the sequence checks read, under their canonical names (exact values)."""
-    columns = {name: rows.column(name).combine_chunks() for name in rows.column_names}
-    if LATITUDE in columns:
-        columns["latitude"], columns["longitude"] = columns[LATITUDE], columns[LONGITUDE]
+def canonical_view(rows: pa.Table, names: Iterable[str]) -> dict[str, pa.Array]:
+    """Those of the columns ``names`` the rows have (the sequence checks' inputs), under their
+    canonical names: the exact location where the rows stage one (the published is coarse)."""
+    exact = {"latitude": LATITUDE, "longitude": LONGITUDE}
+    present = set(rows.column_names)
+    columns = {}
+    for name in names:
+        source = exact[name] if exact.get(name) in present else name
+        if source in present:
+            columns[name] = rows.column(source).combine_chunks()
     return columns

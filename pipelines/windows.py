@@ -36,7 +36,7 @@ from schemas.registry import schema_for_dataset
 from validators import event_time
 from validators.event_time import WindowSettings
 from validators.quality import QualitySettings, sequence_flags, teleport_reasons
-from validators.sequence import SequenceState, check_sequences, sequence_inputs
+from validators.sequence import SequenceState, check_sequences, input_columns, sequence_inputs
 
 WINDOW_CLOSED = "window_closed"
 HELD_RECORDS = "held_records"  # in a window's tally: records waiting for it
@@ -196,11 +196,11 @@ def _judge(
     late = event_time.late(times, before, state.closed_through, settings.window)
     staged_code = rows.column(staged.QUARANTINE).combine_chunks()
     passed = np.asarray(pc.is_null(staged_code), bool)
-    columns = staged.canonical_view(rows, dataset)
+    name = schema_for_dataset(dataset).name
+    columns = staged.canonical_view(rows, input_columns(name))
     if not passed.all():  # the rows the stage quarantined take no part (a copy of the others)
         kept = pa.array(np.flatnonzero(passed), pa.int64())
         columns = {k: v.take(kept) for k, v in columns.items()}
-    name = schema_for_dataset(dataset).name
     inputs = sequence_inputs(name, columns, pa.array(times[passed], pa.int64()))
     result, state.sequences[dataset] = check_sequences(
         inputs, state.sequence(dataset), settings.quality.sequence
@@ -211,7 +211,9 @@ def _judge(
     none = pa.scalar(None, pa.string())
     code = pc.if_else(pc.is_valid(jump), pa.scalar("teleport"), none)
     code = pc.if_else(closed, pa.scalar(WINDOW_CLOSED), code)
-    reason = pc.if_else(pc.is_valid(jump), teleport_reasons(pc.fill_null(jump, 0.0)), none)
+    reason = pa.nulls(len(rows), pa.string())
+    if jump.null_count < len(jump):  # teleports are rare: most chunks have no reason to write
+        reason = pc.if_else(pc.is_valid(jump), teleport_reasons(pc.fill_null(jump, 0.0)), none)
     if pc.any(closed).as_py():
         reason = pc.if_else(closed, _closed_reasons(times, settings.window), reason)
     flags = sequence_flags(
@@ -354,6 +356,8 @@ def _tally(
 
 def _scatter(values: pa.Array, where: np.ndarray, default: object) -> pa.Array:
     """``values`` at the positions where ``where`` holds, ``default`` elsewhere."""
+    if len(values) == len(where):  # every row took part (the stage quarantined none)
+        return values
     full = pa.array([default] * len(where), values.type)
     if not len(values):
         return full

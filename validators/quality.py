@@ -29,7 +29,13 @@ import pyarrow.compute as pc
 
 from schemas.model import TelemetrySchema
 from validators import event_time
-from validators.sequence import SequenceSettings, SequenceState, check_sequences, sequence_inputs
+from validators.sequence import (
+    SequenceSettings,
+    SequenceState,
+    check_sequences,
+    input_columns,
+    sequence_inputs,
+)
 
 DEFAULT_WINDOWS = event_time.WindowSettings()
 STATELESS_CODES = ("clock_skew", "malformed", "implausible")
@@ -121,7 +127,8 @@ def check_quality(
     late = event_time.late(times, marks.before, None, windows)
     # The sequence checks see the rows that passed every other check, as in the stream.
     kept = pa.array(np.flatnonzero(passed), pa.int64())
-    columns = {name: ordered.column(name).take(kept) for name in ordered.schema.names}
+    names = [n for n in input_columns(schema.name) if n in ordered.schema.names]
+    columns = {name: ordered.column(name).take(kept) for name in names}
     inputs = sequence_inputs(schema.name, columns, pa.array(times[passed], pa.int64()))
     result, _ = check_sequences(inputs, SequenceState.empty(schema.name), settings.sequence)
     unsort = pc.sort_indices(order)
@@ -150,11 +157,14 @@ class Flags:
 
 def sequence_flags(late: pa.Array, counter_reset: pa.Array, flat_line: pa.Array) -> Flags:
     """The ``quality_flags`` column from each flag's mask, in the documented order."""
-    arrays, counts = [], {}
-    for flag, raised in zip(FLAGS, (late, counter_reset, flat_line), strict=True):
-        raised = pc.fill_null(raised, False)
-        counts[flag] = pc.sum(raised).as_py() or 0
-        arrays.append(pc.if_else(raised, pa.scalar(flag), pa.scalar(None, pa.string())))
+    masks = [pc.fill_null(m, False) for m in (late, counter_reset, flat_line)]
+    counts = {flag: pc.sum(m).as_py() or 0 for flag, m in zip(FLAGS, masks, strict=True)}
+    if not any(counts.values()):  # most chunks raise none: no texts to join
+        return Flags(pa.nulls(len(late), pa.string()), counts)
+    arrays = [
+        pc.if_else(m, pa.scalar(flag), pa.scalar(None, pa.string()))
+        for flag, m in zip(FLAGS, masks, strict=True)
+    ]
     return Flags(_joined_flags(arrays, len(late)), counts)
 
 

@@ -115,6 +115,18 @@ class SequenceResult:
     flat_line: pa.Array  # bool per row
 
 
+def input_columns(schema_name: str) -> tuple[str, ...]:
+    """The canonical columns ``sequence_inputs`` reads (those a dataset has)."""
+    located = ("latitude", "longitude", "uptime_s")
+    return (
+        "source_partition",
+        "node_id",
+        "cell_id",
+        *located,
+        *FLAT_LINE_COLUMNS.get(schema_name, ()),
+    )
+
+
 def sequence_inputs(
     schema_name: str, columns: dict[str, pa.Array], time_us: pa.Array
 ) -> SequenceInputs:
