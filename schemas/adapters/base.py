@@ -57,7 +57,8 @@ def lineage_columns(raw: pa.RecordBatch, row_index: pa.Array) -> dict[str, pa.Ar
     """The lineage columns every canonical row carries, taken from its raw record."""
     import pyarrow.compute as pc
 
-    taken = raw.take(row_index)
+    # The four columns alone: taking every column copied each record's raw bytes too.
+    taken = raw.select(["topic", "partition", "offset", "timestamp_ms"]).take(row_index)
     micros = pa.timestamp("us", tz="UTC")
     return {
         "source_topic": taken.column("topic"),
