@@ -78,6 +78,14 @@ def test_codes_sort_as_the_keys_partition_then_node_id_by_its_utf8_bytes(keys):
         assert (code_a == code_b) == (key_a == key_b)
 
 
+def test_codes_of_the_highest_partition_ids_keep_their_order():
+    top = 2**31 - 1  # Kafka's largest partition id
+    partitions = pa.array([top, 0, top, top - 1], pa.int32())
+    nodes = pa.array(["b", "z", "a", "z"], pa.string())
+    codes = node_codes(partitions, nodes, []).rows.tolist()
+    assert sorted(range(4), key=codes.__getitem__) == [1, 3, 2, 0]
+
+
 def test_keys_that_look_alike_when_joined_have_their_own_codes():
     partitions = pa.array([1, 1, 11, 1], pa.int32())
     nodes = pa.array(["1\x1fa", "a", "a", "1\x1f"], pa.string())

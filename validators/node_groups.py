@@ -38,7 +38,9 @@ def node_codes(partition: pa.Array, node: pa.Array, states: Sequence[pa.Table]) 
     partitions = np.concatenate(
         [ints(partition), *(ints(s.column("source_partition")) for s in states)]
     )
-    codes = np.where(index >= 0, partitions * max(size, 1) + rank[index], NO_NODE)
+    # Partitions ranked too (ids go up to 2**31 - 1): codes stay below rows x rows, no overflow.
+    _, partition_rank = np.unique(partitions, return_inverse=True)
+    codes = np.where(index >= 0, partition_rank * max(size, 1) + rank[index], NO_NODE)
     parts = np.split(codes, np.cumsum([len(node), *(s.num_rows for s in states)])[:-1])
     return NodeCodes(parts[0], tuple(parts[1:]))
 
