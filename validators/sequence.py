@@ -117,14 +117,8 @@ class SequenceResult:
 
 def input_columns(schema_name: str) -> tuple[str, ...]:
     """The canonical columns ``sequence_inputs`` reads (those a dataset has)."""
-    located = ("latitude", "longitude", "uptime_s")
-    return (
-        "source_partition",
-        "node_id",
-        "cell_id",
-        *located,
-        *FLAT_LINE_COLUMNS.get(schema_name, ()),
-    )
+    keys = ("source_partition", "node_id", "cell_id")
+    return (*keys, "latitude", "longitude", "uptime_s", *FLAT_LINE_COLUMNS.get(schema_name, ()))
 
 
 def sequence_inputs(
@@ -348,7 +342,8 @@ def _flat_lines(
     n = len(inputs.time_us)
     cells = ints(inputs.cell, -1) if inputs.cell is not None else np.full(n, -1, np.int64)
     table = state.table
-    row_codes, state_codes = paired([codes, state.codes], [cells, ints(table.column("cell_id"))])
+    state_cells = ints(table.column("cell_id"), -1)
+    row_codes, state_codes = paired([codes, state.codes], [cells, state_cells])
     groups = group_rows(row_codes, accepted & (codes != NO_NODE))
     values = [floats(column)[groups.rows] for column in inputs.sensors]
     known = state_rows(groups, state_codes)
@@ -365,7 +360,7 @@ def _flat_lines(
     columns = {name: column[last] for column, name in zip(values, names, strict=True)}
     keys = {**_node_keys(inputs), "cell_id": cells}
     new = new_state(groups, table.schema, keys, {**columns, "run": run[last]})
-    return flat, merge(table, state_codes, new, groups.group_codes)
+    return flat, _Keyed(table, state_codes).merged(groups, new)
 
 
 def _node_keys(inputs: SequenceInputs) -> dict[str, pa.Array]:
