@@ -86,6 +86,22 @@ def test_codes_of_the_highest_partition_ids_keep_their_order():
     assert sorted(range(4), key=codes.__getitem__) == [1, 3, 2, 0]
 
 
+@given(
+    pairs=st.lists(
+        st.tuples(st.integers(-1, 5), st.integers(-(2**63), 2**63 - 1)), min_size=1, max_size=30
+    ),
+    split=st.integers(0, 30),
+)
+def test_paired_codes_sort_as_the_pairs_across_arrays_whatever_the_cell_ids(pairs, split):
+    first = np.array([a for a, _ in pairs], np.int64)
+    second = np.array([b for _, b in pairs], np.int64)
+    cut = min(split, len(pairs))
+    codes = np.concatenate(paired([first[:cut], first[cut:]], [second[:cut], second[cut:]]))
+    for i, j in itertools.product(range(len(pairs)), repeat=2):
+        assert (codes[i] < codes[j]) == (pairs[i] < pairs[j])
+        assert (codes[i] == codes[j]) == (pairs[i] == pairs[j])
+
+
 def test_keys_that_look_alike_when_joined_have_their_own_codes():
     partitions = pa.array([1, 1, 11, 1], pa.int32())
     nodes = pa.array(["1\x1fa", "a", "a", "1\x1f"], pa.string())
