@@ -183,6 +183,28 @@ def test_the_ge_report_is_deterministic_and_names_the_failing_expectation(tmp_pa
     assert failed[0]["result"]["unexpected_count"] == 1
 
 
+def test_a_report_without_data_docs_is_the_bytes_of_the_checkpoint_that_builds_them(tmp_path):
+    schema = published_schema(RADIO_KPI_V1)
+    messages = list(generate(3, 5, 1, START_MS, seed=2))
+    rows = pa.Table.from_batches(
+        [
+            protected([m for m in messages if b"radio_kpi" in m.value], tmp_path).published[
+                "radio_kpi.v1"
+            ]
+        ]
+    )
+    rsrp = rows.column("rsrp_dbm").to_pylist()
+    broken = rows.set_column(
+        rows.schema.get_field_index("rsrp_dbm"), "rsrp_dbm", pa.array([-20.0, 5.0, *rsrp[2:]])
+    )
+    broken = pa.concat_tables([broken, broken.slice(0, 2)])  # two natural keys twice
+    alone, _ = validate(schema, broken)
+    with_docs, _ = validate(schema, broken, tmp_path / "docs")
+    assert report_bytes(alone) == report_bytes(with_docs)
+    assert not alone["success"]
+    assert alone["statistics"]["unsuccessful_expectations"] == 2
+
+
 @pytest.mark.parametrize("fraction", [-0.1, 1.5])
 def test_an_impossible_quality_defect_fraction_is_refused(fraction):
     with pytest.raises(ValueError, match="quality defect fraction"):
