@@ -21,11 +21,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pipelines.kafka_source import KafkaSource, OffsetRange
+from pipelines.kafka_source import KafkaSource, KafkaSpec, OffsetRange
 from pipelines.protect import Protection
 from streaming import event_state, faults
 from streaming.batch import Anchorer, BatchSummary, Progress, RunConfig
 from streaming.checkpoints import ChainView
+from streaming.event_state import Helper
 from streaming.journal import BatchJournal
 from streaming.keys import shared_keys
 from streaming.lander import Lander
@@ -99,7 +100,9 @@ def run_batch(
         clock.lap("plan")
     worker.chain_ready()
     chain = chain_view(anchor)
-    sequencer = Sequencer(config, space, source, chain, progress, protection, signer)
+    sequencer = Sequencer(
+        config, space, source, chain, progress, protection, signer, _idle_helper(config, worker)
+    )
     summary = sequencer.sequence(entry, state == "planned")
     clock.lap("sequence")
     summary.resumed, summary.crashes = entry["resumed"] and not ahead, crashes
@@ -249,6 +252,16 @@ def _journal_new_plan(
     journal.record_plan(plan["batch_id"], config.topic, plan, owner=worker.id)
     faults.journaled("planned")
     return plan
+
+
+def _idle_helper(config: RunConfig, worker: Worker) -> Helper | None:
+    """The run's landing child while it has nothing to land (no batch landing ahead): part of
+    a large batch's event-time step runs there, beside this process's."""
+    if not lands_in_lander(config, worker.lander) or worker.lander.busy:
+        return None
+    return Helper(
+        worker.lander, KafkaSpec(config.bootstrap, config.kafka_client, config.kafka_timeout)
+    )
 
 
 def _lands_ahead(config: RunConfig, worker: Worker) -> bool:

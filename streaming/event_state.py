@@ -8,12 +8,16 @@ has its own state); the state lives in ``sinks/state_store.py``.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import logging
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
 from pipelines import windows
+from pipelines.kafka_source import KafkaSpec
 from pipelines.protect import Protection
 from proofs.shards import shard_id
 from sinks.layout import DataLayout
@@ -24,9 +28,12 @@ from streaming.errors import SettingsError
 from streaming.event_time import KEPT_KEY_ROWS, Outcome, ReadRaw, decide, iso
 from streaming.journal import BatchJournal
 from streaming.journal_fold import StateView
+from streaming.lander import Lander
 from streaming.leaf_files import PendingLeaves
 from validators.event_time import WindowSettings
 from validators.score import components_from_counts, score
+
+log = logging.getLogger("rda.run")
 
 
 def event_time_config(settings: Any) -> dict[str, Any]:
@@ -56,6 +63,16 @@ def batch_partitions(plan: dict) -> list[int]:
     return sorted(read | set(plan.get("flush_partitions", [])))
 
 
+@dataclass(frozen=True)
+class Helper:
+    """A kept child that is idle while the batch is sequenced (the run's lander, when nothing
+    lands ahead), and how it reads Kafka: the event-time step of some of a large batch's
+    partitions runs there, beside this process's own, on the other core."""
+
+    lander: Lander
+    kafka: KafkaSpec
+
+
 def decide_batch(
     layout: DataLayout,
     topic: str,
@@ -63,33 +80,119 @@ def decide_batch(
     receipts: list[dict],
     step: tuple[ReadRaw, Protection, Store | None],
     journal: BatchJournal,
+    helper: Helper | None = None,
 ) -> Outcome:
-    """The event-time step of every partition of the batch, in partition order; one outcome."""
+    """The event-time step of every partition of the batch, in partition order; one outcome.
+    With a ``helper``, every second large partition's step runs in its child meanwhile."""
     read_raw, protection, store = step
     view = journal.state_view(topic)  # one reading of the journal for every partition
     infos = state_plans(view, plan)
-    outcomes = []
+    plan = {**plan, "topic": topic}
+    parts = {
+        key: (info, [r for r in receipts if r["range"]["partition"] == int(key)])
+        for key, info in sorted(infos.items(), key=lambda kv: int(kv[0]))
+    }
+    for key, (info, _) in parts.items():
+        collect(layout, view, topic, int(key), keep_also=info.get("base"))
+    elsewhere = _sent_away(layout, plan, parts, protection, store, helper)
+    outcomes: dict[str, Outcome] = {}
     leaves = PendingLeaves()  # the partitions' leaf files, hashed together
-    for key, info in sorted(infos.items(), key=lambda kv: int(kv[0])):
-        partition = int(key)
-        collect(layout, view, topic, partition, keep_also=info.get("base"))
-        mine = [r for r in receipts if r["range"]["partition"] == partition]
-        one = decide(
-            layout, {**plan, "topic": topic}, mine, read_raw, protection, info, store, leaves
-        )
-        # The keys it indexes are its shards' (a partition's rows are in its own shards).
-        one.key_files = {shard_id(d, topic, partition): f for d, f in one.key_files.items()}
-        outcomes.append(one)
-        if sum(r.get("read", 0) for r in mine) > KEPT_KEY_ROWS:
-            # A backlog's partition: what its step freed goes back to the system before the
-            # next partition's is built (the allocator keeps it otherwise, and the process's
-            # peak grows partition after partition: `rda run --once` over 221,567 records
-            # peaked at 543 against 561 MB, and held 451 against 561 MB after the step).
-            pa.default_memory_pool().release_unused()
+    for key, (info, mine) in parts.items():
+        if key not in elsewhere:
+            outcomes[key] = decide(layout, plan, mine, read_raw, protection, info, store, leaves)
+            if sum(r.get("read", 0) for r in mine) > KEPT_KEY_ROWS:
+                # A backlog's partition: what its step freed goes back to the system before
+                # the next partition's is built (the allocator keeps it otherwise, and the
+                # process's peak grows partition after partition: `rda run --once` over
+                # 221,567 records peaked at 543 against 561 MB, and held 451 against 561 MB).
+                pa.default_memory_pool().release_unused()
     leaves.write()
-    merged = merge(outcomes)
+    if elsewhere:
+        outcomes |= _taken_back(layout, plan, parts, elsewhere, step, helper)
+    for key, one in outcomes.items():
+        # The keys it indexes are its shards' (a partition's rows are in its own shards).
+        one.key_files = {shard_id(d, topic, int(key)): f for d, f in one.key_files.items()}
+    merged = merge([outcomes[key] for key in parts])
     merged.state = infos
     return merged
+
+
+def _sent_away(
+    layout: DataLayout,
+    plan: dict,
+    parts: dict[str, tuple[dict, list[dict]]],
+    protection: Protection,
+    store: Store | None,
+    helper: Helper | None,
+) -> list[str]:
+    """Every second partition of more than ``KEPT_KEY_ROWS`` records, its step submitted to the
+    helper's child (one step for all of them: a child takes one at a time); which."""
+    large = [
+        k for k, (_, mine) in parts.items() if sum(r.get("read", 0) for r in mine) > KEPT_KEY_ROWS
+    ]
+    if helper is None or helper.lander.busy or len(large) < 2:
+        return []
+    away = large[1::2]
+    work = [(parts[key][1], parts[key][0]) for key in away]
+    job = functools.partial(_decide_in_child, helper.kafka, layout, plan, work, protection, store)
+    try:
+        helper.lander.submit(_step_key(plan), job, f"event time of batch {plan['batch_id']}")
+    except Exception as error:  # not sent (its child gone, say): every step is taken here
+        log.warning("batch %d: no helper for the event-time step (%s)", plan["batch_id"], error)
+        return []
+    return away
+
+
+def _decide_in_child(
+    kafka: KafkaSpec,
+    layout: DataLayout,
+    plan: dict,
+    work: list[tuple[list[dict], dict]],
+    protection: Protection,
+    store: Store | None,
+) -> list[Outcome]:
+    """In the helper's child: the step of each partition given (its receipts and state plan),
+    its leaf files written there."""
+    source = kafka.open()
+    try:
+        return [
+            decide(layout, plan, mine, source.read, protection, info, store) for mine, info in work
+        ]
+    finally:
+        source.close()
+
+
+def _taken_back(
+    layout: DataLayout,
+    plan: dict,
+    parts: dict[str, tuple[dict, list[dict]]],
+    away: list[str],
+    step: tuple[ReadRaw, Protection, Store | None],
+    helper: Helper,
+) -> dict[str, Outcome]:
+    """The outcomes of the partitions sent away; decided here after all if the child failed
+    (a step is a function of its base state and staged files: done again, it writes the same
+    bytes)."""
+    read_raw, protection, store = step
+    try:
+        return dict(zip(away, helper.lander.collect(_step_key(plan)), strict=True))
+    except Exception as error:  # a crash of the child, or its error: this process decides
+        log.warning(
+            "batch %d: the event-time step in the helper failed (%s); done here",
+            plan["batch_id"],
+            error,
+        )
+    leaves = PendingLeaves()
+    outcomes = {
+        key: decide(layout, plan, parts[key][1], read_raw, protection, parts[key][0], store, leaves)
+        for key in away
+    }
+    leaves.write()
+    return outcomes
+
+
+def _step_key(plan: dict) -> tuple[str, str, int]:
+    return ("event time", plan["topic"], plan["batch_id"])
 
 
 def merge(outcomes: list[Outcome]) -> Outcome:

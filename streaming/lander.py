@@ -92,6 +92,11 @@ class Lander(Generic[A, T]):
             raise
         self._in_flight = (key, what, stall_s)
 
+    @property
+    def busy(self) -> bool:
+        """A step is in flight (submitted, not answered yet)."""
+        return self._in_flight is not None
+
     def submitted(self, key: Hashable) -> bool:
         """A step was submitted under ``key`` and not collected yet."""
         return key in self._answered or (self._in_flight is not None and self._in_flight[0] == key)

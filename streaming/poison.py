@@ -127,7 +127,7 @@ def landing_process() -> Lander:
     """A lander for the batches of one run (``streaming/lander.py``). Only for the length of a
     run: the child keeps the process's state as it was when forked (its environment, adapters,
     caches), which a run does not change but tests and callers between runs may."""
-    return Lander(_land_job)
+    return Lander(_child_step)
 
 
 def land_ahead(
@@ -158,9 +158,14 @@ def _landing_job(
     return replace(config, nodes=None), layout, plan, protection, devices
 
 
-def _land_job(job: tuple[RunConfig, DataLayout, dict, Protection, DeviceCheck]) -> None:
+def _child_step(job: tuple[RunConfig, DataLayout, dict, Protection, DeviceCheck] | Callable) -> Any:
+    """A step of the kept child: a batch's landing (its arguments, ``_landing_job``), or another
+    picklable step (the event-time step of some of a batch's partitions: ``event_state``)."""
+    if callable(job):
+        return job()
     config, layout, plan, protection, devices = job
     land_chunks(config, layout, plan, _no_progress, protection, devices)
+    return None
 
 
 def _shared_cluster(config: RunConfig) -> RunConfig:

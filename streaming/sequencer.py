@@ -107,10 +107,12 @@ class Sequencer:
         progress: Progress,
         protection: Protection,
         signer: PublisherKey,
+        helper: event_state.Helper | None = None,
     ) -> None:
+        """``helper``: an idle kept child to decide part of a large batch's event time in."""
         self.config, self.space, self.source = config, space, source
         self.chain, self.progress, self.protection = chain, progress, protection
-        self.signer = signer
+        self.signer, self.helper = signer, helper
         self.layout = space.work
 
     def sequence(self, entry: dict, landed_here: bool) -> BatchSummary:
@@ -187,7 +189,7 @@ class Sequencer:
         started = time.monotonic()
         step = (self.source.read, self.protection, self.space.store)
         outcome = event_state.decide_batch(
-            self.layout, entry["topic"], plan, receipts, step, store.journal
+            self.layout, entry["topic"], plan, receipts, step, store.journal, self.helper
         )
         summary.steps["event_time"] = time.monotonic() - started
         event_state.account(summary, outcome)

@@ -354,3 +354,46 @@ def test_the_spawner_and_its_child_die_with_a_killed_run():
     finally:
         run.kill()
         run.wait(10)
+
+
+def _decide_and_fail(*_args: object) -> None:
+    raise RuntimeError("the helper's step failed")
+
+
+def _roots_of_one_batch(broker, topic, path, worker) -> tuple[dict, dict]:
+    from pipelines.kafka_source import open_source
+    from streaming.chain import open_chain
+    from streaming.driver import RunConfig, run_batch
+
+    config = RunConfig(broker.bootstrap, topic, path.name, path)
+    chain = open_chain("embedded", None, None)
+    summary = run_batch(config, open_source(broker.bootstrap), chain.anchor, worker=worker)
+    roots = {c["dataset"]: (c["tree_size"], c["root"]) for c in summary.checkpoints}
+    return roots, {"read": summary.read, "published": summary.published}
+
+
+@pytest.mark.parametrize("child_fails", [False, True])
+def test_a_large_batch_s_event_time_shared_with_the_idle_landing_child_publishes_the_same(
+    broker, topic, publish, tmp_path, monkeypatch, caplog, child_fails
+):
+    from streaming import event_state
+    from streaming.driver import Worker
+    from streaming.poison import landing_process
+
+    publish(broker, topic, nodes=6, duration_s=20, bad_fraction=0.1)
+    monkeypatch.setattr(event_state, "KEPT_KEY_ROWS", 10)  # every partition is a large one
+    if child_fails:  # the parent decides the partitions it sent away after all
+        monkeypatch.setattr(event_state, "_decide_in_child", _decide_and_fail)
+    sent: list[list[str]] = []
+    send = event_state._sent_away
+    monkeypatch.setattr(event_state, "_sent_away", lambda *a: sent.append(send(*a)) or sent[-1])
+    lander = landing_process()
+    try:
+        shared = _roots_of_one_batch(broker, topic, tmp_path / "shared", Worker(lander=lander))
+    finally:
+        lander.close()
+    alone = _roots_of_one_batch(broker, topic, tmp_path / "alone", Worker())
+    assert len(sent) == 2 and len(sent[0]) >= 1 and sent[1] == []  # the child took some
+    assert shared == alone
+    done_here = "the event-time step in the helper failed" in caplog.text
+    assert done_here == child_fails
