@@ -2,7 +2,9 @@
 what is held (for ``rda status``) and a batch's counts once the step has decided.
 
 The step itself is ``streaming/event_time.py``, run once per partition of a batch (each partition
-has its own state); the state lives in ``sinks/state_store.py``.
+has its own state); the state lives in ``sinks/state_store.py``. Partitions being independent, a
+large batch's are shared with the run's landing child when it is idle (``Helper``): it decides
+every second one while this process decides the others.
 """
 
 from __future__ import annotations
