@@ -35,7 +35,7 @@ from schemas.published import FLAGS_FIELD, PrivacySettings
 from schemas.registry import schema_for_dataset
 from validators import event_time
 from validators.event_time import WindowSettings
-from validators.quality import QualitySettings, sequence_flags, teleport_reasons
+from validators.quality import QualitySettings, scatter, sequence_flags, teleport_reasons
 from validators.sequence import SequenceState, check_sequences, input_columns, sequence_inputs
 
 WINDOW_CLOSED = "window_closed"
@@ -205,7 +205,7 @@ def _judge(
     result, state.sequences[dataset] = check_sequences(
         inputs, state.sequence(dataset), settings.quality.sequence
     )
-    jump = _scatter(result.teleport_km, passed, None)
+    jump = scatter(result.teleport_km, passed, None)
     windowed = staged.is_windowed(dataset)
     closed = pa.array(passed & late & windowed)
     none = pa.scalar(None, pa.string())
@@ -218,8 +218,8 @@ def _judge(
         reason = pc.if_else(closed, _closed_reasons(times, settings.window), reason)
     flags = sequence_flags(
         pa.array(late & (not windowed)),
-        _scatter(result.counter_reset, passed, False),
-        _scatter(result.flat_line, passed, False),
+        scatter(result.counter_reset, passed, False),
+        scatter(result.flat_line, passed, False),
     ).flags
     return _Judged(record_keys(rows), times, before, late, staged_code, code, reason, flags)
 
@@ -352,13 +352,3 @@ def _tally(
             cells=int(published_here.sum()) * columns,
         )
         state.add(int(w), dataset, counts)
-
-
-def _scatter(values: pa.Array, where: np.ndarray, default: object) -> pa.Array:
-    """``values`` at the positions where ``where`` holds, ``default`` elsewhere."""
-    if len(values) == len(where):  # every row took part (the stage quarantined none)
-        return values
-    full = pa.array([default] * len(where), values.type)
-    if not len(values):
-        return full
-    return pc.replace_with_mask(full, pa.array(where, pa.bool_()), values)

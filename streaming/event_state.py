@@ -86,7 +86,6 @@ def decide_batch(
 ) -> Outcome:
     """The event-time step of every partition of the batch, in partition order; one outcome.
     With a ``helper``, every second large partition's step runs in its child meanwhile."""
-    read_raw, protection, store = step
     view = journal.state_view(topic)  # one reading of the journal for every partition
     infos = state_plans(view, plan)
     plan = {**plan, "topic": topic}
@@ -96,19 +95,8 @@ def decide_batch(
     }
     for key, (info, _) in parts.items():
         collect(layout, view, topic, int(key), keep_also=info.get("base"))
-    elsewhere = _sent_away(layout, plan, parts, protection, store, helper)
-    outcomes: dict[str, Outcome] = {}
-    leaves = PendingLeaves()  # the partitions' leaf files, hashed together
-    for key, (info, mine) in parts.items():
-        if key not in elsewhere:
-            outcomes[key] = decide(layout, plan, mine, read_raw, protection, info, store, leaves)
-            if sum(r.get("read", 0) for r in mine) > KEPT_KEY_ROWS:
-                # A backlog's partition: what its step freed goes back to the system before
-                # the next partition's is built (the allocator keeps it otherwise, and the
-                # process's peak grows partition after partition: `rda run --once` over
-                # 221,567 records peaked at 543 against 561 MB, and held 451 against 561 MB).
-                pa.default_memory_pool().release_unused()
-    leaves.write()
+    elsewhere = _sent_away(layout, plan, parts, step, helper)
+    outcomes = _decide_here(layout, plan, parts, [k for k in parts if k not in elsewhere], step)
     if elsewhere:
         outcomes |= _taken_back(layout, plan, parts, elsewhere, step, helper)
     for key, one in outcomes.items():
@@ -119,21 +107,48 @@ def decide_batch(
     return merged
 
 
+def _decide_here(
+    layout: DataLayout,
+    plan: dict,
+    parts: dict[str, tuple[dict, list[dict]]],
+    keys: list[str],
+    step: tuple[ReadRaw, Protection, Store | None],
+) -> dict[str, Outcome]:
+    """The step of the partitions ``keys``, in this process; their leaf files hashed together."""
+    read_raw, protection, store = step
+    outcomes = {}
+    leaves = PendingLeaves()
+    for key in keys:
+        info, mine = parts[key]
+        outcomes[key] = decide(layout, plan, mine, read_raw, protection, info, store, leaves)
+        if _large(mine):
+            # A backlog's partition: what its step freed goes back to the system before the
+            # next partition's is built (the allocator keeps it otherwise, and the process's
+            # peak grows partition after partition: `rda run --once` over 221,567 records
+            # peaked at 543 against 561 MB, and held 451 against 561 MB after the step).
+            pa.default_memory_pool().release_unused()
+    leaves.write()
+    return outcomes
+
+
+def _large(receipts: list[dict]) -> bool:
+    """A partition of a backlog's batch: more records than ``KEPT_KEY_ROWS``."""
+    return sum(r.get("read", 0) for r in receipts) > KEPT_KEY_ROWS
+
+
 def _sent_away(
     layout: DataLayout,
     plan: dict,
     parts: dict[str, tuple[dict, list[dict]]],
-    protection: Protection,
-    store: Store | None,
+    step: tuple[ReadRaw, Protection, Store | None],
     helper: Helper | None,
 ) -> list[str]:
     """Every second partition of more than ``KEPT_KEY_ROWS`` records, its step submitted to the
     helper's child (one step for all of them: a child takes one at a time); which."""
-    large = [
-        k for k, (_, mine) in parts.items() if sum(r.get("read", 0) for r in mine) > KEPT_KEY_ROWS
-    ]
+    large = [key for key, (_, mine) in parts.items() if _large(mine)]
     if helper is None or helper.lander.busy or len(large) < 2:
         return []
+    _, protection, store = step  # the child reads Kafka on its own connection
     away = large[1::2]
     work = [(parts[key][1], parts[key][0]) for key in away]
     job = functools.partial(_decide_in_child, helper.kafka, layout, plan, work, protection, store)
@@ -175,7 +190,6 @@ def _taken_back(
     """The outcomes of the partitions sent away; decided here after all if the child failed
     (a step is a function of its base state and staged files: done again, it writes the same
     bytes)."""
-    read_raw, protection, store = step
     try:
         return dict(zip(away, helper.lander.collect(_step_key(plan)), strict=True))
     except Exception as error:  # a crash of the child, or its error: this process decides
@@ -184,13 +198,7 @@ def _taken_back(
             plan["batch_id"],
             error,
         )
-    leaves = PendingLeaves()
-    outcomes = {
-        key: decide(layout, plan, parts[key][1], read_raw, protection, parts[key][0], store, leaves)
-        for key in away
-    }
-    leaves.write()
-    return outcomes
+    return _decide_here(layout, plan, parts, away, step)
 
 
 def _step_key(plan: dict) -> tuple[str, str, int]:

@@ -134,10 +134,10 @@ def check_quality(
     unsort = pc.sort_indices(order)
     flags = sequence_flags(
         pa.array(late, pa.bool_()).take(unsort),
-        _scatter(result.counter_reset, passed, False).take(unsort),
-        _scatter(result.flat_line, passed, False).take(unsort),
+        scatter(result.counter_reset, passed, False).take(unsort),
+        scatter(result.flat_line, passed, False).take(unsort),
     )
-    jump = _scatter(result.teleport_km, passed, None).take(unsort)
+    jump = scatter(result.teleport_km, passed, None).take(unsort)
     teleport = pc.and_(pc.is_valid(jump), pc.is_null(outcome.codes))
     count = pc.sum(teleport).as_py() or 0
     codes, reasons = outcome.codes, outcome.reasons
@@ -168,8 +168,10 @@ def sequence_flags(late: pa.Array, counter_reset: pa.Array, flat_line: pa.Array)
     return Flags(_joined_flags(arrays, len(late)), counts)
 
 
-def _scatter(values: pa.Array, where: np.ndarray, default: object) -> pa.Array:
+def scatter(values: pa.Array, where: np.ndarray, default: object) -> pa.Array:
     """``values`` at the positions where ``where`` holds, ``default`` elsewhere."""
+    if len(values) == len(where):  # every row took part (none was quarantined before)
+        return values
     full = pa.array([default] * len(where), values.type)
     return pc.replace_with_mask(full, pa.array(where, pa.bool_()), values) if len(values) else full
 
