@@ -7,11 +7,14 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from infra.tools import free_port
+from simulator.fleet import generate
+from simulator.producer import produce
 from sinks.layout import DataLayout
 from streaming.journal import BatchJournal
 
@@ -176,6 +179,20 @@ def test_simulate_run_verify_through_the_cli(tmp_path, broker, topic):
     assert verdict["datasets"][0]["first_failure"] is None
     anchor = next(c for c in verdict["datasets"][0]["checks"] if c["check"] == "anchor")
     assert anchor["ok"] is None  # said, not hidden
+
+
+def test_run_once_exits_when_caught_up_without_waiting_for_the_trigger(tmp_path, broker, topic):
+    """--once looks again at once for what came meanwhile: --interval paces only the stream."""
+    produced = produce(broker.bootstrap, topic, generate(2, 10, 1.0, 1_764_000_000_000, 1))
+    started = time.monotonic()
+    run = rda(
+        "run", "--once", "--interval", "600", "--bootstrap", broker.bootstrap, "--topic", topic,
+        "--data-dir", str(tmp_path / "data"), "--chain", "embedded", "--json",
+        state=tmp_path / "state", timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["totals"]["read"] == produced.messages
+    assert time.monotonic() - started < 120  # a wait for the trigger would have been 600 s
 
 
 def test_run_without_a_broker_is_a_clear_error_not_a_traceback(tmp_path):
