@@ -161,6 +161,25 @@ def _write_receipt(path: Path, receipt: dict) -> None:
     os.replace(partial, path)
 
 
+def discard_staged(layout: DataLayout, chunk: OffsetRange) -> None:
+    """Remove a chunk's staged files and its receipt, once its batch is done.
+
+    The event-time step has decided every staged row by then (published, quarantined,
+    suppressed, or held in the partition's state, which keeps its own copy), and a done batch is
+    never redone: kept, these private copies grew the work directory by the size of the data
+    itself for as long as a stream ran. The receipt goes last, as it names the files."""
+    receipt_path = layout.receipt_file(chunk.name)
+    try:
+        receipt = json.loads(receipt_path.read_text())
+    except FileNotFoundError:
+        return  # discarded already (a crash between its files and its receipt, then a redo)
+    staged = [f["path"] for f in receipt["files"].values()]
+    staged += receipt.get("staged_rejects", {}).values()
+    for relative in staged:
+        (layout.root / relative).unlink(missing_ok=True)
+    receipt_path.unlink()
+
+
 def read_receipt(layout: DataLayout, chunk: OffsetRange) -> dict:
     """The receipt a ``ChunkWriter`` left for ``chunk``; KeyError if it never finished."""
     path = layout.receipt_file(chunk.name)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from pipelines.kafka_source import KafkaSource, KafkaSpec, OffsetRange
 from pipelines.protect import Protection
+from sinks.parquet import discard_staged
 from streaming import event_state, faults
 from streaming.batch import Anchorer, BatchSummary, Progress, RunConfig
 from streaming.checkpoints import ChainView
@@ -114,6 +115,8 @@ def run_batch(
         journal.set_state(batch_id, "done")  # done: Kafka offsets committed
         journal.compact(config.topic)  # its done entries into a segment, every so many
     faults.journaled("done")
+    for chunk in entry["plan"]["chunks"]:
+        discard_staged(space.work, OffsetRange(**chunk))
     clock.lap("offsets")
     summary.steps = {**clock.laps, **summary.steps}
     return summary

@@ -85,6 +85,20 @@ def test_offsets_are_committed_so_the_next_batch_finds_nothing_new(
     assert batch(broker, topic, data_dir, chain) is None
 
 
+def test_a_done_batch_leaves_no_staged_rows_or_receipts_and_stays_verifiable(
+    broker, topic, data_dir, chain, publish
+):
+    publish(broker, topic, nodes=5, duration_s=20, bad_fraction=0.1)
+    summary = batch(broker, topic, data_dir, chain, max_chunk_records=100)
+    private = DataLayout(data_dir).private
+    assert summary.published > 0 and summary.quarantined > 0
+    assert list((private / "staging").rglob("*.parquet")) == []
+    assert list((private / "receipts").glob("*.json")) == []
+    assert list((private / "quarantine").rglob("*.parquet")) != []  # the register's files stay
+    verdict = verify_dataset(data_dir / "published" / DATASET, trust=chain.trust_root(data_dir))
+    assert verdict.ok
+
+
 def test_a_second_batch_appends_to_the_log_and_links_to_the_previous_checkpoint(
     broker, topic, data_dir, chain, publish
 ):
