@@ -203,6 +203,26 @@ def test_a_session_after_its_window_closed_is_quarantined_and_the_window_stays(
     assert reason.startswith("its event-time window starting 2025-11-24T16:00:00Z had closed")
 
 
+def test_sessions_held_by_a_done_batch_are_published_by_a_later_one_from_the_state(
+    broker, topic, tmp_path
+):
+    """A done batch's staged files are removed: what it held lives on in the state."""
+    cell, hour = 2560000, 3_600_000
+    held = [session_at(START_MS + i * 1000, cell, f"2620100000000{i:02d}") for i in range(6)]
+    source, chain = open_source(broker.bootstrap), open_chain("embedded", None, None)
+    config = RunConfig(broker.bootstrap, topic, f"g-{topic}", tmp_path / "data")
+    produce(broker.bootstrap, topic, held, partitions=1)
+    first = run_batch(config, source, chain.anchor)
+    staging = tmp_path / "data" / "private" / "staging"
+    assert (first.held, list(staging.rglob("*.parquet"))) == (6, [])
+    later = session_at(START_MS + hour + 360_000, cell + 1, "262010000000099")
+    produce(broker.bootstrap, topic, [later], partitions=1)
+    second = run_batch(config, source, chain.anchor)
+    assert (second.published, second.held_total) == (6, 1)  # 16:00 closed: k = 5 is met
+    files = (tmp_path / "data" / "published" / SESSIONS).glob("shards/*/data/*.parquet")
+    assert sum(pq.read_metadata(p).num_rows for p in files) == 6
+
+
 def test_a_record_the_stage_rejects_is_never_also_a_duplicate(broker, topic, tmp_path):
     """Rows of records the stage quarantined are kept for the quality figures only: the
     duplicate check never sees them, so such a record is quarantined once."""
