@@ -115,11 +115,20 @@ def run_batch(
         journal.set_state(batch_id, "done")  # done: Kafka offsets committed
         journal.compact(config.topic)  # its done entries into a segment, every so many
     faults.journaled("done")
-    for chunk in entry["plan"]["chunks"]:
-        discard_staged(space.work, OffsetRange(**chunk))
+    _discard_staged(space, entry["plan"])
     clock.lap("offsets")
     summary.steps = {**clock.laps, **summary.steps}
     return summary
+
+
+def _discard_staged(space: Workspace, plan: dict) -> None:
+    """The done batch's staged files and receipts go; one that cannot be removed is left (the
+    batch is done whatever happens here) and said."""
+    for chunk in plan["chunks"]:
+        try:
+            discard_staged(space.work, OffsetRange(**chunk))
+        except (OSError, ValueError, KeyError) as error:
+            log.warning("batch %d: its staged files stay: %s", plan["batch_id"], error)
 
 
 def chain_view(anchor: Anchorer) -> ChainView:

@@ -99,6 +99,20 @@ def test_a_done_batch_leaves_no_staged_rows_or_receipts_and_stays_verifiable(
     assert verdict.ok
 
 
+def test_staged_files_that_cannot_be_removed_are_said_and_the_batch_is_still_done(
+    broker, topic, data_dir, chain, publish, monkeypatch, caplog
+):
+    def refuse(layout, chunk):
+        raise PermissionError(13, "Permission denied", str(layout.receipt_file(chunk.name)))
+
+    monkeypatch.setattr("streaming.driver.discard_staged", refuse)
+    produced = publish(broker, topic, nodes=5, duration_s=10)
+    summary = batch(broker, topic, data_dir, chain)
+    assert summary.read == produced.messages
+    assert batch(broker, topic, data_dir, chain) is None  # done: its offsets committed
+    assert "its staged files stay: [Errno 13] Permission denied" in caplog.text
+
+
 def test_a_second_batch_appends_to_the_log_and_links_to_the_previous_checkpoint(
     broker, topic, data_dir, chain, publish
 ):
