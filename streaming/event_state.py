@@ -9,6 +9,7 @@ every second one while this process decides the others.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import logging
@@ -96,7 +97,12 @@ def decide_batch(
     for key, (info, _) in parts.items():
         collect(layout, view, topic, int(key), keep_also=info.get("base"))
     elsewhere = _sent_away(layout, plan, parts, step, helper)
-    outcomes = _decide_here(layout, plan, parts, [k for k in parts if k not in elsewhere], step)
+    try:
+        outcomes = _decide_here(layout, plan, parts, [k for k in parts if k not in elsewhere], step)
+    except Exception:
+        if elsewhere:
+            _let_it_end(helper, plan)
+        raise
     if elsewhere:
         outcomes |= _taken_back(layout, plan, parts, elsewhere, step, helper)
     for key, one in outcomes.items():
@@ -199,6 +205,14 @@ def _taken_back(
             error,
         )
     return _decide_here(layout, plan, parts, away, step)
+
+
+def _let_it_end(helper: Helper, plan: dict) -> None:
+    """This process's step failed while the helper's runs: wait for that one (bounded by the
+    lander's stall check) and drop its outcome. The batch is redone after the error, and a
+    redo beside a step still writing the same files would race it for their partial files."""
+    with contextlib.suppress(Exception):  # its failure, if any, is not this batch's error
+        helper.lander.collect(_step_key(plan))
 
 
 def _step_key(plan: dict) -> tuple[str, str, int]:

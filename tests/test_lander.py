@@ -12,6 +12,7 @@ import time
 import pytest
 
 from infra.processes import alive
+from streaming.event_state import _decide_in_child
 from streaming.isolation import WorkerCrashed
 from streaming.lander import Lander
 
@@ -360,6 +361,11 @@ def _decide_and_fail(*_args: object) -> None:
     raise RuntimeError("the helper's step failed")
 
 
+def _decide_slowly(*args: object) -> object:
+    time.sleep(1.0)
+    return _decide_in_child(*args)
+
+
 def _roots_of_one_batch(broker, topic, path, worker) -> tuple[dict, dict]:
     from pipelines.kafka_source import open_source
     from streaming.chain import open_chain
@@ -397,3 +403,25 @@ def test_a_large_batch_s_event_time_shared_with_the_idle_landing_child_publishes
     assert shared == alone
     done_here = "the event-time step in the helper failed" in caplog.text
     assert done_here == child_fails
+
+
+def test_an_error_in_this_process_s_event_time_step_waits_for_the_helper_s_step(
+    broker, topic, publish, tmp_path, monkeypatch
+):
+    """The batch is redone after the error: not beside a step still writing its files."""
+    from streaming import event_state
+    from streaming.driver import Worker
+    from streaming.poison import landing_process
+
+    publish(broker, topic, nodes=6, duration_s=20)
+    monkeypatch.setattr(event_state, "KEPT_KEY_ROWS", 10)  # every partition is a large one
+    monkeypatch.setattr(event_state, "_decide_in_child", _decide_slowly)
+    lander = landing_process()
+    try:
+        lander.start()  # the child has the slow step; this process, the failing one
+        monkeypatch.setattr(event_state, "_decide_here", _decide_and_fail)
+        with pytest.raises(RuntimeError, match="the helper's step failed"):
+            _roots_of_one_batch(broker, topic, tmp_path / "data", Worker(lander=lander))
+        assert not lander.busy  # its step had ended before the error left the batch
+    finally:
+        lander.close()
