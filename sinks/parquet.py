@@ -167,8 +167,12 @@ def discard_staged(layout: DataLayout, chunk: OffsetRange) -> None:
     The event-time step has decided every staged row by then (published, quarantined,
     suppressed, or held in the partition's state, which keeps its own copy), and a done batch is
     never redone: kept, these private copies grew the work directory by the size of the data
-    itself for as long as a stream ran. The receipt goes last, as it names the files."""
-    receipt_path = layout.receipt_file(chunk.name)
+    itself for as long as a stream ran."""
+    discard_landed(layout, layout.receipt_file(chunk.name))
+
+
+def discard_landed(layout: DataLayout, receipt_path: Path) -> None:
+    """Remove the staged files a receipt names, then the receipt (it names them)."""
     try:
         receipt = json.loads(receipt_path.read_text())
     except FileNotFoundError:
@@ -178,6 +182,11 @@ def discard_staged(layout: DataLayout, chunk: OffsetRange) -> None:
     for relative in staged:
         (layout.root / relative).unlink(missing_ok=True)
     receipt_path.unlink()
+
+
+def landed_receipts(layout: DataLayout) -> dict[str, Path]:
+    """The receipts in the work directory, by chunk name."""
+    return {path.stem: path for path in (layout.private / "receipts").glob("*.json")}
 
 
 def read_receipt(layout: DataLayout, chunk: OffsetRange) -> dict:

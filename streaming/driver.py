@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from pipelines.kafka_source import KafkaSource, KafkaSpec, OffsetRange
 from pipelines.protect import Protection
-from sinks.parquet import discard_staged
+from sinks.parquet import discard_landed, discard_staged, landed_receipts
 from streaming import event_state, faults
 from streaming.batch import Anchorer, BatchSummary, Progress, RunConfig
 from streaming.checkpoints import ChainView
@@ -129,6 +129,28 @@ def _discard_staged(space: Workspace, plan: dict) -> None:
             discard_staged(space.work, OffsetRange(**chunk))
         except (OSError, ValueError, KeyError) as error:
             log.warning("batch %d: its staged files stay: %s", plan["batch_id"], error)
+
+
+def sweep_staged(space: Workspace) -> int:
+    """Remove the staged files of every chunk that no unfinished batch names; how many chunks.
+
+    They are a done batch's: left by a crash between its ``done`` and their removal, or by a
+    version that never removed them (an upgraded work directory could hold a copy of all the
+    data ever landed). The receipts are listed before the journal is read: a batch is journaled
+    before it lands, so a chunk landing meanwhile is named by an unfinished batch by then."""
+    landed = landed_receipts(space.work)
+    if not landed:
+        return 0
+    with journaling(space) as journal:
+        unfinished = journal.unfinished_batches()
+    in_flight = {OffsetRange(**c).name for e in unfinished for c in e["plan"]["chunks"]}
+    stale = [path for name, path in landed.items() if name not in in_flight]
+    for path in stale:
+        try:
+            discard_landed(space.work, path)
+        except (OSError, ValueError, KeyError) as error:
+            log.warning("the staged files of %s stay: %s", path.stem, error)
+    return len(stale)
 
 
 def chain_view(anchor: Anchorer) -> ChainView:

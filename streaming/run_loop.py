@@ -26,7 +26,7 @@ from sinks.storage import is_remote
 from streaming.chain import ChainContext
 from streaming.chain_opening import ChainOpening, chain_target, open_and_bind
 from streaming.config import RunSettings
-from streaming.driver import BatchSummary, RunConfig, Worker, run_batch
+from streaming.driver import BatchSummary, RunConfig, Worker, run_batch, sweep_staged
 from streaming.errors import SettingsError
 from streaming.event_state import event_time_config
 from streaming.keys import shared_keys
@@ -152,6 +152,9 @@ class RunLoop:
                 "the embedded chain lives inside one process"
             )
         topics = self._resume_first(list(self.settings.topics))
+        swept = sweep_staged(self.space)
+        if swept:
+            self.log.info("removed the staged files of %d chunks of done batches", swept)
         heartbeat = Heartbeat(self.space.store, self.worker.id)
         with (
             self._signals(),

@@ -13,9 +13,11 @@ from pipelines.kafka_source import open_source
 from proofs.manifest import load_manifest
 from proofs.verify import verify_dataset
 from sinks.layout import DataLayout
+from sinks.parquet import landed_receipts
 from streaming.chain import open_chain
-from streaming.driver import RunConfig, run_batch
+from streaming.driver import RunConfig, run_batch, sweep_staged
 from streaming.journal import BatchJournal
+from streaming.store import workspace
 
 # Which quarantine reason each injected defect must end up under.
 EXPECTED_REASON = {
@@ -111,6 +113,35 @@ def test_staged_files_that_cannot_be_removed_are_said_and_the_batch_is_still_don
     assert summary.read == produced.messages
     assert batch(broker, topic, data_dir, chain) is None  # done: its offsets committed
     assert "its staged files stay: [Errno 13] Permission denied" in caplog.text
+
+
+def _stop_after_landing(*_args: object) -> None:
+    raise RuntimeError("stopped after its landing")
+
+
+def test_a_run_s_start_removes_the_staged_files_of_done_batches_only(
+    broker, topic, data_dir, chain, publish, monkeypatch
+):
+    """Those a version that never removed them left; an unfinished batch keeps its own."""
+    publish(broker, topic, nodes=5, duration_s=10)
+    with monkeypatch.context() as older:
+        older.setattr("streaming.driver.discard_staged", lambda _layout, _chunk: None)
+        batch(broker, topic, data_dir, chain, max_chunk_records=100)
+    layout = DataLayout(data_dir)
+    done = set(landed_receipts(layout))
+    publish(broker, topic, nodes=5, duration_s=10, start_ms=1_764_000_600_000)  # ten minutes on
+    with monkeypatch.context() as stopped:
+        stopped.setattr("streaming.driver.Sequencer.sequence", _stop_after_landing)
+        with pytest.raises(RuntimeError, match="stopped after its landing"):
+            batch(broker, topic, data_dir, chain, max_chunk_records=100)
+    unfinished = set(landed_receipts(layout)) - done
+    assert done and unfinished
+    assert sweep_staged(workspace(data_dir)) == len(done)
+    assert set(landed_receipts(layout)) == unfinished
+    staged = {p.stem for p in (layout.private / "staging").rglob("*.parquet")}
+    assert staged and staged <= unfinished | {f"{n}.rejected" for n in unfinished}
+    resumed = batch(broker, topic, data_dir, chain, max_chunk_records=100)
+    assert resumed.resumed and resumed.published > 0
 
 
 def test_a_second_batch_appends_to_the_log_and_links_to_the_previous_checkpoint(
