@@ -143,7 +143,9 @@ def sweep_staged(space: Workspace) -> int:
         return 0
     with journaling(space) as journal:
         unfinished = journal.unfinished_batches()
-    in_flight = {OffsetRange(**c).name for e in unfinished for c in e["plan"]["chunks"]}
+    # A replay batch (``rda quarantine replay``) lands no chunk: its plan names none.
+    chunks = [c for e in unfinished for c in e["plan"].get("chunks", ())]
+    in_flight = {OffsetRange(**c).name for c in chunks}
     stale = [path for name, path in landed.items() if name not in in_flight]
     for path in stale:
         try:

@@ -136,6 +136,10 @@ def test_a_run_s_start_removes_the_staged_files_of_done_batches_only(
             batch(broker, topic, data_dir, chain, max_chunk_records=100)
     unfinished = set(landed_receipts(layout)) - done
     assert done and unfinished
+    with BatchJournal(layout.journal) as journal:  # an unfinished replay batch lands no chunk
+        replay = journal.next_batch_id("replay")
+        plan = {"batch_id": replay, "kind": "replay", "ranges": []}
+        journal.record_plan(replay, "(replay)", plan)
     assert sweep_staged(workspace(data_dir)) == len(done)
     assert set(landed_receipts(layout)) == unfinished
     staged = {p.stem for p in (layout.private / "staging").rglob("*.parquet")}
