@@ -179,8 +179,13 @@ def discard_landed(layout: DataLayout, receipt_path: Path) -> None:
         return  # discarded already (a crash between its files and its receipt, then a redo)
     staged = [f["path"] for f in receipt["files"].values()]
     staged += receipt.get("staged_rejects", {}).values()
-    for relative in staged:
-        (layout.root / relative).unlink(missing_ok=True)
+    staging = (layout.private / "staging").resolve()
+    paths = [(layout.root / relative).resolve() for relative in staged]
+    outside = [str(p) for p in paths if not p.is_relative_to(staging)]
+    if outside:  # a forged or damaged receipt: nothing of it is removed
+        raise ValueError(f"{receipt_path.name} names files outside {staging}: {outside[:3]}")
+    for path in paths:
+        path.unlink(missing_ok=True)
     receipt_path.unlink()
 
 

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
-from sinks.parquet import _PRIVATE_OPTIONS, _WRITER_OPTIONS, write_parquet, write_private_parquet
+from sinks.layout import DataLayout
+from sinks.parquet import (
+    _PRIVATE_OPTIONS,
+    _WRITER_OPTIONS,
+    discard_landed,
+    write_parquet,
+    write_private_parquet,
+)
 
 ROWS = pa.RecordBatch.from_pydict(
     {
@@ -44,3 +53,23 @@ def test_writing_a_file_again_replaces_it_with_the_same_bytes(tmp_path):
     first = write_parquet(ROWS, path)
     assert write_parquet(ROWS, path) == first
     assert hashlib.sha256(path.read_bytes()).hexdigest() == first
+
+
+def test_a_receipt_naming_a_file_outside_the_staging_folder_removes_nothing(tmp_path):
+    layout = DataLayout(tmp_path / "work")
+    staged = layout.staging_file("radio_kpi.v1", "t-p0000-000000000000-000000000010")
+    elsewhere = tmp_path / "work" / "published" / "radio_kpi.v1" / "data.parquet"
+    for path in (staged, elsewhere):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"rows")
+    receipt = layout.receipt_file("t-p0000-000000000000-000000000010")
+    receipt.parent.mkdir(parents=True)
+    files = {"radio_kpi.v1": {"path": layout.relative(staged)}}
+    forged = {
+        "files": files,
+        "staged_rejects": {"radio_kpi.v1": "published/radio_kpi.v1/../radio_kpi.v1/data.parquet"},
+    }
+    receipt.write_text(json.dumps(forged))
+    with pytest.raises(ValueError, match="names files outside"):
+        discard_landed(layout, receipt)
+    assert staged.exists() and elsewhere.exists() and receipt.exists()
