@@ -132,7 +132,8 @@ def _discard_staged(space: Workspace, plan: dict) -> None:
 
 
 def sweep_staged(space: Workspace) -> int:
-    """Remove the staged files of every chunk that no unfinished batch names; how many chunks.
+    """Remove the staged files of every chunk that no unfinished batch names; how many chunks
+    had theirs removed.
 
     They are a done batch's: left by a crash between its ``done`` and their removal, or by a
     version that never removed them (an upgraded work directory could hold a copy of all the
@@ -146,13 +147,14 @@ def sweep_staged(space: Workspace) -> int:
     # A replay batch (``rda quarantine replay``) lands no chunk: its plan names none.
     chunks = [c for e in unfinished for c in e["plan"].get("chunks", ())]
     in_flight = {OffsetRange(**c).name for c in chunks}
-    stale = [path for name, path in landed.items() if name not in in_flight]
-    for path in stale:
+    removed = 0
+    for path in (path for name, path in landed.items() if name not in in_flight):
         try:
             discard_landed(space.work, path)
+            removed += 1
         except (OSError, ValueError, KeyError) as error:
             log.warning("the staged files of %s stay: %s", path.stem, error)
-    return len(stale)
+    return removed
 
 
 def chain_view(anchor: Anchorer) -> ChainView:
