@@ -1,11 +1,12 @@
 """End-to-end pipeline rows/s against a plain kafka-python consume loop over the same topic.
 
 One broker, one topic, both measured in this run (best of several: a busy neighbour inflates
-one run): the baseline consumes every record with a bare ``KafkaConsumer`` loop; the pipeline
-runs a full micro-batch (read, decode, check, land Parquet, hash into the Merkle log, write the
-manifest, anchor on the in-process EVM). "Sustained" drains the same backlog in eight bounded
-micro-batches, as ``rda run`` does under a backlog, so it pays every batch's fixed cost (Beam
-start-up, plan, catalog, one anchor per dataset) eight times; it too is the best of two runs.
+one run): the baseline consumes every record with a bare ``KafkaConsumer`` loop in its own
+process (``peer_apps/raw_loop.py``); the pipeline runs a full micro-batch (read, decode, check,
+land Parquet, hash into the Merkle log, write the manifest, anchor on the in-process EVM).
+"Sustained" drains the same backlog in eight bounded micro-batches, as ``rda run`` does under a
+backlog, so it pays every batch's fixed cost (Beam start-up, plan, catalog, one anchor per
+dataset) eight times; it too is the best of two runs.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from benchmarks.timing import rate
+from benchmarks.timing import rate, raw_loop_seconds
 from infra.broker import start_broker, stop_broker
 from simulator.fleet import generate
 from simulator.producer import produce
@@ -26,31 +27,9 @@ if TYPE_CHECKING:
 
 
 def _raw_consume(bootstrap: str, topic: str, expected: int) -> float:
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        max_partition_fetch_bytes=4 << 20,
-    )
-    started, seen = time.perf_counter(), 0
-    deadline = time.monotonic() + 120
-    try:
-        while seen < expected and time.monotonic() < deadline:
-            for records in consume_poll(consumer):
-                seen += len(records)
-    finally:
-        consumer.close()
-    if seen < expected:
-        raise RuntimeError(f"baseline consumed {seen} of {expected} records")
-    return time.perf_counter() - started
-
-
-def consume_poll(consumer) -> list:
-    return list(consumer.poll(timeout_ms=500, max_records=10_000).values())
+    """Seconds for a bare kafka-python consume loop, in its own process, to read ``expected``
+    records."""
+    return raw_loop_seconds("kafka-python", bootstrap, topic, "", expected)
 
 
 def _one_batch(bootstrap: str, data_dir: Path, n: int) -> float:

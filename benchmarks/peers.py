@@ -1,7 +1,8 @@
 """``rda bench --only peers``: the whole ``rda run --once`` process beside what a Python data
 engineer would write instead, over the same topic and messages, in the same run.
 
-- **raw**: a bare confluent-kafka consume loop (reads, decodes nothing): the ceiling.
+- **raw**: a bare confluent-kafka consume loop (reads, decodes nothing), in its own process
+  (``benchmarks/peer_apps/raw_loop.py``): the ceiling.
 - **quix**: a Quix Streams 3.28 application, Kafka → JSON → Parquet with its ``LocalFileSink``
   (``benchmarks/peer_apps/quix_app.py``), in its own virtual environment and process.
 - **rda**: ``rda run --once`` as its own process on the embedded chain: decode, validate,
@@ -23,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.timing import rate
+from benchmarks.timing import rate, raw_loop_seconds
 from infra.broker import start_broker, stop_broker
 from infra.tools import ensure_python_venv
 from simulator.fleet import generate
@@ -72,30 +73,9 @@ def run(quick: bool = False) -> dict:
 
 
 def _raw_loop(bootstrap: str, n: int, group: str) -> float:
-    """Seconds for a bare confluent-kafka consumer, assigned every partition from offset 0 (no
-    group join to wait for), to receive all ``n`` records."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": group,
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    started = time.perf_counter()
-    try:
-        partitions = consumer.list_topics(TOPIC, timeout=30).topics[TOPIC].partitions
-        consumer.assign([TopicPartition(TOPIC, p, 0) for p in partitions])
-        seen, deadline = 0, time.monotonic() + 300
-        while seen < n and time.monotonic() < deadline:
-            seen += sum(1 for m in consumer.consume(10_000, timeout=1.0) if m.error() is None)
-        if seen < n:
-            raise RuntimeError(f"the raw loop read {seen} of {n} records")
-        return time.perf_counter() - started
-    finally:
-        consumer.close()
+    """Seconds for a bare confluent-kafka consumer, in its own process, assigned every partition
+    from offset 0 (no group join to wait for), to receive all ``n`` records."""
+    return raw_loop_seconds("confluent", bootstrap, TOPIC, group, n)
 
 
 def _quix(python: Path, bootstrap: str, n: int, workdir: Path) -> float:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 
 def best_seconds(work: Callable[[], object], repeat: int = 5) -> float:
@@ -31,3 +35,20 @@ def best_pair_seconds(
 
 def rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else float("inf")
+
+
+def raw_loop_seconds(client: str, bootstrap: str, topic: str, group: str, count: int) -> float:
+    """Seconds for a bare ``client`` consume loop (``peer_apps/raw_loop.py``), in its own
+    process, to read ``count`` records of ``topic``: a baseline measured here would pay the
+    garbage collector's passes over everything the bench imported (221,567 records:
+    confluent-kafka's 2.2 against 1.3 s, kafka-python's 1.8-1.95 against 1.65 s)."""
+    app = Path(__file__).parent / "peer_apps" / "raw_loop.py"
+    result = subprocess.run(
+        [sys.executable, str(app), client, bootstrap, topic, group, str(count)],
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"the raw {client} loop failed: {result.stderr[-2000:]}")
+    return json.loads(result.stdout)["seconds"]

@@ -1,0 +1,16 @@
+"""The benchmarks' baselines: bare consume loops, each in its own process (``peer_apps``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.timing import raw_loop_seconds
+from simulator.fleet import generate
+from simulator.producer import produce
+
+
+@pytest.mark.parametrize("client", ["confluent", "kafka-python"])
+def test_a_raw_loop_reads_every_record_of_the_topic_in_its_own_process(broker, topic, client):
+    produced = produce(broker.bootstrap, topic, generate(3, 20, 1.0, 1_764_000_000_000, 1))
+    seconds = raw_loop_seconds(client, broker.bootstrap, topic, f"raw-{topic}", produced.messages)
+    assert 0 < seconds < 300  # it read all of them: short of one, it fails after 300 s
