@@ -102,7 +102,7 @@ def run_batch(
     worker.chain_ready()
     chain = chain_view(anchor)
     sequencer = Sequencer(
-        config, space, source, chain, progress, protection, signer, _idle_helper(config, worker)
+        config, space, source, chain, progress, protection, signer, _helper(config, worker)
     )
     summary = sequencer.sequence(entry, state == "planned")
     clock.lap("sequence")
@@ -292,10 +292,11 @@ def _journal_new_plan(
     return plan
 
 
-def _idle_helper(config: RunConfig, worker: Worker) -> Helper | None:
-    """The run's landing child while it has nothing to land (no batch landing ahead): part of
-    a large batch's event-time step runs there, beside this process's."""
-    if not lands_in_lander(config, worker.lander) or worker.lander.busy:
+def _helper(config: RunConfig, worker: Worker) -> Helper | None:
+    """The run's landing child: part of a large batch's event-time step runs there, beside this
+    process's, if it has nothing in flight then (no batch landing ahead: ``decide_batch`` looks
+    when it sends the step)."""
+    if not lands_in_lander(config, worker.lander):
         return None
     return Helper(
         worker.lander, KafkaSpec(config.bootstrap, config.kafka_client, config.kafka_timeout)
