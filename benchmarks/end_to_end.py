@@ -1,12 +1,13 @@
 """End-to-end pipeline rows/s against a plain kafka-python consume loop over the same topic.
 
-One broker, one topic, both measured in this run (best of several: a busy neighbour inflates
-one run): the baseline consumes every record with a bare ``KafkaConsumer`` loop in its own
-process (``peer_apps/raw_loop.py``); the pipeline runs a full micro-batch (read, decode, check,
-land Parquet, hash into the Merkle log, write the manifest, anchor on the in-process EVM).
-"Sustained" drains the same backlog in eight bounded micro-batches, as ``rda run`` does under a
-backlog, so it pays every batch's fixed cost (Beam start-up, plan, catalog, one anchor per
-dataset) eight times; it too is the best of two runs.
+One broker, one topic of a 206,120-record backlog (issue 18 asks for >= 200k), all measured in
+this run (best of several: a busy neighbour inflates one run): the baseline consumes every record
+with a bare ``KafkaConsumer`` loop in its own process (``peer_apps/raw_loop.py``); the pipeline
+takes the whole backlog in one micro-batch (read, decode, check, land Parquet, hash into the
+Merkle log, write the manifest, anchor on the in-process EVM). "Sustained" drains the same
+backlog in eight bounded micro-batches, as ``rda run`` does under a backlog, so it pays every
+batch's fixed cost (plan, catalog, manifests, one anchor per dataset) eight times. Both run the
+loop ``rda run`` runs, with its landing child (``drain``): their ratio is the batch size's alone.
 """
 
 from __future__ import annotations
@@ -30,21 +31,6 @@ def _raw_consume(bootstrap: str, topic: str, expected: int) -> float:
     """Seconds for a bare kafka-python consume loop, in its own process, to read ``expected``
     records."""
     return raw_loop_seconds("kafka-python", bootstrap, topic, "", expected)
-
-
-def _one_batch(bootstrap: str, data_dir: Path, n: int) -> float:
-    """Seconds for ``run_batch`` to take the whole backlog in one batch (a fresh group)."""
-    from pipelines.kafka_source import open_source
-    from streaming.chain import open_chain
-    from streaming.driver import RunConfig, run_batch
-
-    chain = open_chain("embedded", None, None)
-    config = RunConfig(bootstrap, "bench", f"one-{data_dir.name}", data_dir)
-    started = time.perf_counter()
-    batch = run_batch(config, open_source(bootstrap), chain.anchor)
-    seconds = time.perf_counter() - started
-    assert batch is not None and batch.read == n
-    return seconds
 
 
 def drain(
@@ -72,19 +58,17 @@ def drain(
     return summaries, time.perf_counter() - started
 
 
-def _sustained(bootstrap: str, data_dir: Path, n: int, per_batch: int) -> tuple[float, int]:
-    """The loop `rda run` runs, a bounded batch at a time, over the same backlog (a fresh group
-    and data directory each time)."""
-    summaries, seconds = drain(
-        bootstrap, "bench", f"sustained-{data_dir.name}", data_dir, per_batch
-    )
+def _drained(bootstrap: str, data_dir: Path, n: int, per_batch: int) -> tuple[float, int]:
+    """Seconds and batches for the loop `rda run` runs to take the backlog in batches of at most
+    ``per_batch`` (a fresh group and data directory each time)."""
+    summaries, seconds = drain(bootstrap, "bench", f"drain-{data_dir.name}", data_dir, per_batch)
     assert sum(s.read for s in summaries) == n
     return seconds, len(summaries)
 
 
 def run(quick: bool = False) -> dict:
     """One big batch, then the same backlog as sustained micro-batches of bounded size."""
-    nodes = 100 if quick else 400
+    nodes = 100 if quick else 800
     workdir = Path(tempfile.mkdtemp(prefix="rda-bench-"))
     broker = start_broker(workdir)
     try:
@@ -92,10 +76,12 @@ def run(quick: bool = False) -> dict:
         n = produced.messages
         # Best of several on both sides: a busy neighbour on a shared machine inflates one run.
         baseline_s = min(_raw_consume(broker.bootstrap, "bench", n) for _ in range(3))
-        pipeline_s = min(_one_batch(broker.bootstrap, workdir / f"one-{i}", n) for i in range(2))
+        pipeline_s, _ = min(
+            _drained(broker.bootstrap, workdir / f"one-{i}", n, n) for i in range(2)
+        )
         per_batch = max(n // 8, 1)
         sustained_s, batches = min(
-            _sustained(broker.bootstrap, workdir / f"sustained-{i}", n, per_batch) for i in range(2)
+            _drained(broker.bootstrap, workdir / f"sustained-{i}", n, per_batch) for i in range(2)
         )
     finally:
         stop_broker(workdir)
@@ -110,8 +96,10 @@ def run(quick: bool = False) -> dict:
         "sustained_batches": batches,
         "sustained_rows_per_s": round(rate(n, sustained_s)),
         "sustained_ratio": round(sustained, 3),
+        # Issue 18's figure (goal >= 0.7): the backlog's rows/s in eight batches over one batch.
+        "sustained_vs_one": round(pipeline_s / sustained_s, 3),
         "summary": f"pipeline {rate(n, pipeline_s):,.0f} rows/s = {ratio:.2f}x a raw "
         f"kafka-python consume loop ({rate(n, baseline_s):,.0f} rows/s), {n} records; "
         f"sustained in {batches} batches of <= {per_batch}: {rate(n, sustained_s):,.0f} rows/s "
-        f"= {sustained:.2f}x, 1 process",
+        f"= {sustained:.2f}x ({pipeline_s / sustained_s:.2f}x one batch), 1 process",
     }
