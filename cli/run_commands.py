@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
@@ -15,6 +17,10 @@ from schemas.adapters import format_choices
 from sinks.storage import data_location
 from streaming.config import LOG_FORMATS, RUNNERS, describe, load_settings
 from streaming.node_cache import SIGNATURE_POLICIES
+
+if TYPE_CHECKING:
+    from streaming.config import RunSettings
+    from streaming.quality_worker import QualityWorker
 
 EXIT_CRASH_LOOP = 4  # a batch keeps killing its worker and no single record does
 SETTING_FLAGS = (
@@ -129,18 +135,39 @@ def _event_time_flags(run: argparse.ArgumentParser) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    with _quality_worker(settings) as quality:
+        return _run(args, settings, quality)
+
+
+@contextmanager
+def _quality_worker(settings: RunSettings) -> Iterator[QualityWorker]:
+    """The run's Great Expectations worker, started before the run's own imports: its imports
+    (~2 s of GE's) take the core those leave idle. Stopped here if the run never started it."""
+    from streaming.quality_worker import QualityWorker
+    from streaming.store import run_workspace
+    from streaming.workers import this_worker
+
+    quality = QualityWorker(settings.data_dir, run_workspace(settings, this_worker()).work.root)
+    quality.start()
+    try:
+        yield quality
+    finally:
+        quality.stop(drain_queue=False)  # nothing to do once the run has stopped it
+
+
+def _run(args: argparse.Namespace, settings: RunSettings, quality: QualityWorker) -> int:
     from cli import logs
     from proofs.anchor import AnchorRefused
     from streaming.errors import CrashLoop
     from streaming.retry import GaveUp
     from streaming.run_loop import RunLoop
 
-    settings = _settings(args)
     # A live status line only for a person at a terminal reading text, never for machines.
     live = sys.stderr.isatty() and settings.log_format == "text" and not args.json
     log = logs.configure(settings.log_format, console=err if live else None)
     status_line = (lambda: err.status("starting", spinner="dots")) if live else None
-    loop = RunLoop(settings, log, status_line)
+    loop = RunLoop(settings, log, status_line, quality)
     try:
         report = loop.run()
     except GaveUp as error:

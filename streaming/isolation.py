@@ -42,6 +42,10 @@ _CHAIN_LIMIT = 8
 STALL_S = 120.0
 _DUMP_S = 1.0  # for the stuck child's stack dump, before it is killed
 IMPORT_WAIT_S = 2.0  # at most, for another thread's import to end before a fork
+# This process's ends of the pipes to its long-lived children (the landers', the quality
+# worker's stdin): a child forked later must not hold copies, or the child at the other end
+# would not see the end of its input when this process closes them, or dies.
+PARENT_ENDS: set[int] = set()
 
 
 def _libc_prctl() -> Callable[..., int] | None:

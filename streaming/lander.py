@@ -30,6 +30,7 @@ from typing import IO, Any, Generic, NoReturn, TypeVar
 
 from infra.processes import resident_bytes
 from streaming.isolation import (
+    PARENT_ENDS,
     STALL_S,
     WorkerCrashed,
     await_answer,
@@ -44,7 +45,6 @@ log = logging.getLogger("rda.run")
 A = TypeVar("A")
 T = TypeVar("T")
 _LENGTH = struct.Struct("!Q")
-_PARENT_ENDS: set[int] = set()  # this process's ends of its landers' pipes (no child's)
 
 
 class Lander(Generic[A, T]):
@@ -166,7 +166,7 @@ class Lander(Generic[A, T]):
             self._close_spawner()
             self._start_spawner()
             pid, request_write, answer_read = self._spawner.spawn()
-        _PARENT_ENDS.update((request_write, answer_read))
+        PARENT_ENDS.update((request_write, answer_read))
         self.pid = pid
         self._requests = os.fdopen(request_write, "wb")
         self._answers = os.fdopen(answer_read, "rb")
@@ -174,11 +174,11 @@ class Lander(Generic[A, T]):
     def _start_spawner(self) -> None:
         # Another lander's ends, inherited, would keep its child (or spawner) from seeing the
         # end of its input.
-        self._spawner.start(close_in_child=set(_PARENT_ENDS))
-        _PARENT_ENDS.add(self._spawner.fileno())
+        self._spawner.start(close_in_child=set(PARENT_ENDS))
+        PARENT_ENDS.add(self._spawner.fileno())
 
     def _close_spawner(self) -> None:
-        _PARENT_ENDS.discard(self._spawner.fileno())
+        PARENT_ENDS.discard(self._spawner.fileno())
         self._spawner.close()
 
     def _serve_pipes(self, request_read: int, answer_write: int, spawner: int) -> NoReturn:
@@ -213,7 +213,7 @@ class Lander(Generic[A, T]):
         pid, self.pid = self.pid, None
         for pipe in (self._requests, self._answers):
             if pipe is not None:
-                _PARENT_ENDS.discard(pipe.fileno())
+                PARENT_ENDS.discard(pipe.fileno())
                 with contextlib.suppress(OSError):
                     pipe.close()
         self._requests = self._answers = None

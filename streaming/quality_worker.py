@@ -32,6 +32,7 @@ from proofs import quality_attestation
 from proofs.signing import publisher_key
 from schemas.published import published_schema_for_dataset
 from sinks.layout import DataLayout
+from streaming.isolation import PARENT_ENDS
 
 log = logging.getLogger("rda.quality")
 POLL_S = 0.5
@@ -281,10 +282,13 @@ class QualityWorker:
         """Start the worker now, before anything is queued: it warms GE up while the first
         batch lands, then takes jobs as they come."""
         if self.process is None or self.process.poll() is not None:
+            self._close_input(b"")  # of one that died
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "streaming.quality_worker", str(self.layout.root)],
                 stdin=subprocess.PIPE,
             )
+            assert self.process.stdin is not None
+            PARENT_ENDS.add(self.process.stdin.fileno())  # its end of input is this process's
 
     def nudge(self) -> None:
         """Make sure a worker is running when jobs are queued (started, or restarted if it died)."""
@@ -296,15 +300,11 @@ class QualityWorker:
     def stop(self, drain_queue: bool, timeout_s: float = 900.0) -> None:
         """Stop the worker: after the whole queue (``drain_queue``) or after its current job."""
         if self.process is None or self.process.poll() is not None:
+            self._close_input(b"")
             if drain_queue:
                 drain(self.layout)  # it died or never started: finish here
             return
-        assert self.process.stdin is not None
-        try:
-            self.process.stdin.write(b"finish\n" if drain_queue else b"stop\n")
-            self.process.stdin.close()
-        except BrokenPipeError:  # it has just exited
-            pass
+        self._close_input(b"finish\n" if drain_queue else b"stop\n")
         try:
             self.process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -316,6 +316,17 @@ class QualityWorker:
                 self.process.returncode,
                 len(pending(self.layout)),
             )
+
+    def _close_input(self, word: bytes) -> None:
+        """Say ``word`` to the worker, if any, and close its input (once)."""
+        if self.process is None or self.process.stdin is None or self.process.stdin.closed:
+            return
+        PARENT_ENDS.discard(self.process.stdin.fileno())
+        try:
+            self.process.stdin.write(word)
+            self.process.stdin.close()
+        except BrokenPipeError:  # it has just exited
+            pass
 
 
 def main(argv: list[str] | None = None) -> int:

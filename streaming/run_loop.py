@@ -16,13 +16,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, Protocol
 
 from infra.state import InfraState
 from pipelines.kafka_source import KafkaUnavailable, TopicNotFound, open_source
-from sinks.layout import DataLayout
-from sinks.storage import is_remote
 from streaming.chain import ChainContext
 from streaming.chain_opening import ChainOpening, chain_target, open_and_bind
 from streaming.config import RunSettings
@@ -35,7 +32,7 @@ from streaming.metrics import RunMetrics
 from streaming.poison import landing_process
 from streaming.quality_worker import QualityWorker, pending
 from streaming.retry import Backoff
-from streaming.store import Workspace, workspace, writing
+from streaming.store import run_workspace, writing
 from streaming.workers import Heartbeat, this_worker
 
 KEEP_BATCHES = 100  # summaries kept for the final report; older ones are counted only
@@ -75,21 +72,6 @@ class RunReport:
         self.totals["held"] += summary.held
 
 
-def run_workspace(settings: RunSettings, worker: str) -> Workspace:
-    """The data directory's store and this worker's work directory: ``--work-dir``; else the
-    data directory itself for a single local worker; else one of its own (streaming/store.py)."""
-    work_dir = settings.work_dir
-    if work_dir is None and (settings.join_group or is_remote(settings.data_dir)):
-        name = worker.replace("/", "-")
-        if is_remote(settings.data_dir):
-            from infra.state import state_dir
-
-            work_dir = state_dir() / "work" / name
-        else:
-            work_dir = DataLayout(Path(settings.data_dir)).work / name
-    return workspace(settings.data_dir, work_dir)
-
-
 class _Anchoring:
     """The run's anchorer: the chain's ``anchor``, timed, and its ``latest`` reads."""
 
@@ -113,6 +95,7 @@ class RunLoop:
         settings: RunSettings,
         log: logging.Logger,
         status_line: Callable[[], AbstractContextManager[StatusLine]] | None = None,
+        quality: QualityWorker | None = None,
     ) -> None:
         self.settings = settings
         self.log = log
@@ -137,8 +120,9 @@ class RunLoop:
             this_worker(), lander=landing_process(), chain_ready=self.ready_chain
         )  # the lander's child is forked at the start
         self.space = run_workspace(settings, self.worker.id)
-        # Great Expectations, after the anchor, in a child working in the same work directory.
-        self.quality = QualityWorker(settings.data_dir, self.space.work.root)
+        # Great Expectations, after the anchor, in a child working in the same work directory
+        # (``quality``: one the caller started already, on that directory).
+        self.quality = quality or QualityWorker(settings.data_dir, self.space.work.root)
         self._unfinished_at = float("-inf")  # when the unfinished-batches gauge was last set
 
     # -- the loop ---------------------------------------------------------------------------

@@ -24,14 +24,18 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
 from sinks.catalog import Catalog
 from sinks.layout import DataLayout
-from sinks.storage import Store
+from sinks.storage import Store, is_remote
 from sinks.writer_lock import DEFAULT_WAIT_S, writer_lock
 from streaming.journal import BatchJournal
+
+if TYPE_CHECKING:
+    from streaming.config import RunSettings
 
 OLD_TABLES = ("batches", "batch_ranges")
 
@@ -59,6 +63,21 @@ def workspace(data_dir: str | Path, work_dir: Path | None = None) -> Workspace:
 
             work_dir = state_dir() / "work" / hashlib.sha256(store.uri.encode()).hexdigest()[:16]
     return Workspace(store, DataLayout(Path(work_dir).absolute()))
+
+
+def run_workspace(settings: RunSettings, worker: str) -> Workspace:
+    """The data directory's store and this worker's work directory: ``--work-dir``; else the
+    data directory itself for a single local worker; else one of its own (see ``workspace``)."""
+    work_dir = settings.work_dir
+    if work_dir is None and (settings.join_group or is_remote(settings.data_dir)):
+        name = worker.replace("/", "-")
+        if is_remote(settings.data_dir):
+            from infra.state import state_dir
+
+            work_dir = state_dir() / "work" / name
+        else:
+            work_dir = DataLayout(Path(settings.data_dir)).work / name
+    return workspace(settings.data_dir, work_dir)
 
 
 def as_workspace(place: Workspace | DataLayout | str | Path) -> Workspace:
