@@ -122,7 +122,9 @@ class RunLoop:
         self.space = run_workspace(settings, self.worker.id)
         # Great Expectations, after the anchor, in a child working in the same work directory
         # (``quality``: one the caller started already, on that directory).
-        self.quality = quality or QualityWorker(settings.data_dir, self.space.work.root)
+        if quality is None:
+            quality = QualityWorker(settings.data_dir, self.space.work.root)
+        self.quality = quality
         self._unfinished_at = float("-inf")  # when the unfinished-batches gauge was last set
 
     # -- the loop ---------------------------------------------------------------------------
