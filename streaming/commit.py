@@ -53,7 +53,7 @@ from schemas.registry import all_datasets
 from sinks.layout import DataLayout
 from sinks.quality_report import checkpoint_quality
 from sinks.storage import Store
-from streaming import quality_worker
+from streaming import quality_queue
 from streaming.assets import checkpoint_sections
 from streaming.batch import Progress
 from streaming.chain import AnchorContention, ChainChanged
@@ -175,7 +175,7 @@ def commit_and_anchor(
         local = ctx.store.local is not None and Path(ctx.store.local).absolute() == ctx.work.root
         shared = None if local else ctx.store.uri
         for one in built:  # GE's reports, after the anchor
-            quality_worker.enqueue(ctx.work, one.checkpoint, one.files, shared)
+            quality_queue.enqueue(ctx.work, one.checkpoint, one.files, shared)
         return [
             finish(ctx.store, {**b.checkpoint, "anchor_attempts": attempt}, r)
             for b, r in zip(built, anchored, strict=True)

@@ -30,7 +30,8 @@ from streaming.keys import shared_keys
 from streaming.lag import LagWatcher
 from streaming.metrics import RunMetrics
 from streaming.poison import landing_process
-from streaming.quality_worker import QualityWorker, pending
+from streaming.quality_queue import pending
+from streaming.quality_worker import QualityWorker
 from streaming.retry import Backoff
 from streaming.store import run_workspace, writing
 from streaming.workers import Heartbeat, this_worker

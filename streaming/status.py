@@ -21,7 +21,7 @@ from streaming.config import RunSettings
 from streaming.event_state import held_report
 from streaming.journal import BatchJournal
 from streaming.journal_report import journal_report
-from streaming.quality_worker import pending
+from streaming.quality_queue import pending
 from streaming.workers import is_alive, prune_dead, running_workers
 
 

@@ -12,6 +12,10 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -27,7 +31,8 @@ from simulator.producer import produce
 from sinks.layout import DataLayout
 from streaming.chain import open_chain
 from streaming.driver import RunConfig, run_batch
-from streaming.quality_worker import QualityWorker, drain, pending, queue_dir
+from streaming.quality_queue import pending, queue_dir
+from streaming.quality_worker import QualityWorker, drain
 from validators.expectations import report_bytes, validate
 
 START_MS = 1_764_000_000_000
@@ -190,6 +195,46 @@ def test_a_worker_started_before_anything_is_queued_takes_what_is_queued_later(c
     assert worker.process is not None and worker.process.returncode == 0
     assert jobs and pending(layout) == []
     assert not (queue_dir(layout) / "failed").exists()  # attested, not set aside
+
+
+def _appeared(path, within_s: float = 120.0) -> bool:
+    deadline = time.monotonic() + within_s
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return path.exists()
+
+
+def test_a_job_running_when_the_run_finishes_does_not_hold_back_the_others(copy_of, tmp_path):
+    """While the run goes on, one job at a time; once it finishes, the others start beside the
+    one still running (they used to wait for its end)."""
+    data_dir, _, _ = copy_of
+    jobs = pending(DataLayout(data_dir))
+    others = [job.name for job in jobs if not job.name.startswith(RADIO)]
+    assert len(jobs) == 3 and len(others) == 2  # the largest, radio_kpi, is taken first
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    worker = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("quality_gate.py")), str(gates),
+         str(data_dir), RADIO],
+        stdin=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )  # fmt: skip
+    try:
+        (radio,) = [job.name for job in jobs if job.name.startswith(RADIO)]
+        assert _appeared(gates / f"{radio}.started")
+        time.sleep(0.5)  # the run goes on: radio's job holds the one slot
+        assert not any((gates / f"{name}.started").exists() for name in others)
+        worker.stdin.write(b"finish\n")
+        worker.stdin.flush()
+        assert all(_appeared(gates / f"{name}.started") for name in others)
+        assert not (gates / "release").exists()  # radio's job is still running
+        (gates / "release").touch()
+        assert worker.wait(timeout=300) == 0
+    finally:
+        worker.kill()
+        worker.wait()
+    assert pending(DataLayout(data_dir)) == []
+    assert not (queue_dir(DataLayout(data_dir)) / "failed").exists()
 
 
 def test_checkpoints_validated_at_once_in_children_are_attested_as_one_at_a_time(

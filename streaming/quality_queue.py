@@ -1,0 +1,145 @@
+"""The queue of anchored checkpoints awaiting Great Expectations, and one job's work.
+
+Committing a checkpoint enqueues it (``enqueue``: one small JSON file per checkpoint under
+``private/quality-queue/``) and moves on to the anchor. A job (``attest``) runs the dataset's GE
+suite on exactly the files the checkpoint added, writes the report beside the checkpoint's other
+quality files and signs an attestation binding the report's SHA-256 to the manifest's
+(``proofs/quality_attestation.py``), then deletes the job. Until then the checkpoint's report is
+*pending*: the manifest already names where report and attestation will be. Every step is
+idempotent (GE's report is deterministic, Ed25519 signatures are too), so a job redone after a
+crash writes the same bytes; a job is removed only after its attestation is on disk. Who takes
+the jobs, and when: ``streaming/quality_worker.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from proofs import quality_attestation
+from proofs.signing import publisher_key
+from schemas.published import published_schema_for_dataset
+from sinks.layout import DataLayout
+
+log = logging.getLogger("rda.quality")
+
+
+def queue_dir(layout: DataLayout) -> Path:
+    return layout.private / "quality-queue"
+
+
+def enqueue(
+    layout: DataLayout,
+    checkpoint: dict[str, Any],
+    files: list[dict[str, Any]],
+    store: str | None = None,
+) -> None:
+    """Queue GE's validation of the ``files`` (path from the work root, sha256) a checkpoint
+    added; nothing to do if the checkpoint is attested already (a redone commit). ``store``:
+    the data directory the report and attestation are published to, when it is not the work
+    directory itself (an ``s3://`` one)."""
+    dataset, size = checkpoint["dataset"], checkpoint["tree_size"]
+    dataset_dir = layout.dataset_dir(dataset)
+    if (dataset_dir / quality_attestation.attestation_name(size)).exists():
+        return
+    job = {
+        "dataset": dataset,
+        "tree_size": size,
+        "manifest_sha256": checkpoint["manifest_sha256"],
+        "files": [{"path": f["path"], "sha256": f["sha256"]} for f in files],
+        "store": store,
+    }
+    _write_atomically(queue_dir(layout) / f"{dataset}.{size:012d}.json", _json_bytes(job))
+
+
+def pending(layout: DataLayout) -> list[Path]:
+    """Queued jobs, oldest checkpoint first."""
+    jobs = queue_dir(layout).glob("*.json")
+    return sorted(jobs, key=lambda p: (p.name.rsplit(".", 2)[-2], p.name))
+
+
+def attest(layout: DataLayout, job_file: Path, docs: bool = False) -> dict[str, Any]:
+    """Validate one queued checkpoint, write its report and attestation, remove the job.
+
+    ``docs``: also rebuild the dataset's Data Docs in the same GE run.
+    """
+    from sinks.quality_report import mark_docs_built, validate_new_rows
+    from validators.expectations import report_bytes
+
+    job = json.loads(job_file.read_bytes())
+    dataset, size = job["dataset"], job["tree_size"]
+    schema = published_schema_for_dataset(dataset)
+    validation = validate_new_rows(layout, schema, job["files"], docs_dir(layout, dataset, docs))
+    if docs:
+        mark_docs_built(layout, schema)
+    report = report_bytes(validation.report)
+    dataset_dir = layout.dataset_dir(dataset)
+    _write_atomically(dataset_dir / quality_attestation.report_name(size), report)
+    claim = quality_attestation.statement(
+        dataset=dataset,
+        tree_size=size,
+        manifest_sha256=job["manifest_sha256"],
+        files=[{**f, "path": layout.in_dataset(dataset, f["path"])} for f in job["files"]],
+        report=report,
+        expectations=expectations_summary(validation.report),
+    )
+    document = quality_attestation.sign(publisher_key(layout.root), claim)
+    attestation = dataset_dir / quality_attestation.attestation_name(size)
+    _write_atomically(attestation, _json_bytes(document))
+    if job.get("store"):  # published where buyers and auditors read
+        from sinks.storage import Store
+
+        shared = Store.open(job["store"])
+        names = quality_attestation.report_name(size), quality_attestation.attestation_name(size)
+        for name in names:
+            shared.put_file(dataset_dir / name, f"published/{dataset}/{name}")
+    job_file.unlink(missing_ok=True)
+    log.info(
+        "attested GE report of %s at tree size %d (%.2f s)",
+        dataset,
+        size,
+        validation.seconds,
+        extra={"event": "quality_attested", "dataset": dataset, "tree_size": size},
+    )
+    return {"dataset": dataset, "tree_size": size, "seconds": validation.seconds}
+
+
+def docs_dir(layout: DataLayout, dataset: str, docs: bool) -> Path | None:
+    """Where a job's validation builds the dataset's Data Docs (None: it builds none)."""
+    return layout.quality_dir(dataset) / "docs" if docs else None
+
+
+def dataset_of(job: Path) -> str:
+    return job.name.rsplit(".", 2)[0]
+
+
+def set_aside(job: Path, error: Exception) -> None:
+    """Move a job that failed to ``failed/``, with the reason, for an operator to look at."""
+    log.error("GE report of %s failed: %s", job.name, error, extra={"event": "quality_failed"})
+    failed = job.parent / "failed" / job.name
+    failed.parent.mkdir(exist_ok=True)
+    record = {"job": json.loads(job.read_bytes()), "error": f"{type(error).__name__}: {error}"}
+    _write_atomically(failed, _json_bytes(record))
+    job.unlink()
+
+
+def expectations_summary(report: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "evaluated": report["statistics"]["evaluated_expectations"],
+        "successful": report["statistics"]["successful_expectations"],
+        "success": report["success"],
+    }
+
+
+def _json_bytes(value: Any) -> bytes:
+    return (json.dumps(value, indent=1, sort_keys=True) + "\n").encode()
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)

@@ -1,0 +1,36 @@
+"""The quality worker's process with its jobs gated, for tests of when they start.
+
+``python quality_gate.py GATES DATA_DIR HELD``: runs ``streaming.quality_worker.main`` on
+``DATA_DIR``; each job, in its child, first writes ``GATES/<job name>.started``, and a job of
+dataset ``HELD`` then waits (at most 120 s) for ``GATES/release`` before GE runs.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from streaming import quality_worker
+
+RELEASE_WITHIN_S = 120.0
+
+
+def _gated(gates: Path, held: str):
+    attest = quality_worker._attest_or_set_aside
+
+    def gated(layout, job: Path, docs: bool) -> None:
+        (gates / f"{job.name}.started").write_text(str(time.monotonic()))
+        if job.name.startswith(held + "."):
+            deadline = time.monotonic() + RELEASE_WITHIN_S
+            while not (gates / "release").exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+        attest(layout, job, docs)
+
+    return gated
+
+
+if __name__ == "__main__":
+    gates, data_dir, held = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+    quality_worker._attest_or_set_aside = _gated(gates, held)
+    raise SystemExit(quality_worker.main([data_dir]))
