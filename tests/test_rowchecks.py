@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import pyarrow as pa
+from hypothesis import given
+from hypothesis import strategies as st
 
 from schemas.model import Field, TelemetrySchema
 from validators.rowchecks import check_rows
@@ -77,3 +79,46 @@ def test_each_row_is_judged_on_its_own():
     )
     assert result.valid.to_pylist() == [True, False, True]
     assert result.rejected == 1
+
+
+def _first_failure(row: dict) -> str | None:
+    """The code of the first check ``row`` fails, in field order, judged in plain Python."""
+    for field in SCHEMA.all_fields:
+        value = row[field.name]
+        if value is None:
+            if field.required:
+                return "missing_required"
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            return "not_finite"
+        low, high = field.minimum, field.maximum
+        if (low is not None and value < low) or (high is not None and value > high):
+            return "out_of_range"
+    return None
+
+
+_POWER = st.one_of(
+    st.none(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([-140.0, -43.0, -140.5, -42.5]),  # on and just past the bounds
+)
+_ROW = st.fixed_dictionaries(
+    {
+        "id": st.one_of(st.none(), st.text(max_size=3)),
+        "rsrp_dbm": _POWER,
+        "ues": st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)),
+    }
+)
+
+
+@given(st.lists(_ROW, max_size=30))
+def test_every_row_gets_the_code_of_its_first_failed_check(rows):
+    batch = pa.RecordBatch.from_pylist(
+        rows,
+        schema=pa.schema([("id", pa.string()), ("rsrp_dbm", pa.float64()), ("ues", pa.int64())]),
+    )
+    result = check_rows(SCHEMA, batch)
+    expected = [_first_failure(row) for row in rows]
+    assert result.codes.to_pylist() == expected
+    assert result.valid.to_pylist() == [code is None for code in expected]
+    assert [r is None for r in result.reasons.to_pylist()] == [c is None for c in expected]
