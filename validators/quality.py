@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 
 from schemas.model import TelemetrySchema
 from validators import event_time
+from validators.rowchecks import first_failures
 from validators.sequence import (
     SequenceSettings,
     SequenceState,
@@ -88,13 +89,7 @@ def check_stateless(
 ) -> QualityResult:
     """The checks that judge each row on its own (per chunk): codes and reasons, no flags."""
     n = rows.num_rows
-    codes, reasons = pa.nulls(n, pa.string()), pa.nulls(n, pa.string())
-    for code, failed, describe in _hard_checks(schema, rows, settings):
-        first = pc.and_(pc.fill_null(failed, False), pc.is_null(codes))
-        count = pc.sum(first).as_py() or 0
-        if count:  # reasons are formatted for the failing rows only
-            codes = pc.replace_with_mask(codes, first, _constant(code, count))
-            reasons = pc.replace_with_mask(reasons, first, describe(first))
+    codes, reasons = first_failures(n, _hard_checks(schema, rows, settings))
     return QualityResult(codes, reasons, pa.nulls(n, pa.string()))
 
 

@@ -8,8 +8,7 @@ every failing row gets the reason of the first check it fails, so no row is reje
 from __future__ import annotations
 
 import functools
-import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -34,18 +33,33 @@ class RowCheckResult:
 def check_rows(schema: TelemetrySchema, rows: pa.RecordBatch) -> RowCheckResult:
     """Check ``rows`` (canonical names) against ``schema``'s required flags, ranges and
     "at least one of" groups."""
-    checks = (
-        (code, failed, rows.column(field.name), describe)
-        for field in schema.all_fields
-        for code, failed, describe in _field_checks(field, rows.column(field.name))
-    )
-    codes = pa.nulls(rows.num_rows, pa.string())
-    reasons = pa.nulls(rows.num_rows, pa.string())
+    codes, reasons = first_failures(rows.num_rows, _checks(schema, rows))
+    return RowCheckResult(valid=pc.is_null(codes), codes=codes, reasons=reasons)
+
+
+def _checks(schema: TelemetrySchema, rows: pa.RecordBatch) -> Iterator[Check]:
+    for field in schema.all_fields:
+        column = rows.column(field.name)
+        for code, failed, describe in _field_checks(field, column):
+            yield code, failed, functools.partial(_failing, column, describe)
+    for code, failed, column, describe in _group_checks(schema, rows):
+        yield code, failed, functools.partial(_failing, column, describe)
+
+
+# A check: its code, its failure mask (a null is no failure), and the reasons of the rows a
+# mask selects.
+Check = tuple[str, pa.Array, Callable[[pa.Array], pa.Array]]
+
+
+def first_failures(rows: int, checks: Iterable[Check]) -> tuple[pa.StringArray, pa.StringArray]:
+    """Each row's code and reason from the first of ``checks`` it fails; null where none."""
+    codes = pa.nulls(rows, pa.string())
+    reasons = pa.nulls(rows, pa.string())
     marked = False  # any row given a code yet
-    for code, failed, column, describe in itertools.chain(checks, _group_checks(schema, rows)):
+    for code, failed, reasons_of in checks:
         # A check no row fails costs one call: a chunk runs ~70 checks per dataset, and
         # Arrow's per-call overhead, not the rows, was most of a small batch's checking.
-        if not pc.any(failed).as_py():  # a null in a mask is no failure
+        if not pc.any(failed).as_py():
             continue
         first = pc.fill_null(failed, False)
         if marked:
@@ -56,8 +70,12 @@ def check_rows(schema: TelemetrySchema, rows: pa.RecordBatch) -> RowCheckResult:
         marked = True
         # Reasons are formatted for the failing rows only: clean batches pay nothing.
         codes = pc.replace_with_mask(codes, first, pa.array([code] * count, pa.string()))
-        reasons = pc.replace_with_mask(reasons, first, describe(pc.filter(column, first)))
-    return RowCheckResult(valid=pc.is_null(codes), codes=codes, reasons=reasons)
+        reasons = pc.replace_with_mask(reasons, first, reasons_of(first))
+    return codes, reasons
+
+
+def _failing(column: pa.Array, describe: Describe, mask: pa.Array) -> pa.Array:
+    return describe(pc.filter(column, mask))
 
 
 def _group_checks(
