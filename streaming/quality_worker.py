@@ -121,6 +121,8 @@ class _Pool:
         return done
 
     def start_more(self) -> None:
+        if len(self.running) >= self.size:  # looked at every CHILD_POLL_S: no listing for nothing
+            return
         jobs = pending(self.layout)
         busy = {dataset_of(job) for job, _ in self.running.values()}
         for job in _next_jobs(self.layout, jobs, busy, self.size - len(self.running)):
