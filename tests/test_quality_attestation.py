@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from run_helpers import wait_for
 
 from pipelines.kafka_source import open_source
 from proofs import quality_attestation
@@ -197,13 +198,6 @@ def test_a_worker_started_before_anything_is_queued_takes_what_is_queued_later(c
     assert not (queue_dir(layout) / "failed").exists()  # attested, not set aside
 
 
-def _appeared(path, within_s: float = 120.0) -> bool:
-    deadline = time.monotonic() + within_s
-    while not path.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return path.exists()
-
-
 def test_a_job_running_when_the_run_finishes_does_not_hold_back_the_others(copy_of, tmp_path):
     """While the run goes on, one job at a time; once it finishes, the others start beside the
     one still running (they used to wait for its end)."""
@@ -221,12 +215,13 @@ def test_a_job_running_when_the_run_finishes_does_not_hold_back_the_others(copy_
     )  # fmt: skip
     try:
         (radio,) = [job.name for job in jobs if job.name.startswith(RADIO)]
-        assert _appeared(gates / f"{radio}.started")
+        wait_for((gates / f"{radio}.started").exists, 120, f"{radio} to start")
         time.sleep(0.5)  # the run goes on: radio's job holds the one slot
         assert not any((gates / f"{name}.started").exists() for name in others)
         worker.stdin.write(b"finish\n")
         worker.stdin.flush()
-        assert all(_appeared(gates / f"{name}.started") for name in others)
+        for name in others:
+            wait_for((gates / f"{name}.started").exists, 120, f"{name} to start")
         assert not (gates / "release").exists()  # radio's job is still running
         (gates / "release").touch()
         assert worker.wait(timeout=300) == 0
