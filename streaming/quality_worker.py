@@ -250,8 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     # Off the critical path, so behind it for the CPU: the run's batches (and their latency to
     # the anchor) go first when every core is busy.
     os.nice(NICENESS)
-    if not pending(layout):
-        warm_up()
+    # Even with jobs already queued (a restart after a crash): every job runs in a child forked
+    # from this process, and a child forked cold imports GE itself (~2 s, each of them).
+    warm_up()
     # Each job in a child forked from this warm process: one at a time while the run goes on,
     # leaving it a core; once it is over (`finish`), its cores are free for GE: up to
     # PARALLEL_JOBS, at once, beside a job still running (one taken in this process made the

@@ -1,12 +1,14 @@
-"""The quality worker's process with its jobs gated, for tests of when they start.
+"""The quality worker's process with its jobs gated, for tests of when and how they start.
 
 ``python quality_gate.py GATES DATA_DIR HELD``: runs ``streaming.quality_worker.main`` on
-``DATA_DIR``; each job, in its child, first writes ``GATES/<job name>.started``, and a job of
-dataset ``HELD`` then waits (at most 120 s) for ``GATES/release`` before GE runs.
+``DATA_DIR``; each job, in its child, first writes ``GATES/<job name>.started`` (JSON: ``warm``,
+whether GE was imported already), and a job of dataset ``HELD`` then waits (at most 120 s) for
+``GATES/release`` before GE runs.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -20,7 +22,9 @@ def _gated(gates: Path, held: str):
     attest = quality_worker._attest_or_set_aside
 
     def gated(layout, job: Path, docs: bool) -> None:
-        (gates / f"{job.name}.started").write_text(str(time.monotonic()))
+        # Whether the child found GE imported: forked from a warm worker, or paying it again.
+        warm = "great_expectations" in sys.modules
+        (gates / f"{job.name}.started").write_text(json.dumps({"warm": warm}))
         if job.name.startswith(held + "."):
             deadline = time.monotonic() + RELEASE_WITHIN_S
             while not (gates / "release").exists() and time.monotonic() < deadline:

@@ -207,12 +207,7 @@ def test_a_job_running_when_the_run_finishes_does_not_hold_back_the_others(copy_
     assert len(jobs) == 3 and len(others) == 2  # the largest, radio_kpi, is taken first
     gates = tmp_path / "gates"
     gates.mkdir()
-    worker = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("quality_gate.py")), str(gates),
-         str(data_dir), RADIO],
-        stdin=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-    )  # fmt: skip
+    worker = _gated_worker(gates, data_dir, held=RADIO)
     try:
         (radio,) = [job.name for job in jobs if job.name.startswith(RADIO)]
         wait_for((gates / f"{radio}.started").exists, 120, f"{radio} to start")
@@ -228,8 +223,40 @@ def test_a_job_running_when_the_run_finishes_does_not_hold_back_the_others(copy_
     finally:
         worker.kill()
         worker.wait()
+        worker.stdin.close()
     assert pending(DataLayout(data_dir)) == []
     assert not (queue_dir(DataLayout(data_dir)) / "failed").exists()
+
+
+def test_a_worker_started_with_a_backlog_forks_its_jobs_from_a_warm_process(copy_of, tmp_path):
+    """A restart after a crash finds jobs queued: each child still finds GE imported (a child
+    forked cold imported it itself, ~2 s for every one of them)."""
+    data_dir, _, _ = copy_of
+    jobs = [job.name for job in pending(DataLayout(data_dir))]
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    worker = _gated_worker(gates, data_dir, held="none")
+    try:
+        worker.stdin.write(b"finish\n")
+        worker.stdin.flush()
+        assert worker.wait(timeout=300) == 0
+    finally:
+        worker.kill()
+        worker.wait()
+        worker.stdin.close()
+    started = {name: json.loads((gates / f"{name}.started").read_text()) for name in jobs}
+    assert len(started) == 3 and all(job["warm"] for job in started.values())
+    assert pending(DataLayout(data_dir)) == []
+
+
+def _gated_worker(gates: Path, data_dir: Path, held: str) -> subprocess.Popen:
+    """The worker process with its jobs gated (``tests/quality_gate.py``)."""
+    return subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("quality_gate.py")), str(gates),
+         str(data_dir), held],
+        stdin=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )  # fmt: skip
 
 
 def test_checkpoints_validated_at_once_in_children_are_attested_as_one_at_a_time(
