@@ -20,8 +20,13 @@ from typing import Any
 import pyarrow as pa
 
 from schemas.model import Field, TelemetrySchema
+from validators.deferred_imports import defer
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # offline: no usage statistics
+# Imported by GE's import for expectations these suites never use (KL divergence, KS tests):
+# ~1 s of every validating process's start, now paid only by a process that uses them.
+for _module in ("scipy.stats", "altair"):
+    defer(_module)
 
 # pandas dtypes a published Arrow column may arrive as (nullable integers become floats).
 _PANDAS_TYPES = {

@@ -1,0 +1,111 @@
+"""Deferred imports: a module GE imports but our suites never use runs only when it is used."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from validators.deferred_imports import DeferredModule, defer
+
+HEAVY = """\
+from pathlib import Path
+with Path(__file__).with_name("imports.log").open("a") as log:
+    log.write("imported\\n")
+VALUE = 42
+"""
+
+
+@pytest.fixture
+def heavy(tmp_path, monkeypatch):
+    """A package ``deferpkg`` whose module ``heavy`` logs each time it runs; the names are
+    taken out of ``sys.modules`` afterwards."""
+    package = tmp_path / "deferpkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "heavy.py").write_text(HEAVY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield package / "imports.log"
+    for name in ("deferpkg.heavy", "deferpkg"):
+        sys.modules.pop(name, None)
+
+
+def test_a_deferred_module_runs_only_when_an_attribute_is_read(heavy):
+    defer("deferpkg.heavy")
+    import deferpkg.heavy  # noqa: F401 - as ``import altair``
+    from deferpkg import heavy as bound  # as GE's ``from scipy import stats``
+
+    assert isinstance(bound, DeferredModule) and not heavy.exists()
+    assert bound.VALUE == 42
+    assert heavy.read_text() == "imported\n"
+    assert not isinstance(sys.modules["deferpkg.heavy"], DeferredModule)
+    assert sys.modules["deferpkg.heavy"].VALUE == 42 and bound.VALUE == 42
+    assert heavy.read_text() == "imported\n"  # once
+
+
+def test_threads_reading_at_once_import_the_module_once(heavy):
+    defer("deferpkg.heavy")
+    from deferpkg import heavy as bound
+
+    start, seen = threading.Barrier(4), []
+
+    def read() -> None:
+        start.wait()
+        seen.append(bound.VALUE)
+
+    threads = [threading.Thread(target=read) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert seen == [42] * 4
+    assert heavy.read_text() == "imported\n"
+
+
+def test_an_imported_module_is_left_as_it_is():
+    real = sys.modules["json"]
+    defer("json")
+    assert sys.modules["json"] is real
+
+
+def test_a_module_not_installed_still_fails_where_it_is_imported():
+    defer("rda_no_such_package.sub")
+    defer("rda_no_such_module")
+    assert "rda_no_such_package.sub" not in sys.modules
+    assert "rda_no_such_module" not in sys.modules
+    with pytest.raises(ModuleNotFoundError):
+        import rda_no_such_module  # noqa: F401
+
+
+PROBE = """\
+import json, sys
+import validators.expectations
+import great_expectations
+loaded = lambda: ["scipy.stats._stats_py" in sys.modules, "altair.vegalite" in sys.modules]
+at_import = loaded()
+from great_expectations.expectations.core.expect_column_kl_divergence_to_be_less_than import stats
+print(json.dumps({"at_import": at_import, "entropy": stats.entropy([1, 1], [1, 3]),
+                  "after_use": loaded()}))
+"""
+
+
+def test_great_expectations_imports_without_scipy_stats_or_altair_and_uses_them_on_demand():
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parents[1],
+    )
+    assert result.returncode == 0, result.stderr
+    probe = json.loads(result.stdout)
+    assert probe["at_import"] == [False, False]
+    assert probe["entropy"] == pytest.approx(
+        math.log(4 / 3) / 2
+    )  # KL of (1/2, 1/2) from (1/4, 3/4)
+    assert probe["after_use"] == [True, False]
