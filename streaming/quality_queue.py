@@ -112,6 +112,11 @@ def docs_dir(layout: DataLayout, dataset: str, docs: bool) -> Path | None:
     return layout.quality_dir(dataset) / "docs" if docs else None
 
 
+def requeue(job: Path, data: bytes) -> None:
+    """Put a job that was done back in the queue (its bytes as they were): to redo it."""
+    _write_atomically(job, data)
+
+
 def dataset_of(job: Path) -> str:
     return job.name.rsplit(".", 2)[0]
 

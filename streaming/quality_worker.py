@@ -10,6 +10,7 @@ start); ``finish`` — do the whole queue, then exit (``rda run --once``, the de
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import logging
@@ -24,7 +25,15 @@ from pathlib import Path
 from schemas.published import published_schema_for_dataset
 from sinks.layout import DataLayout
 from streaming.isolation import PARENT_ENDS
-from streaming.quality_queue import attest, dataset_of, docs_dir, pending, set_aside
+from streaming.quality_queue import (
+    attest,
+    dataset_of,
+    docs_dir,
+    pending,
+    queue_dir,
+    requeue,
+    set_aside,
+)
 
 log = logging.getLogger("rda.quality")
 POLL_S = 0.5
@@ -100,6 +109,9 @@ class _Pool:
         self.layout, self.size, self.final = layout, size, final
         self.running: dict[int, tuple[Path, bool]] = {}  # pid: (job, docs built with it)
         self._started: set[tuple[str, bool]] = set()  # (dataset, with docs) of started jobs
+        # Per dataset, its latest job when it was started without Data Docs (they were built
+        # less than DOCS_EVERY_S ago): its name and bytes, to redo it with them when final.
+        self._undocumented: dict[str, tuple[Path, bytes]] = {}
 
     def drain(self, stop: threading.Event | None) -> int:
         done = 0
@@ -125,8 +137,26 @@ class _Pool:
             return
         jobs = pending(self.layout)
         busy = {dataset_of(job) for job, _ in self.running.values()}
+        if self.final and self._redo_for_docs(jobs, busy):
+            jobs = pending(self.layout)
         for job in _next_jobs(self.layout, jobs, busy, self.size - len(self.running)):
             self._start(job, _docs_with(self.layout, job, jobs, self.final))
+
+    def _redo_for_docs(self, jobs: list[Path], busy: set[str]) -> int:
+        """Queued again: each dataset's last job that ran without Data Docs while the run went
+        on (built less than DOCS_EVERY_S before), so that the run ends with every dataset's
+        docs showing its last checkpoint. Redone, a job writes the same report and attestation.
+        """
+        queued = {dataset_of(job) for job in jobs}
+        redone = 0
+        for dataset, (job, data) in list(self._undocumented.items()):
+            if dataset in busy or dataset in queued:
+                continue  # its last job is still to come, or to end
+            del self._undocumented[dataset]
+            if not (queue_dir(self.layout) / "failed" / job.name).exists():  # not set aside
+                requeue(job, data)
+                redone += 1
+        return redone
 
     def _start(self, job: Path, docs: bool) -> None:
         from streaming.isolation import die_with_parent, fork_frozen
@@ -139,6 +169,11 @@ class _Pool:
             except Exception as error:  # each child makes its own, and says what fails
                 log.debug("GE's checkpoint for %s not made ahead: %s", dataset, error)
         self._started.add((dataset, docs))
+        if docs:
+            self._undocumented.pop(dataset, None)
+        else:
+            with contextlib.suppress(OSError):  # gone: the child sets it aside, saying why
+                self._undocumented[dataset] = job, job.read_bytes()
         parent = os.getpid()
         pid = fork_frozen()
         if pid == 0:  # pragma: no cover - the child: measured by its effects

@@ -32,7 +32,7 @@ from simulator.producer import produce
 from sinks.layout import DataLayout
 from streaming.chain import open_chain
 from streaming.driver import RunConfig, run_batch
-from streaming.quality_queue import pending, queue_dir
+from streaming.quality_queue import dataset_of, pending, queue_dir
 from streaming.quality_worker import QualityWorker, drain
 from validators.expectations import report_bytes, validate
 
@@ -257,6 +257,41 @@ def _gated_worker(gates: Path, data_dir: Path, held: str) -> subprocess.Popen:
         stdin=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )  # fmt: skip
+
+
+@pytest.fixture
+def two_batches(broker, tmp_path):
+    """Two anchored batches of a small fleet, whose GE reports have not run yet."""
+    data_dir, topic = tmp_path / "two", "attest-two-batches"
+    config = RunConfig(broker.bootstrap, topic, "attest-two-group", data_dir)
+    chain = open_chain("embedded", None, None)
+    for start_ms in (START_MS, START_MS + 60_000):
+        produce(broker.bootstrap, topic, list(generate(6, 30, 1, start_ms, 5)))
+        run_batch(config, open_source(broker.bootstrap), chain.anchor, lambda _m: None)
+    return data_dir
+
+
+def test_a_finished_run_leaves_data_docs_of_every_datasets_last_checkpoint(two_batches):
+    """A dataset's last job, done while the run went on without docs (built minutes ago),
+    is redone with them when the run finishes: the same attestation, docs of that checkpoint."""
+    layout = DataLayout(two_batches)
+    jobs = pending(layout)
+    twice = {
+        dataset_of(job) for job in jobs if sum(dataset_of(j) == dataset_of(job) for j in jobs) == 2
+    }
+    assert RADIO in twice
+    worker = QualityWorker(two_batches)
+    worker.start()
+    wait_for(lambda: not pending(layout), 240, "the jobs to be done while the run goes on")
+    done = {f: f.read_bytes() for f in two_batches.glob("published/*/quality/*.json")}
+    before_finish = time.time()
+    worker.stop(drain_queue=True, timeout_s=300)
+    assert worker.process is not None and worker.process.returncode == 0
+    for dataset in twice:
+        index = layout.quality_dir(dataset) / "docs" / "index.html"
+        assert index.stat().st_mtime > before_finish, dataset
+    assert {f: f.read_bytes() for f in two_batches.glob("published/*/quality/*.json")} == done
+    assert pending(layout) == [] and not (queue_dir(layout) / "failed").exists()
 
 
 def test_checkpoints_validated_at_once_in_children_are_attested_as_one_at_a_time(
