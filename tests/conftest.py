@@ -19,7 +19,10 @@ from simulator.producer import ProduceReport, produce
 from sinks.storage import Store
 from streaming.chain import ChainContext, open_chain
 
-pytest_plugins = ["market_support"]  # the marketplace tests' demo data and server
+pytest_plugins = [
+    "market_support",  # the marketplace tests' demo data and server
+    "quality_support",  # anchored batches awaiting GE, the gated quality worker
+]
 
 START_MS = 1_764_000_000_000  # 2025-11-24T16:00:00Z: fixed, so fixtures are reproducible
 _topic_numbers = itertools.count(1)

@@ -9,56 +9,19 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from run_helpers import wait_for
+from quality_support import RADIO
 
-from pipelines.kafka_source import open_source
 from proofs import quality_attestation
 from proofs.signing import publisher_key
 from proofs.verdict import NOT_VERIFIED, VERIFIED
 from proofs.verify import verify_dataset
-from simulator.fleet import generate
-from simulator.producer import produce
 from sinks.layout import DataLayout
-from streaming.chain import open_chain
-from streaming.driver import RunConfig, run_batch
-from streaming.quality_queue import dataset_of, pending, queue_dir
-from streaming.quality_worker import QualityWorker, drain
+from streaming.quality_queue import pending
+from streaming.quality_worker import drain
 from validators.expectations import report_bytes, validate
-
-START_MS = 1_764_000_000_000
-RADIO = "radio_kpi.v1"
-
-
-@pytest.fixture(scope="module")
-def anchored(broker, tmp_path_factory):
-    """One anchored batch of a small fleet whose GE reports have not run yet."""
-    data_dir = tmp_path_factory.mktemp("attest") / "data"
-    topic = "attest-telemetry"
-    produce(broker.bootstrap, topic, list(generate(6, 30, 1, START_MS, 5)))
-    chain = open_chain("embedded", None, None)
-    config = RunConfig(broker.bootstrap, topic, "attest-group", data_dir)
-    summary = run_batch(config, open_source(broker.bootstrap), chain.anchor, lambda _m: None)
-    return data_dir, summary, chain
-
-
-@pytest.fixture
-def copy_of(anchored, tmp_path):
-    """A private copy of the anchored data directory (tests below change it)."""
-    data_dir, summary, chain = anchored
-    copied = tmp_path / "data"
-    shutil.copytree(data_dir, copied)
-    return copied, summary, chain
 
 
 def _radio(summary) -> dict:
@@ -171,172 +134,6 @@ def test_an_attestation_signed_by_another_key_is_refused(copy_of, tmp_path):
     assert verdict.first_failure.name == "quality"
     assert "not by the manifests' publisher" in verdict.first_failure.detail
 
-
-def test_the_worker_process_drains_the_queue_when_asked_to_finish(copy_of):
-    data_dir, _, _ = copy_of
-    worker = QualityWorker(data_dir)
-    worker.nudge()
-    assert worker.process is not None
-    worker.stop(drain_queue=True, timeout_s=300)
-    assert worker.process.returncode == 0
-    assert pending(DataLayout(data_dir)) == []
-
-
-def test_a_worker_started_before_anything_is_queued_takes_what_is_queued_later(copy_of):
-    data_dir, _, _ = copy_of
-    layout = DataLayout(data_dir)
-    jobs = {job.name: job.read_bytes() for job in pending(layout)}
-    for job in pending(layout):
-        job.unlink()
-    worker = QualityWorker(data_dir)
-    worker.start()  # warms GE up with nothing to do yet
-    for name, data in jobs.items():  # checkpoints committed meanwhile
-        (queue_dir(layout) / name).write_bytes(data)
-    worker.stop(drain_queue=True, timeout_s=300)
-    assert worker.process is not None and worker.process.returncode == 0
-    assert jobs and pending(layout) == []
-    assert not (queue_dir(layout) / "failed").exists()  # attested, not set aside
-
-
-def test_a_job_running_when_the_run_finishes_does_not_hold_back_the_others(copy_of, tmp_path):
-    """While the run goes on, one job at a time; once it finishes, the others start beside the
-    one still running (they used to wait for its end)."""
-    data_dir, _, _ = copy_of
-    jobs = pending(DataLayout(data_dir))
-    others = [job.name for job in jobs if not job.name.startswith(RADIO)]
-    assert len(jobs) == 3 and len(others) == 2  # the largest, radio_kpi, is taken first
-    gates = tmp_path / "gates"
-    gates.mkdir()
-    worker = _gated_worker(gates, data_dir, held=RADIO)
-    try:
-        (radio,) = [job.name for job in jobs if job.name.startswith(RADIO)]
-        wait_for((gates / f"{radio}.started").exists, 120, f"{radio} to start")
-        time.sleep(0.5)  # the run goes on: radio's job holds the one slot
-        assert not any((gates / f"{name}.started").exists() for name in others)
-        worker.stdin.write(b"finish\n")
-        worker.stdin.flush()
-        for name in others:
-            wait_for((gates / f"{name}.started").exists, 120, f"{name} to start")
-        assert not (gates / "release").exists()  # radio's job is still running
-        (gates / "release").touch()
-        assert worker.wait(timeout=300) == 0
-    finally:
-        worker.kill()
-        worker.wait()
-        worker.stdin.close()
-    assert pending(DataLayout(data_dir)) == []
-    assert not (queue_dir(DataLayout(data_dir)) / "failed").exists()
-
-
-def test_a_worker_started_with_a_backlog_forks_its_jobs_from_a_warm_process(copy_of, tmp_path):
-    """A restart after a crash finds jobs queued: each child still finds GE imported (a child
-    forked cold imported it itself, ~2 s for every one of them)."""
-    data_dir, _, _ = copy_of
-    jobs = [job.name for job in pending(DataLayout(data_dir))]
-    gates = tmp_path / "gates"
-    gates.mkdir()
-    worker = _gated_worker(gates, data_dir, held="none")
-    try:
-        worker.stdin.write(b"finish\n")
-        worker.stdin.flush()
-        assert worker.wait(timeout=300) == 0
-    finally:
-        worker.kill()
-        worker.wait()
-        worker.stdin.close()
-    started = {name: json.loads((gates / f"{name}.started").read_text()) for name in jobs}
-    assert len(started) == 3 and all(job["warm"] for job in started.values())
-    assert pending(DataLayout(data_dir)) == []
-
-
-def _gated_worker(gates: Path, data_dir: Path, held: str) -> subprocess.Popen:
-    """The worker process with its jobs gated (``tests/quality_gate.py``)."""
-    return subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("quality_gate.py")), str(gates),
-         str(data_dir), held],
-        stdin=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-    )  # fmt: skip
-
-
-@pytest.fixture
-def two_batches(broker, tmp_path):
-    """Two anchored batches of a small fleet, whose GE reports have not run yet."""
-    data_dir, topic = tmp_path / "two", "attest-two-batches"
-    config = RunConfig(broker.bootstrap, topic, "attest-two-group", data_dir)
-    chain = open_chain("embedded", None, None)
-    for start_ms in (START_MS, START_MS + 60_000):
-        produce(broker.bootstrap, topic, list(generate(6, 30, 1, start_ms, 5)))
-        run_batch(config, open_source(broker.bootstrap), chain.anchor, lambda _m: None)
-    return data_dir
-
-
-def test_a_finished_run_leaves_data_docs_of_every_datasets_last_checkpoint(two_batches):
-    """A dataset's last job, done while the run went on without docs (built minutes ago),
-    is redone with them when the run finishes: the same attestation, docs of that checkpoint."""
-    layout = DataLayout(two_batches)
-    jobs = pending(layout)
-    twice = {
-        dataset_of(job) for job in jobs if sum(dataset_of(j) == dataset_of(job) for j in jobs) == 2
-    }
-    assert RADIO in twice
-    worker = QualityWorker(two_batches)
-    worker.start()
-    wait_for(lambda: not pending(layout), 240, "the jobs to be done while the run goes on")
-    done = {f: f.read_bytes() for f in two_batches.glob("published/*/quality/*.json")}
-    before_finish = time.time()
-    worker.stop(drain_queue=True, timeout_s=300)
-    assert worker.process is not None and worker.process.returncode == 0
-    for dataset in twice:
-        index = layout.quality_dir(dataset) / "docs" / "index.html"
-        assert index.stat().st_mtime > before_finish, dataset
-    assert {f: f.read_bytes() for f in two_batches.glob("published/*/quality/*.json")} == done
-    assert pending(layout) == [] and not (queue_dir(layout) / "failed").exists()
-
-
-def test_checkpoints_validated_at_once_in_children_are_attested_as_one_at_a_time(
-    anchored, tmp_path
-):
-    data_dir = anchored[0]
-    one, many = tmp_path / "one", tmp_path / "many"
-    shutil.copytree(data_dir, one)
-    shutil.copytree(data_dir, many)
-    queued = len(pending(DataLayout(one)))
-    assert queued >= 2  # a batch queues one checkpoint per dataset
-    assert drain(DataLayout(one)) == drain(DataLayout(many), parallel=2) == queued
-
-    def written(root) -> dict:
-        files = (root / "published").glob("*/quality/*.json")
-        return {f.relative_to(root).as_posix(): f.read_bytes() for f in files}
-
-    assert written(one) == written(many) and len(written(one)) == 2 * queued
-    assert pending(DataLayout(many)) == []
-
-
-def test_a_child_that_dies_validating_sets_its_checkpoint_aside_and_the_others_go_on(
-    copy_of, monkeypatch
-):
-    from streaming import quality_worker
-
-    data_dir, _, _ = copy_of
-    layout = DataLayout(data_dir)
-    queued = pending(layout)
-    attest = quality_worker.attest
-
-    def dies_on_radio(layout, job, docs=False):
-        if job.name.startswith(RADIO):
-            os.kill(os.getpid(), signal.SIGKILL)  # as a segfault in a native library would
-        return attest(layout, job, docs)
-
-    monkeypatch.setattr(quality_worker, "attest", dies_on_radio)
-    assert drain(layout, parallel=2) == len(queued)
-    (failed,) = (queue_dir(layout) / "failed").glob("*.json")
-    assert failed.name.startswith(RADIO)
-    assert "killed by SIGKILL" in json.loads(failed.read_text())["error"]
-    assert pending(layout) == []
-
-
-# -- the attestation alone -----------------------------------------------------------------------
 
 _KEY = None
 
