@@ -53,7 +53,9 @@ def run(quick: bool = False) -> dict:
         f" MB with batches of {memory['small_batch']} vs {memory['peak_rss_mb_large_batches']}"
         f" MB with {memory['large_batch']} over a {memory['backlog']}-record backlog "
         f"({memory['peak_rss_mb_idle']} MB with nothing to read); median step seconds "
-        + ", ".join(f"{k} {v}" for k, v in latency["steps_median_s"].items()),
+        + ", ".join(f"{k} {v}" for k, v in latency["steps_median_s"].items())
+        + f"; GE reports at the stream's end: {latency['quality_reports_attested']} attested, "
+        f"{latency['quality_reports_pending']} still queued",
     }
 
 
@@ -62,6 +64,7 @@ def _latency(bootstrap: str, workdir: Path, seconds: float, rate_goal: bool = Tr
     from streaming.chain import open_chain
     from streaming.driver import RunConfig, Worker, run_batch
     from streaming.poison import landing_process
+    from streaming.quality_queue import pending
     from streaming.quality_worker import QualityWorker
 
     # The pipeline is up before the stream starts, as a deployed `rda run` is: its chain open,
@@ -101,6 +104,9 @@ def _latency(bootstrap: str, workdir: Path, seconds: float, rate_goal: bool = Tr
             break
         time.sleep(max(0.0, TRIGGER_S - (time.monotonic() - started)))
     producer.join()
+    # Whether GE kept up with the stream: its reports done, and still queued, as it ends.
+    attested = len(list(config.data_dir.glob("published/*/quality/*.attestation.json")))
+    queued = len(pending(quality.layout))
     quality.stop(drain_queue=False)
     if worker.lander is not None:
         worker.lander.close()
@@ -122,6 +128,8 @@ def _latency(bootstrap: str, workdir: Path, seconds: float, rate_goal: bool = Tr
         "steady_latency_p50_s": round(steady[9], 3),
         "steady_latency_p95_s": round(steady[18], 3),
         "steps_median_s": {k: round(statistics.median(v), 3) for k, v in sorted(steps.items())},
+        "quality_reports_attested": attested,
+        "quality_reports_pending": queued,
     }
 
 
