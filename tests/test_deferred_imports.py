@@ -7,6 +7,7 @@ import math
 import subprocess
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -52,18 +53,14 @@ def test_threads_reading_at_once_import_the_module_once(heavy):
     defer("deferpkg.heavy")
     from deferpkg import heavy as bound
 
-    start, seen = threading.Barrier(4), []
+    start = threading.Barrier(4, timeout=30)
 
-    def read() -> None:
-        start.wait()
-        seen.append(bound.VALUE)
+    def read(_: int) -> int:
+        start.wait()  # all four read at once
+        return bound.VALUE
 
-    threads = [threading.Thread(target=read) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert seen == [42] * 4
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(read, range(4))) == [42] * 4
     assert heavy.read_text() == "imported\n"
 
 
