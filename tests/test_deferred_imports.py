@@ -24,15 +24,16 @@ VALUE = 42
 
 @pytest.fixture
 def heavy(tmp_path, monkeypatch):
-    """A package ``deferpkg`` whose module ``heavy`` logs each time it runs; the names are
-    taken out of ``sys.modules`` afterwards."""
+    """A package ``deferpkg`` whose subpackage ``heavy`` logs each time it runs (as
+    ``scipy.stats`` is one of scipy); the names are taken out of ``sys.modules`` afterwards."""
     package = tmp_path / "deferpkg"
-    package.mkdir()
+    (package / "heavy").mkdir(parents=True)
     (package / "__init__.py").write_text("")
-    (package / "heavy.py").write_text(HEAVY)
+    (package / "heavy" / "__init__.py").write_text(HEAVY)
+    (package / "heavy" / "part.py").write_text("PART = 7\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    yield package / "imports.log"
-    for name in ("deferpkg.heavy", "deferpkg"):
+    yield package / "heavy" / "imports.log"
+    for name in ("deferpkg.heavy.part", "deferpkg.heavy", "deferpkg"):
         sys.modules.pop(name, None)
 
 
@@ -61,6 +62,15 @@ def test_threads_reading_at_once_import_the_module_once(heavy):
 
     with ThreadPoolExecutor(4) as pool:
         assert list(pool.map(read, range(4))) == [42] * 4
+    assert heavy.read_text() == "imported\n"
+
+
+def test_a_submodule_imports_through_its_deferred_package(heavy):
+    defer("deferpkg.heavy")
+    import deferpkg.heavy.part  # as ``import scipy.stats.distributions``
+    from deferpkg import heavy as bound
+
+    assert deferpkg.heavy.part.PART == 7 and bound.part.PART == 7
     assert heavy.read_text() == "imported\n"
 
 
