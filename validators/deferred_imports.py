@@ -3,8 +3,9 @@
 Great Expectations imports every core expectation when it is imported, and one of them
 (``expect_column_kl_divergence_to_be_less_than``) imports ``scipy.stats`` and ``altair`` at module
 level: ~1 s of GE's ~2.7 s import, paid by every process that validates (the quality worker of
-each ``rda run``, the demo, ``rda verify --quality``). The suites this project generates (types,
-nulls, ranges, sets, uniqueness: ``validators/expectations.py``) use neither.
+each ``rda run`` and of the demo, and each child it forks from a cold start). The suites this
+project generates (types, nulls, ranges, sets, uniqueness: ``validators/expectations.py``) use
+neither.
 
 ``defer(name)`` puts a stand-in for the module in ``sys.modules``: ``import name`` and
 ``from package import name`` bind it without running the module; the first attribute read
