@@ -135,6 +135,8 @@ def test_an_attestation_signed_by_another_key_is_refused(copy_of, tmp_path):
     assert "not by the manifests' publisher" in verdict.first_failure.detail
 
 
+# -- the attestation alone -----------------------------------------------------------------------
+
 _KEY = None
 
 

@@ -160,6 +160,3 @@ def test_a_child_that_dies_validating_sets_its_checkpoint_aside_and_the_others_g
     assert failed.name.startswith(RADIO)
     assert "killed by SIGKILL" in json.loads(failed.read_text())["error"]
     assert pending(layout) == []
-
-
-# -- the attestation alone -----------------------------------------------------------------------
