@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from infra.state import InfraState
-from pipelines.kafka_source import KafkaUnavailable, TopicNotFound, open_source
+from pipelines.kafka_source import TopicNotFound, open_source
 from streaming.chain import ChainContext
 from streaming.chain_opening import ChainOpening, chain_target, open_and_bind
 from streaming.config import RunSettings
@@ -28,6 +28,7 @@ from streaming.errors import SettingsError
 from streaming.event_state import event_time_config
 from streaming.keys import shared_keys
 from streaming.lag import LagWatcher
+from streaming.membership import Membership
 from streaming.metrics import RunMetrics
 from streaming.poison import landing_process
 from streaming.quality_queue import pending
@@ -37,10 +38,6 @@ from streaming.store import run_workspace, writing
 from streaming.workers import Heartbeat, this_worker
 
 KEEP_BATCHES = 100  # summaries kept for the final report; older ones are counted only
-# A member's poll must last a moment: with zero-timeout polls only, Tansu's group joins never
-# settled (every member was elected leader in turn); 100 ms per round is enough.
-MEMBER_POLL_MS = 100
-JOIN_SETTLE_S = 3.0  # at start, an assignment must hold this long: workers started together
 
 
 class StatusLine(Protocol):
@@ -116,7 +113,9 @@ class RunLoop:
             raise SettingsError("no Kafka broker: run `rda infra up` first, or pass --bootstrap")
         self.source = open_source(self.bootstrap, settings.kafka_timeout, settings.kafka_client)
         self._status: StatusLine | None = None
-        self.member: Any = None  # a pipelines.kafka_group.GroupMember with --join-group
+        self.group = Membership(
+            settings, self.bootstrap, self.backoff, self.stop, self.metrics, log
+        )
         self.worker = Worker(
             this_worker(), lander=landing_process(), chain_ready=self.ready_chain
         )  # the lander's child is forked at the start
@@ -157,7 +156,7 @@ class RunLoop:
                 self._open_chain()
                 while not self.stop.is_set():
                     started = time.monotonic()
-                    self._keep_membership()
+                    self.group.keep()
                     found, backlog = self._one_round(topics)
                     self._round_metrics(found, backlog)
                     if self.settings.once and not found:
@@ -167,7 +166,7 @@ class RunLoop:
                     # before it could exit (~1 s of a 6.6 s run over 221,567 records).
                     if not backlog and not self.settings.once:
                         elapsed = time.monotonic() - started
-                        self._idle(max(0.0, self.settings.interval - elapsed))
+                        self.group.idle(max(0.0, self.settings.interval - elapsed))
                 self.chain = self._chain_opening.ready()  # even if no batch needed it; or its error
             except Abandon:
                 self.log.info("abandoned the current step; the next start redoes its batch")
@@ -345,59 +344,14 @@ class RunLoop:
 
     @contextmanager
     def _membership(self) -> Iterator[None]:
-        """With --join-group: a member of the group for as long as the loop runs."""
+        """With --join-group: a member of the group for as long as the loop runs, landing and
+        committing only the partitions it owns (``streaming/membership.py``)."""
         if not self.settings.join_group:
             yield
             return
-        from pipelines.kafka_group import join_group
-
-        join = lambda: join_group(  # noqa: E731
-            self.bootstrap,
-            self.settings.group,
-            self.settings.topics,
-            self.settings.kafka_timeout,
-            self.settings.kafka_client,
-        )
-        self.member = self.backoff.call(f"joining group {self.settings.group}", join, self.stop)
-        self.worker = replace(self.worker, owned=self._owned, commit=self._commit_as_member)
-        try:
-            if self.member is not None:
-                settle = lambda: self.member.wait_for_assignment(30, JOIN_SETTLE_S)  # noqa: E731
-                self.backoff.call("waiting for the group's assignment", settle, self.stop)
+        with self.group.joined():
+            self.worker = replace(self.worker, owned=self.group.owned, commit=self.group.commit)
             yield
-        finally:
-            if self.member is not None:
-                self.member.close()  # leave at once: the partitions move without a timeout
-
-    def _keep_membership(self, timeout_ms: int = MEMBER_POLL_MS) -> None:
-        if self.member is not None:
-            poll = lambda: self.member.poll(timeout_ms)  # noqa: E731
-            self.backoff.call("keeping group membership", poll, self.stop)
-            for topic in self.settings.topics:
-                self.metrics.owned.labels(topic).set(len(self.member.partitions(topic)))
-
-    def _idle(self, seconds: float) -> None:
-        """Wait for the next trigger; a group member keeps polling, so rebalances go on."""
-        if self.member is None:
-            self.stop.wait(seconds)
-            return
-        deadline = time.monotonic() + seconds
-        while not self.stop.is_set() and time.monotonic() < deadline:
-            self._keep_membership()
-
-    def _owned(self, topic: str) -> set[int]:
-        return self.member.partitions(topic) if self.member is not None else set()
-
-    def _commit_as_member(self, topic: str, offsets: dict[int, int]) -> bool:
-        """Commit with the member's generation; after a rebalance, leave it for a later round."""
-        try:
-            if not self.member.partitions(topic):
-                return False  # rebalancing: a commit now would fail and restart the rebalance
-            self.member.commit(topic, offsets)
-        except KafkaUnavailable as error:
-            self.log.warning("offsets of %s not committed now (%s); retried later", topic, error)
-            return False
-        return True
 
     # -- the chain --------------------------------------------------------------------------
 
