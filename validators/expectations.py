@@ -25,8 +25,7 @@ from validators.deferred_imports import defer
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # offline: no usage statistics
 # Imported by GE's import for expectations these suites never use (KL divergence, KS tests):
 # ~1 s of every validating process's start, now paid only by a process that uses them.
-for _module in ("scipy.stats", "altair"):
-    defer(_module)
+DEFERRED_BY_GE = ("scipy.stats", "altair")
 
 # pandas dtypes a published Arrow column may arrive as (nullable integers become floats).
 _PANDAS_TYPES = {
@@ -39,8 +38,7 @@ _PANDAS_TYPES = {
 
 def expectations(schema: TelemetrySchema) -> list[Any]:
     """The expectations ``schema``'s metadata implies, as GE expectation objects."""
-    import great_expectations.expectations as gxe
-
+    gxe = _great_expectations().expectations
     suite: list[Any] = [
         gxe.ExpectTableColumnsToMatchOrderedList(column_list=[f.name for f in schema.all_fields])
     ]
@@ -66,6 +64,16 @@ def expectations(schema: TelemetrySchema) -> list[Any]:
     return suite
 
 
+def _great_expectations() -> Any:
+    """GE, imported (once) with ``DEFERRED_BY_GE`` left for their first use: only here, so that
+    a process that never validates (``rda run``'s driver) does not even look them up."""
+    for name in DEFERRED_BY_GE:
+        defer(name)
+    import great_expectations
+
+    return great_expectations
+
+
 def _types(f: Field) -> list[str]:
     if pa.types.is_integer(f.type):
         return _PANDAS_TYPES["int"]
@@ -82,7 +90,7 @@ def validate(
     schema: TelemetrySchema, rows: pa.Table, docs_dir: Path | None = None
 ) -> tuple[dict[str, Any], float]:
     """Run the suite on ``rows``; return the deterministic report and GE's run time (s)."""
-    import great_expectations as gx
+    gx = _great_expectations()
 
     # GE's file store wants an absolute path (a data dir like ``data/demo`` is relative).
     checkpoint = _checkpoint(schema, str(docs_dir.resolve()) if docs_dir else None)
@@ -122,7 +130,7 @@ def _pandas_options() -> contextlib.AbstractContextManager:
 @functools.lru_cache(maxsize=32)
 def _checkpoint(schema: TelemetrySchema, docs_dir: str | None) -> Any:
     """An ephemeral context with the suite and a checkpoint, made once per schema and site."""
-    import great_expectations as gx
+    gx = _great_expectations()
     from great_expectations.data_context.types.base import (
         DataContextConfig,
         InMemoryStoreBackendDefaults,
