@@ -27,7 +27,7 @@ SETTING_FLAGS = (
     "topic", "bootstrap", "group", "data_dir", "interval", "max_batch_records",
     "max_chunk_records", "format", "chain", "rpc_url", "registry", "runner", "dask_scheduler",
     "metrics_port", "log_format", "kafka_timeout", "kafka_client", "retries", "backoff_max",
-    "config", "once", "join_group", "crash_limit", "lag_interval", "work_dir", "window",
+    "config", "once", "join_group", "crash_limit", "landers", "lag_interval", "work_dir", "window",
     "allowed_lateness", "flush_windows", "node_registry", "signatures",
 )  # fmt: skip
 
@@ -86,6 +86,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--backoff-max", type=float, help="longest wait between retries (30 s)")
     run.add_argument(
         "--crash-limit", type=int, help="worker crashes on one batch before it is bisected (3)"
+    )
+    run.add_argument(
+        "--landers",
+        type=int,
+        help="landing processes that share a batch of 20,000+ records (2 with 2+ cores, else 1)",
     )
     run.add_argument("--lag-interval", type=float, help="seconds between lag refreshes (15)")
     run.add_argument(

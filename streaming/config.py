@@ -83,6 +83,7 @@ class RunSettings:
     backoff_max: float = 30.0  # cap of the exponential backoff, seconds
     join_group: bool = False  # share the topics' partitions with other workers in `group`
     crash_limit: int = 3  # worker crashes on one batch before it is bisected (streaming/poison)
+    landers: int | None = None  # landing processes sharing a large batch; None: 2 if 2+ cores
     lag_interval: float = 15.0  # seconds between refreshes of the consumer-lag gauge
     window: int = 3600  # event-time windows (s): k-anonymity and DP counts per closed window
     allowed_lateness: int = 300  # s a window waits after its end, watermark-wise
@@ -121,6 +122,7 @@ _GLOBAL: dict[str, Callable[[str], Any]] = {
     "backoff_max": float,
     "join_group": boolean,
     "crash_limit": int,
+    "landers": int,
     "lag_interval": float,
     "window": int,
     "allowed_lateness": int,
@@ -264,6 +266,8 @@ def _validate(settings: RunSettings) -> None:
             )
     if settings.crash_limit < 1:
         raise SettingsError("crash limit must be 1 or more")
+    if settings.landers is not None and settings.landers < 1:
+        raise SettingsError("landers must be 1 or more")
 
 
 def describe(settings: RunSettings) -> dict[str, Any]:

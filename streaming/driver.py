@@ -30,7 +30,7 @@ from streaming.checkpoints import ChainView
 from streaming.event_state import Helper
 from streaming.journal import BatchJournal
 from streaming.keys import shared_keys
-from streaming.lander import Lander
+from streaming.landers import Landers
 from streaming.node_cache import PLAN_KEY
 from streaming.poison import land_ahead, land_contained, landing_ahead, lands_in_lander
 from streaming.schedule import fair_shares
@@ -52,7 +52,7 @@ class Worker:
     id: str = field(default_factory=this_worker)
     owned: Callable[[str], set[int] | None] = lambda topic: None  # None: every partition
     commit: OffsetCommitter | None = None  # None: a plain commit for the configured group
-    lander: Lander | None = None  # the run's kept landing child (None: a child per batch)
+    lander: Landers | None = None  # the run's kept landing children (None: a child per batch)
     # Waits until the run's chain is open (`rda run` opens it beside the first landing). Called
     # before sequencing, which reads the chain while it holds the writer lock that the chain's
     # binding to the data directory takes too.
@@ -293,13 +293,13 @@ def _journal_new_plan(
 
 
 def _helper(config: RunConfig, worker: Worker) -> Helper | None:
-    """The run's landing child: part of a large batch's event-time step runs there, beside this
-    process's, if it has nothing in flight then (no batch landing ahead: ``decide_batch`` looks
-    when it sends the step)."""
+    """A landing child of the run: part of a large batch's event-time step runs there, beside
+    this process's, if it has nothing in flight then (one that lands the next batch ahead has:
+    ``decide_batch`` looks when it sends the step)."""
     if not lands_in_lander(config, worker.lander):
         return None
     return Helper(
-        worker.lander, KafkaSpec(config.bootstrap, config.kafka_client, config.kafka_timeout)
+        worker.lander.idle(), KafkaSpec(config.bootstrap, config.kafka_client, config.kafka_timeout)
     )
 
 

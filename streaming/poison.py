@@ -32,7 +32,7 @@ from sinks.layout import DataLayout
 from streaming.batch import Progress, RunConfig
 from streaming.errors import CrashLoop
 from streaming.isolation import STALL_S, WorkerCrashed, run_isolated
-from streaming.lander import Lander
+from streaming.landers import JobOf, Landers, default_processes
 from streaming.node_cache import device_check
 from streaming.sequencer import land_chunks, landing_message, refused_of
 from streaming.store import Workspace, writing
@@ -47,10 +47,10 @@ def land_contained(
     source: KafkaSource,
     protection: Protection,
     progress: Progress,
-    lander: Lander | None = None,
+    lander: Landers | None = None,
 ) -> int:
     """Land the batch's chunks so that no record can stop it; the number of worker crashes.
-    ``lander``: the run's kept landing child (None: a child for this batch alone)."""
+    ``lander``: the run's kept landing children (None: a child for this batch alone)."""
     batch_id, plan = entry["batch_id"], entry["plan"]
     config = _shared_cluster(config)
     crashes = 0
@@ -91,11 +91,11 @@ def _land_once(
     layout: DataLayout,
     plan: dict,
     protection: Protection,
-    lander: Lander | None = None,
+    lander: Landers | None = None,
 ) -> None:
     what = f"landing batch {plan['batch_id']}"
     if lands_in_lander(config, lander):
-        lander.run(_landing_job(config, layout, plan, protection), what, stall_s(config))
+        lander.run(plan, _landing_jobs(config, layout, plan, protection), what, stall_s(config))
     elif _isolated(config):
         land = functools.partial(land_chunks, config, layout, plan, _no_progress, protection)
         run_isolated(land, what, stall_s(config))
@@ -107,8 +107,8 @@ def _no_progress(_message: str) -> None:
     """A landing's progress lines: the driver has reported the batch already."""
 
 
-def lands_in_lander(config: RunConfig, lander: Lander | None) -> bool:
-    """Whether ``config``'s batches land in the run's kept child (``lander``)."""
+def lands_in_lander(config: RunConfig, lander: Landers | None) -> bool:
+    """Whether ``config``'s batches land in the run's kept children (``lander``)."""
     return lander is not None and _isolated(config)
 
 
@@ -123,24 +123,26 @@ def _isolated(config: RunConfig) -> bool:
     return config.isolate and config.runner == "fnapi"
 
 
-def landing_process() -> Lander:
-    """A lander for the batches of one run (``streaming/lander.py``). Only for the length of a
-    run: the child keeps the process's state as it was when forked (its environment, adapters,
-    caches), which a run does not change but tests and callers between runs may."""
-    return Lander(_child_step)
+def landing_process(processes: int | None = None) -> Landers:
+    """The landing children for the batches of one run (``streaming/landers.py``; None: one
+    per core, up to two). Only for the length of a run: a child keeps the process's state as it
+    was when forked (its environment, adapters, caches), which a run does not change but tests
+    and callers between runs may."""
+    return Landers(_child_step, default_processes() if processes is None else processes)
 
 
 def land_ahead(
-    config: RunConfig, layout: DataLayout, plan: dict, protection: Protection, lander: Lander
+    config: RunConfig, layout: DataLayout, plan: dict, protection: Protection, lander: Landers
 ) -> None:
-    """Start landing a planned batch in the lander and return: the parent sequences the batch
-    before it meanwhile; ``land_contained`` takes the outcome (a crash counted as any other)."""
+    """Start landing a planned batch in the landers and return: the parent sequences the
+    batch before it meanwhile; ``land_contained`` takes the outcome (a crash counted as any
+    other)."""
     what = f"landing batch {plan['batch_id']}"
-    job = _landing_job(config, layout, plan, protection)
-    lander.submit(_landing_key(config, plan), job, what, stall_s(config))
+    jobs = _landing_jobs(config, layout, plan, protection)
+    lander.submit(_landing_key(config, plan), plan, jobs, what, stall_s(config), share=False)
 
 
-def landing_ahead(config: RunConfig, plan: dict, lander: Lander | None) -> bool:
+def landing_ahead(config: RunConfig, plan: dict, lander: Landers | None) -> bool:
     """The batch's landing was started ahead (``land_ahead``) and not collected yet."""
     return lander is not None and lander.submitted(_landing_key(config, plan))
 
@@ -149,18 +151,21 @@ def _landing_key(config: RunConfig, plan: dict) -> tuple[str, int]:
     return config.topic, plan["batch_id"]
 
 
-def _landing_job(
+def _landing_jobs(
     config: RunConfig, layout: DataLayout, plan: dict, protection: Protection
-) -> tuple[RunConfig, DataLayout, dict, Protection, DeviceCheck]:
-    """A landing's arguments for the kept child. Only picklable ones travel, so the node
-    registry (a chain connection) stays here and the batch's check of it goes instead."""
+) -> JobOf:
+    """A landing's arguments for a kept child, for any share of the plan. Only picklable ones
+    travel, so the node registry (a chain connection) stays here and the batch's check of it
+    goes instead."""
     devices = device_check(config.signatures, config.nodes, plan, config.topic)
-    return replace(config, nodes=None), layout, plan, protection, devices
+    shared = replace(config, nodes=None)
+    return lambda share: (shared, layout, share, protection, devices)
 
 
 def _child_step(job: tuple[RunConfig, DataLayout, dict, Protection, DeviceCheck] | Callable) -> Any:
-    """A step of the kept child: a batch's landing (its arguments, ``_landing_job``), or another
-    picklable step (the event-time step of some of a batch's partitions: ``event_state``)."""
+    """A step of a kept child: a batch's landing, or a share of it (its arguments,
+    ``_landing_jobs``), or another picklable step (the event-time step of some of a batch's
+    partitions: ``event_state``)."""
     if callable(job):
         return job()
     config, layout, plan, protection, devices = job

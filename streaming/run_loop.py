@@ -117,8 +117,8 @@ class RunLoop:
             settings, self.bootstrap, self.backoff, self.stop, self.metrics, log
         )
         self.worker = Worker(
-            this_worker(), lander=landing_process(), chain_ready=self.ready_chain
-        )  # the lander's child is forked at the start
+            this_worker(), lander=landing_process(settings.landers), chain_ready=self.ready_chain
+        )  # the landers' children are forked at the start
         self.space = run_workspace(settings, self.worker.id)
         # Great Expectations, after the anchor, in a child working in the same work directory
         # (``quality``: one the caller started already, on that directory).
