@@ -14,7 +14,7 @@ from benchmarks.decode import raw_batch
 from pipelines.protect import Protection
 from pipelines.standardize import standardize
 from schemas.adapters import adapter_for
-from schemas.published import published_schema
+from schemas.published import published_schema, published_schema_for_dataset
 from schemas.radio import RADIO_KPI_V1
 from simulator.fleet import generate
 from simulator.quality_defects import QUALITY_DEFECTS
@@ -238,3 +238,42 @@ def test_a_second_data_docs_site_renders_the_same_pages_without_compiling_a_temp
 
     assert pages(tmp_path / "first") == pages(tmp_path / "second")
     assert "expectations/radio_kpi/v1.html" in pages(tmp_path / "second")
+
+
+@pytest.mark.parametrize("docs", [False, True])
+def test_a_report_made_with_configurations_kept_is_the_bytes_of_ge_s_own(
+    tmp_path, monkeypatch, docs
+):
+    """``validate`` keeps each expectation's configuration while GE runs; GE rebuilds it at
+    every read. Every published dataset, with failing rows (two natural keys twice)."""
+    import contextlib
+
+    from validators import expectations
+
+    messages = list(generate(3, 5, 1, START_MS, seed=2, sessions=True))
+    published = protected(messages, tmp_path / "private").published
+    assert len(published) >= 3
+    for dataset, batch in sorted(published.items()):
+        rows = pa.Table.from_batches([batch])
+        rows = pa.concat_tables([rows, rows.slice(0, 2)])
+        schema = published_schema_for_dataset(dataset)
+        kept, _ = validate(schema, rows, tmp_path / "kept" if docs else None)
+        with monkeypatch.context() as patch:
+            patch.setattr(
+                expectations, "_configurations_kept", lambda _gx: contextlib.nullcontext()
+            )
+            rebuilt, _ = validate(schema, rows, tmp_path / "rebuilt" if docs else None)
+        assert report_bytes(kept) == report_bytes(rebuilt), dataset
+        assert not kept["success"]
+
+
+def test_ge_s_own_configuration_property_is_back_once_a_validation_returns(tmp_path):
+    from great_expectations.expectations.expectation import Expectation
+
+    own = Expectation.__dict__["configuration"]
+    messages = list(generate(3, 5, 1, START_MS, seed=2))
+    result = protected([m for m in messages if b"radio_kpi" in m.value], tmp_path)
+    validate(
+        published_schema(RADIO_KPI_V1), pa.Table.from_batches([result.published["radio_kpi.v1"]])
+    )
+    assert Expectation.__dict__["configuration"] is own
