@@ -5,12 +5,15 @@ range (``pipelines/graph.py``): which process lands a chunk changes no byte of t
 landing child works on one core (its Python holds the GIL; librdkafka and Arrow add little
 beside it), so where a second core is free a backlog lands in about two thirds of the time in
 two children (measured: 221,567 records in 6 chunks, 2.37-2.47 s in one child, 1.72-1.94 s in
-two; the whole batch, landed and sequenced, 2.6 s against 3.3-3.4 s). ``Landers`` keeps ``processes`` kept children (``streaming/lander.py``), each with its own
-spawner, and gives each a share of a batch of at least ``SHARED_FROM_RECORDS`` records: whole
-chunks, balanced by their number of offsets. A smaller batch lands in the first child alone:
-a second Beam pipeline would cost more than its share of the work saves.
+two; the whole batch, landed and sequenced, 2.6 s against 3.3-3.4 s).
 
-The first child is also the one the event-time step borrows while the batch is sequenced
+``Landers`` keeps ``processes`` kept children (``streaming/lander.py``), each with its own
+spawner, and gives each a share of a batch of at least ``SHARED_FROM_RECORDS`` records that
+this process waits for: whole chunks, balanced by their number of offsets. A smaller batch
+lands in the first child alone (a second Beam pipeline would cost more than its share of the
+work saves), and so does a batch landed ahead while this process sequences the one before.
+
+An idle child lends itself to the event-time step of the batch being sequenced
 (``event_state.Helper``). A share's failure fails the batch's landing as one child's would:
 its crash is counted (``streaming/poison.py``), and the whole batch is landed again.
 """
