@@ -1,4 +1,4 @@
-"""``rda run`` forks its landing child while it is one thread with no Kafka client.
+"""``rda run`` forks its landing children while it is one thread with no Kafka client.
 
 A fork copies the locks other threads hold, not the threads that would release them. Forked
 beside the lag watcher's first refresh (``--metrics-port``), the child found confluent_kafka's
@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 from infra.tools import free_port
+from streaming.landers import default_processes
 
 # `rda run`, with the landing child's fork recorded: the process's threads at that moment, as
 # Python names them and as the kernel does (librdkafka's are not Python threads: "rdk:…").
@@ -48,10 +49,13 @@ def test_the_landing_child_is_forked_before_any_other_thread_starts(
         env={**os.environ, "RDA_STATE_DIR": str(tmp_path / "state")},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    first, *rest = result.stdout.splitlines()
-    at_fork = json.loads(first)
-    assert at_fork["python_threads"] == ["MainThread"]
-    # Idle pools of native libraries (Arrow's, jemalloc's) are there from their import on, and
-    # made fork-safe by those libraries; a Kafka client's threads are not.
-    assert not [name for name in at_fork["os_threads"] if name.startswith("rdk:")]
-    assert json.loads("\n".join(rest))["totals"]["read"] == produced.messages
+    lines = result.stdout.splitlines()
+    forks = [json.loads(line) for line in lines if line.startswith('{"os_threads"')]
+    assert len(forks) == default_processes()  # each landing child's (streaming/landers.py)
+    for at_fork in forks:
+        assert at_fork["python_threads"] == ["MainThread"]
+        # Idle pools of native libraries (Arrow's, jemalloc's) are there from their import on,
+        # and made fork-safe by those libraries; a Kafka client's threads are not.
+        assert not [name for name in at_fork["os_threads"] if name.startswith("rdk:")]
+    report = json.loads("\n".join(lines[len(forks) :]))
+    assert report["totals"]["read"] == produced.messages
