@@ -51,8 +51,7 @@ class Landers:
 
     @property
     def lead(self) -> Lander:
-        """The first child: it lands every batch, or its share, and lends itself to the
-        event-time step of the batch being sequenced."""
+        """The first child: it lands every batch, or its share of it."""
         return self.children[0]
 
     @property

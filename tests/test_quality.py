@@ -267,13 +267,30 @@ def test_a_report_made_with_configurations_kept_is_the_bytes_of_ge_s_own(
         assert not kept["success"]
 
 
-def test_ge_s_own_configuration_property_is_back_once_a_validation_returns(tmp_path):
-    from great_expectations.expectations.expectation import Expectation
+def test_outside_a_validation_each_read_of_a_configuration_builds_a_new_one_as_ge_s_does(
+    tmp_path,
+):
+    from great_expectations.expectations import ExpectColumnValuesToNotBeNull
 
-    own = Expectation.__dict__["configuration"]
     messages = list(generate(3, 5, 1, START_MS, seed=2))
     result = protected([m for m in messages if b"radio_kpi" in m.value], tmp_path)
-    validate(
-        published_schema(RADIO_KPI_V1), pa.Table.from_batches([result.published["radio_kpi.v1"]])
-    )
-    assert Expectation.__dict__["configuration"] is own
+    rows = pa.Table.from_batches([result.published["radio_kpi.v1"]])
+    validate(published_schema(RADIO_KPI_V1), rows)  # the property is GE's no longer
+    expectation = ExpectColumnValuesToNotBeNull(column="node_id")
+    first, second = expectation.configuration, expectation.configuration
+    assert first is not second and first == second
+    expectation.column = "cell_id"  # and a change shows at the next read
+    assert expectation.configuration.kwargs["column"] == "cell_id"
+
+
+def test_inside_a_validation_an_expectation_s_configuration_is_made_once():
+    import great_expectations as gx
+    from great_expectations.expectations import ExpectColumnValuesToNotBeNull
+
+    from validators.expectations import _configurations_kept
+
+    expectation = ExpectColumnValuesToNotBeNull(column="node_id")
+    with _configurations_kept(gx):
+        first = expectation.configuration
+        assert expectation.configuration is first
+    assert expectation.configuration is not first
