@@ -168,6 +168,8 @@ class RunLoop:
                         elapsed = time.monotonic() - started
                         self.group.idle(max(0.0, self.settings.interval - elapsed))
                 self.chain = self._chain_opening.ready()  # even if no batch needed it; or its error
+                if self.worker.lander is not None:  # no batch lands now: they go while GE ends
+                    self.worker.lander.close()
             except Abandon:
                 self.log.info("abandoned the current step; the next start redoes its batch")
         return self.report
