@@ -60,7 +60,7 @@ def land_contained(
             if lander is not None and landing_ahead(config, plan, lander):
                 lander.collect(_landing_key(config, plan))
             else:
-                _land_once(config, space.work, plan, protection, lander)
+                _land_once(config, space.work, plan, protection, source, lander)
             return crashes
         except Exception as error:
             crash = crash_of(error)
@@ -91,12 +91,17 @@ def _land_once(
     layout: DataLayout,
     plan: dict,
     protection: Protection,
+    source: KafkaSource,
     lander: Landers | None = None,
 ) -> None:
     what = f"landing batch {plan['batch_id']}"
     if lands_in_lander(config, lander):
         lander.run(plan, _landing_jobs(config, layout, plan, protection), what, stall_s(config))
     elif _isolated(config):
+        # The child reads Kafka with a client of its own: forked beside this process's open
+        # one, it may inherit a lock one of librdkafka's threads held (streaming/isolation.py;
+        # seen once in CI: a child that read nothing for the whole timeout). Reopened on use.
+        source.close()
         land = functools.partial(land_chunks, config, layout, plan, _no_progress, protection)
         run_isolated(land, what, stall_s(config))
     else:  # Dask's workers are processes already: a crash there comes back as KilledWorker

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from infra.tools import free_port
 from streaming.landers import default_processes
@@ -59,3 +60,32 @@ def test_the_landing_child_is_forked_before_any_other_thread_starts(
         assert not [name for name in at_fork["os_threads"] if name.startswith("rdk:")]
     report = json.loads("\n".join(lines[len(forks) :]))
     assert report["totals"]["read"] == produced.messages
+
+
+def test_a_batch_landed_in_a_child_of_its_own_is_forked_with_no_kafka_client_open(
+    broker, topic, tmp_path, publish, monkeypatch
+):
+    """Without a kept lander, each batch forks a landing child; the driver's own consumer (its
+    positions, its commits) is closed first, and opened again when next used."""
+    from pipelines.kafka_source import open_source
+    from streaming import poison
+    from streaming.chain import open_chain
+    from streaming.driver import RunConfig, run_batch
+
+    produced = publish(broker, topic, nodes=3, duration_s=4)
+    kafka_threads_at_fork: list[list[str]] = []
+    fork = poison.run_isolated
+
+    def recording(*args, **kwargs):
+        tasks = Path("/proc/self/task").iterdir()
+        names = [(task / "comm").read_text().strip() for task in tasks]
+        kafka_threads_at_fork.append([n for n in names if n.startswith("rdk:")])
+        return fork(*args, **kwargs)
+
+    monkeypatch.setattr(poison, "run_isolated", recording)
+    source = open_source(broker.bootstrap)
+    source.high_watermarks(topic)  # a consumer of this process's, open
+    config = RunConfig(broker.bootstrap, topic, f"g-{topic}", tmp_path / "data")
+    summary = run_batch(config, source, open_chain("embedded", None, None).anchor)
+    assert kafka_threads_at_fork == [[]]
+    assert summary.read == produced.messages
