@@ -294,3 +294,26 @@ def test_inside_a_validation_an_expectation_s_configuration_is_made_once():
         first = expectation.configuration
         assert expectation.configuration is first
     assert expectation.configuration is not first
+
+
+def test_ge_does_not_fingerprint_the_batch_and_the_report_is_the_same_bytes(tmp_path, monkeypatch):
+    """GE's MD5 fingerprint of the frame is in its batch markers only, never in the report."""
+    from great_expectations.execution_engine import pandas_execution_engine
+
+    messages = list(generate(3, 5, 1, START_MS, seed=2))
+    result = protected([m for m in messages if b"radio_kpi" in m.value], tmp_path)
+    rows = pa.Table.from_batches([result.published["radio_kpi.v1"]])
+    schema = published_schema(RADIO_KPI_V1)
+    hashed: list[int] = []
+    fingerprint = pandas_execution_engine.hash_pandas_dataframe
+    monkeypatch.setattr(
+        pandas_execution_engine,
+        "hash_pandas_dataframe",
+        lambda frame: hashed.append(len(frame)) or fingerprint(frame),
+    )
+    unhashed, _ = validate(schema, rows, tmp_path / "docs")
+    assert hashed == []
+    monkeypatch.setattr(pandas_execution_engine, "HASH_THRESHOLD", 1e9)  # GE's own
+    fingerprinted, _ = validate(schema, rows, tmp_path / "docs")
+    assert hashed == [rows.num_rows]
+    assert report_bytes(unhashed) == report_bytes(fingerprinted)
