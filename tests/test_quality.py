@@ -259,9 +259,7 @@ def test_a_report_made_with_configurations_kept_is_the_bytes_of_ge_s_own(
         schema = published_schema_for_dataset(dataset)
         kept, _ = validate(schema, rows, tmp_path / "kept" if docs else None)
         with monkeypatch.context() as patch:
-            patch.setattr(
-                expectations, "_configurations_kept", lambda _gx: contextlib.nullcontext()
-            )
+            patch.setattr(expectations, "_configurations_kept", contextlib.nullcontext)
             rebuilt, _ = validate(schema, rows, tmp_path / "rebuilt" if docs else None)
         assert report_bytes(kept) == report_bytes(rebuilt), dataset
         assert not kept["success"]
@@ -284,13 +282,13 @@ def test_outside_a_validation_each_read_of_a_configuration_builds_a_new_one_as_g
 
 
 def test_inside_a_validation_an_expectation_s_configuration_is_made_once():
-    import great_expectations as gx
     from great_expectations.expectations import ExpectColumnValuesToNotBeNull
 
-    from validators.expectations import _configurations_kept
+    from validators.expectations import _configurations_kept, _great_expectations
 
+    _great_expectations()  # as validating imports GE
     expectation = ExpectColumnValuesToNotBeNull(column="node_id")
-    with _configurations_kept(gx):
+    with _configurations_kept():
         first = expectation.configuration
         assert expectation.configuration is first
     assert expectation.configuration is not first

@@ -80,6 +80,7 @@ def _great_expectations() -> Any:
     # GE's batch markers, which the report leaves out; the attestation binds the validated
     # files by SHA-256 instead. Never fingerprinted, then.
     pandas_execution_engine.HASH_THRESHOLD = 0
+    _keep_configurations(great_expectations.expectations.Expectation)
     return great_expectations
 
 
@@ -105,7 +106,7 @@ def validate(
     checkpoint = _checkpoint(schema, str(docs_dir.resolve()) if docs_dir else None)
     frame = rows.to_pandas()
     started = time.perf_counter()
-    with _pandas_options(), _configurations_kept(gx):
+    with _pandas_options(), _configurations_kept():
         if docs_dir is None:
             # The suite run on the batch itself, the same result: a checkpoint's own steps (its
             # freshness checks, the results store only Data Docs read) are ~20 % of a small
@@ -143,7 +144,7 @@ _KEPT: contextvars.ContextVar[dict[int, tuple[Any, Any]] | None] = contextvars.C
 
 
 @contextlib.contextmanager
-def _configurations_kept(gx: Any) -> Iterator[None]:
+def _configurations_kept() -> Iterator[None]:
     """Each expectation's ``configuration`` made once while GE validates, not at every read.
 
     GE 1.24's ``Expectation.configuration`` is a property that builds a new
@@ -152,10 +153,9 @@ def _configurations_kept(gx: Any) -> Iterator[None]:
     dependency): measured, ~20 % of a small job's CPU time, 5-10 % of a large one's. Nothing
     changes an expectation while it is validated, so within this context the first one made is
     kept for that expectation object; the report is the same bytes (``tests/test_quality.py``).
-    The property is replaced once per process by one that keeps only inside such a context
-    (a ``ContextVar``: each thread's validation its own); anywhere else it builds a new
-    configuration at every read, as GE's does."""
-    _keep_configurations(gx.expectations.Expectation)
+    The property is replaced when GE is imported (``_keep_configurations``) by one that keeps
+    only inside such a context (a ``ContextVar``: each thread's validation its own); anywhere
+    else it builds a new configuration at every read, as GE's does."""
     token = _KEPT.set({})
     try:
         yield
@@ -164,9 +164,8 @@ def _configurations_kept(gx: Any) -> Iterator[None]:
 
 
 def _keep_configurations(expectation: type) -> None:
+    """Replace GE's ``configuration`` property (once: ``_great_expectations`` is cached)."""
     own = expectation.__dict__["configuration"]
-    if getattr(own.fget, "keeps_configurations", False):
-        return
 
     def configuration(self: Any) -> Any:
         kept = _KEPT.get()
@@ -177,7 +176,6 @@ def _keep_configurations(expectation: type) -> None:
             entry = kept[id(self)] = (self, own.fget(self))
         return entry[1]
 
-    configuration.keeps_configurations = True  # type: ignore[attr-defined]
     expectation.configuration = property(configuration, doc=own.__doc__)
 
 
