@@ -6,13 +6,14 @@ import argparse
 import gc
 import logging
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 from rich.markup import escape
 
 from cli.output import UserError, err
+from infra.process_exit import exit_now
 from schemas.adapters import format_choices
 from simulator.fleet import SIMULATED_FORMATS
 from streaming.errors import SettingsError
@@ -361,19 +362,20 @@ def _error_line(message: str, code: int) -> int:
     return code
 
 
-def entry() -> int:
+def entry() -> NoReturn:
     """``rda`` as a process (the console script, ``python -m cli.main``): ``main``, then an exit
-    that skips the interpreter's last garbage collection over every object still alive.
+    that skips the interpreter's teardown of every object still alive.
 
-    That collection walked web3's, py-evm's and Beam's object graphs for 0.6–0.8 s after
-    ``rda run --once`` had finished (measured); moving what is alive into the permanent
-    generation (``gc.freeze``) leaves it to reference counting, as at any exit, and atexit
-    handlers and buffered output are unaffected. Not in ``main``: tests call that in-process.
+    Its last garbage collection walked web3's, py-evm's and Beam's object graphs for 0.6–0.8 s
+    after ``rda run --once`` had finished (measured), and the teardown's writes to pages shared
+    with the run's forked children cost ~0.05 s more: the atexit handlers and the flush of
+    buffered output run, then the process ends (``infra/process_exit.py``). Not in ``main``:
+    tests call that in-process.
     """
     code = main()
-    gc.freeze()
-    return code
+    gc.freeze()  # in case the exit is a usual one after all (a thread still running)
+    exit_now(code)
 
 
 if __name__ == "__main__":
-    sys.exit(entry())
+    entry()

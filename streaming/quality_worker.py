@@ -22,6 +22,7 @@ import threading
 import time
 from pathlib import Path
 
+from infra.process_exit import exit_now
 from schemas.published import published_schema_for_dataset
 from sinks.layout import DataLayout
 from streaming.isolation import PARENT_ENDS
@@ -333,7 +334,7 @@ def _listen(stop: threading.Event, finish: threading.Event) -> None:
 
 if __name__ == "__main__":
     code = main()
-    # The parent waits for this exit: skip the interpreter's last full collection over GE's
-    # and pandas' objects (as ``cli.main.entry`` does).
+    # The parent waits for this exit: skip the interpreter's teardown of GE's and pandas'
+    # objects, on pages shared with the GE jobs it forked (as ``cli.main.entry`` does).
     gc.freeze()
-    raise SystemExit(code)
+    exit_now(code)
