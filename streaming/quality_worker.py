@@ -244,6 +244,12 @@ class QualityWorker:
         if pending(self.layout):
             self.start()
 
+    def finish(self) -> None:
+        """Tell a running worker to do the whole queue, then exit; without waiting for it
+        (``stop(drain_queue=True)`` waits)."""
+        if self.process is not None and self.process.poll() is None:
+            self._close_input(b"finish\n")
+
     def stop(self, drain_queue: bool, timeout_s: float = 900.0) -> None:
         """Stop the worker: after the whole queue (``drain_queue``) or after its current job."""
         if self.process is None or self.process.poll() is not None:

@@ -168,6 +168,8 @@ class RunLoop:
                         elapsed = time.monotonic() - started
                         self.group.idle(max(0.0, self.settings.interval - elapsed))
                 self.chain = self._chain_opening.ready()  # even if no batch needed it; or its error
+                if self.settings.once and not self.stop.is_set():
+                    self.quality.finish()  # every checkpoint is queued: GE takes both cores now
                 if self.worker.lander is not None:  # no batch lands now: they go while GE ends
                     self.worker.lander.close()
             except Abandon:

@@ -30,6 +30,19 @@ def test_the_worker_process_drains_the_queue_when_asked_to_finish(copy_of):
     assert pending(DataLayout(data_dir)) == []
 
 
+def test_a_worker_told_to_finish_drains_the_queue_and_exits_without_being_waited_for(copy_of):
+    """``rda run --once`` says so as soon as its loop ends, then closes its landing children
+    while GE works; its ``stop`` then only waits."""
+    data_dir, _, _ = copy_of
+    worker = QualityWorker(data_dir)
+    worker.start()
+    worker.finish()
+    assert worker.process is not None
+    worker.process.wait(timeout=300)  # by itself
+    assert worker.process.returncode == 0 and pending(DataLayout(data_dir)) == []
+    worker.stop(drain_queue=True)  # nothing left to say or do
+
+
 def test_a_worker_started_before_anything_is_queued_takes_what_is_queued_later(copy_of):
     data_dir, _, _ = copy_of
     layout = DataLayout(data_dir)
