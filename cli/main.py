@@ -6,6 +6,7 @@ import argparse
 import gc
 import logging
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
@@ -14,8 +15,6 @@ from rich.markup import escape
 
 from cli.output import UserError, err
 from infra.process_exit import exit_now
-from schemas.adapters import format_choices
-from simulator.fleet import SIMULATED_FORMATS
 from streaming.errors import SettingsError
 
 DEFAULT_TOPIC = "node-telemetry"
@@ -102,6 +101,7 @@ def _infra_parsers(sub: argparse._SubParsersAction) -> None:
 def _simulate_parser(sub: argparse._SubParsersAction) -> None:
     """``rda simulate``."""
     from cli import simulate_commands
+    from simulator.fleet import SIMULATED_FORMATS
 
     sim = sub.add_parser("simulate", help="a fleet of nodes publishing telemetry to Kafka")
     sim.add_argument("--bootstrap", help="Kafka bootstrap servers (default: from `infra up`)")
@@ -224,6 +224,7 @@ def _verify_parser(sub: argparse._SubParsersAction) -> None:
 def _quarantine_parsers(sub: argparse._SubParsersAction) -> None:
     """``rda quarantine list|show|replay``."""
     from cli import commands
+    from schemas.adapters import format_choices
 
     quarantine = sub.add_parser("quarantine", help="rejected records: list, show, replay")
     q_sub = quarantine.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -372,6 +373,11 @@ def entry() -> NoReturn:
     buffered output run, then the process ends (``infra/process_exit.py``). Not in ``main``:
     tests call that in-process.
     """
+    arguments = sys.argv[1:]
+    if arguments[:1] == ["run"] and not {"-h", "--help"} & set(arguments):
+        from streaming import quality_launch
+
+        quality_launch.prestart()  # GE's warm-up on the core the run's own start leaves idle
     code = main()
     gc.freeze()  # in case the exit is a usual one after all (a thread still running)
     exit_now(code)

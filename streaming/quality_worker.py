@@ -25,6 +25,7 @@ from pathlib import Path
 from infra.process_exit import exit_now
 from schemas.published import published_schema_for_dataset
 from sinks.layout import DataLayout
+from streaming import quality_launch
 from streaming.isolation import PARENT_ENDS
 from streaming.quality_queue import (
     attest,
@@ -230,10 +231,18 @@ class QualityWorker:
         batch lands, then takes jobs as they come."""
         if self.process is None or self.process.poll() is not None:
             self._close_input(b"")  # of one that died
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "streaming.quality_worker", str(self.layout.root)],
-                stdin=subprocess.PIPE,
-            )
+            root = str(self.layout.root)  # relative to the working directory they share
+            # Started ahead by `rda run`, if it was; told where on its input (a line).
+            self.process = quality_launch.take() if "\n" not in root else None
+            if self.process is not None and not self._said(f"{root}\n".encode()):
+                self._close_input(b"")  # it has just exited: a broken pipe
+                self.process.wait()
+                self.process = None
+            if self.process is None:
+                self.process = subprocess.Popen(
+                    [sys.executable, "-m", "streaming.quality_worker", root],
+                    stdin=subprocess.PIPE,
+                )
             assert self.process.stdin is not None
             PARENT_ENDS.add(self.process.stdin.fileno())  # its end of input is this process's
 
@@ -270,6 +279,16 @@ class QualityWorker:
                 len(pending(self.layout)),
             )
 
+    def _said(self, line: bytes) -> bool:
+        """Say ``line`` to the running worker; whether it could be said."""
+        assert self.process is not None and self.process.stdin is not None
+        try:
+            self.process.stdin.write(line)
+            self.process.stdin.flush()
+        except OSError:
+            return False
+        return True
+
     def _close_input(self, word: bytes) -> None:
         """Say ``word`` to the worker, if any, and close its input (once)."""
         if self.process is None or self.process.stdin is None or self.process.stdin.closed:
@@ -283,11 +302,12 @@ class QualityWorker:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The worker process: drain, wait for more, until told to stop or orphaned."""
+    """The worker process: drain, wait for more, until told to stop or orphaned. Without a
+    directory in ``argv``, it is the first line of its input (``streaming/quality_launch.py``)."""
     args = sys.argv[1:] if argv is None else argv
-    layout = DataLayout(Path(args[0]))
+    told: list[Path] = [Path(arg) for arg in args[:1]]
     stop, finish = threading.Event(), threading.Event()
-    threading.Thread(target=_listen, args=(stop, finish), daemon=True).start()
+    threading.Thread(target=_listen, args=(stop, finish, told), daemon=True).start()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     # Off the critical path, so behind it for the CPU: the run's batches (and their latency to
     # the anchor) go first when every core is busy.
@@ -295,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     # Even with jobs already queued (a restart after a crash): every job runs in a child forked
     # from this process, and a child forked cold imports GE itself (~2 s, each of them).
     warm_up()
+    while not told:  # said long before the warm-up ends; the input's end exits at once
+        time.sleep(CHILD_POLL_S)
+    layout = DataLayout(told[0])
     # Each job in a child forked from this warm process: one at a time while the run goes on,
     # leaving it a core; once it is over (`finish`), its cores are free for GE: up to
     # PARALLEL_JOBS, at once, beside a job still running (one taken in this process made the
@@ -327,14 +350,19 @@ def warm_up() -> None:
         validate(schema, schema.arrow_schema().empty_table(), Path(scratch))
 
 
-def _listen(stop: threading.Event, finish: threading.Event) -> None:
-    """The parent's word on stdin; its end (the parent is gone) means stop."""
+def _listen(stop: threading.Event, finish: threading.Event, told: list[Path]) -> None:
+    """The parent's word on stdin; its end (the parent is gone) means stop. ``told`` empty: the
+    first line is the directory to work in, and an end before it exits the process now."""
     for line in sys.stdin:
-        if line.strip() == "finish":
+        if not told:
+            told.append(Path(line.strip()))
+        elif line.strip() == "finish":
             finish.set()
             return
         if line.strip() == "stop":
             break
+    if not told:
+        os._exit(0)  # never told where: nothing was done, nothing to flush
     stop.set()
 
 

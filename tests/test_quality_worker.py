@@ -10,12 +10,16 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 
 from quality_support import RADIO, gated_worker
 from run_helpers import wait_for
 
+from infra.processes import alive
 from sinks.layout import DataLayout
+from streaming import quality_launch
 from streaming.quality_queue import dataset_of, pending, queue_dir
 from streaming.quality_worker import QualityWorker, drain
 
@@ -41,6 +45,29 @@ def test_a_worker_told_to_finish_drains_the_queue_and_exits_without_being_waited
     worker.process.wait(timeout=300)  # by itself
     assert worker.process.returncode == 0 and pending(DataLayout(data_dir)) == []
     worker.stop(drain_queue=True)  # nothing left to say or do
+
+
+def test_a_worker_started_before_its_directory_is_known_is_taken_and_told_it(copy_of):
+    """``rda run`` starts it before parsing its command line (``quality_launch.prestart``)."""
+    data_dir, _, _ = copy_of
+    quality_launch.prestart()
+    started = quality_launch._started
+    worker = QualityWorker(data_dir)
+    worker.start()
+    assert worker.process is started and quality_launch.take() is None  # taken, once
+    worker.stop(drain_queue=True, timeout_s=300)
+    assert started is not None and started.returncode == 0
+    assert pending(DataLayout(data_dir)) == []
+
+
+def test_a_worker_started_ahead_and_never_told_where_exits_with_its_parent():
+    script = "from streaming import quality_launch; quality_launch.prestart(); "
+    script += "print(quality_launch._started.pid)"
+    parent = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    orphan = int(parent.stdout)
+    wait_for(lambda: not alive(orphan), timeout=30, what="the orphaned worker's exit")
 
 
 def test_a_worker_started_before_anything_is_queued_takes_what_is_queued_later(copy_of):

@@ -1,0 +1,37 @@
+"""The quality worker's process, started before ``rda run`` knows where it will work.
+
+GE's import and warm-up in the worker (~1.5 CPU-s, niced) are on ``rda run --once``'s critical
+path: its jobs start once it is warm, and it warms up mostly in the gaps the run leaves. The
+run's own start — its command line parsed, its settings read, which import the wire formats'
+adapters and pyarrow — took ~0.2 s before the worker was started, with a core idle. So ``rda
+run`` starts it first (``prestart``), as ``python -m streaming.quality_worker`` without a
+directory; the run's ``QualityWorker`` takes it (``take``) and says the directory on its input.
+A worker that is never told (the run failed first) exits at the end of its input.
+
+Light on purpose: imported before anything else the run needs.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+_started: subprocess.Popen | None = None
+
+
+def prestart() -> None:
+    """Start the worker's process now, unless started already."""
+    global _started
+    if _started is None:
+        _started = subprocess.Popen(
+            [sys.executable, "-m", "streaming.quality_worker"], stdin=subprocess.PIPE
+        )
+
+
+def take() -> subprocess.Popen | None:
+    """The process ``prestart`` started, if it is still running; handed out once."""
+    global _started
+    started, _started = _started, None
+    if started is None or started.poll() is not None:
+        return None
+    return started
