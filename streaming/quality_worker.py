@@ -232,10 +232,10 @@ class QualityWorker:
         if self.process is None or self.process.poll() is not None:
             self._close_input(b"")  # of one that died
             root = str(self.layout.root)  # relative to the working directory they share
-            # Started ahead by `rda run`, if it was; told where on its input (a line).
-            self.process = quality_launch.take() if "\n" not in root else None
-            if self.process is not None and not self._said(f"{root}\n".encode()):
-                self._close_input(b"")  # it has just exited: a broken pipe
+            # Started ahead by `rda run`, if it was: told where on its input, a line.
+            self.process = quality_launch.take()
+            if self.process is not None and ("\n" in root or not self._said(f"{root}\n")):
+                self._close_input(b"")  # it exits, never told (or it had just exited)
                 self.process.wait()
                 self.process = None
             if self.process is None:
@@ -279,11 +279,11 @@ class QualityWorker:
                 len(pending(self.layout)),
             )
 
-    def _said(self, line: bytes) -> bool:
+    def _said(self, line: str) -> bool:
         """Say ``line`` to the running worker; whether it could be said."""
         assert self.process is not None and self.process.stdin is not None
         try:
-            self.process.stdin.write(line)
+            self.process.stdin.write(line.encode())
             self.process.stdin.flush()
         except OSError:
             return False

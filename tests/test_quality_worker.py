@@ -60,6 +60,22 @@ def test_a_worker_started_before_its_directory_is_known_is_taken_and_told_it(cop
     assert pending(DataLayout(data_dir)) == []
 
 
+def test_a_worker_started_ahead_is_not_told_a_directory_it_could_not_read_in_one_line(tmp_path):
+    """Its directory comes as a line: one with a newline in its name goes on a new worker's
+    command line instead, and the one started ahead exits, never told."""
+    data_dir = tmp_path / "two\nlines"
+    quality_launch.prestart()
+    ahead = quality_launch._started
+    worker = QualityWorker(data_dir, data_dir)
+    worker.start()
+    try:
+        assert ahead is not None and worker.process is not ahead
+        assert ahead.wait(timeout=60) == 0
+        assert worker.process is not None and worker.process.args[-1] == str(data_dir)
+    finally:
+        worker.stop(drain_queue=False)
+
+
 def test_a_worker_started_ahead_and_never_told_where_exits_with_its_parent():
     script = "from streaming import quality_launch; quality_launch.prestart(); "
     script += "print(quality_launch._started.pid)"
