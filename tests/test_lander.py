@@ -12,7 +12,7 @@ import time
 import pytest
 
 from infra.processes import alive
-from streaming.event_state import _decide_in_child
+from streaming.event_state import _decide_in_child, helped
 from streaming.isolation import WorkerCrashed
 from streaming.lander import Lander
 
@@ -378,6 +378,22 @@ def _roots_of_one_batch(broker, topic, path, worker) -> tuple[dict, dict]:
     return roots, {"read": summary.read, "published": summary.published}
 
 
+@pytest.mark.parametrize(
+    ("records", "expected"),
+    [
+        ({"0": 6_441, "1": 6_441, "2": 6_441, "3": 6_442}, ["1", "3"]),  # a backlog's batch
+        ({"0": 1_592, "1": 1_593, "2": 1_592, "3": 1_593}, []),  # a stream's batch
+        ({"0": 4_096, "1": 4_095, "2": 50_000}, ["2"]),  # from HELPED_FROM_RECORDS on
+        ({"0": 90_000, "1": 12}, []),  # one large partition: nothing to share
+    ],
+)
+def test_the_helper_takes_every_second_partition_of_a_backlog_s_batch(records, expected):
+    from streaming.event_state import HELPED_FROM_RECORDS
+
+    assert HELPED_FROM_RECORDS == 4_096
+    assert helped(records) == expected
+
+
 @pytest.mark.parametrize("child_fails", [False, True])
 def test_a_large_batch_s_event_time_shared_with_the_idle_landing_child_publishes_the_same(
     broker, topic, publish, tmp_path, monkeypatch, caplog, child_fails
@@ -387,7 +403,7 @@ def test_a_large_batch_s_event_time_shared_with_the_idle_landing_child_publishes
     from streaming.poison import landing_process
 
     publish(broker, topic, nodes=6, duration_s=20, bad_fraction=0.1)
-    monkeypatch.setattr(event_state, "KEPT_KEY_ROWS", 10)  # every partition is a large one
+    monkeypatch.setattr(event_state, "HELPED_FROM_RECORDS", 10)  # every partition is helped
     if child_fails:  # the parent decides the partitions it sent away after all
         monkeypatch.setattr(event_state, "_decide_in_child", _decide_and_fail)
     sent: list[list[str]] = []
@@ -414,7 +430,7 @@ def test_an_error_in_this_process_s_event_time_step_waits_for_the_helper_s_step(
     from streaming.poison import landing_process
 
     publish(broker, topic, nodes=6, duration_s=20)
-    monkeypatch.setattr(event_state, "KEPT_KEY_ROWS", 10)  # every partition is a large one
+    monkeypatch.setattr(event_state, "HELPED_FROM_RECORDS", 10)  # every partition is helped
     monkeypatch.setattr(event_state, "_decide_in_child", _decide_slowly)
     lander = landing_process()
     try:
