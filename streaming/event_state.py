@@ -66,11 +66,12 @@ def batch_partitions(plan: dict) -> list[int]:
     return sorted(read | set(plan.get("flush_partitions", [])))
 
 
-# A partition's step goes to the helper's child from this many records: a bounded batch of a
-# backlog (8 batches of 25,765 records over 4 partitions: 4.20-4.25 s against 4.52-4.53 s, the
-# event-time step 1.42-1.53 against 1.94-2.00 s in all), not a stream's batch of a few thousand
-# records a trigger, where sending it costs about what it saves.
-HELPED_FROM_RECORDS = 4_096
+# A partition's step goes to the helper's child from this many records: a large batch's. Not
+# a bounded batch of a backlog's (8 of 25,765 records over 4 partitions): then the lead child
+# lands the next batch meanwhile, and a step beside it slows that landing, which the batches
+# wait for (`rda bench --only end_to_end`, 2 pairs: 56,028-57,750 rows/s with 4,096 here,
+# against 60,008-61,237 with this).
+HELPED_FROM_RECORDS = KEPT_KEY_ROWS
 
 
 @dataclass(frozen=True)

@@ -381,16 +381,16 @@ def _roots_of_one_batch(broker, topic, path, worker) -> tuple[dict, dict]:
 @pytest.mark.parametrize(
     ("records", "expected"),
     [
-        ({"0": 6_441, "1": 6_441, "2": 6_441, "3": 6_442}, ["1", "3"]),  # a backlog's batch
-        ({"0": 1_592, "1": 1_593, "2": 1_592, "3": 1_593}, []),  # a stream's batch
-        ({"0": 4_096, "1": 4_095, "2": 50_000}, ["2"]),  # from HELPED_FROM_RECORDS on
+        ({"0": 49_837, "1": 46_079, "2": 61_316, "3": 64_335}, ["1", "3"]),  # a large batch
+        ({"0": 6_441, "1": 6_441, "2": 6_441, "3": 6_442}, []),  # a backlog's bounded batch
+        ({"0": 16_384, "1": 16_383, "2": 50_000}, ["2"]),  # from HELPED_FROM_RECORDS on
         ({"0": 90_000, "1": 12}, []),  # one large partition: nothing to share
     ],
 )
-def test_the_helper_takes_every_second_partition_of_a_backlog_s_batch(records, expected):
+def test_the_helper_takes_every_second_partition_of_a_large_batch(records, expected):
     from streaming.event_state import HELPED_FROM_RECORDS
 
-    assert HELPED_FROM_RECORDS == 4_096
+    assert HELPED_FROM_RECORDS == 16_384
     assert helped(records) == expected
 
 
