@@ -355,11 +355,11 @@ def _listen(stop: threading.Event, finish: threading.Event, told: list[Path]) ->
     first line is the directory to work in, and an end before it exits the process now."""
     for line in sys.stdin:
         if not told:
-            told.append(Path(line.strip()))
+            told.append(Path(line.removesuffix("\n")))  # a name may end in spaces
         elif line.strip() == "finish":
             finish.set()
             return
-        if line.strip() == "stop":
+        elif line.strip() == "stop":
             break
     if not told:
         os._exit(0)  # never told where: nothing was done, nothing to flush

@@ -76,6 +76,22 @@ def test_a_worker_started_ahead_is_not_told_a_directory_it_could_not_read_in_one
         worker.stop(drain_queue=False)
 
 
+def test_a_worker_started_ahead_is_told_a_directory_named_as_a_word_of_its_own(copy_of):
+    """The first line is the directory, whatever it says: not the word "stop", nor a name
+    shorn of its trailing space."""
+    copied, _, _ = copy_of
+    data_dir = copied.parent / "stop "
+    copied.rename(data_dir)
+    layout = DataLayout(data_dir)
+    assert len(pending(layout)) == 3
+    quality_launch.prestart()
+    worker = QualityWorker(data_dir, data_dir)
+    worker.start()
+    worker.stop(drain_queue=True, timeout_s=300)
+    assert worker.process is not None and worker.process.returncode == 0
+    assert pending(layout) == [] and not (queue_dir(layout) / "failed").exists()
+
+
 def test_a_worker_started_ahead_and_never_told_where_exits_with_its_parent():
     script = "from streaming import quality_launch; quality_launch.prestart(); "
     script += "print(quality_launch._started.pid)"
