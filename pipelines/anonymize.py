@@ -199,15 +199,18 @@ def _pseudonyms(values: pa.Array, epochs: pa.Array, key: PseudonymKey, keep: int
 # batches, and a batch's chunks, repeat most subscribers (8 batches of 25,765 records: 148k
 # HMACs of distinct values per chunk, 36k of them new to the process). Held in this process's
 # memory only, as the values themselves are while it processes them; forgotten whole past
-# HASHES_KEPT entries (~20 MB).
+# HASHES_KEPT entries (~20 MB), and never a value longer than REMEMBERED_CHARS (identifiers are
+# short: a hostile record's long one is hashed, not kept).
 HASHES_KEPT = 65_536
+REMEMBERED_CHARS = 64
 _hashed: dict[tuple[bytes, int, str], str] = {}
 
 
 def _remember(entry: tuple[bytes, int, str], digest: str) -> str:
-    if len(_hashed) >= HASHES_KEPT:
-        _hashed.clear()
-    _hashed[entry] = digest
+    if len(entry[2]) <= REMEMBERED_CHARS:
+        if len(_hashed) >= HASHES_KEPT:
+            _hashed.clear()
+        _hashed[entry] = digest
     return digest
 
 

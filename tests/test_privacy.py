@@ -120,6 +120,19 @@ def test_the_remembered_hashes_are_bounded(monkeypatch):
     assert len(anonymize_module._hashed) <= 4
 
 
+def test_a_long_identifier_is_hashed_and_not_remembered(monkeypatch):
+    """A hostile record's identifier can be long: the memory keeps short ones only."""
+    monkeypatch.setattr(anonymize_module, "_hashed", {})
+    epoch = int(dt.datetime(2025, 11, 24, tzinfo=UTC).timestamp()) // 86_400
+    long_one = "2" * 10_000
+    result = published([{"imsi": long_one}] * 5 + [{"imsi": IMSI}] * 5)
+    assert result.rows.column("imsi").to_pylist() == (
+        [expected_pseudonym(long_one, epoch)] * 5 + [expected_pseudonym(IMSI, epoch)] * 5
+    )
+    remembered = {value for _, _, value in anonymize_module._hashed}
+    assert IMSI in remembered and long_one not in remembered
+
+
 def test_another_key_gives_other_pseudonyms():
     other = PseudonymKey(bytes(32))
     ours = published([{}] * 5).rows.column("imsi")[0]
