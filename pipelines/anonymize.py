@@ -184,34 +184,12 @@ def _pseudonyms(values: pa.Array, epochs: pa.Array, key: PseudonymKey, keep: int
         epoch_key = key.epoch_key(epoch)
 
         def pseudonym(value: str, k: bytes = epoch_key) -> str:
-            found = _hashed.get((k, keep, value))
-            if found is None:
-                digest = hmac.digest(k, value.encode(), "sha256").hex()[:PSEUDONYM_HEX_CHARS]
-                found = _remember((k, keep, value), f"{value[:keep]}-{digest}" if keep else digest)
-            return found
+            digest = hmac.digest(k, value.encode(), "sha256").hex()[:PSEUDONYM_HEX_CHARS]
+            return f"{value[:keep]}-{digest}" if keep else digest
 
         mapped = _per_distinct(pc.filter(values, mine), pseudonym)
         result = pc.replace_with_mask(result, mine, mapped)
     return result
-
-
-# Keyed hashes this process has computed, by (key, characters kept, value): a backlog's bounded
-# batches, and a batch's chunks, repeat most subscribers (8 batches of 25,765 records: 148k
-# HMACs of distinct values per chunk, 36k of them new to the process). Held in this process's
-# memory only, as the values themselves are while it processes them; forgotten whole past
-# HASHES_KEPT entries (~20 MB), and never a value longer than REMEMBERED_CHARS (identifiers are
-# short: a hostile record's long one is hashed, not kept).
-HASHES_KEPT = 65_536
-REMEMBERED_CHARS = 64
-_hashed: dict[tuple[bytes, int, str], str] = {}
-
-
-def _remember(entry: tuple[bytes, int, str], digest: str) -> str:
-    if len(entry[2]) <= REMEMBERED_CHARS:
-        if len(_hashed) >= HASHES_KEPT:
-            _hashed.clear()
-        _hashed[entry] = digest
-    return digest
 
 
 def _per_distinct(values: pa.Array, transform: Callable[[str], str | None]) -> pa.Array:
@@ -310,15 +288,7 @@ def k_anonymize(
 def subscriber_keys(values: pa.Array, key: PseudonymKey) -> pa.Array:
     """A keyed hash of each subscriber identifier, the same in every epoch (private only)."""
     ledger = key.ledger_key()
-
-    def keyed(value: str) -> str:
-        found = _hashed.get((ledger, -1, value))
-        if found is None:
-            digest = hmac.digest(ledger, value.encode(), "sha256")[:16].hex()
-            found = _remember((ledger, -1, value), digest)
-        return found
-
-    return _per_distinct(values, keyed)
+    return _per_distinct(values, lambda v: hmac.digest(ledger, v.encode(), "sha256")[:16].hex())
 
 
 def _k_anonymous(

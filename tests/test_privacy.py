@@ -14,7 +14,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines import anonymize as anonymize_module
 from pipelines.aggregate import empty_ledger, laplace, window_counts
 from pipelines.anonymize import (
     KEY_ENV,
@@ -93,44 +92,6 @@ def test_the_same_subscriber_links_within_an_epoch_and_not_across_epochs():
     assert len(set(imsis[:5])) == 1 and len(set(imsis[5:])) == 1
     assert imsis[0] != imsis[5]
     assert len(result.epochs) == 2
-
-
-@settings(max_examples=25, deadline=None)
-@given(st.lists(st.text(alphabet="0123456789", min_size=15, max_size=15), min_size=1, max_size=8))
-def test_a_pseudonym_computed_before_is_the_same_hmac(imsis):
-    """The keyed hashes a process has computed are remembered (``anonymize._hashed``): a
-    second batch gets each of them from there, and they are the same as computed."""
-    epoch = int(dt.datetime(2025, 11, 24, tzinfo=UTC).timestamp()) // 86_400
-    for _ in range(2):
-        result = published([{"imsi": imsi} for imsi in imsis] * 5)
-        assert result.rows.column("imsi").to_pylist() == [
-            expected_pseudonym(imsi, epoch) for imsi in imsis * 5
-        ]
-
-
-def test_the_remembered_hashes_are_bounded(monkeypatch):
-    monkeypatch.setattr(anonymize_module, "HASHES_KEPT", 4)
-    monkeypatch.setattr(anonymize_module, "_hashed", {})
-    epoch = int(dt.datetime(2025, 11, 24, tzinfo=UTC).timestamp()) // 86_400
-    imsis = [f"26201{i:010d}" for i in range(7)]
-    result = published([{"imsi": imsi} for imsi in imsis] * 5)
-    assert result.rows.column("imsi").to_pylist() == [
-        expected_pseudonym(imsi, epoch) for imsi in imsis * 5
-    ]
-    assert len(anonymize_module._hashed) <= 4
-
-
-def test_a_long_identifier_is_hashed_and_not_remembered(monkeypatch):
-    """A hostile record's identifier can be long: the memory keeps short ones only."""
-    monkeypatch.setattr(anonymize_module, "_hashed", {})
-    epoch = int(dt.datetime(2025, 11, 24, tzinfo=UTC).timestamp()) // 86_400
-    long_one = "2" * 10_000
-    result = published([{"imsi": long_one}] * 5 + [{"imsi": IMSI}] * 5)
-    assert result.rows.column("imsi").to_pylist() == (
-        [expected_pseudonym(long_one, epoch)] * 5 + [expected_pseudonym(IMSI, epoch)] * 5
-    )
-    remembered = {value for _, _, value in anonymize_module._hashed}
-    assert IMSI in remembered and long_one not in remembered
 
 
 def test_another_key_gives_other_pseudonyms():
