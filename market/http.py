@@ -25,6 +25,8 @@ import json
 import re
 import socket
 import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -146,6 +148,7 @@ class MarketHandler(BaseHTTPRequestHandler):
         super().setup()
         self.rfile = _BudgetReader(self.rfile)  # type: ignore[assignment]
         self._receiving: int | None = None
+        self._receive_due = 0.0  # monotonic time the request must have arrived by
         self._head_only = False
         self._body_read = True
 
@@ -157,7 +160,7 @@ class MarketHandler(BaseHTTPRequestHandler):
         self.rfile.budget = limits.max_header_bytes  # type: ignore[attr-defined]
         self._head_only = False
         self._body_read = True  # until a request with a body is dispatched
-        self._receiving = self.server.receiving.watch(self.connection, limits.receive_timeout_s)
+        self._watch_receiving(limits.receive_timeout_s)
         try:
             super().handle_one_request()
         except _HeadersTooLarge:
@@ -169,9 +172,28 @@ class MarketHandler(BaseHTTPRequestHandler):
         finally:
             self._received()
 
+    def _watch_receiving(self, seconds: float) -> None:
+        self._receive_due = time.monotonic() + seconds
+        self._receiving = self.server.receiving.watch(self.connection, seconds)
+
     def _received(self) -> None:
         self.server.receiving.release(self._receiving)
         self._receiving = None
+
+    @contextlib.contextmanager
+    def _server_time(self) -> Iterator[None]:
+        """The server's own work between a request's head and its body (the key's check, which
+        may wait while the marketplace file is read again): the receive deadline is the
+        client's time, so it stops meanwhile and then goes on with the time it had left."""
+        if self._receiving is None:
+            yield
+            return
+        left = self._receive_due - time.monotonic()
+        self._received()
+        try:
+            yield
+        finally:
+            self._watch_receiving(left)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """The standard library's own errors (bad request line, unknown method…) as JSON."""
@@ -230,7 +252,8 @@ class MarketHandler(BaseHTTPRequestHandler):
             self._send_json(*public_route(market, method, path, body))
             return
         try:
-            buyer = market.authenticate(self._api_key())
+            with self._server_time():
+                buyer = market.authenticate(self._api_key())
         except QueryRefused:
             if has_body:
                 self.close_connection = True  # its body stays unread
