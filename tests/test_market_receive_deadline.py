@@ -64,9 +64,8 @@ def _post(key: str, body: bytes) -> bytes:
 def test_a_request_sent_at_once_is_answered_while_the_marketplace_file_is_read_again(
     server, demo_dir, slow_reload
 ):
-    _name, key = new_buyer(
-        demo_dir, "radio_kpi.v1"
-    )  # changes the file: the next key check reads it
+    # A new buyer changes the marketplace file: the next key check reads it again.
+    _name, key = new_buyer(demo_dir, "radio_kpi.v1")
     started = time.monotonic()
     answer = _exchange(server, _post(key, json.dumps({"sql": "SELECT 1 AS one"}).encode()))
     assert answer.split(b"\r\n", 1)[0] == b"HTTP/1.1 200 OK", answer[:200]
