@@ -5,11 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import apache_beam as beam
+from apache_beam.options.pipeline_options import (
+    DebugOptions,
+    PipelineOptions,
+    StandardOptions,
+    TypeOptions,
+)
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.runners.worker import statesampler
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines.graph import STATE_SAMPLING_PERIOD_MS, ReadStandardizeProtect
+from pipelines.graph import STATE_SAMPLING_PERIOD_MS, KeptViews, ReadStandardizeProtect
 from pipelines.kafka_source import OffsetRange, open_source
 from pipelines.protect import Protection
 
@@ -62,3 +68,26 @@ def test_a_bundle_s_state_sampler_looks_every_ten_ms_so_its_stop_waits_no_longer
         pipeline | beam.Create([1, 2]) | beam.ParDo(_SamplingPeriod(str(notes)))
     assert notes.read_text().split() == [str(STATE_SAMPLING_PERIOD_MS)] * 2
     assert STATE_SAMPLING_PERIOD_MS == 10
+
+
+def test_kept_views_are_made_once_per_options_class():
+    options = KeptViews(["--no_pipeline_type_check"])
+    typed = options.view_as(TypeOptions)
+    assert options.view_as(TypeOptions) is typed
+    assert typed.pipeline_type_check is False
+    assert options.view_as(DebugOptions) is not typed
+
+
+def test_a_value_set_through_a_kept_view_is_the_options_value():
+    options = KeptViews([])
+    options.view_as(DebugOptions).add_experiment("kept")
+    options.view_as(StandardOptions).streaming = True
+    assert options.view_as(DebugOptions).lookup_experiment("kept")
+    assert PipelineOptions.view_as(options, StandardOptions).streaming is True  # a fresh view
+    assert options.get_all_options()["experiments"] == ["kept"]
+
+
+def test_a_pipeline_with_kept_views_runs_as_with_plain_options():
+    with beam.Pipeline(runner=FnApiRunner(), options=KeptViews([])) as pipeline:
+        squares = pipeline | beam.Create([1, 2, 3]) | beam.Map(lambda x: x * x)
+        assert_that(squares, equal_to([1, 4, 9]))
