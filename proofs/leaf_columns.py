@@ -142,12 +142,12 @@ def _encode_floats(arr: pa.Array, column: str, first_row: int | None) -> pa.Arra
     # layout except for "-0" and its exponent form ("1e+20", "1.5e+12"); redo those in Python.
     texts = doubles.cast(pa.string())
     printed = _text_bytes(texts)
-    if b"e" in printed or b"-0" in printed:  # found at C speed; the rows are then picked
-        redo = pc.or_(pc.match_substring(texts, "e"), pc.equal(texts, "-0"))
-        values, fixed = doubles.to_pylist(), texts.to_pylist()
-        for i in pc.indices_nonzero(pc.fill_null(redo, False)).to_pylist():
-            fixed[i] = serialize_number(values[i])
-        texts = pa.array(fixed, pa.string())
+    if b"e" in printed or b"-0" in printed:  # found at C speed ("-0.5" too); rows then picked
+        redo = pc.fill_null(pc.or_(pc.match_substring(texts, "e"), pc.equal(texts, "-0")), False)
+        rows = pc.indices_nonzero(redo)
+        if len(rows):  # only those rows through Python: a column had all of its rows before
+            fixed = [serialize_number(v) for v in doubles.take(rows).to_pylist()]
+            texts = pc.replace_with_mask(texts, redo, pa.array(fixed, pa.string()))
     return _or_null(texts)
 
 

@@ -293,6 +293,16 @@ def test_fast_path_matches_reference(data: dict[str, list]) -> None:
     assert leaf_bytes_for_batch(batch) == reference
 
 
+def test_only_the_floats_arrow_prints_otherwise_are_redone_and_the_rest_kept() -> None:
+    # "-0", exponent forms and "-0.5" (which the C-speed search also finds) among ordinary
+    # values and nulls, in a column long enough that each kind sits between many others.
+    values = [0.25, -0.0, 1e21, -0.5, None, 1.5e-7, 333.3, 2.0**70, -17.125] * 400
+    batch = pa.record_batch({"v": pa.array(values, pa.float64())})
+    reference = [canonicalize(row_to_jcs_value(r, batch.schema)) for r in batch.to_pylist()]
+    assert leaf_bytes_for_batch(batch) == reference
+    assert reference[:4] == [b'{"v":0.25}', b'{"v":0}', b'{"v":1e+21}', b'{"v":-0.5}']
+
+
 # Columns without a null leave their quotes to the literal parts between members.
 complete_columns = st.integers(1, 6).flatmap(
     lambda n: st.fixed_dictionaries(
