@@ -15,7 +15,12 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.runners.worker import statesampler
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines.graph import STATE_SAMPLING_PERIOD_MS, KeptViews, ReadStandardizeProtect
+from pipelines.graph import (
+    STATE_SAMPLING_PERIOD_MS,
+    KeptViews,
+    ReadStandardizeProtect,
+    WorkItems,
+)
 from pipelines.kafka_source import OffsetRange, open_source
 from pipelines.protect import Protection
 
@@ -91,3 +96,10 @@ def test_a_pipeline_with_kept_views_runs_as_with_plain_options():
     with beam.Pipeline(runner=FnApiRunner(), options=KeptViews([])) as pipeline:
         squares = pipeline | beam.Create([1, 2, 3]) | beam.Map(lambda x: x * x)
         assert_that(squares, equal_to([1, 4, 9]))
+
+
+def test_work_items_are_the_items_given_each_once():
+    items = [{"topic": "t", "partition": p, "start": 0, "end": 10} for p in range(3)]
+    with beam.Pipeline(runner=FnApiRunner(), options=KeptViews([])) as pipeline:
+        got = pipeline | WorkItems(items) | beam.Map(lambda item: (item["partition"], item))
+        assert_that(got, equal_to([(item["partition"], item) for item in items]))
