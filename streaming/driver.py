@@ -298,9 +298,9 @@ def _helper(config: RunConfig, worker: Worker) -> Helper | None:
     ``decide_batch`` looks when it sends the step)."""
     if not lands_in_lander(config, worker.lander):
         return None
-    return Helper(
-        worker.lander.idle(), KafkaSpec(config.bootstrap, config.kafka_client, config.kafka_timeout)
-    )
+    landers = worker.lander
+    kafka = KafkaSpec(config.bootstrap, config.kafka_client, config.kafka_timeout)
+    return Helper(landers.idle(), kafka, lambda: landers.busy)
 
 
 def _lands_ahead(config: RunConfig, worker: Worker) -> bool:

@@ -14,6 +14,7 @@ import datetime as dt
 import functools
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,22 +67,27 @@ def batch_partitions(plan: dict) -> list[int]:
     return sorted(read | set(plan.get("flush_partitions", [])))
 
 
-# A partition's step goes to the helper's child from this many records: a large batch's. Not
-# a bounded batch of a backlog's (8 of 25,765 records over 4 partitions): then the lead child
-# lands the next batch meanwhile, and a step beside it slows that landing, which the batches
-# wait for (`rda bench --only end_to_end`, 2 pairs: 56,028-57,750 rows/s with 4,096 here,
-# against 60,008-61,237 with this).
+# A partition's step goes to the helper's child from this many records while another child
+# lands the next batch: a large batch's. Not a bounded batch of a backlog's (8 of 25,765
+# records over 4 partitions): a step beside that landing slows it, and the batches wait for it
+# (`rda bench --only end_to_end`, 2 pairs: 56,028-57,750 rows/s with 4,096 here, against
+# 60,008-61,237 with this).
 HELPED_FROM_RECORDS = KEPT_KEY_ROWS
+# ... and from this many when nothing lands beside it (a backlog's last batch, a stream's batch):
+# the other core is idle then.
+HELPED_ALONE_FROM_RECORDS = 4_096
 
 
 @dataclass(frozen=True)
 class Helper:
     """A kept child that is idle while the batch is sequenced (the run's lander, when nothing
     lands ahead), and how it reads Kafka: the event-time step of some of a large batch's
-    partitions runs there, beside this process's own, on the other core."""
+    partitions runs there, beside this process's own, on the other core. ``landing_beside``:
+    whether another child of the run has a landing in flight (asked when the step is sent)."""
 
     lander: Lander
     kafka: KafkaSpec
+    landing_beside: Callable[[], bool] = lambda: False
 
 
 def decide_batch(
@@ -163,8 +169,12 @@ def _sent_away(
 ) -> list[str]:
     """The step of the partitions ``helped`` picks, submitted to the helper's child (one step
     for all of them: a child takes one at a time); which."""
-    away = helped({key: _records(mine) for key, (_, mine) in parts.items()})
-    if helper is None or helper.lander.busy or not away:
+    if helper is None or helper.lander.busy:
+        return []
+    away = helped(
+        {key: _records(mine) for key, (_, mine) in parts.items()}, helper.landing_beside()
+    )
+    if not away:
         return []
     _, protection, store = step  # the child reads Kafka on its own connection
     work = [(parts[key][1], parts[key][0]) for key in away]
@@ -177,10 +187,12 @@ def _sent_away(
     return away
 
 
-def helped(records: dict[str, int]) -> list[str]:
+def helped(records: dict[str, int], landing_beside: bool = True) -> list[str]:
     """Of a batch's partitions (key: records), those whose step the helper takes: every second
-    one of at least ``HELPED_FROM_RECORDS`` records, in partition order, if there are two."""
-    large = [key for key, count in records.items() if count >= HELPED_FROM_RECORDS]
+    one of at least ``HELPED_FROM_RECORDS`` records (``HELPED_ALONE_FROM_RECORDS`` when no
+    landing runs beside it), in partition order, if there are two."""
+    least = HELPED_FROM_RECORDS if landing_beside else HELPED_ALONE_FROM_RECORDS
+    large = [key for key, count in records.items() if count >= least]
     return large[1::2] if len(large) >= 2 else []
 
 

@@ -379,19 +379,58 @@ def _roots_of_one_batch(broker, topic, path, worker) -> tuple[dict, dict]:
 
 
 @pytest.mark.parametrize(
-    ("records", "expected"),
+    ("records", "landing_beside", "expected"),
     [
-        ({"0": 49_837, "1": 46_079, "2": 61_316, "3": 64_335}, ["1", "3"]),  # a large batch
-        ({"0": 6_441, "1": 6_441, "2": 6_441, "3": 6_442}, []),  # a backlog's bounded batch
-        ({"0": 16_384, "1": 16_383, "2": 50_000}, ["2"]),  # from HELPED_FROM_RECORDS on
-        ({"0": 90_000, "1": 12}, []),  # one large partition: nothing to share
+        ({"0": 49_837, "1": 46_079, "2": 61_316, "3": 64_335}, True, ["1", "3"]),  # large batch
+        ({"0": 6_441, "1": 6_441, "2": 6_441, "3": 6_442}, True, []),  # backlog's bounded batch
+        ({"0": 6_441, "1": 6_441, "2": 6_441, "3": 6_442}, False, ["1", "3"]),  # ... its last
+        ({"0": 16_384, "1": 16_383, "2": 50_000}, True, ["2"]),  # from HELPED_FROM_RECORDS on
+        ({"0": 4_096, "1": 4_095, "2": 5_000}, False, ["2"]),  # from HELPED_ALONE_FROM_RECORDS
+        ({"0": 900, "1": 800, "2": 1_000}, False, []),  # a stream's small batch: not worth it
+        ({"0": 90_000, "1": 12}, True, []),  # one large partition: nothing to share
     ],
 )
-def test_the_helper_takes_every_second_partition_of_a_large_batch(records, expected):
-    from streaming.event_state import HELPED_FROM_RECORDS
+def test_the_helper_takes_every_second_partition_of_a_large_batch(
+    records, landing_beside, expected
+):
+    from streaming.event_state import HELPED_ALONE_FROM_RECORDS, HELPED_FROM_RECORDS
 
-    assert HELPED_FROM_RECORDS == 16_384
-    assert helped(records) == expected
+    assert (HELPED_FROM_RECORDS, HELPED_ALONE_FROM_RECORDS) == (16_384, 4_096)
+    assert helped(records, landing_beside) == expected
+
+
+def test_the_helper_is_told_whether_the_next_batch_lands_beside_its_step(
+    broker, topic, publish, tmp_path, monkeypatch
+):
+    from pipelines import graph
+    from pipelines.kafka_source import open_source
+    from streaming import event_state
+    from streaming.chain import open_chain
+    from streaming.driver import RunConfig, Worker, run_batch
+    from streaming.poison import landing_process
+
+    produced = publish(broker, topic, nodes=6, duration_s=20)
+    asked: list[bool] = []
+    real = event_state.helped
+    monkeypatch.setattr(
+        event_state, "helped", lambda records, beside: asked.append(beside) or real(records, beside)
+    )
+    # Landing takes 0.5 s more in the children (forked after this), so the second batch, landed
+    # ahead, is still in flight when the first batch's step is sent.
+    landing = graph.run
+    monkeypatch.setattr(graph, "run", lambda *a, **k: time.sleep(0.5) or landing(*a, **k))
+    half = -(-produced.messages // 2)
+    config = RunConfig(broker.bootstrap, topic, "g", tmp_path / "data", max_batch_records=half)
+    chain, source = open_chain("embedded", None, None), open_source(broker.bootstrap)
+    lander = landing_process(2)
+    try:
+        worker = Worker(lander=lander)
+        while run_batch(config, source, chain.anchor, worker=worker) is not None:
+            pass
+    finally:
+        lander.close()
+    # The first batch's step runs while the second lands; the second's, with nothing beside.
+    assert asked == [True, False]
 
 
 @pytest.mark.parametrize("child_fails", [False, True])
@@ -404,6 +443,7 @@ def test_a_large_batch_s_event_time_shared_with_the_idle_landing_child_publishes
 
     publish(broker, topic, nodes=6, duration_s=20, bad_fraction=0.1)
     monkeypatch.setattr(event_state, "HELPED_FROM_RECORDS", 10)  # every partition is helped
+    monkeypatch.setattr(event_state, "HELPED_ALONE_FROM_RECORDS", 10)
     if child_fails:  # the parent decides the partitions it sent away after all
         monkeypatch.setattr(event_state, "_decide_in_child", _decide_and_fail)
     sent: list[list[str]] = []
@@ -431,6 +471,7 @@ def test_an_error_in_this_process_s_event_time_step_waits_for_the_helper_s_step(
 
     publish(broker, topic, nodes=6, duration_s=20)
     monkeypatch.setattr(event_state, "HELPED_FROM_RECORDS", 10)  # every partition is helped
+    monkeypatch.setattr(event_state, "HELPED_ALONE_FROM_RECORDS", 10)
     monkeypatch.setattr(event_state, "_decide_in_child", _decide_slowly)
     lander = landing_process()
     try:
