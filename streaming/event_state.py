@@ -87,7 +87,7 @@ class Helper:
 
     lander: Lander
     kafka: KafkaSpec
-    landing_beside: Callable[[], bool] = lambda: False
+    landing_beside: Callable[[], bool]
 
 
 def decide_batch(
