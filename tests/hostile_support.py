@@ -118,6 +118,15 @@ def parse_response(data: bytes) -> tuple[int, dict, bytes]:
     return status, headers, body
 
 
+def post_query(key: str, headers: str, body: bytes = b"") -> bytes:
+    """The bytes of a ``POST /api/query`` with ``key``, the extra ``headers`` lines and
+    ``body`` as given (a Content-Length, true or not, is the caller's)."""
+    return (
+        f"POST /api/query HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
+        f"Content-Type: application/json\r\n{headers}\r\n"
+    ).encode() + body
+
+
 def error_code(body: bytes) -> str:
     return json.loads(body)["error"]["code"]
 

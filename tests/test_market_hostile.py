@@ -23,6 +23,7 @@ from hostile_support import (
     attacker,
     bystander,
     error_code,
+    post_query,
     served,
     tree_rss,
 )
@@ -77,13 +78,6 @@ def test_bombs_running_together_stay_under_the_cap(served, demo_dir, bystander):
 # -- 2. bodies that lie about their length ---------------------------------------------------
 
 
-def _post(key: str, headers: str, body: bytes = b"") -> bytes:
-    return (
-        f"POST /api/query HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
-        f"Content-Type: application/json\r\n{headers}\r\n"
-    ).encode() + body
-
-
 @pytest.mark.parametrize(
     ("length", "status", "code"),
     [
@@ -99,20 +93,20 @@ def test_a_content_length_that_lies_is_refused_without_reading_the_body(
     served, attacker, length, status, code
 ):
     big = b'{"sql": "SELECT 1", "pad": "' + b"x" * 300_000 + b'"}'
-    answer = served.raw(_post(attacker.key, f"Content-Length: {length}\r\n", big))
+    answer = served.raw(post_query(attacker.key, f"Content-Length: {length}\r\n", big))
     assert answer[0] == status and error_code(answer[2]) == code
     assert answer[1].get("Connection") == "close"
 
 
 def test_a_chunked_body_is_refused(served, attacker):
-    chunked = _post(attacker.key, "Transfer-Encoding: chunked\r\n", b"5\r\nhello\r\n0\r\n\r\n")
+    chunked = post_query(attacker.key, "Transfer-Encoding: chunked\r\n", b"5\r\nhello\r\n0\r\n\r\n")
     status, _headers, body = served.raw(chunked)
     assert (status, error_code(body)) == (411, "length_required")
 
 
 def test_the_key_is_checked_before_the_body_is_read(served):
     # 200 MB announced, nothing sent: an unknown key is answered at once, the body never read
-    request = _post("rdak_wrong", "Content-Length: 209715200\r\n")
+    request = post_query("rdak_wrong", "Content-Length: 209715200\r\n")
     with socket.create_connection(("127.0.0.1", served.port), timeout=5) as sock:
         sock.sendall(request)
         status_line = sock.recv(4096).split(b"\r\n", 1)[0]
@@ -121,7 +115,7 @@ def test_the_key_is_checked_before_the_body_is_read(served):
 
 def test_a_body_shorter_than_announced_is_cut_off_at_the_receive_deadline(served, attacker):
     started = time.monotonic()
-    answer = served.raw(_post(attacker.key, "Content-Length: 100\r\n", b'{"sql": '), 10)
+    answer = served.raw(post_query(attacker.key, "Content-Length: 100\r\n", b'{"sql": '), 10)
     assert answer[0] in (0, 400)  # cut off (no answer), or told the body ended early
     assert time.monotonic() - started < 5
 
@@ -137,7 +131,7 @@ def test_update_extensions_is_refused_in_the_buyers_words(attacker):
 
 def test_a_json_body_nested_50000_deep_is_a_400(served, attacker):
     nested = b'{"sql": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
-    request = _post(attacker.key, f"Content-Length: {len(nested)}\r\n", nested)
+    request = post_query(attacker.key, f"Content-Length: {len(nested)}\r\n", nested)
     status, _headers, body = served.raw(request)
     assert (status, error_code(body)) == (400, "bad_request")
     assert "nested deeper" in json.loads(body)["error"]["message"]

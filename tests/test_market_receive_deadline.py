@@ -15,6 +15,7 @@ import socket
 import time
 
 import pytest
+from hostile_support import parse_response, post_query, read_all
 from market_support import new_buyer
 
 from market.http import ServerLimits
@@ -41,24 +42,18 @@ def slow_reload(server, monkeypatch):
     monkeypatch.setattr(store, "snapshot", slowly)
 
 
-def _exchange(server, request: bytes) -> bytes:
-    """One request on a connection of its own, its whole answer (a client that does not
-    retry: a connection cut off is an empty answer)."""
+def _exchange(server, request: bytes) -> tuple[int, dict, bytes]:
+    """One request on a connection of its own, and its answer (a client that does not retry:
+    a connection cut off is status 0)."""
     with socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=10) as sock:
         sock.sendall(request)
         sock.shutdown(socket.SHUT_WR)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
+        return parse_response(read_all(sock))
 
 
-def _post(key: str, body: bytes) -> bytes:
-    return (
-        b"POST /api/query HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + key.encode() + b"\r\n"
-        b"Content-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n"
-        b"\r\n" + body
-    )
+def _query(key: str, sql: str) -> bytes:
+    body = json.dumps({"sql": sql}).encode()
+    return post_query(key, f"Content-Length: {len(body)}\r\n", body)
 
 
 def test_a_request_sent_at_once_is_answered_while_the_marketplace_file_is_read_again(
@@ -67,14 +62,14 @@ def test_a_request_sent_at_once_is_answered_while_the_marketplace_file_is_read_a
     # A new buyer changes the marketplace file: the next key check reads it again.
     _name, key = new_buyer(demo_dir, "radio_kpi.v1")
     started = time.monotonic()
-    answer = _exchange(server, _post(key, json.dumps({"sql": "SELECT 1 AS one"}).encode()))
-    assert answer.split(b"\r\n", 1)[0] == b"HTTP/1.1 200 OK", answer[:200]
+    status, _headers, body = _exchange(server, _query(key, "SELECT 1 AS one"))
+    assert status == 200, body[:200]
     assert time.monotonic() - started >= RELOAD_S  # it did wait for the file
 
 
 def test_the_time_before_the_key_check_counts_against_the_client(server, demo_dir, slow_reload):
     _name, key = new_buyer(demo_dir, "radio_kpi.v1")
-    request = _post(key, json.dumps({"sql": "SELECT 1"}).encode())
+    request = _query(key, "SELECT 1")
     head, body = request.split(b"\r\n\r\n", 1)
     with socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=10) as sock:
         started = time.monotonic()
