@@ -187,7 +187,7 @@ def _sent_away(
     return away
 
 
-def helped(records: dict[str, int], landing_beside: bool = True) -> list[str]:
+def helped(records: dict[str, int], landing_beside: bool) -> list[str]:
     """Of a batch's partitions (key: records), those whose step the helper takes: every second
     one of at least ``HELPED_FROM_RECORDS`` records (``HELPED_ALONE_FROM_RECORDS`` when no
     landing runs beside it), in partition order, if there are two."""
