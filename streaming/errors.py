@@ -9,3 +9,8 @@ class SettingsError(ValueError):
 
 class CrashLoop(RuntimeError):
     """A batch keeps killing the worker and bisecting it finds no record that does."""
+
+
+class JournalDamaged(RuntimeError):
+    """A journal object that cannot be read: the batches it holds are unknown, so the run stops
+    rather than answer as if they were not there (which could plan their ranges again)."""

@@ -27,6 +27,7 @@ from typing import Any
 
 from sinks.storage import Store
 from streaming import journal_segments
+from streaming.errors import JournalDamaged
 from streaming.journal_fold import DoneFold, StateView, counts, with_suppressed
 
 log = logging.getLogger("rda.journal")
@@ -35,8 +36,23 @@ STATES = ("planned", "landed", "committed", "anchored", "done")
 PREFIX = "journal"
 _EPOCH_MS = 1_577_836_800_000  # 2020-01-01T00:00:00Z
 LISTINGS = 3  # a listing that contradicts what was folded is taken again, this many times
+# A loose entry is rewritten whole at each state; on a store whose PUT is not atomic (some
+# S3-compatible servers), a read during the rewrite gets part of it: read again, this many
+# times, this far apart, before the entry is called damaged.
+TORN_READS = 5
+TORN_WAIT_S = 0.05
 _issued: dict[str, int] = {}  # per worker tag: the last batch id this process issued
 _issue_lock = threading.Lock()
+
+
+def _damaged_segment(path: str, error: ValueError) -> JournalDamaged:
+    """A segment is written once, whole: one that does not parse is damaged, and the batches it
+    holds are unknown."""
+    return JournalDamaged(f"the journal segment {path} cannot be read: {error}")
+
+
+class NotAnEntry(ValueError):
+    """A JSON object in the journal's folder that is not a batch's entry: left alone."""
 
 
 class BatchJournal:
@@ -209,14 +225,14 @@ class BatchJournal:
         if journal_segments.is_segment(path):
             try:
                 return journal_segments.entries_of(path, self.store.read_bytes(path))
-            except ValueError:
-                return []
+            except ValueError as error:
+                raise _damaged_segment(path, error) from None
         entry = self._done.get(path)
         if entry is None:
             try:
                 entry = self._read(path)
-            except ValueError:
-                return []  # not a journal entry
+            except NotAnEntry:
+                return []
             if entry["state"] == "done":
                 self._done[path] = entry
         self._paths[entry["batch_id"]] = path
@@ -292,8 +308,8 @@ class BatchJournal:
                 if strict:
                     raise _Contradiction from None
                 continue
-            except ValueError:
-                continue  # not a journal entry
+            except NotAnEntry:
+                continue
             self._paths[entry["batch_id"]] = path
             if entry["state"] == "done":
                 fold.add(entry)
@@ -310,8 +326,8 @@ class BatchJournal:
             if strict:
                 raise _Contradiction from None
             return
-        except ValueError as error:  # the batches it holds are unknown: stop, say where
-            raise ValueError(f"the journal segment {path} cannot be read: {error}") from None
+        except ValueError as error:
+            raise _damaged_segment(path, error) from None
         fold.merge(header)
         for batch_id in header["batch_ids"]:
             compacted = f"{prefix}/{batch_id:016d}.json"
@@ -322,9 +338,24 @@ class BatchJournal:
         fold.segments.add(path)
 
     def _read(self, path: str) -> dict[str, Any]:
-        entry = json.loads(self.store.read_bytes(path))
+        """A loose entry; ``NotAnEntry`` for a JSON object of something else, ``JournalDamaged``
+        for bytes that are not JSON even when read again (``TORN_READS``)."""
+        for attempt in range(1, TORN_READS + 1):
+            data = self.store.read_bytes(path)
+            try:
+                entry = json.loads(data)
+                break
+            except ValueError as error:  # not JSON (not even UTF-8): torn, or damaged
+                if attempt == TORN_READS:
+                    raise JournalDamaged(
+                        f"the journal entry {path} cannot be read ({len(data)} bytes, "
+                        f"{TORN_READS} reads): {error}; the batch it records is unknown, so the "
+                        "run stops rather than plan its ranges again: restore the object from "
+                        "a backup of the data directory"
+                    ) from None
+                time.sleep(TORN_WAIT_S)
         if not isinstance(entry, dict) or "batch_id" not in entry:
-            raise ValueError(f"{path} is not a journal entry")
+            raise NotAnEntry(f"{path} is not a journal entry")
         return entry
 
     def unfinished_batches(self, topic: str | None = None) -> list[dict[str, Any]]:

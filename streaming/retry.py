@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
+from streaming.errors import JournalDamaged
+
 T = TypeVar("T")
 log = logging.getLogger("rda.run")
 FAILURE_KINDS = ("broker", "chain", "disk", "network", "worker_crash", "other")
@@ -58,6 +60,8 @@ def failure_kind(error: BaseException) -> str:
         if module.startswith(("requests", "urllib3", "web3")) or name in _CHAIN_OUTAGES:
             return "chain"  # web3 is the only HTTP client the runtime has
         if (isinstance(cause, OSError) and cause.errno in _DISK) or _is_storage_error(cause):
+            return "disk"
+        if isinstance(cause, JournalDamaged):  # the data directory's, not retried
             return "disk"
         if isinstance(cause, (OSError, TimeoutError)):
             kind = "network"

@@ -7,12 +7,16 @@ import tempfile
 from pathlib import Path
 
 import duckdb
+import pytest
 from hypothesis import given, settings
 from journal_rounds import journal_round, rounds
 
+import streaming.journal as journal_module
 from sinks.layout import DataLayout
 from sinks.storage import Store
+from streaming.errors import JournalDamaged
 from streaming.journal import BatchJournal
+from streaming.retry import failure_kind, is_transient
 from streaming.store import writing
 
 # What versions before the journal had its own file left in catalog.duckdb.
@@ -159,3 +163,54 @@ def test_a_folder_is_listed_as_the_recursive_listing_lists_its_own_objects(tmp_p
         == ["journal/t/a.json", "journal/t/b.json"]
     )
     assert store.list_folder("journal/none", ".json") == []
+
+
+# -- objects that cannot be read ----------------------------------------------------------------
+
+PLANNED = {"ranges": [{"partition": 0, "start": 0, "end": 9}]}
+ENTRY = "journal/t/0000000000000001.json"
+
+
+def test_a_loose_entry_read_while_it_is_rewritten_is_read_again(tmp_path, monkeypatch):
+    """On a store whose PUT is not atomic (an S3-compatible server such as s3rver), a reader
+    can get the first part of an entry its owner is rewriting: it reads it again, and answers
+    with the batch rather than as if it were not there."""
+    BatchJournal(tmp_path).record_plan(1, "t", PLANNED)
+    real = Store.read_bytes
+    torn_reads_left = {ENTRY: 2}
+
+    def read_bytes(self: Store, relative: str) -> bytes:
+        data = real(self, relative)
+        if torn_reads_left.get(relative):
+            torn_reads_left[relative] -= 1
+            return data[: len(data) // 2]
+        return data
+
+    monkeypatch.setattr(Store, "read_bytes", read_bytes)
+    monkeypatch.setattr(journal_module, "TORN_WAIT_S", 0.0)
+    reader = BatchJournal(tmp_path, read_only=True)
+    assert reader.journal_ends("t") == {0: 9}
+    assert [e["batch_id"] for e in reader.unfinished_batches("t")] == [1]
+    assert torn_reads_left == {ENTRY: 0}
+
+
+def test_a_loose_entry_that_never_parses_stops_the_questions_and_names_it(tmp_path, monkeypatch):
+    BatchJournal(tmp_path).record_plan(1, "t", PLANNED)
+    (tmp_path / ENTRY).write_bytes(b'{"batch_id": 1, "topic": "t", "sta')
+    monkeypatch.setattr(journal_module, "TORN_WAIT_S", 0.0)
+    with pytest.raises(JournalDamaged, match=ENTRY) as raised:
+        BatchJournal(tmp_path).journal_ends("t")  # not {}: its range would be planned again
+    with pytest.raises(JournalDamaged, match=ENTRY):
+        BatchJournal(tmp_path).entries("t")
+    # The CLI's one line: the data directory's fault (exit 3), not retried by the run.
+    assert failure_kind(raised.value) == "disk"
+    assert not is_transient(raised.value)
+
+
+def test_a_json_object_that_is_not_an_entry_is_left_alone(tmp_path):
+    journal = BatchJournal(tmp_path)
+    journal.record_plan(1, "t", PLANNED)
+    (tmp_path / "journal" / "t" / "notes.json").write_bytes(b'{"written by": "an operator"}')
+    fresh = BatchJournal(tmp_path)
+    assert [e["batch_id"] for e in fresh.entries("t")] == [1]
+    assert fresh.journal_ends("t") == {0: 9}

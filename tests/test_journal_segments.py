@@ -16,6 +16,7 @@ from journal_rounds import journal_round, rounds
 import streaming.journal as journal_module
 from sinks.storage import Store
 from streaming import journal_segments
+from streaming.errors import JournalDamaged
 from streaming.journal import BatchJournal
 from streaming.journal_fold import DoneFold
 
@@ -179,8 +180,10 @@ def test_a_segment_that_cannot_be_read_stops_the_questions_and_names_it(tmp_path
     journal.compact("t", at_least=2)
     (segment,) = objects(tmp_path)
     (tmp_path / "journal" / "t" / segment).write_bytes(damage)
-    with a_new_process(), pytest.raises(ValueError, match=segment):
+    with a_new_process(), pytest.raises(JournalDamaged, match=segment):
         BatchJournal(tmp_path).journal_ends("t")
+    with a_new_process(), pytest.raises(JournalDamaged, match=segment):
+        BatchJournal(tmp_path).entries("t")  # not an empty answer
 
 
 def test_a_segment_holds_done_entries_only():
