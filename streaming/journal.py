@@ -27,8 +27,8 @@ from typing import Any
 
 from sinks.storage import Store
 from streaming import journal_segments
-from streaming.errors import JournalDamaged
 from streaming.journal_fold import DoneFold, StateView, counts, with_suppressed
+from streaming.journal_objects import NotAnEntry, read_entry, segment_entries, segment_header
 
 log = logging.getLogger("rda.journal")
 
@@ -36,23 +36,8 @@ STATES = ("planned", "landed", "committed", "anchored", "done")
 PREFIX = "journal"
 _EPOCH_MS = 1_577_836_800_000  # 2020-01-01T00:00:00Z
 LISTINGS = 3  # a listing that contradicts what was folded is taken again, this many times
-# A loose entry is rewritten whole at each state; on a store whose PUT is not atomic (some
-# S3-compatible servers), a read during the rewrite gets part of it: read again, this many
-# times, this far apart, before the entry is called damaged.
-TORN_READS = 5
-TORN_WAIT_S = 0.05
 _issued: dict[str, int] = {}  # per worker tag: the last batch id this process issued
 _issue_lock = threading.Lock()
-
-
-def _damaged_segment(path: str, error: ValueError) -> JournalDamaged:
-    """A segment is written once, whole: one that does not parse is damaged, and the batches it
-    holds are unknown."""
-    return JournalDamaged(f"the journal segment {path} cannot be read: {error}")
-
-
-class NotAnEntry(ValueError):
-    """A JSON object in the journal's folder that is not a batch's entry: left alone."""
 
 
 class BatchJournal:
@@ -221,12 +206,10 @@ class BatchJournal:
         return sorted(found.values(), key=lambda e: e["batch_id"])
 
     def entries_at(self, path: str) -> list[dict[str, Any]]:
-        """The entries an object holds (none if it is not the journal's)."""
+        """The entries an object holds (none if it is not the journal's; ``JournalDamaged``
+        if it cannot be read: ``streaming/journal_objects.py``)."""
         if journal_segments.is_segment(path):
-            try:
-                return journal_segments.entries_of(path, self.store.read_bytes(path))
-            except ValueError as error:
-                raise _damaged_segment(path, error) from None
+            return segment_entries(self.store, path)
         entry = self._done.get(path)
         if entry is None:
             try:
@@ -321,13 +304,11 @@ class BatchJournal:
     def _fold_segment(self, fold: DoneFold, prefix: str, path: str, strict: bool) -> None:
         """Fold a segment in from its header; its entries' loose objects are compacted."""
         try:
-            header = journal_segments.header_of(path, self.store.read_bytes(path))
+            header = segment_header(self.store, path)
         except FileNotFoundError:
             if strict:
                 raise _Contradiction from None
             return
-        except ValueError as error:
-            raise _damaged_segment(path, error) from None
         fold.merge(header)
         for batch_id in header["batch_ids"]:
             compacted = f"{prefix}/{batch_id:016d}.json"
@@ -338,25 +319,7 @@ class BatchJournal:
         fold.segments.add(path)
 
     def _read(self, path: str) -> dict[str, Any]:
-        """A loose entry; ``NotAnEntry`` for a JSON object of something else, ``JournalDamaged``
-        for bytes that are not JSON even when read again (``TORN_READS``)."""
-        for attempt in range(1, TORN_READS + 1):
-            data = self.store.read_bytes(path)
-            try:
-                entry = json.loads(data)
-                break
-            except ValueError as error:  # not JSON (not even UTF-8): torn, or damaged
-                if attempt == TORN_READS:
-                    raise JournalDamaged(
-                        f"the journal entry {path} cannot be read ({len(data)} bytes, "
-                        f"{TORN_READS} reads): {error}; the batch it records is unknown, so the "
-                        "run stops rather than plan its ranges again: restore the object from "
-                        "a backup of the data directory"
-                    ) from None
-                time.sleep(TORN_WAIT_S)
-        if not isinstance(entry, dict) or "batch_id" not in entry:
-            raise NotAnEntry(f"{path} is not a journal entry")
-        return entry
+        return read_entry(self.store, path)
 
     def unfinished_batches(self, topic: str | None = None) -> list[dict[str, Any]]:
         """Journal entries not yet ``done``, oldest first (of one topic, or of all)."""

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from journal_rounds import journal_round, rounds
 
-import streaming.journal as journal_module
+import streaming.journal_objects as journal_objects
 from sinks.layout import DataLayout
 from sinks.storage import Store
 from streaming.errors import JournalDamaged
@@ -187,7 +187,7 @@ def test_a_loose_entry_read_while_it_is_rewritten_is_read_again(tmp_path, monkey
         return data
 
     monkeypatch.setattr(Store, "read_bytes", read_bytes)
-    monkeypatch.setattr(journal_module, "TORN_WAIT_S", 0.0)
+    monkeypatch.setattr(journal_objects, "TORN_WAIT_S", 0.0)
     reader = BatchJournal(tmp_path, read_only=True)
     assert reader.journal_ends("t") == {0: 9}
     assert [e["batch_id"] for e in reader.unfinished_batches("t")] == [1]
@@ -197,7 +197,7 @@ def test_a_loose_entry_read_while_it_is_rewritten_is_read_again(tmp_path, monkey
 def test_a_loose_entry_that_never_parses_stops_the_questions_and_names_it(tmp_path, monkeypatch):
     BatchJournal(tmp_path).record_plan(1, "t", PLANNED)
     (tmp_path / ENTRY).write_bytes(b'{"batch_id": 1, "topic": "t", "sta')
-    monkeypatch.setattr(journal_module, "TORN_WAIT_S", 0.0)
+    monkeypatch.setattr(journal_objects, "TORN_WAIT_S", 0.0)
     with pytest.raises(JournalDamaged, match=ENTRY) as raised:
         BatchJournal(tmp_path).journal_ends("t")  # not {}: its range would be planned again
     with pytest.raises(JournalDamaged, match=ENTRY):
