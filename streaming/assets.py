@@ -30,9 +30,22 @@ from proofs.contributions import table_path as contribution_path
 from proofs.data_asset import ContractRefused, DataAsset
 from sinks.catalog import Catalog
 from sinks.layout import DataLayout
+from streaming.errors import SettingsError
 
 log = logging.getLogger("rda.run")
 RECORD_FILE = "data-assets.json"
+_REQUIRED = ("registry", "data_asset")
+
+
+class AssetRecordDamaged(SettingsError):
+    """``published/data-assets.json`` is there but is not a record: which datasets are minted,
+    and where, is unknown, so nothing is published, minted or sold as if none were."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 # Contribution tables this process made, by the SHA-256 of their bytes: the next checkpoint of
 # the dataset starts from its previous one's, named by hash in that checkpoint's manifest.
 _KNOWN_TABLES: dict[str, ContributionTable] = {}
@@ -56,11 +69,44 @@ class AssetRecord:
 
     @classmethod
     def load(cls, layout: DataLayout) -> AssetRecord | None:
+        """The record; None when the data directory has none (nothing minted yet).
+
+        ``AssetRecordDamaged`` when the file is there but is not a record. Taken for "none", it
+        would have checkpoints of minted datasets anchored without their asset, their roots
+        never committed, and a new mint record new contracts over the old ones: each for good.
+        """
+        path = cls.path(layout)
         try:
-            doc = json.loads(cls.path(layout).read_text())
-            return cls(**doc)
-        except (OSError, ValueError, TypeError):
+            raw = path.read_bytes()
+        except FileNotFoundError:
             return None
+        try:
+            return cls.from_document(json.loads(raw))
+        except (ValueError, TypeError) as error:  # not JSON, not UTF-8, fields amiss
+            raise AssetRecordDamaged(
+                f"{path} cannot be read ({error}): it records which datasets are tokens, and "
+                "on which contracts; restore it from a backup of the data directory"
+            ) from None
+
+    @classmethod
+    def from_document(cls, doc: Any) -> AssetRecord:
+        """The record a parsed ``data-assets.json`` holds; ``ValueError`` or ``TypeError``
+        (a field missing or unknown) if it is not one."""
+        if not isinstance(doc, dict):
+            raise ValueError("not a JSON object")
+        record = cls(**doc)
+        if not _is_int(record.chain_id):
+            raise ValueError(f"chain_id {record.chain_id!r} is not an integer")
+        for name in ("registry", "data_asset", "data_licences", "stablecoin", "node_registry"):
+            value = getattr(record, name)
+            if not isinstance(value, str) and (value is not None or name in _REQUIRED):
+                raise ValueError(f"{name} {value!r} is not an address")
+        tokens = record.tokens
+        if not isinstance(tokens, dict) or not all(
+            isinstance(dataset, str) and _is_int(token) for dataset, token in tokens.items()
+        ):
+            raise ValueError("tokens must map dataset names to token ids")
+        return record
 
     def save(self, layout: DataLayout) -> None:
         path = self.path(layout)
