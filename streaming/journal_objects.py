@@ -55,7 +55,7 @@ def segment_entries(store: Store, path: str) -> list[dict[str, Any]]:
     try:
         return journal_segments.entries_of(path, store.read_bytes(path))
     except ValueError as error:
-        raise _damaged_segment(path, error) from None
+        raise damaged_segment(path, error) from None
 
 
 def segment_header(store: Store, path: str) -> dict[str, Any]:
@@ -64,8 +64,9 @@ def segment_header(store: Store, path: str) -> dict[str, Any]:
     try:
         return journal_segments.header_of(path, store.read_bytes(path))
     except ValueError as error:
-        raise _damaged_segment(path, error) from None
+        raise damaged_segment(path, error) from None
 
 
-def _damaged_segment(path: str, error: ValueError) -> JournalDamaged:
+def damaged_segment(path: str, error: ValueError) -> JournalDamaged:
+    """The error for a segment whose bytes ``journal_segments`` refused (``error``)."""
     return JournalDamaged(f"the journal segment {path} cannot be read: {error}")

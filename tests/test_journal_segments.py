@@ -19,6 +19,7 @@ from streaming import journal_segments
 from streaming.errors import JournalDamaged
 from streaming.journal import BatchJournal
 from streaming.journal_fold import DoneFold
+from streaming.journal_report import journal_report
 
 
 @contextmanager
@@ -184,6 +185,8 @@ def test_a_segment_that_cannot_be_read_stops_the_questions_and_names_it(tmp_path
         BatchJournal(tmp_path).journal_ends("t")
     with a_new_process(), pytest.raises(JournalDamaged, match=segment):
         BatchJournal(tmp_path).entries("t")  # not an empty answer
+    with a_new_process(), pytest.raises(JournalDamaged, match=segment):
+        journal_report(BatchJournal(tmp_path), 5)  # `rda status`: not a report without them
 
 
 def test_a_segment_holds_done_entries_only():
