@@ -45,17 +45,16 @@ from proofs.manifest_v2 import (
     shard_manifest_path,
 )
 from proofs.merkle import MerkleFrontier
-from proofs.shard_log import leaves_path
-from proofs.shards import head, shard_id
+from proofs.shards import head
 from proofs.signing import PublisherKey
 from schemas.published import published_schema_for_dataset
-from schemas.registry import all_datasets
 from sinks.layout import DataLayout
 from sinks.quality_report import checkpoint_quality
 from sinks.storage import Store
 from streaming import quality_queue
 from streaming.assets import checkpoint_sections
 from streaming.batch import Progress
+from streaming.batch_files import ShardRows, shard_rows
 from streaming.chain import AnchorContention, ChainChanged
 from streaming.checkpoints import Base, ChainView, Checkpoints, dataset_path, promote
 from streaming.dataset_sections import dataset_quality, merged_privacy
@@ -63,17 +62,6 @@ from streaming.dataset_sections import dataset_quality, merged_privacy
 PIPELINE_VERSION = "0.2.0"
 MAX_ATTEMPTS = 40  # compare-and-swap rounds lost in a row before the batch fails (and is retried)
 log = logging.getLogger("rda.run")
-
-
-@dataclass
-class ShardRows:
-    """One shard's new files in a batch (their ``files[]`` entries, leaf starts still to come)."""
-
-    dataset: str
-    shard: str
-    files: list[dict[str, Any]] = field(default_factory=list)
-    stats: list[dict[str, Any]] = field(default_factory=list)  # quality stats of their chunks
-    windows: list[dict[str, Any]] = field(default_factory=list)  # event-time windows it closed
 
 
 @dataclass
@@ -96,32 +84,6 @@ class _Built:
     signature: bytes
     base: Base
     files: list[dict[str, Any]]  # the rows it added: path from the work root, sha256
-
-
-def shard_rows(work: DataLayout, receipts: list[dict]) -> dict[str, list[ShardRows]]:
-    """The batch's files by dataset, then shard (in the plan's chunk order: the leaf order)."""
-    found: dict[str, dict[str, ShardRows]] = {}
-    for receipt in receipts:
-        source = receipt["range"]
-        for dataset, file in sorted(receipt["files"].items()):
-            shard = shard_id(dataset, source["topic"], source["partition"])
-            rows = found.setdefault(dataset, {}).setdefault(shard, ShardRows(dataset, shard))
-            rows.files.append(
-                {
-                    "path": work.in_dataset(dataset, file["path"]),
-                    "sha256": file["sha256"],
-                    "bytes": (work.root / file["path"]).stat().st_size,
-                    "rows": file["rows"],
-                    "source": dict(source),
-                    "batch_id": receipt.get("batch_id"),
-                }
-            )
-            if dataset in receipt.get("quality", {}):
-                rows.stats.append(receipt["quality"][dataset])
-            rows.windows += receipt.get("windows", {}).get(dataset, [])
-    order = {d: i for i, d in enumerate(all_datasets())}  # the registry's order, as before
-    ranked = sorted(found.items(), key=lambda item: (order.get(item[0], len(order)), item[0]))
-    return {d: [shards[s] for s in sorted(shards)] for d, shards in ranked}
 
 
 def commit_and_anchor(
@@ -392,24 +354,3 @@ def _batch_section(plan: dict) -> dict:
         "ranges": plan.get("ranges", []),
         "kind": plan.get("kind", "stream"),
     }
-
-
-def publish_batch_files(
-    store: Store, work: DataLayout, receipts: list[dict], extra: list[str] = ()
-) -> int:
-    """Copy the batch's landed objects to the store: Parquet files and their leaves, the
-    private quarantine and suppressed files, and ``extra`` paths; the number copied (none when
-    the work directory is the data directory)."""
-    copied = 0
-    paths = list(extra)
-    for receipt in receipts:
-        files = [f["path"] for f in receipt["files"].values()]
-        paths += files + [leaves_path(p) for p in files]
-        paths += [receipt.get(k) for k in ("quarantine_file", "suppressed_file")]
-        paths.append((receipt.get("duplicates_file") or {}).get("path"))
-    for path in filter(None, paths):
-        local = work.root / path
-        if local.exists():
-            store.put_file(local, path)
-            copied += 1
-    return copied

@@ -31,8 +31,9 @@ from sinks.layout import DataLayout
 from sinks.parquet import write_parquet
 from streaming import quality_worker
 from streaming.batch import Anchorer, Progress
+from streaming.batch_files import publish_batch_files
 from streaming.checkpoints import Checkpoints
-from streaming.commit import CommitContext, commit_and_anchor, publish_batch_files
+from streaming.commit import CommitContext, commit_and_anchor
 from streaming.driver import chain_view
 from streaming.keys import shared_keys
 from streaming.node_cache import PLAN_KEY, NodeRegistryCache, device_check

@@ -35,8 +35,9 @@ from sinks.layout import DataLayout
 from sinks.parquet import ChunkWriter, read_receipt
 from streaming import event_state, faults
 from streaming.batch import BatchSummary, Progress, RunConfig, count_receipts
+from streaming.batch_files import publish_batch_files
 from streaming.checkpoints import ChainView, Checkpoints, answers_at_once, dataset_path
-from streaming.commit import CommitContext, commit_and_anchor, publish_batch_files
+from streaming.commit import CommitContext, commit_and_anchor
 from streaming.event_time import Outcome
 from streaming.hydration import hydrate
 from streaming.node_cache import device_check
