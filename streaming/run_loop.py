@@ -34,6 +34,7 @@ from streaming.poison import landing_process
 from streaming.quality_queue import pending
 from streaming.quality_worker import QualityWorker
 from streaming.retry import Backoff
+from streaming.scratch import sweep_scratch
 from streaming.store import run_workspace, writing
 from streaming.workers import Heartbeat, this_worker
 
@@ -141,6 +142,7 @@ class RunLoop:
         swept = sweep_staged(self.space)
         if swept:
             self.log.info("removed the staged files of %d chunks of done batches", swept)
+        sweep_scratch(self.space.work)  # Beam's folders of landing children killed mid-pipeline
         heartbeat = Heartbeat(self.space.store, self.worker.id)
         with (
             self._signals(),

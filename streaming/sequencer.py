@@ -41,6 +41,7 @@ from streaming.commit import CommitContext, commit_and_anchor
 from streaming.event_time import Outcome
 from streaming.hydration import hydrate
 from streaming.node_cache import device_check
+from streaming.scratch import scratch
 from streaming.store import HeldStore, RunStore, Workspace, journaling, writing
 
 log = logging.getLogger("rda.run")
@@ -73,17 +74,18 @@ def land_chunks(
     progress(landing_message(plan))
     if devices is None:
         devices = device_check(config.signatures, config.nodes, plan, config.topic)
-    graph.run(
-        chunks,
-        KafkaSpec(config.bootstrap, config.kafka_client, config.kafka_timeout),
-        plan.get("wire_format", config.wire_format),
-        ChunkWriter(str(layout.root)),
-        config.runner,
-        protection,
-        config.dask_scheduler,
-        refused_of(plan),
-        devices,
-    )
+    with scratch(layout):  # Beam's folder: left in the work directory if this process is killed
+        graph.run(
+            chunks,
+            KafkaSpec(config.bootstrap, config.kafka_client, config.kafka_timeout),
+            plan.get("wire_format", config.wire_format),
+            ChunkWriter(str(layout.root)),
+            config.runner,
+            protection,
+            config.dask_scheduler,
+            refused_of(plan),
+            devices,
+        )
 
 
 def write_leaves(layout: DataLayout, receipt: dict) -> None:
