@@ -29,7 +29,8 @@ def scratch(work: DataLayout) -> Iterator[Path]:
     """This process's temporary files go to its own folder of ``work`` while inside.
 
     ``tempfile.tempdir`` is the process's: another thread's temporary files made meanwhile go
-    there too, and are removed with it once the process is gone (never while it runs)."""
+    there too, and are removed with it once the process is gone (never while it runs). Left
+    empty, the folder is removed on the way out."""
     folder = scratch_root(work) / str(os.getpid())
     folder.mkdir(parents=True, exist_ok=True)
     previous, tempfile.tempdir = tempfile.tempdir, str(folder)
@@ -37,6 +38,8 @@ def scratch(work: DataLayout) -> Iterator[Path]:
         yield folder
     finally:
         tempfile.tempdir = previous
+        with contextlib.suppress(OSError):  # kept while anything is left in it
+            folder.rmdir()
 
 
 def sweep_scratch(work: DataLayout) -> int:

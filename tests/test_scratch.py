@@ -4,6 +4,7 @@ is, never left in the machine's temporary folder."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -23,8 +24,14 @@ def test_a_pipeline_made_while_landing_keeps_its_folder_in_the_work_directory(tm
     work = DataLayout(tmp_path / "work")
     with scratch(work) as folder:
         pipeline = beam.Pipeline()
-    assert Path(pipeline.local_tempdir).parent == folder == scratch_root(work) / str(os.getpid())
+        assert Path(pipeline.local_tempdir).parent == folder
+        assert folder == scratch_root(work) / str(os.getpid())
     assert tempfile.gettempdir() != str(folder)  # the process's own setting is back
+    assert folder.is_dir()  # Beam's folder is still in it: the pipeline never ran
+    shutil.rmtree(pipeline.local_tempdir)  # as Beam does when the pipeline's run ends
+    with scratch(work):
+        pass
+    assert not folder.exists()  # left empty: removed
 
 
 def test_the_folder_of_a_landing_killed_mid_pipeline_is_removed_at_the_next_start(tmp_path):
@@ -36,7 +43,7 @@ def test_the_folder_of_a_landing_killed_mid_pipeline_is_removed_at_the_next_star
             os._exit(9)
     os.waitpid(pid, 0)
     (left,) = beam_folders(scratch_root(work) / str(pid))
-    with scratch(work):  # this process's own folder, in use
+    with scratch(work) as mine:  # this process's own folder, in use
         assert sweep_scratch(work) == 1
+        assert mine.is_dir()  # a running process's is kept
     assert not left.exists() and not (scratch_root(work) / str(pid)).exists()
-    assert (scratch_root(work) / str(os.getpid())).is_dir()  # a running process's is kept
