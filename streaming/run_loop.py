@@ -15,8 +15,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from dataclasses import replace
+from typing import Protocol
 
 from infra.state import InfraState
 from pipelines.kafka_source import TopicNotFound, open_source
@@ -34,11 +34,10 @@ from streaming.poison import landing_process
 from streaming.quality_queue import pending
 from streaming.quality_worker import QualityWorker
 from streaming.retry import Backoff
+from streaming.run_report import RunReport, log_batch
 from streaming.scratch import sweep_scratch
 from streaming.store import run_workspace, writing
 from streaming.workers import Heartbeat, this_worker
-
-KEEP_BATCHES = 100  # summaries kept for the final report; older ones are counted only
 
 
 class StatusLine(Protocol):
@@ -49,26 +48,6 @@ class StatusLine(Protocol):
 
 class Abandon(BaseException):
     """A second stop signal: leave the current step; the journal lets the next start redo it."""
-
-
-@dataclass
-class RunReport:
-    batches: list[dict[str, Any]] = field(default_factory=list)
-    totals: dict[str, int] = field(
-        default_factory=lambda: dict.fromkeys(
-            ("batches", "read", "published", "quarantined", "suppressed", "held"), 0
-        )
-    )
-    stopped_by: str | None = None  # a signal's name, or None when --once ran out of records
-
-    def add(self, summary: BatchSummary) -> None:
-        self.batches = [*self.batches, summary.as_dict()][-KEEP_BATCHES:]
-        self.totals["batches"] += 1
-        self.totals["read"] += summary.read
-        self.totals["published"] += summary.published
-        self.totals["quarantined"] += summary.quarantined
-        self.totals["suppressed"] += summary.suppressed
-        self.totals["held"] += summary.held
 
 
 class _Anchoring:
@@ -209,40 +188,7 @@ class RunLoop:
     def _finished(self, topic: str, summary: BatchSummary, seconds: float) -> None:
         self.report.add(summary)
         self.metrics.batch_done(topic, summary, seconds)
-        self.log.info(
-            "batch %d on %s: read %d, published %d, quarantined %d, suppressed %d, held %+d "
-            "(%d on hold) in %.1f s%s%s",
-            summary.batch_id,
-            topic,
-            summary.read,
-            summary.published,
-            summary.quarantined,
-            summary.suppressed,
-            summary.held,
-            summary.held_total,
-            seconds,
-            " (resumed)" if summary.resumed else "",
-            " (" + ", ".join(f"{k} {v:.2f}" for k, v in summary.steps.items()) + ")"
-            if summary.steps
-            else "",
-            extra={
-                "event": "batch",
-                "batch_id": summary.batch_id,
-                "topic": topic,
-                "read": summary.read,
-                "published": summary.published,
-                "quarantined": summary.quarantined,
-                "suppressed": summary.suppressed,
-                "held": summary.held,
-                "held_total": summary.held_total,
-                "held_until": summary.held_until,
-                "quality_score": summary.quality_score,
-                "seconds": round(seconds, 3),
-                "resumed": summary.resumed,
-                "steps_seconds": {k: round(v, 3) for k, v in summary.steps.items()},
-                "checkpoints": [(c["dataset"], c["tree_size"]) for c in summary.checkpoints],
-            },
-        )
+        log_batch(self.log, topic, summary, seconds)
         if self.lag is not None:
             self.lag.refresh()
         self.quality.nudge()
