@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from sinks.storage import Store
 from streaming import journal_segments
 from streaming.errors import JournalDamaged
 
+T = TypeVar("T")
 TORN_READS = 5  # reads of a loose entry that is not JSON before it is called damaged
 TORN_WAIT_S = 0.05  # between them: a rewrite of an entry (a few kB) ends well within
 
@@ -52,21 +54,19 @@ def read_entry(store: Store, path: str) -> dict[str, Any]:
 
 def segment_entries(store: Store, path: str) -> list[dict[str, Any]]:
     """The entries a segment holds; ``JournalDamaged`` when its bytes are not a segment's."""
-    try:
-        return journal_segments.entries_of(path, store.read_bytes(path))
-    except ValueError as error:
-        raise damaged_segment(path, error) from None
+    return parsed_segment(journal_segments.entries_of, path, store.read_bytes(path))
 
 
 def segment_header(store: Store, path: str) -> dict[str, Any]:
     """A segment's header (what the per-batch questions need of its entries); ``JournalDamaged``
     when it is not a segment's."""
+    return parsed_segment(journal_segments.header_of, path, store.read_bytes(path))
+
+
+def parsed_segment(parse: Callable[[str, bytes], T], path: str, data: bytes) -> T:
+    """``parse(path, data)`` (``journal_segments``' header or entries); a segment it refuses is
+    damaged (``JournalDamaged``). For a reader that parses the bytes it read more than once."""
     try:
-        return journal_segments.header_of(path, store.read_bytes(path))
+        return parse(path, data)
     except ValueError as error:
-        raise damaged_segment(path, error) from None
-
-
-def damaged_segment(path: str, error: ValueError) -> JournalDamaged:
-    """The error for a segment whose bytes ``journal_segments`` refused (``error``)."""
-    return JournalDamaged(f"the journal segment {path} cannot be read: {error}")
+        raise JournalDamaged(f"the journal segment {path} cannot be read: {error}") from None

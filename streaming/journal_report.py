@@ -11,8 +11,7 @@ entry by entry, each batch counted once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from streaming import journal_segments
 from streaming.journal import LISTINGS, PREFIX, BatchJournal
@@ -24,9 +23,7 @@ from streaming.journal_fold import (
     window_records,
     with_suppressed,
 )
-from streaming.journal_objects import damaged_segment
-
-T = TypeVar("T")
+from streaming.journal_objects import parsed_segment
 
 
 def journal_report(journal: BatchJournal, limit: int) -> dict[str, Any]:
@@ -52,10 +49,11 @@ def _from_headers(journal: BatchJournal, limit: int) -> dict[str, Any]:
     counted, windows, newest = dict.fromkeys(COUNTED, 0), [], {}
     for path in segments:
         data = journal.store.read_bytes(path)
-        header = _parsed(journal_segments.header_of, path, data)
+        header = parsed_segment(journal_segments.header_of, path, data)
         ids = set(header["batch_ids"])
         if ids & seen or "totals" not in header or "windows" not in header:
-            entries = _parsed(journal_segments.entries_of, path, data)  # bytes read for its header
+            # the bytes read for its header
+            entries = parsed_segment(journal_segments.entries_of, path, data)
             held = [e for e in entries if e["batch_id"] not in seen]
             header = {"totals": counts(held), "windows": window_records(held)}
         _add(counted, header["totals"])
@@ -75,15 +73,6 @@ def _from_headers(journal: BatchJournal, limit: int) -> dict[str, Any]:
             continue
         newest.update((e["batch_id"], e) for e in journal.entries_at(path))
     return _report([newest[i] for i in sorted(newest)], counted, windows, limit)
-
-
-def _parsed(parse: Callable[[str, bytes], T], path: str, data: bytes) -> T:
-    """``parse(path, data)``; a segment it refuses is damaged (``JournalDamaged``): the report
-    does not leave its batches out."""
-    try:
-        return parse(path, data)
-    except ValueError as error:
-        raise damaged_segment(path, error) from None
 
 
 def _report(
