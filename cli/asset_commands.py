@@ -129,6 +129,16 @@ def _refused(call):
         raise UserError(str(error)) from None
 
 
+def _identity_call(call):
+    """``call()``, a damaged publisher identity document said as one line (exit 2)."""
+    from proofs.identity import IdentityError
+
+    try:
+        return call()
+    except IdentityError as error:
+        raise UserError(f"{error} (restore it, or pass --node-registry)") from None
+
+
 def _show(args: argparse.Namespace, payload: dict[str, Any], line: str) -> int:
     if args.json:
         emit_json(payload)
@@ -150,7 +160,9 @@ def market_mint(args: argparse.Namespace) -> int:
         if not anchored:
             raise UserError(f"{args.dataset} has no anchored checkpoint in {args.data_dir}")
         registry = anchored[-1]["contract"]
-        node_registry = args.node_registry or node_registry_of(ctx.layout.published)
+        node_registry = args.node_registry or _identity_call(
+            lambda: node_registry_of(ctx.layout.published)
+        )
         if node_registry is None and ctx.record is not None:
             node_registry = ctx.record.node_registry
         record = _refused(

@@ -8,6 +8,7 @@ or a newly anchored checkpoint takes effect on the next request without a restar
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -35,9 +36,11 @@ from market.results import FORMATS
 from market.sandbox import Limits, Sandbox, asset_parts
 from market.store import Buyer, MarketSnapshot, MarketStore, market_path
 from proofs.identity import FILE_NAME as IDENTITY_FILE
+from proofs.identity import IdentityError, read_identity_file
 from sinks.layout import DataLayout
 
 EXPORT_FORMATS = ("datapackage", "croissant")
+log = logging.getLogger("rda.market")
 
 
 class Marketplace:
@@ -168,9 +171,15 @@ class Marketplace:
         """The publisher identity document published with the data, offered for pinning: a
         buyer compares its SHA-256 with what the publisher announces before trusting it."""
         path = DataLayout(self.data_dir).published / IDENTITY_FILE
-        if not path.is_file():
+        try:
+            identity = read_identity_file(path)
+        except IdentityError:  # offered for pinning: never a copy its verifier would refuse
+            log.error("the publisher identity %s is damaged: not offered", path)
+            message = "the publisher identity here is damaged; ask the publisher for it"
+            raise QueryRefused("unavailable", message, 503) from None
+        if identity is None:
             raise QueryRefused("not_found", "no publisher identity is published here", 404)
-        raw = path.read_bytes()
+        raw = identity.raw
         return {"identity": raw.decode(), "sha256": hashlib.sha256(raw).hexdigest()}
 
     def _asset(self, dataset: str) -> Asset:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from proofs.jcs import canonicalize
@@ -139,6 +140,24 @@ def parse_identity(raw: bytes) -> PublisherIdentity:
         envelope["signatures"], canonicalize(envelope["identity"]), identity
     )
     return PublisherIdentity(raw, *identity, signed_by, _node_registry(envelope["identity"]))
+
+
+def read_identity_file(path: Path) -> PublisherIdentity | None:
+    """The identity document at ``path``, checked; None only when there is no file.
+
+    A file that is there but is not a valid document raises ``IdentityError`` naming it: taken
+    for "none yet", a damaged copy made a new identity that dropped the keys it listed (the
+    older checkpoints' signers), or a data licence that paid no node registry."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise IdentityError(f"{path} cannot be read: {error.strerror or error}") from None
+    try:
+        return parse_identity(raw)
+    except IdentityError as error:
+        raise IdentityError(f"{path} is not a valid publisher identity: {error}") from None
 
 
 def _node_registry(doc: dict) -> str | None:

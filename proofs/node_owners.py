@@ -60,16 +60,14 @@ class RegistryNodeOwners:
 
 
 def node_registry_of(published: Path) -> str | None:
-    """The node registry the publisher identity in ``published`` names, or None.
+    """The node registry the publisher identity in ``published`` names; None when there is no
+    identity there, or it names none.
 
     The document is parsed (and its signatures checked) by ``proofs.identity``; the address
     only chooses which registry a new DataLicences pays, so the publisher reading their own
-    document is enough."""
-    from proofs.identity import FILE_NAME, IdentityError, parse_identity
+    document is enough. A damaged document raises ``IdentityError``: a licence deployed as if
+    there were none would never pay the nodes."""
+    from proofs.identity import FILE_NAME, read_identity_file
 
-    path = published / FILE_NAME
-    try:
-        identity = parse_identity(path.read_bytes())
-    except (OSError, IdentityError):
-        return None
-    return identity.node_registry
+    identity = read_identity_file(published / FILE_NAME)
+    return identity.node_registry if identity is not None else None

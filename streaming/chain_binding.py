@@ -26,7 +26,15 @@ from pathlib import Path
 
 from proofs.anchor import AnchorRegistry
 from proofs.history import log_checkpoints
-from proofs.identity import FILE_NAME, IdentityError, build_identity, key_entry, parse_identity
+from proofs.identity import (
+    FILE_NAME,
+    IdentityError,
+    PublisherIdentity,
+    build_identity,
+    key_entry,
+    parse_identity,
+    read_identity_file,
+)
 from proofs.log import DatasetLog
 from proofs.shards import heads_root
 from proofs.signing import PublisherKey, publisher_key
@@ -34,6 +42,7 @@ from sinks.catalog import Catalog
 from sinks.layout import DataLayout
 from streaming.assets import committer
 from streaming.chain import ChainChanged, ChainContext
+from streaming.errors import SettingsError
 from streaming.keys import shared_keys
 from streaming.store import Workspace, as_workspace, writing
 
@@ -43,6 +52,11 @@ REANCHOR_HINT = (
     "`rda anchor --reanchor --data-dir {data_dir}` to anchor the existing checkpoints on this "
     "chain (docs/pipeline.md, 'When the chain is reset')"
 )
+
+
+class IdentityDamaged(SettingsError):
+    """``published/publisher-identity.json`` is there but is not a valid document: the keys it
+    lists (with their validity) cannot be told, so no identity is built as if there were none."""
 
 
 @dataclass(frozen=True)
@@ -137,7 +151,7 @@ def identity_document(chain: ChainContext, layout: DataLayout, signer: Publisher
     owner = chain.registry.owner()
     keys = [key_entry(signer)]
     nodes = chain.nodes.address if chain.nodes is not None else None
-    existing = _read_identity(layout)
+    existing = _known_identity(chain, layout, signer)
     if existing is not None and existing.key(signer.key_id) is not None:
         same = (
             existing.chain_id,
@@ -295,12 +309,27 @@ def _adoptable(chain: ChainContext, signer: PublisherKey) -> bytes:
     return raw
 
 
-def _read_identity(layout: DataLayout):
+def _known_identity(
+    chain: ChainContext, layout: DataLayout, signer: PublisherKey
+) -> PublisherIdentity | None:
+    """The data directory's identity document; None only when it has none yet.
+
+    A damaged copy is replaced by the one the registry holds, when that is this publisher's
+    (the damaged file is kept beside it when the new one is written); with none there the run
+    stops (``IdentityDamaged``): the keys it listed, with their validity, are not guessed."""
     path = layout.published / FILE_NAME
     try:
-        return parse_identity(path.read_bytes())
-    except (OSError, IdentityError):
-        return None
+        return read_identity_file(path)
+    except IdentityError as error:
+        damaged = error
+    if chain.registry.identity_hash() is None:
+        raise IdentityDamaged(
+            f"{damaged}; registry {chain.contract} holds no copy to restore it from: put back a "
+            "good copy (a backup, or the shared store's published/)"
+        )
+    identity = parse_identity(_adoptable(chain, signer))
+    log.warning("%s; replaced by the copy registry %s holds", damaged, chain.contract)
+    return identity
 
 
 def _write_identity(layout: DataLayout, raw: bytes) -> None:

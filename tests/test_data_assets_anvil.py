@@ -172,6 +172,24 @@ def test_the_cli_refuses_an_asset_record_for_another_chain_in_one_line(world, an
     assert code == 2 and err.count("\n") == 1 and "on chain 31337" in err, err
 
 
+def test_mint_refuses_a_damaged_publisher_identity_in_one_line(world, anvil, capsys):
+    """Not taken for "the identity names no node registry": a DataLicences deployed so would
+    pay the nodes' owners nothing, for good."""
+    identity = world.data_dir / "published" / "publisher-identity.json"
+    record = world.data_dir / "published" / "data-assets.json"
+    original, recorded = identity.read_bytes(), record.read_bytes()
+    identity.write_bytes(original[:-10])
+    try:
+        code = rda(["market", "mint", "node_heartbeat.v1", "--data-dir", str(world.data_dir),
+                    "--rpc-url", anvil.rpc_url])  # fmt: skip
+    finally:
+        identity.write_bytes(original)
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2 and f"{identity} is not a valid publisher identity" in err, err
+    assert "pass --node-registry" in err
+    assert record.read_bytes() == recorded
+
+
 def test_the_served_marketplace_grants_from_events_and_undoes_a_reorged_purchase(world, served):
     buyer = world.w3.eth.accounts[3]
     key = wallet_sign_in(world, served, buyer)
