@@ -168,9 +168,11 @@ def checkpoint_sections(
     partial = path.with_name(path.name + ".partial")
     partial.write_bytes(raw)
     os.replace(partial, path)
-    if store.local is None or Path(store.local).absolute() != work.root:
-        store.put_file(path, f"published/{dataset}/{relative}")
     digest = hashlib.sha256(raw).hexdigest()
+    if store.local is None or Path(store.local).absolute() != work.root:
+        # Under its hash until its checkpoint is anchored (``promote_table``): a worker whose
+        # checkpoint of the same size loses the anchor would otherwise overwrite the winner's.
+        store.put_file(path, f"published/{dataset}/{pending_table_path(digest)}")
     _KNOWN_TABLES[digest] = table
     while len(_KNOWN_TABLES) > 64:  # a few per dataset: the previous checkpoint's is the one used
         _KNOWN_TABLES.pop(next(iter(_KNOWN_TABLES)))
@@ -195,17 +197,41 @@ def _shared_table(
     size's name, and the loser's may be the one left there: its counts are not the anchored
     checkpoint's, and are never built on."""
     relative = contribution_path(Path(""), tree_size).as_posix()
+    places = [relative] if sha256 is None else [relative, pending_table_path(sha256)]
+    for place in places:  # anchored and promoted, else still under its hash
+        try:
+            raw = store.read_bytes(f"published/{dataset}/{place}")
+            if sha256 is None or hashlib.sha256(raw).hexdigest() == sha256:
+                return parse_table(raw)
+        except (OSError, ContributionError, KeyError):
+            continue
+    if sha256 is not None:
+        log.warning(
+            "%s: no contribution table at checkpoint %d is the one its manifest names",
+            dataset, tree_size,
+        )  # fmt: skip
+    return None
+
+
+def pending_table_path(sha256: str) -> str:
+    """Where a shared store keeps a contribution table until its checkpoint is anchored,
+    relative to the dataset folder (beside the pending manifests)."""
+    return f"checkpoints/pending/{sha256}.contributions.json"
+
+
+def promote_table(store: Any, dataset: str, tree_size: int, sha256: str | None) -> None:
+    """Give an anchored checkpoint's contribution table its final name in ``store`` (the one
+    its manifest names); nothing to do when it has none, or it is there already."""
+    if sha256 is None:
+        return
+    pending = f"published/{dataset}/{pending_table_path(sha256)}"
     try:
-        raw = store.read_bytes(f"published/{dataset}/{relative}")
-        if sha256 is not None and hashlib.sha256(raw).hexdigest() != sha256:
-            log.warning(
-                "%s: the contribution table at checkpoint %d is not the one its manifest names",
-                dataset, tree_size,
-            )  # fmt: skip
-            return None
-        return parse_table(raw)
-    except (OSError, ContributionError, KeyError):
-        return None
+        raw = store.read_bytes(pending)
+    except FileNotFoundError:
+        return
+    final = contribution_path(Path(""), tree_size).as_posix()
+    store.write_bytes(f"published/{dataset}/{final}", raw)
+    store.delete(pending)
 
 
 def _asset_section(work: DataLayout, dataset: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from proofs.manifest import signature_path
 from proofs.manifest_v2 import checkpoint_manifest_path, pending_manifest_path
 from proofs.shards import head
 from sinks.storage import Store
+from streaming.assets import promote_table
 from streaming.chain import ChainChanged
 
 
@@ -165,6 +166,8 @@ class Checkpoints:
                 "anchored there, or lost files"
             ) from None
         promote(self.store, dataset, pending, final)
+        table = (manifest.get("contributions") or {}).get("sha256")
+        promote_table(self.store, dataset, size, table)  # its owner stopped before it could
         return manifest
 
 

@@ -52,7 +52,7 @@ from sinks.layout import DataLayout
 from sinks.quality_report import checkpoint_quality
 from sinks.storage import Store
 from streaming import quality_queue
-from streaming.assets import checkpoint_sections
+from streaming.assets import checkpoint_sections, promote_table
 from streaming.batch import Progress
 from streaming.batch_files import ShardRows, shard_rows
 from streaming.chain import AnchorContention, ChainChanged
@@ -155,6 +155,7 @@ def finish(store: Store, checkpoint: dict, anchored: dict) -> dict:
     dataset, size = checkpoint["dataset"], checkpoint["tree_size"]
     final = checkpoint_manifest_path(size)
     promote(store, dataset, pending_manifest_path(checkpoint["manifest_sha256"]), final)
+    promote_table(store, dataset, size, checkpoint.get("contributions_sha256"))
     checkpoint = {**checkpoint, **anchored, "manifest_path": dataset_path(dataset, final)}
     sidecar = {k: checkpoint.get(k) for k in ("chain_id", "contract", "anchor_tx", "anchor_block")}
     sidecar.update(gas_used=checkpoint.get("gas_used"), batch_id=checkpoint.get("batch_id"))
@@ -227,6 +228,8 @@ def _build(
         "batch_id": plan["batch_id"],
         "quality_score": manifest["quality"]["score"],
     }
+    if "contributions" in manifest:  # its table is promoted with it (``finish``)
+        checkpoint["contributions_sha256"] = manifest["contributions"]["sha256"]
     return _Built(checkpoint, data, signature, base, added)
 
 

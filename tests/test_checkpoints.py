@@ -61,3 +61,22 @@ def test_the_least_recently_used_go_first_past_the_limit():
     assert [known.get(("s", k)) for k in "abc"] == [{"n": "a"}, None, {"n": "c"}]
     known.put(("s", "huge"), {}, 11)
     assert known.get(("s", "huge")) is None
+
+
+def test_an_adopted_anchored_manifest_is_promoted_with_its_contribution_table(store):
+    """The worker that anchored it stopped before giving both their final names: whoever reads
+    the anchored checkpoint next does, the table included (auditors read it by its size)."""
+    table = b'{"table": 1}'
+    sha256 = hashlib.sha256(table).hexdigest()
+    store.write_bytes(f"published/{DATASET}/checkpoints/pending/{sha256}.contributions.json", table)
+    manifest = {"files": [], "contributions": {"sha256": sha256}}
+    data = json.dumps(manifest).encode()
+    digest = hashlib.sha256(data).hexdigest()  # as commit names it, by its digest
+    store.write_bytes(f"published/{DATASET}/checkpoints/pending/{digest}.manifest.json", data)
+    found = Checkpoints(store, chain=None)._anchored_manifest(DATASET, 7, digest)
+    assert found == manifest
+    assert store.read_bytes(f"published/{DATASET}/checkpoints/000000000007.contributions.json") == (
+        table
+    )
+    with pytest.raises(FileNotFoundError):
+        store.read_bytes(f"published/{DATASET}/checkpoints/pending/{sha256}.contributions.json")

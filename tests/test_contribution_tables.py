@@ -3,8 +3,12 @@ previous one is taken from this process when it made it, by the hash its manifes
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from proofs.contributions import parse_table, recount, table_path
 from sinks.layout import DataLayout
@@ -68,3 +72,64 @@ def test_a_recount_counts_each_node_s_rows_over_files_with_and_without_the_node_
     pq.write_table(pa.table({"cell_id": pa.array([7, 8], pa.int64())}), without)
     counted = recount(DATASET, 6, [layout.root / with_nodes["path"], without])
     assert (counted.tree_size, counted.rows_by_node) == (6, {"n1": 2, "n2": 1})
+
+
+# -- workers sharing a store ---------------------------------------------------------------------
+
+
+def worker_and_store(tmp_path, name: str):
+    """A worker's own work directory and the store it shares with the others."""
+    from sinks.storage import Store
+
+    return DataLayout(tmp_path / name), Store.open(tmp_path / "store")
+
+
+def store_table(store, tree_size: int) -> bytes:
+    return store.read_bytes(f"published/{DATASET}/{table_path(Path(''), tree_size).as_posix()}")
+
+
+def test_a_losing_checkpoint_of_the_same_size_leaves_the_winner_s_table_where_auditors_read(
+    tmp_path,
+):
+    (winner, store), (loser, _) = worker_and_store(tmp_path, "a"), worker_and_store(tmp_path, "b")
+    won = checkpoint_sections(store, winner, DATASET, 1, 0, [published(winner, "a", ["n1"])])
+    lost = checkpoint_sections(store, loser, DATASET, 1, 0, [published(loser, "x", ["n9"])])
+    assert lost["contributions"]["sha256"] != won["contributions"]["sha256"]
+    assets.promote_table(store, DATASET, 1, won["contributions"]["sha256"])  # the anchor's
+    raw = store_table(store, 1)
+    assert hashlib.sha256(raw).hexdigest() == won["contributions"]["sha256"]
+    assert parse_table(raw).rows_by_node == {"n1": 1}
+
+
+def test_the_next_checkpoint_builds_on_the_anchored_table_after_a_lost_race(tmp_path):
+    (winner, store), (loser, _) = worker_and_store(tmp_path, "a"), worker_and_store(tmp_path, "b")
+    won = checkpoint_sections(store, winner, DATASET, 1, 0, [published(winner, "a", ["n1"])])
+    checkpoint_sections(store, loser, DATASET, 1, 0, [published(loser, "x", ["n9"])])
+    assets._KNOWN_TABLES.clear()  # the loser's retry, in a process that did not make the winner's
+    sha256 = won["contributions"]["sha256"]
+    retried = checkpoint_sections(
+        store, loser, DATASET, 2, 1, [published(loser, "y", ["n9"])], sha256
+    )
+    assert retried["contributions"]["nodes"] == 2  # n1 from the winner's table, n9 added
+    table = parse_table(table_path(loser.dataset_dir(DATASET), 2).read_bytes())
+    assert table.rows_by_node == {"n1": 1, "n9": 1}
+
+
+def test_an_anchored_table_is_found_under_its_hash_before_its_owner_promoted_it(tmp_path):
+    (owner, store), (other, _) = worker_and_store(tmp_path, "a"), worker_and_store(tmp_path, "b")
+    made = checkpoint_sections(store, owner, DATASET, 1, 0, [published(owner, "a", ["n1"])])
+    assets._KNOWN_TABLES.clear()
+    sha256 = made["contributions"]["sha256"]
+    then = checkpoint_sections(store, other, DATASET, 2, 1, [published(other, "b", ["n2"])], sha256)
+    assert then["contributions"]["nodes"] == 2
+
+
+def test_a_promoted_table_is_moved_once_and_a_second_promotion_changes_nothing(tmp_path):
+    owner, store = worker_and_store(tmp_path, "a")
+    made = checkpoint_sections(store, owner, DATASET, 1, 0, [published(owner, "a", ["n1"])])
+    sha256 = made["contributions"]["sha256"]
+    assets.promote_table(store, DATASET, 1, sha256)
+    assets.promote_table(store, DATASET, 1, sha256)  # an adopter finishing it again
+    assert hashlib.sha256(store_table(store, 1)).hexdigest() == sha256
+    with pytest.raises(FileNotFoundError):
+        store.read_bytes(f"published/{DATASET}/{assets.pending_table_path(sha256)}")
