@@ -192,10 +192,10 @@ def _shared_table(
     store: Any, dataset: str, tree_size: int, sha256: str | None = None
 ) -> ContributionTable | None:
     """The table at ``tree_size`` as published in the shared store (another worker may have
-    written it), or None; given ``sha256`` (its checkpoint's manifest names it), only that one.
-    Two workers whose checkpoints of one size race for the anchor both write a table under that
-    size's name, and the loser's may be the one left there: its counts are not the anchored
-    checkpoint's, and are never built on."""
+    written it), or None; given ``sha256`` (its checkpoint's manifest names it), only that one:
+    under the size's name once its checkpoint is anchored and promoted, under its hash before.
+    A table with other bytes (a file damaged, or written by an older version, in which two
+    workers racing at one size both wrote the size's name) is never built on."""
     relative = contribution_path(Path(""), tree_size).as_posix()
     places = [relative] if sha256 is None else [relative, pending_table_path(sha256)]
     for place in places:  # anchored and promoted, else still under its hash
