@@ -15,6 +15,7 @@ from rich.markup import escape
 
 from cli.output import UserError, err
 from infra.process_exit import exit_now
+from infra.state import InfraStateDamaged
 from streaming.errors import SettingsError
 
 DEFAULT_TOPIC = "node-telemetry"
@@ -338,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
-    except (UserError, SettingsError) as error:
+    except (UserError, SettingsError, InfraStateDamaged) as error:
         return _error_line(str(error), EXIT_USAGE)
     except KeyboardInterrupt:
         err.print("rda: interrupted")

@@ -17,6 +17,13 @@ def state_dir() -> Path:
     return path
 
 
+_REDO = "remove it and run `rda infra up` again, or pass the broker and chain explicitly"
+
+
+class InfraStateDamaged(ValueError):
+    """The state directory's ``infra.json`` is there but is not what ``rda infra up`` saved."""
+
+
 @dataclass
 class InfraState:
     kafka_bootstrap: str | None = None
@@ -29,14 +36,25 @@ class InfraState:
 
     @classmethod
     def load(cls, directory: Path | None = None) -> InfraState:
+        """What ``rda infra up`` saved; nothing started when there is no file. A file that is
+        not such a record raises ``InfraStateDamaged`` naming it (a traceback, before)."""
         path = (directory or state_dir()) / "infra.json"
-        if not path.exists():
+        try:
+            document = json.loads(path.read_bytes())
+        except FileNotFoundError:
             return cls()
-        return cls(**json.loads(path.read_text()))
+        except (OSError, ValueError) as error:
+            raise InfraStateDamaged(f"{path} cannot be read ({error}); {_REDO}") from None
+        try:
+            return cls(**document)
+        except TypeError:  # not an object, or a field that is none of ours
+            raise InfraStateDamaged(f"{path} is not what `rda infra up` saves; {_REDO}") from None
 
     def save(self, directory: Path | None = None) -> None:
         path = (directory or state_dir()) / "infra.json"
-        path.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+        partial = path.with_name(path.name + ".partial")  # never read half written
+        partial.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+        os.replace(partial, path)
 
     @staticmethod
     def clear(directory: Path | None = None) -> None:
