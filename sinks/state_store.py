@@ -46,6 +46,23 @@ FORMAT = 1
 _LAST_WRITTEN: dict[Path, tuple[int, str, dict[str, pa.Table]]] = {}
 
 
+class StateDamaged(RuntimeError):
+    """A snapshot of the event-time state that cannot be read: the windows it holds are
+    unknown, so the run stops (its batch is not redone from a made-up state)."""
+
+
+def _state_document(path: Path) -> dict[str, Any]:
+    text = path.read_bytes()  # absent: FileNotFoundError, as a snapshot never written
+    try:
+        doc = json.loads(text)
+    except ValueError as error:
+        raise StateDamaged(f"{path} is damaged ({error})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise StateDamaged(f"{path}: unknown state format {found!r}")
+    return doc
+
+
 class StateStore:
     """One partition's event-time state in a work directory, shared through ``store`` (None:
     the work directory is the data directory)."""
@@ -109,11 +126,9 @@ class StateStore:
         if last is not None and last[0] == batch_id and (folder / "state.json").exists():
             doc, tables = json.loads(last[1]), dict(last[2])
         else:
-            if not (folder / "state.json").exists() and self.store is not None:
+            if self.store is not None:  # also completes a copy cut short (a takeover killed)
                 self.store.mirror(self.layout.relative(folder), self.layout.root)
-            doc = json.loads((folder / "state.json").read_text())
-            if doc.get("format") != FORMAT:
-                raise ValueError(f"{folder}: unknown state format {doc.get('format')!r}")
+            doc = _state_document(folder / "state.json")
             tables = {p.stem: read_parquet(p) for p in sorted(folder.glob("*.parquet"))}
         self._read = (batch_id, dict(tables))
         return doc, tables
@@ -157,7 +172,7 @@ class StateStore:
         for folder in sorted(snapshots.iterdir()):
             batch = _batch_of(folder.name)
             if batch in keep and folder.suffix != ".partial":
-                doc = json.loads((folder / "state.json").read_text())
+                doc = _state_document(folder / "state.json")
                 for held in doc.get("held_files", []):  # {"rows": {dataset: path}, ...}
                     referred.update(held["rows"].values())
                 if doc.get("ledger"):

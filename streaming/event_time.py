@@ -42,7 +42,7 @@ from schemas.records import quarantine_batch
 from sinks.key_index import natural_key
 from sinks.layout import DataLayout
 from sinks.parquet import read_parquet, write_parquet
-from sinks.state_store import StateStore, one_batch
+from sinks.state_store import StateDamaged, StateStore, one_batch
 from sinks.storage import Store
 from streaming.errors import SettingsError
 from streaming.leaf_files import PendingLeaves
@@ -168,8 +168,11 @@ class _Step:
         self.state.closed_through = doc["closed_through"]
         self.state.windows = {int(w): t for w, t in doc["windows"].items()}
         for dataset in doc["sequences"]:
-            parts = [tables[f"sequence.{dataset}.{check}"] for check in _CHECKS]
-            self.state.sequences[dataset] = SequenceState(*parts)
+            names = [f"sequence.{dataset}.{check}" for check in _CHECKS]
+            if missing := [name for name in names if name not in tables]:
+                folder = self.store.snapshot_dir(base)
+                raise StateDamaged(f"{folder} lacks {', '.join(missing)}")
+            self.state.sequences[dataset] = SequenceState(*(tables[name] for name in names))
 
     def save(self, state_info: dict) -> None:
         if self.ledger_changed:

@@ -49,6 +49,7 @@ def failure_kind(error: BaseException) -> str:
     from kafka.errors import KafkaError
 
     from pipelines.kafka_source import KafkaUnavailable
+    from sinks.state_store import StateDamaged
 
     kind = "other"
     for cause in causes(error):
@@ -61,7 +62,7 @@ def failure_kind(error: BaseException) -> str:
             return "chain"  # web3 is the only HTTP client the runtime has
         if (isinstance(cause, OSError) and cause.errno in _DISK) or _is_storage_error(cause):
             return "disk"
-        if isinstance(cause, JournalDamaged):  # the data directory's, not retried
+        if isinstance(cause, (JournalDamaged, StateDamaged)):  # the data directory's: kept
             return "disk"
         if isinstance(cause, (OSError, TimeoutError)):
             kind = "network"

@@ -26,6 +26,7 @@ from market.minting import MintError, deploy_contracts
 from proofs.anchor import AnchorRegistry
 from proofs.contributions import ContributionTable, node_token_id, verify_path
 from proofs.data_asset import Contract, ContractRefused, DataAsset
+from proofs.identity import IdentityError
 from proofs.node_owners import RegistryNodeOwners, node_registry_of
 from sinks.layout import DataLayout
 from streaming.assets import AssetRecord
@@ -153,7 +154,8 @@ def test_contracts_are_not_deployed_without_a_node_registry_to_pay(chain, tmp_pa
 def test_the_node_registry_comes_from_the_publisher_identity(tmp_path):
     assert node_registry_of(tmp_path) is None  # no identity document
     (tmp_path / "publisher-identity.json").write_text("{}")
-    assert node_registry_of(tmp_path) is None  # a document a verifier refuses names nothing
+    with pytest.raises(IdentityError, match=r"publisher-identity\.json is not a valid"):
+        node_registry_of(tmp_path)  # one a verifier refuses is not taken for none
 
 
 # -- reentrancy -------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pytest
 from event_time_harness import CrashPlan, Harness, crashing_writes, partitioned
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -196,3 +197,18 @@ def test_reports_without_a_node_have_no_sequence_and_leave_no_state():
     )
     assert result.teleport_km.null_count == 2
     assert state.teleport.num_rows == 0
+
+
+def test_a_snapshot_lacking_a_sequence_table_stops_the_next_batch_naming_it(tmp_path):
+    from sinks import state_store
+    from sinks.state_store import StateDamaged
+
+    raw = partitioned(stream(), PARTITIONS)
+    harness = Harness(tmp_path, raw, protection(tmp_path))
+    harness.run([{p: 100 for p in raw}], chunk=10_000, flush_last=False)
+    tables = sorted((tmp_path / "private" / "state").rglob("snapshots/*/sequence.*.parquet"))
+    assert tables
+    tables[0].unlink()
+    state_store._LAST_WRITTEN.clear()  # a new process: read from the files
+    with pytest.raises(StateDamaged, match=f"lacks {tables[0].stem}"):
+        harness.run([{p: 100 for p in raw}], chunk=10_000)

@@ -109,3 +109,64 @@ def test_a_snapshot_whose_writing_fails_half_way_is_not_there_and_is_written_who
     state_store._LAST_WRITTEN.clear()
     _doc, read = store.read_snapshot(3)
     assert {name: t.to_pydict() for name, t in read.items()} == {"a": {"n": [1]}, "b": {"n": [2]}}
+
+
+# -- a snapshot that cannot be read -----------------------------------------------------------
+
+
+def test_a_state_file_cut_short_stops_the_run_naming_it(tmp_path):
+    from sinks.state_store import StateDamaged
+    from streaming.retry import failure_kind, is_transient
+
+    store = StateStore(DataLayout(tmp_path), "t", 0)
+    store.write_snapshot(5, {"watermarks": {"0": 12}}, {})
+    path = store.snapshot_dir(5) / "state.json"
+    path.write_bytes(path.read_bytes()[:-9])
+    state_store._LAST_WRITTEN.clear()
+    with pytest.raises(StateDamaged) as stopped:
+        store.read_snapshot(5)
+    assert str(path) in str(stopped.value)
+    assert failure_kind(stopped.value) == "disk" and not is_transient(stopped.value)
+
+
+def test_a_state_file_of_another_shape_is_refused(tmp_path):
+    from sinks.state_store import StateDamaged
+
+    store = StateStore(DataLayout(tmp_path), "t", 0)
+    store.write_snapshot(5, {"watermarks": {}}, {})
+    (store.snapshot_dir(5) / "state.json").write_text("[1, 2]")
+    state_store._LAST_WRITTEN.clear()
+    with pytest.raises(StateDamaged, match="unknown state format 'list'"):
+        store.read_snapshot(5)
+
+
+def shared(tmp_path, name: str) -> StateStore:
+    """A worker's state of partition 0, in its own work directory, shared through one store."""
+    from sinks.storage import Store
+
+    return StateStore(DataLayout(tmp_path / name), "t", 0, Store.open(tmp_path / "store"))
+
+
+def test_a_copy_cut_short_by_a_killed_takeover_is_completed_from_the_store(tmp_path):
+    tables = {"a": pa.table({"n": [1]}), "b": pa.table({"n": [2, 3]})}
+    shared(tmp_path, "owner").write_snapshot(4, {"watermarks": {"0": 9}}, tables)
+    taker = shared(tmp_path, "taker")
+    taker.read_snapshot(4)
+    (taker.snapshot_dir(4) / "b.parquet").unlink()  # killed before the copy had it
+    state_store._LAST_WRITTEN.clear()
+    doc, read = shared(tmp_path, "taker").read_snapshot(4)
+    assert doc["watermarks"] == {"0": 9}
+    assert {name: t.to_pydict() for name, t in read.items()} == {
+        "a": {"n": [1]},
+        "b": {"n": [2, 3]},
+    }
+
+
+def test_a_damaged_local_copy_is_fetched_again_from_the_store(tmp_path):
+    shared(tmp_path, "owner").write_snapshot(4, {"watermarks": {"0": 9}}, {})
+    taker = shared(tmp_path, "taker")
+    taker.read_snapshot(4)
+    local = taker.snapshot_dir(4) / "state.json"
+    local.write_bytes(local.read_bytes()[:10])
+    state_store._LAST_WRITTEN.clear()
+    assert shared(tmp_path, "taker").read_snapshot(4)[0]["watermarks"] == {"0": 9}
