@@ -9,7 +9,10 @@ signature, identity, anchor on the pinned registry: ``proofs.verify``), it check
   table's; a node whose count differs is named with both numbers;
 - ``node``: NODE's count, and its sum-tree path to the table's root (what a claim sends);
 - ``asset``: when the dataset is a DataAsset token, the contract holds this checkpoint with the
-  same root and total, bound to this manifest's hash, for the pinned registry's dataset.
+  same root and total, bound to this manifest's hash, for the pinned registry's dataset. The
+  token is the one the checkpoint's own manifest names (``asset``: signed and anchored with it),
+  else the one the caller names (the publisher's ``data-assets.json``: checkpoints before the
+  mint). A contract that does not answer as a DataAsset fails the check, never the verifier.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from proofs.verdict import Check, Verdict
 from proofs.verify import verify_dataset
 
 CONTRIBUTION_CHECKS = ("contributions", "counts", "node", "asset")
+READER = "0x" + "00" * 20  # the "sender" of view calls: a verifier needs no account on the node
 
 
 def verify_contribution(
@@ -118,8 +122,59 @@ def _asset_check(
     table: ContributionTable,
     digest: bytes,
 ) -> Check:
+    named = _manifest_asset(manifest, trust)
+    if isinstance(named, Check):
+        return named
+    asset = named or asset
     if asset is None:
         return Check("asset", None, "no DataAsset named: the on-chain root was not read")
+    try:
+        return _asset_on_chain(asset, trust, manifest, table, digest)
+    except Exception as error:  # a contract, or a node, that does not answer as a DataAsset
+        contract, token = asset
+        reason = f"{type(error).__name__}: {error}"[:200]
+        return Check(
+            "asset", False, f"asset {token} at {contract.address} cannot be read: {reason}"
+        )
+
+
+def _manifest_asset(manifest: dict[str, Any], trust: TrustRoot) -> tuple[Any, int] | Check | None:
+    """The DataAsset token the manifest names, on the chain being read; None when it names
+    none (or there is no chain to read); a failed check when it names one wrongly."""
+    section = manifest.get("asset")
+    if section is None or trust.w3 is None:
+        return None
+    chain_id, address, token = (
+        (section.get(k) for k in ("chain_id", "contract", "token_id"))
+        if isinstance(section, dict)
+        else (None, None, None)
+    )
+    if not (_is_int(chain_id) and _is_int(token) and isinstance(address, str)):
+        return Check(
+            "asset", False, f"the manifest's asset section is malformed: {section!r}"[:200]
+        )
+    read = trust.identity.chain_id if trust.identity is not None else None
+    if read is not None and chain_id != read:
+        return Check("asset", False, f"the manifest names an asset on chain {chain_id}, not {read}")
+    from proofs.data_asset import DataAsset
+
+    try:
+        return DataAsset(trust.w3, address, sender=READER), token
+    except ValueError as error:
+        return Check("asset", False, f"the manifest's asset contract {address!r}: {error}"[:200])
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _asset_on_chain(
+    asset: tuple[Any, int],
+    trust: TrustRoot,
+    manifest: dict[str, Any],
+    table: ContributionTable,
+    digest: bytes,
+) -> Check:
     contract, token = asset
     info = contract.info(token)
     pinned = trust.registry.address if trust.registry is not None else None

@@ -278,3 +278,79 @@ def test_offers_in_a_hostile_or_unreadable_currency_do_not_break_the_page(world)
         for offer in (marked, broken):
             licences.set_active(offer, False)
         market.close()
+
+
+# -- the asset check of `rda verify --contribution` ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def minted_checkpoint(world):
+    """The minted checkpoint's manifest and digest, and a trust root resolved by verifying it."""
+    from proofs.manifest import load_manifest
+
+    dataset_dir = DataLayout(world.data_dir).dataset_dir(DATASET)
+    manifest_file = sorted((dataset_dir / "checkpoints").glob("*.manifest.json"))[-1]
+    trust = world.chain.trust_root(world.data_dir)
+    node = sorted(world.node_owners)[0]
+    asset = (DataAsset(world.w3, world.record.data_asset), world.minted.token_id)
+    assert verify_contribution(dataset_dir, node, trust, manifest_file, asset).status == "VERIFIED"
+    manifest, digest = load_manifest(manifest_file)
+    return manifest, digest, trust
+
+
+def asset_section(world, **changes) -> dict:
+    named = {"chain_id": world.chain.chain_id, "contract": world.record.data_asset}
+    return {**named, "token_id": world.minted.token_id, **changes}
+
+
+def test_the_asset_a_manifest_names_is_checked_without_the_publisher_s_record(
+    world, minted_checkpoint
+):
+    from proofs.contribution_audit import _asset_check
+
+    manifest, digest, trust = minted_checkpoint
+    named = {**manifest, "asset": asset_section(world)}
+    check = _asset_check(None, trust, named, world.minted.table, digest)
+    assert (check.ok, check.detail) == (
+        True,
+        f"asset {world.minted.token_id} holds this root, bound to this manifest",
+    )
+
+
+def test_the_manifest_s_asset_is_the_one_checked_over_the_record_s(world, minted_checkpoint):
+    from proofs.contribution_audit import _asset_check
+
+    manifest, digest, trust = minted_checkpoint
+    named = {**manifest, "asset": asset_section(world, token_id=world.minted.token_id + 7)}
+    record = (DataAsset(world.w3, world.record.data_asset), world.minted.token_id)
+    check = _asset_check(record, trust, named, world.minted.table, digest)
+    assert check.ok is False and f"asset {world.minted.token_id + 7}" in check.detail
+
+
+@pytest.mark.parametrize(
+    ("changes", "why"),
+    [
+        ({"chain_id": 1}, "the manifest names an asset on chain 1, not {chain}"),
+        ({"token_id": "1"}, "the manifest's asset section is malformed"),
+        ({"contract": "0x12"}, "the manifest's asset contract '0x12'"),
+    ],
+)
+def test_a_wrong_asset_in_the_manifest_fails_the_check(world, minted_checkpoint, changes, why):
+    from proofs.contribution_audit import _asset_check
+
+    manifest, digest, trust = minted_checkpoint
+    named = {**manifest, "asset": asset_section(world, **changes)}
+    check = _asset_check(None, trust, named, world.minted.table, digest)
+    assert check.ok is False and why.format(chain=world.chain.chain_id) in check.detail
+
+
+def test_a_contract_that_is_no_data_asset_fails_the_check_not_the_verifier(
+    world, minted_checkpoint
+):
+    from proofs.contribution_audit import _asset_check
+
+    manifest, digest, trust = minted_checkpoint
+    impostor = (DataAsset(world.w3, world.chain.contract), world.minted.token_id)  # the registry
+    check = _asset_check(impostor, trust, manifest, world.minted.table, digest)
+    assert check.ok is False
+    assert f"at {world.chain.contract} cannot be read" in check.detail
