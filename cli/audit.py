@@ -63,13 +63,12 @@ def _asset(layout, args: argparse.Namespace, trust):
     """The DataAsset token of the dataset, as the data directory records it (its claims are
     checked against the pinned registry), or None: the checkpoint's manifest may name it too
     (``proofs.contribution_audit``)."""
-    from proofs.contribution_audit import READER
     from proofs.data_asset import DataAsset
 
     try:
         record = json.loads((layout.published / "data-assets.json").read_text())
         token = record["tokens"][args.dataset]
-        return DataAsset(trust.w3, record["data_asset"], sender=READER), token
+        return DataAsset(trust.w3, record["data_asset"]), token
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 

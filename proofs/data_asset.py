@@ -52,9 +52,17 @@ class Contract:
         artifact = load_artifact(self.artifact_path, self.artifact_name)
         self.w3 = w3
         self.address = checksum_address(address)
-        self.sender = sender or w3.eth.accounts[0]
+        self._sender = sender
         self.contract = w3.eth.contract(address=self.address, abi=artifact["abi"])
         self._errors = error_selectors(artifact["abi"])
+
+    @property
+    def sender(self) -> str:
+        """The account that sends transactions: the node's first account unless given, asked
+        for only when something is sent (a reader's node may have no account at all)."""
+        if self._sender is None:
+            self._sender = self.w3.eth.accounts[0]
+        return self._sender
 
     @classmethod
     def deploy(cls, w3: Any, *args: Any, sender: str | None = None) -> Any:

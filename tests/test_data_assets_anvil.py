@@ -277,3 +277,27 @@ def test_claims_plus_the_owner_share_plus_dust_are_every_sale_exactly(world):
     assert settled.paid_in == 12_500_000 + 5_000_000 + 7_250_000  # the reorged sale is gone
     assert settled.claims + settled.owner_share + settled.dust == settled.paid_in
     assert 0 <= settled.dust < len(world.node_owners)
+
+
+def test_a_reader_s_node_needs_no_account_to_read_a_data_asset(world, anvil):
+    """A public node unlocks no account: reading (what verify and the marketplace do) never
+    asks for one; only sending does."""
+    from web3 import HTTPProvider, Web3
+    from web3.middleware.base import Web3Middleware
+
+    from proofs.data_asset import DataAsset
+
+    class NoAccounts(Web3Middleware):  # the node's answer to eth_accounts, as a public one's
+        def wrap_make_request(self, make_request):
+            def middleware(method, params):
+                if method == "eth_accounts":
+                    return {"jsonrpc": "2.0", "id": 0, "result": []}
+                return make_request(method, params)
+
+            return middleware
+
+    reader = Web3(HTTPProvider(anvil.rpc_url))
+    reader.middleware_onion.add(NoAccounts)
+    assert reader.eth.accounts == []
+    info = DataAsset(reader, world.record.data_asset).info(world.minted.token_id)
+    assert info.registry == world.chain.contract
