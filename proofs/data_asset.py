@@ -16,8 +16,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from proofs.anchor import checksum_address, dataset_key
-from proofs.anchor_errors import AnchorRefused, error_selectors, refusal
+from proofs.anchor import DeployedContract, checksum_address, dataset_key
+from proofs.anchor_errors import AnchorRefused, refusal
 
 ContractRefused = AnchorRefused  # a revert with a custom error: ``error`` is its name
 ARTIFACT = Path(__file__).parent / "contracts" / "DataAsset.json"
@@ -42,27 +42,17 @@ class Sent:
     logs: tuple[Any, ...] = ()
 
 
-class Contract:
-    """A deployed contract from a committed artifact, sending from ``sender``."""
+class Contract(DeployedContract):
+    """A deployed contract from a committed artifact, sending from ``sender`` (the node's first
+    account unless given, asked for only when something is sent: a reader's node, a public
+    one, has none)."""
 
     artifact_path: Path = ARTIFACT
     artifact_name: str | None = None
 
     def __init__(self, w3: Any, address: str, sender: str | None = None) -> None:
         artifact = load_artifact(self.artifact_path, self.artifact_name)
-        self.w3 = w3
-        self.address = checksum_address(address)
-        self._sender = sender
-        self.contract = w3.eth.contract(address=self.address, abi=artifact["abi"])
-        self._errors = error_selectors(artifact["abi"])
-
-    @property
-    def sender(self) -> str:
-        """The account that sends transactions: the node's first account unless given, asked
-        for only when something is sent (a reader's node may have no account at all)."""
-        if self._sender is None:
-            self._sender = self.w3.eth.accounts[0]
-        return self._sender
+        super().__init__(w3, address, artifact, sender)
 
     @classmethod
     def deploy(cls, w3: Any, *args: Any, sender: str | None = None) -> Any:
