@@ -165,9 +165,9 @@ class Checkpoints:
                 f"{digest[:16]}…) is not in {self.store}: the data directory is not the one "
                 "anchored there, or lost files"
             ) from None
-        promote(self.store, dataset, pending, final)
         table = (manifest.get("contributions") or {}).get("sha256")
-        promote_table(self.store, dataset, size, table)  # its owner stopped before it could
+        promote_table(self.store, dataset, size, table)  # first: the manifest names it
+        promote(self.store, dataset, pending, final)
         return manifest
 
 

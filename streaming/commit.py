@@ -154,8 +154,9 @@ def finish(store: Store, checkpoint: dict, anchored: dict) -> dict:
     convenience for readers, never trusted: verifiers read the chain)."""
     dataset, size = checkpoint["dataset"], checkpoint["tree_size"]
     final = checkpoint_manifest_path(size)
-    promote(store, dataset, pending_manifest_path(checkpoint["manifest_sha256"]), final)
+    # The table first: a reader that finds the manifest under its final name finds it too.
     promote_table(store, dataset, size, checkpoint.get("contributions_sha256"))
+    promote(store, dataset, pending_manifest_path(checkpoint["manifest_sha256"]), final)
     checkpoint = {**checkpoint, **anchored, "manifest_path": dataset_path(dataset, final)}
     sidecar = {k: checkpoint.get(k) for k in ("chain_id", "contract", "anchor_tx", "anchor_block")}
     sidecar.update(gas_used=checkpoint.get("gas_used"), batch_id=checkpoint.get("batch_id"))
