@@ -140,10 +140,10 @@ def _pinned_key_id(value: str | None) -> str | None:
 
 def _published_identity(layout) -> bytes | None:
     """The data directory's copy of the identity: trusted only if a pinned key signed it."""
-    from proofs.identity import FILE_NAME
+    from proofs.identity import FILE_NAME, read_identity_bytes
 
     path = layout.published / FILE_NAME
-    return path.read_bytes() if path.is_file() else None
+    return read_identity_bytes(path) if path.is_file() else None
 
 
 # -- verify (whole logs) ------------------------------------------------------------------------

@@ -149,15 +149,25 @@ def read_identity_file(path: Path) -> PublisherIdentity | None:
     for "none yet", a damaged copy made a new identity that dropped the keys it listed (the
     older checkpoints' signers), or a data licence that paid no node registry."""
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return None
+        raw = read_identity_bytes(path)
     except OSError as error:
         raise IdentityError(f"{path} cannot be read: {error.strerror or error}") from None
+    if raw is None:
+        return None
     try:
         return parse_identity(raw)
     except IdentityError as error:
         raise IdentityError(f"{path} is not a valid publisher identity: {error}") from None
+
+
+def read_identity_bytes(path: Path) -> bytes | None:
+    """The file's bytes, never more than one past ``MAX_BYTES`` (a copy in a data directory
+    being verified is untrusted: a huge one is refused, not loaded); None when there is none."""
+    try:
+        with path.open("rb") as file:
+            return file.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        return None
 
 
 def _node_registry(doc: dict) -> str | None:

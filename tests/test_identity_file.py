@@ -89,6 +89,16 @@ def test_a_path_that_cannot_be_read_is_refused_not_absent(tmp_path):
         read_identity_file(path)
 
 
+def test_a_huge_file_is_refused_without_being_loaded(tmp_path):
+    """A copy in a data directory being verified is untrusted: 1 GiB (sparse: no disk used) is
+    refused after reading one byte past the limit, not loaded whole."""
+    path = tmp_path / FILE_NAME
+    with path.open("wb") as file:
+        file.truncate(2**30)
+    with pytest.raises(IdentityError, match="at most 65536"):
+        read_identity_file(path)
+
+
 # -- the node registry a new DataLicences pays -------------------------------------------------
 
 
