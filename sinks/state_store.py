@@ -52,9 +52,9 @@ class StateDamaged(RuntimeError):
 
 
 def _state_document(path: Path) -> dict[str, Any]:
-    text = path.read_bytes()  # absent: FileNotFoundError, as a snapshot never written
+    raw = path.read_bytes()  # absent: FileNotFoundError, as a snapshot never written
     try:
-        doc = json.loads(text)
+        doc = json.loads(raw)
     except ValueError as error:
         raise StateDamaged(f"{path} is damaged ({error})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
