@@ -17,7 +17,7 @@ def state_dir() -> Path:
     return path
 
 
-_REDO = "remove it and run `rda infra up` again, or pass the broker and chain explicitly"
+_REDO = "it only records what `rda infra up` started: remove it, then run `rda infra up` again"
 
 
 class InfraStateDamaged(ValueError):
