@@ -23,7 +23,6 @@ from typing import Any
 
 from proofs.anchor import dataset_key
 from proofs.contributions import (
-    ContributionError,
     ContributionTable,
     differences,
     node_token_id,
@@ -31,7 +30,7 @@ from proofs.contributions import (
     recount,
     verify_path,
 )
-from proofs.manifest import latest_manifest, load_manifest
+from proofs.manifest import latest_manifest, load_manifest, read_document
 from proofs.shard_log import dataset_files
 from proofs.trust import TrustRoot
 from proofs.verdict import Check, Verdict
@@ -75,10 +74,10 @@ def _published_table(
     path = dataset_dir / section["path"]
     if ".." in section["path"].split("/") or not path.is_file():
         return None, Check("contributions", False, f"{section['path']}: missing")
-    raw = path.read_bytes()
     try:
+        raw = read_document(path)
         table = parse_table(raw)
-    except ContributionError as error:
+    except ValueError as error:  # over the size limit, or not a table (ContributionError)
         return None, Check("contributions", False, f"{section['path']}: {error}")
     # A changed table is still recounted, so the verdict also names the nodes it changed.
     if hashlib.sha256(raw).hexdigest() != section.get("sha256"):

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 MANIFEST_VERSION = 1
 SHARDED_VERSION = 2  # shard manifests and dataset checkpoints over shard heads (proofs/shards.py)
 CHAINED_SHARD_VERSION = 3  # shard manifests of the files their checkpoint adds (shard_chain.py)
+# The largest document a verifier reads: a version-1 manifest listing every file of a big
+# dataset, or a contribution table of many nodes, is a few MB.
+MAX_DOCUMENT_BYTES = 64 << 20
 
 
 def build_manifest(
@@ -214,8 +217,19 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 def load_manifest(path: Path) -> tuple[dict[str, Any], bytes]:
     """The manifest at ``path`` and the SHA-256 of its bytes as stored."""
-    data = path.read_bytes()
+    data = read_document(path)
     return json.loads(data), hashlib.sha256(data).digest()
+
+
+def read_document(path: Path, limit: int = MAX_DOCUMENT_BYTES) -> bytes:
+    """The bytes of a document a verifier reads from a data directory (a manifest, signature,
+    attestation, report or table: untrusted), read no further than ``limit``: a larger file is
+    refused (``ValueError``), not loaded whole."""
+    with path.open("rb") as file:
+        data = file.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"{path.name} is over {limit:,} bytes: not read")
+    return data
 
 
 def all_manifests(dataset_dir: Path) -> list[Path]:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from proofs.log import DatasetLog
+from proofs.manifest import read_document
 from proofs.merkle import HASH_SIZE
 from proofs.shard_chain import (
     ChainMemo,
@@ -63,8 +64,9 @@ def write_leaf_hashes(parquet_file: Path, hashes: list[bytes]) -> None:
 def file_leaves(dataset_dir: Path, entry: dict[str, Any]) -> list[bytes]:
     """The leaf hashes of one ``files[]`` entry: from its leaf file, else from its rows."""
     stored = dataset_dir / leaves_path(entry["path"])
-    try:
-        data = stored.read_bytes()
+    try:  # read only when it has the size the rows give it (untrusted: never loaded blindly)
+        sized = stored.stat().st_size == entry["rows"] * HASH_SIZE
+        data = stored.read_bytes() if sized else b""
     except OSError:
         data = b""
     if len(data) == entry["rows"] * HASH_SIZE:
@@ -81,7 +83,7 @@ def manifest_loader(dataset_dir: Path) -> LoadManifest:
     shard's chain): ``ValueError`` when its bytes are not those."""
 
     def load(relative: str, digest: str) -> dict[str, Any]:
-        data = (dataset_dir / relative).read_bytes()
+        data = read_document(dataset_dir / relative)
         if hashlib.sha256(data).hexdigest() != digest:
             raise ValueError(f"{relative} is not the manifest {digest[:16]}… its successor names")
         return json.loads(data)
@@ -133,7 +135,7 @@ def dataset_files(
         return [DatasetFile(log, None, f, f["leaf_start"]) for f in manifest["files"]]
     found, offset, load = [], 0, manifest_loader(dataset_dir)
     for head in manifest["shards"]:
-        data = (dataset_dir / head["manifest_path"]).read_bytes()
+        data = read_document(dataset_dir / head["manifest_path"])
         if hashlib.sha256(data).hexdigest() != head["manifest_sha256"]:
             raise ValueError(
                 f"{head['manifest_path']} is not the manifest of {head['shard']}'s head"

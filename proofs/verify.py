@@ -18,7 +18,13 @@ from typing import Any
 
 from proofs import quality_attestation, schema_docs
 from proofs.log import DatasetLog, LogRef
-from proofs.manifest import latest_manifest, load_manifest, manifest_problem, signature_path
+from proofs.manifest import (
+    latest_manifest,
+    load_manifest,
+    manifest_problem,
+    read_document,
+    signature_path,
+)
 from proofs.merkle import MerkleFrontier
 from proofs.shard_log import leaves_path
 from proofs.trust import Pin, TrustRoot
@@ -49,7 +55,7 @@ def verify_dataset(
         manifest, manifest_digest = load_manifest(manifest_file)
     except ValueError as error:
         manifest, manifest_digest = None, b""
-        problem = f"not JSON ({error})"
+        problem = f"not a manifest ({error})"
     else:
         problem = manifest_problem(manifest)
     if problem is not None:
@@ -178,16 +184,17 @@ def attestation_check(
         return None
     report_file = dataset_dir / quality["report_path"]
     try:
-        document = json.loads(path.read_bytes())
-    except ValueError:
-        return Check("quality", False, f"{path.name} is not JSON")
+        document = json.loads(read_document(path))
+        report = read_document(report_file) if report_file.exists() else None
+    except ValueError as error:
+        return Check("quality", False, f"{path.name}: {error}")
     problem = quality_attestation.check(
         document,
         dataset=manifest["dataset"],
         tree_size=manifest["checkpoint"]["tree_size"],
         manifest_sha256=manifest_sha256,
         added_files=added,
-        report=report_file.read_bytes() if report_file.exists() else None,
+        report=report,
         trusted_key_id=(manifest.get("publisher") or {}).get("key_id"),
     )
     if problem is not None:
@@ -210,15 +217,15 @@ def _signature_check(
     if not path.exists():
         return Check("signature", False, f"no signature beside the manifest ({path.name})")
     try:
-        signature = json.loads(path.read_bytes())
-    except ValueError:
-        return Check("signature", False, f"{path.name} is not JSON")
+        signature = json.loads(read_document(path))
+    except ValueError as error:
+        return Check("signature", False, f"{path.name} is not a signature ({error})")
     publisher = manifest.get("publisher") or {}
     if not isinstance(signature, dict) or publisher.get("public_key") != signature.get(
         "public_key"
     ):
         return Check("signature", False, "signed by a key other than the manifest's publisher")
-    problem = verify_signature(signature, manifest_file.read_bytes())
+    problem = verify_signature(signature, read_document(manifest_file))  # read whole above
     if problem is not None:
         return Check("signature", False, problem)
     key_id, pinned = signature["key_id"], trust.pin.key_id
@@ -269,9 +276,10 @@ def _describe_file_change(
         committed = log.leaf_hashes(start, start + entry["rows"])
     else:
         stored = dataset_dir / leaves_path(entry["path"])
-        data = stored.read_bytes() if stored.is_file() else b""
-        if len(data) != 32 * entry["rows"]:
+        sized = stored.is_file() and stored.stat().st_size == 32 * entry["rows"]
+        if not sized:  # absent, or not this file's: not read (untrusted)
             return head
+        data = stored.read_bytes()
         committed = [data[i : i + 32] for i in range(0, len(data), 32)]
     for row, (mine, theirs) in enumerate(zip(hashes, committed, strict=True)):
         if mine != theirs:

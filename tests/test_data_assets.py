@@ -354,3 +354,21 @@ def test_a_contract_that_is_no_data_asset_fails_the_check_not_the_verifier(
     check = _asset_check(impostor, trust, manifest, world.minted.table, digest)
     assert check.ok is False
     assert f"at {world.chain.contract} cannot be read" in check.detail
+
+
+def test_a_huge_contribution_table_is_a_failed_check_not_loaded(world):
+    dataset_dir = DataLayout(world.data_dir).dataset_dir(DATASET)
+    manifest_file = sorted((dataset_dir / "checkpoints").glob("*.manifest.json"))[-1]
+    table_file = dataset_dir / json.loads(manifest_file.read_bytes())["contributions"]["path"]
+    original = table_file.read_bytes()
+    with table_file.open("r+b") as file:
+        file.truncate(2**30)  # sparse: no disk used
+    try:
+        node = sorted(world.node_owners)[0]
+        verdict = verify_contribution(
+            dataset_dir, node, world.chain.trust_root(world.data_dir), manifest_file
+        )
+    finally:
+        table_file.write_bytes(original)
+    check = next(c for c in verdict.checks if c.name == "contributions")
+    assert check.ok is False and "bytes: not read" in check.detail
