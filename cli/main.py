@@ -47,6 +47,7 @@ def _default_data_dir() -> Path:
 def build_parser() -> argparse.ArgumentParser:
     from cli import anchor_commands, nodes_commands, run_commands
     from cli.market_commands import add_market_parsers
+    from cli.serve_commands import add_serve_parser
 
     parser = argparse.ArgumentParser(
         prog="rda", description="Network telemetry to verifiable Real Data Assets."
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     _schemas_parsers(sub)
     _prove_parser(sub)
     add_market_parsers(sub, _default_data_dir())
+    add_serve_parser(sub, _default_data_dir())
     _bench_parser(sub)
     return parser
 

@@ -1,13 +1,11 @@
-"""Handlers for ``rda market …``, ``rda query`` and ``rda serve``."""
+"""Handlers for ``rda market …`` and ``rda query`` (``rda serve``: ``cli/serve_commands.py``)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import signal
 import sys
-import threading
 from pathlib import Path
 
 from cli.asset_commands import add_asset_parsers
@@ -16,18 +14,23 @@ from cli.output import UserError, emit_json, err, out
 API_KEY_ENV = "RDA_API_KEY"
 
 
+def reader_arguments(parser: argparse.ArgumentParser, handler, default_data_dir: Path) -> None:
+    """``--data-dir`` (read as buyers read it) and ``--json``; ``handler`` runs the command."""
+    parser.add_argument(
+        "--data-dir",
+        type=_readers_data_dir,
+        default=default_data_dir,
+        help="data directory: a folder, or s3://BUCKET/PREFIX (read through a local copy)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.set_defaults(handler=handler)
+
+
 def add_market_parsers(sub: argparse._SubParsersAction, default_data_dir: Path) -> None:
-    """Register ``market``, ``query`` and ``serve`` on the ``rda`` parser."""
+    """Register ``market`` and ``query`` on the ``rda`` parser."""
 
     def common(parser: argparse.ArgumentParser, handler) -> None:
-        parser.add_argument(
-            "--data-dir",
-            type=_readers_data_dir,
-            default=default_data_dir,
-            help="data directory: a folder, or s3://BUCKET/PREFIX (read through a local copy)",
-        )
-        parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-        parser.set_defaults(handler=handler)
+        reader_arguments(parser, handler, default_data_dir)
 
     market = sub.add_parser("market", help="listings, buyers, API keys and entitlements")
     m_sub = market.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -35,11 +38,6 @@ def add_market_parsers(sub: argparse._SubParsersAction, default_data_dir: Path) 
     _listing_parsers(m_sub, common)
     add_asset_parsers(m_sub, common)  # mint, offer, buy, claim, withdraw, licences (on chain)
     _query_parser(sub, common)
-    serve = sub.add_parser("serve", help="the marketplace web page and HTTP API")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8787)
-    _serve_limit_arguments(serve)
-    common(serve, serve_market)
 
 
 def _readers_data_dir(value: str) -> Path:
@@ -53,23 +51,6 @@ def _readers_data_dir(value: str) -> Path:
         return readable_copy(value)
     except OSError as error:
         raise argparse.ArgumentTypeError(f"the object store cannot be read ({error})") from None
-
-
-def _serve_limit_arguments(serve: argparse.ArgumentParser) -> None:
-    """What one query, one buyer and one connection may spend (docs/marketplace.md)."""
-    add = serve.add_argument
-    add("--timeout", type=float, default=10.0, help="seconds per query, encoding included")
-    add("--memory-limit", default="512MB", help="DuckDB buffer memory per query database")
-    add("--max-rows", type=int, default=100_000, help="rows per result")
-    add("--max-result-mb", type=float, default=128, help="encoded bytes per result (MiB)")
-    add("--workers", type=int, default=4, help="query worker processes")
-    add("--worker-memory-mb", type=int, default=1536, help="memory cap of each worker (MiB)")
-    add("--per-buyer", type=int, default=2, help="queries one API key runs at once")
-    add("--queued-per-buyer", type=int, default=32, help="queries one API key may queue")
-    add("--max-connections", type=int, default=128, help="open connections")
-    add("--receive-timeout", type=float, default=15.0, help="seconds for a request to arrive")
-    add("--rpc-url", help="sell licences on chain: the node of the minted assets")
-    add("--chain-interval", type=float, default=1.0, help="seconds between licence syncs")
 
 
 def _buyer_parsers(m_sub: argparse._SubParsersAction, common) -> None:
@@ -254,13 +235,15 @@ def market_decline(args: argparse.Namespace) -> int:
     return 0
 
 
-def _marketplace(args: argparse.Namespace, limits=None, pool=None):
+def open_marketplace(args: argparse.Namespace, limits=None, pool=None):
+    """The marketplace over ``--data-dir`` (with ``rda serve``'s limits and query pool)."""
     from market.service import Marketplace
 
     return Marketplace(args.data_dir, limits, pool)
 
 
-def _refused(call):
+def refused(call):
+    """``call()``; the marketplace's refusal said as one line (exit 2)."""
     from market.policy import QueryRefused
 
     try:
@@ -272,8 +255,8 @@ def _refused(call):
 def market_list(args: argparse.Namespace) -> int:
     from market.listings import build_listing
 
-    market = _marketplace(args)
-    assets = _refused(market.assets)
+    market = open_marketplace(args)
+    assets = refused(market.assets)
     listings = [build_listing(a, market.market().terms_for(d)) for d, a in assets.items()]
     if args.json:
         emit_json({"listings": listings})
@@ -289,7 +272,7 @@ def market_list(args: argparse.Namespace) -> int:
 
 
 def market_export(args: argparse.Namespace) -> int:
-    document = _refused(lambda: _marketplace(args).export(args.dataset, args.format))
+    document = refused(lambda: open_marketplace(args).export(args.dataset, args.format))
     text = json.dumps(document, indent=2, sort_keys=True) + "\n"
     if args.output:
         args.output.write_text(text)
@@ -310,10 +293,10 @@ def buyer_query(args: argparse.Namespace) -> int:
         raise UserError(f"--format {args.format} is binary: pass --output FILE")
     if args.json and args.format != "json" and not args.output:
         raise UserError("--json prints one JSON object: use --format json, or pass --output FILE")
-    market = _marketplace(args)
+    market = open_marketplace(args)
     try:
-        buyer = _refused(lambda: market.authenticate(key))
-        result = _refused(
+        buyer = refused(lambda: market.authenticate(key))
+        result = refused(
             lambda: market.query(buyer, args.sql, args.format, args.proofs, args.max_rows)
         )
     finally:
@@ -339,30 +322,6 @@ def buyer_query(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve_limits(args: argparse.Namespace):
-    from market.pool import PoolLimits
-    from market.sandbox import Limits
-
-    positive = ("timeout", "max_rows", "max_result_mb", "workers", "worker_memory_mb",
-                "per_buyer", "queued_per_buyer", "max_connections", "receive_timeout")  # fmt: skip
-    for name in positive:
-        if getattr(args, name) <= 0:
-            raise UserError(f"--{name.replace('_', '-')} must be positive")
-    limits = Limits(
-        timeout_s=args.timeout,
-        memory_limit=args.memory_limit,
-        max_rows=args.max_rows,
-        max_result_bytes=int(args.max_result_mb * 1024 * 1024),
-    )
-    pool = PoolLimits(
-        workers=args.workers,
-        per_buyer=args.per_buyer,
-        queued_per_buyer=args.queued_per_buyer,
-        worker_memory_mb=args.worker_memory_mb,
-    )
-    return limits, pool
-
-
 def _write_bundles(bundles: list[dict], directory: Path) -> None:
     """One file per bundle, named as ``rda prove`` names them, for ``rda verify --bundle``."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -370,59 +329,3 @@ def _write_bundles(bundles: list[dict], directory: Path) -> None:
         name = f"{bundle['dataset']}-leaf-{bundle['leaf_index']:012d}.bundle.json"
         (directory / name).write_text(json.dumps(bundle, indent=2, sort_keys=True) + "\n")
     err.print(f"{len(bundles)} proof bundles in {directory} (check: rda verify --bundle)")
-
-
-def serve_market(args: argparse.Namespace) -> int:
-    from market.http import ServerLimits, start_server
-
-    limits, pool = _serve_limits(args)
-    market = _marketplace(args, limits, pool)
-    try:
-        _refused(market.assets)  # fail now, not on the first request, when there is no catalog
-        server_limits = ServerLimits(args.max_connections, args.receive_timeout)
-        server = start_server(market, args.port, args.host, server_limits)
-        _sell_on_chain(args, market, server.url)
-    except OSError as error:
-        market.close()
-        raise UserError(f"cannot listen on {args.host}:{args.port}: {error.strerror}") from None
-    except UserError:
-        market.close()
-        raise
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    if args.json:
-        emit_json({"url": server.url, "data_dir": str(args.data_dir)})
-    else:
-        err.print(f"serving the marketplace on {server.url} (Ctrl-C stops)")
-    try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if market.chain is not None:
-            market.chain.stop()
-        server.shutdown()
-        server.server_close()
-        market.close()
-    return 0
-
-
-def _sell_on_chain(args: argparse.Namespace, market, origin: str) -> None:
-    """With ``--rpc-url``: offers, wallet sign-in and the licence sync (every
-    ``--chain-interval`` s) for the data directory's minted assets."""
-    if not args.rpc_url:
-        return
-    from infra.chain import ChainConfig, connect
-    from market.onchain import ChainMarket, ChainUnavailable
-
-    if args.chain_interval <= 0:
-        raise UserError("--chain-interval must be positive")
-    try:
-        w3 = connect(ChainConfig("rpc", args.rpc_url))
-        market.chain = ChainMarket.open(
-            w3, args.data_dir, market.store, origin, args.chain_interval
-        )
-        market.chain.start()
-    except (ValueError, ConnectionError, ChainUnavailable) as error:
-        raise UserError(str(error)) from None
