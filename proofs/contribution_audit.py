@@ -142,10 +142,11 @@ def _manifest_asset(manifest: dict[str, Any], trust: TrustRoot) -> tuple[Any, in
     section = manifest.get("asset")
     if section is None or trust.w3 is None:
         return None
+    fields = section if isinstance(section, dict) else {}
     chain_id, address, token = (
-        (section.get(k) for k in ("chain_id", "contract", "token_id"))
-        if isinstance(section, dict)
-        else (None, None, None)
+        fields.get("chain_id"),
+        fields.get("contract"),
+        fields.get("token_id"),
     )
     if not (_is_int(chain_id) and _is_int(token) and isinstance(address, str)):
         return Check(

@@ -161,7 +161,7 @@ def checkpoint_sections(
     counted = recount(dataset, tree_size, [work.root / f["path"] for f in added])
     counts = Counter(previous.rows_by_node if previous else {}) + Counter(counted.rows_by_node)
     table = ContributionTable(dataset, tree_size, dict(counts))
-    relative = contribution_path(Path(""), tree_size).as_posix()
+    relative = table_relative_path(tree_size)
     raw = table.to_bytes()
     path = work.dataset_dir(dataset) / relative
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -196,7 +196,7 @@ def _shared_table(
     under the size's name once its checkpoint is anchored and promoted, under its hash before.
     A table with other bytes (a file damaged, or written by an older version, in which two
     workers racing at one size both wrote the size's name) is never built on."""
-    relative = contribution_path(Path(""), tree_size).as_posix()
+    relative = table_relative_path(tree_size)
     places = [relative] if sha256 is None else [relative, pending_table_path(sha256)]
     for place in places:  # anchored and promoted, else still under its hash
         try:
@@ -211,6 +211,12 @@ def _shared_table(
             dataset, tree_size,
         )  # fmt: skip
     return None
+
+
+def table_relative_path(tree_size: int) -> str:
+    """An anchored checkpoint's contribution table (the path its manifest names), relative to
+    the dataset folder."""
+    return contribution_path(Path(""), tree_size).as_posix()
 
 
 def pending_table_path(sha256: str) -> str:
@@ -229,8 +235,7 @@ def promote_table(store: Any, dataset: str, tree_size: int, sha256: str | None) 
         raw = store.read_bytes(pending)
     except FileNotFoundError:
         return
-    final = contribution_path(Path(""), tree_size).as_posix()
-    store.write_bytes(f"published/{dataset}/{final}", raw)
+    store.write_bytes(f"published/{dataset}/{table_relative_path(tree_size)}", raw)
     store.delete(pending)
 
 
