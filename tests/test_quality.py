@@ -183,7 +183,9 @@ def test_the_ge_report_is_deterministic_and_names_the_failing_expectation(tmp_pa
     assert failed[0]["result"]["unexpected_count"] == 1
 
 
-def test_a_report_without_data_docs_is_the_bytes_of_the_checkpoint_that_builds_them(tmp_path):
+def test_a_report_with_data_docs_is_the_bytes_and_pages_of_a_ge_checkpoint_s(tmp_path):
+    """``validate`` stores the result and builds the docs itself; a GE checkpoint with an
+    ``UpdateDataDocsAction`` (what it ran before) gives the same report and the same pages."""
     schema = published_schema(RADIO_KPI_V1)
     messages = list(generate(3, 5, 1, START_MS, seed=2))
     rows = pa.Table.from_batches(
@@ -200,9 +202,40 @@ def test_a_report_without_data_docs_is_the_bytes_of_the_checkpoint_that_builds_t
     broken = pa.concat_tables([broken, broken.slice(0, 2)])  # two natural keys twice
     alone, _ = validate(schema, broken)
     with_docs, _ = validate(schema, broken, tmp_path / "docs")
-    assert report_bytes(alone) == report_bytes(with_docs)
+    by_checkpoint = _checkpoint_report(schema, broken, tmp_path / "checkpoint")
+    assert report_bytes(alone) == report_bytes(with_docs) == report_bytes(by_checkpoint)
     assert not alone["success"]
     assert alone["statistics"]["unsuccessful_expectations"] == 2
+    assert _pages(tmp_path / "docs") == _pages(tmp_path / "checkpoint")
+    assert len(_pages(tmp_path / "docs")) == 3  # the index, the suite, the validation
+
+
+def _checkpoint_report(schema, rows: pa.Table, docs: Path) -> dict:
+    """The suite run by a GE checkpoint that builds the Data Docs in ``docs``: GE's own way."""
+    import uuid
+
+    import great_expectations as gx
+
+    from validators import expectations
+
+    suite = expectations._suite(schema, str(docs.resolve()))
+    checkpoint = suite.context.checkpoints.add(
+        gx.Checkpoint(
+            name=f"checkpoint-{uuid.uuid4()}",
+            validation_definitions=[suite.definition],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="docs")],
+        )
+    )
+    with expectations._pandas_options(), expectations._configurations_kept():
+        outcome = checkpoint.run(batch_parameters={"dataframe": rows.to_pandas()})
+    (result,) = outcome.run_results.values()
+    return expectations._report(schema, rows.num_rows, result.to_json_dict(), gx.__version__)
+
+
+def _pages(site: Path) -> list[str]:
+    """A Data Docs site's pages, without the run's time in their paths."""
+    names = (p.relative_to(site).parts for p in site.rglob("*.html"))
+    return sorted("/".join(part for part in parts if not part[:8].isdigit()) for parts in names)
 
 
 @pytest.mark.parametrize("fraction", [-0.1, 1.5])
@@ -231,13 +264,8 @@ def test_a_second_data_docs_site_renders_the_same_pages_without_compiling_a_temp
     assert compiled  # the first site compiled GE's templates into the process-wide cache
     validate(schema, rows, tmp_path / "second")
     assert data_docs_views._COMPILED._code == compiled  # nothing compiled again
-
-    def pages(site: Path) -> list[str]:
-        names = (p.relative_to(site).parts for p in site.rglob("*.html"))
-        return sorted("/".join(part for part in parts if not part[:8].isdigit()) for parts in names)
-
-    assert pages(tmp_path / "first") == pages(tmp_path / "second")
-    assert "expectations/radio_kpi/v1.html" in pages(tmp_path / "second")
+    assert _pages(tmp_path / "first") == _pages(tmp_path / "second")
+    assert "expectations/radio_kpi/v1.html" in _pages(tmp_path / "second")
 
 
 @pytest.mark.parametrize("docs", [False, True])
