@@ -322,6 +322,22 @@ def test_inside_a_validation_an_expectation_s_configuration_is_made_once():
     assert expectation.configuration is not first
 
 
+def test_inside_a_validation_a_configuration_s_expectation_is_made_once_and_anew_outside():
+    from great_expectations.expectations import ExpectColumnValuesToNotBeNull
+
+    from validators.expectations import _configurations_kept, _great_expectations
+
+    _great_expectations()  # as validating imports GE
+    configuration = ExpectColumnValuesToNotBeNull(column="node_id").configuration
+    with _configurations_kept():
+        first = configuration.to_domain_obj()
+        assert configuration.to_domain_obj() is first
+        assert first.column == "node_id"
+    outside = configuration.to_domain_obj()
+    assert outside is not first and outside == first
+    assert configuration.to_domain_obj() is not outside
+
+
 def test_ge_does_not_fingerprint_the_batch_and_the_report_is_the_same_bytes(tmp_path, monkeypatch):
     """GE's MD5 fingerprint of the frame is in its batch markers only, never in the report."""
     from great_expectations.execution_engine import pandas_execution_engine

@@ -82,6 +82,7 @@ def _great_expectations() -> Any:
     # files by SHA-256 instead. Never fingerprinted, then.
     pandas_execution_engine.HASH_THRESHOLD = 0
     _keep_configurations(great_expectations.expectations.Expectation)
+    _keep_domain_objects(great_expectations.expectations.expectation.ExpectationConfiguration)
     from great_expectations.core.id_dict import IDDict
     from great_expectations.util import convert_to_json_serializable
 
@@ -199,7 +200,8 @@ def _configurations_kept() -> Iterator[None]:
     kept for that expectation object; the report is the same bytes (``tests/test_quality.py``).
     The property is replaced when GE is imported (``_keep_configurations``) by one that keeps
     only inside such a context (a ``ContextVar``: each thread's validation its own); anywhere
-    else it builds a new configuration at every read, as GE's does."""
+    else it builds a new configuration at every read, as GE's does. The same holds for each
+    configuration's expectation (``_keep_domain_objects``)."""
     token = _KEPT.set({})
     try:
         yield
@@ -221,6 +223,30 @@ def _keep_configurations(expectation: type) -> None:
         return entry[1]
 
     expectation.configuration = property(configuration, doc=own.__doc__)
+
+
+def _keep_domain_objects(configuration_class: type) -> None:
+    """Replace GE's ``ExpectationConfiguration.to_domain_obj`` (once) by one that, inside
+    ``_configurations_kept``, makes each configuration's expectation once.
+
+    The reverse of ``configuration``: GE builds a new pydantic expectation from a configuration
+    at each call, ~25 times per expectation of one validation (every metric's keyword
+    arguments are looked up through one, ``registry.get_metric_kwargs``), and each new
+    expectation then builds its own configuration again: 12-14 % of a validation here. GE
+    changes a configuration before it asks for its expectation (the batch id), never after,
+    within a validation; the report is the same bytes (``tests/test_quality.py``)."""
+    own = configuration_class.to_domain_obj
+
+    def to_domain_obj(self: Any) -> Any:
+        kept = _KEPT.get()
+        if kept is None:
+            return own(self)
+        entry = kept.get(id(self))  # an expectation's and a configuration's ids never meet
+        if entry is None:
+            entry = kept[id(self)] = (self, own(self))
+        return entry[1]
+
+    configuration_class.to_domain_obj = to_domain_obj
 
 
 @dataclass(frozen=True)
