@@ -46,15 +46,31 @@ _BASE_CONFIG = {
     "log_level": 0,  # librdkafka's own stderr lines: errors reach us as exceptions instead
 }
 READER_GROUP = "rda-pipeline-reader"  # librdkafka wants a group id; readers never commit
+# How long the broker may hold a bounded read's fetch (fetch.wait.max.ms), shortest first. A
+# bounded read asks only for records that are there, but Tansu holds a fetch at a partition's
+# end for the whole wait (the last 250 records of a partition: 13-15 ms at 10 ms, 105 ms at
+# 100 ms; librdkafka's 500 ms default made each chunk read wait 0.5 s). And Tansu answers a
+# fetch whose storage read outlasts the wait with no records, every time: at 1 ms, a broker on
+# S3-compatible storage never gave a record (15 s; a plain consumer at 10 ms had them in 10 ms),
+# nor, once, an in-memory one on two busy cores (10 minutes). So a read that gets nothing while
+# its range still holds records asks again with the next, longer wait, kept for the source's
+# life.
+FETCH_WAITS_MS = (10, 50, 250, 500)
 
 
 class ConfluentSource:
     """``KafkaSource`` on confluent-kafka."""
 
-    def __init__(self, bootstrap: str, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        timeout_s: float = 30.0,
+        fetch_waits_ms: tuple[int, ...] = FETCH_WAITS_MS,
+    ) -> None:
         self.bootstrap = bootstrap
         self.timeout_s = timeout_s
         self._clients: dict[str, Any] = {}  # group -> an open consumer, reused by every call
+        self._fetch_waits_ms = fetch_waits_ms  # the reader's: the first is the one in use
 
     # -- connections --------------------------------------------------------------------------
 
@@ -71,11 +87,11 @@ class ConfluentSource:
                     "socket.timeout.ms": max(timeout_ms, 1000),
                     "session.timeout.ms": 6000,  # Tansu: joins take about half of it
                     "heartbeat.interval.ms": 1000,
-                    # A bounded read asks only for records that are there: the broker need not
-                    # hold a fetch to fill it. Tansu holds each fetch for the whole wait even
-                    # when it has the records: a 250-record read took 0.5 s with librdkafka's
-                    # default 500 ms, 20-22 ms with 10 ms, 10-13 ms with 1 ms (0: no answer).
-                    **({"fetch.wait.max.ms": 1} if group == READER_GROUP else {}),
+                    **(
+                        {"fetch.wait.max.ms": self._fetch_waits_ms[0]}
+                        if group == READER_GROUP
+                        else {}
+                    ),
                 }
             )
         except KafkaException as error:
@@ -210,25 +226,22 @@ class ConfluentSource:
 
     def read(self, offsets: OffsetRange) -> pa.RecordBatch:
         """All records of ``offsets``, in offset order, as one raw Arrow batch."""
-        from confluent_kafka import TopicPartition
 
         if offsets.size == 0:
             return _raw_batch(offsets, [])
-        consumer = self._client()
         try:
-            # assign() replaces any earlier assignment and drops what was prefetched for it.
-            consumer.assign([TopicPartition(offsets.topic, offsets.partition, offsets.start)])
-            messages = self._read_messages(consumer, offsets)
-            consumer.unassign()  # no prefetching past the range while the consumer is kept
+            messages = self._read_messages(offsets)
+            self._client().unassign()  # no prefetching past the range while the consumer is kept
         except BaseException:
             self.close()  # after a failure, start the next read on a fresh connection
             raise
         return _raw_batch(offsets, messages)
 
-    def _read_messages(self, consumer: Any, offsets: OffsetRange) -> list[Any]:
+    def _read_messages(self, offsets: OffsetRange) -> list[Any]:
         """The range's messages, in offset order; the columns are built from them at once."""
         kept: list[Any] = []
         position = offsets.start
+        consumer = self._assigned(offsets, position)
         deadline = time.monotonic() + self.timeout_s
         while position < offsets.end:
             # consume() waits until it has num_messages or the timeout: asking for no more than
@@ -242,8 +255,35 @@ class ConfluentSource:
                 break  # the rest of the range holds no records (control records, compaction)
             elif time.monotonic() > deadline:
                 raise KafkaUnavailable(f"no progress reading {offsets.name} at offset {position}")
+            elif len(self._fetch_waits_ms) > 1:
+                consumer = self._wait_longer(offsets, position)
             position = _keep_in_range(messages, position, offsets, kept)
         return kept
+
+    def _assigned(self, offsets: OffsetRange, position: int) -> Any:
+        """The reader, assigned the range's partition from ``position``."""
+        from confluent_kafka import TopicPartition
+
+        consumer = self._client()
+        with self._answered(f"reading {offsets.name}"):
+            # assign() replaces any earlier assignment and drops what was prefetched for it.
+            consumer.assign([TopicPartition(offsets.topic, offsets.partition, position)])
+        return consumer
+
+    def _wait_longer(self, offsets: OffsetRange, position: int) -> Any:
+        """A new reader that lets the broker hold its fetches for the next, longer wait
+        (``FETCH_WAITS_MS``), assigned at ``position``."""
+        stale = self._clients.pop(READER_GROUP, None)
+        if stale is not None:
+            threading.Thread(target=stale.close, name="rda-kafka-close", daemon=True).start()
+        waited, self._fetch_waits_ms = self._fetch_waits_ms[0], self._fetch_waits_ms[1:]
+        log.warning(
+            "no records from %s within %d ms fetches at offset %d of %s: asking with %d ms "
+            "from now on",
+            self.bootstrap, waited, position, offsets.name, self._fetch_waits_ms[0],
+            extra={"event": "kafka_fetch_wait", "fetch_wait_ms": self._fetch_waits_ms[0]},
+        )  # fmt: skip
+        return self._assigned(offsets, position)
 
     def _position(self, consumer: Any, offsets: OffsetRange) -> int:
         from confluent_kafka import TopicPartition

@@ -169,3 +169,49 @@ def test_a_consumer_whose_close_blocks_is_left_and_the_source_goes_on(caplog):
     assert source._clients == {}
     assert "a Kafka consumer did not close within 0.2 s: left" in caplog.text
     released.set()
+
+
+def test_a_read_the_broker_answers_with_nothing_within_its_fetch_wait_asks_with_a_longer_one(
+    broker, topic, publish, caplog
+):
+    """Tansu answers a fetch whose storage read outlasts fetch.wait.max.ms with no records, for
+    good (at 0 ms, every time; at 1 ms, a broker on S3-compatible storage on a slow machine):
+    the reader asks again with the next wait, and keeps it."""
+    from pipelines.confluent_source import ConfluentSource
+
+    caplog.set_level(logging.WARNING, logger="rda.kafka")
+    publish(broker, topic, nodes=8, duration_s=10)
+    partition, end = _longest_partition(broker, topic)
+    source = ConfluentSource(broker.bootstrap, timeout_s=10, fetch_waits_ms=(0, 10))
+    batch = source.read(OffsetRange(topic, partition, 0, end))
+    assert batch.column("offset").to_pylist() == list(range(end))
+    assert f"within 0 ms fetches at offset 0 of {topic}" in caplog.text
+    assert "asking with 10 ms from now on" in caplog.text
+    caplog.clear()
+    again = source.read(OffsetRange(topic, partition, 2, end))  # the longer wait is kept
+    assert again.column("offset").to_pylist() == list(range(2, end))
+    assert caplog.text == ""
+    source.close()
+
+
+def test_a_reader_that_gets_nothing_with_its_longest_wait_gives_up_after_its_timeout(
+    broker, topic, publish
+):
+    from pipelines.confluent_source import ConfluentSource
+
+    publish(broker, topic, nodes=8, duration_s=10)
+    partition, end = _longest_partition(broker, topic)
+    source = ConfluentSource(broker.bootstrap, timeout_s=2, fetch_waits_ms=(0,))
+    started = time.monotonic()
+    with pytest.raises(KafkaUnavailable, match=f"no progress reading {topic}-p"):
+        source.read(OffsetRange(topic, partition, 0, end))
+    assert time.monotonic() - started < 10
+
+
+def _longest_partition(broker, topic: str) -> tuple[int, int]:
+    """The partition holding the most records, and its end (read with the default waits)."""
+    source = open_source(broker.bootstrap, client="confluent")
+    try:
+        return max(source.high_watermarks(topic).items(), key=lambda item: item[1])
+    finally:
+        source.close()
