@@ -226,7 +226,6 @@ class ConfluentSource:
 
     def read(self, offsets: OffsetRange) -> pa.RecordBatch:
         """All records of ``offsets``, in offset order, as one raw Arrow batch."""
-
         if offsets.size == 0:
             return _raw_batch(offsets, [])
         try:
