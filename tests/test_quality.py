@@ -269,14 +269,16 @@ def test_a_second_data_docs_site_renders_the_same_pages_without_compiling_a_temp
 
 
 @pytest.mark.parametrize("docs", [False, True])
-def test_a_report_made_with_configurations_kept_is_the_bytes_of_ge_s_own(
-    tmp_path, monkeypatch, docs
-):
-    """``validate`` keeps each expectation's configuration while GE runs; GE rebuilds it at
-    every read. Every published dataset, with failing rows (two natural keys twice)."""
+def test_a_report_made_with_ge_s_shortcuts_is_the_bytes_of_ge_s_own(tmp_path, monkeypatch, docs):
+    """``validate`` keeps each expectation's configuration and each configuration's
+    expectation while GE runs, and ids plain metric arguments without GE's conversion; GE
+    rebuilds them at every read and converts every id's arguments. Every published dataset,
+    with failing rows (two natural keys twice)."""
     import contextlib
 
-    from validators import expectations
+    from great_expectations.core.id_dict import IDDict
+
+    from validators import expectations, ge_ids
 
     messages = list(generate(3, 5, 1, START_MS, seed=2, sessions=True))
     published = protected(messages, tmp_path / "private").published
@@ -288,6 +290,7 @@ def test_a_report_made_with_configurations_kept_is_the_bytes_of_ge_s_own(
         kept, _ = validate(schema, rows, tmp_path / "kept" if docs else None)
         with monkeypatch.context() as patch:
             patch.setattr(expectations, "_configurations_kept", contextlib.nullcontext)
+            patch.setattr(IDDict, "to_id", ge_ids.original_to_id)
             rebuilt, _ = validate(schema, rows, tmp_path / "rebuilt" if docs else None)
         assert report_bytes(kept) == report_bytes(rebuilt), dataset
         assert not kept["success"]
