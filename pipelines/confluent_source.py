@@ -111,11 +111,15 @@ class ConfluentSource:
         A consumer that does not close in time is left to its thread."""
         clients, self._clients = self._clients, {}
         for client in clients.values():
-            closing = threading.Thread(target=client.close, name="rda-kafka-close", daemon=True)
-            closing.start()
-            closing.join(self.timeout_s)
-            if closing.is_alive():
-                log.warning("a Kafka consumer did not close within %.1f s: left", self.timeout_s)
+            self._close_in_time(client)
+
+    def _close_in_time(self, client: Any) -> None:
+        """Close ``client`` within the source's timeout, or leave it to its thread."""
+        closing = threading.Thread(target=client.close, name="rda-kafka-close", daemon=True)
+        closing.start()
+        closing.join(self.timeout_s)
+        if closing.is_alive():
+            log.warning("a Kafka consumer did not close within %.1f s: left", self.timeout_s)
 
     @contextmanager
     def _answered(self, what: str) -> Iterator[None]:
@@ -274,7 +278,7 @@ class ConfluentSource:
         (``FETCH_WAITS_MS``), assigned at ``position``."""
         stale = self._clients.pop(READER_GROUP, None)
         if stale is not None:
-            threading.Thread(target=stale.close, name="rda-kafka-close", daemon=True).start()
+            self._close_in_time(stale)
         waited, self._fetch_waits_ms = self._fetch_waits_ms[0], self._fetch_waits_ms[1:]
         log.warning(
             "no records from %s within %d ms fetches at offset %d of %s: asking with %d ms "
