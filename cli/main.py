@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import logging
 import os
 import sys
@@ -45,7 +46,7 @@ def _default_data_dir() -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cli import anchor_commands, nodes_commands, run_commands
+    from cli import anchor_commands, nodes_commands, quality_commands, run_commands
     from cli.market_commands import add_market_parsers
     from cli.serve_commands import add_serve_parser
 
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     _demo_parser(sub)
     _verify_parser(sub)
     anchor_commands.add_parser(sub, _default_data_dir())
+    quality_commands.add_parser(sub, _default_data_dir())
     _quarantine_parsers(sub)
     _schemas_parsers(sub)
     _prove_parser(sub)
@@ -377,13 +379,25 @@ def entry() -> NoReturn:
     tests call that in-process.
     """
     arguments = sys.argv[1:]
-    if arguments[:1] == ["run"] and not {"-h", "--help"} & set(arguments):
+    if (
+        arguments[:1] == ["run"]
+        and not {"-h", "--help"} & set(arguments)
+        and not _quality_left_queued(arguments)
+    ):
         from streaming import quality_launch
 
         quality_launch.prestart()  # GE's warm-up on the core the run's own start leaves idle
     code = main()
     gc.freeze()  # in case the exit is a usual one after all (a thread still running)
     exit_now(code)
+
+
+def _quality_left_queued(arguments: list[str]) -> bool:
+    """``--quality queue`` on the command line, or in the environment: no GE worker to start
+    ahead (one a config file turns away is dismissed when the settings are read)."""
+    flag = [value for name, value in itertools.pairwise(arguments) if name == "--quality"]
+    flag += [a.removeprefix("--quality=") for a in arguments if a.startswith("--quality=")]
+    return (flag[-1] if flag else os.environ.get("RDA_QUALITY", "").strip()) == "queue"
 
 
 if __name__ == "__main__":

@@ -15,12 +15,12 @@ from cli.output import UserError, emit_json, err, out
 from pipelines.kafka_source import CLIENTS
 from schemas.adapters import format_choices
 from sinks.storage import data_location
-from streaming.config import LOG_FORMATS, RUNNERS, describe, load_settings
+from streaming.config import LOG_FORMATS, QUALITY_MODES, RUNNERS, describe, load_settings
 from streaming.node_cache import SIGNATURE_POLICIES
 
 if TYPE_CHECKING:
     from streaming.config import RunSettings
-    from streaming.quality_worker import QualityWorker
+    from streaming.quality_worker import QualityWorker, QueueOnly
 
 EXIT_CRASH_LOOP = 4  # a batch keeps killing its worker and no single record does
 SETTING_FLAGS = (
@@ -28,7 +28,7 @@ SETTING_FLAGS = (
     "max_chunk_records", "format", "chain", "rpc_url", "registry", "runner", "dask_scheduler",
     "metrics_port", "log_format", "kafka_timeout", "kafka_client", "retries", "backoff_max",
     "config", "once", "join_group", "crash_limit", "landers", "lag_interval", "work_dir", "window",
-    "allowed_lateness", "flush_windows", "node_registry", "signatures",
+    "allowed_lateness", "flush_windows", "node_registry", "signatures", "quality",
 )  # fmt: skip
 
 
@@ -100,6 +100,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "else a folder of its own)",
     )
     _event_time_flags(run)
+    run.add_argument(
+        "--quality",
+        choices=QUALITY_MODES,
+        help="Great Expectations on each anchored checkpoint: in a worker beside the run "
+        "(worker, default), or left queued for `rda quality` to validate (queue)",
+    )
     run.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     run.set_defaults(handler=run_command)
 
@@ -146,14 +152,21 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 @contextmanager
-def _quality_worker(settings: RunSettings) -> Iterator[QualityWorker]:
+def _quality_worker(settings: RunSettings) -> Iterator[QualityWorker | QueueOnly]:
     """The run's Great Expectations worker, started before the run's own imports: its imports
-    (~2 s of GE's) take the core those leave idle. Stopped here if the run never started it."""
-    from streaming.quality_worker import QualityWorker
+    (~2 s of GE's) take the core those leave idle. Stopped here if the run never started it.
+    With ``--quality queue``, none: the checkpoints wait in the queue for ``rda quality``."""
+    from sinks.layout import DataLayout
+    from streaming.quality_worker import QualityWorker, QueueOnly
     from streaming.store import run_workspace
     from streaming.workers import this_worker
 
-    quality = QualityWorker(settings.data_dir, run_workspace(settings, this_worker()).work.root)
+    work = run_workspace(settings, this_worker()).work.root
+    quality: QualityWorker | QueueOnly
+    if settings.quality == "queue":
+        quality = QueueOnly(DataLayout(work))
+    else:
+        quality = QualityWorker(settings.data_dir, work)
     quality.start()
     try:
         yield quality
@@ -161,7 +174,9 @@ def _quality_worker(settings: RunSettings) -> Iterator[QualityWorker]:
         quality.stop(drain_queue=False)  # nothing to do once the run has stopped it
 
 
-def _run(args: argparse.Namespace, settings: RunSettings, quality: QualityWorker) -> int:
+def _run(
+    args: argparse.Namespace, settings: RunSettings, quality: QualityWorker | QueueOnly
+) -> int:
     from cli import logs
     from proofs.anchor import AnchorRefused
     from streaming.errors import CrashLoop

@@ -34,6 +34,9 @@ _FIELDS = (
 )
 
 
+ATTESTATIONS = "quality/*.attestation.json"  # every checkpoint's, relative to the dataset folder
+
+
 def attestation_name(tree_size: int) -> str:
     """The attestation's path relative to the dataset folder."""
     return f"quality/{tree_size:012d}.attestation.json"

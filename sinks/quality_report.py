@@ -12,6 +12,7 @@ every ``DOCS_EVERY_S`` seconds (and at its first report).
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,11 +46,24 @@ def validate_new_rows(
 ) -> Validation:
     """Run the dataset's GE suite on the rows of ``files`` (path from the data root, sha256).
 
-    With ``docs_dir``, the same run also rebuilds the Data Docs there.
+    With ``docs_dir``, the same run also rebuilds the Data Docs there. A file whose bytes are
+    not the ones named (changed since the checkpoint was anchored) is refused: the attestation
+    names those hashes, so it must be their rows GE judged.
     """
-    rows = pa.concat_tables([pq.read_table(layout.root / f["path"]) for f in files])
+    rows = pa.concat_tables([_read_committed(layout, f["path"], f["sha256"]) for f in files])
     report, seconds = validate(schema, rows, docs_dir)
     return Validation(report, seconds)
+
+
+class ChangedSinceAnchored(ValueError):
+    """A checkpoint's file no longer has the SHA-256 its manifest committed to."""
+
+
+def _read_committed(layout: DataLayout, path: str, sha256: str) -> pa.Table:
+    data = (layout.root / path).read_bytes()
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise ChangedSinceAnchored(f"{path}: SHA-256 is not the anchored checkpoint's")
+    return pq.read_table(pa.BufferReader(data))
 
 
 def checkpoint_quality(

@@ -46,6 +46,9 @@ DEFAULT_TOPIC = "node-telemetry"
 RUNNERS = ("fnapi", "dask")
 LOG_FORMATS = ("text", "json")
 CHAINS = ("embedded", "anvil", "rpc")
+# Great Expectations on each anchored checkpoint: in a worker process beside the run, or only
+# queued, for `rda quality` (GE in a process, on cores, of its own) or the next run to validate.
+QUALITY_MODES = ("worker", "queue")
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ class RunSettings:
     window: int = 3600  # event-time windows (s): k-anonymity and DP counts per closed window
     allowed_lateness: int = 300  # s a window waits after its end, watermark-wise
     flush_windows: bool = False  # end of input: once caught up, close every window
+    quality: str = "worker"  # GE beside the run ("worker") or left queued ("queue")
 
 
 def boolean(value: Any) -> bool:
@@ -127,6 +131,7 @@ _GLOBAL: dict[str, Callable[[str], Any]] = {
     "window": int,
     "allowed_lateness": int,
     "flush_windows": boolean,
+    "quality": str,
 }
 _PER_TOPIC: dict[str, Callable[[str], Any]] = {
     "format": str,
@@ -243,6 +248,10 @@ def _validate(settings: RunSettings) -> None:
     if settings.kafka_client not in CLIENTS:
         raise SettingsError(
             f"kafka client must be one of {', '.join(CLIENTS)}, not {settings.kafka_client!r}"
+        )
+    if settings.quality not in QUALITY_MODES:
+        raise SettingsError(
+            f"quality must be one of {', '.join(QUALITY_MODES)}, not {settings.quality!r}"
         )
     if settings.chain is not None and settings.chain not in CHAINS:
         raise SettingsError(f"chain must be one of {', '.join(CHAINS)}, not {settings.chain!r}")

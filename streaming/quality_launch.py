@@ -35,3 +35,18 @@ def take() -> subprocess.Popen | None:
     if started is None or started.poll() is not None:
         return None
     return started
+
+
+def dismiss() -> None:
+    """Let the process ``prestart`` started go, if it has not been taken: its input ends, so it
+    exits at once (never told where, it has done nothing)."""
+    started = take()
+    if started is None:
+        return
+    if started.stdin is not None:
+        started.stdin.close()
+    try:
+        started.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        started.kill()
+        started.wait()

@@ -61,6 +61,16 @@ def pending(layout: DataLayout) -> list[Path]:
     return sorted(jobs, key=lambda p: (p.name.rsplit(".", 2)[-2], p.name))
 
 
+def failed_jobs(layout: DataLayout) -> list[Path]:
+    """Jobs set aside (``set_aside``), with their reasons."""
+    return sorted((queue_dir(layout) / "failed").glob("*.json"))
+
+
+def attestations(layout: DataLayout) -> list[Path]:
+    """Every checkpoint's signed GE attestation in the work directory, all datasets."""
+    return sorted(layout.published.glob(f"*/{quality_attestation.ATTESTATIONS}"))
+
+
 def attest(layout: DataLayout, job_file: Path, docs: bool = False) -> dict[str, Any]:
     """Validate one queued checkpoint, write its report and attestation, remove the job.
 

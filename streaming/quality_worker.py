@@ -259,8 +259,9 @@ class QualityWorker:
         if self.process is not None and self.process.poll() is None:
             self._close_input(b"finish\n")
 
-    def stop(self, drain_queue: bool, timeout_s: float = 900.0) -> None:
-        """Stop the worker: after the whole queue (``drain_queue``) or after its current job."""
+    def stop(self, drain_queue: bool, timeout_s: float | None = 900.0) -> None:
+        """Stop the worker: after the whole queue (``drain_queue``) or after its current job;
+        killed if it takes longer than ``timeout_s`` (None: as long as it takes)."""
         if self.process is None or self.process.poll() is not None:
             self._close_input(b"")
             if drain_queue:
@@ -299,6 +300,26 @@ class QualityWorker:
             self.process.stdin.close()
         except BrokenPipeError:  # it has just exited
             pass
+
+
+class QueueOnly:
+    """``rda run --quality queue``: checkpoints are queued as ever, and left for ``rda quality``
+    (or a later run with a worker) to validate; no GE in this run's processes."""
+
+    def __init__(self, layout: DataLayout) -> None:
+        self.layout = layout
+
+    def start(self) -> None:
+        quality_launch.dismiss()  # a worker started ahead of the settings: not needed
+
+    def nudge(self) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+    def stop(self, drain_queue: bool, timeout_s: float | None = 900.0) -> None:
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:

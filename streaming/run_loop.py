@@ -20,6 +20,7 @@ from typing import Protocol
 
 from infra.state import InfraState
 from pipelines.kafka_source import TopicNotFound, open_source
+from sinks.layout import DataLayout
 from streaming.chain import ChainContext
 from streaming.chain_opening import ChainOpening, chain_target, open_and_bind
 from streaming.config import RunSettings
@@ -32,7 +33,7 @@ from streaming.membership import Membership
 from streaming.metrics import RunMetrics
 from streaming.poison import landing_process
 from streaming.quality_queue import pending
-from streaming.quality_worker import QualityWorker
+from streaming.quality_worker import QualityWorker, QueueOnly
 from streaming.retry import Backoff
 from streaming.run_report import RunReport, log_batch
 from streaming.scratch import sweep_scratch
@@ -73,7 +74,7 @@ class RunLoop:
         settings: RunSettings,
         log: logging.Logger,
         status_line: Callable[[], AbstractContextManager[StatusLine]] | None = None,
-        quality: QualityWorker | None = None,
+        quality: QualityWorker | QueueOnly | None = None,
     ) -> None:
         self.settings = settings
         self.log = log
@@ -102,7 +103,10 @@ class RunLoop:
         self.space = run_workspace(settings, self.worker.id)
         # Great Expectations, after the anchor, in a child working in the same work directory
         # (``quality``: one the caller started already, on that directory).
-        if quality is None:
+        # ``--quality queue``: left queued, for `rda quality`.
+        if quality is None and settings.quality == "queue":
+            quality = QueueOnly(DataLayout(self.space.work.root))
+        elif quality is None:
             quality = QualityWorker(settings.data_dir, self.space.work.root)
         self.quality = quality
         self._unfinished_at = float("-inf")  # when the unfinished-batches gauge was last set

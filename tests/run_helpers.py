@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,12 +40,21 @@ def start_run(
 
 
 def run_args(bootstrap: str, topic: str, data: Path, chain_url: str, registry: str) -> list[str]:
+    """Small batches on anvil. GE's jobs are left queued (``--quality queue``): these runs are
+    about the data and its anchors, and GE's warm-up and jobs were half the CPU of each
+    (a later ``--quality worker`` flag wins)."""
     return [
         "--bootstrap", bootstrap, "--topic", topic, "--group", f"group-{topic}",
         "--data-dir", str(data), "--chain", "rpc", "--rpc-url", chain_url,
         "--registry", registry, "--max-batch-records", "40", "--max-chunk-records", "20",
-        "--interval", "0.2",
+        "--interval", "0.2", "--quality", "queue",
     ]  # fmt: skip
+
+
+def checkpoint_keys(paths: Iterable[Path]) -> set[tuple[str, int]]:
+    """(dataset, tree size) of files named ``published/DATASET/FOLDER/SIZE.KIND.json``: the
+    checkpoints' manifests, their GE attestations."""
+    return {(path.parent.parent.name, int(path.name.split(".")[0])) for path in paths}
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.1) -> None:

@@ -16,11 +16,13 @@ import time
 from pathlib import Path
 
 import pytest
-from run_helpers import assert_exactly_once, run_args, start_run
+from run_helpers import assert_exactly_once, checkpoint_keys, run_args, start_run
 
 from simulator.fleet import generate
 from simulator.producer import produce
+from sinks.layout import DataLayout
 from streaming.faults import STEPS
+from streaming.quality_queue import attestations, failed_jobs, pending
 from streaming.store import journaling, workspace
 
 START_MS = 1_764_000_000_000
@@ -70,6 +72,7 @@ def test_ten_random_kill_9s_then_restart_lose_and_repeat_nothing(
     produced = produce(broker.bootstrap, topic, messages).messages
     data, log = tmp_path / "data", tmp_path / "run.log"
     args = run_args(broker.bootstrap, topic, data, anvil.rpc_url, registry.address)
+    args += ["--quality", "worker"]  # GE's queue and reports killed at any moment too
     rng = random.Random(7)
     for _ in range(RANDOM_KILLS):
         process = start_run(*args, state=tmp_path / "state", log=log)
@@ -78,3 +81,7 @@ def test_ten_random_kill_9s_then_restart_lose_and_repeat_nothing(
         process.wait(timeout=30)
     finish(args, tmp_path, log)
     assert_exactly_once(broker.bootstrap, topic, data, registry, produced)
+    layout = DataLayout(data)  # every checkpoint's GE report attested, once
+    assert pending(layout) == [] and failed_jobs(layout) == []
+    manifests = layout.published.glob("*/checkpoints/*.manifest.json")
+    assert checkpoint_keys(attestations(layout)) == checkpoint_keys(manifests)

@@ -77,6 +77,7 @@ def test_topics_come_from_flags_then_the_comma_separated_variable_then_the_file(
         ("", {"RDA_MAX_BATCH_RECORDS": "lots"}, "RDA_MAX_BATCH_RECORDS: expected int"),
         ("", {"RDA_RUNNER": "spark"}, "runner must be one of fnapi, dask, not 'spark'"),
         ("[run]\nmax_batch_records = 0", {}, "batch and chunk sizes must be positive"),
+        ("", {"RDA_QUALITY": "later"}, "quality must be one of worker, queue, not 'later'"),
     ],
 )
 def test_a_bad_setting_is_one_clear_error_naming_where_it_came_from(tmp_path, text, env, message):
@@ -85,6 +86,15 @@ def test_a_bad_setting_is_one_clear_error_naming_where_it_came_from(tmp_path, te
     with pytest.raises(SettingsError) as error:
         load_settings({"config": path}, environ=env)
     assert message in str(error.value)
+
+
+def test_ge_runs_beside_the_run_unless_a_layer_says_to_leave_it_queued(tmp_path):
+    path = tmp_path / "rda.toml"
+    path.write_text('[run]\nquality = "queue"\n')
+    assert load_settings({}, environ={}).quality == "worker"
+    assert load_settings({"config": path}, environ={}).quality == "queue"
+    assert load_settings({"config": path}, environ={"RDA_QUALITY": "worker"}).quality == "worker"
+    assert load_settings({"quality": "queue"}, environ={"RDA_QUALITY": "worker"}).quality == "queue"
 
 
 def test_a_missing_config_file_is_named(tmp_path):
