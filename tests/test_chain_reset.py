@@ -50,7 +50,7 @@ def test_a_reset_chain_stops_rda_run_until_the_checkpoints_are_reanchored(
     run = (
         "run", "--once", "--bootstrap", broker.bootstrap, "--topic", topic, "--group",
         f"g-{topic}", "--data-dir", str(data), "--chain", "rpc", "--rpc-url", node.rpc_url,
-        "--registry", registry.address, "--json",
+        "--registry", registry.address, "--json", "--quality", "queue",
     )  # fmt: skip
     try:
         publish(broker, topic, nodes=3, duration_s=10, seed=1)

@@ -187,7 +187,7 @@ def test_run_once_exits_when_caught_up_without_waiting_for_the_trigger(tmp_path,
     started = time.monotonic()
     run = rda(
         "run", "--once", "--interval", "600", "--bootstrap", broker.bootstrap, "--topic", topic,
-        "--data-dir", str(tmp_path / "data"), "--chain", "embedded", "--json",
+        "--data-dir", str(tmp_path / "data"), "--chain", "embedded", "--json", "--quality", "queue",
         state=tmp_path / "state", timeout=120,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr

@@ -119,6 +119,7 @@ def test_every_hostile_kind_is_quarantined_once_and_rda_run_never_stops(broker, 
         "--bootstrap", broker.bootstrap, "--topic", topic, "--group", f"g-{topic}",
         "--data-dir", str(data), "--chain", "embedded", "--interval", "0.2",
         "--crash-limit", "1", "--metrics-port", str(port), "--log-format", "json",
+        "--quality", "queue",
         "--flush-windows",  # the whole input is there: sessions are not left waiting for 17:05
         state=tmp_path / "state", log=log, env={"RDA_CRASH_ON_RECORD": CRASH_MARKER},
     )  # fmt: skip

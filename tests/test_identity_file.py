@@ -198,7 +198,8 @@ def test_rda_run_stops_in_one_line_on_a_damaged_copy_it_cannot_restore(
 
     data, state = tmp_path / "data", tmp_path / "state"
     run = ("run", "--once", "--bootstrap", broker.bootstrap, "--topic", topic, "--group",
-           f"g-{topic}", "--data-dir", str(data), "--chain", "embedded")  # fmt: skip
+           f"g-{topic}", "--data-dir", str(data), "--chain", "embedded",
+           "--quality", "queue")  # fmt: skip
     publish(broker, topic, nodes=2, duration_s=5, seed=1)
     assert rda(*run, state=state).returncode == 0
     path = identity_path(data)

@@ -41,7 +41,7 @@ def test_metrics_json_logs_and_status_agree_with_what_was_produced(
         "--bootstrap", broker.bootstrap, "--topic", topic, "--group", f"g-{topic}",
         "--data-dir", str(data), "--chain", "embedded", "--max-batch-records", "50",
         "--interval", "600", "--lag-interval", "0.5", "--metrics-port", str(port),
-        "--log-format", "json", state=tmp_path / "state", log=log,
+        "--log-format", "json", "--quality", "queue", state=tmp_path / "state", log=log,
     )  # fmt: skip
     try:
 
@@ -130,7 +130,7 @@ def test_a_topic_that_does_not_exist_yet_is_a_warning_and_nothing_is_read(broker
     log = tmp_path / "run.log"
     process = start_run(
         "--once", "--json", "--bootstrap", broker.bootstrap, "--topic", "no-such-topic",
-        "--data-dir", str(tmp_path / "data"), "--chain", "embedded",
+        "--data-dir", str(tmp_path / "data"), "--chain", "embedded", "--quality", "queue",
         state=tmp_path / "state", log=log,
     )  # fmt: skip
     stdout, _ = process.communicate(timeout=120)
