@@ -13,11 +13,12 @@ the jobs, and when: ``streaming/quality_worker.py``.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from proofs import quality_attestation
 from proofs.signing import publisher_key
@@ -59,6 +60,35 @@ def pending(layout: DataLayout) -> list[Path]:
     """Queued jobs, oldest checkpoint first."""
     jobs = queue_dir(layout).glob("*.json")
     return sorted(jobs, key=lambda p: (p.name.rsplit(".", 2)[-2], p.name))
+
+
+class QueueLock:
+    """Who takes a queue's jobs: the one process holding an exclusive ``flock`` on
+    ``private/quality-queue/.worker.lock`` (the jobs it forks share it). Without it, ``rda
+    quality`` beside a run with a worker of its own took the same jobs: both validated one, and
+    the second to remove it died and set it aside."""
+
+    def __init__(self, layout: DataLayout) -> None:
+        self.path = queue_dir(layout) / ".worker.lock"
+        self._handle: IO[bytes] | None = None
+
+    def acquire(self) -> bool:
+        """Take the lock if no other process holds it; whether this one does now."""
+        if self._handle is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = self.path.open("a+b")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                return False
+            self._handle = handle
+        return True
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()  # the lock goes with the last descriptor of it
+            self._handle = None
 
 
 def failed_jobs(layout: DataLayout) -> list[Path]:

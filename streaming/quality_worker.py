@@ -2,7 +2,8 @@
 
 The queue and what one job does: ``streaming/quality_queue.py``. A separate process
 (``QualityWorker``, ``python -m streaming.quality_worker DATA_DIR``) takes the queue oldest first,
-each job in a child forked from it once GE is warm (``_Pool``). The parent talks to the worker
+each job in a child forked from it once GE is warm (``streaming/quality_pool.py``), while it
+holds the queue's lock (another worker has it: it waits). The parent talks to the worker
 through its stdin: ``stop`` — finish the current job and exit (the rest waits for the next
 start); ``finish`` — do the whole queue, then exit (``rda run --once``, the demo). End of input
 (the parent is gone, even killed) means ``stop``.
@@ -10,9 +11,7 @@ start); ``finish`` — do the whole queue, then exit (``rda run --once``, the de
 
 from __future__ import annotations
 
-import contextlib
 import gc
-import json
 import logging
 import os
 import signal
@@ -27,15 +26,8 @@ from schemas.published import published_schema_for_dataset
 from sinks.layout import DataLayout
 from streaming import quality_launch
 from streaming.isolation import PARENT_ENDS
-from streaming.quality_queue import (
-    attest,
-    dataset_of,
-    docs_dir,
-    pending,
-    queue_dir,
-    requeue,
-    set_aside,
-)
+from streaming.quality_pool import Pool, drain
+from streaming.quality_queue import QueueLock, pending
 
 log = logging.getLogger("rda.quality")
 POLL_S = 0.5
@@ -49,168 +41,6 @@ NICENESS = 10
 # validated at once, each in a child forked from the warmed worker: a batch queues one per
 # dataset, and both cores are free then (three datasets: 2.2-3.4 s one at a time, 1.7-2.1 s).
 PARALLEL_JOBS = 2
-
-
-def drain(
-    layout: DataLayout,
-    stop: threading.Event | None = None,
-    final: bool = True,
-    parallel: int = 1,
-) -> int:
-    """Attest queued checkpoints until the queue is empty (or ``stop`` is set); how many.
-
-    Data Docs are rebuilt when due and, with ``final``, for each dataset's last queued job.
-    ``parallel`` > 1: up to that many checkpoints of different datasets at once, each in a
-    child forked from this (warmed-up) process (``_Pool``); one dataset's checkpoints always go
-    one at a time, oldest first, as its Data Docs site is theirs to share.
-    """
-    if parallel > 1:
-        return _Pool(layout, parallel, final).drain(stop)
-    done = 0
-    while not (stop is not None and stop.is_set()):
-        jobs = pending(layout)
-        if not jobs:
-            break
-        (job,) = _next_jobs(layout, jobs, busy=set(), count=1)
-        _attest_or_set_aside(layout, job, _docs_with(layout, job, jobs, final))
-        done += 1
-    return done
-
-
-def _next_jobs(layout: DataLayout, jobs: list[Path], busy: set[str], count: int) -> list[Path]:
-    """Up to ``count`` jobs to start: the oldest of each dataset not ``busy``, the largest
-    first (it sets how long the others run beside it, or wait after it)."""
-    oldest: dict[str, Path] = {}
-    for job in jobs:
-        if dataset_of(job) not in busy:
-            oldest.setdefault(dataset_of(job), job)
-    return sorted(oldest.values(), key=lambda job: -_weight(layout, job))[:count]
-
-
-def _docs_with(layout: DataLayout, job: Path, jobs: list[Path], final: bool) -> bool:
-    """Rebuild the dataset's Data Docs with this job: when due, or at the end of a final drain."""
-    from sinks.quality_report import docs_due
-
-    dataset = dataset_of(job)
-    last_of_dataset = sum(dataset_of(j) == dataset for j in jobs) == 1
-    return docs_due(layout, dataset) or (final and last_of_dataset)
-
-
-def _attest_or_set_aside(layout: DataLayout, job: Path, docs: bool) -> None:
-    try:
-        attest(layout, job, docs=docs)
-    except Exception as error:  # one bad job must not stop the others: set it aside
-        set_aside(job, error)
-
-
-class _Pool:
-    """Checkpoints validated in forked children, up to ``size`` at once; a new one starts as
-    soon as a child ends."""
-
-    def __init__(self, layout: DataLayout, size: int, final: bool) -> None:
-        self.layout, self.size, self.final = layout, size, final
-        self.running: dict[int, tuple[Path, bool]] = {}  # pid: (job, docs built with it)
-        self._started: set[tuple[str, bool]] = set()  # (dataset, with docs) of started jobs
-        # Per dataset, its latest job when it was started without Data Docs (they were built
-        # less than DOCS_EVERY_S ago): its name and bytes, to redo it with them when final.
-        self._undocumented: dict[str, tuple[Path, bytes]] = {}
-
-    def drain(self, stop: threading.Event | None) -> int:
-        done = 0
-        while True:
-            if not (stop is not None and stop.is_set()):
-                self.start_more()
-            if not self.running:
-                return done
-            done += self._reap(*os.wait())
-
-    def reap_ended(self) -> int:
-        """Collect the children that have ended, without waiting; how many were the pool's."""
-        done = 0
-        while self.running:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-            if pid == 0:
-                break
-            done += self._reap(pid, status)
-        return done
-
-    def start_more(self) -> None:
-        if len(self.running) >= self.size:  # looked at every CHILD_POLL_S: no listing for nothing
-            return
-        jobs = pending(self.layout)
-        busy = {dataset_of(job) for job, _ in self.running.values()}
-        if self.final and self._redo_for_docs(jobs, busy):
-            jobs = pending(self.layout)
-        for job in _next_jobs(self.layout, jobs, busy, self.size - len(self.running)):
-            self._start(job, _docs_with(self.layout, job, jobs, self.final))
-
-    def _redo_for_docs(self, jobs: list[Path], busy: set[str]) -> int:
-        """Queued again: each dataset's last job that ran without Data Docs while the run went
-        on (built less than DOCS_EVERY_S before), so that the run ends with every dataset's
-        docs showing its last checkpoint. Redone, a job writes the same report and attestation.
-        """
-        queued = {dataset_of(job) for job in jobs}
-        redone = 0
-        for dataset, (job, data) in list(self._undocumented.items()):
-            if dataset in busy or dataset in queued:
-                continue  # its last job is still to come, or to end
-            del self._undocumented[dataset]
-            if not (queue_dir(self.layout) / "failed" / job.name).exists():  # not set aside
-                requeue(job, data)
-                redone += 1
-        return redone
-
-    def _start(self, job: Path, docs: bool) -> None:
-        from streaming.isolation import die_with_parent, fork_frozen
-        from validators.expectations import prepare
-
-        dataset = dataset_of(job)
-        if (dataset, docs) in self._started:  # a stream's: made once here, not in every child
-            try:
-                prepare(published_schema_for_dataset(dataset), docs_dir(self.layout, dataset, docs))
-            except Exception as error:  # each child makes its own, and says what fails
-                log.debug("GE's checkpoint for %s not made ahead: %s", dataset, error)
-        self._started.add((dataset, docs))
-        if docs:
-            self._undocumented.pop(dataset, None)
-        else:
-            with contextlib.suppress(OSError):  # gone: the child sets it aside, saying why
-                self._undocumented[dataset] = job, job.read_bytes()
-        parent = os.getpid()
-        pid = fork_frozen()
-        if pid == 0:  # pragma: no cover - the child: measured by its effects
-            die_with_parent(parent)
-            code = 1  # the job could not even be set aside: the parent does it
-            try:
-                _attest_or_set_aside(self.layout, job, docs)
-                code = 0
-            finally:
-                os._exit(code)  # no atexit handlers, no joining of the parent's inherited state
-        self.running[pid] = job, docs
-
-    def _reap(self, pid: int, status: int) -> int:
-        """A child ended (1: one of the pool's): one that died sets its job aside (it would
-        kill the next child too); Data Docs it built are due again in ``DOCS_EVERY_S``."""
-        from sinks.quality_report import mark_docs_built
-        from streaming.isolation import WorkerCrashed
-
-        if pid not in self.running:
-            return 0
-        job, docs = self.running.pop(pid)
-        if status != 0 and job.exists():
-            set_aside(job, WorkerCrashed.from_status(f"GE validation of {job.name}", status))
-        elif docs:
-            mark_docs_built(self.layout, published_schema_for_dataset(dataset_of(job)))
-        return 1
-
-
-def _weight(layout: DataLayout, job: Path) -> int:
-    """The bytes of Parquet a job validates (0 if it cannot tell): GE's time follows the rows."""
-    try:
-        files = json.loads(job.read_bytes())["files"]
-        return sum((layout.root / f["path"]).stat().st_size for f in files)
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0
 
 
 class QualityWorker:
@@ -339,12 +169,14 @@ def main(argv: list[str] | None = None) -> int:
     while not told:  # said long before the warm-up ends; the input's end exits at once
         time.sleep(CHILD_POLL_S)
     layout = DataLayout(told[0])
+    if not _take_queue(QueueLock(layout), stop, finish):
+        return 0  # told to end while another worker had the queue: its jobs are that one's
     # Each job in a child forked from this warm process: one at a time while the run goes on,
     # leaving it a core; once it is over (`finish`), its cores are free for GE: up to
     # PARALLEL_JOBS, at once, beside a job still running (one taken in this process made the
     # others wait for its end: ~+0.5 s for one `rda run --once` in five, when a poll found the
     # queue between the batch's commit and the `finish`).
-    pool = _Pool(layout, size=1, final=False)
+    pool = Pool(layout, size=1, final=False)
     while True:
         if finish.is_set():  # and then the last docs, with each dataset's last job
             pool.size, pool.final = PARALLEL_JOBS, True
@@ -357,6 +189,19 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         else:
             finish.wait(POLL_S)
+
+
+def _take_queue(lock: QueueLock, stop: threading.Event, finish: threading.Event) -> bool:
+    """Hold the queue's lock, waiting while another worker takes its jobs (``rda quality``
+    beside this run); False if told to stop or finish first."""
+    if lock.acquire():
+        return True
+    log.info("another quality worker takes %s; waiting for it", lock.path.parent)
+    while not (stop.is_set() or finish.is_set()):
+        if lock.acquire():
+            return True
+        finish.wait(POLL_S)
+    return False
 
 
 def warm_up() -> None:

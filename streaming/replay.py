@@ -29,7 +29,7 @@ from sinks.catalog import Catalog
 from sinks.dedup import drop_records, find_batch_duplicates
 from sinks.layout import DataLayout
 from sinks.parquet import write_parquet
-from streaming import quality_worker
+from streaming import quality_pool
 from streaming.batch import Anchorer, Progress
 from streaming.batch_files import publish_batch_files
 from streaming.checkpoints import Checkpoints
@@ -132,7 +132,7 @@ def replay(
         summary.still_quarantined = dict(
             sorted(Counter(c for c in outcome.values() if c is not None).items())
         )
-    quality_worker.drain(layout)  # GE's report of the replay's checkpoints, after their anchor
+    quality_pool.drain(layout)  # GE's report of the replay's checkpoints, after their anchor
     return summary
 
 

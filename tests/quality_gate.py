@@ -13,13 +13,13 @@ import sys
 import time
 from pathlib import Path
 
-from streaming import quality_worker
+from streaming import quality_pool, quality_worker
 
 RELEASE_WITHIN_S = 120.0
 
 
 def _gated(gates: Path, held: str):
-    attest = quality_worker._attest_or_set_aside
+    attest = quality_pool._attest_or_set_aside
 
     def gated(layout, job: Path, docs: bool) -> None:
         # Whether the child found GE imported: forked from a warm worker, or paying it again.
@@ -36,5 +36,5 @@ def _gated(gates: Path, held: str):
 
 if __name__ == "__main__":
     gates, data_dir, held = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-    quality_worker._attest_or_set_aside = _gated(gates, held)
+    quality_pool._attest_or_set_aside = _gated(gates, held)
     raise SystemExit(quality_worker.main([data_dir]))

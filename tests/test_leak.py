@@ -27,7 +27,7 @@ from simulator.producer import produce
 from sinks.layout import DataLayout
 from streaming.chain import open_chain
 from streaming.driver import RunConfig, run_batch
-from streaming.quality_worker import drain
+from streaming.quality_pool import drain
 
 START_MS = 1_764_000_000_000
 SESSIONS = "subscriber_session.v1"

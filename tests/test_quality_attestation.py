@@ -19,8 +19,8 @@ from proofs.signing import publisher_key
 from proofs.verdict import NOT_VERIFIED, VERIFIED
 from proofs.verify import verify_dataset
 from sinks.layout import DataLayout
+from streaming.quality_pool import drain
 from streaming.quality_queue import pending
-from streaming.quality_worker import drain
 from validators.expectations import report_bytes, validate
 
 

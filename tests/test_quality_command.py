@@ -24,7 +24,9 @@ from proofs import quality_attestation
 from sinks.layout import DataLayout
 from streaming import quality_launch
 from streaming.keys import publisher_key
-from streaming.quality_queue import attestations, failed_jobs, pending, queue_dir
+from streaming.quality_pool import drain
+from streaming.quality_queue import QueueLock, attestations, failed_jobs, pending, queue_dir
+from streaming.quality_worker import QualityWorker
 
 
 def rda(*args: str, state: Path, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -179,3 +181,23 @@ def test_a_ge_worker_started_ahead_and_dismissed_exits_at_once():
     quality_launch.dismiss()
     assert started is not None and started.returncode == 0
     assert quality_launch.take() is None
+
+
+def test_a_worker_started_while_another_holds_the_queue_takes_none_of_its_jobs(data):
+    """``rda quality`` beside a run that has a worker of its own: one of them takes the jobs,
+    the other waits (and, told to finish first, leaves them to the one that has them)."""
+    layout = DataLayout(data)
+    queued = pending(layout)
+    holder = QueueLock(layout)
+    assert holder.acquire()
+    try:
+        assert drain(layout) == 0  # in this process too: another lock, the same file
+        worker = QualityWorker(data)
+        worker.start()
+        worker.stop(drain_queue=True, timeout_s=120)
+        assert worker.process is not None and worker.process.returncode == 0
+        assert pending(layout) == queued and attestations(layout) == []
+    finally:
+        holder.release()
+    assert drain(layout) == len(queued)
+    assert len(attestations(layout)) == len(queued)

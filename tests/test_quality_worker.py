@@ -20,8 +20,9 @@ from run_helpers import wait_for
 from infra.processes import alive
 from sinks.layout import DataLayout
 from streaming import quality_launch
+from streaming.quality_pool import drain
 from streaming.quality_queue import dataset_of, pending, queue_dir
-from streaming.quality_worker import QualityWorker, drain
+from streaming.quality_worker import QualityWorker
 
 
 def test_the_worker_process_drains_the_queue_when_asked_to_finish(copy_of):
@@ -214,19 +215,19 @@ def test_checkpoints_validated_at_once_in_children_are_attested_as_one_at_a_time
 def test_a_child_that_dies_validating_sets_its_checkpoint_aside_and_the_others_go_on(
     copy_of, monkeypatch
 ):
-    from streaming import quality_worker
+    from streaming import quality_pool
 
     data_dir, _, _ = copy_of
     layout = DataLayout(data_dir)
     queued = pending(layout)
-    attest = quality_worker.attest
+    attest = quality_pool.attest
 
     def dies_on_radio(layout, job, docs=False):
         if job.name.startswith(RADIO):
             os.kill(os.getpid(), signal.SIGKILL)  # as a segfault in a native library would
         return attest(layout, job, docs)
 
-    monkeypatch.setattr(quality_worker, "attest", dies_on_radio)
+    monkeypatch.setattr(quality_pool, "attest", dies_on_radio)
     assert drain(layout, parallel=2) == len(queued)
     (failed,) = (queue_dir(layout) / "failed").glob("*.json")
     assert failed.name.startswith(RADIO)
