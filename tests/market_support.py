@@ -1,5 +1,6 @@
-"""Shared set-up for the marketplace tests: one real demo data directory per test session and
-one marketplace server per test module, loaded as a pytest plugin by ``conftest.py``.
+"""Shared set-up for the marketplace tests: one real demo data directory per test run (a copy
+in each test worker) and one marketplace server per test module, loaded as a pytest plugin by
+``conftest.py``.
 
 The demo runs the whole pipeline (real broker, Beam, Parquet, DuckDB catalog, anchors on the
 in-process EVM), so the marketplace is tested on exactly what the pipeline publishes.
@@ -7,10 +8,12 @@ in-process EVM), so the marketplace is tested on exactly what the pipeline publi
 
 from __future__ import annotations
 
+import fcntl
 import http.client
 import itertools
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,10 +31,28 @@ _names = itertools.count(1)
 
 @pytest.fixture(scope="session")
 def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data directory produced by ``rda demo`` (12 nodes, 60 s, two anchored waves)."""
+    """A data directory produced by ``rda demo`` (12 nodes, 60 s, two anchored waves).
+
+    Built once per test run, under a lock, by the first test worker that needs it, and copied
+    into each worker's own directory: its tests write the marketplace's store in it. (Built by
+    each worker, it was ~30 s of CPU twice on two cores.)"""
+    base = tmp_path_factory.getbasetemp()
+    # Under xdist each worker's base is a folder of the run's: the run's is the one to share.
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "market-demo"
+    shared.mkdir(exist_ok=True)
+    with (shared / "lock").open("wb") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / "built").exists():
+            _run_demo(shared)
+            (shared / "built").touch()
+    copied = tmp_path_factory.mktemp("market-demo") / "data"
+    shutil.copytree(shared / "data", copied)
+    return copied
+
+
+def _run_demo(root: Path) -> None:
     from streaming.demo import DemoOptions, run_demo
 
-    root = tmp_path_factory.mktemp("market-demo")
     previous = os.environ.get("RDA_STATE_DIR")
     os.environ["RDA_STATE_DIR"] = str(root / "state")
     try:
@@ -42,7 +63,6 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         else:
             os.environ["RDA_STATE_DIR"] = previous
     assert summary["verified"] is True
-    return root / "data"
 
 
 @pytest.fixture(scope="module")
