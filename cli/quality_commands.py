@@ -57,6 +57,8 @@ def quality_command(args: argparse.Namespace) -> int:
     from streaming.quality_queue import attestations, failed_jobs, pending
     from streaming.quality_worker import QualityWorker
 
+    if not args.interval > 0:  # 0 would look at the queue in a busy loop
+        raise UserError(f"--interval must be a positive number of seconds, not {args.interval}")
     work_dir = _work_dir(args.data_dir, args.work_dir)
     layout = DataLayout(work_dir)
     attested, failed = len(attestations(layout)), len(failed_jobs(layout))

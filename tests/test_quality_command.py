@@ -147,6 +147,7 @@ def test_a_checkpoint_whose_file_changed_since_its_anchor_is_set_aside_and_exits
     [
         (["--data-dir", "s3://bucket/data"], "give the run's --work-dir"),
         (["--data-dir", "/nonexistent/data"], "data directory /nonexistent/data does not exist"),
+        (["--watch", "--interval", "0"], "--interval must be a positive number of seconds, not 0"),
     ],
 )
 def test_rda_quality_without_a_queue_to_read_is_one_clear_error(arguments, message, capsys):
