@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     while not told:  # said long before the warm-up ends; the input's end exits at once
         time.sleep(CHILD_POLL_S)
     layout = DataLayout(told[0])
-    if not _take_queue(QueueLock(layout), stop, finish):
+    lock = QueueLock(layout)  # held until this process ends: a reference kept, not collected
+    if not _take_queue(lock, stop, finish):
         return 0  # told to end while another worker had the queue: its jobs are that one's
     # Each job in a child forked from this warm process: one at a time while the run goes on,
     # leaving it a core; once it is over (`finish`), its cores are free for GE: up to

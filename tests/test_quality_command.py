@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -202,3 +203,32 @@ def test_a_worker_started_while_another_holds_the_queue_takes_none_of_its_jobs(d
         holder.release()
     assert drain(layout) == len(queued)
     assert len(attestations(layout)) == len(queued)
+
+
+def test_a_running_worker_holds_the_queue_for_its_whole_life(data, tmp_path):
+    """Idle between jobs too: a worker started later waits however long this one lives."""
+    layout = DataLayout(data)
+    held = tmp_path / "held"
+    shutil.move(queue_dir(layout), held)
+    queue_dir(layout).mkdir()
+
+    def someone_holds_it() -> bool:
+        probe = QueueLock(layout)
+        free = probe.acquire()
+        probe.release()
+        return not free
+
+    worker = QualityWorker(data)
+    worker.start()
+    try:
+        wait_for(someone_holds_it, 120, "the worker to take the queue")
+        time.sleep(1.5)  # idle, past its polls of the queue
+        assert someone_holds_it()
+        jobs = sorted(held.glob("*.json"))
+        for job in jobs:
+            job.rename(queue_dir(layout) / job.name)
+        assert drain(layout) == 0  # not this process's to take
+    finally:
+        worker.stop(drain_queue=True, timeout_s=300)
+    assert len(attestations(layout)) == len(jobs) and pending(layout) == []
+    assert not someone_holds_it()
