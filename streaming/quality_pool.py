@@ -45,8 +45,9 @@ def drain(
     one at a time, oldest first, as its Data Docs site is theirs to share.
     """
     lock = QueueLock(layout)
-    if not lock.acquire():
-        log.info("another quality worker takes the queue under %s", layout.root)
+    if not lock.acquire():  # no queue at all, or another worker's
+        if pending(layout):
+            log.info("another quality worker takes the queue under %s", layout.root)
         return 0
     try:
         if parallel > 1:

@@ -73,10 +73,14 @@ class QueueLock:
         self._handle: IO[bytes] | None = None
 
     def acquire(self) -> bool:
-        """Take the lock if no other process holds it; whether this one does now."""
+        """Take the lock if no other process holds it; whether this one does now. Nothing is
+        created: with no queue folder yet (nothing was ever queued, or it cannot be: a data
+        directory that is not one) there is nothing to take, and False."""
         if self._handle is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            handle = self.path.open("a+b")
+            try:
+                handle = self.path.open("a+b")
+            except OSError:
+                return False
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -169,9 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     while not told:  # said long before the warm-up ends; the input's end exits at once
         time.sleep(CHILD_POLL_S)
     layout = DataLayout(told[0])
-    lock = QueueLock(layout)  # held until this process ends: a reference kept, not collected
-    if not _take_queue(lock, stop, finish):
-        return 0  # told to end while another worker had the queue: its jobs are that one's
+    # Jobs are taken only with the queue's lock, held from the first look that gets it until
+    # this process ends (a reference kept: collected, it would be released). Another worker
+    # has it (`rda quality` beside this run): this one waits, and told to end, leaves them.
+    lock, waiting = QueueLock(layout), False
     # Each job in a child forked from this warm process: one at a time while the run goes on,
     # leaving it a core; once it is over (`finish`), its cores are free for GE: up to
     # PARALLEL_JOBS, at once, beside a job still running (one taken in this process made the
@@ -181,8 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     while True:
         if finish.is_set():  # and then the last docs, with each dataset's last job
             pool.size, pool.final = PARALLEL_JOBS, True
-        if not stop.is_set():
+        holds = lock.acquire()
+        if holds and not stop.is_set():
             pool.start_more()
+        elif not holds and not waiting and pending(layout):
+            waiting = True
+            log.info("another quality worker takes the queue under %s; waiting", layout.root)
         if pool.running:
             if not pool.reap_ended():
                 time.sleep(CHILD_POLL_S)
@@ -190,19 +195,6 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         else:
             finish.wait(POLL_S)
-
-
-def _take_queue(lock: QueueLock, stop: threading.Event, finish: threading.Event) -> bool:
-    """Hold the queue's lock, waiting while another worker takes its jobs (``rda quality``
-    beside this run); False if told to stop or finish first."""
-    if lock.acquire():
-        return True
-    log.info("another quality worker takes %s; waiting for it", lock.path.parent)
-    while not (stop.is_set() or finish.is_set()):
-        if lock.acquire():
-            return True
-        finish.wait(POLL_S)
-    return False
 
 
 def warm_up() -> None:
