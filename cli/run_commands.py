@@ -291,6 +291,12 @@ def _print_status(report: dict[str, Any]) -> None:
     for dataset, c in report.get("checkpoints", {}).items():
         table.add_row(dataset, str(c["tree_size"]), c["root"][:16] + "…", str(c["anchor_tx"]))
     out.print(table)
+    quality = report.get("quality", {})
+    if quality.get("reports_pending") is not None:
+        out.print(
+            f"GE reports: {quality['reports_pending']} pending (a run's quality worker or `rda "
+            f"quality` validates them), {quality['reports_failed']} set aside as failed"
+        )
 
 
 def _print_event_time(event_time: dict[str, Any]) -> None:

@@ -21,7 +21,7 @@ from streaming.config import RunSettings
 from streaming.event_state import held_report
 from streaming.journal import BatchJournal
 from streaming.journal_report import journal_report
-from streaming.quality_queue import pending
+from streaming.quality_queue import failed_jobs, pending
 from streaming.workers import is_alive, prune_dead, running_workers
 
 
@@ -82,12 +82,17 @@ def _journal_report(data_dir: Path | str, limit: int) -> dict[str, Any]:
         "checkpoints": latest_checkpoints(store),
         "workers": _workers_report(store, batches),
         "event_time": {"held": held, "closed_windows": report["closed_windows"]},
-        # Anchored checkpoints whose GE report this machine's quality worker has not attested
-        # yet (queued in the work directory: a local data directory's own).
-        "quality": {
-            "reports_pending": len(pending(DataLayout(store.local))) if store.local else None
-        },
+        "quality": _quality_report(store),
     }
+
+
+def _quality_report(store: Store) -> dict[str, int | None]:
+    """GE's queue, in the work directory (a local data directory's own; None otherwise):
+    anchored checkpoints whose report is not attested yet, and jobs set aside as failed."""
+    if not store.local:
+        return {"reports_pending": None, "reports_failed": None}
+    layout = DataLayout(store.local)
+    return {"reports_pending": len(pending(layout)), "reports_failed": len(failed_jobs(layout))}
 
 
 def _scratch_dir(store: Store) -> Path:

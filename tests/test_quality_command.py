@@ -232,3 +232,21 @@ def test_a_running_worker_holds_the_queue_for_its_whole_life(data, tmp_path):
         worker.stop(drain_queue=True, timeout_s=300)
     assert len(attestations(layout)) == len(jobs) and pending(layout) == []
     assert not someone_holds_it()
+
+
+def test_rda_status_counts_the_reports_pending_and_set_aside(data, broker, tmp_path):
+    layout = DataLayout(data)
+    first, *rest = pending(layout)
+    (queue_dir(layout) / "failed").mkdir()
+    first.rename(queue_dir(layout) / "failed" / first.name)  # where a failed job is set aside
+    status = ("status", "--data-dir", str(data), "--bootstrap", broker.bootstrap,
+              "--topic", "quality-queued", "--group", "g-quality-queued")  # fmt: skip
+    as_json = rda(*status, "--json", state=tmp_path / "state")
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout)["quality"] == {
+        "reports_pending": len(rest),
+        "reports_failed": 1,
+    }
+    as_text = rda(*status, state=tmp_path / "state")
+    assert f"GE reports: {len(rest)} pending" in " ".join(as_text.stdout.split())
+    assert "1 set aside as failed" in " ".join(as_text.stdout.split())
