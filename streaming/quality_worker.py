@@ -14,6 +14,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -41,6 +42,9 @@ NICENESS = 10
 # validated at once, each in a child forked from the warmed worker: a batch queues one per
 # dataset, and both cores are free then (three datasets: 2.2-3.4 s one at a time, 1.7-2.1 s).
 PARALLEL_JOBS = 2
+# The warm-up's scratch folder while it exists: an exit before its end removes it too (one such
+# exit per dismissed or orphaned worker left an empty folder in the temp directory).
+_scratch: list[str] = []
 
 
 class QualityWorker:
@@ -206,7 +210,11 @@ def warm_up() -> None:
 
     schema = published_schema_for_dataset(WARM_UP_DATASET)
     with tempfile.TemporaryDirectory(prefix="rda-ge-warm-up-") as scratch:
-        validate(schema, schema.arrow_schema().empty_table(), Path(scratch))
+        _scratch.append(scratch)
+        try:
+            validate(schema, schema.arrow_schema().empty_table(), Path(scratch))
+        finally:
+            _scratch.remove(scratch)
 
 
 def _listen(stop: threading.Event, finish: threading.Event, told: list[Path]) -> None:
@@ -220,8 +228,10 @@ def _listen(stop: threading.Event, finish: threading.Event, told: list[Path]) ->
             return
         elif line.strip() == "stop":
             break
-    if not told:
-        os._exit(0)  # never told where: nothing was done, nothing to flush
+    if not told:  # never told where: nothing was done, nothing to flush
+        for folder in list(_scratch):  # but the warm-up's, which its `with` cannot remove now
+            shutil.rmtree(folder, ignore_errors=True)
+        os._exit(0)
     stop.set()
 
 

@@ -233,3 +233,13 @@ def test_a_child_that_dies_validating_sets_its_checkpoint_aside_and_the_others_g
     assert failed.name.startswith(RADIO)
     assert "killed by SIGKILL" in json.loads(failed.read_text())["error"]
     assert pending(layout) == []
+
+
+def test_a_worker_ended_during_its_warm_up_leaves_no_scratch_folder(tmp_path, monkeypatch):
+    """Dismissed (``rda run --quality queue`` from a config file) or orphaned before it is told
+    where to work, it exits at once, from its input's thread, in the middle of GE's warm-up."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    quality_launch.prestart()
+    wait_for(lambda: list(tmp_path.glob("rda-ge-warm-up-*")), 240, "the warm-up's folder", 0.005)
+    quality_launch.dismiss()
+    assert list(tmp_path.glob("rda-ge-warm-up-*")) == []
