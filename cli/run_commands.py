@@ -156,17 +156,11 @@ def _quality_worker(settings: RunSettings) -> Iterator[QualityWorker | QueueOnly
     """The run's Great Expectations worker, started before the run's own imports: its imports
     (~2 s of GE's) take the core those leave idle. Stopped here if the run never started it.
     With ``--quality queue``, none: the checkpoints wait in the queue for ``rda quality``."""
-    from sinks.layout import DataLayout
-    from streaming.quality_worker import QualityWorker, QueueOnly
+    from streaming.quality_worker import for_run
     from streaming.store import run_workspace
     from streaming.workers import this_worker
 
-    work = run_workspace(settings, this_worker()).work.root
-    quality: QualityWorker | QueueOnly
-    if settings.quality == "queue":
-        quality = QueueOnly(DataLayout(work))
-    else:
-        quality = QualityWorker(settings.data_dir, work)
+    quality = for_run(settings, run_workspace(settings, this_worker()).work.root)
     quality.start()
     try:
         yield quality

@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from infra.process_exit import exit_now
 from schemas.published import published_schema_for_dataset
@@ -29,6 +30,9 @@ from streaming import quality_launch
 from streaming.isolation import PARENT_ENDS
 from streaming.quality_pool import Pool, drain
 from streaming.quality_queue import QueueLock, pending
+
+if TYPE_CHECKING:
+    from streaming.config import RunSettings
 
 log = logging.getLogger("rda.quality")
 POLL_S = 0.5
@@ -154,6 +158,13 @@ class QueueOnly:
 
     def stop(self, drain_queue: bool, timeout_s: float | None = 900.0) -> None:
         pass
+
+
+def for_run(settings: RunSettings, work_dir: Path) -> QualityWorker | QueueOnly:
+    """The run's GE: a worker beside it, or none with ``--quality queue`` (``rda quality``)."""
+    if settings.quality == "queue":
+        return QueueOnly(DataLayout(work_dir))
+    return QualityWorker(settings.data_dir, work_dir)
 
 
 def main(argv: list[str] | None = None) -> int:

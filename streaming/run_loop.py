@@ -20,7 +20,6 @@ from typing import Protocol
 
 from infra.state import InfraState
 from pipelines.kafka_source import TopicNotFound, open_source
-from sinks.layout import DataLayout
 from streaming.chain import ChainContext
 from streaming.chain_opening import ChainOpening, chain_target, open_and_bind
 from streaming.config import RunSettings
@@ -34,6 +33,7 @@ from streaming.metrics import RunMetrics
 from streaming.poison import landing_process
 from streaming.quality_queue import pending
 from streaming.quality_worker import QualityWorker, QueueOnly
+from streaming.quality_worker import for_run as quality_for_run
 from streaming.retry import Backoff
 from streaming.run_report import RunReport, log_batch
 from streaming.scratch import sweep_scratch
@@ -103,12 +103,7 @@ class RunLoop:
         self.space = run_workspace(settings, self.worker.id)
         # Great Expectations, after the anchor, in a child working in the same work directory
         # (``quality``: one the caller started already, on that directory).
-        # ``--quality queue``: left queued, for `rda quality`.
-        if quality is None and settings.quality == "queue":
-            quality = QueueOnly(DataLayout(self.space.work.root))
-        elif quality is None:
-            quality = QualityWorker(settings.data_dir, self.space.work.root)
-        self.quality = quality
+        self.quality = quality or quality_for_run(settings, self.space.work.root)
         self._unfinished_at = float("-inf")  # when the unfinished-batches gauge was last set
 
     # -- the loop ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from run_helpers import checkpoint_keys, wait_for
+from test_cli import rda
 
 from cli.main import _quality_left_queued, main
 from proofs import quality_attestation
@@ -28,14 +29,6 @@ from streaming.keys import publisher_key
 from streaming.quality_pool import drain
 from streaming.quality_queue import QueueLock, attestations, failed_jobs, pending, queue_dir
 from streaming.quality_worker import QualityWorker
-
-
-def rda(*args: str, state: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
-        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-        env={**os.environ, "RDA_STATE_DIR": str(state)},
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
