@@ -14,23 +14,16 @@ from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
-from apache_beam.options.pipeline_options import PipelineOptions, PipelineOptionsT
+from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-from apache_beam.runners.worker import statesampler
 
+from pipelines.beam_tuning import KeptViews, specs_of_class
 from pipelines.device_signatures import DeviceCheck
 from pipelines.kafka_source import KafkaSpec, OffsetRange
 from pipelines.protect import Protection
 from pipelines.standardize import Standardized, standardize_routed
 
 RUNNERS = ("fnapi", "dask")
-# How often a bundle's state sampler looks at what the bundle does. Beam times each step with it
-# (metrics nothing here reads) and stops it by joining its thread, which sleeps up to the period
-# between looks: with Beam's 200 ms, a landing ended up to 200 ms after its last chunk (measured
-# in the landing child: one batch of 101,920 records 1.43 s with 10 ms against 1.63 s; 8 batches
-# of 12,740 records 3.00 against 3.19 s in all). Beam has no option for it: the period is its
-# StateSampler's default argument, set in ``_sample_states_every``.
-STATE_SAMPLING_PERIOD_MS = 10
 # Called once per chunk with the chunk and its standardized result; returns a summary.
 ChunkSink = Callable[[OffsetRange, Standardized], Any]
 # (partition, offset) -> (code, reason): records to quarantine unread (pipelines/poison.py).
@@ -61,6 +54,7 @@ def standardize_chunk(
     return protection(raw, result) if protection is not None else result
 
 
+@specs_of_class
 class ReadAndStandardize(beam.DoFn):
     """Reads one offset range and standardizes each record with its format's adapter."""
 
@@ -158,10 +152,21 @@ class WorkItems(beam.PTransform):
         self.items = items
 
     def expand(self, begin: beam.pvalue.PBegin) -> beam.PCollection:
-        items = self.items
-        return begin | beam.Impulse() | "Items" >> beam.FlatMap(lambda _: items)
+        return begin | beam.Impulse() | "Items" >> beam.ParDo(_Emit(self.items))
 
 
+@specs_of_class
+class _Emit(beam.DoFn):
+    """The items, once, for the impulse (a DoFn of this module's: Beam looks at it once)."""
+
+    def __init__(self, items: list[dict]) -> None:
+        self.items = items
+
+    def process(self, _impulse: bytes) -> Iterable[dict]:
+        yield from self.items
+
+
+@specs_of_class
 class WriteChunk(beam.DoFn):
     """Hands each chunk's result to the sink (e.g. ``sinks.parquet.ChunkWriter``)."""
 
@@ -199,38 +204,6 @@ def build(
         | "ReadStandardizeProtect" >> read
         | "Write" >> beam.ParDo(WriteChunk(sink))
     )
-
-
-class KeptViews(PipelineOptions):
-    """Pipeline options whose view of each options class is made once.
-
-    Beam asks a pipeline's options for a view ~50 times a run (``TypeOptions`` at every
-    transform applied, ``StandardOptions``, ``DebugOptions``…), and each ``view_as`` parses the
-    flags again with a new argparse parser of that class: ~9 ms of a landing's ~45 ms fixed
-    cost (measured on empty chunks). A view holds no value of its own (values live in the
-    options' ``_all_options``, which every view shares), so the view made first serves as well
-    as a new one.
-    """
-
-    def view_as(self, cls: type[PipelineOptionsT]) -> PipelineOptionsT:
-        views = self.__dict__.get("_kept_views")
-        if views is None:  # set past PipelineOptions.__setattr__, which takes option names only
-            views = {}
-            object.__setattr__(self, "_kept_views", views)
-        view = views.get(cls)
-        if view is None:
-            view = views[cls] = super().view_as(cls)
-        return view
-
-
-def _sample_states_every(period_ms: int) -> None:
-    """Make ``period_ms`` the sampling period of the state samplers Beam makes from now on."""
-    init = statesampler.StateSampler.__init__
-    if init.__defaults__ is not None and len(init.__defaults__) == 1:  # (sampling_period_ms,)
-        init.__defaults__ = (period_ms,)
-
-
-_sample_states_every(STATE_SAMPLING_PERIOD_MS)
 
 
 def run(

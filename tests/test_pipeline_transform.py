@@ -1,6 +1,6 @@
 """``ReadStandardizeProtect`` is a composite PTransform anyone can put in their own pipeline;
-the landing's own pipeline takes its options (``KeptViews``) and work items (``WorkItems``) as
-Beam's would, made cheaper."""
+the landing's own pipeline takes its options (``KeptViews``), work items (``WorkItems``) and
+DoFns' state specs (``specs_of_class``) as Beam's would, made cheaper."""
 
 from __future__ import annotations
 
@@ -16,13 +16,11 @@ from apache_beam.options.pipeline_options import (
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.runners.worker import statesampler
 from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms import userstate
+from apache_beam.transforms.userstate import BagStateSpec
 
-from pipelines.graph import (
-    STATE_SAMPLING_PERIOD_MS,
-    KeptViews,
-    ReadStandardizeProtect,
-    WorkItems,
-)
+from pipelines.beam_tuning import STATE_SAMPLING_PERIOD_MS, KeptViews, specs_of_class
+from pipelines.graph import ReadStandardizeProtect, WorkItems
 from pipelines.kafka_source import OffsetRange, open_source
 from pipelines.protect import Protection
 
@@ -105,3 +103,53 @@ def test_work_items_are_the_items_given_each_once():
     with beam.Pipeline(runner=FnApiRunner(), options=KeptViews([])) as pipeline:
         got = pipeline | WorkItems(items) | beam.Map(lambda item: (item["partition"], item))
         assert_that(got, equal_to([(item["partition"], item) for item in items]))
+
+
+class _Looked(beam.DoFn):
+    """Counts how often Beam lists its attributes: once per look for state and timer specs."""
+
+    looked = 0
+
+    def __dir__(self) -> list[str]:
+        type(self).looked += 1
+        return list(super().__dir__())
+
+    def process(self, element: int) -> Iterator[int]:
+        yield element
+
+
+@specs_of_class
+class _LookedOnce(_Looked):
+    looked = 0
+
+
+def test_beam_looks_for_the_specs_of_a_class_it_is_told_of_once_for_all_its_instances():
+    for _ in range(3):
+        assert userstate.get_dofn_specs(_LookedOnce()) == (set(), set())
+    assert _LookedOnce.looked == 1
+
+
+def test_beam_looks_at_every_instance_of_any_other_dofn_each_time_it_asks():
+    for _ in range(3):
+        assert userstate.get_dofn_specs(_Looked()) == (set(), set())
+    assert _Looked.looked == 3
+
+
+_SEEN = BagStateSpec("seen", beam.coders.VarIntCoder())
+
+
+@specs_of_class
+class _CountPerKey(beam.DoFn):
+    def process(self, element: tuple[str, int], seen=beam.DoFn.StateParam(_SEEN)):  # noqa: B008 (Beam reads state from the default)
+        seen.add(element[1])
+        yield element[0], sum(seen.read())
+
+
+def test_a_stateful_dofn_told_of_keeps_its_state_each_time_beam_asks():
+    first = userstate.get_dofn_specs(_CountPerKey())
+    first[0].clear()  # each answer is the caller's own set
+    assert userstate.get_dofn_specs(_CountPerKey()) == ({_SEEN}, set())
+    assert userstate.is_stateful_dofn(_CountPerKey())
+    with beam.Pipeline(runner=FnApiRunner(), options=KeptViews([])) as pipeline:
+        totals = pipeline | beam.Create([("a", 1), ("a", 2)]) | beam.ParDo(_CountPerKey())
+        assert_that(totals, equal_to([("a", 1), ("a", 3)]))
