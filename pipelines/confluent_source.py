@@ -21,6 +21,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from pipelines.fetch_waits import FETCH_WAITS_MS, SHORTER_AGAIN_AFTER, FetchWaits
 from pipelines.kafka_source import (
     FORMAT_HEADER,
     KafkaUnavailable,
@@ -46,16 +47,6 @@ _BASE_CONFIG = {
     "log_level": 0,  # librdkafka's own stderr lines: errors reach us as exceptions instead
 }
 READER_GROUP = "rda-pipeline-reader"  # librdkafka wants a group id; readers never commit
-# How long the broker may hold a bounded read's fetch (fetch.wait.max.ms), shortest first. A
-# bounded read asks only for records that are there, but Tansu holds a fetch at a partition's
-# end for the whole wait (the last 250 records of a partition: 13-15 ms at 10 ms, 105 ms at
-# 100 ms; librdkafka's 500 ms default made each chunk read wait 0.5 s). And Tansu answers a
-# fetch whose storage read outlasts the wait with no records, every time: at 1 ms, a broker on
-# S3-compatible storage never gave a record (15 s; a plain consumer at 10 ms had them in 10 ms),
-# nor, once, an in-memory one on two busy cores (10 minutes). So a read that gets nothing while
-# its range still holds records asks again with the next, longer wait, kept for the source's
-# life.
-FETCH_WAITS_MS = (10, 50, 250, 500)
 
 
 class ConfluentSource:
@@ -66,11 +57,15 @@ class ConfluentSource:
         bootstrap: str,
         timeout_s: float = 30.0,
         fetch_waits_ms: tuple[int, ...] = FETCH_WAITS_MS,
+        shorter_again_after: int = SHORTER_AGAIN_AFTER,
     ) -> None:
+        """``fetch_waits_ms``: the reader's fetch waits, shortest first; a longer one is taken
+        when a read gets nothing, the shorter one tried again after ``shorter_again_after``
+        whole reads (``pipelines/fetch_waits.py``)."""
         self.bootstrap = bootstrap
         self.timeout_s = timeout_s
         self._clients: dict[str, Any] = {}  # group -> an open consumer, reused by every call
-        self._fetch_waits_ms = fetch_waits_ms  # the reader's: the first is the one in use
+        self._waits = FetchWaits(fetch_waits_ms, shorter_again_after)  # the reader's
 
     # -- connections --------------------------------------------------------------------------
 
@@ -88,7 +83,7 @@ class ConfluentSource:
                     "session.timeout.ms": 6000,  # Tansu: joins take about half of it
                     "heartbeat.interval.ms": 1000,
                     **(
-                        {"fetch.wait.max.ms": self._fetch_waits_ms[0]}
+                        {"fetch.wait.max.ms": self._waits.current_ms}
                         if group == READER_GROUP
                         else {}
                     ),
@@ -238,6 +233,8 @@ class ConfluentSource:
         except BaseException:
             self.close()  # after a failure, start the next read on a fresh connection
             raise
+        if self._waits.read_done():
+            self._wait_shorter()
         return _raw_batch(offsets, messages)
 
     def _read_messages(self, offsets: OffsetRange) -> list[Any]:
@@ -258,7 +255,7 @@ class ConfluentSource:
                 break  # the rest of the range holds no records (control records, compaction)
             elif time.monotonic() > deadline:
                 raise KafkaUnavailable(f"no progress reading {offsets.name} at offset {position}")
-            elif len(self._fetch_waits_ms) > 1:
+            elif self._waits.can_wait_longer():
                 consumer = self._wait_longer(offsets, position)
             position = _keep_in_range(messages, position, offsets, kept)
         return kept
@@ -275,18 +272,31 @@ class ConfluentSource:
 
     def _wait_longer(self, offsets: OffsetRange, position: int) -> Any:
         """A new reader that lets the broker hold its fetches for the next, longer wait
-        (``FETCH_WAITS_MS``), assigned at ``position``."""
+        (``pipelines/fetch_waits.py``), assigned at ``position``."""
+        self._drop_reader()
+        waited, longer = self._waits.current_ms, self._waits.longer()
+        log.warning(
+            "no records from %s within %d ms fetches at offset %d of %s: asking with %d ms "
+            "for now",
+            self.bootstrap, waited, position, offsets.name, longer,
+            extra={"event": "kafka_fetch_wait", "fetch_wait_ms": longer},
+        )  # fmt: skip
+        return self._assigned(offsets, position)
+
+    def _wait_shorter(self) -> None:
+        """The next read asks with the shorter wait again, on a new reader."""
+        self._drop_reader()
+        log.info(
+            "asking %s with %d ms fetches again after a stretch of reads with a longer wait",
+            self.bootstrap, self._waits.current_ms,
+            extra={"event": "kafka_fetch_wait", "fetch_wait_ms": self._waits.current_ms},
+        )  # fmt: skip
+
+    def _drop_reader(self) -> None:
+        """Close the reader (in time, not waited on): the next one is made with the wait in use."""
         stale = self._clients.pop(READER_GROUP, None)
         if stale is not None:
             self._close_in_time(stale)
-        waited, self._fetch_waits_ms = self._fetch_waits_ms[0], self._fetch_waits_ms[1:]
-        log.warning(
-            "no records from %s within %d ms fetches at offset %d of %s: asking with %d ms "
-            "from now on",
-            self.bootstrap, waited, position, offsets.name, self._fetch_waits_ms[0],
-            extra={"event": "kafka_fetch_wait", "fetch_wait_ms": self._fetch_waits_ms[0]},
-        )  # fmt: skip
-        return self._assigned(offsets, position)
 
     def _position(self, consumer: Any, offsets: OffsetRange) -> int:
         from confluent_kafka import TopicPartition

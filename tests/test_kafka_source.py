@@ -176,7 +176,7 @@ def test_a_read_the_broker_answers_with_nothing_within_its_fetch_wait_asks_with_
 ):
     """Tansu answers a fetch whose storage read outlasts fetch.wait.max.ms with no records, for
     good (at 0 ms, every time; at 1 ms, a broker on S3-compatible storage on a slow machine):
-    the reader asks again with the next wait, and keeps it."""
+    the reader asks again with the next wait, and keeps it for a stretch of reads."""
     from pipelines.confluent_source import ConfluentSource
 
     caplog.set_level(logging.WARNING, logger="rda.kafka")
@@ -186,11 +186,43 @@ def test_a_read_the_broker_answers_with_nothing_within_its_fetch_wait_asks_with_
     batch = source.read(OffsetRange(topic, partition, 0, end))
     assert batch.column("offset").to_pylist() == list(range(end))
     assert f"within 0 ms fetches at offset 0 of {topic}" in caplog.text
-    assert "asking with 10 ms from now on" in caplog.text
+    assert "asking with 10 ms for now" in caplog.text
     caplog.clear()
     again = source.read(OffsetRange(topic, partition, 2, end))  # the longer wait is kept
     assert again.column("offset").to_pylist() == list(range(2, end))
     assert caplog.text == ""
+    source.close()
+
+
+def test_a_shorter_fetch_wait_is_tried_again_after_a_stretch_of_reads_then_twice_as_late(
+    broker, topic, publish, caplog
+):
+    """One slow answer does not make every later read wait longer: after ``shorter_again_after``
+    whole reads the shorter wait is tried again (0 ms: Tansu never answers it with records)."""
+    from pipelines.confluent_source import ConfluentSource
+
+    caplog.set_level(logging.INFO, logger="rda.kafka")
+    publish(broker, topic, nodes=8, duration_s=10)
+    partition, end = _longest_partition(broker, topic)
+    source = ConfluentSource(
+        broker.bootstrap, timeout_s=10, fetch_waits_ms=(0, 10), shorter_again_after=2
+    )
+
+    def read_all(times: int) -> None:
+        for _ in range(times):
+            batch = source.read(OffsetRange(topic, partition, 0, end))
+            assert batch.column("offset").to_pylist() == list(range(end))
+
+    read_all(2)  # the first asks longer; after the second, 0 ms is tried again
+    assert caplog.text.count("asking with 10 ms for now") == 1
+    assert caplog.text.count("with 0 ms fetches again") == 1
+    read_all(1)  # 0 ms gets nothing again: 10 ms, now for twice as many reads
+    assert caplog.text.count("asking with 10 ms for now") == 2
+    read_all(2)  # 3 whole reads at 10 ms since (the one that asked longer counts)
+    assert caplog.text.count("with 0 ms fetches again") == 1
+    read_all(1)  # the 4th
+    assert caplog.text.count("with 0 ms fetches again") == 2
+    assert caplog.text.count("asking with 10 ms for now") == 2
     source.close()
 
 
