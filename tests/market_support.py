@@ -14,6 +14,8 @@ import itertools
 import json
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,21 +35,31 @@ _names = itertools.count(1)
 def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data directory produced by ``rda demo`` (12 nodes, 60 s, two anchored waves).
 
-    Built once per test run, under a lock, by the first test worker that needs it, and copied
-    into each worker's own directory: its tests write the marketplace's store in it. (Built by
-    each worker, it was ~30 s of CPU twice on two cores.)"""
-    base = tmp_path_factory.getbasetemp()
-    # Under xdist each worker's base is a folder of the run's: the run's is the one to share.
-    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "market-demo"
-    shared.mkdir(exist_ok=True)
-    with (shared / "lock").open("wb") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (shared / "built").exists():
-            _run_demo(shared)
-            (shared / "built").touch()
+    Built once per test run, under a lock, and copied into each worker's own directory: its
+    tests write the marketplace's store in it. (Built by each worker, it was ~30 s of CPU twice
+    on two cores.) A test worker started its build in the background when it collected a test
+    that needs it (``pytest_collection_finish``); the first to need it waits for that build, or
+    builds it here."""
+    shared = _shared_root(tmp_path_factory.getbasetemp())
+    _build_once(shared)
     copied = tmp_path_factory.mktemp("market-demo") / "data"
     shutil.copytree(shared / "data", copied)
     return copied
+
+
+def _shared_root(basetemp: Path) -> Path:
+    # Under xdist each worker's base is a folder of the run's: the run's is the one to share.
+    root = (basetemp.parent if os.environ.get("PYTEST_XDIST_WORKER") else basetemp) / "market-demo"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _build_once(root: Path) -> None:
+    with (root / "lock").open("wb") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "built").exists():
+            _run_demo(root)
+            (root / "built").touch()
 
 
 def _run_demo(root: Path) -> None:
@@ -63,6 +75,50 @@ def _run_demo(root: Path) -> None:
         else:
             os.environ["RDA_STATE_DIR"] = previous
     assert summary["verified"] is True
+
+
+_background: list[subprocess.Popen] = []
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Under xdist, start building the demo in a process of its own as soon as a worker knows
+    that a test of the run needs it: while it builds, both workers run other tests, where the
+    second worker to reach a marketplace test used to wait ~30 s for the first's build, its
+    core idle. One worker starts it (the first to create ``started``)."""
+    basetemp = session.config.option.basetemp
+    if not os.environ.get("PYTEST_XDIST_WORKER") or basetemp is None:
+        return
+    if not any("demo_dir" in getattr(item, "fixturenames", ()) for item in session.items):
+        return
+    root = _shared_root(Path(basetemp))
+    try:
+        (root / "started").open("x").close()
+    except FileExistsError:
+        return
+    tests = Path(__file__).parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests), str(tests.parent)])}
+    with (root / "build.log").open("wb") as log:
+        _background.append(
+            subprocess.Popen(
+                [sys.executable, __file__, str(root)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=tests.parent,
+            )
+        )
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A background build still running when the worker's tests end is waited for (it ends by
+    itself: its broker stopped, nothing left behind)."""
+    for build in _background:
+        try:
+            build.wait(timeout=300)
+        except subprocess.TimeoutExpired:
+            build.kill()
+            build.wait()
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +204,7 @@ class Client:
 
     def close(self) -> None:
         self.conn.close()
+
+
+if __name__ == "__main__":  # the background build (``pytest_collection_finish``)
+    _build_once(Path(sys.argv[1]))
