@@ -31,10 +31,10 @@ class FetchWaits:
 
     waits_ms: tuple[int, ...] = FETCH_WAITS_MS
     shorter_after: int = SHORTER_AGAIN_AFTER
-    level: int = 0  # index of the wait in use
-    reads: int = 0  # whole reads at this level since it was taken
-    _patience: dict[int, int] = field(default_factory=dict)  # level -> reads before a try
-    _tried_from: int | None = None  # the level just left for a shorter wait
+    level: int = field(default=0, init=False)  # index of the wait in use
+    reads: int = field(default=0, init=False)  # whole reads at this level since it was taken
+    _patience: dict[int, int] = field(default_factory=dict, init=False)  # level -> reads
+    _tried_from: int | None = field(default=None, init=False)  # the level just left
 
     def __post_init__(self) -> None:
         if not self.waits_ms or list(self.waits_ms) != sorted(self.waits_ms):
