@@ -73,9 +73,10 @@ class QueueLock:
         self._handle: IO[bytes] | None = None
 
     def acquire(self) -> bool:
-        """Take the lock if no other process holds it; whether this one does now. Nothing is
-        created: with no queue folder yet (nothing was ever queued, or it cannot be: a data
-        directory that is not one) there is nothing to take, and False."""
+        """Take the lock if no other process holds it; whether this one does now. Only the
+        lock file is made, in the queue folder: with no queue folder yet (nothing was ever
+        queued, or it cannot be: a data directory that is not one) there is nothing to take,
+        and False."""
         if self._handle is None:
             try:
                 handle = self.path.open("a+b")
