@@ -320,12 +320,15 @@ class MarketHandler(BaseHTTPRequestHandler):
             return
         spooled = Path(str(output.path))
         try:
+            # A spool file that cannot be opened is the server's fault: _dispatch answers 500
+            # (a connection closed with no answer would leave the buyer guessing).
             with spooled.open("rb") as handle:
-                self._send_headers(200, output.media_type, output.size, headers)
-                if not self._head_only:
-                    self.connection.sendfile(handle)
-        except OSError:
-            self.close_connection = True
+                try:
+                    self._send_headers(200, output.media_type, output.size, headers)
+                    if not self._head_only:
+                        self.connection.sendfile(handle)
+                except OSError:
+                    self.close_connection = True  # the client went away
         finally:
             spooled.unlink(missing_ok=True)
 

@@ -113,11 +113,11 @@ class QueryPool:
         queued = time.monotonic()
         worker = self._acquire(buyer)
         started = time.monotonic()
-        healthy = False
+        reply, healthy = None, False
         try:
             reply, healthy = self._supervise(worker, job)
         finally:
-            self._release(buyer, worker, healthy)
+            self._release(buyer, worker, healthy, _spooled_result(reply))
         self._account(buyer, reply)
         if reply[0] == "ok":
             output: QueryOutput = reply[1]
@@ -233,16 +233,20 @@ class QueryPool:
                 with contextlib.suppress(ValueError):
                     self._turns.remove(ticket.buyer)
 
-    def _release(self, buyer: str, worker: _Worker, healthy: bool) -> None:
+    def _release(
+        self, buyer: str, worker: _Worker, healthy: bool, handed_over: str | None = None
+    ) -> None:
+        """``handed_over``: the spool file of the result this worker just gave; the receiver's
+        to stream and delete, even if the worker is replaced now."""
         if not healthy:
-            self._retire(worker)
+            self._retire(worker, handed_over)
             worker = self._spawn() if not self._closed else worker
         with self._cond:
             self._running[buyer] -= 1
             if self._running[buyer] <= 0:
                 del self._running[buyer]
             if self._closed:
-                self._stop(worker)
+                self._stop(worker, handed_over)
                 return
             self._idle.append(worker)
             if healthy and buyer in self._waiting and buyer not in self._turns:
@@ -310,19 +314,31 @@ class QueryPool:
             self._all.add(worker)
         return worker
 
-    def _retire(self, worker: _Worker) -> None:
+    def _retire(self, worker: _Worker, handed_over: str | None = None) -> None:
         with self._cond:
             self._all.discard(worker)
-        self._stop(worker)
+        self._stop(worker, handed_over)
 
-    def _stop(self, worker: _Worker) -> None:
+    def _stop(self, worker: _Worker, handed_over: str | None = None) -> None:
+        """Kill the worker and delete its spool files but ``handed_over``: what it left
+        half-written when it was killed or crashed."""
         with contextlib.suppress(OSError):
             worker.conn.close()
         if worker.process.is_alive():
             worker.process.kill()
         worker.process.join(timeout=5.0)
+        kept = Path(handed_over).name if handed_over else None
         for leftover in self.spool_dir.glob(f"result-{worker.pid}-*"):
-            leftover.unlink(missing_ok=True)
+            if leftover.name != kept:
+                leftover.unlink(missing_ok=True)
+
+
+def _spooled_result(reply: tuple | None) -> str | None:
+    """The spool file of a worker's "ok" reply, if its result was too large for memory."""
+    if reply is None or reply[0] != "ok":
+        return None
+    output: QueryOutput = reply[1]
+    return output.path
 
 
 def _refusal(refusal: QueryRefused) -> tuple:
