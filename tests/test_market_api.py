@@ -18,7 +18,9 @@ import pyarrow.parquet as pq
 import pytest
 from market_support import Client, new_buyer
 
+from market import http as market_http
 from market.assets import load_assets
+from market.execution import QueryOutput
 from market.store import MarketStore, market_path
 from proofs.bundle import verify_bundle
 
@@ -371,3 +373,13 @@ def test_a_wrong_access_request_is_refused(buyer, body, status, code):
     _name, client = buyer
     answer = client.request("POST", "/api/access-requests", body)
     assert (answer[0], json.loads(answer[2])["error"]["code"]) == (status, code)
+
+
+def test_a_spooled_result_gone_before_it_is_sent_is_answered_500(buyer, monkeypatch, tmp_path):
+    # A server fault (the pool once deleted a result it had handed over): the buyer is told,
+    # not left with a connection closed without an answer.
+    gone = QueryOutput("application/json", 1, 10, None, str(tmp_path / "gone"), [])
+    monkeypatch.setattr(market_http, "route", lambda *_args: (200, gone))
+    _name, client = buyer
+    status, _headers, body = client.query("SELECT 1")
+    assert (status, json.loads(body)["error"]["code"]) == (500, "internal")
