@@ -105,7 +105,6 @@ def _latency(bootstrap: str, workdir: Path, seconds: float, rate_goal: bool = Tr
         elif not producer.is_alive():
             break
         time.sleep(max(0.0, TRIGGER_S - (time.monotonic() - started)))
-    produced_messages, produced_seconds = fleet_end.recv()
     producer.join()
     # Whether GE kept up with the stream: its reports done, and still queued, as it ends.
     attested = len(list(config.data_dir.glob("published/*/quality/*.attestation.json")))
@@ -113,6 +112,9 @@ def _latency(bootstrap: str, workdir: Path, seconds: float, rate_goal: bool = Tr
     quality.stop(drain_queue=False)
     if worker.lander is not None:
         worker.lander.close()
+    if producer.exitcode != 0 or not fleet_end.poll():
+        raise RuntimeError(f"the fleet's process failed (exit code {producer.exitcode})")
+    produced_messages, produced_seconds = fleet_end.recv()
     by_batch = latencies_by_batch(workdir / "steady", done_at)
     latencies = [seconds for batch in by_batch.values() for seconds in batch]
     q = statistics.quantiles(latencies, n=20)
