@@ -30,7 +30,7 @@ import duckdb
 from benchmarks.streaming import row_latencies
 from infra.broker import start_broker, stop_broker
 from simulator.fleet import generate
-from simulator.producer import produce
+from simulator.producer import at_event_time, produce
 from sinks.layout import DataLayout
 from validators.event_time import WindowSettings
 
@@ -158,10 +158,9 @@ def _live(bootstrap: str, data: Path, seconds: float, sessions: bool) -> dict:
     nodes = LIVE_NODES if sessions else _nodes_for_the_same_rate(seconds)
     messages = list(generate(nodes, seconds, 2.0, start_ms, 11, sessions=sessions))
 
-    def pace(message) -> None:  # send each record at its event time
-        time.sleep(max(0.0, message.timestamp_ms / 1000 - time.time()))
-
-    producer = threading.Thread(target=lambda: produce(bootstrap, topic, messages, pace=pace))
+    producer = threading.Thread(
+        target=lambda: produce(bootstrap, topic, messages, pace=at_event_time)
+    )
     producer.start()
     config = RunConfig(bootstrap, topic, topic, data, windows=LIVE_WINDOWS)
     source, chain = open_source(bootstrap), open_chain("embedded", None, None)

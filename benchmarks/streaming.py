@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from infra.broker import start_broker, stop_broker
 from simulator.fleet import generate
-from simulator.producer import ensure_topic, produce
+from simulator.producer import at_event_time, ensure_topic, produce
 from sinks.layout import DataLayout
 
 TRIGGER_S = 1.0
@@ -85,8 +85,9 @@ def _latency(bootstrap: str, workdir: Path, seconds: float, rate_goal: bool = Tr
     # The fleet produces from a process of its own, as a fleet does: in this one its generator
     # and kafka-python's sender thread (~3.4 CPU-s over 30 s, in bursts at every tick) took the
     # GIL from the driver's thread, which waits for it after every file write and Kafka call.
-    fleet_end, bench_end = multiprocessing.get_context("spawn").Pipe(duplex=False)
-    producer = multiprocessing.get_context("spawn").Process(
+    spawn = multiprocessing.get_context("spawn")
+    fleet_end, bench_end = spawn.Pipe(duplex=False)
+    producer = spawn.Process(
         target=_produce_fleet,
         args=(bootstrap, 235 if rate_goal else 50, seconds, bench_end),
         name="rda-bench-fleet",
@@ -150,11 +151,8 @@ def _produce_fleet(bootstrap: str, nodes: int, seconds: float, report: Connectio
     235 make ~1,000 records/s) for ``seconds``, each record sent at its event time; reports
     (messages, seconds) when done."""
     start_ms = int(time.time() * 1000) + 500
-
-    def pace(message) -> None:
-        time.sleep(max(0.0, message.timestamp_ms / 1000 - time.time()))
-
-    sent = produce(bootstrap, "steady", generate(nodes, seconds, 2.0, start_ms, 11), pace=pace)
+    messages = generate(nodes, seconds, 2.0, start_ms, 11)
+    sent = produce(bootstrap, "steady", messages, pace=at_event_time)
     report.send((sent.messages, sent.seconds))
     report.close()
 

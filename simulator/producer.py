@@ -31,6 +31,12 @@ class ProduceReport:
         }
 
 
+def at_event_time(message: Message) -> None:
+    """A ``produce`` pace: wait until the wall clock reaches the message's event time, so a
+    fleet generated with future timestamps is sent as it would happen."""
+    time.sleep(max(0.0, message.timestamp_ms / 1000 - time.time()))
+
+
 def ensure_topic(bootstrap: str, topic: str, partitions: int) -> int:
     """Create ``topic`` unless it exists; return its partition count."""
     from kafka import KafkaAdminClient
