@@ -16,8 +16,6 @@ from __future__ import annotations
 import bisect
 import hashlib
 import itertools
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ from proofs.leaves import leaf_bytes_for_batch, leaf_hashes_for_batch
 from proofs.log import LogRef
 from proofs.manifest import load_manifest
 from proofs.shard_log import shard_log
+from sinks.layout import DataLayout
 
 MAX_PROVEN_ROWS = 1_000
 UNMODIFIED = "proofs_need_unmodified_rows"
@@ -124,7 +123,7 @@ def bundles_for(asset: Asset, leaf_indices: list[int]) -> list[dict[str, Any]]:
 
 def _shard_bundles(asset: Asset, positions: list[int]) -> list[dict[str, Any]]:
     """Version-2 bundles: each position is a leaf of one shard (the shards in the checkpoint's
-    order); the shard's log is rebuilt from its leaf files once per checkpoint and process."""
+    order); the shard's log is rebuilt from its leaf files once per checkpoint (``_log_cache``)."""
     offsets = list(itertools.accumulate((h["tree_size"] for h in asset.shards), initial=0))
     checkpoint = asset.checkpoint
     committed = {
@@ -179,9 +178,13 @@ def _rows(dataset_dir: Path, files: list[dict], leaves: list[int]) -> list[bytes
 
 
 def _log_cache(asset: Asset, head: dict[str, Any]) -> Path:
-    """Where this process keeps the shard's rebuilt log (reused while the head is the same)."""
-    key = hashlib.sha256(f"{asset.dataset_dir}\n{head['shard']}".encode()).hexdigest()[:24]
-    return Path(tempfile.gettempdir()) / f"rda-shard-logs-{os.getuid()}" / key
+    """Where the shard's rebuilt log is kept (reused while its head is the same): in the data
+    directory's private folder, beside the marketplace's store. It lives and goes with its data;
+    a fixed name under the shared temporary folder outlived every data directory ever served
+    (one per test), and another user could make it first."""
+    key = hashlib.sha256(str(head["shard"]).encode()).hexdigest()[:24]
+    data_dir = asset.dataset_dir.parent.parent  # <data>/published/<dataset>
+    return DataLayout(data_dir).private / "shard-logs" / asset.dataset / key
 
 
 def _utc(table: pa.Table) -> pa.Table:

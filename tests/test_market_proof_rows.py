@@ -5,6 +5,10 @@ proves; a computed, replaced or renamed column (or a forged leaf index) is refus
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
+
 import pytest
 from market_support import Client, new_buyer
 
@@ -53,6 +57,16 @@ def test_every_row_shown_is_the_row_its_bundle_proves(client):
     assert len(result["rows"]) == len(result["proofs"]) == 5
     for row, bundle in zip(result["rows"], result["proofs"], strict=True):
         assert canonicalize(row) == canonicalize(bundle["row"])
+
+
+def test_rebuilt_shard_logs_are_kept_in_the_data_directory_not_the_shared_tmp(client, demo_dir):
+    shared = Path(tempfile.gettempdir()) / f"rda-shard-logs-{os.getuid()}"
+    before = sorted(shared.iterdir()) if shared.is_dir() else []
+    status, result = client.query_json("SELECT * FROM radio_kpi_v1 LIMIT 3", proofs=True)
+    assert status == 200 and len(result["proofs"]) == 3
+    kept = demo_dir / "private" / "shard-logs" / "radio_kpi.v1"
+    assert [p for p in kept.iterdir() if p.is_dir()]
+    assert (sorted(shared.iterdir()) if shared.is_dir() else []) == before
 
 
 def test_the_same_computed_query_without_proofs_is_answered(client):
