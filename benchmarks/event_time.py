@@ -21,16 +21,16 @@ import datetime as dt
 import shutil
 import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import duckdb
 
+from benchmarks.fleet_process import FleetProcess
 from benchmarks.streaming import row_latencies
 from infra.broker import start_broker, stop_broker
 from simulator.fleet import generate
-from simulator.producer import at_event_time, produce
+from simulator.producer import ensure_topic, produce
 from sinks.layout import DataLayout
 from validators.event_time import WindowSettings
 
@@ -154,19 +154,14 @@ def _live(bootstrap: str, data: Path, seconds: float, sessions: bool) -> dict:
     from streaming.driver import RunConfig, run_batch
 
     topic = data.name
-    start_ms = int(time.time() * 1000) + 500
     nodes = LIVE_NODES if sessions else _nodes_for_the_same_rate(seconds)
-    messages = list(generate(nodes, seconds, 2.0, start_ms, 11, sessions=sessions))
-
-    producer = threading.Thread(
-        target=lambda: produce(bootstrap, topic, messages, pace=at_event_time)
-    )
-    producer.start()
     config = RunConfig(bootstrap, topic, topic, data, windows=LIVE_WINDOWS)
     source, chain = open_source(bootstrap), open_chain("embedded", None, None)
     done_at: dict[int, float] = {}
     durations, closes, waits = [], [], []
-    time.sleep(1.0)  # the topic exists once the producer has started
+    # The pipeline is up and the topic there before the fleet starts, as in a deployment.
+    ensure_topic(bootstrap, topic, 4)
+    fleet = FleetProcess(bootstrap, topic, nodes, seconds, sessions=sessions)
     while True:
         started, started_at = time.monotonic(), time.time()
         summary = run_batch(config, source, chain.anchor)
@@ -176,13 +171,13 @@ def _live(bootstrap: str, data: Path, seconds: float, sessions: bool) -> dict:
             for end in {_epoch(w["window_end"]) for w in summary.windows_closed}:
                 closes.append(done_at[summary.batch_id] - end)
                 waits.append(started_at - end - LIVE_WINDOWS.allowed_lateness_s)
-        elif not producer.is_alive():
+        elif not fleet.is_alive():
             break
         time.sleep(max(0.0, TRIGGER_S - (time.monotonic() - started)))
-    producer.join()
+    records, _seconds = fleet.result()
     latencies = row_latencies(data, done_at, skip=WINDOWED)  # rows published at once
     return {
-        "records": len(messages),
+        "records": records,
         "rows": len(latencies),
         "batches": len(done_at),
         "batch_s_median": round(statistics.median(durations), 3),

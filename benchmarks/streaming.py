@@ -9,7 +9,6 @@ backlog with small and with large batches; its peak RSS shows what ``--max-batch
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import shutil
 import statistics
@@ -17,16 +16,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from multiprocessing.connection import Connection
 from pathlib import Path
 
 import duckdb
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from benchmarks.fleet_process import FleetProcess
 from infra.broker import start_broker, stop_broker
 from simulator.fleet import generate
-from simulator.producer import at_event_time, ensure_topic, produce
+from simulator.producer import ensure_topic, produce
 from sinks.layout import DataLayout
 
 TRIGGER_S = 1.0
@@ -82,18 +81,7 @@ def _latency(bootstrap: str, workdir: Path, seconds: float, rate_goal: bool = Tr
     worker = Worker(lander=landing_process())  # as `rda run` lands: forked at its start
     worker.lander.start()
 
-    # The fleet produces from a process of its own, as a fleet does: in this one its generator
-    # and kafka-python's sender thread (~3.4 CPU-s over 30 s, in bursts at every tick) took the
-    # GIL from the driver's thread, which waits for it after every file write and Kafka call.
-    spawn = multiprocessing.get_context("spawn")
-    fleet_end, bench_end = spawn.Pipe(duplex=False)
-    producer = spawn.Process(
-        target=_produce_fleet,
-        args=(bootstrap, 235 if rate_goal else 50, seconds, bench_end),
-        name="rda-bench-fleet",
-    )
-    producer.start()
-    bench_end.close()
+    fleet = FleetProcess(bootstrap, "steady", 235 if rate_goal else 50, seconds)
     while True:
         started = time.monotonic()
         summary = run_batch(config, source, chain.anchor, worker=worker)
@@ -103,19 +91,16 @@ def _latency(bootstrap: str, workdir: Path, seconds: float, rate_goal: bool = Tr
             for step, spent in summary.steps.items():
                 steps.setdefault(step, []).append(spent)
             quality.nudge()
-        elif not producer.is_alive():
+        elif not fleet.is_alive():
             break
         time.sleep(max(0.0, TRIGGER_S - (time.monotonic() - started)))
-    producer.join()
     # Whether GE kept up with the stream: its reports done, and still queued, as it ends.
     attested = len(list(config.data_dir.glob("published/*/quality/*.attestation.json")))
     queued = len(pending(quality.layout))
     quality.stop(drain_queue=False)
     if worker.lander is not None:
         worker.lander.close()
-    if producer.exitcode != 0 or not fleet_end.poll():
-        raise RuntimeError(f"the fleet's process failed (exit code {producer.exitcode})")
-    produced_messages, produced_seconds = fleet_end.recv()
+    produced_messages, produced_seconds = fleet.result()
     by_batch = latencies_by_batch(workdir / "steady", done_at)
     latencies = [seconds for batch in by_batch.values() for seconds in batch]
     q = statistics.quantiles(latencies, n=20)
@@ -144,17 +129,6 @@ def _latency(bootstrap: str, workdir: Path, seconds: float, rate_goal: bool = Tr
         "quality_reports_attested": attested,
         "quality_reports_pending": queued,
     }
-
-
-def _produce_fleet(bootstrap: str, nodes: int, seconds: float, report: Connection) -> None:
-    """In the fleet's process: ``nodes`` nodes at 2 Hz (radio KPIs, heartbeats, speed tests;
-    235 make ~1,000 records/s) for ``seconds``, each record sent at its event time; reports
-    (messages, seconds) when done."""
-    start_ms = int(time.time() * 1000) + 500
-    messages = generate(nodes, seconds, 2.0, start_ms, 11)
-    sent = produce(bootstrap, "steady", messages, pace=at_event_time)
-    report.send((sent.messages, sent.seconds))
-    report.close()
 
 
 def row_latencies(
