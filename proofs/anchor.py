@@ -126,6 +126,11 @@ class DeployedContract:
             self._sender = self.w3.eth.accounts[0]
         return self._sender
 
+    @property
+    def in_process(self) -> bool:
+        """Whether the chain is the in-process EVM (eth-tester), where gas is free."""
+        return type(self.w3.provider).__name__ == "EthereumTesterProvider"
+
 
 class AnchorRegistry(DeployedContract):
     """A deployed AnchorRegistry, used from the owner's (first) account by default."""
@@ -315,11 +320,6 @@ class AnchorRegistry(DeployedContract):
             checkpoints_created=int(created),
             gas_per_checkpoint=gas / checkpoints,
         )
-
-    @property
-    def in_process(self) -> bool:
-        """Whether the chain is the in-process EVM (eth-tester), where gas is free."""
-        return type(self.w3.provider).__name__ == "EthereumTesterProvider"
 
     def _anchored_events(self, receipt: Any) -> int:
         """How many checkpoints the transaction anchored: its ``Anchored`` events."""

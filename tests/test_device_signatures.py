@@ -30,8 +30,10 @@ from device_inputs import (
 from hypothesis import given
 from hypothesis import strategies as st
 
+from proofs.merkle import root as merkle_root
+from proofs.merkle_verify import verify_inclusion
 from simulator.fleet import generate
-from simulator.signing import FleetSigning, sign_batch, simulated_signer
+from simulator.signing import FleetSigning, root_and_proofs, sign_batch, simulated_signer
 
 # -- genuine reports ----------------------------------------------------------------------------
 
@@ -205,3 +207,14 @@ def test_the_ingest_cache_folds_the_registrys_events_into_what_it_holds(fleet, s
         assert {k.key_id: k.public_key for k in node.keys} == {
             key_id: k.public_key for key_id, k in snapshot.nodes[node_id].keys.items()
         }
+
+
+@given(st.lists(st.binary(min_size=32, max_size=32), min_size=1, max_size=70))
+def test_a_nodes_batch_root_and_proofs_are_rfc9162s(leaves):
+    """The simulated node's one-pass tree (``simulator/signing.py``) gives the root the verifier
+    computes, and each leaf a proof the verifier accepts against it."""
+    root, paths = root_and_proofs(leaves)
+    assert root == merkle_root(leaves)
+    assert len(paths) == len(leaves)
+    for index, (leaf, path) in enumerate(zip(leaves, paths, strict=True)):
+        assert verify_inclusion(leaf, index, len(leaves), path, root)

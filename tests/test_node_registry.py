@@ -9,7 +9,16 @@ import pytest
 from web3 import EthereumTesterProvider, Web3
 
 from infra.solc import NODE_REGISTRY_ARTIFACT, NODE_REGISTRY_SOURCE, OPENZEPPELIN_VERSION
-from proofs.node_registry import NodeRegistry, NodeRegistryRefused, fold_events, token_id
+from proofs import node_registry
+from proofs.node_registry import (
+    MAX_NODES_PER_TX,
+    REGISTER_GAS_BASE,
+    REGISTER_GAS_PER_NODE,
+    NodeRegistry,
+    NodeRegistryRefused,
+    fold_events,
+    token_id,
+)
 from simulator.signing import simulated_signer
 
 T0 = 1_764_000_000_000
@@ -144,6 +153,37 @@ def test_a_fleet_registers_in_one_transaction_all_or_nothing(w3, registry):
     with pytest.raises(NodeRegistryRefused, match="ERC721InvalidSender"):
         registry.register_many(clash, T0)
     assert registry.node("an-0100") is None
+
+
+def test_the_given_gas_limit_covers_the_most_nodes_one_transaction_carries_with_the_longest_ids(
+    registry,
+):
+    """Registrations are sent with a computed gas limit, not an estimate: the dearest case (the
+    most nodes a transaction may carry, each with a 64-character id) fits under it, as does a
+    first registration alone in a new registry."""
+    n = MAX_NODES_PER_TX
+    fleet = [(f"{i:03d}".ljust(64, "x"), "backhaul", i, key(f"long-{i}"), None) for i in range(n)]
+    sent = registry.register_many(fleet, T0)
+    assert sent.gas_used < REGISTER_GAS_BASE + REGISTER_GAS_PER_NODE * n < 2**24
+    first = NodeRegistry.deploy(registry.w3).register("z" * 64, "backhaul", 1, key("z"), T0)
+    assert first.gas_used < REGISTER_GAS_BASE + REGISTER_GAS_PER_NODE
+
+
+def test_more_nodes_than_one_transaction_carries_are_refused_before_sending(w3, registry):
+    block = w3.eth.block_number
+    fleet = [
+        (f"an-{i:04d}", "ground_airnode", i, key(f"an-{i:04d}"), None) for i in range(100, 151)
+    ]
+    with pytest.raises(ValueError, match="split them"):
+        registry.register_many(fleet, T0)
+    assert w3.eth.block_number == block
+
+
+def test_a_registration_that_fails_on_chain_is_an_error_not_a_success(registry, monkeypatch):
+    monkeypatch.setattr(node_registry, "REGISTER_GAS_PER_NODE", 10_000)  # runs out of gas
+    with pytest.raises(NodeRegistryRefused, match="Reverted"):
+        registry.register("an-0002", "ground_airnode", 1, key("an-0002"), T0)
+    assert registry.node("an-0002") is None
 
 
 def test_registration_gas_is_that_of_a_mint_with_one_key(registry):
