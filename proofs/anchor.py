@@ -42,6 +42,7 @@ MAX_CHECKPOINTS_PER_TX = 100
 # unused gas is not charged. 100 checkpoints get 13.06M, under the 2**24 cap.
 ANCHOR_GAS_BASE = 60_000
 ANCHOR_GAS_PER_CHECKPOINT = 130_000
+IN_PROCESS_GAS_LIMIT = 2**24
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
 
@@ -109,6 +110,19 @@ def load_artifact() -> dict[str, Any]:
     return json.loads(ARTIFACT.read_text())
 
 
+def in_process(w3: Any) -> bool:
+    """Whether ``w3`` is the in-process EVM (eth-tester), where gas is free."""
+    return type(w3.provider).__name__ == "EthereumTesterProvider"
+
+
+def gas_given(w3: Any) -> dict[str, int]:
+    """A transaction's gas limit where it need not be estimated: on the in-process EVM, where
+    gas is free and unused gas is not charged, EIP-7825's per-transaction cap. web3 otherwise
+    estimates it by executing the transaction over and over (py-evm's binary search: ~13 runs
+    of every deployment and call). Elsewhere, nothing: the node estimates it."""
+    return {"gas": IN_PROCESS_GAS_LIMIT} if in_process(w3) else {}
+
+
 class DeployedContract:
     """A contract at ``address`` with the committed artifact's ABI, used from ``sender``."""
 
@@ -129,7 +143,7 @@ class DeployedContract:
     @property
     def in_process(self) -> bool:
         """Whether the chain is the in-process EVM (eth-tester), where gas is free."""
-        return type(self.w3.provider).__name__ == "EthereumTesterProvider"
+        return in_process(self.w3)
 
 
 class AnchorRegistry(DeployedContract):
@@ -145,7 +159,7 @@ class AnchorRegistry(DeployedContract):
         artifact = load_artifact()
         sender = sender or w3.eth.accounts[0]
         factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
-        tx = factory.constructor().transact({"from": sender})
+        tx = factory.constructor().transact({"from": sender, **gas_given(w3)})
         receipt = w3.eth.wait_for_transaction_receipt(tx)
         return cls(w3, receipt["contractAddress"], sender)
 

@@ -16,7 +16,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from proofs.anchor import DeployedContract, checksum_address, dataset_key
+from proofs.anchor import DeployedContract, checksum_address, dataset_key, gas_given
 from proofs.anchor_errors import AnchorRefused, refusal
 
 ContractRefused = AnchorRefused  # a revert with a custom error: ``error`` is its name
@@ -60,7 +60,7 @@ class Contract(DeployedContract):
         sender = sender or w3.eth.accounts[0]
         factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
         receipt = w3.eth.wait_for_transaction_receipt(
-            factory.constructor(*args).transact({"from": sender})
+            factory.constructor(*args).transact({"from": sender, **gas_given(w3)})
         )
         deployed = cls(w3, receipt["contractAddress"], sender)
         deployed.deploy_gas = int(receipt["gasUsed"])
@@ -88,7 +88,7 @@ class Contract(DeployedContract):
         tx = {"from": self.sender, "value": value}
         try:
             returned = call.call(tx)  # surfaces a revert with its error, before any gas is spent
-            tx_hash = call.transact(tx)
+            tx_hash = call.transact({**tx, **gas_given(self.w3)})
         except Exception as error:
             raise refusal(error, self._errors) from error
         receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash)

@@ -23,7 +23,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from proofs.anchor import DeployedContract, checksum_address
+from proofs.anchor import DeployedContract, checksum_address, gas_given
 from proofs.anchor_errors import ContractRefused, refusal
 
 ARTIFACT = Path(__file__).parent / "contracts" / "NodeRegistry.json"
@@ -164,7 +164,7 @@ class NodeRegistry(DeployedContract):
         artifact = load_artifact()
         admin = admin or w3.eth.accounts[0]
         factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
-        tx = factory.constructor(admin).transact({"from": admin})
+        tx = factory.constructor(admin).transact({"from": admin, **gas_given(w3)})
         receipt = w3.eth.wait_for_transaction_receipt(tx)
         return cls(w3, receipt["contractAddress"], admin)
 
@@ -259,15 +259,16 @@ class NodeRegistry(DeployedContract):
         """Send ``call``; ``gas``: its limit (None: estimated by the node).
 
         A dry run first surfaces a revert with its custom error before any gas is paid. On the
-        in-process EVM, where gas is free, a call with its gas given is sent at once (the dry
+        in-process EVM, where gas is free, the call is sent at once with its gas given (the dry
         run executed it a second time: half of registering a fleet there) and run again as a
         call only if it reverts, to read why.
         """
-        dry_run = gas is None or not self.in_process
+        dry_run = not self.in_process
+        given = {"gas": gas} if gas else gas_given(self.w3)
         try:
             if dry_run:
                 call.call({"from": self.sender})
-            tx = call.transact({"from": self.sender, **({"gas": gas} if gas else {})})
+            tx = call.transact({"from": self.sender, **given})
         except Exception as error:
             raise refusal(error, self._errors, NodeRegistryRefused) from error
         receipt = self.w3.eth.wait_for_transaction_receipt(tx)
