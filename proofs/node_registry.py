@@ -256,7 +256,8 @@ class NodeRegistry(DeployedContract):
         return self._send(call)
 
     def _send(self, call: Any, gas: int | None = None) -> Sent:
-        """Send ``call``; ``gas``: its limit (None: estimated by the node).
+        """Send ``call``; ``gas``: its limit (None: ``gas_given``'s on the in-process EVM,
+        estimated by the node elsewhere).
 
         A dry run first surfaces a revert with its custom error before any gas is paid. On the
         in-process EVM, where gas is free, the call is sent at once with its gas given (the dry
