@@ -27,7 +27,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from proofs.anchor_errors import AnchorRefused, error_selectors, refusal
+from proofs.anchor_errors import AnchorRefused, ContractRefused, error_selectors, refusal
 
 __all__ = ["Anchor", "AnchorReceipt", "AnchorRefused", "AnchorRegistry", "dataset_key"]
 
@@ -123,8 +123,17 @@ def gas_given(w3: Any) -> dict[str, int]:
     return {"gas": IN_PROCESS_GAS_LIMIT} if in_process(w3) else {}
 
 
+def deploy_receipt(w3: Any, artifact: dict, sender: str, *args: Any) -> Any:
+    """Deploy ``artifact``'s contract from ``sender`` with constructor ``args``; the receipt."""
+    factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+    tx = factory.constructor(*args).transact({"from": sender, **gas_given(w3)})
+    return w3.eth.wait_for_transaction_receipt(tx)
+
+
 class DeployedContract:
     """A contract at ``address`` with the committed artifact's ABI, used from ``sender``."""
+
+    _refused: type[ContractRefused] = AnchorRefused  # what its reverts raise
 
     def __init__(self, w3: Any, address: str, artifact: dict, sender: str | None = None) -> None:
         self.w3 = w3
@@ -145,6 +154,32 @@ class DeployedContract:
         """Whether the chain is the in-process EVM (eth-tester), where gas is free."""
         return in_process(self.w3)
 
+    def _transact(self, call: Any, gas: int | None = None) -> tuple[Any, Any]:
+        """Send ``call``, ``gas`` its limit (None: ``gas_given``'s); its receipt, and what its
+        dry run returned (None without one).
+
+        A dry run first surfaces a revert with its custom error before any gas is paid. On the
+        in-process EVM gas costs nothing and the dry run would execute the call a second time (a
+        third of a small batch's anchoring, half of registering a fleet): the call is sent at
+        once, and run again as a call only if it reverts, to read why.
+        """
+        given = {"gas": gas} if gas else gas_given(self.w3)
+        dry_run = not self.in_process
+        try:
+            returned = call.call({"from": self.sender}) if dry_run else None
+            tx = call.transact({"from": self.sender, **given})
+        except Exception as error:  # web3 raises several types; decode the custom error if any
+            raise refusal(error, self._errors, self._refused) from error
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx)
+        if int(receipt.get("status", 1)) != 1:  # out of its gas, or lost a race on chain
+            if not dry_run:
+                try:
+                    call.call({"from": self.sender})
+                except Exception as error:
+                    raise refusal(error, self._errors, self._refused) from error
+            raise self._refused("Reverted", {"transaction": bytes(receipt["transactionHash"])})
+        return receipt, returned
+
 
 class AnchorRegistry(DeployedContract):
     """A deployed AnchorRegistry, used from the owner's (first) account by default."""
@@ -156,11 +191,8 @@ class AnchorRegistry(DeployedContract):
     @classmethod
     def deploy(cls, w3: Any, sender: str | None = None) -> AnchorRegistry:
         """Deploy a new registry owned by ``sender`` (default: the node's first account)."""
-        artifact = load_artifact()
         sender = sender or w3.eth.accounts[0]
-        factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
-        tx = factory.constructor().transact({"from": sender, **gas_given(w3)})
-        receipt = w3.eth.wait_for_transaction_receipt(tx)
+        receipt = deploy_receipt(w3, load_artifact(), sender)
         return cls(w3, receipt["contractAddress"], sender)
 
     @classmethod
@@ -212,10 +244,9 @@ class AnchorRegistry(DeployedContract):
         """Publish the signed identity document (exact bytes), unless it is already current."""
         if self.identity_hash() == hashlib.sha256(document).digest():
             return AnchorReceipt(None, None, 0, created=False)
-        # On the in-process EVM, sent with its gas given: its estimate was half of the chain's
-        # binding at every `rda run`'s start (~0.2 s), in the wait of a small first batch.
-        call = self.contract.functions.publishIdentity(document)
-        sent = self._send(call, checkpoints=1, gas=gas_given(self.w3).get("gas"))
+        # Sent without an estimate on the in-process EVM (``_transact``): it was half of the
+        # chain's binding at every `rda run`'s start (~0.2 s), in the wait of a small first batch.
+        sent = self._send(self.contract.functions.publishIdentity(document), checkpoints=1)
         return replace(sent, created=True, checkpoints_created=0)
 
     # -- anchors -----------------------------------------------------------------------------
@@ -305,29 +336,11 @@ class AnchorRegistry(DeployedContract):
         return None
 
     def _send(self, call: Any, checkpoints: int, gas: int | None = None) -> AnchorReceipt:
-        """Send ``call``; ``gas``: its limit (None: estimated by the node).
-
-        A dry run first surfaces a revert with its reason before any gas is paid. On the
-        in-process EVM gas costs nothing and the dry run would execute the call a second time
-        (a third of a small batch's anchoring): a call with its gas given is sent at once, and
-        run again as a call only if it reverts, to read the reason.
-        """
-        dry_run = gas is None or not self.in_process
-        try:
-            created = call.call({"from": self.sender}) if dry_run else None
-            tx = call.transact({"from": self.sender, **({"gas": gas} if gas else {})})
-        except Exception as error:  # web3 raises several types; decode the custom error if any
-            raise refusal(error, self._errors) from error
-        receipt = self.w3.eth.wait_for_transaction_receipt(tx)
-        if int(receipt.get("status", 1)) != 1:  # lost a race on chain, or was never dry-run
-            if not dry_run:
-                try:
-                    call.call({"from": self.sender})
-                except Exception as error:
-                    raise refusal(error, self._errors) from error
-            raise AnchorRefused("Reverted", {"transaction": bytes(receipt["transactionHash"])})
+        """Send ``call`` (``_transact``); what it anchored: the dry run's count, or on the
+        in-process EVM (no dry run) its ``Anchored`` events."""
+        receipt, created = self._transact(call, gas)
         gas = int(receipt["gasUsed"])
-        if not dry_run:
+        if self.in_process:
             created = self._anchored_events(receipt)
         created = created if isinstance(created, (bool, int)) else True  # publishIdentity: None
         return AnchorReceipt(

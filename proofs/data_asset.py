@@ -16,7 +16,13 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from proofs.anchor import DeployedContract, checksum_address, dataset_key, gas_given
+from proofs.anchor import (
+    DeployedContract,
+    checksum_address,
+    dataset_key,
+    deploy_receipt,
+    gas_given,
+)
 from proofs.anchor_errors import AnchorRefused, refusal
 
 ContractRefused = AnchorRefused  # a revert with a custom error: ``error`` is its name
@@ -58,10 +64,7 @@ class Contract(DeployedContract):
     def deploy(cls, w3: Any, *args: Any, sender: str | None = None) -> Any:
         artifact = load_artifact(cls.artifact_path, cls.artifact_name)
         sender = sender or w3.eth.accounts[0]
-        factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
-        receipt = w3.eth.wait_for_transaction_receipt(
-            factory.constructor(*args).transact({"from": sender, **gas_given(w3)})
-        )
+        receipt = deploy_receipt(w3, artifact, sender, *args)
         deployed = cls(w3, receipt["contractAddress"], sender)
         deployed.deploy_gas = int(receipt["gasUsed"])
         return deployed

@@ -23,8 +23,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from proofs.anchor import DeployedContract, checksum_address, gas_given
-from proofs.anchor_errors import ContractRefused, refusal
+from proofs.anchor import DeployedContract, checksum_address, deploy_receipt
+from proofs.anchor_errors import ContractRefused
 
 ARTIFACT = Path(__file__).parent / "contracts" / "NodeRegistry.json"
 # The contract's NodeClass enum, in order.
@@ -151,6 +151,8 @@ class Sent:
 class NodeRegistry(DeployedContract):
     """A deployed NodeRegistry; transactions come from ``sender`` (default: the first account)."""
 
+    _refused = NodeRegistryRefused
+
     def __init__(self, w3: Any, address: str, sender: str | None = None) -> None:
         super().__init__(w3, address, load_artifact(), sender)
 
@@ -161,11 +163,8 @@ class NodeRegistry(DeployedContract):
     @classmethod
     def deploy(cls, w3: Any, admin: str | None = None) -> NodeRegistry:
         """A new registry; ``admin`` (default: the first account) administers and registers."""
-        artifact = load_artifact()
         admin = admin or w3.eth.accounts[0]
-        factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
-        tx = factory.constructor(admin).transact({"from": admin, **gas_given(w3)})
-        receipt = w3.eth.wait_for_transaction_receipt(tx)
+        receipt = deploy_receipt(w3, load_artifact(), admin, admin)
         return cls(w3, receipt["contractAddress"], admin)
 
     @classmethod
@@ -256,33 +255,8 @@ class NodeRegistry(DeployedContract):
         return self._send(call)
 
     def _send(self, call: Any, gas: int | None = None) -> Sent:
-        """Send ``call``; ``gas``: its limit (None: ``gas_given``'s on the in-process EVM,
-        estimated by the node elsewhere).
-
-        A dry run first surfaces a revert with its custom error before any gas is paid. On the
-        in-process EVM, where gas is free, the call is sent at once with its gas given (the dry
-        run executed it a second time: half of registering a fleet there) and run again as a
-        call only if it reverts, to read why.
-        """
-        dry_run = not self.in_process
-        given = {"gas": gas} if gas else gas_given(self.w3)
-        try:
-            if dry_run:
-                call.call({"from": self.sender})
-            tx = call.transact({"from": self.sender, **given})
-        except Exception as error:
-            raise refusal(error, self._errors, NodeRegistryRefused) from error
-        receipt = self.w3.eth.wait_for_transaction_receipt(tx)
-        if int(receipt.get("status", 1)) != 1:  # out of its gas, or lost a race on chain
-            if not dry_run:
-                try:
-                    call.call({"from": self.sender})
-                except Exception as error:
-                    raise refusal(error, self._errors, NodeRegistryRefused) from error
-            raise NodeRegistryRefused(
-                "Reverted",
-                {"transaction": bytes(receipt["transactionHash"]), "gas_used": receipt["gasUsed"]},
-            )
+        """Send ``call`` (``_transact``); ``gas``: its limit, when it is computed here."""
+        receipt, _ = self._transact(call, gas)
         return Sent(
             tx_hash="0x" + bytes(receipt["transactionHash"]).hex().removeprefix("0x"),
             block_number=int(receipt["blockNumber"]),
