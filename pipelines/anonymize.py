@@ -27,6 +27,7 @@ import h3
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipelines.keyed_hashes import hex_prefixes, hmac_sha256_many
 from schemas.model import Field, Privacy, TelemetrySchema
 from schemas.published import (
     EPOCH_FIELD,
@@ -183,20 +184,35 @@ def _pseudonyms(values: pa.Array, epochs: pa.Array, key: PseudonymKey, keep: int
         mine = pc.equal(epochs, epoch)
         epoch_key = key.epoch_key(epoch)
 
-        def pseudonym(value: str, k: bytes = epoch_key) -> str:
-            digest = hmac.digest(k, value.encode(), "sha256").hex()[:PSEUDONYM_HEX_CHARS]
-            return f"{value[:keep]}-{digest}" if keep else digest
+        def pseudonyms(distinct: pa.Array, k: bytes = epoch_key) -> pa.Array:
+            digests = hex_prefixes(hmac_sha256_many(k, _utf8(distinct)), PSEUDONYM_HEX_CHARS)
+            if not keep:
+                return digests
+            return pc.binary_join_element_wise(
+                pc.utf8_slice_codeunits(distinct, 0, keep), digests, "-"
+            )
 
-        mapped = _per_distinct(pc.filter(values, mine), pseudonym)
+        mapped = _per_distinct_array(pc.filter(values, mine), pseudonyms)
         result = pc.replace_with_mask(result, mine, mapped)
     return result
 
 
 def _per_distinct(values: pa.Array, transform: Callable[[str], str | None]) -> pa.Array:
     """``transform`` applied to each distinct non-null value once, then mapped back."""
+    return _per_distinct_array(
+        values, lambda distinct: pa.array([transform(v) for v in distinct.to_pylist()], pa.string())
+    )
+
+
+def _per_distinct_array(values: pa.Array, transform: Callable[[pa.Array], pa.Array]) -> pa.Array:
+    """``transform`` of the array of distinct non-null values, mapped back to every row."""
     distinct = pc.drop_null(pc.unique(values))
-    mapped = pa.array([transform(v) for v in distinct.to_pylist()], pa.string())
-    return pc.take(mapped, pc.index_in(values, value_set=distinct))
+    return pc.take(transform(distinct), pc.index_in(values, value_set=distinct))
+
+
+def _utf8(texts: pa.Array) -> list[bytes]:
+    """Each string's UTF-8 bytes (what ``str.encode`` gives), without a call per value."""
+    return texts.cast(pa.binary()).to_pylist()
 
 
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
@@ -267,10 +283,11 @@ def _row_keys(
     for epoch in pc.unique(epochs).to_pylist():
         mine = pc.equal(epochs, epoch)
         k = key.epoch_key(epoch)
-        texts = pc.filter(joined, mine).to_pylist()
-        # Keyed BLAKE2b (a MAC by design) here: one per row, 5x cheaper than HMAC-SHA256.
-        digests = [hashlib.blake2b(t.encode(), key=k, digest_size=16).hexdigest() for t in texts]
-        result = pc.replace_with_mask(result, mine, pa.array(digests, pa.string()))
+        texts = _utf8(pc.filter(joined, mine))
+        # Keyed BLAKE2b (a MAC by design) here: one per row, cheaper than HMAC-SHA256 even with
+        # its keyed states made once (1.3 against 1.9 µs a row).
+        digests = [hashlib.blake2b(t, key=k, digest_size=16).digest() for t in texts]
+        result = pc.replace_with_mask(result, mine, hex_prefixes(digests, 32))
     return result
 
 
@@ -288,7 +305,9 @@ def k_anonymize(
 def subscriber_keys(values: pa.Array, key: PseudonymKey) -> pa.Array:
     """A keyed hash of each subscriber identifier, the same in every epoch (private only)."""
     ledger = key.ledger_key()
-    return _per_distinct(values, lambda v: hmac.digest(ledger, v.encode(), "sha256")[:16].hex())
+    return _per_distinct_array(
+        values, lambda distinct: hex_prefixes(hmac_sha256_many(ledger, _utf8(distinct)), 32)
+    )
 
 
 def _k_anonymous(

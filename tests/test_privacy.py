@@ -19,9 +19,11 @@ from pipelines.anonymize import (
     KEY_ENV,
     PseudonymKey,
     PseudonymKeyError,
+    _pseudonyms,
     _truncated_addresses,
     anonymize,
     group_sizes,
+    subscriber_keys,
 )
 from pipelines.staged import SUBSCRIBER
 from schemas.published import DEFAULT_PRIVACY, PrivacySettings, published_schema
@@ -99,6 +101,35 @@ def test_another_key_gives_other_pseudonyms():
     ours = published([{}] * 5).rows.column("imsi")[0]
     theirs = published([{}] * 5, key=other).rows.column("imsi")[0]
     assert ours != theirs
+
+
+@settings(deadline=None)
+@given(
+    st.lists(st.one_of(st.none(), st.text(max_size=20)), max_size=40),
+    st.lists(st.integers(20_000, 20_002), min_size=40, max_size=40),
+    st.sampled_from([0, 1, 8]),
+)
+def test_pseudonyms_of_any_text_are_the_hmac_of_its_epoch_key_with_the_kept_prefix(
+    values, epochs, keep
+):
+    epochs = epochs[: len(values)]
+    result = _pseudonyms(pa.array(values, pa.string()), pa.array(epochs, pa.int64()), KEY, keep)
+    expected = [
+        None if v is None else (f"{v[:keep]}-" if keep else "") + expected_pseudonym(v, epoch)
+        for v, epoch in zip(values, epochs, strict=True)
+    ]
+    assert result.to_pylist() == expected
+
+
+@settings(deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(max_size=20)), max_size=40))
+def test_subscriber_keys_are_the_hmac_of_the_ledger_key_in_every_epoch(values):
+    ledger = KEY.ledger_key()
+    expected = [
+        None if v is None else hmac.new(ledger, v.encode(), "sha256").digest()[:16].hex()
+        for v in values
+    ]
+    assert subscriber_keys(pa.array(values, pa.string()), KEY).to_pylist() == expected
 
 
 @pytest.mark.parametrize(
