@@ -1,7 +1,7 @@
 """GE run faster, its report unchanged: ``column_values.between`` on pandas vectorized for every
 numeric width (``validators/ge_between.py``), and pandas' copy-on-write while GE runs
 (``validators/expectations.py``) — the same verdict per value as GE's own, the same report
-bytes as GE's own way."""
+bytes as GE's own way (with ``validators/ge_type_list.py`` too)."""
 
 from __future__ import annotations
 
@@ -91,14 +91,14 @@ def test_a_text_column_keeps_ge_s_own_handling():
     assert verdicts(ge_between.register(), column, **bounds) == [False, True]
 
 
-# GE's own way, in a process where nothing registered the vectorized metric and pandas copies
+# GE's own way, in a process where nothing registered the faster metrics and pandas copies
 # frames as it does by default.
 REPORT_WITH_GE_S_OWN = """
 import contextlib, sys
 import pyarrow.parquet as pq
 from schemas.published import published_schema_for_dataset
-from validators import expectations, ge_between
-ge_between.register = lambda: None
+from validators import expectations, ge_between, ge_type_list
+ge_between.register = ge_type_list.register = lambda: None
 expectations._pandas_options = contextlib.nullcontext
 schema = published_schema_for_dataset(sys.argv[1])
 report, _ = expectations.validate(schema, pq.read_table(sys.argv[2]))

@@ -265,11 +265,12 @@ def _suite(schema: TelemetrySchema, docs_dir: str | None) -> _Suite:
         ProgressBarsConfig,
     )
 
-    from validators import ge_between
+    from validators import ge_between, ge_type_list
     from validators.data_docs_views import site_views
 
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     ge_between.register()  # numeric bounds checked in one step whatever the column's width
+    ge_type_list.register()  # a column of one type judged once, not value by value
     config = DataContextConfig(
         store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
         analytics_enabled=False,  # offline
