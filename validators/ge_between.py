@@ -15,26 +15,18 @@ GE registers a metric provider when its class is defined: importing this module 
 
 from __future__ import annotations
 
+import functools
 import inspect
-import logging
 from typing import Any
 
-_registered: type | None = None
+from validators.ge_registry import replace_provider
 
 
+@functools.cache
 def register() -> type:
     """Register the vectorized condition with GE's metric registry, once per process; its
     metric provider class."""
-    global _registered
-    if _registered is None:
-        registry = logging.getLogger("great_expectations.expectations.registry")
-        level = registry.level
-        registry.setLevel(logging.ERROR)  # GE warns that it replaces its own provider: intended
-        try:
-            _registered = _define()
-        finally:
-            registry.setLevel(level)
-    return _registered
+    return replace_provider(_define)
 
 
 def _define() -> type:
