@@ -1,0 +1,109 @@
+"""The CPU seconds of a running process tree, by role, read from ``/proc`` (Linux).
+
+``rda run --once`` is several processes: the run itself (its driver and sequencing), its landing
+children (forked from it), the quality worker (GE's import and warm-up) and the GE jobs the
+worker forks. On two cores the run is CPU-bound, so where its CPU goes is where its time goes:
+the peers bench reports this beside the wall time. Sampled every ``PERIOD_S``: a process that
+ends between two samples loses its last moments (at most a period each); the tree's exact total
+is the run's ``wait4`` usage.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import Counter
+from pathlib import Path
+
+PERIOD_S = 0.05
+ROLES = ("run", "landing", "quality worker", "GE jobs")
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class TreeCpu:
+    """Samples the tree under ``root`` in a thread from ``start`` to ``stop``."""
+
+    def __init__(self, root: int) -> None:
+        self.root = root
+        self._seen: dict[int, tuple[str, float]] = {}  # pid: (role, CPU seconds so far)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample_until_done, daemon=True)
+
+    def start(self) -> TreeCpu:
+        self._thread.start()
+        return self
+
+    def stop(self) -> dict[str, float]:
+        """Stop sampling; CPU seconds by role (every role, rounded to 0.01 s)."""
+        self._done.set()
+        self._thread.join()
+        totals: Counter[str] = Counter({role: 0.0 for role in ROLES})
+        for role, seconds in self._seen.values():
+            totals[role] += seconds
+        return {role: round(totals[role], 2) for role in ROLES}
+
+    def _sample_until_done(self) -> None:
+        while not self._done.wait(PERIOD_S):
+            self._sample()
+
+    def _sample(self) -> None:
+        parents = _parents()
+        for pid in _descendants(self.root, parents):
+            cpu = _cpu_seconds(pid)
+            if cpu is not None:
+                role = self._seen.get(pid, (None, 0.0))[0] or self._role(pid, parents)
+                self._seen[pid] = (role, cpu)
+
+    def _role(self, pid: int, parents: dict[int, int]) -> str:
+        if pid == self.root:
+            return "run"
+        if b"streaming.quality_worker" in _command(pid):
+            parent_role = self._seen.get(parents.get(pid, 0), ("", 0.0))[0]
+            return "GE jobs" if parent_role == "quality worker" else "quality worker"
+        parent_role = self._seen.get(parents.get(pid, 0), ("", 0.0))[0]
+        return "GE jobs" if parent_role in ("quality worker", "GE jobs") else "landing"
+
+
+def _parents() -> dict[int, int]:
+    """pid: parent pid, of every process now."""
+    parents = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if fields is not None:
+                parents[int(entry.name)] = int(fields[1])
+    return parents
+
+
+def _descendants(root: int, parents: dict[int, int]) -> list[int]:
+    """``root`` and every process under it, parents before their children."""
+    children: dict[int, list[int]] = {}
+    for pid, parent in parents.items():
+        children.setdefault(parent, []).append(pid)
+    order, stack = [], [root]
+    while stack:
+        pid = stack.pop()
+        order.append(pid)
+        stack.extend(sorted(children.get(pid, []), reverse=True))
+    return order
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    fields = _stat_fields(pid)
+    return None if fields is None else (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """``/proc/PID/stat`` after the command name (state, ppid, ...), or None once it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rpartition(")")[2].split()
+
+
+def _command(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
