@@ -4,13 +4,14 @@ one type.
 GE 1.x judges the condition with a Python function per value (``column.map(lambda x:
 isinstance(x, types))``): for every column of every published schema, a tenth or more of GE's
 time over a checkpoint of 141,300 radio_kpi rows. The verdict depends on the value's type only,
-and a published column's values all have one type: a numpy number column's values are all of
-its scalar type as ``map`` sees them, and a text column read from Arrow holds ``str`` objects
-(nulls never reach the condition: GE filters them first). Registered here for the pandas engine
-under GE's own metric name, the condition asks GE's own function about the column's first value
-when every value is of that value's type, and repeats its verdict; any other column (values of
-several types, an extension dtype, no values) keeps GE's own way. The same rows pass, so the
-report is the same, byte for byte (``tests/test_ge_type_list.py``).
+and a published column's values all have one type: pandas hands ``map`` every value of a numpy
+number column as one Python type (``astype(object)``), and a text column read from Arrow holds
+``str`` objects (nulls never reach the condition: GE filters them first). Registered here for
+the pandas engine under GE's own metric name, the condition asks GE's own function about the
+column's first value when every value is of that value's type, and repeats its verdict; any
+other column (values of several types, an extension dtype, no values) keeps GE's own way. The
+same rows pass (``tests/test_ge_type_list.py``), so the report is the same, byte for byte
+(``tests/test_ge_between.py``).
 """
 
 from __future__ import annotations
