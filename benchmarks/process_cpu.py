@@ -47,32 +47,32 @@ class TreeCpu:
             self._sample()
 
     def _sample(self) -> None:
-        parents = _parents()
+        processes = _processes()
+        parents = {pid: parent for pid, (parent, _) in processes.items()}
         for pid in _descendants(self.root, parents):
-            cpu = _cpu_seconds(pid)
-            if cpu is not None:
+            if pid in processes:  # (the root, once it has ended)
                 role = self._seen.get(pid, (None, 0.0))[0] or self._role(pid, parents)
-                self._seen[pid] = (role, cpu)
+                self._seen[pid] = (role, processes[pid][1])
 
     def _role(self, pid: int, parents: dict[int, int]) -> str:
         if pid == self.root:
             return "run"
-        if b"streaming.quality_worker" in _command(pid):
-            parent_role = self._seen.get(parents.get(pid, 0), ("", 0.0))[0]
-            return "GE jobs" if parent_role == "quality worker" else "quality worker"
         parent_role = self._seen.get(parents.get(pid, 0), ("", 0.0))[0]
+        if b"streaming.quality_worker" in _command(pid):  # the worker, or a job forked from it
+            return "GE jobs" if parent_role == "quality worker" else "quality worker"
         return "GE jobs" if parent_role in ("quality worker", "GE jobs") else "landing"
 
 
-def _parents() -> dict[int, int]:
-    """pid: parent pid, of every process now."""
-    parents = {}
+def _processes() -> dict[int, tuple[int, float]]:
+    """pid: (parent pid, CPU seconds so far), of every process now: one read of its stat."""
+    found = {}
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             fields = _stat_fields(int(entry.name))
             if fields is not None:
-                parents[int(entry.name)] = int(fields[1])
-    return parents
+                cpu = (int(fields[11]) + int(fields[12])) / _TICKS
+                found[int(entry.name)] = (int(fields[1]), cpu)
+    return found
 
 
 def _descendants(root: int, parents: dict[int, int]) -> list[int]:
@@ -86,11 +86,6 @@ def _descendants(root: int, parents: dict[int, int]) -> list[int]:
         order.append(pid)
         stack.extend(sorted(children.get(pid, []), reverse=True))
     return order
-
-
-def _cpu_seconds(pid: int) -> float | None:
-    fields = _stat_fields(pid)
-    return None if fields is None else (int(fields[11]) + int(fields[12])) / _TICKS
 
 
 def _stat_fields(pid: int) -> list[str] | None:

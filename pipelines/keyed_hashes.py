@@ -51,8 +51,9 @@ def hex_prefixes(digests: list[bytes], hex_chars: int) -> pa.StringArray:
     count = len(digests)
     if not count:
         return pa.array([], pa.string())
-    width = 2 * len(digests[0])
-    if not 0 < hex_chars <= width or any(2 * len(d) != width for d in digests):
+    size = len(digests[0])
+    width = 2 * size
+    if not 0 < hex_chars <= width or set(map(len, digests)) != {size}:  # no Python call a digest
         raise ValueError("digests of one length, and at most that many hex digits, are needed")
     text = np.frombuffer(binascii.hexlify(b"".join(digests)), np.uint8).reshape(count, width)
     data = np.ascontiguousarray(text[:, :hex_chars]).tobytes()
