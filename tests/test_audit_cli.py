@@ -114,12 +114,15 @@ def test_proving_an_unknown_dataset_or_verifying_a_missing_bundle_is_a_clear_err
 @pytest.mark.anvil
 @pytest.mark.slow
 def test_an_auditor_proves_rows_and_checks_bundles_and_history_on_anvil(tmp_path):
+    # Every step is its own process: what the auditor checks on chain outlives `rda run`.
     state, data = tmp_path / "state", str(tmp_path / "data")
     up = rda(
         "infra", "up", "--port", str(free_port()), "--chain", "anvil",
         "--chain-port", str(free_port()), "--json", state=state,
     )  # fmt: skip
     assert up.returncode == 0, up.stderr
+    chain = json.loads(up.stdout)["chain"]
+    assert (chain["kind"], chain["up"]) == ("anvil", True)
     try:
         for seed in ("1", "2"):  # two batches: two anchored checkpoints per dataset
             simulate = ("simulate", "--nodes", "3", "--duration", "10", "--seed", seed)
@@ -158,4 +161,7 @@ def test_an_auditor_proves_rows_and_checks_bundles_and_history_on_anvil(tmp_path
         ]  # fmt: skip
         assert all(c["ok"] for c in radio["checks"]) and radio["verdict"] == "VERIFIED"
     finally:
-        rda("infra", "down", state=state)
+        down = rda("infra", "down", "--json", state=state)
+    assert json.loads(down.stdout)["stopped"] == {
+        "broker": True, "anvil": True, "object_store": True
+    }  # fmt: skip

@@ -216,46 +216,6 @@ def test_demo_refuses_an_impossible_bad_fraction(tmp_path):
 
 @pytest.mark.anvil
 @pytest.mark.slow
-def test_with_anvil_a_later_process_verifies_the_anchor_on_chain(tmp_path):
-    state, data = tmp_path / "state", str(tmp_path / "data")
-    up = rda(
-        "infra",
-        "up",
-        "--port",
-        str(free_port()),
-        "--chain",
-        "anvil",
-        "--chain-port",
-        str(free_port()),
-        "--json",
-        state=state,
-    )
-    assert up.returncode == 0, up.stderr
-    try:
-        status = json.loads(up.stdout)
-        assert status["chain"]["kind"] == "anvil" and status["chain"]["up"] is True
-        assert rda("simulate", "--nodes", "4", "--duration", "20", state=state).returncode == 0
-        run = rda("run", "--once", "--data-dir", data, "--json", state=state)
-        assert run.returncode == 0, run.stderr
-        pinned = tmp_path / "pinned-identity.json"  # the auditor's copy, pinned once
-        pinned.write_bytes(
-            (tmp_path / "data" / "published" / "publisher-identity.json").read_bytes()
-        )
-        check = rda("verify", "--data-dir", data, "--publisher", str(pinned), "--json", state=state)
-        checks = json.loads(check.stdout)["datasets"][0]["checks"]
-        assert check.returncode == 0, check.stdout
-        assert {c["check"]: c["ok"] for c in checks}["anchor"] is True
-    finally:
-        down = rda("infra", "down", "--json", state=state)
-    assert json.loads(down.stdout)["stopped"] == {
-        "broker": True,
-        "anvil": True,
-        "object_store": True,
-    }
-
-
-@pytest.mark.anvil
-@pytest.mark.slow
 def test_demo_on_anvil_verifies_against_the_real_node(tmp_path):
     summary = demo(tmp_path, "--chain", "anvil")
     assert summary["chain"]["kind"] == "anvil"
