@@ -28,12 +28,26 @@ from streaming.store import journaling, workspace
 START_MS = 1_764_000_000_000
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow]
-RANDOM_KILLS = 6  # each journal step also has its own deterministic kill above
+RANDOM_KILLS = 6  # each journal step also has a deterministic kill of its own above
+
+
+def _written_since(log: Path, since: int) -> bytes:
+    """What the run writing ``log`` from byte ``since`` wrote there so far."""
+    return log.read_bytes()[since:]
+
+
+def _size(log: Path) -> int:
+    return log.stat().st_size if log.exists() else 0
+
+
+def _adopted(log: Path, since: int) -> bool:
+    """Whether the run writing ``log`` from byte ``since`` took over a killed run's batch."""
+    return b"INFO adopting batch " in _written_since(log, since)
 
 
 def _working(log: Path, since: int, finished: int) -> bool:
     """Whether the run writing ``log`` from byte ``since`` started a batch after ``finished``."""
-    lines = log.read_bytes()[since:].splitlines()
+    lines = _written_since(log, since).splitlines()
     done = [i for i, line in enumerate(lines) if b": read " in line]  # a batch's summary
     return len(done) >= finished and len(lines) > (done[finished - 1] + 1 if finished else 0)
 
@@ -59,7 +73,7 @@ def test_kill_9_right_after_each_journal_step_in_turn_then_restarts_lose_and_rep
         # Each run first finishes what the run killed before it left, if anything, then one
         # batch, and is killed in its second batch (logs and checkpoints have history),
         # right after `step` is journaled.
-        written = log.stat().st_size if log.exists() else 0
+        written = _size(log)
         crashed = start_run(*args, "--once", state=tmp_path / "state", log=log,
                             env={"RDA_CRASH_AT": f"{step}:2"})  # fmt: skip
         crashed.communicate(timeout=240)
@@ -75,11 +89,6 @@ def test_kill_9_right_after_each_journal_step_in_turn_then_restarts_lose_and_rep
     assert_exactly_once(broker.bootstrap, topic, tmp_path / "data", registry, produced)
 
 
-def _adopted(log: Path, since: int) -> bool:
-    """Whether the run writing ``log`` from byte ``since`` took over a killed run's batch."""
-    return b"INFO adopting batch " in log.read_bytes()[since:]
-
-
 def test_random_kill_9s_mid_work_then_restart_lose_and_repeat_nothing(
     broker, topic, tmp_path, anvil, registry
 ):
@@ -91,7 +100,7 @@ def test_random_kill_9s_mid_work_then_restart_lose_and_repeat_nothing(
     args += ["--quality", "worker"]  # GE's queue and reports killed at any moment too
     rng = random.Random(7)
     for _ in range(RANDOM_KILLS):
-        written = log.stat().st_size if log.exists() else 0
+        written = _size(log)
         process = start_run(*args, state=tmp_path / "state", log=log)
         # Killed mid-work, in its first, second or third batch (timed from its start, half the
         # kills fell in its imports and the rest in its first batch, which takes the longest).
