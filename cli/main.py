@@ -378,6 +378,9 @@ def entry() -> NoReturn:
     buffered output run, then the process ends (``infra/process_exit.py``). Not in ``main``:
     tests call that in-process.
     """
+    from infra.chain import defer_key_files
+
+    defer_key_files()  # also where web3 is imported without infra.chain (rda verify, serve)
     arguments = sys.argv[1:]
     if (
         arguments[:1] == ["run"]

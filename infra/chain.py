@@ -12,10 +12,11 @@ import platform
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from infra import processes
+from infra.deferred_imports import defer, forward
 from infra.tools import ensure_npm_package, port_open
 
 ANVIL_PACKAGE = "@foundry-rs/anvil@1.7.1"
@@ -57,8 +58,25 @@ class ChainConfig:
             object.__setattr__(self, "port", url.port)
 
 
+def defer_key_files() -> None:
+    """Import eth-keyfile only if a key file is read or written, which nothing here does.
+
+    web3 imports eth-account, which imports eth-keyfile, which imports py_ecc's BLS12-381 for
+    EIP-2335 validator keystores: ~0.85 s of tables built at import, half of web3's import, in
+    every process that opens a chain. The names eth-keyfile's package and eth-account import
+    from it are bound here without it; ``tests/test_deferred_imports.py`` holds them to the
+    real ones.
+    """
+    keyfile = "eth_keyfile.keyfile"
+    functions = ("create_keyfile_json", "decode_keyfile_json", "extract_key_from_keyfile",
+                 "load_keyfile")  # fmt: skip
+    known = {name: forward(keyfile, name) for name in functions}
+    defer(keyfile, {**known, "KDFType": Literal["pbkdf2", "scrypt"]})
+
+
 def connect(config: ChainConfig) -> Any:
     """A ``Web3`` connected to the configured chain."""
+    defer_key_files()
     from web3 import Web3
 
     if config.kind == "embedded":

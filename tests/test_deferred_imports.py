@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from validators.deferred_imports import DeferredModule, defer
+from infra.deferred_imports import DeferredModule, defer, forward
 
 HEAVY = """\
 from pathlib import Path
@@ -20,20 +21,30 @@ with Path(__file__).with_name("imports.log").open("a") as log:
     log.write("imported\\n")
 VALUE = 42
 """
+PLAIN = """\
+from pathlib import Path
+with (Path(__file__).parent / "heavy" / "imports.log").open("a") as log:
+    log.write("imported\\n")
+VALUE = 42
+def double(x):
+    return 2 * x
+"""
 
 
 @pytest.fixture
 def heavy(tmp_path, monkeypatch):
     """A package ``deferpkg`` whose subpackage ``heavy`` logs each time it runs (as
-    ``scipy.stats`` is one of scipy); the names are taken out of ``sys.modules`` afterwards."""
+    ``scipy.stats`` is one of scipy), and whose module ``plain`` logs in the same file; the
+    names are taken out of ``sys.modules`` afterwards."""
     package = tmp_path / "deferpkg"
     (package / "heavy").mkdir(parents=True)
     (package / "__init__.py").write_text("")
     (package / "heavy" / "__init__.py").write_text(HEAVY)
     (package / "heavy" / "part.py").write_text("PART = 7\n")
+    (package / "plain.py").write_text(PLAIN)
     monkeypatch.syspath_prepend(str(tmp_path))
     yield package / "heavy" / "imports.log"
-    for name in ("deferpkg.heavy.part", "deferpkg.heavy", "deferpkg"):
+    for name in ("deferpkg.heavy.part", "deferpkg.heavy", "deferpkg.plain", "deferpkg"):
         sys.modules.pop(name, None)
 
 
@@ -71,6 +82,20 @@ def test_a_submodule_imports_through_its_deferred_package(heavy):
     from deferpkg import heavy as bound
 
     assert deferpkg.heavy.part.PART == 7 and bound.part.PART == 7
+    assert heavy.read_text() == "imported\n"
+
+
+def test_names_known_ahead_are_bound_without_importing_the_module(heavy):
+    # as eth-account's ``from eth_keyfile.keyfile import KDFType`` (infra.chain.defer_key_files)
+    defer("deferpkg.plain", {"VALUE": 42, "double": forward("deferpkg.plain", "double")})
+    import deferpkg
+    from deferpkg.plain import VALUE, double
+
+    assert VALUE == 42 and not heavy.exists()
+    assert isinstance(deferpkg.plain, DeferredModule)  # bound in its package, as imports are
+    assert double(21) == 42  # the module's own function, imported by the first call
+    assert heavy.read_text() == "imported\n"
+    assert double.__name__ == "double" and double(1) == 2
     assert heavy.read_text() == "imported\n"
 
 
@@ -119,3 +144,61 @@ def test_great_expectations_imports_without_scipy_stats_or_altair_and_uses_them_
         math.log(4 / 3) / 2
     )  # KL of (1/2, 1/2) from (1/4, 3/4)
     assert probe["after_use"] == [True, False]
+
+
+KEY_FILES_PROBE = """\
+import json, sys, typing
+from infra.chain import defer_key_files
+defer_key_files()
+import web3
+from eth_account import Account
+at_import = "py_ecc" in sys.modules
+known = {n: v for n, v in vars(sys.modules["eth_keyfile.keyfile"]).items() if n[0] != "_"}
+account = Account.create()
+keystore = Account.encrypt(account.key, "secret", kdf="pbkdf2", iterations=2)
+decrypted = Account.decrypt(keystore, "secret") == account.key
+import eth_keyfile.keyfile as real
+print(json.dumps({
+    "at_import": at_import, "after_use": "py_ecc" in sys.modules, "decrypted": decrypted,
+    "same_type": typing.get_args(known.pop("KDFType")) == typing.get_args(real.KDFType),
+    "functions": sorted(name for name in known if callable(getattr(real, name))),
+    "real_in_package": sys.modules["eth_keyfile"].keyfile is real,
+}))
+"""
+
+
+def test_web3_imports_without_key_files_and_they_work_when_used():
+    result = subprocess.run(
+        [sys.executable, "-c", KEY_FILES_PROBE],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parents[1],
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "at_import": False,  # py_ecc's BLS12-381 tables not built by importing web3
+        "after_use": True,
+        "decrypted": True,  # a key file written and read through the deferred names
+        "same_type": True,
+        "functions": [n for n in names_imported_from_key_files() if n != "KDFType"],
+        "real_in_package": True,
+    }
+
+
+def names_imported_from_key_files() -> list[str]:
+    """Every name eth-keyfile's package and eth-account import from eth-keyfile, read from
+    their sources (a release that imports one more would load the module at import again)."""
+    import eth_account
+    import eth_keyfile
+
+    sources = [Path(eth_keyfile.__file__), *Path(eth_account.__file__).parent.rglob("*.py")]
+    names = set()
+    for source in sources:
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module in KEY_FILE_MODULES:
+                names |= {alias.name for alias in node.names}
+    return sorted(names)
+
+
+KEY_FILE_MODULES = ("eth_keyfile", "eth_keyfile.keyfile")

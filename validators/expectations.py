@@ -23,7 +23,7 @@ from typing import Any
 import pyarrow as pa
 
 from schemas.model import Field, TelemetrySchema
-from validators.deferred_imports import defer
+from infra.deferred_imports import defer
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # offline: no usage statistics
 # Imported by GE's import for expectations these suites never use (KL divergence, KS tests):

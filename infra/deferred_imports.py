@@ -1,0 +1,111 @@
+"""Modules imported only when something reads them: stand-ins in ``sys.modules``.
+
+Two libraries import, at their own import, modules this project never uses:
+
+- Great Expectations imports every core expectation, and one of them
+  (``expect_column_kl_divergence_to_be_less_than``) imports ``scipy.stats`` and ``altair`` at
+  module level: ~1 s of GE's ~2.7 s import, paid by every process that validates (the quality
+  worker of each ``rda run`` and of the demo, and each child it forks from a cold start). The
+  suites this project generates (types, nulls, ranges, sets, uniqueness:
+  ``validators/expectations.py``) use neither.
+- web3 imports eth-account, which imports eth-keyfile for encrypted key files, which imports
+  py_ecc's BLS12-381 (for EIP-2335 validator keystores): ~0.85 s of web3's ~1.8 s import,
+  building pairing tables, paid by every ``rda run``, ``rda demo``, ``rda verify`` on a chain.
+  Nothing here reads or writes a key file (``infra/chain.py``).
+
+``defer(name)`` puts a stand-in for the module in ``sys.modules``: ``import name`` and
+``from package import name`` bind it without running the module; the first attribute read
+imports the real module, which replaces the stand-in in ``sys.modules``, and the stand-in
+delegates to it from then on. ``importlib.util.LazyLoader`` cannot do this on Python 3.11: the
+import system reads a module's ``__spec__``, and any attribute read loads a lazy module.
+``from module import name`` reads the name itself: for a module imported that way, ``defer``
+takes the names it is known to define (``known``) and binds them in the stand-in, a function as
+a ``forward`` that imports the module when it is first called.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.machinery
+import importlib.util
+import sys
+import threading
+import types
+from collections.abc import Callable, Mapping
+from typing import Any
+
+_loading = threading.RLock()  # a package's stand-in is loaded while its module's is
+
+
+class DeferredModule(types.ModuleType):
+    """A module not imported yet: the real one is imported by the first attribute read."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "__path__" and self.__spec__.submodule_search_locations is None:
+            # asked by ``from module import name`` of every module: a plain one has none
+            raise AttributeError(name)
+        return getattr(self.loaded(), name)
+
+    def __dir__(self) -> list[str]:
+        return dir(self.loaded())
+
+    def loaded(self) -> types.ModuleType:
+        """The real module, imported now if it was not yet."""
+        real = self.__dict__.get("_real")
+        if real is None:
+            with _loading:
+                real = self.__dict__.get("_real")
+                if real is None:
+                    if sys.modules.get(self.__name__) is self:
+                        del sys.modules[self.__name__]
+                    real = importlib.import_module(self.__name__)
+                    self.__dict__["_real"] = real
+        return real
+
+
+def defer(name: str, known: Mapping[str, Any] | None = None) -> None:
+    """Import ``name`` only when one of its attributes is first read (nothing if it is already
+    imported, or not installed: its import then fails where it always did). ``known``: names
+    the module defines, bound in the stand-in without importing it."""
+    if name in sys.modules:
+        return
+    try:
+        spec = _spec_without_importing(name)
+    except ModuleNotFoundError:  # its package is not installed
+        return
+    if spec is None:
+        return
+    module = DeferredModule(name)
+    module.__spec__ = spec  # read by the import system without a load (no ``__getattr__``)
+    module.__dict__.update(known or {})
+    sys.modules[name] = module
+    package, _, child = name.rpartition(".")
+    if package:  # bound in its package, as the import system binds a module it imports
+        setattr(importlib.import_module(package), child, module)
+
+
+def forward(module: str, name: str) -> Callable[..., Any]:
+    """A function that calls ``module``'s function ``name``, importing the module first."""
+
+    def forwarded(*args: Any, **kwargs: Any) -> Any:
+        target = importlib.import_module(module)
+        if isinstance(target, DeferredModule):  # its own ``name`` is this function
+            target = target.loaded()
+        return getattr(target, name)(*args, **kwargs)
+
+    forwarded.__name__ = forwarded.__qualname__ = name
+    forwarded.__module__ = module
+    return forwarded
+
+
+def _spec_without_importing(name: str) -> importlib.machinery.ModuleSpec | None:
+    """``name``'s spec, its package not imported (``importlib.util.find_spec`` imports it, so
+    the package's own stand-in would be loaded by deferring one of its modules)."""
+    package, _, _ = name.rpartition(".")
+    imported = sys.modules.get(package)
+    if not package or (imported is not None and not isinstance(imported, DeferredModule)):
+        return importlib.util.find_spec(name)
+    parent = _spec_without_importing(package)
+    if parent is None or parent.submodule_search_locations is None:
+        return None
+    return importlib.machinery.PathFinder.find_spec(name, parent.submodule_search_locations)
