@@ -22,8 +22,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from schemas.model import Field, TelemetrySchema
 from infra.deferred_imports import defer
+from schemas.model import Field, TelemetrySchema
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # offline: no usage statistics
 # Imported by GE's import for expectations these suites never use (KL divergence, KS tests):
