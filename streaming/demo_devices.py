@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -71,14 +72,15 @@ def register_demo_fleet(
 
 
 def attacks(messages: list[Message], seed: int) -> list[Message]:
-    """Three records an intruder on the topic could write, built from the fleet's own."""
-    forged = next(
-        m for m in messages if m.key == FORGED_NODE.encode() and b'"radio_kpi"' in m.value
-    )
+    """Three records an intruder on the topic could write, built from the fleet's own (none in
+    a demo too short for any AirNode to report)."""
+    forged = _sample(messages, FORGED_NODE, lambda m: b'"radio_kpi"' in m.value)
+    template = _sample(messages, UNSIGNED_NODE, lambda m: not m.defect)
+    if forged is None or template is None:
+        return []
     report = json.loads(forged.value)
     report["traffic"]["dl_kbps"] = round(report["traffic"]["dl_kbps"] * 3 + 1000, 1)  # a "boost"
     altered = replace(forged, value=json.dumps(report, separators=(",", ":")).encode())
-    template = next(m for m in messages if m.key == UNSIGNED_NODE.encode() and not m.defect)
     unsigned_report = json.loads(template.value)
     unsigned_report["ts_ms"] += 500  # a report the node never made
     unsigned = Message(
@@ -94,6 +96,15 @@ def attacks(messages: list[Message], seed: int) -> list[Message]:
     )
     (stranger,) = sign_batch(simulated_signer(UNKNOWN_NODE, seed), [stranger])
     return [altered, unsigned, stranger]
+
+
+def _sample(
+    messages: list[Message], node: str, wanted: Callable[[Message], bool]
+) -> Message | None:
+    """``node``'s first ``wanted`` message; in a fleet too small to have ``node``, the first
+    AirNode's (``an-…``: relays and gateways report other things); None if there is none."""
+    airnodes = [m for m in messages if m.key.startswith(b"an-") and wanted(m)]
+    return next((m for m in airnodes if m.key == node.encode()), airnodes[0] if airnodes else None)
 
 
 def prove_and_check(data_dir: Path, trust: TrustRoot, per_dataset: int = 2) -> list[dict]:
