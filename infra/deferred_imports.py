@@ -76,7 +76,12 @@ def defer(name: str, known: Mapping[str, Any] | None = None) -> None:
     if spec is None:
         return
     module = DeferredModule(name)
-    module.__spec__ = spec  # read by the import system without a load (no ``__getattr__``)
+    # What the import system and tools walking ``sys.modules`` read (Hypothesis reads every
+    # module's ``__file__``), answered without a load. No ``__path__``: a submodule's import
+    # reads it, and must load the package first.
+    module.__spec__, module.__loader__, module.__package__ = spec, spec.loader, spec.parent
+    if spec.has_location:
+        module.__file__ = spec.origin
     module.__dict__.update(known or {})
     sys.modules[name] = module
     package, _, child = name.rpartition(".")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import import_deferrals  # noqa: F401 - first: before anything imports web3 or GE
+
+# isort: split
 import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path

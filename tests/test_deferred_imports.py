@@ -99,6 +99,16 @@ def test_names_known_ahead_are_bound_without_importing_the_module(heavy):
     assert heavy.read_text() == "imported\n"
 
 
+def test_what_tools_walking_sys_modules_read_is_answered_without_importing(heavy):
+    defer("deferpkg.plain")
+    stand_in = sys.modules["deferpkg.plain"]
+    # as Hypothesis reads every module's __file__ when it collects tests
+    assert Path(stand_in.__file__) == heavy.parent.parent / "plain.py"
+    assert (stand_in.__package__, stand_in.__spec__.name) == ("deferpkg", "deferpkg.plain")
+    assert not hasattr(stand_in, "__path__")  # a plain module, not a package
+    assert not heavy.exists()
+
+
 def test_an_imported_module_is_left_as_it_is():
     real = sys.modules["json"]
     defer("json")
