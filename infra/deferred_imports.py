@@ -104,8 +104,9 @@ def forward(module: str, name: str) -> Callable[..., Any]:
 
 
 def _spec_without_importing(name: str) -> importlib.machinery.ModuleSpec | None:
-    """``name``'s spec, its package not imported (``importlib.util.find_spec`` imports it, so
-    the package's own stand-in would be loaded by deferring one of its modules)."""
+    """``name``'s spec, its package not imported: ``importlib.util.find_spec`` imports the
+    package, and eth-keyfile's imports the very module to defer (or a deferred package's
+    stand-in would be loaded)."""
     package, _, _ = name.rpartition(".")
     imported = sys.modules.get(package)
     if not package or (imported is not None and not isinstance(imported, DeferredModule)):

@@ -138,16 +138,21 @@ print(json.dumps({"before_ge": before_ge, "at_import": at_import,
 """
 
 
-def test_great_expectations_imports_without_scipy_stats_or_altair_and_uses_them_on_demand():
+def run_probe(script: str) -> dict:
+    """What ``script`` prints as JSON, run in a fresh interpreter at the repository's root."""
     result = subprocess.run(
-        [sys.executable, "-c", PROBE],
+        [sys.executable, "-c", script],
         capture_output=True,
         text=True,
         timeout=120,
         cwd=Path(__file__).parents[1],
     )
     assert result.returncode == 0, result.stderr
-    probe = json.loads(result.stdout)
+    return json.loads(result.stdout)
+
+
+def test_great_expectations_imports_without_scipy_stats_or_altair_and_uses_them_on_demand():
+    probe = run_probe(PROBE)
     assert probe["before_ge"] is False
     assert probe["at_import"] == [False, False]
     assert probe["entropy"] == pytest.approx(
@@ -178,15 +183,7 @@ print(json.dumps({
 
 
 def test_web3_imports_without_key_files_and_they_work_when_used():
-    result = subprocess.run(
-        [sys.executable, "-c", KEY_FILES_PROBE],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=Path(__file__).parents[1],
-    )
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {
+    assert run_probe(KEY_FILES_PROBE) == {
         "at_import": False,  # py_ecc's BLS12-381 tables not built by importing web3
         "after_use": True,
         "decrypted": True,  # a key file written and read through the deferred names

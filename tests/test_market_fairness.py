@@ -53,15 +53,16 @@ def test_another_buyer_is_served_within_twice_its_latency_during_bombs_and_large
     # Another test's processes share these two cores and can only add latency, to either phase;
     # a server that stalls its bystander misses the bound in every attempt, so three are allowed
     # (CI missed it once by 0.6 ms with 2.2x, where it measures 1.4-1.8x alone).
-    attempts = []
-    for _attempt in range(3):
-        report = _bystander_latency(served, demo_dir, bystander)
-        attempts.append(report)
-        if report["loaded_p95_ms"] <= 2 * report["quiet_p95_ms"] + 3:
-            break
+    attempts: list[dict[str, float]] = []
+    while len(attempts) < 3 and not (attempts and _fair(attempts[-1])):
+        attempts.append(_bystander_latency(served, demo_dir, bystander))
     print("bystander latency", attempts)
+    assert _fair(attempts[-1]), attempts
+
+
+def _fair(report: dict[str, float]) -> bool:
     # The ratio is the goal; 3 ms absorb the timer noise of a shared two-core machine.
-    assert report["loaded_p95_ms"] <= 2 * report["quiet_p95_ms"] + 3, attempts
+    return report["loaded_p95_ms"] <= 2 * report["quiet_p95_ms"] + 3
 
 
 def _bystander_latency(served, demo_dir, bystander) -> dict[str, float]:
