@@ -4,9 +4,7 @@ workers too, so tests run what the product runs, and each worker's collection do
 them (~3.4 s of CPU a worker)."""
 
 from infra.chain import defer_key_files
-from infra.deferred_imports import defer
-from validators.expectations import DEFERRED_BY_GE
+from validators.expectations import defer_unused_ge_modules
 
 defer_key_files()
-for _name in DEFERRED_BY_GE:
-    defer(_name)
+defer_unused_ge_modules()

@@ -67,12 +67,17 @@ def expectations(schema: TelemetrySchema) -> list[Any]:
     return suite
 
 
+def defer_unused_ge_modules() -> None:
+    """Leave ``DEFERRED_BY_GE`` to their first use, if any, when GE is imported."""
+    for name in DEFERRED_BY_GE:
+        defer(name)
+
+
 @functools.cache
 def _great_expectations() -> Any:
     """GE, imported (once) with ``DEFERRED_BY_GE`` left for their first use: only here, so that
     a process that never validates (``rda run``'s driver) does not even look them up."""
-    for name in DEFERRED_BY_GE:
-        defer(name)
+    defer_unused_ge_modules()
     import great_expectations
     from great_expectations.execution_engine import pandas_execution_engine
 
