@@ -16,7 +16,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from infra import processes
-from infra.deferred_imports import defer, forward
+from infra.deferred_imports import defer, defer_together, forward
 from infra.tools import ensure_npm_package, port_open
 
 ANVIL_PACKAGE = "@foundry-rs/anvil@1.7.1"
@@ -74,12 +74,42 @@ def defer_key_files() -> None:
     defer(keyfile, {**known, "KDFType": Literal["pbkdf2", "scrypt"]})
 
 
+BLS_PRECOMPILES = "eth.precompiles.bls12_381"
+# py-evm's EIP-2537 precompiles, by module of BLS_PRECOMPILES: the functions its package imports
+BLS_PRECOMPILE_FUNCTIONS = {
+    "bls12_381_g1": ("bls12_g1_add", "bls12_g1_msm", "bls12_map_fp_to_g1"),
+    "bls12_381_g2": ("bls12_g2_add", "bls12_g2_msm", "bls12_map_fp2_to_g2"),
+    "bls12_381_pairing": ("bls12_pairing_check",),
+}
+
+
+def defer_bls_precompiles() -> None:
+    """Import the embedded EVM's BLS12-381 precompiles only if a contract calls one.
+
+    py-evm's Prague fork (EIP-2537) imports them with the EVM, and they import py_ecc's
+    BLS12-381, whose pairing tables take ~0.55 s to build, in every process with an embedded
+    chain; no contract here calls addresses 0x0b-0x11. The package's ``__init__`` imports the
+    functions of ``BLS_PRECOMPILE_FUNCTIONS`` from its three modules: they are bound here as
+    forwarders, so a call still runs the real precompile (``tests/test_deferred_imports.py``
+    calls one, and holds the table to py-evm's sources).
+    """
+    defer_together(
+        {
+            f"{BLS_PRECOMPILES}.{module}": {
+                name: forward(f"{BLS_PRECOMPILES}.{module}", name) for name in functions
+            }
+            for module, functions in BLS_PRECOMPILE_FUNCTIONS.items()
+        }
+    )
+
+
 def connect(config: ChainConfig) -> Any:
     """A ``Web3`` connected to the configured chain."""
     defer_key_files()
     from web3 import Web3
 
     if config.kind == "embedded":
+        defer_bls_precompiles()
         from web3 import EthereumTesterProvider
 
         return Web3(EthereumTesterProvider())

@@ -1,6 +1,6 @@
 """Modules imported only when something reads them: stand-ins in ``sys.modules``.
 
-Two libraries import, at their own import, modules this project never uses:
+Three libraries import, at their own import, modules this project never uses:
 
 - Great Expectations imports every core expectation, and one of them
   (``expect_column_kl_divergence_to_be_less_than``) imports ``scipy.stats`` and ``altair`` at
@@ -12,6 +12,9 @@ Two libraries import, at their own import, modules this project never uses:
   py_ecc's BLS12-381 (for EIP-2335 validator keystores): ~0.85 s of web3's ~1.8 s import,
   building pairing tables, paid by every ``rda run``, ``rda demo``, ``rda verify`` on a chain.
   Nothing here reads or writes a key file (``infra/chain.py``).
+- py-evm, the embedded chain's EVM, imports its BLS12-381 precompiles (EIP-2537, Prague), which
+  build the same py_ecc tables (~0.55 s), in every process with an embedded chain; no contract
+  here calls them (``infra/chain.py``).
 
 ``defer(name)`` puts a stand-in for the module in ``sys.modules``: ``import name`` and
 ``from package import name`` bind it without running the module; the first attribute read
@@ -67,14 +70,31 @@ def defer(name: str, known: Mapping[str, Any] | None = None) -> None:
     """Import ``name`` only when one of its attributes is first read (nothing if it is already
     imported, or not installed: its import then fails where it always did). ``known``: names
     the module defines, bound in the stand-in without importing it."""
+    defer_together({name: known})
+
+
+def defer_together(modules: Mapping[str, Mapping[str, Any] | None]) -> None:
+    """``defer`` each of ``modules`` (name: its ``known``), every stand-in in ``sys.modules``
+    before any is bound in its package: binding imports the package, and a package whose
+    ``__init__`` imports them all would import the ones not deferred yet for real."""
+    placed = [m for name, known in modules.items() if (m := _stand_in(name, known)) is not None]
+    for module in placed:
+        package, _, child = module.__name__.rpartition(".")
+        if package:  # bound in its package, as the import system binds a module it imports
+            bound = sys.modules.get(module.__name__, module)  # the real one, if loaded since
+            setattr(importlib.import_module(package), child, bound)
+
+
+def _stand_in(name: str, known: Mapping[str, Any] | None) -> DeferredModule | None:
+    """A stand-in for ``name`` put in ``sys.modules``; None if there is nothing to defer."""
     if name in sys.modules:
-        return
+        return None
     try:
         spec = _spec_without_importing(name)
     except ModuleNotFoundError:  # its package is not installed
-        return
+        return None
     if spec is None:
-        return
+        return None
     module = DeferredModule(name)
     # What the import system and tools walking ``sys.modules`` read (Hypothesis reads every
     # module's ``__file__``), answered without a load. No ``__path__``: a submodule's import
@@ -84,9 +104,7 @@ def defer(name: str, known: Mapping[str, Any] | None = None) -> None:
         module.__file__ = spec.origin
     module.__dict__.update(known or {})
     sys.modules[name] = module
-    package, _, child = name.rpartition(".")
-    if package:  # bound in its package, as the import system binds a module it imports
-        setattr(importlib.import_module(package), child, module)
+    return module
 
 
 def forward(module: str, name: str) -> Callable[..., Any]:

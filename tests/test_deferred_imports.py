@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.deferred_imports import DeferredModule, defer, forward
+from infra.deferred_imports import DeferredModule, defer, defer_together, forward
 
 HEAVY = """\
 from pathlib import Path
@@ -97,6 +97,44 @@ def test_names_known_ahead_are_bound_without_importing_the_module(heavy):
     assert heavy.read_text() == "imported\n"
     assert double.__name__ == "double" and double(1) == 2
     assert heavy.read_text() == "imported\n"
+
+
+@pytest.fixture
+def gathered(tmp_path, monkeypatch):
+    """A package ``gathered`` whose ``__init__`` imports a function from each of its modules
+    ``one`` and ``two`` (as py-evm's ``eth.precompiles.bls12_381``); each module logs its run
+    in ``imports.log``, which the fixture returns."""
+    package = tmp_path / "gathered"
+    package.mkdir()
+    (package / "__init__.py").write_text("from .one import first\nfrom .two import second\n")
+    for module, function in (("one", "first"), ("two", "second")):
+        (package / f"{module}.py").write_text(
+            "from pathlib import Path\n"
+            "with (Path(__file__).parent / 'imports.log').open('a') as log:\n"
+            f"    log.write('{module}\\n')\n"
+            f"def {function}(x):\n    return ('{module}', x)\n"
+        )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield package / "imports.log"
+    for name in ("gathered.one", "gathered.two", "gathered"):
+        sys.modules.pop(name, None)
+
+
+def test_modules_deferred_together_are_all_stood_in_before_their_package_is_imported(gathered):
+    defer_together(
+        {
+            "gathered.one": {"first": forward("gathered.one", "first")},
+            "gathered.two": {"second": forward("gathered.two", "second")},
+        }
+    )
+    import gathered as package  # its __init__ imports a name from each
+
+    assert not gathered.exists()  # neither module ran
+    assert isinstance(package.one, DeferredModule) and isinstance(package.two, DeferredModule)
+    assert package.second(3) == ("two", 3)
+    assert gathered.read_text() == "two\n"  # only the module called
+    assert package.first(4) == ("one", 4)
+    assert gathered.read_text() == "two\none\n"
 
 
 def test_what_tools_walking_sys_modules_read_is_answered_without_importing(heavy):
@@ -209,3 +247,57 @@ def names_imported_from_key_files() -> list[str]:
 
 
 KEY_FILE_MODULES = ("eth_keyfile", "eth_keyfile.keyfile")
+
+
+BLS_PROBE = """\
+import json, sys
+from infra.chain import ChainConfig, connect
+w3 = connect(ChainConfig("embedded"))
+at_connect = "py_ecc.optimized_bls12_381" in sys.modules
+# EIP-2537's G1ADD (address 0x0b): the generator plus the point at infinity is the generator
+G1 = bytes.fromhex(
+    "00000000000000000000000000000000"
+    "17f1d3a73197d7942695638c4fa9ac0fc3688c4f9774b905a14e3a3f171bac586c55e83ff97a1aeffb3af00adb22c6bb"
+    "00000000000000000000000000000000"
+    "08b3f481e3aaa0f1a09e30ed741d8ae4fcf5e095d5d00af600db18cb2c04b3edd03cc744a2888ae40caa232946c5e7e1"
+)
+out = bytes(w3.eth.call({"to": "0x" + "0" * 38 + "0b", "data": G1 + bytes(128)}))
+print(json.dumps({"at_connect": at_connect, "sum_is_generator": out == G1,
+                  "after_call": "py_ecc.optimized_bls12_381" in sys.modules}))
+"""
+
+
+def test_the_embedded_chain_opens_without_bls_precompiles_and_runs_one_when_called():
+    assert run_probe(BLS_PROBE) == {
+        "at_connect": False,  # py_ecc's BLS12-381 tables not built by opening the chain
+        "sum_is_generator": True,  # the real precompile, through its forwarder
+        "after_call": True,
+    }
+
+
+def test_the_deferred_bls_precompiles_are_every_name_py_evm_imports_from_them():
+    import eth.precompiles
+
+    from infra.chain import BLS_PRECOMPILE_FUNCTIONS, BLS_PRECOMPILES
+
+    imported: dict[str, set[str]] = {}
+    deferred_dir = Path(eth.precompiles.__file__).parent / "bls12_381"
+    for source in Path(eth.precompiles.__file__).parents[1].rglob("*.py"):
+        if source.parent == deferred_dir and source.name != "__init__.py":
+            continue  # the deferred modules' imports of one another run only once one is
+        text = source.read_text()
+        if "bls12_381" not in text:
+            continue
+        tree = ast.parse(text)
+        package = ".".join(source.relative_to(Path(eth.__file__).parents[1]).parent.parts)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                module = node.module or ""
+                if node.level:  # relative: from the source's package
+                    base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                    module = f"{base}.{module}" if module else base
+                if module.startswith(f"{BLS_PRECOMPILES}."):
+                    name = module.removeprefix(f"{BLS_PRECOMPILES}.")
+                    imported.setdefault(name, set()).update(a.name for a in node.names)
+    imported.pop("constants", None)  # the addresses and gas costs: no py_ecc
+    assert imported == {m: set(names) for m, names in BLS_PRECOMPILE_FUNCTIONS.items()}
