@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -37,11 +36,13 @@ def _times(count: int) -> str:
     return "once" if count == 1 else f"{count} times"
 
 
-def crash_on_marker(values: pa.Array, formats: Sequence[str | None], skipped: str) -> None:
-    """The test hook: die like a crashing parser if a record about to be decoded has the marker."""
+def crash_on_marker(values: pa.Array, formats: pa.Array, skipped: str) -> None:
+    """The test hook: die like a crashing parser if a record about to be decoded has the marker
+    (``formats``: each record's, null where none reads it)."""
     marker = os.environ.get(CRASH_ENV)
     if not marker or not len(values):
         return
     found = pc.fill_null(pc.match_substring(values, marker), False).to_pylist()
-    if any(hit and fmt not in (skipped, None) for hit, fmt in zip(found, formats, strict=True)):
+    kinds = formats.to_pylist()
+    if any(hit and fmt not in (skipped, None) for hit, fmt in zip(found, kinds, strict=True)):
         os.kill(os.getpid(), signal.SIGKILL)

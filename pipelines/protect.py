@@ -143,9 +143,8 @@ class Protection:
             )
             checked[dataset] = (schema, rows)
         offsets, codes, reasons = _first_per_record(bad)
-        record_code = dict(zip(offsets.to_pylist(), codes.to_pylist(), strict=True))
         staged_rows = {
-            dataset: self._staged(schema, rows, record_code, raw)
+            dataset: self._staged(schema, rows, (offsets, codes), raw)
             for dataset, (schema, rows) in checked.items()
         }
         return replace(
@@ -160,16 +159,15 @@ class Protection:
         self,
         schema: TelemetrySchema,
         rows: pa.RecordBatch,
-        record_code: dict[int, str],
+        record_codes: tuple[pa.Array, pa.Array],
         raw: pa.RecordBatch,
     ) -> pa.RecordBatch:
         """Published columns (flags empty, no group decision yet), then the private ones."""
         flags = pa.nulls(rows.num_rows, pa.string())
         done = anonymize(schema, rows, flags, self.key, self.privacy, k_anonymity=False)
-        offsets = rows.column("source_offset").to_pylist()
         extra = {
             staged.EVENT_TIME: rows.column(event_time_field(schema)),
-            staged.QUARANTINE: pa.array([record_code.get(o) for o in offsets], pa.string()),
+            staged.QUARANTINE: _codes_at(rows.column("source_offset"), *record_codes),
         }
         if staged.precise_location(schema):
             extra[staged.LATITUDE] = rows.column("latitude")
@@ -297,3 +295,12 @@ def suppression_batch(records: pa.Table, k: int) -> pa.RecordBatch:
         pa.repeat(pa.scalar(SUPPRESSED_CODE), n),
         pa.repeat(pa.scalar(f"quasi-identifier group below k={k} even when generalized"), n),
     )
+
+
+def _codes_at(offsets: pa.Array, record_offsets: pa.Array, codes: pa.Array) -> pa.Array:
+    """Each row's record's code (``codes`` by ``record_offsets``, one per record), null where
+    its record has none."""
+    if not len(record_offsets):
+        return pa.nulls(len(offsets), pa.string())
+    where = pc.index_in(offsets, value_set=record_offsets.cast(offsets.type))
+    return codes.cast(pa.string()).take(where)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -82,32 +83,45 @@ def standardize_routed(
     ``refused`` maps offsets to (code, reason): records quarantined unread, never parsed (those
     the driver found to kill the worker, ``pipelines/poison.py``).
     """
-    refused = refused or {}
-    offsets = raw.column("offset").to_pylist()
-    skipped = [i for i, offset in enumerate(offsets) if offset in refused]
     formats = _record_formats(raw, default_format, override)
-    for position in skipped:
-        formats[position] = _REFUSED
+    skipped = _refused_positions(raw, refused or {})
+    if len(skipped):
+        formats = pc.if_else(_mask(raw.num_rows, skipped), _REFUSED, formats)
     crash_on_marker(raw.column("value"), formats, _REFUSED)
     decoded, rejects = [], _Rejects()
-    for wire_format in sorted(set(formats) - {None, _REFUSED}):
-        positions = pa.array([i for i, f in enumerate(formats) if f == wire_format], pa.int64())
+    for wire_format in sorted(set(pc.unique(formats).to_pylist()) - {None, _REFUSED}):
+        positions = pc.indices_nonzero(pc.equal(formats, wire_format)).cast(pa.int64())
         decoded.append((positions, adapter_for(wire_format).decode(raw.take(positions))))
-    unknown = [i for i, f in enumerate(formats) if f is None]
-    if unknown:
-        headers = raw.column("format").to_pylist()
-        reasons = [_unknown_format_reason(headers[i]) for i in unknown]
+    unknown = pc.indices_nonzero(pc.is_null(formats)).cast(pa.int64())
+    if len(unknown):
+        headers = raw.column("format").take(unknown).to_pylist()
         rejects.add(
-            pa.array(unknown, pa.int64()), pa.array(["unknown_format"] * len(unknown)),
-            pa.array(reasons, pa.string()),
+            unknown, pa.array(["unknown_format"] * len(unknown)),
+            pa.array([_unknown_format_reason(h) for h in headers], pa.string()),
         )  # fmt: skip
-    if skipped:
+    if len(skipped):
+        why = [refused[offset] for offset in raw.column("offset").take(skipped).to_pylist()]
         rejects.add(
-            pa.array(skipped, pa.int64()),
-            pa.array([refused[offsets[i]][0] for i in skipped], pa.string()),
-            pa.array([refused[offsets[i]][1] for i in skipped], pa.string()),
+            skipped,
+            pa.array([code for code, _ in why], pa.string()),
+            pa.array([reason for _, reason in why], pa.string()),
         )
     return _split(raw, decoded, rejects)
+
+
+def _refused_positions(raw: pa.RecordBatch, refused: Mapping[int, tuple[str, str]]) -> pa.Array:
+    """Positions in ``raw`` of the records at ``refused``'s offsets."""
+    if not refused:
+        return pa.array([], pa.int64())
+    wanted = pa.array(list(refused), pa.int64())
+    return pc.indices_nonzero(pc.is_in(raw.column("offset"), value_set=wanted)).cast(pa.int64())
+
+
+def _mask(length: int, positions: pa.Array) -> pa.Array:
+    """A boolean array of ``length``, true at ``positions``."""
+    mask = np.zeros(length, dtype=bool)
+    mask[positions.to_numpy()] = True
+    return pa.array(mask)
 
 
 _REFUSED = "(refused)"  # a record quarantined unread
@@ -115,22 +129,26 @@ _REFUSED = "(refused)"  # a record quarantined unread
 
 def _record_formats(
     raw: pa.RecordBatch, default_format: str | None, override: bool = False
-) -> list[str | None]:
-    """A declared format is taken at its word (unknown: None); else topic default; else sniff."""
-    known = set(wire_formats())
-    if override and default_format in known:
-        return [default_format] * raw.num_rows
-    headers = raw.column("format").to_pylist()
+) -> pa.Array:
+    """Each record's format, null where no adapter reads it: a declared format is taken at its
+    word; else the topic's default; else a sniff of the content (one by one: such records are
+    rare, a stream of them should name its format)."""
+    known = pa.array(wire_formats(), pa.string())
+    if override and default_format in known.to_pylist():
+        return pa.array(np.full(raw.num_rows, default_format, dtype=object), pa.string())
+    headers = raw.column("format")
+    declared = pc.fill_null(pc.is_in(headers, value_set=known), False)
+    formats = pc.if_else(declared, headers, pa.scalar(None, pa.string()))
+    missing = pc.is_null(headers)
+    if not pc.any(missing).as_py():
+        return formats
+    if default_format in known.to_pylist():
+        return pc.if_else(missing, default_format, formats)
+    sniffed = formats.to_pylist()
     values = raw.column("value")
-    formats: list[str | None] = []
-    for position, header in enumerate(headers):
-        if header is not None:
-            formats.append(header if header in known else None)
-        elif default_format in known:
-            formats.append(default_format)
-        else:
-            formats.append(sniff(values[position].as_py()))
-    return formats
+    for position in pc.indices_nonzero(missing).to_pylist():
+        sniffed[position] = sniff(values[position].as_py())
+    return pa.array(sniffed, pa.string())
 
 
 def _unknown_format_reason(header: str | None) -> str:
@@ -219,13 +237,11 @@ def _reject_duplicates(
 
 def _account_for_silent_records(read: int, parts: list, rejects: _Rejects) -> None:
     """A record that yielded neither rows nor a reject is quarantined, never dropped."""
-    seen = set()
-    for _, _, index in parts:
-        seen.update(index.to_pylist())
-    for array in rejects.positions:
-        seen.update(array.to_pylist())
-    silent = [i for i in range(read) if i not in seen]
-    if silent:
+    seen = np.zeros(read, dtype=bool)
+    for index in [index for _, _, index in parts] + rejects.positions:
+        seen[index.to_numpy(zero_copy_only=False)] = True
+    silent = np.flatnonzero(~seen)
+    if len(silent):
         rejects.add(
             pa.array(silent, pa.int64()),
             pa.array(["no_rows"] * len(silent)),

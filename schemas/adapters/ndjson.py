@@ -99,8 +99,12 @@ def decode_json_messages(values: pa.Array, table: WireTable) -> Screened:
 
 def _prescreen(values: pa.Array, result: Screened) -> list[int]:
     """Reject tombstones, empty and oversized messages without looking inside them."""
+    lengths = pc.binary_length(values)
+    odd = pc.or_(pc.equal(lengths, 0), pc.greater(lengths, MAX_MESSAGE_BYTES))
+    if not pc.any(pc.fill_null(odd, True)).as_py():  # the usual batch: every message a candidate
+        return list(range(len(values)))
     candidates = []
-    for position, length in enumerate(pc.binary_length(values).to_pylist()):
+    for position, length in enumerate(lengths.to_pylist()):
         if length is None:
             result.reject(position, "tombstone", "record has a null value (Kafka tombstone)")
         elif length == 0:
