@@ -133,16 +133,16 @@ def _record_formats(
     """Each record's format, null where no adapter reads it: a declared format is taken at its
     word; else the topic's default; else a sniff of the content (one by one: such records are
     rare, a stream of them should name its format)."""
-    known = pa.array(wire_formats(), pa.string())
-    if override and default_format in known.to_pylist():
-        return pa.array(np.full(raw.num_rows, default_format, dtype=object), pa.string())
+    known = wire_formats()
+    if override and default_format in known:
+        return pa.array([default_format] * raw.num_rows, pa.string())
     headers = raw.column("format")
-    declared = pc.fill_null(pc.is_in(headers, value_set=known), False)
+    declared = pc.fill_null(pc.is_in(headers, value_set=pa.array(known, pa.string())), False)
     formats = pc.if_else(declared, headers, pa.scalar(None, pa.string()))
     missing = pc.is_null(headers)
     if not pc.any(missing).as_py():
         return formats
-    if default_format in known.to_pylist():
+    if default_format in known:
         return pc.if_else(missing, default_format, formats)
     sniffed = formats.to_pylist()
     values = raw.column("value")
