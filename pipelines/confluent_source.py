@@ -27,7 +27,6 @@ from pipelines.kafka_source import (
     KafkaUnavailable,
     OffsetRange,
     TopicNotFound,
-    first_headers,
 )
 from schemas.records import RAW_RECORD_SCHEMA, SIGNATURE_HEADER
 
@@ -328,7 +327,7 @@ def _keep_in_range(messages: list[Any], position: int, offsets: OffsetRange, kep
 def _raw_batch(offsets: OffsetRange, messages: list[Any]) -> pa.RecordBatch:
     """The messages of one range as a raw Arrow batch, a column at a time (a Python call per
     message and column, not a row of appends: this is the hot path of every landing)."""
-    headers = [first_headers(h) if h else {} for h in (m.headers() for m in messages)]
+    formats, signatures = _wanted_headers([m.headers() for m in messages])
     columns = {
         "topic": pa.repeat(offsets.topic, len(messages)).cast(pa.string()),
         "partition": pa.repeat(offsets.partition, len(messages)).cast(pa.int32()),
@@ -336,13 +335,36 @@ def _raw_batch(offsets: OffsetRange, messages: list[Any]) -> pa.RecordBatch:
         "timestamp_ms": [message.timestamp()[1] for message in messages],
         "key": [message.key() for message in messages],
         "value": [message.value() for message in messages],
-        "format": _header_column(headers, FORMAT_HEADER),
-        "signature": _header_column(headers, SIGNATURE_HEADER),
+        "format": formats,
+        "signature": signatures,
     }
     return pa.RecordBatch.from_pydict(columns, schema=RAW_RECORD_SCHEMA)
 
 
-def _header_column(headers: list[dict[str, bytes | None]], name: str) -> list[str | None]:
-    """Each message's ``name`` header (its first, from ``first_headers``) as text, or None."""
-    values = [h.get(name) for h in headers]
-    return [v.decode("utf-8", "replace") if v is not None else None for v in values]
+def _wanted_headers(
+    all_headers: list[list[tuple[str, bytes | None]] | None],
+) -> tuple[pa.Array, pa.Array]:
+    """Each message's format and signature headers (the first of a repeated one, as
+    ``first_headers`` takes it) as text, null where it has none: one pass over the headers."""
+    formats: list[bytes | None] = []
+    signatures: list[bytes | None] = []
+    for headers in all_headers:
+        found_format = found_signature = None
+        for name, value in reversed(headers or ()):  # the first of a name is kept last
+            if name == FORMAT_HEADER:
+                found_format = value
+            elif name == SIGNATURE_HEADER:
+                found_signature = value
+        formats.append(found_format)
+        signatures.append(found_signature)
+    return _as_text(formats), _as_text(signatures)
+
+
+def _as_text(values: list[bytes | None]) -> pa.Array:
+    """Header values as text; bytes that are not UTF-8 decoded with replacement characters."""
+    try:
+        return pa.array(values, pa.binary()).cast(pa.string())
+    except pa.ArrowInvalid:  # not UTF-8 somewhere: value by value, as the text it shows
+        return pa.array(
+            [v.decode("utf-8", "replace") if v is not None else None for v in values], pa.string()
+        )

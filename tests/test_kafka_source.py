@@ -11,8 +11,19 @@ import threading
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from pipelines.kafka_source import CLIENTS, KafkaUnavailable, OffsetRange, open_source
+from pipelines.confluent_source import _wanted_headers
+from pipelines.kafka_source import (
+    CLIENTS,
+    FORMAT_HEADER,
+    KafkaUnavailable,
+    OffsetRange,
+    first_headers,
+    open_source,
+)
+from schemas.records import SIGNATURE_HEADER
 from streaming.isolation import run_isolated
 
 
@@ -147,6 +158,30 @@ def test_each_record_keeps_its_key_value_timestamp_and_first_format_and_signatur
         "format": ["rda.node.v1", "ems.csv", None, None],
         "signature": ["c2ln", None, None, "\ufffd"],
     }
+
+
+header_lists = st.lists(
+    st.none()
+    | st.lists(
+        st.tuples(
+            st.sampled_from([FORMAT_HEADER, SIGNATURE_HEADER, "other"]),
+            st.none() | st.binary(max_size=6) | st.sampled_from([b"rda.node.v1", b"\xff"]),
+        ),
+        max_size=4,
+    ),
+    max_size=12,
+)
+
+
+@given(header_lists)
+def test_the_headers_of_a_range_are_read_in_one_pass_as_each_message_alone_gives_them(lists):
+    def alone(headers, name):  # a message's first value of the header, as text
+        value = first_headers(headers or ()).get(name)
+        return value.decode("utf-8", "replace") if value is not None else None
+
+    formats, signatures = _wanted_headers(lists)
+    assert formats.to_pylist() == [alone(h, FORMAT_HEADER) for h in lists]
+    assert signatures.to_pylist() == [alone(h, SIGNATURE_HEADER) for h in lists]
 
 
 def test_a_consumer_whose_close_blocks_is_left_and_the_source_goes_on(caplog):
