@@ -1,4 +1,5 @@
-"""Deferred imports: a module GE imports but our suites never use runs only when it is used."""
+"""Deferred imports: a module a library imports (GE, web3, py-evm) but this project never uses
+runs only when it is used."""
 
 from __future__ import annotations
 
