@@ -83,10 +83,9 @@ def standardize_routed(
     ``refused`` maps offsets to (code, reason): records quarantined unread, never parsed (those
     the driver found to kill the worker, ``pipelines/poison.py``).
     """
-    formats = _record_formats(raw, default_format, override)
-    skipped = _refused_positions(raw, refused or {})
-    if len(skipped):
-        formats = pc.if_else(_mask(raw.num_rows, skipped), _REFUSED, formats)
+    unread = pc.is_in(raw.column("offset"), value_set=pa.array(list(refused or {}), pa.int64()))
+    formats = pc.if_else(unread, _REFUSED, _record_formats(raw, default_format, override))
+    skipped = pc.indices_nonzero(unread).cast(pa.int64())
     crash_on_marker(raw.column("value"), formats, _REFUSED)
     decoded, rejects = [], _Rejects()
     for wire_format in sorted(set(pc.unique(formats).to_pylist()) - {None, _REFUSED}):
@@ -107,21 +106,6 @@ def standardize_routed(
             pa.array([reason for _, reason in why], pa.string()),
         )
     return _split(raw, decoded, rejects)
-
-
-def _refused_positions(raw: pa.RecordBatch, refused: Mapping[int, tuple[str, str]]) -> pa.Array:
-    """Positions in ``raw`` of the records at ``refused``'s offsets."""
-    if not refused:
-        return pa.array([], pa.int64())
-    wanted = pa.array(list(refused), pa.int64())
-    return pc.indices_nonzero(pc.is_in(raw.column("offset"), value_set=wanted)).cast(pa.int64())
-
-
-def _mask(length: int, positions: pa.Array) -> pa.Array:
-    """A boolean array of ``length``, true at ``positions``."""
-    mask = np.zeros(length, dtype=bool)
-    mask[positions.to_numpy()] = True
-    return pa.array(mask)
 
 
 _REFUSED = "(refused)"  # a record quarantined unread
