@@ -7,8 +7,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import apache_beam as beam
+import pytest
 from apache_beam.options.pipeline_options import (
     DebugOptions,
+    DirectOptions,
+    GoogleCloudOptions,
     PipelineOptions,
     StandardOptions,
     TypeOptions,
@@ -90,6 +93,43 @@ def test_a_value_set_through_a_kept_view_is_the_options_value():
     assert options.view_as(DebugOptions).lookup_experiment("kept")
     assert PipelineOptions.view_as(options, StandardOptions).streaming is True  # a fresh view
     assert options.get_all_options()["experiments"] == ["kept"]
+
+
+_FLAG_SETS = [
+    [],
+    ["--no_pipeline_type_check"],
+    ["--streaming", "--experiments=a", "--experiments=b", "--resource_hint=min_ram=1GB"],
+    ["--job_name=landing", "--direct_num_workers=3", "--unknown_flag=1", "--sdk_location=x"],
+]
+
+
+def _every_options_class() -> list[type[PipelineOptions]]:
+    return sorted(PipelineOptions.__subclasses__(), key=lambda cls: cls.__name__)
+
+
+@pytest.mark.parametrize("flags", _FLAG_SETS)
+def test_a_view_from_the_kept_parser_holds_what_beams_own_view_holds(flags):
+    for cls in _every_options_class():
+        kept, beams = KeptViews(flags).view_as(cls), PipelineOptions(flags).view_as(cls)
+        names = beams._visible_option_list()
+        assert kept._visible_option_list() == names, cls
+        for name in names:
+            assert repr(getattr(kept, name)) == repr(getattr(beams, name)), (cls, name)
+
+
+def test_options_made_after_another_get_list_and_dict_defaults_of_their_own():
+    first = KeptViews([])
+    first.view_as(StandardOptions).resource_hints.append("accelerator=x")
+    first.view_as(DirectOptions).direct_test_splits["step"] = {"timings": [0]}
+    second = KeptViews([])
+    assert second.view_as(StandardOptions).resource_hints == []
+    assert second.view_as(DirectOptions).direct_test_splits == {}
+
+
+def test_a_value_set_before_a_class_is_viewed_is_kept_by_its_view():
+    options = KeptViews(["--streaming"], job_name="set")
+    assert options.view_as(GoogleCloudOptions).job_name == "set"
+    assert options.view_as(StandardOptions).streaming is True
 
 
 def test_a_pipeline_with_kept_views_runs_as_with_plain_options():
