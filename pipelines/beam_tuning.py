@@ -9,7 +9,9 @@ it is for any pipeline, DoFn or option this project does not make itself.
 from __future__ import annotations
 
 import argparse
+import logging
 from collections.abc import Callable
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import (
@@ -17,6 +19,7 @@ from apache_beam.options.pipeline_options import (
     PipelineOptionsT,
     _BeamArgumentParser,
 )
+from apache_beam.options.value_provider import ValueProvider
 from apache_beam.runners.worker import statesampler
 from apache_beam.transforms import userstate
 
@@ -74,8 +77,59 @@ class KeptViews(PipelineOptions):
         view._all_options = self._all_options
         return view
 
+    def get_all_options(
+        self,
+        drop_default: bool = False,
+        add_extra_args_fn: Callable | None = None,
+        retain_unknown_options: bool = False,
+        display_warnings: bool = False,
+        current_only: bool = False,
+    ) -> dict[str, Any]:
+        """Beam's ``get_all_options``, from a parser of every options class made once.
+
+        Beam asks once a run (``Pipeline.run``, to warn of flags no class knows), and builds a
+        parser of every options class each time (~8 ms). Flags every class knows, and no extra
+        arguments, are taken here: the values Beam's would give (the options' own values over
+        the parsed ones; with ``drop_default``, those equal to their default left out). Anything
+        else — unknown flags to warn of or keep, extra arguments, one class only — Beam's."""
+        if add_extra_args_fn is None and not current_only:
+            parser = _parser_of_all()
+            known, unknown = parser.parse_known_args(self._flags)
+            if not unknown:
+                return self._over_parsed(vars(known), parser, drop_default, retain_unknown_options)
+        return super().get_all_options(
+            drop_default, add_extra_args_fn, retain_unknown_options, display_warnings, current_only
+        )
+
+    def _over_parsed(
+        self,
+        parsed: dict[str, Any],
+        parser: argparse.ArgumentParser,
+        drop_default: bool,
+        keep: bool,
+    ) -> dict[str, Any]:
+        """The tail of Beam's ``get_all_options`` (1.x): values set on the options win; options
+        no class defines are kept with ``keep`` (Beam warns of them otherwise)."""
+        result = {name: _own(value) for name, value in parsed.items()}
+        overrides = dict(self._all_options)
+        for name in list(result):
+            overrides.pop(name, None)
+            if name in self._all_options:
+                result[name] = self._all_options[name]
+            default = parser.get_default(name)
+            if drop_default and default == result[name] and not isinstance(default, ValueProvider):
+                del result[name]
+        if overrides:
+            if keep:
+                result.update(overrides)
+            else:
+                _LOGGER.warning("Discarding invalid overrides: %s", overrides)
+        return result
+
 
 _PARSERS: dict[type, argparse.ArgumentParser] = {}  # options class -> its parser, made once
+_ALL_PARSERS: dict[tuple[type, ...], argparse.ArgumentParser] = {}  # every class's, likewise
+_LOGGER = logging.getLogger("apache_beam.options.pipeline_options")  # where Beam warns
 
 
 def _parser_of(cls: type[PipelineOptions]) -> argparse.ArgumentParser:
@@ -90,6 +144,23 @@ def _parser_of(cls: type[PipelineOptions]) -> argparse.ArgumentParser:
             if "_add_argparse_args" in klass.__dict__:
                 klass._add_argparse_args(parser)
         _PARSERS[cls] = parser
+    return parser
+
+
+def _parser_of_all() -> argparse.ArgumentParser:
+    """The parser ``get_all_options`` builds: every options class's arguments (a class listed
+    twice, by name, once), for the classes defined now."""
+    classes: dict[str, type[PipelineOptions]] = {}
+    for cls in PipelineOptions.__subclasses__():
+        classes.setdefault(str(cls), cls)
+    key = tuple(classes.values())
+    parser = _ALL_PARSERS.get(key)
+    if parser is None:
+        parser = _BeamArgumentParser(allow_abbrev=False)
+        for cls in key:
+            cls._add_argparse_args(parser)
+        _ALL_PARSERS.clear()  # the classes defined grow: only the latest set is asked for
+        _ALL_PARSERS[key] = parser
     return parser
 
 

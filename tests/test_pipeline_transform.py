@@ -117,6 +117,19 @@ def test_a_view_from_the_kept_parser_holds_what_beams_own_view_holds(flags):
             assert repr(getattr(kept, name)) == repr(getattr(beams, name)), (cls, name)
 
 
+@pytest.mark.parametrize("flags", _FLAG_SETS)
+@pytest.mark.parametrize("drop_default", [False, True])
+@pytest.mark.parametrize("keep_unknown", [False, True])
+def test_all_options_from_the_kept_parser_are_beams_own(flags, drop_default, keep_unknown):
+    kept, beams = KeptViews(flags, job_name="given"), PipelineOptions(flags, job_name="given")
+    for options in (kept, beams):  # values set through views, and an option no class defines
+        options.view_as(DebugOptions).add_experiment("set")
+        options.view_as(StandardOptions).streaming = True
+        options._all_options["no_such_option"] = 1
+    asked = {"drop_default": drop_default, "retain_unknown_options": keep_unknown}
+    assert repr(kept.get_all_options(**asked)) == repr(beams.get_all_options(**asked))
+
+
 def test_options_made_after_another_get_list_and_dict_defaults_of_their_own():
     first = KeptViews([])
     first.view_as(StandardOptions).resource_hints.append("accelerator=x")
