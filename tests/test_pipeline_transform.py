@@ -4,6 +4,7 @@ DoFns' state specs (``specs_of_class``) as Beam's would, made cheaper."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 
 import apache_beam as beam
@@ -143,6 +144,17 @@ def test_a_value_set_before_a_class_is_viewed_is_kept_by_its_view():
     options = KeptViews(["--streaming"], job_name="set")
     assert options.view_as(GoogleCloudOptions).job_name == "set"
     assert options.view_as(StandardOptions).streaming is True
+
+
+def test_a_deep_copy_of_kept_views_has_their_values_and_views_of_its_own():
+    options = KeptViews(["--streaming"])
+    options.view_as(DebugOptions).add_experiment("kept")
+    copied = copy.deepcopy(options)
+    assert "_kept_views" not in copied.__dict__  # made again when asked
+    assert copied.view_as(StandardOptions).streaming is True
+    assert copied.view_as(DebugOptions).experiments == ["kept"]
+    copied.view_as(DebugOptions).add_experiment("copy only")
+    assert options.view_as(DebugOptions).experiments == ["kept"]
 
 
 def test_a_pipeline_with_kept_views_runs_as_with_plain_options():
