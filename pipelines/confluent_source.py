@@ -27,6 +27,7 @@ from pipelines.kafka_source import (
     KafkaUnavailable,
     OffsetRange,
     TopicNotFound,
+    check_together,
 )
 from schemas.records import RAW_RECORD_SCHEMA, SIGNATURE_HEADER
 
@@ -224,63 +225,97 @@ class ConfluentSource:
 
     def read(self, offsets: OffsetRange) -> pa.RecordBatch:
         """All records of ``offsets``, in offset order, as one raw Arrow batch."""
-        if offsets.size == 0:
-            return _raw_batch(offsets, [])
-        try:
-            messages = self._read_messages(offsets)
-            self._client().unassign()  # no prefetching past the range while the consumer is kept
-        except BaseException:
-            self.close()  # after a failure, start the next read on a fresh connection
-            raise
-        if self._waits.read_done():
-            self._wait_shorter()
-        return _raw_batch(offsets, messages)
+        return self.read_many([offsets])[0]
 
-    def _read_messages(self, offsets: OffsetRange) -> list[Any]:
-        """The range's messages, in offset order; the columns are built from them at once."""
-        kept: list[Any] = []
-        position = offsets.start
-        consumer = self._assigned(offsets, position)
+    def read_many(self, ranges: list[OffsetRange]) -> list[pa.RecordBatch]:
+        """``read`` of each range, with one assignment for them all (``check_together``).
+
+        Every fetch then asks for all their partitions at once: Tansu holds a fetch that
+        reaches a partition's end for the whole fetch wait, so ranges read one by one to their
+        partitions' ends, as a stream's batch reads them, wait once each (four: ~60 against
+        ~20 ms together)."""
+        check_together(ranges)
+        wanted = [r for r in ranges if r.size]
+        kept: dict[int, list[Any]] = {}
+        if wanted:
+            try:
+                kept = self._read_messages(wanted)
+                self._client().unassign()  # no prefetching past the ranges while it is kept
+            except BaseException:
+                self.close()  # after a failure, start the next read on a fresh connection
+                raise
+            if self._waits.read_done():
+                self._wait_shorter()
+        return [_raw_batch(r, kept.get(r.partition, []) if r.size else []) for r in ranges]
+
+    def _read_messages(self, ranges: list[OffsetRange]) -> dict[int, list[Any]]:
+        """Each range's messages (by partition), in offset order; the columns are built from
+        them at once."""
+        kept: dict[int, list[Any]] = {r.partition: [] for r in ranges}
+        positions = {r.partition: r.start for r in ranges}
+        consumer = self._assigned(ranges, positions)
         deadline = time.monotonic() + self.timeout_s
-        while position < offsets.end:
+        while unread := [r for r in ranges if positions[r.partition] < r.end]:
             # consume() waits until it has num_messages or the timeout: asking for no more than
-            # the range still holds returns as soon as they are there (not after 0.5 s).
-            wanted = min(READ_BATCH, offsets.end - position)
-            with self._answered(f"reading {offsets.name}"):
+            # the ranges still hold returns as soon as they are there (not after 0.5 s).
+            wanted = min(READ_BATCH, sum(r.end - positions[r.partition] for r in unread))
+            with self._answered(f"reading {_names(unread)}"):
                 messages = consumer.consume(num_messages=wanted, timeout=0.5)
             if messages:
                 deadline = time.monotonic() + self.timeout_s
-            elif self._position(consumer, offsets) >= offsets.end:
-                break  # the rest of the range holds no records (control records, compaction)
+            elif self._at_ends(consumer, unread, positions):
+                continue  # the rest of a range holds no records (control records, compaction)
             elif time.monotonic() > deadline:
-                raise KafkaUnavailable(f"no progress reading {offsets.name} at offset {position}")
+                raise KafkaUnavailable(
+                    f"no progress reading {_names(unread)} at {_offsets(unread, positions)}"
+                )
             elif self._waits.can_wait_longer():
-                consumer = self._wait_longer(offsets, position)
-            position = _keep_in_range(messages, position, offsets, kept)
+                consumer = self._wait_longer(unread, positions)
+            found = _by_partition(messages, unread)
+            for r in unread:
+                if r.partition in found:
+                    positions[r.partition] = _keep_in_range(
+                        found[r.partition], positions[r.partition], r, kept[r.partition]
+                    )
+            self._let_go_of_read(consumer, unread, positions)
         return kept
 
-    def _assigned(self, offsets: OffsetRange, position: int) -> Any:
-        """The reader, assigned the range's partition from ``position``."""
+    def _let_go_of_read(
+        self, consumer: Any, ranges: list[OffsetRange], positions: dict[int, int]
+    ) -> None:
+        """Stop fetching the partitions of ranges read to their ends while others are not:
+        what librdkafka prefetched past their ends would come back at every consume(), at once,
+        and keep the read spinning until the others' records arrive."""
+        from confluent_kafka import TopicPartition
+
+        done = [r for r in ranges if positions[r.partition] >= r.end]
+        if done and len(done) < len(ranges):
+            with self._answered(f"reading {_names(ranges)}"):
+                consumer.incremental_unassign([TopicPartition(r.topic, r.partition) for r in done])
+
+    def _assigned(self, ranges: list[OffsetRange], positions: dict[int, int]) -> Any:
+        """The reader, assigned the ranges' partitions, each from its position."""
         from confluent_kafka import TopicPartition
 
         consumer = self._client()
-        with self._answered(f"reading {offsets.name}"):
+        with self._answered(f"reading {_names(ranges)}"):
             # assign() replaces any earlier assignment and drops what was prefetched for it.
-            consumer.assign([TopicPartition(offsets.topic, offsets.partition, position)])
+            consumer.assign(
+                [TopicPartition(r.topic, r.partition, positions[r.partition]) for r in ranges]
+            )
         return consumer
 
-    def _wait_longer(self, offsets: OffsetRange, position: int) -> Any:
+    def _wait_longer(self, ranges: list[OffsetRange], positions: dict[int, int]) -> Any:
         """A new reader that lets the broker hold its fetches for the next, longer wait
-        (``pipelines/fetch_waits.py``), assigned at ``position``."""
+        (``pipelines/fetch_waits.py``), assigned at the ranges' positions."""
         self._drop_reader()
         waited, longer = self._waits.current_ms, self._waits.longer()
         log.warning(
-            "no records from %s within %d ms fetches at offset %d of %s: asking with %d ms "
-            "for now",
-            self.bootstrap, waited, position, offsets.name, longer,
+            "no records from %s within %d ms fetches at %s: asking with %d ms for now",
+            self.bootstrap, waited, _offsets(ranges, positions), longer,
             extra={"event": "kafka_fetch_wait", "fetch_wait_ms": longer},
         )  # fmt: skip
-        return self._assigned(offsets, position)
+        return self._assigned(ranges, positions)
 
     def _wait_shorter(self) -> None:
         """The next read asks with the shorter wait again, on a new reader."""
@@ -297,23 +332,46 @@ class ConfluentSource:
         if stale is not None:
             self._close_in_time(stale)
 
-    def _position(self, consumer: Any, offsets: OffsetRange) -> int:
+    def _at_ends(self, consumer: Any, ranges: list[OffsetRange], positions: dict[int, int]) -> bool:
+        """Whether the consumer has passed the end of any of ``ranges`` (records it skipped,
+        as control records): those are read to their ends (``positions``)."""
         from confluent_kafka import TopicPartition
 
-        with self._answered(f"reading {offsets.name}"):
-            (tp,) = consumer.position([TopicPartition(offsets.topic, offsets.partition)])
-        return tp.offset
+        with self._answered(f"reading {_names(ranges)}"):
+            found = consumer.position([TopicPartition(r.topic, r.partition) for r in ranges])
+        ends = {r.partition: r.end for r in ranges}
+        passed = [tp.partition for tp in found if tp.offset >= ends[tp.partition]]
+        for partition in passed:
+            positions[partition] = ends[partition]
+        return bool(passed)
+
+
+def _names(ranges: list[OffsetRange]) -> str:
+    return ", ".join(r.name for r in ranges)
+
+
+def _offsets(ranges: list[OffsetRange], positions: dict[int, int]) -> str:
+    return ", ".join(f"offset {positions[r.partition]} of {r.name}" for r in ranges)
+
+
+def _by_partition(messages: list[Any], ranges: list[OffsetRange]) -> dict[int, list[Any]]:
+    """The messages of each range's partition, in the order consumed; an error fails the read
+    unless librdkafka retries it itself (a transient fetch error)."""
+    found: dict[int, list[Any]] = {}
+    for message in messages:
+        error = message.error()
+        if error is not None:
+            if error.retriable() or not error.fatal():
+                continue
+            raise KafkaUnavailable(f"reading {_names(ranges)}: {error}")
+        found.setdefault(message.partition(), []).append(message)
+    return found
 
 
 def _keep_in_range(messages: list[Any], position: int, offsets: OffsetRange, kept: list) -> int:
     """Append to ``kept`` the messages at or after ``position`` and before the range's end, in
     order; the position after them (the range's end once a message past it is seen)."""
     for message in messages:
-        error = message.error()
-        if error is not None:
-            if error.retriable() or not error.fatal():
-                continue  # e.g. a transient fetch error: librdkafka fetches again
-            raise KafkaUnavailable(f"reading {offsets.name}: {error}")
         offset = message.offset()
         if offset < position:
             continue  # an older prefetch

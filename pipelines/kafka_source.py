@@ -2,7 +2,8 @@
 
 The pipeline only needs four things from Kafka: the partitions of a topic, where each partition
 ends *now* (the high watermark), a group's committed offsets, and the records of one
-``[start, end)`` range. ``KafkaSource`` is that interface; two clients implement it:
+``[start, end)`` range (or of several partitions' ranges at once). ``KafkaSource`` is that
+interface; two clients implement it:
 
 - ``confluent`` (default): confluent-kafka, on librdkafka (``pipelines/confluent_source.py``);
 - ``kafka-python``: the pure-Python fallback (``pipelines/kafka_python_source.py``), for
@@ -80,9 +81,20 @@ class KafkaSource(Protocol):
 
     def read(self, offsets: OffsetRange) -> pa.RecordBatch: ...
 
+    def read_many(self, ranges: list[OffsetRange]) -> list[pa.RecordBatch]: ...
+
     def commit(self, group: str, topic: str, offsets: dict[int, int]) -> None: ...
 
     def close(self) -> None: ...
+
+
+def check_together(ranges: list[OffsetRange]) -> None:
+    """Refuse ranges that cannot be read together (``KafkaSource.read_many``): they must be of
+    one topic, each of another partition."""
+    if len({r.topic for r in ranges}) > 1:
+        raise ValueError(f"ranges read together must be of one topic: {sorted(ranges)}")
+    if len({r.partition for r in ranges}) < len(ranges):
+        raise ValueError(f"ranges read together must be of distinct partitions: {sorted(ranges)}")
 
 
 class KafkaUnavailable(RuntimeError):

@@ -95,6 +95,39 @@ def test_read_returns_exactly_the_offsets_of_the_range_in_order(broker, topic, p
     assert set(batch.column("format").to_pylist()) == {"rda.node.v1"}
 
 
+def test_ranges_read_together_are_each_what_reading_it_alone_gives(broker, topic, publish, client):
+    publish(broker, topic, nodes=8, duration_s=20)
+    source = open_source(broker.bootstrap, client=client)
+    ends = source.high_watermarks(topic)
+    ranges = [  # to a partition's end, within one, empty, from its start
+        OffsetRange(topic, 0, 3, ends[0]),
+        OffsetRange(topic, 1, 2, ends[1] - 2),
+        OffsetRange(topic, 2, 4, 4),
+        OffsetRange(topic, 3, 0, ends[3]),
+    ]
+    together = source.read_many(ranges)
+    alone = [open_source(broker.bootstrap, client=client).read(r) for r in ranges]
+    assert [b.num_rows for b in together] == [r.size for r in ranges]
+    assert [b.to_pylist() for b in together] == [b.to_pylist() for b in alone]
+    again = source.read_many(ranges[:2])  # the source stays usable, its reader unassigned
+    assert [b.to_pylist() for b in again] == [b.to_pylist() for b in alone[:2]]
+    source.close()
+
+
+@pytest.mark.parametrize(
+    "ranges",
+    [
+        [OffsetRange("t", 0, 0, 5), OffsetRange("t", 0, 5, 9)],
+        [OffsetRange("t", 0, 0, 5), OffsetRange("u", 1, 0, 5)],
+    ],
+    ids=["one partition twice", "two topics"],
+)
+def test_ranges_read_together_are_of_one_topic_and_distinct_partitions(ranges, client):
+    source = open_source("127.0.0.1:1", client=client)  # refused before any connection
+    with pytest.raises(ValueError, match="ranges read together must be of"):
+        source.read_many(ranges)
+
+
 def test_an_empty_range_reads_nothing_without_contacting_the_broker(client):
     source = open_source("127.0.0.1:1", client=client)
     assert source.read(OffsetRange("t", 0, 7, 7)).num_rows == 0

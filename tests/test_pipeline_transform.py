@@ -5,7 +5,9 @@ DoFns' state specs (``specs_of_class``) as Beam's would, made cheaper."""
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import apache_beam as beam
 import pytest
@@ -22,10 +24,12 @@ from apache_beam.runners.worker import statesampler
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms import userstate
 from apache_beam.transforms.userstate import BagStateSpec
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pipelines.beam_tuning import STATE_SAMPLING_PERIOD_MS, KeptViews, specs_of_class
-from pipelines.graph import ReadStandardizeProtect, WorkItems
-from pipelines.kafka_source import OffsetRange, open_source
+from pipelines.graph import ReadAndStandardize, ReadStandardizeProtect, WorkItems, read_groups
+from pipelines.kafka_source import KafkaSpec, OffsetRange, check_together, open_source
 from pipelines.protect import Protection
 
 
@@ -56,6 +60,70 @@ def test_a_users_own_pipeline_reads_standardizes_and_protects_every_record(
         )
         # Every record read is published, quarantined or suppressed (no sessions here: none).
         assert_that(totals, equal_to([(produced.messages, produced.messages, 0)]))
+
+
+def test_a_stream_batch_s_chunks_are_read_together_and_land_as_read_one_by_one(
+    broker, topic, tmp_path, publish
+):
+    """One worker taking the chunks in order (``in_order``) reads small chunks of distinct
+    partitions with one ``read_many``; each chunk's result is what reading it alone gives."""
+    publish(broker, topic, nodes=4, duration_s=10)
+    ends = open_source(broker.bootstrap).high_watermarks(topic)
+    chunks = [OffsetRange(topic, p, 0, end) for p, end in sorted(ends.items())]
+    chunks += [OffsetRange(topic, 0, 0, 1)]  # partition 0 again: read in a group of its own
+    protection = Protection(str(tmp_path / "keys"))
+
+    def landed(in_order: list[OffsetRange] | None) -> tuple[list[tuple[str, int]], list]:
+        dofn = ReadAndStandardize(KafkaSpec(broker.bootstrap), None, protection, in_order=in_order)
+        dofn.setup()
+        calls: list[tuple[str, int]] = []  # what the DoFn asks of its source
+        source = dofn.source
+        dofn.source = SimpleNamespace(
+            read=lambda r: calls.append(("read", 1)) or source.read(r),
+            read_many=lambda rs: calls.append(("read_many", len(rs))) or source.read_many(rs),
+            close=source.close,
+        )
+        results = [next(iter(dofn.process(c.as_dict())))[1] for c in chunks]
+        dofn.finish_bundle()
+        return calls, [_contents(r) for r in results]
+
+    calls, together = landed(chunks)
+    assert calls == [("read_many", 4), ("read", 1)]
+    alone_calls, alone = landed(None)
+    assert alone_calls == [("read", 1)] * 5
+    assert together == alone
+
+
+def _contents(result) -> dict:
+    """A chunk's standardized result, as values."""
+    suppressed = result.suppressed.to_pylist() if result.suppressed is not None else None
+    published = {d: rows.to_pylist() for d, rows in result.published.items()}
+    return {"read": result.read, "published": published, "suppressed": suppressed,
+            "quarantined": result.quarantined.to_pylist(), "quality": result.quality}  # fmt: skip
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["t", "u"]), st.integers(0, 3), st.integers(0, 40)), max_size=12
+    ),
+    st.integers(1, 60),
+)
+def test_read_groups_keep_the_chunks_in_order_in_groups_that_can_be_read_together(
+    specs, most_records
+):
+    chunks = [OffsetRange(topic, partition, 0, size) for topic, partition, size in specs]
+    groups = read_groups(chunks, most_records)
+    assert [c for group in groups for c in group] == chunks
+    for group in groups:
+        check_together(group)
+        assert len(group) == 1 or sum(c.size for c in group) <= most_records
+    for before, after in itertools.pairwise(groups):  # a group ends where the next chunk
+        first = after[0]  # could not join it
+        assert (
+            first.topic != before[0].topic
+            or first.partition in {c.partition for c in before}
+            or sum(c.size for c in before) + first.size > most_records
+        )
 
 
 class _SamplingPeriod(beam.DoFn):
