@@ -264,7 +264,7 @@ class ConfluentSource:
             if messages:
                 deadline = time.monotonic() + self.timeout_s
             elif self._at_ends(consumer, unread, positions):
-                continue  # the rest of a range holds no records (control records, compaction)
+                pass  # the rest of a range holds no records (control records, compaction)
             elif time.monotonic() > deadline:
                 raise KafkaUnavailable(
                     f"no progress reading {_names(unread)} at {_offsets(unread, positions)}"

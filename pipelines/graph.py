@@ -164,8 +164,9 @@ class ReadStandardizeProtect(beam.PTransform):
     ) -> None:
         """``distribute``: reshuffle the work items over the runner's workers first (a runner
         with one worker, like ``rda run``'s FnApiRunner, gains nothing from it but an extra
-        stage: ~30 ms a batch). ``in_order``: without it, the work items as its one worker
-        takes them, to read small chunks of several partitions together."""
+        stage: ~30 ms a batch). ``in_order``: when not distributed, the work items in the order
+        the one worker takes them, so that small chunks of several partitions are read
+        together."""
         super().__init__()
         self.kafka = kafka if isinstance(kafka, KafkaSpec) else KafkaSpec(kafka)
         self.wire_format = wire_format
