@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 
 from sinks import attached
 from sinks.layout import DataLayout
 from sinks.quarantine import DDL as QUARANTINE_DDL
 from sinks.quarantine import QuarantineRegister
-from sinks.sql import insert_rows, sql_string, transaction
+from sinks.sql import replace_rows, sql_string, transaction
 from sinks.views import DDL as VIEWS_DDL
 from sinks.views import FILE_COLUMN, add_folders, made_views, refresh_view
 
@@ -120,32 +119,20 @@ class Catalog:
 
     def register_files(self, batch_id: int, files: Iterable[dict[str, Any]]) -> None:
         """List ``files`` (a redo replaces their rows), in one statement: a batch has tens."""
-        files = list(files)
-        if not files:
+        rows = {  # by path: a file listed twice is registered as listed last
+            f["path"]: [f["path"], f["dataset"], f["sha256"], f["rows"], f["leaf_start"],
+                        f["topic"], f["partition"], f["start"], f["end"], batch_id]
+            for f in files
+        }  # fmt: skip
+        if not rows:
             return
-        column = lambda key, kind: pa.array([f[key] for f in files], kind)  # noqa: E731
-        rows = pa.table(
-            {
-                "path": column("path", pa.string()),
-                "dataset": column("dataset", pa.string()),
-                "sha256": column("sha256", pa.string()),
-                "rows": column("rows", pa.int64()),
-                "leaf_start": column("leaf_start", pa.int64()),
-                "topic": column("topic", pa.string()),
-                "kafka_partition": column("partition", pa.int32()),
-                "start_offset": column("start", pa.int64()),
-                "end_offset": column("end", pa.int64()),
-                "batch_id": pa.array([batch_id] * len(files), pa.int64()),
-            }
-        )
-        db = self.cursor()  # registering is refused while the connection holds a result
+        listed: dict[str, list[str]] = {}
+        for path, row in rows.items():
+            listed.setdefault(row[1], []).append(path)
+        db = self.cursor()
         try:
             with transaction(db):  # the files with their folders, in one commit
-                db.register("_rda_new_files", rows)
-                db.execute("INSERT OR REPLACE INTO files SELECT * FROM _rda_new_files")
-                listed: dict[str, list[str]] = {}
-                for file in files:
-                    listed.setdefault(file["dataset"], []).append(file["path"])
+                replace_rows(db, "files", ["path"], list(rows.values()))
                 add_folders(db, listed)
         finally:
             db.close()
@@ -227,7 +214,9 @@ class Catalog:
              c.get("gas_used"), batch_id]
             for c in checkpoints
         ]  # fmt: skip
-        insert_rows(self.db, "INSERT OR REPLACE INTO checkpoints", rows)
+        if rows:
+            with transaction(self.db):
+                replace_rows(self.db, "checkpoints", ["dataset", "tree_size"], rows)
 
     def batch_checkpoints(self, batch_id: int) -> list[dict[str, Any]]:
         cursor = self.db.execute(
@@ -262,7 +251,14 @@ class WindowHistory:
             ]
             for w in closed
         }  # fmt: skip
-        insert_rows(self.db, "INSERT OR REPLACE INTO window_quality", list(rows.values()))
+        if rows:
+            with transaction(self.db):
+                replace_rows(
+                    self.db,
+                    "window_quality",
+                    ["dataset", "topic", "window_start"],
+                    list(rows.values()),
+                )
 
     def latest(self, limit: int = 10) -> list[dict[str, Any]]:
         """The last ``limit`` closed windows, newest first, each with every dataset's score."""

@@ -17,7 +17,7 @@ import duckdb
 import pyarrow as pa
 
 from schemas.records import QUARANTINE_SCHEMA
-from sinks.sql import insert_rows, transaction
+from sinks.sql import replace_rows, transaction
 from sinks.views import FILE_COLUMN, add_folders, refresh_view
 
 DDL = """
@@ -47,7 +47,7 @@ class QuarantineRegister:
         if not rows:
             return
         with transaction(self.db):
-            insert_rows(self.db, "INSERT OR REPLACE INTO quarantine_files", list(rows.values()))
+            replace_rows(self.db, "quarantine_files", ["path"], list(rows.values()))
             add_folders(self.db, {"quarantine": list(rows)})
 
     def batch_reasons(self, batch_id: int) -> dict[str, int]:
