@@ -118,7 +118,7 @@ class Catalog:
         return view
 
     def register_files(self, batch_id: int, files: Iterable[dict[str, Any]]) -> None:
-        """List ``files`` (a redo replaces their rows), in one statement: a batch has tens."""
+        """List ``files`` (a redo replaces their rows) with their folders, in one transaction."""
         rows = {  # by path: a file listed twice is registered as listed last
             f["path"]: [f["path"], f["dataset"], f["sha256"], f["rows"], f["leaf_start"],
                         f["topic"], f["partition"], f["start"], f["end"], batch_id]
