@@ -106,7 +106,9 @@ def test_ranges_read_together_are_each_what_reading_it_alone_gives(broker, topic
         OffsetRange(topic, 3, 0, ends[3]),
     ]
     together = source.read_many(ranges)
-    alone = [open_source(broker.bootstrap, client=client).read(r) for r in ranges]
+    one_by_one = open_source(broker.bootstrap, client=client)
+    alone = [one_by_one.read(r) for r in ranges]
+    one_by_one.close()
     assert [b.num_rows for b in together] == [r.size for r in ranges]
     assert [b.to_pylist() for b in together] == [b.to_pylist() for b in alone]
     again = source.read_many(ranges[:2])  # the source stays usable, its reader unassigned
