@@ -21,7 +21,7 @@ def _rows(draw_keys: list[tuple[str, int]], tag: str) -> list[list[object]]:
     return [[a, b, f"{tag}{i}"] for i, (a, b) in enumerate(unique)]
 
 
-@settings(max_examples=50)
+@settings(max_examples=25)
 @given(st.lists(_KEYS, max_size=12), st.lists(_KEYS, min_size=1, max_size=2 * LOOKED_UP_ROWS))
 def test_replacing_rows_leaves_the_table_as_insert_or_replace_does(before, after):
     old, new = _rows(before, "old"), _rows(after, "new")
