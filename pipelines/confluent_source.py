@@ -246,7 +246,7 @@ class ConfluentSource:
                 raise
             if self._waits.read_done():
                 self._wait_shorter()
-        return [_raw_batch(r, kept.get(r.partition, []) if r.size else []) for r in ranges]
+        return [_raw_batch(r, kept.get(r.partition, [])) for r in ranges]  # empty: not read
 
     def _read_messages(self, ranges: list[OffsetRange]) -> dict[int, list[Any]]:
         """Each range's messages (by partition), in offset order; the columns are built from
