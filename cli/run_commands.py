@@ -29,6 +29,7 @@ SETTING_FLAGS = (
     "metrics_port", "log_format", "kafka_timeout", "kafka_client", "retries", "backoff_max",
     "config", "once", "join_group", "crash_limit", "landers", "lag_interval", "work_dir", "window",
     "allowed_lateness", "flush_windows", "node_registry", "signatures", "quality",
+    "group_session_timeout",
 )  # fmt: skip
 
 
@@ -48,6 +49,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         default=None,
         help="share the partitions with other `rda run` workers of --group (scale-out)",
+    )
+    run.add_argument(
+        "--group-session-timeout",
+        type=float,
+        help="seconds a silent member keeps its partitions: a killed worker's move after it "
+        "(10; the broker may refuse less than its group.min.session.timeout.ms)",
     )
     run.add_argument("--interval", type=float, help="trigger: seconds between batches (5)")
     run.add_argument("--max-batch-records", type=int, help="offsets per batch (2000000)")

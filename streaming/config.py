@@ -36,6 +36,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from pipelines.kafka_group import SESSION_TIMEOUT_MS
 from pipelines.kafka_source import CLIENTS, DEFAULT_CLIENT
 from schemas.adapters import AUTO, check_format
 from sinks.storage import data_location
@@ -85,6 +86,8 @@ class RunSettings:
     retries: int = 30  # consecutive failed attempts before giving up (0: never give up)
     backoff_max: float = 30.0  # cap of the exponential backoff, seconds
     join_group: bool = False  # share the topics' partitions with other workers in `group`
+    # s a silent group member keeps its partitions: how long a killed worker's partitions wait
+    group_session_timeout: float = SESSION_TIMEOUT_MS / 1000
     crash_limit: int = 3  # worker crashes on one batch before it is bisected (streaming/poison)
     landers: int | None = None  # landing processes sharing a large batch; None: 2 if 2+ cores
     lag_interval: float = 15.0  # seconds between refreshes of the consumer-lag gauge
@@ -92,6 +95,9 @@ class RunSettings:
     allowed_lateness: int = 300  # s a window waits after its end, watermark-wise
     flush_windows: bool = False  # end of input: once caught up, close every window
     quality: str = "worker"  # GE beside the run ("worker") or left queued ("queue")
+
+
+MIN_SESSION_TIMEOUT_S = 1.0
 
 
 def boolean(value: Any) -> bool:
@@ -125,6 +131,7 @@ _GLOBAL: dict[str, Callable[[str], Any]] = {
     "retries": int,
     "backoff_max": float,
     "join_group": boolean,
+    "group_session_timeout": float,
     "crash_limit": int,
     "landers": int,
     "lag_interval": float,
@@ -257,6 +264,11 @@ def _validate(settings: RunSettings) -> None:
         raise SettingsError(f"chain must be one of {', '.join(CHAINS)}, not {settings.chain!r}")
     if settings.interval < 0 or settings.kafka_timeout <= 0 or settings.backoff_max <= 0:
         raise SettingsError("interval, kafka timeout and backoff must be positive")
+    if settings.group_session_timeout < MIN_SESSION_TIMEOUT_S:
+        raise SettingsError(
+            f"group session timeout must be at least {MIN_SESSION_TIMEOUT_S:g} s (heartbeats "
+            f"go every sixth of it, at most every 0.5 s), not {settings.group_session_timeout:g}"
+        )
     if settings.retries < 0:
         raise SettingsError("retries must be 0 (never give up) or more")
     if settings.metrics_port is not None and not 0 <= settings.metrics_port < 65536:

@@ -54,6 +54,7 @@ class Membership:
             self.settings.topics,
             self.settings.kafka_timeout,
             self.settings.kafka_client,
+            round(self.settings.group_session_timeout * 1000),
         )
         self.member = self.backoff.call(f"joining group {self.settings.group}", join, self.stop)
         try:

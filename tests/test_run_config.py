@@ -78,6 +78,7 @@ def test_topics_come_from_flags_then_the_comma_separated_variable_then_the_file(
         ("", {"RDA_RUNNER": "spark"}, "runner must be one of fnapi, dask, not 'spark'"),
         ("[run]\nmax_batch_records = 0", {}, "batch and chunk sizes must be positive"),
         ("", {"RDA_QUALITY": "later"}, "quality must be one of worker, queue, not 'later'"),
+        ("", {"RDA_GROUP_SESSION_TIMEOUT": "0.5"}, "session timeout must be at least 1 s"),
     ],
 )
 def test_a_bad_setting_is_one_clear_error_naming_where_it_came_from(tmp_path, text, env, message):

@@ -24,6 +24,8 @@ from sinks.storage import Store
 from streaming.journal import BatchJournal
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow, pytest.mark.timeout(600)]
+# A killed worker's partitions move after 4 s, not 10: the tests' runs wait for it.
+SHORT_SESSIONS = ("--group-session-timeout", "4")
 
 
 @pytest.fixture
@@ -41,7 +43,7 @@ def fleet_and_workers(broker, topic, tmp_path, publish, anvil, registry):
 
 
 def start_workers(count: int, args: list[str], tmp_path: Path, env=None) -> list:
-    flags = [*args, "--join-group", "--kafka-timeout", "10"]
+    flags = [*args, "--join-group", "--kafka-timeout", "10", *SHORT_SESSIONS]
     logs = [tmp_path / f"worker-{i}.log" for i in range(count)]
     return [
         start_run(*flags, state=tmp_path / "state", log=log, env=(env or {}).get(i))

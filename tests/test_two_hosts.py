@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from run_helpers import assert_exactly_once, run_args, start_run, wait_for
-from test_scale_out import everything_done, journal, owner_pid
+from test_scale_out import SHORT_SESSIONS, everything_done, journal, owner_pid
 
 from infra.object_store import ACCESS_KEY, REGION, SECRET_KEY, start_object_store, stop_object_store
 from market.assets import load_assets
@@ -54,6 +54,7 @@ def host(tmp_path: Path, name: str, args: list[str], s3: dict) -> subprocess.Pop
     home.mkdir()
     env = {**s3, "RDA_WORKER_HOST": name, "RDA_WORKER_LEASE_S": LEASE_S}
     flags = [*args, "--join-group", "--kafka-timeout", "10", "--work-dir", str(home / "work")]
+    flags += SHORT_SESSIONS
     flags += ["--max-batch-records", "100"]  # fewer, larger batches: S3 adds a cost per batch
     return start_run(*flags, state=home / "state", log=tmp_path / f"{name}.log", env=env)
 
