@@ -26,12 +26,14 @@ from streaming.workers import is_alive, prune_dead, running_workers
 
 
 def status_report(settings: RunSettings, limit: int = 10) -> dict[str, Any]:
-    """Everything ``rda status`` shows, as one JSON-ready dict."""
+    """Everything ``rda status`` shows, as one JSON-ready dict. The data directory is read
+    first: one nothing ran in is an error at once, not after the broker's timeout."""
+    journal = _journal_report(settings.data_dir, limit)
     return {
         "data_dir": str(settings.data_dir),
         "group": settings.group,
         "lag": _lag_report(settings),
-        **_journal_report(settings.data_dir, limit),
+        **journal,
     }
 
 
