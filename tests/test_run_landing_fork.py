@@ -47,7 +47,8 @@ def test_the_landing_child_is_forked_before_any_other_thread_starts(
         [sys.executable, "-c", RUN_RECORDING_THE_FORK,
          "--bootstrap", broker.bootstrap, "--topic", topic, "--group", f"g-{topic}",
          "--data-dir", str(tmp_path / "data"), "--chain", "embedded", "--once", "--json",
-         "--metrics-port", str(free_port()), "--lag-interval", "0.1"],
+         "--metrics-port", str(free_port()), "--lag-interval", "0.1",
+         "--quality", "queue"],  # GE queued: its worker would be a process (Popen), no thread
         capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL,
         env={**os.environ, "RDA_STATE_DIR": str(tmp_path / "state")},
     )  # fmt: skip
