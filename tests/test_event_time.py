@@ -89,6 +89,7 @@ cuts = st.lists(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=8, suppress_health_check=[HealthCheck.too_slow])
 @given(
     cuts=cuts,

@@ -17,6 +17,8 @@ from streaming.event_state import _decide_in_child, helped
 from streaming.isolation import WorkerCrashed
 from streaming.lander import Lander
 
+pytestmark = pytest.mark.slow  # landing children, forked and killed
+
 
 def _pid_of_child(_args: object) -> int:
     return os.getpid()

@@ -14,6 +14,8 @@ import pytest
 
 from infra.tools import free_port, port_open, wait_until
 
+pytestmark = pytest.mark.slow  # `rda market` and `rda serve` processes
+
 
 def rda(*args: str, cwd: Path | None = None, env: dict | None = None):
     return subprocess.run(

@@ -29,6 +29,8 @@ from hostile_support import (
 )
 from market_support import Client, new_buyer
 
+pytestmark = pytest.mark.slow  # the served marketplace under load
+
 __all__ = ["attacker", "bystander", "served"]  # module fixtures from hostile_support
 
 

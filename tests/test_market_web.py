@@ -28,6 +28,8 @@ from market.store import MarketStore, market_path
 from proofs.jcs import canonicalize
 from proofs.leaves import row_to_jcs_value
 
+pytestmark = pytest.mark.slow  # the served marketplace in headless Chromium
+
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 CHROMIUM_ARGS = [
     "--headless",

@@ -30,6 +30,8 @@ from streaming.quality_pool import drain
 from streaming.quality_queue import QueueLock, attestations, failed_jobs, pending, queue_dir
 from streaming.quality_worker import QualityWorker
 
+pytestmark = pytest.mark.slow  # `rda quality` and GE's worker processes
+
 
 @pytest.fixture(scope="module")
 def queued(broker, tmp_path_factory) -> Path:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from quality_support import RADIO, gated_worker
 from run_helpers import wait_for
 
@@ -23,6 +24,8 @@ from streaming import quality_launch
 from streaming.quality_pool import drain
 from streaming.quality_queue import dataset_of, pending, queue_dir
 from streaming.quality_worker import QualityWorker
+
+pytestmark = pytest.mark.slow  # GE's worker processes
 
 
 def test_the_worker_process_drains_the_queue_when_asked_to_finish(copy_of):

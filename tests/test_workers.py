@@ -148,6 +148,7 @@ class PolledMember:
         self.member.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("client", CLIENTS)
 def test_two_group_members_split_a_topic_and_one_gets_all_when_the_other_leaves(
     broker, topic, client
@@ -175,6 +176,7 @@ def test_two_group_members_split_a_topic_and_one_gets_all_when_the_other_leaves(
             second.close()
 
 
+@pytest.mark.slow
 def test_rda_run_refuses_to_join_a_group_on_the_embedded_chain(broker, topic, tmp_path):
     command = [
         sys.executable, "-m", "cli.main", "run", "--join-group", "--once", "--chain",
