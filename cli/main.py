@@ -378,6 +378,9 @@ def entry() -> NoReturn:
     buffered output run, then the process ends (``infra/process_exit.py``). Not in ``main``:
     tests call that in-process.
     """
+    from infra.gc_tuning import collect_less_often
+
+    collect_less_often()  # before the imports that make most of a process's objects
     from infra.chain import defer_key_files
 
     defer_key_files()  # also where web3 is imported without infra.chain (rda verify, serve)

@@ -247,6 +247,9 @@ def _listen(stop: threading.Event, finish: threading.Event, told: list[Path]) ->
 
 
 if __name__ == "__main__":
+    from infra.gc_tuning import collect_less_often
+
+    collect_less_often()  # before GE's import, in the warm-up
     code = main()
     # The parent waits for this exit: skip the interpreter's teardown of GE's and pandas'
     # objects, on pages shared with the GE jobs it forked (as ``cli.main.entry`` does).
