@@ -86,7 +86,7 @@ class RunSettings:
     retries: int = 30  # consecutive failed attempts before giving up (0: never give up)
     backoff_max: float = 30.0  # cap of the exponential backoff, seconds
     join_group: bool = False  # share the topics' partitions with other workers in `group`
-    # s a silent group member keeps its partitions: how long a killed worker's partitions wait
+    # seconds a silent group member keeps its partitions: a killed worker's wait that long
     group_session_timeout: float = SESSION_TIMEOUT_MS / 1000
     crash_limit: int = 3  # worker crashes on one batch before it is bisected (streaming/poison)
     landers: int | None = None  # landing processes sharing a large batch; None: 2 if 2+ cores
