@@ -153,8 +153,7 @@ def test_an_auditor_proves_rows_and_checks_bundles_and_history_on_anvil(tmp_path
         verdicts = json.loads(check.stdout)["bundles"]
         assert check.returncode == 0 and verdicts
         # The row's device signature too: the fleet signs, `infra up` deployed a NodeRegistry,
-        # `simulate` registered the nodes once (the second run found them) and the pinned
-        # identity names that registry.
+        # `simulate` registered the nodes and the pinned identity names that registry.
         assert {tuple((c["check"], c["ok"]) for c in v["checks"][-2:]) for v in verdicts} == {
             (("anchor", True), ("device", True))
         }
