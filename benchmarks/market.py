@@ -122,7 +122,7 @@ def run(quick: bool = False) -> dict:
     from streaming.demo import DemoOptions, run_demo
 
     nodes, duration = (40, 300.0) if quick else (100, 600.0)
-    with _private_state() as workdir:
+    with private_state() as workdir:
         data_dir = workdir / "data"
         run_demo(DemoOptions(data_dir=data_dir, nodes=nodes, duration_s=duration))
         asset = load_assets(data_dir)["radio_kpi.v1"]
@@ -133,7 +133,7 @@ def run(quick: bool = False) -> dict:
             store.grant(f"bench-{number}", "radio_kpi.v1")
         plain = duckdb.connect(":memory:", config={"threads": 2})
         plain.read_parquet([str(f) for f in asset.files]).create_view("radio_kpi_v1")
-        with _serving(data_dir) as port:
+        with serving(data_dir) as port:
             samples = {
                 name: _interleaved(plain, port, keys[0], sql, runs=30 if quick else 100)
                 for name, sql in QUERIES.items()
@@ -145,7 +145,7 @@ def run(quick: bool = False) -> dict:
 
 
 @contextlib.contextmanager
-def _private_state() -> Iterator[Path]:
+def private_state() -> Iterator[Path]:
     """A scratch folder, also used as ``RDA_STATE_DIR`` for as long as the benchmark runs."""
     workdir = Path(tempfile.mkdtemp(prefix="rda-bench-market-"))
     previous_state = os.environ.get("RDA_STATE_DIR")
@@ -161,12 +161,12 @@ def _private_state() -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def _serving(data_dir: Path) -> Iterator[int]:
-    """``rda serve`` on a free port, in its own process, stopped afterwards."""
+def serving(data_dir: Path, *options: str) -> Iterator[int]:
+    """``rda serve [OPTIONS]`` on a free port, in its own process, stopped afterwards."""
     port = free_port()
     command = [sys.executable, "-m", "cli.main", "serve", "--data-dir", str(data_dir)]
     server = subprocess.Popen(
-        [*command, "--port", str(port), "--json"],
+        [*command, "--port", str(port), "--json", *options],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         stdin=subprocess.DEVNULL,

@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 from market_support import Client, new_buyer
 
+from benchmarks.market_fairness import FAST_BOMBS, SERVE_OPTIONS
 from infra.tools import free_port, port_open, wait_until
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -155,40 +155,16 @@ def serving(data_dir: Path, **options: str) -> Iterator[Served]:
             process.wait()
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(int(len(ordered) * fraction), len(ordered) - 1)]
-
-
-def timed(call) -> float:
-    started = time.perf_counter()
-    call()
-    return (time.perf_counter() - started) * 1000
-
-
 # -- the server the hostile modules attack, with low limits -----------------------------
 
-WORKERS, WORKER_MB = 3, 512
-OPTIONS = {
-    "timeout": "3",
-    "memory-limit": "128MB",
-    "workers": str(WORKERS),
-    "worker-memory-mb": str(WORKER_MB),
-    "per-buyer": "1",
-    "queued-per-buyer": "4",
-    "max-connections": "48",
-    "receive-timeout": "1",
-    "max-rows": "50000",
-    "max-result-mb": "16",
-}
+OPTIONS = SERVE_OPTIONS  # the limits the fairness benchmark measures under, too
+WORKERS, WORKER_MB = int(OPTIONS["workers"]), int(OPTIONS["worker-memory-mb"])
 # docs/marketplace.md: the server process, plus the forkserver and each worker at its cap.
 MAIN_MB = 512
 MEMORY_CAP = (MAIN_MB + (WORKERS + 1) * WORKER_MB) * 1024 * 1024
 
 BOMBS = {
-    "a string doubled 31 times by list_reduce": (
-        "SELECT length(list_reduce([" + ", ".join(["'x'"] * 31) + "], lambda a, b: a || a))"
-    ),
+    **FAST_BOMBS,
     "nested replace(), 10^10 characters": (
         "SELECT length(" + "replace(" * 9 + "'xxxxxxxxxx'" + ", 'x', 'xxxxxxxxxx')" * 9 + ")"
     ),
@@ -199,22 +175,7 @@ BOMBS = {
         + ", 'x', 'xxxxxxxxxx', 'g')" * 9
         + ")"
     ),
-    "a list of lists by list_reduce": (
-        "SELECT len(flatten(list_reduce(["
-        + ", ".join(["[[1, 2, 3]]"] * 30)
-        + "], lambda a, b: list_concat(a, a))))"
-    ),
 }
-FAST_BOMBS = [
-    BOMBS["a string doubled 31 times by list_reduce"],
-    BOMBS["a list of lists by list_reduce"],
-]
-SMALL = "SELECT max(rsrp_dbm) AS m FROM radio_kpi_v1"
-# Large but under the byte limit: the device proofs (~450 bytes a row in JSON) left out.
-LARGE = (
-    "SELECT a.* EXCLUDE (device_key_id, device_payload_sha256, device_batch_path, "
-    "device_signature), b.node_id AS other FROM radio_kpi_v1 a, radio_kpi_v1 b LIMIT 25000"
-)
 
 
 @pytest.fixture(scope="module")

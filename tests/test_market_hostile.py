@@ -18,7 +18,6 @@ import pytest
 from hostile_support import (
     BOMBS,
     MEMORY_CAP,
-    SMALL,
     RssSampler,
     attacker,
     bystander,
@@ -30,6 +29,8 @@ from hostile_support import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from market_support import Client, new_buyer
+
+from benchmarks.market_fairness import SMALL
 
 __all__ = ["attacker", "bystander", "served"]  # module fixtures, shared with the fairness tests
 
