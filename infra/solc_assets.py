@@ -40,15 +40,6 @@ def artifact_path(name: str) -> Path:
     return CONTRACTS[name].with_suffix(".json")
 
 
-def compile_assets() -> dict[str, dict[str, Any]]:
-    """Every data-asset contract's artifact, by name, from one compiler run."""
-    return compile_sources({name: path for name, path in CONTRACTS.items()})
-
-
-def compile_hostile() -> dict[str, dict[str, Any]]:
-    return compile_sources(dict.fromkeys(HOSTILE_CONTRACTS, HOSTILE_SOURCE))
-
-
 def compile_all() -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
     """(the data-asset artifacts, the hostile ones), from a single compiler run."""
     both = compile_sources({**CONTRACTS, **dict.fromkeys(HOSTILE_CONTRACTS, HOSTILE_SOURCE)})

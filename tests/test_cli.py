@@ -54,12 +54,14 @@ def demo(tmp_path: Path, *extra: str, ripe: bool = False) -> dict:
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """One demo with 10 % broken records and the RIPE topic, shared by the tests that read
-    what a demo leaves."""
+    """One demo on anvil with 10 % broken records and the RIPE topic, shared by the tests that
+    read what a demo leaves. (The demo on the embedded chain, the default, builds the
+    marketplace tests' data: ``market_support.demo_dir``.)"""
     root = tmp_path_factory.mktemp("demo")
-    return root, demo(root, "--bad-fraction", "0.1", ripe=True)
+    return root, demo(root, "--bad-fraction", "0.1", "--chain", "anvil", ripe=True)
 
 
+@pytest.mark.anvil
 @pytest.mark.slow
 def test_demo_json_reports_reconciled_counts_anchored_checkpoints_and_a_verdict(demo_run):
     root, summary = demo_run
@@ -98,6 +100,7 @@ def test_demo_json_reports_reconciled_counts_anchored_checkpoints_and_a_verdict(
     assert "node_registry_block" not in plans["ripe-atlas"]  # a topic that does not sign
 
 
+@pytest.mark.anvil
 @pytest.mark.slow
 def test_demo_with_ten_percent_bad_records_still_reconciles(demo_run):
     _, summary = demo_run
@@ -111,6 +114,7 @@ def test_demo_with_ten_percent_bad_records_still_reconciles(demo_run):
     assert summary["verified"] is True
 
 
+@pytest.mark.anvil
 @pytest.mark.slow
 def test_demo_stops_the_broker_it_started(demo_run):
     root, _ = demo_run
@@ -216,8 +220,8 @@ def test_demo_refuses_an_impossible_bad_fraction(tmp_path):
 
 @pytest.mark.anvil
 @pytest.mark.slow
-def test_demo_on_anvil_verifies_against_the_real_node(tmp_path):
-    summary = demo(tmp_path, "--chain", "anvil")
+def test_demo_on_anvil_verifies_against_the_real_node(demo_run):
+    _, summary = demo_run
     assert summary["chain"]["kind"] == "anvil"
     assert summary["verified"] is True
 
@@ -250,6 +254,7 @@ def test_schemas_show_of_an_unknown_schema_lists_the_known_ones(tmp_path):
     assert "unknown schema 'nope' (known: link_kpi" in result.stderr
 
 
+@pytest.mark.anvil
 @pytest.mark.slow
 def test_quarantine_list_and_show_after_a_demo(demo_run, tmp_path):
     root, summary = demo_run

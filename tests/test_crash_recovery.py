@@ -28,7 +28,7 @@ from streaming.store import journaling, workspace
 START_MS = 1_764_000_000_000
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow]
-RANDOM_KILLS = 6  # each journal step also has a deterministic kill of its own above
+RANDOM_KILLS = 4  # each journal step also has a deterministic kill of its own above
 LARGE_BATCHES = ("--max-batch-records", "2000", "--max-chunk-records", "500")
 
 
