@@ -59,9 +59,12 @@ def test_another_buyer_is_answered_faster_than_the_bombs_and_large_results_besid
 
 def test_a_buyer_over_its_queue_gets_429_while_others_are_served(served, demo_dir, bystander):
     _name, key = new_buyer(demo_dir, "radio_kpi.v1")
+    # ~0.3 s alone (1,195 x 1,195 x 200 rows): long enough for the burst to find one running
+    # and four queued, short enough that the five end well before the 3-s timeout (a query
+    # that ran into it made the test wait 5 x 3 s)
     slow = (
-        "SELECT sum(a.rsrp_dbm * b.sinr_db * c.pci * d.pci) "
-        "FROM radio_kpi_v1 a, radio_kpi_v1 b, radio_kpi_v1 c, radio_kpi_v1 d"
+        "SELECT sum(a.rsrp_dbm * b.sinr_db * c.pci) "
+        "FROM radio_kpi_v1 a, radio_kpi_v1 b, (SELECT pci FROM radio_kpi_v1 LIMIT 200) c"
     )
     statuses: list[int] = []
     lock = threading.Lock()
@@ -82,7 +85,7 @@ def test_a_buyer_over_its_queue_gets_429_while_others_are_served(served, demo_di
     for t in threads:
         t.join(timeout=60)
     assert statuses.count(429) >= 3  # one runs, four wait, the rest are told to wait
-    assert set(statuses) <= {400, 429}
+    assert set(statuses) <= {200, 400, 429}  # 400: a timeout on a machine busy enough
 
 
 def test_slow_clients_are_cut_off_and_connections_are_capped(served, bystander):
