@@ -12,7 +12,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from pipelines.kafka_group import MAX_POLL_INTERVAL_MS, SESSION_TIMEOUT_MS, GroupMember
+from pipelines.kafka_group import (
+    MAX_POLL_INTERVAL_MS,
+    SESSION_TIMEOUT_MS,
+    GroupMember,
+    heartbeat_interval_ms,
+)
 from pipelines.kafka_source import KafkaUnavailable
 
 
@@ -41,7 +46,7 @@ class ConfluentMember(GroupMember):
                     "enable.auto.commit": False,
                     "enable.auto.offset.store": False,
                     "session.timeout.ms": session_timeout_ms,
-                    "heartbeat.interval.ms": max(session_timeout_ms // 6, 500),
+                    "heartbeat.interval.ms": heartbeat_interval_ms(session_timeout_ms),
                     "max.poll.interval.ms": MAX_POLL_INTERVAL_MS,
                     "partition.assignment.strategy": "roundrobin,range",
                     "socket.timeout.ms": max(int(timeout_s * 1000), 1000),

@@ -20,7 +20,14 @@ from pipelines.kafka_source import DEFAULT_CLIENT
 log = logging.getLogger("rda.run.group")  # printed with the run's own lines
 
 SESSION_TIMEOUT_MS = 10_000  # a killed worker's partitions move within ~10 s, not 45
+MIN_SESSION_TIMEOUT_MS = 1_000  # heartbeats at most every 0.5 s: two fit in the shortest
 MAX_POLL_INTERVAL_MS = 600_000  # a batch may hold the worker for minutes between two polls
+
+
+def heartbeat_interval_ms(session_timeout_ms: int) -> int:
+    """Every sixth of the session (a few heartbeats may be lost before it times out), but not
+    more often than every 0.5 s: the broker answers each."""
+    return max(session_timeout_ms // 6, 500)
 
 
 class GroupMember:

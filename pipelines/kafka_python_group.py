@@ -10,7 +10,12 @@ from contextlib import contextmanager
 
 from kafka import ConsumerRebalanceListener
 
-from pipelines.kafka_group import MAX_POLL_INTERVAL_MS, SESSION_TIMEOUT_MS, GroupMember
+from pipelines.kafka_group import (
+    MAX_POLL_INTERVAL_MS,
+    SESSION_TIMEOUT_MS,
+    GroupMember,
+    heartbeat_interval_ms,
+)
 from pipelines.kafka_source import KafkaUnavailable
 
 
@@ -41,7 +46,7 @@ class KafkaPythonMember(GroupMember):
                 enable_auto_commit=False,
                 # Short sessions: a killed worker's partitions move within ~10 s, not 45.
                 session_timeout_ms=session_timeout_ms,
-                heartbeat_interval_ms=max(session_timeout_ms // 6, 500),
+                heartbeat_interval_ms=heartbeat_interval_ms(session_timeout_ms),
                 # A batch may hold the worker for minutes between two polls.
                 max_poll_interval_ms=max_poll_interval_ms,
                 partition_assignment_strategy=(

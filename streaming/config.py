@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from pipelines.kafka_group import SESSION_TIMEOUT_MS
+from pipelines.kafka_group import MIN_SESSION_TIMEOUT_MS, SESSION_TIMEOUT_MS
 from pipelines.kafka_source import CLIENTS, DEFAULT_CLIENT
 from schemas.adapters import AUTO, check_format
 from sinks.storage import data_location
@@ -97,7 +97,7 @@ class RunSettings:
     quality: str = "worker"  # GE beside the run ("worker") or left queued ("queue")
 
 
-MIN_SESSION_TIMEOUT_S = 1.0
+MIN_SESSION_TIMEOUT_S = MIN_SESSION_TIMEOUT_MS / 1000
 
 
 def boolean(value: Any) -> bool:

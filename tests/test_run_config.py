@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from pipelines.kafka_group import MIN_SESSION_TIMEOUT_MS, heartbeat_interval_ms
 from streaming.config import RunSettings, TopicSettings, load_settings
 from streaming.errors import SettingsError
 
@@ -117,3 +120,14 @@ def test_rda_run_reports_a_bad_config_file_in_one_line_with_its_table(tmp_path):
     )  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.strip() == f"rda: error: {path} [run]: unknown setting(s) intervall"
+
+
+@given(st.integers(min_value=MIN_SESSION_TIMEOUT_MS, max_value=600_000))
+def test_every_session_timeout_allowed_leaves_time_for_two_heartbeats(session_ms):
+    """A member whose heartbeats each take up to one interval still keeps its partitions."""
+    interval = heartbeat_interval_ms(session_ms)
+    assert interval >= 500 and session_ms >= 2 * interval
+
+
+def test_the_default_session_heartbeats_every_sixth_of_it():
+    assert heartbeat_interval_ms(10_000) == 1_666
