@@ -17,12 +17,17 @@ large results it runs beside) and the 2x figure is measured here.
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from market.store import MarketStore
 
 SERVE_OPTIONS = {
     "timeout": "3",
@@ -207,12 +212,12 @@ class _KeepAlive:
         self.conn.close()
 
 
-def _buyers(store) -> Callable[[], str]:
+def _buyers(store: MarketStore) -> Callable[[], str]:
     """``new_key()``: the API key of a fresh buyer licensed to radio_kpi.v1."""
-    names = iter(range(1_000_000))
+    numbers = itertools.count()
 
     def new_key() -> str:
-        name = f"bench-{next(names)}"
+        name = f"bench-{next(numbers)}"
         key = store.add_buyer(name)
         store.grant(name, "radio_kpi.v1")
         return key
