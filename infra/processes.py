@@ -16,6 +16,10 @@ from pathlib import Path
 
 from infra.tools import wait_until
 
+# The services this process started and has not stopped: kept so that their ``Popen`` is not
+# collected while they run (it would warn "subprocess … is still running"); ``stop`` lets go.
+_started: dict[int, subprocess.Popen] = {}
+
 
 def spawn(cmd: list[str], log_path: Path, pid_path: Path, env: dict[str, str] | None = None) -> int:
     """Start ``cmd`` in its own session with output to ``log_path``; record its pid."""
@@ -30,7 +34,15 @@ def spawn(cmd: list[str], log_path: Path, pid_path: Path, env: dict[str, str] | 
             env={**os.environ, **(env or {})},
         )
     pid_path.write_text(f"{proc.pid}\n")
+    _started[proc.pid] = proc
     return proc.pid
+
+
+def _forget(pid: int) -> None:
+    """Let go of an ended service's ``Popen``, told it ended (reaped here or by ``reap``)."""
+    started = _started.pop(pid, None)
+    if started is not None:
+        started.poll()
 
 
 def read_pid(pid_path: Path) -> int | None:
@@ -93,6 +105,8 @@ def stop(pid_path: Path, grace: float = 5.0) -> bool:
                 time.sleep(0.05)
         if not alive(pid):
             reap(pid, grace)
+    if pid is not None and not alive(pid):
+        _forget(pid)
     pid_path.unlink(missing_ok=True)
     return was_alive
 
@@ -174,6 +188,7 @@ def start_service(
         stop(pid_path)
         raise
     if not alive(pid):
+        _forget(pid)
         pid_path.unlink(missing_ok=True)
         raise RuntimeError(f"{name} exited at start; see {log_path}")
     return pid

@@ -3,10 +3,12 @@ broker whose records and offsets survive a ``kill -9``."""
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import signal
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -53,6 +55,18 @@ def test_a_launcher_killed_alone_leaves_nothing_behind_after_stop(tmp_path):
     assert processes.group_alive(pid)
     assert processes.stop(tmp_path / "stubborn.pid", grace=0.5) is True
     assert processes.group_members(pid) == []
+
+
+def test_a_service_started_and_stopped_leaves_no_process_object_to_warn_about(tmp_path):
+    """Its ``Popen`` is kept while it runs and told it ended when stopped: collected, it does not
+    warn "subprocess … is still running" (what `rda bench` printed per broker)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pid = start_stubborn(tmp_path)
+        processes.stop(tmp_path / "stubborn.pid", grace=0.5)
+        gc.collect()
+    assert [str(w.message) for w in caught if str(pid) in str(w.message)] == []
+    assert pid not in processes._started
 
 
 def logged(log: Path, pattern: str) -> bool:
