@@ -22,7 +22,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
@@ -68,7 +68,7 @@ def _ok(status: int) -> None:
         raise RuntimeError(f"the service answered HTTP {status}")
 
 
-def _elapsed_ms(work) -> float:
+def elapsed_ms(work: Callable[[], object]) -> float:
     started = time.perf_counter()
     work()
     return (time.perf_counter() - started) * 1000
@@ -196,7 +196,7 @@ def _interleaved(
     }
     for _ in range(runs):
         for side, call in work.items():
-            samples[side].append(_elapsed_ms(call))
+            samples[side].append(elapsed_ms(call))
     conn.close()
     return samples
 

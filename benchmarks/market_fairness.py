@@ -26,6 +26,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from benchmarks.market import elapsed_ms, private_state, serving
+
 if TYPE_CHECKING:
     from market.store import MarketStore
 
@@ -64,12 +66,6 @@ GOAL_RATIO, GOAL_EXTRA_MS = 2.0, 3.0
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(int(len(ordered) * fraction), len(ordered) - 1)]
-
-
-def timed_ms(call: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    call()
-    return (time.perf_counter() - started) * 1000
 
 
 class Load:
@@ -130,7 +126,7 @@ def bystander_latency(
     rounds under bombs and large results, the large results' median, and the load's answers."""
 
     def latencies(n: int) -> list[float]:
-        return [timed_ms(lambda: _must_be_ok(small_query())) for _ in range(n)]
+        return [elapsed_ms(lambda: _must_be_ok(small_query())) for _ in range(n)]
 
     latencies(5)  # warm
     quiet: list[float] = []
@@ -169,7 +165,6 @@ def _must_be_ok(status: int) -> None:
 
 
 def run(quick: bool = False) -> dict:
-    from benchmarks.market import private_state, serving
     from market.store import MarketStore, market_path
     from streaming.demo import DemoOptions, run_demo
 
