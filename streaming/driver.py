@@ -27,7 +27,6 @@ from sinks.parquet import discard_landed, discard_staged, landed_receipts
 from streaming import event_state, faults
 from streaming.batch import Anchorer, BatchSummary, Progress, RunConfig
 from streaming.checkpoints import ChainView
-from streaming.event_state import Helper
 from streaming.journal import BatchJournal
 from streaming.keys import shared_keys
 from streaming.landers import Landers
@@ -35,6 +34,7 @@ from streaming.node_cache import PLAN_KEY
 from streaming.poison import land_ahead, land_contained, landing_ahead, lands_in_lander
 from streaming.schedule import fair_shares
 from streaming.sequencer import Sequencer
+from streaming.shared_step import Helper
 from streaming.store import Workspace, journaling, workspace
 from streaming.workers import is_alive, this_worker
 
@@ -295,12 +295,12 @@ def _journal_new_plan(
 def _helper(config: RunConfig, worker: Worker) -> Helper | None:
     """A landing child of the run: part of a large batch's event-time step runs there, beside
     this process's, if it has nothing in flight then (one that lands the next batch ahead has:
-    ``decide_batch`` looks when it sends the step)."""
+    ``shared_step.share`` looks when it sends the step)."""
     if not lands_in_lander(config, worker.lander):
         return None
     landers = worker.lander
     kafka = KafkaSpec(config.bootstrap, config.kafka_client, config.kafka_timeout)
-    return Helper(landers.idle(), kafka, lambda: landers.busy)
+    return Helper(landers.idle(), kafka)
 
 
 def _lands_ahead(config: RunConfig, worker: Worker) -> bool:

@@ -3,25 +3,20 @@ what is held (for ``rda status``) and a batch's counts once the step has decided
 
 The step itself is ``streaming/event_time.py``, run once per partition of a batch (each partition
 has its own state); the state lives in ``sinks/state_store.py``. Partitions being independent, a
-large batch's are shared with the run's landing child when it is idle (``Helper``): it decides
-every second one while this process decides the others.
+batch's are shared with a landing child of the run that is idle meanwhile
+(``streaming/shared_step.py``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import functools
-import logging
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
 from pipelines import windows
-from pipelines.kafka_source import KafkaSpec
 from pipelines.protect import Protection
 from proofs.shards import shard_id
 from sinks.layout import DataLayout
@@ -32,12 +27,10 @@ from streaming.errors import SettingsError
 from streaming.event_time import KEPT_KEY_ROWS, Outcome, ReadRaw, decide, iso
 from streaming.journal import BatchJournal
 from streaming.journal_fold import StateView
-from streaming.lander import Lander
 from streaming.leaf_files import PendingLeaves
+from streaming.shared_step import Helper, Parts, share
 from validators.event_time import WindowSettings
 from validators.score import components_from_counts, score
-
-log = logging.getLogger("rda.run")
 
 
 def event_time_config(settings: Any) -> dict[str, Any]:
@@ -67,29 +60,6 @@ def batch_partitions(plan: dict) -> list[int]:
     return sorted(read | set(plan.get("flush_partitions", [])))
 
 
-# A partition's step goes to the helper's child from this many records while another child
-# lands the next batch: a large batch's. Not a bounded batch of a backlog's (8 of 25,765
-# records over 4 partitions): a step beside that landing slows it, and the batches wait for it
-# (`rda bench --only end_to_end`, 2 pairs: 56,028-57,750 rows/s with 4,096 here, against
-# 60,008-61,237 with this).
-HELPED_FROM_RECORDS = KEPT_KEY_ROWS
-# ... and from this many when nothing lands beside it (a backlog's last batch, a stream's batch):
-# the other core is idle then.
-HELPED_ALONE_FROM_RECORDS = 4_096
-
-
-@dataclass(frozen=True)
-class Helper:
-    """A kept child that is idle while the batch is sequenced (the run's lander, when nothing
-    lands ahead), and how it reads Kafka: the event-time step of some of a large batch's
-    partitions runs there, beside this process's own, on the other core. ``landing_beside``:
-    whether another child of the run has a landing in flight (asked when the step is sent)."""
-
-    lander: Lander
-    kafka: KafkaSpec
-    landing_beside: Callable[[], bool]
-
-
 def decide_batch(
     layout: DataLayout,
     topic: str,
@@ -99,8 +69,9 @@ def decide_batch(
     journal: BatchJournal,
     helper: Helper | None = None,
 ) -> Outcome:
-    """The event-time step of every partition of the batch, in partition order; one outcome.
-    With a ``helper``, every second large partition's step runs in its child meanwhile."""
+    """The event-time step of every partition of the batch; one outcome, in partition order.
+    With a ``helper``, its child takes some of a large batch's partitions meanwhile
+    (``streaming/shared_step.py``)."""
     view = journal.state_view(topic)  # one reading of the journal for every partition
     infos = state_plans(view, plan)
     plan = {**plan, "topic": topic}
@@ -110,15 +81,17 @@ def decide_batch(
     }
     for key, (info, _) in parts.items():
         collect(layout, view, topic, int(key), keep_also=info.get("base"))
-    elsewhere = _sent_away(layout, plan, parts, step, helper)
+    sharing = share(helper, layout, plan, parts, step[1:])
     try:
-        outcomes = _decide_here(layout, plan, parts, [k for k in parts if k not in elsewhere], step)
+        outcomes = _decide_here(layout, plan, parts, step, sharing.mine if sharing else None)
     except Exception:
-        if elsewhere:
-            _let_it_end(helper, plan)
+        if sharing is not None:
+            sharing.let_it_end()
         raise
-    if elsewhere:
-        outcomes |= _taken_back(layout, plan, parts, elsewhere, step, helper)
+    if sharing is not None:
+        outcomes |= sharing.taken_back()
+        left = [key for key in parts if key not in outcomes]  # the child's, if it failed
+        outcomes |= _decide_here(layout, plan, {key: parts[key] for key in left}, step)
     for key, one in outcomes.items():
         # The keys it indexes are its shards' (a partition's rows are in its own shards).
         one.key_files = {shard_id(d, topic, int(key)): f for d, f in one.key_files.items()}
@@ -130,18 +103,20 @@ def decide_batch(
 def _decide_here(
     layout: DataLayout,
     plan: dict,
-    parts: dict[str, tuple[dict, list[dict]]],
-    keys: list[str],
+    parts: Parts,
     step: tuple[ReadRaw, Protection, Store | None],
+    mine: Callable[[str], bool] | None = None,
 ) -> dict[str, Outcome]:
-    """The step of the partitions ``keys``, in this process; their leaf files hashed together."""
+    """The step of the partitions ``parts`` (those ``mine`` claims, if given) in this process,
+    in partition order; their leaf files hashed together."""
     read_raw, protection, store = step
     outcomes = {}
     leaves = PendingLeaves()
-    for key in keys:
-        info, mine = parts[key]
-        outcomes[key] = decide(layout, plan, mine, read_raw, protection, info, store, leaves)
-        if _large(mine):
+    for key, (info, receipts) in parts.items():
+        if mine is not None and not mine(key):
+            continue  # the helper's child has it
+        outcomes[key] = decide(layout, plan, receipts, read_raw, protection, info, store, leaves)
+        if _large(receipts):
             # A backlog's partition: what its step freed goes back to the system before the
             # next partition's is built (the allocator keeps it otherwise, and the process's
             # peak grows partition after partition: `rda run --once` over 221,567 records
@@ -153,100 +128,7 @@ def _decide_here(
 
 def _large(receipts: list[dict]) -> bool:
     """A partition of a backlog's batch: more records than ``KEPT_KEY_ROWS``."""
-    return _records(receipts) > KEPT_KEY_ROWS
-
-
-def _records(receipts: list[dict]) -> int:
-    return sum(r.get("read", 0) for r in receipts)
-
-
-def _sent_away(
-    layout: DataLayout,
-    plan: dict,
-    parts: dict[str, tuple[dict, list[dict]]],
-    step: tuple[ReadRaw, Protection, Store | None],
-    helper: Helper | None,
-) -> list[str]:
-    """The step of the partitions ``helped`` picks, submitted to the helper's child (one step
-    for all of them: a child takes one at a time); which."""
-    if helper is None or helper.lander.busy:
-        return []
-    away = helped(
-        {key: _records(mine) for key, (_, mine) in parts.items()}, helper.landing_beside()
-    )
-    if not away:
-        return []
-    _, protection, store = step  # the child reads Kafka on its own connection
-    work = [(parts[key][1], parts[key][0]) for key in away]
-    job = functools.partial(_decide_in_child, helper.kafka, layout, plan, work, protection, store)
-    try:
-        helper.lander.submit(_step_key(plan), job, f"event time of batch {plan['batch_id']}")
-    except Exception as error:  # not sent (its child gone, say): every step is taken here
-        log.warning("batch %d: no helper for the event-time step (%s)", plan["batch_id"], error)
-        return []
-    return away
-
-
-def helped(records: dict[str, int], landing_beside: bool) -> list[str]:
-    """Of a batch's partitions (key: records), those whose step the helper takes: every second
-    one of at least ``HELPED_FROM_RECORDS`` records (``HELPED_ALONE_FROM_RECORDS`` when no
-    landing runs beside it), in partition order, if there are two."""
-    least = HELPED_FROM_RECORDS if landing_beside else HELPED_ALONE_FROM_RECORDS
-    large = [key for key, count in records.items() if count >= least]
-    return large[1::2] if len(large) >= 2 else []
-
-
-def _decide_in_child(
-    kafka: KafkaSpec,
-    layout: DataLayout,
-    plan: dict,
-    work: list[tuple[list[dict], dict]],
-    protection: Protection,
-    store: Store | None,
-) -> list[Outcome]:
-    """In the helper's child: the step of each partition given (its receipts and state plan),
-    its leaf files written there."""
-    source = kafka.open()
-    try:
-        return [
-            decide(layout, plan, mine, source.read, protection, info, store) for mine, info in work
-        ]
-    finally:
-        source.close()
-
-
-def _taken_back(
-    layout: DataLayout,
-    plan: dict,
-    parts: dict[str, tuple[dict, list[dict]]],
-    away: list[str],
-    step: tuple[ReadRaw, Protection, Store | None],
-    helper: Helper,
-) -> dict[str, Outcome]:
-    """The outcomes of the partitions sent away; decided here after all if the child failed
-    (a step is a function of its base state and staged files: done again, it writes the same
-    bytes)."""
-    try:
-        return dict(zip(away, helper.lander.collect(_step_key(plan)), strict=True))
-    except Exception as error:  # a crash of the child, or its error: this process decides
-        log.warning(
-            "batch %d: the event-time step in the helper failed (%s); done here",
-            plan["batch_id"],
-            error,
-        )
-    return _decide_here(layout, plan, parts, away, step)
-
-
-def _let_it_end(helper: Helper, plan: dict) -> None:
-    """This process's step failed while the helper's runs: wait for that one (bounded by the
-    lander's stall check) and drop its outcome. The batch is redone after the error, and a
-    redo beside a step still writing the same files would race it for their partial files."""
-    with contextlib.suppress(Exception):  # its failure, if any, is not this batch's error
-        helper.lander.collect(_step_key(plan))
-
-
-def _step_key(plan: dict) -> tuple[str, str, int]:
-    return ("event time", plan["topic"], plan["batch_id"])
+    return sum(r.get("read", 0) for r in receipts) > KEPT_KEY_ROWS
 
 
 def merge(outcomes: list[Outcome]) -> Outcome:

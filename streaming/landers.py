@@ -14,7 +14,7 @@ lands in the first child alone (a second Beam pipeline would cost more than its 
 work saves), and so does a batch landed ahead while this process sequences the one before.
 
 An idle child lends itself to the event-time step of the batch being sequenced
-(``event_state.Helper``). A share's failure fails the batch's landing as one child's would:
+(``streaming/shared_step.py``). A share's failure fails the batch's landing as one child's would:
 its crash is counted (``streaming/poison.py``), and the whole batch is landed again.
 """
 

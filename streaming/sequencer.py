@@ -42,6 +42,7 @@ from streaming.event_time import Outcome
 from streaming.hydration import hydrate
 from streaming.node_cache import device_check
 from streaming.scratch import scratch
+from streaming.shared_step import Helper
 from streaming.store import HeldStore, RunStore, Workspace, journaling, writing
 
 log = logging.getLogger("rda.run")
@@ -110,7 +111,7 @@ class Sequencer:
         progress: Progress,
         protection: Protection,
         signer: PublisherKey,
-        helper: event_state.Helper | None = None,
+        helper: Helper | None = None,
     ) -> None:
         """``helper``: an idle kept child to decide part of a large batch's event time in."""
         self.config, self.space, self.source = config, space, source
