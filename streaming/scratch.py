@@ -5,7 +5,8 @@ Beam makes a folder for every pipeline it constructs (``tempfile.mkdtemp``, unde
 mid-pipeline — a record that crashes a parser, ``kill -9`` — never removes it: in ``/tmp`` they
 gathered for good (15 a CI run). A landing makes them under ``private/scratch/<pid>/`` of its
 work directory instead (``scratch``), and a run's start removes the folders of processes that
-are gone (``sweep_scratch``).
+are gone (``sweep_scratch``). The claims of an event-time step shared with a landing child
+(``streaming/shared_step.py``) are made in the run's own folder, and swept with it.
 """
 
 from __future__ import annotations
