@@ -291,6 +291,15 @@ def _validate(settings: RunSettings) -> None:
         raise SettingsError("landers must be 1 or more")
 
 
+def kafka_bootstrap(settings: RunSettings, recorded: str | None) -> str:
+    """The broker a run reads: its own setting, else the one ``rda infra up`` recorded
+    (``recorded``); a ``SettingsError`` with neither."""
+    bootstrap = settings.bootstrap or recorded
+    if not bootstrap:
+        raise SettingsError("no Kafka broker: run `rda infra up` first, or pass --bootstrap")
+    return bootstrap
+
+
 def describe(settings: RunSettings) -> dict[str, Any]:
     """The effective settings, as `rda run --json` reports them."""
     values = {f.name: getattr(settings, f.name) for f in fields(settings)}

@@ -22,7 +22,7 @@ from infra.state import InfraState
 from pipelines.kafka_source import TopicNotFound, open_source
 from streaming.chain import ChainContext
 from streaming.chain_opening import ChainOpening, chain_target, open_and_bind
-from streaming.config import RunSettings
+from streaming.config import RunSettings, kafka_bootstrap
 from streaming.driver import BatchSummary, RunConfig, Worker, run_batch, sweep_staged
 from streaming.errors import SettingsError
 from streaming.event_state import event_time_config
@@ -89,9 +89,7 @@ class RunLoop:
         self.chain: ChainContext | None = None  # once opened (``ready_chain``)
         self._chain_opening: ChainOpening[ChainContext] | None = None
         self._state = state = InfraState.load()
-        self.bootstrap = settings.bootstrap or state.kafka_bootstrap
-        if not self.bootstrap:
-            raise SettingsError("no Kafka broker: run `rda infra up` first, or pass --bootstrap")
+        self.bootstrap = kafka_bootstrap(settings, state.kafka_bootstrap)
         self.source = open_source(self.bootstrap, settings.kafka_timeout, settings.kafka_client)
         self._status: StatusLine | None = None
         self.group = Membership(

@@ -51,6 +51,17 @@ def test_a_run_that_cannot_start_stops_the_quality_worker_it_started(
     tmp_path: Path, started: list[QualityWorker]
 ) -> None:
     data = tmp_path / "data"
-    assert main(["run", "--once", "--data-dir", str(data)]) != 0  # no Kafka broker anywhere
+    # A group of workers cannot share the chain that lives inside one of them: the run stops
+    # after its worker started.
+    command = ["run", "--once", "--bootstrap", "127.0.0.1:9", "--join-group", "--chain"]
+    assert main([*command, "embedded", "--data-dir", str(data)]) == 2
     (worker,) = started
     assert worker.process is not None and worker.process.returncode == 0
+
+
+def test_a_run_with_no_broker_anywhere_says_so_before_starting_a_quality_worker(
+    tmp_path: Path, started: list[QualityWorker], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "--once", "--data-dir", str(tmp_path / "data")]) == 2
+    assert "no Kafka broker" in capsys.readouterr().err
+    assert started == []
