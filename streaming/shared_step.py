@@ -143,7 +143,11 @@ def share(
     keys = offered({key: _records(mine) for key, (_, mine) in parts.items()})
     if not keys:
         return None
-    claims = Claims.make(layout, plan["batch_id"])
+    try:
+        claims = Claims.make(layout, plan["batch_id"])
+    except OSError as error:  # a full or read-only disk: every step is taken here
+        log.warning("batch %d: no claims for a shared step (%s)", plan["batch_id"], error)
+        return None
     protection, store = step
     work = [(key, parts[key][1], parts[key][0]) for key in keys]
     job = _ChildStep(helper.kafka, layout, plan, work, protection, store, claims.folder)

@@ -159,3 +159,23 @@ def test_an_error_in_this_process_s_step_waits_for_the_child_s_step_to_end(
         lander.close()
     scratch = tmp_path / "data" / "private" / "scratch"
     assert not list(scratch.rglob("*"))  # the step's claims went with it
+
+
+def test_a_step_whose_claims_cannot_be_made_is_decided_here_whole(
+    broker, topic, publish, tmp_path, monkeypatch, caplog
+):
+    from streaming.driver import Worker
+
+    publish(broker, topic, nodes=6, duration_s=20)
+
+    def no_room(*_args: object) -> Claims:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Claims, "make", no_room)
+    shared, given_back = _one_shared_batch(
+        broker, topic, tmp_path / "shared", monkeypatch, here_slowly=False
+    )
+    alone = _roots_of_one_batch(broker, topic, tmp_path / "alone", Worker())
+    assert given_back == []  # nothing was sent
+    assert "no claims for a shared step" in caplog.text
+    assert shared == alone
