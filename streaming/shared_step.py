@@ -23,7 +23,7 @@ import logging
 import os
 import shutil
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -102,16 +102,15 @@ class Sharing:
     helper: Helper
     claims: Claims
     offered: list[str]
-    key: tuple
-    done_here: list[str] = field(default_factory=list)
+    key: tuple[str, str, int]  # the step's, in the lander
 
     def mine(self, key: str) -> bool:
         """Whether this process decides partition ``key`` (claimed now if offered)."""
         return key not in self.offered or self.claims.take(key)
 
     def taken_back(self) -> dict[str, Outcome]:
-        """The child's outcomes, by partition; an empty dict if it failed (its partitions are
-        then this process's to decide: ``left``)."""
+        """The child's outcomes, by partition; none if it failed (the partitions it had
+        claimed are then this process's to decide after all: ``event_state.decide_batch``)."""
         try:
             return dict(self.helper.lander.collect(self.key))
         except Exception as error:  # a crash of the child, or its error: this process decides
