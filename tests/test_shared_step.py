@@ -4,6 +4,8 @@ by whichever process claims it first, and the same bytes published whoever decid
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -124,17 +126,37 @@ def test_partitions_the_idle_landing_child_decides_publish_what_this_process_alo
     assert shared == alone
 
 
+def _decides_one_then_dies():
+    """The child's step: its first partition decided (files written, never returned), killed
+    in its second, as the kernel's OOM killer would."""
+    decided: list[int] = []
+    decide = shared_step.decide
+
+    def step(*args, **kwargs):
+        if decided:
+            os.kill(os.getpid(), signal.SIGKILL)
+        decided.append(1)
+        return decide(*args, **kwargs)
+
+    return step
+
+
+@pytest.mark.parametrize("child", ["fails", "dies"])
 def test_partitions_the_child_claimed_before_it_failed_are_decided_here_after_all(
-    broker, topic, publish, tmp_path, monkeypatch, caplog
+    broker, topic, publish, tmp_path, monkeypatch, caplog, child
 ):
     from streaming.driver import Worker
 
     publish(broker, topic, nodes=6, duration_s=20)
-    monkeypatch.setattr(shared_step, "decide", _fails)  # the child's step, once it has claimed
+    # The child's step, once it has claimed a partition.
+    monkeypatch.setattr(
+        shared_step, "decide", _fails if child == "fails" else _decides_one_then_dies()
+    )
     shared, given_back = _one_shared_batch(broker, topic, tmp_path / "shared", monkeypatch)
     alone = _roots_of_one_batch(broker, topic, tmp_path / "alone", Worker())
     assert given_back == [[]]
     assert "the event-time step in the helper failed" in caplog.text
+    assert ("killed by SIGKILL" in caplog.text) == (child == "dies")
     assert shared == alone
 
 
