@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from schemas.adapters.base import MAX_MESSAGE_BYTES
-from schemas.adapters.ndjson import lines_buffer
+from schemas.adapters.ndjson import READ_OPTIONS, lines_buffer
 
 # Parse attempts per batch: enough to isolate a few odd messages, bounded when most are odd.
 _ATTEMPTS = 64
@@ -73,7 +73,8 @@ def _parse(chosen: pa.Array, options: pajson.ParseOptions) -> pa.Table | None:
     if not len(chosen):
         return None
     try:
-        table = pajson.read_json(pa.BufferReader(lines_buffer(chosen)), parse_options=options)
+        block = pa.BufferReader(lines_buffer(chosen))
+        table = pajson.read_json(block, read_options=READ_OPTIONS, parse_options=options)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     return table if table.num_rows == len(chosen) else None
