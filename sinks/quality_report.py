@@ -63,7 +63,7 @@ def _read_committed(layout: DataLayout, path: str, sha256: str) -> pa.Table:
     data = (layout.root / path).read_bytes()
     if hashlib.sha256(data).hexdigest() != sha256:
         raise ChangedSinceAnchored(f"{path}: SHA-256 is not the anchored checkpoint's")
-    return pq.read_table(pa.BufferReader(data))
+    return pq.read_table(pa.BufferReader(data), use_threads=False)
 
 
 def checkpoint_quality(
