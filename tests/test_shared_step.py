@@ -126,17 +126,14 @@ def test_partitions_the_idle_landing_child_decides_publish_what_this_process_alo
     assert shared == alone
 
 
-def _decides_one_then_dies():
-    """The child's step: its first partition decided (files written, never returned), killed
-    in its second, as the kernel's OOM killer would."""
-    decided: list[int] = []
+def _decides_then_dies():
+    """The child's step: the partition decided (its files written), then the child killed
+    before its outcome is sent, as the kernel's OOM killer would."""
     decide = shared_step.decide
 
     def step(*args, **kwargs):
-        if decided:
-            os.kill(os.getpid(), signal.SIGKILL)
-        decided.append(1)
-        return decide(*args, **kwargs)
+        decide(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGKILL)
 
     return step
 
@@ -149,9 +146,7 @@ def test_partitions_the_child_claimed_before_it_failed_are_decided_here_after_al
 
     publish(broker, topic, nodes=6, duration_s=20)
     # The child's step, once it has claimed a partition.
-    monkeypatch.setattr(
-        shared_step, "decide", _fails if child == "fails" else _decides_one_then_dies()
-    )
+    monkeypatch.setattr(shared_step, "decide", _fails if child == "fails" else _decides_then_dies())
     shared, given_back = _one_shared_batch(broker, topic, tmp_path / "shared", monkeypatch)
     alone = _roots_of_one_batch(broker, topic, tmp_path / "alone", Worker())
     assert given_back == [[]]
