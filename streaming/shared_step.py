@@ -6,9 +6,10 @@ bytes. So this process and the run's idle landing child (``Helper``) share the p
 batch as they go, by *claims*: before deciding a partition, a process claims it (a file created
 exclusively in the step's claims folder), and one that finds it claimed goes on to the next.
 This process takes the partitions in partition order, the child from the last: each decides
-what it gets to first, so neither waits for a share fixed in advance (measured: a backlog's
-bounded batches are sequenced while the other child lands the next one, and a share fixed in
-advance there left one process waiting for the other's last partition).
+what it gets to first, so neither waits for a share fixed in advance. Measured on a backlog's
+eight bounded batches, sequenced while the other child lands the next one: the child takes 1-2
+of 4 partitions per batch, this process waits 1-7 ms for it, and the batches went from 0.55x to
+0.65x one batch's rows/s (`rda bench --only end_to_end`).
 
 If the child fails or dies, this process decides the partitions it had claimed after all (a
 redo of a step writes the same files); if this process fails, it waits for the child's step to
@@ -43,7 +44,7 @@ log = logging.getLogger("rda.run")
 # there if a record is quarantined).
 OFFERED_FROM_RECORDS = 4_096
 
-# (receipts, state plan) of each partition of a batch, by partition (``str`` keys).
+# (state plan, receipts) of each partition of a batch, by partition (``str`` keys).
 Parts = dict[str, tuple[dict, list[dict]]]
 
 
