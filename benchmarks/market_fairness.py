@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from benchmarks.market import elapsed_ms, private_state, serving
+from benchmarks.timing import percentile
 
 if TYPE_CHECKING:
     from market.store import MarketStore
@@ -61,11 +62,6 @@ FAST_BOMBS = {
     ),
 }
 GOAL_RATIO, GOAL_EXTRA_MS = 2.0, 3.0
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(int(len(ordered) * fraction), len(ordered) - 1)]
 
 
 class Load:
@@ -148,8 +144,8 @@ def bystander_latency(
             answers |= statuses
             large_ms += times
     return {
-        "quiet_p95_ms": round(percentile(quiet, 0.95), 2),
-        "loaded_p95_ms": round(percentile(loaded, 0.95), 2),
+        "quiet_p95_ms": round(percentile(quiet, 95), 2),
+        "loaded_p95_ms": round(percentile(loaded, 95), 2),
         "large_result_median_ms": round(statistics.median(large_ms), 2) if large_ms else None,
         "load_answers": sorted(answers, key=str),
     }

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.timing import best_seconds, rate
+from benchmarks.timing import best_seconds, percentile, rate
 from proofs.log import DatasetLog
 from proofs.merkle import MerkleFrontier, leaf_hashes
 from proofs.merkle_verify import verify_consistency, verify_inclusion
@@ -172,8 +172,7 @@ def _timed(work, inputs: list) -> tuple[list[float], list]:
 
 
 def _percentile(seconds: list[float], pct: int) -> float:
-    ordered = sorted(seconds)
-    return round(ordered[min(len(ordered) - 1, len(ordered) * pct // 100)] * 1e6, 1)
+    return round(percentile(seconds, pct) * 1e6, 1)
 
 
 def _gas() -> dict:

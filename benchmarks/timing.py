@@ -10,6 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def percentile(values: list[float], pct: int) -> float:
+    """The ``pct``-th percentile of ``values`` (nearest rank, from below)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, len(ordered) * pct // 100)]
+
+
 def best_seconds(work: Callable[[], object], repeat: int = 5) -> float:
     """The fastest of ``repeat`` runs of ``work``."""
     best = float("inf")
