@@ -28,7 +28,7 @@ from streaming.event_time import KEPT_KEY_ROWS, Outcome, ReadRaw, decide, iso
 from streaming.journal import BatchJournal
 from streaming.journal_fold import StateView
 from streaming.leaf_files import PendingLeaves
-from streaming.shared_step import Helper, Parts, share
+from streaming.shared_step import Helper, Parts, records_read, share
 from validators.event_time import WindowSettings
 from validators.score import components_from_counts, score
 
@@ -128,7 +128,7 @@ def _decide_here(
 
 def _large(receipts: list[dict]) -> bool:
     """A partition of a backlog's batch: more records than ``KEPT_KEY_ROWS``."""
-    return sum(r.get("read", 0) for r in receipts) > KEPT_KEY_ROWS
+    return records_read(receipts) > KEPT_KEY_ROWS
 
 
 def merge(outcomes: list[Outcome]) -> Outcome:

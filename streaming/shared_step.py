@@ -140,7 +140,7 @@ def share(
     the child cannot take the job (every partition is then decided here)."""
     if helper is None or helper.lander.busy:
         return None
-    keys = offered({key: _records(mine) for key, (_, mine) in parts.items()})
+    keys = offered({key: records_read(mine) for key, (_, mine) in parts.items()})
     if not keys:
         return None
     try:
@@ -161,7 +161,8 @@ def share(
     return Sharing(helper, claims, keys, key)
 
 
-def _records(receipts: list[dict]) -> int:
+def records_read(receipts: list[dict]) -> int:
+    """The records a partition's chunks read (their receipts' ``read``)."""
     return sum(r.get("read", 0) for r in receipts)
 
 
