@@ -17,7 +17,8 @@ from pipelines.kafka_source import KafkaUnavailable, open_source
 from sinks.layout import DataLayout
 from sinks.state_store import partitions_with_state
 from sinks.storage import Store
-from streaming.config import RunSettings
+from streaming.config import RunSettings, kafka_bootstrap
+from streaming.errors import SettingsError
 from streaming.event_state import held_report
 from streaming.journal import BatchJournal
 from streaming.journal_report import journal_report
@@ -39,9 +40,10 @@ def status_report(settings: RunSettings, limit: int = 10) -> dict[str, Any]:
 
 def _lag_report(settings: RunSettings) -> dict[str, Any]:
     """Lag per topic-partition, or why it is unknown (status never fails on an outage)."""
-    bootstrap = settings.bootstrap or InfraState.load().kafka_bootstrap
-    if not bootstrap:
-        return {"error": "no Kafka broker: run `rda infra up`, or pass --bootstrap"}
+    try:
+        bootstrap = kafka_bootstrap(settings, InfraState.load().kafka_bootstrap)
+    except SettingsError as error:
+        return {"error": str(error)}
     source = open_source(bootstrap, min(settings.kafka_timeout, 5.0), settings.kafka_client)
     topics: dict[str, Any] = {}
     for topic in settings.topics:
