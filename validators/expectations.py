@@ -22,6 +22,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from infra import pydantic_fields
 from infra.deferred_imports import defer
 from schemas.model import Field, TelemetrySchema
 
@@ -67,17 +68,20 @@ def expectations(schema: TelemetrySchema) -> list[Any]:
     return suite
 
 
-def defer_unused_ge_modules() -> None:
-    """Leave ``DEFERRED_BY_GE`` to their first use, if any, when GE is imported."""
+def prepare_ge_import() -> None:
+    """Before GE is imported: ``DEFERRED_BY_GE`` left to their first use, if any, and pydantic
+    v1's fields copied slot by slot as its ~370 models are defined (``infra/pydantic_fields.py``:
+    ~0.28 of GE's ~1.5 CPU-s import)."""
     for name in DEFERRED_BY_GE:
         defer(name)
+    pydantic_fields.install()
 
 
 @functools.cache
 def _great_expectations() -> Any:
-    """GE, imported (once) with ``DEFERRED_BY_GE`` left for their first use: only here, so that
-    a process that never validates (``rda run``'s driver) does not even look them up."""
-    defer_unused_ge_modules()
+    """GE, imported (once) as ``prepare_ge_import`` prepares it: only here, so that a process
+    that never validates (``rda run``'s driver) does not even look its modules up."""
+    prepare_ge_import()
     import great_expectations
     from great_expectations.execution_engine import pandas_execution_engine
 
