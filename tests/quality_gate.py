@@ -3,7 +3,8 @@
 ``python quality_gate.py GATES DATA_DIR HELD``: runs ``streaming.quality_worker.main`` on
 ``DATA_DIR``; each job, in its child, first writes ``GATES/<job name>.started`` (JSON: ``warm``,
 whether GE was imported already), and a job of dataset ``HELD`` then waits (at most 120 s) for
-``GATES/release`` before GE runs.
+``GATES/release`` before GE runs; once done, ``GATES/<job name>.imported`` lists the modules the
+job imported (JSON).
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ def _gated(gates: Path, held: str):
             deadline = time.monotonic() + RELEASE_WITHIN_S
             while not (gates / "release").exists() and time.monotonic() < deadline:
                 time.sleep(0.02)
+        before = set(sys.modules)
         attest(layout, job, docs)
+        imported = sorted(set(sys.modules) - before)
+        (gates / f"{job.name}.imported").write_text(json.dumps(imported))
 
     return gated
 
