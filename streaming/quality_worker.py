@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from infra.process_exit import exit_now
-from schemas.published import published_schema_for_dataset
 from sinks.layout import DataLayout
 from streaming import quality_launch
 from streaming.isolation import PARENT_ENDS
@@ -37,10 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("rda.quality")
 POLL_S = 0.5
 CHILD_POLL_S = 0.02  # how often a running job's end, or the run's, is looked for
-# Validated once, empty, when the worker starts: GE's imports and its first validation cost
-# ~2 s, paid while the first batch lands rather than after its anchor (the costs are GE's own,
-# shared by every suite; any dataset will do).
-WARM_UP_DATASET = "radio_kpi.v1"
 NICENESS = 10
 # At the end of a run (`rda run --once`, the demo), checkpoints of different datasets are
 # validated at once, each in a child forked from the warmed worker: a batch queues one per
@@ -213,20 +208,22 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def warm_up() -> None:
-    """GE's one-time costs, paid before the first job: an empty table validated, with Data Docs
-    built in a scratch directory (their templates are then compiled for every later build)."""
+    """GE's one-time costs, paid before the first job, while the first batch lands rather than
+    after its anchor: GE's import, then ``WARM_UP_SCHEMA``'s suite run on an empty table, with
+    Data Docs built in a scratch directory (their templates are then compiled for every later
+    build)."""
     import tempfile
 
-    from validators.expectations import validate
+    from validators.expectations import WARM_UP_SCHEMA, validate
 
     # What a job imports on its first use (Parquet's reader, Ed25519's signing): ~0.05 s, paid
     # here once rather than in each child forked for a job.
     import_for_jobs()
-    schema = published_schema_for_dataset(WARM_UP_DATASET)
+    empty = WARM_UP_SCHEMA.arrow_schema().empty_table()
     with tempfile.TemporaryDirectory(prefix="rda-ge-warm-up-") as scratch:
         _scratch.append(scratch)
         try:
-            validate(schema, schema.arrow_schema().empty_table(), Path(scratch))
+            validate(WARM_UP_SCHEMA, empty, Path(scratch))
         finally:
             _scratch.remove(scratch)
 

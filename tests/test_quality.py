@@ -16,9 +16,10 @@ from pipelines.standardize import standardize
 from schemas.adapters import adapter_for
 from schemas.published import published_schema, published_schema_for_dataset
 from schemas.radio import RADIO_KPI_V1
+from schemas.registry import ALL_SCHEMAS
 from simulator.fleet import generate
 from simulator.quality_defects import QUALITY_DEFECTS
-from validators.expectations import report_bytes, validate
+from validators.expectations import WARM_UP_SCHEMA, expectations, report_bytes, validate
 from validators.quality import QualitySettings, check_quality
 from validators.score import components_from_counts, score
 
@@ -362,3 +363,20 @@ def test_ge_does_not_fingerprint_the_batch_and_the_report_is_the_same_bytes(tmp_
     fingerprinted, _ = validate(schema, rows, tmp_path / "docs")
     assert hashed == [rows.num_rows]
     assert report_bytes(unhashed) == report_bytes(fingerprinted)
+
+
+def test_the_warm_up_suite_holds_every_kind_of_expectation_the_published_suites_hold():
+    """All but a one-column key's uniqueness (a suite has one key): the worker's warm-up pays
+    each kind's first use before the first job."""
+
+    def kinds(schema):
+        return {type(expectation).__name__ for expectation in expectations(schema)}
+
+    published = set().union(*(kinds(published_schema(schema)) for schema in ALL_SCHEMAS))
+    assert published - kinds(WARM_UP_SCHEMA) == {"ExpectColumnValuesToBeUnique"}
+
+
+def test_the_warm_up_suite_passes_on_an_empty_table(tmp_path):
+    report, _ = validate(WARM_UP_SCHEMA, WARM_UP_SCHEMA.arrow_schema().empty_table(), tmp_path)
+    assert report["success"] and report["statistics"]["evaluated_expectations"] == 19
+    assert (tmp_path / "index.html").exists()
