@@ -237,7 +237,9 @@ def warm_up() -> None:
 
 
 def import_for_jobs() -> None:
-    import pyarrow.dataset  # noqa: F401 - pyarrow.parquet's read_table imports it at its first
+    """Import the modules a job imports on its first use, which the warm-up's own validation
+    does not (``tests/test_quality_worker.py``: a job's child imports nothing)."""
+    import pyarrow.dataset  # noqa: F401 - pyarrow.parquet's read_table imports it on first use
     from cryptography.hazmat.primitives import serialization  # noqa: F401
     from cryptography.hazmat.primitives.asymmetric import ed25519  # noqa: F401
 
