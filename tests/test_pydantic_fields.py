@@ -41,12 +41,12 @@ def _same_structure(a: Any, b: Any, pairs: dict[int, int]) -> bool:
     pairs[id(a)] = id(b)
     if isinstance(a, (list, tuple)):
         return len(a) == len(b) and all(
-            _same_structure(x, y, pairs) for x, y in zip(a, b, strict=False)
+            _same_structure(x, y, pairs) for x, y in zip(a, b, strict=True)
         )
     if isinstance(a, dict):
         return len(a) == len(b) and all(
             _same_structure(ka, kb, pairs) and _same_structure(va, vb, pairs)
-            for (ka, va), (kb, vb) in zip(a.items(), b.items(), strict=False)
+            for (ka, va), (kb, vb) in zip(a.items(), b.items(), strict=True)
         )
     if isinstance(a, (set, frozenset)):
         return a == b
