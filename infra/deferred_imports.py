@@ -1,6 +1,6 @@
 """Modules imported only when something reads them: stand-ins in ``sys.modules``.
 
-Three libraries import, at their own import, modules this project never uses:
+Four libraries import, at their own import, modules this project never uses:
 
 - Great Expectations imports every core expectation, and one of them
   (``expect_column_kl_divergence_to_be_less_than``) imports ``scipy.stats`` and ``altair`` at
@@ -15,6 +15,15 @@ Three libraries import, at their own import, modules this project never uses:
 - py-evm, the embedded chain's EVM, imports its BLS12-381 precompiles (EIP-2537, Prague), which
   build the same py_ecc tables (~0.55 s), in every process with an embedded chain; no contract
   here calls them (``infra/chain.py``).
+
+- Beam's ``apache_beam.io`` imports every connector Beam ships, two of them optional (imported
+  under ``except ImportError``): MongoDB's, which imports pymongo's ``bson``, and Google
+  Cloud's (BigQuery, Pub/Sub, GCS, the cross-language IOs): ~0.12 CPU-s of Beam's ~0.9 s
+  import, paid by every ``rda run`` before its landing children are forked
+  (``pipelines/__init__.py``).
+
+``leave_out(names)`` makes an optional module absent (``import`` raises ``ImportError``, as if
+it were not installed), for a library that imports it only if it is there.
 
 ``defer(name)`` puts a stand-in for the module in ``sys.modules``: ``import name`` and
 ``from package import name`` bind it without running the module; the first attribute read
@@ -34,7 +43,7 @@ import importlib.util
 import sys
 import threading
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 _loading = threading.RLock()  # a package's stand-in is loaded while its module's is
@@ -64,6 +73,14 @@ class DeferredModule(types.ModuleType):
                     real = importlib.import_module(self.__name__)
                     self.__dict__["_real"] = real
         return real
+
+
+def leave_out(names: Iterable[str]) -> None:
+    """Make each of ``names`` absent in this process: ``import name`` raises ``ImportError``,
+    and a library that imports it under ``except ImportError`` goes on without it. A module
+    imported already stays as it is (its importers hold it)."""
+    for name in names:
+        sys.modules.setdefault(name, None)  # the import system's "not importable" mark
 
 
 def defer(name: str, known: Mapping[str, Any] | None = None) -> None:

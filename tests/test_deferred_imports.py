@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.deferred_imports import DeferredModule, defer, defer_together, forward
+from infra.deferred_imports import DeferredModule, defer, defer_together, forward, leave_out
 
 HEAVY = """\
 from pathlib import Path
@@ -163,6 +163,22 @@ def test_a_module_not_installed_still_fails_where_it_is_imported():
         import rda_no_such_module  # noqa: F401
 
 
+def test_a_module_left_out_is_not_importable(heavy):
+    leave_out(["deferpkg.heavy"])
+    try:
+        with pytest.raises(ImportError):
+            import deferpkg.heavy  # noqa: F401
+        assert not heavy.exists()
+    finally:
+        del sys.modules["deferpkg.heavy"]
+
+
+def test_leaving_out_an_imported_module_leaves_it_as_it_is():
+    real = sys.modules["json"]
+    leave_out(["json"])
+    assert sys.modules["json"] is real
+
+
 PROBE = """\
 import json, sys
 from schemas.published import published_schema_for_dataset
@@ -177,8 +193,9 @@ print(json.dumps({"before_ge": before_ge, "at_import": at_import,
 """
 
 
-def run_probe(script: str) -> dict:
-    """What ``script`` prints as JSON, run in a fresh interpreter at the repository's root."""
+def run_probe(script: str, quiet: bool = False) -> dict:
+    """What ``script`` prints as JSON, run in a fresh interpreter at the repository's root;
+    ``quiet``: it writes nothing on stderr either."""
     result = subprocess.run(
         [sys.executable, "-c", script],
         capture_output=True,
@@ -187,6 +204,7 @@ def run_probe(script: str) -> dict:
         cwd=Path(__file__).parents[1],
     )
     assert result.returncode == 0, result.stderr
+    assert not quiet or result.stderr == ""
     return json.loads(result.stdout)
 
 
@@ -198,6 +216,26 @@ def test_great_expectations_imports_without_scipy_stats_or_altair_and_uses_them_
         math.log(4 / 3) / 2
     )  # KL of (1/2, 1/2) from (1/4, 3/4)
     assert probe["after_use"] == [True, False]
+
+
+BEAM_PROBE = """\
+import json, sys
+import pipelines.graph
+import apache_beam as beam
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+from apache_beam.testing.util import assert_that, equal_to
+with beam.Pipeline(runner=FnApiRunner()) as pipeline:  # the runner `rda run` lands with
+    assert_that(pipeline | beam.Create([1, 2]) | beam.Map(lambda x: x * 10), equal_to([10, 20]))
+connectors = ("bson", "pymongo", "apache_beam.io.gcp.bigquery", "apache_beam.io.gcp.pubsub")
+print(json.dumps({
+    "imported": [name for name in connectors if sys.modules.get(name) is not None],
+    "file_io": [hasattr(beam.io, name) for name in ("ReadFromParquet", "WriteToText")],
+}))
+"""
+
+
+def test_beam_imports_without_its_mongodb_and_google_cloud_connectors_and_says_nothing():
+    assert run_probe(BEAM_PROBE, quiet=True) == {"imported": [], "file_io": [True, True]}
 
 
 KEY_FILES_PROBE = """\
