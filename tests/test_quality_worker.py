@@ -242,6 +242,18 @@ def test_a_child_that_dies_validating_sets_its_checkpoint_aside_and_the_others_g
     assert pending(layout) == []
 
 
+def test_the_worker_runs_at_the_lowest_cpu_priority():
+    """Behind the run's batches when every core is busy: at nice 10 it still took ~10 % of a
+    core from the first batch's landing (``NICENESS``). Its jobs, forked from it, inherit it."""
+    quality_launch.prestart()
+    started = quality_launch._started
+    assert started is not None
+    try:
+        wait_for(lambda: os.getpriority(os.PRIO_PROCESS, started.pid) == 19, 60, "nice 19")
+    finally:
+        quality_launch.dismiss()
+
+
 def test_a_worker_ended_during_its_warm_up_leaves_no_scratch_folder(tmp_path, monkeypatch):
     """Dismissed (``rda run --quality queue`` from a config file) or orphaned before it is told
     where to work, it exits at once, from its input's thread, in the middle of GE's warm-up."""
