@@ -113,6 +113,8 @@ def commit_and_anchor(
         if not built:  # every row is in already: anchored before a crash (or by an adopter)
             recorded = plan.get("checkpoints") or []
             anchored = ctx.chain(recorded) if recorded else []
+            # Queued again: the crash may have come before they were (a job is idempotent).
+            _enqueue(ctx, [(c, _added(by_dataset[c["dataset"]])) for c in recorded])
             return [finish(ctx.store, c, r) for c, r in zip(recorded, anchored, strict=True)]
         ctx.on_committed([b.checkpoint for b in built])
         ctx.progress(
@@ -134,10 +136,7 @@ def commit_and_anchor(
             time.sleep(random.uniform(0, min(0.05 * attempt, 1.0)))
             continue
         ctx.seconds["anchor"] = ctx.seconds.get("anchor", 0.0) + time.monotonic() - started
-        local = ctx.store.local is not None and Path(ctx.store.local).absolute() == ctx.work.root
-        shared = None if local else ctx.store.uri
-        for one in built:  # GE's reports, after the anchor
-            quality_queue.enqueue(ctx.work, one.checkpoint, one.files, shared)
+        _enqueue(ctx, [(b.checkpoint, b.files) for b in built])
         return [
             finish(ctx.store, {**b.checkpoint, "anchor_attempts": attempt}, r)
             for b, r in zip(built, anchored, strict=True)
@@ -147,6 +146,23 @@ def commit_and_anchor(
         f"batch {plan['batch_id']}: other workers anchored first {MAX_ATTEMPTS} times in a row",
         lost.refused,
     )
+
+
+def _enqueue(ctx: CommitContext, checkpoints: list[tuple[dict, list[dict]]]) -> None:
+    """GE's reports of anchored checkpoints (each with the files it added), for the worker."""
+    local = ctx.store.local is not None and Path(ctx.store.local).absolute() == ctx.work.root
+    shared = None if local else ctx.store.uri
+    for checkpoint, files in checkpoints:
+        quality_queue.enqueue(ctx.work, checkpoint, files, shared)
+
+
+def _added(shards: list[ShardRows]) -> list[dict[str, Any]]:
+    """The files a dataset's checkpoint adds: path from the work root, sha256."""
+    return [
+        {"path": f"published/{rows.dataset}/{f['path']}", "sha256": f["sha256"]}
+        for rows in shards
+        for f in rows.files
+    ]
 
 
 def finish(store: Store, checkpoint: dict, anchored: dict) -> dict:
@@ -192,11 +208,7 @@ def _build(
         for h in heads.values()
     ]
     size = sum(h["tree_size"] for h in heads.values())
-    added = [
-        {"path": f"published/{dataset}/{f['path']}", "sha256": f["sha256"]}
-        for rows in shards
-        for f in rows.files
-    ]
+    added = _added(shards)
     manifest = build_dataset_manifest(
         dataset=dataset,
         heads=list(heads.values()),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from sinks.parquet import landed_receipts
 from streaming.chain import open_chain
 from streaming.driver import RunConfig, run_batch, sweep_staged
 from streaming.journal import BatchJournal
+from streaming.quality_queue import pending
 from streaming.store import workspace
 
 # Which quarantine reason each injected defect must end up under.
@@ -234,6 +236,38 @@ def test_a_batch_interrupted_before_its_anchor_is_redone_identically(
     assert [c["root"] for c in redone.checkpoints] == [c["root"] for c in clean.checkpoints]
     assert chain.registry.get(DATASET, radio(redone.checkpoints)["tree_size"]) is not None
     assert source.committed(f"other-{topic}", topic) == source.high_watermarks(topic)
+
+
+class _AnchorLost:
+    """The anchor fails before its transaction is sent (``before``) or after it was mined, its
+    answer lost (``after``): what a run killed on either side of it leaves for its redo."""
+
+    def __init__(self, chain, when: str) -> None:
+        self.chain, self.when = chain, when
+        self.latest = chain.latest
+
+    def __call__(self, checkpoints):
+        if self.when == "after":
+            self.chain.anchor(checkpoints)
+        raise ConnectionError(f"chain unreachable {self.when} the anchor")
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_batch_redone_around_its_anchor_queues_its_checkpoints_for_great_expectations(
+    broker, topic, data_dir, chain, publish, when
+):
+    publish(broker, topic, nodes=4, duration_s=10, bad_fraction=0.05)
+    config = RunConfig(broker.bootstrap, topic, f"group-{topic}", data_dir)
+    source = open_source(broker.bootstrap)
+    with pytest.raises(ConnectionError):
+        run_batch(config, source, _AnchorLost(chain, when))
+    redone = run_batch(config, source, chain.anchor)
+    assert redone.resumed and redone.checkpoints
+    queued = [json.loads(job.read_bytes()) for job in pending(DataLayout(data_dir))]
+    expected = {(c["dataset"], c["tree_size"], c["manifest_sha256"]) for c in redone.checkpoints}
+    assert {(j["dataset"], j["tree_size"], j["manifest_sha256"]) for j in queued} == expected
+    for job in queued:  # the rows each checkpoint added, as the files the catalog published
+        assert job["files"] and all((data_dir / f["path"]).is_file() for f in job["files"])
 
 
 def test_records_repeating_published_keys_in_a_later_batch_are_quarantined_as_duplicates(
