@@ -22,18 +22,18 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from proofs.jcs import canonicalize
+from proofs.jcs import MAX_SAFE_INTEGER, canonicalize, serialize_string
 
 TABLE_VERSION = 1
 NODE_COLUMN = "node_id"
 MAX_ROWS = 2**64 - 1
+TREE = "Merkle sum tree, SHA-256 (docs/data-assets.md)"  # the table's own description
 
 
 class ContributionError(ValueError):
@@ -92,6 +92,8 @@ class ContributionTable:
                 raise ContributionError(f"a node id must be a non-empty string, not {node!r}")
             if isinstance(rows, bool) or not isinstance(rows, int) or not 0 < rows <= MAX_ROWS:
                 raise ContributionError(f"{node}: rows must be a count above zero, not {rows!r}")
+        if self.node_rows > MAX_ROWS:  # the tree's sums are 8 bytes, as the contract's total
+            raise ContributionError(f"the table's rows add up to more than {MAX_ROWS}")
         if self.node_rows > self.tree_size:
             raise ContributionError(
                 f"the table counts {self.node_rows} rows in a checkpoint of {self.tree_size}"
@@ -121,8 +123,16 @@ class ContributionTable:
 
     @functools.cached_property
     def _root_hash(self) -> bytes:
-        leaves = [(leaf_hash(t, r), r) for t, _, r in self._leaves]
-        return _root(leaves)[0] if leaves else b"\x00" * 32
+        level = [(leaf_hash(t, r), r) for t, _, r in self._leaves]
+        if not level:
+            return b"\x00" * 32
+        # Level by level, pairing left to right and carrying an odd last node up as it is: the
+        # same tree as splitting at the largest power of two below the size (RFC 9162 2.1.1;
+        # ``path`` splits, and each entry's path ends at this root), without the recursion.
+        while len(level) > 1:
+            paired = [_node(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+            level = paired + level[-1:] if len(level) % 2 else paired
+        return level[0][0]
 
     def path(self, node_id: str) -> tuple[int, SumPath]:
         """The node's rows and its path; ``ContributionError`` if the table does not list it."""
@@ -148,12 +158,32 @@ class ContributionTable:
             "tree_size": self.tree_size,
             "node_rows": self.node_rows,
             "root": self.root().hex(),
-            "tree": "Merkle sum tree, SHA-256 (docs/data-assets.md)",
+            "tree": TREE,
             "nodes": nodes,
         }
 
     def to_bytes(self) -> bytes:
-        return canonicalize(self.document())
+        """The document's canonical JSON (RFC 8785), written directly: its members are known and
+        ASCII-named, so their order is fixed; every count must be a safe integer, else the
+        generic canonicalization says why it is not."""
+        if max(self.tree_size, self.node_rows) > MAX_SAFE_INTEGER:
+            return canonicalize(self.document())
+        nodes = ",".join(
+            f'{{"node_id":{_quote(n)},"node_token_id":"0x{t:064x}","rows":{r}}}'
+            for t, n, r in self._leaves
+        )
+        text = (
+            f'{{"contribution_version":{TABLE_VERSION},"dataset":{_quote(self.dataset)},'
+            f'"node_rows":{self.node_rows},"nodes":[{nodes}],"root":"{self.root().hex()}",'
+            f'"tree":{_quote(TREE)},"tree_size":{self.tree_size}}}'
+        )
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError:  # an unpaired surrogate: refused as the generic form does
+            return canonicalize(self.document())
+
+
+_quote = serialize_string
 
 
 def _root(leaves: list[tuple[bytes, int]]) -> tuple[bytes, int]:
@@ -220,18 +250,25 @@ def parse_table(raw: bytes) -> ContributionTable:
 def recount(dataset: str, tree_size: int, files: Iterable[Path]) -> ContributionTable:
     """The table counted from published Parquet files (rows with a null node id count for
     nobody); ``files`` must be exactly the checkpoint's files."""
+    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    counts: Counter[str] = Counter()
+    columns: list = []
     for path in files:
         with pq.ParquetFile(path) as file:  # one opening for the schema and the column
             if NODE_COLUMN not in file.schema_arrow.names:
                 continue
             column = file.read(columns=[NODE_COLUMN]).column(NODE_COLUMN)
-        for entry in pc.value_counts(column.drop_null()).to_pylist():
-            counts[entry["values"]] += entry["counts"]
-    return ContributionTable(dataset, tree_size, dict(counts))
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            raise ContributionError(f"{path}: node ids must be strings, not {column.type}")
+        columns.extend(column.cast(pa.string()).chunks)
+    if not columns:
+        return ContributionTable(dataset, tree_size, {})
+    # Counted once over every file's column: the nodes repeat from file to file.
+    counted = pc.value_counts(pa.chunked_array(columns, pa.string()).drop_null())
+    nodes, rows = counted.field("values").to_pylist(), counted.field("counts").to_pylist()
+    return ContributionTable(dataset, tree_size, dict(zip(nodes, rows, strict=True)))
 
 
 def differences(published: ContributionTable, counted: ContributionTable) -> list[dict[str, Any]]:

@@ -4,13 +4,14 @@ previous one is taken from this process when it made it, by the hash its manifes
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from proofs.contributions import parse_table, recount, table_path
+from proofs.contributions import ContributionError, parse_table, recount, table_path
 from sinks.layout import DataLayout
 from streaming import assets
 from streaming.assets import checkpoint_sections
@@ -72,6 +73,16 @@ def test_a_recount_counts_each_node_s_rows_over_files_with_and_without_the_node_
     pq.write_table(pa.table({"cell_id": pa.array([7, 8], pa.int64())}), without)
     counted = recount(DATASET, 6, [layout.root / with_nodes["path"], without])
     assert (counted.tree_size, counted.rows_by_node) == (6, {"n1": 2, "n2": 1})
+
+
+def test_a_recount_refuses_node_ids_that_are_not_strings(tmp_path):
+    layout = DataLayout(tmp_path)
+    forged = layout.root / f"published/{DATASET}/data/forged.parquet"
+    forged.parent.mkdir(parents=True)
+    pq.write_table(pa.table({"node_id": pa.array([7, 7], pa.int64())}), forged)
+    refused = "forged.parquet: node ids must be strings, not int64"
+    with pytest.raises(ContributionError, match=re.escape(refused)):
+        recount(DATASET, 2, [forged])
 
 
 # -- workers sharing a store ---------------------------------------------------------------------

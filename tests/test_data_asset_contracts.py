@@ -4,7 +4,9 @@ each test mints its own dataset (anchors are per dataset)."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -27,6 +29,7 @@ from proofs.anchor import AnchorRegistry
 from proofs.contributions import ContributionTable, node_token_id, verify_path
 from proofs.data_asset import Contract, ContractRefused, DataAsset
 from proofs.identity import IdentityError
+from proofs.jcs import canonicalize
 from proofs.node_owners import RegistryNodeOwners, node_registry_of
 from sinks.layout import DataLayout
 from streaming.assets import AssetRecord
@@ -364,3 +367,46 @@ def test_every_entry_has_a_path_to_the_root_and_no_other_count_does(rows):
         assert verify_path(root, table.node_rows, node_token_id(node), count, path)
         assert not verify_path(root, table.node_rows, node_token_id(node), count + 1, path)
         assert not verify_path(root, table.node_rows + 1, node_token_id(node), count, path)
+
+
+def _split_tree_root(leaves: list[tuple[bytes, int]]) -> tuple[bytes, int]:
+    """The sum tree as docs/data-assets.md defines it: split at the largest power of two below
+    the size (RFC 9162 2.1.1), inner node SHA-256(0x01 | left | left sum | right | right sum)."""
+    if len(leaves) == 1:
+        return leaves[0]
+    k = 1 << ((len(leaves) - 1).bit_length() - 1)
+    (left, left_sum), (right, right_sum) = (
+        _split_tree_root(leaves[:k]),
+        _split_tree_root(leaves[k:]),
+    )
+    data = b"\x01" + left + left_sum.to_bytes(8, "big") + right + right_sum.to_bytes(8, "big")
+    return hashlib.sha256(data).digest(), left_sum + right_sum
+
+
+@given(st.lists(st.integers(1, 2**40), min_size=1, max_size=70))
+def test_the_root_is_the_split_tree_of_the_entries_in_token_id_order(counts):
+    table = ContributionTable("t.v1", sum(counts), {f"n{i}": c for i, c in enumerate(counts)})
+    leaves = sorted((node_token_id(f"n{i}"), c) for i, c in enumerate(counts))
+    hashed = [
+        (hashlib.sha256(b"\x00" + t.to_bytes(32, "big") + c.to_bytes(8, "big")).digest(), c)
+        for t, c in leaves
+    ]
+    assert table.root() == _split_tree_root(hashed)[0]
+
+
+@given(
+    st.dictionaries(st.text(min_size=1, max_size=8), st.integers(1, 2**60), max_size=12),
+    st.text(max_size=8),
+    st.integers(0, 2**60),
+)
+def test_a_table_s_bytes_are_the_canonical_json_of_its_document_or_refused_alike(
+    rows, dataset, extra
+):
+    table = ContributionTable(dataset, sum(rows.values()) + extra, rows)
+    try:
+        expected = canonicalize(table.document())
+    except ValueError as refused:  # a count above 2**53 - 1, an unpaired surrogate
+        with pytest.raises(ValueError, match=re.escape(str(refused))):
+            table.to_bytes()
+    else:
+        assert table.to_bytes() == expected
