@@ -169,21 +169,18 @@ class ContributionTable:
         if max(self.tree_size, self.node_rows) > MAX_SAFE_INTEGER:
             return canonicalize(self.document())
         nodes = ",".join(
-            f'{{"node_id":{_quote(n)},"node_token_id":"0x{t:064x}","rows":{r}}}'
+            f'{{"node_id":{serialize_string(n)},"node_token_id":"0x{t:064x}","rows":{r}}}'
             for t, n, r in self._leaves
         )
         text = (
-            f'{{"contribution_version":{TABLE_VERSION},"dataset":{_quote(self.dataset)},'
+            f'{{"contribution_version":{TABLE_VERSION},"dataset":{serialize_string(self.dataset)},'
             f'"node_rows":{self.node_rows},"nodes":[{nodes}],"root":"{self.root().hex()}",'
-            f'"tree":{_quote(TREE)},"tree_size":{self.tree_size}}}'
+            f'"tree":{serialize_string(TREE)},"tree_size":{self.tree_size}}}'
         )
         try:
             return text.encode("utf-8")
         except UnicodeEncodeError:  # an unpaired surrogate: refused as the generic form does
             return canonicalize(self.document())
-
-
-_quote = serialize_string
 
 
 def _root(leaves: list[tuple[bytes, int]]) -> tuple[bytes, int]:
