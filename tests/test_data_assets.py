@@ -356,41 +356,41 @@ def test_a_contract_that_is_no_data_asset_fails_the_check_not_the_verifier(
     assert f"at {world.chain.contract} cannot be read" in check.detail
 
 
-def test_a_huge_contribution_table_is_a_failed_check_not_loaded(world):
+def _contributions_check_with(world, forge):
+    """The verifier's contributions check of the latest checkpoint, its table file changed by
+    ``forge`` (and put back after)."""
     dataset_dir = DataLayout(world.data_dir).dataset_dir(DATASET)
     manifest_file = sorted((dataset_dir / "checkpoints").glob("*.manifest.json"))[-1]
     table_file = dataset_dir / json.loads(manifest_file.read_bytes())["contributions"]["path"]
     original = table_file.read_bytes()
-    with table_file.open("r+b") as file:
-        file.truncate(2**30)  # sparse: no disk used
     try:
+        forge(table_file)
         node = sorted(world.node_owners)[0]
         verdict = verify_contribution(
             dataset_dir, node, world.chain.trust_root(world.data_dir), manifest_file
         )
     finally:
         table_file.write_bytes(original)
-    check = next(c for c in verdict.checks if c.name == "contributions")
+    return next(c for c in verdict.checks if c.name == "contributions")
+
+
+def test_a_huge_contribution_table_is_a_failed_check_not_loaded(world):
+    def grow(table_file):
+        with table_file.open("r+b") as file:
+            file.truncate(2**30)  # sparse: no disk used
+
+    check = _contributions_check_with(world, grow)
     assert check.ok is False and "bytes: not read" in check.detail
 
 
 def test_a_table_whose_counts_add_up_past_64_bits_is_a_failed_check_not_a_crash(world):
-    dataset_dir = DataLayout(world.data_dir).dataset_dir(DATASET)
-    manifest_file = sorted((dataset_dir / "checkpoints").glob("*.manifest.json"))[-1]
-    table_file = dataset_dir / json.loads(manifest_file.read_bytes())["contributions"]["path"]
-    original = table_file.read_bytes()
-    forged = json.loads(original)
-    for entry in forged["nodes"][:2]:  # each a count the tree takes, their sum one it cannot
-        entry["rows"] = 2**63
-    forged.update(tree_size=2**65, node_rows=2**64)
-    table_file.write_text(json.dumps(forged))
-    try:
-        node = sorted(world.node_owners)[0]
-        verdict = verify_contribution(
-            dataset_dir, node, world.chain.trust_root(world.data_dir), manifest_file
-        )
-    finally:
-        table_file.write_bytes(original)
-    check = next(c for c in verdict.checks if c.name == "contributions")
+    def overflow(table_file):
+        forged = json.loads(table_file.read_bytes())
+        for entry in forged["nodes"][:2]:  # each a count the tree takes, their sum one it cannot
+            entry["rows"] = 2**63
+        forged.update(tree_size=2**65, node_rows=2**64)
+        table_file.write_text(json.dumps(forged))
+
+    check = _contributions_check_with(world, overflow)
     assert check.ok is False
     assert "the table's rows add up to more than 18446744073709551615" in check.detail
