@@ -1,10 +1,11 @@
 """The queue of anchored checkpoints awaiting Great Expectations, and one job's work.
 
-Committing a checkpoint enqueues it (``enqueue``: one small JSON file per checkpoint under
-``private/quality-queue/``) and moves on to the anchor. A job (``attest``) runs the dataset's GE
-suite on exactly the files the checkpoint added, writes the report beside the checkpoint's other
-quality files and signs an attestation binding the report's SHA-256 to the manifest's
-(``proofs/quality_attestation.py``), then deletes the job. Until then the checkpoint's report is
+Anchoring a checkpoint enqueues it (``enqueue``: one small JSON file per checkpoint under
+``private/quality-queue/``; a batch redone after its anchor enqueues its checkpoints again,
+``streaming/commit.py``). A job (``attest``) runs the dataset's GE suite on exactly the files the
+checkpoint added, writes the report beside the checkpoint's other quality files and signs an
+attestation binding the report's SHA-256 to the manifest's (``proofs/quality_attestation.py``),
+then deletes the job. Until then the checkpoint's report is
 *pending*: the manifest already names where report and attestation will be. Every step is
 idempotent (GE's report is deterministic, Ed25519 signatures are too), so a job redone after a
 crash writes the same bytes; a job is removed only after its attestation is on disk. Who takes
