@@ -101,7 +101,11 @@ def check(
         return f"the statement is not a {KIND}"
     if not isinstance(signature, dict):
         return "the signature is not an object"
-    problem = verify_signature(signature, canonicalize(claim))
+    try:
+        signed = canonicalize(claim)
+    except ValueError as error:  # a number or string JSON has, and I-JSON not: nothing signed it
+        return f"the statement has no canonical form ({error})"
+    problem = verify_signature(signature, signed)
     if problem is not None:
         return problem.replace("manifest bytes", "statement")
     if trusted_key_id is None or signature.get("key_id") != trusted_key_id:
@@ -114,7 +118,8 @@ def check(
     files = claim["files"]
     if (
         not isinstance(files, list)
-        or {f.get("path"): f.get("sha256") for f in files if isinstance(f, dict)} != added_files
+        or not all(isinstance(f, dict) and isinstance(f.get("path"), str) for f in files)
+        or {f["path"]: f.get("sha256") for f in files} != added_files
         or len(files) != len(added_files)
     ):
         return "its files are not the files the checkpoint added"

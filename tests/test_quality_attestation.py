@@ -6,6 +6,7 @@ the files each checkpoint added and signs an attestation binding the report to t
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -209,3 +210,53 @@ def test_any_changed_field_is_refused_signed_again_or_not(field, resign):
     if resign:  # the publisher's own key, signing what is not so
         changed = quality_attestation.sign(_key(), changed["statement"])
     assert _check(changed, report) is not None
+
+
+# -- hostile attestations: a reason, never an exception -------------------------------------------
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+def _as_read(document: dict) -> dict:
+    """As an auditor's JSON reader gets it back (NaN and Infinity included)."""
+    return json.loads(json.dumps(document))
+
+
+def test_a_statement_with_no_canonical_form_is_refused_with_its_reason():
+    report = _report(3, 3)
+    for value in (float("inf"), 2**53):  # JSON has them, I-JSON (RFC 8785's input) does not
+        forged = quality_attestation.sign(_key(), _claim(report))
+        forged["statement"]["tree_size"] = value
+        assert _check(_as_read(forged), report).startswith("the statement has no canonical form")
+
+
+def test_a_publisher_signed_statement_whose_files_are_not_objects_is_refused():
+    report = _report(3, 3)
+    for files in ([["data/b1.parquet", "cd" * 32]], [{"path": ["data/b1.parquet"]}]):
+        claim = {**_claim(report), "files": files}
+        forged = quality_attestation.sign(_key(), claim)  # the publisher's own key
+        assert (
+            _check(_as_read(forged), report) == "its files are not the files the checkpoint added"
+        )
+
+
+@given(field=st.sampled_from(quality_attestation._FIELDS), value=_JSON, resign=st.booleans())
+def test_any_json_value_in_any_field_gets_a_reason_signed_again_or_not(field, value, resign):
+    report = _report(3, 3)
+    forged = _as_read(quality_attestation.sign(_key(), _claim(report)))
+    forged["statement"][field] = value
+    if resign:
+        with contextlib.suppress(ValueError):  # no canonical form: nothing can sign it
+            forged = quality_attestation.sign(_key(), _as_read(forged)["statement"])
+    forged = _as_read(forged)
+    reason = _check(forged, report)
+    if forged["statement"] == _claim(report):  # the value it had: the attestation stands
+        assert reason is None
+    else:
+        assert isinstance(reason, str)
