@@ -97,7 +97,8 @@ def _shard_consistency(
     shard, m, n = before["shard"], before["tree_size"], after["tree_size"]
     try:
         proof = logs.log(shard).consistency_proof(m, n)
-    except (OSError, ValueError, KeyError) as error:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError) as error:
+        # A shard manifest of another shape (a hostile one, signed all the same) is no log.
         return f"shard {shard} {m} → {n}: the shard's log gives no proof ({error})"
     if not verify_consistency(
         m, n, bytes.fromhex(before["root"]), bytes.fromhex(after["root"]), proof

@@ -171,14 +171,30 @@ def _package_check(
     )
 
 
+def names_attestation(manifest: dict[str, Any]) -> bool:
+    """Whether the manifest's quality section names a GE attestation (to come, or there)."""
+    quality = manifest.get("quality")
+    return isinstance(quality, dict) and "attestation_path" in quality
+
+
+def attestation_pending(dataset_dir: Path, manifest: dict[str, Any]) -> bool:
+    """Whether the manifest names an attestation inside the dataset that is not there yet."""
+    if not names_attestation(manifest):
+        return False
+    relative = manifest["quality"]["attestation_path"]
+    return _inside(relative) and not (dataset_dir / relative).exists()
+
+
 def attestation_check(
     dataset_dir: Path, manifest: dict[str, Any], manifest_sha256: str, added: dict[str, str]
 ) -> Check | None:
     """GE's report, attested by the manifest's (verified) publisher key for exactly the files
     this checkpoint ``added`` (path → SHA-256); None when there is no attestation (yet)."""
-    quality = manifest.get("quality") or {}
-    if "attestation_path" not in quality:
+    if not names_attestation(manifest):
         return None
+    quality = manifest["quality"]
+    if not (_inside(quality["attestation_path"]) and _inside(quality.get("report_path"))):
+        return Check("quality", False, "quality must name its attestation and report inside it")
     path = dataset_dir / quality["attestation_path"]
     if not path.exists():
         return None
@@ -195,7 +211,7 @@ def attestation_check(
         manifest_sha256=manifest_sha256,
         added_files=added,
         report=report,
-        trusted_key_id=(manifest.get("publisher") or {}).get("key_id"),
+        trusted_key_id=_publisher(manifest).get("key_id"),
     )
     if problem is not None:
         return Check("quality", False, f"{path.name}: {problem}")
@@ -204,6 +220,13 @@ def attestation_check(
         True,
         f"GE report on the {len(added)} added files attested by the publisher key",
     )
+
+
+def _publisher(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's publisher object; an empty one if it has none (or something else: a
+    hostile manifest's), which names no key."""
+    publisher = manifest.get("publisher")
+    return publisher if isinstance(publisher, dict) else {}
 
 
 def _signature_check(
@@ -220,7 +243,7 @@ def _signature_check(
         signature = json.loads(read_document(path))
     except ValueError as error:
         return Check("signature", False, f"{path.name} is not a signature ({error})")
-    publisher = manifest.get("publisher") or {}
+    publisher = _publisher(manifest)
     if not isinstance(signature, dict) or publisher.get("public_key") != signature.get(
         "public_key"
     ):

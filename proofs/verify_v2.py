@@ -37,7 +37,12 @@ def verify_sharded(
     trust: TrustRoot,
 ) -> Verdict:
     """The verdict on the dataset checkpoint ``manifest`` (already shape-checked)."""
-    from proofs.verify import _signature_check, attestation_check
+    from proofs.verify import (
+        _signature_check,
+        attestation_check,
+        attestation_pending,
+        names_attestation,
+    )
 
     checkpoint = manifest["checkpoint"]
     verdict = Verdict(manifest["dataset"], checkpoint["tree_size"], checkpoint["root"])
@@ -58,10 +63,7 @@ def verify_sharded(
         for check in checks:
             per_shard.get(check.name, binding).append(check)
     verdict.checks += [_summary(name, per_shard[name]) for name in _PER_SHARD if per_shard[name]]
-    quality = manifest.get("quality") or {}
-    pending = (
-        "attestation_path" in quality and not (dataset_dir / quality["attestation_path"]).exists()
-    )
+    pending = attestation_pending(dataset_dir, manifest)
     for check in verdict.checks:
         if check.name == "manifest" and check.ok and pending:
             check.detail += "; GE report pending (it runs after the anchor)"
@@ -69,7 +71,7 @@ def verify_sharded(
     signature = _signature_check(manifest_file, manifest, trust, anchored_at)
     verdict.checks.append(_signatures(signature, per_shard["signature"]))
     verdict.checks += [identity, anchor]
-    if "attestation_path" in quality and not pending:  # the shard manifests read only then
+    if names_attestation(manifest) and not pending:  # the shard manifests read only then
         added = _added(dataset_dir, manifest)
         attested = attestation_check(dataset_dir, manifest, digest.hex(), added)
         if attested is not None:
