@@ -152,7 +152,7 @@ def _package_check(
     if "report_sha256" not in quality:  # GE's report comes later, with a signed attestation
         if not _inside(quality.get("attestation_path")):
             return Check("manifest", False, "quality must name an attestation_path inside it")
-        pending = not (dataset_dir / quality["attestation_path"]).exists()
+        pending = attestation_pending(dataset_dir, manifest)
         return Check(
             "manifest",
             True,
