@@ -279,11 +279,21 @@ def manifest_problem(manifest: Any) -> str | None:
             and _count(entry.get("leaf_start"))
         ):
             return "every files[] entry needs a relative path, sha256, rows and leaf_start"
+    previous = manifest.get("previous")
+    if previous is not None and not link_shape(previous):
+        return "previous must be null or {tree_size, root, manifest_sha256}"
     if version == CHAINED_SHARD_VERSION:
         from proofs.shard_chain import chain_shape_problem
 
         return chain_shape_problem(manifest)
     return None
+
+
+def link_shape(link: Any) -> bool:
+    """Whether ``link`` names a checkpoint as a manifest's ``previous`` does."""
+    if not isinstance(link, dict) or not {"tree_size", "root", "manifest_sha256"} <= set(link):
+        return False
+    return _count(link["tree_size"]) and _hex64(link["root"]) and _hex64(link["manifest_sha256"])
 
 
 def _count(value: Any) -> bool:

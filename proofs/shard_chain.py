@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from proofs.manifest import CHAINED_SHARD_VERSION, _count, _hex64
+from proofs.manifest import CHAINED_SHARD_VERSION, link_shape
 from proofs.manifest_v2 import shard_manifest_path
 
 # (path relative to the dataset folder, SHA-256 hex it must have) -> the manifest there.
@@ -37,7 +37,7 @@ def listed_from(manifest: dict[str, Any]) -> int:
     previous = manifest.get("previous")
     if not is_chained(manifest) or previous is None:
         return 0
-    if not _link_shape(previous):
+    if not link_shape(previous):
         raise ValueError("previous must be null or {tree_size, root, manifest_sha256}")
     return previous["tree_size"]
 
@@ -46,7 +46,7 @@ def chain_shape_problem(manifest: dict[str, Any]) -> str | None:
     """What makes a version-3 manifest's own listing unusable as a link (the shapes
     ``manifest_problem`` checks for every manifest are already checked), or None."""
     previous, files = manifest.get("previous"), manifest["files"]
-    if previous is not None and not _link_shape(previous):
+    if previous is not None and not link_shape(previous):
         return "previous must be null or {tree_size, root, manifest_sha256}"
     start = 0 if previous is None else previous["tree_size"]
     if not files or files[0]["leaf_start"] != start:
@@ -145,9 +145,3 @@ class ChainMemo:
         files = before + chain_files(links[::-1])
         self._latest[(where, shard)] = (digest, files)
         return files
-
-
-def _link_shape(link: Any) -> bool:
-    if not isinstance(link, dict) or not {"tree_size", "root", "manifest_sha256"} <= set(link):
-        return False
-    return _count(link["tree_size"]) and _hex64(link["root"]) and _hex64(link["manifest_sha256"])

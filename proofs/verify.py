@@ -156,7 +156,7 @@ def _package_check(
         return Check(
             "manifest",
             True,
-            f"{len(resources)} resources match; quality score {quality['score']}"
+            f"{len(resources)} resources match; quality score {quality.get('score')}"
             + ("; GE report pending (it runs after the anchor)" if pending else ""),
         )
     report = dataset_dir / quality["report_path"]
@@ -167,7 +167,7 @@ def _package_check(
     return Check(
         "manifest",
         True,
-        f"{len(resources)} resources match; quality report (score {quality['score']}) matches",
+        f"{len(resources)} resources match; quality report (score {quality.get('score')}) matches",
     )
 
 

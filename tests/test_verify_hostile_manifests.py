@@ -3,7 +3,8 @@ auditor's ``rda verify --data-dir`` (``audit_log``: the newest checkpoint and th
 shards) gives a verdict naming what is wrong, never a traceback, and never VERIFIED.
 
 The data is a real sharded dataset: two backlogs of a small fleet through ``run_batch`` on the
-in-process EVM, several checkpoints over several shards.
+in-process EVM, several checkpoints over several shards; and a version-1 (single log) dataset of
+three anchored checkpoints, as ``rda verify`` still reads them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import random
 from pathlib import Path
 
 import pytest
+from audit_dataset import DATASET as V1_DATASET
+from audit_dataset import publish, rows
 
 from pipelines.kafka_source import open_source
 from proofs.audit import audit_log
@@ -28,6 +31,7 @@ from streaming.driver import RunConfig, run_batch
 DATASET = "radio_kpi.v1"
 # Values of every JSON kind, and paths: a hostile manifest may hold any of them anywhere.
 HOSTILE = [None, True, 0, -1, 2**53 - 1, 1.5, "", "x", "0" * 64, [], {}, [1], {"a": 1}, "../x"]
+DELETED = object()  # a value that removes the member
 
 
 @pytest.fixture(scope="module")
@@ -55,21 +59,26 @@ def _signature(manifest: Path) -> Path:
     return manifest.with_name(manifest.name.removesuffix(".json") + ".sig.json")
 
 
-def _audit_with(published, manifest: Path, path: tuple, value) -> tuple[str, dict]:
-    """The audit's status with ``manifest``'s member at ``path`` set to ``value`` and signed
-    again by the publisher (the files put back after); and the changed manifest."""
+def _audit_with(
+    published, manifest: Path, path: tuple, value, dataset: str = DATASET
+) -> tuple[str, dict]:
+    """The audit's status with ``manifest``'s member at ``path`` set to ``value`` (or removed)
+    and signed again by the publisher (the files put back after); and the changed manifest."""
     data, trust = published
     original, signature = manifest.read_bytes(), _signature(manifest).read_bytes()
     document = json.loads(original)
     target = document
     for key in path[:-1]:
         target = target[key]
-    target[path[-1]] = copy.deepcopy(value)
+    if value is DELETED:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = copy.deepcopy(value)
     raw = canonicalize(document)
     try:
         manifest.write_bytes(raw)
         _signature(manifest).write_bytes(canonicalize(publisher_key(data).sign(raw)))
-        return audit_log(data / "published" / DATASET, trust).status, document
+        return audit_log(data / "published" / dataset, trust).status, document
     finally:
         manifest.write_bytes(original)
         _signature(manifest).write_bytes(signature)
@@ -135,3 +144,32 @@ def test_any_member_of_any_manifest_set_to_any_kind_of_value_is_never_verified(p
         status, changed = _audit_with(published, manifest, path, rng.choice(HOSTILE))
         if changed != json.loads(manifest.read_bytes()):
             assert status != VERIFIED, (manifest.name, path)
+
+
+@pytest.fixture(scope="module")
+def published_v1(tmp_path_factory):
+    """(data directory, trust root) of a version-1 dataset: three checkpoints of one log, the
+    newest naming a GE attestation to come."""
+    data, chain = tmp_path_factory.mktemp("hostile-v1"), open_chain("embedded", None, None)
+    quality = {"score": 1.0, "report_path": "q/r.json", "attestation_path": "q/r.att.json"}
+    publish(data, [rows(0, 30), rows(30, 20), rows(50, 5)], chain, quality=quality)
+    trust = chain.trust_root(data)
+    assert audit_log(data / "published" / V1_DATASET, trust).status == VERIFIED
+    return data, trust
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("previous", "tree_size"), [1]),  # was TypeError listing the files it added
+        (("previous",), "x"),  # was AttributeError
+        (("quality", "score"), DELETED),  # was KeyError saying the score
+    ],
+)
+def test_a_signed_version_1_manifest_of_another_shape_is_not_verified_and_raises_nothing(
+    published_v1, path, value
+):
+    data, _ = published_v1
+    newest = sorted((data / "published" / V1_DATASET / "checkpoints").glob("*.manifest.json"))[-1]
+    status, _ = _audit_with(published_v1, newest, path, value, dataset=V1_DATASET)
+    assert status != VERIFIED
