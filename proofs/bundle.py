@@ -175,7 +175,7 @@ def verify_bundle(bundle: Mapping[str, Any], trust: TrustRoot | None = None) -> 
 def _anchor_check(bundle: Mapping[str, Any], trust: TrustRoot) -> Check:
     """The checkpoint, as anchored on the pinned registry; the bundle's own anchor section may
     only name that registry and chain."""
-    checkpoint, named = bundle["checkpoint"], bundle["anchor"]
+    checkpoint, named = bundle["checkpoint"], bundle.get("anchor")  # a hint: null or missing
     identity = trust.identity
     if named is not None and identity is not None:
         contract = named["contract"].lower()
@@ -195,11 +195,11 @@ def _anchor_check(bundle: Mapping[str, Any], trust: TrustRoot) -> Check:
     )
     if not check.ok or named is None or anchor is None:
         return check
-    if named["block"] is not None and named["block"] != anchor.block_number:
+    if named.get("block") is not None and named["block"] != anchor.block_number:
         return Check(
             "anchor", False, f"anchored in block {anchor.block_number}, not {named['block']}"
         )
-    if named["transaction"] is not None:
+    if named.get("transaction") is not None:
         problem = trust.transaction_problem(named["transaction"], anchor.block_number)
         if problem is not None:
             return problem

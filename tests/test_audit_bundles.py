@@ -91,6 +91,17 @@ def test_any_change_to_a_bundle_fails_and_names_the_check(bundles, change, check
     assert detail is None or found.startswith(detail)
 
 
+@pytest.mark.parametrize("left_out", [("anchor",), ("anchor", "block"), ("anchor", "transaction")])
+def test_a_bundle_without_its_anchor_hints_is_verified_as_with_them_null(bundles, chain, left_out):
+    # The anchor is looked up on the pinned registry; the bundle's section only names where.
+    bundle = copy.deepcopy(bundles[0])
+    section = bundle
+    for key in left_out[:-1]:
+        section = section[key]
+    del section[left_out[-1]]  # was a KeyError out of verify_bundle
+    assert verify_bundle(bundle, chain.trust_root()).status == VERIFIED
+
+
 def test_a_bundle_against_a_checkpoint_the_chain_does_not_hold_fails_its_anchor(
     published, tmp_path
 ):
