@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -226,7 +227,12 @@ def read_document(path: Path, limit: int = MAX_DOCUMENT_BYTES) -> bytes:
     attestation, report or table: untrusted), read no further than ``limit``: a larger file is
     refused (``ValueError``), not loaded whole."""
     with path.open("rb") as file:
-        data = file.read(limit + 1)
+        size = os.fstat(file.fileno()).st_size  # a pipe or device says 0: read to the bound
+        # ``read(n)`` sets n bytes aside first: asked for no more than the file holds, a small
+        # document costs its own size, not the bound's (64 MiB for every manifest read).
+        data = file.read(min(size, limit) + 1 if size else limit + 1)
+        if size and len(data) > size:  # it grew since: read on, to the bound
+            data += file.read(limit + 1 - len(data))
     if len(data) > limit:
         raise ValueError(f"{path.name} is over {limit:,} bytes: not read")
     return data

@@ -71,11 +71,13 @@ def file_leaves(dataset_dir: Path, entry: dict[str, Any]) -> list[bytes]:
         data = b""
     if len(data) == entry["rows"] * HASH_SIZE:
         return [data[i : i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]
-    import pyarrow.parquet as pq
+    from proofs.leaves import parquet_leaf_hashes, parquet_rows
 
-    from proofs.leaves import leaf_hashes_for_batch
-
-    return leaf_hashes_for_batch(pq.read_table(dataset_dir / entry["path"]))
+    path = dataset_dir / entry["path"]
+    rows = parquet_rows(path)  # before its rows: a small file may hold billions of them
+    if rows != entry["rows"]:
+        raise ValueError(f"{entry['path']} holds {rows} rows, its manifest says {entry['rows']}")
+    return [leaf for hashes in parquet_leaf_hashes(path) for leaf in hashes]
 
 
 def manifest_loader(dataset_dir: Path) -> LoadManifest:

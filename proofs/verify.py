@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from proofs.manifest import (
     read_document,
     signature_path,
 )
-from proofs.merkle import MerkleFrontier
+from proofs.merkle import HASH_SIZE, MerkleFrontier
 from proofs.shard_log import leaves_path
 from proofs.trust import Pin, TrustRoot
 from proofs.verdict import CHECKPOINT_CHECKS, Check, Verdict
@@ -96,8 +97,12 @@ def _rehash_files(
     dataset_dir: Path, files: list[dict[str, Any]], log: LogRef, frontier: MerkleFrontier
 ) -> Check:
     """Re-hash every listed file's rows into ``frontier``, in leaf order; stop at the first
-    file that is missing, out of place, or not what the manifest says."""
-    from proofs.leaves import leaf_hashes_for_batch  # pyarrow: only at this edge
+    file that is missing, out of place, or not what the manifest says.
+
+    A file's bytes and its footer's row count are checked before its rows are read, and the
+    rows are read a slice at a time: a file of the untrusted folder may hold far more rows
+    than its size suggests, and never costs more memory than a slice."""
+    from proofs.leaves import parquet_leaf_hashes, parquet_rows  # pyarrow: only at this edge
 
     for entry in files:
         path = dataset_dir / entry["path"]
@@ -111,12 +116,16 @@ def _rehash_files(
         if not path.exists():
             return Check("files", False, f"{entry['path']}: missing")
         try:
-            hashes = leaf_hashes_for_batch(_read_parquet(path))
+            rows = parquet_rows(path)
+            if _sha256(path) != entry["sha256"] or rows != entry["rows"]:
+                return Check("files", False, _describe_file_change(dataset_dir, log, entry, rows))
+            for hashes in parquet_leaf_hashes(path):
+                frontier.extend(hashes)
         except Exception as error:  # pyarrow's many error types: a damaged or hostile file
             return Check("files", False, f"{entry['path']}: unreadable ({_first_line(error)})")
-        if _sha256(path) != entry["sha256"] or len(hashes) != entry["rows"]:
-            return Check("files", False, _describe_file_change(dataset_dir, log, entry, hashes))
-        frontier.extend(hashes)
+        if frontier.size != entry["leaf_start"] + rows:
+            read = frontier.size - entry["leaf_start"]
+            return Check("files", False, f"{entry['path']}: {read} rows read, footer says {rows}")
     return Check("files", True, f"{len(files)} files match their SHA-256 and row counts")
 
 
@@ -285,35 +294,46 @@ def _root_check(frontier: MerkleFrontier, checkpoint: dict[str, Any]) -> Check:
     return Check("root", True, f"recomputed RFC 9162 root over {frontier.size} rows matches")
 
 
-def _describe_file_change(
-    dataset_dir: Path, ref: LogRef, entry: dict[str, Any], hashes: list[bytes]
-) -> str:
+def _describe_file_change(dataset_dir: Path, ref: LogRef, entry: dict[str, Any], rows: int) -> str:
     """Name the first row whose leaf differs from the committed one, when the log (or, for a
-    shard, the file's leaf hashes) is here."""
+    shard, the file's leaf hashes) is here; the file holds ``rows`` rows (its footer's)."""
+    from proofs.leaves import parquet_leaf_hashes
+
     head = f"{entry['path']}: SHA-256 differs from the manifest"
-    if len(hashes) != entry["rows"]:
-        return f"{head} ({len(hashes)} rows, manifest says {entry['rows']})"
-    log = DatasetLog(ref)
-    start = entry["leaf_start"]
-    if log.leaves_path.exists() and log.size >= start + entry["rows"]:
-        committed = log.leaf_hashes(start, start + entry["rows"])
-    else:
-        stored = dataset_dir / leaves_path(entry["path"])
-        sized = stored.is_file() and stored.stat().st_size == 32 * entry["rows"]
-        if not sized:  # absent, or not this file's: not read (untrusted)
-            return head
-        data = stored.read_bytes()
-        committed = [data[i : i + 32] for i in range(0, len(data), 32)]
-    for row, (mine, theirs) in enumerate(zip(hashes, committed, strict=True)):
-        if mine != theirs:
-            return f"{head}; row {row} (leaf {start + row}) differs from the committed leaf"
+    if rows != entry["rows"]:
+        return f"{head} ({rows} rows, manifest says {entry['rows']})"
+    committed = _committed_leaves(dataset_dir, ref, entry)
+    if committed is None:
+        return head
+    start, row = entry["leaf_start"], 0
+    for hashes in parquet_leaf_hashes(dataset_dir / entry["path"]):
+        theirs = committed(row, row + len(hashes))
+        for mine, their in zip(hashes, theirs, strict=True):
+            if mine != their:
+                return f"{head}; row {row} (leaf {start + row}) differs from the committed leaf"
+            row += 1
     return f"{head}; every row still matches its committed leaf (file re-encoded)"
 
 
-def _read_parquet(path: Path):
-    import pyarrow.parquet as pq
+def _committed_leaves(
+    dataset_dir: Path, ref: LogRef, entry: dict[str, Any]
+) -> Callable[[int, int], list[bytes]] | None:
+    """The committed leaf hashes of the file's rows ``[first, end)``: from the log, else the
+    file's leaf hashes (``<name>.leaves``) if they have its size; None when neither is here."""
+    log, start, rows = DatasetLog(ref), entry["leaf_start"], entry["rows"]
+    if log.leaves_path.exists() and log.size >= start + rows:
+        return lambda first, end: log.leaf_hashes(start + first, start + end)
+    stored = dataset_dir / leaves_path(entry["path"])
+    if not (stored.is_file() and stored.stat().st_size == HASH_SIZE * rows):
+        return None  # absent, or not this file's: not read (untrusted)
 
-    return pq.read_table(path)
+    def read(first: int, end: int) -> list[bytes]:
+        with stored.open("rb") as handle:
+            handle.seek(first * HASH_SIZE)
+            data = handle.read((end - first) * HASH_SIZE)
+        return [data[i : i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]
+
+    return read
 
 
 def _sha256(path: Path) -> str:

@@ -1,15 +1,22 @@
 """A data directory being verified is untrusted: the documents the verifier reads from it
 (manifests, signatures, leaf files, reports, tables) are read no further than a bound, so a
 huge one gets a verdict instead of being loaded whole. The huge files here are sparse (1 GiB
-of zeros after the real bytes, no disk used)."""
+of zeros after the real bytes, no disk used). A Parquet file's rows are counted from its footer
+before they are read, and read a slice at a time: a few KB of Parquet can hold millions of rows."""
 
 from __future__ import annotations
 
-import pytest
-from audit_dataset import first_failure
+import tracemalloc
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from audit_dataset import DATASET, first_failure, publish, rows
+
+from proofs.leaves import leaf_hashes_for_batch, parquet_leaf_hashes, parquet_rows
 from proofs.manifest import MAX_DOCUMENT_BYTES, all_manifests, read_document, signature_path
-from proofs.verdict import NOT_VERIFIED
+from proofs.shard_log import file_leaves
+from proofs.verdict import NOT_VERIFIED, VERIFIED
 from proofs.verify import verify_dataset
 
 GIB = 2**30
@@ -35,6 +42,12 @@ def test_a_document_over_the_bound_is_refused_after_reading_one_byte_past_it(tmp
         read_document(path)
 
 
+def test_a_small_document_costs_its_own_size_to_read_not_the_bound(tmp_path):
+    path = tmp_path / "doc.json"
+    path.write_bytes(b"{}")
+    assert python_peak_bytes(lambda: read_document(path)) < 2**20  # the bound is 64 MiB
+
+
 def test_a_huge_manifest_is_a_failed_manifest_check(published, chain):
     dataset_dir, _ = published
     grown(all_manifests(dataset_dir)[-1])
@@ -50,3 +63,80 @@ def test_a_huge_signature_is_a_failed_signature_check(published, chain):
     grown(path)
     name, detail = first_failure(verify_dataset(dataset_dir, trust=chain.trust_root()))
     assert name == "signature" and f"{path.name} is not a signature" in detail
+
+
+def repeated_rows(count: int) -> pa.Table:
+    """``count`` rows of one repeated row: a Parquet file of a few KB holds millions of them
+    (dictionary and run-length encoding)."""
+    one = rows(0, 1)
+    return one.take(pa.array([0] * count, pa.int64()))
+
+
+def python_peak_bytes(work) -> int:
+    """The peak of Python's allocations while ``work()`` runs (leaf bytes and hashes are
+    Python objects: reading a file's rows whole shows here)."""
+    tracemalloc.start()
+    try:
+        work()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_small_file_holding_millions_of_rows_more_than_listed_is_refused_unread(published, chain):
+    # 5,000,000 rows in ~60 KB: read whole and hashed, 1.3 GB of memory and 6 s.
+    dataset_dir, _ = published
+    path = dataset_dir / "data" / "batch-0001.parquet"
+    pq.write_table(repeated_rows(5_000_000), path, compression="zstd")
+    assert path.stat().st_size < 200_000
+    trust = chain.trust_root()
+    verdict = None
+
+    def verify():
+        nonlocal verdict
+        verdict = verify_dataset(dataset_dir, trust=trust)
+
+    peak = python_peak_bytes(verify)
+    name, detail = first_failure(verdict)
+    assert (name, detail) == (
+        "files",
+        "data/batch-0001.parquet: SHA-256 differs from the manifest "
+        "(5000000 rows, manifest says 20)",
+    )
+    assert peak < 20 * 2**20, peak
+
+
+def test_a_published_file_of_many_rows_is_hashed_a_slice_at_a_time(tmp_path, chain):
+    many = 300_000  # several of the 65,536-row slices rows are hashed in
+    publish(tmp_path, [repeated_rows(many)], chain)
+    dataset_dir = tmp_path / "published" / DATASET
+    trust = chain.trust_root(tmp_path)
+    verdict = None
+
+    def verify():
+        nonlocal verdict
+        verdict = verify_dataset(dataset_dir, trust=trust)
+
+    peak = python_peak_bytes(verify)
+    assert verdict.status == VERIFIED and verdict.tree_size == many
+    # One slice's leaf bytes and hashes (~17 MB here), not the file's (~80 MB).
+    assert peak < 40 * 2**20, peak
+
+
+def test_the_leaf_hashes_of_a_file_read_in_slices_are_those_of_its_rows_read_whole(tmp_path):
+    table = pa.concat_tables([rows(i * 40_000, 40_000) for i in range(4)])  # 160,000 rows
+    path = tmp_path / "rows.parquet"
+    pq.write_table(table, path, row_group_size=50_000)
+    sliced = [leaf for hashes in parquet_leaf_hashes(path) for leaf in hashes]
+    assert parquet_rows(path) == 160_000
+    assert sliced == leaf_hashes_for_batch(table)
+
+
+def test_a_shard_file_holding_more_rows_than_listed_is_refused_before_its_rows_are_read(tmp_path):
+    # Rebuilding a shard's log for a consistency proof, without the file's leaf hashes.
+    path = tmp_path / "data" / "bomb.parquet"
+    path.parent.mkdir()
+    pq.write_table(repeated_rows(5_000_000), path, compression="zstd")
+    entry = {"path": "data/bomb.parquet", "rows": 20}
+    with pytest.raises(ValueError, match="holds 5000000 rows, its manifest says 20"):
+        file_leaves(tmp_path, entry)
