@@ -11,7 +11,6 @@ gives a verdict, VERIFIED (exit 0), NOT VERIFIED (1) or INCOMPLETE (3): by defau
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -64,9 +63,11 @@ def _asset(layout, args: argparse.Namespace, trust):
     checked against the pinned registry), or None: the checkpoint's manifest may name it too
     (``proofs.contribution_audit``)."""
     from proofs.data_asset import DataAsset
+    from proofs.documents import parse_document
+    from proofs.manifest import read_document
 
     try:
-        record = json.loads((layout.published / "data-assets.json").read_text())
+        record = parse_document(read_document(layout.published / "data-assets.json"))
         token = record["tokens"][args.dataset]
         return DataAsset(trust.w3, record["data_asset"]), token
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -215,14 +216,16 @@ def prove(args: argparse.Namespace) -> int:
 
 def _verify_bundles(args: argparse.Namespace) -> int:
     from proofs.bundle import verify_bundle
+    from proofs.documents import parse_document
+    from proofs.manifest import read_document
 
     paths = _bundle_files(args.bundle)
     trust = _trust(args)
     verdicts = []
     for path in paths:
         try:
-            bundle = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            bundle = parse_document(read_document(path))
+        except (OSError, ValueError) as error:  # too large, too deep, or not JSON
             raise UserError(f"{path}: not a JSON proof bundle ({error})") from None
         verdict = verify_bundle(bundle, trust).as_dict()
         verdict["bundle"] = str(path)

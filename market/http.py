@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import socket
 import threading
 import time
@@ -40,6 +39,7 @@ from market.execution import QueryOutput
 from market.policy import QueryRefused
 from market.service import Marketplace
 from market.web_assets import static_file
+from proofs.documents import nesting_problem
 
 _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -49,7 +49,6 @@ _SECURITY_HEADERS = {
     "connect-src 'self' http: https:; frame-ancestors 'none'",
 }
 _MAX_JSON_DEPTH = 16
-_JSON_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 _ERROR_CODES = {
     400: "bad_request",
     404: "not_found",
@@ -366,18 +365,9 @@ def _clean_path(path: str) -> str:
 
 
 def _parse_json_object(data: bytes) -> dict[str, Any]:
-    depth = deepest = 0
-    for token in _JSON_TOKENS.finditer(data):  # strings are skipped whole
-        char = token.group()
-        if char in (b"[", b"{"):
-            depth += 1
-            deepest = max(deepest, depth)
-            if deepest > _MAX_JSON_DEPTH:
-                raise QueryRefused(
-                    "bad_request", f"the JSON body is nested deeper than {_MAX_JSON_DEPTH} levels"
-                )
-        elif char in (b"]", b"}"):
-            depth -= 1
+    problem = nesting_problem(data, _MAX_JSON_DEPTH)
+    if problem is not None:
+        raise QueryRefused("bad_request", f"the JSON body has {problem}")
     try:
         value = json.loads(data or b"{}")
     except (ValueError, UnicodeDecodeError):

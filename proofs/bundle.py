@@ -21,6 +21,7 @@ from typing import Any
 from proofs.bundle_v2 import BUNDLE_V2_CHECKS, malformed_v2, shard_checks
 from proofs.bundle_v2 import BUNDLE_VERSION as SHARDED_BUNDLE_VERSION
 from proofs.device import device_check
+from proofs.documents import MAX_DEPTH, nests_deeper
 from proofs.jcs import canonicalize
 from proofs.log import DatasetLog, LogRef
 from proofs.merkle import HASH_SIZE, leaf_hash
@@ -256,6 +257,8 @@ def _malformed(bundle: Any) -> str | None:
             return f"{key} must be a non-negative integer"
     if not isinstance(bundle.get("row"), Mapping):
         return "row must be a JSON object"
+    if nests_deeper(bundle["row"]):
+        return f"row nests deeper than {MAX_DEPTH} levels"
     hashes = [
         ("leaf_hash", bundle.get("leaf_hash")),
         ("checkpoint.root", checkpoint.get("root")),

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+from proofs.documents import parse_document
 from proofs.jcs import MAX_SAFE_INTEGER, canonicalize, serialize_string
 
 TABLE_VERSION = 1
@@ -221,8 +221,8 @@ def verify_path(root: bytes, total: int, token_id: int, rows: int, path: SumPath
 def parse_table(raw: bytes) -> ContributionTable:
     """A published table, checked: canonical bytes, consistent fields, and its stated root."""
     try:
-        doc = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as error:
+        doc = parse_document(raw)
+    except ValueError as error:  # UnicodeDecodeError too
         raise ContributionError(f"not JSON ({error})") from None
     if not isinstance(doc, dict) or doc.get("contribution_version") != TABLE_VERSION:
         raise ContributionError(f"not a contribution table of version {TABLE_VERSION}")

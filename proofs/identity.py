@@ -16,11 +16,11 @@ File (``published/publisher-identity.json``, docs/proof-format.md §14): the RFC
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from proofs.documents import parse_document
 from proofs.jcs import canonicalize
 
 if TYPE_CHECKING:
@@ -124,8 +124,8 @@ def parse_identity(raw: bytes) -> PublisherIdentity:
     if not isinstance(raw, bytes) or len(raw) > MAX_BYTES:
         raise IdentityError(f"an identity document is bytes of at most {MAX_BYTES}")
     try:
-        envelope = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as error:
+        envelope = parse_document(raw)
+    except ValueError as error:  # UnicodeDecodeError too
         raise IdentityError(f"not JSON ({error})") from None
     if not isinstance(envelope, dict) or set(envelope) != {"identity", "signatures"}:
         raise IdentityError("the document must be an object with identity and signatures")

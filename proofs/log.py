@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
 
+from proofs.documents import parse_document
 from proofs.merkle import HASH_SIZE, MerkleFrontier, node_hash
 from proofs.merkle_proofs import consistency_path, inclusion_path
 
@@ -198,7 +199,7 @@ class DatasetLog:
     def _frontier(self) -> MerkleFrontier:
         if not self.frontier_path.exists():
             return MerkleFrontier()
-        return MerkleFrontier.from_dict(json.loads(self.frontier_path.read_text()))
+        return MerkleFrontier.from_dict(parse_document(self.frontier_path.read_bytes()))
 
 
 class _NodeReader:

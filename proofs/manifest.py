@@ -10,12 +10,12 @@ Table Schema), and is signed by the publisher's Ed25519 key, the signature store
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from proofs.documents import parse_document
 from proofs.jcs import canonicalize
 from proofs.schema_docs import references
 
@@ -219,7 +219,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
 def load_manifest(path: Path) -> tuple[dict[str, Any], bytes]:
     """The manifest at ``path`` and the SHA-256 of its bytes as stored."""
     data = read_document(path)
-    return json.loads(data), hashlib.sha256(data).digest()
+    return parse_document(data), hashlib.sha256(data).digest()
 
 
 def read_document(path: Path, limit: int = MAX_DOCUMENT_BYTES) -> bytes:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from proofs.documents import parse_document
 from proofs.jcs import canonicalize
 
 KIND = "rda.quality-attestation.v1"
@@ -134,10 +135,8 @@ def check(
 
 def _summary(report: bytes) -> dict[str, Any] | None:
     """What the report says of its expectations, as the statement summarizes it."""
-    import json
-
     try:
-        document = json.loads(report)
+        document = parse_document(report)
         statistics = document["statistics"]
         return {
             "evaluated": statistics["evaluated_expectations"],

@@ -27,6 +27,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from proofs.documents import parse_document
 from proofs.jcs import canonicalize
 
 FOLDER = "schemas"
@@ -114,14 +115,14 @@ def resolved(dataset_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     problem = reference_problem(dataset_dir, {"schema": manifest["schema"]}, read)
     if problem is not None:
         raise ValueError(problem)
-    return json.loads(read[manifest["schema"]["path"]])  # the bytes checked, not read again
+    return parse_document(read[manifest["schema"]["path"]])  # the bytes checked, not read again
 
 
 def _schema_of(document: bytes, fingerprint: str) -> dict[str, Any] | None:
     """The schema (without its fingerprint) a schema document holds, if it is the RFC 8785
     form of ``{"fingerprint": F, ...}`` with F the SHA-256 of the rest; else None."""
     try:
-        described = json.loads(document)
+        described = parse_document(document)
         without = {k: v for k, v in described.items() if k != "fingerprint"}
         if canonicalize(described) != document or described.get("fingerprint") != fingerprint:
             return None
@@ -134,7 +135,7 @@ def _schema_of(document: bytes, fingerprint: str) -> dict[str, Any] | None:
 def _describes(table: bytes, schema: dict[str, Any]) -> bool:
     """Whether a Table Schema document has the schema's fields, in order, and its key."""
     try:
-        described = json.loads(table)
+        described = parse_document(table)
         names = [f["name"] for f in described["fields"]]
         key = described.get("primaryKey")
     except (ValueError, TypeError, KeyError):

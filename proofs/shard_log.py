@@ -16,11 +16,11 @@ The legacy shard (the dataset's own version-1 log) keeps its stored log, ``<data
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from proofs.documents import parse_document
 from proofs.log import DatasetLog
 from proofs.manifest import read_document
 from proofs.merkle import HASH_SIZE
@@ -88,7 +88,7 @@ def manifest_loader(dataset_dir: Path) -> LoadManifest:
         data = read_document(dataset_dir / relative)
         if hashlib.sha256(data).hexdigest() != digest:
             raise ValueError(f"{relative} is not the manifest {digest[:16]}… its successor names")
-        return json.loads(data)
+        return parse_document(data)
 
     return load
 
@@ -142,7 +142,7 @@ def dataset_files(
             raise ValueError(
                 f"{head['manifest_path']} is not the manifest of {head['shard']}'s head"
             )
-        shard_manifest = json.loads(data)
+        shard_manifest = parse_document(data)
         shard, digest = head["shard"], head["manifest_sha256"]
         if memo is None:
             entries = shard_files(shard, shard_manifest, load)

@@ -12,12 +12,12 @@ registry's ``latest()`` (what plain ``rda verify`` checks).
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from proofs import quality_attestation, schema_docs
+from proofs.documents import parse_document
 from proofs.log import DatasetLog, LogRef
 from proofs.manifest import (
     latest_manifest,
@@ -209,7 +209,7 @@ def attestation_check(
         return None
     report_file = dataset_dir / quality["report_path"]
     try:
-        document = json.loads(read_document(path))
+        document = parse_document(read_document(path))
         report = read_document(report_file) if report_file.exists() else None
     except ValueError as error:
         return Check("quality", False, f"{path.name}: {error}")
@@ -249,7 +249,7 @@ def _signature_check(
     if not path.exists():
         return Check("signature", False, f"no signature beside the manifest ({path.name})")
     try:
-        signature = json.loads(read_document(path))
+        signature = parse_document(read_document(path))
     except ValueError as error:
         return Check("signature", False, f"{path.name} is not a signature ({error})")
     publisher = _publisher(manifest)
