@@ -39,7 +39,7 @@ from market.execution import QueryOutput
 from market.policy import QueryRefused
 from market.service import Marketplace
 from market.web_assets import static_file
-from proofs.documents import nesting_problem
+from proofs.documents import depth_over
 
 _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -365,9 +365,10 @@ def _clean_path(path: str) -> str:
 
 
 def _parse_json_object(data: bytes) -> dict[str, Any]:
-    problem = nesting_problem(data, _MAX_JSON_DEPTH)
-    if problem is not None:
-        raise QueryRefused("bad_request", f"the JSON body has {problem}")
+    depth = depth_over(data, _MAX_JSON_DEPTH)
+    if depth is not None:
+        limit = _MAX_JSON_DEPTH
+        raise QueryRefused("bad_request", f"the JSON body is nested deeper than {limit} levels")
     try:
         value = json.loads(data or b"{}")
     except (ValueError, UnicodeDecodeError):
