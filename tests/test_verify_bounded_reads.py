@@ -107,7 +107,7 @@ def test_a_small_file_holding_millions_of_rows_more_than_listed_is_refused_unrea
 
 
 def test_a_published_file_of_many_rows_is_hashed_a_slice_at_a_time(tmp_path, chain):
-    many = 300_000  # several of the 65,536-row slices rows are hashed in
+    many = 300_000  # several of the 65,536-row slices the rows are hashed in
     publish(tmp_path, [repeated_rows(many)], chain)
     dataset_dir = tmp_path / "published" / DATASET
     trust = chain.trust_root(tmp_path)
@@ -119,7 +119,7 @@ def test_a_published_file_of_many_rows_is_hashed_a_slice_at_a_time(tmp_path, cha
 
     peak = python_peak_bytes(verify)
     assert verdict.status == VERIFIED and verdict.tree_size == many
-    # One slice's leaf bytes and hashes (~17 MB here), not the file's (~80 MB).
+    # One slice's leaf bytes and hashes (~17 MB here), not the whole file's (57 MB before).
     assert peak < 40 * 2**20, peak
 
 
