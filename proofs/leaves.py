@@ -79,6 +79,7 @@ __all__ = [
 ]
 
 _SLICE_ROWS = 1 << 16  # rows encoded at a time: bounds memory and keeps string offsets 32-bit
+MAX_FOOTER_BYTES = 16 << 20  # a Parquet footer read from an untrusted folder, at most
 
 
 def leaf_bytes_for_batch(batch: pa.RecordBatch | pa.Table, first_row: int = 0) -> list[bytes]:
@@ -106,9 +107,7 @@ def leaf_hashes_for_batch(batch: pa.RecordBatch | pa.Table, first_row: int = 0) 
 
 def parquet_rows(path: Path) -> int:
     """The number of rows a Parquet file's footer gives (its rows are not read)."""
-    import pyarrow.parquet as pq
-
-    with pq.ParquetFile(path) as parquet:
+    with _parquet_file(path) as parquet:
         return parquet.metadata.num_rows
 
 
@@ -118,13 +117,27 @@ def parquet_leaf_hashes(path: Path) -> Iterator[list[bytes]]:
     Reading a file costs the memory of one such slice, whatever the file holds: a file from an
     untrusted folder can hold far more rows than its size suggests (58 KB of Parquet held five
     million rows of one repeated value, 1.3 GB once read whole and hashed)."""
-    import pyarrow.parquet as pq
-
-    with pq.ParquetFile(path) as parquet:
+    with _parquet_file(path) as parquet:
         first_row = 0
         for batch in parquet.iter_batches(batch_size=_SLICE_ROWS):
             yield leaf_hashes_for_batch(batch, first_row)
             first_row += batch.num_rows
+
+
+def _parquet_file(path: Path) -> Any:
+    """A ``pyarrow.parquet.ParquetFile``, its footer's size checked first: the footer (schema,
+    row groups, their statistics) is parsed whole, and a published file's is a few KB; an
+    untrusted file's could take gigabytes. ``ValueError`` over ``MAX_FOOTER_BYTES``."""
+    import pyarrow.parquet as pq
+
+    with path.open("rb") as file:
+        size = file.seek(0, 2)
+        file.seek(max(size - 8, 0))
+        tail = file.read(8)  # the footer's length (4 bytes, little-endian), then "PAR1"
+    length = int.from_bytes(tail[:4], "little")
+    if tail[4:] == b"PAR1" and length > MAX_FOOTER_BYTES:
+        raise ValueError(f"its footer is {length:,} bytes, over {MAX_FOOTER_BYTES:,}: not read")
+    return pq.ParquetFile(path)
 
 
 def row_to_jcs_value(row: Mapping[str, object], schema: pa.Schema) -> dict[str, object]:

@@ -13,7 +13,12 @@ import pyarrow.parquet as pq
 import pytest
 from audit_dataset import DATASET, first_failure, publish, rows
 
-from proofs.leaves import leaf_hashes_for_batch, parquet_leaf_hashes, parquet_rows
+from proofs.leaves import (
+    MAX_FOOTER_BYTES,
+    leaf_hashes_for_batch,
+    parquet_leaf_hashes,
+    parquet_rows,
+)
 from proofs.manifest import MAX_DOCUMENT_BYTES, all_manifests, read_document, signature_path
 from proofs.shard_log import file_leaves
 from proofs.verdict import NOT_VERIFIED, VERIFIED
@@ -140,3 +145,20 @@ def test_a_shard_file_holding_more_rows_than_listed_is_refused_before_its_rows_a
     entry = {"path": "data/bomb.parquet", "rows": 20}
     with pytest.raises(ValueError, match="holds 5000000 rows, its manifest says 20"):
         file_leaves(tmp_path, entry)
+
+
+def test_a_parquet_file_whose_footer_is_over_the_bound_is_unreadable_unparsed(published, chain):
+    dataset_dir, _ = published
+    path = dataset_dir / "data" / "batch-0001.parquet"
+    size = MAX_FOOTER_BYTES + 4096
+    with path.open("wb") as file:  # sparse: a footer of zeros claimed whole, no disk used
+        file.write(b"PAR1")
+        file.truncate(size - 8)
+        file.seek(size - 8)
+        file.write((size - 12).to_bytes(4, "little") + b"PAR1")
+    name, detail = first_failure(verify_dataset(dataset_dir, trust=chain.trust_root()))
+    assert name == "files"
+    assert detail == (
+        f"data/batch-0001.parquet: unreadable (ValueError: its footer is {size - 12:,} bytes, "
+        f"over {MAX_FOOTER_BYTES:,}: not read)"
+    )
