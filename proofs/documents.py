@@ -71,14 +71,13 @@ def nests_deeper(value: Any, limit: int = MAX_DEPTH) -> bool:
     return False
 
 
-def parse_document(data: bytes | str, limit: int = MAX_DEPTH) -> Any:
+def parse_document(data: bytes, limit: int = MAX_DEPTH) -> Any:
     """The JSON value of an untrusted document: ``ValueError`` if it is not JSON or nests
     deeper than ``limit``."""
-    raw = data.encode() if isinstance(data, str) else data
-    depth = depth_over(raw, limit)
+    depth = depth_over(data, limit)
     if depth is not None:
         raise ValueError(f"not read: arrays and objects nest {depth:,} levels, over {limit}")
     try:
-        return json.loads(raw)
+        return json.loads(data)
     except RecursionError:  # a recursion limit below ``limit`` levels
         raise ValueError("not read: nested deeper than Python's recursion limit") from None

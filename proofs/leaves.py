@@ -73,8 +73,8 @@ from proofs.merkle import leaf_hashes
 __all__ = [
     "leaf_bytes_for_batch",
     "leaf_hashes_for_batch",
+    "open_parquet",
     "parquet_leaf_hashes",
-    "parquet_rows",
     "row_to_jcs_value",
 ]
 
@@ -105,29 +105,11 @@ def leaf_hashes_for_batch(batch: pa.RecordBatch | pa.Table, first_row: int = 0) 
     return leaf_hashes(leaf_bytes_for_batch(batch, first_row))
 
 
-def parquet_rows(path: Path) -> int:
-    """The number of rows a Parquet file's footer gives (its rows are not read)."""
-    with _parquet_file(path) as parquet:
-        return parquet.metadata.num_rows
-
-
-def parquet_leaf_hashes(path: Path) -> Iterator[list[bytes]]:
-    """The leaf hashes of a Parquet file's rows, in row order, ``_SLICE_ROWS`` rows at a time.
-
-    Reading a file costs the memory of one such slice, whatever the file holds: a file from an
-    untrusted folder can hold far more rows than its size suggests (58 KB of Parquet held five
-    million rows of one repeated value, 1.3 GB once read whole and hashed)."""
-    with _parquet_file(path) as parquet:
-        first_row = 0
-        for batch in parquet.iter_batches(batch_size=_SLICE_ROWS):
-            yield leaf_hashes_for_batch(batch, first_row)
-            first_row += batch.num_rows
-
-
-def _parquet_file(path: Path) -> Any:
-    """A ``pyarrow.parquet.ParquetFile``, its footer's size checked first: the footer (schema,
-    row groups, their statistics) is parsed whole, and a published file's is a few KB; an
-    untrusted file's could take gigabytes. ``ValueError`` over ``MAX_FOOTER_BYTES``."""
+def open_parquet(path: Path) -> Any:
+    """A ``pyarrow.parquet.ParquetFile`` (a context manager), its footer's size checked first:
+    the footer (schema, row groups, their statistics) is parsed whole, and a published file's
+    is a few KB; an untrusted file's could take gigabytes. ``ValueError`` over
+    ``MAX_FOOTER_BYTES``. Its row count (``metadata.num_rows``) is then known, unread."""
     import pyarrow.parquet as pq
 
     with path.open("rb") as file:
@@ -138,6 +120,19 @@ def _parquet_file(path: Path) -> Any:
     if tail[4:] == b"PAR1" and length > MAX_FOOTER_BYTES:
         raise ValueError(f"its footer is {length:,} bytes, over {MAX_FOOTER_BYTES:,}: not read")
     return pq.ParquetFile(path)
+
+
+def parquet_leaf_hashes(parquet: Any) -> Iterator[list[bytes]]:
+    """The leaf hashes of an open Parquet file's rows (``open_parquet``), in row order,
+    ``_SLICE_ROWS`` rows at a time.
+
+    Reading a file costs the memory of one such slice, whatever the file holds: a file from an
+    untrusted folder can hold far more rows than its size suggests (58 KB of Parquet held five
+    million rows of one repeated value, 1.3 GB once read whole and hashed)."""
+    first_row = 0
+    for batch in parquet.iter_batches(batch_size=_SLICE_ROWS):
+        yield leaf_hashes_for_batch(batch, first_row)
+        first_row += batch.num_rows
 
 
 def row_to_jcs_value(row: Mapping[str, object], schema: pa.Schema) -> dict[str, object]:

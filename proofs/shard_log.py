@@ -71,13 +71,14 @@ def file_leaves(dataset_dir: Path, entry: dict[str, Any]) -> list[bytes]:
         data = b""
     if len(data) == entry["rows"] * HASH_SIZE:
         return [data[i : i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]
-    from proofs.leaves import parquet_leaf_hashes, parquet_rows
+    from proofs.leaves import open_parquet, parquet_leaf_hashes
 
-    path = dataset_dir / entry["path"]
-    rows = parquet_rows(path)  # before its rows: a small file may hold billions of them
-    if rows != entry["rows"]:
-        raise ValueError(f"{entry['path']} holds {rows} rows, its manifest says {entry['rows']}")
-    return [leaf for hashes in parquet_leaf_hashes(path) for leaf in hashes]
+    with open_parquet(dataset_dir / entry["path"]) as parquet:
+        rows = parquet.metadata.num_rows  # before its rows: a small file may hold billions
+        if rows != entry["rows"]:
+            message = f"{entry['path']} holds {rows} rows, its manifest says {entry['rows']}"
+            raise ValueError(message)
+        return [leaf for hashes in parquet_leaf_hashes(parquet) for leaf in hashes]
 
 
 def manifest_loader(dataset_dir: Path) -> LoadManifest:

@@ -102,7 +102,7 @@ def _rehash_files(
     A file's bytes and its footer's row count are checked before its rows are read, and the
     rows are read a slice at a time: a file of the untrusted folder may hold far more rows
     than its size suggests, and never costs more memory than a slice."""
-    from proofs.leaves import parquet_leaf_hashes, parquet_rows  # pyarrow: only at this edge
+    from proofs.leaves import open_parquet, parquet_leaf_hashes  # pyarrow: only at this edge
 
     for entry in files:
         path = dataset_dir / entry["path"]
@@ -116,11 +116,13 @@ def _rehash_files(
         if not path.exists():
             return Check("files", False, f"{entry['path']}: missing")
         try:
-            rows = parquet_rows(path)
-            if _sha256(path) != entry["sha256"] or rows != entry["rows"]:
-                return Check("files", False, _describe_file_change(dataset_dir, log, entry, rows))
-            for hashes in parquet_leaf_hashes(path):
-                frontier.extend(hashes)
+            with open_parquet(path) as parquet:
+                rows = parquet.metadata.num_rows
+                if _sha256(path) != entry["sha256"] or rows != entry["rows"]:
+                    change = _describe_file_change(dataset_dir, log, entry, parquet)
+                    return Check("files", False, change)
+                for hashes in parquet_leaf_hashes(parquet):
+                    frontier.extend(hashes)
         except Exception as error:  # pyarrow's many error types: a damaged or hostile file
             return Check("files", False, f"{entry['path']}: unreadable ({_first_line(error)})")
         if frontier.size != entry["leaf_start"] + rows:
@@ -294,19 +296,22 @@ def _root_check(frontier: MerkleFrontier, checkpoint: dict[str, Any]) -> Check:
     return Check("root", True, f"recomputed RFC 9162 root over {frontier.size} rows matches")
 
 
-def _describe_file_change(dataset_dir: Path, ref: LogRef, entry: dict[str, Any], rows: int) -> str:
+def _describe_file_change(
+    dataset_dir: Path, ref: LogRef, entry: dict[str, Any], parquet: Any
+) -> str:
     """Name the first row whose leaf differs from the committed one, when the log (or, for a
-    shard, the file's leaf hashes) is here; the file holds ``rows`` rows (its footer's)."""
+    shard, the file's leaf hashes) is here; ``parquet``: the file, open (``open_parquet``)."""
     from proofs.leaves import parquet_leaf_hashes
 
     head = f"{entry['path']}: SHA-256 differs from the manifest"
+    rows = parquet.metadata.num_rows
     if rows != entry["rows"]:
         return f"{head} ({rows} rows, manifest says {entry['rows']})"
     committed = _committed_leaves(dataset_dir, ref, entry)
     if committed is None:
         return head
     start, row = entry["leaf_start"], 0
-    for hashes in parquet_leaf_hashes(dataset_dir / entry["path"]):
+    for hashes in parquet_leaf_hashes(parquet):
         theirs = committed(row, row + len(hashes))
         for mine, their in zip(hashes, theirs, strict=True):
             if mine != their:

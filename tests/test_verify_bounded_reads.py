@@ -16,8 +16,8 @@ from audit_dataset import DATASET, first_failure, publish, rows
 from proofs.leaves import (
     MAX_FOOTER_BYTES,
     leaf_hashes_for_batch,
+    open_parquet,
     parquet_leaf_hashes,
-    parquet_rows,
 )
 from proofs.manifest import MAX_DOCUMENT_BYTES, all_manifests, read_document, signature_path
 from proofs.shard_log import file_leaves
@@ -132,8 +132,9 @@ def test_the_leaf_hashes_of_a_file_read_in_slices_are_those_of_its_rows_read_who
     table = pa.concat_tables([rows(i * 40_000, 40_000) for i in range(4)])  # 160,000 rows
     path = tmp_path / "rows.parquet"
     pq.write_table(table, path, row_group_size=50_000)
-    sliced = [leaf for hashes in parquet_leaf_hashes(path) for leaf in hashes]
-    assert parquet_rows(path) == 160_000
+    with open_parquet(path) as parquet:
+        sliced = [leaf for hashes in parquet_leaf_hashes(parquet) for leaf in hashes]
+        assert parquet.metadata.num_rows == 160_000
     assert sliced == leaf_hashes_for_batch(table)
 
 
