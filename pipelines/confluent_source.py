@@ -21,15 +21,15 @@ from typing import Any
 
 import pyarrow as pa
 
+from pipelines.confluent_records import raw_batch
 from pipelines.fetch_waits import FETCH_WAITS_MS, SHORTER_AGAIN_AFTER, FetchWaits
 from pipelines.kafka_source import (
-    FORMAT_HEADER,
     KafkaUnavailable,
     OffsetRange,
     TopicNotFound,
     check_together,
 )
-from schemas.records import RAW_RECORD_SCHEMA, SIGNATURE_HEADER
+from pipelines.past_ends import PAST_ENDS
 
 log = logging.getLogger("rda.kafka")
 
@@ -240,20 +240,41 @@ class ConfluentSource:
         if wanted:
             try:
                 kept = self._read_messages(wanted)
-                self._client().unassign()  # no prefetching past the ranges while it is kept
+                if (reader := self._clients.get(READER_GROUP)) is not None:
+                    reader.unassign()  # no prefetching past the ranges while it is kept
             except BaseException:
                 self.close()  # after a failure, start the next read on a fresh connection
+                PAST_ENDS.forget(self.bootstrap)
                 raise
             if self._waits.read_done():
                 self._wait_shorter()
-        return [_raw_batch(r, kept.get(r.partition, [])) for r in ranges]  # empty: not read
+        return [raw_batch(r, kept.get(r.partition, [])) for r in ranges]  # empty: not read
 
     def _read_messages(self, ranges: list[OffsetRange]) -> dict[int, list[Any]]:
         """Each range's messages (by partition), in offset order; the columns are built from
-        them at once."""
-        kept: dict[int, list[Any]] = {r.partition: [] for r in ranges}
-        positions = {r.partition: r.start for r in ranges}
-        consumer = self._assigned(ranges, positions)
+        them at once. Records an earlier read consumed past a range's start are taken from
+        ``PAST_ENDS``; those this read consumes past its ranges' ends are left there."""
+        kept: dict[int, list[Any]] = {}
+        positions: dict[int, int] = {}
+        for r in ranges:
+            kept[r.partition], positions[r.partition] = PAST_ENDS.take(self.bootstrap, r)
+        past: dict[int, list[Any]] = {r.partition: [] for r in ranges}
+        if unread := [r for r in ranges if positions[r.partition] < r.end]:
+            self._consume_into(self._assigned(unread, positions), ranges, positions, kept, past)
+        for r in ranges:
+            PAST_ENDS.keep(self.bootstrap, r, past[r.partition])
+        return kept
+
+    def _consume_into(
+        self,
+        consumer: Any,
+        ranges: list[OffsetRange],
+        positions: dict[int, int],
+        kept: dict[int, list[Any]],
+        past: dict[int, list[Any]],
+    ) -> None:
+        """Consume until every range is read to its end (``positions``): its messages appended
+        to ``kept``, those consumed after its end to ``past``."""
         deadline = time.monotonic() + self.timeout_s
         while unread := [r for r in ranges if positions[r.partition] < r.end]:
             # consume() waits until it has num_messages or the timeout: asking for no more than
@@ -272,13 +293,17 @@ class ConfluentSource:
             elif self._waits.can_wait_longer():
                 consumer = self._wait_longer(unread, positions)
             found = _by_partition(messages, unread)
-            for r in unread:
-                if r.partition in found:
+            for r in ranges:
+                if r.partition not in found:
+                    continue
+                if positions[r.partition] < r.end:
                     positions[r.partition] = _keep_in_range(
                         found[r.partition], positions[r.partition], r, kept[r.partition]
                     )
+                    past[r.partition] += _past_end(found[r.partition], r)
+                else:  # read to its end in an earlier round: what follows
+                    past[r.partition] += found[r.partition]
             self._let_go_of_read(consumer, unread, positions)
-        return kept
 
     def _let_go_of_read(
         self, consumer: Any, ranges: list[OffsetRange], positions: dict[int, int]
@@ -382,47 +407,9 @@ def _keep_in_range(messages: list[Any], position: int, offsets: OffsetRange, kep
     return position
 
 
-def _raw_batch(offsets: OffsetRange, messages: list[Any]) -> pa.RecordBatch:
-    """The messages of one range as a raw Arrow batch, a column at a time (a Python call per
-    message and column, not a row of appends: this is the hot path of every landing)."""
-    formats, signatures = _wanted_headers([m.headers() for m in messages])
-    columns = {
-        "topic": pa.repeat(offsets.topic, len(messages)).cast(pa.string()),
-        "partition": pa.repeat(offsets.partition, len(messages)).cast(pa.int32()),
-        "offset": [message.offset() for message in messages],
-        "timestamp_ms": [message.timestamp()[1] for message in messages],
-        "key": [message.key() for message in messages],
-        "value": [message.value() for message in messages],
-        "format": formats,
-        "signature": signatures,
-    }
-    return pa.RecordBatch.from_pydict(columns, schema=RAW_RECORD_SCHEMA)
-
-
-def _wanted_headers(
-    all_headers: list[list[tuple[str, bytes | None]] | None],
-) -> tuple[pa.Array, pa.Array]:
-    """Each message's format and signature headers (the first of a repeated one, as
-    ``first_headers`` takes it) as text, null where it has none: one pass over the headers."""
-    formats: list[bytes | None] = []
-    signatures: list[bytes | None] = []
-    for headers in all_headers:
-        found_format = found_signature = None
-        for name, value in reversed(headers or ()):  # the first of a name is kept last
-            if name == FORMAT_HEADER:
-                found_format = value
-            elif name == SIGNATURE_HEADER:
-                found_signature = value
-        formats.append(found_format)
-        signatures.append(found_signature)
-    return _as_text(formats), _as_text(signatures)
-
-
-def _as_text(values: list[bytes | None]) -> pa.Array:
-    """Header values as text; bytes that are not UTF-8 decoded with replacement characters."""
-    try:
-        return pa.array(values, pa.binary()).cast(pa.string())
-    except pa.ArrowInvalid:  # not UTF-8 somewhere: value by value, as the text it shows
-        return pa.array(
-            [v.decode("utf-8", "replace") if v is not None else None for v in values], pa.string()
-        )
+def _past_end(messages: list[Any], offsets: OffsetRange) -> list[Any]:
+    """The messages from the first one past the range's end on (none when it has not passed)."""
+    if not messages or messages[-1].offset() < offsets.end:
+        return []
+    first = next(i for i, message in enumerate(messages) if message.offset() >= offsets.end)
+    return messages[first:]

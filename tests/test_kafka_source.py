@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipelines.confluent_source import _wanted_headers
+from pipelines.confluent_records import _wanted_headers
 from pipelines.kafka_source import (
     CLIENTS,
     FORMAT_HEADER,
