@@ -252,7 +252,7 @@ class ConfluentSource:
 
     def _read_messages(self, ranges: list[OffsetRange]) -> dict[int, list[Any]]:
         """Each range's messages (by partition), in offset order; the columns are built from
-        them at once. Records an earlier read consumed past a range's start are taken from
+        them at once. Records an earlier read consumed from a range's start on are taken from
         ``PAST_ENDS``; those this read consumes past its ranges' ends are left there."""
         kept: dict[int, list[Any]] = {}
         positions: dict[int, int] = {}
@@ -262,7 +262,8 @@ class ConfluentSource:
         if unread := [r for r in ranges if positions[r.partition] < r.end]:
             self._consume_into(self._assigned(unread, positions), ranges, positions, kept, past)
         for r in ranges:
-            PAST_ENDS.keep(self.bootstrap, r, past[r.partition])
+            if past[r.partition]:  # else what a range taken whole left past its end stays
+                PAST_ENDS.keep(self.bootstrap, r, past[r.partition])
         return kept
 
     def _consume_into(

@@ -68,6 +68,22 @@ def test_a_read_keeps_the_records_it_consumed_past_its_ranges_ends(broker, topic
     assert sum(map(len, kept.values())) > 0  # a fetch brings more than 10 records a partition
 
 
+def test_a_range_read_whole_from_kept_records_leaves_the_rest_for_the_range_after_it(
+    broker, topic, ends
+):
+    source = ConfluentSource(broker.bootstrap)
+    source.read_many([OffsetRange(topic, p, 0, 10) for p in sorted(ends)])
+    kept = {p: PAST_ENDS.take(broker.bootstrap, OffsetRange(topic, p, 10, 10**9))[0] for p in ends}
+    partition = max(kept, key=lambda p: len(kept[p]))  # then kept again, from 10
+    assert len(kept[partition]) > 3
+    PAST_ENDS.keep(broker.bootstrap, OffsetRange(topic, partition, 0, 10), kept[partition])
+    batch = source.read(OffsetRange(topic, partition, 10, 12))  # no fetch: both are kept
+    assert batch.column("offset").to_pylist() == [10, 11]
+    rest, _ = PAST_ENDS.take(broker.bootstrap, OffsetRange(topic, partition, 12, ends[partition]))
+    assert _offsets(rest) == _offsets(kept[partition])[2:]
+    source.close()
+
+
 def test_ranges_read_back_to_back_are_each_what_reading_it_alone_gives(broker, topic, ends):
     fresh = ConfluentSource(broker.bootstrap)
     whole = {p: fresh.read(OffsetRange(topic, p, 0, end)).to_pylist() for p, end in ends.items()}
