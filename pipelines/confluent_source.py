@@ -260,7 +260,9 @@ class ConfluentSource:
             kept[r.partition], positions[r.partition] = PAST_ENDS.take(self.bootstrap, r)
         past: dict[int, list[Any]] = {r.partition: [] for r in ranges}
         if unread := [r for r in ranges if positions[r.partition] < r.end]:
-            self._consume_into(self._assigned(unread, positions), ranges, positions, kept, past)
+            # Only the ranges read from the broker: what it delivers of a partition follows the
+            # last record consumed, which a range taken whole from ``PAST_ENDS`` did not consume.
+            self._consume_into(self._assigned(unread, positions), unread, positions, kept, past)
         for r in ranges:
             if past[r.partition]:  # else what a range taken whole left past its end stays
                 PAST_ENDS.keep(self.bootstrap, r, past[r.partition])
