@@ -33,7 +33,7 @@ def nesting_depth(data: bytes) -> int:
     with NumPy), with the standard library only: escapes dropped, then all but quotes and
     brackets, then adjacent quote pairs and the strings left; the running depth's peak over
     the brackets that remain, a run of openers or closers at a time. Linear time (64 MiB of
-    nested brackets: ~0.2 s).
+    nested brackets: 0.38 s here).
     """
     if b"\\" in data:
         data = _ESCAPE.sub(b"", data)
