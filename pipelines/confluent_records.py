@@ -1,5 +1,6 @@
-"""confluent-kafka messages as raw Arrow batches (``schemas/records.RAW_RECORD_SCHEMA``): the
-hot path of every landing, a Python call per message and column, not a row of appends."""
+"""confluent-kafka messages as a read sorts them into its ranges, and as raw Arrow batches
+(``schemas/records.RAW_RECORD_SCHEMA``): the hot path of every landing, a Python call per
+message and column, not a row of appends."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipelines.kafka_source import FORMAT_HEADER, OffsetRange
+from pipelines.kafka_source import FORMAT_HEADER, KafkaUnavailable, OffsetRange, RecordsLost
 from schemas.records import RAW_RECORD_SCHEMA, SIGNATURE_HEADER
 
 
@@ -55,3 +56,47 @@ def _as_text(values: list[bytes | None]) -> pa.Array:
         return pa.array(
             [v.decode("utf-8", "replace") if v is not None else None for v in values], pa.string()
         )
+
+
+def by_partition(messages: list[Any], what: str) -> dict[int, list[Any]]:
+    """The messages of each range's partition, in the order consumed; an error fails the read
+    unless librdkafka retries it itself (a transient fetch error). A read from an offset the
+    broker no longer has is ``RecordsLost`` (``auto.offset.reset`` is ``error``)."""
+    from confluent_kafka import KafkaError
+
+    found: dict[int, list[Any]] = {}
+    for message in messages:
+        error = message.error()
+        if error is not None:
+            if error.code() == KafkaError._AUTO_OFFSET_RESET:
+                raise RecordsLost(
+                    f"{what}: records are no longer on the broker "
+                    f"(deleted before they were read): {error.str()}"
+                )
+            if error.retriable() or not error.fatal():
+                continue
+            raise KafkaUnavailable(f"{what}: {error}")
+        found.setdefault(message.partition(), []).append(message)
+    return found
+
+
+def keep_in_range(messages: list[Any], position: int, offsets: OffsetRange, kept: list) -> int:
+    """Append to ``kept`` the messages at or after ``position`` and before the range's end, in
+    order; the position after them (the range's end once a message past it is seen)."""
+    for message in messages:
+        offset = message.offset()
+        if offset < position:
+            continue  # an older prefetch
+        if offset >= offsets.end:
+            return offsets.end
+        kept.append(message)
+        position = offset + 1
+    return position
+
+
+def past_end(messages: list[Any], offsets: OffsetRange) -> list[Any]:
+    """The messages from the first one past the range's end on (none when it has not passed)."""
+    if not messages or messages[-1].offset() < offsets.end:
+        return []
+    first = next(i for i, message in enumerate(messages) if message.offset() >= offsets.end)
+    return messages[first:]

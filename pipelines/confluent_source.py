@@ -21,7 +21,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipelines.confluent_records import raw_batch
+from pipelines.confluent_records import by_partition, keep_in_range, past_end, raw_batch
 from pipelines.fetch_waits import FETCH_WAITS_MS, SHORTER_AGAIN_AFTER, FetchWaits
 from pipelines.kafka_source import (
     KafkaUnavailable,
@@ -38,6 +38,9 @@ _BASE_CONFIG = {
     "enable.auto.commit": False,
     "enable.auto.offset.store": False,
     "enable.partition.eof": False,
+    # A range starting below a partition's log start (records deleted by retention before
+    # they were read) fails its read: librdkafka's default jumps to the log's end instead.
+    "auto.offset.reset": "error",
     "allow.auto.create.topics": False,
     "client.id": "rda-pipeline",
     # Tansu answers a fetch with up to fetch.max.bytes whatever the range asked for: 1 MiB
@@ -295,15 +298,15 @@ class ConfluentSource:
                 )
             elif self._waits.can_wait_longer():
                 consumer = self._wait_longer(unread, positions)
-            found = _by_partition(messages, unread)
+            found = by_partition(messages, f"reading {_names(unread)}")
             for r in ranges:
                 if r.partition not in found:
                     continue
                 if positions[r.partition] < r.end:
-                    positions[r.partition] = _keep_in_range(
+                    positions[r.partition] = keep_in_range(
                         found[r.partition], positions[r.partition], r, kept[r.partition]
                     )
-                    past[r.partition] += _past_end(found[r.partition], r)
+                    past[r.partition] += past_end(found[r.partition], r)
                 else:  # read to its end in an earlier round: what follows
                     past[r.partition] += found[r.partition]
             self._let_go_of_read(consumer, unread, positions)
@@ -380,39 +383,3 @@ def _names(ranges: list[OffsetRange]) -> str:
 
 def _offsets(ranges: list[OffsetRange], positions: dict[int, int]) -> str:
     return ", ".join(f"offset {positions[r.partition]} of {r.name}" for r in ranges)
-
-
-def _by_partition(messages: list[Any], ranges: list[OffsetRange]) -> dict[int, list[Any]]:
-    """The messages of each range's partition, in the order consumed; an error fails the read
-    unless librdkafka retries it itself (a transient fetch error)."""
-    found: dict[int, list[Any]] = {}
-    for message in messages:
-        error = message.error()
-        if error is not None:
-            if error.retriable() or not error.fatal():
-                continue
-            raise KafkaUnavailable(f"reading {_names(ranges)}: {error}")
-        found.setdefault(message.partition(), []).append(message)
-    return found
-
-
-def _keep_in_range(messages: list[Any], position: int, offsets: OffsetRange, kept: list) -> int:
-    """Append to ``kept`` the messages at or after ``position`` and before the range's end, in
-    order; the position after them (the range's end once a message past it is seen)."""
-    for message in messages:
-        offset = message.offset()
-        if offset < position:
-            continue  # an older prefetch
-        if offset >= offsets.end:
-            return offsets.end
-        kept.append(message)
-        position = offset + 1
-    return position
-
-
-def _past_end(messages: list[Any], offsets: OffsetRange) -> list[Any]:
-    """The messages from the first one past the range's end on (none when it has not passed)."""
-    if not messages or messages[-1].offset() < offsets.end:
-        return []
-    first = next(i for i, message in enumerate(messages) if message.offset() >= offsets.end)
-    return messages[first:]

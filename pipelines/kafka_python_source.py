@@ -12,6 +12,7 @@ from pipelines.kafka_source import (
     FORMAT_HEADER,
     KafkaUnavailable,
     OffsetRange,
+    RecordsLost,
     TopicNotFound,
     check_together,
     first_headers,
@@ -43,6 +44,9 @@ class KafkaPythonSource:
                 group_id=group,
                 enable_auto_commit=False,
                 client_id="rda-pipeline",
+                # A read from below a partition's log start (records deleted before they were
+                # read) raises instead of jumping to the log's end (the default, "latest").
+                auto_offset_reset="none",
                 max_partition_fetch_bytes=4 << 20,
                 fetch_max_bytes=16 << 20,
                 request_timeout_ms=int(self.timeout_s * 1000) + 1000,
@@ -151,6 +155,7 @@ class KafkaPythonSource:
     def read(self, offsets: OffsetRange) -> pa.RecordBatch:
         """All records of ``offsets``, in offset order, as one raw Arrow batch."""
         from kafka import TopicPartition
+        from kafka.errors import OffsetOutOfRangeError
 
         columns: dict[str, list] = {name: [] for name in RAW_RECORD_SCHEMA.names}
         if offsets.size == 0:
@@ -175,6 +180,12 @@ class KafkaPythonSource:
                     if record.offset >= offsets.end:
                         break
                     _append(columns, record)
+        except OffsetOutOfRangeError as error:
+            self.close()
+            raise RecordsLost(
+                f"reading {offsets.name}: records are no longer on the broker "
+                f"(deleted before they were read): {error}"
+            ) from error
         except BaseException:
             self.close()  # after a failure, start the next read on a fresh connection
             raise

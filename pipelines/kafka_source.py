@@ -105,6 +105,32 @@ class TopicNotFound(KeyError):
     """The broker has no such topic (yet)."""
 
 
+class RecordsLost(RuntimeError):
+    """The broker no longer holds records the stream has not read: its log of a partition
+    starts after them (retention, deleted records) or ends before where the stream stands (the
+    topic deleted and recreated, a log truncated). Reading on would skip them without a trace,
+    so the stream stops instead: an outside fault that waiting does not mend, never retried."""
+
+
+def refuse_rewound_logs(topic: str, starts: dict[int, int], ends: dict[int, int]) -> None:
+    """``RecordsLost`` if a partition's log ends before where the stream stands on it
+    (``starts``: the offsets it reads on from), or is gone: a log never gets shorter on a
+    healthy broker. The records a new log holds below that offset would never be read."""
+    behind = [
+        f"partition {p} ends at offset {ends[p]}, the stream stands at {start}"
+        if p in ends
+        else f"partition {p} is gone, the stream stands at {start}"
+        for p, start in sorted(starts.items())
+        if ends.get(p, -1) < start
+    ]
+    if behind:
+        raise RecordsLost(
+            f"{topic}'s log is behind this stream (deleted and recreated, or truncated by the "
+            "broker), and its records below where the stream stands would never be read, so "
+            f"nothing more of it is read: {'; '.join(behind)}"
+        )
+
+
 CLIENTS = ("confluent", "kafka-python")
 DEFAULT_CLIENT = "confluent"
 

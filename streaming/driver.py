@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pipelines.kafka_source import KafkaSource, KafkaSpec, OffsetRange
+from pipelines.kafka_source import KafkaSource, KafkaSpec, OffsetRange, refuse_rewound_logs
 from pipelines.protect import Protection
 from sinks.parquet import discard_landed, discard_staged, landed_receipts
 from streaming import event_state, faults
@@ -362,15 +362,17 @@ def _new_plan(
     worker_id: str,
 ) -> dict | None:
     """Offset ranges from where each owned partition stands to (at most) its high watermark,
-    the batch's budget shared fairly between the partitions (``streaming/schedule.py``)."""
+    the batch's budget shared fairly between the partitions (``streaming/schedule.py``);
+    ``RecordsLost`` if a partition's log ends before where it stands."""
     committed, ends = positions
     planned = journal.journal_ends(config.topic)
     waiting = _undecided_elsewhere(journal, config.topic, worker_id)
     starts = {
         p: max(committed.get(p, 0), planned.get(p, 0))
-        for p in ends
+        for p in ends.keys() | planned.keys()
         if (owned is None or p in owned) and p not in waiting
     }
+    refuse_rewound_logs(config.topic, starts, ends)
     batch_id = journal.next_batch_id(worker_id)
     backlogs = {p: max(0, ends[p] - start) for p, start in starts.items()}
     shares = fair_shares(backlogs, config.max_batch_records, turn=batch_id)

@@ -48,13 +48,13 @@ def failure_kind(error: BaseException) -> str:
     or other."""
     from kafka.errors import KafkaError
 
-    from pipelines.kafka_source import KafkaUnavailable
+    from pipelines.kafka_source import KafkaUnavailable, RecordsLost
     from sinks.state_store import StateDamaged
 
     kind = "other"
     for cause in causes(error):
         name, module = type(cause).__name__, type(cause).__module__
-        if isinstance(cause, (KafkaUnavailable, KafkaError)):
+        if isinstance(cause, (KafkaUnavailable, KafkaError, RecordsLost)):
             return "broker"
         if name == "WorkerCrashed":
             return "worker_crash"
@@ -74,8 +74,10 @@ def is_transient(error: BaseException) -> bool:
     not answer, or the disk was full (someone may free space)."""
     from kafka.errors import KafkaError
 
-    from pipelines.kafka_source import KafkaUnavailable
+    from pipelines.kafka_source import KafkaUnavailable, RecordsLost
 
+    if any(isinstance(cause, RecordsLost) for cause in causes(error)):
+        return False  # the broker's own error that told of them is a KafkaError
     for cause in causes(error):
         # requests' and urllib3's connection errors (web3 over HTTP) are OSErrors.
         if isinstance(cause, (KafkaUnavailable, KafkaError, OSError, TimeoutError)):
