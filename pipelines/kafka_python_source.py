@@ -14,6 +14,7 @@ from pipelines.kafka_source import (
     OffsetRange,
     RecordsLost,
     TopicNotFound,
+    canonical_topic_id,
     check_together,
     first_headers,
 )
@@ -86,6 +87,19 @@ class KafkaPythonSource:
         if not found:
             raise TopicNotFound(f"topic {topic!r} does not exist on {self.bootstrap}")
         return sorted(found)
+
+    def topic_id(self, topic: str) -> str | None:
+        """The topic's id (a UUID string), None where the broker has none: a topic deleted
+        and recreated has another id, whatever its offsets."""
+        consumer = self._consumer()
+        try:
+            with self._answered(f"the id of {topic}"):
+                if not consumer.partitions_for_topic(topic):
+                    raise TopicNotFound(f"topic {topic!r} does not exist on {self.bootstrap}")
+                ident = consumer._client.cluster.topic_id(topic)  # from the metadata it read
+        finally:
+            consumer.close()
+        return None if ident is None else canonical_topic_id(ident.int >> 64, ident.int)
 
     def high_watermarks(self, topic: str) -> dict[int, int]:
         """Each partition's high watermark, taken from fetch responses.

@@ -15,9 +15,10 @@ brokers, Tansu among them, answer it with the base offset of the last record bat
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import pyarrow as pa
 
@@ -79,6 +80,8 @@ class KafkaSource(Protocol):
 
     def committed(self, group: str, topic: str) -> dict[int, int]: ...
 
+    def topic_id(self, topic: str) -> str | None: ...
+
     def read(self, offsets: OffsetRange) -> pa.RecordBatch: ...
 
     def read_many(self, ranges: list[OffsetRange]) -> list[pa.RecordBatch]: ...
@@ -112,6 +115,35 @@ class RecordsLost(RuntimeError):
     so the stream stops instead: an outside fault that waiting does not mend, never retried."""
 
 
+class Positions(NamedTuple):
+    """Where a group and a topic stand, as a plan reads them: the group's committed offsets,
+    the partitions' high watermarks, and the topic's id (None where the broker has none)."""
+
+    committed: dict[int, int]
+    ends: dict[int, int]
+    topic_id: str | None = None
+
+
+def canonical_topic_id(most: int, least: int) -> str | None:
+    """A topic id (Kafka's 128-bit UUID, given as its two signed or unsigned 64-bit halves) as
+    a UUID string; None for the zero id of a broker that has no topic ids."""
+    value = ((most % (1 << 64)) << 64) | (least % (1 << 64))
+    return str(uuid.UUID(int=value)) if value else None
+
+
+def refuse_recreated_topic(topic: str, read_ids: set[str], topic_id: str | None) -> None:
+    """``RecordsLost`` if the topic's id is none the stream has read: it was deleted and
+    recreated, its offsets start again, and where the stream stands says nothing of the new
+    log (a new log longer than the old one would be read from the old offsets on)."""
+    if topic_id is not None and read_ids and topic_id not in read_ids:
+        raise RecordsLost(
+            f"{topic} was deleted and recreated (its id is {topic_id}; the stream read "
+            f"{', '.join(sorted(read_ids))}): its offsets start again, and the records of the "
+            "new log below where the stream stands would never be read, so nothing more of it "
+            "is read"
+        )
+
+
 def refuse_rewound_logs(topic: str, starts: dict[int, int], ends: dict[int, int]) -> None:
     """``RecordsLost`` if a partition's log ends before where the stream stands on it
     (``starts``: the offsets it reads on from), or is gone: a log never gets shorter on a
@@ -121,7 +153,7 @@ def refuse_rewound_logs(topic: str, starts: dict[int, int], ends: dict[int, int]
         if p in ends
         else f"partition {p} is gone, the stream stands at {start}"
         for p, start in sorted(starts.items())
-        if ends.get(p, -1) < start
+        if ends.get(p, 0) < start
     ]
     if behind:
         raise RecordsLost(

@@ -21,7 +21,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pipelines.kafka_source import KafkaSource, KafkaSpec, OffsetRange, refuse_rewound_logs
+from pipelines.kafka_source import (
+    KafkaSource,
+    KafkaSpec,
+    OffsetRange,
+    Positions,
+    refuse_recreated_topic,
+    refuse_rewound_logs,
+)
 from pipelines.protect import Protection
 from sinks.parquet import discard_landed, discard_staged, landed_receipts
 from streaming import event_state, faults
@@ -208,9 +215,11 @@ def _commit_offsets(
     return True
 
 
-def _kafka_positions(config: RunConfig, source: KafkaSource) -> tuple[dict, dict]:
-    """The group's committed offsets and the high watermarks, asked before taking the lock."""
-    return source.committed(config.group, config.topic), source.high_watermarks(config.topic)
+def _kafka_positions(config: RunConfig, source: KafkaSource) -> Positions:
+    """The group's committed offsets, the high watermarks and the topic's id, asked before
+    taking the lock."""
+    committed = source.committed(config.group, config.topic)
+    return Positions(committed, source.high_watermarks(config.topic), source.topic_id(config.topic))
 
 
 def _take_or_plan(
@@ -219,7 +228,7 @@ def _take_or_plan(
     space: Workspace,
     worker: Worker,
     owned: set[int] | None,
-    positions: tuple[dict, dict],
+    positions: Positions,
     registry_block: int | None = None,
 ) -> dict | None:
     """An unfinished batch this worker should finish, or a new plan journaled before it runs
@@ -273,7 +282,7 @@ def _journal_new_plan(
     space: Workspace,
     worker: Worker,
     owned: set[int] | None,
-    positions: tuple[dict, dict],
+    positions: Positions,
     registry_block: int | None,
 ) -> dict | None:
     """The next batch's plan, journaled (``planned``) before anything of it runs; None when
@@ -358,13 +367,15 @@ def _new_plan(
     config: RunConfig,
     journal: BatchJournal,
     owned: set[int] | None,
-    positions: tuple[dict, dict],
+    positions: Positions,
     worker_id: str,
 ) -> dict | None:
     """Offset ranges from where each owned partition stands to (at most) its high watermark,
     the batch's budget shared fairly between the partitions (``streaming/schedule.py``);
-    ``RecordsLost`` if a partition's log ends before where it stands."""
-    committed, ends = positions
+    ``RecordsLost`` if the topic was recreated or a partition's log ends before where it
+    stands."""
+    committed, ends, topic_id = positions
+    refuse_recreated_topic(config.topic, journal.topic_ids(config.topic), topic_id)
     planned = journal.journal_ends(config.topic)
     waiting = _undecided_elsewhere(journal, config.topic, worker_id)
     starts = {
@@ -389,4 +400,5 @@ def _new_plan(
         "ranges": [r.as_dict() for r in ranges],
         "chunks": [c.as_dict() for r in ranges for c in r.split(config.max_chunk_records)],
         "wire_format": config.wire_format,
+        **({"topic_id": topic_id} if topic_id is not None else {}),
     }

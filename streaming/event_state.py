@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 
 from pipelines import windows
+from pipelines.kafka_source import Positions
 from pipelines.protect import Protection
 from proofs.shards import shard_id
 from sinks.layout import DataLayout
@@ -191,14 +192,14 @@ def flush_plan(
     topic: str,
     journal: BatchJournal,
     space: Any,
-    positions: tuple[dict[int, int], dict[int, int]],
+    positions: Positions,
     owner: tuple[set[int] | None, str] = (None, ""),
 ) -> dict | None:
     """End of input: a plan that reads every owned partition to its end closes every window of
     those partitions (``plan["flush"]``, ``plan["flush_partitions"]``); with nothing left to
     read but records held, a plan of no ranges does. ``space``: the worker's Workspace;
     ``owner``: the partitions it owns (None: all) and its id."""
-    committed, ends = positions
+    committed, ends = positions.committed, positions.ends
     owned, worker_id = owner
     mine = {p: end for p, end in ends.items() if owned is None or p in owned}
     reached = dict(journal.journal_ends(topic))

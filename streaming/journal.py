@@ -345,6 +345,12 @@ class BatchJournal:
                 ends[r["partition"]] = max(ends.get(r["partition"], 0), r["end"])
         return ends
 
+    def topic_ids(self, topic: str) -> set[str]:
+        """The ids of the topic (``KafkaSource.topic_id``) its batches' plans were made on."""
+        folds, unfinished = self._unfinished(topic)
+        ids = set(folds[topic].topic_ids) if topic in folds else set()
+        return ids | {e["plan"]["topic_id"] for e in unfinished if e["plan"].get("topic_id")}
+
     def state_head(self, topic: str, partition: int) -> int | None:
         """The batch whose event-time state of the partition is the latest
         (``streaming/event_time.py``): of the batches sequenced (``landed`` or later), the one

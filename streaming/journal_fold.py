@@ -19,6 +19,7 @@ class DoneFold:
     newest event-time state, and the objects they came from."""
 
     ends: dict[int, int] = field(default_factory=dict)  # partition -> its furthest range's end
+    topic_ids: set[str] = field(default_factory=set)  # the ids of the topic its batches read
     heads: dict[int, tuple[int, int]] = field(default_factory=dict)  # -> (position, batch id)
     loose: set[str] = field(default_factory=set)  # loose done objects folded in
     segments: set[str] = field(default_factory=set)  # segments folded in
@@ -30,6 +31,8 @@ class DoneFold:
         """Fold in a done entry; folding one in again changes nothing."""
         for r in entry["plan"].get("ranges", []):
             self.note_end(r["partition"], r["end"])
+        if topic_id := entry["plan"].get("topic_id"):
+            self.topic_ids.add(topic_id)
         state = entry["plan"].get("state")
         for key, info in state.items() if isinstance(state, dict) else ():
             self.note_head(int(key), info["position"], entry["batch_id"])
@@ -40,6 +43,7 @@ class DoneFold:
             self.note_end(int(partition), end)
         for partition, (position, batch_id) in summary["heads"].items():
             self.note_head(int(partition), position, batch_id)
+        self.topic_ids.update(summary.get("topic_ids", ()))  # segments written before ids: none
 
     def note_end(self, partition: int, end: int) -> None:
         self.ends[partition] = max(self.ends.get(partition, 0), end)
@@ -53,13 +57,14 @@ class DoneFold:
 
 def summary_of(entries: list[dict[str, Any]]) -> dict[str, Any]:
     """What a fold of ``entries`` holds, as JSON: per partition the furthest end and the
-    newest state (position, batch id)."""
+    newest state (position, batch id), and the topic ids read."""
     fold = DoneFold()
     for entry in entries:
         fold.add(entry)
     return {
         "ends": {str(p): end for p, end in sorted(fold.ends.items())},
         "heads": {str(p): list(head) for p, head in sorted(fold.heads.items())},
+        "topic_ids": sorted(fold.topic_ids),
     }
 
 

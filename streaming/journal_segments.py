@@ -69,8 +69,9 @@ def segment(prefix: str, entries: list[dict[str, Any]]) -> tuple[str, bytes]:
 
 
 def header_of(path: str, data: bytes) -> dict[str, Any]:
-    """A segment's header: ``batch_ids``, ``ends`` and ``heads`` (its entries' fold);
-    ``ValueError`` when its first line is not a segment's header of ids in the name's range."""
+    """A segment's header: ``batch_ids``, ``ends``, ``heads`` and ``topic_ids`` (its entries'
+    fold); ``ValueError`` when its first line is not a segment's header of ids in the name's
+    range."""
     first, last = id_range(path)
     header = json.loads(data.split(b"\n", 1)[0])
     if not isinstance(header, dict) or header.get("journal_segment") != 1:
@@ -80,6 +81,9 @@ def header_of(path: str, data: bytes) -> dict[str, Any]:
         raise ValueError(f"{path}: batch ids outside the segment's range")
     if not isinstance(header.get("ends"), dict) or not isinstance(header.get("heads"), dict):
         raise ValueError(f"{path}: a header without its fold")
+    topic_ids = header.get("topic_ids", [])  # absent from segments written before topic ids
+    if not isinstance(topic_ids, list) or not all(isinstance(i, str) for i in topic_ids):
+        raise ValueError(f"{path}: topic ids that are not a list of strings")
     return header
 
 

@@ -32,10 +32,14 @@ def a_new_process():
         yield
 
 
+TOPIC_ID = "01a24ba2-07ec-7c40-b18e-4e6db8eebb00"
+
+
 def plan_of(batch_id: int, partition: int = 0) -> dict:
     return {
         "ranges": [{"partition": partition, "start": batch_id * 10 - 10, "end": batch_id * 10}],
         "state": {str(partition): {"base": batch_id - 1 or None, "position": batch_id}},
+        "topic_id": TOPIC_ID,
     }
 
 
@@ -56,6 +60,7 @@ def answers(journal: BatchJournal) -> tuple:
         journal.unfinished_batches(),
         journal.entries("t"),
         journal.totals(),
+        journal.topic_ids("t"),
     )
 
 
@@ -95,6 +100,7 @@ def test_a_segment_is_its_header_then_its_entries_as_their_objects_held_them(tmp
         "batch_ids": [1, 2, 3],
         "ends": {"0": 30},
         "heads": {"0": [3, 3]},
+        "topic_ids": [TOPIC_ID],
         "totals": {"read": 30, "published": 30, "quarantined": 0, "held": 0},
         "windows": [],
     }
@@ -113,6 +119,7 @@ def test_a_new_process_folds_a_segment_in_from_its_header_alone(tmp_path, monkey
     with a_new_process():
         fresh = BatchJournal(tmp_path)
         assert fresh.journal_ends("t") == {1: 40}
+        assert fresh.topic_ids("t") == {TOPIC_ID}
         assert fresh.state_view("t").latest(1) == (4, 4)
 
 
@@ -172,6 +179,7 @@ def test_an_entry_written_loose_again_beside_its_segment_is_one_entry(tmp_path):
         b"not json\n",
         b'{"journal_segment": 1, "batch_ids": [99], "ends": {}, "heads": {}}\n',  # not its ids
         b'{"journal_segment": 1, "batch_ids": [1]}\n',  # no fold
+        b'{"journal_segment": 1, "batch_ids": [1], "ends": {}, "heads": {}, "topic_ids": 5}\n',
     ],
 )
 def test_a_segment_that_cannot_be_read_stops_the_questions_and_names_it(tmp_path, damage):
@@ -221,19 +229,21 @@ def test_compacting_between_rounds_changes_no_answer(first, later, bound):
 
 done_entries = st.lists(
     st.builds(
-        lambda batch_id, partition, end, position: {
+        lambda batch_id, partition, end, position, topic_id: {
             "batch_id": batch_id,
             "topic": "t",
             "state": "done",
             "plan": {
                 "ranges": [{"partition": partition, "start": 0, "end": end}],
                 "state": {str(partition): {"base": None, "position": position}},
+                **({"topic_id": topic_id} if topic_id else {}),  # plans before topic ids: none
             },
         },
         st.integers(1, 2**62),
         st.integers(0, 3),
         st.integers(0, 10**9),
         st.integers(0, 50),
+        st.sampled_from([None, TOPIC_ID, "0190a1b2-0000-7000-8000-000000000001"]),
     ),
     min_size=1,
     max_size=12,
@@ -255,4 +265,8 @@ def test_a_segment_reads_back_its_entries_and_its_header_folds_as_they_do(entrie
     for entry in reversed(entries):  # in any order: a fold is a maximum
         one_by_one.add(entry)
     merged.merge(header)
-    assert (merged.ends, merged.heads) == (one_by_one.ends, one_by_one.heads)
+    assert (merged.ends, merged.heads, merged.topic_ids) == (
+        one_by_one.ends,
+        one_by_one.heads,
+        one_by_one.topic_ids,
+    )

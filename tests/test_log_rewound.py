@@ -1,4 +1,4 @@
-"""A partition's log that no longer holds what the stream stands on (the topic deleted and
+"""A topic's log that no longer holds what the stream stands on (the topic deleted and
 recreated, a log truncated) stops the stream with a reason: the records the new log holds
 below that offset would otherwise never be read, and nothing would say so."""
 
@@ -10,7 +10,13 @@ from kafka.errors import OffsetOutOfRangeError
 from run_helpers import run_args
 
 from cli.main import main
-from pipelines.kafka_source import RecordsLost, open_source
+from pipelines.kafka_source import (
+    CLIENTS,
+    RecordsLost,
+    TopicNotFound,
+    open_source,
+    refuse_rewound_logs,
+)
 from streaming.driver import RunConfig, run_batch
 from streaming.journal import BatchJournal
 from streaming.retry import failure_kind, is_transient
@@ -36,19 +42,71 @@ def streamed(broker, topic, data_dir, chain, publish) -> RunConfig:
     return config
 
 
-def _journal_ends(config: RunConfig) -> dict[int, int]:
-    return BatchJournal(workspace(config.data_dir).store, read_only=True).journal_ends(config.topic)
+def _journal(config: RunConfig) -> BatchJournal:
+    return BatchJournal(workspace(config.data_dir).store, read_only=True)
 
 
-def test_a_recreated_topic_shorter_than_where_the_stream_stands_stops_it_with_the_offsets(
+class BrokerWithoutTopicIds:
+    """The real broker's source, as a broker before Kafka 2.8 (no topic ids) answers."""
+
+    def __init__(self, source: object) -> None:
+        self.source = source
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.source, name)
+
+    def topic_id(self, topic: str) -> None:
+        return None
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_topic_s_id_is_the_same_from_either_client_and_another_once_it_is_recreated(
+    broker, topic, publish, client
+):
+    publish(broker, topic, nodes=1, duration_s=1)
+    first = open_source(broker.bootstrap, client=client).topic_id(topic)
+    assert first == open_source(broker.bootstrap).topic_id(topic)
+    _recreate(broker.bootstrap, topic, partitions=4)
+    again = open_source(broker.bootstrap, client=client).topic_id(topic)
+    assert len({first, again}) == 2 and None not in {first, again}
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_the_id_of_a_topic_that_does_not_exist_is_topic_not_found(broker, topic, client):
+    with pytest.raises(TopicNotFound):
+        open_source(broker.bootstrap, client=client).topic_id(topic)
+
+
+def test_a_recreated_topic_stops_the_stream_even_once_its_new_log_is_past_the_old_offsets(
     broker, topic, chain, publish, streamed
 ):
-    stood = _journal_ends(streamed)
+    read_id = open_source(broker.bootstrap).topic_id(topic)  # before: the stream read it
+    stood = _journal(streamed).journal_ends(topic)
+    _recreate(broker.bootstrap, topic)
+    publish(broker, topic, nodes=20, duration_s=20, seed=2)
+    source = open_source(broker.bootstrap)
+    ends, new_id = source.high_watermarks(topic), source.topic_id(topic)
+    assert all(ends[p] > stood[p] for p in range(4))  # offsets alone cannot tell
+    with pytest.raises(RecordsLost) as raised:
+        run_batch(streamed, source, chain.anchor)
+    assert str(raised.value) == (
+        f"{topic} was deleted and recreated (its id is {new_id}; the stream read {read_id}): "
+        "its offsets start again, and the records of the new log below where the stream "
+        "stands would never be read, so nothing more of it is read"
+    )
+    assert _journal(streamed).journal_ends(topic) == stood  # nothing planned
+
+
+def test_a_log_that_ends_before_where_the_stream_stands_stops_it_with_the_offsets(
+    broker, topic, chain, publish, streamed
+):
+    stood = _journal(streamed).journal_ends(topic)
     _recreate(broker.bootstrap, topic)
     publish(broker, topic, nodes=3, duration_s=10, seed=2)  # 56 records: every log ends lower
-    ends = open_source(broker.bootstrap).high_watermarks(topic)
+    source = BrokerWithoutTopicIds(open_source(broker.bootstrap))
+    ends = source.high_watermarks(topic)
     with pytest.raises(RecordsLost) as raised:
-        run_batch(streamed, open_source(broker.bootstrap), chain.anchor)
+        run_batch(streamed, source, chain.anchor)
     assert str(raised.value) == (
         f"{topic}'s log is behind this stream (deleted and recreated, or truncated by the "
         "broker), and its records below where the stream stands would never be read, so "
@@ -56,21 +114,16 @@ def test_a_recreated_topic_shorter_than_where_the_stream_stands_stops_it_with_th
         + "; ".join(f"partition {p} ends at offset {ends[p]}, the stream stands at {stood[p]}"
                     for p in range(4))
     )  # fmt: skip
-    assert _journal_ends(streamed) == stood  # nothing planned past the records it cannot see
+    assert _journal(streamed).journal_ends(topic) == stood
 
 
-def test_a_partition_gone_from_a_recreated_topic_stops_the_stream(broker, topic, chain, streamed):
-    stood = _journal_ends(streamed)
-    _recreate(broker.bootstrap, topic, partitions=2)
+def test_partitions_gone_or_shorter_are_each_named():
     with pytest.raises(RecordsLost) as raised:
-        run_batch(streamed, open_source(broker.bootstrap), chain.anchor)
+        refuse_rewound_logs("t", {0: 129, 1: 126, 2: 129, 3: 0}, {0: 0, 1: 126})
     assert str(raised.value).endswith(
-        f"nothing more of it is read: "
-        f"partition 0 ends at offset 0, the stream stands at {stood[0]}; "
-        f"partition 1 ends at offset 0, the stream stands at {stood[1]}; "
-        f"partition 2 is gone, the stream stands at {stood[2]}; "
-        f"partition 3 is gone, the stream stands at {stood[3]}"
-    )
+        "nothing more of it is read: partition 0 ends at offset 0, the stream stands at 129; "
+        "partition 2 is gone, the stream stands at 129"
+    )  # partition 1 is where the stream stands, and partition 3 was never read
 
 
 def test_lost_records_are_a_broker_fault_that_is_not_retried():
@@ -96,4 +149,4 @@ def test_rda_run_says_which_records_it_cannot_read_and_exits_with_an_outside_fau
     capfd.readouterr()
     assert main(args) == 3
     (line,) = [line for line in capfd.readouterr().err.splitlines() if "rda: error" in line]
-    assert line.startswith(f"rda: error: broker: RecordsLost: {topic}'s log is behind this stream")
+    assert line.startswith(f"rda: error: broker: RecordsLost: {topic} was deleted and recreated ")
