@@ -349,7 +349,9 @@ class BatchJournal:
         """The ids of the topic (``KafkaSource.topic_id``) its batches' plans were made on."""
         folds, unfinished = self._unfinished(topic)
         ids = set(folds[topic].topic_ids) if topic in folds else set()
-        return ids | {e["plan"]["topic_id"] for e in unfinished if e["plan"].get("topic_id")}
+        return ids | {
+            e["plan"]["topic_id"] for e in unfinished if isinstance(e["plan"].get("topic_id"), str)
+        }
 
     def state_head(self, topic: str, partition: int) -> int | None:
         """The batch whose event-time state of the partition is the latest

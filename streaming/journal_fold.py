@@ -31,7 +31,7 @@ class DoneFold:
         """Fold in a done entry; folding one in again changes nothing."""
         for r in entry["plan"].get("ranges", []):
             self.note_end(r["partition"], r["end"])
-        if topic_id := entry["plan"].get("topic_id"):
+        if isinstance(topic_id := entry["plan"].get("topic_id"), str):
             self.topic_ids.add(topic_id)
         state = entry["plan"].get("state")
         for key, info in state.items() if isinstance(state, dict) else ():
