@@ -268,6 +268,8 @@ def _print_status(report: dict[str, Any]) -> None:
         for p, v in entry["partitions"].items():
             table.add_row(p, str(v["committed"]), str(v["high_watermark"]), str(v["lag"]))
         out.print(table)
+        if "records_lost" in entry:
+            out.print(f"[red]{topic}: records lost:[/red] {escape(entry['records_lost'])}")
     journal = report["journal"]
     if "error" in journal:
         out.print(f"journal: {journal['error']}")

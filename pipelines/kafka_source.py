@@ -131,7 +131,22 @@ def canonical_topic_id(most: int, least: int) -> str | None:
     return str(uuid.UUID(int=value)) if value else None
 
 
-def refuse_recreated_topic(topic: str, read_ids: set[str], topic_id: str | None) -> None:
+def refuse_lost_records(
+    topic: str, positions: Positions, planned: dict[int, int], read_ids: set[str]
+) -> None:
+    """``RecordsLost`` if reading on from where the stream stands would skip records without a
+    trace: the topic is not one the stream read (``read_ids``: the ids its plans were made on),
+    or a partition's log ends before where the stream stands on it (the greater of the group's
+    committed offset and the end of its journaled plans, ``planned``)."""
+    _refuse_recreated_topic(topic, read_ids, positions.topic_id)
+    stands = {
+        p: max(positions.committed.get(p, 0), planned.get(p, 0))
+        for p in positions.ends.keys() | planned.keys()
+    }
+    _refuse_rewound_logs(topic, stands, positions.ends)
+
+
+def _refuse_recreated_topic(topic: str, read_ids: set[str], topic_id: str | None) -> None:
     """``RecordsLost`` if the topic's id is none the stream has read: it was deleted and
     recreated, its offsets start again, and where the stream stands says nothing of the new
     log (a new log longer than the old one would be read from the old offsets on)."""
@@ -144,7 +159,7 @@ def refuse_recreated_topic(topic: str, read_ids: set[str], topic_id: str | None)
         )
 
 
-def refuse_rewound_logs(topic: str, starts: dict[int, int], ends: dict[int, int]) -> None:
+def _refuse_rewound_logs(topic: str, starts: dict[int, int], ends: dict[int, int]) -> None:
     """``RecordsLost`` if a partition's log ends before where the stream stands on it
     (``starts``: the offsets it reads on from), or is gone: a log never gets shorter on a
     healthy broker. The records a new log holds below that offset would never be read."""

@@ -26,8 +26,7 @@ from pipelines.kafka_source import (
     KafkaSpec,
     OffsetRange,
     Positions,
-    refuse_recreated_topic,
-    refuse_rewound_logs,
+    refuse_lost_records,
 )
 from pipelines.protect import Protection
 from sinks.parquet import discard_landed, discard_staged, landed_receipts
@@ -375,15 +374,14 @@ def _new_plan(
     ``RecordsLost`` if the topic was recreated or a partition's log ends before where it
     stands."""
     committed, ends, topic_id = positions
-    refuse_recreated_topic(config.topic, journal.topic_ids(config.topic), topic_id)
     planned = journal.journal_ends(config.topic)
+    refuse_lost_records(config.topic, positions, planned, journal.topic_ids(config.topic))
     waiting = _undecided_elsewhere(journal, config.topic, worker_id)
     starts = {
         p: max(committed.get(p, 0), planned.get(p, 0))
-        for p in ends.keys() | planned.keys()
+        for p in ends
         if (owned is None or p in owned) and p not in waiting
     }
-    refuse_rewound_logs(config.topic, starts, ends)
     batch_id = journal.next_batch_id(worker_id)
     backlogs = {p: max(0, ends[p] - start) for p, start in starts.items()}
     shares = fair_shares(backlogs, config.max_batch_records, turn=batch_id)

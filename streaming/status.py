@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from infra.state import InfraState
-from pipelines.kafka_source import KafkaUnavailable, open_source
+from pipelines.kafka_source import (
+    KafkaSource,
+    KafkaUnavailable,
+    Positions,
+    RecordsLost,
+    open_source,
+    refuse_lost_records,
+)
 from sinks.layout import DataLayout
 from sinks.state_store import partitions_with_state
 from sinks.storage import Store
@@ -55,6 +62,7 @@ def _lag_report(settings: RunSettings) -> dict[str, Any]:
             continue
         except KafkaUnavailable as error:
             return {"error": f"{error}", "bootstrap": bootstrap}
+        lost = _records_lost(settings, source, topic, Positions(committed, ends))
         topics[topic] = {
             "partitions": {
                 str(p): {
@@ -65,8 +73,23 @@ def _lag_report(settings: RunSettings) -> dict[str, Any]:
                 for p in sorted(ends)
             },
             "total": sum(ends[p] - committed.get(p, 0) for p in ends),
+            **({"records_lost": lost} if lost else {}),
         }
     return {"bootstrap": bootstrap, "topics": topics}
+
+
+def _records_lost(
+    settings: RunSettings, source: KafkaSource, topic: str, positions: Positions
+) -> str | None:
+    """Why the stream stopped on ``topic`` (``refuse_lost_records``: its log no longer holds
+    what the stream stands on), or None: the lag alone would say records wait to be read."""
+    journal = BatchJournal(Store.open(settings.data_dir), read_only=True)
+    try:
+        positions = positions._replace(topic_id=source.topic_id(topic))
+        refuse_lost_records(topic, positions, journal.journal_ends(topic), journal.topic_ids(topic))
+    except RecordsLost as error:
+        return str(error)
+    return None
 
 
 def _journal_report(data_dir: Path | str, limit: int) -> dict[str, Any]:

@@ -4,6 +4,8 @@ below that offset would otherwise never be read, and nothing would say so."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka.errors import OffsetOutOfRangeError
@@ -12,10 +14,11 @@ from run_helpers import run_args
 from cli.main import main
 from pipelines.kafka_source import (
     CLIENTS,
+    Positions,
     RecordsLost,
     TopicNotFound,
     open_source,
-    refuse_rewound_logs,
+    refuse_lost_records,
 )
 from streaming.driver import RunConfig, run_batch
 from streaming.journal import BatchJournal
@@ -117,13 +120,14 @@ def test_a_log_that_ends_before_where_the_stream_stands_stops_it_with_the_offset
     assert _journal(streamed).journal_ends(topic) == stood
 
 
-def test_partitions_gone_or_shorter_are_each_named():
+def test_partitions_gone_or_ending_before_where_the_stream_stands_are_each_named():
+    positions = Positions(committed={0: 100, 1: 126, 3: 0}, ends={0: 0, 1: 126, 3: 5})
     with pytest.raises(RecordsLost) as raised:
-        refuse_rewound_logs("t", {0: 129, 1: 126, 2: 129, 3: 0}, {0: 0, 1: 126})
+        refuse_lost_records("t", positions, planned={0: 129, 2: 129}, read_ids=set())
     assert str(raised.value).endswith(
         "nothing more of it is read: partition 0 ends at offset 0, the stream stands at 129; "
         "partition 2 is gone, the stream stands at 129"
-    )  # partition 1 is where the stream stands, and partition 3 was never read
+    )  # partition 1 is where the stream stands, and partition 3 behind its end
 
 
 def test_lost_records_are_a_broker_fault_that_is_not_retried():
@@ -136,17 +140,36 @@ def test_lost_records_are_a_broker_fault_that_is_not_retried():
         assert (failure_kind(error), is_transient(error)) == ("broker", False)
 
 
-def test_rda_run_says_which_records_it_cannot_read_and_exits_with_an_outside_fault(
-    broker, topic, tmp_path, anvil, registry, publish, capfd, monkeypatch
-):
+@pytest.fixture
+def recreated_after_a_run(broker, topic, tmp_path, anvil, registry, publish, monkeypatch):
+    """``rda run --once``'s arguments and the records the recreated topic holds, after a run
+    read ``topic`` and the topic was recreated (and published to again)."""
     monkeypatch.setenv("RDA_STATE_DIR", str(tmp_path / "state"))
     args = ["run", "--once", *run_args(broker.bootstrap, topic, tmp_path / "data",
             anvil.rpc_url, registry.address), "--max-batch-records", "1000"]  # fmt: skip
     publish(broker, topic, nodes=4, duration_s=10)
     assert main(args) == 0
     _recreate(broker.bootstrap, topic)
-    publish(broker, topic, nodes=2, duration_s=5, seed=2)
+    return args, publish(broker, topic, nodes=2, duration_s=5, seed=2).messages
+
+
+def test_rda_run_says_which_records_it_cannot_read_and_exits_with_an_outside_fault(
+    topic, recreated_after_a_run, capfd
+):
     capfd.readouterr()
+    args, _ = recreated_after_a_run
     assert main(args) == 3
     (line,) = [line for line in capfd.readouterr().err.splitlines() if "rda: error" in line]
     assert line.startswith(f"rda: error: broker: RecordsLost: {topic} was deleted and recreated ")
+
+
+def test_rda_status_says_why_the_lag_of_a_recreated_topic_is_never_read(
+    broker, topic, tmp_path, recreated_after_a_run, capfd
+):
+    status = ["status", "--json", "--bootstrap", broker.bootstrap, "--topic", topic,
+              "--group", f"group-{topic}", "--data-dir", str(tmp_path / "data")]  # fmt: skip
+    capfd.readouterr()
+    assert main(status) == 0
+    lag = json.loads(capfd.readouterr().out)["lag"]["topics"][topic]
+    assert lag["total"] == recreated_after_a_run[1]  # the new log's records: never read
+    assert lag["records_lost"].startswith(f"{topic} was deleted and recreated (its id is ")
