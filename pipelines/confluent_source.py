@@ -21,13 +21,13 @@ from typing import Any
 
 import pyarrow as pa
 
+from pipelines.confluent_admin import ConfluentAdmin
 from pipelines.confluent_records import by_partition, keep_in_range, past_end, raw_batch
 from pipelines.fetch_waits import FETCH_WAITS_MS, SHORTER_AGAIN_AFTER, FetchWaits
 from pipelines.kafka_source import (
     KafkaUnavailable,
     OffsetRange,
     TopicNotFound,
-    canonical_topic_id,
     check_together,
 )
 from pipelines.past_ends import PAST_ENDS
@@ -69,7 +69,7 @@ class ConfluentSource:
         self.bootstrap = bootstrap
         self.timeout_s = timeout_s
         self._clients: dict[str, Any] = {}  # group -> an open consumer, reused by every call
-        self._admin: Any = None  # for topic ids, made on first use
+        self._admin = ConfluentAdmin(bootstrap, timeout_s)  # topic ids, log starts
         self._waits = FetchWaits(fetch_waits_ms, shorter_again_after)  # the reader's
 
     # -- connections --------------------------------------------------------------------------
@@ -110,7 +110,6 @@ class ConfluentSource:
         confluent-kafka-python#1667), and a stuck close must not stop the work that called it.
         A consumer that does not close in time is left to its thread."""
         clients, self._clients = self._clients, {}
-        self._admin = None  # an admin client has no close: dropped, it ends with its threads
         for client in clients.values():
             self._close_in_time(client)
 
@@ -207,29 +206,11 @@ class ConfluentSource:
     def topic_id(self, topic: str) -> str | None:
         """The topic's id (a UUID string), None where the broker has none: a topic deleted
         and recreated has another id, whatever its offsets."""
-        from confluent_kafka import KafkaError, KafkaException, TopicCollection
-        from confluent_kafka.admin import AdminClient
+        return self._admin.topic_id(topic)
 
-        if self._admin is None:
-            self._admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
-        with self._answered(f"the id of {topic}"):
-            found = self._admin.describe_topics(
-                TopicCollection([topic]), request_timeout=self.timeout_s
-            )[topic]
-            try:
-                described = found.result(timeout=self.timeout_s)
-            except KafkaException as error:
-                if error.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-                    raise TopicNotFound(
-                        f"topic {topic!r} does not exist on {self.bootstrap}"
-                    ) from None
-                raise
-        ident = described.topic_id
-        if ident is None:
-            return None
-        return canonical_topic_id(
-            ident.get_most_significant_bits(), ident.get_least_significant_bits()
-        )
+    def log_starts(self, topic: str) -> dict[int, int]:
+        """Each partition's log start offset (records before it were deleted: retention)."""
+        return self._admin.log_starts(topic)
 
     def committed(self, group: str, topic: str) -> dict[int, int]:
         from confluent_kafka import TopicPartition

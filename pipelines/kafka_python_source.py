@@ -101,6 +101,19 @@ class KafkaPythonSource:
             consumer.close()
         return None if ident is None else canonical_topic_id(ident.int >> 64, ident.int)
 
+    def log_starts(self, topic: str) -> dict[int, int]:
+        """Each partition's log start offset (records before it were deleted: retention)."""
+        from kafka import TopicPartition
+
+        partitions = [TopicPartition(topic, p) for p in self.partitions(topic)]
+        consumer = self._consumer()
+        try:
+            with self._answered(f"log starts of {topic}"):
+                found = consumer.beginning_offsets(partitions, timeout_ms=self._timeout_ms)
+        finally:
+            consumer.close()
+        return {tp.partition: offset for tp, offset in found.items()}
+
     def high_watermarks(self, topic: str) -> dict[int, int]:
         """Each partition's high watermark, taken from fetch responses.
 

@@ -82,6 +82,8 @@ class KafkaSource(Protocol):
 
     def topic_id(self, topic: str) -> str | None: ...
 
+    def log_starts(self, topic: str) -> dict[int, int]: ...
+
     def read(self, offsets: OffsetRange) -> pa.RecordBatch: ...
 
     def read_many(self, ranges: list[OffsetRange]) -> list[pa.RecordBatch]: ...
@@ -117,11 +119,13 @@ class RecordsLost(RuntimeError):
 
 class Positions(NamedTuple):
     """Where a group and a topic stand, as a plan reads them: the group's committed offsets,
-    the partitions' high watermarks, and the topic's id (None where the broker has none)."""
+    the partitions' high watermarks and log starts, and the topic's id (None where the broker
+    has none)."""
 
     committed: dict[int, int]
     ends: dict[int, int]
     topic_id: str | None = None
+    log_starts: dict[int, int] | None = None  # where each partition's log starts, if asked
 
 
 def canonical_topic_id(most: int, least: int) -> str | None:
@@ -136,14 +140,31 @@ def refuse_lost_records(
 ) -> None:
     """``RecordsLost`` if reading on from where the stream stands would skip records without a
     trace: the topic is not one the stream read (``read_ids``: the ids its plans were made on),
-    or a partition's log ends before where the stream stands on it (the greater of the group's
-    committed offset and the end of its journaled plans, ``planned``)."""
+    or a partition's log ends before, or starts after, where the stream stands on it (the
+    greater of the group's committed offset and the end of its journaled plans, ``planned``)."""
     _refuse_recreated_topic(topic, read_ids, positions.topic_id)
     stands = {
         p: max(positions.committed.get(p, 0), planned.get(p, 0))
         for p in positions.ends.keys() | planned.keys()
     }
     _refuse_rewound_logs(topic, stands, positions.ends)
+    _refuse_deleted_records(topic, stands, positions.log_starts or {})
+
+
+def _refuse_deleted_records(topic: str, starts: dict[int, int], log_starts: dict[int, int]) -> None:
+    """``RecordsLost`` if a partition's log starts after where the stream stands on it: the
+    broker deleted the records between (retention) before the stream read them. Some brokers
+    (Tansu) answer a fetch below the log start with the records after it, not an error."""
+    deleted = [
+        f"partition {p}: offsets {start} to {log_starts[p] - 1}"
+        for p, start in sorted(starts.items())
+        if log_starts.get(p, 0) > start
+    ]
+    if deleted:
+        raise RecordsLost(
+            f"the broker deleted records of {topic} before this stream read them (retention), "
+            f"so nothing more of it is read: {'; '.join(deleted)}"
+        )
 
 
 def _refuse_recreated_topic(topic: str, read_ids: set[str], topic_id: str | None) -> None:

@@ -215,10 +215,11 @@ def _commit_offsets(
 
 
 def _kafka_positions(config: RunConfig, source: KafkaSource) -> Positions:
-    """The group's committed offsets, the high watermarks and the topic's id, asked before
-    taking the lock."""
-    committed = source.committed(config.group, config.topic)
-    return Positions(committed, source.high_watermarks(config.topic), source.topic_id(config.topic))
+    """The group's committed offsets, the high watermarks, the topic's id and its partitions'
+    log starts, asked before taking the lock."""
+    topic = config.topic
+    committed, ends = source.committed(config.group, topic), source.high_watermarks(topic)
+    return Positions(committed, ends, source.topic_id(topic), source.log_starts(topic))
 
 
 def _take_or_plan(
@@ -373,7 +374,7 @@ def _new_plan(
     the batch's budget shared fairly between the partitions (``streaming/schedule.py``);
     ``RecordsLost`` if the topic was recreated or a partition's log ends before where it
     stands."""
-    committed, ends, topic_id = positions
+    committed, ends, topic_id, _ = positions
     planned = journal.journal_ends(config.topic)
     refuse_lost_records(config.topic, positions, planned, journal.topic_ids(config.topic))
     waiting = _undecided_elsewhere(journal, config.topic, worker_id)

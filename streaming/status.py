@@ -85,7 +85,9 @@ def _records_lost(
     what the stream stands on), or None: the lag alone would say records wait to be read."""
     journal = BatchJournal(Store.open(settings.data_dir), read_only=True)
     try:
-        positions = positions._replace(topic_id=source.topic_id(topic))
+        positions = positions._replace(
+            topic_id=source.topic_id(topic), log_starts=source.log_starts(topic)
+        )
         refuse_lost_records(topic, positions, journal.journal_ends(topic), journal.topic_ids(topic))
     except RecordsLost as error:
         return str(error)

@@ -5,6 +5,7 @@ below that offset would otherwise never be read, and nothing would say so."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -12,6 +13,8 @@ from kafka.errors import OffsetOutOfRangeError
 from run_helpers import run_args
 
 from cli.main import main
+from infra.broker import start_broker, stop_broker
+from infra.object_store import start_object_store, stop_object_store
 from pipelines.kafka_source import (
     CLIENTS,
     Positions,
@@ -138,6 +141,56 @@ def test_lost_records_are_a_broker_fault_that_is_not_retried():
             raise RecordsLost("reading telemetry/1: records are no longer on the broker") from cause
     except RecordsLost as error:
         assert (failure_kind(error), is_transient(error)) == ("broker", False)
+
+
+@pytest.fixture
+def stored_broker(tmp_path):
+    """A broker keeping its records in a local S3 store (one object per record batch), so a
+    test can delete some as retention would."""
+    objects = tmp_path / "objects"
+    store = start_object_store(tmp_path / "s3", objects)
+    try:
+        yield start_broker(tmp_path / "broker", store=store), objects
+    finally:
+        stop_broker(tmp_path / "broker")
+        stop_object_store(tmp_path / "s3")
+
+
+def _delete_a_first_batch(objects: Path, topic: str) -> tuple[int, int]:
+    """Delete the first record batch of the first partition with two from the store: that
+    partition, and the offset its log starts at now (its second batch's base offset)."""
+    folder = objects / "tansu" / "clusters"
+    for partition in range(4):
+        records = f"*/topics/{topic}/partitions/{partition:010d}/records/*.batch*"
+        batches = sorted(folder.glob(records))
+        bases = sorted({b.name.split(".")[0] for b in batches})
+        if len(bases) >= 2:
+            for path in batches:
+                if path.name.startswith(f"{bases[0]}."):
+                    path.unlink()
+            return partition, int(bases[1])
+    raise AssertionError("no partition has two record batches")
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_log_start_past_where_the_stream_stands_stops_it_naming_the_deleted_offsets(
+    stored_broker, topic, data_dir, chain, publish, client
+):
+    broker, objects = stored_broker
+    for seed in (1, 2):  # a record batch (an object) each time in each partition it reaches
+        publish(broker, topic, nodes=6, duration_s=10, seed=seed)
+    starts = open_source(broker.bootstrap, client=client).log_starts(topic)
+    partition, log_start = _delete_a_first_batch(objects, topic)
+    source = open_source(broker.bootstrap, client=client)
+    assert starts == dict.fromkeys(range(4), 0)
+    assert source.log_starts(topic) == {**starts, partition: log_start}
+    config = RunConfig(broker.bootstrap, topic, f"group-{topic}", data_dir, kafka_client=client)
+    with pytest.raises(RecordsLost) as raised:
+        run_batch(config, source, chain.anchor)
+    assert str(raised.value) == (
+        f"the broker deleted records of {topic} before this stream read them (retention), so "
+        f"nothing more of it is read: partition {partition}: offsets 0 to {log_start - 1}"
+    )
 
 
 @pytest.fixture
