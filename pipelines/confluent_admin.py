@@ -1,5 +1,5 @@
 """What confluent-kafka's admin API tells of a topic that a consumer does not: its id, and
-where each partition's log starts. A plan asks both every batch (``refuse_lost_records``):
+where each partition's log starts. A plan asks both every batch (``read_on_from``):
 a topic deleted and recreated has another id, and retention moves a log's start."""
 
 from __future__ import annotations

@@ -135,20 +135,25 @@ def canonical_topic_id(most: int, least: int) -> str | None:
     return str(uuid.UUID(int=value)) if value else None
 
 
-def refuse_lost_records(
+def read_on_from(
     topic: str, positions: Positions, planned: dict[int, int], read_ids: set[str]
-) -> None:
-    """``RecordsLost`` if reading on from where the stream stands would skip records without a
-    trace: the topic is not one the stream read (``read_ids``: the ids its plans were made on),
-    or a partition's log ends before, or starts after, where the stream stands on it (the
-    greater of the group's committed offset and the end of its journaled plans, ``planned``)."""
+) -> dict[int, int]:
+    """Where the stream reads each partition on from: the greater of the group's committed
+    offset and the end of its journaled plans (``planned``); a partition it has read nothing of
+    starts at its log start (records deleted before then were never the stream's to read).
+
+    ``RecordsLost`` if reading on would skip records without a trace: the topic is not one the
+    stream read (``read_ids``: the ids its plans were made on), or a partition's log ends
+    before, or starts after, where the stream stands on it."""
     _refuse_recreated_topic(topic, read_ids, positions.topic_id)
+    log_starts = positions.log_starts or {}
     stands = {
         p: max(positions.committed.get(p, 0), planned.get(p, 0))
         for p in positions.ends.keys() | planned.keys()
     }
     _refuse_rewound_logs(topic, stands, positions.ends)
-    _refuse_deleted_records(topic, stands, positions.log_starts or {})
+    _refuse_deleted_records(topic, {p: at for p, at in stands.items() if at}, log_starts)
+    return {p: at or log_starts.get(p, 0) for p, at in stands.items()}
 
 
 def _refuse_deleted_records(topic: str, starts: dict[int, int], log_starts: dict[int, int]) -> None:

@@ -26,7 +26,7 @@ from pipelines.kafka_source import (
     KafkaSpec,
     OffsetRange,
     Positions,
-    refuse_lost_records,
+    read_on_from,
 )
 from pipelines.protect import Protection
 from sinks.parquet import discard_landed, discard_staged, landed_receipts
@@ -372,17 +372,12 @@ def _new_plan(
 ) -> dict | None:
     """Offset ranges from where each owned partition stands to (at most) its high watermark,
     the batch's budget shared fairly between the partitions (``streaming/schedule.py``);
-    ``RecordsLost`` if the topic was recreated or a partition's log ends before where it
-    stands."""
-    committed, ends, topic_id, _ = positions
+    ``RecordsLost`` if reading on from there would skip records (``read_on_from``)."""
     planned = journal.journal_ends(config.topic)
-    refuse_lost_records(config.topic, positions, planned, journal.topic_ids(config.topic))
+    stands = read_on_from(config.topic, positions, planned, journal.topic_ids(config.topic))
     waiting = _undecided_elsewhere(journal, config.topic, worker_id)
-    starts = {
-        p: max(committed.get(p, 0), planned.get(p, 0))
-        for p in ends
-        if (owned is None or p in owned) and p not in waiting
-    }
+    ends = positions.ends
+    starts = {p: stands[p] for p in ends if (owned is None or p in owned) and p not in waiting}
     batch_id = journal.next_batch_id(worker_id)
     backlogs = {p: max(0, ends[p] - start) for p, start in starts.items()}
     shares = fair_shares(backlogs, config.max_batch_records, turn=batch_id)
@@ -399,5 +394,5 @@ def _new_plan(
         "ranges": [r.as_dict() for r in ranges],
         "chunks": [c.as_dict() for r in ranges for c in r.split(config.max_chunk_records)],
         "wire_format": config.wire_format,
-        **({"topic_id": topic_id} if topic_id is not None else {}),
+        **({"topic_id": positions.topic_id} if positions.topic_id is not None else {}),
     }

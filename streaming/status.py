@@ -19,7 +19,7 @@ from pipelines.kafka_source import (
     Positions,
     RecordsLost,
     open_source,
-    refuse_lost_records,
+    read_on_from,
 )
 from sinks.layout import DataLayout
 from sinks.state_store import partitions_with_state
@@ -57,12 +57,12 @@ def _lag_report(settings: RunSettings) -> dict[str, Any]:
         try:
             ends = source.high_watermarks(topic)
             committed = source.committed(settings.group, topic)
+            lost = _records_lost(settings, source, topic, Positions(committed, ends))
         except KeyError:
             topics[topic] = {"error": f"topic {topic} does not exist"}
             continue
         except KafkaUnavailable as error:
             return {"error": f"{error}", "bootstrap": bootstrap}
-        lost = _records_lost(settings, source, topic, Positions(committed, ends))
         topics[topic] = {
             "partitions": {
                 str(p): {
@@ -81,14 +81,14 @@ def _lag_report(settings: RunSettings) -> dict[str, Any]:
 def _records_lost(
     settings: RunSettings, source: KafkaSource, topic: str, positions: Positions
 ) -> str | None:
-    """Why the stream stopped on ``topic`` (``refuse_lost_records``: its log no longer holds
-    what the stream stands on), or None: the lag alone would say records wait to be read."""
+    """Why the stream stopped on ``topic`` (``read_on_from``: its log no longer holds what the
+    stream stands on), or None: the lag alone would say records wait to be read."""
     journal = BatchJournal(Store.open(settings.data_dir), read_only=True)
     try:
         positions = positions._replace(
             topic_id=source.topic_id(topic), log_starts=source.log_starts(topic)
         )
-        refuse_lost_records(topic, positions, journal.journal_ends(topic), journal.topic_ids(topic))
+        read_on_from(topic, positions, journal.journal_ends(topic), journal.topic_ids(topic))
     except RecordsLost as error:
         return str(error)
     return None

@@ -21,7 +21,7 @@ from pipelines.kafka_source import (
     RecordsLost,
     TopicNotFound,
     open_source,
-    refuse_lost_records,
+    read_on_from,
 )
 from streaming.driver import RunConfig, run_batch
 from streaming.journal import BatchJournal
@@ -126,7 +126,7 @@ def test_a_log_that_ends_before_where_the_stream_stands_stops_it_with_the_offset
 def test_partitions_gone_or_ending_before_where_the_stream_stands_are_each_named():
     positions = Positions(committed={0: 100, 1: 126, 3: 0}, ends={0: 0, 1: 126, 3: 5})
     with pytest.raises(RecordsLost) as raised:
-        refuse_lost_records("t", positions, planned={0: 129, 2: 129}, read_ids=set())
+        read_on_from("t", positions, planned={0: 129, 2: 129}, read_ids=set())
     assert str(raised.value).endswith(
         "nothing more of it is read: partition 0 ends at offset 0, the stream stands at 129; "
         "partition 2 is gone, the stream stands at 129"
@@ -143,33 +143,58 @@ def test_lost_records_are_a_broker_fault_that_is_not_retried():
         assert (failure_kind(error), is_transient(error)) == ("broker", False)
 
 
-@pytest.fixture
-def stored_broker(tmp_path):
+@pytest.fixture(scope="module")
+def stored_broker(tmp_path_factory):
     """A broker keeping its records in a local S3 store (one object per record batch), so a
-    test can delete some as retention would."""
-    objects = tmp_path / "objects"
-    store = start_object_store(tmp_path / "s3", objects)
+    test can delete some as retention would (each test on its own topic)."""
+    root = tmp_path_factory.mktemp("stored-broker")
+    store = start_object_store(root / "s3", root / "objects")
     try:
-        yield start_broker(tmp_path / "broker", store=store), objects
+        yield start_broker(root / "broker", store=store), root / "objects"
     finally:
-        stop_broker(tmp_path / "broker")
-        stop_object_store(tmp_path / "s3")
+        stop_broker(root / "broker")
+        stop_object_store(root / "s3")
 
 
-def _delete_a_first_batch(objects: Path, topic: str) -> tuple[int, int]:
-    """Delete the first record batch of the first partition with two from the store: that
-    partition, and the offset its log starts at now (its second batch's base offset)."""
+def _delete_a_batch(objects: Path, topic: str, at: dict[int, int]) -> tuple[int, int]:
+    """Delete from the store the record batch at offset ``at[partition]`` of the first
+    partition with another batch after it, as retention would: that partition, and the offset
+    its log starts at now (the next batch's base offset)."""
     folder = objects / "tansu" / "clusters"
     for partition in range(4):
         records = f"*/topics/{topic}/partitions/{partition:010d}/records/*.batch*"
         batches = sorted(folder.glob(records))
-        bases = sorted({b.name.split(".")[0] for b in batches})
-        if len(bases) >= 2:
+        bases = sorted(int(b.name.split(".")[0]) for b in batches)
+        later = [base for base in bases if base > at.get(partition, 0)]
+        if at.get(partition, 0) in bases and later:
             for path in batches:
-                if path.name.startswith(f"{bases[0]}."):
+                if int(path.name.split(".")[0]) <= at.get(partition, 0):
                     path.unlink()
-            return partition, int(bases[1])
-    raise AssertionError("no partition has two record batches")
+            return partition, later[0]
+    raise AssertionError(f"no partition has a record batch at {at} and one after it")
+
+
+def _publish_twice(broker, topic: str, publish) -> None:
+    """Two record batches (two objects in the store) in each partition the nodes reach."""
+    for seed in (1, 2):
+        publish(broker, topic, nodes=6, duration_s=10, seed=seed)
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_partition_s_log_start_is_where_a_stream_that_read_nothing_of_it_starts(
+    stored_broker, topic, data_dir, chain, publish, client
+):
+    broker, objects = stored_broker
+    _publish_twice(broker, topic, publish)
+    source = open_source(broker.bootstrap, client=client)
+    assert source.log_starts(topic) == dict.fromkeys(range(4), 0)
+    partition, log_start = _delete_a_batch(objects, topic, at={})
+    config = RunConfig(broker.bootstrap, topic, f"group-{topic}", data_dir, kafka_client=client)
+    summary = run_batch(config, source, chain.anchor)
+    ends = source.high_watermarks(topic)
+    source.close()
+    first = [r["start"] for r in summary.ranges if r["partition"] == partition]
+    assert (first, summary.read) == ([log_start], sum(ends.values()) - log_start)
 
 
 @pytest.mark.parametrize("client", CLIENTS)
@@ -177,19 +202,20 @@ def test_a_log_start_past_where_the_stream_stands_stops_it_naming_the_deleted_of
     stored_broker, topic, data_dir, chain, publish, client
 ):
     broker, objects = stored_broker
-    for seed in (1, 2):  # a record batch (an object) each time in each partition it reaches
-        publish(broker, topic, nodes=6, duration_s=10, seed=seed)
-    starts = open_source(broker.bootstrap, client=client).log_starts(topic)
-    partition, log_start = _delete_a_first_batch(objects, topic)
-    source = open_source(broker.bootstrap, client=client)
-    assert starts == dict.fromkeys(range(4), 0)
-    assert source.log_starts(topic) == {**starts, partition: log_start}
+    publish(broker, topic, nodes=6, duration_s=10)
     config = RunConfig(broker.bootstrap, topic, f"group-{topic}", data_dir, kafka_client=client)
+    source = open_source(broker.bootstrap, client=client)
+    run_batch(config, source, chain.anchor)
+    stood = source.high_watermarks(topic)
+    _publish_twice(broker, topic, publish)
+    partition, log_start = _delete_a_batch(objects, topic, at=stood)
     with pytest.raises(RecordsLost) as raised:
         run_batch(config, source, chain.anchor)
+    source.close()
     assert str(raised.value) == (
         f"the broker deleted records of {topic} before this stream read them (retention), so "
-        f"nothing more of it is read: partition {partition}: offsets 0 to {log_start - 1}"
+        f"nothing more of it is read: partition {partition}: offsets {stood[partition]} to "
+        f"{log_start - 1}"
     )
 
 
