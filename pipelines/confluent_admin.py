@@ -12,8 +12,7 @@ from pipelines.kafka_source import KafkaUnavailable, TopicNotFound, canonical_to
 
 
 class ConfluentAdmin:
-    """One admin client of a broker, made on first use (an admin client has no close: dropped,
-    it ends with its threads)."""
+    """One admin client of a broker, made on first use, until ``close``."""
 
     def __init__(self, bootstrap: str, timeout_s: float) -> None:
         self.bootstrap = bootstrap
@@ -41,9 +40,14 @@ class ConfluentAdmin:
                 {TopicPartition(topic, p): OffsetSpec.earliest() for p in partitions},
                 request_timeout=self.timeout_s,
             )
-            return {
-                tp.partition: f.result(timeout=self.timeout_s).offset for tp, f in found.items()
-            }
+            offsets = {tp.partition: f.result(timeout=self.timeout_s) for tp, f in found.items()}
+        # An empty partition's start may come back as librdkafka's "no offset" (-1001).
+        return {p: max(result.offset, 0) for p, result in offsets.items()}
+
+    def close(self) -> None:
+        """Drop the admin client: it has no close, and ends its threads once dropped (before
+        a landing child is forked, no Kafka client may be running)."""
+        self._client = None
 
     def _described(self, topic: str) -> Any:
         from confluent_kafka import KafkaError, KafkaException, TopicCollection

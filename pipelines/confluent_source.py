@@ -110,6 +110,7 @@ class ConfluentSource:
         confluent-kafka-python#1667), and a stuck close must not stop the work that called it.
         A consumer that does not close in time is left to its thread."""
         clients, self._clients = self._clients, {}
+        self._admin.close()
         for client in clients.values():
             self._close_in_time(client)
 

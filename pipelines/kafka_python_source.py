@@ -112,7 +112,7 @@ class KafkaPythonSource:
                 found = consumer.beginning_offsets(partitions, timeout_ms=self._timeout_ms)
         finally:
             consumer.close()
-        return {tp.partition: offset for tp, offset in found.items()}
+        return {tp.partition: max(offset or 0, 0) for tp, offset in found.items()}
 
     def high_watermarks(self, topic: str) -> dict[int, int]:
         """Each partition's high watermark, taken from fetch responses.

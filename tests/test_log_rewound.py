@@ -181,6 +181,17 @@ def _publish_twice(broker, topic: str, publish) -> None:
 
 
 @pytest.mark.parametrize("client", CLIENTS)
+def test_an_empty_partition_s_log_starts_at_zero_on_a_stored_broker(
+    stored_broker, topic, publish, client
+):
+    broker, _ = stored_broker
+    publish(broker, topic, nodes=1, duration_s=2)  # one node: one partition of four has records
+    source = open_source(broker.bootstrap, client=client)
+    assert source.log_starts(topic) == dict.fromkeys(range(4), 0)
+    source.close()
+
+
+@pytest.mark.parametrize("client", CLIENTS)
 def test_a_partition_s_log_start_is_where_a_stream_that_read_nothing_of_it_starts(
     stored_broker, topic, data_dir, chain, publish, client
 ):
