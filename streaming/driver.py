@@ -373,8 +373,8 @@ def _new_plan(
     """Offset ranges from where each owned partition stands to (at most) its high watermark,
     the batch's budget shared fairly between the partitions (``streaming/schedule.py``);
     ``RecordsLost`` if reading on from there would skip records (``read_on_from``)."""
-    planned = journal.journal_ends(config.topic)
-    stands = read_on_from(config.topic, positions, planned, journal.topic_ids(config.topic))
+    planned, read_ids = journal.planned(config.topic)
+    stands = read_on_from(config.topic, positions, planned, read_ids)
     waiting = _undecided_elsewhere(journal, config.topic, worker_id)
     ends = positions.ends
     starts = {p: stands[p] for p in ends if (owned is None or p in owned) and p not in waiting}

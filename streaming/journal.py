@@ -338,20 +338,21 @@ class BatchJournal:
 
     def journal_ends(self, topic: str) -> dict[int, int]:
         """Per partition, the end of the furthest range any batch of ``topic`` has planned."""
+        return self.planned(topic)[0]
+
+    def planned(self, topic: str) -> tuple[dict[int, int], set[str]]:
+        """What the batches of ``topic`` planned, from one reading of the journal: per
+        partition the end of the furthest range, and the ids of the topic
+        (``KafkaSource.topic_id``) the plans were made on."""
         folds, unfinished = self._unfinished(topic)
-        ends = dict(folds[topic].ends) if topic in folds else {}
+        fold = folds.get(topic)
+        ends, ids = (dict(fold.ends), set(fold.topic_ids)) if fold else ({}, set())
         for entry in unfinished:
             for r in entry["plan"].get("ranges", []):
                 ends[r["partition"]] = max(ends.get(r["partition"], 0), r["end"])
-        return ends
-
-    def topic_ids(self, topic: str) -> set[str]:
-        """The ids of the topic (``KafkaSource.topic_id``) its batches' plans were made on."""
-        folds, unfinished = self._unfinished(topic)
-        ids = set(folds[topic].topic_ids) if topic in folds else set()
-        return ids | {
-            e["plan"]["topic_id"] for e in unfinished if isinstance(e["plan"].get("topic_id"), str)
-        }
+            if isinstance(topic_id := entry["plan"].get("topic_id"), str):
+                ids.add(topic_id)
+        return ends, ids
 
     def state_head(self, topic: str, partition: int) -> int | None:
         """The batch whose event-time state of the partition is the latest

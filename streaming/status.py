@@ -88,7 +88,7 @@ def _records_lost(
         positions = positions._replace(
             topic_id=source.topic_id(topic), log_starts=source.log_starts(topic)
         )
-        read_on_from(topic, positions, journal.journal_ends(topic), journal.topic_ids(topic))
+        read_on_from(topic, positions, *journal.planned(topic))
     except RecordsLost as error:
         return str(error)
     return None

@@ -60,7 +60,7 @@ def answers(journal: BatchJournal) -> tuple:
         journal.unfinished_batches(),
         journal.entries("t"),
         journal.totals(),
-        journal.topic_ids("t"),
+        journal.planned("t"),
     )
 
 
@@ -119,7 +119,7 @@ def test_a_new_process_folds_a_segment_in_from_its_header_alone(tmp_path, monkey
     with a_new_process():
         fresh = BatchJournal(tmp_path)
         assert fresh.journal_ends("t") == {1: 40}
-        assert fresh.topic_ids("t") == {TOPIC_ID}
+        assert fresh.planned("t") == ({1: 40}, {TOPIC_ID})
         assert fresh.state_view("t").latest(1) == (4, 4)
 
 
