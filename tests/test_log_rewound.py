@@ -1,6 +1,6 @@
 """A topic's log that no longer holds what the stream stands on (the topic deleted and
-recreated, a log truncated) stops the stream with a reason: the records the new log holds
-below that offset would otherwise never be read, and nothing would say so."""
+recreated, a log truncated, unread records deleted by retention) stops the stream with a
+reason: those records would otherwise never be read, and nothing would say so."""
 
 from __future__ import annotations
 
