@@ -52,6 +52,14 @@ def _journal(config: RunConfig) -> BatchJournal:
     return BatchJournal(workspace(config.data_dir).store, read_only=True)
 
 
+def _refused(config: RunConfig, source, chain, stood: dict[int, int]) -> str:
+    """Why a batch is refused (``RecordsLost``); nothing of it is journaled."""
+    with pytest.raises(RecordsLost) as raised:
+        run_batch(config, source, chain.anchor)
+    assert _journal(config).journal_ends(config.topic) == stood
+    return str(raised.value)
+
+
 class BrokerWithoutTopicIds:
     """The real broker's source, as a broker before Kafka 2.8 (no topic ids) answers."""
 
@@ -93,14 +101,11 @@ def test_a_recreated_topic_stops_the_stream_even_once_its_new_log_is_past_the_ol
     source = open_source(broker.bootstrap)
     ends, new_id = source.high_watermarks(topic), source.topic_id(topic)
     assert all(ends[p] > stood[p] for p in range(4))  # offsets alone cannot tell
-    with pytest.raises(RecordsLost) as raised:
-        run_batch(streamed, source, chain.anchor)
-    assert str(raised.value) == (
+    assert _refused(streamed, source, chain, stood) == (
         f"{topic} was deleted and recreated (its id is {new_id}; the stream read {read_id}): "
         "its offsets start again, and the records of the new log below where the stream "
         "stands would never be read, so nothing more of it is read"
     )
-    assert _journal(streamed).journal_ends(topic) == stood  # nothing planned
 
 
 def test_a_log_that_ends_before_where_the_stream_stands_stops_it_with_the_offsets(
@@ -111,16 +116,13 @@ def test_a_log_that_ends_before_where_the_stream_stands_stops_it_with_the_offset
     publish(broker, topic, nodes=3, duration_s=10, seed=2)  # 56 records: every log ends lower
     source = BrokerWithoutTopicIds(open_source(broker.bootstrap))
     ends = source.high_watermarks(topic)
-    with pytest.raises(RecordsLost) as raised:
-        run_batch(streamed, source, chain.anchor)
-    assert str(raised.value) == (
+    assert _refused(streamed, source, chain, stood) == (
         f"{topic}'s log is behind this stream (deleted and recreated, or truncated by the "
         "broker), and its records below where the stream stands would never be read, so "
         "nothing more of it is read: "
         + "; ".join(f"partition {p} ends at offset {ends[p]}, the stream stands at {stood[p]}"
                     for p in range(4))
     )  # fmt: skip
-    assert _journal(streamed).journal_ends(topic) == stood
 
 
 def test_partitions_gone_or_ending_before_where_the_stream_stands_are_each_named():
