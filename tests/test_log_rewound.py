@@ -255,13 +255,25 @@ def test_rda_run_says_which_records_it_cannot_read_and_exits_with_an_outside_fau
     assert line.startswith(f"rda: error: broker: RecordsLost: {topic} was deleted and recreated ")
 
 
+def _status(broker, topic: str, data: Path, *flags: str) -> list[str]:
+    return ["status", *flags, "--bootstrap", broker.bootstrap, "--topic", topic,
+            "--group", f"group-{topic}", "--data-dir", str(data)]  # fmt: skip
+
+
 def test_rda_status_says_why_the_lag_of_a_recreated_topic_is_never_read(
     broker, topic, tmp_path, recreated_after_a_run, capfd
 ):
-    status = ["status", "--json", "--bootstrap", broker.bootstrap, "--topic", topic,
-              "--group", f"group-{topic}", "--data-dir", str(tmp_path / "data")]  # fmt: skip
     capfd.readouterr()
-    assert main(status) == 0
+    assert main(_status(broker, topic, tmp_path / "data", "--json")) == 0
     lag = json.loads(capfd.readouterr().out)["lag"]["topics"][topic]
     assert lag["total"] == recreated_after_a_run[1]  # the new log's records: never read
     assert lag["records_lost"].startswith(f"{topic} was deleted and recreated (its id is ")
+
+
+def test_rda_status_s_table_says_it_under_the_topic_s_lag(
+    broker, topic, tmp_path, recreated_after_a_run, capfd
+):
+    capfd.readouterr()
+    assert main(_status(broker, topic, tmp_path / "data")) == 0
+    printed = " ".join(capfd.readouterr().out.split())  # the table's lines wrapped as they come
+    assert f"{topic}: records lost: {topic} was deleted and recreated (its id is " in printed
