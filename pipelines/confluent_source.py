@@ -29,6 +29,7 @@ from pipelines.kafka_source import (
     OffsetRange,
     TopicNotFound,
     check_together,
+    refuse_deleted_ranges,
 )
 from pipelines.past_ends import PAST_ENDS
 
@@ -255,6 +256,8 @@ class ConfluentSource:
         if wanted:
             try:
                 kept = self._read_messages(wanted)
+                firsts = {p: found[0].offset() if found else None for p, found in kept.items()}
+                refuse_deleted_ranges(wanted, firsts, self.log_starts)
                 if (reader := self._clients.get(READER_GROUP)) is not None:
                     reader.unassign()  # no prefetching past the ranges while it is kept
             except BaseException:

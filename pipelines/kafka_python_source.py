@@ -17,6 +17,7 @@ from pipelines.kafka_source import (
     canonical_topic_id,
     check_together,
     first_headers,
+    refuse_deleted_ranges,
 )
 from schemas.records import RAW_RECORD_SCHEMA, SIGNATURE_HEADER
 
@@ -207,6 +208,8 @@ class KafkaPythonSource:
                     if record.offset >= offsets.end:
                         break
                     _append(columns, record)
+            first = columns["offset"][0] if columns["offset"] else None
+            refuse_deleted_ranges([offsets], {offsets.partition: first}, self.log_starts)
         except OffsetOutOfRangeError as error:
             self.close()
             raise RecordsLost(

@@ -16,7 +16,7 @@ brokers, Tansu among them, answer it with the base offset of the last record bat
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -201,6 +201,33 @@ def _refuse_rewound_logs(topic: str, starts: dict[int, int], ends: dict[int, int
             f"{topic}'s log is behind this stream (deleted and recreated, or truncated by the "
             "broker), and its records below where the stream stands would never be read, so "
             f"nothing more of it is read: {'; '.join(behind)}"
+        )
+
+
+def refuse_deleted_ranges(
+    ranges: list[OffsetRange],
+    first_offsets: dict[int, int | None],
+    log_starts: Callable[[str], dict[int, int]],
+) -> None:
+    """``RecordsLost`` if a range read without its first record (``first_offsets``: by
+    partition, the first offset the read kept, None for none) starts below its partition's
+    log start now: retention deleted records between the plan and the read, and a broker
+    that answers such a fetch with the records after the log start (Tansu) gave no error.
+    The log starts are asked only when a read lacks its first record (compaction does that
+    too, rarely)."""
+    gapped = [r for r in ranges if r.size and (first_offsets.get(r.partition) or r.end) > r.start]
+    if not gapped:
+        return
+    starts = log_starts(gapped[0].topic)
+    deleted = [
+        f"{r.name}: offsets {r.start} to {min(starts[r.partition], r.end) - 1}"
+        for r in gapped
+        if starts.get(r.partition, 0) > r.start
+    ]
+    if deleted:
+        raise RecordsLost(
+            f"the broker deleted records before this read took them (retention): "
+            f"{'; '.join(deleted)}"
         )
 
 

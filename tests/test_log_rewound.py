@@ -17,6 +17,7 @@ from infra.broker import start_broker, stop_broker
 from infra.object_store import start_object_store, stop_object_store
 from pipelines.kafka_source import (
     CLIENTS,
+    OffsetRange,
     Positions,
     RecordsLost,
     TopicNotFound,
@@ -230,6 +231,27 @@ def test_a_log_start_past_where_the_stream_stands_stops_it_naming_the_deleted_of
         f"nothing more of it is read: partition {partition}: offsets {stood[partition]} to "
         f"{log_start - 1}"
     )
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_read_of_a_range_retention_deleted_since_its_plan_fails_naming_the_offsets(
+    stored_broker, topic, publish, client
+):
+    broker, objects = stored_broker
+    _publish_twice(broker, topic, publish)
+    source = open_source(broker.bootstrap, client=client)
+    ends = source.high_watermarks(topic)
+    partition, log_start = _delete_a_batch(objects, topic, at={})
+    planned = OffsetRange(topic, partition, 0, ends[partition])
+    with pytest.raises(RecordsLost) as raised:
+        source.read(planned)
+    assert str(raised.value) == (
+        "the broker deleted records before this read took them (retention): "
+        f"{planned.name}: offsets 0 to {log_start - 1}"
+    )
+    rest = source.read(OffsetRange(topic, partition, log_start, ends[partition]))
+    assert rest.column("offset").to_pylist() == list(range(log_start, ends[partition]))
+    source.close()
 
 
 @pytest.fixture
