@@ -106,10 +106,13 @@ class KafkaPythonSource:
         """Each partition's log start offset (records before it were deleted: retention)."""
         from kafka import TopicPartition
 
-        partitions = [TopicPartition(topic, p) for p in self.partitions(topic)]
-        consumer = self._consumer()
+        consumer = self._consumer()  # one connection for the partitions and their starts
         try:
             with self._answered(f"log starts of {topic}"):
+                listed = consumer.partitions_for_topic(topic)
+                if not listed:
+                    raise TopicNotFound(f"topic {topic!r} does not exist on {self.bootstrap}")
+                partitions = [TopicPartition(topic, p) for p in sorted(listed)]
                 found = consumer.beginning_offsets(partitions, timeout_ms=self._timeout_ms)
         finally:
             consumer.close()
