@@ -14,7 +14,7 @@ import pytest
 
 from infra.processes import alive
 from streaming.isolation import WorkerCrashed
-from streaming.lander import Lander
+from streaming.lander import NICER_THAN_THE_RUN, Lander
 
 pytestmark = pytest.mark.slow  # landing children, forked and killed
 
@@ -63,6 +63,27 @@ def test_every_step_runs_in_the_same_child_not_in_this_process():
     finally:
         lander.close()
     assert lander.pid is None
+
+
+def _niceness_or_die(die: bool) -> int:
+    if die:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return os.getpriority(os.PRIO_PROCESS, 0)
+
+
+def test_a_child_and_its_replacement_run_nicer_than_the_run_by_the_same_step():
+    """The run's sequencing comes first on a busy machine: the children yield to it, and a
+    replacement child (forked by the spawner, which keeps the run's priority) no more."""
+    lander = Lander(_niceness_or_die)
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    try:
+        assert lander.run(False, "first child") == min(ours + NICER_THAN_THE_RUN, 19)
+        with pytest.raises(WorkerCrashed):
+            lander.run(True, "killed")
+        assert lander.run(False, "its replacement") == min(ours + NICER_THAN_THE_RUN, 19)
+    finally:
+        lander.close()
+    assert os.getpriority(os.PRIO_PROCESS, 0) == ours
 
 
 def test_a_child_killed_by_a_signal_is_a_worker_crash_and_the_next_step_gets_a_new_one():
@@ -339,7 +360,7 @@ def test_a_replacement_child_is_a_copy_of_the_run_as_it_started_not_as_it_is_now
 
 HOLD_A_LANDER = """
 import os, sys, time
-from streaming.lander import Lander
+from streaming.lander import NICER_THAN_THE_RUN, Lander
 lander = Lander(os.getpid)
 lander.start()
 print(lander._spawner.pid, lander.pid, flush=True)
