@@ -36,7 +36,7 @@ SETTING_FLAGS = (
     "metrics_port", "log_format", "kafka_timeout", "kafka_client", "retries", "backoff_max",
     "config", "once", "join_group", "crash_limit", "landers", "lag_interval", "work_dir", "window",
     "allowed_lateness", "flush_windows", "node_registry", "signatures", "quality",
-    "group_session_timeout",
+    "group_session_timeout", "accept_retention_loss",
 )  # fmt: skip
 
 
@@ -107,6 +107,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="landing processes that share a batch of 20,000+ records (2 with 2+ cores, else 1)",
     )
     run.add_argument("--lag-interval", type=float, help="seconds between lag refreshes (15)")
+    run.add_argument(
+        "--accept-retention-loss",
+        action="store_true",
+        default=None,
+        help="read on past records the broker deleted before the stream read them, recording "
+        "their offsets in the batch's plan and manifests (default: stop)",
+    )
     run.add_argument(
         "--work-dir",
         type=Path,

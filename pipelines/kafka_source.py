@@ -135,16 +135,31 @@ def canonical_topic_id(most: int, least: int) -> str | None:
     return str(uuid.UUID(int=value)) if value else None
 
 
+class ReadOn(NamedTuple):
+    """Where a plan reads each partition on from, and the offsets it skips: those retention
+    deleted before the stream read them, when the stream accepts such a loss (else none)."""
+
+    starts: dict[int, int]
+    lost: list[OffsetRange]
+
+
 def read_on_from(
-    topic: str, positions: Positions, planned: dict[int, int], read_ids: set[str]
-) -> dict[int, int]:
+    topic: str,
+    positions: Positions,
+    planned: dict[int, int],
+    read_ids: set[str],
+    accept_deleted: bool = False,
+) -> ReadOn:
     """Where the stream reads each partition on from: the greater of the group's committed
     offset and the end of its journaled plans (``planned``); a partition it has read nothing of
     starts at its log start (records deleted before then were never the stream's to read).
 
     ``RecordsLost`` if reading on would skip records without a trace: the topic is not one the
     stream read (``read_ids``: the ids its plans were made on), or a partition's log ends
-    before, or starts after, where the stream stands on it."""
+    before, or starts after, where the stream stands on it. ``accept_deleted``: a log that
+    starts after where the stream stands (retention) is read on from its start instead, and the
+    offsets between are returned as ``lost`` (for the plan to record); the other two never are,
+    as reading a new log's offsets again would repeat published records' keys."""
     _refuse_recreated_topic(topic, read_ids, positions.topic_id)
     log_starts = positions.log_starts or {}
     stands = {
@@ -152,24 +167,33 @@ def read_on_from(
         for p in positions.ends.keys() | planned.keys()
     }
     _refuse_rewound_logs(topic, stands, positions.ends)
-    _refuse_deleted_records(topic, {p: at for p, at in stands.items() if at}, log_starts)
-    return {p: at or log_starts.get(p, 0) for p, at in stands.items()}
+    deleted = deleted_ranges(topic, {p: at for p, at in stands.items() if at}, log_starts)
+    if deleted and not accept_deleted:
+        raise RecordsLost(
+            f"the broker deleted records of {topic} before this stream read them (retention), "
+            f"so nothing more of it is read: {offsets_text(deleted)}"
+        )
+    starts = {p: at or log_starts.get(p, 0) for p, at in stands.items()}
+    return ReadOn(starts | {r.partition: r.end for r in deleted}, deleted)
 
 
-def _refuse_deleted_records(topic: str, starts: dict[int, int], log_starts: dict[int, int]) -> None:
-    """``RecordsLost`` if a partition's log starts after where the stream stands on it: the
-    broker deleted the records between (retention) before the stream read them. Some brokers
-    (Tansu) answer a fetch below the log start with the records after it, not an error."""
-    deleted = [
-        f"partition {p}: offsets {start} to {log_starts[p] - 1}"
+def deleted_ranges(
+    topic: str, starts: dict[int, int], log_starts: dict[int, int]
+) -> list[OffsetRange]:
+    """Per partition whose log starts after where the stream stands on it (``starts``), the
+    offsets between: the broker deleted them (retention) before the stream read them. Some
+    brokers (Tansu) answer a fetch below the log start with the records after it, not an
+    error, so this is asked, not waited for."""
+    return [
+        OffsetRange(topic, p, start, log_starts[p])
         for p, start in sorted(starts.items())
         if log_starts.get(p, 0) > start
     ]
-    if deleted:
-        raise RecordsLost(
-            f"the broker deleted records of {topic} before this stream read them (retention), "
-            f"so nothing more of it is read: {'; '.join(deleted)}"
-        )
+
+
+def offsets_text(ranges: list[OffsetRange]) -> str:
+    """``ranges`` named for a person: each partition and its first and last offsets."""
+    return "; ".join(f"partition {r.partition}: offsets {r.start} to {r.end - 1}" for r in ranges)
 
 
 def _refuse_recreated_topic(topic: str, read_ids: set[str], topic_id: str | None) -> None:

@@ -38,6 +38,9 @@ class RunConfig:
     flush_windows: bool = False
     windows: WindowSettings = field(default_factory=WindowSettings)
     signatures: str = "auto"  # device signatures: required, unsigned or auto (streaming/node_cache)
+    # Read on past records retention deleted before the stream read them, recording the offsets
+    # in the plan and manifests (streaming/records_lost.py); else the stream stops on them.
+    accept_retention_loss: bool = False
     nodes: Any = None  # the node registry's ingest cache (streaming.node_cache.NodeRegistryCache)
 
 
@@ -60,6 +63,7 @@ class BatchSummary:
     steps: dict[str, float] = field(default_factory=dict)  # seconds spent in each step
     crashes: int = 0  # worker processes that died landing this batch (this attempt)
     windows_closed: list[dict] = field(default_factory=list)  # their quality figures
+    lost: int = 0  # offsets skipped as deleted by retention (--accept-retention-loss): never read
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -72,6 +76,7 @@ class BatchSummary:
             "records_held": self.held,
             "held_total": self.held_total,
             "held_until": self.held_until,
+            "records_lost": self.lost,
             "windows_closed": self.windows_closed,
             "quarantine_reasons": self.reasons,
             "quality_flags": self.flags,

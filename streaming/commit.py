@@ -58,6 +58,7 @@ from streaming.batch_files import ShardRows, shard_rows
 from streaming.chain import AnchorContention, ChainChanged
 from streaming.checkpoints import Base, ChainView, Checkpoints, dataset_path, promote
 from streaming.dataset_sections import dataset_quality, merged_privacy
+from streaming.records_lost import LOST
 
 PIPELINE_VERSION = "0.2.0"
 MAX_ATTEMPTS = 40  # compare-and-swap rounds lost in a row before the batch fails (and is retried)
@@ -369,4 +370,6 @@ def _batch_section(plan: dict) -> dict:
         "planned_at": plan["planned_at"],
         "ranges": plan.get("ranges", []),
         "kind": plan.get("kind", "stream"),
+        # Offsets retention deleted before they were read, skipped (streaming/records_lost.py).
+        **({LOST: plan[LOST]} if plan.get(LOST) else {}),
     }

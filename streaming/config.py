@@ -94,6 +94,7 @@ class RunSettings:
     window: int = 3600  # event-time windows (s): k-anonymity and DP counts per closed window
     allowed_lateness: int = 300  # s a window waits after its end, watermark-wise
     flush_windows: bool = False  # end of input: once caught up, close every window
+    accept_retention_loss: bool = False  # read on past offsets retention deleted (recorded)
     quality: str = "worker"  # GE beside the run ("worker") or left queued ("queue")
 
 
@@ -138,6 +139,7 @@ _GLOBAL: dict[str, Callable[[str], Any]] = {
     "window": int,
     "allowed_lateness": int,
     "flush_windows": boolean,
+    "accept_retention_loss": boolean,
     "quality": str,
 }
 _PER_TOPIC: dict[str, Callable[[str], Any]] = {

@@ -38,6 +38,7 @@ from streaming.keys import shared_keys
 from streaming.landers import Landers
 from streaming.node_cache import PLAN_KEY
 from streaming.poison import land_ahead, land_contained, landing_ahead, lands_in_lander
+from streaming.records_lost import LOST, warn_lost
 from streaming.schedule import fair_shares
 from streaming.sequencer import Sequencer
 from streaming.shared_step import Helper
@@ -298,6 +299,7 @@ def _journal_new_plan(
         plan[PLAN_KEY] = registry_block
     journal.record_plan(plan["batch_id"], config.topic, plan, owner=worker.id)
     faults.journaled("planned")
+    warn_lost(plan["batch_id"], plan.get(LOST, []), "as it was planned")
     return plan
 
 
@@ -374,10 +376,12 @@ def _new_plan(
     the batch's budget shared fairly between the partitions (``streaming/schedule.py``);
     ``RecordsLost`` if reading on from there would skip records (``read_on_from``)."""
     planned, read_ids = journal.planned(config.topic)
-    stands = read_on_from(config.topic, positions, planned, read_ids)
+    read_on = read_on_from(config.topic, positions, planned, read_ids, config.accept_retention_loss)
     waiting = _undecided_elsewhere(journal, config.topic, worker_id)
     ends = positions.ends
-    starts = {p: stands[p] for p in ends if (owned is None or p in owned) and p not in waiting}
+    starts = {
+        p: read_on.starts[p] for p in ends if (owned is None or p in owned) and p not in waiting
+    }
     batch_id = journal.next_batch_id(worker_id)
     backlogs = {p: max(0, ends[p] - start) for p, start in starts.items()}
     shares = fair_shares(backlogs, config.max_batch_records, turn=batch_id)
@@ -388,6 +392,9 @@ def _new_plan(
     ]
     if not ranges:
         return None
+    # Offsets retention deleted are the plan's that reads on past them (its range starts at the
+    # log's start), so each is recorded once; a partition not planned now records them later.
+    lost = [r.as_dict() for r in read_on.lost if shares.get(r.partition)]
     return {
         "batch_id": batch_id,
         "planned_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -395,4 +402,5 @@ def _new_plan(
         "chunks": [c.as_dict() for r in ranges for c in r.split(config.max_chunk_records)],
         "wire_format": config.wire_format,
         **({"topic_id": positions.topic_id} if positions.topic_id is not None else {}),
+        **({LOST: lost} if lost else {}),
     }

@@ -107,7 +107,8 @@ class BatchJournal:
         self._write(entry)
 
     def update_plan(self, batch_id: int, plan: dict) -> None:
-        """Rewrite a batch's plan (its ranges never change; crashes and poison offsets do)."""
+        """Rewrite a batch's plan (crashes and poison offsets change; its ranges do not, but for
+        the starts of those whose first offsets retention deleted: ``streaming/records_lost``)."""
         entry = self.batch(batch_id)
         entry.update(plan=plan, updated_at=_now())
         self._write(entry)

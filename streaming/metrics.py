@@ -29,6 +29,12 @@ class RunMetrics:
         )
         self._event_time_metrics(r)
         self.batches = Counter("rda_batches", "Micro-batches finished", ["topic"], registry=r)
+        self.lost = Counter(
+            "rda_records_lost",
+            "Offsets retention deleted before they were read, skipped (--accept-retention-loss)",
+            ["topic"],
+            registry=r,
+        )
         self.batch_seconds = Histogram(
             "rda_batch_duration_seconds",
             "Wall time of one micro-batch, plan to offsets committed",
@@ -147,6 +153,7 @@ class RunMetrics:
     def batch_done(self, topic: str, summary: BatchSummary, seconds: float) -> None:
         self.read.labels(topic).inc(summary.read)
         self.published.labels(topic).inc(summary.published)
+        self.lost.labels(topic).inc(summary.lost)
         self.suppressed.labels(topic).inc(summary.suppressed)
         self.event_time(topic, summary)
         for reason, count in summary.reasons.items():

@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from pipelines.device_signatures import DeviceCheck
 from pipelines.graph import Refused, standardize_chunk
-from pipelines.kafka_source import KafkaSource, OffsetRange
+from pipelines.kafka_source import KafkaSource, OffsetRange, RecordsLost
 from pipelines.poison import crashed_worker_reason
 from pipelines.protect import Protection
 from pipelines.standardize import Standardized
@@ -34,6 +34,7 @@ from streaming.errors import CrashLoop
 from streaming.isolation import STALL_S, WorkerCrashed, run_isolated
 from streaming.landers import JobOf, Landers, default_processes
 from streaming.node_cache import device_check
+from streaming.records_lost import accept_at_read
 from streaming.sequencer import land_chunks, landing_message, refused_of
 from streaming.store import Workspace, writing
 
@@ -63,6 +64,10 @@ def land_contained(
                 _land_once(config, space.work, plan, protection, source, lander)
             return crashes
         except Exception as error:
+            if isinstance(error, RecordsLost) and config.accept_retention_loss:
+                entry["plan"] = plan  # with its crashes so far
+                plan = accept_at_read(space, config.topic, entry, source, error)
+                continue
             crash = crash_of(error)
             if crash is None:
                 raise

@@ -275,6 +275,7 @@ class RunLoop:
             crash_limit=self.settings.crash_limit,
             kafka_timeout=self.settings.kafka_timeout,
             kafka_client=self.settings.kafka_client,
+            accept_retention_loss=self.settings.accept_retention_loss,
             dask_scheduler=self.settings.dask_scheduler,
             signatures=t.signatures,
             nodes=self.chain.nodes if self.chain is not None else None,

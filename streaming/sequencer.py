@@ -41,6 +41,7 @@ from streaming.commit import CommitContext, commit_and_anchor
 from streaming.event_time import Outcome
 from streaming.hydration import hydrate
 from streaming.node_cache import device_check
+from streaming.records_lost import lost_records
 from streaming.scratch import scratch
 from streaming.shared_step import Helper
 from streaming.store import HeldStore, RunStore, Workspace, journaling, writing
@@ -139,6 +140,7 @@ class Sequencer:
         checkpoints = Checkpoints(self.space.store, self.chain)
         started = time.monotonic()
         summary = BatchSummary(batch_id, plan["ranges"], resumed=not landed_here)
+        summary.lost = lost_records(plan)
         with HeldStore(self.space) as held:  # one opening of the catalog for the whole batch
             store = held.open()
             self._drop_duplicates(store, checkpoints, batch_id, receipts)

@@ -18,6 +18,7 @@ from pipelines.kafka_source import (
     KafkaUnavailable,
     Positions,
     RecordsLost,
+    offsets_text,
     open_source,
     read_on_from,
 )
@@ -82,15 +83,22 @@ def _records_lost(
     settings: RunSettings, source: KafkaSource, topic: str, positions: Positions
 ) -> str | None:
     """Why the stream stopped on ``topic`` (``read_on_from``: its log no longer holds what the
-    stream stands on), or None: the lag alone would say records wait to be read."""
+    stream stands on), or which deleted offsets its next batch skips where the settings accept
+    retention's loss; None: the lag alone would say records wait to be read."""
     journal = BatchJournal(Store.open(settings.data_dir), read_only=True)
     try:
         positions = positions._replace(
             topic_id=source.topic_id(topic), log_starts=source.log_starts(topic)
         )
-        read_on_from(topic, positions, *journal.planned(topic))
+        planned, read_ids = journal.planned(topic)
+        read_on = read_on_from(topic, positions, planned, read_ids, settings.accept_retention_loss)
     except RecordsLost as error:
         return str(error)
+    if read_on.lost:
+        return (
+            f"the broker deleted records of {topic} before this stream read them (retention); "
+            f"its next batch skips them (accept_retention_loss): {offsets_text(read_on.lost)}"
+        )
     return None
 
 

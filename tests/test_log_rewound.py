@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka.errors import OffsetOutOfRangeError
+from retention_support import delete_a_batch, publish_twice, stored_broker_in
 from run_helpers import run_args
 
 from cli.main import main
-from infra.broker import start_broker, stop_broker
-from infra.object_store import start_object_store, stop_object_store
 from pipelines.kafka_source import (
     CLIENTS,
     OffsetRange,
@@ -148,39 +147,8 @@ def test_lost_records_are_a_broker_fault_that_is_not_retried():
 
 @pytest.fixture(scope="module")
 def stored_broker(tmp_path_factory):
-    """A broker keeping its records in a local S3 store (one object per record batch), so a
-    test can delete some as retention would (each test on its own topic)."""
-    root = tmp_path_factory.mktemp("stored-broker")
-    store = start_object_store(root / "s3", root / "objects")
-    try:
-        yield start_broker(root / "broker", store=store), root / "objects"
-    finally:
-        stop_broker(root / "broker")
-        stop_object_store(root / "s3")
-
-
-def _delete_a_batch(objects: Path, topic: str, at: dict[int, int]) -> tuple[int, int]:
-    """Delete from the store the record batch at offset ``at[partition]`` of the first
-    partition with another batch after it, as retention would: that partition, and the offset
-    its log starts at now (the next batch's base offset)."""
-    folder = objects / "tansu" / "clusters"
-    for partition in range(4):
-        records = f"*/topics/{topic}/partitions/{partition:010d}/records/*.batch*"
-        batches = sorted(folder.glob(records))
-        bases = sorted(int(b.name.split(".")[0]) for b in batches)
-        later = [base for base in bases if base > at.get(partition, 0)]
-        if at.get(partition, 0) in bases and later:
-            for path in batches:
-                if int(path.name.split(".")[0]) <= at.get(partition, 0):
-                    path.unlink()
-            return partition, later[0]
-    raise AssertionError(f"no partition has a record batch at {at} and one after it")
-
-
-def _publish_twice(broker, topic: str, publish) -> None:
-    """Two record batches (two objects in the store) in each partition the nodes reach."""
-    for seed in (1, 2):
-        publish(broker, topic, nodes=6, duration_s=10, seed=seed)
+    with stored_broker_in(tmp_path_factory.mktemp("stored-broker")) as broker_and_objects:
+        yield broker_and_objects
 
 
 @pytest.mark.parametrize("client", CLIENTS)
@@ -199,10 +167,10 @@ def test_a_partition_s_log_start_is_where_a_stream_that_read_nothing_of_it_start
     stored_broker, topic, data_dir, chain, publish, client
 ):
     broker, objects = stored_broker
-    _publish_twice(broker, topic, publish)
+    publish_twice(broker, topic, publish)
     source = open_source(broker.bootstrap, client=client)
     assert source.log_starts(topic) == dict.fromkeys(range(4), 0)
-    partition, log_start = _delete_a_batch(objects, topic, at={})
+    partition, log_start = delete_a_batch(objects, topic, at={})
     config = RunConfig(broker.bootstrap, topic, f"group-{topic}", data_dir, kafka_client=client)
     summary = run_batch(config, source, chain.anchor)
     ends = source.high_watermarks(topic)
@@ -221,8 +189,8 @@ def test_a_log_start_past_where_the_stream_stands_stops_it_naming_the_deleted_of
     source = open_source(broker.bootstrap, client=client)
     run_batch(config, source, chain.anchor)
     stood = source.high_watermarks(topic)
-    _publish_twice(broker, topic, publish)
-    partition, log_start = _delete_a_batch(objects, topic, at=stood)
+    publish_twice(broker, topic, publish)
+    partition, log_start = delete_a_batch(objects, topic, at=stood)
     with pytest.raises(RecordsLost) as raised:
         run_batch(config, source, chain.anchor)
     source.close()
@@ -238,10 +206,10 @@ def test_a_read_of_a_range_retention_deleted_since_its_plan_fails_naming_the_off
     stored_broker, topic, publish, client
 ):
     broker, objects = stored_broker
-    _publish_twice(broker, topic, publish)
+    publish_twice(broker, topic, publish)
     source = open_source(broker.bootstrap, client=client)
     ends = source.high_watermarks(topic)
-    partition, log_start = _delete_a_batch(objects, topic, at={})
+    partition, log_start = delete_a_batch(objects, topic, at={})
     planned = OffsetRange(topic, partition, 0, ends[partition])
     with pytest.raises(RecordsLost) as raised:
         source.read(planned)

@@ -89,6 +89,7 @@ def assert_metrics_match(seen: dict, batches: list[dict], topic: str, produced) 
     by_reason = [v for (name, _), v in seen.items() if name == "rda_records_quarantined_total"]
     assert sum(by_reason) == quarantined == sum(produced.defects.values())
     assert seen[("rda_batches_total", (("topic", topic),))] == len(batches)
+    assert seen[("rda_records_lost_total", (("topic", topic),))] == 0  # nothing skipped
     assert seen[("rda_batch_duration_seconds_count", (("topic", topic),))] == len(batches)
     assert seen[("rda_last_batch_success_timestamp_seconds", (("topic", topic),))] > 0
     assert seen[("rda_unfinished_batches", (("topic", topic),))] == 0
