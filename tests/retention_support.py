@@ -46,3 +46,15 @@ def publish_twice(broker, topic: str, publish) -> None:
     """Two record batches (two objects in the store) in each partition the nodes reach."""
     for seed in (1, 2):
         publish(broker, topic, nodes=6, duration_s=10, seed=seed)
+
+
+def delete_below(objects: Path, topic: str, partition: int, offset: int) -> None:
+    """Delete from the store every record batch of the partition below ``offset``, where its
+    next batch starts: its log then starts at ``offset``."""
+    folder = objects / "tansu" / "clusters"
+    records = f"*/topics/{topic}/partitions/{partition:010d}/records/*.batch*"
+    files = [(int(path.name.split(".")[0]), path) for path in folder.glob(records)]  # 2-3 a batch
+    assert offset in {base for base, _ in files}, f"partition {partition}: no batch at {offset}"
+    for base, path in files:
+        if base < offset:
+            path.unlink()

@@ -10,15 +10,16 @@ import logging
 from dataclasses import replace
 
 import pytest
-from retention_support import delete_a_batch, publish_twice, stored_broker_in
+from retention_support import delete_a_batch, delete_below, publish_twice, stored_broker_in
 from run_helpers import run_args
 
 from cli.main import main
 from pipelines.kafka_source import OffsetRange, Positions, RecordsLost, open_source, read_on_from
 from proofs.verify import verify_dataset
 from streaming import driver
-from streaming.driver import RunConfig, run_batch
+from streaming.driver import RunConfig, Worker, run_batch
 from streaming.journal import BatchJournal
+from streaming.poison import landing_process
 from streaming.records_lost import accept_deleted
 from streaming.store import workspace
 
@@ -100,8 +101,9 @@ def test_a_plan_reads_on_from_the_log_start_and_records_the_offsets_retention_de
     ]
 
 
+@pytest.mark.parametrize("kept", [False, True], ids=["a child per batch", "kept children"])
 def test_a_read_finding_its_range_deleted_since_the_plan_skips_it_and_journals_the_plan_again(
-    stored_broker, stood, chain, monkeypatch, caplog
+    stored_broker, stood, chain, monkeypatch, caplog, kept
 ):
     """The plan was journaled before retention deleted its first offsets (a long outage
     between a plan and its landing): the read finds them gone, the plan is journaled again
@@ -115,15 +117,55 @@ def test_a_read_finding_its_range_deleted_since_the_plan_skips_it_and_journals_t
         return land(*args, **kwargs)
 
     monkeypatch.setattr(driver, "land_contained", retention_after_the_plan)
+    worker = Worker(lander=landing_process() if kept else None)  # kept: as `rda run` lands
     source = open_source(config.bootstrap)
-    with caplog.at_level(logging.WARNING, "rda.run"):
-        summary = run_batch(config, source, chain.anchor)
+    try:
+        with caplog.at_level(logging.WARNING, "rda.run"):
+            summary = run_batch(config, source, chain.anchor, worker=worker)
+    finally:
+        if worker.lander is not None:
+            worker.lander.close()
     ends = source.high_watermarks(config.topic)
     source.close()
     [(partition, log_start)] = deleted
     _expect_skipped(config, summary, ends_before, ends, partition, log_start)
     warned = [r.getMessage() for r in caplog.records if getattr(r, "event", "") == "records_lost"]
     assert len(warned) == 1 and "found by its read, after its plan: " in warned[0]
+
+
+def test_a_batch_whose_every_range_retention_deleted_since_its_plan_reads_nothing_and_moves_on(
+    stored_broker, stood, chain, monkeypatch, publish
+):
+    """Its ranges keep only their ends, with no chunk to land: the batch publishes nothing,
+    commits its ends, and the next batch reads what came after."""
+    config, ends_before = stood
+    land = driver.land_contained
+
+    def all_deleted_after_the_plan(config_, space, entry, *args, **kwargs):
+        publish(stored_broker[0], config.topic, nodes=6, duration_s=10, seed=3)
+        for r in entry["plan"]["ranges"]:
+            delete_below(stored_broker[1], config.topic, r["partition"], r["end"])
+        return land(config_, space, entry, *args, **kwargs)
+
+    monkeypatch.setattr(driver, "land_contained", all_deleted_after_the_plan)
+    source = open_source(config.bootstrap)
+    summary = run_batch(config, source, chain.anchor)
+    monkeypatch.undo()
+    plan = _plan(config, summary.batch_id)
+    planned = {r["partition"]: r["end"] for r in plan["ranges"]}
+    assert plan["lost"] == [
+        {"topic": config.topic, "partition": p, "start": ends_before[p], "end": end}
+        for p, end in planned.items()
+    ]
+    assert [(r["start"], r["end"]) for r in plan["ranges"]] == [(e, e) for e in planned.values()]
+    lost = sum(end - ends_before[p] for p, end in planned.items())
+    assert (summary.read, summary.lost, summary.checkpoints, plan["chunks"]) == (0, lost, [], [])
+    after = run_batch(config, source, chain.anchor)
+    ends = source.high_watermarks(config.topic)
+    source.close()
+    starts = {r["partition"]: r["start"] for r in after.ranges}
+    assert starts == {p: planned.get(p, ends_before.get(p, 0)) for p in starts}
+    assert after.read == sum(ends[p] - start for p, start in starts.items())
 
 
 def test_without_the_setting_the_same_read_stops_the_stream_and_its_plan_stays(
