@@ -151,8 +151,9 @@ def read_on_from(
     accept_deleted: bool = False,
 ) -> ReadOn:
     """Where the stream reads each partition on from: the greater of the group's committed
-    offset and the end of its journaled plans (``planned``); a partition it has read nothing of
-    starts at its log start (records deleted before then were never the stream's to read).
+    offset and the end of its journaled plans (``planned``, which names a partition from the
+    first plan that saw it, even empty); a partition neither names starts at its log start
+    (records deleted before then were never the stream's to read).
 
     ``RecordsLost`` if reading on would skip records without a trace: the topic is not one the
     stream read (``read_ids``: the ids its plans were made on), or a partition's log ends
@@ -167,13 +168,14 @@ def read_on_from(
         for p in positions.ends.keys() | planned.keys()
     }
     _refuse_rewound_logs(topic, stands, positions.ends)
-    deleted = deleted_ranges(topic, {p: at for p, at in stands.items() if at}, log_starts)
+    known = {p: at for p, at in stands.items() if p in planned or at}
+    deleted = deleted_ranges(topic, known, log_starts)
     if deleted and not accept_deleted:
         raise RecordsLost(
             f"the broker deleted records of {topic} before this stream read them (retention), "
             f"so nothing more of it is read: {offsets_text(deleted)}"
         )
-    starts = {p: at or log_starts.get(p, 0) for p, at in stands.items()}
+    starts = {p: known[p] if p in known else log_starts.get(p, 0) for p in stands}
     return ReadOn(starts | {r.partition: r.end for r in deleted}, deleted)
 
 

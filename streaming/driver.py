@@ -34,6 +34,7 @@ from streaming import event_state, faults
 from streaming.batch import Anchorer, BatchSummary, Progress, RunConfig
 from streaming.checkpoints import ChainView
 from streaming.journal import BatchJournal
+from streaming.journal_fold import UNREAD_FROM
 from streaming.keys import shared_keys
 from streaming.landers import Landers
 from streaming.node_cache import PLAN_KEY
@@ -395,6 +396,11 @@ def _new_plan(
     # Offsets retention deleted are the plan's that reads on past them (its range starts at the
     # log's start), so each is recorded once; a partition not planned now records them later.
     lost = [r.as_dict() for r in read_on.lost if shares.get(r.partition)]
+    unread = [
+        {"partition": p, "offset": start}
+        for p, start in sorted(starts.items())
+        if p not in planned and not positions.committed.get(p) and not shares.get(p)
+    ]
     return {
         "batch_id": batch_id,
         "planned_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -403,4 +409,5 @@ def _new_plan(
         "wire_format": config.wire_format,
         **({"topic_id": positions.topic_id} if positions.topic_id is not None else {}),
         **({LOST: lost} if lost else {}),
+        **({UNREAD_FROM: unread} if unread else {}),
     }

@@ -27,7 +27,7 @@ from typing import Any
 
 from sinks.storage import Store
 from streaming import journal_segments
-from streaming.journal_fold import DoneFold, StateView, counts, with_suppressed
+from streaming.journal_fold import DoneFold, StateView, counts, planned_ends, with_suppressed
 from streaming.journal_objects import NotAnEntry, read_entry, segment_entries, segment_header
 
 log = logging.getLogger("rda.journal")
@@ -343,14 +343,14 @@ class BatchJournal:
 
     def planned(self, topic: str) -> tuple[dict[int, int], set[str]]:
         """What the batches of ``topic`` planned, from one reading of the journal: per
-        partition the end of the furthest range, and the ids of the topic
+        partition the end of the furthest range (``planned_ends``), and the ids of the topic
         (``KafkaSource.topic_id``) the plans were made on."""
         folds, unfinished = self._unfinished(topic)
         fold = folds.get(topic)
         ends, ids = (dict(fold.ends), set(fold.topic_ids)) if fold else ({}, set())
         for entry in unfinished:
-            for r in entry["plan"].get("ranges", []):
-                ends[r["partition"]] = max(ends.get(r["partition"], 0), r["end"])
+            for partition, end in planned_ends(entry["plan"]):
+                ends[partition] = max(ends.get(partition, 0), end)
             if isinstance(topic_id := entry["plan"].get("topic_id"), str):
                 ids.add(topic_id)
         return ends, ids

@@ -9,8 +9,22 @@ functions are what ``rda status`` reports of done entries (``streaming/journal_r
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+UNREAD_FROM = "unread_from"  # a plan's partitions no plan had read yet, and where they start
+
+
+def planned_ends(plan: dict[str, Any]) -> Iterator[tuple[int, int]]:
+    """(partition, offset) the plan takes the stream to: each range's end, and where each
+    partition it reads nothing of and no plan had read starts (its log start then). A partition
+    first seen empty is known from then on: records retention deletes from it before the
+    stream reads them are then found lost, not skipped as if they had never been there."""
+    for r in plan.get("ranges", []):
+        yield r["partition"], r["end"]
+    for position in plan.get(UNREAD_FROM, []):
+        yield position["partition"], position["offset"]
 
 
 @dataclass
@@ -29,8 +43,8 @@ class DoneFold:
 
     def add(self, entry: dict[str, Any]) -> None:
         """Fold in a done entry; folding one in again changes nothing."""
-        for r in entry["plan"].get("ranges", []):
-            self.note_end(r["partition"], r["end"])
+        for partition, end in planned_ends(entry["plan"]):
+            self.note_end(partition, end)
         if isinstance(topic_id := entry["plan"].get("topic_id"), str):
             self.topic_ids.add(topic_id)
         state = entry["plan"].get("state")

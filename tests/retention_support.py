@@ -58,3 +58,10 @@ def delete_below(objects: Path, topic: str, partition: int, offset: int) -> None
     for base, path in files:
         if base < offset:
             path.unlink()
+
+
+def batch_bases(objects: Path, topic: str, partition: int) -> list[int]:
+    """The base offsets of the partition's record batches in the store, in order."""
+    folder = objects / "tansu" / "clusters"
+    records = f"*/topics/{topic}/partitions/{partition:010d}/records/*.batch*"
+    return sorted({int(path.name.split(".")[0]) for path in folder.glob(records)})

@@ -229,7 +229,7 @@ def test_compacting_between_rounds_changes_no_answer(first, later, bound):
 
 done_entries = st.lists(
     st.builds(
-        lambda batch_id, partition, end, position, topic_id: {
+        lambda batch_id, partition, end, position, topic_id, unread: {
             "batch_id": batch_id,
             "topic": "t",
             "state": "done",
@@ -237,6 +237,12 @@ done_entries = st.lists(
                 "ranges": [{"partition": partition, "start": 0, "end": end}],
                 "state": {str(partition): {"base": None, "position": position}},
                 **({"topic_id": topic_id} if topic_id else {}),  # plans before topic ids: none
+                # partitions it read nothing of, first seen (plans before: none)
+                **(
+                    {"unread_from": [{"partition": 4, "offset": unread}]}
+                    if unread is not None
+                    else {}
+                ),
             },
         },
         st.integers(1, 2**62),
@@ -244,6 +250,7 @@ done_entries = st.lists(
         st.integers(0, 10**9),
         st.integers(0, 50),
         st.sampled_from([None, TOPIC_ID, "0190a1b2-0000-7000-8000-000000000001"]),
+        st.none() | st.integers(0, 10**9),
     ),
     min_size=1,
     max_size=12,

@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka.errors import OffsetOutOfRangeError
-from retention_support import delete_a_batch, publish_twice, stored_broker_in
+from retention_support import (
+    batch_bases,
+    delete_a_batch,
+    delete_below,
+    publish_twice,
+    stored_broker_in,
+)
 from run_helpers import run_args
 
 from cli.main import main
@@ -199,6 +205,39 @@ def test_a_log_start_past_where_the_stream_stands_stops_it_naming_the_deleted_of
         f"nothing more of it is read: partition {partition}: offsets {stood[partition]} to "
         f"{log_start - 1}"
     )
+
+
+def test_records_retention_deleted_from_a_partition_empty_at_every_plan_stop_the_stream(
+    stored_broker, topic, data_dir, chain, publish
+):
+    """The stream knows a partition from the first plan that saw it, empty or not: records
+    that then come to it and go before they are read are lost, not a log starting later."""
+    broker, objects = stored_broker
+    publish(broker, topic, nodes=1, duration_s=2)  # one node: one partition of four has records
+    config = RunConfig(broker.bootstrap, topic, f"group-{topic}", data_dir)
+    source = open_source(broker.bootstrap)
+    first = run_batch(config, source, chain.anchor)
+    [read] = [r["partition"] for r in first.ranges]
+    unread = _journal(config).batch(first.batch_id)["plan"]["unread_from"]
+    assert unread == [{"partition": p, "offset": 0} for p in range(4) if p != read]
+    publish_twice(broker, topic, publish)
+    empty = next(p for p in range(4) if p != read and len(batch_bases(objects, topic, p)) > 1)
+    log_start = batch_bases(objects, topic, empty)[1]
+    delete_below(objects, topic, empty, log_start)
+    with pytest.raises(RecordsLost) as raised:
+        run_batch(config, source, chain.anchor)
+    source.close()
+    assert str(raised.value) == (
+        f"the broker deleted records of {topic} before this stream read them (retention), so "
+        f"nothing more of it is read: partition {empty}: offsets 0 to {log_start - 1}"
+    )
+
+
+def test_a_partition_a_plan_names_at_offset_zero_is_known_there_and_one_it_does_not_is_not():
+    positions = Positions(committed={}, ends={0: 9, 1: 9}, log_starts={0: 4, 1: 4})
+    with pytest.raises(RecordsLost, match=r"partition 0: offsets 0 to 3$"):
+        read_on_from("t", positions, planned={0: 0}, read_ids=set())
+    assert read_on_from("t", positions, planned={}, read_ids=set()).starts == {0: 4, 1: 4}
 
 
 @pytest.mark.parametrize("client", CLIENTS)
