@@ -197,14 +197,7 @@ def test_a_log_start_past_where_the_stream_stands_stops_it_naming_the_deleted_of
     stood = source.high_watermarks(topic)
     publish_twice(broker, topic, publish)
     partition, log_start = delete_a_batch(objects, topic, at=stood)
-    with pytest.raises(RecordsLost) as raised:
-        run_batch(config, source, chain.anchor)
-    source.close()
-    assert str(raised.value) == (
-        f"the broker deleted records of {topic} before this stream read them (retention), so "
-        f"nothing more of it is read: partition {partition}: offsets {stood[partition]} to "
-        f"{log_start - 1}"
-    )
+    _refused_as_deleted(config, source, chain, partition, stood[partition], log_start)
 
 
 def test_records_retention_deleted_from_a_partition_empty_at_every_plan_stop_the_stream(
@@ -224,12 +217,18 @@ def test_records_retention_deleted_from_a_partition_empty_at_every_plan_stop_the
     empty = next(p for p in range(4) if p != read and len(batch_bases(objects, topic, p)) > 1)
     log_start = batch_bases(objects, topic, empty)[1]
     delete_below(objects, topic, empty, log_start)
+    _refused_as_deleted(config, source, chain, empty, 0, log_start)
+
+
+def _refused_as_deleted(config, source, chain, partition: int, stood: int, log_start: int):
+    """The next batch is refused, naming the offsets retention deleted; the source closed."""
     with pytest.raises(RecordsLost) as raised:
         run_batch(config, source, chain.anchor)
     source.close()
     assert str(raised.value) == (
-        f"the broker deleted records of {topic} before this stream read them (retention), so "
-        f"nothing more of it is read: partition {empty}: offsets 0 to {log_start - 1}"
+        f"the broker deleted records of {config.topic} before this stream read them "
+        f"(retention), so nothing more of it is read: partition {partition}: offsets {stood} "
+        f"to {log_start - 1}"
     )
 
 
