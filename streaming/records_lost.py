@@ -84,7 +84,12 @@ def accept_at_read(
     with writing(space) as store:
         store.journal.update_plan(entry["batch_id"], updated)
     for chunk in dropped_chunks(plan, updated):  # a partial landing's, under their old names
-        discard_staged(space.work, chunk)
+        try:
+            discard_staged(space.work, chunk)
+        except (OSError, ValueError, KeyError) as failed:  # swept at the next start otherwise
+            log.warning(
+                "batch %d: %s's staged files stay: %s", entry["batch_id"], chunk.name, failed
+            )
     entry["plan"] = updated
     warn_lost(entry["batch_id"], moved, "by its read, after its plan")
     return updated
