@@ -32,8 +32,8 @@ def stored_broker(tmp_path_factory):
 
 @pytest.fixture
 def stood(stored_broker, topic, data_dir, chain, publish) -> tuple[RunConfig, dict[int, int]]:
-    """A stream accepting retention's loss that has read a first backlog of ``topic``, two
-    more of which are published since: its config, and where it stands."""
+    """A stream accepting retention's loss that has read a first backlog of ``topic``, with two
+    more published since: its config, and where it stands."""
     broker, _ = stored_broker
     publish(broker, topic, nodes=6, duration_s=10)
     config = RunConfig(
@@ -63,8 +63,8 @@ def _manifest_batches(config: RunConfig, checkpoints: list[dict]) -> list[dict]:
 def _expect_skipped(config, summary, ends_before, ends, partition, log_start) -> None:
     """The batch read everything but the deleted offsets, starting the partition at its log
     start, and said so in its plan, its summary and every manifest it wrote."""
-    lost = {"topic": config.topic, "partition": partition, "start": ends_before[partition]}
-    lost["end"] = log_start
+    start = ends_before[partition]
+    lost = {"topic": config.topic, "partition": partition, "start": start, "end": log_start}
     plan = _plan(config, summary.batch_id)
     assert plan["lost"] == [lost]
     assert [r["start"] for r in plan["ranges"] if r["partition"] == partition] == [log_start]
@@ -224,8 +224,8 @@ def test_a_plan_s_deleted_offsets_cut_its_ranges_and_chunks_and_keep_the_other_c
 
 
 def test_a_range_wholly_deleted_keeps_only_its_end_and_loses_its_chunks():
-    plan = {**_plan_of((0, 100, 125)), "lost": [{"topic": "t", "partition": 0, "start": 9}]}
-    plan["lost"][0]["end"] = 100
+    earlier = {"topic": "t", "partition": 0, "start": 9, "end": 100}  # an earlier read's
+    plan = {**_plan_of((0, 100, 125)), "lost": [earlier]}
     updated, moved = accept_deleted(plan, {0: 400})
     assert updated["ranges"] == [{"topic": "t", "partition": 0, "start": 125, "end": 125}]
     assert updated["chunks"] == []
