@@ -7,7 +7,8 @@ the earlier manifests its ``previous`` links name by hash, each checked as a che
 rows before it (its files, root and Data Package; the head's signature binds them all); the
 heads must hash to the checkpoint's root (``proofs.shards``) and add up to its size; the dataset
 manifest's signature, the publisher identity and the anchor on the pinned registry are checked
-as for version 1.
+as for version 1. Offsets the checkpoint's batch says it skipped (``batch.lost[]``) are shown
+beside the manifest check (``proofs.skipped_offsets``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from proofs.merkle import MerkleFrontier
 from proofs.shard_chain import chain
 from proofs.shard_log import manifest_loader
 from proofs.shards import heads_root, shard_folder
+from proofs.skipped_offsets import skipped_offsets
 from proofs.trust import TrustRoot
 from proofs.verdict import CHECKPOINT_CHECKS, Check, Verdict
 
@@ -67,6 +69,7 @@ def verify_sharded(
     for check in verdict.checks:
         if check.name == "manifest" and check.ok and pending:
             check.detail += "; GE report pending (it runs after the anchor)"
+    _show_skipped(verdict, manifest)
     verdict.checks.append(_binding_check(manifest, binding))
     signature = _signature_check(manifest_file, manifest, trust, anchored_at)
     verdict.checks.append(_signatures(signature, per_shard["signature"]))
@@ -193,6 +196,16 @@ def _signatures(dataset: Check, shards: list[Check]) -> Check:
 
 def _named(check: Check, shard: str) -> Check:
     return Check(check.name, check.ok, f"{shard}: {check.detail}")
+
+
+def _show_skipped(verdict: Verdict, manifest: dict[str, Any]) -> None:
+    """The offsets the checkpoint's batch says it skipped, beside a passed manifest check (a
+    malformed declaration fails it)."""
+    skipped = skipped_offsets(manifest)
+    for index, check in enumerate(verdict.checks):
+        if skipped is not None and check.name == "manifest" and check.ok:
+            detail = f"{check.detail}; {skipped.detail}" if skipped.ok else skipped.detail
+            verdict.checks[index] = Check("manifest", skipped.ok, detail)
 
 
 def _summary(name: str, checks: list[Check]) -> Check:

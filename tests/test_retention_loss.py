@@ -75,10 +75,14 @@ def _expect_skipped(config, summary, ends_before, ends, partition, log_start) ->
     batches = _manifest_batches(config, summary.checkpoints)
     assert batches and all(b["lost"] == [lost] and b["ranges"] == plan["ranges"] for b in batches)
     published = workspace(config.data_dir).store.local / "published"
+    said = (
+        f"; its batch skipped {log_start - start} offsets the publisher says the broker deleted "
+        f"before they were read (retention): {config.topic}.p{partition} {start}-{log_start - 1}"
+    )
     for checkpoint in summary.checkpoints:  # an auditor's checks of what the batch published
-        verdict = verify_dataset(published / checkpoint["dataset"])
-        checks = {c.name: c.ok for c in verdict.checks}
-        assert (checks["files"], checks["root"], checks["manifest"]) == (True, True, True)
+        checks = {c.name: c for c in verify_dataset(published / checkpoint["dataset"]).checks}
+        assert (checks["files"].ok, checks["root"].ok, checks["manifest"].ok) == (True,) * 3
+        assert checks["manifest"].detail.endswith(said)
 
 
 def test_a_plan_reads_on_from_the_log_start_and_records_the_offsets_retention_deleted(
@@ -280,3 +284,17 @@ def test_rda_run_with_the_flag_reads_on_and_says_what_it_skipped(deleted_after_a
     assert main([*args, "--accept-retention-loss"]) == 0
     warned = [line for line in capfd.readouterr().err.splitlines() if "(retention)" in line]
     assert len(warned) == 1 and f".p{partition} {start}-{end - 1}; read on from" in warned[0]
+
+
+def test_rda_verify_shows_an_auditor_what_the_checkpoint_s_batch_skipped(
+    deleted_after_a_run, tmp_path, anvil, registry, topic, capfd
+):
+    args, (partition, start, end) = deleted_after_a_run
+    assert main([*args, "--accept-retention-loss"]) == 0
+    capfd.readouterr()
+    verify = ["verify", "--data-dir", str(tmp_path / "data"), "--registry", registry.address,
+              "--rpc-url", anvil.rpc_url]  # fmt: skip
+    assert main(verify) == 0
+    printed = " ".join(capfd.readouterr().out.split())  # lines wrapped as they come
+    said = f"the broker deleted before they were read (retention): {topic}.p{partition} "
+    assert f"{said}{start}-{end - 1}" in printed
