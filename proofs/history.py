@@ -23,6 +23,7 @@ from proofs.history_v2 import ShardLogs, sharded_consistency
 from proofs.log import DatasetLog, LogRef
 from proofs.manifest import all_manifests, load_manifest, manifest_problem
 from proofs.merkle_verify import verify_consistency
+from proofs.skipped_offsets import with_skipped
 from proofs.trust import ChainUnreadable, Pin, TrustRoot
 from proofs.verdict import HISTORY_CHECKS, Check, Verdict
 
@@ -84,7 +85,8 @@ def _links_in_the_data(
     for (_, older, older_digest), (_, newer, _) in pairwise(checkpoints):
         checks.append(_link_check(older, older_digest, newer))
         if newer.get("kind") == "dataset":  # version 2: shard by shard
-            checks.append(sharded_consistency(shard_logs, older, older_digest, newer))
+            step = sharded_consistency(shard_logs, older, older_digest, newer)
+            checks.append(with_skipped(step, newer))  # what the step's batch says it skipped
         elif older.get("kind") == "dataset":
             after = _size(newer)
             checks.append(

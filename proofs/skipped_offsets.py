@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from typing import Any, NamedTuple
 
+from proofs.verdict import Check
+
 SHOWN = 5  # ranges named in the detail; the rest counted
 _MAX_OFFSET = 2**63  # Kafka offsets are signed 64-bit
 # Kafka's legal topic names: nothing a terminal or the printed verdict's markup would read.
@@ -46,6 +48,16 @@ def skipped_offsets(manifest: dict[str, Any]) -> Skipped | None:
         f"its batch skipped {offsets} offsets the publisher says the broker deleted before "
         f"they were read (retention): {'; '.join(named)}",
     )
+
+
+def with_skipped(check: Check, manifest: dict[str, Any]) -> Check:
+    """``check`` (passed) with what ``manifest``'s batch says it skipped beside its detail, or
+    failed with why that declaration is malformed; as it was otherwise."""
+    skipped = skipped_offsets(manifest)
+    if skipped is None or not check.ok:
+        return check
+    detail = f"{check.detail}; {skipped.detail}" if skipped.ok else skipped.detail
+    return Check(check.name, skipped.ok, detail)
 
 
 def _is_range(value: Any) -> bool:

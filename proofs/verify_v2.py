@@ -23,7 +23,7 @@ from proofs.merkle import MerkleFrontier
 from proofs.shard_chain import chain
 from proofs.shard_log import manifest_loader
 from proofs.shards import heads_root, shard_folder
-from proofs.skipped_offsets import skipped_offsets
+from proofs.skipped_offsets import with_skipped
 from proofs.trust import TrustRoot
 from proofs.verdict import CHECKPOINT_CHECKS, Check, Verdict
 
@@ -201,11 +201,10 @@ def _named(check: Check, shard: str) -> Check:
 def _show_skipped(verdict: Verdict, manifest: dict[str, Any]) -> None:
     """The offsets the checkpoint's batch says it skipped, beside a passed manifest check (a
     malformed declaration fails it)."""
-    skipped = skipped_offsets(manifest)
-    for index, check in enumerate(verdict.checks):
-        if skipped is not None and check.name == "manifest" and check.ok:
-            detail = f"{check.detail}; {skipped.detail}" if skipped.ok else skipped.detail
-            verdict.checks[index] = Check("manifest", skipped.ok, detail)
+    verdict.checks = [
+        with_skipped(check, manifest) if check.name == "manifest" else check
+        for check in verdict.checks
+    ]
 
 
 def _summary(name: str, checks: list[Check]) -> Check:

@@ -294,7 +294,8 @@ def test_rda_verify_shows_an_auditor_what_the_checkpoint_s_batch_skipped(
     capfd.readouterr()
     verify = ["verify", "--data-dir", str(tmp_path / "data"), "--registry", registry.address,
               "--rpc-url", anvil.rpc_url]  # fmt: skip
-    assert main(verify) == 0
-    printed = " ".join(capfd.readouterr().out.split())  # lines wrapped as they come
     said = f"the broker deleted before they were read (retention): {topic}.p{partition} "
-    assert f"{said}{start}-{end - 1}" in printed
+    for history in ([], ["--history"]):  # the newest checkpoint's check, and its history's step
+        assert main([*verify, *history]) == 0
+        printed = " ".join(capfd.readouterr().out.split())  # lines wrapped as they come
+        assert f"{said}{start}-{end - 1}" in printed

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proofs.skipped_offsets import SHOWN, Skipped, skipped_offsets
+from proofs.skipped_offsets import SHOWN, Skipped, skipped_offsets, with_skipped
+from proofs.verdict import Check
 
 
 def _lost(*ranges: tuple[int, int, int]) -> dict:
@@ -60,6 +61,17 @@ def test_a_malformed_declaration_fails_the_manifest_check_saying_what_it_must_be
         "its batch's lost[] must be a list of {topic, partition, start, end} with "
         "0 <= start < end (docs/proof-format.md)",
     )
+
+
+def test_a_passed_check_gets_the_declaration_beside_its_detail_and_a_malformed_one_fails_it():
+    passed, failed = Check("consistency", True, "30 → 95: ok"), Check("manifest", False, "no")
+    said = with_skipped(passed, _lost((0, 30, 60)))
+    assert said == Check(
+        "consistency", True, f"30 → 95: ok; {skipped_offsets(_lost((0, 30, 60))).detail}"
+    )
+    assert with_skipped(passed, {"batch": {"lost": [{"topic": "[/x]"}]}}).ok is False
+    assert with_skipped(failed, _lost((0, 30, 60))) is failed  # its own failure comes first
+    assert with_skipped(passed, {"batch": {"id": 7}}) is passed
 
 
 json_values = st.recursive(
