@@ -2,9 +2,10 @@
 read (``batch.lost[]``, docs/proof-format.md), written only when the run accepted that loss.
 
 The verifier cannot tell retention from a publisher's choice, only that the ranges of two
-batches leave a gap; it shows what the publisher signed about it, beside the manifest check.
-The section comes from the publisher, so it is read as hostile input: a malformed one fails the
-manifest check with a reason, and a long one is shown by its count and first ranges.
+batches leave a gap; it shows what the publisher signed about it, beside the newest
+checkpoint's manifest check and each history step's consistency check. The section comes from
+the publisher, so it is read as hostile input: a malformed one fails the check with a reason,
+and a long one is shown by its count and first ranges.
 """
 
 from __future__ import annotations
