@@ -136,11 +136,13 @@ def canonical_topic_id(most: int, least: int) -> str | None:
 
 
 class ReadOn(NamedTuple):
-    """Where a plan reads each partition on from, and the offsets it skips: those retention
-    deleted before the stream read them, when the stream accepts such a loss (else none)."""
+    """Where a plan reads each partition on from, the offsets it skips (those retention
+    deleted before the stream read them, when the stream accepts such a loss; else none), and
+    the partitions neither the journal nor the group names (started at their log start)."""
 
     starts: dict[int, int]
     lost: list[OffsetRange]
+    first_seen: set[int]
 
 
 def read_on_from(
@@ -176,7 +178,8 @@ def read_on_from(
             f"so nothing more of it is read: {offsets_text(deleted)}"
         )
     starts = {p: known[p] if p in known else log_starts.get(p, 0) for p in stands}
-    return ReadOn(starts | {r.partition: r.end for r in deleted}, deleted)
+    starts |= {r.partition: r.end for r in deleted}
+    return ReadOn(starts, deleted, stands.keys() - known.keys())
 
 
 def deleted_ranges(
@@ -191,6 +194,14 @@ def deleted_ranges(
         for p, start in sorted(starts.items())
         if log_starts.get(p, 0) > start
     ]
+
+
+def deleted_part(planned: OffsetRange, log_start: int) -> OffsetRange | None:
+    """The part of a planned range below its partition's log start now (retention deleted it
+    since the plan), or None."""
+    if log_start <= planned.start:
+        return None
+    return OffsetRange(planned.topic, planned.partition, planned.start, min(log_start, planned.end))
 
 
 def offsets_text(ranges: list[OffsetRange]) -> str:
@@ -245,11 +256,8 @@ def refuse_deleted_ranges(
     if not gapped:
         return
     starts = log_starts(gapped[0].topic)
-    deleted = [
-        f"{r.name}: offsets {r.start} to {min(starts[r.partition], r.end) - 1}"
-        for r in gapped
-        if starts.get(r.partition, 0) > r.start
-    ]
+    parts = [(r, deleted_part(r, starts.get(r.partition, 0))) for r in gapped]
+    deleted = [f"{r.name}: offsets {d.start} to {d.end - 1}" for r, d in parts if d is not None]
     if deleted:
         raise RecordsLost(
             f"the broker deleted records before this read took them (retention): "

@@ -399,7 +399,7 @@ def _new_plan(
     unread = [
         {"partition": p, "offset": start}
         for p, start in sorted(starts.items())
-        if p not in planned and not positions.committed.get(p) and not shares.get(p)
+        if p in read_on.first_seen and not shares.get(p)
     ]
     return {
         "batch_id": batch_id,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 
-from pipelines.kafka_source import KafkaSource, OffsetRange, RecordsLost
+from pipelines.kafka_source import KafkaSource, OffsetRange, RecordsLost, deleted_part
 from sinks.parquet import discard_staged
 from streaming.store import Workspace, writing
 
@@ -55,10 +55,10 @@ def accept_deleted(plan: dict, log_starts: dict[int, int]) -> tuple[dict, list[d
     moved: list[dict] = []
     ranges = []
     for r in plan["ranges"]:
-        start = min(max(r["start"], log_starts.get(r["partition"], 0)), r["end"])
-        if start > r["start"]:
-            moved.append({**r, "end": start})
-        ranges.append({**r, "start": start})
+        deleted = deleted_part(OffsetRange(**r), log_starts.get(r["partition"], 0))
+        if deleted is not None:
+            moved.append(deleted.as_dict())
+        ranges.append({**r, "start": r["start"] if deleted is None else deleted.end})
     if not moved:
         return plan, []
     firsts = {r["partition"]: r["start"] for r in ranges}
