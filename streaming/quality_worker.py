@@ -57,8 +57,9 @@ NICENESS = 19
 # run's last look (medians 7.45 -> 6.83 and 6.84 -> 6.60 s on a busy machine, 13 of 16 pairs
 # faster; the stream's event-to-anchor p95 1.23 against 1.24 s).
 PARALLEL_JOBS = 3
-# The warm-up's scratch folder while it exists: an exit before its end removes it too (one such
-# exit per dismissed or orphaned worker left an empty folder in the temp directory).
+# The warm-up's scratch folder while it exists: an exit before its end removes it too, as best
+# it can (GE may be writing there); a worker ``rda run`` let go is sure to leave none (the run
+# removes it once the worker has exited: ``quality_launch.let_go``).
 _scratch: list[str] = []
 
 
@@ -84,8 +85,7 @@ class QualityWorker:
             # Started ahead by `rda run`, if it was: told where on its input, a line.
             self.process = quality_launch.take()
             if self.process is not None and ("\n" in root or not self._said(f"{root}\n")):
-                self._close_input(b"")  # it exits, never told (or it had just exited)
-                self.process.wait()
+                quality_launch.let_go(self.process)  # it exits, never told (or had just exited)
                 self.process = None
             if self.process is None:
                 self.process = subprocess.Popen(
@@ -234,12 +234,14 @@ def warm_up() -> None:
     # here once rather than in each child forked for a job.
     import_for_jobs()
     empty = WARM_UP_SCHEMA.arrow_schema().empty_table()
-    with tempfile.TemporaryDirectory(prefix="rda-ge-warm-up-") as scratch:
-        _scratch.append(scratch)
-        try:
-            validate(WARM_UP_SCHEMA, empty, Path(scratch))
-        finally:
-            _scratch.remove(scratch)
+    given = os.environ.pop(quality_launch.WARM_UP_DIR_ENV, None)  # started ahead by the run
+    scratch = given or tempfile.mkdtemp(prefix=quality_launch.WARM_UP_PREFIX)
+    _scratch.append(scratch)
+    try:
+        validate(WARM_UP_SCHEMA, empty, Path(scratch))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        _scratch.remove(scratch)
 
 
 def import_for_jobs() -> None:
