@@ -26,6 +26,11 @@ from simulator.producer import produce
 if TYPE_CHECKING:
     from streaming.batch import BatchSummary
 
+# Rounds of one big batch then eight bounded ones, alternated; each side's best is taken. On this
+# shared host one round's ratio moved from 0.55 to 0.79 within an hour (issue 18's figure is
+# 0.7): two rounds taken one side after the other let one noisy minute decide it.
+ROUNDS = 3
+
 
 def _raw_consume(bootstrap: str, topic: str, expected: int) -> float:
     """Seconds for a bare kafka-python consume loop, in its own process, to read ``expected``
@@ -77,13 +82,12 @@ def run(quick: bool = False) -> dict:
         create_us = file_create_us(workdir)  # the disk as the drains find it
         # Best of several on both sides: a busy neighbour on a shared machine inflates one run.
         baseline_s = min(_raw_consume(broker.bootstrap, "bench", n) for _ in range(3))
-        pipeline_s, _ = min(
-            _drained(broker.bootstrap, workdir / f"one-{i}", n, n) for i in range(2)
-        )
         per_batch = max(n // 8, 1)
-        sustained_s, batches = min(
-            _drained(broker.bootstrap, workdir / f"sustained-{i}", n, per_batch) for i in range(2)
-        )
+        ones, eights = [], []
+        for i in range(ROUNDS):  # alternated: a noisy minute weighs on both sides alike
+            ones.append(_drained(broker.bootstrap, workdir / f"one-{i}", n, n))
+            eights.append(_drained(broker.bootstrap, workdir / f"sustained-{i}", n, per_batch))
+        (pipeline_s, _), (sustained_s, batches) = min(ones), min(eights)
     finally:
         stop_broker(workdir)
         shutil.rmtree(workdir, ignore_errors=True)
@@ -99,6 +103,10 @@ def run(quick: bool = False) -> dict:
         "sustained_ratio": round(sustained, 3),
         # Issue 18's figure (goal >= 0.7): the backlog's rows/s in eight batches over one batch.
         "sustained_vs_one": round(pipeline_s / sustained_s, 3),
+        # Each round's own ratio, for how far the noise moved it.
+        "sustained_vs_one_by_round": [
+            round(one / eight, 3) for (one, _), (eight, _) in zip(ones, eights, strict=True)
+        ],
         "file_create_us": create_us,
         "summary": f"pipeline {rate(n, pipeline_s):,.0f} rows/s = {ratio:.2f}x a raw "
         f"kafka-python consume loop ({rate(n, baseline_s):,.0f} rows/s), {n} records; "
