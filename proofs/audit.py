@@ -29,7 +29,7 @@ def audit_log(
     verdict.required = (*(verdict.required or CHECKPOINT_CHECKS), *HISTORY_CHECKS)
     if verdict.tree_size < 0:  # the manifest itself is unusable: nothing more to check
         return verdict
-    history = verify_history(dataset_dir, trust, log or LogRef(verdict.log, dataset_dir / "log"))
+    history = verify_history(dataset_dir, trust, log or LogRef.for_dataset(dataset_dir))
     pending = next(
         (c for c in history.checks if c.name == "latest" and NOT_ANCHORED_YET in c.detail), None
     )

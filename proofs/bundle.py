@@ -216,7 +216,13 @@ def _as_doubles(value: Any) -> Any:
     if isinstance(value, list):
         return [_as_doubles(item) for item in value]
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**53:
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # beyond any double: no leaf holds it (the I-JSON range)
+            raise ValueError(
+                f"the row holds an integer of {len(str(abs(value)))} digits, "
+                "beyond any JSON number a leaf holds"
+            ) from None
     return value
 
 

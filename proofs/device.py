@@ -143,7 +143,10 @@ def _claim(row: Mapping[str, Any]) -> dict[str, Any] | str:
 def _event_ms(value: Any) -> int | None:
     if not isinstance(value, str) or not _TIME.match(value):
         return None
-    when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    try:  # the pattern lets a month 13 or an hour 25 through
+        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
     micros = (when - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)) // dt.timedelta(
         microseconds=1
     )

@@ -13,8 +13,11 @@ documented formats nests deeper than ~8 levels.
 from __future__ import annotations
 
 import json
+import os
 import re
-from typing import Any
+import stat
+from pathlib import Path
+from typing import Any, BinaryIO
 
 MAX_DEPTH = 64
 _ESCAPE = re.compile(rb"\\.", re.S)
@@ -81,3 +84,28 @@ def parse_document(data: bytes, limit: int = MAX_DEPTH) -> Any:
         return json.loads(data)
     except RecursionError:  # a recursion limit below ``limit`` levels
         raise ValueError("not read: nested deeper than Python's recursion limit") from None
+
+
+def open_untrusted(path: Path) -> BinaryIO:
+    """``path`` opened for reading, if it is a regular file (or a link to one); ``ValueError``
+    if it is anything else or cannot be opened, ``FileNotFoundError`` if it is not there.
+
+    A folder a verifier reads is untrusted: a named pipe in it blocks its opening, then its
+    reads, for as long as nobody writes to it (``rda verify`` hung on a FIFO named as a
+    manifest, a signature or a listed Parquet file), a device reads without end, and a
+    directory or a loop of links is no document either. Opened without blocking, then
+    checked on the open file itself, so what is read is what was checked."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise
+    except OSError as error:
+        raise ValueError(f"{path.name} cannot be read ({error.strerror})") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{path.name} is not a regular file: not read")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise

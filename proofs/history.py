@@ -21,7 +21,7 @@ from typing import Any
 from proofs.anchor import Anchor
 from proofs.history_v2 import ShardLogs, sharded_consistency
 from proofs.log import DatasetLog, LogRef
-from proofs.manifest import all_manifests, load_manifest, manifest_problem
+from proofs.manifest import all_manifests, load_manifest, manifest_problem, misnamed
 from proofs.merkle_verify import verify_consistency
 from proofs.skipped_offsets import with_skipped
 from proofs.trust import ChainUnreadable, Pin, TrustRoot
@@ -40,8 +40,10 @@ def log_checkpoints(dataset_dir: Path, log_id: str) -> list[Entry]:
             manifest, digest = load_manifest(path)
         except ValueError:
             continue  # not JSON: not a checkpoint of anything (the anchors then show a gap)
-        if manifest_problem(manifest) is None and manifest.get("log", manifest["dataset"]) == (
-            log_id
+        if (
+            manifest_problem(manifest) is None
+            and manifest.get("log", manifest["dataset"]) == log_id
+            and misnamed(manifest, path) is None  # a copy under another size's name
         ):
             found.append((path, manifest, digest))
     return found
@@ -177,7 +179,9 @@ def _links_check(
     return Check(
         "links",
         False,
-        f"checkpoint {extra[0]} is not in the registry's anchored history of {log_id}",
+        f"checkpoint {extra[0]} is not in the registry's anchored history of {log_id}"
+        if extra
+        else f"the data's checkpoints of {log_id} are not the registry's anchored history",
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from proofs.log import DatasetLog
 from proofs.manifest import load_manifest
+from proofs.manifest_v2 import dataset_manifest_problem
 from proofs.merkle_verify import verify_consistency
 from proofs.shard_log import shard_log
 from proofs.shards import extension_problem
@@ -31,7 +32,10 @@ class ShardLogs:
         self.dataset_dir = dataset_dir
         self._heads: dict[str, dict[str, Any]] = {}
         for manifest in manifests:
-            for entry in manifest.get("shards", []):
+            # Heads only from well-formed dataset checkpoints: the folder may hold anything.
+            if manifest.get("kind") != "dataset" or dataset_manifest_problem(manifest):
+                continue
+            for entry in manifest["shards"]:
                 known = self._heads.get(entry["shard"])
                 if known is None or entry["tree_size"] >= known["tree_size"]:
                     self._heads[entry["shard"]] = entry

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from proofs.documents import parse_document
+from proofs.documents import open_untrusted, parse_document
 from proofs.jcs import canonicalize
 from proofs.schema_docs import references
 
@@ -226,8 +226,8 @@ def read_document(path: Path, limit: int = MAX_DOCUMENT_BYTES) -> bytes:
     """The bytes of a document a verifier reads from a data directory (a manifest, signature,
     attestation, report or table: untrusted), read no further than ``limit``: a larger file is
     refused (``ValueError``), not loaded whole."""
-    with path.open("rb") as file:
-        size = os.fstat(file.fileno()).st_size  # a pipe or device says 0: read to the bound
+    with open_untrusted(path) as file:
+        size = os.fstat(file.fileno()).st_size
         # ``read(n)`` sets n bytes aside first: asked for no more than the file holds, a small
         # document costs its own size, not the bound's (64 MiB for every manifest read).
         data = file.read(min(size, limit) + 1 if size else limit + 1)
@@ -292,6 +292,30 @@ def manifest_problem(manifest: Any) -> str | None:
         from proofs.shard_chain import chain_shape_problem
 
         return chain_shape_problem(manifest)
+    return None
+
+
+def placement_problem(
+    manifest: dict[str, Any], dataset_dir: Path, manifest_file: Path
+) -> str | None:
+    """What makes a well-formed manifest no checkpoint of the folder it is read from, or None.
+
+    A folder holds its own dataset's checkpoints only: a genuine, signed and anchored checkpoint
+    of another dataset copied in would vouch for that dataset's rows, not the folder's."""
+    dataset = dataset_dir.name
+    log = manifest.get("log", manifest["dataset"])
+    if manifest["dataset"] != dataset or log != dataset:
+        return f"a checkpoint of {log!r}, not of {dataset!r} (the folder it is in)"
+    return misnamed(manifest, manifest_file)
+
+
+def misnamed(manifest: dict[str, Any], manifest_file: Path) -> str | None:
+    """Whether a manifest's file name claims a tree size other than its checkpoint's: the
+    newest checkpoint is the one with the largest name (a name that is no number claims none)."""
+    named = manifest_file.name.removesuffix(".manifest.json")
+    size = manifest["checkpoint"]["tree_size"]
+    if named != manifest_file.name and named.isdigit() and named.isascii() and int(named) != size:
+        return f"named for tree size {int(named)}, but its checkpoint is of size {size}"
     return None
 
 

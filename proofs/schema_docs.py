@@ -27,7 +27,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from proofs.documents import parse_document
+from proofs.documents import open_untrusted, parse_document
 from proofs.jcs import canonicalize
 
 FOLDER = "schemas"
@@ -149,9 +149,9 @@ def _document(dataset_dir: Path, path: str, read: dict[str, bytes | None]) -> by
     """A document's bytes (None when missing; ``b""`` when too large to be one)."""
     if path not in read:
         try:
-            with (dataset_dir / path).open("rb") as handle:
+            with open_untrusted(dataset_dir / path) as handle:
                 data = handle.read(MAX_DOCUMENT_BYTES + 1)
             read[path] = data if len(data) <= MAX_DOCUMENT_BYTES else b""
-        except OSError:
+        except (OSError, ValueError):  # missing, or no regular file
             read[path] = None
     return read[path]

@@ -65,7 +65,7 @@ def file_leaves(dataset_dir: Path, entry: dict[str, Any]) -> list[bytes]:
     """The leaf hashes of one ``files[]`` entry: from its leaf file, else from its rows."""
     stored = dataset_dir / leaves_path(entry["path"])
     try:  # read only when it has the size the rows give it (untrusted: never loaded blindly)
-        sized = stored.stat().st_size == entry["rows"] * HASH_SIZE
+        sized = stored.is_file() and stored.stat().st_size == entry["rows"] * HASH_SIZE
         data = stored.read_bytes() if sized else b""
     except OSError:
         data = b""

@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from proofs import quality_attestation, schema_docs
-from proofs.documents import parse_document
+from proofs.documents import open_untrusted, parse_document
 from proofs.log import DatasetLog, LogRef
 from proofs.manifest import (
     latest_manifest,
     load_manifest,
     manifest_problem,
+    placement_problem,
     read_document,
     signature_path,
 )
@@ -59,6 +60,7 @@ def verify_dataset(
         problem = f"not a manifest ({error})"
     else:
         problem = manifest_problem(manifest)
+        problem = problem or placement_problem(manifest, dataset_dir, manifest_file)
     if problem is not None:
         verdict = Verdict(str(manifest_file.name), -1, "", required=CHECKPOINT_CHECKS)
         verdict.checks.append(Check("manifest", False, f"{manifest_file.name}: {problem}"))
@@ -326,7 +328,7 @@ def _committed_leaves(
     """The committed leaf hashes of the file's rows ``[first, end)``: from the log, else the
     file's leaf hashes (``<name>.leaves``) if they have its size; None when neither is here."""
     log, start, rows = DatasetLog(ref), entry["leaf_start"], entry["rows"]
-    if log.leaves_path.exists() and log.size >= start + rows:
+    if _regular(log.leaves_path, log.frontier_path) and log.size >= start + rows:
         return lambda first, end: log.leaf_hashes(start + first, start + end)
     stored = dataset_dir / leaves_path(entry["path"])
     if not (stored.is_file() and stored.stat().st_size == HASH_SIZE * rows):
@@ -341,9 +343,14 @@ def _committed_leaves(
     return read
 
 
+def _regular(*paths: Path) -> bool:
+    """Whether every one of ``paths`` is a regular file (a pipe would block its reader)."""
+    return all(path.is_file() for path in paths)
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with open_untrusted(path) as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

@@ -1,0 +1,178 @@
+"""An outsider's attacks on ``rda verify`` (stop 67's red team), as an auditor runs it on anvil.
+
+The attacker can write to the data directory or a bundle, not sign as the publisher nor anchor.
+Each attack used to print VERIFIED for rows nobody anchored, or to hang or crash the verifier;
+each now gets a verdict naming what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from audit_dataset import DATASET, fabricated_bundle, publish, rows
+from test_verify_attacks import _world, verify, write_bundle
+
+from proofs.jcs import canonicalize
+from proofs.manifest import signature_path
+from proofs.merkle import leaf_hash
+
+pytestmark = pytest.mark.anvil
+DECOY = "decoy.v1"
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory, anvil):
+    """probe.v1 (12, 20, 25 rows) and decoy.v1 (3 rows), signed and anchored on one registry;
+    each test works on a copy of the data directory."""
+    with pytest.MonkeyPatch.context() as patch:
+        root = tmp_path_factory.mktemp("outsider")
+        patch.setenv("RDA_STATE_DIR", str(root / "state"))
+        patch.delenv("RDA_PUBLISHER", raising=False)
+        world = _world(root, anvil)
+        publish(world.data, [rows(500, 3)], world.chain, dataset=DECOY)
+        yield world
+
+
+@pytest.fixture
+def world(published, tmp_path):
+    """A copy of the published data (anchored all the same), the pin and chain unchanged."""
+    copied = tmp_path / "data"
+    shutil.copytree(published.data, copied)
+    return SimpleNamespace(**{**vars(published), "data": copied, "tmp": tmp_path})
+
+
+def _datasets(world, *args: str) -> tuple[int, dict[str, dict]]:
+    code, report = verify(world, "--data-dir", str(world.data), *args)
+    verdicts = report["datasets"] if "datasets" in report else report["histories"]
+    return code, {d["dataset"]: d for d in verdicts}
+
+
+def _folder(world, dataset: str = DATASET) -> Path:
+    return world.data / "published" / dataset
+
+
+def _plant(world, source: Path, name: str) -> None:
+    """Copy the manifest ``source`` and its signature into probe.v1's checkpoints as ``name``."""
+    target = _folder(world) / "checkpoints" / name
+    shutil.copy(source, target)
+    shutil.copy(signature_path(source), signature_path(target))
+
+
+def _tamper_first_file(world) -> None:
+    fake = rows(0, 12).set_column(2, "rsrp_dbm", pa.array([-44.0] * 12))
+    pq.write_table(fake, _folder(world) / "data" / "batch-0000.parquet")
+
+
+def test_another_datasets_checkpoint_planted_as_the_newest_does_not_vouch_for_changed_rows(world):
+    """decoy.v1's genuine, signed, anchored checkpoint (and its file) under probe.v1's largest
+    name: it used to be verified as probe.v1's newest, and probe.v1's changed rows never read."""
+    _tamper_first_file(world)
+    decoy = _folder(world, DECOY)
+    _plant(world, decoy / "checkpoints" / "000000000003.manifest.json", "999.manifest.json")
+    shutil.copy(decoy / "data" / "batch-0000.parquet", _folder(world) / "data" / "decoy.parquet")
+    code, datasets = _datasets(world, "--dataset", DATASET)
+    assert code == 1
+    assert datasets["999.manifest.json"]["first_failure"] == {
+        "check": "manifest",
+        "ok": False,
+        "detail": "999.manifest.json: a checkpoint of 'decoy.v1', not of 'probe.v1' "
+        "(the folder it is in)",
+    }
+
+
+def test_a_folder_holding_another_datasets_checkpoints_and_files_is_not_verified(world):
+    folder = _folder(world)
+    shutil.rmtree(folder)
+    shutil.copytree(_folder(world, DECOY), folder)
+    code, datasets = _datasets(world)
+    assert code == 1 and datasets[DECOY]["verdict"] == "VERIFIED"
+    assert datasets["000000000003.manifest.json"]["first_failure"]["detail"] == (
+        "000000000003.manifest.json: a checkpoint of 'decoy.v1', not of 'probe.v1' "
+        "(the folder it is in)"
+    )
+
+
+def test_an_older_checkpoint_copied_under_a_larger_size_is_not_taken_for_the_newest(world):
+    checkpoints = _folder(world) / "checkpoints"
+    _plant(world, checkpoints / "000000000012.manifest.json", "000000000099.manifest.json")
+    code, datasets = _datasets(world)
+    assert code == 1
+    assert datasets["000000000099.manifest.json"]["first_failure"]["detail"] == (
+        "000000000099.manifest.json: named for tree size 99, but its checkpoint is of size 12"
+    )
+
+
+def test_a_misnamed_stray_checkpoint_among_older_ones_is_left_out_of_the_history(world):
+    """A copy of the newest named for size 1, with a ``shards`` member no version-1 manifest
+    has: the history read its heads (a TypeError) and then counted size 25 twice (IndexError)."""
+    newest = _folder(world) / "checkpoints" / "000000000025.manifest.json"
+    stray = json.loads(newest.read_text()) | {"shards": 5}
+    (newest.parent / "000000000001.manifest.json").write_text(json.dumps(stray))
+    for args in ([], ["--history"]):
+        code, datasets = _datasets(world, *args)
+        assert (code, datasets[DATASET]["verdict"]) == (0, "VERIFIED")
+
+
+def test_a_directory_named_as_the_newest_manifest_is_not_verified(world):
+    (_folder(world) / "checkpoints" / "000000000099.manifest.json").mkdir()
+    code, datasets = _datasets(world, "--dataset", DATASET)
+    assert code == 1
+    assert datasets["000000000099.manifest.json"]["first_failure"]["detail"] == (
+        "000000000099.manifest.json: not a manifest "
+        "(000000000099.manifest.json is not a regular file: not read)"
+    )
+
+
+@pytest.mark.parametrize(
+    "replaced",
+    ["data/batch-0002.parquet", "checkpoints/000000000025.manifest.sig.json"],
+)
+def test_a_named_pipe_in_the_folder_is_not_read_and_does_not_hang_the_verifier(world, replaced):
+    """A FIFO blocks its opening until someone writes to it: ``rda verify`` waited forever. The
+    console script, in its own process, must answer within the timeout."""
+    path = _folder(world) / replaced
+    path.unlink()
+    os.mkfifo(path)
+    command = [sys.executable, "-m", "cli.main", "verify", "--data-dir", str(world.data)]
+    command += ["--publisher", str(world.pinned), "--rpc-url", world.rpc_url, "--json"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 1, done.stderr
+    (dataset,) = [d for d in json.loads(done.stdout)["datasets"] if d["dataset"] == DATASET]
+    assert f"{path.name} is not a regular file: not read" in dataset["first_failure"]["detail"]
+
+
+def test_a_bundle_row_holding_an_integer_beyond_any_double_is_not_verified(world):
+    bundle = fabricated_bundle()
+    bundle["row"]["rsrp_dbm"] = 10**400
+    code, report = verify(world, "--bundle", str(write_bundle(world, bundle, "big.bundle.json")))
+    assert code == 1
+    assert report["bundles"][0]["first_failure"]["detail"] == (
+        "leaf 0: row is not I-JSON: the row holds an integer of 401 digits, "
+        "beyond any JSON number a leaf holds"
+    )
+
+
+def test_a_bundle_claiming_a_device_signature_at_an_impossible_time_is_not_verified(world):
+    """Month 13, hour 25: the time's pattern let it through to ``datetime``, which raised."""
+    row = {
+        "node_id": "node-00001", "event_time": "2026-13-45T25:61:61Z", "device_signed": True,
+        "device_key_id": "11" * 32, "device_payload_sha256": "22" * 32,
+        "device_batch_index": 0, "device_batch_size": 1, "device_batch_path": "",
+        "device_signature": "33" * 64,
+    }  # fmt: skip
+    leaf = leaf_hash(canonicalize(row)).hex()
+    bundle = fabricated_bundle() | {"row": row, "leaf_hash": leaf}
+    bundle["checkpoint"] = bundle["checkpoint"] | {"root": leaf}
+    code, report = verify(world, "--bundle", str(write_bundle(world, bundle, "t.bundle.json")))
+    assert code == 1
+    checks = {c["check"]: c for c in report["bundles"][0]["checks"]}
+    assert checks["device"]["ok"] is False, checks
