@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cli.output import UserError, emit_json, out, step
+from cli.output import UserError, emit_json, out, shown, step
 from infra.state import InfraState
 
 
@@ -315,10 +315,10 @@ def _marked(verdict: str) -> str:
 
 
 def _print(title: str, verdict: dict[str, Any]) -> None:
-    out.print(f"{title}: {_marked(verdict['verdict'])}", soft_wrap=True)
+    out.print(f"{shown(title)}: {_marked(verdict['verdict'])}", soft_wrap=True)
     for check in verdict["checks"]:
         symbol = {True: "✓", False: "✗", None: "–"}[check["ok"]]
-        out.print(f"  {symbol} {check['check']}: {check['detail']}", soft_wrap=True)
+        out.print(f"  {symbol} {check['check']}: {shown(check['detail'])}", soft_wrap=True)
     for missing in verdict["not_checked"]:
         if missing["detail"] == "not reached":
             out.print(f"  – {missing['check']}: not reached", soft_wrap=True)

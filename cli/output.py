@@ -9,9 +9,18 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
+
+
+def shown(text: str) -> str:
+    """Untrusted text (a name or a detail taken from a data directory or a bundle) for a rich
+    console: its brackets are not markup (``[/red]`` raised, ``[black on black]`` would hide what
+    follows) and its control characters are escapes, not orders to the terminal."""
+    printable = "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
+    return escape(printable)
 
 
 class UserError(Exception):

@@ -21,6 +21,7 @@ import pytest
 from audit_dataset import DATASET, fabricated_bundle, publish, rows
 from test_verify_attacks import _world, verify, write_bundle
 
+from cli.main import main
 from proofs.jcs import canonicalize
 from proofs.manifest import signature_path
 from proofs.merkle import leaf_hash
@@ -176,3 +177,17 @@ def test_a_bundle_claiming_a_device_signature_at_an_impossible_time_is_not_verif
     assert code == 1
     checks = {c["check"]: c for c in report["bundles"][0]["checks"]}
     assert checks["device"]["ok"] is False, checks
+
+
+def test_markup_and_escape_codes_in_a_planted_manifest_are_printed_as_text(world, capsys):
+    """An unsigned manifest naming its dataset ``[/red]`` plus a terminal escape: printing the
+    verdict raised rich's MarkupError. Every detail and title is printed as text (``shown``)."""
+    newest = _folder(world) / "checkpoints" / "000000000025.manifest.json"
+    name = "[/red]\x1b[2J"
+    hostile = json.loads(newest.read_text()) | {"dataset": name, "log": name}
+    (newest.parent / "000000000099.manifest.json").write_text(json.dumps(hostile))
+    command = ["verify", "--data-dir", str(world.data), "--dataset", DATASET]
+    assert main([*command, "--publisher", str(world.pinned), "--rpc-url", world.rpc_url]) == 1
+    printed = capsys.readouterr().out
+    assert "a checkpoint of '[/red]\\x1b[2J', not of 'probe.v1'" in printed
+    assert "\x1b" not in printed
