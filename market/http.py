@@ -375,6 +375,12 @@ def _parse_json_object(data: bytes) -> dict[str, Any]:
         raise QueryRefused("bad_request", "the request body is not valid JSON") from None
     if not isinstance(value, dict):
         raise QueryRefused("bad_request", "the request body must be a JSON object")
+    try:  # JSON may escape half of a UTF-16 pair alone ("\ud800"): valid JSON, but not text
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise QueryRefused(
+            "bad_request", "the request body holds a lone surrogate (\\ud800-\\udfff): not text"
+        ) from None
     return value
 
 

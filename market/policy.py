@@ -19,7 +19,13 @@ from dataclasses import dataclass
 
 import duckdb
 
+from proofs.documents import depth_over
+
 MAX_SQL_CHARS = 20_000
+# Levels of the parsed query's JSON syntax tree: a query of a few joins, CTEs and subqueries
+# nests 10-60, a sum of 100 terms ~300, 100 nested subqueries 300-400; Python's JSON parser,
+# reading it, stops at ~1,000 (RecursionError, a 500 before this bound).
+MAX_TREE_DEPTH = 800
 
 # Table references a buyer's query may contain; anything else (SHOW, DESCRIBE, table
 # functions, column data…) is refused.
@@ -139,6 +145,15 @@ def _syntax_tree(sql: str) -> dict:
 def _serialized(sql: str) -> dict:
     with _parser.cursor() as cursor:
         (text,) = cursor.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
+    # Python's parser recurses once per level: ~250 nested subqueries (3 KB of SQL) raised
+    # RecursionError, a 500.
+    depth = depth_over(text.encode(), MAX_TREE_DEPTH)
+    if depth is not None:
+        raise QueryRefused(
+            "query_too_complex",
+            f"the query nests too deeply ({depth} levels in its syntax tree, over "
+            f"{MAX_TREE_DEPTH}): flatten its subqueries, e.g. with WITH",
+        )
     return json.loads(text)
 
 

@@ -155,7 +155,7 @@ class Marketplace:
             raise QueryRefused("already_licensed", f"you already hold a licence to {dataset}", 409)
         try:
             return self.store.request_access(buyer.name, dataset, message)
-        except duckdb.Error:  # the seller's `rda market` holds the store's write lock
+        except duckdb.IOException:  # the seller's `rda market` holds the store's write lock
             raise QueryRefused("busy", "the marketplace is busy: try again shortly", 503) from None
 
     def export(self, dataset: str, fmt: str) -> dict[str, Any]:

@@ -383,3 +383,25 @@ def test_a_spooled_result_gone_before_it_is_sent_is_answered_500(buyer, monkeypa
     _name, client = buyer
     status, _headers, body = client.query("SELECT 1")
     assert (status, json.loads(body)["error"]["code"]) == (500, "internal")
+
+
+def test_an_access_request_while_the_seller_holds_the_marketplace_file_is_answered_busy(
+    buyer, demo_dir
+):
+    """The lock held by another process (the seller's ``rda market``) is worth a retry (503); no
+    other fault of the store is (one such, a lone surrogate, used to be answered busy too)."""
+    _name, client = buyer
+    assert client.request("GET", "/api/me")[0] == 200  # the server knows the key already
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
+         "print('held', flush=True); sys.stdin.read()", str(market_path(demo_dir))],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        status, _h, body = client.request(
+            "POST", "/api/access-requests", {"dataset": "speed_test.v2", "message": "later"}
+        )
+    finally:
+        holder.communicate("", timeout=60)
+    assert (status, json.loads(body)["error"]["code"]) == (503, "busy")

@@ -217,3 +217,24 @@ def test_no_sql_gets_a_500(attacker, sql):
     status, body = attacker.query_json(sql)
     assert status in (200, 400, 403, 413), body
     assert status == 200 or body["error"]["code"]
+
+
+def test_a_query_nested_hundreds_of_subqueries_deep_is_refused_as_too_complex(attacker):
+    """260 nested subqueries, 2.3 KB of SQL: reading its syntax tree raised RecursionError."""
+    status, body = attacker.query_json("SELECT " + "(SELECT " * 260 + "1" + ")" * 260)
+    assert (status, body["error"]["code"]) == (400, "query_too_complex")
+    assert body["error"]["message"].startswith("the query nests too deeply (1047 levels")
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/query", {"sql": "SELECT 1 -- \ud800"}),
+        ("/api/access-requests", {"dataset": "radio_kpi.v1", "message": "for \udfff"}),
+    ],
+)
+def test_a_lone_surrogate_in_a_request_is_a_400_not_a_500_or_a_retry(attacker, path, body):
+    """Valid JSON ("\\ud800"), no text: a query got a 500, an access request a 503 to retry."""
+    status, _headers, answer = attacker.request("POST", path, body)
+    assert (status, error_code(answer)) == (400, "bad_request")
+    assert "lone surrogate" in json.loads(answer)["error"]["message"]

@@ -270,3 +270,20 @@ def test_the_sandbox_holds_only_the_licensed_views(bare_sandbox):
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'", assets
     )
     assert names.column("table_name").to_pylist() == ["radio_kpi_v1"]
+
+
+def test_a_query_over_its_memory_is_refused_without_spilling_to_disk(
+    bare_sandbox, tmp_path, monkeypatch
+):
+    """DuckDB spilled what outgrew the memory limit to ``.tmp`` in the working directory, up to
+    90 % of the free disk (365 MiB in 2 s, red team): refused as out of memory instead."""
+    sandbox, assets = bare_sandbox
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(QueryRefused) as refused:
+        sandbox.run(
+            "SELECT count(*) FROM (SELECT DISTINCT md5(range::VARCHAR) || md5(range::VARCHAR) "
+            "FROM range(30000000))",
+            assets,
+        )
+    assert refused.value.code == "out_of_memory"
+    assert list(tmp_path.iterdir()) == []
