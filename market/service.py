@@ -206,6 +206,14 @@ class Marketplace:
             raise QueryRefused("bad_request", "proofs come with format=json")
         licensed = {a.view: a for a in self.licensed_assets(buyer)}
         checked = check_query(sql, set(licensed))
+        if not licensed:  # fairness is per key, and a wallet's sign-in makes keys for free:
+            # ten such keys ran heavy SQL over VALUES lists and held a buyer's 6 ms query 15 s
+            raise QueryRefused(
+                "no_licence",
+                "you hold no licence: queries run over the datasets you hold a licence to "
+                "(POST /api/access-requests, or buy one on chain)",
+                403,
+            )
         job = QueryJob(
             checked.sql, tuple(licensed[v] for v in checked.views), fmt, max_rows, proofs
         )

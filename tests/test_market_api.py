@@ -405,3 +405,20 @@ def test_an_access_request_while_the_seller_holds_the_marketplace_file_is_answer
     finally:
         holder.communicate("", timeout=60)
     assert (status, json.loads(body)["error"]["code"]) == (503, "busy")
+
+
+def test_a_key_holding_no_licence_runs_no_sql_but_is_told_how_to_get_one(server, demo_dir):
+    """Fairness is per key and a wallet's sign-in makes keys for free: ten licence-less keys
+    running SQL over VALUES lists held a licensed buyer's 6 ms query for 15 s (red team)."""
+    _name, key = new_buyer(demo_dir)
+    client = Client(server.url, key)
+    try:
+        heavy = "SELECT count(*) FROM (VALUES (1), (2)) a(x), (VALUES (1), (2)) b(y)"
+        status, body = client.query_json(heavy)
+        assert (status, body["error"]["code"]) == (403, "no_licence")
+        assert "POST /api/access-requests" in body["error"]["message"]
+        status, body = client.query_json("SELECT count(*) FROM radio_kpi_v1")
+        assert (status, body["error"]["code"]) == (403, "table_not_allowed")
+        assert client.request("GET", "/api/listings")[0] == 200  # browsing is still open
+    finally:
+        client.close()
