@@ -9,6 +9,7 @@ A ``QueryJob`` holds plain data only, so it crosses a process boundary as a pick
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ class QueryJob:
     proofs: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass
 class QueryOutput:
     media_type: str
     row_count: int
@@ -37,16 +38,27 @@ class QueryOutput:
     path: str | None  # a larger one, in a spool file the receiver streams and deletes
     checkpoints: list[dict[str, Any]]
     timings: dict[str, float] = field(default_factory=dict)  # ms: queue, run, execute
+    # Called once the result is sent or dropped (``release``): a query pool counts a spooled
+    # result against its buyer's running queries until then.
+    on_release: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
     def read_body(self) -> bytes:
-        """The whole result as bytes (removes the spool file)."""
+        r"""The whole result as bytes (``release``\ d: the spool file removed)."""
         if self.body is not None:
             return self.body
-        spooled = Path(str(self.path))
         try:
-            return spooled.read_bytes()
+            return Path(str(self.path)).read_bytes()
         finally:
-            spooled.unlink(missing_ok=True)
+            self.release()
+
+    def release(self) -> None:
+        """Done with the result, sent or not: its spool file removed, ``on_release`` called
+        (once)."""
+        if self.path is not None:
+            Path(self.path).unlink(missing_ok=True)
+        hook, self.on_release = self.on_release, None
+        if hook is not None:
+            hook()
 
 
 def execute(job: QueryJob, sandbox: Sandbox, spool_dir: Path | None = None) -> QueryOutput:

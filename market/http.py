@@ -261,12 +261,15 @@ class MarketHandler(BaseHTTPRequestHandler):
         self._received()
         status, payload = route(market, buyer, method, path, query, body)
         if isinstance(payload, QueryOutput):
-            headers = {
-                "RDA-Checkpoints": json.dumps(payload.checkpoints, separators=(",", ":")),
-                # W3C Server Timing: where a query's time went (queue, worker, engine)
-                "Server-Timing": ", ".join(f"{k};dur={v}" for k, v in payload.timings.items()),
-            }
-            self._send_output(payload, headers)
+            try:
+                headers = {
+                    "RDA-Checkpoints": json.dumps(payload.checkpoints, separators=(",", ":")),
+                    # W3C Server Timing: where a query's time went (queue, worker, engine)
+                    "Server-Timing": ", ".join(f"{k};dur={v}" for k, v in payload.timings.items()),
+                }
+                self._send_output(payload, headers)
+            finally:
+                payload.release()
         else:
             self._send_json(status, payload)
 
@@ -317,19 +320,16 @@ class MarketHandler(BaseHTTPRequestHandler):
         if output.body is not None:
             self._send(200, output.body, output.media_type, headers)
             return
-        spooled = Path(str(output.path))
-        try:
-            # A spool file that cannot be opened is the server's fault: _dispatch answers 500
-            # (a connection closed with no answer would leave the buyer guessing).
-            with spooled.open("rb") as handle:
-                try:
-                    self._send_headers(200, output.media_type, output.size, headers)
-                    if not self._head_only:
-                        self.connection.sendfile(handle)
-                except OSError:
-                    self.close_connection = True  # the client went away
-        finally:
-            spooled.unlink(missing_ok=True)
+        # A spool file that cannot be opened is the server's fault: _dispatch answers 500 (a
+        # connection closed with no answer would leave the buyer guessing). The caller
+        # releases it, sent or not.
+        with Path(str(output.path)).open("rb") as handle:
+            try:
+                self._send_headers(200, output.media_type, output.size, headers)
+                if not self._head_only:
+                    self.connection.sendfile(handle)
+            except OSError:
+                self.close_connection = True  # the client went away
 
     def _send(self, status: int, body: bytes, media_type: str, headers: dict | None = None) -> None:
         try:

@@ -20,6 +20,7 @@ throwing bombs throws them slowly, and the workers they wreck are replaced less 
 from __future__ import annotations
 
 import contextlib
+import functools
 import multiprocessing
 import os
 import shutil
@@ -99,6 +100,10 @@ class QueryPool:
         self._cond = threading.Condition()
         self._waiting: dict[str, deque[_Ticket]] = {}
         self._running: Counter[str] = Counter()
+        # Spooled results handed over but not yet sent: they count against their buyer's
+        # running queries until released (twelve slow readers of one buyer held 284 MiB of
+        # spool while the pool counted none of them running).
+        self._undelivered: Counter[str] = Counter()
         self._turns: deque[str] = deque()
         self._strikes: Counter[str] = Counter()
         self._cool_until: dict[str, float] = {}
@@ -121,6 +126,8 @@ class QueryPool:
         self._account(buyer, reply)
         if reply[0] == "ok":
             output: QueryOutput = reply[1]
+            if output.path is not None:
+                output.on_release = functools.partial(self._delivered, buyer)
             output.timings["queue"] = round((started - queued) * 1000, 3)
             output.timings["run"] = round((time.monotonic() - started) * 1000, 3)
             return output
@@ -199,7 +206,8 @@ class QueryPool:
                 self._turns.rotate(-1)  # whoever is served goes to the back
                 queue = self._waiting.get(buyer)
                 cooled = self._cool_until.get(buyer, 0.0) <= time.monotonic()
-                if queue and cooled and self._running[buyer] < self.pool.per_buyer:
+                busy = self._running[buyer] + self._undelivered[buyer]
+                if queue and cooled and busy < self.pool.per_buyer:
                     ticket = queue.popleft()
                     ticket.worker = self._warmest(buyer)
                     self._running[buyer] += 1
@@ -245,11 +253,23 @@ class QueryPool:
             self._running[buyer] -= 1
             if self._running[buyer] <= 0:
                 del self._running[buyer]
+            if handed_over is not None:
+                self._undelivered[buyer] += 1
             if self._closed:
                 self._stop(worker, handed_over)
                 return
             self._idle.append(worker)
             if healthy and buyer in self._waiting and buyer not in self._turns:
+                self._turns.append(buyer)
+            self._schedule()
+
+    def _delivered(self, buyer: str) -> None:
+        """A spooled result of ``buyer``'s was sent or dropped: its place is free."""
+        with self._cond:
+            self._undelivered[buyer] -= 1
+            if self._undelivered[buyer] <= 0:
+                del self._undelivered[buyer]
+            if buyer in self._waiting and buyer not in self._turns:
                 self._turns.append(buyer)
             self._schedule()
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from market.execution import QueryJob
+from market.policy import QueryRefused
 from market.pool import PoolLimits, QueryPool, _Worker
 from market.results import INLINE_BYTES
 from market.sandbox import Limits
@@ -47,3 +48,22 @@ def test_a_replaced_worker_leaves_no_other_spool_file(pool, monkeypatch):
     assert list(pool.spool_dir.iterdir()) == [Path(output.path)]
     output.read_body()
     assert list(pool.spool_dir.iterdir()) == []
+
+
+def test_a_buyers_unsent_spooled_results_count_against_its_running_queries():
+    """Twelve slow readers of one buyer held 284 MiB of spool while the pool counted none of
+    them running (red team): a result holds its buyer's place until it is released."""
+    pool = QueryPool(Limits(timeout_s=30), PoolLimits(workers=2, per_buyer=1, queue_timeout_s=1))
+    try:
+        unsent = pool.run("buyer", QueryJob(SPOOLED, ()))
+        with pytest.raises(QueryRefused) as waited:
+            pool.run("buyer", QueryJob(SPOOLED, ()))
+        assert (waited.value.code, waited.value.status) == ("busy", 503)
+        assert pool.run("other", QueryJob("SELECT 1 AS n", ())).row_count == 1
+        unsent.release()
+        assert not Path(str(unsent.path)).exists()
+        again = pool.run("buyer", QueryJob(SPOOLED, ()))
+        assert json.loads(again.read_body())["row_count"] == ROWS
+        assert list(pool.spool_dir.iterdir()) == []
+    finally:
+        pool.close()
