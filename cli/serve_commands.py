@@ -32,6 +32,8 @@ def _serve_limit_arguments(serve: argparse.ArgumentParser) -> None:
     add("--per-buyer", type=int, default=2, help="queries one API key runs at once")
     add("--queued-per-buyer", type=int, default=32, help="queries one API key may queue")
     add("--max-connections", type=int, default=128, help="open connections")
+    add("--max-connections-per-client", type=int, default=32,
+        help="open connections from one address (behind a proxy: --max-connections)")  # fmt: skip
     add("--receive-timeout", type=float, default=15.0, help="seconds for a request to arrive")
     add("--rpc-url", help="sell licences on chain: the node of the minted assets")
     add("--chain-interval", type=float, default=1.0, help="seconds between licence syncs")
@@ -44,7 +46,11 @@ def serve_market(args: argparse.Namespace) -> int:
     market = open_marketplace(args, limits, pool)
     try:
         refused(market.assets)  # fail now, not on the first request, when there is no catalog
-        server_limits = ServerLimits(args.max_connections, args.receive_timeout)
+        server_limits = ServerLimits(
+            max_connections=args.max_connections,
+            receive_timeout_s=args.receive_timeout,
+            max_connections_per_client=args.max_connections_per_client,
+        )
         server = start_server(market, args.port, args.host, server_limits)
         _sell_on_chain(args, market, server.url)
     except OSError as error:
@@ -98,7 +104,8 @@ def _serve_limits(args: argparse.Namespace):
     from market.sandbox import Limits
 
     positive = ("timeout", "max_rows", "max_result_mb", "workers", "worker_memory_mb",
-                "per_buyer", "queued_per_buyer", "max_connections", "receive_timeout")  # fmt: skip
+                "per_buyer", "queued_per_buyer", "max_connections", "max_connections_per_client",
+                "receive_timeout")  # fmt: skip
     for name in positive:
         if getattr(args, name) <= 0:
             raise UserError(f"--{name.replace('_', '-')} must be positive")

@@ -25,6 +25,7 @@ import json
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -70,6 +71,10 @@ class ServerLimits:
     send_timeout_s: float = 30.0  # a reader that takes nothing for this long is dropped
     max_body: int = 256 * 1024
     max_header_bytes: int = 16 * 1024  # request line and headers together
+    # Open connections from one address: one client (no key needed to connect) holding ~140
+    # idle sockets, reopening those cut at the receive deadline, left a buyer 1 answer in 25.
+    # Behind a reverse proxy every client has its address: set it to ``max_connections``.
+    max_connections_per_client: int = 32
 
 
 class _HeadersTooLarge(Exception):
@@ -88,6 +93,8 @@ class MarketServer(ThreadingHTTPServer):
         self.limits = limits or ServerLimits()
         self.receiving = Deadlines(_cut_off, "rda-serve-receive")
         self._slots = threading.BoundedSemaphore(self.limits.max_connections)
+        self._open_from: Counter[str] = Counter()  # open connections by client address
+        self._open_lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -95,19 +102,37 @@ class MarketServer(ThreadingHTTPServer):
         return f"http://{host}:{port}"
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
+        if not self._open(client_address[0]):
             _refuse_connection(request)
             return
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self._slots.release()
+            self._close(client_address[0])
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
+            self._close(client_address[0])
+
+    def _open(self, client: str) -> bool:
+        """Take a place for a connection from ``client``, if both its own and the server's
+        caps leave one."""
+        with self._open_lock:
+            if self._open_from[client] >= self.limits.max_connections_per_client:
+                return False
+            if not self._slots.acquire(blocking=False):
+                return False
+            self._open_from[client] += 1
+        return True
+
+    def _close(self, client: str) -> None:
+        with self._open_lock:
+            self._open_from[client] -= 1
+            if self._open_from[client] <= 0:
+                del self._open_from[client]
             self._slots.release()
 
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import duckdb
@@ -422,3 +424,29 @@ def test_a_key_holding_no_licence_runs_no_sql_but_is_told_how_to_get_one(server,
         assert client.request("GET", "/api/listings")[0] == 200  # browsing is still open
     finally:
         client.close()
+
+
+def test_one_address_holding_idle_connections_leaves_the_others_served(server, buyer):
+    """No key is needed to connect: one client holding ~140 idle sockets left a buyer 1 answer
+    in 25 (red team). From another loopback address, it gets its 32 and then 503s at once."""
+    _name, client = buyer
+    idle = [
+        socket.create_connection(("127.0.0.1", server.server_address[1]), 5, ("127.0.0.2", 0))
+        for _ in range(40)
+    ]
+    try:
+        for sock in idle:
+            sock.sendall(b"POST /api/query HTTP/1.1\\r\\n")  # and then nothing
+        time.sleep(0.5)  # a refusal is written at once
+        answered = []
+        for sock in idle:
+            sock.setblocking(False)
+            try:
+                answered.append(sock.recv(12))
+            except BlockingIOError:
+                answered.append(b"")  # held open, waiting for the rest of its request
+        assert answered.count(b"HTTP/1.1 503") == 8 and answered.count(b"") == 32
+        assert client.request("GET", "/api/me")[0] == 200
+    finally:
+        for sock in idle:
+            sock.close()
