@@ -138,7 +138,15 @@ def _write_json(
     schema: pa.Schema, batches: Iterable[pa.RecordBatch], envelope: dict[str, Any], sink
 ) -> int:
     def dump(value: object) -> bytes:
-        return json.dumps(value, default=_json_value, separators=(",", ":")).encode()
+        try:  # a bare NaN or Infinity is no JSON: strict parsers refused the whole answer
+            text = json.dumps(value, default=_json_value, separators=(",", ":"), allow_nan=False)
+        except ValueError:  # one inside a list or struct (top-level columns are nulled)
+            raise QueryRefused(
+                "query_failed",
+                "the result holds NaN or Infinity inside a nested value, which JSON cannot "
+                "write: ask for format=parquet or arrow, or map them to NULL",
+            ) from None
+        return text.encode()
 
     columns = [{"name": f.name, "type": str(f.type)} for f in schema]
     head = {k: v for k, v in envelope.items() if k != "proofs"}
@@ -146,13 +154,26 @@ def _write_json(
     rows = 0
     for batch in batches:
         if batch.num_rows:
-            sink.write((b"," if rows else b"") + dump(_leaf_timestamps(batch).to_pylist())[1:-1])
+            rows_as_json = _finite_or_null(_leaf_timestamps(batch)).to_pylist()
+            sink.write((b"," if rows else b"") + dump(rows_as_json)[1:-1])
         rows += batch.num_rows
         sink.check()
     tail = {"row_count": rows, **({"proofs": envelope["proofs"]} if "proofs" in envelope else {})}
     sink.write(b"]," + dump(tail)[1:])
     sink.check()
     return rows
+
+
+def _finite_or_null(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """NaN and ±Infinity in float columns as null, as JavaScript's ``JSON.stringify`` writes
+    them: JSON has no such numbers (the formats that do keep them)."""
+    columns, changed = [], False
+    for field, column in zip(batch.schema, batch.columns, strict=True):
+        if pa.types.is_floating(field.type) and not pc.all(pc.is_finite(column)).as_py():
+            column = pc.if_else(pc.is_finite(column), column, pa.scalar(None, field.type))
+            changed = True
+        columns.append(column)
+    return pa.RecordBatch.from_arrays(columns, schema=batch.schema) if changed else batch
 
 
 def _leaf_timestamps(batch: pa.RecordBatch) -> pa.RecordBatch:

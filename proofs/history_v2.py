@@ -47,7 +47,9 @@ class ShardLogs:
             if self._tmp is None:
                 self._tmp = tempfile.TemporaryDirectory(prefix="rda-shard-logs-")
             head = self._heads[shard]
-            manifest, _ = load_manifest(self.dataset_dir / head["manifest_path"])
+            manifest, digest = load_manifest(self.dataset_dir / head["manifest_path"])
+            if digest.hex() != head["manifest_sha256"]:  # a planted one: its log is not rebuilt
+                raise ValueError(f"{head['manifest_path']} is not the manifest its head names")
             directory = Path(self._tmp.name) / str(len(self._logs))
             self._logs[shard] = shard_log(self.dataset_dir, manifest, directory)
         return self._logs[shard]

@@ -16,11 +16,12 @@ The legacy shard (the dataset's own version-1 log) keeps its stored log, ``<data
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from proofs.documents import parse_document
+from proofs.documents import open_untrusted, parse_document
 from proofs.log import DatasetLog
 from proofs.manifest import read_document
 from proofs.merkle import HASH_SIZE
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 LEAVES_SUFFIX = ".leaves"
+_SLICE_LEAVES = 1 << 16  # leaves read from a leaf file at once (2 MiB)
+_APPEND_LEAVES = 1 << 20  # leaves held before they are written to the log being rebuilt
 
 
 def leaves_path(parquet_path: str) -> str:
@@ -62,15 +65,25 @@ def write_leaf_hashes(parquet_file: Path, hashes: list[bytes]) -> None:
 
 
 def file_leaves(dataset_dir: Path, entry: dict[str, Any]) -> list[bytes]:
-    """The leaf hashes of one ``files[]`` entry: from its leaf file, else from its rows."""
+    """The leaf hashes of one ``files[]`` entry, all of them (``file_leaf_slices``)."""
+    return [leaf for leaves in file_leaf_slices(dataset_dir, entry) for leaf in leaves]
+
+
+def file_leaf_slices(dataset_dir: Path, entry: dict[str, Any]) -> Iterator[list[bytes]]:
+    """The leaf hashes of one ``files[]`` entry, a slice at a time: from its leaf file, else
+    from its rows. A slice at a time, because the entry (and the file) come from an untrusted
+    folder: a sparse leaf file of 8 GiB sized for the rows a planted manifest claims was read
+    whole, and a small Parquet file can hold billions of rows."""
     stored = dataset_dir / leaves_path(entry["path"])
     try:  # read only when it has the size the rows give it (untrusted: never loaded blindly)
         sized = stored.is_file() and stored.stat().st_size == entry["rows"] * HASH_SIZE
-        data = stored.read_bytes() if sized else b""
     except OSError:
-        data = b""
-    if len(data) == entry["rows"] * HASH_SIZE:
-        return [data[i : i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]
+        sized = False
+    if sized:
+        with open_untrusted(stored) as handle:
+            while data := handle.read(_SLICE_LEAVES * HASH_SIZE):
+                yield [data[i : i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]
+        return
     from proofs.leaves import open_parquet, parquet_leaf_hashes
 
     with open_parquet(dataset_dir / entry["path"]) as parquet:
@@ -78,7 +91,7 @@ def file_leaves(dataset_dir: Path, entry: dict[str, Any]) -> list[bytes]:
         if rows != entry["rows"]:
             message = f"{entry['path']} holds {rows} rows, its manifest says {entry['rows']}"
             raise ValueError(message)
-        return [leaf for hashes in parquet_leaf_hashes(parquet) for leaf in hashes]
+        yield from parquet_leaf_hashes(parquet)
 
 
 def manifest_loader(dataset_dir: Path) -> LoadManifest:
@@ -114,9 +127,13 @@ def shard_log(dataset_dir: Path, shard_manifest: dict[str, Any], directory: Path
     start = listed_from(links[0])  # 0, or the stored log's size if it holds an earlier link
     if start and not (start == log.size and log.root(start).hex() == links[0]["previous"]["root"]):
         links, start = chain(shard, links[0], load) + links[1:], 0  # the links before, too
-    hashes: list[bytes] = []
+    hashes: list[bytes] = []  # appended a bounded number at a time
     for entry in chain_files(links):
-        hashes.extend(file_leaves(dataset_dir, entry))
+        for leaves in file_leaf_slices(dataset_dir, entry):
+            hashes += leaves
+            if len(hashes) >= _APPEND_LEAVES:
+                start, _ = log.append_at(start, hashes)
+                hashes = []
     log.append_at(start, hashes)
     if log.size != size or log.root().hex() != root:
         raise ValueError(f"the leaves of {shard} do not give its root at size {size}")

@@ -238,3 +238,25 @@ def test_a_lone_surrogate_in_a_request_is_a_400_not_a_500_or_a_retry(attacker, p
     status, _headers, answer = attacker.request("POST", path, body)
     assert (status, error_code(answer)) == (400, "bad_request")
     assert "lone surrogate" in json.loads(answer)["error"]["message"]
+
+
+def _strict_json(body: bytes) -> dict:
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(body, parse_constant=refuse)
+
+
+def test_nan_and_infinity_in_a_json_result_are_null_as_json_stringify_writes_them(attacker):
+    """Bare NaN / Infinity made the whole answer unreadable to strict JSON parsers."""
+    status, _headers, body = attacker.query(
+        "SELECT 'nan'::DOUBLE AS a, '-inf'::DOUBLE AS b, 1.5::FLOAT AS c"
+    )
+    assert status == 200
+    assert _strict_json(body)["rows"] == [{"a": None, "b": None, "c": 1.5}]
+
+
+def test_nan_inside_a_nested_json_value_is_refused_with_the_formats_that_keep_it(attacker):
+    status, _headers, body = attacker.query("SELECT [1.0, 'nan'::DOUBLE] AS l")
+    assert (status, error_code(body)) == (400, "query_failed")
+    assert "format=parquet or arrow" in _strict_json(body)["error"]["message"]

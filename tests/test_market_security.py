@@ -277,13 +277,17 @@ def test_a_query_over_its_memory_is_refused_without_spilling_to_disk(
 ):
     """DuckDB spilled what outgrew the memory limit to ``.tmp`` in the working directory, up to
     90 % of the free disk (365 MiB in 2 s, red team): refused as out of memory instead."""
-    sandbox, assets = bare_sandbox
+    _sandbox, assets = bare_sandbox
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(QueryRefused) as refused:
-        sandbox.run(
-            "SELECT count(*) FROM (SELECT DISTINCT md5(range::VARCHAR) || md5(range::VARCHAR) "
-            "FROM range(30000000))",
-            assets,
-        )
+    sandbox = Sandbox(Limits(timeout_s=120, memory_limit="64MB"))  # memory comes first
+    try:
+        with pytest.raises(QueryRefused) as refused:
+            sandbox.run(
+                "SELECT count(*) FROM (SELECT DISTINCT md5(range::VARCHAR) || "
+                "md5(range::VARCHAR) FROM range(30000000))",
+                assets,
+            )
+    finally:
+        sandbox.close()
     assert refused.value.code == "out_of_memory"
     assert list(tmp_path.iterdir()) == []

@@ -7,8 +7,10 @@ each now gets a verdict naming what is wrong.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -25,6 +27,7 @@ from cli.main import main
 from proofs.jcs import canonicalize
 from proofs.manifest import signature_path
 from proofs.merkle import leaf_hash
+from proofs.shards import heads_root
 
 pytestmark = pytest.mark.anvil
 DECOY = "decoy.v1"
@@ -191,3 +194,51 @@ def test_markup_and_escape_codes_in_a_planted_manifest_are_printed_as_text(world
     printed = capsys.readouterr().out
     assert "a checkpoint of '[/red]\\x1b[2J', not of 'probe.v1'" in printed
     assert "\x1b" not in printed
+
+
+def test_planted_unsigned_checkpoints_over_a_sparse_leaf_file_are_not_read_whole(world):
+    """Two unsigned dataset checkpoints planted after the newest, their second shard's head
+    naming a planted shard manifest of 2^28 rows whose leaf file is sparse (8 GiB, no disk):
+    the history read that file whole (a MemoryError traceback under a 3 GiB cap, 8 GiB
+    without one). The head's manifest hash is checked first now; the verifier stays small."""
+    folder, rows_claimed = _folder(world), 1 << 28
+    genuine = (folder / "checkpoints" / "000000000025.manifest.json").read_bytes()
+    legacy = {
+        "shard": DATASET, "tree_size": 25, "root": json.loads(genuine)["checkpoint"]["root"],
+        "manifest_sha256": hashlib.sha256(genuine).hexdigest(),
+        "manifest_path": "checkpoints/000000000025.manifest.json",
+    }  # fmt: skip
+    shard = folder / "shards" / "t.p0"
+    (shard / "data").mkdir(parents=True)
+    (shard / "data" / "x.parquet").write_bytes(b"PAR1")
+    with open(shard / "data" / "x.leaves", "wb") as sparse:
+        sparse.truncate(rows_claimed * 32)
+    (shard / "checkpoints").mkdir()
+    (shard / "checkpoints" / "x.manifest.json").write_bytes(canonicalize({
+        "manifest_version": 2, "kind": "shard", "dataset": DATASET, "log": f"{DATASET}/t.p0",
+        "checkpoint": {"tree_size": rows_claimed, "root": "ab" * 32}, "previous": None,
+        "files": [{"path": "shards/t.p0/data/x.parquet", "sha256": "00" * 32,
+                   "rows": rows_claimed, "leaf_start": 0}],
+    }))  # fmt: skip
+    for size in (1, 2):
+        heads = [legacy, {
+            "shard": f"{DATASET}/t.p0", "tree_size": size, "root": "ab" * 32,
+            "manifest_sha256": "00" * 32,
+            "manifest_path": "shards/t.p0/checkpoints/x.manifest.json",
+        }]  # fmt: skip
+        planted = {
+            "manifest_version": 2, "kind": "dataset", "dataset": DATASET, "log": DATASET,
+            "checkpoint": {"tree_size": 25 + size, "shards": 2, "root": heads_root(heads).hex()},
+            "shards": heads, "previous": None,
+        }  # fmt: skip
+        name = f"{25 + size:012d}.manifest.json"
+        (folder / "checkpoints" / name).write_bytes(canonicalize(planted))
+    command = [sys.executable, "-m", "cli.main", "verify", "--data-dir", str(world.data)]
+    command += ["--publisher", str(world.pinned), "--rpc-url", world.rpc_url, "--json"]
+    cap = 3 << 30
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, check=False,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (cap, cap)),
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert json.loads(done.stdout)["verdict"] == "NOT VERIFIED"
