@@ -54,6 +54,11 @@ def verify_sharded(
         verdict.log, verdict.tree_size, verdict.root, digest.hex()
     )
     anchored_at = anchored.anchored_at if anchored is not None and anchor.ok else None
+    signature = _signature_check(manifest_file, manifest, trust, anchored_at)
+    if signature.ok is False:  # no shard's rows are read for a manifest nobody pinned signed
+        unread = Check("files", None, "not read: the manifest is not the publisher's")
+        verdict.checks += [unread, signature, identity, anchor]
+        return verdict
     per_shard: dict[str, list[Check]] = {name: [] for name in (*_PER_SHARD, "signature")}
     binding = []
     if schema_docs.by_reference(manifest):  # the dataset manifest's own schema document
@@ -71,7 +76,6 @@ def verify_sharded(
             check.detail += "; GE report pending (it runs after the anchor)"
     _show_skipped(verdict, manifest)
     verdict.checks.append(_binding_check(manifest, binding))
-    signature = _signature_check(manifest_file, manifest, trust, anchored_at)
     verdict.checks.append(_signatures(signature, per_shard["signature"]))
     verdict.checks += [identity, anchor]
     if names_attestation(manifest) and not pending:  # the shard manifests read only then

@@ -242,3 +242,28 @@ def test_planted_unsigned_checkpoints_over_a_sparse_leaf_file_are_not_read_whole
     )  # fmt: skip
     assert done.returncode == 1, done.stderr[-2000:]
     assert json.loads(done.stdout)["verdict"] == "NOT VERIFIED"
+
+
+def test_the_rows_of_an_unsigned_manifest_are_not_read(world):
+    """Planted as the newest, it listed one 12 KB file of a million repeated rows four times:
+    the verifier hashed them all before it looked for a signature (~20 min per 10^9 rows)."""
+    rows_in_file = 1_000_000
+    bomb = _folder(world) / "data" / "bomb.parquet"
+    pq.write_table(rows(0, 1).take(pa.array([0] * rows_in_file)), bomb, compression="zstd")
+    newest = _folder(world) / "checkpoints" / "000000000025.manifest.json"
+    planted = json.loads(newest.read_text())
+    digest = hashlib.sha256(bomb.read_bytes()).hexdigest()
+    planted["files"] = [
+        {"path": "data/bomb.parquet", "sha256": digest, "rows": rows_in_file,
+         "leaf_start": i * rows_in_file}
+        for i in range(4)
+    ]  # fmt: skip
+    planted["checkpoint"]["tree_size"] = 4 * rows_in_file
+    (newest.parent / "000004000000.manifest.json").write_text(json.dumps(planted))
+    code, datasets = _datasets(world, "--dataset", DATASET)
+    checks = {c["check"]: c for c in datasets[DATASET]["checks"]}
+    assert code == 1
+    assert checks["files"] == {
+        "check": "files", "ok": None, "detail": "not read: the manifest is not the publisher's"
+    }  # fmt: skip
+    assert checks["signature"]["ok"] is False and "root" not in checks
