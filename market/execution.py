@@ -43,7 +43,7 @@ class QueryOutput:
     on_release: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
     def read_body(self) -> bytes:
-        r"""The whole result as bytes (``release``\ d: the spool file removed)."""
+        """The whole result as bytes, then ``release``: the spool file is removed."""
         if self.body is not None:
             return self.body
         try:
