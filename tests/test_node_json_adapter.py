@@ -269,3 +269,52 @@ def test_a_speed_test_without_its_node_is_refused_naming_the_node():
     assert adapter_inputs.messages(NODE_JSON, encode(speed)) == [
         "node is required (a speed test's id is its node and time)"
     ]
+
+
+def _published_nodes(result) -> dict[int, str]:
+    """Each published row's node id by its record's offset."""
+    rows = result.published[RADIO].to_pylist()
+    return {row["source_offset"]: row["node_id"] for row in rows}
+
+
+def test_invalid_utf8_inside_a_string_is_quarantined_and_never_published():
+    """Arrow's reader takes such bytes into a string column as they are: the duplicate check
+    (DuckDB) then refused the staged file and stopped ``rda run`` for good (red team)."""
+    surrogate = with_change("node", "an-\x00").replace(b"\\u0000", b"\xed\xa0\x80")
+    stray = with_change("node", "an-\x00").replace(b"\\u0000", b"\xff")
+    later = with_change("ts_ms", GOOD["ts_ms"] + 1000)
+    result = standardize(raw(encode(GOOD), surrogate, stray, later), ADAPTER)
+    assert result.quarantined.column("reason_code").to_pylist() == ["invalid_utf8"] * 2
+    assert _published_nodes(result) == {100: "an-0007", 103: "an-0007"}
+
+
+def test_no_message_can_move_its_neighbours_records_onto_other_offsets():
+    """Two objects on one line, one object cut open and one closing it keep the row count
+    while shifting the records between them by one (red team): each is refused instead."""
+    two = encode({**GOOD, "node": "attacker"}) + encode({**GOOD, "node": "smuggled"})
+    victims = [encode({**GOOD, "node": f"victim-{n}"}) for n in "xy"]
+    cut_open, closing = encode({**GOOD, "node": "attacker"})[:-1] + b',"x":', b"{}}"
+    result = standardize(raw(encode(GOOD), two, *victims, cut_open, closing), ADAPTER)
+    assert _published_nodes(result) == {100: "an-0007", 102: "victim-x", 103: "victim-y"}
+    assert result.quarantined.column("offset").to_pylist() == [101, 104, 105]
+
+
+_PIECES = st.sampled_from(
+    [b"{", b"}", b"{}", b'"node":"z"', b",", b'"x":', b"\n", b"[", b"]", b"1", b" "]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.integers(0, 9), st.lists(_PIECES, max_size=6)), max_size=12))
+def test_every_published_row_is_the_report_its_own_record_holds(choices):
+    """Good reports (their node named by their position) among fragments that could join or
+    split across records: a row is only ever published for the record that holds it whole."""
+    values = [
+        with_change("node", f"n{position}") if isinstance(choice, int) else b"".join(choice)
+        for position, choice in enumerate(choices)
+    ]
+    result = standardize(raw(*values), ADAPTER)
+    published = _published_nodes(result) if RADIO in result.published else {}
+    for offset, node in published.items():
+        assert json.loads(values[offset - 100])["node"] == node
+    assert result.published_records + result.quarantined.num_rows == len(values)

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
@@ -28,6 +29,13 @@ NUMBER = (int, float)
 # (`--join-group`), each with its own landing children.
 READ_OPTIONS = pajson.ReadOptions(use_threads=False)
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# Each message goes to Arrow's reader as the member of an object that numbers it, one per line
+# (``_numbered_lines``): its rows must then be those numbers in order. Arrow's reader reads
+# what follows a line's end as more of the same value, and two objects on one line as two
+# rows, so a node could shift its neighbours' records onto other rows and offsets with the
+# count kept (a message of two objects, one cut open, one closing it): now such a line is not
+# JSON, and the block goes to the per-message screen.
+_ROW, _MESSAGE = "_rda_row", "_rda_message"
 
 
 @dataclass(frozen=True)
@@ -54,8 +62,9 @@ class WireTable:
                 groups.setdefault(group, []).append(pa.field(path[1], arrow_type))
             checks.setdefault(group, []).append((path[-1], frozenset(json_types)))
         schema = pa.schema(top + [pa.field(g, pa.struct(fs)) for g, fs in groups.items()])
+        numbered = pa.schema([(_ROW, pa.int64()), (_MESSAGE, pa.struct(list(schema)))])
         options = pajson.ParseOptions(
-            explicit_schema=schema, unexpected_field_behavior="ignore", newlines_in_values=False
+            explicit_schema=numbered, unexpected_field_behavior="ignore", newlines_in_values=False
         )
         object.__setattr__(self, "arrow_schema", schema)
         object.__setattr__(self, "parse_options", options)
@@ -171,25 +180,46 @@ def _parse_block(
     if not positions:
         return table.empty()
     chosen = values.take(pa.array(positions, pa.int64()))
+    try:  # Arrow's reader takes invalid UTF-8 in strings as it is: it stopped DuckDB later
+        chosen.cast(pa.string())
+    except pa.ArrowInvalid:
+        return None
     if compact and pc.any(pc.match_substring_regex(chosen, r"[\r\n]")).as_py():
         # Screened messages may span lines: re-serialize them onto one line each.
-        block = pa.py_buffer(b"".join(_compact_line(v) for v in chosen.to_pylist()))
-    else:
-        block = lines_buffer(chosen)
+        chosen = pa.array([_compact_line(v) for v in chosen.to_pylist()], pa.binary())
     try:
         parsed = pajson.read_json(
-            pa.BufferReader(block), read_options=READ_OPTIONS, parse_options=table.parse_options
+            pa.BufferReader(_numbered_lines(chosen)),
+            read_options=READ_OPTIONS,
+            parse_options=table.parse_options,
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
-    if parsed.num_rows != len(positions):
+    numbers = parsed.column(_ROW)
+    in_order = pa.array(np.arange(len(positions), dtype=np.int64))
+    if parsed.num_rows != len(positions) or not numbers.equals(pa.chunked_array([in_order])):
         return None
-    return parsed.combine_chunks().to_batches()[0]
+    messages = parsed.column(_MESSAGE).combine_chunks()
+    return pa.RecordBatch.from_struct_array(messages)
+
+
+def _numbered_lines(chosen: pa.Array) -> pa.Buffer:
+    """``{"_rda_row":i,"_rda_message":<message i>}`` a line, as one contiguous buffer."""
+    numbers = pc.cast(pa.array(np.arange(len(chosen), dtype=np.int64)), pa.string())
+    lines = pc.binary_join_element_wise(
+        b'{"' + _ROW.encode() + b'":', numbers.cast(pa.binary()),
+        b',"' + _MESSAGE.encode() + b'":', chosen, b"}\n", b"",
+    )  # fmt: skip
+    return _contiguous(lines)
 
 
 def lines_buffer(chosen: pa.Array) -> pa.Buffer:
     """All values followed by a newline, as one contiguous buffer, without a Python loop."""
-    lines = pc.binary_join_element_wise(chosen, pa.scalar(b"", pa.binary()), b"\n")
+    return _contiguous(pc.binary_join_element_wise(chosen, pa.scalar(b"", pa.binary()), b"\n"))
+
+
+def _contiguous(lines: pa.Array) -> pa.Buffer:
+    """The bytes of a binary array's values, one after the other, as they are stored."""
     _, offsets_buffer, data = lines.buffers()
     offsets = pa.Array.from_buffers(
         pa.int32(), len(lines) + 1, [None, offsets_buffer], offset=lines.offset
