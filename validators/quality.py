@@ -7,6 +7,7 @@ and run in the driver (``streaming/event_time.py``).
 
 | check | level | code |
 |---|---|---|
+| a Kafka timestamp (``ingest_time``) outside 2000-2099 | quarantine | ``bad_timestamp`` |
 | event time ahead of ingest time by more than ``max_ahead_s`` | quarantine | ``clock_skew`` |
 | a malformed IMSI, MSISDN, IMEI, MAC or IP address | quarantine | ``malformed`` |
 | great SINR at noise-floor RSRP; a session ending before it starts | quarantine | ``implausible`` |
@@ -194,11 +195,17 @@ def event_time_field(schema: TelemetrySchema) -> str:
     return "event_time" if "event_time" in names else "session_end"
 
 
+# The Kafka timestamps a record may carry (published as ``ingest_time``): 2000-01-01 to 2099.
+_INGEST_FROM_US, _INGEST_UNTIL_US = 946_684_800_000_000, 4_102_444_800_000_000
+
+
 def _lag_s(schema: TelemetrySchema, rows: pa.RecordBatch) -> pa.Array:
     """Ingest time minus event time, in seconds (negative: the event is in the future)."""
     event = rows.column(event_time_field(schema)).cast(pa.int64())
     ingest = rows.column("ingest_time").cast(pa.int64())
-    return pc.divide(pc.subtract(ingest, event).cast(pa.float64()), 1e6)
+    # A difference past 2^53 µs (~285 years) is not exact as a double: a safe cast raised for a
+    # record the producer dated 2400 and stopped `rda run` for good (red team).
+    return pc.divide(pc.subtract(ingest, event).cast(pa.float64(), safe=False), 1e6)
 
 
 Describe = Callable[[pa.Array], pa.Array]  # failing-row mask -> their reasons
@@ -208,6 +215,10 @@ def _hard_checks(
     schema: TelemetrySchema, rows: pa.RecordBatch, settings: QualitySettings
 ) -> Iterator[tuple[str, pa.Array, Describe]]:
     names = set(rows.schema.names)
+    ingest = rows.column("ingest_time").cast(pa.int64())  # the producer's CreateTime
+    outside = pc.or_(pc.less(ingest, _INGEST_FROM_US), pc.greater_equal(ingest, _INGEST_UNTIL_US))
+    beyond = " µs after 1970: outside 2000-2099, no broker's clock"
+    yield "bad_timestamp", outside, _describe("the record's Kafka timestamp is ", ingest, beyond)
     lag = _lag_s(schema, rows)
     limit = f" s ahead of ingest (limit {settings.max_ahead_s:g} s)"
     ahead = pc.less(lag, -settings.max_ahead_s)
