@@ -341,8 +341,12 @@ def schemas_show(args: argparse.Namespace) -> int:
 
 
 def bench(args: argparse.Namespace) -> int:
-    from benchmarks.runner import run_benchmarks
+    from benchmarks.runner import BENCHMARKS, run_benchmarks
 
+    unknown = sorted(set(args.only or []) - set(BENCHMARKS))
+    if unknown:  # one line, not run_benchmarks' traceback
+        known = ", ".join(sorted(BENCHMARKS))
+        raise UserError(f"no benchmark {', '.join(unknown)}: --only takes one of {known}")
     results = run_benchmarks(
         only=args.only, quick=args.quick, progress=lambda m: step(m, args.json)
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.timing import file_create_us, raw_loop_seconds
+from cli.main import main
 from simulator.fleet import generate
 from simulator.producer import produce
 
@@ -20,3 +21,10 @@ def test_the_disk_probe_gives_a_cost_per_file_and_leaves_nothing_behind(tmp_path
     cost = file_create_us(tmp_path, files=20)
     assert cost > 0
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unknown_benchmark_is_named_in_one_line_with_those_there_are(capsys):
+    assert main(["bench", "--only", "decode"]) != 0
+    error = capsys.readouterr().err
+    assert "no benchmark decode: --only takes one of aging," in error
+    assert "Traceback" not in error
