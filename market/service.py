@@ -61,6 +61,9 @@ class Marketplace:
         self._assets_stamp: object = None
         self._market = MarketSnapshot()
         self._market_stamp: object = None
+        # The marketplace file changed but could not be read (the seller's `rda market` held
+        # it): a key it does not know may be one added since, told 401 "unknown" before.
+        self._market_behind = False
         self._listings: dict[tuple, dict[str, Any]] = {}
         self._details: dict[tuple, dict[str, Any]] = {}
         self._facts = CatalogFacts()
@@ -93,8 +96,9 @@ class Marketplace:
                 try:
                     self._market = self.store.snapshot()
                     self._market_stamp = stamp
+                    self._market_behind = False
                 except duckdb.Error:  # locked by a concurrent `rda market` write: retry later
-                    pass
+                    self._market_behind = True
             return self._market
 
     # -- buyers --------------------------------------------------------------------------
@@ -105,6 +109,8 @@ class Marketplace:
                 "unauthorized", "an API key is required (Authorization: Bearer …)", 401
             )
         buyer = self.market().buyer_for_key(api_key)
+        if buyer is None and self._market_behind:  # the key may be newer than what was read
+            raise QueryRefused("busy", "the marketplace is busy: try again shortly", 503)
         if buyer is None:
             raise QueryRefused("unauthorized", "unknown API key", 401)
         return buyer

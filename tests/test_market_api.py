@@ -450,3 +450,30 @@ def test_one_address_holding_idle_connections_leaves_the_others_served(server, b
     finally:
         for sock in idle:
             sock.close()
+
+
+def test_a_key_added_while_the_seller_holds_the_marketplace_file_is_busy_not_unknown(
+    server, demo_dir
+):
+    """The server reads the file again when it changes; held by the seller, it cannot, and a
+    key added meanwhile was answered 401 "unknown API key" (a lie): 503, retry."""
+    stranger = Client(server.url, "rda_unknown")
+    assert stranger.request("GET", "/api/me")[0] == 401  # the file is read
+    stranger.close()
+    _name, key = new_buyer(demo_dir, "radio_kpi.v1")
+    client = Client(server.url, key)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
+         "print('held', flush=True); sys.stdin.read()", str(market_path(demo_dir))],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        status, _h, body = client.request("GET", "/api/me")
+    finally:
+        holder.communicate("", timeout=60)
+    try:
+        assert (status, json.loads(body)["error"]["code"]) == (503, "busy")
+        assert client.request("GET", "/api/me")[0] == 200  # once the file is free
+    finally:
+        client.close()
