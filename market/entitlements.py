@@ -34,6 +34,10 @@ from proofs.data_asset import DataAsset
 
 log = logging.getLogger("rda.market")
 KEPT_BLOCKS = 256
+# Wallet buyers holding no licence kept at once: a sign-in is free (a throwaway wallet signs),
+# and each made a buyer the server reads again on every change of the store (300 in a minute,
+# red team). Past it, the longest-standing such buyers go; signing in again brings one back.
+MAX_UNLICENSED_WALLETS = 10_000
 MAX_BLOCKS_PER_READ = 2_000  # eth_getLogs ranges stay small on public nodes too
 
 
@@ -65,12 +69,24 @@ def wallet_key(store: MarketStore, wallet: str) -> str:
                 [hash_key(api_key), api_key[:9] + "…", wallet],
             )
         else:
+            _make_room(con, MAX_UNLICENSED_WALLETS - 1)
             con.execute(
                 "INSERT INTO buyers (name, key_sha256, key_hint, created_at, wallet) "
                 "VALUES (?, ?, ?, ?, ?)",
                 [wallet, hash_key(api_key), api_key[:9] + "…", now, wallet],
             )
     return api_key
+
+
+def _make_room(con: duckdb.DuckDBPyConnection, kept: int) -> None:
+    """Keep the ``kept`` newest wallet buyers that hold no licence (granted or bought)."""
+    con.execute(
+        "DELETE FROM buyers WHERE name IN (SELECT name FROM buyers b WHERE wallet IS NOT NULL "
+        "AND NOT EXISTS (SELECT 1 FROM entitlements e WHERE e.buyer = b.name) "
+        "AND NOT EXISTS (SELECT 1 FROM chain_licences c WHERE lower(c.wallet) = lower(b.wallet)) "
+        "ORDER BY created_at DESC, name OFFSET ?)",
+        [kept],
+    )
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import pytest
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
+from market import entitlements
 from market.siwe import SignInPolicy, SignInRefused, issue, message_for, sign_in, verify
 from market.store import KEY_PREFIX, MarketStore
 
@@ -143,3 +144,28 @@ def test_hostile_message_shapes_are_refused_before_any_signature_check(store, ho
     with pytest.raises(SignInRefused):
         verify(store, POLICY, *shaped)
     assert sign_in(store, POLICY, message, signature)["wallet"] == WALLET.address
+
+
+def test_wallets_holding_no_licence_are_kept_up_to_a_cap_the_oldest_going_first(
+    tmp_path, monkeypatch
+):
+    """A sign-in is free (a throwaway wallet signs) and made a buyer the server reads again on
+    every change: 300 in a minute (red team). Past the cap the longest-standing unlicensed
+    wallet buyers go; a licensed one stays, and signing in again brings one back."""
+    monkeypatch.setattr(entitlements, "MAX_UNLICENSED_WALLETS", 3)
+    store = MarketStore(tmp_path / "market.duckdb")
+    wallets = [Account.from_key(bytes([9 + i]) * 32) for i in range(5)]
+
+    def sign_in_as(account) -> str:
+        message = issue(store, POLICY, account.address)
+        return sign_in(store, POLICY, message, signed(message, account))["api_key"]
+
+    keys = [sign_in_as(wallets[0])]
+    store.grant(wallets[0].address, "radio_kpi.v1")  # licensed: never pruned
+    keys += [sign_in_as(account) for account in wallets[1:]]
+    snapshot = store.snapshot()
+    known = {w.address for w, key in zip(wallets, keys, strict=True) if snapshot.buyer_for_key(key)}
+    assert known == {wallets[i].address for i in (0, 2, 3, 4)}
+    again = sign_in_as(wallets[1])
+    assert store.snapshot().buyer_for_key(again).name == wallets[1].address
+    assert store.snapshot().buyer_for_key(keys[2]) is None  # the oldest unlicensed now
