@@ -436,7 +436,7 @@ def test_one_address_holding_idle_connections_leaves_the_others_served(server, b
     ]
     try:
         for sock in idle:
-            sock.sendall(b"POST /api/query HTTP/1.1\\r\\n")  # and then nothing
+            sock.sendall(b"POST /api/query HTTP/1.1\r\n")  # and then nothing
         time.sleep(0.5)  # a refusal is written at once
         answered = []
         for sock in idle:
