@@ -3,6 +3,7 @@ the anchored checkpoint it was computed on, entitlements applied on the next req
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -387,13 +389,9 @@ def test_a_spooled_result_gone_before_it_is_sent_is_answered_500(buyer, monkeypa
     assert (status, json.loads(body)["error"]["code"]) == (500, "internal")
 
 
-def test_an_access_request_while_the_seller_holds_the_marketplace_file_is_answered_busy(
-    buyer, demo_dir
-):
-    """The lock held by another process (the seller's ``rda market``) is worth a retry (503); no
-    other fault of the store is (one such, a lone surrogate, used to be answered busy too)."""
-    _name, client = buyer
-    assert client.request("GET", "/api/me")[0] == 200  # the server knows the key already
+@contextlib.contextmanager
+def _held_by_the_seller(demo_dir: Path) -> Iterator[None]:
+    """The marketplace file open for writing in another process, as ``rda market`` holds it."""
     holder = subprocess.Popen(
         [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
          "print('held', flush=True); sys.stdin.read()", str(market_path(demo_dir))],
@@ -401,11 +399,22 @@ def test_an_access_request_while_the_seller_holds_the_marketplace_file_is_answer
     )  # fmt: skip
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        yield
+    finally:
+        holder.communicate("", timeout=60)
+
+
+def test_an_access_request_while_the_seller_holds_the_marketplace_file_is_answered_busy(
+    buyer, demo_dir
+):
+    """The lock held by another process (the seller's ``rda market``) is worth a retry (503); no
+    other fault of the store is (one such, a lone surrogate, used to be answered busy too)."""
+    _name, client = buyer
+    assert client.request("GET", "/api/me")[0] == 200  # the server knows the key already
+    with _held_by_the_seller(demo_dir):
         status, _h, body = client.request(
             "POST", "/api/access-requests", {"dataset": "speed_test.v2", "message": "later"}
         )
-    finally:
-        holder.communicate("", timeout=60)
     assert (status, json.loads(body)["error"]["code"]) == (503, "busy")
 
 
@@ -462,16 +471,8 @@ def test_a_key_added_while_the_seller_holds_the_marketplace_file_is_busy_not_unk
     stranger.close()
     _name, key = new_buyer(demo_dir, "radio_kpi.v1")
     client = Client(server.url, key)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
-         "print('held', flush=True); sys.stdin.read()", str(market_path(demo_dir))],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    with _held_by_the_seller(demo_dir):
         status, _h, body = client.request("GET", "/api/me")
-    finally:
-        holder.communicate("", timeout=60)
     try:
         assert (status, json.loads(body)["error"]["code"]) == (503, "busy")
         assert client.request("GET", "/api/me")[0] == 200  # once the file is free
