@@ -44,6 +44,7 @@ def verify_sharded(
         attestation_check,
         attestation_pending,
         names_attestation,
+        refused_unread,
     )
 
     checkpoint = manifest["checkpoint"]
@@ -55,10 +56,8 @@ def verify_sharded(
     )
     anchored_at = anchored.anchored_at if anchored is not None and anchor.ok else None
     signature = _signature_check(manifest_file, manifest, trust, anchored_at)
-    if signature.ok is False:  # no shard's rows are read for a manifest nobody pinned signed
-        unread = Check("files", None, "not read: the manifest is not the publisher's")
-        verdict.checks += [unread, signature, identity, anchor]
-        return verdict
+    if signature.ok is False:  # no shard's rows are read
+        return refused_unread(verdict, signature, identity, anchor)
     per_shard: dict[str, list[Check]] = {name: [] for name in (*_PER_SHARD, "signature")}
     binding = []
     if schema_docs.by_reference(manifest):  # the dataset manifest's own schema document
