@@ -8,7 +8,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipelines.kafka_source import FORMAT_HEADER, KafkaUnavailable, OffsetRange, RecordsLost
+from pipelines.kafka_source import (
+    FORMAT_HEADER,
+    KafkaUnavailable,
+    OffsetRange,
+    ReadBudget,
+    RecordsLost,
+)
 from schemas.records import RAW_RECORD_SCHEMA, SIGNATURE_HEADER
 
 
@@ -100,3 +106,11 @@ def past_end(messages: list[Any], offsets: OffsetRange) -> list[Any]:
         return []
     first = next(i for i, message in enumerate(messages) if message.offset() >= offsets.end)
     return messages[first:]
+
+
+def count_bytes(budget: ReadBudget, offsets: OffsetRange, messages: list[Any]) -> None:
+    """Count ``messages`` of ``offsets`` (keys and values) against the read's ``budget``."""
+    if budget.max_bytes is None or not messages:
+        return
+    sizes = [len(m.value() or b"") + len(m.key() or b"") for m in messages]
+    budget.count(offsets, sizes, [m.offset() for m in messages])

@@ -22,11 +22,18 @@ from typing import Any
 import pyarrow as pa
 
 from pipelines.confluent_admin import ConfluentAdmin
-from pipelines.confluent_records import by_partition, keep_in_range, past_end, raw_batch
+from pipelines.confluent_records import (
+    by_partition,
+    count_bytes,
+    keep_in_range,
+    past_end,
+    raw_batch,
+)
 from pipelines.fetch_waits import FETCH_WAITS_MS, SHORTER_AGAIN_AFTER, FetchWaits
 from pipelines.kafka_source import (
     KafkaUnavailable,
     OffsetRange,
+    ReadBudget,
     TopicNotFound,
     check_together,
     refuse_deleted_ranges,
@@ -63,12 +70,15 @@ class ConfluentSource:
         timeout_s: float = 30.0,
         fetch_waits_ms: tuple[int, ...] = FETCH_WAITS_MS,
         shorter_again_after: int = SHORTER_AGAIN_AFTER,
+        max_range_bytes: int | None = None,
     ) -> None:
         """``fetch_waits_ms``: the reader's fetch waits, shortest first; a longer one is taken
         when a read gets nothing, the shorter one tried again after ``shorter_again_after``
-        whole reads (``pipelines/fetch_waits.py``)."""
+        whole reads (``pipelines/fetch_waits.py``). ``max_range_bytes``: the bytes of records
+        one range may hold (``ReadBudget``)."""
         self.bootstrap = bootstrap
         self.timeout_s = timeout_s
+        self.max_range_bytes = max_range_bytes
         self._clients: dict[str, Any] = {}  # group -> an open consumer, reused by every call
         self._admin = ConfluentAdmin(bootstrap, timeout_s)  # topic ids, log starts
         self._waits = FetchWaits(fetch_waits_ms, shorter_again_after)  # the reader's
@@ -274,13 +284,16 @@ class ConfluentSource:
         ``PAST_ENDS``; those this read consumes past its ranges' ends are left there."""
         kept: dict[int, list[Any]] = {}
         positions: dict[int, int] = {}
+        budget = ReadBudget(self.max_range_bytes)
         for r in ranges:
             kept[r.partition], positions[r.partition] = PAST_ENDS.take(self.bootstrap, r)
+            count_bytes(budget, r, kept[r.partition])
         past: dict[int, list[Any]] = {r.partition: [] for r in ranges}
         if unread := [r for r in ranges if positions[r.partition] < r.end]:
             # Only the ranges read from the broker: what it delivers of a partition follows the
             # last record consumed, which a range taken whole from ``PAST_ENDS`` did not consume.
-            self._consume_into(self._assigned(unread, positions), unread, positions, kept, past)
+            consumer = self._assigned(unread, positions)
+            self._consume_into(consumer, unread, positions, kept, past, budget)
         for r in ranges:
             if past[r.partition]:  # else what a range taken whole left past its end stays
                 PAST_ENDS.keep(self.bootstrap, r, past[r.partition])
@@ -293,9 +306,10 @@ class ConfluentSource:
         positions: dict[int, int],
         kept: dict[int, list[Any]],
         past: dict[int, list[Any]],
+        budget: ReadBudget,
     ) -> None:
         """Consume until every range is read to its end (``positions``): its messages appended
-        to ``kept``, those consumed after its end to ``past``."""
+        to ``kept`` (counted against ``budget``), those consumed after its end to ``past``."""
         deadline = time.monotonic() + self.timeout_s
         while unread := [r for r in ranges if positions[r.partition] < r.end]:
             # consume() waits until it has num_messages or the timeout: asking for no more than
@@ -318,9 +332,11 @@ class ConfluentSource:
                 if r.partition not in found:
                     continue
                 if positions[r.partition] < r.end:
+                    before = len(kept[r.partition])
                     positions[r.partition] = keep_in_range(
                         found[r.partition], positions[r.partition], r, kept[r.partition]
                     )
+                    count_bytes(budget, r, kept[r.partition][before:])
                     past[r.partition] += past_end(found[r.partition], r)
                 else:  # read to its end in an earlier round: what follows
                     past[r.partition] += found[r.partition]

@@ -12,6 +12,7 @@ from pipelines.kafka_source import (
     FORMAT_HEADER,
     KafkaUnavailable,
     OffsetRange,
+    ReadBudget,
     RecordsLost,
     TopicNotFound,
     canonical_topic_id,
@@ -25,9 +26,13 @@ from schemas.records import RAW_RECORD_SCHEMA, SIGNATURE_HEADER
 class KafkaPythonSource:
     """``KafkaSource`` on kafka-python (with ``crc32c`` for fast CRC checks)."""
 
-    def __init__(self, bootstrap: str, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, bootstrap: str, timeout_s: float = 30.0, max_range_bytes: int | None = None
+    ) -> None:
+        """``max_range_bytes``: the bytes of records one range may hold (``ReadBudget``)."""
         self.bootstrap = bootstrap
         self.timeout_s = timeout_s
+        self.max_range_bytes = max_range_bytes
         self._reader = None  # one consumer reused by read(): connecting costs ~0.1 s a chunk
 
     def close(self) -> None:
@@ -199,6 +204,7 @@ class KafkaPythonSource:
             consumer.assign([tp])  # a seek drops records prefetched for an earlier range
             consumer.seek(tp, offsets.start)
             deadline = time.monotonic() + self.timeout_s
+            budget = ReadBudget(self.max_range_bytes)
             while consumer.position(tp) < offsets.end:
                 records = consumer.poll(timeout_ms=500, max_records=10_000).get(tp, [])
                 if records:
@@ -207,9 +213,9 @@ class KafkaPythonSource:
                     raise KafkaUnavailable(
                         f"no progress reading {offsets.name} at offset {consumer.position(tp)}"
                     )
+                records = [r for r in records if r.offset < offsets.end]
+                budget.count(offsets, [_size(r) for r in records], [r.offset for r in records])
                 for record in records:
-                    if record.offset >= offsets.end:
-                        break
                     _append(columns, record)
             first = columns["offset"][0] if columns["offset"] else None
             refuse_deleted_ranges([offsets], {offsets.partition: first}, self.log_starts)
@@ -223,6 +229,11 @@ class KafkaPythonSource:
             self.close()  # after a failure, start the next read on a fresh connection
             raise
         return pa.RecordBatch.from_pydict(columns, schema=RAW_RECORD_SCHEMA)
+
+
+def _size(record) -> int:
+    """The bytes of a record's key and value."""
+    return len(record.key or b"") + len(record.value or b"")
 
 
 def _append(columns: dict[str, list], record) -> None:

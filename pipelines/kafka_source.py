@@ -106,6 +106,66 @@ class KafkaUnavailable(RuntimeError):
     """The broker did not answer in time."""
 
 
+class RangeTooLarge(RuntimeError):
+    """A range's records passed the reader's byte budget before its end: the read stopped.
+
+    ``split_at`` is the first offset past the budget (never the range's start, so the part
+    before it holds at least one record). Its arguments are all positional so that the error
+    travels whole through a child's pickling and Beam's re-raising (which re-creates an error
+    from ``args`` with the step's name added to the message)."""
+
+    def __init__(self, message: str, offsets: dict, split_at: int, max_bytes: int) -> None:
+        super().__init__(message, offsets, split_at, max_bytes)
+
+    @property
+    def offsets(self) -> OffsetRange:
+        return OffsetRange(**self.args[1])
+
+    @property
+    def split_at(self) -> int:
+        return self.args[2]
+
+    @property
+    def max_bytes(self) -> int:
+        return self.args[3]
+
+
+class ReadBudget:
+    """The bytes (keys and values) one range may bring into memory (``None``: no bound).
+
+    Kafka offsets say nothing of bytes, so a work item is planned by offsets; records of up to a
+    megabyte each (the broker's limit) would otherwise let one item of 50,000 offsets hold tens
+    of gigabytes. A reader counts each range's records as they arrive and stops the read with
+    ``RangeTooLarge`` once they pass the budget; the driver then splits that work item. One
+    budget counts one read."""
+
+    def __init__(self, max_bytes: int | None) -> None:
+        self.max_bytes = max_bytes
+        self._used: dict[OffsetRange, int] = {}
+
+    def count(self, offsets: OffsetRange, sizes: list[int], record_offsets: list[int]) -> None:
+        """Count records of ``offsets`` just read (their sizes and offsets, in order)."""
+        if self.max_bytes is None or not sizes:
+            return
+        before = self._used.get(offsets, 0)
+        self._used[offsets] = before + sum(sizes)
+        if self._used[offsets] <= self.max_bytes:
+            return
+        used = before
+        for size, offset in zip(sizes, record_offsets, strict=True):
+            used += size
+            if used > self.max_bytes:
+                split_at = max(offset, offsets.start + 1)
+                break
+        if split_at >= offsets.end:  # one record alone over the budget: it cannot be split
+            return
+        raise RangeTooLarge(
+            f"{offsets.name} holds more than {self.max_bytes:,} bytes of records before offset "
+            f"{split_at}",
+            offsets.as_dict(), split_at, self.max_bytes,
+        )  # fmt: skip
+
+
 class TopicNotFound(KeyError):
     """The broker has no such topic (yet)."""
 
@@ -276,21 +336,26 @@ class KafkaSpec:
     bootstrap: str
     client: str = DEFAULT_CLIENT
     timeout_s: float = 30.0  # without an answer or progress: the driver then retries the batch
+    max_range_bytes: int | None = None  # a range read past it fails: ``RangeTooLarge``
 
     def open(self) -> KafkaSource:
-        return open_source(self.bootstrap, self.timeout_s, self.client)
+        return open_source(self.bootstrap, self.timeout_s, self.client, self.max_range_bytes)
 
 
 def open_source(
-    bootstrap: str, timeout_s: float = 30.0, client: str = DEFAULT_CLIENT
+    bootstrap: str,
+    timeout_s: float = 30.0,
+    client: str = DEFAULT_CLIENT,
+    max_range_bytes: int | None = None,
 ) -> KafkaSource:
-    """A ``KafkaSource`` on the named client (``CLIENTS``)."""
+    """A ``KafkaSource`` on the named client (``CLIENTS``). ``max_range_bytes``: the bytes of
+    records one range may hold (``ReadBudget``); None, no bound."""
     if client == "confluent":
         from pipelines.confluent_source import ConfluentSource
 
-        return ConfluentSource(bootstrap, timeout_s)
+        return ConfluentSource(bootstrap, timeout_s, max_range_bytes=max_range_bytes)
     if client == "kafka-python":
         from pipelines.kafka_python_source import KafkaPythonSource
 
-        return KafkaPythonSource(bootstrap, timeout_s)
+        return KafkaPythonSource(bootstrap, timeout_s, max_range_bytes)
     raise ValueError(f"unknown Kafka client {client!r} (known: {', '.join(CLIENTS)})")

@@ -11,6 +11,10 @@ from pipelines.kafka_source import DEFAULT_CLIENT
 from validators.event_time import WindowSettings
 from validators.score import components_from_counts, score
 
+# Bytes of records one work item may hold (keys and values). Records of a megabyte each, 985 MB
+# in one batch: 0.77 GB peak in `rda run --once` (300 of them unbounded: 1.87 GB).
+DEFAULT_MAX_CHUNK_BYTES = 32 << 20
+
 # Anchors a batch's checkpoints (dataset, tree_size, root, manifest_sha256) in one transaction;
 # a ChainContext's ``anchor`` (whose context also answers ``latest``: streaming/checkpoints.py).
 Anchorer = Callable[[list[dict]], list[dict]]
@@ -25,6 +29,9 @@ class RunConfig:
     data_dir: Path | str  # a local folder, or s3://BUCKET/PREFIX
     wire_format: str | None = "auto"  # for records without a format header; auto: sniff
     max_chunk_records: int = 50_000
+    # A work item whose records pass this many bytes is split where they do (``_split_chunk`` in
+    # streaming/poison.py): Kafka offsets say nothing of bytes, and a record may be a megabyte.
+    max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES
     max_batch_records: int = 2_000_000
     runner: str = "fnapi"
     kafka_timeout: float = 30.0  # seconds without an answer before a read fails (and is retried)

@@ -1,8 +1,8 @@
 """``rda run`` settings: flags > ``RDA_*`` environment variables > TOML file > defaults.
 
 The file (``--config`` or ``RDA_CONFIG``) has a ``[run]`` table with the global settings and one
-``[topics.NAME]`` table per topic, whose ``format``, ``max_batch_records`` and
-``max_chunk_records`` override the file's global values for that topic. A flag or an environment
+``[topics.NAME]`` table per topic, whose ``format``, ``max_batch_records``, ``max_chunk_records``
+and ``max_chunk_bytes`` override the file's global values for that topic. A flag or an environment
 variable applies to every topic and wins over the file. Example::
 
     [run]
@@ -40,6 +40,7 @@ from pipelines.kafka_group import MIN_SESSION_TIMEOUT_MS, SESSION_TIMEOUT_MS
 from pipelines.kafka_source import CLIENTS, DEFAULT_CLIENT
 from schemas.adapters import AUTO, check_format
 from sinks.storage import data_location
+from streaming.batch import DEFAULT_MAX_CHUNK_BYTES
 from streaming.errors import SettingsError
 from streaming.node_cache import SIGNATURE_POLICIES
 
@@ -59,6 +60,7 @@ class TopicSettings:
     format: str = AUTO  # wire format of records without a format header; auto: sniff each
     max_batch_records: int = 2_000_000  # backpressure: offsets per micro-batch, all partitions
     max_chunk_records: int = 50_000  # offsets per work item: bounds a worker's memory
+    max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES  # and the bytes of its records (a split past)
     signatures: str = "auto"  # device signatures: required, unsigned, auto (streaming/node_cache)
 
 
@@ -146,6 +148,7 @@ _PER_TOPIC: dict[str, Callable[[str], Any]] = {
     "format": str,
     "max_batch_records": int,
     "max_chunk_records": int,
+    "max_chunk_bytes": int,
     "signatures": str,
 }
 
@@ -276,7 +279,7 @@ def _validate(settings: RunSettings) -> None:
     if settings.metrics_port is not None and not 0 <= settings.metrics_port < 65536:
         raise SettingsError(f"metrics port {settings.metrics_port} is not a TCP port")
     for name, topic in settings.topics.items():
-        if topic.max_batch_records <= 0 or topic.max_chunk_records <= 0:
+        if min(topic.max_batch_records, topic.max_chunk_records, topic.max_chunk_bytes) <= 0:
             raise SettingsError(f"topic {name}: batch and chunk sizes must be positive")
         try:
             check_format(topic.format)

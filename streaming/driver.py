@@ -406,6 +406,7 @@ def _new_plan(
         "planned_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "ranges": [r.as_dict() for r in ranges],
         "chunks": [c.as_dict() for r in ranges for c in r.split(config.max_chunk_records)],
+        "max_chunk_bytes": config.max_chunk_bytes,  # a chunk holding more is split when landed
         "wire_format": config.wire_format,
         **({"topic_id": positions.topic_id} if positions.topic_id is not None else {}),
         **({LOST: lost} if lost else {}),

@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from pipelines.device_signatures import DeviceCheck
 from pipelines.graph import Refused, standardize_chunk
-from pipelines.kafka_source import KafkaSource, OffsetRange, RecordsLost
+from pipelines.kafka_source import KafkaSource, OffsetRange, RangeTooLarge, RecordsLost
 from pipelines.poison import crashed_worker_reason
 from pipelines.protect import Protection
 from pipelines.standardize import Standardized
@@ -67,6 +67,9 @@ def land_contained(
             if isinstance(error, RecordsLost) and config.accept_retention_loss:
                 entry["plan"] = plan  # with its crashes so far
                 plan = accept_at_read(space, config.topic, entry, source, error)
+                continue
+            if (too_large := _too_large(error)) is not None:
+                plan = _split_chunk(space, batch_id, too_large)
                 continue
             crash = crash_of(error)
             if crash is None:
@@ -252,6 +255,40 @@ def _survives(
     except Exception:  # a failure that is no crash is not this search's business
         return True
     return True
+
+
+def _too_large(error: BaseException) -> RangeTooLarge | None:
+    """The ``RangeTooLarge`` behind ``error`` (a Dask worker's comes back as a cause)."""
+    current: BaseException | None = error
+    while current is not None and not isinstance(current, RangeTooLarge):
+        current = current.__cause__ or current.__context__
+    return current
+
+
+def _split_chunk(space: Workspace, batch_id: int, too_large: RangeTooLarge) -> dict:
+    """Replace the plan's chunk whose records passed the byte budget by the part before the
+    offset where they did and the rest, split again by that part's length; journaled, so any
+    redo lands the same chunks. A part may pass the budget again when landed: split again."""
+    chunk, at = too_large.offsets, too_large.split_at
+    before = OffsetRange(chunk.topic, chunk.partition, chunk.start, at)
+    after = OffsetRange(chunk.topic, chunk.partition, at, chunk.end).split(before.size)
+    with writing(space) as store:
+        plan = store.journal.batch(batch_id)["plan"]
+        chunks = [OffsetRange(**c) for c in plan["chunks"]]
+        if chunk not in chunks:  # the error names no chunk of this plan: not ours to split
+            raise too_large
+        where = chunks.index(chunk)
+        chunks[where : where + 1] = [before, *after]
+        plan["chunks"] = [c.as_dict() for c in chunks]
+        store.journal.update_plan(batch_id, plan)
+    log.warning(
+        "batch %d: %s holds more than %s bytes of records before offset %d: split into %d "
+        "work items",
+        batch_id, chunk.name, f"{too_large.max_bytes:,}", at, 1 + len(after),
+        extra={"event": "chunk_split", "batch_id": batch_id, "partition": chunk.partition,
+               "offset": at},
+    )  # fmt: skip
+    return plan
 
 
 def _count_crash(space: Workspace, batch_id: int, crash: WorkerCrashed) -> dict:

@@ -270,6 +270,7 @@ class RunLoop:
             self.settings.data_dir,
             wire_format=t.format,
             max_chunk_records=t.max_chunk_records,
+            max_chunk_bytes=t.max_chunk_bytes,
             max_batch_records=t.max_batch_records,
             runner=self.settings.runner,
             crash_limit=self.settings.crash_limit,

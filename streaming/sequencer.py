@@ -79,7 +79,12 @@ def land_chunks(
     with scratch(layout):  # Beam's folder: left in the work directory if this process is killed
         graph.run(
             chunks,
-            KafkaSpec(config.bootstrap, config.kafka_client, config.kafka_timeout),
+            KafkaSpec(
+                config.bootstrap,
+                config.kafka_client,
+                config.kafka_timeout,
+                plan.get("max_chunk_bytes"),  # a plan from before the bound: none
+            ),
             plan.get("wire_format", config.wire_format),
             ChunkWriter(str(layout.root)),
             config.runner,

@@ -1,0 +1,155 @@
+"""A work item is bounded in bytes as well as in offsets: its records' keys and values.
+
+Kafka offsets say nothing of bytes and a record may be a megabyte, so 50,000 offsets could hold
+tens of gigabytes. A reader stops a range at ``max_range_bytes`` (``RangeTooLarge``, naming the
+first offset past it); the driver splits that work item there, journals the plan, and lands the
+parts. What is published is what an unbounded landing publishes.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import replace
+from itertools import pairwise
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipelines.kafka_source import CLIENTS, OffsetRange, RangeTooLarge, ReadBudget, open_source
+from simulator.fleet import generate
+from simulator.messages import Message
+from simulator.producer import produce
+from sinks.layout import DataLayout
+from streaming.chain import open_chain
+from streaming.driver import RunConfig, run_batch
+from streaming.journal import BatchJournal
+
+START_MS = 1_764_000_000_000
+RANGE = OffsetRange("t", 3, 100, 110)
+
+
+def test_records_within_the_budget_are_read_whole():
+    budget = ReadBudget(1_000)
+    budget.count(RANGE, [400, 400], [100, 101])
+    budget.count(RANGE, [200], [102])
+
+
+def test_the_read_stops_at_the_first_offset_whose_record_passes_the_budget():
+    budget = ReadBudget(1_000)
+    budget.count(RANGE, [400, 400], [100, 101])
+    with pytest.raises(RangeTooLarge) as raised:
+        budget.count(RANGE, [150, 51, 10], [102, 103, 104])
+    assert (raised.value.offsets, raised.value.split_at, raised.value.max_bytes) == (
+        RANGE,
+        103,
+        1_000,
+    )
+
+
+def test_a_first_record_alone_over_the_budget_is_a_work_item_of_its_own():
+    with pytest.raises(RangeTooLarge) as raised:
+        ReadBudget(1_000).count(RANGE, [5_000, 10], [100, 101])
+    assert raised.value.split_at == 101
+
+
+def test_a_range_of_one_record_over_the_budget_is_read_it_cannot_be_split():
+    ReadBudget(1_000).count(OffsetRange("t", 3, 100, 101), [5_000], [100])
+
+
+def test_no_budget_reads_anything():
+    ReadBudget(None).count(RANGE, [1 << 40], [100])
+
+
+def test_each_range_has_a_budget_of_its_own():
+    budget = ReadBudget(1_000)
+    budget.count(RANGE, [900], [100])
+    budget.count(OffsetRange("t", 4, 0, 10), [900], [0])
+
+
+def test_the_error_travels_whole_through_pickling_and_beam_s_re_raising():
+    error = RangeTooLarge("over", RANGE.as_dict(), 105, 1_000)
+    again = type(error)(error.args[0] + " [while running 'ReadAndStandardize']", *error.args[1:])
+    for copy in (pickle.loads(pickle.dumps(error)), again):
+        assert (copy.offsets, copy.split_at, copy.max_bytes) == (RANGE, 105, 1_000)
+
+
+@given(
+    sizes=st.lists(st.integers(0, 3_000), min_size=1, max_size=40),
+    max_bytes=st.integers(1, 5_000),
+    rounds=st.integers(1, 4),
+)
+def test_the_split_leaves_a_part_within_the_budget_or_one_record(sizes, max_bytes, rounds):
+    offsets = OffsetRange("t", 0, 0, len(sizes))
+    budget = ReadBudget(max_bytes)
+    step = max(1, len(sizes) // rounds)
+    try:
+        for first in range(0, len(sizes), step):
+            part = sizes[first : first + step]
+            budget.count(offsets, part, list(range(first, first + len(part))))
+    except RangeTooLarge as error:
+        at = error.split_at
+        assert 0 < at < len(sizes)
+        assert sum(sizes[:at]) <= max_bytes or at == 1
+        assert sum(sizes[: at + 1]) > max_bytes
+    else:
+        assert sum(sizes) <= max_bytes or len(sizes) == 1
+
+
+def padded(messages: list[Message], pad: int) -> list[Message]:
+    """The fleet's JSON records with a member of ``pad`` bytes no schema reads."""
+    out = []
+    for m in messages:
+        if m.value.startswith(b"{"):
+            document = json.loads(m.value)
+            m = replace(m, value=json.dumps({**document, "pad": "x" * pad}).encode())
+        out.append(m)
+    return out
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_reader_stops_a_range_at_its_byte_budget_on_the_broker(broker, topic, client):
+    produce(broker.bootstrap, topic, [Message(b"k", b"v" * 10_000, START_MS)] * 8, partitions=1)
+    whole = OffsetRange(topic, 0, 0, 8)
+    bounded = open_source(broker.bootstrap, client=client, max_range_bytes=35_000)
+    with pytest.raises(RangeTooLarge) as raised:
+        bounded.read(whole)
+    assert raised.value.split_at == 3  # 3 records of 10,001 bytes fit, the fourth does not
+    assert bounded.read(OffsetRange(topic, 0, 3, 6)).column("offset").to_pylist() == [3, 4, 5]
+    assert open_source(broker.bootstrap, client=client).read(whole).num_rows == 8
+    bounded.close()
+
+
+def test_a_work_item_over_its_byte_budget_is_split_and_publishes_what_a_whole_one_does(
+    broker, topic, tmp_path
+):
+    messages = padded(list(generate(4, 20, 1.0, START_MS, 5, 0.0)), 2_000)
+    produce(broker.bootstrap, topic, messages, partitions=1)
+    source = open_source(broker.bootstrap)
+    summaries, roots = {}, {}
+    for name, max_bytes in (("whole", 1 << 30), ("split", 50_000)):
+        data = tmp_path / name
+        config = RunConfig(broker.bootstrap, topic, f"g-{name}", data, max_chunk_bytes=max_bytes)
+        chain = open_chain("embedded", None, None)  # a registry for each data directory
+        summaries[name] = run_batch(config, source, chain.anchor)
+        roots[name] = {c["dataset"]: c["root"] for c in summaries[name].checkpoints}
+        with BatchJournal(DataLayout(data).journal, read_only=True) as journal:
+            plan = journal.batch(summaries[name].batch_id)["plan"]
+        summaries[name] = (summaries[name], [OffsetRange(**c) for c in plan["chunks"]])
+
+    (whole, whole_chunks), (split, split_chunks) = summaries["whole"], summaries["split"]
+    assert whole_chunks == [OffsetRange(topic, 0, 0, len(messages))]
+    assert len(split_chunks) > len(messages) * 2_000 // 50_000
+    assert [c.start for c in split_chunks] == sorted({c.start for c in split_chunks})
+    assert (split_chunks[0].start, split_chunks[-1].end) == (0, len(messages))
+    assert all(a.end == b.start for a, b in pairwise(split_chunks))
+    assert (split.read, split.published, split.quarantined, split.suppressed) == (
+        whole.read,
+        whole.published,
+        whole.quarantined,
+        whole.suppressed,
+    )
+    assert split.read == len(messages)
+    assert roots["split"] == roots["whole"]
+    source.close()
