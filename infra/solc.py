@@ -53,7 +53,18 @@ SETTINGS = {
     "optimizer": {"enabled": True, "runs": 200},
     "evmVersion": "prague",
     "metadata": {"bytecodeHash": "none"},
-    "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}},
+    "outputSelection": {
+        "*": {
+            "*": [
+                "abi",
+                "evm.bytecode.object",
+                "evm.deployedBytecode.object",
+                # where the code holds its immutables: a verifier compares a deployed contract's
+                # code with the artifact's, these 32-byte words filled from the constructor's
+                "evm.deployedBytecode.immutableReferences",
+            ]
+        }
+    },
 }
 _IMPORT = re.compile(r'^\s*import\s+(?:[^"\';]*\s+from\s+)?["\']([^"\']+)["\']\s*;', re.MULTILINE)
 
@@ -147,6 +158,7 @@ def contract_artifact(
         "abi": compiled["abi"],
         "bytecode": "0x" + compiled["evm"]["bytecode"]["object"],
         "deployedBytecode": "0x" + compiled["evm"]["deployedBytecode"]["object"],
+        "immutableReferences": compiled["evm"]["deployedBytecode"].get("immutableReferences", {}),
         "compiler": {"name": "solc", "version": SOLC_VERSION, "settings": settings},
         "sourceSha256": hashlib.sha256(source.encode()).hexdigest(),
     }

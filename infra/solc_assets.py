@@ -34,6 +34,8 @@ CONTRACTS = {
 }
 HOSTILE_SOURCE = REPO_ROOT / "tests" / "contracts" / "Hostile.sol"
 HOSTILE_CONTRACTS = ("Reenterer", "FeeToken", "OpenNodes", "ForgedLicences", "NamedToken")
+# AnchorRegistry's code and answers, plus setters to roll back and backdate (rda verify's tests)
+LOOK_ALIKE = ("LookAlikeRegistry", REPO_ROOT / "tests" / "contracts" / "LookAlikeRegistry.sol")
 
 
 def artifact_path(name: str) -> Path:
@@ -42,8 +44,9 @@ def artifact_path(name: str) -> Path:
 
 def compile_all() -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
     """(the data-asset artifacts, the hostile ones), from a single compiler run."""
-    both = compile_sources({**CONTRACTS, **dict.fromkeys(HOSTILE_CONTRACTS, HOSTILE_SOURCE)})
-    return {n: both[n] for n in CONTRACTS}, {n: both[n] for n in HOSTILE_CONTRACTS}
+    hostile = {**dict.fromkeys(HOSTILE_CONTRACTS, HOSTILE_SOURCE), LOOK_ALIKE[0]: LOOK_ALIKE[1]}
+    both = compile_sources({**CONTRACTS, **hostile})
+    return {n: both[n] for n in CONTRACTS}, {n: both[n] for n in hostile}
 
 
 def compile_sources(contracts: dict[str, Path]) -> dict[str, dict[str, Any]]:

@@ -27,7 +27,13 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from proofs.anchor_errors import AnchorRefused, ContractRefused, error_selectors, refusal
+from proofs.anchor_errors import (
+    AnchorRefused,
+    ContractRefused,
+    error_selectors,
+    refusal,
+    reverted_without_data,
+)
 
 __all__ = ["Anchor", "AnchorReceipt", "AnchorRefused", "AnchorRegistry", "dataset_key"]
 
@@ -211,9 +217,13 @@ class AnchorRegistry(DeployedContract):
         if self._version is None:
             try:
                 self._version = int(self.contract.functions.registryVersion().call())
-            except (OSError, TimeoutError):  # the node did not answer: no verdict on the version
-                raise
-            except Exception:  # a version-1 registry has no such function: the call reverts
+            except Exception as error:
+                # A version-1 registry has no such function: the call reverts, with no data.
+                # Anything else (a node that did not answer, or answered "rate limited") says
+                # nothing of the version, and is not remembered: a registry taken for version 1
+                # would be replaced by a new one on `rda anchor --reanchor`.
+                if not reverted_without_data(error):
+                    raise
                 self._version = 1
         return self._version
 

@@ -91,3 +91,13 @@ def _revert_bytes_from_text(text: str) -> bytes | None:
 
 def _show(value: Any) -> str:
     return "0x" + value.hex() if isinstance(value, bytes) else str(value)
+
+
+def reverted_without_data(error: Exception) -> bool:
+    """Whether a call failed because the contract reverted with no reason (web3's
+    ``ContractLogicError``, or eth-tester's ``TransactionFailed`` in process)."""
+    from web3.exceptions import ContractLogicError
+
+    if isinstance(error, ContractLogicError):
+        return error.data in (None, "0x", b"")
+    return type(error).__name__ == "TransactionFailed" and str(error).endswith("b''")

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from proofs.anchor import Anchor, AnchorRegistry, checksum_address
+from proofs.contract_code import registry_code_problem
 from proofs.identity import IdentityError, PublisherIdentity, parse_identity
 from proofs.verdict import Check
 
@@ -81,7 +82,9 @@ class TrustRoot:
             return cls(pin, None, "no chain to read: pass --rpc-url", published_identity)
         from web3 import Web3
 
-        w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 10}))
+        from proofs.rpc import BoundedHTTPProvider
+
+        w3 = Web3(BoundedHTTPProvider(rpc_url))
         if not w3.is_connected():
             return cls(pin, None, f"the chain at {rpc_url} does not answer", published_identity)
         return cls(pin, w3, "", published_identity)
@@ -119,14 +122,15 @@ class TrustRoot:
                 f"the chain read has id {chain_id}; the publisher's identity names chain "
                 f"{identity.chain_id}",
             )
-        if not _read(lambda: self.w3.eth.get_code(identity.registry)):
+        code = _read(lambda: self.w3.eth.get_code(identity.registry))
+        if not code:
             return Check(
                 "identity", False, f"no contract at {named}: the chain was reset, or is another"
             )
         self.registry = AnchorRegistry(self.w3, identity.registry)
-        return self._binding_check(identity, named)
+        return self._binding_check(identity, named, code)
 
-    def _binding_check(self, identity: PublisherIdentity, named: str) -> Check:
+    def _binding_check(self, identity: PublisherIdentity, named: str, code: bytes) -> Check:
         registry = self.registry
         assert registry is not None
         if _read(lambda: registry.version) < 2:
@@ -136,6 +140,9 @@ class TrustRoot:
                 f"{named} is a version-1 registry: it binds no publisher identity, so only the "
                 "pinned document ties it to the publisher",
             )
+        if problem := registry_code_problem(code, identity.registry_owner):
+            self.registry = None  # nothing it answers is read: no anchor, no history
+            return Check("identity", False, f"{named}: {problem}")
         owner = _read(registry.owner)
         if owner != identity.registry_owner:
             return Check(
@@ -270,16 +277,26 @@ class TrustRoot:
         except ChainUnreadable as error:
             return Check("latest", None, f"not checked: {error}")
 
-    def anchored_sizes(self, log: str, latest: int) -> list[int] | None:
+    def anchored_sizes(self, log: str, latest: int, at_most: int = MAX_HISTORY) -> list[int] | None:
         """Every anchored size of ``log``, newest first, walked back from ``latest`` by each
-        anchor's link to the one before it; None on a version-1 registry (no links)."""
+        anchor's link to the one before it, up to ``at_most`` of them (a caller comparing them
+        with its own checkpoints needs one more than it has); None on a version-1 registry.
+
+        The registry only links an anchor to a smaller one: a node answering otherwise is not
+        reading the registry, and would keep the walk going for as long as it likes."""
         registry = self.registry
         if registry is None or _read(lambda: registry.version) < 2:
             return None
         sizes, size = [], latest
-        while size and len(sizes) < MAX_HISTORY:
+        while size and len(sizes) < min(at_most, MAX_HISTORY):
             sizes.append(size)
-            size = _read(lambda s=size: registry.previous(log, s))
+            previous = _read(lambda s=size: registry.previous(log, s))
+            if not 0 <= previous < size:
+                raise ChainUnreadable(
+                    f"the chain answered that anchor {size} of {log} follows anchor {previous}: "
+                    "a registry links an anchor only to a smaller one"
+                )
+            size = previous
         return sizes
 
     def transaction_problem(self, tx_hash: str, block_number: int) -> Check | None:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 import shutil
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -20,11 +21,12 @@ from market_support import new_buyer
 from test_market_web import TIMEOUT_MS, browser, shot  # noqa: F401  (browser: a fixture)
 
 from infra.chain import ChainConfig, connect
+from infra.solc_assets import hostile_artifact_path
 from market.assets import load_assets
 from market.http import start_server
 from market.proving import bundles_for
 from market.service import Marketplace
-from proofs.anchor import AnchorRegistry
+from proofs.anchor import AnchorRegistry, deploy_receipt
 from streaming.chain import ChainContext
 from streaming.chain_binding import reanchor_data_dir
 
@@ -198,3 +200,34 @@ def test_the_pages_selectors_are_the_contracts():
     for name, selector, signature in selectors:
         assert signature.startswith(name + "(")
         assert keccak(text=signature)[:4].hex() == selector, signature
+
+
+def test_the_pages_registry_code_is_the_artifacts():
+    from proofs.anchor import load_artifact
+
+    script = (Path(__file__).parent.parent / "market" / "web" / "verify.js").read_text()
+    constants = re.search(r"REGISTRY_CODE = \{\s*bytes: (\d+),\s*ownerAt: \[([\d, ]+)\],\s*"
+                          r'sha256: "([0-9a-f]{64})"', script)  # fmt: skip
+    artifact = load_artifact()
+    code = bytes.fromhex(artifact["deployedBytecode"].removeprefix("0x"))
+    (places,) = artifact["immutableReferences"].values()  # the owner's
+    assert int(constants[1]) == len(code)
+    assert [int(at) for at in constants[2].split(",")] == [p["start"] for p in places]
+    assert constants[3] == hashlib.sha256(code).hexdigest()
+
+
+def test_a_look_alike_registry_is_not_verified_in_the_page(page, anchored, anvil, tmp_path):
+    """The publisher's own look-alike of the AnchorRegistry, which could answer anything of its
+    anchors: the identity bound there, every checkpoint anchored there, real bundles."""
+    data = tmp_path / "data"
+    shutil.copytree(anchored.data, data, ignore=shutil.ignore_patterns("market.duckdb*", "*.lock"))
+    w3 = connect(ChainConfig("anvil", port=anvil.port))
+    look_alike = json.loads(hostile_artifact_path().read_text())["LookAlikeRegistry"]
+    address = deploy_receipt(w3, look_alike, w3.eth.accounts[0])["contractAddress"]
+    registry = AnchorRegistry(w3, address, w3.eth.accounts[0])
+    reanchor_data_dir(ChainContext("anvil", anvil.rpc_url, w3.eth.chain_id, registry), data)
+    identity = (data / "published" / "publisher-identity.json").read_text()
+    pin(page, identity=identity, rpc_url=anvil.rpc_url)
+    line, text = verdict_of(page, bundles_for(load_assets(data)[DATASET], [0]))
+    assert line.startswith("NOT VERIFIED")
+    assert "is not the AnchorRegistry's" in text

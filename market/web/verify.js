@@ -19,6 +19,26 @@ const RDA = (() => {
     identityHash: "212ff20a", // identityHash()
     identityDocument: "841ffec7", // identityDocument()
   };
+  // The AnchorRegistry's code as compiled (proofs/contracts/AnchorRegistry.json, deployedBytecode)
+  // with its one immutable, the owner, as zeros at the places its immutableReferences list: a
+  // registry's answers prove nothing unless its code is this (§14; tests/test_market_web_trust.py
+  // checks these against the artifact).
+  const REGISTRY_CODE = {
+    bytes: 3572,
+    ownerAt: [609, 778, 1143, 1612],
+    sha256: "e47037dcd14bfe8a8bfbf7a00dbbadc74e7446bd33ce8fbaa738fc554e599804",
+  };
+
+  async function registryCodeProblem(codeHex, owner) {
+    const code = hexToBytes(codeHex.replace(/^0x/, ""));
+    const ownerWord = owner.slice(2).toLowerCase().padStart(64, "0");
+    const ownerInPlace = REGISTRY_CODE.ownerAt.every((at) => bytesToHex(code.slice(at, at + 32)) === ownerWord);
+    if (code.length === REGISTRY_CODE.bytes && ownerInPlace) {
+      for (const at of REGISTRY_CODE.ownerAt) code.fill(0, at, at + 32);
+      if (bytesToHex(await sha256(code)) === REGISTRY_CODE.sha256) return null;
+    }
+    return "its code (" + code.length + " bytes) is not the AnchorRegistry's deployed by " + owner + ": what it says of anchors proves nothing";
+  }
 
   // RFC 8785: JSON.stringify already writes strings and numbers the way JCS requires;
   // members are sorted by UTF-16 code units, which is what Array.prototype.sort compares.
@@ -245,9 +265,12 @@ const RDA = (() => {
       }
       const d = identity.doc, named = "registry " + d.registry + " on chain " + d.chain_id;
       if (chainId !== d.chain_id) return { identity, check: check("identity", false, "the chain at " + rpc.url + " has id " + chainId + "; the publisher's identity names chain " + d.chain_id) };
-      if ((await rpc.call("eth_getCode", [d.registry, "latest"])).length <= 2) return { identity, check: check("identity", false, "no contract at " + named + ": the chain was reset, or is another") };
+      const code = await rpc.call("eth_getCode", [d.registry, "latest"]);
+      if (typeof code !== "string" || code.length <= 2) return { identity, check: check("identity", false, "no contract at " + named + ": the chain was reset, or is another") };
       const version = wordInt(await rpc.view(d.registry, SELECTORS.registryVersion).catch(() => "0x"), 0);
       if (version < 2) return { identity, rpc, check: check("identity", null, named + " is a version-1 registry: it binds no publisher identity") };
+      const codeProblem = await registryCodeProblem(code, d.registry_owner);
+      if (codeProblem) return { identity, check: check("identity", false, named + ": " + codeProblem) };
       const owner = "0x" + word(await rpc.view(d.registry, SELECTORS.owner), 0).slice(24);
       if (owner.toLowerCase() !== d.registry_owner.toLowerCase()) return { identity, check: check("identity", false, named + " is owned by " + owner + ", not " + d.registry_owner) };
       const bound = word(await rpc.view(d.registry, SELECTORS.identityHash), 0);
