@@ -9,7 +9,8 @@ earlier. So the verifier compares the code the chain holds with the committed ar
 Only the contract's immutables differ between deployments: solc leaves 32 zero bytes at each
 place the artifact's ``immutableReferences`` lists, and the constructor writes the value there.
 AnchorRegistry has one immutable, its owner (the deployer), so the expected code is the
-artifact's with the owner's address, left-padded to 32 bytes, at those places.
+artifact's with the owner's address, left-padded to 32 bytes, at those places. NodeRegistry has
+none: its code is the artifact's exactly.
 """
 
 from __future__ import annotations
@@ -33,15 +34,21 @@ def expected_code(artifact: Mapping[str, Any], immutables: Mapping[str, bytes]) 
     return bytes(code)
 
 
+def code_problem(
+    code: bytes, artifact: Mapping[str, Any], immutables: Mapping[str, bytes] | None = None
+) -> str | None:
+    """Why ``code`` is not ``artifact``'s contract with those immutables (None: it is)."""
+    if bytes(code) == expected_code(artifact, immutables or {}):
+        return None
+    return (
+        f"its code ({len(code):,} bytes) is not the {artifact['contractName']}'s compiled from "
+        f"the source with SHA-256 {artifact['sourceSha256'][:16]}…"
+    )
+
+
 def registry_code_problem(code: bytes, owner: str) -> str | None:
     """Why ``code`` is not an AnchorRegistry deployed by ``owner`` (None: it is)."""
     artifact = load_artifact()
     (owner_id,) = artifact["immutableReferences"]  # the registry's one immutable: its owner
-    expected = expected_code(artifact, {owner_id: bytes.fromhex(owner.removeprefix("0x"))})
-    if bytes(code) == expected:
-        return None
-    return (
-        f"its code ({len(code):,} bytes) is not the AnchorRegistry's compiled from the source "
-        f"with SHA-256 {artifact['sourceSha256'][:16]}… (owner {owner}): what it says of "
-        "anchors proves nothing"
-    )
+    problem = code_problem(code, artifact, {owner_id: bytes.fromhex(owner.removeprefix("0x"))})
+    return problem and f"{problem} (owner {owner}): what it says of anchors proves nothing"

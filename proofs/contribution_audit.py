@@ -18,6 +18,7 @@ signature, identity, anchor on the pinned registry: ``proofs.verify``), it check
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +176,8 @@ def _asset_on_chain(
     digest: bytes,
 ) -> Check:
     contract, token = asset
+    if problem := _not_data_asset_code(contract, trust):
+        return Check("asset", False, f"asset {token} at {contract.address}: {problem}")
     info = contract.info(token)
     pinned = trust.registry.address if trust.registry is not None else None
     if info.dataset_id != dataset_key(manifest.get("log", manifest["dataset"])):
@@ -189,3 +192,12 @@ def _asset_on_chain(
     if committed.manifest_hash != digest:
         return Check("asset", False, f"asset {token} binds another manifest at {table.tree_size}")
     return Check("asset", True, f"asset {token} holds this root, bound to this manifest")
+
+
+def _not_data_asset_code(contract: Any, trust: TrustRoot) -> str | None:
+    """Why the contract is not a DataAsset, byte for byte (a look-alike could hold any root;
+    ``proofs/contract_code.py``); None when it is."""
+    from proofs.contract_code import code_problem
+
+    artifact = json.loads(Path(contract.artifact_path).read_text())
+    return code_problem(trust.w3.eth.get_code(contract.address), artifact)

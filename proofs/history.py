@@ -10,6 +10,13 @@ exactly the data's checkpoints (an anchored checkpoint missing from the data mea
 deleted and rewritten). Rewriting, removing or reordering a row that an earlier checkpoint
 covered makes the later root inconsistent with the earlier anchored one, and the verdict names
 the pair.
+
+The registry is read first: a consistency proof costs work in proportion to the rows its
+checkpoints claim (a shard's log is rebuilt from its leaf files), and a checkpoint planted in
+the folder can claim billions over sparse files. So proofs are built only between checkpoints
+the publisher vouches for: anchored as they are, or, where no anchor can be had (the newest,
+not anchored yet; any, when the registry cannot be read), signed by a key of the pinned
+identity — the pipeline writes a manifest's signature before the manifest.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from proofs.trust import ChainUnreadable, Pin, TrustRoot
 from proofs.verdict import HISTORY_CHECKS, Check, Verdict
 
 NOT_ANCHORED_YET = "is not anchored (yet)"
+WALK_PAST = 1024  # anchors walked beyond the data's own checkpoints, at most
 # (manifest path, manifest, SHA-256 of its bytes)
 Entry = tuple[Path, dict[str, Any], bytes]
 
@@ -62,18 +70,24 @@ def verify_history(
     last = checkpoints[-1][1]
     verdict = Verdict(last["dataset"], _size(last), last["checkpoint"]["root"])
     verdict.log, verdict.required = log.log_id, HISTORY_CHECKS
-    shard_logs = ShardLogs(dataset_dir, [manifest for _, manifest, _ in checkpoints])
+    on_chain, refused = _on_chain(trust, log.log_id, checkpoints)  # before any proof
+    vouched = [
+        manifest for (_, manifest, _), why in zip(checkpoints, refused, strict=True) if why is None
+    ]
+    shard_logs = ShardLogs(dataset_dir, vouched)  # a refused head's log is never rebuilt
     try:
-        verdict.checks += _links_in_the_data(DatasetLog(log), checkpoints, shard_logs)
+        verdict.checks += _links_in_the_data(DatasetLog(log), checkpoints, shard_logs, refused)
     finally:
         shard_logs.close()
-    verdict.checks += _on_chain(trust, log.log_id, checkpoints)
+    verdict.checks += on_chain
     return verdict
 
 
 def _links_in_the_data(
-    stored: DatasetLog, checkpoints: list[Entry], shard_logs: ShardLogs
+    stored: DatasetLog, checkpoints: list[Entry], shard_logs: ShardLogs, refused: list[str | None]
 ) -> list[Check]:
+    """``previous`` for every successive pair; ``consistency`` for each pair of checkpoints the
+    publisher vouches for (``refused[i]``: why checkpoint ``i`` is not, else None)."""
     first = checkpoints[0][1]
     checks = []
     if first.get("previous") is not None:
@@ -84,9 +98,15 @@ def _links_in_the_data(
                 f"checkpoint {_size(first)} names a previous checkpoint the data does not have",
             )
         )
-    for (_, older, older_digest), (_, newer, _) in pairwise(checkpoints):
+    for ((_, older, older_digest), (_, newer, _)), whys in zip(
+        pairwise(checkpoints), pairwise(refused), strict=True
+    ):
         checks.append(_link_check(older, older_digest, newer))
-        if newer.get("kind") == "dataset":  # version 2: shard by shard
+        why = whys[0] or whys[1]
+        if why is not None:  # its anchor (or signature) failed: no leaf of it is read
+            step = f"{_size(older)} → {_size(newer)}: not built: {why}"
+            checks.append(Check("consistency", None, step))
+        elif newer.get("kind") == "dataset":  # version 2: shard by shard
             step = sharded_consistency(shard_logs, older, older_digest, newer)
             checks.append(with_skipped(step, newer))  # what the step's batch says it skipped
         elif older.get("kind") == "dataset":
@@ -107,27 +127,65 @@ def _links_in_the_data(
     return checks
 
 
-def _on_chain(trust: TrustRoot, log_id: str, checkpoints: list[Entry]) -> list[Check]:
-    """Each checkpoint as anchored, ``latest()``, and the registry's own list of anchors."""
+def _on_chain(
+    trust: TrustRoot, log_id: str, checkpoints: list[Entry]
+) -> tuple[list[Check], list[str | None]]:
+    """Each checkpoint as anchored, ``latest()``, and the registry's own list of anchors; and,
+    for each checkpoint, why no proof may be built for it (None: the publisher's)."""
     newest = _size(checkpoints[-1][1])
     latest = trust.latest(log_id)
     if isinstance(latest, Check):  # not readable: the registry is not pinned, or offline
         why = latest.detail
-        return [Check(name, None, why) for name in ("anchored", "links", "latest")]
+        unread = "has no anchor that could be read"
+        refused = [_unsigned(trust, entry, unread) for entry in checkpoints]
+        return [Check(name, None, why) for name in ("anchored", "links", "latest")], refused
     pending = newest if latest is None or latest.tree_size < newest else None
-    checks = []
-    for _, manifest, digest in checkpoints:
-        size = _size(manifest)
-        check, _anchor = trust.anchor_check(
-            log_id, size, manifest["checkpoint"]["root"], digest.hex()
-        )
-        if size == pending and check.ok is False and _anchor is None:
-            check = Check("anchored", None, f"not checked: {NOT_ANCHORED_YET}")
-        checks.append(Check("anchored", check.ok, f"checkpoint {size}: {check.detail}"))
+    checks, refused = [], []
+    for entry in checkpoints:
+        check, why = _anchored(trust, log_id, entry, pending)
+        checks.append(check)
+        refused.append(why)
     checks.append(_latest_check(log_id, latest, newest))
     anchored_sizes = [_size(m) for _, m, _ in checkpoints if _size(m) != pending]
     checks.append(_links_check(trust, log_id, latest, anchored_sizes))
-    return checks
+    return checks, refused
+
+
+def _anchored(
+    trust: TrustRoot, log_id: str, entry: Entry, pending: int | None
+) -> tuple[Check, str | None]:
+    """The ``anchored`` check of one checkpoint, and why no proof may be built for it."""
+    _, manifest, digest = entry
+    size = _size(manifest)
+    check, anchor = trust.anchor_check(log_id, size, manifest["checkpoint"]["root"], digest.hex())
+    if check.ok:
+        return Check("anchored", True, f"checkpoint {size}: {check.detail}"), None
+    if check.ok is None:  # the chain did not answer: the signature alone vouches for it
+        why = _unsigned(trust, entry, "has no anchor that could be read")
+        return Check("anchored", None, f"checkpoint {size}: {check.detail}"), why
+    if size == pending and anchor is None:  # the newest: not anchored yet, if the publisher's
+        why = _unsigned(trust, entry, NOT_ANCHORED_YET)
+        if why is None:
+            return Check(
+                "anchored", None, f"checkpoint {size}: not checked: {NOT_ANCHORED_YET}"
+            ), None
+        return Check("anchored", False, why), why
+    return Check("anchored", False, f"checkpoint {size}: {check.detail}"), (
+        f"checkpoint {size} is not anchored as it is"
+    )
+
+
+def _unsigned(trust: TrustRoot, entry: Entry, unanchored: str) -> str | None:
+    """Why a checkpoint without an anchor to check is not the publisher's (its signature,
+    section 7, by a key of the pinned identity), or None when the publisher signed it."""
+    from proofs.verify import signature_check  # cryptography: only when a signature is read
+
+    path, manifest, _ = entry
+    signature = signature_check(path, manifest, trust, None)
+    if signature.ok is False:
+        size = _size(manifest)
+        return f"checkpoint {size} {unanchored}, and its signature fails: {signature.detail}"
+    return None
 
 
 def _latest_check(log_id: str, latest: Anchor | None, newest: int) -> Check:
@@ -157,7 +215,9 @@ def _links_check(
     if latest is None:
         return Check("links", False, f"the registry holds no anchor of {log_id}")
     try:
-        anchored = trust.anchored_sizes(log_id, latest.tree_size)
+        # A node can answer links without end: the walk stops 1,024 past the data's count,
+        # far enough to name the earliest missing checkpoint of any real history.
+        anchored = trust.anchored_sizes(log_id, latest.tree_size, len(local_sizes) + WALK_PAST)
     except ChainUnreadable as error:
         return Check("links", None, f"not checked: {error}")
     if anchored is None:

@@ -24,7 +24,9 @@ from proofs.verdict import Check
 
 class ShardLogs:
     """Each shard's log, rebuilt once at its largest head, in a temporary directory (every
-    smaller head of an honest history is a prefix of it; one that is not fails its proof)."""
+    smaller head of an honest history is a prefix of it; one that is not fails its proof).
+    ``manifests`` are the checkpoints the publisher vouches for (``proofs.history``): a planted
+    head is never rebuilt, whatever rows it claims."""
 
     def __init__(self, dataset_dir: Path, manifests: list[dict[str, Any]]) -> None:
         self.dataset_dir = dataset_dir

@@ -25,6 +25,7 @@ from typing import Any
 
 from proofs.anchor import DeployedContract, checksum_address, deploy_receipt
 from proofs.anchor_errors import ContractRefused
+from proofs.contract_code import code_problem
 
 ARTIFACT = Path(__file__).parent / "contracts" / "NodeRegistry.json"
 # The contract's NodeClass enum, in order.
@@ -169,19 +170,15 @@ class NodeRegistry(DeployedContract):
 
     @classmethod
     def at(cls, w3: Any, address: str, sender: str | None = None) -> NodeRegistry:
-        """An existing registry; refuses an address without this contract's code."""
+        """An existing registry; refuses an address without this contract's code, byte for
+        byte (a look-alike could answer any key for any node: ``proofs/contract_code.py``)."""
         address = checksum_address(address)
-        if not w3.eth.get_code(address):
+        code = w3.eth.get_code(address)
+        if not code:
             raise ValueError(f"no contract at {address} on chain {w3.eth.chain_id}")
-        registry = cls(w3, address, sender)
-        try:
-            registry.contract.functions.registryVersion().call()
-            registry.contract.functions.nodeCount().call()
-        except (OSError, TimeoutError):
-            raise
-        except Exception:
-            raise ValueError(f"the contract at {address} is not a NodeRegistry") from None
-        return registry
+        if problem := code_problem(code, load_artifact()):
+            raise ValueError(f"the contract at {address} is not a NodeRegistry: {problem}")
+        return cls(w3, address, sender)
 
     # -- changes ---------------------------------------------------------------------------
 

@@ -78,7 +78,7 @@ def verify_dataset(
         verdict.log, verdict.tree_size, verdict.root, manifest_digest.hex()
     )
     anchored_at = anchored.anchored_at if anchored is not None and anchor.ok else None
-    signature = _signature_check(manifest_file, manifest, trust, anchored_at)
+    signature = signature_check(manifest_file, manifest, trust, anchored_at)
     if signature.ok is False:
         return refused_unread(verdict, signature, identity, anchor)
     frontier = MerkleFrontier()
@@ -253,7 +253,7 @@ def _publisher(manifest: dict[str, Any]) -> dict[str, Any]:
     return publisher if isinstance(publisher, dict) else {}
 
 
-def _signature_check(
+def signature_check(
     manifest_file: Path, manifest: dict[str, Any], trust: TrustRoot, anchored_at: int | None
 ) -> Check:
     """The publisher's Ed25519 signature over the manifest bytes, by the key the manifest names,

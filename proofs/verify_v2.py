@@ -40,11 +40,11 @@ def verify_sharded(
 ) -> Verdict:
     """The verdict on the dataset checkpoint ``manifest`` (already shape-checked)."""
     from proofs.verify import (
-        _signature_check,
         attestation_check,
         attestation_pending,
         names_attestation,
         refused_unread,
+        signature_check,
     )
 
     checkpoint = manifest["checkpoint"]
@@ -55,7 +55,7 @@ def verify_sharded(
         verdict.log, verdict.tree_size, verdict.root, digest.hex()
     )
     anchored_at = anchored.anchored_at if anchored is not None and anchor.ok else None
-    signature = _signature_check(manifest_file, manifest, trust, anchored_at)
+    signature = signature_check(manifest_file, manifest, trust, anchored_at)
     if signature.ok is False:  # no shard's rows are read
         return refused_unread(verdict, signature, identity, anchor)
     per_shard: dict[str, list[Check]] = {name: [] for name in (*_PER_SHARD, "signature")}
@@ -104,7 +104,7 @@ def _verify_shard(
     dataset_dir: Path, dataset: str, head: dict[str, Any], trust: TrustRoot, at: int | None
 ) -> list[Check]:
     """The checks of one shard: its manifest is the head's, and holds as a checkpoint."""
-    from proofs.verify import _signature_check
+    from proofs.verify import signature_check
 
     shard = head["shard"]
     path = dataset_dir / head["manifest_path"]
@@ -133,7 +133,7 @@ def _verify_shard(
         dataset_dir, LogRef(shard, dataset_dir / shard_folder(shard) / "log"), links
     )
     if checks[0].ok:
-        checks.append(_signature_check(path, shard_manifest, trust, at))
+        checks.append(signature_check(path, shard_manifest, trust, at))
     return [_named(check, shard) for check in checks]
 
 

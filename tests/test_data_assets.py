@@ -353,7 +353,21 @@ def test_a_contract_that_is_no_data_asset_fails_the_check_not_the_verifier(
     impostor = (DataAsset(world.w3, world.chain.contract), world.minted.token_id)  # the registry
     check = _asset_check(impostor, trust, manifest, world.minted.table, digest)
     assert check.ok is False
-    assert f"at {world.chain.contract} cannot be read" in check.detail
+    assert f"at {world.chain.contract}: its code" in check.detail
+
+
+def test_a_look_alike_of_the_data_asset_fails_the_check_whatever_it_holds(world, minted_checkpoint):
+    """The DataAsset's code and a byte more: it would answer as one, holding any root."""
+    from test_verify_chain_attacks import deploy_code
+
+    from proofs.contribution_audit import _asset_check
+
+    manifest, digest, trust = minted_checkpoint
+    code = world.w3.eth.get_code(world.record.data_asset) + b"\x00"
+    look_alike = (DataAsset(world.w3, deploy_code(world.w3, code)), world.minted.token_id)
+    check = _asset_check(look_alike, trust, manifest, world.minted.table, digest)
+    assert check.ok is False
+    assert "is not the DataAsset's compiled from the source" in check.detail
 
 
 def _contributions_check_with(world, forge):

@@ -196,3 +196,23 @@ def test_the_verifier_reads_the_chain_through_the_bounded_provider_as_before(anv
     assert isinstance(trust.w3.provider, BoundedHTTPProvider)
     assert trust.w3.eth.chain_id == w3.eth.chain_id
     assert registry_code_problem(trust.w3.eth.get_code(address), w3.eth.accounts[0]) is None
+
+
+def deploy_code(w3: Web3, runtime: bytes) -> str:
+    """A contract whose code is ``runtime``, whatever it is: init code that copies it and
+    returns it (CODECOPY, RETURN)."""
+    n = len(runtime)
+    init = bytes.fromhex(f"61{n:04x}600e60003961{n:04x}6000f3") + runtime  # 14 bytes, then it
+    sent = w3.eth.send_transaction({"from": w3.eth.accounts[0], "data": init})
+    return w3.eth.wait_for_transaction_receipt(sent)["contractAddress"]
+
+
+@pytest.mark.anvil
+def test_a_node_registry_is_read_only_with_the_artifacts_code(anvil):
+    from proofs.node_registry import NodeRegistry, load_artifact
+
+    w3 = connect(ChainConfig("anvil", port=anvil.port))
+    runtime = bytes.fromhex(load_artifact()["deployedBytecode"].removeprefix("0x"))
+    assert NodeRegistry.at(w3, deploy_code(w3, runtime)).address
+    with pytest.raises(ValueError, match="is not a NodeRegistry: its code"):
+        NodeRegistry.at(w3, deploy_code(w3, runtime + b"\x00"))  # the same, and a byte more

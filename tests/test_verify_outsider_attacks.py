@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from audit_dataset import DATASET, fabricated_bundle, publish, rows
+from forged_history import plant_growing_shard
 from test_verify_attacks import _world, verify, write_bundle
 
 from cli.main import main
@@ -267,3 +268,36 @@ def test_the_rows_of_an_unsigned_manifest_are_not_read(world):
         "check": "files", "ok": None, "detail": "not read: the manifest is not the publisher's"
     }  # fmt: skip
     assert checks["signature"]["ok"] is False and "root" not in checks
+
+
+def test_planted_self_consistent_checkpoints_of_2_to_the_28_rows_are_refused_unread(world):
+    """Two unsigned dataset checkpoints after the newest, linked to it and to each other, a new
+    shard growing from 2^27 to 2^28 rows over sparse leaf files of 4 GiB each: everything
+    matches but the anchors and signatures. The history rebuilt the shard's log for their step
+    (8 GiB read, 16 GiB of temporary log written) before it looked for an anchor. Now no proof
+    is built for a checkpoint that is not anchored: the verifier, allowed to write no file of
+    more than 64 MiB, answers at once."""
+    folder = _folder(world)
+    newest = folder / "checkpoints" / "000000000025.manifest.json"
+    base = json.loads(newest.read_bytes())
+    plant_growing_shard(
+        folder, DATASET, base, hashlib.sha256(newest.read_bytes()).hexdigest(), 1 << 27
+    )
+    command = [sys.executable, "-m", "cli.main", "verify", "--data-dir", str(world.data)]
+    command += ["--publisher", str(world.pinned), "--rpc-url", world.rpc_url, "--json"]
+    cap = 64 << 20  # a rebuilt log of the forgery's rows would outgrow it at once
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "TMPDIR": str(world.tmp)},
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (cap, cap)),
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr[-2000:]
+    (dataset,) = [d for d in json.loads(done.stdout)["datasets"] if d["dataset"] == DATASET]
+    checks = {c["check"]: c for c in dataset["checks"]}
+    assert checks["signature"]["ok"] is False and checks["files"]["ok"] is None
+    half = 25 + (1 << 27)
+    assert checks["consistency"] == {
+        "check": "consistency", "ok": None,
+        "detail": f"25 → {half}: not built: checkpoint {half} is not anchored as it is",
+    }  # fmt: skip
+    assert checks["anchored"]["ok"] is False
