@@ -319,18 +319,12 @@ class TrustRoot:
         return None
 
     def _transaction(self, tx_hash: str) -> tuple[str | None, int, int] | Check:
-        try:
-            receipt = _read(lambda: self.w3.eth.get_transaction_receipt(tx_hash))
+        try:  # the receipt's fields read as part of the answer: a node may send any shape
+            return _read(lambda: _receipt_fields(self.w3.eth.get_transaction_receipt(tx_hash)))
         except ChainUnreadable as error:
             if "not found" in str(error).lower():
                 return Check("anchor", False, f"transaction {tx_hash} is not on the chain")
             return Check("anchor", None, f"not checked: transaction {tx_hash}: {error}")
-        to = receipt.get("to")
-        return (
-            checksum_address(to) if to else None,
-            int(receipt["blockNumber"]),
-            int(receipt["status"]),
-        )
 
     def signer_problem(self, key_id: str, anchored_at: int | None) -> str | None:
         """Why the pinned identity does not let ``key_id`` sign a checkpoint anchored then."""
@@ -366,6 +360,12 @@ def _parsed(raw: bytes, what: str) -> PublisherIdentity:
         return parse_identity(raw)
     except IdentityError as error:
         raise IdentityError(f"{what}: {error}") from None
+
+
+def _receipt_fields(receipt: Any) -> tuple[str | None, int, int]:
+    """(to, block number, status) of a transaction receipt."""
+    to = receipt.get("to")
+    return checksum_address(to) if to else None, int(receipt["blockNumber"]), int(receipt["status"])
 
 
 def _read(read):

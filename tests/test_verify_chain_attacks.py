@@ -216,3 +216,37 @@ def test_a_node_registry_is_read_only_with_the_artifacts_code(anvil):
     assert NodeRegistry.at(w3, deploy_code(w3, runtime)).address
     with pytest.raises(ValueError, match="is not a NodeRegistry: its code"):
         NodeRegistry.at(w3, deploy_code(w3, runtime + b"\x00"))  # the same, and a byte more
+
+
+@pytest.mark.anvil
+@pytest.mark.parametrize(
+    "receipt",
+    [
+        {"status": "0x1", "to": "0x12"},
+        {"status": "0x1", "blockNumber": "0x1", "to": 7},
+        {"blockNumber": "0x1"},
+        ["not", "a", "receipt"],
+        "0x00",
+    ],
+    ids=["short-to", "numeric-to", "no-status", "list", "string"],
+)
+def test_a_malformed_transaction_receipt_is_an_unchecked_anchor_not_a_traceback(
+    anvil, tmp_path, monkeypatch, receipt
+):
+    monkeypatch.setenv("RDA_STATE_DIR", str(tmp_path / "state"))
+    w3 = connect(ChainConfig("anvil", port=anvil.port))
+    chain = ChainContext("anvil", anvil.rpc_url, w3.eth.chain_id, AnchorRegistry.deploy(w3))
+    publish(tmp_path / "data", [rows(0, 3)], chain)
+    identity = (tmp_path / "data" / "published" / FILE_NAME).read_bytes()
+
+    def malformed(request, upstream):
+        if request["method"] == "eth_getTransactionReceipt":
+            return {"jsonrpc": "2.0", "id": request["id"], "result": receipt}
+        return None
+
+    with rpc_proxy(anvil.rpc_url, malformed) as node:
+        trust = TrustRoot.over_rpc(Pin(identity=identity), node.url)
+        assert trust.identity_check().ok is True
+        check = trust.transaction_problem("0x" + "ab" * 32, 1)
+    assert check is not None and check.ok is None
+    assert check.detail.startswith("not checked: transaction 0x")
