@@ -108,9 +108,12 @@ def past_end(messages: list[Any], offsets: OffsetRange) -> list[Any]:
     return messages[first:]
 
 
-def count_bytes(budget: ReadBudget, offsets: OffsetRange, messages: list[Any]) -> None:
-    """Count ``messages`` of ``offsets`` (keys and values) against the read's ``budget``."""
-    if budget.max_bytes is None or not messages:
+def count_bytes(budget: ReadBudget, offsets: OffsetRange, kept: list[Any], first: int) -> None:
+    """Count ``kept[first:]``, the messages of ``offsets`` just kept (keys and values), against
+    the read's ``budget``; once the range is over it, let go of every message kept."""
+    if budget.max_bytes is None or first >= len(kept):
         return
-    sizes = [len(m.value() or b"") + len(m.key() or b"") for m in messages]
-    budget.count(offsets, sizes, [m.offset() for m in messages])
+    new = kept[first:]
+    sizes = [len(m) + len(m.key() or b"") for m in new]  # len: the value's, not copied
+    if budget.count(offsets, sizes, [m.offset() for m in new]):
+        kept.clear()  # read on only to find where to split the range: keep nothing

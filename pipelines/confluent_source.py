@@ -287,7 +287,7 @@ class ConfluentSource:
         budget = ReadBudget(self.max_range_bytes)
         for r in ranges:
             kept[r.partition], positions[r.partition] = PAST_ENDS.take(self.bootstrap, r)
-            count_bytes(budget, r, kept[r.partition])
+            count_bytes(budget, r, kept[r.partition], 0)
         past: dict[int, list[Any]] = {r.partition: [] for r in ranges}
         if unread := [r for r in ranges if positions[r.partition] < r.end]:
             # Only the ranges read from the broker: what it delivers of a partition follows the
@@ -297,6 +297,7 @@ class ConfluentSource:
         for r in ranges:
             if past[r.partition]:  # else what a range taken whole left past its end stays
                 PAST_ENDS.keep(self.bootstrap, r, past[r.partition])
+        budget.refuse_over(ranges)
         return kept
 
     def _consume_into(
@@ -336,7 +337,7 @@ class ConfluentSource:
                     positions[r.partition] = keep_in_range(
                         found[r.partition], positions[r.partition], r, kept[r.partition]
                     )
-                    count_bytes(budget, r, kept[r.partition][before:])
+                    count_bytes(budget, r, kept[r.partition], before)
                     past[r.partition] += past_end(found[r.partition], r)
                 else:  # read to its end in an earlier round: what follows
                     past[r.partition] += found[r.partition]

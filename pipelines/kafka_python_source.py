@@ -214,9 +214,13 @@ class KafkaPythonSource:
                         f"no progress reading {offsets.name} at offset {consumer.position(tp)}"
                     )
                 records = [r for r in records if r.offset < offsets.end]
-                budget.count(offsets, [_size(r) for r in records], [r.offset for r in records])
+                sizes = [_size(r) for r in records]
+                if budget.count(offsets, sizes, [r.offset for r in records]):
+                    columns = {name: [] for name in columns}  # read on only to find the splits
+                    continue
                 for record in records:
                     _append(columns, record)
+            budget.refuse_over([offsets])
             first = columns["offset"][0] if columns["offset"] else None
             refuse_deleted_ranges([offsets], {offsets.partition: first}, self.log_starts)
         except OffsetOutOfRangeError as error:

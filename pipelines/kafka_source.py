@@ -107,23 +107,24 @@ class KafkaUnavailable(RuntimeError):
 
 
 class RangeTooLarge(RuntimeError):
-    """A range's records passed the reader's byte budget before its end: the read stopped.
+    """A range's records passed the reader's byte budget: the read went on to the range's end
+    only to find where to split it, keeping none of them.
 
-    ``split_at`` is the first offset past the budget (never the range's start, so the part
-    before it holds at least one record). Its arguments are all positional so that the error
-    travels whole through a child's pickling and Beam's re-raising (which re-creates an error
-    from ``args`` with the step's name added to the message)."""
+    ``splits`` are the offsets that start each part after the first: every part holds at most
+    the budget, or one record alone. Its arguments are all positional so that the error travels
+    whole through a child's pickling and Beam's re-raising (which re-creates an error from
+    ``args`` with the step's name added to the message)."""
 
-    def __init__(self, message: str, offsets: dict, split_at: int, max_bytes: int) -> None:
-        super().__init__(message, offsets, split_at, max_bytes)
+    def __init__(self, message: str, offsets: dict, splits: list[int], max_bytes: int) -> None:
+        super().__init__(message, offsets, splits, max_bytes)
 
     @property
     def offsets(self) -> OffsetRange:
         return OffsetRange(**self.args[1])
 
     @property
-    def split_at(self) -> int:
-        return self.args[2]
+    def splits(self) -> list[int]:
+        return list(self.args[2])
 
     @property
     def max_bytes(self) -> int:
@@ -135,35 +136,43 @@ class ReadBudget:
 
     Kafka offsets say nothing of bytes, so a work item is planned by offsets; records of up to a
     megabyte each (the broker's limit) would otherwise let one item of 50,000 offsets hold tens
-    of gigabytes. A reader counts each range's records as they arrive and stops the read with
-    ``RangeTooLarge`` once they pass the budget; the driver then splits that work item. One
-    budget counts one read."""
+    of gigabytes. A reader counts each range's records as they arrive. Once they pass the
+    budget it keeps none of them and reads on, counting, to mark where parts of at most the
+    budget start (``splits``); at the end, ``refuse_over`` raises ``RangeTooLarge`` and the
+    driver splits the work item there, once. One budget counts one read."""
 
     def __init__(self, max_bytes: int | None) -> None:
         self.max_bytes = max_bytes
-        self._used: dict[OffsetRange, int] = {}
+        # the range's current part: its bytes and whether it holds a record yet
+        self._part: dict[OffsetRange, tuple[int, bool]] = {}
+        self.splits: dict[OffsetRange, list[int]] = {}
 
-    def count(self, offsets: OffsetRange, sizes: list[int], record_offsets: list[int]) -> None:
-        """Count records of ``offsets`` just read (their sizes and offsets, in order)."""
+    def count(self, offsets: OffsetRange, sizes: list[int], record_offsets: list[int]) -> bool:
+        """Count records of ``offsets`` just read (their sizes and offsets, in order); whether
+        the range is over the budget (its records need not be kept any more)."""
         if self.max_bytes is None or not sizes:
-            return
-        before = self._used.get(offsets, 0)
-        self._used[offsets] = before + sum(sizes)
-        if self._used[offsets] <= self.max_bytes:
-            return
-        used = before
+            return offsets in self.splits
+        used, started = self._part.get(offsets, (0, False))
+        if used + sum(sizes) <= self.max_bytes:  # no part ends among these: no loop
+            self._part[offsets] = (used + sum(sizes), True)
+            return offsets in self.splits
         for size, offset in zip(sizes, record_offsets, strict=True):
-            used += size
-            if used > self.max_bytes:
-                split_at = max(offset, offsets.start + 1)
-                break
-        if split_at >= offsets.end:  # one record alone over the budget: it cannot be split
-            return
-        raise RangeTooLarge(
-            f"{offsets.name} holds more than {self.max_bytes:,} bytes of records before offset "
-            f"{split_at}",
-            offsets.as_dict(), split_at, self.max_bytes,
-        )  # fmt: skip
+            if started and used + size > self.max_bytes:  # a part never starts empty
+                self.splits.setdefault(offsets, []).append(offset)
+                used = 0
+            used, started = used + size, True
+        self._part[offsets] = (used, started)
+        return offsets in self.splits
+
+    def refuse_over(self, ranges: list[OffsetRange]) -> None:
+        """``RangeTooLarge`` for the first of ``ranges`` (read to their ends) over the budget."""
+        for offsets in ranges:
+            if splits := self.splits.get(offsets):
+                raise RangeTooLarge(
+                    f"{offsets.name} holds more than {self.max_bytes:,} bytes of records: "
+                    f"{len(splits) + 1} parts, from offsets {splits[:5]}",
+                    offsets.as_dict(), splits, self.max_bytes,
+                )  # fmt: skip
 
 
 class TopicNotFound(KeyError):

@@ -18,6 +18,7 @@ import functools
 import logging
 from collections.abc import Callable
 from dataclasses import replace
+from itertools import pairwise
 from typing import Any
 
 import pyarrow as pa
@@ -266,27 +267,26 @@ def _too_large(error: BaseException) -> RangeTooLarge | None:
 
 
 def _split_chunk(space: Workspace, batch_id: int, too_large: RangeTooLarge) -> dict:
-    """Replace the plan's chunk whose records passed the byte budget by the part before the
-    offset where they did and the rest, split again by that part's length; journaled, so any
-    redo lands the same chunks. A part may pass the budget again when landed: split again."""
-    chunk, at = too_large.offsets, too_large.split_at
-    before = OffsetRange(chunk.topic, chunk.partition, chunk.start, at)
-    after = OffsetRange(chunk.topic, chunk.partition, at, chunk.end).split(before.size)
+    """Replace the plan's chunk whose records passed the byte budget by its parts (each within
+    the budget, or one record alone: ``ReadBudget``), journaled, so any redo lands the same
+    chunks. A landing stops at the first such chunk: another one is split on the next try."""
+    chunk = too_large.offsets
+    bounds = [chunk.start, *too_large.splits, chunk.end]
+    parts = [OffsetRange(chunk.topic, chunk.partition, a, b) for a, b in pairwise(bounds)]
     with writing(space) as store:
         plan = store.journal.batch(batch_id)["plan"]
         chunks = [OffsetRange(**c) for c in plan["chunks"]]
         if chunk not in chunks:  # the error names no chunk of this plan: not ours to split
             raise too_large
         where = chunks.index(chunk)
-        chunks[where : where + 1] = [before, *after]
+        chunks[where : where + 1] = parts
         plan["chunks"] = [c.as_dict() for c in chunks]
         store.journal.update_plan(batch_id, plan)
     log.warning(
-        "batch %d: %s holds more than %s bytes of records before offset %d: split into %d "
-        "work items",
-        batch_id, chunk.name, f"{too_large.max_bytes:,}", at, 1 + len(after),
+        "batch %d: %s holds more than %s bytes of records: split into %d work items",
+        batch_id, chunk.name, f"{too_large.max_bytes:,}", len(parts),
         extra={"event": "chunk_split", "batch_id": batch_id, "partition": chunk.partition,
-               "offset": at},
+               "offset": chunk.start},
     )  # fmt: skip
     return plan
 

@@ -1,9 +1,10 @@
 """A work item is bounded in bytes as well as in offsets: its records' keys and values.
 
 Kafka offsets say nothing of bytes and a record may be a megabyte, so 50,000 offsets could hold
-tens of gigabytes. A reader stops a range at ``max_range_bytes`` (``RangeTooLarge``, naming the
-first offset past it); the driver splits that work item there, journals the plan, and lands the
-parts. What is published is what an unbounded landing publishes.
+tens of gigabytes. A reader counts a range's records against ``max_range_bytes``; once past it,
+it keeps none and reads on only to mark where parts within the budget start, then raises
+``RangeTooLarge`` with those offsets. The driver splits that work item there in the journaled
+plan and lands the parts. What is published is what an unbounded landing publishes.
 """
 
 from __future__ import annotations
@@ -30,49 +31,66 @@ START_MS = 1_764_000_000_000
 RANGE = OffsetRange("t", 3, 100, 110)
 
 
+def splits(max_bytes: int, *rounds: list[int]) -> list[int]:
+    """The splits of RANGE whose records, read in ``rounds``, have those sizes."""
+    budget, offset = ReadBudget(max_bytes), RANGE.start
+    for sizes in rounds:
+        budget.count(RANGE, sizes, list(range(offset, offset + len(sizes))))
+        offset += len(sizes)
+    try:
+        budget.refuse_over([RANGE])
+    except RangeTooLarge as error:
+        assert (error.offsets, error.max_bytes) == (RANGE, max_bytes)
+        return error.splits
+    return []
+
+
 def test_records_within_the_budget_are_read_whole():
-    budget = ReadBudget(1_000)
-    budget.count(RANGE, [400, 400], [100, 101])
-    budget.count(RANGE, [200], [102])
+    assert splits(1_000, [400, 400], [200]) == []
 
 
-def test_the_read_stops_at_the_first_offset_whose_record_passes_the_budget():
-    budget = ReadBudget(1_000)
-    budget.count(RANGE, [400, 400], [100, 101])
-    with pytest.raises(RangeTooLarge) as raised:
-        budget.count(RANGE, [150, 51, 10], [102, 103, 104])
-    assert (raised.value.offsets, raised.value.split_at, raised.value.max_bytes) == (
-        RANGE,
-        103,
-        1_000,
-    )
+def test_each_part_starts_where_the_records_before_it_would_pass_the_budget():
+    assert splits(1_000, [400, 400], [150, 51, 10], [990, 10]) == [103, 105]
+    assert splits(1_000, [400, 400], [150, 51, 10], [990, 11]) == [103, 105, 106]
 
 
-def test_a_first_record_alone_over_the_budget_is_a_work_item_of_its_own():
-    with pytest.raises(RangeTooLarge) as raised:
-        ReadBudget(1_000).count(RANGE, [5_000, 10], [100, 101])
-    assert raised.value.split_at == 101
+def test_a_record_alone_over_the_budget_is_a_part_of_its_own():
+    assert splits(1_000, [5_000, 10]) == [101]
+    assert splits(1_000, [10, 5_000, 10]) == [101, 102]
 
 
 def test_a_range_of_one_record_over_the_budget_is_read_it_cannot_be_split():
-    ReadBudget(1_000).count(OffsetRange("t", 3, 100, 101), [5_000], [100])
+    budget = ReadBudget(1_000)
+    one = OffsetRange("t", 3, 100, 101)
+    assert budget.count(one, [5_000], [100]) is False
+    budget.refuse_over([one])
+
+
+def test_once_over_the_budget_the_reader_is_told_to_keep_nothing():
+    budget = ReadBudget(1_000)
+    assert budget.count(RANGE, [600], [100]) is False
+    assert budget.count(RANGE, [600], [101]) is True
+    assert budget.count(RANGE, [1], [102]) is True
 
 
 def test_no_budget_reads_anything():
-    ReadBudget(None).count(RANGE, [1 << 40], [100])
+    budget = ReadBudget(None)
+    assert budget.count(RANGE, [1 << 40], [100]) is False
+    budget.refuse_over([RANGE])
 
 
 def test_each_range_has_a_budget_of_its_own():
     budget = ReadBudget(1_000)
     budget.count(RANGE, [900], [100])
     budget.count(OffsetRange("t", 4, 0, 10), [900], [0])
+    budget.refuse_over([RANGE, OffsetRange("t", 4, 0, 10)])
 
 
 def test_the_error_travels_whole_through_pickling_and_beam_s_re_raising():
-    error = RangeTooLarge("over", RANGE.as_dict(), 105, 1_000)
+    error = RangeTooLarge("over", RANGE.as_dict(), [105, 107], 1_000)
     again = type(error)(error.args[0] + " [while running 'ReadAndStandardize']", *error.args[1:])
     for copy in (pickle.loads(pickle.dumps(error)), again):
-        assert (copy.offsets, copy.split_at, copy.max_bytes) == (RANGE, 105, 1_000)
+        assert (copy.offsets, copy.splits, copy.max_bytes) == (RANGE, [105, 107], 1_000)
 
 
 @given(
@@ -80,21 +98,20 @@ def test_the_error_travels_whole_through_pickling_and_beam_s_re_raising():
     max_bytes=st.integers(1, 5_000),
     rounds=st.integers(1, 4),
 )
-def test_the_split_leaves_a_part_within_the_budget_or_one_record(sizes, max_bytes, rounds):
+def test_every_part_is_within_the_budget_or_one_record(sizes, max_bytes, rounds):
+    step = max(1, len(sizes) // rounds)
     offsets = OffsetRange("t", 0, 0, len(sizes))
     budget = ReadBudget(max_bytes)
-    step = max(1, len(sizes) // rounds)
-    try:
-        for first in range(0, len(sizes), step):
-            part = sizes[first : first + step]
-            budget.count(offsets, part, list(range(first, first + len(part))))
-    except RangeTooLarge as error:
-        at = error.split_at
-        assert 0 < at < len(sizes)
-        assert sum(sizes[:at]) <= max_bytes or at == 1
-        assert sum(sizes[: at + 1]) > max_bytes
-    else:
-        assert sum(sizes) <= max_bytes or len(sizes) == 1
+    for first in range(0, len(sizes), step):
+        part = sizes[first : first + step]
+        budget.count(offsets, part, list(range(first, first + len(part))))
+    found = budget.splits.get(offsets, [])
+    bounds = [0, *found, len(sizes)]
+    for a, b in pairwise(bounds):
+        assert b > a
+        assert sum(sizes[a:b]) <= max_bytes or b - a == 1
+        if b < len(sizes):  # a part ends only where the next record would pass the budget
+            assert sum(sizes[a : b + 1]) > max_bytes
 
 
 def padded(messages: list[Message], pad: int) -> list[Message]:
@@ -115,7 +132,7 @@ def test_a_reader_stops_a_range_at_its_byte_budget_on_the_broker(broker, topic, 
     bounded = open_source(broker.bootstrap, client=client, max_range_bytes=35_000)
     with pytest.raises(RangeTooLarge) as raised:
         bounded.read(whole)
-    assert raised.value.split_at == 3  # 3 records of 10,001 bytes fit, the fourth does not
+    assert raised.value.splits == [3, 6]  # 3 records of 10,001 bytes fit, a fourth does not
     assert bounded.read(OffsetRange(topic, 0, 3, 6)).column("offset").to_pylist() == [3, 4, 5]
     assert open_source(broker.bootstrap, client=client).read(whole).num_rows == 8
     bounded.close()
@@ -141,6 +158,8 @@ def test_a_work_item_over_its_byte_budget_is_split_and_publishes_what_a_whole_on
     (whole, whole_chunks), (split, split_chunks) = summaries["whole"], summaries["split"]
     assert whole_chunks == [OffsetRange(topic, 0, 0, len(messages))]
     assert len(split_chunks) > len(messages) * 2_000 // 50_000
+    with BatchJournal(DataLayout(tmp_path / "split").journal, read_only=True) as journal:
+        assert journal.batch(split.batch_id)["state"] == "done"
     assert [c.start for c in split_chunks] == sorted({c.start for c in split_chunks})
     assert (split_chunks[0].start, split_chunks[-1].end) == (0, len(messages))
     assert all(a.end == b.start for a, b in pairwise(split_chunks))
