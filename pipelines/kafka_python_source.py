@@ -236,8 +236,9 @@ class KafkaPythonSource:
 
 
 def _size(record) -> int:
-    """The bytes of a record's key and value."""
-    return len(record.key or b"") + len(record.value or b"")
+    """The bytes of a record's key, value and headers."""
+    headers = sum(len(name) + len(value or b"") for name, value in record.headers or ())
+    return len(record.key or b"") + len(record.value or b"") + headers
 
 
 def _append(columns: dict[str, list], record) -> None:

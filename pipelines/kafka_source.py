@@ -132,7 +132,7 @@ class RangeTooLarge(RuntimeError):
 
 
 class ReadBudget:
-    """The bytes (keys and values) one range may bring into memory (``None``: no bound).
+    """The bytes (keys, values, headers) one range may bring into memory (``None``: no bound).
 
     Kafka offsets say nothing of bytes, so a work item is planned by offsets; records of up to a
     megabyte each (the broker's limit) would otherwise let one item of 50,000 offsets hold tens

@@ -138,6 +138,18 @@ def test_a_reader_stops_a_range_at_its_byte_budget_on_the_broker(broker, topic, 
     bounded.close()
 
 
+@pytest.mark.parametrize("client", CLIENTS)
+def test_headers_count_as_a_records_bytes(broker, topic, client):
+    """A record may carry its megabyte in a header and nothing in its value."""
+    record = Message(b"k", b"", START_MS, headers=(("pad", b"h" * 10_000),))
+    produce(broker.bootstrap, topic, [record] * 8, partitions=1)
+    bounded = open_source(broker.bootstrap, client=client, max_range_bytes=35_000)
+    with pytest.raises(RangeTooLarge) as raised:
+        bounded.read(OffsetRange(topic, 0, 0, 8))
+    assert raised.value.splits == [3, 6]
+    bounded.close()
+
+
 def test_a_work_item_over_its_byte_budget_is_split_and_publishes_what_a_whole_one_does(
     broker, topic, tmp_path
 ):
