@@ -250,3 +250,26 @@ def test_a_malformed_transaction_receipt_is_an_unchecked_anchor_not_a_traceback(
         check = trust.transaction_problem("0x" + "ab" * 32, 1)
     assert check is not None and check.ok is None
     assert check.detail.startswith("not checked: transaction 0x")
+
+
+def test_an_answer_sent_in_chunks_is_read_whole():
+    """Nodes behind a proxy often answer with ``Transfer-Encoding: chunked``."""
+
+    def chunked(request, upstream):
+        body = json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": "0x7a69"}).encode()
+
+        def write(handler):
+            handler.send_response(200)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Transfer-Encoding", "chunked")
+            handler.end_headers()
+            for part in (body[:10], body[10:], b""):
+                handler.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+            handler.wfile.flush()
+
+        return write
+
+    with rpc_proxy("http://127.0.0.1:9", chunked) as node:
+        provider = BoundedHTTPProvider(node.url)
+        assert provider.make_request("eth_chainId", [])["result"] == "0x7a69"
+        assert provider.make_request("eth_chainId", [])["result"] == "0x7a69"
