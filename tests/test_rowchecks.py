@@ -122,3 +122,61 @@ def test_every_row_gets_the_code_of_its_first_failed_check(rows):
     assert result.codes.to_pylist() == expected
     assert result.valid.to_pylist() == [code is None for code in expected]
     assert [r is None for r in result.reasons.to_pylist()] == [c is None for c in expected]
+
+
+# -- what a published row's leaf cannot hold (stop 68's fuzzing: each stopped its batch) -------
+
+LEAF_SCHEMA = TelemetrySchema(
+    name="leafy",
+    major=1,
+    minor=0,
+    description="numbers a leaf may not hold",
+    natural_key=("id",),
+    fields=(
+        Field("id", pa.string(), "identifier", required=True),
+        Field("uptime_s", pa.int64(), "no maximum", minimum=0),
+        Field("hops_ms", pa.list_(pa.float64()), "a list of times"),
+        Field("counts", pa.list_(pa.int64()), "a list of counts"),
+        Field("source", pa.string(), "an optional enumeration", allowed=("gps", "cell")),
+    ),
+    lineage=(),
+)
+
+
+def leaf_check(**row):
+    rows = pa.RecordBatch.from_pylist([{"id": "a", **row}], schema=LEAF_SCHEMA.arrow_schema())
+    result = check_rows(LEAF_SCHEMA, rows)
+    return result.codes.to_pylist()[0], result.reasons.to_pylist()[0]
+
+
+def test_an_integer_beyond_what_json_carries_exactly_is_out_of_range_even_without_a_maximum():
+    assert leaf_check(uptime_s=2**53 - 1) == (None, None)
+    assert leaf_check(uptime_s=2**53) == (
+        "out_of_range",
+        f"uptime_s={2**53} is beyond ±9,007,199,254,740,991, what JSON carries exactly",
+    )
+
+
+def test_a_list_holding_an_infinite_number_fails_its_row():
+    assert leaf_check(hops_ms=[12.5, 3.0]) == (None, None)
+    assert leaf_check(hops_ms=[math.inf, 12.5]) == (
+        "not_finite",
+        "hops_ms holds a number that is not a finite number",
+    )
+    assert leaf_check(hops_ms=[math.nan])[0] == "not_finite"
+
+
+def test_a_list_holding_an_integer_beyond_2_to_the_53_fails_its_row():
+    assert leaf_check(counts=[1, -(2**53)])[0] == "out_of_range"
+
+
+def test_a_missing_optional_enumeration_is_allowed_and_an_unlisted_value_is_not():
+    assert leaf_check(source=None) == (None, None)
+    assert leaf_check(source="wifi") == ("not_allowed", "source=wifi is not one of: gps, cell")
+
+
+@given(st.lists(st.one_of(st.floats(), st.none()), max_size=5))
+def test_a_list_of_floats_passes_exactly_when_every_element_is_finite_or_null(hops):
+    code, _ = leaf_check(hops_ms=hops)
+    finite = all(h is None or math.isfinite(h) for h in hops)
+    assert (code is None) == finite

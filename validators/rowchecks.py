@@ -16,6 +16,9 @@ import pyarrow.compute as pc
 
 from schemas.model import Field, TelemetrySchema
 
+# The largest integer a published row's leaf holds exactly (proof-format §2, I-JSON: RFC 7493).
+MAX_SAFE_INT = 2**53 - 1
+
 
 @dataclass(frozen=True)
 class RowCheckResult:
@@ -98,11 +101,10 @@ def _field_checks(field: Field, column: pa.Array) -> Iterator[tuple[str, pa.Arra
         yield "missing_required", pc.is_null(column), lambda v: pa.array([message] * len(v))
     if field.allowed is not None:
         allowed = ", ".join(field.allowed)
-        unknown = pc.invert(pc.is_in(column, value_set=pa.array(field.allowed, column.type)))
+        listed = pc.is_in(column, value_set=pa.array(field.allowed, column.type))
+        unknown = pc.and_(pc.is_valid(column), pc.invert(listed))  # a null is no value: allowed
         yield "not_allowed", unknown, lambda v: _with_value(field, v, f" is not one of: {allowed}")
-    if pa.types.is_floating(column.type):
-        not_finite = pc.invert(pc.is_finite(column))
-        yield "not_finite", not_finite, lambda v: _with_value(field, v, " is not a finite number")
+    yield from _json_number_checks(field, column)
     if field.minimum is None and field.maximum is None:
         return
     if _within(column, field.minimum, field.maximum):  # one pass, no mask, for clean columns
@@ -114,6 +116,32 @@ def _field_checks(field: Field, column: pa.Array) -> Iterator[tuple[str, pa.Arra
     )
     bounds = _bounds(field)
     yield "out_of_range", outside, lambda v: _with_value(field, v, f" is outside {bounds}")
+
+
+def _json_number_checks(field: Field, column: pa.Array) -> Iterator[tuple[str, pa.Array, Describe]]:
+    """Numbers a published row's leaf cannot hold (proof-format §2: I-JSON): NaN and infinities,
+    and integers beyond ±(2^53 − 1), in a column or inside a list column. A schema's range may
+    say nothing of them, and a row that passed would stop its batch where its leaf is encoded."""
+    values, parents = column, None
+    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+        values, parents = pc.list_flatten(column), pc.list_parent_indices(column)
+    if pa.types.is_floating(values.type):
+        code, bad, why = "not_finite", pc.invert(pc.is_finite(values)), " is not a finite number"
+    elif pa.types.is_integer(values.type) and not _within(values, -MAX_SAFE_INT, MAX_SAFE_INT):
+        code, why = "out_of_range", f" is beyond ±{MAX_SAFE_INT:,}, what JSON carries exactly"
+        bad = pc.greater(values, MAX_SAFE_INT)
+        if pa.types.is_signed_integer(values.type):
+            bad = pc.or_(bad, pc.less(values, -MAX_SAFE_INT))
+    else:
+        return
+    if parents is None:
+        yield code, bad, lambda v: _with_value(field, v, why)
+        return
+    # A row fails when any element of its list does; its reason names the list, not the value.
+    failing = pc.unique(pc.filter(parents, pc.fill_null(bad, False)))
+    bad = pc.is_in(pa.array(range(len(column)), parents.type), value_set=failing)
+    message = f"{field.name} holds a number that{why}"
+    yield code, bad, lambda v: pa.array([message] * len(v))
 
 
 def _within(column: pa.Array, minimum: float | None, maximum: float | None) -> bool:
