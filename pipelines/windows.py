@@ -323,6 +323,15 @@ def _record_codes(j: _Judged, rejected: set[int], rejects: pa.Table) -> pa.Array
     return pc.coalesce(j.staged_code, now)
 
 
+def _marks_after(state: TopicState, keys: np.ndarray) -> np.ndarray:
+    """Each row's partition watermark after the batch (``NO_TIME`` where it has none)."""
+    partitions = keys >> _OFFSET_BITS
+    marks = np.full(len(keys), event_time.NO_TIME, np.int64)
+    for partition in np.unique(partitions).tolist():
+        marks[partitions == partition] = state.watermarks.get(partition, event_time.NO_TIME)
+    return marks
+
+
 def _tally(
     state: TopicState,
     dataset: str,
@@ -335,14 +344,21 @@ def _tally(
 ) -> None:
     """Add each row to the quality counts of the window it counts in."""
     skewed = np.asarray(pc.fill_null(pc.equal(j.staged_code, "clock_skew"), False), bool)
-    on_time = ~j.late & ~skewed
+    # A row the stage quarantined for having no event time counts where its partition's
+    # stream was: its watermark before the row, else after the batch; with neither, in no
+    # window (int64's minimum has a window in the year 294,247, which never closes).
+    timeless = j.times == event_time.NO_TIME
+    placed = np.where(j.before != event_time.NO_TIME, j.before, _marks_after(state, j.keys))
+    times = np.where(timeless, placed, j.times)
+    counted = times != event_time.NO_TIME
+    on_time = ~j.late & ~skewed & ~timeless
     window = event_time.attributed_window(
-        j.times, j.before, on_time, state.closed_through, settings.window
+        times, j.before, on_time, state.closed_through, settings.window
     )
     published = staged.published_names(dataset)  # a cast to their types changes no null
     nulls, columns = row_nulls(rows.select(published)), len(measured(published))
-    for w in np.unique(window).tolist():
-        mine = window == w
+    for w in np.unique(window[counted]).tolist():
+        mine = (window == w) & counted
         counts = Counter(c for c in pc.filter(codes, pa.array(mine)).to_pylist() if c)
         counts.update(flag_counts(pc.filter(j.flags, pa.array(mine & kept))))
         published_here = mine & now

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -213,3 +214,32 @@ def test_a_snapshot_lacking_a_sequence_table_stops_the_next_batch_naming_it(tmp_
     state_store._LAST_WRITTEN.clear()  # a new process: read from the files
     with pytest.raises(StateDamaged, match=f"lacks {tables[0].stem}"):
         harness.run([{p: 100 for p in raw}], chunk=10_000)
+
+
+def _without_end(messages: list) -> list:
+    """The stream with its first subscriber session's end left out (the schema allows it)."""
+    import dataclasses
+    import json
+
+    out, done = [], False
+    for m in messages:
+        document = json.loads(m.value) if not done and m.defect is None else None
+        if document and document.get("kind") == "subscriber_session":
+            del document["session"]["end_ms"]
+            m, done = dataclasses.replace(m, value=json.dumps(document).encode()), True
+        out.append(m)
+    assert done
+    return out
+
+
+def test_a_session_without_an_end_is_quarantined_and_every_window_still_closes(tmp_path):
+    """Its event time is its end: with none, it reached the event-time step as int64's minimum,
+    whose window (the year 294,247) stopped the batch, or stayed open for ever (red team)."""
+    raw = partitioned(_without_end(stream()), PARTITIONS)
+    harness = Harness(tmp_path, raw, protection(tmp_path))
+    harness.run([{p: batch.num_rows for p, batch in raw.items()}], chunk=10_000)
+    assert harness.held[-1] == 0  # the end of input closed every window
+    codes = Counter(code for _, _, code in harness.private_records("quarantine"))
+    reference = Counter(code for _, _, code in one_batch()["quarantined"])
+    assert codes - reference == Counter({"missing_required": 1})
+    assert harness.windows() and all(w["window_start"] < "2100" for w in harness.windows())

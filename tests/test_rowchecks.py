@@ -91,6 +91,8 @@ def _first_failure(row: dict) -> str | None:
             continue
         if isinstance(value, float) and not math.isfinite(value):
             return "not_finite"
+        if isinstance(value, int) and abs(value) > 2**53 - 1:  # beyond what a leaf holds
+            return "out_of_range"
         low, high = field.minimum, field.maximum
         if (low is not None and value < low) or (high is not None and value > high):
             return "out_of_range"

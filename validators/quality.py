@@ -216,6 +216,11 @@ def _hard_checks(
     schema: TelemetrySchema, rows: pa.RecordBatch, settings: QualitySettings
 ) -> Iterator[tuple[str, pa.Array, Describe]]:
     names = set(rows.schema.names)
+    # A row without an event time has no window (a session with no end: its schema may leave
+    # the end out); it reached the event-time step as int64's minimum and stopped the stream.
+    timeless = pc.is_null(rows.column(event_time_field(schema)))
+    missing = f"{event_time_field(schema)} is missing: it is the record's event time"
+    yield "missing_required", timeless, lambda m: _constant(missing, pc.sum(m).as_py())
     ingest = rows.column("ingest_time").cast(pa.int64())  # the producer's CreateTime
     # Nor can a record have been produced after it is read (but for clocks apart by up to
     # `max_ahead_s`): a node dating a record 2099 and its event too passed the clock-skew
