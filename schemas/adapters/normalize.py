@@ -37,7 +37,9 @@ def bytes_per_s_to_mbit(values: pa.Array) -> pa.Array:
 def canonical_name(name: str) -> str:
     """A vendor's column or counter name as a lookup key: units in brackets dropped, case and
     whitespace folded. ``" DL Throughput (kbps) "`` -> ``"dl throughput"``."""
-    name = re.sub(r"[(\[].*?[)\]]", " ", name)
+    # A bracket's content never spans another bracket: the lazy ``.*?`` it replaces scanned to
+    # the end of the name from every one of many unclosed "(": a 1 MB header took two hours.
+    name = re.sub(r"[(\[][^()\[\]]*[)\]]", " ", name)
     return " ".join(name.replace("_", " ").lower().split())
 
 
