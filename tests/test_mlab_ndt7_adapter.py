@@ -161,6 +161,11 @@ def test_go_s_zero_time_is_refused_naming_the_field():
         ("device-3f9a2c7e41d0", None),  # a device id
         ("198.51.100.23", None),  # an address
         ("Jane's laptop", None),
+        ("host-198.51.100.9", None),  # the tester's own address (red team, below likewise)
+        ("dev-3c-22-fb-f9-8c-77", None),  # a MAC address
+        ("tel+49-151-317-1000", None),  # a phone number in groups
+        ("imsi-2620-1577-1399-000", None),  # an IMSI in groups
+        ("ndt7-js-0.0.6", "ndt7-js-0.0.6"),  # a version is no identifier
     ],
 )
 def test_a_client_name_is_kept_only_when_it_reads_like_software(name, kept):

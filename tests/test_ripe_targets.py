@@ -52,6 +52,23 @@ def test_pings_to_the_probe_s_network_agree_on_both_paths_and_are_generalized():
     assert peers == ["198.51.100.0/24", "k.root-servers.net", "2001:db8:aa::/48"]
 
 
+def test_an_own_network_target_written_otherwise_is_generalized_on_both_paths():
+    """A regex on the text let each of these pass for another network (red team)."""
+    spellings = [
+        ("::ffff:198.51.100.9", "198.51.100.7"),  # an IPv4-mapped target
+        (" 198.51.100.9", "198.51.100.7"),  # spaces an address parses past
+        ("198.51.100.9", "198.51.100.7 "),
+        ("198.51.100.9", "::ffff:198.51.100.7"),  # an IPv4-mapped probe
+    ]
+    pings = [
+        encode({**PING_5000, "dst_addr": target, "dst_name": target, "from": probe, "msm_id": i})
+        for i, (target, probe) in enumerate(spellings, start=10)
+    ]
+    bulk, one_by_one = both_paths(RIPE, *pings)
+    assert bulk == one_by_one
+    assert [row["peer"] for row in bulk[0][LINK]] == ["198.51.100.0/24"] * len(spellings)
+
+
 def test_a_traceroute_naming_its_measurement_after_a_long_hop_list_is_sniffed():
     hops = [{"hop": n, "result": [{"from": f"10.0.{n}.1", "rtt": 1.0 + n, "ttl": 60}] * 3}
             for n in range(1, 30)]  # fmt: skip

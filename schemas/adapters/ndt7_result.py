@@ -34,9 +34,16 @@ from schemas.adapters.messages import Reject, to_float, to_int, to_text
 
 SUBTESTS = ("Download", "Upload")
 # A client name is kept only when it reads like software (ndt7-client-go-cmd, libndt7.js):
-# letters first, no address, e-mail, spaces, or hex run that could be a device id or token.
+# letters first, no address, e-mail, spaces, or hex run that could be a device id or token;
+# nor numbers in groups (an address host-198.51.100.9, a MAC dev-3c-22-fb-f9-8c-77, an IMSI or
+# a phone number written in groups: seven digits in all are more than a version holds).
 _SOFTWARE = re.compile(r"^[A-Za-z][A-Za-z0-9._+-]{0,63}$")
-_IDENTIFYING = re.compile(r"@|[0-9A-Fa-f]{8}|[0-9]{5}")
+_IDENTIFYING = re.compile(
+    r"@|[0-9A-Fa-f]{8}|[0-9]{5}"
+    r"|(?:[0-9]{1,3}[^0-9A-Za-z]){3}[0-9]{1,3}"  # a dotted (or dashed) quad
+    r"|[0-9A-Fa-f]{2}(?:[^0-9A-Za-z][0-9A-Fa-f]{2}){3,}"  # hex pairs: a MAC address
+    r"|(?:[0-9][^0-9]*){7}"  # seven digits, however grouped
+)
 # An M-Lab machine name holds its site: mlab1-lga03.mlab-oti.measurement-lab.org,
 # mlab1.lga03.measurement-lab.org, ndt-iupui-mlab2-tun01...; the site is 3 letters (IATA),
 # a digit, and a digit or "t" (test sites).

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 PROBE_ADDRESSES = ("from", "src_addr", "srcaddr")
 PREFIX = {4: 24, 6: 48}
 _DOTTED_QUAD = r"^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$"
+_NOT_A_BARE_QUAD = r":|^\s|\s$"  # IPv6 (mapped IPv4 too), or spaces an address parses past
 
 
 def published_target(document: dict, target: str | None, address: str | None) -> str | None:
@@ -40,6 +41,8 @@ def _network(value: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None
         ip = ipaddress.ip_address(value.strip())
     except ValueError:
         return None
+    if ip.version == 6 and ip.ipv4_mapped is not None:  # ::ffff:a.b.c.d is a.b.c.d
+        ip = ip.ipv4_mapped
     return ipaddress.ip_network(f"{ip}/{PREFIX[ip.version]}", strict=False)
 
 
@@ -47,14 +50,16 @@ def own_network_mask(targets: list[pa.Array], probes: list[pa.Array]) -> pa.Arra
     """Per row: whether some target column's value is in some probe column's network.
 
     Dotted quads are compared without Python (their /24 is the text before the last dot);
-    the rare rows with IPv6 on both sides are checked one by one.
+    the rare rows holding an address written otherwise (IPv6, IPv4-mapped, spaces around it)
+    are checked one by one, as addresses: a regex on the text let " 192.0.2.5" or
+    "::ffff:192.0.2.5" pass for another network than the probe's 192.0.2.1.
     """
     mask = pa.array([False] * len(targets[0]))
     for target in targets:
         for probe in probes:
             mask = pc.or_(mask, pc.fill_null(_same_slash_24(target, probe), False))
-    both_six = pc.and_(_any_contains(targets, ":"), _any_contains(probes, ":"))
-    rows = pc.indices_nonzero(pc.fill_null(both_six, False)).to_pylist()
+    other = pc.or_(_any_other_text(targets), _any_other_text(probes))
+    rows = pc.indices_nonzero(pc.fill_null(other, False)).to_pylist()
     if not rows:
         return mask
     flags = mask.to_pylist()
@@ -71,8 +76,11 @@ def _same_slash_24(target: pa.Array, probe: pa.Array) -> pa.Array:
     return pc.and_(both, pc.equal(prefix(target), prefix(probe)))
 
 
-def _any_contains(columns: list[pa.Array], text: str) -> pa.Array:
+def _any_other_text(columns: list[pa.Array]) -> pa.Array:
+    """Per row: whether some column holds an address not written as a bare dotted quad: IPv6
+    (an IPv4-mapped one too), or one with spaces around it. (A host name is no address.)"""
     found = pa.array([False] * len(columns[0]))
     for column in columns:
-        found = pc.or_(found, pc.fill_null(pc.match_substring(column, text), False))
+        other = pc.match_substring_regex(column, _NOT_A_BARE_QUAD)
+        found = pc.or_(found, pc.fill_null(other, False))
     return found
