@@ -151,7 +151,21 @@ def to_int(value: Any, where: str) -> int | None:
 
 
 def to_text(value: Any, where: str) -> str | None:
-    """A JSON string (kept verbatim, control characters included)."""
-    if value is None or type(value) is str:
+    """A JSON string (kept verbatim, control characters included). A lone surrogate
+    (``"\\ud800"``) is valid JSON but no text: Arrow refuses it, and an adapter raising there had
+    its whole batch halved and decoded again until the record was alone."""
+    if value is None:
+        return value
+    if type(value) is str:
+        if not value.isascii() and not _encodable(value):
+            raise Reject("invalid_utf8", f"{where} holds a lone surrogate, which is no text")
         return value
     raise Reject("wrong_type", f"{where} must be a string, got {type(value).__name__}")
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
