@@ -187,3 +187,11 @@ class Sharded:
         target.write_bytes(data)
         signature = canonicalize(self.signer.sign(data))
         target.with_name(target.name.removesuffix(".json") + ".sig.json").write_bytes(signature)
+
+
+def grown_twice(root: Path, chain: ChainContext | None) -> Sharded:
+    """Two anchored checkpoints: shards p0 (10 rows) and p1 (6); then p0 +5 and a new p2 (4)."""
+    data = Sharded(root, chain)
+    data.publish({"t.p0": rows(0, 10), "t.p1": rows(10, 6)})
+    data.publish({"t.p0": rows(16, 5), "t.p2": rows(21, 4)})
+    return data

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from audit_dataset import rows
 from forged_history import FORGED_TOPIC, plant_growing_shard, sparse_file, write_document
-from sharded_dataset import DATASET, Sharded
+from sharded_dataset import DATASET, Sharded, grown_twice
 
 import proofs.shard_log
 from proofs.history import verify_history
@@ -32,11 +32,7 @@ HUGE = 1 << 28  # rows a forged shard claims: 8 GiB of leaf hashes
 
 @pytest.fixture
 def sharded(tmp_path, chain) -> Sharded:
-    """Two anchored checkpoints: p0 (10 rows) and p1 (6); then p0 +5 and a new p2 (4)."""
-    data = Sharded(tmp_path, chain)
-    data.publish({"t.p0": rows(0, 10), "t.p1": rows(10, 6)})
-    data.publish({"t.p0": rows(16, 5), "t.p2": rows(21, 4)})
-    return data
+    return grown_twice(tmp_path, chain)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import shutil
 
 import pytest
 from audit_dataset import first_failure, rows
-from sharded_dataset import DATASET, Sharded
+from sharded_dataset import DATASET, Sharded, grown_twice
 
 from proofs.audit import audit_log
 from proofs.bundle import verify_bundle
@@ -28,11 +28,7 @@ from streaming.chain import open_chain
 
 @pytest.fixture
 def sharded(tmp_path, chain) -> Sharded:
-    """Two anchored checkpoints: shards p0 (10 rows) and p1 (6); then p0 +5 and a new p2 (4)."""
-    data = Sharded(tmp_path, chain)
-    data.publish({"t.p0": rows(0, 10), "t.p1": rows(10, 6)})
-    data.publish({"t.p0": rows(16, 5), "t.p2": rows(21, 4)})
-    return data
+    return grown_twice(tmp_path, chain)
 
 
 def test_an_untouched_sharded_dataset_and_its_history_are_verified(sharded, chain):
