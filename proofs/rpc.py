@@ -12,6 +12,7 @@ block header a few KiB.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -51,18 +52,37 @@ class BoundedHTTPProvider(HTTPProvider):
     def _make_request(self, method: Any, request_data: bytes) -> bytes:
         if self.refused is not None:
             raise AnswerRefused(f"not asked for {method}: {self.refused}")
+        # In a thread of its own, waited for ``total_s`` at most: the status line and headers
+        # can drip as slowly as the body, and ``requests`` reads those with no overall clock.
+        outcome: list[Any] = []
+        asking = threading.Thread(
+            target=self._ask, args=(method, request_data, outcome), daemon=True, name="rda-rpc"
+        )
+        asking.start()
+        asking.join(self.total_s + 1.0)
+        if not outcome:
+            outcome.append(
+                AnswerRefused(
+                    f"{self.endpoint_uri} did not answer {method} within {self.total_s:g} s"
+                )
+            )  # the thread is left to its socket's read timeout; the node is not asked again
+        if isinstance(outcome[0], AnswerRefused):
+            self.refused = outcome[0]
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return outcome[0]
+
+    def _ask(self, method: Any, request_data: bytes, outcome: list[Any]) -> None:
         started = time.monotonic()
         kwargs = {**dict(self.get_request_kwargs()), "stream": True}
-        sessions = self._request_session_manager
-        with sessions.get_response_from_post_request(
-            self.endpoint_uri, data=request_data, **kwargs
-        ) as response:
-            response.raise_for_status()
-            try:
-                return self._answer(response.raw, method, started)
-            except AnswerRefused as refused:
-                self.refused = refused
-                raise
+        try:
+            with self._request_session_manager.get_response_from_post_request(
+                self.endpoint_uri, data=request_data, **kwargs
+            ) as response:
+                response.raise_for_status()
+                outcome.append(self._answer(response.raw, method, started))
+        except BaseException as error:  # raised in the caller's thread
+            outcome.append(error)
 
     def _answer(self, raw: Any, method: Any, started: float) -> bytes:
         """The body, read as it arrives (``read1``: what one socket read brings, so the clock

@@ -167,6 +167,30 @@ def test_an_answer_that_arrives_too_slowly_is_refused_and_the_node_not_asked_aga
         assert node.requests == ["eth_chainId"]
 
 
+def test_headers_that_arrive_too_slowly_are_refused_too():
+    """``requests`` reads the status line and headers with no overall clock."""
+
+    def drip_headers(request, upstream):
+        def write(handler):
+            handler.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            for _ in range(50):
+                time.sleep(0.1)
+                try:
+                    handler.wfile.write(b"z")
+                    handler.wfile.flush()
+                except OSError:
+                    return
+
+        return write
+
+    with rpc_proxy("http://127.0.0.1:9", drip_headers) as node:
+        provider = BoundedHTTPProvider(node.url, total_s=0.5)
+        started = time.monotonic()
+        with pytest.raises(AnswerRefused, match="did not answer eth_chainId"):
+            provider.make_request("eth_chainId", [])
+        assert time.monotonic() - started < 3
+
+
 def test_an_answer_larger_than_the_bound_is_refused_before_it_is_all_read():
     sent = threading.Event()
 
