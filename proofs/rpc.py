@@ -12,6 +12,7 @@ block header a few KiB.
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from typing import Any
@@ -48,41 +49,53 @@ class BoundedHTTPProvider(HTTPProvider):
         self.total_s = total_s
         self.max_bytes = max_bytes
         self.refused: AnswerRefused | None = None  # the answer after which the node is not asked
+        self._requests: queue.Queue | None = None
 
     def _make_request(self, method: Any, request_data: bytes) -> bytes:
         if self.refused is not None:
             raise AnswerRefused(f"not asked for {method}: {self.refused}")
-        # In a thread of its own, waited for ``total_s`` at most: the status line and headers
-        # can drip as slowly as the body, and ``requests`` reads those with no overall clock.
+        # Asked on the provider's own thread, waited for ``total_s`` at most: the status line
+        # and headers can drip as slowly as the body, and ``requests`` reads those with no
+        # overall clock. One thread, so its connection to the node is kept between requests.
         outcome: list[Any] = []
-        asking = threading.Thread(
-            target=self._ask, args=(method, request_data, outcome), daemon=True, name="rda-rpc"
-        )
-        asking.start()
-        asking.join(self.total_s + 1.0)
-        if not outcome:
-            outcome.append(
-                AnswerRefused(
-                    f"{self.endpoint_uri} did not answer {method} within {self.total_s:g} s"
-                )
-            )  # the thread is left to its socket's read timeout; the node is not asked again
+        done = threading.Event()
+        self._asking().put((method, request_data, outcome, done))
+        if not done.wait(self.total_s + 1.0):
+            # The thread is left to its socket's read timeout: the node is not asked again.
+            self.refused = AnswerRefused(
+                f"{self.endpoint_uri} did not answer {method} within {self.total_s:g} s"
+            )
+            raise self.refused
         if isinstance(outcome[0], AnswerRefused):
             self.refused = outcome[0]
         if isinstance(outcome[0], BaseException):
             raise outcome[0]
         return outcome[0]
 
-    def _ask(self, method: Any, request_data: bytes, outcome: list[Any]) -> None:
+    def _asking(self) -> queue.Queue:
+        """The requests' queue, its thread started on first use."""
+        if self._requests is None:
+            self._requests = queue.Queue()
+            threading.Thread(target=self._ask_each, daemon=True, name="rda-rpc").start()
+        return self._requests
+
+    def _ask_each(self) -> None:
+        while True:
+            method, request_data, outcome, done = self._requests.get()
+            try:
+                outcome.append(self._ask(method, request_data))
+            except BaseException as error:  # raised in the caller's thread
+                outcome.append(error)
+            done.set()
+
+    def _ask(self, method: Any, request_data: bytes) -> bytes:
         started = time.monotonic()
         kwargs = {**dict(self.get_request_kwargs()), "stream": True}
-        try:
-            with self._request_session_manager.get_response_from_post_request(
-                self.endpoint_uri, data=request_data, **kwargs
-            ) as response:
-                response.raise_for_status()
-                outcome.append(self._answer(response.raw, method, started))
-        except BaseException as error:  # raised in the caller's thread
-            outcome.append(error)
+        with self._request_session_manager.get_response_from_post_request(
+            self.endpoint_uri, data=request_data, **kwargs
+        ) as response:
+            response.raise_for_status()
+            return self._answer(response.raw, method, started)
 
     def _answer(self, raw: Any, method: Any, started: float) -> bytes:
         """The body, read as it arrives (``read1``: what one socket read brings, so the clock

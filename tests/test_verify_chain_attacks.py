@@ -297,3 +297,23 @@ def test_an_answer_sent_in_chunks_is_read_whole():
         provider = BoundedHTTPProvider(node.url)
         assert provider.make_request("eth_chainId", [])["result"] == "0x7a69"
         assert provider.make_request("eth_chainId", [])["result"] == "0x7a69"
+
+
+def test_requests_keep_their_connection_to_the_node():
+    """An auditor reads a long history over HTTPS: a connection (and its handshake) per request
+    would cost more than the reads."""
+    ports = []
+
+    def answer(request, upstream):
+        def write(handler):
+            ports.append(handler.client_address[1])
+            body = {"jsonrpc": "2.0", "id": request["id"], "result": "0x7a69"}
+            handler.send_body(json.dumps(body).encode())
+
+        return write
+
+    with rpc_proxy("http://127.0.0.1:9", answer) as node:
+        provider = BoundedHTTPProvider(node.url)
+        for _ in range(3):
+            assert provider.make_request("eth_chainId", [])["result"] == "0x7a69"
+    assert len(ports) == 3 and len(set(ports)) == 1
