@@ -14,6 +14,7 @@ from pipelines.kafka_source import (
     OffsetRange,
     ReadBudget,
     RecordsLost,
+    header_bytes,
 )
 from schemas.records import RAW_RECORD_SCHEMA, SIGNATURE_HEADER
 
@@ -108,19 +109,14 @@ def past_end(messages: list[Any], offsets: OffsetRange) -> list[Any]:
     return messages[first:]
 
 
-def _header_bytes(headers: list[tuple[str, bytes | None]] | None) -> int:
-    """The bytes of a message's headers: a record may carry a megabyte there, not in its value.
-    (confluent-kafka converts them once and keeps them: ``raw_batch`` reads the same list.)"""
-    return sum(len(name) + len(value or b"") for name, value in headers) if headers else 0
-
-
 def count_bytes(budget: ReadBudget, offsets: OffsetRange, kept: list[Any], first: int) -> None:
     """Count ``kept[first:]``, the messages of ``offsets`` just kept (keys, values, headers;
-    ``len`` of a message is its value's, not copied), against the read's ``budget``; once the
+    ``len`` of a message is its value's, not copied, and confluent-kafka converts a message's
+    headers once: ``raw_batch`` reads the same list), against the read's ``budget``; once the
     range is over it, let go of every message kept."""
     if budget.max_bytes is None or first >= len(kept):
         return
     new = kept[first:]
-    sizes = [len(m) + len(m.key() or b"") + _header_bytes(m.headers()) for m in new]
+    sizes = [len(m) + len(m.key() or b"") + header_bytes(m.headers()) for m in new]
     if budget.count(offsets, sizes, [m.offset() for m in new]):
         kept.clear()  # read on only to find where to split the range: keep nothing

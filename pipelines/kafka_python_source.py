@@ -18,6 +18,7 @@ from pipelines.kafka_source import (
     canonical_topic_id,
     check_together,
     first_headers,
+    header_bytes,
     refuse_deleted_ranges,
 )
 from schemas.records import RAW_RECORD_SCHEMA, SIGNATURE_HEADER
@@ -237,8 +238,7 @@ class KafkaPythonSource:
 
 def _size(record) -> int:
     """The bytes of a record's key, value and headers."""
-    headers = sum(len(name) + len(value or b"") for name, value in record.headers or ())
-    return len(record.key or b"") + len(record.value or b"") + headers
+    return len(record.key or b"") + len(record.value or b"") + header_bytes(record.headers)
 
 
 def _append(columns: dict[str, list], record) -> None:

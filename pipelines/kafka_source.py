@@ -131,6 +131,12 @@ class RangeTooLarge(RuntimeError):
         return self.args[3]
 
 
+def header_bytes(headers: Iterable[tuple[str, bytes | None]] | None) -> int:
+    """The bytes of a record's headers, which count toward its size (``ReadBudget``): a record
+    may carry its megabyte there and nothing in its value."""
+    return sum(len(name) + len(value or b"") for name, value in headers or ())
+
+
 class ReadBudget:
     """The bytes (keys, values, headers) one range may bring into memory (``None``: no bound).
 
@@ -153,8 +159,8 @@ class ReadBudget:
         if self.max_bytes is None or not sizes:
             return offsets in self.splits
         used, started = self._part.get(offsets, (0, False))
-        if used + sum(sizes) <= self.max_bytes:  # no part ends among these: no loop
-            self._part[offsets] = (used + sum(sizes), True)
+        if (total := used + sum(sizes)) <= self.max_bytes:  # no part ends among these: no loop
+            self._part[offsets] = (total, True)
             return offsets in self.splits
         for size, offset in zip(sizes, record_offsets, strict=True):
             if started and used + size > self.max_bytes:  # a part never starts empty

@@ -18,7 +18,6 @@ signature, identity, anchor on the pinned registry: ``proofs.verify``), it check
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -176,7 +175,7 @@ def _asset_on_chain(
     digest: bytes,
 ) -> Check:
     contract, token = asset
-    if problem := _not_data_asset_code(contract, trust):
+    if problem := _not_data_asset_code(contract):
         return Check("asset", False, f"asset {token} at {contract.address}: {problem}")
     info = contract.info(token)
     pinned = trust.registry.address if trust.registry is not None else None
@@ -194,10 +193,11 @@ def _asset_on_chain(
     return Check("asset", True, f"asset {token} holds this root, bound to this manifest")
 
 
-def _not_data_asset_code(contract: Any, trust: TrustRoot) -> str | None:
+def _not_data_asset_code(contract: Any) -> str | None:
     """Why the contract is not a DataAsset, byte for byte (a look-alike could hold any root;
     ``proofs/contract_code.py``); None when it is."""
     from proofs.contract_code import code_problem
+    from proofs.data_asset import load_artifact
 
-    artifact = json.loads(Path(contract.artifact_path).read_text())
-    return code_problem(trust.w3.eth.get_code(contract.address), artifact)
+    artifact = load_artifact(contract.artifact_path, contract.artifact_name)
+    return code_problem(contract.w3.eth.get_code(contract.address), artifact)

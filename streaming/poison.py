@@ -36,6 +36,7 @@ from streaming.isolation import STALL_S, WorkerCrashed, run_isolated
 from streaming.landers import JobOf, Landers, default_processes
 from streaming.node_cache import device_check
 from streaming.records_lost import accept_at_read
+from streaming.retry import causes
 from streaming.sequencer import land_chunks, landing_message, refused_of
 from streaming.store import Workspace, writing
 
@@ -260,10 +261,7 @@ def _survives(
 
 def _too_large(error: BaseException) -> RangeTooLarge | None:
     """The ``RangeTooLarge`` behind ``error`` (a Dask worker's comes back as a cause)."""
-    current: BaseException | None = error
-    while current is not None and not isinstance(current, RangeTooLarge):
-        current = current.__cause__ or current.__context__
-    return current
+    return next((c for c in causes(error) if isinstance(c, RangeTooLarge)), None)
 
 
 def _split_chunk(space: Workspace, batch_id: int, too_large: RangeTooLarge) -> dict:

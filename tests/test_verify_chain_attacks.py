@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 from audit_dataset import DATASET, publish, rows
@@ -142,20 +143,28 @@ def test_links_that_never_get_smaller_end_the_walk_at_once(anvil, tmp_path, monk
         assert node.requests.count("eth_call") < 10
 
 
-def test_an_answer_that_arrives_too_slowly_is_refused_and_the_node_not_asked_again():
+def dripping(start: Callable, byte: bytes) -> Callable:
+    """A node's hook that starts an answer (``start(handler)``), then sends ``byte`` every
+    0.1 s for 5 s, or until the client hangs up."""
+
     def drip(request, upstream):
         def write(handler):
-            handler.send_body(b" ", length=1_000)
+            start(handler)
             for _ in range(50):
                 time.sleep(0.1)
                 try:
-                    handler.wfile.write(b" ")
+                    handler.wfile.write(byte)
                     handler.wfile.flush()
                 except OSError:
                     return
 
         return write
 
+    return drip
+
+
+def test_an_answer_that_arrives_too_slowly_is_refused_and_the_node_not_asked_again():
+    drip = dripping(lambda handler: handler.send_body(b" ", length=1_000), b" ")
     with rpc_proxy("http://127.0.0.1:9", drip) as node:
         provider = BoundedHTTPProvider(node.url, total_s=0.5)
         started = time.monotonic()
@@ -169,20 +178,7 @@ def test_an_answer_that_arrives_too_slowly_is_refused_and_the_node_not_asked_aga
 
 def test_headers_that_arrive_too_slowly_are_refused_too():
     """``requests`` reads the status line and headers with no overall clock."""
-
-    def drip_headers(request, upstream):
-        def write(handler):
-            handler.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
-            for _ in range(50):
-                time.sleep(0.1)
-                try:
-                    handler.wfile.write(b"z")
-                    handler.wfile.flush()
-                except OSError:
-                    return
-
-        return write
-
+    drip_headers = dripping(lambda handler: handler.wfile.write(b"HTTP/1.1 200 OK\r\nX-: "), b"z")
     with rpc_proxy("http://127.0.0.1:9", drip_headers) as node:
         provider = BoundedHTTPProvider(node.url, total_s=0.5)
         started = time.monotonic()

@@ -218,8 +218,9 @@ def _hard_checks(
     names = set(rows.schema.names)
     # A row without an event time has no window (a session with no end: its schema may leave
     # the end out); it reached the event-time step as int64's minimum and stopped the stream.
-    timeless = pc.is_null(rows.column(event_time_field(schema)))
-    missing = f"{event_time_field(schema)} is missing: it is the record's event time"
+    event = event_time_field(schema)
+    timeless = pc.is_null(rows.column(event))
+    missing = f"{event} is missing: it is the record's event time"
     yield "missing_required", timeless, lambda m: _constant(missing, pc.sum(m).as_py())
     ingest = rows.column("ingest_time").cast(pa.int64())  # the producer's CreateTime
     # Nor can a record have been produced after it is read (but for clocks apart by up to
