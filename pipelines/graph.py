@@ -21,7 +21,7 @@ from pipelines.beam_tuning import KeptViews, specs_of_class
 from pipelines.device_signatures import DeviceCheck
 from pipelines.kafka_source import KafkaSpec, OffsetRange
 from pipelines.protect import Protection
-from pipelines.standardize import Standardized, standardize_routed
+from pipelines.standardize import Standardized, drop_duplicates, standardize_each
 
 RUNNERS = ("fnapi", "dask")
 # Called once per chunk with the chunk and its standardized result; returns a summary.
@@ -66,16 +66,19 @@ def standardize_chunk(
 
     With ``devices``, each record's device signature is checked before any parser sees it and
     its rows are bound to the signing node afterwards (``pipelines/device_signatures.py``).
+    Records are compared for duplicates last, among those every other check lets through.
     """
     partition = raw.column("partition")[0].as_py() if raw.num_rows else None
     unread = {o: r for (p, o), r in (refused or {}).items() if p == partition}
     checked = devices.check_records(raw) if devices is not None else None
     if checked is not None:
         unread = {**checked.refused, **unread}  # a poison record stays poison
-    result = standardize_routed(raw, wire_format, override, refused=unread)
+    result = standardize_each(raw, wire_format, override, refused=unread)
     if devices is not None:
         result = devices.bind(raw, checked, result)
-    return protection(raw, result) if protection is not None else result
+    if protection is None:
+        return drop_duplicates(raw, result)
+    return protection(raw, result)  # its quality checks first, then ``drop_duplicates``
 
 
 @specs_of_class

@@ -25,10 +25,16 @@ from pipelines import aggregate, staged, windows
 from pipelines.anonymize import PseudonymKey, anonymize, subscriber_keys
 from pipelines.quality_counts import sum_stats
 from pipelines.release import release as release_window
-from pipelines.standardize import Standardized
+from pipelines.standardize import (
+    Standardized,
+    duplicate_records,
+    first_reject_per_record,
+    with_quarantined,
+    without_records,
+)
 from schemas.model import Privacy, TelemetrySchema
 from schemas.published import DEFAULT_PRIVACY, PrivacySettings, has_identifiers, policy_transforms
-from schemas.records import QUARANTINE_SCHEMA, quarantine_batch
+from schemas.records import quarantine_batch
 from schemas.registry import schema_for_dataset
 from validators.event_time import WindowSettings
 from validators.quality import QualitySettings, check_stateless, event_time_field
@@ -128,30 +134,31 @@ class Protection:
     # -- the Beam stage ---------------------------------------------------------------------
 
     def stage(self, raw: pa.RecordBatch, result: Standardized) -> Standardized:
-        """Stateless checks and per-row transforms of one chunk: staged rows, rejects."""
-        checked, bad = {}, []
+        """Stateless checks and per-row transforms of one chunk: staged rows, rejects.
+
+        A record failing a check keeps its rows, marked with its code (the event-time step
+        counts them); a duplicate among the records that pass does not (``drop_duplicates``).
+        """
+        bad = []
         for dataset, rows in sorted(result.published.items()):
-            schema = schema_for_dataset(dataset)
-            outcome = check_stateless(schema, rows, self.quality)
+            outcome = check_stateless(schema_for_dataset(dataset), rows, self.quality)
             failed = pc.invert(outcome.passed)
+            offsets = pc.filter(rows.column("source_offset"), failed)
             bad.append(
-                (
-                    pc.filter(rows.column("source_offset"), failed),
-                    pc.filter(outcome.codes, failed),
-                    pc.filter(outcome.reasons, failed),
-                )
+                (offsets, pc.filter(outcome.codes, failed), pc.filter(outcome.reasons, failed))
             )
-            checked[dataset] = (schema, rows)
-        offsets, codes, reasons = _first_per_record(bad)
+        offsets, codes, reasons = first_reject_per_record(bad)
+        repeats = first_reject_per_record(duplicate_records(result.published, offsets))
         staged_rows = {
-            dataset: self._staged(schema, rows, (offsets, codes), raw)
-            for dataset, (schema, rows) in checked.items()
+            dataset: self._staged(schema_for_dataset(dataset), rows, (offsets, codes), raw)
+            for dataset, rows in without_records(result.published, repeats[0]).items()
         }
+        quarantined = with_quarantined(raw, result.quarantined, offsets, codes, reasons)
         return replace(
             result,
-            published_records=result.published_records - len(offsets),
+            published_records=result.published_records - len(offsets) - len(repeats[0]),
             published=staged_rows,
-            quarantined=_append_rejects(raw, result.quarantined, offsets, codes, reasons),
+            quarantined=with_quarantined(raw, quarantined, *repeats),
             quality={},
         )
 
@@ -212,7 +219,7 @@ class Protection:
             for dataset, s in release.stats.items():
                 stats.setdefault(dataset, []).append(s)
         now = decision.quarantined
-        quarantine = _append_rejects(
+        quarantine = with_quarantined(
             raw,
             stage.quarantined,
             now.column("source_offset").combine_chunks(),
@@ -238,44 +245,6 @@ def _one_batch(tables: list[pa.Table]) -> pa.RecordBatch:
     table = table.take(order)
     batches = table.to_batches()
     return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)
-
-
-def _first_per_record(
-    parts: list[tuple[pa.Array, pa.Array, pa.Array]],
-) -> tuple[pa.Array, pa.Array, pa.Array]:
-    """One reject per record offset (its first reason, datasets in name order)."""
-    table = pa.table(
-        {
-            "o": pa.concat_arrays(
-                [pa.array([], pa.int64()), *[p[0].cast(pa.int64()) for p in parts]]
-            ),
-            "c": pa.concat_arrays([pa.array([], pa.string()), *[p[1] for p in parts]]),
-            "r": pa.concat_arrays([pa.array([], pa.string()), *[p[2] for p in parts]]),
-        }
-    )
-    table = table.group_by("o", use_threads=False).aggregate([("c", "first"), ("r", "first")])
-    table = table.sort_by("o")
-    return (
-        table.column("o").combine_chunks(),
-        table.column("c_first").combine_chunks(),
-        table.column("r_first").combine_chunks(),
-    )
-
-
-def _append_rejects(
-    raw: pa.RecordBatch,
-    existing: pa.RecordBatch,
-    offsets: pa.Array,
-    codes: pa.Array,
-    reasons: pa.Array,
-) -> pa.RecordBatch:
-    if not len(offsets):
-        return existing
-    positions = pc.index_in(offsets.cast(pa.int64()), value_set=raw.column("offset"))
-    new = quarantine_batch(raw.take(positions), codes, reasons)
-    table = pa.Table.from_batches([existing, new], schema=QUARANTINE_SCHEMA)
-    table = table.sort_by([("partition", "ascending"), ("offset", "ascending")]).combine_chunks()
-    return table.to_batches()[0]
 
 
 def suppressed_records(raw: pa.RecordBatch, offsets: pa.Array, k: int) -> pa.RecordBatch:

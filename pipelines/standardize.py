@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 from pipelines.poison import crash_on_marker
 from schemas.adapters import Adapter, DecodeResult, adapter_for, sniff, wire_formats
 from schemas.records import QUARANTINE_SCHEMA, quarantine_batch
+from schemas.registry import schema_for_dataset
 from validators.rowchecks import check_rows
 
 
@@ -67,7 +68,8 @@ class _Rejects:
 
 def standardize(raw: pa.RecordBatch, adapter: Adapter) -> Standardized:
     """Decode ``raw`` with one adapter, run the schemas' row checks, and split the batch."""
-    return _split(raw, [(pa.array(range(raw.num_rows), pa.int64()), adapter.decode(raw))])
+    positions = pa.array(range(raw.num_rows), pa.int64())
+    return drop_duplicates(raw, _split(raw, [(positions, adapter.decode(raw))]))
 
 
 def standardize_routed(
@@ -83,6 +85,17 @@ def standardize_routed(
     ``refused`` maps offsets to (code, reason): records quarantined unread, never parsed (those
     the driver found to kill the worker, ``pipelines/poison.py``).
     """
+    return drop_duplicates(raw, standardize_each(raw, default_format, override, refused))
+
+
+def standardize_each(
+    raw: pa.RecordBatch,
+    default_format: str | None,
+    override: bool = False,
+    refused: Mapping[int, tuple[str, str]] | None = None,
+) -> Standardized:
+    """``standardize_routed`` with no record compared with another: the chunk's duplicates are
+    left for ``drop_duplicates``, once every check of a record on its own has been made."""
     unread = pc.is_in(raw.column("offset"), value_set=pa.array(list(refused or {}), pa.int64()))
     formats = pc.if_else(unread, _REFUSED, _record_formats(raw, default_format, override))
     skipped = pc.indices_nonzero(unread).cast(pa.int64())
@@ -165,7 +178,6 @@ def _split(
                 pc.filter(checks.reasons, failed),
             )
             parts.append((part.schema, part.rows, index))
-            _reject_duplicates(part.schema, part.rows, index, checks.valid, raw, rejects)
     _account_for_silent_records(raw.num_rows, parts, rejects)
     positions, codes, reasons = _first_reason_per_record(*rejects.concat())
     published: dict[str, list[pa.RecordBatch]] = {}
@@ -181,41 +193,6 @@ def _split(
         quarantined=quarantined
         if len(positions)
         else pa.RecordBatch.from_pylist([], schema=QUARANTINE_SCHEMA),
-    )
-
-
-def _reject_duplicates(
-    schema,
-    rows: pa.RecordBatch,
-    index: pa.Array,
-    valid: pa.Array,
-    raw: pa.RecordBatch,
-    rejects: _Rejects,
-) -> None:
-    """A valid row whose natural key an earlier record already has is a duplicate.
-
-    Rows of the same record may share a key (that is the record's own business); a later record
-    repeating a key already seen in this chunk is quarantined, naming the first one's offset.
-    """
-    if not schema.natural_key or not rows.num_rows:
-        return
-    keyed = pa.table({**{k: rows.column(k) for k in schema.natural_key}, "_position": index})
-    keyed = keyed.filter(valid)
-    first = keyed.group_by(list(schema.natural_key)).aggregate([("_position", "min")])
-    joined = keyed.join(first, list(schema.natural_key))
-    later = pc.not_equal(joined.column("_position"), joined.column("_position_min"))
-    duplicates = joined.filter(later)
-    if not duplicates.num_rows:
-        return
-    firsts = raw.column("offset").take(duplicates.column("_position_min").combine_chunks())
-    key = ", ".join(schema.natural_key)
-    reasons = pc.binary_join_element_wise(
-        f"same natural key ({key}) as offset ", pc.cast(firsts, pa.string()), ""
-    )
-    rejects.add(
-        duplicates.column("_position").combine_chunks(),
-        pa.array(["duplicate"] * duplicates.num_rows),
-        reasons,
     )
 
 
@@ -260,3 +237,116 @@ def _in_offset_order(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
         if ordered.num_rows
         else pa.RecordBatch.from_pylist([], schema=table.schema)
     )
+
+
+# -- duplicates within a chunk -----------------------------------------------------------------
+
+
+def drop_duplicates(raw: pa.RecordBatch, result: Standardized) -> Standardized:
+    """``result`` with each record that repeats an earlier record's natural key quarantined as
+    ``duplicate``, naming the first one's offset (see ``duplicate_records``)."""
+    offsets, codes, reasons = first_reject_per_record(duplicate_records(result.published))
+    if not len(offsets):
+        return result
+    return Standardized(
+        read=result.read,
+        published_records=result.published_records - len(offsets),
+        published=without_records(result.published, offsets),
+        quarantined=with_quarantined(raw, result.quarantined, offsets, codes, reasons),
+        suppressed=result.suppressed,
+        quality=result.quality,
+    )
+
+
+Rejects = tuple[pa.Array, pa.Array, pa.Array]  # record offsets, reason codes, reasons
+
+
+def duplicate_records(
+    published: Mapping[str, pa.RecordBatch], excluded: pa.Array | None = None
+) -> list[Rejects]:
+    """Per dataset, the records whose row repeats a natural key an earlier record has.
+
+    Rows of one record may share a key (that is the record's own business). Only the records
+    that can still be published own a key: none of ``excluded`` (offsets another check
+    quarantines), so a valid record is never lost as the duplicate of a refused one (a glitch,
+    a forged signature), and the chunk's choice is the one the batches' key index makes.
+    ``published`` rows are in (partition, offset) order, as ``Standardized`` keeps them.
+    """
+    found = []
+    for dataset, rows in sorted(published.items()):
+        key = list(schema_for_dataset(dataset).natural_key)
+        if key and rows.num_rows:
+            found.append(_repeated_keys(rows, key, excluded))
+    return found
+
+
+def _repeated_keys(rows: pa.RecordBatch, key: list[str], excluded: pa.Array | None) -> Rejects:
+    offsets, partitions = rows.column("source_offset"), rows.column("source_partition")
+    keyed = pa.table({**{k: rows.column(k) for k in key}, "_row": np.arange(rows.num_rows)})
+    if excluded is not None and len(excluded):
+        keyed = keyed.filter(pc.invert(pc.is_in(offsets, value_set=excluded.cast(offsets.type))))
+    first = keyed.group_by(key, use_threads=False).aggregate([("_row", "min")])
+    joined = keyed.join(first, key, use_threads=False)
+    row, first_row = (joined.column(c).combine_chunks() for c in ("_row", "_row_min"))
+    first_offset = offsets.take(first_row)
+    later = pc.or_(
+        pc.not_equal(offsets.take(row), first_offset),
+        pc.not_equal(partitions.take(row), partitions.take(first_row)),
+    )
+    row, first_offset = row.filter(later), first_offset.filter(later)
+    reasons = pc.binary_join_element_wise(
+        f"same natural key ({', '.join(key)}) as offset ", first_offset.cast(pa.string()), ""
+    )
+    return offsets.take(row), pa.repeat(pa.scalar("duplicate"), len(row)), reasons
+
+
+def first_reject_per_record(rejects: list[Rejects]) -> Rejects:
+    """One reject per record offset: its first in ``rejects``' order, offsets ascending."""
+    table = pa.table(
+        {
+            "o": pa.concat_arrays(
+                [pa.array([], pa.int64()), *[r[0].cast(pa.int64()) for r in rejects]]
+            ),
+            "c": pa.concat_arrays(
+                [pa.array([], pa.string()), *[r[1].cast(pa.string()) for r in rejects]]
+            ),
+            "r": pa.concat_arrays(
+                [pa.array([], pa.string()), *[r[2].cast(pa.string()) for r in rejects]]
+            ),
+        }
+    )
+    table = table.group_by("o", use_threads=False).aggregate([("c", "first"), ("r", "first")])
+    table = table.sort_by("o")
+    return tuple(table.column(c).combine_chunks() for c in ("o", "c_first", "r_first"))
+
+
+def without_records(
+    published: Mapping[str, pa.RecordBatch], offsets: pa.Array
+) -> dict[str, pa.RecordBatch]:
+    """Every dataset's rows but those of the records at ``offsets``."""
+    if not len(offsets):
+        return dict(published)
+    return {
+        dataset: rows.filter(
+            pc.invert(pc.is_in(rows.column("source_offset"), value_set=offsets.cast(pa.int64())))
+        )
+        for dataset, rows in published.items()
+    }
+
+
+def with_quarantined(
+    raw: pa.RecordBatch,
+    existing: pa.RecordBatch,
+    offsets: pa.Array,
+    codes: pa.Array,
+    reasons: pa.Array,
+) -> pa.RecordBatch:
+    """``existing`` quarantine entries and those of ``raw``'s records at ``offsets``, in
+    (partition, offset) order."""
+    if not len(offsets):
+        return existing
+    positions = pc.index_in(offsets.cast(pa.int64()), value_set=raw.column("offset"))
+    new = quarantine_batch(raw.take(positions), codes, reasons)
+    table = pa.Table.from_batches([existing, new], schema=QUARANTINE_SCHEMA)
+    table = table.sort_by([("partition", "ascending"), ("offset", "ascending")]).combine_chunks()
+    return table.to_batches()[0]

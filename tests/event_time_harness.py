@@ -24,9 +24,9 @@ import pyarrow.parquet as pq
 
 import sinks.parquet
 import sinks.state_store
+from pipelines.graph import standardize_chunk
 from pipelines.kafka_source import OffsetRange
 from pipelines.protect import Protection
-from pipelines.standardize import standardize_routed
 from schemas.records import RAW_RECORD_SCHEMA
 from simulator.messages import Message
 from sinks.layout import DataLayout
@@ -155,7 +155,7 @@ class Harness:
 
     def _land(self, chunk: OffsetRange) -> dict:
         raw = self._read(chunk)
-        staged = self.protection.stage(raw, standardize_routed(raw, "rda.node.v1"))
+        staged = standardize_chunk(raw, "rda.node.v1", self.protection)  # the DoFn's own work
         return ChunkWriter(str(self.root))(chunk, staged)
 
     def _read(self, chunk: OffsetRange) -> pa.RecordBatch:

@@ -129,6 +129,19 @@ def test_cross_node_signatures_are_refused(messages, signing, cache):
     assert "a node signs only its own reports" in q[1]["reason"]
 
 
+def test_a_node_s_forgery_of_another_s_report_does_not_hide_the_genuine_one(
+    messages, signing, cache
+):
+    genuine = radio(messages, "an-0001")[0]
+    # an-0000 signs, with its own valid key, a report naming an-0001's cell at the same time:
+    # its natural key is the genuine report's, and it comes first in the chunk.
+    payload = edited(messages[genuine], lambda r: r["radio"].update(rsrp=-140.0))
+    (forged,) = sign_batch(signing.keys["an-0000"], [payload])
+    result = ingest([forged, *messages], cache)
+    assert reasons(result) == {0: "bad_signature"}
+    assert genuine + 1 in published_offsets(result)
+
+
 def test_unsigned_and_unknown_nodes_reports_are_refused_with_their_reasons(messages, cache):
     original = messages[radio(messages, "an-0002")[4]]
     unsigned = dataclasses.replace(original, headers=())
