@@ -71,6 +71,7 @@ from proofs.leaf_rules import (
 from proofs.merkle import leaf_hashes
 
 __all__ = [
+    "decoding_problem",
     "leaf_bytes_for_batch",
     "leaf_hashes_for_batch",
     "open_parquet",
@@ -80,6 +81,15 @@ __all__ = [
 
 _SLICE_ROWS = 1 << 16  # rows encoded at a time: bounds memory and keeps string offsets 32-bit
 MAX_FOOTER_BYTES = 16 << 20  # a Parquet footer read from an untrusted folder, at most
+# What one row group of an untrusted file may hold, from its footer, before any of it is
+# decoded. A reader stops at each column chunk's ``num_values``, so these bound the values a
+# slice can decode, whatever its rows: 953 bytes of Parquet held 5 rows of 10 million list
+# elements, ~1.5 GB once leaf-encoded (~30 bytes a value). Published rows hold a few dozen
+# values (lists of traceroute hops the most: hundreds), and the pipeline's row groups at most
+# 131,072 rows.
+MAX_VALUES_PER_ROW = 4096  # on average over a row group, every column and list element counted
+MAX_ROW_GROUP_VALUES = 1 << 25
+MAX_ROW_GROUP_BYTES = 1 << 30  # uncompressed, as the footer says
 
 
 def leaf_bytes_for_batch(batch: pa.RecordBatch | pa.Table, first_row: int = 0) -> list[bytes]:
@@ -131,10 +141,32 @@ def parquet_leaf_hashes(parquet: Any) -> Iterator[list[bytes]]:
     Reading a file costs the memory of one such slice, whatever the file holds: a file from an
     untrusted folder can hold far more rows than its size suggests (58 KB of Parquet held five
     million rows of one repeated value, 1.3 GB once read whole and hashed)."""
+    problem = decoding_problem(parquet.metadata)
+    if problem is not None:
+        raise ValueError(problem)
     first_row = 0
     for batch in parquet.iter_batches(batch_size=_SLICE_ROWS):
         yield leaf_hashes_for_batch(batch, first_row)
         first_row += batch.num_rows
+
+
+def decoding_problem(metadata: Any) -> str | None:
+    """Why a Parquet file (its ``metadata``, the footer) is not decoded: a row group holding
+    more values or bytes than ``MAX_VALUES_PER_ROW``, ``MAX_ROW_GROUP_VALUES`` and
+    ``MAX_ROW_GROUP_BYTES`` allow; None when every row group is within them."""
+    for index in range(metadata.num_row_groups):
+        group = metadata.row_group(index)
+        chunks = [group.column(c) for c in range(group.num_columns)]
+        values = sum(chunk.num_values for chunk in chunks)
+        size = sum(chunk.total_uncompressed_size for chunk in chunks)
+        most = min(MAX_ROW_GROUP_VALUES, max(group.num_rows, 1) * MAX_VALUES_PER_ROW)
+        if values > most or size > MAX_ROW_GROUP_BYTES:
+            return (
+                f"row group {index} holds {values:,} values ({size:,} bytes) in "
+                f"{group.num_rows:,} rows, over the verifier's bound of {most:,} values and "
+                f"{MAX_ROW_GROUP_BYTES:,} bytes: not decoded"
+            )
+    return None
 
 
 def row_to_jcs_value(row: Mapping[str, object], schema: pa.Schema) -> dict[str, object]:

@@ -15,6 +15,9 @@ from audit_dataset import DATASET, first_failure, publish, rows
 
 from proofs.leaves import (
     MAX_FOOTER_BYTES,
+    MAX_ROW_GROUP_VALUES,
+    MAX_VALUES_PER_ROW,
+    decoding_problem,
     leaf_hashes_for_batch,
     open_parquet,
     parquet_leaf_hashes,
@@ -163,3 +166,63 @@ def test_a_parquet_file_whose_footer_is_over_the_bound_is_unreadable_unparsed(pu
         f"data/batch-0001.parquet: unreadable (ValueError: its footer is {size - 12:,} bytes, "
         f"over {MAX_FOOTER_BYTES:,}: not read)"
     )
+
+
+def rows_of_zeros(count: int, each: int) -> pa.Table:
+    """``count`` rows of one list of ``each`` int8 zeros: a few KB of Parquet, however many."""
+    zeros = pa.array(memoryview(bytes(count * each)).cast("b"), pa.int8())
+    offsets = pa.array(range(0, count * each + 1, each), pa.int32())
+    return pa.table({"x": pa.ListArray.from_arrays(offsets, zeros)})
+
+
+def test_a_changed_file_of_huge_rows_is_named_changed_without_decoding_them(published, chain):
+    # The manifest's 20 rows, of a million list elements each: leaf-encoded to name the first
+    # changed row, ~30 bytes a value (953 bytes of Parquet took the verifier to 1.5 GB).
+    dataset_dir, _ = published
+    path = dataset_dir / "data" / "batch-0001.parquet"
+    pq.write_table(rows_of_zeros(20, 1_000_000), path, compression="zstd")
+    assert path.stat().st_size < 100_000
+    trust = chain.trust_root()
+    verdict = None
+
+    def verify():
+        nonlocal verdict
+        verdict = verify_dataset(dataset_dir, trust=trust)
+
+    peak = python_peak_bytes(verify)
+    name, detail = first_failure(verdict)
+    assert name == "files"
+    assert detail.startswith(
+        "data/batch-0001.parquet: SHA-256 differs from the manifest; its rows not compared "
+        "(row group 0 holds 20,000,000 values ("
+    )
+    assert detail.endswith(
+        f"in 20 rows, over the verifier's bound of {20 * 4096:,} values "
+        "and 1,073,741,824 bytes: not decoded)"
+    )
+    assert peak < 5 * 2**20, peak
+
+
+def test_a_file_is_decoded_only_within_the_values_its_footer_may_hold(tmp_path):
+    path = tmp_path / "rows.parquet"
+
+    def problem(table: pa.Table, **options) -> str | None:
+        pq.write_table(table, path, **options)
+        with open_parquet(path) as parquet:
+            return decoding_problem(parquet.metadata)
+
+    assert problem(rows_of_zeros(10, MAX_VALUES_PER_ROW)) is None  # the average allowed
+    assert "holds 40,970 values" in problem(rows_of_zeros(10, MAX_VALUES_PER_ROW + 1))
+    # Every row group on its own: the second's rows are the large ones.
+    assert problem(pa.concat_tables([rows(0, 100), rows(100, 100)]), row_group_size=100) is None
+    lists = pa.concat_tables([rows_of_zeros(100, 1), rows_of_zeros(100, 5000)])
+    assert problem(lists, row_group_size=100).startswith("row group 1 holds 500,000 values")
+    # However many rows, no more than MAX_ROW_GROUP_VALUES.
+    assert MAX_ROW_GROUP_VALUES < 131_072 * MAX_VALUES_PER_ROW
+
+
+def test_published_rows_of_a_few_hundred_values_each_are_within_the_bound(tmp_path):
+    path = tmp_path / "traceroutes.parquet"
+    pq.write_table(rows_of_zeros(50_000, 255), path)  # a chunk of traceroutes, hops as lists
+    with open_parquet(path) as parquet:
+        assert decoding_problem(parquet.metadata) is None
