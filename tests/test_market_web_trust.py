@@ -27,6 +27,9 @@ from market.http import start_server
 from market.proving import bundles_for
 from market.service import Marketplace
 from proofs.anchor import AnchorRegistry, deploy_receipt
+from proofs.bundle import SHARD_HEAD_AS_ROW
+from proofs.merkle import leaf_hash
+from proofs.shards import head_bytes
 from streaming.chain import ChainContext
 from streaming.chain_binding import reanchor_data_dir
 
@@ -167,6 +170,23 @@ def test_a_forged_identity_document_is_not_verified(page, anchored):
     pin(page, identity=forged, rpc_url=anchored.rpc_url)
     line, text = verdict_of(page, real_bundles(anchored, 2))
     assert line == "NOT VERIFIED" and "pinned identity: an Ed25519 signature" in text
+
+
+def test_a_shard_head_passed_off_as_a_row_is_not_verified_in_the_page(page, anchored):
+    (real,) = real_bundles(anchored, 0)
+    head = real["shard"]  # a leaf of the anchored checkpoint's tree, but no row
+    bundle = {
+        **{k: real[k] for k in ("dataset", "checkpoint", "anchor")},
+        "bundle_version": 1,
+        "log": DATASET,
+        "row": head,
+        "leaf_index": real["head_index"],
+        "leaf_hash": leaf_hash(head_bytes(head)).hex(),
+        "audit_path": real["head_path"],
+    }
+    pin(page, identity=anchored.identity, rpc_url=anchored.rpc_url)
+    line, text = verdict_of(page, [bundle])
+    assert line == "NOT VERIFIED" and f"leaf {real['head_index']}: {SHARD_HEAD_AS_ROW}" in text
 
 
 def test_attack_5_a_replaced_column_gets_no_proofs_in_the_page(page):

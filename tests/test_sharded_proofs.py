@@ -16,12 +16,14 @@ from audit_dataset import first_failure, rows
 from sharded_dataset import DATASET, Sharded, grown_twice
 
 from proofs.audit import audit_log
-from proofs.bundle import verify_bundle
+from proofs.bundle import SHARD_HEAD_AS_ROW, verify_bundle
 from proofs.bundle_v2 import build_shard_bundles
 from proofs.history import verify_history
 from proofs.leaves import leaf_bytes_for_batch
+from proofs.merkle import leaf_hash
 from proofs.shard_chain import shard_files
 from proofs.shard_log import manifest_loader, shard_log
+from proofs.shards import HEAD_MEMBERS, head_bytes, head_path
 from proofs.verdict import INCOMPLETE, NOT_VERIFIED, VERIFIED
 from streaming.chain import open_chain
 
@@ -154,3 +156,26 @@ def test_a_bundle_changed_at_any_link_is_refused(sharded, chain, tmp_path, chang
     verdict = verify_bundle(bundle, chain.trust_root())
     assert verdict.status == NOT_VERIFIED
     assert first_failure(verdict)[0] == check
+
+
+def test_a_shard_head_passed_off_as_a_row_in_a_version_1_bundle_is_refused(tmp_path, chain):
+    # Two rows in two shards: the checkpoint's tree of two heads has the path shape of a tree
+    # of two rows, so the head folded to the anchored root and was VERIFIED as a "row".
+    checkpoint = Sharded(tmp_path, chain).publish({"t.p0": rows(0, 1), "t.p1": rows(1, 1)})
+    heads = checkpoint["manifest"]["shards"]
+    head = {name: heads[0][name] for name in HEAD_MEMBERS}
+    bundle = {
+        "bundle_version": 1,
+        "dataset": DATASET,
+        "log": DATASET,
+        "row": head,
+        "leaf_index": 0,
+        "leaf_hash": leaf_hash(head_bytes(head)).hex(),
+        "audit_path": [h.hex() for h in head_path(heads, 0)],
+        "checkpoint": {key: checkpoint[key] for key in ("tree_size", "root", "manifest_sha256")}
+        | {"log": DATASET},
+        "anchor": None,
+    }
+    verdict = verify_bundle(bundle, chain.trust_root())
+    assert verdict.status == NOT_VERIFIED
+    assert first_failure(verdict) == ("leaf", f"leaf 0: {SHARD_HEAD_AS_ROW}")

@@ -170,6 +170,11 @@ const RDA = (() => {
     const problem = await shapeProblem(b);
     if (problem) return { checks: [check("bundle", false, problem)] };
     checks.push(check("bundle", true, "well-formed (version " + b.bundle_version + ")"));
+    if (b.row && typeof b.row === "object" && !Array.isArray(b.row) && Object.keys(b.row).sort().join() === "root,shard,tree_size") {
+      // A sharded checkpoint's leaves are its shard heads: one folds to its root as a "row" (§5).
+      checks.push(check("leaf", false, "leaf " + b.leaf_index + ": the row is a shard head (root, shard, tree_size), not a published row: no published row has exactly these members"));
+      return { checks };
+    }
     const leaf = await leafHash(utf8.encode(canonicalize(b.row)));
     if (bytesToHex(leaf) !== b.leaf_hash) {
       checks.push(check("leaf", false, "leaf " + b.leaf_index + ": the row does not hash to leaf_hash"));
