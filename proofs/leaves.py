@@ -82,11 +82,10 @@ __all__ = [
 _SLICE_ROWS = 1 << 16  # rows encoded at a time: bounds memory and keeps string offsets 32-bit
 MAX_FOOTER_BYTES = 16 << 20  # a Parquet footer read from an untrusted folder, at most
 # What one row group of an untrusted file may hold, from its footer, before any of it is
-# decoded. A reader stops at each column chunk's ``num_values``, so these bound the values a
-# slice can decode, whatever its rows: 953 bytes of Parquet held 5 rows of 10 million list
-# elements, ~1.5 GB once leaf-encoded (~30 bytes a value). Published rows hold a few dozen
+# decoded: a row has no size of its own (953 bytes of Parquet held 5 rows of 10 million list
+# elements, ~1.5 GB once leaf-encoded, ~30 bytes a value). Published rows hold a few dozen
 # values (lists of traceroute hops the most: hundreds), and the pipeline's row groups at most
-# 131,072 rows.
+# 131,072 rows. The footer's counts are taken at their word (a hand-made footer could lie).
 MAX_VALUES_PER_ROW = 4096  # on average over a row group, every column and list element counted
 MAX_ROW_GROUP_VALUES = 1 << 25
 MAX_ROW_GROUP_BYTES = 1 << 30  # uncompressed, as the footer says
