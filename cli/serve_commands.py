@@ -84,13 +84,13 @@ def _sell_on_chain(args: argparse.Namespace, market, origin: str) -> None:
     ``--chain-interval`` s) for the data directory's minted assets."""
     if not args.rpc_url:
         return
-    from infra.chain import ChainConfig, connect
     from market.onchain import ChainMarket, ChainUnavailable
+    from streaming.chain import connect_node
 
     if args.chain_interval <= 0:
         raise UserError("--chain-interval must be positive")
     try:
-        w3 = connect(ChainConfig("rpc", args.rpc_url))
+        w3 = connect_node("rpc", args.rpc_url)  # a dripping node stalls no sync for good
         market.chain = ChainMarket.open(
             w3, args.data_dir, market.store, origin, args.chain_interval
         )

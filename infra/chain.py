@@ -103,8 +103,9 @@ def defer_bls_precompiles() -> None:
     )
 
 
-def connect(config: ChainConfig) -> Any:
-    """A ``Web3`` connected to the configured chain."""
+def connect(config: ChainConfig, provider: Any = None) -> Any:
+    """A ``Web3`` connected to the configured chain; ``provider``: the JSON-RPC provider to reach
+    its node through (default: web3's ``HTTPProvider``, whose timeout is per socket read)."""
     defer_key_files()
     from web3 import Web3
 
@@ -113,7 +114,7 @@ def connect(config: ChainConfig) -> Any:
         from web3 import EthereumTesterProvider
 
         return Web3(EthereumTesterProvider())
-    w3 = Web3(Web3.HTTPProvider(config.rpc_url, request_kwargs={"timeout": 10}))
+    w3 = Web3(provider or Web3.HTTPProvider(config.rpc_url, request_kwargs={"timeout": 10}))
     if not w3.is_connected():
         raise ConnectionError(f"no JSON-RPC node answers at {config.rpc_url}")
     return w3

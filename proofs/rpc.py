@@ -8,6 +8,10 @@ gigabyte. ``BoundedHTTPProvider`` reads each answer as it arrives and gives up o
 verifier makes dozens of reads, and each would wait as long). What a verifier reads is small: a
 contract's code is at most 24 KiB (EIP-170), an identity document at most 64 KiB, a receipt or a
 block header a few KiB.
+
+The pipeline reads its own node through it too (``streaming/chain.py``), with ``sticky=False``:
+a refused answer is an outage like any other, retried, and the node is asked again on a
+connection of its own (the thread stuck in the refused answer is left behind).
 """
 
 from __future__ import annotations
@@ -39,7 +43,10 @@ class BoundedHTTPProvider(HTTPProvider):
         total_s: float = ANSWER_TIMEOUT_S,
         max_bytes: int = MAX_ANSWER_BYTES,
         read_timeout_s: float = READ_TIMEOUT_S,
+        sticky: bool = True,
     ) -> None:
+        """``sticky``: after a refused answer, the node is not asked again (a verifier's
+        verdict is then INCOMPLETE at once); else the next request asks it afresh."""
         # Uncompressed answers only: a compressed one is a few bytes on the wire that decode
         # into as many as the node likes.
         headers = {**self.get_request_headers(), "Accept-Encoding": "identity"}
@@ -48,6 +55,7 @@ class BoundedHTTPProvider(HTTPProvider):
         )
         self.total_s = total_s
         self.max_bytes = max_bytes
+        self.sticky = sticky
         self.refused: AnswerRefused | None = None  # the answer after which the node is not asked
         self._requests: queue.Queue | None = None
 
@@ -61,12 +69,16 @@ class BoundedHTTPProvider(HTTPProvider):
         done = threading.Event()
         self._asking().put((method, request_data, outcome, done))
         if not done.wait(self.total_s + 1.0):
-            # The thread is left to its socket's read timeout: the node is not asked again.
-            self.refused = AnswerRefused(
+            # The thread is left to its socket's read timeout, and this request to no one: a
+            # request still queued behind it is not sent once its caller has given up.
+            done.set()
+            self._requests = None  # the next request, if any, on a thread of its own
+            refused = AnswerRefused(
                 f"{self.endpoint_uri} did not answer {method} within {self.total_s:g} s"
             )
-            raise self.refused
-        if isinstance(outcome[0], AnswerRefused):
+            self.refused = refused if self.sticky else None
+            raise refused
+        if isinstance(outcome[0], AnswerRefused) and self.sticky:
             self.refused = outcome[0]
         if isinstance(outcome[0], BaseException):
             raise outcome[0]
@@ -76,12 +88,19 @@ class BoundedHTTPProvider(HTTPProvider):
         """The requests' queue, its thread started on first use."""
         if self._requests is None:
             self._requests = queue.Queue()
-            threading.Thread(target=self._ask_each, daemon=True, name="rda-rpc").start()
+            ask = threading.Thread(
+                target=self._ask_each, args=(self._requests,), daemon=True, name="rda-rpc"
+            )
+            ask.start()
         return self._requests
 
-    def _ask_each(self) -> None:
+    def _ask_each(self, requests: queue.Queue) -> None:
+        """Ask the node each request of ``requests`` (this thread's own queue, even once
+        another thread has replaced it), in turn."""
         while True:
-            method, request_data, outcome, done = self._requests.get()
+            method, request_data, outcome, done = requests.get()
+            if done.is_set():
+                continue  # its caller gave up while this thread was stuck in an earlier one
             try:
                 outcome.append(self._ask(method, request_data))
             except BaseException as error:  # raised in the caller's thread

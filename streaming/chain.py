@@ -16,9 +16,28 @@ from proofs.anchor import (
     AnchorRegistry,
 )
 from proofs.node_registry import NodeRegistry
+from proofs.rpc import BoundedHTTPProvider
 from proofs.trust import Pin, TrustRoot
 from streaming.errors import SettingsError
 from streaming.node_cache import NodeRegistryCache
+
+# The pipeline's own node is read through ``proofs.rpc``'s bounds, not sticky: an answer that
+# drips for over a minute or runs past 64 MiB is an outage, retried like a node that does not
+# answer. web3's own timeout is per socket read: a node sending a byte every few seconds held
+# the stream for good.
+NODE_ANSWER_S = 60.0
+NODE_ANSWER_BYTES = 64 << 20
+
+
+def connect_node(kind: str, rpc_url: str | None = None) -> Any:
+    """A ``Web3`` on the pipeline's chain: the embedded EVM, or a node read within bounds."""
+    config = ChainConfig(kind=kind, rpc_url=rpc_url)
+    if kind == "embedded":
+        return connect(config)
+    bounded = BoundedHTTPProvider(
+        str(config.rpc_url), NODE_ANSWER_S, NODE_ANSWER_BYTES, sticky=False
+    )
+    return connect(config, bounded)
 
 
 class ChainChanged(SettingsError):
@@ -234,7 +253,7 @@ def open_chain(
 ) -> ChainContext:
     """Connect, and deploy the registry unless one is given (always, for the embedded EVM);
     ``node_registry``: the NodeRegistry device signatures are checked against, if any."""
-    w3 = connect(ChainConfig(kind=kind, rpc_url=rpc_url))
+    w3 = connect_node(kind, rpc_url)
     if registry_address and kind != "embedded":
         try:
             registry = AnchorRegistry.at(w3, registry_address)

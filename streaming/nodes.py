@@ -85,10 +85,10 @@ def register_fleet(
 
 def connect_registry(rpc_url: str, address: str, account: str | None = None) -> NodeRegistry:
     """The NodeRegistry at ``address`` on the node at ``rpc_url``, used from ``account``."""
-    from infra.chain import ChainConfig, connect
+    from streaming.chain import connect_node
 
     try:
-        w3 = connect(ChainConfig("rpc", rpc_url=rpc_url))
+        w3 = connect_node("rpc", rpc_url)
         return NodeRegistry.at(w3, address, account)
     except (ConnectionError, ValueError) as error:
         raise SettingsError(str(error)) from None
