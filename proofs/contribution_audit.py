@@ -1,15 +1,18 @@
 """``rda verify --contribution NODE``: a node owner checks the rows their node is paid for.
 
-On top of the checkpoint's own verification (every row re-hashed to the root, manifest,
-signature, identity, anchor on the pinned registry: ``proofs.verify``), it checks:
+On top of what plain ``rda verify`` checks (every row re-hashed to the root, manifest,
+signature, identity, anchor on the pinned registry, and the log's history up to the registry's
+``latest()``: ``proofs.audit``), it checks:
 
 - ``contributions``: the published table is the one the (signed, anchored) manifest commits to
   (its SHA-256 and root) and is well formed;
 - ``counts``: recounted from the published rows, which the root covers, every node's count is the
   table's; a node whose count differs is named with both numbers;
 - ``node``: NODE's count, and its sum-tree path to the table's root (what a claim sends);
-- ``asset``: when the dataset is a DataAsset token, the contract holds this checkpoint with the
-  same root and total, bound to this manifest's hash, for the pinned registry's dataset. The
+- ``asset``: when the dataset is a DataAsset token, the contract holds this checkpoint (at the
+  manifest's size: the table must be of that checkpoint) with the same root and total, bound to
+  this manifest's hash, for the pinned registry's dataset; for the newest checkpoint, sales must
+  pay into it (``latestTreeSize``), else the check is not passed (INCOMPLETE). The
   token is the one the checkpoint's own manifest names (``asset``: signed and anchored with it),
   else the one the caller names (the publisher's ``data-assets.json``: checkpoints before the
   mint). A contract that does not answer as a DataAsset fails the check, never the verifier.
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from proofs.anchor import dataset_key
+from proofs.audit import audit_log
 from proofs.contributions import (
     ContributionTable,
     differences,
@@ -34,7 +38,6 @@ from proofs.manifest import latest_manifest, load_manifest, read_document
 from proofs.shard_log import dataset_files
 from proofs.trust import TrustRoot
 from proofs.verdict import Check, Verdict
-from proofs.verify import verify_dataset
 
 CONTRIBUTION_CHECKS = ("contributions", "counts", "node", "asset")
 
@@ -47,8 +50,9 @@ def verify_contribution(
     asset: tuple[Any, int] | None = None,
 ) -> Verdict:
     """``asset``: (a ``proofs.data_asset.DataAsset``, token id) to check on chain, if minted."""
-    manifest_file = manifest_file or latest_manifest(dataset_dir)
-    verdict = verify_dataset(dataset_dir, manifest_file, trust)
+    newest = latest_manifest(dataset_dir)
+    manifest_file = manifest_file or newest
+    verdict = audit_log(dataset_dir, trust, manifest_file)
     verdict.required = (*verdict.required, *CONTRIBUTION_CHECKS)
     if manifest_file is None or verdict.first_failure is not None:
         return verdict
@@ -61,7 +65,8 @@ def verify_contribution(
     counted = recount(manifest["dataset"], manifest["checkpoint"]["tree_size"], files)
     verdict.checks.append(_counts_check(table, counted))
     verdict.checks.append(_node_check(table, counted, node_id))
-    verdict.checks.append(_asset_check(asset, trust, manifest, table, digest))
+    is_newest = newest is not None and manifest_file.resolve() == newest.resolve()
+    verdict.checks.append(_asset_check(asset, trust, manifest, table, digest, is_newest))
     return verdict
 
 
@@ -85,6 +90,11 @@ def _published_table(
         return table, Check("contributions", False, changed)
     if table.root().hex() != section.get("root"):
         return table, Check("contributions", False, "the table's root is not the manifest's")
+    size = manifest["checkpoint"]["tree_size"]
+    if (table.dataset, table.tree_size) != (manifest["dataset"], size):
+        # Its own size is where the asset would be read: another checkpoint's root there.
+        other = f"{table.dataset} at {table.tree_size}"
+        return table, Check("contributions", False, f"the table is of {other}, not of {size}")
     detail = f"{len(table.rows_by_node)} nodes, {table.node_rows} rows, root {section['root']}"
     return table, Check("contributions", True, detail)
 
@@ -119,7 +129,9 @@ def _asset_check(
     manifest: dict[str, Any],
     table: ContributionTable,
     digest: bytes,
+    is_newest: bool = False,
 ) -> Check:
+    """``is_newest``: the checkpoint is the dataset's newest, the one sales must pay into."""
     named = _manifest_asset(manifest, trust)
     if isinstance(named, Check):
         return named
@@ -127,7 +139,7 @@ def _asset_check(
     if asset is None:
         return Check("asset", None, "no DataAsset named: the on-chain root was not read")
     try:
-        return _asset_on_chain(asset, trust, manifest, table, digest)
+        return _asset_on_chain(asset, trust, manifest, table, digest, is_newest)
     except Exception as error:  # a contract, or a node, that does not answer as a DataAsset
         contract, token = asset
         reason = f"{type(error).__name__}: {error}"[:200]
@@ -173,6 +185,7 @@ def _asset_on_chain(
     manifest: dict[str, Any],
     table: ContributionTable,
     digest: bytes,
+    is_newest: bool,
 ) -> Check:
     contract, token = asset
     if problem := _not_data_asset_code(contract):
@@ -183,14 +196,21 @@ def _asset_on_chain(
         return Check("asset", False, f"asset {token} is another dataset's token")
     if pinned is None or info.registry.lower() != pinned.lower():
         return Check("asset", False, f"asset {token} points at registry {info.registry}")
-    committed = contract.checkpoint(token, table.tree_size)
+    size = manifest["checkpoint"]["tree_size"]
+    committed = contract.checkpoint(token, size)
     if committed is None:
-        return Check("asset", None, f"asset {token} has no table committed at {table.tree_size}")
+        return Check("asset", None, f"asset {token} has no table committed at {size}")
     if (committed.contribution_root, committed.node_rows) != (table.root(), table.node_rows):
-        return Check("asset", False, f"asset {token} holds another root at {table.tree_size}")
+        return Check("asset", False, f"asset {token} holds another root at {size}")
     if committed.manifest_hash != digest:
-        return Check("asset", False, f"asset {token} binds another manifest at {table.tree_size}")
-    return Check("asset", True, f"asset {token} holds this root, bound to this manifest")
+        return Check("asset", False, f"asset {token} binds another manifest at {size}")
+    held = f"asset {token} holds this root, bound to this manifest"
+    if info.latest_tree_size == size:
+        return Check("asset", True, f"{held}; sales pay into it")
+    paying = f"sales pay into checkpoint {info.latest_tree_size}"
+    if is_newest:  # its rows are the ones the node's share is paid for, or the data is stale
+        return Check("asset", None, f"{held}, but {paying}, which this data does not hold")
+    return Check("asset", True, f"{held} (an earlier checkpoint: {paying} now)")
 
 
 def _not_data_asset_code(contract: Any) -> str | None:
