@@ -18,7 +18,7 @@ from typing import Any
 from market.entitlements import LicenceSync, licences_of
 from market.licence_chain import DataLicences, buy_transactions
 from market.policy import QueryRefused
-from market.siwe import SignInPolicy, SignInRefused, issue, sign_in
+from market.siwe import SignInPolicy, SignInRefused, issue, open_nonces, sign_in
 from market.store import Buyer, MarketStore
 from proofs.data_asset import DataAsset
 from sinks.layout import DataLayout
@@ -135,11 +135,7 @@ class ChainMarket:
     def sign_in_nonce(self, address: Any) -> dict[str, Any]:
         if not isinstance(address, str):
             raise QueryRefused("bad_request", 'send {"address": "0x…"}')
-        with self.store._connect() as con:
-            (open_nonces,) = con.execute(
-                "SELECT count(*) FROM siwe_nonces WHERE used_at IS NULL"
-            ).fetchone()
-        if open_nonces >= MAX_OPEN_NONCES:
+        if open_nonces(self.store) >= MAX_OPEN_NONCES:
             raise QueryRefused("busy", "too many sign-ins in progress: try again shortly", 503)
         try:
             message = issue(self.store, self.policy, address)

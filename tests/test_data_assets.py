@@ -25,6 +25,7 @@ from asset_support import (
     sign_in,
 )
 
+from market import onchain
 from market.entitlements import licences_of
 from market.licence_chain import NATIVE
 from market.onchain import ChainUnavailable, check_contracts
@@ -131,6 +132,26 @@ def test_a_sign_in_message_cannot_be_replayed_nor_moved_to_another_domain(world)
     stolen = other.sign_message(encode_defunct(text=message)).signature.to_0x_hex()
     with pytest.raises(QueryRefused, match="not by the address"):
         market.chain.sign_in(message, stolen)
+    market.close()
+
+
+def test_sign_in_refused_while_many_nonces_are_open_comes_back_once_they_expire(world, monkeypatch):
+    # ~10,000 unauthenticated requests never signed held every place, expired or not, for good.
+    monkeypatch.setattr(onchain, "MAX_OPEN_NONCES", 3)
+    market = world.marketplace()
+    stranger = "0x" + "ab" * 20
+
+    def expire_every_nonce() -> None:
+        with market.chain.store._connect() as con:  # their five minutes are over
+            con.execute("UPDATE siwe_nonces SET expires_at = now() - INTERVAL 1 SECOND")
+
+    expire_every_nonce()  # other tests' sign-ins
+    for _ in range(3):
+        market.chain.sign_in_nonce(stranger)
+    with pytest.raises(QueryRefused, match="too many sign-ins in progress"):
+        market.chain.sign_in_nonce(stranger)
+    expire_every_nonce()
+    assert "Nonce: " in market.chain.sign_in_nonce(stranger)["message"]
     market.close()
 
 
@@ -313,7 +334,7 @@ def test_the_asset_a_manifest_names_is_checked_without_the_publisher_s_record(
     check = _asset_check(None, trust, named, world.minted.table, digest)
     assert (check.ok, check.detail) == (
         True,
-        f"asset {world.minted.token_id} holds this root, bound to this manifest",
+        f"asset {world.minted.token_id} holds this root, bound to this manifest; sales pay into it",
     )
 
 
