@@ -136,7 +136,7 @@ class DeviceCheck:
         mismatched: dict[int, str] = {}
         for dataset, rows in result.published.items():
             if rows.num_rows and checked is not None:
-                mismatched.update(_mismatches(rows, offsets, columns, _node_optional(dataset)))
+                mismatched.update(_mismatches(rows, offsets, columns, dataset))
         published = {
             dataset: _with_provenance(rows, offsets, columns, set(mismatched))
             for dataset, rows in result.published.items()
@@ -188,10 +188,36 @@ def _node_optional(dataset: str) -> bool:
     return not any(f.name == "node_id" and f.required for f in schema.fields)
 
 
+@functools.cache
+def _time_field(dataset: str) -> str | None:
+    """The column of ``dataset``'s rows the envelope's event time binds: ``event_time`` (equal
+    to it), else ``session_end`` (a session is reported once over: not after it); None."""
+    names = {f.name for f in schema_for_dataset(dataset).all_fields}
+    return next((name for name in ("event_time", "session_end") if name in names), None)
+
+
+def _time_mismatch(rows: pa.RecordBatch, ms: pa.Array, field: str | None) -> pa.Array:
+    """Per row, whether its time is not what the envelope's ``ms`` vouches for. Compared in
+    milliseconds, the row's divided: ``ms`` (up to 18 digits) times 1000 wraps around int64,
+    and a wrapped product matched a row dated when the key was not valid."""
+    if field is None:
+        return pa.repeat(pa.scalar(False), rows.num_rows)
+    micros = rows.column(field).cast(pa.int64())
+    whole = pc.divide(micros, 1000)  # the rows' times are sane: checked before this
+    if field == "event_time":
+        part = pc.subtract(micros, pc.multiply(whole, 1000))
+        wrong = pc.or_(pc.not_equal(part, 0), pc.not_equal(whole, ms))
+    else:  # the first whole millisecond at or after the session's end
+        ceiling = pc.add(whole, pc.cast(pc.greater(micros, pc.multiply(whole, 1000)), pa.int64()))
+        wrong = pc.greater(ceiling, ms)
+    return pc.fill_null(wrong, False)
+
+
 def _mismatches(
-    rows: pa.RecordBatch, offsets: pa.Array, columns: dict[str, pa.Array], node_optional: bool
+    rows: pa.RecordBatch, offsets: pa.Array, columns: dict[str, pa.Array], dataset: str
 ) -> dict[int, str]:
-    """Offsets of signed records whose rows name another node or event time than the envelope.
+    """Offsets of signed records whose rows name another node or event time than the envelope
+    (a session: one that ends after it).
 
     A row without a node is refused too where its schema lets it lack one: published, it would
     carry a device proof that binds it to no node. (Where a node is required, the quality check
@@ -202,11 +228,9 @@ def _mismatches(
         named = pa.nulls(rows.num_rows, pa.string())
     else:
         named = rows.column("node_id")
-    wrong = pc.fill_null(pc.not_equal(named, node), node_optional)
-    if "event_time" in rows.schema.names:
-        micros = pc.multiply(columns["_ms"].take(at), 1000)
-        times = rows.column("event_time").cast(pa.int64())
-        wrong = pc.or_(wrong, pc.fill_null(pc.not_equal(times, micros), False))
+    wrong = pc.fill_null(pc.not_equal(named, node), _node_optional(dataset))
+    field = _time_field(dataset)
+    wrong = pc.or_(wrong, _time_mismatch(rows, columns["_ms"].take(at), field))
     found = {}
     for i in pc.indices_nonzero(wrong).to_pylist():
         offset = rows.column("source_offset")[i].as_py()
@@ -214,17 +238,18 @@ def _mismatches(
         found.setdefault(
             offset,
             f"signed by node {node[i].as_py()} for {columns['_ms'].take(at)[i].as_py()} ms, but "
-            f"the report is of {whose} at "
-            f"{_ms_of(rows, i)}: a node signs only its own reports, at their own time",
+            f"the report is of {whose} {_time_of(rows, i, field)}: a node signs only its own "
+            "reports, at their own time",
         )
     return found
 
 
-def _ms_of(rows: pa.RecordBatch, i: int) -> str:
-    if "event_time" not in rows.schema.names:
-        return "its own time"
-    micros = rows.column("event_time").cast(pa.int64())[i].as_py()
-    return "no time" if micros is None else f"{micros // 1000} ms"
+def _time_of(rows: pa.RecordBatch, i: int, field: str | None) -> str:
+    if field is None:
+        return "at its own time"
+    micros = rows.column(field).cast(pa.int64())[i].as_py()
+    when = "no time" if micros is None else f"{micros / 1000:.0f} ms"
+    return f"at {when}" if field == "event_time" else f"with a session ending at {when}"
 
 
 def _with_provenance(

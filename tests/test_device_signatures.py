@@ -9,6 +9,8 @@ import dataclasses
 import json
 from collections import Counter
 
+import pyarrow as pa
+import pytest
 from device_inputs import (
     NODES,
     SEED,
@@ -30,9 +32,11 @@ from device_inputs import (
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pipelines.device_signatures import _time_mismatch
 from proofs.merkle import root as merkle_root
 from proofs.merkle_verify import verify_inclusion
 from simulator.fleet import generate
+from simulator.messages import Message
 from simulator.signing import FleetSigning, root_and_proofs, sign_batch, simulated_signer
 
 # -- genuine reports ----------------------------------------------------------------------------
@@ -186,6 +190,48 @@ def test_a_revoked_keys_later_reports_are_refused_and_its_earlier_ones_still_ver
     assert set(node) - later <= published_offsets(result)
     # A batch planned before the revocation decides as it did then, redone or not.
     assert reasons(ingest(messages, cache, at_block=before)) == {}
+
+
+def test_a_session_signed_before_a_revocation_but_ending_after_it_is_refused(fleet, signing, evm):
+    # A session's rows have no event_time: the envelope's time (the report's ts_ms) was checked
+    # against the registry alone, so a stolen key backdated its reports of later sessions.
+    cache = deployed(fleet, signing, evm)
+    cutoff = T0 + 15_000
+    cache.registry.revoke_key("an-0001", 0, cutoff)
+    week_later = cutoff + 7 * 86_400_000
+
+    def session(ts_ms: int, imsi: str) -> Message:
+        report = {
+            "format": "rda.node.v1", "kind": "subscriber_session", "node": "an-0001",
+            "ts_ms": ts_ms, "subscriber": {"imsi": imsi},
+            "session": {"cell": 1234, "start_ms": week_later - 60_000, "end_ms": week_later,
+                        "bytes_up": 1, "bytes_down": 2},
+        }  # fmt: skip
+        return Message(b"an-0001", json.dumps(report).encode(), week_later)
+
+    key = signing.keys["an-0001"]
+    dated = sign_batch(key, [session(week_later, "001010000000001")])
+    backdated = sign_batch(key, [session(cutoff - 1, "001010000000002")], counter=1)
+    result = ingest([*dated, *backdated], cache)
+    assert reasons(result) == {0: "revoked_key", 1: "bad_signature"}
+    assert "with a session ending at" in result.quarantined.to_pylist()[1]["reason"]
+
+
+@pytest.mark.parametrize(
+    ("field", "micros", "ms", "mismatch"),
+    [
+        ("event_time", 1_764_000_000_000_000, 1_764_000_000_000, False),
+        ("event_time", 1_764_000_000_000_384, 1_764_000_000_000, True),  # not a whole ms
+        # ms * 1000 wraps int64 onto this row's time (2^64 = 18446744073709551616)
+        ("event_time", 1_761_408_000_000_384, 18_448_505_481_709_552, True),
+        ("session_end", 1_764_000_000_000_000, 1_764_000_000_000, False),
+        ("session_end", 1_764_000_000_000_001, 1_764_000_000_000, True),  # after its signing
+        ("session_end", 1_763_000_000_000_000, 1_764_000_000_000, False),  # reported later
+    ],
+)
+def test_an_envelope_vouches_for_a_row_s_time_in_whole_milliseconds(field, micros, ms, mismatch):
+    rows = pa.RecordBatch.from_pydict({field: pa.array([micros], pa.timestamp("us", tz="UTC"))})
+    assert _time_mismatch(rows, pa.array([ms], pa.int64()), field).to_pylist() == [mismatch]
 
 
 def test_after_a_rotation_the_new_key_signs_and_the_old_one_is_refused(fleet, signing, evm):
