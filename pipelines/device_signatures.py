@@ -46,6 +46,15 @@ class RegisteredKey:
     public_key: bytes
     valid_from_ms: int
     valid_until_ms: int | None  # None: no end yet
+    # A point of small order (``proofs/ed25519_points.py``): any signature verifies under it.
+    small_order: bool = False
+
+
+def small_order_reason(node_id: str, key_id: str) -> str:
+    return (
+        f"key {key_id[:16]}… of node {node_id} is an Ed25519 point of small order: any "
+        "signature verifies under it, so it vouches for nothing"
+    )
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,8 @@ class RegistrySnapshot:
         key = node.keys.get(key_id)
         if key is None:
             return "bad_signature", f"key {key_id[:16]}… is not a key of node {node_id}"
+        if key.small_order:
+            return "bad_signature", small_order_reason(node_id, key_id)
         return key.public_key
 
     def validity(self, node_id: str, key_id: str, event_ms: int) -> tuple[str, str] | None:

@@ -26,6 +26,7 @@ from typing import Any
 from proofs.anchor import DeployedContract, checksum_address, deploy_receipt
 from proofs.anchor_errors import ContractRefused
 from proofs.contract_code import code_problem
+from proofs.ed25519_points import small_order
 
 ARTIFACT = Path(__file__).parent / "contracts" / "NodeRegistry.json"
 # The contract's NodeClass enum, in order.
@@ -101,6 +102,11 @@ class NodeRecord:
         key = self.key(wanted_key_id)
         if key is None:
             return "bad_signature", f"key {wanted_key_id[:16]}… is not a key of node {self.node_id}"
+        if small_order(key.public_key):
+            return "bad_signature", (
+                f"key {wanted_key_id[:16]}… of node {self.node_id} is an Ed25519 point of small "
+                "order: any signature verifies under it, so it vouches for nothing"
+            )
         if self.revoked_from_ms is not None and event_ms >= self.revoked_from_ms:
             return "revoked_key", (
                 f"node {self.node_id} is revoked from {self.revoked_from_ms} ms; "
@@ -385,4 +391,6 @@ def _uint64(value: int, what: str) -> int:
 def _public_key(value: bytes) -> bytes:
     if not isinstance(value, bytes) or len(value) != 32 or value == bytes(32):
         raise ValueError("an Ed25519 public key is 32 bytes, not all zero")
+    if small_order(value):
+        raise ValueError("an Ed25519 public key of small order vouches for nothing")
     return value

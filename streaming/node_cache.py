@@ -21,6 +21,7 @@ from pipelines.device_signatures import (
     RegisteredNode,
     RegistrySnapshot,
 )
+from proofs.ed25519_points import small_order
 from proofs.node_registry import NodeRecord, NodeRegistry, fold_events
 from streaming.errors import SettingsError
 
@@ -66,7 +67,9 @@ class NodeRegistryCache:
 
 def _registered(node: NodeRecord) -> RegisteredNode:
     keys = {
-        k.key_id: RegisteredKey(k.index, k.public_key, k.valid_from_ms, k.valid_until_ms)
+        k.key_id: RegisteredKey(
+            k.index, k.public_key, k.valid_from_ms, k.valid_until_ms, small_order(k.public_key)
+        )
         for k in node.keys
     }
     return RegisteredNode(node.node_id, keys, node.revoked_from_ms)

@@ -6,6 +6,7 @@ proofs."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections import Counter
 
@@ -35,6 +36,7 @@ from hypothesis import strategies as st
 from pipelines.device_signatures import _time_mismatch
 from proofs.merkle import root as merkle_root
 from proofs.merkle_verify import verify_inclusion
+from proofs.node_registry import token_id
 from simulator.fleet import generate
 from simulator.messages import Message
 from simulator.signing import FleetSigning, root_and_proofs, sign_batch, simulated_signer
@@ -170,6 +172,28 @@ def test_no_changed_character_of_an_envelope_verifies(messages, cache, position,
         return
     changed = with_header(original, text[:position] + flip + text[position + 1 :])
     assert reasons(ingest([changed], cache)) != {}
+
+
+def test_a_small_order_key_put_on_chain_vouches_for_no_report(messages, fleet, signing, evm):
+    # The identity point as a node's key: OpenSSL accepts the signature R = identity, S = 0 for
+    # any message under it, so an outsider's inventions were published as the node's.
+    cache = deployed(fleet, signing, evm)
+    identity = bytes([1]) + bytes(31)
+    with pytest.raises(ValueError, match="small order"):
+        cache.registry.rotate("an-0000", identity, T0 - 3_600_000)  # refused here, so sent raw
+    rotate = cache.registry.contract.functions.rotateKey
+    cache.registry._send(rotate(token_id("an-0000"), identity, T0 - 3_600_000))
+    invented = edited(
+        messages[radio(messages, "an-0000")[0]], lambda r: r["radio"].update(rsrp=-44.0)
+    )
+    key_id = hashlib.sha256(identity).hexdigest()
+    ms = json.loads(invented.value)["ts_ms"]
+    envelope = f"v1;an-0000;{key_id};{ms};{'00' * 16};0;1;;{(identity + bytes(32)).hex()}"
+    result = ingest([with_header(invented, envelope)], cache)
+    assert reasons(result) == {0: "bad_signature"}
+    assert "point of small order" in result.quarantined.to_pylist()[0]["reason"]
+    code, reason = cache.registry.node("an-0000").problem_at(key_id, ms)  # the auditor's check
+    assert code == "bad_signature" and "point of small order" in reason
 
 
 # -- the registry over time --------------------------------------------------------------------
