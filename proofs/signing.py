@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from proofs.ed25519_points import small_order
+
 ALGORITHM = "Ed25519"
 KEY_FILE = Path("keys") / "publisher-ed25519.pem"
 PUBLIC_FILE = "publisher.json"
@@ -97,6 +99,8 @@ def verify_signature(signature: dict[str, Any], data: bytes) -> str | None:
         return f"malformed signature document ({error})"
     if signature.get("key_id") != key_id(public):
         return "key_id is not SHA-256 of the public key"
+    if small_order(public):  # any signature verifies under it: ``proofs/ed25519_points.py``
+        return "the public key is an Ed25519 point of small order: it vouches for nothing"
     try:
         key.verify(value, data)
     except InvalidSignature:

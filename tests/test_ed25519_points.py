@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from proofs.ed25519_points import small_order
+from proofs.signing import ALGORITHM, key_id, verify_signature
 
 HIGH = b"\xff" * 30 + b"\x7f"
 # libsodium's list of small-order encodings (y only; the sign bit is tried both ways below).
@@ -41,3 +42,14 @@ def test_a_real_public_key_is_not_of_small_order(seed):
 def test_bytes_that_are_no_point_or_not_32_long_are_not_of_small_order():
     assert not small_order(b"\x02" + bytes(31))  # y = 2: no x on the curve
     assert not small_order(b"\x01" + bytes(30))
+
+
+def test_a_publisher_signature_under_a_small_order_key_does_not_verify():
+    identity = b"\x01" + bytes(31)
+    universal = {
+        "algorithm": ALGORITHM, "public_key": identity.hex(), "key_id": key_id(identity),
+        "signature": (identity + bytes(32)).hex(),  # R = identity, S = 0: any message
+    }  # fmt: skip
+    assert verify_signature(universal, b"a manifest nobody signed") == (
+        "the public key is an Ed25519 point of small order: it vouches for nothing"
+    )
