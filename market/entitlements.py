@@ -117,6 +117,7 @@ class LicenceSync:
         self.start_block = start_block
         self.w3 = licences.w3
         self._assets: dict[int, str | None] = {}
+        self._tokens_of: dict[bytes, int] = {}  # dataset id -> its asset's token id
 
     def sync(self) -> SyncResult:
         """Read new blocks (after undoing a reorg); record their licences. Idempotent.
@@ -132,14 +133,14 @@ class LicenceSync:
                 "SELECT number, hash FROM chain_blocks ORDER BY number DESC"
             ).fetchall()
         synced = self.start_block - 1 if row is None else self._fork_point(kept)
-        events = []
+        events, tokens = [], self._tokens()
         for start in range(
             max(synced + 1, self.start_block), head["number"] + 1, MAX_BLOCKS_PER_READ
         ):
             end = min(start + MAX_BLOCKS_PER_READ - 1, head["number"])
             events += [
                 (e, self._dataset_of(int(e["args"]["assetId"])))
-                for e in self.licences.purchases(start, end)
+                for e in self.licences.purchases(start, end, tokens)
             ]
         with self.store._connect() as con:
             dropped = 0
@@ -193,6 +194,16 @@ class LicenceSync:
             ],
         ).fetchall()
         return len(found)
+
+    def _tokens(self) -> list[int]:
+        """This publisher's asset ids, of the datasets minted so far (a token, once minted, is
+        its dataset's for good: remembered; the others are asked again at each sync)."""
+        for dataset_id, dataset in self.by_dataset_id.items():
+            if dataset_id not in self._tokens_of:
+                token = self.asset.asset_of(self.registry, dataset)
+                if token is not None:
+                    self._tokens_of[dataset_id] = token
+        return sorted(self._tokens_of.values())
 
     def _dataset_of(self, asset_id: int) -> str | None:
         """The dataset of asset ``asset_id`` when it is this publisher's, else None."""

@@ -164,11 +164,18 @@ class DataLicences(Contract):
         shown = "".join(c for c in str(raw) if c.isprintable())[:MAX_SYMBOL]
         return shown or "?"
 
-    def purchases(self, from_block: int, to_block: int) -> list[Any]:
-        """``LicencePurchased`` events in ``[from_block, to_block]`` (decoded, with their block
-        hash, transaction hash and log index)."""
+    def purchases(self, from_block: int, to_block: int, asset_ids: list[int]) -> list[Any]:
+        """``LicencePurchased`` events of ``asset_ids`` in ``[from_block, to_block]`` (decoded,
+        with their block hash, transaction hash and log index). The contract is shared: anyone
+        can mint an asset and buy its licences at a wei, so the node filters on the (indexed)
+        asset id, and none is read of an asset that is not asked for."""
+        if not asset_ids:
+            return []
         event = self.contract.events.LicencePurchased
-        return list(event.get_logs(from_block=from_block, to_block=to_block))
+        found = event.get_logs(
+            from_block=from_block, to_block=to_block, argument_filters={"assetId": asset_ids}
+        )
+        return list(found)
 
     def describe_offer(self, offer: Offer) -> dict[str, Any]:
         decimals = self.currency_decimals(offer.currency)  # unreadable: no price to show

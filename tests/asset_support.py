@@ -158,7 +158,7 @@ def settle(world: AssetWorld) -> Settlement:
         licences.as_sender(world.publisher).withdraw(coin)
     head = world.w3.eth.block_number
     withdrawn = licences.contract.events.Withdrawn.get_logs(from_block=0, to_block=head)
-    sales = [e["args"] for e in licences.purchases(0, head)]
+    sales = [e["args"] for e in licences.purchases(0, head, [token])]
     return Settlement(
         sum(sale["price"] for sale in sales if sale["currency"] == coin),
         sum(licences.claimed(token, table.tree_size, n, coin) for n in world.node_owners),

@@ -258,6 +258,13 @@ def test_a_token_for_the_same_dataset_under_another_registry_grants_nothing(worl
     assert world.licences.expires_at(buyer, token) > 0  # a real licence, to the rogue token
     market.chain.sync.sync()
     assert market.authenticate(key).datasets == frozenset()
+    # Nor is its purchase read: the node filters on this publisher's asset ids (1-wei floods
+    # of another asset's licences were all fetched and decoded at each sync).
+    assert market.chain.sync._tokens() == [world.minted.token_id]
+    head = w3.eth.block_number
+    read = world.licences.purchases(0, head, market.chain.sync._tokens())
+    assert {e["args"]["assetId"] for e in read} <= {world.minted.token_id}
+    assert [e["args"]["assetId"] for e in world.licences.purchases(0, head, [token])] == [token]
     market.close()
 
 
