@@ -92,6 +92,16 @@ class DataLicences(Contract):
             raise ValueError(f"no offer {offer_id}")
         return Offer(offer_id, asset, seller, currency, price, duration, bytes(terms), active)
 
+    def offer_ids(self, asset_id: int, from_block: int, to_block: int) -> set[int]:
+        """The ids of the offers made for ``asset_id`` in ``[from_block, to_block]``, from the
+        (indexed) ``OfferCreated`` logs: the node filters them, so other assets' offers, any
+        number of them, cost nothing here."""
+        event = self.contract.events.OfferCreated
+        found = event.get_logs(
+            from_block=from_block, to_block=to_block, argument_filters={"assetId": asset_id}
+        )
+        return {int(e["args"]["offerId"]) for e in found}
+
     def offers(self, asset_id: int | None = None) -> list[Offer]:
         found = [self.offer(i) for i in range(1, int(self.view("offerCount")) + 1)]
         return [o for o in found if asset_id is None or o.asset_id == asset_id]

@@ -268,6 +268,29 @@ def test_a_token_for_the_same_dataset_under_another_registry_grants_nothing(worl
     market.close()
 
 
+def test_a_listing_reads_its_own_asset_s_offers_only(world, monkeypatch):
+    # Anyone can make offers on the shared DataLicences: each page read every one of them.
+    w3, stranger = world.w3, world.w3.eth.accounts[4]
+    rogue = AnchorRegistry.deploy(w3, sender=stranger)
+    rogue.anchor("spam.v1", 1, b"\x11" * 32, b"\x22" * 32)
+    asset = DataAsset(w3, world.record.data_asset, stranger)
+    token = int(asset.mint(rogue.address, "spam.v1", 1, b"\x05" * 32, 0, b"\x00" * 32, 0).value)
+    for _ in range(5):
+        world.licences.as_sender(stranger).create_offer(token, NATIVE, 1, DAY, b"\x00" * 32)
+    ours = offer_in_dollars(world, "7.5", DAY)
+    market = world.marketplace()
+    buyer = market.authenticate(sign_in(market, account_key(9))["api_key"])
+    read = []
+    real = type(world.licences).offer
+    monkeypatch.setattr(
+        type(world.licences), "offer", lambda self, i: read.append(i) or real(self, i)
+    )
+    page = market.chain.asset_view(DATASET, buyer)
+    assert ours in {o["offer_id"] for o in page["offers"]}
+    assert all(real(world.licences, i).asset_id == world.minted.token_id for i in read)
+    market.close()
+
+
 def test_an_asset_record_naming_other_contracts_or_another_chain_is_refused(world):
     record, w3 = world.record, world.w3
     other_asset = DataAsset.deploy(w3)
