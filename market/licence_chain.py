@@ -102,10 +102,6 @@ class DataLicences(Contract):
         )
         return {int(e["args"]["offerId"]) for e in found}
 
-    def offers(self, asset_id: int | None = None) -> list[Offer]:
-        found = [self.offer(i) for i in range(1, int(self.view("offerCount")) + 1)]
-        return [o for o in found if asset_id is None or o.asset_id == asset_id]
-
     def buy(self, offer_id: int) -> Sent:
         """Buy one licence as ``sender``, approving an ERC-20 price first when needed."""
         offer = self.offer(offer_id)
