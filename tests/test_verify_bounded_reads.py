@@ -91,20 +91,20 @@ def python_peak_bytes(work) -> int:
         tracemalloc.stop()
 
 
+def verified_with_peak(dataset_dir, trust):
+    """``verify_dataset``'s verdict, and the peak of Python's allocations while it ran."""
+    verdicts = []
+    peak = python_peak_bytes(lambda: verdicts.append(verify_dataset(dataset_dir, trust=trust)))
+    return verdicts[0], peak
+
+
 def test_a_small_file_holding_millions_of_rows_more_than_listed_is_refused_unread(published, chain):
     # 5,000,000 rows in ~60 KB: read whole and hashed, 1.3 GB of memory and 6 s.
     dataset_dir, _ = published
     path = dataset_dir / "data" / "batch-0001.parquet"
     pq.write_table(repeated_rows(5_000_000), path, compression="zstd")
     assert path.stat().st_size < 200_000
-    trust = chain.trust_root()
-    verdict = None
-
-    def verify():
-        nonlocal verdict
-        verdict = verify_dataset(dataset_dir, trust=trust)
-
-    peak = python_peak_bytes(verify)
+    verdict, peak = verified_with_peak(dataset_dir, chain.trust_root())
     name, detail = first_failure(verdict)
     assert (name, detail) == (
         "files",
@@ -118,14 +118,7 @@ def test_a_published_file_of_many_rows_is_hashed_a_slice_at_a_time(tmp_path, cha
     many = 300_000  # several of the 65,536-row slices the rows are hashed in
     publish(tmp_path, [repeated_rows(many)], chain)
     dataset_dir = tmp_path / "published" / DATASET
-    trust = chain.trust_root(tmp_path)
-    verdict = None
-
-    def verify():
-        nonlocal verdict
-        verdict = verify_dataset(dataset_dir, trust=trust)
-
-    peak = python_peak_bytes(verify)
+    verdict, peak = verified_with_peak(dataset_dir, chain.trust_root(tmp_path))
     assert verdict.status == VERIFIED and verdict.tree_size == many
     # One slice's leaf bytes and hashes (~17 MB here), not the whole file's (57 MB before).
     assert peak < 40 * 2**20, peak
@@ -182,14 +175,7 @@ def test_a_changed_file_of_huge_rows_is_named_changed_without_decoding_them(publ
     path = dataset_dir / "data" / "batch-0001.parquet"
     pq.write_table(rows_of_zeros(20, 1_000_000), path, compression="zstd")
     assert path.stat().st_size < 100_000
-    trust = chain.trust_root()
-    verdict = None
-
-    def verify():
-        nonlocal verdict
-        verdict = verify_dataset(dataset_dir, trust=trust)
-
-    peak = python_peak_bytes(verify)
+    verdict, peak = verified_with_peak(dataset_dir, chain.trust_root())
     name, detail = first_failure(verdict)
     assert name == "files"
     assert detail.startswith(
