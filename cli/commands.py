@@ -263,6 +263,8 @@ def quarantine_replay(args: argparse.Namespace) -> int:
             f"replayed {summary.considered} records: {summary.published} published, "
             f"still quarantined {summary.still_quarantined or 'none'}"
         )
+        if summary.not_replayed:
+            out.print(f"not replayed (no replay decides them): {summary.not_replayed}")
     return 0
 
 

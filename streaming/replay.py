@@ -20,10 +20,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.device_signatures import DeviceCheck
+from pipelines.device_signatures import REASONS as SIGNATURE_CODES
+from pipelines.device_signatures import REQUIRED, DeviceCheck
 from pipelines.graph import Refused, standardize_chunk
 from pipelines.protect import Protection
 from pipelines.standardize import Standardized
+from pipelines.windows import WINDOW_CLOSED
 from schemas.records import RAW_RECORD_SCHEMA
 from sinks.catalog import Catalog
 from sinks.dedup import drop_records, find_batch_duplicates
@@ -35,13 +37,18 @@ from streaming.batch_files import publish_batch_files
 from streaming.checkpoints import Checkpoints
 from streaming.commit import CommitContext, commit_and_anchor
 from streaming.driver import chain_view
+from streaming.errors import SettingsError
 from streaming.keys import shared_keys
-from streaming.node_cache import PLAN_KEY, NodeRegistryCache, device_check
+from streaming.node_cache import PLAN_KEY, NodeRegistryCache, device_check, resolve_policy
 from streaming.poison import standardize_contained
 from streaming.sequencer import batch_shards, record_anchored, write_leaves
 from streaming.store import workspace, writing
 
 REPLAY_TOPIC = "(replay)"  # the journal's topic column for replay batches
+# Codes decided against the stream's state (a node's last accepted place, the closed windows):
+# a replay judges records on their own, so it cannot decide them again, and would publish them
+# (24 of 27 teleports were). They stay quarantined.
+STATEFUL_CODES = ("teleport", WINDOW_CLOSED)
 
 
 @dataclass
@@ -50,6 +57,7 @@ class ReplaySummary:
     considered: int = 0
     published: int = 0
     still_quarantined: dict[str, int] = field(default_factory=dict)
+    not_replayed: dict[str, int] = field(default_factory=dict)  # codes no replay decides
     checkpoints: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -58,6 +66,7 @@ class ReplaySummary:
             "records_considered": self.considered,
             "records_published": self.published,
             "still_quarantined": self.still_quarantined,
+            "not_replayed": self.not_replayed,
             "checkpoints": self.checkpoints,
         }
 
@@ -80,12 +89,20 @@ def replay(
     headers). Decoding runs in a child: a record that kills it stays, as ``crashed_worker``.
     Device signatures are checked as in any batch (``signatures``, against ``nodes`` as of the
     replay's plan): a replay never publishes what ingest would refuse."""
+    kept = not_replayable(signatures, nodes)
+    if reason in kept:
+        raise SettingsError(kept[reason])
     space = workspace(data_dir)
     layout = space.work
     summary = ReplaySummary()
     with writing(space) as store:
         catalog, journal = store.catalog, store.journal
         pending = catalog.quarantine.pending(reason, topic)
+        codes = pending.column("reason_code")
+        summary.not_replayed = dict(
+            sorted(Counter(c for c in codes.to_pylist() if c in kept).items())
+        )
+        pending = pending.filter(pc.invert(pc.is_in(codes, value_set=pa.array(list(kept)))))
         summary.considered = pending.num_rows
         if not pending.num_rows:
             return summary
@@ -134,6 +151,24 @@ def replay(
         )
     quality_pool.drain(layout)  # GE's report of the replay's checkpoints, after their anchor
     return summary
+
+
+def not_replayable(signatures: str, nodes: NodeRegistryCache | None) -> dict[str, str]:
+    """The reason codes this replay leaves in quarantine, each with why: those decided against
+    the stream's state, and, unless it checks device signatures itself, the signature codes (a
+    replay without a node registry would publish a forgery ingest refused)."""
+    why = {
+        code: f"{code} is decided against the stream's state, which a replay does not have: "
+        "such records stay quarantined"
+        for code in STATEFUL_CODES
+    }
+    if resolve_policy(signatures, nodes) != REQUIRED:
+        for code in SIGNATURE_CODES:
+            why[code] = (
+                f"{code} records were refused by a device-signature check: replay them with "
+                "--node-registry (and signatures required), or they stay quarantined"
+            )
+    return why
 
 
 @dataclass(frozen=True)
@@ -219,15 +254,23 @@ def _write_replay_files(
 def _drop_already_published(
     layout: DataLayout, catalog: Catalog, batch_id: int, receipts: list[dict], outcome: dict
 ) -> None:
-    """Replayed records whose natural key is already published stay in quarantine."""
-    duplicates: set[tuple[int, int]] = set()
+    """Replayed records whose natural key is already published stay in quarantine. A shard is
+    one topic's partition: its duplicates are that topic's records (another topic's record at
+    the same partition and offset was dropped too)."""
+    topic_of = {
+        file["path"]: receipt["range"]["topic"]
+        for receipt in receipts
+        for file in receipt["files"].values()
+    }
+    duplicates: dict[str, set[tuple[int, int]]] = {}
     for (_dataset, shard), new in batch_shards(receipts).items():
         # No record_batch_keys here: a replay batch is not redone after a crash, so its keys
         # reach the index from the catalog once committed (at the next lookup).
-        duplicates.update(find_batch_duplicates(catalog, shard, batch_id, new))
+        found = find_batch_duplicates(catalog, shard, batch_id, new)
+        duplicates.setdefault(topic_of[new[0]], set()).update(found)
     for receipt in receipts:
-        drop_records(layout, receipt, duplicates)
         topic = receipt["range"]["topic"]
-        for partition, offset in duplicates:
+        drop_records(layout, receipt, duplicates.get(topic, set()))
+        for partition, offset in duplicates.get(topic, set()):
             if (topic, partition, offset) in outcome:
                 outcome[(topic, partition, offset)] = "duplicate"
