@@ -172,7 +172,12 @@ def set_aside(job: Path, error: Exception) -> None:
     log.error("GE report of %s failed: %s", job.name, error, extra={"event": "quality_failed"})
     failed = job.parent / "failed" / job.name
     failed.parent.mkdir(exist_ok=True)
-    record = {"job": json.loads(job.read_bytes()), "error": f"{type(error).__name__}: {error}"}
+    data = job.read_bytes()
+    try:
+        queued: Any = json.loads(data)
+    except ValueError:  # a job cut short (a crash before its bytes reached the disk): kept
+        queued = {"unreadable": data[:4096].decode("utf-8", "replace"), "bytes": len(data)}
+    record = {"job": queued, "error": f"{type(error).__name__}: {error}"}
     _write_atomically(failed, _json_bytes(record))
     job.unlink()
 

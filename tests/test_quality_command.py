@@ -138,6 +138,23 @@ def test_a_checkpoint_whose_file_changed_since_its_anchor_is_set_aside_and_exits
     assert attestations(layout) == []
 
 
+def test_a_job_cut_short_is_set_aside_and_the_dataset_s_other_checkpoints_are_attested(
+    data, tmp_path
+):
+    # Its set-aside parsed it again and raised: the worker died at every start, and the
+    # dataset's later reports never came.
+    layout = DataLayout(data)
+    job, *others = pending(layout)
+    job.write_bytes(b'{"files": [')
+    result = rda("quality", "--data-dir", str(data), "--json", state=tmp_path / "state")
+    assert result.returncode == 1
+    assert json.loads(result.stdout) == {"attested": len(others), "failed": 1, "pending": 0}
+    (failed,) = failed_jobs(layout)
+    record = json.loads(failed.read_bytes())
+    assert record["job"] == {"unreadable": '{"files": [', "bytes": 11}
+    assert record["error"].startswith("JSONDecodeError: ")
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
