@@ -102,6 +102,11 @@ def check(
         return f"the statement is not a {KIND}"
     if not isinstance(signature, dict):
         return "the signature is not an object"
+    # What costs nothing first: a statement of another checkpoint, or of millions of "files",
+    # is refused before it is canonicalized (64 MiB of them took 31 s and 2.9 GB).
+    files = claim["files"]
+    if not isinstance(files, list) or len(files) != len(added_files):
+        return "its files are not the files the checkpoint added"
     try:
         signed = canonicalize(claim)
     except ValueError as error:  # a number or string JSON has, and I-JSON not: nothing signed it
@@ -116,10 +121,8 @@ def check(
         expected
     ):
         return "it attests another checkpoint (dataset, tree size or manifest hash differ)"
-    files = claim["files"]
     if (
-        not isinstance(files, list)
-        or not all(isinstance(f, dict) and isinstance(f.get("path"), str) for f in files)
+        not all(isinstance(f, dict) and isinstance(f.get("path"), str) for f in files)
         or {f["path"]: f.get("sha256") for f in files} != added_files
         or len(files) != len(added_files)
     ):

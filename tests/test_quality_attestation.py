@@ -10,6 +10,7 @@ import contextlib
 import copy
 import hashlib
 import json
+import time
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -136,6 +137,22 @@ def test_an_attestation_signed_by_another_key_is_refused(copy_of, tmp_path):
     assert "not by the manifests' publisher" in verdict.first_failure.detail
 
 
+def test_an_attestation_larger_than_its_files_need_is_refused_unread(copy_of):
+    # 64 MiB of empty "files" took the verifier 31 s and 2.9 GB, read and canonicalized.
+    data_dir, summary, chain = copy_of
+    drain(DataLayout(data_dir))
+    size = _radio(summary)["tree_size"]
+    path = data_dir / "published" / RADIO / quality_attestation.attestation_name(size)
+    document = json.loads(path.read_bytes())
+    document["statement"]["files"] += [{}] * 100_000
+    path.write_text(json.dumps(document))
+    started = time.monotonic()
+    verdict = _verify(data_dir, chain)
+    assert time.monotonic() - started < 10
+    assert verdict.first_failure.name == "quality"
+    assert verdict.first_failure.detail.endswith("bytes: not read")
+
+
 # -- the attestation alone -----------------------------------------------------------------------
 
 _KEY = None
@@ -244,6 +261,16 @@ def test_a_publisher_signed_statement_whose_files_are_not_objects_is_refused():
         assert (
             _check(_as_read(forged), report) == "its files are not the files the checkpoint added"
         )
+
+
+def test_a_statement_of_more_files_than_were_added_is_refused_before_it_is_canonicalized(
+    monkeypatch,
+):
+    report = _report(3, 3)
+    claim = {**_claim(report), "files": [{}] * 1_000}
+    forged = _as_read(quality_attestation.sign(_key(), claim))
+    monkeypatch.setattr(quality_attestation, "canonicalize", None)  # never reached
+    assert _check(forged, report) == "its files are not the files the checkpoint added"
 
 
 @given(field=st.sampled_from(quality_attestation._FIELDS), value=_JSON, resign=st.booleans())
