@@ -245,10 +245,14 @@ def attestation_check(
     )
     if problem is not None:
         return Check("quality", False, f"{path.name}: {problem}")
+    said = document["statement"]["expectations"]  # the report's own statistics: checked
+    outcome = f"{said['successful']} of {said['evaluated']} expectations met"
+    if not said["success"]:  # authentic, and a fact about the data a buyer must see
+        outcome += ": the report says FAILED"
     return Check(
         "quality",
         True,
-        f"GE report on the {len(added)} added files attested by the publisher key",
+        f"GE report on the {len(added)} added files attested by the publisher key ({outcome})",
     )
 
 

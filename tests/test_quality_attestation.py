@@ -137,6 +137,38 @@ def test_an_attestation_signed_by_another_key_is_refused(copy_of, tmp_path):
     assert "not by the manifests' publisher" in verdict.first_failure.detail
 
 
+def test_a_failed_validation_attested_verifies_and_says_it_failed(copy_of):
+    # Authentic, and a fact about the rows a buyer must see: the check said only "attested".
+    data_dir, summary, chain = copy_of
+    drain(DataLayout(data_dir))
+    dataset_dir = data_dir / "published" / RADIO
+    path = dataset_dir / quality_attestation.attestation_name(_radio(summary)["tree_size"])
+    claim = json.loads(path.read_bytes())["statement"]
+    assert "expectations met)" in _quality_detail(data_dir, chain)
+    report = json.loads((dataset_dir / claim["report_path"]).read_bytes())
+    report["success"] = False
+    report["statistics"]["successful_expectations"] -= 1
+    data = report_bytes(report)
+    (dataset_dir / claim["report_path"]).write_bytes(data)
+    said = {**claim["expectations"], "success": False}
+    said["successful"] -= 1
+    failed = quality_attestation.statement(
+        dataset=claim["dataset"], tree_size=claim["tree_size"],
+        manifest_sha256=claim["manifest_sha256"], files=claim["files"], report=data,
+        expectations=said,
+    )  # fmt: skip
+    path.write_text(json.dumps(quality_attestation.sign(publisher_key(data_dir), failed)))
+    detail = _quality_detail(data_dir, chain)
+    met = f"({said['successful']} of {said['evaluated']} expectations met"
+    assert detail.endswith(f"{met}: the report says FAILED)")
+
+
+def _quality_detail(data_dir, chain) -> str:
+    verdict = _verify(data_dir, chain)
+    assert verdict.status == VERIFIED
+    return next(c.detail for c in verdict.checks if c.name == "quality")
+
+
 def test_an_attestation_larger_than_its_files_need_is_refused_unread(copy_of):
     # 64 MiB of empty "files" took the verifier 31 s and 2.9 GB, read and canonicalized.
     data_dir, summary, chain = copy_of
