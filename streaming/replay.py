@@ -97,6 +97,8 @@ def replay(
     summary = ReplaySummary()
     with writing(space) as store:
         catalog, journal = store.catalog, store.journal
+        for unfinished in journal.unfinished_batches(REPLAY_TOPIC):
+            _finish(space, store, unfinished["plan"], anchor, progress)
         pending = catalog.quarantine.pending(reason, topic)
         codes = pending.column("reason_code")
         summary.not_replayed = dict(
@@ -122,35 +124,58 @@ def replay(
         checks = lambda t: device_check(signatures, nodes, plan, t)  # noqa: E731
         decode = _Decoder(default_format, override, crash_limit, checks)
         receipts, outcome = _land_replay(layout, batch_id, pending, decode)
-        chain = chain_view(anchor)
-        checkpoints = Checkpoints(space.store, chain)
         _drop_already_published(layout, catalog, batch_id, receipts, outcome)
-        for receipt in receipts:
-            write_leaves(layout, receipt)
-        publish_batch_files(space.store, layout, receipts)
-        context = CommitContext(
-            space.store, layout, chain, shared_keys(space), Protection(str(layout.private)),
-            progress, checkpoints=checkpoints,
-        )  # fmt: skip
-        summary.checkpoints = commit_and_anchor(context, plan, receipts)
-        shards = {shard for _, shard in batch_shards(receipts)}
-        record_anchored(store, checkpoints, batch_id, summary.checkpoints, shards)
-        published = [key for key, code in outcome.items() if code is None]
-        catalog.quarantine.resolve(batch_id, published)
-        catalog.refresh_views()
-        journal.set_state(
-            batch_id,
-            "done",
-            records_read=0,
-            records_published=len(published),
-            records_quarantined=-len(published),
-        )
-        summary.published = len(published)
+        # What it is to publish, journaled before anything is committed: a replay that dies
+        # after this is finished from here by the next one (``_finish``), never redone.
+        plan["receipts"] = receipts
+        plan["published"] = [list(key) for key, code in outcome.items() if code is None]
+        journal.update_plan(batch_id, plan)
+        summary.checkpoints = _finish(space, store, plan, anchor, progress)
+        summary.published = len(plan["published"])
         summary.still_quarantined = dict(
             sorted(Counter(c for c in outcome.values() if c is not None).items())
         )
     quality_pool.drain(layout)  # GE's report of the replay's checkpoints, after their anchor
     return summary
+
+
+def _finish(space: Any, store: Any, plan: dict, anchor: Anchorer, progress: Progress) -> list[dict]:
+    """Publish a replay batch from its journaled plan: leaves, files, checkpoints anchored,
+    catalog, quarantine resolved, ``done``; its anchored checkpoints. Run again after a crash
+    at any point of it, it does each thing once: the commit finds rows already in their shards
+    and the checkpoints it journaled before the anchor (``commit_and_anchor``). A plan with no
+    receipts died before anything was committed: it is closed with nothing published."""
+    batch_id, journal, layout = plan["batch_id"], store.journal, space.work
+    if "receipts" not in plan:
+        journal.set_state(batch_id, "done", records_read=0)
+        return []
+    receipts, published = plan["receipts"], [tuple(key) for key in plan["published"]]
+    for receipt in receipts:
+        write_leaves(layout, receipt)
+    publish_batch_files(space.store, layout, receipts)
+    chain = chain_view(anchor)
+    checkpoints = Checkpoints(space.store, chain)
+
+    def committed(pending: list[dict]) -> None:  # before the anchor, as the sequencer does
+        journal.update_plan(batch_id, {**plan, "checkpoints": pending})
+
+    context = CommitContext(
+        space.store, layout, chain, shared_keys(space), Protection(str(layout.private)),
+        progress, committed, checkpoints,
+    )  # fmt: skip
+    anchored = commit_and_anchor(context, journal.batch(batch_id)["plan"], receipts)
+    shards = {shard for _, shard in batch_shards(receipts)}
+    record_anchored(store, checkpoints, batch_id, anchored, shards)
+    store.catalog.quarantine.resolve(batch_id, published)
+    store.catalog.refresh_views()
+    journal.set_state(
+        batch_id,
+        "done",
+        records_read=0,
+        records_published=len(published),
+        records_quarantined=-len(published),
+    )
+    return anchored
 
 
 def not_replayable(signatures: str, nodes: NodeRegistryCache | None) -> dict[str, str]:

@@ -8,15 +8,22 @@ from kafka import KafkaProducer
 
 import schemas.adapters as adapters
 from pipelines.kafka_source import open_source
+from proofs.verdict import VERIFIED
 from proofs.verify import verify_dataset
 from schemas.adapters.base import DecodedRows, DecodeResult, canonical_rows, lineage_columns
 from schemas.service import SPEED_TEST_V1
 from sinks.catalog import Catalog
 from sinks.layout import DataLayout
+from sinks.quarantine import QuarantineRegister
+from streaming import replay as replay_module
 from streaming.chain import open_chain
+from streaming.commit import commit_and_anchor
 from streaming.driver import RunConfig, run_batch
 from streaming.journal import BatchJournal
 from streaming.replay import replay
+from streaming.sequencer import record_anchored
+
+RESOLVE = QuarantineRegister.resolve
 
 KV_FORMAT = "vendor.kv"
 
@@ -114,3 +121,38 @@ def test_without_a_fix_records_stay_quarantined_with_their_reason(stream, data_d
 def test_replay_can_be_limited_to_one_reason(stream, data_dir, kv_adapter):
     assert replay(data_dir, "rda.node.v1", stream.anchor, reason="tombstone").considered == 0
     assert replay(data_dir, "rda.node.v1", stream.anchor, reason="unknown_format").published == 5
+
+
+class Crash(BaseException):
+    """A replay killed at one point of it (as by kill -9: nothing after it runs)."""
+
+
+@pytest.mark.parametrize("dies_in", ["commit_and_anchor", "record_anchored", "resolve"])
+def test_a_replay_killed_midway_is_finished_by_the_next_and_publishes_each_record_once(
+    stream, data_dir, kv_adapter, monkeypatch, dies_in
+):
+    # Past the anchor, the next replay published the same records again (VERIFIED, the journal
+    # five short), or left them quarantined as duplicates of themselves.
+    def killed(*args, **kwargs):
+        raise Crash(dies_in)
+
+    if dies_in == "resolve":
+        monkeypatch.setattr(QuarantineRegister, "resolve", killed)
+    else:
+        monkeypatch.setattr(replay_module, dies_in, killed)
+    with pytest.raises(Crash):
+        replay(data_dir, "rda.node.v1", stream.anchor)
+    monkeypatch.setattr(replay_module, "commit_and_anchor", commit_and_anchor)
+    monkeypatch.setattr(replay_module, "record_anchored", record_anchored)
+    monkeypatch.setattr(QuarantineRegister, "resolve", RESOLVE)
+    again = replay(data_dir, "rda.node.v1", stream.anchor)
+    assert again.considered == 0  # the first replay's records, published by finishing it
+    dataset_dir = data_dir / "published" / "speed_test.v1"
+    verdict = verify_dataset(dataset_dir, trust=stream.trust_root(data_dir))
+    assert verdict.status == VERIFIED and verdict.tree_size == 5
+    with Catalog(DataLayout(data_dir)) as catalog:
+        assert catalog.quarantine.pending().num_rows == 0
+    with BatchJournal(DataLayout(data_dir).journal) as journal:
+        totals = journal.totals()
+    assert totals["quarantined"] == 0  # the five, counted once published, once less quarantined
+    assert totals["read"] == totals["published"] + totals["suppressed"] + totals["held"]

@@ -1,6 +1,6 @@
 """What a quarantine replay must not publish (red team, stop 69): records refused against the
-stream's state, records refused by a signature check the replay does not make, and, across
-topics, the new records that share a partition and offset with another topic's duplicates."""
+stream's state, records refused by a signature check the replay does not make, across topics
+the new records that share a partition and offset with another topic's duplicates."""
 
 from __future__ import annotations
 
