@@ -42,7 +42,7 @@ from streaming.keys import shared_keys
 from streaming.node_cache import PLAN_KEY, NodeRegistryCache, device_check, resolve_policy
 from streaming.poison import standardize_contained
 from streaming.sequencer import batch_shards, record_anchored, write_leaves
-from streaming.store import workspace, writing
+from streaming.store import RunStore, Workspace, workspace, writing
 
 REPLAY_TOPIC = "(replay)"  # the journal's topic column for replay batches
 # Codes decided against the stream's state (a node's last accepted place, the closed windows):
@@ -99,13 +99,7 @@ def replay(
         catalog, journal = store.catalog, store.journal
         for unfinished in journal.unfinished_batches(REPLAY_TOPIC):
             _finish(space, store, unfinished["plan"], anchor, progress)
-        pending = catalog.quarantine.pending(reason, topic)
-        codes = pending.column("reason_code")
-        summary.not_replayed = dict(
-            sorted(Counter(c for c in codes.to_pylist() if c in kept).items())
-        )
-        pending = pending.filter(pc.invert(pc.is_in(codes, value_set=pa.array(list(kept)))))
-        summary.considered = pending.num_rows
+        pending = _replayable(catalog, reason, topic, kept, summary)
         if not pending.num_rows:
             return summary
         batch_id = journal.next_batch_id("replay")
@@ -139,7 +133,22 @@ def replay(
     return summary
 
 
-def _finish(space: Any, store: Any, plan: dict, anchor: Anchorer, progress: Progress) -> list[dict]:
+def _replayable(
+    catalog: Catalog, reason: str | None, topic: str | None, kept: dict, summary: ReplaySummary
+) -> pa.Table:
+    """The pending records of ``reason`` and ``topic`` this replay decides again: ``kept``'s
+    codes are counted in ``summary.not_replayed`` and left out."""
+    pending = catalog.quarantine.pending(reason, topic)
+    codes = pending.column("reason_code")
+    summary.not_replayed = dict(sorted(Counter(c for c in codes.to_pylist() if c in kept).items()))
+    pending = pending.filter(pc.invert(pc.is_in(codes, value_set=pa.array(list(kept)))))
+    summary.considered = pending.num_rows
+    return pending
+
+
+def _finish(
+    space: Workspace, store: RunStore, plan: dict, anchor: Anchorer, progress: Progress
+) -> list[dict]:
     """Publish a replay batch from its journaled plan: leaves, files, checkpoints anchored,
     catalog, quarantine resolved, ``done``; its anchored checkpoints. Run again after a crash
     at any point of it, it does each thing once: the commit finds rows already in their shards
