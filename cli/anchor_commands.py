@@ -31,8 +31,7 @@ def add_parser(sub: argparse._SubParsersAction, default_data_dir: Path) -> None:
 
 
 def anchor_command(args: argparse.Namespace) -> int:
-    from infra.chain import ChainConfig, connect
-    from streaming.chain import ChainContext
+    from streaming.chain import ChainContext, connect_node
     from streaming.chain_binding import reanchor_data_dir, registry_for_reanchor
 
     if not (args.data_dir / "catalog.duckdb").exists():
@@ -46,7 +45,7 @@ def anchor_command(args: argparse.Namespace) -> int:
         )
     kind = args.chain or ("anvil" if state.chain_kind == "anvil" and not args.rpc_url else "rpc")
     try:
-        w3 = connect(ChainConfig(kind, rpc_url))
+        w3 = connect_node(kind, rpc_url)
     except (ConnectionError, ValueError) as error:
         raise UserError(f"the chain at {rpc_url}: {error}") from None
     address = args.registry or (state.registry_address if rpc_url == state.rpc_url else None)

@@ -62,9 +62,9 @@ class _Context:
     """The node, the data directory's asset record and its contracts, for one command."""
 
     def __init__(self, args: argparse.Namespace, need_record: bool = True) -> None:
-        from infra.chain import ChainConfig, connect
         from sinks.layout import DataLayout
         from streaming.assets import AssetRecord
+        from streaming.chain import connect_node
 
         rpc_url = args.rpc_url or InfraState.load().rpc_url
         if not rpc_url:
@@ -72,7 +72,7 @@ class _Context:
                 "no chain: pass --rpc-url, or start one with `rda infra up --chain anvil`"
             )
         try:
-            self.w3 = connect(ChainConfig("rpc", rpc_url))
+            self.w3 = connect_node("rpc", rpc_url)
         except (ValueError, ConnectionError) as error:
             raise UserError(str(error)) from None
         self.layout = DataLayout(args.data_dir)

@@ -89,15 +89,15 @@ def _registry(args: argparse.Namespace):
 
 
 def _deploy(args: argparse.Namespace) -> dict[str, Any]:
-    from infra.chain import ChainConfig, connect
     from proofs.node_registry import NodeRegistry
+    from streaming.chain import connect_node
 
     state = InfraState.load()
     rpc_url = args.rpc_url or state.rpc_url
     if not rpc_url:
         raise UserError("no chain: pass --rpc-url (or `rda infra up --chain anvil`)")
     try:
-        w3 = connect(ChainConfig("rpc", rpc_url=rpc_url))
+        w3 = connect_node("rpc", rpc_url)
     except (ConnectionError, ValueError) as error:
         raise UserError(str(error)) from None
     registry = NodeRegistry.deploy(w3, args.account)
