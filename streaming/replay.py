@@ -11,6 +11,7 @@ nothing twice.
 from __future__ import annotations
 
 import datetime as dt
+import socket
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -97,8 +98,12 @@ def replay(
     summary = ReplaySummary()
     with writing(space) as store:
         catalog, journal = store.catalog, store.journal
+        here = _work_of(layout)
         for unfinished in journal.unfinished_batches(REPLAY_TOPIC):
-            _finish(space, store, unfinished["plan"], anchor, progress)
+            # Its files are in the work directory that planned it: finished there only (another
+            # worker sharing the store may be replaying right now).
+            if unfinished["plan"].get("work", here) == here:
+                _finish(space, store, unfinished["plan"], anchor, progress)
         pending = _replayable(catalog, reason, topic, kept, summary)
         if not pending.num_rows:
             return summary
@@ -110,6 +115,7 @@ def replay(
             "planned_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "ranges": [],
             "filter": {"reason": reason, "topic": topic},
+            "work": here,
         }
         if nodes is not None:
             plan[PLAN_KEY] = nodes.refresh()
@@ -131,6 +137,11 @@ def replay(
         )
     quality_pool.drain(layout)  # GE's report of the replay's checkpoints, after their anchor
     return summary
+
+
+def _work_of(layout: DataLayout) -> str:
+    """Which work directory a replay batch was planned in: host and path."""
+    return f"{socket.gethostname()}:{layout.root.absolute()}"
 
 
 def _replayable(
