@@ -11,6 +11,7 @@ nothing twice.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import socket
 from collections import Counter
 from collections.abc import Callable
@@ -45,6 +46,7 @@ from streaming.poison import standardize_contained
 from streaming.sequencer import batch_shards, record_anchored, write_leaves
 from streaming.store import RunStore, Workspace, workspace, writing
 
+log = logging.getLogger("rda.run")
 REPLAY_TOPIC = "(replay)"  # the journal's topic column for replay batches
 # Codes decided against the stream's state (a node's last accepted place, the closed windows):
 # a replay judges records on their own, so it cannot decide them again, and would publish them
@@ -103,7 +105,7 @@ def replay(
             # Its files are in the work directory that planned it: finished there only (another
             # worker sharing the store may be replaying right now).
             if unfinished["plan"].get("work", here) == here:
-                _finish(space, store, unfinished["plan"], anchor, progress)
+                _finish(space, store, unfinished["plan"], anchor, progress, again=True)
         pending = _replayable(catalog, reason, topic, kept, summary)
         if not pending.num_rows:
             return summary
@@ -158,15 +160,38 @@ def _replayable(
 
 
 def _finish(
-    space: Workspace, store: RunStore, plan: dict, anchor: Anchorer, progress: Progress
+    space: Workspace,
+    store: RunStore,
+    plan: dict,
+    anchor: Anchorer,
+    progress: Progress,
+    again: bool = False,
 ) -> list[dict]:
     """Publish a replay batch from its journaled plan: leaves, files, checkpoints anchored,
     catalog, quarantine resolved, ``done``; its anchored checkpoints. Run again after a crash
     at any point of it, it does each thing once: the commit finds rows already in their shards
     and the checkpoints it journaled before the anchor (``commit_and_anchor``). A plan with no
-    receipts died before anything was committed: it is closed with nothing published."""
+    receipts died before anything was committed: it is closed with nothing published (one an
+    earlier version planned is left as it is, and named). ``again``: a batch an earlier replay
+    left, finished only if its checkpoints were journaled (they may be anchored)."""
     batch_id, journal, layout = plan["batch_id"], store.journal, space.work
     if "receipts" not in plan:
+        if "work" in plan:
+            journal.set_state(batch_id, "done", records_read=0)
+        else:  # planned by an earlier version, which journaled nothing to finish it from
+            log.warning(
+                "replay batch %d, planned by an earlier version, was not finished: compare its "
+                "records with the published data", batch_id,
+            )  # fmt: skip
+        return []
+    if again and "checkpoints" not in plan:
+        # Nothing of it was anchored (its checkpoints are journaled before their anchor), and
+        # a run may have published some of its keys since: closed, its records still pending,
+        # taken afresh by this replay (finished, those keys were published twice). Its files
+        # were never listed by any checkpoint: removed.
+        for path in (f["path"] for r in plan["receipts"] for f in r["files"].values()):
+            (layout.root / path).unlink(missing_ok=True)
+            space.store.delete(path)
         journal.set_state(batch_id, "done", records_read=0)
         return []
     receipts, published = plan["receipts"], [tuple(key) for key in plan["published"]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from kafka import KafkaProducer
 
@@ -146,7 +147,9 @@ def test_a_replay_killed_midway_is_finished_by_the_next_and_publishes_each_recor
     monkeypatch.setattr(replay_module, "record_anchored", record_anchored)
     monkeypatch.setattr(QuarantineRegister, "resolve", RESOLVE)
     again = replay(data_dir, "rda.node.v1", stream.anchor)
-    assert again.considered == 0  # the first replay's records, published by finishing it
+    # Past the journaling of its checkpoints, the first batch is finished (its records are no
+    # longer pending); killed before, it is closed and its records are taken afresh.
+    assert again.considered == (5 if dies_in == "commit_and_anchor" else 0)
     dataset_dir = data_dir / "published" / "speed_test.v1"
     verdict = verify_dataset(dataset_dir, trust=stream.trust_root(data_dir))
     assert verdict.status == VERIFIED and verdict.tree_size == 5
@@ -156,3 +159,28 @@ def test_a_replay_killed_midway_is_finished_by_the_next_and_publishes_each_recor
         totals = journal.totals()
     assert totals["quarantined"] == 0  # the five, counted once published, once less quarantined
     assert totals["read"] == totals["published"] + totals["suppressed"] + totals["held"]
+
+
+@pytest.mark.parametrize("dies_in", ["commit_and_anchor", "record_anchored"])
+def test_records_a_run_published_after_a_killed_replay_are_not_published_again(
+    stream, broker, topic, data_dir, kv_adapter, monkeypatch, dies_in
+):
+    # Killed before its anchor, the replay's batch was later finished as planned although a
+    # run had published the same keys meanwhile: each of them twice, VERIFIED.
+    def killed(*args, **kwargs):
+        raise Crash(dies_in)
+
+    monkeypatch.setattr(replay_module, dies_in, killed)
+    with pytest.raises(Crash):
+        replay(data_dir, "rda.node.v1", stream.anchor)
+    real = {"commit_and_anchor": commit_and_anchor, "record_anchored": record_anchored}
+    monkeypatch.setattr(replay_module, dies_in, real[dies_in])
+    send_kv(broker.bootstrap, topic, 5)  # the devices send the five reports again
+    config = RunConfig(broker.bootstrap, topic, f"g-{topic}", data_dir)
+    run_batch(config, open_source(broker.bootstrap), stream.anchor)
+    replay(data_dir, "rda.node.v1", stream.anchor)
+    dataset_dir = data_dir / "published" / "speed_test.v1"
+    verdict = verify_dataset(dataset_dir, trust=stream.trust_root(data_dir))
+    assert verdict.status == VERIFIED and verdict.tree_size == 5
+    published = pq.read_table(sorted(dataset_dir.rglob("*.parquet"))).num_rows
+    assert published == 5  # no file of the closed batch is left beside the listed ones
