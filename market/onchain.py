@@ -91,6 +91,7 @@ class ChainMarket:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _offer_lock: threading.Lock = field(default_factory=threading.Lock)
+    _offer_locks: dict[int, threading.Lock] = field(default_factory=dict)  # one a token
     # token -> (the block its offers' logs were read through, the ids of its offers)
     _offer_scan: dict[int, tuple[int, set[int]]] = field(default_factory=dict)
 
@@ -187,15 +188,22 @@ class ChainMarket:
         logs, read once (and again over the last ``KEPT_BLOCKS``, where a reorg may have
         changed them): the contract is shared, and reading each of its offers made a page cost
         one call per offer anyone ever made (600 made by one stranger: 4.6 s a page)."""
-        with self._offer_lock:
+        with self._offer_lock:  # one token's scan waits for no other token's
+            lock = self._offer_locks.setdefault(token, threading.Lock())
+        with lock:
             scanned, ids = self._offer_scan.get(token, (self.sync.start_block - 1, set()))
             head = int(self.w3.eth.block_number)
             first = max(self.sync.start_block, scanned + 1 - KEPT_BLOCKS)
             for start in range(first, head + 1, MAX_BLOCKS_PER_READ):
                 end = min(start + MAX_BLOCKS_PER_READ - 1, head)
                 ids = ids | self.licences.offer_ids(token, start, end)
+            offers = []
+            for offer_id in sorted(ids):
+                try:
+                    offers.append(self.licences.offer(offer_id))
+                except ValueError:  # a reorg took it away: no offer by that id (any more)
+                    ids = ids - {offer_id}
             self._offer_scan[token] = (head, ids)
-        offers = [self.licences.offer(offer_id) for offer_id in sorted(ids)]
         return [o for o in offers if o.asset_id == token]  # one a reorg gave another asset
 
     def buy(self, dataset: str, buyer: Buyer, offer_id: Any) -> dict[str, Any]:

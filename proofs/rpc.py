@@ -26,6 +26,7 @@ from web3 import HTTPProvider
 ANSWER_TIMEOUT_S = 20.0  # the whole answer, from sending the request to its last byte
 READ_TIMEOUT_S = 10.0  # connecting, and each wait for more of the answer
 MAX_ANSWER_BYTES = 8 << 20
+MAX_STUCK_THREADS = 4  # (not sticky) answers given up on and still arriving, at most
 _READ_SIZE = 64 << 10
 
 
@@ -58,6 +59,8 @@ class BoundedHTTPProvider(HTTPProvider):
         self.sticky = sticky
         self.refused: AnswerRefused | None = None  # the answer after which the node is not asked
         self._requests: queue.Queue | None = None
+        self._thread: threading.Thread | None = None  # the one asking now
+        self._stuck: list[threading.Thread] = []  # threads left in answers given up on
 
     def _make_request(self, method: Any, request_data: bytes) -> bytes:
         if self.refused is not None:
@@ -72,6 +75,8 @@ class BoundedHTTPProvider(HTTPProvider):
             # The thread is left to its socket's read timeout, and this request to no one: a
             # request still queued behind it is not sent once its caller has given up.
             done.set()
+            if self._thread is not None:
+                self._stuck.append(self._thread)
             self._requests = None  # the next request, if any, on a thread of its own
             refused = AnswerRefused(
                 f"{self.endpoint_uri} did not answer {method} within {self.total_s:g} s"
@@ -87,11 +92,17 @@ class BoundedHTTPProvider(HTTPProvider):
     def _asking(self) -> queue.Queue:
         """The requests' queue, its thread started on first use."""
         if self._requests is None:
+            self._stuck = [t for t in self._stuck if t.is_alive()]
+            if len(self._stuck) >= MAX_STUCK_THREADS:  # each holds a thread and a connection
+                raise AnswerRefused(
+                    f"{self.endpoint_uri} is still sending {len(self._stuck)} answers given up "
+                    "on: not asked again until one ends"
+                )
             self._requests = queue.Queue()
-            ask = threading.Thread(
+            self._thread = threading.Thread(
                 target=self._ask_each, args=(self._requests,), daemon=True, name="rda-rpc"
             )
-            ask.start()
+            self._thread.start()
         return self._requests
 
     def _ask_each(self, requests: queue.Queue) -> None:

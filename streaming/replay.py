@@ -107,38 +107,66 @@ def replay(
             if unfinished["plan"].get("work", here) == here:
                 _finish(space, store, unfinished["plan"], anchor, progress, again=True)
         pending = _replayable(catalog, reason, topic, kept, summary)
-        if not pending.num_rows:
-            return summary
-        batch_id = journal.next_batch_id("replay")
-        summary.batch_id = batch_id
-        plan = {
-            "batch_id": batch_id,
-            "kind": "replay",
-            "planned_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "ranges": [],
-            "filter": {"reason": reason, "topic": topic},
-            "work": here,
-        }
-        if nodes is not None:
-            plan[PLAN_KEY] = nodes.refresh()
-        journal.record_plan(batch_id, REPLAY_TOPIC, plan)
-        progress(f"replay batch {batch_id}: standardizing {pending.num_rows} quarantined records")
-        checks = lambda t: device_check(signatures, nodes, plan, t)  # noqa: E731
-        decode = _Decoder(default_format, override, crash_limit, checks)
-        receipts, outcome = _land_replay(layout, batch_id, pending, decode)
-        _drop_already_published(layout, catalog, batch_id, receipts, outcome)
-        # What it is to publish, journaled before anything is committed: a replay that dies
-        # after this is finished from here by the next one (``_finish``), never redone.
-        plan["receipts"] = receipts
-        plan["published"] = [list(key) for key, code in outcome.items() if code is None]
-        journal.update_plan(batch_id, plan)
-        summary.checkpoints = _finish(space, store, plan, anchor, progress)
-        summary.published = len(plan["published"])
-        summary.still_quarantined = dict(
-            sorted(Counter(c for c in outcome.values() if c is not None).items())
-        )
+        if pending.num_rows:
+            request = _Request(default_format, override, crash_limit, signatures, nodes)
+            filters = {"reason": reason, "topic": topic}
+            _replay_pending(space, store, pending, request, filters, anchor, progress, summary)
     quality_pool.drain(layout)  # GE's report of the replay's checkpoints, after their anchor
     return summary
+
+
+def _replay_pending(
+    space: Workspace,
+    store: RunStore,
+    pending: pa.Table,
+    request: _Request,
+    filters: dict,
+    anchor: Anchorer,
+    progress: Progress,
+    summary: ReplaySummary,
+) -> None:
+    """Standardize ``pending`` (of ``filters``) again and publish what passes as one replay
+    batch."""
+    layout, catalog, journal, here = space.work, store.catalog, store.journal, _work_of(space.work)
+    batch_id = journal.next_batch_id("replay")
+    summary.batch_id = batch_id
+    plan = {
+        "batch_id": batch_id,
+        "kind": "replay",
+        "planned_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "ranges": [],
+        "filter": filters,
+        "work": here,
+    }
+    if request.nodes is not None:
+        plan[PLAN_KEY] = request.nodes.refresh()
+    journal.record_plan(batch_id, REPLAY_TOPIC, plan)
+    progress(f"replay batch {batch_id}: standardizing {pending.num_rows} quarantined records")
+    checks = lambda t: device_check(request.signatures, request.nodes, plan, t)  # noqa: E731
+    decode = _Decoder(request.default_format, request.override, request.crash_limit, checks)
+    receipts, outcome = _land_replay(layout, batch_id, pending, decode)
+    _drop_already_published(layout, catalog, batch_id, receipts, outcome)
+    # What it is to publish, journaled before anything is committed: the next replay finishes
+    # the batch from here if its checkpoints got journaled too, else closes it (``_finish``).
+    plan["receipts"] = receipts
+    plan["published"] = [list(key) for key, code in outcome.items() if code is None]
+    journal.update_plan(batch_id, plan)
+    summary.checkpoints = _finish(space, store, plan, anchor, progress)
+    summary.published = len(plan["published"])
+    summary.still_quarantined = dict(
+        sorted(Counter(c for c in outcome.values() if c is not None).items())
+    )
+
+
+@dataclass(frozen=True)
+class _Request:
+    """How a replay standardizes records again (``replay``'s arguments of that name)."""
+
+    default_format: str | None
+    override: bool
+    crash_limit: int
+    signatures: str
+    nodes: NodeRegistryCache | None
 
 
 def _work_of(layout: DataLayout) -> str:

@@ -15,7 +15,7 @@ import pytest
 from rpc_proxy import rpc_proxy
 
 import streaming.chain
-from proofs.rpc import AnswerRefused, BoundedHTTPProvider
+from proofs.rpc import MAX_STUCK_THREADS, AnswerRefused, BoundedHTTPProvider
 from streaming.chain import connect_node, open_chain
 from streaming.retry import is_transient
 
@@ -85,6 +85,26 @@ def test_a_request_whose_caller_gave_up_behind_a_stuck_one_is_never_sent():
         time.sleep(2.2)  # the dripping answer over: its thread takes its queue again
         assert "eth_chainId" not in node.requests
         assert provider.make_request("eth_gasPrice", [])["result"] == "0x7"
+
+
+def test_a_node_dripping_every_answer_holds_a_bounded_number_of_threads():
+    # Each answer given up on leaves its thread (and connection) until the node stops sending.
+    def hook(request, upstream):
+        return headers_dripping_for(3.0)
+
+    def asking() -> int:
+        return sum(t.name == "rda-rpc" and t.is_alive() for t in threading.enumerate())
+
+    before = asking()  # other tests' providers
+    with rpc_proxy("http://127.0.0.1:9", hook) as node:
+        provider = BoundedHTTPProvider(node.url, total_s=0.2, sticky=False)
+        for _ in range(MAX_STUCK_THREADS):
+            with pytest.raises(AnswerRefused, match="did not answer"):
+                provider.make_request("eth_blockNumber", [])
+        with pytest.raises(AnswerRefused, match=f"still sending {MAX_STUCK_THREADS} answers"):
+            provider.make_request("eth_blockNumber", [])
+        assert asking() <= before + MAX_STUCK_THREADS
+        assert node.requests.count("eth_blockNumber") == MAX_STUCK_THREADS
 
 
 @pytest.mark.anvil
