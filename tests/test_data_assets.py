@@ -291,6 +291,18 @@ def test_a_listing_reads_its_own_asset_s_offers_only(world, monkeypatch):
     market.close()
 
 
+def test_an_offer_a_reorg_took_away_leaves_the_listing(world):
+    # Its id stayed in the page's list, and reading it raised on every later page.
+    market = world.marketplace()
+    buyer = market.authenticate(sign_in(market, account_key(9))["api_key"])
+    before = world.w3.testing.snapshot()
+    gone = offer_in_dollars(world, "3.5", DAY)
+    assert gone in {o["offer_id"] for o in market.chain.asset_view(DATASET, buyer)["offers"]}
+    world.w3.testing.revert(before)  # the blocks that made it are no longer the chain's
+    assert gone not in {o["offer_id"] for o in market.chain.asset_view(DATASET, buyer)["offers"]}
+    market.close()
+
+
 def test_an_asset_record_naming_other_contracts_or_another_chain_is_refused(world):
     record, w3 = world.record, world.w3
     other_asset = DataAsset.deploy(w3)
