@@ -29,9 +29,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines.device_envelopes import Envelopes, verify_envelopes
-from pipelines.standardize import Standardized
+from pipelines.standardize import Standardized, with_quarantined
 from schemas.fields import DEVICE_PROOF_FIELDS
-from schemas.records import QUARANTINE_SCHEMA, quarantine_batch
 from schemas.registry import schema_for_dataset
 
 REQUIRED, UNSIGNED = "required", "unsigned"
@@ -157,20 +156,19 @@ class DeviceCheck:
                 result.read, result.published_records, published, result.quarantined,
                 result.suppressed, result.quality,
             )  # fmt: skip
-        positions = pc.index_in(pa.array(sorted(mismatched), pa.int64()), offsets)
-        moved = quarantine_batch(
-            raw.take(positions),
-            pa.array(["bad_signature"] * len(mismatched), pa.string()),
-            pa.array([mismatched[o] for o in sorted(mismatched)], pa.string()),
+        refused = sorted(mismatched)
+        quarantined = with_quarantined(
+            raw,
+            result.quarantined,
+            pa.array(refused, pa.int64()),
+            pa.array(["bad_signature"] * len(refused), pa.string()),
+            pa.array([mismatched[o] for o in refused], pa.string()),
         )
-        table = pa.Table.from_batches([result.quarantined, moved], schema=QUARANTINE_SCHEMA)
-        table = table.sort_by([("partition", "ascending"), ("offset", "ascending")])
-        quarantined = table.combine_chunks().to_batches()
         return Standardized(
             read=result.read,
             published_records=result.published_records - len(mismatched),
             published=published,
-            quarantined=quarantined[0] if quarantined else moved.slice(0, 0),
+            quarantined=quarantined,
             suppressed=result.suppressed,
             quality=result.quality,
         )

@@ -236,7 +236,7 @@ def _finish(
         space.store, layout, chain, shared_keys(space), Protection(str(layout.private)),
         progress, committed, checkpoints,
     )  # fmt: skip
-    anchored = commit_and_anchor(context, journal.batch(batch_id)["plan"], receipts)
+    anchored = commit_and_anchor(context, plan, receipts)  # the plan as journaled
     shards = {shard for _, shard in batch_shards(receipts)}
     record_anchored(store, checkpoints, batch_id, anchored, shards)
     store.catalog.quarantine.resolve(batch_id, published)
