@@ -136,7 +136,8 @@ SPEED_TEST_V2 = TelemetrySchema(
         Field(
             "client_name",
             pa.string(),
-            "Client software that ran the test, as it named itself (M-Lab: client_name metadata)",
+            "Client software that ran the test (M-Lab: client_name metadata, when it names a known "
+            "ndt7 client; else null)",
         ),
         Field(
             "source_version",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import operator
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,10 +14,12 @@ import pyarrow as pa
 import pytest
 from adapter_inputs import json_values, raw
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipelines.anonymize import PseudonymKey, anonymize
 from pipelines.standardize import standardize, standardize_routed
 from schemas.adapters import adapter_for
+from schemas.adapters.ndt7_result import KNOWN_CLIENTS, known_client
 from schemas.published import DEFAULT_PRIVACY
 from schemas.service import SPEED_TEST_V2
 from simulator import ndt7
@@ -71,6 +74,8 @@ def test_the_real_sample_is_published_with_the_values_computed_by_hand():
     assert row["client_network"] == ".".join(document["ClientIP"].split(".")[:3]) + ".0/24"
     assert (row["source"], row["node_id"]) == ("mlab.ndt7", None)
     assert document["ClientIP"] not in json.dumps(row, default=str)
+    metadata = {e["Name"]: e["Value"] for e in test["ClientMetadata"]}
+    assert row["client_name"] == metadata["client_name"] == "ndt7-client-go-cmd"
 
 
 def test_an_upload_is_measured_by_the_bytes_the_server_received():
@@ -151,27 +156,134 @@ def test_go_s_zero_time_is_refused_naming_the_field():
     )
 
 
+# The ndt7 clients whose client_name is published (M-Lab's own and the simulator's).
+CLIENTS = {
+    "ndt7-client-go-cmd", "ndt7-client-go", "ndt7-js", "libndt7.js", "ndt-server-example",
+    "speed-measurementlab-net", "ndt7-android", "ndt7-client-android", "ndt7-client-ios",
+    "murakami", "ist",
+}  # fmt: skip
+
+
+def client_name_published(name: str) -> str | None:
+    (row,) = decoded(ndt7.result(replace(BASE, client_name=name)))
+    return row["client_name"]
+
+
+def test_the_published_client_names_are_exactly_the_known_ndt7_clients():
+    assert KNOWN_CLIENTS == CLIENTS
+
+
+@pytest.mark.parametrize("name", sorted(CLIENTS))
+def test_a_known_client_is_published_as_it_named_itself(name):
+    assert client_name_published(name) == name
+
+
 @pytest.mark.parametrize(
-    ("name", "kept"),
+    "name",
     [
-        ("ndt7-client-go-cmd", "ndt7-client-go-cmd"),
-        ("libndt7.js", "libndt7.js"),
-        ("jane.doe@example.org", None),  # an e-mail address
-        ("4915112345678", None),  # a phone number
-        ("device-3f9a2c7e41d0", None),  # a device id
-        ("198.51.100.23", None),  # an address
-        ("Jane's laptop", None),
-        ("host-198.51.100.9", None),  # the tester's own address (red team, below likewise)
-        ("dev-3c-22-fb-f9-8c-77", None),  # a MAC address
-        ("tel+49-151-317-1000", None),  # a phone number in groups
-        ("imsi-2620-1577-1399-000", None),  # an IMSI in groups
-        ("ndt7-js-0.0.6", "ndt7-js-0.0.6"),  # a version is no identifier
+        "ndt7-js-0.0.6",
+        "ndt7-client-go/0.8.0",
+        "ndt7-client-go-cmd-0.1.0",
+        "ndt7-js@0.0.6",
+        "ndt7-client-ios_1.0",
+        "murakami-v2",
+        "ndt7-android-v0.20.17",
     ],
 )
-def test_a_client_name_is_kept_only_when_it_reads_like_software(name, kept):
-    document = ndt7.result(replace(BASE, client_name=name))
-    (row,) = decoded(document)
-    assert row["client_name"] == kept
+def test_a_known_client_with_a_version_is_published_as_it_named_itself(name):
+    assert client_name_published(name) == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "wifi-f4f5.e8ab.cd1e",  # a MAC address in Cisco's dotted form (red team)
+        "ue-F4F5-E8AB-CD1E",  # the same MAC in dashed quads (red team)
+        "host-2a01-cb1d-face-b00c",  # the client's IPv6 /64 (red team)
+        "Jane-Does-iPhone",  # its owner's name (red team)
+        "jane.doe@example.org",
+        "4915112345678",
+        "device-3f9a2c7e41d0",
+        "198.51.100.23",
+        "host-198.51.100.9",
+        "dev-3c-22-fb-f9-8c-77",
+        "tel+49-151-317-1000",
+        "imsi-2620-1577-1399-000",
+        "Jane's laptop",
+        "my-speedtest",  # reads like software, but is not a known client
+        "",
+    ],
+)
+def test_a_client_name_that_is_not_a_known_client_is_published_as_null(name):
+    assert client_name_published(name) is None
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ndt7-js-f4f5.e8ab.cd1e",
+        "ndt7-client-go/0.8.0 (Jane's laptop)",
+        "ndt7-js-0.0.6-jane",
+        "Jane-ndt7-js",
+        "ndt7-js-198.51.100.9",  # four numbers: an address, not a version
+        "ndt7-js-491.511.234",  # numbers of three digits
+        "ndt7-js-007",  # a leading zero
+        "ndt7-js\n",
+        "NDT7-JS",  # names are matched exactly, case included
+        "ndt7-js-\u0661",  # a digit, but not 0-9
+        "ndt7-js 0.0.6",
+    ],
+)
+def test_a_known_client_with_anything_but_a_version_is_published_as_null(name):
+    assert client_name_published(name) is None
+
+
+def is_version(text: str) -> bool:
+    """v?N(.N){0,2}, each N a number below 100 written without leading zeros."""
+    numbers = text.removeprefix("v").split(".")
+    return 1 <= len(numbers) <= 3 and all(n in {str(i) for i in range(100)} for n in numbers)
+
+
+def is_known_client(text: str) -> bool:
+    """A name of ``CLIENTS``, alone or followed by one of - / @ _ and a version."""
+    return text in CLIENTS or any(
+        text[: len(name) + 1] in {name + sep for sep in "-/@_"}
+        and is_version(text[len(name) + 1 :])
+        for name in CLIENTS
+    )
+
+
+# Names that are kept: a known client, with or without a version.
+kept_names = st.builds(
+    lambda name, version: name + version,
+    st.sampled_from(sorted(CLIENTS)),
+    st.one_of(
+        st.just(""),
+        st.builds(
+            lambda sep, v, numbers: sep + v + ".".join(numbers),
+            st.sampled_from("-/@_"),
+            st.sampled_from(["", "v"]),
+            st.lists(st.integers(0, 99).map(str), min_size=1, max_size=3),
+        ),
+    ),
+)
+# Names that are not: a kept name in capitals, or with something before or after it.
+SUFFIXES = [
+    *("\n", " ", "0", ".1", ".100", "-jane", " (Jane's laptop)", ".f4f5.e8ab.cd1e", "-2a01-cb1d"),
+    *("\u0661", "\uff11"),  # the digit 1 in two other scripts
+]
+near_misses = st.one_of(
+    kept_names.map(str.upper),
+    st.builds(operator.add, st.sampled_from(["x", " ", "jane-", "V", "-"]), kept_names),
+    st.builds(operator.add, kept_names, st.sampled_from(SUFFIXES)),
+    st.builds(operator.add, kept_names, st.text(max_size=20)),
+)
+
+
+@settings(max_examples=2000)
+@given(st.one_of(st.text(max_size=80), kept_names, near_misses))
+def test_no_client_name_but_a_known_client_with_a_version_ever_comes_out_unchanged(name):
+    assert known_client(name) == (name if is_known_client(name) else None)
 
 
 def test_no_address_port_or_token_of_the_client_reaches_a_row():

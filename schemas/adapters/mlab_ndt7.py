@@ -12,7 +12,8 @@ field sets of every server version and ``docs/pipeline.md`` for the mapping:
   / ``ElapsedTime``; latency: its ``MinRTT``; retransmissions (downloads): ``BytesRetrans`` /
   ``BytesSent``;
 - server, site and version: ``ServerIP``, the site in a machine name, ``Version``;
-- the client: its network (published as a pseudonym) and a software-like ``client_name``.
+- the client: its network (published as a pseudonym) and a ``client_name`` naming a known ndt7
+  client.
 
 Each message is decoded with ``json.loads`` (results are 5–50 KB of nested snapshots, of which a
 handful of values are read); typing, times and checks then run on whole Arrow columns.

@@ -18,8 +18,8 @@ Either measurement list may be absent, null or empty. Every value is read from t
 that hold it, the last one first (the protocol makes the last snapshot the test's summary).
 Nothing that names the client is kept: ``ClientIP`` becomes its /24 or /48 network (published
 as a keyed pseudonym), ``ClientPort``, ``ConnectionInfo`` and every ``ClientMetadata`` value but
-a software-like ``client_name`` are dropped; an ``access_token`` is read for the name of the
-machine it was issued for (its audience), never kept.
+a ``client_name`` naming a known ndt7 client (``KNOWN_CLIENTS``) are dropped; an ``access_token``
+is read for the name of the machine it was issued for (its audience), never kept.
 """
 
 from __future__ import annotations
@@ -33,17 +33,35 @@ from typing import Any
 from schemas.adapters.messages import Reject, to_float, to_int, to_text
 
 SUBTESTS = ("Download", "Upload")
-# A client name is kept only when it reads like software (ndt7-client-go-cmd, libndt7.js):
-# letters first, no address, e-mail, spaces, or hex run that could be a device id or token;
-# nor numbers in groups (an address host-198.51.100.9, a MAC dev-3c-22-fb-f9-8c-77, an IMSI or
-# a phone number written in groups: seven digits in all are more than a version holds).
-_SOFTWARE = re.compile(r"^[A-Za-z][A-Za-z0-9._+-]{0,63}$")
-_IDENTIFYING = re.compile(
-    r"@|[0-9A-Fa-f]{8}|[0-9]{5}"
-    r"|(?:[0-9]{1,3}[^0-9A-Za-z]){3}[0-9]{1,3}"  # a dotted (or dashed) quad
-    r"|[0-9A-Fa-f]{2}(?:[^0-9A-Za-z][0-9A-Fa-f]{2}){3,}"  # hex pairs: a MAC address
-    r"|(?:[0-9][^0-9]*){7}"  # seven digits, however grouped
+# ``client_name`` is whatever the client put in its query string (ndt-server keeps it as sent):
+# integrators choose it (ndt7-client-go's -client-name, ndt7-js's metadata), and some choose a
+# host or device name (wifi-f4f5.e8ab.cd1e, Jane-Does-iPhone). So it is published only when it
+# is one of these ndt7 clients, alone or followed by a version; any other value is null.
+KNOWN_CLIENTS = frozenset(
+    {
+        "ndt7-client-go-cmd",  # ndt7-client-go's command: its default name (the M-Lab sample)
+        "ndt7-client-go",  # the Go library (its client_library_name)
+        "ndt7-js",  # M-Lab's JavaScript client, @m-lab/ndt7 (its client_library_name)
+        "libndt7.js",  # ndt-server's first JavaScript client (its spec/data-format.md)
+        "ndt-server-example",  # ndt-server's own test page (html/ndt7.html)
+        "speed-measurementlab-net",  # speed.measurementlab.net (m-lab/mlab-speedtest)
+        "ndt7-android",  # m-lab/ndt7-client-android and -android-java, as they name themselves
+        "ndt7-client-android",  # the same clients by their repository's name
+        "ndt7-client-ios",  # m-lab/ndt7-client-ios
+        "murakami",  # M-Lab's Murakami device (its ndt7 runner calls ndt7-client-go's command)
+        "ist",  # in the simulator's population of clients (simulator/ndt7.py)
+    }
 )
+# A version: v1, 0.8, 0.20.17; at most three numbers of one or two digits (six digits in all,
+# too few for an address, a phone number or a MAC). Digits are [0-9], not \d (any script's).
+_VERSION = r"v?(?:0|[1-9][0-9]?)(?:\.(?:0|[1-9][0-9]?)){0,2}"
+# The whole value: a known name, then optionally one separator and a version (ndt7-js-0.0.6,
+# ndt7-client-go/0.8.0, ndt7-js@0.0.6). Anchored at both ends by fullmatch, and written in the
+# syntax RE2 shares, so "^(?:" + KNOWN_CLIENT + ")$" is the same test in pyarrow.compute.
+KNOWN_CLIENT = (
+    "(?:" + "|".join(re.escape(name) for name in sorted(KNOWN_CLIENTS)) + f")(?:[-/@_]{_VERSION})?"
+)
+_KNOWN_CLIENT = re.compile(KNOWN_CLIENT)
 # An M-Lab machine name holds its site: mlab1-lga03.mlab-oti.measurement-lab.org,
 # mlab1.lga03.measurement-lab.org, ndt-iupui-mlab2-tun01...; the site is 3 letters (IATA),
 # a digit, and a digit or "t" (test sites).
@@ -93,7 +111,7 @@ def result_row(document: dict) -> tuple:
         to_text(document.get("ServerIP"), "ServerIP") or None,
         site(metadata.get("access_token"), uuid),
         client_network(document.get("ClientIP")),
-        software_name(metadata.get("client_name")),
+        known_client(metadata.get("client_name")),
         to_text(document.get("Version"), "Version") or None,
     )
 
@@ -202,9 +220,10 @@ def client_metadata(metadata: Any) -> dict[str, str]:
     return {name: value for name, value in pairs if type(name) is str and type(value) is str}
 
 
-def software_name(name: str | None) -> str | None:
-    """``name`` if it reads like a software name, else None (see ``_SOFTWARE``)."""
-    if name and _SOFTWARE.match(name) and not _IDENTIFYING.search(name):
+def known_client(name: str | None) -> str | None:
+    """``name`` if it is a known ndt7 client, alone or with a version (``KNOWN_CLIENT``), else
+    None: an allowlist, as a name that merely looks like software may still name a device."""
+    if name is not None and _KNOWN_CLIENT.fullmatch(name):
         return name
     return None
 
