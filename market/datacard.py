@@ -282,10 +282,17 @@ def _known_limits(asset: Asset, privacy: dict[str, Any], coverage: dict[str, Any
         )
     dp = privacy.get("differential_privacy")
     if dp:
+        tau = (dp.get("partition_selection") or {}).get("tau")
+        released = (
+            f" A cell is listed only when its noisy count reaches {tau:.1f}, so cells with few "
+            "subscribers are mostly missing."
+            if isinstance(tau, int | float)
+            else ""
+        )
         limits.append(
             f"Counts carry Laplace noise (ε={dp.get('epsilon')}, δ={dp.get('delta')}): small "
             "counts are unreliable, and every query of the same count spends privacy budget "
-            "only once (the noise is fixed in the published rows)."
+            f"only once (the noise is fixed in the published rows).{released}"
         )
     if coverage.get("h3_cells") == [] and any(
         f["name"] == "h3_cell" for f in asset.schema.get("fields", [])

@@ -24,9 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import h3
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipelines.k_anonymity import floor_to, k_anonymous, person_field
 from pipelines.keyed_hashes import hex_prefixes, hmac_sha256_many
 from schemas.model import Field, Privacy, TelemetrySchema
 from schemas.published import (
@@ -44,7 +46,6 @@ from schemas.published import (
 from validators.quality import event_time_field
 
 KEY_ENV = "RDA_PSEUDONYM_KEY"
-_UNITS = {"min": "minute", "h": "hour", "d": "day"}
 
 
 class PseudonymKeyError(ValueError):
@@ -135,9 +136,13 @@ def anonymize(
     columns[FLAGS_FIELD] = flags
     unit = lineage_coarsening(schema)
     if unit:  # a precise ingest time would give the coarsened event times away
-        columns["ingest_time"] = _floor(columns["ingest_time"], unit)
+        columns["ingest_time"] = floor_to(columns["ingest_time"], unit)
     n = rows.num_rows
-    keep = _k_anonymous(schema, columns, settings) if k_anonymity else pa.repeat(pa.scalar(True), n)
+    keep = pa.repeat(pa.scalar(True), n)
+    if k_anonymity:
+        person = person_field(schema)
+        people = rows.column(person) if person is not None else None
+        keep = k_anonymous(schema, columns, settings, people)
     published = pa.RecordBatch.from_arrays(
         [columns[f.name].cast(f.type) for f in target.all_fields], schema=target.arrow_schema()
     )
@@ -164,7 +169,7 @@ def _transform(
             return {}
         return {H3_FIELD: _h3_cells(values, rows.column("longitude"), settings.h3_resolution)}
     if f.coarsen:
-        return {f.name: _floor(values, f.coarsen)}
+        return {f.name: floor_to(values, f.coarsen)}
     return {f.name: values}
 
 
@@ -262,12 +267,6 @@ def _h3_cells(lat: pa.Array, lon: pa.Array, resolution: int) -> pa.Array:
     return _per_distinct(pairs, cell)
 
 
-def _floor(values: pa.Array, unit: str) -> pa.Array:
-    number = int("".join(c for c in unit if c.isdigit()) or 1)
-    name = _UNITS[unit.lstrip("0123456789")]
-    return pc.floor_temporal(values, multiple=number, unit=name)
-
-
 def _row_keys(
     schema: TelemetrySchema, rows: pa.RecordBatch, epochs: pa.Array, key: PseudonymKey
 ) -> pa.Array:
@@ -292,12 +291,16 @@ def _row_keys(
 
 
 def k_anonymize(
-    schema: TelemetrySchema, rows: pa.Table, settings: PrivacySettings
+    schema: TelemetrySchema,
+    rows: pa.Table,
+    settings: PrivacySettings,
+    people: pa.Array | None = None,
 ) -> tuple[pa.Table, pa.Array]:
     """Published rows of one release, small quasi-identifier groups generalized; and per row
-    whether it may be published (False: still in a group below k, to be withheld)."""
+    whether it may be published (False: still in a group below k people, to be withheld).
+    ``people``: who each row is about (``pipelines/k_anonymity.py``)."""
     columns = {name: rows.column(name).combine_chunks() for name in rows.column_names}
-    keep = _k_anonymous(schema, columns, settings)
+    keep = k_anonymous(schema, columns, settings, people)
     generalized = pa.Table.from_arrays([columns[n] for n in rows.column_names], schema=rows.schema)
     return generalized, keep
 
@@ -310,44 +313,27 @@ def subscriber_keys(values: pa.Array, key: PseudonymKey) -> pa.Array:
     )
 
 
-def _k_anonymous(
-    schema: TelemetrySchema, columns: dict[str, pa.Array], settings: PrivacySettings
+def concealed_offsets(
+    partitions: pa.Array, offsets: pa.Array, epochs: pa.Array, key: PseudonymKey
 ) -> pa.Array:
-    """Rows to publish: quasi-identifier groups of at least k, generalizing before suppressing.
+    """A keyed pseudonym of each row's Kafka offset (53 bits, under its epoch's key, as its other
+    pseudonyms: a leaf's integers are I-JSON's), the same for a redone release and ordered as
+    nothing in the stream is. Not a key: two records may share one (the row key is the
+    published natural key).
 
-    Groups are formed on the *published* values, per release (an event-time window): releases
-    only add rows to a group when combined, so k-anonymity per release holds for the dataset.
-    """
-    quasi = [f for f in schema.fields if f.privacy is Privacy.QUASI_IDENTIFIER]
-    n = len(columns[FLAGS_FIELD])
-    if not quasi or not n:
-        return pa.array([True] * n, pa.bool_())
-    names = [f.name for f in quasi]
-    small = pc.less(group_sizes([columns[name] for name in names]), settings.k)
-    if pc.any(small).as_py():
-        for f in quasi:
-            if f.coarsen:  # generalize the rows of small groups one step further
-                coarser = _floor(columns[f.name], settings.generalize_to)
-                columns[f.name] = pc.if_else(small, coarser, columns[f.name])
-        small = pc.less(group_sizes([columns[name] for name in names]), settings.k)
-    return pc.invert(small)
-
-
-def group_sizes(keys: list[pa.Array]) -> pa.Array:
-    """For each row, how many rows share all its key values (nulls equal to nulls)."""
-    if not len(keys[0]):
-        return pa.array([], pa.int64())
-    table = pa.table({str(i): k for i, k in enumerate(keys)})
-    order = pc.sort_indices(table, [(str(i), "ascending") for i in range(len(keys))])
-    same = pa.array([False] + [True] * (len(order) - 1), pa.bool_())
-    for k in keys:
-        v = pc.take(k, order)
-        prev = pa.concat_arrays([pa.nulls(1, v.type), v.slice(0, len(v) - 1)])
-        equal = pc.fill_null(pc.equal(v, prev), False)
-        both_null = pc.and_(pc.is_null(v), pc.is_null(prev))
-        both_null = pc.and_(both_null, same)  # row 0's "previous" is no row
-        same = pc.and_(same, pc.or_(equal, both_null))
-    run_id = pc.cumulative_sum(pc.invert(same).cast(pa.int64()))
-    lengths = pc.value_counts(run_id).field("counts")
-    sizes = pc.take(lengths, pc.subtract(run_id, 1))
-    return pc.take(sizes, pc.sort_indices(order))
+    A released session's exact offset would date it: its neighbours in the partition are
+    published node reports with exact times, which undoes the session's coarsened times."""
+    texts = pc.binary_join_element_wise(
+        pa.scalar("rda-source-offset"), pc.cast(partitions, pa.string()),
+        pc.cast(offsets, pa.string()), "|",
+    )  # fmt: skip
+    result = np.zeros(len(texts), np.uint64)
+    for epoch in pc.unique(epochs).to_pylist():
+        mine = np.asarray(pc.fill_null(pc.equal(epochs, epoch), False), bool)
+        k = key.epoch_key(epoch)
+        digests = b"".join(
+            hashlib.blake2b(t, key=k, digest_size=8).digest()
+            for t in _utf8(pc.filter(texts, pa.array(mine)))
+        )
+        result[mine] = np.frombuffer(digests, ">u8") >> np.uint64(11)
+    return pa.array(result.astype(np.int64), pa.int64())

@@ -109,24 +109,39 @@ class Protection:
         for s in stats:
             epochs.update(s.get("epochs", []))
         per_window = p.dp_epsilon * p.dp_max_counts_per_window
+        per_cell_delta = aggregate.per_cell_delta(p)
+        counts_per_epoch = aggregate.max_counts_per_epoch(p)
         return {
             "mechanism": "Laplace, scale 1/epsilon, rounded and clamped at 0",
             "epsilon": p.dp_epsilon,
-            "delta": 0,
+            "delta": p.dp_delta,
             "sensitivity": 1,
             "unit": "one subscriber in one count (cell, event-time window)",
+            "partition_selection": {
+                "mechanism": "Laplace thresholding: a cell with a counted subscriber is released "
+                "only if its noisy count (the released value's own draw) reaches tau",
+                "tau": aggregate.partition_threshold(p),
+                "delta_per_cell": per_cell_delta,
+                "formula": "tau = 1 - ln(2 * delta_per_cell) / epsilon, delta_per_cell = "
+                "1 - (1 - delta)^(1 / max_counts_per_subscriber_per_window)",
+            },
             "budget": {
                 "max_counts_per_subscriber_per_window": p.dp_max_counts_per_window,
                 "max_epsilon_per_subscriber_per_window": per_window,
+                "max_delta_per_subscriber_per_window": p.dp_delta,
                 "max_epsilon_per_subscriber_per_epoch": p.dp_budget_per_epoch,
+                "max_delta_per_subscriber_per_epoch": counts_per_epoch * per_cell_delta,
                 "epoch_seconds": p.epoch_seconds,
             },
             "composition": {
-                "rule": "basic sequential composition: a subscriber's epsilons add up",
+                "rule": "basic sequential composition: a subscriber's epsilons and deltas add up",
                 "windows_released": windows_released,
                 "epochs": sorted(epochs),
                 "max_epsilon_per_subscriber": min(
                     windows_released * per_window, len(epochs) * p.dp_budget_per_epoch
+                ),
+                "max_delta_per_subscriber": min(
+                    windows_released * p.dp_delta, len(epochs) * counts_per_epoch * per_cell_delta
                 ),
             },
         }

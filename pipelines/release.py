@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipelines import aggregate, staged
-from pipelines.anonymize import PseudonymKey, k_anonymize
+from pipelines.anonymize import PseudonymKey, concealed_offsets, k_anonymize
 from pipelines.quality_counts import cell_counts, stats_of
 from pipelines.windows import (
     HELD_RECORDS,
@@ -25,7 +25,7 @@ from pipelines.windows import (
     record_of,
     stream_order,
 )
-from schemas.published import PrivacySettings
+from schemas.published import EPOCH_FIELD, PrivacySettings
 from schemas.registry import schema_for_dataset
 from validators.score import dataset_quality
 
@@ -60,6 +60,8 @@ def release(
         records |= set(keys.tolist())
         out_rows = public[dataset].filter(pa.array(~np.isin(keys, list(suppressed)), pa.bool_()))
         withheld = rows.num_rows - out_rows.num_rows
+        if staged.is_windowed(dataset):
+            out_rows = _concealed(out_rows, key)
         if out_rows.num_rows:
             out.published[dataset] = out_rows
         null_cells, cells = cell_counts(out_rows)
@@ -71,20 +73,19 @@ def release(
         counts, out.ledger = aggregate.window_counts(
             sessions, window, topic, key, settings.privacy, ledger, scope
         )
+        null_cells, cells = cell_counts(counts)
         if counts.num_rows:
             out.published[aggregate.DATASET] = counts
-            null_cells, cells = cell_counts(counts)
-            state.add(
-                window,
-                aggregate.DATASET,
-                {"rows": counts.num_rows, "null_cells": null_cells, "cells": cells},
-            )
-            epoch = window // (settings.privacy.epoch_seconds * 1_000_000)
-            out.stats[aggregate.DATASET] = {
-                **stats_of(counts, null_cells=null_cells, cells=cells, rows=counts.num_rows),
-                "windows": 1,
-                "epochs": [epoch],
-            }
+        # A window whose cells all stayed below the release threshold closed too, and cost its
+        # subscribers as much as one that released some: its figures and privacy loss count.
+        stats = {"rows": counts.num_rows, "null_cells": null_cells, "cells": cells}
+        state.add(window, aggregate.DATASET, stats)
+        epoch = window // (settings.privacy.epoch_seconds * 1_000_000)
+        out.stats[aggregate.DATASET] = {
+            **stats_of(counts, null_cells=null_cells, cells=cells, rows=counts.num_rows),
+            "windows": 1,
+            "epochs": [epoch],
+        }
     out.records = {"published": len(records - suppressed), "suppressed": len(suppressed)}
     tallies = state.windows.pop(window, {})
     out.figures = {d: figures(c) for d, c in sorted(tallies.items()) if d != HELD_RECORDS}
@@ -106,8 +107,22 @@ def _k_anonymous(
     for dataset, rows in held.items():
         table = staged.published_part(rows, dataset)
         if staged.is_windowed(dataset):
-            table, keep = k_anonymize(schema_for_dataset(dataset), table, privacy)
+            people = (
+                rows.column(staged.SUBSCRIBER) if staged.SUBSCRIBER in rows.column_names else None
+            )
+            table, keep = k_anonymize(schema_for_dataset(dataset), table, privacy, people)
             withheld = record_keys(rows)[~np.asarray(keep, bool)]
             suppressed |= set(withheld.tolist())
         public[dataset] = table
     return public, suppressed
+
+
+def _concealed(rows: pa.Table, key: PseudonymKey) -> pa.Table:
+    """Released rows with keyed pseudonyms for their Kafka offsets, in that order: an exact
+    offset, or the rows' stream order, would date each one (``concealed_offsets``)."""
+    at = rows.schema.get_field_index("source_offset")
+    offsets = concealed_offsets(
+        rows.column("source_partition"), rows.column(at), rows.column(EPOCH_FIELD), key
+    )
+    rows = rows.set_column(at, rows.schema.field(at), offsets)
+    return rows.sort_by([("source_partition", "ascending"), ("source_offset", "ascending")])

@@ -73,7 +73,9 @@ class Field:
 
 
 # Every published row carries where it came from, so any row can be traced to one Kafka record
-# and the offset ranges in a manifest can be checked against the rows themselves.
+# and the offset ranges in a manifest can be checked against the rows themselves. A dataset whose
+# quasi-identifiers are coarsened publishes a keyed pseudonym of the offset instead (an exact one
+# would date its rows: schemas/published.py).
 LINEAGE_FIELDS: tuple[Field, ...] = (
     Field("source_topic", pa.string(), "Kafka topic the record was read from", required=True),
     Field(

@@ -29,6 +29,12 @@ class PrivacySettings:
     dp_epsilon: float = 1.0  # per released count of the differentially private aggregates
     dp_max_counts_per_window: int = 1  # counts one subscriber may be in, per event-time window
     dp_budget_per_epoch: float = 8.0  # epsilon one subscriber may spend per key epoch (a day)
+    # DP partition selection (pipelines/aggregate.py): the chance, per subscriber and window,
+    # that a cell counting them alone is released anyway. The usual rule is delta well below
+    # 1/n for n people: 1e-6 suits up to ~1e5 subscribers per partition (8e-6 a day at most
+    # with the default budget of 8 counts); lower it for more — each factor 10 raises the
+    # threshold by ln(10)/epsilon (2.3 at epsilon 1) from its default 1 + ln(500000) ~ 14.1.
+    dp_delta: float = 1e-6
 
 
 DEFAULT_PRIVACY = PrivacySettings()
@@ -85,13 +91,22 @@ def published_schema(
     lineage = schema.lineage
     unit = lineage_coarsening(schema)
     if unit:
-        lineage = tuple(
-            replace(f, description=f"{f.description} — floored to {unit}")
-            if f.name == "ingest_time"
-            else f
-            for f in lineage
-        )
+        lineage = tuple(_concealed_lineage(f, unit) for f in lineage)
     return replace(schema, fields=tuple(fields), natural_key=natural_key, lineage=lineage)
+
+
+def _concealed_lineage(f: Field, unit: str) -> Field:
+    """A lineage field of a dataset with coarsened quasi-identifiers: an exact arrival time or
+    offset would date its rows by the published rows around them in the stream."""
+    if f.name == "ingest_time":
+        return replace(f, description=f"{f.description} — floored to {unit}")
+    if f.name == "source_offset":
+        return replace(
+            f,
+            description="Keyed pseudonym of the record's Kafka offset (53 bits, under the row's "
+            "key epoch): an exact offset would date the row",
+        )
+    return f
 
 
 def lineage_coarsening(schema: TelemetrySchema) -> str | None:

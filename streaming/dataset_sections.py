@@ -54,9 +54,10 @@ def _composed(sections: list[dict[str, Any]]) -> dict[str, Any]:
     ledger, so a subscriber seen in several partitions may spend in each — the bound adds up."""
     found = [(s.get("differential_privacy") or {}).get("composition") or {} for s in sections]
     return {
-        "rule": "basic sequential composition: a subscriber's epsilons add up, over the "
-        "windows of every partition",
+        "rule": "basic sequential composition: a subscriber's epsilons and deltas add up, over "
+        "the windows of every partition",
         "windows_released": sum(c.get("windows_released", 0) for c in found),
         "epochs": sorted({e for c in found for e in c.get("epochs", [])}),
         "max_epsilon_per_subscriber": sum(c.get("max_epsilon_per_subscriber", 0) for c in found),
+        "max_delta_per_subscriber": sum(c.get("max_delta_per_subscriber", 0) for c in found),
     }

@@ -96,6 +96,7 @@ def decide(
     state_store = StateStore(layout, topic, partition, store)
     pending = leaves if leaves is not None else PendingLeaves()
     step = _Step(layout, state_store, plan["batch_id"], read_raw, protection, pending)
+    step.read = {r["partition"]: r for r in plan.get("ranges", ())}
     step.load(state_info.get("base"))
     for receipt in receipts:  # in plan order: each partition's chunks in stream order
         step.chunk(receipt)
@@ -128,6 +129,7 @@ class _Step:
         self.layout, self.topic, self.batch_id = layout, store.topic, batch_id
         self.leaves = leaves
         self.read_raw = read_raw
+        self.read: dict[int, dict] = {}  # partition -> the plan's offset range read in it
         self.protection = protection
         self.settings = protection.settings
         self.store = store
@@ -300,7 +302,7 @@ class _Step:
                 # Released rows' keys were indexed when they were put on hold.
                 entry = self._write(dataset, part, path, new_keys=dataset == aggregate.DATASET)
                 self.receipts.append(
-                    {"range": _source(self.topic, partition, part), "files": {dataset: entry}}
+                    {"range": self._released(partition), "files": {dataset: entry}}
                 )
         for dataset, stats in release.stats.items():
             self.stats.setdefault(dataset, []).append(stats)
@@ -322,6 +324,18 @@ class _Step:
             self.figures.setdefault(dataset, []).append(figure)
             self.closed.append({"dataset": dataset, **figure})
         self._forget(window)
+
+    def _released(self, partition: int) -> dict:
+        """A released file's source range: the offsets this batch read in the partition (its
+        release is this batch's doing). Not the span of its rows' own offsets: that would date
+        the window's first and last sessions by the published rows around them."""
+        read = self.read.get(partition, {"start": 0, "end": 0})  # read nothing: a closing flush
+        return {
+            "topic": self.topic,
+            "partition": partition,
+            "start": read["start"],
+            "end": read["end"],
+        }
 
     def _held_for(self, window: int) -> dict[str, pa.Table]:
         rows: dict[str, list[pa.Table]] = {}
@@ -416,16 +430,6 @@ def _topic(plan: dict, receipts: list[dict]) -> str:
     if receipts:
         return receipts[0]["range"]["topic"]
     return plan["topic"]
-
-
-def _source(topic: str, partition: int, rows: pa.Table) -> dict:
-    offsets = rows.column("source_offset")
-    return {
-        "topic": topic,
-        "partition": partition,
-        "start": pc.min(offsets).as_py(),
-        "end": pc.max(offsets).as_py() + 1,
-    }
 
 
 def iso(micros: int | None) -> str | None:

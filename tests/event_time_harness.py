@@ -93,6 +93,8 @@ class Harness:
     closed: dict[int, list[dict]] = field(default_factory=dict)  # batch -> windows it closed
     stats: dict[int, list[dict]] = field(default_factory=dict)  # batch -> receipts' quality
     held: list[int] = field(default_factory=list)  # records on hold after each batch
+    receipts: dict[int, list[dict]] = field(default_factory=dict)  # batch -> its files' receipts
+    plans: dict[int, dict] = field(default_factory=dict)  # batch -> its plan
 
     @property
     def layout(self) -> DataLayout:
@@ -151,6 +153,7 @@ class Harness:
         journal.set_state(batch_id, "done")
         self.closed[batch_id] = outcome.closed
         self.stats[batch_id] = [r.get("quality", {}) for r in outcome.receipts]
+        self.receipts[batch_id], self.plans[batch_id] = outcome.receipts, plan
         self.held.append(outcome.held_total)
 
     def _land(self, chunk: OffsetRange) -> dict:

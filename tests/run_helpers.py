@@ -19,7 +19,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.aggregate import DATASET as DP_COUNTS
+from pipelines.anonymize import KEY_ENV, PseudonymKey, concealed_offsets
 from pipelines.kafka_source import open_source
+from pipelines.staged import is_windowed
 from proofs.anchor import AnchorRegistry
 from proofs.shard_chain import shard_files
 from sinks.storage import Store
@@ -112,13 +114,14 @@ def reconcile(
     for dataset in newest:
         if dataset == DP_COUNTS:  # derived: it holds rows, not records
             continue
+        concealed = is_windowed(dataset)  # its offsets are published as keyed pseudonyms
+        columns = ["source_partition", "source_offset"] + (["pseudonym_epoch"] * concealed)
         for file in _files_of(store, dataset, newest[dataset][0]):
-            table = _table(
-                store, f"published/{dataset}/{file}", ["source_partition", "source_offset"]
-            )
-            seen.update(
-                zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True)
-            )
+            table = _table(store, f"published/{dataset}/{file}", columns)
+            records = zip(*(table.column(c).to_pylist() for c in columns[:2]), strict=True)
+            if concealed:
+                records = _revealed(table, produced_keys, _pseudonym_key(store))
+            seen.update(records)
             published += table.num_rows
     private = [p for p in store.list(f"private/quarantine/{topic}", ".parquet")]
     private += store.list(f"private/suppressed/{topic}", ".parquet")  # k-anonymity: private
@@ -150,6 +153,32 @@ def reconcile(
         anchors_on_chain=len(events),
         anchors_matching=matching,
     )
+
+
+def _pseudonym_key(store: Store) -> PseudonymKey:
+    """The data directory's pseudonym key, as its workers take it (``streaming/keys.py``)."""
+    text = os.environ.get(KEY_ENV) or store.read_bytes("private/keys/pseudonym.key").decode()
+    return PseudonymKey(bytes.fromhex(text.strip()))
+
+
+def _revealed(
+    table: pa.Table, produced: dict[tuple[int, int], str], key: PseudonymKey
+) -> list[tuple[int, int]]:
+    """The (partition, offset) of each released row whose offset is a keyed pseudonym: the
+    publisher, who holds the key, finds its record among the produced ones; a pseudonym of no
+    produced record stays as it is (and is reported lost or unknown)."""
+    rows = list(zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True))
+    found: dict[tuple[int, int], dict[int, int]] = {}
+    for partition, epoch in sorted({(p, e) for p, _, e in rows}):
+        offsets = sorted(o for p, o in produced if p == partition)
+        pseudonyms = concealed_offsets(
+            pa.array([partition] * len(offsets), pa.int32()),
+            pa.array(offsets, pa.int64()),
+            pa.array([epoch] * len(offsets), pa.int64()),
+            key,
+        ).to_pylist()
+        found[(partition, epoch)] = dict(zip(pseudonyms, offsets, strict=True))
+    return [(p, found[(p, e)].get(o, o)) for p, o, e in rows]
 
 
 def _files_of(store: Store, dataset: str, size: int) -> list[str]:

@@ -31,9 +31,10 @@ from validators.sequence import SequenceInputs, SequenceSettings, SequenceState,
 
 START_MS = 1_764_000_000_000
 PARTITIONS = 2
-# Short windows, so that several close mid-stream; k and the DP budget small enough to bite.
+# Short windows, so that several close mid-stream; k and the DP budget small enough to bite, and
+# delta large enough that a three-node fleet's cells reach the DP release threshold (tau 1.2).
 WINDOWS = WindowSettings(window_s=10, allowed_lateness_s=2)
-PRIVACY = PrivacySettings(k=2, dp_budget_per_epoch=2.0)
+PRIVACY = PrivacySettings(k=2, dp_budget_per_epoch=2.0, dp_delta=0.4)
 KEY = PseudonymKey(bytes(range(32)))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -257,7 +258,8 @@ def test_the_noisy_session_counts_are_published_with_epsilon_in_their_manifest(l
     (checkpoint,) = [c for c in summaries[-1].checkpoints if c["dataset"] == "session_counts_dp.v1"]
     manifest = json.loads((data_dir / checkpoint["manifest_path"]).read_text())
     dp = manifest["privacy"]["differential_privacy"]
-    assert (dp["epsilon"], dp["delta"]) == (1.0, 0)
+    assert (dp["epsilon"], dp["delta"]) == (1.0, 1e-6)
+    assert dp["partition_selection"]["tau"] == pytest.approx(1 + math.log(5e5))
     # Released when their hours closed: 15:00 (sessions ending in the first second) and 16:00,
     # in each partition (each keeps its own windows and budget ledger: the bound adds up).
     partitions = len(manifest["shards"])

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import math
 import stat
+from dataclasses import replace
 
 import h3
 import pyarrow as pa
@@ -22,9 +23,9 @@ from pipelines.anonymize import (
     _pseudonyms,
     _truncated_addresses,
     anonymize,
-    group_sizes,
     subscriber_keys,
 )
+from pipelines.k_anonymity import group_sizes
 from pipelines.staged import SUBSCRIBER
 from schemas.published import DEFAULT_PRIVACY, PrivacySettings, published_schema
 from schemas.service import SPEED_TEST_V1, SUBSCRIBER_SESSION_V1
@@ -32,17 +33,18 @@ from simulator.subscribers import luhn_digit, luhn_valid, make_subscriber
 
 KEY = PseudonymKey(bytes(range(32)))
 UTC = dt.timezone.utc
-IMSI = "262011234567890"
+IMSI = "262011234567800"  # the first row's subscriber; the others have their own
 
 
 def sessions(rows: list[dict]) -> pa.RecordBatch:
-    """Canonical session rows; unspecified fields get plausible values."""
+    """Canonical session rows; unspecified fields get plausible values, and each row its own
+    subscriber (k-anonymity counts subscribers)."""
     filled = []
     for i, row in enumerate(rows):
         start = row.get("session_start", dt.datetime(2025, 11, 24, 10, 5, tzinfo=UTC))
         filled.append(
             {
-                "imsi": IMSI,
+                "imsi": f"{IMSI[:-2]}{i:02d}",
                 "msisdn": "4915112345678",
                 "imei": "353320110123457",
                 "ue_ip": "100.64.12.7",
@@ -87,8 +89,9 @@ def test_the_same_subscriber_links_within_an_epoch_and_not_across_epochs():
     day1 = dt.datetime(2025, 11, 24, 10, 5, tzinfo=UTC)
     day2 = day1 + dt.timedelta(days=1)
     result = published(
-        [{"session_start": day1 + dt.timedelta(seconds=i)} for i in range(5)]
-        + [{"session_start": day2 + dt.timedelta(seconds=i)} for i in range(5)]
+        [{"imsi": IMSI, "session_start": day1 + dt.timedelta(seconds=i)} for i in range(5)]
+        + [{"imsi": IMSI, "session_start": day2 + dt.timedelta(seconds=i)} for i in range(5)],
+        PrivacySettings(k=1),  # one subscriber's sessions: published only without k-anonymity
     )
     imsis = result.rows.column("imsi").to_pylist()
     assert len(set(imsis[:5])) == 1 and len(set(imsis[5:])) == 1
@@ -286,7 +289,9 @@ def window_sessions(people_and_cells: list[tuple[str, int]]) -> pa.Table:
 
 
 WINDOW_US = int(dt.datetime(2025, 11, 24, 10, tzinfo=UTC).timestamp()) * 1_000_000
-EXACT = PrivacySettings(dp_epsilon=1e9, dp_budget_per_epoch=1e10)  # noise negligible
+# Noise negligible, and tau just below 1: every cell with a counted subscriber is released
+# (partition selection: tests/test_dp_partition_selection.py).
+EXACT = PrivacySettings(dp_epsilon=1e9, dp_budget_per_epoch=1e10, dp_delta=1 - 1e-12)
 
 
 def test_window_counts_are_distinct_subscribers_per_cell_with_reproducible_noise():
@@ -296,7 +301,7 @@ def test_window_counts_are_distinct_subscribers_per_cell_with_reproducible_noise
         (7, 10, 3),
         (9, 10, 1),
     ]
-    settings = PrivacySettings(dp_epsilon=0.1)
+    settings = PrivacySettings(dp_epsilon=0.1, dp_delta=1 - 1e-12)  # tau ~ -267: both released
     noisy, _ = window_counts(rows, WINDOW_US, "t", KEY, settings, empty_ledger())
     again, _ = window_counts(rows, WINDOW_US, "t", KEY, settings, empty_ledger())
     assert noisy.equals(again)
@@ -313,7 +318,7 @@ def test_a_subscriber_counts_in_one_cell_per_window_the_cell_of_their_first_sess
 
 
 def test_a_subscriber_whose_daily_budget_is_spent_is_left_out_of_later_windows():
-    settings = PrivacySettings(dp_epsilon=1e9, dp_budget_per_epoch=2e9)  # two windows a day
+    settings = replace(EXACT, dp_budget_per_epoch=2e9)  # two windows a day
     ledger = empty_ledger()
     seen = []
     for hour in range(3):
@@ -321,5 +326,5 @@ def test_a_subscriber_whose_daily_budget_is_spent_is_left_out_of_later_windows()
         start = WINDOW_US + hour * 3_600_000_000
         counts, ledger = window_counts(rows, start, "t", KEY, settings, ledger)
         seen.append(counts.column("noisy_subscribers").to_pylist())
-    assert seen == [[2], [2], [0]]  # the third hour: both budgets are spent
+    assert seen == [[2], [2], []]  # the third hour: both budgets are spent, no cell is a candidate
     assert ledger.column("spent").to_pylist() == [2e9, 2e9]
