@@ -113,6 +113,7 @@ def commit_and_anchor(
                 built.append(one)
         if not built:  # every row is in already: anchored before a crash (or by an adopter)
             recorded = plan.get("checkpoints") or []
+            _same_landing(plan, recorded, by_dataset)
             anchored = ctx.chain(recorded) if recorded else []
             # Queued again: the crash may have come before they were (a job is idempotent).
             _enqueue(ctx, [(c, _added(by_dataset[c["dataset"]])) for c in recorded])
@@ -189,6 +190,23 @@ def _moved(chain: ChainView, built: list[_Built]) -> bool:
         if now != one.base.digest:
             return True
     return False
+
+
+class RedoMismatch(RuntimeError):
+    """A batch redone landed other rows than the attempt that built its checkpoints."""
+
+
+def _same_landing(plan: dict, recorded: list[dict], by_dataset: dict[str, Any]) -> None:
+    """The checkpoints recorded for the batch are of the datasets this landing has rows in: a
+    redo is a function of its plan, and one that is not (settings the plan does not record)
+    must stop here, not anchor checkpoints of other files."""
+    built_for = {c["dataset"] for c in recorded}
+    if built_for != set(by_dataset):
+        raise RedoMismatch(
+            f"batch {plan['batch_id']} was redone with rows of {sorted(by_dataset) or 'no dataset'}"
+            f" but its checkpoints were built of {sorted(built_for) or 'none'}: its first attempt "
+            "ran under other settings"
+        )
 
 
 def _build(

@@ -37,7 +37,7 @@ from streaming.journal import BatchJournal
 from streaming.journal_fold import UNREAD_FROM
 from streaming.keys import shared_keys
 from streaming.landers import Landers
-from streaming.node_cache import PLAN_KEY
+from streaming.node_cache import PLAN_KEY, PLAN_POLICY_KEY, planned_policy
 from streaming.poison import land_ahead, land_contained, landing_ahead, lands_in_lander
 from streaming.records_lost import LOST, warn_lost
 from streaming.schedule import fair_shares
@@ -78,11 +78,14 @@ def run_batch(
     worker = worker or Worker()
     space = workspace(config.data_dir, config.work_dir)
     owned = worker.owned(config.topic)
-    if owned is not None and not owned:
-        return None  # the group has given this worker nothing of this topic (yet)
     clock = _Stopwatch()
-    with journaling(space) as journal:  # a batch of this worker's to finish needs no position
+    # A batch of this worker's to finish needs no position, nor any partition: one it planned
+    # before the group took its partitions away is still its own (nobody else plans past a
+    # live worker's batch), so it is finished here all the same.
+    with journaling(space) as journal:
         entry = _unfinished(config, journal, space, worker, owned)
+    if entry is None and owned is not None and not owned:
+        return None  # the group has given this worker nothing of this topic (yet)
     if entry is None:
         positions = _kafka_positions(config, source)
         # Read before planning, like the positions: the registry as of now is what a new plan
@@ -298,6 +301,7 @@ def _journal_new_plan(
         return None
     if registry_block is not None:
         plan[PLAN_KEY] = registry_block
+    plan[PLAN_POLICY_KEY] = planned_policy(config.signatures, config.nodes)
     journal.record_plan(plan["batch_id"], config.topic, plan, owner=worker.id)
     faults.journaled("planned")
     warn_lost(plan["batch_id"], plan.get(LOST, []), "as it was planned")

@@ -5,6 +5,8 @@ Before each batch is planned the cache reads the events of the blocks it has not
 plan records the block it reached (``node_registry_block``). The batch verifies against the
 registry *as of that block* (``fold_events``), so a batch redone after a crash decides exactly as
 the first attempt did, however the registry changed since: the same files, rows and roots.
+For the same reason the plan records the policy it was planned under, and the registry
+(``signatures``): a batch redone after a restart with other settings is checked as planned.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ log = logging.getLogger("rda.run")
 AUTO = "auto"  # required when a node registry is configured, else unsigned
 SIGNATURE_POLICIES = (AUTO, REQUIRED, UNSIGNED)
 PLAN_KEY = "node_registry_block"
+PLAN_POLICY_KEY = "signatures"  # {"policy": required or unsigned, "registry": address or None}
 
 
 @dataclass
@@ -82,11 +85,22 @@ def resolve_policy(policy: str, cache: NodeRegistryCache | None) -> str:
     return policy
 
 
+def planned_policy(policy: str, cache: NodeRegistryCache | None) -> dict[str, str | None]:
+    """What a new plan records of its signature check (``PLAN_POLICY_KEY``)."""
+    resolved = resolve_policy(policy, cache)
+    registry = cache.address if resolved == REQUIRED and cache is not None else None
+    return {"policy": resolved, "registry": registry}
+
+
 def device_check(
     policy: str, cache: NodeRegistryCache | None, plan: dict, topic: str
 ) -> DeviceCheck:
-    """What a batch checks: its topic's policy, against the registry as of the plan's block."""
-    policy = resolve_policy(policy, cache)
+    """What a batch checks: the policy its plan recorded (else, for a plan from before, its
+    topic's), against the registry as of the plan's block."""
+    recorded = plan.get(PLAN_POLICY_KEY)
+    policy = resolve_policy(policy, cache) if recorded is None else recorded["policy"]
+    if recorded is not None and policy == REQUIRED:
+        _same_registry(recorded["registry"], cache, plan, topic)
     if policy == UNSIGNED:
         return DeviceCheck(UNSIGNED, None, topic)
     if cache is None:
@@ -96,3 +110,18 @@ def device_check(
             f'signatures = "unsigned" for a source that cannot sign'
         )
     return DeviceCheck(REQUIRED, cache.snapshot(plan.get(PLAN_KEY)), topic)
+
+
+def _same_registry(
+    planned: str | None, cache: NodeRegistryCache | None, plan: dict, topic: str
+) -> None:
+    """A batch planned against one registry is redone against it, or not at all: checked
+    against another (or none), the same records would be published and then quarantined."""
+    if cache is not None and planned is not None and cache.address.lower() == planned.lower():
+        return
+    now = "no node registry" if cache is None else f"the node registry {cache.address}"
+    raise SettingsError(
+        f"batch {plan.get('batch_id')} of topic {topic} was planned checking device signatures "
+        f"against the node registry {planned}, and this run has {now}: restart with "
+        f"--node-registry {planned} to finish it (a batch is redone exactly as it was planned)"
+    )

@@ -4,12 +4,13 @@ Every journaled batch names the worker that planned it. When that worker is gone
 crashed, its machine lost) another worker adopts the batch and redoes it from the journaled plan;
 while it lives, nobody else touches the batch's files. A worker is
 
-- alive on this machine while its process is (same pid *and* same start time, so a recycled pid
-  is not mistaken for it; a process killed but not yet reaped by its parent, a zombie, is dead),
-  and
-- alive elsewhere while it keeps rewriting its heartbeat object, ``workers/<worker>`` in the
-  data directory's store (a file, or an S3 object whose modification time is the beat), which a
-  background thread does every few seconds: a worker silent for ``lease_s`` is presumed dead.
+- dead on this machine as soon as its process is gone (same pid *and* same start time, so a
+  recycled pid is not mistaken for it; a process killed but not yet reaped by its parent, a
+  zombie, is dead), and
+- alive, here or elsewhere, while it keeps rewriting its heartbeat object, ``workers/<worker>``
+  in the data directory's store (a file, or an S3 object whose modification time is the beat),
+  which a background thread does every few seconds: a worker silent for ``lease_s`` is presumed
+  dead (a process of this machine that keeps no heartbeat at all lives while it runs).
 
 A worker's host is the machine's name, or ``RDA_WORKER_HOST`` (two workers on one machine that
 must behave as on two, e.g. each with its own local state). ``RDA_WORKER_LEASE_S`` shortens the
@@ -75,19 +76,33 @@ def _object(prefix: str, worker: str) -> str:
 
 
 def is_alive(worker: str | None, workers: Workers, lease_s: float | None = None) -> bool:
-    """Whether ``worker`` (an id from ``this_worker``; None for an unowned batch) still runs."""
+    """Whether ``worker`` (an id from ``this_worker``; None for an unowned batch) still runs.
+
+    On this machine, a process that is gone is dead at once; one that runs is alive while its
+    heartbeat is fresh, as elsewhere: a stopped or hung worker (SIGSTOP, a frozen container)
+    would otherwise hold its batch, and its partitions, for as long as it stays so. A process
+    of this machine with no heartbeat at all (one driving batches without ``rda run``'s
+    heartbeat) is alive while it runs."""
     if not worker:
         return False
-    host, _, rest = worker.partition("/")
-    pid_text, _, ticks = rest.partition("/")
-    if host == host_name():
-        return pid_text.isdigit() and _start_ticks(int(pid_text)) == ticks
+    here = worker.partition("/")[0] == host_name()
+    if here and not _runs_here(worker):
+        return False
     store, prefix = _place(workers)
     try:
         beat = store.mtime(_object(prefix, worker))
     except OSError:
         return False
-    return beat is not None and time.time() - beat < (LEASE_S if lease_s is None else lease_s)
+    if beat is None:
+        return here
+    return time.time() - beat < (LEASE_S if lease_s is None else lease_s)
+
+
+def _runs_here(worker: str) -> bool:
+    """Whether the process of ``worker``, a worker of this machine, runs (not a zombie)."""
+    _, _, rest = worker.partition("/")
+    pid_text, _, ticks = rest.partition("/")
+    return pid_text.isdigit() and _start_ticks(int(pid_text)) == ticks
 
 
 def running_workers(workers: Workers) -> list[str]:
@@ -112,7 +127,8 @@ def prune_dead(workers: Workers, lease_s: float | None = None) -> list[str]:
     removed = []
     for worker in running_workers(workers):
         here = worker.partition("/")[0] == host_name()
-        if is_alive(worker, workers, lease if here else 2 * lease):
+        # Here only when its process is gone: the file of a stopped one is its beat to come.
+        if _runs_here(worker) if here else is_alive(worker, workers, 2 * lease):
             continue
         store.delete(_object(prefix, worker))
         removed.append(worker)

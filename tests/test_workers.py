@@ -207,3 +207,85 @@ def test_a_late_batch_never_moves_the_groups_committed_offset_backwards(broker, 
     assert _commit_offsets(config, source, Worker(), {0: 30, 1: 10})  # an adopted, older batch
 
     assert source.committed(group, topic) == {0: 50, 1: 10, 2: 0, 3: 0}
+
+
+def test_a_worker_the_group_left_without_partitions_still_finishes_its_own_planned_batch(
+    broker, topic, tmp_path
+):
+    """Nobody plans past a live worker's batch, so one that kept it planned after the group took
+    its partitions away stalled them for as long as it lived (scale-out red team F2)."""
+    from pipelines.kafka_source import open_source
+    from simulator.fleet import generate
+    from simulator.producer import produce
+    from streaming.chain import open_chain
+    from streaming.driver import RunConfig, Worker, _kafka_positions, _take_or_plan, run_batch
+    from streaming.store import journaling, workspace
+
+    produced = produce(broker.bootstrap, topic, generate(2, 5, 1, 1_764_000_000_000, 3)).messages
+    config = RunConfig(broker.bootstrap, topic, f"g-{topic}", tmp_path / "data")
+    source, chain = open_source(broker.bootstrap), open_chain("embedded", None, None)
+    space = workspace(config.data_dir, config.work_dir)
+    with journaling(space) as journal:  # planned by this worker while it owned the topic
+        positions = _kafka_positions(config, source)
+        planned = _take_or_plan(config, journal, space, Worker(), None, positions)
+    without_partitions = Worker(owned=lambda topic: set())
+
+    summary = run_batch(config, source, chain.anchor, worker=without_partitions)
+
+    assert summary is not None and summary.batch_id == planned["batch_id"]
+    assert summary.read == produced
+    with journaling(space) as journal:
+        assert journal.unfinished_batches(topic) == []
+    assert run_batch(config, source, chain.anchor, worker=without_partitions) is None
+
+
+SLEEPER = (
+    "import time; from streaming.workers import this_worker; print(this_worker(), flush=True); "
+    "time.sleep(60)"
+)
+
+
+def worker_process_here() -> tuple[subprocess.Popen, str]:
+    child = subprocess.Popen([sys.executable, "-c", SLEEPER], stdout=subprocess.PIPE, text=True)
+    return child, child.stdout.readline().strip()
+
+
+def test_a_running_worker_here_that_stopped_beating_is_dead_once_its_lease_runs_out(tmp_path):
+    """A stopped (SIGSTOP) worker's process still runs: it held its batch, and its partitions,
+    for as long as it stayed stopped (scale-out red team F3)."""
+    child, worker = worker_process_here()
+    try:
+        with Heartbeat(tmp_path, worker, lease_s=60) as beat:
+            assert is_alive(worker, tmp_path, lease_s=60)
+            stale = time.time() - 61
+            os.utime(beat.path, (stale, stale))  # as a stopped process leaves it
+            assert not is_alive(worker, tmp_path, lease_s=60)
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_running_worker_here_without_a_heartbeat_is_alive_while_it_runs(tmp_path):
+    child, worker = worker_process_here()
+    try:
+        assert is_alive(worker, tmp_path)
+    finally:
+        child.kill()
+        child.wait()
+    assert not is_alive(worker, tmp_path)
+
+
+def test_the_stale_heartbeat_of_a_running_worker_here_is_kept(tmp_path):
+    """Pruned, it would make the stopped worker alive again (no heartbeat, process running)."""
+    from streaming.workers import prune_dead
+
+    child, worker = worker_process_here()
+    try:
+        with Heartbeat(tmp_path, worker, lease_s=60) as beat:
+            stale = time.time() - 600
+            os.utime(beat.path, (stale, stale))
+            assert prune_dead(tmp_path, lease_s=60) == []
+            assert beat.path.exists() and not is_alive(worker, tmp_path, lease_s=60)
+    finally:
+        child.kill()
+        child.wait()
