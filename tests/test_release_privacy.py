@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from hypothesis import given
 from hypothesis import strategies as st
+from session_rows import sessions
 
 from pipelines.anonymize import PseudonymKey, anonymize, concealed_offsets
 from pipelines.k_anonymity import distinct_people
@@ -36,29 +37,9 @@ PARTITIONS = 2
 SESSIONS = "subscriber_session.v1"
 
 
-def sessions(imsis: list[str], cell: int = 7, start: dt.datetime = AT) -> pa.RecordBatch:
-    """Canonical sessions in one cell, one per IMSI given, all starting at ``start``."""
-    rows = [
-        {
-            "imsi": imsi,
-            "msisdn": None,
-            "imei": None,
-            "ue_ip": None,
-            "mac": None,
-            "node_id": "an-0001",
-            "cell_id": cell,
-            "session_start": start,
-            "session_end": start + dt.timedelta(minutes=10),
-            "bytes_up": 1,
-            "bytes_down": 2,
-            "source_topic": "t",
-            "source_partition": 0,
-            "source_offset": i,
-            "ingest_time": start + dt.timedelta(minutes=11),
-        }
-        for i, imsi in enumerate(imsis)
-    ]
-    return pa.RecordBatch.from_pylist(rows, schema=SUBSCRIBER_SESSION_V1.arrow_schema())
+def sessions_of(imsis: list[str], start: dt.datetime = AT) -> pa.RecordBatch:
+    """Sessions in one cell, one per IMSI given, all starting at ``start``."""
+    return sessions([{"imsi": imsi, "session_start": start} for imsi in imsis])
 
 
 def published(batch: pa.RecordBatch) -> list[dict]:
@@ -69,17 +50,17 @@ def published(batch: pa.RecordBatch) -> list[dict]:
 
 
 def test_five_sessions_of_one_subscriber_are_not_a_group_of_five():
-    assert published(sessions(["262010000000001"] * 5)) == []
+    assert published(sessions_of(["262010000000001"] * 5)) == []
 
 
 def test_five_subscribers_sessions_in_one_cell_and_hour_are_published():
     imsis = [f"26201000000000{i}" for i in range(5)]
-    assert len(published(sessions(imsis))) == 5
+    assert len(published(sessions_of(imsis))) == 5
 
 
 def test_a_group_generalized_to_the_day_has_its_ingest_time_floored_to_the_day_too():
-    early = sessions([f"26201000000000{i}" for i in range(3)])
-    later = sessions([f"26201000000001{i}" for i in range(2)], start=AT + dt.timedelta(hours=3))
+    early = sessions_of([f"26201000000000{i}" for i in range(3)])
+    later = sessions_of([f"26201000000001{i}" for i in range(2)], start=AT + dt.timedelta(hours=3))
     rows = published(pa.concat_batches([early, later]))
     day = dt.datetime(2025, 11, 24, tzinfo=UTC)
     assert [(r["session_start"], r["ingest_time"]) for r in rows] == [(day, day)] * 5
