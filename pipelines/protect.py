@@ -207,9 +207,14 @@ class Protection:
     # -- everything at once -----------------------------------------------------------------
 
     def __call__(
-        self, raw: pa.RecordBatch, result: Standardized, aggregates: bool = True
+        self,
+        raw: pa.RecordBatch,
+        result: Standardized,
+        aggregates: bool = True,
+        conceal: bool = True,
     ) -> Standardized:
-        """Every check and transform over ``raw`` as one whole stream, all windows closed."""
+        """Every check and transform over ``raw`` as one whole stream, all windows closed.
+        ``conceal=False``: released rows keep their offsets (``release``)."""
         if self.staged_only:
             return self.stage(raw, result)
         stage = self.stage(raw, result)
@@ -224,7 +229,9 @@ class Protection:
         ledger = aggregate.empty_ledger()
         for window in windows.windows_to_close(state, partitions, self.settings, flush=True):
             held = {d: windows.held_in(t, window) for d, t in decision.held.items()}
-            release = release_window(state, window, held, self.settings, self.key, topic, ledger)
+            release = release_window(
+                state, window, held, self.settings, self.key, topic, ledger, conceal=conceal
+            )
             ledger = release.ledger
             suppressed += release.suppressed
             for dataset, rows in release.published.items():

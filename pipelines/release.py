@@ -49,8 +49,12 @@ def release(
     topic: str,
     ledger: pa.Table,
     scope: str | None = None,
+    conceal: bool = True,
 ) -> Release:
-    """Close ``window``: k-anonymity over its held rows, its DP counts, its final figures."""
+    """Close ``window``: k-anonymity over its held rows, its DP counts, its final figures.
+    ``conceal=False``: the released rows keep their Kafka offsets, for a caller that looks
+    them up before it conceals them itself (``conceal_lineage``: a replay drops duplicates).
+    """
     held = {d: stream_order(t) for d, t in sorted(held.items()) if t.num_rows}
     public, suppressed = _k_anonymous(held, settings.privacy)
     out = Release({}, [record_of(k) for k in sorted(suppressed)], {}, {}, {}, ledger)
@@ -60,8 +64,8 @@ def release(
         records |= set(keys.tolist())
         out_rows = public[dataset].filter(pa.array(~np.isin(keys, list(suppressed)), pa.bool_()))
         withheld = rows.num_rows - out_rows.num_rows
-        if staged.is_windowed(dataset):
-            out_rows = _concealed(out_rows, key)
+        if conceal and staged.is_windowed(dataset):
+            out_rows = conceal_lineage(out_rows, key)
         if out_rows.num_rows:
             out.published[dataset] = out_rows
         null_cells, cells = cell_counts(out_rows)
@@ -117,7 +121,7 @@ def _k_anonymous(
     return public, suppressed
 
 
-def _concealed(rows: pa.Table, key: PseudonymKey) -> pa.Table:
+def conceal_lineage(rows: pa.Table, key: PseudonymKey) -> pa.Table:
     """Released rows with keyed pseudonyms for their Kafka offsets, in that order: an exact
     offset, or the rows' stream order, would date each one (``concealed_offsets``)."""
     at = rows.schema.get_field_index("source_offset")

@@ -14,7 +14,6 @@ import datetime as dt
 import logging
 import socket
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,17 +21,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipelines.anonymize import PseudonymKey
 from pipelines.device_signatures import REASONS as SIGNATURE_CODES
-from pipelines.device_signatures import REQUIRED, DeviceCheck
-from pipelines.graph import Refused, standardize_chunk
+from pipelines.device_signatures import REQUIRED
 from pipelines.protect import Protection
-from pipelines.standardize import Standardized
 from pipelines.windows import WINDOW_CLOSED
-from schemas.records import RAW_RECORD_SCHEMA
 from sinks.catalog import Catalog
-from sinks.dedup import drop_records, find_batch_duplicates
 from sinks.layout import DataLayout
-from sinks.parquet import write_parquet
 from streaming import quality_pool
 from streaming.batch import Anchorer, Progress
 from streaming.batch_files import publish_batch_files
@@ -42,7 +37,12 @@ from streaming.driver import chain_view
 from streaming.errors import SettingsError
 from streaming.keys import shared_keys
 from streaming.node_cache import PLAN_KEY, NodeRegistryCache, device_check, resolve_policy
-from streaming.poison import standardize_contained
+from streaming.replay_landing import (
+    Decoder,
+    conceal_released,
+    drop_already_published,
+    land_replay,
+)
 from streaming.sequencer import batch_shards, record_anchored, write_leaves
 from streaming.store import RunStore, Workspace, workspace, writing
 
@@ -143,9 +143,10 @@ def _replay_pending(
     journal.record_plan(batch_id, REPLAY_TOPIC, plan)
     progress(f"replay batch {batch_id}: standardizing {pending.num_rows} quarantined records")
     checks = lambda t: device_check(request.signatures, request.nodes, plan, t)  # noqa: E731
-    decode = _Decoder(request.default_format, request.override, request.crash_limit, checks)
-    receipts, outcome = _land_replay(layout, batch_id, pending, decode)
-    _drop_already_published(layout, catalog, batch_id, receipts, outcome)
+    decode = Decoder(request.default_format, request.override, request.crash_limit, checks)
+    receipts, outcome = land_replay(layout, batch_id, pending, decode)
+    drop_already_published(layout, catalog, batch_id, receipts, outcome)
+    conceal_released(layout, receipts, PseudonymKey.load(layout.private))
     # What it is to publish, journaled before anything is committed: the next replay finishes
     # the batch from here if its checkpoints got journaled too, else closes it (``_finish``).
     plan["receipts"] = receipts
@@ -267,108 +268,3 @@ def not_replayable(signatures: str, nodes: NodeRegistryCache | None) -> dict[str
                 "--node-registry (and signatures required), or they stay quarantined"
             )
     return why
-
-
-@dataclass(frozen=True)
-class _Decoder:
-    """How replayed records are standardized: format, header override, crash containment."""
-
-    default_format: str | None
-    override: bool
-    crash_limit: int
-    devices: Callable[[str], DeviceCheck]  # a topic's device signature checks
-
-    def __call__(self, part: pa.RecordBatch, protect: Protection, what: str) -> Standardized:
-        topic = part.column("topic")[0].as_py() if part.num_rows else ""
-        devices = self.devices(topic)
-
-        def decode(raw: pa.RecordBatch, refused: Refused) -> Standardized:
-            result = standardize_chunk(
-                raw, self.default_format, None, refused, devices, self.override
-            )
-            # Replayed records are judged on their own: a closed window's counts are never redone.
-            return protect(raw, result, aggregates=False)
-
-        return standardize_contained(part, decode, self.crash_limit, what)
-
-
-def _land_replay(
-    layout: DataLayout, batch_id: int, pending: pa.Table, decode: _Decoder
-) -> tuple[list[dict], dict[tuple[str, int, int], str | None]]:
-    """Standardize per topic-partition; write what passes. Outcome per record: None or code."""
-    if "signature" not in pending.schema.names:  # quarantined before device signatures
-        pending = pending.append_column("signature", pa.nulls(pending.num_rows, pa.string()))
-    raw = pending.select(RAW_RECORD_SCHEMA.names).cast(RAW_RECORD_SCHEMA)
-    protect = Protection(str(layout.private))  # replayed rows are published like any others
-    receipts, outcome = [], {}
-    groups = raw.group_by(["topic", "partition"]).aggregate([]).to_pylist()
-    for group in sorted(groups, key=lambda g: (g["topic"], g["partition"])):
-        mask = pc.and_(
-            pc.equal(raw.column("topic"), group["topic"]),
-            pc.equal(raw.column("partition"), group["partition"]),
-        )
-        part = raw.filter(mask).combine_chunks().to_batches()[0]
-        result = decode(part, protect, f"replaying {group['topic']}/{group['partition']}")
-        offsets = part.column("offset").to_pylist()
-        key = (group["topic"], group["partition"])
-        for offset in offsets:
-            outcome[(*key, offset)] = None
-        for rejects in (result.quarantined, result.suppressed):  # suppressed stay quarantined
-            for offset, code in zip(
-                rejects.column("offset").to_pylist(),
-                rejects.column("reason_code").to_pylist(),
-                strict=True,
-            ):
-                outcome[(*key, offset)] = code
-        receipt = _write_replay_files(layout, batch_id, group, offsets, result.published)
-        receipts.append({**receipt, "quality": result.quality})
-    return receipts, outcome
-
-
-def _write_replay_files(
-    layout: DataLayout, batch_id: int, group: dict, offsets: list[int], published: dict
-) -> dict:
-    name = f"replay-b{batch_id:06d}-{group['topic']}-p{group['partition']:04d}"
-    receipt = {
-        "range": {
-            "topic": group["topic"],
-            "partition": group["partition"],
-            "start": min(offsets),
-            "end": max(offsets) + 1,
-        },
-        "files": {},
-    }
-    for dataset, rows in sorted(published.items()):
-        if rows.num_rows:
-            path = layout.data_file(dataset, name, group["topic"], group["partition"])
-            receipt["files"][dataset] = {
-                "path": layout.relative(path),
-                "sha256": write_parquet(rows, path),
-                "rows": rows.num_rows,
-            }
-    return receipt
-
-
-def _drop_already_published(
-    layout: DataLayout, catalog: Catalog, batch_id: int, receipts: list[dict], outcome: dict
-) -> None:
-    """Replayed records whose natural key is already published stay in quarantine. A shard is
-    one topic's partition: its duplicates are that topic's records (another topic's record at
-    the same partition and offset was dropped too)."""
-    topic_of = {
-        file["path"]: receipt["range"]["topic"]
-        for receipt in receipts
-        for file in receipt["files"].values()
-    }
-    duplicates: dict[str, set[tuple[int, int]]] = {}
-    for (_dataset, shard), new in batch_shards(receipts).items():
-        # No record_batch_keys here: a replay batch is not redone after a crash, so its keys
-        # reach the index from the catalog once committed (at the next lookup).
-        found = find_batch_duplicates(catalog, shard, batch_id, new)
-        duplicates.setdefault(topic_of[new[0]], set()).update(found)
-    for receipt in receipts:
-        topic = receipt["range"]["topic"]
-        drop_records(layout, receipt, duplicates.get(topic, set()))
-        for partition, offset in duplicates.get(topic, set()):
-            if (topic, partition, offset) in outcome:
-                outcome[(topic, partition, offset)] = "duplicate"

@@ -10,7 +10,8 @@ while it lives, nobody else touches the batch's files. A worker is
 - alive, here or elsewhere, while it keeps rewriting its heartbeat object, ``workers/<worker>``
   in the data directory's store (a file, or an S3 object whose modification time is the beat),
   which a background thread does every few seconds: a worker silent for ``lease_s`` is presumed
-  dead (a process of this machine that keeps no heartbeat at all lives while it runs).
+  dead (a process of this machine without a heartbeat file lives while it runs and is not
+  stopped: one that keeps none, or one whose file another host pruned after two leases).
 
 A worker's host is the machine's name, or ``RDA_WORKER_HOST`` (two workers on one machine that
 must behave as on two, e.g. each with its own local state). ``RDA_WORKER_LEASE_S`` shortens the
@@ -23,6 +24,7 @@ The heartbeat files of dead workers are removed by the next worker that starts a
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import threading
@@ -33,22 +35,29 @@ from typing import TYPE_CHECKING, Union
 if TYPE_CHECKING:  # imported when used: `this_worker` stays a light import (no pyarrow threads)
     from sinks.storage import Store
 
+log = logging.getLogger("rda.run")
 LEASE_S = float(os.environ.get("RDA_WORKER_LEASE_S", "60"))  # silent this long elsewhere: dead
 Workers = Union["Store", Path]  # the data directory's store, or a folder of heartbeat files
 
 
 _DEAD_STATES = ("Z", "X", "x")  # zombie, dead: killed, waiting for its parent to reap it
+_STOPPED_STATES = ("T", "t")  # stopped (SIGSTOP) or traced
 
 
-def _start_ticks(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat), or None
-    if no process runs under ``pid`` (none at all, or only a zombie)."""
+def _process_state(pid: int) -> tuple[str, str] | None:
+    """The process's state letter and start time in clock ticks since boot (fields 3 and 22 of
+    /proc/PID/stat), or None if no process runs under ``pid`` (none at all, or only a zombie)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     fields = stat.rsplit(")", 1)[1].split()
-    return None if fields[0] in _DEAD_STATES else fields[19]
+    return None if fields[0] in _DEAD_STATES else (fields[0], fields[19])
+
+
+def _start_ticks(pid: int) -> str | None:
+    state = _process_state(pid)
+    return None if state is None else state[1]
 
 
 def host_name() -> str:
@@ -86,23 +95,33 @@ def is_alive(worker: str | None, workers: Workers, lease_s: float | None = None)
     if not worker:
         return False
     here = worker.partition("/")[0] == host_name()
-    if here and not _runs_here(worker):
+    state = _state_here(worker) if here else None
+    if here and state is None:
         return False
     store, prefix = _place(workers)
     try:
         beat = store.mtime(_object(prefix, worker))
     except OSError:
         return False
-    if beat is None:
-        return here
+    if beat is None:  # none kept, or pruned by another host after two silent leases
+        return here and state not in _STOPPED_STATES
     return time.time() - beat < (LEASE_S if lease_s is None else lease_s)
+
+
+def _state_here(worker: str) -> str | None:
+    """The state letter of the process of ``worker``, a worker of this machine; None if it is
+    gone (or its pid now names another process)."""
+    _, _, rest = worker.partition("/")
+    pid_text, _, ticks = rest.partition("/")
+    if not pid_text.isdigit():
+        return None
+    state = _process_state(int(pid_text))
+    return state[0] if state is not None and state[1] == ticks else None
 
 
 def _runs_here(worker: str) -> bool:
     """Whether the process of ``worker``, a worker of this machine, runs (not a zombie)."""
-    _, _, rest = worker.partition("/")
-    pid_text, _, ticks = rest.partition("/")
-    return pid_text.isdigit() and _start_ticks(int(pid_text)) == ticks
+    return _state_here(worker) is not None
 
 
 def running_workers(workers: Workers) -> list[str]:
@@ -168,5 +187,7 @@ class Heartbeat:
 
     def _beat(self) -> None:
         while not self._stop.wait(self.period):
-            with contextlib.suppress(OSError):
+            try:
                 self._write()
+            except Exception as error:  # retried next period: a dead thread would leave this
+                log.warning("heartbeat of %s not written: %s", self.worker, error)  # worker dead

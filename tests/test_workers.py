@@ -245,6 +245,11 @@ SLEEPER = (
 )
 
 
+def stopped(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
 def worker_process_here() -> tuple[subprocess.Popen, str]:
     child = subprocess.Popen([sys.executable, "-c", SLEEPER], stdout=subprocess.PIPE, text=True)
     return child, child.stdout.readline().strip()
@@ -286,6 +291,31 @@ def test_the_stale_heartbeat_of_a_running_worker_here_is_kept(tmp_path):
             os.utime(beat.path, (stale, stale))
             assert prune_dead(tmp_path, lease_s=60) == []
             assert beat.path.exists() and not is_alive(worker, tmp_path, lease_s=60)
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_stopped_worker_here_stays_dead_when_another_host_prunes_its_stale_heartbeat(
+    tmp_path, monkeypatch
+):
+    """Pruned by another host after two silent leases, its file was gone, and a running process
+    here without one counted as alive again (review of the F3 fix)."""
+    from streaming.workers import prune_dead
+
+    child, worker = worker_process_here()
+    try:
+        os.kill(child.pid, signal.SIGSTOP)  # delivered a moment later: wait until it is stopped
+        wait_for(lambda: stopped(child.pid), 10, "the worker to stop")
+        beat = Heartbeat(tmp_path, worker, lease_s=60)
+        beat._write()  # the file it left when it stopped, long ago
+        stale = time.time() - 600
+        os.utime(beat.path, (stale, stale))
+        with monkeypatch.context() as elsewhere:
+            elsewhere.setenv("RDA_WORKER_HOST", "another-host.example")
+            assert prune_dead(tmp_path, lease_s=60) == [worker]
+
+        assert not is_alive(worker, tmp_path, lease_s=60)
     finally:
         child.kill()
         child.wait()
