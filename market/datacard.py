@@ -1,6 +1,7 @@
 """The data card of a dataset: what it is, where and when it was measured, how it was
 collected and processed, how often it is updated, its quality and privacy per checkpoint,
-what was quarantined or suppressed, who published it and whether their signatures hold.
+what was quarantined (how much k-anonymity suppressed stays private), who published it and
+whether their signatures hold.
 
 Everything comes from the pipeline's own records: the catalog (every anchored checkpoint, the
 quarantine register), the checkpoint manifests (schema, files with their Kafka offsets, batch,
@@ -66,13 +67,10 @@ def catalog_facts(data_dir: Path) -> CatalogFacts:
 def checkpoint_history(asset: Asset, facts: CatalogFacts) -> list[dict[str, Any]]:
     """Every anchored checkpoint, oldest first, with what its manifest says of its batch."""
     history = []
-    suppressed_before = 0
     for record in facts.checkpoints.get(asset.dataset, []):
         path = asset.manifest_path.parents[3] / record["manifest_path"]  # the data root
         manifest = _manifest(path)
         quality = manifest.get("quality") or {}
-        privacy = manifest.get("privacy") or {}
-        suppressed = privacy.get("suppressed") or 0  # cumulative in the manifests
         history.append({
             "tree_size": record["tree_size"],
             "root": record["root"],
@@ -86,11 +84,8 @@ def checkpoint_history(asset: Asset, facts: CatalogFacts) -> list[dict[str, Any]
             "quality_score": quality.get("score"),
             "expectations": attested_expectations(asset.dataset_dir, quality),
             "counts": quality.get("counts"),
-            "suppressed_total": suppressed,
-            "suppressed_added": suppressed - suppressed_before,
             "signature": signature_status(path, manifest)["status"],
         })  # fmt: skip
-        suppressed_before = suppressed
     return history
 
 
@@ -183,7 +178,6 @@ def data_card(
             "note": "Records quarantined from the topic(s) this dataset is read from; a record "
             "that cannot be parsed cannot be told apart by dataset.",
         },
-        "suppressed": history[-1]["suppressed_total"] if history else 0,
         "known_limits": _known_limits(asset, privacy, coverage),
     }
 

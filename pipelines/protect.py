@@ -70,11 +70,9 @@ class Protection:
     ) -> dict:
         """What a manifest records of the policy: transforms, k, key id and epochs — no key."""
         canonical = schema_for_dataset(schema.dataset)
-        section: dict = {
-            "transforms": policy_transforms(canonical, self.privacy),
-            "suppressed": (previous or {}).get("suppressed", 0)
-            + sum(s.get("suppressed", 0) for s in stats),
-        }
+        # No count of the records k-anonymity withholds: exact, per checkpoint, it would say
+        # someone had a rare session in that partition and hour (kept private: rda status).
+        section: dict = {"transforms": policy_transforms(canonical, self.privacy)}
         if any(f.privacy is Privacy.QUASI_IDENTIFIER for f in canonical.fields):
             section["k_anonymity"] = {
                 "k": self.privacy.k,

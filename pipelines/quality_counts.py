@@ -74,7 +74,6 @@ def stats_of(published: pa.Table, **counts) -> dict:
         "rows": counts.get("rows", 0),
         "quarantined": dict(sorted(counts.get("quarantined", {}).items())),
         "flags": {k: v for k, v in sorted(counts.get("flags", {}).items()) if v},
-        "suppressed": counts.get("suppressed", 0),
         "published": published.num_rows,
         "null_cells": counts.get("null_cells", 0),
         "cells": counts.get("cells", 0),

@@ -63,13 +63,15 @@ def release(
         keys = record_keys(rows)
         records |= set(keys.tolist())
         out_rows = public[dataset].filter(pa.array(~np.isin(keys, list(suppressed)), pa.bool_()))
-        withheld = rows.num_rows - out_rows.num_rows
         if conceal and staged.is_windowed(dataset):
             out_rows = conceal_lineage(out_rows, key)
         if out_rows.num_rows:
             out.published[dataset] = out_rows
         null_cells, cells = cell_counts(out_rows)
-        stats = {"suppressed": withheld, "null_cells": null_cells, "cells": cells}
+        # Not how many it withheld: an exact count per partition and hour says someone had a
+        # rare session there, which the DP counts hide per cell (the count stays private:
+        # ``records``, the suppressed store, ``rda status``).
+        stats = {"null_cells": null_cells, "cells": cells}
         state.add(window, dataset, stats)
         out.stats[dataset] = stats_of(out_rows, **stats)
     sessions = held.get(aggregate.SOURCE_DATASET)

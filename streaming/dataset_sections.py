@@ -1,8 +1,8 @@
 """What a dataset checkpoint over shards says of them: its quality and its privacy sections.
 
 The dataset's score covers every shard's rows (their cumulative counts, summed); the privacy
-policy is the data directory's, applied by each shard (suppressed records summed, pseudonym
-epochs merged, the DP compositions of the partitions' ledgers added up).
+policy is the data directory's, applied by each shard (pseudonym epochs merged, the DP
+compositions of the partitions' ledgers added up).
 """
 
 from __future__ import annotations
@@ -34,13 +34,12 @@ def dataset_quality(
 def merged_privacy(
     protection: Protection, schema: Any, manifests: list[dict[str, Any]]
 ) -> dict[str, Any] | None:
-    """The policy as every shard applied it: suppressed records summed, pseudonym epochs
-    merged (the transforms, k and the key id are the data directory's, the same in each)."""
+    """The policy as every shard applied it: pseudonym epochs merged (the transforms, k and
+    the key id are the data directory's, the same in each)."""
     sections = [m["privacy"] for m in manifests if m.get("privacy")]
     if not sections:
         return None
     merged = protection.manifest_section(schema, [], None)
-    merged["suppressed"] = sum(s.get("suppressed", 0) for s in sections)
     if "pseudonyms" in merged:
         epochs = {e for s in sections for e in (s.get("pseudonyms") or {}).get("epochs", [])}
         merged["pseudonyms"]["epochs"] = sorted(epochs)

@@ -229,6 +229,23 @@ def test_counts_reconcile_with_suppressed_records_kept_privately(landed):
     assert codes == {"k_anonymity"}
 
 
+def test_no_published_document_says_how_many_records_k_anonymity_withheld(landed):
+    """An exact count per partition and checkpoint says someone had a rare session there and
+    then (review of stop 70); the counts are the publisher's alone."""
+    data_dir, _, summaries, *_ = landed
+    assert sum(s.suppressed for s in summaries) > 0
+
+    def keys(value) -> set[str]:
+        if isinstance(value, dict):
+            return set(value) | {k for v in value.values() for k in keys(v)}
+        return {k for v in value for k in keys(v)} if isinstance(value, list) else set()
+
+    documents = sorted((data_dir / "published").rglob("*.json"))
+    assert documents
+    for path in documents:
+        assert "suppressed" not in keys(json.loads(path.read_text())), path
+
+
 def test_session_checkpoints_record_the_key_id_and_epochs_and_verify(landed):
     data_dir, _, summaries, _, chain = landed
     (checkpoint,) = [c for c in summaries[-1].checkpoints if c["dataset"] == SESSIONS]

@@ -58,7 +58,6 @@ def dataset_counts(stats: list[dict[str, Any]], previous: dict[str, Any] | None)
         counts["rows"] += chunk["rows"]
         counts["null_cells"] += chunk["null_cells"]
         counts["cells"] += chunk["cells"]
-        counts["suppressed"] += chunk["suppressed"]
         for code, n in {**chunk["quarantined"], **chunk["flags"]}.items():
             counts[code] += n
     return dict(sorted(counts.items()))
