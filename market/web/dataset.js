@@ -106,7 +106,7 @@
       ["Methodology", el("ul", {}, c.methodology.map((m) => el("li", {}, m)))],
       ["Privacy", el("span", { id: "privacy-treatment" }, privacyText)],
       ["Quarantined", el("span", { id: "quarantine-count" }, `${q.total} records` + (reasons.length ? ` (${reasons.join(", ")})` : "") + ". " + q.note)],
-      ["Suppressed", el("span", { id: "suppressed-count" }, `${c.suppressed} records withheld by the privacy policy (k-anonymity)`)],
+      ["Suppressed", el("span", { id: "suppressed-count" }, "Records in groups smaller than k are withheld (k-anonymity); how many is not published: a count per checkpoint would say someone had a rare session there and then.")],
       ["Known limits", el("ul", {}, c.known_limits.map((m) => el("li", {}, m)))],
     ]);
   }
@@ -115,10 +115,10 @@
     const q = l.quality, r = l.quality_report;
     if (!q) return el("p", { class: "hint" }, "No quality report is attached to this checkpoint.");
     const comps = Object.entries(q.components || {}).map(([k, v]) => `${k} ${fmt(v)}`).join(" · ");
-    const history = table(["tree size", "batch", "score", "expectations met", "suppressed (added)", "signature"],
+    const history = table(["tree size", "batch", "score", "expectations met", "signature"],
       l.checkpoints.map((h) => [h.tree_size, h.batch ?? "—", h.quality_score ?? "—",
         h.expectations === "pending" ? "pending" : h.expectations ? `${h.expectations.successful} of ${h.expectations.evaluated}` : "—",
-        h.suppressed_added ?? 0, h.signature]), "Quality per anchored checkpoint");
+        h.signature]), "Quality per anchored checkpoint");
     history.id = "quality-history";
     return el("div", {},
       el("p", {}, el("strong", { id: "quality-score" }, `Score ${q.score} / 100`), ` at the latest checkpoint — ${comps}`),
