@@ -1,12 +1,14 @@
-"""Canonical ``subscriber_session`` rows for the privacy tests."""
+"""Canonical ``subscriber_session`` rows, and node reports of sessions, for the tests."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pyarrow as pa
 
 from schemas.service import SUBSCRIBER_SESSION_V1
+from simulator.messages import Message
 
 UTC = dt.timezone.utc
 IMSI = "262011234567800"  # the first row's subscriber; the others have their own
@@ -39,3 +41,16 @@ def sessions(rows: list[dict]) -> pa.RecordBatch:
             }
         )
     return pa.RecordBatch.from_pylist(filled, schema=SUBSCRIBER_SESSION_V1.arrow_schema())
+
+
+def session_at(ms: int, cell: int, imsi: str) -> Message:
+    """A node's report of one session ending at ``ms`` (its Kafka timestamp too)."""
+    report = {
+        "format": "rda.node.v1",
+        "kind": "subscriber_session",
+        "node": "an-0000",
+        "ts_ms": ms,
+        "subscriber": {"imsi": imsi, "msisdn": "4915112345678", "imei": "353320110123457"},
+        "session": {"cell": cell, "start_ms": ms - 60_000, "end_ms": ms, "ue_ip": "100.64.1.2"},
+    }
+    return Message(b"an-0000", json.dumps(report).encode(), ms)

@@ -8,7 +8,6 @@ when; a session arriving after its window closed is quarantined and the window s
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import replace
 from pathlib import Path
@@ -16,10 +15,10 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+from session_rows import session_at
 
 from pipelines.kafka_source import open_source
 from simulator.fleet import generate
-from simulator.messages import Message
 from simulator.producer import produce
 from sinks.layout import DataLayout
 from streaming import faults, journal_segments
@@ -127,18 +126,6 @@ def test_uneven_batches_killed_between_steps_publish_what_one_batch_does(
     assert set(one) == set(many)
     for name in sorted(one):
         assert one[name] == many[name], name
-
-
-def session_at(ms: int, cell: int, imsi: str) -> Message:
-    report = {
-        "format": "rda.node.v1",
-        "kind": "subscriber_session",
-        "node": "an-0000",
-        "ts_ms": ms,
-        "subscriber": {"imsi": imsi, "msisdn": "4915112345678", "imei": "353320110123457"},
-        "session": {"cell": cell, "start_ms": ms - 60_000, "end_ms": ms, "ue_ip": "100.64.1.2"},
-    }
-    return Message(b"an-0000", json.dumps(report).encode(), ms)
 
 
 def test_status_and_metrics_show_the_held_sessions_and_until_when(broker, topic, tmp_path):

@@ -13,6 +13,7 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 from kafka import KafkaProducer
+from session_rows import session_at
 
 from pipelines.anonymize import PseudonymKey, concealed_offsets
 from pipelines.kafka_source import open_source
@@ -28,24 +29,9 @@ KEY_HEX = "5e" * 32
 CELL = 2_560_000
 
 
-def session(ms: int, imsi: str, cell: int = CELL) -> bytes:
-    report = {
-        "format": "rda.node.v1",
-        "kind": "subscriber_session",
-        "node": "an-0000",
-        "ts_ms": ms,
-        "subscriber": {"imsi": imsi, "msisdn": "4915112345678", "imei": "353320110123457"},
-        "session": {"cell": cell, "start_ms": ms - 60_000, "end_ms": ms, "ue_ip": "100.64.1.2"},
-    }
-    return json.dumps(report).encode()
-
-
 def five_subscribers() -> list[Message]:
     """Five subscribers' sessions in one cell and hour: a group of k = 5."""
-    return [
-        Message(b"an-0000", session(START_MS + i * 1000, f"2620100000000{i:02d}"), START_MS + i)
-        for i in range(5)
-    ]
+    return [session_at(START_MS + i * 1000, CELL, f"2620100000000{i:02d}") for i in range(5)]
 
 
 def published_sessions(data) -> list[tuple[str, dict, list[int]]]:
@@ -67,7 +53,7 @@ def test_replayed_duplicate_sessions_stay_quarantined(broker, topic, tmp_path, m
     data = tmp_path / "data"
     config = RunConfig(broker.bootstrap, topic, f"g-{topic}", data)
     later = START_MS + 3_960_000  # past the hour and its allowed lateness: the window closes
-    closing = Message(b"an-0000", session(later, "262010000000099", CELL + 1), later)
+    closing = session_at(later, CELL + 1, "262010000000099")
     produce(broker.bootstrap, topic, [*five_subscribers(), closing], partitions=1)
     assert run_batch(config, source, chain.anchor).published == 5  # the window closed
     produce(broker.bootstrap, topic, five_subscribers(), partitions=1)  # a producer's retry
