@@ -99,7 +99,7 @@ def device_check(
     topic's), against the registry as of the plan's block."""
     recorded = plan.get(PLAN_POLICY_KEY)
     policy = resolve_policy(policy, cache) if recorded is None else recorded["policy"]
-    if recorded is not None and policy == REQUIRED:
+    if recorded is not None and policy == REQUIRED and recorded["registry"] is not None:
         _same_registry(recorded["registry"], cache, plan, topic)
     if policy == UNSIGNED:
         return DeviceCheck(UNSIGNED, None, topic)
@@ -112,12 +112,10 @@ def device_check(
     return DeviceCheck(REQUIRED, cache.snapshot(plan.get(PLAN_KEY)), topic)
 
 
-def _same_registry(
-    planned: str | None, cache: NodeRegistryCache | None, plan: dict, topic: str
-) -> None:
+def _same_registry(planned: str, cache: NodeRegistryCache | None, plan: dict, topic: str) -> None:
     """A batch planned against one registry is redone against it, or not at all: checked
     against another (or none), the same records would be published and then quarantined."""
-    if cache is not None and planned is not None and cache.address.lower() == planned.lower():
+    if cache is not None and cache.address.lower() == planned.lower():
         return
     now = "no node registry" if cache is None else f"the node registry {cache.address}"
     raise SettingsError(

@@ -106,3 +106,8 @@ def test_a_batch_killed_after_its_commit_is_finished_as_planned_by_a_run_asking_
     space = workspace(planned.data_dir, planned.work_dir)
     with BatchJournal(space.work.journal, read_only=True) as journal:
         assert journal.unfinished_batches(topic) == []
+
+
+def test_a_batch_planned_required_without_a_registry_says_none_is_configured():
+    with pytest.raises(SettingsError, match="no node registry is configured"):
+        device_check(REQUIRED, None, plan(REQUIRED, None), "t")
