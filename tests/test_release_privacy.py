@@ -145,3 +145,11 @@ def test_a_released_files_source_range_is_the_partitions_range_the_batch_read():
                 assert (source["start"], source["end"]) == (plan["start"], plan["end"])
                 checked += 1
     assert checked
+
+
+def test_a_checkpoint_of_an_earlier_version_passes_on_no_count_of_withheld_records():
+    from validators.score import dataset_counts
+
+    earlier = {"rows": 10, "cells": 90, "null_cells": 9, "suppressed": 3}
+    chunk = {"rows": 2, "cells": 18, "null_cells": 0, "quarantined": {}, "flags": {}}
+    assert dataset_counts([chunk], earlier) == {"cells": 108, "null_cells": 9, "rows": 12}

@@ -51,9 +51,15 @@ def score(components: dict[str, float]) -> float:
     return round(100 * sum(components[c] for c in COMPONENTS) / len(COMPONENTS), 2)
 
 
+WITHHELD = "suppressed"  # the counts' name for them before they were kept private
+
+
 def dataset_counts(stats: list[dict[str, Any]], previous: dict[str, Any] | None) -> dict:
-    """Cumulative counts of a dataset: the previous checkpoint's plus this batch's chunks."""
-    counts = Counter(previous or {})
+    """Cumulative counts of a dataset: the previous checkpoint's plus this batch's chunks.
+
+    Not a count of the records k-anonymity withheld, which a checkpoint of an earlier version
+    carries (``suppressed``): carried on, it would go on being published."""
+    counts = Counter({k: n for k, n in (previous or {}).items() if k != WITHHELD})
     for chunk in stats:
         counts["rows"] += chunk["rows"]
         counts["null_cells"] += chunk["null_cells"]
@@ -64,7 +70,7 @@ def dataset_counts(stats: list[dict[str, Any]], previous: dict[str, Any] | None)
 
 
 def dataset_quality(counts: dict[str, int]) -> tuple[float, dict[str, float]]:
-    skip = {"rows", "null_cells", "cells", "suppressed"}
+    skip = {"rows", "null_cells", "cells"}
     issues = {k: v for k, v in counts.items() if k not in skip}
     parts = components_from_counts(
         counts.get("rows", 0), issues, counts.get("null_cells", 0), counts.get("cells", 0)
