@@ -95,8 +95,8 @@ def decide(
     (partition,) = state_info["partitions"]
     state_store = StateStore(layout, topic, partition, store)
     pending = leaves if leaves is not None else PendingLeaves()
-    step = _Step(layout, state_store, plan["batch_id"], read_raw, protection, pending)
-    step.read = {r["partition"]: r for r in plan.get("ranges", ())}
+    read = {r["partition"]: r for r in plan.get("ranges", ())}
+    step = _Step(layout, state_store, plan["batch_id"], read_raw, protection, pending, read)
     step.load(state_info.get("base"))
     for receipt in receipts:  # in plan order: each partition's chunks in stream order
         step.chunk(receipt)
@@ -125,11 +125,12 @@ class _Step:
         read_raw: ReadRaw,
         protection: Protection,
         leaves: PendingLeaves,
+        read: dict[int, dict],
     ) -> None:
         self.layout, self.topic, self.batch_id = layout, store.topic, batch_id
         self.leaves = leaves
         self.read_raw = read_raw
-        self.read: dict[int, dict] = {}  # partition -> the plan's offset range read in it
+        self.read = read  # partition -> the plan's offset range read in it
         self.protection = protection
         self.settings = protection.settings
         self.store = store
