@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 EXIT_CRASH_LOOP = 4  # a batch keeps killing its worker and no single record does
 SETTING_FLAGS = (
     "topic", "bootstrap", "group", "data_dir", "interval", "max_batch_records",
-    "max_chunk_records", "max_chunk_bytes", "format", "chain", "rpc_url", "registry", "runner",
-    "dask_scheduler",
+    "min_partition_share", "max_chunk_records", "max_chunk_bytes", "format", "chain", "rpc_url",
+    "registry", "runner", "dask_scheduler",
     "metrics_port", "log_format", "kafka_timeout", "kafka_client", "retries", "backoff_max",
     "config", "once", "join_group", "crash_limit", "landers", "lag_interval", "work_dir", "window",
     "allowed_lateness", "flush_windows", "node_registry", "signatures", "quality",
@@ -66,6 +66,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--interval", type=float, help="trigger: seconds between batches (5)")
     run.add_argument("--max-batch-records", type=int, help="offsets per batch (2000000)")
+    run.add_argument(
+        "--min-partition-share",
+        type=int,
+        help="under a backlog, a batch reads only the partitions furthest behind that get this "
+        "many offsets each (16384; 0: every partition in every batch)",
+    )
     run.add_argument("--max-chunk-records", type=int, help="offsets per work item (50000)")
     run.add_argument(
         "--max-chunk-bytes",

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.kafka_source import DEFAULT_CLIENT
+from streaming.schedule import MIN_PARTITION_SHARE
 from validators.event_time import WindowSettings
 from validators.score import components_from_counts, score
 
@@ -49,6 +50,9 @@ class RunConfig:
     # in the plan and manifests (streaming/records_lost.py); else the stream stops on them.
     accept_retention_loss: bool = False
     nodes: Any = None  # the node registry's ingest cache (streaming.node_cache.NodeRegistryCache)
+    # Under a backlog, a batch reads only the partitions furthest behind that get this many
+    # records each (streaming/schedule.py); 0: every partition in every batch.
+    min_partition_share: int = MIN_PARTITION_SHARE
 
 
 @dataclass

@@ -1,9 +1,10 @@
 """``rda run`` settings: flags > ``RDA_*`` environment variables > TOML file > defaults.
 
 The file (``--config`` or ``RDA_CONFIG``) has a ``[run]`` table with the global settings and one
-``[topics.NAME]`` table per topic, whose ``format``, ``max_batch_records``, ``max_chunk_records``
-and ``max_chunk_bytes`` override the file's global values for that topic. A flag or an environment
-variable applies to every topic and wins over the file. Example::
+``[topics.NAME]`` table per topic, whose ``format``, ``max_batch_records``,
+``min_partition_share``, ``max_chunk_records`` and ``max_chunk_bytes`` override the file's global
+values for that topic. A flag or an environment variable applies to every topic and wins over the
+file. Example::
 
     [run]
     bootstrap = "127.0.0.1:19092"
@@ -43,6 +44,7 @@ from sinks.storage import data_location
 from streaming.batch import DEFAULT_MAX_CHUNK_BYTES
 from streaming.errors import SettingsError
 from streaming.node_cache import SIGNATURE_POLICIES
+from streaming.schedule import MIN_PARTITION_SHARE
 
 DEFAULT_TOPIC = "node-telemetry"
 RUNNERS = ("fnapi", "dask")
@@ -62,6 +64,7 @@ class TopicSettings:
     max_chunk_records: int = 50_000  # offsets per work item: bounds a worker's memory
     max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES  # and the bytes of its records (a split past)
     signatures: str = "auto"  # device signatures: required, unsigned, auto (streaming/node_cache)
+    min_partition_share: int = MIN_PARTITION_SHARE  # under a backlog: fewer partitions a batch
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,7 @@ _GLOBAL: dict[str, Callable[[str], Any]] = {
 _PER_TOPIC: dict[str, Callable[[str], Any]] = {
     "format": str,
     "max_batch_records": int,
+    "min_partition_share": int,
     "max_chunk_records": int,
     "max_chunk_bytes": int,
     "signatures": str,
@@ -281,6 +285,8 @@ def _validate(settings: RunSettings) -> None:
     for name, topic in settings.topics.items():
         if min(topic.max_batch_records, topic.max_chunk_records, topic.max_chunk_bytes) <= 0:
             raise SettingsError(f"topic {name}: batch and chunk sizes must be positive")
+        if topic.min_partition_share < 0:
+            raise SettingsError(f"topic {name}: min partition share must be 0 or more")
         try:
             check_format(topic.format)
         except ValueError as error:

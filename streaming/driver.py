@@ -389,7 +389,7 @@ def _new_plan(
     }
     batch_id = journal.next_batch_id(worker_id)
     backlogs = {p: max(0, ends[p] - start) for p, start in starts.items()}
-    shares = fair_shares(backlogs, config.max_batch_records, turn=batch_id)
+    shares = fair_shares(backlogs, config.max_batch_records, config.min_partition_share)
     ranges = [
         OffsetRange(config.topic, p, starts[p], starts[p] + shares[p])
         for p in sorted(shares)

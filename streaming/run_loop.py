@@ -272,6 +272,7 @@ class RunLoop:
             max_chunk_records=t.max_chunk_records,
             max_chunk_bytes=t.max_chunk_bytes,
             max_batch_records=t.max_batch_records,
+            min_partition_share=t.min_partition_share,
             runner=self.settings.runner,
             crash_limit=self.settings.crash_limit,
             kafka_timeout=self.settings.kafka_timeout,

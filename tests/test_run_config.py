@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from pipelines.kafka_group import MIN_SESSION_TIMEOUT_MS, heartbeat_interval_ms
 from streaming.config import RunSettings, TopicSettings, load_settings
 from streaming.errors import SettingsError
+from streaming.schedule import MIN_PARTITION_SHARE
 
 CONFIG = """
 [run]
@@ -80,6 +81,7 @@ def test_topics_come_from_flags_then_the_comma_separated_variable_then_the_file(
         ("", {"RDA_MAX_BATCH_RECORDS": "lots"}, "RDA_MAX_BATCH_RECORDS: expected int"),
         ("", {"RDA_RUNNER": "spark"}, "runner must be one of fnapi, dask, not 'spark'"),
         ("[run]\nmax_batch_records = 0", {}, "batch and chunk sizes must be positive"),
+        ("", {"RDA_MIN_PARTITION_SHARE": "-1"}, "min partition share must be 0 or more"),
         ("", {"RDA_QUALITY": "later"}, "quality must be one of worker, queue, not 'later'"),
         ("", {"RDA_GROUP_SESSION_TIMEOUT": "0.5"}, "session timeout must be at least 1 s"),
     ],
@@ -90,6 +92,16 @@ def test_a_bad_setting_is_one_clear_error_naming_where_it_came_from(tmp_path, te
     with pytest.raises(SettingsError) as error:
         load_settings({"config": path}, environ=env)
     assert message in str(error.value)
+
+
+def test_a_topic_may_read_every_partition_in_every_batch(tmp_path):
+    path = tmp_path / "rda.toml"
+    path.write_text("[topics.latency]\nmin_partition_share = 0\n\n[topics.bulk]\n")
+    settings = load_settings({"config": path}, environ={})
+    assert settings.topics["latency"].min_partition_share == 0
+    assert settings.topics["bulk"].min_partition_share == MIN_PARTITION_SHARE
+    flagged = load_settings({"config": path, "min_partition_share": 4096}, environ={})
+    assert {t.min_partition_share for t in flagged.topics.values()} == {4096}
 
 
 def test_ge_runs_beside_the_run_unless_a_layer_says_to_leave_it_queued(tmp_path):
