@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from rich.markup import escape
-
-from cli.output import UserError, emit_json, out, stage, step
+from cli.output import UserError, emit_json, out, printable, shown, stage, step
 from infra.state import InfraState
 
 # -- run --------------------------------------------------------------------------------------
@@ -209,13 +207,15 @@ def quarantine_show(args: argparse.Namespace) -> int:
         return 0
     for row in rows:
         out.print(
-            f"[bold]{escape(row['topic'])}[/bold] partition {row['partition']} offset "
-            f"{row['offset']}  [bold]{row['reason_code']}[/bold]: {escape(row['reason'])}",
+            f"[bold]{shown(row['topic'])}[/bold] partition {row['partition']} offset "
+            f"{row['offset']}  [bold]{shown(row['reason_code'])}[/bold]: {shown(row['reason'])}",
             markup=True,
             highlight=False,
             soft_wrap=True,
         )
-        header = row["format_header"] if row["format_header"] is not None else "<none>"
+        # The header is the record's own (untrusted) bytes: an escape sequence or a newline in
+        # it would be an order to the terminal, or a forged line.
+        header = printable(row["format_header"]) if row["format_header"] is not None else "<none>"
         size = "tombstone" if row["value_bytes"] is None else f"{row['value_bytes']:,} bytes"
         out.print(
             f"    key {row['key']}  rda-format header {header}  value ({size}): "

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from cli.asset_commands import add_asset_parsers
-from cli.output import UserError, emit_json, err, out
+from cli.output import UserError, emit_json, err, out, printable
 
 API_KEY_ENV = "RDA_API_KEY"
 
@@ -211,9 +211,10 @@ def market_requests(args: argparse.Namespace) -> int:
         return 0
     for r in requests:
         out.print(
-            f"#{r['id']:<4} {r['requested_at'][:19]} {r['buyer']:<20} {r['dataset']:<24} "
-            f"{r['status']:<8} {r['message'] or ''}",
+            f"#{r['id']:<4} {r['requested_at'][:19]} {printable(r['buyer']):<20} "
+            f"{printable(r['dataset']):<24} {r['status']:<8} {printable(r['message'] or '')}",
             markup=False,
+            soft_wrap=True,  # a long message wrapped by rich would start a line like a row
         )
     if not requests:
         out.print("no access requests")

@@ -19,8 +19,14 @@ def shown(text: str) -> str:
     """Untrusted text (a name or a detail taken from a data directory or a bundle) for a rich
     console: its brackets are not markup (``[/red]`` raised, ``[black on black]`` would hide what
     follows) and its control characters are escapes, not orders to the terminal."""
-    printable = "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
-    return escape(printable)
+    return escape(printable(text))
+
+
+def printable(text: str) -> str:
+    """Untrusted text for a line printed without markup: its control characters (an escape
+    sequence that clears the screen or retitles the terminal, a newline that forges a line)
+    shown as escapes."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
 
 
 class UserError(Exception):

@@ -15,6 +15,7 @@ brokers, Tansu among them, answer it with the base offset of the last record bat
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -33,6 +34,22 @@ def first_headers(headers: Iterable[tuple[str, bytes | None]]) -> dict[str, byte
     return found
 
 
+# Apache Kafka's rule for topic names (``Topic.validate``). Files and folders are named after
+# topics, so a name is checked before any is made of it: a broker that takes any name (Tansu
+# takes ``../../published/x``) must not lead a path out of its folder.
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def check_topic_name(topic: str) -> str:
+    """``topic``, if Kafka allows it as a topic name; else ``ValueError`` saying why."""
+    if not isinstance(topic, str) or not _TOPIC_NAME.fullmatch(topic) or topic in (".", ".."):
+        shown = repr(topic[:64] + "…" if isinstance(topic, str) and len(topic) > 64 else topic)
+        raise ValueError(
+            f"{shown} is not a Kafka topic name (1 to 249 of A-Z a-z 0-9 . _ -, not . or ..)"
+        )
+    return topic
+
+
 @dataclass(frozen=True, order=True)
 class OffsetRange:
     """Records ``start <= offset < end`` of one topic-partition."""
@@ -43,6 +60,7 @@ class OffsetRange:
     end: int
 
     def __post_init__(self) -> None:
+        check_topic_name(self.topic)
         if not 0 <= self.start <= self.end:
             raise ValueError(f"invalid offset range [{self.start}, {self.end})")
 

@@ -1,13 +1,20 @@
 """Where everything lands under a data directory.
 
 ``published/`` is what buyers and auditors may see. ``private/`` is never published: it holds
-the quarantine (raw bytes of rejected records) and the pipeline's own receipts.
+the quarantine (raw bytes of rejected records), the sessions held and withheld (raw subscriber
+identifiers), the keys, and the pipeline's own receipts. It is its owner's alone (0700):
+whatever the umask gives the files inside, no other local user reaches them.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+
+PRIVATE_MODE = 0o700
+_sealed: set[Path] = set()  # private folders this process has made its owner's alone
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,22 @@ class DataLayout:
     @property
     def private(self) -> Path:
         return self.root / "private"
+
+    def seal_private(self, make: bool = True) -> Path:
+        """``private/``, its owner's alone (0700): made now if missing (unless ``make`` is
+        False: then only one already there is closed, if an earlier version or a loose umask
+        left it open)."""
+        folder = self.private.absolute()
+        if folder in _sealed:
+            return folder
+        if make:
+            folder.mkdir(mode=PRIVATE_MODE, parents=True, exist_ok=True)
+        elif not folder.is_dir():
+            return folder
+        if stat.S_IMODE(folder.stat().st_mode) & 0o077:
+            os.chmod(folder, PRIVATE_MODE)
+        _sealed.add(folder)
+        return folder
 
     def dataset_dir(self, dataset: str) -> Path:
         return self.published / dataset

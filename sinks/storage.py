@@ -24,7 +24,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
@@ -130,7 +130,7 @@ class Store:
         path = self.local / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f"{path.name}.partial-{os.getpid()}")
-        with partial.open("wb") as handle:
+        with _new_file(partial, relative) as handle:
             handle.write(data)
             if durable:
                 handle.flush()
@@ -150,7 +150,8 @@ class Store:
         path = self.local / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f"{path.name}.partial-{os.getpid()}")
-        partial.write_bytes(data)
+        with _new_file(partial, relative) as handle:
+            handle.write(data)
         try:
             os.link(partial, path)
         except FileExistsError:
@@ -175,6 +176,8 @@ class Store:
             target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
             shutil.copyfile(local_file, partial)
+            if relative.startswith("private/"):
+                os.chmod(partial, 0o600)
             os.replace(partial, target)
             return
         pafs.copy_files(
@@ -190,7 +193,8 @@ class Store:
             return local_file
         local_file.parent.mkdir(parents=True, exist_ok=True)
         partial = local_file.with_name(f"{local_file.name}.partial-{os.getpid()}")
-        partial.write_bytes(self.read_bytes(relative))
+        with _new_file(partial, relative) as handle:
+            handle.write(self.read_bytes(relative))
         os.replace(partial, local_file)
         return local_file
 
@@ -267,3 +271,13 @@ def s3_filesystem() -> pafs.S3FileSystem:
     options["access_key"] = os.environ.get("AWS_ACCESS_KEY_ID", ACCESS_KEY)
     options["secret_key"] = os.environ.get("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
     return pafs.S3FileSystem(**options)
+
+
+def _new_file(path: Path, relative: str) -> BinaryIO:
+    """``path`` opened to write anew: its owner's alone (0600) when it is a copy of something
+    under ``private/`` (the keys above all), whatever the umask; else as the umask says."""
+    mode = 0o600 if relative.startswith("private/") else 0o666
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    if mode == 0o600:
+        os.fchmod(fd, mode)  # a file left there by an earlier attempt keeps its old mode
+    return os.fdopen(fd, "wb")

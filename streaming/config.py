@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.kafka_group import MIN_SESSION_TIMEOUT_MS, SESSION_TIMEOUT_MS
-from pipelines.kafka_source import CLIENTS, DEFAULT_CLIENT
+from pipelines.kafka_source import CLIENTS, DEFAULT_CLIENT, check_topic_name
 from schemas.adapters import AUTO, check_format
 from sinks.storage import data_location
 from streaming.batch import DEFAULT_MAX_CHUNK_BYTES
@@ -209,6 +209,11 @@ def _topic_names(
         names = list(file_topics)
     else:
         names = [DEFAULT_TOPIC]
+    for name in names:  # files and folders are named after them
+        try:
+            check_topic_name(name)
+        except ValueError as error:
+            raise SettingsError(f"topic: {error}") from None
     return list(dict.fromkeys(names))  # in order, once each
 
 

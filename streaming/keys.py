@@ -11,8 +11,11 @@ S3 data directory (or set ``RDA_PSEUDONYM_KEY`` and place the keys yourself).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pipelines.anonymize import PseudonymKey
 from proofs.signing import KEY_FILE, PUBLIC_FILE, PublisherKey, publisher_key
+from sinks.layout import DataLayout
 from streaming.store import Workspace
 
 SHARED = (
@@ -24,13 +27,18 @@ _shared: dict[str, PublisherKey] = {}
 
 
 def shared_keys(space: Workspace) -> PublisherKey:
-    """The publisher key of ``space``'s data directory, its keys in the work directory too."""
+    """The publisher key of ``space``'s data directory, its keys in the work directory too.
+    Every batch asks for it before it writes anything private: ``private/`` is made here, its
+    owner's alone, in the work directory and in a local data directory."""
+    space.work.seal_private()
     if not space.separate:
         return publisher_key(space.work.root)
     cached = _shared.get(space.store.uri + str(space.work.root))
     if cached is not None:
         return cached
     store, work = space.store, space.work.root
+    if store.local is not None:
+        DataLayout(Path(store.local)).seal_private()
     for name in SHARED:
         if store.exists(name):
             store.get_file(name, work / name)

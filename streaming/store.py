@@ -62,7 +62,11 @@ def workspace(data_dir: str | Path, work_dir: Path | None = None) -> Workspace:
             from infra.state import state_dir
 
             work_dir = state_dir() / "work" / hashlib.sha256(store.uri.encode()).hexdigest()[:16]
-    return Workspace(store, DataLayout(Path(work_dir).absolute()))
+    work = DataLayout(Path(work_dir).absolute())
+    work.seal_private(make=False)  # made by the first writer (``streaming/keys.py``)
+    if store.local is not None and Path(store.local).absolute() != work.root:
+        DataLayout(Path(store.local)).seal_private(make=False)  # the data directory's: its keys
+    return Workspace(store, work)
 
 
 def run_workspace(settings: RunSettings, worker: str) -> Workspace:

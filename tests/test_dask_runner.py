@@ -43,3 +43,32 @@ def test_dask_and_fnapi_runners_land_identical_bytes_and_roots(broker, topic, tm
         assert getattr(summaries["fnapi"], name) == getattr(summaries["dask"], name)
     for path, *_ in fnapi[0]:
         assert (tmp_path / "fnapi" / path).read_bytes() == (tmp_path / "dask" / path).read_bytes()
+
+
+def test_the_local_cluster_takes_no_client_without_its_certificate_and_serves_no_page():
+    import urllib.error
+    import urllib.request
+
+    from distributed import Client
+    from distributed.security import Security
+
+    from pipelines import dask_cluster
+
+    address = dask_cluster.local_scheduler_address()
+    assert address.startswith("tls://127.0.0.1:")
+    with Client(address, timeout=10) as own:  # this process's: the certificate from its config
+        assert own.submit(sum, [1, 2]).result(timeout=10) == 3
+    for stranger in (Security.temporary(), Security(require_encryption=False)):
+        plain = stranger.require_encryption is False
+        with pytest.raises(OSError):
+            Client(address.replace("tls://", "tcp://") if plain else address, security=stranger,
+                   timeout=3)  # fmt: skip
+    (host, port), *_ = [s.getsockname() for s in _http_sockets(dask_cluster)]
+    assert port != 8787  # `rda serve`'s
+    with pytest.raises(urllib.error.HTTPError) as page:
+        urllib.request.urlopen(f"http://{host}:{port}/info/main/workers.html", timeout=5)
+    assert page.value.code == 404
+
+
+def _http_sockets(dask_cluster) -> list:
+    return list(dask_cluster._cluster.scheduler.http_server._sockets.values())

@@ -174,6 +174,19 @@ def test_seller_answers_access_requests(demo_dir):
     assert [r["buyer"] for r in json.loads(report.stdout)["requests"]] == ["cli-asker"]
 
 
+def test_a_buyers_message_gives_no_order_to_the_sellers_terminal(demo_dir):
+    from market.store import MarketStore, market_path
+
+    add_buyer(demo_dir, "cli-ansi")
+    hostile = "ok\x1b]0;PWNED\x07\x1b[2J\n#99  2026-01-01 acme  radio_kpi.v1  granted"
+    MarketStore(market_path(demo_dir)).request_access("cli-ansi", "radio_kpi.v1", hostile)
+    listed = rda("market", "requests", "--data-dir", str(demo_dir))
+    assert listed.returncode == 0, listed.stderr
+    (line,) = [line for line in listed.stdout.splitlines() if "cli-ansi" in line]
+    assert "\x1b" not in listed.stdout and "\\x1b]0;PWNED\\x07\\x1b[2J\\n#99" in line
+    assert not any(line.startswith("#99") for line in listed.stdout.splitlines())
+
+
 def test_terms_take_a_price_unit_and_a_licence_text(demo_dir, tmp_path):
     text = tmp_path / "terms.txt"
     text.write_text("Fleet data licence: research use only.\n")

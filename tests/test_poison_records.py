@@ -105,3 +105,21 @@ def test_replay_overrides_a_wrong_header_and_survives_a_record_that_kills_it(
         "not_a_notification",
         "no update, delete or notification member",
     )  # its reason at first: replay changes nothing of a record it leaves in quarantine
+
+
+def test_quarantine_show_gives_no_order_to_the_terminal_from_a_records_header(
+    broker, topic, data_dir, chain
+):
+    header = "\x1b]0;PWNED\x07\x1b[2J\nhostile partition 0 offset 99  unknown_format: forged"
+    record = Message(b"k", b"{}", START_MS, wire_format=header)
+    produce(broker.bootstrap, topic, [record])
+    config = RunConfig(broker.bootstrap, topic, f"g-{topic}", data_dir)
+    assert run_batch(config, open_source(broker.bootstrap), chain.anchor).quarantined == 1
+    shown = subprocess.run(
+        [sys.executable, "-m", "cli.main", "quarantine", "show", "--data-dir", str(data_dir)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert "\x1b" not in shown.stdout and "\x07" not in shown.stdout
+    assert "\\x1b]0;PWNED\\x07\\x1b[2J\\nhostile" in shown.stdout
+    assert not any(line.startswith("hostile") for line in shown.stdout.splitlines())

@@ -82,6 +82,8 @@ def test_topics_come_from_flags_then_the_comma_separated_variable_then_the_file(
         ("", {"RDA_RUNNER": "spark"}, "runner must be one of fnapi, dask, not 'spark'"),
         ("[run]\nmax_batch_records = 0", {}, "batch and chunk sizes must be positive"),
         ("", {"RDA_MIN_PARTITION_SHARE": "-1"}, "min partition share must be 0 or more"),
+        ("", {"RDA_TOPIC": "../../published/x"}, "topic: '../../published/x' is not a Kafka"),
+        ('[topics."a/b"]', {}, "topic: 'a/b' is not a Kafka topic name"),
         ("", {"RDA_QUALITY": "later"}, "quality must be one of worker, queue, not 'later'"),
         ("", {"RDA_GROUP_SESSION_TIMEOUT": "0.5"}, "session timeout must be at least 1 s"),
     ],
