@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 # One Kafka record as read from the broker. ``value`` is null for a tombstone.
 RAW_RECORD_SCHEMA = pa.schema(
@@ -38,3 +39,26 @@ def quarantine_batch(raw: pa.RecordBatch, codes: pa.Array, reasons: pa.Array) ->
 
 def empty_quarantine() -> pa.RecordBatch:
     return pa.RecordBatch.from_pylist([], schema=QUARANTINE_SCHEMA)
+
+
+ECHOED_CHARACTERS = 60  # of a record's value a reason quotes: enough to see it, not the record
+
+
+def echoed(values: pa.Array, limit: int = ECHOED_CHARACTERS) -> pa.Array:
+    """Values as a reason quotes them: text, ``null`` for none, cut at ``limit`` characters
+    with ``…`` (a 900 KB field was quoted whole in its reason, beside the record that holds
+    it, and printed whole by ``rda quarantine show``)."""
+    text = pc.fill_null(pc.cast(values, pa.string()), "null")
+    long = pc.greater(pc.utf8_length(text), limit)
+    cut = pc.binary_join_element_wise(pc.utf8_slice_codeunits(text, 0, limit), "…", "")
+    return pc.if_else(long, cut, text)
+
+
+MAX_REASON_CHARACTERS = 300  # a reason says why in a line: what it quotes of the record is cut
+
+
+def bounded_reason(reason: str) -> str:
+    """A reason written record by record, cut at ``MAX_REASON_CHARACTERS`` with ``…``."""
+    if len(reason) <= MAX_REASON_CHARACTERS:
+        return reason
+    return reason[: MAX_REASON_CHARACTERS - 1] + "…"

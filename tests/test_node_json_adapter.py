@@ -17,6 +17,7 @@ from schemas.adapters import NodeJsonAdapter
 from schemas.adapters.base import MAX_MESSAGE_BYTES
 from schemas.fields import DEVICE_FIELDS
 from schemas.radio import RADIO_KPI_V1
+from schemas.records import MAX_REASON_CHARACTERS
 from validators.quality import check_stateless
 
 ADAPTER = NodeJsonAdapter()
@@ -163,6 +164,34 @@ def test_timestamps_outside_a_plausible_clock_are_refused():
         "bad_timestamp",
         "bad_timestamp",
     ]
+
+
+def test_a_bad_timestamp_names_the_time_that_is_out_of_range():
+    ts_ms = GOOD["ts_ms"]
+    session = {
+        **GOOD,
+        "kind": "subscriber_session",
+        "subscriber": {"imsi": "262019990000001"},
+        "session": {"cell": 1, "start_ms": ts_ms - 60_000, "end_ms": 99_999_999_999_999},
+    }
+    result = standardize(raw(encode(session)), ADAPTER)  # fmt: skip
+    assert result.quarantined.column("reason").to_pylist() == [
+        "session.end_ms=99999999999999 is outside 2000-01-01..2100-01-01"
+    ]
+    assert result.quarantined.column("reason_code").to_pylist() == ["bad_timestamp"]
+
+
+def test_a_reason_quotes_a_huge_value_cut_short():
+    result = standardize(raw(with_change("format", "x" * 900_000)), ADAPTER)
+    (reason,) = result.quarantined.column("reason").to_pylist()
+    assert reason == '"format" is "' + "x" * 60 + '…", not "rda.node.v1"'
+
+
+def test_a_reason_written_record_by_record_is_cut_short_too():
+    result = standardize(raw(with_change("cell.pci", int("9" * 4000))), ADAPTER)
+    (reason,) = result.quarantined.column("reason").to_pylist()
+    assert reason.startswith("cell.pci=999") and reason.endswith("…")
+    assert len(reason) == MAX_REASON_CHARACTERS
 
 
 def test_sql_looking_and_control_characters_in_text_are_kept_verbatim():

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.model import Field, TelemetrySchema
+from schemas.records import echoed
 
 # The largest integer a published row's leaf holds exactly (proof-format §2, I-JSON: RFC 7493).
 MAX_SAFE_INT = 2**53 - 1
@@ -155,8 +156,7 @@ def _within(column: pa.Array, minimum: float | None, maximum: float | None) -> b
 
 
 def _with_value(field: Field, values: pa.Array, suffix: str) -> pa.Array:
-    text = pc.fill_null(pc.cast(values, pa.string()), "null")
-    return pc.binary_join_element_wise(f"{field.name}=", text, suffix, "")
+    return pc.binary_join_element_wise(f"{field.name}=", echoed(values), suffix, "")
 
 
 def _bounds(field: Field) -> str:

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from schemas.adapters.base import MAX_MESSAGE_BYTES, DecodedRows, DecodeResult
 from schemas.adapters.ndjson import INT64_MAX, INT64_MIN, Reject, parse_json
+from schemas.records import bounded_reason
 
 __all__ = [
     "Reject",
@@ -41,7 +42,7 @@ class Rejections:
     def add(self, position: int, code: str, reason: str) -> None:
         self.positions.append(position)
         self.codes.append(code)
-        self.reasons.append(reason)
+        self.reasons.append(bounded_reason(reason))
 
     def __contains__(self, position: int) -> bool:
         return position in set(self.positions)

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from schemas.adapters.base import MAX_MESSAGE_BYTES
+from schemas.records import bounded_reason
 
 NUMBER = (int, float)
 # One thread per parse. A run lands in two children at once, or in one while it sequences the
@@ -92,6 +93,7 @@ class Screened:
 
 class Reject(Exception):
     def __init__(self, code: str, reason: str) -> None:
+        reason = bounded_reason(reason)  # it may quote the record: a 4,300-digit number
         super().__init__(reason)
         self.code, self.reason = code, reason
 

@@ -16,6 +16,7 @@ One wire format, five telemetry kinds, told apart by the ``kind`` member:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import pyarrow as pa
@@ -27,6 +28,7 @@ from schemas.model import TelemetrySchema
 from schemas.network import LINK_KPI_V1
 from schemas.node import NODE_HEARTBEAT_V1
 from schemas.radio import RADIO_KPI_V1
+from schemas.records import echoed
 from schemas.service import SPEED_TEST_V2, SUBSCRIBER_SESSION_V1
 
 WIRE_FORMAT = "rda.node.v1"
@@ -91,6 +93,7 @@ _WIRE = WireTable(
 )
 # Event times outside [2000-01-01, 2100-01-01) cannot be a node's clock; refuse before casting.
 _TS_MIN_MS, _TS_MAX_MS = 946_684_800_000, 4_102_444_800_000
+_SANE_TIMES = "2000-01-01..2100-01-01"
 
 
 class NodeJsonAdapter:
@@ -145,12 +148,13 @@ def looks_like(value: bytes) -> bool:
 
 def _content_rejects(wire: pa.RecordBatch) -> pa.Array:
     """Per row, null if the content is usable, else "code: message" (vectorized)."""
-    fmt, kind, ts = wire.column("format"), wire.column("kind"), wire.column("ts_ms")
+    fmt, kind = wire.column("format"), wire.column("kind")
     wrong_format = pc.fill_null(pc.not_equal(fmt, WIRE_FORMAT), True)
     wrong_kind = pc.invert(pc.fill_null(pc.is_in(kind, value_set=pa.array(list(_KINDS))), False))
-    bad_time = _outside_sane_times(ts)
-    for name in ("start_ms", "end_ms"):  # a session's own times, when present
-        bad_time = pc.or_(bad_time, _outside_sane_times(_sub(wire, "session", name)))
+    times = {"ts_ms": wire.column("ts_ms")}  # and a session's own times, when present
+    times |= {f"session.{name}": _sub(wire, "session", name) for name in ("start_ms", "end_ms")}
+    outside = [_outside_sane_times(values) for values in times.values()]
+    bad_time = functools.reduce(pc.or_, outside)
     # A speed test's id is made of its node and time (other kinds' row checks name the node).
     nameless = pc.and_(
         pc.fill_null(pc.equal(kind, "speed_test"), False), pc.is_null(wire.column("node"))
@@ -165,21 +169,24 @@ def _content_rejects(wire: pa.RecordBatch) -> pa.Array:
             f'unknown_format: the message has no "format" member ({WIRE_FORMAT} messages carry '
             f'"format": "{WIRE_FORMAT}")',
             pc.binary_join_element_wise(
-                'unknown_format: "format" is "', fmt, f'", not "{WIRE_FORMAT}"', ""
+                'unknown_format: "format" is "', echoed(fmt), f'", not "{WIRE_FORMAT}"', ""
             ),
         ),
         pc.if_else(
             pc.is_null(kind),
             f'unknown_kind: the message has no "kind" member (one of {known_kinds})',
             pc.binary_join_element_wise(
-                'unknown_kind: "kind" is "', kind, f'", not one of {known_kinds}', ""
+                'unknown_kind: "kind" is "', echoed(kind), f'", not one of {known_kinds}', ""
             ),
         ),
-        pc.binary_join_element_wise(
-            "bad_timestamp: ts_ms=",
-            pc.cast(ts, pa.string()),
-            " is outside 2000-01-01..2100-01-01",
-            "",
+        pc.case_when(  # the first time out of range, by name
+            pc.make_struct(*outside),
+            *(
+                pc.binary_join_element_wise(
+                    f"bad_timestamp: {name}=", echoed(values), f" is outside {_SANE_TIMES}", ""
+                )
+                for name, values in times.items()
+            ),
         ),
         "missing_required: node is required (a speed test's id is its node and time)",
     )
