@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from cli.output import UserError, emit_json, out, step
+from infra.chain import redacted_url
 from infra.state import InfraState
 
 
@@ -47,7 +48,7 @@ def anchor_command(args: argparse.Namespace) -> int:
     try:
         w3 = connect_node(kind, rpc_url)
     except (ConnectionError, ValueError) as error:
-        raise UserError(f"the chain at {rpc_url}: {error}") from None
+        raise UserError(f"the chain at {redacted_url(rpc_url)}: {error}") from None
     address = args.registry or (state.registry_address if rpc_url == state.rpc_url else None)
     if args.reanchor:
         registry = registry_for_reanchor(w3, address)

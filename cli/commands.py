@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from cli.output import UserError, emit_json, out, printable, shown, stage, step
+from infra.chain import redacted_url
 from infra.state import InfraState
 
 # -- run --------------------------------------------------------------------------------------
@@ -24,7 +25,7 @@ def _chain_for(kind: str | None, rpc_url: str | None, registry: str | None):
     try:
         return open_chain(kind, rpc_url, registry)
     except ConnectionError as error:
-        raise UserError(f"the chain at {rpc_url} does not answer: {error}") from None
+        raise UserError(f"the chain at {redacted_url(rpc_url)} does not answer: {error}") from None
 
 
 def _node_cache(chain, address: str | None):

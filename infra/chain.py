@@ -27,6 +27,27 @@ CHAIN_KINDS = ("embedded", "anvil", "rpc")
 LOOPBACK = ("127.0.0.1", "localhost")
 
 
+def redacted_url(url: str | None) -> str:
+    """``url`` as a message or a report shows it: scheme, host and port, without the user and
+    password it may carry, its path and query masked (hosted nodes take their API key there:
+    ``https://mainnet.example/v3/<key>``)."""
+    if not url:
+        return str(url)
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return "<a malformed URL>"
+    if not parts.scheme or not host:
+        return "<a URL without a host>"
+    shown = f"[{host}]" if ":" in host else host
+    if port is not None:
+        shown += f":{port}"
+    userinfo = "…@" if parts.username is not None or parts.password is not None else ""
+    rest = "/…" if parts.path not in ("", "/") or parts.query or parts.fragment else ""
+    return f"{parts.scheme}://{userinfo}{shown}{rest}"
+
+
 @dataclass(frozen=True)
 class ChainConfig:
     """Which chain to anchor on.
@@ -116,7 +137,7 @@ def connect(config: ChainConfig, provider: Any = None) -> Any:
         return Web3(EthereumTesterProvider())
     w3 = Web3(provider or Web3.HTTPProvider(config.rpc_url, request_kwargs={"timeout": 10}))
     if not w3.is_connected():
-        raise ConnectionError(f"no JSON-RPC node answers at {config.rpc_url}")
+        raise ConnectionError(f"no JSON-RPC node answers at {redacted_url(config.rpc_url)}")
     return w3
 
 

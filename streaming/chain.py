@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.chain import ChainConfig, connect
+from infra.chain import ChainConfig, connect, redacted_url
 from proofs.anchor import (
     MAX_CHECKPOINTS_PER_TX,
     Anchor,
@@ -259,9 +259,9 @@ def open_chain(
             registry = AnchorRegistry.at(w3, registry_address)
         except ValueError as error:  # no code there (any more), or not an address
             raise ChainChanged(
-                f"{error}: the chain at {rpc_url} was reset, or is not the one meant; point "
-                "--rpc-url/--registry at the registry, or run `rda anchor --reanchor` to anchor "
-                "the data directory's checkpoints in a new one"
+                f"{error}: the chain at {redacted_url(rpc_url)} was reset, or is not the one "
+                "meant; point --rpc-url/--registry at the registry, or run `rda anchor --reanchor` "
+                "to anchor the data directory's checkpoints in a new one"
             ) from None
     else:
         registry = AnchorRegistry.deploy(w3)

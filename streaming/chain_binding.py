@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra.chain import redacted_url
 from proofs.anchor import AnchorRegistry
 from proofs.history import log_checkpoints
 from proofs.identity import (
@@ -280,8 +281,8 @@ def _guard(chain: ChainContext, layout: DataLayout) -> Callable[[list[dict]], No
     def before_anchor(_checkpoints: list[dict]) -> None:
         if bytes(w3.eth.get_block(0)["hash"]) != genesis:
             raise ChainChanged(
-                f"the chain at {chain.rpc_url} was reset while running (its genesis block "
-                f"changed); {REANCHOR_HINT.format(data_dir=layout.root)}"
+                f"the chain at {redacted_url(chain.rpc_url)} was reset while running (its genesis "
+                f"block changed); {REANCHOR_HINT.format(data_dir=layout.root)}"
             )
         if chain.registry.identity_hash() != identity:
             raise ChainChanged(

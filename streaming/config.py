@@ -37,6 +37,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from infra.chain import redacted_url
 from pipelines.kafka_group import MIN_SESSION_TIMEOUT_MS, SESSION_TIMEOUT_MS
 from pipelines.kafka_source import CLIENTS, DEFAULT_CLIENT, check_topic_name
 from schemas.adapters import AUTO, check_format
@@ -321,6 +322,8 @@ def describe(settings: RunSettings) -> dict[str, Any]:
     values = {f.name: getattr(settings, f.name) for f in fields(settings)}
     values["data_dir"] = str(settings.data_dir)
     values["work_dir"] = str(settings.work_dir) if settings.work_dir else None
+    if settings.rpc_url:  # a hosted node's URL holds its API key
+        values["rpc_url"] = redacted_url(settings.rpc_url)
     values["topics"] = {
         name: {f.name: getattr(t, f.name) for f in fields(t)} for name, t in settings.topics.items()
     }

@@ -77,3 +77,28 @@ def test_infra_tools_names_every_installed_tool_and_where_it_is():
     assert set(tools) == {"tansu", "anvil", "solcjs", "s3rver", "reference_layer", "chromium"}
     assert all(Path(path).is_file() for path in tools.values()), tools
     assert Path(tools["anvil"]).name == "anvil" and Path(tools["s3rver"]).name == "s3rver"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://alice:S3CRET@127.0.0.1:8545/v3/INFURAKEY", "http://…@127.0.0.1:8545/…"),
+        ("https://mainnet.example/v3/abc?key=1", "https://mainnet.example/…"),
+        ("http://127.0.0.1:8545", "http://127.0.0.1:8545"),
+        ("http://[::1]:8545/", "http://[::1]:8545"),
+        ("http://h:99999999", "<a malformed URL>"),
+    ],
+)
+def test_an_rpc_url_is_shown_without_its_credentials(url, shown):
+    from infra.chain import redacted_url
+
+    assert redacted_url(url) == shown
+
+
+def test_a_node_that_does_not_answer_is_named_without_its_credentials():
+    from infra.chain import ChainConfig, connect
+
+    url = "http://alice:S3CRET@127.0.0.1:1/v3/PROJECTKEY"  # nothing listens on port 1
+    with pytest.raises(ConnectionError) as error:
+        connect(ChainConfig("rpc", url))
+    assert str(error.value) == "no JSON-RPC node answers at http://…@127.0.0.1:1/…"

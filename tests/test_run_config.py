@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipelines.kafka_group import MIN_SESSION_TIMEOUT_MS, heartbeat_interval_ms
-from streaming.config import RunSettings, TopicSettings, load_settings
+from streaming.config import RunSettings, TopicSettings, describe, load_settings
 from streaming.errors import SettingsError
 from streaming.schedule import MIN_PARTITION_SHARE
 
@@ -104,6 +104,11 @@ def test_a_topic_may_read_every_partition_in_every_batch(tmp_path):
     assert settings.topics["bulk"].min_partition_share == MIN_PARTITION_SHARE
     flagged = load_settings({"config": path, "min_partition_share": 4096}, environ={})
     assert {t.min_partition_share for t in flagged.topics.values()} == {4096}
+
+
+def test_the_settings_reported_name_the_rpc_node_without_its_key():
+    settings = load_settings({"rpc_url": "https://u:pw@node.example/v3/KEY"}, environ={})
+    assert describe(settings)["rpc_url"] == "https://…@node.example/…"
 
 
 def test_ge_runs_beside_the_run_unless_a_layer_says_to_leave_it_queued(tmp_path):
