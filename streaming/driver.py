@@ -40,7 +40,7 @@ from streaming.landers import Landers
 from streaming.node_cache import PLAN_KEY, PLAN_POLICY_KEY, planned_policy
 from streaming.poison import land_ahead, land_contained, landing_ahead, lands_in_lander
 from streaming.records_lost import LOST, warn_lost
-from streaming.schedule import fair_shares
+from streaming.schedule import fair_shares, next_turn
 from streaming.sequencer import Sequencer
 from streaming.shared_step import Helper
 from streaming.store import Workspace, journaling, workspace
@@ -389,7 +389,8 @@ def _new_plan(
     }
     batch_id = journal.next_batch_id(worker_id)
     backlogs = {p: max(0, ends[p] - start) for p, start in starts.items()}
-    shares = fair_shares(backlogs, config.max_batch_records, config.min_partition_share)
+    turn = next_turn(config.topic)
+    shares = fair_shares(backlogs, config.max_batch_records, config.min_partition_share, turn)
     ranges = [
         OffsetRange(config.topic, p, starts[p], starts[p] + shares[p])
         for p in sorted(shares)

@@ -6,43 +6,65 @@ each a few thousand records for the fixed cost of reading a partition in a batch
 its event-time state, its shard manifests, ~35 ms of CPU (measured on the bench's backlog: 8
 batches of 4 partitions cost 2.6 CPU-s more than one batch of the same records).
 
-So a batch reads the partitions furthest behind, as many as its budget gives ``least`` records
-each (one at least), and shares the budget between them like water: each an equal part, what a
-short partition does not need going to the others, then to the partitions left out. A partition
-read falls behind the others less, so the next batches take the others: over consecutive
-batches each gets its turn, the furthest behind first. A backlog that fits the budget is read
-whole, from every partition.
+So a batch reads as many partitions as its budget gives ``least`` records each (one at least),
+taken in turn: the partitions with records waiting, in order, from a partition that moves on
+with each batch, so each is read at least once in as many batches as there are partitions,
+however far behind the others are (a hot partition does not starve a quiet one). The budget
+is shared between them like water: each an equal part, what a short partition does not need
+going to the others; what they all leave goes to the next partitions in turn, as few as can
+take it. A backlog that fits the budget is read whole, from every partition.
 """
 
 from __future__ import annotations
 
+import itertools
+
 # Records a partition is worth reading for in a batch: its fixed cost is then a tenth or less of
 # its records' (~18 µs of CPU a record from Kafka to the anchor).
 MIN_PARTITION_SHARE = 16_384
+# Per topic, this process's count of its plans: a restart starts the round again.
+_turns: dict[str, itertools.count] = {}
 
 
-def fair_shares(backlogs: dict[int, int], budget: int, least: int = 0) -> dict[int, int]:
+def next_turn(topic: str) -> int:
+    """The turn of the next plan of ``topic`` this process makes (0, 1, 2, ...)."""
+    return next(_turns.setdefault(topic, itertools.count()))
+
+
+def fair_shares(
+    backlogs: dict[int, int], budget: int, least: int = 0, turn: int = 0
+) -> dict[int, int]:
     """Records to read per partition: at most its backlog, at most ``budget`` in all; under a
-    backlog, only as many partitions as get ``least`` records each (0: every partition)."""
+    backlog, only as many partitions as get ``least`` records each (0: every partition), the
+    first of them with records waiting from the ``turn``-th partition on (round the end)."""
     shares = dict.fromkeys(backlogs, 0)
-    behind = sorted((p for p, n in backlogs.items() if n > 0), key=lambda p: (-backlogs[p], p))
-    room = len(behind)
-    if least > 0 and sum(backlogs[p] for p in behind) > budget:
+    if not backlogs:
+        return shares
+    # The turn goes round every partition, waiting or not: each is first in turn once in so
+    # many batches, whichever others have records waiting meanwhile.
+    partitions = sorted(backlogs)
+    start = turn % len(partitions)
+    in_turn = [p for p in partitions[start:] + partitions[:start] if backlogs[p] > 0]
+    if least <= 0 or sum(backlogs[p] for p in in_turn) <= budget:
+        _pour(shares, backlogs, in_turn, budget)
+        return shares
+    taken = 0
+    while budget > 0 and taken < len(in_turn):  # what those in turn leave: to the next ones
         room = max(1, budget // least)
-    for partitions in (behind[:room], behind[room:]):
-        budget = _pour(shares, backlogs, partitions, budget)
+        budget = _pour(shares, backlogs, in_turn[taken : taken + room], budget)
+        taken += room
     return shares
 
 
 def _pour(
     shares: dict[int, int], backlogs: dict[int, int], partitions: list[int], budget: int
 ) -> int:
-    """Share ``budget`` between ``partitions`` (furthest behind first) like water; the budget
-    left once each has its whole backlog."""
+    """Share ``budget`` between ``partitions`` like water; the budget left once each has its
+    whole backlog."""
     waiting = list(partitions)
     while budget > 0 and waiting:
         each = budget // len(waiting)
-        if each == 0:  # fewer records left than partitions: one each, the furthest behind first
+        if each == 0:  # fewer records left than partitions: one each, in turn
             for partition in waiting[:budget]:
                 shares[partition] += 1
             return 0

@@ -1,5 +1,5 @@
 """What an operator relies on to trust a running ``rda run``: liveness that sees zombies and
-silent hosts, a backlog read from the partitions furthest behind, a lag gauge that is true
+silent hosts, a backlog read a few partitions a batch, each in turn, a lag gauge that is true
 between batches, retries and failures counted by kind."""
 
 from __future__ import annotations
@@ -55,24 +55,33 @@ def test_heartbeat_files_of_dead_workers_are_pruned_and_live_ones_kept(tmp_path)
         assert running_workers(tmp_path) == [fresh]
 
 
-def test_a_backlog_is_read_from_the_partitions_furthest_behind():
-    assert fair_shares({0: 20_000, 1: 60_000, 2: 40_000}, 30_000, least=16_384) == {
-        0: 0,
-        1: 30_000,
-        2: 0,
-    }
-    level = dict.fromkeys(range(4), 51_530)  # the bench's backlog: ties go to the lowest
-    assert fair_shares(level, 25_765, least=16_384) == {0: 25_765, 1: 0, 2: 0, 3: 0}
+def test_a_small_budget_reads_one_partition_a_batch_each_in_turn():
+    level = dict.fromkeys(range(4), 51_530)  # the bench's backlog, in batches of 25,765
+    read = [fair_shares(level, 25_765, least=16_384, turn=t) for t in range(5)]
+    assert [[p for p, n in shares.items() if n] for shares in read] == [[0], [1], [2], [3], [0]]
+    assert read[1] == {0: 0, 1: 25_765, 2: 0, 3: 0}
 
 
-def test_a_budget_worth_several_partitions_is_shared_between_the_furthest_behind():
+def test_a_hot_partition_does_not_starve_the_quiet_ones():
+    backlogs = {0: 1_000_000, 1: 50, 2: 30_000, 3: 20}
+    read = [fair_shares(backlogs, 20_000, least=16_384, turn=t) for t in range(4)]
+    assert read == [
+        {0: 20_000, 1: 0, 2: 0, 3: 0},
+        {0: 0, 1: 50, 2: 19_950, 3: 0},  # what partition 1 leaves goes to the next in turn
+        {0: 0, 1: 0, 2: 20_000, 3: 0},
+        {0: 19_980, 1: 0, 2: 0, 3: 20},
+    ]
+
+
+def test_the_turn_goes_round_every_partition_so_none_waits_longer_than_a_round():
+    backlogs = {0: 0, 1: 90_000, 2: 0, 3: 90_000}
+    read = [fair_shares(backlogs, 20_000, least=16_384, turn=t) for t in range(4)]
+    assert [[p for p, n in shares.items() if n] for shares in read] == [[1], [1], [3], [3]]
+
+
+def test_a_budget_worth_several_partitions_is_shared_between_those_in_turn():
     backlogs = {0: 60_000, 1: 60_000, 2: 10, 3: 50_000}
     assert fair_shares(backlogs, 40_000, least=16_384) == {0: 20_000, 1: 20_000, 2: 0, 3: 0}
-
-
-def test_what_the_partitions_read_do_not_need_goes_to_the_others():
-    backlogs = dict.fromkeys(range(4), 3_000)
-    assert fair_shares(backlogs, 10_000, least=16_384) == {0: 3_000, 1: 2_334, 2: 2_333, 3: 2_333}
 
 
 def test_a_backlog_within_the_budget_is_read_whole():
@@ -84,37 +93,40 @@ def test_without_a_least_share_every_partition_shares_the_budget():
     assert fair_shares({0: 1000, 1: 5, 2: 1000, 3: 0}, 100) == {0: 48, 1: 5, 2: 47, 3: 0}
 
 
-def test_records_that_do_not_divide_go_to_the_partitions_furthest_behind():
-    assert fair_shares({0: 9, 1: 12, 2: 9, 3: 10}, 2) == {0: 0, 1: 1, 2: 0, 3: 1}
+def test_records_that_do_not_divide_go_to_the_partitions_in_turn():
+    turned = [fair_shares(dict.fromkeys(range(4), 9), 2, turn=t) for t in range(4)]
+    assert [sorted(p for p, n in s.items() if n) for s in turned] == [[0, 1], [1, 2], [2, 3],
+                                                                       [0, 3]]  # fmt: skip
 
 
 @given(
     st.dictionaries(st.integers(0, 7), st.integers(0, 100_000), max_size=8),
     st.integers(0, 300_000),
     st.integers(0, 40_000),
+    st.integers(0, 20),
 )
-def test_shares_spend_the_budget_within_each_backlog(backlogs, budget, least):
-    shares = fair_shares(backlogs, budget, least)
+def test_shares_spend_the_budget_within_each_backlog(backlogs, budget, least, turn):
+    shares = fair_shares(backlogs, budget, least, turn)
     assert set(shares) == set(backlogs)
     assert all(0 <= shares[p] <= backlogs[p] for p in backlogs)
     assert sum(shares.values()) == min(budget, sum(backlogs.values()))
 
 
-def test_under_a_backlog_each_batch_reads_the_partition_furthest_behind(
+def test_under_a_backlog_consecutive_batches_read_the_partitions_in_turn(
     broker, topic, data_dir, publish
 ):
     publish(broker, topic, nodes=12, duration_s=20)
     config = RunConfig(broker.bootstrap, topic, f"g-{topic}", data_dir, max_batch_records=40)
     positions = _kafka_positions(config, open_source(broker.bootstrap))
-    left = dict(positions.ends)  # nothing read yet: every record of each partition waits
+    read = []
     with BatchJournal(DataLayout(data_dir).journal) as journal:
         for _ in range(4):  # each plan journaled: the next reads on after it
             plan = _new_plan(config, journal, None, positions, "w")
-            (read,) = plan["ranges"]
-            furthest = max(sorted(left), key=left.__getitem__)  # ties: the lowest
-            assert (read["partition"], read["end"] - read["start"]) == (furthest, 40)
-            left[furthest] -= 40
+            (one,) = plan["ranges"]  # 40 offsets: one partition's worth
+            assert one["end"] - one["start"] == 40
+            read.append(one["partition"])
             journal.record_plan(plan["batch_id"], topic, plan, owner="w")
+    assert sorted(read) == [0, 1, 2, 3]
 
 
 def test_with_no_least_share_every_partition_gets_its_part_of_a_batch(
