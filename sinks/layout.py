@@ -8,12 +8,14 @@ whatever the umask gives the files inside, no other local user reaches them.
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 PRIVATE_MODE = 0o700
+log = logging.getLogger("rda.layout")
 _sealed: set[Path] = set()  # private folders this process has made its owner's alone
 
 
@@ -65,7 +67,10 @@ class DataLayout:
         elif not folder.is_dir():
             return folder
         if stat.S_IMODE(folder.stat().st_mode) & 0o077:
-            os.chmod(folder, PRIVATE_MODE)
+            try:
+                os.chmod(folder, PRIVATE_MODE)
+            except PermissionError:  # another user's: theirs to close; said, not fatal
+                log.warning("%s is open to other users and not this one's to close", folder)
         _sealed.add(folder)
         return folder
 
