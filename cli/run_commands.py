@@ -69,8 +69,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--min-partition-share",
         type=int,
-        help="under a backlog, a batch reads only the partitions furthest behind that get this "
-        "many offsets each (16384; 0: every partition in every batch)",
+        help="under a backlog, a batch reads only as many partitions, in turn, as get this many "
+        "offsets each (16384; 0: every partition in every batch)",
     )
     run.add_argument("--max-chunk-records", type=int, help="offsets per work item (50000)")
     run.add_argument(

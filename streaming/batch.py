@@ -50,8 +50,8 @@ class RunConfig:
     # in the plan and manifests (streaming/records_lost.py); else the stream stops on them.
     accept_retention_loss: bool = False
     nodes: Any = None  # the node registry's ingest cache (streaming.node_cache.NodeRegistryCache)
-    # Under a backlog, a batch reads only the partitions furthest behind that get this many
-    # records each (streaming/schedule.py); 0: every partition in every batch.
+    # Under a backlog, a batch reads only as many partitions, in turn, as get this many records
+    # each (streaming/schedule.py); 0: every partition in every batch.
     min_partition_share: int = MIN_PARTITION_SHARE
 
 
