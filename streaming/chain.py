@@ -16,7 +16,6 @@ from proofs.anchor import (
     AnchorRegistry,
 )
 from proofs.node_registry import NodeRegistry
-from proofs.rpc import BoundedHTTPProvider
 from proofs.trust import Pin, TrustRoot
 from streaming.errors import SettingsError
 from streaming.node_cache import NodeRegistryCache
@@ -34,6 +33,10 @@ def connect_node(kind: str, rpc_url: str | None = None) -> Any:
     config = ChainConfig(kind=kind, rpc_url=rpc_url)
     if kind == "embedded":
         return connect(config)
+    # Here, not at the top: it imports web3 (~0.4 s), which `rda run` imports in the thread that
+    # opens the chain beside its first landing, not before its landing children are forked.
+    from proofs.rpc import BoundedHTTPProvider
+
     bounded = BoundedHTTPProvider(
         str(config.rpc_url), NODE_ANSWER_S, NODE_ANSWER_BYTES, sticky=False
     )

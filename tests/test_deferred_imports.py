@@ -340,3 +340,16 @@ def test_the_deferred_bls_precompiles_are_every_name_py_evm_imports_from_them():
                     imported.setdefault(name, set()).update(a.name for a in node.names)
     imported.pop("constants", None)  # the addresses and gas costs: no py_ecc
     assert imported == {m: set(names) for m, names in BLS_PRECOMPILE_FUNCTIONS.items()}
+
+
+RUN_LOOP_PROBE = """\
+import json, sys
+import streaming.run_loop
+print(json.dumps([name for name in ("web3", "eth", "eth_account") if name in sys.modules]))
+"""
+
+
+def test_the_run_loop_imports_no_chain_library_before_its_landing_children_are_forked():
+    """web3 (~0.4 s) is imported by the thread that opens the chain beside the first landing:
+    imported by ``streaming.run_loop``, it put off the first landing by as much."""
+    assert run_probe(RUN_LOOP_PROBE) == []
