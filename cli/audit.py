@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.output import UserError, emit_json, out, shown, step
+from infra.chain import redacted_url
 from infra.state import InfraState
 
 
@@ -107,7 +108,7 @@ def _trust(args: argparse.Namespace, published_identity: bytes | None = None):
     try:
         return TrustRoot.over_rpc(pin, rpc_url, published_identity)
     except ValueError as error:  # a URL web3 cannot use
-        raise UserError(f"--rpc-url {rpc_url!r}: {error}") from None
+        raise UserError(f"--rpc-url {redacted_url(rpc_url)}: {error}") from None
 
 
 def _pinned_document(args: argparse.Namespace) -> bytes | None:

@@ -182,7 +182,7 @@ def quarantine_list(args: argparse.Namespace) -> int:
         return 0
     out.print(f"{pending.num_rows} records in quarantine")
     for row in rows:
-        out.print(f"  {row['topic']}  {row['reason_code']:<18} {row['records']}")
+        out.print(f"  {shown(row['topic'])}  {shown(row['reason_code']):<18} {row['records']}")
     return 0
 
 

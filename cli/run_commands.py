@@ -70,7 +70,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--min-partition-share",
         type=int,
         help="under a backlog, a batch reads only as many partitions, in turn, as get this many "
-        "offsets each (16384; 0: every partition in every batch)",
+        "offsets each (16384; 0: every partition with records waiting, in every batch)",
     )
     run.add_argument("--max-chunk-records", type=int, help="offsets per work item (50000)")
     run.add_argument(

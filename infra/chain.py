@@ -72,7 +72,8 @@ class ChainConfig:
             raise ValueError(f"a {self.kind} chain needs an RPC URL or a port")
         url = urlsplit(self.rpc_url)
         if url.scheme not in ("http", "https") or not url.hostname:
-            raise ValueError(f"RPC URL must be http(s)://HOST:PORT, not {self.rpc_url!r}")
+            shown = redacted_url(self.rpc_url)
+            raise ValueError(f"RPC URL must be http(s)://HOST:PORT, not {shown}")
         if self.kind == "anvil" and url.hostname not in LOOPBACK:
             raise ValueError(f"anvil runs on 127.0.0.1 only, not {url.hostname}")
         if self.port is None and url.port is not None:

@@ -23,6 +23,8 @@ from typing import Any
 
 import duckdb
 
+from sinks.layout import DataLayout
+
 KEY_PREFIX = "rdak_"
 DEFAULT_LICENSE = "CC-BY-4.0"
 _BUYER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -127,7 +129,9 @@ class MarketStore:
             if read_only:
                 con = duckdb.connect(str(self.path), read_only=True)
             else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                # Buyers' names, hashed keys, wallets and messages: the data directory's
+                # private folder, its owner's alone (market_path).
+                DataLayout(self.path.parent.parent).seal_private()
                 con = duckdb.connect(str(self.path))
                 con.execute(_DDL)
             try:

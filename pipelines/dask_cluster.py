@@ -69,5 +69,8 @@ def _client_config(security: Any) -> dict[str, Any]:
 def close_local_cluster() -> None:
     global _cluster
     if _cluster is not None:
+        import dask
+
         _cluster.close()
         _cluster = None
+        dask.config.set({"distributed.comm.require-encryption": False})  # its clients are gone

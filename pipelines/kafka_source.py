@@ -40,6 +40,12 @@ def first_headers(headers: Iterable[tuple[str, bytes | None]]) -> dict[str, byte
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
 
+def range_name(topic: str, partition: int, start: int, end: int) -> str:
+    """The name of the files of a range (``OffsetRange.name``), its topic name unchecked: for
+    what a journal of an earlier version names (a topic Kafka refuses that Tansu took)."""
+    return f"{topic}-p{partition:04d}-{start:012d}-{end:012d}"
+
+
 def check_topic_name(topic: str) -> str:
     """``topic``, if Kafka allows it as a topic name; else ``ValueError`` saying why."""
     if not isinstance(topic, str) or not _TOPIC_NAME.fullmatch(topic) or topic in (".", ".."):
@@ -71,7 +77,7 @@ class OffsetRange:
     @property
     def name(self) -> str:
         """A stable name for files derived from this range."""
-        return f"{self.topic}-p{self.partition:04d}-{self.start:012d}-{self.end:012d}"
+        return range_name(self.topic, self.partition, self.start, self.end)
 
     def split(self, max_records: int) -> list[OffsetRange]:
         """Consecutive sub-ranges of at most ``max_records`` offsets each."""

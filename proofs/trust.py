@@ -82,11 +82,12 @@ class TrustRoot:
             return cls(pin, None, "no chain to read: pass --rpc-url", published_identity)
         from web3 import Web3
 
-        from proofs.rpc import BoundedHTTPProvider
+        from proofs.rpc import BoundedHTTPProvider, node_name
 
         w3 = Web3(BoundedHTTPProvider(rpc_url))
         if not w3.is_connected():
-            return cls(pin, None, f"the chain at {rpc_url} does not answer", published_identity)
+            shown = node_name(rpc_url)
+            return cls(pin, None, f"the chain at {shown} does not answer", published_identity)
         return cls(pin, w3, "", published_identity)
 
     # -- the identity and the registry ------------------------------------------------------

@@ -235,7 +235,7 @@ class ChainContext:
     def describe(self) -> dict[str, Any]:
         described = {
             "kind": self.kind,
-            "rpc_url": self.rpc_url,
+            "rpc_url": redacted_url(self.rpc_url) if self.rpc_url else None,
             "chain_id": self.chain_id,
             "contract": self.contract,
         }

@@ -26,6 +26,7 @@ from pipelines.kafka_source import (
     KafkaSpec,
     OffsetRange,
     Positions,
+    range_name,
     read_on_from,
 )
 from pipelines.protect import Protection
@@ -40,7 +41,7 @@ from streaming.landers import Landers
 from streaming.node_cache import PLAN_KEY, PLAN_POLICY_KEY, planned_policy
 from streaming.poison import land_ahead, land_contained, landing_ahead, lands_in_lander
 from streaming.records_lost import LOST, warn_lost
-from streaming.schedule import fair_shares, next_turn
+from streaming.schedule import budgets_read, fair_shares
 from streaming.sequencer import Sequencer
 from streaming.shared_step import Helper
 from streaming.store import Workspace, journaling, workspace
@@ -157,7 +158,7 @@ def sweep_staged(space: Workspace) -> int:
         unfinished = journal.unfinished_batches()
     # A replay batch (``rda quarantine replay``) lands no chunk: its plan names none.
     chunks = [c for e in unfinished for c in e["plan"].get("chunks", ())]
-    in_flight = {OffsetRange(**c).name for c in chunks}
+    in_flight = {range_name(**c) for c in chunks}  # a topic named before names were checked too
     removed = 0
     for path in (path for name, path in landed.items() if name not in in_flight):
         try:
@@ -378,7 +379,8 @@ def _new_plan(
     worker_id: str,
 ) -> dict | None:
     """Offset ranges from where each owned partition stands to (at most) its high watermark,
-    the batch's budget shared fairly between the partitions (``streaming/schedule.py``);
+    within the batch's budget: under a backlog, a few partitions a batch, in turn
+    (``streaming/schedule.py``);
     ``RecordsLost`` if reading on from there would skip records (``read_on_from``)."""
     planned, read_ids = journal.planned(config.topic)
     read_on = read_on_from(config.topic, positions, planned, read_ids, config.accept_retention_loss)
@@ -389,7 +391,7 @@ def _new_plan(
     }
     batch_id = journal.next_batch_id(worker_id)
     backlogs = {p: max(0, ends[p] - start) for p, start in starts.items()}
-    turn = next_turn(config.topic)
+    turn = budgets_read(starts, config.max_batch_records)
     shares = fair_shares(backlogs, config.max_batch_records, config.min_partition_share, turn)
     ranges = [
         OffsetRange(config.topic, p, starts[p], starts[p] + shares[p])

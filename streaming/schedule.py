@@ -8,27 +8,27 @@ batches of 4 partitions cost 2.6 CPU-s more than one batch of the same records).
 
 So a batch reads as many partitions as its budget gives ``least`` records each (one at least),
 taken in turn: the partitions with records waiting, in order, from a partition that moves on
-with each batch, so each is read at least once in as many batches as there are partitions,
-however far behind the others are (a hot partition does not starve a quiet one). The budget
-is shared between them like water: each an equal part, what a short partition does not need
-going to the others; what they all leave goes to the next partitions in turn, as few as can
-take it. A backlog that fits the budget is read whole, from every partition.
+with each batch (``budgets_read``), so each is read at least once in as many batches as there
+are partitions, however far behind the others are (a hot partition does not starve a quiet
+one), and a restart goes on with the round where it was. The budget is shared between them
+like water: each an equal part, what a short partition does not need going to the others; what
+they all leave goes to the next partitions in turn, as few as can take it. A backlog that fits
+the budget is read whole, from every partition.
 """
 
 from __future__ import annotations
 
-import itertools
-
 # Records a partition is worth reading for in a batch: its fixed cost is then a tenth or less of
 # its records' (~18 µs of CPU a record from Kafka to the anchor).
 MIN_PARTITION_SHARE = 16_384
-# Per topic, this process's count of its plans: a restart starts the round again.
-_turns: dict[str, itertools.count] = {}
 
 
-def next_turn(topic: str) -> int:
-    """The turn of the next plan of ``topic`` this process makes (0, 1, 2, ...)."""
-    return next(_turns.setdefault(topic, itertools.count()))
+def budgets_read(starts: dict[int, int], budget: int) -> int:
+    """The turn of the next batch: how many budgets the partitions' offsets have come (where
+    each stands, as planned, summed). Under a backlog every batch reads its whole budget, so
+    the turn moves on by one a batch, for this worker's partitions alone (another worker's
+    batches move others'), and a restart goes on from where the journal says it stands."""
+    return sum(starts.values()) // max(budget, 1)
 
 
 def fair_shares(

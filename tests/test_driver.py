@@ -298,3 +298,21 @@ def test_a_duplicate_in_another_chunk_of_the_same_batch_is_caught(
     db = duckdb.connect(str(DataLayout(data_dir).catalog), read_only=True)
     reasons = db.execute("SELECT DISTINCT reason_code FROM quarantine").fetchall()
     assert reasons == [("duplicate",)]
+
+
+def test_an_unfinished_batch_of_a_topic_named_before_names_were_checked_keeps_its_staged_files(
+    data_dir,
+):
+    """Tansu took `node telemetry`; a journal of an earlier version may name it. Its staged
+    files are kept, and every start of a run does not stop on its name."""
+    layout = DataLayout(data_dir)
+    chunk = {"topic": "node telemetry", "partition": 0, "start": 0, "end": 5}
+    receipts = layout.private / "receipts"
+    receipts.mkdir(parents=True)
+    kept = receipts / "node telemetry-p0000-000000000000-000000000005.json"
+    kept.write_text('{"files": {}}')
+    with BatchJournal(layout.journal) as journal:
+        journal.record_plan(1, "node telemetry", {"batch_id": 1, "ranges": [chunk],
+                                                   "chunks": [chunk]}, owner="w")  # fmt: skip
+    assert sweep_staged(workspace(data_dir)) == 0
+    assert kept.exists()

@@ -12,6 +12,7 @@ import pytest
 
 from infra import processes
 from infra.broker import broker_pid, broker_ready, start_broker, stop_broker
+from infra.chain import ChainConfig
 from infra.tools import TANSU_SHA256, ToolInstallError, ensure_tansu, sha256_file, wait_until
 
 
@@ -102,3 +103,25 @@ def test_a_node_that_does_not_answer_is_named_without_its_credentials():
     with pytest.raises(ConnectionError) as error:
         connect(ChainConfig("rpc", url))
     assert str(error.value) == "no JSON-RPC node answers at http://…@127.0.0.1:1/…"
+
+
+def test_a_bounded_provider_names_its_node_without_the_key_in_its_url():
+    from proofs.rpc import BoundedHTTPProvider, node_name
+
+    provider = BoundedHTTPProvider("https://alice:S3CRET@node.example:8545/v3/PROJECTKEY")
+    assert provider.name == "https://node.example:8545"  # what its refusals say
+    assert node_name("http://[::1]:8545/x") == "http://[::1]:8545"
+    assert node_name("http://h:99999999") == "<a malformed URL>"
+
+
+def test_a_chain_describes_its_node_without_its_credentials():
+    from types import SimpleNamespace
+
+    from streaming.chain import ChainContext
+
+    registry = SimpleNamespace(address="0x" + "11" * 20)
+    chain = ChainContext("rpc", "https://u:pw@node.example/v3/KEY", 1, registry)  # type: ignore
+    assert chain.describe()["rpc_url"] == "https://…@node.example/…"
+    with pytest.raises(ValueError) as refused:
+        ChainConfig("rpc", "wss://node.example/v3/KEY")
+    assert "KEY" not in str(refused.value)

@@ -69,6 +69,13 @@ def test_the_store_writes_private_objects_for_their_owner_and_others_as_the_umas
     assert mode(copy) == 0o600
 
 
+def test_the_marketplace_store_is_made_in_a_private_folder(tmp_path, loose_umask):
+    from market.store import MarketStore, market_path
+
+    MarketStore(market_path(tmp_path)).add_buyer("alice")  # names, key hashes, messages
+    assert mode(tmp_path / "private") == 0o700
+
+
 @pytest.mark.parametrize("topic", ["..", "../../published/leak", "x/../../y", "", "a b", "t" * 250])
 def test_a_name_kafka_refuses_as_a_topic_names_no_file(topic):
     with pytest.raises(ValueError, match="is not a Kafka topic name"):

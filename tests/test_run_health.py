@@ -23,7 +23,7 @@ from streaming.driver import RunConfig, _kafka_positions, _new_plan
 from streaming.journal import BatchJournal
 from streaming.metrics import RunMetrics
 from streaming.retry import Backoff, GaveUp
-from streaming.schedule import fair_shares
+from streaming.schedule import budgets_read, fair_shares
 from streaming.workers import Heartbeat, is_alive, prune_dead, running_workers
 
 
@@ -77,6 +77,13 @@ def test_the_turn_goes_round_every_partition_so_none_waits_longer_than_a_round()
     backlogs = {0: 0, 1: 90_000, 2: 0, 3: 90_000}
     read = [fair_shares(backlogs, 20_000, least=16_384, turn=t) for t in range(4)]
     assert [[p for p, n in shares.items() if n] for shares in read] == [[1], [1], [3], [3]]
+
+
+def test_the_turn_is_how_many_budgets_the_partitions_have_been_read():
+    """From the journal's positions: a restart goes on with the round where it was."""
+    assert budgets_read({0: 0, 1: 0, 2: 0, 3: 0}, 25_765) == 0
+    assert budgets_read({0: 25_765, 1: 25_765, 2: 0, 3: 0}, 25_765) == 2
+    assert budgets_read({0: 10, 1: 7}, 0) == 17  # no budget: one a record, not a division by 0
 
 
 def test_a_budget_worth_several_partitions_is_shared_between_those_in_turn():
