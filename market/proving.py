@@ -184,7 +184,7 @@ def _log_cache(asset: Asset, head: dict[str, Any]) -> Path:
     (one per test), and another user could make it first."""
     key = hashlib.sha256(str(head["shard"]).encode()).hexdigest()[:24]
     data_dir = asset.dataset_dir.parent.parent  # <data>/published/<dataset>
-    return DataLayout(data_dir).seal_private() / "shard-logs" / asset.dataset / key
+    return DataLayout(data_dir).private_cache("shard-logs", asset.dataset, key)
 
 
 def _utc(table: pa.Table) -> pa.Table:

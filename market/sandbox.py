@@ -224,7 +224,7 @@ def asset_parts(asset: Asset, budget: int | None = None) -> Parts:
     for member in members:
         logs.setdefault(member.log, []).append(member)
     root = asset.dataset_dir.parent.parent  # the data directory: published/<dataset>/..
-    cache = DataLayout(root).seal_private() / "market" / "compacted" / asset.dataset
+    cache = DataLayout(root).private_cache("market", "compacted", asset.dataset)
     return compaction.view_parts(cache, list(logs.values()), budget)
 
 

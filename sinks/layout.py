@@ -8,6 +8,7 @@ whatever the umask gives the files inside, no other local user reaches them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import stat
@@ -73,6 +74,13 @@ class DataLayout:
                 log.warning("%s is open to other users and not this one's to close", folder)
         _sealed.add(folder)
         return folder
+
+    def private_cache(self, *parts: str) -> Path:
+        """A cache's folder under ``private/``, sealed first when it can be: a data directory
+        that cannot be written is still read (its cache's user reads as published then)."""
+        with contextlib.suppress(OSError):
+            self.seal_private()
+        return self.private.joinpath(*parts)
 
     def dataset_dir(self, dataset: str) -> Path:
         return self.published / dataset
