@@ -70,8 +70,8 @@ class DataLayout:
         if stat.S_IMODE(folder.stat().st_mode) & 0o077:
             try:
                 os.chmod(folder, PRIVATE_MODE)
-            except PermissionError:  # another user's: theirs to close; said, not fatal
-                log.warning("%s is open to other users and not this one's to close", folder)
+            except OSError as error:  # another user's, or a read-only mount: said, not fatal
+                log.warning("%s is open to other users and cannot be closed: %s", folder, error)
         _sealed.add(folder)
         return folder
 
