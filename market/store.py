@@ -129,9 +129,13 @@ class MarketStore:
             if read_only:
                 con = duckdb.connect(str(self.path), read_only=True)
             else:
-                # Buyers' names, hashed keys, wallets and messages: the data directory's
-                # private folder, its owner's alone (market_path).
-                DataLayout(self.path.parent.parent).seal_private()
+                # Buyers' names, hashed keys, wallets and messages: in a data directory
+                # (``market_path``), its private folder, its owner's alone.
+                folder = self.path.parent
+                if folder.name == "private":
+                    DataLayout(folder.parent).seal_private()
+                else:
+                    folder.mkdir(parents=True, exist_ok=True)
                 con = duckdb.connect(str(self.path))
                 con.execute(_DDL)
             try:
