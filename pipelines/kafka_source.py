@@ -23,6 +23,8 @@ from typing import NamedTuple, Protocol
 
 import pyarrow as pa
 
+from schemas.records import echoed_text
+
 FORMAT_HEADER = "rda-format"
 
 
@@ -49,7 +51,7 @@ def range_name(topic: str, partition: int, start: int, end: int) -> str:
 def check_topic_name(topic: str) -> str:
     """``topic``, if Kafka allows it as a topic name; else ``ValueError`` saying why."""
     if not isinstance(topic, str) or not _TOPIC_NAME.fullmatch(topic) or topic in (".", ".."):
-        shown = repr(topic[:64] + "…" if isinstance(topic, str) and len(topic) > 64 else topic)
+        shown = repr(echoed_text(topic, 64) if isinstance(topic, str) else topic)
         raise ValueError(
             f"{shown} is not a Kafka topic name (1 to 249 of A-Z a-z 0-9 . _ -, not . or ..)"
         )

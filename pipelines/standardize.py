@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 from pipelines.poison import crash_on_marker
 from schemas.adapters import Adapter, DecodeResult, adapter_for, sniff, wire_formats
-from schemas.records import QUARANTINE_SCHEMA, quarantine_batch
+from schemas.records import QUARANTINE_SCHEMA, echoed_text, quarantine_batch
 from schemas.registry import schema_for_dataset
 from validators.rowchecks import check_rows
 
@@ -151,7 +151,7 @@ def _record_formats(
 def _unknown_format_reason(header: str | None) -> str:
     known = ", ".join(wire_formats())
     if header is not None:
-        shown = header if len(header) <= 60 else header[:60] + "…"
+        shown = echoed_text(header)
         return f"the rda-format header says {shown!r}, a format no adapter reads (known: {known})"
     return f"no rda-format header, and the content looks like none of: {known}"
 

@@ -44,6 +44,12 @@ def empty_quarantine() -> pa.RecordBatch:
 ECHOED_CHARACTERS = 60  # of a record's value a reason quotes: enough to see it, not the record
 
 
+def echoed_text(text: str, limit: int = ECHOED_CHARACTERS) -> str:
+    """One value as a reason quotes it: cut at ``limit`` characters with ``…`` (``echoed``, for
+    a value written record by record)."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def echoed(values: pa.Array, limit: int = ECHOED_CHARACTERS) -> pa.Array:
     """Values as a reason quotes them: text, ``null`` for none, cut at ``limit`` characters
     with ``…`` (a 900 KB field was quoted whole in its reason, beside the record that holds

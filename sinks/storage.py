@@ -176,8 +176,8 @@ class Store:
             target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
             shutil.copyfile(local_file, partial)
-            if relative.startswith("private/"):
-                os.chmod(partial, 0o600)
+            if _owner_only(relative):
+                os.chmod(partial, OWNER_ONLY)
             os.replace(partial, target)
             return
         pafs.copy_files(
@@ -273,11 +273,18 @@ def s3_filesystem() -> pafs.S3FileSystem:
     return pafs.S3FileSystem(**options)
 
 
+OWNER_ONLY = 0o600  # a copy of something under private/ (the keys above all), whatever the umask
+
+
+def _owner_only(relative: str) -> bool:
+    return relative.startswith("private/")
+
+
 def _new_file(path: Path, relative: str) -> BinaryIO:
-    """``path`` opened to write anew: its owner's alone (0600) when it is a copy of something
-    under ``private/`` (the keys above all), whatever the umask; else as the umask says."""
-    mode = 0o600 if relative.startswith("private/") else 0o666
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    if mode == 0o600:
-        os.fchmod(fd, mode)  # a file left there by an earlier attempt keeps its old mode
+    """``path`` opened to write anew: ``OWNER_ONLY`` when it is a copy of something under
+    ``private/``; else as the umask says."""
+    private = _owner_only(relative)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, OWNER_ONLY if private else 0o666)
+    if private:
+        os.fchmod(fd, OWNER_ONLY)  # a file left there by an earlier attempt keeps its old mode
     return os.fdopen(fd, "wb")
