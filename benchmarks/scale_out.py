@@ -5,8 +5,9 @@ kafka-python loop consuming the whole backlog once (best of three). Each pipelin
 N real worker processes in one consumer group on a fresh data directory and lets them drain the
 same backlog in bounded micro-batches; its rate is the backlog over the journal's window, from
 the first batch of the backlog planned to its last batch done. Start-up is not counted: each
-worker first drains a small warm-up topic (importing Great Expectations, building its suites,
-the datasets' first Data Docs), as a long-running ``rda run`` has long done. The ratio that
+worker first drains a small warm-up topic with records in every partition (importing Great
+Expectations, building its suites, the datasets' first Data Docs), as a long-running ``rda run``
+has long done. The ratio that
 matters is per process: the pipeline rate / N against the raw rate, and the speed-up of N
 processes over one. Each case also reports the median seconds per batch step (plan, land,
 sequence — within it dedup, event_time, publish, anchor — and offsets), from the workers' JSON
@@ -108,6 +109,22 @@ def _window(data: Path, n: int) -> tuple[float, int] | None:
     return (last - first).total_seconds(), len(entries)
 
 
+def _warm_up_every_partition(bootstrap: str) -> None:
+    """Give every partition of the warm-up topic records, so each of 4 workers warms up: with
+    one partition left empty, its worker began the backlog while the others still warmed up,
+    and the window counted their start-up (4 nodes' keys missed partition 1)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    produce(bootstrap, WARM_UP, generate(8, 10, 1, 1_764_000_000_000, 12))
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        ends = consumer.end_offsets([TopicPartition(WARM_UP, p) for p in range(4)])
+    finally:
+        consumer.close()
+    if not all(ends.values()):
+        raise RuntimeError(f"the warm-up topic left a partition empty: {ends}")
+
+
 def run(quick: bool = False) -> dict:
     from proofs.anchor import AnchorRegistry
 
@@ -118,7 +135,7 @@ def run(quick: bool = False) -> dict:
     try:
         messages = generate(nodes, 120, 1, 1_764_000_000_000, 11)
         n = produce(broker.bootstrap, TOPIC, messages).messages
-        produce(broker.bootstrap, WARM_UP, generate(4, 20, 1, 1_764_000_000_000, 12))
+        _warm_up_every_partition(broker.bootstrap)
         raw_s = min(_raw_consume(broker.bootstrap, TOPIC, n) for _ in range(3))
         raw = rate(n, raw_s)
         cases = {}
