@@ -50,8 +50,10 @@ def run(quick: bool = False) -> dict:
         finally:
             node.stop()
     anchor = gas["anchor_checkpoint (baseline)"]
+    summary = _summary(gas, delays, purchases, interval)
     return {
         "name": "data_assets",
+        "summary": summary,
         "chain": "anvil (prague)",
         "gas": gas,
         "gas_vs_anchor": {k: round(v / anchor, 2) for k, v in gas.items()},
@@ -66,6 +68,18 @@ def run(quick: bool = False) -> dict:
             "goal": "≤ 1 trigger interval after the block",
         },
     }
+
+
+def _summary(gas: dict[str, int], delays: list[float], purchases: int, interval: float) -> str:
+    anchor = gas["anchor_checkpoint (baseline)"]
+    ratios = ", ".join(f"{k} {v:,} ({v / anchor:.2f}x)" for k, v in gas.items() if v != anchor)
+    slowest = max(delays)
+    return (
+        f"gas against an anchor's {anchor:,} on anvil: {ratios}; a purchase's entitlement "
+        f"reached the pipeline in median {statistics.median(delays):.2f} s, at most "
+        f"{slowest:.2f} s ({slowest / TRIGGER_INTERVAL:.2f}x the {TRIGGER_INTERVAL:g} s "
+        f"trigger; goal ≤ 1), {purchases} purchases synced every {interval:g} s"
+    )
 
 
 def _gas(w3) -> tuple[dict[str, int], dict]:

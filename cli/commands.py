@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 from cli.output import UserError, emit_json, out, printable, shown, stage, step
@@ -357,5 +358,13 @@ def bench(args: argparse.Namespace) -> int:
         emit_json(results)
     else:
         for result in results["benchmarks"]:
-            out.print(f"[bold]{result['name']}[/bold]: {result['summary']}")
+            out.print(f"[bold]{result['name']}[/bold]: {bench_summary(result)}")
     return 0
+
+
+def bench_summary(result: dict) -> str:
+    """A benchmark's line: its summary, or its figures as JSON when it has none (a missing one
+    threw away the whole run's output after its last benchmark)."""
+    if "summary" in result:
+        return str(result["summary"])
+    return json.dumps({k: v for k, v in result.items() if k != "name"}, default=str)

@@ -27,6 +27,7 @@ from pipelines.kafka_source import open_source
 from proofs.verify import verify_dataset
 from schemas.service import SUBSCRIBER_SESSION_V1
 from simulator.fleet import generate
+from simulator.messages import Message, encode_report
 from simulator.producer import produce
 from sinks.layout import DataLayout
 from streaming.chain import open_chain
@@ -139,6 +140,7 @@ def landed(broker, tmp_path_factory):
                     quality_fraction=0.02,
                 )
             )
+            wave_messages += identifiers_in_public_text(wave_messages) if wave == 0 else []
             produce(broker.bootstrap, topic, wave_messages)
             messages.extend(wave_messages)
             # The second wave is the end of input: its batch closes every event-time window.
@@ -149,6 +151,35 @@ def landed(broker, tmp_path_factory):
         logging.getLogger().removeHandler(handler)
         logging.getLogger().setLevel(previous_level)
     return data_dir, messages, summaries, handler.lines, chain
+
+
+def identifiers_in_public_text(messages: list[Message]) -> list[Message]:
+    """Reports whose public text carries a subscriber's identifier from the sessions beside
+    them (the red team's): a firmware string, a speed test's server, an (unsigned) node's id."""
+    reports = [r for r in map(_report, messages) if isinstance(r, dict)]
+    sessions = [r for r in reports if r.get("kind") == "subscriber_session"]
+    first = {kind: next(r for r in reports if r.get("kind") == kind) for kind in KINDS_WITH_TEXT}
+    imsi, imei = sessions[0]["subscriber"]["imsi"], sessions[1]["subscriber"]["imei"]
+    msisdn = sessions[2]["subscriber"]["msisdn"]  # 14 digits in this fleet
+    first["node_heartbeat"]["fw"] = f"2.4.1-{imsi}"
+    first["speed_test"]["speed"]["server"] = f"{imei}.speedtest.example"
+    first["radio_kpi"]["node"] = msisdn
+    for report in first.values():
+        report["ts_ms"] += 1  # not a duplicate of the report it was made from
+    return [
+        Message(r["node"].encode(), encode_report(r), r["ts_ms"], defect="identifier_in_text")
+        for r in first.values()
+    ]
+
+
+KINDS_WITH_TEXT = ("node_heartbeat", "speed_test", "radio_kpi")
+
+
+def _report(message: Message) -> object:
+    try:
+        return json.loads(message.value)
+    except ValueError:  # the fleet's defects
+        return None
 
 
 class _Capture(logging.Handler):
@@ -175,6 +206,16 @@ def test_no_raw_identifier_appears_in_any_published_byte_or_log_line(landed):
     texts += catalog_texts(layout.catalog)
     texts += ["\n".join(log_lines), json.dumps([s.as_dict() for s in summaries], default=str)]
     assert leaks(identifiers, texts) == set()
+
+
+def test_a_subscriber_identifier_in_public_text_is_quarantined_with_its_field_named(landed):
+    """Public text is published as sent: an IMSI in a firmware string, an IMEI in a server
+    name, an MSISDN as a node's id would have been, each under its own node's name."""
+    _, messages, summaries, *_ = landed
+    planted = [m for m in messages if m.defect == "identifier_in_text"]
+    assert len(planted) == len(KINDS_WITH_TEXT)
+    assert summaries[0].reasons["identifier_in_text"] == len(planted)
+    assert "identifier_in_text" not in summaries[1].reasons
 
 
 def test_the_scan_does_find_identifiers_in_a_compressed_parquet_file(landed, tmp_path):

@@ -1,0 +1,124 @@
+"""A subscriber's identifier in public text is quarantined: text is published as the node sent it.
+
+The check (``validators/quality.py``, ``identifier_in_text``) looks for exactly 14 or 15 digits in
+a row, an IMSI's or IMEI's shape, in every public text field a node fills as it likes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pyarrow as pa
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from benchmarks.decode import raw_batch
+from pipelines.protect import Protection
+from pipelines.standardize import standardize
+from schemas.adapters import adapter_for
+from schemas.fields import DEVICE_PROOF_FIELDS
+from schemas.node import NODE_HEARTBEAT_V1
+from schemas.registry import ALL_SCHEMAS, SPEED_TEST_V2
+from validators.quality import check_stateless, free_text_fields
+
+START_MS = 1_764_000_000_000
+HEARTBEAT = {
+    "format": "rda.node.v1",
+    "kind": "node_heartbeat",
+    "node": "an-0000",
+    "ts_ms": START_MS,
+    "status": "online",
+    "uptime_s": 86400,
+    "power": {"source": "solar", "battery_pct": 66.3},
+    "temp_c": 22.7,
+    "fw": "2.4.1",
+}
+IMSI = "214070585943909"
+
+
+def heartbeats(*firmware: str) -> pa.RecordBatch:
+    """Standardized heartbeat rows, one per firmware string, as the stage checks them."""
+    values = [
+        json.dumps({**HEARTBEAT, "fw": fw, "ts_ms": START_MS + 1000 * i}).encode()
+        for i, fw in enumerate(firmware)
+    ]
+    raw = raw_batch(values, "rda.node.v1")
+    raw = raw.set_column(3, "timestamp_ms", pa.array([START_MS] * len(values)))
+    return standardize(raw, adapter_for("rda.node.v1")).published["node_heartbeat.v1"]
+
+
+def test_an_imsi_in_a_firmware_string_is_quarantined_naming_the_field_not_the_value(tmp_path):
+    values = [json.dumps({**HEARTBEAT, "fw": f"2.4.1-{IMSI}"}).encode()]
+    raw = raw_batch(values, "rda.node.v1")
+    raw = raw.set_column(3, "timestamp_ms", pa.array([START_MS]))
+    result = Protection(str(tmp_path))(raw, standardize(raw, adapter_for("rda.node.v1")))
+    assert result.quarantined.column("reason_code").to_pylist() == ["identifier_in_text"]
+    assert result.quarantined.column("reason").to_pylist() == [
+        "firmware holds a 14- or 15-digit number, an IMSI's or IMEI's shape: public text may not "
+        "carry a subscriber's identifier (the value is not repeated)"
+    ]
+    assert "node_heartbeat.v1" not in result.published
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        IMSI,
+        f"2.4.1-{IMSI}",
+        f"imsi{IMSI}",
+        "35891211375061",  # 14 digits
+        f"{IMSI[:3]}.{IMSI}.example",
+        "".join(chr(0xFF10 + int(d)) for d in IMSI),  # fullwidth digits
+        "".join(chr(0x0660 + int(d)) for d in IMSI),  # Arabic-Indic digits
+        f"{IMSI[:7]}\u200b{IMSI[7:]}",  # a zero-width space in the middle
+    ],
+)
+def test_fourteen_or_fifteen_digits_in_a_row_anywhere_in_the_text_are_refused(text):
+    assert check_stateless(NODE_HEARTBEAT_V1, heartbeats(text)).codes.to_pylist() == [
+        "identifier_in_text"
+    ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2.4.1",
+        "1764000000000",  # a millisecond timestamp: 13 digits
+        "1764000000000123",  # a microsecond one: 16
+        "ndt-knwp4_1583603744_0000000000005900",  # M-Lab's test id: runs of 10 and 16
+        "214070585943-909",  # broken up: not looked for (documented)
+        "fw+34613357294",  # a phone number: cannot be told from other numbers
+    ],
+)
+def test_other_numbers_pass(text):
+    assert check_stateless(NODE_HEARTBEAT_V1, heartbeats(text)).codes.to_pylist() == [None]
+
+
+def test_only_the_rows_holding_one_are_refused_among_repeated_values():
+    rows = heartbeats("2.4.1", f"2.4.1-{IMSI}", "2.4.1", f"2.4.1-{IMSI}", "")
+    assert check_stateless(NODE_HEARTBEAT_V1, rows).codes.to_pylist() == [
+        None, "identifier_in_text", None, "identifier_in_text", None,
+    ]  # fmt: skip
+
+
+@given(st.text(alphabet="0123456789a-.", max_size=40))
+def test_a_text_is_refused_exactly_when_a_run_of_its_digits_is_14_or_15_long(text):
+    runs = {len(run) for run in re.findall(r"[0-9]+", text)}
+    expected = "identifier_in_text" if runs & {14, 15} else None
+    assert check_stateless(NODE_HEARTBEAT_V1, heartbeats(text)).codes.to_pylist() == [expected]
+
+
+def test_the_fields_looked_at_are_the_public_text_a_node_writes_as_it_likes():
+    assert free_text_fields(NODE_HEARTBEAT_V1) == {"node_id", "firmware"}
+    assert free_text_fields(SPEED_TEST_V2) == {
+        "source", "test_id", "node_id", "server", "server_site", "client_name", "source_version",
+    }  # fmt: skip
+    device_hex = {f.name for f in DEVICE_PROOF_FIELDS}
+    for schema in ALL_SCHEMAS:
+        looked_at = free_text_fields(schema)
+        assert not looked_at & device_hex  # checked as hex already
+        for field in schema.fields:
+            if field.name in looked_at:
+                assert field.allowed is None and field.privacy.value == "public"
