@@ -73,6 +73,8 @@ def test_an_imsi_in_a_firmware_string_is_quarantined_naming_the_field_not_the_va
         "".join(chr(0xFF10 + int(d)) for d in IMSI),  # fullwidth digits
         "".join(chr(0x0660 + int(d)) for d in IMSI),  # Arabic-Indic digits
         f"{IMSI[:7]}\u200b{IMSI[7:]}",  # a zero-width space in the middle
+        f"_{IMSI}_",  # 15 characters: too short for a hex string
+        f"imsi{IMSI}",
     ],
 )
 def test_fourteen_or_fifteen_digits_in_a_row_anywhere_in_the_text_are_refused(text):
@@ -87,7 +89,10 @@ def test_fourteen_or_fifteen_digits_in_a_row_anywhere_in_the_text_are_refused(te
         "2.4.1",
         "1764000000000",  # a millisecond timestamp: 13 digits
         "1764000000000123",  # a microsecond one: 16
-        "ndt-knwp4_1583603744_0000000000005900",  # M-Lab's test id: runs of 10 and 16
+        "ndt-knwp4_1583603744_000000000000590E",  # M-Lab's test id: a hex counter
+        "ndt-knwp4_1583603744_0000000000005900",
+        "x_000000000000590E_000000000000591F",  # two hex strings side by side
+        "build 3f2a000000000000009b1c7d",  # a digest's prefix
         "214070585943-909",  # broken up: not looked for (documented)
         "fw+34613357294",  # a phone number: cannot be told from other numbers
     ],
@@ -103,10 +108,30 @@ def test_only_the_rows_holding_one_are_refused_among_repeated_values():
     ]  # fmt: skip
 
 
-@given(st.text(alphabet="0123456789a-.", max_size=40))
-def test_a_text_is_refused_exactly_when_a_run_of_its_digits_is_14_or_15_long(text):
-    runs = {len(run) for run in re.findall(r"[0-9]+", text)}
-    expected = "identifier_in_text" if runs & {14, 15} else None
+TEXTS = st.lists(
+    st.one_of(
+        st.text("0123456789", min_size=1, max_size=17),
+        st.text("0123456789", min_size=13, max_size=16),  # an identifier's length, or next to it
+        st.sampled_from("aFx-._ "),
+    ),
+    max_size=8,
+).map("".join)
+
+
+def holds_an_identifier(text: str) -> bool:
+    """The rule, said another way: a word (letters and digits) that is not a hex string of 16
+    or more has a run of exactly 14 or 15 digits."""
+    for word in re.split(r"[^0-9A-Za-z]", text):
+        if len(word) >= 16 and re.fullmatch(r"[0-9A-Fa-f]+", word):
+            continue
+        if {len(run) for run in re.findall(r"[0-9]+", word)} & {14, 15}:
+            return True
+    return False
+
+
+@given(TEXTS)
+def test_a_text_is_refused_exactly_when_a_word_not_hex_has_14_or_15_digits_in_a_row(text):
+    expected = "identifier_in_text" if holds_an_identifier(text) else None
     assert check_stateless(NODE_HEARTBEAT_V1, heartbeats(text)).codes.to_pylist() == [expected]
 
 

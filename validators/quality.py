@@ -61,14 +61,17 @@ _FORMATS = {
 
 # A subscriber's IMSI (14-15 digits) or IMEI (15) inside a public text field (a firmware
 # string, a server name, an unsigned node's id): the text is published as sent, so a node could
-# publish one there (red team). Only a run of exactly 14 or 15 digits: millisecond timestamps
-# have 13, microsecond ones 16, M-Lab's test ids 10 and 16. Digits of any script (a fullwidth
-# IMSI reads as well), with invisible formatting characters (a zero-width space) taken out
-# first. Phone numbers (7-15 digits) cannot be told from other numbers in free text, and are
-# not looked for; nor are digits spaced out or spelled: this keeps out a mistake and the
-# obvious leak, not a node set on hiding one.
+# publish one there (red team). Only a run of exactly 14 or 15 digits (millisecond timestamps
+# have 13, microsecond ones 16), and not within a hex string of 16 characters or more, an id or
+# a digest: M-Lab's test ids end in a 16-digit hex counter, "000000000000590E" of the sample.
+# Digits of any script (a fullwidth IMSI reads as well), with invisible formatting characters
+# (a zero-width space) taken out first. Phone numbers (7-15 digits) cannot be told from other
+# numbers in free text, and are not looked for; nor are digits spaced out or spelled: this
+# keeps out a mistake and the obvious leak, not a node set on hiding one.
 _IDENTIFIER_IN_TEXT = r"(^|[^\p{Nd}])\p{Nd}{14,15}([^\p{Nd}]|$)"
 _INVISIBLE = r"\p{Cf}+"
+_SEPARATOR = r"([^\p{L}\p{Nd}])"  # doubled first, so that hex strings side by side each have one
+_HEX_STRING = r"(^|[^\p{L}\p{Nd}])[0-9A-Fa-f]{16,}([^\p{L}\p{Nd}]|$)"
 # Hex the pipeline checked itself (a device signature's key id, commitment, path, signature):
 # 64 random hex digits hold such a run about once in a hundred.
 _MACHINE_TEXT = frozenset(f.name for f in DEVICE_PROOF_FIELDS)
@@ -287,7 +290,9 @@ def _identifier_shaped(text: pa.Array) -> pa.Array | None:
     ~25 ms value by value)."""
     values = pc.unique(text)
     visible = pc.replace_substring_regex(values, _INVISIBLE, "")
-    shaped = pc.fill_null(pc.match_substring_regex(visible, _IDENTIFIER_IN_TEXT), False)
+    spaced = pc.replace_substring_regex(visible, _SEPARATOR, r"\1\1")
+    unhexed = pc.replace_substring_regex(spaced, _HEX_STRING, r"\1\2")
+    shaped = pc.fill_null(pc.match_substring_regex(unhexed, _IDENTIFIER_IN_TEXT), False)
     if not pc.any(shaped).as_py():
         return None
     return pc.fill_null(pc.is_in(text, value_set=pc.filter(values, shaped)), False)
