@@ -53,6 +53,9 @@ class RunConfig:
     # Under a backlog, a batch reads only as many partitions, in turn, as get this many records
     # each (streaming/schedule.py); 0: every partition in every batch.
     min_partition_share: int = MIN_PARTITION_SHARE
+    # A quality worker of this run's validates the files a checkpoint adds as soon as they are
+    # written, while the run commits and anchors them (streaming/quality_queue.py).
+    validate_ahead: bool = False
 
 
 @dataclass

@@ -57,6 +57,15 @@ def shard_rows(work: DataLayout, receipts: list[dict]) -> dict[str, list[ShardRo
     return {d: [shards[s] for s in sorted(shards)] for d, shards in ranked}
 
 
+def added_files(shards: list[ShardRows]) -> list[dict[str, Any]]:
+    """The files a dataset's checkpoint adds: path from the work root, sha256."""
+    return [
+        {"path": f"published/{rows.dataset}/{f['path']}", "sha256": f["sha256"]}
+        for rows in shards
+        for f in rows.files
+    ]
+
+
 def publish_batch_files(
     store: Store, work: DataLayout, receipts: list[dict], extra: list[str] = ()
 ) -> int:

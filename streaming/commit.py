@@ -54,7 +54,7 @@ from sinks.storage import Store
 from streaming import quality_queue
 from streaming.assets import checkpoint_sections, promote_table
 from streaming.batch import Progress
-from streaming.batch_files import ShardRows, shard_rows
+from streaming.batch_files import ShardRows, added_files, shard_rows
 from streaming.chain import AnchorContention, ChainChanged
 from streaming.checkpoints import Base, ChainView, Checkpoints, dataset_path, promote
 from streaming.dataset_sections import dataset_quality, merged_privacy
@@ -116,7 +116,7 @@ def commit_and_anchor(
             _same_landing(plan, recorded, by_dataset)
             anchored = ctx.chain(recorded) if recorded else []
             # Queued again: the crash may have come before they were (a job is idempotent).
-            _enqueue(ctx, [(c, _added(by_dataset[c["dataset"]])) for c in recorded])
+            _enqueue(ctx, [(c, added_files(by_dataset[c["dataset"]])) for c in recorded])
             return [finish(ctx.store, c, r) for c, r in zip(recorded, anchored, strict=True)]
         ctx.on_committed([b.checkpoint for b in built])
         ctx.progress(
@@ -156,15 +156,6 @@ def _enqueue(ctx: CommitContext, checkpoints: list[tuple[dict, list[dict]]]) -> 
     shared = None if local else ctx.store.uri
     for checkpoint, files in checkpoints:
         quality_queue.enqueue(ctx.work, checkpoint, files, shared)
-
-
-def _added(shards: list[ShardRows]) -> list[dict[str, Any]]:
-    """The files a dataset's checkpoint adds: path from the work root, sha256."""
-    return [
-        {"path": f"published/{rows.dataset}/{f['path']}", "sha256": f["sha256"]}
-        for rows in shards
-        for f in rows.files
-    ]
 
 
 def finish(store: Store, checkpoint: dict, anchored: dict) -> dict:
@@ -227,7 +218,7 @@ def _build(
         for h in heads.values()
     ]
     size = sum(h["tree_size"] for h in heads.values())
-    added = _added(shards)
+    added = added_files(shards)
     manifest = build_dataset_manifest(
         dataset=dataset,
         heads=list(heads.values()),

@@ -4,6 +4,8 @@ or each in a child forked from a warm process (``Pool``), up to a few at once.
 A dataset's checkpoints always go one at a time, oldest first, as its Data Docs site is theirs
 to share; between datasets, the largest job first. A job that fails, or whose child dies, is set
 aside with its reason. Only the process holding the queue's lock (``QueueLock``) takes jobs.
+A run's own worker also validates files queued ahead of their checkpoint (``ahead``), on a
+core the run leaves idle while it commits, when no job of their dataset is queued or running.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from schemas.published import published_schema_for_dataset
@@ -23,9 +26,12 @@ from streaming.quality_queue import (
     dataset_of,
     docs_dir,
     pending,
+    pending_ahead,
     queue_dir,
     requeue,
+    run_ahead,
     set_aside,
+    validated_ahead,
 )
 
 log = logging.getLogger("rda.quality")
@@ -95,9 +101,11 @@ class Pool:
     """Checkpoints validated in forked children, up to ``size`` at once; a new one starts as
     soon as a child ends."""
 
-    def __init__(self, layout: DataLayout, size: int, final: bool) -> None:
-        self.layout, self.size, self.final = layout, size, final
+    def __init__(self, layout: DataLayout, size: int, final: bool, ahead: bool = False) -> None:
+        """``ahead``: validate files queued ahead of their checkpoint too (a run's worker)."""
+        self.layout, self.size, self.final, self.ahead = layout, size, final, ahead
         self.running: dict[int, tuple[Path, bool]] = {}  # pid: (job, docs built with it)
+        self._running_ahead: set[int] = set()  # of those, the children validating files ahead
         self._started: set[tuple[str, bool]] = set()  # (dataset, with docs) of started jobs
         # Per dataset, its latest job when it was started without Data Docs (they were built
         # less than DOCS_EVERY_S ago): its name and bytes, to redo it with them when final.
@@ -130,7 +138,26 @@ class Pool:
         if self.final and self._redo_for_docs(jobs, busy):
             jobs = pending(self.layout)
         for job in _next_jobs(self.layout, jobs, busy, self.size - len(self.running)):
-            self._start(job, _docs_with(self.layout, job, jobs, self.final))
+            docs = _docs_with(self.layout, job, jobs, self.final) or _built_ahead(self.layout, job)
+            self._start(job, docs)
+        if self.ahead and len(self.running) < self.size:
+            self._start_ahead(busy | {dataset_of(job) for job in jobs})
+
+    def _start_ahead(self, waiting: set[str]) -> None:
+        """Files queued ahead, oldest first, of datasets with no job running or queued (a
+        queued job goes first: it is an older checkpoint, or these files' own)."""
+        from sinks.quality_report import docs_due
+
+        for job in pending_ahead(self.layout):
+            if len(self.running) >= self.size:
+                return
+            dataset = dataset_of(job)
+            if dataset not in waiting:
+                waiting.add(dataset)
+                docs = docs_due(self.layout, dataset)
+                pid = self._fork(lambda job=job, docs=docs: _run_ahead(self.layout, job, docs))
+                self.running[pid] = job, docs
+                self._running_ahead.add(pid)
 
     def _redo_for_docs(self, jobs: list[Path], busy: set[str]) -> int:
         """Queued again: each dataset's last job that ran without Data Docs while the run went
@@ -149,7 +176,6 @@ class Pool:
         return redone
 
     def _start(self, job: Path, docs: bool) -> None:
-        from streaming.isolation import die_with_parent, fork_frozen
         from validators.expectations import prepare
 
         dataset = dataset_of(job)
@@ -164,17 +190,25 @@ class Pool:
         else:
             with contextlib.suppress(OSError):  # gone: the child sets it aside, saying why
                 self._undocumented[dataset] = job, job.read_bytes()
+        pid = self._fork(lambda: _attest_or_set_aside(self.layout, job, docs))
+        self.running[pid] = job, docs
+
+    @staticmethod
+    def _fork(work: Callable[[], None]) -> int:
+        """``work()`` in a child forked from this warm process; the child's pid."""
+        from streaming.isolation import die_with_parent, fork_frozen
+
         parent = os.getpid()
         pid = fork_frozen()
         if pid == 0:  # pragma: no cover - the child: measured by its effects
             die_with_parent(parent)
             code = 1  # the job could not even be set aside: the parent does it
             try:
-                _attest_or_set_aside(self.layout, job, docs)
+                work()
                 code = 0
             finally:
                 os._exit(code)  # no atexit handlers, no joining of the parent's inherited state
-        self.running[pid] = job, docs
+        return pid
 
     def _reap(self, pid: int, status: int) -> int:
         """A child ended (1: one of the pool's): one that died sets its job aside (it would
@@ -185,11 +219,36 @@ class Pool:
         if pid not in self.running:
             return 0
         job, docs = self.running.pop(pid)
+        if pid in self._running_ahead:
+            self._running_ahead.discard(pid)
+            if status != 0:  # the checkpoint's job validates the files itself, and says why
+                log.warning("GE's validation ahead of %s failed (status %d)", job.name, status)
+                job.unlink(missing_ok=True)
+            elif docs:
+                mark_docs_built(self.layout, published_schema_for_dataset(dataset_of(job)))
+            return 1
         if status != 0 and job.exists():
             set_aside(job, WorkerCrashed.from_status(f"GE validation of {job.name}", status))
         elif docs:
             mark_docs_built(self.layout, published_schema_for_dataset(dataset_of(job)))
         return 1
+
+
+def _run_ahead(layout: DataLayout, job: Path, docs: bool) -> None:
+    try:
+        run_ahead(layout, job, docs)
+    except Exception as error:  # the checkpoint's job validates them itself, and says why
+        log.warning("GE's validation ahead of %s failed: %s", job.name, error)
+        job.unlink(missing_ok=True)
+
+
+def _built_ahead(layout: DataLayout, job: Path) -> bool:
+    """Whether the files of a queued job were validated ahead with Data Docs (the job then
+    counts as building them: a run's final docs need not be built again)."""
+    try:
+        return validated_ahead(layout, json.loads(job.read_bytes()), docs=True) is not None
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def _weight(layout: DataLayout, job: Path) -> int:

@@ -10,11 +10,23 @@ then deletes the job. Until then the checkpoint's report is
 idempotent (GE's report is deterministic, Ed25519 signatures are too), so a job redone after a
 crash writes the same bytes; a job is removed only after its attestation is on disk. Who takes
 the jobs, and when: ``streaming/quality_worker.py``.
+
+GE's report depends on the files alone, and they are written before their checkpoint: the
+event-time step writes them, then the commit builds the shards' trees and the checkpoint, and
+anchors it, on one core. A run with a worker of its own queues the files *ahead*
+(``validate_ahead``: ``private/quality-queue/ahead/``) as soon as they are written; the worker
+validates them meanwhile on the other core and keeps the report beside (``run_ahead``). The
+checkpoint's job then finds the report of exactly its files (their paths and SHA-256s, in
+order) and signs it (``attest``) rather than validating again. Nothing is attested before its
+checkpoint is anchored, and what a kept report says is what GE says of those bytes, so the
+attestation is the one a job validating them itself writes. A kept report no job came for (the
+run stopped before the anchor) is removed by the dataset's next job.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -55,6 +67,76 @@ def enqueue(
         "store": store,
     }
     _write_atomically(queue_dir(layout) / f"{dataset}.{size:012d}.json", _json_bytes(job))
+
+
+def ahead_dir(layout: DataLayout) -> Path:
+    return queue_dir(layout) / "ahead"
+
+
+def files_digest(files: list[dict[str, Any]]) -> str:
+    """Names the rows a validation judged: its files' paths and SHA-256s, in order."""
+    named = "".join(f"{f['path']}\n{f['sha256']}\n" for f in files)
+    return hashlib.sha256(named.encode()).hexdigest()[:32]
+
+
+def validate_ahead(layout: DataLayout, dataset: str, files: list[dict[str, Any]]) -> None:
+    """Queue GE's validation of the ``files`` (path from the work root, sha256) a dataset's
+    checkpoint is about to add, for the worker to do before the checkpoint's job comes."""
+    name = f"{dataset}.{files_digest(files)}"
+    if (ahead_dir(layout) / f"{name}.report").exists():  # a batch redone identically
+        return
+    job = {"dataset": dataset, "files": [{"path": f["path"], "sha256": f["sha256"]} for f in files]}
+    _write_atomically(ahead_dir(layout) / f"{name}.json", _json_bytes(job))
+
+
+def pending_ahead(layout: DataLayout) -> list[Path]:
+    """Files queued ahead, oldest first."""
+    return sorted(ahead_dir(layout).glob("*.json"), key=_age)
+
+
+def run_ahead(layout: DataLayout, job_file: Path, docs: bool = False) -> None:
+    """Validate files queued ahead and keep GE's report (and whether Data Docs were built with
+    it) for their checkpoint's job; then remove the ahead job."""
+    from sinks.quality_report import validate_new_rows
+    from validators.expectations import report_bytes
+
+    job = json.loads(job_file.read_bytes())
+    dataset = job["dataset"]
+    schema = published_schema_for_dataset(dataset)
+    validation = validate_new_rows(layout, schema, job["files"], docs_dir(layout, dataset, docs))
+    kept = {"docs": docs, "seconds": validation.seconds}
+    kept["report"] = report_bytes(validation.report).decode()
+    _write_atomically(job_file.with_suffix(".report"), _json_bytes(kept))
+    job_file.unlink(missing_ok=True)
+
+
+def validated_ahead(layout: DataLayout, job: dict[str, Any], docs: bool) -> dict | None:
+    """The report kept for exactly a job's files, if there is one (with Data Docs, if they are
+    wanted); else None."""
+    kept = ahead_dir(layout) / f"{job['dataset']}.{files_digest(job['files'])}.report"
+    try:
+        found = json.loads(kept.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return found if found.get("docs") or not docs else None
+
+
+def forget_ahead(layout: DataLayout, job_file: Path, job: dict[str, Any]) -> None:
+    """Once a dataset's checkpoint is attested: the report kept for its files, and whatever was
+    queued ahead for the dataset before its job was (a batch that stopped before its anchor; a
+    later batch's files are queued after this job)."""
+    dataset, queued = job["dataset"], _age(job_file)
+    (ahead_dir(layout) / f"{dataset}.{files_digest(job['files'])}.report").unlink(missing_ok=True)
+    for path in ahead_dir(layout).glob(f"{dataset}.*"):
+        if dataset_of(path) == dataset and _age(path) <= queued:
+            path.unlink(missing_ok=True)
+
+
+def _age(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # gone meanwhile
+        return 0.0
 
 
 def pending(layout: DataLayout) -> list[Path]:
@@ -118,10 +200,15 @@ def attest(layout: DataLayout, job_file: Path, docs: bool = False) -> dict[str, 
     job = json.loads(job_file.read_bytes())
     dataset, size = job["dataset"], job["tree_size"]
     schema = published_schema_for_dataset(dataset)
-    validation = validate_new_rows(layout, schema, job["files"], docs_dir(layout, dataset, docs))
+    kept = validated_ahead(layout, job, docs)
+    if kept is not None:
+        report, seconds = kept["report"].encode(), kept["seconds"]
+    else:
+        docs_at = docs_dir(layout, dataset, docs)
+        validation = validate_new_rows(layout, schema, job["files"], docs_at)
+        report, seconds = report_bytes(validation.report), validation.seconds
     if docs:
         mark_docs_built(layout, schema)
-    report = report_bytes(validation.report)
     dataset_dir = layout.dataset_dir(dataset)
     _write_atomically(dataset_dir / quality_attestation.report_name(size), report)
     claim = quality_attestation.statement(
@@ -130,7 +217,7 @@ def attest(layout: DataLayout, job_file: Path, docs: bool = False) -> dict[str, 
         manifest_sha256=job["manifest_sha256"],
         files=[{**f, "path": layout.in_dataset(dataset, f["path"])} for f in job["files"]],
         report=report,
-        expectations=expectations_summary(validation.report),
+        expectations=expectations_summary(json.loads(report)),
     )
     document = quality_attestation.sign(publisher_key(layout.root), claim)
     attestation = dataset_dir / quality_attestation.attestation_name(size)
@@ -142,15 +229,17 @@ def attest(layout: DataLayout, job_file: Path, docs: bool = False) -> dict[str, 
         names = quality_attestation.report_name(size), quality_attestation.attestation_name(size)
         for name in names:
             shared.put_file(dataset_dir / name, f"published/{dataset}/{name}")
+    forget_ahead(layout, job_file, job)
     job_file.unlink(missing_ok=True)
     log.info(
-        "attested GE report of %s at tree size %d (%.2f s)",
+        "attested GE report of %s at tree size %d (%.2f s%s)",
         dataset,
         size,
-        validation.seconds,
+        seconds,
+        ", validated ahead" if kept is not None else "",
         extra={"event": "quality_attested", "dataset": dataset, "tree_size": size},
     )
-    return {"dataset": dataset, "tree_size": size, "seconds": validation.seconds}
+    return {"dataset": dataset, "tree_size": size, "seconds": seconds, "ahead": kept is not None}
 
 
 def docs_dir(layout: DataLayout, dataset: str, docs: bool) -> Path | None:

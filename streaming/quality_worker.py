@@ -202,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     # Each job in a child forked from this warm process, up to PARALLEL_JOBS at once (one
     # taken in this process made the others wait for its end: ~+0.5 s for one `rda run --once`
     # in five). Once the run is over (`finish`), each dataset's last job builds its Data Docs.
-    pool = Pool(layout, size=PARALLEL_JOBS, final=False)
+    # Files the run queued ahead of their checkpoint are validated too, while it commits them.
+    pool = Pool(layout, size=PARALLEL_JOBS, final=False, ahead=True)
     while True:
         if finish.is_set():  # and then the last docs, with each dataset's last job
             pool.final = True

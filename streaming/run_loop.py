@@ -282,6 +282,7 @@ class RunLoop:
             signatures=t.signatures,
             nodes=self.chain.nodes if self.chain is not None else None,
             work_dir=self.space.work.root,
+            validate_ahead=isinstance(self.quality, QualityWorker),
             **event_time_config(self.settings),
         )
 

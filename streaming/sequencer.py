@@ -33,9 +33,9 @@ from sinks.dedup import (
 )
 from sinks.layout import DataLayout
 from sinks.parquet import ChunkWriter, read_receipt
-from streaming import event_state, faults
+from streaming import event_state, faults, quality_queue
 from streaming.batch import BatchSummary, Progress, RunConfig, count_receipts
-from streaming.batch_files import publish_batch_files
+from streaming.batch_files import added_files, publish_batch_files, shard_rows
 from streaming.checkpoints import ChainView, Checkpoints, answers_at_once, dataset_path
 from streaming.commit import CommitContext, commit_and_anchor
 from streaming.event_time import Outcome
@@ -152,6 +152,8 @@ class Sequencer:
             summary.steps["dedup"] = time.monotonic() - started
             outcome = self._decide(store, entry, receipts, summary)
             faults.journaled("landed")
+            if self.config.validate_ahead:
+                self._validate_ahead(outcome.receipts)
             self._anchor(held, plan, receipts, outcome, checkpoints, summary)
             store = held.open()  # again, after a node's anchor
             shards = {shard for _, shard in batch_shards(outcome.receipts)}
@@ -159,6 +161,13 @@ class Sequencer:
             store.journal.set_state(batch_id, "anchored")
         faults.journaled("anchored")
         return summary
+
+    def _validate_ahead(self, receipts: list[dict]) -> None:
+        """Queue the files each dataset's checkpoint will add for the run's quality worker,
+        which validates them while this process commits and anchors them: the checkpoint's
+        job then signs the report (``streaming/quality_queue.py``)."""
+        for dataset, shards in shard_rows(self.layout, receipts).items():
+            quality_queue.validate_ahead(self.layout, dataset, added_files(shards))
 
     def _anchor(
         self,

@@ -27,7 +27,14 @@ from sinks.layout import DataLayout
 from streaming import quality_launch
 from streaming.keys import publisher_key
 from streaming.quality_pool import drain
-from streaming.quality_queue import QueueLock, attestations, failed_jobs, pending, queue_dir
+from streaming.quality_queue import (
+    QueueLock,
+    ahead_dir,
+    attestations,
+    failed_jobs,
+    pending,
+    queue_dir,
+)
 from streaming.quality_worker import QualityWorker
 
 pytestmark = pytest.mark.slow  # `rda quality` and GE's worker processes
@@ -73,6 +80,7 @@ def test_a_run_told_to_leave_quality_queued_anchors_every_checkpoint_and_validat
     assert queued_jobs(queued) == checkpoints(queued)
     assert attestations(DataLayout(queued)) == []
     assert not list(DataLayout(queued).published.glob("*/quality"))
+    assert not ahead_dir(DataLayout(queued)).exists()  # no worker of its own to validate ahead
 
 
 def test_rda_quality_attests_every_queued_checkpoint_and_empties_the_queue(data, tmp_path):
