@@ -115,10 +115,10 @@ def _warm_up_every_partition(bootstrap: str) -> None:
     and the window counted their start-up (4 nodes' keys missed partition 1)."""
     from kafka import KafkaConsumer, TopicPartition
 
-    produce(bootstrap, WARM_UP, generate(8, 10, 1, 1_764_000_000_000, 12))
+    sent = produce(bootstrap, WARM_UP, generate(8, 10, 1, 1_764_000_000_000, 12))
     consumer = KafkaConsumer(bootstrap_servers=bootstrap)
     try:
-        ends = consumer.end_offsets([TopicPartition(WARM_UP, p) for p in range(4)])
+        ends = consumer.end_offsets([TopicPartition(WARM_UP, p) for p in range(sent.partitions)])
     finally:
         consumer.close()
     if not all(ends.values()):

@@ -345,6 +345,8 @@ def schemas_show(args: argparse.Namespace) -> int:
 
 
 def bench(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
     from benchmarks.runner import BENCHMARKS, run_benchmarks
 
     unknown = sorted(set(args.only or []) - set(BENCHMARKS))
@@ -358,7 +360,7 @@ def bench(args: argparse.Namespace) -> int:
         emit_json(results)
     else:
         for result in results["benchmarks"]:
-            out.print(f"[bold]{result['name']}[/bold]: {bench_summary(result)}")
+            out.print(f"[bold]{result['name']}[/bold]: {escape(bench_summary(result))}")
     return 0
 
 

@@ -59,11 +59,23 @@ class ChangedSinceAnchored(ValueError):
     """A checkpoint's file no longer has the SHA-256 its manifest committed to."""
 
 
+def check_committed(layout: DataLayout, files: list[dict[str, Any]]) -> None:
+    """Refuse files whose bytes are no longer the ones named (``ChangedSinceAnchored``): a
+    report validated before their checkpoint is signed only for the bytes it judged."""
+    for f in files:
+        _committed_bytes(layout, f["path"], f["sha256"])
+
+
 def _read_committed(layout: DataLayout, path: str, sha256: str) -> pa.Table:
+    data = _committed_bytes(layout, path, sha256)
+    return pq.read_table(pa.BufferReader(data), use_threads=False)
+
+
+def _committed_bytes(layout: DataLayout, path: str, sha256: str) -> bytes:
     data = (layout.root / path).read_bytes()
     if hashlib.sha256(data).hexdigest() != sha256:
         raise ChangedSinceAnchored(f"{path}: SHA-256 is not the anchored checkpoint's")
-    return pq.read_table(pa.BufferReader(data), use_threads=False)
+    return data
 
 
 def checkpoint_quality(

@@ -155,6 +155,7 @@ class Pool:
             if dataset not in waiting:
                 waiting.add(dataset)
                 docs = docs_due(self.layout, dataset)
+                self._prepare(dataset, docs)
                 pid = self._fork(lambda job=job, docs=docs: _run_ahead(self.layout, job, docs))
                 self.running[pid] = job, docs
                 self._running_ahead.add(pid)
@@ -176,15 +177,9 @@ class Pool:
         return redone
 
     def _start(self, job: Path, docs: bool) -> None:
-        from validators.expectations import prepare
 
         dataset = dataset_of(job)
-        if (dataset, docs) in self._started:  # a stream's: made once here, not in every child
-            try:
-                prepare(published_schema_for_dataset(dataset), docs_dir(self.layout, dataset, docs))
-            except Exception as error:  # each child makes its own, and says what fails
-                log.debug("GE's checkpoint for %s not made ahead: %s", dataset, error)
-        self._started.add((dataset, docs))
+        self._prepare(dataset, docs)
         if docs:
             self._undocumented.pop(dataset, None)
         else:
@@ -192,6 +187,18 @@ class Pool:
                 self._undocumented[dataset] = job, job.read_bytes()
         pid = self._fork(lambda: _attest_or_set_aside(self.layout, job, docs))
         self.running[pid] = job, docs
+
+    def _prepare(self, dataset: str, docs: bool) -> None:
+        """GE's context and suite of a dataset, made here once it recurs (a stream's), not in
+        every child forked for it."""
+        from validators.expectations import prepare
+
+        if (dataset, docs) in self._started:
+            try:
+                prepare(published_schema_for_dataset(dataset), docs_dir(self.layout, dataset, docs))
+            except Exception as error:  # each child makes its own, and says what fails
+                log.debug("GE's checkpoint for %s not made ahead: %s", dataset, error)
+        self._started.add((dataset, docs))
 
     @staticmethod
     def _fork(work: Callable[[], None]) -> int:
@@ -222,7 +229,7 @@ class Pool:
         if pid in self._running_ahead:
             self._running_ahead.discard(pid)
             if status != 0:  # the checkpoint's job validates the files itself, and says why
-                log.warning("GE's validation ahead of %s failed (status %d)", job.name, status)
+                log.info("GE's validation ahead of %s ended with status %d", job.name, status)
                 job.unlink(missing_ok=True)
             elif docs:
                 mark_docs_built(self.layout, published_schema_for_dataset(dataset_of(job)))
@@ -240,6 +247,7 @@ def _run_ahead(layout: DataLayout, job: Path, docs: bool) -> None:
     except Exception as error:  # the checkpoint's job validates them itself, and says why
         log.warning("GE's validation ahead of %s failed: %s", job.name, error)
         job.unlink(missing_ok=True)
+        raise  # the child exits 1: no Data Docs were built
 
 
 def _built_ahead(layout: DataLayout, job: Path) -> bool:

@@ -25,6 +25,7 @@ run stopped before the anchor) is removed by the dataset's next job.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -121,15 +122,23 @@ def validated_ahead(layout: DataLayout, job: dict[str, Any], docs: bool) -> dict
     return found if found.get("docs") or not docs else None
 
 
-def forget_ahead(layout: DataLayout, job_file: Path, job: dict[str, Any]) -> None:
-    """Once a dataset's checkpoint is attested: the report kept for its files, and whatever was
-    queued ahead for the dataset before its job was (a batch that stopped before its anchor; a
-    later batch's files are queued after this job)."""
-    dataset, queued = job["dataset"], _age(job_file)
-    (ahead_dir(layout) / f"{dataset}.{files_digest(job['files'])}.report").unlink(missing_ok=True)
-    for path in ahead_dir(layout).glob(f"{dataset}.*"):
+def forget_ahead(job_file: Path, job: dict[str, Any]) -> None:
+    """Once a dataset's checkpoint is attested, or set aside: the report kept for its files,
+    and whatever was queued ahead for the dataset before its job was (a batch that stopped
+    before its anchor; a later batch's files are queued after this job)."""
+    ahead, dataset, queued = job_file.parent / "ahead", job["dataset"], _age(job_file)
+    (ahead / f"{dataset}.{files_digest(job['files'])}.report").unlink(missing_ok=True)
+    for path in ahead.glob(f"{dataset}.*"):
         if dataset_of(path) == dataset and _age(path) <= queued:
             path.unlink(missing_ok=True)
+
+
+def forget_all_ahead(layout: DataLayout) -> None:
+    """Everything queued or kept ahead: what a worker finds there when it starts is an earlier
+    process's, whose suite (GE, its expectations) may not be this one's. Its checkpoints'
+    jobs validate their files themselves."""
+    for path in ahead_dir(layout).glob("*"):
+        path.unlink(missing_ok=True)
 
 
 def _age(path: Path) -> float:
@@ -194,14 +203,15 @@ def attest(layout: DataLayout, job_file: Path, docs: bool = False) -> dict[str, 
 
     ``docs``: also rebuild the dataset's Data Docs in the same GE run.
     """
-    from sinks.quality_report import mark_docs_built, validate_new_rows
+    from sinks.quality_report import check_committed, mark_docs_built, validate_new_rows
     from validators.expectations import report_bytes
 
     job = json.loads(job_file.read_bytes())
     dataset, size = job["dataset"], job["tree_size"]
     schema = published_schema_for_dataset(dataset)
     kept = validated_ahead(layout, job, docs)
-    if kept is not None:
+    if kept is not None:  # still the bytes it judged, as a validation here would check
+        check_committed(layout, job["files"])
         report, seconds = kept["report"].encode(), kept["seconds"]
     else:
         docs_at = docs_dir(layout, dataset, docs)
@@ -229,7 +239,7 @@ def attest(layout: DataLayout, job_file: Path, docs: bool = False) -> dict[str, 
         names = quality_attestation.report_name(size), quality_attestation.attestation_name(size)
         for name in names:
             shared.put_file(dataset_dir / name, f"published/{dataset}/{name}")
-    forget_ahead(layout, job_file, job)
+    forget_ahead(job_file, job)
     job_file.unlink(missing_ok=True)
     log.info(
         "attested GE report of %s at tree size %d (%.2f s%s)",
@@ -268,6 +278,8 @@ def set_aside(job: Path, error: Exception) -> None:
         queued = {"unreadable": data[:4096].decode("utf-8", "replace"), "bytes": len(data)}
     record = {"job": queued, "error": f"{type(error).__name__}: {error}"}
     _write_atomically(failed, _json_bytes(record))
+    with contextlib.suppress(KeyError, TypeError):  # not a job's JSON: nothing kept ahead
+        forget_ahead(job, queued)
     job.unlink()
 
 

@@ -28,7 +28,7 @@ from sinks.layout import DataLayout
 from streaming import quality_launch
 from streaming.isolation import PARENT_ENDS
 from streaming.quality_pool import Pool, drain
-from streaming.quality_queue import QueueLock, pending
+from streaming.quality_queue import QueueLock, forget_all_ahead, pending
 
 if TYPE_CHECKING:
     from streaming.config import RunSettings
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     # Jobs are taken only with the queue's lock, held from the first look that gets it until
     # this process ends (a reference kept: collected, it would be released). Another worker
     # has it (`rda quality` beside this run): this one waits, and told to end, leaves them.
-    lock, waiting = QueueLock(layout), False
+    lock, waiting, cleared = QueueLock(layout), False, False
     # Each job in a child forked from this warm process, up to PARALLEL_JOBS at once (one
     # taken in this process made the others wait for its end: ~+0.5 s for one `rda run --once`
     # in five). Once the run is over (`finish`), each dataset's last job builds its Data Docs.
@@ -208,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         if finish.is_set():  # and then the last docs, with each dataset's last job
             pool.final = True
         holds = lock.acquire()
+        if holds and not cleared:  # an earlier process's, perhaps of another suite
+            forget_all_ahead(layout)
+            cleared = True
         if holds and not stop.is_set():
             pool.start_more()
         elif not holds and not waiting and pending(layout):

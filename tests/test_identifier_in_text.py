@@ -1,7 +1,8 @@
 """A subscriber's identifier in public text is quarantined: text is published as the node sent it.
 
 The check (``validators/quality.py``, ``identifier_in_text``) looks for exactly 14 or 15 digits in
-a row, an IMSI's or IMEI's shape, in every public text field a node fills as it likes.
+a row (an IMSI's or IMEI's shape; a 14-digit date and time passes), or an ICCID's 19-20 from 89,
+in every public text field a node fills as it likes.
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ def test_an_imsi_in_a_firmware_string_is_quarantined_naming_the_field_not_the_va
     result = Protection(str(tmp_path))(raw, standardize(raw, adapter_for("rda.node.v1")))
     assert result.quarantined.column("reason_code").to_pylist() == ["identifier_in_text"]
     assert result.quarantined.column("reason").to_pylist() == [
-        "firmware holds a 14- or 15-digit number, an IMSI's or IMEI's shape: public text may not "
-        "carry a subscriber's identifier (the value is not repeated)"
+        "firmware holds a number of an IMSI's, IMEI's or ICCID's shape: public text may not carry "
+        "a subscriber's identifier (the value is not repeated)"
     ]
     assert "node_heartbeat.v1" not in result.published
 
@@ -75,6 +76,11 @@ def test_an_imsi_in_a_firmware_string_is_quarantined_naming_the_field_not_the_va
         f"{IMSI[:7]}\u200b{IMSI[7:]}",  # a zero-width space in the middle
         f"_{IMSI}_",  # 15 characters: too short for a hex string
         f"imsi{IMSI}",
+        "".join("⁰¹²³⁴⁵⁶⁷⁸⁹"[int(d)] for d in IMSI),  # superscript digits
+        f"{IMSI[:7]}\ufe0f{IMSI[7:]}",  # a variation selector in the middle
+        f"{IMSI[:7]}\u3164{IMSI[7:]}",  # a Hangul filler, blank as well
+        "8949010000123456789",  # a SIM's ICCID: 19 digits from 89
+        "20251324153012",  # 14 digits that are no date (month 13)
     ],
 )
 def test_fourteen_or_fifteen_digits_in_a_row_anywhere_in_the_text_are_refused(text):
@@ -95,6 +101,9 @@ def test_fourteen_or_fifteen_digits_in_a_row_anywhere_in_the_text_are_refused(te
         "build 3f2a000000000000009b1c7d",  # a digest's prefix
         "214070585943-909",  # broken up: not looked for (documented)
         "fw+34613357294",  # a phone number: cannot be told from other numbers
+        "2.4.1-20251124153012",  # a build stamp: a date and time of 14 digits
+        "x_20251124153012_20251124153013",
+        "1764000000000000000",  # a nanosecond timestamp: 19 digits, not from 89
     ],
 )
 def test_other_numbers_pass(text):
@@ -112,20 +121,30 @@ TEXTS = st.lists(
     st.one_of(
         st.text("0123456789", min_size=1, max_size=17),
         st.text("0123456789", min_size=13, max_size=16),  # an identifier's length, or next to it
+        st.sampled_from(["20251124153012", "8949010000123456789"]),  # a build stamp, an ICCID
         st.sampled_from("aFx-._ "),
     ),
     max_size=8,
 ).map("".join)
 
 
+DATE_TIME = re.compile(
+    r"(19|20)\d\d(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])([01]\d|2[0-3])[0-5]\d[0-5]\d"
+)
+
+
 def holds_an_identifier(text: str) -> bool:
-    """The rule, said another way: a word (letters and digits) that is not a hex string of 16
-    or more has a run of exactly 14 or 15 digits."""
+    """The rule, said another way: 19 or 20 digits in a row from 89 anywhere; or, in a word
+    (letters and digits) that is not a hex string of 16 or more, a run of exactly 15 digits,
+    or of 14 that is not a date and time."""
+    if any(len(run) in (19, 20) and run.startswith("89") for run in re.findall(r"\d+", text)):
+        return True
     for word in re.split(r"[^0-9A-Za-z]", text):
         if len(word) >= 16 and re.fullmatch(r"[0-9A-Fa-f]+", word):
             continue
-        if {len(run) for run in re.findall(r"[0-9]+", word)} & {14, 15}:
-            return True
+        for run in re.findall(r"[0-9]+", word):
+            if len(run) == 15 or (len(run) == 14 and not DATE_TIME.fullmatch(run)):
+                return True
     return False
 
 

@@ -22,6 +22,7 @@ from sinks import quality_report
 from sinks.layout import DataLayout
 from streaming.quality_pool import Pool, drain
 from streaming.quality_queue import (
+    QueueLock,
     ahead_dir,
     attest,
     attestations,
@@ -143,21 +144,54 @@ def test_the_worker_s_pool_validates_files_ahead_in_children_and_the_jobs_sign_t
         assert (layout.quality_dir(dataset) / "docs" / "index.html").exists()
 
 
-def test_the_worker_process_validates_files_queued_ahead_while_no_job_waits(copy_of):
+def worker_holds_the_queue(layout: DataLayout) -> bool:
+    lock = QueueLock(layout)
+    free = lock.acquire()
+    lock.release()
+    return not free
+
+
+def test_the_worker_process_validates_files_queued_ahead_and_forgets_an_earlier_one_s(copy_of):
+    """What an earlier process kept ahead may be another suite's: a worker starting forgets it;
+    files queued ahead while it runs, it validates."""
     data_dir, _, _ = copy_of
     layout = DataLayout(data_dir)
-    jobs = pending(layout)
+    jobs = {job: job_of(job) for job in pending(layout)}
     for job in jobs:
-        validate_ahead(layout, dataset_of(job), job_of(job)["files"])
         job.unlink()
+    ahead_dir(layout).mkdir()
+    earlier = ahead_dir(layout) / f"{RADIO}.{'0' * 32}.report"
+    earlier.write_text('{"docs": true, "report": "{}", "seconds": 0}')
     worker = QualityWorker(data_dir)
     worker.start()
     try:
+        wait_for(lambda: worker_holds_the_queue(layout), 120, "the worker to take the queue")
+        assert not earlier.exists()
+        for job, content in jobs.items():
+            validate_ahead(layout, dataset_of(job), content["files"])
         kept = lambda: list(ahead_dir(layout).glob("*.report"))  # noqa: E731
         wait_for(lambda: len(kept()) == len(jobs), 120, "the worker to validate files ahead")
     finally:
         worker.stop(drain_queue=False, timeout_s=60)
     assert pending_ahead(layout) == [] and attestations(layout) == []  # none before its job
+
+
+def test_a_file_changed_after_its_validation_ahead_sets_its_checkpoint_aside(copy_of):
+    """The kept report judged the bytes named: signed only while they still are."""
+    data_dir, _, _ = copy_of
+    layout = DataLayout(data_dir)
+    job = next(j for j in pending(layout) if dataset_of(j) == RADIO)
+    run_ahead(layout, queue_ahead(layout, job), docs=True)  # as the job builds them
+    queued_after(job)
+    changed = layout.root / job_of(job)["files"][0]["path"]
+    changed.write_bytes(changed.read_bytes() + b"\0")
+    drain(layout)
+    (failed,) = failed_jobs(layout)
+    assert failed.name == job.name
+    assert "ChangedSinceAnchored" in json.loads(failed.read_bytes())["error"]
+    attested = {a.relative_to(layout.published).parts[0] for a in attestations(layout)}
+    assert RADIO not in attested and attested  # the other datasets' are signed
+    assert list(ahead_dir(layout).glob(f"{RADIO}.*")) == []  # set aside, its report forgotten
 
 
 def test_a_run_with_its_worker_leaves_every_checkpoint_attested_and_nothing_queued_ahead(

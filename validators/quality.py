@@ -10,7 +10,7 @@ and run in the driver (``streaming/event_time.py``).
 | a Kafka timestamp before 2000 or after it is read | quarantine | ``bad_timestamp`` |
 | event time ahead of ingest time by more than ``max_ahead_s`` | quarantine | ``clock_skew`` |
 | a malformed IMSI, MSISDN, IMEI, MAC or IP address | quarantine | ``malformed`` |
-| an IMSI or IMEI's shape (14-15 digits) in public free text | quarantine | ``identifier_in_text`` |
+| an IMSI's, IMEI's or ICCID's shape in public free text | quarantine | ``identifier_in_text`` |
 | great SINR at noise-floor RSRP; a session ending before it starts | quarantine | ``implausible`` |
 | a location no node could reach from its last accepted one (sequence) | quarantine | ``teleport`` |
 | its event-time window closed before it arrived (watermark) | flag | ``late`` |
@@ -59,19 +59,26 @@ _FORMATS = {
     ),
 }
 
-# A subscriber's IMSI (14-15 digits) or IMEI (15) inside a public text field (a firmware
-# string, a server name, an unsigned node's id): the text is published as sent, so a node could
-# publish one there (red team). Only a run of exactly 14 or 15 digits (millisecond timestamps
-# have 13, microsecond ones 16), and not within a hex string of 16 characters or more, an id or
-# a digest: M-Lab's test ids end in a 16-digit hex counter, "000000000000590E" of the sample.
-# Digits of any script (a fullwidth IMSI reads as well), with invisible formatting characters
-# (a zero-width space) taken out first. Phone numbers (7-15 digits) cannot be told from other
-# numbers in free text, and are not looked for; nor are digits spaced out or spelled: this
-# keeps out a mistake and the obvious leak, not a node set on hiding one.
+# A subscriber's IMSI (14-15 digits), IMEI (15) or SIM's ICCID (19-20, from 89) inside a public
+# text field (a firmware string, a server name, an unsigned node's id): the text is published as
+# sent, so a node could publish one there (red team). Only a run of exactly 14 or 15 digits
+# (millisecond timestamps have 13, microsecond ones 16), but for a 14-digit date and time
+# (a firmware's build stamp, 20251124153012), and not within a hex string of 16 characters or
+# more (an id, a digest: M-Lab's test ids end in a hex counter, "000000000000590E" of the
+# sample). Compatibility forms first (NFKC: fullwidth, superscript, circled digits), then
+# invisible characters out (format characters, combining marks, the Hangul fillers), so that
+# they cannot break a run up. Phone numbers (7-15 digits) cannot be told from other numbers in
+# free text, and are not looked for; nor are digits spaced out, spelled, or made part of a
+# hex string: this keeps out a mistake and the obvious leak, not a node set on hiding one.
 _IDENTIFIER_IN_TEXT = r"(^|[^\p{Nd}])\p{Nd}{14,15}([^\p{Nd}]|$)"
-_INVISIBLE = r"\p{Cf}+"
-_SEPARATOR = r"([^\p{L}\p{Nd}])"  # doubled first, so that hex strings side by side each have one
+_ICCID_IN_TEXT = r"(^|[^\p{Nd}])89\p{Nd}{17,18}([^\p{Nd}]|$)"
+_INVISIBLE = r"[\p{Cf}\p{Mn}\p{Me}\x{115F}\x{1160}\x{3164}\x{FFA0}]+"
+_SEPARATOR = r"([^\p{L}\p{Nd}])"  # doubled first, so that neighbours each have their own
 _HEX_STRING = r"(^|[^\p{L}\p{Nd}])[0-9A-Fa-f]{16,}([^\p{L}\p{Nd}]|$)"
+_DATE_TIME = (
+    r"(^|[^\p{Nd}])(19|20)[0-9]{2}(0[1-9]|1[0-2])(0[1-9]|[12][0-9]|3[01])"
+    r"([01][0-9]|2[0-3])[0-5][0-9][0-5][0-9]([^\p{Nd}]|$)"
+)
 # Hex the pipeline checked itself (a device signature's key id, commitment, path, signature):
 # 64 random hex digits hold such a run about once in a hundred.
 _MACHINE_TEXT = frozenset(f.name for f in DEVICE_PROOF_FIELDS)
@@ -278,8 +285,8 @@ def _hard_checks(
         if shaped is None:
             continue
         text = (
-            f"{name} holds a 14- or 15-digit number, an IMSI's or IMEI's shape: public text may "
-            "not carry a subscriber's identifier (the value is not repeated)"
+            f"{name} holds a number of an IMSI's, IMEI's or ICCID's shape: public text may not "
+            "carry a subscriber's identifier (the value is not repeated)"
         )
         yield "identifier_in_text", shaped, lambda m, t=text: _constant(t, pc.sum(m).as_py())
 
@@ -289,10 +296,14 @@ def _identifier_shaped(text: pa.Array) -> pa.Array | None:
     value: a chunk's node ids, firmware and servers repeat (~2 ms a 200,000-row column, against
     ~25 ms value by value)."""
     values = pc.unique(text)
-    visible = pc.replace_substring_regex(values, _INVISIBLE, "")
+    normal = pc.utf8_normalize(values, form="NFKC")
+    visible = pc.replace_substring_regex(normal, _INVISIBLE, "")
     spaced = pc.replace_substring_regex(visible, _SEPARATOR, r"\1\1")
-    unhexed = pc.replace_substring_regex(spaced, _HEX_STRING, r"\1\2")
-    shaped = pc.fill_null(pc.match_substring_regex(unhexed, _IDENTIFIER_IN_TEXT), False)
+    iccid = pc.match_substring_regex(spaced, _ICCID_IN_TEXT)
+    kept = pc.replace_substring_regex(spaced, _HEX_STRING, r"\1\2")
+    kept = pc.replace_substring_regex(kept, _DATE_TIME, r"\1\6")
+    shaped = pc.or_(pc.match_substring_regex(kept, _IDENTIFIER_IN_TEXT), iccid)
+    shaped = pc.fill_null(shaped, False)
     if not pc.any(shaped).as_py():
         return None
     return pc.fill_null(pc.is_in(text, value_set=pc.filter(values, shaped)), False)
