@@ -140,7 +140,8 @@ class Pool:
         for job in _next_jobs(self.layout, jobs, busy, self.size - len(self.running)):
             docs = _docs_with(self.layout, job, jobs, self.final) or _built_ahead(self.layout, job)
             self._start(job, docs)
-        if self.ahead and len(self.running) < self.size:
+        if self.ahead and not self.final and len(self.running) < self.size:
+            # (once the run is over, what is still queued ahead is a batch's no job came for)
             self._start_ahead(busy | {dataset_of(job) for job in jobs})
 
     def _start_ahead(self, waiting: set[str]) -> None:

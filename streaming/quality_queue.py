@@ -128,8 +128,8 @@ def forget_ahead(job_file: Path, job: dict[str, Any]) -> None:
     before its anchor; a later batch's files are queued after this job)."""
     ahead, dataset, queued = job_file.parent / "ahead", job["dataset"], _age(job_file)
     (ahead / f"{dataset}.{files_digest(job['files'])}.report").unlink(missing_ok=True)
-    for path in ahead.glob(f"{dataset}.*"):
-        if dataset_of(path) == dataset and _age(path) <= queued:
+    for path in ahead.glob(f"{dataset}.*"):  # a crash's partial files too
+        if _age(path) <= queued:
             path.unlink(missing_ok=True)
 
 

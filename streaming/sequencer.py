@@ -152,7 +152,7 @@ class Sequencer:
             summary.steps["dedup"] = time.monotonic() - started
             outcome = self._decide(store, entry, receipts, summary)
             faults.journaled("landed")
-            if self.config.validate_ahead:
+            if self.config.validate_ahead and not plan.get("checkpoints"):  # (none committed)
                 self._validate_ahead(outcome.receipts)
             self._anchor(held, plan, receipts, outcome, checkpoints, summary)
             store = held.open()  # again, after a node's anchor

@@ -90,6 +90,8 @@ def test_a_report_kept_for_other_files_is_not_used_and_goes_with_the_checkpoint(
     files = job_of(job)["files"]
     assert len(files) > 1
     run_ahead(layout, queue_ahead(layout, job, files[:-1]))
+    cut_short = ahead_dir(layout) / f"{RADIO}.{'1' * 32}.report.partial"  # a crash's
+    cut_short.write_text("{")
     queued_after(job)
     assert attest(layout, job)["ahead"] is False
     assert list(ahead_dir(layout).iterdir()) == []
@@ -108,10 +110,10 @@ def test_a_report_kept_without_data_docs_is_not_used_by_a_job_that_builds_them(c
 def test_the_worker_s_pool_validates_files_ahead_in_children_and_the_jobs_sign_their_reports(
     copy_of, monkeypatch
 ):
-    """Files queued ahead are validated, in children, only by a pool told to, and only while
-    no job of their dataset is queued (it goes first, and takes them out); the other jobs, once
-    queued, sign the kept reports: GE does not run for them again (a child that ran it would
-    set its job aside)."""
+    """Files queued ahead are validated, in children, only by a pool told to, while the run
+    goes on, and only while no job of their dataset is queued (it goes first, and takes them
+    out); the other jobs, once queued, sign the kept reports: GE does not run for them again (a
+    child that ran it would set its job aside)."""
     data_dir, _, _ = copy_of
     layout = DataLayout(data_dir)
     jobs = {job: job.read_bytes() for job in pending(layout)}
@@ -124,7 +126,7 @@ def test_the_worker_s_pool_validates_files_ahead_in_children_and_the_jobs_sign_t
     radio = next(job for job in jobs if dataset_of(job) == RADIO)
     radio.write_bytes(jobs.pop(radio))
     queued_after(radio)
-    pool = Pool(layout, 3, final=True, ahead=True)
+    pool = Pool(layout, 3, final=False, ahead=True)  # the run goes on
     pool.start_more()
     started = {job.parent.name: job for job, _ in pool.running.values()}
     assert started[queue_dir(layout).name] == radio  # its job, not its files ahead
@@ -137,6 +139,7 @@ def test_the_worker_s_pool_validates_files_ahead_in_children_and_the_jobs_sign_t
     monkeypatch.setattr(quality_report, "validate_new_rows", None)  # not called again
     for job, data in jobs.items():
         job.write_bytes(data)  # queued after their files were validated ahead
+    pool.final = True  # the run is over
     assert pool.drain(None) == len(jobs)
     assert failed_jobs(layout) == [] and len(attestations(layout)) == len(jobs) + 1
     assert list(ahead_dir(layout).iterdir()) == []
