@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from benchmarks.fleet_process import FleetProcess
+from benchmarks.process_cpu import high_water_kib
 from infra.broker import start_broker, stop_broker
 from simulator.fleet import generate
 from simulator.producer import ensure_topic, produce
@@ -161,22 +162,6 @@ def latencies_by_batch(
     return latencies
 
 
-def _high_water_kib(pid: int) -> int:
-    """The process's peak RSS so far (VmHWM), 0 once it has exited.
-
-    Not ``ru_maxrss`` from wait4: on Linux a child's maxrss starts from its parent's at fork,
-    so it would report this (large) benchmark process instead of ``rda run``.
-    """
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 def _peak_rss(bootstrap: str, workdir: Path, nodes: int) -> dict:
     backlog = produce(bootstrap, "backlog", generate(nodes, 120, 1, 1_764_000_000_000, 5))
     small, large = max(backlog.messages // 16, 1), backlog.messages
@@ -197,7 +182,7 @@ def _peak_rss(bootstrap: str, workdir: Path, nodes: int) -> dict:
         )
         peak_kib = 0
         while process.poll() is None:  # VmHWM only grows; the last reading is the peak
-            peak_kib = max(peak_kib, _high_water_kib(process.pid))
+            peak_kib = max(peak_kib, high_water_kib(process.pid))
             time.sleep(0.05)
         if process.returncode != 0:
             raise RuntimeError(f"rda run --once exited with {process.returncode}")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from benchmarks import data_assets
+from benchmarks.process_cpu import TreeCpu
 from benchmarks.timing import file_create_us, raw_loop_seconds
 from cli.commands import bench_summary
 from cli.main import main
@@ -46,3 +50,18 @@ def test_the_data_assets_bench_says_its_figures_in_a_line():
         "entitlement reached the pipeline in median 0.60 s, at most 1.20 s (0.24x the 5 s "
         "trigger; goal ≤ 1), 3 purchases synced every 1 s"
     )
+
+
+def test_a_process_peak_rss_is_its_own_not_its_parent_s_at_the_fork():
+    """``rda bench`` reported 732 MB for ``rda run --once`` (466 MB alone): ``ru_maxrss`` of a
+    child counts the resident set of the large process it was forked from."""
+    ballast = bytearray(300 * 2**20)
+    for page in range(0, len(ballast), 4096):
+        ballast[page] = 1
+    grows = "b = bytearray(64 * 2**20)\nfor i in range(0, len(b), 4096): b[i] = 1\n"
+    child = subprocess.Popen([sys.executable, "-c", grows + "import time; time.sleep(0.5)"])
+    sampled = TreeCpu(child.pid).start()
+    child.wait()
+    sampled.stop()
+    assert 64 < sampled.peak_rss_mb() < 200
+    del ballast
