@@ -74,6 +74,7 @@ _IDENTIFIER_IN_TEXT = r"(^|[^\p{Nd}])\p{Nd}{14,15}([^\p{Nd}]|$)"
 _ICCID_IN_TEXT = r"(^|[^\p{Nd}])89\p{Nd}{17,18}([^\p{Nd}]|$)"
 _INVISIBLE = r"[\p{Cf}\p{Mn}\p{Me}\x{115F}\x{1160}\x{3164}\x{FFA0}]+"
 _SEPARATOR = r"([^\p{L}\p{Nd}])"  # doubled first, so that neighbours each have their own
+_NOT_A_DIGIT = r"([^\p{Nd}])"
 _HEX_STRING = r"(^|[^\p{L}\p{Nd}])[0-9A-Fa-f]{16,}([^\p{L}\p{Nd}]|$)"
 _DATE_TIME = (
     r"(^|[^\p{Nd}])(19|20)[0-9]{2}(0[1-9]|1[0-2])(0[1-9]|[12][0-9]|3[01])"
@@ -301,6 +302,7 @@ def _identifier_shaped(text: pa.Array) -> pa.Array | None:
     spaced = pc.replace_substring_regex(visible, _SEPARATOR, r"\1\1")
     iccid = pc.match_substring_regex(spaced, _ICCID_IN_TEXT)
     kept = pc.replace_substring_regex(spaced, _HEX_STRING, r"\1\2")
+    kept = pc.replace_substring_regex(kept, _NOT_A_DIGIT, r"\1\1")  # dates side by side
     kept = pc.replace_substring_regex(kept, _DATE_TIME, r"\1\6")
     shaped = pc.or_(pc.match_substring_regex(kept, _IDENTIFIER_IN_TEXT), iccid)
     shaped = pc.fill_null(shaped, False)
