@@ -113,14 +113,14 @@ def _warm_up_every_partition(bootstrap: str) -> None:
     """Give every partition of the warm-up topic records, so each of 4 workers warms up: with
     one partition left empty, its worker began the backlog while the others still warmed up,
     and the window counted their start-up (4 nodes' keys missed partition 1)."""
-    from kafka import KafkaConsumer, TopicPartition
+    from pipelines.kafka_source import open_source
 
-    sent = produce(bootstrap, WARM_UP, generate(8, 10, 1, 1_764_000_000_000, 12))
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    produce(bootstrap, WARM_UP, generate(8, 10, 1, 1_764_000_000_000, 12))
+    source = open_source(bootstrap)
     try:
-        ends = consumer.end_offsets([TopicPartition(WARM_UP, p) for p in range(sent.partitions)])
+        ends = source.high_watermarks(WARM_UP)  # every partition's
     finally:
-        consumer.close()
+        source.close()
     if not all(ends.values()):
         raise RuntimeError(f"the warm-up topic left a partition empty: {ends}")
 
