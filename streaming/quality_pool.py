@@ -22,6 +22,7 @@ from schemas.published import published_schema_for_dataset
 from sinks.layout import DataLayout
 from streaming.quality_queue import (
     QueueLock,
+    ahead_dir,
     attest,
     dataset_of,
     docs_dir,
@@ -105,7 +106,6 @@ class Pool:
         """``ahead``: validate files queued ahead of their checkpoint too (a run's worker)."""
         self.layout, self.size, self.final, self.ahead = layout, size, final, ahead
         self.running: dict[int, tuple[Path, bool]] = {}  # pid: (job, docs built with it)
-        self._running_ahead: set[int] = set()  # of those, the children validating files ahead
         self._started: set[tuple[str, bool]] = set()  # (dataset, with docs) of started jobs
         # Per dataset, its latest job when it was started without Data Docs (they were built
         # less than DOCS_EVERY_S ago): its name and bytes, to redo it with them when final.
@@ -159,7 +159,6 @@ class Pool:
                 self._prepare(dataset, docs)
                 pid = self._fork(lambda job=job, docs=docs: _run_ahead(self.layout, job, docs))
                 self.running[pid] = job, docs
-                self._running_ahead.add(pid)
 
     def _redo_for_docs(self, jobs: list[Path], busy: set[str]) -> int:
         """Queued again: each dataset's last job that ran without Data Docs while the run went
@@ -227,8 +226,7 @@ class Pool:
         if pid not in self.running:
             return 0
         job, docs = self.running.pop(pid)
-        if pid in self._running_ahead:
-            self._running_ahead.discard(pid)
+        if job.parent == ahead_dir(self.layout):  # files validated ahead, not a job
             if status != 0:  # the checkpoint's job validates the files itself, and says why
                 log.info("GE's validation ahead of %s ended with status %d", job.name, status)
                 job.unlink(missing_ok=True)
