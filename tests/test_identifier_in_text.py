@@ -165,3 +165,19 @@ def test_the_fields_looked_at_are_the_public_text_a_node_writes_as_it_likes():
         for field in schema.fields:
             if field.name in looked_at:
                 assert field.allowed is None and field.privacy.value == "public"
+
+
+FULLWIDTH = str.maketrans("0123456789aFx", "０１２３４５６７８９ａＦｘ")
+
+
+@given(st.lists(st.tuples(TEXTS, st.booleans(), st.booleans()), min_size=1, max_size=6))
+def test_a_disguised_text_is_judged_as_its_plain_form_beside_plain_ones(texts):
+    """Fullwidth characters and a zero-width space after each one: the text NFKC and the
+    removal of invisible characters bring back; plain ASCII values in the same batch are
+    judged apart from them (only those with 14 digits in a row can hold a match)."""
+    disguised = [
+        "".join(c + "\u200b" if spaced else c for c in (t.translate(FULLWIDTH) if wide else t))
+        for t, wide, spaced in texts
+    ]
+    expected = ["identifier_in_text" if holds_an_identifier(t) else None for t, _, _ in texts]
+    assert check_stateless(NODE_HEARTBEAT_V1, heartbeats(*disguised)).codes.to_pylist() == expected
