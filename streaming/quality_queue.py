@@ -133,12 +133,18 @@ def forget_ahead(job_file: Path, job: dict[str, Any]) -> None:
             path.unlink(missing_ok=True)
 
 
-def forget_all_ahead(layout: DataLayout) -> None:
-    """Everything queued or kept ahead: what a worker finds there when it starts is an earlier
-    process's, whose suite (GE, its expectations) may not be this one's. Its checkpoints'
-    jobs validate their files themselves."""
+def forget_earlier_ahead(layout: DataLayout, started_ns: int) -> None:
+    """What was queued or kept ahead before a worker started (``started_ns``, ``time.time_ns``):
+    an earlier process's, whose suite (GE, its expectations) may not be this one's; its
+    checkpoints' jobs validate their files themselves. What the run queued since is its own: a
+    worker takes the queue after its warm-up (GE's import, at nice 19 while the run lands),
+    often after the run's first batch queued its files, which a clearing of all it found there
+    threw away. (A file's time is the kernel's coarse clock, a few ms behind: at worst a file
+    queued within ms of the start is forgotten, and validated by its job.)"""
     for path in ahead_dir(layout).glob("*"):
-        path.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):  # gone meanwhile
+            if path.stat().st_mtime_ns < started_ns:
+                path.unlink(missing_ok=True)
 
 
 def _age(path: Path) -> float:

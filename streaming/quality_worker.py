@@ -28,7 +28,7 @@ from sinks.layout import DataLayout
 from streaming import quality_launch
 from streaming.isolation import PARENT_ENDS
 from streaming.quality_pool import Pool, drain
-from streaming.quality_queue import QueueLock, forget_all_ahead, pending
+from streaming.quality_queue import QueueLock, forget_earlier_ahead, pending
 
 if TYPE_CHECKING:
     from streaming.config import RunSettings
@@ -181,6 +181,7 @@ def for_run(settings: RunSettings, work_dir: Path) -> QualityWorker | QueueOnly:
 def main(argv: list[str] | None = None) -> int:
     """The worker process: drain, wait for more, until told to stop or orphaned. Without a
     directory in ``argv``, it is the first line of its input (``streaming/quality_launch.py``)."""
+    started_ns = time.time_ns()  # what was queued ahead before is an earlier process's
     args = sys.argv[1:] if argv is None else argv
     told: list[Path] = [Path(arg) for arg in args[:1]]
     stop, finish = threading.Event(), threading.Event()
@@ -209,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             pool.final = True
         holds = lock.acquire()
         if holds and not cleared:  # an earlier process's, perhaps of another suite
-            forget_all_ahead(layout)
+            forget_earlier_ahead(layout, started_ns)
             cleared = True
         if holds and not stop.is_set():
             pool.start_more()
