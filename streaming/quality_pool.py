@@ -145,20 +145,19 @@ class Pool:
             self._start_ahead(busy | {dataset_of(job) for job in jobs})
 
     def _start_ahead(self, waiting: set[str]) -> None:
-        """Files queued ahead, oldest first, of datasets with no job running or queued (a
-        queued job goes first: it is an older checkpoint, or these files' own)."""
+        """Files queued ahead of datasets with no job running or queued (a queued job goes
+        first: it is an older checkpoint, or these files' own), as jobs are taken: the oldest of
+        each dataset, the largest first."""
         from sinks.quality_report import docs_due
 
-        for job in pending_ahead(self.layout):
-            if len(self.running) >= self.size:
-                return
+        free = self.size - len(self.running)
+        for job in _next_jobs(self.layout, pending_ahead(self.layout), waiting, free):
             dataset = dataset_of(job)
-            if dataset not in waiting:
-                waiting.add(dataset)
-                docs = docs_due(self.layout, dataset)
-                self._prepare(dataset, docs)
-                pid = self._fork(lambda job=job, docs=docs: _run_ahead(self.layout, job, docs))
-                self.running[pid] = job, docs
+            waiting.add(dataset)
+            docs = docs_due(self.layout, dataset)
+            self._prepare(dataset, docs)
+            pid = self._fork(lambda job=job, docs=docs: _run_ahead(self.layout, job, docs))
+            self.running[pid] = job, docs
 
     def _redo_for_docs(self, jobs: list[Path], busy: set[str]) -> int:
         """Queued again: each dataset's last job that ran without Data Docs while the run went
@@ -179,7 +178,8 @@ class Pool:
     def _start(self, job: Path, docs: bool) -> None:
 
         dataset = dataset_of(job)
-        self._prepare(dataset, docs)
+        if not _kept_for(self.layout, job, docs):  # else the job signs a report kept ahead
+            self._prepare(dataset, docs)
         if docs:
             self._undocumented.pop(dataset, None)
         else:
@@ -252,8 +252,14 @@ def _run_ahead(layout: DataLayout, job: Path, docs: bool) -> None:
 def _built_ahead(layout: DataLayout, job: Path) -> bool:
     """Whether the files of a queued job were validated ahead with Data Docs (the job then
     counts as building them: a run's final docs need not be built again)."""
+    return _kept_for(layout, job, docs=True)
+
+
+def _kept_for(layout: DataLayout, job: Path, docs: bool) -> bool:
+    """Whether a report was kept ahead for exactly the files of a queued job (built with Data
+    Docs, if ``docs``): the job signs it, and needs no GE context made for it."""
     try:
-        return validated_ahead(layout, json.loads(job.read_bytes()), docs=True) is not None
+        return validated_ahead(layout, json.loads(job.read_bytes()), docs=docs) is not None
     except (OSError, ValueError, KeyError, TypeError):
         return False
 

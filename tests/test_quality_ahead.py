@@ -35,6 +35,7 @@ from streaming.quality_queue import (
     validate_ahead,
 )
 from streaming.quality_worker import QualityWorker
+from validators import expectations
 
 pytestmark = pytest.mark.slow  # GE
 
@@ -76,6 +77,8 @@ def test_a_checkpoint_validated_ahead_is_attested_with_the_bytes_of_a_job_valida
         queued_after(job)
     assert drain(DataLayout(itself)) == len(jobs)
     monkeypatch.setattr(quality_report, "validate_new_rows", None)  # not called again
+    made: list[tuple] = []  # nor GE's context made for them in the worker
+    monkeypatch.setattr(expectations, "prepare", lambda *args: made.append(args))
     assert [attest(layout, job)["ahead"] for job in jobs] == [True] * len(jobs)
     assert written(data_dir) == written(itself) and len(written(data_dir)) == 2 * len(jobs)
     assert list(ahead_dir(layout).iterdir()) == []  # every kept report taken, then removed
@@ -137,14 +140,34 @@ def test_the_worker_s_pool_validates_files_ahead_in_children_and_the_jobs_sign_t
     assert pending_ahead(layout) == [] and len(attestations(layout)) == 1
     assert len(list(ahead_dir(layout).glob("*.report"))) == len(jobs)
     monkeypatch.setattr(quality_report, "validate_new_rows", None)  # not called again
+    made: list[tuple] = []  # nor GE's context made for them in the worker
+    monkeypatch.setattr(expectations, "prepare", lambda *args: made.append(args))
     for job, data in jobs.items():
         job.write_bytes(data)  # queued after their files were validated ahead
     pool.final = True  # the run is over
     assert pool.drain(None) == len(jobs)
     assert failed_jobs(layout) == [] and len(attestations(layout)) == len(jobs) + 1
-    assert list(ahead_dir(layout).iterdir()) == []
+    assert list(ahead_dir(layout).iterdir()) == [] and made == []
     for dataset in {dataset_of(job) for job in jobs}:  # built ahead, counted as built
         assert (layout.quality_dir(dataset) / "docs" / "index.html").exists()
+
+
+def test_files_queued_ahead_start_as_jobs_do_the_largest_first(copy_of):
+    """With fewer children free than datasets, the largest files go first: the others run
+    beside them or after, rather than the largest alone at the end."""
+    data_dir, _, _ = copy_of
+    layout = DataLayout(data_dir)
+    sizes = {}
+    for job in pending(layout):
+        files = job_of(job)["files"]
+        validate_ahead(layout, dataset_of(job), files)
+        sizes[dataset_of(job)] = sum((layout.root / f["path"]).stat().st_size for f in files)
+        job.unlink()
+    pool = Pool(layout, 1, final=False, ahead=True)
+    pool.start_more()
+    ((job, _),) = pool.running.values()
+    assert dataset_of(job) == max(sizes, key=sizes.get) == RADIO
+    wait_for(lambda: (pool.reap_ended(), not pool.running)[1], 120, "the validation ahead")
 
 
 def worker_holds_the_queue(layout: DataLayout) -> bool:
