@@ -19,8 +19,10 @@ validates them meanwhile on the other core and keeps the report beside (``run_ah
 checkpoint's job then finds the report of exactly its files (their paths and SHA-256s, in
 order) and signs it (``attest``) rather than validating again. Nothing is attested before its
 checkpoint is anchored, and what a kept report says is what GE says of those bytes, so the
-attestation is the one a job validating them itself writes. A kept report no job came for (the
-run stopped before the anchor) is removed by the dataset's next job.
+attestation is the one a job validating them itself writes. Only a report kept by this process
+(or a child it forked: the worker's validations ahead and its jobs) is signed; an earlier
+process's may be another GE's or suite's. A kept report no job came for (the run stopped before
+the anchor) is removed by the dataset's next job.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -40,6 +43,9 @@ from schemas.published import published_schema_for_dataset
 from sinks.layout import DataLayout
 
 log = logging.getLogger("rda.quality")
+# Which process's GE and suites a kept report is from: the one that imported this module, and
+# the children it forks with it. A report kept under another is validated again by its job.
+KEEPER = f"{os.getpid()}.{time.time_ns()}"
 
 
 def queue_dir(layout: DataLayout) -> Path:
@@ -105,19 +111,21 @@ def run_ahead(layout: DataLayout, job_file: Path, docs: bool = False) -> None:
     dataset = job["dataset"]
     schema = published_schema_for_dataset(dataset)
     validation = validate_new_rows(layout, schema, job["files"], docs_dir(layout, dataset, docs))
-    kept = {"docs": docs, "seconds": validation.seconds}
+    kept = {"docs": docs, "seconds": validation.seconds, "keeper": KEEPER}
     kept["report"] = report_bytes(validation.report).decode()
     _write_atomically(job_file.with_suffix(".report"), _json_bytes(kept))
     job_file.unlink(missing_ok=True)
 
 
 def validated_ahead(layout: DataLayout, job: dict[str, Any], docs: bool) -> dict | None:
-    """The report kept for exactly a job's files, if there is one (with Data Docs, if they are
-    wanted); else None."""
+    """The report this process kept for exactly a job's files, if there is one (with Data
+    Docs, if they are wanted); else None."""
     kept = ahead_dir(layout) / f"{job['dataset']}.{files_digest(job['files'])}.report"
     try:
         found = json.loads(kept.read_bytes())
     except (OSError, ValueError):
+        return None
+    if not isinstance(found, dict) or found.get("keeper") != KEEPER:
         return None
     return found if found.get("docs") or not docs else None
 
@@ -135,8 +143,8 @@ def forget_ahead(job_file: Path, job: dict[str, Any]) -> None:
 
 def forget_earlier_ahead(layout: DataLayout, started_ns: int) -> None:
     """What was queued or kept ahead before a worker started (``started_ns``, ``time.time_ns``):
-    an earlier process's, whose suite (GE, its expectations) may not be this one's; its
-    checkpoints' jobs validate their files themselves. What the run queued since is its own: a
+    an earlier process's, whose kept reports it would not sign (``KEEPER``) and whose files
+    belong to a batch redone since. What the run queued since is its own: a
     worker takes the queue after its warm-up (GE's import, at nice 19 while the run lands),
     often after the run's first batch queued its files, which a clearing of all it found there
     threw away. (A file's time is the kernel's coarse clock, a few ms behind: at worst a file

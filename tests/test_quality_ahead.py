@@ -77,8 +77,6 @@ def test_a_checkpoint_validated_ahead_is_attested_with_the_bytes_of_a_job_valida
         queued_after(job)
     assert drain(DataLayout(itself)) == len(jobs)
     monkeypatch.setattr(quality_report, "validate_new_rows", None)  # not called again
-    made: list[tuple] = []  # nor GE's context made for them in the worker
-    monkeypatch.setattr(expectations, "prepare", lambda *args: made.append(args))
     assert [attest(layout, job)["ahead"] for job in jobs] == [True] * len(jobs)
     assert written(data_dir) == written(itself) and len(written(data_dir)) == 2 * len(jobs)
     assert list(ahead_dir(layout).iterdir()) == []  # every kept report taken, then removed
@@ -95,6 +93,20 @@ def test_a_report_kept_for_other_files_is_not_used_and_goes_with_the_checkpoint(
     run_ahead(layout, queue_ahead(layout, job, files[:-1]))
     cut_short = ahead_dir(layout) / f"{RADIO}.{'1' * 32}.report.partial"  # a crash's
     cut_short.write_text("{")
+    queued_after(job)
+    assert attest(layout, job)["ahead"] is False
+    assert list(ahead_dir(layout).iterdir()) == []
+
+
+def test_a_report_another_process_kept_is_not_signed_its_job_validates_the_files(copy_of):
+    """An earlier run's worker may have had another GE, or other expectations: what it kept
+    is not this process's verdict (``KEEPER``), whatever its files."""
+    data_dir, _, _ = copy_of
+    layout = DataLayout(data_dir)
+    job = next(j for j in pending(layout) if dataset_of(j) == RADIO)
+    run_ahead(layout, queue_ahead(layout, job))
+    (kept,) = ahead_dir(layout).glob("*.report")
+    kept.write_text(json.dumps({**json.loads(kept.read_text()), "keeper": "4242.1"}))
     queued_after(job)
     assert attest(layout, job)["ahead"] is False
     assert list(ahead_dir(layout).iterdir()) == []
