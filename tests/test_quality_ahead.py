@@ -207,7 +207,8 @@ def test_the_worker_process_forgets_what_was_kept_ahead_before_it_and_validates_
     worker.start()
     try:
         assert worker.process is not None
-        niced = lambda: os.getpriority(os.PRIO_PROCESS, worker.process.pid) > 0  # noqa: E731
+        ours = os.getpriority(os.PRIO_PROCESS, 0)
+        niced = lambda: os.getpriority(os.PRIO_PROCESS, worker.process.pid) > ours  # noqa: E731
         wait_for(niced, 60, "the worker to start (it lowers its priority first)")
         for job, content in jobs.items():
             validate_ahead(layout, dataset_of(job), content["files"])
