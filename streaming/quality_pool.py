@@ -138,8 +138,12 @@ class Pool:
         if self.final and self._redo_for_docs(jobs, busy):
             jobs = pending(self.layout)
         for job in _next_jobs(self.layout, jobs, busy, self.size - len(self.running)):
-            docs = _docs_with(self.layout, job, jobs, self.final) or _built_ahead(self.layout, job)
-            self._start(job, docs)
+            kept = _kept_ahead(self.layout, job)
+            # Docs built with the report kept ahead count as built: the run's final docs need
+            # not be built again.
+            built = kept is not None and bool(kept.get("docs"))
+            docs = _docs_with(self.layout, job, jobs, self.final) or built
+            self._start(job, docs, signs_kept=kept is not None and (built or not docs))
         if self.ahead and not self.final and len(self.running) < self.size:
             # (once the run is over, what is still queued ahead is a batch's no job came for)
             self._start_ahead(busy | {dataset_of(job) for job in jobs})
@@ -175,10 +179,10 @@ class Pool:
                 redone += 1
         return redone
 
-    def _start(self, job: Path, docs: bool) -> None:
-
+    def _start(self, job: Path, docs: bool, signs_kept: bool = False) -> None:
+        """``signs_kept``: the job will sign a report kept ahead, and needs no GE context."""
         dataset = dataset_of(job)
-        if not _kept_for(self.layout, job, docs):  # else the job signs a report kept ahead
+        if not signs_kept:
             self._prepare(dataset, docs)
         if docs:
             self._undocumented.pop(dataset, None)
@@ -249,19 +253,13 @@ def _run_ahead(layout: DataLayout, job: Path, docs: bool) -> None:
         raise  # the child exits 1: no Data Docs were built
 
 
-def _built_ahead(layout: DataLayout, job: Path) -> bool:
-    """Whether the files of a queued job were validated ahead with Data Docs (the job then
-    counts as building them: a run's final docs need not be built again)."""
-    return _kept_for(layout, job, docs=True)
-
-
-def _kept_for(layout: DataLayout, job: Path, docs: bool) -> bool:
-    """Whether a report was kept ahead for exactly the files of a queued job (built with Data
-    Docs, if ``docs``): the job signs it, and needs no GE context made for it."""
+def _kept_ahead(layout: DataLayout, job: Path) -> dict | None:
+    """The report this process kept ahead for exactly the files of a queued job, if any (with
+    or without Data Docs: its ``docs`` says)."""
     try:
-        return validated_ahead(layout, json.loads(job.read_bytes()), docs=docs) is not None
+        return validated_ahead(layout, json.loads(job.read_bytes()), docs=False)
     except (OSError, ValueError, KeyError, TypeError):
-        return False
+        return None
 
 
 def _weight(layout: DataLayout, job: Path) -> int:

@@ -144,11 +144,11 @@ def forget_ahead(job_file: Path, job: dict[str, Any]) -> None:
 def forget_earlier_ahead(layout: DataLayout, started_ns: int) -> None:
     """What was queued or kept ahead before a worker started (``started_ns``, ``time.time_ns``):
     an earlier process's, whose kept reports it would not sign (``KEEPER``) and whose files
-    belong to a batch redone since. What the run queued since is its own: a
-    worker takes the queue after its warm-up (GE's import, at nice 19 while the run lands),
-    often after the run's first batch queued its files, which a clearing of all it found there
-    threw away. (A file's time is the kernel's coarse clock, a few ms behind: at worst a file
-    queued within ms of the start is forgotten, and validated by its job.)"""
+    belong to a batch redone since. What the run queued since is its own: a worker takes the
+    queue after its warm-up (GE's import, at nice 19 while the run lands), often after the
+    run's first batch queued its files, which a clearing of all it found there threw away. (A
+    file's time is the kernel's coarse clock, a few ms behind: at worst a file queued within ms
+    of the start is forgotten, and validated by its job.)"""
     for path in ahead_dir(layout).glob("*"):
         with contextlib.suppress(FileNotFoundError):  # gone meanwhile
             if path.stat().st_mtime_ns < started_ns:
