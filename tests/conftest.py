@@ -11,6 +11,7 @@ from pathlib import Path
 
 import audit_dataset
 import pytest
+from child_processes import reap_spawned
 from hypothesis import settings
 
 from infra.broker import Broker, start_broker, stop_broker
@@ -36,6 +37,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     slow file taken last kept one worker busy alone at the suite's end (35 s in one run)."""
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow_files)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    """Every process the test started (``child_processes.spawn``, ``run_helpers.start_run``)
+    killed if it still runs, waited for and its pipes closed, however the test ended."""
+    try:
+        return (yield)
+    finally:
+        reap_spawned()
 
 
 _topic_numbers = itertools.count(1)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from child_processes import reap
 from market_support import Client, new_buyer
 
 from benchmarks.market_fairness import FAST_BOMBS, SERVE_OPTIONS
@@ -148,11 +149,9 @@ def serving(data_dir: Path, **options: str) -> Iterator[Served]:
         yield Served(process, port, options)
     finally:
         process.terminate()
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        reap(process)  # killed if it took longer, and its stderr pipe closed
 
 
 # -- the server the hostile modules attack, with low limits -----------------------------

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from child_processes import spawn
 
 from pipelines.aggregate import DATASET as DP_COUNTS
 from pipelines.anonymize import KEY_ENV, PseudonymKey, concealed_offsets
@@ -30,9 +31,10 @@ from sinks.storage import Store
 def start_run(
     *args: str, state: Path, log: Path, env: dict[str, str] | None = None
 ) -> subprocess.Popen:
-    """``rda run ARGS`` as a separate process, stderr to ``log`` (read while it runs)."""
+    """``rda run ARGS`` as a separate process, stderr to ``log`` (read while it runs); ended
+    with the test that started it (``child_processes.spawn``)."""
     with log.open("ab") as sink:
-        return subprocess.Popen(
+        return spawn(
             [sys.executable, "-m", "cli.main", "run", *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

@@ -100,6 +100,10 @@ def kill_restart_and_catch_up(tmp_path, broker, store, publish, anvil, registry)
         wait_for(lambda: logged(log, r"batch \d+ on"), 180, "a first batch")
         os.kill(broker.pid, signal.SIGKILL)
         wait_for(lambda: logged(log, r"failed \(attempt 1\)"), 60, "the run to miss the broker")
+        # The killed broker waited for and let go of (its pid file, its Popen): left unwaited,
+        # its Popen warned "subprocess … is still running" when collected at the worker's exit.
+        processes.reap(broker.pid, 10)
+        stop_broker(tmp_path / "infra")
         broker = start_broker(tmp_path / "infra", port=broker.port, store=store)
         second = publish(broker, topic, nodes=4, duration_s=10, seed=2, start_ms=1_764_000_100_000)
         source = open_source(broker.bootstrap)

@@ -11,6 +11,7 @@ import threading
 import time
 
 import pytest
+from child_processes import spawn
 
 from infra.processes import alive
 from streaming.isolation import WorkerCrashed
@@ -370,7 +371,7 @@ time.sleep(60)
 
 
 def test_the_spawner_and_its_child_die_with_a_killed_run():
-    run = subprocess.Popen([sys.executable, "-c", HOLD_A_LANDER], stdout=subprocess.PIPE, text=True)
+    run = spawn([sys.executable, "-c", HOLD_A_LANDER], stdout=subprocess.PIPE, text=True)
     try:
         spawner, child = (int(pid) for pid in run.stdout.readline().split())
         os.kill(run.pid, signal.SIGKILL)

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+from child_processes import spawn
 from market_support import Client, new_buyer
 
 from market import http as market_http
@@ -298,7 +299,7 @@ def test_a_locked_catalog_keeps_the_service_on_its_last_good_state(server, demo_
     client = Client(server.url, key)
     assert client.query(SQL)[0] == 200
     expected = expected_counts(demo_dir)
-    writer = subprocess.Popen(  # another process holds the catalog's write lock, as `rda run` does
+    writer = spawn(  # another process holds the catalog's write lock, as `rda run` does
         [sys.executable, "-c", WRITER, str(demo_dir / "catalog.duckdb")],
         stdout=subprocess.PIPE,
         stdin=subprocess.PIPE,
@@ -392,7 +393,7 @@ def test_a_spooled_result_gone_before_it_is_sent_is_answered_500(buyer, monkeypa
 @contextlib.contextmanager
 def _held_by_the_seller(demo_dir: Path) -> Iterator[None]:
     """The marketplace file open for writing in another process, as ``rda market`` holds it."""
-    holder = subprocess.Popen(
+    holder = spawn(
         [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
          "print('held', flush=True); sys.stdin.read()", str(market_path(demo_dir))],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,

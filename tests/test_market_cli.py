@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from child_processes import spawn
 
 from infra.tools import free_port, port_open, wait_until
 
@@ -117,7 +118,7 @@ def test_serve_answers_until_terminated(demo_dir):
     key = add_buyer(demo_dir, "cli-serve")
     port = free_port()
     command = [sys.executable, "-m", "cli.main", "serve", "--data-dir", str(demo_dir)]
-    server = subprocess.Popen(
+    server = spawn(
         [*command, "--port", str(port), "--json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

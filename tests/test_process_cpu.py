@@ -3,8 +3,9 @@ a run, a child it forks (landing), a quality worker it starts and a job that wor
 
 from __future__ import annotations
 
-import subprocess
 import sys
+
+from child_processes import spawn
 
 from benchmarks.process_cpu import ROLES, TreeCpu
 
@@ -37,7 +38,7 @@ else:
 def test_each_process_s_cpu_is_counted_under_its_role(tmp_path):
     script = tmp_path / "tree.py"
     script.write_text(TREE)
-    process = subprocess.Popen([sys.executable, str(script)])
+    process = spawn([sys.executable, str(script)])
     sampled = TreeCpu(process.pid).start()
     process.wait(timeout=60)
     by_role = sampled.stop()

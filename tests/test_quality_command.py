@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from child_processes import spawn
 from run_helpers import checkpoint_keys, wait_for
 from test_cli import rda
 
@@ -109,7 +110,7 @@ def test_rda_quality_watching_takes_what_is_queued_while_it_runs_until_sigterm(d
     held = tmp_path / "held"
     shutil.move(queue_dir(layout), held)
     queue_dir(layout).mkdir()
-    process = subprocess.Popen(
+    process = spawn(
         [sys.executable, "-m", "cli.main", "quality", "--data-dir", str(data), "--watch",
          "--interval", "0.2", "--json"],
         stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,

@@ -13,6 +13,7 @@ import threading
 import time
 
 import pytest
+from child_processes import spawn
 from hypothesis import given
 from hypothesis import strategies as st
 from run_helpers import wait_for
@@ -28,7 +29,7 @@ from streaming.workers import Heartbeat, is_alive, prune_dead, running_workers
 
 
 def test_a_killed_worker_not_yet_reaped_is_dead(tmp_path):
-    child = subprocess.Popen(
+    child = spawn(
         [sys.executable, "-c",
          "import time; from streaming.workers import this_worker; print(this_worker(), "
          "flush=True); time.sleep(60)"],

@@ -12,6 +12,7 @@ import threading
 import time
 
 import pytest
+from child_processes import spawn
 from run_helpers import wait_for
 
 from pipelines.kafka_group import join_group
@@ -33,7 +34,7 @@ time.sleep(60)
 
 def hold_lock_in_another_process(layout: DataLayout) -> subprocess.Popen:
     layout.root.mkdir(parents=True, exist_ok=True)
-    holder = subprocess.Popen(
+    holder = spawn(
         [sys.executable, "-c", HOLD_LOCK, str(layout.writer_lock)],
         stdout=subprocess.PIPE,
         text=True,
@@ -251,7 +252,7 @@ def stopped(pid: int) -> bool:
 
 
 def worker_process_here() -> tuple[subprocess.Popen, str]:
-    child = subprocess.Popen([sys.executable, "-c", SLEEPER], stdout=subprocess.PIPE, text=True)
+    child = spawn([sys.executable, "-c", SLEEPER], stdout=subprocess.PIPE, text=True)
     return child, child.stdout.readline().strip()
 
 
