@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from infra.process_ends import await_an_end, open_pidfd
 from schemas.published import published_schema_for_dataset
 from sinks.layout import DataLayout
 from streaming.quality_queue import (
@@ -106,6 +107,7 @@ class Pool:
         """``ahead``: validate files queued ahead of their checkpoint too (a run's worker)."""
         self.layout, self.size, self.final, self.ahead = layout, size, final, ahead
         self.running: dict[int, tuple[Path, bool]] = {}  # pid: (job, docs built with it)
+        self._pidfds: dict[int, int | None] = {}  # pid: what wakes ``await_an_end`` as it ends
         self._started: set[tuple[str, bool]] = set()  # (dataset, with docs) of started jobs
         # Per dataset, its latest job when it was started without Data Docs (they were built
         # less than DOCS_EVERY_S ago): its name and bytes, to redo it with them when final.
@@ -119,6 +121,10 @@ class Pool:
             if not self.running:
                 return done
             done += self._reap(*os.wait())
+
+    def await_an_end(self, timeout_s: float) -> None:
+        """Return as a running child ends, or after ``timeout_s``."""
+        await_an_end(self._pidfds.values(), timeout_s)
 
     def reap_ended(self) -> int:
         """Collect the children that have ended, without waiting; how many were the pool's."""
@@ -204,8 +210,7 @@ class Pool:
                 log.debug("GE's checkpoint for %s not made ahead: %s", dataset, error)
         self._started.add((dataset, docs))
 
-    @staticmethod
-    def _fork(work: Callable[[], None]) -> int:
+    def _fork(self, work: Callable[[], None]) -> int:
         """``work()`` in a child forked from this warm process; the child's pid."""
         from streaming.isolation import die_with_parent, fork_frozen
 
@@ -219,6 +224,7 @@ class Pool:
                 code = 0
             finally:
                 os._exit(code)  # no atexit handlers, no joining of the parent's inherited state
+        self._pidfds[pid] = open_pidfd(pid)
         return pid
 
     def _reap(self, pid: int, status: int) -> int:
@@ -229,6 +235,8 @@ class Pool:
 
         if pid not in self.running:
             return 0
+        if (pidfd := self._pidfds.pop(pid, None)) is not None:
+            os.close(pidfd)
         job, docs = self.running.pop(pid)
         if job.parent == ahead_dir(self.layout):  # files validated ahead, not a job
             if status != 0:  # the checkpoint's job validates the files itself, and says why

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from infra.process_ends import wait_for_end
 from infra.process_exit import exit_now
 from sinks.layout import DataLayout
 from streaming import quality_launch
@@ -40,7 +41,9 @@ log = logging.getLogger("rda.quality")
 # the worker mostly saw them only when `rda run --once` said finish (medians 6.31 -> 5.91 and
 # 6.55 -> 6.37 s, two sets of 8 alternated pairs). A look is a listing of the queue folder.
 POLL_S = 0.05
-CHILD_POLL_S = 0.02  # how often a running job's end, or the run's, is looked for
+# How often the queue and the run's word are looked at while jobs run (a job's end wakes the
+# worker at once where it has pidfds: ``infra/process_ends.py``).
+CHILD_POLL_S = 0.02
 # The worker's CPU priority, and its jobs' (forked from it): the lowest. It warms up while the
 # run lands and sequences its first batch on both cores; at nice 10 it still took ~10 % of a
 # core from them (CFS weights 110 against 1,024), at 19 ~1.5 % (15), and it is warm when the
@@ -118,7 +121,7 @@ class QualityWorker:
             return
         self._close_input(b"finish\n" if drain_queue else b"stop\n")
         try:
-            self.process.wait(timeout=timeout_s)
+            wait_for_end(self.process, timeout_s)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
@@ -219,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             log.info("another quality worker takes the queue under %s; waiting", layout.root)
         if pool.running:
             if not pool.reap_ended():
-                time.sleep(CHILD_POLL_S)
+                pool.await_an_end(CHILD_POLL_S)
         elif stop.is_set() or finish.is_set():
             return 0
         else:
