@@ -179,15 +179,23 @@ class ReadBudget:
         self._part: dict[OffsetRange, tuple[int, bool]] = {}
         self.splits: dict[OffsetRange, list[int]] = {}
 
-    def count(self, offsets: OffsetRange, sizes: list[int], record_offsets: list[int]) -> bool:
+    def count(
+        self,
+        offsets: OffsetRange,
+        sizes: list[int],
+        record_offsets: list[int] | Callable[[], list[int]],
+    ) -> bool:
         """Count records of ``offsets`` just read (their sizes and offsets, in order); whether
-        the range is over the budget (its records need not be kept any more)."""
+        the range is over the budget (its records need not be kept any more). The offsets may
+        come as a function that lists them: called only if a part ends among these records."""
         if self.max_bytes is None or not sizes:
             return offsets in self.splits
         used, started = self._part.get(offsets, (0, False))
         if (total := used + sum(sizes)) <= self.max_bytes:  # no part ends among these: no loop
             self._part[offsets] = (total, True)
             return offsets in self.splits
+        if callable(record_offsets):
+            record_offsets = record_offsets()
         for size, offset in zip(sizes, record_offsets, strict=True):
             if started and used + size > self.max_bytes:  # a part never starts empty
                 self.splits.setdefault(offsets, []).append(offset)

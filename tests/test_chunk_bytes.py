@@ -114,6 +114,48 @@ def test_every_part_is_within_the_budget_or_one_record(sizes, max_bytes, rounds)
             assert sum(sizes[a : b + 1]) > max_bytes
 
 
+def test_the_offsets_are_listed_only_when_a_part_ends_among_the_records():
+    listed = []
+
+    def offsets() -> list[int]:
+        listed.append(True)
+        return [100, 101]
+
+    budget = ReadBudget(1_000)
+    assert budget.count(RANGE, [400, 500], offsets) is False  # 900 bytes: no part ends
+    assert listed == []
+    assert budget.count(RANGE, [400, 500], offsets) is True
+    assert (listed, budget.splits[RANGE]) == ([True], [100])  # 900, then 400 + 500
+
+
+def test_the_confluent_reader_counts_keys_values_and_headers_as_the_budget_says(broker, topic):
+    """``record_sizes``, the confluent reader's count of every record it lands, is
+    ``ReadBudget``'s measure: key, value, each header's name and value; an absent one is 0."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    from pipelines.confluent_records import record_sizes
+    from simulator.producer import ensure_topic
+
+    ensure_topic(broker.bootstrap, topic, 1)
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    for key, value, headers in [
+        (None, b"v" * 7, None),
+        (b"key", b"", [("a", None), ("bb", b"xyz")]),
+        (b"k", None, [("h", b"1"), ("h", b"22")]),
+    ]:
+        producer.produce(topic, key=key, value=value, headers=headers, partition=0)
+    assert producer.flush(10) == 0
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "sizes"})
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    messages = []
+    for _ in range(40):  # up to ~20 s
+        messages += [m for m in consumer.consume(3, timeout=0.5) if m.error() is None]
+        if len(messages) >= 3:
+            break
+    consumer.close()
+    assert record_sizes(messages) == [7, 3 + 1 + 2 + 3, 1 + 2 + 3]
+
+
 def padded(messages: list[Message], pad: int) -> list[Message]:
     """The fleet's JSON records with a member of ``pad`` bytes no schema reads."""
     out = []
