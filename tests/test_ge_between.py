@@ -6,6 +6,7 @@ bytes as GE's own way (with ``validators/ge_type_list.py`` too)."""
 from __future__ import annotations
 
 import inspect
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -92,19 +93,37 @@ def test_a_text_column_keeps_ge_s_own_handling():
     assert verdicts(ge_between.register(), column, **bounds) == [False, True]
 
 
-# GE's own way, in a process where nothing registered the faster metrics and pandas copies
-# frames as it does by default.
-REPORT_WITH_GE_S_OWN = """
-import contextlib, sys
+# GE's own way, in a process where nothing registered the faster metrics, text columns are
+# objects and pandas copies frames as it does by default: the report of each (dataset, rows'
+# Parquet file) given, as a JSON list of their texts.
+REPORTS_WITH_GE_S_OWN = """
+import contextlib, json, sys
 import pyarrow.parquet as pq
 from schemas.published import published_schema_for_dataset
-from validators import expectations, ge_between, ge_type_list
-ge_between.register = ge_type_list.register = lambda: None
+from validators import expectations, ge_between, ge_text, ge_type_list
+ge_between.register = ge_type_list.register = ge_text.register = lambda: None
+ge_text.frame = lambda rows: rows.to_pandas()
 expectations._pandas_options = contextlib.nullcontext
-schema = published_schema_for_dataset(sys.argv[1])
-report, _ = expectations.validate(schema, pq.read_table(sys.argv[2]))
-sys.stdout.buffer.write(expectations.report_bytes(report))
+reports = []
+for dataset, path in zip(sys.argv[1::2], sys.argv[2::2]):
+    schema = published_schema_for_dataset(dataset)
+    report, _ = expectations.validate(schema, pq.read_table(path))
+    reports.append(expectations.report_bytes(report).decode())
+print(json.dumps(reports))
 """
+
+
+def reports_with_ge_s_own(tables: dict[str, pa.Table], folder: Path) -> list[bytes]:
+    """Each dataset's report on its rows, as GE's own way makes it (``REPORTS_WITH_GE_S_OWN``)."""
+    arguments = []
+    for dataset, rows in tables.items():
+        pq.write_table(rows, folder / f"{dataset}.parquet")
+        arguments += [dataset, str(folder / f"{dataset}.parquet")]
+    reports = subprocess.run(
+        [sys.executable, "-c", REPORTS_WITH_GE_S_OWN, *arguments],
+        capture_output=True, check=True, timeout=300,
+    ).stdout  # fmt: skip
+    return [report.encode() for report in json.loads(reports)]
 
 
 def heartbeats(private_dir: Path) -> pa.Table:
@@ -131,21 +150,22 @@ def test_a_report_with_failures_of_every_kind_is_the_same_bytes_as_ge_s_own(tmp_
     rows = with_column(rows, "battery_pct", battery, pa.float64())
     status = ["rebooting" if i % 17 == 0 else "online" for i in range(n)]
     rows = with_column(rows, "status", status, pa.string())
+    # Text columns (Arrow-backed for GE, object columns in GE's own way): nulls in a required
+    # one, nulls and values outside the set in an optional one.
+    nodes = [None if i % 19 == 0 else node for i, node in enumerate(rows["node_id"].to_pylist())]
+    rows = with_column(rows, "node_id", nodes, pa.string())
+    power = [None if i % 3 == 0 else "wind" if i % 23 == 0 else "grid" for i in range(n)]
+    rows = with_column(rows, "power_source", power, pa.string())
     rows = pa.concat_tables([rows, rows.slice(0, 3)])  # three natural keys twice
-    path = tmp_path / "rows.parquet"
-    pq.write_table(rows, path)
     ours, _ = validate(schema, rows)
-    theirs = subprocess.run(
-        [sys.executable, "-c", REPORT_WITH_GE_S_OWN, "node_heartbeat.v1", str(path)],
-        capture_output=True, check=True, timeout=300,
-    ).stdout  # fmt: skip
-    assert report_bytes(ours) == theirs
+    assert [report_bytes(ours)] == reports_with_ge_s_own({"node_heartbeat.v1": rows}, tmp_path)
     failed = {
         (r["expectation"], r["kwargs"].get("column")): r["result"]["unexpected_count"]
         for r in ours["results"]
         if not r["success"]
     }
     sizes, battery, status = sizes + sizes[:3], battery + battery[:3], status + status[:3]
+    nodes, power = nodes + nodes[:3], power + power[:3]
     assert failed == {
         ("expect_column_values_to_be_between", "device_batch_size"): sum(
             not 1 <= size <= 65_535 for size in sizes
@@ -154,5 +174,37 @@ def test_a_report_with_failures_of_every_kind_is_the_same_bytes_as_ge_s_own(tmp_
             pct is not None and not 0 <= pct <= 100 for pct in battery
         ),
         ("expect_column_values_to_be_in_set", "status"): status.count("rebooting"),
+        ("expect_column_values_to_not_be_null", "node_id"): nodes.count(None),
+        ("expect_column_values_to_be_in_set", "power_source"): power.count("wind"),
         ("expect_compound_columns_to_be_unique", None): 6,
     }
+
+
+def test_every_published_dataset_s_report_with_failing_rows_is_the_same_bytes_as_ge_s_own(
+    tmp_path,
+):
+    """Each text column Arrow-backed for GE (``validators/ge_text.py``) and every other shortcut,
+    against GE's own way: the fleet's datasets, each with nulls in every text column in turn
+    and natural keys twice."""
+    messages = list(generate(3, 5, 1, START_MS, seed=2, sessions=True))
+    raw = raw_batch([m.value for m in messages], "rda.node.v1")
+    raw = raw.set_column(3, "timestamp_ms", pa.array([m.timestamp_ms for m in messages]))
+    protect = Protection(str(tmp_path / "private"))
+    published = protect(raw, standardize(raw, adapter_for("rda.node.v1"))).published
+    assert len(published) >= 3
+    tables = {}
+    for dataset, batch in sorted(published.items()):
+        rows = pa.Table.from_batches([batch])
+        texts = [i for i, f in enumerate(rows.schema) if pa.types.is_string(f.type)]
+        for row, column in enumerate(texts):  # row i's value of one text column null
+            values = rows.column(column).to_pylist()
+            values[row % rows.num_rows] = None
+            field = rows.schema.field(column).with_nullable(True)
+            rows = rows.set_column(column, field, pa.array(values, pa.string()))
+        tables[dataset] = pa.concat_tables([rows, rows.slice(0, 2)])
+    ours = [
+        report_bytes(validate(published_schema_for_dataset(dataset), rows)[0])
+        for dataset, rows in tables.items()
+    ]
+    assert ours == reports_with_ge_s_own(tables, tmp_path)
+    assert not any(json.loads(report)["success"] for report in ours)

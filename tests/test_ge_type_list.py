@@ -42,10 +42,14 @@ object_columns = st.one_of(
     st.lists(st.text(max_size=5), max_size=30),  # a text column, as read from Arrow
     st.lists(objects, max_size=30),
 ).map(lambda values: pd.Series(values, dtype=object))
+# A text column as GE gets it (``validators/ge_text.py``).
+arrow_text_columns = st.lists(st.text(max_size=5), max_size=30).map(
+    lambda values: pd.Series(values, dtype=pd.StringDtype("pyarrow"))
+)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.one_of(numpy_columns, object_columns), st.sampled_from(TYPE_LISTS))
+@given(st.one_of(numpy_columns, object_columns, arrow_text_columns), st.sampled_from(TYPE_LISTS))
 def test_every_value_is_judged_as_ge_judges_it(column, type_list):
     assert verdicts(ge_type_list.register(), column, type_list) == verdicts(
         ColumnValuesInTypeList, column, type_list
@@ -55,6 +59,10 @@ def test_every_value_is_judged_as_ge_judges_it(column, type_list):
 def test_a_text_column_is_of_one_type_and_a_subclass_beside_str_is_another():
     assert ge_type_list.of_one_type(pd.Series(["a", "b"], dtype=object))
     assert not ge_type_list.of_one_type(pd.Series(["a", Text("b")], dtype=object))
+
+
+def test_an_arrow_backed_text_column_is_of_one_type():
+    assert ge_type_list.of_one_type(pd.Series(["a", None], dtype=pd.StringDtype("pyarrow")))
 
 
 def test_a_number_column_is_of_one_type_and_an_empty_or_extension_column_keeps_ge_s_way():

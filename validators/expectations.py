@@ -25,6 +25,7 @@ import pyarrow as pa
 from infra import pydantic_fields
 from infra.deferred_imports import defer
 from schemas.model import Field, TelemetrySchema
+from validators import ge_text
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # offline: no usage statistics
 # Imported by GE's import for expectations these suites never use (KL divergence, KS tests):
@@ -146,7 +147,7 @@ def validate(
     # On one thread, as the rows are read (``sinks/quality_report.py``): at a run's end two
     # jobs validate at once on 2 cores (`rda run --once`, medians 6.69 -> 6.43 and 7.00 -> 6.92 s
     # in two sets of 8 alternated pairs).
-    frame = rows.to_pandas(use_threads=False)
+    frame = ge_text.frame(rows)
     started = time.perf_counter()
     with _pandas_options(), _configurations_kept():
         # GE's own validator on the definition's batch, as its ValidationDefinition.run makes
@@ -304,6 +305,7 @@ def _suite(schema: TelemetrySchema, docs_dir: str | None) -> _Suite:
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     ge_between.register()  # numeric bounds checked in one step whatever the column's width
     ge_type_list.register()  # a column of one type judged once, not value by value
+    ge_text.register()  # text columns as Arrow strings, their values judged as before
     config = DataContextConfig(
         store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
         analytics_enabled=False,  # offline

@@ -8,8 +8,10 @@ and a published column's values all have one type: pandas hands ``map`` every va
 number column as one Python type (``astype(object)``), and a text column read from Arrow holds
 ``str`` objects (nulls never reach the condition: GE filters them first). Registered here for
 the pandas engine under GE's own metric name, the condition asks GE's own function about the
-column's first value when every value is of that value's type, and repeats its verdict; any
-other column (values of several types, an extension dtype, no values) keeps GE's own way. The
+column's first value when every value is of that value's type, and repeats its verdict (an
+Arrow-backed text column, as GE gets text: ``validators/ge_text.py``, holds ``str`` values
+only); any other column (values of several types, another extension dtype, no values) keeps
+GE's own way. The
 same rows pass (``tests/test_ge_type_list.py``), so the report is the same, byte for byte
 (``tests/test_ge_between.py``).
 """
@@ -63,6 +65,10 @@ def of_one_type(column: Any) -> bool:
     """Whether ``column.map`` hands every value over as one Python type (and there is one)."""
     import numpy as np
 
+    from validators.ge_text import is_arrow_text
+
+    if len(column) and is_arrow_text(column.dtype):
+        return True  # every value ``map`` hands over of an Arrow-backed text column is a str
     if not len(column) or not isinstance(column.dtype, np.dtype):
         return False
     if column.dtype.kind in _ONE_TYPE_KINDS:
