@@ -9,13 +9,14 @@ import sys
 import time
 
 import pytest
+from child_processes import spawn
 
 from infra.process_ends import await_an_end, open_pidfd, wait_for_end
 
 
 def sleeper(seconds: float, code: int = 0) -> subprocess.Popen:
     script = f"import sys, time; time.sleep({seconds}); sys.exit({code})"
-    return subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.DEVNULL)
+    return spawn([sys.executable, "-c", script], stdin=subprocess.DEVNULL)
 
 
 def test_the_wait_returns_the_exit_status_as_the_process_ends():
