@@ -114,7 +114,7 @@ def _pymerkle(data: list[bytes]) -> bytes:
     tree = InmemoryTree(algorithm="sha256")
     for entry in data:
         tree.append_entry(entry)
-    return tree.get_state()
+    return tree.get_root()  # the root of every entry (get_state: its deprecated name)
 
 
 def _proofs(leaves: int, samples: int) -> dict:
