@@ -11,9 +11,8 @@ the pandas engine under GE's own metric name, the condition asks GE's own functi
 column's first value when every value is of that value's type, and repeats its verdict (an
 Arrow-backed text column, as GE gets text: ``validators/ge_text.py``, holds ``str`` values
 only); any other column (values of several types, another extension dtype, no values) keeps
-GE's own way. The
-same rows pass (``tests/test_ge_type_list.py``), so the report is the same, byte for byte
-(``tests/test_ge_between.py``).
+GE's own way. The same rows pass (``tests/test_ge_type_list.py``), so the report is the same,
+byte for byte (``tests/test_ge_between.py``).
 """
 
 from __future__ import annotations
