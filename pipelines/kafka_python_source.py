@@ -45,6 +45,13 @@ class KafkaPythonSource:
     def _consumer(self, group: str | None = None):
         from kafka import KafkaConsumer
         from kafka.errors import KafkaError
+        from kafka.net.compat import KafkaNetClient
+
+        made: list[KafkaNetClient] = []
+
+        def network_client(**configs) -> KafkaNetClient:
+            made.append(KafkaNetClient(**configs))
+            return made[-1]
 
         try:
             return KafkaConsumer(
@@ -59,8 +66,13 @@ class KafkaPythonSource:
                 fetch_max_bytes=16 << 20,
                 request_timeout_ms=int(self.timeout_s * 1000) + 1000,
                 bootstrap_timeout_ms=int(self.timeout_s * 1000),
+                kafka_client=network_client,
             )
         except KafkaError as error:
+            # A consumer whose bootstrap fails raises from its constructor with its client's
+            # network thread and sockets left open (kafka-python 3): close them here.
+            for client in made:
+                client.close()
             raise KafkaUnavailable(f"no Kafka broker answers at {self.bootstrap}") from error
 
     @property

@@ -205,6 +205,12 @@ class Client:
     def close(self) -> None:
         self.conn.close()
 
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 if __name__ == "__main__":  # the background build (``pytest_collection_finish``)
     _build_once(Path(sys.argv[1]))

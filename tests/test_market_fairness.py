@@ -27,14 +27,14 @@ __all__ = ["attacker", "bystander", "served"]  # module fixtures from hostile_su
 
 
 def test_a_result_over_the_byte_limit_is_refused(served, demo_dir):
-    attacker = Client(served.url, new_buyer(demo_dir, "radio_kpi.v1")[1])
     # ~0.9 KB of text a row in one column: the limit is crossed after ~18,000 rows with little
     # encoding work (all the columns of both sides took seconds of it: near the 3 s timeout on
     # a busy machine, which then answered "timeout" instead)
     wide = "a.device_batch_path || a.device_signature || b.device_batch_path || b.device_signature"
-    status, body = attacker.query_json(
-        f"SELECT {wide} AS wide FROM radio_kpi_v1 a, radio_kpi_v1 b LIMIT 49000"
-    )
+    with Client(served.url, new_buyer(demo_dir, "radio_kpi.v1")[1]) as attacker:
+        status, body = attacker.query_json(
+            f"SELECT {wide} AS wide FROM radio_kpi_v1 a, radio_kpi_v1 b LIMIT 49000"
+        )
     assert (status, body["error"]["code"]) == (413, "result_too_large")
 
 
@@ -70,11 +70,10 @@ def test_a_buyer_over_its_queue_gets_429_while_others_are_served(served, demo_di
     lock = threading.Lock()
 
     def one() -> None:
-        client = Client(served.url, key)
-        status = client.query(slow)[0]
+        with Client(served.url, key) as client:
+            status = client.query(slow)[0]
         with lock:
             statuses.append(status)
-        client.close()
 
     threads = [threading.Thread(target=one) for _ in range(8)]
     for t in threads:

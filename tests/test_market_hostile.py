@@ -42,8 +42,8 @@ __all__ = ["attacker", "bystander", "served"]  # module fixtures, shared with th
 def test_a_memory_bomb_is_stopped_and_the_server_stays_under_its_memory_cap(
     served, demo_dir, bystander, sql
 ):
-    attacker = Client(served.url, new_buyer(demo_dir, "radio_kpi.v1")[1])
-    with RssSampler(served.pid) as rss:
+    key = new_buyer(demo_dir, "radio_kpi.v1")[1]
+    with Client(served.url, key) as attacker, RssSampler(served.pid) as rss:
         status, body = attacker.query_json(sql)
     assert (status, body["error"]["code"]) in {(400, "out_of_memory"), (400, "timeout")}
     assert rss.samples > 0 and rss.peak < MEMORY_CAP
@@ -55,10 +55,9 @@ def test_bombs_running_together_stay_under_the_cap(served, demo_dir, bystander):
     outcomes: list[tuple[int, str]] = []
 
     def bomb(key: str, sql: str) -> None:
-        client = Client(served.url, key)
-        status, body = client.query_json(sql)
+        with Client(served.url, key) as client:
+            status, body = client.query_json(sql)
         outcomes.append((status, body["error"]["code"]))
-        client.close()
 
     threads = [
         threading.Thread(target=bomb, args=pair) for pair in zip(keys, BOMBS.values(), strict=True)
