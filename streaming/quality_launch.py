@@ -24,6 +24,8 @@ import subprocess
 import sys
 import tempfile
 
+from infra.process_ends import wait_for_end
+
 WARM_UP_DIR_ENV = "RDA_GE_WARM_UP_DIR"
 WARM_UP_PREFIX = "rda-ge-warm-up-"
 
@@ -67,7 +69,7 @@ def let_go(started: subprocess.Popen) -> None:
     if started.stdin is not None:
         started.stdin.close()
     try:
-        started.wait(timeout=10)
+        wait_for_end(started, 10)
     except subprocess.TimeoutExpired:
         started.kill()
         started.wait()
