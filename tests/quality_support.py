@@ -1,5 +1,6 @@
 """Fixtures of the quality tests: anchored batches whose GE reports have not run yet, and the
-quality worker's process with its jobs gated (``tests/quality_gate.py``)."""
+quality worker's process with its jobs gated (``tests/quality_gate.py``); fleet messages
+standardized and protected as a landing does (``protected``)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
+from benchmarks.decode import raw_batch
 from pipelines.kafka_source import open_source
+from pipelines.protect import Protection
+from pipelines.standardize import standardize
+from schemas.adapters import adapter_for
 from simulator.fleet import generate
 from simulator.producer import produce
 from streaming.chain import open_chain
@@ -19,6 +25,14 @@ from streaming.driver import RunConfig, run_batch
 
 START_MS = 1_764_000_000_000
 RADIO = "radio_kpi.v1"
+
+
+def protected(messages, private_dir: Path):
+    """``rda.node.v1`` fleet messages standardized and protected as one landed chunk."""
+    raw = raw_batch([m.value for m in messages], "rda.node.v1")
+    # Kafka timestamps are ingest times: the producer stamps each message when it is sent.
+    raw = raw.set_column(3, "timestamp_ms", pa.array([m.timestamp_ms for m in messages]))
+    return Protection(str(private_dir))(raw, standardize(raw, adapter_for("rda.node.v1")))
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from great_expectations.expectations.metrics.column_map_metrics.column_values_be
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from quality_support import protected
 
 from benchmarks.decode import raw_batch
 from pipelines.protect import Protection
@@ -187,20 +188,16 @@ def test_every_published_dataset_s_report_with_failing_rows_is_the_same_bytes_as
     against GE's own way: the fleet's datasets, each with nulls in every text column in turn
     and natural keys twice."""
     messages = list(generate(3, 5, 1, START_MS, seed=2, sessions=True))
-    raw = raw_batch([m.value for m in messages], "rda.node.v1")
-    raw = raw.set_column(3, "timestamp_ms", pa.array([m.timestamp_ms for m in messages]))
-    protect = Protection(str(tmp_path / "private"))
-    published = protect(raw, standardize(raw, adapter_for("rda.node.v1"))).published
+    published = protected(messages, tmp_path / "private").published
     assert len(published) >= 3
     tables = {}
     for dataset, batch in sorted(published.items()):
         rows = pa.Table.from_batches([batch])
-        texts = [i for i, f in enumerate(rows.schema) if pa.types.is_string(f.type)]
-        for row, column in enumerate(texts):  # row i's value of one text column null
-            values = rows.column(column).to_pylist()
+        texts = [f.name for f in rows.schema if pa.types.is_string(f.type)]
+        for row, name in enumerate(texts):  # row i's value of one text column null
+            values = rows[name].to_pylist()
             values[row % rows.num_rows] = None
-            field = rows.schema.field(column).with_nullable(True)
-            rows = rows.set_column(column, field, pa.array(values, pa.string()))
+            rows = with_column(rows, name, values, pa.string())
         tables[dataset] = pa.concat_tables([rows, rows.slice(0, 2)])
     ours = [
         report_bytes(validate(published_schema_for_dataset(dataset), rows)[0])

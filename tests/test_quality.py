@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from quality_support import protected
 
 from benchmarks.decode import raw_batch
 from pipelines.protect import Protection
@@ -34,13 +35,6 @@ EXPECTED = {
     "flat_line": ("flag", "flat_line"),
     "counter_reset": ("flag", "counter_reset"),
 }
-
-
-def protected(messages, private_dir: Path):
-    raw = raw_batch([m.value for m in messages], "rda.node.v1")
-    # Kafka timestamps are ingest times: the producer stamps each message when it is sent.
-    raw = raw.set_column(3, "timestamp_ms", pa.array([m.timestamp_ms for m in messages]))
-    return Protection(str(private_dir))(raw, standardize(raw, adapter_for("rda.node.v1")))
 
 
 def test_every_quality_defect_is_caught_at_its_expected_level(tmp_path):
